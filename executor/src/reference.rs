@@ -1,0 +1,2 @@
+//! Image references parsed like Docker's (`busybox` →
+//! `docker.io/library/busybox:latest`).

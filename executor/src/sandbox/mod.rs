@@ -1,0 +1,1 @@
+//! The sandbox: runs a process in fresh namespaces on an overlayfs root.

@@ -1,0 +1,2 @@
+//! The image store: an OCI image layout under the root, unpacked layer
+//! snapshots, atomic writes, locking.

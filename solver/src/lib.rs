@@ -1,0 +1,13 @@
+//! rbuild-solver: Dockerfile + build args + target → a build graph of steps
+//! with stable cache keys, and the scheduling of that graph.
+//!
+//! Owns: the planning of Dockerfile semantics (stages, ARG/ENV scoping,
+//! `COPY --from`), the generic DAG, [`digest::Digest`] and cache-key
+//! encoding. Side effects happen only through traits this crate defines
+//! (a worker that executes ops, a cache index); the executor implements them.
+//!
+//! May depend on: `rbuild-parser`. Never on the executor or the CLI.
+
+pub mod digest;
+
+pub use digest::Digest;
