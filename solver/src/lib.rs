@@ -8,6 +8,11 @@
 //!
 //! May depend on: `rbuild-parser`. Never on the executor or the CLI.
 
+pub mod cache_key;
 pub mod digest;
+pub mod graph;
+pub mod scheduler;
 
+pub use cache_key::{CacheKey, KeyEncoder};
 pub use digest::Digest;
+pub use graph::{BuildGraph, KeyedOp, StepId};
