@@ -10,9 +10,34 @@
 //! no environment, no logging. Input is bytes, output is data or a
 //! [`error::ParseError`] carrying a [`span::Span`].
 
+pub mod ast;
+pub mod directive;
+mod duration;
+pub mod error;
+mod flag;
+mod heredoc;
+pub mod instructions;
+mod json_array;
 pub mod keyword;
+mod line_index;
+pub mod mount;
 pub mod shell;
 pub mod span;
+mod suggest;
 
+pub use error::{ErrorKind, ParseError};
+pub use instructions::{
+    ArgDef, ArgInstruction, Dockerfile, Healthcheck, Heredoc, Instruction, InstructionKind,
+    KeyValue, NetworkMode, SecurityMode, ShellOrExec, Stage,
+};
+pub use mount::{Mount, MountType, Sharing};
+
+/// Parse a Dockerfile into validated, typed stages.
+///
+/// Runs [`ast::parse`] (the syntax layer) and then checks every
+/// instruction: keywords, flags, argument counts, mounts, durations.
+pub fn parse(source: &[u8]) -> Result<Dockerfile, ParseError> {
+    instructions::parse(source)
+}
 pub use keyword::Keyword;
 pub use span::Span;

@@ -14,3 +14,33 @@ pub struct Span {
     pub end_line: u32,
     pub end_column: u32,
 }
+
+impl Span {
+    /// The byte range `start..end`, for slicing the source.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.start..self.end
+    }
+
+    /// The smallest span covering both `self` and `other`.
+    pub fn to(self, other: Span) -> Span {
+        let (first, last) = if self.start <= other.start {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        let end = if last.end >= first.end { last } else { first };
+        Span {
+            start: first.start,
+            start_line: first.start_line,
+            start_column: first.start_column,
+            end: end.end,
+            end_line: end.end_line,
+            end_column: end.end_column,
+        }
+    }
+
+    /// True when the span covers no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.start >= self.end
+    }
+}
