@@ -872,7 +872,7 @@ fn record_directive(
                     span,
                 )
                 .expected("`\\` or a backtick")
-                .help("use `# escape=\\` (the default) or `# escape=`` ` ``"));
+                .help("use `# escape=\\` (the default) or ``# escape=` `` (backtick)"));
             }
         };
     }

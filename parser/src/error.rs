@@ -138,9 +138,10 @@ impl ParseError {
         if let Some(help) = &self.help {
             groups.push(Group::with_title(Level::HELP.secondary_title(help.clone())));
         }
-        let out = Renderer::plain().render(&groups);
+        let mut out = Renderer::plain().render(&groups);
+        out.push('\n');
         // annotate-snippets appends the position itself; keep our own.
-        out.replace(
+        let out = out.replace(
             &format!(
                 "{file_name}:{}:{}:{}:{}",
                 self.span.start_line,
@@ -152,7 +153,8 @@ impl ParseError {
                 "{file_name}:{}:{}",
                 self.span.start_line, self.span.start_column
             ),
-        )
+        );
+        out
     }
 }
 

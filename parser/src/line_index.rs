@@ -47,12 +47,15 @@ impl<'a> LineIndex<'a> {
             (offset - line_start + 1) as u32
         } else {
             let (cline, coff, ccol) = self.cache.get();
-            let (from, base) = if cline == line && coff <= offset && coff >= line_start {
-                (coff, ccol)
+            // Count only the characters between this offset and the last
+            // one looked up on the same line, in either direction.
+            let col = if cline == line && coff >= line_start && coff <= offset {
+                ccol + self.text[coff..offset].chars().count() as u32
+            } else if cline == line && coff >= line_start && self.text.is_char_boundary(offset) {
+                ccol - self.text[offset..coff].chars().count() as u32
             } else {
-                (line_start, 1)
+                1 + self.text[line_start..offset].chars().count() as u32
             };
-            let col = base + self.text[from..offset].chars().count() as u32;
             self.cache.set((line, offset, col));
             col
         };

@@ -196,7 +196,7 @@ impl Mount {
     pub fn parse(spec: &str, span: Span) -> Result<Mount, ParseError> {
         let err = |msg: String| {
             ParseError::new(ErrorKind::InvalidMount, msg, span)
-                .expected("type=bind|cache|tmpfs|secret|ssh,key=value,...")
+                .expected("a mount such as type=cache,target=/path")
         };
         let fields =
             csv_fields(spec).map_err(|e| err(format!("failed to parse csv mounts: {e}")))?;
