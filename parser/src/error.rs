@@ -124,10 +124,7 @@ impl ParseError {
             Level::ERROR.primary_title(self.message.clone()).element(
                 Snippet::source(excerpt)
                     .line_start(self.span.start_line.max(1) as usize)
-                    .path(format!(
-                        "{file_name}:{}:{}",
-                        self.span.start_line, self.span.start_column
-                    ))
+                    .path(file_name)
                     .annotation(
                         AnnotationKind::Primary
                             .span(rel_start..rel_end)
@@ -140,20 +137,6 @@ impl ParseError {
         }
         let mut out = Renderer::plain().render(&groups);
         out.push('\n');
-        // annotate-snippets appends the position itself; keep our own.
-        let out = out.replace(
-            &format!(
-                "{file_name}:{}:{}:{}:{}",
-                self.span.start_line,
-                self.span.start_column,
-                self.span.start_line,
-                rel_start + 1
-            ),
-            &format!(
-                "{file_name}:{}:{}",
-                self.span.start_line, self.span.start_column
-            ),
-        );
         out
     }
 }
