@@ -882,3 +882,136 @@ fn record_directive(
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(node: &Node) -> Vec<&str> {
+        match &node.args {
+            Args::Words { words, .. } => words.iter().map(|w| w.value.as_str()).collect(),
+            _ => panic!("expected words"),
+        }
+    }
+
+    #[test]
+    fn directives_only_at_the_top_and_case_insensitive() {
+        let ast = parse(b"# Syntax=x/y\n# ESCAPE=`\nFROM a `\n  b\n").unwrap();
+        assert_eq!(ast.directives.syntax.unwrap().value, "x/y");
+        assert_eq!(ast.directives.escape_token, '`');
+        assert_eq!(words(&ast.nodes[0]), ["a", "b"]);
+
+        let ast = parse(b"# hello\n# escape=`\nFROM a\n").unwrap();
+        assert_eq!(ast.directives.escape_token, '\\');
+        assert!(ast.directives.escape.is_none());
+
+        let ast = parse(b"FROM a\n# escape=`\n").unwrap();
+        assert!(ast.directives.escape.is_none());
+
+        let err = parse(b"# syntax=a\n# syntax=b\nFROM a\n").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::DuplicateDirective);
+        assert_eq!(err.span.start_line, 2);
+
+        let err = parse(b"# escape=$\nFROM a\n").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidDirective);
+    }
+
+    #[test]
+    fn continuation_skips_comments_and_warns_on_empty_lines() {
+        let ast = parse(b"FROM a\nRUN one \\\n# comment\n\n  two\n").unwrap();
+        assert_eq!(words(&ast.nodes[1]), ["one   two"]);
+        assert_eq!(ast.warnings.len(), 1);
+        assert_eq!(ast.nodes[1].span.start_line, 2);
+        assert_eq!(ast.nodes[1].span.end_line, 5);
+    }
+
+    #[test]
+    fn escaped_escape_does_not_continue() {
+        let ast = parse(b"FROM a\nENV C x\\\\\nENV D y\n").unwrap();
+        assert_eq!(ast.nodes.len(), 3);
+    }
+
+    #[test]
+    fn trailing_escape_at_eof_ends_the_instruction() {
+        let ast = parse(b"FROM a\nRUN x \\").unwrap();
+        assert_eq!(words(&ast.nodes[1]), ["x"]);
+    }
+
+    #[test]
+    fn bom_and_crlf_are_handled() {
+        let ast = parse(b"\xef\xbb\xbfFROM a\r\nRUN b \\\r\n c\r\n").unwrap();
+        assert_eq!(ast.nodes[0].keyword, "from");
+        assert_eq!(ast.nodes[0].span.start, 3);
+        assert_eq!(words(&ast.nodes[1]), ["b  c"]);
+    }
+
+    #[test]
+    fn flags_are_unquoted_and_located() {
+        let ast = parse(b"FROM a\nCOPY --chown=\"a b\" \\\n  --from=x src dst\n").unwrap();
+        let node = &ast.nodes[1];
+        let flags: Vec<&str> = node.flags.iter().map(|f| f.value.as_str()).collect();
+        assert_eq!(flags, ["--chown=a b", "--from=x"]);
+        assert_eq!(node.flags[1].span.start_line, 3);
+        assert_eq!(node.flags[1].span.start_column, 3);
+        assert_eq!(words(node), ["src", "dst"]);
+    }
+
+    #[test]
+    fn json_words_are_decoded_and_located() {
+        let ast = parse(b"FROM a\nCMD [\"a\\tb\", \"c\"]\n").unwrap();
+        let node = &ast.nodes[1];
+        assert!(node.args.is_json());
+        assert_eq!(words(node), ["a\tb", "c"]);
+        let Args::Words { words, .. } = &node.args else {
+            unreachable!()
+        };
+        assert_eq!(words[1].span.start_column, 14);
+    }
+
+    #[test]
+    fn env_pairs_and_legacy_form() {
+        let ast = parse(b"FROM a\nENV a=1 b=\"x y\"\nENV K v w\n").unwrap();
+        let Args::KeyValues { pairs } = &ast.nodes[1].args else {
+            panic!()
+        };
+        assert_eq!(pairs[1].value.value, "\"x y\"");
+        assert_eq!(pairs[1].separator, "=");
+        let Args::KeyValues { pairs } = &ast.nodes[2].args else {
+            panic!()
+        };
+        assert_eq!(
+            (pairs[0].key.value.as_str(), pairs[0].value.value.as_str()),
+            ("K", "v w")
+        );
+        assert_eq!(pairs[0].separator, "");
+    }
+
+    #[test]
+    fn heredoc_bodies_follow_the_instruction() {
+        let ast = parse(b"FROM a\nRUN <<A <<-B\nx\nA\n\ty\n\tB\nRUN z\n").unwrap();
+        let hs = &ast.nodes[1].heredocs;
+        assert_eq!(hs[0].content, "x\n");
+        assert_eq!(hs[1].content, "\ty\n");
+        assert!(hs[1].chomp);
+        assert_eq!(ast.nodes[1].span.end_line, 6);
+        assert_eq!(words(&ast.nodes[2]), ["z"]);
+
+        let err = parse(b"FROM a\nRUN <<EOF\nbody\n").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::UnterminatedHeredoc);
+        assert_eq!((err.span.start_line, err.span.start_column), (2, 5));
+    }
+
+    #[test]
+    fn bad_input_gives_located_errors() {
+        let err = parse(b"FROM a\nRUN \xc3\x28\n").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidUtf8);
+        assert_eq!((err.span.start_line, err.span.start_column), (2, 5));
+        let err = parse(b"FROM a\0").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::NulByte);
+        assert_eq!(parse(b"").unwrap_err().kind, ErrorKind::NoInstructions);
+        assert_eq!(
+            parse(b"# a\n\n# b\n").unwrap_err().kind,
+            ErrorKind::NoInstructions
+        );
+    }
+}

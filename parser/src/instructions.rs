@@ -829,3 +829,199 @@ fn strip_onbuild(original: &str) -> &str {
         _ => t,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn first(src: &str) -> InstructionKind {
+        let df = parse(src.as_bytes())
+            .unwrap_or_else(|e| panic!("{}", e.render("Dockerfile", src.as_bytes())));
+        df.stages[0].instructions[0].kind.clone()
+    }
+
+    fn err(src: &str) -> ParseError {
+        parse(src.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn stages_and_global_args() {
+        let df =
+            parse(b"ARG V=1 W\nFROM --platform=linux/arm64 img:$V AS Build\nRUN x\nFROM build\n")
+                .unwrap();
+        assert_eq!(
+            df.global_args[0].args[0],
+            ArgDef {
+                name: "V".into(),
+                default: Some("1".into())
+            }
+        );
+        assert_eq!(df.global_args[0].args[1].default, None);
+        assert_eq!(df.stages.len(), 2);
+        assert_eq!(df.stages[0].name.as_deref(), Some("build"));
+        assert_eq!(df.stages[0].platform.as_deref(), Some("linux/arm64"));
+        assert_eq!(df.stages[0].base, "img:$V");
+        assert_eq!(df.stages[0].instructions.len(), 1);
+        assert_eq!(df.stages[1].index, 1);
+        assert!(df.stages[1].instructions.is_empty());
+    }
+
+    #[test]
+    fn instruction_before_from_is_an_error() {
+        assert_eq!(err("RUN x\nFROM a\n").kind, ErrorKind::NoBuildStage);
+        let e = err("COPPY a b\n");
+        assert_eq!(e.kind, ErrorKind::UnknownInstruction);
+        assert_eq!(e.help.as_deref(), Some("did you mean `COPY`?"));
+        assert_eq!(err("FROM a\nfrobnicate\n").help, None);
+    }
+
+    #[test]
+    fn run_forms_and_flags() {
+        let InstructionKind::Run {
+            command,
+            mounts,
+            network,
+            ..
+        } = first("FROM a\nRUN --mount=type=cache,target=/c --network=none [\"ls\", \"-l\"]\n")
+        else {
+            panic!()
+        };
+        assert_eq!(command, ShellOrExec::Exec(vec!["ls".into(), "-l".into()]));
+        assert_eq!(mounts[0].target.as_deref(), Some("/c"));
+        assert_eq!(network, Some(NetworkMode::None));
+        assert_eq!(
+            err("FROM a\nRUN --security=yes x\n").kind,
+            ErrorKind::InvalidFlagValue
+        );
+        assert_eq!(
+            err("FROM a\nRUN --mount=type=nope x\n").kind,
+            ErrorKind::InvalidMount
+        );
+        assert_eq!(err("FROM a\nRUN\n").kind, ErrorKind::InvalidArguments);
+    }
+
+    #[test]
+    fn copy_heredoc_sources_are_split_from_paths() {
+        let InstructionKind::Copy {
+            sources,
+            dest,
+            heredocs,
+            ..
+        } = first("FROM a\nCOPY a.txt <<-EOF /d/\n\tx\n\tEOF\n")
+        else {
+            panic!()
+        };
+        assert_eq!(sources, ["a.txt"]);
+        assert_eq!(dest, "/d/");
+        assert_eq!(heredocs[0].name, "EOF");
+        assert_eq!(heredocs[0].content, "x\n");
+    }
+
+    #[test]
+    fn add_only_flags() {
+        let InstructionKind::Add {
+            checksum,
+            keep_git_dir,
+            unpack,
+            link,
+            ..
+        } = first("FROM a\nADD --checksum=sha256:ab --keep-git-dir --unpack=false --link u /d\n")
+        else {
+            panic!()
+        };
+        assert_eq!(checksum.as_deref(), Some("sha256:ab"));
+        assert_eq!(keep_git_dir, Some(true));
+        assert_eq!(unpack, Some(false));
+        assert!(link);
+        let e = err("FROM a\nCOPY --keep-git-dir u /d\n");
+        assert_eq!(e.kind, ErrorKind::UnknownFlag);
+        assert!(e.help.unwrap().contains("ADD"));
+    }
+
+    #[test]
+    fn healthcheck_durations() {
+        let InstructionKind::Healthcheck {
+            check:
+                Healthcheck::Cmd {
+                    cmd,
+                    interval,
+                    timeout,
+                    retries,
+                    start_period,
+                    ..
+                },
+        } = first(
+            "FROM a\nHEALTHCHECK --interval=1m30s --timeout=0 --retries=2 --start-period=1.5s CMD curl x\n",
+        )
+        else {
+            panic!()
+        };
+        assert_eq!(cmd, ShellOrExec::Shell("curl x".into()));
+        assert_eq!(interval, Some(Duration::from_secs(90)));
+        assert_eq!(timeout, None);
+        assert_eq!(start_period, Some(Duration::from_millis(1500)));
+        assert_eq!(retries, Some(2));
+        // BuildKit ignores flags on HEALTHCHECK NONE.
+        assert!(matches!(
+            first("FROM a\nHEALTHCHECK --interval=bad NONE\n"),
+            InstructionKind::Healthcheck {
+                check: Healthcheck::None
+            }
+        ));
+        assert_eq!(
+            err("FROM a\nHEALTHCHECK --interval=1 CMD x\n").kind,
+            ErrorKind::InvalidDuration
+        );
+        assert_eq!(
+            err("FROM a\nHEALTHCHECK CMD\n").kind,
+            ErrorKind::InvalidArguments
+        );
+    }
+
+    #[test]
+    fn onbuild_keeps_its_trigger() {
+        let InstructionKind::Onbuild { inner, expression } =
+            first("FROM a\nonbuild RUN <<EOF\nx\nEOF\n")
+        else {
+            panic!()
+        };
+        assert_eq!(inner.keyword, Keyword::Run);
+        assert_eq!(expression, "RUN <<EOF\nx\nEOF");
+        assert_eq!(
+            err("FROM a\nONBUILD MAINTAINER me\n").kind,
+            ErrorKind::InvalidOnbuild
+        );
+    }
+
+    #[test]
+    fn env_label_arg_values_stay_as_written() {
+        let InstructionKind::Env { pairs } = first("FROM a\nENV A=\"x y\" B=$A\n") else {
+            panic!()
+        };
+        assert_eq!(pairs[0].value, "\"x y\"");
+        assert!(!pairs[0].legacy);
+        let InstructionKind::Env { pairs } = first("FROM a\nENV A x y\n") else {
+            panic!()
+        };
+        assert!(pairs[0].legacy);
+        assert_eq!(err("FROM a\nENV =x\n").kind, ErrorKind::InvalidArguments);
+        assert_eq!(err("FROM a\nARG =x\n").kind, ErrorKind::InvalidArguments);
+    }
+
+    #[test]
+    fn argument_counts() {
+        assert_eq!(err("FROM a\nUSER\n").kind, ErrorKind::InvalidArguments);
+        assert_eq!(err("FROM a\nEXPOSE\n").kind, ErrorKind::InvalidArguments);
+        assert_eq!(
+            err("FROM a\nVOLUME [\"\"]\n").kind,
+            ErrorKind::InvalidArguments
+        );
+        assert_eq!(
+            err("FROM a\nSHELL sh -c\n").kind,
+            ErrorKind::InvalidArguments
+        );
+        assert_eq!(err("FROM a b\n").kind, ErrorKind::InvalidArguments);
+        assert_eq!(err("FROM a AS b-$x\n").kind, ErrorKind::InvalidStageName);
+        assert_eq!(err("FROM a\nUSER --x=1 me\n").kind, ErrorKind::UnknownFlag);
+    }
+}
