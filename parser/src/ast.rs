@@ -1001,6 +1001,62 @@ mod tests {
         assert_eq!((err.span.start_line, err.span.start_column), (2, 5));
     }
 
+    /// BuildKit's heredoc extraction cases (parser_heredoc_test.go), as
+    /// (name, content, expand, chomp, fd) per instruction.
+    #[test]
+    fn heredoc_extraction_matches_buildkit() {
+        let src = "FROM alpine:3.6\nUSER <<INVALID\nINVALID\nRUN <<EMPTY\nEMPTY\nRUN 3<<EMPTY2\nEMPTY2\n\
+RUN \"<<NOHEREDOC\"\nRUN <<INDENT\n\tfoo\n\tbar\nINDENT\nRUN <<-UNINDENT2\n\tbaz\n\tquux\n\tUNINDENT2\n\
+RUN <<-'NOEXPAND'\n\tdon't expand $NAME\nNOEXPAND\nCOPY <<X <<Y /dest\nY\nX\nX\nY\n\
+RUN <<eo'f'\necho foo\neof\nRUN <<eo\\'f\necho foo\neo'f\nRUN <<'e'o\\'f\necho foo\neo'f\n\
+RUN <<'one two'\necho bar\none two\nRUN <<$EOF\n$EOF\nRUN <<  EOF  > foo\nEOF\nRUN << -EOF\n-EOF\n\
+RUN [\"<<EOF\"]\n";
+        let ast = parse(src.as_bytes()).unwrap();
+        let got: Vec<Vec<(String, String, bool, bool, u32)>> = ast.nodes[1..]
+            .iter()
+            .map(|n| {
+                n.heredocs
+                    .iter()
+                    .map(|h| (h.name.clone(), h.content.clone(), h.expand, h.chomp, h.fd))
+                    .collect()
+            })
+            .collect();
+        let h = |n: &str, c: &str, e: bool, ch: bool, fd: u32| {
+            (n.to_string(), c.to_string(), e, ch, fd)
+        };
+        let want = vec![
+            vec![],
+            vec![],
+            vec![h("EMPTY", "", true, false, 0)],
+            vec![h("EMPTY2", "", true, false, 3)],
+            vec![],
+            vec![h("INDENT", "\tfoo\n\tbar\n", true, false, 0)],
+            vec![h("UNINDENT2", "\tbaz\n\tquux\n", true, true, 0)],
+            vec![h("NOEXPAND", "\tdon't expand $NAME\n", false, true, 0)],
+            vec![h("X", "Y\n", true, false, 0), h("Y", "X\n", true, false, 0)],
+            vec![h("eof", "echo foo\n", false, false, 0)],
+            vec![h("eo'f", "echo foo\n", true, false, 0)],
+            vec![h("eo'f", "echo foo\n", false, false, 0)],
+            vec![h("one two", "echo bar\n", false, false, 0)],
+            vec![h("$EOF", "", true, false, 0)],
+            vec![h("EOF", "", true, false, 0)],
+            vec![h("-EOF", "", true, false, 0)],
+            vec![],
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn empty_continuation_warnings_match_buildkit() {
+        let src = "FROM alpine\nRUN valid \\\n    continuation\nRUN something \\\n\n    following \\\n\n    more\n\
+RUN another \\\n\n    thing\nRUN non-indented \\\n# c\n   after\nRUN indented \\\n    # c\n    comment\n";
+        let ast = parse(src.as_bytes()).unwrap();
+        let msgs: Vec<&str> = ast.warnings.iter().map(|w| w.message.as_str()).collect();
+        assert_eq!(msgs.len(), 2);
+        assert!(msgs[0].contains("RUN something     following     more"));
+        assert!(msgs[1].contains("RUN another     thing"));
+    }
+
     #[test]
     fn bad_input_gives_located_errors() {
         let err = parse(b"FROM a\nRUN \xc3\x28\n").unwrap_err();
