@@ -476,7 +476,15 @@ fn unknown_instruction(node: &Node) -> ParseError {
         node.keyword_span,
     )
     .expected("an instruction keyword")
-    .maybe_help(closest(&shown, &names).map(|k| format!("did you mean `{k}`?")))
+    .maybe_help(closest(&shown, &names).map(|k| {
+        // Suggest in the user's case, as BuildKit does: `coppy` → `copy`.
+        let k = if shown == shown.to_lowercase() {
+            k.to_lowercase()
+        } else {
+            k.to_string()
+        };
+        format!("did you mean `{k}`?")
+    }))
 }
 
 /// Validate one syntax node. `heredocs` are the bodies read for it (for
@@ -873,6 +881,9 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::UnknownInstruction);
         assert_eq!(e.help.as_deref(), Some("did you mean `COPY`?"));
         assert_eq!(err("FROM a\nfrobnicate\n").help, None);
+        let e = err("FROM a\nrum x\n");
+        assert_eq!(e.message, "unknown instruction: rum");
+        assert_eq!(e.help.as_deref(), Some("did you mean `run`?"));
     }
 
     #[test]
