@@ -1012,7 +1012,8 @@ RUN <<eo'f'\necho foo\neof\nRUN <<eo\\'f\necho foo\neo'f\nRUN <<'e'o\\'f\necho f
 RUN <<'one two'\necho bar\none two\nRUN <<$EOF\n$EOF\nRUN <<  EOF  > foo\nEOF\nRUN << -EOF\n-EOF\n\
 RUN [\"<<EOF\"]\n";
         let ast = parse(src.as_bytes()).unwrap();
-        let got: Vec<Vec<(String, String, bool, bool, u32)>> = ast.nodes[1..]
+        type Found = (String, String, bool, bool, u32);
+        let got: Vec<Vec<Found>> = ast.nodes[1..]
             .iter()
             .map(|n| {
                 n.heredocs
