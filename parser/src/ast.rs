@@ -766,6 +766,11 @@ pub fn parse(source: &[u8]) -> Result<Ast, ParseError> {
             escape: directives.escape_token,
         };
         let mut node = new_node(&joined.text, &cx, false)?;
+        if joined.text.trim().is_empty() {
+            // Only escape characters: no text to point into, so point at the lines.
+            node.span = idx.span(content_off, end_off.max(content_off));
+            node.keyword_span = node.span;
+        }
         if empty_continuation {
             warnings.push(Warning {
                 message: format!("empty continuation line found in: {}", joined.text.trim()),

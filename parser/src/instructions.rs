@@ -465,11 +465,16 @@ fn unknown_instruction(node: &Node) -> ParseError {
         .next()
         .unwrap_or("")
         .to_string();
-    let shown = if written.is_empty() {
-        node.keyword.clone()
-    } else {
-        written
-    };
+    if written.is_empty() {
+        return ParseError::new(
+            ErrorKind::UnknownInstruction,
+            "expected an instruction, found only a line continuation",
+            node.keyword_span,
+        )
+        .expected("an instruction keyword")
+        .help("remove the stray escape character or put an instruction before it");
+    }
+    let shown = written;
     ParseError::new(
         ErrorKind::UnknownInstruction,
         format!("unknown instruction: {shown}"),
