@@ -385,11 +385,13 @@ fn duration_flag(flags: &Flags, name: &str) -> Result<Option<Duration>, ParseErr
     if f.value.is_empty() {
         return Ok(None);
     }
+    let written = format!("--{name}={}", f.value);
+    let value_span = f.span.subspan(&written, name.len() + 3..written.len());
     let d = parse_go_duration(&f.value).map_err(|why| {
         ParseError::new(
             ErrorKind::InvalidDuration,
             format!("{why} {:?} for --{name}", f.value),
-            f.span,
+            value_span,
         )
         .expected("a duration such as 30s, 1m30s or 500ms")
     })?;
@@ -400,7 +402,7 @@ fn duration_flag(flags: &Flags, name: &str) -> Result<Option<Duration>, ParseErr
         return Err(ParseError::new(
             ErrorKind::InvalidDuration,
             format!("interval {name:?} cannot be less than 1ms"),
-            f.span,
+            value_span,
         )
         .expected("a duration of at least 1ms, or 0 for the default"));
     }

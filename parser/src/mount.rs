@@ -106,10 +106,11 @@ const ALL_KEYS: [&str; 19] = [
 
 /// Split a CSV record (as Go's CSV readers do for one line): `,` separated,
 /// a field may be wrapped in `"` with `""` for a quote.
-fn csv_fields(s: &str) -> Result<Vec<String>, String> {
+fn csv_fields(s: &str) -> Result<Vec<(String, std::ops::Range<usize>)>, String> {
     let mut out = Vec::new();
     let mut rest = s;
     loop {
+        let at = s.len() - rest.len();
         if let Some(q) = rest.strip_prefix('"') {
             let mut field = String::new();
             let mut it = q.char_indices();
@@ -128,7 +129,7 @@ fn csv_fields(s: &str) -> Result<Vec<String>, String> {
                 }
             }
             let end = end.ok_or_else(|| "extraneous or missing \" in quoted-field".to_string())?;
-            out.push(field);
+            out.push((field, at..at + 1 + end));
             rest = &q[end..];
             if rest.is_empty() {
                 return Ok(out);
@@ -143,14 +144,14 @@ fn csv_fields(s: &str) -> Result<Vec<String>, String> {
                     if f.contains('"') {
                         return Err("bare \" in non-quoted-field".to_string());
                     }
-                    out.push(f.to_string());
+                    out.push((f.to_string(), at..at + i));
                     rest = &rest[i + 1..];
                 }
                 None => {
                     if rest.contains('"') {
                         return Err("bare \" in non-quoted-field".to_string());
                     }
-                    out.push(rest.to_string());
+                    out.push((rest.to_string(), at..s.len()));
                     return Ok(out);
                 }
             }
@@ -194,6 +195,9 @@ fn ram_in_bytes(v: &str) -> Option<u64> {
 impl Mount {
     /// Parse one `--mount` value. `span` locates it for errors.
     pub fn parse(spec: &str, span: Span) -> Result<Mount, ParseError> {
+        // The flag as written is `--mount=<spec>` when nothing was quoted.
+        let written = format!("--mount={spec}");
+        let field_span = |r: std::ops::Range<usize>| span.subspan(&written, r.start + 8..r.end + 8);
         let err = |msg: String| {
             ParseError::new(ErrorKind::InvalidMount, msg, span)
                 .expected("a mount such as type=cache,target=/path")
@@ -206,7 +210,12 @@ impl Mount {
             ..Mount::default()
         };
         let mut ro_auto = true;
-        for field in fields {
+        for (field, range) in fields {
+            let fspan = field_span(range);
+            let err = |msg: String| {
+                ParseError::new(ErrorKind::InvalidMount, msg, fspan)
+                    .expected(format!("a valid option for a {} mount", m.kind.as_str()))
+            };
             let (key, value) = match field.split_once('=') {
                 Some((k, v)) => (k.to_ascii_lowercase(), Some(v.to_string())),
                 None => (field.to_ascii_lowercase(), None),
@@ -265,9 +274,11 @@ impl Mount {
                     let v = value.to_ascii_lowercase();
                     let Some((_, t)) = MountType::ALL.iter().find(|(n, _)| *n == v) else {
                         let names: Vec<&str> = MountType::ALL.iter().map(|(n, _)| *n).collect();
-                        return Err(err(format!("unsupported mount type {value:?}")).maybe_help(
-                            closest(&v, &names).map(|k| format!("did you mean `{k}`?")),
-                        ));
+                        return Err(err(format!("unsupported mount type {value:?}"))
+                            .expected("bind, cache, tmpfs, secret or ssh")
+                            .maybe_help(
+                                closest(&v, &names).map(|k| format!("did you mean `{k}`?")),
+                            ));
                     };
                     m.kind = *t;
                 }
@@ -308,6 +319,7 @@ impl Mount {
                         "locked" => Sharing::Locked,
                         v => {
                             return Err(err(format!("unsupported sharing value {value:?}"))
+                                .expected("shared, private or locked")
                                 .maybe_help(
                                     closest(v, &["shared", "private", "locked"])
                                         .map(|k| format!("did you mean `{k}`?")),
