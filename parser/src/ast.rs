@@ -38,7 +38,9 @@ pub struct Warning {
 /// `span` covers the literal as written.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Word {
+    /// The text, after whatever decoding the line parser applies.
     pub value: String,
+    /// Where it was written.
     pub span: Span,
 }
 
@@ -46,8 +48,11 @@ pub struct Word {
 /// `KEY value` form (empty separator).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct KeyValue {
+    /// The name (quotes kept, as BuildKit keeps them at this layer).
     pub key: Word,
+    /// The value as written, quotes and escapes included.
     pub value: Word,
+    /// `"="` for `key=value`, `""` for the legacy form.
     pub separator: String,
 }
 

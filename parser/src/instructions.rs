@@ -34,7 +34,9 @@ pub struct Dockerfile {
 /// An ARG instruction before the first FROM.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ArgInstruction {
+    /// The names declared, in order.
     pub args: Vec<ArgDef>,
+    /// The whole ARG instruction.
     pub span: Span,
 }
 
@@ -60,11 +62,14 @@ pub struct Stage {
 /// One instruction: what it is, what it says, where it is.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Instruction {
+    /// Which of the 18 instructions this is.
     pub keyword: Keyword,
+    /// Its validated arguments.
     #[serde(flatten)]
     pub kind: InstructionKind,
     /// The instruction text after line joining (used in image history).
     pub original: String,
+    /// From the keyword to the end of its last line (heredocs included).
     pub span: Span,
 }
 
@@ -72,7 +77,9 @@ pub struct Instruction {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ShellOrExec {
+    /// Run by the stage's shell (`SHELL`, default `/bin/sh -c`).
     Shell(String),
+    /// Run directly; empty for `CMD []` or no arguments.
     Exec(Vec<String>),
 }
 
@@ -89,13 +96,16 @@ pub struct Heredoc {
     pub chomp: bool,
     /// The body, line endings kept.
     pub content: String,
+    /// The `<<WORD` that introduced it.
     pub span: Span,
 }
 
 /// `key=value` from ENV or LABEL. The value is as written (quotes kept).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct KeyValue {
+    /// The name (quotes kept, removed on expansion).
     pub key: String,
+    /// The value as written.
     pub value: String,
     /// Legacy `ENV key value` form (no `=`).
     pub legacy: bool,
@@ -104,7 +114,9 @@ pub struct KeyValue {
 /// One ARG name with its optional default (as written).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ArgDef {
+    /// The variable name.
     pub name: String,
+    /// `=default`, as written; `None` when there is no `=`.
     pub default: Option<String>,
 }
 

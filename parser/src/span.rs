@@ -9,9 +9,13 @@ pub struct Span {
     pub start: usize,
     /// Byte offset one past the last byte.
     pub end: usize,
+    /// 1-based line of the first character.
     pub start_line: u32,
+    /// 1-based column (in characters) of the first character.
     pub start_column: u32,
+    /// 1-based line of the last character.
     pub end_line: u32,
+    /// 1-based column (in characters) of the last character.
     pub end_column: u32,
 }
 
