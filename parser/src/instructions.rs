@@ -450,8 +450,10 @@ fn sources_and_dest(
     for src in srcs {
         match parse_heredoc_word(&src.value) {
             Ok(Some(h)) => {
+                // Like BuildKit's name → heredoc map: the last body of a name wins.
                 let body = heredocs
                     .iter()
+                    .rev()
                     .find(|b| b.name == h.name)
                     .map(|b| b.content.clone())
                     .unwrap_or_default();
