@@ -37,7 +37,10 @@ impl<'a> LineIndex<'a> {
 
     /// 1-based line and column of the character starting at `offset`.
     pub(crate) fn position(&self, offset: usize) -> (u32, u32) {
-        let offset = offset.min(self.text.len());
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let line = match self.line_starts.binary_search(&offset) {
             Ok(i) => i,
             Err(i) => i - 1,
@@ -51,7 +54,7 @@ impl<'a> LineIndex<'a> {
             // one looked up on the same line, in either direction.
             let col = if cline == line && coff >= line_start && coff <= offset {
                 ccol + self.text[coff..offset].chars().count() as u32
-            } else if cline == line && coff >= line_start && self.text.is_char_boundary(offset) {
+            } else if cline == line && coff >= line_start {
                 ccol - self.text[offset..coff].chars().count() as u32
             } else {
                 1 + self.text[line_start..offset].chars().count() as u32
