@@ -5,9 +5,22 @@
 use proptest::prelude::*;
 use rbuild_parser::{ErrorKind, InstructionKind, ShellOrExec, ast};
 
-/// Parse both layers and render any error: none of it may panic.
+/// Parse both layers and render any error: none of it may panic. Spans
+/// must lie inside the source, and a node's span must start at its keyword.
 fn exercise(src: &[u8]) {
-    let _ = ast::parse(src);
+    if let Ok(tree) = ast::parse(src) {
+        for node in &tree.nodes {
+            let s = node.span;
+            assert!(s.start <= s.end && s.end <= src.len(), "{s:?}");
+            assert!(s.start_line >= 1 && s.start_line <= s.end_line, "{s:?}");
+            let text = String::from_utf8_lossy(&src[s.range()]).to_lowercase();
+            // The keyword may itself be split by a line continuation, so
+            // only its first character is sure to open the span.
+            if let Some(first) = node.keyword.chars().next() {
+                assert!(text.starts_with(first), "{text:?} vs {:?}", node.keyword);
+            }
+        }
+    }
     match rbuild_parser::parse(src) {
         Ok(df) => {
             let _ = serde_json::to_string(&df).expect("serializable");
@@ -84,6 +97,27 @@ proptest! {
             src.push_str(sep);
         }
         exercise(src.as_bytes());
+    }
+
+    #[test]
+    fn crlf_and_lf_parse_alike(lines in proptest::collection::vec(0..FRAGMENTS.len(), 0..30)) {
+        let pick: Vec<&str> = lines.iter().map(|&i| FRAGMENTS[i]).collect();
+        let lf = pick.join("\n") + "\n";
+        let crlf = pick.join("\r\n") + "\r\n";
+        match (ast::parse(lf.as_bytes()), ast::parse(crlf.as_bytes())) {
+            (Ok(a), Ok(b)) => {
+                prop_assert_eq!(a.nodes.len(), b.nodes.len());
+                for (x, y) in a.nodes.iter().zip(&b.nodes) {
+                    prop_assert_eq!(&x.keyword, &y.keyword);
+                    prop_assert_eq!(&x.original, &y.original);
+                    prop_assert_eq!(x.span.start_line, y.span.start_line);
+                    prop_assert_eq!(x.heredocs.len(), y.heredocs.len());
+                }
+                prop_assert_eq!(a.directives.escape_token, b.directives.escape_token);
+            }
+            (Err(a), Err(b)) => prop_assert_eq!(a.kind, b.kind),
+            (a, b) => prop_assert!(false, "LF {:?} vs CRLF {:?}", a.is_ok(), b.is_ok()),
+        }
     }
 
     #[test]
