@@ -1,0 +1,2 @@
+FROM alpine
+COPY --checksum=sha256:abc a /b

@@ -1,0 +1,2 @@
+FROM alpine
+run --platform=linux/amd64 echo

@@ -1,0 +1,4 @@
+FROM alpine
+EXPOSE 80 \
+  443
+FROOM x

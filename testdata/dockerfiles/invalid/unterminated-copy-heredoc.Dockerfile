@@ -1,0 +1,3 @@
+FROM alpine
+COPY <<EOF /f
+some text

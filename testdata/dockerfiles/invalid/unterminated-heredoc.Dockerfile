@@ -1,0 +1,4 @@
+FROM alpine
+RUN cat <<EOF
+hello
+EOFF
