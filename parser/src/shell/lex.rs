@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use super::env_lookup::EnvLookup;
 use super::expand_error::ExpandError;
-use super::pattern::Pattern;
+use super::pattern::{InvalidEscape, Pattern};
 
 /// How deeply `${…}` may nest inside the operand of another `${…}`.
 ///
@@ -546,14 +546,14 @@ impl<'a, E: EnvLookup + ?Sized> Scanner<'a, E> {
                     Some(rest) => (true, rest),
                     None => (false, word.as_str()),
                 };
-                let compiled = parse_pattern(start, pattern)?;
                 let value = value.unwrap_or_default();
-                Ok(if op == '#' {
-                    compiled.trim_prefix(value, greedy)
+                let trimmed = if op == '#' {
+                    parse_pattern(start, pattern, Pattern::parse)?.trim_prefix(value, greedy)
                 } else {
-                    compiled.trim_suffix(value, greedy)
-                }
-                .to_string())
+                    parse_pattern(start, pattern, Pattern::parse_reversed)?
+                        .trim_suffix(value, greedy)
+                };
+                Ok(trimmed.to_string())
             }
             _ => Err(ExpandError::UnsupportedModifier {
                 offset: op_offset,
@@ -575,7 +575,7 @@ impl<'a, E: EnvLookup + ?Sized> Scanner<'a, E> {
             let slashes = if all { "//" } else { "/" };
             return Ok(format!("${{{name}{slashes}{pattern}/{replacement}}}"));
         }
-        let compiled = parse_pattern(start, &pattern)?;
+        let compiled = parse_pattern(start, &pattern, Pattern::parse)?;
         let value = value.unwrap_or_default();
         Ok(if all {
             compiled.replace_all(value, &replacement)
@@ -585,8 +585,12 @@ impl<'a, E: EnvLookup + ?Sized> Scanner<'a, E> {
     }
 }
 
-fn parse_pattern(offset: usize, pattern: &str) -> Result<Pattern, ExpandError> {
-    Pattern::parse(pattern).map_err(|e| ExpandError::InvalidPattern {
+fn parse_pattern(
+    offset: usize,
+    pattern: &str,
+    parse: fn(&str) -> Result<Pattern, InvalidEscape>,
+) -> Result<Pattern, ExpandError> {
+    parse(pattern).map_err(|e| ExpandError::InvalidPattern {
         offset,
         pattern: pattern.to_string(),
         escaped: e.0,

@@ -54,6 +54,11 @@ impl Pattern {
                 },
                 c => Token::Literal(c),
             };
+            // `**` matches exactly what `*` matches, with the same
+            // leftmost-first span; one star keeps the NFA small.
+            if token == Token::Star && tokens.last() == Some(&Token::Star) {
+                continue;
+            }
             tokens.push(token);
         }
         Ok(Pattern { tokens })
@@ -69,12 +74,33 @@ impl Pattern {
         }
     }
 
-    /// `value` without its shortest or longest suffix matching the pattern.
+    /// Parses a `%`/`%%` pattern for [`Pattern::trim_suffix`].
     ///
-    /// Like BuildKit, this reverses both the text and the pattern and trims
-    /// a prefix, so "shortest" and "longest" mean the same as for `#`.
+    /// BuildKit reverses the pattern *text* (keeping each backslash with the
+    /// character after it) before reading its escapes, so a pattern ending
+    /// in a lone `\` is accepted here when it is not for `#`.
+    pub(crate) fn parse_reversed(pattern: &str) -> Result<Self, InvalidEscape> {
+        let mut units: Vec<&str> = Vec::with_capacity(pattern.len());
+        let mut rest = pattern;
+        while let Some(c) = rest.chars().next() {
+            let mut len = c.len_utf8();
+            if c == '\\' {
+                len += rest[len..].chars().next().map_or(0, char::len_utf8);
+            }
+            units.push(&rest[..len]);
+            rest = &rest[len..];
+        }
+        let reversed: String = units.into_iter().rev().collect();
+        Pattern::parse(&reversed)
+    }
+
+    /// `value` without its shortest or longest suffix matching the pattern,
+    /// which must come from [`Pattern::parse_reversed`].
+    ///
+    /// Like BuildKit, this reverses the text and trims a prefix, so
+    /// "shortest" and "longest" mean the same as for `#`.
     pub(crate) fn trim_suffix<'v>(&self, value: &'v str, greedy: bool) -> &'v str {
-        let prog = Program::compile(self.tokens.iter().rev().copied(), greedy);
+        let prog = Program::compile(self.tokens.iter().copied(), greedy);
         let reversed: String = value.chars().rev().collect();
         match prog.find(&reversed, 0, true) {
             // Reversing characters keeps byte lengths, so the trimmed
@@ -330,12 +356,17 @@ mod tests {
 
     #[test]
     fn suffix_shortest_and_longest() {
+        let p = |s: &str| Pattern::parse_reversed(s).expect("valid pattern");
         assert_eq!(p("x*").trim_suffix("axbxc", false), "axb");
         assert_eq!(p("x*").trim_suffix("axbxc", true), "a");
         assert_eq!(p("\\**").trim_suffix("xx**", true), "xx");
         assert_eq!(p("\\**\\*").trim_suffix("a***yy*", true), "a");
         assert_eq!(p(".txt").trim_suffix("a.txt", false), "a");
         assert_eq!(p("한*").trim_suffix("안녕한국어", false), "안녕");
+        // The reversed text decides which escapes are valid.
+        assert_eq!(p(r"*\").trim_suffix("a*", false), "a");
+        assert_eq!(p(r"b*/\b\").trim_suffix("a", true), "a");
+        assert!(Pattern::parse_reversed(r"\x").is_err());
     }
 
     #[test]
@@ -380,6 +411,19 @@ mod tests {
         assert_eq!(p("b").replace_all("abc", "[${0}|$1|$$|$]"), "a[b||$|$]c");
         // Literal replacement for the first-match form.
         assert_eq!(p("b").replace_first("abc", "$0"), "a$0c");
+    }
+
+    #[test]
+    fn repeated_stars_behave_like_one() {
+        assert_eq!(p("a**c").trim_prefix("abcbc", false), "bc");
+        assert_eq!(p("a***c").trim_prefix("abcbc", true), "");
+        assert_eq!(p("**").tokens, p("*").tokens);
+        assert_eq!(p(r"\**").tokens.len(), 2);
+        let many_stars = p(&"*".repeat(10_000));
+        assert_eq!(
+            many_stars.replace_all(&"\n".repeat(1000), "."),
+            ".\n".repeat(1000) + "."
+        );
     }
 
     #[test]
