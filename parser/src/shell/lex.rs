@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use super::env_lookup::EnvLookup;
 use super::expand_error::ExpandError;
 use super::pattern::{InvalidEscape, Pattern};
+use super::unicode_class::{is_digit, is_letter};
 
 /// How deeply `${…}` may nest inside the operand of another `${…}`.
 ///
@@ -190,7 +191,9 @@ impl<'a, E: EnvLookup + ?Sized> Scanner<'a, E> {
         Scanner {
             lex,
             src,
-            pos: 0,
+            // Go's text/scanner, which BuildKit reads words with, discards a
+            // byte order mark at the start of its input.
+            pos: if src.starts_with('\u{feff}') { 3 } else { 0 },
             env,
             raw_escapes: lex.raw_escapes,
             depth: 0,
@@ -409,7 +412,7 @@ impl<'a, E: EnvLookup + ?Sized> Scanner<'a, E> {
         }
         while self
             .peek()
-            .is_some_and(|c| c.is_alphabetic() || is_digit(c) || c == '_')
+            .is_some_and(|c| is_letter(c) || is_digit(c) || c == '_')
         {
             self.bump();
         }
@@ -595,12 +598,6 @@ fn parse_pattern(
         pattern: pattern.to_string(),
         escaped: e.0,
     })
-}
-
-/// Go's `unicode.IsDigit` (category Nd), approximated by Rust's numeric
-/// class outside ASCII.
-fn is_digit(c: char) -> bool {
-    c.is_ascii_digit() || (!c.is_ascii() && c.is_numeric())
 }
 
 /// POSIX special parameters (`$@`, `$*`, `$#`, `$?`, `$-`, `$$`, `$!`,

@@ -28,6 +28,7 @@ mod expand_error;
 mod expansion_rule;
 mod lex;
 mod pattern;
+mod unicode_class;
 
 pub use env_lookup::{EmptyEnv, EnvLookup};
 pub use expand_error::ExpandError;

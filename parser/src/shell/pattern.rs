@@ -13,6 +13,8 @@
 //! answer of Go's engine without backtracking: time is
 //! O(len(text) × len(pattern)) per search, never exponential.
 
+use super::unicode_class::{is_digit, is_letter};
+
 /// One element of a parsed pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Token {
@@ -192,7 +194,7 @@ fn group_reference(s: &str) -> Option<(&str, &str)> {
     };
     let len = body
         .char_indices()
-        .find(|&(_, c)| !(c.is_alphanumeric() || c == '_'))
+        .find(|&(_, c)| !(is_letter(c) || is_digit(c) || c == '_'))
         .map_or(body.len(), |(i, _)| i);
     if len == 0 {
         return None;
