@@ -39,27 +39,6 @@ fn in_ranges(ranges: &[(u32, u32)], c: char) -> bool {
         .is_ok()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn letters_and_digits_follow_go() {
-        for c in ['a', 'Z', 'é', '한', 'ß', 'ǅ', 'ʰ'] {
-            assert!(is_letter(c), "{c}");
-        }
-        for c in ['1', '_', '½', 'Ⅻ', 'Ⓐ', '\u{93F}', ' ', '٣'] {
-            assert!(!is_letter(c), "{c:?}");
-        }
-        for c in ['0', '9', '٣', '९', '𝟘'] {
-            assert!(is_digit(c), "{c}");
-        }
-        for c in ['½', '²', 'Ⅻ', 'a'] {
-            assert!(!is_digit(c), "{c}");
-        }
-    }
-}
-
 /// Non-ASCII code points in general category L (letters).
 pub(super) const LETTERS: &[(u32, u32)] = &[
     (0xAA, 0xAA),
@@ -774,3 +753,24 @@ pub(super) const DECIMAL_DIGITS: &[(u32, u32)] = &[
     (0x1E950, 0x1E959),
     (0x1FBF0, 0x1FBF9),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn letters_and_digits_follow_go() {
+        for c in ['a', 'Z', 'é', '한', 'ß', 'ǅ', 'ʰ'] {
+            assert!(is_letter(c), "{c}");
+        }
+        for c in ['1', '_', '½', 'Ⅻ', 'Ⓐ', '\u{93F}', ' ', '٣'] {
+            assert!(!is_letter(c), "{c:?}");
+        }
+        for c in ['0', '9', '٣', '९', '𝟘'] {
+            assert!(is_digit(c), "{c}");
+        }
+        for c in ['½', '²', 'Ⅻ', 'a'] {
+            assert!(!is_digit(c), "{c}");
+        }
+    }
+}
