@@ -516,3 +516,43 @@ proptest! {
         }
     }
 }
+
+/// Regressions found by running random words through BuildKit's own
+/// lexer (see the report of the shell-expansion work) and comparing.
+mod differential_regressions {
+    use super::*;
+
+    fn run(word: &str, env: &[(&str, &str)]) -> Result<String, ExpandError> {
+        Lex::default().process_word(word, env).map(|e| e.value)
+    }
+
+    #[test]
+    fn suffix_pattern_escapes_are_read_from_the_reversed_text() {
+        // BuildKit reverses `*\` to `\*` before reading escapes.
+        assert_eq!(
+            run("${V%$P}", &[("V", "a*"), ("P", "*\\")]).as_deref(),
+            Ok("a")
+        );
+        assert_eq!(
+            run("${V%$P}", &[("V", "x.y"), ("P", ".*\\")]).as_deref(),
+            Ok("x.y")
+        );
+        // The same pattern is invalid for a prefix.
+        assert!(run("${V#$P}", &[("V", "a*"), ("P", "*\\")]).is_err());
+    }
+
+    #[test]
+    fn names_end_where_go_letters_and_digits_end() {
+        let env = [("A", "x"), ("a_1", "y")];
+        assert_eq!(run("$A½", &env).as_deref(), Ok("x½"));
+        assert_eq!(run("$a_1½", &env).as_deref(), Ok("y½"));
+        assert_eq!(run("$AⅫ", &env).as_deref(), Ok("xⅫ"));
+        assert_eq!(run("$A٣", &env).as_deref(), Ok(""));
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_dropped() {
+        assert_eq!(run("\u{feff}\u{feff}:", &[]).as_deref(), Ok("\u{feff}:"));
+        assert_eq!(run("a\u{feff}", &[]).as_deref(), Ok("a\u{feff}"));
+    }
+}
