@@ -26,7 +26,8 @@ pub const MAX_NESTING: usize = 100;
 ///
 /// `Lex::new('\\')` (or `Lex::default()`) is what the Dockerfile frontend
 /// uses for ENV, LABEL, COPY, WORKDIR and the other expanding instructions;
-/// `'`'` replaces `'\\'` when the Dockerfile says `# escape=``.
+/// the escape becomes a backtick when the Dockerfile starts with the
+/// ``# escape=` `` directive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lex {
     /// The escape character: `\` or `` ` ``.
