@@ -46,6 +46,7 @@ mod json_array;
 pub mod keyword;
 mod line_index;
 pub mod mount;
+mod sexp;
 pub mod shell;
 pub mod span;
 mod suggest;

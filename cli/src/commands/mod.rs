@@ -1,5 +1,8 @@
 //! The command line: global flags and the subcommands, one module each.
 
+mod check;
+mod debug;
+mod dockerfile_input;
 mod version;
 
 use std::path::PathBuf;
@@ -22,6 +25,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Parse a Dockerfile and report its errors
+    Check(check::CheckArgs),
+    /// Inspect rbuild's internals (parse trees)
+    Debug(debug::DebugArgs),
     /// Show rbuild's version and build information
     Version,
 }
@@ -29,6 +36,8 @@ pub enum Command {
 /// Runs the parsed command line; the returned code becomes the process's.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Debug(args) => debug::run(args),
         Command::Version => version::run(),
     }
 }
