@@ -101,7 +101,10 @@ impl ParseError {
         let start = self.span.start.min(text.len());
         let end = self.span.end.clamp(start, text.len());
         let (start, end) = (floor_boundary(&text, start), floor_boundary(&text, end));
-        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let mut line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        if line_start == 0 && text.starts_with('\u{feff}') && start >= 3 {
+            line_start = 3; // the byte-order mark is not part of the line
+        }
         let mut line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
         if end > start && text.as_bytes().get(end - 1) == Some(&b'\n') {
             line_end = end - 1;
