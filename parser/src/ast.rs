@@ -70,6 +70,21 @@ pub enum Args {
     Sub { node: Box<Node> },
 }
 
+impl Warning {
+    /// Render as plain text like [`ParseError::render`], headed `warning:`.
+    pub fn render(&self, file_name: &str, source: &[u8]) -> String {
+        crate::error::render_snippet(
+            annotate_snippets::Level::WARNING,
+            &self.message,
+            self.span,
+            None,
+            self.url.as_deref().map(|u| format!("see {u}")).as_deref(),
+            file_name,
+            source,
+        )
+    }
+}
+
 impl Args {
     fn none() -> Args {
         Args::Words {
@@ -1064,6 +1079,12 @@ RUN another \\\n\n    thing\nRUN non-indented \\\n# c\n   after\nRUN indented \\
         let ast = parse(src.as_bytes()).unwrap();
         let msgs: Vec<&str> = ast.warnings.iter().map(|w| w.message.as_str()).collect();
         assert_eq!(msgs.len(), 2);
+        let shown = ast.warnings[0].render("Dockerfile", src.as_bytes());
+        assert!(
+            shown.starts_with("warning: empty continuation line"),
+            "{shown}"
+        );
+        assert!(shown.contains("Dockerfile:4:1"), "{shown}");
         assert!(msgs[0].contains("RUN something     following     more"));
         assert!(msgs[1].contains("RUN another     thing"));
     }

@@ -96,49 +96,74 @@ impl ParseError {
     /// source line(s) with a caret under the culprit, what was expected, and
     /// the hint.
     pub fn render(&self, file_name: &str, source: &[u8]) -> String {
-        let text = String::from_utf8_lossy(source);
-        // Show only the lines the span touches, so huge files render fast.
-        let start = self.span.start.min(text.len());
-        let end = self.span.end.clamp(start, text.len());
-        let (start, end) = (floor_boundary(&text, start), floor_boundary(&text, end));
-        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-        let mut line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
-        if end > start && text.as_bytes().get(end - 1) == Some(&b'\n') {
-            line_end = end - 1;
-        }
-        let line_end = line_end.max(start);
-        let mut excerpt = &text[line_start..line_end];
-        let mut ann_end = end.min(line_end);
-        // Keep excerpts of enormous lines readable.
-        const MAX: usize = 400;
-        if excerpt.len() > MAX + (start - line_start) {
-            let cut = floor_boundary(excerpt, (start - line_start) + MAX);
-            excerpt = &excerpt[..cut];
-            ann_end = ann_end.min(line_start + cut);
-        }
-        let excerpt = excerpt.trim_end_matches('\r');
-        let rel_start = (start - line_start).min(excerpt.len());
-        let rel_end = (ann_end.saturating_sub(line_start)).clamp(rel_start, excerpt.len());
-        let label = self.expected.clone().unwrap_or_default();
-        let mut groups = vec![
-            Level::ERROR.primary_title(self.message.clone()).element(
-                Snippet::source(excerpt)
-                    .line_start(self.span.start_line.max(1) as usize)
-                    .path(file_name)
-                    .annotation(
-                        AnnotationKind::Primary
-                            .span(rel_start..rel_end)
-                            .label(label),
-                    ),
-            ),
-        ];
-        if let Some(help) = &self.help {
-            groups.push(Group::with_title(Level::HELP.secondary_title(help.clone())));
-        }
-        let mut out = Renderer::plain().render(&groups);
-        out.push('\n');
-        out
+        render_snippet(
+            Level::ERROR,
+            &self.message,
+            self.span,
+            self.expected.as_deref(),
+            self.help.as_deref(),
+            file_name,
+            source,
+        )
     }
+}
+
+/// The shared plain-text snippet renderer for errors and warnings.
+pub(crate) fn render_snippet(
+    level: Level<'_>,
+    message: &str,
+    span: Span,
+    label: Option<&str>,
+    help: Option<&str>,
+    file_name: &str,
+    source: &[u8],
+) -> String {
+    let text = String::from_utf8_lossy(source);
+    // Show only the lines the span touches, so huge files render fast.
+    let start = span.start.min(text.len());
+    let end = span.end.clamp(start, text.len());
+    let (start, end) = (floor_boundary(&text, start), floor_boundary(&text, end));
+    let mut line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    if line_start == 0 && text.starts_with('\u{feff}') && start >= 3 {
+        line_start = 3; // the byte-order mark is not part of the line
+    }
+    let mut line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+    if end > start && text.as_bytes().get(end - 1) == Some(&b'\n') {
+        line_end = end - 1;
+    }
+    let line_end = line_end.max(start);
+    let mut excerpt = &text[line_start..line_end];
+    let mut ann_end = end.min(line_end);
+    // Keep excerpts of enormous lines readable.
+    const MAX: usize = 400;
+    if excerpt.len() > MAX + (start - line_start) {
+        let cut = floor_boundary(excerpt, (start - line_start) + MAX);
+        excerpt = &excerpt[..cut];
+        ann_end = ann_end.min(line_start + cut);
+    }
+    let excerpt = excerpt.trim_end_matches('\r');
+    let rel_start = (start - line_start).min(excerpt.len());
+    let rel_end = (ann_end.saturating_sub(line_start)).clamp(rel_start, excerpt.len());
+    let mut groups = vec![
+        level.primary_title(message.to_string()).element(
+            Snippet::source(excerpt)
+                .line_start(span.start_line.max(1) as usize)
+                .path(file_name)
+                .annotation(
+                    AnnotationKind::Primary
+                        .span(rel_start..rel_end)
+                        .label(label.unwrap_or_default().to_string()),
+                ),
+        ),
+    ];
+    if let Some(help) = help {
+        groups.push(Group::with_title(
+            Level::HELP.secondary_title(help.to_string()),
+        ));
+    }
+    let mut out = Renderer::plain().render(&groups);
+    out.push('\n');
+    out
 }
 
 fn floor_boundary(s: &str, mut i: usize) -> usize {

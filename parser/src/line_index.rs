@@ -20,7 +20,9 @@ pub(crate) struct LineIndex<'a> {
 
 impl<'a> LineIndex<'a> {
     pub(crate) fn new(text: &'a str) -> Self {
-        let mut line_starts = vec![0];
+        // A byte-order mark is invisible: the first line starts after it.
+        let first = if text.starts_with('\u{feff}') { 3 } else { 0 };
+        let mut line_starts = vec![first];
         line_starts.extend(
             text.bytes()
                 .enumerate()
@@ -43,6 +45,7 @@ impl<'a> LineIndex<'a> {
         }
         let line = match self.line_starts.binary_search(&offset) {
             Ok(i) => i,
+            Err(0) => return (1, 1),
             Err(i) => i - 1,
         };
         let line_start = self.line_starts[line];
@@ -103,5 +106,8 @@ mod tests {
         assert_eq!(idx.position(7), (2, 4));
         let s = idx.span(3, 7);
         assert_eq!((s.end_line, s.end_column), (2, 3));
+        let bom = LineIndex::new("\u{feff}FROM a");
+        assert_eq!(bom.position(3), (1, 1));
+        assert_eq!(bom.position(0), (1, 1));
     }
 }

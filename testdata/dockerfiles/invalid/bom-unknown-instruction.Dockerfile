@@ -1,0 +1,1 @@
+﻿FRMO alpine
