@@ -24,16 +24,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     match rbuild_parser::parse(&input.bytes) {
         Ok(dockerfile) => {
             for warning in &dockerfile.warnings {
-                eprintln!(
-                    "{}:{}:{}: warning: {}",
-                    input.display_name,
-                    warning.span.start_line,
-                    warning.span.start_column,
-                    warning.message
-                );
-                if let Some(url) = &warning.url {
-                    eprintln!("  see {url}");
-                }
+                eprint!("{}", warning.render(&input.display_name, &input.bytes));
             }
             Ok(ExitCode::SUCCESS)
         }
