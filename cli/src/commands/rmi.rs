@@ -1,0 +1,80 @@
+//! `rbuild rmi [-f] IMAGE…` / `rbuild image rm`: untag, and delete images
+//! left without tags, like `docker rmi`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use rbuild_executor::reference::ImageRef;
+use rbuild_executor::store::{Image, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Images to remove (name, name:tag, or ID)
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// Remove an image referenced by several tags, or in use, by ID
+    #[arg(short, long)]
+    pub force: bool,
+    /// Accepted for compatibility (rbuild keeps no parent images)
+    #[arg(long)]
+    pub no_prune: bool,
+}
+
+pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let store = crate::root::open_store(root)?;
+    let mut failed = false;
+    for name in &args.images {
+        if let Err(e) = remove_one(&store, name, args.force) {
+            eprintln!("error: {e:#}");
+            failed = true;
+        }
+    }
+    let stats = store.gc()?;
+    let _ = stats;
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// True when `name` selects an image by ID rather than by name.
+fn is_id(store: &Store, name: &str, image: &Image) -> bool {
+    let hex = name.strip_prefix("sha256:").unwrap_or(name);
+    image.id.hex().starts_with(hex)
+        && store.resolve(name).is_ok()
+        && ImageRef::parse(name).map_or(true, |r| !image.tags.contains(&r))
+}
+
+fn remove_one(store: &Store, name: &str, force: bool) -> anyhow::Result<()> {
+    let image = store.resolve(name)?;
+    let in_use = store.is_in_use(&image)?;
+    if is_id(store, name, &image) {
+        if image.tags.len() > 1 && !force {
+            bail!(
+                "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories\nhint: remove it by name, or pass -f to remove every tag",
+                image.id.short()
+            );
+        }
+        if in_use && !force {
+            bail!(
+                "conflict: unable to delete {} (must be forced) - image is being used by a running process",
+                image.id.short()
+            );
+        }
+        for t in &image.tags {
+            println!("Untagged: {}", t.familiar());
+        }
+        store.remove(&image)?;
+        println!("Deleted: {}", image.id);
+        return Ok(());
+    }
+    let r = ImageRef::parse(name)?;
+    let (image, removed) = store.untag(&r)?;
+    println!("Untagged: {}", r.familiar());
+    if removed {
+        println!("Deleted: {}", image.id);
+    }
+    Ok(())
+}
