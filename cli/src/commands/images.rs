@@ -61,7 +61,8 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
 
     let mut rows = Vec::new();
     for image in &images {
-        if image.tags.is_empty() {
+        // An image without tags has no reference for a pattern to match.
+        if image.tags.is_empty() && patterns.is_empty() {
             rows.push(Row {
                 image,
                 repository: "<none>".into(),
