@@ -16,10 +16,10 @@ use super::StoreError;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A fresh unique path inside `tmp_dir`.
+/// A fresh path inside `tmp_dir`, unique across threads and processes.
 pub fn temp_path(tmp_dir: &Path, prefix: &str) -> PathBuf {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    tmp_dir.join(format!("{prefix}-{n}"))
+    tmp_dir.join(format!("{prefix}-{}-{n}", std::process::id()))
 }
 
 /// fsyncs a directory so a rename inside it survives a crash.

@@ -244,19 +244,20 @@ impl Store {
             let p = dir.join(sub);
             fs::create_dir_all(&p).map_err(StoreError::io(&p))?;
         }
+        // Scratch space first: the files below are written through it, and
+        // a concurrent open's sweep never touches a live session's files.
+        let (tmp, tmp_lock) = Self::make_session_tmp(&dir)?;
         let layout = dir.join("oci-layout");
-        let tmp_root = dir.join("tmp");
-        if !layout.exists() {
-            atomic::write_file(&tmp_root, &layout, layout::OCI_LAYOUT.as_bytes())?;
-        }
         let index = dir.join("index.json");
-        if !index.exists() {
+        if !layout.exists() || !index.exists() {
             let _l = FileLock::acquire(&dir.join("locks/index.lock"), LockMode::Exclusive)?;
+            if !layout.exists() {
+                atomic::write_file(&tmp, &layout, layout::OCI_LAYOUT.as_bytes())?;
+            }
             if !index.exists() {
-                atomic::write_file(&tmp_root, &index, &canonical_json(&Index::default()))?;
+                atomic::write_file(&tmp, &index, &canonical_json(&Index::default()))?;
             }
         }
-        let (tmp, tmp_lock) = Self::make_session_tmp(&dir)?;
         Ok(Store {
             dir,
             tmp,

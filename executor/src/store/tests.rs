@@ -244,3 +244,21 @@ fn open_sweeps_dead_sessions_but_not_live_ones() {
     assert!(!dead_dir.exists());
     assert!(live.tmp_dir().join("partial").exists());
 }
+
+/// Regression: two processes opening a fresh root at once collided on the
+/// temporary file used to create `oci-layout` ("No such file or directory").
+#[test]
+fn concurrent_first_opens_all_succeed() {
+    for _ in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let root = dir.path().to_path_buf();
+                std::thread::spawn(move || Store::open(&root).map(|_| ()))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+    }
+}
