@@ -269,3 +269,16 @@ fn bad_references_and_missing_images_are_named_with_a_hint() {
     let r = rb.fails(&["import", dir.to_str().unwrap(), "x", "--change", "RUN true"]);
     assert!(r.stderr.contains("RUN is not supported"), "{}", r.stderr);
 }
+
+#[test]
+fn rmi_by_digest_reference_removes_the_image() {
+    let rb = Rbuild::new();
+    let id = rb.import_tree("app", &[("f", "1")]);
+    let repo_digest = rb.ok(&["inspect", "-f", "{{index .RepoDigests 0}}", "app"]);
+    let repo_digest = repo_digest.trim();
+    assert!(repo_digest.starts_with("app@sha256:"), "{repo_digest}");
+    assert_eq!(rb.ok(&["inspect", "-f", "{{.Id}}", repo_digest]).trim(), id);
+    let out = rb.ok(&["rmi", repo_digest]);
+    assert!(out.contains(&format!("Deleted: {id}")), "{out}");
+    assert_eq!(rb.ok(&["images", "-q"]).trim(), "");
+}

@@ -1,13 +1,11 @@
 //! `rbuild export IMAGE -o FILE`: the image's flattened filesystem as a tar.
 
 use std::fs;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use rbuild_executor::layer::{self, PackOptions};
-use rbuild_executor::store::LayerEncoding;
 
 use super::output::Output;
 
@@ -29,17 +27,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let result = (|| -> anyhow::Result<()> {
         for l in &image.layers {
-            let blob = BufReader::with_capacity(1 << 20, store.open_blob(&l.digest)?);
-            let mut input: Box<dyn std::io::Read> =
-                match LayerEncoding::from_media_type(&l.media_type) {
-                    Some(LayerEncoding::Tar) => Box::new(blob),
-                    Some(LayerEncoding::Gzip) => Box::new(flate2::read::MultiGzDecoder::new(blob)),
-                    _ => anyhow::bail!(
-                        "layer {} has unsupported media type {:?}",
-                        l.digest,
-                        l.media_type
-                    ),
-                };
+            let mut input = store.open_layer(l)?;
             layer::unpack(&mut input, &work)
                 .with_context(|| format!("cannot unpack layer {}", l.digest))?;
         }

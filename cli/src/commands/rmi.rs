@@ -39,18 +39,19 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// True when `name` selects an image by ID rather than by name.
-fn is_id(store: &Store, name: &str, image: &Image) -> bool {
-    let hex = name.strip_prefix("sha256:").unwrap_or(name);
-    image.id.hex().starts_with(hex)
-        && store.resolve(name).is_ok()
-        && ImageRef::parse(name).map_or(true, |r| !image.tags.contains(&r))
+/// True when `name` selects the image itself (by ID, ID prefix, or
+/// `name@digest`) rather than one of its tags.
+fn names_the_image(name: &str, image: &Image) -> bool {
+    match ImageRef::parse(name) {
+        Ok(r) => r.digest().is_some() || !image.tags.contains(&r),
+        Err(_) => true,
+    }
 }
 
 fn remove_one(store: &Store, name: &str, force: bool) -> anyhow::Result<()> {
     let image = store.resolve(name)?;
     let in_use = store.is_in_use(&image)?;
-    if is_id(store, name, &image) {
+    if names_the_image(name, &image) {
         if image.tags.len() > 1 && !force {
             bail!(
                 "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories\nhint: remove it by name, or pass -f to remove every tag",

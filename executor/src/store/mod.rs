@@ -815,21 +815,7 @@ impl Store {
             return Ok(dest);
         }
         let _session = self.write_session()?;
-        let encoding = LayerEncoding::from_media_type(&layer.media_type).ok_or_else(|| {
-            StoreError::UnsupportedMediaType {
-                digest: layer.digest,
-                media_type: layer.media_type.clone(),
-            }
-        })?;
-        let blob = io::BufReader::with_capacity(1 << 20, self.open_blob(&layer.digest)?);
-        let decoded: Box<dyn Read> = match encoding {
-            LayerEncoding::Tar => Box::new(blob),
-            LayerEncoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(blob)),
-            LayerEncoding::Zstd => Box::new(
-                zstd::stream::read::Decoder::with_buffer(blob)
-                    .map_err(StoreError::io(&self.blob_path(&layer.digest)))?,
-            ),
-        };
+        let decoded = self.open_layer(layer)?;
         let mut hashing = HashingReader::new(decoded);
         let work = atomic::temp_path(&self.tmp, "snapshot");
         fs::create_dir(&work).map_err(StoreError::io(&work))?;
@@ -858,6 +844,27 @@ impl Store {
             let _ = fs::remove_dir_all(&work);
         }
         result.map(|()| dest)
+    }
+
+    /// The uncompressed tar stream of `layer`, decoding gzip or zstd as its
+    /// media type says. The caller verifies the diffID if it needs to (see
+    /// [`HashingReader`]).
+    pub fn open_layer(&self, layer: &LayerInfo) -> Result<Box<dyn Read + Send>> {
+        let encoding = LayerEncoding::from_media_type(&layer.media_type).ok_or_else(|| {
+            StoreError::UnsupportedMediaType {
+                digest: layer.digest,
+                media_type: layer.media_type.clone(),
+            }
+        })?;
+        let blob = io::BufReader::with_capacity(1 << 20, self.open_blob(&layer.digest)?);
+        Ok(match encoding {
+            LayerEncoding::Tar => Box::new(blob),
+            LayerEncoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(blob)),
+            LayerEncoding::Zstd => Box::new(
+                zstd::stream::read::Decoder::with_buffer(blob)
+                    .map_err(StoreError::io(&self.blob_path(&layer.digest)))?,
+            ),
+        })
     }
 
     /// Bytes used by blobs and snapshots.
