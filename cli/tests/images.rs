@@ -282,3 +282,18 @@ fn rmi_by_digest_reference_removes_the_image() {
     assert!(out.contains(&format!("Deleted: {id}")), "{out}");
     assert_eq!(rb.ok(&["images", "-q"]).trim(), "");
 }
+
+#[test]
+fn import_refuses_a_file_that_is_not_a_tar() {
+    let rb = Rbuild::new();
+    let junk = rb.path("junk.txt");
+    std::fs::write(
+        &junk,
+        "this is not a tar archive, just some text that is long enough ".repeat(20),
+    )
+    .unwrap();
+    let r = rb.fails(&["import", junk.to_str().unwrap(), "junk"]);
+    assert!(r.stderr.contains("not a valid tar archive"), "{}", r.stderr);
+    assert_eq!(rb.ok(&["images", "-q"]).trim(), "");
+    rb.ok(&["system", "check"]);
+}

@@ -196,3 +196,72 @@ fn load_rejects_a_blob_that_does_not_match_its_name() {
     );
     assert_eq!(fresh.ok(&["images", "-q"]).trim(), "");
 }
+
+/// Docker before 25 wrote `<id>/layer.tar`, `<config hex>.json`, and
+/// symlinks between layer directories for shared layers.
+#[test]
+fn legacy_docker_archive_with_symlinked_layers_loads() {
+    use rbuild_solver::Digest;
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_cksum();
+    layer
+        .append_data(&mut h, "hello.txt", &b"hi\n"[..])
+        .unwrap();
+    let layer = layer.into_inner().unwrap();
+    let diff_id = Digest::of(&layer);
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["sh"]}},"rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#
+    );
+    let config_digest = Digest::of(config.as_bytes());
+    let config2 = config.replace("\"sh\"", "\"ls\"");
+    let config2_digest = Digest::of(config2.as_bytes());
+    let manifest = format!(
+        r#"[{{"Config":"{}.json","RepoTags":["legacy:1"],"Layers":["aaa/layer.tar"]}},{{"Config":"{}.json","RepoTags":["legacy:2"],"Layers":["bbb/layer.tar"]}}]"#,
+        config_digest.hex(),
+        config2_digest.hex()
+    );
+
+    let mut out = tar::Builder::new(Vec::new());
+    let file = |out: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        out.append_data(&mut h, name, data).unwrap();
+    };
+    file(&mut out, "aaa/VERSION", b"1.0");
+    file(&mut out, "aaa/json", b"{}");
+    file(&mut out, "aaa/layer.tar", &layer);
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_size(0);
+    out.append_link(&mut link, "bbb/layer.tar", "../aaa/layer.tar")
+        .unwrap();
+    file(
+        &mut out,
+        &format!("{}.json", config_digest.hex()),
+        config.as_bytes(),
+    );
+    file(
+        &mut out,
+        &format!("{}.json", config2_digest.hex()),
+        config2.as_bytes(),
+    );
+    file(&mut out, "manifest.json", manifest.as_bytes());
+    file(&mut out, "repositories", b"{}");
+    let archive = out.into_inner().unwrap();
+
+    let rb = Rbuild::new();
+    let r = rb.run_with_stdin(&["load"], Some(&archive));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "Loaded image: legacy:1\nLoaded image: legacy:2\n");
+    assert_eq!(id_of(&rb, "legacy:1"), config_digest.to_string());
+    assert_eq!(id_of(&rb, "legacy:2"), config2_digest.to_string());
+    let fs_tar = rb.path("fs.tar");
+    rb.ok(&["export", "legacy:2", "-o", fs_tar.to_str().unwrap()]);
+    assert!(tool("tar", &["-tf", fs_tar.to_str().unwrap()]).contains("hello.txt"));
+    rb.ok(&["system", "check"]);
+}

@@ -61,8 +61,9 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
         } else {
             Box::new(File::open(&path).with_context(|| format!("cannot open {source}"))?)
         };
-        let mut input = decompressed(input).with_context(|| format!("cannot read {source}"))?;
-        io::copy(&mut input, &mut blob).with_context(|| format!("cannot import {source}"))?;
+        let input = decompressed(input).with_context(|| format!("cannot read {source}"))?;
+        copy_checked_tar(input, &mut blob)
+            .with_context(|| format!("cannot import {source}: not a valid tar archive"))?;
     }
     blob.flush().context("cannot write layer")?;
     let (digest, size) = blob.commit()?;
@@ -104,6 +105,38 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let id = store.write_image(&image_config, &[layer], &tags)?;
     println!("{id}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Copies a tar stream to `out` unchanged while parsing it, in one pass:
+/// a file that is not a tar archive is refused instead of becoming a layer.
+fn copy_checked_tar(input: Box<dyn Read + '_>, out: &mut dyn Write) -> io::Result<()> {
+    struct Tee<'a, R> {
+        inner: R,
+        out: &'a mut dyn Write,
+    }
+    impl<R: Read> Read for Tee<'_, R> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.out.write_all(&buf[..n])?;
+            Ok(n)
+        }
+    }
+    let mut tee = Tee { inner: input, out };
+    let mut entries = 0u64;
+    {
+        let mut archive = tar::Archive::new(&mut tee);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            io::copy(&mut entry, &mut io::sink())?;
+            entries += 1;
+        }
+    }
+    if entries == 0 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "no entries"));
+    }
+    // The end-of-archive blocks and any padding belong to the layer too.
+    io::copy(&mut tee, &mut io::sink())?;
+    Ok(())
 }
 
 /// Wraps `input` in a gzip decoder when it starts with the gzip magic.

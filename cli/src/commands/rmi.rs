@@ -72,6 +72,13 @@ fn remove_one(store: &Store, name: &str, force: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let r = ImageRef::parse(name)?;
+    if in_use && image.tags.len() == 1 && !force {
+        bail!(
+            "conflict: unable to remove repository reference {:?} (must force) - image {} is being used by a running process",
+            name,
+            image.id.short()
+        );
+    }
     let (image, removed) = store.untag(&r)?;
     println!("Untagged: {}", r.familiar());
     if removed {
