@@ -297,3 +297,21 @@ fn import_refuses_a_file_that_is_not_a_tar() {
     assert_eq!(rb.ok(&["images", "-q"]).trim(), "");
     rb.ok(&["system", "check"]);
 }
+
+#[test]
+fn before_and_since_filters_order_by_creation_time() {
+    let rb = Rbuild::new();
+    let a = rb.import_tree("a", &[("f", "a")]);
+    let b = rb.import_tree("b", &[("f", "b")]);
+    let c = rb.import_tree("c", &[("f", "c")]);
+    let q = |f: &str| rb.ok(&["images", "-q", "--no-trunc", "--filter", f]);
+    assert_eq!(q("before=b").trim(), a);
+    assert_eq!(q("since=b").trim(), c);
+    // Newest first, like docker.
+    assert_eq!(
+        rb.ok(&["images", "-q", "--no-trunc"]),
+        format!("{c}\n{b}\n{a}\n")
+    );
+    let r = rb.fails(&["images", "--filter", "colour=red"]);
+    assert!(r.stderr.contains("invalid filter"), "{}", r.stderr);
+}

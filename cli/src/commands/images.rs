@@ -48,7 +48,7 @@ struct Row<'a> {
 pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let store = crate::root::open_store(root)?;
     let mut images = store.images()?;
-    images.sort_by_key(|i| std::cmp::Reverse(created_secs(i)));
+    images.sort_by_key(|i| std::cmp::Reverse(created_nanos(i)));
     let mut filters = args.filters.clone();
     if let Some(repo) = &args.repository {
         filters.push(format!("reference={repo}"));
@@ -152,11 +152,12 @@ fn row_json(r: &Row<'_>, no_trunc: bool) -> serde_json::Value {
     })
 }
 
-/// The image's creation time in seconds (0 when unknown).
-pub fn created_secs(image: &Image) -> i64 {
+/// The image's creation time in nanoseconds since the epoch (0 when
+/// unknown): images made within one second still order correctly.
+pub fn created_nanos(image: &Image) -> i128 {
     image
         .created()
-        .and_then(timestamp::parse_rfc3339)
+        .and_then(timestamp::parse_rfc3339_nanos)
         .unwrap_or(0)
 }
 
@@ -186,11 +187,11 @@ fn apply_filters(
                 let pivot = store
                     .resolve(value)
                     .with_context(|| format!("bad filter {f:?}"))?;
-                let t = created_secs(&pivot);
+                let t = created_nanos(&pivot);
                 if key == "before" {
-                    out.retain(|i| created_secs(i) < t);
+                    out.retain(|i| created_nanos(i) < t);
                 } else {
-                    out.retain(|i| created_secs(i) > t);
+                    out.retain(|i| created_nanos(i) > t);
                 }
             }
             "label" => {

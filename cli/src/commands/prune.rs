@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 
-use super::images::created_secs;
+use super::images::created_nanos;
 use super::timestamp;
 
 #[derive(Debug, clap::Args)]
@@ -58,7 +58,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
         if !args.all && !image.is_dangling() {
             continue;
         }
-        if until.is_some_and(|t| created_secs(&image) >= t) {
+        if until.is_some_and(|t| created_nanos(&image) >= t as i128 * 1_000_000_000) {
             continue;
         }
         let image_labels = image

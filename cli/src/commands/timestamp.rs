@@ -34,6 +34,11 @@ pub fn format_rfc3339(secs: i64, nanos: u32) -> String {
 
 /// Parses an RFC 3339 timestamp into seconds since the epoch.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    parse_rfc3339_nanos(s).map(|n| n.div_euclid(1_000_000_000) as i64)
+}
+
+/// Parses an RFC 3339 timestamp into nanoseconds since the epoch.
+pub fn parse_rfc3339_nanos(s: &str) -> Option<i128> {
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
         return None;
@@ -42,8 +47,11 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
     let mut rest = &s[19..];
+    let mut nanos: i128 = 0;
     if let Some(r) = rest.strip_prefix('.') {
         let digits = r.bytes().take_while(u8::is_ascii_digit).count();
+        let frac = &r[..digits.min(9)];
+        nanos = format!("{frac:0<9}").parse().ok()?;
         rest = &r[digits..];
     }
     let offset = match rest {
@@ -59,7 +67,8 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
             sign * (oh * 3600 + om * 60)
         }
     };
-    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset)
+    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset;
+    Some(secs as i128 * 1_000_000_000 + nanos)
 }
 
 /// Docker's `units.HumanDuration`.
@@ -216,6 +225,10 @@ mod tests {
             Some(1_700_000_000)
         );
         assert_eq!(parse_rfc3339("nope"), None);
+        assert_eq!(
+            parse_rfc3339_nanos("1970-01-01T00:00:01.25Z"),
+            Some(1_250_000_000)
+        );
     }
 
     #[test]
