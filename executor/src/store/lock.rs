@@ -74,6 +74,16 @@ impl FileLock {
         }
     }
 
+    /// True when the lock file is still the one at its path (not unlinked
+    /// or replaced by another process since it was opened).
+    pub fn is_current(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self._lock.metadata(), std::fs::metadata(&self.path)) {
+            (Ok(held), Ok(now)) => held.dev() == now.dev() && held.ino() == now.ino(),
+            _ => false,
+        }
+    }
+
     /// The lock file's path.
     pub fn path(&self) -> &Path {
         &self.path

@@ -675,9 +675,14 @@ impl Store {
     /// Marks `image` as in use by this process until the lease is dropped.
     pub fn lease(&self, image: &Image) -> Result<ImageLease> {
         let path = self.lease_path(&image.manifest_digest);
-        Ok(ImageLease {
-            _lock: FileLock::acquire(&path, LockMode::Shared)?,
-        })
+        loop {
+            let lock = FileLock::acquire(&path, LockMode::Shared)?;
+            // gc deletes unused lease files while holding them exclusively;
+            // a lock on a file it just deleted would protect nothing.
+            if lock.is_current() {
+                return Ok(ImageLease { _lock: lock });
+            }
+        }
     }
 
     fn lease_path(&self, manifest: &Digest) -> PathBuf {
