@@ -188,3 +188,41 @@ fn system_check_finds_a_flipped_byte_and_repair_fixes_the_store() {
     rb.busybox();
     rb.ok(&["system", "check"]);
 }
+
+#[test]
+fn prune_and_rmi_leave_an_image_in_use_by_another_process() {
+    let rb = Rbuild::new();
+    let id = rb.busybox();
+    // A save writing into a pipe nobody reads blocks while holding its
+    // lease on the image.
+    let mut saver = rb
+        .command(&["save", "busybox"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let leases = rb.root().join("store-v1/leases");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(&leases).unwrap().count() == 0 {
+        assert!(Instant::now() < deadline, "save never took its lease");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+
+    let r = rb.fails(&["rmi", "busybox"]);
+    assert!(
+        r.stderr.contains("being used by a running process"),
+        "{}",
+        r.stderr
+    );
+    let out = rb.ok(&["image", "prune", "-a", "-f"]);
+    assert!(!out.contains("deleted:"), "{out}");
+    assert_eq!(rb.ok(&["images", "-q", "--no-trunc"]).trim(), id);
+
+    // Once the user is gone, the same commands work.
+    let mut pipe = saver.stdout.take().unwrap();
+    std::io::copy(&mut pipe, &mut std::io::sink()).unwrap();
+    assert!(saver.wait().unwrap().success());
+    let out = rb.ok(&["image", "prune", "-a", "-f"]);
+    assert!(out.contains(&format!("deleted: {id}")), "{out}");
+}
