@@ -265,3 +265,25 @@ fn legacy_docker_archive_with_symlinked_layers_loads() {
     assert!(tool("tar", &["-tf", fs_tar.to_str().unwrap()]).contains("hello.txt"));
     rb.ok(&["system", "check"]);
 }
+
+#[test]
+fn loading_over_an_existing_tag_says_the_old_image_is_renamed() {
+    let rb = Rbuild::new();
+    let first = rb.import_tree("app", &[("f", "1")]);
+    let archive = rb.path("a.tar");
+    rb.ok(&["save", "app", "-o", archive.to_str().unwrap()]);
+    let second = rb.import_tree("app", &[("f", "2")]);
+    let out = rb.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(
+        out,
+        format!(
+            "The image app:latest already exists, renaming the old one with ID {second} to empty string\nLoaded image: app:latest\n"
+        )
+    );
+    assert_eq!(id_of(&rb, "app"), first);
+    // Loading the same archive again changes nothing and says only "Loaded".
+    assert_eq!(
+        rb.ok(&["load", "-i", archive.to_str().unwrap()]),
+        "Loaded image: app:latest\n"
+    );
+}

@@ -51,6 +51,9 @@ fn pack_write_resolve_snapshot_lease() {
 
     let image = store.resolve("example/motd:1").unwrap();
     assert_eq!(image.id, id);
+    assert_eq!(store.resolve(&tag).unwrap().id, id);
+    assert_eq!(store.resolve(&id).unwrap().id, id);
+    assert_eq!(store.resolve(&id.short()).unwrap().id, id);
     assert_eq!(image.tags, vec![tag]);
     assert_eq!(image.layers, vec![layer]);
 

@@ -251,10 +251,28 @@ fn load_docker_archive(
             .map(|t| ImageRef::parse(t))
             .collect::<Result<Vec<_>, _>>()
             .context("bad RepoTags in manifest.json")?;
+        out.extend(renames(store, &config, &tags));
         let image = store.write_image_raw(&config, &layers, &tags)?;
         report(&mut out, &image.id, &tags);
     }
     Ok(out)
+}
+
+/// Docker's notice when a loaded tag moves off another image.
+fn renames(store: &Store, config: &[u8], tags: &[ImageRef]) -> Vec<String> {
+    let id = Digest::of(config);
+    tags.iter()
+        .filter_map(|t| {
+            let old = store.resolve(t).ok()?;
+            (old.id != id).then(|| {
+                format!(
+                    "The image {} already exists, renaming the old one with ID {} to empty string",
+                    t.familiar(),
+                    old.id
+                )
+            })
+        })
+        .collect()
 }
 
 fn report(out: &mut Vec<String>, id: &Digest, tags: &[ImageRef]) {
@@ -310,6 +328,7 @@ fn load_oci(store: &Store, archive: &Archive, index: &[u8]) -> anyhow::Result<Ve
                 media_type: layer_media_type(store, &digest, Some(&l.media_type))?,
             });
         }
+        out.extend(renames(store, &config, &tags));
         let image = store.write_image_raw(&config, &layers, &tags)?;
         report(&mut out, &image.id, &tags);
     }

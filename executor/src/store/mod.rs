@@ -615,9 +615,18 @@ impl Store {
         })
     }
 
-    /// Finds an image by reference (`busybox`, `name:tag`, `name@sha256:…`),
-    /// by full image ID (`sha256:…`), or by a unique ID prefix.
-    pub fn resolve(&self, text: &str) -> Result<Image> {
+    /// Finds an image by what a user typed (`busybox`, `name:tag`,
+    /// `name@sha256:…`, a full image ID `sha256:…`, or a unique ID prefix),
+    /// by a parsed [`ImageRef`], or by an image ID [`Digest`].
+    pub fn resolve<S: ImageSelector + ?Sized>(&self, what: &S) -> Result<Image> {
+        match what.selector() {
+            Selector::Text(text) => self.resolve_text(text),
+            Selector::Ref(r) => self.resolve_ref(r),
+            Selector::Id(id) => self.resolve_text(&id.to_string()),
+        }
+    }
+
+    fn resolve_text(&self, text: &str) -> Result<Image> {
         let hex_part = text.strip_prefix("sha256:").unwrap_or(text);
         let is_hex = !hex_part.is_empty()
             && hex_part.len() <= 64
@@ -1032,6 +1041,45 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// What [`Store::resolve`] accepts: `str`/`String` (as typed by a user),
+/// [`ImageRef`], or an image ID [`Digest`].
+pub trait ImageSelector {
+    /// How to look the image up.
+    fn selector(&self) -> Selector<'_>;
+}
+
+/// One way of naming an image; see [`ImageSelector`].
+#[derive(Debug, Clone, Copy)]
+pub enum Selector<'a> {
+    Text(&'a str),
+    Ref(&'a ImageRef),
+    Id(&'a Digest),
+}
+
+impl ImageSelector for str {
+    fn selector(&self) -> Selector<'_> {
+        Selector::Text(self)
+    }
+}
+
+impl ImageSelector for String {
+    fn selector(&self) -> Selector<'_> {
+        Selector::Text(self)
+    }
+}
+
+impl ImageSelector for ImageRef {
+    fn selector(&self) -> Selector<'_> {
+        Selector::Ref(self)
+    }
+}
+
+impl ImageSelector for Digest {
+    fn selector(&self) -> Selector<'_> {
+        Selector::Id(self)
     }
 }
 
