@@ -92,6 +92,10 @@ pub enum StoreError {
     CorruptImage { manifest: Digest, reason: String },
     #[error("layer {digest} has unsupported media type {media_type:?}")]
     UnsupportedMediaType { digest: Digest, media_type: String },
+    #[error(
+        "the image config's rootfs.diff_ids ({declared}) do not match the {given} layers given"
+    )]
+    LayerMismatch { declared: usize, given: usize },
     #[error("layer {diff_id} is not part of any image in the store")]
     UnknownLayer { diff_id: Digest },
     #[error("unpacking layer {diff_id} failed")]
@@ -437,6 +441,21 @@ impl Store {
             if !self.has_blob(&l.digest) {
                 return Err(StoreError::MissingBlob { digest: l.digest });
             }
+        }
+        // Refuse an image that could not be read back: the config must parse
+        // and name exactly these layers' diffIDs, in order.
+        let parsed: ImageConfiguration =
+            serde_json::from_slice(config).map_err(|source| StoreError::Json {
+                what: "image config".to_string(),
+                source,
+            })?;
+        let declared = parsed.rootfs().diff_ids();
+        let given: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
+        if *declared != given {
+            return Err(StoreError::LayerMismatch {
+                declared: declared.len(),
+                given: given.len(),
+            });
         }
         let config_digest = self.put_blob_bytes(config)?;
         let manifest = Manifest {

@@ -262,3 +262,16 @@ fn concurrent_first_opens_all_succeed() {
         }
     }
 }
+
+#[test]
+fn write_image_refuses_a_config_that_names_other_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let a = layer_from(&store, &[("a", b"a")]);
+    let b = layer_from(&store, &[("b", b"b")]);
+    let err = store
+        .write_image(&config_for(std::slice::from_ref(&a), "x"), &[b], &[r("x")])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LayerMismatch { .. }), "{err}");
+    assert!(store.images().unwrap().is_empty());
+}
