@@ -287,3 +287,17 @@ fn loading_over_an_existing_tag_says_the_old_image_is_renamed() {
         "Loaded image: app:latest\n"
     );
 }
+
+#[test]
+fn load_of_something_that_is_not_a_tar_says_so() {
+    let rb = Rbuild::new();
+    let junk = rb.path("junk");
+    std::fs::write(&junk, "root:x:0:0:root:/root:/bin/sh\n".repeat(40)).unwrap();
+    let r = rb.fails(&["load", "-i", junk.to_str().unwrap()]);
+    assert!(r.stderr.contains("not a tar archive"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("root:x"),
+        "no raw bytes in the message: {}",
+        r.stderr
+    );
+}

@@ -127,8 +127,18 @@ fn normalize(path: &str) -> String {
 fn read_archive(store: &Store, input: Box<dyn Read + '_>) -> anyhow::Result<Archive> {
     let mut archive = Archive::default();
     let mut tar = tar::Archive::new(input);
+    let mut seen = 0u64;
     for entry in tar.entries()? {
-        let mut entry = entry?;
+        // The tar crate's message for a non-tar quotes raw bytes; say what
+        // it means instead when the very first header is bad.
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(_) if seen == 0 => bail!(
+                "not a tar archive (plain or gzip)\nhint: `rbuild load` reads what `rbuild save`, `docker save` or `skopeo copy … oci-archive:…` write"
+            ),
+            Err(e) => return Err(e.into()),
+        };
+        seen += 1;
         let path = normalize(&entry.path()?.to_string_lossy());
         match entry.header().entry_type() {
             tar::EntryType::Symlink | tar::EntryType::Link => {
