@@ -127,8 +127,7 @@ fn normalize(path: &str) -> String {
 fn read_archive(store: &Store, input: Box<dyn Read + '_>) -> anyhow::Result<Archive> {
     let mut archive = Archive::default();
     let mut tar = tar::Archive::new(input);
-    let mut seen = 0u64;
-    for entry in tar.entries()? {
+    for (seen, entry) in tar.entries()?.enumerate() {
         // The tar crate's message for a non-tar quotes raw bytes; say what
         // it means instead when the very first header is bad.
         let mut entry = match entry {
@@ -138,7 +137,6 @@ fn read_archive(store: &Store, input: Box<dyn Read + '_>) -> anyhow::Result<Arch
             ),
             Err(e) => return Err(e.into()),
         };
-        seen += 1;
         let path = normalize(&entry.path()?.to_string_lossy());
         match entry.header().entry_type() {
             tar::EntryType::Symlink | tar::EntryType::Link => {
