@@ -53,7 +53,9 @@ pub enum ReferenceError {
         reference: String,
         component: String,
     },
-    #[error("invalid reference {reference:?}: registry host {domain:?} is not valid")]
+    #[error(
+        "invalid reference {reference:?}: registry host {domain:?} is not valid\nhint: a registry host is letters, digits, '-' and '.', optionally followed by :PORT"
+    )]
     BadDomain { reference: String, domain: String },
     #[error(
         "invalid reference {reference:?}: tag {tag:?} is not valid\nhint: tags are up to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
@@ -66,7 +68,7 @@ pub enum ReferenceError {
     #[error("invalid reference {reference:?}: repository name is longer than 255 characters")]
     NameTooLong { reference: String },
     #[error(
-        "invalid reference {reference:?}: a 64-character hexadecimal string is an image ID, not a repository name"
+        "invalid reference {reference:?}: a 64-character hexadecimal string is an image ID, not a repository name\nhint: choose a name such as myimage:latest"
     )]
     LooksLikeId { reference: String },
 }
