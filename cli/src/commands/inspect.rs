@@ -66,7 +66,7 @@ pub fn inspect_json(image: &Image) -> Value {
         .and_then(|h| h.last())
         .and_then(|h| h.comment().clone())
         .unwrap_or_default();
-    json!({
+    let mut out = json!({
         "Id": image.id.to_string(),
         "RepoTags": image.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
         "RepoDigests": repo_digests,
@@ -77,7 +77,6 @@ pub fn inspect_json(image: &Image) -> Value {
         "Author": c.author().clone().unwrap_or_default(),
         "Config": c.config().as_ref().map(|cfg| serde_json::to_value(cfg).expect("config serializes")),
         "Architecture": c.architecture().to_string(),
-        "Variant": c.variant().clone(),
         "Os": c.os().to_string(),
         "Size": image.size(),
         "RootFS": {
@@ -90,5 +89,10 @@ pub fn inspect_json(image: &Image) -> Value {
             "digest": image.manifest_digest.to_string(),
             "size": image.manifest_size,
         },
-    })
+    });
+    // Docker leaves Variant out unless the image names one.
+    if let Some(v) = c.variant() {
+        out["Variant"] = Value::String(v.clone());
+    }
+    out
 }
