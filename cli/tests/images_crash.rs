@@ -226,3 +226,31 @@ fn prune_and_rmi_leave_an_image_in_use_by_another_process() {
     let out = rb.ok(&["image", "prune", "-a", "-f"]);
     assert!(out.contains(&format!("deleted: {id}")), "{out}");
 }
+
+#[test]
+fn a_damaged_config_does_not_hide_the_other_images() {
+    let rb = Rbuild::new();
+    let good = rb.import_tree("good", &[("f", "g")]);
+    let bad = rb.import_tree("bad", &[("f", "b")]);
+    std::fs::remove_file(
+        rb.root()
+            .join("store-v1/blobs/sha256")
+            .join(bad.trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    let r = rb.run(&["images", "-q", "--no-trunc"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.trim(), good);
+    assert!(
+        r.stderr.contains("warning: skipping bad:latest"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(rb.ok(&["inspect", "-f", "{{.Id}}", "good"]).trim(), good);
+    let check = rb.run(&["system", "check"]);
+    assert_eq!(check.code, 1);
+    assert!(check.stdout.contains("is missing"), "{}", check.stdout);
+    rb.ok(&["system", "check", "--repair"]);
+    let r = rb.run(&["images", "-q", "--no-trunc"]);
+    assert_eq!((r.stdout.trim(), r.stderr.as_str()), (good.as_str(), ""));
+}

@@ -47,7 +47,21 @@ struct Row<'a> {
 
 pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let store = crate::root::open_store(root)?;
-    let mut images = store.images()?;
+    let scan = store.scan_images()?;
+    for broken in &scan.broken {
+        let name = broken
+            .tags
+            .first()
+            .map_or_else(|| broken.manifest.clone(), |t| t.familiar());
+        eprintln!(
+            "warning: skipping {name}: {}",
+            broken.error.to_string().lines().next().unwrap_or_default()
+        );
+    }
+    if !scan.broken.is_empty() {
+        eprintln!("hint: run `rbuild system check --repair` to drop damaged images");
+    }
+    let mut images = scan.images;
     images.sort_by_key(|i| std::cmp::Reverse(created_nanos(i)));
     let mut filters = args.filters.clone();
     if let Some(repo) = &args.repository {

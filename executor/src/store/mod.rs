@@ -167,6 +167,26 @@ impl Image {
     }
 }
 
+/// The result of [`Store::scan_images`].
+#[derive(Debug, Default)]
+pub struct ImageScan {
+    /// Images that were read.
+    pub images: Vec<Image>,
+    /// Index entries that could not be read.
+    pub broken: Vec<BrokenImage>,
+}
+
+/// An index entry whose manifest or config could not be read.
+#[derive(Debug)]
+pub struct BrokenImage {
+    /// The manifest digest as the index names it.
+    pub manifest: String,
+    /// Its tags.
+    pub tags: Vec<ImageRef>,
+    /// Why it could not be read.
+    pub error: StoreError,
+}
+
 /// What garbage collection removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GcStats {
@@ -563,8 +583,21 @@ impl Store {
         })
     }
 
-    /// Every image in the store (one per manifest), in index order.
+    /// Every image in the store (one per manifest), in index order. Fails
+    /// on the first image that cannot be read; see [`Store::scan_images`]
+    /// to list around damage.
     pub fn images(&self) -> Result<Vec<Image>> {
+        let scan = self.scan_images()?;
+        match scan.broken.into_iter().next() {
+            Some(b) => Err(b.error),
+            None => Ok(scan.images),
+        }
+    }
+
+    /// Every readable image, plus the index entries that could not be read
+    /// (missing or corrupt manifest or config), so one damaged image does
+    /// not hide the others.
+    pub fn scan_images(&self) -> Result<ImageScan> {
         let index = self.read_index()?;
         let mut order: Vec<Descriptor> = Vec::new();
         let mut tags: BTreeMap<String, Vec<ImageRef>> = BTreeMap::new();
@@ -579,13 +612,19 @@ impl Store {
                 tags.get_mut(&d.digest).expect("inserted above").push(r);
             }
         }
-        order
-            .into_iter()
-            .map(|d| {
-                let t = tags.remove(&d.digest).unwrap_or_default();
-                self.load_image(&d, t)
-            })
-            .collect()
+        let mut scan = ImageScan::default();
+        for d in order {
+            let t = tags.remove(&d.digest).unwrap_or_default();
+            match self.load_image(&d, t.clone()) {
+                Ok(image) => scan.images.push(image),
+                Err(error) => scan.broken.push(BrokenImage {
+                    manifest: d.digest.clone(),
+                    tags: t,
+                    error,
+                }),
+            }
+        }
+        Ok(scan)
     }
 
     /// Reads a manifest and its config into an [`Image`].
@@ -653,7 +692,7 @@ impl Store {
                 .bytes()
                 .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if is_hex {
-            let images = self.images()?;
+            let images = self.scan_images()?.images;
             let mut ids: Vec<&Image> = images
                 .iter()
                 .filter(|i| i.id.hex().starts_with(hex_part))
@@ -687,7 +726,7 @@ impl Store {
 
     /// Finds the image a normalized reference names.
     pub fn resolve_ref(&self, r: &ImageRef) -> Result<Image> {
-        let images = self.images()?;
+        let images = self.scan_images()?.images;
         let found = images.into_iter().find(|img| match (r.digest(), r.tag()) {
             (Some(d), _) => {
                 img.manifest_digest == d
