@@ -3,6 +3,7 @@
 //! crate prints and decides how the process ends.
 
 mod commands;
+mod root;
 
 use std::process::ExitCode;
 

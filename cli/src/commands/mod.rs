@@ -3,6 +3,22 @@
 mod check;
 mod debug;
 mod dockerfile_input;
+mod export;
+mod history;
+mod images;
+mod import;
+mod info;
+mod inspect;
+mod load;
+mod output;
+mod prune;
+mod rmi;
+mod save;
+mod system;
+mod table;
+mod tag;
+mod template;
+mod timestamp;
 mod version;
 
 use std::path::PathBuf;
@@ -31,13 +47,95 @@ pub enum Command {
     Debug(debug::DebugArgs),
     /// Show rbuild's version and build information
     Version,
+    /// Create an image from a root filesystem (tar, tar.gz, directory, or -)
+    Import(import::Args),
+    /// Write an image's flattened filesystem as a tar
+    Export(export::Args),
+    /// List images
+    Images(images::Args),
+    /// Show low-level information on images as JSON
+    Inspect(inspect::Args),
+    /// Show the history of an image
+    History(history::Args),
+    /// Give an image another name
+    Tag(tag::Args),
+    /// Remove images
+    Rmi(rmi::Args),
+    /// Save images to a tar archive (docker-archive + OCI layout)
+    Save(save::Args),
+    /// Load images from a tar archive (docker-archive or OCI layout)
+    Load(load::Args),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Manage the store
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// Show where the store is and what it holds
+    Info,
+}
+
+/// `rbuild image …`
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List images
+    #[command(alias = "list")]
+    Ls(images::Args),
+    /// Remove unused images
+    Prune(prune::Args),
+    /// Remove images
+    #[command(alias = "remove")]
+    Rm(rmi::Args),
+    /// Show low-level information on images
+    Inspect(inspect::Args),
+    /// Show the history of an image
+    History(history::Args),
+    /// Give an image another name
+    Tag(tag::Args),
+    /// Create an image from a root filesystem
+    Import(import::Args),
+    /// Save images to a tar archive
+    Save(save::Args),
+    /// Load images from a tar archive
+    Load(load::Args),
+}
+
+/// `rbuild system …`
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Show disk usage
+    Df(system::DfArgs),
+    /// Verify every blob and reference in the store
+    Check(system::CheckArgs),
+    /// Show where the store is and what it holds
+    Info,
 }
 
 /// Runs the parsed command line; the returned code becomes the process's.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Check(args) => check::run(args),
-        Command::Debug(args) => debug::run(args),
-        Command::Version => version::run(),
+    // Commands that never touch the store don't resolve (or create) it.
+    let command = match cli.command {
+        Command::Check(args) => return check::run(args),
+        Command::Debug(args) => return debug::run(args),
+        Command::Version => return version::run(),
+        other => other,
+    };
+    let root = crate::root::store_root(cli.root)?;
+    let root = root.as_path();
+    match command {
+        Command::Check(_) | Command::Debug(_) | Command::Version => unreachable!("handled above"),
+        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => import::run(root, a),
+        Command::Export(a) => export::run(root, a),
+        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::run(root, a),
+        Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => inspect::run(root, a),
+        Command::History(a) | Command::Image(ImageCommand::History(a)) => history::run(root, a),
+        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => tag::run(root, a),
+        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => rmi::run(root, a),
+        Command::Save(a) | Command::Image(ImageCommand::Save(a)) => save::run(root, a),
+        Command::Load(a) | Command::Image(ImageCommand::Load(a)) => load::run(root, a),
+        Command::Image(ImageCommand::Prune(a)) => prune::run(root, a),
+        Command::System(SystemCommand::Df(a)) => system::df(root, a),
+        Command::System(SystemCommand::Check(a)) => system::check(root, a),
+        Command::Info | Command::System(SystemCommand::Info) => info::run(root),
     }
 }

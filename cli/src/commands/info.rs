@@ -1,0 +1,27 @@
+//! `rbuild info`: where the store is and what is in it.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use rbuild_executor::store::STORE_VERSION;
+
+pub fn run(root: &Path) -> anyhow::Result<ExitCode> {
+    let store = crate::root::open_store(root)?;
+    let images = store.images()?;
+    let du = store.disk_usage()?;
+    println!("Root Dir: {}", root.display());
+    println!(
+        "Store: {} (OCI image layout, version {STORE_VERSION})",
+        store.dir().display()
+    );
+    println!("Images: {}", images.len());
+    println!(
+        "Blobs: {} ({})",
+        du.blob_count,
+        super::timestamp::human_size(du.blobs)
+    );
+    println!("Snapshots: {}", du.snapshot_count);
+    println!("Architecture: {}", super::import::host_arch());
+    println!("OS: {}", std::env::consts::OS);
+    Ok(ExitCode::SUCCESS)
+}

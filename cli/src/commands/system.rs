@@ -1,0 +1,163 @@
+//! `rbuild system df [-v]` and `rbuild system check [--repair]`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::table::Table;
+use super::timestamp;
+
+#[derive(Debug, clap::Args)]
+pub struct DfArgs {
+    /// Show per-image usage
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Drop broken blobs and the images that need them
+    #[arg(long)]
+    pub repair: bool,
+}
+
+pub fn df(root: &Path, args: DfArgs) -> anyhow::Result<ExitCode> {
+    let store = crate::root::open_store(root)?;
+    let images = store.images()?;
+    let du = store.disk_usage()?;
+    // How many images use each blob: shared blobs count once.
+    let mut users: BTreeMap<_, usize> = BTreeMap::new();
+    let mut sizes = BTreeMap::new();
+    for i in &images {
+        for l in &i.layers {
+            *users.entry(l.digest).or_default() += 1;
+            sizes.insert(l.digest, l.size);
+        }
+    }
+    let total: u64 = sizes.values().sum();
+    let mut active = 0;
+    let mut active_bytes = 0u64;
+    let mut active_blobs = BTreeMap::new();
+    for i in &images {
+        if store.is_in_use(i)? {
+            active += 1;
+            for l in &i.layers {
+                active_blobs.insert(l.digest, l.size);
+            }
+        }
+    }
+    active_bytes += active_blobs.values().sum::<u64>();
+    let reclaimable = total.saturating_sub(active_bytes);
+    let pct = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
+    let mut t = Table::new(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]);
+    t.row(vec![
+        "Images".into(),
+        images.len().to_string(),
+        active.to_string(),
+        timestamp::human_size(total),
+        format!(
+            "{} ({}%)",
+            timestamp::human_size(reclaimable),
+            pct(reclaimable, total)
+        ),
+    ]);
+    t.row(vec![
+        "Snapshots".into(),
+        du.snapshot_count.to_string(),
+        "0".into(),
+        timestamp::human_size(du.snapshots),
+        format!("{} (100%)", timestamp::human_size(du.snapshots)),
+    ]);
+    if args.verbose {
+        println!("Images space usage:\n");
+        let mut v = Table::new(&[
+            "REPOSITORY",
+            "TAG",
+            "IMAGE ID",
+            "CREATED",
+            "SIZE",
+            "SHARED SIZE",
+            "UNIQUE SIZE",
+            "CONTAINERS",
+        ]);
+        for i in &images {
+            let shared: u64 = i
+                .layers
+                .iter()
+                .filter(|l| users[&l.digest] > 1)
+                .map(|l| l.size)
+                .sum();
+            let names: Vec<(String, String)> = if i.tags.is_empty() {
+                vec![("<none>".into(), "<none>".into())]
+            } else {
+                i.tags
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.familiar_repository(),
+                            t.tag().unwrap_or("<none>").to_string(),
+                        )
+                    })
+                    .collect()
+            };
+            for (repo, tag) in names {
+                v.row(vec![
+                    repo,
+                    tag,
+                    i.id.short(),
+                    timestamp::since(i.created()),
+                    timestamp::human_size(i.size()),
+                    timestamp::human_size(shared),
+                    timestamp::human_size(i.size() - shared),
+                    "0".into(),
+                ]);
+            }
+        }
+        print!("{}", v.render());
+        println!(
+            "\nStore: {} in {} blobs, {} in {} snapshots",
+            timestamp::human_size(du.blobs),
+            du.blob_count,
+            timestamp::human_size(du.snapshots),
+            du.snapshot_count
+        );
+    } else {
+        print!("{}", t.render());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn check(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let store = crate::root::open_store(root)?;
+    let report = store.check(args.repair)?;
+    for p in &report.problems {
+        println!("{}: {}", p.subject, p.reason);
+    }
+    for r in &report.repaired {
+        println!("repaired: {r}");
+    }
+    println!(
+        "checked {} blobs and {} index entries: {} problem{}",
+        report.blobs_checked,
+        report.images_checked,
+        report.problems.len(),
+        if report.problems.len() == 1 { "" } else { "s" }
+    );
+    if report.problems.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.repair {
+        let after = store.check(false)?;
+        if after.problems.is_empty() {
+            println!("store repaired");
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!(
+            "error: {} problems remain after repair",
+            after.problems.len()
+        );
+    } else {
+        eprintln!("hint: run `rbuild system check --repair` to drop what is broken");
+    }
+    Ok(ExitCode::from(1))
+}

@@ -1,0 +1,161 @@
+//! A small harness for end-to-end tests: runs the real `rbuild` binary
+//! against a temporary `--root`.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A temporary store and helpers to run rbuild against it.
+pub struct Rbuild {
+    pub dir: tempfile::TempDir,
+}
+
+/// What one run printed.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rbuild")
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+impl Rbuild {
+    pub fn new() -> Rbuild {
+        Rbuild {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The store root.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// A scratch path next to the root.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A command with `--root` set.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--root").arg(self.root()).args(args);
+        c
+    }
+
+    /// Runs and returns what happened.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with_stdin(args, None)
+    }
+
+    /// Runs with `input` on stdin.
+    pub fn run_with_stdin(&self, args: &[&str], input: Option<&[u8]>) -> Run {
+        let mut c = self.command(args);
+        c.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        if let Some(data) = input {
+            let mut stdin = child.stdin.take().unwrap();
+            let data = data.to_vec();
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&data);
+            });
+        }
+        to_run(child.wait_with_output().unwrap())
+    }
+
+    /// Runs, asserts success, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let r = self.run(args);
+        assert_eq!(
+            r.code, 0,
+            "rbuild {args:?} failed:\n{}\n{}",
+            r.stdout, r.stderr
+        );
+        r.stdout
+    }
+
+    /// Runs, asserts failure, returns the result.
+    pub fn fails(&self, args: &[&str]) -> Run {
+        let r = self.run(args);
+        assert_ne!(
+            r.code, 0,
+            "rbuild {args:?} should have failed:\n{}",
+            r.stdout
+        );
+        r
+    }
+
+    /// Imports busybox:latest with testdata/make-busybox; returns the ID.
+    pub fn busybox(&self) -> String {
+        let out = Command::new(repo_root().join("testdata/make-busybox"))
+            .arg(bin())
+            .arg(self.root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "make-busybox: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Makes a directory tree from (path, contents) pairs.
+    pub fn tree(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = self.path(name);
+        for (p, content) in files {
+            let f = dir.join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, content).unwrap();
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Imports a small tree as `name`; returns the image ID.
+    pub fn import_tree(&self, name: &str, files: &[(&str, &str)]) -> String {
+        let dir = self.tree(&format!("tree-{}", name.replace([':', '/'], "_")), files);
+        self.ok(&["import", dir.to_str().unwrap(), name])
+            .trim()
+            .to_string()
+    }
+}
+
+pub fn to_run(o: Output) -> Run {
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// Runs an external tool, asserting success.
+pub fn tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
