@@ -10,13 +10,27 @@
 //! - [`compress`] / [`decompress`]: gzip or zstd, digest + size of the
 //!   compressed stream computed in the same pass.
 //!
-//! The bodies below are placeholders so the store and sandbox can be written
-//! in parallel; the layer work replaces them.
+//! Module map: [`tar_writer`] encodes headers, `pack` walks trees, `unpack`
+//! extracts safely (see its docs for the refusal rules), `compress` holds the
+//! parallel gzip and the format sniffing.
+//!
+//! Unpack contract: when `dest` is empty on entry, [`unpack`] is
+//! all-or-nothing — on error everything it wrote is removed and `dest` is
+//! left empty (the directory itself stays). When `dest` already holds lower
+//! content (whiteouts applied on top of it), an error leaves the entries
+//! written so far in place; callers that need atomicity unpack into a fresh
+//! directory and rename it.
+
+mod compress;
+mod pack;
+pub(crate) mod tar_writer;
+mod unpack;
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use rbuild_solver::Digest;
+use sha2::Digest as _;
 
 /// Options for packing a tree.
 #[derive(Debug, Clone, Default)]
@@ -38,10 +52,36 @@ pub struct PackStats {
 /// What unpacking did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct UnpackStats {
-    /// sha256 of the uncompressed tar stream that was read.
+    /// sha256 of the uncompressed tar stream that was read (always `Some`
+    /// after a successful [`unpack`]).
     pub diff_id: Option<Digest>,
+    /// Archive entries processed, whiteouts included.
     pub entries: u64,
+    /// File data bytes written.
     pub bytes: u64,
+    /// Device nodes not created because the process may not (not root, or
+    /// inside a user namespace) — Docker skips them the same way.
+    pub skipped_devices: u64,
+}
+
+/// What to do with whiteout entries (`.wh.NAME`, `.wh..wh..opq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhiteoutMode {
+    /// Delete NAME / empty the directory of what is already in `dest`
+    /// (flattening layers into one tree).
+    #[default]
+    Apply,
+    /// Record them the way overlayfs does — a 0/0 char device named NAME,
+    /// `trusted.overlay.opaque=y` on the directory — so the unpacked
+    /// snapshot can serve as an overlay lower dir above its parents.
+    /// Needs root.
+    Overlay,
+}
+
+/// Options for [`unpack_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UnpackOptions {
+    pub whiteouts: WhiteoutMode,
 }
 
 /// Compression of a stored or transferred layer.
@@ -50,6 +90,27 @@ pub enum Compression {
     None,
     Gzip,
     Zstd,
+}
+
+/// Options for [`compress_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompressOptions {
+    pub compression: Compression,
+    /// gzip 0–9 (default 6), zstd 1–22 (default 3).
+    pub level: Option<i32>,
+    /// Compression threads; default: all cores.
+    pub threads: Option<usize>,
+}
+
+impl CompressOptions {
+    /// Default level and all cores.
+    pub fn new(compression: Compression) -> Self {
+        CompressOptions {
+            compression,
+            level: None,
+            threads: None,
+        }
+    }
 }
 
 /// What compressing produced.
@@ -72,6 +133,23 @@ pub enum LayerError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot extract archive entry {entry:?} into {dest}")]
+    Entry {
+        entry: String,
+        dest: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("writing the layer stream failed")]
+    Output {
+        #[source]
+        source: io::Error,
+    },
+    #[error("reading the input stream failed")]
+    Input {
+        #[source]
+        source: io::Error,
+    },
     #[error("refusing archive entry {entry:?}: {reason}")]
     UnsafeEntry { entry: String, reason: String },
     #[error("malformed archive entry {entry:?}")]
@@ -83,61 +161,88 @@ pub enum LayerError {
 }
 
 /// Packs the tree at `root` into `out` as an uncompressed tar layer.
+///
+/// Deterministic: the same tree gives the same bytes (sorted walk, empty
+/// user/group names, no atime/ctime, pax records sorted). The stream is
+/// written as it is produced; the diffID and size come from the same pass.
 pub fn pack_dir(
     root: &Path,
     out: &mut dyn Write,
     opts: &PackOptions,
 ) -> Result<PackStats, LayerError> {
-    let _ = opts;
-    let io_err = |source| LayerError::Io {
-        path: root.to_path_buf(),
-        source,
-    };
-    let mut hashing = HashingWriter::new(out);
-    {
-        let mut builder = tar::Builder::new(&mut hashing);
-        builder.follow_symlinks(false);
-        builder.append_dir_all(".", root).map_err(io_err)?;
-        builder.finish().map_err(io_err)?;
-    }
-    let (diff_id, size) = hashing.finish();
-    Ok(PackStats { diff_id, size })
+    pack_tree(root, out, opts, false)
 }
 
-/// Packs an overlayfs upper directory into a layer, translating whiteouts.
+/// Packs an overlayfs upper directory into a layer, translating whiteouts:
+/// a 0/0 char device becomes `.wh.NAME`, a directory marked opaque
+/// (`trusted.overlay.opaque=y` or `user.overlay.opaque=y`) is followed
+/// right away by `DIR/.wh..wh..opq`. overlay's own xattrs are not written.
+///
+/// The upper dir must come from a mount without `metacopy` or
+/// `redirect_dir` (files there would lack data or carry renames).
 pub fn pack_diff(
     upper: &Path,
     out: &mut dyn Write,
     opts: &PackOptions,
 ) -> Result<PackStats, LayerError> {
-    pack_dir(upper, out, opts)
+    pack_tree(upper, out, opts, true)
 }
 
-/// Unpacks an uncompressed tar layer into `dest` (which must exist).
+fn pack_tree(
+    root: &Path,
+    out: &mut dyn Write,
+    opts: &PackOptions,
+    diff: bool,
+) -> Result<PackStats, LayerError> {
+    let mut hashing = HashingWriter::new(io::BufWriter::with_capacity(256 * 1024, out));
+    pack::Packer::new(&mut hashing, opts, diff).pack(root)?;
+    hashing
+        .flush()
+        .map_err(|source| LayerError::Output { source })?;
+    let (diff_id, size) = hashing.finish();
+    Ok(PackStats { diff_id, size })
+}
+
+/// Unpacks an uncompressed tar layer into `dest` (which must exist),
+/// applying whiteouts to what `dest` already holds. See the module docs
+/// for the all-or-nothing contract and `unpack`'s safety rules.
 pub fn unpack(input: &mut dyn Read, dest: &Path) -> Result<UnpackStats, LayerError> {
-    let mut archive = tar::Archive::new(input);
-    archive.set_preserve_permissions(true);
-    archive.unpack(dest).map_err(|source| LayerError::Io {
-        path: dest.to_path_buf(),
-        source,
-    })?;
-    Ok(UnpackStats::default())
+    unpack_with(input, dest, &UnpackOptions::default())
 }
 
-/// Compresses `input` into `out`.
+/// [`unpack`] with options (e.g. keep whiteouts as overlay whiteouts).
+pub fn unpack_with(
+    input: &mut dyn Read,
+    dest: &Path,
+    opts: &UnpackOptions,
+) -> Result<UnpackStats, LayerError> {
+    unpack::unpack(input, dest, opts)
+}
+
+/// Compresses `input` into `out` with the default level on all cores.
+/// The blob digest, its size and the diffID come from the same pass.
 pub fn compress(
     input: &mut dyn Read,
     out: &mut dyn Write,
     compression: Compression,
 ) -> Result<CompressStats, LayerError> {
-    let _ = (input, out, compression);
-    unimplemented!("layer::compress is written by the layer work")
+    compress_with(input, out, &CompressOptions::new(compression))
+}
+
+/// [`compress`] with a chosen level and thread count.
+pub fn compress_with(
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+    opts: &CompressOptions,
+) -> Result<CompressStats, LayerError> {
+    compress::compress(input, out, opts)
 }
 
 /// Wraps `input` in a decoder chosen by sniffing its first bytes (gzip,
-/// zstd, bzip2, xz, or none).
+/// zstd, bzip2, xz, or none). Concatenated gzip members, zstd frames,
+/// bzip2 streams and xz streams are all read through.
 pub fn decompress<'a>(input: Box<dyn Read + 'a>) -> io::Result<Box<dyn Read + 'a>> {
-    Ok(input)
+    compress::decompress(input)
 }
 
 /// A writer that hashes and counts what passes through it.
@@ -149,7 +254,6 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        use sha2::Digest as _;
         HashingWriter {
             inner,
             hasher: sha2::Sha256::new(),
@@ -159,7 +263,6 @@ impl<W: Write> HashingWriter<W> {
 
     /// The digest and byte count of everything written.
     pub fn finish(self) -> (Digest, u64) {
-        use sha2::Digest as _;
         (
             Digest::from_bytes(self.hasher.finalize().into()),
             self.count,
@@ -169,7 +272,6 @@ impl<W: Write> HashingWriter<W> {
 
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        use sha2::Digest as _;
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
@@ -178,5 +280,39 @@ impl<W: Write> Write for HashingWriter<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// A reader that hashes and counts what passes through it.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+    count: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: sha2::Sha256::new(),
+            count: 0,
+        }
+    }
+
+    /// The digest and byte count of everything read.
+    pub fn finish(self) -> (Digest, u64) {
+        (
+            Digest::from_bytes(self.hasher.finalize().into()),
+            self.count,
+        )
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
     }
 }
