@@ -569,9 +569,10 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta, Resolve> {
     let h = entry.header();
     let mut meta = Meta {
         mode: h.mode().map_err(Resolve::Io)? & 0o7777,
-        uid: h.uid().map_err(Resolve::Io)? as u32,
-        gid: h.gid().map_err(Resolve::Io)? as u32,
-        mtime: h.mtime().map_err(Resolve::Io)? as i64,
+        // An empty numeric field reads as 0, as Go's archive/tar does.
+        uid: h.uid().unwrap_or(0) as u32,
+        gid: h.gid().unwrap_or(0) as u32,
+        mtime: h.mtime().unwrap_or(0) as i64,
         xattrs: Vec::new(),
     };
     if let Some(pax) = entry.pax_extensions().map_err(Resolve::Io)? {
