@@ -4,8 +4,8 @@
 //! layer_bench gen DIR MIB        make a mixed tree of about MIB MiB
 //! layer_bench pack DIR           pack + sha256 to a sink
 //! layer_bench pack-to DIR FILE   pack into FILE (input for the others)
-//! layer_bench gzip TAR           parallel gzip to a sink
-//! layer_bench zstd TAR           zstd (multithreaded) to a sink
+//! layer_bench gzip TAR [LEVEL [THREADS]]   parallel gzip to a sink
+//! layer_bench zstd TAR [LEVEL [THREADS]]   zstd (multithreaded) to a sink
 //! layer_bench unpack TAR DEST    unpack into DEST (must be empty)
 //! ```
 //!
@@ -52,8 +52,10 @@ fn main() {
                 Compression::Zstd
             };
             let mut input = fs::File::open(arg(1)).expect("open tar");
-            let stats =
-                layer::compress(&mut input, &mut io::sink(), compression).expect("compress");
+            let mut opts = layer::CompressOptions::new(compression);
+            opts.level = args.get(2).map(|l| l.parse().expect("level is a number"));
+            opts.threads = args.get(3).map(|t| t.parse().expect("threads is a number"));
+            let stats = layer::compress_with(&mut input, &mut io::sink(), &opts).expect("compress");
             eprintln!("{op}: compressed size {} bytes", stats.size);
             fs::metadata(arg(1)).expect("stat tar").len()
         }
@@ -80,8 +82,7 @@ fn main() {
 }
 
 /// A tree of about `mib` MiB: ~40% in 8 large files, the rest in small
-/// files of 1–64 KiB spread over nested directories. Contents mix
-/// text-like (compressible) and pseudo-random (incompressible) runs.
+/// files of 1–64 KiB spread over nested directories.
 fn generate(root: &Path, mib: u64) {
     let total = mib * 1024 * 1024;
     let large_total = total * 4 / 10;
@@ -92,18 +93,31 @@ fn generate(root: &Path, mib: u64) {
         rng ^= rng << 17;
         rng
     };
+    // A vocabulary of 512 pseudo-words: lines of them compress about as
+    // well as source code (~3x); one run in 16 is random bytes (like
+    // already-compressed data in an image).
+    let words: Vec<Vec<u8>> = (0..512)
+        .map(|_| {
+            let r = next();
+            let len = 2 + (r % 9) as usize;
+            (0..len)
+                .map(|k| b"etaoinshrdlucmfwypvbgkqjxz_"[((r >> (k * 5)) % 27) as usize])
+                .collect()
+        })
+        .collect();
     let mut content = |len: usize| -> Vec<u8> {
-        let mut out = Vec::with_capacity(len + 64);
+        let mut out = Vec::with_capacity(len + 512);
         while out.len() < len {
             let r = next();
-            if r % 3 == 0 {
-                for _ in 0..64 {
+            if r % 16 == 0 {
+                for _ in 0..32 {
                     out.extend_from_slice(&next().to_le_bytes());
                 }
             } else {
-                out.extend_from_slice(
-                    b"fn main() { println!(\"hello, layer\"); } // filler text\n",
-                );
+                for k in 0..8 {
+                    out.extend_from_slice(&words[((r >> (k * 9)) % 512) as usize]);
+                    out.push(if k == 7 { b'\n' } else { b' ' });
+                }
             }
         }
         out.truncate(len);

@@ -79,6 +79,8 @@ fn make_tree(root: &Path) {
         )
         .unwrap();
         std::os::unix::fs::lchown(root.join("dir/sub/empty"), Some(1234), Some(5678)).unwrap();
+        // Above the 2097151 a ustar id field holds: written as pax records.
+        std::os::unix::fs::lchown(root.join("big.bin"), Some(3_000_000), Some(2_500_000)).unwrap();
         rustix::fs::lsetxattr(
             root.join("setuid"),
             "security.capability",

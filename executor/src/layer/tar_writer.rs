@@ -249,4 +249,49 @@ mod tests {
         drop(e);
         assert!(entries.next().is_none());
     }
+
+    #[test]
+    fn huge_size_and_mtime_go_to_pax_records() {
+        let mut buf = Vec::new();
+        let h = EntryHeader {
+            path: b"huge".to_vec(),
+            kind: Kind::Regular { size: 9 << 30 },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 1 << 34,
+            xattrs: Vec::new(),
+        };
+        write_header(&mut buf, &h).unwrap();
+        // Only the headers: the tar crate reads the size without the data.
+        let mut ar = tar::Archive::new(buf.as_slice());
+        let mut entries = ar.entries().unwrap();
+        let mut e = entries.next().unwrap().unwrap();
+        assert_eq!(e.size(), 9 << 30);
+        let pax: Vec<_> = e
+            .pax_extensions()
+            .unwrap()
+            .unwrap()
+            .map(|r| r.unwrap().key().unwrap().to_string())
+            .collect();
+        assert_eq!(pax, ["mtime", "size"]);
+    }
+
+    #[test]
+    fn short_ascii_entries_need_no_pax_header() {
+        let mut buf = Vec::new();
+        let h = EntryHeader {
+            path: b"usr/bin/".to_vec(),
+            kind: Kind::Directory,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: Vec::new(),
+        };
+        write_header(&mut buf, &h).unwrap();
+        assert_eq!(buf.len(), BLOCK);
+        assert_eq!(buf[156], b'5');
+        assert_eq!(&buf[257..265], b"ustar\x0000");
+    }
 }

@@ -438,8 +438,9 @@ impl Unpacker {
                 // Find which component is at fault with the walk below.
             }
             Err(Errno::NOENT) if !create => return Err(Errno::NOENT.into()),
-            // Missing parents (walk creates them) or no openat2 (old kernel).
-            Err(Errno::NOENT | Errno::NOSYS | Errno::PERM) => {}
+            // Missing parents (walk creates them), no openat2 (old kernel
+            // or seccomp), or a concurrent rename (EAGAIN): walk instead.
+            Err(Errno::NOENT | Errno::NOSYS | Errno::PERM | Errno::AGAIN) => {}
             Err(e) => return Err(e.into()),
         }
         let mut cur = self.root.try_clone().map_err(Resolve::Io)?;
