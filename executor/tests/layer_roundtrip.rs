@@ -294,10 +294,23 @@ fn unpack_replaces_lower_files_and_keeps_lower_dirs() {
     fs::create_dir_all(dst.join("etc")).unwrap();
     fs::write(dst.join("etc/other"), b"lower").unwrap();
     symlink("/nowhere", dst.join("etc/conf")).unwrap();
+    // A lower dir replaced by a file, a lower file by a dir, a lower file
+    // by a hardlink.
+    fs::write(upper.join("was-dir"), b"file now").unwrap();
+    fs::create_dir_all(upper.join("was-file")).unwrap();
+    fs::write(upper.join("was-file/inner"), b"x").unwrap();
+    fs::hard_link(upper.join("etc/conf"), upper.join("zlink")).unwrap();
+    fs::create_dir_all(dst.join("was-dir/deep")).unwrap();
+    fs::write(dst.join("was-dir/deep/f"), b"old").unwrap();
+    fs::write(dst.join("was-file"), b"old").unwrap();
+    fs::write(dst.join("zlink"), b"old").unwrap();
     let (bytes, _) = pack(&upper, &PackOptions::default());
     layer::unpack(&mut bytes.as_slice(), &dst).unwrap();
     assert_eq!(fs::read(dst.join("etc/conf")).unwrap(), b"new");
     assert_eq!(fs::read(dst.join("etc/other")).unwrap(), b"lower");
+    assert_eq!(fs::read(dst.join("was-dir")).unwrap(), b"file now");
+    assert_eq!(fs::read(dst.join("was-file/inner")).unwrap(), b"x");
+    assert_eq!(fs::read(dst.join("zlink")).unwrap(), b"new");
 }
 
 #[test]

@@ -180,32 +180,17 @@ impl Unpacker {
 
         let meta = read_meta(entry)?;
         let parent_fd = self.parent(parent, &parent_key)?;
-        let want_dir = matches!(ty, T::Directory);
-        match rfs::statat(&parent_fd, *name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => {
-                let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
-                if !(want_dir && is_dir) {
-                    remove_all_at(parent_fd.as_fd(), name)?;
-                    self.cache = None;
-                }
-            }
-            Err(Errno::NOENT) => {}
-            Err(e) => return Err(e.into()),
-        }
-
         match ty {
             T::Regular | T::Continuous | T::GNUSparse => {
-                let fd = rfs::openat(
-                    &parent_fd,
-                    *name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )?;
-                let mut file = File::from(fd);
+                let flags = OFlags::WRONLY
+                    | OFlags::CREATE
+                    | OFlags::EXCL
+                    | OFlags::NOFOLLOW
+                    | OFlags::CLOEXEC;
+                let fd = self.create(parent_fd.as_fd(), name, false, || {
+                    rfs::openat(&parent_fd, *name, flags, Mode::from_raw_mode(0o600))
+                })?;
+                let mut file = File::from(fd.expect("only directories are kept"));
                 loop {
                     let n = match entry.read(&mut self.buf) {
                         Ok(0) => break,
@@ -222,10 +207,10 @@ impl Unpacker {
                 rfs::futimens(&file, &times(meta.mtime))?;
             }
             T::Directory => {
-                match rfs::mkdirat(&parent_fd, *name, Mode::from_raw_mode(0o700)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                // An existing directory is kept (its lower content too).
+                self.create(parent_fd.as_fd(), name, true, || {
+                    rfs::mkdirat(&parent_fd, *name, Mode::from_raw_mode(0o700))
+                })?;
                 let fd = rfs::openat(
                     &parent_fd,
                     *name,
@@ -250,7 +235,9 @@ impl Unpacker {
                         )));
                     }
                 }
-                rfs::symlinkat(target.as_slice(), &parent_fd, *name)?;
+                self.create(parent_fd.as_fd(), name, false, || {
+                    rfs::symlinkat(target.as_slice(), &parent_fd, *name)
+                })?;
                 self.set_owner_at(parent_fd.as_fd(), name, &meta)?;
                 rfs::utimensat(
                     &parent_fd,
@@ -282,10 +269,15 @@ impl Unpacker {
                     }
                     other => other?,
                 };
-                match rfs::linkat(&tparent_fd, *tname, &parent_fd, *name, AtFlags::empty()) {
-                    Ok(()) => {}
-                    Err(Errno::NOENT) => return Err(missing()),
-                    Err(e) => return Err(e.into()),
+                let linked = self.create(parent_fd.as_fd(), name, false, || {
+                    rfs::linkat(&tparent_fd, *tname, &parent_fd, *name, AtFlags::empty())
+                });
+                match linked {
+                    Ok(_) => {}
+                    Err(Resolve::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => {
+                        return Err(missing());
+                    }
+                    Err(e) => return Err(e),
                 }
             }
             T::Char | T::Block | T::Fifo => {
@@ -298,20 +290,25 @@ impl Unpacker {
                     self.stats.skipped_devices += 1;
                     return Ok(());
                 }
-                match rfs::mknodat(
-                    &parent_fd,
-                    *name,
-                    file_type,
-                    Mode::from_raw_mode(0o600),
-                    dev,
-                ) {
-                    Ok(()) => {}
+                let made = self.create(parent_fd.as_fd(), name, false, || {
+                    rfs::mknodat(
+                        &parent_fd,
+                        *name,
+                        file_type,
+                        Mode::from_raw_mode(0o600),
+                        dev,
+                    )
+                });
+                match made {
+                    Ok(_) => {}
                     // A user namespace cannot make devices; Docker skips them too.
-                    Err(Errno::PERM) if file_type != FileType::Fifo => {
+                    Err(Resolve::Io(e))
+                        if file_type != FileType::Fifo && e.raw_os_error() == Some(libc::EPERM) =>
+                    {
                         self.stats.skipped_devices += 1;
                         return Ok(());
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(e),
                 }
                 self.set_owner_at(parent_fd.as_fd(), name, &meta)?;
                 // Just created by mknodat above, so not a symlink.
@@ -403,6 +400,30 @@ impl Unpacker {
             }
         }
         Ok(())
+    }
+
+    /// Runs `create` for `name` in `parent`. If the name is taken, removes
+    /// what is there — unless `keep_dir` and it is a directory, which is
+    /// kept (`Ok(None)`) — and runs `create` once more.
+    fn create<T>(
+        &mut self,
+        parent: BorrowedFd<'_>,
+        name: &[u8],
+        keep_dir: bool,
+        mut create: impl FnMut() -> rustix::io::Result<T>,
+    ) -> Result<Option<T>, Resolve> {
+        match create() {
+            Ok(t) => return Ok(Some(t)),
+            Err(Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let st = rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)?;
+        if keep_dir && FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            return Ok(None);
+        }
+        remove_all_at(parent, name)?;
+        self.cache = None;
+        Ok(Some(create()?))
     }
 
     /// The parent directory of an entry, creating missing directories (mode
