@@ -320,3 +320,36 @@ fn packing_a_missing_root_names_the_path() {
     let err = layer::pack_dir(&missing, &mut Vec::new(), &PackOptions::default()).unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
 }
+
+#[test]
+fn archives_from_other_writers_unpack() {
+    // GNU long names, a "./" root entry, "./"-prefixed paths and a file
+    // whose parent directory has no entry of its own.
+    let long = format!("./deep/{}/file", "d".repeat(130));
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o755);
+    h.set_size(0);
+    b.append_data(&mut h.clone(), "./", std::io::empty())
+        .unwrap();
+    let mut f = tar::Header::new_gnu();
+    f.set_mode(0o640);
+    f.set_size(5);
+    f.set_mtime(1_234_567_890);
+    b.append_data(&mut f.clone(), &long, &b"hello"[..]).unwrap();
+    b.append_data(&mut f, "./implicit/parent/x", &b"world"[..])
+        .unwrap();
+    let bytes = b.into_inner().unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let stats = layer::unpack(&mut bytes.as_slice(), tmp.path()).unwrap();
+    assert_eq!(stats.bytes, 10);
+    let file = tmp.path().join(long.trim_start_matches("./"));
+    assert_eq!(fs::read(&file).unwrap(), b"hello");
+    let m = fs::metadata(&file).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o640);
+    assert_eq!(m.mtime(), 1_234_567_890);
+    let parent = fs::metadata(tmp.path().join("implicit/parent")).unwrap();
+    assert_eq!(parent.mode() & 0o7777, 0o755, "implicit parents get 0755");
+}

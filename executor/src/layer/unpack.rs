@@ -469,12 +469,18 @@ impl Unpacker {
             let next = match rfs::openat(&cur, *comp, dir_flags, Mode::empty()) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) if create => {
-                    match rfs::mkdirat(&cur, *comp, Mode::from_raw_mode(0o755)) {
-                        Ok(()) | Err(Errno::EXIST) => {}
+                    let made = match rfs::mkdirat(&cur, *comp, Mode::from_raw_mode(0o755)) {
+                        Ok(()) => true,
+                        Err(Errno::EXIST) => false,
                         Err(e) => return Err(e.into()),
-                    }
+                    };
                     self.created.insert(comps[..=i].join(&b'/'));
-                    rfs::openat(&cur, *comp, dir_flags, Mode::empty())?
+                    let fd = rfs::openat(&cur, *comp, dir_flags, Mode::empty())?;
+                    if made {
+                        // 0755 whatever the umask, so the result is stable.
+                        rfs::fchmod(&fd, Mode::from_raw_mode(0o755))?;
+                    }
+                    fd
                 }
                 Err(Errno::LOOP | Errno::NOTDIR) => {
                     return Err(Resolve::Unsafe(format!(
