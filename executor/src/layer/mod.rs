@@ -22,6 +22,7 @@
 //! directory and rename it.
 
 mod compress;
+mod hash_thread;
 mod pack;
 pub(crate) mod tar_writer;
 mod unpack;
@@ -194,12 +195,11 @@ fn pack_tree(
     opts: &PackOptions,
     diff: bool,
 ) -> Result<PackStats, LayerError> {
-    let mut hashing = HashingWriter::new(io::BufWriter::with_capacity(256 * 1024, out));
+    let output = |source| LayerError::Output { source };
+    // sha256 runs on a helper thread, overlapping with file reads.
+    let mut hashing = hash_thread::ThreadHashingWriter::new(out).map_err(output)?;
     pack::Packer::new(&mut hashing, opts, diff).pack(root)?;
-    hashing
-        .flush()
-        .map_err(|source| LayerError::Output { source })?;
-    let (diff_id, size) = hashing.finish();
+    let (diff_id, size) = hashing.finish().map_err(output)?;
     Ok(PackStats { diff_id, size })
 }
 

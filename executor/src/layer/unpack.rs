@@ -30,7 +30,8 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 
-use super::{HashingReader, LayerError, UnpackOptions, UnpackStats, WhiteoutMode};
+use super::hash_thread::ThreadHashingReader;
+use super::{LayerError, UnpackOptions, UnpackStats, WhiteoutMode};
 
 const COPY_BUF: usize = 256 * 1024;
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -84,7 +85,8 @@ pub(crate) fn unpack(
         buf: vec![0; COPY_BUF],
         stats: UnpackStats::default(),
     };
-    let mut reader = HashingReader::new(BufReader::with_capacity(COPY_BUF, input));
+    let mut reader = ThreadHashingReader::new(BufReader::with_capacity(COPY_BUF, input))
+        .map_err(|source| LayerError::Input { source })?;
     match unpacker.run(&mut reader) {
         Ok(()) => {
             let (diff_id, _) = reader.finish();
@@ -119,7 +121,7 @@ struct Unpacker {
 }
 
 impl Unpacker {
-    fn run<R: Read>(&mut self, reader: &mut HashingReader<R>) -> Result<(), LayerError> {
+    fn run<R: Read>(&mut self, reader: &mut ThreadHashingReader<R>) -> Result<(), LayerError> {
         {
             let mut archive = tar::Archive::new(&mut *reader);
             let entries = archive.entries().map_err(|source| LayerError::Malformed {
