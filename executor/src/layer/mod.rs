@@ -93,6 +93,17 @@ pub enum Compression {
     Zstd,
 }
 
+impl Compression {
+    /// The OCI media type of a layer blob compressed this way.
+    pub fn oci_media_type(self) -> &'static str {
+        match self {
+            Compression::None => "application/vnd.oci.image.layer.v1.tar",
+            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        }
+    }
+}
+
 /// Options for [`compress_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CompressOptions {
@@ -314,5 +325,20 @@ impl<R: Read> Read for HashingReader<R> {
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types_follow_the_oci_spec() {
+        assert_eq!(
+            Compression::Gzip.oci_media_type(),
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+        assert!(Compression::None.oci_media_type().ends_with(".tar"));
+        assert!(Compression::Zstd.oci_media_type().ends_with("+zstd"));
     }
 }
