@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::io;
 use std::path::Path;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use rbuild_executor::layer::{self, CompressOptions, Compression, PackOptions};
 
 /// ~8 MiB: 200 small files of 1–40 KiB plus two 2 MiB files.
@@ -61,15 +61,16 @@ fn benches(c: &mut Criterion) {
             })
         });
     }
-    let mut n = 0;
     g.bench_function("unpack", |b| {
-        b.iter(|| {
-            n += 1;
-            let dest = tmp.path().join(format!("out{n}"));
-            fs::create_dir(&dest).unwrap();
-            black_box(layer::unpack(&mut tar.as_slice(), &dest).unwrap());
-            fs::remove_dir_all(&dest).unwrap();
-        })
+        b.iter_batched(
+            || tempfile::tempdir_in(tmp.path()).unwrap(),
+            |dest| {
+                black_box(layer::unpack(&mut tar.as_slice(), dest.path()).unwrap());
+                // Returned, so the removal happens outside the timing.
+                dest
+            },
+            BatchSize::PerIteration,
+        )
     });
     g.finish();
 }
