@@ -1,18 +1,38 @@
 //! The layer codec: directory trees ⇄ tar layers, and compression.
 //!
-//! CONTRACT (other modules code against these signatures):
-//! - [`pack_dir`]: a directory tree → an uncompressed tar stream, deterministic,
-//!   returning the diffID (sha256 of the tar bytes) and size.
+//! - [`pack_dir`]: a directory tree → an uncompressed tar stream,
+//!   deterministic, returning the diffID (sha256 of the tar bytes) and size
+//!   computed in the same pass (sha256 runs on a helper thread).
 //! - [`pack_diff`]: an overlayfs upper dir → a layer (whiteout char devices →
-//!   `.wh.NAME`, opaque xattr → `.wh..wh..opq`).
-//! - [`unpack`]: a tar stream → a directory, applying whiteouts, refusing
-//!   entries that would land outside the directory.
-//! - [`compress`] / [`decompress`]: gzip or zstd, digest + size of the
-//!   compressed stream computed in the same pass.
+//!   `.wh.NAME`, opaque xattr → `DIR/.wh..wh..opq` right after `DIR/`).
+//! - [`unpack`] / [`unpack_with`]: a tar stream → a directory, applying
+//!   whiteouts (or keeping them in overlay form), refusing entries that would
+//!   land outside the directory.
+//! - [`compress`] / [`compress_with`] / [`decompress`]: parallel gzip or
+//!   multithreaded zstd; blob digest, size and diffID in the same pass;
+//!   decompress sniffs gzip, zstd, bzip2, xz or plain tar.
 //!
-//! Module map: [`tar_writer`] encodes headers, `pack` walks trees, `unpack`
-//! extracts safely (see its docs for the refusal rules), `compress` holds the
-//! parallel gzip and the format sniffing.
+//! Tar format written: POSIX pax. Entries in depth-first order, siblings
+//! sorted by name bytes, each directory before its children; the root is not
+//! written; directories end in `/`; uname/gname empty; no atime/ctime;
+//! mtimes in whole seconds (optionally clamped); pax records (sorted) only
+//! where ustar cannot hold a value: long or non-ASCII names and link
+//! targets, size ≥ 8 GiB, ids > 2097151, xattrs as `SCHILY.xattr.NAME`
+//! (all but `security.selinux` and overlay's own). A file seen again by
+//! (dev, inode) becomes a hardlink entry to its first path. Sockets are
+//! skipped, as Docker does.
+//!
+//! Unpack safety (details in `unpack.rs`): every path is resolved from a
+//! directory fd with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` or a
+//! per-component `O_NOFOLLOW` walk, so no symlink is followed. Refused,
+//! with [`LayerError::UnsafeEntry`] naming the entry: `..` climbing above the
+//! root (a leading `/` is stripped, as Docker does), a path through a
+//! symlink or non-directory, a relative symlink whose target climbs out
+//! (absolute targets are kept: they mean the image root and are never
+//! followed here), a hardlink whose target is outside or missing. Device
+//! nodes are created when root (Docker's behaviour) and counted in
+//! [`UnpackStats::skipped_devices`] otherwise. `trusted.overlay.*` and
+//! `user.overlay.*` xattrs in an archive are ignored.
 //!
 //! Unpack contract: when `dest` is empty on entry, [`unpack`] is
 //! all-or-nothing — on error everything it wrote is removed and `dest` is
