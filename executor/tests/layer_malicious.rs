@@ -298,3 +298,80 @@ fn symlink_replacing_a_lower_dir_is_not_followed_later() {
     // dest was not empty: entries before the error stay (documented).
     assert!(c.dest.join("d").is_symlink());
 }
+
+/// Random archives from a small pool of nasty names and link targets:
+/// whatever unpack answers, nothing outside the destination changes.
+#[test]
+fn random_hostile_archives_never_escape() {
+    let c = case();
+    let root = c.dest.parent().unwrap().parent().unwrap().to_path_buf();
+    let outside = c.outside.to_str().unwrap().to_string();
+    let names = [
+        "a",
+        "b",
+        "a/b",
+        "a/b/c",
+        "../a",
+        "a/../../b",
+        "/a",
+        "./a/./b",
+        "l",
+        "l/x",
+        "a/l",
+        "a/l/y",
+        ".wh.a",
+        "a/.wh..wh..opq",
+        ".wh..wh..opq",
+        "l/.wh.keep",
+        "d/",
+        "..",
+    ];
+    let targets = [
+        "a",
+        "..",
+        "../..",
+        "/",
+        "a/b",
+        "l",
+        "../outside",
+        outside.as_str(),
+        "/etc/passwd",
+        "a/../..",
+        ".",
+        "l/x",
+    ];
+    let types = [
+        tar::EntryType::Regular,
+        tar::EntryType::Directory,
+        tar::EntryType::Symlink,
+        tar::EntryType::Link,
+    ];
+    let mut x = 0x853c_49e6_748f_ea9b_u64;
+    let mut rand = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    let before = listing(&root);
+    let outside_before = listing(&c.outside);
+    for round in 0..300 {
+        let mut a = Vec::new();
+        for _ in 0..1 + rand(8) {
+            let ty = types[rand(types.len())];
+            let link = if matches!(ty, tar::EntryType::Symlink | tar::EntryType::Link) {
+                targets[rand(targets.len())]
+            } else {
+                ""
+            };
+            entry(&mut a, names[rand(names.len())], ty, link, b"data");
+        }
+        let _ = layer::unpack(&mut finish(a).as_slice(), &c.dest);
+        assert_eq!(listing(&c.outside), outside_before, "round {round}");
+        assert_eq!(fs::read(c.outside.join("keep")).unwrap(), b"keep");
+        // Start each round from an empty destination again.
+        fs::remove_dir_all(&c.dest).unwrap();
+        fs::create_dir(&c.dest).unwrap();
+    }
+    assert_eq!(listing(&root), before);
+}
