@@ -215,3 +215,21 @@ fn archive_cannot_set_overlay_xattrs() {
         Some(&b"1"[..])
     );
 }
+
+#[test]
+fn aufs_metadata_entries_are_ignored() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join(".wh.plnk"), b"lower").unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(0o644);
+    h.set_size(0);
+    b.append_data(&mut h.clone(), ".wh..wh.plnk", std::io::empty())
+        .unwrap();
+    b.append_data(&mut h, "kept", std::io::empty()).unwrap();
+    let bytes = b.into_inner().unwrap();
+    layer::unpack(&mut bytes.as_slice(), tmp.path()).unwrap();
+    assert!(tmp.path().join(".wh.plnk").exists(), "not a whiteout of it");
+    assert!(!tmp.path().join(".wh..wh.plnk").exists());
+    assert!(tmp.path().join("kept").exists());
+}

@@ -347,6 +347,11 @@ impl Unpacker {
         target: &[u8],
     ) -> Result<(), Resolve> {
         let opaque = target == &OPAQUE_MARKER[WHITEOUT_PREFIX.len()..];
+        if !opaque && target.starts_with(WHITEOUT_PREFIX) {
+            // `.wh..wh.*` other than the opaque marker: aufs metadata
+            // (`.wh..wh.plnk`, `.wh..wh.aufs`), ignored as Docker does.
+            return Ok(());
+        }
         if !opaque && (target.is_empty() || target == b"." || target == b"..") {
             return Err(Resolve::Unsafe("whiteout names no file".into()));
         }
