@@ -58,7 +58,9 @@ impl<'a> Packer<'a> {
 
     /// Writes every entry under `root`, then the end-of-archive marker.
     pub(crate) fn pack(&mut self, root: &Path) -> Result<(), LayerError> {
-        let meta = fs::symlink_metadata(root).map_err(|source| io_err(root, source))?;
+        // The root path itself may be a symlink (the caller's choice); every
+        // entry below it is read without following any.
+        let meta = fs::metadata(root).map_err(|source| io_err(root, source))?;
         if !meta.is_dir() {
             return Err(LayerError::Io {
                 path: root.to_path_buf(),
