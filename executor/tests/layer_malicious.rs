@@ -12,7 +12,11 @@ use rbuild_executor::layer::{self, LayerError};
 fn entry(out: &mut Vec<u8>, name: &str, ty: tar::EntryType, link: &str, data: &[u8]) {
     let mut h = tar::Header::new_ustar();
     h.set_entry_type(ty);
-    h.set_mode(0o644);
+    h.set_mode(if ty == tar::EntryType::Directory {
+        0o755
+    } else {
+        0o644
+    });
     h.set_size(data.len() as u64);
     h.set_mtime(1_600_000_000);
     let bytes = h.as_mut_bytes();

@@ -322,6 +322,22 @@ fn packing_a_missing_root_names_the_path() {
 }
 
 #[test]
+fn read_only_directory_still_receives_its_children() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("ro")).unwrap();
+    fs::write(src.join("ro/inside"), b"x").unwrap();
+    fs::set_permissions(src.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
+    let (bytes, _) = pack(&src, &PackOptions::default());
+    let dst = tmp.path().join("dst");
+    fs::create_dir(&dst).unwrap();
+    layer::unpack(&mut bytes.as_slice(), &dst).unwrap();
+    assert_eq!(fs::read(dst.join("ro/inside")).unwrap(), b"x");
+    let mode = fs::metadata(dst.join("ro")).unwrap().mode() & 0o7777;
+    assert_eq!(mode, 0o555);
+}
+
+#[test]
 fn archives_from_other_writers_unpack() {
     // GNU long names, a "./" root entry, "./"-prefixed paths and a file
     // whose parent directory has no entry of its own.

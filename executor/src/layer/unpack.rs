@@ -112,8 +112,9 @@ struct Unpacker {
     /// Paths (cleaned, `/`-joined) this layer created: an opaque marker
     /// keeps them and removes only what lower layers put there.
     created: HashSet<Vec<u8>>,
-    /// Directories and their mtimes, applied after all children are written.
-    dirs: Vec<(Vec<u8>, i64)>,
+    /// Directories with their mode and mtime, applied after all children
+    /// are written.
+    dirs: Vec<(Vec<u8>, u32, i64)>,
     /// The last parent directory resolved, by cleaned path.
     cache: Option<(Vec<u8>, OwnedFd)>,
     buf: Vec<u8>,
@@ -220,9 +221,10 @@ impl Unpacker {
                     Mode::empty(),
                 )?;
                 self.set_owner_fd(&fd, &meta)?;
-                rfs::fchmod(&fd, Mode::from_raw_mode(meta.mode))?;
                 set_xattrs(fd.as_fd(), &meta.xattrs)?;
-                self.dirs.push((key.clone(), meta.mtime));
+                // Mode and mtime once the children are in: a read-only
+                // directory must still take them when not running as root.
+                self.dirs.push((key.clone(), meta.mode, meta.mtime));
             }
             T::Symlink => {
                 let target = link_name(entry)?;
@@ -527,17 +529,24 @@ impl Unpacker {
         Ok(())
     }
 
-    /// Sets directory mtimes, deepest last-written first, once no child
-    /// will be added any more.
+    /// Sets directory modes and mtimes once no child will be added any
+    /// more: children before parents (reverse archive order), and for a
+    /// directory listed twice, the later entry wins.
     fn finish_dirs(&mut self) -> io::Result<()> {
         let dirs = std::mem::take(&mut self.dirs);
-        for (key, mtime) in dirs.into_iter().rev() {
+        let mut done = HashSet::new();
+        for (key, mode, mtime) in dirs.into_iter().rev() {
+            if !done.insert(key.clone()) {
+                continue;
+            }
             let comps: Vec<&[u8]> = key.split(|&b| b == b'/').collect();
-            match self.resolve(&comps, false) {
-                Ok(fd) => rfs::futimens(&fd, &times(mtime))?,
+            let fd = match self.resolve(&comps, false) {
+                Ok(fd) => fd,
                 // Removed or replaced later in the same layer.
                 Err(_) => continue,
-            }
+            };
+            rfs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+            rfs::futimens(&fd, &times(mtime))?;
         }
         Ok(())
     }
