@@ -82,6 +82,7 @@ pub(crate) fn unpack(
         created: HashSet::new(),
         dirs: Vec::new(),
         cache: None,
+        cache_epoch: 0,
         buf: vec![0; COPY_BUF],
         stats: UnpackStats::default(),
     };
@@ -117,6 +118,9 @@ struct Unpacker {
     dirs: Vec<(Vec<u8>, u32, i64)>,
     /// The last parent directory resolved, by cleaned path.
     cache: Option<(Vec<u8>, OwnedFd)>,
+    /// Bumped whenever something is removed: a parent fd taken out of the
+    /// cache before that is not put back.
+    cache_epoch: u64,
     buf: Vec<u8>,
     stats: UnpackStats,
 }
@@ -182,6 +186,7 @@ impl Unpacker {
         }
 
         let meta = read_meta(entry)?;
+        let epoch = self.cache_epoch;
         let parent_fd = self.parent(parent, &parent_key)?;
         match ty {
             T::Regular | T::Continuous | T::GNUSparse => {
@@ -337,6 +342,7 @@ impl Unpacker {
             }
         }
         self.created.insert(key);
+        self.keep_parent(parent_key, parent_fd, epoch);
         Ok(())
     }
 
@@ -364,7 +370,7 @@ impl Unpacker {
                     Err(Resolve::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
                     other => other?,
                 };
-                self.cache = None;
+                self.invalidate_cache();
                 if opaque {
                     for child in list_dir(parent_fd.as_fd())? {
                         let mut key = parent_key.to_vec();
@@ -393,7 +399,7 @@ impl Unpacker {
                     match rfs::statat(&parent_fd, target, AtFlags::SYMLINK_NOFOLLOW) {
                         Ok(_) => {
                             remove_all_at(parent_fd.as_fd(), target)?;
-                            self.cache = None;
+                            self.invalidate_cache();
                         }
                         Err(Errno::NOENT) => {}
                         Err(e) => return Err(e.into()),
@@ -431,21 +437,33 @@ impl Unpacker {
             return Ok(None);
         }
         remove_all_at(parent, name)?;
-        self.cache = None;
+        self.invalidate_cache();
         Ok(Some(create()?))
     }
 
     /// The parent directory of an entry, creating missing directories (mode
     /// 0755, as Docker does); cached for runs of siblings.
     fn parent(&mut self, comps: &[&[u8]], key: &[u8]) -> Result<OwnedFd, Resolve> {
-        if let Some((cached, fd)) = &self.cache {
+        if let Some((cached, _)) = &self.cache {
             if cached == key {
-                return fd.try_clone().map_err(Resolve::Io);
+                let (_, fd) = self.cache.take().expect("checked just above");
+                return Ok(fd);
             }
         }
-        let fd = self.resolve(comps, true)?;
-        self.cache = Some((key.to_vec(), fd.try_clone().map_err(Resolve::Io)?));
-        Ok(fd)
+        self.resolve(comps, true)
+    }
+
+    /// Puts a parent fd back for the next sibling, unless something was
+    /// removed meanwhile (the path might now name another directory).
+    fn keep_parent(&mut self, key: Vec<u8>, fd: OwnedFd, epoch: u64) {
+        if self.cache_epoch == epoch {
+            self.cache = Some((key, fd));
+        }
+    }
+
+    fn invalidate_cache(&mut self) {
+        self.cache = None;
+        self.cache_epoch += 1;
     }
 
     /// Opens the directory `comps` beneath the root without following any
