@@ -6,7 +6,8 @@
 # Builds the layer_bench example in release mode, generates a mixed tree
 # (8 large files + many small ones) under $BENCH_DIR (default /tmp), then
 # runs, each as its own process under /usr/bin/time -v:
-#   pack+sha256 to a sink, parallel gzip, zstd, unpack (to disk and tmpfs).
+#   pack+sha256 to a sink, parallel gzip (default level 6, and level 1),
+#   zstd, unpack (to disk and tmpfs).
 # Reports MB/s (10^6 bytes of uncompressed tar per second) and peak RSS.
 # Page cache is warm for reads; unpack writes go to the page cache (no
 # fsync). Timings depend on what else runs on the machine.
@@ -47,6 +48,7 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (shared machine)"
 echo "tree: $(du -sh "$BASE/tree" | cut -f1), tar: $(stat -c %s "$BASE/layer.tar") bytes, cores: $(nproc)"
 run pack pack "$BASE/tree"
 run gzip gzip "$BASE/layer.tar"
+run gzip-l1 gzip "$BASE/layer.tar" 1
 run zstd zstd "$BASE/layer.tar"
 mkdir "$BASE/out"
 run unpack unpack "$BASE/layer.tar" "$BASE/out"
