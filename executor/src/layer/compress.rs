@@ -175,17 +175,21 @@ fn write_next(
 }
 
 fn worker(jobs: &Mutex<Receiver<Job>>, level: u32) {
+    // One deflate state per worker, reset for each chunk: every chunk
+    // starts with an empty window, so the output does not depend on which
+    // worker took it.
+    let mut c = Compress::new(flate2::Compression::new(level), false);
     loop {
         let job = jobs.lock().map(|rx| rx.recv());
         let Ok(Ok((chunk, reply))) = job else { return };
-        let _ = reply.send(deflate_chunk(&chunk, level));
+        c.reset();
+        let _ = reply.send(deflate_chunk(&mut c, &chunk));
     }
 }
 
 /// Raw deflate of `chunk`, ended with a sync flush so the next chunk's
 /// blocks can follow directly.
-fn deflate_chunk(chunk: &[u8], level: u32) -> io::Result<Vec<u8>> {
-    let mut c = Compress::new(flate2::Compression::new(level), false);
+fn deflate_chunk(c: &mut Compress, chunk: &[u8]) -> io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(chunk.len() / 2 + 1024);
     loop {
         if out.capacity() - out.len() < 1024 {
