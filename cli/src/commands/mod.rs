@@ -1,5 +1,6 @@
 //! The command line: global flags and the subcommands, one module each.
 
+mod run;
 mod version;
 
 use std::path::PathBuf;
@@ -24,11 +25,14 @@ pub struct Cli {
 pub enum Command {
     /// Show rbuild's version and build information
     Version,
+    /// Run a command in a new sandboxed container
+    Run(Box<run::RunArgs>),
 }
 
 /// Runs the parsed command line; the returned code becomes the process's.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Version => version::run(),
+        Command::Run(args) => run::run(*args),
     }
 }
