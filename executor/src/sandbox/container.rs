@@ -124,6 +124,7 @@ fn io_err(step: &str, path: &Path) -> impl FnOnce(io::Error) -> SandboxError {
 
 fn setup_and_exec(ctx: ChildContext<'_>) -> Result<std::convert::Infallible, SandboxError> {
     let spec = ctx.spec;
+    ROOTLESS.store(ctx.rootless, std::sync::atomic::Ordering::Relaxed);
     reset_signals();
 
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
@@ -309,9 +310,24 @@ fn mount_fd(
         .map_err(sys(step, Some(shown)))
 }
 
+/// Set in pid 1 when running in a rootless user namespace (for messages).
+static ROOTLESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn target(root: &OwnedFd, rel: &str, kind: Create) -> Result<OwnedFd, SandboxError> {
-    path_in_root::open_or_create(root, Path::new(rel), kind)
-        .map_err(io_err("create mount point", Path::new(rel)))
+    path_in_root::open_or_create(root, Path::new(rel), kind).map_err(|e| {
+        let denied = matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM));
+        if denied && ROOTLESS.load(std::sync::atomic::Ordering::Relaxed) {
+            SandboxError::Rootless {
+                missing: format!(
+                    "cannot create the mount point /{rel} in the rootfs: its files belong to users outside the sandbox's user namespace"
+                ),
+                hint: "use a rootfs owned by your user (for example unpacked by you), or run as root"
+                    .to_string(),
+            }
+        } else {
+            SandboxError::setup("create mount point", Some(PathBuf::from(rel)), e)
+        }
+    })
 }
 
 fn mount_proc(root: &OwnedFd) -> Result<(), SandboxError> {
@@ -693,7 +709,13 @@ fn drop_privileges(id: &user::Identity) -> Result<(), SandboxError> {
         .iter()
         .map(|&g| nix::unistd::Gid::from_raw(g))
         .collect();
-    nix::unistd::setgroups(&gids).map_err(|e| unmapped(e, "setgroups", id))?;
+    // A user namespace with a single mapping has setgroups denied; there
+    // are no other groups to drop then.
+    let setgroups_denied =
+        fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
+    if !setgroups_denied {
+        nix::unistd::setgroups(&gids).map_err(|e| unmapped(e, "setgroups", id))?;
+    }
     let gid = nix::unistd::Gid::from_raw(id.gid);
     nix::unistd::setresgid(gid, gid, gid).map_err(|e| unmapped(e, "setgid", id))?;
     let uid = nix::unistd::Uid::from_raw(id.uid);
