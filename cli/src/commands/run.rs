@@ -186,7 +186,7 @@ fn execute(spec: &SandboxSpec, interactive: bool) -> anyhow::Result<ExitCode> {
             ..stdio
         }
     };
-    match sandbox::run(spec, stdio) {
+    match run_forwarding_signals(spec, stdio) {
         Ok(code) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
         Err(e) => {
             eprintln!("rbuild: error: {e}");
@@ -198,6 +198,36 @@ fn execute(spec: &SandboxSpec, interactive: bool) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(e.exit_code() as u8))
         }
     }
+}
+
+/// Runs the sandbox while this process ignores SIGINT, SIGTERM, SIGHUP
+/// and SIGQUIT and forwards them to it, so `kill <rbuild>` or Ctrl-C reach
+/// the container (as docker run's signal proxy) instead of killing rbuild.
+fn run_forwarding_signals(
+    spec: &SandboxSpec,
+    stdio: SandboxStdio,
+) -> Result<i32, sandbox::SandboxError> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        set.add(s);
+    }
+    // Blocked before the forwarding thread starts so it inherits the mask;
+    // the sandbox's init process resets its own mask.
+    let _ = set.thread_block();
+    let sb = sandbox::spawn(spec, stdio)?;
+    let pid = nix::unistd::Pid::from_raw(sb.pid() as i32);
+    std::thread::spawn(move || {
+        while let Ok(sig) = set.wait() {
+            let _ = nix::sys::signal::kill(pid, sig);
+        }
+    });
+    sb.wait()
 }
 
 fn read_env_file(path: &Path) -> anyhow::Result<Vec<String>> {

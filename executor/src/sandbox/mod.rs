@@ -159,6 +159,73 @@ fn init_binary() -> Result<&'static OwnedFd, SandboxError> {
 /// Errors: setup failures, a missing user, or a command that cannot be
 /// executed ([`SandboxError::exit_code`] gives docker's 125/126/127).
 pub fn run(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<i32, SandboxError> {
+    spawn(spec, stdio)?.wait()
+}
+
+/// A started sandbox: its init process, and the status pipe to read when
+/// it ends.
+#[derive(Debug)]
+pub struct Sandbox {
+    child: std::process::Child,
+    status: std::fs::File,
+}
+
+impl Sandbox {
+    /// Host pid of the init process (the monitor outside the container).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` to the init process, which forwards SIGINT, SIGTERM,
+    /// SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to pid 1. (Like any pid 1,
+    /// the command only receives signals it installed a handler for.)
+    pub fn signal(&self, signal: i32) -> Result<(), SandboxError> {
+        let sig = nix::sys::signal::Signal::try_from(signal)
+            .map_err(|e| SandboxError::setup("signal sandbox", None, e.into()))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig)
+            .map_err(|e| SandboxError::setup("signal sandbox", None, e.into()))
+    }
+
+    /// Waits for the sandbox to end; see [`run`].
+    pub fn wait(mut self) -> Result<i32, SandboxError> {
+        let mut messages = Vec::new();
+        self.status
+            .read_to_end(&mut messages)
+            .map_err(|e| SandboxError::setup("read sandbox status", None, e))?;
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| SandboxError::setup("wait for sandbox init", None, e))?;
+        let mut error = None;
+        for line in messages.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            match serde_json::from_slice(line)
+                .map_err(|source| SandboxError::Protocol { source })?
+            {
+                protocol::Message::Snapshotter(kind) => {
+                    let v = match kind {
+                        SnapshotterKind::Overlay => 1,
+                        SnapshotterKind::Copy => 2,
+                    };
+                    LAST_SNAPSHOTTER.store(v, Ordering::Relaxed);
+                }
+                protocol::Message::Error(e) => {
+                    error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = error {
+            return Err(e.into());
+        }
+        match (status.code(), status.signal()) {
+            (Some(code), _) => Ok(code),
+            (None, Some(sig)) => Err(SandboxError::InitDied { status: 128 + sig }),
+            _ => Err(SandboxError::InitDied { status: -1 }),
+        }
+    }
+}
+
+/// Starts `spec` and returns without waiting; see [`run`].
+pub fn spawn(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<Sandbox, SandboxError> {
     let exe = init_binary()?;
     let exe_path = PathBuf::from(format!("/proc/self/fd/{}", exe.as_raw_fd()));
     let pipe = || {
@@ -197,7 +264,7 @@ pub fn run(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<i32, SandboxError>
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|source| SandboxError::Spawn {
+    let child = cmd.spawn().map_err(|source| SandboxError::Spawn {
         path: exe_path.clone(),
         source,
     })?;
@@ -209,35 +276,8 @@ pub fn run(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<i32, SandboxError>
         // A failed write means the init process died; its status says why.
         let _ = w.write_all(&json);
     }
-    let mut messages = Vec::new();
-    std::fs::File::from(status_r)
-        .read_to_end(&mut messages)
-        .map_err(|e| SandboxError::setup("read sandbox status", None, e))?;
-    let status = child
-        .wait()
-        .map_err(|e| SandboxError::setup("wait for sandbox init", None, e))?;
-
-    let mut error = None;
-    for line in messages.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        match serde_json::from_slice(line).map_err(|source| SandboxError::Protocol { source })? {
-            protocol::Message::Snapshotter(kind) => {
-                let v = match kind {
-                    SnapshotterKind::Overlay => 1,
-                    SnapshotterKind::Copy => 2,
-                };
-                LAST_SNAPSHOTTER.store(v, Ordering::Relaxed);
-            }
-            protocol::Message::Error(e) => {
-                error.get_or_insert(e);
-            }
-        }
-    }
-    if let Some(e) = error {
-        return Err(e.into());
-    }
-    match (status.code(), status.signal()) {
-        (Some(code), _) => Ok(code),
-        (None, Some(sig)) => Err(SandboxError::InitDied { status: 128 + sig }),
-        _ => Err(SandboxError::InitDied { status: -1 }),
-    }
+    Ok(Sandbox {
+        child,
+        status: std::fs::File::from(status_r),
+    })
 }
