@@ -54,11 +54,58 @@ pub fn busybox_rootfs() -> Rootfs {
     .unwrap();
     std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
     std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
-    let has_suid_probe = build_suid_probe(&root.join("bin/euid"));
+    let has_suid_probe =
+        build_suid_probe(&root.join("bin/euid")) && compile(SYSPROBE_C, &root.join("bin/sysprobe"));
     Rootfs {
         dir,
         has_suid_probe,
     }
+}
+
+/// Prints `name=errno` (0 on success) for system calls the seccomp
+/// filter decides on.
+const SYSPROBE_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/personality.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static void p(const char *n, long r) { printf("%s=%d\n", n, r < 0 ? errno : 0); }
+int main(void) {
+  p("clone3", syscall(SYS_clone3, 0, 0));
+  p("unshare_user", unshare(CLONE_NEWUSER));
+  p("clone_newuser", syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0));
+  p("keyctl", syscall(SYS_keyctl, 0, -1, 0));
+  p("add_key", syscall(SYS_add_key, "user", "k", "v", 1, -2));
+  p("bpf", syscall(SYS_bpf, 0, 0, 0));
+  p("perf_event_open", syscall(SYS_perf_event_open, 0, 0, -1, -1, 0));
+  p("kexec_load", syscall(SYS_kexec_load, 0, 0, 0, 0));
+  p("init_module", syscall(SYS_init_module, 0, 0, ""));
+  p("open_by_handle_at", syscall(SYS_open_by_handle_at, -1, 0, 0));
+  p("personality_addr_no_randomize", personality(ADDR_NO_RANDOMIZE) == -1 ? -1 : 0);
+  p("personality_query", personality(0xffffffff) == -1 ? -1 : 0);
+  p("getpid", getpid());
+  return 0;
+}
+"#;
+
+fn compile(source: &str, out: &Path) -> bool {
+    let src = out.with_extension("c");
+    std::fs::write(&src, source).unwrap();
+    let ok = Command::new("cc")
+        .args(["-static", "-O1", "-o"])
+        .arg(out)
+        .arg(&src)
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let _ = std::fs::remove_file(&src);
+    ok
 }
 
 fn build_suid_probe(out: &Path) -> bool {
