@@ -168,11 +168,18 @@ pub fn run_image(
         Rootfs::Overlay {
             lowers,
             upper,
-            work,
+            work: work.clone(),
         },
         &config,
     )?;
-    execute(&spec, args.interactive)
+    let result = execute(&spec, args.interactive);
+    // overlayfs leaves <work>/work with mode 000; a non-root owner cannot
+    // list it for removal until it is made accessible again.
+    let _ = std::fs::set_permissions(
+        work.join("work"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    );
+    result
 }
 
 /// Runs the spec; stdin is /dev/null unless `interactive` (docker's -i).
