@@ -247,3 +247,42 @@ fn seccomp_refuses_what_dockers_default_profile_refuses() {
         stderr(&o)
     );
 }
+
+#[test]
+fn the_init_process_runs_from_a_read_only_view_of_the_binary() {
+    use std::io::BufRead;
+    let r = busybox_rootfs();
+    let mut child = std::process::Command::new(RBUILD)
+        .args([
+            "run",
+            "--rootfs",
+            r.path().to_str().unwrap(),
+            "sh",
+            "-c",
+            "echo ready; sleep 5",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let mut init = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{}/task", child.id())).unwrap() {
+        let c = std::fs::read_to_string(task.unwrap().path().join("children")).unwrap_or_default();
+        init.extend(c.split_whitespace().map(str::to_string));
+    }
+    assert_eq!(init.len(), 1);
+    let exe = format!("/proc/{}/exe", init[0]);
+    let target = std::fs::read_link(&exe).unwrap();
+    // Root: a detached read-only bind mount; otherwise a sealed memfd.
+    let statvfs_ro = nix::sys::statvfs::statvfs(exe.as_str())
+        .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    let memfd = target.to_string_lossy().starts_with("/memfd:");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(statvfs_ro || memfd, "init runs from {target:?}, writable");
+    assert_ne!(target, std::fs::canonicalize(RBUILD).unwrap());
+}

@@ -27,12 +27,13 @@
 //!
 //! # The host binary stays out of reach
 //!
-//! The init process is exec'd from a sealed `memfd` copy of the binary
-//! (made once per caller process), not from `/proc/self/exe`: until pid 1
-//! execs the command, `/proc/self/exe` of processes in the container
-//! resolves to that read-only copy, so a malicious image (e.g. a `/bin/sh`
-//! that is `#!/proc/self/exe`) cannot reopen the host's rbuild for writing
-//! (CVE-2019-5736).
+//! The init process is exec'd from a read-only view of the binary (made
+//! once per caller process), never from the writable host path: as root a
+//! detached read-only bind mount of `/proc/self/exe` (no copy, in no mount
+//! table), otherwise a sealed `memfd` copy. Until pid 1 execs the command,
+//! `/proc/self/exe` of processes in the container resolves to that view,
+//! so a malicious image (e.g. a `/bin/sh` that is `#!/proc/self/exe`)
+//! cannot reopen the host's rbuild for writing (CVE-2019-5736).
 
 mod cgroup;
 mod container;
@@ -117,32 +118,30 @@ pub struct SandboxStdio {
     pub stderr: Option<std::process::Stdio>,
 }
 
-/// The sealed in-memory copy of this binary the init process runs from.
+/// The binary the init process is exec'd from: a read-only view of this
+/// binary, so nothing running as the container can reopen it for writing
+/// through `/proc/<pid>/exe` (CVE-2019-5736). Made once per caller process.
+///
+/// As root: a detached, read-only bind mount of `/proc/self/exe`
+/// (`open_tree(OPEN_TREE_CLONE)` + `mount_setattr(MOUNT_ATTR_RDONLY)`),
+/// which copies nothing and appears in no mount table; writes through it
+/// fail with `EROFS`. Otherwise (or if the kernel refuses): a sealed
+/// `memfd` copy of the binary (`F_SEAL_WRITE`, writes fail with `EPERM`).
 fn init_binary() -> Result<&'static OwnedFd, SandboxError> {
     static EXE: OnceLock<Result<OwnedFd, (PathBuf, i32)>> = OnceLock::new();
     let r = EXE.get_or_init(|| {
-        let exe = PathBuf::from("/proc/self/exe");
-        let fail = |e: io::Error| (exe.clone(), e.raw_os_error().unwrap_or(libc::EIO));
-        let fd = nix::sys::memfd::memfd_create(
-            c"rbuild-sandbox-init",
-            nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING,
-        )
-        .map_err(|e| fail(e.into()))?;
-        let mut src = std::fs::File::open(&exe).map_err(fail)?;
-        let mut dst = std::fs::File::from(fd);
-        io::copy(&mut src, &mut dst).map_err(fail)?;
-        let seals =
-            libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-        // SAFETY: fcntl on a memfd we own.
-        if unsafe { libc::fcntl(dst.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
-            return Err(fail(io::Error::last_os_error()));
-        }
+        let fd = readonly_bind_of_self().or_else(|_| sealed_copy_of_self())?;
         // Keep the fd number clear of 3 and 4, which the init process's
         // spec and status pipes take in the child before exec.
         // SAFETY: F_DUPFD_CLOEXEC returns a new fd that we then own.
-        let high = unsafe { libc::fcntl(dst.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 64) };
+        let high = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 64) };
         if high < 0 {
-            return Err(fail(io::Error::last_os_error()));
+            return Err((
+                PathBuf::from("/proc/self/exe"),
+                io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO),
+            ));
         }
         // SAFETY: `high` is a fresh fd owned by nobody else.
         Ok(unsafe { OwnedFd::from_raw_fd(high) })
@@ -151,6 +150,79 @@ fn init_binary() -> Result<&'static OwnedFd, SandboxError> {
         path: path.clone(),
         source: io::Error::from_raw_os_error(*errno),
     })
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn readonly_bind_of_self() -> Result<OwnedFd, (PathBuf, i32)> {
+    let exe = PathBuf::from("/proc/self/exe");
+    let fail = |e: io::Error| (exe.clone(), e.raw_os_error().unwrap_or(libc::EIO));
+    if !nix::unistd::geteuid().is_root() {
+        return Err(fail(io::Error::from_raw_os_error(libc::EPERM)));
+    }
+    const OPEN_TREE_CLONE: libc::c_long = 1;
+    const MOUNT_ATTR_RDONLY: u64 = 1;
+    // SAFETY: open_tree with a NUL-terminated path and flags; returns a new fd.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c"/proc/self/exe".as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_long,
+        )
+    };
+    if fd < 0 {
+        return Err(fail(io::Error::last_os_error()));
+    }
+    // SAFETY: fresh fd from open_tree.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr on our detached mount fd with a valid attr struct.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(fail(io::Error::last_os_error()));
+    }
+    Ok(fd)
+}
+
+fn sealed_copy_of_self() -> Result<OwnedFd, (PathBuf, i32)> {
+    let exe = PathBuf::from("/proc/self/exe");
+    let fail = |e: io::Error| (exe.clone(), e.raw_os_error().unwrap_or(libc::EIO));
+    let fd = nix::sys::memfd::memfd_create(
+        c"rbuild-sandbox-init",
+        nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING,
+    )
+    .map_err(|e| fail(e.into()))?;
+    let mut src = std::fs::File::open(&exe).map_err(fail)?;
+    let mut dst = std::fs::File::from(fd);
+    io::copy(&mut src, &mut dst).map_err(fail)?;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on a memfd we own.
+    if unsafe { libc::fcntl(dst.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(fail(io::Error::last_os_error()));
+    }
+    Ok(OwnedFd::from(dst))
 }
 
 /// Runs `spec` to completion and returns the process's exit code (128+n
