@@ -313,7 +313,7 @@ fn escape_overlay(p: &Path) -> String {
 fn overlay_options(lowers: &[PathBuf], upper: &Path, work: &Path, rootless: bool) -> String {
     let lowers: Vec<String> = lowers.iter().map(|l| escape_overlay(l)).collect();
     let mut data = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={},volatile",
         lowers.join(":"),
         escape_overlay(upper),
         escape_overlay(work)
