@@ -174,6 +174,8 @@ fn writes_land_in_upper_and_lowers_are_untouched() {
     assert!(!f.upper.join("etc/hosts").exists());
     assert!(!f.upper.join("proc").exists() && !f.upper.join("dev").exists());
     assert_eq!(sandbox::snapshotter_kind(), SnapshotterKind::Overlay);
+    // The work dir is left empty (overlay's mode-000 work/work removed).
+    assert!(fs::read_dir(&f.work).unwrap().next().is_none());
 }
 
 fn delete_creates_a_whiteout_in_upper() {

@@ -199,6 +199,16 @@ fn run_in_namespaces(
             }
         }
     }
+    if let Rootfs::Overlay { work, .. } = &spec.rootfs {
+        if copy.is_none() {
+            // The volatile overlay leaves work/work (mode 000, with an
+            // incompat/volatile marker) behind; clear it so the work dir
+            // is empty again and removable by its owner.
+            let _ = umount2(mountpoint, MntFlags::MNT_DETACH);
+            state.mounted = false;
+            clear_overlay_work(work);
+        }
+    }
     if let (Some((merged, manifest)), Rootfs::Overlay { upper, .. }) = (copy, &spec.rootfs) {
         let _ = umount2(mountpoint, MntFlags::MNT_DETACH);
         state.mounted = false;
@@ -213,6 +223,15 @@ fn run_in_namespaces(
         diff?;
     }
     code
+}
+
+fn clear_overlay_work(work: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let inner = work.join("work");
+    if fs::symlink_metadata(&inner).is_ok() {
+        let _ = fs::set_permissions(&inner, fs::Permissions::from_mode(0o700));
+        let _ = fs::remove_dir_all(&inner);
+    }
 }
 
 /// Mounts the rootfs at `mountpoint`. Returns the merged dir and manifest
