@@ -351,6 +351,6 @@ fn image_argument_without_rootfs_explains_what_is_missing() {
         .args(["run", "busybox", "true"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("--rootfs"), "{}", stderr(&o));
 }

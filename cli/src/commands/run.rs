@@ -112,13 +112,26 @@ fn parse_memory(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("invalid memory size {s:?} (examples: 268435456, 512k, 64m, 1g)"))
 }
 
+/// Runs `rbuild run`. Like docker run, errors of rbuild itself (bad
+/// flags, missing rootfs, sandbox setup) exit with 125, a command that
+/// cannot be executed with 126/127, otherwise the command's own status.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    match resolve_image(&args)? {
+    match run_inner(&args) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("rbuild: error: {e:#}");
+            Ok(ExitCode::from(125))
+        }
+    }
+}
+
+fn run_inner(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    match resolve_image(args)? {
         Resolved::Dir(dir) => {
-            let spec = build_spec(&args, Rootfs::Dir(dir), &ImageConfig::default())?;
+            let spec = build_spec(args, Rootfs::Dir(dir), &ImageConfig::default())?;
             execute(&spec, args.interactive)
         }
-        Resolved::Layers(lowers, config) => run_image(&args, lowers, config),
+        Resolved::Layers(lowers, config) => run_image(args, lowers, config),
     }
 }
 
