@@ -354,3 +354,72 @@ fn image_argument_without_rootfs_explains_what_is_missing() {
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("--rootfs"), "{}", stderr(&o));
 }
+
+/// Reads from `fd` until `needle` shows up or 10 s pass; returns all text.
+fn read_until(fd: &std::os::fd::OwnedFd, needle: &str) -> String {
+    use std::os::fd::AsFd;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while !text.contains(needle) && std::time::Instant::now() < deadline {
+        let mut fds = [nix::poll::PollFd::new(
+            fd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16)).unwrap_or(0) == 0 {
+            continue;
+        }
+        match nix::unistd::read(fd.as_fd(), &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    text
+}
+
+#[test]
+fn tty_follows_window_size_changes() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let r = busybox_rootfs();
+    let size = |rows, cols| nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size(24, 80)), None).unwrap();
+    let slave = pty.slave.as_raw_fd();
+    let mut cmd = std::process::Command::new(RBUILD);
+    cmd.args(["run", "-it", "--rootfs", r.path().to_str().unwrap(), "sh"])
+        .stdin(pty.slave.try_clone().unwrap())
+        .stdout(pty.slave.try_clone().unwrap())
+        .stderr(pty.slave.try_clone().unwrap());
+    // SAFETY: setsid and ioctl(TIOCSCTTY) are async-signal-safe; they make
+    // the pty rbuild's controlling terminal, as a terminal emulator would.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if nix::libc::ioctl(slave, nix::libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(pty.slave);
+    let master = pty.master;
+    let first = read_until(&master, "# ");
+    assert!(first.contains("# "), "no prompt: {first:?}");
+    nix::unistd::write(&master, b"stty size\n").unwrap();
+    assert!(read_until(&master, "24 80").contains("24 80"));
+    // Resize the outer terminal: the kernel sends SIGWINCH to rbuild's
+    // process group, and the size must reach the container's pty.
+    // SAFETY: TIOCSWINSZ on our pty master with a valid winsize.
+    unsafe { nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCSWINSZ, &size(40, 132)) };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::unistd::write(&master, b"stty size; exit 5\n").unwrap();
+    let text = read_until(&master, "40 132");
+    assert!(text.contains("40 132"), "size not followed: {text:?}");
+    assert_eq!(child.wait().unwrap().code(), Some(5));
+}
