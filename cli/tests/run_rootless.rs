@@ -88,6 +88,33 @@ fn non_root_user_runs_on_a_rootfs_it_owns() {
         "stderr: {}",
         stderr(&o)
     );
+    // Regression: with --network host a non-root sandbox binds the host's
+    // /sys and must remount that bind (not the dir under it) read-only.
+    let o = as_nobody(
+        &bin,
+        &[
+            "--network",
+            "host",
+            "--rootfs",
+            root,
+            "sh",
+            "-c",
+            "ls /sys/class/net | grep -c lo; touch /sys/x 2>/dev/null || echo sys=ro",
+        ],
+    );
+    assert_eq!(stdout(&o), "1\nsys=ro\n", "stderr: {}", stderr(&o));
+    let o = as_nobody(
+        &bin,
+        &[
+            "--read-only",
+            "--rootfs",
+            root,
+            "sh",
+            "-c",
+            "touch /x 2>/dev/null || echo rootfs=ro",
+        ],
+    );
+    assert_eq!(stdout(&o), "rootfs=ro\n", "stderr: {}", stderr(&o));
     let o = as_nobody(
         &bin,
         &[

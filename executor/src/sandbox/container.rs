@@ -452,6 +452,8 @@ fn mount_sys(root: &OwnedFd, network: Network, rootless: bool) -> Result<(), San
                 "bind /sys",
                 Path::new("/sys"),
             )?;
+            // Reopen: the remount must target the new bind mount's root.
+            let t = target(root, "sys", Create::Dir)?;
             mount_fd(
                 None,
                 &t,
