@@ -423,3 +423,26 @@ fn tty_follows_window_size_changes() {
     assert!(text.contains("40 132"), "size not followed: {text:?}");
     assert_eq!(child.wait().unwrap().code(), Some(5));
 }
+
+#[test]
+fn stdin_reaches_the_container_only_with_i() {
+    use std::io::Write;
+    let r = busybox_rootfs();
+    for (flags, expected) in [(vec!["-i"], "piped\n"), (vec![], "")] {
+        let mut child = std::process::Command::new(RBUILD)
+            .arg("run")
+            .args(&flags)
+            .args(["--rootfs", r.path().to_str().unwrap(), "cat"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _ = child.stdin.take().unwrap().write_all(b"piped\n");
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            expected,
+            "flags {flags:?}"
+        );
+    }
+}
