@@ -286,3 +286,44 @@ fn the_init_process_runs_from_a_read_only_view_of_the_binary() {
     assert!(statvfs_ro || memfd, "init runs from {target:?}, writable");
     assert_ne!(target, std::fs::canonicalize(RBUILD).unwrap());
 }
+
+#[test]
+fn killing_rbuild_kills_the_container_and_cleans_up() {
+    use std::io::BufRead;
+    let r = busybox_rootfs();
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tempfile::tempdir().unwrap();
+    let before = host_mounts();
+    let mut child = std::process::Command::new(RBUILD)
+        .args(["run", "-v", &format!("{}:/m", marker.path().display())])
+        .args(["--rootfs", &format!("{}:O", r.path().display())])
+        .args(["sh", "-c", "echo ready; sleep 2; echo alive > /m/late"])
+        .env("TMPDIR", tmp.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    child.kill().unwrap(); // SIGKILL: rbuild gets no chance to clean up itself
+    child.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        !marker.path().join("late").exists(),
+        "the container outlived rbuild"
+    );
+    // The init process cleaned its state dir; only rbuild's own scratch dir
+    // for the overlay (removed by rbuild, which was killed) may remain.
+    let left: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.iter().all(|n| n.starts_with("rbuild-run-")),
+        "left behind: {left:?}"
+    );
+    assert_eq!(before, host_mounts());
+}

@@ -111,10 +111,21 @@ const MOUNT_POINTS: [&str; 7] = [
     "etc/resolv.conf",
 ];
 
+/// Pid of the process that started this init process.
+static CALLER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 fn monitor() -> Result<i32, SandboxError> {
-    // If the caller dies, so do we (and pid 1 follows, see container).
+    CALLER.store(
+        nix::unistd::getppid().as_raw(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    // If the caller dies, so does the sandbox (pid 1 follows us, see
+    // container).
     // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    // SIGTERM rather than SIGKILL so that, once the signalfd is set up,
+    // the caller's death is noticed (parent changed) and the sandbox is
+    // killed and cleaned up (mounts, state dir, cgroup) instead of leaked.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) };
     let spec = read_spec()?;
     let rootless = !nix::unistd::geteuid().is_root();
     if rootless && spec.limits.any() {
@@ -402,7 +413,12 @@ fn spawn_and_wait(
         ForkResult::Parent { child } => child,
     };
     let pty = pty.map(|p| p.into_master());
-    wait_loop(child, &sfd, pty.as_ref())
+    let caller = Pid::from_raw(CALLER.load(std::sync::atomic::Ordering::Relaxed));
+    if nix::unistd::getppid() != caller {
+        // The caller died before the signalfd existed.
+        let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+    }
+    wait_loop(child, &sfd, pty.as_ref(), caller)
 }
 
 fn exit_code(ws: WaitStatus) -> Option<i32> {
@@ -413,7 +429,12 @@ fn exit_code(ws: WaitStatus) -> Option<i32> {
     }
 }
 
-fn wait_loop(child: Pid, sfd: &SignalFd, master: Option<&OwnedFd>) -> Result<i32, SandboxError> {
+fn wait_loop(
+    child: Pid,
+    sfd: &SignalFd,
+    master: Option<&OwnedFd>,
+    caller: Pid,
+) -> Result<i32, SandboxError> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let stdin = io::stdin();
     let mut stdin_open = master.is_some();
@@ -472,6 +493,9 @@ fn wait_loop(child: Pid, sfd: &SignalFd, master: Option<&OwnedFd>) -> Result<i32
                     if let Some(m) = master {
                         super::tty::copy_winsize(stdin.as_fd(), m.as_fd());
                     }
+                } else if signo == libc::SIGTERM && nix::unistd::getppid() != caller {
+                    // The caller died (PDEATHSIG): end the sandbox now.
+                    let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
                 } else if let Ok(sig) = Signal::try_from(signo) {
                     let _ = nix::sys::signal::kill(child, sig);
                 }
