@@ -39,6 +39,10 @@ fn main() {
             errors_carry_docker_exit_codes,
         ),
         ("concurrent_runs_from_threads", concurrent_runs_from_threads),
+        (
+            "many_lowers_still_use_overlayfs",
+            many_lowers_still_use_overlayfs,
+        ),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, f) in tests {
@@ -256,4 +260,41 @@ fn concurrent_runs_from_threads() {
             assert_eq!(h.join().unwrap(), (0, format!("{i}\n")));
         }
     });
+}
+
+fn many_lowers_still_use_overlayfs() {
+    // 50 lowers with 64-character names: too long for mount(2)'s one-page
+    // options as absolute paths, so they are passed relative to their
+    // common parent; overlayfs must still be used (not the copy fallback).
+    let f = fixture();
+    let snapshots = f._dir.path().join("snapshots");
+    let mut lowers = Vec::new();
+    for i in 0..49 {
+        let dir = snapshots.join(format!("{i:064}"));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(format!("layer{i}")), format!("{i}\n")).unwrap();
+        lowers.push(dir);
+    }
+    lowers.reverse(); // top first: layer 48 on top
+    let base = snapshots.join(format!("{:064}", 999));
+    fs::rename(&f.base, &base).unwrap();
+    lowers.push(base);
+    let mut s = spec(&f, "cat /layer0 /layer48; ls / | grep -c '^layer'");
+    s.rootfs = Rootfs::Overlay {
+        lowers,
+        upper: f.upper.clone(),
+        work: f.work.clone(),
+    };
+    let out = fs::File::create(&f.out).unwrap();
+    let code = sandbox::run(
+        &s,
+        SandboxStdio {
+            stdout: Some(out.into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(fs::read_to_string(&f.out).unwrap(), "0\n48\n49\n");
+    assert_eq!(sandbox::snapshotter_kind(), SnapshotterKind::Overlay);
 }

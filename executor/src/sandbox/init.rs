@@ -282,7 +282,22 @@ fn mount_rootfs(
                     reason: "overlay rootfs needs at least one lower dir".into(),
                 });
             }
-            let data = overlay_options(lowers, upper, work, rootless);
+            let (data, base) = overlay_mount_data(lowers, upper, work, rootless);
+            if data.len() > OVERLAY_DATA_MAX {
+                return Err(SandboxError::InvalidSpec {
+                    reason: format!(
+                        "overlay options for {} lower dirs are {} bytes, more than mount(2) accepts (one page) even relative to their common parent; keep snapshot dirs under one short parent",
+                        lowers.len(),
+                        data.len()
+                    ),
+                });
+            }
+            // Overlay resolves relative dirs against the mounter's cwd.
+            if let Some(base) = &base {
+                nix::unistd::chdir(base.as_path()).map_err(|e| {
+                    SandboxError::setup("chdir to snapshot dir", Some(base.clone()), e.into())
+                })?;
+            }
             let forced_copy = std::env::var_os("RBUILD_SNAPSHOTTER").is_some_and(|v| v == "copy");
             let res = if forced_copy {
                 Err(nix::Error::EINVAL)
@@ -295,6 +310,9 @@ fn mount_rootfs(
                     Some(data.as_str()),
                 )
             };
+            if base.is_some() {
+                let _ = nix::unistd::chdir("/");
+            }
             match res {
                 Ok(()) => {
                     container::send(STATUS_FD, &Message::Snapshotter(SnapshotterKind::Overlay));
@@ -352,6 +370,48 @@ fn overlay_options(lowers: &[PathBuf], upper: &Path, work: &Path, rootless: bool
         data.push_str(",userxattr");
     }
     data
+}
+
+/// mount(2) options are limited to one page. Above this many bytes the
+/// dirs are given relative to their common parent instead (which the
+/// caller then makes the cwd), so a store's snapshots/<id> lowers fit many
+/// more layers.
+const OVERLAY_DATA_MAX: usize = 4000;
+
+/// The overlay mount options, and the directory they are relative to when
+/// absolute paths would not fit in a page.
+fn overlay_mount_data(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    rootless: bool,
+) -> (String, Option<PathBuf>) {
+    let data = overlay_options(lowers, upper, work, rootless);
+    if data.len() <= OVERLAY_DATA_MAX {
+        return (data, None);
+    }
+    let all: Vec<&Path> = lowers
+        .iter()
+        .map(PathBuf::as_path)
+        .chain([upper, work])
+        .collect();
+    let mut base = all[0].parent().map(Path::to_path_buf).unwrap_or_default();
+    while !all.iter().all(|p| p.starts_with(&base)) {
+        match base.parent() {
+            Some(p) => base = p.to_path_buf(),
+            None => return (data, None),
+        }
+    }
+    let rel = |p: &Path| {
+        p.strip_prefix(&base)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    let lowers: Vec<PathBuf> = lowers.iter().map(|l| rel(l)).collect();
+    (
+        overlay_options(&lowers, &rel(upper), &rel(work), rootless),
+        Some(base),
+    )
 }
 
 /// Signals forwarded to pid 1 (SIGCHLD and SIGWINCH are handled here).
@@ -534,4 +594,42 @@ fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> nix::Result<()> {
     }
     let _ = fd.as_raw_fd();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_overlay_options_use_absolute_paths() {
+        let (data, base) = overlay_mount_data(
+            &[PathBuf::from("/s/a"), PathBuf::from("/s/b")],
+            Path::new("/s/up"),
+            Path::new("/s/wk"),
+            false,
+        );
+        assert_eq!(
+            data,
+            "lowerdir=/s/a:/s/b,upperdir=/s/up,workdir=/s/wk,volatile"
+        );
+        assert_eq!(base, None);
+    }
+
+    #[test]
+    fn long_overlay_options_become_relative_to_the_common_parent() {
+        let root = format!("/var/lib/rbuild/{}", "x".repeat(40));
+        let lowers: Vec<PathBuf> = (0..50)
+            .map(|i| PathBuf::from(format!("{root}/snapshots/{i:064}")))
+            .collect();
+        let (data, base) = overlay_mount_data(
+            &lowers,
+            Path::new(&format!("{root}/tmp/up")),
+            Path::new(&format!("{root}/tmp/wk")),
+            true,
+        );
+        assert_eq!(base, Some(PathBuf::from(&root)));
+        assert!(data.len() <= OVERLAY_DATA_MAX, "{}", data.len());
+        assert!(data.starts_with(&format!("lowerdir=snapshots/{:064}:", 0)));
+        assert!(data.ends_with(",upperdir=tmp/up,workdir=tmp/wk,volatile,userxattr"));
+    }
 }
