@@ -85,9 +85,25 @@ impl Cgroup {
                 if limits.pids.is_some() {
                     enable.push("+pids");
                 }
-                // Enabling needs the parent to have no processes of its own
-                // unless it is the root; report the first failure.
-                write(&base.join("cgroup.subtree_control"), &enable.join(" "))?;
+                // Enable only what is missing. Enabling needs the parent to
+                // hold no processes of its own (unless it is the root), so
+                // this fails outside a delegated cgroup: say so.
+                let control = base.join("cgroup.subtree_control");
+                let enabled = fs::read_to_string(&control).unwrap_or_default();
+                let missing: Vec<&str> = enable
+                    .iter()
+                    .copied()
+                    .filter(|c| !enabled.split_whitespace().any(|e| e == &c[1..]))
+                    .collect();
+                if !missing.is_empty() {
+                    fs::write(&control, missing.join(" ")).map_err(|source| {
+                        SandboxError::CgroupControllers {
+                            controllers: missing.join(" "),
+                            path: base.clone(),
+                            source,
+                        }
+                    })?;
+                }
                 let dir = base.join(name);
                 fs::create_dir(&dir)
                     .map_err(|e| SandboxError::setup("create cgroup", Some(dir.clone()), e))?;

@@ -45,6 +45,16 @@ pub enum SandboxError {
     /// Something a rootless (non-root) sandbox needs is missing.
     #[error("rootless sandbox: {missing}\nhint: {hint}")]
     Rootless { missing: String, hint: String },
+    /// Resource limits were asked for but cgroup controllers cannot be used.
+    #[error(
+        "cannot enable cgroup controllers {controllers} at {path}\nhint: run rbuild as root in a cgroup whose controllers are delegated and that holds no processes of its own (e.g. systemd-run --scope -p Delegate=yes), or drop --memory/--cpus/--pids-limit"
+    )]
+    CgroupControllers {
+        controllers: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     /// The spec cannot be run as given.
     #[error("invalid sandbox spec: {reason}")]
     InvalidSpec { reason: String },
@@ -111,6 +121,11 @@ pub(crate) enum WireError {
     InvalidSpec {
         reason: String,
     },
+    CgroupControllers {
+        controllers: String,
+        path: PathBuf,
+        errno: i32,
+    },
 }
 
 fn errno_of(e: &io::Error) -> i32 {
@@ -139,6 +154,15 @@ impl From<&SandboxError> for WireError {
             },
             SandboxError::InvalidSpec { reason } => WireError::InvalidSpec {
                 reason: reason.clone(),
+            },
+            SandboxError::CgroupControllers {
+                controllers,
+                path,
+                source,
+            } => WireError::CgroupControllers {
+                controllers: controllers.clone(),
+                path: path.clone(),
+                errno: errno_of(source),
             },
             SandboxError::Spawn { path, source } => WireError::Setup {
                 step: "spawn".into(),
@@ -170,6 +194,15 @@ impl From<WireError> for SandboxError {
             WireError::GroupNotFound { group } => SandboxError::GroupNotFound { group },
             WireError::Rootless { missing, hint } => SandboxError::Rootless { missing, hint },
             WireError::InvalidSpec { reason } => SandboxError::InvalidSpec { reason },
+            WireError::CgroupControllers {
+                controllers,
+                path,
+                errno,
+            } => SandboxError::CgroupControllers {
+                controllers,
+                path,
+                source: io::Error::from_raw_os_error(errno),
+            },
         }
     }
 }
