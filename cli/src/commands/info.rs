@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use rbuild_executor::sandbox;
 use rbuild_executor::store::STORE_VERSION;
 
 pub fn run(root: &Path) -> anyhow::Result<ExitCode> {
@@ -21,6 +22,14 @@ pub fn run(root: &Path) -> anyhow::Result<ExitCode> {
         super::timestamp::human_size(du.blobs)
     );
     println!("Snapshots: {}", du.snapshot_count);
+    // What a sandbox would use; it falls back to copying by itself when an
+    // overlay mount is refused (some nested setups and filesystems).
+    println!("Snapshotter: {}", sandbox::snapshotter_kind());
+    let cgroup = match sandbox::cgroup_version() {
+        sandbox::CgroupVersion::V1 => "1",
+        sandbox::CgroupVersion::V2 => "2",
+    };
+    println!("Cgroup Version: {cgroup}");
     println!("Architecture: {}", super::import::host_arch());
     println!("OS: {}", std::env::consts::OS);
     Ok(ExitCode::SUCCESS)

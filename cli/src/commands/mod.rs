@@ -13,6 +13,7 @@ mod load;
 mod output;
 mod prune;
 mod rmi;
+mod run;
 mod save;
 mod system;
 mod table;
@@ -47,6 +48,8 @@ pub enum Command {
     Debug(debug::DebugArgs),
     /// Show rbuild's version and build information
     Version,
+    /// Run a command in a new sandboxed container
+    Run(Box<run::RunArgs>),
     /// Create an image from a root filesystem (tar, tar.gz, directory, or -)
     Import(import::Args),
     /// Write an image's flattened filesystem as a tar
@@ -137,5 +140,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::System(SystemCommand::Df(a)) => system::df(root, a),
         Command::System(SystemCommand::Check(a)) => system::check(root, a),
         Command::Info | Command::System(SystemCommand::Info) => info::run(root),
+        Command::Run(args) => run::run(root, *args),
     }
 }

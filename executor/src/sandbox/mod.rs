@@ -1,1 +1,355 @@
-//! The sandbox: runs a process in fresh namespaces on an overlayfs root.
+//! The sandbox: runs a process in fresh namespaces on an overlayfs root,
+//! hardened like Docker's defaults.
+//!
+//! # How a run goes
+//!
+//! [`run`] never forks the (possibly multi-threaded) caller into the
+//! container. It spawns a fresh, single-threaded copy of the current binary
+//! with the hidden argument [`INIT_ARG`]; the binary's `main` must call
+//! [`init_main`] when it sees it. The spec goes to that init process as
+//! JSON on fd 3; status messages (snapshotter used, setup errors) come back
+//! as JSON lines on fd 4. The init process then:
+//!
+//! 1. creates a state dir (generated `/etc/hosts`, `/etc/hostname`,
+//!    `/etc/resolv.conf`), a cgroup when limits are set, and, when not
+//!    root, a user namespace mapping the caller to root;
+//! 2. unshares a private mount namespace and mounts the rootfs there
+//!    (overlayfs, or the copy-based snapshotter when overlay is refused);
+//! 3. unshares a pid namespace and forks pid 1, which unshares mount, uts,
+//!    ipc and (unless `Network::Host`) network namespaces, mounts /proc,
+//!    /dev, /sys, masks and write-protects the kernel files Docker does,
+//!    pivots into the rootfs, resolves the user from the rootfs's
+//!    /etc/passwd, keeps Docker's 14 default capabilities, sets
+//!    no_new_privs, installs the seccomp allow-list and execs the command;
+//! 4. forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to pid 1,
+//!    relays the terminal for `tty`, and exits with pid 1's status. When
+//!    pid 1 exits the kernel kills everything else in its pid namespace.
+//!
+//! # The host binary stays out of reach
+//!
+//! The init process is exec'd from a read-only view of the binary (made
+//! once per caller process), never from the writable host path: as root a
+//! detached read-only bind mount of `/proc/self/exe` (no copy, in no mount
+//! table), otherwise a sealed `memfd` copy. Until pid 1 execs the command,
+//! `/proc/self/exe` of processes in the container resolves to that view,
+//! so a malicious image (e.g. a `/bin/sh` that is `#!/proc/self/exe`)
+//! cannot reopen the host's rbuild for writing (CVE-2019-5736).
+
+mod cgroup;
+mod container;
+mod error;
+mod init;
+mod path_in_root;
+mod protocol;
+mod seccomp;
+mod snapshot;
+mod spec;
+mod tty;
+mod user;
+mod userns;
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+pub use cgroup::{CgroupVersion, version as cgroup_version};
+pub use container::DEFAULT_CAPS;
+pub use error::SandboxError;
+pub use init::init_main;
+pub use spec::{Limits, Mount, MountKind, Network, Process, Rootfs, SandboxSpec};
+pub use user::{Identity, resolve as resolve_user};
+pub use userns::missing_for_multi_user as rootless_limitations;
+
+/// The hidden argument (argv\[1\]) that makes the binary run [`init_main`].
+pub const INIT_ARG: &str = "__sandbox-init";
+
+/// How the rootfs of an overlay sandbox is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotterKind {
+    /// overlayfs: lowers shared read-only, changes in the upper dir.
+    Overlay,
+    /// Lowers copied into a merged dir; changes written to the upper dir
+    /// afterwards (slower, works on any filesystem).
+    Copy,
+}
+
+impl std::fmt::Display for SnapshotterKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SnapshotterKind::Overlay => "overlayfs",
+            SnapshotterKind::Copy => "copy",
+        })
+    }
+}
+
+static LAST_SNAPSHOTTER: AtomicU8 = AtomicU8::new(0);
+
+/// The snapshotter the last overlay run of this process used; before any
+/// run, `Overlay` when the kernel lists overlayfs in /proc/filesystems
+/// (runs still fall back to `Copy` if the mount is refused).
+pub fn snapshotter_kind() -> SnapshotterKind {
+    match LAST_SNAPSHOTTER.load(Ordering::Relaxed) {
+        1 => SnapshotterKind::Overlay,
+        2 => SnapshotterKind::Copy,
+        _ => {
+            let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+            if fs.lines().any(|l| l.trim_end().ends_with("overlay")) {
+                SnapshotterKind::Overlay
+            } else {
+                SnapshotterKind::Copy
+            }
+        }
+    }
+}
+
+/// Where the sandboxed process's stdin/stdout/stderr go (default: the
+/// caller's). With `process.tty`, stdin and stdout are relayed through a
+/// pty by the init process, which uses its own stdin/stdout for that.
+#[derive(Debug, Default)]
+pub struct SandboxStdio {
+    pub stdin: Option<std::process::Stdio>,
+    pub stdout: Option<std::process::Stdio>,
+    pub stderr: Option<std::process::Stdio>,
+}
+
+/// The binary the init process is exec'd from: a read-only view of this
+/// binary, so nothing running as the container can reopen it for writing
+/// through `/proc/<pid>/exe` (CVE-2019-5736). Made once per caller process.
+///
+/// As root: a detached, read-only bind mount of `/proc/self/exe`
+/// (`open_tree(OPEN_TREE_CLONE)` + `mount_setattr(MOUNT_ATTR_RDONLY)`),
+/// which copies nothing and appears in no mount table; writes through it
+/// fail with `EROFS`. Otherwise (or if the kernel refuses): a sealed
+/// `memfd` copy of the binary (`F_SEAL_WRITE`, writes fail with `EPERM`).
+fn init_binary() -> Result<&'static OwnedFd, SandboxError> {
+    static EXE: OnceLock<Result<OwnedFd, (PathBuf, i32)>> = OnceLock::new();
+    let r = EXE.get_or_init(|| {
+        let fd = readonly_bind_of_self().or_else(|_| sealed_copy_of_self())?;
+        // Keep the fd number clear of 3 and 4, which the init process's
+        // spec and status pipes take in the child before exec.
+        // SAFETY: F_DUPFD_CLOEXEC returns a new fd that we then own.
+        let high = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 64) };
+        if high < 0 {
+            return Err((
+                PathBuf::from("/proc/self/exe"),
+                io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO),
+            ));
+        }
+        // SAFETY: `high` is a fresh fd owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(high) })
+    });
+    r.as_ref().map_err(|(path, errno)| SandboxError::Spawn {
+        path: path.clone(),
+        source: io::Error::from_raw_os_error(*errno),
+    })
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn readonly_bind_of_self() -> Result<OwnedFd, (PathBuf, i32)> {
+    let exe = PathBuf::from("/proc/self/exe");
+    let fail = |e: io::Error| (exe.clone(), e.raw_os_error().unwrap_or(libc::EIO));
+    if !nix::unistd::geteuid().is_root() {
+        return Err(fail(io::Error::from_raw_os_error(libc::EPERM)));
+    }
+    const OPEN_TREE_CLONE: libc::c_long = 1;
+    const MOUNT_ATTR_RDONLY: u64 = 1;
+    // SAFETY: open_tree with a NUL-terminated path and flags; returns a new fd.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c"/proc/self/exe".as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_long,
+        )
+    };
+    if fd < 0 {
+        return Err(fail(io::Error::last_os_error()));
+    }
+    // SAFETY: fresh fd from open_tree.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr on our detached mount fd with a valid attr struct.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(fail(io::Error::last_os_error()));
+    }
+    Ok(fd)
+}
+
+fn sealed_copy_of_self() -> Result<OwnedFd, (PathBuf, i32)> {
+    let exe = PathBuf::from("/proc/self/exe");
+    let fail = |e: io::Error| (exe.clone(), e.raw_os_error().unwrap_or(libc::EIO));
+    let fd = nix::sys::memfd::memfd_create(
+        c"rbuild-sandbox-init",
+        nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING,
+    )
+    .map_err(|e| fail(e.into()))?;
+    let mut src = std::fs::File::open(&exe).map_err(fail)?;
+    let mut dst = std::fs::File::from(fd);
+    io::copy(&mut src, &mut dst).map_err(fail)?;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on a memfd we own.
+    if unsafe { libc::fcntl(dst.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(fail(io::Error::last_os_error()));
+    }
+    Ok(OwnedFd::from(dst))
+}
+
+/// Runs `spec` to completion and returns the process's exit code (128+n
+/// when killed by signal n). stdout/stderr stream as they are written.
+///
+/// Errors: setup failures, a missing user, or a command that cannot be
+/// executed ([`SandboxError::exit_code`] gives docker's 125/126/127).
+pub fn run(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<i32, SandboxError> {
+    spawn(spec, stdio)?.wait()
+}
+
+/// A started sandbox: its init process, and the status pipe to read when
+/// it ends.
+#[derive(Debug)]
+pub struct Sandbox {
+    child: std::process::Child,
+    status: std::fs::File,
+}
+
+impl Sandbox {
+    /// Host pid of the init process (the monitor outside the container).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` to the init process, which forwards SIGINT, SIGTERM,
+    /// SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to pid 1. (Like any pid 1,
+    /// the command only receives signals it installed a handler for.)
+    pub fn signal(&self, signal: i32) -> Result<(), SandboxError> {
+        let sig = nix::sys::signal::Signal::try_from(signal)
+            .map_err(|e| SandboxError::setup("signal sandbox", None, e.into()))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig)
+            .map_err(|e| SandboxError::setup("signal sandbox", None, e.into()))
+    }
+
+    /// Waits for the sandbox to end; see [`run`].
+    pub fn wait(mut self) -> Result<i32, SandboxError> {
+        let mut messages = Vec::new();
+        self.status
+            .read_to_end(&mut messages)
+            .map_err(|e| SandboxError::setup("read sandbox status", None, e))?;
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| SandboxError::setup("wait for sandbox init", None, e))?;
+        let mut error = None;
+        for line in messages.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            match serde_json::from_slice(line)
+                .map_err(|source| SandboxError::Protocol { source })?
+            {
+                protocol::Message::Snapshotter(kind) => {
+                    let v = match kind {
+                        SnapshotterKind::Overlay => 1,
+                        SnapshotterKind::Copy => 2,
+                    };
+                    LAST_SNAPSHOTTER.store(v, Ordering::Relaxed);
+                }
+                protocol::Message::Error(e) => {
+                    error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = error {
+            return Err(e.into());
+        }
+        match (status.code(), status.signal()) {
+            (Some(code), _) => Ok(code),
+            (None, Some(sig)) => Err(SandboxError::InitDied { status: 128 + sig }),
+            _ => Err(SandboxError::InitDied { status: -1 }),
+        }
+    }
+}
+
+/// Starts `spec` and returns without waiting; see [`run`].
+pub fn spawn(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<Sandbox, SandboxError> {
+    let exe = init_binary()?;
+    let exe_path = PathBuf::from(format!("/proc/self/fd/{}", exe.as_raw_fd()));
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| SandboxError::setup("create pipe", None, e.into()))
+    };
+    let (spec_r, spec_w) = pipe()?;
+    let (status_r, status_w) = pipe()?;
+    let (spec_fd, status_fd) = (spec_r.as_raw_fd(), status_w.as_raw_fd());
+
+    let mut cmd = Command::new(&exe_path);
+    cmd.arg0("rbuild").arg(INIT_ARG);
+    if let Some(s) = stdio.stdin {
+        cmd.stdin(s);
+    }
+    if let Some(s) = stdio.stdout {
+        cmd.stdout(s);
+    }
+    if let Some(s) = stdio.stderr {
+        cmd.stderr(s);
+    }
+    // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and
+    // exec. Both fds are first moved above 10 so placing them at 3 and 4
+    // cannot clobber one with the other.
+    unsafe {
+        cmd.pre_exec(move || {
+            let a = libc::fcntl(spec_fd, libc::F_DUPFD_CLOEXEC, 10);
+            let b = libc::fcntl(status_fd, libc::F_DUPFD_CLOEXEC, 10);
+            if a < 0
+                || b < 0
+                || libc::dup2(a, protocol::SPEC_FD) < 0
+                || libc::dup2(b, protocol::STATUS_FD) < 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|source| SandboxError::Spawn {
+        path: exe_path.clone(),
+        source,
+    })?;
+    drop(spec_r);
+    drop(status_w);
+    let json = serde_json::to_vec(spec).map_err(|source| SandboxError::Protocol { source })?;
+    {
+        let mut w = std::fs::File::from(spec_w);
+        // A failed write means the init process died; its status says why.
+        let _ = w.write_all(&json);
+    }
+    Ok(Sandbox {
+        child,
+        status: std::fs::File::from(status_r),
+    })
+}

@@ -892,9 +892,22 @@ impl Store {
         let work = atomic::temp_path(&self.tmp, "snapshot");
         fs::create_dir(&work).map_err(StoreError::io(&work))?;
         let result = (|| {
-            crate::layer::unpack(&mut hashing, &work).map_err(|source| StoreError::Unpack {
-                diff_id: layer.diff_id,
-                source,
+            // Snapshots are overlay lower dirs stacked above their parents,
+            // so a layer's whiteouts must stay overlay whiteouts rather than
+            // delete anything. That takes root (trusted.* xattrs, 0/0 char
+            // devices); without it they are applied, which is exact for
+            // single-layer images.
+            let whiteouts = if nix::unistd::geteuid().is_root() {
+                crate::layer::WhiteoutMode::Overlay
+            } else {
+                crate::layer::WhiteoutMode::Apply
+            };
+            let opts = crate::layer::UnpackOptions { whiteouts };
+            crate::layer::unpack_with(&mut hashing, &work, &opts).map_err(|source| {
+                StoreError::Unpack {
+                    diff_id: layer.diff_id,
+                    source,
+                }
             })?;
             io::copy(&mut hashing, &mut io::sink())
                 .map_err(StoreError::io(&self.blob_path(&layer.digest)))?;

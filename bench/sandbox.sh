@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Sandbox start-run-teardown latency: `rbuild run` of `true` on a busybox
+# rootfs (in place, and on a throw-away overlay), beside `runc run` of an
+# equivalent bundle (config from `runc spec`, same rootfs), in one hyperfine
+# session. Prints median and p95 per command; target: rbuild median <= 10 ms.
+#
+#   bench/sandbox.sh            # 100 runs each
+#   RUNS=20 bench/sandbox.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${RUNS:-100}
+rbuild=${RBUILD:-target/release/rbuild}
+[ -x "$rbuild" ] || cargo build --release -p rbuild
+command -v hyperfine >/dev/null || { echo "hyperfine is missing (apt-get install hyperfine)" >&2; exit 1; }
+command -v runc >/dev/null || { echo "runc is missing (apt-get install runc)" >&2; exit 1; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+rootfs=$work/rootfs
+mkdir -p "$rootfs"/{bin,etc,tmp,root}
+cp /bin/busybox "$rootfs/bin/busybox"
+for applet in $(/bin/busybox --list-full); do
+  mkdir -p "$rootfs/$(dirname "$applet")"
+  [ -e "$rootfs/$applet" ] || ln -s /bin/busybox "$rootfs/$applet"
+done
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$rootfs/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+chmod 1777 "$rootfs/tmp"
+# runc needs the mount points in the image; give rbuild the same rootfs.
+mkdir -p "$rootfs"/{proc,dev,sys}
+touch "$rootfs"/etc/{hosts,hostname,resolv.conf}
+
+bundle=$work/bundle
+mkdir -p "$bundle"
+(cd "$bundle" && runc spec)
+python3 - "$bundle/config.json" "$rootfs" <<'PY'
+import json, sys
+path, rootfs = sys.argv[1], sys.argv[2]
+c = json.load(open(path))
+c["root"] = {"path": rootfs, "readonly": False}
+c["process"]["terminal"] = False
+c["process"]["args"] = ["true"]
+json.dump(c, open(path, "w"), indent=1)
+PY
+
+json=${EXPORT_JSON:-$work/bench.json}
+hyperfine -N --runs "$runs" --warmup 5 --export-json "$json" \
+  -n "rbuild run --rootfs DIR true" "$rbuild run --rootfs $rootfs true" \
+  -n "rbuild run --rootfs DIR:O true (overlay)" "$rbuild run --rootfs $rootfs:O true" \
+  -n "runc run (busybox bundle, true)" "runc --root $work/runc-state run --bundle $bundle bench" \
+  >"$work/hyperfine.log"
+
+python3 - "$json" <<'PY'
+import json, sys
+res = json.load(open(sys.argv[1]))["results"]
+print(f"{'command':45} {'median ms':>10} {'p95 ms':>8} {'runs':>5}")
+for r in res:
+    t = sorted(r["times"])
+    p95 = t[min(len(t) - 1, int(round(0.95 * (len(t) - 1))))]
+    print(f"{r['command']:45} {r['median']*1000:10.2f} {p95*1000:8.2f} {len(t):5}")
+PY

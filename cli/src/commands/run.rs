@@ -1,0 +1,421 @@
+//! `rbuild run`: run a command in a sandbox, like `docker run`.
+//!
+//! The image is resolved in two steps: [`resolve_image`] turns the IMAGE
+//! argument into lower dirs plus an [`ImageConfig`] — the image's layer
+//! snapshots from the store, or with `--rootfs DIR` (podman's flag) a
+//! directory — and [`run_image`] does the rest from (lowers, config)
+//! exactly as docker run applies Entrypoint, Cmd, Env, WorkingDir and User.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use rbuild_executor::sandbox::{
+    self, Limits, Mount, MountKind, Network, Process, Rootfs, SandboxSpec, SandboxStdio,
+};
+use rbuild_executor::store::{Image, Store};
+
+/// Flags of `rbuild run`.
+#[derive(Debug, Args)]
+#[command(trailing_var_arg = true)]
+pub struct RunArgs {
+    /// Remove the container's writable layer when it exits (always the case
+    /// today: nothing is kept)
+    #[arg(long)]
+    pub rm: bool,
+    /// Name for the container (used as default hostname)
+    #[arg(long, value_name = "N")]
+    pub name: Option<String>,
+    /// Set an environment variable (KEY=VALUE, or KEY to copy it from here)
+    #[arg(short = 'e', long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (KEY=VALUE lines, # comments)
+    #[arg(long, value_name = "F")]
+    pub env_file: Vec<PathBuf>,
+    /// Bind-mount a host path: HOST:CONTAINER[:ro]
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
+    pub volume: Vec<String>,
+    /// Mount an empty tmpfs at DIR
+    #[arg(long, value_name = "DIR")]
+    pub tmpfs: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User (name or uid) and optional group: USER[:GROUP]
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    /// Override the image's entrypoint (empty string: none)
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// Network: none (only loopback) or host
+    #[arg(long, value_name = "MODE", default_value = "none", value_parser = ["none", "host"])]
+    pub network: String,
+    /// Container hostname
+    #[arg(long, value_name = "H")]
+    pub hostname: Option<String>,
+    /// Keep stdin open
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Mount the root filesystem read-only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Memory limit (bytes, or with a unit: 512k, 64m, 1g)
+    #[arg(long, value_name = "M", value_parser = parse_memory)]
+    pub memory: Option<u64>,
+    /// CPU quota in CPUs (e.g. 1.5)
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+    /// Maximum number of processes
+    #[arg(long, value_name = "N")]
+    pub pids_limit: Option<u64>,
+    /// IMAGE is a root filesystem directory (podman's flag); DIR:O runs on
+    /// an overlay of it and discards the changes
+    #[arg(long)]
+    pub rootfs: bool,
+    /// Image (with --rootfs: a directory)
+    pub image: String,
+    /// Command and arguments (default: the image's Cmd)
+    pub command: Vec<String>,
+}
+
+/// The parts of an image config that `run` honours (OCI config names).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+}
+
+/// What IMAGE refers to.
+enum Resolved {
+    /// A directory used in place (podman's `--rootfs DIR`).
+    Dir(PathBuf),
+    /// Lower dirs (top first) and the config: runs on a fresh overlay.
+    Layers(Vec<PathBuf>, ImageConfig),
+}
+
+fn parse_memory(s: &str) -> Result<u64, String> {
+    let s = s.trim().to_ascii_lowercase();
+    let (num, mult) = match s.trim_end_matches('b').chars().last() {
+        Some('k') => (&s[..s.find('k').unwrap_or(s.len())], 1u64 << 10),
+        Some('m') => (&s[..s.find('m').unwrap_or(s.len())], 1 << 20),
+        Some('g') => (&s[..s.find('g').unwrap_or(s.len())], 1 << 30),
+        _ => (s.trim_end_matches('b'), 1),
+    };
+    num.parse::<u64>()
+        .map(|n| n * mult)
+        .map_err(|_| format!("invalid memory size {s:?} (examples: 268435456, 512k, 64m, 1g)"))
+}
+
+/// Runs `rbuild run`. Like docker run, errors of rbuild itself (bad
+/// flags, missing rootfs, sandbox setup) exit with 125, a command that
+/// cannot be executed with 126/127, otherwise the command's own status.
+pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
+    match run_inner(root, &args) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("rbuild: error: {e:#}");
+            Ok(ExitCode::from(125))
+        }
+    }
+}
+
+fn run_inner(root: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    if !args.rootfs {
+        let store = Store::open(root)?;
+        let image = store.resolve(args.image.as_str())?;
+        // Held until the container exits: rmi and prune leave the image be.
+        let _lease = store.lease(&image)?;
+        let (lowers, config) = image_rootfs(&store, &image)?;
+        return run_image(args, lowers, config);
+    }
+    match resolve_image(args)? {
+        Resolved::Dir(dir) => {
+            let spec = build_spec(args, Rootfs::Dir(dir), &ImageConfig::default())?;
+            execute(&spec, args.interactive)
+        }
+        Resolved::Layers(lowers, config) => run_image(args, lowers, config),
+    }
+}
+
+/// The image's layer snapshots, top first (overlay's lowerdir order), and
+/// the parts of its config `run` applies.
+fn image_rootfs(store: &Store, image: &Image) -> anyhow::Result<(Vec<PathBuf>, ImageConfig)> {
+    let mut lowers = image
+        .layers
+        .iter()
+        .map(|layer| store.snapshot_layer(layer))
+        .collect::<Result<Vec<_>, _>>()?;
+    lowers.reverse();
+    if lowers.is_empty() {
+        // `FROM scratch` with no files: overlay needs one lower dir.
+        let empty = store.tmp_dir().join("empty-rootfs");
+        std::fs::create_dir_all(&empty)
+            .with_context(|| format!("cannot create {}", empty.display()))?;
+        lowers.push(empty);
+    }
+    let config = image.config.config().clone().unwrap_or_default();
+    let config = ImageConfig {
+        entrypoint: config.entrypoint().clone().unwrap_or_default(),
+        cmd: config.cmd().clone().unwrap_or_default(),
+        env: config.env().clone().unwrap_or_default(),
+        working_dir: config.working_dir().clone().unwrap_or_default(),
+        user: config.user().clone().unwrap_or_default(),
+    };
+    Ok((lowers, config))
+}
+
+/// `--rootfs DIR[:O]` → what to run on.
+fn resolve_image(args: &RunArgs) -> anyhow::Result<Resolved> {
+    if let Some(dir) = args.image.strip_suffix(":O") {
+        let dir = canonical(Path::new(dir))?;
+        return Ok(Resolved::Layers(vec![dir], ImageConfig::default()));
+    }
+    Ok(Resolved::Dir(canonical(Path::new(&args.image))?))
+}
+
+fn canonical(p: &Path) -> anyhow::Result<PathBuf> {
+    let c =
+        std::fs::canonicalize(p).with_context(|| format!("rootfs {} not found", p.display()))?;
+    if !c.is_dir() {
+        bail!("rootfs {} is not a directory", p.display());
+    }
+    Ok(c)
+}
+
+/// Runs on an overlay of `lowers` (top first) with a fresh upper dir that
+/// is removed afterwards, applying `config` like docker run.
+pub fn run_image(
+    args: &RunArgs,
+    lowers: Vec<PathBuf>,
+    config: ImageConfig,
+) -> anyhow::Result<ExitCode> {
+    let scratch = tempfile::Builder::new()
+        .prefix("rbuild-run-")
+        .tempdir()
+        .context("cannot create a scratch dir for the container's writable layer")?;
+    let upper = scratch.path().join("upper");
+    let work = scratch.path().join("work");
+    for d in [&upper, &work] {
+        std::fs::create_dir(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    let spec = build_spec(
+        args,
+        Rootfs::Overlay {
+            lowers,
+            upper,
+            work: work.clone(),
+        },
+        &config,
+    )?;
+    let result = execute(&spec, args.interactive);
+    // overlayfs leaves <work>/work with mode 000; a non-root owner cannot
+    // list it for removal until it is made accessible again.
+    let _ = std::fs::set_permissions(
+        work.join("work"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    );
+    result
+}
+
+/// Runs the spec; stdin is /dev/null unless `interactive` (docker's -i).
+fn execute(spec: &SandboxSpec, interactive: bool) -> anyhow::Result<ExitCode> {
+    let stdio = SandboxStdio::default();
+    let stdio = if interactive {
+        stdio
+    } else {
+        SandboxStdio {
+            stdin: Some(std::process::Stdio::null()),
+            ..stdio
+        }
+    };
+    match run_forwarding_signals(spec, stdio) {
+        Ok(code) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
+        Err(e) => {
+            eprintln!("rbuild: error: {e}");
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                eprintln!("  caused by: {s}");
+                src = s.source();
+            }
+            Ok(ExitCode::from(e.exit_code() as u8))
+        }
+    }
+}
+
+/// Runs the sandbox while this process ignores SIGINT, SIGTERM, SIGHUP
+/// and SIGQUIT and forwards them to it, so `kill <rbuild>` or Ctrl-C reach
+/// the container (as docker run's signal proxy) instead of killing rbuild.
+fn run_forwarding_signals(
+    spec: &SandboxSpec,
+    stdio: SandboxStdio,
+) -> Result<i32, sandbox::SandboxError> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        set.add(s);
+    }
+    // Blocked before the forwarding thread starts so it inherits the mask;
+    // the sandbox's init process resets its own mask.
+    let _ = set.thread_block();
+    let sb = sandbox::spawn(spec, stdio)?;
+    let pid = nix::unistd::Pid::from_raw(sb.pid() as i32);
+    std::thread::spawn(move || {
+        while let Ok(sig) = set.wait() {
+            let _ = nix::sys::signal::kill(pid, sig);
+        }
+    });
+    sb.wait()
+}
+
+fn read_env_file(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read env file {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(env_entry)
+        .collect())
+}
+
+/// `K=V` as is; a bare `K` takes the value from this process's env (and is
+/// dropped when unset), as docker does.
+fn env_entry(s: &str) -> Option<String> {
+    if s.contains('=') {
+        Some(s.to_string())
+    } else {
+        std::env::var(s).ok().map(|v| format!("{s}={v}"))
+    }
+}
+
+fn set_env(env: &mut Vec<String>, entry: String) {
+    let key = entry.split('=').next().unwrap_or("").to_string();
+    env.retain(|e| e.split('=').next() != Some(key.as_str()));
+    env.push(entry);
+}
+
+/// The sandbox spec for `args` on `rootfs` with the image's `config`.
+pub fn build_spec(
+    args: &RunArgs,
+    rootfs: Rootfs,
+    config: &ImageConfig,
+) -> anyhow::Result<SandboxSpec> {
+    let entrypoint = match &args.entrypoint {
+        Some(e) if e.is_empty() => vec![],
+        Some(e) => vec![e.clone()],
+        None => config.entrypoint.clone(),
+    };
+    // docker: a new entrypoint resets the image's Cmd.
+    let cmd = if !args.command.is_empty() {
+        args.command.clone()
+    } else if args.entrypoint.is_some() {
+        vec![]
+    } else {
+        config.cmd.clone()
+    };
+    let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if argv.is_empty() {
+        bail!("no command specified\nhint: give a command after the image, or set --entrypoint");
+    }
+    let mut env = config.env.clone();
+    for f in &args.env_file {
+        for e in read_env_file(f)? {
+            set_env(&mut env, e);
+        }
+    }
+    for e in &args.env {
+        if let Some(e) = env_entry(e) {
+            set_env(&mut env, e);
+        }
+    }
+    let mut mounts = Vec::new();
+    for v in &args.volume {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (host, ctr, ro) = match parts.as_slice() {
+            [h, c] => (*h, *c, false),
+            [h, c, "ro"] => (*h, *c, true),
+            [h, c, "rw"] => (*h, *c, false),
+            _ => bail!("invalid volume {v:?}\nhint: use HOST:CONTAINER or HOST:CONTAINER:ro"),
+        };
+        let source = std::fs::canonicalize(host)
+            .with_context(|| format!("volume source {host} not found"))?;
+        if !ctr.starts_with('/') {
+            bail!("invalid volume {v:?}: the container path must be absolute");
+        }
+        mounts.push(Mount {
+            kind: MountKind::Bind,
+            source,
+            target: PathBuf::from(ctr),
+            readonly: ro,
+        });
+    }
+    for t in &args.tmpfs {
+        let dir = t.split(':').next().unwrap_or(t);
+        if !dir.starts_with('/') {
+            bail!("invalid tmpfs {t:?}: the container path must be absolute");
+        }
+        mounts.push(Mount {
+            kind: MountKind::Tmpfs,
+            source: PathBuf::new(),
+            target: PathBuf::from(dir),
+            readonly: false,
+        });
+    }
+    let network = if args.network == "host" {
+        Network::Host
+    } else {
+        Network::None
+    };
+    Ok(SandboxSpec {
+        rootfs,
+        process: Process {
+            args: argv,
+            env,
+            cwd: args
+                .workdir
+                .clone()
+                .unwrap_or_else(|| config.working_dir.clone()),
+            user: args.user.clone().unwrap_or_else(|| config.user.clone()),
+            tty: args.tty,
+        },
+        mounts,
+        network,
+        hostname: args
+            .hostname
+            .clone()
+            .or_else(|| args.name.clone())
+            .unwrap_or_default(),
+        readonly_rootfs: args.read_only,
+        limits: Limits {
+            memory: args.memory,
+            cpus: args.cpus,
+            pids: args.pids_limit,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory("512").unwrap(), 512);
+        assert_eq!(parse_memory("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_memory("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_memory("4kb").unwrap(), 4096);
+        assert!(parse_memory("lots").is_err());
+    }
+}

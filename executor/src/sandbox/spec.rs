@@ -1,0 +1,106 @@
+//! What a sandbox is asked to run: the rootfs, the process, extra mounts,
+//! network mode, hostname and resource limits. Plain data, serialized as JSON
+//! on a pipe to the re-executed init process.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything needed to start one sandboxed process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SandboxSpec {
+    /// The root filesystem.
+    pub rootfs: Rootfs,
+    /// The process to run as pid 1.
+    pub process: Process,
+    /// Extra mounts, applied in order after the standard ones.
+    pub mounts: Vec<Mount>,
+    /// Network namespace mode.
+    pub network: Network,
+    /// Hostname inside the sandbox (empty: "sandbox").
+    pub hostname: String,
+    /// Mount the rootfs read-only (extra mounts keep their own mode).
+    pub readonly_rootfs: bool,
+    /// Resource limits, enforced with cgroups when any is set.
+    pub limits: Limits,
+}
+
+/// The root filesystem of a sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Rootfs {
+    /// An overlay of read-only `lowers` (top first) with a writable `upper`.
+    /// `upper` and `work` must be empty directories on the same filesystem.
+    /// After the run, `upper` holds the changes (overlayfs format: deleted
+    /// paths are 0:0 character devices, opaque dirs carry an xattr).
+    Overlay {
+        lowers: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+    },
+    /// A plain directory used as the root, written in place.
+    Dir(PathBuf),
+}
+
+/// The process to run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Process {
+    /// argv; `args[0]` is looked up in `PATH` from `env` when it has no `/`.
+    pub args: Vec<String>,
+    /// Environment as `KEY=VALUE`.
+    pub env: Vec<String>,
+    /// Working directory inside the rootfs (created when missing; empty: `/`).
+    pub cwd: String,
+    /// `name`, `uid`, `name:group` or `uid:gid`, resolved from the rootfs's
+    /// `/etc/passwd` and `/etc/group` (empty: root).
+    pub user: String,
+    /// Give the process a pseudo-terminal as stdin/stdout/stderr.
+    pub tty: bool,
+}
+
+/// An extra mount inside the sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Mount {
+    pub kind: MountKind,
+    /// Host path for a bind mount; ignored for tmpfs.
+    pub source: PathBuf,
+    /// Absolute path inside the sandbox; created when missing.
+    pub target: PathBuf,
+    pub readonly: bool,
+}
+
+/// Kind of an extra mount.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum MountKind {
+    Bind,
+    Tmpfs,
+}
+
+/// Network namespace mode.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum Network {
+    /// A fresh network namespace with only `lo`, up.
+    #[default]
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+/// Resource limits; `None` leaves a resource unlimited.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+pub struct Limits {
+    /// Memory limit in bytes.
+    pub memory: Option<u64>,
+    /// CPU quota in CPUs (1.5 = one and a half cores).
+    pub cpus: Option<f64>,
+    /// Maximum number of processes.
+    pub pids: Option<u64>,
+}
+
+impl Eq for Limits {}
+
+impl Limits {
+    /// True when any limit is set (so a cgroup is needed).
+    pub fn any(&self) -> bool {
+        self.memory.is_some() || self.cpus.is_some() || self.pids.is_some()
+    }
+}
