@@ -345,16 +345,6 @@ fn tty_session_shows_a_prompt_and_follows_window_size() {
     assert_eq!(out.status.code(), Some(3));
 }
 
-#[test]
-fn image_argument_without_rootfs_explains_what_is_missing() {
-    let o = std::process::Command::new(RBUILD)
-        .args(["run", "busybox", "true"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(125));
-    assert!(stderr(&o).contains("--rootfs"), "{}", stderr(&o));
-}
-
 /// Reads from `fd` until `needle` shows up or 10 s pass; returns all text.
 fn read_until(fd: &std::os::fd::OwnedFd, needle: &str) -> String {
     use std::os::fd::AsFd;
