@@ -330,6 +330,16 @@ impl<R: Read> HashingReader<R> {
         }
     }
 
+    /// The digest of everything read so far.
+    pub fn digest(&self) -> Digest {
+        Digest::from_bytes(self.hasher.clone().finalize().into())
+    }
+
+    /// Bytes read so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
     /// The digest and byte count of everything read.
     pub fn finish(self) -> (Digest, u64) {
         (

@@ -43,9 +43,8 @@ use std::sync::Mutex;
 
 use oci_spec::image::ImageConfiguration;
 use rbuild_solver::Digest;
-use sha2::Digest as _;
 
-use crate::layer::LayerError;
+use crate::layer::{HashingReader, LayerError};
 use crate::reference::{ImageRef, ReferenceError};
 
 pub use atomic::BlobWriter;
@@ -1225,43 +1224,6 @@ fn tree_size(path: &Path) -> u64 {
         meta.len()
     } else {
         0
-    }
-}
-
-/// A reader that hashes what passes through it.
-pub struct HashingReader<R> {
-    inner: R,
-    hasher: sha2::Sha256,
-    count: u64,
-}
-
-impl<R: Read> HashingReader<R> {
-    /// Wraps `inner`.
-    pub fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: sha2::Sha256::new(),
-            count: 0,
-        }
-    }
-
-    /// The digest of everything read so far.
-    pub fn digest(&self) -> Digest {
-        Digest::from_bytes(self.hasher.clone().finalize().into())
-    }
-
-    /// Bytes read so far.
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
     }
 }
 
