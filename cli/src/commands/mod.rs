@@ -42,12 +42,6 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Parse a Dockerfile and report its errors
-    Check(check::CheckArgs),
-    /// Inspect rbuild's internals (parse trees)
-    Debug(debug::DebugArgs),
-    /// Show rbuild's version and build information
-    Version,
     /// Run a command in a new sandboxed container
     Run(Box<run::RunArgs>),
     /// Create an image from a root filesystem (tar, tar.gz, directory, or -)
@@ -76,6 +70,12 @@ pub enum Command {
     System(SystemCommand),
     /// Show where the store is and what it holds
     Info,
+    /// Parse a Dockerfile and report its errors
+    Check(check::CheckArgs),
+    /// Inspect rbuild's internals (parse trees)
+    Debug(debug::DebugArgs),
+    /// Show rbuild's version and build information
+    Version,
 }
 
 /// `rbuild image …`
