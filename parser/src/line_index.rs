@@ -16,6 +16,10 @@ pub(crate) struct LineIndex<'a> {
     ascii: bool,
     /// (line index, byte offset, 1-based column) of the last lookup.
     cache: Cell<(usize, usize, u32)>,
+    /// Line index of the last lookup: spans are mostly requested at
+    /// increasing offsets, so the next line is usually this one or just
+    /// after it.
+    last_line: Cell<usize>,
 }
 
 impl<'a> LineIndex<'a> {
@@ -34,6 +38,7 @@ impl<'a> LineIndex<'a> {
             line_starts,
             ascii: text.is_ascii(),
             cache: Cell::new((0, 0, 1)),
+            last_line: Cell::new(0),
         }
     }
 
@@ -43,11 +48,10 @@ impl<'a> LineIndex<'a> {
         while !self.text.is_char_boundary(offset) {
             offset -= 1;
         }
-        let line = match self.line_starts.binary_search(&offset) {
-            Ok(i) => i,
-            Err(0) => return (1, 1),
-            Err(i) => i - 1,
-        };
+        if offset < self.line_starts[0] {
+            return (1, 1);
+        }
+        let line = self.line_of(offset);
         let line_start = self.line_starts[line];
         let col = if self.ascii {
             (offset - line_start + 1) as u32
@@ -66,6 +70,32 @@ impl<'a> LineIndex<'a> {
             col
         };
         (line as u32 + 1, col)
+    }
+
+    /// Index of the line holding `offset` (at or after the first line
+    /// start). Walks a few lines forward from the last answer, which makes a
+    /// pass of increasing lookups linear; a binary search otherwise.
+    fn line_of(&self, offset: usize) -> usize {
+        const WALK: usize = 8;
+        let starts = &self.line_starts;
+        let mut line = self.last_line.get();
+        if starts[line] <= offset {
+            for _ in 0..WALK {
+                match starts.get(line + 1) {
+                    Some(&next) if next <= offset => line += 1,
+                    _ => {
+                        self.last_line.set(line);
+                        return line;
+                    }
+                }
+            }
+        }
+        let line = match starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i - 1,
+        };
+        self.last_line.set(line);
+        line
     }
 
     /// Span of the bytes `start..end`; the end position is that of the last
@@ -106,6 +136,17 @@ mod tests {
         assert_eq!(idx.position(7), (2, 4));
         let s = idx.span(3, 7);
         assert_eq!((s.end_line, s.end_column), (2, 3));
+        // Lookups out of order, far apart and backwards agree with a
+        // fresh index.
+        let text = "a\nbb\n\nccc\n".repeat(50);
+        let idx = LineIndex::new(&text);
+        for off in [0, 5, 400, 3, 399, 7, 150, 151, 152, 0, text.len()] {
+            assert_eq!(
+                idx.position(off),
+                LineIndex::new(&text).position(off),
+                "offset {off}"
+            );
+        }
         let bom = LineIndex::new("\u{feff}FROM a");
         assert_eq!(bom.position(3), (1, 1));
         assert_eq!(bom.position(0), (1, 1));
