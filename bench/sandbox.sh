@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sandbox start-run-teardown latency: `rbuild run` of `true` on a busybox
-# rootfs (in place, and on a throw-away overlay), beside `runc run` of an
+# image from the store (snapshots as overlay lower dirs, as users run it),
+# on a rootfs directory (in place, and on a throw-away overlay), beside `runc run` of an
 # equivalent bundle (config from `runc spec`, same rootfs), in one hyperfine
 # session. Prints median and p95 per command; target: rbuild median <= 10 ms.
 #
@@ -44,8 +45,13 @@ c["process"]["args"] = ["true"]
 json.dump(c, open(path, "w"), indent=1)
 PY
 
+# The same rootfs as an image in a store; one run makes its snapshot.
+"$rbuild" --root "$work/store" import "$rootfs" bench:latest >/dev/null
+"$rbuild" --root "$work/store" run bench:latest true
+
 json=${EXPORT_JSON:-$work/bench.json}
 hyperfine -N --runs "$runs" --warmup 5 --export-json "$json" \
+  -n "rbuild run IMAGE true (store, overlay)" "$rbuild --root $work/store run bench:latest true" \
   -n "rbuild run --rootfs DIR true" "$rbuild run --rootfs $rootfs true" \
   -n "rbuild run --rootfs DIR:O true (overlay)" "$rbuild run --rootfs $rootfs:O true" \
   -n "runc run (busybox bundle, true)" "runc --root $work/runc-state run --bundle $bundle bench" \

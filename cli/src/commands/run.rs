@@ -133,14 +133,14 @@ fn run_inner(root: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
         // Held until the container exits: rmi and prune leave the image be.
         let _lease = store.lease(&image)?;
         let (lowers, config) = image_rootfs(&store, &image)?;
-        return run_image(args, lowers, config);
+        return run_image(args, lowers, config, store.tmp_dir());
     }
     match resolve_image(args)? {
         Resolved::Dir(dir) => {
             let spec = build_spec(args, Rootfs::Dir(dir), &ImageConfig::default())?;
             execute(&spec, args.interactive)
         }
-        Resolved::Layers(lowers, config) => run_image(args, lowers, config),
+        Resolved::Layers(lowers, config) => run_image(args, lowers, config, &std::env::temp_dir()),
     }
 }
 
@@ -189,16 +189,20 @@ fn canonical(p: &Path) -> anyhow::Result<PathBuf> {
     Ok(c)
 }
 
-/// Runs on an overlay of `lowers` (top first) with a fresh upper dir that
-/// is removed afterwards, applying `config` like docker run.
+/// Runs on an overlay of `lowers` (top first) with a fresh upper dir under
+/// `scratch_parent` that is removed afterwards, applying `config` like
+/// docker run. For images the upper dir lives in the store's per-process
+/// tmp dir: on disk like Docker's (a container may write a lot), and swept
+/// by the next rbuild if this one is killed.
 pub fn run_image(
     args: &RunArgs,
     lowers: Vec<PathBuf>,
     config: ImageConfig,
+    scratch_parent: &Path,
 ) -> anyhow::Result<ExitCode> {
     let scratch = tempfile::Builder::new()
         .prefix("rbuild-run-")
-        .tempdir()
+        .tempdir_in(scratch_parent)
         .context("cannot create a scratch dir for the container's writable layer")?;
     let upper = scratch.path().join("upper");
     let work = scratch.path().join("work");

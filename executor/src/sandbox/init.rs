@@ -140,7 +140,11 @@ fn monitor() -> Result<i32, SandboxError> {
         (true, Network::None) => "sandbox".into(),
     };
 
-    let template = std::env::temp_dir().join("rbuild-sandbox-XXXXXX");
+    let runtime = super::runtime_dir::runtime_dir();
+    // Made here, as the calling user, before any user namespace is entered.
+    // Without it mount points are created in the upper dir and removed again.
+    let init_layer = super::runtime_dir::init_layer(&runtime).ok();
+    let template = runtime.join("sandbox-XXXXXX");
     let path = nix::unistd::mkdtemp(&template)
         .map_err(|e| SandboxError::setup("create state dir", Some(template.clone()), e.into()))?;
     let mut state = StateDir {
@@ -161,7 +165,14 @@ fn monitor() -> Result<i32, SandboxError> {
     } else {
         None
     };
-    let result = run_in_namespaces(&spec, &mut state, &mountpoint, &hostname, rootless);
+    let result = run_in_namespaces(
+        &spec,
+        &mut state,
+        &mountpoint,
+        &hostname,
+        rootless,
+        init_layer.as_deref(),
+    );
     if let Some(cg) = cgroup.as_mut() {
         cg.remove();
     }
@@ -174,6 +185,7 @@ fn run_in_namespaces(
     mountpoint: &Path,
     hostname: &str,
     rootless: bool,
+    init_layer: Option<&Path>,
 ) -> Result<i32, SandboxError> {
     if rootless {
         userns::enter()?;
@@ -189,7 +201,7 @@ fn run_in_namespaces(
     )
     .map_err(|e| SandboxError::setup("make mounts private", Some("/".into()), e.into()))?;
 
-    let copy = mount_rootfs(spec, mountpoint, rootless)?;
+    let copy = mount_rootfs(spec, mountpoint, rootless, init_layer)?;
     state.mounted = true;
     let missing: Vec<&str> = MOUNT_POINTS
         .iter()
@@ -251,6 +263,7 @@ fn mount_rootfs(
     spec: &SandboxSpec,
     mountpoint: &Path,
     rootless: bool,
+    init_layer: Option<&Path>,
 ) -> Result<Option<(PathBuf, snapshot::Manifest)>, SandboxError> {
     let bind = |src: &Path| {
         mount(
@@ -282,6 +295,23 @@ fn mount_rootfs(
                     reason: "overlay rootfs needs at least one lower dir".into(),
                 });
             }
+            // The init layer goes on top of the image's layers when the
+            // options still fit in a page with it (it lives apart from the
+            // snapshots, so it can defeat the relative-path compaction).
+            let with_init: Vec<PathBuf>;
+            let lowers = match init_layer {
+                Some(layer) => {
+                    with_init = std::iter::once(layer.to_path_buf())
+                        .chain(lowers.iter().cloned())
+                        .collect();
+                    let fits = overlay_mount_data(&with_init, upper, work, rootless)
+                        .0
+                        .len()
+                        <= OVERLAY_DATA_MAX;
+                    if fits { &with_init } else { lowers }
+                }
+                None => lowers,
+            };
             let (data, base) = overlay_mount_data(lowers, upper, work, rootless);
             if data.len() > OVERLAY_DATA_MAX {
                 return Err(SandboxError::InvalidSpec {
