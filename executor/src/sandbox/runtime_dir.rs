@@ -11,9 +11,6 @@
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-/// `TMPFS_MAGIC` from linux/magic.h.
-const TMPFS_MAGIC: i64 = 0x0102_1994;
-
 /// A directory only this user can write, on a tmpfs when one is available:
 /// `$XDG_RUNTIME_DIR/rbuild`, `/run/rbuild` (root), or `/dev/shm/rbuild-UID`,
 /// whichever is first on a tmpfs; else `rbuild-UID` in the temp directory.
@@ -39,7 +36,8 @@ pub fn runtime_dir() -> PathBuf {
 }
 
 fn is_tmpfs(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == TMPFS_MAGIC)
+    use nix::sys::statfs::{TMPFS_MAGIC, statfs};
+    statfs(path).is_ok_and(|s| s.filesystem_type() == TMPFS_MAGIC)
 }
 
 /// `path` as a directory owned by `uid` with mode 0700, creating it if
