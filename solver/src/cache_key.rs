@@ -45,18 +45,41 @@ impl fmt::Debug for CacheKey {
     }
 }
 
+/// One field of a key as it was encoded, kept for explaining cache misses
+/// (see [`KeyEncoder::recording`]): the tag and a readable value (text as
+/// is, integers in decimal, other bytes in hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyField {
+    pub tag: String,
+    pub value: String,
+}
+
 /// Builds a [`CacheKey`] field by field.
 pub struct KeyEncoder {
     hasher: Sha256,
+    fields: Option<Vec<KeyField>>,
 }
 
 impl KeyEncoder {
     /// Starts a key for a step of the given kind (e.g. `"exec"`, `"copy"`).
     pub fn new(kind: &str) -> KeyEncoder {
+        Self::start(kind, None)
+    }
+
+    /// Like [`KeyEncoder::new`], but also keeps every field in readable
+    /// form ([`KeyEncoder::finish_with_fields`]) so a later build can say
+    /// which one changed. The key is the same as without recording.
+    pub fn recording(kind: &str) -> KeyEncoder {
+        Self::start(kind, Some(Vec::new()))
+    }
+
+    fn start(kind: &str, fields: Option<Vec<KeyField>>) -> KeyEncoder {
         let mut enc = KeyEncoder {
             hasher: Sha256::new(),
+            fields: None,
         };
         enc.u64("rbuild-cache-key-version", CACHE_KEY_VERSION);
+        enc.fields = fields;
         enc.str("kind", kind);
         enc
     }
@@ -66,44 +89,57 @@ impl KeyEncoder {
         self.hasher.update(bytes);
     }
 
-    /// Adds a byte-string field.
-    pub fn bytes(&mut self, tag: &str, value: &[u8]) -> &mut Self {
+    fn field(&mut self, tag: &str, value: &[u8], readable: impl FnOnce() -> String) -> &mut Self {
         self.raw(tag.as_bytes());
         self.raw(value);
+        if let Some(fields) = &mut self.fields {
+            fields.push(KeyField {
+                tag: tag.to_string(),
+                value: readable(),
+            });
+        }
         self
+    }
+
+    /// Adds a byte-string field.
+    pub fn bytes(&mut self, tag: &str, value: &[u8]) -> &mut Self {
+        self.field(tag, value, || match std::str::from_utf8(value) {
+            Ok(s) => s.to_string(),
+            Err(_) => hex::encode(value),
+        })
     }
 
     /// Adds a text field.
     pub fn str(&mut self, tag: &str, value: &str) -> &mut Self {
-        self.bytes(tag, value.as_bytes())
+        self.field(tag, value.as_bytes(), || value.to_string())
     }
 
     /// Adds an integer field.
     pub fn u64(&mut self, tag: &str, value: u64) -> &mut Self {
-        self.bytes(tag, &value.to_le_bytes())
+        self.field(tag, &value.to_le_bytes(), || value.to_string())
     }
 
     /// Adds a boolean field.
     pub fn bool(&mut self, tag: &str, value: bool) -> &mut Self {
-        self.bytes(tag, &[value as u8])
+        self.field(tag, &[value as u8], || value.to_string())
     }
 
     /// Adds an optional text field; `None` and `Some("")` differ.
     pub fn opt_str(&mut self, tag: &str, value: Option<&str>) -> &mut Self {
         match value {
-            None => self.bytes(tag, &[0]),
+            None => self.field(tag, &[0], || "(none)".to_string()),
             Some(v) => {
                 let mut buf = Vec::with_capacity(v.len() + 1);
                 buf.push(1);
                 buf.extend_from_slice(v.as_bytes());
-                self.bytes(tag, &buf)
+                self.field(tag, &buf, || v.to_string())
             }
         }
     }
 
     /// Adds a digest field.
     pub fn digest(&mut self, tag: &str, value: &Digest) -> &mut Self {
-        self.bytes(tag, value.as_bytes())
+        self.field(tag, value.as_bytes(), || value.to_string())
     }
 
     /// Adds a list of text values; its length is part of the encoding, so
@@ -119,6 +155,13 @@ impl KeyEncoder {
     /// Finishes the key.
     pub fn finish(self) -> CacheKey {
         CacheKey(Digest::from_bytes(self.hasher.finalize().into()))
+    }
+
+    /// Finishes the key and returns the recorded fields (empty unless
+    /// made with [`KeyEncoder::recording`]).
+    pub fn finish_with_fields(mut self) -> (CacheKey, Vec<KeyField>) {
+        let fields = self.fields.take().unwrap_or_default();
+        (self.finish(), fields)
     }
 }
 
@@ -139,6 +182,35 @@ mod tests {
         assert_eq!(
             enc.finish().to_string(),
             "sha256:64a05b2335c2710a35b92f25c255cd7a7ba67d5f9182346ccb6ff7df922f98e1",
+        );
+    }
+
+    #[test]
+    fn recording_gives_the_same_key_and_readable_fields() {
+        let build = |mut enc: KeyEncoder| {
+            enc.strs("args", &["sh", "-c"])
+                .opt_str("user", None)
+                .bool("net", true);
+            enc.finish_with_fields()
+        };
+        let (plain, none) = build(KeyEncoder::new("exec"));
+        let (recorded, fields) = build(KeyEncoder::recording("exec"));
+        assert_eq!(plain, recorded);
+        assert!(none.is_empty());
+        let shown: Vec<String> = fields
+            .iter()
+            .map(|f| format!("{}={}", f.tag, f.value))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "kind=exec",
+                "args=2",
+                "args=sh",
+                "args=-c",
+                "user=(none)",
+                "net=true"
+            ]
         );
     }
 

@@ -11,8 +11,13 @@
 pub mod cache_key;
 pub mod digest;
 pub mod graph;
+pub mod image_config;
+pub mod op;
+pub mod plan;
 pub mod scheduler;
 
-pub use cache_key::{CacheKey, KeyEncoder};
+pub use cache_key::{CacheKey, KeyEncoder, KeyField};
 pub use digest::Digest;
 pub use graph::{BuildGraph, KeyedOp, StepId};
+pub use image_config::ImageConfig;
+pub use op::Op;

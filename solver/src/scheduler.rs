@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cache_key::{CacheKey, KeyEncoder};
+use crate::cache_key::{CacheKey, KeyEncoder, KeyField};
 use crate::digest::Digest;
 use crate::graph::{BuildGraph, KeyedOp, StepId};
 
@@ -31,16 +31,33 @@ pub trait Worker<O>: Sync {
         inputs: &[&Self::Output],
     ) -> Result<Option<Digest>, Self::Error>;
 
-    /// Executes `op` on its inputs' results.
-    fn execute(&self, op: &O, inputs: &[&Self::Output]) -> Result<Self::Output, Self::Error>;
+    /// Executes `op` (the op of step `step`) on its inputs' results.
+    fn execute(
+        &self,
+        step: StepId,
+        op: &O,
+        inputs: &[&Self::Output],
+    ) -> Result<Self::Output, Self::Error>;
 }
 
 /// Maps cache keys to results across builds. The executor persists it.
 pub trait CacheIndex<R, E>: Sync {
     /// The result recorded for `key`, if it is still available.
     fn lookup(&self, key: &CacheKey) -> Result<Option<R>, E>;
-    /// Records that `key` produced `result`.
-    fn record(&self, key: &CacheKey, result: &R) -> Result<(), E>;
+    /// Records that `key` (made of `parts`) produced `result`.
+    fn record(&self, key: &CacheKey, parts: &KeyParts, result: &R) -> Result<(), E>;
+}
+
+/// What a step's key was made of, kept so that a later miss can be
+/// explained by comparing with it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyParts {
+    /// The op's fields, in encoding order ([`KeyEncoder::recording`]).
+    pub fields: Vec<KeyField>,
+    /// The keys of the step's inputs, in order.
+    pub inputs: Vec<CacheKey>,
+    /// The content digest the worker computed, if any.
+    pub content: Option<Digest>,
 }
 
 /// Notified as steps start and finish, from the scheduler's threads.
@@ -90,6 +107,8 @@ pub struct StepRecord {
     pub outcome: Outcome,
     /// Time spent on the step, cache lookup included.
     pub duration: Duration,
+    /// What the key was made of.
+    pub parts: KeyParts,
 }
 
 /// The result of a solve: a record per needed step, in completion order,
@@ -238,17 +257,18 @@ fn run_steps<O, W, C, V>(
         let op = graph.op(id);
         events.started(id, op);
         let started = Instant::now();
-        let result = solve_step(op, &inputs, worker, index, (options.skip_cache)(id));
+        let result = solve_step(id, op, &inputs, worker, index, (options.skip_cache)(id));
 
         let mut st = state.lock().unwrap();
         match result {
-            Ok((output, key, outcome)) => {
+            Ok((output, key, outcome, parts)) => {
                 let record = StepRecord {
                     id,
                     description: op.describe(),
                     key,
                     outcome,
                     duration: started.elapsed(),
+                    parts,
                 };
                 events.finished(&record);
                 st.records.push(record);
@@ -279,34 +299,46 @@ fn run_steps<O, W, C, V>(
     }
 }
 
+type Solved<R> = (R, CacheKey, Outcome, KeyParts);
+
 fn solve_step<O, W, C>(
+    id: StepId,
     op: &O,
     inputs: &[(W::Output, CacheKey)],
     worker: &W,
     index: &C,
     skip_cache: bool,
-) -> Result<(W::Output, CacheKey, Outcome), W::Error>
+) -> Result<Solved<W::Output>, W::Error>
 where
     O: KeyedOp,
     W: Worker<O>,
     C: CacheIndex<W::Output, W::Error>,
 {
     let input_outputs: Vec<&W::Output> = inputs.iter().map(|(o, _)| o).collect();
+    let mut enc = KeyEncoder::recording(op.kind());
+    op.encode(&mut enc);
+    let (_, fields) = enc.finish_with_fields();
     let mut enc = KeyEncoder::new(op.kind());
     op.encode(&mut enc);
     for (_, key) in inputs {
         enc.digest("input", &key.digest());
     }
-    if let Some(content) = worker.content_digest(op, &input_outputs)? {
-        enc.digest("content", &content);
+    let content = worker.content_digest(op, &input_outputs)?;
+    if let Some(content) = &content {
+        enc.digest("content", content);
     }
     let key = enc.finish();
+    let parts = KeyParts {
+        fields,
+        inputs: inputs.iter().map(|(_, k)| *k).collect(),
+        content,
+    };
     if !skip_cache && let Some(output) = index.lookup(&key)? {
-        return Ok((output, key, Outcome::Cached));
+        return Ok((output, key, Outcome::Cached, parts));
     }
-    let output = worker.execute(op, &input_outputs)?;
-    index.record(&key, &output)?;
-    Ok((output, key, Outcome::Executed))
+    let output = worker.execute(id, op, &input_outputs)?;
+    index.record(&key, &parts, &output)?;
+    Ok((output, key, Outcome::Executed, parts))
 }
 
 #[cfg(test)]
@@ -345,7 +377,12 @@ mod tests {
             Ok(contents.get(op.name).map(|v| Digest::of(&v.to_le_bytes())))
         }
 
-        fn execute(&self, op: &FakeOp, inputs: &[&String]) -> Result<String, FakeError> {
+        fn execute(
+            &self,
+            _step: StepId,
+            op: &FakeOp,
+            inputs: &[&String],
+        ) -> Result<String, FakeError> {
             let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
             self.max_running.fetch_max(now, Ordering::SeqCst);
             std::thread::sleep(self.delay);
@@ -374,7 +411,12 @@ mod tests {
         fn lookup(&self, key: &CacheKey) -> Result<Option<String>, FakeError> {
             Ok(self.0.lock().unwrap().get(key).cloned())
         }
-        fn record(&self, key: &CacheKey, result: &String) -> Result<(), FakeError> {
+        fn record(
+            &self,
+            key: &CacheKey,
+            _parts: &KeyParts,
+            result: &String,
+        ) -> Result<(), FakeError> {
             self.0.lock().unwrap().insert(*key, result.clone());
             Ok(())
         }

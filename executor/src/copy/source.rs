@@ -1,0 +1,58 @@
+//! The read-only filesystem COPY/ADD read from.
+
+use std::fs::File;
+use std::io;
+use std::path::PathBuf;
+
+use rbuild_solver::Digest;
+
+/// The kind of a source entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    /// Character/block devices, fifos; sockets are never listed.
+    Other,
+}
+
+/// What COPY needs to know about a source entry (never its mtime for
+/// keys; the mtime is carried only to be written into the layer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceMeta {
+    pub kind: EntryKind,
+    /// Permission bits and setuid/setgid/sticky (`st_mode & 0o7777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub mtime: i64,
+    /// Device number for `Other` devices (`st_rdev`).
+    pub rdev: u64,
+}
+
+/// A read-only tree that COPY sources come from. Paths are relative to
+/// the tree's root, `/`-separated, without a leading `/` (`""` is the
+/// root); implementations never follow a symlink out of the tree.
+pub trait SourceFs: Sync {
+    /// The entry at `path` without following a final symlink; `None` when
+    /// it does not exist or is excluded (e.g. by `.dockerignore`).
+    fn lstat(&self, path: &str) -> io::Result<Option<SourceMeta>>;
+    /// Names in the directory at `path`, sorted by bytes, excluded
+    /// entries left out. A directory whose own path is excluded may still
+    /// list re-included children (`!` patterns), as Docker does.
+    fn read_dir(&self, path: &str) -> io::Result<Vec<String>>;
+    /// Opens a regular file for reading.
+    fn open(&self, path: &str) -> io::Result<File>;
+    /// The target of a symlink.
+    fn read_link(&self, path: &str) -> io::Result<PathBuf>;
+    /// Extended attributes to copy (name, value), sorted by name; overlay's
+    /// own and `security.selinux` left out.
+    fn xattrs(&self, _path: &str) -> io::Result<Vec<(String, Vec<u8>)>> {
+        Ok(Vec::new())
+    }
+    /// The sha256 of a regular file's content. Implementations may answer
+    /// from a cache (the context's stat cache) instead of reading it.
+    fn file_digest(&self, path: &str) -> io::Result<Digest>;
+}

@@ -1,0 +1,142 @@
+//! Planning: a parsed Dockerfile + build args + target → a [`BuildGraph`]
+//! of [`Op`]s, the image config the build produces, and what each step is
+//! (stage, position, line) for progress and reports. Pure: base images are
+//! looked up through the [`ImageResolver`] trait the caller implements.
+//!
+//! Dockerfile semantics live here and nowhere else: stages by name or
+//! index, `FROM <stage>`, `COPY --from`, `RUN --mount=from=`, `--target`,
+//! ARG/ENV scoping and expansion, build args, predefined args, ONBUILD
+//! triggers, config-only instructions folded into the image config, and
+//! docker-like history entries.
+
+use std::collections::BTreeMap;
+
+use crate::digest::Digest;
+use crate::graph::{BuildGraph, StepId};
+use crate::image_config::ImageConfig;
+use crate::op::{ExecNetwork, Op};
+
+/// A platform, `os/arch[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What to build.
+#[derive(Debug, Clone, Default)]
+pub struct PlanRequest {
+    /// `--build-arg NAME=VALUE` (the CLI resolves `--build-arg NAME` from
+    /// its environment before this).
+    pub build_args: BTreeMap<String, String>,
+    /// `--target STAGE`; `None` builds the last stage.
+    pub target: Option<String>,
+    /// The platform built for (and the build platform: rbuild does not
+    /// cross-build yet).
+    pub platform: Option<Platform>,
+    /// `--label KEY=VALUE`, applied to the final image after its LABELs.
+    pub labels: BTreeMap<String, String>,
+    /// `--network`: the default network of RUN steps.
+    pub network: ExecNetwork,
+}
+
+/// A base image as found by the [`ImageResolver`].
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// The normalized reference, e.g. `docker.io/library/busybox:latest`.
+    pub reference: String,
+    /// The manifest digest.
+    pub digest: Digest,
+    /// The image's config (env, workdir, user, ONBUILD triggers, history…).
+    pub config: ImageConfig,
+}
+
+/// Looks up base images (FROM, `COPY --from=IMAGE`, `RUN --mount=from=IMAGE`).
+pub trait ImageResolver {
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Resolves `reference` (as written after expansion, not normalized)
+    /// for `platform`.
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, Self::Error>;
+}
+
+/// What one step of the plan is, for progress output and reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepInfo {
+    /// The stage's name, or its index as text when unnamed.
+    pub stage: String,
+    /// 1-based position of the instruction in its stage and the stage's
+    /// instruction count (FROM is 1), as in `[build 2/4]`.
+    pub position: (usize, usize),
+    /// 1-based line of the instruction in the Dockerfile.
+    pub line: usize,
+    /// The instruction as written (after line joining).
+    pub instruction: String,
+    /// Names the same instruction across builds even when its key
+    /// changes (stage name or index + position), to find the previous
+    /// key of a step whose cache missed.
+    pub lineage: String,
+}
+
+/// One history entry of the built image beyond the base image's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedHistory {
+    /// docker's `created_by`, e.g. `RUN /bin/sh -c make # buildkit`.
+    pub created_by: String,
+    /// The step whose layer this entry describes; `None` for config-only
+    /// instructions (`empty_layer`). A step whose result adds no layer
+    /// (a RUN that changed nothing) also becomes `empty_layer`.
+    pub layer_step: Option<StepId>,
+}
+
+/// A warning about the build request or Dockerfile (not fatal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanWarning {
+    /// 1-based Dockerfile line, when the warning is about one.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// The planned build.
+pub struct Plan {
+    pub graph: BuildGraph<Op>,
+    /// The step whose result is the target stage's filesystem.
+    pub target: StepId,
+    /// The target stage's name or index.
+    pub target_stage: String,
+    /// The built image's config: the target stage's base config with the
+    /// stage's instructions applied; `rootfs.diff_ids` empty and `history`
+    /// holding only the base image's entries (see `history`).
+    pub config: ImageConfig,
+    /// History entries to append after the base image's, in order.
+    pub history: Vec<PlannedHistory>,
+    /// Per step (indexed by [`StepId::index`]).
+    pub steps: Vec<StepInfo>,
+    pub warnings: Vec<PlanWarning>,
+}
+
+/// Planning failed: names the Dockerfile line where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("line {line}: {message}")]
+    Invalid { line: usize, message: String },
+    #[error("target stage {target:?} could not be found")]
+    UnknownTarget { target: String },
+    #[error("line {line}: failed to resolve base image {reference:?}")]
+    Resolve {
+        line: usize,
+        reference: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
