@@ -29,6 +29,9 @@ pub enum Op {
     /// Copies files into input 0's filesystem as a new layer; from the
     /// build context, from input 1 (a stage or image), or inline content.
     Copy(CopyOp),
+    /// Creates a directory (WORKDIR) and its missing parents on input 0's
+    /// filesystem; a layer only when something was created.
+    Mkdir(MkdirOp),
     /// Input 0's layers followed by input 1's layers, without executing
     /// anything (`COPY --link`: the copy is made on scratch, so its key
     /// does not depend on the layers below it, then stacked).
@@ -73,6 +76,11 @@ pub struct ExecOp {
     pub network: ExecNetwork,
     /// Extra mounts, in the order given.
     pub mounts: Vec<ExecMount>,
+    /// Predefined proxy args (`HTTP_PROXY`, `no_proxy`, …) the process
+    /// gets without the Dockerfile declaring them. Not part of the key
+    /// (or of history), as with Docker: a proxy setting does not change
+    /// what a step builds.
+    pub proxy_env: Vec<String>,
     /// The instruction as shown in progress and reports, e.g.
     /// `RUN make`. Not part of the key.
     pub display: String,
@@ -141,6 +149,18 @@ pub enum CacheSharing {
     Private,
     /// Concurrent steps wait for each other.
     Locked,
+}
+
+/// WORKDIR's directory creation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MkdirOp {
+    /// Absolute path.
+    pub path: String,
+    /// `user[:group]` owning the created directories (the stage's USER;
+    /// empty: root), resolved from the filesystem's /etc/passwd.
+    pub user: String,
+    /// e.g. `WORKDIR /app`. Not in the key.
+    pub display: String,
 }
 
 /// Where COPY/ADD read from.
@@ -277,6 +297,7 @@ impl KeyedOp for Op {
             Op::Scratch => "scratch",
             Op::Exec(_) => "exec",
             Op::Copy(_) => "copy",
+            Op::Mkdir(_) => "mkdir",
             Op::Merge => "merge",
         }
     }
@@ -289,6 +310,9 @@ impl KeyedOp for Op {
                 enc.digest("digest", &i.digest).str("platform", &i.platform);
             }
             Op::Scratch | Op::Merge => {}
+            Op::Mkdir(m) => {
+                enc.str("path", &m.path).str("user", &m.user);
+            }
             Op::Exec(e) => {
                 enc.strs("args", &e.args)
                     .strs("env", &e.env)
@@ -350,6 +374,7 @@ impl KeyedOp for Op {
             Op::Scratch => "FROM scratch".to_string(),
             Op::Exec(e) => e.display.clone(),
             Op::Copy(c) => c.display.clone(),
+            Op::Mkdir(m) => m.display.clone(),
             Op::Merge => "merge".to_string(),
         }
     }
