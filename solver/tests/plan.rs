@@ -691,3 +691,24 @@ fn expansion_errors_name_the_line() {
         .expect("planning fails");
     assert!(matches!(e, PlanError::Expand { line: 2, .. }), "{e}");
 }
+
+#[test]
+fn arg_defaults_see_global_args() {
+    let p = plan_ok("ARG V=1\nFROM alpine\nARG W=v$V\nRUN x\n");
+    assert!(exec(&p, p.target).env.contains(&"W=v1".to_string()));
+    assert!(!exec(&p, p.target).env.iter().any(|e| e.starts_with("V=")));
+}
+
+#[test]
+fn stage_named_like_its_base_image_uses_the_image() {
+    let p = plan_ok(
+        "FROM alpine AS alpine\nRUN one\nFROM alpine\nRUN two\nFROM Alpine AS x\nCOPY --from=ALPINE /a /a\n",
+    );
+    // The last stage's base `Alpine` names stage 0 (case-insensitive).
+    let copy = p.target;
+    let base = p.graph.inputs(copy)[0];
+    assert_eq!(exec(&p, base).args[2], "one");
+    assert_eq!(p.graph.inputs(copy)[1], base);
+    // Stage 0's own `FROM alpine` is the image, not itself.
+    assert!(matches!(p.graph.op(p.graph.inputs(base)[0]), Op::Image(_)));
+}

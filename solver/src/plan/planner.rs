@@ -785,7 +785,16 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                     let value = if let Some(v) = self.request.build_args.get(&def.name) {
                         Some(v.clone())
                     } else if let Some(d) = &def.default {
-                        Some(self.expand(d, &st.expand_env(), line)?)
+                        // Current BuildKit expands a default with the global
+                        // args too (its `mergeEnv(d.state, globalArgs)`),
+                        // stage args and ENV winning.
+                        let mut scope = self.globals.clone();
+                        scope.extend(st.args.iter().cloned());
+                        let env = ExpandEnv {
+                            env: st.env(),
+                            args: &scope,
+                        };
+                        Some(self.expand(d, &env, line)?)
                     } else {
                         // A bare ARG re-declares a global (or automatic) arg.
                         self.globals
