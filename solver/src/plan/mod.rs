@@ -11,10 +11,16 @@
 
 use std::collections::BTreeMap;
 
+use rbuild_parser::shell::ExpandError;
+
 use crate::digest::Digest;
 use crate::graph::{BuildGraph, StepId};
 use crate::image_config::ImageConfig;
 use crate::op::{ExecNetwork, Op};
+
+mod go_format;
+mod paths;
+mod planner;
 
 /// A platform, `os/arch[/variant]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -22,6 +28,50 @@ pub struct Platform {
     pub os: String,
     pub architecture: String,
     pub variant: Option<String>,
+}
+
+impl Platform {
+    /// The platform rbuild itself was compiled for, in OCI names
+    /// (`linux/amd64`, `linux/arm64/v8`…): the default target, since
+    /// rbuild does not cross-build.
+    pub fn host() -> Platform {
+        let (architecture, variant) = match std::env::consts::ARCH {
+            "x86_64" => ("amd64", None),
+            "aarch64" => ("arm64", Some("v8")),
+            "x86" => ("386", None),
+            "arm" => ("arm", Some("v7")),
+            "powerpc64" => ("ppc64le", None),
+            other => (other, None),
+        };
+        Platform {
+            os: std::env::consts::OS.to_string(),
+            architecture: architecture.to_string(),
+            variant: variant.map(str::to_string),
+        }
+    }
+
+    /// Parses `os/arch[/variant]` as written in `FROM --platform=`
+    /// (lowercased). `None` when it does not have that shape.
+    pub fn parse(s: &str) -> Option<Platform> {
+        let lower = s.to_ascii_lowercase();
+        let parts: Vec<&str> = lower.split('/').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return None;
+        }
+        match parts.as_slice() {
+            [os, arch] => Some(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: None,
+            }),
+            [os, arch, variant] => Some(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: Some(variant.to_string()),
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for Platform {
@@ -43,7 +93,7 @@ pub struct PlanRequest {
     /// `--target STAGE`; `None` builds the last stage.
     pub target: Option<String>,
     /// The platform built for (and the build platform: rbuild does not
-    /// cross-build yet).
+    /// cross-build yet); `None` means [`Platform::host`].
     pub platform: Option<Platform>,
     /// `--label KEY=VALUE`, applied to the final image after its LABELs.
     pub labels: BTreeMap<String, String>,
@@ -132,6 +182,17 @@ pub enum PlanError {
     Invalid { line: usize, message: String },
     #[error("target stage {target:?} could not be found")]
     UnknownTarget { target: String },
+    /// A word could not be expanded (`${X:?required}`, a bad `${…}`).
+    #[error("line {line}: failed to expand {word:?}")]
+    Expand {
+        line: usize,
+        word: String,
+        #[source]
+        source: ExpandError,
+    },
+    /// The Dockerfile has no FROM at all.
+    #[error("the dockerfile has no build stage (no FROM instruction)")]
+    NoStages,
     #[error("line {line}: failed to resolve base image {reference:?}")]
     Resolve {
         line: usize,
@@ -139,4 +200,21 @@ pub enum PlanError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+/// Plans the build of `dockerfile` for `request`: every stage the target
+/// needs becomes steps of one [`BuildGraph`] (identical steps shared), base
+/// images are looked up through `resolver` (once per distinct reference
+/// and platform, and only for stages the target needs), and the target
+/// stage's image config and history are worked out as BuildKit's
+/// Dockerfile frontend would.
+///
+/// Pure: the same Dockerfile, request and resolver answers give the same
+/// plan, op for op.
+pub fn plan<R: ImageResolver>(
+    dockerfile: &rbuild_parser::Dockerfile,
+    request: &PlanRequest,
+    resolver: &R,
+) -> Result<Plan, PlanError> {
+    planner::Planner::new(dockerfile, request, resolver)?.run()
 }

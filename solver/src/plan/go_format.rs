@@ -1,0 +1,140 @@
+//! Go's `fmt` renderings that BuildKit's history entries are made of
+//! (`%q` of a string, a rune and a `[]string`, `%v` of a `[]string`,
+//! `time.Duration.String`), so `created_by` reads exactly as docker
+//! writes it and tools that grep history keep working.
+
+/// `strconv.Quote`: a double-quoted Go string literal.
+pub(crate) fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        push_escaped(&mut out, c, '"');
+    }
+    out.push('"');
+    out
+}
+
+/// `%q` of an integer: `strconv.QuoteRune`, e.g. `'\x00'` or `'A'`.
+pub(crate) fn quote_rune(n: u32) -> String {
+    let mut out = String::from("'");
+    match char::from_u32(n) {
+        Some(c) => push_escaped(&mut out, c, '\''),
+        None => out.push('\u{fffd}'),
+    }
+    out.push('\'');
+    out
+}
+
+fn push_escaped(out: &mut String, c: char, quote: char) {
+    match c {
+        c if c == quote || c == '\\' => {
+            out.push('\\');
+            out.push(c);
+        }
+        '\u{7}' => out.push_str("\\a"),
+        '\u{8}' => out.push_str("\\b"),
+        '\u{c}' => out.push_str("\\f"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\u{b}' => out.push_str("\\v"),
+        c if c.is_control() || c == '\u{feff}' => {
+            let n = c as u32;
+            if n < 0x80 {
+                out.push_str(&format!("\\x{n:02x}"));
+            } else if n < 0x10000 {
+                out.push_str(&format!("\\u{n:04x}"));
+            } else {
+                out.push_str(&format!("\\U{n:08x}"));
+            }
+        }
+        c => out.push(c),
+    }
+}
+
+/// `%q` of a `[]string`: `["a" "b"]` (space separated, no commas).
+pub(crate) fn quote_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| quote(s)).collect();
+    format!("[{}]", quoted.join(" "))
+}
+
+/// `%v` of a `[]string`: `[a b]`.
+pub(crate) fn list(items: &[String]) -> String {
+    format!("[{}]", items.join(" "))
+}
+
+/// `time.Duration.String` of nanoseconds: `0s`, `1.5s`, `1m30s`,
+/// `1h0m0s`, `500ms`, `2µs`.
+pub(crate) fn duration(ns: i64) -> String {
+    if ns == 0 {
+        return "0s".to_string();
+    }
+    let sign = if ns < 0 { "-" } else { "" };
+    let u = ns.unsigned_abs();
+    const SEC: u64 = 1_000_000_000;
+    let body = if u < SEC {
+        let (unit, div) = if u < 1_000 {
+            ("ns", 1)
+        } else if u < 1_000_000 {
+            ("µs", 1_000)
+        } else {
+            ("ms", 1_000_000)
+        };
+        format!("{}{}{unit}", u / div, fraction(u % div, div))
+    } else {
+        let secs = u / SEC;
+        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+        let s = format!("{s}{}s", fraction(u % SEC, SEC));
+        if h > 0 {
+            format!("{h}h{m}m{s}")
+        } else if m > 0 {
+            format!("{m}m{s}")
+        } else {
+            s
+        }
+    };
+    format!("{sign}{body}")
+}
+
+/// `.ddd` for `rem / div` with trailing zeros dropped; empty when 0.
+fn fraction(rem: u64, div: u64) -> String {
+    if rem == 0 {
+        return String::new();
+    }
+    let width = div.ilog10() as usize;
+    let digits = format!("{rem:0width$}");
+    format!(".{}", digits.trim_end_matches('0'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_like_go() {
+        assert_eq!(quote("a \"b\"\\\n"), r#""a \"b\"\\\n""#);
+        assert_eq!(quote("é"), "\"é\"");
+        assert_eq!(quote("\u{1}"), r#""\x01""#);
+        assert_eq!(quote_rune(0), r"'\x00'");
+        assert_eq!(quote_rune(3), r"'\x03'");
+        assert_eq!(quote_rune(65), "'A'");
+        assert_eq!(
+            quote_list(&["/bin/sh".into(), "-c".into(), "echo hi".into()]),
+            r#"["/bin/sh" "-c" "echo hi"]"#
+        );
+        assert_eq!(list(&["/a".into(), "/b".into()]), "[/a /b]");
+    }
+
+    #[test]
+    fn durations_like_go() {
+        let s = 1_000_000_000;
+        assert_eq!(duration(0), "0s");
+        assert_eq!(duration(90 * s), "1m30s");
+        assert_eq!(duration(3600 * s), "1h0m0s");
+        assert_eq!(duration(1_500_000_000), "1.5s");
+        assert_eq!(duration(500_000_000), "500ms");
+        assert_eq!(duration(1_500), "1.5µs");
+        assert_eq!(duration(7), "7ns");
+        assert_eq!(duration(30 * s), "30s");
+    }
+}

@@ -1,0 +1,1379 @@
+//! The planner proper: walks the stages the target needs (depth first, each
+//! stage once), dispatching every instruction as BuildKit's
+//! `dockerfile2llb` does — ops into the graph, config-only instructions
+//! into the stage's image config, one history entry per instruction.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rbuild_parser::shell::{EnvLookup, Lex};
+use rbuild_parser::{
+    Dockerfile, Healthcheck, Instruction, InstructionKind, KeyValue, Mount, MountType, NetworkMode,
+    SecurityMode, Sharing, ShellOrExec, Span,
+};
+
+use super::go_format;
+use super::paths;
+use super::{
+    ImageResolver, Plan, PlanError, PlanRequest, PlanWarning, PlannedHistory, Platform,
+    ResolvedImage, StepInfo,
+};
+use crate::graph::{BuildGraph, StepId};
+use crate::image_config::{EmptyObject, HealthConfig, ImageConfig};
+use crate::op::{
+    AddOptions, CacheSharing, CopyOp, CopySource, ExecMount, ExecMountKind, ExecNetwork, ExecOp,
+    ImageOp, MkdirOp, Op,
+};
+
+/// `PATH` of a scratch stage and of RUN steps whose image sets none
+/// (BuildKit's `system.DefaultPathEnv` for Linux).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The shell of shell-form RUN/CMD/ENTRYPOINT when no SHELL is set.
+const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+
+/// Build args docker predefines: given with `--build-arg`, they reach RUN
+/// without an ARG (outside the key and history), and are never reported
+/// as unused.
+const PROXY_ARGS: [&str; 10] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// Where a single-heredoc RUN with a `#!` line mounts its script, as
+/// BuildKit does.
+const HEREDOC_SCRIPT_DIR: &str = "/dev/pipes";
+
+/// A declared build arg: its name and value (`None`: declared, unset).
+#[derive(Debug, Clone)]
+struct Arg {
+    name: String,
+    value: Option<String>,
+}
+
+/// What expansion sees: the stage's ENV (which wins) over its args.
+struct ExpandEnv<'a> {
+    env: &'a [String],
+    args: &'a [Arg],
+}
+
+impl EnvLookup for ExpandEnv<'_> {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.env.lookup(name).or_else(|| {
+            self.args
+                .iter()
+                .rev()
+                .find(|a| a.name == name)
+                .and_then(|a| a.value.as_deref())
+        })
+    }
+}
+
+/// A planned stage, as later stages see it.
+#[derive(Clone)]
+struct StageOut {
+    step: StepId,
+    config: ImageConfig,
+    history: Vec<PlannedHistory>,
+    platform: Platform,
+}
+
+enum Slot {
+    NotPlanned,
+    InProgress,
+    Done(Box<StageOut>),
+}
+
+/// The state of the stage being dispatched.
+struct StageState {
+    index: usize,
+    label: String,
+    step: StepId,
+    config: ImageConfig,
+    history: Vec<PlannedHistory>,
+    platform: Platform,
+    args: Vec<Arg>,
+    /// CMD was set in this stage: a later ENTRYPOINT keeps it.
+    cmd_set: bool,
+    /// ONBUILD triggers this stage declares (inherited ones are dropped).
+    own_onbuild: Vec<String>,
+    count: usize,
+}
+
+impl StageState {
+    fn env(&self) -> &[String] {
+        self.config.config.env.as_deref().unwrap_or(&[])
+    }
+
+    fn expand_env(&self) -> ExpandEnv<'_> {
+        ExpandEnv {
+            env: self.env(),
+            args: &self.args,
+        }
+    }
+
+    fn workdir(&self) -> String {
+        match self.config.config.working_dir.as_deref() {
+            Some(w) if !w.is_empty() => w.to_string(),
+            _ => "/".to_string(),
+        }
+    }
+
+    fn user(&self) -> String {
+        self.config.config.user.clone().unwrap_or_default()
+    }
+
+    fn shell(&self) -> Vec<String> {
+        match &self.config.config.shell {
+            Some(s) if !s.is_empty() => s.clone(),
+            _ => DEFAULT_SHELL.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn record(&mut self, created_by: String, layer_step: Option<StepId>) {
+        self.history.push(PlannedHistory {
+            created_by,
+            layer_step,
+        });
+    }
+}
+
+/// One instruction being dispatched: where it is, for errors and step info.
+struct At<'i> {
+    inst: &'i Instruction,
+    info: StepInfo,
+}
+
+impl At<'_> {
+    fn line(&self) -> usize {
+        self.info.line
+    }
+
+    fn invalid(&self, message: impl Into<String>) -> PlanError {
+        PlanError::Invalid {
+            line: self.line(),
+            message: message.into(),
+        }
+    }
+}
+
+pub(super) struct Planner<'a, R: ImageResolver> {
+    df: &'a Dockerfile,
+    request: &'a PlanRequest,
+    resolver: &'a R,
+    platform: Platform,
+    lex: Lex,
+    graph: BuildGraph<Op>,
+    infos: Vec<Option<StepInfo>>,
+    images: BTreeMap<(String, String), ResolvedImage>,
+    stages: Vec<Slot>,
+    /// Global ARGs with their values, after the automatic platform args.
+    globals: Vec<Arg>,
+    /// Every ARG name declared globally or in a planned stage.
+    declared: BTreeSet<String>,
+    warnings: Vec<PlanWarning>,
+}
+
+fn line_of(span: Span) -> usize {
+    span.start_line as usize
+}
+
+fn platform_args(p: &Platform) -> Vec<Arg> {
+    let variant = p.variant.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    for prefix in ["TARGET", "BUILD"] {
+        for (suffix, value) in [
+            ("PLATFORM", p.to_string()),
+            ("OS", p.os.clone()),
+            ("ARCH", p.architecture.clone()),
+            ("VARIANT", variant.clone()),
+        ] {
+            out.push(Arg {
+                name: format!("{prefix}{suffix}"),
+                value: Some(value),
+            });
+        }
+    }
+    out
+}
+
+fn is_platform_arg(name: &str) -> bool {
+    ["TARGET", "BUILD"].iter().any(|p| {
+        name.strip_prefix(p)
+            .is_some_and(|s| ["PLATFORM", "OS", "ARCH", "VARIANT"].contains(&s))
+    })
+}
+
+/// Sets `KEY=value` in an env list, in place when the key is there
+/// (docker keeps the variable's first position).
+fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
+    let entry = format!("{key}={value}");
+    match env
+        .iter_mut()
+        .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
+    {
+        Some(e) => *e = entry,
+        None => env.push(entry),
+    }
+}
+
+/// The args in scope, each name once (its last declaration), in the order
+/// of first declaration, as BuildKit's `runCommandString` lists them.
+fn dedup_args(args: &[Arg]) -> Vec<Arg> {
+    let mut out: Vec<Arg> = Vec::new();
+    for a in args {
+        match out.iter_mut().find(|o| o.name == a.name) {
+            Some(o) => o.value = a.value.clone(),
+            None => out.push(a.clone()),
+        }
+    }
+    out
+}
+
+/// Whether a shell-form command is exactly one heredoc word (`<<EOF`,
+/// `<<-"EOF"`) naming `name`: then BuildKit runs the body itself.
+fn is_single_heredoc(command: &str, name: &str) -> bool {
+    let t = command.trim();
+    let t = t.trim_start_matches(|c: char| c.is_ascii_digit());
+    let Some(rest) = t.strip_prefix("<<") else {
+        return false;
+    };
+    let rest = rest.strip_prefix('-').unwrap_or(rest).trim_start();
+    if rest.is_empty() || rest.contains(char::is_whitespace) {
+        return false;
+    }
+    rest.replace(['\'', '"'], "") == name
+}
+
+/// A `--mount` spec split into CSV fields (Go's csv reader, one record).
+fn split_csv(spec: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut cur = String::new();
+    let mut chars = spec.chars().peekable();
+    let mut in_quotes = false;
+    let mut at_start = true;
+    while let Some(c) = chars.next() {
+        if in_quotes {
+            if c == '"' {
+                if chars.peek() == Some(&'"') {
+                    cur.push('"');
+                    chars.next();
+                } else {
+                    in_quotes = false;
+                }
+            } else {
+                cur.push(c);
+            }
+        } else if c == '"' && at_start {
+            in_quotes = true;
+            at_start = false;
+        } else if c == ',' {
+            fields.push(std::mem::take(&mut cur));
+            at_start = true;
+        } else {
+            cur.push(c);
+            at_start = false;
+        }
+    }
+    fields.push(cur);
+    fields
+}
+
+fn csv_field(field: &str) -> String {
+    if field.contains([',', '"']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
+    }
+}
+
+/// `nat.ParsePortSpecs` for one EXPOSE word: `80`, `80/udp`,
+/// `8000-8002/tcp`, `127.0.0.1:80:80` → the container ports.
+fn port_specs(spec: &str) -> Result<Vec<String>, String> {
+    let (ports, proto) = match spec.rsplit_once('/') {
+        Some((p, proto)) => (p, proto.to_ascii_lowercase()),
+        None => (spec, "tcp".to_string()),
+    };
+    let container = ports.rsplit(':').next().unwrap_or(ports);
+    let bad = || format!("invalid containerPort: {container}");
+    let (start, end) = match container.split_once('-') {
+        Some((a, b)) => (a, b),
+        None => (container, container),
+    };
+    let start: u16 = start.parse().map_err(|_| bad())?;
+    let end: u16 = end.parse().map_err(|_| bad())?;
+    if end < start {
+        return Err(bad());
+    }
+    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
+}
+
+impl<'a, R: ImageResolver> Planner<'a, R> {
+    pub(super) fn new(
+        df: &'a Dockerfile,
+        request: &'a PlanRequest,
+        resolver: &'a R,
+    ) -> Result<Self, PlanError> {
+        let platform = request.platform.clone().unwrap_or_else(Platform::host);
+        let mut planner = Planner {
+            df,
+            request,
+            resolver,
+            lex: Lex::new(df.directives.escape_token),
+            graph: BuildGraph::new(),
+            infos: Vec::new(),
+            images: BTreeMap::new(),
+            stages: df.stages.iter().map(|_| Slot::NotPlanned).collect(),
+            globals: platform_args(&platform),
+            platform,
+            declared: BTreeSet::new(),
+            warnings: Vec::new(),
+        };
+        // Global ARGs: a build arg wins; a default expands with the
+        // globals before it; a bare `ARG TARGETARCH` keeps the automatic
+        // value.
+        for inst in &df.global_args {
+            for def in &inst.args {
+                planner.declared.insert(def.name.clone());
+                let value = if let Some(v) = request.build_args.get(&def.name) {
+                    Some(v.clone())
+                } else if let Some(d) = &def.default {
+                    let env = ExpandEnv {
+                        env: &[],
+                        args: &planner.globals,
+                    };
+                    Some(planner.expand(d, &env, line_of(inst.span))?)
+                } else {
+                    planner
+                        .globals
+                        .iter()
+                        .rev()
+                        .find(|a| a.name == def.name)
+                        .and_then(|a| a.value.clone())
+                };
+                planner.globals.push(Arg {
+                    name: def.name.clone(),
+                    value,
+                });
+            }
+        }
+        Ok(planner)
+    }
+
+    pub(super) fn run(mut self) -> Result<Plan, PlanError> {
+        if self.df.stages.is_empty() {
+            return Err(PlanError::NoStages);
+        }
+        let target = match &self.request.target {
+            None => self.df.stages.len() - 1,
+            Some(t) => self
+                .stage_by_name(t, self.df.stages.len())
+                .ok_or_else(|| PlanError::UnknownTarget { target: t.clone() })?,
+        };
+        let out = self.plan_stage(target)?;
+        let mut config = out.config;
+        if !self.request.labels.is_empty() {
+            let labels = config.config.labels.get_or_insert_with(BTreeMap::new);
+            for (k, v) in &self.request.labels {
+                labels.insert(k.clone(), v.clone());
+            }
+        }
+        config.os = out.platform.os.clone();
+        config.architecture = out.platform.architecture.clone();
+        config.variant = out.platform.variant.clone();
+        config.rootfs.diff_ids.clear();
+        for name in self.request.build_args.keys() {
+            if !self.declared.contains(name)
+                && !PROXY_ARGS.contains(&name.as_str())
+                && !is_platform_arg(name)
+            {
+                self.warnings.push(PlanWarning {
+                    line: None,
+                    message: format!("one or more build-args [{name}] were not consumed"),
+                });
+            }
+        }
+        let steps = self
+            .infos
+            .into_iter()
+            .map(|i| i.expect("every step is added with its info"))
+            .collect();
+        Ok(Plan {
+            graph: self.graph,
+            target: out.step,
+            target_stage: self.df.stages[target]
+                .name
+                .clone()
+                .unwrap_or_else(|| target.to_string()),
+            config,
+            history: out.history,
+            steps,
+            warnings: self.warnings,
+        })
+    }
+
+    fn expand(&self, word: &str, env: &dyn EnvLookup, line: usize) -> Result<String, PlanError> {
+        self.lex
+            .process_word(word, env)
+            .map(|e| e.value)
+            .map_err(|source| PlanError::Expand {
+                line,
+                word: word.to_string(),
+                source,
+            })
+    }
+
+    /// A stage named `name` (case-insensitive) among the first `before`.
+    fn stage_by_name(&self, name: &str, before: usize) -> Option<usize> {
+        let lower = name.to_lowercase();
+        self.df.stages[..before]
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+    }
+
+    fn add(&mut self, op: Op, inputs: &[StepId], info: &StepInfo) -> StepId {
+        let id = self.graph.add(op, inputs);
+        if self.infos.len() <= id.index() {
+            self.infos.resize(id.index() + 1, None);
+        }
+        if self.infos[id.index()].is_none() {
+            self.infos[id.index()] = Some(info.clone());
+        }
+        id
+    }
+
+    fn resolve(
+        &mut self,
+        reference: &str,
+        platform: &Platform,
+        line: usize,
+    ) -> Result<ResolvedImage, PlanError> {
+        let key = (reference.to_string(), platform.to_string());
+        if let Some(found) = self.images.get(&key) {
+            return Ok(found.clone());
+        }
+        let resolved =
+            self.resolver
+                .resolve(reference, platform)
+                .map_err(|e| PlanError::Resolve {
+                    line,
+                    reference: reference.to_string(),
+                    source: Box::new(e),
+                })?;
+        self.images.insert(key, resolved.clone());
+        Ok(resolved)
+    }
+
+    fn image_step(
+        &mut self,
+        resolved: &ResolvedImage,
+        platform: &Platform,
+        info: &StepInfo,
+    ) -> StepId {
+        let op = Op::Image(ImageOp {
+            reference: resolved.reference.clone(),
+            digest: resolved.digest,
+            platform: platform.to_string(),
+        });
+        self.add(op, &[], info)
+    }
+
+    /// The step a `--from` (COPY, RUN mount) of stage `current` reads: an
+    /// earlier stage by name or index, else an image.
+    fn source_step(
+        &mut self,
+        from: &str,
+        st: &StageState,
+        at: &At<'_>,
+    ) -> Result<StepId, PlanError> {
+        let n = self.df.stages.len();
+        let by_index = from.parse::<usize>().ok().filter(|i| *i < n);
+        if let Some(j) = self.stage_by_name(from, n).or(by_index) {
+            if j >= st.index {
+                return Err(at.invalid(format!(
+                    "circular dependency detected on stage: {from} (a stage can only use stages defined before it)"
+                )));
+            }
+            return Ok(self.plan_stage(j)?.step);
+        }
+        let resolved = self.resolve(from, &st.platform, at.line())?;
+        Ok(self.image_step(&resolved, &st.platform, &at.info))
+    }
+
+    fn plan_stage(&mut self, index: usize) -> Result<StageOut, PlanError> {
+        match &self.stages[index] {
+            Slot::Done(out) => return Ok((**out).clone()),
+            Slot::InProgress => unreachable!("stages only use earlier stages"),
+            Slot::NotPlanned => {}
+        }
+        self.stages[index] = Slot::InProgress;
+        let df = self.df;
+        let stage = &df.stages[index];
+        let label = stage.name.clone().unwrap_or_else(|| index.to_string());
+        let from_line = line_of(stage.from.span);
+        let globals = self.globals.clone();
+        let global_env = ExpandEnv {
+            env: &[],
+            args: &globals,
+        };
+        let base = self.expand(&stage.base, &global_env, from_line)?;
+        let platform = match &stage.platform {
+            None => self.platform.clone(),
+            Some(p) => {
+                let p = self.expand(p, &global_env, from_line)?;
+                Platform::parse(&p).ok_or_else(|| PlanError::Invalid {
+                    line: from_line,
+                    message: format!("invalid platform {p:?}: expected os/arch[/variant]"),
+                })?
+            }
+        };
+        // ONBUILD triggers are known only once the base is; count them in.
+        let from_info = |count: usize| StepInfo {
+            stage: label.clone(),
+            position: (1, count),
+            line: from_line,
+            instruction: stage.from.original.clone(),
+            lineage: format!("{label}/1/FROM"),
+        };
+        let provisional = from_info(1 + stage.instructions.len());
+        let (step, mut config, history) = if base.eq_ignore_ascii_case("scratch") {
+            let mut config = ImageConfig::default();
+            config.config.env = Some(vec![format!("PATH={DEFAULT_PATH}")]);
+            (self.add(Op::Scratch, &[], &provisional), config, Vec::new())
+        } else if let Some(j) = self.stage_by_name(&base, index) {
+            let out = self.plan_stage(j)?;
+            (out.step, out.config, out.history)
+        } else {
+            let resolved = self.resolve(&base, &platform, from_line)?;
+            let step = self.image_step(&resolved, &platform, &provisional);
+            (step, resolved.config, Vec::new())
+        };
+        let triggers = config.config.on_build.take().unwrap_or_default();
+        let mut trigger_insts = Vec::new();
+        for t in &triggers {
+            let text = format!("FROM scratch\n{t}\n");
+            let parsed = rbuild_parser::parse(text.as_bytes()).map_err(|e| PlanError::Invalid {
+                line: from_line,
+                message: format!(
+                    "invalid ONBUILD trigger {t:?} in the base image: {}",
+                    e.message
+                ),
+            })?;
+            match parsed.stages.as_slice() {
+                [s] if s.instructions.len() == 1 => {
+                    trigger_insts.push((t.clone(), s.instructions[0].clone()));
+                }
+                _ => {
+                    return Err(PlanError::Invalid {
+                        line: from_line,
+                        message: format!(
+                            "invalid ONBUILD trigger {t:?} in the base image: expected one instruction"
+                        ),
+                    });
+                }
+            }
+        }
+        let count = 1 + trigger_insts.len() + stage.instructions.len();
+        // Fix the FROM step's info now that the count is known (only when
+        // this stage added it).
+        if let Some(Some(info)) = self.infos.get_mut(step.index())
+            && info.stage == label
+            && info.position.0 == 1
+        {
+            info.position.1 = count;
+        }
+        let mut st = StageState {
+            index,
+            label: label.clone(),
+            step,
+            config,
+            history,
+            platform,
+            args: Vec::new(),
+            cmd_set: false,
+            own_onbuild: Vec::new(),
+            count,
+        };
+        let mut position = 1;
+        for (text, inst) in &trigger_insts {
+            position += 1;
+            let at = self.at(&st, inst, position, from_line, text.clone());
+            self.dispatch(&mut st, &at)?;
+        }
+        for inst in &stage.instructions {
+            position += 1;
+            let at = self.at(
+                &st,
+                inst,
+                position,
+                line_of(inst.span),
+                inst.original.clone(),
+            );
+            self.dispatch(&mut st, &at)?;
+        }
+        st.config.config.on_build = if st.own_onbuild.is_empty() {
+            None
+        } else {
+            Some(st.own_onbuild)
+        };
+        let out = StageOut {
+            step: st.step,
+            config: st.config,
+            history: st.history,
+            platform: st.platform,
+        };
+        self.stages[index] = Slot::Done(Box::new(out.clone()));
+        Ok(out)
+    }
+
+    fn at<'i>(
+        &self,
+        st: &StageState,
+        inst: &'i Instruction,
+        position: usize,
+        line: usize,
+        text: String,
+    ) -> At<'i> {
+        At {
+            inst,
+            info: StepInfo {
+                stage: st.label.clone(),
+                position: (position, st.count),
+                line,
+                instruction: text,
+                lineage: format!("{}/{position}/{}", st.label, inst.keyword),
+            },
+        }
+    }
+
+    fn dispatch(&mut self, st: &mut StageState, at: &At<'_>) -> Result<(), PlanError> {
+        let line = at.line();
+        match &at.inst.kind {
+            InstructionKind::From { .. } => {
+                return Err(at.invalid("FROM is not allowed here"));
+            }
+            InstructionKind::Run {
+                command,
+                mounts,
+                network,
+                security,
+                devices,
+                heredocs,
+            } => {
+                if *security == Some(SecurityMode::Insecure) {
+                    return Err(at.invalid(
+                        "RUN --security=insecure is not supported: rbuild runs every step sandboxed",
+                    ));
+                }
+                if !devices.is_empty() {
+                    return Err(at.invalid("RUN --device is not supported"));
+                }
+                self.dispatch_run(st, at, command, mounts, *network, heredocs)?;
+            }
+            InstructionKind::Copy {
+                sources,
+                dest,
+                from,
+                chown,
+                chmod,
+                link,
+                parents,
+                exclude,
+                heredocs,
+            } => {
+                let spec = CopySpec {
+                    keyword: "COPY",
+                    sources,
+                    dest,
+                    from: from.as_deref(),
+                    chown: chown.as_deref(),
+                    chmod: chmod.as_deref(),
+                    link: *link,
+                    parents: *parents,
+                    exclude,
+                    heredocs,
+                    add: None,
+                };
+                self.dispatch_copy(st, at, spec)?;
+            }
+            InstructionKind::Add {
+                sources,
+                dest,
+                chown,
+                chmod,
+                link,
+                exclude,
+                checksum,
+                keep_git_dir,
+                unpack,
+                heredocs,
+            } => {
+                let checksum = match checksum {
+                    None => None,
+                    Some(c) => {
+                        let c = self.expand(c, &st.expand_env(), line)?;
+                        Some(
+                            c.parse()
+                                .map_err(|e| at.invalid(format!("ADD --checksum: {e}")))?,
+                        )
+                    }
+                };
+                let spec = CopySpec {
+                    keyword: "ADD",
+                    sources,
+                    dest,
+                    from: None,
+                    chown: chown.as_deref(),
+                    chmod: chmod.as_deref(),
+                    link: *link,
+                    parents: false,
+                    exclude,
+                    heredocs,
+                    add: Some(AddOptions {
+                        unpack: unpack.unwrap_or(true),
+                        checksum,
+                        keep_git_dir: keep_git_dir.unwrap_or(false),
+                    }),
+                };
+                self.dispatch_copy(st, at, spec)?;
+            }
+            InstructionKind::Workdir { path } => {
+                let p = self.expand(path, &st.expand_env(), line)?;
+                let wd = paths::resolve(&st.workdir(), &p);
+                st.config.config.working_dir = Some(wd.clone());
+                // BuildKit creates no directory for `/`, and records no layer.
+                let layer = if wd == "/" {
+                    None
+                } else {
+                    let op = Op::Mkdir(MkdirOp {
+                        path: wd.clone(),
+                        user: st.user(),
+                        display: at.info.instruction.clone(),
+                    });
+                    st.step = self.add(op, &[st.step], &at.info);
+                    Some(st.step)
+                };
+                st.record(format!("WORKDIR {wd}"), layer);
+            }
+            InstructionKind::Env { pairs } => {
+                let expanded = self.expand_pairs(st, pairs, line)?;
+                let env = st.config.config.env.get_or_insert_with(Vec::new);
+                for (k, v) in &expanded {
+                    set_env(env, k, v);
+                }
+                st.record(format!("ENV {}", join_pairs(&expanded)), None);
+            }
+            InstructionKind::Label { pairs } => {
+                let expanded = self.expand_pairs(st, pairs, line)?;
+                let labels = st.config.config.labels.get_or_insert_with(BTreeMap::new);
+                for (k, v) in &expanded {
+                    labels.insert(k.clone(), v.clone());
+                }
+                st.record(format!("LABEL {}", join_pairs(&expanded)), None);
+            }
+            InstructionKind::Arg { args } => {
+                let mut shown = Vec::new();
+                for def in args {
+                    self.declared.insert(def.name.clone());
+                    let value = if let Some(v) = self.request.build_args.get(&def.name) {
+                        Some(v.clone())
+                    } else if let Some(d) = &def.default {
+                        // Current BuildKit expands a default with the global
+                        // args too (its `mergeEnv(d.state, globalArgs)`),
+                        // stage args and ENV winning.
+                        let mut scope = self.globals.clone();
+                        scope.extend(st.args.iter().cloned());
+                        let env = ExpandEnv {
+                            env: st.env(),
+                            args: &scope,
+                        };
+                        Some(self.expand(d, &env, line)?)
+                    } else {
+                        // A bare ARG re-declares a global (or automatic) arg.
+                        self.globals
+                            .iter()
+                            .rev()
+                            .find(|a| a.name == def.name)
+                            .and_then(|a| a.value.clone())
+                    };
+                    shown.push(match &value {
+                        Some(v) => format!("{}={v}", def.name),
+                        None => def.name.clone(),
+                    });
+                    st.args.push(Arg {
+                        name: def.name.clone(),
+                        value,
+                    });
+                }
+                st.record(format!("ARG {}", shown.join(" ")), None);
+            }
+            InstructionKind::Expose { ports } => {
+                let mut new_ports = BTreeSet::new();
+                for p in ports {
+                    let words = self
+                        .lex
+                        .process_words(p, &st.expand_env())
+                        .map_err(|source| PlanError::Expand {
+                            line,
+                            word: p.clone(),
+                            source,
+                        })?;
+                    for w in words.words {
+                        new_ports.extend(port_specs(&w).map_err(|m| at.invalid(m))?);
+                    }
+                }
+                let exposed = st
+                    .config
+                    .config
+                    .exposed_ports
+                    .get_or_insert_with(BTreeMap::new);
+                for p in &new_ports {
+                    exposed.insert(p.clone(), EmptyObject {});
+                }
+                // Go prints a map with its keys sorted.
+                let shown: Vec<String> = new_ports.iter().map(|p| format!("{p}:{{}}")).collect();
+                st.record(format!("EXPOSE map[{}]", shown.join(" ")), None);
+            }
+            InstructionKind::Volume { paths: vols } => {
+                let mut expanded = Vec::new();
+                for v in vols {
+                    let v = self.expand(v, &st.expand_env(), line)?;
+                    if v.is_empty() {
+                        return Err(at.invalid("VOLUME specified can not be an empty string"));
+                    }
+                    expanded.push(v);
+                }
+                let volumes = st.config.config.volumes.get_or_insert_with(BTreeMap::new);
+                for v in &expanded {
+                    volumes.insert(v.clone(), EmptyObject {});
+                }
+                st.record(format!("VOLUME {}", go_format::list(&expanded)), None);
+            }
+            InstructionKind::User { user } => {
+                let u = self.expand(user, &st.expand_env(), line)?;
+                st.config.config.user = Some(u.clone());
+                st.record(format!("USER {u}"), None);
+            }
+            InstructionKind::Stopsignal { signal } => {
+                let s = self.expand(signal, &st.expand_env(), line)?;
+                st.config.config.stop_signal = Some(s.clone());
+                st.record(format!("STOPSIGNAL {s}"), None);
+            }
+            InstructionKind::Cmd { command } => {
+                let args = command_args(st, command);
+                st.config.config.cmd = Some(args.clone());
+                st.config.config.args_escaped = Some(true);
+                st.cmd_set = true;
+                st.record(format!("CMD {}", go_format::quote_list(&args)), None);
+            }
+            InstructionKind::Entrypoint { command } => {
+                let args = command_args(st, command);
+                st.config.config.entrypoint = Some(args.clone());
+                // Docker: an ENTRYPOINT drops the CMD it inherited, not
+                // one this stage set before it.
+                if !st.cmd_set {
+                    st.config.config.cmd = None;
+                }
+                st.record(format!("ENTRYPOINT {}", go_format::quote_list(&args)), None);
+            }
+            InstructionKind::Shell { shell } => {
+                st.config.config.shell = Some(shell.clone());
+                st.record(format!("SHELL {}", go_format::list(shell)), None);
+            }
+            InstructionKind::Healthcheck { check } => {
+                let hc = match check {
+                    Healthcheck::None => HealthConfig {
+                        test: vec!["NONE".to_string()],
+                        ..HealthConfig::default()
+                    },
+                    Healthcheck::Cmd {
+                        cmd,
+                        interval,
+                        timeout,
+                        start_period,
+                        start_interval,
+                        retries,
+                    } => {
+                        let ns = |d: &Option<std::time::Duration>| {
+                            d.map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+                        };
+                        HealthConfig {
+                            test: match cmd {
+                                ShellOrExec::Shell(s) => vec!["CMD-SHELL".to_string(), s.clone()],
+                                ShellOrExec::Exec(v) => {
+                                    let mut t = vec!["CMD".to_string()];
+                                    t.extend(v.iter().cloned());
+                                    t
+                                }
+                            },
+                            interval: ns(interval),
+                            timeout: ns(timeout),
+                            start_period: ns(start_period),
+                            start_interval: ns(start_interval),
+                            retries: retries.unwrap_or(0),
+                        }
+                    }
+                };
+                // `%q` of BuildKit's *HealthcheckConfig: Go prints the
+                // struct's fields in order, durations as quoted strings and
+                // the retry count as a quoted rune.
+                let shown = format!(
+                    "HEALTHCHECK &{{{} {} {} {} {} {}}}",
+                    go_format::quote_list(&hc.test),
+                    go_format::quote(&go_format::duration(hc.interval)),
+                    go_format::quote(&go_format::duration(hc.timeout)),
+                    go_format::quote(&go_format::duration(hc.start_period)),
+                    go_format::quote(&go_format::duration(hc.start_interval)),
+                    go_format::quote_rune(hc.retries),
+                );
+                st.config.config.healthcheck = Some(hc);
+                st.record(shown, None);
+            }
+            InstructionKind::Onbuild { expression, .. } => {
+                st.own_onbuild.push(expression.clone());
+                st.record(format!("ONBUILD {expression}"), None);
+            }
+            InstructionKind::Maintainer { name } => {
+                st.config.author = Some(name.clone());
+                st.record(format!("MAINTAINER {name}"), None);
+            }
+        }
+        Ok(())
+    }
+
+    /// ENV/LABEL pairs, all expanded with the environment before the
+    /// instruction (`ENV a=1 b=$a` gives `b` the old `a`, as docker).
+    fn expand_pairs(
+        &self,
+        st: &StageState,
+        pairs: &[KeyValue],
+        line: usize,
+    ) -> Result<Vec<(String, String)>, PlanError> {
+        let env = st.expand_env();
+        pairs
+            .iter()
+            .map(|p| {
+                Ok((
+                    self.expand(&p.key, &env, line)?,
+                    self.expand(&p.value, &env, line)?,
+                ))
+            })
+            .collect()
+    }
+
+    fn dispatch_run(
+        &mut self,
+        st: &mut StageState,
+        at: &At<'_>,
+        command: &ShellOrExec,
+        mounts: &[Mount],
+        network: Option<NetworkMode>,
+        heredocs: &[rbuild_parser::Heredoc],
+    ) -> Result<(), PlanError> {
+        let mut exec_mounts = Vec::new();
+        let mut args = match command {
+            ShellOrExec::Exec(v) => v.clone(),
+            ShellOrExec::Shell(s) => {
+                let body = match heredocs.first() {
+                    None => s.clone(),
+                    Some(h) if heredocs.len() == 1 && is_single_heredoc(s, &h.name) => {
+                        if h.content.starts_with("#!") {
+                            // A script with its own interpreter: BuildKit
+                            // mounts it as an executable file and runs it.
+                            let target = format!("{HEREDOC_SCRIPT_DIR}/{}", h.name);
+                            exec_mounts.push(ExecMount {
+                                target: target.clone(),
+                                kind: ExecMountKind::File {
+                                    content: h.content.clone(),
+                                    mode: 0o755,
+                                },
+                            });
+                            target
+                        } else {
+                            h.content.clone()
+                        }
+                    }
+                    Some(_) => {
+                        // The shell handles the heredocs itself: BuildKit
+                        // hands it the command with the bodies rejoined.
+                        let mut full = s.clone();
+                        for h in heredocs {
+                            full.push('\n');
+                            full.push_str(&h.content);
+                            full.push_str(&h.name);
+                        }
+                        full
+                    }
+                };
+                let mut a = st.shell();
+                a.push(body);
+                a
+            }
+        };
+        if args.is_empty() {
+            return Err(at.invalid("RUN has no command"));
+        }
+        let mut inputs = vec![st.step];
+        for m in mounts {
+            let mount = self.mount(st, at, m, &mut inputs)?;
+            exec_mounts.push(mount);
+        }
+        // The process environment: ENV (image env first), then the build
+        // args in scope that ENV does not set.
+        let mut env: Vec<String> = st.env().to_vec();
+        if env.lookup("PATH").is_none() {
+            env.push(format!("PATH={DEFAULT_PATH}"));
+        }
+        let config_env = st.env();
+        let scope = dedup_args(&st.args);
+        let mut shown_args = Vec::new();
+        for a in &scope {
+            let shown = config_env
+                .lookup(&a.name)
+                .map(str::to_string)
+                .or_else(|| a.value.clone())
+                .unwrap_or_default();
+            shown_args.push(format!("{}={shown}", a.name));
+            if let Some(v) = &a.value
+                && config_env.lookup(&a.name).is_none()
+            {
+                env.push(format!("{}={v}", a.name));
+            }
+        }
+        let proxy_env = PROXY_ARGS
+            .iter()
+            .filter(|name| !scope.iter().any(|a| a.name == **name))
+            .filter_map(|name| {
+                self.request
+                    .build_args
+                    .get(*name)
+                    .map(|v| format!("{name}={v}"))
+            })
+            .collect();
+        let network = match network {
+            None | Some(NetworkMode::Default) => self.request.network,
+            Some(NetworkMode::Host) => ExecNetwork::Host,
+            Some(NetworkMode::None) => ExecNetwork::None,
+        };
+        let mut created_by = String::from("RUN ");
+        if !shown_args.is_empty() {
+            created_by.push_str(&format!("|{} {} ", shown_args.len(), shown_args.join(" ")));
+        }
+        created_by.push_str(&args.join(" "));
+        created_by.push_str(" # buildkit");
+        let op = Op::Exec(ExecOp {
+            args: std::mem::take(&mut args),
+            env,
+            cwd: st.workdir(),
+            user: st.user(),
+            network,
+            mounts: exec_mounts,
+            proxy_env,
+            display: at.info.instruction.clone(),
+        });
+        st.step = self.add(op, &inputs, &at.info);
+        st.record(created_by, Some(st.step));
+        Ok(())
+    }
+
+    /// One `RUN --mount` as an [`ExecMount`]; a `from=` adds an input.
+    fn mount(
+        &mut self,
+        st: &StageState,
+        at: &At<'_>,
+        m: &Mount,
+        inputs: &mut Vec<StepId>,
+    ) -> Result<ExecMount, PlanError> {
+        let line = at.line();
+        // Re-check the mount after expansion: options holding `$` were
+        // only deferred by the parser.
+        let m = if m.spec.contains('$') {
+            let env = st.expand_env();
+            let mut fields = Vec::new();
+            for field in split_csv(&m.spec) {
+                let field = match field.split_once('=') {
+                    Some((k, v)) if !k.eq_ignore_ascii_case("from") => {
+                        format!("{k}={}", self.expand(v, &env, line)?)
+                    }
+                    _ => field,
+                };
+                fields.push(csv_field(&field));
+            }
+            Mount::parse(&fields.join(","), m.span)
+                .map_err(|e| at.invalid(format!("invalid mount after expansion: {}", e.message)))?
+        } else {
+            m.clone()
+        };
+        let workdir = st.workdir();
+        let target = m.target.as_deref().map(|t| paths::resolve(&workdir, t));
+        let need_target = || at.invalid(format!("mount {:?} has no target", m.spec));
+        let mut from_input = |this: &mut Self, from: &str| -> Result<usize, PlanError> {
+            let step = this.source_step(from, st, at)?;
+            inputs.push(step);
+            Ok(inputs.len() - 1)
+        };
+        let source_in_input = |s: &Option<String>| paths::resolve("/", s.as_deref().unwrap_or("/"));
+        let (target, kind) = match m.kind {
+            MountType::Bind => {
+                let target = target.ok_or_else(need_target)?;
+                let kind = match &m.from {
+                    None => {
+                        let src = paths::clean(m.source.as_deref().unwrap_or("."));
+                        let src = src.trim_start_matches('/');
+                        ExecMountKind::Context {
+                            source: if src.is_empty() { "." } else { src }.to_string(),
+                            readonly: m.readonly,
+                        }
+                    }
+                    Some(from) => ExecMountKind::Input {
+                        input: from_input(self, from)?,
+                        source: source_in_input(&m.source),
+                        readonly: m.readonly,
+                    },
+                };
+                (target, kind)
+            }
+            MountType::Cache => {
+                let target = target.ok_or_else(need_target)?;
+                let seed = match &m.from {
+                    None => None,
+                    Some(from) => Some((from_input(self, from)?, source_in_input(&m.source))),
+                };
+                let kind = ExecMountKind::Cache {
+                    id: m.id.clone().unwrap_or_else(|| target.clone()),
+                    sharing: match m.sharing {
+                        None | Some(Sharing::Shared) => CacheSharing::Shared,
+                        Some(Sharing::Private) => CacheSharing::Private,
+                        Some(Sharing::Locked) => CacheSharing::Locked,
+                    },
+                    mode: m.mode.unwrap_or(0o755),
+                    uid: m.uid.unwrap_or(0),
+                    gid: m.gid.unwrap_or(0),
+                    readonly: m.readonly,
+                    seed,
+                };
+                (target, kind)
+            }
+            MountType::Tmpfs => (
+                target.ok_or_else(need_target)?,
+                ExecMountKind::Tmpfs { size: m.size },
+            ),
+            MountType::Secret => {
+                let id =
+                    m.id.clone()
+                        .or_else(|| m.source.clone())
+                        .or_else(|| target.as_deref().map(paths::base_name))
+                        .ok_or_else(|| at.invalid("secret mount needs an id"))?;
+                // Only a file when asked for one or when not an env var.
+                let target = match (target, &m.env) {
+                    (Some(t), _) => t,
+                    (None, Some(_)) => String::new(),
+                    (None, None) => format!("/run/secrets/{id}"),
+                };
+                let kind = ExecMountKind::Secret {
+                    id,
+                    env: m.env.clone(),
+                    required: m.required,
+                    mode: m.mode.unwrap_or(0o400),
+                    uid: m.uid.unwrap_or(0),
+                    gid: m.gid.unwrap_or(0),
+                };
+                (target, kind)
+            }
+            MountType::Ssh => {
+                return Err(at.invalid("RUN --mount=type=ssh is not supported"));
+            }
+        };
+        Ok(ExecMount { target, kind })
+    }
+
+    fn dispatch_copy(
+        &mut self,
+        st: &mut StageState,
+        at: &At<'_>,
+        spec: CopySpec<'_>,
+    ) -> Result<(), PlanError> {
+        let line = at.line();
+        let env = st.expand_env();
+        let sources = spec
+            .sources
+            .iter()
+            .map(|s| self.expand(s, &env, line))
+            .collect::<Result<Vec<_>, _>>()?;
+        let written_dest = self.expand(spec.dest, &env, line)?;
+        let chown = spec.chown.map(|c| self.expand(c, &env, line)).transpose()?;
+        let chmod = spec.chmod.map(|c| self.expand(c, &env, line)).transpose()?;
+        let mut inline = Vec::new();
+        for h in spec.heredocs {
+            let content = if h.expand {
+                Lex::for_heredoc()
+                    .process_word(&h.content, &env)
+                    .map_err(|source| PlanError::Expand {
+                        line,
+                        word: h.content.clone(),
+                        source,
+                    })?
+                    .value
+            } else {
+                h.content.clone()
+            };
+            inline.push((h.name.clone(), content));
+        }
+        // The destination against WORKDIR; a trailing `/` (or `.`) says
+        // "into this directory" and is kept.
+        let mut dest = paths::resolve(&st.workdir(), &written_dest);
+        if (written_dest.is_empty() || written_dest == "." || written_dest.ends_with('/'))
+            && !dest.ends_with('/')
+        {
+            dest.push('/');
+        }
+        let mut created_by = spec.keyword.to_string();
+        for s in &sources {
+            created_by.push(' ');
+            created_by.push_str(s);
+        }
+        for h in spec.heredocs {
+            created_by.push_str(&format!(" <<{}", h.name));
+        }
+        created_by.push(' ');
+        created_by.push_str(&written_dest);
+        created_by.push_str(" # buildkit");
+
+        let from = match spec.from {
+            None => None,
+            Some(f) => Some(self.source_step(f, st, at)?),
+        };
+        let base = CopyOp {
+            source: CopySource::Context,
+            sources: Vec::new(),
+            dest,
+            chown,
+            chmod,
+            link: spec.link,
+            parents: spec.parents,
+            exclude: spec.exclude.to_vec(),
+            add: spec.add,
+            display: at.info.instruction.clone(),
+        };
+        let mut ops = Vec::new();
+        if !inline.is_empty() {
+            ops.push((
+                CopyOp {
+                    source: CopySource::Inline(inline),
+                    ..base.clone()
+                },
+                None,
+            ));
+        }
+        if !sources.is_empty() || ops.is_empty() {
+            ops.push((
+                CopyOp {
+                    source: if from.is_some() {
+                        CopySource::Input
+                    } else {
+                        CopySource::Context
+                    },
+                    sources,
+                    ..base
+                },
+                from,
+            ));
+        }
+        for (op, input) in ops {
+            let link = op.link;
+            let mut inputs = Vec::new();
+            if link {
+                // `--link`: copy onto an empty filesystem so the layer does
+                // not depend on what is below, then stack it.
+                inputs.push(self.add(Op::Scratch, &[], &at.info));
+            } else {
+                inputs.push(st.step);
+            }
+            inputs.extend(input);
+            let copied = self.add(Op::Copy(op), &inputs, &at.info);
+            st.step = if link {
+                self.add(Op::Merge, &[st.step, copied], &at.info)
+            } else {
+                copied
+            };
+        }
+        st.record(created_by, Some(st.step));
+        Ok(())
+    }
+}
+
+/// COPY's and ADD's arguments, to plan both with one function.
+struct CopySpec<'i> {
+    keyword: &'static str,
+    sources: &'i [String],
+    dest: &'i str,
+    from: Option<&'i str>,
+    chown: Option<&'i str>,
+    chmod: Option<&'i str>,
+    link: bool,
+    parents: bool,
+    exclude: &'i [String],
+    heredocs: &'i [rbuild_parser::Heredoc],
+    add: Option<AddOptions>,
+}
+
+/// CMD/ENTRYPOINT argv: shell form runs through the stage's SHELL.
+fn command_args(st: &StageState, command: &ShellOrExec) -> Vec<String> {
+    match command {
+        ShellOrExec::Exec(v) => v.clone(),
+        ShellOrExec::Shell(s) => {
+            let mut a = st.shell();
+            a.push(s.clone());
+            a
+        }
+    }
+}
+
+fn join_pairs(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expose_specs_like_nat() {
+        assert_eq!(port_specs("80").unwrap(), ["80/tcp"]);
+        assert_eq!(port_specs("53/UDP").unwrap(), ["53/udp"]);
+        assert_eq!(
+            port_specs("8000-8002").unwrap(),
+            ["8000/tcp", "8001/tcp", "8002/tcp"]
+        );
+        assert_eq!(port_specs("127.0.0.1:8080:80").unwrap(), ["80/tcp"]);
+        assert!(port_specs("http").is_err());
+    }
+
+    #[test]
+    fn single_heredoc_detection() {
+        assert!(is_single_heredoc("<<EOF", "EOF"));
+        assert!(is_single_heredoc("<<-'EOF'", "EOF"));
+        assert!(!is_single_heredoc("cat <<EOF", "EOF"));
+        assert!(!is_single_heredoc("<<EOF > x", "EOF"));
+    }
+
+    #[test]
+    fn csv_round_trip() {
+        assert_eq!(
+            split_csv(r#"type=cache,"target=/a,b""#),
+            ["type=cache", "target=/a,b"]
+        );
+        assert_eq!(csv_field("target=/a,b"), r#""target=/a,b""#);
+    }
+}
