@@ -9,6 +9,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// True when `args` (after [`commands::with_default_subcommand`]) run
+/// `rbuild build`.
+fn is_build(args: &[std::ffi::OsString]) -> bool {
+    args.iter().skip(1).any(|a| a == "build")
+}
+
 fn main() -> ExitCode {
     // The sandbox re-executes this binary as its init process; that must
     // happen before anything else (no clap, no threads).
@@ -17,7 +23,20 @@ fn main() -> ExitCode {
     {
         rbuild_executor::sandbox::init_main();
     }
-    let cli = commands::Cli::parse();
+    let args = commands::with_default_subcommand(
+        std::env::args_os().collect(),
+        &commands::subcommand_names(),
+    );
+    let cli = match commands::Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        // docker build exits 1 on a bad flag value, not clap's 2; help and
+        // version are not errors.
+        Err(e) if e.use_stderr() && is_build(&args) => {
+            let _ = e.print();
+            return ExitCode::from(1);
+        }
+        Err(e) => e.exit(),
+    };
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => {

@@ -1,5 +1,10 @@
 //! The command line: global flags and the subcommands, one module each.
 
+// Progress events, failure rendering and the request's planner fields are
+// used by `build::run_build` once the planner and worker are wired in.
+#[expect(dead_code, reason = "used once build::run_build is wired")]
+pub mod build;
+mod cache;
 mod check;
 mod debug;
 mod dockerfile_input;
@@ -42,6 +47,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build an image from a Dockerfile (the default: `rbuild [OPTIONS] PATH`)
+    Build(Box<build::BuildArgs>),
     /// Run a command in a new sandboxed container
     Run(Box<run::RunArgs>),
     /// Create an image from a root filesystem (tar, tar.gz, directory, or -)
@@ -68,6 +75,9 @@ pub enum Command {
     /// Manage the store
     #[command(subcommand)]
     System(SystemCommand),
+    /// Manage the build cache index
+    #[command(subcommand, alias = "builder")]
+    Cache(CacheCommand),
     /// Show where the store is and what it holds
     Info,
     /// Parse a Dockerfile and report its errors
@@ -114,6 +124,61 @@ pub enum SystemCommand {
     Info,
 }
 
+/// `rbuild cache …` (docker's `builder du/prune`)
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Show the build cache index's disk usage
+    Du(cache::DuArgs),
+    /// Remove build cache
+    Prune(cache::PruneArgs),
+}
+
+/// When the first argument after the global flags is not a subcommand
+/// (`rbuild -t app .`, `rbuild .`), inserts `build` there, so docker's
+/// habit of building by default works. `rbuild`, `--help`/`-h`,
+/// `--version`/`-V` and `help` are left alone.
+pub fn with_default_subcommand(
+    args: Vec<std::ffi::OsString>,
+    subcommands: &[String],
+) -> Vec<std::ffi::OsString> {
+    let mut i = 1;
+    // Skip the global flags (only --root, with its value apart or joined).
+    while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
+        if a == "--root" {
+            i += 2;
+        } else if a.starts_with("--root=") {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    let Some(first) = args.get(i) else {
+        return args;
+    };
+    let first = first.to_string_lossy();
+    let keep = matches!(
+        first.as_ref(),
+        "-h" | "--help" | "-V" | "--version" | "help"
+    ) || subcommands.iter().any(|s| *s == first);
+    if keep {
+        return args;
+    }
+    let mut out = args;
+    out.insert(i, "build".into());
+    out
+}
+
+/// Every subcommand name and alias of `rbuild`.
+pub fn subcommand_names() -> Vec<String> {
+    use clap::CommandFactory;
+    Cli::command()
+        .get_subcommands()
+        .flat_map(|c| {
+            std::iter::once(c.get_name().to_string()).chain(c.get_all_aliases().map(str::to_string))
+        })
+        .collect()
+}
+
 /// Runs the parsed command line; the returned code becomes the process's.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Commands that never touch the store don't resolve (or create) it.
@@ -141,5 +206,68 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::System(SystemCommand::Check(a)) => system::check(root, a),
         Command::Info | Command::System(SystemCommand::Info) => info::run(root),
         Command::Run(args) => run::run(root, *args),
+        Command::Build(args) => build::run(root, *args),
+        Command::Cache(CacheCommand::Du(a)) => cache::du(root, a),
+        Command::Cache(CacheCommand::Prune(a)) => cache::prune(root, a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::*;
+
+    fn with_default(argv: &[&str]) -> Vec<String> {
+        let args = argv.iter().map(OsString::from).collect();
+        with_default_subcommand(args, &subcommand_names())
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn build_is_the_default_subcommand() {
+        assert_eq!(
+            with_default(&["rbuild", "-t", "x", "."]),
+            ["rbuild", "build", "-t", "x", "."]
+        );
+        assert_eq!(with_default(&["rbuild", "."]), ["rbuild", "build", "."]);
+        assert_eq!(
+            with_default(&["rbuild", "--root", "R", "-t", "x", "."]),
+            ["rbuild", "--root", "R", "build", "-t", "x", "."]
+        );
+        assert_eq!(
+            with_default(&["rbuild", "--root=R", "ctx"]),
+            ["rbuild", "--root=R", "build", "ctx"]
+        );
+        for same in [
+            &["rbuild"][..],
+            &["rbuild", "images"],
+            &["rbuild", "build", "."],
+            &["rbuild", "--root", "R", "images"],
+            &["rbuild", "image", "ls"],
+            &["rbuild", "builder", "prune"],
+            &["rbuild", "--help"],
+            &["rbuild", "-V"],
+            &["rbuild", "help", "run"],
+            &["rbuild", "--root", "R"],
+        ] {
+            assert_eq!(with_default(same), same.to_vec());
+        }
+    }
+
+    #[test]
+    fn the_build_subcommand_parses() {
+        let cli = Cli::try_parse_from(with_default(&["rbuild", "--root", "R", "-t", "app:1", "."]))
+            .unwrap();
+        assert_eq!(cli.root.as_deref(), Some(std::path::Path::new("R")));
+        match cli.command {
+            Command::Build(b) => {
+                assert_eq!(b.tags[0].familiar(), "app:1");
+                assert_eq!(b.context, std::path::Path::new("."));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -63,7 +63,10 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_archive(
+/// Writes `selected` images (each with the tag it is saved under, if any)
+/// as one archive in `format`; shared with `rbuild build -o
+/// type=oci|docker`. The caller holds leases on the images.
+pub(crate) fn write_archive(
     store: &Store,
     selected: &[(Image, Option<ImageRef>)],
     format: Format,

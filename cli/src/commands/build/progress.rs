@@ -1,0 +1,840 @@
+//! Build progress: the events a build emits ([`Event`]) and the renderers
+//! that show them on stderr, chosen by `--progress`:
+//!
+//! - `tty` ([`TtyRenderer`], indicatif): one spinner line per running
+//!   step, parallel steps one under the other, the last few output lines
+//!   of each running step below it, finished steps printed above as
+//!   `=> [build 2/4] RUN make  1.2s` or `=> CACHED [...]`.
+//! - `plain` ([`PlainRenderer`]): BuildKit's plain log: `#5 [build 2/4]
+//!   RUN make`, `#5 0.123 output line`, `#5 CACHED`, `#5 DONE 1.2s`,
+//!   `#5 ERROR: …`; the header is repeated when output switches between
+//!   parallel steps; warnings and a summary at the end.
+//! - `json` ([`JsonRenderer`]): one JSON object per event and line.
+//!
+//! Events arrive from the scheduler's threads, so renderers are `Sync`
+//! and lock their own state. Each started step gets a display number
+//! (`#1`, `#2`…) in the order steps start.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+/// Names a step in events: the build graph's step index
+/// (`StepId::index()`), or any number unique within the build for
+/// steps outside the graph (exporting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct VertexId(pub usize);
+
+/// Which output stream bytes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// The end of a build, for the summary line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Steps the build needed.
+    pub steps: usize,
+    /// Of which found in the cache index.
+    pub cached: usize,
+    /// Of which executed.
+    pub executed: usize,
+    /// Wall time of the whole build.
+    #[serde(serialize_with = "seconds")]
+    pub duration: Duration,
+    /// The built image's ID (`sha256:…`), when the build succeeded.
+    pub image_id: Option<String>,
+    /// Tags given to it (full references).
+    pub tags: Vec<String>,
+}
+
+/// Something that happened during a build.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// A step started; `name` is how it is shown, e.g. `[build 2/4] RUN make`.
+    Started { id: VertexId, name: &'a str },
+    /// The step's result came from the cache index (ends the step).
+    Cached { id: VertexId },
+    /// Bytes a running step wrote (any chunking; lines are reassembled).
+    Output {
+        id: VertexId,
+        stream: Stream,
+        data: &'a [u8],
+    },
+    /// The step executed successfully in `duration`.
+    Finished { id: VertexId, duration: Duration },
+    /// The step failed with `error` (one line, e.g. `process "/bin/sh -c
+    /// make" did not complete successfully: exit code: 2`).
+    Failed { id: VertexId, error: &'a str },
+    /// A non-fatal finding, shown at the end (as BuildKit does).
+    Warning {
+        message: &'a str,
+        line: Option<usize>,
+    },
+    /// The build is over; the last event.
+    Summary(&'a Summary),
+}
+
+/// Shows build events. Implementations lock their own state: events come
+/// from several threads.
+pub trait Progress: Send + Sync {
+    fn event(&self, event: &Event<'_>);
+}
+
+/// Which renderer (`--progress`, with `auto` resolved; `-q` is `Quiet`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    Tty,
+    Plain,
+    Json,
+    Quiet,
+}
+
+/// The renderer for `mode`, writing to stderr.
+pub fn renderer(mode: ProgressMode) -> Box<dyn Progress> {
+    match mode {
+        ProgressMode::Tty => Box::new(TtyRenderer::new(ProgressDrawTarget::stderr())),
+        ProgressMode::Plain => Box::new(PlainRenderer::new(Box::new(std::io::stderr()))),
+        ProgressMode::Json => Box::new(JsonRenderer::new(Box::new(std::io::stderr()))),
+        ProgressMode::Quiet => Box::new(QuietRenderer),
+    }
+}
+
+/// Shows nothing (`-q`).
+pub struct QuietRenderer;
+
+impl Progress for QuietRenderer {
+    fn event(&self, _event: &Event<'_>) {}
+}
+
+/// Time since the renderer was made; injectable for tests.
+type Clock = Box<dyn Fn() -> Duration + Send + Sync>;
+
+fn real_clock() -> Clock {
+    let start = Instant::now();
+    Box::new(move || start.elapsed())
+}
+
+/// `1.2s` (BuildKit's one decimal).
+pub fn format_duration(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+/// Splits output chunks into lines, keeping an unterminated tail for the
+/// next chunk; `\r\n` ends a line like `\n`.
+#[derive(Debug, Default)]
+struct LineBuffer {
+    partial: Vec<u8>,
+}
+
+impl LineBuffer {
+    fn push(&mut self, data: &[u8]) -> Vec<String> {
+        self.partial.extend_from_slice(data);
+        let mut lines = Vec::new();
+        while let Some(i) = self.partial.iter().position(|&b| b == b'\n') {
+            let mut line: Vec<u8> = self.partial.drain(..=i).collect();
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            lines.push(String::from_utf8_lossy(&line).into_owned());
+        }
+        lines
+    }
+
+    fn flush(&mut self) -> Option<String> {
+        (!self.partial.is_empty()).then(|| {
+            let line = String::from_utf8_lossy(&self.partial).into_owned();
+            self.partial.clear();
+            line
+        })
+    }
+}
+
+struct PlainVertex {
+    number: usize,
+    name: String,
+    started: Duration,
+    lines: LineBuffer,
+}
+
+struct PlainState {
+    out: Box<dyn Write + Send>,
+    vertices: HashMap<VertexId, PlainVertex>,
+    next: usize,
+    /// The vertex whose lines were printed last; another's needs a header.
+    last: Option<VertexId>,
+    printed: bool,
+    warnings: Vec<(String, Option<usize>)>,
+}
+
+/// BuildKit's `--progress=plain` format.
+pub struct PlainRenderer {
+    state: Mutex<PlainState>,
+    clock: Clock,
+}
+
+impl PlainRenderer {
+    /// Writes to `out`.
+    pub fn new(out: Box<dyn Write + Send>) -> PlainRenderer {
+        PlainRenderer::with_clock(out, real_clock())
+    }
+
+    fn with_clock(out: Box<dyn Write + Send>, clock: Clock) -> PlainRenderer {
+        PlainRenderer {
+            state: Mutex::new(PlainState {
+                out,
+                vertices: HashMap::new(),
+                next: 1,
+                last: None,
+                printed: false,
+                warnings: Vec::new(),
+            }),
+            clock,
+        }
+    }
+}
+
+impl PlainState {
+    /// Makes `id` the current vertex, printing a blank line and its header
+    /// when another vertex printed last.
+    fn switch_to(&mut self, id: VertexId) {
+        if self.last == Some(id) {
+            return;
+        }
+        let Some(v) = self.vertices.get(&id) else {
+            return;
+        };
+        let header = format!("#{} {}", v.number, v.name);
+        if self.printed {
+            let _ = writeln!(self.out);
+        }
+        let _ = writeln!(self.out, "{header}");
+        self.printed = true;
+        self.last = Some(id);
+    }
+
+    fn line(&mut self, id: VertexId, text: &str) {
+        self.switch_to(id);
+        if let Some(v) = self.vertices.get(&id) {
+            let _ = writeln!(self.out, "#{} {text}", v.number);
+        }
+    }
+
+    fn flush_partial(&mut self, id: VertexId, now: Duration) {
+        let Some(v) = self.vertices.get_mut(&id) else {
+            return;
+        };
+        if let Some(rest) = v.lines.flush() {
+            let t = now.saturating_sub(v.started);
+            self.line(id, &format!("{:.3} {rest}", t.as_secs_f64()));
+        }
+    }
+}
+
+impl Progress for PlainRenderer {
+    fn event(&self, event: &Event<'_>) {
+        let now = (self.clock)();
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match *event {
+            Event::Started { id, name } => {
+                let number = st.next;
+                st.next += 1;
+                st.vertices.insert(
+                    id,
+                    PlainVertex {
+                        number,
+                        name: name.to_string(),
+                        started: now,
+                        lines: LineBuffer::default(),
+                    },
+                );
+                st.last = None;
+                st.switch_to(id);
+            }
+            Event::Cached { id } => st.line(id, "CACHED"),
+            Event::Output { id, data, .. } => {
+                let Some(v) = st.vertices.get_mut(&id) else {
+                    return;
+                };
+                let t = now.saturating_sub(v.started).as_secs_f64();
+                for line in v.lines.push(data) {
+                    st.line(id, &format!("{t:.3} {line}"));
+                }
+            }
+            Event::Finished { id, duration } => {
+                st.flush_partial(id, now);
+                st.line(id, &format!("DONE {}", format_duration(duration)));
+            }
+            Event::Failed { id, error } => {
+                st.flush_partial(id, now);
+                st.line(id, &format!("ERROR: {error}"));
+            }
+            Event::Warning { message, line } => st.warnings.push((message.to_string(), line)),
+            Event::Summary(s) => {
+                if st.printed {
+                    let _ = writeln!(st.out);
+                }
+                let text = summary_text(s, &st.warnings);
+                let _ = write!(st.out, "{text}");
+            }
+        }
+        let _ = st.out.flush();
+    }
+}
+
+/// The summary lines shared by `plain` and `tty`: warnings (BuildKit's
+/// ` N warnings found:` list), then the counts, the image and its tags.
+pub fn summary_text(s: &Summary, warnings: &[(String, Option<usize>)]) -> String {
+    let mut out = String::new();
+    if !warnings.is_empty() {
+        let n = warnings.len();
+        out.push_str(&format!(
+            " {n} warning{} found:\n",
+            if n == 1 { "" } else { "s" }
+        ));
+        for (message, line) in warnings {
+            match line {
+                Some(l) => out.push_str(&format!(" - {message} (line {l})\n")),
+                None => out.push_str(&format!(" - {message}\n")),
+            }
+        }
+    }
+    let verb = if s.image_id.is_some() {
+        "Built"
+    } else {
+        "Failed"
+    };
+    out.push_str(&format!(
+        "{verb} in {}: {} step{}, {} cached, {} executed\n",
+        format_duration(s.duration),
+        s.steps,
+        if s.steps == 1 { "" } else { "s" },
+        s.cached,
+        s.executed
+    ));
+    if let Some(id) = &s.image_id {
+        out.push_str(&format!("writing image {id}\n"));
+        for t in &s.tags {
+            out.push_str(&format!("naming to {t}\n"));
+        }
+    }
+    out
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+/// One line of `--progress=json`.
+#[derive(Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum JsonEvent<'a> {
+    Started {
+        step: VertexId,
+        name: &'a str,
+        #[serde(serialize_with = "seconds")]
+        time: Duration,
+    },
+    Cached {
+        step: VertexId,
+        #[serde(serialize_with = "seconds")]
+        time: Duration,
+    },
+    Output {
+        step: VertexId,
+        stream: Stream,
+        /// The bytes as text (invalid UTF-8 replaced).
+        data: String,
+        #[serde(serialize_with = "seconds")]
+        time: Duration,
+    },
+    Finished {
+        step: VertexId,
+        #[serde(serialize_with = "seconds")]
+        duration: Duration,
+        #[serde(serialize_with = "seconds")]
+        time: Duration,
+    },
+    Failed {
+        step: VertexId,
+        error: &'a str,
+        #[serde(serialize_with = "seconds")]
+        time: Duration,
+    },
+    Warning {
+        message: &'a str,
+        line: Option<usize>,
+        #[serde(serialize_with = "seconds")]
+        time: Duration,
+    },
+    Summary {
+        #[serde(flatten)]
+        summary: &'a Summary,
+        #[serde(serialize_with = "seconds")]
+        time: Duration,
+    },
+}
+
+/// `--progress=json`: one object per event, e.g.
+/// `{"event":"started","step":3,"name":"[build 2/4] RUN make","time":0.012}`;
+/// `time` is seconds since the build started; `step` is the [`VertexId`].
+pub struct JsonRenderer {
+    out: Mutex<Box<dyn Write + Send>>,
+    clock: Clock,
+}
+
+impl JsonRenderer {
+    /// Writes to `out`.
+    pub fn new(out: Box<dyn Write + Send>) -> JsonRenderer {
+        JsonRenderer::with_clock(out, real_clock())
+    }
+
+    fn with_clock(out: Box<dyn Write + Send>, clock: Clock) -> JsonRenderer {
+        JsonRenderer {
+            out: Mutex::new(out),
+            clock,
+        }
+    }
+}
+
+impl Progress for JsonRenderer {
+    fn event(&self, event: &Event<'_>) {
+        let time = (self.clock)();
+        let json = match *event {
+            Event::Started { id, name } => JsonEvent::Started {
+                step: id,
+                name,
+                time,
+            },
+            Event::Cached { id } => JsonEvent::Cached { step: id, time },
+            Event::Output { id, stream, data } => JsonEvent::Output {
+                step: id,
+                stream,
+                data: String::from_utf8_lossy(data).into_owned(),
+                time,
+            },
+            Event::Finished { id, duration } => JsonEvent::Finished {
+                step: id,
+                duration,
+                time,
+            },
+            Event::Failed { id, error } => JsonEvent::Failed {
+                step: id,
+                error,
+                time,
+            },
+            Event::Warning { message, line } => JsonEvent::Warning {
+                message,
+                line,
+                time,
+            },
+            Event::Summary(summary) => JsonEvent::Summary { summary, time },
+        };
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(line) = serde_json::to_string(&json) {
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    }
+}
+
+/// Output lines kept under a running step in the tty view.
+const TTY_TAIL_LINES: usize = 5;
+
+struct TtyStep {
+    name: String,
+    bar: ProgressBar,
+    tail: Vec<ProgressBar>,
+    lines: LineBuffer,
+    started: Instant,
+}
+
+struct TtyState {
+    steps: HashMap<VertexId, TtyStep>,
+    warnings: Vec<(String, Option<usize>)>,
+}
+
+/// `--progress=tty`: live spinners for running steps (indicatif).
+pub struct TtyRenderer {
+    multi: MultiProgress,
+    state: Mutex<TtyState>,
+}
+
+/// The line a finished step leaves above the live area.
+pub fn tty_done_line(name: &str, status: TtyStatus, duration: Duration) -> String {
+    match status {
+        TtyStatus::Cached => format!("=> CACHED {name}"),
+        TtyStatus::Done => format!("=> {name}  {}", format_duration(duration)),
+        TtyStatus::Error => format!("=> ERROR {name}  {}", format_duration(duration)),
+    }
+}
+
+/// How a step ended, for [`tty_done_line`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtyStatus {
+    Cached,
+    Done,
+    Error,
+}
+
+impl TtyRenderer {
+    /// Draws to `target` (stderr; hidden in tests).
+    pub fn new(target: ProgressDrawTarget) -> TtyRenderer {
+        TtyRenderer {
+            multi: MultiProgress::with_draw_target(target),
+            state: Mutex::new(TtyState {
+                steps: HashMap::new(),
+                warnings: Vec::new(),
+            }),
+        }
+    }
+
+    fn end(&self, st: &mut TtyState, id: VertexId, status: TtyStatus, extra: &[String]) {
+        let Some(mut step) = st.steps.remove(&id) else {
+            return;
+        };
+        for t in step.tail.drain(..) {
+            t.finish_and_clear();
+            self.multi.remove(&t);
+        }
+        step.bar.finish_and_clear();
+        self.multi.remove(&step.bar);
+        let _ = self
+            .multi
+            .println(tty_done_line(&step.name, status, step.started.elapsed()));
+        for line in extra {
+            let _ = self.multi.println(format!("   {line}"));
+        }
+    }
+}
+
+impl Progress for TtyRenderer {
+    fn event(&self, event: &Event<'_>) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match *event {
+            Event::Started { id, name } => {
+                let bar = self.multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_message(name.to_string());
+                bar.enable_steady_tick(Duration::from_millis(120));
+                st.steps.insert(
+                    id,
+                    TtyStep {
+                        name: name.to_string(),
+                        bar,
+                        tail: Vec::new(),
+                        lines: LineBuffer::default(),
+                        started: Instant::now(),
+                    },
+                );
+            }
+            Event::Cached { id } => self.end(&mut st, id, TtyStatus::Cached, &[]),
+            Event::Output { id, data, .. } => {
+                let Some(step) = st.steps.get_mut(&id) else {
+                    return;
+                };
+                for line in step.lines.push(data) {
+                    if step.tail.len() == TTY_TAIL_LINES {
+                        // Oldest line off the top: shift texts up.
+                        let texts: Vec<String> =
+                            step.tail.iter().skip(1).map(|b| b.message()).collect();
+                        for (b, t) in step.tail.iter().zip(texts) {
+                            b.set_message(t);
+                        }
+                        if let Some(last) = step.tail.last() {
+                            last.set_message(line);
+                        }
+                    } else {
+                        let after = step.tail.last().unwrap_or(&step.bar).clone();
+                        let b = self.multi.insert_after(&after, ProgressBar::new_spinner());
+                        b.set_style(
+                            ProgressStyle::with_template("    {msg:.dim}")
+                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                        );
+                        b.set_message(line);
+                        step.tail.push(b);
+                    }
+                }
+            }
+            Event::Finished { id, .. } => self.end(&mut st, id, TtyStatus::Done, &[]),
+            Event::Failed { id, error } => {
+                let mut extra: Vec<String> = st
+                    .steps
+                    .get(&id)
+                    .map(|s| s.tail.iter().map(|b| b.message()).collect())
+                    .unwrap_or_default();
+                extra.push(format!("ERROR: {error}"));
+                self.end(&mut st, id, TtyStatus::Error, &extra);
+            }
+            Event::Warning { message, line } => st.warnings.push((message.to_string(), line)),
+            Event::Summary(s) => {
+                let ids: Vec<VertexId> = st.steps.keys().copied().collect();
+                for id in ids {
+                    if let Some(step) = st.steps.remove(&id) {
+                        for t in step.tail {
+                            t.finish_and_clear();
+                        }
+                        step.bar.finish_and_clear();
+                    }
+                }
+                let _ = self.multi.clear();
+                for line in summary_text(s, &st.warnings).lines() {
+                    let _ = self.multi.println(line);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    /// A writer tests read back.
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Buf {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    /// A clock tests move by hand, in milliseconds.
+    fn fake_clock() -> (Arc<AtomicU64>, Clock) {
+        let ms = Arc::new(AtomicU64::new(0));
+        let m = ms.clone();
+        (
+            ms,
+            Box::new(move || Duration::from_millis(m.load(Ordering::SeqCst))),
+        )
+    }
+
+    fn summary() -> Summary {
+        Summary {
+            steps: 3,
+            cached: 1,
+            executed: 2,
+            duration: Duration::from_millis(2345),
+            image_id: Some("sha256:abc".into()),
+            tags: vec!["docker.io/library/app:1.0".into()],
+        }
+    }
+
+    fn script(p: &dyn Progress, ms: &AtomicU64) {
+        let (a, b, c) = (VertexId(0), VertexId(4), VertexId(7));
+        p.event(&Event::Started {
+            id: a,
+            name: "[1/3] FROM docker.io/library/busybox:latest",
+        });
+        p.event(&Event::Cached { id: a });
+        p.event(&Event::Started {
+            id: b,
+            name: "[build 2/3] RUN make",
+        });
+        ms.store(120, Ordering::SeqCst);
+        p.event(&Event::Output {
+            id: b,
+            stream: Stream::Stdout,
+            data: b"cc -o app\r\nlinking",
+        });
+        p.event(&Event::Started {
+            id: c,
+            name: "[docs 2/2] RUN doc",
+        });
+        ms.store(300, Ordering::SeqCst);
+        p.event(&Event::Output {
+            id: c,
+            stream: Stream::Stderr,
+            data: b"warning: x\n",
+        });
+        p.event(&Event::Output {
+            id: b,
+            stream: Stream::Stdout,
+            data: b" done\n",
+        });
+        ms.store(1500, Ordering::SeqCst);
+        p.event(&Event::Finished {
+            id: b,
+            duration: Duration::from_millis(1380),
+        });
+        p.event(&Event::Output {
+            id: c,
+            stream: Stream::Stdout,
+            data: b"no newline",
+        });
+        p.event(&Event::Failed {
+            id: c,
+            error: "process \"/bin/sh -c doc\" did not complete successfully: exit code: 2",
+        });
+        p.event(&Event::Warning {
+            message: "FromAsCasing: 'as' and 'FROM' keywords' casing do not match",
+            line: Some(3),
+        });
+        p.event(&Event::Summary(&summary()));
+    }
+
+    #[test]
+    fn plain_output_is_buildkits_format() {
+        let buf = Buf::default();
+        let (ms, clock) = fake_clock();
+        let p = PlainRenderer::with_clock(Box::new(buf.clone()), clock);
+        script(&p, &ms);
+        let want = "\
+#1 [1/3] FROM docker.io/library/busybox:latest
+#1 CACHED
+
+#2 [build 2/3] RUN make
+#2 0.120 cc -o app
+
+#3 [docs 2/2] RUN doc
+#3 0.180 warning: x
+
+#2 [build 2/3] RUN make
+#2 0.300 linking done
+#2 DONE 1.4s
+
+#3 [docs 2/2] RUN doc
+#3 1.380 no newline
+#3 ERROR: process \"/bin/sh -c doc\" did not complete successfully: exit code: 2
+
+ 1 warning found:
+ - FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 3)
+Built in 2.3s: 3 steps, 1 cached, 2 executed
+writing image sha256:abc
+naming to docker.io/library/app:1.0
+";
+        assert_eq!(buf.text(), want);
+    }
+
+    #[test]
+    fn json_output_is_one_object_per_event() {
+        let buf = Buf::default();
+        let (ms, clock) = fake_clock();
+        let p = JsonRenderer::with_clock(Box::new(buf.clone()), clock);
+        script(&p, &ms);
+        let lines: Vec<serde_json::Value> = buf
+            .text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 12);
+        assert_eq!(
+            lines[0],
+            serde_json::json!({"event": "started", "step": 0,
+                "name": "[1/3] FROM docker.io/library/busybox:latest", "time": 0.0})
+        );
+        assert_eq!(lines[1]["event"], "cached");
+        assert_eq!(lines[3]["event"], "output");
+        assert_eq!(lines[3]["stream"], "stdout");
+        assert_eq!(lines[3]["data"], "cc -o app\r\nlinking");
+        assert_eq!(lines[3]["time"], 0.12);
+        assert_eq!(lines[7]["event"], "finished");
+        assert_eq!(lines[7]["duration"], 1.38);
+        assert_eq!(lines[9]["event"], "failed");
+        assert_eq!(lines[10]["line"], 3);
+        let s = &lines[11];
+        assert_eq!(s["event"], "summary");
+        assert_eq!(s["steps"], 3);
+        assert_eq!(s["image_id"], "sha256:abc");
+        assert_eq!(s["duration"], 2.345);
+    }
+
+    #[test]
+    fn tty_renderer_handles_a_whole_build_off_screen() {
+        let p = TtyRenderer::new(ProgressDrawTarget::hidden());
+        let ms = AtomicU64::new(0);
+        // Many output lines: the tail stays bounded.
+        p.event(&Event::Started {
+            id: VertexId(1),
+            name: "[1/1] RUN seq 100",
+        });
+        for i in 0..100 {
+            p.event(&Event::Output {
+                id: VertexId(1),
+                stream: Stream::Stdout,
+                data: format!("{i}\n").as_bytes(),
+            });
+        }
+        {
+            let st = p.state.lock().unwrap();
+            let tail = &st.steps[&VertexId(1)].tail;
+            assert_eq!(tail.len(), TTY_TAIL_LINES);
+            assert_eq!(tail[0].message(), "95");
+            assert_eq!(tail[4].message(), "99");
+        }
+        p.event(&Event::Finished {
+            id: VertexId(1),
+            duration: Duration::from_secs(1),
+        });
+        script(&p, &ms);
+        assert!(p.state.lock().unwrap().steps.is_empty());
+    }
+
+    #[test]
+    fn tty_lines_for_finished_steps() {
+        let d = Duration::from_millis(1234);
+        assert_eq!(
+            tty_done_line("[2/3] RUN make", TtyStatus::Done, d),
+            "=> [2/3] RUN make  1.2s"
+        );
+        assert_eq!(
+            tty_done_line("[2/3] RUN make", TtyStatus::Cached, d),
+            "=> CACHED [2/3] RUN make"
+        );
+        assert_eq!(
+            tty_done_line("[2/3] RUN make", TtyStatus::Error, d),
+            "=> ERROR [2/3] RUN make  1.2s"
+        );
+    }
+
+    #[test]
+    fn a_failed_build_summary_names_no_image() {
+        let s = Summary {
+            image_id: None,
+            tags: vec![],
+            steps: 1,
+            cached: 0,
+            executed: 1,
+            duration: Duration::from_millis(50),
+        };
+        assert_eq!(
+            summary_text(&s, &[]),
+            "Failed in 0.1s: 1 step, 0 cached, 1 executed\n"
+        );
+    }
+
+    #[test]
+    fn line_buffer_reassembles_chunks() {
+        let mut b = LineBuffer::default();
+        assert!(b.push(b"ab").is_empty());
+        assert_eq!(b.push(b"c\nd\r\ne"), ["abc", "d"]);
+        assert_eq!(b.flush().as_deref(), Some("e"));
+        assert_eq!(b.flush(), None);
+    }
+}

@@ -1,0 +1,296 @@
+//! `rbuild cache du` and `rbuild cache prune`: the build cache index's
+//! disk usage and its cleanup, with `docker builder du/prune`'s flags and
+//! output.
+//!
+//! The commands work on the [`CacheRecords`] trait; [`open`] gives the
+//! store's implementation (the executor's cache index, mapped by the
+//! integrator).
+
+use std::io::{self, BufRead, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::bail;
+
+use super::build::options::parse_size;
+use super::table::Table;
+use super::timestamp;
+
+/// One entry of the build cache index, as `du` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheRecord {
+    /// Short id shown in tables (a cache key's or snapshot's hex prefix).
+    pub id: String,
+    /// Bytes on disk that removing the entry would free.
+    pub size: u64,
+    /// Unix seconds of the last use, if recorded.
+    pub last_used: Option<i64>,
+    /// A running build is using it: not reclaimable.
+    pub in_use: bool,
+    /// Shared with an image in the store (its bytes stay when removed).
+    pub shared: bool,
+    /// Mutable (a `RUN --mount=type=cache` directory): shown with `*`.
+    pub mutable: bool,
+}
+
+/// What `prune` may remove.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrunePolicy {
+    /// `-a`: also entries an image or a cache mount still uses, not only
+    /// unreferenced ones.
+    pub all: bool,
+    /// `--filter until=…`: only entries last used before this Unix time.
+    pub until: Option<i64>,
+    /// `--keep-storage`: stop once the cache index holds at most this many
+    /// bytes (least recently used removed first).
+    pub keep_storage: Option<u64>,
+}
+
+/// The cache index as the commands see it.
+pub trait CacheRecords {
+    /// Every entry.
+    fn records(&self) -> anyhow::Result<Vec<CacheRecord>>;
+    /// Removes what `policy` allows; returns the removed entries.
+    fn prune(&self, policy: &PrunePolicy) -> anyhow::Result<Vec<CacheRecord>>;
+}
+
+/// The store's cache index. The integrator maps this onto the executor's
+/// cache index API.
+pub fn open(_root: &Path) -> anyhow::Result<Box<dyn CacheRecords>> {
+    bail!("the build cache index is being wired up")
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DuArgs {
+    /// Show every entry (the table); without it too, as docker's
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    /// Remove all unused build cache, not just dangling entries
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+    /// Filter: until=DURATION|TIMESTAMP (entries last used before)
+    #[arg(long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Amount of disk space to keep for the cache (e.g. 10gb)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub keep_storage: Option<u64>,
+}
+
+/// `rbuild cache du`.
+pub fn du(root: &Path, _args: DuArgs) -> anyhow::Result<ExitCode> {
+    let index = open(root)?;
+    print!("{}", render_du(&index.records()?, timestamp::now().0));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rbuild cache prune`.
+pub fn prune(root: &Path, args: PruneArgs) -> anyhow::Result<ExitCode> {
+    let policy = prune_policy(&args)?;
+    if !args.force {
+        let what = if args.all {
+            "all build cache"
+        } else {
+            "all dangling build cache"
+        };
+        eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+        io::stderr().flush()?;
+        let mut answer = String::new();
+        io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let index = open(root)?;
+    print!("{}", render_prune(&index.prune(&policy)?));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn prune_policy(args: &PruneArgs) -> anyhow::Result<PrunePolicy> {
+    let mut until = None;
+    for f in &args.filters {
+        match f.split_once('=') {
+            Some(("until", v)) => match timestamp::parse_filter_time(v) {
+                Some(t) => until = Some(t),
+                None => bail!(
+                    "invalid value {f:?} for --filter: cannot parse {v:?} as a duration or time\nhint: e.g. until=24h"
+                ),
+            },
+            _ => {
+                bail!("invalid value {f:?} for --filter\nhint: cache prune accepts until=DURATION")
+            }
+        }
+    }
+    Ok(PrunePolicy {
+        all: args.all,
+        until,
+        keep_storage: args.keep_storage,
+    })
+}
+
+/// docker builder du's table, then the `Shared`/`Private`/`Reclaimable`/
+/// `Total` lines (the first two only when something is shared).
+pub fn render_du(records: &[CacheRecord], now: i64) -> String {
+    let mut sorted: Vec<&CacheRecord> = records.iter().collect();
+    // Most recently used last, as buildx sorts.
+    sorted.sort_by_key(|r| (r.last_used.unwrap_or(i64::MIN), r.id.clone()));
+    let mut out = String::new();
+    if !sorted.is_empty() {
+        let mut t = Table::new(&["ID", "RECLAIMABLE", "SIZE", "LAST ACCESSED"]);
+        for r in &sorted {
+            t.row(vec![
+                if r.mutable {
+                    format!("{}*", r.id)
+                } else {
+                    r.id.clone()
+                },
+                (!r.in_use).to_string(),
+                timestamp::human_size(r.size),
+                match r.last_used {
+                    Some(t) => format!("{} ago", timestamp::human_duration(now - t)),
+                    None => String::new(),
+                },
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+    let sum = |f: &dyn Fn(&CacheRecord) -> bool| -> u64 {
+        records.iter().filter(|r| f(r)).map(|r| r.size).sum()
+    };
+    let shared = sum(&|r| r.shared);
+    let total = sum(&|_| true);
+    let reclaimable = sum(&|r| !r.in_use);
+    let mut summary = Table::default();
+    if shared > 0 {
+        summary.row(vec!["Shared:".into(), timestamp::human_size(shared)]);
+        summary.row(vec![
+            "Private:".into(),
+            timestamp::human_size(total - shared),
+        ]);
+    }
+    summary.row(vec![
+        "Reclaimable:".into(),
+        timestamp::human_size(reclaimable),
+    ]);
+    summary.row(vec!["Total:".into(), timestamp::human_size(total)]);
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(&summary.render());
+    out
+}
+
+/// docker builder prune's output.
+pub fn render_prune(deleted: &[CacheRecord]) -> String {
+    let mut out = String::new();
+    if !deleted.is_empty() {
+        out.push_str("Deleted build cache objects:\n");
+        for r in deleted {
+            out.push_str(&r.id);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    let total: u64 = deleted.iter().map(|r| r.size).sum();
+    out.push_str(&format!(
+        "Total reclaimed space: {}\n",
+        timestamp::human_size(total)
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(
+        id: &str,
+        size: u64,
+        age: i64,
+        in_use: bool,
+        shared: bool,
+        mutable: bool,
+    ) -> CacheRecord {
+        CacheRecord {
+            id: id.into(),
+            size,
+            last_used: Some(1_000_000 - age),
+            in_use,
+            shared,
+            mutable,
+        }
+    }
+
+    #[test]
+    fn du_prints_dockers_table_and_totals() {
+        let records = vec![
+            rec("k2pv3pfxbd0l", 1_200_000, 30, false, false, false),
+            rec("a7uu4ljn3xyd", 2_000, 3 * 86_400, true, false, true),
+        ];
+        assert_eq!(
+            render_du(&records, 1_000_000),
+            "\
+ID              RECLAIMABLE   SIZE      LAST ACCESSED
+a7uu4ljn3xyd*   false         2kB       3 days ago
+k2pv3pfxbd0l    true          1.2MB     30 seconds ago
+
+Reclaimable:   1.2MB
+Total:         1.2MB
+"
+        );
+        let shared = vec![
+            rec("x", 500, 5, false, true, false),
+            rec("y", 1500, 5, false, false, false),
+        ];
+        let text = render_du(&shared, 1_000_000);
+        assert!(
+            text.contains("Shared:        500B\nPrivate:       1.5kB\n"),
+            "{text}"
+        );
+        assert_eq!(render_du(&[], 0), "Reclaimable:   0B\nTotal:         0B\n");
+    }
+
+    #[test]
+    fn prune_prints_deleted_ids_and_the_total() {
+        let deleted = vec![
+            rec("k2pv3pfxbd0l", 1_200_000, 0, false, false, false),
+            rec("a7uu4ljn3xyd", 2_000, 0, false, false, false),
+        ];
+        assert_eq!(
+            render_prune(&deleted),
+            "Deleted build cache objects:\nk2pv3pfxbd0l\na7uu4ljn3xyd\n\nTotal reclaimed space: 1.2MB\n"
+        );
+        assert_eq!(render_prune(&[]), "Total reclaimed space: 0B\n");
+    }
+
+    #[test]
+    fn prune_flags_become_a_policy() {
+        let args = PruneArgs {
+            all: true,
+            force: true,
+            filters: vec!["until=24h".into()],
+            keep_storage: Some(10 << 30),
+        };
+        let p = prune_policy(&args).unwrap();
+        assert!(p.all);
+        assert_eq!(p.keep_storage, Some(10 << 30));
+        let until = p.until.unwrap();
+        assert!((timestamp::now().0 - 86_400 - until).abs() <= 2);
+        let bad = PruneArgs {
+            filters: vec!["label=x".into()],
+            ..args
+        };
+        assert!(
+            prune_policy(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("label=x")
+        );
+    }
+}

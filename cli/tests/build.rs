@@ -1,0 +1,552 @@
+//! End-to-end builds: the real binary builds a context from
+//! `testdata/contexts/` into a temporary `--root`, then `rbuild run`s the
+//! image and checks what it prints — the round trip rbuild promises.
+//!
+//! These are the acceptance tests of `rbuild build`: they pass once the
+//! planner and the worker are wired into `run_build`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::{Rbuild, Run};
+
+/// A copy of `testdata/contexts/<name>` (tests edit their copy).
+fn context(rb: &Rbuild, name: &str) -> PathBuf {
+    let src = support::repo_root().join("testdata/contexts").join(name);
+    let dest = rb.path(&format!("ctx-{name}"));
+    support::tool("cp", &["-a", src.to_str().unwrap(), dest.to_str().unwrap()]);
+    dest
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `rbuild build --progress plain ARGS… CTX`, which must succeed.
+fn build(rb: &Rbuild, ctx: &Path, args: &[&str]) -> Run {
+    let r = try_build(rb, ctx, args);
+    assert_eq!(
+        r.code,
+        0,
+        "build of {} failed:\n{}\n{}",
+        ctx.display(),
+        r.stdout,
+        r.stderr
+    );
+    r
+}
+
+fn try_build(rb: &Rbuild, ctx: &Path, args: &[&str]) -> Run {
+    let mut all = vec!["build", "--progress", "plain"];
+    all.extend_from_slice(args);
+    all.push(s(ctx));
+    rb.run(&all)
+}
+
+/// A build with `--report`, returning the report.
+fn build_report(rb: &Rbuild, ctx: &Path, args: &[&str], name: &str) -> Value {
+    let path = rb.path(name);
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--report", s(&path)]);
+    build(rb, ctx, &all);
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+fn executed(report: &Value) -> Vec<String> {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "executed")
+        .map(|s| s["instruction"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn single_stage() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = context(&rb, "single-stage");
+    build(&rb, &ctx, &["-t", "single:1"]);
+    assert_eq!(rb.ok(&["run", "--rm", "single:1"]), "hello\nbuilt\n");
+    assert_eq!(rb.ok(&["run", "single:1", "pwd"]), "/app\n");
+}
+
+#[test]
+fn multi_stage_with_a_slim_final_stage() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = context(&rb, "multi-stage");
+    build(&rb, &ctx, &["-t", "slim"]);
+    assert_eq!(rb.ok(&["run", "slim"]), "hello from the slim stage\n");
+    let inspect: Value = serde_json::from_str(&rb.ok(&["inspect", "slim"])).unwrap();
+    let layers = inspect[0]["RootFS"]["Layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2, "only the two COPY layers: {inspect}");
+    // The build stage's big file is not in the image.
+    let r = rb.run(&[
+        "run",
+        "--entrypoint",
+        "/bin/busybox",
+        "slim",
+        "test",
+        "-e",
+        "/src/big",
+    ]);
+    assert_eq!(r.code, 1);
+    // --target builds the named stage instead.
+    build(&rb, &ctx, &["-t", "slim:build", "--target", "build"]);
+    assert_eq!(
+        rb.ok(&["run", "slim:build", "sh", "-c", "wc -c < /src/big"])
+            .trim(),
+        "524288"
+    );
+}
+
+#[test]
+fn arg_and_env_scoping() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = context(&rb, "args-env");
+    build(&rb, &ctx, &["-t", "args:default"]);
+    assert_eq!(
+        rb.ok(&["run", "args:default"]),
+        "hello first-value env-wins\ngreeting=unset only_first=unset from_env=unset\n"
+    );
+    // --build-arg overrides ARG defaults, reaches a later stage's ARG
+    // without default, and loses against ENV.
+    build(
+        &rb,
+        &ctx,
+        &[
+            "-t",
+            "args:cli",
+            "--build-arg",
+            "GREETING=hi",
+            "--build-arg",
+            "FROM_ENV=cli",
+        ],
+    );
+    assert_eq!(
+        rb.ok(&["run", "args:cli"]),
+        "hi first-value env-wins\ngreeting=hi only_first=unset from_env=unset\n"
+    );
+    // `--build-arg NAME` takes the value from rbuild's environment.
+    let mut c = rb.command(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "args:env",
+        "--build-arg",
+        "GREETING",
+        s(&ctx),
+    ]);
+    let out = c.env("GREETING", "from-env").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        rb.ok(&["run", "args:env"])
+            .starts_with("from-env first-value")
+    );
+    // Build args do not become image env; the first stage's ENV stays there.
+    let env = rb.ok(&["run", "args:cli", "env"]);
+    assert!(
+        !env.contains("GREETING") && !env.contains("FROM_ENV"),
+        "{env}"
+    );
+}
+
+#[test]
+fn dockerignore_excludes_and_reincludes() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = context(&rb, "dockerignore");
+    build(&rb, &ctx, &["-t", "ign"]);
+    assert_eq!(
+        rb.ok(&["run", "ign"]),
+        ".dockerignore\nDockerfile\napp.txt\nkeep.log\n"
+    );
+}
+
+#[test]
+fn copy_flags() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = context(&rb, "copy-flags");
+    build(&rb, &ctx, &["-t", "copies"]);
+    assert_eq!(
+        rb.ok(&[
+            "run",
+            "copies",
+            "stat",
+            "-c",
+            "%U:%G %a %n",
+            "/data/owned.txt",
+            "/data/mode.txt"
+        ]),
+        "nobody:nogroup 644 /data/owned.txt\nroot:root 640 /data/mode.txt\n"
+    );
+    assert_eq!(
+        rb.ok(&["run", "copies", "sh", "-c", "find /tree -type f | sort"]),
+        "/tree/src/a/one.txt\n/tree/src/b/two.txt\n"
+    );
+    assert_eq!(rb.ok(&["run", "copies", "ls", "/files"]), "keep.txt\n");
+    assert_eq!(
+        rb.ok(&["run", "copies", "cat", "/data/from-stage.txt"]),
+        "made-in-stage\n"
+    );
+}
+
+#[test]
+fn heredocs_in_run_and_copy() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = context(&rb, "heredocs");
+    build(&rb, &ctx, &["-t", "here"]);
+    assert_eq!(
+        rb.ok(&["run", "here"]),
+        "line one\nline two\n[app]\nname=heredoc\n"
+    );
+}
+
+#[test]
+fn a_cache_mount_survives_between_builds_and_stays_out_of_the_image() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = context(&rb, "cache-mount");
+    build(&rb, &ctx, &["-t", "counted:1"]);
+    assert_eq!(rb.ok(&["run", "counted:1"]), "1\n");
+    // --no-cache re-executes the RUN; the cache mount's content is kept.
+    build(&rb, &ctx, &["-t", "counted:2", "--no-cache"]);
+    assert_eq!(rb.ok(&["run", "counted:2"]), "2\n");
+    let r = rb.run(&["run", "counted:2", "test", "-e", "/cache/count"]);
+    assert_eq!(r.code, 1, "the cache mount's files are not in the image");
+}
+
+#[test]
+fn secrets_are_readable_during_run_and_absent_from_the_image() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = context(&rb, "secret");
+    let secret_file = rb.path("token.txt");
+    std::fs::write(&secret_file, "s3cret").unwrap();
+    let report = build_report(
+        &rb,
+        &ctx,
+        &[
+            "-t",
+            "sec",
+            "--secret",
+            &format!("id=token,src={}", s(&secret_file)),
+        ],
+        "report.json",
+    );
+    assert_eq!(rb.ok(&["run", "sec"]), "6\nenv-ok\n");
+    let r = rb.run(&["run", "sec", "cat", "/run/secrets/token"]);
+    assert_ne!(r.code, 0, "the secret is not in the image: {}", r.stdout);
+    let history = rb.ok(&["history", "--no-trunc", "sec"]);
+    assert!(!history.contains("s3cret"), "{history}");
+    assert!(
+        history.contains("--mount=type=secret,id=token"),
+        "{history}"
+    );
+    rb.ok(&["export", "sec", "-o", s(&rb.path("sec.tar"))]);
+    let tar = std::fs::read(rb.path("sec.tar")).unwrap();
+    assert!(!tar.windows(6).any(|w| w == b"s3cret"));
+    // The report: every step, with the documented fields.
+    assert_eq!(report["version"], 1);
+    assert_eq!(report["build"]["dockerfile"], "Dockerfile");
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 3, "FROM and two RUNs: {report}");
+    for step in steps {
+        for field in [
+            "id",
+            "stage",
+            "position",
+            "line",
+            "instruction",
+            "cache_key",
+            "status",
+            "duration_seconds",
+        ] {
+            assert!(step.get(field).is_some(), "{field} missing in {step}");
+        }
+        assert!(step["cache_key"].as_str().unwrap().starts_with("sha256:"));
+    }
+    assert_eq!(report["totals"]["steps"], 3);
+    // Secrets without a source fail the build, naming the secret.
+    let r = try_build(&rb, &ctx, &["-t", "sec:none"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("token"), "{}", r.stderr);
+}
+
+#[test]
+fn add_extracts_a_local_tar_gz() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = context(&rb, "add-tar");
+    let pkg = rb.tree("pkg-src", &[("pkg/readme.txt", "from the archive\n")]);
+    support::tool(
+        "tar",
+        &["-czf", s(&ctx.join("archive.tar.gz")), "-C", s(&pkg), "pkg"],
+    );
+    build(&rb, &ctx, &["-t", "added"]);
+    assert_eq!(rb.ok(&["run", "added"]), "from the archive\n");
+}
+
+#[test]
+fn onbuild_triggers_run_in_the_child_build() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let base = context(&rb, "onbuild-base");
+    build(&rb, &base, &["-t", "onbuild-base:1"]);
+    let r = rb.run(&["run", "onbuild-base:1", "test", "-e", "/onbuild.txt"]);
+    assert_eq!(r.code, 1, "triggers do not run in the base's own build");
+    let child = context(&rb, "onbuild-child");
+    build(&rb, &child, &["-t", "onbuild-child"]);
+    assert_eq!(
+        rb.ok(&["run", "onbuild-child"]),
+        "base\ntrigger-from-child\nonbuild-ran\n"
+    );
+}
+
+#[test]
+fn a_failing_run_shows_the_line_exit_code_and_output_and_tags_nothing() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = context(&rb, "failing-run");
+    let r = try_build(&rb, &ctx, &["-t", "failing:1"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("Dockerfile:3"), "{}", r.stderr);
+    assert!(r.stderr.contains("exit code: 3"), "{}", r.stderr);
+    assert!(r.stderr.contains("about to fail"), "{}", r.stderr);
+    assert!(r.stderr.contains("to stderr"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("never"),
+        "later steps do not run: {}",
+        r.stderr
+    );
+    assert_eq!(r.stdout, "");
+    let r = rb.run(&["inspect", "failing:1"]);
+    assert_ne!(r.code, 0, "no image is tagged");
+    assert_eq!(rb.ok(&["images", "-q", "failing"]), "");
+}
+
+#[test]
+fn the_cache_index_reuses_steps_and_explains_misses() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = context(&rb, "cache-count");
+    let first = build_report(&rb, &ctx, &["-t", "cc"], "r1.json");
+    assert!(executed(&first).len() >= 4, "{first}");
+    // The same build again: nothing executes.
+    let second = build_report(&rb, &ctx, &["-t", "cc"], "r2.json");
+    assert_eq!(executed(&second), Vec::<String>::new(), "{second}");
+    assert_eq!(second["totals"]["misses"], 0);
+    assert_eq!(second["totals"]["hit_ratio"], 1.0);
+    // Only the mtime changes: still nothing (keys use content, not mtimes).
+    support::tool("touch", &["-d", "2001-01-01", s(&ctx.join("a.txt"))]);
+    let third = build_report(&rb, &ctx, &["-t", "cc"], "r3.json");
+    assert_eq!(executed(&third), Vec::<String>::new(), "{third}");
+    // Editing b.txt re-executes only what depends on it, and says why.
+    std::fs::write(ctx.join("b.txt"), "b2\n").unwrap();
+    let explain = {
+        let path = rb.path("r4.json");
+        let r = build(&rb, &ctx, &["-t", "cc", "--report", s(&path), "--explain"]);
+        let report: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            executed(&report),
+            ["COPY b.txt .", "RUN cat b.txt > b.out"],
+            "{report}"
+        );
+        let copy = report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["instruction"] == "COPY b.txt .")
+            .unwrap();
+        assert!(copy["reason"].to_string().contains("b.txt"), "{copy}");
+        r.stderr
+    };
+    assert!(explain.contains("COPY b.txt . (Dockerfile:5)"), "{explain}");
+    assert_eq!(rb.ok(&["run", "cc"]), "a1\nb2\n");
+}
+
+#[test]
+fn an_unused_stage_never_executes() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = context(&rb, "unused-stage");
+    let r = build(&rb, &ctx, &["-t", "used"]);
+    assert!(!r.stderr.contains("the unused stage ran"), "{}", r.stderr);
+    assert_eq!(rb.ok(&["run", "used"]), "ok\n");
+}
+
+#[test]
+fn independent_stages_run_at_the_same_time() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = context(&rb, "parallel-stages");
+    build(&rb, &ctx, &["-t", "par", "--jobs", "2"]);
+    let out = rb.ok(&["run", "par"]);
+    let t: Vec<f64> = out.lines().map(|l| l.trim().parse().unwrap()).collect();
+    let (a, b) = ((t[0], t[1]), (t[2], t[3]));
+    assert!(
+        a.0 < b.1 && b.0 < a.1,
+        "the two RUNs' intervals overlap: a={a:?} b={b:?}"
+    );
+}
+
+#[test]
+fn exporters_iidfile_metadata_and_quiet() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = context(&rb, "single-stage");
+    let iid = rb.path("iid");
+    let meta = rb.path("meta.json");
+    let r = rb.run(&[
+        "build",
+        "-q",
+        "-t",
+        "exp:1",
+        "--iidfile",
+        s(&iid),
+        "--metadata-file",
+        s(&meta),
+        s(&ctx),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let id = r.stdout.trim().to_string();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    assert_eq!(r.stderr, "", "-q prints no progress");
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), id);
+    let m: Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(m["containerimage.config.digest"], id.as_str());
+    assert!(
+        m["containerimage.digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert_eq!(m["image.name"], "docker.io/library/exp:1");
+    let inspect: Value = serde_json::from_str(&rb.ok(&["inspect", "exp:1"])).unwrap();
+    assert_eq!(inspect[0]["Id"], id.as_str());
+
+    // The default subcommand builds too.
+    rb.ok(&["-q", "-t", "exp:2", s(&ctx)]);
+    assert_eq!(rb.ok(&["run", "exp:2"]), "hello\nbuilt\n");
+
+    let local = rb.path("local-out");
+    let oci = rb.path("img-oci.tar");
+    let docker = rb.path("img-docker.tar");
+    let rootfs = rb.path("rootfs.tar");
+    build(
+        &rb,
+        &ctx,
+        &[
+            "-o",
+            s(&local),
+            "-o",
+            &format!("type=oci,dest={}", s(&oci)),
+            "-o",
+            &format!("type=docker,dest={}", s(&docker)),
+            "-o",
+            &format!("type=tar,dest={}", s(&rootfs)),
+            "-t",
+            "exp:3",
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(local.join("app/hello.txt")).unwrap(),
+        "hello\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(local.join("app/built.txt")).unwrap(),
+        "built\n"
+    );
+    let list = support::tool("tar", &["-tf", s(&rootfs)]);
+    assert!(
+        list.lines()
+            .any(|l| l.trim_end_matches('/') == "app/built.txt"),
+        "{list}"
+    );
+    let list = support::tool("tar", &["-tf", s(&oci)]);
+    assert!(
+        list.contains("oci-layout") && list.contains("index.json"),
+        "{list}"
+    );
+    // The docker archive loads back into a fresh store and runs.
+    let other = Rbuild::new();
+    other.ok(&["load", "-i", s(&docker)]);
+    assert_eq!(other.ok(&["run", "exp:3"]), "hello\nbuilt\n");
+    // A tar to stdout.
+    let out = rb
+        .command(&[
+            "build",
+            "--progress",
+            "plain",
+            "-o",
+            "type=tar,dest=-",
+            s(&ctx),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut a = tar::Archive::new(&out.stdout[..]);
+    assert!(
+        a.entries()
+            .unwrap()
+            .any(|e| e.unwrap().path().unwrap() == Path::new("app/hello.txt"))
+    );
+}
+
+#[test]
+fn progress_formats() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = context(&rb, "single-stage");
+    let r = build(&rb, &ctx, &["-t", "prog"]);
+    // BuildKit's plain format.
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.starts_with('#') && l.ends_with("RUN echo built > /app/built.txt")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.starts_with('#') && l.contains(" DONE ")),
+        "{}",
+        r.stderr
+    );
+    let again = build(&rb, &ctx, &["-t", "prog"]);
+    assert!(
+        again
+            .stderr
+            .lines()
+            .any(|l| l.starts_with('#') && l.ends_with(" CACHED")),
+        "{}",
+        again.stderr
+    );
+    // JSON: every stderr line is an object with an event.
+    let r = rb.run(&["build", "--progress", "json", "--no-cache", s(&ctx)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let events: Vec<Value> = r
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert!(events.iter().any(|e| e["event"] == "started"));
+    assert_eq!(events.last().unwrap()["event"], "summary");
+}
