@@ -55,4 +55,10 @@ pub trait SourceFs: Sync {
     /// The sha256 of a regular file's content. Implementations may answer
     /// from a cache (the context's stat cache) instead of reading it.
     fn file_digest(&self, path: &str) -> io::Result<Digest>;
+    /// An identity shared by all hard links of a regular file that has more
+    /// than one (`(st_dev, st_ino)`), so COPY keeps them hard links; `None`
+    /// for a file with a single link, or when the tree cannot tell.
+    fn link_id(&self, _path: &str) -> io::Result<Option<(u64, u64)>> {
+        Ok(None)
+    }
 }
