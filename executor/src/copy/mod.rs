@@ -70,12 +70,6 @@ pub enum CopyError {
     /// `.dockerignore`); BuildKit's wording.
     #[error("\"/{}\": not found", pattern::clean_components(path).join("/"))]
     SourceNotFound { path: String },
-    /// A glob that matches nothing.
-    #[error(
-        "no source files were specified: \"/{}\" matches nothing",
-        pattern::clean_components(path).join("/")
-    )]
-    NoMatch { path: String },
     #[error("syntax error in pattern {pattern:?}")]
     BadPattern { pattern: String },
     #[error(transparent)]

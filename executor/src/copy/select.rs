@@ -118,15 +118,11 @@ pub(crate) fn select_source(
                 });
             }
         }
-        if roots.is_empty() {
-            return Err(if wildcard {
-                CopyError::NoMatch {
-                    path: source.to_string(),
-                }
-            } else {
-                CopyError::SourceNotFound {
-                    path: source.to_string(),
-                }
+        // A wildcard matching nothing copies nothing, as BuildKit does
+        // (`AllowEmptyWildcard`); a literal path must exist.
+        if roots.is_empty() && !wildcard {
+            return Err(CopyError::SourceNotFound {
+                path: source.to_string(),
             });
         }
         return Ok(roots);
@@ -169,11 +165,8 @@ pub(crate) fn select_source(
             contents,
         });
     }
-    if roots.is_empty() && wildcard {
-        return Err(CopyError::NoMatch {
-            path: source.to_string(),
-        });
-    }
+    // An empty wildcard match is not an error (BuildKit's
+    // `AllowEmptyWildcard`): `COPY *.log /logs/` with no logs copies nothing.
     Ok(roots)
 }
 
