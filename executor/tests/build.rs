@@ -13,9 +13,10 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
 use rbuild_executor::build::{
-    BuildError, BuildWorker, LineageStore, LogSink, NoLog, PruneOptions, Secrets, StepOutput,
-    StoreCacheIndex, StoreResolver, Stream, WorkerConfig,
+    BuildContext, BuildError, BuildWorker, LineageStore, LogSink, NoLog, PruneOptions, Secrets,
+    StepOutput, StoreCacheIndex, StoreResolver, Stream, WorkerConfig,
 };
+use rbuild_executor::copy::{EntryKind, SourceFs, SourceMeta};
 use rbuild_executor::layer::{PackOptions, pack_dir};
 use rbuild_executor::sandbox;
 use rbuild_executor::store::{LayerInfo, Store};
@@ -64,6 +65,14 @@ fn main() {
             explain_a_miss_between_two_builds,
         ),
         ("resolver_finds_base_by_name", resolver_finds_base_by_name),
+        (
+            "cancel_kills_the_running_step",
+            cancel_kills_the_running_step,
+        ),
+        (
+            "context_mount_is_read_only_and_not_in_the_layer",
+            context_mount_is_read_only_and_not_in_the_layer,
+        ),
     ];
     if !nix::unistd::geteuid().is_root() || !Path::new("/bin/busybox").exists() {
         println!("skipped: needs root and /bin/busybox (apt-get install busybox-static)");
@@ -564,4 +573,148 @@ fn resolver_finds_base_by_name() {
         .resolve("alpine:3", &platform)
         .unwrap_err();
     assert!(err.to_string().contains("rbuild import"), "{err}");
+}
+
+fn cancel_kills_the_running_step() {
+    let fx = Fixture::new();
+    let store = fx.store();
+    let (g, last) = chain(&fx, vec![exec("sleep 30")]);
+    let cancel = AtomicBool::new(false);
+    let secrets = Secrets::new();
+    let worker = BuildWorker::new(WorkerConfig {
+        store: &store,
+        context: None,
+        secrets: &secrets,
+        log: &NoLog,
+        cancel: &cancel,
+    })
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        solve(
+            &g,
+            &[last],
+            &worker,
+            &StoreCacheIndex::new(&store),
+            &NoEvents,
+            &SolveOptions::default(),
+        )
+        .err()
+        .expect("cancelled")
+    });
+    assert!(
+        matches!(err.source, BuildError::Cancelled),
+        "{:?}",
+        err.source
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let leftovers: Vec<_> = fs::read_dir(store.tmp_dir()).unwrap().flatten().collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// A context over a directory that leaves out `secret.txt` (as a
+/// `.dockerignore` would).
+struct DirContext(std::path::PathBuf);
+
+impl DirContext {
+    fn path(&self, rel: &str) -> std::path::PathBuf {
+        self.0.join(rel)
+    }
+}
+
+impl SourceFs for DirContext {
+    fn lstat(&self, path: &str) -> std::io::Result<Option<SourceMeta>> {
+        use std::os::unix::fs::MetadataExt;
+        if path.ends_with("secret.txt") {
+            return Ok(None);
+        }
+        let m = fs::symlink_metadata(self.path(path))?;
+        let kind = if m.is_dir() {
+            EntryKind::Dir
+        } else if m.is_file() {
+            EntryKind::File
+        } else {
+            EntryKind::Symlink
+        };
+        Ok(Some(SourceMeta {
+            kind,
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.len(),
+            mtime: m.mtime(),
+            rdev: 0,
+        }))
+    }
+    fn read_dir(&self, path: &str) -> std::io::Result<Vec<String>> {
+        let mut v: Vec<String> = fs::read_dir(self.path(path))?
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "secret.txt")
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+    fn open(&self, path: &str) -> std::io::Result<fs::File> {
+        fs::File::open(self.path(path))
+    }
+    fn read_link(&self, path: &str) -> std::io::Result<std::path::PathBuf> {
+        fs::read_link(self.path(path))
+    }
+    fn file_digest(&self, path: &str) -> std::io::Result<Digest> {
+        Ok(Digest::of(&fs::read(self.path(path))?))
+    }
+}
+
+fn context_mount_is_read_only_and_not_in_the_layer() {
+    let fx = Fixture::new();
+    let store = fx.store();
+    let ctx_dir = fx.dir.path().join("context");
+    fs::create_dir_all(ctx_dir.join("src")).unwrap();
+    fs::write(ctx_dir.join("src/main.c"), "int main;").unwrap();
+    fs::write(ctx_dir.join("secret.txt"), "ignored").unwrap();
+    let ctx = DirContext(ctx_dir.clone());
+    let mut op = exec(
+        "cat /ctx/src/main.c > /out && test ! -e /ctx/secret.txt && ! touch /ctx/src/main.c 2>/dev/null",
+    );
+    op.mounts.push(ExecMount {
+        target: "/ctx".into(),
+        kind: ExecMountKind::Context {
+            source: ".".into(),
+            readonly: true,
+        },
+    });
+    let (g, last) = chain(&fx, vec![op]);
+    let cancel = AtomicBool::new(false);
+    let secrets = Secrets::new();
+    let worker = BuildWorker::new(WorkerConfig {
+        store: &store,
+        context: Some(BuildContext {
+            fs: &ctx,
+            root: &ctx_dir,
+        }),
+        secrets: &secrets,
+        log: &NoLog,
+        cancel: &cancel,
+    })
+    .unwrap();
+    let out = solve(
+        &g,
+        &[last],
+        &worker,
+        &StoreCacheIndex::new(&store),
+        &NoEvents,
+        &SolveOptions::default(),
+    )
+    .unwrap()
+    .outputs
+    .remove(0);
+    assert_eq!(entries(&store, &out.layers[1].info), ["out"]);
+    assert_eq!(
+        fs::read_to_string(ctx_dir.join("src/main.c")).unwrap(),
+        "int main;"
+    );
 }
