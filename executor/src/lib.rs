@@ -10,6 +10,7 @@
 //! never on the CLI. It never sees Dockerfile syntax: it receives ops with
 //! everything already expanded.
 
+pub mod build;
 pub mod copy;
 pub mod layer;
 pub mod reference;

@@ -10,6 +10,7 @@
 
 pub mod cache_key;
 pub mod digest;
+pub mod explain;
 pub mod graph;
 pub mod image_config;
 pub mod op;

@@ -766,7 +766,8 @@ impl Store {
         Ok(FileLock::try_acquire(&path, LockMode::Exclusive)?.is_none())
     }
 
-    /// Deletes blobs and snapshots that no index entry and no lease reaches.
+    /// Deletes blobs and snapshots that no index entry, no lease and no
+    /// build cache-index record reaches.
     /// Waits for running write sessions of other processes to finish. Must
     /// not be called while this `Store` has a [`WriteSession`] open.
     pub fn gc(&self) -> Result<GcStats> {
@@ -831,6 +832,11 @@ impl Store {
                     keep_blobs.insert(d);
                 }
             }
+        }
+        // Results in the build cache index stay until `cache prune`.
+        for l in crate::build::live_layers(&self.dir) {
+            keep_blobs.insert(l.digest);
+            keep_snapshots.insert(l.diff_id.hex());
         }
         let mut stats = GcStats::default();
         let blobs = self.blobs_dir();

@@ -1,0 +1,416 @@
+//! The persistent cache index: cache key → a step's result (its layers),
+//! kept in the store apart from the blobs it names, as BuildKit keeps its
+//! cache-key index apart from snapshots.
+//!
+//! ```text
+//! <store>/cache-v1/keys/<key hex>.json   one record per key, written atomically
+//! ```
+//!
+//! A record holds the result's layers (blob digest, diffID, size, media
+//! type, when made), its size, when it was made and last used, and what
+//! the key was made of ([`StepFingerprint`], for explaining misses). Keys
+//! never depend on the machine (see `rbuild_solver::cache_key`); records
+//! only refer to blobs by digest, so a lookup whose blobs are gone is a
+//! miss, never an error. [`Store::gc`] keeps every blob and snapshot a
+//! record names ([`live_layers`]) until [`StoreCacheIndex::prune`] drops
+//! the record.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use rbuild_solver::explain::StepFingerprint;
+use rbuild_solver::scheduler::{CacheIndex, KeyParts};
+use rbuild_solver::{CacheKey, Digest};
+
+use super::{BuildError, BuiltLayer, StepOutput, cache_mount, time};
+use crate::store::{GcStats, LayerInfo, Store};
+
+/// Version of the record format; part of the directory name.
+pub const CACHE_INDEX_VERSION: u32 = 1;
+
+fn index_dir(store_dir: &Path) -> PathBuf {
+    store_dir.join(format!("cache-v{CACHE_INDEX_VERSION}"))
+}
+
+fn keys_dir(store_dir: &Path) -> PathBuf {
+    index_dir(store_dir).join("keys")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RecordLayer {
+    digest: String,
+    diff_id: String,
+    size: u64,
+    media_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    key: String,
+    description: String,
+    /// Seconds since the epoch.
+    created: i64,
+    last_used: i64,
+    /// Bytes of the blobs the step added.
+    size: u64,
+    /// The result's layers, bottom first.
+    layers: Vec<RecordLayer>,
+    /// How many of the top layers the step added.
+    added: usize,
+    parts: StepFingerprint,
+}
+
+impl Record {
+    fn output(&self) -> Option<StepOutput> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                Some(BuiltLayer {
+                    info: LayerInfo {
+                        digest: l.digest.parse().ok()?,
+                        diff_id: l.diff_id.parse().ok()?,
+                        size: l.size,
+                        media_type: l.media_type.clone(),
+                    },
+                    created: l.created.clone(),
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        (self.added <= layers.len()).then_some(StepOutput {
+            layers,
+            added: self.added,
+        })
+    }
+
+    fn added_digests(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.layers[self.layers.len().saturating_sub(self.added)..]
+            .iter()
+            .map(|l| (l.digest.as_str(), l.size))
+    }
+}
+
+/// A one-line description of a step from its key's fields (the cache
+/// index is not told the step's display text): e.g. `exec: sh -c make`.
+fn describe(parts: &KeyParts) -> String {
+    let field = |tag: &str| -> Vec<&str> {
+        parts
+            .fields
+            .iter()
+            .filter(|f| f.tag == tag)
+            .map(|f| f.value.as_str())
+            .collect()
+    };
+    let kind = field("kind").first().copied().unwrap_or("step").to_string();
+    let detail = match kind.as_str() {
+        "exec" => field("args").get(1..).map(|a| a.join(" ")),
+        "image" => field("digest").first().map(|d| d.to_string()),
+        "copy" => field("dest").first().map(|d| format!("to {d}")),
+        "mkdir" => field("path").first().map(|d| d.to_string()),
+        _ => None,
+    };
+    match detail {
+        Some(d) if !d.is_empty() => format!("{kind}: {d}"),
+        _ => kind,
+    }
+}
+
+/// The cache index of a store; implements the solver's [`CacheIndex`].
+pub struct StoreCacheIndex<'a> {
+    store: &'a Store,
+}
+
+/// One record, as `rbuild cache du` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheRecordInfo {
+    pub key: CacheKey,
+    pub description: String,
+    /// Bytes of the blobs the step added.
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub created: i64,
+    pub last_used: i64,
+    /// An image in the store uses the step's layers too (pruning the
+    /// record frees nothing of them).
+    pub shared: bool,
+}
+
+/// `rbuild cache du`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheUsage {
+    /// Least recently used first.
+    pub records: Vec<CacheRecordInfo>,
+    /// Bytes of the distinct blobs records added.
+    pub total: u64,
+    /// Of `total`, bytes no image uses (what `cache prune -a` frees).
+    pub reclaimable: u64,
+    /// Bytes in cache mounts (`RUN --mount=type=cache`).
+    pub cache_mounts: u64,
+}
+
+/// `rbuild cache prune`, following `docker builder prune`.
+#[derive(Debug, Clone, Default)]
+pub struct PruneOptions {
+    /// Every record (and cache mounts), not only those whose layers no
+    /// image uses.
+    pub all: bool,
+    /// Remove least recently used records only until the records take at
+    /// most this many bytes (`--keep-storage`).
+    pub keep_storage: Option<u64>,
+    /// Only records not used for at least this long (`--filter until=`).
+    pub until: Option<Duration>,
+}
+
+/// What a prune removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub records_removed: u64,
+    pub cache_mounts_removed: u64,
+    /// The store's garbage collection that followed.
+    pub gc: GcStats,
+    /// Blob and cache-mount bytes freed.
+    pub bytes_reclaimed: u64,
+}
+
+impl<'a> StoreCacheIndex<'a> {
+    pub fn new(store: &'a Store) -> StoreCacheIndex<'a> {
+        StoreCacheIndex { store }
+    }
+
+    fn record_path(&self, key: &CacheKey) -> PathBuf {
+        keys_dir(self.store.dir()).join(format!("{}.json", key.digest().hex()))
+    }
+
+    fn read(&self, path: &Path) -> Result<Option<Record>, BuildError> {
+        match fs::read(path) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(BuildError::io(path)(e)),
+        }
+    }
+
+    fn write(&self, path: &Path, record: &Record) -> Result<(), BuildError> {
+        let dir = path.parent().expect("records live in a directory");
+        fs::create_dir_all(dir).map_err(BuildError::io(dir))?;
+        let bytes = serde_json::to_vec_pretty(record).expect("records serialize");
+        write_atomic(self.store.tmp_dir(), path, &bytes)
+    }
+
+    fn all_records(&self) -> Result<Vec<(PathBuf, Record)>, BuildError> {
+        read_records(self.store.dir())
+    }
+
+    /// Every record with its size and use, and the totals.
+    pub fn usage(&self) -> Result<CacheUsage, BuildError> {
+        let image_blobs = self.image_blobs()?;
+        let mut records: Vec<CacheRecordInfo> = Vec::new();
+        let mut seen = BTreeSet::new();
+        let (mut total, mut reclaimable) = (0, 0);
+        for (_, r) in self.all_records()? {
+            let Ok(key) = r.key.parse::<Digest>() else {
+                continue;
+            };
+            let mut shared = false;
+            for (digest, size) in r.added_digests() {
+                let used = image_blobs.contains(digest);
+                shared |= used;
+                if seen.insert(digest.to_string()) {
+                    total += size;
+                    if !used {
+                        reclaimable += size;
+                    }
+                }
+            }
+            records.push(CacheRecordInfo {
+                key: CacheKey::from_digest(key),
+                description: r.description.clone(),
+                size: r.size,
+                created: r.created,
+                last_used: r.last_used,
+                shared,
+            });
+        }
+        records.sort_by_key(|r| (r.last_used, r.key));
+        Ok(CacheUsage {
+            records,
+            total,
+            reclaimable,
+            cache_mounts: cache_mount::usage(self.store.dir()),
+        })
+    }
+
+    /// Removes records as `opts` says (cache mounts too with `all`), then
+    /// collects the store's garbage. Must not run while a worker on the
+    /// same `Store` is alive (it holds a write session gc waits for).
+    pub fn prune(&self, opts: &PruneOptions) -> Result<PruneReport, BuildError> {
+        let image_blobs = self.image_blobs()?;
+        let now = time::now_secs();
+        let mut records = self.all_records()?;
+        records.sort_by_key(|(_, r)| r.last_used);
+        let mut stored: u64 = {
+            let mut seen = BTreeSet::new();
+            records
+                .iter()
+                .flat_map(|(_, r)| r.added_digests())
+                .filter(|(d, _)| seen.insert(d.to_string()))
+                .map(|(_, s)| s)
+                .sum()
+        };
+        let mut report = PruneReport::default();
+        for (path, r) in &records {
+            if opts.keep_storage.is_some_and(|keep| stored <= keep) {
+                break;
+            }
+            let shared = r.added_digests().any(|(d, _)| image_blobs.contains(d));
+            let old_enough = opts
+                .until
+                .is_none_or(|u| now.saturating_sub(r.last_used) >= u.as_secs() as i64);
+            if (shared && !opts.all) || !old_enough {
+                continue;
+            }
+            fs::remove_file(path).map_err(BuildError::io(path))?;
+            stored = stored.saturating_sub(r.size);
+            report.records_removed += 1;
+        }
+        if opts.all && opts.keep_storage.is_none() && opts.until.is_none() {
+            let (count, bytes) = cache_mount::prune(self.store)?;
+            report.cache_mounts_removed = count;
+            report.bytes_reclaimed += bytes;
+        }
+        report.gc = self.store.gc()?;
+        report.bytes_reclaimed += report.gc.bytes_freed;
+        Ok(report)
+    }
+
+    /// Blob digests (as text) that images in the store use.
+    fn image_blobs(&self) -> Result<BTreeSet<String>, BuildError> {
+        Ok(self
+            .store
+            .scan_images()?
+            .images
+            .iter()
+            .flat_map(|i| i.layers.iter().map(|l| l.digest.to_string()))
+            .collect())
+    }
+}
+
+impl CacheIndex<StepOutput, BuildError> for StoreCacheIndex<'_> {
+    fn lookup(&self, key: &CacheKey) -> Result<Option<StepOutput>, BuildError> {
+        let path = self.record_path(key);
+        let Some(mut record) = self.read(&path)? else {
+            return Ok(None);
+        };
+        let Some(output) = record.output() else {
+            return Ok(None);
+        };
+        if !output
+            .layers
+            .iter()
+            .all(|l| self.store.has_blob(&l.info.digest))
+        {
+            return Ok(None);
+        }
+        record.last_used = time::now_secs();
+        // Last use only orders pruning; a failed update must not fail a build.
+        let _ = self.write(&path, &record);
+        Ok(Some(output))
+    }
+
+    fn record(
+        &self,
+        key: &CacheKey,
+        parts: &KeyParts,
+        result: &StepOutput,
+    ) -> Result<(), BuildError> {
+        let now = time::now_secs();
+        let record = Record {
+            key: key.to_string(),
+            description: describe(parts),
+            created: now,
+            last_used: now,
+            size: result.added_size(),
+            layers: result
+                .layers
+                .iter()
+                .map(|l| RecordLayer {
+                    digest: l.info.digest.to_string(),
+                    diff_id: l.info.diff_id.to_string(),
+                    size: l.info.size,
+                    media_type: l.info.media_type.clone(),
+                    created: l.created.clone(),
+                })
+                .collect(),
+            added: result.added,
+            parts: StepFingerprint::new(key, parts, &[]),
+        };
+        self.write(&self.record_path(key), &record)
+    }
+}
+
+fn read_records(store_dir: &Path) -> Result<Vec<(PathBuf, Record)>, BuildError> {
+    let dir = keys_dir(store_dir);
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(BuildError::io(&dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(BuildError::io(&dir))?;
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        // A damaged record is skipped (a miss), never fatal.
+        if let Ok(bytes) = fs::read(&path)
+            && let Ok(r) = serde_json::from_slice::<Record>(&bytes)
+        {
+            out.push((path, r));
+        }
+    }
+    Ok(out)
+}
+
+/// Every layer a cache-index record of the store at `store_dir` names:
+/// [`Store::gc`] keeps their blobs and snapshots.
+pub fn live_layers(store_dir: &Path) -> Vec<LayerInfo> {
+    let mut out: BTreeMap<Digest, LayerInfo> = BTreeMap::new();
+    for (_, r) in read_records(store_dir).unwrap_or_default() {
+        if let Some(o) = r.output() {
+            for l in o.layers {
+                out.insert(l.info.digest, l.info);
+            }
+        }
+    }
+    out.into_values().collect()
+}
+
+/// Writes `data` to `dest` via a temporary file in `tmp` and a rename.
+pub(crate) fn write_atomic(tmp: &Path, dest: &Path, data: &[u8]) -> Result<(), BuildError> {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let scratch = tmp.join(format!(
+        "record-{}-{}-{name}",
+        std::process::id(),
+        time::unique()
+    ));
+    let result = (|| {
+        let mut f = fs::File::create(&scratch).map_err(BuildError::io(&scratch))?;
+        f.write_all(data).map_err(BuildError::io(&scratch))?;
+        f.sync_all().map_err(BuildError::io(&scratch))?;
+        fs::rename(&scratch, dest).map_err(BuildError::io(dest))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&scratch);
+    }
+    result
+}
