@@ -16,7 +16,8 @@ use rbuild_solver::graph::StepId;
 use rbuild_solver::op::{ExecMountKind, ExecNetwork, ExecOp};
 
 use super::cache_mount::{self, NewDir};
-use super::fsutil::{self, DirFs, ScratchDir};
+use super::fsutil::{self, ScratchDir};
+use crate::copy::{LayeredFs, SourceFs as _};
 use super::{BuildError, BuildWorker, BuiltLayer, StepOutput, Stream, input};
 use crate::layer::{PackOptions, pack_diff};
 use crate::sandbox::{
@@ -85,15 +86,18 @@ pub(super) fn run(
             } => {
                 let from = input(inputs, *n, "exec")?;
                 let dest = scratch.path().join(format!("mount-{i}"));
-                fsutil::flatten(store, &from.layer_infos(), &dest)?;
-                let src = dest.join(fsutil::clean_rel(source));
-                if fs::symlink_metadata(&src).is_err() {
+                // Only the mounted subtree is materialized, read from the
+                // snapshots through a merged view.
+                let view = LayeredFs::new(w.snapshots(from)?);
+                let rel = fsutil::clean_rel(source);
+                if view.lstat(&rel).ok().flatten().is_none() {
                     return Err(BuildError::MountSource {
                         what: format!("mount input {n}"),
                         source_path: source.clone(),
                     });
                 }
-                mounts.push(bind(src, target, *readonly));
+                fsutil::copy_tree(&view, &rel, &dest, None)?;
+                mounts.push(bind(dest, target, *readonly));
             }
             ExecMountKind::Cache {
                 id,
@@ -109,10 +113,8 @@ pub(super) fn run(
                         return Ok(());
                     };
                     let from = input(inputs, *n, "exec")?;
-                    let flat = ScratchDir::new(store, "cache-seed")?;
-                    let root = flat.path().join("root");
-                    fsutil::flatten(store, &from.layer_infos(), &root)?;
-                    fsutil::copy_tree(&DirFs::new(root), &fsutil::clean_rel(source), dest, None)
+                    let view = LayeredFs::new(w.snapshots(from)?);
+                    fsutil::copy_tree(&view, &fsutil::clean_rel(source), dest, None)
                 };
                 let new = NewDir {
                     mode: *mode,

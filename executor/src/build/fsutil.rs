@@ -9,12 +9,10 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt}
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rbuild_solver::Digest;
 
 use super::BuildError;
-use crate::copy::{EntryKind, SourceFs, SourceMeta};
-use crate::layer::HashingReader;
-use crate::store::{LayerInfo, Store};
+use crate::copy::{EntryKind, SourceFs};
+use crate::store::Store;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -56,17 +54,6 @@ impl Drop for ScratchDir {
     }
 }
 
-/// Unpacks `layers` (bottom first) into `dest`, applying whiteouts: the
-/// merged tree the layers describe.
-pub(crate) fn flatten(store: &Store, layers: &[LayerInfo], dest: &Path) -> Result<(), BuildError> {
-    fs::create_dir_all(dest).map_err(BuildError::io(dest))?;
-    for layer in layers {
-        let mut r = store.open_layer(layer)?;
-        crate::layer::unpack(&mut r, dest).map_err(|source| BuildError::Pack { source })?;
-    }
-    Ok(())
-}
-
 /// `rel` (relative, `/`-separated) joined to `root`, refusing `..`.
 fn join_inside(root: &Path, rel: &str) -> io::Result<PathBuf> {
     let mut out = root.to_path_buf();
@@ -91,78 +78,6 @@ pub(crate) fn clean_rel(path: &str) -> String {
         .filter(|c| !c.is_empty() && *c != ".")
         .collect::<Vec<_>>()
         .join("/")
-}
-
-/// A [`SourceFs`] over a plain directory (a flattened stage), with
-/// nothing excluded.
-pub(crate) struct DirFs {
-    root: PathBuf,
-}
-
-impl DirFs {
-    pub(crate) fn new(root: PathBuf) -> DirFs {
-        DirFs { root }
-    }
-}
-
-impl SourceFs for DirFs {
-    fn lstat(&self, path: &str) -> io::Result<Option<SourceMeta>> {
-        let p = join_inside(&self.root, path)?;
-        let m = match fs::symlink_metadata(&p) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let ft = m.file_type();
-        let kind = if ft.is_file() {
-            EntryKind::File
-        } else if ft.is_dir() {
-            EntryKind::Dir
-        } else if ft.is_symlink() {
-            EntryKind::Symlink
-        } else if ft.is_socket() {
-            return Ok(None);
-        } else {
-            EntryKind::Other
-        };
-        Ok(Some(SourceMeta {
-            kind,
-            mode: m.mode() & 0o7777,
-            uid: m.uid(),
-            gid: m.gid(),
-            size: m.len(),
-            mtime: m.mtime(),
-            rdev: m.rdev(),
-        }))
-    }
-
-    fn read_dir(&self, path: &str) -> io::Result<Vec<String>> {
-        let p = join_inside(&self.root, path)?;
-        let mut names = Vec::new();
-        for entry in fs::read_dir(&p)? {
-            let entry = entry?;
-            if entry.file_type()?.is_socket() {
-                continue;
-            }
-            names.push(entry.file_name().to_string_lossy().into_owned());
-        }
-        names.sort();
-        Ok(names)
-    }
-
-    fn open(&self, path: &str) -> io::Result<fs::File> {
-        fs::File::open(join_inside(&self.root, path)?)
-    }
-
-    fn read_link(&self, path: &str) -> io::Result<PathBuf> {
-        fs::read_link(join_inside(&self.root, path)?)
-    }
-
-    fn file_digest(&self, path: &str) -> io::Result<Digest> {
-        let mut r = HashingReader::new(self.open(path)?);
-        io::copy(&mut r, &mut io::sink())?;
-        Ok(r.digest())
-    }
 }
 
 /// Copies the entry `rel` of `src` (recursively) to `dest`, keeping modes

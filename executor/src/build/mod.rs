@@ -308,9 +308,9 @@ impl<'a> BuildWorker<'a> {
         })
     }
 
-    /// Input 1 of a COPY as a source filesystem (flattened into scratch
-    /// space). Transitional: once `LayeredFs` is a `SourceFs` this reads
-    /// the snapshots directly.
+    /// The source filesystem of a COPY: the context, input 1's layers
+    /// read through their snapshots (a merged view, nothing copied), or
+    /// none for inline content.
     fn with_source<T>(
         &self,
         op: &rbuild_solver::op::CopyOp,
@@ -328,10 +328,7 @@ impl<'a> BuildWorker<'a> {
                     op: "copy",
                     input: 1,
                 })?;
-                let scratch = fsutil::ScratchDir::new(self.cfg.store, "copy-src")?;
-                let root = scratch.path().join("root");
-                fsutil::flatten(self.cfg.store, &input.layer_infos(), &root)?;
-                let src = fsutil::DirFs::new(root);
+                let src = LayeredFs::new(self.snapshots(input)?);
                 f(Some(&src))
             }
         }
@@ -402,7 +399,6 @@ impl Worker<Op> for BuildWorker<'_> {
             return Ok(None);
         }
         let digest = self.with_source(c, inputs, |src| {
-            let src = src.expect("context and input sources are filesystems");
             copy::content_digest(src, c).map_err(|source| BuildError::Copy { source })
         })?;
         self.files
