@@ -10,6 +10,7 @@
 //! never on the CLI. It never sees Dockerfile syntax: it receives ops with
 //! everything already expanded.
 
+pub mod context;
 pub mod copy;
 pub mod layer;
 pub mod reference;
