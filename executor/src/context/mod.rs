@@ -87,7 +87,7 @@ pub struct Context {
     cache_path: Option<PathBuf>,
     cache_load: CacheLoad,
     /// The entries loaded from the cache file; read-only.
-    previous: HashMap<String, Entry>,
+    previous: stat_cache::Loaded,
     /// The entries of files digested by this build: what `save` writes,
     /// so files not seen this build drop out.
     seen: Mutex<HashMap<String, Entry>>,
@@ -124,7 +124,7 @@ impl Context {
         })?;
         let (previous, cache_load) = match stat_cache {
             Some(path) => stat_cache::load(path),
-            None => (HashMap::new(), CacheLoad::Disabled),
+            None => (stat_cache::Loaded::default(), CacheLoad::Disabled),
         };
         Ok(Context {
             dir: dir.to_path_buf(),
@@ -169,8 +169,7 @@ impl Context {
         let Some(path) = &self.cache_path else {
             return Ok(());
         };
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        stat_cache::save(path, &seen)
+        stat_cache::save(path, &self.lock_seen())
     }
 
     /// Whether `rel` is hidden by the ignore rules, given whether it is a

@@ -72,25 +72,40 @@ pub enum CacheLoad {
     Discarded,
 }
 
-/// Reads the cache file at `path`; never fails (see [`CacheLoad`]).
-pub(crate) fn load(path: &Path) -> (HashMap<String, Entry>, CacheLoad) {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return (HashMap::new(), CacheLoad::Missing);
-        }
-        Err(_) => return (HashMap::new(), CacheLoad::Discarded),
-    };
-    match decode(&bytes) {
-        Some(map) => {
-            let n = map.len();
-            (map, CacheLoad::Loaded(n))
-        }
-        None => (HashMap::new(), CacheLoad::Discarded),
+/// Entries loaded from a cache file, sorted by path (as the file stores
+/// them), looked up by binary search: loading builds no hash table.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Loaded(Vec<(String, Entry)>);
+
+impl Loaded {
+    pub fn get(&self, path: &str) -> Option<&Entry> {
+        let i = self
+            .0
+            .binary_search_by(|(p, _)| p.as_str().cmp(path))
+            .ok()?;
+        Some(&self.0[i].1)
     }
 }
 
-fn decode(bytes: &[u8]) -> Option<HashMap<String, Entry>> {
+/// Reads the cache file at `path`; never fails (see [`CacheLoad`]).
+pub(crate) fn load(path: &Path) -> (Loaded, CacheLoad) {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return (Loaded::default(), CacheLoad::Missing);
+        }
+        Err(_) => return (Loaded::default(), CacheLoad::Discarded),
+    };
+    match decode(&bytes) {
+        Some(loaded) => {
+            let n = loaded.0.len();
+            (loaded, CacheLoad::Loaded(n))
+        }
+        None => (Loaded::default(), CacheLoad::Discarded),
+    }
+}
+
+fn decode(bytes: &[u8]) -> Option<Loaded> {
     let body_len = bytes.len().checked_sub(32)?;
     let (body, sum) = bytes.split_at(body_len);
     if Sha256::digest(body).as_slice() != sum {
@@ -103,7 +118,7 @@ fn decode(bytes: &[u8]) -> Option<HashMap<String, Entry>> {
     if count > (r.0.len() / FIXED) as u64 {
         return None;
     }
-    let mut map = HashMap::with_capacity(count as usize);
+    let mut entries: Vec<(String, Entry)> = Vec::with_capacity(count as usize);
     for _ in 0..count {
         let len = r.u32()? as usize;
         let path = std::str::from_utf8(r.take(len)?).ok()?.to_string();
@@ -116,16 +131,18 @@ fn decode(bytes: &[u8]) -> Option<HashMap<String, Entry>> {
         };
         let recorded_ns = r.u64()? as i64;
         let digest = r.take(32)?.try_into().ok()?;
-        map.insert(
-            path,
-            Entry {
-                key,
-                recorded_ns,
-                digest,
-            },
-        );
+        // Strictly increasing, as `encode` writes them, or it is not ours.
+        if entries.last().is_some_and(|(last, _)| *last >= path) {
+            return None;
+        }
+        let entry = Entry {
+            key,
+            recorded_ns,
+            digest,
+        };
+        entries.push((path, entry));
     }
-    r.0.is_empty().then_some(map)
+    r.0.is_empty().then_some(Loaded(entries))
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -231,8 +248,13 @@ mod tests {
         let entries: HashMap<String, Entry> =
             (0..50).map(|n| (format!("dir/ü{n}"), entry(n))).collect();
         let bytes = encode(&entries);
-        assert_eq!(decode(&bytes), Some(entries.clone()));
-        assert_eq!(decode(&encode(&HashMap::new())), Some(HashMap::new()));
+        let mut sorted: Vec<(String, Entry)> = entries.clone().into_iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let loaded = decode(&bytes).unwrap();
+        assert_eq!(loaded, Loaded(sorted));
+        assert_eq!(loaded.get("dir/ü7"), Some(&entry(7)));
+        assert_eq!(loaded.get("dir/ü"), None);
+        assert_eq!(decode(&encode(&HashMap::new())), Some(Loaded::default()));
         // Truncated, flipped, other version, empty: all ignored.
         assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
         let mut flipped = bytes.clone();
