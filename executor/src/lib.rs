@@ -2,9 +2,10 @@
 //!
 //! Owns: the image store (an OCI image layout plus unpacked layer
 //! snapshots, [`store`]), the layer codec (deterministic tar writer, safe
-//! unpacker, compression, [`layer`]), image references ([`reference`]), and
-//! the sandbox that runs processes in namespaces on overlayfs
-//! ([`sandbox`]). Implements the traits the solver defines.
+//! unpacker, compression, [`layer`]), image references ([`reference`]), the
+//! build context read in place with `.dockerignore` and a stat cache of
+//! file digests ([`context`]), and the sandbox that runs processes in
+//! namespaces on overlayfs ([`sandbox`]). Implements the traits the solver defines.
 //!
 //! May depend on: `rbuild-solver` (and through it `rbuild-parser` types),
 //! never on the CLI. It never sees Dockerfile syntax: it receives ops with

@@ -115,6 +115,56 @@ fn read_dir_hides_excluded_and_keeps_parents_of_reincluded() {
 }
 
 #[test]
+fn reinclusion_deep_and_by_wildcard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path();
+    write(ctx, "dir/a/b/c.txt", "c");
+    write(ctx, "dir/a/b/d.txt", "d");
+    write(ctx, "dir/a/e.txt", "e");
+    write(ctx, "docs/guide/x.md", "x");
+    write(ctx, "docs/guide/x.html", "x");
+    write(ctx, "README.md", "r");
+    write(ctx, "main.go", "m");
+
+    // A deep re-include keeps each directory on its way, and only it.
+    let c = Context::open(ctx, rules("dir\n!dir/a/b/c.txt\n"), None).unwrap();
+    assert_eq!(c.read_dir("dir").unwrap(), ["a"]);
+    assert_eq!(c.read_dir("dir/a").unwrap(), ["b"]);
+    assert_eq!(c.read_dir("dir/a/b").unwrap(), ["c.txt"]);
+    assert_eq!(c.lstat("dir/a/e.txt").unwrap(), None);
+
+    // `*` re-includes only at the top; `**/` at any depth.
+    let c = Context::open(ctx, rules("*\n!*.md\n"), None).unwrap();
+    assert_eq!(c.read_dir("").unwrap(), ["README.md"]);
+    let c = Context::open(ctx, rules("*\n!**/*.md\n"), None).unwrap();
+    assert_eq!(c.read_dir("").unwrap(), ["README.md", "docs"]);
+    assert_eq!(c.read_dir("docs/guide").unwrap(), ["x.md"]);
+    assert_eq!(c.lstat("docs/guide/x.html").unwrap(), None);
+
+    // The allow-list kubebuilder scaffolds, which relies on BuildKit
+    // walking into excluded directories.
+    write(ctx, "cmd/main.go", "m");
+    write(ctx, "cmd/main_test.go", "t");
+    write(ctx, "go.mod", "g");
+    let allow = "**\n!**/*.go\n**/*_test.go\n!go.mod\n!go.sum\n";
+    let c = Context::open(ctx, rules(allow), None).unwrap();
+    assert_eq!(c.read_dir("").unwrap(), ["cmd", "go.mod", "main.go"]);
+    assert_eq!(c.read_dir("cmd").unwrap(), ["main.go"]);
+}
+
+#[test]
+fn dockerfile_and_dockerignore_can_be_excluded() {
+    // BuildKit sends the Dockerfile separately: excluding it (or the
+    // ignore file) hides it from COPY, unlike the legacy builder.
+    let (_tmp, ctx) = sample();
+    write(&ctx, ".dockerignore", "Dockerfile\n.dockerignore\n");
+    let c = Context::open(&ctx, IgnoreRules::load(&ctx, None).unwrap(), None).unwrap();
+    assert_eq!(c.lstat("Dockerfile").unwrap(), None);
+    assert_eq!(c.lstat(".dockerignore").unwrap(), None);
+    assert!(!c.read_dir("").unwrap().contains(&"Dockerfile".to_string()));
+}
+
+#[test]
 fn lstat_reports_entries_without_following_symlinks() {
     let (_tmp, ctx) = sample();
     fs::set_permissions(ctx.join("src/main.rs"), fs::Permissions::from_mode(0o4751)).unwrap();
