@@ -116,6 +116,9 @@ pub struct StepRecord {
 pub struct SolveReport<R> {
     pub steps: Vec<StepRecord>,
     pub outputs: Vec<R>,
+    /// Every needed step's result, indexed by [`StepId::index`] (`None`
+    /// for steps the targets did not need).
+    pub results: Vec<Option<R>>,
 }
 
 impl<R> SolveReport<R> {
@@ -215,6 +218,11 @@ where
     Ok(SolveReport {
         steps: state.records,
         outputs,
+        results: state
+            .results
+            .into_iter()
+            .map(|r| r.map(|(output, _)| output))
+            .collect(),
     })
 }
 

@@ -11,6 +11,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::bail;
+use rbuild_executor::build::{CacheRecordInfo, PruneOptions, StoreCacheIndex};
+use rbuild_executor::store::Store;
 
 use super::build::options::parse_size;
 use super::table::Table;
@@ -54,10 +56,53 @@ pub trait CacheRecords {
     fn prune(&self, policy: &PrunePolicy) -> anyhow::Result<Vec<CacheRecord>>;
 }
 
-/// The store's cache index. The integrator maps this onto the executor's
-/// cache index API.
-pub fn open(_root: &Path) -> anyhow::Result<Box<dyn CacheRecords>> {
-    bail!("the build cache index is being wired up")
+/// The store's cache index (the executor's [`StoreCacheIndex`]).
+pub fn open(root: &Path) -> anyhow::Result<Box<dyn CacheRecords>> {
+    Ok(Box::new(StoreRecords {
+        store: crate::root::open_store(root)?,
+    }))
+}
+
+struct StoreRecords {
+    store: Store,
+}
+
+fn record_of(info: &CacheRecordInfo) -> CacheRecord {
+    CacheRecord {
+        id: info.key.digest().hex()[..12].to_string(),
+        size: info.size,
+        last_used: Some(info.last_used),
+        in_use: false,
+        shared: info.shared,
+        mutable: false,
+    }
+}
+
+impl CacheRecords for StoreRecords {
+    fn records(&self) -> anyhow::Result<Vec<CacheRecord>> {
+        let usage = StoreCacheIndex::new(&self.store).usage()?;
+        Ok(usage.records.iter().map(record_of).collect())
+    }
+
+    fn prune(&self, policy: &PrunePolicy) -> anyhow::Result<Vec<CacheRecord>> {
+        let index = StoreCacheIndex::new(&self.store);
+        let before = index.usage()?.records;
+        let now = timestamp::now().0;
+        index.prune(&PruneOptions {
+            all: policy.all,
+            keep_storage: policy.keep_storage,
+            until: policy
+                .until
+                .map(|t| std::time::Duration::from_secs(now.saturating_sub(t).max(0) as u64)),
+        })?;
+        let after: std::collections::BTreeSet<_> =
+            index.usage()?.records.into_iter().map(|r| r.key).collect();
+        Ok(before
+            .iter()
+            .filter(|r| !after.contains(&r.key))
+            .map(record_of)
+            .collect())
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,8 +1,5 @@
 //! The command line: global flags and the subcommands, one module each.
 
-// Progress events, failure rendering and the request's planner fields are
-// used by `build::run_build` once the planner and worker are wired in.
-#[expect(dead_code, reason = "used once build::run_build is wired")]
 pub mod build;
 mod cache;
 mod check;

@@ -13,6 +13,7 @@ pub mod failure;
 pub mod options;
 pub mod progress;
 pub mod report;
+mod solve;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
@@ -292,13 +293,13 @@ fn read_dockerfile(file: Option<&Path>, context: &Path) -> anyhow::Result<Docker
 /// [`report::StepReport::from_record`].
 pub fn run_build(
     _args: &BuildArgs,
-    _request: &BuildRequest,
-    _input: &DockerfileInput,
-    _dockerfile: &rbuild_parser::Dockerfile,
-    _store: &Store,
-    _progress: &dyn Progress,
+    request: &BuildRequest,
+    input: &DockerfileInput,
+    dockerfile: &rbuild_parser::Dockerfile,
+    store: &Store,
+    progress: &dyn Progress,
 ) -> anyhow::Result<BuildOutcome> {
-    bail!("building is being wired up")
+    solve::run(request, input, dockerfile, store, progress)
 }
 
 /// After a successful build: exports the image to each `-o`, tags it,

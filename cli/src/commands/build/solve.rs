@@ -1,0 +1,401 @@
+//! The build itself: plan the Dockerfile, solve the graph with the
+//! executor's worker and persistent cache index, explain misses, and
+//! write the image to the store.
+//!
+//! The image config's times come from the layers, not the clock: each
+//! layer keeps the time it was first built (in the cache index), history
+//! entries take their layer's time, and the image's `created` is the
+//! newest layer's. So a fully cached rebuild writes a byte-identical
+//! config and gets the same image ID, as BuildKit does.
+//! `SOURCE_DATE_EPOCH` overrides all of them.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use rbuild_executor::build::{
+    BuildContext, BuildError, BuildWorker, LineageStore, LogSink, Secrets, StepOutput,
+    StoreCacheIndex, StoreResolver, WorkerConfig, rfc3339,
+};
+use rbuild_executor::context::{Context, IgnoreRules};
+use rbuild_executor::store::Store;
+use rbuild_solver::explain::{MissReason as Why, StepFingerprint, explain};
+use rbuild_solver::graph::StepId;
+use rbuild_solver::image_config::History;
+use rbuild_solver::op::Op;
+use rbuild_solver::plan::Plan;
+use rbuild_solver::scheduler::{Outcome, SolveEvents, SolveOptions, StepRecord, solve};
+use rbuild_solver::{Digest, KeyedOp as _};
+
+use super::failure::{self, Reported, StepFailure};
+use super::progress::{self, Event, Progress, Summary, VertexId};
+use super::report::{BuildInfo, BuildReport, MissReason, StepReport, display_name};
+use super::{BuildOutcome, BuildRequest};
+use crate::commands::dockerfile_input::DockerfileInput;
+
+/// Set by SIGINT/SIGTERM: running steps are killed, no new one starts.
+static CANCEL: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: std::ffi::c_int) {
+    CANCEL.store(true, Ordering::SeqCst);
+}
+
+fn install_interrupt_handler() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(
+        SigHandler::Handler(on_interrupt),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe.
+        let _ = unsafe { sigaction(signal, &action) };
+    }
+}
+
+/// Plans and solves the build; see [`super::run_build`].
+pub(super) fn run(
+    request: &BuildRequest,
+    input: &DockerfileInput,
+    dockerfile: &rbuild_parser::Dockerfile,
+    store: &Store,
+    progress: &dyn Progress,
+) -> anyhow::Result<BuildOutcome> {
+    let started = Instant::now();
+    let started_at = rfc3339(now_secs());
+    let resolver = StoreResolver::new(store);
+    let plan = rbuild_solver::plan::plan(dockerfile, &request.plan, &resolver)
+        .map_err(|e| anyhow::Error::new(e).context(format!("{}", input.display_name)))?;
+    if request.pull {
+        progress.event(&Event::Warning {
+            message: "--pull: pulling from registries is not supported yet; base images come from the store",
+            line: None,
+        });
+    }
+    for w in &plan.warnings {
+        progress.event(&Event::Warning {
+            message: &w.message,
+            line: w.line,
+        });
+    }
+
+    let rules = IgnoreRules::load(&request.context, input.path.as_deref())?;
+    let stat_cache = stat_cache_path(store, &request.context);
+    let context = Context::open(&request.context, rules, Some(&stat_cache))?;
+    let mut secrets = Secrets::new();
+    for s in &request.secrets {
+        secrets.insert(s.id.clone(), s.read()?);
+    }
+    install_interrupt_handler();
+
+    let names: Vec<String> = plan
+        .steps
+        .iter()
+        .map(|i| display_name(&i.stage, i.position, &i.instruction))
+        .collect();
+    let log = ProgressLog { progress };
+    let events = Events {
+        progress,
+        names: &names,
+    };
+    let index = StoreCacheIndex::new(store);
+    let skip = |id: StepId| {
+        request.no_cache
+            || request
+                .no_cache_filter
+                .contains(&plan.steps[id.index()].stage.to_ascii_lowercase())
+    };
+    let options = SolveOptions {
+        jobs: request.jobs,
+        skip_cache: &skip,
+    };
+    let worker = BuildWorker::new(WorkerConfig {
+        store,
+        context: Some(BuildContext {
+            fs: &context,
+            root: &request.context,
+        }),
+        secrets: &secrets,
+        log: &log,
+        cancel: &CANCEL,
+    })?;
+    let solved = solve(&plan.graph, &[plan.target], &worker, &index, &events, &options);
+    let solved = match solved {
+        Ok(s) => s,
+        Err(err) => {
+            let id = VertexId(err.step.index());
+            let message = error_chain(&err.source);
+            progress.event(&Event::Failed { id, error: &message });
+            let info = &plan.steps[err.step.index()];
+            let tail = err.source.last_lines().to_vec();
+            let text = failure::render(&StepFailure {
+                step_name: &names[err.step.index()],
+                output_tail: &tail,
+                dockerfile_name: &input.display_name,
+                source: &input.bytes,
+                lines: (info.line, info.line),
+                error: &message,
+            });
+            progress.event(&Event::Summary(&Summary {
+                steps: plan.steps.len(),
+                cached: 0,
+                executed: 0,
+                duration: started.elapsed(),
+                image_id: None,
+                tags: Vec::new(),
+            }));
+            eprint!("{text}");
+            return Err(Reported.into());
+        }
+    };
+
+    // Why each executed step missed, then remember this build's keys.
+    let identity = build_identity(&request.context, input);
+    let lineage = LineageStore::new(store);
+    let mut steps: Vec<&StepRecord> = solved.steps.iter().collect();
+    steps.sort_by_key(|r| r.id);
+    let mut reports = Vec::with_capacity(steps.len());
+    for record in steps {
+        let info = &plan.steps[record.id.index()];
+        let files = record
+            .parts
+            .content
+            .and_then(|c| worker.files_for(&c))
+            .unwrap_or_default();
+        let current = StepFingerprint::new(&record.key, &record.parts, &files);
+        let reason = if record.outcome == Outcome::Executed {
+            Some(miss_reason(
+                request,
+                info.stage.as_str(),
+                lineage.load(&identity, &info.lineage)?,
+                &current,
+            ))
+        } else {
+            None
+        };
+        lineage.save(&identity, &info.lineage, &current)?;
+        let output = solved.results[record.id.index()].as_ref();
+        let layer_size = output.filter(|o| o.added > 0).map(StepOutput::added_size);
+        reports.push(StepReport::from_record(record, info, layer_size, reason));
+    }
+    drop(worker);
+    context.save()?;
+
+    let target = &solved.outputs[0];
+    let image = write_image(store, &plan, &solved.results, target)?;
+    let report = BuildReport::new(
+        BuildInfo {
+            dockerfile: input.display_name.clone(),
+            context: request.context.display().to_string(),
+            target: request.plan.target.clone(),
+            started: started_at,
+            duration_seconds: started.elapsed().as_secs_f64(),
+            image_id: Some(image.id.to_string()),
+        },
+        reports,
+    );
+    progress.event(&Event::Summary(&Summary {
+        steps: report.totals.steps,
+        cached: report.totals.hits,
+        executed: report.totals.misses,
+        duration: started.elapsed(),
+        image_id: Some(image.id.to_string()),
+        tags: request.tags.iter().map(|t| t.to_string()).collect(),
+    }));
+    Ok(BuildOutcome { image, report })
+}
+
+/// Where the context's stat cache lives: one file per context directory.
+fn stat_cache_path(store: &Store, context: &Path) -> PathBuf {
+    let digest = Digest::of(context.as_os_str().as_encoded_bytes());
+    store
+        .dir()
+        .join("cache-v1/context")
+        .join(format!("{}.stat", digest.hex()))
+}
+
+/// Names "the same build" across runs, for finding a step's previous key.
+fn build_identity(context: &Path, input: &DockerfileInput) -> String {
+    let dockerfile = match &input.path {
+        Some(p) => std::path::absolute(p)
+            .unwrap_or_else(|_| p.clone())
+            .display()
+            .to_string(),
+        None => "<stdin>".to_string(),
+    };
+    format!("{}\n{dockerfile}", context.display())
+}
+
+fn miss_reason(
+    request: &BuildRequest,
+    stage: &str,
+    previous: Option<StepFingerprint>,
+    current: &StepFingerprint,
+) -> MissReason {
+    let plain = |message: &str, kind: &str| MissReason {
+        message: message.to_string(),
+        detail: serde_json::json!({ "reason": kind }),
+    };
+    if request.no_cache {
+        return plain("the cache index was not used (--no-cache)", "no-cache");
+    }
+    if request
+        .no_cache_filter
+        .contains(&stage.to_ascii_lowercase())
+    {
+        return plain(
+            "the cache index was not used for this stage (--no-cache-filter)",
+            "no-cache-filter",
+        );
+    }
+    let Some(previous) = previous else {
+        return plain("no earlier build of this step", "first-build");
+    };
+    let why = explain(&previous, current);
+    if matches!(why, Why::Unchanged) {
+        return MissReason {
+            message: "same key as the last build, but its result was no longer in the store"
+                .to_string(),
+            detail: serde_json::json!({ "reason": "evicted" }),
+        };
+    }
+    MissReason {
+        message: why.to_string(),
+        detail: serde_json::to_value(&why).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+/// The image config (the plan's, with layers, history and times filled
+/// in) and manifest, written to the store untagged.
+fn write_image(
+    store: &Store,
+    plan: &Plan,
+    results: &[Option<StepOutput>],
+    target: &StepOutput,
+) -> anyhow::Result<rbuild_executor::store::Image> {
+    let epoch = source_date_epoch()?;
+    let layers = target.layer_infos();
+    let mut config = plan.config.clone();
+    config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.to_string()).collect();
+    let built_times: Vec<&str> = target
+        .layers
+        .iter()
+        .filter_map(|l| l.created.as_deref())
+        .collect();
+    let created = match epoch {
+        Some(e) => rfc3339(e),
+        None => built_times
+            .iter()
+            .max()
+            .map(|s| s.to_string())
+            .or_else(|| config.created.clone())
+            .unwrap_or_else(|| rfc3339(now_secs())),
+    };
+    let mut last_time = created.clone();
+    let mut planned = Vec::with_capacity(plan.history.len());
+    for h in &plan.history {
+        let added = h
+            .layer_step
+            .and_then(|s| results.get(s.index()).and_then(Option::as_ref))
+            .map(|o| o.added_layers())
+            .unwrap_or_default();
+        if let Some(t) = added.last().and_then(|l| l.created.clone()) {
+            last_time = t;
+        }
+        planned.push(History {
+            created: Some(match epoch {
+                Some(e) => rfc3339(e),
+                None => last_time.clone(),
+            }),
+            created_by: Some(h.created_by.clone()),
+            author: None,
+            comment: Some("buildkit.dockerfile.v0".to_string()),
+            empty_layer: added.is_empty(),
+        });
+    }
+    config.history.extend(planned);
+    config.created = Some(created);
+    let bytes = serde_json::to_vec(&config).context("serializing the image config")?;
+    Ok(store.write_image_raw(&bytes, &layers, &[])?)
+}
+
+/// `SOURCE_DATE_EPOCH` (seconds), when set.
+fn source_date_epoch() -> anyhow::Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .map(Some)
+            .with_context(|| format!("invalid SOURCE_DATE_EPOCH {v:?}: expected seconds since 1970")),
+        _ => Ok(None),
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// An error and its causes on one line: `copying files failed: "/x": not found`.
+fn error_chain(err: &BuildError) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Step output → progress events.
+struct ProgressLog<'a> {
+    progress: &'a dyn Progress,
+}
+
+impl LogSink for ProgressLog<'_> {
+    fn output(&self, step: StepId, stream: rbuild_executor::build::Stream, bytes: &[u8]) {
+        let stream = match stream {
+            rbuild_executor::build::Stream::Stdout => progress::Stream::Stdout,
+            rbuild_executor::build::Stream::Stderr => progress::Stream::Stderr,
+        };
+        self.progress.event(&Event::Output {
+            id: VertexId(step.index()),
+            stream,
+            data: bytes,
+        });
+    }
+}
+
+/// Scheduler events → progress events.
+struct Events<'a> {
+    progress: &'a dyn Progress,
+    names: &'a [String],
+}
+
+impl SolveEvents<Op> for Events<'_> {
+    fn started(&self, id: StepId, op: &Op) {
+        let name = self
+            .names
+            .get(id.index())
+            .cloned()
+            .unwrap_or_else(|| op.describe());
+        self.progress.event(&Event::Started {
+            id: VertexId(id.index()),
+            name: &name,
+        });
+    }
+
+    fn finished(&self, record: &StepRecord) {
+        let id = VertexId(record.id.index());
+        match record.outcome {
+            Outcome::Cached => self.progress.event(&Event::Cached { id }),
+            Outcome::Executed => self.progress.event(&Event::Finished {
+                id,
+                duration: record.duration,
+            }),
+        }
+    }
+}
