@@ -10,9 +10,21 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// True when `args` (after [`commands::with_default_subcommand`]) run
-/// `rbuild build`.
+/// `rbuild build`: the first argument that is not a global flag is
+/// `build` (`rbuild run img build` is not a build).
 fn is_build(args: &[std::ffi::OsString]) -> bool {
-    args.iter().skip(1).any(|a| a == "build")
+    let mut rest = args.iter().skip(1);
+    while let Some(a) = rest.next() {
+        if a == "--root" {
+            rest.next();
+            continue;
+        }
+        if a.to_string_lossy().starts_with("--root=") {
+            continue;
+        }
+        return a == "build";
+    }
+    false
 }
 
 fn main() -> ExitCode {

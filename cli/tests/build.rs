@@ -251,10 +251,8 @@ fn secrets_are_readable_during_run_and_absent_from_the_image() {
     assert_ne!(r.code, 0, "the secret is not in the image: {}", r.stdout);
     let history = rb.ok(&["history", "--no-trunc", "sec"]);
     assert!(!history.contains("s3cret"), "{history}");
-    assert!(
-        history.contains("--mount=type=secret,id=token"),
-        "{history}"
-    );
+    // BuildKit's history has the command, not the RUN flags.
+    assert!(history.contains("wc -c < /run/secrets/token"), "{history}");
     rb.ok(&["export", "sec", "-o", s(&rb.path("sec.tar"))]);
     let tar = std::fs::read(rb.path("sec.tar")).unwrap();
     assert!(!tar.windows(6).any(|w| w == b"s3cret"));
@@ -279,8 +277,9 @@ fn secrets_are_readable_during_run_and_absent_from_the_image() {
         assert!(step["cache_key"].as_str().unwrap().starts_with("sha256:"));
     }
     assert_eq!(report["totals"]["steps"], 3);
-    // Secrets without a source fail the build, naming the secret.
-    let r = try_build(&rb, &ctx, &["-t", "sec:none"]);
+    // Without the secret the steps are still cached (a secret is never
+    // part of a key, as with BuildKit); executed, they fail, naming it.
+    let r = try_build(&rb, &ctx, &["-t", "sec:none", "--no-cache"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("token"), "{}", r.stderr);
 }
@@ -326,8 +325,9 @@ fn a_failing_run_shows_the_line_exit_code_and_output_and_tags_nothing() {
     assert!(r.stderr.contains("exit code: 3"), "{}", r.stderr);
     assert!(r.stderr.contains("about to fail"), "{}", r.stderr);
     assert!(r.stderr.contains("to stderr"), "{}", r.stderr);
+    // The Dockerfile excerpt shows line 4, but the step never starts.
     assert!(
-        !r.stderr.contains("never"),
+        !r.stderr.contains("] RUN echo never"),
         "later steps do not run: {}",
         r.stderr
     );

@@ -208,6 +208,7 @@ impl Collect {
     }
 }
 
+#[allow(clippy::result_large_err)] // the scheduler's error type, as returned
 fn build_with(
     store: &Store,
     g: &BuildGraph<Op>,

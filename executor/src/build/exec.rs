@@ -17,8 +17,8 @@ use rbuild_solver::op::{ExecMountKind, ExecNetwork, ExecOp};
 
 use super::cache_mount::{self, NewDir};
 use super::fsutil::{self, ScratchDir};
-use crate::copy::{LayeredFs, SourceFs as _};
 use super::{BuildError, BuildWorker, BuiltLayer, StepOutput, Stream, input};
+use crate::copy::{LayeredFs, SourceFs as _};
 use crate::layer::{PackOptions, pack_diff};
 use crate::sandbox::{
     self, Limits, Mount, MountKind, Network, Process, Rootfs, SandboxSpec, SandboxStdio,

@@ -9,7 +9,6 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt}
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-
 use super::BuildError;
 use crate::copy::{EntryKind, SourceFs};
 use crate::store::Store;

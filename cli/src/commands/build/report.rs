@@ -240,6 +240,13 @@ impl BuildReport {
         if missed.is_empty() {
             return format!("all {} steps were cached\n", self.steps.len());
         }
+        // As BuildKit names the file in messages: its base name.
+        let file = std::path::Path::new(&self.build.dockerfile)
+            .file_name()
+            .map_or_else(
+                || self.build.dockerfile.clone(),
+                |n| n.to_string_lossy().into_owned(),
+            );
         let mut out = String::new();
         for s in &missed {
             let reason = s
@@ -249,7 +256,7 @@ impl BuildReport {
             out.push_str(&format!(
                 "{} ({}:{}): {reason}\n",
                 s.display_name(),
-                self.build.dockerfile,
+                file,
                 s.line
             ));
         }

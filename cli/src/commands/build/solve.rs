@@ -67,7 +67,7 @@ pub(super) fn run(
     let started_at = rfc3339(now_secs());
     let resolver = StoreResolver::new(store);
     let plan = rbuild_solver::plan::plan(dockerfile, &request.plan, &resolver)
-        .map_err(|e| anyhow::Error::new(e).context(format!("{}", input.display_name)))?;
+        .map_err(|e| anyhow::Error::new(e).context(input.display_name.clone()))?;
     if request.pull {
         progress.event(&Event::Warning {
             message: "--pull: pulling from registries is not supported yet; base images come from the store",
@@ -90,10 +90,19 @@ pub(super) fn run(
     }
     install_interrupt_handler();
 
+    // FROM shows the image it resolved to, as BuildKit does.
     let names: Vec<String> = plan
         .steps
         .iter()
-        .map(|i| display_name(&i.stage, i.position, &i.instruction))
+        .enumerate()
+        .map(|(n, i)| match plan.graph.op(plan.graph.step_at(n)) {
+            Op::Image(img) => display_name(
+                &i.stage,
+                i.position,
+                &format!("FROM {}@{}", img.reference, img.digest),
+            ),
+            _ => display_name(&i.stage, i.position, &i.instruction),
+        })
         .collect();
     let log = ProgressLog { progress };
     let events = Events {
@@ -121,19 +130,33 @@ pub(super) fn run(
         log: &log,
         cancel: &CANCEL,
     })?;
-    let solved = solve(&plan.graph, &[plan.target], &worker, &index, &events, &options);
+    let solved = solve(
+        &plan.graph,
+        &[plan.target],
+        &worker,
+        &index,
+        &events,
+        &options,
+    );
     let solved = match solved {
         Ok(s) => s,
         Err(err) => {
             let id = VertexId(err.step.index());
             let message = error_chain(&err.source);
-            progress.event(&Event::Failed { id, error: &message });
+            progress.event(&Event::Failed {
+                id,
+                error: &message,
+            });
             let info = &plan.steps[err.step.index()];
             let tail = err.source.last_lines().to_vec();
+            let file = Path::new(&input.display_name).file_name().map_or_else(
+                || input.display_name.clone(),
+                |n| n.to_string_lossy().into_owned(),
+            );
             let text = failure::render(&StepFailure {
                 step_name: &names[err.step.index()],
                 output_tail: &tail,
-                dockerfile_name: &input.display_name,
+                dockerfile_name: &file,
                 source: &input.bytes,
                 lines: (info.line, info.line),
                 error: &message,
@@ -187,7 +210,7 @@ pub(super) fn run(
     let image = write_image(store, &plan, &solved.results, target)?;
     let report = BuildReport::new(
         BuildInfo {
-            dockerfile: input.display_name.clone(),
+            dockerfile: dockerfile_in_context(&request.context, input),
             context: request.context.display().to_string(),
             target: request.plan.target.clone(),
             started: started_at,
@@ -214,6 +237,21 @@ fn stat_cache_path(store: &Store, context: &Path) -> PathBuf {
         .dir()
         .join("cache-v1/context")
         .join(format!("{}.stat", digest.hex()))
+}
+
+/// The Dockerfile's name for reports: relative to the context when it is
+/// inside it (`Dockerfile`, `docker/app.Dockerfile`), else as given.
+fn dockerfile_in_context(context: &Path, input: &DockerfileInput) -> String {
+    input
+        .path
+        .as_ref()
+        .and_then(|p| std::path::absolute(p).ok())
+        .and_then(|p| {
+            p.strip_prefix(context)
+                .ok()
+                .map(|r| r.display().to_string())
+        })
+        .unwrap_or_else(|| input.display_name.clone())
 }
 
 /// Names "the same build" across runs, for finding a step's previous key.
@@ -324,10 +362,9 @@ fn write_image(
 /// `SOURCE_DATE_EPOCH` (seconds), when set.
 fn source_date_epoch() -> anyhow::Result<Option<i64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => v
-            .parse()
-            .map(Some)
-            .with_context(|| format!("invalid SOURCE_DATE_EPOCH {v:?}: expected seconds since 1970")),
+        Ok(v) if !v.is_empty() => v.parse().map(Some).with_context(|| {
+            format!("invalid SOURCE_DATE_EPOCH {v:?}: expected seconds since 1970")
+        }),
         _ => Ok(None),
     }
 }
