@@ -342,10 +342,11 @@ impl Store {
         let dir = root.join(format!("store-v{STORE_VERSION}"));
         for sub in ["blobs/sha256", "snapshots", "leases", "locks", "tmp"] {
             let p = dir.join(sub);
-            // One mkdir each in the common case of an existing store.
+            // One syscall each in the common case of an existing store (a
+            // non-directory in the way fails the first use, naming it).
             match fs::create_dir(&p) {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && p.is_dir() => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(_) => fs::create_dir_all(&p).map_err(StoreError::io(&p))?,
             }
         }
@@ -1052,7 +1053,10 @@ impl Store {
     /// Verifies every blob against its digest and every reference from the
     /// index to manifests, configs and layers. With `repair`, drops broken
     /// blobs and the index entries that need them, then collects garbage.
+    /// Also sweeps the scratch space of processes that died (which opening
+    /// alone no longer does).
     pub fn check(&self, repair: bool) -> Result<CheckReport> {
+        self.tmp.ensure()?;
         let mut report = CheckReport::default();
         let _gc = FileLock::acquire(&self.dir.join("locks/gc.lock"), LockMode::Exclusive)?;
         let blobs = self.blobs_dir();
