@@ -5,8 +5,15 @@
 # equivalent bundle (config from `runc spec`, same rootfs), in one hyperfine
 # session. Prints median and p95 per command; target: rbuild median <= 10 ms.
 #
+# The machine is usually shared: `uptime` is printed before and after, and
+# ROUNDS=n repeats the whole session n times (load drifts between the
+# commands of one session) and also prints each command's median over the
+# rounds. BASE=path/to/older/rbuild adds that binary's store run for an A/B
+# in the same session.
+#
 #   bench/sandbox.sh            # 100 runs each
 #   RUNS=20 bench/sandbox.sh
+#   ROUNDS=5 RUNS=40 BASE=/tmp/rbuild-old bench/sandbox.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${RUNS:-100}
@@ -49,20 +56,42 @@ PY
 "$rbuild" --root "$work/store" import "$rootfs" bench:latest >/dev/null
 "$rbuild" --root "$work/store" run bench:latest true
 
-json=${EXPORT_JSON:-$work/bench.json}
-hyperfine -N --runs "$runs" --warmup 5 --export-json "$json" \
-  -n "rbuild run IMAGE true (store, overlay)" "$rbuild --root $work/store run bench:latest true" \
-  -n "rbuild run --rootfs DIR true" "$rbuild run --rootfs $rootfs true" \
-  -n "rbuild run --rootfs DIR:O true (overlay)" "$rbuild run --rootfs $rootfs:O true" \
-  -n "runc run (busybox bundle, true)" "runc --root $work/runc-state run --bundle $bundle bench" \
-  >"$work/hyperfine.log"
+rounds=${ROUNDS:-1}
+base_cmd=()
+if [ -n "${BASE:-}" ]; then
+  "$BASE" --root "$work/store" run bench:latest true
+  base_cmd=(-n "baseline: $BASE run IMAGE true" "$BASE --root $work/store run bench:latest true")
+fi
+uptime
+jsons=()
+for round in $(seq "$rounds"); do
+  json=${EXPORT_JSON:-$work/bench}-$round.json
+  jsons+=("$json")
+  hyperfine -N --runs "$runs" --warmup 5 --export-json "$json" \
+    -n "rbuild run IMAGE true (store, overlay)" "$rbuild --root $work/store run bench:latest true" \
+    "${base_cmd[@]}" \
+    -n "rbuild run --rootfs DIR true" "$rbuild run --rootfs $rootfs true" \
+    -n "rbuild run --rootfs DIR:O true (overlay)" "$rbuild run --rootfs $rootfs:O true" \
+    -n "runc run (busybox bundle, true)" "runc --root $work/runc-state run --bundle $bundle bench" \
+    >"$work/hyperfine.log" 2>&1
+done
+uptime
 
-python3 - "$json" <<'PY'
-import json, sys
-res = json.load(open(sys.argv[1]))["results"]
-print(f"{'command':45} {'median ms':>10} {'p95 ms':>8} {'runs':>5}")
-for r in res:
-    t = sorted(r["times"])
-    p95 = t[min(len(t) - 1, int(round(0.95 * (len(t) - 1))))]
-    print(f"{r['command']:45} {r['median']*1000:10.2f} {p95*1000:8.2f} {len(t):5}")
+python3 - "${jsons[@]}" <<'PY'
+import json, statistics, sys
+per_cmd = {}
+for i, path in enumerate(sys.argv[1:], 1):
+    res = json.load(open(path))["results"]
+    if len(sys.argv) > 2:
+        print(f"round {i}")
+    print(f"{'command':60} {'median ms':>10} {'p95 ms':>8} {'runs':>5}")
+    for r in res:
+        t = sorted(r["times"])
+        p95 = t[min(len(t) - 1, int(round(0.95 * (len(t) - 1))))]
+        per_cmd.setdefault(r["command"], []).append((r["median"] * 1000, p95 * 1000))
+        print(f"{r['command']:60} {r['median']*1000:10.2f} {p95*1000:8.2f} {len(t):5}")
+if len(sys.argv) > 2:
+    print("median over rounds")
+    for cmd, v in per_cmd.items():
+        print(f"{cmd:60} {statistics.median(m for m, _ in v):10.2f} {statistics.median(p for _, p in v):8.2f}")
 PY

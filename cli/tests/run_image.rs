@@ -221,3 +221,33 @@ fn whiteouts_and_opaque_dirs_in_upper_layers_hide_lower_content() {
     ]);
     assert_eq!(out, "passwd-visible\nhello from layer 2\nmarker\n");
 }
+
+/// Regression: `rbuild run` creates nothing in the store (no per-process
+/// tmp dir, no upper/work dirs: the writable layer is on a tmpfs private
+/// to the sandbox), and leaves nothing behind, with or without `--memory`
+/// (which puts the writable layer on disk in the store's tmp dir).
+#[test]
+fn runs_leave_nothing_in_the_store_or_the_mount_table() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let tmp = rb.root().join("store-v1/tmp");
+    let entries = || {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(entries(), Vec::<String>::new());
+    let script = "head -c 1048576 /dev/zero > /big && wc -c < /big && \
+                  grep -c ' - overlay ' /proc/self/mountinfo";
+    for extra in [&[][..], &["--memory", "256m"][..]] {
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        args.extend(["busybox", "sh", "-c", script]);
+        assert_eq!(rb.ok(&args), "1048576\n1\n", "{extra:?}");
+        assert_eq!(entries(), Vec::<String>::new(), "{extra:?}");
+    }
+    let root = rb.root().to_string_lossy().into_owned();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mountinfo.contains(&root), "{mountinfo}");
+}

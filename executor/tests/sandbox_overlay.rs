@@ -43,6 +43,22 @@ fn main() {
             "many_lowers_still_use_overlayfs",
             many_lowers_still_use_overlayfs,
         ),
+        (
+            "ephemeral_rootfs_is_writable_and_leaves_nothing",
+            ephemeral_rootfs_is_writable_and_leaves_nothing,
+        ),
+        (
+            "ephemeral_rootfs_runs_are_isolated_from_each_other",
+            ephemeral_rootfs_runs_are_isolated_from_each_other,
+        ),
+        (
+            "ephemeral_rootfs_with_many_lowers_and_copy_fallback",
+            ephemeral_rootfs_with_many_lowers_and_copy_fallback,
+        ),
+        (
+            "killed_init_leaves_nothing_behind",
+            killed_init_leaves_nothing_behind,
+        ),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, f) in tests {
@@ -297,4 +313,175 @@ fn many_lowers_still_use_overlayfs() {
     assert_eq!(code, 0);
     assert_eq!(fs::read_to_string(&f.out).unwrap(), "0\n48\n49\n");
     assert_eq!(sandbox::snapshotter_kind(), SnapshotterKind::Overlay);
+}
+
+fn ephemeral_spec(lowers: Vec<PathBuf>, script: &str) -> SandboxSpec {
+    SandboxSpec {
+        rootfs: Rootfs::Ephemeral { lowers },
+        process: Process {
+            args: vec!["sh".into(), "-c".into(), script.into()],
+            ..Default::default()
+        },
+        mounts: vec![],
+        network: Network::None,
+        hostname: String::new(),
+        readonly_rootfs: false,
+        limits: Limits::default(),
+    }
+}
+
+fn run_spec(s: &SandboxSpec, out: &Path) -> (i32, String) {
+    let file = fs::File::create(out).unwrap();
+    let code = sandbox::run(
+        s,
+        SandboxStdio {
+            stdout: Some(file.into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    (code, fs::read_to_string(out).unwrap())
+}
+
+/// Host mounts whose source or target mention `needle`.
+fn host_mounts_mentioning(needle: &Path) -> Vec<String> {
+    let needle = needle.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Per-run state dirs in the runtime dir (`sandbox-XXXXXX`: only made
+/// when the shared tmpfs mount point is unusable). Other entries belong to
+/// other users of the runtime dir (the build worker, other tests).
+fn runtime_entries() -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(sandbox::runtime_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("sandbox-"))
+        .collect();
+    names.sort();
+    names
+}
+
+fn ephemeral_rootfs_is_writable_and_leaves_nothing() {
+    let f = fixture();
+    let before = runtime_entries();
+    let s = ephemeral_spec(
+        vec![f.top.clone(), f.base.clone()],
+        "echo new > /etc/new && rm /etc/group && cat /etc/new /hello && \
+         (test -e /etc/group || echo gone) && cat /etc/hostname",
+    );
+    let (code, out) = run_spec(&s, &f.out);
+    assert_eq!((code, out.as_str()), (0, "new\ntop\ngone\nsandbox\n"));
+    assert_eq!(sandbox::snapshotter_kind(), SnapshotterKind::Overlay);
+    // The lowers are untouched and no upper/work dir appeared beside them.
+    assert!(f.base.join("etc/group").exists() && !f.base.join("etc/new").exists());
+    assert!(!f.top.join("etc").exists());
+    // Nothing on the host: no new runtime entries, the shared tmpfs
+    // mount point is empty, and no mount of ours is visible.
+    let after = runtime_entries();
+    assert!(after.iter().all(|e| before.contains(e)), "{after:?}");
+    let mnt = sandbox::runtime_dir().join("scratch-mnt");
+    assert!(fs::read_dir(&mnt).unwrap().next().is_none());
+    assert!(host_mounts_mentioning(&mnt).is_empty());
+    assert!(host_mounts_mentioning(f._dir.path()).is_empty());
+    // A second run starts from the image again.
+    let (code, out) = run_spec(&ephemeral_spec(vec![f.base.clone()], "ls /etc"), &f.out);
+    assert_eq!(code, 0);
+    assert!(!out.contains("new") && out.contains("group"), "{out}");
+}
+
+fn ephemeral_rootfs_runs_are_isolated_from_each_other() {
+    let f = fixture();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let s = ephemeral_spec(
+                    vec![f.base.clone()],
+                    &format!("echo {i} > /n; sleep 0.2; cat /n; ls /tmp | wc -l"),
+                );
+                let out = f._dir.path().join(format!("out{i}"));
+                scope.spawn(move || run_spec(&s, &out))
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            assert_eq!(h.join().unwrap(), (0, format!("{i}\n0\n")));
+        }
+    });
+}
+
+fn ephemeral_rootfs_with_many_lowers_and_copy_fallback() {
+    let f = fixture();
+    let snapshots = f._dir.path().join("snapshots");
+    let mut lowers = Vec::new();
+    for i in 0..49 {
+        let dir = snapshots.join(format!("{i:064}"));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(format!("layer{i}")), format!("{i}\n")).unwrap();
+        lowers.push(dir);
+    }
+    lowers.reverse();
+    let base = snapshots.join(format!("{:064}", 999));
+    fs::rename(&f.base, &base).unwrap();
+    lowers.push(base);
+    let script = "cat /layer0 /layer48; echo x > /layer0; cat /layer0";
+    let s = ephemeral_spec(lowers.clone(), script);
+    assert_eq!(run_spec(&s, &f.out), (0, "0\n48\nx\n".to_string()));
+    assert_eq!(sandbox::snapshotter_kind(), SnapshotterKind::Overlay);
+    // SAFETY: this test binary runs its tests on the main thread only; the
+    // variable is read by the init process started below.
+    unsafe { std::env::set_var("RBUILD_SNAPSHOTTER", "copy") };
+    let res = std::panic::catch_unwind(|| run_spec(&s, &f.out));
+    // SAFETY: as above.
+    unsafe { std::env::remove_var("RBUILD_SNAPSHOTTER") };
+    assert_eq!(res.unwrap(), (0, "0\n48\nx\n".to_string()));
+    assert_eq!(sandbox::snapshotter_kind(), SnapshotterKind::Copy);
+    assert_eq!(
+        fs::read_to_string(lowers[48].join("layer0")).unwrap(),
+        "0\n"
+    );
+    // An empty image: the root is mounted, the command is not found.
+    let e = sandbox::run(&ephemeral_spec(vec![], "true"), SandboxStdio::default()).unwrap_err();
+    assert_eq!(e.exit_code(), 127, "{e}");
+}
+
+/// Regression for leaks: SIGKILL the init process mid-run; its tmpfs, the
+/// rootfs mount and the container go with it.
+fn killed_init_leaves_nothing_behind() {
+    let f = fixture();
+    let before = runtime_entries();
+    let s = ephemeral_spec(vec![f.base.clone()], "echo up; exec sleep 37.25");
+    let out = fs::File::create(&f.out).unwrap();
+    let sb = sandbox::spawn(
+        &s,
+        SandboxStdio {
+            stdout: Some(out.into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while fs::read_to_string(&f.out).unwrap() != "up\n" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "container did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    sb.signal(libc::SIGKILL).unwrap();
+    assert!(sb.wait().is_err(), "a killed init reports an error");
+    // pid 1 dies with its parent (PDEATHSIG); give the kernel a moment.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let after = runtime_entries();
+    assert!(after.iter().all(|e| before.contains(e)), "{after:?}");
+    assert!(host_mounts_mentioning(f._dir.path()).is_empty());
+    let sleeping = fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| fs::read_to_string(e.unwrap().path().join("cmdline")).ok())
+        .any(|c| c.ends_with("sleep\x0037.25\x00"));
+    assert!(!sleeping, "the container's process survived");
 }

@@ -171,7 +171,10 @@ fn setup_and_exec(ctx: ChildContext<'_>) -> Result<std::convert::Infallible, San
     }
     if spec.readonly_rootfs {
         let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-        if matches!(spec.rootfs, Rootfs::Overlay { .. }) {
+        if matches!(
+            spec.rootfs,
+            Rootfs::Overlay { .. } | Rootfs::Ephemeral { .. }
+        ) {
             flags |= MsFlags::MS_NODEV;
         }
         mount(None::<&str>, root, None::<&str>, flags, None::<&str>)

@@ -8,7 +8,12 @@
 //!
 //! The rootfs mount lives in the init process's private mount namespace and
 //! the container's mounts in pid 1's own copy of it, so both vanish with
-//! the processes; nothing is ever mounted in the caller's namespace.
+//! the processes; nothing is ever mounted in the caller's namespace. The
+//! per-run state (generated /etc files, the rootfs mount point and, for
+//! [`Rootfs::Ephemeral`], the overlay's upper and work dirs) lives on a
+//! tmpfs mounted in that namespace too: nothing is created on disk for a
+//! run, and there is nothing to remove afterwards, even when the init
+//! process is killed.
 
 use std::fs;
 use std::io::{self, Read};
@@ -45,18 +50,60 @@ pub fn init_main() -> ! {
     std::process::exit(code)
 }
 
-/// Removes the state dir when dropped (after unmounting the rootfs).
-struct StateDir {
-    path: PathBuf,
-    mounted: bool,
+/// The sandbox's private tmpfs (see the module docs), mounted on `dir` in
+/// the init process's mount namespace.
+struct Scratch {
+    dir: PathBuf,
+    /// `dir` was made for this run only (the shared mount point was
+    /// unusable) and is removed afterwards.
+    per_run: bool,
 }
 
-impl Drop for StateDir {
-    fn drop(&mut self) {
-        if self.mounted {
-            let _ = umount2(&self.path.join("root"), MntFlags::MNT_DETACH);
+impl Scratch {
+    /// The shared mount point, else a fresh directory in `runtime`. Made
+    /// before any user namespace is entered, as the calling user.
+    fn new(runtime: &Path) -> Result<Scratch, SandboxError> {
+        if let Some(dir) = super::runtime_dir::scratch_mount_point(runtime) {
+            return Ok(Scratch {
+                dir,
+                per_run: false,
+            });
         }
-        let _ = fs::remove_dir_all(&self.path);
+        let template = runtime.join("sandbox-XXXXXX");
+        let dir = nix::unistd::mkdtemp(&template).map_err(|e| {
+            SandboxError::setup("create state dir", Some(template.clone()), e.into())
+        })?;
+        Ok(Scratch { dir, per_run: true })
+    }
+
+    /// Mounts the tmpfs (in the current, private, mount namespace).
+    fn mount(&self) -> Result<(), SandboxError> {
+        // No nosuid/nodev/noexec: overlay uses this as its upper layer, and
+        // the flags that apply are the overlay mount's own.
+        mount(
+            Some("tmpfs"),
+            &self.dir,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("mode=0700"),
+        )
+        .map_err(|e| SandboxError::setup("mount sandbox tmpfs", Some(self.dir.clone()), e.into()))
+    }
+
+    fn mkdir(&self, name: &str) -> Result<PathBuf, SandboxError> {
+        let p = self.dir.join(name);
+        fs::create_dir(&p)
+            .map_err(|e| SandboxError::setup("create sandbox dir", Some(p.clone()), e))?;
+        Ok(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.per_run {
+            let _ = umount2(&self.dir, MntFlags::MNT_DETACH);
+            let _ = fs::remove_dir(&self.dir);
+        }
     }
 }
 
@@ -144,18 +191,7 @@ fn monitor() -> Result<i32, SandboxError> {
     // Made here, as the calling user, before any user namespace is entered.
     // Without it mount points are created in the upper dir and removed again.
     let init_layer = super::runtime_dir::init_layer(&runtime).ok();
-    let template = runtime.join("sandbox-XXXXXX");
-    let path = nix::unistd::mkdtemp(&template)
-        .map_err(|e| SandboxError::setup("create state dir", Some(template.clone()), e.into()))?;
-    let mut state = StateDir {
-        path,
-        mounted: false,
-    };
-    write_state_files(&state.path, &hostname, spec.network)?;
-    let mountpoint = state.path.join("root");
-    fs::create_dir(&mountpoint).map_err(|e| {
-        SandboxError::setup("create rootfs mount point", Some(mountpoint.clone()), e)
-    })?;
+    let scratch = Scratch::new(&runtime)?;
 
     let mut cgroup = if spec.limits.any() {
         Some(Cgroup::create(
@@ -165,14 +201,7 @@ fn monitor() -> Result<i32, SandboxError> {
     } else {
         None
     };
-    let result = run_in_namespaces(
-        &spec,
-        &mut state,
-        &mountpoint,
-        &hostname,
-        rootless,
-        init_layer.as_deref(),
-    );
+    let result = run_in_namespaces(&spec, &scratch, &hostname, rootless, init_layer.as_deref());
     if let Some(cg) = cgroup.as_mut() {
         cg.remove();
     }
@@ -181,8 +210,7 @@ fn monitor() -> Result<i32, SandboxError> {
 
 fn run_in_namespaces(
     spec: &SandboxSpec,
-    state: &mut StateDir,
-    mountpoint: &Path,
+    scratch: &Scratch,
     hostname: &str,
     rootless: bool,
     init_layer: Option<&Path>,
@@ -200,16 +228,24 @@ fn run_in_namespaces(
         None::<&str>,
     )
     .map_err(|e| SandboxError::setup("make mounts private", Some("/".into()), e.into()))?;
+    scratch.mount()?;
+    write_state_files(&scratch.dir, hostname, spec.network)?;
+    let mountpoint = scratch.mkdir("root")?;
 
-    let copy = mount_rootfs(spec, mountpoint, rootless, init_layer)?;
-    state.mounted = true;
-    let missing: Vec<&str> = MOUNT_POINTS
-        .iter()
-        .copied()
-        .filter(|p| fs::symlink_metadata(mountpoint.join(p)).is_err())
-        .collect();
+    let copy = mount_rootfs(spec, &mountpoint, rootless, init_layer, scratch)?;
+    // An ephemeral rootfs is discarded whole; others get back what they had.
+    let ephemeral = matches!(spec.rootfs, Rootfs::Ephemeral { .. });
+    let missing: Vec<&str> = if ephemeral {
+        Vec::new()
+    } else {
+        MOUNT_POINTS
+            .iter()
+            .copied()
+            .filter(|p| fs::symlink_metadata(mountpoint.join(p)).is_err())
+            .collect()
+    };
 
-    let code = spawn_and_wait(spec, state, mountpoint, hostname, rootless);
+    let code = spawn_and_wait(spec, &scratch.dir, &mountpoint, hostname, rootless);
 
     // Remove the mount points we created, deepest first.
     for p in missing.iter().rev() {
@@ -222,19 +258,18 @@ fn run_in_namespaces(
             }
         }
     }
+    // Mounts need no unmounting: they go with this process's namespace.
     if let Rootfs::Overlay { work, .. } = &spec.rootfs {
         if copy.is_none() {
             // The volatile overlay leaves work/work (mode 000, with an
             // incompat/volatile marker) behind; clear it so the work dir
             // is empty again and removable by its owner.
-            let _ = umount2(mountpoint, MntFlags::MNT_DETACH);
-            state.mounted = false;
+            let _ = umount2(&mountpoint, MntFlags::MNT_DETACH);
             clear_overlay_work(work);
         }
     }
     if let (Some((merged, manifest)), Rootfs::Overlay { upper, .. }) = (copy, &spec.rootfs) {
-        let _ = umount2(mountpoint, MntFlags::MNT_DETACH);
-        state.mounted = false;
+        let _ = umount2(&mountpoint, MntFlags::MNT_DETACH);
         let diff = snapshot::diff_into(&merged, &manifest, upper).map_err(|e| {
             SandboxError::setup(
                 "record changes of copy-based snapshot",
@@ -264,6 +299,7 @@ fn mount_rootfs(
     mountpoint: &Path,
     rootless: bool,
     init_layer: Option<&Path>,
+    scratch: &Scratch,
 ) -> Result<Option<(PathBuf, snapshot::Manifest)>, SandboxError> {
     let bind = |src: &Path| {
         mount(
@@ -285,85 +321,110 @@ fn mount_rootfs(
             })?;
             Ok(None)
         }
+        Rootfs::Ephemeral { lowers } => {
+            let upper = scratch.mkdir("upper")?;
+            let work = scratch.mkdir("work")?;
+            let lowers = if lowers.is_empty() {
+                // Overlay needs a lower dir; an empty one is an empty image.
+                vec![scratch.mkdir("empty")?]
+            } else {
+                lowers.clone()
+            };
+            mount_overlay(
+                &lowers, &upper, &work, mountpoint, rootless, init_layer, &bind,
+            )
+        }
         Rootfs::Overlay {
             lowers,
             upper,
             work,
-        } => {
-            if lowers.is_empty() {
-                return Err(SandboxError::InvalidSpec {
-                    reason: "overlay rootfs needs at least one lower dir".into(),
-                });
-            }
-            // The init layer goes on top of the image's layers when the
-            // options still fit in a page with it (it lives apart from the
-            // snapshots, so it can defeat the relative-path compaction).
-            let with_init: Vec<PathBuf>;
-            let lowers = match init_layer {
-                Some(layer) => {
-                    with_init = std::iter::once(layer.to_path_buf())
-                        .chain(lowers.iter().cloned())
-                        .collect();
-                    let fits = overlay_mount_data(&with_init, upper, work, rootless)
-                        .0
-                        .len()
-                        <= OVERLAY_DATA_MAX;
-                    if fits { &with_init } else { lowers }
-                }
-                None => lowers,
-            };
-            let (data, base) = overlay_mount_data(lowers, upper, work, rootless);
-            if data.len() > OVERLAY_DATA_MAX {
-                return Err(SandboxError::InvalidSpec {
-                    reason: format!(
-                        "overlay options for {} lower dirs are {} bytes, more than mount(2) accepts (one page) even relative to their common parent; keep snapshot dirs under one short parent",
-                        lowers.len(),
-                        data.len()
-                    ),
-                });
-            }
-            // Overlay resolves relative dirs against the mounter's cwd.
-            if let Some(base) = &base {
-                nix::unistd::chdir(base.as_path()).map_err(|e| {
-                    SandboxError::setup("chdir to snapshot dir", Some(base.clone()), e.into())
-                })?;
-            }
-            let forced_copy = std::env::var_os("RBUILD_SNAPSHOTTER").is_some_and(|v| v == "copy");
-            let res = if forced_copy {
-                Err(nix::Error::EINVAL)
-            } else {
-                mount(
-                    Some("overlay"),
-                    mountpoint,
-                    Some("overlay"),
-                    MsFlags::MS_NODEV,
-                    Some(data.as_str()),
-                )
-            };
-            if base.is_some() {
-                let _ = nix::unistd::chdir("/");
-            }
-            match res {
-                Ok(()) => {
-                    container::send(STATUS_FD, &Message::Snapshotter(SnapshotterKind::Overlay));
-                    Ok(None)
-                }
-                Err(e) if overlay_unsupported(e) => {
-                    let merged = snapshot::merged_dir(work);
-                    let manifest = snapshot::copy_merged(lowers, &merged).map_err(|e| {
-                        SandboxError::setup("copy-based snapshot", Some(merged.clone()), e)
-                    })?;
-                    bind(&merged)?;
-                    container::send(STATUS_FD, &Message::Snapshotter(SnapshotterKind::Copy));
-                    Ok(Some((merged, manifest)))
-                }
-                Err(e) => Err(SandboxError::setup(
-                    "mount overlay rootfs",
-                    Some(upper.clone()),
-                    e.into(),
-                )),
-            }
+        } => mount_overlay(lowers, upper, work, mountpoint, rootless, init_layer, &bind),
+    }
+}
+
+/// Mounts an overlay of `lowers` (under `init_layer` when it fits) at
+/// `mountpoint`, or falls back to the copy-based snapshotter (see
+/// [`mount_rootfs`]).
+fn mount_overlay(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    mountpoint: &Path,
+    rootless: bool,
+    init_layer: Option<&Path>,
+    bind: &dyn Fn(&Path) -> Result<(), SandboxError>,
+) -> Result<Option<(PathBuf, snapshot::Manifest)>, SandboxError> {
+    if lowers.is_empty() {
+        return Err(SandboxError::InvalidSpec {
+            reason: "overlay rootfs needs at least one lower dir".into(),
+        });
+    }
+    // The init layer goes on top of the image's layers when the
+    // options still fit in a page with it (it lives apart from the
+    // snapshots, so it can defeat the relative-path compaction).
+    let with_init: Vec<PathBuf>;
+    let lowers = match init_layer {
+        Some(layer) => {
+            with_init = std::iter::once(layer.to_path_buf())
+                .chain(lowers.iter().cloned())
+                .collect();
+            let fits = overlay_mount_data(&with_init, upper, work, rootless)
+                .0
+                .len()
+                <= OVERLAY_DATA_MAX;
+            if fits { &with_init } else { lowers }
         }
+        None => lowers,
+    };
+    let (data, base) = overlay_mount_data(lowers, upper, work, rootless);
+    if data.len() > OVERLAY_DATA_MAX {
+        return Err(SandboxError::InvalidSpec {
+            reason: format!(
+                "overlay options for {} lower dirs are {} bytes, more than mount(2) accepts (one page) even relative to their common parent; keep snapshot dirs under one short parent",
+                lowers.len(),
+                data.len()
+            ),
+        });
+    }
+    // Overlay resolves relative dirs against the mounter's cwd.
+    if let Some(base) = &base {
+        nix::unistd::chdir(base.as_path()).map_err(|e| {
+            SandboxError::setup("chdir to snapshot dir", Some(base.clone()), e.into())
+        })?;
+    }
+    let forced_copy = std::env::var_os("RBUILD_SNAPSHOTTER").is_some_and(|v| v == "copy");
+    let res = if forced_copy {
+        Err(nix::Error::EINVAL)
+    } else {
+        mount(
+            Some("overlay"),
+            mountpoint,
+            Some("overlay"),
+            MsFlags::MS_NODEV,
+            Some(data.as_str()),
+        )
+    };
+    if base.is_some() {
+        let _ = nix::unistd::chdir("/");
+    }
+    match res {
+        Ok(()) => {
+            container::send(STATUS_FD, &Message::Snapshotter(SnapshotterKind::Overlay));
+            Ok(None)
+        }
+        Err(e) if overlay_unsupported(e) => {
+            let merged = snapshot::merged_dir(work);
+            let manifest = snapshot::copy_merged(lowers, &merged)
+                .map_err(|e| SandboxError::setup("copy-based snapshot", Some(merged.clone()), e))?;
+            bind(&merged)?;
+            container::send(STATUS_FD, &Message::Snapshotter(SnapshotterKind::Copy));
+            Ok(Some((merged, manifest)))
+        }
+        Err(e) => Err(SandboxError::setup(
+            "mount overlay rootfs",
+            Some(upper.to_path_buf()),
+            e.into(),
+        )),
     }
 }
 
@@ -409,7 +470,9 @@ fn overlay_options(lowers: &[PathBuf], upper: &Path, work: &Path, rootless: bool
 const OVERLAY_DATA_MAX: usize = 4000;
 
 /// The overlay mount options, and the directory they are relative to when
-/// absolute paths would not fit in a page.
+/// absolute paths would not fit in a page: the common parent of all dirs,
+/// else that of the lowers alone, with upper and work left absolute (an
+/// ephemeral rootfs keeps them on its tmpfs, away from the snapshots).
 fn overlay_mount_data(
     lowers: &[PathBuf],
     upper: &Path,
@@ -425,23 +488,38 @@ fn overlay_mount_data(
         .map(PathBuf::as_path)
         .chain([upper, work])
         .collect();
-    let mut base = all[0].parent().map(Path::to_path_buf).unwrap_or_default();
-    while !all.iter().all(|p| p.starts_with(&base)) {
-        match base.parent() {
-            Some(p) => base = p.to_path_buf(),
-            None => return (data, None),
+    let lowers_only = &all[..lowers.len()];
+    let mut best = (data, None);
+    for dirs in [&all[..], lowers_only] {
+        let Some(base) = common_parent(dirs) else {
+            continue;
+        };
+        // Relative to the base, or absolute (unaffected by the cwd) when
+        // not under it.
+        let rel = |p: &Path| {
+            p.strip_prefix(&base)
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|_| p.to_path_buf())
+        };
+        let rel_lowers: Vec<PathBuf> = lowers.iter().map(|l| rel(l)).collect();
+        let data = overlay_options(&rel_lowers, &rel(upper), &rel(work), rootless);
+        if data.len() < best.0.len() {
+            best = (data, Some(base));
+        }
+        if best.0.len() <= OVERLAY_DATA_MAX {
+            break;
         }
     }
-    let rel = |p: &Path| {
-        p.strip_prefix(&base)
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|_| p.to_path_buf())
-    };
-    let lowers: Vec<PathBuf> = lowers.iter().map(|l| rel(l)).collect();
-    (
-        overlay_options(&lowers, &rel(upper), &rel(work), rootless),
-        Some(base),
-    )
+    best
+}
+
+/// The deepest directory above every one of `dirs` (other than `/`).
+fn common_parent(dirs: &[&Path]) -> Option<PathBuf> {
+    let mut base = dirs.first()?.parent()?.to_path_buf();
+    while !dirs.iter().all(|p| p.starts_with(&base)) {
+        base = base.parent()?.to_path_buf();
+    }
+    (base.parent().is_some()).then_some(base)
 }
 
 /// Signals forwarded to pid 1 (SIGCHLD and SIGWINCH are handled here).
@@ -456,7 +534,7 @@ const FORWARDED: [Signal; 6] = [
 
 fn spawn_and_wait(
     spec: &SandboxSpec,
-    state: &StateDir,
+    state: &Path,
     mountpoint: &Path,
     hostname: &str,
     rootless: bool,
@@ -494,7 +572,7 @@ fn spawn_and_wait(
             container::start(ChildContext {
                 spec: &spec_for_child,
                 mountpoint,
-                state: &state.path,
+                state,
                 tty,
                 status: STATUS_FD,
                 rootless,
@@ -661,5 +739,24 @@ mod tests {
         assert!(data.len() <= OVERLAY_DATA_MAX, "{}", data.len());
         assert!(data.starts_with(&format!("lowerdir=snapshots/{:064}:", 0)));
         assert!(data.ends_with(",upperdir=tmp/up,workdir=tmp/wk,volatile,userxattr"));
+    }
+
+    #[test]
+    fn an_upper_dir_outside_the_lowers_parent_stays_absolute() {
+        let root = format!("/var/lib/rbuild/{}", "x".repeat(40));
+        let lowers: Vec<PathBuf> = (0..50)
+            .map(|i| PathBuf::from(format!("{root}/snapshots/{i:064}")))
+            .collect();
+        let (data, base) = overlay_mount_data(
+            &lowers,
+            Path::new("/run/rbuild/scratch-mnt/upper"),
+            Path::new("/run/rbuild/scratch-mnt/work"),
+            false,
+        );
+        assert_eq!(base, Some(PathBuf::from(format!("{root}/snapshots"))));
+        assert!(data.len() <= OVERLAY_DATA_MAX, "{}", data.len());
+        assert!(data.ends_with(
+            ",upperdir=/run/rbuild/scratch-mnt/upper,workdir=/run/rbuild/scratch-mnt/work,volatile"
+        ));
     }
 }

@@ -50,6 +50,18 @@ fn private_dir(path: &Path, uid: u32) -> Option<PathBuf> {
     private.then(|| path.to_path_buf())
 }
 
+/// The empty directory every sandbox of this user mounts its private tmpfs
+/// on (see `init`): made once and never removed. Each sandbox mounts in its
+/// own mount namespace, so they share the directory without seeing each
+/// other's tmpfs, and the host never sees any. `None` when it exists as
+/// something other than this user's private directory.
+pub(crate) fn scratch_mount_point(runtime: &Path) -> Option<PathBuf> {
+    private_dir(
+        &runtime.join("scratch-mnt"),
+        nix::unistd::geteuid().as_raw(),
+    )
+}
+
 /// Directories and empty files the sandbox mounts over, relative to the
 /// rootfs. Directories end in `/`.
 const INIT_LAYER_ENTRIES: [&str; 16] = [

@@ -39,6 +39,14 @@ pub enum Rootfs {
     },
     /// A plain directory used as the root, written in place.
     Dir(PathBuf),
+    /// An overlay of read-only `lowers` (top first; may be empty) whose
+    /// writable layer lives on a tmpfs private to the sandbox and is gone
+    /// when it ends, however it ends: nothing is created on disk, nothing
+    /// is left to clean up. For runs whose changes are discarded, like
+    /// `rbuild run` (Docker's writable layer of a `--rm` container). What
+    /// the process writes to its root filesystem takes memory (charged to
+    /// the sandbox's memory cgroup when one is set), up to half of RAM.
+    Ephemeral { lowers: Vec<PathBuf> },
 }
 
 /// The process to run.

@@ -240,9 +240,38 @@ fn open_sweeps_dead_sessions_but_not_live_ones() {
     fs::create_dir(&dead_dir).unwrap();
     fs::write(dead_dir.join("blob-0"), b"half").unwrap();
     fs::write(dir.path().join("store-v1/tmp/999-1.lock"), b"").unwrap();
-    let _other = Store::open(dir.path()).unwrap();
+    let other = Store::open(dir.path()).unwrap();
+    assert!(dead_dir.exists(), "opening alone sweeps nothing");
+    other.tmp_dir();
     assert!(!dead_dir.exists());
+    assert!(!dir.path().join("store-v1/tmp/999-1.lock").exists());
     assert!(live.tmp_dir().join("partial").exists());
+}
+
+/// `rbuild run` and other read-only commands open the store once per
+/// invocation: on an existing store that must create (and later delete)
+/// nothing, since on ext4 with `-o discard` each removed directory costs a
+/// synchronous discard.
+#[test]
+fn opening_an_existing_store_creates_nothing_until_scratch_space_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    let tmp_root = dir.path().join("store-v1/tmp");
+    let entries = || fs::read_dir(&tmp_root).unwrap().count();
+    assert_eq!(entries(), 0, "a first open cleans up after itself");
+    let store = Store::open(dir.path()).unwrap();
+    let _ = store.read_index().unwrap();
+    assert_eq!(entries(), 0);
+    let scratch = store.tmp_dir().to_path_buf();
+    assert!(scratch.is_dir(), "made on first use");
+    assert_eq!(store.tmp_dir(), scratch, "and only once");
+    fs::write(scratch.join("partial"), b"x").unwrap();
+    drop(store);
+    assert_eq!(
+        entries(),
+        0,
+        "dropping the store removes its scratch dir and lock"
+    );
 }
 
 /// Regression: two processes opening a fresh root at once collided on the
