@@ -67,6 +67,13 @@ done
 
 # ---- builders ---------------------------------------------------------
 
+for peer in $PEERS; do
+    case $peer in
+    buildkit | classic | buildah | podman) ;;
+    *) die "unknown peer '$peer' in PEERS (known: buildkit classic buildah podman)" ;;
+    esac
+done
+
 if [ -z "${RBUILD:-}" ]; then
     RBUILD=$repo/target/release/rbuild
     if [ ! -x "$RBUILD" ]; then
@@ -102,7 +109,6 @@ for peer in $PEERS; do
             note "$peer skipped: not installed (apt-get install $peer; see PEERS.md for containers.conf)"
         fi
         ;;
-    *) die "unknown peer '$peer' in PEERS (known: buildkit classic buildah podman)" ;;
     esac
 done
 has() {
@@ -289,8 +295,11 @@ rss() {
     local kind=$1 extra=$2 prepare=$3
     [ -n "$prepare" ] && sh -c "$prepare"
     # shellcheck disable=SC2046 # build_cmd is a word list by design
-    $TIME -f %M -o "$BENCH_DIR/rss" $(build_cmd rbuild "$kind" "$extra") >/dev/null 2>&1
-    echo $(($(tail -n 1 "$BENCH_DIR/rss") / 1024))
+    if $TIME -f %M -o "$BENCH_DIR/rss" $(build_cmd rbuild "$kind" "$extra") >/dev/null 2>&1; then
+        echo $(($(tail -n 1 "$BENCH_DIR/rss") / 1024))
+    else
+        echo "failed" # time's exit status is the build's
+    fi
 }
 
 median() { jq -r --arg n "$2" '.results[] | select(.command == $n) | .median' "$1"; }
@@ -321,8 +330,16 @@ table() {
     [ ${#wrong[@]} -eq 0 ] || echo "WRONG IMAGE after the edit scenario (timings void): ${wrong[*]}"
 }
 
+version_of() {
+    case $1 in
+    rbuild) "$RBUILD" --version | head -n 1 ;;
+    buildkit | classic) echo "$1 (docker $($DOCKER version --format '{{.Server.Version}}'))" ;;
+    buildah | podman) $1 --version ;;
+    esac
+}
+
 declare -A RSS
-summary=()
+summary=("builders: $(for b in "${builders[@]}"; do printf '%s; ' "$(version_of "$b")"; done)")
 for kind in $kinds; do
     all_builders=("${builders[@]}")
     echo "== $kind: base image, context" >&2
