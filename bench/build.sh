@@ -392,7 +392,11 @@ for kind in $kinds; do
 done
 
 # Dangling images from the --no-cache runs add up (a 50 MiB layer per run).
-if has buildkit || has classic; then $DOCKER image prune -f >/dev/null || true; fi
+# So does BuildKit's build cache (its records for every cold run).
+if has buildkit || has classic; then
+    $DOCKER image prune -f >/dev/null || true
+    $DOCKER builder prune -f --keep-storage 1gb >/dev/null || true
+fi
 if has buildah || has podman; then $(containers_cli) image prune -f >/dev/null 2>&1 || true; fi
 
 printf '%s\n' "${summary[@]}"
