@@ -1,0 +1,402 @@
+#!/usr/bin/env bash
+# Whole-build benchmark: rbuild against the builders users would otherwise
+# pick, on the same contexts and the same offline base images.
+#
+#   bench/build.sh [busybox|debian|all]        (default all)
+#
+# Contexts (bench/contexts/gen.sh): busybox multi-stage (~400 small files and
+# one 50 MiB file), Debian bookworm RUN-heavy (users, dd/sha256sum/gzip, COPY
+# of sources; no apt-get, so no network). Scenarios, each one hyperfine run
+# with every builder side by side:
+#   cold     --no-cache
+#   cached   the same build again, nothing changed
+#   edit     one small file (conf/app.conf, copied late) gets a new line
+#            before every build (hyperfine --prepare)
+# Builders: rbuild (always), docker BuildKit (DOCKER_BUILDKIT=1 /usr/bin/docker
+# build; needs dockerd running, see /work/shared/PEERS.md), buildah build
+# --layers, podman build --layers, and with PEERS=... the docker classic
+# builder ("classic"). Missing peers are skipped with a note.
+# Every builder's image is run once after its first build and again after the
+# edit scenario, and its output compared with what the host computes from the
+# context: a builder that serves a stale cache fails here, not silently.
+#
+# env: RUNS=5             timed runs per builder and scenario (after 1 warm-up)
+#      RBUILD=path        rbuild binary (default target/release/rbuild, built
+#                         with cargo when missing)
+#      PEERS="buildkit buildah podman"   peers to try (add "classic")
+#      BENCH_DIR=/var/tmp/rbuild-bench  contexts, base-image tars, rbuild's
+#                         store (BENCH_DIR/rbuild-root), hyperfine JSON
+#
+# Output: per context a table of medians (seconds), rbuild's ratio to
+# BuildKit and rbuild's peak RSS (GNU time %M, one extra run per scenario).
+# Timings on a shared machine are noisy: quote medians, compare within a run.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+what=${1:-all}
+case $what in
+busybox | debian) kinds=$what ;;
+all) kinds="busybox debian" ;;
+*)
+    echo "usage: $0 [busybox|debian|all]" >&2
+    exit 2
+    ;;
+esac
+
+RUNS=${RUNS:-5}
+PEERS=${PEERS:-buildkit buildah podman}
+BENCH_DIR=${BENCH_DIR:-/var/tmp/rbuild-bench}
+DOCKER=/usr/bin/docker # the 20.10 client: a newer one on PATH lacks buildx
+TIME=/usr/bin/time
+mkdir -p "$BENCH_DIR"
+BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
+ROOT=$BENCH_DIR/rbuild-root
+
+note() { echo "note: $*" >&2; }
+die() {
+    echo "error: $*" >&2
+    exit 1
+}
+
+for tool in hyperfine jq; do
+    command -v $tool >/dev/null || die "$tool not found; hint: apt-get install $tool"
+done
+[ -x $TIME ] || die "$TIME not found; hint: apt-get install time"
+
+# ---- builders ---------------------------------------------------------
+
+for peer in $PEERS; do
+    case $peer in
+    buildkit | classic | buildah | podman) ;;
+    *) die "unknown peer '$peer' in PEERS (known: buildkit classic buildah podman)" ;;
+    esac
+done
+
+if [ -z "${RBUILD:-}" ]; then
+    RBUILD=$repo/target/release/rbuild
+    if [ ! -x "$RBUILD" ]; then
+        echo "building $RBUILD (cargo build --release -p rbuild)" >&2
+        cargo build --release -q -p rbuild
+    fi
+fi
+[ -x "$RBUILD" ] || die "RBUILD=$RBUILD is not an executable"
+RBUILD=$(cd "$(dirname "$RBUILD")" && pwd)/$(basename "$RBUILD")
+
+builders=()
+if "$RBUILD" build --help >/dev/null 2>&1; then
+    builders+=(rbuild)
+else
+    note "$RBUILD has no working 'build' command: rbuild skipped, peers only"
+fi
+for peer in $PEERS; do
+    case $peer in
+    buildkit | classic)
+        if [ ! -x $DOCKER ]; then
+            note "$peer skipped: $DOCKER missing (apt-get install docker.io)"
+        elif ! $DOCKER info >/dev/null 2>&1; then
+            note "$peer skipped: dockerd is not running; hint: setsid nohup dockerd" \
+                "--iptables=false --ip-masq=false --ip-forward=false >dockerd.log 2>&1 &"
+        else
+            builders+=("$peer")
+        fi
+        ;;
+    buildah | podman)
+        if command -v "$peer" >/dev/null; then
+            builders+=("$peer")
+        else
+            note "$peer skipped: not installed (apt-get install $peer; see PEERS.md for containers.conf)"
+        fi
+        ;;
+    esac
+done
+has() {
+    local b
+    for b in "${builders[@]}"; do [ "$b" = "$1" ] && return 0; done
+    return 1
+}
+# buildah and podman share containers/storage: importing with either serves both.
+containers_cli() { if command -v podman >/dev/null; then echo podman; else echo buildah; fi; }
+
+# The image tag each builder writes. buildah and podman get their own
+# (their store is shared) so one never reuses the other's final image.
+tag_of() {
+    case $1 in
+    rbuild | buildkit) echo "bench-$2" ;;
+    *) echo "bench-$2-$1" ;;
+    esac
+}
+
+# The shell command that builds context $2 with builder $1; $3: extra flags.
+build_cmd() {
+    local b=$1 kind=$2 extra=${3:-} ctx=$BENCH_DIR/ctx-$2 tag
+    tag=$(tag_of "$b" "$kind")
+    case $b in
+    rbuild) echo "$RBUILD --root $ROOT build -q -t $tag $extra $ctx" ;;
+    buildkit) echo "env DOCKER_BUILDKIT=1 $DOCKER build -q -t $tag $extra $ctx" ;;
+    classic) echo "env DOCKER_BUILDKIT=0 $DOCKER build -q -t $tag $extra $ctx" ;;
+    buildah) echo "buildah build --layers -q -t $tag $extra $ctx" ;;
+    podman) echo "podman build --layers -q -t $tag $extra $ctx" ;;
+    esac
+}
+
+# Runs builder $1's image of context $2 with its default command.
+run_image() {
+    local b=$1 tag
+    tag=$(tag_of "$1" "$2")
+    case $b in
+    rbuild) "$RBUILD" --root "$ROOT" run --rm "$tag" ;;
+    buildkit | classic) $DOCKER run --rm --network none "$tag" ;;
+    podman) podman run --rm --network none "$tag" ;;
+    buildah)
+        if command -v podman >/dev/null; then
+            podman run --rm --network none "localhost/$tag"
+        else
+            local ctr cmd
+            mapfile -t cmd < <(buildah inspect --type image --format '{{json .OCIv1.Config.Cmd}}' "$tag" | jq -r '.[]')
+            ctr=$(buildah from -q "$tag")
+            buildah run --network none "$ctr" -- "${cmd[@]}" || { buildah rm "$ctr" >/dev/null; return 1; }
+            buildah rm "$ctr" >/dev/null
+        fi
+        ;;
+    esac
+}
+
+# ---- base images ------------------------------------------------------
+
+# Imports rootfs tar $2 as $1 (docker-style name:tag) into every builder
+# that lacks it; $3 is the image's CMD.
+import_base() {
+    local ref=$1 tar=$2 image_cmd=$3 b
+    if has rbuild && ! "$RBUILD" --root "$ROOT" inspect "$ref" >/dev/null 2>&1; then
+        "$RBUILD" --root "$ROOT" import --change "CMD $image_cmd" "$tar" "$ref" >/dev/null
+    fi
+    if { has buildkit || has classic; } && ! $DOCKER image inspect "$ref" >/dev/null 2>&1; then
+        $DOCKER import --change "CMD $image_cmd" "$tar" "$ref" >/dev/null
+    fi
+    if { has buildah || has podman; }; then
+        local cli full=docker.io/library/$ref
+        cli=$(containers_cli)
+        # Named as a pull would name it, so `FROM busybox` resolves locally.
+        if ! $cli image exists "$full" 2>/dev/null && ! $cli inspect "$full" >/dev/null 2>&1; then
+            if [ "$cli" = podman ]; then
+                podman import -q --change "CMD $image_cmd" "$tar" "$full" >/dev/null
+            else
+                local ctr
+                ctr=$(buildah from -q scratch)
+                buildah add -q "$ctr" "$tar" / >/dev/null
+                buildah config --cmd "$image_cmd" "$ctr"
+                buildah commit -q "$ctr" "$full" >/dev/null
+                buildah rm "$ctr" >/dev/null
+            fi
+        fi
+    fi
+}
+
+base_busybox() {
+    local tar=$BENCH_DIR/busybox-rootfs.tar
+    if [ ! -s "$tar" ]; then
+        # The same rootfs as the tests' busybox image, flattened to a tar
+        # every builder can import.
+        local tmp
+        tmp=$(mktemp -d "$BENCH_DIR/make-busybox.XXXXXX")
+        "$repo/testdata/make-busybox" "$RBUILD" "$tmp/root" >/dev/null
+        "$RBUILD" --root "$tmp/root" export busybox:latest -o "$tar.part"
+        mv "$tar.part" "$tar"
+        rm -rf "$tmp"
+    fi
+    import_base busybox:latest "$tar" '["sh"]'
+}
+
+base_debian() {
+    local tar=$BENCH_DIR/debian-bookworm.tar
+    "$repo/testdata/make-debian" "$tar"
+    import_base debian:bookworm "$tar" '["bash"]'
+}
+
+# ---- expected output --------------------------------------------------
+
+# What the context's final image must print, computed on the host from the
+# generated context (mirrors the Dockerfile's CMD).
+expected() {
+    local kind=$1 ctx=$BENCH_DIR/ctx-$1 words
+    # The CMD's unquoted $(...) splits the line into words.
+    read -ra words < <(tail -n 1 "$ctx/conf/app.conf")
+    case $kind in
+    busybox)
+        (
+            cd "$ctx"
+            find src -type f | LC_ALL=C sort >"$BENCH_DIR/files.txt"
+            echo "sources $(xargs cat <"$BENCH_DIR/files.txt" | md5sum | cut -d' ' -f1) $(wc -l <"$BENCH_DIR/files.txt")"
+            echo "blob $(sha256sum blob.bin | cut -c1-64) $(stat -c %s blob.bin)"
+        )
+        ;;
+    debian)
+        echo "user app 30"
+        if [ ! -s "$BENCH_DIR/debian-data.sha256" ]; then
+            local d
+            d=$(mktemp -d "$BENCH_DIR/data.XXXXXX")
+            (
+                cd "$d"
+                export LC_ALL=C # the glob's order, as in the image
+                for i in $(seq 1 24); do
+                    yes "rbuild bench chunk $i" | dd of="chunk$i" bs=64k count=64 iflag=fullblock status=none
+                done
+                dd if=/dev/zero of=zero.bin bs=1M count=32 status=none
+                sha256sum chunk* zero.bin | sha256sum | cut -c1-64
+            ) >"$BENCH_DIR/debian-data.sha256"
+            rm -rf "$d"
+        fi
+        echo "data $(cat "$BENCH_DIR/debian-data.sha256")"
+        (
+            cd "$ctx"
+            echo "sources $(find src -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-64) $(find src -type f | wc -l)"
+        )
+        ;;
+    esac
+    echo "conf ${words[*]}"
+}
+
+# Runs every builder's image and drops the builders whose output differs
+# from the expected one (with the diff), so a wrong build never gets timed.
+check_images() {
+    local kind=$1 when=$2 want got b kept=()
+    want=$(expected "$kind")
+    for b in "${builders[@]}"; do
+        if got=$(run_image "$b" "$kind" 2>"$BENCH_DIR/run.err") && [ "$got" = "$want" ]; then
+            kept+=("$b")
+        else
+            note "$b: $kind image $when prints the wrong output; $b dropped"
+            diff <(echo "$want") <(echo "$got") | sed 's/^/    /' >&2 || true
+            sed 's/^/    stderr: /' "$BENCH_DIR/run.err" | tail -n 5 >&2
+        fi
+    done
+    builders=("${kept[@]}")
+}
+
+# ---- timing -----------------------------------------------------------
+
+# One hyperfine run per scenario, every builder side by side.
+# $1 kind, $2 scenario, $3 extra build flags, $4 prepare command (or empty).
+measure() {
+    local kind=$1 scenario=$2 extra=$3 prepare=$4 b args=()
+    for b in "${builders[@]}"; do
+        args+=(-n "$b" "$(build_cmd "$b" "$kind" "$extra")")
+    done
+    [ -n "$prepare" ] && args=(--prepare "$prepare" "${args[@]}")
+    echo "== $kind / $scenario" >&2
+    hyperfine --runs "$RUNS" --warmup 1 --style basic \
+        --export-json "$BENCH_DIR/$kind-$scenario.json" "${args[@]}" >&2
+}
+
+# rbuild's peak RSS in MB for one build (an extra, untimed run).
+rss() {
+    local kind=$1 extra=$2 prepare=$3
+    [ -n "$prepare" ] && sh -c "$prepare"
+    # shellcheck disable=SC2046 # build_cmd is a word list by design
+    if $TIME -f %M -o "$BENCH_DIR/rss" $(build_cmd rbuild "$kind" "$extra") >/dev/null 2>&1; then
+        echo $(($(tail -n 1 "$BENCH_DIR/rss") / 1024))
+    else
+        echo "failed" # time's exit status is the build's
+    fi
+}
+
+median() { jq -r --arg n "$2" '.results[] | select(.command == $n) | .median' "$1"; }
+
+table() {
+    local kind=$1 s b line m r
+    echo
+    echo "$kind: median seconds of $RUNS runs (1 warm-up); load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
+    line=$(printf '%-8s' scenario)
+    for b in "${builders[@]}"; do line+=$(printf ' %9s' "$b"); done
+    has rbuild && has buildkit && line+=$(printf ' %16s' rbuild/buildkit)
+    has rbuild && line+=$(printf ' %12s' "rbuild RSS")
+    echo "$line"
+    for s in cold cached edit; do
+        line=$(printf '%-8s' $s)
+        for b in "${builders[@]}"; do
+            m=$(median "$BENCH_DIR/$kind-$s.json" "$b")
+            line+=$(printf ' %9.3f' "$m")
+        done
+        if has rbuild && has buildkit; then
+            r=$(jq -rn --argjson a "$(median "$BENCH_DIR/$kind-$s.json" rbuild)" \
+                --argjson b "$(median "$BENCH_DIR/$kind-$s.json" buildkit)" '$a / $b')
+            line+=$(printf ' %15.2fx' "$r")
+        fi
+        has rbuild && line+=$(printf ' %9s MB' "${RSS[$kind-$s]}")
+        echo "$line"
+    done
+    [ ${#wrong[@]} -eq 0 ] || echo "WRONG IMAGE after the edit scenario (timings void): ${wrong[*]}"
+}
+
+version_of() {
+    case $1 in
+    rbuild) "$RBUILD" --version | head -n 1 ;;
+    buildkit | classic) echo "$1 (docker $($DOCKER version --format '{{.Server.Version}}'))" ;;
+    buildah | podman) $1 --version ;;
+    esac
+}
+
+declare -A RSS
+summary=("builders: $(for b in "${builders[@]}"; do printf '%s; ' "$(version_of "$b")"; done)")
+for kind in $kinds; do
+    all_builders=("${builders[@]}")
+    echo "== $kind: base image, context" >&2
+    "base_$kind"
+    "$repo/bench/contexts/gen.sh" "$kind" "$BENCH_DIR/ctx-$kind"
+    conf=$BENCH_DIR/ctx-$kind/conf/app.conf
+    edit="echo \"edit \$(date +%s%N)\" >> $conf"
+
+    # A first build per builder, then its image must print the right thing.
+    built=()
+    for b in "${builders[@]}"; do
+        if sh -c "$(build_cmd "$b" "$kind")" >"$BENCH_DIR/build.log" 2>&1; then
+            built+=("$b")
+        else
+            note "$b: first build of $kind failed; $b dropped (last lines below)"
+            tail -n 15 "$BENCH_DIR/build.log" | sed 's/^/    /' >&2
+        fi
+    done
+    builders=("${built[@]}")
+    check_images "$kind" "after its first build"
+    if [ ${#builders[@]} -eq 0 ]; then
+        note "no builder left for $kind"
+        builders=("${all_builders[@]}")
+        continue
+    fi
+
+    measure "$kind" cold --no-cache ""
+    measure "$kind" cached "" ""
+    measure "$kind" edit "" "$edit"
+    # The last edit must show in every image: a cache that missed the
+    # change would make the edit scenario look fast and wrong. hyperfine
+    # runs the builders one after the other and edits before each run, so
+    # each builds once more to catch up with the final edit.
+    for b in "${builders[@]}"; do
+        sh -c "$(build_cmd "$b" "$kind")" >"$BENCH_DIR/build.log" 2>&1 ||
+            note "$b: build after the edit scenario failed"
+    done
+    timed=("${builders[@]}")
+    check_images "$kind" "after the edit scenario"
+    wrong=()
+    for b in "${timed[@]}"; do has "$b" || wrong+=("$b"); done
+    builders=("${timed[@]}") # the table still shows them, flagged
+    if has rbuild; then
+        RSS[$kind-cold]=$(rss "$kind" --no-cache "")
+        RSS[$kind-cached]=$(rss "$kind" "" "")
+        RSS[$kind-edit]=$(rss "$kind" "" "$edit")
+    fi
+    summary+=("$(table "$kind")")
+    builders=("${all_builders[@]}")
+done
+
+# Dangling images from the --no-cache runs add up (a 50 MiB layer per run).
+# So does BuildKit's build cache (its records for every cold run).
+if has buildkit || has classic; then
+    $DOCKER image prune -f >/dev/null || true
+    $DOCKER builder prune -f --keep-storage 1gb >/dev/null || true
+fi
+if has buildah || has podman; then $(containers_cli) image prune -f >/dev/null 2>&1 || true; fi
+
+printf '%s\n' "${summary[@]}"
