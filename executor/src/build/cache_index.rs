@@ -200,7 +200,7 @@ impl<'a> StoreCacheIndex<'a> {
         let dir = path.parent().expect("records live in a directory");
         fs::create_dir_all(dir).map_err(BuildError::io(dir))?;
         let bytes = serde_json::to_vec_pretty(record).expect("records serialize");
-        write_atomic(self.store.tmp_dir(), path, &bytes)
+        write_atomic(self.store.tmp_dir(), path, &bytes, true)
     }
 
     fn all_records(&self) -> Result<Vec<(PathBuf, Record)>, BuildError> {
@@ -304,7 +304,7 @@ impl<'a> StoreCacheIndex<'a> {
 impl CacheIndex<StepOutput, BuildError> for StoreCacheIndex<'_> {
     fn lookup(&self, key: &CacheKey) -> Result<Option<StepOutput>, BuildError> {
         let path = self.record_path(key);
-        let Some(mut record) = self.read(&path)? else {
+        let Some(record) = self.read(&path)? else {
             return Ok(None);
         };
         let Some(output) = record.output() else {
@@ -317,9 +317,11 @@ impl CacheIndex<StepOutput, BuildError> for StoreCacheIndex<'_> {
         {
             return Ok(None);
         }
-        record.last_used = time::now_secs();
-        // Last use only orders pruning; a failed update must not fail a build.
-        let _ = self.write(&path, &record);
+        // The last use is the file's mtime (newer than `last_used` once
+        // hit): one timestamp update instead of rewriting and syncing the
+        // record on every hit. It only orders pruning, so a failed update
+        // must not fail a build.
+        let _ = fs::File::open(&path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
         Ok(Some(output))
     }
 
@@ -370,8 +372,17 @@ fn read_records(store_dir: &Path) -> Result<Vec<(PathBuf, Record)>, BuildError> 
         }
         // A damaged record is skipped (a miss), never fatal.
         if let Ok(bytes) = fs::read(&path)
-            && let Ok(r) = serde_json::from_slice::<Record>(&bytes)
+            && let Ok(mut r) = serde_json::from_slice::<Record>(&bytes)
         {
+            // Hits touch the file rather than rewrite it (see `lookup`).
+            if let Some(touched) = entry
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            {
+                r.last_used = r.last_used.max(touched.as_secs() as i64);
+            }
             out.push((path, r));
         }
     }
@@ -393,7 +404,17 @@ pub fn live_layers(store_dir: &Path) -> Vec<LayerInfo> {
 }
 
 /// Writes `data` to `dest` via a temporary file in `tmp` and a rename.
-pub(crate) fn write_atomic(tmp: &Path, dest: &Path, data: &[u8]) -> Result<(), BuildError> {
+/// Writes `data` to `dest` through a temporary file and a rename, so a
+/// reader sees the old or the new content, never a torn one. `durable`
+/// also syncs the data first (cache-index records, which name blobs gc
+/// keeps); advisory files (lineage records) skip that cost: a crash at
+/// worst loses one explanation.
+pub(crate) fn write_atomic(
+    tmp: &Path,
+    dest: &Path,
+    data: &[u8],
+    durable: bool,
+) -> Result<(), BuildError> {
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -406,7 +427,9 @@ pub(crate) fn write_atomic(tmp: &Path, dest: &Path, data: &[u8]) -> Result<(), B
     let result = (|| {
         let mut f = fs::File::create(&scratch).map_err(BuildError::io(&scratch))?;
         f.write_all(data).map_err(BuildError::io(&scratch))?;
-        f.sync_all().map_err(BuildError::io(&scratch))?;
+        if durable {
+            f.sync_all().map_err(BuildError::io(&scratch))?;
+        }
         fs::rename(&scratch, dest).map_err(BuildError::io(dest))
     })();
     if result.is_err() {

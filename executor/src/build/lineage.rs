@@ -49,13 +49,20 @@ impl<'a> LineageStore<'a> {
     }
 
     /// Saves the fingerprint of step `lineage` of build `identity`,
-    /// replacing the previous one.
+    /// replacing the previous one; nothing is written when the saved one
+    /// already has the same key (a cached step's usual case).
     pub fn save(
         &self,
         identity: &str,
         lineage: &str,
         fingerprint: &StepFingerprint,
     ) -> Result<(), BuildError> {
+        if self
+            .load(identity, lineage)?
+            .is_some_and(|saved| saved.key == fingerprint.key)
+        {
+            return Ok(());
+        }
         let path = self.path(identity, lineage);
         let dir = path.parent().expect("lineage records live in a directory");
         fs::create_dir_all(dir).map_err(BuildError::io(dir))?;
@@ -64,7 +71,7 @@ impl<'a> LineageStore<'a> {
             fingerprint: fingerprint.clone(),
         };
         let bytes = serde_json::to_vec(&record).expect("lineage records serialize");
-        write_atomic(self.store.tmp_dir(), &path, &bytes)
+        write_atomic(self.store.tmp_dir(), &path, &bytes, false)
     }
 
     /// The fingerprint saved for step `lineage` of build `identity`, if

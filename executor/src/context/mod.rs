@@ -99,7 +99,15 @@ pub struct Context {
     /// Cleared the first time `openat2` turns out to be unavailable
     /// (old kernel, seccomp), so later resolutions walk directly.
     have_openat2: AtomicBool,
+    /// Directories already resolved (confined, no symlinks) → an `O_PATH`
+    /// fd, so the many entries of one directory are each one
+    /// single-component `openat`/`statat` instead of a walk from the root.
+    /// Bounded by [`DIR_FD_CACHE`] to stay far from the fd limit.
+    dir_fds: Mutex<HashMap<String, std::sync::Arc<OwnedFd>>>,
 }
+
+/// Most directory fds [`Context`] keeps open.
+const DIR_FD_CACHE: usize = 128;
 
 const READ_BUF: usize = 256 * 1024;
 
@@ -139,6 +147,7 @@ impl Context {
             files_from_cache: AtomicU64::new(0),
             reincluded: Mutex::new(HashMap::new()),
             have_openat2: AtomicBool::new(true),
+            dir_fds: Mutex::new(HashMap::new()),
         })
     }
 
@@ -169,7 +178,14 @@ impl Context {
         let Some(path) = &self.cache_path else {
             return Ok(());
         };
-        stat_cache::save(path, &self.lock_seen())
+        let stats = self.stats();
+        let seen = self.lock_seen();
+        // Every entry came from the file and every file entry was used:
+        // the file already says exactly this.
+        if stats.files_hashed == 0 && stats.cache_load == CacheLoad::Loaded(seen.len()) {
+            return Ok(());
+        }
+        stat_cache::save(path, &seen)
     }
 
     /// Whether `rel` is hidden by the ignore rules, given whether it is a
@@ -229,6 +245,43 @@ impl Context {
         if rel.is_empty() {
             return Ok(rfs::openat(&self.root, ".", flags, Mode::empty())?);
         }
+        // The last component from its (cached) parent: O_NOFOLLOW refuses
+        // a symlink there (ELOOP; ENOTDIR with O_DIRECTORY), as
+        // RESOLVE_NO_SYMLINKS would. An O_PATH open without O_DIRECTORY
+        // would return a symlink itself, so that case takes the walk.
+        if let Some((parent, name)) = rel.rsplit_once('/')
+            && (!flags.contains(OFlags::PATH) || flags.contains(OFlags::DIRECTORY))
+        {
+            let dir = self.dir_fd(parent)?;
+            return Ok(rfs::openat(&*dir, name, flags, Mode::empty())?);
+        }
+        self.resolve_walk(rel, flags)
+    }
+
+    /// The directory `rel` (non-empty) as a cached `O_PATH` fd.
+    fn dir_fd(&self, rel: &str) -> io::Result<std::sync::Arc<OwnedFd>> {
+        if let Some(fd) = self.lock_dir_fds().get(rel) {
+            return Ok(fd.clone());
+        }
+        let fd = std::sync::Arc::new(self.resolve_walk(
+            rel,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        )?);
+        let mut cache = self.lock_dir_fds();
+        if cache.len() >= DIR_FD_CACHE {
+            cache.clear();
+        }
+        cache.insert(rel.to_string(), fd.clone());
+        Ok(fd)
+    }
+
+    fn lock_dir_fds(&self) -> std::sync::MutexGuard<'_, HashMap<String, std::sync::Arc<OwnedFd>>> {
+        self.dir_fds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Resolves `rel` from the root, confined: `openat2` with
+    /// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, else a component walk.
+    fn resolve_walk(&self, rel: &str, flags: OFlags) -> io::Result<OwnedFd> {
         if self.have_openat2.load(Ordering::Relaxed) {
             match rfs::openat2(
                 &self.root,
@@ -268,12 +321,17 @@ impl Context {
             return Ok(Some(rfs::fstat(&self.root)?));
         }
         let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
-        let fd = match self.resolve(parent, OFlags::PATH | OFlags::DIRECTORY) {
-            Ok(fd) => fd,
-            Err(e) if is_missing(&e) => return Ok(None),
-            Err(e) => return Err(e),
+        let fd = if parent.is_empty() {
+            None
+        } else {
+            match self.dir_fd(parent) {
+                Ok(fd) => Some(fd),
+                Err(e) if is_missing(&e) => return Ok(None),
+                Err(e) => return Err(e),
+            }
         };
-        match rfs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+        let at = fd.as_deref().map_or(self.root.as_fd(), |fd| fd.as_fd());
+        match rfs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(st)),
             Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
             Err(e) => Err(e.into()),

@@ -644,8 +644,14 @@ impl Store {
     /// Read-modify-write of `index.json` under the exclusive index lock.
     fn update_index(&self, f: impl FnOnce(&mut Index)) -> Result<()> {
         let _l = FileLock::acquire(&self.dir.join("locks/index.lock"), LockMode::Exclusive)?;
-        let mut index = self.read_index()?;
+        let before = self.read_index()?;
+        let mut index = before.clone();
         f(&mut index);
+        // Re-tagging an image with the tag it has (a cached rebuild) writes
+        // nothing: no temp file, no sync, no rename.
+        if index == before {
+            return Ok(());
+        }
         atomic::write_file(
             &self.tmp,
             &self.dir.join("index.json"),

@@ -6,14 +6,14 @@
 //! {
 //!   "version": 1,
 //!   "build": {
-//!     "dockerfile": "Dockerfile",          // as the user named it; "<stdin>" for -f -
+//!     "dockerfile": "Dockerfile",          // relative to the context when inside it; "<stdin>" for -f -
 //!     "context": "/abs/path/to/context",
 //!     "target": "build",                   // --target, or null for the last stage
 //!     "started": "2024-05-01T12:00:00.5Z", // RFC 3339, UTC
 //!     "duration_seconds": 3.402,
 //!     "image_id": "sha256:…"               // null when the build failed
 //!   },
-//!   "steps": [                             // needed steps, in completion order
+//!   "steps": [                             // needed steps, in build-graph order
 //!     {
 //!       "id": 4,                           // the build graph's step index
 //!       "stage": "build",                  // stage name, or its index as text
