@@ -550,3 +550,87 @@ fn progress_formats() {
     assert!(events.iter().any(|e| e["event"] == "started"));
     assert_eq!(events.last().unwrap()["event"], "summary");
 }
+
+/// Ctrl-C during a RUN: the build stops within seconds, the step's
+/// processes are gone, nothing is tagged and the store keeps no scratch.
+#[test]
+fn ctrl_c_stops_a_running_step_and_cleans_up() {
+    use std::io::Read as _;
+    use std::time::{Duration, Instant};
+
+    let rb = Rbuild::new();
+    rb.busybox();
+    // A distinctive duration names the step's process on the host.
+    let ctx = rb.tree(
+        "ctx-interrupt",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo started && sleep 4321\nRUN echo never\n",
+        )],
+    );
+    /// Kills the build if the test fails before it does.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(
+        rb.command(&["build", "--progress", "plain", "-t", "interrupted", s(&ctx)])
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = child.0.stderr.take().unwrap();
+    // Read until the step has printed its first line.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !String::from_utf8_lossy(&seen).contains("started") {
+        assert!(Instant::now() < deadline, "the step never started");
+        let n = stderr.read(&mut buf).unwrap();
+        assert!(n > 0, "rbuild ended early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let sleeping = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.unwrap().path().join("cmdline")).ok())
+            .any(|c| c == b"sleep\x004321\x00")
+    };
+    // "started" is printed just before the shell execs sleep.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sleeping() {
+        assert!(Instant::now() < deadline, "the step's process never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let interrupted = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let _ = stderr.read_to_end(&mut seen);
+    let status = child.0.wait().unwrap();
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(10),
+        "stopped in {:?}",
+        interrupted.elapsed()
+    );
+    assert!(!status.success(), "{}", String::from_utf8_lossy(&seen));
+    assert!(!sleeping(), "the step's processes were killed");
+    assert!(!String::from_utf8_lossy(&seen).contains("] RUN echo never"));
+    assert_ne!(rb.run(&["inspect", "interrupted"]).code, 0, "nothing tagged");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(s(&rb.root())),
+        "no mount of the store is left"
+    );
+    let tmp = rb.root().join("store-v1/tmp");
+    let leftovers: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "scratch left in the store: {leftovers:?}");
+}
