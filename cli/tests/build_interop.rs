@@ -67,7 +67,8 @@ fn umoci_unpacks_a_built_image_with_its_deletions_applied() {
         &[
             "unpack",
             "--image",
-            &format!("{}:latest", layout.display()),
+            // `save --format oci` names the manifest by the tag.
+            &format!("{}:1", layout.display()),
             s(&bundle),
         ],
     );
