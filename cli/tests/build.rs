@@ -371,6 +371,20 @@ fn the_cache_index_reuses_steps_and_explains_misses() {
             .find(|s| s["instruction"] == "COPY b.txt .")
             .unwrap();
         assert!(copy["reason"].to_string().contains("b.txt"), "{copy}");
+        // The dependent RUN names the step that changed under it.
+        let run = report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["instruction"] == "RUN cat b.txt > b.out")
+            .unwrap();
+        assert!(
+            run["reason"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("it changed: [stage-0 5/7] COPY b.txt ."),
+            "{run}"
+        );
         r.stderr
     };
     assert!(explain.contains("COPY b.txt . (Dockerfile:5)"), "{explain}");
@@ -591,7 +605,11 @@ fn ctrl_c_stops_a_running_step_and_cleans_up() {
     while !String::from_utf8_lossy(&seen).contains("started") {
         assert!(Instant::now() < deadline, "the step never started");
         let n = stderr.read(&mut buf).unwrap();
-        assert!(n > 0, "rbuild ended early: {}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "rbuild ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&buf[..n]);
     }
     let sleeping = || {
@@ -622,7 +640,11 @@ fn ctrl_c_stops_a_running_step_and_cleans_up() {
     assert!(!status.success(), "{}", String::from_utf8_lossy(&seen));
     assert!(!sleeping(), "the step's processes were killed");
     assert!(!String::from_utf8_lossy(&seen).contains("] RUN echo never"));
-    assert_ne!(rb.run(&["inspect", "interrupted"]).code, 0, "nothing tagged");
+    assert_ne!(
+        rb.run(&["inspect", "interrupted"]).code,
+        0,
+        "nothing tagged"
+    );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mounts.contains(s(&rb.root())),
@@ -632,5 +654,8 @@ fn ctrl_c_stops_a_running_step_and_cleans_up() {
     let leftovers: Vec<_> = std::fs::read_dir(&tmp)
         .map(|d| d.map(|e| e.unwrap().file_name()).collect())
         .unwrap_or_default();
-    assert!(leftovers.is_empty(), "scratch left in the store: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "scratch left in the store: {leftovers:?}"
+    );
 }

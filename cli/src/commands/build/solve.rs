@@ -179,6 +179,10 @@ pub(super) fn run(
     let lineage = LineageStore::new(store);
     let mut steps: Vec<&StepRecord> = solved.steps.iter().collect();
     steps.sort_by_key(|r| r.id);
+    let name_of_key: std::collections::HashMap<String, &str> = steps
+        .iter()
+        .map(|r| (r.key.to_string(), names[r.id.index()].as_str()))
+        .collect();
     let mut reports = Vec::with_capacity(steps.len());
     for record in steps {
         let info = &plan.steps[record.id.index()];
@@ -194,6 +198,7 @@ pub(super) fn run(
                 info.stage.as_str(),
                 lineage.load(&identity, &info.lineage)?,
                 &current,
+                &name_of_key,
             ))
         } else {
             None
@@ -271,6 +276,7 @@ fn miss_reason(
     stage: &str,
     previous: Option<StepFingerprint>,
     current: &StepFingerprint,
+    name_of_key: &std::collections::HashMap<String, &str>,
 ) -> MissReason {
     let plain = |message: &str, kind: &str| MissReason {
         message: message.to_string(),
@@ -299,8 +305,19 @@ fn miss_reason(
             detail: serde_json::json!({ "reason": "evicted" }),
         };
     }
+    // Name the earlier steps whose results changed, as the user sees them.
+    let mut message = why.to_string();
+    if let Why::Changed { changes } = &why {
+        for change in changes {
+            if let rbuild_solver::explain::Change::Input { current, .. } = change
+                && let Some(name) = name_of_key.get(current)
+            {
+                message.push_str(&format!("; it changed: {name}"));
+            }
+        }
+    }
     MissReason {
-        message: why.to_string(),
+        message,
         detail: serde_json::to_value(&why).unwrap_or(serde_json::Value::Null),
     }
 }
