@@ -5,6 +5,8 @@
 //! `harness = false`: RUN steps re-execute this binary as the sandbox init
 //! process, so `main` dispatches `INIT_ARG` first, as rbuild's does.
 
+mod harness;
+
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -18,7 +20,6 @@ use rbuild_executor::build::{
 };
 use rbuild_executor::copy::{EntryKind, SourceFs, SourceMeta};
 use rbuild_executor::layer::{PackOptions, pack_dir};
-use rbuild_executor::sandbox;
 use rbuild_executor::store::{LayerInfo, Store};
 use rbuild_solver::Digest;
 use rbuild_solver::explain::{Change, MissReason, StepFingerprint, explain};
@@ -28,10 +29,6 @@ use rbuild_solver::plan::{ImageResolver, Platform};
 use rbuild_solver::scheduler::{NoEvents, SolveError, SolveOptions, SolveReport, solve};
 
 fn main() {
-    if std::env::args().nth(1).as_deref() == Some(sandbox::INIT_ARG) {
-        sandbox::init_main();
-    }
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let tests: &[(&str, fn())] = &[
         ("run_layers_and_whiteouts", run_layers_and_whiteouts),
         ("exit_code_carries_last_lines", exit_code_carries_last_lines),
@@ -74,30 +71,9 @@ fn main() {
             context_mount_is_read_only_and_not_in_the_layer,
         ),
     ];
-    if !nix::unistd::geteuid().is_root() || !Path::new("/bin/busybox").exists() {
-        println!("skipped: needs root and /bin/busybox (apt-get install busybox-static)");
-        return;
-    }
-    let (mut passed, mut failed) = (0, 0);
-    for (name, f) in tests {
-        if filter.as_deref().is_some_and(|flt| !name.contains(flt)) {
-            continue;
-        }
-        match std::panic::catch_unwind(f) {
-            Ok(()) => {
-                println!("test {name} ... ok");
-                passed += 1;
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
-    }
-    println!("\n{passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    let skip = (!nix::unistd::geteuid().is_root() || !Path::new("/bin/busybox").exists())
+        .then_some("needs root and /bin/busybox (apt-get install busybox-static)");
+    harness::run(tests, skip);
 }
 
 /// A store with `busybox:latest` (one layer: static busybox + applet

@@ -6,6 +6,8 @@
 //! init process, so this binary's `main` must dispatch `INIT_ARG` first,
 //! exactly as rbuild's does.
 
+mod harness;
+
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -16,10 +18,6 @@ use rbuild_executor::sandbox::{
 };
 
 fn main() {
-    if std::env::args().nth(1).as_deref() == Some(sandbox::INIT_ARG) {
-        sandbox::init_main();
-    }
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let tests: &[(&str, fn())] = &[
         (
             "writes_land_in_upper_and_lowers_are_untouched",
@@ -60,26 +58,7 @@ fn main() {
             killed_init_leaves_nothing_behind,
         ),
     ];
-    let (mut passed, mut failed) = (0, 0);
-    for (name, f) in tests {
-        if filter.as_deref().is_some_and(|flt| !name.contains(flt)) {
-            continue;
-        }
-        match std::panic::catch_unwind(f) {
-            Ok(()) => {
-                println!("test {name} ... ok");
-                passed += 1;
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
-    }
-    println!("\n{passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    harness::run(tests, None);
 }
 
 struct Fixture {

@@ -6,7 +6,6 @@
 //! store's implementation (the executor's cache index, mapped by the
 //! integrator).
 
-use std::io::{self, BufRead, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -144,11 +143,7 @@ pub fn prune(root: &Path, args: PruneArgs) -> anyhow::Result<ExitCode> {
         } else {
             "all dangling build cache"
         };
-        eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
-        io::stderr().flush()?;
-        let mut answer = String::new();
-        io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        if !super::prune::confirm(what)? {
             return Ok(ExitCode::SUCCESS);
         }
     }

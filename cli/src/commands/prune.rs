@@ -44,11 +44,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
         } else {
             "all dangling images"
         };
-        eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
-        io::stderr().flush()?;
-        let mut answer = String::new();
-        io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        if !confirm(what)? {
             return Ok(ExitCode::SUCCESS);
         }
     }
@@ -93,4 +89,14 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
         timestamp::human_size(stats.bytes_freed)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// docker's prune prompt on stderr: `WARNING! This will remove WHAT.` and
+/// `[y/N]`; true when the answer on stdin is yes.
+pub(crate) fn confirm(what: &str) -> io::Result<bool> {
+    eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+    io::stderr().flush()?;
+    let mut answer = String::new();
+    io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
