@@ -568,6 +568,13 @@ impl CacheTransport for LocalDirTransport {
 
     /// Next to the destination, so publishing is a rename.
     fn staging_dir(&self, _store: &Store, reference: &str) -> PathBuf {
+        self.staging_dir_for(reference)
+    }
+}
+
+impl LocalDirTransport {
+    /// A fresh directory name beside `reference` (same filesystem).
+    fn staging_dir_for(&self, reference: &str) -> PathBuf {
         let dest = Path::new(reference);
         let name = dest
             .file_name()
@@ -1008,5 +1015,64 @@ impl CacheIndex<StepOutput, BuildError> for ImportingCacheIndex<'_> {
         result: &StepOutput,
     ) -> Result<(), BuildError> {
         self.local.record(key, parts, result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_format_version_is_refused_by_name() {
+        let err = parse_config(br#"{"version":2,"records":[]}"#, "/c").unwrap_err();
+        assert!(
+            matches!(err, CacheTransferError::Version { version: 2, .. }),
+            "{err}"
+        );
+        let ok = parse_config(br#"{"version":1,"records":[]}"#, "/c").unwrap();
+        assert!(ok.is_empty());
+    }
+
+    #[test]
+    fn publishing_a_local_cache_replaces_the_old_one_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("cache");
+        let dest_s = dest.to_str().unwrap();
+        for content in ["old", "new"] {
+            let staging = LocalDirTransport.staging_dir_for(dest_s);
+            fs::create_dir_all(&staging).unwrap();
+            fs::write(staging.join("index.json"), content).unwrap();
+            LocalDirTransport.push_layout(&staging, dest_s).unwrap();
+            assert!(!staging.exists(), "the staging dir is gone");
+        }
+        assert_eq!(fs::read_to_string(dest.join("index.json")).unwrap(), "new");
+        let names: Vec<_> = fs::read_dir(tmp.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "nothing left beside the cache");
+    }
+
+    #[test]
+    fn a_layout_that_is_not_a_cache_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let blobs = tmp.path().join("blobs/sha256");
+        fs::create_dir_all(&blobs).unwrap();
+        let config = write_blob(&blobs, b"{}", "application/vnd.oci.image.config.v1+json").unwrap();
+        let manifest = canonical_json(&Manifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_MANIFEST.to_string()),
+            config,
+            layers: Vec::new(),
+            annotations: BTreeMap::new(),
+        });
+        let desc = write_blob(&blobs, &manifest, MEDIA_TYPE_MANIFEST).unwrap();
+        let index = Index {
+            manifests: vec![desc],
+            ..Index::default()
+        };
+        fs::write(tmp.path().join("index.json"), canonical_json(&index)).unwrap();
+        let source = LocalDirTransport
+            .pull_layout(tmp.path().to_str().unwrap())
+            .unwrap();
+        let err = ImportedCache::open(source).unwrap_err();
+        assert!(err.to_string().contains("is not an rbuild cache"), "{err}");
     }
 }
