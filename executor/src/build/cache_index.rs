@@ -41,34 +41,37 @@ fn keys_dir(store_dir: &Path) -> PathBuf {
     index_dir(store_dir).join("keys")
 }
 
+/// One layer of a record (also the layer format of exported caches,
+/// `cache_transfer`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct RecordLayer {
-    digest: String,
-    diff_id: String,
-    size: u64,
-    media_type: String,
+pub(crate) struct RecordLayer {
+    pub(crate) digest: String,
+    pub(crate) diff_id: String,
+    pub(crate) size: u64,
+    pub(crate) media_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    created: Option<String>,
+    pub(crate) created: Option<String>,
 }
 
+/// One cache-index record (read and written by `cache_transfer` too).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Record {
-    key: String,
-    description: String,
+pub(crate) struct Record {
+    pub(crate) key: String,
+    pub(crate) description: String,
     /// Seconds since the epoch.
-    created: i64,
-    last_used: i64,
+    pub(crate) created: i64,
+    pub(crate) last_used: i64,
     /// Bytes of the blobs the step added.
-    size: u64,
+    pub(crate) size: u64,
     /// The result's layers, bottom first.
-    layers: Vec<RecordLayer>,
+    pub(crate) layers: Vec<RecordLayer>,
     /// How many of the top layers the step added.
-    added: usize,
-    parts: StepFingerprint,
+    pub(crate) added: usize,
+    pub(crate) parts: StepFingerprint,
 }
 
 impl Record {
-    fn output(&self) -> Option<StepOutput> {
+    pub(crate) fn output(&self) -> Option<StepOutput> {
         let layers = self
             .layers
             .iter()
@@ -201,6 +204,16 @@ impl<'a> StoreCacheIndex<'a> {
         fs::create_dir_all(dir).map_err(BuildError::io(dir))?;
         let bytes = serde_json::to_vec_pretty(record).expect("records serialize");
         write_atomic(self.store.tmp_dir(), path, &bytes, true)
+    }
+
+    /// The record of `key`, if any (unreadable ones are `None`).
+    pub(crate) fn read_record(&self, key: &CacheKey) -> Result<Option<Record>, BuildError> {
+        self.read(&self.record_path(key))
+    }
+
+    /// Writes `record` under its key (cache import).
+    pub(crate) fn write_record(&self, key: &CacheKey, record: &Record) -> Result<(), BuildError> {
+        self.write(&self.record_path(key), record)
     }
 
     fn all_records(&self) -> Result<Vec<(PathBuf, Record)>, BuildError> {

@@ -26,8 +26,9 @@ use rbuild_executor::store::{Image, Store};
 use rbuild_solver::plan::{PlanRequest, Platform};
 
 use self::options::{
-    BuildArgFlag, NetworkFlag, OutputSpec, ProgressFlag, SecretSpec, parse_build_arg, parse_label,
-    parse_output, parse_platform, parse_secret, parse_tag,
+    BuildArgFlag, CacheFromSpec, CacheToSpec, NetworkFlag, OutputSpec, ProgressFlag, SecretSpec,
+    parse_build_arg, parse_cache_from, parse_cache_to, parse_label, parse_output, parse_platform,
+    parse_secret, parse_tag,
 };
 use self::progress::{Progress, ProgressMode};
 use self::report::BuildReport;
@@ -95,6 +96,14 @@ pub struct BuildArgs {
     /// After the build, print why each executed step missed the cache index
     #[arg(long)]
     pub explain: bool,
+    /// Export the build's cache: type=local,dest=DIR | type=registry,ref=REF |
+    /// type=inline [,mode=min|max][,mounts=true]; repeatable
+    #[arg(long = "cache-to", value_name = "SPEC", value_parser = parse_cache_to)]
+    pub cache_to: Vec<CacheToSpec>,
+    /// Import a cache: type=local,src=DIR | type=registry,ref=REF
+    /// [,mounts=true], or IMAGE (its inline cache); repeatable
+    #[arg(long = "cache-from", value_name = "SPEC", value_parser = parse_cache_from)]
+    pub cache_from: Vec<CacheFromSpec>,
     /// The build context directory
     #[arg(value_name = "PATH")]
     pub context: PathBuf,
@@ -125,6 +134,10 @@ pub struct BuildRequest {
     pub metadata_file: Option<PathBuf>,
     pub report: Option<PathBuf>,
     pub explain: bool,
+    /// `--cache-to`, in the order given.
+    pub cache_to: Vec<CacheToSpec>,
+    /// `--cache-from`, consulted in the order given.
+    pub cache_from: Vec<CacheFromSpec>,
 }
 
 impl BuildRequest {
@@ -205,6 +218,8 @@ impl BuildRequest {
             metadata_file: args.metadata_file.clone(),
             report: args.report.clone(),
             explain: args.explain,
+            cache_to: args.cache_to.clone(),
+            cache_from: args.cache_from.clone(),
         })
     }
 }

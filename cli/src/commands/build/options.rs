@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use rbuild_executor::build::cache_transfer::ExportMode;
 use rbuild_executor::reference::ImageRef;
 use rbuild_solver::op::ExecNetwork;
 use rbuild_solver::plan::Platform;
@@ -447,6 +448,210 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok((value * mult as f64) as u64)
 }
 
+/// Where `--cache-to` exports the build's cache (buildx's syntax).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheToSpec {
+    /// `type=local,dest=DIR`: an OCI layout directory.
+    Local {
+        dest: PathBuf,
+        mode: ExportMode,
+        mounts: bool,
+    },
+    /// `type=registry,ref=REF` (or a bare `REF`): the same layout pushed
+    /// to a registry.
+    Registry {
+        reference: String,
+        mode: ExportMode,
+        mounts: bool,
+    },
+    /// `type=inline`: the records of the final image's steps, in its config.
+    Inline,
+}
+
+/// Where `--cache-from` imports a cache from (buildx's syntax).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheFromSpec {
+    /// `type=local,src=DIR`.
+    Local { src: PathBuf, mounts: bool },
+    /// `type=registry,ref=REF`.
+    Registry { reference: String, mounts: bool },
+    /// A bare `IMAGE`: the inline cache of that image in the store.
+    Image { reference: String },
+}
+
+/// The `type=…,key=value` fields of a cache flag, keys lowercased.
+fn cache_fields(flag: &str, s: &str) -> Result<Vec<(String, String)>, String> {
+    split_csv(s)
+        .into_iter()
+        .map(|field| match field.split_once('=') {
+            Some((k, v)) => Ok((k.trim().to_ascii_lowercase(), v.to_string())),
+            None => Err(format!(
+                "invalid {flag} field {field:?}: must be a key=value pair"
+            )),
+        })
+        .collect()
+}
+
+fn parse_bool_attr(flag: &str, key: &str, v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!(
+            "invalid {flag} {key}={v:?}: expected true or false"
+        )),
+    }
+}
+
+fn parse_mode_attr(flag: &str, v: &str) -> Result<ExportMode, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "min" => Ok(ExportMode::Min),
+        "max" => Ok(ExportMode::Max),
+        _ => Err(format!(
+            "invalid {flag} mode={v:?}\nhint: mode=min or mode=max"
+        )),
+    }
+}
+
+/// `--cache-to type=local,dest=DIR[,mode=min|max][,mounts=true]`,
+/// `type=registry,ref=REF[,…]` (a bare `REF` is that, as in buildx) or
+/// `type=inline`. Keys buildx knows but rbuild does not use (compression,
+/// oci-mediatypes, …) are refused by name rather than ignored.
+pub fn parse_cache_to(s: &str) -> Result<CacheToSpec, String> {
+    const FLAG: &str = "--cache-to";
+    if !s.contains('=') {
+        if s.is_empty() {
+            return Err("empty --cache-to\nhint: --cache-to type=local,dest=DIR".into());
+        }
+        return Ok(CacheToSpec::Registry {
+            reference: s.to_string(),
+            mode: ExportMode::Min,
+            mounts: false,
+        });
+    }
+    let (mut typ, mut dest, mut reference, mut mode, mut mounts) = (None, None, None, None, false);
+    for (key, value) in cache_fields(FLAG, s)? {
+        match key.as_str() {
+            "type" => typ = Some(value.to_ascii_lowercase()),
+            "dest" => dest = Some(value),
+            "ref" => reference = Some(value),
+            "mode" => mode = Some(parse_mode_attr(FLAG, &value)?),
+            "mounts" => mounts = parse_bool_attr(FLAG, &key, &value)?,
+            _ => {
+                return Err(format!(
+                    "unsupported {FLAG} key {key:?}\nhint: rbuild's cache exports take type=, dest= (local), ref= (registry), mode=min|max and mounts=true"
+                ));
+            }
+        }
+    }
+    let typ = typ.ok_or_else(|| format!("{FLAG}: type= is required"))?;
+    let refuse = |key: &str, present: bool| {
+        if present {
+            Err(format!("{FLAG} type={typ} takes no {key}="))
+        } else {
+            Ok(())
+        }
+    };
+    let mode = mode.unwrap_or_default();
+    match typ.as_str() {
+        "local" => {
+            refuse("ref", reference.is_some())?;
+            let dest = dest
+                .filter(|d| !d.is_empty())
+                .ok_or_else(|| format!("{FLAG} type=local needs dest=DIR"))?;
+            Ok(CacheToSpec::Local {
+                dest: dest.into(),
+                mode,
+                mounts,
+            })
+        }
+        "registry" => {
+            refuse("dest", dest.is_some())?;
+            let reference = reference
+                .filter(|r| !r.is_empty())
+                .ok_or_else(|| format!("{FLAG} type=registry needs ref=REF"))?;
+            Ok(CacheToSpec::Registry {
+                reference,
+                mode,
+                mounts,
+            })
+        }
+        "inline" => {
+            refuse("dest", dest.is_some())?;
+            refuse("ref", reference.is_some())?;
+            if mode == ExportMode::Max {
+                return Err(format!(
+                    "{FLAG} type=inline supports only mode=min (the image carries only its own layers)\nhint: use type=local or type=registry for mode=max"
+                ));
+            }
+            if mounts {
+                return Err(format!(
+                    "{FLAG} type=inline cannot carry cache mounts (mounts=true)\nhint: use type=local or type=registry"
+                ));
+            }
+            Ok(CacheToSpec::Inline)
+        }
+        other => Err(format!(
+            "unsupported {FLAG} type {other:?}\nhint: local, registry or inline"
+        )),
+    }
+}
+
+/// `--cache-from type=local,src=DIR[,mounts=true]`,
+/// `type=registry,ref=REF[,mounts=true]`, or a bare `IMAGE` (its inline
+/// cache, from the store).
+pub fn parse_cache_from(s: &str) -> Result<CacheFromSpec, String> {
+    const FLAG: &str = "--cache-from";
+    if !s.contains('=') {
+        if s.is_empty() {
+            return Err("empty --cache-from\nhint: --cache-from type=local,src=DIR".into());
+        }
+        return Ok(CacheFromSpec::Image {
+            reference: s.to_string(),
+        });
+    }
+    let (mut typ, mut src, mut reference, mut mounts) = (None, None, None, false);
+    for (key, value) in cache_fields(FLAG, s)? {
+        match key.as_str() {
+            "type" => typ = Some(value.to_ascii_lowercase()),
+            "src" => src = Some(value),
+            "ref" => reference = Some(value),
+            "mounts" => mounts = parse_bool_attr(FLAG, &key, &value)?,
+            _ => {
+                return Err(format!(
+                    "unsupported {FLAG} key {key:?}\nhint: rbuild's cache imports take type=, src= (local), ref= (registry) and mounts=true"
+                ));
+            }
+        }
+    }
+    let typ = typ.ok_or_else(|| format!("{FLAG}: type= is required"))?;
+    match typ.as_str() {
+        "local" => {
+            if reference.is_some() {
+                return Err(format!("{FLAG} type=local takes no ref="));
+            }
+            let src = src
+                .filter(|d| !d.is_empty())
+                .ok_or_else(|| format!("{FLAG} type=local needs src=DIR"))?;
+            Ok(CacheFromSpec::Local {
+                src: src.into(),
+                mounts,
+            })
+        }
+        "registry" => {
+            if src.is_some() {
+                return Err(format!("{FLAG} type=registry takes no src="));
+            }
+            let reference = reference
+                .filter(|r| !r.is_empty())
+                .ok_or_else(|| format!("{FLAG} type=registry needs ref=REF"))?;
+            Ok(CacheFromSpec::Registry { reference, mounts })
+        }
+        other => Err(format!(
+            "unsupported {FLAG} type {other:?}\nhint: local, registry, or a bare IMAGE for its inline cache"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -659,5 +864,61 @@ mod tests {
     fn csv_fields_may_be_quoted() {
         assert_eq!(split_csv("a,\"b,c\",d"), ["a", "b,c", "d"]);
         assert_eq!(split_csv("\"x\"\"y\""), ["x\"y"]);
+    }
+
+    #[test]
+    fn cache_flags_parse_like_buildx_and_name_the_bad_key() {
+        assert_eq!(
+            parse_cache_to("type=local,dest=/tmp/c,mode=max,mounts=true").unwrap(),
+            CacheToSpec::Local {
+                dest: "/tmp/c".into(),
+                mode: ExportMode::Max,
+                mounts: true
+            }
+        );
+        assert_eq!(
+            parse_cache_to("type=local,dest=d").unwrap(),
+            CacheToSpec::Local {
+                dest: "d".into(),
+                mode: ExportMode::Min,
+                mounts: false
+            }
+        );
+        assert_eq!(
+            parse_cache_to("reg.example/app:cache").unwrap(),
+            CacheToSpec::Registry {
+                reference: "reg.example/app:cache".into(),
+                mode: ExportMode::Min,
+                mounts: false
+            }
+        );
+        assert_eq!(parse_cache_to("type=inline").unwrap(), CacheToSpec::Inline);
+        let e = parse_cache_to("type=local,dest=d,colour=blue").unwrap_err();
+        assert!(e.contains("--cache-to") && e.contains("\"colour\""), "{e}");
+        let e = parse_cache_to("type=local,dest=d,mode=medium").unwrap_err();
+        assert!(e.contains("mode=\"medium\""), "{e}");
+        assert!(parse_cache_to("type=local").unwrap_err().contains("dest="));
+        assert!(parse_cache_to("type=inline,mode=max").is_err());
+        assert!(parse_cache_to("type=gha").unwrap_err().contains("\"gha\""));
+        assert_eq!(
+            parse_cache_from("type=local,src=/c,mounts=true").unwrap(),
+            CacheFromSpec::Local {
+                src: "/c".into(),
+                mounts: true
+            }
+        );
+        assert_eq!(
+            parse_cache_from("app:1").unwrap(),
+            CacheFromSpec::Image {
+                reference: "app:1".into()
+            }
+        );
+        let e = parse_cache_from("type=local,src=/c,mode=max").unwrap_err();
+        assert!(e.contains("--cache-from") && e.contains("\"mode\""), "{e}");
+        assert!(
+            parse_cache_from("type=registry")
+                .unwrap_err()
+                .contains("ref=")
+        );
     }
 }

@@ -116,6 +116,10 @@ pub struct StepReport {
     /// Bytes of the layer blob the step produced (or reused); `None` when
     /// it made no layer.
     pub layer_size: Option<u64>,
+    /// For a cached step: `local` (this store's cache index) or `imported`
+    /// (a `--cache-from` cache).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Sums over the steps.
@@ -159,6 +163,7 @@ impl StepReport {
             reason,
             duration_seconds: seconds(record.duration),
             layer_size,
+            source: (record.outcome == Outcome::Cached).then(|| "local".to_string()),
         }
     }
 
@@ -296,6 +301,7 @@ mod tests {
             reason: None,
             duration_seconds: 0.5,
             layer_size: size,
+            source: None,
         }
     }
 

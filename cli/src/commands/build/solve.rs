@@ -14,9 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use rbuild_executor::build::cache_transfer::{
+    self, CacheTransport, ExportMode, ImportedCache, ImportingCacheIndex, LocalDirTransport,
+};
 use rbuild_executor::build::{
     BuildContext, BuildError, BuildWorker, LineageStore, LogSink, Secrets, StepOutput,
-    StoreCacheIndex, StoreResolver, WorkerConfig, rfc3339,
+    StoreResolver, WorkerConfig, rfc3339,
 };
 use rbuild_executor::context::{Context, IgnoreRules};
 use rbuild_executor::store::Store;
@@ -29,6 +32,7 @@ use rbuild_solver::scheduler::{Outcome, SolveEvents, SolveOptions, StepRecord, s
 use rbuild_solver::{Digest, KeyedOp as _};
 
 use super::failure::{self, Reported, StepFailure};
+use super::options::{CacheFromSpec, CacheToSpec};
 use super::progress::{self, Event, Progress, Summary, VertexId};
 use super::report::{BuildInfo, BuildReport, MissReason, StepReport, display_name};
 use super::{BuildOutcome, BuildRequest};
@@ -109,7 +113,9 @@ pub(super) fn run(
         progress,
         names: &names,
     };
-    let index = StoreCacheIndex::new(store);
+    check_cache_to(request)?;
+    let imports = open_cache_imports(request, store, progress);
+    let index = ImportingCacheIndex::new(store, imports);
     let skip = |id: StepId| {
         request.no_cache
             || request
@@ -174,6 +180,18 @@ pub(super) fn run(
         }
     };
 
+    for refused in index.refused() {
+        let message = format!(
+            "--cache-from: {}; the step executed instead",
+            error_chain_any(&refused)
+        );
+        progress.event(&Event::Warning {
+            message: &message,
+            line: None,
+        });
+    }
+    let imported = index.imported_hits();
+
     // Why each executed step missed, then remember this build's keys.
     let identity = build_identity(&request.context, input);
     let lineage = LineageStore::new(store);
@@ -206,13 +224,59 @@ pub(super) fn run(
         lineage.save(&identity, &info.lineage, &current)?;
         let output = solved.results[record.id.index()].as_ref();
         let layer_size = output.filter(|o| o.added > 0).map(StepOutput::added_size);
-        reports.push(StepReport::from_record(record, info, layer_size, reason));
+        let mut step = StepReport::from_record(record, info, layer_size, reason);
+        if imported.contains(&record.key) {
+            step.source = Some("imported".to_string());
+        }
+        reports.push(step);
     }
     drop(worker);
     context.save()?;
 
     let target = &solved.outputs[0];
-    let image = write_image(store, &plan, &solved.results, target)?;
+    let keys_of = |ids: &[StepId]| -> Vec<rbuild_solver::CacheKey> {
+        solved
+            .steps
+            .iter()
+            .filter(|r| ids.contains(&r.id))
+            .map(|r| r.key)
+            .collect()
+    };
+    let all_ids: Vec<StepId> = solved.steps.iter().map(|r| r.id).collect();
+    let chain = cache_transfer::target_chain(&plan.graph, plan.target);
+    let inline = if request.cache_to.contains(&CacheToSpec::Inline) {
+        let layers: Vec<Digest> = target.layers.iter().map(|l| l.info.digest).collect();
+        Some(
+            cache_transfer::inline_cache(store, &keys_of(&chain), &layers)
+                .context("--cache-to type=inline")?,
+        )
+    } else {
+        None
+    };
+    let image = write_image(store, &plan, &solved.results, target, inline)?;
+    for spec in &request.cache_to {
+        let (transport, reference, mode, mounts): (&dyn CacheTransport, String, _, _) = match spec {
+            CacheToSpec::Inline => continue,
+            CacheToSpec::Local { dest, mode, mounts } => (
+                &LocalDirTransport,
+                dest.display().to_string(),
+                *mode,
+                *mounts,
+            ),
+            CacheToSpec::Registry { .. } => unreachable!("refused by check_cache_to"),
+        };
+        let keys = match mode {
+            ExportMode::Min => keys_of(&chain),
+            ExportMode::Max => keys_of(&all_ids),
+        };
+        let mount_ids = if mounts {
+            cache_transfer::cache_mount_ids(&plan.graph, &all_ids)
+        } else {
+            Vec::new()
+        };
+        cache_transfer::export(store, &keys, &mount_ids, transport, &reference)
+            .with_context(|| format!("--cache-to: exporting the cache to {reference}"))?;
+    }
     let report = BuildReport::new(
         BuildInfo {
             dockerfile: dockerfile_in_context(&request.context, input),
@@ -329,6 +393,7 @@ fn write_image(
     plan: &Plan,
     results: &[Option<StepOutput>],
     target: &StepOutput,
+    inline_cache: Option<serde_json::Value>,
 ) -> anyhow::Result<rbuild_executor::store::Image> {
     let epoch = source_date_epoch()?;
     let layers = target.layer_infos();
@@ -372,8 +437,107 @@ fn write_image(
     }
     config.history.extend(planned);
     config.created = Some(created);
-    let bytes = serde_json::to_vec(&config).context("serializing the image config")?;
+    let bytes = match inline_cache {
+        None => serde_json::to_vec(&config).context("serializing the image config")?,
+        Some(cache) => {
+            // A top-level field of its own, as BuildKit's
+            // `moby.buildkit.cache.v0`: image readers ignore it.
+            let mut value =
+                serde_json::to_value(&config).context("serializing the image config")?;
+            if let Some(obj) = value.as_object_mut() {
+                obj.insert(cache_transfer::INLINE_CACHE_FIELD.to_string(), cache);
+            }
+            serde_json::to_vec(&value).context("serializing the image config")?
+        }
+    };
     Ok(store.write_image_raw(&bytes, &layers, &[])?)
+}
+
+/// Refuses, before building, `--cache-to` destinations this build cannot
+/// write.
+fn check_cache_to(request: &BuildRequest) -> anyhow::Result<()> {
+    for spec in &request.cache_to {
+        if let CacheToSpec::Registry { reference, .. } = spec {
+            anyhow::bail!(
+                "--cache-to type=registry,ref={reference}: registries are not supported yet\nhint: export to a directory with --cache-to type=local,dest=DIR"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Opens every `--cache-from` and restores cache mounts (`mounts=true`).
+/// A cache that cannot be read is a warning, not an error, as with
+/// BuildKit: the build can always be done without it.
+fn open_cache_imports(
+    request: &BuildRequest,
+    store: &Store,
+    progress: &dyn Progress,
+) -> Vec<ImportedCache> {
+    let warn = |message: String| {
+        progress.event(&Event::Warning {
+            message: &message,
+            line: None,
+        })
+    };
+    let mut out = Vec::new();
+    for spec in &request.cache_from {
+        let (opened, mounts) = match spec {
+            CacheFromSpec::Local { src, mounts } => (
+                LocalDirTransport
+                    .pull_layout(&src.display().to_string())
+                    .and_then(ImportedCache::open)
+                    .map_err(|e| {
+                        format!("--cache-from {}: {}", src.display(), error_chain_any(&e))
+                    }),
+                *mounts,
+            ),
+            CacheFromSpec::Registry { reference, .. } => (
+                Err(format!(
+                    "--cache-from type=registry,ref={reference}: registries are not supported yet; building without it"
+                )),
+                false,
+            ),
+            CacheFromSpec::Image { reference } => (
+                rbuild_executor::reference::ImageRef::parse(reference)
+                    .map_err(|e| error_chain_any(&e))
+                    .and_then(|r| store.resolve_ref(&r).map_err(|e| error_chain_any(&e)))
+                    .and_then(|image| {
+                        ImportedCache::from_image(store, &image).map_err(|e| error_chain_any(&e))
+                    })
+                    .map_err(|e| format!("--cache-from {reference}: {e}")),
+                false,
+            ),
+        };
+        match opened {
+            Ok(cache) => {
+                if mounts {
+                    if let Err(e) = cache.restore_mounts(store) {
+                        warn(format!(
+                            "--cache-from {}: cache mounts not restored: {}",
+                            cache.location(),
+                            error_chain_any(&e)
+                        ));
+                    }
+                }
+                out.push(cache);
+            }
+            Err(message) => warn(message),
+        }
+    }
+    out
+}
+
+/// An error and its causes on one line.
+fn error_chain_any(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// `SOURCE_DATE_EPOCH` (seconds), when set.

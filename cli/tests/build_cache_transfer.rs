@@ -1,0 +1,363 @@
+//! `--cache-to` / `--cache-from` end to end: one store ("machine A")
+//! exports its cache, a fresh store ("machine B") with the same base image
+//! builds the same context from it.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::{Rbuild, Run};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn build(rb: &Rbuild, ctx: &Path, args: &[&str]) -> Run {
+    let mut all = vec!["build", "--progress", "plain"];
+    all.extend_from_slice(args);
+    all.push(s(ctx));
+    let r = rb.run(&all);
+    assert_eq!(
+        r.code,
+        0,
+        "build of {} failed:\n{}\n{}",
+        ctx.display(),
+        r.stdout,
+        r.stderr
+    );
+    r
+}
+
+/// A build with `--report`; returns (report, stderr).
+fn build_report(rb: &Rbuild, ctx: &Path, args: &[&str], name: &str) -> (Value, String) {
+    let path = rb.path(name);
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--report", s(&path)]);
+    let r = build(rb, ctx, &all);
+    (
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap(),
+        r.stderr,
+    )
+}
+
+fn steps(report: &Value) -> &Vec<Value> {
+    report["steps"].as_array().unwrap()
+}
+
+fn executed(report: &Value) -> Vec<String> {
+    steps(report)
+        .iter()
+        .filter(|s| s["status"] == "executed")
+        .map(|s| s["instruction"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Machine B: a fresh store with A's base image (saved and loaded, so the
+/// manifest digest is the same).
+fn machine_b(a: &Rbuild, images: &[&str]) -> Rbuild {
+    let b = Rbuild::new();
+    for image in images {
+        let tar = a.path(&format!("{}.tar", image.replace([':', '/'], "_")));
+        a.ok(&["save", image, "-o", s(&tar)]);
+        b.ok(&["load", "-i", s(&tar)]);
+    }
+    b
+}
+
+/// The records of an exported cache directory.
+fn exported_records(dir: &Path) -> Vec<Value> {
+    let blob = |d: &str| -> Value {
+        let hex = d.strip_prefix("sha256:").unwrap();
+        serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+    };
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.rbuild.cache.config.v1+json"
+    );
+    let config = blob(manifest["config"]["digest"].as_str().unwrap());
+    assert_eq!(config["version"], 1);
+    config["records"].as_array().unwrap().clone()
+}
+
+const TWO_STAGES: &str = "\
+FROM busybox AS base
+COPY a.txt /a.txt
+RUN --mount=type=cache,target=/cache,id=pkgs echo from-a > /cache/note && cp /a.txt /built
+
+FROM base AS final
+RUN --mount=type=cache,target=/cache,id=pkgs cat /cache/note > /seen || echo missing > /seen
+CMD [\"cat\", \"/seen\"]
+";
+
+fn two_stage_context(rb: &Rbuild) -> PathBuf {
+    rb.tree(
+        "ctx",
+        &[("Dockerfile", TWO_STAGES), ("a.txt", "hello from a\n")],
+    )
+}
+
+#[test]
+fn a_local_cache_gives_a_fresh_store_every_step_and_the_cache_mounts() {
+    let a = Rbuild::new();
+    a.busybox();
+    let ctx_a = two_stage_context(&a);
+    let cache = a.path("cache");
+    let (report_a, _) = build_report(
+        &a,
+        &ctx_a,
+        &[
+            "-t",
+            "app:1",
+            "--cache-to",
+            &format!("type=local,dest={},mode=max,mounts=true", s(&cache)),
+        ],
+        "a.json",
+    );
+    assert_eq!(a.ok(&["run", "--rm", "app:1"]), "from-a\n");
+    assert!(cache.join("oci-layout").is_file());
+    assert!(cache.join("index.json").is_file());
+
+    let b = machine_b(&a, &["busybox"]);
+    let ctx_b = two_stage_context(&b);
+    let from = format!("type=local,src={},mounts=true", s(&cache));
+    let (report_b, _) = build_report(
+        &b,
+        &ctx_b,
+        &["-t", "app:1", "--cache-from", &from],
+        "b.json",
+    );
+    assert_eq!(executed(&report_b), Vec::<String>::new(), "{report_b}");
+    assert_eq!(report_b["totals"]["misses"], 0);
+    for step in steps(&report_b) {
+        assert_eq!(step["status"], "cached", "{step}");
+    }
+    assert!(
+        steps(&report_b).iter().any(|s| s["source"] == "imported"),
+        "{report_b}"
+    );
+    assert_eq!(
+        report_b["build"]["image_id"], report_a["build"]["image_id"],
+        "the same image ID on both machines"
+    );
+    assert_eq!(b.ok(&["run", "--rm", "app:1"]), "from-a\n");
+
+    // A RUN that executes on B sees the cache mount A filled.
+    let (report_b2, _) = build_report(
+        &b,
+        &ctx_b,
+        &[
+            "-t",
+            "app:2",
+            "--cache-from",
+            &from,
+            "--no-cache-filter",
+            "final",
+        ],
+        "b2.json",
+    );
+    assert_eq!(executed(&report_b2).len(), 1, "{report_b2}");
+    assert_eq!(b.ok(&["run", "--rm", "app:2"]), "from-a\n");
+}
+
+#[test]
+fn without_mounts_true_the_cache_mounts_stay_behind() {
+    let a = Rbuild::new();
+    a.busybox();
+    let ctx_a = two_stage_context(&a);
+    let cache = a.path("cache");
+    build(
+        &a,
+        &ctx_a,
+        &["--cache-to", &format!("type=local,dest={}", s(&cache))],
+    );
+    let b = machine_b(&a, &["busybox"]);
+    let ctx_b = two_stage_context(&b);
+    build(
+        &b,
+        &ctx_b,
+        &[
+            "-t",
+            "app:1",
+            "--cache-from",
+            &format!("type=local,src={},mounts=true", s(&cache)),
+            "--no-cache-filter",
+            "final",
+        ],
+    );
+    assert_eq!(b.ok(&["run", "--rm", "app:1"]), "missing\n");
+}
+
+#[test]
+fn mode_min_exports_fewer_records_and_still_hits_the_final_stage() {
+    let a = Rbuild::new();
+    a.busybox();
+    let src = support::repo_root().join("testdata/contexts/multi-stage");
+    let ctx = a.path("ctx");
+    support::tool("cp", &["-a", s(&src), s(&ctx)]);
+    let max = a.path("max");
+    let min = a.path("min");
+    let (report_a, _) = build_report(
+        &a,
+        &ctx,
+        &[
+            "-t",
+            "ms:1",
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", s(&max)),
+            "--cache-to",
+            &format!("type=local,dest={},mode=min", s(&min)),
+        ],
+        "a.json",
+    );
+    let (n_max, n_min) = (exported_records(&max).len(), exported_records(&min).len());
+    assert!(n_min < n_max, "min {n_min} records, max {n_max}");
+    assert_eq!(n_max, steps(&report_a).len(), "max: every step");
+
+    let b = machine_b(&a, &["busybox"]);
+    let ctx_b = b.path("ctx");
+    support::tool("cp", &["-a", s(&src), s(&ctx_b)]);
+    let (report_b, _) = build_report(
+        &b,
+        &ctx_b,
+        &[
+            "-t",
+            "ms:1",
+            "--cache-from",
+            &format!("type=local,src={}", s(&min)),
+        ],
+        "b.json",
+    );
+    let final_stage: Vec<&Value> = steps(&report_b)
+        .iter()
+        .filter(|s| s["stage"] != "build")
+        .collect();
+    assert!(!final_stage.is_empty());
+    for step in final_stage {
+        assert_eq!(step["status"], "cached", "{step}");
+    }
+    assert_eq!(report_b["build"]["image_id"], report_a["build"]["image_id"]);
+    assert_eq!(
+        b.ok(&["run", "--rm", "ms:1"]),
+        a.ok(&["run", "--rm", "ms:1"])
+    );
+}
+
+/// Corrupts every layer blob of an exported cache (same size, other bytes).
+fn corrupt_layers(dir: &Path) {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let hex = |d: &Value| {
+        d.as_str()
+            .unwrap()
+            .strip_prefix("sha256:")
+            .unwrap()
+            .to_string()
+    };
+    let blobs = dir.join("blobs/sha256");
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(blobs.join(hex(&index["manifests"][0]["digest"]))).unwrap(),
+    )
+    .unwrap();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let path = blobs.join(hex(&layer["digest"]));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+    }
+}
+
+#[test]
+fn a_corrupted_blob_is_refused_and_the_step_executes_instead() {
+    let a = Rbuild::new();
+    a.busybox();
+    let ctx_a = two_stage_context(&a);
+    let cache = a.path("cache");
+    let (report_a, _) = build_report(
+        &a,
+        &ctx_a,
+        &[
+            "-t",
+            "app:1",
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", s(&cache)),
+        ],
+        "a.json",
+    );
+    corrupt_layers(&cache);
+
+    let b = machine_b(&a, &["busybox"]);
+    let ctx_b = two_stage_context(&b);
+    let (report_b, stderr) = build_report(
+        &b,
+        &ctx_b,
+        &[
+            "-t",
+            "app:1",
+            "--cache-from",
+            &format!("type=local,src={}", s(&cache)),
+        ],
+        "b.json",
+    );
+    assert!(
+        stderr.contains("does not match its digest"),
+        "a warning names the bad blob:\n{stderr}"
+    );
+    assert!(!executed(&report_b).is_empty(), "{report_b}");
+    assert_eq!(b.ok(&["run", "--rm", "app:1"]), "from-a\n");
+    // Nothing damaged entered B's store.
+    b.ok(&["system", "check"]);
+    assert_ne!(report_a["totals"]["steps"], 0);
+}
+
+#[test]
+fn inline_cache_round_trips_through_an_image() {
+    let a = Rbuild::new();
+    a.busybox();
+    let ctx_a = two_stage_context(&a);
+    build(&a, &ctx_a, &["-t", "app:1", "--cache-to", "type=inline"]);
+    let config: Value = serde_json::from_str(&a.ok(&["inspect", "app:1"])).unwrap();
+    assert!(config.is_array());
+
+    let b = machine_b(&a, &["busybox", "app:1"]);
+    let ctx_b = two_stage_context(&b);
+    let (report_b, _) = build_report(
+        &b,
+        &ctx_b,
+        &["-t", "app:2", "--cache-from", "app:1"],
+        "b.json",
+    );
+    assert_eq!(executed(&report_b), Vec::<String>::new(), "{report_b}");
+    assert_eq!(b.ok(&["run", "--rm", "app:2"]), "from-a\n");
+
+    // An image without one is a warning, not an error.
+    let (_, stderr) = build_report(
+        &b,
+        &ctx_b,
+        &["-t", "app:3", "--cache-from", "busybox"],
+        "b2.json",
+    );
+    assert!(stderr.contains("no inline cache"), "{stderr}");
+}
+
+#[test]
+fn bad_cache_flags_name_the_flag_and_key() {
+    let rb = Rbuild::new();
+    let ctx = rb.tree("ctx", &[("Dockerfile", "FROM scratch\n")]);
+    let r = rb.run(&[
+        "build",
+        "--cache-to",
+        "type=local,dest=x,colour=blue",
+        s(&ctx),
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("--cache-to") && r.stderr.contains("colour"),
+        "{}",
+        r.stderr
+    );
+}
