@@ -18,5 +18,6 @@ pub mod context;
 pub mod copy;
 pub mod layer;
 pub mod reference;
+pub mod registry;
 pub mod sandbox;
 pub mod store;

@@ -12,8 +12,12 @@ mod import;
 mod info;
 mod inspect;
 mod load;
+mod login;
+mod logout;
 mod output;
 mod prune;
+mod pull;
+pub mod push;
 mod rmi;
 mod run;
 mod save;
@@ -66,6 +70,14 @@ pub enum Command {
     Save(save::Args),
     /// Load images from a tar archive (docker-archive or OCI layout)
     Load(load::Args),
+    /// Download an image from a registry
+    Pull(pull::Args),
+    /// Upload an image to a registry
+    Push(push::Args),
+    /// Log in to a registry (stores credentials in Docker's config)
+    Login(login::Args),
+    /// Log out from a registry
+    Logout(logout::Args),
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommand),
@@ -108,6 +120,10 @@ pub enum ImageCommand {
     Save(save::Args),
     /// Load images from a tar archive
     Load(load::Args),
+    /// Download an image from a registry
+    Pull(pull::Args),
+    /// Upload an image to a registry
+    Push(push::Args),
 }
 
 /// `rbuild system …`
@@ -183,12 +199,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => return check::run(args),
         Command::Debug(args) => return debug::run(args),
         Command::Version => return version::run(),
+        Command::Login(args) => return login::run(args),
+        Command::Logout(args) => return logout::run(args),
         other => other,
     };
     let root = crate::root::store_root(cli.root)?;
     let root = root.as_path();
     match command {
-        Command::Check(_) | Command::Debug(_) | Command::Version => unreachable!("handled above"),
+        Command::Check(_)
+        | Command::Debug(_)
+        | Command::Version
+        | Command::Login(_)
+        | Command::Logout(_) => unreachable!("handled above"),
+        Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => pull::run(root, a),
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => push::run(root, a),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => import::run(root, a),
         Command::Export(a) => export::run(root, a),
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::run(root, a),

@@ -1,9 +1,11 @@
-//! Base images for planning, from the store (pulling is a later step).
+//! Base images for planning: from the store, pulled from their registry
+//! when missing (or always, with `--pull`) when a registry client is given.
 
 use rbuild_solver::ImageConfig;
 use rbuild_solver::plan::{ImageResolver, Platform, ResolvedImage};
 
 use crate::reference::{ImageRef, ReferenceError};
+use crate::registry::{Client, PullProgress, RegistryError};
 use crate::store::{Store, StoreError};
 
 /// A base image could not be resolved.
@@ -12,9 +14,15 @@ pub enum ResolveError {
     #[error(transparent)]
     Reference(#[from] ReferenceError),
     #[error(
-        "image {reference} is not in the store\nhint: rbuild does not pull yet; add it with `rbuild import` or `rbuild load`"
+        "image {reference} is not in the store\nhint: add it with `rbuild pull`, `rbuild import` or `rbuild load`"
     )]
     NotFound { reference: String },
+    #[error("pulling {reference} failed")]
+    Pull {
+        reference: String,
+        #[source]
+        source: Box<RegistryError>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("malformed image config of {reference}")]
@@ -36,11 +44,60 @@ pub enum ResolveError {
 /// Resolves FROM and `--from` image references against a [`Store`].
 pub struct StoreResolver<'a> {
     store: &'a Store,
+    registry: Option<RegistryPull<'a>>,
+}
+
+/// How a [`StoreResolver`] pulls base images.
+struct RegistryPull<'a> {
+    client: &'a Client,
+    /// `--pull`: re-resolve tags against the registry even when stored.
+    always: bool,
+    progress: &'a dyn PullProgress,
 }
 
 impl<'a> StoreResolver<'a> {
+    /// Resolves from the store only.
     pub fn new(store: &'a Store) -> StoreResolver<'a> {
-        StoreResolver { store }
+        StoreResolver {
+            store,
+            registry: None,
+        }
+    }
+
+    /// Resolves from the store, pulling images that are missing through
+    /// `client`; with `always` (`--pull`) a tag is checked against the
+    /// registry every time (a digest reference found in the store is never
+    /// re-fetched: its content cannot have changed).
+    pub fn with_registry(
+        store: &'a Store,
+        client: &'a Client,
+        always: bool,
+        progress: &'a dyn PullProgress,
+    ) -> StoreResolver<'a> {
+        StoreResolver {
+            store,
+            registry: Some(RegistryPull {
+                client,
+                always,
+                progress,
+            }),
+        }
+    }
+}
+
+impl StoreResolver<'_> {
+    fn pull(
+        &self,
+        reg: &RegistryPull<'_>,
+        r: &ImageRef,
+        platform: &Platform,
+    ) -> Result<crate::store::Image, ResolveError> {
+        crate::registry::pull(self.store, reg.client, r, platform, reg.progress)
+            .map(|outcome| outcome.image)
+            .map_err(|source| ResolveError::Pull {
+                reference: r.familiar(),
+                source: Box::new(source),
+            })
     }
 }
 
@@ -49,12 +106,20 @@ impl ImageResolver for StoreResolver<'_> {
 
     fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, ResolveError> {
         let r = ImageRef::parse(reference)?;
-        let image = self.store.resolve_ref(&r).map_err(|e| match e {
-            StoreError::NotFound { .. } => ResolveError::NotFound {
-                reference: r.familiar(),
-            },
-            e => ResolveError::Store(e),
-        })?;
+        let stored = self.store.resolve_ref(&r);
+        let image = match (&self.registry, stored) {
+            (Some(reg), Ok(_)) if reg.always && r.digest().is_none() => {
+                self.pull(reg, &r, platform)?
+            }
+            (_, Ok(image)) => image,
+            (Some(reg), Err(StoreError::NotFound { .. })) => self.pull(reg, &r, platform)?,
+            (None, Err(StoreError::NotFound { .. })) => {
+                return Err(ResolveError::NotFound {
+                    reference: r.familiar(),
+                });
+            }
+            (_, Err(e)) => return Err(ResolveError::Store(e)),
+        };
         // The raw blob, not oci-spec's parse: that drops Docker's fields
         // (OnBuild, Shell, Healthcheck) the planner needs.
         let raw = self.store.read_blob(&image.id)?;

@@ -59,6 +59,9 @@ pub struct BuildArgs {
     /// Always attempt to pull a newer version of base images
     #[arg(long)]
     pub pull: bool,
+    /// Push the image to its registry under each -t name after the build
+    #[arg(long)]
+    pub push: bool,
     /// Set metadata for the image (KEY=VALUE); repeatable
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
@@ -123,6 +126,8 @@ pub struct BuildRequest {
     /// `--no-cache-filter` stage names (lowercased: stage names are).
     pub no_cache_filter: Vec<String>,
     pub pull: bool,
+    /// `--push`: push to every tag after the build.
+    pub push: bool,
     pub secrets: Vec<SecretSpec>,
     /// At least 1.
     pub jobs: usize,
@@ -209,6 +214,7 @@ impl BuildRequest {
                 .map(|s| s.to_ascii_lowercase())
                 .collect(),
             pull: args.pull,
+            push: args.push,
             secrets: args.secrets.clone(),
             jobs,
             outputs,
@@ -340,6 +346,17 @@ pub fn finish(store: &Store, request: &BuildRequest, outcome: &BuildOutcome) -> 
         .all(|o| !matches!(o, OutputSpec::Image { .. }))
     {
         export::export(store, image, &OutputSpec::Image { names: vec![] }, &names)?;
+    }
+    if request.push {
+        if names.is_empty() {
+            anyhow::bail!("--push needs a name\nhint: add -t REGISTRY/NAME:TAG");
+        }
+        let client = rbuild_executor::registry::Client::new(
+            rbuild_executor::registry::ClientOptions::from_env(),
+        );
+        for name in &names {
+            crate::commands::push::push_image(store, &client, image, name, request.quiet)?;
+        }
     }
     if let Some(path) = &request.iidfile {
         export::write_file(path, image.id.to_string().as_bytes())?;

@@ -69,15 +69,13 @@ pub(super) fn run(
 ) -> anyhow::Result<BuildOutcome> {
     let started = Instant::now();
     let started_at = rfc3339(now_secs());
-    let resolver = StoreResolver::new(store);
+    // FROM of an image not in the store pulls it; `--pull` re-checks tags.
+    let client = rbuild_executor::registry::Client::new(
+        rbuild_executor::registry::ClientOptions::from_env(),
+    );
+    let resolver = StoreResolver::with_registry(store, &client, request.pull, &());
     let plan = rbuild_solver::plan::plan(dockerfile, &request.plan, &resolver)
         .map_err(|e| anyhow::Error::new(e).context(input.display_name.clone()))?;
-    if request.pull {
-        progress.event(&Event::Warning {
-            message: "--pull: pulling from registries is not supported yet; base images come from the store",
-            line: None,
-        });
-    }
     for w in &plan.warnings {
         progress.event(&Event::Warning {
             message: &w.message,

@@ -1,0 +1,87 @@
+//! `rbuild push IMAGE[:TAG]`: an image from the store to its registry,
+//! with docker's output.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use rbuild_executor::reference::ImageRef;
+use rbuild_executor::registry::{self, BlobPush, Client, PushEvent, PushProgress};
+use rbuild_executor::store::{Image, Store};
+
+use super::pull::short;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The image to push: NAME[:TAG]
+    pub image: String,
+    /// Suppress the progress output
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Reach this registry (HOST[:PORT]) over plain HTTP; repeatable (also
+    /// RBUILD_INSECURE_REGISTRIES, comma-separated)
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+}
+
+pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let target = ImageRef::parse(&args.image)?;
+    let store = crate::root::open_store(root)?;
+    let image = store.resolve_ref(&target)?;
+    let client = super::pull::client(&args.insecure_registries);
+    push_image(&store, &client, &image, &target, args.quiet)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pushes `image` to `target` printing docker's lines; also used by
+/// `build --push`.
+pub fn push_image(
+    store: &Store,
+    client: &Client,
+    image: &Image,
+    target: &ImageRef,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    if !quiet {
+        println!(
+            "The push refers to repository [{}]",
+            target.familiar_repository()
+        );
+    }
+    let printer = Printer {
+        quiet,
+        config: image.id,
+    };
+    let lease = store.lease(image)?;
+    let outcome = registry::push(store, client, image, target, &printer)
+        .with_context(|| format!("cannot push {}", target.familiar()))?;
+    drop(lease);
+    let tag = target.tag().unwrap_or("latest");
+    println!("{tag}: digest: {} size: {}", outcome.digest, outcome.size);
+    Ok(())
+}
+
+struct Printer {
+    quiet: bool,
+    config: rbuild_solver::Digest,
+}
+
+impl PushProgress for Printer {
+    fn event(&self, event: PushEvent<'_>) {
+        // Docker shows layers only, never the config blob.
+        match event {
+            _ if self.quiet => {}
+            PushEvent::Preparing { digest, .. } | PushEvent::Done { digest, .. }
+                if *digest == self.config => {}
+            PushEvent::Preparing { digest, .. } => println!("{}: Preparing", short(digest)),
+            PushEvent::Done { digest, result } => {
+                let status = match result {
+                    BlobPush::Exists => "Layer already exists".to_string(),
+                    BlobPush::Mounted { from } => format!("Mounted from {}", from.name),
+                    BlobPush::Uploaded => "Pushed".to_string(),
+                };
+                println!("{}: {status}", short(digest));
+            }
+        }
+    }
+}
