@@ -492,21 +492,38 @@ impl SourceFs for Context {
 
     fn file_digest(&self, path: &str) -> io::Result<Digest> {
         let rel = clean(path)?;
+        // An unchanged file is answered from its stat alone: no open.
+        if self.cache_path.is_some()
+            && !self.hidden(&rel, false)?
+            && let Some(st) = self.stat_entry(&rel)?
+            && FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+            && let Some(digest) = self.cached_digest(&rel, &stat_key(&st))
+        {
+            return Ok(digest);
+        }
         let (file, st) = self.open_file(&rel)?;
         let key = stat_key(&st);
-        if self.cache_path.is_some() {
-            let seen = self.lock_seen().get(&rel).copied();
-            if let Some(entry) = seen.filter(|e| e.answers(&key)) {
-                self.files_from_cache.fetch_add(1, Ordering::Relaxed);
-                return Ok(Digest::from_bytes(entry.digest));
-            }
-            if let Some(entry) = self.previous.get(&rel).filter(|e| e.answers(&key)) {
-                self.files_from_cache.fetch_add(1, Ordering::Relaxed);
-                self.lock_seen().insert(rel, *entry);
-                return Ok(Digest::from_bytes(entry.digest));
-            }
+        if let Some(digest) = self.cached_digest(&rel, &key) {
+            return Ok(digest);
         }
         self.hash(&rel, file, key)
+    }
+}
+
+impl Context {
+    /// The digest the stat cache holds for `rel` when `key` still matches
+    /// (from this build's entries, else the loaded file's).
+    fn cached_digest(&self, rel: &str, key: &StatKey) -> Option<Digest> {
+        self.cache_path.as_ref()?;
+        let seen = self.lock_seen().get(rel).copied();
+        if let Some(entry) = seen.filter(|e| e.answers(key)) {
+            self.files_from_cache.fetch_add(1, Ordering::Relaxed);
+            return Some(Digest::from_bytes(entry.digest));
+        }
+        let entry = self.previous.get(rel).filter(|e| e.answers(key))?;
+        self.files_from_cache.fetch_add(1, Ordering::Relaxed);
+        self.lock_seen().insert(rel.to_string(), *entry);
+        Some(Digest::from_bytes(entry.digest))
     }
 }
 

@@ -293,7 +293,9 @@ pub enum RequestBody<'a> {
 
 /// An HTTP client for registries, shared by reference across threads.
 pub struct Client {
-    agent: ureq::Agent,
+    /// Made on the first request: loading the system's TLS roots costs
+    /// milliseconds a build that never contacts a registry should not pay.
+    agent: std::sync::OnceLock<ureq::Agent>,
     options: ClientOptions,
     auth: Mutex<AuthState>,
 }
@@ -304,25 +306,30 @@ impl Client {
     /// bundled Mozilla roots when the system has none: corporate and
     /// private CAs installed on the machine then work, as with Docker.
     pub fn new(options: ClientOptions) -> Client {
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(system_roots())
-            .build();
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .tls_config(tls)
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_recv_response(Some(Duration::from_secs(300)))
-            .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
-            // Blob GETs redirect to storage (S3, a CDN); credentials must
-            // not follow to another host.
-            .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
-            .build()
-            .into();
         Client {
-            agent,
+            agent: std::sync::OnceLock::new(),
             options,
             auth: Mutex::new(AuthState::default()),
         }
+    }
+
+    fn agent(&self) -> &ureq::Agent {
+        self.agent.get_or_init(|| {
+            let tls = ureq::tls::TlsConfig::builder()
+                .root_certs(system_roots())
+                .build();
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .tls_config(tls)
+                .timeout_connect(Some(Duration::from_secs(30)))
+                .timeout_recv_response(Some(Duration::from_secs(300)))
+                .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
+                // Blob GETs redirect to storage (S3, a CDN); credentials must
+                // not follow to another host.
+                .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
+                .build()
+                .into()
+        })
     }
 
     /// Uses `creds` for `registry` instead of looking them up (`login`
@@ -471,22 +478,22 @@ impl Client {
         match body {
             RequestBody::Empty if matches!(method, "GET" | "HEAD") => {
                 let req = builder.body(()).map_err(bad_request)?;
-                self.agent.run(req).map_err(transport)
+                self.agent().run(req).map_err(transport)
             }
             RequestBody::Empty => {
                 let req = builder.body(&[][..]).map_err(bad_request)?;
-                self.agent.run(req).map_err(transport)
+                self.agent().run(req).map_err(transport)
             }
             RequestBody::Bytes(b) => {
                 let req = builder.body(b).map_err(bad_request)?;
-                self.agent.run(req).map_err(transport)
+                self.agent().run(req).map_err(transport)
             }
             RequestBody::Stream(reader, len) => {
                 let req = builder
                     .header("Content-Length", len.to_string())
                     .body(ureq::SendBody::from_reader(reader))
                     .map_err(bad_request)?;
-                self.agent.run(req).map_err(transport)
+                self.agent().run(req).map_err(transport)
             }
         }
     }
