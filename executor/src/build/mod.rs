@@ -284,17 +284,18 @@ impl<'a> BuildWorker<'a> {
     }
 
     fn image(&self, op: &rbuild_solver::op::ImageOp) -> Result<StepOutput, BuildError> {
-        let image = self
-            .cfg
-            .store
-            .scan_images()?
-            .images
-            .into_iter()
-            .find(|i| i.manifest_digest == op.digest)
-            .ok_or_else(|| BuildError::MissingImage {
-                reference: op.reference.clone(),
-                digest: op.digest,
-            })?;
+        // By manifest digest, straight from its blobs: no scan of every
+        // image in the store (which grows with each build).
+        let image = match self.cfg.store.image_by_manifest(&op.digest) {
+            Ok(image) => image,
+            Err(StoreError::MissingBlob { .. }) => {
+                return Err(BuildError::MissingImage {
+                    reference: op.reference.clone(),
+                    digest: op.digest,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
         let layers: Vec<BuiltLayer> = image
             .layers
             .into_iter()

@@ -759,6 +759,30 @@ impl Store {
         })
     }
 
+    /// The image whose manifest is `digest`, read directly from its
+    /// blobs (no index scan; its `tags` are left empty). `MissingBlob`
+    /// when the manifest is not stored.
+    pub fn image_by_manifest(&self, digest: &Digest) -> Result<Image> {
+        let path = self.blob_path(digest);
+        let size = fs::metadata(&path)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::NotFound {
+                    StoreError::MissingBlob { digest: *digest }
+                } else {
+                    StoreError::io(&path)(e)
+                }
+            })?
+            .len();
+        let desc = Descriptor {
+            media_type: MEDIA_TYPE_MANIFEST.to_string(),
+            digest: digest.to_string(),
+            size,
+            annotations: BTreeMap::new(),
+            platform: None,
+        };
+        self.load_image(&desc, Vec::new())
+    }
+
     /// Finds an image by what a user typed (`busybox`, `name:tag`,
     /// `name@sha256:…`, a full image ID `sha256:…`, or a unique ID prefix),
     /// by a parsed [`ImageRef`], or by an image ID [`Digest`].
@@ -812,6 +836,29 @@ impl Store {
 
     /// Finds the image a normalized reference names.
     pub fn resolve_ref(&self, r: &ImageRef) -> Result<Image> {
+        if r.digest().is_none() {
+            // By tag: one index read and the one image's blobs, not every
+            // image in the store.
+            let index = self.read_index()?;
+            let name = r.to_string();
+            let Some(desc) = index
+                .manifests
+                .iter()
+                .find(|d| d.annotations.get(ANNOTATION_REF_NAME) == Some(&name))
+            else {
+                return Err(StoreError::NotFound {
+                    reference: r.familiar(),
+                });
+            };
+            let tags = index
+                .manifests
+                .iter()
+                .filter(|d| d.digest == desc.digest)
+                .filter_map(|d| d.annotations.get(ANNOTATION_REF_NAME))
+                .filter_map(|n| ImageRef::parse(n).ok())
+                .collect();
+            return self.load_image(desc, tags);
+        }
         let images = self.scan_images()?.images;
         let found = images.into_iter().find(|img| match (r.digest(), r.tag()) {
             (Some(d), _) => {
