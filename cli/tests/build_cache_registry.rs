@@ -263,3 +263,39 @@ fn a_registry_cache_gives_a_fresh_store_every_step_and_the_cache_mounts() {
     assert_eq!(executed(&report_b2).len(), 1, "{report_b2}");
     assert_eq!(b.ok(&["run", "--rm", "app:2"]), "from-a\n");
 }
+
+#[test]
+fn a_missing_registry_cache_is_a_warning_and_a_second_export_uploads_nothing_new() {
+    let registry = Registry::start();
+    let a = Rbuild::new();
+    a.busybox();
+    let ctx = context(&a);
+
+    // Nothing pushed yet: the build goes on without the cache, as BuildKit's.
+    let missing = format!("type=registry,ref={}/cache:nope", registry.host());
+    let (report, run) = build_report(&a, &ctx, &["--cache-from", &missing], "first.json");
+    let runs = executed(&report)
+        .iter()
+        .filter(|i| i.starts_with("RUN"))
+        .count();
+    assert_eq!(runs, 2, "{report}");
+    assert!(
+        run.stderr.contains("building without it") && run.stderr.contains("not found"),
+        "{}",
+        run.stderr
+    );
+
+    let to = format!(
+        "type=registry,ref={}/cache:ci,mode=max,mounts=true",
+        registry.host()
+    );
+    build_report(&a, &ctx, &["--cache-to", &to], "export1.json");
+    let before = registry.access_log().len();
+    build_report(&a, &ctx, &["--cache-to", &to], "export2.json");
+    let log = registry.access_log()[before..].to_string();
+    // Same records, same mount contents: every blob is already there
+    // (HEAD), only the manifest is PUT again.
+    assert!(!log.contains("POST /v2/cache/blobs/uploads"), "{log}");
+    assert!(log.contains("HEAD /v2/cache/blobs/sha256:"), "{log}");
+    assert!(log.contains("PUT /v2/cache/manifests/ci "), "{log}");
+}
