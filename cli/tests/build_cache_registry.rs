@@ -299,3 +299,82 @@ fn a_missing_registry_cache_is_a_warning_and_a_second_export_uploads_nothing_new
     assert!(log.contains("HEAD /v2/cache/blobs/sha256:"), "{log}");
     assert!(log.contains("PUT /v2/cache/manifests/ci "), "{log}");
 }
+
+impl Registry {
+    /// The bytes of blob `digest` in the registry's storage.
+    fn blob_data(&self, digest: &str) -> std::path::PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    /// The manifest tagged `tag` in `repo`, from the registry's storage.
+    fn stored_manifest(&self, repo: &str, tag: &str) -> Value {
+        let link = self.dir.path().join(format!(
+            "storage/docker/registry/v2/repositories/{repo}/_manifests/tags/{tag}/current/link"
+        ));
+        let digest = std::fs::read_to_string(link).unwrap();
+        serde_json::from_slice(&std::fs::read(self.blob_data(digest.trim())).unwrap()).unwrap()
+    }
+}
+
+#[test]
+fn a_layer_corrupted_in_the_registry_is_refused_and_the_step_executes_instead() {
+    let registry = Registry::start();
+    let cache_ref = format!("{}/cache:1", registry.host());
+    let a = Rbuild::new();
+    a.busybox();
+    let ctx_a = context(&a);
+    build_report(
+        &a,
+        &ctx_a,
+        &[
+            "--cache-to",
+            &format!("type=registry,ref={cache_ref},mode=max"),
+        ],
+        "a.json",
+    );
+    // Same length, other bytes: the registry serves them without noticing.
+    let manifest = registry.stored_manifest("cache", "1");
+    let mut corrupted = 0;
+    for l in manifest["layers"].as_array().unwrap() {
+        let path = registry.blob_data(l["digest"].as_str().unwrap());
+        let len = std::fs::metadata(&path).unwrap().len() as usize;
+        std::fs::write(&path, vec![b'x'; len]).unwrap();
+        corrupted += 1;
+    }
+    assert!(corrupted >= 3, "{manifest}");
+
+    let b = Rbuild::new();
+    let tar = a.path("busybox.tar");
+    a.ok(&["save", "busybox", "-o", s(&tar)]);
+    b.ok(&["load", "-i", s(&tar)]);
+    let ctx_b = context(&b);
+    let (report, run) = build_report(
+        &b,
+        &ctx_b,
+        &[
+            "-t",
+            "app:1",
+            "--cache-from",
+            &format!("type=registry,ref={cache_ref}"),
+        ],
+        "b.json",
+    );
+    let runs = executed(&report)
+        .iter()
+        .filter(|i| i.starts_with("RUN"))
+        .count();
+    assert_eq!(runs, 2, "{report}");
+    assert!(
+        run.stderr.contains("the step executed instead"),
+        "{}",
+        run.stderr
+    );
+    // Nothing corrupted entered B's store: the image B built runs.
+    assert_eq!(b.ok(&["run", "--rm", "app:1"]), "from-a\n");
+}
