@@ -66,9 +66,9 @@
 //! # Transports
 //!
 //! [`CacheTransport`] moves a layout: [`LocalDirTransport`] is
-//! `type=local`; a registry implementation (`type=registry`) pushes the
-//! layout's blobs and manifest and reads blobs lazily through
-//! [`BlobSource`].
+//! `type=local`; [`RegistryTransport`](super::cache_registry::RegistryTransport)
+//! is `type=registry`: it pushes the layout's blobs and manifest and reads
+//! blobs lazily through [`BlobSource`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -163,6 +163,18 @@ pub enum CacheTransferError {
         "image {reference} carries no inline cache\nhint: build it with --cache-to type=inline"
     )]
     NoInlineCache { reference: String },
+    #[error("invalid cache reference {reference:?}")]
+    Reference {
+        reference: String,
+        #[source]
+        source: Box<crate::reference::ReferenceError>,
+    },
+    #[error("registry cache {reference}")]
+    Registry {
+        reference: String,
+        #[source]
+        source: Box<crate::registry::RegistryError>,
+    },
     #[error(transparent)]
     Store(Box<StoreError>),
     #[error(transparent)]

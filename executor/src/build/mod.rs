@@ -23,6 +23,7 @@
 
 mod cache_index;
 mod cache_mount;
+pub mod cache_registry;
 pub mod cache_transfer;
 mod exec;
 mod fsutil;

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use rbuild_executor::build::cache_registry::RegistryTransport;
 use rbuild_executor::build::cache_transfer::{
     self, CacheTransport, ExportMode, ImportedCache, ImportingCacheIndex, LocalDirTransport,
 };
@@ -70,9 +71,12 @@ pub(super) fn run(
     let started = Instant::now();
     let started_at = rfc3339(now_secs());
     // FROM of an image not in the store pulls it; `--pull` re-checks tags.
-    let client = rbuild_executor::registry::Client::new(
+    // Shared with the registry cache transport, whose lazy blob readers
+    // outlive this borrow.
+    let client = std::sync::Arc::new(rbuild_executor::registry::Client::new(
         rbuild_executor::registry::ClientOptions::from_env(),
-    );
+    ));
+    let registry_cache = RegistryTransport::new(client.clone());
     let resolver = StoreResolver::with_registry(store, &client, request.pull, &());
     let plan = rbuild_solver::plan::plan(dockerfile, &request.plan, &resolver)
         .map_err(|e| anyhow::Error::new(e).context(input.display_name.clone()))?;
@@ -112,7 +116,7 @@ pub(super) fn run(
         names: &names,
     };
     check_cache_to(request)?;
-    let imports = open_cache_imports(request, store, progress);
+    let imports = open_cache_imports(request, store, &registry_cache, progress);
     let index = ImportingCacheIndex::new(store, imports);
     let skip = |id: StepId| {
         request.no_cache
@@ -261,7 +265,11 @@ pub(super) fn run(
                 *mode,
                 *mounts,
             ),
-            CacheToSpec::Registry { .. } => unreachable!("refused by check_cache_to"),
+            CacheToSpec::Registry {
+                reference,
+                mode,
+                mounts,
+            } => (&registry_cache, reference.clone(), *mode, *mounts),
         };
         let keys = match mode {
             ExportMode::Min => keys_of(&chain),
@@ -452,13 +460,13 @@ fn write_image(
 }
 
 /// Refuses, before building, `--cache-to` destinations this build cannot
-/// write.
+/// write: a registry reference that does not parse would otherwise fail
+/// only after the whole build.
 fn check_cache_to(request: &BuildRequest) -> anyhow::Result<()> {
     for spec in &request.cache_to {
         if let CacheToSpec::Registry { reference, .. } = spec {
-            anyhow::bail!(
-                "--cache-to type=registry,ref={reference}: registries are not supported yet\nhint: export to a directory with --cache-to type=local,dest=DIR"
-            );
+            rbuild_executor::reference::ImageRef::parse(reference)
+                .with_context(|| format!("--cache-to type=registry,ref={reference}"))?;
         }
     }
     Ok(())
@@ -470,6 +478,7 @@ fn check_cache_to(request: &BuildRequest) -> anyhow::Result<()> {
 fn open_cache_imports(
     request: &BuildRequest,
     store: &Store,
+    registry: &RegistryTransport,
     progress: &dyn Progress,
 ) -> Vec<ImportedCache> {
     let warn = |message: String| {
@@ -490,11 +499,17 @@ fn open_cache_imports(
                     }),
                 *mounts,
             ),
-            CacheFromSpec::Registry { reference, .. } => (
-                Err(format!(
-                    "--cache-from type=registry,ref={reference}: registries are not supported yet; building without it"
-                )),
-                false,
+            CacheFromSpec::Registry { reference, mounts } => (
+                registry
+                    .pull_layout(reference)
+                    .and_then(ImportedCache::open)
+                    .map_err(|e| {
+                        format!(
+                            "--cache-from type=registry,ref={reference}: {}; building without it",
+                            error_chain_any(&e)
+                        )
+                    }),
+                *mounts,
             ),
             CacheFromSpec::Image { reference } => (
                 rbuild_executor::reference::ImageRef::parse(reference)
