@@ -779,3 +779,45 @@ fn token_auth_goes_through_the_bearer_flow_for_login_push_and_pull() {
     assert_eq!(ids(&fresh, &name).0, id);
     assert_eq!(ok(&fresh, &["run", "--rm", &name, "echo", "hi"]), "hi\n");
 }
+
+#[test]
+fn output_type_image_push_true_pushes_every_name() {
+    let reg = Registry::start(None);
+    let a = Rbuild::new();
+    a.busybox();
+    let ctx = a.tree(
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nRUN echo via-output > /msg\n")],
+    );
+    let x1 = format!("{}/x:1", reg.host());
+    let y2 = format!("{}/y:2", reg.host());
+    let out = format!("type=image,\"name={x1},{y2}\",push=true");
+    ok(&a, &["build", "-q", "-o", &out, ctx.to_str().unwrap()]);
+    for name in [&x1, &y2] {
+        let fresh = Rbuild::new();
+        ok(&fresh, &["pull", name]);
+        assert_eq!(
+            ok(&fresh, &["run", "--rm", name, "cat", "/msg"]),
+            "via-output\n"
+        );
+    }
+    // push=false (the default) keeps it local.
+    let z = format!("{}/z:1", reg.host());
+    ok(
+        &a,
+        &[
+            "build",
+            "-q",
+            "-o",
+            &format!("type=image,name={z},push=false"),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert!(fails(&Rbuild::new(), &["pull", &z]).stderr.contains("z"));
+    // Without a name there is nothing to push to.
+    let r = fails(
+        &a,
+        &["build", "-o", "type=image,push=true", ctx.to_str().unwrap()],
+    );
+    assert!(r.stderr.contains("pushing needs a name"), "{}", r.stderr);
+}
