@@ -821,3 +821,134 @@ fn output_type_image_push_true_pushes_every_name() {
     );
     assert!(r.stderr.contains("pushing needs a name"), "{}", r.stderr);
 }
+
+/// Uploads `data` as a blob of `repo` with curl (POST, then PUT with the
+/// digest); returns its digest.
+fn curl_push_blob(reg: &Registry, repo: &str, data: &[u8], dir: &std::path::Path) -> String {
+    let file = dir.join("blob");
+    std::fs::write(&file, data).unwrap();
+    let sum = tool("sha256sum", &[file.to_str().unwrap()]);
+    let digest = format!("sha256:{}", &sum[..64]);
+    let headers = tool(
+        "curl",
+        &[
+            "-sf",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-X",
+            "POST",
+            &format!("http://{}/v2/{repo}/blobs/uploads/", reg.host()),
+        ],
+    );
+    let location = headers
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Location: ")
+                .or_else(|| l.strip_prefix("location: "))
+        })
+        .unwrap()
+        .trim()
+        .to_string();
+    let location = if location.starts_with('/') {
+        format!("http://{}{location}", reg.host())
+    } else {
+        location
+    };
+    let sep = if location.contains('?') { '&' } else { '?' };
+    tool(
+        "curl",
+        &[
+            "-sf",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &format!("{location}{sep}digest={digest}"),
+        ],
+    );
+    digest
+}
+
+#[test]
+fn a_docker_v2_image_with_a_plain_tar_labelled_gzip_pulls_and_unpacks() {
+    let reg = Registry::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    // An uncompressed layer that the manifest calls tar.gzip, as skopeo
+    // can write it.
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    let body = b"plain tar, gzip label\n";
+    h.set_size(body.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    builder.append_data(&mut h, "etc/note", &body[..]).unwrap();
+    let layer = builder.into_inner().unwrap();
+    let layer_digest = curl_push_blob(&reg, "odd", &layer, dir.path());
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/usr/bin:/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    })
+    .to_string();
+    let config_digest = curl_push_blob(&reg, "odd", config.as_bytes(), dir.path());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "size": config.len(), "digest": config_digest},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": layer.len(), "digest": layer_digest}],
+    })
+    .to_string();
+    let manifest_file = dir.path().join("manifest.json");
+    std::fs::write(&manifest_file, &manifest).unwrap();
+    tool(
+        "curl",
+        &[
+            "-sf",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.docker.distribution.manifest.v2+json",
+            "--data-binary",
+            &format!("@{}", manifest_file.display()),
+            &format!("http://{}/v2/odd/manifests/1", reg.host()),
+        ],
+    );
+
+    let rb = Rbuild::new();
+    let name = format!("{}/odd:1", reg.host());
+    ok(&rb, &["pull", &name]);
+    // index.json names the manifest with the media type it was served with.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rb.root().join("store-v1/index.json")).unwrap())
+            .unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["annotations"]["org.opencontainers.image.ref.name"] == name.as_str())
+        .unwrap_or_else(|| panic!("{index}"));
+    assert_eq!(
+        entry["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    // The layer unpacks although its label says gzip.
+    let ctx = rb.tree("ctx", &[("Dockerfile", &format!("FROM {name}\n"))]);
+    let out = dir.path().join("out");
+    ok(
+        &rb,
+        &[
+            "build",
+            "-q",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(std::fs::read(out.join("etc/note")).unwrap(), body.to_vec());
+}
