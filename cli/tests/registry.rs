@@ -457,3 +457,498 @@ fn skopeo_reads_what_rbuild_pushes_and_rbuild_pulls_what_skopeo_pushes() {
     ok(&other, &["pull", &v2]);
     assert_eq!(ok(&other, &["run", "--rm", &v2, "echo", "v2"]), "v2\n");
 }
+
+/// Base64url without padding, as JWTs use it.
+fn b64url(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Standard base64 (padded) decoding of a PEM body, for the `x5c` header.
+fn b64_decode(text: &str) -> Vec<u8> {
+    let mut bits = 0u32;
+    let mut nbits = 0;
+    let mut out = Vec::new();
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => continue,
+        };
+        bits = (bits << 6) | u32::from(v);
+        nbits += 6;
+        if nbits >= 8 {
+            nbits -= 8;
+            out.push((bits >> nbits) as u8);
+        }
+    }
+    out
+}
+
+/// A test token server (the distribution token spec) on loopback: checks
+/// Basic credentials `alice:s3cret`, signs RS256 JWTs with a self-signed
+/// certificate's key (the certificate goes in `x5c` and in the registry's
+/// `rootcertbundle`), and logs every request's query and user.
+struct TokenIssuer {
+    port: u16,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    cert: PathBuf,
+}
+
+impl TokenIssuer {
+    const SERVICE: &'static str = "rbuild-test-registry";
+    const ISSUER: &'static str = "rbuild-test-issuer";
+
+    fn start(dir: &std::path::Path) -> TokenIssuer {
+        let key = dir.join("token.key");
+        let cert = dir.join("token.crt");
+        tool(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=rbuild test issuer",
+                "-keyout",
+                key.to_str().unwrap(),
+                "-out",
+                cert.to_str().unwrap(),
+            ],
+        );
+        let pem = std::fs::read_to_string(&cert).unwrap();
+        let der: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let x5c = {
+            // Re-encode as standard base64 (x5c is not base64url).
+            let raw = b64_decode(&der);
+            b64url(&raw).replace('-', "+").replace('_', "/")
+        };
+        let x5c = format!("{x5c}{}", "=".repeat((4 - x5c.len() % 4) % 4));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let thread_log = log.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let _ = serve_token(stream, &key, &x5c, &thread_log);
+            }
+        });
+        TokenIssuer { port, log, cert }
+    }
+
+    fn realm(&self) -> String {
+        format!("http://127.0.0.1:{}/token", self.port)
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+fn url_decode(s: &str) -> String {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(if b[i] == b'+' { b' ' } else { b[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// Answers one `GET /token?service=…&scope=…` request.
+fn serve_token(
+    mut stream: TcpStream,
+    key: &std::path::Path,
+    x5c: &str,
+    log: &std::sync::Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut authorization = None;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("authorization")
+        {
+            authorization = Some(v.trim().to_string());
+        }
+    }
+    let target = request_line.split_whitespace().nth(1).unwrap_or("");
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let mut scopes = Vec::new();
+    for pair in query.split('&') {
+        if let Some(v) = pair.strip_prefix("scope=") {
+            scopes.push(url_decode(v));
+        }
+    }
+    let user = match authorization.as_deref() {
+        None => None,
+        Some(a) => {
+            let decoded = b64_decode(a.strip_prefix("Basic ").unwrap_or(""));
+            if decoded != b"alice:s3cret" {
+                log.lock()
+                    .unwrap()
+                    .push(format!("refused {}", url_decode(query)));
+                let body = r#"{"details":"incorrect username or password"}"#;
+                return write!(
+                    stream,
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+            Some("alice")
+        }
+    };
+    log.lock().unwrap().push(format!(
+        "{} {}",
+        user.unwrap_or("anonymous"),
+        url_decode(query)
+    ));
+    // Anonymous users get a token with no access (as Docker Hub does for
+    // a private repository); alice gets what she asks for.
+    let access: Vec<serde_json::Value> = if user.is_some() {
+        scopes
+            .iter()
+            .flat_map(|s| s.split(' '))
+            .filter_map(|s| {
+                let mut parts = s.splitn(3, ':');
+                let (t, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+                Some(serde_json::json!({
+                    "type": t, "name": name,
+                    "actions": actions.split(',').collect::<Vec<_>>(),
+                }))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
+    let claims = serde_json::json!({
+        "iss": TokenIssuer::ISSUER, "sub": user.unwrap_or(""),
+        "aud": TokenIssuer::SERVICE, "exp": now + 300, "nbf": now - 10,
+        "iat": now, "jti": format!("{now}-{}", scopes.len()), "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(signing_input.as_bytes())?;
+    let signature = child.wait_with_output()?.stdout;
+    let token = format!("{signing_input}.{}", b64url(&signature));
+    let body = serde_json::json!({"token": token, "expires_in": 300}).to_string();
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn token_auth_goes_through_the_bearer_flow_for_login_push_and_pull() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = TokenIssuer::start(dir.path());
+    let reg = Registry::start(Some(&format!(
+        "  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}",
+        issuer.realm(),
+        TokenIssuer::SERVICE,
+        TokenIssuer::ISSUER,
+        issuer.cert.display()
+    )));
+    let rb = Rbuild::new();
+    rb.busybox();
+    let name = format!("{}/team/app:1", reg.host());
+    ok(&rb, &["tag", "busybox", &name]);
+
+    // Anonymous: the issuer hands out a token without access, the
+    // registry still refuses.
+    let r = fails(&rb, &["push", &name]);
+    assert!(r.stderr.contains("authentication required"), "{}", r.stderr);
+    assert!(
+        issuer
+            .log()
+            .iter()
+            .any(|l| l.starts_with("anonymous ") && l.contains("scope=repository")),
+        "{:?}",
+        issuer.log()
+    );
+
+    // A wrong password is refused by the token server, through login.
+    let r = rb_run(
+        &rb,
+        &["login", "-u", "alice", "--password-stdin", &reg.host()],
+        Some(b"wrong\n"),
+    );
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("incorrect username or password"),
+        "{}",
+        r.stderr
+    );
+    assert!(issuer.log().iter().any(|l| l.starts_with("refused ")));
+
+    let before = issuer.log().len();
+    let r = rb_run(
+        &rb,
+        &["login", "-u", "alice", "--password-stdin", &reg.host()],
+        Some(b"s3cret\n"),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "Login Succeeded\n");
+    let log = issuer.log();
+    assert!(
+        log[before..]
+            .iter()
+            .any(|l| l.starts_with("alice ") && l.contains("service=rbuild-test-registry")),
+        "login must get a token: {log:?}"
+    );
+
+    let before = issuer.log().len();
+    let out = ok(&rb, &["push", &name]);
+    assert!(out.contains(": Pushed\n"), "{out}");
+    let log = issuer.log();
+    assert!(
+        log[before..]
+            .iter()
+            .any(|l| l.starts_with("alice ") && l.contains("scope=repository:team/app:pull,push")),
+        "push asks for pull,push on team/app: {log:?}"
+    );
+    let (id, _) = ids(&rb, &name);
+
+    let fresh = Rbuild::new();
+    std::fs::create_dir_all(fresh.path("docker-config")).unwrap();
+    std::fs::copy(
+        rb.path("docker-config/config.json"),
+        fresh.path("docker-config/config.json"),
+    )
+    .unwrap();
+    let before = issuer.log().len();
+    ok(&fresh, &["pull", &name]);
+    let log = issuer.log();
+    assert!(
+        log[before..]
+            .iter()
+            .any(|l| l.starts_with("alice ") && l.contains("scope=repository:team/app:pull&")),
+        "pull asks for pull only: {log:?}"
+    );
+    assert_eq!(ids(&fresh, &name).0, id);
+    assert_eq!(ok(&fresh, &["run", "--rm", &name, "echo", "hi"]), "hi\n");
+}
+
+#[test]
+fn output_type_image_push_true_pushes_every_name() {
+    let reg = Registry::start(None);
+    let a = Rbuild::new();
+    a.busybox();
+    let ctx = a.tree(
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nRUN echo via-output > /msg\n")],
+    );
+    let x1 = format!("{}/x:1", reg.host());
+    let y2 = format!("{}/y:2", reg.host());
+    let out = format!("type=image,\"name={x1},{y2}\",push=true");
+    ok(&a, &["build", "-q", "-o", &out, ctx.to_str().unwrap()]);
+    for name in [&x1, &y2] {
+        let fresh = Rbuild::new();
+        ok(&fresh, &["pull", name]);
+        assert_eq!(
+            ok(&fresh, &["run", "--rm", name, "cat", "/msg"]),
+            "via-output\n"
+        );
+    }
+    // push=false (the default) keeps it local.
+    let z = format!("{}/z:1", reg.host());
+    ok(
+        &a,
+        &[
+            "build",
+            "-q",
+            "-o",
+            &format!("type=image,name={z},push=false"),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert!(fails(&Rbuild::new(), &["pull", &z]).stderr.contains("z"));
+    // Without a name there is nothing to push to.
+    let r = fails(
+        &a,
+        &["build", "-o", "type=image,push=true", ctx.to_str().unwrap()],
+    );
+    assert!(r.stderr.contains("pushing needs a name"), "{}", r.stderr);
+}
+
+/// Uploads `data` as a blob of `repo` with curl (POST, then PUT with the
+/// digest); returns its digest.
+fn curl_push_blob(reg: &Registry, repo: &str, data: &[u8], dir: &std::path::Path) -> String {
+    let file = dir.join("blob");
+    std::fs::write(&file, data).unwrap();
+    let sum = tool("sha256sum", &[file.to_str().unwrap()]);
+    let digest = format!("sha256:{}", &sum[..64]);
+    let headers = tool(
+        "curl",
+        &[
+            "-sf",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-X",
+            "POST",
+            &format!("http://{}/v2/{repo}/blobs/uploads/", reg.host()),
+        ],
+    );
+    let location = headers
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Location: ")
+                .or_else(|| l.strip_prefix("location: "))
+        })
+        .unwrap()
+        .trim()
+        .to_string();
+    let location = if location.starts_with('/') {
+        format!("http://{}{location}", reg.host())
+    } else {
+        location
+    };
+    let sep = if location.contains('?') { '&' } else { '?' };
+    tool(
+        "curl",
+        &[
+            "-sf",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &format!("{location}{sep}digest={digest}"),
+        ],
+    );
+    digest
+}
+
+#[test]
+fn a_docker_v2_image_with_a_plain_tar_labelled_gzip_pulls_and_unpacks() {
+    let reg = Registry::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    // An uncompressed layer that the manifest calls tar.gzip, as skopeo
+    // can write it.
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    let body = b"plain tar, gzip label\n";
+    h.set_size(body.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    builder.append_data(&mut h, "etc/note", &body[..]).unwrap();
+    let layer = builder.into_inner().unwrap();
+    let layer_digest = curl_push_blob(&reg, "odd", &layer, dir.path());
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/usr/bin:/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    })
+    .to_string();
+    let config_digest = curl_push_blob(&reg, "odd", config.as_bytes(), dir.path());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "size": config.len(), "digest": config_digest},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": layer.len(), "digest": layer_digest}],
+    })
+    .to_string();
+    let manifest_file = dir.path().join("manifest.json");
+    std::fs::write(&manifest_file, &manifest).unwrap();
+    tool(
+        "curl",
+        &[
+            "-sf",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.docker.distribution.manifest.v2+json",
+            "--data-binary",
+            &format!("@{}", manifest_file.display()),
+            &format!("http://{}/v2/odd/manifests/1", reg.host()),
+        ],
+    );
+
+    let rb = Rbuild::new();
+    let name = format!("{}/odd:1", reg.host());
+    ok(&rb, &["pull", &name]);
+    // index.json names the manifest with the media type it was served with.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rb.root().join("store-v1/index.json")).unwrap())
+            .unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["annotations"]["org.opencontainers.image.ref.name"] == name.as_str())
+        .unwrap_or_else(|| panic!("{index}"));
+    assert_eq!(
+        entry["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    // The layer unpacks although its label says gzip.
+    let ctx = rb.tree("ctx", &[("Dockerfile", &format!("FROM {name}\n"))]);
+    let out = dir.path().join("out");
+    ok(
+        &rb,
+        &[
+            "build",
+            "-q",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(std::fs::read(out.join("etc/note")).unwrap(), body.to_vec());
+}

@@ -168,18 +168,10 @@ pub fn pull(
         .into());
     }
     store.put_blob(&mut bytes.as_slice(), Some(manifest_digest))?;
-    // `Store::tag` needs only the manifest's digest and size; the image is
-    // read back from the store below, which also checks it.
-    let placeholder = Image {
-        id: blobs[0].0,
-        manifest_digest,
-        manifest_size: bytes.len() as u64,
-        config,
-        config_size: blobs[0].1,
-        layers: Vec::new(),
-        tags: Vec::new(),
-    };
-    store.tag(&placeholder, reference)?;
+    // Tagged with the media type it was served with: a Docker v2
+    // manifest stays one in index.json. The image is read back from the
+    // store below, which also checks it.
+    store.tag_manifest(&manifest_digest, bytes.len() as u64, &media_type, reference)?;
     let image = store.resolve_ref(reference)?;
     Ok(PullOutcome {
         image,

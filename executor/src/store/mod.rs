@@ -603,12 +603,47 @@ impl Store {
         self.load_image(&desc, tags.to_vec())
     }
 
-    /// Points `tag` at `image` (moving it from any other image).
+    /// Points `tag` at `image` (moving it from any other image). The index
+    /// entry keeps the manifest's media type when the store already lists
+    /// it (a pulled Docker v2 manifest stays one).
     pub fn tag(&self, image: &Image, tag: &ImageRef) -> Result<()> {
+        let digest = image.manifest_digest.to_string();
+        self.update_index(|index| {
+            let media_type = index
+                .manifests
+                .iter()
+                .find(|d| d.digest == digest)
+                .map(|d| d.media_type.clone())
+                .unwrap_or_else(|| MEDIA_TYPE_MANIFEST.to_string());
+            let desc = Descriptor {
+                media_type,
+                digest: digest.clone(),
+                size: image.manifest_size,
+                annotations: BTreeMap::new(),
+                platform: None,
+            };
+            set_tag(index, &desc, tag)
+        })
+    }
+
+    /// Points `tag` at the manifest blob `digest` (already in the store),
+    /// recording `media_type` in `index.json` so that a Docker v2 manifest
+    /// pulled from a registry is not mislabelled as OCI (its bytes, and so
+    /// its digest, are kept as pulled). Fails when the blob is missing.
+    pub fn tag_manifest(
+        &self,
+        digest: &Digest,
+        size: u64,
+        media_type: &str,
+        tag: &ImageRef,
+    ) -> Result<()> {
+        if !self.has_blob(digest) {
+            return Err(StoreError::MissingBlob { digest: *digest });
+        }
         let desc = Descriptor {
-            media_type: MEDIA_TYPE_MANIFEST.to_string(),
-            digest: image.manifest_digest.to_string(),
-            size: image.manifest_size,
+            media_type: media_type.to_string(),
+            digest: digest.to_string(),
+            size,
             annotations: BTreeMap::new(),
             platform: None,
         };
@@ -1070,23 +1105,29 @@ impl Store {
         result.map(|()| dest)
     }
 
-    /// The uncompressed tar stream of `layer`, decoding gzip or zstd as its
-    /// media type says. The caller verifies the diffID if it needs to (see
+    /// The uncompressed tar stream of `layer`, decoding gzip or zstd as
+    /// the blob's first bytes say (the media type must still be a layer
+    /// type rbuild knows). The caller verifies the diffID if it needs to (see
     /// [`HashingReader`]).
     pub fn open_layer(&self, layer: &LayerInfo) -> Result<Box<dyn Read + Send>> {
-        let encoding = LayerEncoding::from_media_type(&layer.media_type).ok_or_else(|| {
-            StoreError::UnsupportedMediaType {
+        if LayerEncoding::from_media_type(&layer.media_type).is_none() {
+            return Err(StoreError::UnsupportedMediaType {
                 digest: layer.digest,
                 media_type: layer.media_type.clone(),
-            }
-        })?;
-        let blob = io::BufReader::with_capacity(1 << 20, self.open_blob(&layer.digest)?);
-        Ok(match encoding {
+            });
+        }
+        let path = self.blob_path(&layer.digest);
+        let mut blob = io::BufReader::with_capacity(1 << 20, self.open_blob(&layer.digest)?);
+        // The compression is read from the blob's first bytes, not the
+        // media type: some tools label an uncompressed layer `tar+gzip`
+        // (skopeo converting a docker-archive does), and the digest check
+        // already vouches for the bytes, not for the label.
+        let head = io::BufRead::fill_buf(&mut blob).map_err(StoreError::io(&path))?;
+        Ok(match sniff_layer_encoding(head) {
             LayerEncoding::Tar => Box::new(blob),
             LayerEncoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(blob)),
             LayerEncoding::Zstd => Box::new(
-                zstd::stream::read::Decoder::with_buffer(blob)
-                    .map_err(StoreError::io(&self.blob_path(&layer.digest)))?,
+                zstd::stream::read::Decoder::with_buffer(blob).map_err(StoreError::io(&path))?,
             ),
         })
     }
@@ -1306,6 +1347,19 @@ fn index_header(index: &Index) -> Index {
 
 /// Points `tag` at `desc`; the image it named before stays as a dangling
 /// entry when nothing else names it.
+/// A layer blob's compression from its magic number (gzip `1f 8b`, zstd
+/// `28 b5 2f fd`); anything else is read as a plain tar, whose first
+/// bytes are a file name.
+fn sniff_layer_encoding(head: &[u8]) -> LayerEncoding {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        LayerEncoding::Gzip
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        LayerEncoding::Zstd
+    } else {
+        LayerEncoding::Tar
+    }
+}
+
 fn set_tag(index: &mut Index, desc: &Descriptor, tag: &ImageRef) {
     let name = tag.to_string();
     let mut previous = None;

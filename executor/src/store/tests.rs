@@ -304,3 +304,99 @@ fn write_image_refuses_a_config_that_names_other_layers() {
     assert!(matches!(err, StoreError::LayerMismatch { .. }), "{err}");
     assert!(store.images().unwrap().is_empty());
 }
+
+#[test]
+fn open_layer_trusts_the_bytes_not_the_media_type() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let plain = layer_from(&store, &[("a.txt", b"alpha")]);
+    let tar_bytes = store.read_blob(&plain.digest).unwrap();
+    let read_names = |layer: &LayerInfo| -> Vec<String> {
+        let mut archive = tar::Archive::new(store.open_layer(layer).unwrap());
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect()
+    };
+    // An uncompressed tar labelled gzip (as skopeo can write it).
+    let mislabelled = LayerInfo {
+        media_type: layout::MEDIA_TYPE_DOCKER_LAYER_GZIP.to_string(),
+        ..plain.clone()
+    };
+    assert_eq!(read_names(&mislabelled), ["a.txt"]);
+    // A gzip blob labelled plain tar, and a zstd one labelled gzip.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar_bytes).unwrap();
+    let gz = gz.finish().unwrap();
+    let gz_layer = LayerInfo {
+        digest: store.put_blob_bytes(&gz).unwrap(),
+        size: gz.len() as u64,
+        ..plain.clone()
+    };
+    assert_eq!(read_names(&gz_layer), ["a.txt"]);
+    let zst = zstd::encode_all(tar_bytes.as_slice(), 3).unwrap();
+    let zst_layer = LayerInfo {
+        digest: store.put_blob_bytes(&zst).unwrap(),
+        size: zst.len() as u64,
+        media_type: layout::MEDIA_TYPE_LAYER_GZIP.to_string(),
+        ..plain.clone()
+    };
+    assert_eq!(read_names(&zst_layer), ["a.txt"]);
+    // An unknown media type is still refused.
+    let odd = LayerInfo {
+        media_type: "application/x-something".to_string(),
+        ..plain
+    };
+    assert!(matches!(
+        store.open_layer(&odd),
+        Err(StoreError::UnsupportedMediaType { .. })
+    ));
+}
+
+#[test]
+fn tag_manifest_keeps_a_docker_media_type_through_retagging() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let l = layer_from(&store, &[("f", b"x")]);
+    let config = serde_json::to_vec(&config_for(
+        std::slice::from_ref(&l),
+        "2024-01-01T00:00:00Z",
+    ))
+    .unwrap();
+    let config_digest = store.put_blob_bytes(&config).unwrap();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": layout::MEDIA_TYPE_DOCKER_MANIFEST,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "digest": config_digest.to_string(), "size": config.len()},
+        "layers": [{"mediaType": layout::MEDIA_TYPE_DOCKER_LAYER_TAR,
+                    "digest": l.digest.to_string(), "size": l.size}],
+    });
+    let bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+    let digest = store.put_blob_bytes(&bytes).unwrap();
+    let missing = Digest::of(b"no such manifest");
+    assert!(matches!(
+        store.tag_manifest(&missing, 1, layout::MEDIA_TYPE_DOCKER_MANIFEST, &r("x")),
+        Err(StoreError::MissingBlob { .. })
+    ));
+    store
+        .tag_manifest(
+            &digest,
+            bytes.len() as u64,
+            layout::MEDIA_TYPE_DOCKER_MANIFEST,
+            &r("pulled:1"),
+        )
+        .unwrap();
+    let image = store.resolve("pulled:1").unwrap();
+    assert_eq!(image.manifest_digest, digest);
+    assert_eq!(image.id, config_digest);
+    store.tag(&image, &r("again:2")).unwrap();
+    let index = store.read_index().unwrap();
+    assert_eq!(index.manifests.len(), 2);
+    for d in &index.manifests {
+        assert_eq!(d.media_type, layout::MEDIA_TYPE_DOCKER_MANIFEST, "{d:?}");
+        assert_eq!(d.digest, digest.to_string());
+    }
+}

@@ -139,7 +139,16 @@ mod tests {
             ImageRef::parse("app:1.0").unwrap(),
             ImageRef::parse("app:latest").unwrap(),
         ];
-        export(&store, &image, &OutputSpec::Image { names: vec![] }, &names).unwrap();
+        export(
+            &store,
+            &image,
+            &OutputSpec::Image {
+                names: vec![],
+                push: false,
+            },
+            &names,
+        )
+        .unwrap();
         let tagged = store.resolve("app:1.0").unwrap();
         assert_eq!(tagged.id, image.id);
         assert_eq!(store.resolve("app").unwrap().id, image.id);

@@ -170,7 +170,10 @@ impl BuildRequest {
             }
         }
         let outputs = if args.outputs.is_empty() {
-            vec![OutputSpec::Image { names: Vec::new() }]
+            vec![OutputSpec::Image {
+                names: Vec::new(),
+                push: false,
+            }]
         } else {
             args.outputs.clone()
         };
@@ -332,7 +335,7 @@ pub fn finish(store: &Store, request: &BuildRequest, outcome: &BuildOutcome) -> 
     // `-t` names it there (docker applies -t to its image exporter).
     let mut names = request.tags.clone();
     for out in &request.outputs {
-        if let OutputSpec::Image { names: extra } = out {
+        if let OutputSpec::Image { names: extra, .. } = out {
             names.extend(extra.iter().cloned());
         }
     }
@@ -345,11 +348,24 @@ pub fn finish(store: &Store, request: &BuildRequest, outcome: &BuildOutcome) -> 
         .iter()
         .all(|o| !matches!(o, OutputSpec::Image { .. }))
     {
-        export::export(store, image, &OutputSpec::Image { names: vec![] }, &names)?;
+        let store_only = OutputSpec::Image {
+            names: vec![],
+            push: false,
+        };
+        export::export(store, image, &store_only, &names)?;
     }
-    if request.push {
+    // `-o type=image,push=true` pushes like `--push`: to every name the
+    // image exporter got (buildx hands it the `-t` tags as names too).
+    let push = request.push
+        || request
+            .outputs
+            .iter()
+            .any(|o| matches!(o, OutputSpec::Image { push: true, .. }));
+    if push {
         if names.is_empty() {
-            anyhow::bail!("--push needs a name\nhint: add -t REGISTRY/NAME:TAG");
+            anyhow::bail!(
+                "pushing needs a name\nhint: add -t REGISTRY/NAME:TAG or -o type=image,name=REGISTRY/NAME:TAG,push=true"
+            );
         }
         let client = rbuild_executor::registry::Client::new(
             rbuild_executor::registry::ClientOptions::from_env(),
@@ -470,7 +486,13 @@ mod tests {
     #[test]
     fn defaults_match_docker() {
         let r = request(&[]).unwrap();
-        assert_eq!(r.outputs, [OutputSpec::Image { names: vec![] }]);
+        assert_eq!(
+            r.outputs,
+            [OutputSpec::Image {
+                names: vec![],
+                push: false
+            }]
+        );
         assert_eq!(r.progress, ProgressMode::Plain, "auto without a terminal");
         assert!(r.jobs >= 1);
         assert_eq!(r.plan.network, rbuild_solver::op::ExecNetwork::Host);

@@ -248,8 +248,9 @@ fn split_csv(s: &str) -> Vec<String> {
 /// What an `-o/--output` exports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputSpec {
-    /// The image in the store, tagged with every `-t` and `name=`.
-    Image { names: Vec<ImageRef> },
+    /// The image in the store, tagged with every `-t` and `name=`, and
+    /// with `push=true` pushed to each of those names (like `--push`).
+    Image { names: Vec<ImageRef>, push: bool },
     /// An OCI image layout tar.
     Oci { dest: PathBuf },
     /// A docker-archive tar (`docker load`).
@@ -269,7 +270,17 @@ impl OutputSpec {
     }
 }
 
-/// `-o type=image|oci|docker|local|tar[,dest=…][,name=…]`, or buildx's
+/// A boolean attribute value, spelled as BuildKit accepts them (Go's
+/// `strconv.ParseBool`).
+fn parse_bool(value: &str) -> Result<bool, ()> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(()),
+    }
+}
+
+/// `-o type=image|oci|docker|local|tar[,dest=…][,name=…][,push=…]`, or buildx's
 /// shorthands: `-o DIR` is `type=local,dest=DIR` and `-o -` is
 /// `type=tar,dest=-`.
 pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
@@ -287,6 +298,7 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
     let mut typ = None;
     let mut dest: Option<PathBuf> = None;
     let mut names = Vec::new();
+    let mut push = None;
     for field in &fields {
         let Some((key, value)) = field.split_once('=') else {
             return Err(format!("invalid field {field:?}: must be a key=value pair"));
@@ -299,9 +311,14 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
                     names.push(parse_tag(n)?);
                 }
             }
+            "push" => {
+                push = Some(parse_bool(value).map_err(|()| {
+                    format!("invalid value {value:?} for push: must be true or false")
+                })?)
+            }
             _ => {
                 return Err(format!(
-                    "unsupported output attribute {key:?}\nhint: rbuild's outputs take type=, dest= and (for type=image) name="
+                    "unsupported output attribute {key:?}\nhint: rbuild's outputs take type=, dest= and (for type=image) name= and push="
                 ));
             }
         }
@@ -322,12 +339,18 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
     if !names.is_empty() && typ != "image" {
         return Err(format!("name= is only for type=image, not type={typ}"));
     }
+    if push.is_some() && typ != "image" {
+        return Err(format!("push= is only for type=image, not type={typ}"));
+    }
     Ok(match typ.as_str() {
         "image" => {
             if dest.is_some() {
                 return Err("output type=image takes no dest=".into());
             }
-            OutputSpec::Image { names }
+            OutputSpec::Image {
+                names,
+                push: push.unwrap_or(false),
+            }
         }
         "oci" => OutputSpec::Oci {
             dest: need_dest(dest, true)?,
@@ -772,15 +795,40 @@ mod tests {
         );
         assert_eq!(
             parse_output("type=image").unwrap(),
-            OutputSpec::Image { names: vec![] }
+            OutputSpec::Image {
+                names: vec![],
+                push: false
+            }
         );
         match parse_output("type=image,\"name=a:1,b:2\"").unwrap() {
-            OutputSpec::Image { names } => assert_eq!(
-                names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
-                ["a:1", "b:2"]
-            ),
+            OutputSpec::Image { names, push } => {
+                assert_eq!(
+                    names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
+                    ["a:1", "b:2"]
+                );
+                assert!(!push);
+            }
             other => panic!("{other:?}"),
         }
+        match parse_output("type=image,name=reg.example:5000/x:1,push=true").unwrap() {
+            OutputSpec::Image { names, push } => {
+                assert_eq!(names[0].familiar(), "reg.example:5000/x:1");
+                assert!(push);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parse_output("type=image,push=false").unwrap(),
+            OutputSpec::Image {
+                names: vec![],
+                push: false
+            }
+        );
+        assert!(
+            parse_output("type=image,push=yes")
+                .unwrap_err()
+                .contains("push")
+        );
         assert!(
             parse_output("dest=x")
                 .unwrap_err()
