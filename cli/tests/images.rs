@@ -315,3 +315,23 @@ fn before_and_since_filters_order_by_creation_time() {
     let r = rb.fails(&["images", "--filter", "colour=red"]);
     assert!(r.stderr.contains("invalid filter"), "{}", r.stderr);
 }
+
+/// Regression: `images --filter before=b` (and `inspect b`) resolved `b`
+/// as an ID prefix when another image's ID started with "b", instead of
+/// the image tagged `b` — docker looks the tag up first.
+#[test]
+fn a_tag_that_looks_like_an_id_prefix_names_the_tagged_image() {
+    let rb = Rbuild::new();
+    let x = rb.import_tree("x", &[("f", "x")]);
+    let prefix = &x.strip_prefix("sha256:").unwrap()[..3];
+    let y = rb.import_tree(prefix, &[("f", "y")]);
+    assert_ne!(x, y);
+    let id = |what: &str| rb.ok(&["inspect", "--format", "{{.Id}}", what]);
+    assert_eq!(id(prefix).trim(), y, "the tag wins over the ID prefix");
+    assert_eq!(
+        id(&format!("sha256:{prefix}")).trim(),
+        x,
+        "sha256: is an ID"
+    );
+    assert_eq!(id(&x[7..19]).trim(), x, "an untagged prefix is still an ID");
+}

@@ -836,6 +836,17 @@ impl Store {
             && hex_part
                 .bytes()
                 .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        // As docker: a name that is a tag wins over an ID prefix (`b` is
+        // the image tagged `b`, even when another image's ID starts with
+        // b); a full ID or `sha256:` is always an ID.
+        if is_hex
+            && !text.starts_with("sha256:")
+            && hex_part.len() < 64
+            && let Ok(r) = ImageRef::parse(text)
+            && let Ok(image) = self.resolve_ref(&r)
+        {
+            return Ok(image);
+        }
         if is_hex {
             let images = self.scan_images()?.images;
             let mut ids: Vec<&Image> = images
