@@ -6,87 +6,25 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
 use serde_json::Value;
+use support::registry::Registry;
 use support::{Rbuild, Run};
 
-/// A running registry whose access log (one line per request) is kept;
-/// killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("storage").display()
-        );
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        // distribution writes its access log (combined format) to stdout.
-        let access = std::fs::File::create(dir.path().join("access.log")).unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(access)
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry (Debian package docker-registry; scripts/install-deps)");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "registry did not start: {}",
-                std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Registry { child, port, dir }
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// The access log so far.
-    fn access_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
-    }
-
-    /// Digests of the blobs served by `GET …/blobs/DIGEST` in `log`.
-    fn blob_gets(log: &str) -> Vec<String> {
-        log.lines()
-            .filter_map(|l| {
-                let req = l.split('"').nth(1)?;
-                let mut parts = req.split(' ');
-                (parts.next()? == "GET").then_some(())?;
-                let path = parts.next()?;
-                let (_, digest) = path.split_once("/blobs/")?;
-                digest.starts_with("sha256:").then(|| digest.to_string())
-            })
-            .collect()
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Digests of the blobs served by `GET …/blobs/DIGEST` in an access log.
+fn blob_gets(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| {
+            let req = l.split('"').nth(1)?;
+            let mut parts = req.split(' ');
+            (parts.next()? == "GET").then_some(())?;
+            let path = parts.next()?;
+            let (_, digest) = path.split_once("/blobs/")?;
+            digest.starts_with("sha256:").then(|| digest.to_string())
+        })
+        .collect()
 }
 
 fn s(p: &Path) -> &str {
@@ -179,7 +117,7 @@ fn image_layers(rb: &Rbuild, image: &str) -> BTreeSet<String> {
 
 #[test]
 fn a_registry_cache_gives_a_fresh_store_every_step_and_the_cache_mounts() {
-    let registry = Registry::start();
+    let registry = Registry::start(None);
     let cache_ref = format!("{}/cache:1", registry.host());
 
     let a = Rbuild::new();
@@ -231,7 +169,7 @@ fn a_registry_cache_gives_a_fresh_store_every_step_and_the_cache_mounts() {
 
     // B fetched the cache config, the cache mount and the final image's
     // layers busybox lacks, each once, and nothing else.
-    let fetched: Vec<String> = Registry::blob_gets(&registry.access_log()[before..]);
+    let fetched: Vec<String> = blob_gets(&registry.access_log()[before..]);
     let unique: BTreeSet<String> = fetched.iter().cloned().collect();
     assert_eq!(unique.len(), fetched.len(), "each blob once: {fetched:?}");
     let final_layers = image_layers(&b, "app:1");
@@ -266,7 +204,7 @@ fn a_registry_cache_gives_a_fresh_store_every_step_and_the_cache_mounts() {
 
 #[test]
 fn a_missing_registry_cache_is_a_warning_and_a_second_export_uploads_nothing_new() {
-    let registry = Registry::start();
+    let registry = Registry::start(None);
     let a = Rbuild::new();
     a.busybox();
     let ctx = context(&a);
@@ -301,17 +239,6 @@ fn a_missing_registry_cache_is_a_warning_and_a_second_export_uploads_nothing_new
 }
 
 impl Registry {
-    /// The bytes of blob `digest` in the registry's storage.
-    fn blob_data(&self, digest: &str) -> std::path::PathBuf {
-        let hex = digest.strip_prefix("sha256:").unwrap();
-        self.dir
-            .path()
-            .join("storage/docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(hex)
-            .join("data")
-    }
-
     /// The manifest tagged `tag` in `repo`, from the registry's storage.
     fn stored_manifest(&self, repo: &str, tag: &str) -> Value {
         let link = self.dir.path().join(format!(
@@ -324,7 +251,7 @@ impl Registry {
 
 #[test]
 fn a_layer_corrupted_in_the_registry_is_refused_and_the_step_executes_instead() {
-    let registry = Registry::start();
+    let registry = Registry::start(None);
     let cache_ref = format!("{}/cache:1", registry.host());
     let a = Rbuild::new();
     a.busybox();
