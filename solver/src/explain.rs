@@ -300,9 +300,17 @@ fn file_changes(previous: &[(String, String)], current: &[(String, String)]) -> 
     })
 }
 
+/// `changed a, b`, `added c`, `removed d`: the non-empty lists, in that order.
+fn change_lists(changed: &[String], added: &[String], removed: &[String]) -> Vec<String> {
+    [("changed", changed), ("added", added), ("removed", removed)]
+        .into_iter()
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(what, names)| format!("{what} {}", names.join(", ")))
+        .collect()
+}
+
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list = |v: &[String]| v.join(", ");
         match self {
             Change::Kind { previous, current } => {
                 write!(f, "the instruction changed from {previous} to {current}")
@@ -322,16 +330,7 @@ impl fmt::Display for Change {
                 removed,
                 reordered,
             } => {
-                let mut parts = Vec::new();
-                if !changed.is_empty() {
-                    parts.push(format!("changed {}", list(changed)));
-                }
-                if !added.is_empty() {
-                    parts.push(format!("added {}", list(added)));
-                }
-                if !removed.is_empty() {
-                    parts.push(format!("removed {}", list(removed)));
-                }
+                let mut parts = change_lists(changed, added, removed);
                 if *reordered {
                     parts.push("reordered".to_string());
                 }
@@ -360,16 +359,7 @@ impl fmt::Display for Change {
                 removed,
                 more,
             } => {
-                let mut parts = Vec::new();
-                if !changed.is_empty() {
-                    parts.push(format!("changed {}", list(changed)));
-                }
-                if !added.is_empty() {
-                    parts.push(format!("added {}", list(added)));
-                }
-                if !removed.is_empty() {
-                    parts.push(format!("removed {}", list(removed)));
-                }
+                let mut parts = change_lists(changed, added, removed);
                 if *more > 0 {
                     parts.push(format!("and {more} more"));
                 }
