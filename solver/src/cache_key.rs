@@ -157,6 +157,12 @@ impl KeyEncoder {
         CacheKey(Digest::from_bytes(self.hasher.finalize().into()))
     }
 
+    /// The fields recorded so far (see [`KeyEncoder::recording`]); later
+    /// fields are hashed into the key but no longer recorded.
+    pub fn take_fields(&mut self) -> Vec<KeyField> {
+        self.fields.take().unwrap_or_default()
+    }
+
     /// Finishes the key and returns the recorded fields (empty unless
     /// made with [`KeyEncoder::recording`]).
     pub fn finish_with_fields(mut self) -> (CacheKey, Vec<KeyField>) {

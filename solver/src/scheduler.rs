@@ -323,11 +323,11 @@ where
     C: CacheIndex<W::Output, W::Error>,
 {
     let input_outputs: Vec<&W::Output> = inputs.iter().map(|(o, _)| o).collect();
+    // One pass: the op's fields are recorded for explanations, then the
+    // inputs and content are hashed in without being recorded.
     let mut enc = KeyEncoder::recording(op.kind());
     op.encode(&mut enc);
-    let (_, fields) = enc.finish_with_fields();
-    let mut enc = KeyEncoder::new(op.kind());
-    op.encode(&mut enc);
+    let fields = enc.take_fields();
     for (_, key) in inputs {
         enc.digest("input", &key.digest());
     }

@@ -57,13 +57,23 @@ impl<'a> LineageStore<'a> {
         lineage: &str,
         fingerprint: &StepFingerprint,
     ) -> Result<(), BuildError> {
-        if self
-            .load(identity, lineage)?
-            .is_some_and(|saved| saved.key == fingerprint.key)
+        let path = self.path(identity, lineage);
+        // Only the saved key is parsed (serde skips the rest, including
+        // the file list): this runs for every step of every build.
+        #[derive(serde::Deserialize)]
+        struct Saved {
+            fingerprint: SavedKey,
+        }
+        #[derive(serde::Deserialize)]
+        struct SavedKey {
+            key: String,
+        }
+        if let Ok(bytes) = fs::read(&path)
+            && let Ok(saved) = serde_json::from_slice::<Saved>(&bytes)
+            && saved.fingerprint.key == fingerprint.key
         {
             return Ok(());
         }
-        let path = self.path(identity, lineage);
         let dir = path.parent().expect("lineage records live in a directory");
         fs::create_dir_all(dir).map_err(BuildError::io(dir))?;
         let record = LineageRecord {

@@ -1356,8 +1356,6 @@ fn index_header(index: &Index) -> Index {
     }
 }
 
-/// Points `tag` at `desc`; the image it named before stays as a dangling
-/// entry when nothing else names it.
 /// A layer blob's compression from its magic number (gzip `1f 8b`, zstd
 /// `28 b5 2f fd`); anything else is read as a plain tar, whose first
 /// bytes are a file name.
@@ -1371,6 +1369,8 @@ fn sniff_layer_encoding(head: &[u8]) -> LayerEncoding {
     }
 }
 
+/// Points `tag` at `desc`; the image it named before stays as a dangling
+/// entry when nothing else names it.
 fn set_tag(index: &mut Index, desc: &Descriptor, tag: &ImageRef) {
     let name = tag.to_string();
     let mut previous = None;

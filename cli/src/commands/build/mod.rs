@@ -339,7 +339,10 @@ pub fn finish(store: &Store, request: &BuildRequest, outcome: &BuildOutcome) -> 
             names.extend(extra.iter().cloned());
         }
     }
-    names.dedup();
+    // `-t a -o type=image,name=a` names `a` once (dedup only drops
+    // neighbours).
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.to_string()));
     for out in &request.outputs {
         export::export(store, image, out, &names)?;
     }

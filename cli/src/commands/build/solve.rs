@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use rbuild_executor::build::cache_registry::RegistryTransport;
@@ -19,8 +19,8 @@ use rbuild_executor::build::cache_transfer::{
     self, CacheTransport, ExportMode, ImportedCache, ImportingCacheIndex, LocalDirTransport,
 };
 use rbuild_executor::build::{
-    BuildContext, BuildError, BuildWorker, LineageStore, LogSink, Secrets, StepOutput,
-    StoreResolver, WorkerConfig, rfc3339,
+    BuildContext, BuildWorker, LineageStore, LogSink, Secrets, StepOutput, StoreResolver,
+    WorkerConfig, rfc3339,
 };
 use rbuild_executor::context::{Context, IgnoreRules};
 use rbuild_executor::store::Store;
@@ -69,7 +69,7 @@ pub(super) fn run(
     progress: &dyn Progress,
 ) -> anyhow::Result<BuildOutcome> {
     let started = Instant::now();
-    let started_at = rfc3339(now_secs());
+    let started_at = rfc3339(crate::commands::timestamp::now().0);
     // FROM of an image not in the store pulls it; `--pull` re-checks tags.
     // Shared with the registry cache transport, whose lazy blob readers
     // outlive this borrow.
@@ -150,7 +150,7 @@ pub(super) fn run(
         Ok(s) => s,
         Err(err) => {
             let id = VertexId(err.step.index());
-            let message = error_chain(&err.source);
+            let message = error_chain_any(&err.source);
             progress.event(&Event::Failed {
                 id,
                 error: &message,
@@ -215,7 +215,7 @@ pub(super) fn run(
         let reason = if record.outcome == Outcome::Executed {
             Some(miss_reason(
                 request,
-                info.stage.as_str(),
+                skip(record.id),
                 lineage.load(&identity, &info.lineage)?,
                 &current,
                 &name_of_key,
@@ -343,7 +343,7 @@ fn build_identity(context: &Path, input: &DockerfileInput) -> String {
 
 fn miss_reason(
     request: &BuildRequest,
-    stage: &str,
+    cache_skipped: bool,
     previous: Option<StepFingerprint>,
     current: &StepFingerprint,
     name_of_key: &std::collections::HashMap<String, &str>,
@@ -352,13 +352,10 @@ fn miss_reason(
         message: message.to_string(),
         detail: serde_json::json!({ "reason": kind }),
     };
-    if request.no_cache {
+    if cache_skipped && request.no_cache {
         return plain("the cache index was not used (--no-cache)", "no-cache");
     }
-    if request
-        .no_cache_filter
-        .contains(&stage.to_ascii_lowercase())
-    {
+    if cache_skipped {
         return plain(
             "the cache index was not used for this stage (--no-cache-filter)",
             "no-cache-filter",
@@ -417,7 +414,7 @@ fn write_image(
             .max()
             .map(|s| s.to_string())
             .or_else(|| config.created.clone())
-            .unwrap_or_else(|| rfc3339(now_secs())),
+            .unwrap_or_else(|| rfc3339(crate::commands::timestamp::now().0)),
     };
     let mut last_time = created.clone();
     let mut planned = Vec::with_capacity(plan.history.len());
@@ -541,7 +538,7 @@ fn open_cache_imports(
     out
 }
 
-/// An error and its causes on one line.
+/// An error and its causes on one line: `copying files failed: "/x": not found`.
 fn error_chain_any(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
@@ -561,24 +558,6 @@ fn source_date_epoch() -> anyhow::Result<Option<i64>> {
         }),
         _ => Ok(None),
     }
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// An error and its causes on one line: `copying files failed: "/x": not found`.
-fn error_chain(err: &BuildError) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Step output → progress events.
