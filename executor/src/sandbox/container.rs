@@ -227,21 +227,13 @@ fn setup_and_exec(ctx: ChildContext<'_>) -> Result<std::convert::Infallible, San
         env.push(format!("HOSTNAME={hostname}"));
     }
 
-    let filters = seccomp::filters().map_err(|e| SandboxError::InvalidSpec {
-        reason: format!("seccomp filter: {e}"),
-    })?;
+    let filter = seccomp::compile();
     // Mark every fd but stdio close-on-exec so nothing of ours leaks in.
     // SAFETY: close_range with CLOEXEC flag only changes fd flags.
     unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
-    for f in &filters {
-        seccompiler::apply_filter(f).map_err(|e| {
-            SandboxError::setup(
-                "install seccomp filter",
-                None,
-                io::Error::other(e.to_string()),
-            )
-        })?;
-    }
+    filter
+        .install()
+        .map_err(|e| SandboxError::setup("install seccomp filter", None, e))?;
     exec(&spec.process.args, &env)
 }
 

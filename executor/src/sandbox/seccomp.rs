@@ -16,16 +16,8 @@
 //! - `personality` is allowed only for the harmless personas Docker allows
 //!   (0, 8, 0x20000, 0x20008, 0xffffffff).
 //!
-//! seccompiler gives one match action per filter, so the `clone3` rule is a
-//! second filter; the kernel runs both and, for equal actions, takes the
-//! data of the one installed last.
-
-use std::collections::BTreeMap;
-
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
-};
+//! The filter is one classic-BPF program compiled here as a balanced
+//! search over the system call numbers (see [`compile`]).
 
 macro_rules! syscalls {
     ($($name:ident),* $(,)?) => { &[$(libc::$name),*] };
@@ -343,73 +335,295 @@ const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
 /// The personas `personality(2)` may switch to.
 const PERSONALITIES: &[u64] = &[0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
 
-fn target_arch() -> TargetArch {
-    #[cfg(target_arch = "x86_64")]
-    {
-        TargetArch::x86_64
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        TargetArch::aarch64
-    }
-    #[cfg(target_arch = "riscv64")]
-    {
-        TargetArch::riscv64
+/// The audit architecture the filter accepts; system calls made through
+/// another ABI (e.g. 32-bit x86 on x86_64) kill the process, as they would
+/// otherwise bypass the number checks.
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7;
+#[cfg(target_arch = "riscv64")]
+const AUDIT_ARCH: u32 = 0xC000_00F3;
+
+// Classic BPF opcodes (linux/bpf_common.h) and seccomp_data offsets
+// (linux/seccomp.h: nr at 0, arch at 4, args[i] at 16 + 8i; the low word of
+// a 64-bit argument comes first on little-endian machines).
+const LD_W_ABS: u16 = 0x20;
+const JMP_JA: u16 = 0x05;
+const JMP_JEQ_K: u16 = 0x15;
+const JMP_JGE_K: u16 = 0x35;
+const JMP_JSET_K: u16 = 0x45;
+const RET_K: u16 = 0x06;
+const OFFSET_NR: u32 = 0;
+const OFFSET_ARCH: u32 = 4;
+const OFFSET_ARG0_LO: u32 = 16;
+const OFFSET_ARG0_HI: u32 = 20;
+
+const RET_ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+const RET_EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+const RET_ENOSYS: u32 = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+const RET_KILL: u32 = libc::SECCOMP_RET_KILL_PROCESS;
+
+/// What the filter does with one system call number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Allow,
+    Deny,
+    /// `clone`: allowed unless it asks for a namespace.
+    Clone,
+    /// `personality`: allowed for the harmless personas only.
+    Personality,
+    /// `clone3`: `ENOSYS`, so that libc falls back to `clone`.
+    Clone3,
+}
+
+fn verdict(nr: i64) -> Verdict {
+    if nr == libc::SYS_clone {
+        Verdict::Clone
+    } else if nr == libc::SYS_personality {
+        Verdict::Personality
+    } else if nr == libc::SYS_clone3 {
+        Verdict::Clone3
+    } else if ALLOWED.contains(&nr) || ALLOWED_ARCH.contains(&nr) {
+        Verdict::Allow
+    } else {
+        Verdict::Deny
     }
 }
 
-fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> SeccompCondition {
-    SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value)
-        .expect("static seccomp condition is valid")
+/// A compiled classic-BPF seccomp program.
+pub struct Program(Vec<libc::sock_filter>);
+
+impl Program {
+    /// Number of instructions (the kernel's cost to install it grows with it).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Installs the filter on the calling thread. `no_new_privs` must be set.
+    pub fn install(&self) -> std::io::Result<()> {
+        let prog = libc::sock_fprog {
+            len: u16::try_from(self.0.len()).expect("seccomp program fits u16"),
+            filter: self.0.as_ptr().cast_mut(),
+        };
+        // SAFETY: seccomp(SET_MODE_FILTER) reads `prog` and the instructions
+        // it points to, which outlive the call; the kernel copies them.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
 }
 
-/// Compiles the two filters to install, in order: the allow-list, then the
-/// `clone3` → `ENOSYS` filter.
-pub fn filters() -> Result<Vec<BpfProgram>, seccompiler::BackendError> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    for &nr in ALLOWED.iter().chain(ALLOWED_ARCH) {
-        rules.insert(nr, vec![]);
+fn stmt(code: u16, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
     }
-    // clone's flags are arg 0 on x86_64, aarch64 and riscv64.
-    rules.insert(
-        libc::SYS_clone,
-        vec![SeccompRule::new(vec![cond(
-            0,
-            SeccompCmpOp::MaskedEq(CLONE_NAMESPACE_FLAGS),
-            0,
-        )])?],
-    );
-    let personas = PERSONALITIES
-        .iter()
-        .map(|&p| SeccompRule::new(vec![cond(0, SeccompCmpOp::Eq, p)]))
-        .collect::<Result<Vec<_>, _>>()?;
-    rules.insert(libc::SYS_personality, personas);
-    let allow_list = SeccompFilter::new(
-        rules,
-        SeccompAction::Errno(libc::EPERM as u32),
-        SeccompAction::Allow,
-        target_arch(),
-    )?;
-    let mut clone3 = BTreeMap::new();
-    clone3.insert(libc::SYS_clone3, vec![]);
-    let clone3 = SeccompFilter::new(
-        clone3,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        target_arch(),
-    )?;
-    Ok(vec![allow_list.try_into()?, clone3.try_into()?])
+}
+
+fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+/// Code for a run of the number line, with jumps to the argument checks
+/// still to resolve (instruction index, verdict).
+#[derive(Default)]
+struct Block {
+    code: Vec<libc::sock_filter>,
+    fixups: Vec<(usize, Verdict)>,
+}
+
+impl Block {
+    fn append(&mut self, other: Block) {
+        let base = self.code.len();
+        self.code.extend(other.code);
+        self.fixups
+            .extend(other.fixups.into_iter().map(|(i, v)| (base + i, v)));
+    }
+}
+
+/// A balanced search over `runs` (start number, verdict; sorted, each run
+/// lasting until the next one starts): about two instructions per run and
+/// a dozen comparisons per system call, where a list of equality tests
+/// would cost one instruction per allowed call (~1,500 here) at install
+/// time and on every call.
+fn search(runs: &[(u32, Verdict)]) -> Block {
+    if let [(_, v)] = runs {
+        let mut b = Block::default();
+        match v {
+            Verdict::Allow => b.code.push(stmt(RET_K, RET_ALLOW)),
+            Verdict::Deny => b.code.push(stmt(RET_K, RET_EPERM)),
+            Verdict::Clone3 => b.code.push(stmt(RET_K, RET_ENOSYS)),
+            special => {
+                b.fixups.push((0, *special));
+                b.code.push(stmt(JMP_JA, 0));
+            }
+        }
+        return b;
+    }
+    let mid = runs.len() / 2;
+    let (left, right) = (search(&runs[..mid]), search(&runs[mid..]));
+    let split = runs[mid].0;
+    let mut b = Block::default();
+    match u8::try_from(left.code.len()) {
+        Ok(skip) => b.code.push(jump(JMP_JGE_K, split, skip, 0)),
+        Err(_) => {
+            // Conditional jumps reach 255 instructions; hop over a long jump.
+            b.code.push(jump(JMP_JGE_K, split, 0, 1));
+            b.code.push(stmt(JMP_JA, left.code.len() as u32));
+        }
+    }
+    b.append(left);
+    b.append(right);
+    b
+}
+
+/// Compiles the filter: Docker's allow-list, `clone` without namespace
+/// flags, the harmless personas, `clone3` → `ENOSYS`, `EPERM` otherwise.
+pub fn compile() -> Program {
+    let mut numbers: Vec<i64> = ALLOWED.iter().chain(ALLOWED_ARCH).copied().collect();
+    numbers.extend([libc::SYS_clone, libc::SYS_personality, libc::SYS_clone3]);
+    numbers.sort_unstable();
+    numbers.dedup();
+    // The number line as runs of equal verdicts, from 0 to u32::MAX.
+    let mut runs: Vec<(u32, Verdict)> = vec![(0, verdict(0))];
+    for nr in numbers {
+        for n in [nr, nr + 1] {
+            let v = verdict(n);
+            if runs.last().map(|r| r.1) != Some(v) {
+                runs.push((n as u32, v));
+            }
+        }
+    }
+
+    let mut code = vec![
+        stmt(LD_W_ABS, OFFSET_ARCH),
+        jump(JMP_JEQ_K, AUDIT_ARCH, 1, 0),
+        stmt(RET_K, RET_KILL),
+        stmt(LD_W_ABS, OFFSET_NR),
+    ];
+    let tree = search(&runs);
+    let base = code.len();
+    code.extend(tree.code);
+
+    // Argument checks, after the search so every jump goes forward.
+    let clone_at = code.len();
+    code.extend([
+        stmt(LD_W_ABS, OFFSET_ARG0_LO),
+        jump(JMP_JSET_K, CLONE_NAMESPACE_FLAGS as u32, 0, 1),
+        stmt(RET_K, RET_EPERM),
+        stmt(RET_K, RET_ALLOW),
+    ]);
+    let personality_at = code.len();
+    code.push(stmt(LD_W_ABS, OFFSET_ARG0_HI));
+    code.push(jump(JMP_JEQ_K, 0, 1, 0));
+    code.push(stmt(RET_K, RET_EPERM));
+    code.push(stmt(LD_W_ABS, OFFSET_ARG0_LO));
+    for (i, &p) in PERSONALITIES.iter().enumerate() {
+        // On a match, jump to the ALLOW after the last test.
+        let to_allow = (PERSONALITIES.len() - i) as u8;
+        code.push(jump(JMP_JEQ_K, p as u32, to_allow, 0));
+    }
+    code.push(stmt(RET_K, RET_EPERM));
+    code.push(stmt(RET_K, RET_ALLOW));
+
+    for (i, v) in tree.fixups {
+        let at = base + i;
+        let target = match v {
+            Verdict::Clone => clone_at,
+            Verdict::Personality => personality_at,
+            _ => unreachable!("only argument checks are jumped to"),
+        };
+        code[at].k = (target - at - 1) as u32;
+    }
+    Program(code)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Runs `prog` the way the kernel does, on one system call.
+    fn run(prog: &Program, arch: u32, nr: u32, arg0: u64) -> u32 {
+        let load = |off: u32| match off {
+            OFFSET_NR => nr,
+            OFFSET_ARCH => arch,
+            OFFSET_ARG0_LO => arg0 as u32,
+            OFFSET_ARG0_HI => (arg0 >> 32) as u32,
+            other => panic!("unexpected load at {other}"),
+        };
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let i = prog.0[pc];
+            pc += 1;
+            let taken = match i.code {
+                RET_K => return i.k,
+                LD_W_ABS => {
+                    acc = load(i.k);
+                    continue;
+                }
+                JMP_JA => {
+                    pc += i.k as usize;
+                    continue;
+                }
+                JMP_JEQ_K => acc == i.k,
+                JMP_JGE_K => acc >= i.k,
+                JMP_JSET_K => acc & i.k != 0,
+                other => panic!("unexpected opcode {other:#x}"),
+            };
+            pc += usize::from(if taken { i.jt } else { i.jf });
+        }
+    }
+
     #[test]
-    fn filters_compile() {
-        let progs = filters().unwrap();
-        assert_eq!(progs.len(), 2);
-        assert!(!progs[0].is_empty());
+    fn the_search_gives_every_number_its_verdict() {
+        let prog = compile();
+        assert!(prog.len() < 400, "{} instructions", prog.len());
+        for nr in (0..1200u32).chain([0x4000_0000, 0x4000_0001, u32::MAX]) {
+            let want = match verdict(i64::from(nr)) {
+                Verdict::Allow => RET_ALLOW,
+                Verdict::Clone3 => RET_ENOSYS,
+                Verdict::Deny => RET_EPERM,
+                Verdict::Clone | Verdict::Personality => continue,
+            };
+            assert_eq!(run(&prog, AUDIT_ARCH, nr, 0), want, "syscall {nr}");
+        }
+        assert_eq!(run(&prog, 0x4000_0003, libc::SYS_read as u32, 0), RET_KILL);
+    }
+
+    #[test]
+    fn clone_and_personality_look_at_their_argument() {
+        let prog = compile();
+        let clone = libc::SYS_clone as u32;
+        let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
+        assert_eq!(run(&prog, AUDIT_ARCH, clone, thread), RET_ALLOW);
+        assert_eq!(
+            run(&prog, AUDIT_ARCH, clone, libc::SIGCHLD as u64),
+            RET_ALLOW
+        );
+        for ns in [libc::CLONE_NEWNS, libc::CLONE_NEWUSER, libc::CLONE_NEWNET] {
+            let flags = (ns | libc::SIGCHLD) as u64;
+            assert_eq!(run(&prog, AUDIT_ARCH, clone, flags), RET_EPERM, "{ns:#x}");
+        }
+        let personality = libc::SYS_personality as u32;
+        for p in PERSONALITIES {
+            assert_eq!(run(&prog, AUDIT_ARCH, personality, *p), RET_ALLOW, "{p:#x}");
+        }
+        for p in [0x1u64, 0x0040_0000, 0x1_0000_0000] {
+            assert_eq!(run(&prog, AUDIT_ARCH, personality, p), RET_EPERM, "{p:#x}");
+        }
     }
 
     #[test]
