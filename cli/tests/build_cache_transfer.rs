@@ -608,3 +608,51 @@ fn bad_cache_flags_name_the_flag_and_key() {
         r.stderr
     );
 }
+
+#[test]
+fn outputs_of_a_build_from_imported_hits_hold_every_layer() {
+    let a = Rbuild::new();
+    a.busybox();
+    let ctx_a = lazy_context(&a);
+    let cache = a.path("cache");
+    build(
+        &a,
+        &ctx_a,
+        &[
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", s(&cache)),
+        ],
+    );
+    let b = machine_b(&a, &["busybox"]);
+    let ctx_b = lazy_context(&b);
+    let out = b.path("out");
+    let oci = b.path("img.tar");
+    let (report, _) = build_report(
+        &b,
+        &ctx_b,
+        &[
+            "--cache-from",
+            &format!("type=local,src={}", s(&cache)),
+            "-o",
+            &format!("type=local,dest={}", s(&out)),
+            "-o",
+            &format!("type=oci,dest={}", s(&oci)),
+        ],
+        "b.json",
+    );
+    assert_eq!(executed(&report), Vec::<String>::new(), "{report}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("from-side")).unwrap(),
+        "side-tool\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("app.txt")).unwrap(),
+        "app\n"
+    );
+    // The OCI archive loads into a third store and runs.
+    let c = Rbuild::new();
+    c.ok(&["load", "-i", s(&oci)]);
+    let id = report["build"]["image_id"].as_str().unwrap();
+    assert_eq!(c.ok(&["run", "--rm", id]), "app\nside-tool\nplain\n");
+    b.ok(&["system", "check"]);
+}
