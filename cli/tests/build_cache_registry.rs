@@ -250,7 +250,7 @@ impl Registry {
 }
 
 #[test]
-fn a_layer_corrupted_in_the_registry_is_refused_and_the_step_executes_instead() {
+fn a_layer_corrupted_in_the_registry_fails_the_build_naming_the_cache() {
     let registry = Registry::start(None);
     let cache_ref = format!("{}/cache:1", registry.host());
     let a = Rbuild::new();
@@ -281,7 +281,74 @@ fn a_layer_corrupted_in_the_registry_is_refused_and_the_step_executes_instead() 
     a.ok(&["save", "busybox", "-o", s(&tar)]);
     b.ok(&["load", "-i", s(&tar)]);
     let ctx_b = context(&b);
-    let (report, run) = build_report(
+    // Every step hits; the image's layers are refused when fetched.
+    let from = format!("type=registry,ref={cache_ref}");
+    let r = b.run(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "app:1",
+        "--cache-from",
+        &from,
+        s(&ctx_b),
+    ]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    for needle in [
+        "does not match its digest",
+        cache_ref.as_str(),
+        "cached step",
+        "build again without that --cache-from",
+    ] {
+        assert!(r.stderr.contains(needle), "{needle:?} in:\n{}", r.stderr);
+    }
+    // Nothing corrupted entered B's store; without the cache it builds.
+    b.ok(&["system", "check"]);
+    let (report, _) = build_report(&b, &ctx_b, &["-t", "app:1"], "b.json");
+    let runs = executed(&report)
+        .iter()
+        .filter(|i| i.starts_with("RUN"))
+        .count();
+    assert_eq!(runs, 2, "{report}");
+    assert_eq!(b.ok(&["run", "--rm", "app:1"]), "from-a\n");
+}
+
+#[test]
+fn a_stage_read_only_through_a_bind_mount_is_never_downloaded() {
+    let registry = Registry::start(None);
+    let cache_ref = format!("{}/lazy:1", registry.host());
+    let src = support::repo_root().join("testdata/contexts/lazy-side");
+    let a = Rbuild::new();
+    a.busybox();
+    let ctx_a = a.path("ctx");
+    support::tool("cp", &["-a", s(&src), s(&ctx_a)]);
+    let (report_a, _) = build_report(
+        &a,
+        &ctx_a,
+        &[
+            "-t",
+            "app:1",
+            "--cache-to",
+            &format!("type=registry,ref={cache_ref},mode=max"),
+        ],
+        "a.json",
+    );
+    // Every layer blob the cache holds, as pushed.
+    let pushed: BTreeSet<String> = registry.stored_manifest("lazy", "1")["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+
+    let b = Rbuild::new();
+    let tar = a.path("busybox.tar");
+    a.ok(&["save", "busybox", "-o", s(&tar)]);
+    b.ok(&["load", "-i", s(&tar)]);
+    let ctx_b = b.path("ctx");
+    support::tool("cp", &["-a", s(&src), s(&ctx_b)]);
+    let before = registry.access_log().len();
+    let (report_b, _) = build_report(
         &b,
         &ctx_b,
         &[
@@ -292,16 +359,24 @@ fn a_layer_corrupted_in_the_registry_is_refused_and_the_step_executes_instead() 
         ],
         "b.json",
     );
-    let runs = executed(&report)
-        .iter()
-        .filter(|i| i.starts_with("RUN"))
-        .count();
-    assert_eq!(runs, 2, "{report}");
-    assert!(
-        run.stderr.contains("the step executed instead"),
-        "{}",
-        run.stderr
+    assert_eq!(executed(&report_b), Vec::<String>::new(), "{report_b}");
+    assert_eq!(report_b["build"]["image_id"], report_a["build"]["image_id"]);
+    assert_eq!(b.ok(&["run", "--rm", "app:1"]), "app\nside-tool\nplain\n");
+    let fetched: BTreeSet<String> = blob_gets(&registry.access_log()[before..])
+        .into_iter()
+        .filter(|d| pushed.contains(d))
+        .collect();
+    let needed: BTreeSet<String> = image_layers(&b, "app:1")
+        .difference(&image_layers(&b, "busybox"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        fetched, needed,
+        "only the final image's own layers are downloaded, not the side stage's"
     );
-    // Nothing corrupted entered B's store: the image B built runs.
-    assert_eq!(b.ok(&["run", "--rm", "app:1"]), "from-a\n");
+    assert!(
+        pushed.len() > needed.len() + 1,
+        "the cache holds more: {pushed:?}"
+    );
+    b.ok(&["system", "check"]);
 }

@@ -272,10 +272,147 @@ fn corrupt_layers(dir: &Path) {
 }
 
 #[test]
-fn a_corrupted_blob_is_refused_and_the_step_executes_instead() {
+fn a_corrupted_blob_fails_the_build_naming_the_cache_and_the_blob() {
     let a = Rbuild::new();
     a.busybox();
     let ctx_a = two_stage_context(&a);
+    let cache = a.path("cache");
+    build(
+        &a,
+        &ctx_a,
+        &[
+            "-t",
+            "app:1",
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", s(&cache)),
+        ],
+    );
+    corrupt_layers(&cache);
+
+    let b = machine_b(&a, &["busybox"]);
+    let ctx_b = two_stage_context(&b);
+    let from = format!("type=local,src={}", s(&cache));
+    // Every step hits; the image's layers are fetched (and refused) when
+    // the image is written.
+    let r = b.run(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "app:1",
+        "--cache-from",
+        &from,
+        s(&ctx_b),
+    ]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    for needle in [
+        "does not match its digest",
+        s(&cache),
+        "sha256:",
+        "cached step",
+        "build again without that --cache-from",
+    ] {
+        assert!(r.stderr.contains(needle), "{needle:?} in:\n{}", r.stderr);
+    }
+    // Nothing damaged or half-written entered B's store, nothing is tagged.
+    b.ok(&["system", "check"]);
+    assert!(b.run(&["inspect", "app:1"]).code != 0);
+    assert_no_scratch_files(&b);
+    // Without the damaged cache the build works.
+    build(&b, &ctx_b, &["-t", "app:1"]);
+    assert_eq!(b.ok(&["run", "--rm", "app:1"]), "from-a\n");
+}
+
+#[test]
+fn a_corrupted_blob_a_running_step_needs_fails_that_step() {
+    let a = Rbuild::new();
+    a.busybox();
+    let ctx_a = lazy_context(&a);
+    let cache = a.path("cache");
+    build(
+        &a,
+        &ctx_a,
+        &[
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", s(&cache)),
+        ],
+    );
+    corrupt_layers(&cache);
+    let b = machine_b(&a, &["busybox"]);
+    let ctx_b = lazy_context(&b);
+    // The last RUN executes, on the (damaged) COPY layer and side stage.
+    let r = b.run(&[
+        "build",
+        "--progress",
+        "plain",
+        "--build-arg",
+        "FLAVOR=spicy",
+        "--cache-from",
+        &format!("type=local,src={}", s(&cache)),
+        s(&ctx_b),
+    ]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("ERROR: failed to solve: fetching blob sha256:")
+            && r.stderr.contains("does not match its digest")
+            && r.stderr.contains("build again without that --cache-from"),
+        "{}",
+        r.stderr
+    );
+    // The step shown failing is the one that needed the blob.
+    assert!(
+        r.stderr.contains(">>> RUN --mount=type=bind,from=side"),
+        "{}",
+        r.stderr
+    );
+    b.ok(&["system", "check"]);
+    assert_no_scratch_files(&b);
+}
+
+/// No file is left in the store's scratch space (a refused blob leaves
+/// nothing behind).
+fn assert_no_scratch_files(rb: &Rbuild) {
+    let tmp = rb.root().join("store-v1/tmp");
+    let out = support::tool("find", &[s(&tmp), "-type", "f"]);
+    let files: Vec<&str> = out.lines().filter(|l| !l.ends_with(".lock")).collect();
+    assert!(files.is_empty(), "scratch files left: {files:?}");
+}
+
+/// A copy of `testdata/contexts/lazy-side`: a side stage read only
+/// through `RUN --mount=type=bind,from=side` (a 3 MB random layer), and a
+/// final RUN that `--build-arg FLAVOR` changes.
+fn lazy_context(rb: &Rbuild) -> PathBuf {
+    let src = support::repo_root().join("testdata/contexts/lazy-side");
+    let ctx = rb.path("ctx");
+    support::tool("cp", &["-a", s(&src), s(&ctx)]);
+    ctx
+}
+
+/// The blob digest of the layer the side stage's RUN made, from the
+/// exported cache's records.
+fn side_layer(cache: &Path) -> String {
+    let record = exported_records(cache)
+        .into_iter()
+        .find(|r| r["description"].as_str().unwrap().contains("head -c"))
+        .expect("the side stage's RUN is exported");
+    let layers = record["layers"].as_array().unwrap();
+    layers.last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn has_blob(rb: &Rbuild, digest: &str) -> bool {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    rb.root().join("store-v1/blobs/sha256").join(hex).is_file()
+}
+
+#[test]
+fn an_imported_hit_downloads_only_the_layers_the_final_image_needs() {
+    let a = Rbuild::new();
+    a.busybox();
+    let ctx_a = lazy_context(&a);
     let cache = a.path("cache");
     let (report_a, _) = build_report(
         &a,
@@ -288,30 +425,140 @@ fn a_corrupted_blob_is_refused_and_the_step_executes_instead() {
         ],
         "a.json",
     );
-    corrupt_layers(&cache);
+    assert_eq!(a.ok(&["run", "--rm", "app:1"]), "app\nside-tool\nplain\n");
+    let side = side_layer(&cache);
+    assert!(has_blob(&a, &side));
 
     let b = machine_b(&a, &["busybox"]);
-    let ctx_b = two_stage_context(&b);
-    let (report_b, stderr) = build_report(
+    let ctx_b = lazy_context(&b);
+    let from = format!("type=local,src={}", s(&cache));
+    let (report_b, _) = build_report(
+        &b,
+        &ctx_b,
+        &["-t", "app:1", "--cache-from", &from],
+        "b.json",
+    );
+    assert_eq!(executed(&report_b), Vec::<String>::new(), "{report_b}");
+    for step in steps(&report_b) {
+        assert_eq!(step["status"], "cached", "{step}");
+    }
+    assert_eq!(report_b["build"]["image_id"], report_a["build"]["image_id"]);
+    assert!(
+        !has_blob(&b, &side),
+        "the side stage's layer was downloaded"
+    );
+    assert_eq!(b.ok(&["run", "--rm", "app:1"]), "app\nside-tool\nplain\n");
+    b.ok(&["system", "check"]);
+
+    // Without --cache-from: the final image's steps hit locally (their
+    // records were written with their blobs); the side stage, whose blob
+    // B never fetched, executes again.
+    let (report_b2, _) = build_report(&b, &ctx_b, &["-t", "app:2"], "b2.json");
+    for step in steps(&report_b2) {
+        if step["status"] == "executed" {
+            assert_eq!(step["stage"], "side", "{report_b2}");
+        }
+    }
+    assert_eq!(
+        report_b2["build"]["image_id"],
+        report_a["build"]["image_id"]
+    );
+    assert_eq!(b.ok(&["run", "--rm", "app:2"]), "app\nside-tool\nplain\n");
+    b.ok(&["system", "check"]);
+}
+
+#[test]
+fn a_step_that_executes_on_imported_hits_fetches_its_inputs() {
+    let a = Rbuild::new();
+    a.busybox();
+    let ctx_a = lazy_context(&a);
+    let cache = a.path("cache");
+    build(
+        &a,
+        &ctx_a,
+        &[
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", s(&cache)),
+        ],
+    );
+    let side = side_layer(&cache);
+    let b = machine_b(&a, &["busybox"]);
+    let ctx_b = lazy_context(&b);
+    let (report_b, _) = build_report(
         &b,
         &ctx_b,
         &[
             "-t",
-            "app:1",
+            "app:spicy",
+            "--build-arg",
+            "FLAVOR=spicy",
             "--cache-from",
             &format!("type=local,src={}", s(&cache)),
         ],
         "b.json",
     );
+    let ran = executed(&report_b);
+    assert_eq!(ran.len(), 1, "{report_b}");
     assert!(
-        stderr.contains("does not match its digest"),
-        "a warning names the bad blob:\n{stderr}"
+        ran[0].starts_with("RUN --mount=type=bind,from=side"),
+        "{ran:?}"
     );
-    assert!(!executed(&report_b).is_empty(), "{report_b}");
-    assert_eq!(b.ok(&["run", "--rm", "app:1"]), "from-a\n");
-    // Nothing damaged entered B's store.
+    assert_eq!(
+        b.ok(&["run", "--rm", "app:spicy"]),
+        "app\nside-tool\nspicy\n"
+    );
+    assert!(has_blob(&b, &side), "the bind mount's source was fetched");
     b.ok(&["system", "check"]);
-    assert_ne!(report_a["totals"]["steps"], 0);
+    // Everything is local now: a build without --cache-from runs nothing.
+    let (report_b2, _) = build_report(
+        &b,
+        &ctx_b,
+        &["-t", "app:spicy", "--build-arg", "FLAVOR=spicy"],
+        "b2.json",
+    );
+    assert_eq!(executed(&report_b2), Vec::<String>::new(), "{report_b2}");
+}
+
+#[test]
+fn re_exporting_an_imported_cache_fetches_what_it_exports() {
+    let a = Rbuild::new();
+    a.busybox();
+    let ctx_a = lazy_context(&a);
+    let cache = a.path("cache");
+    build(
+        &a,
+        &ctx_a,
+        &[
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", s(&cache)),
+        ],
+    );
+    let b = machine_b(&a, &["busybox"]);
+    let ctx_b = lazy_context(&b);
+    let again = b.path("again");
+    build(
+        &b,
+        &ctx_b,
+        &[
+            "--cache-from",
+            &format!("type=local,src={}", s(&cache)),
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", s(&again)),
+        ],
+    );
+    let keys = |dir: &Path| -> Vec<String> {
+        let mut k: Vec<String> = exported_records(dir)
+            .iter()
+            .map(|r| r["key"].as_str().unwrap().to_string())
+            .collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&again), keys(&cache), "every record is exported again");
+    let side = side_layer(&cache);
+    let hex = side.strip_prefix("sha256:").unwrap();
+    assert!(again.join("blobs/sha256").join(hex).is_file());
+    b.ok(&["system", "check"]);
 }
 
 #[test]
@@ -360,4 +607,52 @@ fn bad_cache_flags_name_the_flag_and_key() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn outputs_of_a_build_from_imported_hits_hold_every_layer() {
+    let a = Rbuild::new();
+    a.busybox();
+    let ctx_a = lazy_context(&a);
+    let cache = a.path("cache");
+    build(
+        &a,
+        &ctx_a,
+        &[
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", s(&cache)),
+        ],
+    );
+    let b = machine_b(&a, &["busybox"]);
+    let ctx_b = lazy_context(&b);
+    let out = b.path("out");
+    let oci = b.path("img.tar");
+    let (report, _) = build_report(
+        &b,
+        &ctx_b,
+        &[
+            "--cache-from",
+            &format!("type=local,src={}", s(&cache)),
+            "-o",
+            &format!("type=local,dest={}", s(&out)),
+            "-o",
+            &format!("type=oci,dest={}", s(&oci)),
+        ],
+        "b.json",
+    );
+    assert_eq!(executed(&report), Vec::<String>::new(), "{report}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("from-side")).unwrap(),
+        "side-tool\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("app.txt")).unwrap(),
+        "app\n"
+    );
+    // The OCI archive loads into a third store and runs.
+    let c = Rbuild::new();
+    c.ok(&["load", "-i", s(&oci)]);
+    let id = report["build"]["image_id"].as_str().unwrap();
+    assert_eq!(c.ok(&["run", "--rm", id]), "app\nside-tool\nplain\n");
+    b.ok(&["system", "check"]);
 }

@@ -116,6 +116,10 @@ pub enum BuildError {
     },
     #[error("the build was cancelled")]
     Cancelled,
+    /// A blob of a cache hit imported with `--cache-from` could not be
+    /// fetched when a step or the exporter first needed it.
+    #[error(transparent)]
+    CacheFetch(Box<cache_transfer::LazyFetchError>),
 }
 
 impl BuildError {
@@ -239,10 +243,25 @@ pub struct WorkerConfig<'a> {
     pub cancel: &'a AtomicBool,
 }
 
+/// Brings blobs into the store when they are first needed. A cache hit
+/// imported from another machine (`--cache-from`) names layers the store
+/// may lack; they are fetched only when a step reads them or the image is
+/// written, so a build downloads only what it uses
+/// ([`cache_transfer::ImportingCacheIndex`] implements this).
+pub trait BlobFetcher: Sync {
+    /// Makes sure each of `digests` that the fetcher knows how to get is
+    /// in the store, fetching (verified) the missing ones; digests it does
+    /// not know are left alone, for the reader to report as missing.
+    fn ensure(&self, digests: &[Digest]) -> Result<(), BuildError>;
+}
+
 /// Executes ops for [`rbuild_solver::scheduler::solve`].
 pub struct BuildWorker<'a> {
     cfg: WorkerConfig<'a>,
     _session: WriteSession<'a>,
+    /// Fetches the blobs of imported cache hits before their snapshots
+    /// are made (`None`: every blob a result names is in the store).
+    fetcher: Option<&'a dyn BlobFetcher>,
     /// Per-file digests of each COPY's sources, by content digest (the
     /// scheduler's `KeyParts::content`), for explaining misses.
     files: Mutex<BTreeMap<Digest, Vec<(String, Digest)>>>,
@@ -255,8 +274,17 @@ impl<'a> BuildWorker<'a> {
         Ok(BuildWorker {
             cfg,
             _session: session,
+            fetcher: None,
             files: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Has `fetcher` bring missing blobs into the store before a step
+    /// reads a result's layers (inputs of an executing step, `COPY
+    /// --from` sources, `RUN --mount=from=` sources).
+    pub fn with_fetcher(mut self, fetcher: &'a dyn BlobFetcher) -> BuildWorker<'a> {
+        self.fetcher = Some(fetcher);
+        self
     }
 
     /// The per-file digests behind a COPY's content digest (from
@@ -275,6 +303,18 @@ impl<'a> BuildWorker<'a> {
     /// Snapshot directories of `output`'s layers, top first (overlay's
     /// lowerdir order).
     fn snapshots(&self, output: &StepOutput) -> Result<Vec<PathBuf>, BuildError> {
+        if let Some(fetcher) = self.fetcher {
+            // Only layers not unpacked yet need their blob.
+            let missing: Vec<Digest> = output
+                .layers
+                .iter()
+                .filter(|l| !self.cfg.store.snapshot_path(&l.info.diff_id).is_dir())
+                .map(|l| l.info.digest)
+                .collect();
+            if !missing.is_empty() {
+                fetcher.ensure(&missing)?;
+            }
+        }
         let mut dirs = output
             .layers
             .iter()

@@ -9,18 +9,21 @@
 //! config and gets the same image ID, as BuildKit does.
 //! `SOURCE_DATE_EPOCH` overrides all of them.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Context as _;
 use rbuild_executor::build::cache_registry::RegistryTransport;
 use rbuild_executor::build::cache_transfer::{
-    self, CacheTransport, ExportMode, ImportedCache, ImportingCacheIndex, LocalDirTransport,
+    self, CacheTransport, ExportMode, ImportedCache, ImportingCacheIndex, LazyFetchError,
+    LocalDirTransport,
 };
 use rbuild_executor::build::{
-    BuildContext, BuildWorker, LineageStore, LogSink, Secrets, StepOutput, StoreResolver,
-    WorkerConfig, rfc3339,
+    BlobFetcher as _, BuildContext, BuildError, BuildWorker, LineageStore, LogSink, Secrets,
+    StepOutput, StoreResolver, WorkerConfig, rfc3339,
 };
 use rbuild_executor::context::{Context, IgnoreRules};
 use rbuild_executor::store::Store;
@@ -114,6 +117,7 @@ pub(super) fn run(
     let events = Events {
         progress,
         names: &names,
+        keys: Mutex::new(HashMap::new()),
     };
     check_cache_to(request)?;
     let imports = open_cache_imports(request, store, &registry_cache, progress);
@@ -137,7 +141,9 @@ pub(super) fn run(
         secrets: &secrets,
         log: &log,
         cancel: &CANCEL,
-    })?;
+    })?
+    // Imported hits' blobs arrive only when a step reads them.
+    .with_fetcher(&index);
     let solved = solve(
         &plan.graph,
         &[plan.target],
@@ -150,7 +156,10 @@ pub(super) fn run(
         Ok(s) => s,
         Err(err) => {
             let id = VertexId(err.step.index());
-            let message = error_chain_any(&err.source);
+            let message = match &err.source {
+                BuildError::CacheFetch(e) => fetch_failure(e, &events.step_names()),
+                other => error_chain_any(other),
+            };
             progress.event(&Event::Failed {
                 id,
                 error: &message,
@@ -182,16 +191,6 @@ pub(super) fn run(
         }
     };
 
-    for refused in index.refused() {
-        let message = format!(
-            "--cache-from: {}; the step executed instead",
-            error_chain_any(&refused)
-        );
-        progress.event(&Event::Warning {
-            message: &message,
-            line: None,
-        });
-    }
     let imported = index.imported_hits();
 
     // Why each executed step missed, then remember this build's keys.
@@ -236,6 +235,10 @@ pub(super) fn run(
     context.save()?;
 
     let target = &solved.outputs[0];
+    // The image's layers must be in the store (and the inline cache reads
+    // their records): imported hits' blobs no step needed are fetched now.
+    let target_blobs: Vec<Digest> = target.layers.iter().map(|l| l.info.digest).collect();
+    lazy_fetch(index.ensure(&target_blobs), &events)?;
     let keys_of = |ids: &[StepId]| -> Vec<rbuild_solver::CacheKey> {
         solved
             .steps
@@ -280,6 +283,8 @@ pub(super) fn run(
         } else {
             Vec::new()
         };
+        // The export copies blobs from the store.
+        lazy_fetch(index.fetch_records(&keys), &events)?;
         cache_transfer::export(store, &keys, &mount_ids, transport, &reference)
             .with_context(|| format!("--cache-to: exporting the cache to {reference}"))?;
     }
@@ -538,6 +543,38 @@ fn open_cache_imports(
     out
 }
 
+/// The error of a failed fetch of an imported hit's blob, naming the step
+/// as the user sees it and how to go on.
+fn fetch_failure(err: &LazyFetchError, names: &HashMap<rbuild_solver::CacheKey, String>) -> String {
+    let named = LazyFetchError {
+        location: err.location.clone(),
+        digest: err.digest,
+        key: err.key,
+        step: names
+            .get(&err.key)
+            .cloned()
+            .unwrap_or_else(|| err.step.clone()),
+        source: err.source.clone(),
+    };
+    format!(
+        "{}\nhint: the cache at {} is damaged; build again without that --cache-from",
+        error_chain_any(&named),
+        err.location
+    )
+}
+
+/// A lazy fetch's result, its failure reported as [`fetch_failure`].
+fn lazy_fetch(result: Result<(), BuildError>, events: &Events<'_>) -> anyhow::Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(BuildError::CacheFetch(e)) => Err(anyhow::anyhow!(
+            "{}",
+            fetch_failure(&e, &events.step_names())
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// An error and its causes on one line: `copying files failed: "/x": not found`.
 fn error_chain_any(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
@@ -583,6 +620,20 @@ impl LogSink for ProgressLog<'_> {
 struct Events<'a> {
     progress: &'a dyn Progress,
     names: &'a [String],
+    /// Step index by cache key, of the steps finished so far.
+    keys: Mutex<HashMap<rbuild_solver::CacheKey, usize>>,
+}
+
+impl Events<'_> {
+    /// The display names of the steps finished so far, by cache key.
+    fn step_names(&self) -> HashMap<rbuild_solver::CacheKey, String> {
+        self.keys
+            .lock()
+            .expect("keys lock")
+            .iter()
+            .filter_map(|(k, &i)| Some((*k, self.names.get(i)?.clone())))
+            .collect()
+    }
 }
 
 impl SolveEvents<Op> for Events<'_> {
@@ -599,6 +650,10 @@ impl SolveEvents<Op> for Events<'_> {
     }
 
     fn finished(&self, record: &StepRecord) {
+        self.keys
+            .lock()
+            .expect("keys lock")
+            .insert(record.key, record.id.index());
         let id = VertexId(record.id.index());
         match record.outcome {
             Outcome::Cached => self.progress.event(&Event::Cached { id }),
