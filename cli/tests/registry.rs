@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use support::registry::Registry;
+use support::registry::{Proxy, Registry};
 use support::{Rbuild, Run, tool};
 
 /// Runs rbuild with a private Docker config dir (never the user's).
@@ -18,6 +18,8 @@ fn rb_run(rb: &Rbuild, args: &[&str], stdin: Option<&[u8]>) -> Run {
     let mut c = rb.command(args);
     c.env("DOCKER_CONFIG", rb.path("docker-config"))
         .env_remove("RBUILD_INSECURE_REGISTRIES")
+        // rbuild's user config file: never the user's.
+        .env("XDG_CONFIG_HOME", rb.path("xdg-config"))
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -884,4 +886,114 @@ fn a_docker_v2_image_with_a_plain_tar_labelled_gzip_pulls_and_unpacks() {
         ],
     );
     assert_eq!(std::fs::read(out.join("etc/note")).unwrap(), body.to_vec());
+}
+
+/// The machine's host name when it is not a loopback name rbuild trusts
+/// by itself, so a registry can be named by it (it resolves to some
+/// address of this machine; the proxy listens on all of them).
+fn non_loopback_hostname() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim().to_string();
+    use std::net::ToSocketAddrs;
+    let resolves = (name.as_str(), 80)
+        .to_socket_addrs()
+        .is_ok_and(|mut a| a.next().is_some());
+    (resolves
+        && !name.is_empty()
+        && name != "localhost"
+        && name.parse::<std::net::IpAddr>().is_err())
+    .then_some(name)
+}
+
+#[test]
+fn a_registry_not_on_loopback_needs_the_flag_or_rbuilds_config_file_for_plain_http() {
+    let Some(hostname) = non_loopback_hostname() else {
+        eprintln!("skipped: this machine's host name does not resolve or is localhost");
+        return;
+    };
+    let reg = Registry::start(None);
+    let proxy = Proxy::start("0.0.0.0", reg.port);
+    let host = format!("{hostname}:{}", proxy.port);
+    let rb = Rbuild::new();
+    rb.busybox();
+    let name = format!("{host}/cfg/bb:1");
+    ok(&rb, &["tag", "busybox", &name]);
+
+    // No config: https is tried, the plain-HTTP registry cannot answer
+    // it, and the error says both ways out.
+    let r = fails(&rb, &["push", &name]);
+    let config = rb.root().join("config.json");
+    assert!(
+        r.stderr.contains(&format!("cannot speak TLS with {host}"))
+            && r.stderr.contains(&format!("--insecure-registry {host}"))
+            && r.stderr
+                .contains(&format!("\"insecure-registries\" in {}", config.display())),
+        "{}",
+        r.stderr
+    );
+    assert!(!reg.access_log().contains("PUT "), "{}", reg.access_log());
+
+    // A malformed config file is an error naming it, line and column.
+    std::fs::write(&config, "{\n  \"insecure-registries\": [\"x\" \"y\"]\n}\n").unwrap();
+    let r = fails(&rb, &["push", &name]);
+    assert!(
+        r.stderr
+            .contains(&format!("malformed config file {}:2:", config.display())),
+        "{}",
+        r.stderr
+    );
+
+    // Listed in the store's config.json: push and pull go over HTTP.
+    std::fs::write(
+        &config,
+        format!("{{\"insecure-registries\": [\"{host}\"]}}\n"),
+    )
+    .unwrap();
+    let out = ok(&rb, &["push", &name]);
+    assert!(out.contains(": Pushed\n"), "{out}");
+    let info = ok(&rb, &["info"]);
+    assert!(
+        info.contains(&format!("Config Files:\n {}\n", config.display())),
+        "{info}"
+    );
+    assert!(
+        info.contains(&format!(
+            "Insecure Registries:\n localhost, 127.0.0.0/8, ::1\n {host}\n"
+        )),
+        "{info}"
+    );
+
+    // The user's config file ($XDG_CONFIG_HOME/rbuild/config.json) works
+    // for another store too, and so does a build's FROM.
+    let other = Rbuild::new();
+    let user = other.path("xdg-config/rbuild/config.json");
+    std::fs::create_dir_all(user.parent().unwrap()).unwrap();
+    std::fs::write(
+        &user,
+        format!("{{\"insecure-registries\": [\"{hostname}\"]}}"),
+    )
+    .unwrap();
+    let ctx = other.tree(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!("FROM {name}\nRUN echo from-config\n"),
+        )],
+    );
+    let r = rb_run(
+        &other,
+        &["build", "--progress", "plain", ctx.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("from-config"), "{}", r.stderr);
+    let info = ok(&other, &["info"]);
+    assert!(
+        info.contains(&format!(
+            "Config Files:\n {} (not present)\n {}\n",
+            other.root().join("config.json").display(),
+            user.display()
+        )),
+        "{info}"
+    );
 }
