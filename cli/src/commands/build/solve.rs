@@ -74,7 +74,7 @@ pub(super) fn run(
     // Shared with the registry cache transport, whose lazy blob readers
     // outlive this borrow.
     let client = std::sync::Arc::new(rbuild_executor::registry::Client::new(
-        rbuild_executor::registry::ClientOptions::from_env(),
+        rbuild_executor::registry::ClientOptions::for_store(store)?,
     ));
     let registry_cache = RegistryTransport::new(client.clone());
     let resolver = StoreResolver::with_registry(store, &client, request.pull, &());
