@@ -638,7 +638,16 @@ fn token_auth_goes_through_the_bearer_flow_for_login_push_and_pull() {
     let rb = Rbuild::new();
     rb.busybox();
     let name = format!("{}/team/app:1", reg.host());
-    ok(&rb, &["tag", "busybox", &name]);
+    // Four blobs (config and three layers), pushed in parallel.
+    let ctx = rb.tree(
+        "ctx",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY a /a\nCOPY b /b\n"),
+            ("a", "a\n"),
+            ("b", "b\n"),
+        ],
+    );
+    ok(&rb, &["build", "-q", "-t", &name, ctx.to_str().unwrap()]);
 
     // Anonymous: the issuer hands out a token without access, the
     // registry still refuses.
@@ -685,7 +694,7 @@ fn token_auth_goes_through_the_bearer_flow_for_login_push_and_pull() {
 
     let before = issuer.log().len();
     let out = ok(&rb, &["push", &name]);
-    assert!(out.contains(": Pushed\n"), "{out}");
+    assert_eq!(out.matches(": Pushed\n").count(), 3, "{out}");
     let log = issuer.log();
     assert!(
         log[before..]
@@ -693,6 +702,13 @@ fn token_auth_goes_through_the_bearer_flow_for_login_push_and_pull() {
             .any(|l| l.starts_with("alice ") && l.contains("scope=repository:team/app:pull,push")),
         "push asks for pull,push on team/app: {log:?}"
     );
+    // The parallel uploads share one token per scope: the issuer is
+    // asked once for each.
+    let mut asked = log[before..].to_vec();
+    asked.sort();
+    let before_dedup = asked.len();
+    asked.dedup();
+    assert_eq!(asked.len(), before_dedup, "one token per scope: {log:?}");
     let (id, _) = ids(&rb, &name);
 
     let fresh = Rbuild::new();

@@ -331,7 +331,11 @@ struct AuthState {
     /// The last challenge each registry sent.
     challenges: HashMap<String, Challenge>,
     /// Tokens by registry and the scope string they were issued for.
-    tokens: HashMap<(String, String), Token>,
+    /// Each slot has its own lock, held while its token is fetched, so
+    /// parallel requests needing the same scope (blob uploads and
+    /// downloads, all answered 401 at once) ask the token server once
+    /// and the others wait for that token.
+    tokens: HashMap<(String, String), std::sync::Arc<Mutex<Option<Token>>>>,
     /// Credentials looked up per registry (None: anonymous).
     credentials: HashMap<String, Option<Credentials>>,
 }
@@ -608,25 +612,22 @@ impl Client {
             Some(Challenge::Basic) => Ok(self.credentials(registry)?.map(|c| c.basic_header())),
             Some(Challenge::Bearer { realm, service }) => {
                 let key = (registry.to_string(), scopes.join(" "));
-                let cached = self
+                let slot = self
                     .auth
                     .lock()
                     .expect("auth state lock")
                     .tokens
-                    .get(&key)
-                    .filter(|t| t.expires > Instant::now())
-                    .cloned();
-                let token = match cached {
-                    Some(t) => t,
+                    .entry(key)
+                    .or_default()
+                    .clone();
+                let mut slot = slot.lock().expect("token slot lock");
+                let token = match slot.as_ref().filter(|t| t.expires > Instant::now()) {
+                    Some(t) => t.clone(),
                     None => {
                         let creds = self.credentials(registry)?;
                         let t =
                             self.fetch_token(&realm, service.as_deref(), scopes, creds.as_ref())?;
-                        self.auth
-                            .lock()
-                            .expect("auth state lock")
-                            .tokens
-                            .insert(key, t.clone());
+                        *slot = Some(t.clone());
                         t
                     }
                 };
