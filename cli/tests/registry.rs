@@ -1013,3 +1013,158 @@ fn a_registry_not_on_loopback_needs_the_flag_or_rbuilds_config_file_for_plain_ht
         "{info}"
     );
 }
+
+/// `len` bytes that do not compress (xorshift), so a layer is that big on
+/// the wire too.
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The blob digests (`sha256:…`) the access log shows GET requests for.
+fn blob_gets(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
+        .filter_map(|l| {
+            let start = l.find("/blobs/")? + "/blobs/".len();
+            Some(l[start..].split([' ', '?']).next()?.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_pull_killed_midway_leaves_a_consistent_store_and_the_retry_fetches_only_whats_missing() {
+    let reg = Registry::start(None);
+    let a = Rbuild::new();
+    a.busybox();
+    let big = random_bytes(24 << 20, 7);
+    let ctx = a.tree(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY small /small\nCOPY big /big\n",
+            ),
+            ("small", "small layer\n"),
+        ],
+    );
+    std::fs::write(ctx.join("big"), &big).unwrap();
+    let name = format!("{}/big:1", reg.host());
+    ok(&a, &["build", "-q", "-t", &name, ctx.to_str().unwrap()]);
+    ok(&a, &["push", &name]);
+    let (id, manifest) = ids(&a, &name);
+
+    // Pull through a proxy that stops passing bytes halfway through the
+    // big layer (the small blobs are through by then), then SIGKILL.
+    let proxy = Proxy::start("127.0.0.1", reg.port);
+    proxy.set_limit(12 << 20);
+    let via = format!("127.0.0.1:{}/big:1", proxy.port);
+    let b = Rbuild::new();
+    let mut child = b
+        .command(&["pull", &via])
+        .env("DOCKER_CONFIG", b.path("docker-config"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while proxy.sent() < 12 << 20 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the pull stalled early: {} bytes",
+            proxy.sent()
+        );
+        assert!(child.try_wait().unwrap().is_none(), "pull ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Let the blobs that arrived whole be committed.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Nothing half-written is a blob, the image is not tagged, and the
+    // store checks clean.
+    let stored: Vec<String> = std::fs::read_dir(b.root().join("store-v1/blobs/sha256"))
+        .unwrap()
+        .map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    // The manifest's blobs: config and three layers.
+    let wanted: Vec<String> = {
+        let bytes = std::fs::read(
+            a.root()
+                .join("store-v1/blobs/sha256")
+                .join(manifest.strip_prefix("sha256:").unwrap()),
+        )
+        .unwrap();
+        let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        std::iter::once(&m["config"])
+            .chain(m["layers"].as_array().unwrap())
+            .map(|d| d["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(wanted.len(), 4);
+    assert!(
+        !stored.is_empty() && stored.len() < wanted.len(),
+        "some blobs, not all, should have arrived whole before the kill: {stored:?}"
+    );
+    assert!(stored.iter().all(|d| wanted.contains(d)), "{stored:?}");
+    let check = rb_run(&b, &["system", "check"], None);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    assert!(check.stdout.contains(": 0 problems"), "{}", check.stdout);
+    assert_eq!(ok(&b, &["images", "-q"]), "");
+
+    // The retry downloads exactly what is missing.
+    // The registry logs a request when it ends: the killed pull's stalled
+    // GETs end once the proxy lets their bytes go (to a closed socket).
+    proxy.set_limit(u64::MAX);
+    let start = std::time::Instant::now();
+    while !wanted
+        .iter()
+        .all(|d| blob_gets(&reg.access_log()).contains(d))
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "{}",
+            reg.access_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let log_before = reg.access_log().len();
+    let out = ok(&b, &["pull", &via]);
+    assert!(out.contains(": Already exists\n"), "{out}");
+    let fetched = blob_gets(&reg.access_log()[log_before..]);
+    for digest in &stored {
+        assert!(
+            !fetched.contains(digest),
+            "{digest} was complete but fetched again: {fetched:?}"
+        );
+    }
+    // …and each missing blob once.
+    let mut missing: Vec<&String> = wanted.iter().filter(|d| !stored.contains(d)).collect();
+    let mut fetched_sorted: Vec<&String> = fetched.iter().collect();
+    missing.sort();
+    fetched_sorted.sort();
+    assert_eq!(fetched_sorted, missing, "{out}");
+    assert_eq!(ids(&b, &via).0, id);
+    assert_eq!(ids(&b, &via).1, manifest);
+    let check = rb_run(&b, &["system", "check"], None);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    assert_eq!(
+        ok(&b, &["run", "--rm", &via, "wc", "-c", "/big"]).trim(),
+        format!("{} /big", big.len())
+    );
+    // The killed pull's scratch was swept.
+    let leftovers: Vec<_> = std::fs::read_dir(b.root().join("store-v1/tmp"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).into_iter().flatten())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
