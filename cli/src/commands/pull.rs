@@ -113,7 +113,10 @@ impl PullProgress for Printer {
             return;
         }
         match (&self.bars, event) {
-            (_, PullEvent::Resolved { .. }) => {}
+            (
+                _,
+                PullEvent::Resolved { .. } | PullEvent::Started { .. } | PullEvent::Finished { .. },
+            ) => {}
             (None, PullEvent::Blob { layer: false, .. }) => {}
             (None, PullEvent::Blob { digest, exists, .. }) => {
                 let status = if exists {
