@@ -1168,3 +1168,122 @@ fn a_pull_killed_midway_leaves_a_consistent_store_and_the_retry_fetches_only_wha
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn a_build_shows_the_pull_of_its_base_image_in_plain_and_json_progress() {
+    let reg = Registry::start(None);
+    let a = Rbuild::new();
+    a.busybox();
+    let base = format!("{}/base", reg.host());
+    ok(&a, &["tag", "busybox", &base]);
+    ok(&a, &["push", &base]);
+    let (config, manifest) = ids(&a, &base);
+    let layer: String = {
+        let bytes = std::fs::read(
+            a.root()
+                .join("store-v1/blobs/sha256")
+                .join(manifest.strip_prefix("sha256:").unwrap()),
+        )
+        .unwrap();
+        let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        m["layers"][0]["digest"].as_str().unwrap().to_string()
+    };
+    let dockerfile = format!("FROM {base}\nRUN echo on-pulled-base\n");
+
+    let b = Rbuild::new();
+    let ctx = b.tree("ctx", &[("Dockerfile", &dockerfile)]);
+    let r = rb_run(
+        &b,
+        &["build", "--progress", "plain", ctx.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // `#1 [internal] pull 127.0.0.1:PORT/base:latest`, then BuildKit's
+    // `#1 sha256:… 1.2MB / 3.4MB 0.1s done` per blob, then `#1 DONE`.
+    let header = format!("#1 [internal] pull {base}:latest\n");
+    assert!(r.stderr.starts_with(&header), "{}", r.stderr);
+    for digest in [&layer, &config] {
+        let done = r
+            .stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("#1 {digest} ")) && l.ends_with(" done"));
+        assert!(done.is_some(), "no done line for {digest}:\n{}", r.stderr);
+        let (current, total) = done
+            .unwrap()
+            .split_once(" / ")
+            .map(|(c, t)| (c.rsplit(' ').next().unwrap(), t.split(' ').next().unwrap()))
+            .unwrap();
+        assert_eq!(current, total, "{}", r.stderr);
+    }
+    assert!(r.stderr.contains("\n#1 DONE "), "{}", r.stderr);
+    assert!(r.stderr.contains("on-pulled-base"), "{}", r.stderr);
+
+    // A second build has the base: no pull step.
+    let r = rb_run(
+        &b,
+        &["build", "--progress", "plain", ctx.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("[internal] pull"), "{}", r.stderr);
+
+    // json: a started step, transfer objects ending with done, finished.
+    let c = Rbuild::new();
+    let ctx = c.tree("ctx", &[("Dockerfile", &dockerfile)]);
+    let r = rb_run(
+        &c,
+        &["build", "--progress", "json", ctx.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let events: Vec<serde_json::Value> = r
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let pull_step = events
+        .iter()
+        .find(|e| e["event"] == "started" && e["name"] == format!("[internal] pull {base}:latest"))
+        .unwrap_or_else(|| panic!("{}", r.stderr))["step"]
+        .clone();
+    assert!(
+        events.iter().any(|e| e["event"] == "transfer"
+            && e["step"] == pull_step
+            && e["name"] == layer.as_str()
+            && e["done"] == true
+            && e["current"] == e["total"]),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "finished" && e["step"] == pull_step),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_failed_base_image_pull_ends_its_progress_step_with_the_error() {
+    let reg = Registry::start(None);
+    let b = Rbuild::new();
+    let ctx = b.tree(
+        "ctx",
+        &[("Dockerfile", &format!("FROM {}/missing\n", reg.host()))],
+    );
+    let r = rb_run(
+        &b,
+        &["build", "--progress", "plain", ctx.to_str().unwrap()],
+        None,
+    );
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains(&format!(
+            "#1 ERROR: manifest missing:latest not found in {}",
+            reg.host()
+        )),
+        "{}",
+        r.stderr
+    );
+}

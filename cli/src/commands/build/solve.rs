@@ -77,7 +77,8 @@ pub(super) fn run(
         rbuild_executor::registry::ClientOptions::for_store(store)?,
     ));
     let registry_cache = RegistryTransport::new(client.clone());
-    let resolver = StoreResolver::with_registry(store, &client, request.pull, &());
+    let pull_progress = progress::PullReporter::new(progress);
+    let resolver = StoreResolver::with_registry(store, &client, request.pull, &pull_progress);
     let plan = rbuild_solver::plan::plan(dockerfile, &request.plan, &resolver)
         .map_err(|e| anyhow::Error::new(e).context(input.display_name.clone()))?;
     for w in &plan.warnings {
