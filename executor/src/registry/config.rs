@@ -65,7 +65,7 @@ impl ConfigFile {
             insecure_registries: raw
                 .insecure_registries
                 .into_iter()
-                .map(|h| h.trim().to_string())
+                .map(|h| normalize_host(&h))
                 .filter(|h| !h.is_empty())
                 .collect(),
         }))
@@ -85,6 +85,21 @@ impl ConfigFile {
         }
         Ok(out)
     }
+}
+
+/// `http://reg.lan:5000/` → `reg.lan:5000`: docker drops a scheme in
+/// `insecure-registries` (with a warning) rather than never matching.
+fn normalize_host(entry: &str) -> String {
+    let e = entry.trim();
+    let lower = e.to_ascii_lowercase();
+    let e = if lower.starts_with("http://") {
+        &e[7..]
+    } else if lower.starts_with("https://") {
+        &e[8..]
+    } else {
+        e
+    };
+    e.trim_end_matches('/').to_string()
 }
 
 fn locations_from(root: &Path, env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Vec<PathBuf> {
@@ -146,11 +161,14 @@ mod tests {
 
         std::fs::write(
             &path,
-            r#"{ "insecure-registries": ["reg.lan:5000", " 10.0.0.7 ", ""] }"#,
+            r#"{ "insecure-registries": ["reg.lan:5000", " 10.0.0.7 ", "", "http://a.lan:80/", "HTTPS://b.lan"] }"#,
         )
         .unwrap();
         let c = ConfigFile::load(&path).unwrap().unwrap();
-        assert_eq!(c.insecure_registries, ["reg.lan:5000", "10.0.0.7"]);
+        assert_eq!(
+            c.insecure_registries,
+            ["reg.lan:5000", "10.0.0.7", "a.lan:80", "b.lan"]
+        );
 
         std::fs::write(&path, "{}").unwrap();
         assert!(

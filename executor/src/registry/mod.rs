@@ -18,7 +18,8 @@
 //! the realm for `scope=repository:NAME:pull[,push]`, with the credentials
 //! as Basic auth when there are any). Challenges are remembered per
 //! registry and tokens per scope until they expire, so later requests are
-//! authorized up front.
+//! authorized up front; parallel requests needing the same scope wait for
+//! one token fetch instead of each asking the token server.
 //!
 //! Transport: TLS with the system's root certificates (see
 //! [`ClientOptions`]); plain HTTP only for loopback registries
