@@ -1085,8 +1085,13 @@ fn a_pull_killed_midway_leaves_a_consistent_store_and_the_retry_fetches_only_wha
         assert!(child.try_wait().unwrap().is_none(), "pull ended early");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    // Let the blobs that arrived whole be committed.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Let the blobs that arrived whole be committed (the config at least;
+    // fsync may be slow on a busy machine).
+    let start = std::time::Instant::now();
+    while blob_count(&b) == 0 && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
     child.kill().unwrap();
     child.wait().unwrap();
 

@@ -1314,6 +1314,20 @@ mod tests {
     }
 
     #[test]
+    fn cidr_ranges_match_only_addresses_of_their_family_and_prefix() {
+        let v4 = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(cidr_contains("0.0.0.0/0", v4("203.0.113.9")));
+        assert!(cidr_contains("192.0.2.2/32", v4("192.0.2.2")));
+        assert!(!cidr_contains("192.0.2.2/32", v4("192.0.2.3")));
+        assert!(cidr_contains("192.0.2.0/24", v4("192.0.2.255")));
+        assert!(!cidr_contains("192.0.2.0/24", v4("fd00::2")));
+        assert!(cidr_contains("::/0", v4("fd00::2")));
+        assert!(!cidr_contains("192.0.2.0/33", v4("192.0.2.1")));
+        assert!(!cidr_contains("reg.lan", v4("192.0.2.1")));
+        assert!(!cidr_contains("192.0.2.0/x", v4("192.0.2.1")));
+    }
+
+    #[test]
     fn upload_locations_resolve_against_the_registry() {
         assert_eq!(
             absolute_url("http://127.0.0.1:5000/v2", "/v2/x/blobs/uploads/u?_state=s"),
