@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use support::registry::Registry;
+use support::registry::{Proxy, Registry};
 use support::{Rbuild, Run, tool};
 
 /// Runs rbuild with a private Docker config dir (never the user's).
@@ -18,6 +18,8 @@ fn rb_run(rb: &Rbuild, args: &[&str], stdin: Option<&[u8]>) -> Run {
     let mut c = rb.command(args);
     c.env("DOCKER_CONFIG", rb.path("docker-config"))
         .env_remove("RBUILD_INSECURE_REGISTRIES")
+        // rbuild's user config file: never the user's.
+        .env("XDG_CONFIG_HOME", rb.path("xdg-config"))
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -636,7 +638,16 @@ fn token_auth_goes_through_the_bearer_flow_for_login_push_and_pull() {
     let rb = Rbuild::new();
     rb.busybox();
     let name = format!("{}/team/app:1", reg.host());
-    ok(&rb, &["tag", "busybox", &name]);
+    // Four blobs (config and three layers), pushed in parallel.
+    let ctx = rb.tree(
+        "ctx",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY a /a\nCOPY b /b\n"),
+            ("a", "a\n"),
+            ("b", "b\n"),
+        ],
+    );
+    ok(&rb, &["build", "-q", "-t", &name, ctx.to_str().unwrap()]);
 
     // Anonymous: the issuer hands out a token without access, the
     // registry still refuses.
@@ -683,7 +694,7 @@ fn token_auth_goes_through_the_bearer_flow_for_login_push_and_pull() {
 
     let before = issuer.log().len();
     let out = ok(&rb, &["push", &name]);
-    assert!(out.contains(": Pushed\n"), "{out}");
+    assert_eq!(out.matches(": Pushed\n").count(), 3, "{out}");
     let log = issuer.log();
     assert!(
         log[before..]
@@ -691,6 +702,13 @@ fn token_auth_goes_through_the_bearer_flow_for_login_push_and_pull() {
             .any(|l| l.starts_with("alice ") && l.contains("scope=repository:team/app:pull,push")),
         "push asks for pull,push on team/app: {log:?}"
     );
+    // The parallel uploads share one token per scope: the issuer is
+    // asked once for each.
+    let mut asked = log[before..].to_vec();
+    asked.sort();
+    let before_dedup = asked.len();
+    asked.dedup();
+    assert_eq!(asked.len(), before_dedup, "one token per scope: {log:?}");
     let (id, _) = ids(&rb, &name);
 
     let fresh = Rbuild::new();
@@ -884,4 +902,393 @@ fn a_docker_v2_image_with_a_plain_tar_labelled_gzip_pulls_and_unpacks() {
         ],
     );
     assert_eq!(std::fs::read(out.join("etc/note")).unwrap(), body.to_vec());
+}
+
+/// The machine's host name when it is not a loopback name rbuild trusts
+/// by itself, so a registry can be named by it (it resolves to some
+/// address of this machine; the proxy listens on all of them).
+fn non_loopback_hostname() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim().to_string();
+    use std::net::ToSocketAddrs;
+    let resolves = (name.as_str(), 80)
+        .to_socket_addrs()
+        .is_ok_and(|mut a| a.next().is_some());
+    (resolves
+        && !name.is_empty()
+        && name != "localhost"
+        && name.parse::<std::net::IpAddr>().is_err())
+    .then_some(name)
+}
+
+#[test]
+fn a_registry_not_on_loopback_needs_the_flag_or_rbuilds_config_file_for_plain_http() {
+    let Some(hostname) = non_loopback_hostname() else {
+        eprintln!("skipped: this machine's host name does not resolve or is localhost");
+        return;
+    };
+    let reg = Registry::start(None);
+    let proxy = Proxy::start("0.0.0.0", reg.port);
+    let host = format!("{hostname}:{}", proxy.port);
+    let rb = Rbuild::new();
+    rb.busybox();
+    let name = format!("{host}/cfg/bb:1");
+    ok(&rb, &["tag", "busybox", &name]);
+
+    // No config: https is tried, the plain-HTTP registry cannot answer
+    // it, and the error says both ways out.
+    let r = fails(&rb, &["push", &name]);
+    let config = rb.root().join("config.json");
+    assert!(
+        r.stderr.contains(&format!("cannot speak TLS with {host}"))
+            && r.stderr.contains(&format!("--insecure-registry {host}"))
+            && r.stderr
+                .contains(&format!("\"insecure-registries\" in {}", config.display())),
+        "{}",
+        r.stderr
+    );
+    assert!(!reg.access_log().contains("PUT "), "{}", reg.access_log());
+
+    // A malformed config file is an error naming it, line and column.
+    std::fs::write(&config, "{\n  \"insecure-registries\": [\"x\" \"y\"]\n}\n").unwrap();
+    let r = fails(&rb, &["push", &name]);
+    assert!(
+        r.stderr
+            .contains(&format!("malformed config file {}:2:", config.display())),
+        "{}",
+        r.stderr
+    );
+
+    // Listed in the store's config.json: push and pull go over HTTP.
+    std::fs::write(
+        &config,
+        format!("{{\"insecure-registries\": [\"{host}\"]}}\n"),
+    )
+    .unwrap();
+    let out = ok(&rb, &["push", &name]);
+    assert!(out.contains(": Pushed\n"), "{out}");
+    let info = ok(&rb, &["info"]);
+    assert!(
+        info.contains(&format!("Config Files:\n {}\n", config.display())),
+        "{info}"
+    );
+    assert!(
+        info.contains(&format!(
+            "Insecure Registries:\n localhost, 127.0.0.0/8, ::1\n {host}\n"
+        )),
+        "{info}"
+    );
+
+    // The user's config file ($XDG_CONFIG_HOME/rbuild/config.json) works
+    // for another store too, and so does a build's FROM.
+    let other = Rbuild::new();
+    let user = other.path("xdg-config/rbuild/config.json");
+    std::fs::create_dir_all(user.parent().unwrap()).unwrap();
+    std::fs::write(
+        &user,
+        format!("{{\"insecure-registries\": [\"{hostname}\"]}}"),
+    )
+    .unwrap();
+    let ctx = other.tree(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!("FROM {name}\nRUN echo from-config\n"),
+        )],
+    );
+    let r = rb_run(
+        &other,
+        &["build", "--progress", "plain", ctx.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("from-config"), "{}", r.stderr);
+    let info = ok(&other, &["info"]);
+    assert!(
+        info.contains(&format!(
+            "Config Files:\n {} (not present)\n {}\n",
+            other.root().join("config.json").display(),
+            user.display()
+        )),
+        "{info}"
+    );
+}
+
+/// `len` bytes that do not compress (xorshift), so a layer is that big on
+/// the wire too.
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The blob digests (`sha256:…`) the access log shows GET requests for.
+fn blob_gets(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
+        .filter_map(|l| {
+            let start = l.find("/blobs/")? + "/blobs/".len();
+            Some(l[start..].split([' ', '?']).next()?.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_pull_killed_midway_leaves_a_consistent_store_and_the_retry_fetches_only_whats_missing() {
+    let reg = Registry::start(None);
+    let a = Rbuild::new();
+    a.busybox();
+    let big = random_bytes(24 << 20, 7);
+    let ctx = a.tree(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY small /small\nCOPY big /big\n",
+            ),
+            ("small", "small layer\n"),
+        ],
+    );
+    std::fs::write(ctx.join("big"), &big).unwrap();
+    let name = format!("{}/big:1", reg.host());
+    ok(&a, &["build", "-q", "-t", &name, ctx.to_str().unwrap()]);
+    ok(&a, &["push", &name]);
+    let (id, manifest) = ids(&a, &name);
+
+    // Pull through a proxy that stops passing bytes halfway through the
+    // big layer (the small blobs are through by then), then SIGKILL.
+    let proxy = Proxy::start("127.0.0.1", reg.port);
+    proxy.set_limit(12 << 20);
+    let via = format!("127.0.0.1:{}/big:1", proxy.port);
+    let b = Rbuild::new();
+    let mut child = b
+        .command(&["pull", &via])
+        .env("DOCKER_CONFIG", b.path("docker-config"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while proxy.sent() < 12 << 20 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the pull stalled early: {} bytes",
+            proxy.sent()
+        );
+        assert!(child.try_wait().unwrap().is_none(), "pull ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Let the blobs that arrived whole be committed (the config at least;
+    // fsync may be slow on a busy machine).
+    let start = std::time::Instant::now();
+    while blob_count(&b) == 0 && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Nothing half-written is a blob, the image is not tagged, and the
+    // store checks clean.
+    let stored: Vec<String> = std::fs::read_dir(b.root().join("store-v1/blobs/sha256"))
+        .unwrap()
+        .map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    // The manifest's blobs: config and three layers.
+    let wanted: Vec<String> = {
+        let bytes = std::fs::read(
+            a.root()
+                .join("store-v1/blobs/sha256")
+                .join(manifest.strip_prefix("sha256:").unwrap()),
+        )
+        .unwrap();
+        let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        std::iter::once(&m["config"])
+            .chain(m["layers"].as_array().unwrap())
+            .map(|d| d["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(wanted.len(), 4);
+    assert!(
+        !stored.is_empty() && stored.len() < wanted.len(),
+        "some blobs, not all, should have arrived whole before the kill: {stored:?}"
+    );
+    assert!(stored.iter().all(|d| wanted.contains(d)), "{stored:?}");
+    let check = rb_run(&b, &["system", "check"], None);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    assert!(check.stdout.contains(": 0 problems"), "{}", check.stdout);
+    assert_eq!(ok(&b, &["images", "-q"]), "");
+
+    // The retry downloads exactly what is missing.
+    // The registry logs a request when it ends: the killed pull's stalled
+    // GETs end once the proxy lets their bytes go (to a closed socket).
+    proxy.set_limit(u64::MAX);
+    let start = std::time::Instant::now();
+    while !wanted
+        .iter()
+        .all(|d| blob_gets(&reg.access_log()).contains(d))
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "{}",
+            reg.access_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let log_before = reg.access_log().len();
+    let out = ok(&b, &["pull", &via]);
+    assert!(out.contains(": Already exists\n"), "{out}");
+    let fetched = blob_gets(&reg.access_log()[log_before..]);
+    for digest in &stored {
+        assert!(
+            !fetched.contains(digest),
+            "{digest} was complete but fetched again: {fetched:?}"
+        );
+    }
+    // …and each missing blob once.
+    let mut missing: Vec<&String> = wanted.iter().filter(|d| !stored.contains(d)).collect();
+    let mut fetched_sorted: Vec<&String> = fetched.iter().collect();
+    missing.sort();
+    fetched_sorted.sort();
+    assert_eq!(fetched_sorted, missing, "{out}");
+    assert_eq!(ids(&b, &via).0, id);
+    assert_eq!(ids(&b, &via).1, manifest);
+    let check = rb_run(&b, &["system", "check"], None);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    assert_eq!(
+        ok(&b, &["run", "--rm", &via, "wc", "-c", "/big"]).trim(),
+        format!("{} /big", big.len())
+    );
+    // The killed pull's scratch was swept.
+    let leftovers: Vec<_> = std::fs::read_dir(b.root().join("store-v1/tmp"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).into_iter().flatten())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_build_shows_the_pull_of_its_base_image_in_plain_and_json_progress() {
+    let reg = Registry::start(None);
+    let a = Rbuild::new();
+    a.busybox();
+    let base = format!("{}/base", reg.host());
+    ok(&a, &["tag", "busybox", &base]);
+    ok(&a, &["push", &base]);
+    let (config, manifest) = ids(&a, &base);
+    let layer: String = {
+        let bytes = std::fs::read(
+            a.root()
+                .join("store-v1/blobs/sha256")
+                .join(manifest.strip_prefix("sha256:").unwrap()),
+        )
+        .unwrap();
+        let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        m["layers"][0]["digest"].as_str().unwrap().to_string()
+    };
+    let dockerfile = format!("FROM {base}\nRUN echo on-pulled-base\n");
+
+    let b = Rbuild::new();
+    let ctx = b.tree("ctx", &[("Dockerfile", &dockerfile)]);
+    let r = rb_run(
+        &b,
+        &["build", "--progress", "plain", ctx.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // `#1 [internal] pull 127.0.0.1:PORT/base:latest`, then BuildKit's
+    // `#1 sha256:… 1.2MB / 3.4MB 0.1s done` per blob, then `#1 DONE`.
+    let header = format!("#1 [internal] pull {base}:latest\n");
+    assert!(r.stderr.starts_with(&header), "{}", r.stderr);
+    for digest in [&layer, &config] {
+        let done = r
+            .stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("#1 {digest} ")) && l.ends_with(" done"));
+        assert!(done.is_some(), "no done line for {digest}:\n{}", r.stderr);
+        let (current, total) = done
+            .unwrap()
+            .split_once(" / ")
+            .map(|(c, t)| (c.rsplit(' ').next().unwrap(), t.split(' ').next().unwrap()))
+            .unwrap();
+        assert_eq!(current, total, "{}", r.stderr);
+    }
+    assert!(r.stderr.contains("\n#1 DONE "), "{}", r.stderr);
+    assert!(r.stderr.contains("on-pulled-base"), "{}", r.stderr);
+
+    // A second build has the base: no pull step.
+    let r = rb_run(
+        &b,
+        &["build", "--progress", "plain", ctx.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("[internal] pull"), "{}", r.stderr);
+
+    // json: a started step, transfer objects ending with done, finished.
+    let c = Rbuild::new();
+    let ctx = c.tree("ctx", &[("Dockerfile", &dockerfile)]);
+    let r = rb_run(
+        &c,
+        &["build", "--progress", "json", ctx.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let events: Vec<serde_json::Value> = r
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let pull_step = events
+        .iter()
+        .find(|e| e["event"] == "started" && e["name"] == format!("[internal] pull {base}:latest"))
+        .unwrap_or_else(|| panic!("{}", r.stderr))["step"]
+        .clone();
+    assert!(
+        events.iter().any(|e| e["event"] == "transfer"
+            && e["step"] == pull_step
+            && e["name"] == layer.as_str()
+            && e["done"] == true
+            && e["current"] == e["total"]),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "finished" && e["step"] == pull_step),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_failed_base_image_pull_ends_its_progress_step_with_the_error() {
+    let reg = Registry::start(None);
+    let b = Rbuild::new();
+    let ctx = b.tree(
+        "ctx",
+        &[("Dockerfile", &format!("FROM {}/missing\n", reg.host()))],
+    );
+    let r = rb_run(
+        &b,
+        &["build", "--progress", "plain", ctx.to_str().unwrap()],
+        None,
+    );
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains(&format!(
+            "#1 ERROR: manifest missing:latest not found in {}",
+            reg.host()
+        )),
+        "{}",
+        r.stderr
+    );
 }

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use rbuild_executor::registry::{ClientOptions, ConfigFile};
 use rbuild_executor::sandbox;
 use rbuild_executor::store::STORE_VERSION;
 
@@ -32,5 +33,21 @@ pub fn run(root: &Path) -> anyhow::Result<ExitCode> {
     println!("Cgroup Version: {cgroup}");
     println!("Architecture: {}", super::import::host_arch());
     println!("OS: {}", std::env::consts::OS);
+    // rbuild's config files: the ones read, then what they and the
+    // environment make of registries (docker info's "Insecure Registries").
+    println!("Config Files:");
+    for path in ConfigFile::locations(root) {
+        let state = match ConfigFile::load(&path)? {
+            Some(_) => "",
+            None => " (not present)",
+        };
+        println!(" {}{state}", path.display());
+    }
+    let options = ClientOptions::load(root)?;
+    println!("Insecure Registries:");
+    println!(" localhost, 127.0.0.0/8, ::1");
+    for r in &options.insecure_registries {
+        println!(" {r}");
+    }
     Ok(ExitCode::SUCCESS)
 }

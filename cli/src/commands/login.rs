@@ -44,7 +44,9 @@ pub fn registry_domain(text: Option<&str>) -> String {
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+/// `root` is the store root when one can be named, for rbuild's config
+/// file there (login itself never opens the store).
+pub fn run(root: Option<&std::path::Path>, args: Args) -> anyhow::Result<ExitCode> {
     let registry = registry_domain(args.registry.as_deref());
     let username = match args.username {
         Some(u) => u,
@@ -74,7 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let creds = Credentials { username, password };
-    let client = super::pull::client(&args.insecure_registries);
+    let client = super::pull::client(root, &args.insecure_registries)?;
     client.set_credentials(&registry, Some(creds.clone()));
     client.check_login(&registry)?;
     let mut config = DockerConfig::load(&DockerConfig::default_path())?;

@@ -199,7 +199,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => return check::run(args),
         Command::Debug(args) => return debug::run(args),
         Command::Version => return version::run(),
-        Command::Login(args) => return login::run(args),
+        // Login reads rbuild's config file in the store root (insecure
+        // registries) when a root can be named; it never opens the store.
+        Command::Login(args) => {
+            let root = crate::root::store_root(cli.root).ok();
+            return login::run(root.as_deref(), args);
+        }
         Command::Logout(args) => return logout::run(args),
         other => other,
     };

@@ -23,23 +23,28 @@ pub struct Args {
     #[arg(short, long)]
     pub quiet: bool,
     /// Reach this registry (HOST[:PORT]) over plain HTTP; repeatable (also
-    /// RBUILD_INSECURE_REGISTRIES, comma-separated)
+    /// RBUILD_INSECURE_REGISTRIES, comma-separated, and "insecure-registries"
+    /// in rbuild's config.json)
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
 }
 
-/// A registry client for the CLI: the environment's options plus the
-/// registries named with `--insecure-registry`.
-pub fn client(insecure: &[String]) -> Client {
-    let mut options = ClientOptions::from_env();
+/// A registry client for the CLI: the environment's options, rbuild's
+/// config files for the store at `root` (only the user's when there is no
+/// root), plus the registries named with `--insecure-registry`.
+pub fn client(root: Option<&Path>, insecure: &[String]) -> anyhow::Result<Client> {
+    let mut options = match root {
+        Some(root) => ClientOptions::load(root)?,
+        None => ClientOptions::from_env(),
+    };
     options.insecure_registries.extend(insecure.iter().cloned());
-    Client::new(options)
+    Ok(Client::new(options))
 }
 
 pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let reference = ImageRef::parse(&args.image)?;
     let store = crate::root::open_store(root)?;
-    let client = client(&args.insecure_registries);
+    let client = client(Some(root), &args.insecure_registries)?;
     let pulled_from = reference.familiar_repository();
     let what = match (reference.digest(), reference.tag()) {
         (Some(d), _) => d.to_string(),
@@ -108,7 +113,10 @@ impl PullProgress for Printer {
             return;
         }
         match (&self.bars, event) {
-            (_, PullEvent::Resolved { .. }) => {}
+            (
+                _,
+                PullEvent::Resolved { .. } | PullEvent::Started { .. } | PullEvent::Finished { .. },
+            ) => {}
             (None, PullEvent::Blob { layer: false, .. }) => {}
             (None, PullEvent::Blob { digest, exists, .. }) => {
                 let status = if exists {

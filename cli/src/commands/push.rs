@@ -19,7 +19,8 @@ pub struct Args {
     #[arg(short, long)]
     pub quiet: bool,
     /// Reach this registry (HOST[:PORT]) over plain HTTP; repeatable (also
-    /// RBUILD_INSECURE_REGISTRIES, comma-separated)
+    /// RBUILD_INSECURE_REGISTRIES, comma-separated, and "insecure-registries"
+    /// in rbuild's config.json)
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
 }
@@ -28,7 +29,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let target = ImageRef::parse(&args.image)?;
     let store = crate::root::open_store(root)?;
     let image = store.resolve_ref(&target)?;
-    let client = super::pull::client(&args.insecure_registries);
+    let client = super::pull::client(Some(root), &args.insecure_registries)?;
     push_image(&store, &client, &image, &target, args.quiet)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -81,3 +81,113 @@ impl Drop for Registry {
         let _ = self.child.wait();
     }
 }
+
+/// A loopback TCP proxy in front of a registry: counts the bytes the
+/// registry sends, and can hold them back after a limit (a stalled
+/// download, to kill a pull midway) so tests see what a client fetched.
+pub struct Proxy {
+    pub port: u16,
+    state: std::sync::Arc<ProxyState>,
+}
+
+struct ProxyState {
+    /// Bytes sent from the registry to clients, over all connections.
+    sent: std::sync::atomic::AtomicU64,
+    /// Server → client bytes stop flowing (the connection stays open)
+    /// once `sent` reaches this.
+    limit: std::sync::atomic::AtomicU64,
+    /// Set on drop: copy threads end, stalled connections close.
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl Proxy {
+    /// Listens on `bind` (e.g. `127.0.0.1` or `0.0.0.0`), a free port,
+    /// forwarding to `127.0.0.1:target`.
+    pub fn start(bind: &str, target: u16) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind((bind, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(ProxyState {
+            sent: 0.into(),
+            limit: u64::MAX.into(),
+            stop: false.into(),
+        });
+        let st = state.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = conn else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                // Client → registry: unthrottled.
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (c2, s2);
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+                let st = st.clone();
+                std::thread::spawn(move || pipe_limited(server, client, &st));
+            }
+        });
+        Proxy { port, state }
+    }
+
+    /// Bytes the registry has sent through the proxy so far.
+    pub fn sent(&self) -> u64 {
+        self.state.sent.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Holds back registry bytes once `sent()` reaches `limit`
+    /// (`u64::MAX`: never).
+    pub fn set_limit(&self, limit: u64) {
+        self.state
+            .limit
+            .store(limit, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn pipe_limited(mut from: TcpStream, mut to: TcpStream, st: &ProxyState) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let mut buf = [0u8; 16 << 10];
+    'outer: loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut chunk = &buf[..n];
+        while !chunk.is_empty() {
+            if st.stop.load(Ordering::SeqCst) {
+                break 'outer;
+            }
+            let sent = st.sent.load(Ordering::SeqCst);
+            let allowed = st.limit.load(Ordering::SeqCst).saturating_sub(sent);
+            if allowed == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            let take = chunk.len().min(allowed.min(usize::MAX as u64) as usize);
+            if to.write_all(&chunk[..take]).is_err() {
+                break 'outer;
+            }
+            st.sent.fetch_add(take as u64, Ordering::SeqCst);
+            chunk = &chunk[take..];
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.state
+            .stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accept loop so it sees `stop`.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}

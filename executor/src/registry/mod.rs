@@ -18,13 +18,18 @@
 //! the realm for `scope=repository:NAME:pull[,push]`, with the credentials
 //! as Basic auth when there are any). Challenges are remembered per
 //! registry and tokens per scope until they expire, so later requests are
-//! authorized up front.
+//! authorized up front; parallel requests needing the same scope wait for
+//! one token fetch instead of each asking the token server.
 //!
 //! Transport: TLS with the system's root certificates (see
 //! [`ClientOptions`]); plain HTTP only for loopback registries
-//! (`localhost`, `127.0.0.1`, `[::1]`, any port) and for registries listed
-//! in `RBUILD_INSECURE_REGISTRIES`.
+//! (`localhost`, `127.0.0.0/8`, `[::1]`, any port, as docker) and for
+//! registries named with `--insecure-registry`, in
+//! `RBUILD_INSECURE_REGISTRIES` or under `insecure-registries` in rbuild's
+//! config file ([`config`]); an entry may be a CIDR range matching
+//! registries named by IP address, as in docker's `daemon.json`.
 
+pub mod config;
 pub mod credentials;
 mod platform;
 mod pull;
@@ -41,6 +46,7 @@ use ureq::http::{self, Response};
 
 use crate::reference::ImageRef;
 use crate::store::StoreError;
+pub use config::{CONFIG_FILE_NAME, ConfigFile};
 pub use credentials::{Credentials, DockerConfig};
 pub use platform::select_manifest;
 pub use pull::{PullEvent, PullOutcome, PullProgress, pull};
@@ -71,6 +77,30 @@ pub enum RegistryError {
         url: String,
         #[source]
         source: Box<ureq::Error>,
+    },
+    #[error(
+        "cannot speak TLS with {registry} ({url}); if it serves plain HTTP, pass --insecure-registry {registry} or list it under \"insecure-registries\" in {config}"
+    )]
+    NotTls {
+        registry: String,
+        url: String,
+        config: String,
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    #[error("malformed config file {}:{line}:{column}", .path.display())]
+    ConfigFile {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot read config file {}", .path.display())]
+    ConfigRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("{method} {url}: the registry answered {status}{}", detail_suffix(.detail))]
     Status {
@@ -234,15 +264,38 @@ impl Access {
 /// How a [`Client`] connects and authenticates.
 #[derive(Debug, Clone, Default)]
 pub struct ClientOptions {
-    /// Registries (`HOST[:PORT]`) reached over plain HTTP besides loopback.
+    /// Registries (`HOST[:PORT]`, `HOST`, or a CIDR range) reached over
+    /// plain HTTP besides loopback.
     pub insecure_registries: Vec<String>,
     /// Docker's config file; [`DockerConfig::default_path`] when `None`.
     pub docker_config: Option<PathBuf>,
+    /// rbuild's config files that were looked for (read or not), named
+    /// in the hint when a registry does not speak TLS.
+    pub config_files: Vec<PathBuf>,
 }
 
 impl ClientOptions {
-    /// Options from the environment: [`INSECURE_REGISTRIES_ENV`] and
-    /// Docker's config location.
+    /// Options from the environment and rbuild's config files for the
+    /// store at `root` ([`ConfigFile::locations`]): the insecure
+    /// registries of both are merged. A malformed config file is an error.
+    pub fn load(root: &std::path::Path) -> Result<ClientOptions, RegistryError> {
+        let mut options = ClientOptions::from_env();
+        for file in ConfigFile::load_all(root)? {
+            options.insecure_registries.extend(file.insecure_registries);
+        }
+        options.config_files = ConfigFile::locations(root);
+        Ok(options)
+    }
+
+    /// [`ClientOptions::load`] for the root `store` lives in (the store
+    /// directory is `<root>/store-vN`), for callers that hold a store.
+    pub fn for_store(store: &crate::store::Store) -> Result<ClientOptions, RegistryError> {
+        let root = store.dir().parent().unwrap_or(store.dir());
+        ClientOptions::load(root)
+    }
+
+    /// Options from the environment only: [`INSECURE_REGISTRIES_ENV`] and
+    /// Docker's config location (no config file; see [`ClientOptions::load`]).
     pub fn from_env() -> ClientOptions {
         let insecure = std::env::var(INSECURE_REGISTRIES_ENV).unwrap_or_default();
         ClientOptions {
@@ -252,6 +305,7 @@ impl ClientOptions {
                 .map(str::to_string)
                 .collect(),
             docker_config: None,
+            config_files: Vec::new(),
         }
     }
 }
@@ -278,7 +332,11 @@ struct AuthState {
     /// The last challenge each registry sent.
     challenges: HashMap<String, Challenge>,
     /// Tokens by registry and the scope string they were issued for.
-    tokens: HashMap<(String, String), Token>,
+    /// Each slot has its own lock, held while its token is fetched, so
+    /// parallel requests needing the same scope (blob uploads and
+    /// downloads, all answered 401 at once) ask the token server once
+    /// and the others wait for that token.
+    tokens: HashMap<(String, String), std::sync::Arc<Mutex<Option<Token>>>>,
     /// Credentials looked up per registry (None: anonymous).
     credentials: HashMap<String, Option<Credentials>>,
 }
@@ -356,17 +414,46 @@ impl Client {
         format!("{scheme}://{host}/v2")
     }
 
-    fn is_insecure(&self, registry: &str) -> bool {
-        let hostname = match registry.strip_prefix('[') {
-            Some(rest) => rest.split(']').next().unwrap_or(rest),
-            None => registry.split(':').next().unwrap_or(registry),
-        };
-        matches!(hostname, "localhost" | "127.0.0.1" | "::1")
-            || self
-                .options
-                .insecure_registries
-                .iter()
-                .any(|h| h == registry || h == hostname)
+    /// True when `registry` is reached over plain HTTP: loopback (as
+    /// docker: `localhost`, `127.0.0.0/8`, `::1`) or listed as insecure,
+    /// by `HOST[:PORT]`, `HOST`, or a CIDR range holding its IP address.
+    pub fn is_insecure(&self, registry: &str) -> bool {
+        let hostname = registry_hostname(registry);
+        let ip = hostname.parse::<std::net::IpAddr>().ok();
+        hostname == "localhost"
+            || ip.is_some_and(|ip| ip.is_loopback())
+            || self.options.insecure_registries.iter().any(|h| {
+                h == registry || h == hostname || ip.is_some_and(|ip| cidr_contains(h, ip))
+            })
+    }
+
+    /// The error for a failed request to `url`: a TLS failure with a
+    /// registry not listed as insecure hints at the flag and the config
+    /// file, since the usual cause is a plain-HTTP registry.
+    fn transport_error(&self, url: &str, source: ureq::Error) -> RegistryError {
+        let tls_failure = matches!(source, ureq::Error::Tls(_) | ureq::Error::Rustls(_))
+            || matches!(&source, ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::InvalidData);
+        if tls_failure && let Some(rest) = url.strip_prefix("https://") {
+            let registry = rest.split('/').next().unwrap_or(rest).to_string();
+            let config = match self.options.config_files.as_slice() {
+                [] => "rbuild's config.json".to_string(),
+                files => files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+            };
+            return RegistryError::NotTls {
+                registry,
+                url: url.to_string(),
+                config,
+                source: Box::new(source),
+            };
+        }
+        RegistryError::Transport {
+            url: url.to_string(),
+            source: Box::new(source),
+        }
     }
 
     fn credentials(&self, registry: &str) -> Result<Option<Credentials>, RegistryError> {
@@ -467,10 +554,7 @@ impl Client {
         for (k, v) in headers {
             builder = builder.header(*k, *v);
         }
-        let transport = |source: ureq::Error| RegistryError::Transport {
-            url: url.to_string(),
-            source: Box::new(source),
-        };
+        let transport = |source: ureq::Error| self.transport_error(url, source);
         let bad_request = |e: http::Error| RegistryError::Transport {
             url: url.to_string(),
             source: Box::new(ureq::Error::Http(e)),
@@ -529,25 +613,22 @@ impl Client {
             Some(Challenge::Basic) => Ok(self.credentials(registry)?.map(|c| c.basic_header())),
             Some(Challenge::Bearer { realm, service }) => {
                 let key = (registry.to_string(), scopes.join(" "));
-                let cached = self
+                let slot = self
                     .auth
                     .lock()
                     .expect("auth state lock")
                     .tokens
-                    .get(&key)
-                    .filter(|t| t.expires > Instant::now())
-                    .cloned();
-                let token = match cached {
-                    Some(t) => t,
+                    .entry(key)
+                    .or_default()
+                    .clone();
+                let mut slot = slot.lock().expect("token slot lock");
+                let token = match slot.as_ref().filter(|t| t.expires > Instant::now()) {
+                    Some(t) => t.clone(),
                     None => {
                         let creds = self.credentials(registry)?;
                         let t =
                             self.fetch_token(&realm, service.as_deref(), scopes, creds.as_ref())?;
-                        self.auth
-                            .lock()
-                            .expect("auth state lock")
-                            .tokens
-                            .insert(key, t.clone());
+                        *slot = Some(t.clone());
                         t
                     }
                 };
@@ -1126,6 +1207,38 @@ fn parse_auth_params(text: &str) -> HashMap<String, String> {
     out
 }
 
+/// The host part of a registry name: `[::1]:5000` → `::1`,
+/// `reg.lan:5000` → `reg.lan`.
+fn registry_hostname(registry: &str) -> &str {
+    match registry.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => registry.split(':').next().unwrap_or(registry),
+    }
+}
+
+/// True when `range` is a CIDR range (`10.0.0.0/8`, `fd00::/8`) holding
+/// `ip`; false for anything else (host names, bad ranges).
+fn cidr_contains(range: &str, ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    let Some((net, bits)) = range.split_once('/') else {
+        return false;
+    };
+    let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u32>()) else {
+        return false;
+    };
+    match (net, ip) {
+        (IpAddr::V4(net), IpAddr::V4(ip)) if bits <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            u32::from(net) & mask == u32::from(ip) & mask
+        }
+        (IpAddr::V6(net), IpAddr::V6(ip)) if bits <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            u128::from(net) & mask == u128::from(ip) & mask
+        }
+        _ => false,
+    }
+}
+
 /// Percent-encodes a query value (RFC 3986 unreserved characters kept).
 fn url_encode(s: &str) -> String {
     let mut out = String::new();
@@ -1170,10 +1283,27 @@ mod tests {
     #[test]
     fn plain_http_only_for_loopback_and_listed_registries() {
         let c = Client::new(ClientOptions {
-            insecure_registries: vec!["reg.lan:5000".into(), "other.lan".into()],
-            docker_config: None,
+            insecure_registries: vec![
+                "reg.lan:5000".into(),
+                "other.lan".into(),
+                "10.1.0.0/16".into(),
+                "fd00::/8".into(),
+            ],
+            ..ClientOptions::default()
         });
         assert_eq!(c.base_url("127.0.0.1:5000"), "http://127.0.0.1:5000/v2");
+        // All of 127.0.0.0/8 is loopback, as docker's default.
+        assert_eq!(c.base_url("127.0.0.2:5000"), "http://127.0.0.2:5000/v2");
+        assert_eq!(c.base_url("10.1.2.3:5000"), "http://10.1.2.3:5000/v2");
+        assert_eq!(c.base_url("10.2.0.1:5000"), "https://10.2.0.1:5000/v2");
+        assert_eq!(c.base_url("[fd00::2]:5000"), "http://[fd00::2]:5000/v2");
+        assert_eq!(c.base_url("[fe80::1]:5000"), "https://[fe80::1]:5000/v2");
+        // A name is not matched by a range, nor by a longer name.
+        assert_eq!(
+            c.base_url("reg.lan.evil:5000"),
+            "https://reg.lan.evil:5000/v2"
+        );
+        assert_eq!(c.base_url("vm:5000"), "https://vm:5000/v2");
         assert_eq!(c.base_url("localhost"), "http://localhost/v2");
         assert_eq!(c.base_url("[::1]:5000"), "http://[::1]:5000/v2");
         assert_eq!(c.base_url("reg.lan:5000"), "http://reg.lan:5000/v2");
@@ -1181,6 +1311,20 @@ mod tests {
         assert_eq!(c.base_url("other.lan:1234"), "http://other.lan:1234/v2");
         assert_eq!(c.base_url("docker.io"), "https://registry-1.docker.io/v2");
         assert_eq!(c.base_url("ghcr.io"), "https://ghcr.io/v2");
+    }
+
+    #[test]
+    fn cidr_ranges_match_only_addresses_of_their_family_and_prefix() {
+        let v4 = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(cidr_contains("0.0.0.0/0", v4("203.0.113.9")));
+        assert!(cidr_contains("192.0.2.2/32", v4("192.0.2.2")));
+        assert!(!cidr_contains("192.0.2.2/32", v4("192.0.2.3")));
+        assert!(cidr_contains("192.0.2.0/24", v4("192.0.2.255")));
+        assert!(!cidr_contains("192.0.2.0/24", v4("fd00::2")));
+        assert!(cidr_contains("::/0", v4("fd00::2")));
+        assert!(!cidr_contains("192.0.2.0/33", v4("192.0.2.1")));
+        assert!(!cidr_contains("reg.lan", v4("192.0.2.1")));
+        assert!(!cidr_contains("192.0.2.0/x", v4("192.0.2.1")));
     }
 
     #[test]

@@ -22,6 +22,8 @@ use crate::store::{Image, Store, StoreError};
 /// What happens during a pull, for progress output.
 #[derive(Debug, Clone, Copy)]
 pub enum PullEvent<'a> {
+    /// A pull of `reference` begins; the first event of every pull.
+    Started { reference: &'a ImageRef },
     /// The manifest to pull is known.
     Resolved { manifest: &'a Digest },
     /// A blob is needed: `exists` when the store has it already; `layer`
@@ -36,6 +38,9 @@ pub enum PullEvent<'a> {
     Progress { digest: &'a Digest, bytes: u64 },
     /// A blob was verified and stored.
     Stored { digest: &'a Digest },
+    /// The pull ended; the last event of every pull. `error` is the
+    /// failure's message (the caller gets the error itself too).
+    Finished { error: Option<&'a str> },
 }
 
 /// Receives [`PullEvent`]s, possibly from several download threads.
@@ -63,8 +68,36 @@ pub struct PullOutcome {
 }
 
 /// Pulls `reference` for `platform` from its registry into `store` and
-/// tags it with `reference`.
+/// tags it with `reference`. Events go to `progress`, between
+/// [`PullEvent::Started`] and [`PullEvent::Finished`].
 pub fn pull(
+    store: &Store,
+    client: &Client,
+    reference: &ImageRef,
+    platform: &Platform,
+    progress: &dyn PullProgress,
+) -> Result<PullOutcome, RegistryError> {
+    progress.event(PullEvent::Started { reference });
+    let result = pull_image(store, client, reference, platform, progress);
+    let error = result.as_ref().err().map(error_chain);
+    progress.event(PullEvent::Finished {
+        error: error.as_deref(),
+    });
+    result
+}
+
+/// `error: its source: …`, one line, for progress output.
+fn error_chain(e: &RegistryError) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text.replace('\n', " ")
+}
+
+fn pull_image(
     store: &Store,
     client: &Client,
     reference: &ImageRef,

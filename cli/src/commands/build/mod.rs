@@ -371,7 +371,7 @@ pub fn finish(store: &Store, request: &BuildRequest, outcome: &BuildOutcome) -> 
             );
         }
         let client = rbuild_executor::registry::Client::new(
-            rbuild_executor::registry::ClientOptions::from_env(),
+            rbuild_executor::registry::ClientOptions::for_store(store)?,
         );
         for name in &names {
             crate::commands::push::push_image(store, &client, image, name, request.quiet)?;

@@ -14,6 +14,13 @@
 //! Events arrive from the scheduler's threads, so renderers are `Sync`
 //! and lock their own state. Each started step gets a display number
 //! (`#1`, `#2`…) in the order steps start.
+//!
+//! Base images pulled while planning (FROM of an image the store lacks,
+//! or `--pull`) show as a step of their own, `[internal] pull REF`, with a
+//! [`Event::Transfer`] per downloaded blob: BuildKit's `#2 sha256:…
+//! 1.20MB / 3.40MB 0.2s` lines (`… done` at the end) in plain, a bar per
+//! blob in tty, `transfer` objects in json. [`PullReporter`] turns the
+//! registry client's pull events into these.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -21,6 +28,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rbuild_executor::registry::{PullEvent, PullProgress};
+use rbuild_solver::Digest;
 use serde::Serialize;
 
 /// Names a step in events: the build graph's step index
@@ -74,6 +83,16 @@ pub enum Event<'a> {
     /// The step failed with `error` (one line, e.g. `process "/bin/sh -c
     /// make" did not complete successfully: exit code: 2`).
     Failed { id: VertexId, error: &'a str },
+    /// Bytes of one transfer within a running step (a blob download):
+    /// `current` of `total`, `done` once it is complete and verified.
+    /// `name` is what moves, e.g. the blob's digest.
+    Transfer {
+        id: VertexId,
+        name: &'a str,
+        current: u64,
+        total: u64,
+        done: bool,
+    },
     /// A non-fatal finding, shown at the end (as BuildKit does).
     Warning {
         message: &'a str,
@@ -128,6 +147,25 @@ pub fn format_duration(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
+/// A byte count as BuildKit's progress shows it: decimal units, two
+/// decimals (`512B`, `1.20kB`, `3.35MB`).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if n < 1000 {
+        return format!("{n}B");
+    }
+    let mut v = n as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if v < 1000.0 {
+            break;
+        }
+        v /= 1000.0;
+        unit = u;
+    }
+    format!("{v:.2}{unit}")
+}
+
 /// Splits output chunks into lines, keeping an unterminated tail for the
 /// next chunk; `\r\n` ends a line like `\n`.
 #[derive(Debug, Default)]
@@ -174,7 +212,12 @@ struct PlainState {
     last: Option<VertexId>,
     printed: bool,
     warnings: Vec<(String, Option<usize>)>,
+    /// Per transfer: when it started and when its last line was printed.
+    transfers: HashMap<(VertexId, String), (Duration, Duration)>,
 }
+
+/// Plain output prints a running transfer's line at most this often.
+const PLAIN_TRANSFER_INTERVAL: Duration = Duration::from_secs(1);
 
 /// BuildKit's `--progress=plain` format.
 pub struct PlainRenderer {
@@ -197,6 +240,7 @@ impl PlainRenderer {
                 last: None,
                 printed: false,
                 warnings: Vec::new(),
+                transfers: HashMap::new(),
             }),
             clock,
         }
@@ -277,6 +321,32 @@ impl Progress for PlainRenderer {
             Event::Failed { id, error } => {
                 st.flush_partial(id, now);
                 st.line(id, &format!("ERROR: {error}"));
+            }
+            Event::Transfer {
+                id,
+                name,
+                current,
+                total,
+                done,
+            } => {
+                let key = (id, name.to_string());
+                let (started, last) = *st.transfers.entry(key.clone()).or_insert((now, now));
+                let first = started == last && current == 0;
+                if !(first || done || now.saturating_sub(last) >= PLAIN_TRANSFER_INTERVAL) {
+                    return;
+                }
+                st.transfers.insert(key, (started, now));
+                let mut text = format!("{name} {} / {}", human_bytes(current), human_bytes(total));
+                if current > 0 || done {
+                    text.push_str(&format!(
+                        " {}",
+                        format_duration(now.saturating_sub(started))
+                    ));
+                }
+                if done {
+                    text.push_str(" done");
+                }
+                st.line(id, &text);
             }
             Event::Warning { message, line } => st.warnings.push((message.to_string(), line)),
             Event::Summary(s) => {
@@ -370,6 +440,15 @@ enum JsonEvent<'a> {
         #[serde(serialize_with = "seconds")]
         time: Duration,
     },
+    Transfer {
+        step: VertexId,
+        name: &'a str,
+        current: u64,
+        total: u64,
+        done: bool,
+        #[serde(serialize_with = "seconds")]
+        time: Duration,
+    },
     Warning {
         message: &'a str,
         line: Option<usize>,
@@ -432,6 +511,20 @@ impl Progress for JsonRenderer {
                 error,
                 time,
             },
+            Event::Transfer {
+                id,
+                name,
+                current,
+                total,
+                done,
+            } => JsonEvent::Transfer {
+                step: id,
+                name,
+                current,
+                total,
+                done,
+                time,
+            },
             Event::Warning { message, line } => JsonEvent::Warning {
                 message,
                 line,
@@ -454,6 +547,8 @@ struct TtyStep {
     name: String,
     bar: ProgressBar,
     tail: Vec<ProgressBar>,
+    /// A bar per running transfer, under the step's line.
+    transfers: HashMap<String, ProgressBar>,
     lines: LineBuffer,
     started: Instant,
 }
@@ -502,7 +597,11 @@ impl TtyRenderer {
         let Some(mut step) = st.steps.remove(&id) else {
             return;
         };
-        for t in step.tail.drain(..) {
+        for t in step
+            .tail
+            .drain(..)
+            .chain(step.transfers.drain().map(|(_, b)| b))
+        {
             t.finish_and_clear();
             self.multi.remove(&t);
         }
@@ -535,6 +634,7 @@ impl Progress for TtyRenderer {
                         name: name.to_string(),
                         bar,
                         tail: Vec::new(),
+                        transfers: HashMap::new(),
                         lines: LineBuffer::default(),
                         started: Instant::now(),
                     },
@@ -568,6 +668,36 @@ impl Progress for TtyRenderer {
                     }
                 }
             }
+            Event::Transfer {
+                id,
+                name,
+                current,
+                total,
+                done,
+            } => {
+                let Some(step) = st.steps.get_mut(&id) else {
+                    return;
+                };
+                let bar = step.transfers.entry(name.to_string()).or_insert_with(|| {
+                    let b = self.multi.insert_after(&step.bar, ProgressBar::new(total));
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "    {prefix} [{bar:30}] {bytes}/{total_bytes} {msg}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    // The digest's first 12 hex digits, as docker pull shows.
+                    let short = name.strip_prefix("sha256:").unwrap_or(name);
+                    b.set_prefix(short.chars().take(12).collect::<String>());
+                    b
+                });
+                bar.set_length(total);
+                bar.set_position(current);
+                if done {
+                    bar.finish_with_message("done");
+                }
+            }
             Event::Finished { id, .. } => self.end(&mut st, id, TtyStatus::Done, &[]),
             Event::Failed { id, error } => {
                 let mut extra: Vec<String> = st
@@ -583,7 +713,7 @@ impl Progress for TtyRenderer {
                 let ids: Vec<VertexId> = st.steps.keys().copied().collect();
                 for id in ids {
                     if let Some(step) = st.steps.remove(&id) {
-                        for t in step.tail {
+                        for t in step.tail.into_iter().chain(step.transfers.into_values()) {
                             t.finish_and_clear();
                         }
                         step.bar.finish_and_clear();
@@ -592,6 +722,113 @@ impl Progress for TtyRenderer {
                 let _ = self.multi.clear();
                 for line in summary_text(s, &st.warnings).lines() {
                     let _ = self.multi.println(line);
+                }
+            }
+        }
+    }
+}
+
+/// Turns the registry client's [`PullEvent`]s into build [`Event`]s: a
+/// step `[internal] pull REF` per pulled image and a throttled
+/// [`Event::Transfer`] per downloaded blob (blobs the store has are not
+/// shown, as BuildKit). Pulls happen one at a time while planning; the
+/// events of a pull go to the step its `Started` opened.
+pub struct PullReporter<'a> {
+    progress: &'a dyn Progress,
+    state: Mutex<PullReporterState>,
+}
+
+#[derive(Default)]
+struct PullReporterState {
+    /// Pulls started so far: they number the pull steps.
+    pulls: usize,
+    /// The running pull's step and when it started.
+    current: Option<(VertexId, Instant)>,
+    /// Per blob being downloaded: (bytes so far, total, last event sent).
+    blobs: HashMap<Digest, (u64, u64, Instant)>,
+}
+
+/// A running transfer is reported at most this often.
+const TRANSFER_EVENT_INTERVAL: Duration = Duration::from_millis(100);
+
+impl<'a> PullReporter<'a> {
+    /// Reports to `progress`.
+    pub fn new(progress: &'a dyn Progress) -> PullReporter<'a> {
+        PullReporter {
+            progress,
+            state: Mutex::new(PullReporterState::default()),
+        }
+    }
+
+    /// The step of the `n`th pull: counted down from the top of the id
+    /// space, so it never meets a build-graph step's index.
+    fn vertex(n: usize) -> VertexId {
+        VertexId(usize::MAX - n)
+    }
+}
+
+impl PullProgress for PullReporter<'_> {
+    fn event(&self, event: PullEvent<'_>) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let transfer = |id, digest: &Digest, current, total, done| {
+            self.progress.event(&Event::Transfer {
+                id,
+                name: &digest.to_string(),
+                current,
+                total,
+                done,
+            });
+        };
+        match event {
+            PullEvent::Started { reference } => {
+                st.pulls += 1;
+                let id = PullReporter::vertex(st.pulls);
+                st.current = Some((id, Instant::now()));
+                st.blobs.clear();
+                let name = format!("[internal] pull {reference}");
+                self.progress.event(&Event::Started { id, name: &name });
+            }
+            PullEvent::Resolved { .. } => {}
+            PullEvent::Blob {
+                digest,
+                size,
+                exists,
+                ..
+            } => {
+                let Some((id, _)) = st.current else { return };
+                if !exists {
+                    st.blobs.insert(*digest, (0, size, Instant::now()));
+                    transfer(id, digest, 0, size, false);
+                }
+            }
+            PullEvent::Progress { digest, bytes } => {
+                let Some((id, _)) = st.current else { return };
+                let Some((current, total, last)) = st.blobs.get_mut(digest) else {
+                    return;
+                };
+                *current += bytes;
+                if last.elapsed() >= TRANSFER_EVENT_INTERVAL {
+                    *last = Instant::now();
+                    let (c, t) = (*current, *total);
+                    transfer(id, digest, c, t, false);
+                }
+            }
+            PullEvent::Stored { digest } => {
+                let Some((id, _)) = st.current else { return };
+                if let Some((_, total, _)) = st.blobs.remove(digest) {
+                    transfer(id, digest, total, total, true);
+                }
+            }
+            PullEvent::Finished { error } => {
+                let Some((id, started)) = st.current.take() else {
+                    return;
+                };
+                match error {
+                    None => self.progress.event(&Event::Finished {
+                        id,
+                        duration: started.elapsed(),
+                    }),
+                    Some(error) => self.progress.event(&Event::Failed { id, error }),
                 }
             }
         }
@@ -730,6 +967,86 @@ writing image sha256:abc
 naming to docker.io/library/app:1.0
 ";
         assert_eq!(buf.text(), want);
+    }
+
+    /// A pull step with one blob of 3.4 MB arriving over 2.5 s, events
+    /// every 0.5 s.
+    fn transfer_script(p: &dyn Progress, ms: &AtomicU64) {
+        let id = VertexId(usize::MAX - 1);
+        let name = "sha256:c6a83fedfae6ed8a4f5f7cbb6a7b6f1c1ec3d86fea8cb9e5ba2e5e6673fde9f6";
+        p.event(&Event::Started {
+            id,
+            name: "[internal] pull 127.0.0.1:5000/base:latest",
+        });
+        for step in 0..=5u64 {
+            ms.store(step * 500, Ordering::SeqCst);
+            p.event(&Event::Transfer {
+                id,
+                name,
+                current: step * 680_000,
+                total: 3_400_000,
+                done: step == 5,
+            });
+        }
+        p.event(&Event::Finished {
+            id,
+            duration: Duration::from_millis(2600),
+        });
+    }
+
+    #[test]
+    fn plain_shows_a_pulled_blob_like_buildkit_at_most_once_a_second() {
+        let buf = Buf::default();
+        let (ms, clock) = fake_clock();
+        let p = PlainRenderer::with_clock(Box::new(buf.clone()), clock);
+        transfer_script(&p, &ms);
+        let d = "sha256:c6a83fedfae6ed8a4f5f7cbb6a7b6f1c1ec3d86fea8cb9e5ba2e5e6673fde9f6";
+        assert_eq!(
+            buf.text(),
+            format!(
+                "#1 [internal] pull 127.0.0.1:5000/base:latest
+#1 {d} 0B / 3.40MB
+#1 {d} 1.36MB / 3.40MB 1.0s
+#1 {d} 2.72MB / 3.40MB 2.0s
+#1 {d} 3.40MB / 3.40MB 2.5s done
+#1 DONE 2.6s
+"
+            )
+        );
+    }
+
+    #[test]
+    fn json_and_tty_show_transfers() {
+        let buf = Buf::default();
+        let (ms, clock) = fake_clock();
+        let p = JsonRenderer::with_clock(Box::new(buf.clone()), clock);
+        transfer_script(&p, &ms);
+        let lines: Vec<serde_json::Value> = buf
+            .text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 8);
+        assert_eq!(
+            lines[6],
+            serde_json::json!({"event": "transfer", "step": usize::MAX - 1,
+                "name": "sha256:c6a83fedfae6ed8a4f5f7cbb6a7b6f1c1ec3d86fea8cb9e5ba2e5e6673fde9f6",
+                "current": 3_400_000, "total": 3_400_000, "done": true, "time": 2.5})
+        );
+        // The tty renderer draws a bar per blob and clears it with its step.
+        let t = TtyRenderer::new(ProgressDrawTarget::hidden());
+        transfer_script(&t, &AtomicU64::new(0));
+        assert!(t.state.lock().unwrap().steps.is_empty());
+    }
+
+    #[test]
+    fn byte_counts_read_like_buildkits() {
+        assert_eq!(human_bytes(0), "0B");
+        assert_eq!(human_bytes(999), "999B");
+        assert_eq!(human_bytes(1_200), "1.20kB");
+        assert_eq!(human_bytes(3_354_624), "3.35MB");
+        assert_eq!(human_bytes(200 << 20), "209.72MB");
+        assert_eq!(human_bytes(5_000_000_000), "5.00GB");
     }
 
     #[test]

@@ -77,10 +77,11 @@ pub(super) fn run(
     // Shared with the registry cache transport, whose lazy blob readers
     // outlive this borrow.
     let client = std::sync::Arc::new(rbuild_executor::registry::Client::new(
-        rbuild_executor::registry::ClientOptions::from_env(),
+        rbuild_executor::registry::ClientOptions::for_store(store)?,
     ));
     let registry_cache = RegistryTransport::new(client.clone());
-    let resolver = StoreResolver::with_registry(store, &client, request.pull, &());
+    let pull_progress = progress::PullReporter::new(progress);
+    let resolver = StoreResolver::with_registry(store, &client, request.pull, &pull_progress);
     let plan = rbuild_solver::plan::plan(dockerfile, &request.plan, &resolver)
         .map_err(|e| anyhow::Error::new(e).context(input.display_name.clone()))?;
     for w in &plan.warnings {
