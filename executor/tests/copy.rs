@@ -553,6 +553,44 @@ fn exclude_drops_matches_relative_to_the_copied_source() {
     assert_eq!(paths(&l), ["mydir/", "mydir/home.rs"]);
 }
 
+/// Regression: `--exclude` used a matcher of its own, so `**.txt` kept
+/// `a/b.txt`. It now matches exactly as `.dockerignore` does.
+#[test]
+fn exclude_matches_like_dockerignore() {
+    let ctx = Context::new();
+    ctx.file("a/b.txt", "b")
+        .file("c.txt", "c")
+        .file("d.md", "d");
+    let dest = LayeredFs::new(Vec::new());
+    let src = ctx.fs();
+    let with = |exclude: &[&str]| {
+        let mut o = copy(&["."], "/out");
+        o.exclude = exclude.iter().map(|e| e.to_string()).collect();
+        run(&dest, &src, &o)
+    };
+    // `**.txt` drops every .txt file at any depth; the directory `a`
+    // itself does not match, so it is still copied (empty), as BuildKit's
+    // copier creates every directory it does not exclude.
+    let l = with(&["**.txt"]);
+    assert_eq!(paths(&l), ["out/", "out/a/", "out/d.md"]);
+    // Excluding a directory drops it with everything below it.
+    let l = with(&["a"]);
+    assert_eq!(paths(&l), ["out/", "out/c.txt", "out/d.md"]);
+    // `!` re-includes, the last matching pattern wins.
+    let l = with(&["**.txt", "!a/b.txt"]);
+    assert_eq!(paths(&l), ["out/", "out/a/", "out/a/b.txt", "out/d.md"]);
+    assert_eq!(l["out/a/b.txt"].data, "b");
+    let l = with(&["!a/b.txt", "**.txt"]);
+    assert_eq!(paths(&l), ["out/", "out/a/", "out/d.md"]);
+    let l = with(&["*", "!d.md"]);
+    assert_eq!(paths(&l), ["out/", "out/d.md"]);
+    // A bad pattern names itself.
+    let mut o = copy(&["."], "/out");
+    o.exclude = vec!["[".into()];
+    let err = run_err(&dest, &src, &o);
+    assert_eq!(err.to_string(), "invalid pattern \"[\"");
+}
+
 #[test]
 fn parents_keep_paths_below_the_pivot() {
     let ctx = Context::new();

@@ -34,6 +34,29 @@ pub struct CacheRecord {
     pub mutable: bool,
 }
 
+/// `du`'s figures: the entries and the totals, blobs shared by several
+/// entries counted once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheDu {
+    pub records: Vec<CacheRecord>,
+    /// Bytes the cache index holds on disk (cache mounts included).
+    pub total: u64,
+    /// Of `total`, bytes images in the store use too.
+    pub shared: u64,
+    /// Of `total`, bytes `cache prune` (no flags) would free.
+    pub reclaimable: u64,
+}
+
+/// What a prune did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneOutcome {
+    /// The removed entries.
+    pub deleted: Vec<CacheRecord>,
+    /// Bytes freed on disk (not the entries' sizes summed: entries share
+    /// blobs with each other and with images).
+    pub reclaimed: u64,
+}
+
 /// What `prune` may remove.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PrunePolicy {
@@ -49,10 +72,10 @@ pub struct PrunePolicy {
 
 /// The cache index as the commands see it.
 pub trait CacheRecords {
-    /// Every entry.
-    fn records(&self) -> anyhow::Result<Vec<CacheRecord>>;
-    /// Removes what `policy` allows; returns the removed entries.
-    fn prune(&self, policy: &PrunePolicy) -> anyhow::Result<Vec<CacheRecord>>;
+    /// Every entry, and the totals.
+    fn usage(&self) -> anyhow::Result<CacheDu>;
+    /// Removes what `policy` allows; says what went and what it freed.
+    fn prune(&self, policy: &PrunePolicy) -> anyhow::Result<PruneOutcome>;
 }
 
 /// The store's cache index (the executor's [`StoreCacheIndex`]).
@@ -78,16 +101,21 @@ fn record_of(info: &CacheRecordInfo) -> CacheRecord {
 }
 
 impl CacheRecords for StoreRecords {
-    fn records(&self) -> anyhow::Result<Vec<CacheRecord>> {
+    fn usage(&self) -> anyhow::Result<CacheDu> {
         let usage = StoreCacheIndex::new(&self.store).usage()?;
-        Ok(usage.records.iter().map(record_of).collect())
+        Ok(CacheDu {
+            records: usage.records.iter().map(record_of).collect(),
+            total: usage.total + usage.cache_mounts,
+            shared: usage.shared,
+            reclaimable: usage.reclaimable,
+        })
     }
 
-    fn prune(&self, policy: &PrunePolicy) -> anyhow::Result<Vec<CacheRecord>> {
+    fn prune(&self, policy: &PrunePolicy) -> anyhow::Result<PruneOutcome> {
         let index = StoreCacheIndex::new(&self.store);
         let before = index.usage()?.records;
         let now = timestamp::now().0;
-        index.prune(&PruneOptions {
+        let report = index.prune(&PruneOptions {
             all: policy.all,
             keep_storage: policy.keep_storage,
             until: policy
@@ -96,11 +124,14 @@ impl CacheRecords for StoreRecords {
         })?;
         let after: std::collections::BTreeSet<_> =
             index.usage()?.records.into_iter().map(|r| r.key).collect();
-        Ok(before
-            .iter()
-            .filter(|r| !after.contains(&r.key))
-            .map(record_of)
-            .collect())
+        Ok(PruneOutcome {
+            deleted: before
+                .iter()
+                .filter(|r| !after.contains(&r.key))
+                .map(record_of)
+                .collect(),
+            reclaimed: report.bytes_reclaimed,
+        })
     }
 }
 
@@ -130,7 +161,7 @@ pub struct PruneArgs {
 /// `rbuild cache du`.
 pub fn du(root: &Path, _args: DuArgs) -> anyhow::Result<ExitCode> {
     let index = open(root)?;
-    print!("{}", render_du(&index.records()?, timestamp::now().0));
+    print!("{}", render_du(&index.usage()?, timestamp::now().0));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -175,9 +206,10 @@ fn prune_policy(args: &PruneArgs) -> anyhow::Result<PrunePolicy> {
 }
 
 /// docker builder du's table, then the `Shared`/`Private`/`Reclaimable`/
-/// `Total` lines (the first two only when something is shared).
-pub fn render_du(records: &[CacheRecord], now: i64) -> String {
-    let mut sorted: Vec<&CacheRecord> = records.iter().collect();
+/// `Total` lines (the first two only when something is shared). An
+/// entry is reclaimable when `cache prune` would remove it.
+pub fn render_du(du: &CacheDu, now: i64) -> String {
+    let mut sorted: Vec<&CacheRecord> = du.records.iter().collect();
     // Most recently used last, as buildx sorts.
     sorted.sort_by_key(|r| (r.last_used.unwrap_or(i64::MIN), r.id.clone()));
     let mut out = String::new();
@@ -190,7 +222,7 @@ pub fn render_du(records: &[CacheRecord], now: i64) -> String {
                 } else {
                     r.id.clone()
                 },
-                (!r.in_use).to_string(),
+                (!r.in_use && !r.shared).to_string(),
                 timestamp::human_size(r.size),
                 match r.last_used {
                     Some(t) => format!("{} ago", timestamp::human_duration(now - t)),
@@ -200,18 +232,13 @@ pub fn render_du(records: &[CacheRecord], now: i64) -> String {
         }
         out.push_str(&t.render());
     }
-    let sum = |f: &dyn Fn(&CacheRecord) -> bool| -> u64 {
-        records.iter().filter(|r| f(r)).map(|r| r.size).sum()
-    };
-    let shared = sum(&|r| r.shared);
-    let total = sum(&|_| true);
-    let reclaimable = sum(&|r| !r.in_use);
+    let (shared, total, reclaimable) = (du.shared, du.total, du.reclaimable);
     let mut summary = Table::default();
     if shared > 0 {
         summary.row(vec!["Shared:".into(), timestamp::human_size(shared)]);
         summary.row(vec![
             "Private:".into(),
-            timestamp::human_size(total - shared),
+            timestamp::human_size(total.saturating_sub(shared)),
         ]);
     }
     summary.row(vec![
@@ -227,20 +254,19 @@ pub fn render_du(records: &[CacheRecord], now: i64) -> String {
 }
 
 /// docker builder prune's output.
-pub fn render_prune(deleted: &[CacheRecord]) -> String {
+pub fn render_prune(outcome: &PruneOutcome) -> String {
     let mut out = String::new();
-    if !deleted.is_empty() {
+    if !outcome.deleted.is_empty() {
         out.push_str("Deleted build cache objects:\n");
-        for r in deleted {
+        for r in &outcome.deleted {
             out.push_str(&r.id);
             out.push('\n');
         }
         out.push('\n');
     }
-    let total: u64 = deleted.iter().map(|r| r.size).sum();
     out.push_str(&format!(
         "Total reclaimed space: {}\n",
-        timestamp::human_size(total)
+        timestamp::human_size(outcome.reclaimed)
     ));
     out
 }
@@ -268,13 +294,18 @@ mod tests {
     }
 
     #[test]
-    fn du_prints_dockers_table_and_totals() {
-        let records = vec![
-            rec("k2pv3pfxbd0l", 1_200_000, 30, false, false, false),
-            rec("a7uu4ljn3xyd", 2_000, 3 * 86_400, true, false, true),
-        ];
+    fn du_prints_dockers_table_and_the_index_figures() {
+        let du = CacheDu {
+            records: vec![
+                rec("k2pv3pfxbd0l", 1_200_000, 30, false, false, false),
+                rec("a7uu4ljn3xyd", 2_000, 3 * 86_400, true, false, true),
+            ],
+            total: 1_202_000,
+            shared: 0,
+            reclaimable: 1_200_000,
+        };
         assert_eq!(
-            render_du(&records, 1_000_000),
+            render_du(&du, 1_000_000),
             "\
 ID              RECLAIMABLE   SIZE      LAST ACCESSED
 a7uu4ljn3xyd*   false         2kB       3 days ago
@@ -284,29 +315,59 @@ Reclaimable:   1.2MB
 Total:         1.2MB
 "
         );
-        let shared = vec![
-            rec("x", 500, 5, false, true, false),
-            rec("y", 1500, 5, false, false, false),
-        ];
-        let text = render_du(&shared, 1_000_000);
+        assert_eq!(
+            render_du(&CacheDu::default(), 0),
+            "Reclaimable:   0B\nTotal:         0B\n"
+        );
+    }
+
+    /// Regression: du summed the entries' sizes (a blob two entries share
+    /// twice) and printed Reclaimable = Total.
+    #[test]
+    fn du_totals_come_from_the_index_not_from_summing_entries() {
+        let du = CacheDu {
+            // Two entries that added the same 1.5kB blob, one that shares
+            // its 500B layer with an image.
+            records: vec![
+                rec("x", 500, 5, false, true, false),
+                rec("y", 1500, 5, false, false, false),
+                rec("z", 1500, 5, false, false, false),
+            ],
+            total: 2000,
+            shared: 500,
+            reclaimable: 1500,
+        };
+        let text = render_du(&du, 1_000_000);
         assert!(
-            text.contains("Shared:        500B\nPrivate:       1.5kB\n"),
+            text.ends_with(
+                "Shared:        500B\nPrivate:       1.5kB\nReclaimable:   1.5kB\nTotal:         2kB\n"
+            ),
             "{text}"
         );
-        assert_eq!(render_du(&[], 0), "Reclaimable:   0B\nTotal:         0B\n");
+        assert!(
+            text.contains("\nx         false "),
+            "prune keeps a shared entry: {text}"
+        );
     }
 
     #[test]
-    fn prune_prints_deleted_ids_and_the_total() {
-        let deleted = vec![
-            rec("k2pv3pfxbd0l", 1_200_000, 0, false, false, false),
-            rec("a7uu4ljn3xyd", 2_000, 0, false, false, false),
-        ];
+    fn prune_prints_deleted_ids_and_the_bytes_freed() {
+        let outcome = PruneOutcome {
+            deleted: vec![
+                rec("k2pv3pfxbd0l", 1_200_000, 0, false, false, false),
+                rec("a7uu4ljn3xyd", 1_200_000, 0, false, false, false),
+            ],
+            // The two entries shared their blob: it was freed once.
+            reclaimed: 1_200_000,
+        };
         assert_eq!(
-            render_prune(&deleted),
+            render_prune(&outcome),
             "Deleted build cache objects:\nk2pv3pfxbd0l\na7uu4ljn3xyd\n\nTotal reclaimed space: 1.2MB\n"
         );
-        assert_eq!(render_prune(&[]), "Total reclaimed space: 0B\n");
+        assert_eq!(
+            render_prune(&PruneOutcome::default()),
+            "Total reclaimed space: 0B\n"
+        );
     }
 
     #[test]

@@ -93,6 +93,12 @@ impl Record {
         })
     }
 
+    /// Whether an image uses a layer the step added: then a default
+    /// `cache prune` keeps the record.
+    fn shares_with(&self, image_blobs: &BTreeSet<String>) -> bool {
+        self.added_digests().any(|(d, _)| image_blobs.contains(d))
+    }
+
     fn added_digests(&self) -> impl Iterator<Item = (&str, u64)> {
         self.layers[self.layers.len().saturating_sub(self.added)..]
             .iter()
@@ -140,21 +146,30 @@ pub struct CacheRecordInfo {
     /// Seconds since the epoch.
     pub created: i64,
     pub last_used: i64,
-    /// An image in the store uses the step's layers too (pruning the
-    /// record frees nothing of them).
+    /// An image in the store uses one of the layers the step added:
+    /// `cache prune` keeps the record (only `-a` removes it), and
+    /// removing it frees none of the image's layers.
     pub shared: bool,
 }
 
-/// `rbuild cache du`.
+/// `rbuild cache du`. Blob figures count each blob once however many
+/// records name it, and only blobs present in the store (an imported
+/// record's layers may not have been fetched).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CacheUsage {
     /// Least recently used first.
     pub records: Vec<CacheRecordInfo>,
-    /// Bytes of the distinct blobs records added.
+    /// Bytes of the distinct blobs the records name.
     pub total: u64,
-    /// Of `total`, bytes no image uses (what `cache prune -a` frees).
+    /// Of `total`, bytes an image in the store uses too (no prune frees
+    /// them).
+    pub shared: u64,
+    /// Of `total`, bytes `cache prune` (no flags) frees: blobs neither an
+    /// image nor a record that prune keeps (one sharing a layer with an
+    /// image) still names.
     pub reclaimable: u64,
-    /// Bytes in cache mounts (`RUN --mount=type=cache`).
+    /// Bytes in cache mounts (`RUN --mount=type=cache`); only
+    /// `cache prune -a` removes them.
     pub cache_mounts: u64,
 }
 
@@ -178,7 +193,8 @@ pub struct PruneReport {
     pub cache_mounts_removed: u64,
     /// The store's garbage collection that followed.
     pub gc: GcStats,
-    /// Blob and cache-mount bytes freed.
+    /// Bytes freed on disk: blobs, cache mounts and the removed records
+    /// themselves.
     pub bytes_reclaimed: u64,
 }
 
@@ -221,26 +237,35 @@ impl<'a> StoreCacheIndex<'a> {
     }
 
     /// Every record with its size and use, and the totals.
+    ///
+    /// `reclaimable` follows what [`StoreCacheIndex::prune`] with default
+    /// options does: it keeps records that share a layer with an image,
+    /// and the store's gc keeps every blob an image or a kept record
+    /// names (all of a record's layers, not only those it added).
     pub fn usage(&self) -> Result<CacheUsage, BuildError> {
         let image_blobs = self.image_blobs()?;
+        let all = self.all_records()?;
         let mut records: Vec<CacheRecordInfo> = Vec::new();
-        let mut seen = BTreeSet::new();
-        let (mut total, mut reclaimable) = (0, 0);
-        for (_, r) in self.all_records()? {
+        // Every present blob a record names, once, with its size.
+        let mut blobs: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut kept: BTreeSet<&str> = BTreeSet::new();
+        for (_, r) in &all {
+            let shared = r.shares_with(&image_blobs);
+            for l in &r.layers {
+                if !blobs.contains_key(l.digest.as_str())
+                    && l.digest
+                        .parse::<Digest>()
+                        .is_ok_and(|d| self.store.has_blob(&d))
+                {
+                    blobs.insert(&l.digest, l.size);
+                }
+                if shared {
+                    kept.insert(&l.digest);
+                }
+            }
             let Ok(key) = r.key.parse::<Digest>() else {
                 continue;
             };
-            let mut shared = false;
-            for (digest, size) in r.added_digests() {
-                let used = image_blobs.contains(digest);
-                shared |= used;
-                if seen.insert(digest.to_string()) {
-                    total += size;
-                    if !used {
-                        reclaimable += size;
-                    }
-                }
-            }
             records.push(CacheRecordInfo {
                 key: CacheKey::from_digest(key),
                 description: r.description.clone(),
@@ -251,10 +276,14 @@ impl<'a> StoreCacheIndex<'a> {
             });
         }
         records.sort_by_key(|r| (r.last_used, r.key));
+        let sum = |f: &dyn Fn(&str) -> bool| -> u64 {
+            blobs.iter().filter(|(d, _)| f(d)).map(|(_, s)| s).sum()
+        };
         Ok(CacheUsage {
             records,
-            total,
-            reclaimable,
+            total: sum(&|_| true),
+            shared: sum(&|d| image_blobs.contains(d)),
+            reclaimable: sum(&|d| !image_blobs.contains(d) && !kept.contains(d)),
             cache_mounts: cache_mount::usage(self.store.dir()),
         })
     }
@@ -281,14 +310,16 @@ impl<'a> StoreCacheIndex<'a> {
             if opts.keep_storage.is_some_and(|keep| stored <= keep) {
                 break;
             }
-            let shared = r.added_digests().any(|(d, _)| image_blobs.contains(d));
+            let shared = r.shares_with(&image_blobs);
             let old_enough = opts
                 .until
                 .is_none_or(|u| now.saturating_sub(r.last_used) >= u.as_secs() as i64);
             if (shared && !opts.all) || !old_enough {
                 continue;
             }
+            let record_bytes = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
             fs::remove_file(path).map_err(BuildError::io(path))?;
+            report.bytes_reclaimed += record_bytes;
             stored = stored.saturating_sub(r.size);
             report.records_removed += 1;
         }

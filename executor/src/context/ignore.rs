@@ -51,6 +51,17 @@ pub enum PatternErrorKind {
     NotUtf8,
 }
 
+/// A pattern given on its own (COPY's `--exclude`, the include pattern
+/// of `COPY --parents`) that is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid pattern {pattern:?}")]
+pub struct InvalidPattern {
+    /// The pattern as given.
+    pub pattern: String,
+    #[source]
+    pub reason: PatternErrorKind,
+}
+
 /// The parsed rules of one `.dockerignore` file: which context paths a
 /// build may not read. Empty rules exclude nothing.
 #[derive(Debug, Clone, Default)]
@@ -105,6 +116,31 @@ impl IgnoreRules {
         Ok(IgnoreRules {
             patterns,
             source: Some(origin.to_path_buf()),
+        })
+    }
+
+    /// Compiles patterns given one by one, as BuildKit compiles COPY's
+    /// `--exclude` and `--parents` patterns (moby/patternmatcher's `New`):
+    /// each is trimmed (blank ones skipped) and cleaned, a leading `!`
+    /// re-includes. Unlike a `.dockerignore` line there are no comments
+    /// and a leading `/` is kept, so `/a` never matches a relative path,
+    /// as in BuildKit.
+    pub fn from_patterns<S: AsRef<str>>(patterns: &[S]) -> Result<IgnoreRules, InvalidPattern> {
+        let mut compiled = Vec::new();
+        for raw in patterns {
+            let text = raw.as_ref().trim();
+            if text.is_empty() {
+                continue;
+            }
+            let pattern = Pattern::new(text).map_err(|reason| InvalidPattern {
+                pattern: raw.as_ref().to_string(),
+                reason,
+            })?;
+            compiled.push(pattern);
+        }
+        Ok(IgnoreRules {
+            patterns: compiled,
+            source: None,
         })
     }
 
@@ -873,6 +909,29 @@ mod tests {
         ] {
             assert_eq!(go_clean(input), want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn patterns_given_one_by_one_compile_like_patternmatcher_new() {
+        let r = IgnoreRules::from_patterns(&["  **.txt ", "", "!keep/b.txt/", "./x/../y"]).unwrap();
+        assert!(r.source().is_none());
+        assert!(r.is_excluded("a/b.txt"));
+        assert!(!r.is_excluded("keep/b.txt"));
+        assert!(r.is_excluded("y/z"));
+        // No comments, and a leading `/` is kept (only the `.dockerignore`
+        // reader strips it).
+        let r = IgnoreRules::from_patterns(&["#x", "/y"]).unwrap();
+        assert!(r.is_excluded("#x"));
+        assert!(!r.is_excluded("y"));
+        let err = IgnoreRules::from_patterns(&["ok", " ! "]).unwrap_err();
+        assert_eq!(
+            err,
+            InvalidPattern {
+                pattern: " ! ".to_string(),
+                reason: PatternErrorKind::LoneExclamation
+            }
+        );
+        assert!(IgnoreRules::from_patterns::<&str>(&[]).unwrap().is_empty());
     }
 
     #[test]

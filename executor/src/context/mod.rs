@@ -37,7 +37,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::copy::{EntryKind, SourceFs, SourceMeta};
 
-pub use ignore::{IgnoreRules, MatchState, PatternErrorKind};
+pub use ignore::{IgnoreRules, InvalidPattern, MatchState, PatternErrorKind};
 pub use stat_cache::CacheLoad;
 
 use stat_cache::{Entry, StatKey};

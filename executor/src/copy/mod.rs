@@ -70,8 +70,13 @@ pub enum CopyError {
     /// `.dockerignore`); BuildKit's wording.
     #[error("\"/{}\": not found", pattern::clean_components(path).join("/"))]
     SourceNotFound { path: String },
+    /// A source glob Go's `filepath.Match` would reject.
     #[error("syntax error in pattern {pattern:?}")]
     BadPattern { pattern: String },
+    /// An `--exclude` pattern, or the include pattern of `--parents`,
+    /// that moby/patternmatcher would reject.
+    #[error(transparent)]
+    Pattern(#[from] crate::context::InvalidPattern),
     #[error(transparent)]
     InvalidChmod(#[from] InvalidChmod),
     #[error("unable to find user {user}: no matching entries in passwd file")]

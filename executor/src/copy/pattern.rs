@@ -1,15 +1,14 @@
-//! Path patterns: Go's `filepath.Match` (COPY sources) and the
-//! `.dockerignore` dialect (`--exclude`, `--parents` include patterns).
+//! COPY's source globs: Go's `filepath.Match`, one path component at a
+//! time (BuildKit resolves COPY/ADD sources with it).
 //!
 //! `filepath.Match` on Unix: `*` is any run of characters but `/`, `?` one
 //! character but `/`, `[a-z]` / `[^a-z]` a class (ranges, `\` escapes inside),
 //! `\c` the character `c`. A malformed pattern (an unclosed `[`, a trailing
 //! `\`, an empty class) is an error, as Go's `ErrBadPattern`.
 //!
-//! The `.dockerignore` dialect (moby/patternmatcher) adds `**` for any number
-//! of path components (zero included), `!` for a pattern that re-includes,
-//! and matches a path when the pattern matches it *or one of its parents*;
-//! the last pattern that matches decides.
+//! `--exclude` and the include pattern of `--parents` are *not* these: they
+//! are `.dockerignore` patterns (`**`, `!`, parents match), which
+//! [`crate::context::IgnoreRules`] compiles and matches.
 
 /// A pattern Go's `filepath.Match` would reject.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -180,99 +179,6 @@ pub(crate) fn clean_components(path: &str) -> Vec<String> {
     out
 }
 
-/// One `.dockerignore`-style rule.
-#[derive(Debug, Clone)]
-struct Rule {
-    components: Vec<String>,
-    /// `!pattern`: a match re-includes.
-    exclusion: bool,
-}
-
-/// A list of `.dockerignore`-style patterns (moby/patternmatcher's
-/// semantics), e.g. COPY's `--exclude`.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct PatternSet {
-    rules: Vec<Rule>,
-}
-
-impl PatternSet {
-    /// Compiles `patterns`; blank ones are skipped, a leading `/` or `./`
-    /// means the same as none.
-    pub(crate) fn new<S: AsRef<str>>(patterns: &[S]) -> Result<PatternSet, BadPattern> {
-        let mut rules = Vec::new();
-        for raw in patterns {
-            let mut p = raw.as_ref().trim();
-            let exclusion = p.starts_with('!');
-            if exclusion {
-                p = p[1..].trim();
-            }
-            if p.is_empty() {
-                continue;
-            }
-            let components = clean_components(p);
-            for c in &components {
-                // `**` is always valid; a component holding it elsewhere
-                // matches like `*` there.
-                let check = c.replace("**", "*");
-                match_component(&check, "").map_err(|_| BadPattern {
-                    pattern: raw.as_ref().to_string(),
-                })?;
-            }
-            rules.push(Rule {
-                components,
-                exclusion,
-            });
-        }
-        Ok(PatternSet { rules })
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
-    /// Whether some rule re-includes (`!`): then an excluded directory
-    /// must still be walked, as a child may be re-included.
-    pub(crate) fn has_exclusions(&self) -> bool {
-        self.rules.iter().any(|r| r.exclusion)
-    }
-
-    /// Whether `path` (relative, `/`-separated) is matched: the last rule
-    /// matching it or one of its parents decides.
-    pub(crate) fn matches(&self, path: &str) -> bool {
-        let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
-        let mut matched = false;
-        for rule in &self.rules {
-            if matched != rule.exclusion {
-                // This rule cannot change the outcome.
-                continue;
-            }
-            let hit = (1..=comps.len()).any(|k| match_components(&rule.components, &comps[..k]));
-            if hit {
-                matched = !rule.exclusion;
-            }
-        }
-        matched
-    }
-}
-
-fn match_components(pat: &[String], path: &[&str]) -> bool {
-    let Some(first) = pat.first() else {
-        return path.is_empty();
-    };
-    if first == "**" {
-        // patternmatcher: `**/` is any number of directories, none
-        // included; a trailing `/**` is everything *below* (at least one
-        // component), so `dir/**` does not match `dir` itself.
-        let min = usize::from(pat.len() == 1);
-        return (min..=path.len()).any(|i| match_components(&pat[1..], &path[i..]));
-    }
-    let Some(name) = path.first() else {
-        return false;
-    };
-    let comp = first.replace("**", "*");
-    match_component(&comp, name).unwrap_or(false) && match_components(&pat[1..], &path[1..])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,22 +210,6 @@ mod tests {
         for bad in ["[", "[^", "[]a]", "[-]", "[x-]", "a[", "ab\\", "[a-b-c]"] {
             assert!(match_component(bad, "a").is_err(), "{bad} is malformed");
         }
-    }
-
-    #[test]
-    fn dockerignore_patterns_match_parents_and_double_star() {
-        let set = PatternSet::new(&["*.md", "docs/**/*.png", "build"]).unwrap();
-        assert!(set.matches("README.md"));
-        assert!(!set.matches("sub/README.md"), "* does not cross /");
-        assert!(set.matches("docs/a.png"));
-        assert!(set.matches("docs/x/y/a.png"));
-        assert!(set.matches("build/out/bin"), "a parent matching is enough");
-        assert!(!set.matches("src/main.rs"));
-
-        let set = PatternSet::new(&["logs", "!logs/keep.txt"]).unwrap();
-        assert!(set.has_exclusions());
-        assert!(set.matches("logs/a.txt"));
-        assert!(!set.matches("logs/keep.txt"));
     }
 
     #[test]

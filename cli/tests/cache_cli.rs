@@ -1,0 +1,162 @@
+//! End-to-end tests of `rbuild cache du` and `rbuild cache prune`: the
+//! figures they print against what the store holds and frees on disk.
+
+mod support;
+
+use std::path::Path;
+
+use rbuild_executor::build::{BuiltLayer, StepOutput, StoreCacheIndex};
+use rbuild_executor::store::{LayerInfo, Store};
+use rbuild_solver::scheduler::{CacheIndex, KeyParts};
+use rbuild_solver::{CacheKey, Digest};
+use support::Rbuild;
+
+/// docker's (go-units) decimal size with 3 significant digits, as rbuild
+/// prints it.
+fn human(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    let s = if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    };
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    format!("{s}{}", units[i])
+}
+
+/// Bytes of every regular file under `dir`.
+fn disk_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            total += disk_bytes(&entry.path());
+        } else if meta.is_file() {
+            total += meta.len();
+        }
+    }
+    total
+}
+
+/// A stored blob of `size` bytes of `fill`, as a layer.
+fn blob(store: &Store, fill: u8, size: usize) -> LayerInfo {
+    let data = vec![fill; size];
+    let digest = store.put_blob_bytes(&data).unwrap();
+    LayerInfo {
+        digest,
+        diff_id: digest,
+        size: size as u64,
+        media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+    }
+}
+
+fn record(store: &Store, name: &str, layers: &[&LayerInfo], added: usize) {
+    let output = StepOutput {
+        layers: layers
+            .iter()
+            .map(|l| BuiltLayer {
+                info: (*l).clone(),
+                created: None,
+            })
+            .collect(),
+        added,
+    };
+    let key = CacheKey::from_digest(Digest::of(name.as_bytes()));
+    StoreCacheIndex::new(store)
+        .record(&key, &KeyParts::default(), &output)
+        .unwrap();
+}
+
+/// The value of a summary line such as `Total:         1.2MB`.
+fn figure(text: &str, label: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label} line in:\n{text}"))
+        .trim()
+        .to_string()
+}
+
+/// Regression: `cache du` printed Reclaimable = Total and counted a blob
+/// once per record naming it; `cache prune` printed the removed records'
+/// sizes summed instead of what it freed.
+#[test]
+fn du_and_prune_figures_count_shared_blobs_once_and_match_the_disk() {
+    let rb = Rbuild::new();
+    rb.import_tree("img:1", &[("etc/data", &"i".repeat(20_000))]);
+    let store = Store::open(&rb.root()).unwrap();
+    let image_layer = store.scan_images().unwrap().images[0].layers[0].clone();
+    let a = blob(&store, b'a', 300_000);
+    let b = blob(&store, b'b', 500_000);
+    let c = blob(&store, b'c', 70_000);
+    // The image's own step, and a step on it that added `c`: both share
+    // a layer with the image, so prune keeps them and `c` stays.
+    record(&store, "image", &[&image_layer], 1);
+    record(&store, "on-image", &[&image_layer, &c], 2);
+    // Two steps that produced the same layer `a`, and one that made `b`.
+    record(&store, "a-1", &[&image_layer, &a], 1);
+    record(&store, "a-2", &[&a], 1);
+    record(&store, "b", &[&b], 1);
+    drop(store);
+
+    let du = rb.ok(&["cache", "du"]);
+    let img = image_layer.size;
+    assert_eq!(figure(&du, "Total:"), human(img + a.size + b.size + c.size));
+    assert_eq!(figure(&du, "Shared:"), human(img));
+    assert_eq!(figure(&du, "Private:"), human(a.size + b.size + c.size));
+    assert_eq!(
+        figure(&du, "Reclaimable:"),
+        human(a.size + b.size),
+        "prune frees a and b only:\n{du}"
+    );
+    assert_eq!(
+        du.lines().filter(|l| l.contains(" true ")).count(),
+        3,
+        "{du}"
+    );
+    assert_eq!(
+        du.lines().filter(|l| l.contains(" false ")).count(),
+        2,
+        "{du}"
+    );
+
+    let before = disk_bytes(&rb.root());
+    let out = rb.ok(&["cache", "prune", "-f"]);
+    let freed = before - disk_bytes(&rb.root());
+    assert_eq!(
+        out.lines().filter(|l| l.len() == 12).count(),
+        3,
+        "three records deleted:\n{out}"
+    );
+    assert_eq!(
+        figure(&out, "Total reclaimed space:"),
+        human(freed),
+        "{out}"
+    );
+    // The blobs were freed once each; the rest is the removed records.
+    assert!(
+        (a.size + b.size..a.size + b.size + 20_000).contains(&freed),
+        "freed {freed}"
+    );
+    let store = Store::open(&rb.root()).unwrap();
+    assert!(!store.has_blob(&a.digest) && !store.has_blob(&b.digest));
+    assert!(store.has_blob(&c.digest) && store.has_blob(&image_layer.digest));
+
+    let du = rb.ok(&["cache", "du"]);
+    assert_eq!(figure(&du, "Total:"), human(img + c.size));
+    assert_eq!(figure(&du, "Reclaimable:"), "0B");
+    let out = rb.ok(&["cache", "prune", "-f"]);
+    assert_eq!(out, "Total reclaimed space: 0B\n");
+}
