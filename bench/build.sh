@@ -21,7 +21,7 @@
 # context: a builder that serves a stale cache fails here, not silently.
 #
 # env: RUNS=5             timed runs per builder and scenario (after 1 warm-up)
-#      RBUILD=path        rbuild binary (default target/release/rbuild, built
+#      RBUILD=path        rbuild binary (default: scripts/build-release's static binary, built
 #                         with cargo when missing)
 #      PEERS="buildkit buildah podman"   peers to try (add "classic")
 #      BENCH_DIR=/var/tmp/rbuild-bench  contexts, base-image tars, rbuild's
@@ -75,11 +75,7 @@ for peer in $PEERS; do
 done
 
 if [ -z "${RBUILD:-}" ]; then
-    RBUILD=$repo/target/release/rbuild
-    if [ ! -x "$RBUILD" ]; then
-        echo "building $RBUILD (cargo build --release -p rbuild)" >&2
-        cargo build --release -q -p rbuild
-    fi
+    RBUILD=$("$repo/scripts/build-release")
 fi
 [ -x "$RBUILD" ] || die "RBUILD=$RBUILD is not an executable"
 RBUILD=$(cd "$(dirname "$RBUILD")" && pwd)/$(basename "$RBUILD")

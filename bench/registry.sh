@@ -28,8 +28,7 @@ for tool in hyperfine skopeo /usr/bin/docker-registry; do
     }
 done
 
-cargo build --release -q -p rbuild
-RB=$PWD/target/release/rbuild
+RB=$(scripts/build-release)
 
 rm -rf "$BASE"
 mkdir -p "$BASE/ctx"

@@ -74,6 +74,30 @@ fn network_none_has_only_loopback_and_it_is_up() {
 }
 
 #[test]
+fn each_network_none_sandbox_gets_its_own_namespace() {
+    // The namespace is made ahead by the caller (see sandbox::netns); it
+    // must still be a fresh one per sandbox, never the host's or shared.
+    let r = busybox_rootfs();
+    // Two at once (a freed namespace's number is reused at once).
+    let script = "readlink /proc/self/ns/net; sleep 1";
+    let (first, second) = std::thread::scope(|s| {
+        let a = s.spawn(|| sh(r.path(), script));
+        let b = s.spawn(|| sh(r.path(), script));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert!(first.starts_with("net:["), "{first}");
+    assert_ne!(first, second);
+    assert_ne!(first.trim(), host.to_string_lossy());
+    // Its lo is up and usable.
+    let out = sh(
+        r.path(),
+        "nc -l -p 47913 & sleep 0.3; echo hi | nc 127.0.0.1 47913; wait",
+    );
+    assert_eq!(out, "hi\n");
+}
+
+#[test]
 fn network_host_shares_the_host_interfaces() {
     let r = busybox_rootfs();
     let o = run_with(r.path(), &["--network", "host"], &["ls", "/sys/class/net"]);
