@@ -249,7 +249,7 @@ fn execute(spec: &SandboxSpec, interactive: bool) -> anyhow::Result<ExitCode> {
         stdio
     } else {
         SandboxStdio {
-            stdin: Some(std::process::Stdio::null()),
+            stdin: Some(sandbox::dev_null()?),
             ..stdio
         }
     };
@@ -284,17 +284,10 @@ fn run_forwarding_signals(
     ] {
         set.add(s);
     }
-    // Blocked before the forwarding thread starts so it inherits the mask;
-    // the sandbox's init process resets its own mask.
+    // Blocked, so they queue for wait_forwarding instead of acting; the
+    // sandbox's init process starts with an empty mask.
     let _ = set.thread_block();
-    let sb = sandbox::spawn(spec, stdio)?;
-    let pid = nix::unistd::Pid::from_raw(sb.pid() as i32);
-    std::thread::spawn(move || {
-        while let Ok(sig) = set.wait() {
-            let _ = nix::sys::signal::kill(pid, sig);
-        }
-    });
-    sb.wait()
+    sandbox::spawn(spec, stdio)?.wait_forwarding(&set)
 }
 
 fn read_env_file(path: &Path) -> anyhow::Result<Vec<String>> {

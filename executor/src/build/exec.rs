@@ -293,9 +293,13 @@ fn run_streaming(
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let stdio = SandboxStdio {
-        stdin: Some(std::process::Stdio::null()),
-        stdout: Some(out_w.into()),
-        stderr: Some(err_w.into()),
+        stdin: Some(sandbox::dev_null().map_err(|e| BuildError::Sandbox {
+            command: command.to_string(),
+            last_lines: Vec::new(),
+            source: Box::new(e),
+        })?),
+        stdout: Some(out_w),
+        stderr: Some(err_w),
     };
     let tail = Mutex::new(Tail::default());
     let sandbox_err = |source, tail: &Mutex<Tail>| BuildError::Sandbox {

@@ -352,50 +352,60 @@ fn mount_dev(root: &OwnedFd, tty: Option<&Path>, rootless: bool) -> Result<(), S
         Path::new("/dev"),
     )?;
     drop(dev);
+    // Everything below goes into the tmpfs just mounted, which holds
+    // nothing from the image: paths under it need no confined lookups.
+    let dev_dir = path_in_root::open(root, Path::new("dev"))
+        .map_err(io_err("open /dev", Path::new("/dev")))?;
+    let dev_path = path_in_root::fd_path(&dev_dir);
     for name in DEVICES {
         let host = Path::new("/dev").join(name);
-        if fs::metadata(&host).is_err() {
-            continue;
-        }
-        let t = target(root, &format!("dev/{name}"), Create::File)?;
-        mount_fd(
+        let at = dev_path.join(name);
+        fs::File::create_new(&at).map_err(io_err("create device mount point", &host))?;
+        match mount(
             Some(&host),
-            &t,
-            None,
+            &at,
+            None::<&str>,
             MsFlags::MS_BIND,
-            None,
-            "bind device",
-            &host,
-        )?;
+            None::<&str>,
+        ) {
+            Ok(()) => {}
+            // Not on this host (e.g. no /dev/tty without a terminal device).
+            Err(nix::Error::ENOENT) => {
+                let _ = fs::remove_file(&at);
+            }
+            Err(e) => return Err(sys("bind device", Some(&host))(e)),
+        }
     }
-    let pts = target(root, "dev/pts", Create::Dir)?;
     let pts_opts = if rootless {
         "newinstance,ptmxmode=0666,mode=0620"
     } else {
         "newinstance,ptmxmode=0666,mode=0620,gid=5"
     };
-    mount_fd(
-        Some(Path::new("devpts")),
-        &pts,
-        Some("devpts"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some(pts_opts),
-        "mount /dev/pts",
-        Path::new("/dev/pts"),
-    )?;
-    let shm = target(root, "dev/shm", Create::Dir)?;
-    mount_fd(
-        Some(Path::new("shm")),
-        &shm,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
-        "mount /dev/shm",
-        Path::new("/dev/shm"),
-    )?;
-    let dev_dir = path_in_root::open(root, Path::new("dev"))
-        .map_err(io_err("open /dev", Path::new("/dev")))?;
-    let dev_path = path_in_root::fd_path(&dev_dir);
+    for (dir, source, flags, data) in [
+        (
+            "pts",
+            "devpts",
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            pts_opts,
+        ),
+        (
+            "shm",
+            "shm",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            "mode=1777,size=65536k",
+        ),
+    ] {
+        let at = dev_path.join(dir);
+        let shown = Path::new("/dev").join(dir);
+        fs::create_dir(&at).map_err(io_err("create /dev dir", &shown))?;
+        let fstype = if source == "devpts" {
+            "devpts"
+        } else {
+            "tmpfs"
+        };
+        mount(Some(source), &at, Some(fstype), flags, Some(data))
+            .map_err(sys("mount /dev dir", Some(&shown)))?;
+    }
     for (link, to) in [
         ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),
@@ -408,16 +418,17 @@ fn mount_dev(root: &OwnedFd, tty: Option<&Path>, rootless: bool) -> Result<(), S
             .map_err(io_err("create /dev symlink", Path::new(link)))?;
     }
     if let Some(slave_path) = tty {
-        let t = target(root, "dev/console", Create::File)?;
-        mount_fd(
+        let at = dev_path.join("console");
+        fs::File::create_new(&at)
+            .map_err(io_err("create /dev/console", Path::new("/dev/console")))?;
+        mount(
             Some(slave_path),
-            &t,
-            None,
+            &at,
+            None::<&str>,
             MsFlags::MS_BIND,
-            None,
-            "bind /dev/console",
-            slave_path,
-        )?;
+            None::<&str>,
+        )
+        .map_err(sys("bind /dev/console", Some(slave_path)))?;
     }
     Ok(())
 }

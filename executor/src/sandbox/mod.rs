@@ -49,11 +49,12 @@ mod tty;
 mod user;
 mod userns;
 
+use std::ffi::CString;
 use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
-use std::process::Command;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -110,14 +111,24 @@ pub fn snapshotter_kind() -> SnapshotterKind {
     }
 }
 
-/// Where the sandboxed process's stdin/stdout/stderr go (default: the
-/// caller's). With `process.tty`, stdin and stdout are relayed through a
-/// pty by the init process, which uses its own stdin/stdout for that.
+/// Where the sandboxed process's stdin/stdout/stderr go: `None` is the
+/// caller's own. With `process.tty`, stdin and stdout are relayed through
+/// a pty by the init process, which uses its own stdin/stdout for that.
 #[derive(Debug, Default)]
 pub struct SandboxStdio {
-    pub stdin: Option<std::process::Stdio>,
-    pub stdout: Option<std::process::Stdio>,
-    pub stderr: Option<std::process::Stdio>,
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+/// `/dev/null`, opened for reading and writing (e.g. as a sandbox's stdin).
+pub fn dev_null() -> Result<OwnedFd, SandboxError> {
+    std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map(OwnedFd::from)
+        .map_err(|e| SandboxError::setup("open /dev/null", Some("/dev/null".into()), e))
 }
 
 /// The binary the init process is exec'd from: a read-only view of this
@@ -240,14 +251,14 @@ pub fn run(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<i32, SandboxError>
 /// it ends.
 #[derive(Debug)]
 pub struct Sandbox {
-    child: std::process::Child,
+    pid: nix::unistd::Pid,
     status: std::fs::File,
 }
 
 impl Sandbox {
     /// Host pid of the init process (the monitor outside the container).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid.as_raw() as u32
     }
 
     /// Sends `signal` to the init process, which forwards SIGINT, SIGTERM,
@@ -256,7 +267,7 @@ impl Sandbox {
     pub fn signal(&self, signal: i32) -> Result<(), SandboxError> {
         let sig = nix::sys::signal::Signal::try_from(signal)
             .map_err(|e| SandboxError::setup("signal sandbox", None, e.into()))?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig)
+        nix::sys::signal::kill(self.pid, sig)
             .map_err(|e| SandboxError::setup("signal sandbox", None, e.into()))
     }
 
@@ -266,10 +277,69 @@ impl Sandbox {
         self.status
             .read_to_end(&mut messages)
             .map_err(|e| SandboxError::setup("read sandbox status", None, e))?;
-        let status = self
-            .child
-            .wait()
-            .map_err(|e| SandboxError::setup("wait for sandbox init", None, e))?;
+        self.finish(&messages)
+    }
+
+    /// Like [`Sandbox::wait`], and meanwhile sends the signals of `signals`
+    /// that reach this process to the sandbox (docker run's signal proxy).
+    /// They must be blocked in the calling thread, so that they queue
+    /// instead of acting; no thread is needed.
+    pub fn wait_forwarding(
+        mut self,
+        signals: &nix::sys::signal::SigSet,
+    ) -> Result<i32, SandboxError> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use nix::sys::signalfd::{SfdFlags, SignalFd};
+        let fail =
+            |step: &'static str| move |e: nix::Error| SandboxError::setup(step, None, e.into());
+        let sfd = SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(fail("signalfd"))?;
+        let mut messages = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let mut fds = [
+                PollFd::new(self.status.as_fd(), PollFlags::POLLIN),
+                PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Err(nix::Error::EINTR) => continue,
+                r => r.map_err(fail("wait for sandbox"))?,
+            };
+            let status_ready = fds[0].any().unwrap_or(true);
+            let signal_ready = fds[1].any().unwrap_or(false);
+            if signal_ready {
+                while let Ok(Some(info)) = sfd.read_signal() {
+                    if let Ok(sig) = nix::sys::signal::Signal::try_from(info.ssi_signo as i32) {
+                        let _ = nix::sys::signal::kill(self.pid, sig);
+                    }
+                }
+            }
+            if status_ready {
+                match self.status.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => messages.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(SandboxError::setup("read sandbox status", None, e)),
+                }
+            }
+        }
+        self.finish(&messages)
+    }
+
+    /// Reaps the init process and turns its status messages and exit
+    /// status into the run's result.
+    fn finish(self, messages: &[u8]) -> Result<i32, SandboxError> {
+        use nix::sys::wait::{WaitStatus, waitpid};
+        let status = loop {
+            match waitpid(self.pid, None) {
+                Err(nix::Error::EINTR) => continue,
+                r => {
+                    break r.map_err(|e| {
+                        SandboxError::setup("wait for sandbox init", None, e.into())
+                    })?;
+                }
+            }
+        };
         let mut error = None;
         for line in messages.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             match serde_json::from_slice(line)
@@ -290,12 +360,130 @@ impl Sandbox {
         if let Some(e) = error {
             return Err(e.into());
         }
-        match (status.code(), status.signal()) {
-            (Some(code), _) => Ok(code),
-            (None, Some(sig)) => Err(SandboxError::InitDied { status: 128 + sig }),
+        match status {
+            WaitStatus::Exited(_, code) => Ok(code),
+            WaitStatus::Signaled(_, sig, _) => Err(SandboxError::InitDied {
+                status: 128 + sig as i32,
+            }),
             _ => Err(SandboxError::InitDied { status: -1 }),
         }
     }
+}
+
+/// Starts the init process from `exe` with `stdio` on fds 0-2, the spec
+/// pipe on fd 3 and the status pipe on fd 4, and returns its pid. The fds
+/// given are closed here (the child has its copies).
+///
+/// posix_spawn, not fork: glibc starts the child with `CLONE_VM|CLONE_VFORK`,
+/// so this (possibly large, multi-threaded) process's page tables are not
+/// copied and its memory is not made copy-on-write for the few hundred
+/// microseconds until the exec. The fds land at their numbers through the
+/// spawn's file actions, in the child only, so a sandbox started at the same
+/// time by another thread never inherits them.
+fn spawn_init(
+    exe: &Path,
+    stdio: SandboxStdio,
+    spec: OwnedFd,
+    status: OwnedFd,
+) -> Result<nix::unistd::Pid, SandboxError> {
+    let fail = |source: io::Error| SandboxError::Spawn {
+        path: exe.to_path_buf(),
+        source,
+    };
+    let check = |rc: libc::c_int| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(fail(io::Error::from_raw_os_error(rc)))
+        }
+    };
+    // Above 10, so that no dup2 below lands on a source still to be placed.
+    let high = |fd: &OwnedFd| -> Result<OwnedFd, SandboxError> {
+        // SAFETY: F_DUPFD_CLOEXEC returns a new fd, which we then own.
+        let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+        if n < 0 {
+            return Err(fail(io::Error::last_os_error()));
+        }
+        // SAFETY: fresh fd from fcntl.
+        Ok(unsafe { OwnedFd::from_raw_fd(n) })
+    };
+    let (spec, status) = (high(&spec)?, high(&status)?);
+    let path = CString::new(exe.as_os_str().as_bytes()).expect("fd path has no NUL");
+    let argv = [c"rbuild".as_ptr(), INIT_ARG_C.as_ptr(), std::ptr::null()];
+    let env = environment();
+    let envp: Vec<*const libc::c_char> = env
+        .iter()
+        .map(|e| e.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let placed: [(Option<&OwnedFd>, i32); 5] = [
+        (stdio.stdin.as_ref(), 0),
+        (stdio.stdout.as_ref(), 1),
+        (stdio.stderr.as_ref(), 2),
+        (Some(&spec), protocol::SPEC_FD),
+        (Some(&status), protocol::STATUS_FD),
+    ];
+    // SAFETY: the file actions and attributes are initialised before use
+    // and destroyed after; every pointer handed to posix_spawn (path, argv,
+    // environ) stays valid for the call, and the fds outlive it.
+    unsafe {
+        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+        check(libc::posix_spawn_file_actions_init(&mut actions))?;
+        check(libc::posix_spawnattr_init(&mut attr))?;
+        let spawned = (|| {
+            for (fd, at) in placed {
+                if let Some(fd) = fd {
+                    check(libc::posix_spawn_file_actions_adddup2(
+                        &mut actions,
+                        fd.as_raw_fd(),
+                        at,
+                    ))?;
+                }
+            }
+            // As std's Command: an empty signal mask and default
+            // dispositions (Rust ignores SIGPIPE, which exec would keep).
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigfillset(&mut all);
+            check(libc::posix_spawnattr_setsigmask(&mut attr, &none))?;
+            check(libc::posix_spawnattr_setsigdefault(&mut attr, &all))?;
+            check(libc::posix_spawnattr_setflags(
+                &mut attr,
+                (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short,
+            ))?;
+            let mut pid: libc::pid_t = 0;
+            check(libc::posix_spawn(
+                &mut pid,
+                path.as_ptr(),
+                &actions,
+                &attr,
+                argv.as_ptr() as *const *mut libc::c_char,
+                envp.as_ptr() as *const *mut libc::c_char,
+            ))?;
+            Ok(nix::unistd::Pid::from_raw(pid))
+        })();
+        libc::posix_spawn_file_actions_destroy(&mut actions);
+        libc::posix_spawnattr_destroy(&mut attr);
+        spawned
+    }
+}
+
+/// [`INIT_ARG`] as a C string.
+const INIT_ARG_C: &std::ffi::CStr = c"__sandbox-init";
+
+/// This process's environment as C strings (copied under std's env lock,
+/// so a concurrent `set_var` cannot pull it from under posix_spawn).
+fn environment() -> Vec<CString> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend(v.into_vec());
+            CString::new(kv).ok()
+        })
+        .collect()
 }
 
 /// Starts `spec` and returns without waiting; see [`run`].
@@ -308,42 +496,7 @@ pub fn spawn(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<Sandbox, Sandbox
     };
     let (spec_r, spec_w) = pipe()?;
     let (status_r, status_w) = pipe()?;
-    let (spec_fd, status_fd) = (spec_r.as_raw_fd(), status_w.as_raw_fd());
-
-    let mut cmd = Command::new(&exe_path);
-    cmd.arg0("rbuild").arg(INIT_ARG);
-    if let Some(s) = stdio.stdin {
-        cmd.stdin(s);
-    }
-    if let Some(s) = stdio.stdout {
-        cmd.stdout(s);
-    }
-    if let Some(s) = stdio.stderr {
-        cmd.stderr(s);
-    }
-    // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and
-    // exec. Both fds are first moved above 10 so placing them at 3 and 4
-    // cannot clobber one with the other.
-    unsafe {
-        cmd.pre_exec(move || {
-            let a = libc::fcntl(spec_fd, libc::F_DUPFD_CLOEXEC, 10);
-            let b = libc::fcntl(status_fd, libc::F_DUPFD_CLOEXEC, 10);
-            if a < 0
-                || b < 0
-                || libc::dup2(a, protocol::SPEC_FD) < 0
-                || libc::dup2(b, protocol::STATUS_FD) < 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().map_err(|source| SandboxError::Spawn {
-        path: exe_path.clone(),
-        source,
-    })?;
-    drop(spec_r);
-    drop(status_w);
+    let pid = spawn_init(&exe_path, stdio, spec_r, status_w)?;
     let json = serde_json::to_vec(spec).map_err(|source| SandboxError::Protocol { source })?;
     {
         let mut w = std::fs::File::from(spec_w);
@@ -351,7 +504,7 @@ pub fn spawn(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<Sandbox, Sandbox
         let _ = w.write_all(&json);
     }
     Ok(Sandbox {
-        child,
+        pid,
         status: std::fs::File::from(status_r),
     })
 }
