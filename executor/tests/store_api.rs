@@ -75,8 +75,15 @@ fn pack_write_resolve_snapshot_lease() {
         Err(StoreError::NotFound { .. })
     ));
     drop(lease);
+    let blobs = tmp.path().join("root/store-v1/blobs/sha256");
+    let blob_bytes: u64 = fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
     let stats = other.gc().unwrap();
     assert_eq!(stats.snapshots_removed, 1);
+    // What disappears from disk: every blob, and the snapshot's one file.
+    assert_eq!(stats.bytes_freed, blob_bytes + "hello\n".len() as u64);
     assert!(!snap.exists());
 }
 

@@ -190,6 +190,7 @@ pub struct BrokenImage {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GcStats {
     pub blobs_removed: u64,
+    /// Bytes of the blobs and of the unpacked snapshots removed.
     pub bytes_freed: u64,
     pub snapshots_removed: u64,
 }
@@ -1042,6 +1043,7 @@ impl Store {
                 // for readers; the rest is swept with our tmp if we die.
                 let doomed = atomic::temp_path(&self.tmp, "gc-snapshot");
                 fs::rename(entry.path(), &doomed).map_err(StoreError::io(&entry.path()))?;
+                stats.bytes_freed += tree_size(&doomed);
                 fs::remove_dir_all(&doomed).map_err(StoreError::io(&doomed))?;
                 stats.snapshots_removed += 1;
             }
