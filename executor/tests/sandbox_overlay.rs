@@ -13,8 +13,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use rbuild_executor::sandbox::{
-    self, Limits, Network, Process, Rootfs, SandboxError, SandboxSpec, SandboxStdio,
-    SnapshotterKind,
+    self, Limits, Mount, MountKind, Network, Process, Rootfs, SandboxError, SandboxSpec,
+    SandboxStdio, SnapshotterKind,
 };
 
 fn main() {
@@ -56,6 +56,10 @@ fn main() {
         (
             "killed_init_leaves_nothing_behind",
             killed_init_leaves_nothing_behind,
+        ),
+        (
+            "an_image_with_no_layers_runs_on_both_rootfs_kinds",
+            an_image_with_no_layers_runs_on_both_rootfs_kinds,
         ),
     ];
     harness::run(tests, None);
@@ -239,8 +243,9 @@ fn errors_carry_docker_exit_codes() {
         upper: f.upper.clone(),
         work: f.work.clone(),
     };
+    // An image with no layers is valid, and has no shell: docker's 127.
     let e = sandbox::run(&s, SandboxStdio::default()).unwrap_err();
-    assert!(matches!(e, SandboxError::InvalidSpec { .. }), "{e}");
+    assert_eq!(e.exit_code(), 127, "{e}");
 }
 
 fn concurrent_runs_from_threads() {
@@ -292,6 +297,31 @@ fn many_lowers_still_use_overlayfs() {
     assert_eq!(code, 0);
     assert_eq!(fs::read_to_string(&f.out).unwrap(), "0\n48\n49\n");
     assert_eq!(sandbox::snapshotter_kind(), SnapshotterKind::Overlay);
+}
+
+/// `FROM scratch` with nothing in it: no lower dirs at all (the sandbox
+/// supplies an empty one). The shell comes from a read-only bind mount.
+fn an_image_with_no_layers_runs_on_both_rootfs_kinds() {
+    let f = fixture();
+    let bin = Mount {
+        kind: MountKind::Bind,
+        source: f.base.join("bin"),
+        target: PathBuf::from("/bin"),
+        readonly: true,
+    };
+    let script = "echo hi > /x && cat /x";
+    let mut overlay = spec(&f, script);
+    overlay.rootfs = Rootfs::Overlay {
+        lowers: vec![],
+        upper: f.upper.clone(),
+        work: f.work.clone(),
+    };
+    overlay.mounts = vec![bin.clone()];
+    assert_eq!(run_spec(&overlay, &f.out), (0, "hi\n".to_string()));
+    assert_eq!(fs::read_to_string(f.upper.join("x")).unwrap(), "hi\n");
+    let mut ephemeral = ephemeral_spec(vec![], script);
+    ephemeral.mounts = vec![bin];
+    assert_eq!(run_spec(&ephemeral, &f.out), (0, "hi\n".to_string()));
 }
 
 fn ephemeral_spec(lowers: Vec<PathBuf>, script: &str) -> SandboxSpec {

@@ -215,14 +215,6 @@ pub fn run_image(
     for d in [&upper, &work] {
         std::fs::create_dir(d).with_context(|| format!("cannot create {}", d.display()))?;
     }
-    let mut lowers = lowers;
-    if lowers.is_empty() {
-        // `FROM scratch` with no files: overlay needs one lower dir.
-        let empty = scratch.path().join("empty");
-        std::fs::create_dir(&empty)
-            .with_context(|| format!("cannot create {}", empty.display()))?;
-        lowers.push(empty);
-    }
     let spec = build_spec(
         args,
         Rootfs::Overlay {

@@ -45,13 +45,7 @@ pub(super) fn run(
     // Secrets and heredoc files: a private dir on the runtime tmpfs, never
     // the store's disk.
     let private = ScratchDir::new_in(&sandbox::runtime_dir(), "run")?;
-    let mut lowers = w.snapshots(base)?;
-    if lowers.is_empty() {
-        // `FROM scratch`: overlay needs one lower dir.
-        let empty = scratch.path().join("empty");
-        fs::create_dir(&empty).map_err(BuildError::io(&empty))?;
-        lowers.push(empty);
-    }
+    let lowers = w.snapshots(base)?;
     let upper = scratch.path().join("upper");
     let work = scratch.path().join("work");
     for d in [&upper, &work] {

@@ -324,12 +324,7 @@ fn mount_rootfs(
         Rootfs::Ephemeral { lowers } => {
             let upper = scratch.mkdir("upper")?;
             let work = scratch.mkdir("work")?;
-            let lowers = if lowers.is_empty() {
-                // Overlay needs a lower dir; an empty one is an empty image.
-                vec![scratch.mkdir("empty")?]
-            } else {
-                lowers.clone()
-            };
+            let lowers = at_least_one(lowers, scratch)?;
             mount_overlay(
                 &lowers, &upper, &work, mountpoint, rootless, init_layer, &bind,
             )
@@ -338,7 +333,22 @@ fn mount_rootfs(
             lowers,
             upper,
             work,
-        } => mount_overlay(lowers, upper, work, mountpoint, rootless, init_layer, &bind),
+        } => {
+            let lowers = at_least_one(lowers, scratch)?;
+            mount_overlay(
+                &lowers, upper, work, mountpoint, rootless, init_layer, &bind,
+            )
+        }
+    }
+}
+
+/// `lowers`, or one empty dir on the sandbox's tmpfs when there are none
+/// (an image `FROM scratch` with no files): overlayfs needs a lower dir.
+fn at_least_one(lowers: &[PathBuf], scratch: &Scratch) -> Result<Vec<PathBuf>, SandboxError> {
+    if lowers.is_empty() {
+        Ok(vec![scratch.mkdir("empty")?])
+    } else {
+        Ok(lowers.to_vec())
     }
 }
 
@@ -354,11 +364,6 @@ fn mount_overlay(
     init_layer: Option<&Path>,
     bind: &dyn Fn(&Path) -> Result<(), SandboxError>,
 ) -> Result<Option<(PathBuf, snapshot::Manifest)>, SandboxError> {
-    if lowers.is_empty() {
-        return Err(SandboxError::InvalidSpec {
-            reason: "overlay rootfs needs at least one lower dir".into(),
-        });
-    }
     // The init layer goes on top of the image's layers when the
     // options still fit in a page with it (it lives apart from the
     // snapshots, so it can defeat the relative-path compaction).
