@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use support::registry::{Proxy, Registry};
+use support::registry::{Proxy, Registry, blob_gets};
 use support::{Rbuild, Run, tool};
 
 /// Runs rbuild with a private Docker config dir (never the user's).
@@ -1027,17 +1027,6 @@ fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
-}
-
-/// The blob digests (`sha256:…`) the access log shows GET requests for.
-fn blob_gets(log: &str) -> Vec<String> {
-    log.lines()
-        .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
-        .filter_map(|l| {
-            let start = l.find("/blobs/")? + "/blobs/".len();
-            Some(l[start..].split([' ', '?']).next()?.to_string())
-        })
-        .collect()
 }
 
 #[test]
