@@ -5,12 +5,13 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use rbuild_executor::registry::config::user_base_dir;
 
 /// Resolves the store root from the flag and the environment.
 pub fn store_root(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     resolve(
         flag,
-        |k| std::env::var_os(k).filter(|v| !v.is_empty()),
+        rbuild_executor::registry::config::process_env,
         // SAFETY-free: geteuid has no preconditions.
         nix::unistd::geteuid().is_root(),
     )
@@ -30,15 +31,12 @@ fn resolve(
     if is_root {
         return Ok(PathBuf::from("/var/lib/rbuild"));
     }
-    if let Some(p) = env("XDG_DATA_HOME") {
-        return Ok(PathBuf::from(p).join("rbuild"));
-    }
-    let Some(home) = env("HOME") else {
+    let Some(data) = user_base_dir(env, "XDG_DATA_HOME", ".local/share") else {
         bail!(
             "cannot choose a store root: HOME is not set\nhint: pass --root DIR or set RBUILD_ROOT"
         );
     };
-    Ok(PathBuf::from(home).join(".local/share/rbuild"))
+    Ok(data.join("rbuild"))
 }
 
 /// Opens the store at the resolved root, naming it in errors.

@@ -7,69 +7,16 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use support::{Rbuild, Run};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn build(rb: &Rbuild, ctx: &Path, args: &[&str]) -> Run {
-    let mut all = vec!["build", "--progress", "plain"];
-    all.extend_from_slice(args);
-    all.push(s(ctx));
-    let r = rb.run(&all);
-    assert_eq!(
-        r.code,
-        0,
-        "build of {} failed:\n{}\n{}",
-        ctx.display(),
-        r.stdout,
-        r.stderr
-    );
-    r
-}
-
-/// A build with `--report`; returns (report, stderr).
-fn build_report(rb: &Rbuild, ctx: &Path, args: &[&str], name: &str) -> (Value, String) {
-    let path = rb.path(name);
-    let mut all = args.to_vec();
-    all.extend_from_slice(&["--report", s(&path)]);
-    let r = build(rb, ctx, &all);
-    (
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap(),
-        r.stderr,
-    )
-}
-
-fn steps(report: &Value) -> &Vec<Value> {
-    report["steps"].as_array().unwrap()
-}
-
-fn executed(report: &Value) -> Vec<String> {
-    steps(report)
-        .iter()
-        .filter(|s| s["status"] == "executed")
-        .map(|s| s["instruction"].as_str().unwrap().to_string())
-        .collect()
-}
-
-/// Machine B: a fresh store with A's base image (saved and loaded, so the
-/// manifest digest is the same).
-fn machine_b(a: &Rbuild, images: &[&str]) -> Rbuild {
-    let b = Rbuild::new();
-    for image in images {
-        let tar = a.path(&format!("{}.tar", image.replace([':', '/'], "_")));
-        a.ok(&["save", image, "-o", s(&tar)]);
-        b.ok(&["load", "-i", s(&tar)]);
-    }
-    b
-}
+use support::cache::{
+    TwoMachines, assert_all_cached, assert_fails_on_a_damaged_cache, build, build_fails,
+    build_report, executed, lazy_context, machine_b, steps, testdata_context, two_stage_context,
+};
+use support::{Rbuild, blob_path, s};
 
 /// The records of an exported cache directory.
 fn exported_records(dir: &Path) -> Vec<Value> {
     let blob = |d: &str| -> Value {
-        let hex = d.strip_prefix("sha256:").unwrap();
-        serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+        serde_json::from_slice(&std::fs::read(blob_path(dir, d)).unwrap()).unwrap()
     };
     let index: Value =
         serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
@@ -83,46 +30,30 @@ fn exported_records(dir: &Path) -> Vec<Value> {
     config["records"].as_array().unwrap().clone()
 }
 
-const TWO_STAGES: &str = "\
-FROM busybox AS base
-COPY a.txt /a.txt
-RUN --mount=type=cache,target=/cache,id=pkgs echo from-a > /cache/note && cp /a.txt /built
-
-FROM base AS final
-RUN --mount=type=cache,target=/cache,id=pkgs cat /cache/note > /seen || echo missing > /seen
-CMD [\"cat\", \"/seen\"]
-";
-
-fn two_stage_context(rb: &Rbuild) -> PathBuf {
-    rb.tree(
-        "ctx",
-        &[("Dockerfile", TWO_STAGES), ("a.txt", "hello from a\n")],
-    )
-}
-
 #[test]
 fn a_local_cache_gives_a_fresh_store_every_step_and_the_cache_mounts() {
     let a = Rbuild::new();
-    a.busybox();
-    let ctx_a = two_stage_context(&a);
     let cache = a.path("cache");
-    let (report_a, _) = build_report(
-        &a,
-        &ctx_a,
+    let TwoMachines {
+        a,
+        report_a,
+        b,
+        ctx_b,
+        ..
+    } = TwoMachines::new(
+        a,
+        two_stage_context,
         &[
             "-t",
             "app:1",
             "--cache-to",
             &format!("type=local,dest={},mode=max,mounts=true", s(&cache)),
         ],
-        "a.json",
     );
     assert_eq!(a.ok(&["run", "--rm", "app:1"]), "from-a\n");
     assert!(cache.join("oci-layout").is_file());
     assert!(cache.join("index.json").is_file());
 
-    let b = machine_b(&a, &["busybox"]);
-    let ctx_b = two_stage_context(&b);
     let from = format!("type=local,src={},mounts=true", s(&cache));
     let (report_b, _) = build_report(
         &b,
@@ -130,11 +61,8 @@ fn a_local_cache_gives_a_fresh_store_every_step_and_the_cache_mounts() {
         &["-t", "app:1", "--cache-from", &from],
         "b.json",
     );
-    assert_eq!(executed(&report_b), Vec::<String>::new(), "{report_b}");
+    assert_all_cached(&report_b);
     assert_eq!(report_b["totals"]["misses"], 0);
-    for step in steps(&report_b) {
-        assert_eq!(step["status"], "cached", "{step}");
-    }
     assert!(
         steps(&report_b).iter().any(|s| s["source"] == "imported"),
         "{report_b}"
@@ -166,16 +94,14 @@ fn a_local_cache_gives_a_fresh_store_every_step_and_the_cache_mounts() {
 #[test]
 fn without_mounts_true_the_cache_mounts_stay_behind() {
     let a = Rbuild::new();
-    a.busybox();
-    let ctx_a = two_stage_context(&a);
     let cache = a.path("cache");
-    build(
-        &a,
-        &ctx_a,
+    let TwoMachines {
+        a: _a, b, ctx_b, ..
+    } = TwoMachines::new(
+        a,
+        two_stage_context,
         &["--cache-to", &format!("type=local,dest={}", s(&cache))],
     );
-    let b = machine_b(&a, &["busybox"]);
-    let ctx_b = two_stage_context(&b);
     build(
         &b,
         &ctx_b,
@@ -194,15 +120,17 @@ fn without_mounts_true_the_cache_mounts_stay_behind() {
 #[test]
 fn mode_min_exports_fewer_records_and_still_hits_the_final_stage() {
     let a = Rbuild::new();
-    a.busybox();
-    let src = support::repo_root().join("testdata/contexts/multi-stage");
-    let ctx = a.path("ctx");
-    support::tool("cp", &["-a", s(&src), s(&ctx)]);
     let max = a.path("max");
     let min = a.path("min");
-    let (report_a, _) = build_report(
-        &a,
-        &ctx,
+    let TwoMachines {
+        a,
+        report_a,
+        b,
+        ctx_b,
+        ..
+    } = TwoMachines::new(
+        a,
+        |rb| testdata_context(rb, "multi-stage"),
         &[
             "-t",
             "ms:1",
@@ -211,15 +139,11 @@ fn mode_min_exports_fewer_records_and_still_hits_the_final_stage() {
             "--cache-to",
             &format!("type=local,dest={},mode=min", s(&min)),
         ],
-        "a.json",
     );
     let (n_max, n_min) = (exported_records(&max).len(), exported_records(&min).len());
     assert!(n_min < n_max, "min {n_min} records, max {n_max}");
     assert_eq!(n_max, steps(&report_a).len(), "max: every step");
 
-    let b = machine_b(&a, &["busybox"]);
-    let ctx_b = b.path("ctx");
-    support::tool("cp", &["-a", s(&src), s(&ctx_b)]);
     let (report_b, _) = build_report(
         &b,
         &ctx_b,
@@ -250,20 +174,12 @@ fn mode_min_exports_fewer_records_and_still_hits_the_final_stage() {
 fn corrupt_layers(dir: &Path) {
     let index: Value =
         serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
-    let hex = |d: &Value| {
-        d.as_str()
-            .unwrap()
-            .strip_prefix("sha256:")
-            .unwrap()
-            .to_string()
-    };
-    let blobs = dir.join("blobs/sha256");
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(blobs.join(hex(&index["manifests"][0]["digest"]))).unwrap(),
-    )
-    .unwrap();
+    let blob = |d: &Value| blob_path(dir, d.as_str().unwrap());
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(blob(&index["manifests"][0]["digest"])).unwrap())
+            .unwrap();
     for layer in manifest["layers"].as_array().unwrap() {
-        let path = blobs.join(hex(&layer["digest"]));
+        let path = blob(&layer["digest"]);
         let mut bytes = std::fs::read(&path).unwrap();
         let n = bytes.len();
         bytes[n / 2] ^= 0xff;
@@ -274,12 +190,12 @@ fn corrupt_layers(dir: &Path) {
 #[test]
 fn a_corrupted_blob_fails_the_build_naming_the_cache_and_the_blob() {
     let a = Rbuild::new();
-    a.busybox();
-    let ctx_a = two_stage_context(&a);
     let cache = a.path("cache");
-    build(
-        &a,
-        &ctx_a,
+    let TwoMachines {
+        a: _a, b, ctx_b, ..
+    } = TwoMachines::new(
+        a,
+        two_stage_context,
         &[
             "-t",
             "app:1",
@@ -289,31 +205,12 @@ fn a_corrupted_blob_fails_the_build_naming_the_cache_and_the_blob() {
     );
     corrupt_layers(&cache);
 
-    let b = machine_b(&a, &["busybox"]);
-    let ctx_b = two_stage_context(&b);
     let from = format!("type=local,src={}", s(&cache));
     // Every step hits; the image's layers are fetched (and refused) when
     // the image is written.
-    let r = b.run(&[
-        "build",
-        "--progress",
-        "plain",
-        "-t",
-        "app:1",
-        "--cache-from",
-        &from,
-        s(&ctx_b),
-    ]);
-    assert_ne!(r.code, 0, "{}", r.stderr);
-    for needle in [
-        "does not match its digest",
-        s(&cache),
-        "sha256:",
-        "cached step",
-        "build again without that --cache-from",
-    ] {
-        assert!(r.stderr.contains(needle), "{needle:?} in:\n{}", r.stderr);
-    }
+    let r = build_fails(&b, &ctx_b, &["-t", "app:1", "--cache-from", &from]);
+    assert_fails_on_a_damaged_cache(&r, s(&cache));
+    assert!(r.stderr.contains("sha256:"), "{}", r.stderr);
     // Nothing damaged or half-written entered B's store, nothing is tagged.
     b.ok(&["system", "check"]);
     assert!(b.run(&["inspect", "app:1"]).code != 0);
@@ -325,33 +222,19 @@ fn a_corrupted_blob_fails_the_build_naming_the_cache_and_the_blob() {
 
 #[test]
 fn a_corrupted_blob_a_running_step_needs_fails_that_step() {
-    let a = Rbuild::new();
-    a.busybox();
-    let ctx_a = lazy_context(&a);
-    let cache = a.path("cache");
-    build(
-        &a,
-        &ctx_a,
+    let (_a, cache, b, ctx_b) = lazy_export();
+    corrupt_layers(&cache);
+    // The last RUN executes, on the (damaged) COPY layer and side stage.
+    let r = build_fails(
+        &b,
+        &ctx_b,
         &[
-            "--cache-to",
-            &format!("type=local,dest={},mode=max", s(&cache)),
+            "--build-arg",
+            "FLAVOR=spicy",
+            "--cache-from",
+            &format!("type=local,src={}", s(&cache)),
         ],
     );
-    corrupt_layers(&cache);
-    let b = machine_b(&a, &["busybox"]);
-    let ctx_b = lazy_context(&b);
-    // The last RUN executes, on the (damaged) COPY layer and side stage.
-    let r = b.run(&[
-        "build",
-        "--progress",
-        "plain",
-        "--build-arg",
-        "FLAVOR=spicy",
-        "--cache-from",
-        &format!("type=local,src={}", s(&cache)),
-        s(&ctx_b),
-    ]);
-    assert_ne!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stderr
             .contains("ERROR: failed to solve: fetching blob sha256:")
@@ -379,14 +262,21 @@ fn assert_no_scratch_files(rb: &Rbuild) {
     assert!(files.is_empty(), "scratch files left: {files:?}");
 }
 
-/// A copy of `testdata/contexts/lazy-side`: a side stage read only
-/// through `RUN --mount=type=bind,from=side` (a 3 MB random layer), and a
-/// final RUN that `--build-arg FLAVOR` changes.
-fn lazy_context(rb: &Rbuild) -> PathBuf {
-    let src = support::repo_root().join("testdata/contexts/lazy-side");
-    let ctx = rb.path("ctx");
-    support::tool("cp", &["-a", s(&src), s(&ctx)]);
-    ctx
+/// Machine A exported its cache of [`lazy_context`] (mode=max) to a local
+/// directory; machine B has busybox and the context. Returns (A, the
+/// cache directory, B, B's context); A holds the directory.
+fn lazy_export() -> (Rbuild, PathBuf, Rbuild, PathBuf) {
+    let a = Rbuild::new();
+    let cache = a.path("cache");
+    let m = TwoMachines::new(
+        a,
+        lazy_context,
+        &[
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", s(&cache)),
+        ],
+    );
+    (m.a, cache, m.b, m.ctx_b)
 }
 
 /// The blob digest of the layer the side stage's RUN made, from the
@@ -403,34 +293,30 @@ fn side_layer(cache: &Path) -> String {
         .to_string()
 }
 
-fn has_blob(rb: &Rbuild, digest: &str) -> bool {
-    let hex = digest.strip_prefix("sha256:").unwrap();
-    rb.root().join("store-v1/blobs/sha256").join(hex).is_file()
-}
-
 #[test]
 fn an_imported_hit_downloads_only_the_layers_the_final_image_needs() {
     let a = Rbuild::new();
-    a.busybox();
-    let ctx_a = lazy_context(&a);
     let cache = a.path("cache");
-    let (report_a, _) = build_report(
-        &a,
-        &ctx_a,
+    let TwoMachines {
+        a,
+        report_a,
+        b,
+        ctx_b,
+        ..
+    } = TwoMachines::new(
+        a,
+        lazy_context,
         &[
             "-t",
             "app:1",
             "--cache-to",
             &format!("type=local,dest={},mode=max", s(&cache)),
         ],
-        "a.json",
     );
     assert_eq!(a.ok(&["run", "--rm", "app:1"]), "app\nside-tool\nplain\n");
     let side = side_layer(&cache);
-    assert!(has_blob(&a, &side));
+    assert!(a.has_blob(&side));
 
-    let b = machine_b(&a, &["busybox"]);
-    let ctx_b = lazy_context(&b);
     let from = format!("type=local,src={}", s(&cache));
     let (report_b, _) = build_report(
         &b,
@@ -438,15 +324,9 @@ fn an_imported_hit_downloads_only_the_layers_the_final_image_needs() {
         &["-t", "app:1", "--cache-from", &from],
         "b.json",
     );
-    assert_eq!(executed(&report_b), Vec::<String>::new(), "{report_b}");
-    for step in steps(&report_b) {
-        assert_eq!(step["status"], "cached", "{step}");
-    }
+    assert_all_cached(&report_b);
     assert_eq!(report_b["build"]["image_id"], report_a["build"]["image_id"]);
-    assert!(
-        !has_blob(&b, &side),
-        "the side stage's layer was downloaded"
-    );
+    assert!(!b.has_blob(&side), "the side stage's layer was downloaded");
     assert_eq!(b.ok(&["run", "--rm", "app:1"]), "app\nside-tool\nplain\n");
     b.ok(&["system", "check"]);
 
@@ -469,21 +349,8 @@ fn an_imported_hit_downloads_only_the_layers_the_final_image_needs() {
 
 #[test]
 fn a_step_that_executes_on_imported_hits_fetches_its_inputs() {
-    let a = Rbuild::new();
-    a.busybox();
-    let ctx_a = lazy_context(&a);
-    let cache = a.path("cache");
-    build(
-        &a,
-        &ctx_a,
-        &[
-            "--cache-to",
-            &format!("type=local,dest={},mode=max", s(&cache)),
-        ],
-    );
+    let (_a, cache, b, ctx_b) = lazy_export();
     let side = side_layer(&cache);
-    let b = machine_b(&a, &["busybox"]);
-    let ctx_b = lazy_context(&b);
     let (report_b, _) = build_report(
         &b,
         &ctx_b,
@@ -507,7 +374,7 @@ fn a_step_that_executes_on_imported_hits_fetches_its_inputs() {
         b.ok(&["run", "--rm", "app:spicy"]),
         "app\nside-tool\nspicy\n"
     );
-    assert!(has_blob(&b, &side), "the bind mount's source was fetched");
+    assert!(b.has_blob(&side), "the bind mount's source was fetched");
     b.ok(&["system", "check"]);
     // Everything is local now: a build without --cache-from runs nothing.
     let (report_b2, _) = build_report(
@@ -521,20 +388,7 @@ fn a_step_that_executes_on_imported_hits_fetches_its_inputs() {
 
 #[test]
 fn re_exporting_an_imported_cache_fetches_what_it_exports() {
-    let a = Rbuild::new();
-    a.busybox();
-    let ctx_a = lazy_context(&a);
-    let cache = a.path("cache");
-    build(
-        &a,
-        &ctx_a,
-        &[
-            "--cache-to",
-            &format!("type=local,dest={},mode=max", s(&cache)),
-        ],
-    );
-    let b = machine_b(&a, &["busybox"]);
-    let ctx_b = lazy_context(&b);
+    let (_a, cache, b, ctx_b) = lazy_export();
     let again = b.path("again");
     build(
         &b,
@@ -556,8 +410,7 @@ fn re_exporting_an_imported_cache_fetches_what_it_exports() {
     };
     assert_eq!(keys(&again), keys(&cache), "every record is exported again");
     let side = side_layer(&cache);
-    let hex = side.strip_prefix("sha256:").unwrap();
-    assert!(again.join("blobs/sha256").join(hex).is_file());
+    assert!(blob_path(&again, &side).is_file());
     b.ok(&["system", "check"]);
 }
 
@@ -582,13 +435,13 @@ fn inline_cache_round_trips_through_an_image() {
     assert_eq!(b.ok(&["run", "--rm", "app:2"]), "from-a\n");
 
     // An image without one is a warning, not an error.
-    let (_, stderr) = build_report(
+    let (_, run) = build_report(
         &b,
         &ctx_b,
         &["-t", "app:3", "--cache-from", "busybox"],
         "b2.json",
     );
-    assert!(stderr.contains("no inline cache"), "{stderr}");
+    assert!(run.stderr.contains("no inline cache"), "{}", run.stderr);
 }
 
 #[test]
@@ -611,20 +464,7 @@ fn bad_cache_flags_name_the_flag_and_key() {
 
 #[test]
 fn outputs_of_a_build_from_imported_hits_hold_every_layer() {
-    let a = Rbuild::new();
-    a.busybox();
-    let ctx_a = lazy_context(&a);
-    let cache = a.path("cache");
-    build(
-        &a,
-        &ctx_a,
-        &[
-            "--cache-to",
-            &format!("type=local,dest={},mode=max", s(&cache)),
-        ],
-    );
-    let b = machine_b(&a, &["busybox"]);
-    let ctx_b = lazy_context(&b);
+    let (_a, cache, b, ctx_b) = lazy_export();
     let out = b.path("out");
     let oci = b.path("img.tar");
     let (report, _) = build_report(

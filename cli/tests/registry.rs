@@ -6,32 +6,61 @@
 mod support;
 
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use support::registry::{Proxy, Registry};
+use support::registry::{Proxy, Registry, blob_gets};
 use support::{Rbuild, Run, tool};
 
-/// Runs rbuild with a private Docker config dir (never the user's).
+/// Runs rbuild reading none of the user's configuration (Docker
+/// credentials, rbuild's user config file).
 fn rb_run(rb: &Rbuild, args: &[&str], stdin: Option<&[u8]>) -> Run {
-    use std::io::Write;
-    let mut c = rb.command(args);
-    c.env("DOCKER_CONFIG", rb.path("docker-config"))
-        .env_remove("RBUILD_INSECURE_REGISTRIES")
-        // rbuild's user config file: never the user's.
-        .env("XDG_CONFIG_HOME", rb.path("xdg-config"))
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    if let Some(data) = stdin {
-        child.stdin.take().unwrap().write_all(data).unwrap();
-    }
-    support::to_run(child.wait_with_output().unwrap())
+    support::run_command(rb.private_command(args), stdin)
+}
+
+/// `rbuild build --progress plain CTX`, whatever happens.
+fn build_plain(rb: &Rbuild, ctx: &Path) -> Run {
+    rb_run(
+        rb,
+        &["build", "--progress", "plain", ctx.to_str().unwrap()],
+        None,
+    )
+}
+
+/// `rbuild login -u alice --password-stdin HOST` with `password`.
+fn login(rb: &Rbuild, reg: &Registry, password: &[u8]) -> Run {
+    rb_run(
+        rb,
+        &["login", "-u", "alice", "--password-stdin", &reg.host()],
+        Some(password),
+    )
+}
+
+/// Gives `to` the Docker config (credentials) of `from`.
+fn copy_docker_config(from: &Rbuild, to: &Rbuild) {
+    std::fs::create_dir_all(to.path("docker-config")).unwrap();
+    std::fs::copy(
+        from.path("docker-config/config.json"),
+        to.path("docker-config/config.json"),
+    )
+    .unwrap();
+}
+
+/// Tags `rb`'s busybox as `HOST/repo` of `reg` and pushes it; returns
+/// that name.
+fn push_busybox(rb: &Rbuild, reg: &Registry, repo: &str) -> String {
+    let name = format!("{}/{repo}", reg.host());
+    ok(rb, &["tag", "busybox", &name]);
+    ok(rb, &["push", &name]);
+    name
+}
+
+/// The manifest `digest` from `rb`'s store.
+fn stored_manifest(rb: &Rbuild, digest: &str) -> serde_json::Value {
+    serde_json::from_slice(
+        &std::fs::read(support::blob_path(&rb.root().join("store-v1"), digest)).unwrap(),
+    )
+    .unwrap()
 }
 
 fn ok(rb: &Rbuild, args: &[&str]) -> String {
@@ -150,9 +179,7 @@ fn from_an_image_not_in_the_store_pulls_it_and_build_push_publishes_the_result()
     let reg = Registry::start(None);
     let a = Rbuild::new();
     a.busybox();
-    let base = format!("{}/base", reg.host());
-    ok(&a, &["tag", "busybox", &base]);
-    ok(&a, &["push", &base]);
+    let base = push_busybox(&a, &reg, "base");
 
     let b = Rbuild::new();
     let ctx = b.tree(
@@ -245,22 +272,14 @@ fn basic_auth_refuses_anonymous_push_and_accepts_after_login() {
         "{}",
         r.stderr
     );
-    let r = rb_run(
-        &rb,
-        &["login", "-u", "alice", "--password-stdin", &reg.host()],
-        Some(b"wrong\n"),
-    );
+    let r = login(&rb, &reg, b"wrong\n");
     assert_ne!(r.code, 0);
     assert!(
         r.stderr.contains("incorrect username or password"),
         "{}",
         r.stderr
     );
-    let r = rb_run(
-        &rb,
-        &["login", "-u", "alice", "--password-stdin", &reg.host()],
-        Some(b"s3cret\n"),
-    );
+    let r = login(&rb, &reg, b"s3cret\n");
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, "Login Succeeded\n");
     let config = std::fs::read_to_string(rb.path("docker-config/config.json")).unwrap();
@@ -270,12 +289,7 @@ fn basic_auth_refuses_anonymous_push_and_accepts_after_login() {
     // Another store, same Docker config: the pull authenticates too.
     let r = rb_run(&fresh, &["pull", &name], None);
     assert_ne!(r.code, 0, "the fresh store has its own docker config dir");
-    std::fs::create_dir_all(fresh.path("docker-config")).unwrap();
-    std::fs::copy(
-        rb.path("docker-config/config.json"),
-        fresh.path("docker-config/config.json"),
-    )
-    .unwrap();
+    copy_docker_config(&rb, &fresh);
     ok(&fresh, &["pull", &name]);
     assert_eq!(
         ok(&rb, &["logout", &reg.host()]),
@@ -293,9 +307,7 @@ fn a_blob_corrupted_in_the_registry_is_refused_and_nothing_enters_the_store() {
     let reg = Registry::start(None);
     let a = Rbuild::new();
     a.busybox();
-    let name = format!("{}/bb:1", reg.host());
-    ok(&a, &["tag", "busybox", &name]);
-    ok(&a, &["push", &name]);
+    let name = push_busybox(&a, &reg, "bb:1");
     let manifest = ids(&a, &name).1;
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(reg.blob_data(&manifest)).unwrap()).unwrap();
@@ -342,9 +354,7 @@ fn skopeo_reads_what_rbuild_pushes_and_rbuild_pulls_what_skopeo_pushes() {
     let reg = Registry::start(None);
     let rb = Rbuild::new();
     rb.busybox();
-    let name = format!("{}/interop:1", reg.host());
-    ok(&rb, &["tag", "busybox", &name]);
-    ok(&rb, &["push", &name]);
+    let name = push_busybox(&rb, &reg, "interop:1");
     let oci = rb.path("oci");
     tool(
         "skopeo",
@@ -663,11 +673,7 @@ fn token_auth_goes_through_the_bearer_flow_for_login_push_and_pull() {
     );
 
     // A wrong password is refused by the token server, through login.
-    let r = rb_run(
-        &rb,
-        &["login", "-u", "alice", "--password-stdin", &reg.host()],
-        Some(b"wrong\n"),
-    );
+    let r = login(&rb, &reg, b"wrong\n");
     assert_ne!(r.code, 0);
     assert!(
         r.stderr.contains("incorrect username or password"),
@@ -677,11 +683,7 @@ fn token_auth_goes_through_the_bearer_flow_for_login_push_and_pull() {
     assert!(issuer.log().iter().any(|l| l.starts_with("refused ")));
 
     let before = issuer.log().len();
-    let r = rb_run(
-        &rb,
-        &["login", "-u", "alice", "--password-stdin", &reg.host()],
-        Some(b"s3cret\n"),
-    );
+    let r = login(&rb, &reg, b"s3cret\n");
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, "Login Succeeded\n");
     let log = issuer.log();
@@ -712,12 +714,7 @@ fn token_auth_goes_through_the_bearer_flow_for_login_push_and_pull() {
     let (id, _) = ids(&rb, &name);
 
     let fresh = Rbuild::new();
-    std::fs::create_dir_all(fresh.path("docker-config")).unwrap();
-    std::fs::copy(
-        rb.path("docker-config/config.json"),
-        fresh.path("docker-config/config.json"),
-    )
-    .unwrap();
+    copy_docker_config(&rb, &fresh);
     let before = issuer.log().len();
     ok(&fresh, &["pull", &name]);
     let log = issuer.log();
@@ -996,11 +993,7 @@ fn a_registry_not_on_loopback_needs_the_flag_or_rbuilds_config_file_for_plain_ht
             &format!("FROM {name}\nRUN echo from-config\n"),
         )],
     );
-    let r = rb_run(
-        &other,
-        &["build", "--progress", "plain", ctx.to_str().unwrap()],
-        None,
-    );
+    let r = build_plain(&other, &ctx);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("from-config"), "{}", r.stderr);
     let info = ok(&other, &["info"]);
@@ -1027,17 +1020,6 @@ fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
-}
-
-/// The blob digests (`sha256:…`) the access log shows GET requests for.
-fn blob_gets(log: &str) -> Vec<String> {
-    log.lines()
-        .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
-        .filter_map(|l| {
-            let start = l.find("/blobs/")? + "/blobs/".len();
-            Some(l[start..].split([' ', '?']).next()?.to_string())
-        })
-        .collect()
 }
 
 #[test]
@@ -1069,8 +1051,7 @@ fn a_pull_killed_midway_leaves_a_consistent_store_and_the_retry_fetches_only_wha
     let via = format!("127.0.0.1:{}/big:1", proxy.port);
     let b = Rbuild::new();
     let mut child = b
-        .command(&["pull", &via])
-        .env("DOCKER_CONFIG", b.path("docker-config"))
+        .private_command(&["pull", &via])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -1103,13 +1084,7 @@ fn a_pull_killed_midway_leaves_a_consistent_store_and_the_retry_fetches_only_wha
         .collect();
     // The manifest's blobs: config and three layers.
     let wanted: Vec<String> = {
-        let bytes = std::fs::read(
-            a.root()
-                .join("store-v1/blobs/sha256")
-                .join(manifest.strip_prefix("sha256:").unwrap()),
-        )
-        .unwrap();
-        let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let m = stored_manifest(&a, &manifest);
         std::iter::once(&m["config"])
             .chain(m["layers"].as_array().unwrap())
             .map(|d| d["digest"].as_str().unwrap().to_string())
@@ -1121,9 +1096,8 @@ fn a_pull_killed_midway_leaves_a_consistent_store_and_the_retry_fetches_only_wha
         "some blobs, not all, should have arrived whole before the kill: {stored:?}"
     );
     assert!(stored.iter().all(|d| wanted.contains(d)), "{stored:?}");
-    let check = rb_run(&b, &["system", "check"], None);
-    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
-    assert!(check.stdout.contains(": 0 problems"), "{}", check.stdout);
+    let check = ok(&b, &["system", "check"]);
+    assert!(check.contains(": 0 problems"), "{check}");
     assert_eq!(ok(&b, &["images", "-q"]), "");
 
     // The retry downloads exactly what is missing.
@@ -1160,8 +1134,7 @@ fn a_pull_killed_midway_leaves_a_consistent_store_and_the_retry_fetches_only_wha
     assert_eq!(fetched_sorted, missing, "{out}");
     assert_eq!(ids(&b, &via).0, id);
     assert_eq!(ids(&b, &via).1, manifest);
-    let check = rb_run(&b, &["system", "check"], None);
-    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    ok(&b, &["system", "check"]);
     assert_eq!(
         ok(&b, &["run", "--rm", &via, "wc", "-c", "/big"]).trim(),
         format!("{} /big", big.len())
@@ -1179,29 +1152,17 @@ fn a_build_shows_the_pull_of_its_base_image_in_plain_and_json_progress() {
     let reg = Registry::start(None);
     let a = Rbuild::new();
     a.busybox();
-    let base = format!("{}/base", reg.host());
-    ok(&a, &["tag", "busybox", &base]);
-    ok(&a, &["push", &base]);
+    let base = push_busybox(&a, &reg, "base");
     let (config, manifest) = ids(&a, &base);
-    let layer: String = {
-        let bytes = std::fs::read(
-            a.root()
-                .join("store-v1/blobs/sha256")
-                .join(manifest.strip_prefix("sha256:").unwrap()),
-        )
-        .unwrap();
-        let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        m["layers"][0]["digest"].as_str().unwrap().to_string()
-    };
+    let layer = stored_manifest(&a, &manifest)["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let dockerfile = format!("FROM {base}\nRUN echo on-pulled-base\n");
 
     let b = Rbuild::new();
     let ctx = b.tree("ctx", &[("Dockerfile", &dockerfile)]);
-    let r = rb_run(
-        &b,
-        &["build", "--progress", "plain", ctx.to_str().unwrap()],
-        None,
-    );
+    let r = build_plain(&b, &ctx);
     assert_eq!(r.code, 0, "{}", r.stderr);
     // `#1 [internal] pull 127.0.0.1:PORT/base:latest`, then BuildKit's
     // `#1 sha256:… 1.2MB / 3.4MB 0.1s done` per blob, then `#1 DONE`.
@@ -1224,11 +1185,7 @@ fn a_build_shows_the_pull_of_its_base_image_in_plain_and_json_progress() {
     assert!(r.stderr.contains("on-pulled-base"), "{}", r.stderr);
 
     // A second build has the base: no pull step.
-    let r = rb_run(
-        &b,
-        &["build", "--progress", "plain", ctx.to_str().unwrap()],
-        None,
-    );
+    let r = build_plain(&b, &ctx);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!r.stderr.contains("[internal] pull"), "{}", r.stderr);
 
@@ -1277,11 +1234,7 @@ fn a_failed_base_image_pull_ends_its_progress_step_with_the_error() {
         "ctx",
         &[("Dockerfile", &format!("FROM {}/missing\n", reg.host()))],
     );
-    let r = rb_run(
-        &b,
-        &["build", "--progress", "plain", ctx.to_str().unwrap()],
-        None,
-    );
+    let r = build_plain(&b, &ctx);
     assert_ne!(r.code, 0);
     assert!(
         r.stderr.contains(&format!(

@@ -2,6 +2,7 @@
 //! against a temporary `--root`.
 #![allow(dead_code)]
 
+pub mod cache;
 pub mod registry;
 
 use std::io::Write;
@@ -62,23 +63,24 @@ impl Rbuild {
 
     /// Runs with `input` on stdin.
     pub fn run_with_stdin(&self, args: &[&str], input: Option<&[u8]>) -> Run {
+        run_command(self.command(args), input)
+    }
+
+    /// A command with `--root` set that reads no configuration of the
+    /// user running the tests: a private Docker config dir (credentials)
+    /// and XDG config dir (rbuild's user config file), and no
+    /// `RBUILD_INSECURE_REGISTRIES`.
+    pub fn private_command(&self, args: &[&str]) -> Command {
         let mut c = self.command(args);
-        c.stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        if let Some(data) = input {
-            let mut stdin = child.stdin.take().unwrap();
-            let data = data.to_vec();
-            std::thread::spawn(move || {
-                let _ = stdin.write_all(&data);
-            });
-        }
-        to_run(child.wait_with_output().unwrap())
+        c.env("DOCKER_CONFIG", self.path("docker-config"))
+            .env_remove("RBUILD_INSECURE_REGISTRIES")
+            .env("XDG_CONFIG_HOME", self.path("xdg-config"));
+        c
+    }
+
+    /// Whether the store holds blob `digest`.
+    pub fn has_blob(&self, digest: &str) -> bool {
+        blob_path(&self.root().join("store-v1"), digest).is_file()
     }
 
     /// Runs, asserts success, returns stdout.
@@ -136,6 +138,46 @@ impl Rbuild {
         self.ok(&["import", dir.to_str().unwrap(), name])
             .trim()
             .to_string()
+    }
+}
+
+/// Runs `c` with `input` on stdin (else none), capturing its output.
+pub fn run_command(mut c: Command, input: Option<&[u8]>) -> Run {
+    c.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    if let Some(data) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        let data = data.to_vec();
+        // A thread: a child that exits without reading must not block us.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+    }
+    to_run(child.wait_with_output().unwrap())
+}
+
+/// The file of blob `digest` (`sha256:…`) in an OCI layout at `layout`
+/// (a store's `store-v1`, an exported cache directory).
+pub fn blob_path(layout: &Path, digest: &str) -> PathBuf {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    layout.join("blobs/sha256").join(hex)
+}
+
+/// The path as a `&str`, for argument lists.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Asserts that `text` contains each of `needles`.
+pub fn assert_contains_all(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "{needle:?} in:\n{text}");
     }
 }
 

@@ -73,6 +73,27 @@ impl Registry {
             .join(hex)
             .join("data")
     }
+
+    /// The manifest tagged `tag` in `repo`, from the registry's storage.
+    pub fn stored_manifest(&self, repo: &str, tag: &str) -> serde_json::Value {
+        let link = self.dir.path().join(format!(
+            "storage/docker/registry/v2/repositories/{repo}/_manifests/tags/{tag}/current/link"
+        ));
+        let digest = std::fs::read_to_string(link).unwrap();
+        serde_json::from_slice(&std::fs::read(self.blob_data(digest.trim())).unwrap()).unwrap()
+    }
+}
+
+/// The blob digests (`sha256:…`) an access log shows GET requests for, in
+/// order.
+pub fn blob_gets(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
+        .filter_map(|l| {
+            let start = l.find("/blobs/")? + "/blobs/".len();
+            Some(l[start..].split([' ', '?']).next()?.to_string())
+        })
+        .collect()
 }
 
 impl Drop for Registry {

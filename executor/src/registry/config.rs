@@ -14,6 +14,7 @@
 //! Unknown keys are errors (as in docker): a misspelt key silently
 //! ignored would look like a setting that does not work.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use super::RegistryError;
@@ -74,7 +75,7 @@ impl ConfigFile {
     /// Where rbuild looks for config files for the store at `root`, in
     /// order: the store's, then the user's.
     pub fn locations(root: &Path) -> Vec<PathBuf> {
-        locations_from(root, |k| std::env::var_os(k).filter(|v| !v.is_empty()))
+        locations_from(root, process_env)
     }
 
     /// Reads every config file of [`ConfigFile::locations`] that exists.
@@ -102,12 +103,34 @@ fn normalize_host(entry: &str) -> String {
     e.trim_end_matches('/').to_string()
 }
 
-fn locations_from(root: &Path, env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Vec<PathBuf> {
-    let mut out = vec![root.join(CONFIG_FILE_NAME)];
-    let user_dir = env("XDG_CONFIG_HOME")
+/// An environment variable of this process, `None` when unset or empty:
+/// the XDG base directory spec treats an empty `$XDG_…_HOME` as unset, and
+/// an empty `$HOME` names no directory.
+pub fn process_env(name: &str) -> Option<OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
+}
+
+/// A per-user base directory as the XDG base directory spec resolves it:
+/// `$xdg_var` when set, else `home_default` under `$HOME` (e.g.
+/// `XDG_CONFIG_HOME`, `.config`); `None` when neither is set. `env` reads
+/// a variable (see [`process_env`]), so tests pass a fake environment.
+///
+/// Shared by rbuild's config file lookup (`$XDG_CONFIG_HOME/rbuild`) and
+/// the CLI's default store root (`$XDG_DATA_HOME/rbuild`), so both agree
+/// on which variables count.
+pub fn user_base_dir(
+    env: impl Fn(&str) -> Option<OsString>,
+    xdg_var: &str,
+    home_default: &str,
+) -> Option<PathBuf> {
+    env(xdg_var)
         .map(PathBuf::from)
-        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".config")));
-    if let Some(dir) = user_dir {
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(home_default)))
+}
+
+fn locations_from(root: &Path, env: impl Fn(&str) -> Option<OsString>) -> Vec<PathBuf> {
+    let mut out = vec![root.join(CONFIG_FILE_NAME)];
+    if let Some(dir) = user_base_dir(env, "XDG_CONFIG_HOME", ".config") {
         let user = dir.join("rbuild").join(CONFIG_FILE_NAME);
         if !out.contains(&user) {
             out.push(user);

@@ -872,6 +872,26 @@ mod tests {
         )
     }
 
+    /// What `script` makes a renderer (built by `new` on a fake clock) write.
+    fn rendered<R: Progress>(
+        new: impl FnOnce(Box<dyn Write + Send>, Clock) -> R,
+        script: fn(&dyn Progress, &AtomicU64),
+    ) -> String {
+        let buf = Buf::default();
+        let (ms, clock) = fake_clock();
+        let p = new(Box::new(buf.clone()), clock);
+        script(&p, &ms);
+        buf.text()
+    }
+
+    /// The JSON renderer's events for `script`, one object per line.
+    fn json_events(script: fn(&dyn Progress, &AtomicU64)) -> Vec<serde_json::Value> {
+        rendered(JsonRenderer::with_clock, script)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     fn summary() -> Summary {
         Summary {
             steps: 3,
@@ -938,10 +958,6 @@ mod tests {
 
     #[test]
     fn plain_output_is_buildkits_format() {
-        let buf = Buf::default();
-        let (ms, clock) = fake_clock();
-        let p = PlainRenderer::with_clock(Box::new(buf.clone()), clock);
-        script(&p, &ms);
         let want = "\
 #1 [1/3] FROM docker.io/library/busybox:latest
 #1 CACHED
@@ -966,7 +982,7 @@ Built in 2.3s: 3 steps, 1 cached, 2 executed
 writing image sha256:abc
 naming to docker.io/library/app:1.0
 ";
-        assert_eq!(buf.text(), want);
+        assert_eq!(rendered(PlainRenderer::with_clock, script), want);
     }
 
     /// A pull step with one blob of 3.4 MB arriving over 2.5 s, events
@@ -996,13 +1012,9 @@ naming to docker.io/library/app:1.0
 
     #[test]
     fn plain_shows_a_pulled_blob_like_buildkit_at_most_once_a_second() {
-        let buf = Buf::default();
-        let (ms, clock) = fake_clock();
-        let p = PlainRenderer::with_clock(Box::new(buf.clone()), clock);
-        transfer_script(&p, &ms);
         let d = "sha256:c6a83fedfae6ed8a4f5f7cbb6a7b6f1c1ec3d86fea8cb9e5ba2e5e6673fde9f6";
         assert_eq!(
-            buf.text(),
+            rendered(PlainRenderer::with_clock, transfer_script),
             format!(
                 "#1 [internal] pull 127.0.0.1:5000/base:latest
 #1 {d} 0B / 3.40MB
@@ -1017,15 +1029,7 @@ naming to docker.io/library/app:1.0
 
     #[test]
     fn json_and_tty_show_transfers() {
-        let buf = Buf::default();
-        let (ms, clock) = fake_clock();
-        let p = JsonRenderer::with_clock(Box::new(buf.clone()), clock);
-        transfer_script(&p, &ms);
-        let lines: Vec<serde_json::Value> = buf
-            .text()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let lines = json_events(transfer_script);
         assert_eq!(lines.len(), 8);
         assert_eq!(
             lines[6],
@@ -1051,15 +1055,7 @@ naming to docker.io/library/app:1.0
 
     #[test]
     fn json_output_is_one_object_per_event() {
-        let buf = Buf::default();
-        let (ms, clock) = fake_clock();
-        let p = JsonRenderer::with_clock(Box::new(buf.clone()), clock);
-        script(&p, &ms);
-        let lines: Vec<serde_json::Value> = buf
-            .text()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let lines = json_events(script);
         assert_eq!(lines.len(), 12);
         assert_eq!(
             lines[0],
