@@ -30,8 +30,9 @@ pub struct Args {
 }
 
 /// A registry client for the CLI: the environment's options, rbuild's
-/// config files for the store at `root` (only the user's when there is no
-/// root), plus the registries named with `--insecure-registry`.
+/// config files for the store at `root` (none when no root could be
+/// determined, e.g. without HOME), plus the registries named with
+/// `--insecure-registry`.
 pub fn client(root: Option<&Path>, insecure: &[String]) -> anyhow::Result<Client> {
     let mut options = match root {
         Some(root) => ClientOptions::load(root)?,

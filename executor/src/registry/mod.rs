@@ -79,7 +79,7 @@ pub enum RegistryError {
         source: Box<ureq::Error>,
     },
     #[error(
-        "cannot speak TLS with {registry} ({url}); if it serves plain HTTP, pass --insecure-registry {registry} or list it under \"insecure-registries\" in {config}"
+        "cannot speak TLS with {registry} ({url}); if it serves plain HTTP, list it under \"insecure-registries\" in {config} or in RBUILD_INSECURE_REGISTRIES (pull, push and login also take --insecure-registry {registry})"
     )]
     NotTls {
         registry: String,

@@ -760,12 +760,18 @@ impl<'a> PullReporter<'a> {
         }
     }
 
-    /// The step of the `n`th pull: counted down from the top of the id
-    /// space, so it never meets a build-graph step's index.
+    /// The step of the `n`th pull: counted up from [`PULL_STEP_BASE`], so it
+    /// never meets a build-graph step's index.
     fn vertex(n: usize) -> VertexId {
-        VertexId(usize::MAX - n)
+        VertexId(PULL_STEP_BASE + n)
     }
 }
+
+/// Where pull steps' ids start: beyond any build graph (2^40 steps), and
+/// below 2^53, so JSON readers that parse numbers as doubles (JavaScript,
+/// older jq) still tell one pull step from the next.
+const PULL_STEP_BASE: usize = 1 << 40;
+const _: () = assert!(PULL_STEP_BASE + (1 << 20) < 1 << 53);
 
 impl PullProgress for PullReporter<'_> {
     fn event(&self, event: PullEvent<'_>) {
@@ -988,7 +994,7 @@ naming to docker.io/library/app:1.0
     /// A pull step with one blob of 3.4 MB arriving over 2.5 s, events
     /// every 0.5 s.
     fn transfer_script(p: &dyn Progress, ms: &AtomicU64) {
-        let id = VertexId(usize::MAX - 1);
+        let id = PullReporter::vertex(1);
         let name = "sha256:c6a83fedfae6ed8a4f5f7cbb6a7b6f1c1ec3d86fea8cb9e5ba2e5e6673fde9f6";
         p.event(&Event::Started {
             id,
@@ -1033,7 +1039,7 @@ naming to docker.io/library/app:1.0
         assert_eq!(lines.len(), 8);
         assert_eq!(
             lines[6],
-            serde_json::json!({"event": "transfer", "step": usize::MAX - 1,
+            serde_json::json!({"event": "transfer", "step": PULL_STEP_BASE + 1,
                 "name": "sha256:c6a83fedfae6ed8a4f5f7cbb6a7b6f1c1ec3d86fea8cb9e5ba2e5e6673fde9f6",
                 "current": 3_400_000, "total": 3_400_000, "done": true, "time": 2.5})
         );

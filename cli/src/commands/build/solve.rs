@@ -18,15 +18,15 @@ use std::time::Instant;
 use anyhow::Context as _;
 use rbuild_executor::build::cache_registry::RegistryTransport;
 use rbuild_executor::build::cache_transfer::{
-    self, CacheTransport, ExportMode, ImportedCache, ImportingCacheIndex, LazyFetchError,
-    LocalDirTransport,
+    self, CacheTransferError, CacheTransport, ExportMode, ImportedCache, ImportingCacheIndex,
+    LazyFetchError, LocalDirTransport,
 };
 use rbuild_executor::build::{
     BlobFetcher as _, BuildContext, BuildError, BuildWorker, LineageStore, LogSink, Secrets,
     StepOutput, StoreResolver, WorkerConfig, rfc3339,
 };
 use rbuild_executor::context::{Context, IgnoreRules};
-use rbuild_executor::store::Store;
+use rbuild_executor::store::{Store, StoreError};
 use rbuild_solver::explain::{MissReason as Why, StepFingerprint, explain};
 use rbuild_solver::graph::StepId;
 use rbuild_solver::image_config::History;
@@ -133,6 +133,12 @@ pub(super) fn run(
         jobs: request.jobs,
         skip_cache: &skip,
     };
+    // One write session for the whole build, not only the solve: an
+    // imported hit's record is written (and its already-local layers become
+    // reachable from it) only after the solve, when its lazy blobs arrive;
+    // until the image and the cache exports are written, a concurrent gc
+    // must not delete those layers.
+    let _session = store.write_session()?;
     let worker = BuildWorker::new(WorkerConfig {
         store,
         context: Some(BuildContext {
@@ -557,11 +563,23 @@ fn fetch_failure(err: &LazyFetchError, names: &HashMap<rbuild_solver::CacheKey, 
             .unwrap_or_else(|| err.step.clone()),
         source: err.source.clone(),
     };
-    format!(
-        "{}\nhint: the cache at {} is damaged; build again without that --cache-from",
-        error_chain_any(&named),
-        err.location
-    )
+    let damaged = match err.source.as_ref() {
+        CacheTransferError::Mismatch { .. } => true,
+        CacheTransferError::Store(e) => matches!(**e, StoreError::DigestMismatch { .. }),
+        _ => false,
+    };
+    let hint = if damaged {
+        format!(
+            "the cache at {} is damaged; build again without that --cache-from",
+            err.location
+        )
+    } else {
+        format!(
+            "a blob of the cache at {} could not be fetched; build again (or without that --cache-from)",
+            err.location
+        )
+    };
+    format!("{}\nhint: {hint}", error_chain_any(&named))
 }
 
 /// A lazy fetch's result, its failure reported as [`fetch_failure`].
@@ -663,5 +681,45 @@ impl SolveEvents<Op> for Events<'_> {
                 duration: record.duration,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn failure(source: CacheTransferError) -> String {
+        let digest: Digest = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
+        let err = LazyFetchError {
+            location: "registry.lan/cache".into(),
+            digest,
+            key: rbuild_solver::CacheKey::from_digest(digest),
+            step: "exec: make".into(),
+            source: Arc::new(source),
+        };
+        fetch_failure(&err, &HashMap::new())
+    }
+
+    #[test]
+    fn only_a_digest_mismatch_calls_the_cache_damaged() {
+        let digest: Digest = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
+        let actual: Digest = format!("sha256:{}", "cd".repeat(32)).parse().unwrap();
+        let damaged = failure(CacheTransferError::Mismatch {
+            location: "registry.lan/cache".into(),
+            digest,
+            actual,
+        });
+        assert!(damaged.contains("is damaged"), "{damaged}");
+        let unreachable = failure(CacheTransferError::Io {
+            path: "/x".into(),
+            source: std::io::Error::other("connection reset"),
+        });
+        assert!(
+            unreachable.contains("could not be fetched"),
+            "{unreachable}"
+        );
+        assert!(!unreachable.contains("damaged"), "{unreachable}");
     }
 }
