@@ -159,3 +159,51 @@ fn non_root_user_gets_a_precise_error_for_what_is_missing() {
     let o = as_nobody(&bin, &["--rootfs", "--memory", "64m", root, "true"]);
     assert!(stderr(&o).contains("resource limits"), "{}", stderr(&o));
 }
+
+/// The init process never runs from a binary the sandbox could write: a
+/// root-owned binary nobody else may write is exec'd as is (no copy), one
+/// the user owns is copied into a sealed memfd first.
+#[test]
+fn the_init_runs_from_a_binary_the_sandbox_cannot_write() {
+    use std::io::BufRead;
+    if !is_root() {
+        return;
+    }
+    let r = busybox_rootfs();
+    chown_r(r.path(), NOBODY);
+    for owner in [0, NOBODY] {
+        let (_dir, bin) = binary_for_nobody();
+        std::os::unix::fs::chown(&bin, Some(owner), Some(owner)).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let mut child = Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(&bin)
+            .args(["run", "--rootfs", r.path().to_str().unwrap()])
+            .args(["sh", "-c", "echo ready; sleep 5"])
+            .env("TMPDIR", tmp.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "ready\n");
+        let children =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
+        let init = children.split_whitespace().next().unwrap().to_string();
+        let target = std::fs::read_link(format!("/proc/{init}/exe")).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        if owner == 0 {
+            assert_eq!(target, bin, "a root-owned binary is used as is");
+        } else {
+            assert!(
+                target.to_string_lossy().starts_with("/memfd:"),
+                "a binary nobody owns is copied first: {target:?}"
+            );
+        }
+    }
+}

@@ -138,12 +138,18 @@ pub fn dev_null() -> Result<OwnedFd, SandboxError> {
 /// As root: a detached, read-only bind mount of `/proc/self/exe`
 /// (`open_tree(OPEN_TREE_CLONE)` + `mount_setattr(MOUNT_ATTR_RDONLY)`),
 /// which copies nothing and appears in no mount table; writes through it
-/// fail with `EROFS`. Otherwise (or if the kernel refuses): a sealed
-/// `memfd` copy of the binary (`F_SEAL_WRITE`, writes fail with `EPERM`).
+/// fail with `EROFS`. As another user, when the binary belongs to root and
+/// is writable by nobody else (an installed binary): the binary itself,
+/// which the sandbox's user namespace cannot write either (host root is
+/// not mapped in it). Otherwise (e.g. a binary the user owns, or if the
+/// kernel refuses): a sealed `memfd` copy of the binary (`F_SEAL_WRITE`,
+/// writes fail with `EPERM`), which costs a copy of the whole binary.
 fn init_binary() -> Result<&'static OwnedFd, SandboxError> {
     static EXE: OnceLock<Result<OwnedFd, (PathBuf, i32)>> = OnceLock::new();
     let r = EXE.get_or_init(|| {
-        let fd = readonly_bind_of_self().or_else(|_| sealed_copy_of_self())?;
+        let fd = readonly_bind_of_self()
+            .or_else(|_| unwritable_self())
+            .or_else(|_| sealed_copy_of_self())?;
         // Keep the fd number clear of 3 and 4, which the init process's
         // spec and status pipes take in the child before exec.
         // SAFETY: F_DUPFD_CLOEXEC returns a new fd that we then own.
@@ -217,6 +223,22 @@ fn readonly_bind_of_self() -> Result<OwnedFd, (PathBuf, i32)> {
         return Err(fail(io::Error::last_os_error()));
     }
     Ok(fd)
+}
+
+fn unwritable_self() -> Result<OwnedFd, (PathBuf, i32)> {
+    use std::os::unix::fs::MetadataExt;
+    let exe = PathBuf::from("/proc/self/exe");
+    let fail = |e: io::Error| (exe.clone(), e.raw_os_error().unwrap_or(libc::EIO));
+    if nix::unistd::geteuid().is_root() {
+        // Root's sandboxes run as mapped root: they could write it.
+        return Err(fail(io::Error::from_raw_os_error(libc::EPERM)));
+    }
+    let file = std::fs::File::open(&exe).map_err(fail)?;
+    let meta = file.metadata().map_err(fail)?;
+    if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        return Err(fail(io::Error::from_raw_os_error(libc::EACCES)));
+    }
+    Ok(OwnedFd::from(file))
 }
 
 fn sealed_copy_of_self() -> Result<OwnedFd, (PathBuf, i32)> {
