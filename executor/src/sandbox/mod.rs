@@ -28,9 +28,10 @@
 //! # The host binary stays out of reach
 //!
 //! The init process is exec'd from a read-only view of the binary (made
-//! once per caller process), never from the writable host path: as root a
-//! detached read-only bind mount of `/proc/self/exe` (no copy, in no mount
-//! table), otherwise a sealed `memfd` copy. Until pid 1 execs the command,
+//! once per caller process), never from a path the sandbox could write: as
+//! root a detached read-only bind mount of `/proc/self/exe` (no copy, in no
+//! mount table); as another user the binary itself when root owns it and
+//! nobody else may write it, otherwise a sealed `memfd` copy. Until pid 1 execs the command,
 //! `/proc/self/exe` of processes in the container resolves to that view,
 //! so a malicious image (e.g. a `/bin/sh` that is `#!/proc/self/exe`)
 //! cannot reopen the host's rbuild for writing (CVE-2019-5736).
