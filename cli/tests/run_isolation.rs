@@ -274,7 +274,6 @@ fn seccomp_refuses_what_dockers_default_profile_refuses() {
 
 #[test]
 fn the_init_process_runs_from_a_read_only_view_of_the_binary() {
-    use std::io::BufRead;
     let r = busybox_rootfs();
     let mut child = std::process::Command::new(RBUILD)
         .args([
@@ -289,17 +288,8 @@ fn the_init_process_runs_from_a_read_only_view_of_the_binary() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let mut init = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{}/task", child.id())).unwrap() {
-        let c = std::fs::read_to_string(task.unwrap().path().join("children")).unwrap_or_default();
-        init.extend(c.split_whitespace().map(str::to_string));
-    }
-    assert_eq!(init.len(), 1);
-    let exe = format!("/proc/{}/exe", init[0]);
+    await_ready(&mut child);
+    let exe = format!("/proc/{}/exe", init_pid_of(child.id()));
     let target = std::fs::read_link(&exe).unwrap();
     // Root: a detached read-only bind mount; otherwise a sealed memfd.
     let statvfs_ro = nix::sys::statvfs::statvfs(exe.as_str())
@@ -313,7 +303,6 @@ fn the_init_process_runs_from_a_read_only_view_of_the_binary() {
 
 #[test]
 fn killing_rbuild_kills_the_container_and_cleans_up() {
-    use std::io::BufRead;
     let r = busybox_rootfs();
     let tmp = tempfile::tempdir().unwrap();
     let marker = tempfile::tempdir().unwrap();
@@ -327,11 +316,7 @@ fn killing_rbuild_kills_the_container_and_cleans_up() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
+    await_ready(&mut child);
     child.kill().unwrap(); // SIGKILL: rbuild gets no chance to clean up itself
     child.wait().unwrap();
     std::thread::sleep(std::time::Duration::from_secs(3));

@@ -165,7 +165,6 @@ fn non_root_user_gets_a_precise_error_for_what_is_missing() {
 /// the user owns is copied into a sealed memfd first.
 #[test]
 fn the_init_runs_from_a_binary_the_sandbox_cannot_write() {
-    use std::io::BufRead;
     if !is_root() {
         return;
     }
@@ -186,15 +185,8 @@ fn the_init_runs_from_a_binary_the_sandbox_cannot_write() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line, "ready\n");
-        let children =
-            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
-        let init = children.split_whitespace().next().unwrap().to_string();
-        let target = std::fs::read_link(format!("/proc/{init}/exe")).unwrap();
+        await_ready(&mut child);
+        let target = std::fs::read_link(format!("/proc/{}/exe", init_pid_of(child.id()))).unwrap();
         let _ = child.kill();
         let _ = child.wait();
         if owner == 0 {

@@ -179,3 +179,26 @@ unsafe extern "C" {
 pub fn path_of(p: &Path) -> PathBuf {
     p.to_path_buf()
 }
+
+/// Reads the first line a spawned `rbuild run` prints (its stdout piped)
+/// and checks that the container said `ready`.
+pub fn await_ready(child: &mut std::process::Child) {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout is piped"))
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+}
+
+/// The pid of the sandbox's init process: the one child of the `rbuild`
+/// process `pid`.
+pub fn init_pid_of(pid: u32) -> String {
+    let mut init = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let c = std::fs::read_to_string(task.unwrap().path().join("children")).unwrap_or_default();
+        init.extend(c.split_whitespace().map(str::to_string));
+    }
+    assert_eq!(init.len(), 1, "one init process: {init:?}");
+    init.remove(0)
+}
