@@ -280,11 +280,23 @@ struct SessionTmp {
 
 impl SessionTmp {
     fn new(store_dir: &Path) -> SessionTmp {
+        // pid and time tell processes apart (a pid may be reused); the
+        // sequence number tells apart the stores one process opens, which
+        // two threads can do within one clock tick. Two sessions with one
+        // name would deadlock: the first's drop waits for the sweep lock
+        // that the second holds while it waits for the session lock.
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let session = format!("{}-{nanos}", std::process::id());
+        SessionTmp::at(store_dir, nanos)
+    }
+
+    /// [`SessionTmp::new`] with the clock reading given.
+    fn at(store_dir: &Path, nanos: u32) -> SessionTmp {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let session = format!("{}-{nanos}-{seq}", std::process::id());
         SessionTmp {
             store_dir: store_dir.to_path_buf(),
             path: store_dir.join("tmp").join(session),
