@@ -84,7 +84,11 @@ pub(crate) fn select_source(
         let parent_comps = clean_components(parent);
         let pattern_comps = clean_components(pattern);
         let pattern_text = pattern_comps.join("/");
-        let include = IgnoreRules::from_patterns(&[pattern_text.as_str()])?;
+        // `COPY --parents . /d` (or `dir/./`): the pattern names the parent
+        // itself, so everything in it is copied, as without --parents.
+        let include = (!pattern_text.is_empty())
+            .then(|| IgnoreRules::from_patterns(&[pattern_text.as_str()]))
+            .transpose()?;
         let wildcard = has_wildcards(parent) || has_wildcards(pattern);
         let mut roots = Vec::new();
         for base in glob(src, &parent_comps)? {
@@ -108,7 +112,7 @@ pub(crate) fn select_source(
             let mut items = Vec::new();
             let top = MatchState::default();
             let filters = Filters {
-                include: Some((&include, &top)),
+                include: include.as_ref().map(|i| (i, &top)),
                 exclude: (&excludes, &top),
             };
             walk(src, &resolved, "", filters, &mut items, &mut Vec::new())?;
@@ -510,6 +514,23 @@ mod tests {
                 other => panic!("{pattern}: unexpected {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn parents_of_the_whole_context_copy_everything() {
+        // Regression: `COPY --parents . /d` failed with `"/": not found`.
+        let tree = context();
+        let all = copied(&tree, ".", &[], false);
+        assert_eq!(copied(&tree, ".", &[], true), all);
+        assert_eq!(copied(&tree, "./", &[], true), all);
+        assert_eq!(
+            copied(&tree, "a/./", &[], true),
+            ["b.txt", "c", "c/d.txt", "e.md"]
+        );
+        assert_eq!(
+            copied(&tree, ".", &["*.md"], true),
+            ["a", "a/b.txt", "a/c", "a/c/d.txt", "a/e.md", "c.txt"]
+        );
     }
 
     #[test]
