@@ -160,3 +160,35 @@ fn du_and_prune_figures_count_shared_blobs_once_and_match_the_disk() {
     let out = rb.ok(&["cache", "prune", "-f"]);
     assert_eq!(out, "Total reclaimed space: 0B\n");
 }
+
+/// Regression: `--keep-storage` subtracted a removed record's whole size,
+/// even when another record still held its layer, and stopped while the
+/// cache on disk was still above the limit.
+#[test]
+fn keep_storage_counts_a_shared_layer_until_its_last_record_goes() {
+    let rb = Rbuild::new();
+    let store = Store::open(&rb.root()).unwrap();
+    let a = blob(&store, b'a', 300_000);
+    let b = blob(&store, b'b', 500_000);
+    // Oldest first (last use is kept in seconds): both `a` records go
+    // before `b` is considered.
+    record(&store, "a-1", &[&a], 1);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    record(&store, "a-2", &[&a], 1);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    record(&store, "b", &[&b], 1);
+    drop(store);
+
+    rb.ok(&["cache", "prune", "-a", "-f", "--keep-storage", "600kB"]);
+    let blobs = rb.root().join("store-v1/blobs/sha256");
+    let kept: u64 = [&a, &b]
+        .iter()
+        .filter(|l| blobs.join(l.digest.hex()).exists())
+        .map(|l| l.size)
+        .sum();
+    assert!(kept <= 600_000, "{kept} bytes of cache kept, above 600kB");
+    assert!(
+        blobs.join(b.digest.hex()).exists(),
+        "b, the newest, is kept"
+    );
+}

@@ -296,15 +296,17 @@ impl<'a> StoreCacheIndex<'a> {
         let now = time::now_secs();
         let mut records = self.all_records()?;
         records.sort_by_key(|(_, r)| r.last_used);
-        let mut stored: u64 = {
-            let mut seen = BTreeSet::new();
-            records
-                .iter()
-                .flat_map(|(_, r)| r.added_digests())
-                .filter(|(d, _)| seen.insert(d.to_string()))
-                .map(|(_, s)| s)
-                .sum()
-        };
+        // How many kept records name each blob they added: a blob shared
+        // by two records is freed (and stops counting towards
+        // --keep-storage) only when both are gone.
+        let mut refs: std::collections::HashMap<String, (usize, u64)> =
+            std::collections::HashMap::new();
+        for (_, r) in &records {
+            for (d, size) in r.added_digests() {
+                refs.entry(d.to_string()).or_insert((0, size)).0 += 1;
+            }
+        }
+        let mut stored: u64 = refs.values().map(|(_, size)| size).sum();
         let mut report = PruneReport::default();
         for (path, r) in &records {
             if opts.keep_storage.is_some_and(|keep| stored <= keep) {
@@ -320,7 +322,14 @@ impl<'a> StoreCacheIndex<'a> {
             let record_bytes = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
             fs::remove_file(path).map_err(BuildError::io(path))?;
             report.bytes_reclaimed += record_bytes;
-            stored = stored.saturating_sub(r.size);
+            for (d, _) in r.added_digests() {
+                if let Some((count, size)) = refs.get_mut(d) {
+                    *count -= 1;
+                    if *count == 0 {
+                        stored = stored.saturating_sub(*size);
+                    }
+                }
+            }
             report.records_removed += 1;
         }
         if opts.all && opts.keep_storage.is_none() && opts.until.is_none() {
