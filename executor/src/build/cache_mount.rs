@@ -137,7 +137,7 @@ pub(crate) fn prune(store: &Store) -> Result<(u64, u64), BuildError> {
         let Some(_lock) = FileLock::try_acquire(&lock_path, LockMode::Exclusive)? else {
             continue;
         };
-        bytes += tree_bytes(&entry.path());
+        bytes += crate::store::tree_size(&entry.path());
         fs::remove_dir_all(entry.path()).map_err(BuildError::io(&entry.path()))?;
         let _ = fs::remove_file(&lock_path);
         count += 1;
@@ -145,23 +145,7 @@ pub(crate) fn prune(store: &Store) -> Result<(u64, u64), BuildError> {
     Ok((count, bytes))
 }
 
-/// Bytes of regular files under `path`.
-pub(crate) fn tree_bytes(path: &Path) -> u64 {
-    let Ok(m) = fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if m.is_dir() {
-        fs::read_dir(path)
-            .map(|d| d.flatten().map(|e| tree_bytes(&e.path())).sum())
-            .unwrap_or(0)
-    } else if m.is_file() {
-        m.len()
-    } else {
-        0
-    }
-}
-
 /// Bytes used by all cache mounts.
 pub(crate) fn usage(store_dir: &Path) -> u64 {
-    tree_bytes(&root(store_dir))
+    crate::store::tree_size(&root(store_dir))
 }

@@ -1434,7 +1434,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Bytes of regular files under `path` (not following symlinks).
-fn tree_size(path: &Path) -> u64 {
+pub(crate) fn tree_size(path: &Path) -> u64 {
     let Ok(meta) = fs::symlink_metadata(path) else {
         return 0;
     };

@@ -41,6 +41,7 @@ impl Platform {
             "x86" => ("386", None),
             "arm" => ("arm", Some("v7")),
             "powerpc64" => ("ppc64le", None),
+            "loongarch64" => ("loong64", None),
             other => (other, None),
         };
         Platform {

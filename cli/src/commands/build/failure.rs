@@ -36,7 +36,7 @@ pub struct StepFailure<'a> {
     pub error: &'a str,
 }
 
-/// The error [`run_build`](super::run_build) returns once it has printed a
+/// The error [`solve::run`](super::solve::run) returns once it has printed a
 /// [`render`]ed failure, so that nothing prints it again; the build exits 1.
 #[derive(Debug, thiserror::Error)]
 #[error("the build failed")]

@@ -4,7 +4,7 @@
 //! The flow: [`BuildArgs`] (clap) → [`BuildRequest`] (validated: tags
 //! normalized, build args resolved from the environment, secrets and
 //! outputs parsed, the platform checked) → the Dockerfile read and parsed
-//! (diagnostics as `rbuild check` prints them) → [`run_build`] (planning
+//! (diagnostics as `rbuild check` prints them) → [`solve::run`] (planning
 //! and solving) → [`finish`]: exporters, `--iidfile`, `--metadata-file`,
 //! `--report`, `--explain`, and `-q`'s image id.
 
@@ -30,7 +30,7 @@ use self::options::{
     parse_build_arg, parse_cache_from, parse_cache_to, parse_label, parse_output, parse_platform,
     parse_secret, parse_tag,
 };
-use self::progress::{Progress, ProgressMode};
+use self::progress::ProgressMode;
 use self::report::BuildReport;
 use super::dockerfile_input::DockerfileInput;
 
@@ -112,7 +112,7 @@ pub struct BuildArgs {
     pub context: PathBuf,
 }
 
-/// A validated build: everything [`run_build`] and [`finish`] need.
+/// A validated build: everything [`solve::run`] and [`finish`] need.
 #[derive(Debug, Clone)]
 pub struct BuildRequest {
     /// The context directory, absolute.
@@ -205,7 +205,7 @@ impl BuildRequest {
             plan: PlanRequest {
                 build_args: options::resolve_build_args(&args.build_args, env),
                 target: args.target.clone(),
-                platform: Some(args.platform.clone().unwrap_or_else(options::host_platform)),
+                platform: Some(args.platform.clone().unwrap_or_else(Platform::host)),
                 labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
                 network: args.network.exec_network(),
             },
@@ -284,14 +284,7 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<ExitCode> {
     }
     let store = crate::root::open_store(root)?;
     let progress = progress::renderer(request.progress);
-    let outcome = run_build(
-        &args,
-        &request,
-        &input,
-        &dockerfile,
-        &store,
-        progress.as_ref(),
-    )?;
+    let outcome = solve::run(&request, &input, &dockerfile, &store, progress.as_ref())?;
     finish(&store, &request, &outcome)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -304,26 +297,6 @@ fn read_dockerfile(file: Option<&Path>, context: &Path) -> anyhow::Result<Docker
         other => other.map(Path::to_path_buf),
     };
     DockerfileInput::read(file.as_deref(), context)
-}
-
-/// Plans and solves the build, writes the image to the store, and
-/// returns it with the per-step report. Progress events go to `progress`.
-///
-/// The integrator replaces this body: `plan(dockerfile, &request.plan,
-/// &StoreResolver)`, then `solve` with the executor's `BuildWorker` and
-/// cache index (skip_cache from `no_cache`/`no_cache_filter`, `jobs`),
-/// events mapped onto [`progress::Event`]s, a failure rendered with
-/// [`failure::render`], and the report built with
-/// [`report::StepReport::from_record`].
-pub fn run_build(
-    _args: &BuildArgs,
-    request: &BuildRequest,
-    input: &DockerfileInput,
-    dockerfile: &rbuild_parser::Dockerfile,
-    store: &Store,
-    progress: &dyn Progress,
-) -> anyhow::Result<BuildOutcome> {
-    solve::run(request, input, dockerfile, store, progress)
 }
 
 /// After a successful build: exports the image to each `-o`, tags it,
@@ -472,7 +445,7 @@ mod tests {
         assert_eq!(r.plan.target.as_deref(), Some("build"));
         assert_eq!(r.plan.labels["k"], "v");
         assert_eq!(r.plan.network, rbuild_solver::op::ExecNetwork::None);
-        assert_eq!(r.plan.platform, Some(options::host_platform()));
+        assert_eq!(r.plan.platform, Some(Platform::host()));
         assert!(r.no_cache && r.pull && r.explain);
         assert_eq!(r.no_cache_filter, ["deps"]);
         assert_eq!(r.jobs, 3);

@@ -372,30 +372,11 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
     })
 }
 
-/// The platform rbuild runs on, as OCI names it (`linux/amd64`,
-/// `linux/arm64/v8`…).
-pub fn host_platform() -> Platform {
-    let (architecture, variant) = match std::env::consts::ARCH {
-        "x86_64" => ("amd64", None),
-        "x86" => ("386", None),
-        "aarch64" => ("arm64", Some("v8")),
-        "arm" => ("arm", Some("v7")),
-        "powerpc64" => ("ppc64le", None),
-        "loongarch64" => ("loong64", None),
-        other => (other, None),
-    };
-    Platform {
-        os: "linux".into(),
-        architecture: architecture.into(),
-        variant: variant.map(str::to_string),
-    }
-}
-
 /// `--platform`: only the host platform (rbuild does not cross-build), in
 /// any of containerd's spellings (`linux/amd64`, `amd64`, `linux`,
 /// `x86_64`, `local`).
 pub fn parse_platform(s: &str) -> Result<Platform, String> {
-    parse_platform_for(s, &host_platform())
+    parse_platform_for(s, &Platform::host())
 }
 
 /// [`parse_platform`] against a given host.
@@ -893,7 +874,7 @@ mod tests {
         assert_eq!(parse_platform_for("linux/arm64", &arm).unwrap(), arm);
         assert_eq!(parse_platform_for("linux/arm64/v8", &arm).unwrap(), arm);
         assert_eq!(parse_platform_for("aarch64", &arm).unwrap(), arm);
-        assert_eq!(parse_platform("local").unwrap(), host_platform());
+        assert_eq!(parse_platform("local").unwrap(), Platform::host());
     }
 
     #[test]

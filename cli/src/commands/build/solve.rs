@@ -63,7 +63,8 @@ fn install_interrupt_handler() {
     }
 }
 
-/// Plans and solves the build; see [`super::run_build`].
+/// Plans and solves the build, writes the image to the store, and returns
+/// it with the per-step report; progress events go to `progress`.
 pub(super) fn run(
     request: &BuildRequest,
     input: &DockerfileInput,
@@ -257,9 +258,8 @@ pub(super) fn run(
     let all_ids: Vec<StepId> = solved.steps.iter().map(|r| r.id).collect();
     let chain = cache_transfer::target_chain(&plan.graph, plan.target);
     let inline = if request.cache_to.contains(&CacheToSpec::Inline) {
-        let layers: Vec<Digest> = target.layers.iter().map(|l| l.info.digest).collect();
         Some(
-            cache_transfer::inline_cache(store, &keys_of(&chain), &layers)
+            cache_transfer::inline_cache(store, &keys_of(&chain), &target_blobs)
                 .context("--cache-to type=inline")?,
         )
     } else {
