@@ -652,10 +652,7 @@ fn read_xattrs(fd: &OwnedFd) -> io::Result<Vec<(String, Vec<u8>)>> {
         let Ok(name) = std::str::from_utf8(name) else {
             continue;
         };
-        if name.starts_with("trusted.overlay.")
-            || name.starts_with("user.overlay.")
-            || name == "security.selinux"
-        {
+        if crate::layer::is_skipped_xattr(name.as_bytes()) {
             continue;
         }
         let value = match rfs::fgetxattr_query(fd, name) {

@@ -262,38 +262,39 @@ fn is_opaque(dir: &Path) -> io::Result<bool> {
     Ok(false)
 }
 
-/// xattrs never copied: overlay's own, and host SELinux labels.
-fn is_skipped_xattr(name: &[u8]) -> bool {
-    name.starts_with(b"trusted.overlay.")
-        || name.starts_with(b"user.overlay.")
-        || name == b"security.selinux"
-}
-
 /// The xattrs of `path` (not following a symlink), sorted, host-only and
 /// overlay ones left out.
 pub(crate) fn read_xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
-    let mut list = vec![0u8; 64 * 1024];
-    let len = match rustix::fs::llistxattr(path, &mut list[..]) {
+    use rustix::io::Errno;
+    // Sized by asking first: most files have none, and this runs per entry.
+    let size = match rustix::fs::llistxattr_query(path) {
+        Ok(0) => return Ok(Vec::new()),
         Ok(n) => n,
-        Err(e) if e == rustix::io::Errno::NOTSUP => return Ok(Vec::new()),
+        Err(Errno::NOTSUP) => return Ok(Vec::new()),
         Err(e) => return Err(with_path(path, e.into())),
     };
+    let mut list = vec![0u8; size];
+    let len = rustix::fs::llistxattr(path, &mut list[..]).map_err(|e| with_path(path, e.into()))?;
     let mut out = Vec::new();
-    let mut value = vec![0u8; 64 * 1024];
     for name in list[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        if is_skipped_xattr(name) {
+        if crate::layer::is_skipped_xattr(name) {
             continue;
         }
         let cname = CString::new(name).expect("xattr names have no NUL");
-        let n = match rustix::fs::lgetxattr(path, &cname, &mut value[..]) {
-            Ok(n) => n,
-            Err(e) if e == rustix::io::Errno::NODATA => continue,
+        let value = match rustix::fs::lgetxattr_query(path, &cname) {
+            Ok(0) => Vec::new(),
+            Ok(n) => {
+                let mut value = vec![0u8; n];
+                let got = rustix::fs::lgetxattr(path, &cname, &mut value[..])
+                    .map_err(|e| with_path(path, e.into()))?;
+                value.truncate(got);
+                value
+            }
+            // Removed meanwhile.
+            Err(Errno::NODATA) => continue,
             Err(e) => return Err(with_path(path, e.into())),
         };
-        out.push((
-            String::from_utf8_lossy(name).into_owned(),
-            value[..n].to_vec(),
-        ));
+        out.push((String::from_utf8_lossy(name).into_owned(), value));
     }
     out.sort();
     Ok(out)
@@ -408,5 +409,37 @@ impl SourceFs for LayeredFs {
         let located = self.locate_existing(path)?;
         let m = &located.meta;
         Ok((m.is_file() && m.nlink() > 1).then(|| (m.dev(), m.ino())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xattrs_are_read_whole_and_sorted_without_overlay_or_selinux_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"x").unwrap();
+        let set = |name: &str, value: &[u8]| {
+            rustix::fs::lsetxattr(&f, name, value, rustix::fs::XattrFlags::empty())
+        };
+        if set("user.b", b"").is_err() {
+            return; // no user xattrs on this filesystem
+        }
+        let long = vec![b'v'; 3000];
+        set("user.a", &long).unwrap();
+        // Root only; left out of COPY either way.
+        let _ = set("trusted.overlay.opaque", b"y");
+        assert_eq!(
+            read_xattrs(&f).unwrap(),
+            [
+                ("user.a".to_string(), long),
+                ("user.b".to_string(), Vec::new())
+            ]
+        );
+        let bare = dir.path().join("bare");
+        std::fs::write(&bare, b"").unwrap();
+        assert!(read_xattrs(&bare).unwrap().is_empty());
     }
 }

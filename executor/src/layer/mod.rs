@@ -44,6 +44,7 @@
 mod compress;
 mod hash_thread;
 mod pack;
+pub(crate) use pack::is_skipped_xattr;
 pub(crate) mod tar_writer;
 mod unpack;
 

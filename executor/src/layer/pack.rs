@@ -26,8 +26,9 @@ fn is_overlay_xattr(name: &[u8]) -> bool {
     name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
 }
 
-/// xattrs never written to a layer: SELinux labels belong to the host.
-fn is_skipped_xattr(name: &[u8]) -> bool {
+/// xattrs never written to a layer (nor copied by COPY): overlay's own, and
+/// SELinux labels, which belong to the host.
+pub(crate) fn is_skipped_xattr(name: &[u8]) -> bool {
     is_overlay_xattr(name) || name == b"security.selinux"
 }
 
