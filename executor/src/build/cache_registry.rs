@@ -93,13 +93,9 @@ impl CacheTransport for RegistryTransport {
                         location: dir.display().to_string(),
                         reason: format!("invalid digest {:?}", desc.digest),
                     })?;
-            let path = dir.join("blobs/sha256").join(digest.hex());
-            let mut file = std::fs::File::open(&path).map_err(|source| CacheTransferError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            let mut blob = layout.open_blob(&digest)?;
             self.client
-                .push_blob(&repo, &digest, desc.size, &mut file, None)
+                .push_blob(&repo, &digest, desc.size, &mut blob, None)
                 .map_err(registry_err(reference))?;
         }
         let media_type = manifest

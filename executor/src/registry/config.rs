@@ -90,7 +90,7 @@ impl ConfigFile {
 
 /// `http://reg.lan:5000/` → `reg.lan:5000`: docker drops a scheme in
 /// `insecure-registries` (with a warning) rather than never matching.
-fn normalize_host(entry: &str) -> String {
+pub(crate) fn normalize_host(entry: &str) -> String {
     let e = entry.trim();
     let lower = e.to_ascii_lowercase();
     let e = if lower.starts_with("http://") {

@@ -363,7 +363,15 @@ impl Client {
     /// ca-certificates bundle, or `SSL_CERT_FILE`), falling back to the
     /// bundled Mozilla roots when the system has none: corporate and
     /// private CAs installed on the machine then work, as with Docker.
-    pub fn new(options: ClientOptions) -> Client {
+    pub fn new(mut options: ClientOptions) -> Client {
+        // Entries from the flag and the environment get the config file's
+        // treatment too (`http://reg:5000/` names `reg:5000`).
+        options.insecure_registries = options
+            .insecure_registries
+            .iter()
+            .map(|h| config::normalize_host(h))
+            .filter(|h| !h.is_empty())
+            .collect();
         Client {
             agent: std::sync::OnceLock::new(),
             options,
@@ -1311,6 +1319,19 @@ mod tests {
         assert_eq!(c.base_url("other.lan:1234"), "http://other.lan:1234/v2");
         assert_eq!(c.base_url("docker.io"), "https://registry-1.docker.io/v2");
         assert_eq!(c.base_url("ghcr.io"), "https://ghcr.io/v2");
+    }
+
+    #[test]
+    fn insecure_registries_from_the_flag_or_env_lose_a_scheme_like_config_entries() {
+        // Regression: only config-file entries were normalised, so
+        // `--insecure-registry http://reg.lan:5000/` never matched.
+        let c = Client::new(ClientOptions {
+            insecure_registries: vec!["http://reg.lan:5000/".into(), "HTTPS://b.lan".into()],
+            ..ClientOptions::default()
+        });
+        assert!(c.is_insecure("reg.lan:5000"));
+        assert!(c.is_insecure("b.lan:443"));
+        assert!(!c.is_insecure("reg.lan:6000"));
     }
 
     #[test]

@@ -79,22 +79,11 @@ pub fn pull(
 ) -> Result<PullOutcome, RegistryError> {
     progress.event(PullEvent::Started { reference });
     let result = pull_image(store, client, reference, platform, progress);
-    let error = result.as_ref().err().map(error_chain);
+    let error = result.as_ref().err().map(|e| crate::store::error_chain(e));
     progress.event(PullEvent::Finished {
         error: error.as_deref(),
     });
     result
-}
-
-/// `error: its source: …`, one line, for progress output.
-fn error_chain(e: &RegistryError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text.replace('\n', " ")
 }
 
 fn pull_image(

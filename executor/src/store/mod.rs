@@ -1422,7 +1422,9 @@ fn parse_digest(text: &str, what: &str) -> Result<Digest> {
 }
 
 /// An error and its sources on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// `error: its source: …` on one line (the first line of the whole), for
+/// messages kept or shown in one line.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {

@@ -254,12 +254,14 @@ fn validate_context(path: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// What a successful build produced.
-#[derive(Debug)]
 pub struct BuildOutcome {
     /// The built image, written to the store (untagged: [`finish`] tags it).
     pub image: Image,
     /// Per-step record for `--report` and `--explain`.
     pub report: BuildReport,
+    /// The registry client the build used (FROM pulls, registry caches),
+    /// with its tokens and credentials, for `--push`.
+    pub client: std::sync::Arc<rbuild_executor::registry::Client>,
 }
 
 /// Runs `rbuild build`.
@@ -343,11 +345,8 @@ pub fn finish(store: &Store, request: &BuildRequest, outcome: &BuildOutcome) -> 
                 "pushing needs a name\nhint: add -t REGISTRY/NAME:TAG or -o type=image,name=REGISTRY/NAME:TAG,push=true"
             );
         }
-        let client = rbuild_executor::registry::Client::new(
-            rbuild_executor::registry::ClientOptions::for_store(store)?,
-        );
         for name in &names {
-            crate::commands::push::push_image(store, &client, image, name, request.quiet)?;
+            crate::commands::push::push_image(store, &outcome.client, image, name, request.quiet)?;
         }
     }
     if let Some(path) = &request.iidfile {

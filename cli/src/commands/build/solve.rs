@@ -314,7 +314,11 @@ pub(super) fn run(
         image_id: Some(image.id.to_string()),
         tags: request.tags.iter().map(|t| t.to_string()).collect(),
     }));
-    Ok(BuildOutcome { image, report })
+    Ok(BuildOutcome {
+        image,
+        report,
+        client,
+    })
 }
 
 /// Where the context's stat cache lives: one file per context directory.
