@@ -57,6 +57,7 @@ pub use instructions::{
     KeyValue, NetworkMode, SecurityMode, ShellOrExec, Stage,
 };
 pub use mount::{Mount, MountType, Sharing};
+pub use sexp::{go_quote, go_quote_rune};
 
 /// Parse a Dockerfile into validated, typed stages.
 ///

@@ -31,7 +31,7 @@ fn write_node(out: &mut String, node: &Node) {
             if i > 0 {
                 out.push(' ');
             }
-            go_quote(out, &flag.value);
+            push_go_quoted(out, &flag.value);
         }
         out.push(']');
     }
@@ -39,14 +39,14 @@ fn write_node(out: &mut String, node: &Node) {
         Args::Words { words, .. } => {
             for word in words {
                 out.push(' ');
-                go_quote(out, &word.value);
+                push_go_quoted(out, &word.value);
             }
         }
         Args::KeyValues { pairs } => {
             for pair in pairs {
                 for part in [&pair.key.value, &pair.value.value, &pair.separator] {
                     out.push(' ');
-                    go_quote(out, part);
+                    push_go_quoted(out, part);
                 }
             }
         }
@@ -61,35 +61,60 @@ fn write_node(out: &mut String, node: &Node) {
     out.truncate(start + trimmed);
 }
 
-/// Go's `strconv.Quote`: `"`-delimited, with Go's escapes for control and
-/// non-printing characters.
-fn go_quote(out: &mut String, s: &str) {
+/// Go's `strconv.Quote`: a `"`-delimited Go string literal, with Go's
+/// escapes for control and non-printing characters (spaces other than
+/// U+0020 included, as `unicode.IsPrint` has it). BuildKit's `%q` output
+/// (parse dumps, image history) is made of these.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    push_go_quoted(&mut out, s);
+    out
+}
+
+/// Go's `strconv.QuoteRune` of `n` (`%q` of an integer), e.g. `'\x00'`.
+pub fn go_quote_rune(n: u32) -> String {
+    let mut out = String::from("'");
+    match char::from_u32(n) {
+        Some(c) => push_go_escaped(&mut out, c, '\''),
+        None => out.push('\u{fffd}'),
+    }
+    out.push('\'');
+    out
+}
+
+fn push_go_quoted(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\x07' => out.push_str("\\a"),
-            '\x08' => out.push_str("\\b"),
-            '\x0c' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\x0b' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\x7f' => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c if c.is_control() || (c.is_whitespace() && c != ' ') || c == '\u{feff}' => {
-                if (c as u32) > 0xffff {
-                    let _ = write!(out, "\\U{:08x}", c as u32);
-                } else {
-                    let _ = write!(out, "\\u{:04x}", c as u32);
-                }
-            }
-            c => out.push(c),
-        }
+        push_go_escaped(out, c, '"');
     }
     out.push('"');
+}
+
+fn push_go_escaped(out: &mut String, c: char, quote: char) {
+    match c {
+        c if c == quote || c == '\\' => {
+            out.push('\\');
+            out.push(c);
+        }
+        '\x07' => out.push_str("\\a"),
+        '\x08' => out.push_str("\\b"),
+        '\x0c' => out.push_str("\\f"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\x0b' => out.push_str("\\v"),
+        c if (c as u32) < 0x20 || c == '\x7f' => {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        }
+        c if c.is_control() || (c.is_whitespace() && c != ' ') || c == '\u{feff}' => {
+            if (c as u32) > 0xffff {
+                let _ = write!(out, "\\U{:08x}", c as u32);
+            } else {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+        }
+        c => out.push(c),
+    }
 }
 
 #[cfg(test)]

@@ -290,7 +290,7 @@ fn normalize_line(line: &str) -> Option<String> {
     }
     let mut cleaned = String::new();
     if !pattern.is_empty() {
-        cleaned = go_clean(pattern);
+        cleaned = rbuild_solver::plan::clean_path(pattern);
         if cleaned.len() > 1 && cleaned.starts_with('/') {
             cleaned.remove(0);
         }
@@ -300,34 +300,6 @@ fn normalize_line(line: &str) -> Option<String> {
     } else {
         cleaned
     })
-}
-
-/// Go's `filepath.Clean` on a `/`-separated path: lexical `.`/`..`
-/// removal, repeated and trailing slashes dropped, `""` → `"."`.
-pub(crate) fn go_clean(path: &str) -> String {
-    let rooted = path.starts_with('/');
-    let mut out: Vec<&str> = Vec::new();
-    for comp in path.split('/') {
-        match comp {
-            "" | "." => {}
-            ".." => match out.last() {
-                Some(&last) if last != ".." => {
-                    out.pop();
-                }
-                _ if rooted => {}
-                _ => out.push(".."),
-            },
-            comp => out.push(comp),
-        }
-    }
-    let joined = out.join("/");
-    if rooted {
-        format!("/{joined}")
-    } else if joined.is_empty() {
-        ".".to_string()
-    } else {
-        joined
-    }
 }
 
 /// The proper parent directories of `path`, shortest first (`a`, `a/b`
@@ -393,7 +365,7 @@ impl Pattern {
     /// Compiles one normalized line (with its `!`, if any).
     fn new(line: &str) -> Result<Pattern, PatternErrorKind> {
         // patternmatcher.New trims and cleans once more, `!` included.
-        let cleaned = go_clean(line.trim());
+        let cleaned = rbuild_solver::plan::clean_path(line.trim());
         let (exception, text) = match cleaned.strip_prefix('!') {
             Some("") => return Err(PatternErrorKind::LoneExclamation),
             Some(rest) => (true, rest.to_string()),
@@ -907,7 +879,7 @@ mod tests {
             ("/", "/"),
             ("a/b/../../..", ".."),
         ] {
-            assert_eq!(go_clean(input), want, "{input:?}");
+            assert_eq!(rbuild_solver::plan::clean_path(input), want, "{input:?}");
         }
     }
 

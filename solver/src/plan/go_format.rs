@@ -3,53 +3,14 @@
 //! `time.Duration.String`), so `created_by` reads exactly as docker
 //! writes it and tools that grep history keep working.
 
-/// `strconv.Quote`: a double-quoted Go string literal.
+/// `strconv.Quote`: a double-quoted Go string literal (the parser's).
 pub(crate) fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        push_escaped(&mut out, c, '"');
-    }
-    out.push('"');
-    out
+    rbuild_parser::go_quote(s)
 }
 
 /// `%q` of an integer: `strconv.QuoteRune`, e.g. `'\x00'` or `'A'`.
 pub(crate) fn quote_rune(n: u32) -> String {
-    let mut out = String::from("'");
-    match char::from_u32(n) {
-        Some(c) => push_escaped(&mut out, c, '\''),
-        None => out.push('\u{fffd}'),
-    }
-    out.push('\'');
-    out
-}
-
-fn push_escaped(out: &mut String, c: char, quote: char) {
-    match c {
-        c if c == quote || c == '\\' => {
-            out.push('\\');
-            out.push(c);
-        }
-        '\u{7}' => out.push_str("\\a"),
-        '\u{8}' => out.push_str("\\b"),
-        '\u{c}' => out.push_str("\\f"),
-        '\n' => out.push_str("\\n"),
-        '\r' => out.push_str("\\r"),
-        '\t' => out.push_str("\\t"),
-        '\u{b}' => out.push_str("\\v"),
-        c if c.is_control() || c == '\u{feff}' => {
-            let n = c as u32;
-            if n < 0x80 {
-                out.push_str(&format!("\\x{n:02x}"));
-            } else if n < 0x10000 {
-                out.push_str(&format!("\\u{n:04x}"));
-            } else {
-                out.push_str(&format!("\\U{n:08x}"));
-            }
-        }
-        c => out.push(c),
-    }
+    rbuild_parser::go_quote_rune(n)
 }
 
 /// `%q` of a `[]string`: `["a" "b"]` (space separated, no commas).
@@ -118,6 +79,10 @@ mod tests {
         assert_eq!(quote_rune(0), r"'\x00'");
         assert_eq!(quote_rune(3), r"'\x03'");
         assert_eq!(quote_rune(65), "'A'");
+        // Go escapes spaces other than U+0020 (unicode.IsPrint), so
+        // created_by matches docker's for such commands.
+        assert_eq!(quote("a\u{a0}b"), r#""a\u00a0b""#);
+        assert_eq!(quote_rune(0xa0), r"'\u00a0'");
         assert_eq!(
             quote_list(&["/bin/sh".into(), "-c".into(), "echo hi".into()]),
             r#"["/bin/sh" "-c" "echo hi"]"#

@@ -20,6 +20,7 @@ use crate::op::{ExecNetwork, Op};
 
 mod go_format;
 mod paths;
+pub use paths::clean as clean_path;
 mod planner;
 
 /// A platform, `os/arch[/variant]`.

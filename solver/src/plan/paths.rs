@@ -3,7 +3,7 @@
 
 /// Go's `path.Clean`: no `.`/`..` elements (`..` above the root is
 /// dropped), no repeated or trailing slashes; `""` becomes `.`.
-pub(crate) fn clean(p: &str) -> String {
+pub fn clean(p: &str) -> String {
     let rooted = p.starts_with('/');
     let mut parts: Vec<&str> = Vec::new();
     for part in p.split('/') {
