@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -143,89 +143,22 @@ pub(crate) fn copy_tree(
     Ok(())
 }
 
-/// How an entry looks in one snapshot (overlay format).
-enum InLayer {
-    Absent,
-    /// A whiteout, or hidden by a whiteout or a non-directory above it.
-    Deleted,
-    Present,
-}
-
-fn look(layer: &Path, rel: &Path) -> InLayer {
-    // A whiteout or file at an ancestor hides everything below it.
-    let mut p = layer.to_path_buf();
-    let comps: Vec<_> = rel.components().collect();
-    for (i, c) in comps.iter().enumerate() {
-        p.push(c);
-        let Ok(m) = fs::symlink_metadata(&p) else {
-            return InLayer::Absent;
-        };
-        let ft = m.file_type();
-        if ft.is_char_device() && m.rdev() == 0 {
-            return InLayer::Deleted;
-        }
-        let last = i + 1 == comps.len();
-        if !last && !ft.is_dir() {
-            return InLayer::Deleted;
-        }
-        if last {
-            return InLayer::Present;
-        }
-        if is_opaque(&p) {
-            // An opaque ancestor here: lower layers below it do not count,
-            // but this layer may still hold the path.
-            continue;
-        }
-    }
-    InLayer::Absent
-}
-
-fn is_opaque(dir: &Path) -> bool {
-    ["trusted.overlay.opaque", "user.overlay.opaque"]
-        .iter()
-        .any(|name| xattr_is_y(dir, name))
-}
-
-fn xattr_is_y(path: &Path, name: &str) -> bool {
-    let mut buf = [0u8; 4];
-    rustix::fs::lgetxattr(path, name, &mut buf).is_ok_and(|n| n >= 1 && buf[0] == b'y')
-}
-
 /// True when the absolute path `target` exists in the merged view of
-/// `lowers` (top first, overlay snapshots).
+/// `lowers` (top first, overlay snapshots): whiteouts, opaque directories
+/// and files hiding what is below, as [`LayeredFs`](crate::copy::LayeredFs)
+/// reads them for COPY.
 pub(crate) fn exists_in_lowers(lowers: &[PathBuf], target: &Path) -> bool {
+    use crate::copy::SourceFs;
     let rel = target.strip_prefix("/").unwrap_or(target);
     if rel.as_os_str().is_empty() {
         return true;
     }
-    // Opaque ancestors in a layer stop the search below it.
-    for layer in lowers {
-        match look(layer, rel) {
-            InLayer::Present => return true,
-            InLayer::Deleted => return false,
-            InLayer::Absent => {
-                if has_opaque_ancestor(layer, rel) {
-                    return false;
-                }
-            }
-        }
-    }
-    false
-}
-
-fn has_opaque_ancestor(layer: &Path, rel: &Path) -> bool {
-    let mut p = layer.to_path_buf();
-    let comps: Vec<_> = rel.components().collect();
-    for c in &comps[..comps.len().saturating_sub(1)] {
-        p.push(c);
-        if !p.is_dir() {
-            return false;
-        }
-        if is_opaque(&p) {
-            return true;
-        }
-    }
-    false
+    let Some(rel) = rel.to_str() else {
+        return false;
+    };
+    crate::copy::LayeredFs::new(lowers.to_vec())
+        .lstat(rel)
+        .is_ok_and(|m| m.is_some())
 }
 
 /// After a run: removes from `upper` the empty files and directories the
@@ -263,7 +196,7 @@ pub(crate) fn remove_placeholders(upper: &Path, lowers: &[PathBuf], targets: &[P
                 break;
             }
             let is_plain_empty_dir = fs::symlink_metadata(parent).is_ok_and(|m| m.is_dir())
-                && !is_opaque(parent)
+                && !crate::copy::is_opaque(parent).unwrap_or(true)
                 && fs::read_dir(parent).is_ok_and(|mut d| d.next().is_none());
             if !is_plain_empty_dir || fs::remove_dir(parent).is_err() {
                 break;
@@ -298,6 +231,32 @@ mod tests {
         assert!(!exists_in_lowers(&lowers, Path::new("/f/x")));
         assert!(!exists_in_lowers(&lowers, Path::new("/missing")));
         assert!(exists_in_lowers(&lowers, Path::new("/")));
+        // Deletions in an upper layer hide what the lower one has.
+        fs::create_dir_all(bottom.join("gone")).unwrap();
+        fs::create_dir_all(bottom.join("o/old")).unwrap();
+        fs::create_dir_all(top.join("o")).unwrap();
+        rustix::fs::lsetxattr(
+            top.join("o"),
+            "user.overlay.opaque",
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        assert!(
+            !exists_in_lowers(&lowers, Path::new("/o/old")),
+            "opaque dir"
+        );
+        assert!(exists_in_lowers(&lowers, Path::new("/o")));
+        let whiteout = rustix::fs::mknodat(
+            rustix::fs::CWD,
+            top.join("gone"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::empty(),
+            0,
+        );
+        if whiteout.is_ok() {
+            assert!(!exists_in_lowers(&lowers, Path::new("/gone")), "whiteout");
+        }
     }
 
     #[test]

@@ -246,7 +246,8 @@ fn is_whiteout(meta: &Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
 }
 
-fn is_opaque(dir: &Path) -> io::Result<bool> {
+/// Whether `dir` is an overlayfs opaque directory (either xattr name).
+pub(crate) fn is_opaque(dir: &Path) -> io::Result<bool> {
     for name in ["trusted.overlay.opaque", "user.overlay.opaque"] {
         let mut buf = [0u8; 4];
         match rustix::fs::lgetxattr(dir, name, &mut buf) {

@@ -37,6 +37,7 @@ use rbuild_solver::{Digest, KeyEncoder};
 
 pub use chmod::InvalidChmod;
 pub use layered::LayeredFs;
+pub(crate) use layered::is_opaque;
 pub use source::{EntryKind, SourceFs, SourceMeta};
 
 use crate::layer::PackStats;
