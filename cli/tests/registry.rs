@@ -242,10 +242,9 @@ fn from_an_image_not_in_the_store_pulls_it_and_build_push_publishes_the_result()
     assert_eq!(ids(&b, &base).1, new_digest);
 }
 
-#[test]
-fn basic_auth_refuses_anonymous_push_and_accepts_after_login() {
-    let dir = tempfile::tempdir().unwrap();
-    let htpasswd = dir.path().join("htpasswd");
+/// A registry taking Basic auth for alice / s3cret (htpasswd in `dir`).
+fn basic_auth_registry(dir: &Path) -> Registry {
+    let htpasswd = dir.join("htpasswd");
     let hash = tool(
         "python3",
         &[
@@ -256,10 +255,53 @@ fn basic_auth_refuses_anonymous_push_and_accepts_after_login() {
         ],
     );
     std::fs::write(&htpasswd, format!("alice:{}\n", hash.trim())).unwrap();
-    let reg = Registry::start(Some(&format!(
+    Registry::start(Some(&format!(
         "  htpasswd:\n    realm: test\n    path: {}",
         htpasswd.display()
-    )));
+    )))
+}
+
+/// Regression: each blob request answered 401 looked the credentials up
+/// again, running the credential helper once per blob in parallel.
+#[test]
+fn a_credential_helper_runs_once_per_registry_for_a_whole_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = basic_auth_registry(dir.path());
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let calls = dir.path().join("calls");
+    let helper = bin.join("docker-credential-rbtest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> {}\ncat >/dev/null\necho '{{\"Username\":\"alice\",\"Secret\":\"s3cret\"}}'\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let rb = Rbuild::new();
+    rb.busybox();
+    std::fs::create_dir_all(rb.path("docker-config")).unwrap();
+    std::fs::write(
+        rb.path("docker-config/config.json"),
+        r#"{"credsStore":"rbtest"}"#,
+    )
+    .unwrap();
+    let name = format!("{}/helped:1", reg.host());
+    ok(&rb, &["tag", "busybox", &name]);
+    let mut push = rb.private_command(&["push", &name]);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    push.env("PATH", path);
+    let r = support::run_command(push, None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(std::fs::read_to_string(&calls).unwrap(), "get\n");
+}
+
+#[test]
+fn basic_auth_refuses_anonymous_push_and_accepts_after_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = basic_auth_registry(dir.path());
     let rb = Rbuild::new();
     rb.busybox();
     let name = format!("{}/private:1", reg.host());

@@ -337,9 +337,14 @@ struct AuthState {
     /// downloads, all answered 401 at once) ask the token server once
     /// and the others wait for that token.
     tokens: HashMap<(String, String), std::sync::Arc<Mutex<Option<Token>>>>,
-    /// Credentials looked up per registry (None: anonymous).
-    credentials: HashMap<String, Option<Credentials>>,
+    /// Credentials per registry (`Some(None)`: anonymous), each slot
+    /// locked while they are looked up, so parallel requests answered 401
+    /// at once read the Docker config (or run its helper) once.
+    credentials: HashMap<String, CredentialSlot>,
 }
+
+/// One registry's credentials once looked up; see `AuthState::credentials`.
+type CredentialSlot = std::sync::Arc<Mutex<Option<Option<Credentials>>>>;
 
 /// A request body: nothing, bytes (can be resent after an auth
 /// challenge) or a stream of known length (sent once).
@@ -402,7 +407,10 @@ impl Client {
     /// verifies credentials before storing them).
     pub fn set_credentials(&self, registry: &str, creds: Option<Credentials>) {
         let mut auth = self.auth.lock().expect("auth state lock");
-        auth.credentials.insert(registry.to_string(), creds);
+        auth.credentials.insert(
+            registry.to_string(),
+            std::sync::Arc::new(Mutex::new(Some(creds))),
+        );
         auth.tokens.retain(|(r, _), _| r != registry);
     }
 
@@ -465,13 +473,17 @@ impl Client {
     }
 
     fn credentials(&self, registry: &str) -> Result<Option<Credentials>, RegistryError> {
-        if let Some(c) = self
+        let slot = self
             .auth
             .lock()
             .expect("auth state lock")
             .credentials
-            .get(registry)
-        {
+            .entry(registry.to_string())
+            .or_default()
+            .clone();
+        // The slot's lock, not the auth state's, is held while looking up.
+        let mut slot = slot.lock().expect("credential slot lock");
+        if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
         let path = self
@@ -480,11 +492,7 @@ impl Client {
             .clone()
             .unwrap_or_else(DockerConfig::default_path);
         let creds = DockerConfig::load(&path)?.credentials(registry)?;
-        self.auth
-            .lock()
-            .expect("auth state lock")
-            .credentials
-            .insert(registry.to_string(), creds.clone());
+        *slot = Some(creds.clone());
         Ok(creds)
     }
 
