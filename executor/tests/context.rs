@@ -500,6 +500,30 @@ fn xattrs_are_read_and_overlay_ones_left_out() {
         ]
     );
     assert!(c.xattrs("").is_ok());
+    // In a subdirectory, and on the directory itself; a symlink has none
+    // (it is not followed).
+    fs::create_dir(tmp.path().join("d")).unwrap();
+    fs::write(tmp.path().join("d/g"), "g").unwrap();
+    std::os::unix::fs::symlink("../f", tmp.path().join("d/link")).unwrap();
+    for (path, value) in [("d", b"dir"), ("d/g", b"sub")] {
+        rustix::fs::setxattr(
+            tmp.path().join(path),
+            "user.x",
+            value,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+    }
+    let c = Context::open(tmp.path(), IgnoreRules::none(), None).unwrap();
+    assert_eq!(
+        c.xattrs("d").unwrap(),
+        [("user.x".to_string(), b"dir".to_vec())]
+    );
+    assert_eq!(
+        c.xattrs("d/g").unwrap(),
+        [("user.x".to_string(), b"sub".to_vec())]
+    );
+    assert!(c.xattrs("d/link").unwrap().is_empty());
 }
 
 /// Not a test: open + lstat + digest of 10,000 small files, without and

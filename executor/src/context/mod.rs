@@ -471,7 +471,9 @@ impl SourceFs for Context {
     }
 
     /// Extended attributes of regular files and directories; symlinks and
-    /// devices report none (opening them to ask could have effects).
+    /// devices report none. Read by name in the (confined, cached) parent
+    /// directory without opening the file or following a final symlink:
+    /// a fully cached build asks this of every file.
     fn xattrs(&self, path: &str) -> io::Result<Vec<(String, Vec<u8>)>> {
         let rel = clean(path)?;
         let Some(st) = self.stat_entry(&rel)? else {
@@ -481,13 +483,24 @@ impl SourceFs for Context {
         if self.hidden(&rel, kind == FileType::Directory)? {
             return Err(not_found(&rel));
         }
-        let flags = match kind {
-            FileType::RegularFile => OFlags::RDONLY | OFlags::NONBLOCK,
-            FileType::Directory => dir_flags(),
-            _ => return Ok(Vec::new()),
+        if !matches!(kind, FileType::RegularFile | FileType::Directory) {
+            return Ok(Vec::new());
+        }
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
+        let cached;
+        let dir = if parent.is_empty() {
+            self.root.as_fd()
+        } else {
+            cached = self.dir_fd(parent)?;
+            cached.as_fd()
         };
-        let fd = self.resolve(&rel, flags)?;
-        read_xattrs(&fd)
+        let name = if name.is_empty() { "." } else { name };
+        let at = format!(
+            "/proc/self/fd/{}/{name}",
+            std::os::fd::AsRawFd::as_raw_fd(&dir)
+        );
+        crate::copy::read_xattrs(Path::new(&at))
+            .map_err(|e| io::Error::new(e.kind(), format!("reading the xattrs of {rel:?}: {e}")))
     }
 
     fn file_digest(&self, path: &str) -> io::Result<Digest> {
@@ -633,44 +646,6 @@ fn source_meta(st: &rfs::Stat) -> SourceMeta {
         mtime: st.st_mtime as i64,
         rdev: st.st_rdev as u64,
     }
-}
-
-/// The xattrs of `fd` a COPY should carry, sorted by name: not
-/// overlayfs's own (they would steer a later overlay mount) nor
-/// `security.selinux` (a host label).
-fn read_xattrs(fd: &OwnedFd) -> io::Result<Vec<(String, Vec<u8>)>> {
-    let size = match rfs::flistxattr_query(fd) {
-        Ok(0) => return Ok(Vec::new()),
-        Ok(n) => n,
-        Err(Errno::NOTSUP) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut names = vec![0u8; size];
-    let len = rfs::flistxattr(fd, &mut names[..])?;
-    let mut out = Vec::new();
-    for name in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let Ok(name) = std::str::from_utf8(name) else {
-            continue;
-        };
-        if crate::layer::is_skipped_xattr(name.as_bytes()) {
-            continue;
-        }
-        let value = match rfs::fgetxattr_query(fd, name) {
-            Ok(0) => Vec::new(),
-            Ok(n) => {
-                let mut value = vec![0u8; n];
-                let got = rfs::fgetxattr(fd, name, &mut value[..])?;
-                value.truncate(got);
-                value
-            }
-            // Removed meanwhile.
-            Err(Errno::NODATA) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        out.push((name.to_string(), value));
-    }
-    out.sort();
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ use rbuild_solver::{Digest, KeyEncoder};
 
 pub use chmod::InvalidChmod;
 pub use layered::LayeredFs;
-pub(crate) use layered::is_opaque;
+pub(crate) use layered::{is_opaque, read_xattrs};
 pub use source::{EntryKind, SourceFs, SourceMeta};
 
 use crate::layer::PackStats;
