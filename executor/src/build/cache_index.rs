@@ -17,7 +17,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -219,7 +218,7 @@ impl<'a> StoreCacheIndex<'a> {
         let dir = path.parent().expect("records live in a directory");
         fs::create_dir_all(dir).map_err(BuildError::io(dir))?;
         let bytes = serde_json::to_vec_pretty(record).expect("records serialize");
-        write_atomic(self.store.tmp_dir(), path, &bytes, true)
+        crate::store::atomic::write_file(self.store.tmp_dir(), path, &bytes).map_err(BuildError::from)
     }
 
     /// The record of `key`, if any (unreadable ones are `None`).
@@ -456,37 +455,3 @@ pub fn live_layers(store_dir: &Path) -> Vec<LayerInfo> {
     out.into_values().collect()
 }
 
-/// Writes `data` to `dest` via a temporary file in `tmp` and a rename.
-/// Writes `data` to `dest` through a temporary file and a rename, so a
-/// reader sees the old or the new content, never a torn one. `durable`
-/// also syncs the data first (cache-index records, which name blobs gc
-/// keeps); advisory files (lineage records) skip that cost: a crash at
-/// worst loses one explanation.
-pub(crate) fn write_atomic(
-    tmp: &Path,
-    dest: &Path,
-    data: &[u8],
-    durable: bool,
-) -> Result<(), BuildError> {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let scratch = tmp.join(format!(
-        "record-{}-{}-{name}",
-        std::process::id(),
-        time::unique()
-    ));
-    let result = (|| {
-        let mut f = fs::File::create(&scratch).map_err(BuildError::io(&scratch))?;
-        f.write_all(data).map_err(BuildError::io(&scratch))?;
-        if durable {
-            f.sync_all().map_err(BuildError::io(&scratch))?;
-        }
-        fs::rename(&scratch, dest).map_err(BuildError::io(dest))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&scratch);
-    }
-    result
-}

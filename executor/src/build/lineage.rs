@@ -18,7 +18,7 @@ use rbuild_solver::Digest;
 use rbuild_solver::explain::StepFingerprint;
 
 use super::BuildError;
-use super::cache_index::{CACHE_INDEX_VERSION, write_atomic};
+use super::cache_index::CACHE_INDEX_VERSION;
 use crate::store::Store;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -81,7 +81,7 @@ impl<'a> LineageStore<'a> {
             fingerprint: fingerprint.clone(),
         };
         let bytes = serde_json::to_vec(&record).expect("lineage records serialize");
-        write_atomic(self.store.tmp_dir(), &path, &bytes, false)
+        crate::store::atomic::replace_file(self.store.tmp_dir(), &path, &bytes).map_err(BuildError::from)
     }
 
     /// The fingerprint saved for step `lineage` of build `identity`, if

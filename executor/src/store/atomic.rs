@@ -31,13 +31,29 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// Writes `data` to `dest` atomically (temp file, fsync, rename, fsync dir).
 pub fn write_file(tmp_dir: &Path, dest: &Path, data: &[u8]) -> Result<(), StoreError> {
+    write(tmp_dir, dest, data, true)
+}
+
+/// Replaces `dest` with `data` atomically (temp file, rename) without the
+/// fsyncs: a reader sees the old or the new file, and a crash may leave
+/// the old one. For what can be rebuilt (explanations, stat caches).
+pub fn replace_file(tmp_dir: &Path, dest: &Path, data: &[u8]) -> Result<(), StoreError> {
+    write(tmp_dir, dest, data, false)
+}
+
+fn write(tmp_dir: &Path, dest: &Path, data: &[u8], durable: bool) -> Result<(), StoreError> {
     let tmp = temp_path(tmp_dir, "file");
     let result = (|| {
         let mut f = File::create(&tmp).map_err(StoreError::io(&tmp))?;
         f.write_all(data).map_err(StoreError::io(&tmp))?;
-        f.sync_all().map_err(StoreError::io(&tmp))?;
+        if durable {
+            f.sync_all().map_err(StoreError::io(&tmp))?;
+        }
         fs::rename(&tmp, dest).map_err(StoreError::io(dest))?;
-        sync_dir(dest.parent().unwrap_or(Path::new(".")))
+        if durable {
+            sync_dir(dest.parent().unwrap_or(Path::new(".")))?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

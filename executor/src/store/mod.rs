@@ -31,7 +31,7 @@
 //! hold an [`ImageLease`]; `rmi`/`prune` skip leased images and gc keeps
 //! everything they reach.
 
-mod atomic;
+pub(crate) mod atomic;
 pub mod layout;
 mod lock;
 
