@@ -14,21 +14,14 @@ pub fn now() -> (i64, u32) {
 /// `2024-05-01T12:00:00.123456789Z` (nanoseconds trimmed like Go's
 /// RFC3339Nano: trailing zeros dropped, none at all for whole seconds).
 pub fn format_rfc3339(secs: i64, nanos: u32) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let mut s = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
+    let mut s = rbuild_executor::build::rfc3339(secs);
     if nanos != 0 {
+        s.pop(); // the `Z`
         let frac = format!("{nanos:09}");
         s.push('.');
         s.push_str(frac.trim_end_matches('0'));
+        s.push('Z');
     }
-    s.push('Z');
     s
 }
 
@@ -152,20 +145,6 @@ pub fn parse_filter_time(s: &str) -> Option<i64> {
         return Some(t);
     }
     s.split('.').next()?.parse().ok()
-}
-
-/// Howard Hinnant's days → (year, month, day).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Howard Hinnant's (year, month, day) → days.
