@@ -218,7 +218,8 @@ impl<'a> StoreCacheIndex<'a> {
         let dir = path.parent().expect("records live in a directory");
         fs::create_dir_all(dir).map_err(BuildError::io(dir))?;
         let bytes = serde_json::to_vec_pretty(record).expect("records serialize");
-        crate::store::atomic::write_file(self.store.tmp_dir(), path, &bytes).map_err(BuildError::from)
+        crate::store::atomic::write_file(self.store.tmp_dir(), path, &bytes)
+            .map_err(BuildError::from)
     }
 
     /// The record of `key`, if any (unreadable ones are `None`).
@@ -454,4 +455,3 @@ pub fn live_layers(store_dir: &Path) -> Vec<LayerInfo> {
     }
     out.into_values().collect()
 }
-

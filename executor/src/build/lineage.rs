@@ -81,7 +81,8 @@ impl<'a> LineageStore<'a> {
             fingerprint: fingerprint.clone(),
         };
         let bytes = serde_json::to_vec(&record).expect("lineage records serialize");
-        crate::store::atomic::replace_file(self.store.tmp_dir(), &path, &bytes).map_err(BuildError::from)
+        crate::store::atomic::replace_file(self.store.tmp_dir(), &path, &bytes)
+            .map_err(BuildError::from)
     }
 
     /// The fingerprint saved for step `lineage` of build `identity`, if
