@@ -113,7 +113,6 @@ impl CacheRecords for StoreRecords {
 
     fn prune(&self, policy: &PrunePolicy) -> anyhow::Result<PruneOutcome> {
         let index = StoreCacheIndex::new(&self.store);
-        let before = index.usage()?.records;
         let now = timestamp::now().0;
         let report = index.prune(&PruneOptions {
             all: policy.all,
@@ -122,14 +121,8 @@ impl CacheRecords for StoreRecords {
                 .until
                 .map(|t| std::time::Duration::from_secs(now.saturating_sub(t).max(0) as u64)),
         })?;
-        let after: std::collections::BTreeSet<_> =
-            index.usage()?.records.into_iter().map(|r| r.key).collect();
         Ok(PruneOutcome {
-            deleted: before
-                .iter()
-                .filter(|r| !after.contains(&r.key))
-                .map(record_of)
-                .collect(),
+            deleted: report.removed.iter().map(record_of).collect(),
             reclaimed: report.bytes_reclaimed,
         })
     }

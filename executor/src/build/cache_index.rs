@@ -98,6 +98,20 @@ impl Record {
         self.added_digests().any(|(d, _)| image_blobs.contains(d))
     }
 
+    /// How `usage` and `prune` list this record (`None` for a key that is
+    /// not a digest).
+    fn info(&self, shared: bool) -> Option<CacheRecordInfo> {
+        let key = self.key.parse::<Digest>().ok()?;
+        Some(CacheRecordInfo {
+            key: CacheKey::from_digest(key),
+            description: self.description.clone(),
+            size: self.size,
+            created: self.created,
+            last_used: self.last_used,
+            shared,
+        })
+    }
+
     fn added_digests(&self) -> impl Iterator<Item = (&str, u64)> {
         self.layers[self.layers.len().saturating_sub(self.added)..]
             .iter()
@@ -189,6 +203,8 @@ pub struct PruneOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneReport {
     pub records_removed: u64,
+    /// The records removed, as [`StoreCacheIndex::usage`] lists them.
+    pub removed: Vec<CacheRecordInfo>,
     pub cache_mounts_removed: u64,
     /// The store's garbage collection that followed.
     pub gc: GcStats,
@@ -263,17 +279,9 @@ impl<'a> StoreCacheIndex<'a> {
                     kept.insert(&l.digest);
                 }
             }
-            let Ok(key) = r.key.parse::<Digest>() else {
-                continue;
-            };
-            records.push(CacheRecordInfo {
-                key: CacheKey::from_digest(key),
-                description: r.description.clone(),
-                size: r.size,
-                created: r.created,
-                last_used: r.last_used,
-                shared,
-            });
+            if let Some(info) = r.info(shared) {
+                records.push(info);
+            }
         }
         records.sort_by_key(|r| (r.last_used, r.key));
         let sum = |f: &dyn Fn(&str) -> bool| -> u64 {
@@ -322,6 +330,7 @@ impl<'a> StoreCacheIndex<'a> {
             let record_bytes = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
             fs::remove_file(path).map_err(BuildError::io(path))?;
             report.bytes_reclaimed += record_bytes;
+            report.removed.extend(r.info(shared));
             for (d, _) in r.added_digests() {
                 if let Some((count, size)) = refs.get_mut(d) {
                     *count -= 1;
