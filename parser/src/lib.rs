@@ -56,7 +56,7 @@ pub use instructions::{
     ArgDef, ArgInstruction, Dockerfile, Healthcheck, Heredoc, Instruction, InstructionKind,
     KeyValue, NetworkMode, SecurityMode, ShellOrExec, Stage,
 };
-pub use mount::{Mount, MountType, Sharing};
+pub use mount::{Mount, MountType, Sharing, parse_bool, quote_csv_field, ram_in_bytes, split_csv};
 pub use sexp::{go_quote, go_quote_rune};
 
 /// Parse a Dockerfile into validated, typed stages.

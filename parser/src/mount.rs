@@ -159,7 +159,24 @@ fn csv_fields(s: &str) -> Result<Vec<(String, std::ops::Range<usize>)>, String> 
     }
 }
 
-fn parse_bool(v: &str) -> Option<bool> {
+/// The fields of a CSV record, as Go's `encoding/csv` reads one line (what
+/// BuildKit and buildx read `--mount`, `--secret`, `-o` and `--cache-*`
+/// values with); a stray `"` is an error.
+pub fn split_csv(s: &str) -> Result<Vec<String>, String> {
+    Ok(csv_fields(s)?.into_iter().map(|(f, _)| f).collect())
+}
+
+/// `field` as [`split_csv`] reads it back: quoted when it holds `,` or `"`.
+pub fn quote_csv_field(field: &str) -> String {
+    if field.contains([',', '"']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+pub fn parse_bool(v: &str) -> Option<bool> {
     match v {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
@@ -168,7 +185,7 @@ fn parse_bool(v: &str) -> Option<bool> {
 }
 
 /// docker/go-units `RAMInBytes`: `512`, `64m`, `1.5GiB`, binary multiples.
-fn ram_in_bytes(v: &str) -> Option<u64> {
+pub fn ram_in_bytes(v: &str) -> Option<u64> {
     let num_end = v
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(v.len());
@@ -400,6 +417,19 @@ impl Mount {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn csv_fields_round_trip_through_quoting() {
+        assert_eq!(
+            super::split_csv(r#"type=cache,"target=/a,b""#).unwrap(),
+            ["type=cache", "target=/a,b"]
+        );
+        for field in ["target=/a,b", r#"say "hi""#, "plain"] {
+            let quoted = super::quote_csv_field(field);
+            assert_eq!(super::split_csv(&quoted).unwrap(), [field]);
+        }
+    }
+
     use super::*;
 
     fn p(s: &str) -> Result<Mount, ParseError> {

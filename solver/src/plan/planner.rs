@@ -252,48 +252,6 @@ fn is_single_heredoc(command: &str, name: &str) -> bool {
     rest.replace(['\'', '"'], "") == name
 }
 
-/// A `--mount` spec split into CSV fields (Go's csv reader, one record).
-fn split_csv(spec: &str) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut chars = spec.chars().peekable();
-    let mut in_quotes = false;
-    let mut at_start = true;
-    while let Some(c) = chars.next() {
-        if in_quotes {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    cur.push('"');
-                    chars.next();
-                } else {
-                    in_quotes = false;
-                }
-            } else {
-                cur.push(c);
-            }
-        } else if c == '"' && at_start {
-            in_quotes = true;
-            at_start = false;
-        } else if c == ',' {
-            fields.push(std::mem::take(&mut cur));
-            at_start = true;
-        } else {
-            cur.push(c);
-            at_start = false;
-        }
-    }
-    fields.push(cur);
-    fields
-}
-
-fn csv_field(field: &str) -> String {
-    if field.contains([',', '"']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_string()
-    }
-}
-
 /// `nat.ParsePortSpecs` for one EXPOSE word: `80`, `80/udp`,
 /// `8000-8002/tcp`, `127.0.0.1:80:80` → the container ports.
 fn port_specs(spec: &str) -> Result<Vec<String>, String> {
@@ -1097,14 +1055,16 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
         let m = if m.spec.contains('$') {
             let env = st.expand_env();
             let mut fields = Vec::new();
-            for field in split_csv(&m.spec) {
+            let split = rbuild_parser::split_csv(&m.spec)
+                .map_err(|e| at.invalid(format!("invalid mount {:?}: {e}", m.spec)))?;
+            for field in split {
                 let field = match field.split_once('=') {
                     Some((k, v)) if !k.eq_ignore_ascii_case("from") => {
                         format!("{k}={}", self.expand(v, &env, line)?)
                     }
                     _ => field,
                 };
-                fields.push(csv_field(&field));
+                fields.push(rbuild_parser::quote_csv_field(&field));
             }
             Mount::parse(&fields.join(","), m.span)
                 .map_err(|e| at.invalid(format!("invalid mount after expansion: {}", e.message)))?
@@ -1366,14 +1326,5 @@ mod tests {
         assert!(is_single_heredoc("<<-'EOF'", "EOF"));
         assert!(!is_single_heredoc("cat <<EOF", "EOF"));
         assert!(!is_single_heredoc("<<EOF > x", "EOF"));
-    }
-
-    #[test]
-    fn csv_round_trip() {
-        assert_eq!(
-            split_csv(r#"type=cache,"target=/a,b""#),
-            ["type=cache", "target=/a,b"]
-        );
-        assert_eq!(csv_field("target=/a,b"), r#""target=/a,b""#);
     }
 }

@@ -167,7 +167,7 @@ pub fn parse_secret(s: &str) -> Result<SecretSpec, String> {
 pub fn parse_secret_with(s: &str, has_env: impl Fn(&str) -> bool) -> Result<SecretSpec, String> {
     let mut typ: Option<&str> = None;
     let (mut id, mut src, mut env) = (None, None, None);
-    for field in split_csv(s) {
+    for field in split_csv("--secret", s)? {
         let Some((key, value)) = field.split_once('=') else {
             return Err(format!("invalid field {field:?}: must be a key=value pair"));
         };
@@ -223,26 +223,9 @@ fn absolute(p: &str) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| PathBuf::from(p))
 }
 
-/// Splits a CSV record as Go's `encoding/csv` reads one line: fields split
-/// on `,`, a field wholly in double quotes may hold commas (`""` is a quote).
-fn split_csv(s: &str) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut chars = s.chars().peekable();
-    let mut in_quotes = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if in_quotes && chars.peek() == Some(&'"') => {
-                chars.next();
-                cur.push('"');
-            }
-            '"' => in_quotes = !in_quotes,
-            ',' if !in_quotes => fields.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    fields.push(cur);
-    fields
+/// The fields of `flag`'s CSV value `s` (the parser's reader, as BuildKit).
+fn split_csv(flag: &str, s: &str) -> Result<Vec<String>, String> {
+    rbuild_parser::split_csv(s).map_err(|e| format!("invalid {flag} value {s:?}: {e}"))
 }
 
 /// What an `-o/--output` exports.
@@ -273,18 +256,14 @@ impl OutputSpec {
 /// A boolean attribute value, spelled as BuildKit accepts them (Go's
 /// `strconv.ParseBool`).
 fn parse_bool(value: &str) -> Result<bool, ()> {
-    match value {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(()),
-    }
+    rbuild_parser::parse_bool(value).ok_or(())
 }
 
 /// `-o type=image|oci|docker|local|tar[,dest=…][,name=…][,push=…]`, or buildx's
 /// shorthands: `-o DIR` is `type=local,dest=DIR` and `-o -` is
 /// `type=tar,dest=-`.
 pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
-    let fields = split_csv(s);
+    let fields = split_csv("--output", s)?;
     if fields.len() == 1 && !s.contains('=') {
         if s.is_empty() {
             return Err("empty output\nhint: -o type=local,dest=DIR or -o DIR".into());
@@ -422,34 +401,8 @@ pub fn parse_platform_for(s: &str, host: &Platform) -> Result<Platform, String> 
 /// number with a binary unit `k`, `m`, `g`, `t`, `p` (optionally followed
 /// by `b` or `ib`), case-insensitive; decimals allowed (`1.5g`).
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let lower = s.trim().to_ascii_lowercase();
-    let n = lower
-        .bytes()
-        .take_while(|b| b.is_ascii_digit() || *b == b'.')
-        .count();
-    let (num, unit) = lower.split_at(n);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?}\nhint: e.g. 512m, 10gb, 1073741824"))?;
-    let unit = unit.trim();
-    let unit = unit
-        .strip_suffix("ib")
-        .or_else(|| unit.strip_suffix('b'))
-        .unwrap_or(unit);
-    let mult: u64 = match unit {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        "t" => 1 << 40,
-        "p" => 1 << 50,
-        _ => {
-            return Err(format!(
-                "invalid size {s:?}: unknown unit\nhint: e.g. 512m, 10gb"
-            ));
-        }
-    };
-    Ok((value * mult as f64) as u64)
+    rbuild_parser::ram_in_bytes(s.trim())
+        .ok_or_else(|| format!("invalid size {s:?}\nhint: e.g. 512m, 10gb, 1073741824"))
 }
 
 /// Where `--cache-to` exports the build's cache (buildx's syntax).
@@ -485,7 +438,7 @@ pub enum CacheFromSpec {
 
 /// The `type=…,key=value` fields of a cache flag, keys lowercased.
 fn cache_fields(flag: &str, s: &str) -> Result<Vec<(String, String)>, String> {
-    split_csv(s)
+    split_csv(flag, s)?
         .into_iter()
         .map(|field| match field.split_once('=') {
             Some((k, v)) => Ok((k.trim().to_ascii_lowercase(), v.to_string())),
@@ -891,8 +844,9 @@ mod tests {
 
     #[test]
     fn csv_fields_may_be_quoted() {
-        assert_eq!(split_csv("a,\"b,c\",d"), ["a", "b,c", "d"]);
-        assert_eq!(split_csv("\"x\"\"y\""), ["x\"y"]);
+        assert_eq!(split_csv("-o", "a,\"b,c\",d").unwrap(), ["a", "b,c", "d"]);
+        assert_eq!(split_csv("-o", "\"x\"\"y\"").unwrap(), ["x\"y"]);
+        assert!(split_csv("-o", "a\"b").unwrap_err().contains("bare \""));
     }
 
     #[test]
