@@ -130,7 +130,7 @@ impl CacheRecords for StoreRecords {
 
 #[derive(Debug, clap::Args)]
 pub struct DuArgs {
-    /// Show every entry (the table); without it too, as docker's
+    /// Accepted as buildx's `du --verbose`; rbuild always lists every entry
     #[arg(long)]
     pub verbose: bool,
 }

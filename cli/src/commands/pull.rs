@@ -42,6 +42,16 @@ pub fn client(root: Option<&Path>, insecure: &[String]) -> anyhow::Result<Client
     Ok(Client::new(options))
 }
 
+/// Whether `image` as written names a tag or digest: a `:` in its last
+/// path component (one before it is a registry's port), or an `@`.
+fn names_tag_or_digest(image: &str) -> bool {
+    image.contains('@')
+        || image
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':'))
+}
+
 pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let reference = ImageRef::parse(&args.image)?;
     let store = crate::root::open_store(root)?;
@@ -52,7 +62,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
         (None, t) => t.unwrap_or("latest").to_string(),
     };
     if !args.quiet {
-        if !args.image.contains(':') && !args.image.contains('@') {
+        if !names_tag_or_digest(&args.image) {
             println!("Using default tag: latest");
         }
         println!("{what}: Pulling from {}", reference.path());
@@ -170,5 +180,21 @@ impl PullProgress for Printer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_tag_or_digest;
+
+    #[test]
+    fn a_registry_port_is_not_a_tag() {
+        // Regression: `pull 127.0.0.1:5000/app` did not say it used
+        // the default tag.
+        assert!(!names_tag_or_digest("127.0.0.1:5000/app"));
+        assert!(!names_tag_or_digest("busybox"));
+        assert!(names_tag_or_digest("127.0.0.1:5000/app:1"));
+        assert!(names_tag_or_digest("busybox:1.36"));
+        assert!(names_tag_or_digest("busybox@sha256:abc"));
     }
 }

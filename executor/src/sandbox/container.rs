@@ -381,9 +381,10 @@ fn mount_dev(root: &OwnedFd, tty: Option<&Path>, rootless: bool) -> Result<(), S
     } else {
         "newinstance,ptmxmode=0666,mode=0620,gid=5"
     };
-    for (dir, source, flags, data) in [
+    for (dir, source, fstype, flags, data) in [
         (
             "pts",
+            "devpts",
             "devpts",
             MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
             pts_opts,
@@ -391,6 +392,7 @@ fn mount_dev(root: &OwnedFd, tty: Option<&Path>, rootless: bool) -> Result<(), S
         (
             "shm",
             "shm",
+            "tmpfs",
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
             "mode=1777,size=65536k",
         ),
@@ -398,11 +400,6 @@ fn mount_dev(root: &OwnedFd, tty: Option<&Path>, rootless: bool) -> Result<(), S
         let at = dev_path.join(dir);
         let shown = Path::new("/dev").join(dir);
         fs::create_dir(&at).map_err(io_err("create /dev dir", &shown))?;
-        let fstype = if source == "devpts" {
-            "devpts"
-        } else {
-            "tmpfs"
-        };
         mount(Some(source), &at, Some(fstype), flags, Some(data))
             .map_err(sys("mount /dev dir", Some(&shown)))?;
     }

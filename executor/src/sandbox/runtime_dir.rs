@@ -1,12 +1,13 @@
-//! Where per-run sandbox state lives: a private directory on a tmpfs when
-//! the machine has one, as Docker and runc keep theirs under `/run`.
+//! Where the sandbox keeps what must outlive one run's mount namespace: a
+//! private directory on a tmpfs when the machine has one, as Docker and
+//! runc keep theirs under `/run`. It holds the shared mount point of each
+//! run's private tmpfs (the per-run files themselves, /etc/hosts, the
+//! rootfs mount point and the overlay's upper dir, live on that tmpfs and
+//! vanish with the run), the init layer, and build-step secrets.
 //!
-//! Every run creates and deletes a handful of small files and directories
-//! (the rootfs mount point, /etc/hosts, /etc/hostname, /etc/resolv.conf).
-//! On ext4 that churn is expensive and grows with use (the inode allocator
-//! scans recently deleted inodes): measured here, 100 runs of `rbuild run
-//! busybox true` averaged 18.7 ms with the state on ext4 against 11.1 ms on
-//! tmpfs.
+//! Why a tmpfs: on ext4 every small file or directory created and deleted
+//! per run is expensive (the inode allocator scans recently deleted inodes,
+//! and with `discard` each removal is a synchronous discard).
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};

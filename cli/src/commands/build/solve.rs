@@ -22,8 +22,8 @@ use rbuild_executor::build::cache_transfer::{
     LazyFetchError, LocalDirTransport,
 };
 use rbuild_executor::build::{
-    BlobFetcher as _, BuildContext, BuildError, BuildWorker, LineageStore, LogSink, Secrets,
-    StepOutput, StoreResolver, WorkerConfig, rfc3339,
+    BlobFetcher as _, BuildContext, BuildError, BuildWorker, CACHE_INDEX_VERSION, LineageStore,
+    LogSink, Secrets, StepOutput, StoreResolver, WorkerConfig, rfc3339,
 };
 use rbuild_executor::context::{Context, IgnoreRules};
 use rbuild_executor::store::{Store, StoreError};
@@ -326,7 +326,7 @@ fn stat_cache_path(store: &Store, context: &Path) -> PathBuf {
     let digest = Digest::of(context.as_os_str().as_encoded_bytes());
     store
         .dir()
-        .join("cache-v1/context")
+        .join(format!("cache-v{CACHE_INDEX_VERSION}/context"))
         .join(format!("{}.stat", digest.hex()))
 }
 
