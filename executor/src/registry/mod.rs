@@ -496,6 +496,24 @@ impl Client {
         Ok(creds)
     }
 
+    /// `…/v2/<repo>/manifests/<reference>` (a tag or a digest).
+    fn manifest_url(&self, repo: &Repository, reference: &str) -> String {
+        format!(
+            "{}/{}/manifests/{reference}",
+            self.base_url(&repo.registry),
+            repo.name
+        )
+    }
+
+    /// `…/v2/<repo>/blobs/<digest>`.
+    fn blob_url(&self, repo: &Repository, digest: &Digest) -> String {
+        format!(
+            "{}/{}/blobs/{digest}",
+            self.base_url(&repo.registry),
+            repo.name
+        )
+    }
+
     /// Checks that `registry` speaks the distribution API (`GET /v2/`) and
     /// that its credentials (stored or set) are accepted, going through
     /// the token flow when the registry uses one. This is what `login`
@@ -797,11 +815,7 @@ impl Client {
         repo: &Repository,
         reference: &str,
     ) -> Result<(Vec<u8>, String, Digest), RegistryError> {
-        let url = format!(
-            "{}/{}/manifests/{reference}",
-            self.base_url(&repo.registry),
-            repo.name
-        );
+        let url = self.manifest_url(repo, reference);
         let mut resp = self.request(
             "GET",
             &url,
@@ -855,11 +869,7 @@ impl Client {
         media_type: &str,
         bytes: &[u8],
     ) -> Result<Digest, RegistryError> {
-        let url = format!(
-            "{}/{}/manifests/{reference}",
-            self.base_url(&repo.registry),
-            repo.name
-        );
+        let url = self.manifest_url(repo, reference);
         let resp = self.request(
             "PUT",
             &url,
@@ -882,11 +892,7 @@ impl Client {
         digest: &Digest,
         access: Access,
     ) -> Result<bool, RegistryError> {
-        let url = format!(
-            "{}/{}/blobs/{digest}",
-            self.base_url(&repo.registry),
-            repo.name
-        );
+        let url = self.blob_url(repo, digest);
         let resp = self.request("HEAD", &url, repo, access, &[], &[], RequestBody::Empty)?;
         match resp.status().as_u16() {
             200..=299 => Ok(true),
@@ -904,11 +910,7 @@ impl Client {
         digest: &Digest,
         out: &mut dyn std::io::Write,
     ) -> Result<u64, RegistryError> {
-        let url = format!(
-            "{}/{}/blobs/{digest}",
-            self.base_url(&repo.registry),
-            repo.name
-        );
+        let url = self.blob_url(repo, digest);
         let mut resp = self.request(
             "GET",
             &url,
