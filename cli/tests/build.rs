@@ -406,6 +406,66 @@ fn the_cache_index_reuses_steps_and_explains_misses() {
     assert_eq!(rb.ok(&["run", "cc"]), "a1\nb2\n");
 }
 
+/// Regression: a RUN reading the context through `--mount=type=bind` was
+/// a cache hit after the bound files changed (the key named the mount's
+/// source path only), so the image kept the old result. BuildKit re-runs it.
+#[test]
+fn a_run_with_a_context_bind_mount_reruns_when_the_bound_files_change() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = rb.tree(
+        "ctx-bind",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\n\
+                 RUN --mount=type=bind,source=src,target=/src cat /src/a.txt /src/sub/b.txt > /out.txt\n\
+                 RUN --mount=type=bind,target=/ctx,rw cat /ctx/top.txt > /top.txt\n\
+                 CMD [\"cat\", \"/out.txt\", \"/top.txt\"]\n",
+            ),
+            (".dockerignore", "ignored.txt\n"),
+            ("src/a.txt", "a1\n"),
+            ("src/sub/b.txt", "b1\n"),
+            ("top.txt", "t1\n"),
+            ("ignored.txt", "i1\n"),
+        ],
+    );
+    build(&rb, &ctx, &["-t", "bind"]);
+    assert_eq!(rb.ok(&["run", "--rm", "bind"]), "a1\nb1\nt1\n");
+
+    // Unchanged, touched, or only an ignored file edited: all cached.
+    support::tool("touch", &["-d", "2001-01-01", s(&ctx.join("src/a.txt"))]);
+    std::fs::write(ctx.join("ignored.txt"), "i2\n").unwrap();
+    let cached = build_report(&rb, &ctx, &["-t", "bind"], "r1.json");
+    assert_eq!(executed(&cached), Vec::<String>::new(), "{cached}");
+
+    // A file under the first mount: both RUNs read it (the second mounts
+    // the whole context), and the report names it.
+    std::fs::write(ctx.join("src/sub/b.txt"), "b2\n").unwrap();
+    let path = rb.path("r2.json");
+    let r = build(
+        &rb,
+        &ctx,
+        &["-t", "bind", "--report", s(&path), "--explain"],
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let runs = executed(&report);
+    assert_eq!(runs.len(), 2, "{report}");
+    assert!(
+        r.stderr.contains("files: changed src/sub/b.txt"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(rb.ok(&["run", "--rm", "bind"]), "a1\nb2\nt1\n");
+
+    // A file only the second mount shows: only the second RUN.
+    std::fs::write(ctx.join("top.txt"), "t2\n").unwrap();
+    let third = build_report(&rb, &ctx, &["-t", "bind"], "r3.json");
+    assert_eq!(executed(&third).len(), 1, "{third}");
+    assert!(executed(&third)[0].contains("/ctx"), "{third}");
+    assert_eq!(rb.ok(&["run", "--rm", "bind"]), "a1\nb2\nt2\n");
+}
+
 #[test]
 fn an_unused_stage_never_executes() {
     let rb = Rbuild::new();

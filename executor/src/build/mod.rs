@@ -37,10 +37,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
-use rbuild_solver::Digest;
 use rbuild_solver::graph::StepId;
-use rbuild_solver::op::{CopySource, Op};
+use rbuild_solver::op::{CopySource, ExecMountKind, ExecOp, Op};
 use rbuild_solver::scheduler::Worker;
+use rbuild_solver::{Digest, KeyEncoder};
 
 use crate::copy::{self, CopyError, LayeredFs, SourceFs};
 use crate::layer::{LayerError, PackStats};
@@ -377,6 +377,43 @@ impl<'a> BuildWorker<'a> {
         }
     }
 
+    /// The digest of what a RUN's bind mounts from the context show (in
+    /// mount order, with their targets), or `None` when it has none: the
+    /// key must change when a file the command can read changes, as a
+    /// COPY's does. Mounts from stages and images are inputs, whose keys
+    /// are in the step's key already.
+    fn mounts_digest(&self, op: &ExecOp) -> Result<Option<Digest>, BuildError> {
+        let mut enc = KeyEncoder::new("exec-mounts");
+        let mut files = Vec::new();
+        let mut any = false;
+        for m in &op.mounts {
+            let ExecMountKind::Context { source, .. } = &m.kind else {
+                continue;
+            };
+            let ctx = self.cfg.context.ok_or(BuildError::NoContext)?;
+            let rel = fsutil::clean_rel(source);
+            let digest = copy::tree_digest(ctx.fs, &rel).map_err(|e| match e {
+                CopyError::SourceNotFound { .. } => BuildError::MountSource {
+                    what: "the build context".into(),
+                    source_path: source.clone(),
+                },
+                source => BuildError::Copy { source },
+            })?;
+            enc.str("target", &m.target)
+                .digest("content", &digest.digest);
+            files.extend(digest.files);
+            any = true;
+        }
+        if !any {
+            return Ok(None);
+        }
+        files.sort();
+        files.dedup();
+        let digest = enc.finish().digest();
+        self.files.lock().expect("files lock").insert(digest, files);
+        Ok(Some(digest))
+    }
+
     /// Writes a layer with `write` into a new blob; `None` when `write`
     /// says the layer would be empty.
     fn write_layer(
@@ -434,8 +471,10 @@ impl Worker<Op> for BuildWorker<'_> {
         op: &Op,
         inputs: &[&StepOutput],
     ) -> Result<Option<Digest>, BuildError> {
-        let Op::Copy(c) = op else {
-            return Ok(None);
+        let c = match op {
+            Op::Copy(c) => c,
+            Op::Exec(e) => return self.mounts_digest(e),
+            _ => return Ok(None),
         };
         if matches!(c.source, CopySource::Inline(_)) {
             // Inline content is part of the op's own key.

@@ -259,6 +259,75 @@ pub fn content_digest(src: Option<&dyn SourceFs>, op: &CopyOp) -> Result<Content
     })
 }
 
+/// The digest of the tree at `rel` in `src` as a RUN bind mount shows it
+/// (`RUN --mount=type=bind` from the context): every entry below it, with
+/// its path relative to `rel`, kind, mode, owner (the mount shows the
+/// context's owners), content, symlink target, hard-link partner and
+/// xattrs, exactly the entries [`SourceFs`] lists (so `.dockerignore`d
+/// files are neither mounted nor keyed). Never mtimes. `files` names
+/// entries by their path in `src`, to explain a miss.
+pub fn tree_digest(src: &dyn SourceFs, rel: &str) -> Result<ContentDigest, CopyError> {
+    let io = |path: &str| {
+        let path = path.to_string();
+        move |source| CopyError::Source { path, source }
+    };
+    // (path relative to the mount's root, path in src, metadata), root first.
+    let mut entries: Vec<(String, String, SourceMeta)> = Vec::new();
+    let Some(meta) = src.lstat(rel).map_err(io(rel))? else {
+        return Err(CopyError::SourceNotFound {
+            path: rel.to_string(),
+        });
+    };
+    entries.push((String::new(), rel.to_string(), meta));
+    let mut i = 0;
+    while i < entries.len() {
+        if entries[i].2.kind == EntryKind::Dir {
+            let (mount_rel, path) = (entries[i].0.clone(), entries[i].1.clone());
+            for name in src.read_dir(&path).map_err(io(&path))? {
+                let child = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}/{name}")
+                };
+                let child_rel = if mount_rel.is_empty() {
+                    name
+                } else {
+                    format!("{mount_rel}/{name}")
+                };
+                if let Some(meta) = src.lstat(&child).map_err(io(&child))? {
+                    entries.push((child_rel, child, meta));
+                }
+            }
+        }
+        i += 1;
+    }
+    let contents: HashMap<&str, Digest> = entries
+        .par_iter()
+        .filter(|(_, _, meta)| meta.kind == EntryKind::File)
+        .map(|(_, path, _)| {
+            src.file_digest(path)
+                .map(|d| (path.as_str(), d))
+                .map_err(io(path))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut enc = KeyEncoder::new("mount-content");
+    enc.u64("copy-content-version", CONTENT_DIGEST_VERSION)
+        .u64("entries", entries.len() as u64);
+    let mut links = HashMap::new();
+    let mut files = Vec::with_capacity(entries.len());
+    for (mount_rel, path, meta) in &entries {
+        let d = entry_digest(src, mount_rel, path, meta, true, &contents, &mut links)?;
+        enc.digest("entry", &d);
+        let name = if path.is_empty() { "." } else { path };
+        files.push((name.to_string(), d));
+    }
+    files.sort();
+    Ok(ContentDigest {
+        digest: enc.finish().digest(),
+        files,
+    })
+}
+
 fn entry_digest(
     src: &dyn SourceFs,
     rel: &str,
