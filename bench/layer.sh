@@ -22,7 +22,7 @@ if [ ! -x "$TIME" ]; then
     exit 1
 fi
 
-cargo build --release -q -p rbuild-executor --example layer_bench
+cargo build --release -q -p rbuild-store --example layer_bench
 BIN=target/release/examples/layer_bench
 
 rm -rf "$BASE"

@@ -2,6 +2,10 @@
 //! mapping of errors to exit codes. Libraries return typed errors; only this
 //! crate prints and decides how the process ends.
 
+// clap turns the flags' doc comments into `--help` text, where `NAME[:TAG]`
+// is usage syntax that users read, not an intra-doc link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 mod commands;
 mod root;
 
@@ -30,10 +34,9 @@ fn is_build(args: &[std::ffi::OsString]) -> bool {
 fn main() -> ExitCode {
     // The sandbox re-executes this binary as its init process; that must
     // happen before anything else (no clap, no threads).
-    if std::env::args_os().nth(1).as_deref()
-        == Some(std::ffi::OsStr::new(rbuild_executor::sandbox::INIT_ARG))
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(rbuild_sandbox::INIT_ARG))
     {
-        rbuild_executor::sandbox::init_main();
+        rbuild_sandbox::init_main();
     }
     let args = commands::with_default_subcommand(
         std::env::args_os().collect(),

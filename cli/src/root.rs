@@ -5,13 +5,13 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use rbuild_executor::registry::config::user_base_dir;
+use rbuild_registry::config::user_base_dir;
 
 /// Resolves the store root from the flag and the environment.
 pub fn store_root(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     resolve(
         flag,
-        rbuild_executor::registry::config::process_env,
+        rbuild_registry::config::process_env,
         // SAFETY-free: geteuid has no preconditions.
         nix::unistd::geteuid().is_root(),
     )
@@ -40,8 +40,8 @@ fn resolve(
 }
 
 /// Opens the store at the resolved root, naming it in errors.
-pub fn open_store(root: &std::path::Path) -> anyhow::Result<rbuild_executor::store::Store> {
-    rbuild_executor::store::Store::open(root)
+pub fn open_store(root: &std::path::Path) -> anyhow::Result<rbuild_store::Store> {
+    rbuild_store::Store::open(root)
         .with_context(|| format!("cannot open the store at {}", root.display()))
 }
 

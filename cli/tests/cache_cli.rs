@@ -5,10 +5,10 @@ mod support;
 
 use std::path::Path;
 
-use rbuild_executor::build::{BuiltLayer, StepOutput, StoreCacheIndex};
-use rbuild_executor::store::{LayerInfo, Store};
 use rbuild_solver::scheduler::{CacheIndex, KeyParts};
 use rbuild_solver::{CacheKey, Digest};
+use rbuild_store::{LayerInfo, Store};
+use rbuild_worker::{BuiltLayer, StepOutput, StoreCacheIndex};
 use support::Rbuild;
 
 /// docker's (go-units) decimal size with 3 significant digits, as rbuild

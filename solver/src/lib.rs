@@ -9,7 +9,9 @@
 //! May depend on: `rbuild-parser`. Never on the executor or the CLI.
 
 pub mod cache_key;
-pub mod digest;
+/// Content digests live in `rbuild-oci`; re-exported so the solver's
+/// users name one type.
+pub use rbuild_oci::digest;
 pub mod explain;
 pub mod graph;
 pub mod image_config;

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use rbuild_executor::build::{CacheRecordInfo, PruneOptions, StoreCacheIndex};
-use rbuild_executor::store::Store;
+use rbuild_store::Store;
+use rbuild_worker::{CacheRecordInfo, PruneOptions, StoreCacheIndex};
 
 use super::build::options::parse_size;
 use super::table::Table;

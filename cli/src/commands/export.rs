@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rbuild_executor::layer::{self, PackOptions};
-use rbuild_executor::store::{Image, Store};
+use rbuild_store::layer::{self, PackOptions};
+use rbuild_store::{Image, Store};
 
 use super::output::Output;
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use rbuild_executor::store::{Image, Store};
+use rbuild_store::{Image, Store};
 use serde_json::json;
 
 use super::table::Table;

@@ -11,10 +11,10 @@ use oci_spec::image::{
     Arch, ConfigBuilder, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder, Os,
     RootFsBuilder,
 };
-use rbuild_executor::layer::{self, PackOptions};
-use rbuild_executor::reference::ImageRef;
-use rbuild_executor::store::LayerInfo;
-use rbuild_executor::store::layout::MEDIA_TYPE_LAYER_TAR;
+use rbuild_oci::reference::ImageRef;
+use rbuild_store::LayerInfo;
+use rbuild_store::layer::{self, PackOptions};
+use rbuild_store::layout::MEDIA_TYPE_LAYER_TAR;
 
 use super::timestamp;
 

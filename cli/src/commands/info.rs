@@ -3,9 +3,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use rbuild_executor::registry::{ClientOptions, ConfigFile};
-use rbuild_executor::sandbox;
-use rbuild_executor::store::STORE_VERSION;
+use rbuild_registry::{ClientOptions, ConfigFile};
+use rbuild_sandbox as sandbox;
+use rbuild_store::STORE_VERSION;
 
 pub fn run(root: &Path) -> anyhow::Result<ExitCode> {
     let store = crate::root::open_store(root)?;

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use rbuild_executor::store::Image;
+use rbuild_store::Image;
 use serde_json::{Value, json};
 
 use super::template::Template;
@@ -85,7 +85,7 @@ pub fn inspect_json(image: &Image) -> Value {
         },
         "Metadata": { "LastTagTime": "0001-01-01T00:00:00Z" },
         "Descriptor": {
-            "mediaType": rbuild_executor::store::layout::MEDIA_TYPE_MANIFEST,
+            "mediaType": rbuild_store::layout::MEDIA_TYPE_MANIFEST,
             "digest": image.manifest_digest.to_string(),
             "size": image.manifest_size,
         },

@@ -14,14 +14,14 @@ use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
-use rbuild_executor::reference::ImageRef;
-use rbuild_executor::store::layout::{
+use rbuild_oci::reference::ImageRef;
+use rbuild_solver::Digest;
+use rbuild_store::layout::{
     ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Descriptor, MEDIA_TYPE_DOCKER_LAYER_GZIP,
     MEDIA_TYPE_DOCKER_LAYER_TAR, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR,
     MEDIA_TYPE_LAYER_ZSTD, Manifest,
 };
-use rbuild_executor::store::{LayerInfo, Store};
-use rbuild_solver::Digest;
+use rbuild_store::{LayerInfo, Store};
 use serde::Deserialize;
 
 use super::import::{decompressed, host_arch};
@@ -301,8 +301,7 @@ struct AnyManifest {
 }
 
 fn load_oci(store: &Store, archive: &Archive, index: &[u8]) -> anyhow::Result<Vec<String>> {
-    let index: rbuild_executor::store::Index =
-        serde_json::from_slice(index).context("bad index.json")?;
+    let index: rbuild_store::Index = serde_json::from_slice(index).context("bad index.json")?;
     let _ = archive;
     let mut out = Vec::new();
     for desc in &index.manifests {

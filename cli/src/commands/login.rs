@@ -7,7 +7,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use rbuild_executor::registry::{Credentials, DockerConfig};
+use rbuild_registry::{Credentials, DockerConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

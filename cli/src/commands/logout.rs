@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use rbuild_executor::registry::DockerConfig;
+use rbuild_registry::DockerConfig;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

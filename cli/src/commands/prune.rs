@@ -73,7 +73,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
         store.remove(&image)?;
         deleted.push(image);
     }
-    let stats = store.gc()?;
+    let stats = store.gc(&rbuild_worker::CacheIndexRoots)?;
     if !deleted.is_empty() {
         println!("Deleted Images:");
         for image in &deleted {

@@ -10,8 +10,9 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rbuild_executor::reference::ImageRef;
-use rbuild_executor::registry::{self, Client, ClientOptions, PullEvent, PullProgress};
+use rbuild_oci::reference::ImageRef;
+use rbuild_registry as registry;
+use rbuild_registry::{Client, ClientOptions, PullEvent, PullProgress};
 use rbuild_solver::Digest;
 use rbuild_solver::plan::Platform;
 

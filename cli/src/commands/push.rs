@@ -5,9 +5,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rbuild_executor::reference::ImageRef;
-use rbuild_executor::registry::{self, BlobPush, Client, PushEvent, PushProgress};
-use rbuild_executor::store::{Image, Store};
+use rbuild_oci::reference::ImageRef;
+use rbuild_registry as registry;
+use rbuild_registry::{BlobPush, Client, PushEvent, PushProgress};
+use rbuild_store::{Image, Store};
 
 use super::pull::short;
 

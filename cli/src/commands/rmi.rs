@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use rbuild_executor::reference::ImageRef;
-use rbuild_executor::store::{Image, Store};
+use rbuild_oci::reference::ImageRef;
+use rbuild_store::{Image, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -30,7 +30,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
             failed = true;
         }
     }
-    let stats = store.gc()?;
+    let stats = store.gc(&rbuild_worker::CacheIndexRoots)?;
     let _ = stats;
     Ok(if failed {
         ExitCode::from(1)

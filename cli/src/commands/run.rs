@@ -11,10 +11,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use rbuild_executor::sandbox::{
-    self, Limits, Mount, MountKind, Network, Process, Rootfs, SandboxSpec, SandboxStdio,
+use rbuild_sandbox as sandbox;
+use rbuild_sandbox::{
+    Limits, Mount, MountKind, Network, Process, Rootfs, SandboxSpec, SandboxStdio,
 };
-use rbuild_executor::store::{Image, Store};
+use rbuild_store::{Image, Store};
 
 /// Flags of `rbuild run`.
 #[derive(Debug, Args)]

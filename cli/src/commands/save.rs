@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rbuild_executor::reference::ImageRef;
-use rbuild_executor::store::layout::{
+use rbuild_oci::reference::ImageRef;
+use rbuild_solver::Digest;
+use rbuild_store::layout::{
     ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Descriptor, Index, MEDIA_TYPE_MANIFEST, OCI_LAYOUT,
     canonical_json,
 };
-use rbuild_executor::store::{Image, Store};
-use rbuild_solver::Digest;
+use rbuild_store::{Image, Store};
 use serde_json::json;
 
 use super::output::Output;

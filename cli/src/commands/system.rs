@@ -129,7 +129,7 @@ pub fn df(root: &Path, args: DfArgs) -> anyhow::Result<ExitCode> {
 
 pub fn check(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let store = crate::root::open_store(root)?;
-    let report = store.check(args.repair)?;
+    let report = store.check(args.repair, &rbuild_worker::CacheIndexRoots)?;
     for p in &report.problems {
         println!("{}: {}", p.subject, p.reason);
     }
@@ -147,7 +147,7 @@ pub fn check(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if args.repair {
-        let after = store.check(false)?;
+        let after = store.check(false, &rbuild_worker::CacheIndexRoots)?;
         if after.problems.is_empty() {
             println!("store repaired");
             return Ok(ExitCode::SUCCESS);

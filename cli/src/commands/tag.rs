@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rbuild_executor::reference::ImageRef;
+use rbuild_oci::reference::ImageRef;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -14,7 +14,7 @@ pub fn now() -> (i64, u32) {
 /// `2024-05-01T12:00:00.123456789Z` (nanoseconds trimmed like Go's
 /// RFC3339Nano: trailing zeros dropped, none at all for whole seconds).
 pub fn format_rfc3339(secs: i64, nanos: u32) -> String {
-    let mut s = rbuild_executor::build::rfc3339(secs);
+    let mut s = rbuild_worker::rfc3339(secs);
     if nanos != 0 {
         s.pop(); // the `Z`
         let frac = format!("{nanos:09}");

@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use rbuild_executor::reference::ImageRef;
-use rbuild_executor::store::layout::MEDIA_TYPE_MANIFEST;
-use rbuild_executor::store::{Image, Store};
+use rbuild_oci::reference::ImageRef;
+use rbuild_store::layout::MEDIA_TYPE_MANIFEST;
+use rbuild_store::{Image, Store};
 use serde_json::json;
 
 use super::options::OutputSpec;

@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use rbuild_executor::reference::ImageRef;
-use rbuild_executor::store::{Image, Store};
+use rbuild_oci::reference::ImageRef;
 use rbuild_solver::plan::{PlanRequest, Platform};
+use rbuild_store::{Image, Store};
 
 use self::options::{
     BuildArgFlag, CacheFromSpec, CacheToSpec, NetworkFlag, OutputSpec, ProgressFlag, SecretSpec,
@@ -261,7 +261,7 @@ pub struct BuildOutcome {
     pub report: BuildReport,
     /// The registry client the build used (FROM pulls, registry caches),
     /// with its tokens and credentials, for `--push`.
-    pub client: std::sync::Arc<rbuild_executor::registry::Client>,
+    pub client: std::sync::Arc<rbuild_registry::Client>,
 }
 
 /// Runs `rbuild build`.

@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use rbuild_executor::build::cache_transfer::ExportMode;
-use rbuild_executor::reference::ImageRef;
+use rbuild_oci::reference::ImageRef;
 use rbuild_solver::op::ExecNetwork;
 use rbuild_solver::plan::Platform;
+use rbuild_worker::cache_transfer::ExportMode;
 
 /// `-t/--tag`: a reference as docker normalizes it; digests are refused
 /// because a build names what it made by tag only.

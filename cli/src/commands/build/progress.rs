@@ -28,7 +28,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rbuild_executor::registry::{PullEvent, PullProgress};
+use rbuild_registry::{PullEvent, PullProgress};
 use rbuild_solver::Digest;
 use serde::Serialize;
 

@@ -12,21 +12,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::time::Instant;
 
 use anyhow::Context as _;
-use rbuild_executor::build::cache_registry::RegistryTransport;
-use rbuild_executor::build::cache_transfer::{
-    self, CacheTransferError, CacheTransport, ExportMode, ImportedCache, ImportingCacheIndex,
-    LazyFetchError, LocalDirTransport,
-};
-use rbuild_executor::build::{
-    BlobFetcher as _, BuildContext, BuildError, BuildWorker, CACHE_INDEX_VERSION, LineageStore,
-    LogSink, Secrets, StepOutput, StoreResolver, WorkerConfig, rfc3339,
-};
-use rbuild_executor::context::{Context, IgnoreRules};
-use rbuild_executor::store::{Store, StoreError};
+use rbuild_context::{Context, IgnoreRules};
 use rbuild_solver::explain::{MissReason as Why, StepFingerprint, explain};
 use rbuild_solver::graph::StepId;
 use rbuild_solver::image_config::History;
@@ -34,6 +24,16 @@ use rbuild_solver::op::Op;
 use rbuild_solver::plan::Plan;
 use rbuild_solver::scheduler::{Outcome, SolveEvents, SolveOptions, StepRecord, solve};
 use rbuild_solver::{Digest, KeyedOp as _};
+use rbuild_store::{Store, StoreError};
+use rbuild_worker::cache_registry::RegistryTransport;
+use rbuild_worker::cache_transfer::{
+    self, CacheTransferError, CacheTransport, ExportMode, ImportedCache, ImportingCacheIndex,
+    LazyFetchError, LocalDirTransport,
+};
+use rbuild_worker::{
+    BlobFetcher as _, BuildContext, BuildError, BuildWorker, CACHE_INDEX_VERSION, LineageStore,
+    LogSink, Secrets, StepOutput, StoreResolver, WorkerConfig, rfc3339,
+};
 
 use super::failure::{self, Reported, StepFailure};
 use super::options::{CacheFromSpec, CacheToSpec};
@@ -41,27 +41,6 @@ use super::progress::{self, Event, Progress, Summary, VertexId};
 use super::report::{BuildInfo, BuildReport, MissReason, StepReport, display_name};
 use super::{BuildOutcome, BuildRequest};
 use crate::commands::dockerfile_input::DockerfileInput;
-
-/// Set by SIGINT/SIGTERM: running steps are killed, no new one starts.
-static CANCEL: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_interrupt(_: std::ffi::c_int) {
-    CANCEL.store(true, Ordering::SeqCst);
-}
-
-fn install_interrupt_handler() {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    let action = SigAction::new(
-        SigHandler::Handler(on_interrupt),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for signal in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is
-        // async-signal-safe.
-        let _ = unsafe { sigaction(signal, &action) };
-    }
-}
 
 /// Plans and solves the build, writes the image to the store, and returns
 /// it with the per-step report; progress events go to `progress`.
@@ -77,8 +56,8 @@ pub(super) fn run(
     // FROM of an image not in the store pulls it; `--pull` re-checks tags.
     // Shared with the registry cache transport, whose lazy blob readers
     // outlive this borrow.
-    let client = std::sync::Arc::new(rbuild_executor::registry::Client::new(
-        rbuild_executor::registry::ClientOptions::for_store(store)?,
+    let client = std::sync::Arc::new(rbuild_registry::Client::new(
+        rbuild_registry::ClientOptions::for_store(store)?,
     ));
     let registry_cache = RegistryTransport::new(client.clone());
     let pull_progress = progress::PullReporter::new(progress);
@@ -99,7 +78,8 @@ pub(super) fn run(
     for s in &request.secrets {
         secrets.insert(s.id.clone(), s.read()?);
     }
-    install_interrupt_handler();
+    // SIGINT/SIGTERM: running steps are killed, no new one starts.
+    let cancel = rbuild_sandbox::cancel_on_interrupt();
 
     // FROM shows the image it resolved to, as BuildKit does.
     let names: Vec<String> = plan
@@ -148,7 +128,7 @@ pub(super) fn run(
         }),
         secrets: &secrets,
         log: &log,
-        cancel: &CANCEL,
+        cancel,
     })?
     // Imported hits' blobs arrive only when a step reads them.
     .with_fetcher(&index);
@@ -413,7 +393,7 @@ fn write_image(
     results: &[Option<StepOutput>],
     target: &StepOutput,
     inline_cache: Option<serde_json::Value>,
-) -> anyhow::Result<rbuild_executor::store::Image> {
+) -> anyhow::Result<rbuild_store::Image> {
     let epoch = source_date_epoch()?;
     let layers = target.layer_infos();
     let mut config = plan.config.clone();
@@ -478,7 +458,7 @@ fn write_image(
 fn check_cache_to(request: &BuildRequest) -> anyhow::Result<()> {
     for spec in &request.cache_to {
         if let CacheToSpec::Registry { reference, .. } = spec {
-            rbuild_executor::reference::ImageRef::parse(reference)
+            rbuild_oci::reference::ImageRef::parse(reference)
                 .with_context(|| format!("--cache-to type=registry,ref={reference}"))?;
         }
     }
@@ -525,7 +505,7 @@ fn open_cache_imports(
                 *mounts,
             ),
             CacheFromSpec::Image { reference } => (
-                rbuild_executor::reference::ImageRef::parse(reference)
+                rbuild_oci::reference::ImageRef::parse(reference)
                     .map_err(|e| error_chain_any(&e))
                     .and_then(|r| store.resolve_ref(&r).map_err(|e| error_chain_any(&e)))
                     .and_then(|image| {
@@ -626,10 +606,10 @@ struct ProgressLog<'a> {
 }
 
 impl LogSink for ProgressLog<'_> {
-    fn output(&self, step: StepId, stream: rbuild_executor::build::Stream, bytes: &[u8]) {
+    fn output(&self, step: StepId, stream: rbuild_worker::Stream, bytes: &[u8]) {
         let stream = match stream {
-            rbuild_executor::build::Stream::Stdout => progress::Stream::Stdout,
-            rbuild_executor::build::Stream::Stderr => progress::Stream::Stderr,
+            rbuild_worker::Stream::Stdout => progress::Stream::Stdout,
+            rbuild_worker::Stream::Stderr => progress::Stream::Stderr,
         };
         self.progress.event(&Event::Output {
             id: VertexId(step.index()),

@@ -1,0 +1,378 @@
+//! ADD's extras: recognising and reading local tar archives (plain, gzip,
+//! bzip2, xz, zstd, sniffed by content as Docker does), and downloading
+//! URL sources.
+//!
+//! An archive is decompressed once into a temporary plain tar whose
+//! entries are indexed (path, metadata, data offset), so the layer writer
+//! can emit them in its own sorted order by seeking.
+//!
+//! Downloads go to temporary files. `content_digest` needs the content of
+//! a URL without a `--checksum`; the download is kept, keyed by URL, for
+//! the `write_layer` of the same process, which takes it out again.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use rbuild_solver::Digest;
+use sha2::Digest as _;
+use tempfile::NamedTempFile;
+
+use super::CopyError;
+use rbuild_store::layer;
+
+/// Whether `file` holds a tar archive, possibly compressed (BuildKit's
+/// `isArchivePath`: the first header parses).
+pub(crate) fn is_archive(file: File) -> bool {
+    let Ok(reader) = layer::decompress(Box::new(file)) else {
+        return false;
+    };
+    let mut archive = tar::Archive::new(reader);
+    let Ok(mut entries) = archive.entries() else {
+        return false;
+    };
+    matches!(entries.next(), Some(Ok(_)))
+}
+
+/// The kind of an archive member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MemberKind {
+    Dir,
+    /// Data at `offset` in the decompressed tar.
+    File {
+        offset: u64,
+        size: u64,
+    },
+    Symlink(String),
+    /// A hard link to an earlier member (its cleaned components).
+    HardLink(Vec<String>),
+    Char(u64),
+    Block(u64),
+    Fifo,
+}
+
+/// One archive member.
+#[derive(Debug, Clone)]
+pub(crate) struct Member {
+    /// Cleaned path components (never empty, never climbing out).
+    pub path: Vec<String>,
+    pub kind: MemberKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    pub xattrs: Vec<(String, Vec<u8>)>,
+}
+
+/// A decompressed archive and its members, in archive order.
+pub(crate) struct Archive {
+    pub tar: NamedTempFile,
+    pub members: Vec<Member>,
+}
+
+/// Decompresses and indexes the archive in `file` (named `name` in
+/// errors). Whiteout members (`.wh.*`) are skipped: they mean nothing in
+/// an archive added to an image.
+pub(crate) fn index_archive(file: File, name: &str) -> Result<Archive, CopyError> {
+    let err = |source: io::Error| CopyError::Archive {
+        archive: name.to_string(),
+        source,
+    };
+    let mut reader = layer::decompress(Box::new(file)).map_err(err)?;
+    let mut tar_file = NamedTempFile::new().map_err(err)?;
+    io::copy(&mut reader, tar_file.as_file_mut()).map_err(err)?;
+    tar_file.as_file_mut().flush().map_err(err)?;
+    let read = tar_file.reopen().map_err(err)?;
+    let mut archive = tar::Archive::new(read);
+    let mut members = Vec::new();
+    for entry in archive.entries().map_err(err)? {
+        let mut entry = entry.map_err(err)?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let path = clean_member(&raw).ok_or_else(|| CopyError::UnsafeArchiveEntry {
+            archive: name.to_string(),
+            entry: raw.clone(),
+        })?;
+        if path.is_empty() || path.last().is_some_and(|n| n.starts_with(".wh.")) {
+            continue;
+        }
+        let header = entry.header();
+        use tar::EntryType as T;
+        let rdev = || {
+            let major = u64::from(header.device_major().ok().flatten().unwrap_or(0));
+            let minor = u64::from(header.device_minor().ok().flatten().unwrap_or(0));
+            libc::makedev(major as u32, minor as u32)
+        };
+        let kind = match header.entry_type() {
+            T::Directory => MemberKind::Dir,
+            T::Regular | T::Continuous => MemberKind::File {
+                offset: entry.raw_file_position(),
+                size: entry.size(),
+            },
+            T::Symlink => MemberKind::Symlink(
+                entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default(),
+            ),
+            T::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                let target =
+                    clean_member(&target).ok_or_else(|| CopyError::UnsafeArchiveEntry {
+                        archive: name.to_string(),
+                        entry: raw.clone(),
+                    })?;
+                MemberKind::HardLink(target)
+            }
+            T::Char => MemberKind::Char(rdev()),
+            T::Block => MemberKind::Block(rdev()),
+            T::Fifo => MemberKind::Fifo,
+            // pax/GNU metadata entries are folded into the next entry by
+            // the tar crate; anything else is not a file.
+            _ => continue,
+        };
+        let mut xattrs = Vec::new();
+        if let Ok(Some(pax)) = entry.pax_extensions() {
+            for ext in pax.flatten() {
+                let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr."))
+                else {
+                    continue;
+                };
+                if !name.starts_with("trusted.overlay.") && !name.starts_with("user.overlay.") {
+                    xattrs.push((name.to_string(), ext.value_bytes().to_vec()));
+                }
+            }
+        }
+        xattrs.sort();
+        let header = entry.header();
+        members.push(Member {
+            path,
+            kind,
+            mode: header.mode().map_err(err)? & 0o7777,
+            uid: header.uid().map_err(err)? as u32,
+            gid: header.gid().map_err(err)? as u32,
+            mtime: header.mtime().map_err(err)? as i64,
+            xattrs,
+        });
+    }
+    Ok(Archive {
+        tar: tar_file,
+        members,
+    })
+}
+
+/// An archive path as components; `None` when `..` climbs above the root.
+fn clean_member(raw: &str) -> Option<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for c in raw.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop()?;
+            }
+            c => out.push(c.to_string()),
+        }
+    }
+    Some(out)
+}
+
+/// A downloaded URL.
+#[derive(Debug)]
+pub(crate) struct Download {
+    pub file: NamedTempFile,
+    pub digest: Digest,
+    pub size: u64,
+    /// From `Last-Modified`, else 0.
+    pub mtime: i64,
+}
+
+impl Download {
+    pub(crate) fn path(&self) -> PathBuf {
+        self.file.path().to_path_buf()
+    }
+}
+
+fn downloads() -> &'static Mutex<HashMap<String, Arc<Download>>> {
+    static DOWNLOADS: std::sync::OnceLock<Mutex<HashMap<String, Arc<Download>>>> =
+        std::sync::OnceLock::new();
+    DOWNLOADS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Downloads `url` (or takes the copy an earlier call kept), verifying
+/// `checksum` when given. `keep` leaves it for a later call; otherwise a
+/// kept copy is taken out (and deleted once dropped).
+pub(crate) fn fetch(
+    url: &str,
+    checksum: Option<Digest>,
+    keep: bool,
+) -> Result<Arc<Download>, CopyError> {
+    let cached = {
+        let mut map = downloads().lock().unwrap_or_else(|e| e.into_inner());
+        if keep {
+            map.get(url).cloned()
+        } else {
+            map.remove(url)
+        }
+    };
+    let download = match cached {
+        Some(d) => d,
+        None => Arc::new(download(url)?),
+    };
+    if let Some(expected) = checksum {
+        if expected != download.digest {
+            return Err(CopyError::ChecksumMismatch {
+                url: url.to_string(),
+                expected,
+                actual: download.digest,
+            });
+        }
+    }
+    if keep {
+        downloads()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(url.to_string(), download.clone());
+    }
+    Ok(download)
+}
+
+fn download(url: &str) -> Result<Download, CopyError> {
+    let io_err = |source: io::Error| CopyError::DownloadIo {
+        url: url.to_string(),
+        source,
+    };
+    let response = ureq::get(url)
+        .call()
+        .map_err(|source| CopyError::Download {
+            url: url.to_string(),
+            source: Box::new(source),
+        })?;
+    let mtime = response
+        .headers()
+        .get("last-modified")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_http_date)
+        .unwrap_or(0);
+    let mut reader = response.into_body().into_reader();
+    let mut file = NamedTempFile::new().map_err(io_err)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err(e)),
+        };
+        hasher.update(&buf[..n]);
+        file.as_file_mut().write_all(&buf[..n]).map_err(io_err)?;
+        size += n as u64;
+    }
+    file.as_file_mut().flush().map_err(io_err)?;
+    file.as_file_mut()
+        .seek(SeekFrom::Start(0))
+        .map_err(io_err)?;
+    Ok(Download {
+        file,
+        digest: Digest::from_bytes(hasher.finalize().into()),
+        size,
+        mtime,
+    })
+}
+
+/// The file name ADD gives a download: the last segment of the URL's
+/// path, `__unnamed__` when there is none (BuildKit).
+pub(crate) fn url_file_name(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = rest.split(['?', '#']).next().unwrap_or_default();
+    let path = path.split_once('/').map_or("", |(_, p)| p);
+    match path.rsplit('/').next() {
+        Some(name) if !name.is_empty() && name != "." && name != ".." => name.to_string(),
+        _ => "__unnamed__".to_string(),
+    }
+}
+
+/// Seconds since the epoch of an HTTP date (`Sun, 06 Nov 1994 08:49:37
+/// GMT`, RFC 9110's preferred form).
+pub(crate) fn parse_http_date(s: &str) -> Option<i64> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let day: i64 = day.parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)? as i64
+        + 1;
+    let year: i64 = year.parse().ok()?;
+    let hms: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, sec] = hms.as_slice() else {
+        return None;
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + m * 60 + sec)
+}
+
+/// Reads `size` bytes at `offset` of `file` into `out`; a short file is an
+/// error (the tar header already promised `size` bytes).
+pub(crate) fn copy_range(
+    file: &mut File,
+    offset: u64,
+    size: u64,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    file.seek(SeekFrom::Start(offset))?;
+    let copied = io::copy(&mut Read::by_ref(file).take(size), out)?;
+    if copied != size {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "file shrank while it was being copied",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates_parse() {
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(parse_http_date("yesterday"), None);
+    }
+
+    #[test]
+    fn url_names_follow_buildkit() {
+        assert_eq!(url_file_name("https://x.org/a/b.tar.gz?x=1"), "b.tar.gz");
+        assert_eq!(url_file_name("http://x.org/"), "__unnamed__");
+        assert_eq!(url_file_name("http://x.org"), "__unnamed__");
+    }
+
+    #[test]
+    fn archive_members_cannot_climb_out() {
+        assert_eq!(clean_member("./a/../b").unwrap(), ["b"]);
+        assert!(clean_member("../etc/passwd").is_none());
+    }
+}

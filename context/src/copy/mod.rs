@@ -1,0 +1,789 @@
+//! COPY and ADD: selecting source files (Go `filepath.Match` globs,
+//! `--exclude`, `--parents`), the content digest of a selection (the part
+//! of a COPY step's cache key that names what it reads), and writing the
+//! copied files as a layer on top of a destination filesystem with
+//! Docker's directory-vs-file rules, `--chown`, `--chmod` and ADD's archive
+//! extraction and URL downloads; and WORKDIR's directory creation.
+//!
+//! Sources are read through [`SourceFs`], implemented by the build context
+//! (which applies `.dockerignore` and keeps a stat cache of file digests)
+//! and by a stage's or image's layered filesystem ([`LayeredFs`]). The
+//! destination is always a [`LayeredFs`] (empty for `--link`).
+//!
+//! Behaviour follows BuildKit's file op (fsutil's copy) where Docker's
+//! documentation is silent; where this module chooses otherwise it says so:
+//! a glob matching nothing is an error (BuildKit copies nothing; the
+//! classic builder failed), and times BuildKit takes from the clock
+//! (inline files, created directories, downloads without `Last-Modified`)
+//! are 0 so layers are reproducible.
+
+mod add;
+mod chmod;
+mod layered;
+mod owner;
+mod pattern;
+mod plan;
+mod select;
+mod source;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use rbuild_solver::op::{CopyOp, CopySource, MkdirOp};
+use rbuild_solver::{Digest, KeyEncoder};
+
+pub use chmod::InvalidChmod;
+pub use layered::LayeredFs;
+pub use layered::is_opaque;
+pub(crate) use layered::read_xattrs;
+pub use source::{EntryKind, SourceFs, SourceMeta};
+
+use chmod::Chmod;
+use plan::{CreatedDirs, Data, Entry, Kind, Plan};
+use rbuild_store::layer::PackStats;
+use select::{Root, is_url, select_source};
+
+/// Version of the content digest encoding; bump when the meaning of any
+/// encoded field changes, so old cache entries miss instead of matching.
+pub const CONTENT_DIGEST_VERSION: u64 = 1;
+
+/// A COPY/ADD or WORKDIR could not be carried out; names the source or
+/// destination path involved.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// A destination path could not be read.
+    #[error("cannot access {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A source path could not be read.
+    #[error("cannot read source {path:?}")]
+    Source {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A literal source that does not exist (or is excluded by
+    /// `.dockerignore`); BuildKit's wording.
+    #[error("\"/{}\": not found", pattern::clean_components(path).join("/"))]
+    SourceNotFound { path: String },
+    /// A source glob Go's `filepath.Match` would reject.
+    #[error("syntax error in pattern {pattern:?}")]
+    BadPattern { pattern: String },
+    /// An `--exclude` pattern, or the include pattern of `--parents`,
+    /// that moby/patternmatcher would reject.
+    #[error(transparent)]
+    Pattern(#[from] crate::InvalidPattern),
+    #[error(transparent)]
+    InvalidChmod(#[from] InvalidChmod),
+    #[error("unable to find user {user}: no matching entries in passwd file")]
+    UserNotFound { user: String },
+    #[error("unable to find group {group}: no matching entries in group file")]
+    GroupNotFound { group: String },
+    /// A directory would have to go where the destination has a
+    /// non-directory (or a path goes through one).
+    #[error("cannot copy to non-directory: {path}")]
+    NotADirectory { path: String },
+    #[error("cannot replace directory {path} with a file")]
+    ReplaceDirectory { path: String },
+    #[error("cannot read archive {archive}")]
+    Archive {
+        archive: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("archive {archive} has entry {entry:?} outside the destination")]
+    UnsafeArchiveEntry { archive: String, entry: String },
+    #[error("downloading {url} failed")]
+    Download {
+        url: String,
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    #[error("saving the download of {url} failed")]
+    DownloadIo {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("checksum mismatch for {url}: expected {expected}, got {actual}")]
+    ChecksumMismatch {
+        url: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    /// The op reads local sources but no source filesystem was given.
+    #[error("no source filesystem was given for the local sources of this copy")]
+    NoSourceFs,
+    #[error("writing the layer stream failed")]
+    Output {
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The digest of exactly what a COPY/ADD reads, and the per-file digests
+/// it was made from (kept to explain cache misses: which files changed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentDigest {
+    pub digest: Digest,
+    /// (path relative to the source root — a URL or an inline file's name
+    /// for those —, digest of that entry's content and metadata), sorted
+    /// by path.
+    pub files: Vec<(String, Digest)>,
+}
+
+/// What one op source selects.
+enum Selected {
+    Url(String),
+    Local(Vec<Root>),
+}
+
+fn select_all(src: Option<&dyn SourceFs>, op: &CopyOp) -> Result<Vec<Selected>, CopyError> {
+    op.sources
+        .iter()
+        .map(|s| {
+            if op.add.is_some() && is_url(s) {
+                Ok(Selected::Url(s.clone()))
+            } else {
+                let src = src.ok_or(CopyError::NoSourceFs)?;
+                select_source(src, op, s).map(Selected::Local)
+            }
+        })
+        .collect()
+}
+
+/// The content digest of what `op` reads: from `src` for local sources
+/// (`None` is fine for inline files and URLs), the downloads of URLs
+/// without a checksum (kept for [`write_layer`] in this process).
+///
+/// Encodes, per selected entry: its destination-relative path, kind, mode
+/// bits, symlink target, xattrs, content digest (files; computed in
+/// parallel), hard-link partner, and uid/gid only where the copy keeps
+/// them (a stage or image source without `--chown`): the context's owners
+/// never reach the layer, so they must not reach the key. Never mtimes.
+pub fn content_digest(src: Option<&dyn SourceFs>, op: &CopyOp) -> Result<ContentDigest, CopyError> {
+    let keep_owner = matches!(op.source, CopySource::Input) && op.chown.is_none();
+    let selected = select_all(src, op)?;
+
+    // File contents first, in parallel: they are the expensive part.
+    let mut paths: Vec<&str> = Vec::new();
+    for sel in &selected {
+        if let Selected::Local(roots) = sel {
+            for root in roots {
+                if root.meta.kind == EntryKind::File {
+                    paths.push(&root.path);
+                }
+                for item in root.contents.iter().flatten() {
+                    if item.meta.kind == EntryKind::File {
+                        paths.push(&item.path);
+                    }
+                }
+            }
+        }
+    }
+    let contents: HashMap<&str, Digest> = match src {
+        Some(src) => paths
+            .par_iter()
+            .map(|p| {
+                src.file_digest(p)
+                    .map(|d| (*p, d))
+                    .map_err(|source| CopyError::Source {
+                        path: p.to_string(),
+                        source,
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+        None => HashMap::new(),
+    };
+
+    let mut enc = KeyEncoder::new("copy-content");
+    enc.u64("copy-content-version", CONTENT_DIGEST_VERSION);
+    let mut files: Vec<(String, Digest)> = Vec::new();
+    if let CopySource::Inline(inline) = &op.source {
+        enc.u64("inline", inline.len() as u64);
+        for (name, content) in inline {
+            let d = Digest::of(content.as_bytes());
+            enc.str("name", name).digest("content", &d);
+            files.push((name.clone(), d));
+        }
+    }
+    enc.u64("sources", selected.len() as u64);
+    let mut links: HashMap<(u64, u64), String> = HashMap::new();
+    for (sel, source) in selected.iter().zip(&op.sources) {
+        enc.str("source", source);
+        match sel {
+            Selected::Url(url) => {
+                let checksum = op.add.as_ref().and_then(|a| a.checksum);
+                let d = match checksum {
+                    Some(d) => d,
+                    None => add::fetch(url, None, true)?.digest,
+                };
+                enc.digest("url-content", &d);
+                files.push((url.clone(), d));
+            }
+            Selected::Local(roots) => {
+                let src = src.ok_or(CopyError::NoSourceFs)?;
+                enc.u64("roots", roots.len() as u64);
+                for root in roots {
+                    enc.str("root", &root.name);
+                    let mut entries: Vec<(&str, &str, &SourceMeta)> = Vec::new();
+                    match &root.contents {
+                        // A directory root's own metadata does not reach
+                        // the layer (only its contents are copied).
+                        Some(items) => {
+                            enc.str("root-kind", "dir");
+                            entries.extend(items.iter().map(|i| (&*i.rel, &*i.path, &i.meta)));
+                        }
+                        None => entries.push((&root.name, &root.path, &root.meta)),
+                    }
+                    enc.u64("entries", entries.len() as u64);
+                    for (rel, path, meta) in entries {
+                        let d =
+                            entry_digest(src, rel, path, meta, keep_owner, &contents, &mut links)?;
+                        enc.digest("entry", &d);
+                        files.push((path.to_string(), d));
+                    }
+                }
+            }
+        }
+    }
+    files.sort();
+    Ok(ContentDigest {
+        digest: enc.finish().digest(),
+        files,
+    })
+}
+
+/// The digest of the tree at `rel` in `src` as a RUN bind mount shows it
+/// (`RUN --mount=type=bind` from the context): every entry below it, with
+/// its path relative to `rel`, kind, mode, owner (the mount shows the
+/// context's owners), content, symlink target, hard-link partner and
+/// xattrs, exactly the entries [`SourceFs`] lists (so `.dockerignore`d
+/// files are neither mounted nor keyed). Never mtimes. `files` names
+/// entries by their path in `src`, to explain a miss.
+pub fn tree_digest(src: &dyn SourceFs, rel: &str) -> Result<ContentDigest, CopyError> {
+    let io = |path: &str| {
+        let path = path.to_string();
+        move |source| CopyError::Source { path, source }
+    };
+    // (path relative to the mount's root, path in src, metadata), root first.
+    let mut entries: Vec<(String, String, SourceMeta)> = Vec::new();
+    let Some(meta) = src.lstat(rel).map_err(io(rel))? else {
+        return Err(CopyError::SourceNotFound {
+            path: rel.to_string(),
+        });
+    };
+    entries.push((String::new(), rel.to_string(), meta));
+    let mut i = 0;
+    while i < entries.len() {
+        if entries[i].2.kind == EntryKind::Dir {
+            let (mount_rel, path) = (entries[i].0.clone(), entries[i].1.clone());
+            for name in src.read_dir(&path).map_err(io(&path))? {
+                let child = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}/{name}")
+                };
+                let child_rel = if mount_rel.is_empty() {
+                    name
+                } else {
+                    format!("{mount_rel}/{name}")
+                };
+                if let Some(meta) = src.lstat(&child).map_err(io(&child))? {
+                    entries.push((child_rel, child, meta));
+                }
+            }
+        }
+        i += 1;
+    }
+    let contents: HashMap<&str, Digest> = entries
+        .par_iter()
+        .filter(|(_, _, meta)| meta.kind == EntryKind::File)
+        .map(|(_, path, _)| {
+            src.file_digest(path)
+                .map(|d| (path.as_str(), d))
+                .map_err(io(path))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut enc = KeyEncoder::new("mount-content");
+    enc.u64("copy-content-version", CONTENT_DIGEST_VERSION)
+        .u64("entries", entries.len() as u64);
+    let mut links = HashMap::new();
+    let mut files = Vec::with_capacity(entries.len());
+    for (mount_rel, path, meta) in &entries {
+        let d = entry_digest(src, mount_rel, path, meta, true, &contents, &mut links)?;
+        enc.digest("entry", &d);
+        let name = if path.is_empty() { "." } else { path };
+        files.push((name.to_string(), d));
+    }
+    files.sort();
+    Ok(ContentDigest {
+        digest: enc.finish().digest(),
+        files,
+    })
+}
+
+fn entry_digest(
+    src: &dyn SourceFs,
+    rel: &str,
+    path: &str,
+    meta: &SourceMeta,
+    keep_owner: bool,
+    contents: &HashMap<&str, Digest>,
+    links: &mut HashMap<(u64, u64), String>,
+) -> Result<Digest, CopyError> {
+    let io = |source| CopyError::Source {
+        path: path.to_string(),
+        source,
+    };
+    let mut enc = KeyEncoder::new("copy-entry");
+    enc.u64("copy-content-version", CONTENT_DIGEST_VERSION)
+        .str("path", rel)
+        .str(
+            "kind",
+            match meta.kind {
+                EntryKind::File => "file",
+                EntryKind::Dir => "dir",
+                EntryKind::Symlink => "symlink",
+                EntryKind::Other => "other",
+            },
+        )
+        .u64("mode", u64::from(meta.mode));
+    if keep_owner {
+        enc.u64("uid", u64::from(meta.uid))
+            .u64("gid", u64::from(meta.gid));
+    }
+    match meta.kind {
+        EntryKind::File => {
+            let d = contents.get(path).copied().ok_or_else(|| {
+                io(std::io::Error::other(
+                    "file digest missing (changed while read)",
+                ))
+            })?;
+            enc.digest("content", &d);
+            if let Some(id) = src.link_id(path).map_err(io)? {
+                match links.get(&id) {
+                    Some(first) => {
+                        enc.str("hardlink", first);
+                    }
+                    None => {
+                        links.insert(id, path.to_string());
+                    }
+                }
+            }
+        }
+        EntryKind::Symlink => {
+            let target = src.read_link(path).map_err(io)?;
+            enc.bytes(
+                "target",
+                std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str()),
+            );
+        }
+        EntryKind::Other => {
+            enc.u64("rdev", meta.rdev);
+        }
+        EntryKind::Dir => {}
+    }
+    let xattrs = src.xattrs(path).map_err(io)?;
+    enc.u64("xattrs", xattrs.len() as u64);
+    for (name, value) in &xattrs {
+        enc.str("xattr", name).bytes("value", value);
+    }
+    Ok(enc.finish().digest())
+}
+
+/// Ownership and mode rules of one copy.
+struct Rules {
+    chmod: Option<Chmod>,
+    chown: Option<owner::Owner>,
+    /// Keep the source's uid/gid (a stage or image source, no `--chown`).
+    keep_owner: bool,
+}
+
+impl Rules {
+    fn owner(&self, uid: u32, gid: u32) -> (u32, u32) {
+        match self.chown {
+            Some(o) => (o.uid, o.gid),
+            None if self.keep_owner => (uid, gid),
+            None => (0, 0),
+        }
+    }
+
+    fn mode(&self, mode: u32, is_dir: bool) -> u32 {
+        match &self.chmod {
+            Some(c) => c.apply(mode, is_dir),
+            None => mode,
+        }
+    }
+
+    fn created(&self) -> CreatedDirs {
+        let (uid, gid) = self.owner(0, 0);
+        CreatedDirs {
+            mode: self.chmod.as_ref().and_then(Chmod::octal).unwrap_or(0o755),
+            uid,
+            gid,
+        }
+    }
+}
+
+/// Writes the layer COPY/ADD `op` makes on top of `dest` (reading `src`,
+/// or the op's inline files, or its URLs) to `out` as an uncompressed tar.
+/// `None` when the layer would be empty.
+///
+/// Docker's rules: the destination is a directory when it ends in `/`,
+/// when there are several sources (or matches), when a source is a
+/// directory (its contents are copied), or when it already is one (after
+/// resolving symlinks inside `dest`); otherwise a single file is written
+/// at that path. Parent directories that `dest` has are written with their
+/// metadata; missing ones are created 0755 (or the octal `--chmod`),
+/// owned by the `--chown` user, else root.
+pub fn write_layer(
+    dest: &LayeredFs,
+    src: Option<&dyn SourceFs>,
+    op: &CopyOp,
+    out: &mut dyn Write,
+) -> Result<Option<PackStats>, CopyError> {
+    let rules = Rules {
+        chmod: op.chmod.as_deref().map(Chmod::parse).transpose()?,
+        chown: op
+            .chown
+            .as_deref()
+            .map(|c| owner::resolve_owner(dest, c))
+            .transpose()?,
+        keep_owner: matches!(op.source, CopySource::Input),
+    };
+    let created = rules.created();
+    let mut plan = Plan::new(dest);
+    let dest_key = dest
+        .resolve(&op.dest, true)
+        .map_err(|source| CopyError::Io {
+            path: op.dest.clone().into(),
+            source,
+        })?;
+    let dest_kind = plan.dest_kind(&dest_key)?;
+
+    let selected = select_all(src, op)?;
+    let inline: &[(String, String)] = match &op.source {
+        CopySource::Inline(files) => files,
+        _ => &[],
+    };
+    let matches: usize = selected
+        .iter()
+        .map(|s| match s {
+            Selected::Url(_) => 1,
+            Selected::Local(roots) => roots.len(),
+        })
+        .sum();
+    let multi = op.sources.len() + inline.len() > 1 || matches > 1;
+    let dest_is_dir = op.dest.ends_with('/') || multi || dest_kind == Some(EntryKind::Dir);
+    let file_target = |name: &str| -> Vec<String> {
+        let mut key = dest_key.clone();
+        if dest_is_dir {
+            key.push(name.to_string());
+        }
+        key
+    };
+
+    for (name, content) in inline {
+        let base = pattern::clean_components(name).pop().unwrap_or_default();
+        let (uid, gid) = rules.owner(0, 0);
+        plan.insert(
+            file_target(&base),
+            Entry {
+                kind: Kind::File {
+                    data: Data::Inline(Arc::new(content.clone())),
+                    size: content.len() as u64,
+                    link: None,
+                },
+                // BuildKit makes heredoc files 0644.
+                mode: rules.mode(0o644, false),
+                uid,
+                gid,
+                mtime: 0,
+                xattrs: Vec::new(),
+            },
+        )?;
+    }
+
+    // Downloads and archives must outlive the write.
+    let mut downloads = Vec::new();
+    let mut archives = Vec::new();
+    for sel in selected {
+        match sel {
+            Selected::Url(url) => {
+                let checksum = op.add.as_ref().and_then(|a| a.checksum);
+                let download = add::fetch(&url, checksum, false)?;
+                let (uid, gid) = rules.owner(0, 0);
+                plan.insert(
+                    file_target(&add::url_file_name(&url)),
+                    Entry {
+                        kind: Kind::File {
+                            data: Data::Host {
+                                path: download.path(),
+                                offset: 0,
+                            },
+                            size: download.size,
+                            link: None,
+                        },
+                        // Docker saves downloads 0600.
+                        mode: rules.mode(0o600, false),
+                        uid,
+                        gid,
+                        mtime: download.mtime,
+                        xattrs: Vec::new(),
+                    },
+                )?;
+                downloads.push(download);
+            }
+            Selected::Local(roots) => {
+                let src = src.ok_or(CopyError::NoSourceFs)?;
+                for root in roots {
+                    match &root.contents {
+                        Some(items) => {
+                            match dest_kind {
+                                Some(EntryKind::Dir) => {}
+                                Some(_) => {
+                                    return Err(CopyError::NotADirectory {
+                                        path: format!("/{}", dest_key.join("/")),
+                                    });
+                                }
+                                None if plan.contains(&dest_key) => {}
+                                None => plan.insert(
+                                    dest_key.clone(),
+                                    Entry {
+                                        kind: Kind::Dir,
+                                        mode: created.mode,
+                                        uid: created.uid,
+                                        gid: created.gid,
+                                        // BuildKit gives the new directory
+                                        // the source directory's time.
+                                        mtime: root.meta.mtime,
+                                        xattrs: Vec::new(),
+                                    },
+                                )?,
+                            }
+                            for item in items {
+                                let mut key = dest_key.clone();
+                                key.extend(item.rel.split('/').map(str::to_string));
+                                let entry = source_entry(src, &item.path, &item.meta, &rules)?;
+                                plan.insert(key, entry)?;
+                            }
+                        }
+                        None => {
+                            let unpack = op.add.as_ref().is_some_and(|a| a.unpack)
+                                && root.meta.kind == EntryKind::File
+                                && add::is_archive(src.open(&root.path).map_err(|source| {
+                                    CopyError::Source {
+                                        path: root.path.clone(),
+                                        source,
+                                    }
+                                })?);
+                            if unpack {
+                                let file =
+                                    src.open(&root.path).map_err(|source| CopyError::Source {
+                                        path: root.path.clone(),
+                                        source,
+                                    })?;
+                                let archive = add::index_archive(file, &root.path)?;
+                                extract(
+                                    &mut plan,
+                                    &archive,
+                                    archives.len() as u64 + 1,
+                                    &dest_key,
+                                    &rules,
+                                )?;
+                                archives.push(archive);
+                            } else {
+                                let entry = source_entry(src, &root.path, &root.meta, &rules)?;
+                                plan.insert(file_target(&root.name), entry)?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    plan.fill_parents(created)?;
+    let stats = plan.write(src, out)?;
+    drop(downloads);
+    drop(archives);
+    Ok(stats)
+}
+
+/// The layer entry for a source entry.
+fn source_entry(
+    src: &dyn SourceFs,
+    path: &str,
+    meta: &SourceMeta,
+    rules: &Rules,
+) -> Result<Entry, CopyError> {
+    let io = |source| CopyError::Source {
+        path: path.to_string(),
+        source,
+    };
+    let kind = match meta.kind {
+        EntryKind::Dir => Kind::Dir,
+        EntryKind::File => Kind::File {
+            data: Data::Source(path.to_string()),
+            size: meta.size,
+            link: src.link_id(path).map_err(io)?.map(|(d, i)| (0, d, i)),
+        },
+        EntryKind::Symlink => Kind::Symlink(
+            src.read_link(path)
+                .map_err(io)?
+                .to_string_lossy()
+                .into_owned(),
+        ),
+        // SourceMeta keeps no file type for these: a device number means a
+        // (character) device, none a fifo.
+        EntryKind::Other if meta.rdev == 0 => Kind::Fifo,
+        EntryKind::Other => Kind::Char(meta.rdev),
+    };
+    let (uid, gid) = rules.owner(meta.uid, meta.gid);
+    let mode = match meta.kind {
+        // chmod(2) does not apply to symlinks.
+        EntryKind::Symlink => meta.mode,
+        kind => rules.mode(meta.mode, kind == EntryKind::Dir),
+    };
+    Ok(Entry {
+        kind,
+        mode,
+        uid,
+        gid,
+        mtime: meta.mtime,
+        xattrs: src.xattrs(path).map_err(io)?,
+    })
+}
+
+/// Adds an archive's members under `dest_key` (ADD's extraction: owners
+/// and modes from the archive unless `--chown`; `--chmod` does not apply,
+/// as in BuildKit).
+fn extract(
+    plan: &mut Plan<'_>,
+    archive: &add::Archive,
+    archive_no: u64,
+    dest_key: &[String],
+    rules: &Rules,
+) -> Result<(), CopyError> {
+    let key_of = |path: &[String]| {
+        let mut key = dest_key.to_vec();
+        key.extend(path.iter().cloned());
+        key
+    };
+    let tar_path = archive.tar.path().to_path_buf();
+    let mut files: HashMap<Vec<String>, (u64, u64, usize)> = HashMap::new();
+    for (index, m) in archive.members.iter().enumerate() {
+        let (uid, gid) = match rules.chown {
+            Some(o) => (o.uid, o.gid),
+            None => (m.uid, m.gid),
+        };
+        let kind = match &m.kind {
+            add::MemberKind::Dir => Kind::Dir,
+            add::MemberKind::File { offset, size } => {
+                files.insert(m.path.clone(), (*offset, *size, index));
+                Kind::File {
+                    data: Data::Host {
+                        path: tar_path.clone(),
+                        offset: *offset,
+                    },
+                    size: *size,
+                    link: Some((archive_no, index as u64, 0)),
+                }
+            }
+            add::MemberKind::HardLink(target) => {
+                let Some(&(offset, size, first)) = files.get(target) else {
+                    return Err(CopyError::UnsafeArchiveEntry {
+                        archive: tar_path.display().to_string(),
+                        entry: m.path.join("/"),
+                    });
+                };
+                files.insert(m.path.clone(), (offset, size, first));
+                Kind::File {
+                    data: Data::Host {
+                        path: tar_path.clone(),
+                        offset,
+                    },
+                    size,
+                    link: Some((archive_no, first as u64, 0)),
+                }
+            }
+            add::MemberKind::Symlink(target) => Kind::Symlink(target.clone()),
+            add::MemberKind::Char(rdev) => Kind::Char(*rdev),
+            add::MemberKind::Block(rdev) => Kind::Block(*rdev),
+            add::MemberKind::Fifo => Kind::Fifo,
+        };
+        plan.insert(
+            key_of(&m.path),
+            Entry {
+                kind,
+                mode: m.mode,
+                uid,
+                gid,
+                mtime: m.mtime,
+                xattrs: m.xattrs.clone(),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes the layer WORKDIR's `op` makes on top of `dest`: the missing
+/// directories of its path (resolved inside `dest`), 0755, owned by the
+/// op's user (resolved from `dest`'s /etc/passwd and /etc/group; empty is
+/// root), mtime 0. `None` when they all exist.
+pub fn write_mkdir_layer(
+    dest: &LayeredFs,
+    op: &MkdirOp,
+    out: &mut dyn Write,
+) -> Result<Option<PackStats>, CopyError> {
+    let key = dest
+        .resolve(&op.path, true)
+        .map_err(|source| CopyError::Io {
+            path: op.path.clone().into(),
+            source,
+        })?;
+    let owner = owner::resolve_owner(dest, &op.user)?;
+    let created = CreatedDirs {
+        mode: 0o755,
+        uid: owner.uid,
+        gid: owner.gid,
+    };
+    let mut plan = Plan::new(dest);
+    for n in 1..=key.len() {
+        match plan.dest_kind(&key[..n])? {
+            Some(EntryKind::Dir) => continue,
+            Some(_) => {
+                return Err(CopyError::NotADirectory {
+                    path: format!("/{}", key[..n].join("/")),
+                });
+            }
+            None => {
+                for m in n..=key.len() {
+                    plan.insert(
+                        key[..m].to_vec(),
+                        Entry {
+                            kind: Kind::Dir,
+                            mode: created.mode,
+                            uid: created.uid,
+                            gid: created.gid,
+                            mtime: 0,
+                            xattrs: Vec::new(),
+                        },
+                    )?;
+                }
+                break;
+            }
+        }
+    }
+    if plan.is_empty() {
+        return Ok(None);
+    }
+    plan.fill_parents(created)?;
+    plan.write(None, out)
+}

@@ -1,0 +1,665 @@
+//! The build context: the directory a build reads COPY/ADD sources from,
+//! read in place (never copied or tarred whole), filtered by
+//! `.dockerignore` ([`IgnoreRules`]), with a persistent stat cache of file
+//! digests so an unchanged file is not read again on the next build.
+//!
+//! Every path is resolved from a directory fd of the context with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` (or, where `openat2` is
+//! unavailable, one `O_NOFOLLOW` component at a time), so no symlink is
+//! ever followed: a symlink in the context is an entry like any other,
+//! whose target is only read ([`SourceFs::read_link`]), never entered. A
+//! path that goes through a symlink does not exist here; following links
+//! inside the tree, as Docker's COPY does for source paths, is the copy
+//! engine's job, done with `lstat`/`read_link` and confined to this tree.
+//!
+//! Excluded entries are invisible (`lstat` says `None`, `open` says not
+//! found) except an excluded directory that holds re-included entries
+//! (`dir` then `!dir/keep`): it is listed and can be walked, and only the
+//! re-included entries show in it, as with BuildKit's context walker.
+
+#![forbid(unsafe_code)]
+
+pub mod copy;
+mod ignore;
+mod stat_cache;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rbuild_solver::Digest;
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+use sha2::{Digest as _, Sha256};
+
+use crate::copy::{EntryKind, SourceFs, SourceMeta};
+
+pub use ignore::{IgnoreRules, InvalidPattern, MatchState, PatternErrorKind};
+pub use stat_cache::CacheLoad;
+
+use stat_cache::{Entry, StatKey};
+
+/// Opening the context, reading its ignore file or saving its stat cache
+/// failed. (Reads through [`SourceFs`] return `io::Error`s; the caller
+/// knows the path it asked for.)
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("I/O error at {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{file}:{line}: invalid pattern {pattern:?}")]
+    Pattern {
+        file: PathBuf,
+        line: usize,
+        pattern: String,
+        #[source]
+        reason: PatternErrorKind,
+    },
+}
+
+/// What the context did so far: how many files were read to hash them
+/// and how many digests the stat cache answered without reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContextStats {
+    /// Files whose content was read and hashed.
+    pub files_hashed: u64,
+    /// Bytes read for those.
+    pub bytes_hashed: u64,
+    /// Digests answered from the stat cache.
+    pub files_from_cache: u64,
+    /// How loading the stat cache file went.
+    pub cache_load: CacheLoad,
+}
+
+/// A build context directory, filtered by its ignore rules; implements
+/// [`SourceFs`] for COPY/ADD. Safe to share between threads.
+#[derive(Debug)]
+pub struct Context {
+    dir: PathBuf,
+    root: OwnedFd,
+    ignore: IgnoreRules,
+    cache_path: Option<PathBuf>,
+    cache_load: CacheLoad,
+    /// The entries loaded from the cache file; read-only.
+    previous: stat_cache::Loaded,
+    /// The entries of files digested by this build: what `save` writes,
+    /// so files not seen this build drop out.
+    seen: Mutex<HashMap<String, Entry>>,
+    files_hashed: AtomicU64,
+    bytes_hashed: AtomicU64,
+    files_from_cache: AtomicU64,
+    /// Excluded directories → whether they hold a re-included entry.
+    reincluded: Mutex<HashMap<String, bool>>,
+    /// Cleared the first time `openat2` turns out to be unavailable
+    /// (old kernel, seccomp), so later resolutions walk directly.
+    have_openat2: AtomicBool,
+    /// Directories already resolved (confined, no symlinks) → an `O_PATH`
+    /// fd, so the many entries of one directory are each one
+    /// single-component `openat`/`statat` instead of a walk from the root.
+    /// Bounded by [`DIR_FD_CACHE`] to stay far from the fd limit.
+    dir_fds: Mutex<HashMap<String, std::sync::Arc<OwnedFd>>>,
+}
+
+/// Most directory fds [`Context`] keeps open.
+const DIR_FD_CACHE: usize = 128;
+
+const READ_BUF: usize = 256 * 1024;
+
+impl Context {
+    /// Opens the context at `dir` with `ignore` applied. With
+    /// `stat_cache`, file digests are remembered in that file (the CLI
+    /// uses `<root>/cache-v1/context/<sha256 of the context's absolute
+    /// path>`); a missing, old or damaged cache file is ignored.
+    pub fn open(
+        dir: &Path,
+        ignore: IgnoreRules,
+        stat_cache: Option<&Path>,
+    ) -> Result<Context, ContextError> {
+        let root = rfs::open(
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ContextError::Io {
+            path: dir.to_path_buf(),
+            source: e.into(),
+        })?;
+        let (previous, cache_load) = match stat_cache {
+            Some(path) => stat_cache::load(path),
+            None => (stat_cache::Loaded::default(), CacheLoad::Disabled),
+        };
+        Ok(Context {
+            dir: dir.to_path_buf(),
+            root,
+            ignore,
+            cache_path: stat_cache.map(Path::to_path_buf),
+            cache_load,
+            previous,
+            seen: Mutex::new(HashMap::new()),
+            files_hashed: AtomicU64::new(0),
+            bytes_hashed: AtomicU64::new(0),
+            files_from_cache: AtomicU64::new(0),
+            reincluded: Mutex::new(HashMap::new()),
+            have_openat2: AtomicBool::new(true),
+            dir_fds: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The context directory as given to [`Context::open`].
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The ignore rules in force.
+    pub fn ignore(&self) -> &IgnoreRules {
+        &self.ignore
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ContextStats {
+        ContextStats {
+            files_hashed: self.files_hashed.load(Ordering::Relaxed),
+            bytes_hashed: self.bytes_hashed.load(Ordering::Relaxed),
+            files_from_cache: self.files_from_cache.load(Ordering::Relaxed),
+            cache_load: self.cache_load,
+        }
+    }
+
+    /// Writes the stat cache (the digests of the files this build looked
+    /// at; others are dropped) atomically. Does nothing without a cache
+    /// file.
+    pub fn save(&self) -> Result<(), ContextError> {
+        let Some(path) = &self.cache_path else {
+            return Ok(());
+        };
+        let stats = self.stats();
+        let seen = self.lock_seen();
+        // Every entry came from the file and every file entry was used:
+        // the file already says exactly this.
+        if stats.files_hashed == 0 && stats.cache_load == CacheLoad::Loaded(seen.len()) {
+            return Ok(());
+        }
+        stat_cache::save(path, &seen)
+    }
+
+    /// Whether `rel` is hidden by the ignore rules, given whether it is a
+    /// directory (an excluded directory stays visible when it holds a
+    /// re-included entry).
+    fn hidden(&self, rel: &str, is_dir: bool) -> io::Result<bool> {
+        if self.ignore.is_empty() || rel.is_empty() {
+            return Ok(false);
+        }
+        let (excluded, state) = self.ignore.evaluate_path(rel);
+        if !excluded {
+            return Ok(false);
+        }
+        Ok(!(is_dir && self.holds_included(rel, &state)?))
+    }
+
+    /// Whether the excluded directory `dir` (whose match state is
+    /// `state`) holds an entry that the rules re-include, at any depth.
+    fn holds_included(&self, dir: &str, state: &MatchState) -> io::Result<bool> {
+        if !self.ignore.has_exceptions() || !self.ignore.may_reinclude_below(dir) {
+            return Ok(false);
+        }
+        if let Some(&known) = self.lock_reincluded().get(dir) {
+            return Ok(known);
+        }
+        let fd = match self.resolve(dir, dir_flags()) {
+            Ok(fd) => fd,
+            Err(e) if is_missing(&e) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let mut found = false;
+        for (name, kind) in list(&fd)? {
+            if kind == FileType::Socket {
+                continue;
+            }
+            let child = format!("{dir}/{}", String::from_utf8_lossy(&name));
+            let (excluded, child_state) = self.ignore.evaluate(&child, state);
+            if !excluded
+                || (kind == FileType::Directory && self.holds_included(&child, &child_state)?)
+            {
+                found = true;
+                break;
+            }
+        }
+        self.lock_reincluded().insert(dir.to_string(), found);
+        Ok(found)
+    }
+
+    fn lock_reincluded(&self) -> std::sync::MutexGuard<'_, HashMap<String, bool>> {
+        self.reincluded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens `rel` (cleaned, `""` for the root) beneath the context root
+    /// without following any symlink, the last component included.
+    fn resolve(&self, rel: &str, flags: OFlags) -> io::Result<OwnedFd> {
+        let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if rel.is_empty() {
+            return Ok(rfs::openat(&self.root, ".", flags, Mode::empty())?);
+        }
+        // The last component from its (cached) parent: O_NOFOLLOW refuses
+        // a symlink there (ELOOP; ENOTDIR with O_DIRECTORY), as
+        // RESOLVE_NO_SYMLINKS would. An O_PATH open without O_DIRECTORY
+        // would return a symlink itself, so that case takes the walk.
+        if let Some((parent, name)) = rel.rsplit_once('/')
+            && (!flags.contains(OFlags::PATH) || flags.contains(OFlags::DIRECTORY))
+        {
+            let dir = self.dir_fd(parent)?;
+            return Ok(rfs::openat(&*dir, name, flags, Mode::empty())?);
+        }
+        self.resolve_walk(rel, flags)
+    }
+
+    /// The directory `rel` (non-empty) as a cached `O_PATH` fd.
+    fn dir_fd(&self, rel: &str) -> io::Result<std::sync::Arc<OwnedFd>> {
+        if let Some(fd) = self.lock_dir_fds().get(rel) {
+            return Ok(fd.clone());
+        }
+        let fd = std::sync::Arc::new(self.resolve_walk(
+            rel,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        )?);
+        let mut cache = self.lock_dir_fds();
+        if cache.len() >= DIR_FD_CACHE {
+            cache.clear();
+        }
+        cache.insert(rel.to_string(), fd.clone());
+        Ok(fd)
+    }
+
+    fn lock_dir_fds(&self) -> std::sync::MutexGuard<'_, HashMap<String, std::sync::Arc<OwnedFd>>> {
+        self.dir_fds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Resolves `rel` from the root, confined: `openat2` with
+    /// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, else a component walk.
+    fn resolve_walk(&self, rel: &str, flags: OFlags) -> io::Result<OwnedFd> {
+        if self.have_openat2.load(Ordering::Relaxed) {
+            match rfs::openat2(
+                &self.root,
+                rel,
+                flags,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+            ) {
+                Ok(fd) => return Ok(fd),
+                Err(Errno::NOSYS | Errno::PERM) => {
+                    self.have_openat2.store(false, Ordering::Relaxed);
+                }
+                // A concurrent rename somewhere in the tree: walk instead.
+                Err(Errno::AGAIN) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut cur: Option<OwnedFd> = None;
+        let mut comps = rel.split('/').peekable();
+        while let Some(comp) = comps.next() {
+            let at = cur.as_ref().map_or(self.root.as_fd(), |fd| fd.as_fd());
+            let step_flags = if comps.peek().is_some() {
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+            } else {
+                flags
+            };
+            cur = Some(rfs::openat(at, comp, step_flags, Mode::empty())?);
+        }
+        cur.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
+    /// The raw stat of `rel` without following it, `None` when it is not
+    /// an entry of the tree (missing, or its path goes through a symlink
+    /// or a non-directory).
+    fn stat_entry(&self, rel: &str) -> io::Result<Option<rfs::Stat>> {
+        if rel.is_empty() {
+            return Ok(Some(rfs::fstat(&self.root)?));
+        }
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        let fd = if parent.is_empty() {
+            None
+        } else {
+            match self.dir_fd(parent) {
+                Ok(fd) => Some(fd),
+                Err(e) if is_missing(&e) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        };
+        let at = fd.as_deref().map_or(self.root.as_fd(), |fd| fd.as_fd());
+        match rfs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(st)),
+            Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Opens the regular file `rel` for reading; refuses other kinds.
+    fn open_file(&self, rel: &str) -> io::Result<(File, rfs::Stat)> {
+        if self.hidden(rel, false)? {
+            return Err(not_found(rel));
+        }
+        // O_NONBLOCK so a fifo cannot hang the open; it changes nothing
+        // for reads of a regular file.
+        let fd = self.resolve(rel, OFlags::RDONLY | OFlags::NONBLOCK)?;
+        let st = rfs::fstat(&fd)?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{rel:?} is not a regular file"),
+            ));
+        }
+        Ok((File::from(fd), st))
+    }
+
+    fn hash(&self, rel: &str, mut file: File, key: StatKey) -> io::Result<Digest> {
+        // Taken before reading: a write after this moment gets an mtime
+        // at or after it, which makes the entry untrusted (see
+        // `Entry::answers`).
+        let recorded_ns = coarse_now_ns();
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; READ_BUF.min(key.size as usize + 1).max(4096)];
+        let mut total = 0u64;
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hasher.update(&buf[..n]);
+            total += n as u64;
+        }
+        let digest: [u8; 32] = hasher.finalize().into();
+        self.files_hashed.fetch_add(1, Ordering::Relaxed);
+        self.bytes_hashed.fetch_add(total, Ordering::Relaxed);
+        if self.cache_path.is_some() {
+            let entry = Entry {
+                key,
+                recorded_ns,
+                digest,
+            };
+            self.lock_seen().insert(rel.to_string(), entry);
+        }
+        Ok(Digest::from_bytes(digest))
+    }
+
+    fn lock_seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl SourceFs for Context {
+    fn lstat(&self, path: &str) -> io::Result<Option<SourceMeta>> {
+        let rel = clean(path)?;
+        if !self.ignore.is_empty() && !self.ignore.has_exceptions() && self.hidden(&rel, false)? {
+            // Nothing can be re-included: skip the stat.
+            return Ok(None);
+        }
+        let Some(st) = self.stat_entry(&rel)? else {
+            return Ok(None);
+        };
+        let kind = FileType::from_raw_mode(st.st_mode);
+        if kind == FileType::Socket || self.hidden(&rel, kind == FileType::Directory)? {
+            return Ok(None);
+        }
+        Ok(Some(source_meta(&st)))
+    }
+
+    fn read_dir(&self, path: &str) -> io::Result<Vec<String>> {
+        let rel = clean(path)?;
+        let (excluded, state) = self.ignore.evaluate_path(&rel);
+        if excluded && !self.holds_included(&rel, &state)? {
+            return Err(not_found(&rel));
+        }
+        let fd = self.resolve(&rel, dir_flags())?;
+        let mut names = Vec::new();
+        for (name, kind) in list(&fd)? {
+            if kind == FileType::Socket {
+                continue;
+            }
+            let lossy = String::from_utf8_lossy(&name);
+            let child = if rel.is_empty() {
+                lossy.to_string()
+            } else {
+                format!("{rel}/{lossy}")
+            };
+            if !self.ignore.is_empty() {
+                let (excluded, child_state) = self.ignore.evaluate(&child, &state);
+                if excluded
+                    && !(kind == FileType::Directory
+                        && self.holds_included(&child, &child_state)?)
+                {
+                    continue;
+                }
+            }
+            match String::from_utf8(name) {
+                Ok(name) => names.push(name),
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("file name {child:?} is not valid UTF-8"),
+                    ));
+                }
+            }
+        }
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    fn open(&self, path: &str) -> io::Result<File> {
+        let rel = clean(path)?;
+        Ok(self.open_file(&rel)?.0)
+    }
+
+    fn read_link(&self, path: &str) -> io::Result<PathBuf> {
+        let rel = clean(path)?;
+        if self.hidden(&rel, false)? {
+            return Err(not_found(&rel));
+        }
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
+        if name.is_empty() {
+            return Err(Errno::INVAL.into());
+        }
+        let fd = self.resolve(parent, OFlags::PATH | OFlags::DIRECTORY)?;
+        let target = rfs::readlinkat(&fd, name, Vec::new())?;
+        Ok(PathBuf::from(OsString::from_vec(target.into_bytes())))
+    }
+
+    /// Extended attributes of regular files and directories; symlinks and
+    /// devices report none. Read by name in the (confined, cached) parent
+    /// directory without opening the file or following a final symlink:
+    /// a fully cached build asks this of every file.
+    fn xattrs(&self, path: &str) -> io::Result<Vec<(String, Vec<u8>)>> {
+        let rel = clean(path)?;
+        let Some(st) = self.stat_entry(&rel)? else {
+            return Err(not_found(&rel));
+        };
+        let kind = FileType::from_raw_mode(st.st_mode);
+        if self.hidden(&rel, kind == FileType::Directory)? {
+            return Err(not_found(&rel));
+        }
+        if !matches!(kind, FileType::RegularFile | FileType::Directory) {
+            return Ok(Vec::new());
+        }
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
+        let cached;
+        let dir = if parent.is_empty() {
+            self.root.as_fd()
+        } else {
+            cached = self.dir_fd(parent)?;
+            cached.as_fd()
+        };
+        let name = if name.is_empty() { "." } else { name };
+        let at = format!(
+            "/proc/self/fd/{}/{name}",
+            std::os::fd::AsRawFd::as_raw_fd(&dir)
+        );
+        crate::copy::read_xattrs(Path::new(&at))
+            .map_err(|e| io::Error::new(e.kind(), format!("reading the xattrs of {rel:?}: {e}")))
+    }
+
+    fn file_digest(&self, path: &str) -> io::Result<Digest> {
+        let rel = clean(path)?;
+        // An unchanged file is answered from its stat alone: no open.
+        if self.cache_path.is_some()
+            && !self.hidden(&rel, false)?
+            && let Some(st) = self.stat_entry(&rel)?
+            && FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+            && let Some(digest) = self.cached_digest(&rel, &stat_key(&st))
+        {
+            return Ok(digest);
+        }
+        let (file, st) = self.open_file(&rel)?;
+        let key = stat_key(&st);
+        if let Some(digest) = self.cached_digest(&rel, &key) {
+            return Ok(digest);
+        }
+        self.hash(&rel, file, key)
+    }
+}
+
+impl Context {
+    /// The digest the stat cache holds for `rel` when `key` still matches
+    /// (from this build's entries, else the loaded file's).
+    fn cached_digest(&self, rel: &str, key: &StatKey) -> Option<Digest> {
+        self.cache_path.as_ref()?;
+        let seen = self.lock_seen().get(rel).copied();
+        if let Some(entry) = seen.filter(|e| e.answers(key)) {
+            self.files_from_cache.fetch_add(1, Ordering::Relaxed);
+            return Some(Digest::from_bytes(entry.digest));
+        }
+        let entry = self.previous.get(rel).filter(|e| e.answers(key))?;
+        self.files_from_cache.fetch_add(1, Ordering::Relaxed);
+        self.lock_seen().insert(rel.to_string(), *entry);
+        Some(Digest::from_bytes(entry.digest))
+    }
+}
+
+/// `path` as a cleaned relative path (`""` for the root): empty and `.`
+/// components dropped; `..` refused, since nothing above the root exists.
+fn clean(path: &str) -> io::Result<String> {
+    let mut out = String::with_capacity(path.len());
+    for comp in path.split('/') {
+        match comp {
+            "" | "." => {}
+            ".." => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("path {path:?} climbs out of the context"),
+                ));
+            }
+            comp => {
+                if !out.is_empty() {
+                    out.push('/');
+                }
+                out.push_str(comp);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY
+}
+
+/// Errors that mean "no such entry in the tree": missing, or the path
+/// goes through a symlink (`ELOOP` from `RESOLVE_NO_SYMLINKS` or
+/// `O_NOFOLLOW`) or a non-directory.
+fn is_missing(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error().map(Errno::from_raw_os_error),
+        Some(Errno::NOENT | Errno::NOTDIR | Errno::LOOP)
+    )
+}
+
+fn not_found(rel: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{rel:?} is not in the build context (missing or excluded by .dockerignore)"),
+    )
+}
+
+/// Names and types in the directory `fd`, without `.` and `..`.
+fn list(fd: &OwnedFd) -> io::Result<Vec<(Vec<u8>, FileType)>> {
+    let mut out = Vec::new();
+    for entry in rfs::Dir::read_from(fd)? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let mut kind = entry.file_type();
+        if kind == FileType::Unknown {
+            // Some filesystems do not fill in d_type.
+            kind =
+                FileType::from_raw_mode(rfs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW)?.st_mode);
+        }
+        out.push((name.to_vec(), kind));
+    }
+    Ok(out)
+}
+
+/// The kernel's coarse realtime clock in nanoseconds: the clock file
+/// timestamps are taken from, so "mtime < this" means "written before".
+fn coarse_now_ns() -> i64 {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+// `Stat`'s field types differ between architectures; on some these casts
+// change nothing.
+#[allow(clippy::unnecessary_cast)]
+fn stat_key(st: &rfs::Stat) -> StatKey {
+    StatKey {
+        size: st.st_size as u64,
+        mtime_ns: st.st_mtime as i64 * 1_000_000_000 + st.st_mtime_nsec as i64,
+        ctime_ns: st.st_ctime as i64 * 1_000_000_000 + st.st_ctime_nsec as i64,
+        ino: st.st_ino as u64,
+        dev: st.st_dev as u64,
+    }
+}
+
+#[allow(clippy::unnecessary_cast)]
+fn source_meta(st: &rfs::Stat) -> SourceMeta {
+    let kind = match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => EntryKind::File,
+        FileType::Directory => EntryKind::Dir,
+        FileType::Symlink => EntryKind::Symlink,
+        _ => EntryKind::Other,
+    };
+    SourceMeta {
+        kind,
+        mode: st.st_mode as u32 & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        size: if kind == EntryKind::File {
+            st.st_size as u64
+        } else {
+            0
+        },
+        mtime: st.st_mtime as i64,
+        rdev: st.st_rdev as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_refuses_climbing() {
+        assert_eq!(clean("").unwrap(), "");
+        assert_eq!(clean("./a//b/").unwrap(), "a/b");
+        assert_eq!(clean("/a").unwrap(), "a");
+        assert!(clean("a/../b").is_err());
+    }
+}

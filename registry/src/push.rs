@@ -1,0 +1,130 @@
+//! `push`: one image from the store to a registry.
+//!
+//! Blobs first (config and layers, in parallel): a blob the registry has
+//! is skipped (`HEAD`), one another repository of the same registry holds
+//! is mounted from there, anything else is uploaded (`POST`, then one
+//! `PUT` with the digest). The manifest goes last, byte for byte as the
+//! store has it, so its digest is the one `rbuild images --digests` and a
+//! later pull see. Layers are pushed as stored: uncompressed layers stay
+//! `…layer.v1.tar` (compressing would change the manifest digest; see the
+//! README).
+
+use rbuild_oci::Digest;
+
+use super::{Client, PARALLEL_BLOBS, RegistryError, Repository};
+use rbuild_oci::reference::ImageRef;
+use rbuild_store::layout::MEDIA_TYPE_MANIFEST;
+use rbuild_store::{Image, Store};
+
+/// What happened to one blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobPush {
+    /// The registry had it.
+    Exists,
+    /// Mounted from another repository of the same registry.
+    Mounted { from: Repository },
+    /// Uploaded.
+    Uploaded,
+}
+
+/// What happens during a push, for progress output.
+#[derive(Debug, Clone, Copy)]
+pub enum PushEvent<'a> {
+    /// A blob is about to be checked and pushed.
+    Preparing { digest: &'a Digest, size: u64 },
+    /// A blob is on the registry.
+    Done {
+        digest: &'a Digest,
+        result: &'a BlobPush,
+    },
+}
+
+/// Receives [`PushEvent`]s, possibly from several upload threads.
+pub trait PushProgress: Sync {
+    fn event(&self, event: PushEvent<'_>);
+}
+
+/// Ignores all events.
+impl PushProgress for () {
+    fn event(&self, _: PushEvent<'_>) {}
+}
+
+/// The result of [`push`].
+#[derive(Debug, Clone)]
+pub struct PushOutcome {
+    /// The manifest's digest on the registry.
+    pub digest: Digest,
+    /// The manifest's size in bytes.
+    pub size: u64,
+    /// Blobs uploaded (not skipped or mounted).
+    pub uploaded: usize,
+}
+
+/// Pushes `image` from `store` to `target` (a tag, or a digest which must
+/// be the image's manifest digest).
+pub fn push(
+    store: &Store,
+    client: &Client,
+    image: &Image,
+    target: &ImageRef,
+    progress: &dyn PushProgress,
+) -> Result<PushOutcome, RegistryError> {
+    let repo = Repository::of(target);
+    // Another repository on the same registry this image came from or was
+    // pushed to (its other tags) may hold the blobs: mount from it.
+    let mount_from = image
+        .tags
+        .iter()
+        .map(Repository::of)
+        .find(|r| r.registry == repo.registry && r.name != repo.name);
+    let mut blobs = vec![(image.id, image.config_size)];
+    blobs.extend(image.layers.iter().map(|l| (l.digest, l.size)));
+    let uploaded = std::sync::atomic::AtomicUsize::new(0);
+    super::for_each_parallel(
+        &blobs,
+        PARALLEL_BLOBS,
+        |(digest, size)| -> Result<(), RegistryError> {
+            progress.event(PushEvent::Preparing {
+                digest,
+                size: *size,
+            });
+            let mut file = store.open_blob(digest)?;
+            let size = file
+                .metadata()
+                .map_err(|source| RegistryError::ReadBlob {
+                    digest: *digest,
+                    source,
+                })?
+                .len();
+            let result = client.push_blob(&repo, digest, size, &mut file, mount_from.as_ref())?;
+            if result == BlobPush::Uploaded {
+                uploaded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            progress.event(PushEvent::Done {
+                digest,
+                result: &result,
+            });
+            Ok(())
+        },
+    )?;
+    let bytes = store.read_blob(&image.manifest_digest)?;
+    let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| {
+            v.get("mediaType")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| MEDIA_TYPE_MANIFEST.to_string());
+    let reference = match (target.tag(), target.digest()) {
+        (Some(t), _) => t.to_string(),
+        (None, Some(d)) => d.to_string(),
+        (None, None) => rbuild_oci::reference::DEFAULT_TAG.to_string(),
+    };
+    let digest = client.put_manifest(&repo, &reference, &media_type, &bytes)?;
+    Ok(PushOutcome {
+        digest,
+        size: bytes.len() as u64,
+        uploaded: uploaded.into_inner(),
+    })
+}

@@ -1,0 +1,187 @@
+//! Crash-safe writes: everything is written to a temporary file in the
+//! store's own `tmp/` (same filesystem), fsynced, renamed into place, and the
+//! directory fsynced. A reader never sees a half-written file; a crash leaves
+//! at most a temporary file that the next `Store::open` sweeps away.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rbuild_oci::Digest;
+
+use sha2::Digest as _;
+
+use super::StoreError;
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh path inside `tmp_dir`, unique across threads and processes.
+pub fn temp_path(tmp_dir: &Path, prefix: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    tmp_dir.join(format!("{prefix}-{}-{n}", std::process::id()))
+}
+
+/// fsyncs a directory so a rename inside it survives a crash.
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StoreError::io(dir))
+}
+
+/// Writes `data` to `dest` atomically (temp file, fsync, rename, fsync dir).
+pub fn write_file(tmp_dir: &Path, dest: &Path, data: &[u8]) -> Result<(), StoreError> {
+    write(tmp_dir, dest, data, true)
+}
+
+/// Replaces `dest` with `data` atomically (temp file, rename) without the
+/// fsyncs: a reader sees the old or the new file, and a crash may leave
+/// the old one. For what can be rebuilt (explanations, stat caches).
+pub fn replace_file(tmp_dir: &Path, dest: &Path, data: &[u8]) -> Result<(), StoreError> {
+    write(tmp_dir, dest, data, false)
+}
+
+fn write(tmp_dir: &Path, dest: &Path, data: &[u8], durable: bool) -> Result<(), StoreError> {
+    let tmp = temp_path(tmp_dir, "file");
+    let result = (|| {
+        let mut f = File::create(&tmp).map_err(StoreError::io(&tmp))?;
+        f.write_all(data).map_err(StoreError::io(&tmp))?;
+        if durable {
+            f.sync_all().map_err(StoreError::io(&tmp))?;
+        }
+        fs::rename(&tmp, dest).map_err(StoreError::io(dest))?;
+        if durable {
+            sync_dir(dest.parent().unwrap_or(Path::new(".")))?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A blob being written: bytes go to a temporary file and through a sha256
+/// hasher; [`BlobWriter::commit`] checks the digest (when one was expected)
+/// and only then renames the file into `blobs/sha256/`.
+pub struct BlobWriter {
+    tmp: PathBuf,
+    blobs_dir: PathBuf,
+    expected: Option<Digest>,
+    out: Option<io::BufWriter<File>>,
+    hasher: sha2::Sha256,
+    size: u64,
+}
+
+impl BlobWriter {
+    /// Starts a blob in `tmp_dir` to land in `blobs_dir`.
+    pub fn new(
+        tmp_dir: &Path,
+        blobs_dir: &Path,
+        expected: Option<Digest>,
+    ) -> Result<BlobWriter, StoreError> {
+        let tmp = temp_path(tmp_dir, "blob");
+        let file = File::create(&tmp).map_err(StoreError::io(&tmp))?;
+        Ok(BlobWriter {
+            out: Some(io::BufWriter::with_capacity(1 << 20, file)),
+            hasher: sha2::Sha256::new(),
+            size: 0,
+            tmp,
+            blobs_dir: blobs_dir.to_path_buf(),
+            expected,
+        })
+    }
+
+    /// Finishes the blob: fsync, verify, rename, fsync dir. Returns its
+    /// digest and size. On a digest mismatch nothing becomes visible.
+    pub fn commit(mut self) -> Result<(Digest, u64), StoreError> {
+        let out = self.out.take().expect("commit called once");
+        let file = out
+            .into_inner()
+            .map_err(|e| StoreError::io(&self.tmp)(e.into_error()))?;
+        file.sync_all().map_err(StoreError::io(&self.tmp))?;
+        drop(file);
+        let digest = Digest::from_bytes(std::mem::take(&mut self.hasher).finalize().into());
+        let size = self.size;
+        if let Some(expected) = self.expected
+            && expected != digest
+        {
+            return Err(StoreError::DigestMismatch {
+                expected,
+                actual: digest,
+            });
+        }
+        let dest = self.blobs_dir.join(digest.hex());
+        fs::rename(&self.tmp, &dest).map_err(StoreError::io(&dest))?;
+        sync_dir(&self.blobs_dir)?;
+        Ok((digest, size))
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.as_mut().expect("not committed").write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.as_mut().expect("not committed").flush()
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        // Uncommitted or rejected: the temporary file must not linger.
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_whole_file_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        fs::create_dir(&tmp).unwrap();
+        let dest = dir.path().join("index.json");
+        write_file(&tmp, &dest, b"first").unwrap();
+        write_file(&tmp, &dest, b"second").unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"second");
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn blob_writer_rejects_wrong_digest_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        let blobs = dir.path().join("blobs");
+        fs::create_dir(&tmp).unwrap();
+        fs::create_dir(&blobs).unwrap();
+        let mut w = BlobWriter::new(&tmp, &blobs, Some(Digest::of(b"other"))).unwrap();
+        w.write_all(b"hello").unwrap();
+        let err = w.commit().unwrap_err();
+        assert!(matches!(err, StoreError::DigestMismatch { .. }));
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(&blobs).unwrap().count(), 0);
+
+        let mut w = BlobWriter::new(&tmp, &blobs, Some(Digest::of(b"hello"))).unwrap();
+        w.write_all(b"hello").unwrap();
+        let (d, n) = w.commit().unwrap();
+        assert_eq!((d, n), (Digest::of(b"hello"), 5));
+        assert_eq!(fs::read(blobs.join(d.hex())).unwrap(), b"hello");
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn dropped_blob_writer_removes_its_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = BlobWriter::new(dir.path(), dir.path(), None).unwrap();
+        w.write_all(b"partial").unwrap();
+        drop(w);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,414 @@
+use super::*;
+use oci_spec::image::{ImageConfigurationBuilder, RootFsBuilder};
+
+fn layer_from(store: &Store, files: &[(&str, &[u8])]) -> LayerInfo {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        builder.append_data(&mut h, name, *data).unwrap();
+    }
+    let bytes = builder.into_inner().unwrap();
+    let digest = store.put_blob_bytes(&bytes).unwrap();
+    LayerInfo {
+        digest,
+        diff_id: digest,
+        size: bytes.len() as u64,
+        media_type: layout::MEDIA_TYPE_LAYER_TAR.to_string(),
+    }
+}
+
+fn config_for(layers: &[LayerInfo], created: &str) -> ImageConfiguration {
+    ImageConfigurationBuilder::default()
+        .created(created.to_string())
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(
+                    layers
+                        .iter()
+                        .map(|l| l.diff_id.to_string())
+                        .collect::<Vec<_>>(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap()
+}
+
+fn r(s: &str) -> ImageRef {
+    ImageRef::parse(s).unwrap()
+}
+
+#[test]
+fn write_resolve_tag_untag_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let l = layer_from(&store, &[("hello.txt", b"hi")]);
+    let id = store
+        .write_image(
+            &config_for(std::slice::from_ref(&l), "2024-01-01T00:00:00Z"),
+            std::slice::from_ref(&l),
+            &[r("busybox")],
+        )
+        .unwrap();
+    let img = store.resolve("busybox").unwrap();
+    assert_eq!(img.id, id);
+    assert_eq!(img.layers, vec![l]);
+    assert_eq!(store.resolve(&id.hex()[..8]).unwrap().id, id);
+    assert_eq!(store.resolve(&id.to_string()).unwrap().id, id);
+    assert_eq!(
+        store
+            .resolve(&format!("busybox@{}", img.manifest_digest))
+            .unwrap()
+            .id,
+        id
+    );
+
+    store.tag(&img, &r("other:v1")).unwrap();
+    let img = store.resolve("other:v1").unwrap();
+    assert_eq!(img.tags.len(), 2);
+
+    let (_, removed) = store.untag(&r("busybox")).unwrap();
+    assert!(!removed);
+    assert!(matches!(
+        store.resolve("busybox"),
+        Err(StoreError::NotFound { .. })
+    ));
+    let (_, removed) = store.untag(&r("other:v1")).unwrap();
+    assert!(removed);
+    assert!(store.images().unwrap().is_empty());
+    let stats = store.gc(&NoGcRoots).unwrap();
+    assert_eq!(stats.blobs_removed, 3);
+}
+
+#[test]
+fn retagging_leaves_previous_image_dangling() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let a = layer_from(&store, &[("a", b"a")]);
+    let b = layer_from(&store, &[("b", b"b")]);
+    let id_a = store
+        .write_image(
+            &config_for(std::slice::from_ref(&a), "x"),
+            &[a],
+            &[r("app")],
+        )
+        .unwrap();
+    let id_b = store
+        .write_image(
+            &config_for(std::slice::from_ref(&b), "x"),
+            &[b],
+            &[r("app")],
+        )
+        .unwrap();
+    let images = store.images().unwrap();
+    assert_eq!(images.len(), 2);
+    let dangling: Vec<_> = images.iter().filter(|i| i.is_dangling()).collect();
+    assert_eq!(dangling.len(), 1);
+    assert_eq!(dangling[0].id, id_a);
+    assert_eq!(store.resolve("app").unwrap().id, id_b);
+}
+
+#[test]
+fn concurrent_index_updates_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let store = Store::open(&root).unwrap();
+    let l = layer_from(&store, &[("f", b"f")]);
+    let cfg = config_for(std::slice::from_ref(&l), "x");
+    store
+        .write_image(&cfg, std::slice::from_ref(&l), &[])
+        .unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                // Each thread has its own Store: its own lock descriptions,
+                // exactly like separate processes.
+                let s = Store::open(&root).unwrap();
+                let img = s.images().unwrap().remove(0);
+                for j in 0..5 {
+                    s.tag(&img, &r(&format!("t{i}:{j}"))).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let img = store.images().unwrap().remove(0);
+    assert_eq!(img.tags.len(), 40);
+}
+
+#[test]
+fn snapshot_unpacks_once_and_verifies_diff_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let l = layer_from(&store, &[("etc/hello", b"world")]);
+    store
+        .write_image(
+            &config_for(std::slice::from_ref(&l), "x"),
+            std::slice::from_ref(&l),
+            &[r("s")],
+        )
+        .unwrap();
+    let p = store.snapshot(&l.diff_id).unwrap();
+    assert_eq!(fs::read(p.join("etc/hello")).unwrap(), b"world");
+    assert_eq!(store.snapshot(&l.diff_id).unwrap(), p);
+
+    let bad = LayerInfo {
+        diff_id: Digest::of(b"not it"),
+        ..l
+    };
+    assert!(matches!(
+        store.snapshot_layer(&bad),
+        Err(StoreError::DigestMismatch { .. })
+    ));
+    assert!(!store.snapshot_path(&bad.diff_id).exists());
+}
+
+#[test]
+fn leased_image_survives_removal_and_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let l = layer_from(&store, &[("f", b"f")]);
+    store
+        .write_image(
+            &config_for(std::slice::from_ref(&l), "x"),
+            std::slice::from_ref(&l),
+            &[r("busy")],
+        )
+        .unwrap();
+    let img = store.resolve("busy").unwrap();
+    let other = Store::open(dir.path()).unwrap();
+    let lease = other.lease(&img).unwrap();
+    assert!(store.is_in_use(&img).unwrap());
+    store.remove(&img).unwrap();
+    assert_eq!(store.gc(&NoGcRoots).unwrap().blobs_removed, 0);
+    assert!(store.has_blob(&l.digest));
+    drop(lease);
+    assert!(!store.is_in_use(&img).unwrap());
+    assert_eq!(store.gc(&NoGcRoots).unwrap().blobs_removed, 3);
+}
+
+#[test]
+fn check_finds_flipped_byte_and_repair_drops_the_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let good = layer_from(&store, &[("g", b"good")]);
+    let bad = layer_from(&store, &[("b", b"bad")]);
+    store
+        .write_image(
+            &config_for(std::slice::from_ref(&good), "x"),
+            &[good],
+            &[r("good")],
+        )
+        .unwrap();
+    store
+        .write_image(
+            &config_for(std::slice::from_ref(&bad), "x"),
+            std::slice::from_ref(&bad),
+            &[r("bad")],
+        )
+        .unwrap();
+    assert!(store.check(false, &NoGcRoots).unwrap().problems.is_empty());
+
+    let path = store.blob_path(&bad.digest);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[0] ^= 1;
+    fs::write(&path, bytes).unwrap();
+
+    let report = store.check(false, &NoGcRoots).unwrap();
+    assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
+    let report = store.check(true, &NoGcRoots).unwrap();
+    assert!(!report.repaired.is_empty());
+    assert!(store.check(false, &NoGcRoots).unwrap().problems.is_empty());
+    assert!(store.resolve("good").is_ok());
+    assert!(store.resolve("bad").is_err());
+}
+
+#[test]
+fn open_sweeps_dead_sessions_but_not_live_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = Store::open(dir.path()).unwrap();
+    fs::write(live.tmp_dir().join("partial"), b"x").unwrap();
+    let dead_dir = dir.path().join("store-v1/tmp/999-1");
+    fs::create_dir(&dead_dir).unwrap();
+    fs::write(dead_dir.join("blob-0"), b"half").unwrap();
+    fs::write(dir.path().join("store-v1/tmp/999-1.lock"), b"").unwrap();
+    let other = Store::open(dir.path()).unwrap();
+    assert!(dead_dir.exists(), "opening alone sweeps nothing");
+    other.tmp_dir();
+    assert!(!dead_dir.exists());
+    assert!(!dir.path().join("store-v1/tmp/999-1.lock").exists());
+    assert!(live.tmp_dir().join("partial").exists());
+}
+
+/// `rbuild run` and other read-only commands open the store once per
+/// invocation: on an existing store that must create (and later delete)
+/// nothing, since on ext4 with `-o discard` each removed directory costs a
+/// synchronous discard.
+#[test]
+fn opening_an_existing_store_creates_nothing_until_scratch_space_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    let tmp_root = dir.path().join("store-v1/tmp");
+    let entries = || fs::read_dir(&tmp_root).unwrap().count();
+    assert_eq!(entries(), 0, "a first open cleans up after itself");
+    let store = Store::open(dir.path()).unwrap();
+    let _ = store.read_index().unwrap();
+    assert_eq!(entries(), 0);
+    let scratch = store.tmp_dir().to_path_buf();
+    assert!(scratch.is_dir(), "made on first use");
+    assert_eq!(store.tmp_dir(), scratch, "and only once");
+    fs::write(scratch.join("partial"), b"x").unwrap();
+    drop(store);
+    assert_eq!(
+        entries(),
+        0,
+        "dropping the store removes its scratch dir and lock"
+    );
+}
+
+/// Regression: two processes opening a fresh root at once collided on the
+/// temporary file used to create `oci-layout` ("No such file or directory").
+#[test]
+fn stores_opened_by_one_process_get_distinct_scratch_sessions() {
+    // Regression: sessions were named pid-nanos, and two threads opening
+    // stores within one clock tick got the same name and deadlocked.
+    // (Seen in CI: three threads of one test named theirs alike.)
+    let dir = tempfile::tempdir().unwrap();
+    let a = SessionTmp::at(dir.path(), 659_065_341);
+    let b = SessionTmp::at(dir.path(), 659_065_341);
+    assert_ne!(a.path, b.path);
+    assert_ne!(a.lock_path(), b.lock_path());
+}
+
+#[test]
+fn concurrent_first_opens_all_succeed() {
+    for _ in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let root = dir.path().to_path_buf();
+                std::thread::spawn(move || Store::open(&root).map(|_| ()))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+    }
+}
+
+#[test]
+fn write_image_refuses_a_config_that_names_other_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let a = layer_from(&store, &[("a", b"a")]);
+    let b = layer_from(&store, &[("b", b"b")]);
+    let err = store
+        .write_image(&config_for(std::slice::from_ref(&a), "x"), &[b], &[r("x")])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LayerMismatch { .. }), "{err}");
+    assert!(store.images().unwrap().is_empty());
+}
+
+#[test]
+fn open_layer_trusts_the_bytes_not_the_media_type() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let plain = layer_from(&store, &[("a.txt", b"alpha")]);
+    let tar_bytes = store.read_blob(&plain.digest).unwrap();
+    let read_names = |layer: &LayerInfo| -> Vec<String> {
+        let mut archive = tar::Archive::new(store.open_layer(layer).unwrap());
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect()
+    };
+    // An uncompressed tar labelled gzip (as skopeo can write it).
+    let mislabelled = LayerInfo {
+        media_type: layout::MEDIA_TYPE_DOCKER_LAYER_GZIP.to_string(),
+        ..plain.clone()
+    };
+    assert_eq!(read_names(&mislabelled), ["a.txt"]);
+    // A gzip blob labelled plain tar, and a zstd one labelled gzip.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar_bytes).unwrap();
+    let gz = gz.finish().unwrap();
+    let gz_layer = LayerInfo {
+        digest: store.put_blob_bytes(&gz).unwrap(),
+        size: gz.len() as u64,
+        ..plain.clone()
+    };
+    assert_eq!(read_names(&gz_layer), ["a.txt"]);
+    let zst = zstd::encode_all(tar_bytes.as_slice(), 3).unwrap();
+    let zst_layer = LayerInfo {
+        digest: store.put_blob_bytes(&zst).unwrap(),
+        size: zst.len() as u64,
+        media_type: layout::MEDIA_TYPE_LAYER_GZIP.to_string(),
+        ..plain.clone()
+    };
+    assert_eq!(read_names(&zst_layer), ["a.txt"]);
+    // An unknown media type is still refused.
+    let odd = LayerInfo {
+        media_type: "application/x-something".to_string(),
+        ..plain
+    };
+    assert!(matches!(
+        store.open_layer(&odd),
+        Err(StoreError::UnsupportedMediaType { .. })
+    ));
+}
+
+#[test]
+fn tag_manifest_keeps_a_docker_media_type_through_retagging() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let l = layer_from(&store, &[("f", b"x")]);
+    let config = serde_json::to_vec(&config_for(
+        std::slice::from_ref(&l),
+        "2024-01-01T00:00:00Z",
+    ))
+    .unwrap();
+    let config_digest = store.put_blob_bytes(&config).unwrap();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": layout::MEDIA_TYPE_DOCKER_MANIFEST,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "digest": config_digest.to_string(), "size": config.len()},
+        "layers": [{"mediaType": layout::MEDIA_TYPE_DOCKER_LAYER_TAR,
+                    "digest": l.digest.to_string(), "size": l.size}],
+    });
+    let bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+    let digest = store.put_blob_bytes(&bytes).unwrap();
+    let missing = Digest::of(b"no such manifest");
+    assert!(matches!(
+        store.tag_manifest(&missing, 1, layout::MEDIA_TYPE_DOCKER_MANIFEST, &r("x")),
+        Err(StoreError::MissingBlob { .. })
+    ));
+    store
+        .tag_manifest(
+            &digest,
+            bytes.len() as u64,
+            layout::MEDIA_TYPE_DOCKER_MANIFEST,
+            &r("pulled:1"),
+        )
+        .unwrap();
+    let image = store.resolve("pulled:1").unwrap();
+    assert_eq!(image.manifest_digest, digest);
+    assert_eq!(image.id, config_digest);
+    store.tag(&image, &r("again:2")).unwrap();
+    let index = store.read_index().unwrap();
+    assert_eq!(index.manifests.len(), 2);
+    for d in &index.manifests {
+        assert_eq!(d.media_type, layout::MEDIA_TYPE_DOCKER_MANIFEST, "{d:?}");
+        assert_eq!(d.digest, digest.to_string());
+    }
+}

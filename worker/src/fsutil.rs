@@ -1,0 +1,289 @@
+//! Filesystem helpers of the worker: scratch dirs in the store's tmp,
+//! flattening layers into a tree, copying a [`SourceFs`] selection into a
+//! directory, a [`SourceFs`] over a plain directory, and the overlay view
+//! questions asked about mount placeholders.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::BuildError;
+use rbuild_context::copy::{EntryKind, SourceFs};
+use rbuild_store::Store;
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh directory in the store's per-process tmp dir (swept by the
+/// next rbuild if this one is killed), removed when dropped.
+#[derive(Debug)]
+pub(crate) struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    pub(crate) fn new(store: &Store, prefix: &str) -> Result<ScratchDir, BuildError> {
+        Self::new_in(store.tmp_dir(), prefix)
+    }
+
+    pub(crate) fn new_in(parent: &Path, prefix: &str) -> Result<ScratchDir, BuildError> {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = parent.join(format!("build-{prefix}-{}-{n}", std::process::id()));
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(BuildError::io(&path))?;
+        Ok(ScratchDir { path })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        // overlayfs leaves <work>/work with mode 000.
+        let _ = fs::set_permissions(
+            self.path.join("work/work"),
+            fs::Permissions::from_mode(0o700),
+        );
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// `rel` (relative, `/`-separated) joined to `root`, refusing `..`.
+fn join_inside(root: &Path, rel: &str) -> io::Result<PathBuf> {
+    let mut out = root.to_path_buf();
+    for c in Path::new(rel).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir | Component::RootDir => {}
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("path {rel:?} leaves its root"),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `path` relative to a source root: no leading `/`, no `.` components.
+pub(crate) fn clean_rel(path: &str) -> String {
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Copies the entry `rel` of `src` (recursively) to `dest`, keeping modes
+/// and owners. With `hardlink_root` (the host directory `src` reads),
+/// regular files are hard-linked from there when possible instead of
+/// copied: only for trees mounted read-only, since a link shares the
+/// inode with the user's file.
+pub(crate) fn copy_tree(
+    src: &dyn SourceFs,
+    rel: &str,
+    dest: &Path,
+    hardlink_root: Option<&Path>,
+) -> Result<(), BuildError> {
+    let read_err = |p: &str| {
+        let p = p.to_string();
+        move |source| BuildError::Io {
+            path: PathBuf::from(p),
+            source,
+        }
+    };
+    let Some(meta) = src.lstat(rel).map_err(read_err(rel))? else {
+        return Err(BuildError::MountSource {
+            what: "the source".into(),
+            source_path: rel.to_string(),
+        });
+    };
+    match meta.kind {
+        EntryKind::Dir => {
+            fs::create_dir(dest).map_err(BuildError::io(dest))?;
+            for name in src.read_dir(rel).map_err(read_err(rel))? {
+                let child = if rel.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{rel}/{name}")
+                };
+                copy_tree(src, &child, &dest.join(&name), hardlink_root)?;
+            }
+        }
+        EntryKind::File => {
+            let linked = hardlink_root
+                .and_then(|root| join_inside(root, rel).ok())
+                .is_some_and(|host| fs::hard_link(&host, dest).is_ok());
+            if !linked {
+                let mut from = src.open(rel).map_err(read_err(rel))?;
+                let mut to = fs::File::create(dest).map_err(BuildError::io(dest))?;
+                io::copy(&mut from, &mut to).map_err(BuildError::io(dest))?;
+            } else {
+                // The link is the user's inode: leave its mode and owner.
+                return Ok(());
+            }
+        }
+        EntryKind::Symlink => {
+            let target = src.read_link(rel).map_err(read_err(rel))?;
+            std::os::unix::fs::symlink(&target, dest).map_err(BuildError::io(dest))?;
+            let _ = std::os::unix::fs::lchown(dest, Some(meta.uid), Some(meta.gid));
+            return Ok(());
+        }
+        // Devices and fifos are not needed by a build step's mount.
+        EntryKind::Other => return Ok(()),
+    }
+    let _ = std::os::unix::fs::lchown(dest, Some(meta.uid), Some(meta.gid));
+    fs::set_permissions(dest, fs::Permissions::from_mode(meta.mode))
+        .map_err(BuildError::io(dest))?;
+    Ok(())
+}
+
+/// True when the absolute path `target` exists in the merged view of
+/// `lowers` (top first, overlay snapshots): whiteouts, opaque directories
+/// and files hiding what is below, as [`LayeredFs`](rbuild_context::copy::LayeredFs)
+/// reads them for COPY.
+pub(crate) fn exists_in_lowers(lowers: &[PathBuf], target: &Path) -> bool {
+    use rbuild_context::copy::SourceFs;
+    let rel = target.strip_prefix("/").unwrap_or(target);
+    if rel.as_os_str().is_empty() {
+        return true;
+    }
+    let Some(rel) = rel.to_str() else {
+        return false;
+    };
+    rbuild_context::copy::LayeredFs::new(lowers.to_vec())
+        .lstat(rel)
+        .is_ok_and(|m| m.is_some())
+}
+
+/// After a run: removes from `upper` the empty files and directories the
+/// sandbox created as mount points for `targets` that the lowers did not
+/// have, and the parent directories created (or copied up) only to hold
+/// them, so they do not become part of the layer. Anything the command
+/// wrote there is kept.
+pub(crate) fn remove_placeholders(upper: &Path, lowers: &[PathBuf], targets: &[PathBuf]) {
+    let mut targets: Vec<&PathBuf> = targets.iter().collect();
+    // Deepest first, so a nested target goes before its parent's.
+    targets.sort_by_key(|t| std::cmp::Reverse(t.components().count()));
+    for target in targets {
+        if exists_in_lowers(lowers, target) {
+            continue;
+        }
+        let rel = target.strip_prefix("/").unwrap_or(target);
+        let mut path = upper.join(rel);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {
+                if fs::remove_dir(&path).is_err() {
+                    continue;
+                }
+            }
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                if fs::remove_file(&path).is_err() {
+                    continue;
+                }
+            }
+            _ => continue,
+        }
+        // Parents: created for the mount point (absent from the lowers),
+        // or copied up to hold it. Only empty, non-opaque ones go.
+        while let Some(parent) = path.parent() {
+            if parent == upper {
+                break;
+            }
+            let is_plain_empty_dir = fs::symlink_metadata(parent).is_ok_and(|m| m.is_dir())
+                && !rbuild_context::copy::is_opaque(parent).unwrap_or(true)
+                && fs::read_dir(parent).is_ok_and(|mut d| d.next().is_none());
+            if !is_plain_empty_dir || fs::remove_dir(parent).is_err() {
+                break;
+            }
+            path = parent.to_path_buf();
+        }
+    }
+}
+
+/// True when `dir` has no entries.
+pub(crate) fn is_empty_dir(dir: &Path) -> Result<bool, BuildError> {
+    Ok(fs::read_dir(dir)
+        .map_err(BuildError::io(dir))?
+        .next()
+        .is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_follow_overlay_rules() {
+        let t = tempfile::tempdir().unwrap();
+        let (top, bottom) = (t.path().join("top"), t.path().join("bottom"));
+        fs::create_dir_all(bottom.join("a/b")).unwrap();
+        fs::create_dir_all(top.join("a")).unwrap();
+        fs::write(top.join("f"), "").unwrap();
+        let lowers = vec![top.clone(), bottom.clone()];
+        assert!(exists_in_lowers(&lowers, Path::new("/a/b")));
+        assert!(exists_in_lowers(&lowers, Path::new("/f")));
+        assert!(!exists_in_lowers(&lowers, Path::new("/f/x")));
+        assert!(!exists_in_lowers(&lowers, Path::new("/missing")));
+        assert!(exists_in_lowers(&lowers, Path::new("/")));
+        // Deletions in an upper layer hide what the lower one has.
+        fs::create_dir_all(bottom.join("gone")).unwrap();
+        fs::create_dir_all(bottom.join("o/old")).unwrap();
+        fs::create_dir_all(top.join("o")).unwrap();
+        rustix::fs::lsetxattr(
+            top.join("o"),
+            "user.overlay.opaque",
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        assert!(
+            !exists_in_lowers(&lowers, Path::new("/o/old")),
+            "opaque dir"
+        );
+        assert!(exists_in_lowers(&lowers, Path::new("/o")));
+        let whiteout = rustix::fs::mknodat(
+            rustix::fs::CWD,
+            top.join("gone"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::empty(),
+            0,
+        );
+        if whiteout.is_ok() {
+            assert!(!exists_in_lowers(&lowers, Path::new("/gone")), "whiteout");
+        }
+    }
+
+    #[test]
+    fn placeholders_and_their_new_parents_go_but_written_files_stay() {
+        let t = tempfile::tempdir().unwrap();
+        let (upper, lower) = (t.path().join("upper"), t.path().join("lower"));
+        fs::create_dir_all(lower.join("etc")).unwrap();
+        fs::create_dir_all(upper.join("run/secrets")).unwrap();
+        fs::write(upper.join("run/secrets/token"), "").unwrap();
+        fs::create_dir_all(upper.join("cache/dir")).unwrap();
+        fs::write(upper.join("cache/kept"), "data").unwrap();
+        remove_placeholders(
+            &upper,
+            &[lower],
+            &[
+                PathBuf::from("/run/secrets/token"),
+                PathBuf::from("/cache/dir"),
+            ],
+        );
+        assert!(!upper.join("run").exists());
+        assert!(!upper.join("cache/dir").exists());
+        assert!(upper.join("cache/kept").exists());
+    }
+
+    #[test]
+    fn clean_rel_drops_slashes_and_dots() {
+        assert_eq!(clean_rel("/a/./b/"), "a/b");
+        assert_eq!(clean_rel("."), "");
+    }
+}

@@ -1,0 +1,541 @@
+//! The build worker: carries out a build graph's [`Op`]s against the store
+//! (the solver's [`Worker`] trait), keeps the persistent cache index
+//! ([`StoreCacheIndex`]), resolves base images from the store
+//! ([`StoreResolver`]) and saves what explains a later cache miss
+//! ([`LineageStore`]).
+//!
+//! A step's result ([`StepOutput`]) is its root filesystem as a stack of
+//! layers in the store, bottom first. Executing an op that changes the
+//! filesystem (RUN, COPY, WORKDIR) adds at most one layer: RUN's changes
+//! are the sandbox's overlay upper dir packed with [`rbuild_store::layer::pack_diff`];
+//! COPY and WORKDIR layers are written by [`rbuild_context::copy`]. Layers are
+//! stored uncompressed (OCI tar media type, blob digest = diffID) and
+//! unpacked as snapshots so later steps can use them as overlay lowers.
+//!
+//! Store safety: the worker holds a [`WriteSession`] for its whole life,
+//! so a concurrent `gc` (another process) waits until the build is over
+//! and never deletes a blob between its creation and its cache-index
+//! record. Drop the worker before calling [`Store::gc`] in this process.
+//!
+//! Secrets (`--secret`) are only ever written to a private directory on
+//! the sandbox runtime dir (a tmpfs) for the duration of one RUN: never
+//! into the store, a layer, a key, a cache-index record or a log.
+
+#![forbid(unsafe_code)]
+
+mod cache_index;
+mod cache_mount;
+pub mod cache_registry;
+pub mod cache_transfer;
+mod exec;
+mod fsutil;
+mod lineage;
+mod resolver;
+mod time;
+
+use std::collections::BTreeMap;
+use std::io::{self, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+
+use rbuild_solver::graph::StepId;
+use rbuild_solver::op::{CopySource, ExecMountKind, ExecOp, Op};
+use rbuild_solver::scheduler::Worker;
+use rbuild_solver::{Digest, KeyEncoder};
+
+use rbuild_context::copy::{self, CopyError, LayeredFs, SourceFs};
+use rbuild_sandbox::SandboxError;
+use rbuild_store::layer::{LayerError, PackStats};
+use rbuild_store::layout::MEDIA_TYPE_LAYER_TAR;
+use rbuild_store::{LayerInfo, Store, StoreError, WriteSession};
+
+pub use cache_index::{
+    CACHE_INDEX_VERSION, CacheIndexRoots, CacheRecordInfo, CacheUsage, PruneOptions, PruneReport,
+    StoreCacheIndex,
+};
+pub use lineage::LineageStore;
+pub use resolver::{ResolveError, StoreResolver};
+pub use time::rfc3339;
+
+/// A build step failed; names the path, digest, secret or command involved.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("I/O error at {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The command ran and exited with a non-zero code (Docker's wording).
+    #[error("process {command:?} did not complete successfully: exit code: {code}")]
+    ExitCode {
+        command: String,
+        code: i32,
+        /// The last lines the command printed (stdout and stderr mixed,
+        /// in arrival order), for the error report.
+        last_lines: Vec<String>,
+    },
+    /// The sandbox could not start or could not execute the command.
+    #[error("cannot run {command:?}")]
+    Sandbox {
+        command: String,
+        last_lines: Vec<String>,
+        #[source]
+        source: Box<SandboxError>,
+    },
+    #[error(
+        "secret {id:?} is required but was not given\nhint: pass it with --secret id={id},src=FILE (or env=VAR)"
+    )]
+    MissingSecret { id: String },
+    #[error(
+        "base image {reference} ({digest}) is not in the store\nhint: `rbuild import` or `rbuild load` adds it"
+    )]
+    MissingImage { reference: String, digest: Digest },
+    #[error("packing the changes of the step into a layer failed")]
+    Pack {
+        #[source]
+        source: LayerError,
+    },
+    #[error("copying files failed")]
+    Copy {
+        #[source]
+        source: CopyError,
+    },
+    #[error("mount source {source_path:?} does not exist in {what}")]
+    MountSource { what: String, source_path: String },
+    #[error("a {op} step has no input {input}")]
+    MissingInput { op: &'static str, input: usize },
+    #[error("COPY needs a build context, and none was given")]
+    NoContext,
+    #[error("malformed JSON in {path}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the build was cancelled")]
+    Cancelled,
+    /// A blob of a cache hit imported with `--cache-from` could not be
+    /// fetched when a step or the exporter first needed it.
+    #[error(transparent)]
+    CacheFetch(Box<cache_transfer::LazyFetchError>),
+}
+
+impl BuildError {
+    fn io(path: &Path) -> impl FnOnce(io::Error) -> BuildError + '_ {
+        move |source| BuildError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// The last output lines of a failed command, if this is one.
+    pub fn last_lines(&self) -> &[String] {
+        match self {
+            BuildError::ExitCode { last_lines, .. } | BuildError::Sandbox { last_lines, .. } => {
+                last_lines
+            }
+            _ => &[],
+        }
+    }
+}
+
+/// One layer of a step's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltLayer {
+    pub info: LayerInfo,
+    /// When the layer was made (RFC 3339), for the image history; `None`
+    /// for a base image's layers (its own history says).
+    pub created: Option<String>,
+}
+
+/// A step's result: its root filesystem as layers in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StepOutput {
+    /// Bottom first.
+    pub layers: Vec<BuiltLayer>,
+    /// How many of the top `layers` this step added on top of input 0
+    /// (0 or 1 for RUN/COPY/WORKDIR; all of them for a base image; input
+    /// 1's count for a merge).
+    pub added: usize,
+}
+
+impl StepOutput {
+    /// The layers this step added.
+    pub fn added_layers(&self) -> &[BuiltLayer] {
+        &self.layers[self.layers.len() - self.added..]
+    }
+
+    /// The layers as the store describes them, bottom first.
+    pub fn layer_infos(&self) -> Vec<LayerInfo> {
+        self.layers.iter().map(|l| l.info.clone()).collect()
+    }
+
+    /// Bytes of the blobs this step added (what `docker history` shows).
+    pub fn added_size(&self) -> u64 {
+        self.added_layers().iter().map(|l| l.info.size).sum()
+    }
+}
+
+/// Which output stream of a RUN step bytes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Receives RUN steps' output as it arrives (progress display, logs).
+/// Called from reader threads; chunks are not split at line boundaries.
+pub trait LogSink: Sync {
+    fn output(&self, step: StepId, stream: Stream, bytes: &[u8]);
+}
+
+/// Discards all output.
+pub struct NoLog;
+
+impl LogSink for NoLog {
+    fn output(&self, _: StepId, _: Stream, _: &[u8]) {}
+}
+
+/// Secret values by id (`--secret id=X,src=FILE|env=VAR`). `Debug` never
+/// shows the values.
+#[derive(Default, Clone)]
+pub struct Secrets(BTreeMap<String, Vec<u8>>);
+
+impl Secrets {
+    pub fn new() -> Secrets {
+        Secrets::default()
+    }
+
+    /// Adds (or replaces) the secret `id`.
+    pub fn insert(&mut self, id: impl Into<String>, value: Vec<u8>) {
+        self.0.insert(id.into(), value);
+    }
+
+    fn get(&self, id: &str) -> Option<&[u8]> {
+        self.0.get(id).map(Vec::as_slice)
+    }
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// The build context: what COPY and `RUN --mount=type=bind` read
+/// (`.dockerignore` applied by `fs`), and the directory it is.
+#[derive(Clone, Copy)]
+pub struct BuildContext<'a> {
+    pub fs: &'a dyn SourceFs,
+    pub root: &'a Path,
+}
+
+/// What a [`BuildWorker`] works with.
+pub struct WorkerConfig<'a> {
+    pub store: &'a Store,
+    /// `None` when the build has no context (a Dockerfile from stdin).
+    pub context: Option<BuildContext<'a>>,
+    pub secrets: &'a Secrets,
+    pub log: &'a dyn LogSink,
+    /// Set (e.g. on Ctrl-C) to kill running sandboxes and fail the build.
+    pub cancel: &'a AtomicBool,
+}
+
+/// Brings blobs into the store when they are first needed. A cache hit
+/// imported from another machine (`--cache-from`) names layers the store
+/// may lack; they are fetched only when a step reads them or the image is
+/// written, so a build downloads only what it uses
+/// ([`cache_transfer::ImportingCacheIndex`] implements this).
+pub trait BlobFetcher: Sync {
+    /// Makes sure each of `digests` that the fetcher knows how to get is
+    /// in the store, fetching (verified) the missing ones; digests it does
+    /// not know are left alone, for the reader to report as missing.
+    fn ensure(&self, digests: &[Digest]) -> Result<(), BuildError>;
+}
+
+/// Executes ops for [`rbuild_solver::scheduler::solve`].
+pub struct BuildWorker<'a> {
+    cfg: WorkerConfig<'a>,
+    _session: WriteSession<'a>,
+    /// Fetches the blobs of imported cache hits before their snapshots
+    /// are made (`None`: every blob a result names is in the store).
+    fetcher: Option<&'a dyn BlobFetcher>,
+    /// Per-file digests of each COPY's sources, by content digest (the
+    /// scheduler's `KeyParts::content`), for explaining misses.
+    files: Mutex<BTreeMap<Digest, Vec<(String, Digest)>>>,
+}
+
+impl<'a> BuildWorker<'a> {
+    /// A worker on `cfg.store`; holds a write session until dropped.
+    pub fn new(cfg: WorkerConfig<'a>) -> Result<BuildWorker<'a>, BuildError> {
+        let session = cfg.store.write_session()?;
+        Ok(BuildWorker {
+            cfg,
+            _session: session,
+            fetcher: None,
+            files: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Has `fetcher` bring missing blobs into the store before a step
+    /// reads a result's layers (inputs of an executing step, `COPY
+    /// --from` sources, `RUN --mount=from=` sources).
+    pub fn with_fetcher(mut self, fetcher: &'a dyn BlobFetcher) -> BuildWorker<'a> {
+        self.fetcher = Some(fetcher);
+        self
+    }
+
+    /// The per-file digests behind a COPY's content digest (from
+    /// `StepRecord::parts.content`), sorted by path.
+    pub fn files_for(&self, content: &Digest) -> Option<Vec<(String, Digest)>> {
+        self.files.lock().expect("files lock").get(content).cloned()
+    }
+
+    fn check_cancel(&self) -> Result<(), BuildError> {
+        if self.cfg.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(BuildError::Cancelled);
+        }
+        Ok(())
+    }
+
+    /// Snapshot directories of `output`'s layers, top first (overlay's
+    /// lowerdir order).
+    fn snapshots(&self, output: &StepOutput) -> Result<Vec<PathBuf>, BuildError> {
+        if let Some(fetcher) = self.fetcher {
+            // Only layers not unpacked yet need their blob.
+            let missing: Vec<Digest> = output
+                .layers
+                .iter()
+                .filter(|l| !self.cfg.store.snapshot_path(&l.info.diff_id).is_dir())
+                .map(|l| l.info.digest)
+                .collect();
+            if !missing.is_empty() {
+                fetcher.ensure(&missing)?;
+            }
+        }
+        let mut dirs = output
+            .layers
+            .iter()
+            .map(|l| self.cfg.store.snapshot_layer(&l.info))
+            .collect::<Result<Vec<_>, _>>()?;
+        dirs.reverse();
+        Ok(dirs)
+    }
+
+    fn image(&self, op: &rbuild_solver::op::ImageOp) -> Result<StepOutput, BuildError> {
+        // By manifest digest, straight from its blobs: no scan of every
+        // image in the store (which grows with each build).
+        let image = match self.cfg.store.image_by_manifest(&op.digest) {
+            Ok(image) => image,
+            Err(StoreError::MissingBlob { .. }) => {
+                return Err(BuildError::MissingImage {
+                    reference: op.reference.clone(),
+                    digest: op.digest,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let layers: Vec<BuiltLayer> = image
+            .layers
+            .into_iter()
+            .map(|info| BuiltLayer {
+                info,
+                created: None,
+            })
+            .collect();
+        Ok(StepOutput {
+            added: layers.len(),
+            layers,
+        })
+    }
+
+    /// The source filesystem of a COPY: the context, input 1's layers
+    /// read through their snapshots (a merged view, nothing copied), or
+    /// none for inline content.
+    fn with_source<T>(
+        &self,
+        op: &rbuild_solver::op::CopyOp,
+        inputs: &[&StepOutput],
+        f: impl FnOnce(Option<&dyn SourceFs>) -> Result<T, BuildError>,
+    ) -> Result<T, BuildError> {
+        match &op.source {
+            CopySource::Context => {
+                let ctx = self.cfg.context.ok_or(BuildError::NoContext)?;
+                f(Some(ctx.fs))
+            }
+            CopySource::Inline(_) => f(None),
+            CopySource::Input => {
+                let input = inputs.get(1).ok_or(BuildError::MissingInput {
+                    op: "copy",
+                    input: 1,
+                })?;
+                let src = LayeredFs::new(self.snapshots(input)?);
+                f(Some(&src))
+            }
+        }
+    }
+
+    /// The digest of what a RUN's bind mounts from the context show (in
+    /// mount order, with their targets), or `None` when it has none: the
+    /// key must change when a file the command can read changes, as a
+    /// COPY's does. Mounts from stages and images are inputs, whose keys
+    /// are in the step's key already.
+    fn mounts_digest(&self, op: &ExecOp) -> Result<Option<Digest>, BuildError> {
+        let mut enc = KeyEncoder::new("exec-mounts");
+        let mut files = Vec::new();
+        let mut any = false;
+        for m in &op.mounts {
+            let ExecMountKind::Context { source, .. } = &m.kind else {
+                continue;
+            };
+            let ctx = self.cfg.context.ok_or(BuildError::NoContext)?;
+            let rel = fsutil::clean_rel(source);
+            let digest = copy::tree_digest(ctx.fs, &rel).map_err(|e| match e {
+                CopyError::SourceNotFound { .. } => BuildError::MountSource {
+                    what: "the build context".into(),
+                    source_path: source.clone(),
+                },
+                source => BuildError::Copy { source },
+            })?;
+            enc.str("target", &m.target)
+                .digest("content", &digest.digest);
+            files.extend(digest.files);
+            any = true;
+        }
+        if !any {
+            return Ok(None);
+        }
+        files.sort();
+        files.dedup();
+        let digest = enc.finish().digest();
+        self.files.lock().expect("files lock").insert(digest, files);
+        Ok(Some(digest))
+    }
+
+    /// Writes a layer with `write` into a new blob; `None` when `write`
+    /// says the layer would be empty.
+    fn write_layer(
+        &self,
+        write: impl FnOnce(&mut dyn io::Write) -> Result<Option<PackStats>, BuildError>,
+    ) -> Result<Option<BuiltLayer>, BuildError> {
+        let blob = self.cfg.store.blob_writer(None)?;
+        let mut out = BufWriter::with_capacity(1 << 20, blob);
+        let Some(stats) = write(&mut out)? else {
+            return Ok(None);
+        };
+        let blob = out.into_inner().map_err(|e| BuildError::Pack {
+            source: LayerError::Output { source: e.into() },
+        })?;
+        let (digest, size) = blob.commit()?;
+        let info = LayerInfo {
+            digest,
+            diff_id: stats.diff_id,
+            size,
+            media_type: MEDIA_TYPE_LAYER_TAR.to_string(),
+        };
+        self.cfg.store.snapshot_layer(&info)?;
+        Ok(Some(BuiltLayer {
+            info,
+            created: Some(time::now_rfc3339()),
+        }))
+    }
+}
+
+/// `base` with `layer` (if any) on top.
+fn stacked(base: &StepOutput, layer: Option<BuiltLayer>) -> StepOutput {
+    let mut layers = base.layers.clone();
+    let added = usize::from(layer.is_some());
+    layers.extend(layer);
+    StepOutput { layers, added }
+}
+
+fn input<'b>(
+    inputs: &[&'b StepOutput],
+    n: usize,
+    op: &'static str,
+) -> Result<&'b StepOutput, BuildError> {
+    inputs
+        .get(n)
+        .copied()
+        .ok_or(BuildError::MissingInput { op, input: n })
+}
+
+impl Worker<Op> for BuildWorker<'_> {
+    type Output = StepOutput;
+    type Error = BuildError;
+
+    fn content_digest(
+        &self,
+        op: &Op,
+        inputs: &[&StepOutput],
+    ) -> Result<Option<Digest>, BuildError> {
+        let c = match op {
+            Op::Copy(c) => c,
+            Op::Exec(e) => return self.mounts_digest(e),
+            _ => return Ok(None),
+        };
+        if matches!(c.source, CopySource::Inline(_)) {
+            // Inline content is part of the op's own key.
+            return Ok(None);
+        }
+        let digest = self.with_source(c, inputs, |src| {
+            copy::content_digest(src, c).map_err(|source| BuildError::Copy { source })
+        })?;
+        self.files
+            .lock()
+            .expect("files lock")
+            .insert(digest.digest, digest.files);
+        Ok(Some(digest.digest))
+    }
+
+    fn execute(
+        &self,
+        step: StepId,
+        op: &Op,
+        inputs: &[&StepOutput],
+    ) -> Result<StepOutput, BuildError> {
+        self.check_cancel()?;
+        match op {
+            Op::Image(i) => self.image(i),
+            Op::Scratch => Ok(StepOutput::default()),
+            Op::Merge => {
+                let (a, b) = (input(inputs, 0, "merge")?, input(inputs, 1, "merge")?);
+                let mut layers = a.layers.clone();
+                layers.extend(b.layers.iter().cloned());
+                Ok(StepOutput {
+                    layers,
+                    added: b.layers.len(),
+                })
+            }
+            Op::Exec(e) => {
+                let base = input(inputs, 0, "exec")?;
+                let layer = exec::run(self, step, e, base, inputs)?;
+                Ok(stacked(base, layer))
+            }
+            Op::Copy(c) => {
+                let base = input(inputs, 0, "copy")?;
+                let dest = LayeredFs::new(self.snapshots(base)?);
+                let layer = self.with_source(c, inputs, |src| {
+                    self.write_layer(|out| {
+                        copy::write_layer(&dest, src, c, out)
+                            .map_err(|source| BuildError::Copy { source })
+                    })
+                })?;
+                Ok(stacked(base, layer))
+            }
+            Op::Mkdir(m) => {
+                let base = input(inputs, 0, "mkdir")?;
+                let dest = LayeredFs::new(self.snapshots(base)?);
+                let layer = self.write_layer(|out| {
+                    copy::write_mkdir_layer(&dest, m, out)
+                        .map_err(|source| BuildError::Copy { source })
+                })?;
+                Ok(stacked(base, layer))
+            }
+        }
+    }
+}

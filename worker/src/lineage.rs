@@ -1,0 +1,105 @@
+//! What each step's key was made of in the last build, by step lineage,
+//! so that a later miss can be explained ([`rbuild_solver::explain`]).
+//!
+//! ```text
+//! <store>/cache-v1/lineage/<sha256(identity, lineage) hex>.json
+//! ```
+//!
+//! The identity names the build (the CLI passes e.g. the context and
+//! Dockerfile paths); the lineage names a step across builds (from the
+//! planner, e.g. `build/3`). Only the last build's fingerprint is kept.
+
+use std::fs;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use rbuild_solver::Digest;
+use rbuild_solver::explain::StepFingerprint;
+
+use super::BuildError;
+use super::cache_index::CACHE_INDEX_VERSION;
+use rbuild_store::Store;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LineageRecord {
+    lineage: String,
+    fingerprint: StepFingerprint,
+}
+
+/// The saved fingerprints of a store.
+pub struct LineageStore<'a> {
+    store: &'a Store,
+}
+
+impl<'a> LineageStore<'a> {
+    pub fn new(store: &'a Store) -> LineageStore<'a> {
+        LineageStore { store }
+    }
+
+    fn path(&self, identity: &str, lineage: &str) -> PathBuf {
+        // Length-prefixed so ("ab", "c") and ("a", "bc") differ.
+        let mut name = (identity.len() as u64).to_le_bytes().to_vec();
+        name.extend_from_slice(identity.as_bytes());
+        name.extend_from_slice(lineage.as_bytes());
+        self.store
+            .dir()
+            .join(format!("cache-v{CACHE_INDEX_VERSION}/lineage"))
+            .join(format!("{}.json", Digest::of(&name).hex()))
+    }
+
+    /// Saves the fingerprint of step `lineage` of build `identity`,
+    /// replacing the previous one; nothing is written when the saved one
+    /// already has the same key (a cached step's usual case).
+    pub fn save(
+        &self,
+        identity: &str,
+        lineage: &str,
+        fingerprint: &StepFingerprint,
+    ) -> Result<(), BuildError> {
+        let path = self.path(identity, lineage);
+        // Only the saved key is parsed (serde skips the rest, including
+        // the file list): this runs for every step of every build.
+        #[derive(serde::Deserialize)]
+        struct Saved {
+            fingerprint: SavedKey,
+        }
+        #[derive(serde::Deserialize)]
+        struct SavedKey {
+            key: String,
+        }
+        if let Ok(bytes) = fs::read(&path)
+            && let Ok(saved) = serde_json::from_slice::<Saved>(&bytes)
+            && saved.fingerprint.key == fingerprint.key
+        {
+            return Ok(());
+        }
+        let dir = path.parent().expect("lineage records live in a directory");
+        fs::create_dir_all(dir).map_err(BuildError::io(dir))?;
+        let record = LineageRecord {
+            lineage: lineage.to_string(),
+            fingerprint: fingerprint.clone(),
+        };
+        let bytes = serde_json::to_vec(&record).expect("lineage records serialize");
+        rbuild_store::atomic::replace_file(self.store.tmp_dir(), &path, &bytes)
+            .map_err(BuildError::from)
+    }
+
+    /// The fingerprint saved for step `lineage` of build `identity`, if
+    /// any (a damaged record counts as none).
+    pub fn load(
+        &self,
+        identity: &str,
+        lineage: &str,
+    ) -> Result<Option<StepFingerprint>, BuildError> {
+        let path = self.path(identity, lineage);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(serde_json::from_slice::<LineageRecord>(&bytes)
+                .ok()
+                .filter(|r| r.lineage == lineage)
+                .map(|r| r.fingerprint)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(BuildError::io(&path)(e)),
+        }
+    }
+}
