@@ -14,7 +14,9 @@ pub mod cache_key;
 pub use rbuild_oci::digest;
 pub mod explain;
 pub mod graph;
-pub mod image_config;
+/// The image config model lives in `rbuild-oci` (every crate that reads
+/// or writes configs uses it); re-exported for the planner's users.
+pub use rbuild_oci::image_config;
 pub mod op;
 pub mod plan;
 pub mod scheduler;

@@ -3,8 +3,10 @@
 //! `Shell`, `ArgsEscaped`). Field names and omission rules follow Docker's
 //! JSON so `docker inspect`-style output and `docker load` agree.
 //!
-//! The planner reads base images' configs in this form and produces the
-//! built image's config; the executor stores it byte-for-byte.
+//! The one config model of rbuild: the planner reads base images' configs
+//! in this form and produces the built image's config; the store, the
+//! registry client and the image commands read configs through it, so no
+//! path drops a field (unknown fields are kept in `extra`).
 
 use std::collections::BTreeMap;
 
