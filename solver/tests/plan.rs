@@ -302,7 +302,17 @@ fn proxy_args_only_in_proxy_env() {
     let req = with_args(&[("HTTP_PROXY", "http://p:3128"), ("no_proxy", "x")]);
     let p = plan_with("FROM alpine\nRUN apk add curl\n", &req);
     let e = exec(&p, p.target);
-    assert_eq!(e.proxy_env, ["HTTP_PROXY=http://p:3128", "no_proxy=x"]);
+    // Regression: BuildKit gives RUN both cases of each proxy variable;
+    // rbuild gave only the one named on the command line.
+    assert_eq!(
+        e.proxy_env,
+        [
+            "HTTP_PROXY=http://p:3128",
+            "http_proxy=http://p:3128",
+            "NO_PROXY=x",
+            "no_proxy=x"
+        ]
+    );
     assert!(!e.env.iter().any(|v| v.contains("3128")));
     assert!(!p.history[0].created_by.contains("3128"));
     assert!(p.warnings.is_empty(), "predefined args are never unused");
@@ -313,7 +323,17 @@ fn proxy_args_only_in_proxy_env() {
     let p = plan_with("FROM alpine\nARG HTTP_PROXY\nRUN x\n", &req);
     let e = exec(&p, p.target);
     assert!(e.env.contains(&"HTTP_PROXY=http://p:3128".to_string()));
-    assert_eq!(e.proxy_env, ["no_proxy=x"]);
+    assert_eq!(
+        e.proxy_env,
+        ["http_proxy=http://p:3128", "NO_PROXY=x", "no_proxy=x"]
+    );
+    // Both cases given: the upper-case value, under both names.
+    let both = with_args(&[("HTTPS_PROXY", "http://u"), ("https_proxy", "http://l")]);
+    let p = plan_with("FROM alpine\nRUN x\n", &both);
+    assert_eq!(
+        exec(&p, p.target).proxy_env,
+        ["HTTPS_PROXY=http://u", "https_proxy=http://u"]
+    );
 }
 
 #[test]

@@ -47,6 +47,31 @@ const PROXY_ARGS: [&str; 10] = [
     "all_proxy",
 ];
 
+/// The proxy variables RUN gets from `--build-arg`s as BuildKit gives
+/// them: each proxy given in either case (`HTTP_PROXY` or `http_proxy`)
+/// reaches the process under both names, upper case first; when both
+/// cases are given with different values the upper-case one wins (BuildKit
+/// picks one of the two in map order). Names the stage declares with ARG
+/// are left out: they are ordinary build args in `env` already.
+fn proxy_env(
+    build_args: &std::collections::BTreeMap<String, String>,
+    declared: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for pair in PROXY_ARGS.chunks(2) {
+        let (upper, lower) = (pair[0], pair[1]);
+        let Some(value) = build_args.get(upper).or_else(|| build_args.get(lower)) else {
+            continue;
+        };
+        for name in [upper, lower] {
+            if !declared(name) {
+                out.push(format!("{name}={value}"));
+            }
+        }
+    }
+    out
+}
+
 /// Where a single-heredoc RUN with a `#!` line mounts its script, as
 /// BuildKit does.
 const HEREDOC_SCRIPT_DIR: &str = "/dev/pipes";
@@ -1005,16 +1030,9 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                 env.push(format!("{}={v}", a.name));
             }
         }
-        let proxy_env = PROXY_ARGS
-            .iter()
-            .filter(|name| !scope.iter().any(|a| a.name == **name))
-            .filter_map(|name| {
-                self.request
-                    .build_args
-                    .get(*name)
-                    .map(|v| format!("{name}={v}"))
-            })
-            .collect();
+        let proxy_env = proxy_env(&self.request.build_args, |name| {
+            scope.iter().any(|a| a.name == name)
+        });
         let network = match network {
             None | Some(NetworkMode::Default) => self.request.network,
             Some(NetworkMode::Host) => ExecNetwork::Host,
