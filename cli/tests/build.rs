@@ -466,6 +466,46 @@ fn a_run_with_a_context_bind_mount_reruns_when_the_bound_files_change() {
     assert_eq!(rb.ok(&["run", "--rm", "bind"]), "a1\nb2\nt2\n");
 }
 
+/// Regression: RUN as `USER name` or `uid:gid` listed the primary gid among
+/// the supplementary groups; BuildKit gives only the user's `/etc/group`
+/// memberships (none when the group is given). `rbuild run` keeps docker
+/// run's list, primary gid first.
+#[test]
+fn run_steps_get_only_the_users_group_memberships() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let groups = "awk '/^Groups/{$1=$1; print}' /proc/self/status";
+    let ctx = rb.tree(
+        "ctx-groups",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM busybox\n\
+                 RUN echo 'app:x:1000:1000::/home/app:/bin/sh' >> /etc/passwd && \
+                     echo 'app:x:1000:' >> /etc/group && echo 'wheel:x:10:app' >> /etc/group\n\
+                 USER app\n\
+                 RUN {groups} > /tmp/name\n\
+                 USER 1000:1000\n\
+                 RUN {groups} > /tmp/ids\n\
+                 USER root\n\
+                 RUN {groups} > /tmp/root\n\
+                 CMD cat /tmp/name /tmp/ids /tmp/root\n"
+            ),
+        )],
+    );
+    build(&rb, &ctx, &["-t", "groups"]);
+    assert_eq!(
+        rb.ok(&["run", "--rm", "groups"]),
+        "Groups: 10\nGroups:\nGroups:\n"
+    );
+    // docker run's list: the primary gid and the memberships (the kernel
+    // keeps them sorted).
+    assert_eq!(
+        rb.ok(&["run", "--rm", "-u", "app", "groups", "sh", "-c", groups]),
+        "Groups: 10 1000\n"
+    );
+}
+
 #[test]
 fn an_unused_stage_never_executes() {
     let rb = Rbuild::new();

@@ -23,7 +23,7 @@ use nix::sched::{CloneFlags, unshare};
 use super::error::{SandboxError, WireError};
 use super::path_in_root::{self, Create};
 use super::protocol::Message;
-use super::spec::{MountKind, Network, Rootfs, SandboxSpec};
+use super::spec::{MountKind, Network, Rootfs, SandboxSpec, SupplementaryGroups};
 use super::{seccomp, user};
 
 /// Docker's default capability set (moby `oci/caps/defaults.go`).
@@ -196,7 +196,7 @@ fn setup_and_exec(ctx: ChildContext<'_>) -> Result<std::convert::Infallible, San
         fs::create_dir_all(cwd).map_err(io_err("create working directory", Path::new(cwd)))?;
     }
 
-    drop_privileges(&id)?;
+    drop_privileges(&id, spec.process.groups)?;
     std::env::set_current_dir(cwd)
         .map_err(io_err("change to working directory", Path::new(cwd)))?;
 
@@ -691,7 +691,7 @@ fn pivot(root: &Path) -> Result<(), SandboxError> {
     Ok(())
 }
 
-fn drop_privileges(id: &user::Identity) -> Result<(), SandboxError> {
+fn drop_privileges(id: &user::Identity, groups: SupplementaryGroups) -> Result<(), SandboxError> {
     let keep: CapsHashSet = DEFAULT_CAPS.iter().copied().collect();
     let cap_err = |step: &'static str| {
         move |e: caps::errors::CapsError| {
@@ -709,11 +709,17 @@ fn drop_privileges(id: &user::Identity) -> Result<(), SandboxError> {
     // for other users the exec below clears them, as with docker.
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
-    let gids: Vec<nix::unistd::Gid> = id
-        .groups
-        .iter()
-        .map(|&g| nix::unistd::Gid::from_raw(g))
-        .collect();
+    let primary = match groups {
+        SupplementaryGroups::WithPrimary => Some(id.gid),
+        SupplementaryGroups::Memberships => None,
+    };
+    let mut gids: Vec<nix::unistd::Gid> = Vec::new();
+    for g in primary.into_iter().chain(id.groups.iter().copied()) {
+        let g = nix::unistd::Gid::from_raw(g);
+        if !gids.contains(&g) {
+            gids.push(g);
+        }
+    }
     // A user namespace with a single mapping has setgroups denied; there
     // are no other groups to drop then.
     let setgroups_denied =

@@ -63,6 +63,22 @@ pub struct Process {
     pub user: String,
     /// Give the process a pseudo-terminal as stdin/stdout/stderr.
     pub tty: bool,
+    /// Which supplementary groups the process gets.
+    pub groups: SupplementaryGroups,
+}
+
+/// The supplementary groups of a process: the two front ends differ.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum SupplementaryGroups {
+    /// The user's memberships listed in `/etc/group` only, and none when
+    /// the group is given (`uid:gid`, `name:group`): what BuildKit gives a
+    /// RUN step.
+    #[default]
+    Memberships,
+    /// The primary gid first, then the memberships: what `docker run`
+    /// gives a container (moby adds the primary gid to the process's
+    /// additional gids).
+    WithPrimary,
 }
 
 /// An extra mount inside the sandbox.

@@ -5,7 +5,8 @@
 
 use super::error::SandboxError;
 
-/// A resolved identity: uid, primary gid, supplementary gids, home.
+/// A resolved identity: uid, primary gid, the user's group memberships
+/// (`/etc/group` entries listing it; none when the group was given), home.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub uid: u32,
@@ -101,9 +102,6 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Identity, Sandbo
             }
         }
     }
-    if !groups.contains(&gid) {
-        groups.insert(0, gid);
-    }
     Ok(Identity {
         uid,
         gid,
@@ -129,7 +127,16 @@ mod tests {
     fn name_resolves_uid_gid_and_supplementary_groups() {
         let id = resolve("app", PASSWD, GROUP).unwrap();
         assert_eq!((id.uid, id.gid), (1000, 1000));
-        assert_eq!(id.groups, vec![1000, 10]);
+        // Memberships only: the primary gid is not listed (BuildKit).
+        assert_eq!(id.groups, vec![10]);
+        // A given group: no memberships, as runc's GetExecUser.
+        assert!(resolve("app:app", PASSWD, GROUP).unwrap().groups.is_empty());
+        assert!(
+            resolve("1000:1000", PASSWD, GROUP)
+                .unwrap()
+                .groups
+                .is_empty()
+        );
     }
 
     #[test]

@@ -125,6 +125,7 @@ fn spec(f: &Fixture, script: &str) -> SandboxSpec {
             cwd: String::new(),
             user: String::new(),
             tty: false,
+            ..Default::default()
         },
         mounts: vec![],
         network: Network::None,

@@ -178,6 +178,8 @@ pub(super) fn run(
             cwd: op.cwd.clone(),
             user: op.user.clone(),
             tty: false,
+            // BuildKit: /etc/group memberships only.
+            groups: sandbox::SupplementaryGroups::Memberships,
         },
         mounts,
         network: match op.network {

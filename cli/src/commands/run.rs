@@ -393,6 +393,8 @@ pub fn build_spec(
                 .unwrap_or_else(|| config.working_dir.clone()),
             user: args.user.clone().unwrap_or_else(|| config.user.clone()),
             tty: args.tty,
+            // docker run: the primary gid too.
+            groups: sandbox::SupplementaryGroups::WithPrimary,
         },
         mounts,
         network,
