@@ -506,6 +506,29 @@ fn run_steps_get_only_the_users_group_memberships() {
     );
 }
 
+/// Regression: hard links in the build context arrived as separate files;
+/// BuildKit keeps them linked in the layer.
+#[test]
+fn hard_links_in_the_context_stay_linked() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = rb.tree(
+        "ctx-links",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY . /d\n\
+                 CMD stat -c %h /d/a /d/b /d/c && [ $(stat -c %i /d/a) = $(stat -c %i /d/b) ] && echo same\n",
+            ),
+            ("a", "shared\n"),
+            ("c", "alone\n"),
+        ],
+    );
+    std::fs::hard_link(ctx.join("a"), ctx.join("b")).unwrap();
+    build(&rb, &ctx, &["-t", "links"]);
+    assert_eq!(rb.ok(&["run", "--rm", "links"]), "2\n2\n1\nsame\n");
+}
+
 #[test]
 fn an_unused_stage_never_executes() {
     let rb = Rbuild::new();

@@ -524,6 +524,20 @@ impl SourceFs for Context {
         }
         self.hash(&rel, file, key)
     }
+
+    /// Regular files with more than one link share `(st_dev, st_ino)`, so
+    /// COPY keeps the context's hard links linked in the layer, as
+    /// BuildKit does (a partner left out by `.dockerignore` or by the
+    /// COPY's selection is simply not linked to).
+    #[allow(clippy::unnecessary_cast)]
+    fn link_id(&self, path: &str) -> io::Result<Option<(u64, u64)>> {
+        let rel = clean(path)?;
+        let Some(st) = self.stat_entry(&rel)? else {
+            return Ok(None);
+        };
+        let file = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
+        Ok((file && st.st_nlink > 1).then_some((st.st_dev as u64, st.st_ino as u64)))
+    }
 }
 
 impl Context {
