@@ -54,8 +54,6 @@ fn main() -> ExitCode {
     };
     match commands::run(cli) {
         Ok(code) => code,
-        // A failed build step was already shown in full.
-        Err(err) if err.is::<commands::build::failure::Reported>() => ExitCode::from(1),
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(1)

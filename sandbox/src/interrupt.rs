@@ -5,16 +5,17 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Set by SIGINT/SIGTERM once [`cancel_on_interrupt`] has been called.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Set by SIGINT/SIGTERM once [`cancel_on_interrupt`] has been called:
+/// hand it to the build as its cancel flag before the handlers go in.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_interrupt(_: std::ffi::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-/// Installs handlers so that SIGINT and SIGTERM set the returned flag
-/// instead of ending the process (`SA_RESTART`, so interrupted reads
-/// resume). Calling it again installs the same handlers.
+/// Installs handlers so that SIGINT and SIGTERM set [`INTERRUPTED`] (also
+/// returned) instead of ending the process (`SA_RESTART`, so interrupted
+/// reads resume). Calling it again installs the same handlers.
 pub fn cancel_on_interrupt() -> &'static AtomicBool {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
     let action = SigAction::new(

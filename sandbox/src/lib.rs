@@ -67,7 +67,7 @@ pub use cgroup::{CgroupVersion, version as cgroup_version};
 pub use container::DEFAULT_CAPS;
 pub use error::SandboxError;
 pub use init::init_main;
-pub use interrupt::cancel_on_interrupt;
+pub use interrupt::{INTERRUPTED, cancel_on_interrupt};
 pub use runtime_dir::runtime_dir;
 pub use spec::{
     Limits, Mount, MountKind, Network, Process, Rootfs, SandboxSpec, SupplementaryGroups,

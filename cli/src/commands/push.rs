@@ -35,8 +35,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Pushes `image` to `target` printing docker's lines; also used by
-/// `build --push`.
+/// Pushes `image` to `target` printing docker's lines.
 pub fn push_image(
     store: &Store,
     client: &Client,
@@ -44,12 +43,7 @@ pub fn push_image(
     target: &ImageRef,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    if !quiet {
-        println!(
-            "The push refers to repository [{}]",
-            target.familiar_repository()
-        );
-    }
+    print_started(target, quiet);
     let printer = Printer {
         quiet,
         config: image.id,
@@ -58,14 +52,31 @@ pub fn push_image(
     let outcome = registry::push(store, client, image, target, &printer)
         .with_context(|| format!("cannot push {}", target.familiar()))?;
     drop(lease);
-    let tag = target.tag().unwrap_or("latest");
-    println!("{tag}: digest: {} size: {}", outcome.digest, outcome.size);
+    print_pushed(target, &outcome.digest, outcome.size);
     Ok(())
 }
 
-struct Printer {
-    quiet: bool,
-    config: rbuild_solver::Digest,
+/// docker's first line of a push (none with `quiet`); also `build --push`'s.
+pub fn print_started(target: &ImageRef, quiet: bool) {
+    if !quiet {
+        println!(
+            "The push refers to repository [{}]",
+            target.familiar_repository()
+        );
+    }
+}
+
+/// docker's last line of a push, printed even with `quiet`.
+pub fn print_pushed(target: &ImageRef, digest: &rbuild_solver::Digest, size: u64) {
+    let tag = target.tag().unwrap_or("latest");
+    println!("{tag}: digest: {digest} size: {size}");
+}
+
+/// Prints docker's line per layer blob of a push (`config` is the image's
+/// config blob, which docker does not show).
+pub struct Printer {
+    pub quiet: bool,
+    pub config: rbuild_solver::Digest,
 }
 
 impl PushProgress for Printer {

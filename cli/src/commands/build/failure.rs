@@ -36,12 +36,6 @@ pub struct StepFailure<'a> {
     pub error: &'a str,
 }
 
-/// The error [`solve::run`](super::solve::run) returns once it has printed a
-/// [`render`]ed failure, so that nothing prints it again; the build exits 1.
-#[derive(Debug, thiserror::Error)]
-#[error("the build failed")]
-pub struct Reported;
-
 /// The failure text (ends with a newline).
 pub fn render(f: &StepFailure<'_>) -> String {
     let mut out = String::new();

@@ -1,19 +1,20 @@
 //! `rbuild build [OPTIONS] PATH` (and `rbuild [OPTIONS] PATH`): docker
-//! build's flags, read and parse the Dockerfile, build, then export.
+//! build's flags, then the build library, then the result files.
 //!
-//! The flow: [`BuildArgs`] (clap) → [`BuildRequest`] (validated: tags
+//! The flow: [`BuildArgs`] (clap) → [`Invocation`] (validated: tags
 //! normalized, build args resolved from the environment, secrets and
-//! outputs parsed, the platform checked) → the Dockerfile read and parsed
-//! (diagnostics as `rbuild check` prints them) → [`solve::run`] (planning
-//! and solving) → [`finish`]: exporters, `--iidfile`, `--metadata-file`,
-//! `--report`, `--explain`, and `-q`'s image id.
+//! outputs parsed, the platform checked; the library's
+//! [`BuildRequest`] plus what only the CLI does with the result) → the
+//! Dockerfile read → [`rbuild_builder::build`] (events to the
+//! `--progress` renderer through [`frontend::Frontend`]) → [`finish`]:
+//! `--iidfile`, `--metadata-file`, `--report`, `--explain`, and `-q`'s
+//! image id. A Dockerfile error or a failed step is shown in full and
+//! exits 1.
 
-pub mod export;
 pub mod failure;
+mod frontend;
 pub mod options;
 pub mod progress;
-pub mod report;
-mod solve;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
@@ -21,17 +22,19 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
+use rbuild_builder::{
+    BuildError, BuildOptions, BuildRequest, BuildResult, CacheFromSpec, CacheToSpec,
+    DockerfileSource, OutputSpec, SecretSpec,
+};
 use rbuild_oci::reference::ImageRef;
 use rbuild_solver::plan::{PlanRequest, Platform};
-use rbuild_store::{Image, Store};
 
+use self::failure::StepFailure;
 use self::options::{
-    BuildArgFlag, CacheFromSpec, CacheToSpec, NetworkFlag, OutputSpec, ProgressFlag, SecretSpec,
-    parse_build_arg, parse_cache_from, parse_cache_to, parse_label, parse_output, parse_platform,
-    parse_secret, parse_tag,
+    BuildArgFlag, NetworkFlag, ProgressFlag, parse_build_arg, parse_cache_from, parse_cache_to,
+    parse_label, parse_output, parse_platform, parse_secret, parse_tag,
 };
 use self::progress::ProgressMode;
-use self::report::BuildReport;
 use super::dockerfile_input::DockerfileInput;
 
 /// Flags of `rbuild build`, named and behaving as docker build's.
@@ -112,47 +115,28 @@ pub struct BuildArgs {
     pub context: PathBuf,
 }
 
-/// A validated build: everything [`solve::run`] and [`finish`] need.
+/// A validated `rbuild build`: the library's request and what the CLI
+/// does around it.
 #[derive(Debug, Clone)]
-pub struct BuildRequest {
-    /// The context directory, absolute.
-    pub context: PathBuf,
-    /// What the planner gets: build args (resolved), target, platform,
-    /// labels, network.
-    pub plan: PlanRequest,
-    /// `-t`, normalized, duplicates dropped.
-    pub tags: Vec<ImageRef>,
-    pub no_cache: bool,
-    /// `--no-cache-filter` stage names (lowercased: stage names are).
-    pub no_cache_filter: Vec<String>,
-    pub pull: bool,
-    /// `--push`: push to every tag after the build.
-    pub push: bool,
-    pub secrets: Vec<SecretSpec>,
-    /// At least 1.
-    pub jobs: usize,
-    /// `-o` (default: one `type=image`).
-    pub outputs: Vec<OutputSpec>,
+pub struct Invocation {
+    /// The build (its Dockerfile is filled in once read).
+    pub request: BuildRequest,
     pub quiet: bool,
     pub progress: ProgressMode,
     pub iidfile: Option<PathBuf>,
     pub metadata_file: Option<PathBuf>,
     pub report: Option<PathBuf>,
     pub explain: bool,
-    /// `--cache-to`, in the order given.
-    pub cache_to: Vec<CacheToSpec>,
-    /// `--cache-from`, consulted in the order given.
-    pub cache_from: Vec<CacheFromSpec>,
 }
 
-impl BuildRequest {
+impl Invocation {
     /// Validates `args`; `env` is the process environment (injected for
     /// tests), `stderr_is_tty` picks `--progress auto`.
     pub fn from_args(
         args: &BuildArgs,
         env: impl Fn(&str) -> Option<String>,
         stderr_is_tty: bool,
-    ) -> anyhow::Result<BuildRequest> {
+    ) -> anyhow::Result<Invocation> {
         let context = validate_context(&args.context)?;
         let mut tags: Vec<ImageRef> = Vec::new();
         for t in &args.tags {
@@ -200,35 +184,45 @@ impl BuildRequest {
             .jobs
             .map(|n| n.get())
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        Ok(BuildRequest {
-            context,
-            plan: PlanRequest {
-                build_args: options::resolve_build_args(&args.build_args, env),
-                target: args.target.clone(),
-                platform: Some(args.platform.clone().unwrap_or_else(Platform::host)),
-                labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
-                network: args.network.exec_network(),
+        let source_date_epoch = match env("SOURCE_DATE_EPOCH") {
+            Some(v) if !v.is_empty() => Some(v.parse().with_context(|| {
+                format!("invalid SOURCE_DATE_EPOCH {v:?}: expected seconds since 1970")
+            })?),
+            _ => None,
+        };
+        Ok(Invocation {
+            request: BuildRequest {
+                dockerfile: DockerfileSource::default(),
+                context,
+                plan: PlanRequest {
+                    build_args: options::resolve_build_args(&args.build_args, env),
+                    target: args.target.clone(),
+                    platform: Some(args.platform.clone().unwrap_or_else(Platform::host)),
+                    labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+                    network: args.network.exec_network(),
+                },
+                tags,
+                no_cache: args.no_cache,
+                no_cache_filter: args
+                    .no_cache_filter
+                    .iter()
+                    .map(|s| s.to_ascii_lowercase())
+                    .collect(),
+                pull: args.pull,
+                push: args.push,
+                secrets: args.secrets.clone(),
+                jobs,
+                outputs,
+                cache_to: args.cache_to.clone(),
+                cache_from: args.cache_from.clone(),
+                source_date_epoch,
             },
-            tags,
-            no_cache: args.no_cache,
-            no_cache_filter: args
-                .no_cache_filter
-                .iter()
-                .map(|s| s.to_ascii_lowercase())
-                .collect(),
-            pull: args.pull,
-            push: args.push,
-            secrets: args.secrets.clone(),
-            jobs,
-            outputs,
             quiet: args.quiet,
             progress,
             iidfile: args.iidfile.clone(),
             metadata_file: args.metadata_file.clone(),
             report: args.report.clone(),
             explain: args.explain,
-            cache_to: args.cache_to.clone(),
-            cache_from: args.cache_from.clone(),
         })
     }
 }
@@ -253,42 +247,64 @@ fn validate_context(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("cannot resolve {text}"))
 }
 
-/// What a successful build produced.
-pub struct BuildOutcome {
-    /// The built image, written to the store (untagged: [`finish`] tags it).
-    pub image: Image,
-    /// Per-step record for `--report` and `--explain`.
-    pub report: BuildReport,
-    /// The registry client the build used (FROM pulls, registry caches),
-    /// with its tokens and credentials, for `--push`.
-    pub client: std::sync::Arc<rbuild_registry::Client>,
-}
-
 /// Runs `rbuild build`.
 pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<ExitCode> {
-    let request = BuildRequest::from_args(
+    let mut invocation = Invocation::from_args(
         &args,
         |k| std::env::var(k).ok(),
         std::io::stderr().is_terminal(),
     )?;
-    let input = read_dockerfile(args.file.as_deref(), &request.context)?;
-    let dockerfile = match rbuild_parser::parse(&input.bytes) {
-        Ok(d) => d,
-        Err(err) => {
-            eprint!("{}", err.render(&input.display_name, &input.bytes));
-            return Ok(ExitCode::from(1));
-        }
+    let input = read_dockerfile(args.file.as_deref(), &invocation.request.context)?;
+    invocation.request.dockerfile = DockerfileSource {
+        bytes: input.bytes,
+        name: input.display_name,
+        path: input.path,
     };
-    if !request.quiet {
-        for warning in &dockerfile.warnings {
-            eprint!("{}", warning.render(&input.display_name, &input.bytes));
-        }
-    }
     let store = crate::root::open_store(root)?;
-    let progress = progress::renderer(request.progress);
-    let outcome = solve::run(&request, &input, &dockerfile, &store, progress.as_ref())?;
-    finish(&store, &request, &outcome)?;
-    Ok(ExitCode::SUCCESS)
+    let request = &invocation.request;
+    let events = frontend::Frontend::new(
+        progress::renderer(invocation.progress),
+        invocation.quiet,
+        &request.dockerfile,
+    );
+    let options = BuildOptions {
+        events: &events,
+        cancel: &rbuild_sandbox::INTERRUPTED,
+        host: &frontend::CliHost,
+    };
+    match rbuild_builder::build(&store, request, &options) {
+        Ok(result) => {
+            finish(&invocation, &result)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(BuildError::Parse { source, .. }) => {
+            let dockerfile = &request.dockerfile;
+            eprint!("{}", source.render(&dockerfile.name, &dockerfile.bytes));
+            Ok(ExitCode::from(1))
+        }
+        Err(BuildError::Step(failure)) => {
+            eprint!("{}", render_failure(&request.dockerfile, &failure));
+            Ok(ExitCode::from(1))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// A failed step as BuildKit shows it, the Dockerfile named by its base
+/// name.
+fn render_failure(dockerfile: &DockerfileSource, failure: &rbuild_builder::StepFailure) -> String {
+    let file = Path::new(&dockerfile.name).file_name().map_or_else(
+        || dockerfile.name.clone(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    failure::render(&StepFailure {
+        step_name: &failure.step_name,
+        output_tail: &failure.output_tail,
+        dockerfile_name: &file,
+        source: &dockerfile.bytes,
+        lines: failure.lines,
+        error: &failure.message,
+    })
 }
 
 /// `-f FILE`, else `PATH/Dockerfile`, else (as docker) `PATH/dockerfile`.
@@ -301,71 +317,33 @@ fn read_dockerfile(file: Option<&Path>, context: &Path) -> anyhow::Result<Docker
     DockerfileInput::read(file.as_deref(), context)
 }
 
-/// After a successful build: exports the image to each `-o`, tags it,
+/// After a successful build (exported, tagged, pushed by the library):
 /// writes `--iidfile`, `--metadata-file` and `--report`, prints the
 /// `--explain` lines (stderr) and, with `-q`, the image ID (stdout).
-pub fn finish(store: &Store, request: &BuildRequest, outcome: &BuildOutcome) -> anyhow::Result<()> {
-    let image = &outcome.image;
-    // Tagged whatever the outputs: the image is in the store already and
-    // `-t` names it there (docker applies -t to its image exporter).
-    let mut names = request.tags.clone();
-    for out in &request.outputs {
-        if let OutputSpec::Image { names: extra, .. } = out {
-            names.extend(extra.iter().cloned());
-        }
+fn finish(invocation: &Invocation, result: &BuildResult) -> anyhow::Result<()> {
+    let image = &result.image;
+    if let Some(path) = &invocation.iidfile {
+        write_file(path, image.id.to_string().as_bytes())?;
     }
-    // `-t a -o type=image,name=a` names `a` once (dedup only drops
-    // neighbours).
-    let mut seen = std::collections::HashSet::new();
-    names.retain(|n| seen.insert(n.to_string()));
-    for out in &request.outputs {
-        export::export(store, image, out, &names)?;
+    if let Some(path) = &invocation.metadata_file {
+        write_file(path, &serde_json::to_vec_pretty(&result.metadata())?)?;
     }
-    if request
-        .outputs
-        .iter()
-        .all(|o| !matches!(o, OutputSpec::Image { .. }))
-    {
-        let store_only = OutputSpec::Image {
-            names: vec![],
-            push: false,
-        };
-        export::export(store, image, &store_only, &names)?;
+    if let Some(path) = &invocation.report {
+        write_file(path, &serde_json::to_vec_pretty(&result.report)?)?;
     }
-    // `-o type=image,push=true` pushes like `--push`: to every name the
-    // image exporter got (buildx hands it the `-t` tags as names too).
-    let push = request.push
-        || request
-            .outputs
-            .iter()
-            .any(|o| matches!(o, OutputSpec::Image { push: true, .. }));
-    if push {
-        if names.is_empty() {
-            anyhow::bail!(
-                "pushing needs a name\nhint: add -t REGISTRY/NAME:TAG or -o type=image,name=REGISTRY/NAME:TAG,push=true"
-            );
-        }
-        for name in &names {
-            crate::commands::push::push_image(store, &outcome.client, image, name, request.quiet)?;
-        }
+    if invocation.explain {
+        eprint!("{}", result.report.explain());
     }
-    if let Some(path) = &request.iidfile {
-        export::write_file(path, image.id.to_string().as_bytes())?;
-    }
-    if let Some(path) = &request.metadata_file {
-        let meta = export::metadata(image, &names);
-        export::write_file(path, &serde_json::to_vec_pretty(&meta)?)?;
-    }
-    if let Some(path) = &request.report {
-        export::write_file(path, &serde_json::to_vec_pretty(&outcome.report)?)?;
-    }
-    if request.explain {
-        eprint!("{}", outcome.report.explain());
-    }
-    if request.quiet {
+    if invocation.quiet {
         println!("{}", image.id);
     }
     Ok(())
+}
+
+/// Writes a small result file (`--iidfile`, `--metadata-file`,
+/// `--report`), naming it in errors.
+fn write_file(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, data).with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]
@@ -384,18 +362,18 @@ mod tests {
         Wrap::try_parse_from(std::iter::once("build").chain(argv.iter().copied())).map(|w| w.args)
     }
 
-    fn request(argv: &[&str]) -> anyhow::Result<BuildRequest> {
+    fn request(argv: &[&str]) -> anyhow::Result<Invocation> {
         let dir = tempfile::tempdir().unwrap();
         let mut full: Vec<&str> = argv.to_vec();
         let ctx = dir.path().to_str().unwrap().to_string();
         full.push(&ctx);
         let args = parse(&full).map_err(|e| anyhow::anyhow!("{e}"))?;
-        BuildRequest::from_args(&args, |k| (k == "FROM_ENV").then(|| "v".into()), false)
+        Invocation::from_args(&args, |k| (k == "FROM_ENV").then(|| "v".into()), false)
     }
 
     #[test]
     fn every_flag_is_parsed_with_docker_names() {
-        let r = request(&[
+        let invocation = request(&[
             "-t",
             "app:1.0",
             "--tag",
@@ -435,6 +413,7 @@ mod tests {
             "--explain",
         ])
         .unwrap();
+        let r = &invocation.request;
         assert_eq!(
             r.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
             ["app:1.0", "other:latest"]
@@ -445,10 +424,10 @@ mod tests {
         assert_eq!(r.plan.labels["k"], "v");
         assert_eq!(r.plan.network, rbuild_solver::op::ExecNetwork::None);
         assert_eq!(r.plan.platform, Some(Platform::host()));
-        assert!(r.no_cache && r.pull && r.explain);
+        assert!(r.no_cache && r.pull && invocation.explain);
         assert_eq!(r.no_cache_filter, ["deps"]);
         assert_eq!(r.jobs, 3);
-        assert_eq!(r.progress, ProgressMode::Json);
+        assert_eq!(invocation.progress, ProgressMode::Json);
         assert_eq!(
             r.outputs,
             [OutputSpec::Tar {
@@ -460,7 +439,8 @@ mod tests {
 
     #[test]
     fn defaults_match_docker() {
-        let r = request(&[]).unwrap();
+        let invocation = request(&[]).unwrap();
+        let r = &invocation.request;
         assert_eq!(
             r.outputs,
             [OutputSpec::Image {
@@ -468,7 +448,11 @@ mod tests {
                 push: false
             }]
         );
-        assert_eq!(r.progress, ProgressMode::Plain, "auto without a terminal");
+        assert_eq!(
+            invocation.progress,
+            ProgressMode::Plain,
+            "auto without a terminal"
+        );
         assert!(r.jobs >= 1);
         assert_eq!(r.plan.network, rbuild_solver::op::ExecNetwork::Host);
         let q = request(&["-q"]).unwrap();
@@ -503,13 +487,13 @@ mod tests {
         for bad in ["-", "https://github.com/x/y.git", "/no/such/dir"] {
             let args = parse(&[bad]).unwrap();
             assert!(
-                BuildRequest::from_args(&args, |_| None, false).is_err(),
+                Invocation::from_args(&args, |_| None, false).is_err(),
                 "{bad}"
             );
         }
         let f = tempfile::NamedTempFile::new().unwrap();
         let args = parse(&[f.path().to_str().unwrap()]).unwrap();
-        let e = BuildRequest::from_args(&args, |_| None, false).unwrap_err();
+        let e = Invocation::from_args(&args, |_| None, false).unwrap_err();
         assert!(e.to_string().contains("not a directory"));
     }
 

@@ -1,11 +1,13 @@
 //! Parsing and validation of `rbuild build`'s flag values, with docker's
-//! (and buildx's) syntax and semantics. Each parser is a clap value parser
+//! (and buildx's) syntax and semantics, into the build library's typed
+//! specs ([`rbuild_builder::spec`]). Each parser is a clap value parser
 //! or a pure function, so errors name the flag and the bad value and the
 //! rules are unit-tested without spawning anything.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub use rbuild_builder::spec::{CacheFromSpec, CacheToSpec, OutputSpec, SecretSource, SecretSpec};
 use rbuild_oci::reference::ImageRef;
 use rbuild_solver::op::ExecNetwork;
 use rbuild_solver::plan::Platform;
@@ -120,40 +122,6 @@ pub enum ProgressFlag {
     Json,
 }
 
-/// Where a secret's content comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    /// A file (absolute once validated).
-    File(PathBuf),
-    /// An environment variable of rbuild's environment.
-    Env(String),
-}
-
-/// One `--secret`: an id a `RUN --mount=type=secret` asks for, and where its
-/// content is. The content is read only when a step needs it and never
-/// enters a cache key or a layer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretSpec {
-    pub id: String,
-    pub source: SecretSource,
-}
-
-impl SecretSpec {
-    /// The secret's content.
-    pub fn read(&self) -> anyhow::Result<Vec<u8>> {
-        use anyhow::Context as _;
-        match &self.source {
-            SecretSource::File(p) => std::fs::read(p)
-                .with_context(|| format!("cannot read secret {:?} from {}", self.id, p.display())),
-            SecretSource::Env(v) => std::env::var_os(v)
-                .map(|v| std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec())
-                .with_context(|| {
-                    format!("secret {:?}: environment variable {v} is not set", self.id)
-                }),
-        }
-    }
-}
-
 /// `--secret id=X,src=FILE|env=VAR[,type=file|env]` with buildx's
 /// parsing: comma-separated `key=value` fields (`source` = `src`); with
 /// `type=env` and no `env=`, `src` names the variable; `id` defaults to
@@ -226,31 +194,6 @@ fn absolute(p: &str) -> PathBuf {
 /// The fields of `flag`'s CSV value `s` (the parser's reader, as BuildKit).
 fn split_csv(flag: &str, s: &str) -> Result<Vec<String>, String> {
     rbuild_parser::split_csv(s).map_err(|e| format!("invalid {flag} value {s:?}: {e}"))
-}
-
-/// What an `-o/--output` exports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OutputSpec {
-    /// The image in the store, tagged with every `-t` and `name=`, and
-    /// with `push=true` pushed to each of those names (like `--push`).
-    Image { names: Vec<ImageRef>, push: bool },
-    /// An OCI image layout tar.
-    Oci { dest: PathBuf },
-    /// A docker-archive tar (`docker load`).
-    Docker { dest: PathBuf },
-    /// The flattened root filesystem as a tar.
-    Tar { dest: PathBuf },
-    /// The flattened root filesystem into a directory.
-    Local { dest: PathBuf },
-}
-
-impl OutputSpec {
-    /// True when this output writes to stdout (`dest=-`).
-    pub fn is_stdout(&self) -> bool {
-        matches!(self,
-            OutputSpec::Oci { dest } | OutputSpec::Docker { dest } | OutputSpec::Tar { dest }
-                if dest.as_os_str() == "-")
-    }
 }
 
 /// A boolean attribute value, spelled as BuildKit accepts them (Go's
@@ -403,37 +346,6 @@ pub fn parse_platform_for(s: &str, host: &Platform) -> Result<Platform, String> 
 pub fn parse_size(s: &str) -> Result<u64, String> {
     rbuild_parser::ram_in_bytes(s.trim())
         .ok_or_else(|| format!("invalid size {s:?}\nhint: e.g. 512m, 10gb, 1073741824"))
-}
-
-/// Where `--cache-to` exports the build's cache (buildx's syntax).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CacheToSpec {
-    /// `type=local,dest=DIR`: an OCI layout directory.
-    Local {
-        dest: PathBuf,
-        mode: ExportMode,
-        mounts: bool,
-    },
-    /// `type=registry,ref=REF` (or a bare `REF`): the same layout pushed
-    /// to a registry.
-    Registry {
-        reference: String,
-        mode: ExportMode,
-        mounts: bool,
-    },
-    /// `type=inline`: the records of the final image's steps, in its config.
-    Inline,
-}
-
-/// Where `--cache-from` imports a cache from (buildx's syntax).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CacheFromSpec {
-    /// `type=local,src=DIR`.
-    Local { src: PathBuf, mounts: bool },
-    /// `type=registry,ref=REF`.
-    Registry { reference: String, mounts: bool },
-    /// A bare `IMAGE`: the inline cache of that image in the store.
-    Image { reference: String },
 }
 
 /// The `type=…,key=value` fields of a cache flag, keys lowercased.

@@ -1,5 +1,5 @@
-//! Build progress: the events a build emits ([`Event`]) and the renderers
-//! that show them on stderr, chosen by `--progress`:
+//! Build progress: the renderers that show a build's events
+//! ([`rbuild_builder::Event`]) on stderr, chosen by `--progress`:
 //!
 //! - `tty` ([`TtyRenderer`], indicatif): one spinner line per running
 //!   step, parallel steps one under the other, the last few output lines
@@ -15,12 +15,13 @@
 //! and lock their own state. Each started step gets a display number
 //! (`#1`, `#2`…) in the order steps start.
 //!
-//! Base images pulled while planning (FROM of an image the store lacks,
-//! or `--pull`) show as a step of their own, `[internal] pull REF`, with a
-//! [`Event::Transfer`] per downloaded blob: BuildKit's `#2 sha256:…
-//! 1.20MB / 3.40MB 0.2s` lines (`… done` at the end) in plain, a bar per
-//! blob in tty, `transfer` objects in json. [`PullReporter`] turns the
-//! registry client's pull events into these.
+//! Base images pulled while planning show as a step of their own,
+//! `[internal] pull REF`, with an [`Event::Transfer`] per downloaded
+//! blob: BuildKit's `#2 sha256:… 1.20MB / 3.40MB 0.2s` lines (`… done` at
+//! the end) in plain, a bar per blob in tty, `transfer` objects in json.
+//!
+//! Dockerfile warnings, the interrupt handler and pushes are not progress:
+//! [`super::frontend`] handles those events; renderers ignore them.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -28,85 +29,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rbuild_registry::{PullEvent, PullProgress};
-use rbuild_solver::Digest;
+use rbuild_builder::events::{BuildEvents, Event, Stream, Summary, VertexId};
 use serde::Serialize;
-
-/// Names a step in events: the build graph's step index
-/// (`StepId::index()`), or any number unique within the build for
-/// steps outside the graph (exporting).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct VertexId(pub usize);
-
-/// Which output stream bytes came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
-
-/// The end of a build, for the summary line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Summary {
-    /// Steps the build needed.
-    pub steps: usize,
-    /// Of which found in the cache index.
-    pub cached: usize,
-    /// Of which executed.
-    pub executed: usize,
-    /// Wall time of the whole build.
-    #[serde(serialize_with = "seconds")]
-    pub duration: Duration,
-    /// The built image's ID (`sha256:…`), when the build succeeded.
-    pub image_id: Option<String>,
-    /// Tags given to it (full references).
-    pub tags: Vec<String>,
-}
-
-/// Something that happened during a build.
-#[derive(Debug, Clone, Copy)]
-pub enum Event<'a> {
-    /// A step started; `name` is how it is shown, e.g. `[build 2/4] RUN make`.
-    Started { id: VertexId, name: &'a str },
-    /// The step's result came from the cache index (ends the step).
-    Cached { id: VertexId },
-    /// Bytes a running step wrote (any chunking; lines are reassembled).
-    Output {
-        id: VertexId,
-        stream: Stream,
-        data: &'a [u8],
-    },
-    /// The step executed successfully in `duration`.
-    Finished { id: VertexId, duration: Duration },
-    /// The step failed with `error` (one line, e.g. `process "/bin/sh -c
-    /// make" did not complete successfully: exit code: 2`).
-    Failed { id: VertexId, error: &'a str },
-    /// Bytes of one transfer within a running step (a blob download):
-    /// `current` of `total`, `done` once it is complete and verified.
-    /// `name` is what moves, e.g. the blob's digest.
-    Transfer {
-        id: VertexId,
-        name: &'a str,
-        current: u64,
-        total: u64,
-        done: bool,
-    },
-    /// A non-fatal finding, shown at the end (as BuildKit does).
-    Warning {
-        message: &'a str,
-        line: Option<usize>,
-    },
-    /// The build is over; the last event.
-    Summary(&'a Summary),
-}
-
-/// Shows build events. Implementations lock their own state: events come
-/// from several threads.
-pub trait Progress: Send + Sync {
-    fn event(&self, event: &Event<'_>);
-}
 
 /// Which renderer (`--progress`, with `auto` resolved; `-q` is `Quiet`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +42,7 @@ pub enum ProgressMode {
 }
 
 /// The renderer for `mode`, writing to stderr.
-pub fn renderer(mode: ProgressMode) -> Box<dyn Progress> {
+pub fn renderer(mode: ProgressMode) -> Box<dyn BuildEvents> {
     match mode {
         ProgressMode::Tty => Box::new(TtyRenderer::new(ProgressDrawTarget::stderr())),
         ProgressMode::Plain => Box::new(PlainRenderer::new(Box::new(std::io::stderr()))),
@@ -130,7 +54,7 @@ pub fn renderer(mode: ProgressMode) -> Box<dyn Progress> {
 /// Shows nothing (`-q`).
 pub struct QuietRenderer;
 
-impl Progress for QuietRenderer {
+impl BuildEvents for QuietRenderer {
     fn event(&self, _event: &Event<'_>) {}
 }
 
@@ -284,7 +208,7 @@ impl PlainState {
     }
 }
 
-impl Progress for PlainRenderer {
+impl BuildEvents for PlainRenderer {
     fn event(&self, event: &Event<'_>) {
         let now = (self.clock)();
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -356,6 +280,12 @@ impl Progress for PlainRenderer {
                 let text = summary_text(s, &st.warnings);
                 let _ = write!(st.out, "{text}");
             }
+            // Not progress: the build command shows these itself.
+            Event::DockerfileWarning(_)
+            | Event::Solving
+            | Event::PushStarted { .. }
+            | Event::Push(_)
+            | Event::Pushed { .. } => return,
         }
         let _ = st.out.flush();
     }
@@ -400,6 +330,7 @@ pub fn summary_text(s: &Summary, warnings: &[(String, Option<usize>)]) -> String
     out
 }
 
+/// Seconds with three decimals, as the report shows times.
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
 }
@@ -485,7 +416,7 @@ impl JsonRenderer {
     }
 }
 
-impl Progress for JsonRenderer {
+impl BuildEvents for JsonRenderer {
     fn event(&self, event: &Event<'_>) {
         let time = (self.clock)();
         let json = match *event {
@@ -531,6 +462,12 @@ impl Progress for JsonRenderer {
                 time,
             },
             Event::Summary(summary) => JsonEvent::Summary { summary, time },
+            // Not progress: the build command shows these itself.
+            Event::DockerfileWarning(_)
+            | Event::Solving
+            | Event::PushStarted { .. }
+            | Event::Push(_)
+            | Event::Pushed { .. } => return,
         };
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         if let Ok(line) = serde_json::to_string(&json) {
@@ -616,7 +553,7 @@ impl TtyRenderer {
     }
 }
 
-impl Progress for TtyRenderer {
+impl BuildEvents for TtyRenderer {
     fn event(&self, event: &Event<'_>) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match *event {
@@ -724,119 +661,12 @@ impl Progress for TtyRenderer {
                     let _ = self.multi.println(line);
                 }
             }
-        }
-    }
-}
-
-/// Turns the registry client's [`PullEvent`]s into build [`Event`]s: a
-/// step `[internal] pull REF` per pulled image and a throttled
-/// [`Event::Transfer`] per downloaded blob (blobs the store has are not
-/// shown, as BuildKit). Pulls happen one at a time while planning; the
-/// events of a pull go to the step its `Started` opened.
-pub struct PullReporter<'a> {
-    progress: &'a dyn Progress,
-    state: Mutex<PullReporterState>,
-}
-
-#[derive(Default)]
-struct PullReporterState {
-    /// Pulls started so far: they number the pull steps.
-    pulls: usize,
-    /// The running pull's step and when it started.
-    current: Option<(VertexId, Instant)>,
-    /// Per blob being downloaded: (bytes so far, total, last event sent).
-    blobs: HashMap<Digest, (u64, u64, Instant)>,
-}
-
-/// A running transfer is reported at most this often.
-const TRANSFER_EVENT_INTERVAL: Duration = Duration::from_millis(100);
-
-impl<'a> PullReporter<'a> {
-    /// Reports to `progress`.
-    pub fn new(progress: &'a dyn Progress) -> PullReporter<'a> {
-        PullReporter {
-            progress,
-            state: Mutex::new(PullReporterState::default()),
-        }
-    }
-
-    /// The step of the `n`th pull: counted up from [`PULL_STEP_BASE`], so it
-    /// never meets a build-graph step's index.
-    fn vertex(n: usize) -> VertexId {
-        VertexId(PULL_STEP_BASE + n)
-    }
-}
-
-/// Where pull steps' ids start: beyond any build graph (2^40 steps), and
-/// below 2^53, so JSON readers that parse numbers as doubles (JavaScript,
-/// older jq) still tell one pull step from the next.
-const PULL_STEP_BASE: usize = 1 << 40;
-const _: () = assert!(PULL_STEP_BASE + (1 << 20) < 1 << 53);
-
-impl PullProgress for PullReporter<'_> {
-    fn event(&self, event: PullEvent<'_>) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let transfer = |id, digest: &Digest, current, total, done| {
-            self.progress.event(&Event::Transfer {
-                id,
-                name: &digest.to_string(),
-                current,
-                total,
-                done,
-            });
-        };
-        match event {
-            PullEvent::Started { reference } => {
-                st.pulls += 1;
-                let id = PullReporter::vertex(st.pulls);
-                st.current = Some((id, Instant::now()));
-                st.blobs.clear();
-                let name = format!("[internal] pull {reference}");
-                self.progress.event(&Event::Started { id, name: &name });
-            }
-            PullEvent::Resolved { .. } => {}
-            PullEvent::Blob {
-                digest,
-                size,
-                exists,
-                ..
-            } => {
-                let Some((id, _)) = st.current else { return };
-                if !exists {
-                    st.blobs.insert(*digest, (0, size, Instant::now()));
-                    transfer(id, digest, 0, size, false);
-                }
-            }
-            PullEvent::Progress { digest, bytes } => {
-                let Some((id, _)) = st.current else { return };
-                let Some((current, total, last)) = st.blobs.get_mut(digest) else {
-                    return;
-                };
-                *current += bytes;
-                if last.elapsed() >= TRANSFER_EVENT_INTERVAL {
-                    *last = Instant::now();
-                    let (c, t) = (*current, *total);
-                    transfer(id, digest, c, t, false);
-                }
-            }
-            PullEvent::Stored { digest } => {
-                let Some((id, _)) = st.current else { return };
-                if let Some((_, total, _)) = st.blobs.remove(digest) {
-                    transfer(id, digest, total, total, true);
-                }
-            }
-            PullEvent::Finished { error } => {
-                let Some((id, started)) = st.current.take() else {
-                    return;
-                };
-                match error {
-                    None => self.progress.event(&Event::Finished {
-                        id,
-                        duration: started.elapsed(),
-                    }),
-                    Some(error) => self.progress.event(&Event::Failed { id, error }),
-                }
-            }
+            // Not progress: the build command shows these itself.
+            Event::DockerfileWarning(_)
+            | Event::Solving
+            | Event::PushStarted { .. }
+            | Event::Push(_)
+            | Event::Pushed { .. } => {}
         }
     }
 }
@@ -879,9 +709,9 @@ mod tests {
     }
 
     /// What `script` makes a renderer (built by `new` on a fake clock) write.
-    fn rendered<R: Progress>(
+    fn rendered<R: BuildEvents>(
         new: impl FnOnce(Box<dyn Write + Send>, Clock) -> R,
-        script: fn(&dyn Progress, &AtomicU64),
+        script: fn(&dyn BuildEvents, &AtomicU64),
     ) -> String {
         let buf = Buf::default();
         let (ms, clock) = fake_clock();
@@ -891,7 +721,7 @@ mod tests {
     }
 
     /// The JSON renderer's events for `script`, one object per line.
-    fn json_events(script: fn(&dyn Progress, &AtomicU64)) -> Vec<serde_json::Value> {
+    fn json_events(script: fn(&dyn BuildEvents, &AtomicU64)) -> Vec<serde_json::Value> {
         rendered(JsonRenderer::with_clock, script)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -909,7 +739,7 @@ mod tests {
         }
     }
 
-    fn script(p: &dyn Progress, ms: &AtomicU64) {
+    fn script(p: &dyn BuildEvents, ms: &AtomicU64) {
         let (a, b, c) = (VertexId(0), VertexId(4), VertexId(7));
         p.event(&Event::Started {
             id: a,
@@ -993,8 +823,8 @@ naming to docker.io/library/app:1.0
 
     /// A pull step with one blob of 3.4 MB arriving over 2.5 s, events
     /// every 0.5 s.
-    fn transfer_script(p: &dyn Progress, ms: &AtomicU64) {
-        let id = PullReporter::vertex(1);
+    fn transfer_script(p: &dyn BuildEvents, ms: &AtomicU64) {
+        let id = VertexId::pull(1);
         let name = "sha256:c6a83fedfae6ed8a4f5f7cbb6a7b6f1c1ec3d86fea8cb9e5ba2e5e6673fde9f6";
         p.event(&Event::Started {
             id,
@@ -1039,7 +869,7 @@ naming to docker.io/library/app:1.0
         assert_eq!(lines.len(), 8);
         assert_eq!(
             lines[6],
-            serde_json::json!({"event": "transfer", "step": PULL_STEP_BASE + 1,
+            serde_json::json!({"event": "transfer", "step": rbuild_builder::events::PULL_STEP_BASE + 1,
                 "name": "sha256:c6a83fedfae6ed8a4f5f7cbb6a7b6f1c1ec3d86fea8cb9e5ba2e5e6673fde9f6",
                 "current": 3_400_000, "total": 3_400_000, "done": true, "time": 2.5})
         );

@@ -1,4 +1,7 @@
-//! The `--report FILE` JSON document and the `--explain` text.
+//! The build's report: per-step records (cache hit or miss, why, layer
+//! sizes) and totals, which `rbuild build --report FILE` writes as JSON
+//! and `--explain` shows as text. A model of its own, so that every front
+//! end writes the same document.
 //!
 //! # Schema (version 1)
 //!

@@ -1,0 +1,97 @@
+//! rbuild's build as a library: one call, [`build`], takes a Dockerfile
+//! with its context and options ([`BuildRequest`]) to an image in the
+//! store, its exports, cache exports and pushes, and returns a typed
+//! [`BuildResult`]. Every front end (`rbuild build`, a bake file, an API)
+//! shares it; they parse flags, render [`Event`]s and decide exit codes.
+//!
+//! The flow ([`build`]):
+//!
+//! 1. parse the Dockerfile (syntax warnings go out as events);
+//! 2. plan it (`rbuild_solver::plan`), resolving base images through the
+//!    store and pulling what it lacks;
+//! 3. open the context, read the secrets, open `--cache-from` imports;
+//! 4. solve the graph (`rbuild_solver::scheduler`) with the executor's
+//!    worker, up to `jobs` steps at once;
+//! 5. explain each executed step's miss against the lineage record of its
+//!    last build, then save the new records ([`report`]);
+//! 6. write the image config and manifest (`image.rs`) and
+//!    the `--cache-to` exports;
+//! 7. run the exporters and pushes ([`export()`]).
+//!
+//! Nothing here prints or reads the process's stdin/stdout: events go to
+//! [`BuildEvents`], streams and image archives to the front end's
+//! [`ExportHost`]. Errors are [`BuildError`].
+
+#![forbid(unsafe_code)]
+
+mod cache;
+pub mod error;
+pub mod events;
+pub mod export;
+mod image;
+pub mod report;
+pub mod request;
+mod solve;
+pub mod spec;
+
+use rbuild_oci::reference::ImageRef;
+use rbuild_store::{Image, Store};
+
+pub use error::{BuildError, HostError, StepFailure};
+pub use events::{BuildEvents, Event, PullReporter, Stream, Summary, VertexId};
+pub use export::{ArchiveFormat, ExportHost, ExportStream, export};
+pub use report::BuildReport;
+pub use request::{BuildOptions, BuildRequest, DockerfileSource};
+pub use spec::{CacheFromSpec, CacheToSpec, OutputSpec, SecretSource, SecretSpec};
+
+/// What a successful build produced.
+#[derive(Debug, Clone)]
+pub struct BuildResult {
+    /// The built image, in the store and named by [`names`](Self::names).
+    pub image: Image,
+    /// Every step the build needed: cache hit or miss, why, sizes; totals.
+    pub report: BuildReport,
+    /// The names the image got: `-t` tags, then `type=image,name=` names,
+    /// normalized, each once.
+    pub names: Vec<ImageRef>,
+}
+
+impl BuildResult {
+    /// The result as buildx's `--metadata-file` describes it.
+    pub fn metadata(&self) -> serde_json::Value {
+        export::metadata(&self.image, &self.names)
+    }
+}
+
+/// Builds `request` into `store`: plans and solves the Dockerfile, writes
+/// the image and the cache exports, then runs the exporters and pushes.
+/// Progress goes to `options.events`; a failed step has been reported as
+/// [`Event::Failed`] and a [`Event::Summary`] when
+/// [`BuildError::Step`] is returned.
+pub fn build(
+    store: &Store,
+    request: &BuildRequest,
+    options: &BuildOptions<'_>,
+) -> Result<BuildResult, BuildError> {
+    let solved = solve::run(store, request, options)?;
+    let names = export::export_all(
+        store,
+        request,
+        &solved.image,
+        &solved.client,
+        options.events,
+        options.host,
+    )?;
+    Ok(BuildResult {
+        image: solved.image,
+        report: solved.report,
+        names,
+    })
+}
+
+/// Seconds since 1970 by the system clock (0 if it is set before).
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

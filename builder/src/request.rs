@@ -1,0 +1,73 @@
+//! What a front end asks for: [`BuildRequest`] (plain, validated data:
+//! what `rbuild build`'s flags say once parsed) and [`BuildOptions`] (the
+//! front end's side of the build: where events go, the cancel flag, and
+//! its part of the exporters).
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use rbuild_oci::reference::ImageRef;
+use rbuild_solver::plan::PlanRequest;
+
+use crate::events::BuildEvents;
+use crate::export::ExportHost;
+use crate::spec::{CacheFromSpec, CacheToSpec, OutputSpec, SecretSpec};
+
+/// The Dockerfile a build reads, as the front end found it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DockerfileSource {
+    pub bytes: Vec<u8>,
+    /// The name diagnostics and reports show: the path as the user gave
+    /// it (`Dockerfile`, `docker/app.Dockerfile`), `<stdin>`.
+    pub name: String,
+    /// Where it was read from (for `<name>.dockerignore` next to it and to
+    /// recognize the same build across runs); `None` for stdin.
+    pub path: Option<PathBuf>,
+}
+
+/// One build: everything the flags of `rbuild build` say, validated.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub dockerfile: DockerfileSource,
+    /// The context directory, absolute.
+    pub context: PathBuf,
+    /// What the planner gets: build args (resolved), target, platform,
+    /// labels, the RUN steps' network.
+    pub plan: PlanRequest,
+    /// `-t`, normalized, duplicates dropped.
+    pub tags: Vec<ImageRef>,
+    /// Do not look steps up in the cache index (`--no-cache`).
+    pub no_cache: bool,
+    /// `--no-cache-filter` stage names (lowercased: stage names are).
+    pub no_cache_filter: Vec<String>,
+    /// Check base image tags against their registry (`--pull`).
+    pub pull: bool,
+    /// Push to every name the image gets after the build (`--push`).
+    pub push: bool,
+    /// Secrets `RUN --mount=type=secret` may ask for; ids are unique.
+    pub secrets: Vec<SecretSpec>,
+    /// Most steps executing at once; at least 1.
+    pub jobs: usize,
+    /// Where the image goes, in order; `type=image` is implied when absent
+    /// (the image is always in the store).
+    pub outputs: Vec<OutputSpec>,
+    /// Cache exports, in the order given.
+    pub cache_to: Vec<CacheToSpec>,
+    /// Cache imports, consulted in the order given.
+    pub cache_from: Vec<CacheFromSpec>,
+    /// `SOURCE_DATE_EPOCH` (seconds): every time in the image config.
+    pub source_date_epoch: Option<i64>,
+}
+
+/// The front end's side of a build.
+#[derive(Clone, Copy)]
+pub struct BuildOptions<'a> {
+    /// Where progress goes.
+    pub events: &'a dyn BuildEvents,
+    /// Set (by a signal handler, a request's cancellation) to stop the
+    /// build: running steps are killed and no new one starts; honoured
+    /// from [`Event::Solving`](crate::Event::Solving) on.
+    pub cancel: &'a AtomicBool,
+    /// What exporters need from the front end (archive writing, stdout).
+    pub host: &'a dyn ExportHost,
+}

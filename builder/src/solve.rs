@@ -1,0 +1,444 @@
+//! The build itself: parse and plan the Dockerfile, solve the graph with
+//! the executor's worker and persistent cache index (with `--cache-from`
+//! imports), explain each executed step's miss against its last build,
+//! write the image to the store and the `--cache-to` exports. Progress
+//! goes to the request's [`BuildEvents`]; the scheduler's and worker's
+//! callbacks are adapted to them here.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rbuild_context::{Context, IgnoreRules};
+use rbuild_registry::{Client, ClientOptions};
+use rbuild_solver::explain::{MissReason as Why, StepFingerprint, explain};
+use rbuild_solver::graph::StepId;
+use rbuild_solver::op::Op;
+use rbuild_solver::scheduler::{Outcome, SolveEvents, SolveOptions, StepRecord, solve};
+use rbuild_solver::{CacheKey, Digest, KeyedOp as _};
+use rbuild_store::{Image, Store};
+use rbuild_worker::cache_registry::RegistryTransport;
+use rbuild_worker::cache_transfer::{self, ExportMode, ImportingCacheIndex};
+use rbuild_worker::{
+    BlobFetcher as _, BuildContext, BuildError as WorkerError, BuildWorker, CACHE_INDEX_VERSION,
+    LineageStore, LogSink, Secrets, StepOutput, StoreResolver, WorkerConfig, rfc3339,
+};
+
+use crate::cache::{self, error_chain, fetch_failure_message};
+use crate::error::{BuildError, StepFailure};
+use crate::events::{BuildEvents, Event, PullReporter, Stream, Summary, VertexId};
+use crate::report::{BuildInfo, BuildReport, MissReason, StepReport, display_name};
+use crate::request::{BuildOptions, BuildRequest, DockerfileSource};
+use crate::spec::CacheToSpec;
+
+/// What the solve produced: the image (in the store, untagged), the
+/// report, and the registry client for pushes.
+pub(crate) struct Solved {
+    pub image: Image,
+    pub report: BuildReport,
+    /// The client the build used (FROM pulls, registry caches), with its
+    /// tokens and credentials, for pushes.
+    pub client: Arc<Client>,
+}
+
+/// Plans and solves the build, writes the image and the cache exports,
+/// and returns the image with the per-step report.
+pub(crate) fn run(
+    store: &Store,
+    request: &BuildRequest,
+    options: &BuildOptions<'_>,
+) -> Result<Solved, BuildError> {
+    let progress = options.events;
+    let input = &request.dockerfile;
+    let dockerfile = rbuild_parser::parse(&input.bytes).map_err(|source| BuildError::Parse {
+        dockerfile: input.name.clone(),
+        source: Box::new(source),
+    })?;
+    for warning in &dockerfile.warnings {
+        progress.event(&Event::DockerfileWarning(warning));
+    }
+    let started = Instant::now();
+    let started_at = rfc3339(crate::now_secs());
+    // FROM of an image not in the store pulls it; `--pull` re-checks tags.
+    // Shared with the registry cache transport, whose lazy blob readers
+    // outlive this borrow.
+    let client = Arc::new(Client::new(ClientOptions::for_store(store)?));
+    let registry_cache = RegistryTransport::new(client.clone());
+    let pull_progress = PullReporter::new(progress);
+    let resolver = StoreResolver::with_registry(store, &client, request.pull, &pull_progress);
+    let plan =
+        rbuild_solver::plan::plan(&dockerfile, &request.plan, &resolver).map_err(|source| {
+            BuildError::Plan {
+                dockerfile: input.name.clone(),
+                source,
+            }
+        })?;
+    for w in &plan.warnings {
+        progress.event(&Event::Warning {
+            message: &w.message,
+            line: w.line,
+        });
+    }
+
+    let rules = IgnoreRules::load(&request.context, input.path.as_deref())?;
+    let stat_cache = stat_cache_path(store, &request.context);
+    let context = Context::open(&request.context, rules, Some(&stat_cache))?;
+    let mut secrets = Secrets::new();
+    for s in &request.secrets {
+        secrets.insert(s.id.clone(), s.read()?);
+    }
+    progress.event(&Event::Solving);
+
+    // FROM shows the image it resolved to, as BuildKit does.
+    let names: Vec<String> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(n, i)| match plan.graph.op(plan.graph.step_at(n)) {
+            Op::Image(img) => display_name(
+                &i.stage,
+                i.position,
+                &format!("FROM {}@{}", img.reference, img.digest),
+            ),
+            _ => display_name(&i.stage, i.position, &i.instruction),
+        })
+        .collect();
+    let log = ProgressLog { progress };
+    let events = Events {
+        progress,
+        names: &names,
+        keys: Mutex::new(HashMap::new()),
+    };
+    cache::check_cache_to(&request.cache_to)?;
+    let imports = cache::open_cache_imports(&request.cache_from, store, &registry_cache, progress);
+    let index = ImportingCacheIndex::new(store, imports);
+    let skip = |id: StepId| {
+        request.no_cache
+            || request
+                .no_cache_filter
+                .contains(&plan.steps[id.index()].stage.to_ascii_lowercase())
+    };
+    let solve_options = SolveOptions {
+        jobs: request.jobs,
+        skip_cache: &skip,
+    };
+    // One write session for the whole build, not only the solve: an
+    // imported hit's record is written (and its already-local layers become
+    // reachable from it) only after the solve, when its lazy blobs arrive;
+    // until the image and the cache exports are written, a concurrent gc
+    // must not delete those layers.
+    let _session = store.write_session()?;
+    let worker = BuildWorker::new(WorkerConfig {
+        store,
+        context: Some(BuildContext {
+            fs: &context,
+            root: &request.context,
+        }),
+        secrets: &secrets,
+        log: &log,
+        cancel: options.cancel,
+    })?
+    // Imported hits' blobs arrive only when a step reads them.
+    .with_fetcher(&index);
+    let solved = solve(
+        &plan.graph,
+        &[plan.target],
+        &worker,
+        &index,
+        &events,
+        &solve_options,
+    );
+    let solved = match solved {
+        Ok(s) => s,
+        Err(err) => {
+            let id = VertexId(err.step.index());
+            let message = match &err.source {
+                WorkerError::CacheFetch(e) => {
+                    fetch_failure_message(e, events.step_name(&e.key).as_deref())
+                }
+                other => error_chain(other),
+            };
+            progress.event(&Event::Failed {
+                id,
+                error: &message,
+            });
+            let info = &plan.steps[err.step.index()];
+            progress.event(&Event::Summary(&Summary {
+                steps: plan.steps.len(),
+                cached: 0,
+                executed: 0,
+                duration: started.elapsed(),
+                image_id: None,
+                tags: Vec::new(),
+            }));
+            return Err(BuildError::Step(Box::new(StepFailure {
+                step_name: names[err.step.index()].clone(),
+                output_tail: err.source.last_lines().to_vec(),
+                lines: (info.line, info.line),
+                message,
+                error: err.source,
+            })));
+        }
+    };
+
+    let imported = index.imported_hits();
+
+    // Why each executed step missed, then remember this build's keys.
+    let identity = build_identity(&request.context, input);
+    let lineage = LineageStore::new(store);
+    let mut steps: Vec<&StepRecord> = solved.steps.iter().collect();
+    steps.sort_by_key(|r| r.id);
+    let name_of_key: HashMap<String, &str> = steps
+        .iter()
+        .map(|r| (r.key.to_string(), names[r.id.index()].as_str()))
+        .collect();
+    let mut reports = Vec::with_capacity(steps.len());
+    for record in steps {
+        let info = &plan.steps[record.id.index()];
+        let files = record
+            .parts
+            .content
+            .and_then(|c| worker.files_for(&c))
+            .unwrap_or_default();
+        let current = StepFingerprint::new(&record.key, &record.parts, &files);
+        let reason = if record.outcome == Outcome::Executed {
+            Some(miss_reason(
+                request,
+                skip(record.id),
+                lineage.load(&identity, &info.lineage)?,
+                &current,
+                &name_of_key,
+            ))
+        } else {
+            None
+        };
+        lineage.save(&identity, &info.lineage, &current)?;
+        let output = solved.results[record.id.index()].as_ref();
+        let layer_size = output.filter(|o| o.added > 0).map(StepOutput::added_size);
+        let mut step = StepReport::from_record(record, info, layer_size, reason);
+        if imported.contains(&record.key) {
+            step.source = Some("imported".to_string());
+        }
+        reports.push(step);
+    }
+    drop(worker);
+    context.save()?;
+
+    let target = &solved.outputs[0];
+    let step_name = |key: &CacheKey| events.step_name(key);
+    // The image's layers must be in the store (and the inline cache reads
+    // their records): imported hits' blobs no step needed are fetched now.
+    let target_blobs: Vec<Digest> = target.layers.iter().map(|l| l.info.digest).collect();
+    cache::lazy_fetch(index.ensure(&target_blobs), &step_name)?;
+    let keys_of = |ids: &[StepId]| -> Vec<CacheKey> {
+        solved
+            .steps
+            .iter()
+            .filter(|r| ids.contains(&r.id))
+            .map(|r| r.key)
+            .collect()
+    };
+    let all_ids: Vec<StepId> = solved.steps.iter().map(|r| r.id).collect();
+    let chain = cache_transfer::target_chain(&plan.graph, plan.target);
+    let inline = if request.cache_to.contains(&CacheToSpec::Inline) {
+        Some(
+            cache_transfer::inline_cache(store, &keys_of(&chain), &target_blobs)
+                .map_err(|source| BuildError::InlineCache { source })?,
+        )
+    } else {
+        None
+    };
+    let image = crate::image::write_image(
+        store,
+        &plan,
+        &solved.results,
+        target,
+        request.source_date_epoch,
+        inline,
+    )?;
+    cache::export_caches(
+        store,
+        &request.cache_to,
+        &index,
+        &registry_cache,
+        &|mode| match mode {
+            ExportMode::Min => keys_of(&chain),
+            ExportMode::Max => keys_of(&all_ids),
+        },
+        &|| cache_transfer::cache_mount_ids(&plan.graph, &all_ids),
+        &step_name,
+    )?;
+    let report = BuildReport::new(
+        BuildInfo {
+            dockerfile: dockerfile_in_context(&request.context, input),
+            context: request.context.display().to_string(),
+            target: request.plan.target.clone(),
+            started: started_at,
+            duration_seconds: started.elapsed().as_secs_f64(),
+            image_id: Some(image.id.to_string()),
+        },
+        reports,
+    );
+    progress.event(&Event::Summary(&Summary {
+        steps: report.totals.steps,
+        cached: report.totals.hits,
+        executed: report.totals.misses,
+        duration: started.elapsed(),
+        image_id: Some(image.id.to_string()),
+        tags: request.tags.iter().map(|t| t.to_string()).collect(),
+    }));
+    Ok(Solved {
+        image,
+        report,
+        client,
+    })
+}
+
+/// Where the context's stat cache lives: one file per context directory.
+fn stat_cache_path(store: &Store, context: &Path) -> PathBuf {
+    let digest = Digest::of(context.as_os_str().as_encoded_bytes());
+    store
+        .dir()
+        .join(format!("cache-v{CACHE_INDEX_VERSION}/context"))
+        .join(format!("{}.stat", digest.hex()))
+}
+
+/// The Dockerfile's name for reports: relative to the context when it is
+/// inside it (`Dockerfile`, `docker/app.Dockerfile`), else as given.
+fn dockerfile_in_context(context: &Path, input: &DockerfileSource) -> String {
+    input
+        .path
+        .as_ref()
+        .and_then(|p| std::path::absolute(p).ok())
+        .and_then(|p| {
+            p.strip_prefix(context)
+                .ok()
+                .map(|r| r.display().to_string())
+        })
+        .unwrap_or_else(|| input.name.clone())
+}
+
+/// Names "the same build" across runs, for finding a step's previous key.
+fn build_identity(context: &Path, input: &DockerfileSource) -> String {
+    let dockerfile = match &input.path {
+        Some(p) => std::path::absolute(p)
+            .unwrap_or_else(|_| p.clone())
+            .display()
+            .to_string(),
+        None => "<stdin>".to_string(),
+    };
+    format!("{}\n{dockerfile}", context.display())
+}
+
+fn miss_reason(
+    request: &BuildRequest,
+    cache_skipped: bool,
+    previous: Option<StepFingerprint>,
+    current: &StepFingerprint,
+    name_of_key: &HashMap<String, &str>,
+) -> MissReason {
+    let plain = |message: &str, kind: &str| MissReason {
+        message: message.to_string(),
+        detail: serde_json::json!({ "reason": kind }),
+    };
+    if cache_skipped && request.no_cache {
+        return plain("the cache index was not used (--no-cache)", "no-cache");
+    }
+    if cache_skipped {
+        return plain(
+            "the cache index was not used for this stage (--no-cache-filter)",
+            "no-cache-filter",
+        );
+    }
+    let Some(previous) = previous else {
+        return plain("no earlier build of this step", "first-build");
+    };
+    let why = explain(&previous, current);
+    if matches!(why, Why::Unchanged) {
+        return MissReason {
+            message: "same key as the last build, but its result was no longer in the store"
+                .to_string(),
+            detail: serde_json::json!({ "reason": "evicted" }),
+        };
+    }
+    // Name the earlier steps whose results changed, as the user sees them.
+    let mut message = why.to_string();
+    if let Why::Changed { changes } = &why {
+        for change in changes {
+            if let rbuild_solver::explain::Change::Input { current, .. } = change
+                && let Some(name) = name_of_key.get(current)
+            {
+                message.push_str(&format!("; it changed: {name}"));
+            }
+        }
+    }
+    MissReason {
+        message,
+        detail: serde_json::to_value(&why).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+/// Step output → build events.
+struct ProgressLog<'a> {
+    progress: &'a dyn BuildEvents,
+}
+
+impl LogSink for ProgressLog<'_> {
+    fn output(&self, step: StepId, stream: rbuild_worker::Stream, bytes: &[u8]) {
+        let stream = match stream {
+            rbuild_worker::Stream::Stdout => Stream::Stdout,
+            rbuild_worker::Stream::Stderr => Stream::Stderr,
+        };
+        self.progress.event(&Event::Output {
+            id: VertexId(step.index()),
+            stream,
+            data: bytes,
+        });
+    }
+}
+
+/// Scheduler events → build events.
+struct Events<'a> {
+    progress: &'a dyn BuildEvents,
+    names: &'a [String],
+    /// Step index by cache key, of the steps finished so far.
+    keys: Mutex<HashMap<CacheKey, usize>>,
+}
+
+impl Events<'_> {
+    /// The display name of the finished step whose key is `key`.
+    fn step_name(&self, key: &CacheKey) -> Option<String> {
+        let keys = self.keys.lock().expect("keys lock");
+        keys.get(key).and_then(|&i| self.names.get(i)).cloned()
+    }
+}
+
+impl SolveEvents<Op> for Events<'_> {
+    fn started(&self, id: StepId, op: &Op) {
+        let name = self
+            .names
+            .get(id.index())
+            .cloned()
+            .unwrap_or_else(|| op.describe());
+        self.progress.event(&Event::Started {
+            id: VertexId(id.index()),
+            name: &name,
+        });
+    }
+
+    fn finished(&self, record: &StepRecord) {
+        self.keys
+            .lock()
+            .expect("keys lock")
+            .insert(record.key, record.id.index());
+        let id = VertexId(record.id.index());
+        match record.outcome {
+            Outcome::Cached => self.progress.event(&Event::Cached { id }),
+            Outcome::Executed => self.progress.event(&Event::Finished {
+                id,
+                duration: record.duration,
+            }),
+        }
+    }
+}

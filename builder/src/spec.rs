@@ -1,0 +1,146 @@
+//! The typed specs of a build request: what `-o`, `--cache-to`,
+//! `--cache-from` and `--secret` say once their strings are parsed (the
+//! front end parses them; this crate only acts on them), and how a
+//! secret's content is read.
+
+use std::path::PathBuf;
+
+use rbuild_oci::reference::ImageRef;
+use rbuild_worker::cache_transfer::ExportMode;
+
+/// Where a secret's content comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file (absolute once validated).
+    File(PathBuf),
+    /// An environment variable of the builder's process.
+    Env(String),
+}
+
+/// One secret: an id a `RUN --mount=type=secret` asks for, and where its
+/// content is. The content never enters a cache key or a layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSpec {
+    pub id: String,
+    pub source: SecretSource,
+}
+
+/// A secret whose content cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read secret {id:?} from {}", path.display())]
+    Read {
+        id: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("secret {id:?}: environment variable {var} is not set")]
+    EnvUnset { id: String, var: String },
+}
+
+impl SecretSpec {
+    /// The secret's content.
+    pub fn read(&self) -> Result<Vec<u8>, SecretError> {
+        match &self.source {
+            SecretSource::File(p) => std::fs::read(p).map_err(|source| SecretError::Read {
+                id: self.id.clone(),
+                path: p.clone(),
+                source,
+            }),
+            SecretSource::Env(v) => std::env::var_os(v)
+                .map(|v| std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec())
+                .ok_or_else(|| SecretError::EnvUnset {
+                    id: self.id.clone(),
+                    var: v.clone(),
+                }),
+        }
+    }
+}
+
+/// What an output (`-o`) exports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputSpec {
+    /// The image in the store, tagged with every `-t` and `name=`, and
+    /// with `push=true` pushed to each of those names (like `--push`).
+    Image { names: Vec<ImageRef>, push: bool },
+    /// An OCI image layout tar.
+    Oci { dest: PathBuf },
+    /// A docker-archive tar (`docker load`).
+    Docker { dest: PathBuf },
+    /// The flattened root filesystem as a tar.
+    Tar { dest: PathBuf },
+    /// The flattened root filesystem into a directory.
+    Local { dest: PathBuf },
+}
+
+impl OutputSpec {
+    /// True when this output writes to stdout (`dest=-`).
+    pub fn is_stdout(&self) -> bool {
+        matches!(self,
+            OutputSpec::Oci { dest } | OutputSpec::Docker { dest } | OutputSpec::Tar { dest }
+                if dest.as_os_str() == "-")
+    }
+}
+
+/// Where `--cache-to` exports the build's cache (buildx's kinds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheToSpec {
+    /// `type=local,dest=DIR`: an OCI layout directory.
+    Local {
+        dest: PathBuf,
+        mode: ExportMode,
+        mounts: bool,
+    },
+    /// `type=registry,ref=REF` (or a bare `REF`): the same layout pushed
+    /// to a registry.
+    Registry {
+        reference: String,
+        mode: ExportMode,
+        mounts: bool,
+    },
+    /// `type=inline`: the records of the final image's steps, in its config.
+    Inline,
+}
+
+/// Where `--cache-from` imports a cache from (buildx's kinds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheFromSpec {
+    /// `type=local,src=DIR`.
+    Local { src: PathBuf, mounts: bool },
+    /// `type=registry,ref=REF`.
+    Registry { reference: String, mounts: bool },
+    /// A bare `IMAGE`: the inline cache of that image in the store.
+    Image { reference: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_read_from_files_and_named_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "s3cret").unwrap();
+        let spec = SecretSpec {
+            id: "tok".into(),
+            source: SecretSource::File(file.clone()),
+        };
+        assert_eq!(spec.read().unwrap(), b"s3cret");
+        let missing = SecretSpec {
+            id: "tok".into(),
+            source: SecretSource::File(dir.path().join("nope")),
+        };
+        let e = missing.read().unwrap_err().to_string();
+        assert!(e.starts_with("cannot read secret \"tok\" from "), "{e}");
+        let unset = SecretSpec {
+            id: "tok".into(),
+            source: SecretSource::Env("RBUILD_TEST_SURELY_UNSET_VARIABLE".into()),
+        };
+        assert_eq!(
+            unset.read().unwrap_err().to_string(),
+            "secret \"tok\": environment variable RBUILD_TEST_SURELY_UNSET_VARIABLE is not set"
+        );
+    }
+}
