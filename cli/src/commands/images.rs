@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use rbuild_store::{Image, Store};
+use rbuild_template::Template;
 use serde_json::json;
 
 use super::table::Table;
-use super::template::Template;
 use super::timestamp;
 
 #[derive(Debug, clap::Args)]

@@ -4,9 +4,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use rbuild_store::Image;
+use rbuild_template::Template;
 use serde_json::{Value, json};
-
-use super::template::Template;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -24,7 +24,6 @@ mod save;
 mod system;
 mod table;
 mod tag;
-mod template;
 mod timestamp;
 mod version;
 

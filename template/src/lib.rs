@@ -1,27 +1,106 @@
-//! The small subset of Go's text/template that people use with
-//! `docker inspect --format` and `docker images --format`: field paths
-//! (`{{.Config.Env}}`), pipelines into `json`, `index`, `join`, `upper`,
-//! `lower`, `len`, `println`, and `range`/`if`/`else`/`end` blocks. Values
-//! are JSON values; they print the way Go prints them (`[a b]`,
-//! `map[k:v]`, `<no value>`).
+//! rbuild-template: the small subset of Go's text/template that people
+//! use with `docker inspect --format` and `docker images --format`: field
+//! paths (`{{.Config.Env}}`), pipelines into `json`, `index`, `join`,
+//! `upper`, `lower`, `len`, `print`, `println`, and
+//! `range`/`if`/`else`/`end` blocks. Values are JSON values; they print
+//! the way Go prints them (`[a b]`, `map[k:v]`, `<no value>`).
+//!
+//! A library of its own (like ripgrep's globset) so every front end's
+//! `--format` shares it; it depends on no rbuild crate.
+//!
+//! ```
+//! let t = rbuild_template::Template::parse("{{.Name}}: {{join .Tags \",\"}}").unwrap();
+//! let data = serde_json::json!({"Name": "app", "Tags": ["1.0", "latest"]});
+//! assert_eq!(t.render(&data).unwrap(), "app: 1.0,latest");
+//! ```
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
 
 use serde_json::Value;
 
-/// A template that failed to parse or run; says where and why.
-#[derive(Debug)]
-pub struct TemplateError(String);
+/// A template that failed to parse ([`Template::parse`]) or to run
+/// ([`Template::render`]). Displays as Go does, `template: …`; values
+/// appear as Go prints them.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum TemplateError {
+    /// A `{{` without its `}}`.
+    UnclosedAction,
+    /// An `{{end}}` or `{{else}}` outside a block.
+    UnexpectedKeyword { keyword: String },
+    /// A `range` or `if` without its `{{end}}`.
+    MissingEnd { block: String },
+    /// A string literal without its closing quote.
+    UnterminatedString,
+    /// A word that is neither a field, a number nor a function name.
+    UnexpectedWord { word: String, action: String },
+    /// An empty command in a pipeline (`{{}}`, `{{.A |}}`).
+    MissingValue { action: String },
+    /// `range` over a value that is not a list, a map or nothing.
+    RangeOver { value: String },
+    /// A field of a value that is not a map.
+    Field { field: String, value: String },
+    /// Arguments (or a piped value) given to a field or a literal.
+    NotAFunction,
+    /// A function called with the wrong number of arguments.
+    Arity {
+        function: String,
+        want: usize,
+        got: usize,
+    },
+    /// `index` without arguments.
+    IndexArity,
+    /// `index` of a list past its end.
+    IndexOutOfRange { index: f64 },
+    /// `index` of a value that cannot be indexed by that key.
+    Index { value: String, key: String },
+    /// `len` of a value that has no length.
+    Len { value: String },
+    /// A function this subset does not define.
+    UndefinedFunction { function: String },
+}
 
-impl std::fmt::Display for TemplateError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "template: {}", self.0)
+impl fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("template: ")?;
+        match self {
+            TemplateError::UnclosedAction => f.write_str("unclosed action: missing \"}}\""),
+            TemplateError::UnexpectedKeyword { keyword } => {
+                write!(f, "unexpected {{{{{keyword}}}}}")
+            }
+            TemplateError::MissingEnd { block } => write!(f, "missing {{{{end}}}} for {block}"),
+            TemplateError::UnterminatedString => f.write_str("unterminated string"),
+            TemplateError::UnexpectedWord { word, action } => {
+                write!(f, "unexpected {word:?} in {action:?}")
+            }
+            TemplateError::MissingValue { action } => write!(f, "missing value in {action:?}"),
+            TemplateError::RangeOver { value } => write!(f, "range can't iterate over {value}"),
+            TemplateError::Field { field, value } => {
+                write!(f, "can't evaluate field {field} in {value}")
+            }
+            TemplateError::NotAFunction => f.write_str("can't give an argument to a non-function"),
+            TemplateError::Arity {
+                function,
+                want,
+                got,
+            } => write!(
+                f,
+                "wrong number of args for {function}: want {want} got {got}"
+            ),
+            TemplateError::IndexArity => f.write_str("wrong number of args for index"),
+            TemplateError::IndexOutOfRange { index } => write!(f, "index out of range: {index}"),
+            TemplateError::Index { value, key } => write!(f, "can't index {value} with {key}"),
+            TemplateError::Len { value } => write!(f, "len of {value}"),
+            TemplateError::UndefinedFunction { function } => {
+                write!(f, "function {function:?} not defined")
+            }
+        }
     }
 }
 
 impl std::error::Error for TemplateError {}
-
-fn err<T>(msg: impl Into<String>) -> Result<T, TemplateError> {
-    Err(TemplateError(msg.into()))
-}
 
 #[derive(Debug, Clone)]
 enum Arg {
@@ -61,7 +140,7 @@ impl Template {
             let mut before = rest[..start].to_string();
             let after = &rest[start + 2..];
             let Some(end) = after.find("}}") else {
-                return err("unclosed action: missing \"}}\"");
+                return Err(TemplateError::UnclosedAction);
             };
             let mut inner = &after[..end];
             if let Some(i) = inner.strip_prefix('-') {
@@ -84,7 +163,7 @@ impl Template {
         let mut iter = pieces.into_iter();
         let (nodes, stop) = parse_nodes(&mut iter)?;
         if let Some(stop) = stop {
-            return err(format!("unexpected {{{{{stop}}}}}"));
+            return Err(TemplateError::UnexpectedKeyword { keyword: stop });
         }
         Ok(Template { nodes })
     }
@@ -118,15 +197,18 @@ fn parse_nodes(
                 }
                 let (kw, rest) = a.split_once(char::is_whitespace).unwrap_or((&a, ""));
                 if kw == "range" || kw == "if" {
+                    let missing_end = || TemplateError::MissingEnd {
+                        block: kw.to_string(),
+                    };
                     let pipe = parse_pipeline(rest)?;
                     let (body, stop) = parse_nodes(iter)?;
                     let else_body = match stop.as_deref() {
                         Some("end") => Vec::new(),
                         Some("else") => match parse_nodes(iter)? {
                             (b, Some(s)) if s == "end" => b,
-                            _ => return err(format!("missing {{{{end}}}} for {kw}")),
+                            _ => return Err(missing_end()),
                         },
-                        _ => return err(format!("missing {{{{end}}}} for {kw}")),
+                        _ => return Err(missing_end()),
                     };
                     nodes.push(if kw == "range" {
                         Node::Range(pipe, body, else_body)
@@ -161,10 +243,10 @@ fn parse_pipeline(text: &str) -> Result<Pipeline, TemplateError> {
                         Some('n') => s.push('\n'),
                         Some('t') => s.push('\t'),
                         Some(o) => s.push(o),
-                        None => return err("unterminated string"),
+                        None => return Err(TemplateError::UnterminatedString),
                     },
                     Some(o) => s.push(o),
-                    None => return err("unterminated string"),
+                    None => return Err(TemplateError::UnterminatedString),
                 }
             }
             cmds.last_mut().expect("non-empty").push(Arg::Str(s));
@@ -186,13 +268,18 @@ fn parse_pipeline(text: &str) -> Result<Pipeline, TemplateError> {
             } else if word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 Arg::Func(word)
             } else {
-                return err(format!("unexpected {word:?} in {text:?}"));
+                return Err(TemplateError::UnexpectedWord {
+                    word,
+                    action: text.to_string(),
+                });
             };
             cmds.last_mut().expect("non-empty").push(arg);
         }
     }
     if cmds.iter().any(Vec::is_empty) {
-        return err(format!("missing value in {text:?}"));
+        return Err(TemplateError::MissingValue {
+            action: text.to_string(),
+        });
     }
     Ok(cmds)
 }
@@ -214,7 +301,11 @@ fn run_nodes(nodes: &[Node], dot: &Value, out: &mut String) -> Result<(), Templa
                     Value::Array(a) => a,
                     Value::Object(m) => m.into_values().collect(),
                     Value::Null => Vec::new(),
-                    other => return err(format!("range can't iterate over {}", go_string(&other))),
+                    other => {
+                        return Err(TemplateError::RangeOver {
+                            value: go_string(&other),
+                        });
+                    }
                 };
                 if items.is_empty() {
                     run_nodes(else_body, dot, out)?;
@@ -244,7 +335,12 @@ fn eval_arg(a: &Arg, dot: &Value) -> Result<Value, TemplateError> {
                 v = match v {
                     Value::Object(m) => m.get(key).unwrap_or(&Value::Null),
                     Value::Null => &Value::Null,
-                    _ => return err(format!("can't evaluate field {key} in {}", go_string(v))),
+                    _ => {
+                        return Err(TemplateError::Field {
+                            field: key.clone(),
+                            value: go_string(v),
+                        });
+                    }
                 };
             }
             v.clone()
@@ -267,11 +363,11 @@ fn eval_command(cmd: &[Arg], dot: &Value, piped: Option<Value>) -> Result<Value,
         }
         single if cmd.len() == 1 => {
             if piped.is_some() {
-                return err("can't give an argument to a non-function");
+                return Err(TemplateError::NotAFunction);
             }
             eval_arg(single, dot)
         }
-        _ => err("can't give an argument to a non-function"),
+        _ => Err(TemplateError::NotAFunction),
     }
 }
 
@@ -280,10 +376,11 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
         if args.len() == n {
             Ok(())
         } else {
-            err(format!(
-                "wrong number of args for {name}: want {n} got {}",
-                args.len()
-            ))
+            Err(TemplateError::Arity {
+                function: name.to_string(),
+                want: n,
+                got: args.len(),
+            })
         }
     };
     match name {
@@ -295,7 +392,7 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
         }
         "index" => {
             if args.is_empty() {
-                return err("wrong number of args for index");
+                return Err(TemplateError::IndexArity);
             }
             let mut v = args[0].clone();
             for key in &args[1..] {
@@ -306,17 +403,16 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
                     (Value::Array(a), Value::Number(n)) => {
                         let i = n.as_f64().unwrap_or(-1.0);
                         if i < 0.0 || i as usize >= a.len() {
-                            return err(format!("index out of range: {i}"));
+                            return Err(TemplateError::IndexOutOfRange { index: i });
                         }
                         a[i as usize].clone()
                     }
                     (Value::Null, _) => Value::Null,
                     _ => {
-                        return err(format!(
-                            "can't index {} with {}",
-                            go_string(&v),
-                            go_string(key)
-                        ));
+                        return Err(TemplateError::Index {
+                            value: go_string(&v),
+                            key: go_string(key),
+                        });
                     }
                 };
             }
@@ -347,7 +443,11 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
                 Value::Object(m) => m.len(),
                 Value::String(s) => s.len(),
                 Value::Null => 0,
-                other => return err(format!("len of {}", go_string(other))),
+                other => {
+                    return Err(TemplateError::Len {
+                        value: go_string(other),
+                    });
+                }
             };
             Ok(Value::from(n))
         }
@@ -357,7 +457,9 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
         "print" => Ok(Value::String(
             args.iter().map(go_string).collect::<String>(),
         )),
-        _ => err(format!("function {name:?} not defined")),
+        _ => Err(TemplateError::UndefinedFunction {
+            function: name.to_string(),
+        }),
     }
 }
 
@@ -373,7 +475,7 @@ fn truthy(v: &Value) -> bool {
 }
 
 /// How Go's fmt prints a decoded JSON value.
-pub fn go_string(v: &Value) -> String {
+fn go_string(v: &Value) -> String {
     match v {
         Value::Null => "<no value>".into(),
         Value::Bool(b) => b.to_string(),
@@ -432,14 +534,53 @@ mod tests {
 
     #[test]
     fn parse_errors_are_reported() {
-        assert!(Template::parse("{{.A").is_err());
-        assert!(Template::parse("{{range .A}}x").is_err());
-        assert!(Template::parse("{{end}}").is_err());
-        assert!(
+        let parse_err = |t: &str| Template::parse(t).unwrap_err().to_string();
+        assert_eq!(
+            parse_err("{{.A"),
+            "template: unclosed action: missing \"}}\""
+        );
+        assert_eq!(
+            parse_err("{{range .A}}x"),
+            "template: missing {{end}} for range"
+        );
+        assert_eq!(parse_err("{{end}}"), "template: unexpected {{end}}");
+        assert_eq!(parse_err("{{.A |}}"), "template: missing value in \".A |\"");
+        assert_eq!(
             Template::parse("{{nosuch .A}}")
                 .unwrap()
                 .render(&json!({}))
-                .is_err()
+                .unwrap_err(),
+            TemplateError::UndefinedFunction {
+                function: "nosuch".into()
+            }
+        );
+    }
+
+    #[test]
+    fn run_errors_say_what_go_says() {
+        let run_err = |t: &str, v: &Value| {
+            Template::parse(t)
+                .unwrap()
+                .render(v)
+                .unwrap_err()
+                .to_string()
+        };
+        let v = json!({"A": [1, 2], "S": "x"});
+        assert_eq!(
+            run_err("{{index .A 5}}", &v),
+            "template: index out of range: 5"
+        );
+        assert_eq!(
+            run_err("{{.S.B}}", &v),
+            "template: can't evaluate field B in x"
+        );
+        assert_eq!(
+            run_err("{{upper .S .S}}", &v),
+            "template: wrong number of args for upper: want 1 got 2"
+        );
+        assert_eq!(
+            run_err("{{range .S}}{{end}}", &v),
+            "template: range can't iterate over x"
         );
     }
 }
