@@ -2,7 +2,10 @@
 //! with its context and options ([`BuildRequest`]) to an image in the
 //! store, its exports, cache exports and pushes, and returns a typed
 //! [`BuildResult`]. Every front end (`rbuild build`, a bake file, an API)
-//! shares it; they parse flags, render [`Event`]s and decide exit codes.
+//! shares it; they read flags, render [`Event`]s and decide exit codes.
+//! The flag values' syntaxes (`-o`, `--cache-to`, `--secret`, …) are
+//! parsed here too, in [`spec::parse`], so every front end reads a spec
+//! the same way.
 //!
 //! The flow ([`build`]):
 //!
@@ -42,7 +45,7 @@ pub use events::{BuildEvents, Event, PullReporter, Stream, Summary, VertexId};
 pub use export::{ArchiveFormat, ExportHost, ExportStream, export};
 pub use report::BuildReport;
 pub use request::{BuildOptions, BuildRequest, DockerfileSource};
-pub use spec::{CacheFromSpec, CacheToSpec, OutputSpec, SecretSource, SecretSpec};
+pub use spec::{BuildArg, CacheFromSpec, CacheToSpec, OutputSpec, SecretSource, SecretSpec};
 
 /// What a successful build produced.
 #[derive(Debug, Clone)]

@@ -1,12 +1,23 @@
-//! The typed specs of a build request: what `-o`, `--cache-to`,
-//! `--cache-from` and `--secret` say once their strings are parsed (the
-//! front end parses them; this crate only acts on them), and how a
-//! secret's content is read.
+//! The typed specs of a build request: what `--build-arg`, `-o`,
+//! `--cache-to`, `--cache-from` and `--secret` say once their strings are
+//! parsed ([`parse`] reads docker's and buildx's syntaxes, for every front
+//! end), and how a secret's content is read.
+
+pub mod parse;
 
 use std::path::PathBuf;
 
 use rbuild_oci::reference::ImageRef;
 use rbuild_worker::cache_transfer::ExportMode;
+
+/// One `--build-arg`: `NAME=VALUE`, or `NAME` alone to take the value from
+/// the environment ([`parse::resolve_build_args`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildArg {
+    pub name: String,
+    /// `None` for a bare `NAME`.
+    pub value: Option<String>,
+}
 
 /// Where a secret's content comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

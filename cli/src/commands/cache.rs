@@ -10,10 +10,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::bail;
+use rbuild_builder::spec::parse::parse_size;
 use rbuild_store::Store;
 use rbuild_worker::{CacheRecordInfo, PruneOptions, StoreCacheIndex};
 
-use super::build::options::parse_size;
 use super::table::Table;
 use super::timestamp;
 

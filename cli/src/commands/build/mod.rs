@@ -22,18 +22,19 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
+use rbuild_builder::spec::parse::{
+    parse_build_arg, parse_cache_from, parse_cache_to, parse_label, parse_output, parse_platform,
+    parse_tag, resolve_build_args,
+};
 use rbuild_builder::{
-    BuildError, BuildOptions, BuildRequest, BuildResult, CacheFromSpec, CacheToSpec,
+    BuildArg, BuildError, BuildOptions, BuildRequest, BuildResult, CacheFromSpec, CacheToSpec,
     DockerfileSource, OutputSpec, SecretSpec,
 };
 use rbuild_oci::reference::ImageRef;
 use rbuild_solver::plan::{PlanRequest, Platform};
 
 use self::failure::StepFailure;
-use self::options::{
-    BuildArgFlag, NetworkFlag, ProgressFlag, parse_build_arg, parse_cache_from, parse_cache_to,
-    parse_label, parse_output, parse_platform, parse_secret, parse_tag,
-};
+use self::options::{NetworkFlag, ProgressFlag, parse_secret};
 use self::progress::ProgressMode;
 use super::dockerfile_input::DockerfileInput;
 
@@ -49,7 +50,7 @@ pub struct BuildArgs {
     /// Set a build-time variable (NAME=VALUE, or NAME to pass it from the
     /// environment); repeatable
     #[arg(long = "build-arg", value_name = "NAME[=VALUE]", value_parser = parse_build_arg)]
-    pub build_args: Vec<BuildArgFlag>,
+    pub build_args: Vec<BuildArg>,
     /// Set the target build stage to build
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
@@ -195,7 +196,7 @@ impl Invocation {
                 dockerfile: DockerfileSource::default(),
                 context,
                 plan: PlanRequest {
-                    build_args: options::resolve_build_args(&args.build_args, env),
+                    build_args: resolve_build_args(&args.build_args, env),
                     target: args.target.clone(),
                     platform: Some(args.platform.clone().unwrap_or_else(Platform::host)),
                     labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),

@@ -1,0 +1,1422 @@
+//! The flag syntaxes of `docker build` and buildx, parsed into the typed
+//! specs a [`BuildRequest`](crate::BuildRequest) holds: `-t`,
+//! `--build-arg`, `--label`, `--secret`, `-o`, `--platform`,
+//! `--cache-to`, `--cache-from`, and docker's size syntax. Every front
+//! end (`rbuild build`, a bake file) parses with these, so a spec means
+//! the same wherever it is written.
+//!
+//! Pure syntax: nothing here reads the environment (callers pass what a
+//! bare `--build-arg NAME` or `--secret id=X` would look up) and nothing
+//! is opened; the only outside fact is the current directory, against
+//! which a secret's relative `src=` is made absolute. Errors are
+//! [`SpecError`]s: each names the [`Flag`] it is about and displays as a
+//! complete message for the user (clap prefixes the flag and the value).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use rbuild_oci::Platform;
+use rbuild_oci::reference::{ImageRef, ReferenceError};
+use rbuild_worker::cache_transfer::ExportMode;
+
+use super::{BuildArg, CacheFromSpec, CacheToSpec, OutputSpec, SecretSource, SecretSpec};
+
+/// A flag whose value a [`SpecError`] is about, named as docker names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flag {
+    /// `-t/--tag`.
+    Tag,
+    /// `--build-arg`.
+    BuildArg,
+    /// `--label`.
+    Label,
+    /// `--secret`.
+    Secret,
+    /// `-o/--output`.
+    Output,
+    /// `--platform`.
+    Platform,
+    /// `--cache-to`.
+    CacheTo,
+    /// `--cache-from`.
+    CacheFrom,
+    /// A size (`--keep-storage`, [`parse_size`]).
+    KeepStorage,
+}
+
+impl Flag {
+    /// The flag's long name, `--output`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flag::Tag => "--tag",
+            Flag::BuildArg => "--build-arg",
+            Flag::Label => "--label",
+            Flag::Secret => "--secret",
+            Flag::Output => "--output",
+            Flag::Platform => "--platform",
+            Flag::CacheTo => "--cache-to",
+            Flag::CacheFrom => "--cache-from",
+            Flag::KeepStorage => "--keep-storage",
+        }
+    }
+}
+
+impl fmt::Display for Flag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A flag value that does not parse. The message is the whole story and
+/// ends with a `hint:` line where the fix is not obvious; the flag is
+/// [`SpecError::flag`].
+///
+/// The two variants wrapping another crate's error ([`Csv`](Self::Csv),
+/// [`Reference`](Self::Reference)) show it in their message instead of
+/// chaining it: front ends (clap among them) show a value parser's
+/// error by its `Display` alone, not its source chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpecError {
+    /// A `key=value,…` value that is not valid CSV (a stray quote).
+    #[error("invalid {flag} value {value:?}: {reason}")]
+    Csv {
+        flag: Flag,
+        value: String,
+        /// What the CSV reader found wrong.
+        reason: String,
+    },
+    /// A field of a `key=value,…` value without `=`.
+    #[error("invalid {}field {field:?}: must be a key=value pair", cache_flag_prefix(.flag))]
+    NotKeyValue { flag: Flag, field: String },
+    /// A name that is not a valid image reference (`-t`, `-o name=`).
+    #[error("{error}")]
+    Reference { flag: Flag, error: ReferenceError },
+    /// A tag with a digest: a build names what it made by tag only.
+    #[error("invalid tag {tag:?}: a tag cannot contain a digest\nhint: write NAME[:TAG]")]
+    TagDigest { flag: Flag, tag: String },
+
+    /// `--build-arg =VALUE`.
+    #[error(
+        "invalid build arg {arg:?}: the name is empty\nhint: write NAME=VALUE, or NAME to pass the variable from the environment"
+    )]
+    BuildArgEmptyName { arg: String },
+    /// `--build-arg "A B=1"`.
+    #[error("invalid build arg {arg:?}: the name {name:?} contains whitespace")]
+    BuildArgWhitespace { arg: String, name: String },
+    /// `--label =VALUE`.
+    #[error("invalid label {label:?}: the key is empty\nhint: write KEY=VALUE")]
+    LabelEmptyKey { label: String },
+
+    /// A secret `type=` other than `file` or `env`.
+    #[error("unsupported secret type {value:?}\nhint: type=file or type=env")]
+    SecretType { value: String },
+    /// A secret key other than `id`, `type`, `src`/`source`, `env`.
+    #[error(
+        "unexpected key {key:?} in {field:?}\nhint: keys are id, type, src (or source) and env"
+    )]
+    SecretKey { key: String, field: String },
+    /// No `id=` and a `src=` without a file name to take it from.
+    #[error("cannot derive a secret id from src={src:?}")]
+    SecretIdFromSrc { src: String },
+    /// Neither `id=`, `src=` nor `env=`.
+    #[error("a secret needs id=ID or src=PATH\nhint: e.g. id=token,src=./token.txt")]
+    SecretId,
+
+    /// `-o ""`.
+    #[error("empty output\nhint: -o type=local,dest=DIR or -o DIR")]
+    OutputEmpty,
+    /// `push=` that is not a boolean.
+    #[error("invalid value {value:?} for push: must be true or false")]
+    OutputPush { value: String },
+    /// An output attribute rbuild does not know.
+    #[error(
+        "unsupported output attribute {key:?}\nhint: rbuild's outputs take type=, dest= and (for type=image) name= and push="
+    )]
+    OutputAttribute { key: String },
+    /// An output without `type=`.
+    #[error("type is required for output")]
+    OutputTypeMissing,
+    /// An exporter to a file or directory without `dest=`.
+    #[error("output type={typ} needs dest=…")]
+    OutputDestMissing { typ: String },
+    /// `dest=-` for an exporter that writes a directory.
+    #[error("output type={typ} cannot write to stdout (dest=-)\nhint: give a directory")]
+    OutputDestStdout { typ: String },
+    /// `dest=` with nothing after it.
+    #[error("output type={typ}: dest is empty")]
+    OutputDestEmpty { typ: String },
+    /// `name=` or `push=` (the `attribute`) on an output other than
+    /// `type=image`.
+    #[error("{attribute}= is only for type=image, not type={typ}")]
+    OutputImageOnly {
+        attribute: &'static str,
+        typ: String,
+    },
+    /// `type=image,dest=…`.
+    #[error("output type=image takes no dest=")]
+    OutputImageDest,
+    /// An exporter rbuild does not have.
+    #[error("unsupported output type {typ:?}\nhint: image, oci, docker, tar or local")]
+    OutputType { typ: String },
+
+    /// `--platform a,b`.
+    #[error(
+        "{value:?}: building for several platforms is not supported\nhint: rbuild builds for the host platform, {host}"
+    )]
+    Platforms { value: String, host: Platform },
+    /// Not `os/arch[/variant]` (nor a shorthand).
+    #[error("{value:?} is not a platform (os/arch[/variant])")]
+    NotPlatform { value: String },
+    /// A platform other than the host's: rbuild does not cross-build.
+    #[error(
+        "{value:?} is not the host platform\nhint: rbuild builds only for the host platform, {host}"
+    )]
+    NotHost { value: String, host: Platform },
+
+    /// Not a size in docker's syntax.
+    #[error("invalid size {value:?}\nhint: e.g. 512m, 10gb, 1073741824")]
+    Size { value: String },
+
+    /// `--cache-to ""` or `--cache-from ""`.
+    #[error("empty {flag}\nhint: {flag} type=local,{}", cache_local_attr(.flag))]
+    CacheEmpty { flag: Flag },
+    /// A boolean attribute (`mounts=`) that is not a boolean.
+    #[error("invalid {flag} {key}={value:?}: expected true or false")]
+    CacheBool {
+        flag: Flag,
+        key: String,
+        value: String,
+    },
+    /// `mode=` other than `min` or `max`.
+    #[error("invalid {flag} mode={value:?}\nhint: mode=min or mode=max")]
+    CacheMode { flag: Flag, value: String },
+    /// A key rbuild does not use (buildx's `compression=`, …), refused
+    /// by name rather than ignored.
+    #[error("unsupported {flag} key {key:?}\nhint: {}", cache_keys_hint(.flag))]
+    CacheKey { flag: Flag, key: String },
+    /// A cache spec with `=` but no `type=`.
+    #[error("{flag}: type= is required")]
+    CacheTypeMissing { flag: Flag },
+    /// An attribute the cache `type=` does not take (`ref=` for local).
+    #[error("{flag} type={typ} takes no {attribute}=")]
+    CacheTakesNo {
+        flag: Flag,
+        typ: String,
+        attribute: &'static str,
+    },
+    /// The attribute a cache `type=` needs (`dest=DIR` for a local
+    /// export), missing or empty.
+    #[error("{flag} type={typ} needs {attribute}")]
+    CacheNeeds {
+        flag: Flag,
+        typ: String,
+        attribute: &'static str,
+    },
+    /// `--cache-to type=inline,mode=max`.
+    #[error(
+        "--cache-to type=inline supports only mode=min (the image carries only its own layers)\nhint: use type=local or type=registry for mode=max"
+    )]
+    InlineModeMax,
+    /// `--cache-to type=inline,mounts=true`.
+    #[error(
+        "--cache-to type=inline cannot carry cache mounts (mounts=true)\nhint: use type=local or type=registry"
+    )]
+    InlineMounts,
+    /// A cache backend rbuild does not have (`gha`, `s3`, …).
+    #[error("unsupported {flag} type {typ:?}\nhint: {}", cache_types_hint(.flag))]
+    CacheType { flag: Flag, typ: String },
+}
+
+impl SpecError {
+    /// The flag whose value this is about.
+    pub fn flag(&self) -> Flag {
+        match self {
+            SpecError::Csv { flag, .. }
+            | SpecError::NotKeyValue { flag, .. }
+            | SpecError::Reference { flag, .. }
+            | SpecError::TagDigest { flag, .. }
+            | SpecError::CacheEmpty { flag }
+            | SpecError::CacheBool { flag, .. }
+            | SpecError::CacheMode { flag, .. }
+            | SpecError::CacheKey { flag, .. }
+            | SpecError::CacheTypeMissing { flag }
+            | SpecError::CacheTakesNo { flag, .. }
+            | SpecError::CacheNeeds { flag, .. }
+            | SpecError::CacheType { flag, .. } => *flag,
+            SpecError::BuildArgEmptyName { .. } | SpecError::BuildArgWhitespace { .. } => {
+                Flag::BuildArg
+            }
+            SpecError::LabelEmptyKey { .. } => Flag::Label,
+            SpecError::SecretType { .. }
+            | SpecError::SecretKey { .. }
+            | SpecError::SecretIdFromSrc { .. }
+            | SpecError::SecretId => Flag::Secret,
+            SpecError::OutputEmpty
+            | SpecError::OutputPush { .. }
+            | SpecError::OutputAttribute { .. }
+            | SpecError::OutputTypeMissing
+            | SpecError::OutputDestMissing { .. }
+            | SpecError::OutputDestStdout { .. }
+            | SpecError::OutputDestEmpty { .. }
+            | SpecError::OutputImageOnly { .. }
+            | SpecError::OutputImageDest
+            | SpecError::OutputType { .. } => Flag::Output,
+            SpecError::Platforms { .. }
+            | SpecError::NotPlatform { .. }
+            | SpecError::NotHost { .. } => Flag::Platform,
+            SpecError::Size { .. } => Flag::KeepStorage,
+            SpecError::InlineModeMax | SpecError::InlineMounts => Flag::CacheTo,
+        }
+    }
+}
+
+/// The cache flags name themselves in a field error; `-o` and
+/// `--secret` leave that to the front end (as they always have).
+fn cache_flag_prefix(flag: &Flag) -> &'static str {
+    match flag {
+        Flag::CacheTo => "--cache-to ",
+        Flag::CacheFrom => "--cache-from ",
+        _ => "",
+    }
+}
+
+/// The attribute a local cache takes, for an empty cache flag's hint.
+fn cache_local_attr(flag: &Flag) -> &'static str {
+    match flag {
+        Flag::CacheFrom => "src=DIR",
+        _ => "dest=DIR",
+    }
+}
+
+fn cache_keys_hint(flag: &Flag) -> &'static str {
+    match flag {
+        Flag::CacheFrom => {
+            "rbuild's cache imports take type=, src= (local), ref= (registry) and mounts=true"
+        }
+        _ => {
+            "rbuild's cache exports take type=, dest= (local), ref= (registry), mode=min|max and mounts=true"
+        }
+    }
+}
+
+fn cache_types_hint(flag: &Flag) -> &'static str {
+    match flag {
+        Flag::CacheFrom => "local, registry, or a bare IMAGE for its inline cache",
+        _ => "local, registry or inline",
+    }
+}
+
+/// `-t/--tag`: a reference as docker normalizes it; digests are refused
+/// because a build names what it made by tag only.
+pub fn parse_tag(s: &str) -> Result<ImageRef, SpecError> {
+    tag(Flag::Tag, s)
+}
+
+/// A tag given to `flag` (`-t`, or `-o`'s `name=`).
+fn tag(flag: Flag, s: &str) -> Result<ImageRef, SpecError> {
+    let r = ImageRef::parse(s).map_err(|error| SpecError::Reference { flag, error })?;
+    if r.digest().is_some() {
+        return Err(SpecError::TagDigest {
+            flag,
+            tag: s.to_string(),
+        });
+    }
+    Ok(r)
+}
+
+/// `--build-arg NAME[=VALUE]`: `NAME` alone takes the value from the
+/// environment when the args are resolved ([`resolve_build_args`]).
+pub fn parse_build_arg(s: &str) -> Result<BuildArg, SpecError> {
+    let (name, value) = match s.split_once('=') {
+        Some((n, v)) => (n, Some(v.to_string())),
+        None => (s, None),
+    };
+    if name.is_empty() {
+        return Err(SpecError::BuildArgEmptyName { arg: s.to_string() });
+    }
+    if name.chars().any(char::is_whitespace) {
+        return Err(SpecError::BuildArgWhitespace {
+            arg: s.to_string(),
+            name: name.to_string(),
+        });
+    }
+    Ok(BuildArg {
+        name: name.to_string(),
+        value,
+    })
+}
+
+/// Resolves build args in order (a later one wins): `NAME` alone reads
+/// `env(NAME)` and is skipped when unset, as docker does.
+pub fn resolve_build_args(
+    args: &[BuildArg],
+    env: impl Fn(&str) -> Option<String>,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for a in args {
+        match &a.value {
+            Some(v) => {
+                out.insert(a.name.clone(), v.clone());
+            }
+            None => {
+                if let Some(v) = env(&a.name) {
+                    out.insert(a.name.clone(), v);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `--label KEY[=VALUE]` (`KEY` alone is an empty value, as docker's).
+pub fn parse_label(s: &str) -> Result<(String, String), SpecError> {
+    let (k, v) = s.split_once('=').unwrap_or((s, ""));
+    if k.is_empty() {
+        return Err(SpecError::LabelEmptyKey {
+            label: s.to_string(),
+        });
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// `--secret id=X,src=FILE|env=VAR[,type=file|env]` with buildx's
+/// parsing: comma-separated `key=value` fields (`source` = `src`); with
+/// `type=env` and no `env=`, `src` names the variable; `id` defaults to
+/// the base name of `src` (or the variable); with neither source given the
+/// variable named `id` is used when `has_env(id)`, else the file named
+/// `id`. A relative file is made absolute against the current directory.
+pub fn parse_secret(s: &str, has_env: impl Fn(&str) -> bool) -> Result<SecretSpec, SpecError> {
+    const FLAG: Flag = Flag::Secret;
+    let mut typ: Option<&str> = None;
+    let (mut id, mut src, mut env) = (None, None, None);
+    for field in split_csv(FLAG, s)? {
+        let Some((key, value)) = field.split_once('=') else {
+            return Err(SpecError::NotKeyValue { flag: FLAG, field });
+        };
+        match key.to_ascii_lowercase().as_str() {
+            "type" => match value {
+                "file" => typ = Some("file"),
+                "env" => typ = Some("env"),
+                _ => {
+                    return Err(SpecError::SecretType {
+                        value: value.to_string(),
+                    });
+                }
+            },
+            "id" => id = Some(value.to_string()),
+            "source" | "src" => src = Some(value.to_string()),
+            "env" => env = Some(value.to_string()),
+            _ => {
+                return Err(SpecError::SecretKey {
+                    key: key.to_string(),
+                    field: field.clone(),
+                });
+            }
+        }
+    }
+    if typ == Some("env") && env.is_none() {
+        env = src.take();
+    }
+    let id = match id.filter(|i| !i.is_empty()) {
+        Some(id) => id,
+        None => match (&src, &env) {
+            (Some(p), _) => Path::new(p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| SpecError::SecretIdFromSrc { src: p.clone() })?,
+            (None, Some(e)) => e.clone(),
+            (None, None) => return Err(SpecError::SecretId),
+        },
+    };
+    let source = match (src, env) {
+        (_, Some(e)) if !e.is_empty() => SecretSource::Env(e),
+        (Some(p), _) if !p.is_empty() => SecretSource::File(absolute(&p)),
+        _ if typ == Some("env") || (typ.is_none() && has_env(&id)) => SecretSource::Env(id.clone()),
+        _ => SecretSource::File(absolute(&id)),
+    };
+    Ok(SecretSpec { id, source })
+}
+
+fn absolute(p: &str) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| PathBuf::from(p))
+}
+
+/// The fields of `flag`'s CSV value `s` (the parser's reader, as BuildKit).
+fn split_csv(flag: Flag, s: &str) -> Result<Vec<String>, SpecError> {
+    rbuild_parser::split_csv(s).map_err(|reason| SpecError::Csv {
+        flag,
+        value: s.to_string(),
+        reason,
+    })
+}
+
+/// `-o type=image|oci|docker|local|tar[,dest=…][,name=…][,push=…]`, or buildx's
+/// shorthands: `-o DIR` is `type=local,dest=DIR` and `-o -` is
+/// `type=tar,dest=-`.
+pub fn parse_output(s: &str) -> Result<OutputSpec, SpecError> {
+    const FLAG: Flag = Flag::Output;
+    let fields = split_csv(FLAG, s)?;
+    if fields.len() == 1 && !s.contains('=') {
+        if s.is_empty() {
+            return Err(SpecError::OutputEmpty);
+        }
+        return Ok(if s == "-" {
+            OutputSpec::Tar { dest: "-".into() }
+        } else {
+            OutputSpec::Local { dest: s.into() }
+        });
+    }
+    let mut typ = None;
+    let mut dest: Option<PathBuf> = None;
+    let mut names = Vec::new();
+    let mut push = None;
+    for field in fields {
+        let Some((key, value)) = field.split_once('=') else {
+            return Err(SpecError::NotKeyValue { flag: FLAG, field });
+        };
+        match key.to_ascii_lowercase().as_str() {
+            "type" => typ = Some(value.to_string()),
+            "dest" => dest = Some(value.into()),
+            "name" => {
+                for n in value.split(',').filter(|n| !n.is_empty()) {
+                    names.push(tag(FLAG, n)?);
+                }
+            }
+            "push" => {
+                push =
+                    Some(
+                        rbuild_parser::parse_bool(value).ok_or_else(|| SpecError::OutputPush {
+                            value: value.to_string(),
+                        })?,
+                    )
+            }
+            _ => {
+                return Err(SpecError::OutputAttribute {
+                    key: key.to_string(),
+                });
+            }
+        }
+    }
+    let Some(typ) = typ else {
+        return Err(SpecError::OutputTypeMissing);
+    };
+    let need_dest = |dest: Option<PathBuf>, stdout_ok: bool| -> Result<PathBuf, SpecError> {
+        let typ = typ.clone();
+        match dest {
+            None => Err(SpecError::OutputDestMissing { typ }),
+            Some(d) if d.as_os_str() == "-" && !stdout_ok => {
+                Err(SpecError::OutputDestStdout { typ })
+            }
+            Some(d) if d.as_os_str().is_empty() => Err(SpecError::OutputDestEmpty { typ }),
+            Some(d) => Ok(d),
+        }
+    };
+    if !names.is_empty() && typ != "image" {
+        return Err(SpecError::OutputImageOnly {
+            attribute: "name",
+            typ,
+        });
+    }
+    if push.is_some() && typ != "image" {
+        return Err(SpecError::OutputImageOnly {
+            attribute: "push",
+            typ,
+        });
+    }
+    Ok(match typ.as_str() {
+        "image" => {
+            if dest.is_some() {
+                return Err(SpecError::OutputImageDest);
+            }
+            OutputSpec::Image {
+                names,
+                push: push.unwrap_or(false),
+            }
+        }
+        "oci" => OutputSpec::Oci {
+            dest: need_dest(dest, true)?,
+        },
+        "docker" => OutputSpec::Docker {
+            dest: need_dest(dest, true)?,
+        },
+        "tar" => OutputSpec::Tar {
+            dest: need_dest(dest, true)?,
+        },
+        "local" => OutputSpec::Local {
+            dest: need_dest(dest, false)?,
+        },
+        _ => return Err(SpecError::OutputType { typ }),
+    })
+}
+
+/// `--platform`: only the host platform (rbuild does not cross-build), in
+/// any of containerd's spellings (`linux/amd64`, `amd64`, `linux`,
+/// `x86_64`, `local`).
+pub fn parse_platform(s: &str) -> Result<Platform, SpecError> {
+    parse_platform_for(s, &Platform::host())
+}
+
+/// [`parse_platform`] against a given host.
+pub fn parse_platform_for(s: &str, host: &Platform) -> Result<Platform, SpecError> {
+    if s.contains(',') {
+        return Err(SpecError::Platforms {
+            value: s.to_string(),
+            host: host.clone(),
+        });
+    }
+    let lower = s.trim().to_ascii_lowercase();
+    if lower == "local" {
+        return Ok(host.clone());
+    }
+    let parts: Vec<&str> = lower.split('/').collect();
+    let norm_arch = |a: &str| match a {
+        "x86_64" | "x86-64" => "amd64".to_string(),
+        "aarch64" => "arm64".to_string(),
+        "i386" | "i686" => "386".to_string(),
+        other => other.to_string(),
+    };
+    let (os, arch, variant) = match parts.as_slice() {
+        [one] if *one == "linux" => (host.os.clone(), host.architecture.clone(), None),
+        [one] => (host.os.clone(), norm_arch(one), None),
+        [os, arch] => (os.to_string(), norm_arch(arch), None),
+        [os, arch, variant] => (os.to_string(), norm_arch(arch), Some(variant.to_string())),
+        _ => {
+            return Err(SpecError::NotPlatform {
+                value: s.to_string(),
+            });
+        }
+    };
+    // arm64's only variant is v8, and it is implied.
+    let variant_ok = match (&variant, &host.variant) {
+        (None, _) => true,
+        (Some(v), Some(h)) => v == h,
+        (Some(v), None) => arch == "amd64" && v == "v1",
+    };
+    if os != host.os || arch != host.architecture || !variant_ok {
+        return Err(SpecError::NotHost {
+            value: s.to_string(),
+            host: host.clone(),
+        });
+    }
+    Ok(host.clone())
+}
+
+/// A size as docker's `--keep-storage` (`units.RAMInBytes`): bytes, or a
+/// number with a binary unit `k`, `m`, `g`, `t`, `p` (optionally followed
+/// by `b` or `ib`), case-insensitive; decimals allowed (`1.5g`).
+pub fn parse_size(s: &str) -> Result<u64, SpecError> {
+    rbuild_parser::ram_in_bytes(s.trim()).ok_or_else(|| SpecError::Size {
+        value: s.to_string(),
+    })
+}
+
+/// The `type=…,key=value` fields of a cache flag, keys lowercased.
+fn cache_fields(flag: Flag, s: &str) -> Result<Vec<(String, String)>, SpecError> {
+    split_csv(flag, s)?
+        .into_iter()
+        .map(|field| match field.split_once('=') {
+            Some((k, v)) => Ok((k.trim().to_ascii_lowercase(), v.to_string())),
+            None => Err(SpecError::NotKeyValue { flag, field }),
+        })
+        .collect()
+}
+
+fn parse_bool_attr(flag: Flag, key: &str, v: &str) -> Result<bool, SpecError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(SpecError::CacheBool {
+            flag,
+            key: key.to_string(),
+            value: v.to_string(),
+        }),
+    }
+}
+
+fn parse_mode_attr(flag: Flag, v: &str) -> Result<ExportMode, SpecError> {
+    match v.to_ascii_lowercase().as_str() {
+        "min" => Ok(ExportMode::Min),
+        "max" => Ok(ExportMode::Max),
+        _ => Err(SpecError::CacheMode {
+            flag,
+            value: v.to_string(),
+        }),
+    }
+}
+
+/// `--cache-to type=local,dest=DIR[,mode=min|max][,mounts=true]`,
+/// `type=registry,ref=REF[,…]` (a bare `REF` is that, as in buildx) or
+/// `type=inline`. Keys buildx knows but rbuild does not use (compression,
+/// oci-mediatypes, …) are refused by name rather than ignored.
+pub fn parse_cache_to(s: &str) -> Result<CacheToSpec, SpecError> {
+    const FLAG: Flag = Flag::CacheTo;
+    if !s.contains('=') {
+        if s.is_empty() {
+            return Err(SpecError::CacheEmpty { flag: FLAG });
+        }
+        return Ok(CacheToSpec::Registry {
+            reference: s.to_string(),
+            mode: ExportMode::Min,
+            mounts: false,
+        });
+    }
+    let (mut typ, mut dest, mut reference, mut mode, mut mounts) = (None, None, None, None, false);
+    for (key, value) in cache_fields(FLAG, s)? {
+        match key.as_str() {
+            "type" => typ = Some(value.to_ascii_lowercase()),
+            "dest" => dest = Some(value),
+            "ref" => reference = Some(value),
+            "mode" => mode = Some(parse_mode_attr(FLAG, &value)?),
+            "mounts" => mounts = parse_bool_attr(FLAG, &key, &value)?,
+            _ => return Err(SpecError::CacheKey { flag: FLAG, key }),
+        }
+    }
+    let typ = typ.ok_or(SpecError::CacheTypeMissing { flag: FLAG })?;
+    let refuse = |attribute: &'static str, present: bool| {
+        if present {
+            Err(SpecError::CacheTakesNo {
+                flag: FLAG,
+                typ: typ.clone(),
+                attribute,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    let needs = |attribute: &'static str| SpecError::CacheNeeds {
+        flag: FLAG,
+        typ: typ.clone(),
+        attribute,
+    };
+    let mode = mode.unwrap_or_default();
+    match typ.as_str() {
+        "local" => {
+            refuse("ref", reference.is_some())?;
+            let dest = dest
+                .filter(|d| !d.is_empty())
+                .ok_or_else(|| needs("dest=DIR"))?;
+            Ok(CacheToSpec::Local {
+                dest: dest.into(),
+                mode,
+                mounts,
+            })
+        }
+        "registry" => {
+            refuse("dest", dest.is_some())?;
+            let reference = reference
+                .filter(|r| !r.is_empty())
+                .ok_or_else(|| needs("ref=REF"))?;
+            Ok(CacheToSpec::Registry {
+                reference,
+                mode,
+                mounts,
+            })
+        }
+        "inline" => {
+            refuse("dest", dest.is_some())?;
+            refuse("ref", reference.is_some())?;
+            if mode == ExportMode::Max {
+                return Err(SpecError::InlineModeMax);
+            }
+            if mounts {
+                return Err(SpecError::InlineMounts);
+            }
+            Ok(CacheToSpec::Inline)
+        }
+        _ => Err(SpecError::CacheType { flag: FLAG, typ }),
+    }
+}
+
+/// `--cache-from type=local,src=DIR[,mounts=true]`,
+/// `type=registry,ref=REF[,mounts=true]`, or a bare `IMAGE` (its inline
+/// cache, from the store).
+pub fn parse_cache_from(s: &str) -> Result<CacheFromSpec, SpecError> {
+    const FLAG: Flag = Flag::CacheFrom;
+    if !s.contains('=') {
+        if s.is_empty() {
+            return Err(SpecError::CacheEmpty { flag: FLAG });
+        }
+        return Ok(CacheFromSpec::Image {
+            reference: s.to_string(),
+        });
+    }
+    let (mut typ, mut src, mut reference, mut mounts) = (None, None, None, false);
+    for (key, value) in cache_fields(FLAG, s)? {
+        match key.as_str() {
+            "type" => typ = Some(value.to_ascii_lowercase()),
+            "src" => src = Some(value),
+            "ref" => reference = Some(value),
+            "mounts" => mounts = parse_bool_attr(FLAG, &key, &value)?,
+            _ => return Err(SpecError::CacheKey { flag: FLAG, key }),
+        }
+    }
+    let typ = typ.ok_or(SpecError::CacheTypeMissing { flag: FLAG })?;
+    let takes_no = |attribute: &'static str| SpecError::CacheTakesNo {
+        flag: FLAG,
+        typ: typ.clone(),
+        attribute,
+    };
+    let needs = |attribute: &'static str| SpecError::CacheNeeds {
+        flag: FLAG,
+        typ: typ.clone(),
+        attribute,
+    };
+    match typ.as_str() {
+        "local" => {
+            if reference.is_some() {
+                return Err(takes_no("ref"));
+            }
+            let src = src
+                .filter(|d| !d.is_empty())
+                .ok_or_else(|| needs("src=DIR"))?;
+            Ok(CacheFromSpec::Local {
+                src: src.into(),
+                mounts,
+            })
+        }
+        "registry" => {
+            if src.is_some() {
+                return Err(takes_no("src"));
+            }
+            let reference = reference
+                .filter(|r| !r.is_empty())
+                .ok_or_else(|| needs("ref=REF"))?;
+            Ok(CacheFromSpec::Registry { reference, mounts })
+        }
+        _ => Err(SpecError::CacheType { flag: FLAG, typ }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_normalize_and_refuse_bad_or_digested_names() {
+        assert_eq!(
+            parse_tag("app:1.0").unwrap().to_string(),
+            "docker.io/library/app:1.0"
+        );
+        assert_eq!(
+            parse_tag("app").unwrap().to_string(),
+            "docker.io/library/app:latest"
+        );
+        assert!(
+            parse_tag("App:1")
+                .unwrap_err()
+                .to_string()
+                .contains("lowercase")
+        );
+        assert!(parse_tag("app:-x").is_err());
+        let d = format!("app@sha256:{}", "a".repeat(64));
+        assert!(parse_tag(&d).unwrap_err().to_string().contains("digest"));
+    }
+
+    #[test]
+    fn build_args_take_unset_values_from_the_environment_or_skip_them() {
+        let flags: Vec<_> = ["A=1", "B", "C", "A=2", "D="]
+            .iter()
+            .map(|s| parse_build_arg(s).unwrap())
+            .collect();
+        let env = |k: &str| (k == "B").then(|| "from-env".to_string());
+        let got = resolve_build_args(&flags, env);
+        let want: BTreeMap<String, String> = [("A", "2"), ("B", "from-env"), ("D", "")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        assert!(parse_build_arg("=x").is_err());
+        assert_eq!(
+            parse_build_arg("K=a=b").unwrap().value.as_deref(),
+            Some("a=b")
+        );
+    }
+
+    #[test]
+    fn labels_default_to_empty_values() {
+        assert_eq!(parse_label("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert_eq!(parse_label("a").unwrap(), ("a".into(), "".into()));
+        assert!(parse_label("=x").is_err());
+    }
+
+    #[test]
+    fn secrets_follow_buildx_parsing() {
+        let no_env = |_: &str| false;
+        let s = parse_secret("id=tok,src=/x/token.txt", no_env).unwrap();
+        assert_eq!(s.id, "tok");
+        assert_eq!(s.source, SecretSource::File("/x/token.txt".into()));
+        // id defaults to the file's base name; source is a synonym of src.
+        let s = parse_secret("source=/x/token.txt", no_env).unwrap();
+        assert_eq!(s.id, "token.txt");
+        // type=env: src names the variable.
+        let s = parse_secret("id=a,type=env,src=MY_VAR", no_env).unwrap();
+        assert_eq!(s.source, SecretSource::Env("MY_VAR".into()));
+        let s = parse_secret("id=a,env=MY_VAR", no_env).unwrap();
+        assert_eq!(s.source, SecretSource::Env("MY_VAR".into()));
+        let s = parse_secret("env=MY_VAR", no_env).unwrap();
+        assert_eq!(s.id, "MY_VAR");
+        // Only an id: the variable of that name when set, else the file.
+        let s = parse_secret("id=TOKEN", |k| k == "TOKEN").unwrap();
+        assert_eq!(s.source, SecretSource::Env("TOKEN".into()));
+        let s = parse_secret("id=TOKEN", no_env).unwrap();
+        assert!(
+            matches!(s.source, SecretSource::File(p) if p.ends_with("TOKEN") && p.is_absolute())
+        );
+        // Keys are case-insensitive, values are not.
+        let s = parse_secret("ID=Tok,SRC=/f", no_env).unwrap();
+        assert_eq!(s.id, "Tok");
+        assert!(
+            parse_secret("id", no_env)
+                .unwrap_err()
+                .to_string()
+                .contains("key=value")
+        );
+        assert!(
+            parse_secret("id=a,type=ssh", no_env)
+                .unwrap_err()
+                .to_string()
+                .contains("\"ssh\"")
+        );
+        assert!(
+            parse_secret("id=a,foo=b", no_env)
+                .unwrap_err()
+                .to_string()
+                .contains("\"foo\"")
+        );
+        assert!(parse_secret("type=file", no_env).is_err());
+    }
+
+    #[test]
+    fn outputs_parse_like_buildx() {
+        assert_eq!(
+            parse_output("out").unwrap(),
+            OutputSpec::Local { dest: "out".into() }
+        );
+        assert_eq!(
+            parse_output("-").unwrap(),
+            OutputSpec::Tar { dest: "-".into() }
+        );
+        assert!(parse_output("-").unwrap().is_stdout());
+        assert_eq!(
+            parse_output("type=oci,dest=img.tar").unwrap(),
+            OutputSpec::Oci {
+                dest: "img.tar".into()
+            }
+        );
+        assert_eq!(
+            parse_output("type=docker,dest=-").unwrap(),
+            OutputSpec::Docker { dest: "-".into() }
+        );
+        assert_eq!(
+            parse_output("type=local,dest=/tmp/x").unwrap(),
+            OutputSpec::Local {
+                dest: "/tmp/x".into()
+            }
+        );
+        assert_eq!(
+            parse_output("type=image").unwrap(),
+            OutputSpec::Image {
+                names: vec![],
+                push: false
+            }
+        );
+        match parse_output("type=image,\"name=a:1,b:2\"").unwrap() {
+            OutputSpec::Image { names, push } => {
+                assert_eq!(
+                    names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
+                    ["a:1", "b:2"]
+                );
+                assert!(!push);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_output("type=image,name=reg.example:5000/x:1,push=true").unwrap() {
+            OutputSpec::Image { names, push } => {
+                assert_eq!(names[0].familiar(), "reg.example:5000/x:1");
+                assert!(push);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parse_output("type=image,push=false").unwrap(),
+            OutputSpec::Image {
+                names: vec![],
+                push: false
+            }
+        );
+        assert!(
+            parse_output("type=image,push=yes")
+                .unwrap_err()
+                .to_string()
+                .contains("push")
+        );
+        assert!(
+            parse_output("dest=x")
+                .unwrap_err()
+                .to_string()
+                .contains("type is required")
+        );
+        assert!(
+            parse_output("type=local")
+                .unwrap_err()
+                .to_string()
+                .contains("dest")
+        );
+        assert!(
+            parse_output("type=local,dest=-")
+                .unwrap_err()
+                .to_string()
+                .contains("stdout")
+        );
+        assert!(
+            parse_output("type=registry")
+                .unwrap_err()
+                .to_string()
+                .contains("registry")
+        );
+        assert!(
+            parse_output("type=tar,dest=x,push=true")
+                .unwrap_err()
+                .to_string()
+                .contains("push")
+        );
+        assert!(parse_output("type=image,name=BAD").is_err());
+    }
+
+    #[test]
+    fn only_the_host_platform_is_accepted() {
+        let host = Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        };
+        for ok in [
+            "linux/amd64",
+            "LINUX/AMD64",
+            "amd64",
+            "linux",
+            "x86_64",
+            "local",
+            "linux/amd64/v1",
+        ] {
+            assert_eq!(parse_platform_for(ok, &host).unwrap(), host, "{ok}");
+        }
+        for bad in [
+            "linux/arm64",
+            "windows/amd64",
+            "s390x",
+            "linux/amd64/v3",
+            "a/b/c/d",
+        ] {
+            assert!(parse_platform_for(bad, &host).is_err(), "{bad}");
+        }
+        assert!(
+            parse_platform_for("linux/amd64,linux/arm64", &host)
+                .unwrap_err()
+                .to_string()
+                .contains("several")
+        );
+        let arm = Platform {
+            os: "linux".into(),
+            architecture: "arm64".into(),
+            variant: Some("v8".into()),
+        };
+        assert_eq!(parse_platform_for("linux/arm64", &arm).unwrap(), arm);
+        assert_eq!(parse_platform_for("linux/arm64/v8", &arm).unwrap(), arm);
+        assert_eq!(parse_platform_for("aarch64", &arm).unwrap(), arm);
+        assert_eq!(parse_platform("local").unwrap(), Platform::host());
+    }
+
+    #[test]
+    fn sizes_use_binary_units_like_docker() {
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert_eq!(parse_size("1k").unwrap(), 1024);
+        assert_eq!(parse_size("512MB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("10gb").unwrap(), 10 << 30);
+        assert_eq!(parse_size("1.5g").unwrap(), 3 << 29);
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5x").is_err());
+    }
+
+    #[test]
+    fn csv_fields_may_be_quoted() {
+        assert_eq!(
+            split_csv(Flag::Output, "a,\"b,c\",d").unwrap(),
+            ["a", "b,c", "d"]
+        );
+        assert_eq!(split_csv(Flag::Output, "\"x\"\"y\"").unwrap(), ["x\"y"]);
+        assert!(
+            split_csv(Flag::Output, "a\"b")
+                .unwrap_err()
+                .to_string()
+                .contains("bare \"")
+        );
+    }
+
+    #[test]
+    fn cache_flags_parse_like_buildx_and_name_the_bad_key() {
+        assert_eq!(
+            parse_cache_to("type=local,dest=/tmp/c,mode=max,mounts=true").unwrap(),
+            CacheToSpec::Local {
+                dest: "/tmp/c".into(),
+                mode: ExportMode::Max,
+                mounts: true
+            }
+        );
+        assert_eq!(
+            parse_cache_to("type=local,dest=d").unwrap(),
+            CacheToSpec::Local {
+                dest: "d".into(),
+                mode: ExportMode::Min,
+                mounts: false
+            }
+        );
+        assert_eq!(
+            parse_cache_to("reg.example/app:cache").unwrap(),
+            CacheToSpec::Registry {
+                reference: "reg.example/app:cache".into(),
+                mode: ExportMode::Min,
+                mounts: false
+            }
+        );
+        assert_eq!(parse_cache_to("type=inline").unwrap(), CacheToSpec::Inline);
+        let e = parse_cache_to("type=local,dest=d,colour=blue")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--cache-to") && e.contains("\"colour\""), "{e}");
+        let e = parse_cache_to("type=local,dest=d,mode=medium")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mode=\"medium\""), "{e}");
+        assert!(
+            parse_cache_to("type=local")
+                .unwrap_err()
+                .to_string()
+                .contains("dest=")
+        );
+        assert!(parse_cache_to("type=inline,mode=max").is_err());
+        assert!(
+            parse_cache_to("type=gha")
+                .unwrap_err()
+                .to_string()
+                .contains("\"gha\"")
+        );
+        assert_eq!(
+            parse_cache_from("type=local,src=/c,mounts=true").unwrap(),
+            CacheFromSpec::Local {
+                src: "/c".into(),
+                mounts: true
+            }
+        );
+        assert_eq!(
+            parse_cache_from("app:1").unwrap(),
+            CacheFromSpec::Image {
+                reference: "app:1".into()
+            }
+        );
+        let e = parse_cache_from("type=local,src=/c,mode=max")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--cache-from") && e.contains("\"mode\""), "{e}");
+        assert!(
+            parse_cache_from("type=registry")
+                .unwrap_err()
+                .to_string()
+                .contains("ref=")
+        );
+    }
+
+    /// Every message, byte for byte as `rbuild build` printed them before
+    /// the parsers moved into this crate (users and scripts read them),
+    /// and the flag each is about.
+    #[test]
+    fn every_message_is_pinned_and_names_its_flag() {
+        let host = Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        };
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "tag",
+                "App:1",
+                "invalid reference \"App:1\": repository name \"App\" must be lowercase\nhint: write \"app\"",
+            ),
+            (
+                "tag",
+                "app@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                "invalid tag \"app@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\": a tag cannot contain a digest\nhint: write NAME[:TAG]",
+            ),
+            (
+                "build_arg",
+                "=x",
+                "invalid build arg \"=x\": the name is empty\nhint: write NAME=VALUE, or NAME to pass the variable from the environment",
+            ),
+            (
+                "build_arg",
+                "A B=1",
+                "invalid build arg \"A B=1\": the name \"A B\" contains whitespace",
+            ),
+            (
+                "label",
+                "=x",
+                "invalid label \"=x\": the key is empty\nhint: write KEY=VALUE",
+            ),
+            (
+                "secret",
+                "id=a,\"b",
+                "invalid --secret value \"id=a,\\\"b\": extraneous or missing \" in quoted-field",
+            ),
+            (
+                "secret",
+                "id",
+                "invalid field \"id\": must be a key=value pair",
+            ),
+            (
+                "secret",
+                "id=a,type=ssh",
+                "unsupported secret type \"ssh\"\nhint: type=file or type=env",
+            ),
+            (
+                "secret",
+                "id=a,foo=b",
+                "unexpected key \"foo\" in \"foo=b\"\nhint: keys are id, type, src (or source) and env",
+            ),
+            (
+                "secret",
+                "src=/",
+                "cannot derive a secret id from src=\"/\"",
+            ),
+            (
+                "secret",
+                "type=file",
+                "a secret needs id=ID or src=PATH\nhint: e.g. id=token,src=./token.txt",
+            ),
+            (
+                "output",
+                "",
+                "empty output\nhint: -o type=local,dest=DIR or -o DIR",
+            ),
+            (
+                "output",
+                "a\"b",
+                "invalid --output value \"a\\\"b\": bare \" in non-quoted-field",
+            ),
+            (
+                "output",
+                "type=image,x",
+                "invalid field \"x\": must be a key=value pair",
+            ),
+            (
+                "output",
+                "type=image,name=App",
+                "invalid reference \"App\": repository name \"App\" must be lowercase\nhint: write \"app\"",
+            ),
+            (
+                "output",
+                "type=image,name=a@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                "invalid tag \"a@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\": a tag cannot contain a digest\nhint: write NAME[:TAG]",
+            ),
+            (
+                "output",
+                "type=image,push=yes",
+                "invalid value \"yes\" for push: must be true or false",
+            ),
+            (
+                "output",
+                "type=image,colour=red",
+                "unsupported output attribute \"colour\"\nhint: rbuild's outputs take type=, dest= and (for type=image) name= and push=",
+            ),
+            ("output", "dest=x", "type is required for output"),
+            ("output", "type=oci", "output type=oci needs dest=…"),
+            (
+                "output",
+                "type=local,dest=-",
+                "output type=local cannot write to stdout (dest=-)\nhint: give a directory",
+            ),
+            ("output", "type=tar,dest=", "output type=tar: dest is empty"),
+            (
+                "output",
+                "type=tar,dest=x,name=a",
+                "name= is only for type=image, not type=tar",
+            ),
+            (
+                "output",
+                "type=tar,dest=x,push=true",
+                "push= is only for type=image, not type=tar",
+            ),
+            (
+                "output",
+                "type=image,dest=x",
+                "output type=image takes no dest=",
+            ),
+            (
+                "output",
+                "type=registry",
+                "unsupported output type \"registry\"\nhint: image, oci, docker, tar or local",
+            ),
+            (
+                "platform",
+                "linux/amd64,linux/arm64",
+                "\"linux/amd64,linux/arm64\": building for several platforms is not supported\nhint: rbuild builds for the host platform, linux/amd64",
+            ),
+            (
+                "platform",
+                "a/b/c/d",
+                "\"a/b/c/d\" is not a platform (os/arch[/variant])",
+            ),
+            (
+                "platform",
+                "linux/arm64",
+                "\"linux/arm64\" is not the host platform\nhint: rbuild builds only for the host platform, linux/amd64",
+            ),
+            (
+                "size",
+                "ten",
+                "invalid size \"ten\"\nhint: e.g. 512m, 10gb, 1073741824",
+            ),
+            (
+                "cache_to",
+                "",
+                "empty --cache-to\nhint: --cache-to type=local,dest=DIR",
+            ),
+            (
+                "cache_to",
+                "type=local,a\"b",
+                "invalid --cache-to value \"type=local,a\\\"b\": bare \" in non-quoted-field",
+            ),
+            (
+                "cache_to",
+                "type=local,x",
+                "invalid --cache-to field \"x\": must be a key=value pair",
+            ),
+            (
+                "cache_to",
+                "type=local,dest=d,mounts=maybe",
+                "invalid --cache-to mounts=\"maybe\": expected true or false",
+            ),
+            (
+                "cache_to",
+                "type=local,dest=d,mode=medium",
+                "invalid --cache-to mode=\"medium\"\nhint: mode=min or mode=max",
+            ),
+            (
+                "cache_to",
+                "type=local,dest=d,colour=blue",
+                "unsupported --cache-to key \"colour\"\nhint: rbuild's cache exports take type=, dest= (local), ref= (registry), mode=min|max and mounts=true",
+            ),
+            ("cache_to", "dest=d", "--cache-to: type= is required"),
+            (
+                "cache_to",
+                "type=local,dest=d,ref=r",
+                "--cache-to type=local takes no ref=",
+            ),
+            (
+                "cache_to",
+                "type=registry,ref=r,dest=d",
+                "--cache-to type=registry takes no dest=",
+            ),
+            (
+                "cache_to",
+                "type=inline,ref=r",
+                "--cache-to type=inline takes no ref=",
+            ),
+            (
+                "cache_to",
+                "type=local",
+                "--cache-to type=local needs dest=DIR",
+            ),
+            (
+                "cache_to",
+                "type=registry",
+                "--cache-to type=registry needs ref=REF",
+            ),
+            (
+                "cache_to",
+                "type=inline,mode=max",
+                "--cache-to type=inline supports only mode=min (the image carries only its own layers)\nhint: use type=local or type=registry for mode=max",
+            ),
+            (
+                "cache_to",
+                "type=inline,mounts=true",
+                "--cache-to type=inline cannot carry cache mounts (mounts=true)\nhint: use type=local or type=registry",
+            ),
+            (
+                "cache_to",
+                "type=gha",
+                "unsupported --cache-to type \"gha\"\nhint: local, registry or inline",
+            ),
+            (
+                "cache_from",
+                "",
+                "empty --cache-from\nhint: --cache-from type=local,src=DIR",
+            ),
+            (
+                "cache_from",
+                "type=local,a\"b",
+                "invalid --cache-from value \"type=local,a\\\"b\": bare \" in non-quoted-field",
+            ),
+            (
+                "cache_from",
+                "type=local,x",
+                "invalid --cache-from field \"x\": must be a key=value pair",
+            ),
+            (
+                "cache_from",
+                "type=local,src=/c,mounts=maybe",
+                "invalid --cache-from mounts=\"maybe\": expected true or false",
+            ),
+            (
+                "cache_from",
+                "type=local,src=/c,mode=max",
+                "unsupported --cache-from key \"mode\"\nhint: rbuild's cache imports take type=, src= (local), ref= (registry) and mounts=true",
+            ),
+            ("cache_from", "src=/c", "--cache-from: type= is required"),
+            (
+                "cache_from",
+                "type=local,src=/c,ref=r",
+                "--cache-from type=local takes no ref=",
+            ),
+            (
+                "cache_from",
+                "type=registry,ref=r,src=s",
+                "--cache-from type=registry takes no src=",
+            ),
+            (
+                "cache_from",
+                "type=local",
+                "--cache-from type=local needs src=DIR",
+            ),
+            (
+                "cache_from",
+                "type=registry",
+                "--cache-from type=registry needs ref=REF",
+            ),
+            (
+                "cache_from",
+                "type=gha",
+                "unsupported --cache-from type \"gha\"\nhint: local, registry, or a bare IMAGE for its inline cache",
+            ),
+        ];
+        for &(syntax, value, want) in cases {
+            let (got, flag) = match syntax {
+                "tag" => (parse_tag(value).map(drop), Flag::Tag),
+                "build_arg" => (parse_build_arg(value).map(drop), Flag::BuildArg),
+                "label" => (parse_label(value).map(drop), Flag::Label),
+                "secret" => (parse_secret(value, |_| false).map(drop), Flag::Secret),
+                "output" => (parse_output(value).map(drop), Flag::Output),
+                "platform" => (parse_platform_for(value, &host).map(drop), Flag::Platform),
+                "size" => (parse_size(value).map(drop), Flag::KeepStorage),
+                "cache_to" => (parse_cache_to(value).map(drop), Flag::CacheTo),
+                "cache_from" => (parse_cache_from(value).map(drop), Flag::CacheFrom),
+                other => panic!("{other}"),
+            };
+            let e = got.unwrap_err();
+            assert_eq!(e.to_string(), want, "{syntax} {value:?}");
+            assert_eq!(e.flag(), flag, "{syntax} {value:?}");
+        }
+    }
+}
