@@ -1,0 +1,419 @@
+//! The [`Client`] and its options: one HTTP exchange (`send_raw`), and the
+//! manifest and blob requests other features build on (fetch, check,
+//! push), each sent through [`Client::request`], which settles auth (see
+//! `auth.rs`). Reading response bodies and turning failed responses into
+//! [`RegistryError`]s is here too.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use rbuild_oci::Digest;
+use ureq::http::{self, Response};
+
+use crate::auth::AuthState;
+use crate::endpoint::{absolute_url, strip_query};
+use crate::{
+    Access, BlobPush, ConfigFile, INSECURE_REGISTRIES_ENV, MANIFEST_ACCEPT, MAX_MANIFEST_SIZE,
+    RegistryError, Repository, config,
+};
+
+/// How a [`Client`] connects and authenticates.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// Registries (`HOST[:PORT]`, `HOST`, or a CIDR range) reached over
+    /// plain HTTP besides loopback.
+    pub insecure_registries: Vec<String>,
+    /// Docker's config file; [`DockerConfig::default_path`](crate::DockerConfig::default_path) when `None`.
+    pub docker_config: Option<PathBuf>,
+    /// rbuild's config files that were looked for (read or not), named
+    /// in the hint when a registry does not speak TLS.
+    pub config_files: Vec<PathBuf>,
+}
+
+impl ClientOptions {
+    /// Options from the environment and rbuild's config files for the
+    /// store at `root` ([`ConfigFile::locations`]): the insecure
+    /// registries of both are merged. A malformed config file is an error.
+    pub fn load(root: &std::path::Path) -> Result<ClientOptions, RegistryError> {
+        let mut options = ClientOptions::from_env();
+        for file in ConfigFile::load_all(root)? {
+            options.insecure_registries.extend(file.insecure_registries);
+        }
+        options.config_files = ConfigFile::locations(root);
+        Ok(options)
+    }
+
+    /// [`ClientOptions::load`] for the root `store` lives in (the store
+    /// directory is `<root>/store-vN`), for callers that hold a store.
+    pub fn for_store(store: &rbuild_store::Store) -> Result<ClientOptions, RegistryError> {
+        let root = store.dir().parent().unwrap_or(store.dir());
+        ClientOptions::load(root)
+    }
+
+    /// Options from the environment only: [`INSECURE_REGISTRIES_ENV`] and
+    /// Docker's config location (no config file; see [`ClientOptions::load`]).
+    pub fn from_env() -> ClientOptions {
+        let insecure = std::env::var(INSECURE_REGISTRIES_ENV).unwrap_or_default();
+        ClientOptions {
+            insecure_registries: insecure
+                .split([',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            docker_config: None,
+            config_files: Vec::new(),
+        }
+    }
+}
+
+/// A request body: nothing, bytes (can be resent after an auth
+/// challenge) or a stream of known length (sent once).
+pub enum RequestBody<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    Stream(&'a mut dyn Read, u64),
+}
+
+/// An HTTP client for registries, shared by reference across threads.
+pub struct Client {
+    /// Made on the first request: loading the system's TLS roots costs
+    /// milliseconds a build that never contacts a registry should not pay.
+    pub(crate) agent: std::sync::OnceLock<ureq::Agent>,
+    pub(crate) options: ClientOptions,
+    pub(crate) auth: Mutex<AuthState>,
+}
+
+impl Client {
+    /// A client with TLS on the system root certificates (the
+    /// ca-certificates bundle, or `SSL_CERT_FILE`), falling back to the
+    /// bundled Mozilla roots when the system has none: corporate and
+    /// private CAs installed on the machine then work, as with Docker.
+    pub fn new(mut options: ClientOptions) -> Client {
+        // Entries from the flag and the environment get the config file's
+        // treatment too (`http://reg:5000/` names `reg:5000`).
+        options.insecure_registries = options
+            .insecure_registries
+            .iter()
+            .map(|h| config::normalize_host(h))
+            .filter(|h| !h.is_empty())
+            .collect();
+        Client {
+            agent: std::sync::OnceLock::new(),
+            options,
+            auth: Mutex::new(AuthState::default()),
+        }
+    }
+
+    /// Sends one request, without auth handling.
+    pub(crate) fn send_raw(
+        &self,
+        method: &str,
+        url: &str,
+        authorization: Option<&str>,
+        headers: &[(&str, &str)],
+        body: RequestBody<'_>,
+    ) -> Result<Response<ureq::Body>, RegistryError> {
+        let mut builder = http::Request::builder().method(method).uri(url);
+        if let Some(a) = authorization {
+            builder = builder.header("Authorization", a);
+        }
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let transport = |source: ureq::Error| self.transport_error(url, source);
+        let bad_request = |e: http::Error| RegistryError::Transport {
+            url: url.to_string(),
+            source: Box::new(ureq::Error::Http(e)),
+        };
+        match body {
+            RequestBody::Empty if matches!(method, "GET" | "HEAD") => {
+                let req = builder.body(()).map_err(bad_request)?;
+                self.agent().run(req).map_err(transport)
+            }
+            RequestBody::Empty => {
+                let req = builder.body(&[][..]).map_err(bad_request)?;
+                self.agent().run(req).map_err(transport)
+            }
+            RequestBody::Bytes(b) => {
+                let req = builder.body(b).map_err(bad_request)?;
+                self.agent().run(req).map_err(transport)
+            }
+            RequestBody::Stream(reader, len) => {
+                let req = builder
+                    .header("Content-Length", len.to_string())
+                    .body(ureq::SendBody::from_reader(reader))
+                    .map_err(bad_request)?;
+                self.agent().run(req).map_err(transport)
+            }
+        }
+    }
+
+    /// Fetches the manifest `reference` (a tag or digest) of `repo`.
+    /// Returns its bytes, media type and digest; when `reference` is a
+    /// digest the bytes are verified against it.
+    pub fn get_manifest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+    ) -> Result<(Vec<u8>, String, Digest), RegistryError> {
+        let url = self.manifest_url(repo, reference);
+        let mut resp = self.request(
+            "GET",
+            &url,
+            repo,
+            Access::Pull,
+            &[],
+            &[("Accept", MANIFEST_ACCEPT)],
+            RequestBody::Empty,
+        )?;
+        if resp.status() == 404 {
+            return Err(RegistryError::ManifestNotFound {
+                registry: repo.registry.clone(),
+                reference: format!("{}:{reference}", repo.name).replace(":sha256:", "@sha256:"),
+            });
+        }
+        if !resp.status().is_success() {
+            return Err(status_error("GET", &url, resp));
+        }
+        let header_type = header(&resp, "content-type");
+        let bytes = read_limited(&mut resp, &url, MAX_MANIFEST_SIZE)?;
+        let digest = Digest::of(&bytes);
+        if let Ok(expected) = reference.parse::<Digest>()
+            && expected != digest
+        {
+            return Err(RegistryError::ManifestDigest {
+                reference: format!("{}@{reference}", repo.display()),
+                expected,
+                actual: digest,
+            });
+        }
+        // The document's own mediaType wins over the header, which some
+        // registries get wrong.
+        let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| {
+                v.get("mediaType")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
+            .or(header_type)
+            .unwrap_or_default();
+        Ok((bytes, media_type, digest))
+    }
+
+    /// Stores `bytes` as the manifest `reference` (a tag or digest) of
+    /// `repo` with `media_type`. Returns the manifest's digest.
+    pub fn put_manifest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Digest, RegistryError> {
+        let url = self.manifest_url(repo, reference);
+        let resp = self.request(
+            "PUT",
+            &url,
+            repo,
+            Access::Push,
+            &[],
+            &[("Content-Type", media_type)],
+            RequestBody::Bytes(bytes),
+        )?;
+        if !resp.status().is_success() {
+            return Err(status_error("PUT", &url, resp));
+        }
+        Ok(Digest::of(bytes))
+    }
+
+    /// True when `repo` has the blob `digest` (`HEAD`).
+    pub fn has_blob(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        access: Access,
+    ) -> Result<bool, RegistryError> {
+        let url = self.blob_url(repo, digest);
+        let resp = self.request("HEAD", &url, repo, access, &[], &[], RequestBody::Empty)?;
+        match resp.status().as_u16() {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            _ => Err(status_error("HEAD", &url, resp)),
+        }
+    }
+
+    /// Streams the blob `digest` of `repo` into `out`; returns the byte
+    /// count. The caller verifies the digest (the store's `BlobWriter`
+    /// does, while the bytes stream in).
+    pub fn fetch_blob(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64, RegistryError> {
+        let url = self.blob_url(repo, digest);
+        let mut resp = self.request(
+            "GET",
+            &url,
+            repo,
+            Access::Pull,
+            &[],
+            &[],
+            RequestBody::Empty,
+        )?;
+        if !resp.status().is_success() {
+            return Err(status_error("GET", &url, resp));
+        }
+        let mut reader = resp.body_mut().as_reader();
+        // By hand rather than io::copy, so a network error and a local
+        // write error (disk full, naming its path) stay apart.
+        let mut buf = vec![0u8; 256 << 10];
+        let mut total = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(RegistryError::Transport {
+                        url,
+                        source: Box::new(ureq::Error::Io(e)),
+                    });
+                }
+            };
+            out.write_all(&buf[..n])?;
+            total += n as u64;
+        }
+    }
+
+    /// Uploads one blob of `size` bytes read from `data` to `repo`, unless
+    /// the registry has it (`HEAD`) or can mount it from `mount_from` (a
+    /// repository on the same registry known to hold it).
+    pub fn push_blob(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        size: u64,
+        data: &mut dyn Read,
+        mount_from: Option<&Repository>,
+    ) -> Result<BlobPush, RegistryError> {
+        if self.has_blob(repo, digest, Access::Push)? {
+            return Ok(BlobPush::Exists);
+        }
+        let base = self.base_url(&repo.registry);
+        let mount_from = mount_from.filter(|m| m.registry == repo.registry && m.name != repo.name);
+        let (post_url, extra): (String, Vec<&Repository>) = match mount_from {
+            Some(m) => (
+                format!(
+                    "{base}/{}/blobs/uploads/?mount={digest}&from={}",
+                    repo.name, m.name
+                ),
+                vec![m],
+            ),
+            None => (format!("{base}/{}/blobs/uploads/", repo.name), Vec::new()),
+        };
+        let resp = self.request(
+            "POST",
+            &post_url,
+            repo,
+            Access::Push,
+            &extra,
+            &[],
+            RequestBody::Empty,
+        )?;
+        if resp.status() == 201
+            && let Some(from) = mount_from
+        {
+            return Ok(BlobPush::Mounted { from: from.clone() });
+        }
+        if resp.status() != 202 {
+            return Err(status_error("POST", &post_url, resp));
+        }
+        let location = header(&resp, "location").ok_or_else(|| RegistryError::Status {
+            method: "POST".to_string(),
+            url: post_url.clone(),
+            status: 202,
+            detail: "no Location header for the upload".to_string(),
+        })?;
+        let upload = absolute_url(&base, &location);
+        let sep = if upload.contains('?') { '&' } else { '?' };
+        let put_url = format!("{upload}{sep}digest={digest}");
+        let resp = self.request(
+            "PUT",
+            &put_url,
+            repo,
+            Access::Push,
+            &[],
+            &[("Content-Type", "application/octet-stream")],
+            RequestBody::Stream(data, size),
+        )?;
+        if !resp.status().is_success() {
+            return Err(status_error("PUT", &strip_query(&put_url), resp));
+        }
+        Ok(BlobPush::Uploaded)
+    }
+}
+
+pub(crate) fn header(resp: &Response<ureq::Body>, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+pub(crate) fn read_limited(
+    resp: &mut Response<ureq::Body>,
+    url: &str,
+    limit: u64,
+) -> Result<Vec<u8>, RegistryError> {
+    resp.body_mut()
+        .with_config()
+        .limit(limit)
+        .read_to_vec()
+        .map_err(|source| RegistryError::Transport {
+            url: url.to_string(),
+            source: Box::new(source),
+        })
+}
+
+/// The registry's error message: the `errors` array of the distribution
+/// spec (`CODE: message`), else the start of the body.
+pub(crate) fn error_detail(mut resp: Response<ureq::Body>) -> String {
+    let bytes = resp
+        .body_mut()
+        .with_config()
+        .limit(64 << 10)
+        .read_to_vec()
+        .unwrap_or_default();
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorEntry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorEntry {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    if let Ok(e) = serde_json::from_slice::<Errors>(&bytes) {
+        return e
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.code, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    text.trim().chars().take(200).collect()
+}
+
+pub(crate) fn status_error(method: &str, url: &str, resp: Response<ureq::Body>) -> RegistryError {
+    RegistryError::Status {
+        method: method.to_string(),
+        url: strip_query(url),
+        status: resp.status().as_u16(),
+        detail: error_detail(resp),
+    }
+}
