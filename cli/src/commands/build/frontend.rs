@@ -18,7 +18,6 @@ use rbuild_store::{Image, Store};
 
 use crate::commands::output::Output;
 use crate::commands::push;
-use crate::commands::save::{self, Format};
 
 /// The build's event sink.
 pub struct Frontend<'a> {
@@ -111,11 +110,11 @@ impl ExportHost for CliHost {
     ) -> Result<(), HostError> {
         use anyhow::Context as _;
         let format = match format {
-            ArchiveFormat::Oci => Format::Oci,
-            ArchiveFormat::Docker => Format::Docker,
+            ArchiveFormat::Oci => rbuild_store::archive::ArchiveFormat::Oci,
+            ArchiveFormat::Docker => rbuild_store::archive::ArchiveFormat::Docker,
         };
         let mut out = Output::open(Some(dest))?;
-        save::write_archive(store, images, format, &mut out)
+        rbuild_store::archive::write_archive(store, images, format, &mut out)
             .with_context(|| format!("cannot write the image archive {}", dest.display()))?;
         Ok(out.finish()?)
     }
@@ -124,6 +123,7 @@ impl ExportHost for CliHost {
 #[cfg(test)]
 mod tests {
     use rbuild_builder::OutputSpec;
+    use rbuild_store::archive::{self, ImportOptions, RootFs};
     use serde_json::json;
 
     use super::*;
@@ -135,19 +135,15 @@ mod tests {
         std::fs::create_dir_all(tree.join("etc")).unwrap();
         std::fs::write(tree.join("etc/greeting"), "hello\n").unwrap();
         std::fs::write(tree.join("top"), "top\n").unwrap();
-        let root = dir.path().join("root");
-        crate::commands::import::run(
-            &root,
-            crate::commands::import::Args {
-                source: tree.to_str().unwrap().into(),
-                reference: None,
-                changes: vec![],
-                message: None,
-            },
-        )
-        .unwrap();
-        let store = Store::open(&root).unwrap();
-        let image = store.images().unwrap().remove(0);
+        let store = Store::open(&dir.path().join("root")).unwrap();
+        let options = ImportOptions {
+            config: archive::config_from_changes(&[]).unwrap(),
+            created: "2024-01-01T00:00:00Z".to_string(),
+            comment: None,
+            tags: vec![],
+        };
+        let id = archive::import(&store, "tree", RootFs::Dir(&tree), &options).unwrap();
+        let image = store.resolve(&id).unwrap();
         (dir, store, image)
     }
 
