@@ -2,19 +2,15 @@
 //! build's events (progress to the `--progress` renderer; Dockerfile
 //! warnings rendered as `rbuild check` does; push lines on stdout as
 //! docker prints them; the interrupt handler installed when the steps
-//! start) and [`CliHost`] is the exporters' host (`rbuild save`'s archive
-//! writer, stdout for `dest=-`).
+//! start) and [`CliHost`] is the exporters' host (files that appear once
+//! complete, stdout for `dest=-`).
 
 use std::path::Path;
 use std::sync::Mutex;
 
-use rbuild_builder::{
-    ArchiveFormat, BuildEvents, DockerfileSource, Event, ExportHost, ExportStream, HostError,
-};
-use rbuild_oci::reference::ImageRef;
+use rbuild_builder::{BuildEvents, DockerfileSource, Event, ExportHost, ExportStream, HostError};
 use rbuild_registry::PushProgress as _;
 use rbuild_solver::Digest;
-use rbuild_store::{Image, Store};
 
 use crate::commands::output::Output;
 use crate::commands::push;
@@ -86,8 +82,8 @@ impl BuildEvents for Frontend<'_> {
     }
 }
 
-/// Exports' streams and archives, as `rbuild save` and `rbuild export`
-/// write them.
+/// Exports' streams (rootfs tars, image archives) where `rbuild save` and
+/// `rbuild export` write theirs.
 pub struct CliHost;
 
 impl ExportStream for Output {
@@ -100,30 +96,14 @@ impl ExportHost for CliHost {
     fn open(&self, dest: &Path) -> Result<Box<dyn ExportStream + '_>, HostError> {
         Ok(Box::new(Output::open(Some(dest))?))
     }
-
-    fn write_archive(
-        &self,
-        store: &Store,
-        images: &[(Image, Option<ImageRef>)],
-        format: ArchiveFormat,
-        dest: &Path,
-    ) -> Result<(), HostError> {
-        use anyhow::Context as _;
-        let format = match format {
-            ArchiveFormat::Oci => rbuild_store::archive::ArchiveFormat::Oci,
-            ArchiveFormat::Docker => rbuild_store::archive::ArchiveFormat::Docker,
-        };
-        let mut out = Output::open(Some(dest))?;
-        rbuild_store::archive::write_archive(store, images, format, &mut out)
-            .with_context(|| format!("cannot write the image archive {}", dest.display()))?;
-        Ok(out.finish()?)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use rbuild_builder::OutputSpec;
+    use rbuild_oci::reference::ImageRef;
     use rbuild_store::archive::{self, ImportOptions, RootFs};
+    use rbuild_store::{Image, Store};
     use serde_json::json;
 
     use super::*;
