@@ -11,6 +11,7 @@ use rbuild_parser::ParseError;
 use rbuild_registry::RegistryError;
 use rbuild_solver::plan::PlanError;
 use rbuild_store::StoreError;
+use rbuild_store::archive::ArchiveError;
 use rbuild_store::layer::LayerError;
 use rbuild_worker::cache_transfer::{CacheTransferError, LazyFetchError};
 
@@ -118,6 +119,13 @@ pub enum BuildError {
         path: PathBuf,
         #[source]
         source: LayerError,
+    },
+    /// Writing the image archive of `-o type=oci|docker` failed.
+    #[error("cannot write the image archive {}", .dest.display())]
+    Archive {
+        dest: PathBuf,
+        #[source]
+        source: ArchiveError,
     },
     /// The front end's part of an export failed (its error as it is).
     #[error(transparent)]

@@ -4,10 +4,11 @@
 //! flattened root filesystem as a tar (`tar`) or into a directory
 //! (`local`); and the buildx metadata of the result.
 //!
-//! Two things belong to the front end and come through [`ExportHost`]:
-//! the image archive writer (`rbuild save`'s, which the CLI owns) and
-//! where a stream goes (a file that appears only once complete, or the
-//! front end's stdout for `dest=-`): this crate never opens stdout.
+//! Image archives are written by the store's codec
+//! ([`rbuild_store::archive::write_archive`], `rbuild save`'s too). Where
+//! a stream goes (a file that appears only once complete, or the front
+//! end's stdout for `dest=-`) belongs to the front end and comes through
+//! [`ExportHost`]: this crate never opens stdout.
 
 use std::io::Write;
 use std::path::Path;
@@ -15,6 +16,7 @@ use std::path::Path;
 use rbuild_oci::reference::ImageRef;
 use rbuild_registry as registry;
 use rbuild_registry::{Client, PushEvent, PushProgress};
+use rbuild_store::archive::{self, ArchiveFormat};
 use rbuild_store::layer::{self, PackOptions};
 use rbuild_store::layout::MEDIA_TYPE_MANIFEST;
 use rbuild_store::{Image, Store};
@@ -25,15 +27,6 @@ use crate::events::{BuildEvents, Event};
 use crate::request::BuildRequest;
 use crate::spec::OutputSpec;
 
-/// The two image archive formats of `-o type=oci|docker`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArchiveFormat {
-    /// A pure OCI image layout tar.
-    Oci,
-    /// A docker-archive (`docker load`), with the OCI layout alongside.
-    Docker,
-}
-
 /// A stream export's destination, opened by [`ExportHost::open`]; what
 /// was written becomes visible on [`finish`](ExportStream::finish).
 pub trait ExportStream: Write {
@@ -43,20 +36,9 @@ pub trait ExportStream: Write {
 
 /// What exporters need from the front end.
 pub trait ExportHost: Sync {
-    /// Opens `dest` for a stream (`-o type=tar`): a file that appears only
-    /// once finished, or the front end's stdout for `-`.
+    /// Opens `dest` for a stream (`-o type=tar|oci|docker`): a file that
+    /// appears only once finished, or the front end's stdout for `-`.
     fn open(&self, dest: &Path) -> Result<Box<dyn ExportStream + '_>, HostError>;
-
-    /// Writes `images` (each with the name it is saved under, if any) as
-    /// one image archive in `format` to `dest` (`-`: stdout). The caller
-    /// holds leases on the images.
-    fn write_archive(
-        &self,
-        store: &Store,
-        images: &[(Image, Option<ImageRef>)],
-        format: ArchiveFormat,
-        dest: &Path,
-    ) -> Result<(), HostError>;
 }
 
 /// After a successful build: exports the image to each output, tags it
@@ -134,9 +116,11 @@ pub fn export(
             }
             Ok(())
         }
-        OutputSpec::Oci { dest } => archive(store, image, names, ArchiveFormat::Oci, dest, host),
+        OutputSpec::Oci { dest } => {
+            write_image_archive(store, image, names, ArchiveFormat::Oci, dest, host)
+        }
         OutputSpec::Docker { dest } => {
-            archive(store, image, names, ArchiveFormat::Docker, dest, host)
+            write_image_archive(store, image, names, ArchiveFormat::Docker, dest, host)
         }
         OutputSpec::Tar { dest } => {
             let mut out = host.open(dest).map_err(BuildError::Host)?;
@@ -153,7 +137,10 @@ pub fn export(
     }
 }
 
-fn archive(
+/// Writes `image` as an image archive in `format` to `dest`, listed once
+/// per name in `names` (once without a name when there is none). The
+/// caller holds a lease on the image.
+fn write_image_archive(
     store: &Store,
     image: &Image,
     names: &[ImageRef],
@@ -169,8 +156,14 @@ fn archive(
             .map(|n| (image.clone(), Some(n.clone())))
             .collect()
     };
-    host.write_archive(store, &selected, format, dest)
-        .map_err(BuildError::Host)
+    let mut out = host.open(dest).map_err(BuildError::Host)?;
+    archive::write_archive(store, &selected, format, &mut out).map_err(|source| {
+        BuildError::Archive {
+            dest: dest.to_path_buf(),
+            source,
+        }
+    })?;
+    out.finish().map_err(BuildError::Host)
 }
 
 /// Writes the image's flattened filesystem as a tar to `out` (also

@@ -22,8 +22,8 @@
 //! 7. run the exporters and pushes ([`export()`]).
 //!
 //! Nothing here prints or reads the process's stdin/stdout: events go to
-//! [`BuildEvents`], streams and image archives to the front end's
-//! [`ExportHost`]. Errors are [`BuildError`].
+//! [`BuildEvents`], export streams (rootfs tars, image archives) to what
+//! the front end's [`ExportHost`] opens. Errors are [`BuildError`].
 
 #![forbid(unsafe_code)]
 
@@ -42,7 +42,7 @@ use rbuild_store::{Image, Store};
 
 pub use error::{BuildError, HostError, StepFailure};
 pub use events::{BuildEvents, Event, PullReporter, Stream, Summary, VertexId};
-pub use export::{ArchiveFormat, ExportHost, ExportStream, export};
+pub use export::{ExportHost, ExportStream, export};
 pub use report::BuildReport;
 pub use request::{BuildOptions, BuildRequest, DockerfileSource};
 pub use spec::{BuildArg, CacheFromSpec, CacheToSpec, OutputSpec, SecretSource, SecretSpec};

@@ -68,6 +68,6 @@ pub struct BuildOptions<'a> {
     /// build: running steps are killed and no new one starts; honoured
     /// from [`Event::Solving`](crate::Event::Solving) on.
     pub cancel: &'a AtomicBool,
-    /// What exporters need from the front end (archive writing, stdout).
+    /// What exporters need from the front end (where streams go, stdout).
     pub host: &'a dyn ExportHost,
 }

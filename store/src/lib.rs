@@ -40,6 +40,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod archive;
 pub mod atomic;
 pub mod layer;
 pub mod layout;

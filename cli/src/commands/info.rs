@@ -31,7 +31,7 @@ pub fn run(root: &Path) -> anyhow::Result<ExitCode> {
         sandbox::CgroupVersion::V2 => "2",
     };
     println!("Cgroup Version: {cgroup}");
-    println!("Architecture: {}", super::import::host_arch());
+    println!("Architecture: {}", rbuild_store::archive::host_arch());
     println!("OS: {}", std::env::consts::OS);
     // rbuild's config files: the ones read, then what they and the
     // environment make of registries (docker info's "Insecure Registries").

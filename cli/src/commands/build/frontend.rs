@@ -2,23 +2,18 @@
 //! build's events (progress to the `--progress` renderer; Dockerfile
 //! warnings rendered as `rbuild check` does; push lines on stdout as
 //! docker prints them; the interrupt handler installed when the steps
-//! start) and [`CliHost`] is the exporters' host (`rbuild save`'s archive
-//! writer, stdout for `dest=-`).
+//! start) and [`CliHost`] is the exporters' host (files that appear once
+//! complete, stdout for `dest=-`).
 
 use std::path::Path;
 use std::sync::Mutex;
 
-use rbuild_builder::{
-    ArchiveFormat, BuildEvents, DockerfileSource, Event, ExportHost, ExportStream, HostError,
-};
-use rbuild_oci::reference::ImageRef;
+use rbuild_builder::{BuildEvents, DockerfileSource, Event, ExportHost, ExportStream, HostError};
 use rbuild_registry::PushProgress as _;
 use rbuild_solver::Digest;
-use rbuild_store::{Image, Store};
 
 use crate::commands::output::Output;
 use crate::commands::push;
-use crate::commands::save::{self, Format};
 
 /// The build's event sink.
 pub struct Frontend<'a> {
@@ -87,8 +82,8 @@ impl BuildEvents for Frontend<'_> {
     }
 }
 
-/// Exports' streams and archives, as `rbuild save` and `rbuild export`
-/// write them.
+/// Exports' streams (rootfs tars, image archives) where `rbuild save` and
+/// `rbuild export` write theirs.
 pub struct CliHost;
 
 impl ExportStream for Output {
@@ -101,29 +96,14 @@ impl ExportHost for CliHost {
     fn open(&self, dest: &Path) -> Result<Box<dyn ExportStream + '_>, HostError> {
         Ok(Box::new(Output::open(Some(dest))?))
     }
-
-    fn write_archive(
-        &self,
-        store: &Store,
-        images: &[(Image, Option<ImageRef>)],
-        format: ArchiveFormat,
-        dest: &Path,
-    ) -> Result<(), HostError> {
-        use anyhow::Context as _;
-        let format = match format {
-            ArchiveFormat::Oci => Format::Oci,
-            ArchiveFormat::Docker => Format::Docker,
-        };
-        let mut out = Output::open(Some(dest))?;
-        save::write_archive(store, images, format, &mut out)
-            .with_context(|| format!("cannot write the image archive {}", dest.display()))?;
-        Ok(out.finish()?)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use rbuild_builder::OutputSpec;
+    use rbuild_oci::reference::ImageRef;
+    use rbuild_store::archive::{self, ImportOptions, RootFs};
+    use rbuild_store::{Image, Store};
     use serde_json::json;
 
     use super::*;
@@ -135,19 +115,15 @@ mod tests {
         std::fs::create_dir_all(tree.join("etc")).unwrap();
         std::fs::write(tree.join("etc/greeting"), "hello\n").unwrap();
         std::fs::write(tree.join("top"), "top\n").unwrap();
-        let root = dir.path().join("root");
-        crate::commands::import::run(
-            &root,
-            crate::commands::import::Args {
-                source: tree.to_str().unwrap().into(),
-                reference: None,
-                changes: vec![],
-                message: None,
-            },
-        )
-        .unwrap();
-        let store = Store::open(&root).unwrap();
-        let image = store.images().unwrap().remove(0);
+        let store = Store::open(&dir.path().join("root")).unwrap();
+        let options = ImportOptions {
+            config: archive::config_from_changes(&[]).unwrap(),
+            created: "2024-01-01T00:00:00Z".to_string(),
+            comment: None,
+            tags: vec![],
+        };
+        let id = archive::import(&store, "tree", RootFs::Dir(&tree), &options).unwrap();
+        let image = store.resolve(&id).unwrap();
         (dir, store, image)
     }
 

@@ -1,0 +1,139 @@
+//! [`write_archive`]: images from the store → one docker-archive and/or
+//! OCI layout tar.
+//!
+//! Every entry is written with uid/gid 0 and mtime 0, blobs in the order
+//! the images name them (config, layers bottom first, manifest), each
+//! once; so the same images give the same bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+use rbuild_oci::Digest;
+use rbuild_oci::reference::ImageRef;
+use serde_json::json;
+
+use super::{ArchiveError, ArchiveFormat};
+use crate::layout::{
+    ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Descriptor, Index, MEDIA_TYPE_MANIFEST, OCI_LAYOUT,
+    canonical_json,
+};
+use crate::{Image, Store};
+
+/// Writes `images` (each with the name it is saved under, if any) as one
+/// archive in `format` to `out`. The caller holds leases on the images
+/// (so gc cannot remove a blob midway) and puts `out` in place once this
+/// returns.
+///
+/// The OCI index names each image by `org.opencontainers.image.ref.name`
+/// (its tag) and containerd's `io.containerd.image.name` (the full name);
+/// the docker-archive's `manifest.json` by `RepoTags`.
+pub fn write_archive(
+    store: &Store,
+    images: &[(Image, Option<ImageRef>)],
+    format: ArchiveFormat,
+    out: &mut dyn Write,
+) -> Result<(), ArchiveError> {
+    let mut tar = tar::Builder::new(out);
+    for dir in ["blobs/", "blobs/sha256/"] {
+        let mut h = header(tar::EntryType::Directory, 0);
+        h.set_mode(0o755);
+        h.set_cksum();
+        tar.append_data(&mut h, dir, std::io::empty())
+            .map_err(|source| ArchiveError::WriteEntry {
+                entry: dir.to_string(),
+                source,
+            })?;
+    }
+    let mut written: BTreeSet<Digest> = BTreeSet::new();
+    let mut index = Index::default();
+    let mut docker_manifest = Vec::new();
+    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (image, tag) in images {
+        let blobs = std::iter::once(image.id)
+            .chain(image.layers.iter().map(|l| l.digest))
+            .chain(std::iter::once(image.manifest_digest));
+        for d in blobs {
+            if written.insert(d) {
+                let path = store.blob_path(&d);
+                let file = store.open_blob(&d)?;
+                let len = file
+                    .metadata()
+                    .map_err(|source| ArchiveError::Read {
+                        name: path.display().to_string(),
+                        source,
+                    })?
+                    .len();
+                let mut h = header(tar::EntryType::Regular, len);
+                h.set_cksum();
+                tar.append_data(&mut h, format!("blobs/sha256/{}", d.hex()), file)
+                    .map_err(|source| ArchiveError::ArchiveBlob { path, source })?;
+            }
+        }
+        let mut desc = Descriptor {
+            media_type: MEDIA_TYPE_MANIFEST.to_string(),
+            digest: image.manifest_digest.to_string(),
+            size: image.manifest_size,
+            annotations: BTreeMap::new(),
+            platform: None,
+        };
+        if let Some(t) = tag {
+            desc.annotations
+                .insert(ANNOTATION_IMAGE_NAME.to_string(), t.to_string());
+            desc.annotations.insert(
+                ANNOTATION_REF_NAME.to_string(),
+                t.tag().unwrap_or("latest").to_string(),
+            );
+            if let Some(top) = image.layers.last() {
+                repositories
+                    .entry(t.familiar_repository())
+                    .or_default()
+                    .insert(t.tag().unwrap_or("latest").to_string(), top.diff_id.hex());
+            }
+        }
+        index.manifests.push(desc);
+        docker_manifest.push(json!({
+            "Config": format!("blobs/sha256/{}", image.id.hex()),
+            "RepoTags": tag.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
+            "Layers": image.layers.iter().map(|l| format!("blobs/sha256/{}", l.digest.hex())).collect::<Vec<_>>(),
+        }));
+    }
+    let mut small = |name: &str, data: &[u8]| -> Result<(), ArchiveError> {
+        let mut h = header(tar::EntryType::Regular, data.len() as u64);
+        h.set_cksum();
+        tar.append_data(&mut h, name, data)
+            .map_err(|source| ArchiveError::WriteEntry {
+                entry: name.to_string(),
+                source,
+            })
+    };
+    small("index.json", &canonical_json(&index))?;
+    if format == ArchiveFormat::Docker {
+        // Serializing JSON values and string maps cannot fail.
+        small(
+            "manifest.json",
+            &serde_json::to_vec(&docker_manifest).expect("JSON values serialize"),
+        )?;
+        if !repositories.is_empty() {
+            small(
+                "repositories",
+                &serde_json::to_vec(&repositories).expect("string maps serialize"),
+            )?;
+        }
+    }
+    small("oci-layout", OCI_LAYOUT.as_bytes())?;
+    tar.finish()
+        .map_err(|source| ArchiveError::Finish { source })?;
+    Ok(())
+}
+
+/// A ustar header owned by root, mode 0644, mtime 0.
+fn header(kind: tar::EntryType, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h
+}
