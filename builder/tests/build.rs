@@ -159,16 +159,16 @@ fn a_scratch_build_writes_the_image_and_a_rebuild_is_fully_cached() {
     let image = fx.store.resolve("app:1").unwrap();
     assert_eq!(image.id, first.image.id);
     assert_eq!(first.names, [ImageRef::parse("app:1").unwrap()]);
-    let config = image.config.config().as_ref().unwrap();
-    assert_eq!(config.working_dir().as_deref(), Some("/app"));
-    let labels = config.labels().as_ref().unwrap();
+    let config = &image.config.config;
+    assert_eq!(config.working_dir.as_deref(), Some("/app"));
+    let labels = config.labels.as_ref().unwrap();
     assert_eq!(labels["stage"], "final");
     assert_eq!(labels["via"], "library");
     // WORKDIR and both COPYs each add a layer; LABEL does not.
     assert_eq!(image.layers.len(), 3);
-    let history = image.config.history().as_ref().unwrap();
+    let history = &image.config.history;
     assert_eq!(history.len(), 4);
-    assert_eq!(history[3].empty_layer(), Some(true));
+    assert!(history[3].empty_layer);
     let rootfs = fx.dir.path().join("rootfs");
     std::fs::create_dir(&rootfs).unwrap();
     rbuild_builder::export::unpack_layers(&fx.store, &image, &rootfs).unwrap();

@@ -529,6 +529,70 @@ fn hard_links_in_the_context_stay_linked() {
     assert_eq!(rb.ok(&["run", "--rm", "links"]), "2\n2\n1\nsame\n");
 }
 
+/// Regression: `rbuild inspect` dropped `Config.Healthcheck`, `OnBuild` and
+/// `Shell` (the store read configs through a model without Docker's
+/// fields). Every field of the config blob's `config` must be in
+/// inspect's `Config`, and a child image inherits them through FROM.
+#[test]
+fn inspect_shows_every_config_field_docker_writes() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = rb.tree(
+        "ctx-fields",
+        &[(
+            "Dockerfile",
+            "FROM busybox\n\
+             SHELL [\"/bin/sh\", \"-ec\"]\n\
+             HEALTHCHECK --interval=5s --retries=2 CMD true\n\
+             ONBUILD RUN echo child\n\
+             STOPSIGNAL SIGTERM\n\
+             EXPOSE 8080\n\
+             VOLUME /data\n\
+             CMD echo hi\n",
+        )],
+    );
+    build(&rb, &ctx, &["-t", "fields"]);
+    let inspected: Value = serde_json::from_str(&rb.ok(&["inspect", "fields"])).unwrap();
+    let config = &inspected[0]["Config"];
+    assert_eq!(
+        config["Healthcheck"],
+        serde_json::json!({"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000u64, "Retries": 2})
+    );
+    assert_eq!(config["OnBuild"], serde_json::json!(["RUN echo child"]));
+    assert_eq!(config["Shell"], serde_json::json!(["/bin/sh", "-ec"]));
+    assert_eq!(config["StopSignal"], "SIGTERM");
+    // Everything the config blob says, inspect says.
+    let id = inspected[0]["Id"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let blob = rb.root().join("store-v1/blobs/sha256").join(id);
+    let blob: Value = serde_json::from_slice(&std::fs::read(blob).unwrap()).unwrap();
+    assert_eq!(&blob["config"], config);
+    assert_eq!(
+        rb.ok(&["inspect", "--format", "{{json .Config.Shell}}", "fields"])
+            .trim(),
+        r#"["/bin/sh","-ec"]"#
+    );
+    // A child inherits them through FROM (ONBUILD triggers run, and are
+    // not inherited), and a save/load round trip keeps them.
+    let child = rb.tree(
+        "ctx-child",
+        &[("Dockerfile", "FROM fields\nLABEL child=1\n")],
+    );
+    build(&rb, &child, &["-t", "child"]);
+    let archive = rb.path("child.tar");
+    rb.ok(&["save", "-o", s(&archive), "child"]);
+    rb.ok(&["rmi", "child"]);
+    rb.ok(&["load", "-i", s(&archive)]);
+    let inspected: Value = serde_json::from_str(&rb.ok(&["inspect", "child"])).unwrap();
+    let child = &inspected[0]["Config"];
+    assert_eq!(child["Healthcheck"], config["Healthcheck"]);
+    assert_eq!(child["Shell"], config["Shell"]);
+    assert_eq!(child["StopSignal"], "SIGTERM");
+    assert!(child.get("OnBuild").is_none_or(|v| v.is_null()), "{child}");
+}
+
 #[test]
 fn an_unused_stage_never_executes() {
     let rb = Rbuild::new();

@@ -175,16 +175,14 @@ fn pull_image(
             Ok(())
         },
     )?;
-    let config: oci_spec::image::ImageConfiguration =
-        serde_json::from_slice(&store.read_blob(&blobs[0].0)?).map_err(|source| {
-            RegistryError::Json {
-                what: format!("image config of {}", reference.familiar()),
-                source,
-            }
+    let config: rbuild_oci::ImageConfig = serde_json::from_slice(&store.read_blob(&blobs[0].0)?)
+        .map_err(|source| RegistryError::Json {
+            what: format!("image config of {}", reference.familiar()),
+            source,
         })?;
-    if config.rootfs().diff_ids().len() != manifest.layers.len() {
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
         return Err(StoreError::LayerMismatch {
-            declared: config.rootfs().diff_ids().len(),
+            declared: config.rootfs.diff_ids.len(),
             given: manifest.layers.len(),
         }
         .into());

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::fs;
 
-use oci_spec::image::ImageConfiguration;
 use rbuild_oci::Digest;
+use rbuild_oci::ImageConfig;
 
 use crate::{
     FileLock, LayerInfo, LockMode, Manifest, Result, Store, StoreError, atomic, tree_size,
@@ -107,14 +107,12 @@ impl Store {
             if let Ok(c) = m.config.digest.parse::<Digest>() {
                 keep_blobs.insert(c);
                 if let Ok(cfg) = self.read_blob(&c).and_then(|b| {
-                    serde_json::from_slice::<ImageConfiguration>(&b).map_err(|source| {
-                        StoreError::Json {
-                            what: c.to_string(),
-                            source,
-                        }
+                    serde_json::from_slice::<ImageConfig>(&b).map_err(|source| StoreError::Json {
+                        what: c.to_string(),
+                        source,
                     })
                 }) {
-                    for id in cfg.rootfs().diff_ids() {
+                    for id in &cfg.rootfs.diff_ids {
                         keep_snapshots.insert(id.trim_start_matches("sha256:").to_string());
                     }
                 }

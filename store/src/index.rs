@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 
-use oci_spec::image::ImageConfiguration;
 use rbuild_oci::Digest;
+use rbuild_oci::ImageConfig;
 use rbuild_oci::reference::ImageRef;
 
 use crate::layout::{ANNOTATION_REF_NAME, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST, canonical_json};
@@ -43,7 +43,7 @@ impl Store {
     /// the image ID (the config digest).
     pub fn write_image(
         &self,
-        config: &ImageConfiguration,
+        config: &ImageConfig,
         layers: &[LayerInfo],
         tags: &[ImageRef],
     ) -> Result<Digest> {
@@ -67,12 +67,12 @@ impl Store {
         }
         // Refuse an image that could not be read back: the config must parse
         // and name exactly these layers' diffIDs, in order.
-        let parsed: ImageConfiguration =
+        let parsed: ImageConfig =
             serde_json::from_slice(config).map_err(|source| StoreError::Json {
                 what: "image config".to_string(),
                 source,
             })?;
-        let declared = parsed.rootfs().diff_ids();
+        let declared = &parsed.rootfs.diff_ids;
         let given: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
         if *declared != given {
             return Err(StoreError::LayerMismatch {
@@ -283,9 +283,9 @@ impl Store {
             serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("manifest: {e}")))?;
         let config_digest = parse_digest(&manifest.config.digest, "manifest")?;
         let config_bytes = self.read_blob(&config_digest)?;
-        let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
+        let config: ImageConfig = serde_json::from_slice(&config_bytes)
             .map_err(|e| corrupt(format!("config {config_digest}: {e}")))?;
-        let diff_ids = config.rootfs().diff_ids();
+        let diff_ids = config.rootfs.diff_ids.clone();
         if diff_ids.len() != manifest.layers.len() {
             return Err(corrupt(format!(
                 "{} layers in the manifest but {} diff_ids in the config",
@@ -300,7 +300,7 @@ impl Store {
             .map(|(l, diff_id)| {
                 Ok(LayerInfo {
                     digest: parse_digest(&l.digest, "manifest")?,
-                    diff_id: parse_digest(diff_id, "config")?,
+                    diff_id: parse_digest(&diff_id, "config")?,
                     size: l.size,
                     media_type: l.media_type.clone(),
                 })

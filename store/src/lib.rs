@@ -60,8 +60,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use oci_spec::image::ImageConfiguration;
 use rbuild_oci::Digest;
+use rbuild_oci::ImageConfig;
 
 use crate::layer::LayerError;
 use rbuild_oci::reference::{ImageRef, ReferenceError};
@@ -170,8 +170,10 @@ pub struct Image {
     pub manifest_digest: Digest,
     /// Size of the manifest blob.
     pub manifest_size: u64,
-    /// The parsed config.
-    pub config: ImageConfiguration,
+    /// The parsed config: rbuild's one config model, with Docker's fields
+    /// (`Healthcheck`, `OnBuild`, `Shell`, `ArgsEscaped`) and any field it
+    /// does not model kept.
+    pub config: ImageConfig,
     /// Size of the config blob.
     pub config_size: u64,
     /// Layers, bottom first.
@@ -188,7 +190,7 @@ impl Image {
 
     /// The config's `created` timestamp (RFC 3339), if any.
     pub fn created(&self) -> Option<&str> {
-        self.config.created().as_deref()
+        self.config.created.as_deref()
     }
 
     /// True when no tag names the image.

@@ -1,5 +1,6 @@
 use super::*;
-use oci_spec::image::{ImageConfigurationBuilder, RootFsBuilder};
+use rbuild_oci::ImageConfig;
+use rbuild_oci::image_config::RootFs;
 
 fn layer_from(store: &Store, files: &[(&str, &[u8])]) -> LayerInfo {
     let mut builder = tar::Builder::new(Vec::new());
@@ -20,23 +21,15 @@ fn layer_from(store: &Store, files: &[(&str, &[u8])]) -> LayerInfo {
     }
 }
 
-fn config_for(layers: &[LayerInfo], created: &str) -> ImageConfiguration {
-    ImageConfigurationBuilder::default()
-        .created(created.to_string())
-        .rootfs(
-            RootFsBuilder::default()
-                .typ("layers")
-                .diff_ids(
-                    layers
-                        .iter()
-                        .map(|l| l.diff_id.to_string())
-                        .collect::<Vec<_>>(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap()
+fn config_for(layers: &[LayerInfo], created: &str) -> ImageConfig {
+    ImageConfig {
+        created: Some(created.to_string()),
+        rootfs: RootFs {
+            kind: "layers".into(),
+            diff_ids: layers.iter().map(|l| l.diff_id.to_string()).collect(),
+        },
+        ..ImageConfig::default()
+    }
 }
 
 fn r(s: &str) -> ImageRef {

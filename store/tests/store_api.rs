@@ -4,7 +4,8 @@
 
 use std::fs;
 
-use oci_spec::image::{ImageConfigurationBuilder, RootFsBuilder};
+use rbuild_oci::ImageConfig;
+use rbuild_oci::image_config::RootFs;
 use rbuild_oci::reference::ImageRef;
 use rbuild_store::layer::{self, PackOptions};
 use rbuild_store::layout::MEDIA_TYPE_LAYER_TAR;
@@ -30,15 +31,13 @@ fn pack_write_resolve_snapshot_lease() {
         size,
         media_type: MEDIA_TYPE_LAYER_TAR.to_string(),
     };
-    let config = ImageConfigurationBuilder::default()
-        .rootfs(
-            RootFsBuilder::default()
-                .diff_ids(vec![stats.diff_id.to_string()])
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
+    let config = ImageConfig {
+        rootfs: RootFs {
+            kind: "layers".into(),
+            diff_ids: vec![stats.diff_id.to_string()],
+        },
+        ..ImageConfig::default()
+    };
     let tag = ImageRef::parse("example/motd:1").unwrap();
     let id = store
         .write_image(

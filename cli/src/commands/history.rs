@@ -24,12 +24,12 @@ pub struct Args {
 pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let store = crate::root::open_store(root)?;
     let image = store.resolve(&args.image)?;
-    let history = image.config.history().clone().unwrap_or_default();
+    let history = &image.config.history;
     // Non-empty history entries correspond, in order, to layers.
     let mut layer_sizes = image.layers.iter().map(|l| l.size);
     let mut rows = Vec::new();
-    for h in &history {
-        let size = if h.empty_layer().unwrap_or(false) {
+    for h in history {
+        let size = if h.empty_layer {
             0
         } else {
             layer_sizes.next().unwrap_or(0)
@@ -49,7 +49,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut table = Table::new(&["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]);
     for (i, (h, size)) in rows.iter().rev().enumerate() {
-        let created_by = h.created_by().clone().unwrap_or_default();
+        let created_by = h.created_by.clone().unwrap_or_default();
         let created_by = if args.no_trunc {
             created_by
         } else {
@@ -57,11 +57,11 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
         };
         let (created, size) = if args.human {
             (
-                timestamp::since(h.created().as_deref()),
+                timestamp::since(h.created.as_deref()),
                 timestamp::human_size(*size),
             )
         } else {
-            (h.created().clone().unwrap_or_default(), size.to_string())
+            (h.created.clone().unwrap_or_default(), size.to_string())
         };
         table.row(vec![
             if i == 0 {
@@ -72,7 +72,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
             created,
             created_by,
             size,
-            h.comment().clone().unwrap_or_default(),
+            h.comment.clone().unwrap_or_default(),
         ]);
     }
     print!("{}", table.render());

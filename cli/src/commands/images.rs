@@ -214,7 +214,7 @@ fn apply_filters(
                     None => (value, None),
                 };
                 out.retain(|i| {
-                    let labels = i.config.config().as_ref().and_then(|c| c.labels().clone());
+                    let labels = i.config.config.labels.clone();
                     labels.is_some_and(|l| match v {
                         Some(v) => l.get(k).map(String::as_str) == Some(v),
                         None => l.contains_key(k),

@@ -60,10 +60,9 @@ pub fn inspect_json(image: &Image) -> Value {
         .collect();
     repo_digests.dedup();
     let comment = c
-        .history()
-        .as_ref()
-        .and_then(|h| h.last())
-        .and_then(|h| h.comment().clone())
+        .history
+        .last()
+        .and_then(|h| h.comment.clone())
         .unwrap_or_default();
     let mut out = json!({
         "Id": image.id.to_string(),
@@ -71,16 +70,16 @@ pub fn inspect_json(image: &Image) -> Value {
         "RepoDigests": repo_digests,
         "Parent": "",
         "Comment": comment,
-        "Created": c.created().clone().unwrap_or_default(),
+        "Created": c.created.clone().unwrap_or_default(),
         "DockerVersion": "",
-        "Author": c.author().clone().unwrap_or_default(),
-        "Config": c.config().as_ref().map(|cfg| serde_json::to_value(cfg).expect("config serializes")),
-        "Architecture": c.architecture().to_string(),
-        "Os": c.os().to_string(),
+        "Author": c.author.clone().unwrap_or_default(),
+        "Config": serde_json::to_value(&c.config).expect("config serializes"),
+        "Architecture": c.architecture.clone(),
+        "Os": c.os.clone(),
         "Size": image.size(),
         "RootFS": {
-            "Type": c.rootfs().typ(),
-            "Layers": c.rootfs().diff_ids(),
+            "Type": c.rootfs.kind,
+            "Layers": c.rootfs.diff_ids,
         },
         "Metadata": { "LastTagTime": "0001-01-01T00:00:00Z" },
         "Descriptor": {
@@ -90,7 +89,7 @@ pub fn inspect_json(image: &Image) -> Value {
         },
     });
     // Docker leaves Variant out unless the image names one.
-    if let Some(v) = c.variant() {
+    if let Some(v) = &c.variant {
         out["Variant"] = Value::String(v.clone());
     }
     out

@@ -57,12 +57,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
         if until.is_some_and(|t| created_nanos(&image) >= t as i128 * 1_000_000_000) {
             continue;
         }
-        let image_labels = image
-            .config
-            .config()
-            .as_ref()
-            .and_then(|c| c.labels().clone())
-            .unwrap_or_default();
+        let image_labels = image.config.config.labels.clone().unwrap_or_default();
         let label_ok = labels.iter().all(|l| match l.split_once('=') {
             Some((k, v)) => image_labels.get(k).map(String::as_str) == Some(v),
             None => image_labels.contains_key(l.as_str()),

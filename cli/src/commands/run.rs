@@ -154,13 +154,13 @@ fn image_rootfs(store: &Store, image: &Image) -> anyhow::Result<(Vec<PathBuf>, I
         .map(|layer| store.snapshot_layer(layer))
         .collect::<Result<Vec<_>, _>>()?;
     lowers.reverse();
-    let config = image.config.config().clone().unwrap_or_default();
+    let config = &image.config.config;
     let config = ImageConfig {
-        entrypoint: config.entrypoint().clone().unwrap_or_default(),
-        cmd: config.cmd().clone().unwrap_or_default(),
-        env: config.env().clone().unwrap_or_default(),
-        working_dir: config.working_dir().clone().unwrap_or_default(),
-        user: config.user().clone().unwrap_or_default(),
+        entrypoint: config.entrypoint.clone().unwrap_or_default(),
+        cmd: config.cmd.clone().unwrap_or_default(),
+        env: config.env.clone().unwrap_or_default(),
+        working_dir: config.working_dir.clone().unwrap_or_default(),
+        user: config.user.clone().unwrap_or_default(),
     };
     Ok((lowers, config))
 }

@@ -106,7 +106,10 @@ pub fn import(
         .history(vec![history])
         .build()
         .expect("config builds");
-    Ok(store.write_image(&image_config, &[layer], &options.tags)?)
+    // Built with oci-spec's builders (the `--change` editor works on its
+    // `Config`), stored byte for byte as it serializes.
+    let bytes = crate::layout::canonical_json(&image_config);
+    Ok(store.write_image_raw(&bytes, &[layer], &options.tags)?.id)
 }
 
 /// Copies a tar stream to `out` unchanged while parsing it, in one pass:

@@ -214,13 +214,13 @@ fn layer_media_type(store: &Store, digest: &Digest, declared: Option<&str>) -> R
 
 /// The config's `rootfs.diff_ids`; `what` names the config in errors.
 fn diff_ids(config: &[u8], what: &str) -> Result<Vec<Digest>> {
-    let c: oci_spec::image::ImageConfiguration =
+    let c: rbuild_oci::ImageConfig =
         serde_json::from_slice(config).map_err(|source| ArchiveError::Json {
             what: format!("image config {what}"),
             source,
         })?;
-    c.rootfs()
-        .diff_ids()
+    c.rootfs
+        .diff_ids
         .iter()
         .map(|d| {
             d.parse::<Digest>().map_err(|source| ArchiveError::Digest {

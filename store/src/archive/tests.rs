@@ -165,12 +165,9 @@ fn an_imported_tar_is_the_layer_byte_for_byte() {
         .read_to_end(&mut layer)
         .unwrap();
     assert_eq!(layer, tar);
-    let history = image.config.history().clone().unwrap();
-    assert_eq!(history[0].comment().as_deref(), Some("Imported from -"));
-    assert_eq!(
-        image.config.config().as_ref().unwrap().cmd().clone(),
-        Some(vec!["/bin/true".to_string()])
-    );
+    let history = &image.config.history;
+    assert_eq!(history[0].comment.as_deref(), Some("Imported from -"));
+    assert_eq!(image.config.config.cmd, Some(vec!["/bin/true".to_string()]));
 }
 
 #[test]
