@@ -14,6 +14,9 @@
 //! miss, never an error. [`Store::gc`] keeps every blob and snapshot a
 //! record names ([`CacheIndexRoots`]) until [`StoreCacheIndex::prune`] drops
 //! the record.
+//!
+//! `importing.rs` holds [`ImportingCacheIndex`], this index with the caches
+//! `--cache-from` imported behind it, whose hits' blobs are fetched lazily.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -28,6 +31,10 @@ use rbuild_solver::{CacheKey, Digest};
 
 use super::{BuildError, BuiltLayer, StepOutput, cache_mount, time};
 use rbuild_store::{GcRoots, GcStats, LayerInfo, Store};
+
+mod importing;
+
+pub use importing::{ImportingCacheIndex, LazyFetchError};
 
 /// Version of the record format; part of the directory name.
 pub const CACHE_INDEX_VERSION: u32 = 1;
