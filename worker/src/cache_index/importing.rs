@@ -8,7 +8,7 @@
 //! even when several steps ask, several in parallel) only when something
 //! needs them: a step that executes reads its inputs' snapshots, a `COPY
 //! --from` or `RUN --mount=from=` reads a stage's files, the image is
-//! written, or `--cache-to` exports the record (the worker and the CLI
+//! written, or `--cache-to` exports the record (the worker and the builder
 //! call [`BlobFetcher::ensure`] / [`ImportingCacheIndex::fetch_records`]).
 //! So a build downloads only the layers the final image and its executed
 //! steps use: a stage read only through a bind mount by a cached step is
