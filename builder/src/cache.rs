@@ -4,6 +4,7 @@
 //! building, writing `--cache-to` exports after it, and the message of a
 //! failed fetch of an imported hit's blob.
 
+use rbuild_oci::error_chain;
 use rbuild_oci::reference::ImageRef;
 use rbuild_solver::CacheKey;
 use rbuild_store::{Store, StoreError};
@@ -181,18 +182,6 @@ pub(crate) fn fetch_failure_message(err: &LazyFetchError, step: Option<&str>) ->
         )
     };
     format!("{}\nhint: {hint}", error_chain(&named))
-}
-
-/// An error and its causes on one line: `copying files failed: "/x": not found`.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

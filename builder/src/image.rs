@@ -8,11 +8,12 @@
 //! config and gets the same image ID, as BuildKit does.
 //! `SOURCE_DATE_EPOCH` overrides all of them.
 
+use rbuild_oci::time::{now_secs, rfc3339};
 use rbuild_solver::image_config::History;
 use rbuild_solver::plan::Plan;
 use rbuild_store::{Image, Store};
+use rbuild_worker::StepOutput;
 use rbuild_worker::cache_transfer::INLINE_CACHE_FIELD;
-use rbuild_worker::{StepOutput, rfc3339};
 
 use crate::error::BuildError;
 
@@ -43,7 +44,7 @@ pub(crate) fn write_image(
             .max()
             .map(|s| s.to_string())
             .or_else(|| config.created.clone())
-            .unwrap_or_else(|| rfc3339(crate::now_secs())),
+            .unwrap_or_else(|| rfc3339(now_secs())),
     };
     let mut last_time = created.clone();
     let mut planned = Vec::with_capacity(plan.history.len());

@@ -91,10 +91,3 @@ pub fn build(
         names,
     })
 }
-
-/// Seconds since 1970 by the system clock (0 if it is set before).
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}

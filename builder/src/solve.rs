@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rbuild_context::{Context, IgnoreRules};
+use rbuild_oci::error_chain;
+use rbuild_oci::time::{now_secs, rfc3339};
 use rbuild_registry::{Client, ClientOptions};
 use rbuild_solver::explain::{MissReason as Why, StepFingerprint, explain};
 use rbuild_solver::graph::StepId;
@@ -22,10 +24,10 @@ use rbuild_worker::cache_registry::RegistryTransport;
 use rbuild_worker::cache_transfer::{self, ExportMode, ImportingCacheIndex};
 use rbuild_worker::{
     BlobFetcher as _, BuildContext, BuildError as WorkerError, BuildWorker, CACHE_INDEX_VERSION,
-    LineageStore, LogSink, Secrets, StepOutput, StoreResolver, WorkerConfig, rfc3339,
+    LineageStore, LogSink, Secrets, StepOutput, StoreResolver, WorkerConfig,
 };
 
-use crate::cache::{self, error_chain, fetch_failure_message};
+use crate::cache::{self, fetch_failure_message};
 use crate::error::{BuildError, StepFailure};
 use crate::events::{BuildEvents, Event, PullReporter, Stream, Summary, VertexId};
 use crate::report::{BuildInfo, BuildReport, MissReason, StepReport, display_name};
@@ -59,7 +61,7 @@ pub(crate) fn run(
         progress.event(&Event::DockerfileWarning(warning));
     }
     let started = Instant::now();
-    let started_at = rfc3339(crate::now_secs());
+    let started_at = rfc3339(now_secs());
     // FROM of an image not in the store pulls it; `--pull` re-checks tags.
     // Shared with the registry cache transport, whose lazy blob readers
     // outlive this borrow.

@@ -51,6 +51,7 @@ pub mod shell;
 pub mod span;
 mod suggest;
 
+pub use duration::{DurationError, parse_go_duration};
 pub use error::{ErrorKind, ParseError};
 pub use instructions::{
     ArgDef, ArgInstruction, Dockerfile, Healthcheck, Heredoc, Instruction, InstructionKind,

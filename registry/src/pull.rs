@@ -79,7 +79,10 @@ pub fn pull(
 ) -> Result<PullOutcome, RegistryError> {
     progress.event(PullEvent::Started { reference });
     let result = pull_image(store, client, reference, platform, progress);
-    let error = result.as_ref().err().map(|e| rbuild_store::error_chain(e));
+    let error = result
+        .as_ref()
+        .err()
+        .map(|e| rbuild_oci::error_chain_line(e));
     progress.event(PullEvent::Finished {
         error: error.as_deref(),
     });

@@ -6,13 +6,13 @@ use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io;
 
-use rbuild_oci::Digest;
+use rbuild_oci::{Digest, error_chain_line};
 
 use crate::layer::HashingReader;
 use crate::layout::{ANNOTATION_REF_NAME, canonical_json};
 use crate::{
     Descriptor, FileLock, GcRoots, Index, LayerEncoding, LockMode, Result, Store, StoreError,
-    atomic, error_chain,
+    atomic,
 };
 
 /// One problem found by [`Store::check`].
@@ -94,7 +94,7 @@ impl Store {
             Err(e) => {
                 report.problems.push(Problem {
                     subject: "index.json".into(),
-                    reason: error_chain(&e),
+                    reason: error_chain_line(&e),
                 });
                 if repair {
                     report
@@ -173,7 +173,7 @@ impl Store {
         present(&md, "manifest")?;
         let image = self
             .load_image(desc, Vec::new())
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| error_chain_line(&e))?;
         present(&image.id, "config")?;
         for l in &image.layers {
             present(&l.digest, "layer")?;

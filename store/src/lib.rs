@@ -260,20 +260,6 @@ impl Store {
     }
 }
 
-/// An error and its sources on one line.
-/// `error: its source: …` on one line (the first line of the whole), for
-/// messages kept or shown in one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s.lines().next().unwrap_or_default().to_string()
-}
-
 /// Bytes of regular files under `path` (not following symlinks).
 pub fn tree_size(path: &Path) -> u64 {
     let Ok(meta) = fs::symlink_metadata(path) else {

@@ -9,7 +9,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::{FileLock, LockMode, Result, Store, StoreError, error_chain};
+use crate::{FileLock, LockMode, Result, Store, StoreError};
+use rbuild_oci::error_chain_line;
 
 /// Held across a sequence of writes (blobs, then the index) so that a
 /// concurrent garbage collection cannot delete blobs not yet referenced.
@@ -81,7 +82,7 @@ impl SessionTmp {
     /// Makes the directory if no call did yet.
     pub(crate) fn ensure(&self) -> Result<&Path> {
         let made = self.made.get_or_init(|| {
-            Store::make_session_tmp(&self.store_dir, self).map_err(|e| error_chain(&e))
+            Store::make_session_tmp(&self.store_dir, self).map_err(|e| error_chain_line(&e))
         });
         match made {
             Ok(_) => Ok(&self.path),

@@ -13,7 +13,11 @@ use super::BuildError;
 use rbuild_context::copy::{EntryKind, SourceFs};
 use rbuild_store::Store;
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
+/// A number not returned before in this process, for scratch names.
+pub(crate) fn unique() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
 
 /// A fresh directory in the store's per-process tmp dir (swept by the
 /// next rbuild if this one is killed), removed when dropped.
@@ -28,7 +32,7 @@ impl ScratchDir {
     }
 
     pub(crate) fn new_in(parent: &Path, prefix: &str) -> Result<ScratchDir, BuildError> {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let n = unique();
         let path = parent.join(format!("build-{prefix}-{}-{n}", std::process::id()));
         fs::DirBuilder::new()
             .mode(0o700)

@@ -31,7 +31,6 @@ mod exec;
 mod fsutil;
 mod lineage;
 mod resolver;
-mod time;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter};
@@ -45,6 +44,7 @@ use rbuild_solver::scheduler::Worker;
 use rbuild_solver::{Digest, KeyEncoder};
 
 use rbuild_context::copy::{self, CopyError, LayeredFs, SourceFs};
+use rbuild_oci::time;
 use rbuild_sandbox::SandboxError;
 use rbuild_store::layer::{LayerError, PackStats};
 use rbuild_store::layout::MEDIA_TYPE_LAYER_TAR;
@@ -56,7 +56,6 @@ pub use cache_index::{
 };
 pub use lineage::LineageStore;
 pub use resolver::{ResolveError, StoreResolver};
-pub use time::rfc3339;
 
 /// A build step failed; names the path, digest, secret or command involved.
 #[derive(Debug, thiserror::Error)]
@@ -440,7 +439,7 @@ impl<'a> BuildWorker<'a> {
         self.cfg.store.snapshot_layer(&info)?;
         Ok(Some(BuiltLayer {
             info,
-            created: Some(time::now_rfc3339()),
+            created: Some(time::rfc3339(time::now_secs())),
         }))
     }
 }

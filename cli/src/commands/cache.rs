@@ -11,11 +11,12 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use rbuild_builder::spec::parse::parse_size;
+use rbuild_oci::time;
 use rbuild_store::Store;
 use rbuild_worker::{CacheRecordInfo, PruneOptions, StoreCacheIndex};
 
+use super::size::human_size;
 use super::table::Table;
-use super::timestamp;
 
 /// One entry of the build cache index, as `du` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +114,7 @@ impl CacheRecords for StoreRecords {
 
     fn prune(&self, policy: &PrunePolicy) -> anyhow::Result<PruneOutcome> {
         let index = StoreCacheIndex::new(&self.store);
-        let now = timestamp::now().0;
+        let now = time::now_secs();
         let report = index.prune(&PruneOptions {
             all: policy.all,
             keep_storage: policy.keep_storage,
@@ -154,7 +155,7 @@ pub struct PruneArgs {
 /// `rbuild cache du`.
 pub fn du(root: &Path, _args: DuArgs) -> anyhow::Result<ExitCode> {
     let index = open(root)?;
-    print!("{}", render_du(&index.usage()?, timestamp::now().0));
+    print!("{}", render_du(&index.usage()?, time::now_secs()));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -180,7 +181,7 @@ fn prune_policy(args: &PruneArgs) -> anyhow::Result<PrunePolicy> {
     let mut until = None;
     for f in &args.filters {
         match f.split_once('=') {
-            Some(("until", v)) => match timestamp::parse_filter_time(v) {
+            Some(("until", v)) => match super::prune::parse_until(v) {
                 Some(t) => until = Some(t),
                 None => bail!(
                     "invalid value {f:?} for --filter: cannot parse {v:?} as a duration or time\nhint: e.g. until=24h"
@@ -216,9 +217,9 @@ pub fn render_du(du: &CacheDu, now: i64) -> String {
                     r.id.clone()
                 },
                 (!r.in_use && !r.shared).to_string(),
-                timestamp::human_size(r.size),
+                human_size(r.size),
                 match r.last_used {
-                    Some(t) => format!("{} ago", timestamp::human_duration(now - t)),
+                    Some(t) => format!("{} ago", time::human_duration(now - t)),
                     None => String::new(),
                 },
             ]);
@@ -228,17 +229,14 @@ pub fn render_du(du: &CacheDu, now: i64) -> String {
     let (shared, total, reclaimable) = (du.shared, du.total, du.reclaimable);
     let mut summary = Table::default();
     if shared > 0 {
-        summary.row(vec!["Shared:".into(), timestamp::human_size(shared)]);
+        summary.row(vec!["Shared:".into(), human_size(shared)]);
         summary.row(vec![
             "Private:".into(),
-            timestamp::human_size(total.saturating_sub(shared)),
+            human_size(total.saturating_sub(shared)),
         ]);
     }
-    summary.row(vec![
-        "Reclaimable:".into(),
-        timestamp::human_size(reclaimable),
-    ]);
-    summary.row(vec!["Total:".into(), timestamp::human_size(total)]);
+    summary.row(vec!["Reclaimable:".into(), human_size(reclaimable)]);
+    summary.row(vec!["Total:".into(), human_size(total)]);
     if !out.is_empty() {
         out.push('\n');
     }
@@ -259,7 +257,7 @@ pub fn render_prune(outcome: &PruneOutcome) -> String {
     }
     out.push_str(&format!(
         "Total reclaimed space: {}\n",
-        timestamp::human_size(outcome.reclaimed)
+        human_size(outcome.reclaimed)
     ));
     out
 }
@@ -375,7 +373,7 @@ Total:         1.2MB
         assert!(p.all);
         assert_eq!(p.keep_storage, Some(10 << 30));
         let until = p.until.unwrap();
-        assert!((timestamp::now().0 - 86_400 - until).abs() <= 2);
+        assert!((time::now_secs() - 86_400 - until).abs() <= 2);
         let bad = PruneArgs {
             filters: vec!["label=x".into()],
             ..args

@@ -3,8 +3,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use rbuild_oci::time;
+
+use super::size::human_size;
 use super::table::Table;
-use super::timestamp;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -56,10 +58,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
             ellipsis(&created_by, 45)
         };
         let (created, size) = if args.human {
-            (
-                timestamp::since(h.created.as_deref()),
-                timestamp::human_size(*size),
-            )
+            (time::since(h.created.as_deref()), human_size(*size))
         } else {
             (h.created.clone().unwrap_or_default(), size.to_string())
         };

@@ -5,12 +5,13 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use rbuild_oci::time;
 use rbuild_store::{Image, Store};
 use rbuild_template::Template;
 use serde_json::json;
 
+use super::size::human_size;
 use super::table::Table;
-use super::timestamp;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -120,8 +121,8 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
                 }
                 cells.extend([
                     id_text(r.image, args.no_trunc),
-                    timestamp::since(r.image.created()),
-                    timestamp::human_size(r.image.size()),
+                    time::since(r.image.created()),
+                    human_size(r.image.size()),
                 ]);
                 table.row(cells);
             }
@@ -154,15 +155,15 @@ fn row_json(r: &Row<'_>, no_trunc: bool) -> serde_json::Value {
     json!({
         "Containers": "N/A",
         "CreatedAt": r.image.created().unwrap_or_default(),
-        "CreatedSince": timestamp::since(r.image.created()),
+        "CreatedSince": time::since(r.image.created()),
         "Digest": r.image.manifest_digest.to_string(),
         "ID": id_text(r.image, no_trunc),
         "Repository": r.repository,
         "SharedSize": "N/A",
-        "Size": timestamp::human_size(r.image.size()),
+        "Size": human_size(r.image.size()),
         "Tag": r.tag,
         "UniqueSize": "N/A",
-        "VirtualSize": timestamp::human_size(r.image.size()),
+        "VirtualSize": human_size(r.image.size()),
     })
 }
 
@@ -171,7 +172,7 @@ fn row_json(r: &Row<'_>, no_trunc: bool) -> serde_json::Value {
 pub fn created_nanos(image: &Image) -> i128 {
     image
         .created()
-        .and_then(timestamp::parse_rfc3339_nanos)
+        .and_then(time::parse_rfc3339_nanos)
         .unwrap_or(0)
 }
 

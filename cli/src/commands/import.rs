@@ -9,9 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use rbuild_oci::reference::ImageRef;
+use rbuild_oci::time;
 use rbuild_store::archive::{self, ImportOptions, RootFs};
-
-use super::timestamp;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -49,10 +48,10 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
             File::open(&path).with_context(|| format!("cannot open {source}"))?,
         ))
     };
-    let (secs, nanos) = timestamp::now();
+    let (secs, nanos) = time::now();
     let options = ImportOptions {
         config,
-        created: timestamp::format_rfc3339(secs, nanos),
+        created: time::rfc3339_nanos(secs, nanos),
         comment: args.message,
         tags: tag.into_iter().collect(),
     };

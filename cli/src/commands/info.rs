@@ -20,7 +20,7 @@ pub fn run(root: &Path) -> anyhow::Result<ExitCode> {
     println!(
         "Blobs: {} ({})",
         du.blob_count,
-        super::timestamp::human_size(du.blobs)
+        super::size::human_size(du.blobs)
     );
     println!("Snapshots: {}", du.snapshot_count);
     // What a sandbox would use; it falls back to copying by itself when an

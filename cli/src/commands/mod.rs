@@ -21,10 +21,10 @@ pub mod push;
 mod rmi;
 mod run;
 mod save;
+mod size;
 mod system;
 mod table;
 mod tag;
-mod timestamp;
 mod version;
 
 use std::path::PathBuf;

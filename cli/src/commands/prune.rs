@@ -6,9 +6,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::bail;
+use rbuild_oci::time;
 
 use super::images::created_nanos;
-use super::timestamp;
+use super::size::human_size;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -28,7 +29,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let mut labels = Vec::new();
     for f in &args.filters {
         match f.split_once('=') {
-            Some(("until", v)) => match timestamp::parse_filter_time(v) {
+            Some(("until", v)) => match parse_until(v) {
                 Some(t) => until = Some(t),
                 None => bail!(
                     "bad filter {f:?}: cannot parse {v:?} as a duration or time\nhint: e.g. until=24h or until=2024-01-01T00:00:00Z"
@@ -79,10 +80,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
         }
         println!();
     }
-    println!(
-        "Total reclaimed space: {}",
-        timestamp::human_size(stats.bytes_freed)
-    );
+    println!("Total reclaimed space: {}", human_size(stats.bytes_freed));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -94,4 +92,44 @@ pub(crate) fn confirm(what: &str) -> io::Result<bool> {
     let mut answer = String::new();
     io::stdin().lock().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// The time an `until=` filter names, in seconds since the epoch, read as
+/// Docker's `filters.GetTimestamp`: a Go duration before now (`24h`,
+/// `1h30m`; but `0` is the epoch), an RFC 3339 stamp, a date
+/// (`2024-01-01`), or Unix seconds (a fraction dropped). Shared by `image
+/// prune` and `cache prune`.
+pub(crate) fn parse_until(s: &str) -> Option<i64> {
+    if let Some(d) = rbuild_parser::parse_go_duration(s)
+        .ok()
+        .filter(|_| s != "0")
+    {
+        return Some(time::now_secs() - d.as_secs() as i64);
+    }
+    if let Some(t) = time::parse_rfc3339(s) {
+        return Some(t);
+    }
+    if let Some(t) = time::parse_rfc3339(&format!("{s}T00:00:00Z")) {
+        return Some(t);
+    }
+    s.split('.').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn until_reads_durations_stamps_dates_and_seconds() {
+        let now = time::now_secs();
+        assert!((now - 86_400 - parse_until("24h").unwrap()).abs() <= 2);
+        assert!((now - 5_400 - parse_until("1h30m").unwrap()).abs() <= 2);
+        assert_eq!(parse_until("0"), Some(0));
+        assert_eq!(parse_until("5"), Some(5));
+        assert_eq!(parse_until("1700000000.5"), Some(1_700_000_000));
+        assert_eq!(parse_until("2023-11-14T22:13:20Z"), Some(1_700_000_000));
+        assert_eq!(parse_until("1970-01-02"), Some(86_400));
+        assert_eq!(parse_until("x"), None);
+        assert_eq!(parse_until("-1h"), None);
+    }
 }

@@ -250,10 +250,8 @@ fn execute(spec: &SandboxSpec, interactive: bool) -> anyhow::Result<ExitCode> {
         Ok(code) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
         Err(e) => {
             eprintln!("rbuild: error: {e}");
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
+            for s in rbuild_oci::error_chain::sources(&e) {
                 eprintln!("  caused by: {s}");
-                src = s.source();
             }
             Ok(ExitCode::from(e.exit_code() as u8))
         }

@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
+use rbuild_oci::time;
+
+use super::size::human_size;
 use super::table::Table;
-use super::timestamp;
 
 #[derive(Debug, clap::Args)]
 pub struct DfArgs {
@@ -54,19 +56,15 @@ pub fn df(root: &Path, args: DfArgs) -> anyhow::Result<ExitCode> {
         "Images".into(),
         images.len().to_string(),
         active.to_string(),
-        timestamp::human_size(total),
-        format!(
-            "{} ({}%)",
-            timestamp::human_size(reclaimable),
-            pct(reclaimable, total)
-        ),
+        human_size(total),
+        format!("{} ({}%)", human_size(reclaimable), pct(reclaimable, total)),
     ]);
     t.row(vec![
         "Snapshots".into(),
         du.snapshot_count.to_string(),
         "0".into(),
-        timestamp::human_size(du.snapshots),
-        format!("{} (100%)", timestamp::human_size(du.snapshots)),
+        human_size(du.snapshots),
+        format!("{} (100%)", human_size(du.snapshots)),
     ]);
     if args.verbose {
         println!("Images space usage:\n");
@@ -105,10 +103,10 @@ pub fn df(root: &Path, args: DfArgs) -> anyhow::Result<ExitCode> {
                     repo,
                     tag,
                     i.id.short(),
-                    timestamp::since(i.created()),
-                    timestamp::human_size(i.size()),
-                    timestamp::human_size(shared),
-                    timestamp::human_size(i.size() - shared),
+                    time::since(i.created()),
+                    human_size(i.size()),
+                    human_size(shared),
+                    human_size(i.size() - shared),
                     "0".into(),
                 ]);
             }
@@ -116,9 +114,9 @@ pub fn df(root: &Path, args: DfArgs) -> anyhow::Result<ExitCode> {
         print!("{}", v.render());
         println!(
             "\nStore: {} in {} blobs, {} in {} snapshots",
-            timestamp::human_size(du.blobs),
+            human_size(du.blobs),
             du.blob_count,
-            timestamp::human_size(du.snapshots),
+            human_size(du.snapshots),
             du.snapshot_count
         );
     } else {

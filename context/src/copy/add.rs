@@ -255,7 +255,7 @@ fn download(url: &str) -> Result<Download, CopyError> {
         .headers()
         .get("last-modified")
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_http_date)
+        .and_then(rbuild_oci::time::parse_http_date)
         .unwrap_or(0);
     let mut reader = response.into_body().into_reader();
     let mut file = NamedTempFile::new().map_err(io_err)?;
@@ -297,39 +297,6 @@ pub(crate) fn url_file_name(url: &str) -> String {
     }
 }
 
-/// Seconds since the epoch of an HTTP date (`Sun, 06 Nov 1994 08:49:37
-/// GMT`, RFC 9110's preferred form).
-pub(crate) fn parse_http_date(s: &str) -> Option<i64> {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    let day: i64 = day.parse().ok()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| m == month)? as i64
-        + 1;
-    let year: i64 = year.parse().ok()?;
-    let hms: Vec<i64> = time
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    let [h, m, sec] = hms.as_slice() else {
-        return None;
-    };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + m * 60 + sec)
-}
-
 /// Reads `size` bytes at `offset` of `file` into `out`; a short file is an
 /// error (the tar header already promised `size` bytes).
 pub(crate) fn copy_range(
@@ -352,16 +319,6 @@ pub(crate) fn copy_range(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn http_dates_parse() {
-        assert_eq!(
-            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(784_111_777)
-        );
-        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(parse_http_date("yesterday"), None);
-    }
 
     #[test]
     fn url_names_follow_buildkit() {

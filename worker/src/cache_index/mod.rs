@@ -29,7 +29,8 @@ use rbuild_solver::explain::StepFingerprint;
 use rbuild_solver::scheduler::{CacheIndex, KeyParts};
 use rbuild_solver::{CacheKey, Digest};
 
-use super::{BuildError, BuiltLayer, StepOutput, cache_mount, time};
+use super::{BuildError, BuiltLayer, StepOutput, cache_mount};
+use rbuild_oci::time;
 use rbuild_store::{GcRoots, GcStats, LayerInfo, Store};
 
 mod importing;

@@ -50,8 +50,9 @@ use serde::{Deserialize, Serialize};
 use rbuild_solver::{CacheKey, Digest};
 
 use super::CacheTransferError;
+use crate::StepOutput;
 use crate::cache_index::{Record, RecordLayer};
-use crate::{StepOutput, time};
+use rbuild_oci::time;
 
 /// Version of the exported cache config; also in its media type.
 pub const CACHE_FORMAT_VERSION: u32 = 1;

@@ -32,6 +32,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rbuild_builder::events::{BuildEvents, Event, Stream, Summary, VertexId};
 use serde::Serialize;
 
+use crate::commands::size::human_bytes;
+
 /// Which renderer (`--progress`, with `auto` resolved; `-q` is `Quiet`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressMode {
@@ -69,25 +71,6 @@ fn real_clock() -> Clock {
 /// `1.2s` (BuildKit's one decimal).
 pub fn format_duration(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
-}
-
-/// A byte count as BuildKit's progress shows it: decimal units, two
-/// decimals (`512B`, `1.20kB`, `3.35MB`).
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
-    if n < 1000 {
-        return format!("{n}B");
-    }
-    let mut v = n as f64;
-    let mut unit = "B";
-    for u in UNITS {
-        if v < 1000.0 {
-            break;
-        }
-        v /= 1000.0;
-        unit = u;
-    }
-    format!("{v:.2}{unit}")
 }
 
 /// Splits output chunks into lines, keeping an unterminated tail for the
@@ -877,16 +860,6 @@ naming to docker.io/library/app:1.0
         let t = TtyRenderer::new(ProgressDrawTarget::hidden());
         transfer_script(&t, &AtomicU64::new(0));
         assert!(t.state.lock().unwrap().steps.is_empty());
-    }
-
-    #[test]
-    fn byte_counts_read_like_buildkits() {
-        assert_eq!(human_bytes(0), "0B");
-        assert_eq!(human_bytes(999), "999B");
-        assert_eq!(human_bytes(1_200), "1.20kB");
-        assert_eq!(human_bytes(3_354_624), "3.35MB");
-        assert_eq!(human_bytes(200 << 20), "209.72MB");
-        assert_eq!(human_bytes(5_000_000_000), "5.00GB");
     }
 
     #[test]
