@@ -96,7 +96,7 @@ pub(crate) fn acquire(
 
 /// Makes `dir` all-or-nothing: built in scratch space, renamed in place.
 fn create(store: &Store, dir: &Path, new: &NewDir<'_>) -> Result<(), BuildError> {
-    let scratch = super::fsutil::ScratchDir::new(store, "cache-mount")?;
+    let scratch = super::scratch::ScratchDir::new(store, "cache-mount")?;
     let tmp = scratch.path().join("dir");
     match new.seed {
         Some(seed) => seed(&tmp)?,

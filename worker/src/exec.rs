@@ -16,7 +16,9 @@ use rbuild_solver::graph::StepId;
 use rbuild_solver::op::{ExecMountKind, ExecNetwork, ExecOp};
 
 use super::cache_mount::{self, NewDir};
-use super::fsutil::{self, ScratchDir};
+use super::scratch::ScratchDir;
+use super::tree_copy::{clean_rel, copy_tree};
+use super::upper_dir::{is_empty_dir, remove_placeholders};
 use super::{BuildError, BuildWorker, BuiltLayer, StepOutput, Stream, input};
 use rbuild_context::copy::{LayeredFs, SourceFs as _};
 use rbuild_sandbox as sandbox;
@@ -71,7 +73,7 @@ pub(super) fn run(
                 let dest = scratch.path().join(format!("mount-{i}"));
                 // Hard links only where writes cannot reach the user's files.
                 let links = readonly.then_some(ctx.root);
-                fsutil::copy_tree(ctx.fs, &fsutil::clean_rel(source), &dest, links)?;
+                copy_tree(ctx.fs, &clean_rel(source), &dest, links)?;
                 mounts.push(bind(dest, target, *readonly));
             }
             ExecMountKind::Input {
@@ -84,14 +86,14 @@ pub(super) fn run(
                 // Only the mounted subtree is materialized, read from the
                 // snapshots through a merged view.
                 let view = LayeredFs::new(w.snapshots(from)?);
-                let rel = fsutil::clean_rel(source);
+                let rel = clean_rel(source);
                 if view.lstat(&rel).ok().flatten().is_none() {
                     return Err(BuildError::MountSource {
                         what: format!("mount input {n}"),
                         source_path: source.clone(),
                     });
                 }
-                fsutil::copy_tree(&view, &rel, &dest, None)?;
+                copy_tree(&view, &rel, &dest, None)?;
                 mounts.push(bind(dest, target, *readonly));
             }
             ExecMountKind::Cache {
@@ -109,7 +111,7 @@ pub(super) fn run(
                     };
                     let from = input(inputs, *n, "exec")?;
                     let view = LayeredFs::new(w.snapshots(from)?);
-                    fsutil::copy_tree(&view, &fsutil::clean_rel(source), dest, None)
+                    copy_tree(&view, &clean_rel(source), dest, None)
                 };
                 let new = NewDir {
                     mode: *mode,
@@ -196,8 +198,8 @@ pub(super) fn run(
     drop(held);
     result?;
 
-    fsutil::remove_placeholders(&upper, &lowers, &targets);
-    if fsutil::is_empty_dir(&upper)? {
+    remove_placeholders(&upper, &lowers, &targets);
+    if is_empty_dir(&upper)? {
         return Ok(None);
     }
     w.write_layer(|out| {

@@ -28,9 +28,11 @@ mod cache_mount;
 pub mod cache_registry;
 pub mod cache_transfer;
 mod exec;
-mod fsutil;
 mod lineage;
 mod resolver;
+mod scratch;
+mod tree_copy;
+mod upper_dir;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter};
@@ -392,7 +394,7 @@ impl<'a> BuildWorker<'a> {
                 continue;
             };
             let ctx = self.cfg.context.ok_or(BuildError::NoContext)?;
-            let rel = fsutil::clean_rel(source);
+            let rel = tree_copy::clean_rel(source);
             let digest = copy::tree_digest(ctx.fs, &rel).map_err(|e| match e {
                 CopyError::SourceNotFound { .. } => BuildError::MountSource {
                     what: "the build context".into(),

@@ -22,7 +22,7 @@ use super::{
     BlobSource, CacheSource, CacheTransferError, INLINE_CACHE_FIELD, MEDIA_TYPE_CACHE_CONFIG,
     MEDIA_TYPE_CACHE_MOUNT, io_err,
 };
-use crate::{cache_mount, fsutil::ScratchDir};
+use crate::{cache_mount, scratch::ScratchDir};
 use rbuild_store::layer::{self, HashingReader};
 use rbuild_store::{FileLock, Image, LockMode, Manifest, Store};
 

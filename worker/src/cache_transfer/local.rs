@@ -12,7 +12,7 @@ use rbuild_solver::Digest;
 use super::format::parse_digest;
 use super::import::read_verified;
 use super::{BlobSource, CacheSource, CacheTransferError, CacheTransport, LAYOUT_TAG, io_err};
-use crate::fsutil;
+use crate::scratch;
 use rbuild_store::layout::ANNOTATION_REF_NAME;
 use rbuild_store::{Index, Store};
 
@@ -68,7 +68,7 @@ impl LocalDirTransport {
         dest.with_file_name(format!(
             ".{name}.rbuild-tmp-{}-{}",
             std::process::id(),
-            fsutil::unique()
+            scratch::unique()
         ))
     }
 }

@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 
 use rbuild_solver::Digest;
 
-use crate::{BuildError, fsutil};
+use crate::{BuildError, scratch};
 use rbuild_store::layer::LayerError;
 use rbuild_store::{Store, StoreError};
 
@@ -172,6 +172,6 @@ pub trait CacheTransport: Sync {
         let _ = reference;
         store
             .tmp_dir()
-            .join(format!("cache-export-{}", fsutil::unique()))
+            .join(format!("cache-export-{}", scratch::unique()))
     }
 }
