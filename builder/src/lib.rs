@@ -26,6 +26,7 @@
 //! the front end's [`ExportHost`] opens. Errors are [`BuildError`].
 
 #![forbid(unsafe_code)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod cache;
 pub mod error;

@@ -18,6 +18,7 @@
 //! re-included entries show in it, as with BuildKit's context walker.
 
 #![forbid(unsafe_code)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod copy;
 mod ignore;

@@ -10,6 +10,8 @@
 //! a helper two crates need lives here once rather than in each.
 
 #![forbid(unsafe_code)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+#![deny(clippy::disallowed_methods)]
 
 pub mod digest;
 pub mod error_chain;

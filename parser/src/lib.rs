@@ -35,6 +35,9 @@
 //!   are listed in [`Mount::deferred`] for a second check after expansion.
 //! - Lines longer than 64 KiB parse (BuildKit's scanner refuses them).
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+#![deny(clippy::disallowed_methods)]
+
 pub mod ast;
 pub mod directive;
 mod duration;

@@ -33,6 +33,7 @@
 //! registries named by IP address, as in docker's `daemon.json`.
 
 #![forbid(unsafe_code)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod auth;
 mod client;

@@ -2,6 +2,9 @@
 //! the sandbox re-executes the test binary as its init process, which
 //! libtest's own `main` would not let through.
 
+// A test runner reports on stdout like libtest; it runs only in test binaries.
+#![allow(clippy::print_stdout)]
+
 use crate as sandbox;
 
 /// Runs `tests` (name, function), each caught on panic, after handing

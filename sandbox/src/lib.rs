@@ -36,6 +36,8 @@
 //! so a malicious image (e.g. a `/bin/sh` that is `#!/proc/self/exe`)
 //! cannot reopen the host's rbuild for writing (CVE-2019-5736).
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod cgroup;
 mod container;
 mod error;

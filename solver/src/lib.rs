@@ -8,6 +8,9 @@
 //!
 //! May depend on: `rbuild-parser`. Never on the executor or the CLI.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+#![deny(clippy::disallowed_methods)]
+
 pub mod cache_key;
 /// Content digests live in `rbuild-oci`; re-exported so the solver's
 /// users name one type.

@@ -39,6 +39,7 @@
 //! `gc` (collection, disk usage) and `check` (verify and repair).
 
 #![forbid(unsafe_code)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod archive;
 pub mod atomic;

@@ -22,6 +22,7 @@
 //! into the store, a layer, a key, a cache-index record or a log.
 
 #![forbid(unsafe_code)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod cache_index;
 mod cache_mount;
