@@ -13,7 +13,7 @@
 //! 2. plan it (`rbuild_solver::plan`), resolving base images through the
 //!    store and pulling what it lacks;
 //! 3. open the context, read the secrets, open `--cache-from` imports;
-//! 4. solve the graph (`rbuild_solver::scheduler`) with the executor's
+//! 4. solve the graph (`rbuild_solver::scheduler`) with `rbuild-worker`'s
 //!    worker, up to `jobs` steps at once;
 //! 5. explain each executed step's miss against the lineage record of its
 //!    last build, then save the new records ([`report`]);

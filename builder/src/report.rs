@@ -42,7 +42,7 @@
 //! A miss's `reason.message` is one line of plain text (what `--explain`
 //! prints); `reason.detail` is the worker's explanation object as is
 //! (e.g. which key field or which file changed), so its shape is owned by
-//! the executor's explain module, not by this schema.
+//! the solver's explain module, not by this schema.
 
 use std::time::Duration;
 

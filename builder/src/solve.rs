@@ -1,5 +1,5 @@
 //! The build itself: parse and plan the Dockerfile, solve the graph with
-//! the executor's worker and persistent cache index (with `--cache-from`
+//! `rbuild-worker`'s worker and persistent cache index (with `--cache-from`
 //! imports), explain each executed step's miss against its last build,
 //! write the image to the store and the `--cache-to` exports. Progress
 //! goes to the request's [`BuildEvents`]; the scheduler's and worker's

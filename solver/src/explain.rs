@@ -3,8 +3,8 @@
 //! image, the command, an environment variable, a file, an earlier step.
 //!
 //! Pure: the CLI saves a [`StepFingerprint`] per step lineage after each
-//! build (the executor persists it) and calls [`explain`] when a step
-//! that has a previous fingerprint misses the cache index.
+//! build (the worker's lineage store persists it) and calls [`explain`]
+//! when a step that has a previous fingerprint misses the cache index.
 //!
 //! Fingerprints hold what [`KeyParts`] holds, in serializable form, plus
 //! the per-file digests of a COPY's sources. Only names of environment

@@ -4,9 +4,11 @@
 //! Owns: the planning of Dockerfile semantics (stages, ARG/ENV scoping,
 //! `COPY --from`), the generic DAG, [`digest::Digest`] and cache-key
 //! encoding. Side effects happen only through traits this crate defines
-//! (a worker that executes ops, a cache index); the executor implements them.
+//! (a worker that executes ops, a cache index); `rbuild-worker` implements
+//! them.
 //!
-//! May depend on: `rbuild-parser`. Never on the executor or the CLI.
+//! May depend on: `rbuild-parser` and `rbuild-oci`. Never on the store, the
+//! worker or the CLI.
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![deny(clippy::disallowed_methods)]

@@ -1,7 +1,7 @@
 //! Ops: what a step of a build does, with everything already expanded
 //! (variables substituted, paths made absolute, defaults applied). The
-//! planner produces them from Dockerfile instructions; the executor's
-//! worker carries them out. Nothing here names Dockerfile syntax.
+//! planner produces them from Dockerfile instructions; `rbuild-worker`
+//! carries them out. Nothing here names Dockerfile syntax.
 //!
 //! Each op encodes every field that affects its result into its cache key
 //! ([`KeyedOp::encode`]); fields that only affect display (`display`) or

@@ -16,7 +16,7 @@ use crate::cache_key::{CacheKey, KeyEncoder, KeyField};
 use crate::digest::Digest;
 use crate::graph::{BuildGraph, KeyedOp, StepId};
 
-/// Executes ops. The executor implements this; tests use a fake.
+/// Executes ops. `rbuild-worker` implements this; tests use a fake.
 pub trait Worker<O>: Sync {
     /// A handle to a step's result (e.g. a snapshot or an image config).
     type Output: Clone + Send + Sync;
@@ -40,7 +40,7 @@ pub trait Worker<O>: Sync {
     ) -> Result<Self::Output, Self::Error>;
 }
 
-/// Maps cache keys to results across builds. The executor persists it.
+/// Maps cache keys to results across builds. `rbuild-worker` persists it.
 pub trait CacheIndex<R, E>: Sync {
     /// The result recorded for `key`, if it is still available.
     fn lookup(&self, key: &CacheKey) -> Result<Option<R>, E>;

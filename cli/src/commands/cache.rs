@@ -3,7 +3,7 @@
 //! output.
 //!
 //! The commands work on the [`CacheRecords`] trait; [`open`] gives the
-//! store's implementation (the executor's cache index, mapped by the
+//! store's implementation (the worker's cache index, mapped by the
 //! integrator).
 
 use std::path::Path;
@@ -79,7 +79,7 @@ pub trait CacheRecords {
     fn prune(&self, policy: &PrunePolicy) -> anyhow::Result<PruneOutcome>;
 }
 
-/// The store's cache index (the executor's [`StoreCacheIndex`]).
+/// The store's cache index (the worker's [`StoreCacheIndex`]).
 pub fn open(root: &Path) -> anyhow::Result<Box<dyn CacheRecords>> {
     Ok(Box::new(StoreRecords {
         store: crate::root::open_store(root)?,
