@@ -222,7 +222,7 @@ fn write_private_file(
         .map_err(BuildError::io(path))?;
     f.write_all(data).map_err(BuildError::io(path))?;
     drop(f);
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(BuildError::io(path))?;
+    fsutil::chown_for_sandbox(path, uid, gid)?;
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(BuildError::io(path))
 }
 
