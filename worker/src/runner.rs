@@ -152,7 +152,7 @@ impl Runner for SandboxRunner {
         let status = std::thread::scope(|s| {
             s.spawn(|| pump(io, Stream::Stdout, out_r));
             s.spawn(|| pump(io, Stream::Stderr, err_r));
-            s.spawn(|| {
+            let watcher = s.spawn(|| {
                 while !done.load(Ordering::Acquire) {
                     if io.cancel.load(Ordering::Relaxed) {
                         cancelled.store(true, Ordering::Release);
@@ -161,11 +161,14 @@ impl Runner for SandboxRunner {
                         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
                         break;
                     }
-                    std::thread::sleep(CANCEL_POLL);
+                    std::thread::park_timeout(CANCEL_POLL);
                 }
             });
             let status = sb.wait();
             done.store(true, Ordering::Release);
+            // Wake the watcher now: the scope waits for it, and a sleep
+            // would add up to CANCEL_POLL to every step.
+            watcher.thread().unpark();
             status
         });
         if cancelled.load(Ordering::Acquire) {
