@@ -971,7 +971,10 @@ fn non_loopback_hostname() -> Option<String> {
 #[test]
 fn a_registry_not_on_loopback_needs_the_flag_or_rbuilds_config_file_for_plain_http() {
     let Some(hostname) = non_loopback_hostname() else {
-        eprintln!("skipped: this machine's host name does not resolve or is localhost");
+        support::skipped(
+            "a_registry_not_on_loopback_needs_the_flag_or_rbuilds_config_file_for_plain_http",
+            "this machine's host name does not resolve or is localhost",
+        );
         return;
     };
     let reg = Registry::start(None);

@@ -270,6 +270,10 @@ fn overlay_rootfs_discards_changes() {
 #[test]
 fn pids_limit_caps_process_count() {
     if !is_root() {
+        skipped(
+            "pids_limit_caps_process_count",
+            "needs root (a cgroup for the limit)",
+        );
         return;
     }
     let r = busybox_rootfs();
@@ -293,6 +297,10 @@ fn pids_limit_caps_process_count() {
 #[test]
 fn memory_limit_is_applied() {
     if !is_root() {
+        skipped(
+            "memory_limit_is_applied",
+            "needs root (a cgroup for the limit)",
+        );
         return;
     }
     let r = busybox_rootfs();

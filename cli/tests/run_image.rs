@@ -167,7 +167,10 @@ fn diff_id(path: &Path) -> String {
 #[test]
 fn whiteouts_and_opaque_dirs_in_upper_layers_hide_lower_content() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: overlay whiteouts in snapshots need root");
+        support::skipped(
+            "whiteouts_and_opaque_dirs_in_upper_layers_hide_lower_content",
+            "overlay whiteouts in snapshots need root",
+        );
         return;
     }
     let rb = Rbuild::new();

@@ -166,6 +166,10 @@ fn non_root_user_gets_a_precise_error_for_what_is_missing() {
 #[test]
 fn the_init_runs_from_a_binary_the_sandbox_cannot_write() {
     if !is_root() {
+        skipped(
+            "the_init_runs_from_a_binary_the_sandbox_cannot_write",
+            "needs root (gives the binary to root and to nobody, runs as nobody)",
+        );
         return;
     }
     let r = busybox_rootfs();

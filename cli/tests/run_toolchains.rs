@@ -44,7 +44,10 @@ fn have(tool: &str) -> bool {
 #[test]
 fn a_static_musl_binary_can_stat_files() {
     if !have("musl-gcc") {
-        eprintln!("SKIPPED a_static_musl_binary_can_stat_files: needs musl-gcc (apt musl-tools)");
+        skipped(
+            "a_static_musl_binary_can_stat_files",
+            "needs musl-gcc (apt musl-tools)",
+        );
         return;
     }
     let r = busybox_rootfs();
@@ -108,7 +111,10 @@ fn go_installation() -> Option<Vec<PathBuf>> {
 #[test]
 fn go_builds_and_runs_a_program_in_the_sandbox() {
     let Some(dirs) = go_installation() else {
-        eprintln!("SKIPPED go_builds_and_runs_a_program_in_the_sandbox: needs go (apt golang-go)");
+        skipped(
+            "go_builds_and_runs_a_program_in_the_sandbox",
+            "needs go (apt golang-go)",
+        );
         return;
     };
     let r = busybox_rootfs();

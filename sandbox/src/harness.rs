@@ -9,19 +9,23 @@ use crate as sandbox;
 
 /// Runs `tests` (name, function), each caught on panic, after handing
 /// the process to the sandbox init when it was started as one. The first
-/// non-flag argument filters tests by name. Exits 1 when any failed.
+/// non-flag argument filters tests by name. With `skip` (why this machine
+/// cannot run them), each test is reported as `SKIPPED <name>: <why>`
+/// instead of run. Ends with `N passed, N failed, N skipped` (CI reads the
+/// first two counts); exits 1 when any failed.
 pub fn run(tests: &[(&str, fn())], skip: Option<&str>) {
     if std::env::args().nth(1).as_deref() == Some(sandbox::INIT_ARG) {
         sandbox::init_main();
     }
-    if let Some(why) = skip {
-        println!("skipped: {why}");
-        return;
-    }
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let (mut passed, mut failed) = (0, 0);
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for (name, f) in tests {
         if filter.as_deref().is_some_and(|flt| !name.contains(flt)) {
+            continue;
+        }
+        if let Some(why) = skip {
+            println!("SKIPPED {name}: {why}");
+            skipped += 1;
             continue;
         }
         match std::panic::catch_unwind(f) {
@@ -35,7 +39,7 @@ pub fn run(tests: &[(&str, fn())], skip: Option<&str>) {
             }
         }
     }
-    println!("\n{passed} passed, {failed} failed");
+    println!("\n{passed} passed, {failed} failed, {skipped} skipped");
     if failed > 0 {
         std::process::exit(1);
     }

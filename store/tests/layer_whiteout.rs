@@ -1,6 +1,6 @@
 //! overlayfs upper dir → layer (pack_diff) and whiteouts on unpack.
 //! Making 0/0 char devices and trusted.* xattrs needs root; without it these
-//! tests return early.
+//! tests say `SKIPPED` and return early.
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -11,6 +11,22 @@ use rustix::fs::{CWD, FileType, Mode, XattrFlags};
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
+}
+
+/// Says that `test` (or the part `why` names) did not run here, and why:
+/// `SKIPPED <test>: <why>`, written to /dev/stderr, past libtest's capture
+/// of a passing test's output (which hides `eprintln!`), so that a skip
+/// never looks like a pass.
+fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let line = format!("SKIPPED {test}: {why}\n");
+    let direct = std::fs::OpenOptions::new()
+        .append(true)
+        .open("/dev/stderr")
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if direct.is_err() {
+        eprint!("{line}");
+    }
 }
 
 fn whiteout_dev(path: &Path) {
@@ -70,6 +86,10 @@ fn names(tar_bytes: &[u8]) -> Vec<String> {
 #[test]
 fn pack_diff_writes_whiteouts_and_opaque_markers() {
     if !is_root() {
+        skipped(
+            "pack_diff_writes_whiteouts_and_opaque_markers",
+            "needs root (0/0 character devices, trusted.* xattrs)",
+        );
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -128,6 +148,10 @@ fn pack_diff_writes_whiteouts_and_opaque_markers() {
 #[test]
 fn whiteouts_apply_to_lower_content_on_unpack() {
     if !is_root() {
+        skipped(
+            "whiteouts_apply_to_lower_content_on_unpack",
+            "needs root (0/0 character devices, trusted.* xattrs)",
+        );
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -155,6 +179,10 @@ fn whiteouts_apply_to_lower_content_on_unpack() {
 #[test]
 fn whiteouts_can_be_kept_in_overlay_form() {
     if !is_root() {
+        skipped(
+            "whiteouts_can_be_kept_in_overlay_form",
+            "needs root (0/0 character devices, trusted.* xattrs)",
+        );
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

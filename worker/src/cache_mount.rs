@@ -110,7 +110,7 @@ fn create(store: &Store, dir: &Path, new: &NewDir<'_>) -> Result<(), BuildError>
     // The mount's own mode and owner win over the seed's root directory.
     fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(new.mode))
         .map_err(BuildError::io(&tmp))?;
-    std::os::unix::fs::chown(&tmp, Some(new.uid), Some(new.gid)).map_err(BuildError::io(&tmp))?;
+    super::upper_dir::chown_for_sandbox(&tmp, new.uid, new.gid)?;
     match fs::rename(&tmp, dir) {
         Ok(()) => Ok(()),
         // A concurrent shared user made it first.

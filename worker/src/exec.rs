@@ -1,30 +1,26 @@
-//! RUN: a sandbox on input 0's snapshots with a fresh upper dir, the
-//! step's mounts, output streamed to the log sink; the upper dir becomes
-//! the step's layer.
+//! RUN: the worker's [`Runner`](crate::Runner) (the sandbox, in builds)
+//! on input 0's snapshots with a fresh upper dir, the step's mounts made
+//! here, output streamed to the log sink; the upper dir becomes the
+//! step's layer.
 
 use std::collections::VecDeque;
 use std::fs;
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use rbuild_solver::graph::StepId;
-use rbuild_solver::op::{ExecMountKind, ExecNetwork, ExecOp};
+use rbuild_solver::op::{ExecMountKind, ExecOp};
 
 use super::cache_mount::{self, NewDir};
+use super::runner::{MountSource, RunIo, RunMount, RunRootfs, RunSpec, RunStatus};
 use super::scratch::ScratchDir;
 use super::tree_copy::{clean_rel, copy_tree};
-use super::upper_dir::{is_empty_dir, remove_placeholders};
+use super::upper_dir::{chown_for_sandbox, is_empty_dir, remove_placeholders};
 use super::{BuildError, BuildWorker, BuiltLayer, StepOutput, Stream, input};
 use rbuild_context::copy::{LayeredFs, SourceFs as _};
 use rbuild_sandbox as sandbox;
-use rbuild_sandbox::{
-    Limits, Mount, MountKind, Network, Process, Rootfs, SandboxSpec, SandboxStdio,
-};
 use rbuild_store::layer::{PackOptions, pack_diff};
 
 /// How many output lines a failed step's error keeps.
@@ -61,10 +57,9 @@ pub(super) fn run(
     let mut held = Vec::new();
     for (i, m) in op.mounts.iter().enumerate() {
         let target = PathBuf::from(&m.target);
-        let bind = |source: PathBuf, target: PathBuf, readonly: bool| Mount {
-            kind: MountKind::Bind,
-            source,
+        let bind = |source: PathBuf, target: PathBuf, readonly: bool| RunMount {
             target,
+            source: MountSource::Bind(source),
             readonly,
         };
         match &m.kind {
@@ -123,10 +118,9 @@ pub(super) fn run(
                 mounts.push(bind(dir.dir.clone(), target, *readonly));
                 held.push(dir);
             }
-            ExecMountKind::Tmpfs { size: _ } => mounts.push(Mount {
-                kind: MountKind::Tmpfs,
-                source: PathBuf::new(),
+            ExecMountKind::Tmpfs { size: _ } => mounts.push(RunMount {
                 target,
+                source: MountSource::Tmpfs,
                 readonly: false,
             }),
             ExecMountKind::Secret {
@@ -168,31 +162,21 @@ pub(super) fn run(
         }
     }
     let targets: Vec<PathBuf> = mounts.iter().map(|m| m.target.clone()).collect();
-    let spec = SandboxSpec {
-        rootfs: Rootfs::Overlay {
+    let spec = RunSpec {
+        args: op.args.clone(),
+        env,
+        cwd: op.cwd.clone(),
+        user: op.user.clone(),
+        network: op.network,
+        hostname: HOSTNAME.to_string(),
+        rootfs: RunRootfs {
             lowers: lowers.clone(),
             upper: upper.clone(),
             work,
         },
-        process: Process {
-            args: op.args.clone(),
-            env,
-            cwd: op.cwd.clone(),
-            user: op.user.clone(),
-            tty: false,
-            // BuildKit: /etc/group memberships only.
-            groups: sandbox::SupplementaryGroups::Memberships,
-        },
         mounts,
-        network: match op.network {
-            ExecNetwork::Host => Network::Host,
-            ExecNetwork::None => Network::None,
-        },
-        hostname: HOSTNAME.to_string(),
-        readonly_rootfs: false,
-        limits: Limits::default(),
     };
-    let result = run_streaming(w, step, &spec, &op.args.join(" "));
+    let result = run_process(w, step, &spec);
     drop(spec);
     drop(private);
     drop(held);
@@ -226,122 +210,87 @@ fn write_private_file(
         .map_err(BuildError::io(path))?;
     f.write_all(data).map_err(BuildError::io(path))?;
     drop(f);
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(BuildError::io(path))?;
+    chown_for_sandbox(path, uid, gid)?;
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(BuildError::io(path))
 }
 
-/// The last lines of a step's output.
+/// The last lines of a step's output: both streams' lines in the order
+/// they were completed, each stream's unfinished line kept apart.
 #[derive(Default)]
-struct Tail(VecDeque<String>);
+struct Tail {
+    lines: VecDeque<String>,
+    /// Each stream's unfinished line (stdout, stderr).
+    partial: [Vec<u8>; 2],
+}
 
 impl Tail {
+    /// Adds a chunk of `stream`'s output.
+    fn extend(&mut self, stream: Stream, chunk: &[u8]) {
+        let i = match stream {
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
+        };
+        for &b in chunk {
+            if b == b'\n' {
+                let mut line = std::mem::take(&mut self.partial[i]);
+                self.push(&line);
+                line.clear();
+                self.partial[i] = line;
+            } else if self.partial[i].len() < TAIL_LINE_BYTES {
+                self.partial[i].push(b);
+            }
+        }
+    }
+
     fn push(&mut self, line: &[u8]) {
         let line = &line[..line.len().min(TAIL_LINE_BYTES)];
         let text = String::from_utf8_lossy(line);
         let text = text.strip_suffix('\r').unwrap_or(&text).to_string();
-        if self.0.len() == TAIL_LINES {
-            self.0.pop_front();
+        if self.lines.len() == TAIL_LINES {
+            self.lines.pop_front();
         }
-        self.0.push_back(text);
+        self.lines.push_back(text);
     }
-}
 
-/// Reads one output pipe to its end, passing chunks to the log sink and
-/// complete lines to `tail`.
-fn pump(w: &BuildWorker<'_>, step: StepId, stream: Stream, pipe: OwnedFd, tail: &Mutex<Tail>) {
-    let mut file = fs::File::from(pipe);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut line = Vec::new();
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        let chunk = &buf[..n];
-        w.cfg.log.output(step, stream, chunk);
-        for &b in chunk {
-            if b == b'\n' {
-                tail.lock().expect("tail lock").push(&line);
-                line.clear();
-            } else if line.len() < TAIL_LINE_BYTES {
-                line.push(b);
+    /// The kept lines, each stream's unfinished line last.
+    fn finish(mut self) -> Vec<String> {
+        for i in 0..self.partial.len() {
+            let line = std::mem::take(&mut self.partial[i]);
+            if !line.is_empty() {
+                self.push(&line);
             }
         }
-    }
-    if !line.is_empty() {
-        tail.lock().expect("tail lock").push(&line);
+        self.lines.into()
     }
 }
 
-/// Runs `spec` with stdout/stderr streamed to the log sink; kills it when
-/// the cancel flag is set. A non-zero exit is an error with the last lines.
-fn run_streaming(
-    w: &BuildWorker<'_>,
-    step: StepId,
-    spec: &SandboxSpec,
-    command: &str,
-) -> Result<(), BuildError> {
-    let pipe = || {
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| BuildError::Io {
-            path: PathBuf::from("pipe"),
-            source: e.into(),
-        })
-    };
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    let stdio = SandboxStdio {
-        stdin: Some(sandbox::dev_null().map_err(|e| BuildError::Sandbox {
-            command: command.to_string(),
-            last_lines: Vec::new(),
-            source: Box::new(e),
-        })?),
-        stdout: Some(out_w),
-        stderr: Some(err_w),
-    };
+/// Runs `spec` with the worker's runner, its output streamed to the log
+/// sink. A non-zero exit is an error with the last lines.
+fn run_process(w: &BuildWorker<'_>, step: StepId, spec: &RunSpec) -> Result<(), BuildError> {
     let tail = Mutex::new(Tail::default());
-    let sandbox_err = |source, tail: &Mutex<Tail>| BuildError::Sandbox {
-        command: command.to_string(),
-        last_lines: tail.lock().expect("tail lock").0.iter().cloned().collect(),
-        source: Box::new(source),
+    let output = |stream: Stream, chunk: &[u8]| {
+        w.cfg.log.output(step, stream, chunk);
+        tail.lock().expect("tail lock").extend(stream, chunk);
     };
-    // The write ends went into the spawned process's stdio and are closed
-    // here when `spawn` returns, so the readers see EOF when the
-    // container's processes are gone.
-    let sb = sandbox::spawn(spec, stdio).map_err(|e| sandbox_err(e, &tail))?;
-    let pid = nix::unistd::Pid::from_raw(sb.pid() as i32);
-    let done = AtomicBool::new(false);
-    let cancelled = AtomicBool::new(false);
-    let status = std::thread::scope(|s| {
-        s.spawn(|| pump(w, step, Stream::Stdout, out_r, &tail));
-        s.spawn(|| pump(w, step, Stream::Stderr, err_r, &tail));
-        s.spawn(|| {
-            while !done.load(Ordering::Acquire) {
-                if w.cfg.cancel.load(Ordering::Relaxed) {
-                    cancelled.store(true, Ordering::Release);
-                    // The init process dies; pid 1 follows it (PDEATHSIG),
-                    // and with it the whole pid namespace.
-                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        });
-        let status = sb.wait();
-        done.store(true, Ordering::Release);
-        status
-    });
-    if cancelled.load(Ordering::Acquire) {
-        return Err(BuildError::Cancelled);
-    }
+    let io = RunIo {
+        output: &output,
+        cancel: w.cfg.cancel,
+    };
+    let status = w.runner.run(spec, &io);
+    let last_lines = tail.into_inner().expect("tail lock").finish();
+    let command = || spec.args.join(" ");
     match status {
-        Ok(0) => Ok(()),
-        Ok(code) => Err(BuildError::ExitCode {
-            command: command.to_string(),
+        Ok(RunStatus::Cancelled) => Err(BuildError::Cancelled),
+        Ok(RunStatus::Exited(0)) => Ok(()),
+        Ok(RunStatus::Exited(code)) => Err(BuildError::ExitCode {
+            command: command(),
             code,
-            last_lines: tail.into_inner().expect("tail lock").0.into(),
+            last_lines,
         }),
-        Err(e) => Err(sandbox_err(e, &tail)),
+        Err(source) => Err(BuildError::Sandbox {
+            command: command(),
+            last_lines,
+            source: Box::new(source),
+        }),
     }
 }

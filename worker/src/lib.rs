@@ -7,7 +7,9 @@
 //! A step's result ([`StepOutput`]) is its root filesystem as a stack of
 //! layers in the store, bottom first. Executing an op that changes the
 //! filesystem (RUN, COPY, WORKDIR) adds at most one layer: RUN's changes
-//! are the sandbox's overlay upper dir packed with [`rbuild_store::layer::pack_diff`];
+//! are the overlay upper dir of its process, run by a [`Runner`] (the
+//! sandbox, [`SandboxRunner`], unless [`BuildWorker::with_runner`] says
+//! otherwise), packed with [`rbuild_store::layer::pack_diff`];
 //! COPY and WORKDIR layers are written by [`rbuild_context::copy`]. Layers are
 //! stored uncompressed (OCI tar media type, blob digest = diffID) and
 //! unpacked as snapshots so later steps can use them as overlay lowers.
@@ -31,7 +33,9 @@ pub mod cache_transfer;
 mod exec;
 mod lineage;
 mod resolver;
+mod runner;
 mod scratch;
+pub mod testing;
 mod tree_copy;
 mod upper_dir;
 
@@ -59,6 +63,9 @@ pub use cache_index::{
 };
 pub use lineage::LineageStore;
 pub use resolver::{ResolveError, StoreResolver};
+pub use runner::{
+    MountSource, RunIo, RunMount, RunRootfs, RunSpec, RunStatus, Runner, SandboxRunner,
+};
 
 /// A build step failed; names the path, digest, secret or command involved.
 #[derive(Debug, thiserror::Error)]
@@ -266,6 +273,8 @@ pub struct BuildWorker<'a> {
     /// Fetches the blobs of imported cache hits before their snapshots
     /// are made (`None`: every blob a result names is in the store).
     fetcher: Option<&'a dyn BlobFetcher>,
+    /// Runs RUN steps' processes ([`SandboxRunner`] unless replaced).
+    runner: &'a dyn Runner,
     /// Per-file digests of each COPY's sources, by content digest (the
     /// scheduler's `KeyParts::content`), for explaining misses.
     files: Mutex<BTreeMap<Digest, Vec<(String, Digest)>>>,
@@ -279,8 +288,16 @@ impl<'a> BuildWorker<'a> {
             cfg,
             _session: session,
             fetcher: None,
+            runner: &SandboxRunner,
             files: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Has `runner` run RUN steps' processes instead of the sandbox
+    /// (tests give a [`testing::FakeRunner`]).
+    pub fn with_runner(mut self, runner: &'a dyn Runner) -> BuildWorker<'a> {
+        self.runner = runner;
+        self
     }
 
     /// Has `fetcher` bring missing blobs into the store before a step

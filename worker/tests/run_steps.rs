@@ -1,0 +1,749 @@
+//! RUN steps without root: the worker with a [`FakeRunner`] in place of
+//! the sandbox, on a temporary store with a small base image made here.
+//! Each test asserts what the command saw (its spec, its files) and what
+//! the step's layer holds, read back through the store. The same
+//! semantics on the real sandbox (root, busybox) are in `build.rs`.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rbuild_context::{Context, IgnoreRules};
+use rbuild_solver::Digest;
+use rbuild_solver::graph::{BuildGraph, StepId};
+use rbuild_solver::op::{CacheSharing, ExecMount, ExecMountKind, ExecNetwork, ExecOp, ImageOp, Op};
+use rbuild_solver::scheduler::{NoEvents, SolveOptions, SolveReport, solve};
+use rbuild_store::layer::{PackOptions, pack_dir};
+use rbuild_store::{LayerInfo, Store};
+use rbuild_worker::testing::FakeRunner;
+use rbuild_worker::{
+    BuildContext, BuildError, BuildWorker, LogSink, MountSource, NoLog, Secrets, StepOutput,
+    StoreCacheIndex, Stream, WorkerConfig,
+};
+
+/// A store with `base:latest`: one layer with /etc/passwd and /etc/group
+/// (root, nobody, app), /bin, /tmp and /var, and nothing to run.
+struct Fixture {
+    dir: tempfile::TempDir,
+    store: Store,
+    base: Digest,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("root")).unwrap();
+        let rootfs = dir.path().join("rootfs");
+        for d in ["bin", "etc", "tmp", "var"] {
+            fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\n\
+             nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n\
+             app:x:1000:1000:app:/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        fs::write(
+            rootfs.join("etc/group"),
+            "root:x:0:\nnogroup:x:65534:\napp:x:1000:\nwheel:x:10:app\n",
+        )
+        .unwrap();
+        fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+        let mut w = store.blob_writer(None).unwrap();
+        let stats = pack_dir(&rootfs, &mut w, &PackOptions::default()).unwrap();
+        let (digest, size) = w.commit().unwrap();
+        let layer = LayerInfo {
+            digest,
+            diff_id: stats.diff_id,
+            size,
+            media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+        };
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Env": ["PATH=/bin"]},
+            "rootfs": {"type": "layers", "diff_ids": [stats.diff_id.to_string()]},
+        });
+        let tag = rbuild_oci::reference::ImageRef::parse("base").unwrap();
+        let image = store
+            .write_image_raw(&serde_json::to_vec(&config).unwrap(), &[layer], &[tag])
+            .unwrap();
+        Fixture {
+            base: image.manifest_digest,
+            store,
+            dir,
+        }
+    }
+
+    fn image_op(&self) -> Op {
+        Op::Image(ImageOp {
+            reference: "docker.io/library/base:latest".into(),
+            digest: self.base,
+            platform: "linux/amd64".into(),
+        })
+    }
+
+    /// A directory for a build context, with `files` (path, content).
+    fn context_dir(&self, files: &[(&str, &str)]) -> PathBuf {
+        let dir = self.dir.path().join("context");
+        for (path, content) in files {
+            let path = dir.join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, content).unwrap();
+        }
+        dir
+    }
+
+    /// The store's scratch entries (a finished step leaves none).
+    fn leftovers(&self) -> Vec<PathBuf> {
+        fs::read_dir(self.store.tmp_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    }
+}
+
+/// A RUN of `argv` as root in `/`, with `PATH` set and no network.
+fn exec(argv: &[&str]) -> ExecOp {
+    ExecOp {
+        args: argv.iter().map(|a| a.to_string()).collect(),
+        env: vec!["PATH=/bin".into()],
+        cwd: "/".into(),
+        user: String::new(),
+        network: ExecNetwork::None,
+        mounts: Vec::new(),
+        proxy_env: Vec::new(),
+        display: format!("RUN {}", argv.join(" ")),
+    }
+}
+
+fn with_mount(mut op: ExecOp, target: &str, kind: ExecMountKind) -> ExecOp {
+    op.mounts.push(ExecMount {
+        target: target.into(),
+        kind,
+    });
+    op
+}
+
+/// What a build is given besides its graph.
+#[derive(Default)]
+struct Inputs<'a> {
+    context: Option<&'a Path>,
+    secrets: Secrets,
+    log: Option<&'a dyn LogSink>,
+    cancel: Option<&'a AtomicBool>,
+}
+
+/// Solves `target` of `g` with `runner` in place of the sandbox.
+fn solve_with(
+    fx: &Fixture,
+    runner: &FakeRunner,
+    g: &BuildGraph<Op>,
+    target: StepId,
+    inputs: &Inputs<'_>,
+) -> Result<SolveReport<StepOutput>, BuildError> {
+    let context = inputs
+        .context
+        .map(|dir| {
+            Context::open(
+                dir,
+                IgnoreRules::from_patterns(&["secret.txt"]).unwrap(),
+                None,
+            )
+        })
+        .transpose()
+        .unwrap();
+    let not_cancelled = AtomicBool::new(false);
+    let worker = BuildWorker::new(WorkerConfig {
+        store: &fx.store,
+        context: context
+            .as_ref()
+            .zip(inputs.context)
+            .map(|(fs, root)| BuildContext {
+                fs: fs as &dyn rbuild_context::copy::SourceFs,
+                root,
+            }),
+        secrets: &inputs.secrets,
+        log: inputs.log.unwrap_or(&NoLog),
+        cancel: inputs.cancel.unwrap_or(&not_cancelled),
+    })
+    .unwrap()
+    .with_runner(runner);
+    solve(
+        g,
+        &[target],
+        &worker,
+        &StoreCacheIndex::new(&fx.store),
+        &NoEvents,
+        &SolveOptions::default(),
+    )
+    .map_err(|e| e.source)
+}
+
+/// FROM base, then `op`: the RUN's result.
+fn run_one(
+    fx: &Fixture,
+    runner: &FakeRunner,
+    op: ExecOp,
+    inputs: &Inputs<'_>,
+) -> Result<StepOutput, BuildError> {
+    let mut g = BuildGraph::new();
+    let base = g.add(fx.image_op(), &[]);
+    let last = g.add(Op::Exec(op), &[base]);
+    solve_with(fx, runner, &g, last, inputs).map(|mut r| r.outputs.remove(0))
+}
+
+/// Entry names of a layer blob, directories ending in `/`.
+fn entries(store: &Store, layer: &LayerInfo) -> Vec<String> {
+    let mut a = tar::Archive::new(store.open_layer(layer).unwrap());
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let mut name = e.path().unwrap().to_string_lossy().into_owned();
+            if e.header().entry_type().is_dir() && !name.ends_with('/') {
+                name.push('/');
+            }
+            name
+        })
+        .collect()
+}
+
+/// The entries of the one layer a RUN added.
+fn added_entries(fx: &Fixture, out: &StepOutput) -> Vec<String> {
+    assert_eq!(out.added, 1, "the step adds one layer: {out:?}");
+    entries(&fx.store, &out.layers.last().unwrap().info)
+}
+
+/// A file of the layer a RUN added, read from its snapshot.
+fn added_file(fx: &Fixture, out: &StepOutput, path: &str) -> String {
+    let snap = fx
+        .store
+        .snapshot_layer(&out.layers.last().unwrap().info)
+        .unwrap();
+    fs::read_to_string(snap.join(path)).unwrap()
+}
+
+fn layer_bytes(store: &Store, layer: &LayerInfo) -> Vec<u8> {
+    let mut v = Vec::new();
+    store
+        .open_layer(layer)
+        .unwrap()
+        .read_to_end(&mut v)
+        .unwrap();
+    v
+}
+
+#[derive(Default)]
+struct Collect(Mutex<Vec<u8>>);
+
+impl LogSink for Collect {
+    fn output(&self, _: StepId, _: Stream, bytes: &[u8]) {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+    }
+}
+
+#[test]
+fn context_bind_mount_is_read_only_and_not_in_the_layer() {
+    let fx = Fixture::new();
+    let ctx = fx.context_dir(&[("src/main.c", "int main;"), ("secret.txt", "ignored")]);
+    let runner = FakeRunner::new().on(&["cc"], |p| {
+        assert!(!p.exists("/ctx/secret.txt"), ".dockerignore applies");
+        let err = p.write("/ctx/src/main.c", b"changed").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ReadOnlyFilesystem);
+        let source = p.read("/ctx/src/main.c")?;
+        p.write("/out", &source)?;
+        Ok(0)
+    });
+    let op = with_mount(
+        exec(&["cc"]),
+        "/ctx",
+        ExecMountKind::Context {
+            source: ".".into(),
+            readonly: true,
+        },
+    );
+    let inputs = Inputs {
+        context: Some(&ctx),
+        ..Inputs::default()
+    };
+    let out = run_one(&fx, &runner, op, &inputs).unwrap();
+    // The mount point /ctx the runner made is gone from the layer.
+    assert_eq!(added_entries(&fx, &out), ["out"]);
+    assert_eq!(added_file(&fx, &out, "out"), "int main;");
+    let mounts = &runner.runs()[0].mounts;
+    assert_eq!(mounts.len(), 1);
+    assert_eq!(
+        (mounts[0].target.as_path(), mounts[0].readonly),
+        (Path::new("/ctx"), true)
+    );
+    assert!(fx.leftovers().is_empty(), "{:?}", fx.leftovers());
+}
+
+#[test]
+fn context_bind_mount_rw_writes_a_copy_and_its_content_is_in_the_key() {
+    let fx = Fixture::new();
+    let ctx = fx.context_dir(&[("conf/app.conf", "v1")]);
+    let runner = FakeRunner::new().on(&["configure"], |p| {
+        let conf = p.read_to_string("/src/conf/app.conf")?;
+        p.write("/src/conf/app.conf", b"rewritten")?;
+        p.write("/conf", conf.as_bytes())?;
+        Ok(0)
+    });
+    let op = with_mount(
+        exec(&["configure"]),
+        "/src",
+        ExecMountKind::Context {
+            source: ".".into(),
+            readonly: false,
+        },
+    );
+    let mut g = BuildGraph::new();
+    let base = g.add(fx.image_op(), &[]);
+    let last = g.add(Op::Exec(op), &[base]);
+    let inputs = Inputs {
+        context: Some(&ctx),
+        ..Inputs::default()
+    };
+    let out = solve_with(&fx, &runner, &g, last, &inputs)
+        .unwrap()
+        .outputs
+        .remove(0);
+    assert_eq!(added_entries(&fx, &out), ["conf"]);
+    // The command wrote to a copy: the user's file is untouched.
+    assert_eq!(fs::read_to_string(ctx.join("conf/app.conf")).unwrap(), "v1");
+    // Nothing changed: a cache hit, the command does not run again.
+    solve_with(&fx, &runner, &g, last, &inputs).unwrap();
+    assert_eq!(runner.runs().len(), 1);
+    // A mounted file changed: the step runs again and sees it.
+    fs::write(ctx.join("conf/app.conf"), "v2").unwrap();
+    let out = solve_with(&fx, &runner, &g, last, &inputs)
+        .unwrap()
+        .outputs
+        .remove(0);
+    assert_eq!(runner.runs().len(), 2);
+    assert_eq!(added_file(&fx, &out, "conf"), "v2");
+}
+
+#[test]
+fn stage_bind_mount_shows_only_the_mounted_subtree() {
+    let fx = Fixture::new();
+    let runner = FakeRunner::new()
+        .on(&["make"], |p| {
+            p.mkdir("/build")?;
+            p.write("/build/app.bin", b"ELF")?;
+            p.write("/build.log", b"built")?;
+            Ok(0)
+        })
+        .on(&["install"], |p| {
+            assert!(!p.exists("/mnt/build.log"), "only /build is mounted");
+            assert!(
+                !p.exists("/build"),
+                "the stage's files are not in the rootfs"
+            );
+            let bin = p.read("/mnt/app.bin")?;
+            p.write("/installed", &bin)?;
+            Ok(0)
+        });
+    let mut g = BuildGraph::new();
+    let base = g.add(fx.image_op(), &[]);
+    let stage = g.add(Op::Exec(exec(&["make"])), &[base]);
+    let mount = |source: &str| ExecMountKind::Input {
+        input: 1,
+        source: source.into(),
+        readonly: true,
+    };
+    let install = with_mount(exec(&["install"]), "/mnt", mount("/build"));
+    let last = g.add(Op::Exec(install), &[base, stage]);
+    let out = solve_with(&fx, &runner, &g, last, &Inputs::default())
+        .unwrap()
+        .outputs
+        .remove(0);
+    assert_eq!(out.layers.len(), 2, "base and the RUN's layer: {out:?}");
+    assert_eq!(added_entries(&fx, &out), ["installed"]);
+    assert_eq!(added_file(&fx, &out, "installed"), "ELF");
+
+    // A source the stage does not have fails the step before it runs.
+    let missing = with_mount(exec(&["install"]), "/mnt", mount("/nope"));
+    let last = g.add(Op::Exec(missing), &[base, stage]);
+    let err = solve_with(&fx, &runner, &g, last, &Inputs::default())
+        .err()
+        .expect("the mount source is missing");
+    assert!(
+        matches!(&err, BuildError::MountSource { source_path, .. } if source_path == "/nope"),
+        "{err:?}"
+    );
+    assert_eq!(runner.runs().len(), 2, "make and one install");
+}
+
+#[test]
+fn cache_mount_persists_across_runs_and_stays_out_of_layers() {
+    let fx = Fixture::new();
+    let count = |p: &rbuild_worker::testing::FakeProcess<'_>| {
+        p.append("/var/cache/app/runs", b"x\n")?;
+        let n = p.read_to_string("/var/cache/app/runs")?.lines().count();
+        p.write("/count", n.to_string().as_bytes())?;
+        Ok(0)
+    };
+    let runner = FakeRunner::new()
+        .on(&["count", "1"], count)
+        .on(&["count", "2"], count);
+    let cached = |argv: &[&str]| {
+        with_mount(
+            exec(argv),
+            "/var/cache/app",
+            ExecMountKind::Cache {
+                id: "app".into(),
+                sharing: CacheSharing::Locked,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                readonly: false,
+                seed: None,
+            },
+        )
+    };
+    let first = run_one(&fx, &runner, cached(&["count", "1"]), &Inputs::default()).unwrap();
+    let second = run_one(&fx, &runner, cached(&["count", "2"]), &Inputs::default()).unwrap();
+    assert_eq!(added_file(&fx, &first, "count"), "1");
+    assert_eq!(added_file(&fx, &second, "count"), "2", "the cache survived");
+    // Neither the cache's files nor its mount point (nor /var, copied up
+    // to hold it) are in the layers.
+    assert_eq!(added_entries(&fx, &first), ["count"]);
+    assert_eq!(added_entries(&fx, &second), ["count"]);
+    // Both runs got the same directory, outside the run's scratch space.
+    let runs = runner.runs();
+    let source = |i: usize| match &runs[i].mounts[0].source {
+        MountSource::Bind(dir) => dir.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(source(0), source(1));
+    assert!(source(0).starts_with(fx.store.dir()));
+    assert_eq!(
+        fs::read_to_string(source(0).join("runs")).unwrap(),
+        "x\nx\n"
+    );
+}
+
+#[test]
+fn tmpfs_mount_starts_empty_and_leaves_nothing() {
+    let fx = Fixture::new();
+    let runner = FakeRunner::new()
+        .on(&["scratch"], |p| {
+            assert!(!p.exists("/scratch/t/file"), "a fresh tmpfs each run");
+            p.mkdir("/scratch/t")?;
+            p.write("/scratch/t/file", b"temp")?;
+            p.write("/kept", b"kept")?;
+            Ok(0)
+        })
+        .on(&["only-tmpfs"], |p| {
+            assert!(!p.exists("/deep/scratch/file"));
+            p.write("/deep/scratch/file", b"temp")?;
+            Ok(0)
+        });
+    let tmpfs = ExecMountKind::Tmpfs { size: None };
+    let op = with_mount(exec(&["scratch"]), "/scratch", tmpfs.clone());
+    let out = run_one(&fx, &runner, op, &Inputs::default()).unwrap();
+    assert_eq!(added_entries(&fx, &out), ["kept"]);
+    // A RUN that wrote only to its tmpfs adds no layer at all, though its
+    // mount point (and a parent) had to be made.
+    let op = with_mount(exec(&["only-tmpfs"]), "/deep/scratch", tmpfs);
+    let out = run_one(&fx, &runner, op, &Inputs::default()).unwrap();
+    assert_eq!((out.layers.len(), out.added), (1, 0));
+    assert!(matches!(
+        runner.runs()[1].mounts[0].source,
+        MountSource::Tmpfs
+    ));
+}
+
+#[test]
+fn secret_as_file_and_env_is_seen_and_never_in_the_layer() {
+    let fx = Fixture::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let runner = FakeRunner::new().on(&["deploy"], {
+        let seen = seen.clone();
+        move |p| {
+            let mut seen = seen.lock().unwrap();
+            seen.push(p.read_to_string("/run/secrets/tok")?);
+            seen.push(p.read_to_string("/etc/tok")?);
+            seen.push(p.env("TOKEN").unwrap_or_default().to_string());
+            p.write("/done", b"ok")?;
+            Ok(0)
+        }
+    });
+    let secret = |env: Option<&str>| ExecMountKind::Secret {
+        id: "tok".into(),
+        env: env.map(String::from),
+        required: true,
+        mode: 0o400,
+        uid: 0,
+        gid: 0,
+    };
+    let mut op = exec(&["deploy"]);
+    op = with_mount(op, "", secret(None));
+    op = with_mount(op, "/etc/tok", secret(None));
+    op = with_mount(op, "", secret(Some("TOKEN")));
+    let mut secrets = Secrets::new();
+    secrets.insert("tok", b"s3cret-value".to_vec());
+    let inputs = Inputs {
+        secrets,
+        ..Inputs::default()
+    };
+    let mut g = BuildGraph::new();
+    let base = g.add(fx.image_op(), &[]);
+    let last = g.add(Op::Exec(op), &[base]);
+    let report = solve_with(&fx, &runner, &g, last, &inputs).unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["s3cret-value", "s3cret-value", "s3cret-value"]
+    );
+    let out = &report.outputs[0];
+    // /run/secrets was made for the mount and removed; /etc/tok too.
+    assert_eq!(added_entries(&fx, out), ["done"]);
+    let needle = b"s3cret-value";
+    let has = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    assert!(!has(&layer_bytes(&fx.store, &out.layers[1].info)));
+    for e in fs::read_dir(fx.store.dir().join("cache-v1/keys")).unwrap() {
+        assert!(
+            !has(&fs::read(e.unwrap().path()).unwrap()),
+            "in a cache record"
+        );
+    }
+    for s in &report.steps {
+        assert!(
+            !format!("{:?}", s.parts).contains("s3cret"),
+            "in a key part"
+        );
+    }
+    // The env form adds no file; the file forms are read-only, outside the
+    // store, and gone after the run.
+    let run = &runner.runs()[0];
+    assert!(run.env.contains(&"TOKEN=s3cret-value".to_string()));
+    let targets: Vec<&Path> = run.mounts.iter().map(|m| m.target.as_path()).collect();
+    assert_eq!(
+        targets,
+        [Path::new("/run/secrets/tok"), Path::new("/etc/tok")]
+    );
+    for m in &run.mounts {
+        let MountSource::Bind(file) = &m.source else {
+            panic!("{m:?}")
+        };
+        assert!(m.readonly);
+        assert!(!file.starts_with(fx.store.dir()), "{file:?}");
+        assert!(!file.exists(), "{file:?} outlived the run");
+    }
+}
+
+#[test]
+fn missing_secret_fails_only_when_required() {
+    let fx = Fixture::new();
+    let runner = FakeRunner::new().on(&["npm"], |p| {
+        assert!(!p.exists("/root/.npmrc"));
+        Ok(0)
+    });
+    let secret = |required| ExecMountKind::Secret {
+        id: "npmrc".into(),
+        env: None,
+        required,
+        mode: 0o400,
+        uid: 0,
+        gid: 0,
+    };
+    let op = with_mount(exec(&["npm"]), "/root/.npmrc", secret(true));
+    let err = run_one(&fx, &runner, op, &Inputs::default()).unwrap_err();
+    assert!(
+        matches!(&err, BuildError::MissingSecret { id } if id == "npmrc"),
+        "{err:?}"
+    );
+    assert!(runner.runs().is_empty(), "the command never ran");
+    let op = with_mount(exec(&["npm"]), "/root/.npmrc", secret(false));
+    run_one(&fx, &runner, op, &Inputs::default()).unwrap();
+    assert!(runner.runs()[0].mounts.is_empty());
+}
+
+#[test]
+fn heredoc_file_mount_is_readable_and_not_in_the_layer() {
+    let fx = Fixture::new();
+    let runner = FakeRunner::new().on(&["/bin/sh", "/dev/pipes/EOF"], |p| {
+        let script = p.read_to_string("/dev/pipes/EOF")?;
+        p.write("/out", script.to_uppercase().as_bytes())?;
+        Ok(0)
+    });
+    let op = with_mount(
+        exec(&["/bin/sh", "/dev/pipes/EOF"]),
+        "/dev/pipes/EOF",
+        ExecMountKind::File {
+            content: "echo hi\n".into(),
+            mode: 0o755,
+        },
+    );
+    let out = run_one(&fx, &runner, op, &Inputs::default()).unwrap();
+    assert_eq!(added_entries(&fx, &out), ["out"]);
+    assert_eq!(added_file(&fx, &out, "out"), "ECHO HI\n");
+    let run = &runner.runs()[0];
+    assert!(run.mounts[0].readonly);
+    let MountSource::Bind(file) = &run.mounts[0].source else {
+        panic!()
+    };
+    assert!(!file.exists(), "the heredoc file outlived the run");
+}
+
+#[test]
+fn user_env_cwd_and_network_reach_the_process() {
+    let fx = Fixture::new();
+    let seen = Arc::new(Mutex::new(None));
+    let runner = FakeRunner::new().on(&["whoami"], {
+        let seen = seen.clone();
+        move |p| {
+            let id = p.identity();
+            *seen.lock().unwrap() = Some((id.uid, id.gid, id.groups.clone()));
+            // Relative to the working directory, which did not exist.
+            p.write("out.txt", b"here")?;
+            Ok(0)
+        }
+    });
+    let mut op = exec(&["whoami"]);
+    op.user = "app".into();
+    op.cwd = "/home/app/src".into();
+    op.env.push("GREETING=hi there".into());
+    op.proxy_env.push("HTTP_PROXY=http://proxy:3128".into());
+    op.network = ExecNetwork::Host;
+    let out = run_one(&fx, &runner, op, &Inputs::default()).unwrap();
+    // BuildKit: the memberships in /etc/group, not the primary gid.
+    assert_eq!(*seen.lock().unwrap(), Some((1000, 1000, vec![10])));
+    assert_eq!(
+        added_entries(&fx, &out),
+        [
+            "home/",
+            "home/app/",
+            "home/app/src/",
+            "home/app/src/out.txt"
+        ]
+    );
+    let run = &runner.runs()[0];
+    assert_eq!(run.args, ["whoami"]);
+    assert_eq!(
+        run.env,
+        [
+            "PATH=/bin",
+            "GREETING=hi there",
+            "HTTP_PROXY=http://proxy:3128"
+        ]
+    );
+    assert_eq!(
+        (run.user.as_str(), run.cwd.as_str()),
+        ("app", "/home/app/src")
+    );
+    assert_eq!(run.network, ExecNetwork::Host);
+    assert_eq!(run.hostname, "buildkitsandbox");
+    assert!(run.rootfs.upper.starts_with(fx.store.tmp_dir()));
+    assert_eq!(run.rootfs.lowers.len(), 1, "the base image's snapshot");
+
+    // A user the image does not have fails the step as the sandbox does.
+    let mut op = exec(&["whoami"]);
+    op.user = "ghost".into();
+    let err = run_one(&fx, &runner, op, &Inputs::default()).unwrap_err();
+    assert!(err.to_string().contains("cannot run \"whoami\""), "{err}");
+    let source = std::error::Error::source(&err).unwrap().to_string();
+    assert!(source.contains("unable to find user ghost"), "{source}");
+}
+
+#[test]
+fn failing_command_reports_its_exit_code_and_last_lines() {
+    let fx = Fixture::new();
+    let runner = FakeRunner::new().on(&["test"], |p| {
+        for i in 1..=12 {
+            p.stdout(format!("line{i}\n").as_bytes());
+        }
+        p.write("/partial", b"written before failing")?;
+        p.stderr(b"oo");
+        p.stderr(b"ps\r\nno newline at the end");
+        Ok(3)
+    });
+    let log = Collect::default();
+    let inputs = Inputs {
+        log: Some(&log),
+        ..Inputs::default()
+    };
+    let err = run_one(&fx, &runner, exec(&["test"]), &inputs).unwrap_err();
+    let BuildError::ExitCode {
+        command,
+        code,
+        last_lines,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!((command.as_str(), *code), ("test", 3));
+    assert_eq!(last_lines.len(), 10);
+    assert_eq!(last_lines[0], "line5");
+    assert_eq!(last_lines[7..], ["line12", "oops", "no newline at the end"]);
+    assert!(err.to_string().contains("exit code: 3"), "{err}");
+    let logged = String::from_utf8(log.0.into_inner().unwrap()).unwrap();
+    assert!(
+        logged.starts_with("line1\nline2\n"),
+        "the sink saw everything"
+    );
+    // No layer, no record, no scratch dir.
+    assert!(fx.leftovers().is_empty(), "{:?}", fx.leftovers());
+    assert_eq!(
+        fs::read_dir(fx.store.dir().join("cache-v1/keys"))
+            .unwrap()
+            .count(),
+        1
+    );
+
+    // A command the image does not have: docker's 127.
+    let err = run_one(&fx, &runner, exec(&["tset"]), &Inputs::default()).unwrap_err();
+    let BuildError::Sandbox { source, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(source.exit_code(), 127);
+}
+
+#[test]
+fn a_cached_step_does_not_run_again() {
+    let fx = Fixture::new();
+    let runner = FakeRunner::new().on(&["gen"], |p| {
+        p.write("/generated", b"1")?;
+        Ok(0)
+    });
+    let mut g = BuildGraph::new();
+    let base = g.add(fx.image_op(), &[]);
+    let last = g.add(Op::Exec(exec(&["gen"])), &[base]);
+    let first = solve_with(&fx, &runner, &g, last, &Inputs::default()).unwrap();
+    let second = solve_with(&fx, &runner, &g, last, &Inputs::default()).unwrap();
+    assert_eq!((first.executed(), second.executed()), (2, 0));
+    assert_eq!(second.outputs, first.outputs);
+    assert_eq!(runner.runs().len(), 1);
+}
+
+#[test]
+fn cancel_stops_the_running_step() {
+    let fx = Fixture::new();
+    let runner = FakeRunner::new().on(&["sleep"], |p| {
+        p.write("/started", b"")?;
+        while !p.cancelled() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(0)
+    });
+    let cancel = AtomicBool::new(false);
+    let inputs = Inputs {
+        cancel: Some(&cancel),
+        ..Inputs::default()
+    };
+    let err = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(50));
+            cancel.store(true, Ordering::Relaxed);
+        });
+        run_one(&fx, &runner, exec(&["sleep"]), &inputs).unwrap_err()
+    });
+    assert!(matches!(err, BuildError::Cancelled), "{err:?}");
+    assert!(fx.leftovers().is_empty(), "{:?}", fx.leftovers());
+}
