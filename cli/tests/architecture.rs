@@ -13,6 +13,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("rbuild-oci", &[]),
     ("rbuild-parser", &[]),
     ("rbuild-sandbox", &[]),
+    ("rbuild-testkit", &[]),
     ("rbuild-template", &[]),
     ("rbuild-solver", &["rbuild-parser", "rbuild-oci"]),
     ("rbuild-store", &["rbuild-oci"]),

@@ -587,21 +587,7 @@ mod tests {
 
     use super::*;
 
-    /// Says that `test` (or the part `why` names) did not run here, and why:
-    /// `SKIPPED <test>: <why>`, written to /dev/stderr, past libtest's capture
-    /// of a passing test's output (which hides `eprintln!`), so that a skip
-    /// never looks like a pass.
-    fn skipped(test: &str, why: &str) {
-        use std::io::Write;
-        let line = format!("SKIPPED {test}: {why}\n");
-        let direct = std::fs::OpenOptions::new()
-            .append(true)
-            .open("/dev/stderr")
-            .and_then(|mut f| f.write_all(line.as_bytes()));
-        if direct.is_err() {
-            eprint!("{line}");
-        }
-    }
+    use rbuild_testkit::skipped;
 
     /// Runs `prog` the way the kernel does, on one system call.
     fn run(prog: &Program, arch: u32, nr: u32, arg0: u64) -> u32 {

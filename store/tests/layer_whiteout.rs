@@ -13,21 +13,7 @@ fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// Says that `test` (or the part `why` names) did not run here, and why:
-/// `SKIPPED <test>: <why>`, written to /dev/stderr, past libtest's capture
-/// of a passing test's output (which hides `eprintln!`), so that a skip
-/// never looks like a pass.
-fn skipped(test: &str, why: &str) {
-    use std::io::Write;
-    let line = format!("SKIPPED {test}: {why}\n");
-    let direct = std::fs::OpenOptions::new()
-        .append(true)
-        .open("/dev/stderr")
-        .and_then(|mut f| f.write_all(line.as_bytes()));
-    if direct.is_err() {
-        eprint!("{line}");
-    }
-}
+use rbuild_testkit::skipped;
 
 fn whiteout_dev(path: &Path) {
     rustix::fs::mknodat(CWD, path, FileType::CharacterDevice, Mode::empty(), 0).unwrap();

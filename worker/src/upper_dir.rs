@@ -98,21 +98,7 @@ pub(crate) fn is_empty_dir(dir: &Path) -> Result<bool, BuildError> {
 mod tests {
     use super::*;
 
-    /// Says that `test` (or the part `why` names) did not run here, and why:
-    /// `SKIPPED <test>: <why>`, written to /dev/stderr, past libtest's capture
-    /// of a passing test's output (which hides `eprintln!`), so that a skip
-    /// never looks like a pass.
-    fn skipped(test: &str, why: &str) {
-        use std::io::Write;
-        let line = format!("SKIPPED {test}: {why}\n");
-        let direct = std::fs::OpenOptions::new()
-            .append(true)
-            .open("/dev/stderr")
-            .and_then(|mut f| f.write_all(line.as_bytes()));
-        if direct.is_err() {
-            eprint!("{line}");
-        }
-    }
+    use rbuild_testkit::skipped;
 
     #[test]
     fn lookups_follow_overlay_rules() {

@@ -21,20 +21,8 @@ pub struct Run {
     pub stderr: String,
 }
 
-/// Says that `test` did not run here, and why: `SKIPPED <test>: <why>`,
-/// written to /dev/stderr, past libtest's capture of a passing test's
-/// output (which hides `eprintln!`), so that a skip never looks like a pass.
-pub fn skipped(test: &str, why: &str) {
-    use std::io::Write;
-    let line = format!("SKIPPED {test}: {why}\n");
-    let direct = std::fs::OpenOptions::new()
-        .append(true)
-        .open("/dev/stderr")
-        .and_then(|mut f| f.write_all(line.as_bytes()));
-    if direct.is_err() {
-        eprint!("{line}");
-    }
-}
+#[allow(unused_imports)] // not every test binary including this module skips
+pub use rbuild_testkit::skipped;
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_rbuild")
