@@ -31,6 +31,62 @@ fn save_then_load_into_a_fresh_root_keeps_the_image_id() {
     fresh.ok(&["system", "check"]);
 }
 
+/// Regression: `save -o` (and `-o type=oci|docker,dest=`) wrote a temp file
+/// and renamed it onto the destination, so a fifo or device (`-o >(gzip …)`,
+/// `/dev/null`; a test once hit `/dev/full`) was replaced by a regular file
+/// and its reader got nothing. It is written in place now.
+#[test]
+fn save_writes_into_a_fifo_in_place() {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let rb = Rbuild::new();
+    rb.busybox();
+    let fifo = rb.path("pipe");
+    tool("mkfifo", &[fifo.to_str().unwrap()]);
+    // Open the read end first without blocking, so rbuild's open for
+    // writing succeeds at once, and drain it while rbuild writes.
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let mut child = rb
+        .command(&["save", "busybox", "-o", fifo.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+            Ok(_) | Err(_) => {
+                if child.try_wait().unwrap().is_some() {
+                    // Drain what is left after the writer closed.
+                    while let Ok(n) = reader.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    let meta = std::fs::symlink_metadata(&fifo).unwrap();
+    assert!(
+        meta.file_type().is_fifo(),
+        "the fifo was replaced: {meta:?}"
+    );
+    let mut names = Vec::new();
+    for e in tar::Archive::new(got.as_slice()).entries().unwrap() {
+        names.push(e.unwrap().path().unwrap().to_string_lossy().into_owned());
+    }
+    assert!(names.iter().any(|n| n == "manifest.json"), "{names:?}");
+}
+
 #[test]
 fn several_images_per_archive_via_stdout_and_gzip_stdin() {
     let rb = Rbuild::new();

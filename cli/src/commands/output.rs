@@ -1,6 +1,8 @@
 //! Where `save`/`export` write: stdout, or a file that only appears (by
 //! rename) once complete, so a killed rbuild never leaves a truncated
-//! archive under the requested name.
+//! archive under the requested name; a device or fifo (`/dev/null`,
+//! `-o >(gzip > x.tgz)`) is written in place, since renaming onto it would
+//! replace it with a regular file.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -11,6 +13,8 @@ use anyhow::Context;
 /// A destination that becomes visible on [`Output::finish`].
 pub enum Output {
     Stdout(BufWriter<io::Stdout>),
+    /// A destination that is not a regular file, written in place.
+    Special(BufWriter<File>),
     File {
         tmp: PathBuf,
         dest: PathBuf,
@@ -35,6 +39,13 @@ impl Output {
                 )))
             }
             Some(p) if p == Path::new("-") => Output::open(None),
+            Some(dest) if fs::metadata(dest).is_ok_and(|m| !m.is_file() && !m.is_dir()) => {
+                let file = fs::OpenOptions::new()
+                    .write(true)
+                    .open(dest)
+                    .with_context(|| format!("cannot open {}", dest.display()))?;
+                Ok(Output::Special(BufWriter::with_capacity(1 << 20, file)))
+            }
             Some(dest) => {
                 let name = dest
                     .file_name()
@@ -56,6 +67,7 @@ impl Output {
     pub fn finish(mut self) -> anyhow::Result<()> {
         match &mut self {
             Output::Stdout(w) => Ok(w.flush()?),
+            Output::Special(w) => Ok(w.flush()?),
             Output::File { tmp, dest, file } => {
                 let file = file
                     .take()
@@ -86,6 +98,7 @@ impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Output::Stdout(w) => w.write(buf),
+            Output::Special(w) => w.write(buf),
             Output::File { file, .. } => file.as_mut().expect("not finished").write(buf),
         }
     }
@@ -93,6 +106,7 @@ impl Write for Output {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Output::Stdout(w) => w.flush(),
+            Output::Special(w) => w.flush(),
             Output::File { file, .. } => file.as_mut().expect("not finished").flush(),
         }
     }

@@ -170,13 +170,7 @@ pub fn host_mounts() -> Vec<String> {
 pub use rbuild_testkit::skipped;
 
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc_geteuid() == 0 }
-}
-
-unsafe extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
+    nix::unistd::geteuid().is_root()
 }
 
 pub fn path_of(p: &Path) -> PathBuf {
