@@ -5,10 +5,12 @@
 //! `harness = false`: RUN steps re-execute this binary as the sandbox init
 //! process, so `main` dispatches `INIT_ARG` first, as rbuild's does.
 
+mod common;
+
+use common::{entries, layer_bytes};
 use rbuild_sandbox::harness;
 
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::sync::Mutex;
@@ -213,32 +215,6 @@ fn build_with(
 
 fn build(store: &Store, g: &BuildGraph<Op>, target: StepId) -> SolveReport<StepOutput> {
     build_with(store, g, target, &Secrets::new(), &NoLog).unwrap()
-}
-
-/// Entry names of a layer blob (directories end in `/`).
-fn entries(store: &Store, layer: &LayerInfo) -> Vec<String> {
-    let mut a = tar::Archive::new(store.open_layer(layer).unwrap());
-    a.entries()
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let mut name = e.path().unwrap().to_string_lossy().into_owned();
-            if e.header().entry_type().is_dir() && !name.ends_with('/') {
-                name.push('/');
-            }
-            name
-        })
-        .collect()
-}
-
-fn layer_bytes(store: &Store, layer: &LayerInfo) -> Vec<u8> {
-    let mut v = Vec::new();
-    store
-        .open_layer(layer)
-        .unwrap()
-        .read_to_end(&mut v)
-        .unwrap();
-    v
 }
 
 fn run_layers_and_whiteouts() {

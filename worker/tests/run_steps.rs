@@ -4,8 +4,10 @@
 //! the step's layer holds, read back through the store. The same
 //! semantics on the real sandbox (root, busybox) are in `build.rs`.
 
+mod common;
+
+use common::{entries, layer_bytes};
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -197,22 +199,6 @@ fn run_one(
     solve_with(fx, runner, &g, last, inputs).map(|mut r| r.outputs.remove(0))
 }
 
-/// Entry names of a layer blob, directories ending in `/`.
-fn entries(store: &Store, layer: &LayerInfo) -> Vec<String> {
-    let mut a = tar::Archive::new(store.open_layer(layer).unwrap());
-    a.entries()
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let mut name = e.path().unwrap().to_string_lossy().into_owned();
-            if e.header().entry_type().is_dir() && !name.ends_with('/') {
-                name.push('/');
-            }
-            name
-        })
-        .collect()
-}
-
 /// The entries of the one layer a RUN added.
 fn added_entries(fx: &Fixture, out: &StepOutput) -> Vec<String> {
     assert_eq!(out.added, 1, "the step adds one layer: {out:?}");
@@ -226,16 +212,6 @@ fn added_file(fx: &Fixture, out: &StepOutput, path: &str) -> String {
         .snapshot_layer(&out.layers.last().unwrap().info)
         .unwrap();
     fs::read_to_string(snap.join(path)).unwrap()
-}
-
-fn layer_bytes(store: &Store, layer: &LayerInfo) -> Vec<u8> {
-    let mut v = Vec::new();
-    store
-        .open_layer(layer)
-        .unwrap()
-        .read_to_end(&mut v)
-        .unwrap();
-    v
 }
 
 #[derive(Default)]
