@@ -159,3 +159,11 @@ pub struct StepFailure {
     /// The worker's error.
     pub error: rbuild_worker::BuildError,
 }
+
+impl StepFailure {
+    /// The build was interrupted (SIGINT/SIGTERM, the cancel flag) rather
+    /// than failed by the step itself.
+    pub fn cancelled(&self) -> bool {
+        matches!(self.error, rbuild_worker::BuildError::Cancelled)
+    }
+}

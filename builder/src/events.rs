@@ -63,6 +63,9 @@ pub struct Summary {
     pub duration: Duration,
     /// The built image's ID (`sha256:…`), when the build succeeded.
     pub image_id: Option<String>,
+    /// The build was interrupted (SIGINT/SIGTERM), not failed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
     /// Tags given to it (full references).
     pub tags: Vec<String>,
 }
@@ -100,6 +103,9 @@ pub enum Event<'a> {
     /// The step failed with `error` (one line, e.g. `process "/bin/sh -c
     /// make" did not complete successfully: exit code: 2`).
     Failed { id: VertexId, error: &'a str },
+    /// The step was running when the build was interrupted and was
+    /// stopped (BuildKit's `CANCELED`).
+    Cancelled { id: VertexId },
     /// Bytes of one transfer within a running step (a blob download):
     /// `current` of `total`, `done` once it is complete and verified.
     /// `name` is what moves, e.g. the blob's digest.

@@ -76,6 +76,10 @@ pub struct BuildInfo {
     pub duration_seconds: f64,
     /// `sha256:…` of the image config; `None` when the build failed.
     pub image_id: Option<String>,
+    /// The Dockerfile has one stage, which step names leave unnamed
+    /// (`[2/4] RUN make`), as BuildKit's do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single_stage: bool,
 }
 
 /// `[build 2/4]`: 1-based position in the stage and its instruction count.
@@ -181,15 +185,18 @@ impl StepReport {
     }
 }
 
-/// `[build 2/4] RUN make` from a stage (name or index as text), position
+/// `[build 2/4] RUN make` from a stage (name or index as text; empty for
+/// the only stage of a Dockerfile, which BuildKit does not name), position
 /// and instruction; the name progress and reports use for a step.
 pub fn display_name(stage: &str, position: (usize, usize), instruction: &str) -> String {
     let stage = if !stage.is_empty() && stage.bytes().all(|b| b.is_ascii_digit()) {
-        format!("stage-{stage}")
+        format!("stage-{stage} ")
+    } else if stage.is_empty() {
+        String::new()
     } else {
-        stage.to_string()
+        format!("{stage} ")
     };
-    format!("[{stage} {}/{}] {instruction}", position.0, position.1)
+    format!("[{stage}{}/{}] {instruction}", position.0, position.1)
 }
 
 impl Totals {
@@ -261,12 +268,12 @@ impl BuildReport {
                 .reason
                 .as_ref()
                 .map_or("no cached result for this step", |r| r.message.as_str());
-            out.push_str(&format!(
-                "{} ({}:{}): {reason}\n",
-                s.display_name(),
-                file,
-                s.line
-            ));
+            let name = if self.build.single_stage && s.stage == "0" {
+                display_name("", (s.position.index, s.position.count), &s.instruction)
+            } else {
+                s.display_name()
+            };
+            out.push_str(&format!("{name} ({}:{}): {reason}\n", file, s.line));
         }
         out.push_str(&format!(
             "{} of {} steps executed\n",
@@ -322,6 +329,7 @@ mod tests {
                 started: "2024-05-01T12:00:00Z".into(),
                 duration_seconds: 3.4,
                 image_id: Some("sha256:abc".into()),
+                single_stage: false,
             },
             vec![
                 step(1, 1, "FROM busybox", StepStatus::Cached, None),
@@ -398,5 +406,6 @@ mod tests {
             "[build 2/4] RUN make"
         );
         assert_eq!(display_name("1", (1, 3), "FROM x"), "[stage-1 1/3] FROM x");
+        assert_eq!(display_name("", (1, 3), "FROM x"), "[1/3] FROM x");
     }
 }

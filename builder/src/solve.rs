@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -92,18 +93,27 @@ pub(crate) fn run(
     }
     progress.event(&Event::Solving);
 
-    // FROM shows the image it resolved to, as BuildKit does.
+    // FROM shows the image it resolved to, as BuildKit does; the only
+    // stage of a Dockerfile is not named.
+    let single_stage = dockerfile.stages.len() == 1;
     let names: Vec<String> = plan
         .steps
         .iter()
         .enumerate()
-        .map(|(n, i)| match plan.graph.op(plan.graph.step_at(n)) {
-            Op::Image(img) => display_name(
-                &i.stage,
-                i.position,
-                &format!("FROM {}@{}", img.reference, img.digest),
-            ),
-            _ => display_name(&i.stage, i.position, &i.instruction),
+        .map(|(n, i)| {
+            let stage = if single_stage && i.stage == "0" {
+                ""
+            } else {
+                &i.stage
+            };
+            match plan.graph.op(plan.graph.step_at(n)) {
+                Op::Image(img) => display_name(
+                    stage,
+                    i.position,
+                    &format!("FROM {}@{}", img.reference, img.digest),
+                ),
+                _ => display_name(stage, i.position, &i.instruction),
+            }
         })
         .collect();
     let log = ProgressLog { progress };
@@ -111,6 +121,8 @@ pub(crate) fn run(
         progress,
         names: &names,
         keys: Mutex::new(HashMap::new()),
+        cached: AtomicUsize::new(0),
+        executed: AtomicUsize::new(0),
     };
     cache::check_cache_to(&request.cache_to)?;
     let imports = cache::open_cache_imports(&request.cache_from, store, &registry_cache, progress);
@@ -161,18 +173,26 @@ pub(crate) fn run(
                 }
                 other => error_chain(other),
             };
-            progress.event(&Event::Failed {
-                id,
-                error: &message,
-            });
+            let cancelled = matches!(err.source, WorkerError::Cancelled);
+            if cancelled {
+                progress.event(&Event::Cancelled { id });
+            } else {
+                progress.event(&Event::Failed {
+                    id,
+                    error: &message,
+                });
+            }
             let info = &plan.steps[err.step.index()];
+            // What ran before the failure, and the failed step itself.
+            let (cached, executed) = events.counts();
             progress.event(&Event::Summary(&Summary {
                 steps: plan.steps.len(),
-                cached: 0,
-                executed: 0,
+                cached,
+                executed: executed + 1,
                 duration: started.elapsed(),
                 image_id: None,
                 tags: Vec::new(),
+                cancelled,
             }));
             return Err(BuildError::Step(Box::new(StepFailure {
                 step_name: names[err.step.index()].clone(),
@@ -279,6 +299,7 @@ pub(crate) fn run(
             started: started_at,
             duration_seconds: started.elapsed().as_secs_f64(),
             image_id: Some(image.id.to_string()),
+            single_stage,
         },
         reports,
     );
@@ -289,6 +310,7 @@ pub(crate) fn run(
         duration: started.elapsed(),
         image_id: Some(image.id.to_string()),
         tags: request.tags.iter().map(|t| t.to_string()).collect(),
+        cancelled: false,
     }));
     Ok(Solved {
         image,
@@ -406,6 +428,9 @@ struct Events<'a> {
     names: &'a [String],
     /// Step index by cache key, of the steps finished so far.
     keys: Mutex<HashMap<CacheKey, usize>>,
+    /// Steps finished so far from the cache, and by running.
+    cached: AtomicUsize,
+    executed: AtomicUsize,
 }
 
 impl Events<'_> {
@@ -413,6 +438,14 @@ impl Events<'_> {
     fn step_name(&self, key: &CacheKey) -> Option<String> {
         let keys = self.keys.lock().expect("keys lock");
         keys.get(key).and_then(|&i| self.names.get(i)).cloned()
+    }
+
+    /// (cached, executed) steps finished so far.
+    fn counts(&self) -> (usize, usize) {
+        (
+            self.cached.load(Ordering::Relaxed),
+            self.executed.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -435,6 +468,11 @@ impl SolveEvents<Op> for Events<'_> {
             .expect("keys lock")
             .insert(record.key, record.id.index());
         let id = VertexId(record.id.index());
+        let counter = match record.outcome {
+            Outcome::Cached => &self.cached,
+            Outcome::Executed => &self.executed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         match record.outcome {
             Outcome::Cached => self.progress.event(&Event::Cached { id }),
             Outcome::Executed => self.progress.event(&Event::Finished {

@@ -10,7 +10,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use support::{Rbuild, Run};
+use support::{Rbuild, Run, assert_contains_all};
 
 /// A copy of `testdata/contexts/<name>` (tests edit their copy).
 fn context(rb: &Rbuild, name: &str) -> PathBuf {
@@ -352,6 +352,42 @@ fn a_failing_run_shows_the_line_exit_code_and_output_and_tags_nothing() {
     assert_eq!(rb.ok(&["images", "-q", "failing"]), "");
 }
 
+/// Progress names steps as BuildKit does: only the steps that make a
+/// vertex are numbered, so each stage ends at n/n; variables are expanded
+/// in the names; a failed build counts the steps that ran, the failed one
+/// included.
+#[test]
+fn progress_numbers_and_names_steps_like_buildkit_and_counts_what_ran() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = rb.tree(
+        "ctx-numbering",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nENV APP_HOME=/srv/app\nLABEL a=b\nWORKDIR ${APP_HOME}\n\
+                 RUN echo one > one\nEXPOSE 80\nCOPY f .\nRUN echo ran in $APP_HOME; exit 3\n",
+            ),
+            ("f", "f\n"),
+        ],
+    );
+    let r = try_build(&rb, &ctx, &["-t", "numbered"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_contains_all(
+        &r.stderr,
+        &[
+            "#1 [1/5] FROM docker.io/library/busybox:latest@sha256:",
+            " [2/5] WORKDIR /srv/app\n",
+            " [3/5] RUN echo one > one\n",
+            " [4/5] COPY f .\n",
+            " [5/5] RUN echo ran in /srv/app; exit 3\n",
+            "ran in /srv/app",
+            "Failed in ",
+            ": 5 steps, 0 cached, 5 executed\n",
+        ],
+    );
+}
+
 #[test]
 fn the_cache_index_reuses_steps_and_explains_misses() {
     let rb = Rbuild::new();
@@ -397,7 +433,7 @@ fn the_cache_index_reuses_steps_and_explains_misses() {
             run["reason"]["message"]
                 .as_str()
                 .unwrap()
-                .contains("it changed: [stage-0 5/7] COPY b.txt ."),
+                .contains("it changed: [5/6] COPY b.txt ."),
             "{run}"
         );
         r.stderr
@@ -771,7 +807,20 @@ fn progress_formats() {
 /// processes are gone, nothing is tagged and the store keeps no scratch.
 #[test]
 fn ctrl_c_stops_a_running_step_and_cleans_up() {
+    interrupt_a_running_step(false);
+}
+
+/// Ctrl-C at a terminal signals the whole process group, the step's
+/// shell included, which exits 130 on its own: still a cancelled build,
+/// not a failed step ("exit code: 130").
+#[test]
+fn ctrl_c_to_the_process_group_reports_a_cancelled_build() {
+    interrupt_a_running_step(true);
+}
+
+fn interrupt_a_running_step(whole_group: bool) {
     use std::io::Read as _;
+    use std::os::unix::process::CommandExt as _;
     use std::time::{Duration, Instant};
 
     let rb = Rbuild::new();
@@ -781,7 +830,9 @@ fn ctrl_c_stops_a_running_step_and_cleans_up() {
         "ctx-interrupt",
         &[(
             "Dockerfile",
-            "FROM busybox\nRUN echo started && sleep 4321\nRUN echo never\n",
+            // The step's shell handles SIGINT as many tools do, exiting
+            // 130 at once when the sandbox's init forwards it the signal.
+            "FROM busybox\nRUN trap 'exit 130' INT; echo started; sleep 4321 & wait\nRUN echo never\n",
         )],
     );
     /// Kills the build if the test fails before it does.
@@ -794,6 +845,7 @@ fn ctrl_c_stops_a_running_step_and_cleans_up() {
     }
     let mut child = KillOnDrop(
         rb.command(&["build", "--progress", "plain", "-t", "interrupted", s(&ctx)])
+            .process_group(0)
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -827,8 +879,9 @@ fn ctrl_c_stops_a_running_step_and_cleans_up() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let interrupted = Instant::now();
+    let pid = child.0.id() as i32;
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::unistd::Pid::from_raw(if whole_group { -pid } else { pid }),
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
@@ -839,7 +892,14 @@ fn ctrl_c_stops_a_running_step_and_cleans_up() {
         "stopped in {:?}",
         interrupted.elapsed()
     );
-    assert!(!status.success(), "{}", String::from_utf8_lossy(&seen));
+    let text = String::from_utf8_lossy(&seen);
+    assert_eq!(status.code(), Some(130), "{text}");
+    assert!(text.contains("\n#2 CANCELED\n"), "{text}");
+    assert!(text.contains("Cancelled in "), "{text}");
+    assert!(
+        text.contains("cancelled: the build was interrupted") && !text.contains("exit code"),
+        "{text}"
+    );
     assert!(!sleeping(), "the step's processes were killed");
     assert!(!String::from_utf8_lossy(&seen).contains("] RUN echo never"));
     assert_ne!(

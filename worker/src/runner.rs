@@ -171,7 +171,10 @@ impl Runner for SandboxRunner {
             watcher.thread().unpark();
             status
         });
-        if cancelled.load(Ordering::Acquire) {
+        // An interrupt sent to the whole process group reaches the step's
+        // processes too, which may exit (130) before the watcher kills
+        // them: the build was cancelled either way.
+        if cancelled.load(Ordering::Acquire) || io.cancel.load(Ordering::Relaxed) {
             return Ok(RunStatus::Cancelled);
         }
         status.map(RunStatus::Exited)

@@ -283,6 +283,12 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<ExitCode> {
             eprint!("{}", source.render(&dockerfile.name, &dockerfile.bytes));
             Ok(ExitCode::from(1))
         }
+        // Interrupted: nothing failed, so no failure box; 128 + SIGINT, as
+        // a shell reports a command stopped by Ctrl-C.
+        Err(BuildError::Step(failure)) if failure.cancelled() => {
+            eprintln!("ERROR: failed to solve: cancelled: the build was interrupted");
+            Ok(ExitCode::from(130))
+        }
         Err(BuildError::Step(failure)) => {
             eprint!("{}", render_failure(&request.dockerfile, &failure));
             Ok(ExitCode::from(1))

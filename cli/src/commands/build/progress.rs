@@ -229,6 +229,10 @@ impl BuildEvents for PlainRenderer {
                 st.flush_partial(id, now);
                 st.line(id, &format!("ERROR: {error}"));
             }
+            Event::Cancelled { id } => {
+                st.flush_partial(id, now);
+                st.line(id, "CANCELED");
+            }
             Event::Transfer {
                 id,
                 name,
@@ -293,6 +297,8 @@ pub fn summary_text(s: &Summary, warnings: &[(String, Option<usize>)]) -> String
     }
     let verb = if s.image_id.is_some() {
         "Built"
+    } else if s.cancelled {
+        "Cancelled"
     } else {
         "Failed"
     };
@@ -351,6 +357,11 @@ enum JsonEvent<'a> {
     Failed {
         step: VertexId,
         error: &'a str,
+        #[serde(serialize_with = "seconds")]
+        time: Duration,
+    },
+    Cancelled {
+        step: VertexId,
         #[serde(serialize_with = "seconds")]
         time: Duration,
     },
@@ -425,6 +436,7 @@ impl BuildEvents for JsonRenderer {
                 error,
                 time,
             },
+            Event::Cancelled { id } => JsonEvent::Cancelled { step: id, time },
             Event::Transfer {
                 id,
                 name,
@@ -490,6 +502,7 @@ pub fn tty_done_line(name: &str, status: TtyStatus, duration: Duration) -> Strin
         TtyStatus::Cached => format!("=> CACHED {name}"),
         TtyStatus::Done => format!("=> {name}  {}", format_duration(duration)),
         TtyStatus::Error => format!("=> ERROR {name}  {}", format_duration(duration)),
+        TtyStatus::Cancelled => format!("=> CANCELED {name}  {}", format_duration(duration)),
     }
 }
 
@@ -499,6 +512,7 @@ pub enum TtyStatus {
     Cached,
     Done,
     Error,
+    Cancelled,
 }
 
 impl TtyRenderer {
@@ -628,6 +642,7 @@ impl BuildEvents for TtyRenderer {
                 extra.push(format!("ERROR: {error}"));
                 self.end(&mut st, id, TtyStatus::Error, &extra);
             }
+            Event::Cancelled { id } => self.end(&mut st, id, TtyStatus::Cancelled, &[]),
             Event::Warning { message, line } => st.warnings.push((message.to_string(), line)),
             Event::Summary(s) => {
                 let ids: Vec<VertexId> = st.steps.keys().copied().collect();
@@ -719,6 +734,7 @@ mod tests {
             duration: Duration::from_millis(2345),
             image_id: Some("sha256:abc".into()),
             tags: vec!["docker.io/library/app:1.0".into()],
+            cancelled: false,
         }
     }
 
@@ -940,6 +956,7 @@ naming to docker.io/library/app:1.0
         let s = Summary {
             image_id: None,
             tags: vec![],
+            cancelled: false,
             steps: 1,
             cached: 0,
             executed: 1,
