@@ -194,6 +194,10 @@ pub(crate) fn run(
                 tags: Vec::new(),
                 cancelled,
             }));
+            let message = match sandbox_refusal_hint(&err.source) {
+                Some(hint) => format!("{message}\nhint: {hint}"),
+                None => message,
+            };
             return Err(BuildError::Step(Box::new(StepFailure {
                 step_name: names[err.step.index()].clone(),
                 output_tail: err.source.last_lines().to_vec(),
@@ -317,6 +321,26 @@ pub(crate) fn run(
         report,
         client,
     })
+}
+
+/// A hint for a RUN that failed after the sandbox refused it something:
+/// its last output lines report EPERM ("Operation not permitted"), which
+/// inside a build usually comes from the seccomp profile or a capability
+/// the step does not have, not from the tool itself.
+fn sandbox_refusal_hint(error: &WorkerError) -> Option<&'static str> {
+    let WorkerError::ExitCode { last_lines, .. } = error else {
+        return None;
+    };
+    last_lines
+        .iter()
+        .any(|l| l.to_ascii_lowercase().contains("operation not permitted"))
+        .then_some(
+            "the step's output reports \"Operation not permitted\": RUN steps are sandboxed as \
+             docker runs them, with Docker's default seccomp profile and capabilities (no \
+             CAP_SYS_ADMIN, CAP_NET_ADMIN or CAP_SYS_PTRACE), so calls such as mount, unshare, \
+             ptrace or setting the clock are refused; do that work outside the build or use a \
+             mode of the tool that does not need it",
+        )
 }
 
 /// Where the context's stat cache lives: one file per context directory.

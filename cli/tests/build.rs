@@ -388,6 +388,36 @@ fn progress_numbers_and_names_steps_like_buildkit_and_counts_what_ran() {
     );
 }
 
+/// A step that fails because the sandbox refused an operation (EPERM from
+/// seccomp or a missing capability) says so, with a hint; other failures
+/// get no such hint.
+#[test]
+fn a_step_the_sandbox_refused_gets_a_hint() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = rb.tree(
+        "ctx-eperm",
+        &[("Dockerfile", "FROM busybox\nRUN unshare -n true\n")],
+    );
+    let r = try_build(&rb, &ctx, &["-t", "refused"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_contains_all(
+        &r.stderr,
+        &[
+            "Operation not permitted",
+            "exit code: 1\nhint: the step's output reports \"Operation not permitted\": RUN steps are sandboxed",
+            "Docker's default seccomp profile and capabilities",
+        ],
+    );
+    let ctx = rb.tree(
+        "ctx-plain-failure",
+        &[("Dockerfile", "FROM busybox\nRUN echo nope; exit 2\n")],
+    );
+    let r = try_build(&rb, &ctx, &["-t", "failed"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("hint:"), "{}", r.stderr);
+}
+
 #[test]
 fn the_cache_index_reuses_steps_and_explains_misses() {
     let rb = Rbuild::new();
