@@ -494,15 +494,52 @@ struct TtyState {
 pub struct TtyRenderer {
     multi: MultiProgress,
     state: Mutex<TtyState>,
+    /// The terminal's width in columns, asked for at each line (the
+    /// window may be resized); `None` when not drawing to a terminal.
+    width: fn() -> Option<usize>,
 }
 
-/// The line a finished step leaves above the live area.
-pub fn tty_done_line(name: &str, status: TtyStatus, duration: Duration) -> String {
-    match status {
-        TtyStatus::Cached => format!("=> CACHED {name}"),
-        TtyStatus::Done => format!("=> {name}  {}", format_duration(duration)),
-        TtyStatus::Error => format!("=> ERROR {name}  {}", format_duration(duration)),
-        TtyStatus::Cancelled => format!("=> CANCELED {name}  {}", format_duration(duration)),
+/// stderr's terminal width, if it is one.
+fn stderr_width() -> Option<usize> {
+    console::Term::stderr()
+        .size_checked()
+        .map(|(_, cols)| usize::from(cols))
+}
+
+/// The line a finished step leaves above the live area, its name cut to
+/// fit `width` columns (the terminal's, when known) with the time kept,
+/// as BuildKit cuts its lines: a line that wrapped would break the live
+/// area's redraw.
+pub fn tty_done_line(
+    name: &str,
+    status: TtyStatus,
+    duration: Duration,
+    width: Option<usize>,
+) -> String {
+    let (prefix, suffix) = match status {
+        TtyStatus::Cached => ("=> CACHED ", String::new()),
+        TtyStatus::Done => ("=> ", format!("  {}", format_duration(duration))),
+        TtyStatus::Error => ("=> ERROR ", format!("  {}", format_duration(duration))),
+        TtyStatus::Cancelled => ("=> CANCELED ", format!("  {}", format_duration(duration))),
+    };
+    let name = match width {
+        // One column spare: a line that fills the last column makes some
+        // terminals wrap before the next one.
+        Some(w) => console::truncate_str(
+            name,
+            w.saturating_sub(1 + prefix.len() + suffix.len()).max(8),
+            "…",
+        ),
+        None => name.into(),
+    };
+    format!("{prefix}{name}{suffix}")
+}
+
+/// `line` cut to `width` columns (less one), when the width is known.
+fn fit(line: &str, width: Option<usize>) -> String {
+    match width {
+        Some(w) => console::truncate_str(line, w.saturating_sub(1).max(8), "…").into_owned(),
+        None => line.to_string(),
     }
 }
 
@@ -524,6 +561,7 @@ impl TtyRenderer {
                 steps: HashMap::new(),
                 warnings: Vec::new(),
             }),
+            width: stderr_width,
         }
     }
 
@@ -541,11 +579,15 @@ impl TtyRenderer {
         }
         step.bar.finish_and_clear();
         self.multi.remove(&step.bar);
-        let _ = self
-            .multi
-            .println(tty_done_line(&step.name, status, step.started.elapsed()));
+        let width = (self.width)();
+        let _ = self.multi.println(tty_done_line(
+            &step.name,
+            status,
+            step.started.elapsed(),
+            width,
+        ));
         for line in extra {
-            let _ = self.multi.println(format!("   {line}"));
+            let _ = self.multi.println(fit(&format!("   {line}"), width));
         }
     }
 }
@@ -557,7 +599,7 @@ impl BuildEvents for TtyRenderer {
             Event::Started { id, name } => {
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 bar.set_style(
-                    ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}")
+                    ProgressStyle::with_template("{spinner:.cyan} {wide_msg} {elapsed:.dim}")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
                 bar.set_message(name.to_string());
@@ -594,7 +636,7 @@ impl BuildEvents for TtyRenderer {
                         let after = step.tail.last().unwrap_or(&step.bar).clone();
                         let b = self.multi.insert_after(&after, ProgressBar::new_spinner());
                         b.set_style(
-                            ProgressStyle::with_template("    {msg:.dim}")
+                            ProgressStyle::with_template("    {wide_msg:.dim}")
                                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                         );
                         b.set_message(line);
@@ -655,6 +697,8 @@ impl BuildEvents for TtyRenderer {
                     }
                 }
                 let _ = self.multi.clear();
+                // Not cut: the live area is gone, and the image ID is
+                // worth its whole width.
                 for line in summary_text(s, &st.warnings).lines() {
                     let _ = self.multi.println(line);
                 }
@@ -938,17 +982,26 @@ naming to docker.io/library/app:1.0
     fn tty_lines_for_finished_steps() {
         let d = Duration::from_millis(1234);
         assert_eq!(
-            tty_done_line("[2/3] RUN make", TtyStatus::Done, d),
+            tty_done_line("[2/3] RUN make", TtyStatus::Done, d, None),
             "=> [2/3] RUN make  1.2s"
         );
         assert_eq!(
-            tty_done_line("[2/3] RUN make", TtyStatus::Cached, d),
+            tty_done_line("[2/3] RUN make", TtyStatus::Cached, d, None),
             "=> CACHED [2/3] RUN make"
         );
         assert_eq!(
-            tty_done_line("[2/3] RUN make", TtyStatus::Error, d),
+            tty_done_line("[2/3] RUN make", TtyStatus::Error, d, None),
             "=> ERROR [2/3] RUN make  1.2s"
         );
+        // Cut to the width, less one column, keeping the time.
+        let line = tty_done_line(
+            "[2/3] RUN make all the things",
+            TtyStatus::Done,
+            d,
+            Some(24),
+        );
+        assert_eq!(line, "=> [2/3] RUN mak…  1.2s");
+        assert_eq!(console::measure_text_width(&line), 23);
     }
 
     #[test]
