@@ -50,7 +50,7 @@ pub enum Stream {
 }
 
 /// The end of a build, for the summary line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
     /// Steps the build needed.
     pub steps: usize,
@@ -66,6 +66,10 @@ pub struct Summary {
     /// The build was interrupted (SIGINT/SIGTERM), not failed.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cancelled: bool,
+    /// The executed steps that took longest (up to 3, at least 0.1 s
+    /// each), longest first: display name and seconds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slowest: Vec<(String, f64)>,
     /// Tags given to it (full references).
     pub tags: Vec<String>,
 }

@@ -27,7 +27,15 @@
 //!       "status": "cached",                // or "executed"
 //!       "reason": null,                    // for executed steps: {"message": "…", "detail": {…}}
 //!       "duration_seconds": 0.001,
-//!       "layer_size": 1234                 // bytes of the step's layer blob; null when none
+//!       "layer_size": 1234,                // bytes of the step's layer blob; null when none
+//!       "timing": {                        // seconds since the build started
+//!         "ready_seconds": 0.2,            // its last input was done
+//!         "started_seconds": 0.2,          // a job took it (queued_seconds between)
+//!         "queued_seconds": 0.0,
+//!         "phases": [                      // key, lookup, execute, record; the worker's
+//!           {"name": "process", "within": "execute", "started_seconds": 0.21, "seconds": 1.5}
+//!         ]                                //   unpack, mounts, sandbox, process, pack, commit, snapshot
+//!       }
 //!     }
 //!   ],
 //!   "totals": {
@@ -35,6 +43,10 @@
 //!     "hit_ratio": 0.778,                  // hits / steps, 3 decimals; 0 when no steps
 //!     "bytes_reused": 5000000,             // layer bytes of cached steps
 //!     "bytes_written": 1234                // layer bytes of executed steps
+//!   },
+//!   "timing": {
+//!     "phases": [{"name": "plan", "started_seconds": 0.0, "seconds": 0.05}],  // plan, solve, export
+//!     "critical_path": {"steps": [0, 3, 4], "seconds": 2.9}  // the chain that set the solve's length
 //!   }
 //! }
 //! ```
@@ -50,6 +62,8 @@ use rbuild_solver::plan::StepInfo;
 use rbuild_solver::scheduler::{Outcome, StepRecord};
 use serde::{Deserialize, Serialize};
 
+use crate::timing::{BuildTiming, StepTiming};
+
 /// Version of the report schema; bumped on incompatible changes.
 pub const REPORT_VERSION: u32 = 1;
 
@@ -60,6 +74,9 @@ pub struct BuildReport {
     pub build: BuildInfo,
     pub steps: Vec<StepReport>,
     pub totals: Totals,
+    /// The build's phases and critical path (absent in older reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<BuildTiming>,
 }
 
 /// What was built and when.
@@ -127,6 +144,9 @@ pub struct StepReport {
     /// (a `--cache-from` cache).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// When it ran and where its time went (absent in older reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<StepTiming>,
 }
 
 /// Sums over the steps.
@@ -171,6 +191,7 @@ impl StepReport {
             duration_seconds: seconds(record.duration),
             layer_size,
             source: (record.outcome == Outcome::Cached).then(|| "local".to_string()),
+            timing: None,
         }
     }
 
@@ -238,6 +259,7 @@ impl BuildReport {
             build,
             steps,
             totals,
+            timing: None,
         }
     }
 
@@ -312,6 +334,7 @@ mod tests {
             duration_seconds: 0.5,
             layer_size: size,
             source: None,
+            timing: None,
         }
     }
 

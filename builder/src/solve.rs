@@ -155,6 +155,8 @@ pub(crate) fn run(
     })?
     // Imported hits' blobs arrive only when a step reads them.
     .with_fetcher(&index);
+    let planned = crate::timing::build_phase(started, "plan", started);
+    let solve_started = Instant::now();
     let solved = solve(
         &plan.graph,
         &[plan.target],
@@ -163,6 +165,8 @@ pub(crate) fn run(
         &events,
         &solve_options,
     );
+    let solve_phase = crate::timing::build_phase(started, "solve", solve_started);
+    let export_started = Instant::now();
     let solved = match solved {
         Ok(s) => s,
         Err(err) => {
@@ -193,6 +197,7 @@ pub(crate) fn run(
                 image_id: None,
                 tags: Vec::new(),
                 cancelled,
+                slowest: Vec::new(),
             }));
             let message = match sandbox_refusal_hint(&err.source) {
                 Some(hint) => format!("{message}\nhint: {hint}"),
@@ -215,6 +220,7 @@ pub(crate) fn run(
     let lineage = LineageStore::new(store);
     let mut steps: Vec<&StepRecord> = solved.steps.iter().collect();
     steps.sort_by_key(|r| r.id);
+    let steps_by_id = steps.clone();
     let name_of_key: HashMap<String, &str> = steps
         .iter()
         .map(|r| (r.key.to_string(), names[r.id.index()].as_str()))
@@ -246,8 +252,24 @@ pub(crate) fn run(
         if imported.contains(&record.key) {
             step.source = Some("imported".to_string());
         }
+        step.timing = Some(crate::timing::step_timing(
+            started,
+            record,
+            &worker.phases(record.id),
+        ));
         reports.push(step);
     }
+    let critical_path = crate::timing::critical_path(
+        &steps_by_id,
+        |i| {
+            plan.graph
+                .inputs(plan.graph.step_at(i))
+                .iter()
+                .map(|s| s.index())
+                .collect()
+        },
+        plan.target.index(),
+    );
     drop(worker);
     context.save()?;
 
@@ -295,7 +317,7 @@ pub(crate) fn run(
         &|| cache_transfer::cache_mount_ids(&plan.graph, &all_ids),
         &step_name,
     )?;
-    let report = BuildReport::new(
+    let mut report = BuildReport::new(
         BuildInfo {
             dockerfile: dockerfile_in_context(&request.context, input),
             context: request.context.display().to_string(),
@@ -307,6 +329,14 @@ pub(crate) fn run(
         },
         reports,
     );
+    report.timing = Some(crate::timing::BuildTiming {
+        phases: vec![
+            planned,
+            solve_phase,
+            crate::timing::build_phase(started, "export", export_started),
+        ],
+        critical_path,
+    });
     progress.event(&Event::Summary(&Summary {
         steps: report.totals.steps,
         cached: report.totals.hits,
@@ -315,6 +345,11 @@ pub(crate) fn run(
         image_id: Some(image.id.to_string()),
         tags: request.tags.iter().map(|t| t.to_string()).collect(),
         cancelled: false,
+        slowest: report
+            .slowest(3)
+            .into_iter()
+            .filter(|(_, seconds)| *seconds >= 0.1)
+            .collect(),
     }));
     Ok(Solved {
         image,

@@ -418,6 +418,138 @@ fn a_step_the_sandbox_refused_gets_a_hint() {
     assert!(!r.stderr.contains("hint:"), "{}", r.stderr);
 }
 
+/// `--trace` writes a Chrome trace of the build: the build's phases on
+/// track 0, parallel steps on tracks of their own, each step's phases
+/// nested in it; `--report` has the same timings and the critical path;
+/// plain progress ends with the slowest steps.
+#[test]
+fn trace_report_timings_and_slowest_steps_show_where_the_time_went() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = rb.tree(
+        "ctx-trace",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS slow\nRUN sleep 1.2 && echo slow > /slow\n\
+             FROM busybox AS quick\nRUN sleep 0.4 && echo quick > /quick\n\
+             FROM busybox\nCOPY --from=slow /slow /\nCOPY --from=quick /quick /\n",
+        )],
+    );
+    let trace_file = rb.path("trace.json");
+    let report_file = rb.path("report.json");
+    let r = build(
+        &rb,
+        &ctx,
+        &[
+            "--trace",
+            s(&trace_file),
+            "--report",
+            s(&report_file),
+            "-t",
+            "traced",
+        ],
+    );
+    // Slowest first, after the steps.
+    let slowest = r.stderr.find("Slowest steps:\n").expect(&r.stderr);
+    let tail = &r.stderr[slowest..];
+    let first = tail.lines().nth(1).unwrap();
+    assert!(
+        first.ends_with("[slow 2/2] RUN sleep 1.2 && echo slow > /slow"),
+        "{tail}"
+    );
+    assert!(tail.contains("[quick 2/2] RUN sleep 0.4"), "{tail}");
+
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+    let steps = report["steps"].as_array().unwrap();
+    let id_of = |needle: &str| {
+        steps
+            .iter()
+            .find(|s| s["instruction"].as_str().unwrap().contains(needle))
+            .unwrap()["id"]
+            .as_u64()
+            .unwrap()
+    };
+    for step in steps {
+        let t = &step["timing"];
+        assert!(t["started_seconds"].as_f64().unwrap() >= t["ready_seconds"].as_f64().unwrap());
+        if step["instruction"].as_str().unwrap().starts_with("RUN") {
+            let names: Vec<&str> = t["phases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
+            for want in [
+                "key", "lookup", "execute", "mounts", "sandbox", "process", "pack", "commit",
+            ] {
+                assert!(names.contains(&want), "{want} in {names:?}");
+            }
+        }
+    }
+    let path: Vec<u64> = report["timing"]["critical_path"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert!(path.contains(&id_of("sleep 1.2")), "{path:?}");
+    assert!(!path.contains(&id_of("sleep 0.4")), "{path:?}");
+    assert_eq!(*path.last().unwrap(), id_of("/quick /"));
+    let build_phases: Vec<&str> = report["timing"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(build_phases, ["plan", "solve", "export"]);
+
+    let trace: Value = serde_json::from_slice(&std::fs::read(&trace_file).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    let spans: Vec<&Value> = events.iter().filter(|e| e["ph"] == "X").collect();
+    for e in &spans {
+        for field in ["name", "ts", "dur", "pid", "tid"] {
+            assert!(!e[field].is_null(), "{field} in {e}");
+        }
+    }
+    let step_spans: Vec<&&Value> = spans.iter().filter(|e| e["cat"] == "step").collect();
+    assert_eq!(step_spans.len(), steps.len());
+    let span_of = |needle: &str| {
+        *step_spans
+            .iter()
+            .find(|e| e["name"].as_str().unwrap().contains(needle))
+            .unwrap()
+    };
+    let (slow, quick) = (span_of("sleep 1.2"), span_of("sleep 0.4"));
+    assert_ne!(slow["tid"], quick["tid"], "parallel steps share a track");
+    assert_eq!(slow["args"]["critical_path"], true);
+    // Each phase lies within a step on its track.
+    let ts = |e: &Value| e["ts"].as_i64().unwrap();
+    let end = |e: &Value| ts(e) + e["dur"].as_i64().unwrap();
+    for p in spans.iter().filter(|e| e["cat"] == "phase") {
+        assert!(
+            step_spans
+                .iter()
+                .any(|s| s["tid"] == p["tid"] && ts(s) <= ts(p) && end(p) <= end(s) + 1000),
+            "phase outside its step: {p}"
+        );
+    }
+    assert!(
+        spans
+            .iter()
+            .any(|e| e["cat"] == "phase" && e["name"] == "process" && e["tid"] == slow["tid"])
+    );
+    let build_spans = spans
+        .iter()
+        .filter(|e| e["cat"] == "build" && e["tid"] == 0)
+        .count();
+    assert_eq!(build_spans, 3);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["ph"] == "M" && e["name"] == "thread_name")
+    );
+}
+
 #[test]
 fn the_cache_index_reuses_steps_and_explains_misses() {
     let rb = Rbuild::new();

@@ -103,6 +103,10 @@ pub struct BuildArgs {
     /// After the build, print why each executed step missed the cache index
     #[arg(long)]
     pub explain: bool,
+    /// Write a Chrome/Perfetto trace of the build (JSON trace events: steps
+    /// on parallel tracks, their phases nested) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
     /// Export the build's cache: type=local,dest=DIR | type=registry,ref=REF |
     /// type=inline [,mode=min|max][,mounts=true]; repeatable
     #[arg(long = "cache-to", value_name = "SPEC", value_parser = parse_cache_to)]
@@ -128,6 +132,7 @@ pub struct Invocation {
     pub metadata_file: Option<PathBuf>,
     pub report: Option<PathBuf>,
     pub explain: bool,
+    pub trace: Option<PathBuf>,
 }
 
 impl Invocation {
@@ -224,6 +229,7 @@ impl Invocation {
             metadata_file: args.metadata_file.clone(),
             report: args.report.clone(),
             explain: args.explain,
+            trace: args.trace.clone(),
         })
     }
 }
@@ -325,7 +331,7 @@ fn read_dockerfile(file: Option<&Path>, context: &Path) -> anyhow::Result<Docker
 }
 
 /// After a successful build (exported, tagged, pushed by the library):
-/// writes `--iidfile`, `--metadata-file` and `--report`, prints the
+/// writes `--iidfile`, `--metadata-file`, `--report` and `--trace`, prints the
 /// `--explain` lines (stderr) and, with `-q`, the image ID (stdout).
 fn finish(invocation: &Invocation, result: &BuildResult) -> anyhow::Result<()> {
     let image = &result.image;
@@ -337,6 +343,11 @@ fn finish(invocation: &Invocation, result: &BuildResult) -> anyhow::Result<()> {
     }
     if let Some(path) = &invocation.report {
         write_file(path, &serde_json::to_vec_pretty(&result.report)?)?;
+    }
+    if let Some(path) = &invocation.trace
+        && let Some(trace) = result.report.chrome_trace()
+    {
+        write_file(path, &serde_json::to_vec(&trace)?)?;
     }
     if invocation.explain {
         eprint!("{}", result.report.explain());
@@ -418,6 +429,8 @@ mod tests {
             "--report",
             "r.json",
             "--explain",
+            "--trace",
+            "t.json",
         ])
         .unwrap();
         let r = &invocation.request;
@@ -432,6 +445,7 @@ mod tests {
         assert_eq!(r.plan.network, rbuild_solver::op::ExecNetwork::None);
         assert_eq!(r.plan.platform, Some(Platform::host()));
         assert!(r.no_cache && r.pull && invocation.explain);
+        assert_eq!(invocation.trace.as_deref(), Some(Path::new("t.json")));
         assert_eq!(r.no_cache_filter, ["deps"]);
         assert_eq!(r.jobs, 3);
         assert_eq!(invocation.progress, ProgressMode::Json);

@@ -295,6 +295,15 @@ pub fn summary_text(s: &Summary, warnings: &[(String, Option<usize>)]) -> String
             }
         }
     }
+    if !s.slowest.is_empty() {
+        out.push_str("Slowest steps:\n");
+        for (name, seconds) in &s.slowest {
+            out.push_str(&format!(
+                "{:>8}  {name}\n",
+                format_duration(Duration::from_secs_f64(*seconds))
+            ));
+        }
+    }
     let verb = if s.image_id.is_some() {
         "Built"
     } else if s.cancelled {
@@ -779,6 +788,7 @@ mod tests {
             image_id: Some("sha256:abc".into()),
             tags: vec!["docker.io/library/app:1.0".into()],
             cancelled: false,
+            slowest: vec![],
         }
     }
 
@@ -1010,6 +1020,7 @@ naming to docker.io/library/app:1.0
             image_id: None,
             tags: vec![],
             cancelled: false,
+            slowest: vec![("[2/2] RUN make".into(), 12.345)],
             steps: 1,
             cached: 0,
             executed: 1,
@@ -1017,7 +1028,7 @@ naming to docker.io/library/app:1.0
         };
         assert_eq!(
             summary_text(&s, &[]),
-            "Failed in 0.1s: 1 step, 0 cached, 1 executed\n"
+            "Slowest steps:\n   12.3s  [2/2] RUN make\nFailed in 0.1s: 1 step, 0 cached, 1 executed\n"
         );
     }
 
