@@ -1,0 +1,693 @@
+//! HCL and JSON bake files → [`Target`]s and [`Group`]s.
+//!
+//! Two stages, as for Dockerfiles: the text is parsed into raw blocks
+//! with source positions (hcl-edit keeps the spans; JSON bake files are
+//! HCL's JSON form, whose strings are templates), then evaluated: the
+//! variables first (each one's default, or the environment variable of
+//! its name, converted to the default's type; defaults may refer to
+//! other variables in any order), then every target and group block with
+//! the variables and [`functions`](crate::functions) in scope, a target
+//! with a `matrix` once per combination of its values.
+
+use std::collections::BTreeMap;
+
+use hcl::Value;
+use hcl::edit::Span as _;
+use hcl::eval::{Context, ErrorKind, Evaluate as _};
+
+use crate::error::BakeError;
+use crate::model::{Group, Pos, Target, UNSUPPORTED_KEYS, parse_bool};
+use crate::{BakeFile, functions};
+
+/// An attribute as written: `key = expr`, where.
+#[derive(Debug, Clone)]
+pub(crate) struct RawAttr {
+    pub key: String,
+    pub expr: hcl::Expression,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Target,
+    Group,
+    Variable,
+}
+
+/// A block as written: `target "name" { … }`.
+#[derive(Debug, Clone)]
+pub(crate) struct RawBlock {
+    pub kind: Kind,
+    pub label: String,
+    pub attrs: Vec<RawAttr>,
+    pub pos: Pos,
+}
+
+/// One file's blocks and top-level attributes.
+#[derive(Debug, Default)]
+pub(crate) struct RawFile {
+    pub blocks: Vec<RawBlock>,
+    pub attrs: Vec<RawAttr>,
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn position(file: &str, text: &str, offset: usize) -> Pos {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    Pos {
+        file: file.to_string(),
+        line,
+        column: before[start..].chars().count() + 1,
+    }
+}
+
+/// The source line of `pos` with a caret under its column.
+pub(crate) fn snippet(text: &str, pos: &Pos) -> String {
+    if pos.line == 0 {
+        return String::new();
+    }
+    let Some(line) = text.lines().nth(pos.line - 1) else {
+        return String::new();
+    };
+    let gutter = pos.line.to_string();
+    let pad = " ".repeat(gutter.len());
+    let caret = " ".repeat(pos.column.saturating_sub(1));
+    format!("\n{pad} |\n{gutter} | {line}\n{pad} | {caret}^")
+}
+
+fn kind_of(ident: &str) -> Option<Kind> {
+    match ident {
+        "target" => Some(Kind::Target),
+        "group" => Some(Kind::Group),
+        "variable" => Some(Kind::Variable),
+        _ => None,
+    }
+}
+
+/// Parses an HCL bake file, keeping each block's and attribute's position.
+pub(crate) fn parse_hcl(file: &BakeFile) -> Result<RawFile, BakeError> {
+    let text = file.text()?;
+    let body = hcl::edit::parser::parse_body(text).map_err(|e| {
+        let pos = Pos {
+            file: file.name.clone(),
+            line: e.location().line(),
+            column: e.location().column(),
+        };
+        BakeError::invalid(text, pos, format!("syntax error: {}", e.message()))
+    })?;
+    let at = |span: Option<std::ops::Range<usize>>| {
+        position(&file.name, text, span.map_or(0, |s| s.start))
+    };
+    let attr = |a: &hcl::edit::structure::Attribute| RawAttr {
+        key: a.key.as_str().to_string(),
+        expr: hcl::Expression::from(a.value.clone()),
+        pos: at(a.value.span().or(a.span())),
+    };
+    let mut raw = RawFile::default();
+    for structure in body.iter() {
+        if let Some(a) = structure.as_attribute() {
+            raw.attrs.push(attr(a));
+            continue;
+        }
+        let Some(block) = structure.as_block() else {
+            continue;
+        };
+        let pos = at(block.span());
+        let ident = block.ident.as_str();
+        if ident == "function" {
+            return Err(BakeError::invalid(
+                text,
+                pos,
+                "function blocks are not supported yet (use the built-in functions)".into(),
+            ));
+        }
+        let Some(kind) = kind_of(ident) else {
+            return Err(BakeError::invalid(
+                text,
+                pos,
+                format!(
+                    "unsupported block type {ident:?}: expected target, group, variable or function"
+                ),
+            ));
+        };
+        let [label] = block.labels.as_slice() else {
+            return Err(BakeError::invalid(
+                text,
+                pos,
+                format!("a {ident} block needs exactly one name: {ident} \"NAME\" {{ … }}"),
+            ));
+        };
+        let mut attrs = Vec::new();
+        for inner in block.body.iter() {
+            if let Some(a) = inner.as_attribute() {
+                attrs.push(attr(a));
+            } else if let Some(b) = inner.as_block() {
+                // `validation` blocks of variables: accepted, not checked.
+                if kind == Kind::Variable && b.ident.as_str() == "validation" {
+                    continue;
+                }
+                return Err(BakeError::invalid(
+                    text,
+                    at(b.span()),
+                    format!("unexpected block {:?} in {ident}", b.ident.as_str()),
+                ));
+            }
+        }
+        raw.blocks.push(RawBlock {
+            kind,
+            label: label.as_str().to_string(),
+            attrs,
+            pos,
+        });
+    }
+    Ok(raw)
+}
+
+/// A JSON value as the HCL expression it stands for: strings are
+/// templates (`"${VAR}"` interpolates, as in HCL's JSON syntax).
+fn json_expr(v: &serde_json::Value) -> hcl::Expression {
+    use hcl::Expression as E;
+    match v {
+        serde_json::Value::Null => E::Null,
+        serde_json::Value::Bool(b) => E::Bool(*b),
+        serde_json::Value::Number(n) => {
+            n.as_f64()
+                .and_then(hcl::Number::from_f64)
+                .map_or(E::Null, |n| {
+                    if let Some(i) = v.as_i64() {
+                        E::Number(i.into())
+                    } else {
+                        E::Number(n)
+                    }
+                })
+        }
+        serde_json::Value::String(s) if s.contains("${") || s.contains("%{") => {
+            E::TemplateExpr(Box::new(hcl::TemplateExpr::QuotedString(s.clone())))
+        }
+        serde_json::Value::String(s) => E::String(s.clone()),
+        serde_json::Value::Array(a) => E::Array(a.iter().map(json_expr).collect()),
+        serde_json::Value::Object(o) => E::Object(
+            o.iter()
+                .map(|(k, v)| (hcl::ObjectKey::from(k.as_str()), json_expr(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// Parses a JSON bake file (`{"variable": …, "group": …, "target": …}`).
+pub(crate) fn parse_json(file: &BakeFile) -> Result<RawFile, BakeError> {
+    let text = file.text()?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        let pos = Pos {
+            file: file.name.clone(),
+            line: e.line(),
+            column: e.column(),
+        };
+        BakeError::invalid(text, pos, format!("invalid JSON: {e}"))
+    })?;
+    let file_pos = Pos {
+        file: file.name.clone(),
+        line: 0,
+        column: 0,
+    };
+    let Some(top) = value.as_object() else {
+        return Err(BakeError::invalid(
+            text,
+            file_pos,
+            "a JSON bake file is an object".into(),
+        ));
+    };
+    let mut raw = RawFile::default();
+    for (key, v) in top {
+        let Some(kind) = kind_of(key) else {
+            raw.attrs.push(RawAttr {
+                key: key.clone(),
+                expr: json_expr(v),
+                pos: file_pos.clone(),
+            });
+            continue;
+        };
+        let Some(blocks) = v.as_object() else {
+            return Err(BakeError::invalid(
+                text,
+                file_pos,
+                format!("{key:?} must be an object of named {key}s"),
+            ));
+        };
+        for (label, body) in blocks {
+            let pos = Pos {
+                file: file.name.clone(),
+                line: 0,
+                column: 0,
+            };
+            let attrs = match body {
+                serde_json::Value::Object(o) => o
+                    .iter()
+                    .map(|(k, v)| RawAttr {
+                        key: k.clone(),
+                        expr: json_expr(v),
+                        pos: pos.clone(),
+                    })
+                    .collect(),
+                _ => {
+                    return Err(BakeError::invalid(
+                        text,
+                        pos,
+                        format!("{key} {label:?} must be an object"),
+                    ));
+                }
+            };
+            raw.blocks.push(RawBlock {
+                kind,
+                label: label.clone(),
+                attrs,
+                pos,
+            });
+        }
+    }
+    Ok(raw)
+}
+
+/// What evaluation reads from outside the files.
+pub(crate) struct Env<'a> {
+    pub lookup: &'a dyn Fn(&str) -> Option<String>,
+    pub local_platform: &'a str,
+}
+
+/// A file's text, for error snippets, by file name.
+pub(crate) type Texts = BTreeMap<String, String>;
+
+fn eval_error(texts: &Texts, pos: &Pos, what: &str, e: &hcl::eval::Error) -> BakeError {
+    let text = texts.get(&pos.file).map_or("", String::as_str);
+    BakeError::invalid(text, pos.clone(), format!("{what}: {}", e.kind()))
+}
+
+/// Evaluates every variable and top-level attribute: the environment
+/// overrides a variable's default (converted to the default's type);
+/// defaults may use each other in any order.
+fn eval_variables(
+    files: &[RawFile],
+    env: &Env<'_>,
+    texts: &Texts,
+) -> Result<BTreeMap<String, Value>, BakeError> {
+    struct Pending<'a> {
+        name: &'a str,
+        default: Option<&'a RawAttr>,
+        overridable: bool,
+        pos: &'a Pos,
+    }
+    let mut pending: Vec<Pending<'_>> = Vec::new();
+    for file in files {
+        for a in &file.attrs {
+            pending.retain(|p| p.name != a.key);
+            pending.push(Pending {
+                name: &a.key,
+                default: Some(a),
+                overridable: false,
+                pos: &a.pos,
+            });
+        }
+        for b in file.blocks.iter().filter(|b| b.kind == Kind::Variable) {
+            pending.retain(|p| p.name != b.label);
+            pending.push(Pending {
+                name: &b.label,
+                default: b.attrs.iter().find(|a| a.key == "default"),
+                overridable: true,
+                pos: &b.pos,
+            });
+        }
+    }
+    let mut values: BTreeMap<String, Value> = BTreeMap::new();
+    values.insert(
+        "BAKE_LOCAL_PLATFORM".to_string(),
+        Value::from(env.local_platform),
+    );
+    loop {
+        let mut progress = false;
+        let mut first_error = None;
+        let names: Vec<String> = pending.iter().map(|p| p.name.to_string()).collect();
+        let mut still = Vec::new();
+        for p in pending {
+            let mut ctx = Context::new();
+            functions::declare_all(&mut ctx);
+            for (k, v) in &values {
+                ctx.declare_var(k.as_str(), v.clone());
+            }
+            let default = match p.default {
+                None => Ok(Value::from("")),
+                Some(a) => a.expr.evaluate(&ctx),
+            };
+            let from_env = p.overridable.then(|| (env.lookup)(p.name)).flatten();
+            let value = match (default, from_env) {
+                (Ok(d), Some(e)) => typed_from_env(&d, &e).map_err(|m| {
+                    let text = texts.get(&p.pos.file).map_or("", String::as_str);
+                    BakeError::invalid(
+                        text,
+                        p.pos.clone(),
+                        format!("variable {:?}: environment value {e:?}: {m}", p.name),
+                    )
+                })?,
+                (Ok(d), None) => d,
+                // The default refers to a variable not evaluated yet.
+                (Err(e), _) if matches!(e.kind(), ErrorKind::UndefinedVar(v) if names.iter().any(|n| n == v.as_str()) && v.as_str() != p.name) =>
+                {
+                    if first_error.is_none() {
+                        first_error = Some((p.pos.clone(), e));
+                    }
+                    still.push(p);
+                    continue;
+                }
+                (Err(e), _) => {
+                    let pos = p.default.map_or(p.pos, |a| &a.pos);
+                    return Err(eval_error(
+                        texts,
+                        pos,
+                        &format!("variable {:?}", p.name),
+                        &e,
+                    ));
+                }
+            };
+            values.insert(p.name.to_string(), value);
+            progress = true;
+        }
+        pending = still;
+        if pending.is_empty() {
+            return Ok(values);
+        }
+        if !progress {
+            let (pos, e) = first_error.expect("a deferred variable has an error");
+            return Err(eval_error(
+                texts,
+                &pos,
+                "variables refer to each other in a cycle",
+                &e,
+            ));
+        }
+    }
+}
+
+/// An environment value typed like the variable's default, as buildx
+/// converts it (bool and number defaults parse the value).
+fn typed_from_env(default: &Value, env: &str) -> Result<Value, String> {
+    match default {
+        Value::Bool(_) => parse_bool(env)
+            .map(Value::Bool)
+            .ok_or_else(|| "expected a bool".to_string()),
+        Value::Number(_) => {
+            if let Ok(i) = env.parse::<i64>() {
+                return Ok(Value::from(i));
+            }
+            env.parse::<f64>()
+                .ok()
+                .and_then(hcl::Number::from_f64)
+                .map(Value::Number)
+                .ok_or_else(|| "expected a number".to_string())
+        }
+        _ => Ok(Value::from(env)),
+    }
+}
+
+/// The evaluated blocks of all the files, in order of definition;
+/// a target or group defined more than once appears more than once.
+pub(crate) struct Evaluated {
+    pub targets: Vec<Target>,
+    pub groups: Vec<Group>,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Evaluates the files' targets and groups.
+pub(crate) fn evaluate(
+    files: &[RawFile],
+    env: &Env<'_>,
+    texts: &Texts,
+) -> Result<Evaluated, BakeError> {
+    let vars = eval_variables(files, env, texts)?;
+    let mut root = Context::new();
+    functions::declare_all(&mut root);
+    for (k, v) in &vars {
+        root.declare_var(k.as_str(), v.clone());
+    }
+    let invalid = |pos: &Pos, message: String| {
+        let text = texts.get(&pos.file).map_or("", String::as_str);
+        BakeError::invalid(text, pos.clone(), message)
+    };
+    let mut out = Evaluated {
+        targets: Vec::new(),
+        groups: Vec::new(),
+    };
+    for block in files.iter().flat_map(|f| &f.blocks) {
+        match block.kind {
+            Kind::Variable => {}
+            Kind::Group => {
+                if !valid_name(&block.label) {
+                    return Err(invalid(
+                        &block.pos,
+                        format!(
+                            "invalid group name {:?}: only letters, digits, _ and - are allowed",
+                            block.label
+                        ),
+                    ));
+                }
+                let mut group = Group {
+                    name: block.label.clone(),
+                    ..Group::default()
+                };
+                for a in &block.attrs {
+                    let v = a
+                        .expr
+                        .evaluate(&root)
+                        .map_err(|e| eval_error(texts, &a.pos, &a.key, &e))?;
+                    match a.key.as_str() {
+                        "targets" => {
+                            group.targets = strings(&v)
+                                .map_err(|m| invalid(&a.pos, format!("targets: {m}")))?
+                                .unwrap_or_default()
+                        }
+                        "description" => {
+                            group.description = string(&v)
+                                .map_err(|m| invalid(&a.pos, format!("description: {m}")))?
+                        }
+                        "name" | "matrix" => {
+                            return Err(invalid(
+                                &a.pos,
+                                format!("{} is not supported for groups", a.key),
+                            ));
+                        }
+                        other => {
+                            return Err(invalid(
+                                &a.pos,
+                                format!("unknown group attribute {other:?}"),
+                            ));
+                        }
+                    }
+                }
+                out.groups.push(group);
+            }
+            Kind::Target => {
+                let renamed = eval_target(block, &root, texts, &mut out.targets)?;
+                if let Some(names) = renamed {
+                    out.groups.push(Group {
+                        name: block.label.clone(),
+                        description: None,
+                        targets: names,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Evaluates one target block, once per matrix combination; returns the
+/// names it produced when a matrix renamed it (the block's label then
+/// names a group of them, as in buildx).
+fn eval_target(
+    block: &RawBlock,
+    root: &Context<'_>,
+    texts: &Texts,
+    out: &mut Vec<Target>,
+) -> Result<Option<Vec<String>>, BakeError> {
+    let invalid = |pos: &Pos, message: String| {
+        let text = texts.get(&pos.file).map_or("", String::as_str);
+        BakeError::invalid(text, pos.clone(), message)
+    };
+    let matrix_attr = block.attrs.iter().find(|a| a.key == "matrix");
+    let name_attr = block.attrs.iter().find(|a| a.key == "name");
+    // Each combination: the matrix variables' values, in key order.
+    let mut combos: Vec<Vec<(String, Value)>> = vec![Vec::new()];
+    if let Some(a) = matrix_attr {
+        let v = a
+            .expr
+            .evaluate(root)
+            .map_err(|e| eval_error(texts, &a.pos, "matrix", &e))?;
+        let Value::Object(m) = v else {
+            return Err(invalid(&a.pos, "matrix must be a map".into()));
+        };
+        for (key, values) in m {
+            let Value::Array(values) = values else {
+                return Err(invalid(
+                    &a.pos,
+                    format!("matrix values must be a list ({key:?} is not)"),
+                ));
+            };
+            let mut next = Vec::new();
+            for combo in &combos {
+                for v in &values {
+                    let mut c = combo.clone();
+                    c.push((key.clone(), v.clone()));
+                    next.push(c);
+                }
+            }
+            combos = next;
+        }
+    }
+    let mut names = Vec::new();
+    for combo in combos {
+        let mut ctx = root.clone();
+        for (k, v) in &combo {
+            ctx.declare_var(k.as_str(), v.clone());
+        }
+        let name = match name_attr {
+            Some(a) => {
+                let v = a
+                    .expr
+                    .evaluate(&ctx)
+                    .map_err(|e| eval_error(texts, &a.pos, "name", &e))?;
+                string(&v)
+                    .map_err(|m| invalid(&a.pos, format!("name: {m}")))?
+                    .unwrap_or_default()
+            }
+            None if matrix_attr.is_some() => {
+                return Err(invalid(
+                    &block.pos,
+                    format!(
+                        "target {:?} has a matrix but no name attribute: each combination needs its own name, e.g. name = \"{}-${{item}}\"",
+                        block.label, block.label
+                    ),
+                ));
+            }
+            None => block.label.clone(),
+        };
+        if !valid_name(&name) {
+            return Err(invalid(
+                name_attr.map_or(&block.pos, |a| &a.pos),
+                format!("invalid target name {name:?}: only letters, digits, _ and - are allowed"),
+            ));
+        }
+        let mut t = Target {
+            name: name.clone(),
+            pos: block.pos.clone(),
+            ..Target::default()
+        };
+        for a in &block.attrs {
+            if a.key == "matrix" || a.key == "name" {
+                continue;
+            }
+            let v = a
+                .expr
+                .evaluate(&ctx)
+                .map_err(|e| eval_error(texts, &a.pos, &a.key, &e))?;
+            set_field(&mut t, &a.key, &v).map_err(|m| invalid(&a.pos, m))?;
+        }
+        names.push(name);
+        out.push(t);
+    }
+    let renamed = matrix_attr.is_some() && !(names.len() == 1 && names[0] == block.label);
+    Ok(renamed.then_some(names))
+}
+
+fn string(v: &Value) -> Result<Option<String>, String> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        Value::Bool(b) => Ok(Some(b.to_string())),
+        other => Err(format!("expected a string, got {other}")),
+    }
+}
+
+fn strings(v: &Value) -> Result<Option<Vec<String>>, String> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Array(items) => items
+            .iter()
+            .filter(|i| !i.is_null())
+            .map(|i| string(i).map(Option::unwrap_or_default))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        other => Err(format!("expected a list of strings, got {other}")),
+    }
+}
+
+fn map(v: &Value) -> Result<BTreeMap<String, String>, String> {
+    match v {
+        Value::Null => Ok(BTreeMap::new()),
+        Value::Object(o) => {
+            let mut out = BTreeMap::new();
+            for (k, v) in o {
+                // A null value leaves the key unset (buildx's `null` arg).
+                if let Some(s) = string(v).map_err(|m| format!("{k:?}: {m}"))? {
+                    out.insert(k.clone(), s);
+                }
+            }
+            Ok(out)
+        }
+        other => Err(format!("expected a map of strings, got {other}")),
+    }
+}
+
+fn boolean(v: &Value) -> Result<Option<bool>, String> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Bool(b) => Ok(Some(*b)),
+        Value::String(s) => parse_bool(s)
+            .map(Some)
+            .ok_or_else(|| format!("expected a bool, got {s:?}")),
+        other => Err(format!("expected a bool, got {other}")),
+    }
+}
+
+fn to_json(v: &Value) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+/// Sets the target field `key` from an evaluated value.
+fn set_field(t: &mut Target, key: &str, v: &Value) -> Result<(), String> {
+    let ctx = |m: String| format!("{key}: {m}");
+    match key {
+        "description" => t.description = string(v).map_err(ctx)?,
+        "inherits" => t.inherits = strings(v).map_err(ctx)?.unwrap_or_default(),
+        "context" => t.context = string(v).map_err(ctx)?,
+        "contexts" => t.contexts = map(v).map_err(ctx)?,
+        "dockerfile" => t.dockerfile = string(v).map_err(ctx)?,
+        "dockerfile-inline" => t.dockerfile_inline = string(v).map_err(ctx)?,
+        "args" => t.args = map(v).map_err(ctx)?,
+        "labels" => t.labels = map(v).map_err(ctx)?,
+        "tags" => t.tags = strings(v).map_err(ctx)?,
+        "target" => t.target = string(v).map_err(ctx)?,
+        "platforms" => t.platforms = strings(v).map_err(ctx)?,
+        "cache-from" => t.cache_from = strings(v).map_err(ctx)?,
+        "cache-to" => t.cache_to = strings(v).map_err(ctx)?,
+        "output" => t.output = strings(v).map_err(ctx)?,
+        "secret" => t.secret = strings(v).map_err(ctx)?,
+        "ssh" => t.ssh = strings(v).map_err(ctx)?,
+        "pull" => t.pull = boolean(v).map_err(ctx)?,
+        "no-cache" => t.no_cache = boolean(v).map_err(ctx)?,
+        "network" => t.network = string(v).map_err(ctx)?,
+        "no-cache-filter" => t.no_cache_filter = strings(v).map_err(ctx)?,
+        k if UNSUPPORTED_KEYS.contains(&k) => {
+            if !v.is_null() {
+                t.unsupported.insert(k.to_string(), to_json(v));
+            }
+        }
+        other => return Err(format!("unknown target attribute {other:?}")),
+    }
+    Ok(())
+}
