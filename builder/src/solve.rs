@@ -30,6 +30,7 @@ use rbuild_worker::{
 use crate::cache::{self, fetch_failure_message};
 use crate::error::{BuildError, StepFailure};
 use crate::events::{BuildEvents, Event, PullReporter, Stream, Summary, VertexId};
+use crate::gate::{GatedIndex, StepGate};
 use crate::report::{BuildInfo, BuildReport, MissReason, StepReport, display_name};
 use crate::request::{BuildOptions, BuildRequest, DockerfileSource};
 use crate::spec::CacheToSpec;
@@ -50,6 +51,7 @@ pub(crate) fn run(
     store: &Store,
     request: &BuildRequest,
     options: &BuildOptions<'_>,
+    gate: &StepGate,
 ) -> Result<Solved, BuildError> {
     let progress = options.events;
     let input = &request.dockerfile;
@@ -143,14 +145,18 @@ pub(crate) fn run(
     })?
     // Imported hits' blobs arrive only when a step reads them.
     .with_fetcher(&index);
+    // Steps another build sharing the gate is running are waited for,
+    // not run twice (bake's targets); alone, the gate changes nothing.
+    let gated = GatedIndex::new(&index, gate);
     let solved = solve(
         &plan.graph,
         &[plan.target],
         &worker,
-        &index,
+        &gated,
         &events,
         &solve_options,
     );
+    drop(gated);
     let solved = match solved {
         Ok(s) => s,
         Err(err) => {
