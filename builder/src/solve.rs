@@ -63,6 +63,7 @@ pub(crate) fn run(
         progress.event(&Event::DockerfileWarning(warning));
     }
     let started = Instant::now();
+    check_frontend(&dockerfile, input, progress)?;
     let started_at = rfc3339(now_secs());
     // FROM of an image not in the store pulls it; `--pull` re-checks tags.
     // Shared with the registry cache transport, whose lazy blob readers
@@ -301,6 +302,42 @@ pub(crate) fn run(
         report,
         client,
     })
+}
+
+/// The step showing which frontend the `# syntax=` line selected: the
+/// first number of the pull range, which pulls (counted from 1) never use.
+const FRONTEND_STEP: VertexId = VertexId(crate::events::PULL_STEP_BASE);
+
+/// `# syntax=`: an official `docker/dockerfile` name selects rbuild's
+/// own parser (BuildKit would pull that image and run it), shown as an
+/// `[internal]` step; any other frontend image is refused.
+fn check_frontend(
+    dockerfile: &rbuild_parser::Dockerfile,
+    input: &DockerfileSource,
+    progress: &dyn BuildEvents,
+) -> Result<(), BuildError> {
+    let Some(directive) = &dockerfile.directives.syntax else {
+        return Ok(());
+    };
+    match rbuild_parser::directive::frontend(&directive.value) {
+        rbuild_parser::directive::Frontend::BuiltIn { name } => {
+            let name = format!("[internal] using the built-in Dockerfile frontend for {name}");
+            progress.event(&Event::Started {
+                id: FRONTEND_STEP,
+                name: &name,
+            });
+            progress.event(&Event::Finished {
+                id: FRONTEND_STEP,
+                duration: std::time::Duration::ZERO,
+            });
+            Ok(())
+        }
+        rbuild_parser::directive::Frontend::Other { image } => Err(BuildError::Frontend {
+            dockerfile: input.name.clone(),
+            line: directive.span.start_line,
+            image,
+        }),
+    }
 }
 
 /// Where the context's stat cache lives: one file per context directory.
