@@ -1,5 +1,6 @@
 //! The command line: global flags and the subcommands, one module each.
 
+mod bake;
 pub mod build;
 mod cache;
 mod check;
@@ -49,6 +50,8 @@ pub struct Cli {
 pub enum Command {
     /// Build an image from a Dockerfile (the default: `rbuild [OPTIONS] PATH`)
     Build(Box<build::BuildArgs>),
+    /// Build several targets from a bake file (docker-bake.hcl, docker-bake.json, compose.yaml)
+    Bake(Box<bake::BakeArgs>),
     /// Run a command in a new sandboxed container
     Run(Box<run::RunArgs>),
     /// Create an image from a root filesystem (tar, tar.gz, directory, or -)
@@ -232,6 +235,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info | Command::System(SystemCommand::Info) => info::run(root),
         Command::Run(args) => run::run(root, *args),
         Command::Build(args) => build::run(root, *args),
+        Command::Bake(args) => bake::run(root, *args),
         Command::Cache(CacheCommand::Du(a)) => cache::du(root, a),
         Command::Cache(CacheCommand::Prune(a)) => cache::prune(root, a),
     }
