@@ -4,6 +4,7 @@ mod bake;
 pub mod build;
 mod cache;
 mod check;
+mod completion;
 mod debug;
 mod dockerfile_input;
 mod export;
@@ -50,7 +51,7 @@ pub struct Cli {
 pub enum Command {
     /// Build an image from a Dockerfile (the default: `rbuild [OPTIONS] PATH`)
     Build(Box<build::BuildArgs>),
-    /// Build several targets from a bake file (docker-bake.hcl, docker-bake.json, compose.yaml)
+    /// Build the targets of a bake file (docker-bake.hcl, .json, compose.yaml)
     Bake(Box<bake::BakeArgs>),
     /// Run a command in a new sandboxed container
     Run(Box<run::RunArgs>),
@@ -97,6 +98,10 @@ pub enum Command {
     Debug(debug::DebugArgs),
     /// Show rbuild's version and build information
     Version,
+    /// Print a shell completion script (bash, zsh, fish)
+    Completion(completion::CompletionArgs),
+    /// Write rbuild's man pages (one per command) to a directory
+    ManPages(completion::ManPagesArgs),
 }
 
 /// `rbuild image …`
@@ -201,6 +206,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => return check::run(args),
         Command::Debug(args) => return debug::run(args),
         Command::Version => return version::run(),
+        Command::Completion(args) => return completion::run(args),
+        Command::ManPages(args) => return completion::run_man_pages(args),
         // Login reads rbuild's config file in the store root (insecure
         // registries) when a root can be named; it never opens the store.
         Command::Login(args) => {
@@ -216,6 +223,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(_)
         | Command::Debug(_)
         | Command::Version
+        | Command::Completion(_)
+        | Command::ManPages(_)
         | Command::Login(_)
         | Command::Logout(_) => unreachable!("handled above"),
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => pull::run(root, a),
