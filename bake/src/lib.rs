@@ -205,7 +205,7 @@ impl Definition {
         &self,
         name: &str,
         chain: &mut Vec<String>,
-        overrides: &BTreeMap<String, Vec<(String, Vec<String>, bool, String)>>,
+        overrides: &Overrides,
     ) -> Result<Target, BakeError> {
         if chain.iter().any(|c| c == name) {
             chain.push(name.to_string());
@@ -227,11 +227,11 @@ impl Definition {
         merged.merge(own);
         merged.name = own.name.clone();
         merged.pos = own.pos.clone();
-        for (key, values, append, raw) in overrides.get(name).into_iter().flatten() {
+        for o in overrides.get(name).into_iter().flatten() {
             merged
-                .apply_override(key, values, *append)
+                .apply_override(&o.key, &o.values, o.append)
                 .map_err(|message| BakeError::Override {
-                    value: raw.clone(),
+                    value: o.raw.clone(),
                     message,
                 })?;
         }
@@ -310,13 +310,12 @@ impl Definition {
         Ok(out)
     }
 
-    #[allow(clippy::type_complexity)]
     fn parse_overrides(
         &self,
         overrides: &[String],
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<BTreeMap<String, Vec<(String, Vec<String>, bool, String)>>, BakeError> {
-        let mut out: BTreeMap<String, Vec<(String, Vec<String>, bool, String)>> = BTreeMap::new();
+    ) -> Result<Overrides, BakeError> {
+        let mut out = Overrides::new();
         for raw in overrides {
             let bad = |message: &str| BakeError::Override {
                 value: raw.clone(),
@@ -358,18 +357,37 @@ impl Definition {
             for name in names {
                 let list = out.entry(name).or_default();
                 // List keys accumulate values, as buildx's ArrValue.
-                match list.iter_mut().find(|(k, _, _, _)| k == key) {
+                match list.iter_mut().find(|o| o.key == key) {
                     Some(entry) => {
-                        entry.1.push(value.clone());
-                        entry.2 = append;
+                        entry.values.push(value.clone());
+                        entry.append = append;
                     }
-                    None => list.push((key.to_string(), vec![value.clone()], append, raw.clone())),
+                    None => list.push(Override {
+                        key: key.to_string(),
+                        values: vec![value.clone()],
+                        append,
+                        raw: raw.clone(),
+                    }),
                 }
             }
         }
         Ok(out)
     }
 }
+
+/// One `--set` key of one target: every value given for it (list keys
+/// such as `tags` take them all, scalars the last), `+=` or `=`.
+struct Override {
+    /// What follows `TARGET.`: `tags`, `args.NAME`, …
+    key: String,
+    values: Vec<String>,
+    append: bool,
+    /// The flag's value as given, for errors.
+    raw: String,
+}
+
+/// `--set` overrides by target name.
+type Overrides = BTreeMap<String, Vec<Override>>;
 
 /// Go's `path.Match` for target names: `*`, `?` and `[…]` classes.
 fn glob_match(pattern: &str, name: &str) -> bool {

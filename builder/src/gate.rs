@@ -82,19 +82,14 @@ impl<C> Drop for GatedIndex<'_, C> {
 impl<R, E, C: CacheIndex<R, E>> CacheIndex<R, E> for GatedIndex<'_, C> {
     fn lookup(&self, key: &CacheKey) -> Result<Option<R>, E> {
         let mut running = self.gate.running.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            match running.get(key) {
-                // Another build (or another step of this one) is
-                // computing it: wait for its record.
-                Some(_) => {
-                    running = self
-                        .gate
-                        .done
-                        .wait(running)
-                        .unwrap_or_else(|e| e.into_inner());
-                }
-                None => break,
-            }
+        // Another build (or another step of this one) is computing it:
+        // wait for its record.
+        while running.contains_key(key) {
+            running = self
+                .gate
+                .done
+                .wait(running)
+                .unwrap_or_else(|e| e.into_inner());
         }
         // Claimed while looking up, so that a concurrent lookup of the
         // same key waits for this one's answer or execution.

@@ -23,7 +23,11 @@ fn bake(rb: &Rbuild, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
 
 fn bake_ok(rb: &Rbuild, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let r = bake(rb, dir, args, env);
-    assert_eq!(r.code, 0, "bake {args:?} failed:\n{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code, 0,
+        "bake {args:?} failed:\n{}\n{}",
+        r.stdout, r.stderr
+    );
     r
 }
 
@@ -138,7 +142,8 @@ target "app" {
 }
 "#;
 
-const MATRIX_DOCKERFILE: &str = "FROM busybox\nARG GREETING\nARG FLAVOR\nENV MSG=\"$GREETING $FLAVOR\"\n";
+const MATRIX_DOCKERFILE: &str =
+    "FROM busybox\nARG GREETING\nARG FLAVOR\nENV MSG=\"$GREETING $FLAVOR\"\n";
 
 #[test]
 fn inherits_variables_from_the_environment_and_a_matrix() {
@@ -146,7 +151,10 @@ fn inherits_variables_from_the_environment_and_a_matrix() {
     rb.busybox();
     let dir = rb.tree(
         "proj",
-        &[("docker-bake.hcl", MATRIX), ("Dockerfile", MATRIX_DOCKERFILE)],
+        &[
+            ("docker-bake.hcl", MATRIX),
+            ("Dockerfile", MATRIX_DOCKERFILE),
+        ],
     );
     bake_ok(&rb, &dir, &["app"], &[("GREETING", "bonjour")]);
     assert!(env_of(&rb, "local/app:plain").contains(&"MSG=bonjour PLAIN".to_string()));
@@ -161,7 +169,10 @@ fn set_overrides_and_print_shows_the_resolved_targets() {
     let rb = Rbuild::new();
     let dir = rb.tree(
         "proj",
-        &[("docker-bake.hcl", MATRIX), ("Dockerfile", MATRIX_DOCKERFILE)],
+        &[
+            ("docker-bake.hcl", MATRIX),
+            ("Dockerfile", MATRIX_DOCKERFILE),
+        ],
     );
     let r = bake_ok(
         &rb,
@@ -179,22 +190,36 @@ fn set_overrides_and_print_shows_the_resolved_targets() {
         &[],
     );
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(v["group"]["app"]["targets"], serde_json::json!(["app-plain", "app-fancy"]));
+    assert_eq!(
+        v["group"]["app"]["targets"],
+        serde_json::json!(["app-plain", "app-fancy"])
+    );
     assert_eq!(v["group"]["default"]["targets"], serde_json::json!(["app"]));
     let plain = &v["target"]["app-plain"];
     assert_eq!(plain["context"], ".");
     assert_eq!(plain["dockerfile"], "Dockerfile");
     assert_eq!(plain["args"]["GREETING"], "hey");
     assert_eq!(plain["args"]["FLAVOR"], "PLAIN");
-    assert_eq!(plain["tags"], serde_json::json!(["local/app:plain", "extra:1"]));
-    assert_eq!(v["target"]["app-fancy"]["tags"], serde_json::json!(["x/y:z"]));
+    assert_eq!(
+        plain["tags"],
+        serde_json::json!(["local/app:plain", "extra:1"])
+    );
+    assert_eq!(
+        v["target"]["app-fancy"]["tags"],
+        serde_json::json!(["x/y:z"])
+    );
     assert!(r.stdout.starts_with("{\n  \"group\": {"), "{}", r.stdout);
     // --print builds nothing (and needs no store).
     assert!(!rb.root().join("store-v1").exists());
 
     // The same overrides when building.
     rb.busybox();
-    bake_ok(&rb, &dir, &["--set", "*.args.GREETING=hey", "app-fancy"], &[]);
+    bake_ok(
+        &rb,
+        &dir,
+        &["--set", "*.args.GREETING=hey", "app-fancy"],
+        &[],
+    );
     assert!(env_of(&rb, "local/app:fancy").contains(&"MSG=hey FANCY".to_string()));
     let r = bake(&rb, &dir, &["--set", "app-plain.colour=red", "app"], &[]);
     assert_ne!(r.code, 0);
@@ -233,8 +258,14 @@ fn a_compose_file_builds_its_services_with_a_build_section() {
     );
     let r = bake_ok(&rb, &dir, &["--print"], &[]);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(v["group"]["default"]["targets"], serde_json::json!(["api", "web"]));
-    assert!(v["target"].get("db").is_none(), "a service without build: is no target");
+    assert_eq!(
+        v["group"]["default"]["targets"],
+        serde_json::json!(["api", "web"])
+    );
+    assert!(
+        v["target"].get("db").is_none(),
+        "a service without build: is no target"
+    );
     bake_ok(&rb, &dir, &[], &[("WEB_TAG", "2")]);
     assert!(env_of(&rb, "web:2").contains(&"ROLE=web".to_string()));
     let api = env_of(&rb, "api:1");
@@ -264,13 +295,20 @@ fn a_bad_bake_file_names_file_line_and_column_and_builds_nothing() {
     );
     assert!(r.stderr.contains("undefined_var"), "{}", r.stderr);
     let images = rb.ok(&["images", "--format", "json"]);
-    assert!(!images.contains("ok:1") && !images.contains("\"ok\""), "{images}");
+    assert!(
+        !images.contains("ok:1") && !images.contains("\"ok\""),
+        "{images}"
+    );
 
     // A syntax error too.
     std::fs::write(dir.join("docker-bake.hcl"), "target \"x\" {\n  tags = [\n").unwrap();
     let r = bake(&rb, &dir, &[], &[]);
     assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("docker-bake.hcl:2:12: syntax error"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("docker-bake.hcl:2:12: syntax error"),
+        "{}",
+        r.stderr
+    );
 
     // A target that cannot be built stops every target before any runs.
     std::fs::write(
@@ -281,7 +319,8 @@ fn a_bad_bake_file_names_file_line_and_column_and_builds_nothing() {
     let r = bake(&rb, &dir, &[], &[]);
     assert_ne!(r.code, 0);
     assert!(
-        r.stderr.contains("multi-platform builds are not supported yet"),
+        r.stderr
+            .contains("multi-platform builds are not supported yet"),
         "{}",
         r.stderr
     );

@@ -138,11 +138,14 @@ fn man_pages_cover_every_command_and_flag() {
     let tree = command_tree(&rb);
     assert!(tree.len() > 30, "{tree:?}");
     let main = std::fs::read_to_string(dir.join("rbuild.1")).unwrap();
-    assert!(main.starts_with(".ie") || main.contains(".TH rbuild 1"), "{main}");
+    assert!(
+        main.starts_with(".ie") || main.contains(".TH rbuild 1"),
+        "{main}"
+    );
     for path in &tree {
         let name = format!("rbuild-{}.1", path.join("-"));
-        let page = std::fs::read_to_string(dir.join(&name))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let page =
+            std::fs::read_to_string(dir.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(listed.contains(&name), "{name} not listed:\n{listed}");
         assert!(page.contains(".TH"), "{name}");
     }

@@ -39,7 +39,10 @@ fn official_dockerfile_frontends_use_the_built_in_one() {
 fn other_frontend_images_are_refused_and_nothing_is_tagged() {
     let rb = Rbuild::new();
     rb.busybox();
-    for syntax in ["example.com/frontends/custom:2", "docker/dockerfile-upstream:master"] {
+    for syntax in [
+        "example.com/frontends/custom:2",
+        "docker/dockerfile-upstream:master",
+    ] {
         let r = build(
             &rb,
             &format!("# syntax={syntax}\nFROM busybox\nENV A=1\n"),

@@ -135,7 +135,10 @@ mod tests {
         assert!(tree.len() > 30, "the walk found {} commands", tree.len());
         for (name, cmd) in &tree {
             let page = format!("{name}.1");
-            assert!(names.contains(&page.as_str()), "no man page {page}: {names:?}");
+            assert!(
+                names.contains(&page.as_str()),
+                "no man page {page}: {names:?}"
+            );
             let roff = String::from_utf8_lossy(&pages.iter().find(|(n, _)| *n == page).unwrap().1)
                 .into_owned();
             let sub = cmd.get_name();
@@ -149,7 +152,10 @@ mod tests {
                     let flag = format!("--{long}");
                     assert!(bash.contains(&flag), "bash completion lacks {name} {flag}");
                     assert!(zsh.contains(&flag), "zsh completion lacks {name} {flag}");
-                    assert!(fish.contains(&format!("-l {long}")), "fish lacks {name} {flag}");
+                    assert!(
+                        fish.contains(&format!("-l {long}")),
+                        "fish lacks {name} {flag}"
+                    );
                     // roff escapes `-` as `\-`.
                     assert!(
                         roff.contains(&format!("\\-\\-{}", long.replace('-', "\\-"))),
