@@ -40,6 +40,9 @@ pub(crate) struct RawBlock {
     pub kind: Kind,
     pub label: String,
     pub attrs: Vec<RawAttr>,
+    /// A variable's `validation { condition = …, error_message = … }`
+    /// blocks, each as its attributes.
+    pub validations: Vec<Vec<RawAttr>>,
     pub pos: Pos,
 }
 
@@ -139,12 +142,19 @@ pub(crate) fn parse_hcl(file: &BakeFile) -> Result<RawFile, BakeError> {
             ));
         };
         let mut attrs = Vec::new();
+        let mut validations = Vec::new();
         for inner in block.body.iter() {
             if let Some(a) = inner.as_attribute() {
                 attrs.push(attr(a));
             } else if let Some(b) = inner.as_block() {
-                // `validation` blocks of variables: accepted, not checked.
                 if kind == Kind::Variable && b.ident.as_str() == "validation" {
+                    validations.push(
+                        b.body
+                            .iter()
+                            .filter_map(|s| s.as_attribute())
+                            .map(attr)
+                            .collect(),
+                    );
                     continue;
                 }
                 return Err(BakeError::invalid(
@@ -158,6 +168,7 @@ pub(crate) fn parse_hcl(file: &BakeFile) -> Result<RawFile, BakeError> {
             kind,
             label: label.as_str().to_string(),
             attrs,
+            validations,
             pos,
         });
     }
@@ -219,12 +230,25 @@ pub(crate) fn parse_json(file: &BakeFile) -> Result<RawFile, BakeError> {
         ));
     };
     let mut raw = RawFile::default();
+    // serde_json keeps no positions: an object key is found in the text
+    // by searching for it, in order, after its parents' keys.
+    let find = |path: &[&str]| -> Pos {
+        let mut at = 0;
+        for k in path {
+            let quoted = serde_json::to_string(k).unwrap_or_default();
+            match text[at..].find(&quoted) {
+                Some(i) => at += i,
+                None => return file_pos.clone(),
+            }
+        }
+        position(&file.name, text, at)
+    };
     for (key, v) in top {
         let Some(kind) = kind_of(key) else {
             raw.attrs.push(RawAttr {
                 key: key.clone(),
                 expr: json_expr(v),
-                pos: file_pos.clone(),
+                pos: find(&[key]),
             });
             continue;
         };
@@ -236,18 +260,14 @@ pub(crate) fn parse_json(file: &BakeFile) -> Result<RawFile, BakeError> {
             ));
         };
         for (label, body) in blocks {
-            let pos = Pos {
-                file: file.name.clone(),
-                line: 0,
-                column: 0,
-            };
+            let pos = find(&[key, label]);
             let attrs = match body {
                 serde_json::Value::Object(o) => o
                     .iter()
                     .map(|(k, v)| RawAttr {
                         key: k.clone(),
                         expr: json_expr(v),
-                        pos: pos.clone(),
+                        pos: find(&[key, label, k]),
                     })
                     .collect(),
                 _ => {
@@ -262,6 +282,7 @@ pub(crate) fn parse_json(file: &BakeFile) -> Result<RawFile, BakeError> {
                 kind,
                 label: label.clone(),
                 attrs,
+                validations: Vec::new(),
                 pos,
             });
         }
@@ -373,6 +394,7 @@ fn eval_variables(
         }
         pending = still;
         if pending.is_empty() {
+            validate(files, &values, texts)?;
             return Ok(values);
         }
         if !progress {
@@ -385,6 +407,63 @@ fn eval_variables(
             ));
         }
     }
+}
+
+/// Checks every variable's `validation` blocks (buildx's): a
+/// `condition` that is not true fails with its `error_message`.
+fn validate(
+    files: &[RawFile],
+    values: &BTreeMap<String, Value>,
+    texts: &Texts,
+) -> Result<(), BakeError> {
+    let mut ctx = Context::new();
+    functions::declare_all(&mut ctx);
+    for (k, v) in values {
+        ctx.declare_var(k.as_str(), v.clone());
+    }
+    for block in files
+        .iter()
+        .flat_map(|f| &f.blocks)
+        .filter(|b| b.kind == Kind::Variable)
+    {
+        for validation in &block.validations {
+            let text = texts.get(&block.pos.file).map_or("", String::as_str);
+            let Some(condition) = validation.iter().find(|a| a.key == "condition") else {
+                return Err(BakeError::invalid(
+                    text,
+                    block.pos.clone(),
+                    format!(
+                        "variable {:?}: a validation block needs a condition",
+                        block.label
+                    ),
+                ));
+            };
+            let what = format!("variable {:?}", block.label);
+            let ok = condition
+                .expr
+                .evaluate(&ctx)
+                .map_err(|e| eval_error(texts, &condition.pos, &what, &e))?;
+            if ok != Value::Bool(true) {
+                let message = match validation.iter().find(|a| a.key == "error_message") {
+                    Some(m) => m
+                        .expr
+                        .evaluate(&ctx)
+                        .map_err(|e| eval_error(texts, &m.pos, &what, &e))
+                        .map(|v| functions::to_string(&v).unwrap_or_else(|_| v.to_string()))?,
+                    None => "the condition is false".to_string(),
+                };
+                return Err(BakeError::invalid(
+                    text,
+                    condition.pos.clone(),
+                    format!(
+                        "validation failed for variable {:?}: {message}",
+                        block.label
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An environment value typed like the variable's default, as buildx

@@ -248,3 +248,42 @@ fn glob_matches_like_go_path_match() {
     assert!(glob_match("[ab]x", "bx"));
     assert!(!glob_match("app-*", "tools"));
 }
+
+#[test]
+fn variable_validation_blocks_are_checked() {
+    let hcl = r#"
+variable "PORT" {
+  default = "80"
+  validation {
+    condition = PORT != ""
+    error_message = "PORT must be set"
+  }
+}
+target "a" {
+  args = { PORT = PORT }
+}
+"#;
+    let def = load_with(&[file("docker-bake.hcl", hcl)], &[("PORT", "8080")]).unwrap();
+    assert_eq!(
+        resolve(&def, &["a"], &[]).unwrap().targets["a"].args["PORT"],
+        "8080"
+    );
+    let e = load_with(&[file("docker-bake.hcl", hcl)], &[("PORT", "")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(
+            "docker-bake.hcl:5:17: validation failed for variable \"PORT\": PORT must be set"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn json_errors_name_the_line_of_the_key() {
+    let json = "{\n  \"target\": {\n    \"a\": {\n      \"tags\": [\"${nope}\"]\n    }\n  }\n}\n";
+    let e = load_with(&[file("docker-bake.json", json)], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("docker-bake.json:4:7: tags:"), "{e}");
+}
