@@ -15,7 +15,7 @@
 //! build that holds it ends, waking its waiters, who then claim and run
 //! the step themselves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Condvar, Mutex};
 
 use rbuild_solver::CacheKey;
@@ -29,6 +29,9 @@ pub struct StepGate {
     done: Condvar,
     /// Build numbers handed out.
     builds: Mutex<usize>,
+    /// Keys whose result a build sharing the gate recorded: what a
+    /// `--no-cache` build may still take from another (it was built now).
+    recorded: Mutex<HashSet<CacheKey>>,
 }
 
 impl StepGate {
@@ -60,6 +63,9 @@ pub(crate) struct GatedIndex<'a, C> {
     inner: &'a C,
     gate: &'a StepGate,
     build: usize,
+    /// `--no-cache`: only results recorded through the gate (built by
+    /// this run's builds) are found; the cache index's older ones are not.
+    fresh: bool,
 }
 
 impl<'a, C> GatedIndex<'a, C> {
@@ -68,7 +74,14 @@ impl<'a, C> GatedIndex<'a, C> {
             inner,
             gate,
             build: gate.next_build(),
+            fresh: false,
         }
+    }
+
+    /// For a `--no-cache` build: see [`GatedIndex::fresh`].
+    pub fn fresh(mut self) -> Self {
+        self.fresh = true;
+        self
     }
 }
 
@@ -95,6 +108,16 @@ impl<R, E, C: CacheIndex<R, E>> CacheIndex<R, E> for GatedIndex<'_, C> {
         // same key waits for this one's answer or execution.
         running.insert(*key, self.build);
         drop(running);
+        if self.fresh
+            && !self
+                .gate
+                .recorded
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(key)
+        {
+            return Ok(None);
+        }
         match self.inner.lookup(key) {
             Ok(Some(found)) => {
                 self.gate.release(key);
@@ -111,6 +134,13 @@ impl<R, E, C: CacheIndex<R, E>> CacheIndex<R, E> for GatedIndex<'_, C> {
 
     fn record(&self, key: &CacheKey, parts: &KeyParts, result: &R) -> Result<(), E> {
         let recorded = self.inner.record(key, parts, result);
+        if recorded.is_ok() {
+            self.gate
+                .recorded
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(*key);
+        }
         self.gate.release(key);
         recorded
     }
@@ -163,6 +193,23 @@ mod tests {
             }
         });
         assert_eq!(executed.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_no_cache_build_finds_only_what_this_run_built() {
+        let index = Index::default();
+        let k = key();
+        index.record(&k, &KeyParts::default(), &1).unwrap();
+        let gate = StepGate::new();
+        let first = GatedIndex::new(&index, &gate).fresh();
+        assert_eq!(
+            first.lookup(&k).unwrap(),
+            None,
+            "an older result is not used"
+        );
+        first.record(&k, &KeyParts::default(), &2).unwrap();
+        let second = GatedIndex::new(&index, &gate).fresh();
+        assert_eq!(second.lookup(&k).unwrap(), Some(2), "built by this run");
     }
 
     #[test]

@@ -124,9 +124,13 @@ pub(crate) fn run(
                 .no_cache_filter
                 .contains(&plan.steps[id.index()].stage.to_ascii_lowercase())
     };
+    // `--no-cache` is the gate's fresh mode rather than a skipped lookup,
+    // so that builds sharing the gate (bake's targets) still run a step
+    // they share once; reports still say why (`skip`).
+    let skip_lookup = |id: StepId| !request.no_cache && skip(id);
     let solve_options = SolveOptions {
         jobs: request.jobs,
-        skip_cache: &skip,
+        skip_cache: &skip_lookup,
     };
     // One write session for the whole build, not only the solve: an
     // imported hit's record is written (and its already-local layers become
@@ -149,6 +153,11 @@ pub(crate) fn run(
     // Steps another build sharing the gate is running are waited for,
     // not run twice (bake's targets); alone, the gate changes nothing.
     let gated = GatedIndex::new(&index, gate);
+    let gated = if request.no_cache {
+        gated.fresh()
+    } else {
+        gated
+    };
     let solved = solve(
         &plan.graph,
         &[plan.target],

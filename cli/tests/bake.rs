@@ -121,6 +121,17 @@ target "c" {
     let probe = dir.join("probe");
     rb.ok(&["build", "--no-cache", "-q", "-t", "probe", s(&probe)]);
     assert_eq!(rb.ok(&["run", "--rm", "probe", "cat", "/runs"]), "x\n");
+
+    // --no-cache runs everything again, the shared stage still once.
+    let r = bake_ok(&rb, &dir, &["--no-cache"], &[]);
+    let ran = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("shared-42-ran"))
+        .count();
+    assert_eq!(ran, 1, "with --no-cache the shared RUN ran {ran} times:\n{}", r.stderr);
+    rb.ok(&["build", "--no-cache", "-q", "-t", "probe", s(&probe)]);
+    assert_eq!(rb.ok(&["run", "--rm", "probe", "cat", "/runs"]), "x\nx\n");
 }
 
 const MATRIX: &str = r#"
