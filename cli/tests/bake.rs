@@ -367,3 +367,39 @@ fn a_json_bake_file_and_dockerfile_inline() {
     bake_ok(&rb, &dir, &["inline"], &[]);
     assert!(env_of(&rb, "inline:7").contains(&"FROM_INLINE=7".to_string()));
 }
+
+#[test]
+fn a_failing_target_fails_bake_and_the_others_still_build() {
+    if !is_root() {
+        support::skipped(
+            "a_failing_target_fails_bake_and_the_others_still_build",
+            "RUN steps need root",
+        );
+        return;
+    }
+    let rb = Rbuild::new();
+    rb.busybox();
+    let dir = rb.tree(
+        "proj",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox AS good\nRUN echo good > /who\nFROM busybox AS bad\nRUN exit 3\n",
+            ),
+            (
+                "docker-bake.hcl",
+                "group \"default\" {\n  targets = [\"good\", \"bad\"]\n}\ntarget \"good\" {\n  target = \"good\"\n  tags = [\"good:1\"]\n}\ntarget \"bad\" {\n  target = \"bad\"\n  tags = [\"bad:1\"]\n}\n",
+            ),
+        ],
+    );
+    let r = bake(&rb, &dir, &[], &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(">>> RUN exit 3") && r.stderr.contains("target \"bad\" failed"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(rb.ok(&["run", "--rm", "good:1", "cat", "/who"]), "good\n");
+    let images = rb.ok(&["images"]);
+    assert!(!images.contains("bad"), "{images}");
+}
