@@ -72,6 +72,7 @@ pub(crate) fn declare_all(ctx: &mut Context<'_>) {
         ("merge", f(vec![], Some(obj(Any)), merge)),
         // time
         ("timestamp", f(vec![], None, timestamp)),
+        ("formatdate", f(vec![Str, Str], None, formatdate)),
     ];
     for (name, def) in defs {
         ctx.declare_func(name, def);
@@ -508,6 +509,67 @@ fn timestamp(_a: FuncArgs) -> Result<Value, String> {
     Ok(rbuild_oci::time::rfc3339(rbuild_oci::time::now_secs()).into())
 }
 
+/// Terraform's `formatdate(SPEC, RFC3339)`: `YYYY YY MM M DD D hh h mm
+/// m ss s` (and `ZZZ`/`Z` for UTC), text in single quotes kept as is.
+fn formatdate(a: FuncArgs) -> Result<Value, String> {
+    let (spec, ts) = (s(&a[0]), s(&a[1]));
+    let bad = || format!("not a valid RFC 3339 timestamp: {ts:?}");
+    let num = |r: std::ops::Range<usize>| -> Result<u32, String> {
+        ts.get(r).and_then(|x| x.parse().ok()).ok_or_else(bad)
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if ts
+        .as_bytes()
+        .get(10)
+        .is_none_or(|c| !matches!(c, b'T' | b't' | b' '))
+    {
+        return Err(bad());
+    }
+    let mut out = String::new();
+    let chars: Vec<char> = spec.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\'' {
+            let end = chars[i + 1..]
+                .iter()
+                .position(|&x| x == '\'')
+                .ok_or_else(|| "unterminated literal '".to_string())?;
+            out.extend(&chars[i + 1..i + 1 + end]);
+            i += end + 2;
+            continue;
+        }
+        let run = chars[i..].iter().take_while(|&&x| x == c).count();
+        let text = match (c, run) {
+            ('Y', 4) => format!("{year:04}"),
+            ('Y', 2) => format!("{:02}", year % 100),
+            ('M', 2) => format!("{month:02}"),
+            ('M', 1) => month.to_string(),
+            ('D', 2) => format!("{day:02}"),
+            ('D', 1) => day.to_string(),
+            ('h', 2) => format!("{hour:02}"),
+            ('h', 1) => hour.to_string(),
+            ('m', 2) => format!("{minute:02}"),
+            ('m', 1) => minute.to_string(),
+            ('s', 2) => format!("{second:02}"),
+            ('s', 1) => second.to_string(),
+            ('Z', 3) => "UTC".to_string(),
+            ('Z', 1) => "Z".to_string(),
+            (c, _) if c.is_ascii_alphabetic() => {
+                return Err(format!(
+                    "unsupported date format {:?}",
+                    chars[i..i + run].iter().collect::<String>()
+                ));
+            }
+            (c, run) => std::iter::repeat_n(c, run).collect(),
+        };
+        out.push_str(&text);
+        i += run;
+    }
+    Ok(out.into())
+}
+
 /// A value as string interpolation shows it.
 pub(crate) fn to_string(v: &Value) -> Result<String, String> {
     match v {
@@ -566,6 +628,10 @@ mod tests {
                 .as_object()
                 .unwrap()["major"],
             Value::from("12")
+        );
+        assert_eq!(
+            eval(r#"formatdate("YYYYMMDD-hhmm'h'", "2024-05-01T12:34:56Z")"#),
+            Value::from("20240501-1234h")
         );
         let ts = eval("timestamp()");
         assert!(ts.as_str().unwrap().ends_with('Z'), "{ts}");

@@ -129,7 +129,11 @@ target "c" {
         .lines()
         .filter(|l| l.contains("shared-42-ran"))
         .count();
-    assert_eq!(ran, 1, "with --no-cache the shared RUN ran {ran} times:\n{}", r.stderr);
+    assert_eq!(
+        ran, 1,
+        "with --no-cache the shared RUN ran {ran} times:\n{}",
+        r.stderr
+    );
     rb.ok(&["build", "--no-cache", "-q", "-t", "probe", s(&probe)]);
     assert_eq!(rb.ok(&["run", "--rm", "probe", "cat", "/runs"]), "x\nx\n");
 }
