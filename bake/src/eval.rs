@@ -16,7 +16,7 @@ use hcl::edit::Span as _;
 use hcl::eval::{Context, ErrorKind, Evaluate as _};
 
 use crate::error::BakeError;
-use crate::model::{Group, Pos, Target, UNSUPPORTED_KEYS, parse_bool};
+use crate::model::{Group, Pos, Target, UNSUPPORTED_KEYS, Variable, parse_bool};
 use crate::{BakeFile, functions};
 
 /// An attribute as written: `key = expr`, where.
@@ -492,6 +492,7 @@ fn typed_from_env(default: &Value, env: &str) -> Result<Value, String> {
 pub(crate) struct Evaluated {
     pub targets: Vec<Target>,
     pub groups: Vec<Group>,
+    pub variables: Vec<Variable>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -520,10 +521,38 @@ pub(crate) fn evaluate(
     let mut out = Evaluated {
         targets: Vec::new(),
         groups: Vec::new(),
+        variables: Vec::new(),
     };
     for block in files.iter().flat_map(|f| &f.blocks) {
         match block.kind {
-            Kind::Variable => {}
+            Kind::Variable => {
+                let description = match block.attrs.iter().find(|a| a.key == "description") {
+                    Some(a) => {
+                        let v = a
+                            .expr
+                            .evaluate(&root)
+                            .map_err(|e| eval_error(texts, &a.pos, "description", &e))?;
+                        string(&v).map_err(|m| invalid(&a.pos, format!("description: {m}")))?
+                    }
+                    None => None,
+                };
+                let value = vars.get(&block.label).cloned().unwrap_or_default();
+                let variable = Variable {
+                    name: block.label.clone(),
+                    kind: match &value {
+                        Value::Null => "null",
+                        Value::Bool(_) => "bool",
+                        Value::Number(_) => "number",
+                        Value::String(_) => "string",
+                        Value::Array(_) => "list",
+                        Value::Object(_) => "map",
+                    },
+                    value: functions::to_string(&value).unwrap_or_else(|_| value.to_string()),
+                    description,
+                };
+                out.variables.retain(|v| v.name != variable.name);
+                out.variables.push(variable);
+            }
             Kind::Group => {
                 if !valid_name(&block.label) {
                     return Err(invalid(

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use error::BakeError;
-pub use model::{Group, Pos, Resolved, Target, UNSUPPORTED_KEYS};
+pub use model::{Group, Pos, Resolved, Target, UNSUPPORTED_KEYS, Variable};
 
 /// The files `bake` reads when no `-f` is given, in buildx's order; every
 /// one present is read, later files override earlier ones.
@@ -105,6 +105,8 @@ pub struct LoadOptions<'a> {
 pub struct Definition {
     pub targets: Vec<Target>,
     pub groups: Vec<Group>,
+    /// The HCL and JSON files' `variable` blocks, by name in file order.
+    pub variables: Vec<Variable>,
 }
 
 /// Parses and evaluates `files`.
@@ -134,6 +136,7 @@ pub fn load(files: &[BakeFile], options: &LoadOptions<'_>) -> Result<Definition,
         };
         let evaluated = eval::evaluate(&raw, &env, &texts)?;
         def.add(evaluated.targets, evaluated.groups);
+        def.variables = evaluated.variables;
     }
     Ok(def)
 }

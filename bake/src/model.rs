@@ -25,6 +25,17 @@ impl std::fmt::Display for Pos {
     }
 }
 
+/// A `variable` block, evaluated: for `--list=variables`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variable {
+    pub name: String,
+    /// `string`, `bool`, `number`, `list`, `map` or `null`.
+    pub kind: &'static str,
+    /// The value in effect (the environment's or the default), as text.
+    pub value: String,
+    pub description: Option<String>,
+}
+
 /// A `group` block: a name for several targets (or groups).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Group {

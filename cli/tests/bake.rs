@@ -407,3 +407,35 @@ fn a_failing_target_fails_bake_and_the_others_still_build() {
     let images = rb.ok(&["images"]);
     assert!(!images.contains("bad"), "{images}");
 }
+
+#[test]
+fn list_shows_targets_and_variables() {
+    let rb = Rbuild::new();
+    let dir = rb.tree("proj", &[("docker-bake.hcl", MATRIX)]);
+    let r = bake_ok(&rb, &dir, &["--list", "targets"], &[]);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("TARGET") && lines[0].contains("DESCRIPTION"),
+        "{}",
+        r.stdout
+    );
+    for name in ["app ", "app-fancy", "app-plain"] {
+        assert!(r.stdout.contains(name), "{name} in:\n{}", r.stdout);
+    }
+    assert!(
+        !r.stdout.contains("_common"),
+        "hidden targets are not listed:\n{}",
+        r.stdout
+    );
+    let r = bake_ok(
+        &rb,
+        &dir,
+        &["--list", "type=variables,format=json"],
+        &[("GREETING", "salut")],
+    );
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[0]["name"], "GREETING");
+    assert_eq!(v[0]["value"], "salut");
+    assert_eq!(v[1]["name"], "REGISTRY");
+    assert_eq!(v[1]["value"], "local");
+}

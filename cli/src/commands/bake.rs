@@ -52,6 +52,10 @@ pub struct BakeArgs {
     /// Print the resolved targets as JSON, without building
     #[arg(long)]
     pub print: bool,
+    /// List the targets (and groups) or the variables, without building:
+    /// targets | variables | type=targets|variables[,format=json]
+    #[arg(long, value_name = "TYPE")]
+    pub list: Option<String>,
     /// Keep the images in the store (rbuild always does; buildx's
     /// shorthand for --set=*.output=type=docker)
     #[arg(long)]
@@ -95,6 +99,10 @@ pub fn run(root: &Path, args: BakeArgs) -> anyhow::Result<ExitCode> {
             local_platform: &local_platform,
         },
     )?;
+    if let Some(list) = &args.list {
+        print!("{}", render_list(&definition, list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut sets = args.set.clone();
     if args.no_cache {
         sets.push("*.no-cache=true".to_string());
@@ -188,6 +196,73 @@ pub fn run(root: &Path, args: BakeArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `--list`: the targets and groups, or the variables, as a table or
+/// JSON.
+fn render_list(definition: &rbuild_bake::Definition, spec: &str) -> anyhow::Result<String> {
+    let (mut kind, mut json) = (None, false);
+    for field in spec.split(',') {
+        match field.split_once('=') {
+            None if kind.is_none() => kind = Some(field.to_string()),
+            Some(("type", v)) => kind = Some(v.to_string()),
+            Some(("format", "json")) => json = true,
+            Some(("format", "table")) => json = false,
+            _ => bail!(
+                "invalid value for --list: {spec:?}: expected targets, variables or type=…,format=json|table"
+            ),
+        }
+    }
+    let mut rows: Vec<serde_json::Value> = Vec::new();
+    let mut table;
+    match kind.as_deref() {
+        Some("targets") => {
+            table = super::table::Table::new(&["TARGET", "DESCRIPTION"]);
+            let mut entries: Vec<(String, String, bool)> = definition
+                .groups
+                .iter()
+                .map(|g| {
+                    let d = g.description.clone().unwrap_or_else(|| g.targets.join(" "));
+                    (g.name.clone(), d, true)
+                })
+                .chain(
+                    definition
+                        .targets
+                        .iter()
+                        .filter(|t| !t.name.starts_with('_'))
+                        .map(|t| {
+                            (
+                                t.name.clone(),
+                                t.description.clone().unwrap_or_default(),
+                                false,
+                            )
+                        }),
+                )
+                .collect();
+            entries.sort();
+            for (name, description, group) in entries {
+                rows.push(
+                    serde_json::json!({"name": name, "description": description, "group": group}),
+                );
+                table.row(vec![name, description]);
+            }
+        }
+        Some("variables") => {
+            table = super::table::Table::new(&["VARIABLE", "TYPE", "VALUE", "DESCRIPTION"]);
+            let mut vars = definition.variables.clone();
+            vars.sort_by(|a, b| a.name.cmp(&b.name));
+            for v in vars {
+                let description = v.description.clone().unwrap_or_default();
+                rows.push(serde_json::json!({"name": v.name, "type": v.kind, "value": v.value, "description": description}));
+                table.row(vec![v.name, v.kind.to_string(), v.value, description]);
+            }
+        }
+        _ => bail!("invalid value for --list: {spec:?}: expected targets or variables"),
+    }
+    if json {
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&rows)?));
+    }
+    Ok(table.render())
 }
 
 fn report_failure(name: &str, request: &BuildRequest, err: BuildError) {
