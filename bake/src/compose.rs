@@ -109,6 +109,33 @@ fn scalar(v: &Value) -> Option<String> {
     }
 }
 
+/// A `.env` file: `KEY=VALUE` lines (`export ` allowed, `#` comments,
+/// values optionally in single or double quotes).
+fn parse_dotenv(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let v = v.trim();
+        let v = if v.len() >= 2
+            && ((v.starts_with('"') && v.ends_with('"'))
+                || (v.starts_with('\'') && v.ends_with('\'')))
+        {
+            &v[1..v.len() - 1]
+        } else {
+            v.split(" #").next().unwrap_or(v).trim_end()
+        };
+        out.push((k.trim().to_string(), v.to_string()));
+    }
+    out
+}
+
 /// A compose map: `{K: V}` or `["K=V", "K"]` (a bare `K` takes the
 /// environment's value, and is left out when unset).
 fn kv_map(v: &Value, env: &dyn Fn(&str) -> Option<String>) -> BTreeMap<String, String> {
@@ -164,9 +191,31 @@ fn join(dir: &str, path: &str) -> String {
 /// Reads one compose file's build sections.
 pub(crate) fn parse(
     file: &BakeFile,
-    env: &dyn Fn(&str) -> Option<String>,
+    process_env: &dyn Fn(&str) -> Option<String>,
+    base: &std::path::Path,
 ) -> Result<(Vec<Target>, Group), BakeError> {
     let text = file.text()?;
+    // Compose reads `.env` beside the compose file; the process's
+    // environment wins over it.
+    let dotenv_path = base
+        .join(&file.name)
+        .parent()
+        .map(|d| d.join(".env"))
+        .unwrap_or_else(|| std::path::PathBuf::from(".env"));
+    let dotenv = match fs_err::read_to_string(&dotenv_path) {
+        Ok(text) => parse_dotenv(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => {
+            return Err(BakeError::Read {
+                path: dotenv_path,
+                source,
+            });
+        }
+    };
+    let env_fn = |k: &str| {
+        process_env(k).or_else(|| dotenv.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    };
+    let env: &dyn Fn(&str) -> Option<String> = &env_fn;
     let mut doc: Value = serde_norway::from_str(text).map_err(|e| {
         let pos = e.location().map_or(
             Pos {
@@ -320,5 +369,15 @@ mod tests {
         assert_eq!(i("${UNSET:-d} ${EMPTY:-d} ${EMPTY-d} ${UNSET-d}"), "d d  d");
         assert_eq!(i("$$SET"), "$SET");
         assert!(interpolate("${UNSET:?needed}", &env).is_err());
+    }
+
+    #[test]
+    fn dotenv_lines() {
+        let vars = parse_dotenv("# c\nA=1\nexport B=\"two words\"\nC='x' \nD=v # note\n\nbad\n");
+        assert_eq!(
+            vars,
+            [("A", "1"), ("B", "two words"), ("C", "x"), ("D", "v")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
     }
 }

@@ -97,6 +97,9 @@ pub struct LoadOptions<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
     /// `BAKE_LOCAL_PLATFORM`'s value, e.g. `linux/amd64`.
     pub local_platform: &'a str,
+    /// The directory the files' names are relative to (a compose file's
+    /// `.env` is read from beside it).
+    pub dir: &'a Path,
 }
 
 /// Every target and group the files define, merged by name in file
@@ -116,7 +119,7 @@ pub fn load(files: &[BakeFile], options: &LoadOptions<'_>) -> Result<Definition,
     let mut texts = eval::Texts::new();
     for file in files {
         if compose::is_compose(file) {
-            let (targets, group) = compose::parse(file, options.env)?;
+            let (targets, group) = compose::parse(file, options.env, options.dir)?;
             def.add(targets, vec![group]);
             continue;
         }

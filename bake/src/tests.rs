@@ -1,5 +1,7 @@
 //! Loading and resolving bake definitions, without the file system.
 
+use std::path::Path;
+
 use super::*;
 
 fn file(name: &str, text: &str) -> BakeFile {
@@ -20,6 +22,7 @@ fn load_with(files: &[BakeFile], env: &[(&str, &str)]) -> Result<Definition, Bak
         &LoadOptions {
             env: &lookup,
             local_platform: "linux/amd64",
+            dir: Path::new("/nonexistent"),
         },
     )
 }

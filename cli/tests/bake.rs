@@ -281,8 +281,12 @@ fn a_compose_file_builds_its_services_with_a_build_section() {
         v["target"].get("db").is_none(),
         "a service without build: is no target"
     );
+    // The environment wins over `.env`, which wins over the default.
+    std::fs::write(dir.join(".env"), "# compose's env file\nWEB_TAG=3\n").unwrap();
     bake_ok(&rb, &dir, &[], &[("WEB_TAG", "2")]);
     assert!(env_of(&rb, "web:2").contains(&"ROLE=web".to_string()));
+    bake_ok(&rb, &dir, &["web"], &[]);
+    assert!(env_of(&rb, "web:3").contains(&"ROLE=web".to_string()));
     let api = env_of(&rb, "api:1");
     assert!(api.contains(&"PORT=8080".to_string()), "{api:?}");
 }

@@ -97,6 +97,7 @@ pub fn run(root: &Path, args: BakeArgs) -> anyhow::Result<ExitCode> {
         &LoadOptions {
             env: &env,
             local_platform: &local_platform,
+            dir: &cwd,
         },
     )?;
     if let Some(list) = &args.list {
