@@ -17,6 +17,7 @@ use hcl::eval::{Context, ErrorKind, Evaluate as _};
 
 use crate::error::BakeError;
 use crate::model::{Group, Pos, Target, UNSUPPORTED_KEYS, Variable, parse_bool};
+use crate::user_functions::{self, UserFunc};
 use crate::{BakeFile, functions};
 
 /// An attribute as written: `key = expr`, where.
@@ -32,6 +33,7 @@ pub(crate) enum Kind {
     Target,
     Group,
     Variable,
+    Function,
 }
 
 /// A block as written: `target "name" { … }`.
@@ -84,6 +86,7 @@ fn kind_of(ident: &str) -> Option<Kind> {
         "target" => Some(Kind::Target),
         "group" => Some(Kind::Group),
         "variable" => Some(Kind::Variable),
+        "function" => Some(Kind::Function),
         _ => None,
     }
 }
@@ -118,13 +121,6 @@ pub(crate) fn parse_hcl(file: &BakeFile) -> Result<RawFile, BakeError> {
         };
         let pos = at(block.span());
         let ident = block.ident.as_str();
-        if ident == "function" {
-            return Err(BakeError::invalid(
-                text,
-                pos,
-                "function blocks are not supported yet (use the built-in functions)".into(),
-            ));
-        }
         let Some(kind) = kind_of(ident) else {
             return Err(BakeError::invalid(
                 text,
@@ -352,6 +348,8 @@ fn eval_variables(
         for p in pending {
             let mut ctx = Context::new();
             functions::declare_all(&mut ctx);
+            user_functions::declare(&mut ctx);
+            user_functions::set_vars(&values);
             for (k, v) in &values {
                 ctx.declare_var(k.as_str(), v.clone());
             }
@@ -418,6 +416,8 @@ fn validate(
 ) -> Result<(), BakeError> {
     let mut ctx = Context::new();
     functions::declare_all(&mut ctx);
+    user_functions::declare(&mut ctx);
+    user_functions::set_vars(values);
     for (k, v) in values {
         ctx.declare_var(k.as_str(), v.clone());
     }
@@ -502,15 +502,94 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
+/// The files' `function` blocks, checked: `params` a list of names,
+/// `variadic_params` a name, `result` an expression.
+fn user_funcs(files: &[RawFile], texts: &Texts) -> Result<Vec<UserFunc>, BakeError> {
+    let mut out: Vec<UserFunc> = Vec::new();
+    for block in files
+        .iter()
+        .flat_map(|f| &f.blocks)
+        .filter(|b| b.kind == Kind::Function)
+    {
+        let invalid = |pos: &Pos, message: String| {
+            let text = texts.get(&pos.file).map_or("", String::as_str);
+            BakeError::invalid(text, pos.clone(), message)
+        };
+        let name_of = |e: &hcl::Expression| match e {
+            hcl::Expression::Variable(v) => Some(v.as_str().to_string()),
+            hcl::Expression::String(s) => Some(s.clone()),
+            _ => None,
+        };
+        let mut f = UserFunc {
+            name: block.label.clone(),
+            params: Vec::new(),
+            variadic: None,
+            result: hcl::Expression::Null,
+        };
+        let mut has_result = false;
+        for a in &block.attrs {
+            match a.key.as_str() {
+                "params" => {
+                    let hcl::Expression::Array(items) = &a.expr else {
+                        return Err(invalid(&a.pos, "params must be a list of names".into()));
+                    };
+                    for item in items {
+                        f.params.push(name_of(item).ok_or_else(|| {
+                            invalid(&a.pos, "params must be a list of names".into())
+                        })?);
+                    }
+                }
+                "variadic_params" => {
+                    f.variadic =
+                        Some(name_of(&a.expr).ok_or_else(|| {
+                            invalid(&a.pos, "variadic_params must be a name".into())
+                        })?);
+                }
+                "result" => {
+                    f.result = a.expr.clone();
+                    has_result = true;
+                }
+                other => {
+                    return Err(invalid(
+                        &a.pos,
+                        format!("unknown function attribute {other:?}"),
+                    ));
+                }
+            }
+        }
+        if !has_result {
+            return Err(invalid(
+                &block.pos,
+                format!("function {:?} needs a result", block.label),
+            ));
+        }
+        out.retain(|x| x.name != f.name);
+        out.push(f);
+        if out.len() > user_functions::SLOTS {
+            return Err(invalid(
+                &block.pos,
+                format!(
+                    "more than {} functions are defined: not supported",
+                    user_functions::SLOTS
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Evaluates the files' targets and groups.
 pub(crate) fn evaluate(
     files: &[RawFile],
     env: &Env<'_>,
     texts: &Texts,
 ) -> Result<Evaluated, BakeError> {
+    let _installed = user_functions::install(user_funcs(files, texts)?);
     let vars = eval_variables(files, env, texts)?;
+    user_functions::set_vars(&vars);
     let mut root = Context::new();
     functions::declare_all(&mut root);
+    user_functions::declare(&mut root);
     for (k, v) in &vars {
         root.declare_var(k.as_str(), v.clone());
     }
@@ -525,6 +604,7 @@ pub(crate) fn evaluate(
     };
     for block in files.iter().flat_map(|f| &f.blocks) {
         match block.kind {
+            Kind::Function => {}
             Kind::Variable => {
                 let description = match block.attrs.iter().find(|a| a.key == "description") {
                     Some(a) => {

@@ -25,6 +25,7 @@ mod error;
 mod eval;
 mod functions;
 mod model;
+mod user_functions;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

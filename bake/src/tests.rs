@@ -290,3 +290,48 @@ fn json_errors_name_the_line_of_the_key() {
         .to_string();
     assert!(e.starts_with("docker-bake.json:4:7: tags:"), "{e}");
 }
+
+#[test]
+fn user_functions_are_called_from_targets_templates_and_variables() {
+    let hcl = r#"
+function "tag" {
+  params = [name, version]
+  variadic_params = extra
+  result = concat(["${REPO}/${name}:${version}"], [for e in extra : "${REPO}/${name}:${e}"])
+}
+function "major" {
+  params = [v]
+  result = split(".", v)[0]
+}
+variable "REPO" {
+  default = "acme"
+}
+variable "VERSION" {
+  default = "1.2.3"
+}
+variable "MAJOR" {
+  default = major(VERSION)
+}
+target "app" {
+  tags = tag("app", VERSION, "v${major(VERSION)}", "latest")
+  args = { M = "major=${MAJOR}" }
+}
+"#;
+    let def = load_with(&[file("docker-bake.hcl", hcl)], &[]).unwrap();
+    let r = resolve(&def, &["app"], &[]).unwrap();
+    assert_eq!(
+        r.targets["app"].tags.as_deref().unwrap(),
+        ["acme/app:1.2.3", "acme/app:v1", "acme/app:latest"].map(String::from)
+    );
+    assert_eq!(r.targets["app"].args["M"], "major=1");
+    let e = load_with(
+        &[file(
+            "docker-bake.hcl",
+            "function \"f\" {\n  params = [x]\n  result = f(x)\n}\ntarget \"a\" {\n  tags = [f(1)]\n}\n",
+        )],
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("nest too deep"), "{e}");
+}
