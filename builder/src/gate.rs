@@ -7,7 +7,7 @@
 //! BuildKit gets from solving every bake target in one graph, where
 //! equal vertices are merged.
 //!
-//! It sits between the scheduler and the cache index ([`GatedIndex`]),
+//! It sits between the scheduler and the cache index (`GatedIndex`),
 //! so neither the solver nor the worker knows about it. No deadlock: a
 //! claim is taken by the scheduler thread that then executes the step at
 //! once (lookup, execute, record run in one thread with nothing to wait
@@ -24,7 +24,7 @@ use rbuild_solver::scheduler::{CacheIndex, KeyParts};
 /// Keys being computed by one of the builds sharing the gate.
 #[derive(Default)]
 pub struct StepGate {
-    /// Key → the build (its [`GatedIndex::build`]) computing it.
+    /// Key → the build (its `GatedIndex::build` number) computing it.
     running: Mutex<HashMap<CacheKey, usize>>,
     done: Condvar,
     /// Build numbers handed out.
