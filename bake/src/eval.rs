@@ -678,19 +678,88 @@ pub(crate) fn evaluate(
                 }
                 out.groups.push(group);
             }
-            Kind::Target => {
-                let renamed = eval_target(block, &root, texts, &mut out.targets)?;
-                if let Some(names) = renamed {
-                    out.groups.push(Group {
-                        name: block.label.clone(),
-                        description: None,
-                        targets: names,
-                    });
+            // In passes below: targets may refer to each other.
+            Kind::Target => {}
+        }
+    }
+    eval_targets(files, &root, texts, &mut out)?;
+    Ok(out)
+}
+
+/// Evaluates the target blocks. An expression may refer to another
+/// target's attributes (`target.base.tags`, `target.app.name`), so
+/// blocks are evaluated in passes with a `target` object of the ones done
+/// so far (and every block's `name`); a block that fails waits for the
+/// next pass, until a pass makes no progress, when the first remaining
+/// block's error is the answer. The targets keep their blocks' order.
+fn eval_targets(
+    files: &[RawFile],
+    root: &Context<'_>,
+    texts: &Texts,
+    out: &mut Evaluated,
+) -> Result<(), BakeError> {
+    let blocks: Vec<&RawBlock> = files
+        .iter()
+        .flat_map(|f| &f.blocks)
+        .filter(|b| b.kind == Kind::Target)
+        .collect();
+    let mut known = hcl::Map::new();
+    for b in &blocks {
+        let mut attrs = hcl::Map::new();
+        attrs.insert("name".to_string(), Value::from(b.label.as_str()));
+        known.insert(b.label.clone(), Value::Object(attrs));
+    }
+    type Done = (Vec<Target>, Option<Vec<String>>);
+    let mut done: Vec<Option<Done>> = vec![None; blocks.len()];
+    loop {
+        let mut progress = false;
+        let mut first_error = None;
+        for (i, block) in blocks.iter().enumerate() {
+            if done[i].is_some() {
+                continue;
+            }
+            let mut ctx = root.clone();
+            ctx.declare_var("target", Value::Object(known.clone()));
+            let (mut targets, mut values) = (Vec::new(), Vec::new());
+            match eval_target(block, &ctx, texts, &mut targets, &mut values) {
+                Ok(renamed) => {
+                    for (name, attrs) in values {
+                        // A target defined twice: the later block's values.
+                        let entry = known
+                            .entry(name)
+                            .or_insert_with(|| Value::Object(hcl::Map::new()));
+                        if let Value::Object(existing) = entry {
+                            existing.extend(attrs);
+                        }
+                    }
+                    done[i] = Some((targets, renamed));
+                    progress = true;
+                }
+                Err(e) => {
+                    if first_error.is_none() {
+                        first_error = Some(e);
+                    }
                 }
             }
         }
+        match first_error {
+            None => break,
+            Some(e) if !progress => return Err(e),
+            Some(_) => {}
+        }
     }
-    Ok(out)
+    for (block, result) in blocks.iter().zip(done) {
+        let (targets, renamed) = result.expect("every block evaluated");
+        out.targets.extend(targets);
+        if let Some(names) = renamed {
+            out.groups.push(Group {
+                name: block.label.clone(),
+                description: None,
+                targets: names,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Evaluates one target block, once per matrix combination; returns the
@@ -701,6 +770,7 @@ fn eval_target(
     root: &Context<'_>,
     texts: &Texts,
     out: &mut Vec<Target>,
+    values: &mut Vec<(String, hcl::Map<String, Value>)>,
 ) -> Result<Option<Vec<String>>, BakeError> {
     let invalid = |pos: &Pos, message: String| {
         let text = texts.get(&pos.file).map_or("", String::as_str);
@@ -774,6 +844,8 @@ fn eval_target(
             pos: block.pos.clone(),
             ..Target::default()
         };
+        let mut attrs = hcl::Map::new();
+        attrs.insert("name".to_string(), Value::from(name.as_str()));
         for a in &block.attrs {
             if a.key == "matrix" || a.key == "name" {
                 continue;
@@ -783,7 +855,9 @@ fn eval_target(
                 .evaluate(&ctx)
                 .map_err(|e| eval_error(texts, &a.pos, &a.key, &e))?;
             set_field(&mut t, &a.key, &v).map_err(|m| invalid(&a.pos, m))?;
+            attrs.insert(a.key.clone(), v);
         }
+        values.push((name.clone(), attrs));
         names.push(name);
         out.push(t);
     }

@@ -335,3 +335,40 @@ target "app" {
     .to_string();
     assert!(e.contains("nest too deep"), "{e}");
 }
+
+#[test]
+fn targets_refer_to_other_targets_attributes() {
+    let hcl = r#"
+target "app" {
+  dockerfile = "${target.base.name}.Dockerfile"
+  tags = concat(target.base.tags, ["app:1"])
+  args = { FROM_BASE = target.base.args.V }
+}
+target "base" {
+  tags = ["base:1"]
+  args = { V = "x" }
+}
+"#;
+    let def = load_with(&[file("docker-bake.hcl", hcl)], &[]).unwrap();
+    let r = resolve(&def, &["app"], &[]).unwrap();
+    let app = &r.targets["app"];
+    assert_eq!(app.dockerfile.as_deref(), Some("base.Dockerfile"));
+    assert_eq!(
+        app.tags.as_deref().unwrap(),
+        ["base:1", "app:1"].map(String::from)
+    );
+    assert_eq!(app.args["FROM_BASE"], "x");
+    let names: Vec<&str> = def.targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["app", "base"], "definition order is kept");
+    // A reference to what no target has is an error at its position.
+    let e = load_with(
+        &[file(
+            "docker-bake.hcl",
+            "target \"a\" {\n  tags = target.b.tags\n}\n",
+        )],
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("docker-bake.hcl:2:10: tags:"), "{e}");
+}
