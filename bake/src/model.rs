@@ -310,15 +310,15 @@ struct PrintTarget<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     dockerfile: Option<&'a String>,
     #[serde(rename = "dockerfile-inline", skip_serializing_if = "Option::is_none")]
-    dockerfile_inline: Option<&'a String>,
+    dockerfile_inline: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    args: &'a BTreeMap<String, String>,
+    args: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     annotations: Option<&'a serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     attest: Option<&'a serde_json::Value>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    labels: &'a BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tags: Option<&'a Vec<String>>,
     #[serde(rename = "cache-from", skip_serializing_if = "Option::is_none")]
@@ -378,16 +378,24 @@ impl Target {
             })
         };
         let extra = |k: &str| self.unsupported.get(k);
+        // As buildx prints them: `${` and `%{` escaped, so that the
+        // printed JSON reads back as a bake file with the same values.
+        let esc = |v: &String| v.replace("${", "$${").replace("%{", "%%{");
+        let esc_map = |m: &BTreeMap<String, String>| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), esc(v)))
+                .collect::<BTreeMap<_, _>>()
+        };
         PrintTarget {
             description: self.description.as_ref(),
             context: self.context.as_ref(),
             contexts: &self.contexts,
             dockerfile: self.dockerfile.as_ref(),
-            dockerfile_inline: self.dockerfile_inline.as_ref(),
-            args: &self.args,
+            dockerfile_inline: self.dockerfile_inline.as_ref().map(esc),
+            args: esc_map(&self.args),
             annotations: extra("annotations"),
             attest: extra("attest"),
-            labels: &self.labels,
+            labels: esc_map(&self.labels),
             tags: self.tags.as_ref(),
             cache_from: objects(&self.cache_from, "registry", "ref"),
             cache_to: objects(&self.cache_to, "registry", "ref"),

@@ -134,6 +134,16 @@ fn print_is_buildx_json() {
     assert_eq!(v["target"]["app"]["dockerfile"], "Dockerfile");
     assert_eq!(v["target"]["app"]["target"], "runtime");
     assert_eq!(v["target"]["app"]["tags"][0], "acme/app:latest");
+    // `${` is escaped as buildx prints it, so the JSON reads back the same.
+    let hcl = "target \"x\" {\n  args = { A = \"$${HOME}\" }\n}\n";
+    let def = load_with(&[file("docker-bake.hcl", hcl)], &[]).unwrap();
+    let printed = resolve(&def, &["x"], &[]).unwrap().print_json();
+    assert!(printed.contains(r#""A": "$${HOME}""#), "{printed}");
+    let again = load_with(&[file("again.json", &printed)], &[]).unwrap();
+    assert_eq!(
+        resolve(&again, &["x"], &[]).unwrap().targets["x"].args["A"],
+        "${HOME}"
+    );
 }
 
 #[test]
