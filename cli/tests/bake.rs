@@ -372,8 +372,14 @@ fn a_json_bake_file_and_dockerfile_inline() {
 }"#,
         )],
     );
-    bake_ok(&rb, &dir, &["inline"], &[]);
+    let meta = rb.path("meta.json");
+    bake_ok(&rb, &dir, &["--metadata-file", s(&meta), "inline"], &[]);
     assert!(env_of(&rb, "inline:7").contains(&"FROM_INLINE=7".to_string()));
+    // buildx's bake metadata: one object per target.
+    let m: Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(m["inline"]["image.name"], "docker.io/library/inline:7");
+    let id = rb.ok(&["inspect", "--format", "{{.Id}}", "inline:7"]);
+    assert_eq!(m["inline"]["containerimage.config.digest"], id.trim());
 }
 
 #[test]
