@@ -31,6 +31,10 @@ pub enum BakeError {
     NoFiles { dir: PathBuf },
     #[error("failed to find target {name}")]
     UnknownTarget { name: String },
+    #[error(
+        "failed to find target default\nhint: name the targets to build ({available}), or define a group or target \"default\""
+    )]
+    NoDefault { available: String },
     #[error("could not find any target matching {pattern:?}")]
     NoMatch { pattern: String },
     #[error("invalid --set {value:?}: {message}")]

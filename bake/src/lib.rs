@@ -256,6 +256,19 @@ impl Definition {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Resolved, BakeError> {
         let requested: Vec<String> = if names.is_empty() {
+            if self.group("default").is_none() && self.target("default").is_none() {
+                let mut available: Vec<&str> = self
+                    .groups
+                    .iter()
+                    .map(|g| g.name.as_str())
+                    .chain(self.targets.iter().map(|t| t.name.as_str()))
+                    .filter(|n| !n.starts_with('_'))
+                    .collect();
+                available.sort();
+                return Err(BakeError::NoDefault {
+                    available: available.join(", "),
+                });
+            }
             vec!["default".to_string()]
         } else {
             names.to_vec()

@@ -250,6 +250,11 @@ fn unknown_targets_and_inherit_cycles_are_errors() {
     assert!(e.contains("inherits from itself"), "{e}");
     let e = resolve(&def, &["zzz"], &[]).unwrap_err().to_string();
     assert_eq!(e, "failed to find target zzz");
+    let e = resolve(&def, &[], &[]).unwrap_err().to_string();
+    assert!(
+        e.starts_with("failed to find target default\nhint:") && e.contains("(a, b)"),
+        "{e}"
+    );
     let e = resolve(&def, &["q*"], &[]).unwrap_err().to_string();
     assert!(e.contains("could not find any target matching"), "{e}");
 }
