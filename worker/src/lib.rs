@@ -113,7 +113,10 @@ pub enum BuildError {
         #[source]
         source: CopyError,
     },
-    #[error("mount source {source_path:?} does not exist in {what}")]
+    #[error(
+        "mount source {} does not exist in {what}",
+        rbuild_oci::path_text::quoted(source_path)
+    )]
     MountSource { what: String, source_path: String },
     #[error("a {op} step has no input {input}")]
     MissingInput { op: &'static str, input: usize },

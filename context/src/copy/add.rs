@@ -89,7 +89,7 @@ pub(crate) fn index_archive(file: File, name: &str) -> Result<Archive, CopyError
     let mut members = Vec::new();
     for entry in archive.entries().map_err(err)? {
         let mut entry = entry.map_err(err)?;
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let raw = rbuild_oci::path_text::from_bytes(&entry.path_bytes()).into_owned();
         let path = clean_member(&raw).ok_or_else(|| CopyError::UnsafeArchiveEntry {
             archive: name.to_string(),
             entry: raw.clone(),
@@ -113,13 +113,13 @@ pub(crate) fn index_archive(file: File, name: &str) -> Result<Archive, CopyError
             T::Symlink => MemberKind::Symlink(
                 entry
                     .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .map(|b| rbuild_oci::path_text::from_bytes(&b).into_owned())
                     .unwrap_or_default(),
             ),
             T::Link => {
                 let target = entry
                     .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .map(|b| rbuild_oci::path_text::from_bytes(&b).into_owned())
                     .unwrap_or_default();
                 let target =
                     clean_member(&target).ok_or_else(|| CopyError::UnsafeArchiveEntry {
