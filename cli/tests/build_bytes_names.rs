@@ -9,7 +9,6 @@ mod support;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use support::Rbuild;
 use support::cache::{assert_all_cached, build, build_report, executed};
