@@ -146,6 +146,44 @@ fn write_state_files(state: &Path, hostname: &str, network: Network) -> Result<(
     Ok(())
 }
 
+/// The name in the state dir of the file that `spec.mounts[index]`, a
+/// [`MountKind::File`](crate::MountKind::File), shows.
+pub(crate) fn mount_file_name(index: usize) -> String {
+    format!("mount-file-{index}")
+}
+
+/// Writes the content of each file mount to the state dir: the tmpfs
+/// private to this mount namespace, so a secret is never on disk and is
+/// freed by the kernel when the run ends, even if it is killed. Written
+/// 0600 first, then given its owner and mode; rootless, an owner the user
+/// namespace does not map stays the caller (root inside).
+fn write_mount_files(state: &Path, spec: &SandboxSpec, rootless: bool) -> Result<(), SandboxError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    for (i, m) in spec.mounts.iter().enumerate() {
+        let crate::MountKind::File(file) = &m.kind else {
+            continue;
+        };
+        let p = state.join(mount_file_name(i));
+        let err = |e| SandboxError::setup("write mounted file", Some(p.clone()), e);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p)
+            .map_err(err)?;
+        f.write_all(&file.data).map_err(err)?;
+        drop(f);
+        match std::os::unix::fs::chown(&p, Some(file.uid), Some(file.gid)) {
+            Ok(()) => {}
+            Err(_) if rootless => {}
+            Err(e) => return Err(err(e)),
+        }
+        fs::set_permissions(&p, fs::Permissions::from_mode(file.mode)).map_err(err)?;
+    }
+    Ok(())
+}
+
 /// Mount points the sandbox may have to create in the rootfs; those missing
 /// before the run are removed after it so the image is not modified.
 const MOUNT_POINTS: [&str; 7] = [
@@ -230,6 +268,7 @@ fn run_in_namespaces(
     .map_err(|e| SandboxError::setup("make mounts private", Some("/".into()), e.into()))?;
     scratch.mount()?;
     write_state_files(&scratch.dir, hostname, spec.network)?;
+    write_mount_files(&scratch.dir, spec, rootless)?;
     let mountpoint = scratch.mkdir("root")?;
 
     let copy = mount_rootfs(spec, &mountpoint, rootless, init_layer, scratch)?;

@@ -72,7 +72,7 @@ pub use init::init_main;
 pub use interrupt::{INTERRUPTED, cancel_on_interrupt};
 pub use runtime_dir::runtime_dir;
 pub use spec::{
-    Limits, Mount, MountKind, Network, Process, Rootfs, SandboxSpec, SupplementaryGroups,
+    Limits, Mount, MountFile, MountKind, Network, Process, Rootfs, SandboxSpec, SupplementaryGroups,
 };
 pub use user::{Identity, resolve as resolve_user};
 pub use userns::missing_for_multi_user as rootless_limitations;
