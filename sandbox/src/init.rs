@@ -69,7 +69,8 @@ impl Scratch {
                 per_run: false,
             });
         }
-        let template = runtime.join("sandbox-XXXXXX");
+        // The pid lets a later sweep tell whether its maker is gone.
+        let template = runtime.join(format!("sandbox-{}-XXXXXX", std::process::id()));
         let dir = nix::unistd::mkdtemp(&template).map_err(|e| {
             SandboxError::setup("create state dir", Some(template.clone()), e.into())
         })?;

@@ -70,7 +70,7 @@ pub use container::DEFAULT_CAPS;
 pub use error::SandboxError;
 pub use init::init_main;
 pub use interrupt::{INTERRUPTED, cancel_on_interrupt};
-pub use runtime_dir::runtime_dir;
+pub use runtime_dir::{StaleDir, remove_stale, runtime_dir, stale_dirs};
 pub use spec::{
     Limits, Mount, MountFile, MountKind, Network, Process, Rootfs, SandboxSpec, SupplementaryGroups,
 };
@@ -518,6 +518,9 @@ fn environment() -> Vec<CString> {
 
 /// Starts `spec` and returns without waiting; see [`run`].
 pub fn spawn(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<Sandbox, SandboxError> {
+    // What sandboxes of killed processes left in the runtime dir goes
+    // before this process adds its own (once per process).
+    runtime_dir::sweep_stale_once();
     let exe = init_binary()?;
     let exe_path = PathBuf::from(format!("/proc/self/fd/{}", exe.as_raw_fd()));
     let pipe = || {

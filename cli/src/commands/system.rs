@@ -134,28 +134,59 @@ pub fn check(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     for r in &report.repaired {
         println!("repaired: {r}");
     }
+    let stale_left = check_runtime_dir(args.repair);
+    let problems = report.problems.len() + stale_left;
     println!(
         "checked {} blobs and {} index entries: {} problem{}",
         report.blobs_checked,
         report.images_checked,
-        report.problems.len(),
-        if report.problems.len() == 1 { "" } else { "s" }
+        problems,
+        if problems == 1 { "" } else { "s" }
     );
-    if report.problems.is_empty() {
+    if problems == 0 {
         return Ok(ExitCode::SUCCESS);
     }
     if args.repair {
         let after = store.check(false, &rbuild_worker::CacheIndexRoots)?;
-        if after.problems.is_empty() {
+        let stale = rbuild_sandbox::stale_dirs(&rbuild_sandbox::runtime_dir()).len();
+        if after.problems.is_empty() && stale == 0 {
             println!("store repaired");
             return Ok(ExitCode::SUCCESS);
         }
         eprintln!(
             "error: {} problems remain after repair",
-            after.problems.len()
+            after.problems.len() + stale
         );
     } else {
         eprintln!("hint: run `rbuild system check --repair` to drop what is broken");
     }
     Ok(ExitCode::from(1))
+}
+
+/// Reports the entries of this user's sandbox runtime dir (e.g.
+/// `/dev/shm/rbuild-0`) left by processes that are gone, such as the
+/// per-run dirs of a killed build (older versions kept secrets there);
+/// with `repair`, removes them. Returns how many problems remain.
+fn check_runtime_dir(repair: bool) -> usize {
+    let mut left = 0;
+    for dir in rbuild_sandbox::stale_dirs(&rbuild_sandbox::runtime_dir()) {
+        let what = format!(
+            "{}: scratch dir of process {}, which is gone",
+            dir.path.display(),
+            dir.pid
+        );
+        if !repair {
+            println!("{what}");
+            left += 1;
+            continue;
+        }
+        match rbuild_sandbox::remove_stale(&dir) {
+            Ok(()) => println!("repaired: removed {}", dir.path.display()),
+            Err(e) => {
+                println!("{what}: cannot remove it: {e}");
+                left += 1;
+            }
+        }
+    }
+    left
 }
