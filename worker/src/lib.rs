@@ -32,6 +32,7 @@ pub mod cache_registry;
 pub mod cache_transfer;
 mod exec;
 mod lineage;
+mod prefetch;
 mod resolver;
 mod runner;
 mod scratch;
@@ -281,6 +282,10 @@ pub struct BuildWorker<'a> {
     /// Per-file digests of each COPY's sources, by content digest (the
     /// scheduler's `KeyParts::content`), for explaining misses.
     files: Mutex<BTreeMap<Digest, Vec<(String, Digest)>>>,
+    /// Base images' snapshots unpacking ahead of the steps that need them.
+    prefetch: prefetch::Prefetch,
+    /// Steps that waited for such an unpack to finish, and how long.
+    unpack_waits: Mutex<BTreeMap<StepId, std::time::Duration>>,
 }
 
 impl<'a> BuildWorker<'a> {
@@ -293,6 +298,8 @@ impl<'a> BuildWorker<'a> {
             fetcher: None,
             runner: &SandboxRunner,
             files: Mutex::new(BTreeMap::new()),
+            prefetch: prefetch::Prefetch::default(),
+            unpack_waits: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -317,6 +324,18 @@ impl<'a> BuildWorker<'a> {
         self.files.lock().expect("files lock").get(content).cloned()
     }
 
+    /// How long step `step` waited for its base image's snapshots to be
+    /// unpacked (by the prefetch a FROM step starts), when it did: the
+    /// part of a first step on a just-loaded image that is not its own
+    /// work, for front ends to show.
+    pub fn unpack_wait(&self, step: StepId) -> Option<std::time::Duration> {
+        self.unpack_waits
+            .lock()
+            .expect("unpack waits lock")
+            .get(&step)
+            .copied()
+    }
+
     fn check_cancel(&self) -> Result<(), BuildError> {
         if self.cfg.cancel.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(BuildError::Cancelled);
@@ -339,6 +358,8 @@ impl<'a> BuildWorker<'a> {
                 fetcher.ensure(&missing)?;
             }
         }
+        let infos: Vec<LayerInfo> = output.layers.iter().map(|l| l.info.clone()).collect();
+        self.prefetch.wait_for(&infos);
         let mut dirs = output
             .layers
             .iter()
@@ -361,6 +382,12 @@ impl<'a> BuildWorker<'a> {
             }
             Err(e) => return Err(e.into()),
         };
+        // Steps on this image need its snapshots: start unpacking the
+        // missing ones now. Not with an imported cache (`--cache-from`),
+        // whose hits may need none of them.
+        if self.fetcher.is_none() {
+            self.prefetch.start(self.cfg.store, &image.layers);
+        }
         let layers: Vec<BuiltLayer> = image
             .layers
             .into_iter()
@@ -521,6 +548,26 @@ impl Worker<Op> for BuildWorker<'_> {
         inputs: &[&StepOutput],
     ) -> Result<StepOutput, BuildError> {
         self.check_cancel()?;
+        prefetch::take_waited();
+        let result = self.execute_op(step, op, inputs);
+        let waited = prefetch::take_waited();
+        if !waited.is_zero() {
+            self.unpack_waits
+                .lock()
+                .expect("unpack waits lock")
+                .insert(step, waited);
+        }
+        result
+    }
+}
+
+impl BuildWorker<'_> {
+    fn execute_op(
+        &self,
+        step: StepId,
+        op: &Op,
+        inputs: &[&StepOutput],
+    ) -> Result<StepOutput, BuildError> {
         match op {
             Op::Image(i) => self.image(i),
             Op::Scratch => Ok(StepOutput::default()),

@@ -733,3 +733,41 @@ fn cancel_stops_the_running_step() {
     assert!(matches!(err, BuildError::Cancelled), "{err:?}");
     assert!(fx.leftovers().is_empty(), "{:?}", fx.leftovers());
 }
+
+#[test]
+fn a_from_step_starts_unpacking_its_base_before_any_step_needs_it() {
+    use rbuild_solver::scheduler::Worker as _;
+    let fx = Fixture::new();
+    let image = fx.store.image_by_manifest(&fx.base).unwrap();
+    let snapshot = fx.store.snapshot_path(&image.layers[0].diff_id);
+    assert!(!snapshot.exists(), "a just-loaded image has no snapshot");
+    let secrets = Secrets::new();
+    let cancel = AtomicBool::new(false);
+    let worker = BuildWorker::new(WorkerConfig {
+        store: &fx.store,
+        context: None,
+        secrets: &secrets,
+        log: &NoLog,
+        cancel: &cancel,
+    })
+    .unwrap();
+    let mut g = BuildGraph::new();
+    let from = g.add(fx.image_op(), &[]);
+    let out = worker.execute(from, &fx.image_op(), &[]).unwrap();
+    // Nothing asked for the snapshot, yet it comes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !snapshot.is_dir() {
+        assert!(std::time::Instant::now() < deadline, "never unpacked");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // A step on it uses that snapshot (and says whether it had to wait).
+    let runner = FakeRunner::new().on(&["true"], |_| Ok(0));
+    let worker = worker.with_runner(&runner);
+    let run = g.add(Op::Exec(exec(&["true"])), &[from]);
+    worker
+        .execute(run, &Op::Exec(exec(&["true"])), &[&out])
+        .unwrap();
+    assert_eq!(worker.unpack_wait(run), None, "it was done already");
+    drop(worker);
+    assert_eq!(fx.leftovers(), Vec::<PathBuf>::new());
+}
