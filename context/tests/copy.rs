@@ -1048,3 +1048,56 @@ fn names_that_are_not_utf8_are_copied_as_bytes_from_a_stage() {
         .collect();
     assert_eq!(names, [&b"src/d\xff"[..], b"src/d\xff/f\xfe", b"src/l\xc3"]);
 }
+
+#[test]
+fn add_extracts_archive_members_whose_names_are_not_utf8_as_bytes() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(1);
+    (h.set_uid(0), h.set_gid(0), h.set_mtime(0));
+    b.append_data(&mut h, OsStr::from_bytes(b"pkg/f\xff"), &b"x"[..])
+        .unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_mode(0o777);
+    h.set_size(0);
+    (h.set_uid(0), h.set_gid(0), h.set_mtime(0));
+    b.append_link(
+        &mut h,
+        OsStr::from_bytes(b"pkg/l\xfe"),
+        OsStr::from_bytes(b"f\xff"),
+    )
+    .unwrap();
+    let archive = b.into_inner().unwrap();
+    let ctx = Context::new();
+    std::fs::write(ctx.path("pkg.tar"), &archive).unwrap();
+
+    let mut out = Vec::new();
+    write_layer(
+        &LayeredFs::new(Vec::new()),
+        Some(&ctx.fs()),
+        &add(&["pkg.tar"], "/opt/", true),
+        &mut out,
+    )
+    .unwrap()
+    .unwrap();
+    let mut entries = Vec::new();
+    for e in tar::Archive::new(&out[..]).entries().unwrap() {
+        let e = e.unwrap();
+        let link = e.link_name_bytes().map(|l| l.to_vec()).unwrap_or_default();
+        entries.push((e.path_bytes().to_vec(), link));
+    }
+    assert_eq!(
+        entries,
+        [
+            (b"opt/".to_vec(), vec![]),
+            (b"opt/pkg/".to_vec(), vec![]),
+            (b"opt/pkg/f\xff".to_vec(), vec![]),
+            (b"opt/pkg/l\xfe".to_vec(), b"f\xff".to_vec()),
+        ]
+    );
+}
