@@ -1058,14 +1058,18 @@ fn add_extracts_archive_members_whose_names_are_not_utf8_as_bytes() {
     h.set_entry_type(tar::EntryType::Regular);
     h.set_mode(0o644);
     h.set_size(1);
-    (h.set_uid(0), h.set_gid(0), h.set_mtime(0));
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
     b.append_data(&mut h, OsStr::from_bytes(b"pkg/f\xff"), &b"x"[..])
         .unwrap();
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Symlink);
     h.set_mode(0o777);
     h.set_size(0);
-    (h.set_uid(0), h.set_gid(0), h.set_mtime(0));
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
     b.append_link(
         &mut h,
         OsStr::from_bytes(b"pkg/l\xfe"),
