@@ -134,7 +134,7 @@ pub fn check(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     for r in &report.repaired {
         println!("repaired: {r}");
     }
-    let stale_left = check_runtime_dir(args.repair);
+    let stale_left = sweep_runtime_dir();
     let problems = report.problems.len() + stale_left;
     println!(
         "checked {} blobs and {} index entries: {} problem{}",
@@ -148,7 +148,7 @@ pub fn check(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     if args.repair {
         let after = store.check(false, &rbuild_worker::CacheIndexRoots)?;
-        let stale = rbuild_sandbox::stale_dirs(&rbuild_sandbox::runtime_dir()).len();
+        let stale = sweep_runtime_dir();
         if after.problems.is_empty() && stale == 0 {
             println!("store repaired");
             return Ok(ExitCode::SUCCESS);
@@ -163,27 +163,27 @@ pub fn check(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(1))
 }
 
-/// Reports the entries of this user's sandbox runtime dir (e.g.
-/// `/dev/shm/rbuild-0`) left by processes that are gone, such as the
-/// per-run dirs of a killed build (older versions kept secrets there);
-/// with `repair`, removes them. Returns how many problems remain.
-fn check_runtime_dir(repair: bool) -> usize {
+/// Removes the entries of this user's sandbox runtime dir (e.g.
+/// `/dev/shm/rbuild-0`) that processes now gone left behind, such as the
+/// per-run dirs of a killed build (older versions kept secrets there),
+/// saying so: safe whatever else runs, since a live process's entry is
+/// never taken (as the store's check sweeps dead sessions' scratch).
+/// Returns how many could not be removed (problems).
+fn sweep_runtime_dir() -> usize {
     let mut left = 0;
     for dir in rbuild_sandbox::stale_dirs(&rbuild_sandbox::runtime_dir()) {
-        let what = format!(
-            "{}: scratch dir of process {}, which is gone",
-            dir.path.display(),
-            dir.pid
-        );
-        if !repair {
-            println!("{what}");
-            left += 1;
-            continue;
-        }
         match rbuild_sandbox::remove_stale(&dir) {
-            Ok(()) => println!("repaired: removed {}", dir.path.display()),
+            Ok(()) => println!(
+                "removed {}: scratch dir of process {}, which is gone",
+                dir.path.display(),
+                dir.pid
+            ),
             Err(e) => {
-                println!("{what}: cannot remove it: {e}");
+                println!(
+                    "{}: scratch dir of process {}, which is gone, cannot be removed: {e}",
+                    dir.path.display(),
+                    dir.pid
+                );
                 left += 1;
             }
         }
