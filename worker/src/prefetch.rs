@@ -60,6 +60,9 @@ pub(crate) fn take_waited() -> Duration {
     WAITED.with(|w| w.replace(Duration::ZERO))
 }
 
+/// Most threads one image's prefetch uses.
+const MAX_THREADS: usize = 3;
+
 /// The prefetches of one worker.
 #[derive(Default)]
 pub(crate) struct Prefetch {
@@ -70,7 +73,8 @@ pub(crate) struct Prefetch {
 
 impl Prefetch {
     /// Starts unpacking the snapshots of `layers` (bottom first) that
-    /// `store` lacks and no prefetch has started, on one thread, in order.
+    /// `store` lacks and no prefetch has started, on up to
+    /// [`MAX_THREADS`] threads.
     pub(crate) fn start(&self, store: &Store, layers: &[LayerInfo]) {
         let mut todo = Vec::new();
         {
@@ -89,32 +93,48 @@ impl Prefetch {
         if todo.is_empty() {
             return;
         }
-        let started: Vec<Arc<Pending>> = todo.iter().map(|(_, p)| p.clone()).collect();
         let Some(root) = store.dir().parent().map(PathBuf::from) else {
-            started.iter().for_each(|p| p.finish());
+            todo.iter().for_each(|(_, p)| p.finish());
             return;
         };
-        let thread = std::thread::Builder::new()
-            .name("snapshot-prefetch".into())
-            .spawn(move || {
-                let store = Store::open(&root).ok();
-                for (layer, p) in todo {
-                    if let Some(store) = &store {
-                        // An error is met again, and reported, by the step
-                        // that needs the snapshot.
-                        let _ = store.snapshot_layer(&layer);
+        // Layers unpack independently: a few threads share them, taking
+        // the bottom (first needed) ones first.
+        let threads = todo.len().min(MAX_THREADS);
+        let queue = Arc::new(Mutex::new(std::collections::VecDeque::from(todo)));
+        let mut spawned = 0;
+        for _ in 0..threads {
+            let (queue, root) = (queue.clone(), root.clone());
+            let thread = std::thread::Builder::new()
+                .name("snapshot-prefetch".into())
+                .spawn(move || {
+                    let store = Store::open(&root).ok();
+                    loop {
+                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                        let Some((layer, p)) = next else { break };
+                        if let Some(store) = &store {
+                            // An error is met again, and reported, by the
+                            // step that needs the snapshot.
+                            let _ = store.snapshot_layer(&layer);
+                        }
+                        p.finish();
                     }
-                    p.finish();
-                }
-            });
-        match thread {
-            Ok(handle) => self
-                .threads
+                });
+            if let Ok(handle) = thread {
+                spawned += 1;
+                self.threads
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(handle);
+            }
+        }
+        // No thread could start: the steps unpack for themselves.
+        if spawned == 0 {
+            let left: Vec<_> = queue
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(handle),
-            // No thread: the steps unpack for themselves.
-            Err(_) => started.iter().for_each(|p| p.finish()),
+                .drain(..)
+                .collect();
+            left.iter().for_each(|(_, p)| p.finish());
         }
     }
 
