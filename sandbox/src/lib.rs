@@ -11,8 +11,10 @@
 //! as JSON lines on fd 4. The init process then:
 //!
 //! 1. creates a state dir (generated `/etc/hosts`, `/etc/hostname`,
-//!    `/etc/resolv.conf`), a cgroup when limits are set, and, when not
-//!    root, a user namespace mapping the caller to root;
+//!    `/etc/resolv.conf`, and the content of [`MountKind::File`] mounts
+//!    such as a build step's secrets, on a tmpfs private to its mount
+//!    namespace), a cgroup when limits are set, and, when not root, a user
+//!    namespace mapping the caller to root;
 //! 2. unshares a private mount namespace and mounts the rootfs there
 //!    (overlayfs, or the copy-based snapshotter when overlay is refused);
 //! 3. unshares a pid namespace and forks pid 1, which unshares mount, uts,

@@ -3,7 +3,15 @@
 //! runc keep theirs under `/run`. It holds the shared mount point of each
 //! run's private tmpfs (the per-run files themselves, /etc/hosts, the
 //! rootfs mount point and the overlay's upper dir, live on that tmpfs and
-//! vanish with the run), the init layer, and build-step secrets.
+//! vanish with the run) and the init layer. Build-step secrets are not
+//! kept here: they live on the run's private tmpfs only
+//! ([`MountKind::File`](crate::MountKind::File)).
+//!
+//! An entry a process makes here for itself names its pid
+//! (`sandbox-<pid>-…`, `init-layer-v1.tmp-<pid>`; `build-<what>-<pid>-<n>`
+//! from older versions) and is swept once that process is gone
+//! ([`stale_dirs`]): before this process's first sandbox, and by
+//! `rbuild system check`.
 //!
 //! Why a tmpfs: on ext4 every small file or directory created and deleted
 //! per run is expensive (the inode allocator scans recently deleted inodes,

@@ -19,9 +19,15 @@
 //! and never deletes a blob between its creation and its cache-index
 //! record. Drop the worker before calling [`Store::gc`] in this process.
 //!
-//! Secrets (`--secret`) are only ever written to a private directory on
-//! the sandbox runtime dir (a tmpfs) for the duration of one RUN: never
-//! into the store, a layer, a key, a cache-index record or a log.
+//! Secrets (`--secret`) and heredoc files reach a RUN's [`Runner`] in
+//! memory ([`MountSource::File`]); the sandbox writes them to the tmpfs
+//! private to the run's mount namespace, which the kernel frees when the
+//! run ends, however it ends. They are never written to a directory of the
+//! host, the store, a layer, a key, a cache-index record or a log.
+//!
+//! Snapshots of a base image that the store lacks (just loaded or pulled)
+//! start unpacking in the background when its FROM step executes, so the
+//! first COPY or RUN on it waits only for what is left.
 
 #![forbid(unsafe_code)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
