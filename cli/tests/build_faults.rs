@@ -526,3 +526,71 @@ fn concurrent_builds_sharing_steps_stay_right_while_prunes_run() {
     let r = env.run(&["system", "check"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
 }
+
+/// Serves one response on 127.0.0.1 that promises `total` bytes, sends
+/// the first half and stalls; says on `sent` when that half is out.
+fn stalling_server(total: usize, sent: std::sync::mpsc::Sender<()>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        let _ = stream.read(&mut buf);
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n\r\n");
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(&vec![b'x'; total / 2]);
+        let _ = stream.flush();
+        let _ = sent.send(());
+        // Stall until the client goes away.
+        let _ = stream.read(&mut buf);
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    format!("http://{addr}/big.bin")
+}
+
+#[test]
+fn sigkill_during_an_add_download_leaves_no_temporary_file() {
+    let env = Env::new();
+    let url = {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let url = stalling_server(8 << 20, tx);
+        (url, rx)
+    };
+    let ctx = env.rb.tree(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!("FROM scratch\nADD {} /big.bin\n", url.0),
+        )],
+    );
+    // rbuild's temporaries go to TMPDIR: a dir of this test's own.
+    let tmpdir = env.rb.path("tmpdir");
+    std::fs::create_dir_all(&tmpdir).unwrap();
+    let mut child = env
+        .command(&["build", "--progress", "plain", "-t", "add:1", s(&ctx)])
+        .env("TMPDIR", &tmpdir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    url.1
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the build never asked for the URL");
+    // The half sent is written by now (or very soon): give it a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left: Vec<PathBuf> = std::fs::read_dir(&tmpdir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        left,
+        Vec::<PathBuf>::new(),
+        "a killed download stays on disk"
+    );
+    env.ok(&["system", "check"]);
+}

@@ -686,7 +686,7 @@ fn extract(
         key.extend(path.iter().cloned());
         key
     };
-    let tar_path = archive.tar.path().to_path_buf();
+    let tar_path = archive.tar.path();
     let mut files: HashMap<Vec<String>, (u64, u64, usize)> = HashMap::new();
     for (index, m) in archive.members.iter().enumerate() {
         let (uid, gid) = match rules.chown {
@@ -709,7 +709,7 @@ fn extract(
             add::MemberKind::HardLink(target) => {
                 let Some(&(offset, size, first)) = files.get(target) else {
                     return Err(CopyError::UnsafeArchiveEntry {
-                        archive: tar_path.display().to_string(),
+                        archive: archive.name.clone(),
                         entry: m.path.join("/"),
                     });
                 };
