@@ -48,8 +48,7 @@ fn seeded_rng(test: &str) -> Rng {
                 .unwrap()
                 .as_nanos() as u64
         });
-    // On stderr through /dev/stderr so a failing run shows it (and a
-    // passing one in --nocapture).
+    // libtest shows it with a failure (and always with --nocapture).
     eprintln!("{test}: RBUILD_FAULT_SEED={seed}");
     Rng(seed)
 }
