@@ -156,9 +156,8 @@ pub(crate) fn mount_file_name(index: usize) -> String {
 /// Writes the content of each file mount to the state dir: the tmpfs
 /// private to this mount namespace, so a secret is never on disk and is
 /// freed by the kernel when the run ends, even if it is killed. Written
-/// 0600 first, then given its owner and mode; rootless, an owner the user
-/// namespace does not map stays the caller (root inside).
-fn write_mount_files(state: &Path, spec: &SandboxSpec, rootless: bool) -> Result<(), SandboxError> {
+/// 0600 first, then given its owner and mode.
+fn write_mount_files(state: &Path, spec: &SandboxSpec) -> Result<(), SandboxError> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     for (i, m) in spec.mounts.iter().enumerate() {
@@ -175,11 +174,9 @@ fn write_mount_files(state: &Path, spec: &SandboxSpec, rootless: bool) -> Result
             .map_err(err)?;
         f.write_all(&file.data).map_err(err)?;
         drop(f);
-        match std::os::unix::fs::chown(&p, Some(file.uid), Some(file.gid)) {
-            Ok(()) => {}
-            Err(_) if rootless => {}
-            Err(e) => return Err(err(e)),
-        }
+        // Rootless, an owner the user namespace does not map fails here,
+        // as it would for any file the step's user cannot be given.
+        std::os::unix::fs::chown(&p, Some(file.uid), Some(file.gid)).map_err(err)?;
         fs::set_permissions(&p, fs::Permissions::from_mode(file.mode)).map_err(err)?;
     }
     Ok(())
@@ -269,7 +266,7 @@ fn run_in_namespaces(
     .map_err(|e| SandboxError::setup("make mounts private", Some("/".into()), e.into()))?;
     scratch.mount()?;
     write_state_files(&scratch.dir, hostname, spec.network)?;
-    write_mount_files(&scratch.dir, spec, rootless)?;
+    write_mount_files(&scratch.dir, spec)?;
     let mountpoint = scratch.mkdir("root")?;
 
     let copy = mount_rootfs(spec, &mountpoint, rootless, init_layer, scratch)?;
