@@ -365,7 +365,7 @@ impl<'a> BuildWorker<'a> {
             }
         }
         let infos: Vec<LayerInfo> = output.layers.iter().map(|l| l.info.clone()).collect();
-        self.prefetch.wait_for(&infos);
+        self.prefetch.wait_for(self.cfg.store, &infos);
         let mut dirs = output
             .layers
             .iter()

@@ -138,15 +138,20 @@ impl Prefetch {
         }
     }
 
-    /// Waits until the prefetches of `layers` that have started are over;
+    /// Waits until the prefetches of `layers` that have started and whose
+    /// snapshots are not in place yet are over;
     /// the time it took is added to this thread's [`take_waited`].
-    pub(crate) fn wait_for(&self, layers: &[LayerInfo]) {
+    pub(crate) fn wait_for(&self, store: &Store, layers: &[LayerInfo]) {
         let start = Instant::now();
+        // A snapshot already in place needs no wait (its thread may still
+        // be finishing its bookkeeping).
         let waits: Vec<Arc<Pending>> = {
             let pending = self.lock_pending();
             layers
                 .iter()
-                .filter_map(|l| pending.get(&l.diff_id).cloned())
+                .filter_map(|l| pending.get(&l.diff_id).cloned().map(|p| (l, p)))
+                .filter(|(l, _)| !store.snapshot_path(&l.diff_id).is_dir())
+                .map(|(_, p)| p)
                 .collect()
         };
         let mut waited = false;
