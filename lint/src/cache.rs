@@ -21,17 +21,23 @@ enum Tool {
 impl Tool {
     fn mount(self) -> &'static str {
         match self {
-            Tool::Apt => "--mount=type=cache,target=/var/cache/apt,sharing=locked --mount=type=cache,target=/var/lib/apt,sharing=locked",
+            Tool::Apt => {
+                "--mount=type=cache,target=/var/cache/apt,sharing=locked --mount=type=cache,target=/var/lib/apt,sharing=locked"
+            }
             Tool::Pip => "--mount=type=cache,target=/root/.cache/pip",
             Tool::Npm => "--mount=type=cache,target=/root/.npm",
             Tool::Cargo => "--mount=type=cache,target=/usr/local/cargo/registry",
-            Tool::Go => "--mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build",
+            Tool::Go => {
+                "--mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build"
+            }
         }
     }
 }
 
 fn is_pip(p: &str) -> bool {
-    p == "pip" || p.strip_prefix("pip").is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+    p == "pip"
+        || p.strip_prefix("pip")
+            .is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
 }
 
 /// The download-heavy commands in a RUN, as (tool, the command shown).
@@ -42,14 +48,22 @@ fn downloads(cmds: &[Vec<String>]) -> Vec<(Tool, String)> {
         let sub = subcommand(c);
         let mut args = c.clone();
         // `python -m pip install`
-        if p.starts_with("python") && c.get(1).map(String::as_str) == Some("-m") && c.get(2).is_some_and(|m| is_pip(m)) {
+        if p.starts_with("python")
+            && c.get(1).map(String::as_str) == Some("-m")
+            && c.get(2).is_some_and(|m| is_pip(m))
+        {
             args = c[2..].to_vec();
         }
         let p2 = program(&args);
         let sub2 = subcommand(&args);
         let tool = match (p, sub) {
-            ("apt-get" | "apt", "install" | "upgrade" | "dist-upgrade" | "full-upgrade" | "build-dep") => Some(Tool::Apt),
-            ("npm", "ci" | "install" | "i") | ("yarn", "" | "install") | ("pnpm", "install" | "i") => Some(Tool::Npm),
+            (
+                "apt-get" | "apt",
+                "install" | "upgrade" | "dist-upgrade" | "full-upgrade" | "build-dep",
+            ) => Some(Tool::Apt),
+            ("npm", "ci" | "install" | "i")
+            | ("yarn", "" | "install")
+            | ("pnpm", "install" | "i") => Some(Tool::Npm),
             ("cargo", "build" | "install" | "fetch" | "test") => Some(Tool::Cargo),
             ("go", "build" | "install" | "get" | "test") => Some(Tool::Go),
             ("go", "mod") if c.iter().any(|w| w == "download") => Some(Tool::Go),
@@ -74,7 +88,9 @@ fn dependency_install(cmds: &[Vec<String>]) -> Option<(String, String)> {
         let global = c.iter().any(|w| w == "-g" || w == "--global");
         let manifest = match (p, sub) {
             ("npm", "ci") => Some("package.json and package-lock.json".to_string()),
-            ("npm", "install" | "i") if !global && c.iter().skip(2).all(|w| w.starts_with('-')) => Some("package.json and package-lock.json".into()),
+            ("npm", "install" | "i") if !global && c.iter().skip(2).all(|w| w.starts_with('-')) => {
+                Some("package.json and package-lock.json".into())
+            }
             ("yarn", "" | "install") => Some("package.json and yarn.lock".into()),
             ("pnpm", "install" | "i") if !global => Some("package.json and pnpm-lock.yaml".into()),
             ("poetry", "install") => Some("pyproject.toml and poetry.lock".into()),
@@ -85,11 +101,29 @@ fn dependency_install(cmds: &[Vec<String>]) -> Option<(String, String)> {
             ("go", "mod") if c.iter().any(|w| w == "download") => Some("go.mod and go.sum".into()),
             ("cargo", "fetch") => Some("Cargo.toml and Cargo.lock".into()),
             _ => {
-                let args: &[String] = if p.starts_with("python") && c.get(1).map(String::as_str) == Some("-m") { &c[2..] } else { c };
+                let args: &[String] =
+                    if p.starts_with("python") && c.get(1).map(String::as_str) == Some("-m") {
+                        &c[2..]
+                    } else {
+                        c
+                    };
                 if is_pip(program(args)) && subcommand(args) == "install" {
-                    let req = args.windows(2).find(|w| w[0] == "-r" || w[0] == "--requirement").map(|w| w[1].clone());
-                    let req = req.or_else(|| args.iter().find_map(|w| w.strip_prefix("--requirement=").or_else(|| w.strip_prefix("-r")).filter(|r| !r.is_empty()).map(str::to_string)));
-                    let local = args.iter().skip(2).any(|w| w == "." || w == "-e" || w == "--editable");
+                    let req = args
+                        .windows(2)
+                        .find(|w| w[0] == "-r" || w[0] == "--requirement")
+                        .map(|w| w[1].clone());
+                    let req = req.or_else(|| {
+                        args.iter().find_map(|w| {
+                            w.strip_prefix("--requirement=")
+                                .or_else(|| w.strip_prefix("-r"))
+                                .filter(|r| !r.is_empty())
+                                .map(str::to_string)
+                        })
+                    });
+                    let local = args
+                        .iter()
+                        .skip(2)
+                        .any(|w| w == "." || w == "-e" || w == "--editable");
                     match req {
                         Some(r) => Some(r),
                         None if local => Some("pyproject.toml (or setup.py)".into()),
@@ -135,14 +169,32 @@ pub(crate) fn clean_path(p: &str) -> String {
 /// A source ADD fetches itself: a URL or a git repository.
 pub(crate) fn is_remote(s: &str) -> bool {
     let l = s.to_ascii_lowercase();
-    l.starts_with("http://") || l.starts_with("https://") || l.starts_with("git@") || l.starts_with("git://") || l.starts_with("ssh://")
+    l.starts_with("http://")
+        || l.starts_with("https://")
+        || l.starts_with("git@")
+        || l.starts_with("git://")
+        || l.starts_with("ssh://")
 }
 
 fn is_archive_name(s: &str) -> bool {
     let l = s.to_ascii_lowercase();
-    [".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tbz2", ".tar.xz", ".txz", ".tar.zst", ".tzst", ".tar.lz", ".tar.lzma", ".tlz"]
-        .iter()
-        .any(|e| l.ends_with(e))
+    [
+        ".tar",
+        ".tar.gz",
+        ".tgz",
+        ".tar.bz2",
+        ".tbz",
+        ".tbz2",
+        ".tar.xz",
+        ".txz",
+        ".tar.zst",
+        ".tzst",
+        ".tar.lz",
+        ".tar.lzma",
+        ".tlz",
+    ]
+    .iter()
+    .any(|e| l.ends_with(e))
 }
 
 fn is_context_root(src: &str) -> bool {
@@ -193,7 +245,13 @@ fn glob_exists(ctx: &dyn ContextView, pattern: &str) -> bool {
     for comp in pattern.split('/') {
         let mut next = Vec::new();
         for d in &dirs {
-            let join = |n: &str| if d.is_empty() { n.to_string() } else { format!("{d}/{n}") };
+            let join = |n: &str| {
+                if d.is_empty() {
+                    n.to_string()
+                } else {
+                    format!("{d}/{n}")
+                }
+            };
             if has_wildcards(comp) {
                 let pc: Vec<char> = comp.chars().collect();
                 for name in ctx.list_dir(d).unwrap_or_default() {
@@ -215,10 +273,32 @@ fn glob_exists(ctx: &dyn ContextView, pattern: &str) -> bool {
 }
 
 const VOLATILE: &[&str] = &[
-    "BUILD_DATE", "BUILDDATE", "BUILD_TIME", "BUILDTIME", "BUILD_TIMESTAMP", "TIMESTAMP", "DATE",
-    "BUILD_NUMBER", "BUILD_ID", "BUILD_REVISION", "GIT_COMMIT", "GIT_SHA", "GIT_HASH", "GIT_REF",
-    "GIT_REVISION", "COMMIT", "COMMIT_SHA", "COMMIT_HASH", "VCS_REF", "REVISION", "SOURCE_COMMIT",
-    "CI_COMMIT_SHA", "GITHUB_SHA", "GITHUB_RUN_ID", "GITHUB_RUN_NUMBER", "CI_PIPELINE_ID",
+    "BUILD_DATE",
+    "BUILDDATE",
+    "BUILD_TIME",
+    "BUILDTIME",
+    "BUILD_TIMESTAMP",
+    "TIMESTAMP",
+    "DATE",
+    "BUILD_NUMBER",
+    "BUILD_ID",
+    "BUILD_REVISION",
+    "GIT_COMMIT",
+    "GIT_SHA",
+    "GIT_HASH",
+    "GIT_REF",
+    "GIT_REVISION",
+    "COMMIT",
+    "COMMIT_SHA",
+    "COMMIT_HASH",
+    "VCS_REF",
+    "REVISION",
+    "SOURCE_COMMIT",
+    "CI_COMMIT_SHA",
+    "GITHUB_SHA",
+    "GITHUB_RUN_ID",
+    "GITHUB_RUN_NUMBER",
+    "CI_PIPELINE_ID",
 ];
 
 fn has_cache_mount(inst: &Instruction) -> bool {
@@ -263,8 +343,20 @@ pub(crate) fn run(file: &File<'_>, sink: &mut Sink<'_>, ctx: Option<&dyn Context
                     let text = run_text(inst).unwrap_or_default();
                     let cmds = commands(&text);
                     // AptUpdateWithoutInstall
-                    let apt = |subs: &[&str]| cmds.iter().any(|c| matches!(program(c), "apt-get" | "apt") && subs.contains(&subcommand(c)));
-                    if apt(&["update"]) && !apt(&["install", "upgrade", "dist-upgrade", "full-upgrade", "build-dep"]) {
+                    let apt = |subs: &[&str]| {
+                        cmds.iter().any(|c| {
+                            matches!(program(c), "apt-get" | "apt") && subs.contains(&subcommand(c))
+                        })
+                    };
+                    if apt(&["update"])
+                        && !apt(&[
+                            "install",
+                            "upgrade",
+                            "dist-upgrade",
+                            "full-upgrade",
+                            "build-dep",
+                        ])
+                    {
                         sink.report(&APT_UPDATE_WITHOUT_INSTALL, Some(i), span, "apt-get update without apt-get install in the same RUN: the package lists are cached as their own step and go stale while later installs hit the cache; update and install in one RUN".into());
                     }
                     // MissingCacheMount
@@ -287,7 +379,11 @@ pub(crate) fn run(file: &File<'_>, sink: &mut Sink<'_>, ctx: Option<&dyn Context
                         }
                     }
                     // SecretAsBuildArg
-                    let secret_mounted = |a: &str| mounts.iter().any(|m| m.kind == MountType::Secret && m.env.as_deref() == Some(a));
+                    let secret_mounted = |a: &str| {
+                        mounts
+                            .iter()
+                            .any(|m| m.kind == MountType::Secret && m.env.as_deref() == Some(a))
+                    };
                     for a in &secret_args {
                         if references(&text, a) && !secret_mounted(a) {
                             sink.report(&SECRET_AS_BUILD_ARG, Some(i), span, format!("RUN uses build arg {a}: its value is kept in the image history and cache keys; pass it with --secret id={a} and RUN --mount=type=secret,id={a},env={a}"));
@@ -301,21 +397,37 @@ pub(crate) fn run(file: &File<'_>, sink: &mut Sink<'_>, ctx: Option<&dyn Context
                         }
                         let upper = a.name.to_ascii_uppercase();
                         if VOLATILE.contains(&upper.as_str()) {
-                            let runs = items[pos + 1..].iter().filter(|(_, x)| matches!(x.kind, InstructionKind::Run { .. })).count();
+                            let runs = items[pos + 1..]
+                                .iter()
+                                .filter(|(_, x)| matches!(x.kind, InstructionKind::Run { .. }))
+                                .count();
                             if runs > 0 {
-                                let steps = if runs == 1 { "the RUN".to_string() } else { format!("the {runs} RUN instructions") };
-                                sink.report(&VOLATILE_ARG_INVALIDATES_CACHE, Some(i), span, format!("ARG {} changes on every build and is in the environment of {steps} after it, so they re-run every time; declare it after the last RUN", a.name));
+                                let steps = if runs == 1 {
+                                    "the RUN after it, so it re-runs".to_string()
+                                } else {
+                                    format!("the {runs} RUN instructions after it, so they re-run")
+                                };
+                                sink.report(&VOLATILE_ARG_INVALIDATES_CACHE, Some(i), span, format!("ARG {} changes on every build and is in the environment of {steps} every time; declare it after the last RUN", a.name));
                             }
                         }
                     }
                 }
-                InstructionKind::Copy { sources, from: None, .. } | InstructionKind::Add { sources, .. } => {
+                InstructionKind::Copy {
+                    sources,
+                    from: None,
+                    ..
+                }
+                | InstructionKind::Add { sources, .. } => {
                     let is_add = matches!(inst.kind, InstructionKind::Add { .. });
                     if whole_copy.is_none() && sources.iter().any(|s| is_context_root(s)) {
                         whole_copy = Some((i, inst));
                         if let Some(ctx) = ctx {
                             if !dockerignore_reported && ctx.ignore_file().is_none() {
-                                let mut heavy: Vec<&str> = [".git", "node_modules", "target", ".venv", "venv"].into_iter().filter(|d| ctx.exists(d)).collect();
+                                let mut heavy: Vec<&str> =
+                                    [".git", "node_modules", "target", ".venv", "venv"]
+                                        .into_iter()
+                                        .filter(|d| ctx.exists(d))
+                                        .collect();
                                 let size = ctx.size_up_to(LARGE_CONTEXT);
                                 if size >= LARGE_CONTEXT {
                                     heavy.push("over 100 MB in all");
@@ -328,7 +440,10 @@ pub(crate) fn run(file: &File<'_>, sink: &mut Sink<'_>, ctx: Option<&dyn Context
                         }
                     }
                     if is_add {
-                        if let Some(src) = sources.iter().find(|s| !is_remote(s) && !s.contains('$') && !is_archive_name(s)) {
+                        if let Some(src) = sources
+                            .iter()
+                            .find(|s| !is_remote(s) && !s.contains('$') && !is_archive_name(s))
+                        {
                             sink.report(&ADD_LOCAL_FILE, Some(i), span, format!("ADD of local {src:?}, which is not a tar archive: use COPY (ADD unpacks archives and fetches URLs, COPY only copies)"));
                         }
                     }
@@ -371,7 +486,12 @@ mod tests {
 
     #[test]
     fn globs() {
-        let m = |p: &str, n: &str| glob_match(&p.chars().collect::<Vec<_>>(), &n.chars().collect::<Vec<_>>());
+        let m = |p: &str, n: &str| {
+            glob_match(
+                &p.chars().collect::<Vec<_>>(),
+                &n.chars().collect::<Vec<_>>(),
+            )
+        };
         assert!(m("*.txt", "a.txt"));
         assert!(!m("*.txt", "a.txd"));
         assert!(m("[a-c]?", "bz"));

@@ -65,8 +65,8 @@ impl CheckConfig {
                 "experimental" if v == "all" => cfg.experimental_all = true,
                 "experimental" => cfg.experimental = list(v),
                 "error" => {
-                    cfg.error =
-                        parse_go_bool(v).ok_or_else(|| ConfigError::InvalidBool(part.to_string()))?
+                    cfg.error = parse_go_bool(v)
+                        .ok_or_else(|| ConfigError::InvalidBool(part.to_string()))?
                 }
                 other => return Err(ConfigError::InvalidOption(other.to_string())),
             }

@@ -106,7 +106,10 @@ impl Report {
             .collect();
         names.sort_unstable();
         names.dedup();
-        Some(format!("lint violation found for rules: {}", names.join(", ")))
+        Some(format!(
+            "lint violation found for rules: {}",
+            names.join(", ")
+        ))
     }
 }
 
@@ -174,7 +177,13 @@ pub(crate) struct Sink<'a> {
 impl Sink<'_> {
     /// Reports `rule` at `span` (`item`: the instruction, for its own
     /// `# check=` comment).
-    pub(crate) fn report(&mut self, rule: &'static Rule, item: Option<usize>, span: Span, message: String) {
+    pub(crate) fn report(
+        &mut self,
+        rule: &'static Rule,
+        item: Option<usize>,
+        span: Span,
+        message: String,
+    ) {
         self.report_level(rule, item, span, message, rule.level);
     }
 

@@ -43,14 +43,26 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(&str, Ast, rbuild_parser::Dockerfil
 }
 
 /// The instructions of `file` in source order.
-pub(crate) fn items<'f>(source: &'f str, ast: &'f Ast, df: &'f rbuild_parser::Dockerfile) -> Vec<Item<'f>> {
+pub(crate) fn items<'f>(
+    source: &'f str,
+    ast: &'f Ast,
+    df: &'f rbuild_parser::Dockerfile,
+) -> Vec<Item<'f>> {
     let lines: Vec<&str> = source.split('\n').collect();
-    let directive_lines: Vec<u32> = [&ast.directives.syntax, &ast.directives.escape, &ast.directives.check]
-        .into_iter()
-        .flatten()
-        .map(|d| d.span.start_line)
-        .collect();
-    let mut typed: Vec<(Option<&Instruction>, Option<&rbuild_parser::ArgInstruction>, Option<usize>)> = Vec::new();
+    let directive_lines: Vec<u32> = [
+        &ast.directives.syntax,
+        &ast.directives.escape,
+        &ast.directives.check,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|d| d.span.start_line)
+    .collect();
+    let mut typed: Vec<(
+        Option<&Instruction>,
+        Option<&rbuild_parser::ArgInstruction>,
+        Option<usize>,
+    )> = Vec::new();
     for g in &df.global_args {
         typed.push((None, Some(g), None));
     }
@@ -64,7 +76,9 @@ pub(crate) fn items<'f>(source: &'f str, ast: &'f Ast, df: &'f rbuild_parser::Do
         .iter()
         .zip(typed)
         .map(|(node, (inst, global_arg, stage))| {
-            let keyword = source.get(node.keyword_span.range()).unwrap_or(&node.keyword);
+            let keyword = source
+                .get(node.keyword_span.range())
+                .unwrap_or(&node.keyword);
             let keyword = keyword.split_whitespace().next().unwrap_or(keyword);
             let comments = comments_above(&lines, node.span.start_line, &directive_lines);
             let check_comment = comments.iter().find_map(|c| {
@@ -117,7 +131,9 @@ fn comments_above<'s>(lines: &[&'s str], line: u32, directive_lines: &[u32]) -> 
 /// The stage a FROM names as its base, if it is an earlier stage.
 pub(crate) fn parent_stage(stages: &[Stage], idx: usize) -> Option<usize> {
     let base = stages[idx].base.to_ascii_lowercase();
-    stages[..idx].iter().rposition(|s| s.name.as_deref() == Some(base.as_str()))
+    stages[..idx]
+        .iter()
+        .rposition(|s| s.name.as_deref() == Some(base.as_str()))
 }
 
 /// The words of a syntax node (FROM's `image AS name`, EXPOSE's ports).
@@ -130,7 +146,10 @@ pub(crate) fn words(node: &Node) -> Vec<&ast::Word> {
 
 /// The text a RUN runs: shell form, exec form joined, heredoc bodies.
 pub(crate) fn run_text(inst: &Instruction) -> Option<String> {
-    let InstructionKind::Run { command, heredocs, .. } = &inst.kind else {
+    let InstructionKind::Run {
+        command, heredocs, ..
+    } = &inst.kind
+    else {
         return None;
     };
     let mut s = match command {

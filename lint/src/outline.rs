@@ -97,8 +97,15 @@ pub fn targets(source: &[u8]) -> Result<Vec<Target>, ParseError> {
     let n = df.stages.len();
     let mut out = Vec::new();
     for it in &file.items {
-        let (Some(inst), Some(si)) = (it.inst, it.stage) else { continue };
-        if let InstructionKind::From { image, platform, name } = &inst.kind {
+        let (Some(inst), Some(si)) = (it.inst, it.stage) else {
+            continue;
+        };
+        if let InstructionKind::From {
+            image,
+            platform,
+            name,
+        } = &inst.kind
+        {
             let name = name.clone().unwrap_or_default();
             out.push(Target {
                 description: doc_comment(&it.comments, &name),
@@ -146,7 +153,9 @@ pub fn outline(source: &[u8], target: Option<&str>) -> Result<Outline, OutlineEr
         for inst in &stages[s].instructions {
             let froms: Vec<&str> = match &inst.kind {
                 InstructionKind::Copy { from: Some(f), .. } => vec![f.as_str()],
-                InstructionKind::Run { mounts, .. } => mounts.iter().filter_map(|m| m.from.as_deref()).collect(),
+                InstructionKind::Run { mounts, .. } => {
+                    mounts.iter().filter_map(|m| m.from.as_deref()).collect()
+                }
                 _ => Vec::new(),
             };
             for f in froms {
@@ -176,18 +185,34 @@ pub fn outline(source: &[u8], target: Option<&str>) -> Result<Outline, OutlineEr
     for it in &file.items {
         if let Some(g) = it.global_arg {
             for a in &g.args {
-                let value = a.default.as_deref().and_then(|d| lex.process_word(d, &env).ok()).map(|e| e.value).unwrap_or_default();
+                let value = a
+                    .default
+                    .as_deref()
+                    .and_then(|d| lex.process_word(d, &env).ok())
+                    .map(|e| e.value)
+                    .unwrap_or_default();
                 env.push((a.name.clone(), value.clone()));
-                global.push((a.name.clone(), value, doc_comment(&it.comments, &a.name), g.span.start_line));
+                global.push((
+                    a.name.clone(),
+                    value,
+                    doc_comment(&it.comments, &a.name),
+                    g.span.start_line,
+                ));
             }
             continue;
         }
-        let (Some(inst), Some(si)) = (it.inst, it.stage) else { continue };
+        let (Some(inst), Some(si)) = (it.inst, it.stage) else {
+            continue;
+        };
         if !need.contains(&si) {
             continue;
         }
         match &inst.kind {
-            InstructionKind::From { image, platform, name } => {
+            InstructionKind::From {
+                image,
+                platform,
+                name,
+            } => {
                 if si == target_idx {
                     description = doc_comment(&it.comments, name.as_deref().unwrap_or(""));
                 }
@@ -195,7 +220,15 @@ pub fn outline(source: &[u8], target: Option<&str>) -> Result<Outline, OutlineEr
                     if let Ok(e) = lex.process_word(w, &env) {
                         for m in e.matched {
                             if let Some((n, v, d, l)) = global.iter().find(|g| g.0 == m) {
-                                push_arg(&mut args, Arg { name: n.clone(), value: v.clone(), description: d.clone(), line: *l });
+                                push_arg(
+                                    &mut args,
+                                    Arg {
+                                        name: n.clone(),
+                                        value: v.clone(),
+                                        description: d.clone(),
+                                        line: *l,
+                                    },
+                                );
                             }
                         }
                     }
@@ -215,7 +248,15 @@ pub fn outline(source: &[u8], target: Option<&str>) -> Result<Outline, OutlineEr
                             desc = g.2.clone();
                         }
                     }
-                    push_arg(&mut args, Arg { name: a.name.clone(), value, description: desc, line: inst.span.start_line });
+                    push_arg(
+                        &mut args,
+                        Arg {
+                            name: a.name.clone(),
+                            value,
+                            description: desc,
+                            line: inst.span.start_line,
+                        },
+                    );
                 }
             }
             InstructionKind::Run { mounts, .. } => {
@@ -223,15 +264,31 @@ pub fn outline(source: &[u8], target: Option<&str>) -> Result<Outline, OutlineEr
                     let line = inst.span.start_line;
                     match m.kind {
                         MountType::Secret => {
-                            let id = m.id.clone().or_else(|| m.target.as_deref().map(|t| t.rsplit('/').next().unwrap_or(t).to_string())).or_else(|| m.env.clone()).unwrap_or_default();
+                            let id =
+                                m.id.clone()
+                                    .or_else(|| {
+                                        m.target
+                                            .as_deref()
+                                            .map(|t| t.rsplit('/').next().unwrap_or(t).to_string())
+                                    })
+                                    .or_else(|| m.env.clone())
+                                    .unwrap_or_default();
                             if !secrets.iter().any(|s| s.name == id) {
-                                secrets.push(Requirement { name: id, required: m.required, line });
+                                secrets.push(Requirement {
+                                    name: id,
+                                    required: m.required,
+                                    line,
+                                });
                             }
                         }
                         MountType::Ssh => {
                             let id = m.id.clone().unwrap_or_else(|| "default".into());
                             if !ssh.iter().any(|s| s.name == id) {
-                                ssh.push(Requirement { name: id, required: m.required, line });
+                                ssh.push(Requirement {
+                                    name: id,
+                                    required: m.required,
+                                    line,
+                                });
                             }
                         }
                         _ => {}
@@ -242,7 +299,10 @@ pub fn outline(source: &[u8], target: Option<&str>) -> Result<Outline, OutlineEr
         }
     }
     Ok(Outline {
-        name: stages.get(target_idx).and_then(|s| s.name.clone()).unwrap_or_default(),
+        name: stages
+            .get(target_idx)
+            .and_then(|s| s.name.clone())
+            .unwrap_or_default(),
         description,
         args,
         secrets,
@@ -254,7 +314,14 @@ pub fn outline(source: &[u8], target: Option<&str>) -> Result<Outline, OutlineEr
 /// sets it up).
 fn table(rows: &[Vec<String>], gap: usize) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols).map(|c| rows.iter().map(|r| r.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let mut out = String::new();
     for r in rows {
         let mut line = String::new();
@@ -289,7 +356,14 @@ pub fn targets_text(ts: &[Target]) -> String {
 pub fn outline_text(o: &Outline) -> String {
     let mut out = String::new();
     if !o.name.is_empty() || !o.description.is_empty() {
-        let mut rows = vec![vec!["TARGET:".to_string(), if o.name.is_empty() { "(default)".into() } else { o.name.clone() }]];
+        let mut rows = vec![vec![
+            "TARGET:".to_string(),
+            if o.name.is_empty() {
+                "(default)".into()
+            } else {
+                o.name.clone()
+            },
+        ]];
         if !o.description.is_empty() {
             rows.push(vec!["DESCRIPTION:".into(), o.description.clone()]);
         }
@@ -297,15 +371,32 @@ pub fn outline_text(o: &Outline) -> String {
         out.push('\n');
     }
     if !o.args.is_empty() {
-        let mut rows = vec![vec!["BUILD ARG".to_string(), "VALUE".into(), "DESCRIPTION".into()]];
-        rows.extend(o.args.iter().map(|a| vec![a.name.clone(), a.value.clone(), a.description.clone()]));
+        let mut rows = vec![vec![
+            "BUILD ARG".to_string(),
+            "VALUE".into(),
+            "DESCRIPTION".into(),
+        ]];
+        rows.extend(
+            o.args
+                .iter()
+                .map(|a| vec![a.name.clone(), a.value.clone(), a.description.clone()]),
+        );
         out.push_str(&table(&rows, 3));
         out.push('\n');
     }
     for (head, list) in [("SECRET", &o.secrets), ("SSH", &o.ssh)] {
         if !list.is_empty() {
             let mut rows = vec![vec![head.to_string(), "REQUIRED".into()]];
-            rows.extend(list.iter().map(|s| vec![s.name.clone(), if s.required { "true".into() } else { String::new() }]));
+            rows.extend(list.iter().map(|s| {
+                vec![
+                    s.name.clone(),
+                    if s.required {
+                        "true".into()
+                    } else {
+                        String::new()
+                    },
+                ]
+            }));
             out.push_str(&table(&rows, 3));
             out.push('\n');
         }
@@ -327,7 +418,10 @@ mod tests {
         assert_eq!(ts[1].description, "");
         assert!(ts[2].default && !ts[0].default);
         let text = targets_text(&ts);
-        assert_eq!(text, "TARGET        DESCRIPTION\nbase          holds the toolchain\nother\napp (default) is the image\n");
+        assert_eq!(
+            text,
+            "TARGET        DESCRIPTION\nbase          holds the toolchain\nother\napp (default) is the image\n"
+        );
     }
 
     #[test]
@@ -339,9 +433,16 @@ mod tests {
         assert_eq!(names, ["VERSION", "GOFLAGS"]);
         assert_eq!(o.args[0].value, "1.2");
         assert_eq!(o.args[0].description, "the release to build");
-        let secrets: Vec<(&str, bool)> = o.secrets.iter().map(|s| (s.name.as_str(), s.required)).collect();
+        let secrets: Vec<(&str, bool)> = o
+            .secrets
+            .iter()
+            .map(|s| (s.name.as_str(), s.required))
+            .collect();
         assert_eq!(secrets, [("npmrc", true), ("token", false)]);
         assert_eq!(o.ssh[0].name, "default");
-        assert!(matches!(outline(DF, Some("nope")), Err(OutlineError::UnknownTarget(_))));
+        assert!(matches!(
+            outline(DF, Some("nope")),
+            Err(OutlineError::UnknownTarget(_))
+        ));
     }
 }

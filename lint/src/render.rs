@@ -29,7 +29,11 @@ fn source_excerpt(out: &mut String, file_name: &str, source: &str, first: usize,
     }
     let _ = write!(out, "{file_name}:{first}\n--------------------\n");
     for i in start..=end {
-        let mark = if i >= first && i <= last { ">>>" } else { "   " };
+        let mark = if i >= first && i <= last {
+            ">>>"
+        } else {
+            "   "
+        };
         let _ = writeln!(out, " {i:>3} | {mark} {}", lines[i - 1]);
     }
     out.push_str("--------------------\n");
@@ -56,8 +60,13 @@ pub fn text(report: &Report, file_name: &str, source: &[u8]) -> String {
         if f.rule.origin == Origin::Rbuild {
             let _ = writeln!(out, "(why: rbuild check --explain {})", f.rule.name);
         }
-        out.push('\n');
-        source_excerpt(&mut out, file_name, &source, f.span.start_line as usize, f.span.end_line as usize);
+        source_excerpt(
+            &mut out,
+            file_name,
+            &source,
+            f.span.start_line as usize,
+            f.span.end_line as usize,
+        );
     }
     out.push_str(&summary(report));
     out
@@ -65,20 +74,41 @@ pub fn text(report: &Report, file_name: &str, source: &[u8]) -> String {
 
 /// buildx's closing line.
 pub fn summary(report: &Report) -> String {
-    let errors = report.findings.iter().filter(|f| f.level == Level::Error).count();
+    let errors = report
+        .findings
+        .iter()
+        .filter(|f| f.level == Level::Error)
+        .count();
     let warnings = report.findings.len() - errors;
-    let plural = |n: usize, w: &str| if n == 1 { format!("1 {w}") } else { format!("{n} {w}s") };
+    let plural = |n: usize, w: &str| {
+        if n == 1 {
+            format!("1 {w}")
+        } else {
+            format!("{n} {w}s")
+        }
+    };
     match (warnings, errors) {
         (0, 0) => "Check complete, no warnings found.\n".to_string(),
-        (w, 0) => format!("Check complete, {} {} been found!\n", plural(w, "warning"), if w == 1 { "has" } else { "have" }),
-        (w, e) => format!("Check complete, {} and {} found!\n", plural(e, "error"), plural(w, "warning")),
+        (w, 0) => format!(
+            "Check complete, {} {} been found!\n",
+            plural(w, "warning"),
+            if w == 1 { "has" } else { "have" }
+        ),
+        (w, e) => format!(
+            "Check complete, {} and {} found!\n",
+            plural(e, "error"),
+            plural(w, "warning")
+        ),
     }
 }
 
 /// BuildKit's `LintFormatShort`: `Rule: message (line N)`, one line per
 /// finding, as build progress shows warnings.
 pub fn short(f: &Finding) -> String {
-    format!("{}: {} (line {})", f.rule.name, f.message, f.span.start_line)
+    format!(
+        "{}: {} (line {})",
+        f.rule.name, f.message, f.span.start_line
+    )
 }
 
 #[derive(serde::Serialize)]
@@ -156,7 +186,10 @@ pub fn sarif(report: &Report, file_name: &str) -> serde_json::Value {
         .findings
         .iter()
         .map(|f| {
-            let index = rule::ALL.iter().position(|r| r.name == f.rule.name).unwrap_or(0);
+            let index = rule::ALL
+                .iter()
+                .position(|r| r.name == f.rule.name)
+                .unwrap_or(0);
             serde_json::json!({
                 "ruleId": f.rule.name,
                 "ruleIndex": index,

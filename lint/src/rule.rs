@@ -74,7 +74,12 @@ impl Rule {
     pub fn closest(name: &str) -> Option<&'static str> {
         let lower = name.to_ascii_lowercase();
         ALL.iter()
-            .map(|r| (r.name, crate::suggest::distance(&lower, &r.name.to_ascii_lowercase())))
+            .map(|r| {
+                (
+                    r.name,
+                    crate::suggest::distance(&lower, &r.name.to_ascii_lowercase()),
+                )
+            })
             .filter(|(_, d)| *d < 4)
             .min_by_key(|(_, d)| *d)
             .map(|(n, _)| n)

@@ -58,10 +58,25 @@ pub(crate) fn commands(text: &str) -> Vec<Vec<String>> {
 }
 
 fn strip_prefixes(mut words: Vec<String>) -> Vec<String> {
-    loop {
-        let Some(first) = words.first() else { break };
-        let skip = matches!(first.as_str(), "sudo" | "exec" | "env" | "then" | "do" | "else" | "time" | "nohup" | "!" | "if" | "while")
-            || (first.contains('=') && !first.starts_with('-') && first.split('=').next().is_some_and(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')));
+    while let Some(first) = words.first() {
+        let skip = matches!(
+            first.as_str(),
+            "sudo"
+                | "exec"
+                | "env"
+                | "then"
+                | "do"
+                | "else"
+                | "time"
+                | "nohup"
+                | "!"
+                | "if"
+                | "while"
+        ) || (first.contains('=')
+            && !first.starts_with('-')
+            && first.split('=').next().is_some_and(|k| {
+                !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            }));
         if !skip {
             break;
         }
@@ -72,12 +87,16 @@ fn strip_prefixes(mut words: Vec<String>) -> Vec<String> {
 
 /// The program's base name (`/usr/bin/apt-get` → `apt-get`).
 pub(crate) fn program(cmd: &[String]) -> &str {
-    cmd.first().map_or("", |p| p.rsplit('/').next().unwrap_or(p))
+    cmd.first()
+        .map_or("", |p| p.rsplit('/').next().unwrap_or(p))
 }
 
 /// The first word after the program that is not an option.
 pub(crate) fn subcommand(cmd: &[String]) -> &str {
-    cmd.iter().skip(1).find(|w| !w.starts_with('-')).map_or("", String::as_str)
+    cmd.iter()
+        .skip(1)
+        .find(|w| !w.starts_with('-'))
+        .map_or("", String::as_str)
 }
 
 #[cfg(test)]
@@ -86,7 +105,9 @@ mod tests {
 
     #[test]
     fn splits_simple_commands() {
-        let c = commands("apt-get update && \\\n  DEBIAN_FRONTEND=noninteractive apt-get install -y 'curl' ; echo \"a && b\"");
+        let c = commands(
+            "apt-get update && \\\n  DEBIAN_FRONTEND=noninteractive apt-get install -y 'curl' ; echo \"a && b\"",
+        );
         assert_eq!(c[0], ["apt-get", "update"]);
         assert_eq!(c[1], ["apt-get", "install", "-y", "curl"]);
         assert_eq!(c[2], ["echo", "a && b"]);

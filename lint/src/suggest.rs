@@ -19,11 +19,21 @@ pub(crate) fn distance(a: &str, b: &str) -> usize {
 /// BuildKit's `suggest.Search`: the option closest to `value` within
 /// distance 2, none when `value` is itself an option. Case-sensitive
 /// comparison unless `case_sensitive` is false.
-pub(crate) fn search<'o>(value: &str, options: impl IntoIterator<Item = &'o str>, case_sensitive: bool) -> Option<&'o str> {
+pub(crate) fn search<'o>(
+    value: &str,
+    options: impl IntoIterator<Item = &'o str>,
+    case_sensitive: bool,
+) -> Option<&'o str> {
     if value.len() > 64 {
         return None;
     }
-    let norm = |s: &str| if case_sensitive { s.to_string() } else { s.to_ascii_lowercase() };
+    let norm = |s: &str| {
+        if case_sensitive {
+            s.to_string()
+        } else {
+            s.to_ascii_lowercase()
+        }
+    };
     let v = norm(value);
     let mut best: Option<(&'o str, usize)> = None;
     for opt in options {

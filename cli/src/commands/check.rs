@@ -1,36 +1,434 @@
-//! `rbuild check`: parse a Dockerfile and report its errors.
+//! `rbuild check`: parse a Dockerfile and run the checks of
+//! [`rbuild_lint`] (BuildKit's Build Checks and rbuild's cache rules) over
+//! it, with the build context seen through [`FsContext`]; also the
+//! pieces `rbuild build` uses: the checks before a build
+//! ([`before_build`]), `--call=check|targets|outline` ([`call`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Args;
+use anyhow::{Context as _, bail};
+use clap::{Args, ValueEnum};
+use rbuild_context::IgnoreRules;
+use rbuild_lint::{CheckError, ContextView, Options, Report, Rule, outline, render};
 
 use super::dockerfile_input::DockerfileInput;
 
-/// Parse the Dockerfile and print its errors (exit 1), or nothing (exit 0)
+/// The build arg that configures the checks, replacing `# check=`.
+pub const CHECK_BUILD_ARG: &str = "BUILDKIT_DOCKERFILE_CHECK";
+
+/// `--format` of `rbuild check` and `--call`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// BuildKit's text: rule, message, the source lines
+    Text,
+    /// a JSON array of findings (objects for targets/outline)
+    Json,
+    /// SARIF 2.1.0 (GitHub code scanning)
+    Sarif,
+}
+
+/// Check a Dockerfile: parse errors (exit 1), BuildKit's Build Checks and
+/// rbuild's cache rules (exit 1 on an error-level finding or with
+/// `# check=error=true`, else 0)
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Name of the Dockerfile (default: CONTEXT/Dockerfile; `-` reads stdin)
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
 
+    /// Output format
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Print why RULE exists and what it wants, then exit (`all` lists
+    /// every rule)
+    #[arg(long, value_name = "RULE")]
+    pub explain: Option<String>,
+
+    /// Set a build-time variable (only BUILDKIT_DOCKERFILE_CHECK is read)
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    pub build_args: Vec<String>,
+
     /// The build context directory
     #[arg(value_name = "CONTEXT", default_value = ".")]
     pub context: PathBuf,
 }
 
-pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let input = DockerfileInput::read(args.file.as_deref(), &args.context)?;
-    match rbuild_parser::parse(&input.bytes) {
-        Ok(dockerfile) => {
-            for warning in &dockerfile.warnings {
-                eprint!("{}", warning.render(&input.display_name, &input.bytes));
+/// The build context on disk, with its ignore file, as the checks see it.
+pub struct FsContext {
+    root: PathBuf,
+    ignore: IgnoreRules,
+    patterns: Vec<String>,
+}
+
+impl FsContext {
+    /// Opens `root` with the ignore file a build of `dockerfile` would use.
+    pub fn open(root: &Path, dockerfile: Option<&Path>) -> anyhow::Result<FsContext> {
+        let ignore = IgnoreRules::load(root, dockerfile)?;
+        let patterns = match ignore.source() {
+            Some(p) => std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string)
+                .collect(),
+            None => Vec::new(),
+        };
+        Ok(FsContext {
+            root: root.to_path_buf(),
+            ignore,
+            patterns,
+        })
+    }
+}
+
+impl ContextView for FsContext {
+    fn list_dir(&self, dir: &str) -> Option<Vec<String>> {
+        let rd = std::fs::read_dir(self.root.join(dir)).ok()?;
+        Some(
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect(),
+        )
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        std::fs::symlink_metadata(self.root.join(path)).is_ok()
+    }
+
+    fn ignore_file(&self) -> Option<String> {
+        self.ignore
+            .source()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+    }
+
+    fn ignore_patterns(&self) -> Vec<String> {
+        self.patterns.clone()
+    }
+
+    fn is_ignored(&self, path: &str) -> bool {
+        self.ignore.is_excluded(path)
+    }
+
+    fn size_up_to(&self, limit: u64) -> u64 {
+        let mut total = 0u64;
+        let mut dirs = vec![self.root.clone()];
+        while let Some(d) = dirs.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let Ok(meta) = e.metadata() else { continue };
+                if meta.is_dir() {
+                    dirs.push(e.path());
+                } else if meta.is_file() {
+                    total += meta.len();
+                    if total >= limit {
+                        return total;
+                    }
+                }
             }
-            Ok(ExitCode::SUCCESS)
         }
-        Err(err) => {
-            eprint!("{}", err.render(&input.display_name, &input.bytes));
-            Ok(ExitCode::from(1))
+        total
+    }
+}
+
+/// The value of `NAME` among `--build-arg NAME=VALUE` strings.
+fn build_arg<'a>(
+    args: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    name: &str,
+) -> Option<String> {
+    args.into_iter()
+        .filter(|(k, _)| *k == name)
+        .last()
+        .map(|(_, v)| v.unwrap_or_default().to_string())
+}
+
+/// Prints `report` in `format` (text and the JSON forms on stdout).
+pub fn print_report(
+    report: &Report,
+    format: Format,
+    name: &str,
+    source: &[u8],
+    always_summary: bool,
+) {
+    match format {
+        Format::Text => {
+            if !report.findings.is_empty() || always_summary {
+                print!("{}", render::text(report, name, source));
+            }
+        }
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&render::json(report, name)).unwrap_or_default()
+        ),
+        Format::Sarif => println!(
+            "{}",
+            serde_json::to_string_pretty(&render::sarif(report, name)).unwrap_or_default()
+        ),
+    }
+}
+
+/// Runs the checks; a parse error or bad `check=` value is printed and
+/// becomes `Err(exit code)`.
+fn lint(
+    input_name: &str,
+    bytes: &[u8],
+    check_arg: Option<String>,
+    ctx: Option<&dyn ContextView>,
+) -> Result<Report, ExitCode> {
+    let opts = Options {
+        check_arg,
+        context: ctx,
+    };
+    match rbuild_lint::check(bytes, &opts) {
+        Ok(r) => {
+            let unknown = r.config.unknown_rules();
+            if !unknown.is_empty() {
+                eprintln!(
+                    "warning: no check rule named {}\nhint: `rbuild check --explain all` lists the rules",
+                    unknown.join(", ")
+                );
+            }
+            Ok(r)
+        }
+        Err(CheckError::Parse(err)) => {
+            eprint!("{}", err.render(input_name, bytes));
+            Err(ExitCode::from(1))
+        }
+        Err(err @ CheckError::Config { .. }) => {
+            eprintln!("error: {input_name}: {err}");
+            Err(ExitCode::from(1))
         }
     }
+}
+
+fn explain(rule: &str) -> anyhow::Result<ExitCode> {
+    if rule == "all" {
+        for r in rbuild_lint::rule::ALL {
+            let tag = match (r.origin, r.experimental) {
+                (rbuild_lint::Origin::Rbuild, _) => " (rbuild)",
+                (_, true) => " (experimental)",
+                _ => "",
+            };
+            println!("{}{tag}: {}", r.name, r.description);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(r) = Rule::find(rule) else {
+        let hint = match Rule::closest(rule) {
+            Some(c) => format!("did you mean {c}? "),
+            None => String::new(),
+        };
+        bail!(
+            "no check rule named {rule:?}\nhint: {hint}`rbuild check --explain all` lists the rules"
+        );
+    };
+    match r.rationale {
+        Some(text) => print!("{text}"),
+        None => println!("# {}\n\n{}", r.name, r.description),
+    }
+    if let Some(u) = r.url() {
+        println!("\n{u}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    if let Some(rule) = &args.explain {
+        return explain(rule);
+    }
+    let input = DockerfileInput::read(args.file.as_deref(), &args.context)?;
+    let ctx = if args.context.is_dir() {
+        Some(FsContext::open(&args.context, input.path.as_deref())?)
+    } else {
+        None
+    };
+    let check_arg = build_arg(
+        args.build_args.iter().map(|a| match a.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (a.as_str(), None),
+        }),
+        CHECK_BUILD_ARG,
+    );
+    let report = match lint(
+        &input.display_name,
+        &input.bytes,
+        check_arg,
+        ctx.as_ref().map(|c| c as &dyn ContextView),
+    ) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    print_report(
+        &report,
+        args.format,
+        &input.display_name,
+        &input.bytes,
+        false,
+    );
+    Ok(if report.fails() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// What `rbuild build --call` evaluates instead of building.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Build,
+    Check,
+    Outline,
+    Targets,
+}
+
+/// Parses buildx's `--call` value: `METHOD[,format=text|json]`.
+pub fn parse_call(s: &str) -> Result<(Call, Option<Format>), String> {
+    let mut parts = s.split(',');
+    let method = match parts.next().unwrap_or("").trim() {
+        "build" => Call::Build,
+        "check" => Call::Check,
+        "outline" => Call::Outline,
+        "targets" => Call::Targets,
+        other => {
+            return Err(format!(
+                "unknown method {other:?}: expected build, check, outline or targets"
+            ));
+        }
+    };
+    let mut format = None;
+    for p in parts {
+        match p.split_once('=') {
+            Some(("format", v)) => {
+                format = Some(
+                    Format::from_str(v, true)
+                        .map_err(|_| format!("unknown format {v:?}: expected text or json"))?,
+                );
+            }
+            _ => return Err(format!("unknown option {p:?}: expected format=text|json")),
+        }
+    }
+    Ok((method, format))
+}
+
+/// `rbuild build --call=check|outline|targets`: evaluates the Dockerfile
+/// instead of building it.
+pub fn call(
+    method: Call,
+    format: Format,
+    dockerfile: &rbuild_builder::DockerfileSource,
+    context: &Path,
+    target: Option<&str>,
+    check_arg: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let name = &dockerfile.name;
+    let bytes = &dockerfile.bytes;
+    let parse_failed = |err: &rbuild_lint::ParseError| {
+        eprint!("{}", err.render(name, bytes));
+        Ok(ExitCode::from(1))
+    };
+    match method {
+        Call::Build => unreachable!("the caller builds"),
+        Call::Check => {
+            let ctx = FsContext::open(context, dockerfile.path.as_deref())?;
+            let report = match lint(name, bytes, check_arg, Some(&ctx)) {
+                Ok(r) => r,
+                Err(code) => return Ok(code),
+            };
+            print_report(&report, format, name, bytes, true);
+            Ok(if report.fails() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Call::Targets => match outline::targets(bytes) {
+            Ok(ts) => {
+                match format {
+                    Format::Text => print!("{}", outline::targets_text(&ts)),
+                    _ => println!(
+                        "{}",
+                        serde_json::to_string_pretty(&serde_json::json!({ "targets": ts }))?
+                    ),
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(err) => parse_failed(&err),
+        },
+        Call::Outline => match outline::outline(bytes, target) {
+            Ok(o) => {
+                match format {
+                    Format::Text => print!("{}", outline::outline_text(&o)),
+                    _ => println!("{}", serde_json::to_string_pretty(&o)?),
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(outline::OutlineError::Parse(err)) => parse_failed(&err),
+            Err(err) => bail!("{err}"),
+        },
+    }
+}
+
+/// The checks every build runs first, as BuildKit's frontend does: the
+/// warnings, or `Err(exit code)` when the build must not start (a parse
+/// error is left to the build, which reports it as before).
+pub fn before_build(
+    dockerfile: &rbuild_builder::DockerfileSource,
+    context: &Path,
+    check_arg: Option<String>,
+) -> anyhow::Result<Result<Report, ExitCode>> {
+    let ctx = FsContext::open(context, dockerfile.path.as_deref())?;
+    let opts = Options {
+        check_arg,
+        context: Some(&ctx),
+    };
+    match rbuild_lint::check(&dockerfile.bytes, &opts) {
+        Ok(report) if report.fails() => {
+            print!(
+                "{}",
+                render::text(&report, &dockerfile.name, &dockerfile.bytes)
+            );
+            eprintln!("error: {}", report.failure_message().unwrap_or_default());
+            Ok(Err(ExitCode::from(1)))
+        }
+        Ok(report) => Ok(Ok(report)),
+        Err(CheckError::Parse(_)) => Ok(Ok(Report {
+            findings: Vec::new(),
+            config: Default::default(),
+        })),
+        Err(err) => {
+            eprintln!("error: {}: {err}", dockerfile.name);
+            Ok(Err(ExitCode::from(1)))
+        }
+    }
+}
+
+/// BuildKit's end-of-build warning list: `N warnings found:` then one
+/// `- Rule: message (line N)` per finding.
+/// NoEmptyContinuation is left out: the build already shows it with its
+/// source lines when it parses the Dockerfile.
+pub fn warnings_summary(report: &Report) -> String {
+    let shown: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule.name != rbuild_lint::rule::NO_EMPTY_CONTINUATION.name)
+        .collect();
+    let n = shown.len();
+    if n == 0 {
+        return String::new();
+    }
+    let mut s = format!(" {n} warning{} found:\n", if n == 1 { "" } else { "s" });
+    for f in shown {
+        s.push_str(&format!(" - {}\n", render::short(f)));
+    }
+    s
+}
+
+/// The findings as `--report` records them.
+pub fn warnings_json(report: &Report, name: &str) -> serde_json::Value {
+    render::json(report, name)
 }
