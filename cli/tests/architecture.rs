@@ -15,6 +15,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("rbuild-sandbox", &[]),
     ("rbuild-testkit", &[]),
     ("rbuild-template", &[]),
+    ("rbuild-lint", &["rbuild-parser"]),
     ("rbuild-solver", &["rbuild-parser", "rbuild-oci"]),
     ("rbuild-store", &["rbuild-oci"]),
     ("rbuild-registry", &["rbuild-oci", "rbuild-store"]),

@@ -48,7 +48,11 @@ impl FakeContext {
 
 impl ContextView for FakeContext {
     fn list_dir(&self, dir: &str) -> Option<Vec<String>> {
-        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
         Some(
             self.paths
                 .iter()
@@ -58,7 +62,9 @@ impl ContextView for FakeContext {
         )
     }
     fn exists(&self, path: &str) -> bool {
-        self.paths.iter().any(|p| p == path || p.starts_with(&format!("{path}/")))
+        self.paths
+            .iter()
+            .any(|p| p == path || p.starts_with(&format!("{path}/")))
     }
     fn ignore_file(&self) -> Option<String> {
         (!self.ignore.is_empty()).then(|| ".dockerignore".to_string())
@@ -67,7 +73,9 @@ impl ContextView for FakeContext {
         self.ignore.clone()
     }
     fn is_ignored(&self, path: &str) -> bool {
-        self.ignore.iter().any(|p| path == p || path.starts_with(&format!("{p}/")))
+        self.ignore
+            .iter()
+            .any(|p| path == p || path.starts_with(&format!("{p}/")))
     }
     fn size_up_to(&self, limit: u64) -> u64 {
         self.size.min(limit)
@@ -103,7 +111,10 @@ const NEEDS_A_BUILD: &[&str] = &["InvalidBaseImagePlatform"];
 fn every_rule_has_a_trigger_and_a_near_miss() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut failures = Vec::new();
-    for rule in rule::ALL.iter().filter(|r| !NEEDS_A_BUILD.contains(&r.name)) {
+    for rule in rule::ALL
+        .iter()
+        .filter(|r| !NEEDS_A_BUILD.contains(&r.name))
+    {
         let case = dir().join(rule.name);
         let trigger = std::fs::read_to_string(case.join("trigger.Dockerfile"))
             .unwrap_or_else(|e| panic!("{}: no trigger file: {e}", rule.name));
@@ -122,7 +133,10 @@ fn every_rule_has_a_trigger_and_a_near_miss() {
         } else {
             let want = std::fs::read_to_string(&golden).unwrap_or_default();
             if want != text {
-                failures.push(format!("{}: output differs from trigger.txt:\n{text}", rule.name));
+                failures.push(format!(
+                    "{}: output differs from trigger.txt:\n{text}",
+                    rule.name
+                ));
             }
         }
 
@@ -131,7 +145,11 @@ fn every_rule_has_a_trigger_and_a_near_miss() {
             failures.push(format!(
                 "{}: the near miss fires: {:?}",
                 rule.name,
-                missed.findings.iter().map(render::short).collect::<Vec<_>>()
+                missed
+                    .findings
+                    .iter()
+                    .map(render::short)
+                    .collect::<Vec<_>>()
             ));
         }
 
@@ -158,7 +176,11 @@ fn every_rule_has_a_trigger_and_a_near_miss() {
 fn skip_all_and_the_build_arg_replace_the_directive() {
     let rule = &rule::STAGE_NAME_CASING;
     let src = "FROM alpine AS Bad\n";
-    assert!(check(rule, &format!("# check=skip=all\n{src}")).findings.is_empty());
+    assert!(
+        check(rule, &format!("# check=skip=all\n{src}"))
+            .findings
+            .is_empty()
+    );
     // BUILDKIT_DOCKERFILE_CHECK replaces the directive.
     let report = rbuild_lint::check(
         format!("# check=skip=all\n{src}").as_bytes(),
@@ -178,7 +200,8 @@ fn skip_all_and_the_build_arg_replace_the_directive() {
 
 #[test]
 fn a_check_comment_above_an_instruction_skips_its_rules_there_only() {
-    let src = "FROM alpine\n# check=skip=JSONArgsRecommended\nCMD echo one\nFROM alpine\nCMD echo two\n";
+    let src =
+        "FROM alpine\n# check=skip=JSONArgsRecommended\nCMD echo one\nFROM alpine\nCMD echo two\n";
     let report = check(&rule::JSON_ARGS_RECOMMENDED, src);
     let lines: Vec<u32> = report.findings.iter().map(|f| f.span.start_line).collect();
     assert_eq!(lines, [5]);
@@ -186,9 +209,17 @@ fn a_check_comment_above_an_instruction_skips_its_rules_there_only() {
 
 #[test]
 fn error_true_makes_warnings_fail_and_a_bad_directive_is_an_error() {
-    let report = check(&rule::STAGE_NAME_CASING, "# check=error=true\nFROM alpine AS Bad\n");
+    let report = check(
+        &rule::STAGE_NAME_CASING,
+        "# check=error=true\nFROM alpine AS Bad\n",
+    );
     assert!(report.fails());
-    assert!(report.findings.iter().all(|f| f.level == rbuild_lint::Level::Error));
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| f.level == rbuild_lint::Level::Error)
+    );
     let warn = check(&rule::STAGE_NAME_CASING, "FROM alpine AS Bad\n");
     assert!(!warn.fails());
     let err = rbuild_lint::check(b"# check=skip\nFROM alpine\n", &Options::default()).unwrap_err();
@@ -214,5 +245,8 @@ fn messages_and_lines_match_buildkit_s_tests() {
     let src = "\nFROM scratch\n# warning: empty continuation line\nCOPY Dockerfile \\\n\n.\nCOPY Dockerfile \\\n.\n";
     let r = rbuild_lint::check(src.as_bytes(), &Options::default()).unwrap();
     let got: Vec<String> = r.findings.iter().map(render::short).collect();
-    assert_eq!(got, ["NoEmptyContinuation: Empty continuation line (line 6)"]);
+    assert_eq!(
+        got,
+        ["NoEmptyContinuation: Empty continuation line (line 6)"]
+    );
 }

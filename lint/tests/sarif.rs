@@ -23,7 +23,10 @@ fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
         .status()
         .is_ok_and(|s| s.success());
     if !have {
-        rbuild_testkit::skipped(test, "needs python3 with jsonschema (apt: python3-jsonschema)");
+        rbuild_testkit::skipped(
+            test,
+            "needs python3 with jsonschema (apt: python3-jsonschema)",
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -73,7 +76,10 @@ fn sarif_results_point_at_lines_and_rules() {
     assert_eq!(rules[idx]["id"], "StageNameCasing");
     assert_eq!(first["level"], "warning");
     let loc = &first["locations"][0]["physicalLocation"];
-    assert_eq!(loc["artifactLocation"]["uri"], "dir%20with%20space/Dockerfile");
+    assert_eq!(
+        loc["artifactLocation"]["uri"],
+        "dir%20with%20space/Dockerfile"
+    );
     assert_eq!(loc["region"]["startLine"], 1);
     assert_eq!(loc["region"]["startColumn"], 1);
 }
