@@ -449,3 +449,18 @@ fn build_call_outline_lists_args_secrets_and_ssh() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("unknown method \"bogus\""));
 }
+
+#[test]
+fn build_is_not_stopped_by_a_missing_source_in_a_stage_it_does_not_build() {
+    let dir = context(
+        "FROM scratch AS unused\nCOPY generated.jar /\n\nFROM scratch AS app\nCOPY a.txt /\n",
+        &[("a.txt", "a")],
+    );
+    let out = build(&["--progress", "plain", "--target", "app", "."], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("CopySourceNotFound"),
+        "still shown as a warning: {err}"
+    );
+}

@@ -100,6 +100,15 @@ pub(crate) const IMAGE_ENV: &[&str] = &[
     "JRE_HOME",
     "SDKMAN_DIR",
     "NVM_DIR",
+    "PYTHONPATH",
+    "PYTHONUNBUFFERED",
+    "PYTHONDONTWRITEBYTECODE",
+    "CLASSPATH",
+    "NODE_PATH",
+    "NODE_ENV",
+    "MANPATH",
+    "PERL5LIB",
+    "CPATH",
 ];
 
 /// Args BuildKit defines for FROM lines without an ARG.

@@ -120,15 +120,10 @@ fn dependency_install(cmds: &[Vec<String>]) -> Option<(String, String)> {
                                 .map(str::to_string)
                         })
                     });
-                    let local = args
-                        .iter()
-                        .skip(2)
-                        .any(|w| w == "." || w == "-e" || w == "--editable");
-                    match req {
-                        Some(r) => Some(r),
-                        None if local => Some("pyproject.toml (or setup.py)".into()),
-                        None => None,
-                    }
+                    // `pip install .` / `-e .` installs the project itself,
+                    // which needs its sources: only `-r FILE` is a
+                    // dependency install that can come first.
+                    req
                 } else {
                     None
                 }

@@ -387,7 +387,10 @@ pub fn before_build(
         context: Some(&ctx),
     };
     match rbuild_lint::check(&dockerfile.bytes, &opts) {
-        Ok(report) if report.fails() => {
+        // Only `error=true` stops a build here: an error-level finding
+        // (a missing COPY source) may be in a stage this target never
+        // builds, and a needed one fails at its step anyway.
+        Ok(report) if report.config.error && report.fails() => {
             print!(
                 "{}",
                 render::text(&report, &dockerfile.name, &dockerfile.bytes)

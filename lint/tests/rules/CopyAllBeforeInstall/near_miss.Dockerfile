@@ -1,6 +1,6 @@
-FROM node:22
+FROM python:3
 WORKDIR /app
-COPY package.json package-lock.json ./
-RUN npm ci
+COPY requirements.txt .
+RUN pip install -r requirements.txt
 COPY . .
-RUN npm run build
+RUN pip install --no-deps -e .
