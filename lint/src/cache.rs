@@ -450,7 +450,11 @@ pub(crate) fn run(file: &File<'_>, sink: &mut Sink<'_>, ctx: Option<&dyn Context
                                 continue;
                             }
                             if has_wildcards(rel) {
-                                if !glob_exists(ctx, rel) {
+                                // `COPY package.json yarn.lock* ./`: a
+                                // trailing `*` is the idiom for "if present".
+                                let optional =
+                                    rel.ends_with('*') && !has_wildcards(&rel[..rel.len() - 1]);
+                                if !optional && !glob_exists(ctx, rel) {
                                     sink.report_level(&COPY_SOURCE_NOT_FOUND, Some(i), span, format!("{kw} source {src:?} matches no file in the build context"), Level::Warning);
                                 }
                             } else if !ctx.exists(rel) {
