@@ -464,3 +464,21 @@ fn build_is_not_stopped_by_a_missing_source_in_a_stage_it_does_not_build() {
         "still shown as a warning: {err}"
     );
 }
+
+#[test]
+fn build_progress_json_reports_check_warnings_as_json_lines() {
+    let dir = context("FROM scratch AS Bad\nCOPY a.txt /\n", &[("a.txt", "a")]);
+    let out = build(&["--progress", "json", "."], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    let warnings: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{l}: {e}"))
+        })
+        .filter(|v| v["event"] == "warning")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert_eq!(warnings[0]["rule"], "StageNameCasing");
+    assert_eq!(warnings[0]["line"], 1);
+}

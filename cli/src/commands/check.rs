@@ -431,6 +431,24 @@ pub fn warnings_summary(report: &Report) -> String {
     s
 }
 
+/// `--progress=json`: one `{"event":"warning",…}` object per line.
+pub fn warnings_json_lines(report: &Report) -> String {
+    let mut s = String::new();
+    for f in &report.findings {
+        let v = serde_json::json!({
+            "event": "warning",
+            "rule": f.rule.name,
+            "level": f.level.as_str(),
+            "message": f.message,
+            "line": f.span.start_line,
+            "url": f.rule.url(),
+        });
+        s.push_str(&v.to_string());
+        s.push('\n');
+    }
+    s
+}
+
 /// The findings as `--report` records them.
 pub fn warnings_json(report: &Report, name: &str) -> serde_json::Value {
     render::json(report, name)

@@ -326,8 +326,10 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<ExitCode> {
         host: &frontend::CliHost,
     };
     let outcome = rbuild_builder::build(&store, request, &options);
-    if !invocation.quiet {
-        eprint!("{}", check::warnings_summary(&lint));
+    match invocation.progress {
+        ProgressMode::Quiet => {}
+        ProgressMode::Json => eprint!("{}", check::warnings_json_lines(&lint)),
+        ProgressMode::Tty | ProgressMode::Plain => eprint!("{}", check::warnings_summary(&lint)),
     }
     match outcome {
         Ok(result) => {
