@@ -460,9 +460,18 @@ fn build_is_not_stopped_by_a_missing_source_in_a_stage_it_does_not_build() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(
-        err.contains("CopySourceNotFound"),
-        "still shown as a warning: {err}"
+        !err.contains("CopySourceNotFound"),
+        "not a stage this build runs: {err}"
     );
+    // Without --target the build runs (and checks) the last stage only.
+    let out = build(&["--progress", "plain", "."], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // `rbuild check` checks every stage, as BuildKit's lint request does.
+    let out = rbuild(&["check"], dir.path(), None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("generated.jar"));
+    let out = rbuild(&["check", "--target", "app"], dir.path(), None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 }
 
 #[test]

@@ -88,6 +88,8 @@ fn bench(c: &mut Criterion) {
     let opts = Options {
         check_arg: None,
         context: Some(&ctx),
+        target: None,
+        for_build: false,
     };
     c.bench_function("check 1000 lines, with context", |b| {
         b.iter(|| rbuild_lint::check(std::hint::black_box(src.as_bytes()), &opts).unwrap())

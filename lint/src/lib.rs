@@ -75,6 +75,13 @@ pub struct Options<'a> {
     pub check_arg: Option<String>,
     /// The build context, when there is one to look at.
     pub context: Option<&'a dyn ContextView>,
+    /// Check only the stages building this target needs (`--target`), as
+    /// BuildKit checks only the stages it dispatches; `None`: every stage
+    /// (BuildKit's lint request), or the last one with `for_build`.
+    pub target: Option<String>,
+    /// Checking before a build: with no `target`, the stages the last
+    /// stage needs (what the build runs), not every stage.
+    pub for_build: bool,
 }
 
 /// The outcome of a check.
@@ -157,6 +164,31 @@ pub fn check(source: &[u8], opts: &Options<'_>) -> Result<Report, CheckError> {
     buildkit::run(&file, &mut sink, opts.context);
     cache::run(&file, &mut sink, opts.context);
     let mut findings = sink.findings;
+    let target = match &opts.target {
+        Some(t) => {
+            let t = t.to_ascii_lowercase();
+            df.stages
+                .iter()
+                .position(|s| s.name.as_deref() == Some(t.as_str()))
+        }
+        None if opts.for_build => df.stages.len().checked_sub(1),
+        None => None,
+    };
+    if let Some(idx) = target {
+        let need = model::needed_stages(&df.stages, idx);
+        let skipped: Vec<&rbuild_parser::Stage> = df
+            .stages
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !need.contains(i))
+            .map(|(_, s)| s)
+            .collect();
+        findings.retain(|f| {
+            !skipped
+                .iter()
+                .any(|s| s.span.start <= f.span.start && f.span.start < s.span.end)
+        });
+    }
     if config.error {
         for f in &mut findings {
             f.level = Level::Error;

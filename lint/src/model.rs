@@ -162,3 +162,38 @@ pub(crate) fn run_text(inst: &Instruction) -> Option<String> {
     }
     Some(s)
 }
+
+/// The stages building `target` needs: its base chain and the stages its
+/// `COPY --from` and `RUN --mount=from=` name, transitively.
+pub(crate) fn needed_stages(stages: &[Stage], target: usize) -> std::collections::BTreeSet<usize> {
+    let mut need = std::collections::BTreeSet::new();
+    let mut todo = vec![target];
+    while let Some(s) = todo.pop() {
+        if s >= stages.len() || !need.insert(s) {
+            continue;
+        }
+        if let Some(p) = parent_stage(stages, s) {
+            todo.push(p);
+        }
+        for inst in &stages[s].instructions {
+            let froms: Vec<&str> = match &inst.kind {
+                InstructionKind::Copy { from: Some(f), .. } => vec![f.as_str()],
+                InstructionKind::Run { mounts, .. } => {
+                    mounts.iter().filter_map(|m| m.from.as_deref()).collect()
+                }
+                _ => Vec::new(),
+            };
+            for f in froms {
+                let f = f.to_ascii_lowercase();
+                let idx = stages[..s]
+                    .iter()
+                    .position(|x| x.name.as_deref() == Some(f.as_str()))
+                    .or_else(|| f.parse::<usize>().ok().filter(|i| *i < s));
+                if let Some(i) = idx {
+                    todo.push(i);
+                }
+            }
+        }
+    }
+    need
+}

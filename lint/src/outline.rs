@@ -4,13 +4,12 @@
 //! mounts ask for, and whether they are required. JSON shapes follow
 //! BuildKit's `frontend/subrequests/{targets,outline}`.
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use rbuild_parser::shell::Lex;
 use rbuild_parser::{InstructionKind, MountType, ParseError};
 
-use crate::model::{self, File, parent_stage};
+use crate::model::{self, File};
 
 /// One stage, as `--call=targets` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -139,37 +138,7 @@ pub fn outline(source: &[u8], target: Option<&str>) -> Result<Outline, OutlineEr
         }
         None => stages.len().saturating_sub(1),
     };
-    // Stages the target needs: its base chain, COPY --from and RUN
-    // --mount=from= sources, transitively.
-    let mut need = BTreeSet::new();
-    let mut todo = vec![target_idx];
-    while let Some(s) = todo.pop() {
-        if !need.insert(s) {
-            continue;
-        }
-        if let Some(p) = parent_stage(stages, s) {
-            todo.push(p);
-        }
-        for inst in &stages[s].instructions {
-            let froms: Vec<&str> = match &inst.kind {
-                InstructionKind::Copy { from: Some(f), .. } => vec![f.as_str()],
-                InstructionKind::Run { mounts, .. } => {
-                    mounts.iter().filter_map(|m| m.from.as_deref()).collect()
-                }
-                _ => Vec::new(),
-            };
-            for f in froms {
-                let f = f.to_ascii_lowercase();
-                let idx = stages[..s]
-                    .iter()
-                    .position(|x| x.name.as_deref() == Some(f.as_str()))
-                    .or_else(|| f.parse::<usize>().ok().filter(|i| *i < s));
-                if let Some(i) = idx {
-                    todo.push(i);
-                }
-            }
-        }
-    }
+    let need = model::needed_stages(stages, target_idx);
     let lex = Lex::new(ast.directives.escape_token);
     let mut global: Vec<(String, String, String, u32)> = Vec::new(); // name, value, description, line
     let mut env: Vec<(String, String)> = Vec::new();

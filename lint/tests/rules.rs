@@ -93,6 +93,8 @@ fn check(rule: &Rule, source: &str) -> Report {
         &Options {
             check_arg: None,
             context: Some(&ctx),
+            target: None,
+            for_build: false,
         },
     )
     .unwrap_or_else(|e| panic!("{}: {e}", rule.name))
@@ -187,6 +189,8 @@ fn skip_all_and_the_build_arg_replace_the_directive() {
         &Options {
             check_arg: Some("error=true".into()),
             context: None,
+            target: None,
+            for_build: false,
         },
     )
     .unwrap();

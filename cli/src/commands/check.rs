@@ -50,6 +50,10 @@ pub struct CheckArgs {
     #[arg(long = "build-arg", value_name = "NAME=VALUE")]
     pub build_args: Vec<String>,
 
+    /// Check only the stages building STAGE needs (default: every stage)
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+
     /// The build context directory
     #[arg(value_name = "CONTEXT", default_value = ".")]
     pub context: PathBuf,
@@ -179,10 +183,13 @@ fn lint(
     bytes: &[u8],
     check_arg: Option<String>,
     ctx: Option<&dyn ContextView>,
+    target: Option<&str>,
 ) -> Result<Report, ExitCode> {
     let opts = Options {
         check_arg,
         context: ctx,
+        target: target.map(str::to_string),
+        for_build: false,
     };
     match rbuild_lint::check(bytes, &opts) {
         Ok(r) => {
@@ -259,6 +266,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         &input.bytes,
         check_arg,
         ctx.as_ref().map(|c| c as &dyn ContextView),
+        args.target.as_deref(),
     ) {
         Ok(r) => r,
         Err(code) => return Ok(code),
@@ -335,7 +343,7 @@ pub fn call(
         Call::Build => unreachable!("the caller builds"),
         Call::Check => {
             let ctx = FsContext::open(context, dockerfile.path.as_deref())?;
-            let report = match lint(name, bytes, check_arg, Some(&ctx)) {
+            let report = match lint(name, bytes, check_arg, Some(&ctx), target) {
                 Ok(r) => r,
                 Err(code) => return Ok(code),
             };
@@ -380,11 +388,14 @@ pub fn before_build(
     dockerfile: &rbuild_builder::DockerfileSource,
     context: &Path,
     check_arg: Option<String>,
+    target: Option<&str>,
 ) -> anyhow::Result<Result<Report, ExitCode>> {
     let ctx = FsContext::open(context, dockerfile.path.as_deref())?;
     let opts = Options {
         check_arg,
         context: Some(&ctx),
+        target: target.map(str::to_string),
+        for_build: true,
     };
     match rbuild_lint::check(&dockerfile.bytes, &opts) {
         // Only `error=true` stops a build here: an error-level finding

@@ -309,6 +309,7 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<ExitCode> {
         &invocation.request.dockerfile,
         &invocation.request.context,
         check_arg,
+        invocation.request.plan.target.as_deref(),
     )? {
         Ok(report) => report,
         Err(code) => return Ok(code),
