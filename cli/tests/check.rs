@@ -491,3 +491,52 @@ fn build_progress_json_reports_check_warnings_as_json_lines() {
     assert_eq!(warnings[0]["rule"], "StageNameCasing");
     assert_eq!(warnings[0]["line"], 1);
 }
+
+#[test]
+fn build_checks_undefined_vars_against_a_local_base_image_s_env() {
+    let base = context(
+        "FROM scratch\nENV MYVAR=1\nCOPY a.txt /\n",
+        &[("a.txt", "a")],
+    );
+    let root = base.path().join(".root");
+    let out = rbuild(
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "build",
+            "-q",
+            "-t",
+            "lintbase:1",
+            ".",
+        ],
+        base.path(),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let app = base.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::write(
+        app.join("Dockerfile"),
+        "FROM lintbase:1\nENV A=$MYVAR B=$JAVA_HOME\n",
+    )
+    .unwrap();
+    let out = rbuild(
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "build",
+            "--progress",
+            "plain",
+            ".",
+        ],
+        &app,
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(!err.contains("'$MYVAR'"), "the base image sets it: {err}");
+    assert!(
+        err.contains("UndefinedVar: Usage of undefined variable '$JAVA_HOME' (line 2)"),
+        "nothing is assumed of a known image: {err}"
+    );
+}

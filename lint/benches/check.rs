@@ -90,6 +90,7 @@ fn bench(c: &mut Criterion) {
         context: Some(&ctx),
         target: None,
         for_build: false,
+        images: None,
     };
     c.bench_function("check 1000 lines, with context", |b| {
         b.iter(|| rbuild_lint::check(std::hint::black_box(src.as_bytes()), &opts).unwrap())

@@ -141,7 +141,12 @@ struct StageState {
     healthcheck: Option<rbuild_parser::Span>,
 }
 
-pub(crate) fn run(file: &File<'_>, sink: &mut Sink<'_>, ctx: Option<&dyn ContextView>) {
+pub(crate) fn run(
+    file: &File<'_>,
+    sink: &mut Sink<'_>,
+    ctx: Option<&dyn ContextView>,
+    images: Option<&dyn crate::BaseImages>,
+) {
     let lex = Lex::new(file.ast.directives.escape_token);
     for w in &file.ast.warnings {
         if w.url
@@ -212,7 +217,7 @@ pub(crate) fn run(file: &File<'_>, sink: &mut Sink<'_>, ctx: Option<&dyn Context
                 &mut stage_names,
             );
             let stages = &file.df.stages;
-            let mut st = match parent_stage(stages, stage_idx) {
+            let st = match parent_stage(stages, stage_idx) {
                 Some(p) => {
                     let mut s = states.get(p).cloned().unwrap_or_default();
                     s.args.clear();
@@ -221,17 +226,33 @@ pub(crate) fn run(file: &File<'_>, sink: &mut Sink<'_>, ctx: Option<&dyn Context
                     s.healthcheck = None;
                     s
                 }
-                None => StageState {
-                    image_base: !image.eq_ignore_ascii_case("scratch"),
-                    ..StageState::default()
-                },
+                None => {
+                    let mut st = StageState {
+                        image_base: !image.eq_ignore_ascii_case("scratch"),
+                        ..StageState::default()
+                    };
+                    // The base image's own Env, when the caller has it:
+                    // then nothing is assumed.
+                    let known = images
+                        .zip(lex.process_word(image, &global_env).ok())
+                        .and_then(|(imgs, e)| imgs.env(&e.value));
+                    match known {
+                        Some(env) => {
+                            st.image_base = false;
+                            for kv in env {
+                                let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+                                st.env.push((k.to_string(), v.to_string()));
+                            }
+                        }
+                        None if st.image_base => st.env.push((
+                            "PATH".into(),
+                            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+                        )),
+                        None => {}
+                    }
+                    st
+                }
             };
-            if st.env.is_empty() && st.image_base {
-                st.env.push((
-                    "PATH".into(),
-                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-                ));
-            }
             cur = Some(st);
             continue;
         }

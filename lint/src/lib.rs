@@ -13,11 +13,12 @@
 //! need the context (CopyIgnoredFile, CopySourceNotFound,
 //! MissingDockerignore) stay silent.
 //!
-//! What BuildKit knows and rbuild's check does not: the base image's
+//! What BuildKit knows and rbuild's check may not: the base image's
 //! configuration. BuildKit's UndefinedVar sees the variables a base image
-//! sets; rbuild assumes `PATH` plus the variables official images set
-//! ([`buildkit::IMAGE_ENV`](crate::buildkit)), and InvalidBaseImagePlatform
-//! (which compares the pulled image's platform) never fires in `check`.
+//! sets; rbuild sees them when the caller passes [`BaseImages`] (a build
+//! reads its store), and otherwise assumes `PATH` plus the variables
+//! official images set (`buildkit::IMAGE_ENV`). InvalidBaseImagePlatform
+//! (which compares the pulled image's platform) is not implemented.
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![deny(clippy::disallowed_methods)]
@@ -67,6 +68,14 @@ pub trait ContextView {
     fn size_up_to(&self, limit: u64) -> u64;
 }
 
+/// The configuration of base images, when the caller can read them (a
+/// build's store): BuildKit's UndefinedVar sees the base image's `Env`.
+pub trait BaseImages {
+    /// The `Env` (`KEY=value` strings) of `image` (a reference as the
+    /// expanded FROM line names it), or `None` when it is not at hand.
+    fn env(&self, image: &str) -> Option<Vec<String>>;
+}
+
 /// What to check with.
 #[derive(Default)]
 pub struct Options<'a> {
@@ -82,6 +91,9 @@ pub struct Options<'a> {
     /// Checking before a build: with no `target`, the stages the last
     /// stage needs (what the build runs), not every stage.
     pub for_build: bool,
+    /// Base images' configurations, when at hand; without them
+    /// UndefinedVar assumes the variables official images set.
+    pub images: Option<&'a dyn BaseImages>,
 }
 
 /// The outcome of a check.
@@ -161,7 +173,7 @@ pub fn check(source: &[u8], opts: &Options<'_>) -> Result<Report, CheckError> {
         file: &file,
         findings: Vec::new(),
     };
-    buildkit::run(&file, &mut sink, opts.context);
+    buildkit::run(&file, &mut sink, opts.context, opts.images);
     cache::run(&file, &mut sink, opts.context);
     let mut findings = sink.findings;
     let target = match &opts.target {

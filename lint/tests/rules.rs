@@ -95,6 +95,7 @@ fn check(rule: &Rule, source: &str) -> Report {
             context: Some(&ctx),
             target: None,
             for_build: false,
+            images: None,
         },
     )
     .unwrap_or_else(|e| panic!("{}: {e}", rule.name))
@@ -191,6 +192,7 @@ fn skip_all_and_the_build_arg_replace_the_directive() {
             context: None,
             target: None,
             for_build: false,
+            images: None,
         },
     )
     .unwrap();
@@ -252,5 +254,48 @@ fn messages_and_lines_match_buildkit_s_tests() {
     assert_eq!(
         got,
         ["NoEmptyContinuation: Empty continuation line (line 6)"]
+    );
+}
+
+struct Images;
+
+impl rbuild_lint::BaseImages for Images {
+    fn env(&self, image: &str) -> Option<Vec<String>> {
+        (image == "example/app:1").then(|| vec!["PATH=/bin".into(), "APP_HOME=/app".into()])
+    }
+}
+
+#[test]
+fn undefined_var_uses_the_base_image_env_when_given() {
+    let src = "FROM example/app:1\nENV A=$APP_HOME B=$JAVA_HOME\nFROM alpine\nENV C=$JAVA_HOME D=$APP_HOME\n";
+    let run = |images: Option<&dyn rbuild_lint::BaseImages>| -> Vec<String> {
+        rbuild_lint::check(
+            src.as_bytes(),
+            &Options {
+                images,
+                ..Options::default()
+            },
+        )
+        .unwrap()
+        .findings
+        .iter()
+        .map(render::short)
+        .collect()
+    };
+    // Without image configs: official images' variables are assumed.
+    assert_eq!(
+        run(None),
+        [
+            "UndefinedVar: Usage of undefined variable '$APP_HOME' (line 2)",
+            "UndefinedVar: Usage of undefined variable '$APP_HOME' (line 4)",
+        ]
+    );
+    // With the image's Env: exact for that image, assumptions elsewhere.
+    assert_eq!(
+        run(Some(&Images)),
+        [
+            "UndefinedVar: Usage of undefined variable '$JAVA_HOME' (line 2)",
+            "UndefinedVar: Usage of undefined variable '$APP_HOME' (line 4)",
+        ]
     );
 }

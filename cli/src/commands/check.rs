@@ -190,6 +190,7 @@ fn lint(
         context: ctx,
         target: target.map(str::to_string),
         for_build: false,
+        images: None,
     };
     match rbuild_lint::check(bytes, &opts) {
         Ok(r) => {
@@ -389,6 +390,7 @@ pub fn before_build(
     context: &Path,
     check_arg: Option<String>,
     target: Option<&str>,
+    images: Option<&dyn rbuild_lint::BaseImages>,
 ) -> anyhow::Result<Result<Report, ExitCode>> {
     let ctx = FsContext::open(context, dockerfile.path.as_deref())?;
     let opts = Options {
@@ -396,6 +398,7 @@ pub fn before_build(
         context: Some(&ctx),
         target: target.map(str::to_string),
         for_build: true,
+        images,
     };
     match rbuild_lint::check(&dockerfile.bytes, &opts) {
         // Only `error=true` stops a build here: an error-level finding
@@ -418,6 +421,18 @@ pub fn before_build(
             eprintln!("error: {}: {err}", dockerfile.name);
             Ok(Err(ExitCode::from(1)))
         }
+    }
+}
+
+/// Base images from the store, for UndefinedVar: what a build would use
+/// when the image is already there (a pull happens later, if at all).
+pub struct StoreImages<'a>(pub &'a rbuild_store::Store);
+
+impl rbuild_lint::BaseImages for StoreImages<'_> {
+    fn env(&self, image: &str) -> Option<Vec<String>> {
+        let r = rbuild_oci::reference::ImageRef::parse(image).ok()?;
+        let img = self.0.resolve_ref(&r).ok()?;
+        Some(img.config.config.env.clone().unwrap_or_default())
     }
 }
 

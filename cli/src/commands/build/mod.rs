@@ -305,16 +305,17 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<ExitCode> {
             check_arg,
         );
     }
+    let store = crate::root::open_store(root)?;
     let lint = match check::before_build(
         &invocation.request.dockerfile,
         &invocation.request.context,
         check_arg,
         invocation.request.plan.target.as_deref(),
+        Some(&check::StoreImages(&store)),
     )? {
         Ok(report) => report,
         Err(code) => return Ok(code),
     };
-    let store = crate::root::open_store(root)?;
     let request = &invocation.request;
     let events = frontend::Frontend::new(
         progress::renderer(invocation.progress),
