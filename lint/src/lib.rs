@@ -1,8 +1,8 @@
 //! rbuild-lint: checks a Dockerfile and reports findings.
 //!
 //! Owns: the rule table ([`rule`]), BuildKit's 22 Build Checks with their
-//! names, messages, lines and defaults ([`buildkit`](crate::buildkit)),
-//! rbuild's own cache-efficiency rules ([`cache`](crate::cache)), the
+//! names, messages, lines and defaults (`buildkit.rs`),
+//! rbuild's own cache-efficiency rules (`cache.rs`), the
 //! `check=` configuration ([`CheckConfig`]), the three output formats
 //! ([`render`]) and the stage/argument outline behind `--call=targets`
 //! and `--call=outline` ([`outline`]).
