@@ -479,3 +479,39 @@ pub fn warnings_json_lines(report: &Report) -> String {
 pub fn warnings_json(report: &Report, name: &str) -> serde_json::Value {
     render::json(report, name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_takes_buildx_s_method_and_format() {
+        assert_eq!(parse_call("outline"), Ok((Call::Outline, None)));
+        assert_eq!(
+            parse_call("targets,format=json"),
+            Ok((Call::Targets, Some(Format::Json)))
+        );
+        assert_eq!(parse_call("build"), Ok((Call::Build, None)));
+        assert!(
+            parse_call("check,format=yaml")
+                .unwrap_err()
+                .contains("yaml")
+        );
+        assert!(parse_call("check,bogus").unwrap_err().contains("bogus"));
+        assert!(parse_call("lint").unwrap_err().contains("unknown method"));
+    }
+
+    #[test]
+    fn the_last_check_build_arg_wins() {
+        let args = [
+            ("A", Some("1")),
+            (CHECK_BUILD_ARG, Some("skip=all")),
+            (CHECK_BUILD_ARG, Some("error=true")),
+        ];
+        assert_eq!(
+            build_arg(args, CHECK_BUILD_ARG).as_deref(),
+            Some("error=true")
+        );
+        assert_eq!(build_arg([("A", None)], CHECK_BUILD_ARG), None);
+    }
+}
