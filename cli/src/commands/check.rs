@@ -125,10 +125,13 @@ impl ContextView for FsContext {
                 continue;
             };
             for e in rd.flatten() {
-                let Ok(meta) = e.metadata() else { continue };
-                if meta.is_dir() {
+                // The entry's own type: a symlink (to a parent, say) is
+                // neither walked into nor counted, as the context sends it.
+                let Ok(kind) = e.file_type() else { continue };
+                if kind.is_dir() {
                     dirs.push(e.path());
-                } else if meta.is_file() {
+                } else if kind.is_file() {
+                    let Ok(meta) = e.metadata() else { continue };
                     total += meta.len();
                     if total >= limit {
                         return total;
@@ -499,6 +502,16 @@ mod tests {
         );
         assert!(parse_call("check,bogus").unwrap_err().contains("bogus"));
         assert!(parse_call("lint").unwrap_err().contains("unknown method"));
+    }
+
+    #[test]
+    fn context_size_does_not_follow_a_symlink_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"12345").unwrap();
+        std::os::unix::fs::symlink(".", dir.path().join("loop")).unwrap();
+        std::os::unix::fs::symlink("f", dir.path().join("link")).unwrap();
+        let ctx = FsContext::open(dir.path(), None).unwrap();
+        assert_eq!(ctx.size_up_to(u64::MAX), 5);
     }
 
     #[test]
