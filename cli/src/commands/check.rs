@@ -329,7 +329,7 @@ pub fn parse_call(s: &str) -> Result<(Call, Option<Format>), String> {
 
 /// `rbuild build --call=check|outline|targets`: evaluates the Dockerfile
 /// instead of building it.
-pub fn call(
+fn call(
     method: Call,
     format: Format,
     dockerfile: &rbuild_builder::DockerfileSource,
@@ -382,6 +382,52 @@ pub fn call(
             Err(outline::OutlineError::Parse(err)) => parse_failed(&err),
             Err(err) => bail!("{err}"),
         },
+    }
+}
+
+/// `rbuild build --check` / `--call=METHOD` (and `--format`): evaluates
+/// the Dockerfile instead of building it and returns the exit code, or
+/// `None` when the build goes on.
+pub fn call_instead_of_build(
+    args: &super::build::BuildArgs,
+    request: &rbuild_builder::BuildRequest,
+) -> anyhow::Result<Option<ExitCode>> {
+    let method = match (args.check, args.call) {
+        (true, _) => Call::Check,
+        (false, Some((c, _))) => c,
+        (false, None) => Call::Build,
+    };
+    if method == Call::Build {
+        if args.format.is_some() {
+            bail!(
+                "--format applies to --call=check|outline|targets and --check\nhint: add --call=outline (or targets, check)"
+            );
+        }
+        return Ok(None);
+    }
+    let format = args
+        .format
+        .or(args.call.and_then(|(_, f)| f))
+        .unwrap_or(Format::Text);
+    let check_arg = request.plan.build_args.get(CHECK_BUILD_ARG).cloned();
+    call(
+        method,
+        format,
+        &request.dockerfile,
+        &request.context,
+        request.plan.target.as_deref(),
+        check_arg,
+    )
+    .map(Some)
+}
+
+/// After a build: the check warnings as the progress mode shows them.
+pub fn show_build_warnings(mode: super::build::progress::ProgressMode, report: &Report) {
+    use super::build::progress::ProgressMode;
+    match mode {
+        ProgressMode::Quiet => {}
+        ProgressMode::Json => eprint!("{}", warnings_json_lines(report)),
+        ProgressMode::Tty | ProgressMode::Plain => eprint!("{}", warnings_summary(report)),
     }
 }
 

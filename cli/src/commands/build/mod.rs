@@ -272,39 +272,18 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<ExitCode> {
         name: input.display_name,
         path: input.path,
     };
-    // The Dockerfile checks (issue 17) run before anything is built:
-    // `--call`/`--check` stop there; `error=true` fails the build here.
+    // The Dockerfile checks (issue 17, `commands/check.rs`) run before
+    // anything is built: `--call`/`--check` stop there, and so does a
+    // failing check with `error=true`.
+    if let Some(code) = check::call_instead_of_build(&args, &invocation.request)? {
+        return Ok(code);
+    }
     let check_arg = invocation
         .request
         .plan
         .build_args
         .get(check::CHECK_BUILD_ARG)
         .cloned();
-    let call = match (args.check, args.call) {
-        (true, _) => check::Call::Check,
-        (false, Some((c, _))) => c,
-        (false, None) => check::Call::Build,
-    };
-    if call == check::Call::Build && args.format.is_some() {
-        bail!(
-            "--format applies to --call=check|outline|targets and --check\nhint: add --call=outline (or targets, check)"
-        );
-    }
-    if call != check::Call::Build {
-        let format = args
-            .format
-            .or(args.call.and_then(|(_, f)| f))
-            .unwrap_or(check::Format::Text);
-        let request = &invocation.request;
-        return check::call(
-            call,
-            format,
-            &request.dockerfile,
-            &request.context,
-            request.plan.target.as_deref(),
-            check_arg,
-        );
-    }
     let store = crate::root::open_store(root)?;
     let lint = match check::before_build(
         &invocation.request.dockerfile,
@@ -328,11 +307,7 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<ExitCode> {
         host: &frontend::CliHost,
     };
     let outcome = rbuild_builder::build(&store, request, &options);
-    match invocation.progress {
-        ProgressMode::Quiet => {}
-        ProgressMode::Json => eprint!("{}", check::warnings_json_lines(&lint)),
-        ProgressMode::Tty | ProgressMode::Plain => eprint!("{}", check::warnings_summary(&lint)),
-    }
+    check::show_build_warnings(invocation.progress, &lint);
     match outcome {
         Ok(result) => {
             finish(&invocation, &result, &lint)?;
