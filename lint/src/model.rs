@@ -36,7 +36,7 @@ pub(crate) struct File<'a> {
 /// Both layers of the parser over `bytes`.
 pub(crate) fn parse(bytes: &[u8]) -> Result<(&str, Ast, rbuild_parser::Dockerfile), ParseError> {
     let ast = ast::parse(bytes)?;
-    let df = rbuild_parser::instructions::from_ast(ast.clone())?;
+    let df = rbuild_parser::instructions::from_ast_ref(&ast)?;
     // The parser refuses invalid UTF-8, so this holds once it accepted.
     let source = std::str::from_utf8(bytes).unwrap_or_default();
     Ok((source, ast, df))
