@@ -452,8 +452,11 @@ pub(crate) fn run(file: &File<'_>, sink: &mut Sink<'_>, ctx: Option<&dyn Context
                             if has_wildcards(rel) {
                                 // `COPY package.json yarn.lock* ./`: a
                                 // trailing `*` is the idiom for "if present".
-                                let optional =
-                                    rel.ends_with('*') && !has_wildcards(&rel[..rel.len() - 1]);
+                                // `**` (COPY --parents) spans directories:
+                                // not guessed at here.
+                                let optional = (rel.ends_with('*')
+                                    && !has_wildcards(&rel[..rel.len() - 1]))
+                                    || rel.contains("**");
                                 if !optional && !glob_exists(ctx, rel) {
                                     sink.report_level(&COPY_SOURCE_NOT_FOUND, Some(i), span, format!("{kw} source {src:?} matches no file in the build context"), Level::Warning);
                                 }
