@@ -540,3 +540,20 @@ fn build_checks_undefined_vars_against_a_local_base_image_s_env() {
         "nothing is assumed of a known image: {err}"
     );
 }
+
+#[test]
+fn check_json_and_sarif_report_a_parse_error_too() {
+    let dir = context("FROM alpine\nCOPPY . /\n", &[]);
+    let out = rbuild(&["check", "--format", "json"], dir.path(), None);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(v[0]["rule"], "DockerfileParseError");
+    assert_eq!(v[0]["line"], 2);
+    assert!(
+        text(&out.stderr).contains("Dockerfile:2:1"),
+        "and the usual snippet"
+    );
+    let out = rbuild(&["check", "--format", "sarif"], dir.path(), None);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("SARIF on stdout");
+    assert_eq!(v["runs"][0]["results"][0]["ruleId"], "DockerfileParseError");
+}

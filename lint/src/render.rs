@@ -146,6 +146,61 @@ pub fn json(report: &Report, file_name: &str) -> serde_json::Value {
     serde_json::to_value(items).unwrap_or_default()
 }
 
+/// The rule id a Dockerfile that does not parse is reported under in the
+/// JSON and SARIF forms (no rule of the table: nothing else ran).
+pub const PARSE_ERROR_RULE: &str = "DockerfileParseError";
+
+fn parse_error_message(err: &crate::ParseError) -> String {
+    match &err.help {
+        Some(h) => format!("{} ({h})", err.message),
+        None => err.message.clone(),
+    }
+}
+
+/// A parse error as the one finding of `--format json`, so CI scripts
+/// always get an array.
+pub fn json_parse_error(err: &crate::ParseError, file_name: &str) -> serde_json::Value {
+    serde_json::json!([{
+        "rule": PARSE_ERROR_RULE,
+        "level": "error",
+        "message": parse_error_message(err),
+        "description": "The Dockerfile does not parse; no check ran",
+        "file": file_name,
+        "line": err.span.start_line,
+        "column": err.span.start_column,
+        "end_line": err.span.end_line,
+        "end_column": err.span.end_column,
+        "url": null,
+    }])
+}
+
+/// A parse error as a SARIF log with one error result, so a code-scanning
+/// upload shows it on the line instead of failing on an empty file.
+pub fn sarif_parse_error(err: &crate::ParseError, file_name: &str) -> serde_json::Value {
+    let mut doc = sarif(
+        &Report {
+            findings: Vec::new(),
+            config: Default::default(),
+        },
+        file_name,
+    );
+    doc["runs"][0]["results"] = serde_json::json!([{
+        "ruleId": PARSE_ERROR_RULE,
+        "level": "error",
+        "message": {"text": parse_error_message(err)},
+        "locations": [{
+            "physicalLocation": {
+                "artifactLocation": {"uri": uri_path(file_name)},
+                "region": {
+                    "startLine": err.span.start_line.max(1),
+                    "startColumn": err.span.start_column.max(1),
+                },
+            }
+        }],
+    }]);
+    doc
+}
+
 /// Percent-encodes what a relative URI reference may not hold as is.
 fn uri_path(p: &str) -> String {
     let mut out = String::new();

@@ -63,6 +63,57 @@ fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
     assert!(!bad.status.success());
 }
 
+fn validate(doc: &serde_json::Value) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.sarif");
+    std::fs::write(&out, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sarif-schema-2.1.0.json");
+    let script = "import json,sys,jsonschema\n\
+        v=jsonschema.Draft7Validator(json.load(open(sys.argv[1])), format_checker=jsonschema.FormatChecker())\n\
+        errs=list(v.iter_errors(json.load(open(sys.argv[2]))))\n\
+        [print(list(e.path), e.message) for e in errs]\n\
+        sys.exit(1 if errs else 0)\n";
+    let res = Command::new("python3")
+        .args(["-c", script])
+        .arg(&schema)
+        .arg(&out)
+        .output()
+        .unwrap();
+    if res.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&res.stdout).into_owned())
+    }
+}
+
+#[test]
+fn a_parse_error_is_a_valid_sarif_log_with_one_error() {
+    let err = match rbuild_lint::check(b"FROM alpine\nCOPPY . /\n", &Options::default()) {
+        Err(rbuild_lint::CheckError::Parse(e)) => e,
+        other => panic!("{other:?}"),
+    };
+    let doc = render::sarif_parse_error(&err, "Dockerfile");
+    let r = &doc["runs"][0]["results"][0];
+    assert_eq!(r["ruleId"], "DockerfileParseError");
+    assert_eq!(r["level"], "error");
+    assert_eq!(
+        r["locations"][0]["physicalLocation"]["region"]["startLine"],
+        2
+    );
+    let have = Command::new("python3")
+        .args(["-c", "import jsonschema"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        rbuild_testkit::skipped(
+            "a_parse_error_is_a_valid_sarif_log_with_one_error",
+            "needs python3 with jsonschema (apt: python3-jsonschema)",
+        );
+        return;
+    }
+    validate(&doc).unwrap();
+}
+
 #[test]
 fn sarif_results_point_at_lines_and_rules() {
     let doc = sarif();

@@ -187,6 +187,7 @@ fn lint(
     check_arg: Option<String>,
     ctx: Option<&dyn ContextView>,
     target: Option<&str>,
+    format: Format,
 ) -> Result<Report, ExitCode> {
     let opts = Options {
         check_arg,
@@ -208,6 +209,16 @@ fn lint(
         }
         Err(CheckError::Parse(err)) => {
             eprint!("{}", err.render(input_name, bytes));
+            // The machine-readable forms carry it too (an empty stdout
+            // would break a code-scanning upload).
+            let doc = match format {
+                Format::Text => None,
+                Format::Json => Some(render::json_parse_error(&err, input_name)),
+                Format::Sarif => Some(render::sarif_parse_error(&err, input_name)),
+            };
+            if let Some(doc) = doc {
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            }
             Err(ExitCode::from(1))
         }
         Err(err @ CheckError::Config { .. }) => {
@@ -271,6 +282,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         check_arg,
         ctx.as_ref().map(|c| c as &dyn ContextView),
         args.target.as_deref(),
+        args.format,
     ) {
         Ok(r) => r,
         Err(code) => return Ok(code),
@@ -347,7 +359,7 @@ fn call(
         Call::Build => unreachable!("the caller builds"),
         Call::Check => {
             let ctx = FsContext::open(context, dockerfile.path.as_deref())?;
-            let report = match lint(name, bytes, check_arg, Some(&ctx), target) {
+            let report = match lint(name, bytes, check_arg, Some(&ctx), target, format) {
                 Ok(r) => r,
                 Err(code) => return Ok(code),
             };
