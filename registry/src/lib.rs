@@ -179,6 +179,13 @@ pub enum RegistryError {
         wanted: String,
         available: String,
     },
+    /// A blob of the image being pushed does not match its digest.
+    #[error("cannot push image {image}: it is damaged in the store")]
+    CorruptImage {
+        image: String,
+        #[source]
+        source: Box<StoreError>,
+    },
     #[error("reading blob {digest} from the store failed")]
     ReadBlob {
         digest: Digest,

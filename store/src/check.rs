@@ -171,9 +171,11 @@ impl Store {
             .parse()
             .map_err(|_| format!("invalid manifest digest {:?}", desc.digest))?;
         present(&md, "manifest")?;
-        let image = self
-            .load_image(desc, Vec::new())
-            .map_err(|e| error_chain_line(&e))?;
+        let image = self.load_image(desc, Vec::new()).map_err(|e| match e {
+            // The entry is named already; say only what is wrong.
+            StoreError::CorruptImage { reason, .. } => reason,
+            e => error_chain_line(&e),
+        })?;
         present(&image.id, "config")?;
         for l in &image.layers {
             present(&l.digest, "layer")?;

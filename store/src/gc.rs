@@ -98,7 +98,7 @@ impl Store {
         let mut keep_snapshots = BTreeSet::new();
         for manifest in roots {
             keep_blobs.insert(manifest);
-            let Ok(bytes) = self.read_blob(&manifest) else {
+            let Ok(bytes) = self.read_blob_unverified(&manifest) else {
                 continue;
             };
             let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) else {
@@ -106,7 +106,7 @@ impl Store {
             };
             if let Ok(c) = m.config.digest.parse::<Digest>() {
                 keep_blobs.insert(c);
-                if let Ok(cfg) = self.read_blob(&c).and_then(|b| {
+                if let Ok(cfg) = self.read_blob_unverified(&c).and_then(|b| {
                     serde_json::from_slice::<ImageConfig>(&b).map_err(|source| StoreError::Json {
                         what: c.to_string(),
                         source,

@@ -68,6 +68,7 @@ use crate::layer::LayerError;
 use rbuild_oci::reference::{ImageRef, ReferenceError};
 
 pub use atomic::BlobWriter;
+pub use blobs::VerifiedBlob;
 pub use check::{CheckReport, Problem};
 pub use gc::{DiskUsage, GcRoots, GcStats, NoGcRoots};
 pub use index::{BrokenImage, ImageScan};
@@ -119,8 +120,17 @@ pub enum StoreError {
     Ambiguous { prefix: String, count: usize },
     #[error(transparent)]
     Reference(#[from] ReferenceError),
-    #[error("image {manifest} is corrupt: {reason}\nhint: run `rbuild system check --repair`")]
-    CorruptImage { manifest: Digest, reason: String },
+    #[error(
+        "blob {digest} is corrupt: its content hashes to {actual}\nhint: run `rbuild system check --repair`, then pull, load or build what needs it again"
+    )]
+    CorruptBlob { digest: Digest, actual: Digest },
+    /// An image that cannot be used as stored; `image` is its name and ID
+    /// as `rbuild images` shows them (or its manifest digest when even
+    /// that cannot be read).
+    #[error(
+        "image {image} is corrupt: {reason}\nhint: run `rbuild system check --repair`, then pull, load or build it again"
+    )]
+    CorruptImage { image: String, reason: String },
     #[error("layer {digest} has unsupported media type {media_type:?}")]
     UnsupportedMediaType { digest: Digest, media_type: String },
     #[error(

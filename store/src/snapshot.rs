@@ -86,8 +86,9 @@ impl Store {
 
     /// The uncompressed tar stream of `layer`, decoding gzip or zstd as
     /// the blob's first bytes say (the media type must still be a layer
-    /// type rbuild knows). The caller verifies the diffID if it needs to (see
-    /// [`HashingReader`]).
+    /// type rbuild knows). The blob is checked against its digest as it is
+    /// read (see [`Store::open_blob_verified`]); the caller verifies the
+    /// diffID if it needs to (see [`HashingReader`]).
     pub fn open_layer(&self, layer: &LayerInfo) -> Result<Box<dyn Read + Send>> {
         if LayerEncoding::from_media_type(&layer.media_type).is_none() {
             return Err(StoreError::UnsupportedMediaType {
@@ -96,7 +97,10 @@ impl Store {
             });
         }
         let path = self.blob_path(&layer.digest);
-        let mut blob = io::BufReader::with_capacity(1 << 20, self.open_blob(&layer.digest)?);
+        // Verified as it streams: a layer damaged on disk fails the read
+        // that would end it, so nothing is built on it.
+        let mut blob =
+            io::BufReader::with_capacity(1 << 20, self.open_blob_verified(&layer.digest)?);
         // The compression is read from the blob's first bytes, not the
         // media type: some tools label an uncompressed layer `tar+gzip`
         // (skopeo converting a docker-archive does), and the digest check

@@ -62,6 +62,13 @@ pub enum ArchiveError {
         #[source]
         source: io::Error,
     },
+    /// A blob of an image being saved does not match its digest.
+    #[error("cannot save image {image}: it is damaged in the store")]
+    CorruptImage {
+        image: String,
+        #[source]
+        source: Box<StoreError>,
+    },
     /// An entry other than a blob (a directory, `index.json`, …) or the
     /// archive's end could not be written.
     #[error("cannot write {entry} to the archive")]
