@@ -111,3 +111,195 @@ fn a_build_on_a_damaged_base_layer_fails() {
     assert!(r.stderr.contains("corrupt"), "{}", r.stderr);
     assert!(r.stderr.contains(&layer), "{}", r.stderr);
 }
+
+/// One raw ustar entry (names written byte for byte, so `../` goes in).
+fn ustar(out: &mut Vec<u8>, name: &str, kind: u8, link: &str, data: &[u8], size: u64) {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..107].copy_from_slice(b"0000644");
+    h[108..115].copy_from_slice(b"0000000");
+    h[116..123].copy_from_slice(b"0000000");
+    h[124..136].copy_from_slice(format!("{size:012o}").as_bytes());
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = kind;
+    h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].fill(b' ');
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(data);
+    out.resize(out.len().next_multiple_of(512), 0);
+}
+
+fn file(out: &mut Vec<u8>, name: &str, data: &[u8]) {
+    ustar(out, name, b'0', "", data, data.len() as u64);
+}
+
+fn end(mut out: Vec<u8>) -> Vec<u8> {
+    out.extend_from_slice(&[0; 1024]);
+    out
+}
+
+fn sha256(data: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x");
+    std::fs::write(&p, data).unwrap();
+    let out = support::tool("sha256sum", &[s(&p)]);
+    out.split_whitespace().next().unwrap().to_string()
+}
+
+/// A docker-archive holding one image `name` with `layer` as its layer.
+fn docker_archive(name: &str, layer: &[u8]) -> Vec<u8> {
+    let hex = sha256(layer);
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":["sha256:{hex}"]}}}}"#
+    );
+    let chex = sha256(config.as_bytes());
+    let manifest = format!(
+        r#"[{{"Config":"blobs/sha256/{chex}","RepoTags":["{name}"],"Layers":["blobs/sha256/{hex}"]}}]"#
+    );
+    let mut a = Vec::new();
+    file(&mut a, &format!("blobs/sha256/{chex}"), config.as_bytes());
+    file(&mut a, &format!("blobs/sha256/{hex}"), layer);
+    file(&mut a, "manifest.json", manifest.as_bytes());
+    end(a)
+}
+
+/// Hostile layers, each with the entry the error must name.
+fn hostile_layers() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let mut climbing = Vec::new();
+    file(&mut climbing, "ok", b"fine");
+    file(&mut climbing, "../../escape", b"x");
+    let mut through_link = Vec::new();
+    ustar(&mut through_link, "etc", b'2', "/etc", b"", 0);
+    file(&mut through_link, "etc/passwd", b"root::0:0::/:/bin/sh\n");
+    let mut huge = Vec::new();
+    file(&mut huge, "small", b"ok");
+    ustar(&mut huge, "huge", b'0', "", b"", 10 << 30);
+    vec![
+        ("climbing", end(climbing), "../../escape"),
+        ("through-symlink", end(through_link), "etc/passwd"),
+        // Cut: no end-of-archive blocks, no body.
+        ("truncated", huge, "huge"),
+    ]
+}
+
+/// What the store holds: blob names, and whether scratch is empty.
+fn store_blobs(rb: &Rbuild) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(rb.root().join("store-v1/blobs/sha256"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn assert_nothing_left(rb: &Rbuild, before: &[String]) {
+    assert_eq!(store_blobs(rb), before, "no blob may be left behind");
+    assert_eq!(rb.ok(&["images", "-q"]).trim(), "", "nothing may be tagged");
+    let check = rb.run(&["system", "check"]);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+}
+
+/// Regression (issue 13, item 8): `import` of a tar with `../` entries,
+/// a write through an absolute symlink, or a header promising 10 GiB with
+/// no body exited 0 and tagged an image whose every run failed.
+#[test]
+fn import_refuses_hostile_and_truncated_tars_naming_the_entry() {
+    for (what, layer, bad) in hostile_layers() {
+        let rb = Rbuild::new();
+        rb.ok(&["info"]);
+        let before = store_blobs(&rb);
+        let path = rb.path(&format!("{what}.tar"));
+        std::fs::write(&path, &layer).unwrap();
+        let r = rb.fails(&["import", s(&path), &format!("{what}:1")]);
+        assert!(
+            r.stderr.contains(&format!("{bad:?}")),
+            "{what}: the error must name {bad:?}:\n{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("nothing was imported"), "{}", r.stderr);
+        assert_nothing_left(&rb, &before);
+    }
+}
+
+/// Regression (issue 13, item 8): `load` of layers with `../` entries, a
+/// write through an absolute symlink, or a header promising 10 GiB and no
+/// body exited 0 and tagged the image.
+#[test]
+fn load_refuses_images_with_hostile_or_truncated_layers() {
+    for (what, layer, bad) in hostile_layers() {
+        let rb = Rbuild::new();
+        rb.ok(&["info"]);
+        let before = store_blobs(&rb);
+        let path = rb.path(&format!("{what}.tar"));
+        std::fs::write(&path, docker_archive(&format!("{what}:1"), &layer)).unwrap();
+        let r = rb.fails(&["load", "-i", s(&path)]);
+        assert_contains_all(
+            &r.stderr,
+            &[
+                &format!("{bad:?}"),
+                &format!("{what}:1"),
+                "nothing was loaded",
+            ],
+        );
+        assert_nothing_left(&rb, &before);
+    }
+}
+
+/// A load cut off in the middle of the archive (a truncated download)
+/// says so, and leaves no blob of the part that did arrive.
+#[test]
+fn a_load_cut_short_says_so_and_leaves_nothing() {
+    let rb = Rbuild::new();
+    rb.ok(&["info"]);
+    let before = store_blobs(&rb);
+    let mut layer = Vec::new();
+    file(&mut layer, "data", &vec![b'x'; 100_000]);
+    let archive = docker_archive("cut:1", &end(layer));
+    let path = rb.path("cut.tar");
+    std::fs::write(&path, &archive[..archive.len() / 2]).unwrap();
+    let r = rb.fails(&["load", "-i", s(&path)]);
+    assert!(r.stderr.contains("cut short"), "{}", r.stderr);
+    assert_nothing_left(&rb, &before);
+}
+
+/// A layer whose content does not match the config's diff_id (an image
+/// that could never be unpacked as a snapshot) is refused at load.
+#[test]
+fn load_refuses_a_layer_that_does_not_match_its_diff_id() {
+    let rb = Rbuild::new();
+    rb.ok(&["info"]);
+    let before = store_blobs(&rb);
+    let mut layer = Vec::new();
+    file(&mut layer, "f", b"one");
+    let layer = end(layer);
+    let hex = sha256(&layer);
+    let fake = "0".repeat(64);
+    // The config names another diff_id than the layer's content.
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":["sha256:{fake}"]}}}}"#
+    );
+    let chex = sha256(config.as_bytes());
+    let manifest = format!(
+        r#"[{{"Config":"blobs/sha256/{chex}","RepoTags":["mismatch:1"],"Layers":["blobs/sha256/{hex}"]}}]"#
+    );
+    let mut a = Vec::new();
+    file(&mut a, &format!("blobs/sha256/{chex}"), config.as_bytes());
+    file(&mut a, &format!("blobs/sha256/{hex}"), &layer);
+    file(&mut a, "manifest.json", manifest.as_bytes());
+    let path = rb.path("mismatch.tar");
+    std::fs::write(&path, end(a)).unwrap();
+    let r = rb.fails(&["load", "-i", s(&path)]);
+    assert!(
+        r.stderr.contains("does not match the image config"),
+        "{}",
+        r.stderr
+    );
+    assert_nothing_left(&rb, &before);
+}

@@ -179,6 +179,14 @@ pub enum RegistryError {
         wanted: String,
         available: String,
     },
+    /// A layer of the image being pulled could never be unpacked (or does
+    /// not match its config); nothing was stored or tagged.
+    #[error("cannot pull {reference}: the registry sent a bad layer; nothing was stored")]
+    BadLayer {
+        reference: String,
+        #[source]
+        source: Box<rbuild_store::StagedLayerError>,
+    },
     /// A blob of the image being pushed does not match its digest.
     #[error("cannot push image {image}: it is damaged in the store")]
     CorruptImage {

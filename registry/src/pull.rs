@@ -17,7 +17,7 @@ use rbuild_oci::reference::ImageRef;
 use rbuild_store::layout::{
     Index, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, Manifest,
 };
-use rbuild_store::{Image, Store, StoreError};
+use rbuild_store::{Image, Staging, Store, StoreError};
 
 /// What happens during a pull, for progress output.
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +144,10 @@ fn pull_image(
     // Held until the tag points at the manifest, so a concurrent gc cannot
     // take blobs this pull stored but the index does not reach yet.
     let _session = store.write_session()?;
+    // Blobs land in a staging area and enter the store only once the
+    // image checked out (digests, every new layer unpackable, diffIDs):
+    // a refused or cut pull leaves nothing behind.
+    let staging = store.staging()?;
     let parse = |text: &str| {
         text.parse::<Digest>()
             .map_err(|_| RegistryError::BadDigest {
@@ -162,7 +166,7 @@ fn pull_image(
         &blobs,
         PARALLEL_BLOBS,
         |(digest, size)| -> Result<(), RegistryError> {
-            let exists = store.has_blob(digest);
+            let exists = staging.has(digest);
             progress.event(PullEvent::Blob {
                 digest,
                 layer: *digest != blobs[0].0,
@@ -172,13 +176,13 @@ fn pull_image(
             if exists {
                 return Ok(());
             }
-            fetch_into_store(store, client, &repo, digest, *size, progress)?;
+            fetch_into_store(&staging, client, &repo, digest, *size, progress)?;
             downloaded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             progress.event(PullEvent::Stored { digest });
             Ok(())
         },
     )?;
-    let config: rbuild_oci::ImageConfig = serde_json::from_slice(&store.read_blob(&blobs[0].0)?)
+    let config: rbuild_oci::ImageConfig = serde_json::from_slice(&staging.read(&blobs[0].0)?)
         .map_err(|source| RegistryError::Json {
             what: format!("image config of {}", reference.familiar()),
             source,
@@ -190,6 +194,25 @@ fn pull_image(
         }
         .into());
     }
+    let mut layers = Vec::new();
+    for (l, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+        layers.push(rbuild_store::LayerInfo {
+            digest: parse(&l.digest)?,
+            diff_id: diff_id.parse().map_err(|_| RegistryError::BadDigest {
+                what: format!("image config of {}", reference.familiar()),
+                text: diff_id.clone(),
+            })?,
+            size: l.size,
+            media_type: l.media_type.clone(),
+        });
+    }
+    staging
+        .check_layers(&layers)
+        .map_err(|source| RegistryError::BadLayer {
+            reference: reference.familiar(),
+            source: Box::new(source),
+        })?;
+    staging.publish()?;
     store.put_blob(&mut bytes.as_slice(), Some(manifest_digest))?;
     // Tagged with the media type it was served with: a Docker v2
     // manifest stays one in index.json. The image is read back from the
@@ -206,7 +229,7 @@ fn pull_image(
 
 /// Downloads one blob into the store, verified against `digest` and `size`.
 fn fetch_into_store(
-    store: &Store,
+    store: &Staging<'_>,
     client: &Client,
     repo: &Repository,
     digest: &Digest,
@@ -214,7 +237,7 @@ fn fetch_into_store(
     progress: &dyn PullProgress,
 ) -> Result<(), RegistryError> {
     let mut writer = Reporting {
-        inner: store.blob_writer(Some(*digest))?,
+        inner: store.writer(Some(*digest))?,
         digest,
         progress,
         pending: 0,

@@ -166,7 +166,7 @@ impl Store {
         }
         let _session = self.write_session()?;
         let mut w = self.blob_writer(expected)?;
-        io::copy(input, &mut w).map_err(StoreError::io(&self.tmp))?;
+        crate::staging::copy_apart(input, &mut w, &self.tmp)?;
         w.commit()
     }
 

@@ -55,6 +55,7 @@ mod lease;
 mod resolve;
 mod session;
 mod snapshot;
+mod staging;
 
 use std::fs;
 use std::io;
@@ -77,6 +78,7 @@ pub use lease::ImageLease;
 pub use lock::{FileLock, LockMode};
 pub use resolve::{ImageSelector, Selector};
 pub use session::WriteSession;
+pub use staging::{StagedLayerError, Staging};
 
 use layout::canonical_json;
 use session::SessionTmp;
@@ -91,6 +93,20 @@ pub enum StoreError {
     GcRoots {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(
+        "no space left on the device holding {path}\nhint: free space there (`rbuild image prune`, `rbuild cache prune`) and try again"
+    )]
+    DiskFull {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Reading the input being stored (an archive, a download) failed.
+    #[error("reading the input failed")]
+    Input {
+        #[source]
+        source: io::Error,
     },
     #[error("I/O error at {path}")]
     Io {
@@ -149,10 +165,23 @@ pub enum StoreError {
 
 impl StoreError {
     /// A closure that wraps an `io::Error` with `path`.
+    /// A full disk is [`StoreError::DiskFull`], so it is never mistaken
+    /// for a problem with the input.
     pub fn io(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-        move |source| StoreError::Io {
-            path: path.to_path_buf(),
-            source,
+        move |source| {
+            if source.raw_os_error() == Some(libc::ENOSPC)
+                || source.raw_os_error() == Some(libc::EDQUOT)
+            {
+                StoreError::DiskFull {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            } else {
+                StoreError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
         }
     }
 }

@@ -34,13 +34,18 @@ use super::hash_thread::ThreadHashingReader;
 use super::{LayerError, UnpackOptions, UnpackStats, WhiteoutMode};
 
 const COPY_BUF: usize = 256 * 1024;
-const WHITEOUT_PREFIX: &[u8] = b".wh.";
-const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+pub(super) const WHITEOUT_PREFIX: &[u8] = b".wh.";
+pub(super) const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 
 /// Why a path could not be resolved beneath the destination.
-enum Resolve {
+pub(super) enum Resolve {
     Unsafe(String),
     Io(io::Error),
+    /// The body ended before the size its header promised.
+    Truncated {
+        declared: u64,
+        actual: u64,
+    },
 }
 
 impl From<Errno> for Resolve {
@@ -129,16 +134,12 @@ impl Unpacker {
     fn run<R: Read>(&mut self, reader: &mut ThreadHashingReader<R>) -> Result<(), LayerError> {
         {
             let mut archive = tar::Archive::new(&mut *reader);
-            let entries = archive.entries().map_err(|source| LayerError::Malformed {
-                entry: String::new(),
-                source,
-            })?;
+            let entries = archive
+                .entries()
+                .map_err(|source| LayerError::malformed("<start of archive>", source))?;
             let mut last = String::from("<start of archive>");
             for entry in entries {
-                let mut entry = entry.map_err(|source| LayerError::Malformed {
-                    entry: format!("after {last}"),
-                    source,
-                })?;
+                let mut entry = entry.map_err(|source| LayerError::malformed(&last, source))?;
                 let raw = entry.path_bytes().into_owned();
                 last = String::from_utf8_lossy(&raw).into_owned();
                 self.entry(&mut entry, &raw).map_err(|e| match e {
@@ -151,16 +152,19 @@ impl Unpacker {
                         dest: self.dest.clone(),
                         source,
                     },
+                    Resolve::Truncated { declared, actual } => LayerError::Truncated {
+                        entry: last.clone(),
+                        declared,
+                        actual,
+                    },
                 })?;
                 self.stats.entries += 1;
             }
         }
         // Read the rest (end-of-archive blocks, padding) so the diffID covers
         // the whole stream.
-        io::copy(reader, &mut io::sink()).map_err(|source| LayerError::Malformed {
-            entry: "<end of archive>".into(),
-            source,
-        })?;
+        io::copy(reader, &mut io::sink())
+            .map_err(|source| LayerError::malformed("<end of archive>", source))?;
         self.finish_dirs().map_err(|source| LayerError::Io {
             path: self.dest.clone(),
             source,
@@ -172,6 +176,11 @@ impl Unpacker {
         let ty = entry.header().entry_type();
         if matches!(ty, T::XGlobalHeader) {
             return Ok(());
+        }
+        if let Some(name) = pax_sparse_name(entry).map_err(Resolve::Io)? {
+            return Err(Resolve::Unsafe(format!(
+                "a PAX sparse file (GNU.sparse.name {name:?}) is not supported yet"
+            )));
         }
         let comps = clean(raw)?;
         let Some((name, parent)) = comps.split_last() else {
@@ -199,6 +208,9 @@ impl Unpacker {
                     rfs::openat(&parent_fd, *name, flags, Mode::from_raw_mode(0o600))
                 })?;
                 let mut file = File::from(fd.expect("only directories are kept"));
+                let declared = entry.size();
+                let sparse = ty == T::GNUSparse;
+                let mut got = 0u64;
                 loop {
                     let n = match entry.read(&mut self.buf) {
                         Ok(0) => break,
@@ -206,8 +218,26 @@ impl Unpacker {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) => return Err(Resolve::Io(e)),
                     };
-                    file.write_all(&self.buf[..n]).map_err(Resolve::Io)?;
+                    got += n as u64;
+                    let chunk = &self.buf[..n];
+                    if sparse && chunk.iter().all(|&b| b == 0) {
+                        // A hole of a sparse file stays a hole.
+                        io::Seek::seek(&mut file, io::SeekFrom::Current(n as i64))
+                            .map_err(Resolve::Io)?;
+                        continue;
+                    }
+                    file.write_all(chunk).map_err(Resolve::Io)?;
                     self.stats.bytes += n as u64;
+                }
+                if got < declared {
+                    return Err(Resolve::Truncated {
+                        declared,
+                        actual: got,
+                    });
+                }
+                if sparse {
+                    // A trailing hole: the size comes from the length.
+                    file.set_len(got).map_err(Resolve::Io)?;
                 }
                 self.set_owner_fd(&file, &meta)?;
                 rfs::fchmod(&file, Mode::from_raw_mode(meta.mode))?;
@@ -590,12 +620,16 @@ fn resolve_io(e: Resolve) -> io::Error {
     match e {
         Resolve::Io(e) => e,
         Resolve::Unsafe(reason) => io::Error::other(reason),
+        Resolve::Truncated { declared, actual } => io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("cut short: {actual} of {declared} bytes"),
+        ),
     }
 }
 
 /// Splits `raw` into clean components: no empty, `.` or `..` parts; a
 /// leading `/` is dropped; a `..` above the root is refused.
-fn clean(raw: &[u8]) -> Result<Vec<&[u8]>, Resolve> {
+pub(super) fn clean(raw: &[u8]) -> Result<Vec<&[u8]>, Resolve> {
     let mut comps: Vec<&[u8]> = Vec::new();
     for comp in raw.split(|&b| b == b'/') {
         match comp {
@@ -611,6 +645,32 @@ fn clean(raw: &[u8]) -> Result<Vec<&[u8]>, Resolve> {
         }
     }
     Ok(comps)
+}
+
+/// The real name of a PAX sparse file (GNU tar `--sparse
+/// --format=posix`, formats 0.0, 0.1 and 1.0), whose entry name is a
+/// placeholder (`GNUSparseFile.NNN/name`); `None` for other entries.
+pub(super) fn pax_sparse_name<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+) -> io::Result<Option<String>> {
+    let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    let Some(pax) = entry.pax_extensions()? else {
+        return Ok(None);
+    };
+    let mut sparse = None;
+    for rec in pax {
+        let rec = rec?;
+        let key = rec.key_bytes();
+        if key == b"GNU.sparse.name" {
+            return Ok(Some(
+                String::from_utf8_lossy(rec.value_bytes()).into_owned(),
+            ));
+        }
+        if key.starts_with(b"GNU.sparse.") {
+            sparse = Some(path.clone());
+        }
+    }
+    Ok(sparse)
 }
 
 fn link_name<R: Read>(entry: &tar::Entry<'_, R>) -> Result<Vec<u8>, Resolve> {
