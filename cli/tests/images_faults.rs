@@ -303,3 +303,42 @@ fn load_refuses_a_layer_that_does_not_match_its_diff_id() {
     );
     assert_nothing_left(&rb, &before);
 }
+
+/// Regression (issue 13, item 10): blobs no image or record references
+/// (left after a full disk or a kill) were counted by neither `system
+/// df` nor `cache du`; now both count them, `system check` reports them
+/// and a prune removes them, keeping what images use.
+#[test]
+fn unreferenced_blobs_are_counted_reported_and_pruned() {
+    let rb = Rbuild::new();
+    let keep = rb.import_tree("keep:1", &[("f", "x")]);
+    let data = vec![7u8; 3 << 20];
+    let hex = sha256(&data);
+    let orphan = rb.root().join("store-v1/blobs/sha256").join(&hex);
+    std::fs::write(&orphan, &data).unwrap();
+
+    let df = rb.ok(&["system", "df"]);
+    let row = df
+        .lines()
+        .find(|l| l.starts_with("Unreferenced"))
+        .unwrap_or_else(|| panic!("no Unreferenced row:\n{df}"));
+    assert_eq!(row.split_whitespace().nth(1), Some("1"), "{df}");
+    assert!(row.contains("MB"), "{row}");
+    let du = rb.ok(&["cache", "du"]);
+    assert!(
+        du.contains("unreferenced:") && du.contains("in 1 blob "),
+        "{du}"
+    );
+    let check = rb.run(&["system", "check"]);
+    assert_eq!(check.code, 0, "orphans are not damage:\n{}", check.stdout);
+    assert!(check.stdout.contains("unreferenced:"), "{}", check.stdout);
+
+    rb.ok(&["image", "prune", "-f"]);
+    assert!(!orphan.exists(), "prune must remove the unreferenced blob");
+    assert_eq!(rb.ok(&["images", "-q", "--no-trunc"]).trim(), keep);
+    let check = rb.ok(&["system", "check"]);
+    assert!(!check.contains("unreferenced:"), "{check}");
+    let df = rb.ok(&["system", "df"]);
+    let row = df.lines().find(|l| l.starts_with("Unreferenced")).unwrap();
+    assert_eq!(row.split_whitespace().nth(1), Some("0"), "{df}");
+}

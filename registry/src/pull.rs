@@ -1,8 +1,10 @@
 //! `pull`: one image from a registry into the store.
 //!
 //! Order matters for crash safety: blobs first (each verified against its
-//! digest while it streams into the store's `BlobWriter`, so a wrong or
-//! truncated blob never becomes visible), then the manifest exactly as the
+//! digest while it streams into a staging area, and each layer read
+//! through the unpacker's checks before it moves into the store, so a
+//! wrong, truncated or hostile blob never becomes visible; the diffIDs
+//! are checked against the config before anything is tagged), then the manifest exactly as the
 //! registry sent it (so the manifest digest and the image ID, the config
 //! digest, stay the registry's), then the tag. A pull interrupted at any
 //! point leaves only complete, verified blobs, and a retry skips them.
@@ -162,6 +164,13 @@ fn pull_image(
     // The config's rootfs must name as many layers as the manifest, or the
     // store could not read the image back; check before anything is tagged.
     let downloaded = std::sync::atomic::AtomicUsize::new(0);
+    let layer_index = |d: &Digest| {
+        manifest
+            .layers
+            .iter()
+            .position(|l| l.digest == d.to_string())
+    };
+    let diff_ids = std::sync::Mutex::new(std::collections::BTreeMap::new());
     super::for_each_parallel(
         &blobs,
         PARALLEL_BLOBS,
@@ -177,6 +186,21 @@ fn pull_image(
                 return Ok(());
             }
             fetch_into_store(&staging, client, &repo, digest, *size, progress)?;
+            // A layer must unpack before it enters the store; whole,
+            // checked blobs enter at once so a retry skips them.
+            if let Some(i) = layer_index(digest) {
+                let diff_id = staging
+                    .check_layer(digest, &manifest.layers[i].media_type, i == 0)
+                    .map_err(|source| RegistryError::BadLayer {
+                        reference: reference.familiar(),
+                        source: Box::new(source),
+                    })?;
+                diff_ids
+                    .lock()
+                    .expect("diff_ids lock")
+                    .insert(*digest, diff_id);
+            }
+            staging.publish_one(digest)?;
             downloaded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             progress.event(PullEvent::Stored { digest });
             Ok(())
@@ -206,13 +230,22 @@ fn pull_image(
             media_type: l.media_type.clone(),
         });
     }
-    staging
-        .check_layers(&layers)
-        .map_err(|source| RegistryError::BadLayer {
-            reference: reference.familiar(),
-            source: Box::new(source),
-        })?;
-    staging.publish()?;
+    // Layers downloaded now must hash to the config's diffIDs.
+    let diff_ids = diff_ids.into_inner().expect("diff_ids lock");
+    for l in &layers {
+        if let Some(actual) = diff_ids.get(&l.digest)
+            && *actual != l.diff_id
+        {
+            return Err(RegistryError::BadLayer {
+                reference: reference.familiar(),
+                source: Box::new(rbuild_store::StagedLayerError::DiffId {
+                    digest: l.digest,
+                    expected: l.diff_id,
+                    actual: *actual,
+                }),
+            });
+        }
+    }
     store.put_blob(&mut bytes.as_slice(), Some(manifest_digest))?;
     // Tagged with the media type it was served with: a Docker v2
     // manifest stays one in index.json. The image is read back from the

@@ -35,6 +35,9 @@ pub struct CheckReport {
     pub problems: Vec<Problem>,
     /// With repair: what was dropped.
     pub repaired: Vec<String>,
+    /// Blobs nothing references and dead processes' scratch (not damage:
+    /// what a kill or a full disk leaves; a repair or prune removes it).
+    pub unreferenced: crate::Unreferenced,
 }
 
 impl Store {
@@ -46,8 +49,10 @@ impl Store {
     ///
     /// A repair ends with [`Store::gc`] over `roots`.
     pub fn check(&self, repair: bool, roots: &dyn GcRoots) -> Result<CheckReport> {
-        self.tmp.ensure()?;
         let mut report = CheckReport::default();
+        // Counted before this session's creation sweeps them.
+        let dead_scratch = self.dead_scratch_bytes()?;
+        self.tmp.ensure()?;
         let _gc = FileLock::acquire(&self.dir.join("locks/gc.lock"), LockMode::Exclusive)?;
         let blobs = self.blobs_dir();
         let mut good = BTreeSet::new();
@@ -145,8 +150,16 @@ impl Store {
         }
         drop(_il);
         drop(_gc);
-        if repair && !report.problems.is_empty() {
-            self.gc(roots)?;
+        report.unreferenced = self.unreferenced(roots)?;
+        report.unreferenced.scratch_bytes = dead_scratch;
+        if repair && (!report.problems.is_empty() || report.unreferenced.blobs > 0) {
+            let stats = self.gc(roots)?;
+            if report.unreferenced.blobs > 0 {
+                report.repaired.push(format!(
+                    "removed unreferenced blobs ({} bytes freed in all)",
+                    stats.bytes_freed
+                ));
+            }
         }
         Ok(report)
     }

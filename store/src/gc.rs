@@ -45,6 +45,24 @@ pub struct GcStats {
     pub snapshots_removed: u64,
 }
 
+/// What [`Store::unreferenced`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unreferenced {
+    /// Blobs nothing reaches.
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    /// Bytes in the scratch space of processes that died (partial blobs,
+    /// staged downloads).
+    pub scratch_bytes: u64,
+}
+
+impl Unreferenced {
+    /// Bytes a collection would free.
+    pub fn bytes(&self) -> u64 {
+        self.blob_bytes + self.scratch_bytes
+    }
+}
+
 /// Bytes used by the store.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DiskUsage {
@@ -64,6 +82,54 @@ impl Store {
     /// cache index's records); when they cannot be read, nothing is removed.
     pub fn gc(&self, gc_roots: &dyn GcRoots) -> Result<GcStats> {
         let _gc = FileLock::acquire(&self.dir.join("locks/gc.lock"), LockMode::Exclusive)?;
+        // Dead processes' scratch (partial blobs, staged downloads) goes
+        // when this session's is made; counted as freed.
+        let scratch = self.dead_scratch_bytes()?;
+        self.tmp.ensure()?;
+        let (keep_blobs, keep_snapshots) = self.reachable(gc_roots, true)?;
+        let mut stats = GcStats {
+            bytes_freed: scratch,
+            ..GcStats::default()
+        };
+        let blobs = self.blobs_dir();
+        for entry in fs::read_dir(&blobs).map_err(StoreError::io(&blobs))? {
+            let entry = entry.map_err(StoreError::io(&blobs))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let keep = format!("sha256:{name}")
+                .parse::<Digest>()
+                .is_ok_and(|d| keep_blobs.contains(&d));
+            if !keep {
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(entry.path()).map_err(StoreError::io(&entry.path()))?;
+                stats.blobs_removed += 1;
+                stats.bytes_freed += size;
+            }
+        }
+        let snaps = self.dir.join("snapshots");
+        for entry in fs::read_dir(&snaps).map_err(StoreError::io(&snaps))? {
+            let entry = entry.map_err(StoreError::io(&snaps))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !keep_snapshots.contains(&name) {
+                // Rename out of sight first so the removal is all-or-nothing
+                // for readers; the rest is swept with our tmp if we die.
+                let doomed = atomic::temp_path(&self.tmp, "gc-snapshot");
+                fs::rename(entry.path(), &doomed).map_err(StoreError::io(&entry.path()))?;
+                stats.bytes_freed += tree_size(&doomed);
+                fs::remove_dir_all(&doomed).map_err(StoreError::io(&doomed))?;
+                stats.snapshots_removed += 1;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// What images, leases and `gc_roots` keep: blob digests and snapshot
+    /// names. With `sweep_leases`, lease files nobody holds are removed
+    /// (only under the exclusive gc lock).
+    fn reachable(
+        &self,
+        gc_roots: &dyn GcRoots,
+        sweep_leases: bool,
+    ) -> Result<(BTreeSet<Digest>, BTreeSet<String>)> {
         let mut roots: BTreeSet<Digest> = BTreeSet::new();
         for d in self.read_index()?.manifests {
             if let Ok(d) = d.digest.parse() {
@@ -89,8 +155,10 @@ impl Store {
             }
         }
         // Unused lease files go while we hold their lock.
-        for (path, _lock) in &held {
-            let _ = fs::remove_file(path);
+        if sweep_leases {
+            for (path, _lock) in &held {
+                let _ = fs::remove_file(path);
+            }
         }
         drop(held);
 
@@ -132,36 +200,30 @@ impl Store {
             keep_blobs.insert(l.digest);
             keep_snapshots.insert(l.diff_id.hex());
         }
-        let mut stats = GcStats::default();
+        Ok((keep_blobs, keep_snapshots))
+    }
+
+    /// Blobs nothing reaches (no image, lease or build cache record: left
+    /// by a killed or failed write, e.g. after a full disk) and the
+    /// scratch space of processes that died. What the next [`Store::gc`]
+    /// (`image prune`, `cache prune`, `system check --repair`) removes.
+    pub fn unreferenced(&self, gc_roots: &dyn GcRoots) -> Result<Unreferenced> {
+        let (keep, _) = self.reachable(gc_roots, false)?;
+        let mut out = Unreferenced::default();
         let blobs = self.blobs_dir();
         for entry in fs::read_dir(&blobs).map_err(StoreError::io(&blobs))? {
             let entry = entry.map_err(StoreError::io(&blobs))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let keep = format!("sha256:{name}")
+            let kept = format!("sha256:{name}")
                 .parse::<Digest>()
-                .is_ok_and(|d| keep_blobs.contains(&d));
-            if !keep {
-                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                fs::remove_file(entry.path()).map_err(StoreError::io(&entry.path()))?;
-                stats.blobs_removed += 1;
-                stats.bytes_freed += size;
+                .is_ok_and(|d| keep.contains(&d));
+            if !kept {
+                out.blobs += 1;
+                out.blob_bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
             }
         }
-        let snaps = self.dir.join("snapshots");
-        for entry in fs::read_dir(&snaps).map_err(StoreError::io(&snaps))? {
-            let entry = entry.map_err(StoreError::io(&snaps))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !keep_snapshots.contains(&name) {
-                // Rename out of sight first so the removal is all-or-nothing
-                // for readers; the rest is swept with our tmp if we die.
-                let doomed = atomic::temp_path(&self.tmp, "gc-snapshot");
-                fs::rename(entry.path(), &doomed).map_err(StoreError::io(&entry.path()))?;
-                stats.bytes_freed += tree_size(&doomed);
-                fs::remove_dir_all(&doomed).map_err(StoreError::io(&doomed))?;
-                stats.snapshots_removed += 1;
-            }
-        }
-        Ok(stats)
+        out.scratch_bytes = self.dead_scratch_bytes()?;
+        Ok(out)
     }
 
     /// Bytes used by blobs and snapshots.

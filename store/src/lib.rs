@@ -71,7 +71,7 @@ use rbuild_oci::reference::{ImageRef, ReferenceError};
 pub use atomic::BlobWriter;
 pub use blobs::VerifiedBlob;
 pub use check::{CheckReport, Problem};
-pub use gc::{DiskUsage, GcRoots, GcStats, NoGcRoots};
+pub use gc::{DiskUsage, GcRoots, GcStats, NoGcRoots, Unreferenced};
 pub use index::{BrokenImage, ImageScan};
 pub use layout::{Descriptor, Index, LayerEncoding, Manifest};
 pub use lease::ImageLease;

@@ -132,33 +132,54 @@ impl Staging<'_> {
             if !self.is_staged(&l.digest) {
                 continue;
             }
-            if LayerEncoding::from_media_type(&l.media_type).is_none() {
-                return Err(StoreError::UnsupportedMediaType {
-                    digest: l.digest,
-                    media_type: l.media_type.clone(),
-                }
-                .into());
-            }
-            let path = self.path(&l.digest);
-            let file = self.open(&l.digest)?;
-            let mut decoded =
-                layer::decompress(Box::new(io::BufReader::with_capacity(1 << 20, file)))
-                    .map_err(StoreError::io(&path))?;
-            let stats = layer::validate(&mut decoded, i == 0).map_err(|source| {
-                StagedLayerError::Invalid {
-                    digest: l.digest,
-                    source,
-                }
-            })?;
-            if stats.diff_id != l.diff_id {
+            let diff_id = self.check_layer(&l.digest, &l.media_type, i == 0)?;
+            if diff_id != l.diff_id {
                 return Err(StagedLayerError::DiffId {
                     digest: l.digest,
                     expected: l.diff_id,
-                    actual: stats.diff_id,
+                    actual: diff_id,
                 });
             }
         }
         Ok(())
+    }
+
+    /// Reads one staged (or stored) layer blob through
+    /// [`layer::validate`]; `bottom`: no layer lies below it. Returns its
+    /// diffID.
+    pub fn check_layer(
+        &self,
+        digest: &Digest,
+        media_type: &str,
+        bottom: bool,
+    ) -> Result<Digest, StagedLayerError> {
+        if LayerEncoding::from_media_type(media_type).is_none() {
+            return Err(StoreError::UnsupportedMediaType {
+                digest: *digest,
+                media_type: media_type.to_string(),
+            }
+            .into());
+        }
+        let path = self.path(digest);
+        let file = self.open(digest)?;
+        let mut decoded = layer::decompress(Box::new(io::BufReader::with_capacity(1 << 20, file)))
+            .map_err(StoreError::io(&path))?;
+        let stats =
+            layer::validate(&mut decoded, bottom).map_err(|source| StagedLayerError::Invalid {
+                digest: *digest,
+                source,
+            })?;
+        Ok(stats.diff_id)
+    }
+
+    /// Moves one staged blob into the store (a pull keeps every blob that
+    /// arrived whole and checked out, so a retry fetches only the rest).
+    pub fn publish_one(&self, digest: &Digest) -> Result<()> {
+        let from = self.dir.join(digest.hex());
+        let blobs = self.store.blobs_dir();
+        let dest = blobs.join(digest.hex());
+        fs::rename(&from, &dest).map_err(StoreError::io(&dest))?;
+        atomic::sync_dir(&blobs)
     }
 
     /// Moves every staged blob into the store. Call while holding a
