@@ -49,7 +49,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 pub use auth::Access;
-pub use client::{Client, ClientOptions, RequestBody};
+pub use client::{Client, ClientOptions, RETRIES, RequestBody, RetryNotice};
 pub use config::{CONFIG_FILE_NAME, ConfigFile};
 pub use credentials::{Credentials, DockerConfig};
 pub use platform::select_manifest;
@@ -82,6 +82,15 @@ pub enum RegistryError {
     #[error("cannot reach {url}")]
     Transport {
         url: String,
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    /// The registry answered, then the body broke off (reset, cut,
+    /// stalled) after `received` bytes.
+    #[error("the transfer of {url} was cut{}", .received.map(|n| format!(" after {n} bytes")).unwrap_or_default())]
+    Cut {
+        url: String,
+        received: Option<u64>,
         #[source]
         source: Box<ureq::Error>,
     },

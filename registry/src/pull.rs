@@ -260,8 +260,40 @@ fn pull_image(
     })
 }
 
-/// Downloads one blob into the store, verified against `digest` and `size`.
+/// Downloads one blob into the staging area, verified against `digest`
+/// and `size`; a body cut short (reset, stalled, fewer bytes) is fetched
+/// again from the start, at most [`crate::RETRIES`] more times.
 fn fetch_into_store(
+    store: &Staging<'_>,
+    client: &Client,
+    repo: &Repository,
+    digest: &Digest,
+    size: u64,
+    progress: &dyn PullProgress,
+) -> Result<(), RegistryError> {
+    let mut attempt = 0;
+    loop {
+        match fetch_once(store, client, repo, digest, size, progress) {
+            Err(e @ (RegistryError::Cut { .. } | RegistryError::BlobSize { .. }))
+                if attempt < crate::RETRIES =>
+            {
+                if let RegistryError::BlobSize {
+                    actual, expected, ..
+                } = &e
+                    && actual >= expected
+                {
+                    return Err(e);
+                }
+                attempt += 1;
+                let url = client.blob_url(repo, digest);
+                client.announce_retry("GET", &url, attempt, &rbuild_oci::error_chain(&e));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn fetch_once(
     store: &Staging<'_>,
     client: &Client,
     repo: &Repository,

@@ -40,7 +40,20 @@ pub fn client(root: Option<&Path>, insecure: &[String]) -> anyhow::Result<Client
         None => ClientOptions::from_env(),
     };
     options.insecure_registries.extend(insecure.iter().cloned());
-    Ok(Client::new(options))
+    let client = Client::new(options);
+    // Retries are said, not silent: a slow pull shows why it is slow.
+    client.on_retry(|n| {
+        eprintln!(
+            "retrying {} {} in {:.2}s (retry {} of {}): {}",
+            n.method,
+            n.url,
+            n.delay.as_secs_f64(),
+            n.attempt,
+            n.of,
+            n.reason
+        );
+    });
+    Ok(client)
 }
 
 /// Whether `image` as written names a tag or digest: a `:` in its last
