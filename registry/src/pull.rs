@@ -307,7 +307,13 @@ fn fetch_once(
         progress,
         pending: 0,
     };
-    let got = client.fetch_blob(repo, digest, &mut writer)?;
+    let got = client
+        .fetch_blob(repo, digest, &mut writer)
+        .map_err(|e| match e {
+            // Writing what arrived failed: the disk, not the registry.
+            RegistryError::Io { source } => StoreError::io(store.dir())(source).into(),
+            e => e,
+        })?;
     writer.flush_progress();
     if got != size {
         return Err(RegistryError::BlobSize {

@@ -53,6 +53,11 @@ impl Store {
 }
 
 impl Staging<'_> {
+    /// Where staged blobs are written (for errors naming the disk).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// True when the blob is staged or already in the store.
     pub fn has(&self, digest: &Digest) -> bool {
         self.dir.join(digest.hex()).is_file() || self.store.has_blob(digest)
