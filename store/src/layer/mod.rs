@@ -45,6 +45,7 @@ mod compress;
 mod hash_thread;
 mod pack;
 pub use pack::is_skipped_xattr;
+mod sparse;
 pub mod tar_writer;
 mod unpack;
 mod validate;

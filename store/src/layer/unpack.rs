@@ -31,6 +31,7 @@ use rustix::fs::{
 use rustix::io::Errno;
 
 use super::hash_thread::ThreadHashingReader;
+use super::sparse::{self, FileData, Tap, write_sparse};
 use super::{LayerError, UnpackOptions, UnpackStats, WhiteoutMode};
 
 const COPY_BUF: usize = 256 * 1024;
@@ -133,31 +134,45 @@ struct Unpacker {
 impl Unpacker {
     fn run<R: Read>(&mut self, reader: &mut ThreadHashingReader<R>) -> Result<(), LayerError> {
         {
-            let mut archive = tar::Archive::new(&mut *reader);
-            let entries = archive
+            let tap = Tap::new(&mut *reader);
+            let mut archive = tar::Archive::new(tap.clone());
+            let mut entries = archive
                 .entries()
                 .map_err(|source| LayerError::malformed("<start of archive>", source))?;
             let mut last = String::from("<start of archive>");
-            for entry in entries {
+            loop {
+                tap.start_journal();
+                let Some(entry) = entries.next() else { break };
                 let mut entry = entry.map_err(|source| LayerError::malformed(&last, source))?;
-                let raw = entry.path_bytes().into_owned();
+                let layout = sparse::entry_layout(&mut entry, &tap)
+                    .map_err(|source| LayerError::malformed(&last, source))?;
+                let (raw, data) = match layout {
+                    Ok(l) => l,
+                    Err(reason) => {
+                        return Err(LayerError::UnsafeEntry {
+                            entry: String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
+                            reason,
+                        });
+                    }
+                };
                 last = String::from_utf8_lossy(&raw).into_owned();
-                self.entry(&mut entry, &raw).map_err(|e| match e {
-                    Resolve::Unsafe(reason) => LayerError::UnsafeEntry {
-                        entry: last.clone(),
-                        reason,
-                    },
-                    Resolve::Io(source) => LayerError::Entry {
-                        entry: last.clone(),
-                        dest: self.dest.clone(),
-                        source,
-                    },
-                    Resolve::Truncated { declared, actual } => LayerError::Truncated {
-                        entry: last.clone(),
-                        declared,
-                        actual,
-                    },
-                })?;
+                self.entry(&mut entry, &raw, data, &tap)
+                    .map_err(|e| match e {
+                        Resolve::Unsafe(reason) => LayerError::UnsafeEntry {
+                            entry: last.clone(),
+                            reason,
+                        },
+                        Resolve::Io(source) => LayerError::Entry {
+                            entry: last.clone(),
+                            dest: self.dest.clone(),
+                            source,
+                        },
+                        Resolve::Truncated { declared, actual } => LayerError::Truncated {
+                            entry: last.clone(),
+                            declared,
+                            actual,
+                        },
+                    })?;
                 self.stats.entries += 1;
             }
         }
@@ -171,16 +186,17 @@ impl Unpacker {
         })
     }
 
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<(), Resolve> {
+    fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        raw: &[u8],
+        data: FileData,
+        tap: &Tap<'_>,
+    ) -> Result<(), Resolve> {
         use tar::EntryType as T;
         let ty = entry.header().entry_type();
         if matches!(ty, T::XGlobalHeader) {
             return Ok(());
-        }
-        if let Some(name) = pax_sparse_name(entry).map_err(Resolve::Io)? {
-            return Err(Resolve::Unsafe(format!(
-                "a PAX sparse file (GNU.sparse.name {name:?}) is not supported yet"
-            )));
         }
         let comps = clean(raw)?;
         let Some((name, parent)) = comps.split_last() else {
@@ -208,36 +224,44 @@ impl Unpacker {
                     rfs::openat(&parent_fd, *name, flags, Mode::from_raw_mode(0o600))
                 })?;
                 let mut file = File::from(fd.expect("only directories are kept"));
-                let declared = entry.size();
-                let sparse = ty == T::GNUSparse;
-                let mut got = 0u64;
-                loop {
-                    let n = match entry.read(&mut self.buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(Resolve::Io(e)),
-                    };
-                    got += n as u64;
-                    let chunk = &self.buf[..n];
-                    if sparse && chunk.iter().all(|&b| b == 0) {
-                        // A hole of a sparse file stays a hole.
-                        io::Seek::seek(&mut file, io::SeekFrom::Current(n as i64))
-                            .map_err(Resolve::Io)?;
-                        continue;
+                match data {
+                    FileData::Sparse { map, data_len, raw } => {
+                        // Holes stay holes: only the data is written.
+                        let got = if raw {
+                            write_sparse(&mut file, &mut tap.raw(data_len), &map)
+                        } else {
+                            write_sparse(&mut file, entry, &map)
+                        }
+                        .map_err(Resolve::Io)?;
+                        if got < data_len {
+                            return Err(Resolve::Truncated {
+                                declared: data_len,
+                                actual: got,
+                            });
+                        }
+                        self.stats.bytes += got;
                     }
-                    file.write_all(chunk).map_err(Resolve::Io)?;
-                    self.stats.bytes += n as u64;
-                }
-                if got < declared {
-                    return Err(Resolve::Truncated {
-                        declared,
-                        actual: got,
-                    });
-                }
-                if sparse {
-                    // A trailing hole: the size comes from the length.
-                    file.set_len(got).map_err(Resolve::Io)?;
+                    FileData::Plain => {
+                        let declared = entry.size();
+                        let mut got = 0u64;
+                        loop {
+                            let n = match entry.read(&mut self.buf) {
+                                Ok(0) => break,
+                                Ok(n) => n,
+                                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                                Err(e) => return Err(Resolve::Io(e)),
+                            };
+                            got += n as u64;
+                            file.write_all(&self.buf[..n]).map_err(Resolve::Io)?;
+                            self.stats.bytes += n as u64;
+                        }
+                        if got < declared {
+                            return Err(Resolve::Truncated {
+                                declared,
+                                actual: got,
+                            });
+                        }
+                    }
                 }
                 self.set_owner_fd(&file, &meta)?;
                 rfs::fchmod(&file, Mode::from_raw_mode(meta.mode))?;
@@ -645,32 +669,6 @@ pub(super) fn clean(raw: &[u8]) -> Result<Vec<&[u8]>, Resolve> {
         }
     }
     Ok(comps)
-}
-
-/// The real name of a PAX sparse file (GNU tar `--sparse
-/// --format=posix`, formats 0.0, 0.1 and 1.0), whose entry name is a
-/// placeholder (`GNUSparseFile.NNN/name`); `None` for other entries.
-pub(super) fn pax_sparse_name<R: Read>(
-    entry: &mut tar::Entry<'_, R>,
-) -> io::Result<Option<String>> {
-    let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-    let Some(pax) = entry.pax_extensions()? else {
-        return Ok(None);
-    };
-    let mut sparse = None;
-    for rec in pax {
-        let rec = rec?;
-        let key = rec.key_bytes();
-        if key == b"GNU.sparse.name" {
-            return Ok(Some(
-                String::from_utf8_lossy(rec.value_bytes()).into_owned(),
-            ));
-        }
-        if key.starts_with(b"GNU.sparse.") {
-            sparse = Some(path.clone());
-        }
-    }
-    Ok(sparse)
 }
 
 fn link_name<R: Read>(entry: &tar::Entry<'_, R>) -> Result<Vec<u8>, Resolve> {

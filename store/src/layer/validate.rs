@@ -9,9 +9,10 @@
 //! absolute: the unpacker never follows one); a relative symlink whose
 //! target climbs out; a hardlink whose target climbs out or, in the
 //! bottom layer, is not in the layer; an entry whose header promises more
-//! bytes than the archive holds (cut short); an entry type the unpacker
-//! does not know; a PAX sparse file (`GNU.sparse.*`), which would be
-//! unpacked as the wrong file. A missing end-of-archive marker is
+//! bytes than the archive holds (cut short); a sparse file whose map is
+//! inconsistent or runs past its data; an entry type the unpacker does
+//! not know. Sparse files are read as stored (their holes are not
+//! expanded). A missing end-of-archive marker is
 //! accepted, as Go's archive/tar (Docker) accepts it.
 
 use std::collections::HashSet;
@@ -20,7 +21,8 @@ use std::io::{self, Read};
 use rbuild_oci::Digest;
 
 use super::hash_thread::ThreadHashingReader;
-use super::unpack::{OPAQUE_MARKER, WHITEOUT_PREFIX, clean, pax_sparse_name};
+use super::sparse::{self, FileData, Tap};
+use super::unpack::{OPAQUE_MARKER, WHITEOUT_PREFIX, clean};
 use super::{LayerError, ValidateStats};
 
 /// Which paths a layer has made so far: symlinks (nothing may be written
@@ -62,14 +64,27 @@ pub(crate) fn validate(input: &mut dyn Read, bottom: bool) -> Result<ValidateSta
     let mut tree = Tree::default();
     let mut buf = vec![0u8; 256 << 10];
     {
-        let mut archive = tar::Archive::new(&mut reader);
-        let entries = archive
+        let tap = Tap::new(&mut reader);
+        let mut archive = tar::Archive::new(tap.clone());
+        let mut entries = archive
             .entries()
             .map_err(|source| LayerError::malformed("<start of archive>", source))?;
         let mut last = String::from("<start of archive>");
-        for entry in entries {
+        loop {
+            tap.start_journal();
+            let Some(entry) = entries.next() else { break };
             let mut entry = entry.map_err(|source| LayerError::malformed(&last, source))?;
-            let raw = entry.path_bytes().into_owned();
+            let layout = sparse::entry_layout(&mut entry, &tap)
+                .map_err(|source| LayerError::malformed(&last, source))?;
+            let (raw, data) = match layout {
+                Ok(l) => l,
+                Err(reason) => {
+                    return Err(LayerError::UnsafeEntry {
+                        entry: String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
+                        reason,
+                    });
+                }
+            };
             last = String::from_utf8_lossy(&raw).into_owned();
             let unsafe_entry = |reason: String| LayerError::UnsafeEntry {
                 entry: String::from_utf8_lossy(&raw).into_owned(),
@@ -77,11 +92,24 @@ pub(crate) fn validate(input: &mut dyn Read, bottom: bool) -> Result<ValidateSta
             };
             check_entry(&mut entry, &raw, &mut tree, bottom).map_err(unsafe_entry)?;
             // Read the body: a header promising more than the archive
-            // holds is refused here, not when a run needs the file.
-            let declared = entry.size();
+            // holds is refused here, not when a run needs the file. A
+            // sparse file's data is read as stored, holes not expanded.
+            let (declared, mut body): (u64, Box<dyn Read + '_>) = match data {
+                FileData::Plain => (entry.size(), Box::new(&mut entry)),
+                FileData::Sparse {
+                    data_len,
+                    raw: true,
+                    ..
+                } => (data_len, Box::new(tap.raw(data_len))),
+                FileData::Sparse {
+                    data_len,
+                    raw: false,
+                    ..
+                } => (data_len, Box::new(&mut entry)),
+            };
             let mut got = 0u64;
             loop {
-                match entry.read(&mut buf) {
+                match body.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => got += n as u64,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -119,11 +147,6 @@ fn check_entry<R: Read>(
     let ty = entry.header().entry_type();
     if matches!(ty, T::XGlobalHeader) {
         return Ok(());
-    }
-    if let Some(name) = pax_sparse_name(entry).map_err(|e| e.to_string())? {
-        return Err(format!(
-            "a PAX sparse file (GNU.sparse.name {name:?}) is not supported yet\nhint: make the archive without --sparse, or with GNU tar's --format=gnu"
-        ));
     }
     let comps =
         clean(raw).map_err(|_| "path climbs out of the destination with \"..\"".to_string())?;
