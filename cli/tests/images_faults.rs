@@ -342,3 +342,94 @@ fn unreferenced_blobs_are_counted_reported_and_pruned() {
     let row = df.lines().find(|l| l.starts_with("Unreferenced")).unwrap();
     assert_eq!(row.split_whitespace().nth(1), Some("0"), "{df}");
 }
+
+/// Regression (issue 13, item 8): `pull` stored and tagged images whose
+/// layers could never be unpacked. The image is pushed by skopeo (rbuild
+/// would refuse to load it); the pull refuses it naming the entry, tags
+/// nothing, stores no bad layer, and the store checks clean.
+#[test]
+fn pull_refuses_images_with_hostile_or_truncated_layers() {
+    let reg = support::registry::Registry::start(None);
+    for (what, layer, bad) in hostile_layers() {
+        let rb = Rbuild::new();
+        let archive = rb.path(&format!("{what}.tar"));
+        std::fs::write(&archive, docker_archive(&format!("{what}:1"), &layer)).unwrap();
+        let name = format!("{}/{what}:1", reg.host());
+        let copy = std::process::Command::new("skopeo")
+            .args(["copy", "--dest-tls-verify=false"])
+            .arg(format!("docker-archive:{}", s(&archive)))
+            .arg(format!("docker://{name}"))
+            .output()
+            .expect("skopeo (scripts/install-deps)");
+        if !copy.status.success() {
+            // skopeo reads the archive itself; a truncated layer it cannot
+            // push is no test of rbuild.
+            assert_eq!(
+                what,
+                "truncated",
+                "{}",
+                String::from_utf8_lossy(&copy.stderr)
+            );
+            continue;
+        }
+        rb.ok(&["info"]);
+        let before = store_blobs(&rb);
+        let r = support::run_command(rb.private_command(&["pull", &name]), None);
+        assert_ne!(r.code, 0, "{what}: pull must fail:\n{}", r.stdout);
+        assert_contains_all(&r.stderr, &[&format!("{bad:?}"), "bad layer"]);
+        let layer_digest = format!("sha256:{}", sha256(&layer));
+        assert!(
+            !rb.has_blob(&layer_digest),
+            "{what}: the bad layer must not be stored"
+        );
+        assert_eq!(rb.ok(&["images", "-q"]).trim(), "", "nothing may be tagged");
+        let check = rb.run(&["system", "check"]);
+        assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+        // Whole, good blobs (the config) stay for a retry; prune takes them.
+        rb.ok(&["image", "prune", "-f"]);
+        assert_eq!(store_blobs(&rb), before);
+    }
+}
+
+/// A damaged `index.json` is reported by every command that needs it,
+/// flagged by `system check`, and `--repair` gives a working store.
+#[test]
+fn a_damaged_index_json_is_reported_and_repaired() {
+    let rb = Rbuild::new();
+    rb.import_tree("a:1", &[("f", "x")]);
+    let index = rb.root().join("store-v1/index.json");
+    let mut bytes = std::fs::read(&index).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&index, bytes).unwrap();
+    let r = rb.fails(&["images"]);
+    assert!(r.stderr.contains("index.json"), "{}", r.stderr);
+    let r = rb.run(&["system", "check"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("index.json"), "{}", r.stdout);
+    rb.ok(&["system", "check", "--repair"]);
+    rb.ok(&["system", "check"]);
+    assert_eq!(rb.ok(&["images", "-q"]).trim(), "");
+    // What the lost index named is unreferenced now, and prune takes it.
+    rb.ok(&["image", "prune", "-f"]);
+    rb.import_tree("b:1", &[("f", "y")]);
+    rb.ok(&["system", "check"]);
+}
+
+/// A damaged manifest blob (still valid JSON) is named by the image users
+/// know, not only by a digest.
+#[test]
+fn a_damaged_manifest_names_the_image() {
+    let rb = Rbuild::new();
+    rb.import_tree("named:1", &[("f", "x")]);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rb.root().join("store-v1/index.json")).unwrap())
+            .unwrap();
+    let manifest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    flip_bit_in(&blob_file(&rb, &manifest), "schemaVersion");
+    let r = rb.fails(&["inspect", "named:1"]);
+    assert_contains_all(&r.stderr, &["named:1", "corrupt", "manifest"]);
+    assert_check_flags(&rb, &format!("blob {manifest}: content hashes to"));
+}
