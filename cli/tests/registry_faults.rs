@@ -34,11 +34,13 @@ struct Rule {
     times: usize,
 }
 
+/// Request lines seen, with the fault applied to each.
+type RequestLog = Arc<Mutex<Vec<(String, Option<Fault>)>>>;
+
 struct FaultProxy {
     port: u16,
     rules: Arc<Mutex<Vec<Rule>>>,
-    /// Request lines seen, with the fault applied to each.
-    log: Arc<Mutex<Vec<(String, Option<Fault>)>>>,
+    log: RequestLog,
 }
 
 impl FaultProxy {
@@ -46,7 +48,7 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let rules: Arc<Mutex<Vec<Rule>>> = Arc::default();
-        let log: Arc<Mutex<Vec<(String, Option<Fault>)>>> = Arc::default();
+        let log: RequestLog = Arc::default();
         let (r, l) = (rules.clone(), log.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {

@@ -161,7 +161,7 @@ fn copy_checked_tar(
         }
         Err(source) => Err(ArchiveError::ImportRefused {
             name: name.to_string(),
-            source,
+            source: Box::new(source),
         }),
     }
 }

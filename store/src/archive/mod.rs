@@ -121,7 +121,7 @@ pub enum ArchiveError {
         name: String,
         image: String,
         #[source]
-        source: crate::StagedLayerError,
+        source: Box<crate::StagedLayerError>,
     },
     #[error("{name} is neither a docker-archive nor an OCI layout: no manifest.json or index.json")]
     UnknownLayout { name: String },
@@ -185,7 +185,7 @@ pub enum ArchiveError {
     ImportRefused {
         name: String,
         #[source]
-        source: crate::layer::LayerError,
+        source: Box<crate::layer::LayerError>,
     },
     #[error("cannot write layer")]
     WriteLayer {

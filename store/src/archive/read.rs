@@ -68,7 +68,7 @@ pub fn load(store: &Store, name: &str, input: impl Read) -> Result<Vec<LoadedIma
             .map_err(|source| ArchiveError::BadLayer {
                 name: name.to_string(),
                 image: image.label(),
-                source,
+                source: Box::new(source),
             })?;
     }
     staging.publish()?;
