@@ -433,3 +433,44 @@ fn a_damaged_manifest_names_the_image() {
     assert_contains_all(&r.stderr, &["named:1", "corrupt", "manifest"]);
     assert_check_flags(&rb, &format!("blob {manifest}: content hashes to"));
 }
+
+/// Regression (issue 13): `system check` and prunes waited silently while
+/// another process held the store; they say what they wait for, who holds
+/// it, and how long the wait took.
+#[test]
+fn check_and_prune_say_which_process_they_wait_for() {
+    let rb = Rbuild::new();
+    rb.import_tree("a:1", &[("f", "x")]);
+    let lock = rb.root().join("store-v1/locks/gc.lock");
+    // A stand-in for a running build: holds the store (the gc lock,
+    // shared) for a moment.
+    let mut holder = std::process::Command::new("flock")
+        .args(["--shared", s(&lock), "sleep", "2"])
+        .spawn()
+        .expect("flock (util-linux)");
+    let start = std::time::Instant::now();
+    while support::tool("cat", &["/proc/locks"])
+        .lines()
+        .all(|l| !l.contains(&holder.id().to_string()))
+    {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let r = rb.run(&["system", "check"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_contains_all(
+        &r.stderr,
+        &[
+            "waiting for the store",
+            &format!("pid {}", holder.id()),
+            "waited ",
+        ],
+    );
+    holder.wait().unwrap();
+    let r = rb.run(&["image", "prune", "-f"]);
+    assert!(
+        !r.stderr.contains("waiting"),
+        "no wait when nobody holds it:\n{}",
+        r.stderr
+    );
+}

@@ -53,7 +53,11 @@ impl Store {
         // Counted before this session's creation sweeps them.
         let dead_scratch = self.dead_scratch_bytes()?;
         self.tmp.ensure()?;
-        let _gc = FileLock::acquire(&self.dir.join("locks/gc.lock"), LockMode::Exclusive)?;
+        let _gc = self.acquire_lock(
+            &self.dir.join("locks/gc.lock"),
+            LockMode::Exclusive,
+            "the store (running builds, loads and pulls hold it)",
+        )?;
         let blobs = self.blobs_dir();
         let mut good = BTreeSet::new();
         for entry in fs::read_dir(&blobs).map_err(StoreError::io(&blobs))? {

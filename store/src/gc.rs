@@ -81,7 +81,11 @@ impl Store {
     /// `roots` names the layers kept beyond images and leases (the build
     /// cache index's records); when they cannot be read, nothing is removed.
     pub fn gc(&self, gc_roots: &dyn GcRoots) -> Result<GcStats> {
-        let _gc = FileLock::acquire(&self.dir.join("locks/gc.lock"), LockMode::Exclusive)?;
+        let _gc = self.acquire_lock(
+            &self.dir.join("locks/gc.lock"),
+            LockMode::Exclusive,
+            "the store (running builds, loads and pulls hold it)",
+        )?;
         // Dead processes' scratch (partial blobs, staged downloads) goes
         // when this session's is made; counted as freed.
         let scratch = self.dead_scratch_bytes()?;

@@ -245,6 +245,35 @@ pub struct Store {
     dir: PathBuf,
     tmp: SessionTmp,
     writers: Mutex<(usize, Option<FileLock>)>,
+    waits: WaitObserver,
+}
+
+/// A lock another process holds, which this one waits for (see
+/// [`Store::on_wait`]).
+#[derive(Debug, Clone)]
+pub struct LockWait<'a> {
+    /// What the lock guards, in words (`the store's garbage collection`).
+    pub what: &'a str,
+    /// The processes holding it (pid, command line), when known.
+    pub holders: &'a [(u32, String)],
+    /// `None` when the wait begins; how long it took once it ended.
+    pub waited: Option<std::time::Duration>,
+}
+
+type WaitFn = Box<dyn Fn(&LockWait<'_>) + Send + Sync>;
+
+/// The observer of lock waits; `Debug` for [`Store`]'s sake.
+#[derive(Default)]
+struct WaitObserver(std::sync::OnceLock<WaitFn>);
+
+impl std::fmt::Debug for WaitObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "WaitObserver(set)"
+        } else {
+            "WaitObserver(none)"
+        })
+    }
 }
 
 impl Store {
@@ -284,7 +313,42 @@ impl Store {
             dir,
             tmp,
             writers: Mutex::new((0, None)),
+            waits: WaitObserver::default(),
         })
+    }
+
+    /// Calls `observer` when this store waits for a lock another process
+    /// holds (a build holding the store while `system check` or a prune
+    /// wants it, or the reverse), and again when the wait ends, so a
+    /// front end can say what it waits for and for how long.
+    pub fn on_wait(&self, observer: impl Fn(&LockWait<'_>) + Send + Sync + 'static) {
+        let _ = self.waits.0.set(Box::new(observer));
+    }
+
+    /// Takes the lock at `path`, telling the wait observer when another
+    /// process holds it.
+    pub(crate) fn acquire_lock(&self, path: &Path, mode: LockMode, what: &str) -> Result<FileLock> {
+        if let Some(lock) = FileLock::try_acquire(path, mode)? {
+            return Ok(lock);
+        }
+        let holders = FileLock::holders(path);
+        let start = std::time::Instant::now();
+        if let Some(observer) = self.waits.0.get() {
+            observer(&LockWait {
+                what,
+                holders: &holders,
+                waited: None,
+            });
+        }
+        let lock = FileLock::acquire(path, mode)?;
+        if let Some(observer) = self.waits.0.get() {
+            observer(&LockWait {
+                what,
+                holders: &holders,
+                waited: Some(start.elapsed()),
+            });
+        }
+        Ok(lock)
     }
 
     /// The versioned store directory (`<root>/store-v1`).

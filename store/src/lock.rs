@@ -84,6 +84,64 @@ impl FileLock {
         }
     }
 
+    /// The processes holding a lock on the file at `path`, as the kernel
+    /// lists them in `/proc/locks` (pid and command line); empty when that
+    /// cannot be read.
+    pub fn holders(path: &Path) -> Vec<(u32, String)> {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return Vec::new();
+        };
+        let dev = meta.dev();
+        let want = format!(
+            "{:02x}:{:02x}:{}",
+            nix::sys::stat::major(dev),
+            nix::sys::stat::minor(dev),
+            meta.ino()
+        );
+        let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
+            return Vec::new();
+        };
+        let mut out: Vec<(u32, String)> = Vec::new();
+        for line in locks.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // "1: FLOCK ADVISORY WRITE 1234 fe:00:6594570 0 EOF"; a
+            // waiter's line starts "1: ->" and has one field more.
+            if fields.get(1) == Some(&"->") {
+                continue;
+            }
+            let (Some(pid), Some(id)) = (fields.get(4), fields.get(5)) else {
+                continue;
+            };
+            if *id != want {
+                continue;
+            }
+            let Ok(pid) = pid.parse::<u32>() else {
+                continue;
+            };
+            if out.iter().any(|(p, _)| *p == pid) {
+                continue;
+            }
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let words: Vec<String> = c
+                        .split(|&b| b == 0)
+                        .filter(|w| !w.is_empty())
+                        .map(|w| String::from_utf8_lossy(w).into_owned())
+                        .collect();
+                    let text = words.join(" ");
+                    if text.chars().count() > 80 {
+                        format!("{}…", text.chars().take(80).collect::<String>())
+                    } else {
+                        text
+                    }
+                })
+                .unwrap_or_default();
+            out.push((pid, cmd));
+        }
+        out
+    }
+
     /// The lock file's path.
     pub fn path(&self) -> &Path {
         &self.path

@@ -186,9 +186,10 @@ impl Store {
     pub fn write_session(&self) -> Result<WriteSession<'_>> {
         let mut state = self.writers.lock().expect("writers lock");
         if state.1.is_none() {
-            state.1 = Some(FileLock::acquire(
+            state.1 = Some(self.acquire_lock(
                 &self.dir.join("locks/gc.lock"),
                 LockMode::Shared,
+                "garbage collection (a prune or `system check` holds the store)",
             )?);
         }
         state.0 += 1;

@@ -82,7 +82,7 @@ pub trait CacheRecords {
 /// The store's cache index (the worker's [`StoreCacheIndex`]).
 pub fn open(root: &Path) -> anyhow::Result<Box<dyn CacheRecords>> {
     Ok(Box::new(StoreRecords {
-        store: crate::root::open_store(root)?,
+        store: crate::root::open_store_saying_waits(root)?,
     }))
 }
 

@@ -68,7 +68,7 @@ fn names_tag_or_digest(image: &str) -> bool {
 
 pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let reference = ImageRef::parse(&args.image)?;
-    let store = crate::root::open_store(root)?;
+    let store = crate::root::open_store_saying_waits(root)?;
     let client = client(Some(root), &args.insecure_registries)?;
     let pulled_from = reference.familiar_repository();
     let what = match (reference.digest(), reference.tag()) {

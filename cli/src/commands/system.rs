@@ -154,7 +154,7 @@ pub(crate) fn unreferenced_line(o: &rbuild_store::Unreferenced) -> String {
 }
 
 pub fn check(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let store = crate::root::open_store(root)?;
+    let store = crate::root::open_store_saying_waits(root)?;
     let report = store.check(args.repair, &rbuild_worker::CacheIndexRoots)?;
     for p in &report.problems {
         println!("{}: {}", p.subject, p.reason);
