@@ -474,3 +474,41 @@ fn check_and_prune_say_which_process_they_wait_for() {
         r.stderr
     );
 }
+
+/// Damaged build cache records (a file that does not parse, or one
+/// naming a layer the store lost) are reported by `system check` and
+/// removed by `--repair`; the next build runs those steps again and is
+/// right.
+#[test]
+fn damaged_build_cache_records_are_reported_and_repaired() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = rb.tree(
+        "ctx",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY a /a\nCOPY b /b\n"),
+            ("a", "x"),
+            ("b", "y"),
+        ],
+    );
+    support::cache::build(&rb, &ctx, &["-t", "app:1"]);
+    let keys = rb.root().join("store-v1/cache-v1/keys");
+    let mut records: Vec<PathBuf> = std::fs::read_dir(&keys)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    records.sort();
+    assert!(!records.is_empty());
+    std::fs::write(&records[0], b"{ not json").unwrap();
+    let r = rb.run(&["system", "check"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("build cache record"), "{}", r.stdout);
+    assert!(r.stdout.contains("does not parse"), "{}", r.stdout);
+    let r = rb.run(&["system", "check", "--repair"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(!records[0].exists());
+    rb.ok(&["system", "check"]);
+    let out = rb.path("out");
+    support::cache::build(&rb, &ctx, &["-o", &format!("type=local,dest={}", s(&out))]);
+    assert_eq!(std::fs::read_to_string(out.join("b")).unwrap(), "y");
+}

@@ -155,7 +155,20 @@ pub(crate) fn unreferenced_line(o: &rbuild_store::Unreferenced) -> String {
 
 pub fn check(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let store = crate::root::open_store_saying_waits(root)?;
-    let report = store.check(args.repair, &rbuild_worker::CacheIndexRoots)?;
+    let mut report = store.check(args.repair, &rbuild_worker::CacheIndexRoots)?;
+    // After the store's repair: a record naming a blob it dropped goes too.
+    let records = rbuild_worker::check_records(&store, args.repair)?;
+    for r in &records {
+        report.problems.push(rbuild_store::Problem {
+            subject: format!("build cache record {}", r.path.display()),
+            reason: r.reason.clone(),
+        });
+        if args.repair {
+            report
+                .repaired
+                .push(format!("removed build cache record {}", r.path.display()));
+        }
+    }
     for p in &report.problems {
         println!("{}: {}", p.subject, p.reason);
     }
@@ -178,7 +191,7 @@ pub fn check(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     if args.repair {
         let after = store.check(false, &rbuild_worker::CacheIndexRoots)?;
-        if after.problems.is_empty() {
+        if after.problems.is_empty() && rbuild_worker::check_records(&store, false)?.is_empty() {
             println!("store repaired");
             return Ok(ExitCode::SUCCESS);
         }
