@@ -512,3 +512,37 @@ fn damaged_build_cache_records_are_reported_and_repaired() {
     support::cache::build(&rb, &ctx, &["-o", &format!("type=local,dest={}", s(&out))]);
     assert_eq!(std::fs::read_to_string(out.join("b")).unwrap(), "y");
 }
+
+/// An image listing one layer twice (old images repeat the empty layer)
+/// loads, pushes and pulls: the repeated blob is staged, checked and
+/// published once.
+#[test]
+fn an_image_repeating_a_layer_loads_and_pulls() {
+    let reg = support::registry::Registry::start(None);
+    let a = Rbuild::new();
+    let mut layer = Vec::new();
+    file(&mut layer, "f", b"same");
+    let layer = end(layer);
+    let hex = sha256(&layer);
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":["sha256:{hex}","sha256:{hex}"]}}}}"#
+    );
+    let chex = sha256(config.as_bytes());
+    let name = format!("{}/twice:1", reg.host());
+    let manifest = format!(
+        r#"[{{"Config":"blobs/sha256/{chex}","RepoTags":["{name}"],"Layers":["blobs/sha256/{hex}","blobs/sha256/{hex}"]}}]"#
+    );
+    let mut t = Vec::new();
+    file(&mut t, &format!("blobs/sha256/{chex}"), config.as_bytes());
+    file(&mut t, &format!("blobs/sha256/{hex}"), &layer);
+    file(&mut t, "manifest.json", manifest.as_bytes());
+    let path = a.path("twice.tar");
+    std::fs::write(&path, end(t)).unwrap();
+    a.ok(&["load", "-i", s(&path)]);
+    let push = support::run_command(a.private_command(&["push", &name]), None);
+    assert_eq!(push.code, 0, "{}", push.stderr);
+    let b = Rbuild::new();
+    let pull = support::run_command(b.private_command(&["pull", &name]), None);
+    assert_eq!(pull.code, 0, "{}{}", pull.stdout, pull.stderr);
+    b.ok(&["system", "check"]);
+}

@@ -305,3 +305,44 @@ fn a_stalled_transfer_times_out_and_is_retried() {
     assert!(r.stderr.contains("retrying GET"), "{}", r.stderr);
     assert_clean(&b);
 }
+
+/// Regression (issue 13, item 7): a layer damaged on disk was pushed as
+/// is (the registry then held bytes that do not match their digest, or
+/// refused them with a bare 400). The push fails naming the image, and
+/// the registry never gets the blob.
+#[test]
+fn push_of_an_image_with_a_damaged_layer_fails_naming_it() {
+    let reg = Registry::start(None);
+    let a = Rbuild::new();
+    let name = format!("{}/victim:1", reg.host());
+    let tree = a.tree("tree", &[("data", &"payload ".repeat(8192))]);
+    let r = run(&a, &["import", support::s(&tree), &name], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let id = r.stdout.trim().to_string();
+    let layer = run(
+        &a,
+        &["inspect", "-f", "{{index .RootFS.Layers 0}}", &name],
+        &[],
+    )
+    .stdout
+    .trim()
+    .to_string();
+    let blob = support::blob_path(&a.root().join("store-v1"), &layer);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let at = bytes.windows(7).position(|w| w == b"payload").unwrap();
+    bytes[at] ^= 0x01;
+    std::fs::write(&blob, bytes).unwrap();
+    let r = run(&a, &["push", &name], &[]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    let short = &id.trim_start_matches("sha256:")[..12];
+    assert!(
+        r.stderr.contains("cannot push image") && r.stderr.contains(short),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("is corrupt"), "{}", r.stderr);
+    assert!(
+        !reg.blob_data(&layer).exists(),
+        "the registry must not get the blob"
+    );
+}

@@ -159,7 +159,12 @@ fn pull_image(
     };
     let mut blobs = vec![(parse(&manifest.config.digest)?, manifest.config.size)];
     for l in &manifest.layers {
-        blobs.push((parse(&l.digest)?, l.size));
+        let d = parse(&l.digest)?;
+        // A layer listed twice (old images repeat the empty layer) is
+        // fetched once.
+        if !blobs.iter().any(|(b, _)| *b == d) {
+            blobs.push((d, l.size));
+        }
     }
     // The config's rootfs must name as many layers as the manifest, or the
     // store could not read the image back; check before anything is tagged.

@@ -183,8 +183,12 @@ impl Staging<'_> {
         let from = self.dir.join(digest.hex());
         let blobs = self.store.blobs_dir();
         let dest = blobs.join(digest.hex());
-        fs::rename(&from, &dest).map_err(StoreError::io(&dest))?;
-        atomic::sync_dir(&blobs)
+        match fs::rename(&from, &dest) {
+            Ok(()) => atomic::sync_dir(&blobs),
+            // Published already (the same blob asked for twice).
+            Err(e) if e.kind() == io::ErrorKind::NotFound && dest.is_file() => Ok(()),
+            Err(e) => Err(StoreError::io(&dest)(e)),
+        }
     }
 
     /// Moves every staged blob into the store. Call while holding a
