@@ -546,3 +546,33 @@ fn an_image_repeating_a_layer_loads_and_pulls() {
     assert_eq!(pull.code, 0, "{}{}", pull.stdout, pull.stderr);
     b.ok(&["system", "check"]);
 }
+
+/// A damaged layer under a RUN or `rbuild run` (unpacked into a
+/// snapshot) is named as damaged on disk, even when the tar breaks before
+/// the digest check at the blob's end could say so.
+#[test]
+fn a_run_on_a_damaged_layer_says_the_blob_is_damaged() {
+    if support::tool("id", &["-u"]).trim() != "0" {
+        support::skipped(
+            "a_run_on_a_damaged_layer_says_the_blob_is_damaged",
+            "rbuild run needs root here",
+        );
+        return;
+    }
+    let rb = Rbuild::new();
+    rb.busybox();
+    let layer = first_layer(&rb, "busybox");
+    let path = blob_file(&rb, &layer);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+    let r = rb.fails(&["run", "--rm", "busybox", "echo", "hi"]);
+    assert!(
+        r.stderr.contains(&format!("blob {layer} is corrupt")),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("malformed"), "{}", r.stderr);
+    assert_check_flags(&rb, &format!("blob {layer}: content hashes to"));
+}

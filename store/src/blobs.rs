@@ -117,6 +117,14 @@ impl Store {
         })
     }
 
+    /// [`StoreError::CorruptBlob`] when the stored blob does not hash to
+    /// its digest (read whole); `None` when it does or cannot be read.
+    pub fn verify_blob(&self, digest: &Digest) -> Option<StoreError> {
+        let mut blob = self.open_blob_verified(digest).ok()?;
+        let _ = io::copy(&mut blob, &mut io::sink());
+        blob.corrupt_error()
+    }
+
     /// Reads a whole (small) blob — a manifest, config or index —
     /// verified against its digest: a flipped bit in a config that is
     /// still valid JSON is [`StoreError::CorruptBlob`], never used.

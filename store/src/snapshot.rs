@@ -56,12 +56,17 @@ impl Store {
                 crate::layer::WhiteoutMode::Apply
             };
             let opts = crate::layer::UnpackOptions { whiteouts };
-            crate::layer::unpack_with(&mut hashing, &work, &opts).map_err(|source| {
-                StoreError::Unpack {
+            if let Err(source) = crate::layer::unpack_with(&mut hashing, &work, &opts) {
+                // A tar that breaks may be a blob damaged on disk whose
+                // digest check (at its end) was never reached: say so.
+                if let Some(damaged) = self.verify_blob(&layer.digest) {
+                    return Err(damaged);
+                }
+                return Err(StoreError::Unpack {
                     diff_id: layer.diff_id,
                     source,
-                }
-            })?;
+                });
+            }
             io::copy(&mut hashing, &mut io::sink())
                 .map_err(StoreError::io(&self.blob_path(&layer.digest)))?;
             let actual = hashing.digest();

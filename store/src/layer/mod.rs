@@ -212,7 +212,13 @@ impl LayerError {
     /// words rather than only the tar reader's.
     pub(crate) fn malformed(after: &str, source: io::Error) -> LayerError {
         let text = source.to_string();
-        let problem = if source.kind() == io::ErrorKind::UnexpectedEof
+        let damaged = source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<crate::StoreError>())
+            .is_some_and(|e| matches!(e, crate::StoreError::CorruptBlob { .. }));
+        let problem = if damaged {
+            "the layer blob is damaged on disk"
+        } else if source.kind() == io::ErrorKind::UnexpectedEof
             || text.contains("unexpected EOF")
             || text.contains("entire block")
             || text.contains("failed to read extension")

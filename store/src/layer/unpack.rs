@@ -162,6 +162,15 @@ impl Unpacker {
                             entry: last.clone(),
                             reason,
                         },
+                        // The stream broke (a damaged blob), not the write.
+                        Resolve::Io(source)
+                            if source
+                                .get_ref()
+                                .and_then(|e| e.downcast_ref::<crate::StoreError>())
+                                .is_some() =>
+                        {
+                            LayerError::Input { source }
+                        }
                         Resolve::Io(source) => LayerError::Entry {
                             entry: last.clone(),
                             dest: self.dest.clone(),
