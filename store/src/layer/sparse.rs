@@ -371,6 +371,8 @@ struct TapState<'a> {
     tar_pos: u64,
     journal: Vec<u8>,
     journal_start: u64,
+    /// Journaling is on only while the `tar` crate reads headers.
+    journaling: bool,
 }
 
 /// The archive stream between the hasher and the `tar` crate; see the
@@ -386,6 +388,7 @@ impl<'a> Tap<'a> {
             tar_pos: 0,
             journal: Vec::new(),
             journal_start: 0,
+            journaling: false,
         })))
     }
 
@@ -395,6 +398,12 @@ impl<'a> Tap<'a> {
         let mut s = self.0.borrow_mut();
         s.journal.clear();
         s.journal_start = s.tar_pos;
+        s.journaling = true;
+    }
+
+    /// Stops keeping what is read (bodies are not journaled).
+    pub fn stop_journal(&self) {
+        self.0.borrow_mut().journaling = false;
     }
 
     /// The `tar` crate's position in the archive.
@@ -438,10 +447,17 @@ impl Read for Tap<'_> {
         }
         let n = s.inner.read(buf)?;
         s.tar_pos += n as u64;
-        // Only header sequences are journaled: bodies are read through
-        // entries, which stop the journal by then (bounded anyway).
-        if s.journal.len() < (1 << 20) {
-            s.journal.extend_from_slice(&buf[..n]);
+        // The journal keeps the last MiB or so read: the header sequence
+        // (and extension blocks) of the entry being handed out is at its
+        // end, whatever body or padding was skipped before it.
+        if !s.journaling {
+            return Ok(n);
+        }
+        s.journal.extend_from_slice(&buf[..n]);
+        if s.journal.len() > 2 << 20 {
+            let cut = s.journal.len() - (1 << 20);
+            s.journal.drain(..cut);
+            s.journal_start += cut as u64;
         }
         Ok(n)
     }

@@ -146,6 +146,7 @@ impl Unpacker {
                 let mut entry = entry.map_err(|source| LayerError::malformed(&last, source))?;
                 let layout = sparse::entry_layout(&mut entry, &tap)
                     .map_err(|source| LayerError::malformed(&last, source))?;
+                tap.stop_journal();
                 let (raw, data) = match layout {
                     Ok(l) => l,
                     Err(reason) => {

@@ -76,6 +76,7 @@ pub(crate) fn validate(input: &mut dyn Read, bottom: bool) -> Result<ValidateSta
             let mut entry = entry.map_err(|source| LayerError::malformed(&last, source))?;
             let layout = sparse::entry_layout(&mut entry, &tap)
                 .map_err(|source| LayerError::malformed(&last, source))?;
+            tap.stop_journal();
             let (raw, data) = match layout {
                 Ok(l) => l,
                 Err(reason) => {

@@ -262,8 +262,31 @@ impl<'a> ImportingCacheIndex<'a> {
             .expect("only blobs hits named are fetched");
         let import = &self.imports[blob.import];
         let mut reader = import.blobs.open_blob(digest)?;
-        // The caller's error names the blob and the cache already.
-        self.store.put_blob(&mut reader, Some(*digest))?;
+        // The caller's error names the blob and the cache already. Staged
+        // first: a layer enters the store only once it would unpack, as
+        // with `load` and `pull`.
+        let staging = self.store.staging()?;
+        staging.put(&mut reader, Some(*digest))?;
+        if staging.is_staged(digest) {
+            staging
+                .check_layer(digest, rbuild_store::layout::MEDIA_TYPE_LAYER_TAR, false)
+                .map_err(|e| match e {
+                    rbuild_store::StagedLayerError::Store(e) => e,
+                    rbuild_store::StagedLayerError::Invalid { digest, source } => {
+                        rbuild_store::StoreError::Unpack {
+                            diff_id: digest,
+                            source,
+                        }
+                    }
+                    rbuild_store::StagedLayerError::DiffId { digest, actual, .. } => {
+                        rbuild_store::StoreError::DigestMismatch {
+                            expected: digest,
+                            actual,
+                        }
+                    }
+                })?;
+            staging.publish_one(digest)?;
+        }
         Ok(())
     }
 
