@@ -36,7 +36,14 @@
 //! module: `session` (scratch space, write sessions), `blobs`, `index`
 //! (writing, tagging and reading images), `resolve` (finding an image by
 //! name or ID), `lease`, `snapshot` (layer streams and unpacked layers),
-//! `gc` (collection, disk usage) and `check` (verify and repair).
+//! `gc` (collection, disk usage, unreferenced blobs), `check` (verify and
+//! repair) and `staging` (what `load` and `pull` receive, checked before
+//! it enters `blobs/`).
+//!
+//! Integrity: small blobs are verified against their digest on every read
+//! ([`Store::read_blob`]), layers whenever they are streamed
+//! ([`Store::open_blob_verified`]); damage is named by the image as
+//! `rbuild images` shows it.
 
 #![forbid(unsafe_code)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]

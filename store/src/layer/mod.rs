@@ -8,6 +8,10 @@
 //! - [`unpack`] / [`unpack_with`]: a tar stream → a directory, applying
 //!   whiteouts (or keeping them in overlay form), refusing entries that would
 //!   land outside the directory.
+//! - [`validate`]: a tar stream read once through the unpacker's checks,
+//!   writing nothing (for layers entering the store), with its diffID.
+//! - sparse files (`sparse.rs`): GNU `S` entries and PAX sparse 0.0, 0.1
+//!   and 1.0 unpack with holes as holes.
 //! - [`compress`] / [`compress_with`] / [`decompress`]: parallel gzip or
 //!   multithreaded zstd; blob digest, size and diffID in the same pass;
 //!   decompress sniffs gzip, zstd, bzip2, xz or plain tar.
