@@ -576,3 +576,89 @@ fn a_run_on_a_damaged_layer_says_the_blob_is_damaged() {
     assert!(!r.stderr.contains("malformed"), "{}", r.stderr);
     assert_check_flags(&rb, &format!("blob {layer}: content hashes to"));
 }
+
+/// Regression (issue 13, item 8): layers fetched from a `--cache-from`
+/// source entered the store unchecked. A cache whose COPY layer was
+/// replaced by a hostile one (`../` entry; digests made consistent, as a
+/// malicious cache would) fails the build at that step, and nothing of
+/// it enters the store.
+#[test]
+fn a_hostile_layer_in_an_imported_cache_is_refused() {
+    let a = Rbuild::new();
+    a.busybox();
+    let ctx = a.tree(
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nCOPY a /a\n"), ("a", "x")],
+    );
+    let cache = a.path("cache");
+    support::cache::build(
+        &a,
+        &ctx,
+        &["--cache-to", &format!("type=local,dest={}", s(&cache))],
+    );
+    let blobs = cache.join("blobs/sha256");
+    let hex_of = |d: &str| d.trim_start_matches("sha256:").to_string();
+    let index_text = std::fs::read_to_string(cache.join("index.json")).unwrap();
+    let index: serde_json::Value = serde_json::from_str(&index_text).unwrap();
+    let manifest_hex = hex_of(index["manifests"][0]["digest"].as_str().unwrap());
+    let manifest_text = std::fs::read_to_string(blobs.join(&manifest_hex)).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&manifest_text).unwrap();
+    let config_hex = hex_of(manifest["config"]["digest"].as_str().unwrap());
+    let config_text = std::fs::read_to_string(blobs.join(&config_hex)).unwrap();
+    // The COPY layer: the one holding the file "a".
+    let copy_hex = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| hex_of(l["digest"].as_str().unwrap()))
+        .find(|h| std::fs::read(blobs.join(h)).unwrap().starts_with(b"a\0"))
+        .expect("the COPY layer");
+    let old = std::fs::read(blobs.join(&copy_hex)).unwrap();
+    // Same size, so only digests change.
+    let mut hostile = Vec::new();
+    file(&mut hostile, "../escape", b"x");
+    let mut hostile = end(hostile);
+    hostile.resize(old.len(), 0);
+    let new_hex = sha256(&hostile);
+    std::fs::remove_file(blobs.join(&copy_hex)).unwrap();
+    std::fs::write(blobs.join(&new_hex), &hostile).unwrap();
+    let config_text = config_text.replace(&copy_hex, &new_hex);
+    let new_config_hex = sha256(config_text.as_bytes());
+    std::fs::remove_file(blobs.join(&config_hex)).unwrap();
+    std::fs::write(blobs.join(&new_config_hex), &config_text).unwrap();
+    let manifest_text = manifest_text
+        .replace(&copy_hex, &new_hex)
+        .replace(&config_hex, &new_config_hex);
+    let new_manifest_hex = sha256(manifest_text.as_bytes());
+    std::fs::remove_file(blobs.join(&manifest_hex)).unwrap();
+    std::fs::write(blobs.join(&new_manifest_hex), &manifest_text).unwrap();
+    std::fs::write(
+        cache.join("index.json"),
+        index_text.replace(&manifest_hex, &new_manifest_hex),
+    )
+    .unwrap();
+
+    let b = support::cache::machine_b(&a, &["busybox"]);
+    let ctx_b = b.tree(
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nCOPY a /a\n"), ("a", "x")],
+    );
+    let r = support::cache::try_build(
+        &b,
+        &ctx_b,
+        &[
+            "-t",
+            "app:1",
+            "--cache-from",
+            &format!("type=local,src={}", s(&cache)),
+        ],
+    );
+    assert_ne!(r.code, 0, "a hostile cached layer was used:\n{}", r.stderr);
+    assert!(r.stderr.contains("../escape"), "{}", r.stderr);
+    assert!(
+        !b.has_blob(&format!("sha256:{new_hex}")),
+        "the layer must not be stored"
+    );
+    b.ok(&["system", "check"]);
+    assert!(b.run(&["inspect", "app:1"]).code != 0);
+}
