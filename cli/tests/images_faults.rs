@@ -662,3 +662,27 @@ fn a_hostile_layer_in_an_imported_cache_is_refused() {
     b.ok(&["system", "check"]);
     assert!(b.run(&["inspect", "app:1"]).code != 0);
 }
+
+/// What is not a snapshot in `snapshots/` (a file where a layer's
+/// snapshot directory goes, a stray name) would stop that snapshot from
+/// being made: `system check` flags it and `--repair` removes it.
+#[test]
+fn damaged_snapshot_entries_are_flagged_and_repaired() {
+    let rb = Rbuild::new();
+    rb.import_tree("a:1", &[("f", "x")]);
+    let layer = first_layer(&rb, "a:1");
+    let snaps = rb.root().join("store-v1/snapshots");
+    std::fs::create_dir_all(&snaps).unwrap();
+    let squatter = snaps.join(layer.trim_start_matches("sha256:"));
+    std::fs::write(&squatter, b"not a directory").unwrap();
+    std::fs::create_dir(snaps.join("stray")).unwrap();
+    let r = rb.run(&["system", "check"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert_contains_all(
+        &r.stdout,
+        &["is not a directory", "is not named by a layer diffID"],
+    );
+    rb.ok(&["system", "check", "--repair"]);
+    assert!(!squatter.exists() && !snaps.join("stray").exists());
+    rb.ok(&["system", "check"]);
+}

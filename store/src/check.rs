@@ -153,6 +153,38 @@ impl Store {
             )?;
         }
         drop(_il);
+        // Snapshots are made all-or-nothing and renamed into place: what
+        // is not a directory named by a diffID was put there by something
+        // else, and would stop the layer's snapshot from being made.
+        let snaps = self.dir.join("snapshots");
+        for entry in fs::read_dir(&snaps).map_err(StoreError::io(&snaps))? {
+            let entry = entry.map_err(StoreError::io(&snaps))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let named = format!("sha256:{name}").parse::<Digest>().is_ok();
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if named && is_dir {
+                continue;
+            }
+            report.problems.push(Problem {
+                subject: format!("snapshot {}", entry.path().display()),
+                reason: if named {
+                    "is not a directory".into()
+                } else {
+                    "is not named by a layer diffID".into()
+                },
+            });
+            if repair {
+                let path = entry.path();
+                if is_dir {
+                    fs::remove_dir_all(&path).map_err(StoreError::io(&path))?;
+                } else {
+                    fs::remove_file(&path).map_err(StoreError::io(&path))?;
+                }
+                report
+                    .repaired
+                    .push(format!("removed {}", entry.path().display()));
+            }
+        }
         drop(_gc);
         report.unreferenced = self.unreferenced(roots)?;
         report.unreferenced.scratch_bytes = dead_scratch;
