@@ -408,6 +408,17 @@ mod tests {
         }
     }
 
+    /// An uncompressed tar layer holding one file `f` with `data`.
+    fn layer_tar(data: &[u8]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "f", data).unwrap();
+        b.into_inner().unwrap()
+    }
+
     /// A store, and an import whose one record (`key`) names two blobs;
     /// with `corrupt`, the second one's bytes do not match its digest.
     fn lazy_fixture(
@@ -421,9 +432,14 @@ mod tests {
     ) {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(&tmp.path().join("root")).unwrap();
-        let (one, two) = (b"layer one".to_vec(), b"layer two".to_vec());
+        // Real (tiny) layers: imported layers are checked as tars.
+        let (one, two) = (layer_tar(b"layer one"), layer_tar(b"layer two"));
         let digests = [Digest::of(&one), Digest::of(&two)];
-        let two = if corrupt { b"layer 2!!".to_vec() } else { two };
+        let two = if corrupt {
+            layer_tar(b"layer 2!!")
+        } else {
+            two
+        };
         let source = Arc::new(CountingSource {
             blobs: BTreeMap::from([(digests[0], one), (digests[1], two)]),
             reads: Mutex::new(Vec::new()),
