@@ -66,6 +66,8 @@ fn resolver() -> FakeResolver {
             "tools",
             serde_json::json!({"config": {"Env": ["PATH=/bin"]}}),
         )
+        .with("nopath", serde_json::json!({"config": {"Env": ["LANG=C"]}}))
+        .with("noenv", serde_json::json!({"config": {"Cmd": ["sh"]}}))
         .with(
             "onbuild-base",
             serde_json::json!({"config": {"Env": ["PATH=/bin"], "OnBuild": ["RUN echo trigger", "ENV FROM_TRIGGER=1"]}}),
@@ -580,7 +582,6 @@ fn onbuild_triggers_fire_after_from() {
         [
             "RUN /bin/sh -c echo trigger # buildkit",
             "ENV FROM_TRIGGER=1",
-            "ONBUILD RUN own",
             "RUN /bin/sh -c after # buildkit"
         ]
     );
@@ -590,6 +591,22 @@ fn onbuild_triggers_fire_after_from() {
     let p = plan_ok("FROM alpine AS base\nONBUILD RUN own\nFROM base\n");
     assert_eq!(exec(&p, p.target).args[2], "own");
     assert_eq!(p.config.config.on_build, None);
+}
+
+#[test]
+fn base_without_path_gets_the_default_path_in_the_config() {
+    // BuildKit adds PATH to the image config when the base sets none,
+    // after the base's own variables and before the stage's ENV.
+    const DEFAULT: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    let p = plan_ok("FROM nopath\nENV A=1\n");
+    assert_eq!(p.config.config.env.as_deref().unwrap(), ["LANG=C", DEFAULT, "A=1"]);
+    let p = plan_ok("FROM noenv\nENV PATH=/opt:$PATH\n");
+    assert_eq!(
+        p.config.config.env.as_deref().unwrap(),
+        ["PATH=/opt:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    );
+    let p = plan_ok("FROM alpine\n");
+    assert_eq!(p.config.config.env.as_deref().unwrap(), ["PATH=/usr/bin:/bin", "LANG=C"]);
 }
 
 #[test]
@@ -629,7 +646,7 @@ fn config_only_instructions_and_history() {
             "USER app",
             "VOLUME [/data]",
             "STOPSIGNAL SIGINT",
-            r#"HEALTHCHECK &{["CMD-SHELL" "curl -f x"] "30s" "0s" "0s" "0s" '\x03'}"#,
+            "HEALTHCHECK {Test:[CMD-SHELL curl -f x] Interval:30s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}",
             "WORKDIR /w",
             "RUN /bin/sh -c x # buildkit",
         ]

@@ -536,7 +536,15 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
         } else {
             let resolved = self.resolve(&base, &platform, from_line)?;
             let step = self.image_step(&resolved, &platform, &provisional);
-            (step, resolved.config, Vec::new())
+            let mut config = resolved.config;
+            // BuildKit makes sure PATH is always set: a base image without
+            // one gets the default in the new image's config, after its
+            // own variables (dockerfile2llb's dispatchStages).
+            let env = config.config.env.get_or_insert_with(Vec::new);
+            if env.lookup("PATH").is_none() {
+                env.push(format!("PATH={DEFAULT_PATH}"));
+            }
+            (step, config, Vec::new())
         };
         let triggers = config.config.on_build.take().unwrap_or_default();
         let mut trigger_insts = Vec::new();
@@ -904,24 +912,26 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                         }
                     }
                 };
-                // `%q` of BuildKit's *HealthcheckConfig: Go prints the
-                // struct's fields in order, durations as quoted strings and
-                // the retry count as a quoted rune.
+                // `%+v` of BuildKit's HealthcheckConfig (since moby/buildkit
+                // d67dafeb, 2026; docker 20.10 printed `%q` of a pointer):
+                // field names, the test as a Go slice, durations as Go
+                // prints them.
                 let shown = format!(
-                    "HEALTHCHECK &{{{} {} {} {} {} {}}}",
-                    go_format::quote_list(&hc.test),
-                    go_format::quote(&go_format::duration(hc.interval)),
-                    go_format::quote(&go_format::duration(hc.timeout)),
-                    go_format::quote(&go_format::duration(hc.start_period)),
-                    go_format::quote(&go_format::duration(hc.start_interval)),
-                    go_format::quote_rune(hc.retries),
+                    "HEALTHCHECK {{Test:{} Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
+                    go_format::list(&hc.test),
+                    go_format::duration(hc.interval),
+                    go_format::duration(hc.timeout),
+                    go_format::duration(hc.start_period),
+                    go_format::duration(hc.start_interval),
+                    hc.retries,
                 );
                 st.config.config.healthcheck = Some(hc);
                 st.record(shown, None);
             }
             InstructionKind::Onbuild { expression, .. } => {
+                // No history entry: BuildKit's dispatchOnbuild only adds
+                // the trigger to the config.
                 st.own_onbuild.push(expression.clone());
-                st.record(format!("ONBUILD {expression}"), None);
             }
             InstructionKind::Maintainer { name } => {
                 st.config.author = Some(name.clone());
