@@ -125,19 +125,33 @@ impl Default for RootFs {
 pub struct History {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_empty_text")]
     pub created_by: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_empty_text")]
     pub author: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_empty_text")]
     pub comment: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub empty_layer: bool,
 }
 
+/// An absent or empty text field of a history entry: left out, as Go's
+/// `omitempty` does in the configs BuildKit writes (so a base whose
+/// history says `"created_by": ""` is not carried on with it).
+fn is_empty_text(v: &Option<String>) -> bool {
+    v.as_deref().is_none_or(str::is_empty)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_history_text_is_left_out_as_go_omitempty_does() {
+        let h: History =
+            serde_json::from_str(r#"{"created_by":"","author":"","comment":"c"}"#).unwrap();
+        assert_eq!(serde_json::to_string(&h).unwrap(), r#"{"comment":"c"}"#);
+    }
 
     #[test]
     fn docker_fields_round_trip_and_unknown_fields_are_kept() {
