@@ -599,14 +599,20 @@ fn base_without_path_gets_the_default_path_in_the_config() {
     // after the base's own variables and before the stage's ENV.
     const DEFAULT: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
     let p = plan_ok("FROM nopath\nENV A=1\n");
-    assert_eq!(p.config.config.env.as_deref().unwrap(), ["LANG=C", DEFAULT, "A=1"]);
+    assert_eq!(
+        p.config.config.env.as_deref().unwrap(),
+        ["LANG=C", DEFAULT, "A=1"]
+    );
     let p = plan_ok("FROM noenv\nENV PATH=/opt:$PATH\n");
     assert_eq!(
         p.config.config.env.as_deref().unwrap(),
         ["PATH=/opt:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
     );
     let p = plan_ok("FROM alpine\n");
-    assert_eq!(p.config.config.env.as_deref().unwrap(), ["PATH=/usr/bin:/bin", "LANG=C"]);
+    assert_eq!(
+        p.config.config.env.as_deref().unwrap(),
+        ["PATH=/usr/bin:/bin", "LANG=C"]
+    );
 }
 
 #[test]

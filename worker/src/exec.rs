@@ -17,7 +17,9 @@ use super::cache_mount::{self, NewDir};
 use super::runner::{MountSource, RunIo, RunMount, RunRootfs, RunSpec, RunStatus};
 use super::scratch::ScratchDir;
 use super::tree_copy::{clean_rel, copy_tree};
-use super::upper_dir::{chown_for_sandbox, is_empty_dir, remove_placeholders};
+use super::upper_dir::{
+    add_runtime_mount_points, chown_for_sandbox, is_empty_dir, remove_placeholders,
+};
 use super::{BuildError, BuildWorker, BuiltLayer, StepOutput, Stream, input};
 use rbuild_context::copy::{LayeredFs, SourceFs as _};
 use rbuild_sandbox as sandbox;
@@ -183,6 +185,7 @@ pub(super) fn run(
     result?;
 
     remove_placeholders(&upper, &lowers, &targets);
+    add_runtime_mount_points(&upper, &lowers)?;
     if is_empty_dir(&upper)? {
         return Ok(None);
     }

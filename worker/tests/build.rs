@@ -90,7 +90,8 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("root")).unwrap();
         let rootfs = dir.path().join("rootfs");
-        for d in ["bin", "etc", "tmp", "root"] {
+        // With the mount points every real image has, a RUN layer holds only what the command wrote.
+        for d in ["bin", "etc", "tmp", "root", "dev", "proc", "sys"] {
             fs::create_dir_all(rootfs.join(d)).unwrap();
         }
         fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
