@@ -53,6 +53,9 @@
 //! - a `null` value and an absent key (config blob), and in `inspect.Config`
 //!   also `false` and `""`: docker prints every field of its Go struct, zero
 //!   or not; the meaning is the same for every reader;
+//! - the base image's own history entries: the same image on both sides
+//!   (docker loads what `rbuild save` wrote), and its comment names the
+//!   temporary directory it was imported from;
 //! - mtimes of files: BuildKit keeps the context's, both builders' RUN
 //!   outputs carry build times.
 
@@ -343,7 +346,10 @@ fn json(v: &Value) -> String {
     serde_json::to_string(v).unwrap()
 }
 
-fn config_lines(config: &Value) -> Vec<String> {
+/// `skip_history`: how many history entries come from the base image
+/// (identical on both sides by construction, and naming the temporary
+/// directory it was imported from), left out.
+fn config_lines(config: &Value, skip_history: usize) -> Vec<String> {
     const IGNORED: &[&str] = &["created", "rootfs", "moby.buildkit.buildinfo.v1"];
     let mut out = Vec::new();
     for (k, v) in config.as_object().unwrap() {
@@ -359,7 +365,7 @@ fn config_lines(config: &Value) -> Vec<String> {
                 }
             }
             "history" => {
-                for (i, h) in v.as_array().unwrap().iter().enumerate() {
+                for (i, h) in v.as_array().unwrap().iter().enumerate().skip(skip_history) {
                     let mut line = format!("history[{i}]");
                     for (hk, hv) in h.as_object().unwrap() {
                         if hk != "created" && !hv.is_null() {
@@ -404,6 +410,7 @@ fn is_zero(v: &Value) -> bool {
 struct Base {
     fs: BTreeMap<String, Entry>,
     diff_id: Value,
+    history: usize,
 }
 
 fn first_diff_id(config: &Value) -> Value {
@@ -416,13 +423,13 @@ fn first_diff_id(config: &Value) -> Value {
 fn listing(archive: &Path, inspect: &Value, base: &Base) -> String {
     let a = read_archive(archive);
     let empty = BTreeMap::new();
-    let base_fs = if first_diff_id(&a.config) == base.diff_id {
-        &base.fs
+    let (base_fs, skip_history) = if first_diff_id(&a.config) == base.diff_id {
+        (&base.fs, base.history)
     } else {
-        &empty
+        (&empty, 0)
     };
     let mut lines = fs_lines(&merge(&a.layers), base_fs);
-    lines.extend(config_lines(&a.config));
+    lines.extend(config_lines(&a.config, skip_history));
     lines.extend(inspect_lines(inspect));
     lines.join("\n") + "\n"
 }
@@ -583,6 +590,9 @@ fn differential_against_buildkit() {
     let base = Base {
         fs: merge(&base_archive.layers),
         diff_id: first_diff_id(&base_archive.config),
+        history: base_archive.config["history"]
+            .as_array()
+            .map_or(0, Vec::len),
     };
     if live {
         // The same base image, byte for byte, in docker.
