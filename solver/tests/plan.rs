@@ -480,7 +480,10 @@ fn copy_heredoc_and_chown_expand() {
         c.source,
         CopySource::Inline(vec![("EOF".into(), "user=app\n".into())])
     );
-    assert_eq!(p.history[1].created_by, "COPY <<EOF /etc/x # buildkit");
+    assert_eq!(
+        p.history[1].created_by,
+        "COPY --chown=app:app <<EOF /etc/x # buildkit"
+    );
 }
 
 #[test]
@@ -754,4 +757,22 @@ fn stage_named_like_its_base_image_uses_the_image() {
     assert_eq!(p.graph.inputs(copy)[1], base);
     // Stage 0's own `FROM alpine` is the image, not itself.
     assert!(matches!(p.graph.op(p.graph.inputs(base)[0]), Op::Image(_)));
+}
+
+#[test]
+fn copy_history_names_chown_chmod_and_parents_as_current_buildkit() {
+    // BuildKit >= 0.13 writes these flags into created_by (docker 20.10
+    // left them out); the values are the expanded ones.
+    let p = plan_ok(
+        "FROM alpine\nARG U=app\nCOPY --chown=$U:1 --chmod=0640 a /b\nCOPY --parents x/y /z/\nADD --chown=2 f /g\n",
+    );
+    assert_eq!(
+        created_by(&p),
+        [
+            "ARG U=app",
+            "COPY --chown=app:1 --chmod=0640 a /b # buildkit",
+            "COPY --parents x/y /z/ # buildkit",
+            "ADD --chown=2 f /g # buildkit",
+        ]
+    );
 }

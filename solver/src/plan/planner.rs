@@ -1222,7 +1222,19 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
         {
             dest.push('/');
         }
+        // As BuildKit writes it since v0.13 (moby/buildkit c7ce41a2, 2024):
+        // the keyword, `--parents`, `--chown=`, `--chmod=` (expanded), the
+        // sources, the heredocs, the destination as written.
         let mut created_by = spec.keyword.to_string();
+        if spec.parents {
+            created_by.push_str(" --parents");
+        }
+        if let Some(c) = &chown {
+            created_by.push_str(&format!(" --chown={c}"));
+        }
+        if let Some(c) = &chmod {
+            created_by.push_str(&format!(" --chmod={c}"));
+        }
         for s in &sources {
             created_by.push(' ');
             created_by.push_str(s);
