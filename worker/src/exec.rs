@@ -17,9 +17,7 @@ use super::cache_mount::{self, NewDir};
 use super::runner::{MountSource, RunIo, RunMount, RunRootfs, RunSpec, RunStatus};
 use super::scratch::ScratchDir;
 use super::tree_copy::{clean_rel, copy_tree};
-use super::upper_dir::{
-    add_runtime_mount_points, chown_for_sandbox, is_empty_dir, remove_placeholders,
-};
+use super::upper_dir::{add_runtime_mount_points, chown_for_sandbox, remove_placeholders};
 use super::{BuildError, BuildWorker, BuiltLayer, StepOutput, Stream, input};
 use rbuild_context::copy::{LayeredFs, SourceFs as _};
 use rbuild_sandbox as sandbox;
@@ -32,15 +30,15 @@ const TAIL_LINE_BYTES: usize = 4096;
 /// The hostname RUN steps see, as with BuildKit.
 const HOSTNAME: &str = "buildkitsandbox";
 
-/// Runs `op` on `base` and returns the layer of its changes (`None` when
-/// it changed nothing).
+/// Runs `op` on `base` and returns the layer of its changes (a layer with
+/// no entries when it changed nothing, as BuildKit's).
 pub(super) fn run(
     w: &BuildWorker<'_>,
     step: StepId,
     op: &ExecOp,
     base: &StepOutput,
     inputs: &[&StepOutput],
-) -> Result<Option<BuiltLayer>, BuildError> {
+) -> Result<BuiltLayer, BuildError> {
     let store = w.cfg.store;
     let scratch = ScratchDir::new(store, "run")?;
     // Secrets and heredoc files: a private dir on the runtime tmpfs, never
@@ -186,12 +184,10 @@ pub(super) fn run(
 
     remove_placeholders(&upper, &lowers, &targets);
     add_runtime_mount_points(&upper, &lowers)?;
-    if is_empty_dir(&upper)? {
-        return Ok(None);
-    }
+    // A RUN that changed nothing still adds a layer (with no entries), as
+    // in BuildKit, where every RUN step has one.
     w.write_layer(|out| {
         pack_diff(&upper, out, &PackOptions::default())
-            .map(Some)
             .map_err(|source| BuildError::Pack { source })
     })
 }

@@ -114,14 +114,6 @@ pub(crate) fn chown_for_sandbox(path: &Path, uid: u32, gid: u32) -> Result<(), B
     std::os::unix::fs::chown(path, uid, gid).map_err(BuildError::io(path))
 }
 
-/// True when `dir` has no entries.
-pub(crate) fn is_empty_dir(dir: &Path) -> Result<bool, BuildError> {
-    Ok(fs::read_dir(dir)
-        .map_err(BuildError::io(dir))?
-        .next()
-        .is_none())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

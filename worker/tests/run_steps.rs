@@ -432,11 +432,12 @@ fn tmpfs_mount_starts_empty_and_leaves_nothing() {
     let op = with_mount(exec(&["scratch"]), "/scratch", tmpfs.clone());
     let out = run_one(&fx, &runner, op, &Inputs::default()).unwrap();
     assert_eq!(added_entries(&fx, &out), ["kept"]);
-    // A RUN that wrote only to its tmpfs adds no layer at all, though its
-    // mount point (and a parent) had to be made.
+    // A RUN that wrote only to its tmpfs adds a layer with nothing in it
+    // (BuildKit gives every RUN a layer), though its mount point (and a
+    // parent) had to be made.
     let op = with_mount(exec(&["only-tmpfs"]), "/deep/scratch", tmpfs);
     let out = run_one(&fx, &runner, op, &Inputs::default()).unwrap();
-    assert_eq!((out.layers.len(), out.added), (1, 0));
+    assert!(added_entries(&fx, &out).is_empty());
     assert!(matches!(
         runner.runs()[1].mounts[0].source,
         MountSource::Tmpfs
