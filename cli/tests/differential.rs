@@ -120,16 +120,41 @@ struct Archive {
 
 fn read_archive(path: &Path) -> Archive {
     let mut files: HashMap<String, Vec<u8>> = HashMap::new();
+    // docker save writes a layer that another one repeats (empty layers)
+    // as a symlink to the first.
+    let mut links: Vec<(String, String)> = Vec::new();
     let mut tar = tar::Archive::new(std::fs::File::open(path).unwrap());
     for entry in tar.entries().unwrap() {
         let mut entry = entry.unwrap();
-        if entry.header().entry_type() != tar::EntryType::Regular {
-            continue;
-        }
         let name = entry.path().unwrap().to_string_lossy().into_owned();
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data).unwrap();
-        files.insert(name.trim_start_matches("./").to_string(), data);
+        let name = name.trim_start_matches("./").to_string();
+        match entry.header().entry_type() {
+            tar::EntryType::Regular => {
+                let mut data = Vec::new();
+                entry.read_to_end(&mut data).unwrap();
+                files.insert(name, data);
+            }
+            tar::EntryType::Symlink => {
+                let target = entry.link_name().unwrap().unwrap();
+                let dir = Path::new(&name).parent().unwrap().join(target);
+                let mut resolved = PathBuf::new();
+                for c in dir.components() {
+                    match c {
+                        std::path::Component::ParentDir => {
+                            resolved.pop();
+                        }
+                        std::path::Component::Normal(n) => resolved.push(n),
+                        _ => {}
+                    }
+                }
+                links.push((name, resolved.to_string_lossy().into_owned()));
+            }
+            _ => {}
+        }
+    }
+    for (name, target) in links {
+        let data = files[&target].clone();
+        files.insert(name, data);
     }
     let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
     let m = &manifest[0];

@@ -776,3 +776,31 @@ fn copy_history_names_chown_chmod_and_parents_as_current_buildkit() {
         ]
     );
 }
+
+#[test]
+fn add_checksum_needs_one_url_source() {
+    // BuildKit refuses --checksum for local sources and for several.
+    let sum = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    let err = try_plan(
+        &format!("FROM alpine\nADD --checksum={sum} a /a\n"),
+        &request(),
+    )
+    .err()
+    .expect("planning fails")
+    .to_string();
+    assert!(
+        err.contains("checksum requires HTTP(S) or Git sources"),
+        "{err}"
+    );
+    let err = try_plan(
+        &format!("FROM alpine\nADD --checksum={sum} https://x/a https://x/b /d/\n"),
+        &request(),
+    )
+    .err()
+    .expect("planning fails")
+    .to_string();
+    assert!(err.contains("multiple sources"), "{err}");
+    plan_ok(&format!(
+        "FROM alpine\nADD --checksum={sum} https://example.com/a /a\n"
+    ));
+}

@@ -709,6 +709,21 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                 let checksum = match checksum {
                     None => None,
                     Some(c) => {
+                        // BuildKit's checks (dockerfile2llb convert_copy.go):
+                        // one source, fetched from a URL.
+                        if sources.len() + heredocs.len() != 1 {
+                            return Err(
+                                at.invalid("checksum can't be specified for multiple sources")
+                            );
+                        }
+                        let source = sources
+                            .first()
+                            .map(|s| self.expand(s, &st.expand_env(), line))
+                            .transpose()?
+                            .unwrap_or_default();
+                        if !(source.starts_with("http://") || source.starts_with("https://")) {
+                            return Err(at.invalid("checksum requires HTTP(S) or Git sources"));
+                        }
                         let c = self.expand(c, &st.expand_env(), line)?;
                         Some(
                             c.parse()
