@@ -14,6 +14,9 @@
 //! - `setup.sh` (optional): run with `sh` inside a copy of the context, for
 //!   what git cannot store (modes, owners, hard links, empty directories,
 //!   xattrs);
+//! - `base-context/` (optional): a context built first, by the same
+//!   builder, as `differential-NN-name-base:latest`, for a FROM that names
+//!   an image from the store rather than a stage;
 //! - `args` (optional): extra `build` arguments, one per line, run from the
 //!   case directory (so `--secret id=s,src=secret.txt` finds the case's file);
 //! - `expected.txt`: BuildKit's normalized result (format below);
@@ -517,9 +520,25 @@ fn prepare_context(case: &Case, scratch: &Path) -> PathBuf {
     ctx
 }
 
+/// The case's `base-context/`, built first (by the same builder) as
+/// [`base_tag`], for a Dockerfile whose FROM names an image built here:
+/// inheritance through the store (config fields re-read from the blob).
+fn base_context(case: &Case) -> Option<PathBuf> {
+    let dir = case.dir.join("base-context");
+    dir.is_dir().then_some(dir)
+}
+
+/// `differential-NN-name-base:latest`.
+fn base_tag(case: &Case) -> String {
+    format!("differential-{}-base:latest", case.name)
+}
+
 /// Builds with rbuild; returns the listing (or `build failed`) and the
 /// build's output for messages.
 fn rbuild_listing(r: &Rbuild, case: &Case, ctx: &Path, base: &Base) -> (String, String) {
+    if let Some(base_ctx) = base_context(case) {
+        r.ok(&["build", "-q", "-t", &base_tag(case), s(&base_ctx)]);
+    }
     let tag = format!("differential-{}:latest", case.name);
     let mut c = r.command(&["build", "--progress", "plain", "-t", &tag]);
     c.args(&case.args).arg(ctx).current_dir(&case.dir);
@@ -546,6 +565,18 @@ fn docker(args: &[&str]) -> support::Run {
 
 /// Builds with docker's BuildKit; the same listing.
 fn docker_listing(case: &Case, ctx: &Path, scratch: &Path, base: &Base) -> (String, String) {
+    if let Some(base_ctx) = base_context(case) {
+        let mut c = Command::new(DOCKER);
+        c.env("DOCKER_BUILDKIT", "1")
+            .args(["build", "-q", "-t", &base_tag(case)])
+            .arg(&base_ctx);
+        let b = run_command(c, None);
+        assert_eq!(
+            b.code, 0,
+            "{}: docker build of base-context: {}",
+            case.name, b.stderr
+        );
+    }
     let tag = format!("differential-{}:latest", case.name);
     let _ = docker(&["rmi", "-f", &tag]);
     let mut c = Command::new(DOCKER);
