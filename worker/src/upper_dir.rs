@@ -1,6 +1,8 @@
 //! What a RUN leaves in its upper dir once the sandbox is gone: the mount
-//! points the sandbox had to create are removed (they are not the
-//! command's output), then an empty upper dir means the step has no layer.
+//! points the sandbox had to create for `--mount` targets are removed (they
+//! are not the command's output), and `/dev`, `/proc`, `/sys` are kept as
+//! BuildKit's runtime leaves them. An empty upper dir still makes a layer
+//! (with no entries), as every RUN has one in BuildKit.
 
 use std::fs;
 use std::path::{Path, PathBuf};
