@@ -19,6 +19,8 @@
 //!   an image from the store rather than a stage;
 //! - `args` (optional): extra `build` arguments, one per line, run from the
 //!   case directory (so `--secret id=s,src=secret.txt` finds the case's file);
+//!   `{HTTP}` stands for a local HTTP server over `testdata/differential/`
+//!   (ADD from a URL), shown as `{HTTP}` in listings too;
 //! - `expected.txt`: BuildKit's normalized result (format below);
 //! - `override.txt` (optional): where the current BuildKit differs from
 //!   docker 20.10's, blocks of `- line` (in expected.txt) / `+ line` (what
@@ -520,6 +522,58 @@ fn prepare_context(case: &Case, scratch: &Path) -> PathBuf {
     ctx
 }
 
+/// The base URL of a small HTTP server over `testdata/differential/` (for
+/// `ADD http://…` cases), started once: `http://127.0.0.1:PORT`. Case
+/// `args` say `{HTTP}` for it, and listings show it as `{HTTP}`, so the
+/// port (and the address docker's daemon fetches from) is not recorded.
+fn http_base() -> &'static str {
+    static BASE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        use std::io::{BufRead, BufReader, Write};
+        let root = repo_root().join("testdata/differential");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    continue;
+                }
+                // Headers up to the empty line.
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let mut parts = request.split_whitespace();
+                let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+                let file = root.join(path.trim_start_matches('/'));
+                let ok = !path.contains("..") && file.is_file();
+                let body = if ok { std::fs::read(&file).unwrap() } else { Vec::new() };
+                let head = format!(
+                    "HTTP/1.1 {}\r\nContent-Length: {}\r\nLast-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\nConnection: close\r\n\r\n",
+                    if ok { "200 OK" } else { "404 Not Found" },
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                if method != "HEAD" {
+                    let _ = stream.write_all(&body);
+                }
+            }
+        });
+        base
+    })
+}
+
+/// The case's `args` with `{HTTP}` replaced by [`http_base`].
+fn case_args(case: &Case) -> Vec<String> {
+    case.args
+        .iter()
+        .map(|a| a.replace("{HTTP}", http_base()))
+        .collect()
+}
+
 /// The case's `base-context/`, built first (by the same builder) as
 /// [`base_tag`], for a Dockerfile whose FROM names an image built here:
 /// inheritance through the store (config fields re-read from the blob).
@@ -541,7 +595,7 @@ fn rbuild_listing(r: &Rbuild, case: &Case, ctx: &Path, base: &Base) -> (String, 
     }
     let tag = format!("differential-{}:latest", case.name);
     let mut c = r.command(&["build", "--progress", "plain", "-t", &tag]);
-    c.args(&case.args).arg(ctx).current_dir(&case.dir);
+    c.args(case_args(case)).arg(ctx).current_dir(&case.dir);
     let b = run_command(c, None);
     let log = format!("{}{}", b.stdout, b.stderr);
     if b.code != 0 {
@@ -552,7 +606,7 @@ fn rbuild_listing(r: &Rbuild, case: &Case, ctx: &Path, base: &Base) -> (String, 
     let tar = r.path(&format!("{}.tar", case.name));
     r.ok(&["save", &tag, "-o", s(&tar)]);
     let inspect: Value = serde_json::from_str(&r.ok(&["inspect", &tag])).unwrap();
-    let l = listing(&tar, &inspect, base);
+    let l = listing(&tar, &inspect, base).replace(http_base(), "{HTTP}");
     let _ = std::fs::remove_file(&tar);
     (l, log)
 }
@@ -582,7 +636,7 @@ fn docker_listing(case: &Case, ctx: &Path, scratch: &Path, base: &Base) -> (Stri
     let mut c = Command::new(DOCKER);
     c.env("DOCKER_BUILDKIT", "1")
         .args(["build", "--progress", "plain", "-t", &tag])
-        .args(&case.args)
+        .args(case_args(case))
         .arg(ctx)
         .current_dir(&case.dir);
     let b = run_command(c, None);
@@ -598,7 +652,7 @@ fn docker_listing(case: &Case, ctx: &Path, scratch: &Path, base: &Base) -> (Stri
     let o = docker(&["image", "inspect", &tag]);
     assert_eq!(o.code, 0, "docker inspect: {}", o.stderr);
     let inspect: Value = serde_json::from_str(&o.stdout).unwrap();
-    let l = listing(&tar, &inspect, base);
+    let l = listing(&tar, &inspect, base).replace(http_base(), "{HTTP}");
     let _ = std::fs::remove_file(&tar);
     (l, log)
 }
