@@ -804,3 +804,37 @@ fn add_checksum_needs_one_url_source() {
         "FROM alpine\nADD --checksum={sum} https://example.com/a /a\n"
     ));
 }
+
+#[test]
+fn arg_after_env_wins_in_run_and_a_child_stage_inherits_args() {
+    // BuildKit's state env: ENV and valued ARGs in order, the last one
+    // winning; the image config keeps the ENV.
+    let p = plan_ok("FROM alpine\nENV A=env\nARG A=arg\nRUN x\nWORKDIR /$A\n");
+    let run = execs(&p)[0];
+    assert!(run.env.contains(&"A=arg".to_string()), "{:?}", run.env);
+    assert!(!run.env.contains(&"A=env".to_string()));
+    assert_eq!(
+        p.history[2].created_by,
+        "RUN |1 A=arg /bin/sh -c x # buildkit"
+    );
+    assert_eq!(p.config.config.working_dir.as_deref(), Some("/arg"));
+    assert!(
+        p.config
+            .config
+            .env
+            .as_deref()
+            .unwrap()
+            .contains(&"A=env".to_string())
+    );
+
+    // A stage built on another keeps its args and state env (BuildKit's
+    // dispatchState.init), with its config env applied again on top.
+    let p = plan_ok("FROM alpine AS a\nARG X=1\nENV Y=env\nARG Y=argy\nFROM a\nRUN x\n");
+    let run = execs(&p).into_iter().last().unwrap();
+    assert!(run.env.contains(&"X=1".to_string()), "{:?}", run.env);
+    assert!(run.env.contains(&"Y=env".to_string()), "{:?}", run.env);
+    assert_eq!(
+        p.history.last().unwrap().created_by,
+        "RUN |2 X=1 Y=env /bin/sh -c x # buildkit"
+    );
+}

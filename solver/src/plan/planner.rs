@@ -108,6 +108,11 @@ struct StageOut {
     config: ImageConfig,
     history: Vec<PlannedHistory>,
     platform: Platform,
+    /// The environment its steps saw at the end (see [`StageState::run_env`]).
+    run_env: Vec<String>,
+    /// Its build args in scope at the end, which a stage built on it
+    /// inherits (BuildKit's `dispatchState.init`).
+    args: Vec<Arg>,
 }
 
 enum Slot {
@@ -125,6 +130,14 @@ struct StageState {
     history: Vec<PlannedHistory>,
     platform: Platform,
     args: Vec<Arg>,
+    /// The environment RUN steps see and expansion reads: BuildKit's LLB
+    /// state env. The base's config env, then every ENV and every ARG
+    /// with a value, in Dockerfile order, the last one setting a name
+    /// winning (so an ARG declared after an ENV of the same name wins
+    /// there, though the image config keeps the ENV). A stage built on
+    /// another one starts from that stage's, with its config env applied
+    /// on top.
+    run_env: Vec<String>,
     /// CMD was set in this stage: a later ENTRYPOINT keeps it.
     cmd_set: bool,
     /// ONBUILD triggers this stage declares (inherited ones are dropped).
@@ -133,13 +146,9 @@ struct StageState {
 }
 
 impl StageState {
-    fn env(&self) -> &[String] {
-        self.config.config.env.as_deref().unwrap_or(&[])
-    }
-
     fn expand_env(&self) -> ExpandEnv<'_> {
         ExpandEnv {
-            env: self.env(),
+            env: &self.run_env,
             args: &self.args,
         }
     }
@@ -526,12 +535,14 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
             lineage: format!("{label}/1/FROM"),
         };
         let provisional = from_info(1 + stage.instructions.len());
+        let mut inherited = None;
         let (step, mut config, history) = if base.eq_ignore_ascii_case("scratch") {
             let mut config = ImageConfig::default();
             config.config.env = Some(vec![format!("PATH={DEFAULT_PATH}")]);
             (self.add(Op::Scratch, &[], &provisional), config, Vec::new())
         } else if let Some(j) = self.stage_by_name(&base, index) {
             let out = self.plan_stage(j)?;
+            inherited = Some((out.run_env, out.args));
             (out.step, out.config, out.history)
         } else {
             let resolved = self.resolve(&base, &platform, from_line)?;
@@ -580,6 +591,13 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
         {
             info.position.1 = count;
         }
+        // BuildKit: a stage on another stage keeps that stage's state env
+        // and build args, then applies its config env again.
+        let (mut run_env, args) = inherited.unwrap_or_default();
+        for e in config.config.env.as_deref().unwrap_or(&[]) {
+            let (k, v) = e.split_once('=').unwrap_or((e, ""));
+            set_env(&mut run_env, k, v);
+        }
         let mut st = StageState {
             index,
             label: label.clone(),
@@ -587,7 +605,8 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
             config,
             history,
             platform,
-            args: Vec::new(),
+            args,
+            run_env,
             cmd_set: false,
             own_onbuild: Vec::new(),
             count,
@@ -619,6 +638,8 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
             config: st.config,
             history: st.history,
             platform: st.platform,
+            run_env: st.run_env,
+            args: st.args,
         };
         self.stages[index] = Slot::Done(Box::new(out.clone()));
         Ok(out)
@@ -773,6 +794,7 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                 let env = st.config.config.env.get_or_insert_with(Vec::new);
                 for (k, v) in &expanded {
                     set_env(env, k, v);
+                    set_env(&mut st.run_env, k, v);
                 }
                 st.record(format!("ENV {}", join_pairs(&expanded)), None);
             }
@@ -797,7 +819,7 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                         let mut scope = self.globals.clone();
                         scope.extend(st.args.iter().cloned());
                         let env = ExpandEnv {
-                            env: st.env(),
+                            env: &st.run_env,
                             args: &scope,
                         };
                         Some(self.expand(d, &env, line)?)
@@ -813,6 +835,9 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                         Some(v) => format!("{}={v}", def.name),
                         None => def.name.clone(),
                     });
+                    if let Some(v) = &value {
+                        set_env(&mut st.run_env, &def.name, v);
+                    }
                     st.args.push(Arg {
                         name: def.name.clone(),
                         value,
@@ -1033,27 +1058,24 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
             let mount = self.mount(st, at, m, &mut inputs)?;
             exec_mounts.push(mount);
         }
-        // The process environment: ENV (image env first), then the build
-        // args in scope that ENV does not set.
-        let mut env: Vec<String> = st.env().to_vec();
+        // The process environment: the stage's state env (ENV and valued
+        // ARGs in order, see `StageState::run_env`).
+        let mut env: Vec<String> = st.run_env.clone();
         if env.lookup("PATH").is_none() {
             env.push(format!("PATH={DEFAULT_PATH}"));
         }
-        let config_env = st.env();
+        // History: every build arg in scope with the value the env gives
+        // it, else its own (BuildKit's runCommandString).
         let scope = dedup_args(&st.args);
         let mut shown_args = Vec::new();
         for a in &scope {
-            let shown = config_env
+            let shown = st
+                .run_env
                 .lookup(&a.name)
                 .map(str::to_string)
                 .or_else(|| a.value.clone())
                 .unwrap_or_default();
             shown_args.push(format!("{}={shown}", a.name));
-            if let Some(v) = &a.value
-                && config_env.lookup(&a.name).is_none()
-            {
-                env.push(format!("{}={v}", a.name));
-            }
         }
         let proxy_env = proxy_env(&self.request.build_args, |name| {
             scope.iter().any(|a| a.name == name)
