@@ -112,10 +112,11 @@ fn arg_and_env_scoping() {
     build(&rb, &ctx, &["-t", "args:default"]);
     assert_eq!(
         rb.ok(&["run", "args:default"]),
-        "hello first-value env-wins\ngreeting=unset only_first=unset from_env=unset\n"
+        "hello first-value arg-wins\ngreeting=unset only_first=unset from_env=unset\n"
     );
     // --build-arg overrides ARG defaults, reaches a later stage's ARG
-    // without default, and loses against ENV.
+    // without default, and (declared after the ENV) wins over it, as in
+    // docker's BuildKit.
     build(
         &rb,
         &ctx,
@@ -130,7 +131,7 @@ fn arg_and_env_scoping() {
     );
     assert_eq!(
         rb.ok(&["run", "args:cli"]),
-        "hi first-value env-wins\ngreeting=hi only_first=unset from_env=unset\n"
+        "hi first-value cli\ngreeting=hi only_first=unset from_env=unset\n"
     );
     // `--build-arg NAME` takes the value from rbuild's environment.
     let mut c = rb.command(&[

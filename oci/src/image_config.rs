@@ -40,31 +40,31 @@ pub struct ImageConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ContainerConfig {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_empty_text")]
     pub user: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_empty_set")]
     pub exposed_ports: Option<BTreeMap<String, EmptyObject>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_empty_list")]
     pub env: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_empty_list")]
     pub entrypoint: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_empty_list")]
     pub cmd: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_empty_set")]
     pub volumes: Option<BTreeMap<String, EmptyObject>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_empty_text")]
     pub working_dir: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_empty_labels")]
     pub labels: Option<BTreeMap<String, String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_empty_text")]
     pub stop_signal: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_not_true")]
     pub args_escaped: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_empty_list")]
     pub on_build: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_empty_list")]
     pub shell: Option<Vec<String>>,
     /// Fields this struct does not model, kept from a base config.
     #[serde(flatten)]
@@ -125,19 +125,59 @@ impl Default for RootFs {
 pub struct History {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_empty_text")]
     pub created_by: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_empty_text")]
     pub author: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_empty_text")]
     pub comment: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub empty_layer: bool,
 }
 
+// Absent and empty fields are left out, as Go's `omitempty` does in the
+// configs BuildKit writes (OCI image-spec and docker-image-spec structs):
+// `CMD []` gives no `Cmd`, and a base whose history says `"created_by": ""`
+// is not carried on with it.
+fn is_empty_text(v: &Option<String>) -> bool {
+    v.as_deref().is_none_or(str::is_empty)
+}
+
+fn is_empty_list(v: &Option<Vec<String>>) -> bool {
+    v.as_ref().is_none_or(Vec::is_empty)
+}
+
+fn is_empty_set(v: &Option<BTreeMap<String, EmptyObject>>) -> bool {
+    v.as_ref().is_none_or(BTreeMap::is_empty)
+}
+
+fn is_empty_labels(v: &Option<BTreeMap<String, String>>) -> bool {
+    v.as_ref().is_none_or(BTreeMap::is_empty)
+}
+
+fn is_not_true(v: &Option<bool>) -> bool {
+    *v != Some(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_config_fields_are_left_out_as_go_omitempty_does() {
+        let c: ContainerConfig = serde_json::from_str(
+            r#"{"Cmd":[],"Entrypoint":[],"Env":[],"User":"","WorkingDir":"","Labels":{},"Volumes":{},"ArgsEscaped":false,"Shell":["sh"]}"#,
+        )
+        .unwrap();
+        assert_eq!(serde_json::to_string(&c).unwrap(), r#"{"Shell":["sh"]}"#);
+    }
+
+    #[test]
+    fn empty_history_text_is_left_out_as_go_omitempty_does() {
+        let h: History =
+            serde_json::from_str(r#"{"created_by":"","author":"","comment":"c"}"#).unwrap();
+        assert_eq!(serde_json::to_string(&h).unwrap(), r#"{"comment":"c"}"#);
+    }
 
     #[test]
     fn docker_fields_round_trip_and_unknown_fields_are_kept() {

@@ -66,6 +66,8 @@ fn resolver() -> FakeResolver {
             "tools",
             serde_json::json!({"config": {"Env": ["PATH=/bin"]}}),
         )
+        .with("nopath", serde_json::json!({"config": {"Env": ["LANG=C"]}}))
+        .with("noenv", serde_json::json!({"config": {"Cmd": ["sh"]}}))
         .with(
             "onbuild-base",
             serde_json::json!({"config": {"Env": ["PATH=/bin"], "OnBuild": ["RUN echo trigger", "ENV FROM_TRIGGER=1"]}}),
@@ -514,7 +516,10 @@ fn copy_heredoc_and_chown_expand() {
         c.source,
         CopySource::Inline(vec![("EOF".into(), "user=app\n".into())])
     );
-    assert_eq!(p.history[1].created_by, "COPY <<EOF /etc/x # buildkit");
+    assert_eq!(
+        p.history[1].created_by,
+        "COPY --chown=app:app <<EOF /etc/x # buildkit"
+    );
 }
 
 #[test]
@@ -616,7 +621,6 @@ fn onbuild_triggers_fire_after_from() {
         [
             "RUN /bin/sh -c echo trigger # buildkit",
             "ENV FROM_TRIGGER=1",
-            "ONBUILD RUN own",
             "RUN /bin/sh -c after # buildkit"
         ]
     );
@@ -634,6 +638,28 @@ fn onbuild_triggers_fire_after_from() {
     let p = plan_ok("FROM alpine AS base\nONBUILD RUN own\nFROM base\n");
     assert_eq!(exec(&p, p.target).args[2], "own");
     assert_eq!(p.config.config.on_build, None);
+}
+
+#[test]
+fn base_without_path_gets_the_default_path_in_the_config() {
+    // BuildKit adds PATH to the image config when the base sets none,
+    // after the base's own variables and before the stage's ENV.
+    const DEFAULT: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    let p = plan_ok("FROM nopath\nENV A=1\n");
+    assert_eq!(
+        p.config.config.env.as_deref().unwrap(),
+        ["LANG=C", DEFAULT, "A=1"]
+    );
+    let p = plan_ok("FROM noenv\nENV PATH=/opt:$PATH\n");
+    assert_eq!(
+        p.config.config.env.as_deref().unwrap(),
+        ["PATH=/opt:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    );
+    let p = plan_ok("FROM alpine\n");
+    assert_eq!(
+        p.config.config.env.as_deref().unwrap(),
+        ["PATH=/usr/bin:/bin", "LANG=C"]
+    );
 }
 
 #[test]
@@ -673,7 +699,7 @@ fn config_only_instructions_and_history() {
             "USER app",
             "VOLUME [/data]",
             "STOPSIGNAL SIGINT",
-            r#"HEALTHCHECK &{["CMD-SHELL" "curl -f x"] "30s" "0s" "0s" "0s" '\x03'}"#,
+            "HEALTHCHECK {Test:[CMD-SHELL curl -f x] Interval:30s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}",
             "WORKDIR /w",
             "RUN /bin/sh -c x # buildkit",
         ]
@@ -775,4 +801,84 @@ fn stage_named_like_its_base_image_uses_the_image() {
     assert_eq!(p.graph.inputs(copy)[1], base);
     // Stage 0's own `FROM alpine` is the image, not itself.
     assert!(matches!(p.graph.op(p.graph.inputs(base)[0]), Op::Image(_)));
+}
+
+#[test]
+fn copy_history_names_chown_chmod_and_parents_as_current_buildkit() {
+    // BuildKit >= 0.13 writes these flags into created_by (docker 20.10
+    // left them out); the values are the expanded ones.
+    let p = plan_ok(
+        "FROM alpine\nARG U=app\nCOPY --chown=$U:1 --chmod=0640 a /b\nCOPY --parents x/y /z/\nADD --chown=2 f /g\n",
+    );
+    assert_eq!(
+        created_by(&p),
+        [
+            "ARG U=app",
+            "COPY --chown=app:1 --chmod=0640 a /b # buildkit",
+            "COPY --parents x/y /z/ # buildkit",
+            "ADD --chown=2 f /g # buildkit",
+        ]
+    );
+}
+
+#[test]
+fn add_checksum_needs_one_url_source() {
+    // BuildKit refuses --checksum for local sources and for several.
+    let sum = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    let err = try_plan(
+        &format!("FROM alpine\nADD --checksum={sum} a /a\n"),
+        &request(),
+    )
+    .err()
+    .expect("planning fails")
+    .to_string();
+    assert!(
+        err.contains("checksum requires HTTP(S) or Git sources"),
+        "{err}"
+    );
+    let err = try_plan(
+        &format!("FROM alpine\nADD --checksum={sum} https://x/a https://x/b /d/\n"),
+        &request(),
+    )
+    .err()
+    .expect("planning fails")
+    .to_string();
+    assert!(err.contains("multiple sources"), "{err}");
+    plan_ok(&format!(
+        "FROM alpine\nADD --checksum={sum} https://example.com/a /a\n"
+    ));
+}
+
+#[test]
+fn arg_after_env_wins_in_run_and_a_child_stage_inherits_args() {
+    // BuildKit's state env: ENV and valued ARGs in order, the last one
+    // winning; the image config keeps the ENV.
+    let p = plan_ok("FROM alpine\nENV A=env\nARG A=arg\nRUN x\nWORKDIR /$A\n");
+    let run = execs(&p)[0];
+    assert!(run.env.contains(&"A=arg".to_string()), "{:?}", run.env);
+    assert!(!run.env.contains(&"A=env".to_string()));
+    assert_eq!(
+        p.history[2].created_by,
+        "RUN |1 A=arg /bin/sh -c x # buildkit"
+    );
+    assert_eq!(p.config.config.working_dir.as_deref(), Some("/arg"));
+    assert!(
+        p.config
+            .config
+            .env
+            .as_deref()
+            .unwrap()
+            .contains(&"A=env".to_string())
+    );
+
+    // A stage built on another keeps its args and state env (BuildKit's
+    // dispatchState.init), with its config env applied again on top.
+    let p = plan_ok("FROM alpine AS a\nARG X=1\nENV Y=env\nARG Y=argy\nFROM a\nRUN x\n");
+    let run = execs(&p).into_iter().last().unwrap();
+    assert!(run.env.contains(&"X=1".to_string()), "{:?}", run.env);
+    assert!(run.env.contains(&"Y=env".to_string()), "{:?}", run.env);
+    assert_eq!(
+        p.history.last().unwrap().created_by,
+        "RUN |2 X=1 Y=env /bin/sh -c x # buildkit"
+    );
 }

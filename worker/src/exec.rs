@@ -15,7 +15,7 @@ use super::cache_mount::{self, NewDir};
 use super::runner::{MountSource, RunIo, RunMount, RunRootfs, RunSpec, RunStatus};
 use super::scratch::ScratchDir;
 use super::tree_copy::{clean_rel, copy_tree};
-use super::upper_dir::{is_empty_dir, remove_placeholders};
+use super::upper_dir::{add_runtime_mount_points, remove_placeholders};
 use super::{BuildError, BuildWorker, BuiltLayer, StepOutput, Stream, input};
 use rbuild_context::copy::{LayeredFs, SourceFs as _};
 use rbuild_sandbox as sandbox;
@@ -28,15 +28,15 @@ const TAIL_LINE_BYTES: usize = 4096;
 /// The hostname RUN steps see, as with BuildKit.
 const HOSTNAME: &str = "buildkitsandbox";
 
-/// Runs `op` on `base` and returns the layer of its changes (`None` when
-/// it changed nothing).
+/// Runs `op` on `base` and returns the layer of its changes (a layer with
+/// no entries when it changed nothing, as BuildKit's).
 pub(super) fn run(
     w: &BuildWorker<'_>,
     step: StepId,
     op: &ExecOp,
     base: &StepOutput,
     inputs: &[&StepOutput],
-) -> Result<Option<BuiltLayer>, BuildError> {
+) -> Result<BuiltLayer, BuildError> {
     let store = w.cfg.store;
     let scratch = ScratchDir::new(store, "run")?;
     let lowers = w.snapshots(base)?;
@@ -177,12 +177,11 @@ pub(super) fn run(
     result?;
 
     remove_placeholders(&upper, &lowers, &targets);
-    if is_empty_dir(&upper)? {
-        return Ok(None);
-    }
+    add_runtime_mount_points(&upper, &lowers)?;
+    // A RUN that changed nothing still adds a layer (with no entries), as
+    // in BuildKit, where every RUN step has one.
     w.write_layer(|out| {
         pack_diff(&upper, out, &PackOptions::default())
-            .map(Some)
             .map_err(|source| BuildError::Pack { source })
     })
 }

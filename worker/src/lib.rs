@@ -501,18 +501,16 @@ impl<'a> BuildWorker<'a> {
         Ok(Some(digest))
     }
 
-    /// Writes a layer with `write` into a new blob; `None` when `write`
-    /// says the layer would be empty.
+    /// Writes a layer with `write` into a new blob. A step that changed
+    /// nothing still gets its (empty) layer, as in BuildKit.
     fn write_layer(
         &self,
-        write: impl FnOnce(&mut dyn io::Write) -> Result<Option<PackStats>, BuildError>,
-    ) -> Result<Option<BuiltLayer>, BuildError> {
+        write: impl FnOnce(&mut dyn io::Write) -> Result<PackStats, BuildError>,
+    ) -> Result<BuiltLayer, BuildError> {
         let started = std::time::Instant::now();
         let blob = self.cfg.store.blob_writer(None)?;
         let mut out = BufWriter::with_capacity(1 << 20, blob);
-        let Some(stats) = write(&mut out)? else {
-            return Ok(None);
-        };
+        let stats = write(&mut out)?;
         let blob = out.into_inner().map_err(|e| BuildError::Pack {
             source: LayerError::Output { source: e.into() },
         })?;
@@ -525,19 +523,18 @@ impl<'a> BuildWorker<'a> {
             media_type: MEDIA_TYPE_LAYER_TAR.to_string(),
         };
         phases::time("snapshot", || self.cfg.store.snapshot_layer(&info))?;
-        Ok(Some(BuiltLayer {
+        Ok(BuiltLayer {
             info,
             created: Some(time::rfc3339(time::now_secs())),
-        }))
+        })
     }
 }
 
-/// `base` with `layer` (if any) on top.
-fn stacked(base: &StepOutput, layer: Option<BuiltLayer>) -> StepOutput {
+/// `base` with `layer` on top.
+fn stacked(base: &StepOutput, layer: BuiltLayer) -> StepOutput {
     let mut layers = base.layers.clone();
-    let added = usize::from(layer.is_some());
-    layers.extend(layer);
-    StepOutput { layers, added }
+    layers.push(layer);
+    StepOutput { layers, added: 1 }
 }
 
 fn input<'b>(

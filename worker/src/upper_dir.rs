@@ -1,6 +1,8 @@
 //! What a RUN leaves in its upper dir once the sandbox is gone: the mount
-//! points the sandbox had to create are removed (they are not the
-//! command's output), then an empty upper dir means the step has no layer.
+//! points the sandbox had to create for `--mount` targets are removed (they
+//! are not the command's output), and `/dev`, `/proc`, `/sys` are kept as
+//! BuildKit's runtime leaves them. An empty upper dir still makes a layer
+//! (with no entries), as every RUN has one in BuildKit.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -68,6 +70,34 @@ pub(crate) fn remove_placeholders(upper: &Path, lowers: &[PathBuf], targets: &[P
     }
 }
 
+/// The mount points BuildKit's runtime (runc) creates in the rootfs of
+/// every RUN and leaves in the step's layer when the image lacks them:
+/// empty directories, mode 0755, owned by root. BuildKit keeps them on
+/// purpose (moby/buildkit#7039 restores them for rootless builds rather
+/// than removing them from rootful ones), unlike the mount points of
+/// `RUN --mount` targets, which it removes.
+const RUNTIME_MOUNT_POINTS: [&str; 3] = ["dev", "proc", "sys"];
+
+/// After a run: adds to `upper` the [`RUNTIME_MOUNT_POINTS`] that neither
+/// the lowers nor the command's output have.
+pub(crate) fn add_runtime_mount_points(upper: &Path, lowers: &[PathBuf]) -> Result<(), BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    for name in RUNTIME_MOUNT_POINTS {
+        if exists_in_lowers(lowers, &Path::new("/").join(name)) {
+            continue;
+        }
+        let path = upper.join(name);
+        if fs::symlink_metadata(&path).is_ok() {
+            continue;
+        }
+        fs::create_dir(&path).map_err(BuildError::io(&path))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+            .map_err(BuildError::io(&path))?;
+        chown_for_sandbox(&path, 0, 0)?;
+    }
+    Ok(())
+}
+
 /// Gives `path` the owner `uid:gid` a RUN step is to see. As root, a
 /// chown. A caller that is not root runs its sandboxes in a user
 /// namespace where it is root itself (the sandbox's rootless mode), so
@@ -82,14 +112,6 @@ pub(crate) fn chown_for_sandbox(path: &Path, uid: u32, gid: u32) -> Result<(), B
         return Ok(());
     }
     std::os::unix::fs::chown(path, uid, gid).map_err(BuildError::io(path))
-}
-
-/// True when `dir` has no entries.
-pub(crate) fn is_empty_dir(dir: &Path) -> Result<bool, BuildError> {
-    Ok(fs::read_dir(dir)
-        .map_err(BuildError::io(dir))?
-        .next()
-        .is_none())
 }
 
 #[cfg(test)]

@@ -36,11 +36,18 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// A base image with the mount points every real image has (/dev,
+    /// /proc, /sys), so a RUN's layer holds only what the command wrote.
     fn new() -> Fixture {
+        Fixture::with_dirs(&["bin", "etc", "tmp", "var", "dev", "proc", "sys"])
+    }
+
+    /// A base image with these top-level directories (and /etc files).
+    fn with_dirs(dirs: &[&str]) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("root")).unwrap();
         let rootfs = dir.path().join("rootfs");
-        for d in ["bin", "etc", "tmp", "var"] {
+        for d in dirs.iter().chain(&["etc"]) {
             fs::create_dir_all(rootfs.join(d)).unwrap();
         }
         fs::write(
@@ -425,15 +432,38 @@ fn tmpfs_mount_starts_empty_and_leaves_nothing() {
     let op = with_mount(exec(&["scratch"]), "/scratch", tmpfs.clone());
     let out = run_one(&fx, &runner, op, &Inputs::default()).unwrap();
     assert_eq!(added_entries(&fx, &out), ["kept"]);
-    // A RUN that wrote only to its tmpfs adds no layer at all, though its
-    // mount point (and a parent) had to be made.
+    // A RUN that wrote only to its tmpfs adds a layer with nothing in it
+    // (BuildKit gives every RUN a layer), though its mount point (and a
+    // parent) had to be made.
     let op = with_mount(exec(&["only-tmpfs"]), "/deep/scratch", tmpfs);
     let out = run_one(&fx, &runner, op, &Inputs::default()).unwrap();
-    assert_eq!((out.layers.len(), out.added), (1, 0));
+    assert!(added_entries(&fx, &out).is_empty());
     assert!(matches!(
         runner.runs()[1].mounts[0].source,
         MountSource::Tmpfs
     ));
+}
+
+#[test]
+fn runtime_mount_points_stay_in_the_layer_when_the_base_lacks_them() {
+    // BuildKit's runtime makes /dev, /proc and /sys in the rootfs of every
+    // RUN and keeps them in the layer (0755, root) when the image has none,
+    // so even `RUN true` on such a base adds a layer; mount points of
+    // `--mount` targets are still removed.
+    let fx = Fixture::with_dirs(&["bin", "tmp", "proc"]);
+    let runner = FakeRunner::new().on(&["true"], |_| Ok(0));
+    let tmpfs = ExecMountKind::Tmpfs { size: None };
+    let op = with_mount(exec(&["true"]), "/scratch", tmpfs);
+    let out = run_one(&fx, &runner, op, &Inputs::default()).unwrap();
+    assert_eq!(added_entries(&fx, &out), ["dev/", "sys/"]);
+    let snap = fx
+        .store
+        .snapshot_layer(&out.layers.last().unwrap().info)
+        .unwrap();
+    for d in ["dev", "sys"] {
+        let m = fs::metadata(snap.join(d)).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o755, "{d}");
+    }
 }
 
 #[test]

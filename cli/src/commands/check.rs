@@ -71,13 +71,16 @@ impl FsContext {
     pub fn open(root: &Path, dockerfile: Option<&Path>) -> anyhow::Result<FsContext> {
         let ignore = IgnoreRules::load(root, dockerfile)?;
         let patterns = match ignore.source() {
-            Some(p) => std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_string)
-                .collect(),
+            // Lines may hold names that are not UTF-8: kept as the build
+            // context keeps them (rbuild_oci::path_text).
+            Some(p) => rbuild_oci::path_text::from_bytes(
+                &std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
+            )
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect(),
             None => Vec::new(),
         };
         Ok(FsContext {
@@ -90,16 +93,16 @@ impl FsContext {
 
 impl ContextView for FsContext {
     fn list_dir(&self, dir: &str) -> Option<Vec<String>> {
-        let rd = std::fs::read_dir(self.root.join(dir)).ok()?;
+        let rd = std::fs::read_dir(self.root.join(rbuild_oci::path_text::to_os(dir))).ok()?;
         Some(
             rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .map(|e| rbuild_oci::path_text::from_os(&e.file_name()).into_owned())
                 .collect(),
         )
     }
 
     fn exists(&self, path: &str) -> bool {
-        std::fs::symlink_metadata(self.root.join(path)).is_ok()
+        std::fs::symlink_metadata(self.root.join(rbuild_oci::path_text::to_os(path))).is_ok()
     }
 
     fn ignore_file(&self) -> Option<String> {

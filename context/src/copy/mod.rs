@@ -446,7 +446,8 @@ impl Rules {
 
 /// Writes the layer COPY/ADD `op` makes on top of `dest` (reading `src`,
 /// or the op's inline files, or its URLs) to `out` as an uncompressed tar.
-/// `None` when the layer would be empty.
+/// A COPY that selects nothing (an empty wildcard match) still writes a
+/// layer, with no entries, as BuildKit does.
 ///
 /// Docker's rules: the destination is a directory when it ends in `/`,
 /// when there are several sources (or matches), when a source is a
@@ -460,7 +461,7 @@ pub fn write_layer(
     src: Option<&dyn SourceFs>,
     op: &CopyOp,
     out: &mut dyn Write,
-) -> Result<Option<PackStats>, CopyError> {
+) -> Result<PackStats, CopyError> {
     let rules = Rules {
         chmod: op.chmod.as_deref().map(Chmod::parse).transpose()?,
         chown: op
@@ -751,7 +752,7 @@ pub fn write_mkdir_layer(
     dest: &LayeredFs,
     op: &MkdirOp,
     out: &mut dyn Write,
-) -> Result<Option<PackStats>, CopyError> {
+) -> Result<PackStats, CopyError> {
     let key = dest
         .resolve(&op.path, true)
         .map_err(|source| CopyError::Io {
@@ -790,9 +791,6 @@ pub fn write_mkdir_layer(
                 break;
             }
         }
-    }
-    if plan.is_empty() {
-        return Ok(None);
     }
     plan.fill_parents(created)?;
     plan.write(None, out)

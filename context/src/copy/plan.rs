@@ -86,10 +86,6 @@ impl<'a> Plan<'a> {
         }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     pub(crate) fn contains(&self, key: &[String]) -> bool {
         self.entries.contains_key(key)
     }
@@ -184,10 +180,10 @@ impl<'a> Plan<'a> {
         &self,
         src: Option<&dyn SourceFs>,
         out: &mut dyn Write,
-    ) -> Result<Option<PackStats>, CopyError> {
-        if self.entries.is_empty() {
-            return Ok(None);
-        }
+    ) -> Result<PackStats, CopyError> {
+        // An empty plan still makes a layer (a tar with no entries):
+        // BuildKit gives every COPY, ADD and WORKDIR step a layer, empty
+        // or not.
         let output = |source| CopyError::Output { source };
         let mut out = HashingWriter::new(out);
         let mut first_links: HashMap<(u64, u64, u64), Vec<u8>> = HashMap::new();
@@ -276,7 +272,7 @@ impl<'a> Plan<'a> {
         }
         tar_writer::write_trailer(&mut out).map_err(output)?;
         let (diff_id, size) = out.finish();
-        Ok(Some(PackStats { diff_id, size }))
+        Ok(PackStats { diff_id, size })
     }
 }
 

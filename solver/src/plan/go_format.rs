@@ -8,11 +8,6 @@ pub(crate) fn quote(s: &str) -> String {
     rbuild_parser::go_quote(s)
 }
 
-/// `%q` of an integer: `strconv.QuoteRune`, e.g. `'\x00'` or `'A'`.
-pub(crate) fn quote_rune(n: u32) -> String {
-    rbuild_parser::go_quote_rune(n)
-}
-
 /// `%q` of a `[]string`: `["a" "b"]` (space separated, no commas).
 pub(crate) fn quote_list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| quote(s)).collect();
@@ -76,13 +71,9 @@ mod tests {
         assert_eq!(quote("a \"b\"\\\n"), r#""a \"b\"\\\n""#);
         assert_eq!(quote("é"), "\"é\"");
         assert_eq!(quote("\u{1}"), r#""\x01""#);
-        assert_eq!(quote_rune(0), r"'\x00'");
-        assert_eq!(quote_rune(3), r"'\x03'");
-        assert_eq!(quote_rune(65), "'A'");
         // Go escapes spaces other than U+0020 (unicode.IsPrint), so
         // created_by matches docker's for such commands.
         assert_eq!(quote("a\u{a0}b"), r#""a\u00a0b""#);
-        assert_eq!(quote_rune(0xa0), r"'\u00a0'");
         assert_eq!(
             quote_list(&["/bin/sh".into(), "-c".into(), "echo hi".into()]),
             r#"["/bin/sh" "-c" "echo hi"]"#

@@ -86,7 +86,8 @@ pub struct PlannedHistory {
     pub created_by: String,
     /// The step whose layer this entry describes; `None` for config-only
     /// instructions (`empty_layer`). A step whose result adds no layer
-    /// (a RUN that changed nothing) also becomes `empty_layer`.
+    /// also becomes `empty_layer` (RUN, COPY/ADD and WORKDIR always add
+    /// one, possibly with no entries, as in BuildKit).
     pub layer_step: Option<StepId>,
 }
 

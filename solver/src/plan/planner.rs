@@ -108,6 +108,11 @@ struct StageOut {
     config: ImageConfig,
     history: Vec<PlannedHistory>,
     platform: Platform,
+    /// The environment its steps saw at the end (see [`StageState::run_env`]).
+    run_env: Vec<String>,
+    /// Its build args in scope at the end, which a stage built on it
+    /// inherits (BuildKit's `dispatchState.init`).
+    args: Vec<Arg>,
 }
 
 enum Slot {
@@ -125,6 +130,14 @@ struct StageState {
     history: Vec<PlannedHistory>,
     platform: Platform,
     args: Vec<Arg>,
+    /// The environment RUN steps see and expansion reads: BuildKit's LLB
+    /// state env. The base's config env, then every ENV and every ARG
+    /// with a value, in Dockerfile order, the last one setting a name
+    /// winning (so an ARG declared after an ENV of the same name wins
+    /// there, though the image config keeps the ENV). A stage built on
+    /// another one starts from that stage's, with its config env applied
+    /// on top.
+    run_env: Vec<String>,
     /// CMD was set in this stage: a later ENTRYPOINT keeps it.
     cmd_set: bool,
     /// ONBUILD triggers this stage declares (inherited ones are dropped).
@@ -138,13 +151,9 @@ struct StageState {
 }
 
 impl StageState {
-    fn env(&self) -> &[String] {
-        self.config.config.env.as_deref().unwrap_or(&[])
-    }
-
     fn expand_env(&self) -> ExpandEnv<'_> {
         ExpandEnv {
-            env: self.env(),
+            env: &self.run_env,
             args: &self.args,
         }
     }
@@ -551,17 +560,27 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
             lineage: format!("{label}/1/FROM"),
         };
         let provisional = from_info(1 + stage.instructions.len());
+        let mut inherited = None;
         let (step, mut config, history) = if base.eq_ignore_ascii_case("scratch") {
             let mut config = ImageConfig::default();
             config.config.env = Some(vec![format!("PATH={DEFAULT_PATH}")]);
             (self.add(Op::Scratch, &[], &provisional), config, Vec::new())
         } else if let Some(j) = self.stage_by_name(&base, index) {
             let out = self.plan_stage(j)?;
+            inherited = Some((out.run_env, out.args));
             (out.step, out.config, out.history)
         } else {
             let resolved = self.resolve(&base, &platform, from_line)?;
             let step = self.image_step(&resolved, &platform, &provisional);
-            (step, resolved.config, Vec::new())
+            let mut config = resolved.config;
+            // BuildKit makes sure PATH is always set: a base image without
+            // one gets the default in the new image's config, after its
+            // own variables (dockerfile2llb's dispatchStages).
+            let env = config.config.env.get_or_insert_with(Vec::new);
+            if env.lookup("PATH").is_none() {
+                env.push(format!("PATH={DEFAULT_PATH}"));
+            }
+            (step, config, Vec::new())
         };
         let triggers = config.config.on_build.take().unwrap_or_default();
         let mut trigger_insts = Vec::new();
@@ -608,6 +627,13 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
         {
             info.position.1 = count.max(1);
         }
+        // BuildKit: a stage on another stage keeps that stage's state env
+        // and build args, then applies its config env again.
+        let (mut run_env, args) = inherited.unwrap_or_default();
+        for e in config.config.env.as_deref().unwrap_or(&[]) {
+            let (k, v) = e.split_once('=').unwrap_or((e, ""));
+            set_env(&mut run_env, k, v);
+        }
         let mut st = StageState {
             index,
             label: label.clone(),
@@ -615,7 +641,8 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
             config,
             history,
             platform,
-            args: Vec::new(),
+            args,
+            run_env,
             cmd_set: false,
             own_onbuild: Vec::new(),
             count,
@@ -655,6 +682,8 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
             config: st.config,
             history: st.history,
             platform: st.platform,
+            run_env: st.run_env,
+            args: st.args,
         };
         self.stages[index] = Slot::Done(Box::new(out.clone()));
         Ok(out)
@@ -767,6 +796,21 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                 let checksum = match checksum {
                     None => None,
                     Some(c) => {
+                        // BuildKit's checks (dockerfile2llb convert_copy.go):
+                        // one source, fetched from a URL.
+                        if sources.len() + heredocs.len() != 1 {
+                            return Err(
+                                at.invalid("checksum can't be specified for multiple sources")
+                            );
+                        }
+                        let source = sources
+                            .first()
+                            .map(|s| self.expand(s, &st.expand_env(), line))
+                            .transpose()?
+                            .unwrap_or_default();
+                        if !(source.starts_with("http://") || source.starts_with("https://")) {
+                            return Err(at.invalid("checksum requires HTTP(S) or Git sources"));
+                        }
                         let c = self.expand(c, &st.expand_env(), line)?;
                         Some(
                             c.parse()
@@ -818,6 +862,7 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                 let env = st.config.config.env.get_or_insert_with(Vec::new);
                 for (k, v) in &expanded {
                     set_env(env, k, v);
+                    set_env(&mut st.run_env, k, v);
                 }
                 st.record(format!("ENV {}", join_pairs(&expanded)), None);
             }
@@ -842,7 +887,7 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                         let mut scope = self.globals.clone();
                         scope.extend(st.args.iter().cloned());
                         let env = ExpandEnv {
-                            env: st.env(),
+                            env: &st.run_env,
                             args: &scope,
                         };
                         Some(self.expand(d, &env, line)?)
@@ -858,6 +903,9 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                         Some(v) => format!("{}={v}", def.name),
                         None => def.name.clone(),
                     });
+                    if let Some(v) = &value {
+                        set_env(&mut st.run_env, &def.name, v);
+                    }
                     st.args.push(Arg {
                         name: def.name.clone(),
                         value,
@@ -972,24 +1020,26 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                         }
                     }
                 };
-                // `%q` of BuildKit's *HealthcheckConfig: Go prints the
-                // struct's fields in order, durations as quoted strings and
-                // the retry count as a quoted rune.
+                // `%+v` of BuildKit's HealthcheckConfig (since moby/buildkit
+                // d67dafeb, 2026; docker 20.10 printed `%q` of a pointer):
+                // field names, the test as a Go slice, durations as Go
+                // prints them.
                 let shown = format!(
-                    "HEALTHCHECK &{{{} {} {} {} {} {}}}",
-                    go_format::quote_list(&hc.test),
-                    go_format::quote(&go_format::duration(hc.interval)),
-                    go_format::quote(&go_format::duration(hc.timeout)),
-                    go_format::quote(&go_format::duration(hc.start_period)),
-                    go_format::quote(&go_format::duration(hc.start_interval)),
-                    go_format::quote_rune(hc.retries),
+                    "HEALTHCHECK {{Test:{} Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
+                    go_format::list(&hc.test),
+                    go_format::duration(hc.interval),
+                    go_format::duration(hc.timeout),
+                    go_format::duration(hc.start_period),
+                    go_format::duration(hc.start_interval),
+                    hc.retries,
                 );
                 st.config.config.healthcheck = Some(hc);
                 st.record(shown, None);
             }
             InstructionKind::Onbuild { expression, .. } => {
+                // No history entry: BuildKit's dispatchOnbuild only adds
+                // the trigger to the config.
                 st.own_onbuild.push(expression.clone());
-                st.record(format!("ONBUILD {expression}"), None);
             }
             InstructionKind::Maintainer { name } => {
                 st.config.author = Some(name.clone());
@@ -1076,27 +1126,24 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
             let mount = self.mount(st, at, m, &mut inputs)?;
             exec_mounts.push(mount);
         }
-        // The process environment: ENV (image env first), then the build
-        // args in scope that ENV does not set.
-        let mut env: Vec<String> = st.env().to_vec();
+        // The process environment: the stage's state env (ENV and valued
+        // ARGs in order, see `StageState::run_env`).
+        let mut env: Vec<String> = st.run_env.clone();
         if env.lookup("PATH").is_none() {
             env.push(format!("PATH={DEFAULT_PATH}"));
         }
-        let config_env = st.env();
+        // History: every build arg in scope with the value the env gives
+        // it, else its own (BuildKit's runCommandString).
         let scope = dedup_args(&st.args);
         let mut shown_args = Vec::new();
         for a in &scope {
-            let shown = config_env
+            let shown = st
+                .run_env
                 .lookup(&a.name)
                 .map(str::to_string)
                 .or_else(|| a.value.clone())
                 .unwrap_or_default();
             shown_args.push(format!("{}={shown}", a.name));
-            if let Some(v) = &a.value
-                && config_env.lookup(&a.name).is_none()
-            {
-                env.push(format!("{}={v}", a.name));
-            }
         }
         let proxy_env = proxy_env(&self.request.build_args, |name| {
             scope.iter().any(|a| a.name == name)
@@ -1280,7 +1327,19 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
         {
             dest.push('/');
         }
+        // As BuildKit writes it since v0.13 (moby/buildkit c7ce41a2, 2024):
+        // the keyword, `--parents`, `--chown=`, `--chmod=` (expanded), the
+        // sources, the heredocs, the destination as written.
         let mut created_by = spec.keyword.to_string();
+        if spec.parents {
+            created_by.push_str(" --parents");
+        }
+        if let Some(c) = &chown {
+            created_by.push_str(&format!(" --chown={c}"));
+        }
+        if let Some(c) = &chmod {
+            created_by.push_str(&format!(" --chmod={c}"));
+        }
         for s in &sources {
             created_by.push(' ');
             created_by.push_str(s);

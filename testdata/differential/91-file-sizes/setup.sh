@@ -1,0 +1,3 @@
+: > empty
+printf 'no newline' > no-newline
+head -c 300000 /dev/zero | tr '\0' 'x' > big
