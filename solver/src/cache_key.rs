@@ -15,7 +15,12 @@ use sha2::{Digest as _, Sha256};
 use crate::digest::Digest;
 
 /// Version of the cache-key encoding. Part of every key.
-pub const CACHE_KEY_VERSION: u64 = 1;
+///
+/// 2: what a key names changed with BuildKit conformance fixes (steps that
+/// change nothing make an empty layer, RUN keeps `/dev`, `/proc`, `/sys`
+/// mount points a base lacks, RUN env in Dockerfile order); results cached
+/// under version 1 would build different images.
+pub const CACHE_KEY_VERSION: u64 = 2;
 
 /// The name of a step's result, derived only from its inputs: the same
 /// inputs give the same key on any machine.
@@ -187,7 +192,7 @@ mod tests {
             .bool("network-none", false);
         assert_eq!(
             enc.finish().to_string(),
-            "sha256:64a05b2335c2710a35b92f25c255cd7a7ba67d5f9182346ccb6ff7df922f98e1",
+            "sha256:99acd0df5a159c6d191f1ab5313c762c04cbfcf849c1fc62dde2cbe34f82e7d7",
         );
     }
 
