@@ -31,9 +31,7 @@
 //! per-component `O_NOFOLLOW` walk, so no symlink is followed. Refused,
 //! with [`LayerError::UnsafeEntry`] naming the entry: `..` climbing above the
 //! root (a leading `/` is stripped, as Docker does), a path through a
-//! symlink or non-directory, a relative symlink whose target climbs out
-//! (absolute targets are kept: they mean the image root and are never
-//! followed here), a hardlink whose target is outside or missing. Device
+//! symlink or non-directory, a hardlink whose target is outside or missing. Device
 //! nodes are created when root (Docker's behaviour) and counted in
 //! [`UnpackStats::skipped_devices`] otherwise. `trusted.overlay.*` and
 //! `user.overlay.*` xattrs in an archive are ignored.
