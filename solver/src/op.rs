@@ -36,6 +36,38 @@ pub enum Op {
     /// anything (`COPY --link`: the copy is made on scratch, so its key
     /// does not depend on the layers below it, then stacked).
     Merge,
+    /// A named build context (`--build-context NAME=DIR`) as a
+    /// filesystem: its files (after its `.dockerignore`) as one layer.
+    /// No inputs; the key holds the digest of its content.
+    Local(LocalOp),
+    /// A git repository at one commit (`ADD URL.git#REF`) as a
+    /// filesystem of one layer. No inputs; the key holds the commit the
+    /// ref resolved to, never the ref alone.
+    Git(GitOp),
+}
+
+/// A named local build context, by the name the worker knows it under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalOp {
+    /// The context's name as given to `--build-context` (normalized).
+    pub name: String,
+}
+
+/// A git source: where, which ref, which part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitOp {
+    /// The remote as git takes it (`https://…`, `ssh://…`,
+    /// `git@host:path`, `git://…`), without the `#fragment`.
+    pub remote: String,
+    /// Branch, tag or commit; empty: the remote's HEAD.
+    pub reference: String,
+    /// A directory of the repository to take instead of its root.
+    pub subdir: String,
+    /// Keep the `.git` directory (`ADD --keep-git-dir`).
+    pub keep_git_dir: bool,
+    /// `ADD --checksum=COMMIT`: the commit the ref must resolve to; the
+    /// key uses it without asking the remote.
+    pub checksum: Option<String>,
 }
 
 /// A base image, named by what was resolved: the manifest digest, never
@@ -137,6 +169,16 @@ pub enum ExecMountKind {
     },
     /// A file with fixed content (a RUN heredoc), read-only.
     File { content: String, mode: u32 },
+    /// `type=ssh`: a socket at `target` that forwards to the agent `--ssh`
+    /// gave for `id`; `SSH_AUTH_SOCK` points at it. Only the id is in the
+    /// key, never the agent's socket path or its keys.
+    Ssh {
+        id: String,
+        required: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
 }
 
 /// `sharing=` of a cache mount.
@@ -214,6 +256,10 @@ pub struct AddOptions {
     pub keep_git_dir: bool,
 }
 
+/// `type=ssh`'s defaults, as BuildKit's: the id `default`, the socket at
+/// `/run/buildkit/ssh_agent.N` (N counting the step's ssh mounts).
+pub const DEFAULT_SSH_ID: &str = "default";
+
 impl ExecMountKind {
     fn encode(&self, enc: &mut KeyEncoder) {
         match self {
@@ -286,6 +332,20 @@ impl ExecMountKind {
                     .str("content", content)
                     .u64("mode", u64::from(*mode));
             }
+            ExecMountKind::Ssh {
+                id,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                enc.str("mount", "ssh")
+                    .str("id", id)
+                    .bool("required", *required)
+                    .u64("mode", u64::from(*mode))
+                    .u64("uid", u64::from(*uid))
+                    .u64("gid", u64::from(*gid));
+            }
         }
     }
 }
@@ -299,6 +359,8 @@ impl KeyedOp for Op {
             Op::Copy(_) => "copy",
             Op::Mkdir(_) => "mkdir",
             Op::Merge => "merge",
+            Op::Local(_) => "local",
+            Op::Git(_) => "git",
         }
     }
 
@@ -310,6 +372,19 @@ impl KeyedOp for Op {
                 enc.digest("digest", &i.digest).str("platform", &i.platform);
             }
             Op::Scratch | Op::Merge => {}
+            // The content digest (the worker's) is the rest of the key.
+            Op::Local(l) => {
+                enc.str("name", &l.name);
+            }
+            // The remote and ref are how the commit was found; the
+            // resolved commit (the worker's content digest) names the
+            // tree. The remote stays in: two repositories can share a
+            // commit id only by holding the same history.
+            Op::Git(g) => {
+                enc.str("remote", &g.remote)
+                    .str("subdir", &g.subdir)
+                    .bool("keep-git-dir", g.keep_git_dir);
+            }
             Op::Mkdir(m) => {
                 enc.str("path", &m.path).str("user", &m.user);
             }
@@ -376,6 +451,14 @@ impl KeyedOp for Op {
             Op::Copy(c) => c.display.clone(),
             Op::Mkdir(m) => m.display.clone(),
             Op::Merge => "merge".to_string(),
+            Op::Local(l) => format!("[context {}] load from client", l.name),
+            Op::Git(g) => {
+                if g.reference.is_empty() {
+                    format!("git {}", g.remote)
+                } else {
+                    format!("git {}#{}", g.remote, g.reference)
+                }
+            }
         }
     }
 }

@@ -13,6 +13,7 @@ use rbuild_parser::{
 
 use super::go_format;
 use super::paths;
+use super::inputs::{NamedContext, NamedContexts, context_key, parse_git_url};
 use super::{
     ImageResolver, Plan, PlanError, PlanRequest, PlanWarning, PlannedHistory, Platform,
     ResolvedImage, StepInfo,
@@ -20,8 +21,8 @@ use super::{
 use crate::graph::{BuildGraph, StepId};
 use crate::image_config::{EmptyObject, HealthConfig, ImageConfig};
 use crate::op::{
-    AddOptions, CacheSharing, CopyOp, CopySource, ExecMount, ExecMountKind, ExecNetwork, ExecOp,
-    ImageOp, MkdirOp, Op,
+    AddOptions, CacheSharing, CopyOp, CopySource, DEFAULT_SSH_ID, ExecMount, ExecMountKind,
+    ExecNetwork, ExecOp, GitOp, ImageOp, LocalOp, MkdirOp, Op,
 };
 
 /// `PATH` of a scratch stage and of RUN steps whose image sets none
@@ -193,6 +194,8 @@ pub(super) struct Planner<'a, R: ImageResolver> {
     df: &'a Dockerfile,
     request: &'a PlanRequest,
     resolver: &'a R,
+    /// `--build-context`s by [`context_key`].
+    named: &'a NamedContexts,
     platform: Platform,
     lex: Lex,
     graph: BuildGraph<Op>,
@@ -303,12 +306,14 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
         df: &'a Dockerfile,
         request: &'a PlanRequest,
         resolver: &'a R,
+        named: &'a NamedContexts,
     ) -> Result<Self, PlanError> {
         let platform = request.platform.clone().unwrap_or_else(Platform::host);
         let mut planner = Planner {
             df,
             request,
             resolver,
+            named,
             lex: Lex::new(df.directives.escape_token),
             graph: BuildGraph::new(),
             infos: Vec::new(),
@@ -486,8 +491,41 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
             }
             return Ok(self.plan_stage(j)?.step);
         }
+        if let Some((step, _)) = self.named_step(from, &st.platform, at.line(), &at.info)? {
+            return Ok(step);
+        }
         let resolved = self.resolve(from, &st.platform, at.line())?;
         Ok(self.image_step(&resolved, &st.platform, &at.info))
+    }
+
+    /// The step and image config of the named context `name`, if there
+    /// is one: an image's root filesystem and config, or a directory's
+    /// files on an empty config.
+    fn named_step(
+        &mut self,
+        name: &str,
+        platform: &Platform,
+        line: usize,
+        info: &StepInfo,
+    ) -> Result<Option<(StepId, ImageConfig)>, PlanError> {
+        let key = context_key(name);
+        let Some(named) = self.named.get(&key) else {
+            return Ok(None);
+        };
+        Ok(Some(match named {
+            NamedContext::Image(reference) => {
+                let resolved = self.resolve(reference, platform, line)?;
+                (self.image_step(&resolved, platform, info), resolved.config)
+            }
+            NamedContext::Resolved(resolved) => {
+                (self.image_step(resolved, platform, info), resolved.config.clone())
+            }
+            NamedContext::Local => {
+                let mut config = ImageConfig::default();
+                config.config.env = Some(vec![format!("PATH={DEFAULT_PATH}")]);
+                (self.add(Op::Local(LocalOp { name: key }), &[], info), config)
+            }
+        }))
     }
 
     fn plan_stage(&mut self, index: usize) -> Result<StageOut, PlanError> {
@@ -526,7 +564,30 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
             lineage: format!("{label}/1/FROM"),
         };
         let provisional = from_info(1 + stage.instructions.len());
-        let (step, mut config, history) = if base.eq_ignore_ascii_case("scratch") {
+        // A named context with the stage's name replaces the whole stage.
+        if let Some(name) = &stage.name
+            && let Some((step, config)) =
+                self.named_step(name, &platform, from_line, &from_info(1))?
+        {
+            let out = StageOut {
+                step,
+                config,
+                history: Vec::new(),
+                platform,
+            };
+            self.stages[index] = Slot::Done(Box::new(out.clone()));
+            return Ok(out);
+        }
+        let named_base = if self.stage_by_name(&base, index).is_none()
+            && !base.eq_ignore_ascii_case("scratch")
+        {
+            self.named_step(&base, &platform, from_line, &provisional)?
+        } else {
+            None
+        };
+        let (step, mut config, history) = if let Some((step, config)) = named_base {
+            (step, config, Vec::new())
+        } else if base.eq_ignore_ascii_case("scratch") {
             let mut config = ImageConfig::default();
             config.config.env = Some(vec![format!("PATH={DEFAULT_PATH}")]);
             (self.add(Op::Scratch, &[], &provisional), config, Vec::new())
@@ -683,6 +744,7 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                     exclude,
                     heredocs,
                     add: None,
+                    git_checksum: None,
                 };
                 self.dispatch_copy(st, at, spec)?;
             }
@@ -698,14 +760,20 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                 unpack,
                 heredocs,
             } => {
-                let checksum = match checksum {
-                    None => None,
+                // A git source's checksum is the commit it must be at;
+                // an HTTP source's a sha256 digest.
+                let (checksum, git_checksum) = match checksum {
+                    None => (None, None),
                     Some(c) => {
                         let c = self.expand(c, &st.expand_env(), line)?;
-                        Some(
-                            c.parse()
-                                .map_err(|e| at.invalid(format!("ADD --checksum: {e}")))?,
-                        )
+                        if is_commit_id(&c) {
+                            (None, Some(c.to_ascii_lowercase()))
+                        } else {
+                            let d = c
+                                .parse()
+                                .map_err(|e| at.invalid(format!("ADD --checksum: {e}")))?;
+                            (Some(d), None)
+                        }
                     }
                 };
                 let spec = CopySpec {
@@ -724,6 +792,7 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                         checksum,
                         keep_git_dir: keep_git_dir.unwrap_or(false),
                     }),
+                    git_checksum,
                 };
                 self.dispatch_copy(st, at, spec)?;
             }
@@ -1005,7 +1074,11 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
         }
         let mut inputs = vec![st.step];
         for m in mounts {
-            let mount = self.mount(st, at, m, &mut inputs)?;
+            let ssh_before = exec_mounts
+                .iter()
+                .filter(|m: &&ExecMount| matches!(m.kind, ExecMountKind::Ssh { .. }))
+                .count();
+            let mount = self.mount(st, at, m, &mut inputs, ssh_before)?;
             exec_mounts.push(mount);
         }
         // The process environment: ENV (image env first), then the build
@@ -1066,6 +1139,7 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
         at: &At<'_>,
         m: &Mount,
         inputs: &mut Vec<StepId>,
+        ssh_before: usize,
     ) -> Result<ExecMount, PlanError> {
         let line = at.line();
         // Re-check the mount after expansion: options holding `$` were
@@ -1166,7 +1240,22 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                 (target, kind)
             }
             MountType::Ssh => {
-                return Err(at.invalid("RUN --mount=type=ssh is not supported"));
+                if m.from.is_some() {
+                    return Err(at.invalid("ssh mount should not have a from"));
+                }
+                // BuildKit numbers the default sockets by the step's
+                // ssh mounts: /run/buildkit/ssh_agent.0, .1, …
+                let target = target.unwrap_or_else(|| {
+                    format!("/run/buildkit/ssh_agent.{}", ssh_before)
+                });
+                let kind = ExecMountKind::Ssh {
+                    id: m.id.clone().unwrap_or_else(|| DEFAULT_SSH_ID.to_string()),
+                    required: m.required,
+                    mode: m.mode.unwrap_or(0o600),
+                    uid: m.uid.unwrap_or(0),
+                    gid: m.gid.unwrap_or(0),
+                };
+                (target, kind)
             }
         };
         Ok(ExecMount { target, kind })
@@ -1228,6 +1317,39 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
             None => None,
             Some(f) => Some(self.source_step(f, st, at)?),
         };
+        // ADD of a git repository: each one a git step, copied from.
+        let mut git_sources = Vec::new();
+        let sources: Vec<String> = match &spec.add {
+            Some(add) => {
+                let mut rest = Vec::new();
+                for s in sources {
+                    match parse_git_url(&s) {
+                        Some(g) => git_sources.push(GitOp {
+                            remote: g.remote,
+                            reference: g.reference,
+                            subdir: g.subdir,
+                            keep_git_dir: add.keep_git_dir,
+                            checksum: spec.git_checksum.clone(),
+                        }),
+                        None => rest.push(s),
+                    }
+                }
+                if spec.git_checksum.is_some() && !rest.is_empty() {
+                    return Err(at.invalid(format!(
+                        "ADD --checksum={} is a commit, for git sources only; {:?} is not one",
+                        spec.git_checksum.as_deref().unwrap_or_default(),
+                        rest[0]
+                    )));
+                }
+                if !git_sources.is_empty() && add.checksum.is_some() {
+                    return Err(at.invalid(
+                        "ADD --checksum of a git source is the commit it must be at (40 or 64 hex digits), not a sha256 digest",
+                    ));
+                }
+                rest
+            }
+            None => sources,
+        };
         let base = CopyOp {
             source: CopySource::Context,
             sources: Vec::new(),
@@ -1248,6 +1370,18 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                     ..base.clone()
                 },
                 None,
+            ));
+        }
+        for git in git_sources {
+            let git_step = self.add(Op::Git(git), &[], &at.info);
+            ops.push((
+                CopyOp {
+                    source: CopySource::Input,
+                    sources: vec!["/".to_string()],
+                    add: None,
+                    ..base.clone()
+                },
+                Some(git_step),
             ));
         }
         if !sources.is_empty() || ops.is_empty() {
@@ -1300,6 +1434,14 @@ struct CopySpec<'i> {
     exclude: &'i [String],
     heredocs: &'i [rbuild_parser::Heredoc],
     add: Option<AddOptions>,
+    /// ADD `--checksum=COMMIT` (a git source's pin).
+    git_checksum: Option<String>,
+}
+
+/// A git commit id as `ADD --checksum` takes it: 40 (sha1) or 64
+/// (sha256) hex digits.
+fn is_commit_id(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// CMD/ENTRYPOINT argv: shell form runs through the stage's SHELL.
