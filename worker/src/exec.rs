@@ -16,6 +16,7 @@ use rbuild_solver::op::{ExecMountKind, ExecOp};
 use super::cache_mount::{self, NewDir};
 use super::runner::{MountSource, RunIo, RunMount, RunRootfs, RunSpec, RunStatus};
 use super::scratch::ScratchDir;
+use super::ssh::AgentProxy;
 use super::tree_copy::{clean_rel, copy_tree};
 use super::upper_dir::{chown_for_sandbox, is_empty_dir, remove_placeholders};
 use super::{BuildError, BuildWorker, BuiltLayer, StepOutput, Stream, input};
@@ -55,6 +56,7 @@ pub(super) fn run(
     env.extend(op.proxy_env.iter().cloned());
     let mut mounts = Vec::new();
     let mut held = Vec::new();
+    let mut proxies = Vec::new();
     for (i, m) in op.mounts.iter().enumerate() {
         let target = PathBuf::from(&m.target);
         let bind = |source: PathBuf, target: PathBuf, readonly: bool| RunMount {
@@ -159,6 +161,28 @@ pub(super) fn run(
                 write_private_file(&file, content.as_bytes(), *mode, 0, 0)?;
                 mounts.push(bind(file, target, true));
             }
+            ExecMountKind::Ssh {
+                id,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                let Some(agent) = w.ssh_agent(id) else {
+                    if *required {
+                        return Err(BuildError::MissingSsh { id: id.clone() });
+                    }
+                    continue;
+                };
+                let sock = private.path().join(format!("ssh-{i}.sock"));
+                proxies.push(AgentProxy::start(&sock, agent, *mode, *uid, *gid)?);
+                // As BuildKit: the first ssh mount is SSH_AUTH_SOCK unless
+                // the step's environment sets it.
+                if !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
+                    env.push(format!("SSH_AUTH_SOCK={}", m.target));
+                }
+                mounts.push(bind(sock, target, false));
+            }
         }
     }
     let targets: Vec<PathBuf> = mounts.iter().map(|m| m.target.clone()).collect();
@@ -178,6 +202,7 @@ pub(super) fn run(
     };
     let result = run_process(w, step, &spec);
     drop(spec);
+    drop(proxies);
     drop(private);
     drop(held);
     result?;
