@@ -50,6 +50,9 @@ pub enum BuildError {
     Context(#[from] ContextError),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// An `--ssh` agent or `--build-context` that is not usable.
+    #[error(transparent)]
+    Input(#[from] crate::inputs::InputError),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The worker, the cache index or the lineage records failed outside

@@ -33,6 +33,7 @@ pub mod error;
 pub mod events;
 pub mod export;
 mod image;
+pub mod inputs;
 pub mod report;
 pub mod request;
 mod solve;
@@ -45,7 +46,7 @@ pub use error::{BuildError, HostError, StepFailure};
 pub use events::{BuildEvents, Event, PullReporter, Stream, Summary, VertexId};
 pub use export::{ExportHost, ExportStream, export};
 pub use report::BuildReport;
-pub use request::{BuildOptions, BuildRequest, DockerfileSource};
+pub use request::{BuildInputs, BuildOptions, BuildRequest, DockerfileSource};
 pub use spec::{BuildArg, CacheFromSpec, CacheToSpec, OutputSpec, SecretSource, SecretSpec};
 
 /// What a successful build produced.

@@ -57,6 +57,17 @@ pub struct BuildRequest {
     pub cache_from: Vec<CacheFromSpec>,
     /// `SOURCE_DATE_EPOCH` (seconds): every time in the image config.
     pub source_date_epoch: Option<i64>,
+    /// `--ssh` agents and `--build-context`s.
+    pub inputs: BuildInputs,
+}
+
+/// Build inputs besides the main context.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildInputs {
+    /// `--ssh`, ids unique.
+    pub ssh: Vec<crate::spec::inputs::SshSpec>,
+    /// `--build-context`, names unique.
+    pub contexts: Vec<crate::spec::inputs::NamedContextSpec>,
 }
 
 /// The front end's side of a build.

@@ -24,7 +24,7 @@ use rbuild_worker::cache_registry::RegistryTransport;
 use rbuild_worker::cache_transfer::{self, ExportMode, ImportingCacheIndex};
 use rbuild_worker::{
     BlobFetcher as _, BuildContext, BuildError as WorkerError, BuildWorker, CACHE_INDEX_VERSION,
-    LineageStore, LogSink, Secrets, StepOutput, StoreResolver, WorkerConfig,
+    LineageStore, LogSink, Secrets, StepOutput, StoreResolver, WorkerConfig, WorkerInputs,
 };
 
 use crate::cache::{self, fetch_failure_message};
@@ -69,13 +69,28 @@ pub(crate) fn run(
     let registry_cache = RegistryTransport::new(client.clone());
     let pull_progress = PullReporter::new(progress);
     let resolver = StoreResolver::with_registry(store, &client, request.pull, &pull_progress);
-    let plan =
-        rbuild_solver::plan::plan(&dockerfile, &request.plan, &resolver).map_err(|source| {
-            BuildError::Plan {
-                dockerfile: input.name.clone(),
-                source,
-            }
-        })?;
+    // Secrets are read once, for RUN mounts and git credentials alike.
+    let mut secrets = Secrets::new();
+    for s in &request.secrets {
+        secrets.insert(s.id.clone(), s.read()?);
+    }
+    let ready = crate::inputs::prepare(
+        store,
+        &request.inputs.ssh,
+        &request.inputs.contexts,
+        &|k| std::env::var(k).ok(),
+        &|id| secrets.get_value(id),
+    )?;
+    let plan = rbuild_solver::plan::plan_with_contexts(
+        &dockerfile,
+        &request.plan,
+        &resolver,
+        &ready.named,
+    )
+    .map_err(|source| BuildError::Plan {
+        dockerfile: input.name.clone(),
+        source,
+    })?;
     for w in &plan.warnings {
         progress.event(&Event::Warning {
             message: &w.message,
@@ -86,10 +101,28 @@ pub(crate) fn run(
     let rules = IgnoreRules::load(&request.context, input.path.as_deref())?;
     let stat_cache = stat_cache_path(store, &request.context);
     let context = Context::open(&request.context, rules, Some(&stat_cache))?;
-    let mut secrets = Secrets::new();
-    for s in &request.secrets {
-        secrets.insert(s.id.clone(), s.read()?);
+    // Named local contexts: each with its own root `.dockerignore` only.
+    let mut named_fs = Vec::new();
+    for (key, dir) in &ready.dirs {
+        let rules = IgnoreRules::load(dir, None)?;
+        let stat_cache = stat_cache_path(store, dir);
+        named_fs.push((key, dir, Context::open(dir, rules, Some(&stat_cache))?));
     }
+    let worker_inputs = WorkerInputs {
+        named: named_fs
+            .iter()
+            .map(|(key, dir, fs)| {
+                (
+                    (*key).clone(),
+                    BuildContext {
+                        fs: fs as &dyn rbuild_context::copy::SourceFs,
+                        root: dir.as_path(),
+                    },
+                )
+            })
+            .collect(),
+        ssh: ready.ssh.clone(),
+    };
     progress.event(&Event::Solving);
 
     // FROM shows the image it resolved to, as BuildKit does.
@@ -142,7 +175,8 @@ pub(crate) fn run(
         cancel: options.cancel,
     })?
     // Imported hits' blobs arrive only when a step reads them.
-    .with_fetcher(&index);
+    .with_fetcher(&index)
+    .with_inputs(&worker_inputs);
     let solved = solve(
         &plan.graph,
         &[plan.target],
@@ -226,6 +260,9 @@ pub(crate) fn run(
     }
     drop(worker);
     context.save()?;
+    for (_, _, fs) in &named_fs {
+        fs.save()?;
+    }
 
     let target = &solved.outputs[0];
     let step_name = |key: &CacheKey| events.step_name(key);

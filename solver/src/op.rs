@@ -376,12 +376,14 @@ impl KeyedOp for Op {
             Op::Local(l) => {
                 enc.str("name", &l.name);
             }
-            // The remote and ref are how the commit was found; the
-            // resolved commit (the worker's content digest) names the
-            // tree. The remote stays in: two repositories can share a
-            // commit id only by holding the same history.
+            // The resolved commit (the worker's content digest) names the
+            // tree; the remote and ref say where it was found (two refs
+            // are two steps, each keyed by its own commit, so a moved
+            // branch re-runs only what reads it).
             Op::Git(g) => {
                 enc.str("remote", &g.remote)
+                    .str("ref", &g.reference)
+                    .opt_str("checksum", g.checksum.as_deref())
                     .str("subdir", &g.subdir)
                     .bool("keep-git-dir", g.keep_git_dir);
             }

@@ -239,6 +239,11 @@ impl Secrets {
     fn get(&self, id: &str) -> Option<&[u8]> {
         self.0.get(id).map(Vec::as_slice)
     }
+
+    /// A copy of the secret `id`'s value (for git credentials).
+    pub fn get_value(&self, id: &str) -> Option<Vec<u8>> {
+        self.0.get(id).cloned()
+    }
 }
 
 impl std::fmt::Debug for Secrets {
@@ -350,18 +355,16 @@ impl<'a> BuildWorker<'a> {
 
     /// The commit a git step's ref names (asked once per build).
     fn git_commit(&self, op: &GitOp) -> Result<String, BuildError> {
+        // A pinned commit is the answer without asking the remote (and is
+        // not what the ref says: that is checked when the step runs).
+        if let Some(pinned) = &op.checksum {
+            return Ok(pinned.to_ascii_lowercase());
+        }
         let id = (op.remote.clone(), op.reference.clone());
         if let Some(c) = self.git_commits.lock().expect("git lock").get(&id) {
-            if op.checksum.is_none() || op.checksum.as_ref() == Some(c) {
-                return Ok(c.clone());
-            }
+            return Ok(c.clone());
         }
-        let commit = git::resolve(
-            &op.remote,
-            &op.reference,
-            op.checksum.as_deref(),
-            &self.git_auth(&op.remote),
-        )?;
+        let commit = git::resolve(&op.remote, &op.reference, None, &self.git_auth(&op.remote))?;
         self.git_commits
             .lock()
             .expect("git lock")

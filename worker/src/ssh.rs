@@ -42,6 +42,11 @@ impl SshAgents {
         self.0.get(id).map(PathBuf::as_path)
     }
 
+    /// The socket of the agent `id`, if given.
+    pub fn get_path(&self, id: &str) -> Option<PathBuf> {
+        self.0.get(id).cloned()
+    }
+
     /// The ids given.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)

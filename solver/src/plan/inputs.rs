@@ -95,11 +95,7 @@ pub fn parse_git_url(s: &str) -> Option<GitUrl> {
     Some(GitUrl {
         remote: remote.to_string(),
         reference: reference.to_string(),
-        subdir: if subdir == "." {
-            String::new()
-        } else {
-            subdir
-        },
+        subdir: if subdir == "." { String::new() } else { subdir },
     })
 }
 

@@ -12,8 +12,8 @@ use rbuild_parser::{
 };
 
 use super::go_format;
-use super::paths;
 use super::inputs::{NamedContext, NamedContexts, context_key, parse_git_url};
+use super::paths;
 use super::{
     ImageResolver, Plan, PlanError, PlanRequest, PlanWarning, PlannedHistory, Platform,
     ResolvedImage, StepInfo,
@@ -517,13 +517,17 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                 let resolved = self.resolve(reference, platform, line)?;
                 (self.image_step(&resolved, platform, info), resolved.config)
             }
-            NamedContext::Resolved(resolved) => {
-                (self.image_step(resolved, platform, info), resolved.config.clone())
-            }
+            NamedContext::Resolved(resolved) => (
+                self.image_step(resolved, platform, info),
+                resolved.config.clone(),
+            ),
             NamedContext::Local => {
                 let mut config = ImageConfig::default();
                 config.config.env = Some(vec![format!("PATH={DEFAULT_PATH}")]);
-                (self.add(Op::Local(LocalOp { name: key }), &[], info), config)
+                (
+                    self.add(Op::Local(LocalOp { name: key }), &[], info),
+                    config,
+                )
             }
         }))
     }
@@ -1245,9 +1249,8 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                 }
                 // BuildKit numbers the default sockets by the step's
                 // ssh mounts: /run/buildkit/ssh_agent.0, .1, …
-                let target = target.unwrap_or_else(|| {
-                    format!("/run/buildkit/ssh_agent.{}", ssh_before)
-                });
+                let target =
+                    target.unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{}", ssh_before));
                 let kind = ExecMountKind::Ssh {
                     id: m.id.clone().unwrap_or_else(|| DEFAULT_SSH_ID.to_string()),
                     required: m.required,

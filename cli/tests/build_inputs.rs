@@ -1,0 +1,885 @@
+//! End-to-end tests of build inputs besides a local context directory:
+//! `--ssh` with `RUN --mount=type=ssh` (an ssh-agent started here with a
+//! throw-away key, asked from inside the sandbox by the host's `ssh-add`
+//! copied into the image), `--build-context` of every kind, `ADD` of git
+//! repositories served by `git daemon` on 127.0.0.1, remote contexts (git
+//! and a tarball served by a loopback HTTP server) and contexts on stdin.
+//! Tools: `ssh-agent`, `ssh-keygen`, `ssh-add` (openssh-client), `git`
+//! (with `git daemon`), `tar`.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Rbuild, Run, s, skipped, tool};
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Skips `test` (saying so) unless every tool is on PATH.
+fn tools_present(test: &str, tools: &[&str]) -> bool {
+    for t in tools {
+        if !have(t) {
+            skipped(
+                test,
+                &format!("needs {t} (apt-get install openssh-client git)"),
+            );
+            return false;
+        }
+    }
+    true
+}
+
+fn build(rb: &Rbuild, args: &[&str]) -> Run {
+    let mut all = vec!["build", "--progress", "plain"];
+    all.extend_from_slice(args);
+    let r = rb.run(&all);
+    assert_eq!(
+        r.code, 0,
+        "build {args:?} failed:\n{}\n{}",
+        r.stdout, r.stderr
+    );
+    r
+}
+
+fn try_build(rb: &Rbuild, args: &[&str]) -> Run {
+    let mut all = vec!["build", "--progress", "plain"];
+    all.extend_from_slice(args);
+    rb.run(&all)
+}
+
+/// The instructions of the steps a `--report` says executed.
+fn executed(rb: &Rbuild, report: &str) -> Vec<String> {
+    let r: Value = serde_json::from_slice(&std::fs::read(rb.path(report)).unwrap()).unwrap();
+    r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "executed")
+        .map(|s| s["instruction"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Image ids in the store.
+fn image_ids(rb: &Rbuild) -> String {
+    rb.ok(&["images", "-q", "--no-trunc"])
+}
+
+// ---------------------------------------------------------------- ssh
+
+/// An ssh-agent of the test's own (killed on drop) holding one
+/// throw-away key with the comment `rbuild-test-key`.
+struct Agent {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Agent {
+    fn start(rb: &Rbuild) -> Agent {
+        let key = rb.path("id_test");
+        tool(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "rbuild-test-key",
+                "-f",
+                s(&key),
+            ],
+        );
+        let socket = rb.path("agent.sock");
+        let child = Command::new("ssh-agent")
+            .args(["-D", "-a", s(&socket)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "ssh-agent did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = Command::new("ssh-add")
+            .arg(&key)
+            .env("SSH_AUTH_SOCK", &socket)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ssh-add: {out:?}");
+        Agent { child, socket }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A context whose `tools/` holds the host's `ssh-add` and the shared
+/// libraries it loads, at their paths, to be copied onto busybox.
+fn ssh_context(rb: &Rbuild, dockerfile: &str) -> PathBuf {
+    let ctx = rb.tree("ssh-ctx", &[("Dockerfile", dockerfile)]);
+    let ssh_add = tool("sh", &["-c", "command -v ssh-add"]).trim().to_string();
+    let mut files = vec![ssh_add.clone()];
+    let ldd = tool("ldd", &[&ssh_add]);
+    for word in ldd.split_whitespace() {
+        if word.starts_with('/') {
+            files.push(word.to_string());
+        }
+    }
+    for f in files {
+        let dest = ctx.join("tools").join(f.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        tool("cp", &["-L", &f, s(&dest)]);
+    }
+    ctx
+}
+
+#[test]
+fn ssh_agent_answers_inside_run_and_leaves_no_trace() {
+    let test = "ssh_agent_answers_inside_run_and_leaves_no_trace";
+    if !tools_present(test, &["ssh-agent", "ssh-keygen", "ssh-add", "ldd"]) {
+        return;
+    }
+    let rb = Rbuild::new();
+    rb.busybox();
+    let agent = Agent::start(&rb);
+    let ctx = ssh_context(
+        &rb,
+        "FROM busybox\n\
+         COPY tools/ /\n\
+         RUN --mount=type=ssh ssh-add -l > /default.txt && echo \"sock=$SSH_AUTH_SOCK\" >> /default.txt\n\
+         RUN --mount=type=ssh,id=gh,target=/tmp/gh.sock,mode=0600,uid=1000 SSH_AUTH_SOCK=/tmp/gh.sock ssh-add -l > /gh.txt && ls -ln /tmp/gh.sock | awk '{print $1, $3}' >> /gh.txt\n\
+         RUN --mount=type=ssh,id=absent true\n",
+    );
+    let report = rb.path("ssh-report.json");
+    let gh = format!("gh={}", s(&agent.socket));
+    let mut c = rb.command(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "ssh:1",
+        "--ssh",
+        "default",
+        "--ssh",
+        &gh,
+        "--report",
+        s(&report),
+        s(&ctx),
+    ]);
+    c.env("SSH_AUTH_SOCK", &agent.socket);
+    let r = support::run_command(c, None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // The agent answered from inside the sandbox, at BuildKit's default
+    // socket path and at a given one with the given mode and owner.
+    let default = rb.ok(&["run", "--rm", "ssh:1", "cat", "/default.txt"]);
+    assert!(default.contains("rbuild-test-key (ED25519)"), "{default}");
+    assert!(
+        default.contains("sock=/run/buildkit/ssh_agent.0"),
+        "{default}"
+    );
+    let gh = rb.ok(&["run", "--rm", "ssh:1", "cat", "/gh.txt"]);
+    assert!(gh.contains("rbuild-test-key"), "{gh}");
+    assert!(gh.contains("srw------- 1000"), "{gh}");
+    // Nothing of the agent reaches the image, its history or the report.
+    let r = rb.run(&["run", "--rm", "ssh:1", "ls", "/run/buildkit"]);
+    assert_ne!(r.code, 0, "no socket dir in the image: {}", r.stdout);
+    let r = rb.run(&["run", "--rm", "ssh:1", "test", "-e", "/tmp/gh.sock"]);
+    assert_ne!(r.code, 0, "no socket in the image");
+    let history = rb.ok(&["history", "--no-trunc", "ssh:1"]);
+    let inspect = rb.ok(&["inspect", "ssh:1"]);
+    let report_text = std::fs::read_to_string(&report).unwrap();
+    for text in [&history, &inspect, &report_text] {
+        assert!(
+            !text.contains(s(&agent.socket)),
+            "agent path leaked: {text}"
+        );
+    }
+    assert!(
+        !inspect.contains("SSH_AUTH_SOCK"),
+        "agent env leaked: {inspect}"
+    );
+    // Same inputs: every step cached, the agent's socket path not in any key.
+    let other = rb.path("agent-link.sock");
+    std::os::unix::fs::symlink(&agent.socket, &other).unwrap();
+    let again = rb.path("ssh-report-2.json");
+    build(
+        &rb,
+        &[
+            "-t",
+            "ssh:1",
+            "--ssh",
+            &format!("default={}", s(&agent.socket)),
+            "--ssh",
+            &format!("gh={}", s(&agent.socket)),
+            "--report",
+            s(&again),
+            s(&ctx),
+        ],
+    );
+    assert!(executed(&rb, "ssh-report-2.json").is_empty());
+}
+
+#[test]
+fn a_required_ssh_id_that_is_missing_fails_naming_it() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let before = image_ids(&rb);
+    let ctx = rb.tree(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=ssh,id=deploy,required=true true\n",
+        )],
+    );
+    let r = try_build(&rb, &["-t", "nope", s(&ctx)]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("ssh agent \"deploy\" is required"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("--ssh deploy"), "{}", r.stderr);
+    assert_eq!(image_ids(&rb), before, "nothing tagged");
+}
+
+#[test]
+fn a_socket_that_is_not_an_agent_is_a_clear_error() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let before = image_ids(&rb);
+    let sock = rb.path("not-agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::thread::spawn(move || {
+        for c in listener.incoming() {
+            let Ok(mut c) = c else { continue };
+            let mut buf = [0u8; 5];
+            let _ = c.read_exact(&mut buf);
+            let _ = c.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n");
+        }
+    });
+    let ctx = rb.tree(
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nRUN --mount=type=ssh true\n")],
+    );
+    let r = try_build(
+        &rb,
+        &[
+            "-t",
+            "nope",
+            "--ssh",
+            &format!("default={}", s(&sock)),
+            s(&ctx),
+        ],
+    );
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("--ssh default"), "{}", r.stderr);
+    assert!(r.stderr.contains("is not an ssh agent"), "{}", r.stderr);
+    assert!(r.stderr.contains(s(&sock)), "{}", r.stderr);
+    assert_eq!(image_ids(&rb), before);
+    // No SSH_AUTH_SOCK and no socket given: says how to give one.
+    let mut c = rb.command(&["build", "--ssh", "default", s(&ctx)]);
+    c.env_remove("SSH_AUTH_SOCK");
+    let r = support::run_command(c, None);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("SSH_AUTH_SOCK is not set"),
+        "{}",
+        r.stderr
+    );
+}
+
+// ------------------------------------------------------ named contexts
+
+#[test]
+fn named_local_context_for_copy_from_mounts_and_stage_replacement() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let lib = rb.tree(
+        "lib",
+        &[
+            ("lib.txt", "lib v1\n"),
+            ("secret.key", "ignored\n"),
+            (".dockerignore", "*.key\n"),
+        ],
+    );
+    let ctx = rb.tree(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS prebuilt\nRUN echo this stage is replaced > /never\n\
+             FROM busybox\n\
+             COPY --from=lib lib.txt /lib.txt\n\
+             RUN --mount=from=lib,target=/mnt cat /mnt/lib.txt > /mounted.txt && ls /mnt > /listing.txt\n\
+             COPY --from=prebuilt / /pre/\n",
+        )],
+    );
+    let pre = rb.tree("pre", &[("artifact", "prebuilt artifact\n")]);
+    let args = |report: &str| -> Vec<String> {
+        vec![
+            "-t".into(),
+            "named:1".into(),
+            "--build-context".into(),
+            format!("lib={}", s(&lib)),
+            "--build-context".into(),
+            format!("prebuilt={}", s(&pre)),
+            "--report".into(),
+            s(&rb.path(report)).into(),
+            s(&ctx).into(),
+        ]
+    };
+    let a = args("r1.json");
+    build(&rb, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        rb.ok(&["run", "--rm", "named:1", "cat", "/lib.txt"]),
+        "lib v1\n"
+    );
+    assert_eq!(
+        rb.ok(&["run", "--rm", "named:1", "cat", "/mounted.txt"]),
+        "lib v1\n"
+    );
+    // The named context's own .dockerignore applies.
+    let listing = rb.ok(&["run", "--rm", "named:1", "cat", "/listing.txt"]);
+    assert!(!listing.contains("secret.key"), "{listing}");
+    // The stage of the same name is replaced whole: none of its steps ran.
+    assert_eq!(
+        rb.ok(&["run", "--rm", "named:1", "cat", "/pre/artifact"]),
+        "prebuilt artifact\n"
+    );
+    let r = rb.run(&["run", "--rm", "named:1", "test", "-e", "/pre/never"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        !executed(&rb, "r1.json")
+            .iter()
+            .any(|i| i.contains("replaced"))
+    );
+    // Unchanged: all cached. A changed file in the named context re-runs
+    // what reads it; an ignored file changes nothing.
+    let a = args("r2.json");
+    build(&rb, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        executed(&rb, "r2.json").is_empty(),
+        "{:?}",
+        executed(&rb, "r2.json")
+    );
+    std::fs::write(lib.join("secret.key"), "changed but ignored\n").unwrap();
+    let a = args("r3.json");
+    build(&rb, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        executed(&rb, "r3.json").is_empty(),
+        "{:?}",
+        executed(&rb, "r3.json")
+    );
+    std::fs::write(lib.join("lib.txt"), "lib v2\n").unwrap();
+    let a = args("r4.json");
+    build(&rb, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    let ran = executed(&rb, "r4.json");
+    assert!(
+        ran.iter().any(|i| i.starts_with("COPY --from=lib")),
+        "{ran:?}"
+    );
+    assert_eq!(
+        rb.ok(&["run", "--rm", "named:1", "cat", "/mounted.txt"]),
+        "lib v2\n"
+    );
+}
+
+#[test]
+fn docker_image_context_replaces_from_and_oci_layout_is_an_image() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    rb.ok(&["tag", "busybox", "pinned/base:1.0"]);
+    let ctx = rb.tree(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM alpine:3.20\nRUN echo on-the-replacement > /where\n",
+        )],
+    );
+    build(
+        &rb,
+        &[
+            "-t",
+            "img:1",
+            "--build-context",
+            "alpine:3.20=docker-image://pinned/base:1.0",
+            s(&ctx),
+        ],
+    );
+    assert_eq!(
+        rb.ok(&["run", "--rm", "img:1", "cat", "/where"]),
+        "on-the-replacement\n"
+    );
+
+    // oci-layout://DIR@DIGEST: an image saved as an OCI layout.
+    rb.ok(&["tag", "busybox", "layout/src:1"]);
+    let tar = rb.path("img.tar");
+    rb.ok(&["save", "--format", "oci", "-o", s(&tar), "layout/src:1"]);
+    let layout = rb.path("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    tool("tar", &["-xf", s(&tar), "-C", s(&layout)]);
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    rb.ok(&["rmi", "layout/src:1"]);
+    let ctx2 = rb.tree(
+        "ctx2",
+        &[("Dockerfile", "FROM base\nRUN echo from-layout > /where\n")],
+    );
+    build(
+        &rb,
+        &[
+            "-t",
+            "img:2",
+            "--build-context",
+            &format!("base=oci-layout://{}@{digest}", s(&layout)),
+            s(&ctx2),
+        ],
+    );
+    assert_eq!(
+        rb.ok(&["run", "--rm", "img:2", "cat", "/where"]),
+        "from-layout\n"
+    );
+    // A layout without that digest is an error naming it.
+    let r = try_build(
+        &rb,
+        &[
+            "--build-context",
+            &format!("base=oci-layout://{}@sha256:{}", s(&layout), "0".repeat(64)),
+            s(&ctx2),
+        ],
+    );
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("--build-context base=oci-layout://"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn bad_named_contexts_are_clear_errors_and_tag_nothing() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let before = image_ids(&rb);
+    let ctx = rb.tree(
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nCOPY --from=lib a /a\n")],
+    );
+    let r = try_build(&rb, &["-t", "x", "--build-context", "=dir", s(&ctx)]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("--build-context") && r.stderr.contains("name is empty"),
+        "{}",
+        r.stderr
+    );
+    let missing = rb.path("no-such-dir");
+    let r = try_build(
+        &rb,
+        &[
+            "-t",
+            "x",
+            "--build-context",
+            &format!("lib={}", s(&missing)),
+            s(&ctx),
+        ],
+    );
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains(&format!("--build-context lib={}", s(&missing))),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("not a directory"), "{}", r.stderr);
+    // A --from name that is neither a stage nor a context nor an image.
+    let r = try_build(&rb, &["-t", "x", s(&ctx)]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("lib"), "{}", r.stderr);
+    assert_eq!(image_ids(&rb), before);
+}
+
+// ----------------------------------------------------------------- git
+
+/// `git daemon` on 127.0.0.1 serving the repositories under `base`.
+struct GitDaemon {
+    child: Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(base: &Path) -> GitDaemon {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+                &format!("--port={port}"),
+                &format!("--base-path={}", s(base)),
+                s(base),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "git daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        GitDaemon { child, port }
+    }
+
+    fn url(&self, repo: &str) -> String {
+        format!("git://127.0.0.1:{}/{repo}", self.port)
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A repository `repo` under `base` with two commits on `main`, the
+/// first tagged `v1` (annotated), a `sub/` directory and a submodule-free
+/// tree.
+fn make_repo(base: &Path) -> (PathBuf, String, String) {
+    let repo = base.join("repo");
+    std::fs::create_dir_all(repo.join("sub")).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("file.txt"), "version 1\n").unwrap();
+    std::fs::write(repo.join("sub/inner.txt"), "inner 1\n").unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "one"]);
+    git(&repo, &["tag", "-a", "v1", "-m", "v1"]);
+    let first = git(&repo, &["rev-parse", "HEAD"]);
+    std::fs::write(repo.join("file.txt"), "version 2\n").unwrap();
+    git(&repo, &["commit", "-q", "-am", "two"]);
+    let second = git(&repo, &["rev-parse", "HEAD"]);
+    (repo, first, second)
+}
+
+#[test]
+fn add_from_git_at_a_tag_a_branch_and_a_commit() {
+    let test = "add_from_git_at_a_tag_a_branch_and_a_commit";
+    if !tools_present(test, &["git"]) {
+        return;
+    }
+    let rb = Rbuild::new();
+    rb.busybox();
+    let base = rb.path("git");
+    let (repo, first, second) = make_repo(&base);
+    let daemon = GitDaemon::start(&base);
+    let url = daemon.url("repo");
+    let dockerfile = format!(
+        "FROM busybox\n\
+         ADD {url}#v1 /tag/\n\
+         ADD {url}#{first} /commit/\n\
+         ADD --checksum={second} {url}#main /pinned/\n\
+         ADD {url}#main /branch/\n\
+         ADD --keep-git-dir {url}#main:sub /kept/\n\
+         RUN cat /branch/file.txt > /seen.txt\n"
+    );
+    let ctx = rb.tree("ctx", &[("Dockerfile", &dockerfile)]);
+    let report = |n: &str| s(&rb.path(n)).to_string();
+    let r1 = report("g1.json");
+    build(&rb, &["-t", "git:1", "--report", &r1, s(&ctx)]);
+    let cat = |p: &str| rb.ok(&["run", "--rm", "git:1", "cat", p]);
+    assert_eq!(cat("/tag/file.txt"), "version 1\n");
+    assert_eq!(cat("/branch/file.txt"), "version 2\n");
+    assert_eq!(cat("/commit/file.txt"), "version 1\n");
+    assert_eq!(cat("/pinned/file.txt"), "version 2\n");
+    assert_eq!(cat("/kept/inner.txt"), "inner 1\n");
+    // .git only with --keep-git-dir (the subdir's checkout keeps its
+    // repository's .git at the repository root, as BuildKit's does not
+    // reach into it: only the subdirectory is taken).
+    let r = rb.run(&["run", "--rm", "git:1", "test", "-e", "/branch/.git"]);
+    assert_ne!(r.code, 0, ".git left out");
+
+    // Nothing moved: cached, no step runs.
+    let r2 = report("g2.json");
+    build(&rb, &["-t", "git:1", "--report", &r2, s(&ctx)]);
+    assert!(
+        executed(&rb, "g2.json").is_empty(),
+        "{:?}",
+        executed(&rb, "g2.json")
+    );
+
+    // The branch moves: its ADD and what follows run again; the tag, the
+    // commit and the pinned checksum (all before it) do not, and the
+    // pinned one is not even asked for.
+    std::fs::write(repo.join("file.txt"), "version 3\n").unwrap();
+    git(&repo, &["commit", "-q", "-am", "three"]);
+    let r3 = report("g3.json");
+    build(&rb, &["-t", "git:1", "--report", &r3, s(&ctx)]);
+    let ran = executed(&rb, "g3.json");
+    assert!(ran.iter().any(|i| i.contains("#main /branch/")), "{ran:?}");
+    assert!(!ran.iter().any(|i| i.contains("#v1 ")), "{ran:?}");
+    assert!(!ran.iter().any(|i| i.contains("--checksum")), "{ran:?}");
+    assert_eq!(
+        rb.ok(&["run", "--rm", "git:1", "cat", "/seen.txt"]),
+        "version 3\n"
+    );
+
+    // --keep-git-dir keeps the repository.
+    let ctx2 = rb.tree(
+        "ctx2",
+        &[(
+            "Dockerfile",
+            &format!("FROM busybox\nADD --keep-git-dir {url}#v1 /repo/\n"),
+        )],
+    );
+    build(&rb, &["-t", "git:2", s(&ctx2)]);
+    let head = rb.ok(&["run", "--rm", "git:2", "cat", "/repo/.git/HEAD"]);
+    assert_eq!(head.trim(), first);
+}
+
+#[test]
+fn git_errors_name_the_ref_and_the_remote() {
+    let test = "git_errors_name_the_ref_and_the_remote";
+    if !tools_present(test, &["git"]) {
+        return;
+    }
+    let rb = Rbuild::new();
+    rb.busybox();
+    let base = rb.path("git");
+    make_repo(&base);
+    let daemon = GitDaemon::start(&base);
+    let before = image_ids(&rb);
+    let url = daemon.url("repo");
+    let ctx = rb.tree(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!("FROM busybox\nADD {url}#no-such-branch /src/\n"),
+        )],
+    );
+    let r = try_build(&rb, &["-t", "x", s(&ctx)]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("\"no-such-branch\" not found in"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains(&url), "{}", r.stderr);
+    // An unreachable host: nothing listens on this port.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bad = format!("git://127.0.0.1:{closed}/repo");
+    let ctx = rb.tree(
+        "ctx-unreachable",
+        &[(
+            "Dockerfile",
+            &format!("FROM busybox\nADD {bad}#main /src/\n"),
+        )],
+    );
+    let r = try_build(&rb, &["-t", "x", s(&ctx)]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains(&format!("ls-remote of {bad} failed")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(image_ids(&rb), before);
+}
+
+#[test]
+fn git_and_tarball_contexts_main_and_named() {
+    let test = "git_and_tarball_contexts_main_and_named";
+    if !tools_present(test, &["git", "tar"]) {
+        return;
+    }
+    let rb = Rbuild::new();
+    rb.busybox();
+    let base = rb.path("git");
+    let (repo, _, _) = make_repo(&base);
+    std::fs::write(
+        repo.join("sub/Dockerfile"),
+        "FROM busybox\nCOPY inner.txt /inner.txt\nCOPY --from=extra data.txt /data.txt\n",
+    )
+    .unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "dockerfile"]);
+    let daemon = GitDaemon::start(&base);
+
+    // A tarball served over loopback HTTP, used as a named context.
+    let tree = rb.tree("tar-src", &[("data.txt", "from the tarball\n")]);
+    let tarball = rb.path("ctx.tar.gz");
+    tool("tar", &["-czf", s(&tarball), "-C", s(&tree), "."]);
+    let server = HttpServer::serve(std::fs::read(&tarball).unwrap());
+
+    let git_ctx = format!("{}#main:sub", daemon.url("repo"));
+    build(
+        &rb,
+        &[
+            "-t",
+            "remote:1",
+            "--build-context",
+            &format!("extra={}", server.url("ctx.tar.gz")),
+            &git_ctx,
+        ],
+    );
+    assert_eq!(
+        rb.ok(&["run", "--rm", "remote:1", "cat", "/inner.txt"]),
+        "inner 1\n"
+    );
+    assert_eq!(
+        rb.ok(&["run", "--rm", "remote:1", "cat", "/data.txt"]),
+        "from the tarball\n"
+    );
+
+    // The tarball as the main context, and a git repository as a named one.
+    let main = rb.tree(
+        "tar-main",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY hello.txt /hello.txt\nCOPY --from=src file.txt /file.txt\n",
+            ),
+            ("hello.txt", "hello from a tarball context\n"),
+        ],
+    );
+    let main_tar = rb.path("main.tar.gz");
+    tool("tar", &["-czf", s(&main_tar), "-C", s(&main), "."]);
+    let server2 = HttpServer::serve(std::fs::read(&main_tar).unwrap());
+    build(
+        &rb,
+        &[
+            "-t",
+            "remote:2",
+            "--build-context",
+            &format!("src={}#v1", daemon.url("repo")),
+            &server2.url("main.tar.gz"),
+        ],
+    );
+    assert_eq!(
+        rb.ok(&["run", "--rm", "remote:2", "cat", "/hello.txt"]),
+        "hello from a tarball context\n"
+    );
+    assert_eq!(
+        rb.ok(&["run", "--rm", "remote:2", "cat", "/file.txt"]),
+        "version 1\n"
+    );
+}
+
+#[test]
+fn stdin_holds_a_context_tar_or_a_bare_dockerfile() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let tree = rb.tree(
+        "stdin-ctx",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY msg.txt /msg.txt\n"),
+            ("msg.txt", "piped context\n"),
+        ],
+    );
+    let tar = rb.path("ctx.tar");
+    tool("tar", &["-cf", s(&tar), "-C", s(&tree), "."]);
+    let r = rb.run_with_stdin(
+        &["build", "--progress", "plain", "-t", "piped:1", "-"],
+        Some(&std::fs::read(&tar).unwrap()),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        rb.ok(&["run", "--rm", "piped:1", "cat", "/msg.txt"]),
+        "piped context\n"
+    );
+
+    let r = rb.run_with_stdin(
+        &["build", "--progress", "plain", "-t", "piped:2", "-"],
+        Some(b"FROM busybox\nRUN echo no context > /msg.txt\n"),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        rb.ok(&["run", "--rm", "piped:2", "cat", "/msg.txt"]),
+        "no context\n"
+    );
+
+    // Both from stdin: refused.
+    let r = rb.run_with_stdin(&["build", "-f", "-", "-"], Some(b"FROM busybox\n"));
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("cannot both come from stdin"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// A loopback HTTP server answering every GET with `body`.
+struct HttpServer {
+    port: u16,
+}
+
+impl HttpServer {
+    fn serve(body: Vec<u8>) -> HttpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut c) = conn else { continue };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/gzip\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = c.write_all(head.as_bytes());
+                let _ = c.write_all(&body);
+            }
+        });
+        HttpServer { port }
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/{name}", self.port)
+    }
+}
