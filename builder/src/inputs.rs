@@ -20,7 +20,7 @@ use rbuild_solver::plan::{NamedContext, NamedContexts, ResolvedImage, context_ke
 use rbuild_store::Store;
 use rbuild_store::layout::{Descriptor, Index, Manifest};
 use rbuild_worker::git::{self, GitAuth, GitError};
-use rbuild_worker::ssh::{self, AgentError, SshAgents};
+use rbuild_worker::ssh::{self, AgentError, KeyAgent, KeyError, SshAgents};
 
 use crate::spec::inputs::{ContextSource, SshSpec};
 
@@ -38,11 +38,12 @@ pub enum InputError {
         #[source]
         source: AgentError,
     },
-    #[error(
-        "--ssh {id}={}: serving key files from rbuild's own agent is not supported yet\nhint: load the key into an agent (ssh-add {}) and pass --ssh {id} or --ssh {id}=SOCKET",
-        path.display(), path.display()
-    )]
-    SshKeyFiles { id: String, path: PathBuf },
+    #[error("--ssh {id}")]
+    SshKeys {
+        id: String,
+        #[source]
+        source: KeyError,
+    },
     #[error("--ssh {id}={}: no such socket or key file", path.display())]
     SshPathMissing { id: String, path: PathBuf },
     #[error("--build-context {name}={}: not a directory", path.display())]
@@ -88,7 +89,7 @@ pub(crate) struct ReadyInputs {
     /// Directories of the named contexts that are [`NamedContext::Local`],
     /// by key.
     pub dirs: BTreeMap<String, PathBuf>,
-    pub ssh: SshAgents,
+    pub ssh: Agents,
     _temps: Vec<tempfile::TempDir>,
 }
 
@@ -136,18 +137,16 @@ pub(crate) fn prepare(
                         what: format!("--build-context {name}"),
                         source,
                     })?;
-                let dir =
-                    fetch_context(remote_source, temp.path(), &ready.ssh, secret).map_err(|e| {
-                        match e {
-                            FetchError::Git(source) => InputError::ContextGit {
-                                name: name.clone(),
-                                source,
-                            },
-                            FetchError::Remote(source) => InputError::ContextRemote {
-                                name: name.clone(),
-                                source,
-                            },
-                        }
+                let dir = fetch_context(remote_source, temp.path(), &ready.ssh.sockets, secret)
+                    .map_err(|e| match e {
+                        FetchError::Git(source) => InputError::ContextGit {
+                            name: name.clone(),
+                            source,
+                        },
+                        FetchError::Remote(source) => InputError::ContextRemote {
+                            name: name.clone(),
+                            source,
+                        },
                     })?;
                 ready.named.insert(key.clone(), NamedContext::Local);
                 ready.dirs.insert(key, dir);
@@ -158,12 +157,24 @@ pub(crate) fn prepare(
     Ok(ready)
 }
 
-/// `--ssh` specs → agent sockets, each checked to answer as an agent.
+/// The `--ssh` agents of a build: sockets by id, and the agents this
+/// process serves for key files (which stop when this is dropped).
+#[derive(Debug, Default)]
+pub struct Agents {
+    pub sockets: SshAgents,
+    /// Each served agent with the private directory of its socket
+    /// (dropped in that order).
+    _served: Vec<(KeyAgent, tempfile::TempDir)>,
+}
+
+/// `--ssh` specs → agent sockets, each checked to answer as an agent:
+/// `$SSH_AUTH_SOCK` when no path is given, a given socket, or key files
+/// served by an agent in this process ([`KeyAgent`]), as buildx does.
 pub fn agents(
     specs: &[SshSpec],
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<SshAgents, InputError> {
-    let mut out = SshAgents::new();
+) -> Result<Agents, InputError> {
+    let mut out = Agents::default();
     for spec in specs {
         let socket = match spec.paths.as_slice() {
             [] => match env("SSH_AUTH_SOCK").filter(|s| !s.is_empty()) {
@@ -176,29 +187,36 @@ pub fn agents(
             },
             [one] if is_socket(one) => one.clone(),
             paths => {
-                let path = paths
-                    .iter()
-                    .find(|p| !p.exists())
-                    .or(paths.first())
-                    .cloned()
-                    .unwrap_or_default();
-                if !path.exists() {
+                if let Some(path) = paths.iter().find(|p| !p.exists()) {
                     return Err(InputError::SshPathMissing {
                         id: spec.id.clone(),
-                        path,
+                        path: path.clone(),
                     });
                 }
-                return Err(InputError::SshKeyFiles {
+                let key_err = |source| InputError::SshKeys {
                     id: spec.id.clone(),
-                    path,
-                });
+                    source,
+                };
+                let keys = KeyAgent::load(paths).map_err(key_err)?;
+                let dir = tempfile::Builder::new()
+                    .prefix("rbuild-ssh-")
+                    .tempdir()
+                    .map_err(|source| InputError::Temp {
+                        what: format!("--ssh {}", spec.id),
+                        source,
+                    })?;
+                let agent =
+                    KeyAgent::start(&dir.path().join("agent.sock"), keys).map_err(key_err)?;
+                let socket = agent.socket().to_path_buf();
+                out._served.push((agent, dir));
+                socket
             }
         };
         ssh::probe(&socket).map_err(|source| InputError::SshAgent {
             id: spec.id.clone(),
             source,
         })?;
-        out.insert(spec.id.clone(), socket);
+        out.sockets.insert(spec.id.clone(), socket);
     }
     Ok(out)
 }

@@ -121,7 +121,7 @@ pub(crate) fn run(
                 )
             })
             .collect(),
-        ssh: ready.ssh.clone(),
+        ssh: ready.ssh.sockets.clone(),
     };
     progress.event(&Event::Solving);
 

@@ -237,6 +237,61 @@ fn ssh_agent_answers_inside_run_and_leaves_no_trace() {
 }
 
 #[test]
+fn ssh_key_files_are_served_by_rbuilds_own_agent() {
+    let test = "ssh_key_files_are_served_by_rbuilds_own_agent";
+    if !tools_present(test, &["ssh-keygen", "ssh-add", "ldd"]) {
+        return;
+    }
+    let rb = Rbuild::new();
+    rb.busybox();
+    let key = rb.path("id_files");
+    tool(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "served-from-a-file",
+            "-f",
+            s(&key),
+        ],
+    );
+    let ctx = ssh_context(
+        &rb,
+        "FROM busybox\nCOPY tools/ /\nRUN --mount=type=ssh,id=deploy ssh-add -l > /keys.txt\n",
+    );
+    let mut c = rb.command(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "keys:1",
+        "--ssh",
+        &format!("deploy={}", s(&key)),
+        s(&ctx),
+    ]);
+    c.env_remove("SSH_AUTH_SOCK");
+    let r = support::run_command(c, None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let keys = rb.ok(&["run", "--rm", "keys:1", "cat", "/keys.txt"]);
+    assert!(keys.contains("served-from-a-file (ED25519)"), "{keys}");
+    // A file that is not a key is named.
+    let not_key = rb.path("not-a-key");
+    std::fs::write(&not_key, "hello\n").unwrap();
+    let r = try_build(&rb, &["--ssh", &format!("deploy={}", s(&not_key)), s(&ctx)]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("--ssh deploy"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("is not an OpenSSH private key"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
 fn a_required_ssh_id_that_is_missing_fails_naming_it() {
     let rb = Rbuild::new();
     rb.busybox();

@@ -183,6 +183,241 @@ fn splice(a: UnixStream, b: UnixStream) {
         .spawn(one_way(b, a2));
 }
 
+/// Why a key file cannot be served by [`KeyAgent`].
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read the ssh key {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is not an OpenSSH private key ({why})", path.display())]
+    Parse { path: PathBuf, why: String },
+    #[error(
+        "{} is protected by a passphrase, which rbuild's agent cannot ask for\nhint: ssh-add it to an ssh-agent and pass --ssh ID=$SSH_AUTH_SOCK",
+        path.display()
+    )]
+    Encrypted { path: PathBuf },
+    #[error("cannot start rbuild's ssh agent at {}", path.display())]
+    Listen {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+const SSH_AGENT_FAILURE: u8 = 5;
+const SSH_AGENTC_SIGN_REQUEST: u8 = 13;
+const SSH_AGENT_SIGN_RESPONSE: u8 = 14;
+const SSH_AGENT_RSA_SHA2_256: u32 = 2;
+const SSH_AGENT_RSA_SHA2_512: u32 = 4;
+
+/// An ssh agent in this process serving key files (`--ssh ID=KEY[,KEY…]`,
+/// as buildx does): it answers the two requests a client needs —
+/// the identities and a signature — and refuses everything else (adding,
+/// removing, locking). RSA keys sign with the SHA-2 hash the client asks
+/// for (`rsa-sha2-256`/`-512`); SHA-1 (`ssh-rsa`) is refused. Ed25519 and
+/// ECDSA (P-256, P-384) keys sign as OpenSSH's agent does. Listens until
+/// dropped.
+pub struct KeyAgent {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl KeyAgent {
+    /// Reads unencrypted OpenSSH private keys.
+    pub fn load(paths: &[PathBuf]) -> Result<Vec<ssh_key::PrivateKey>, KeyError> {
+        let mut keys = Vec::new();
+        for path in paths {
+            let text = std::fs::read(path).map_err(|source| KeyError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let key = ssh_key::PrivateKey::from_openssh(&text).map_err(|e| KeyError::Parse {
+                path: path.clone(),
+                why: e.to_string(),
+            })?;
+            if key.is_encrypted() {
+                return Err(KeyError::Encrypted { path: path.clone() });
+            }
+            keys.push(key);
+        }
+        Ok(keys)
+    }
+
+    /// Serves `keys` on a new socket at `path` (in a directory only this
+    /// user can enter).
+    pub fn start(path: &Path, keys: Vec<ssh_key::PrivateKey>) -> Result<KeyAgent, KeyError> {
+        let listener = UnixListener::bind(path).map_err(|source| KeyError::Listen {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        let keys = Arc::new(keys);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("ssh-key-agent".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if stopping.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let keys = keys.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("ssh-key-agent-conn".into())
+                        .spawn(move || serve(conn, &keys));
+                }
+            })
+            .map_err(|source| KeyError::Listen {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(KeyAgent {
+            path: path.to_path_buf(),
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The agent's socket.
+    pub fn socket(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for KeyAgent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = UnixStream::connect(&self.path);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl std::fmt::Debug for KeyAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyAgent")
+            .field("socket", &self.path)
+            .finish()
+    }
+}
+
+/// Appends an SSH `string` (u32 length, bytes).
+fn put_string(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(data);
+}
+
+/// Reads an SSH `string` at `*at`, moving past it.
+fn get_string<'b>(buf: &'b [u8], at: &mut usize) -> Option<&'b [u8]> {
+    let len = u32::from_be_bytes(buf.get(*at..*at + 4)?.try_into().ok()?) as usize;
+    let s = buf.get(*at + 4..(*at + 4).checked_add(len)?)?;
+    *at += 4 + len;
+    Some(s)
+}
+
+/// The `rsa` crate's key from an OpenSSH one. Built here from the
+/// components: ssh-key 0.6's own conversion passes `p` twice instead of
+/// `p` and `q`, so every key fails its consistency check.
+fn rsa_private_key(k: &ssh_key::private::RsaKeypair) -> Option<rsa::RsaPrivateKey> {
+    let big = |m: &ssh_key::Mpint| m.as_positive_bytes().map(rsa::BigUint::from_bytes_be);
+    rsa::RsaPrivateKey::from_components(
+        big(&k.public.n)?,
+        big(&k.public.e)?,
+        big(&k.private.d)?,
+        vec![big(&k.private.p)?, big(&k.private.q)?],
+    )
+    .ok()
+}
+
+/// Answers one client's requests until it hangs up.
+fn serve(mut conn: UnixStream, keys: &[ssh_key::PrivateKey]) {
+    loop {
+        let mut len = [0u8; 4];
+        if conn.read_exact(&mut len).is_err() {
+            return;
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        if len == 0 || len > 256 * 1024 {
+            return;
+        }
+        let mut msg = vec![0u8; len];
+        if conn.read_exact(&mut msg).is_err() {
+            return;
+        }
+        let reply = answer(&msg, keys).unwrap_or_else(|| vec![SSH_AGENT_FAILURE]);
+        let mut out = (reply.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&reply);
+        if conn.write_all(&out).is_err() {
+            return;
+        }
+    }
+}
+
+/// The reply to one request (without its length); `None` is a failure.
+fn answer(msg: &[u8], keys: &[ssh_key::PrivateKey]) -> Option<Vec<u8>> {
+    match msg[0] {
+        SSH_AGENTC_REQUEST_IDENTITIES => {
+            let mut out = vec![SSH_AGENT_IDENTITIES_ANSWER];
+            out.extend_from_slice(&(keys.len() as u32).to_be_bytes());
+            for k in keys {
+                put_string(&mut out, &k.public_key().to_bytes().ok()?);
+                put_string(&mut out, k.comment().as_bytes());
+            }
+            Some(out)
+        }
+        SSH_AGENTC_SIGN_REQUEST => {
+            let mut at = 1;
+            let blob = get_string(msg, &mut at)?;
+            let data = get_string(msg, &mut at)?;
+            let flags = msg
+                .get(at..at + 4)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u32::from_be_bytes);
+            let key = keys
+                .iter()
+                .find(|k| k.public_key().to_bytes().ok().as_deref() == Some(blob))?;
+            let (name, bytes) = match key.key_data() {
+                // RSA: the hash the flags ask for; neither flag means
+                // SHA-1 (`ssh-rsa`), which is refused.
+                ssh_key::private::KeypairData::Rsa(rsa_key) => {
+                    use signature::{SignatureEncoding as _, Signer as _};
+                    let private = rsa_private_key(rsa_key)?;
+                    if flags & SSH_AGENT_RSA_SHA2_512 != 0 {
+                        let k = rsa::pkcs1v15::SigningKey::<ssh_key::sha2::Sha512>::new(private);
+                        ("rsa-sha2-512".to_string(), k.try_sign(data).ok()?.to_vec())
+                    } else if flags & SSH_AGENT_RSA_SHA2_256 != 0 {
+                        let k = rsa::pkcs1v15::SigningKey::<ssh_key::sha2::Sha256>::new(private);
+                        ("rsa-sha2-256".to_string(), k.try_sign(data).ok()?.to_vec())
+                    } else {
+                        return None;
+                    }
+                }
+                _ => {
+                    let sig: ssh_key::Signature = signature::Signer::try_sign(key, data).ok()?;
+                    (
+                        sig.algorithm().as_str().to_string(),
+                        sig.as_bytes().to_vec(),
+                    )
+                }
+            };
+            let mut sig_blob = Vec::new();
+            put_string(&mut sig_blob, name.as_bytes());
+            put_string(&mut sig_blob, &bytes);
+            let mut out = vec![SSH_AGENT_SIGN_RESPONSE];
+            put_string(&mut out, &sig_blob);
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +457,72 @@ mod tests {
             e.starts_with("cannot connect to the ssh agent socket"),
             "{e}"
         );
+    }
+
+    /// ssh-keygen makes a key; rbuild's agent serves it; `ssh-keygen -Y
+    /// sign` signs through the agent and the signature verifies.
+    #[test]
+    fn the_key_agent_lists_and_signs_with_openssh_keys() {
+        let have = std::process::Command::new("ssh-keygen")
+            .arg("-?")
+            .output()
+            .is_ok();
+        if !have {
+            rbuild_testkit::skipped(
+                "the_key_agent_lists_and_signs_with_openssh_keys",
+                "needs ssh-keygen (openssh-client)",
+            );
+            return;
+        }
+        for kind in ["ed25519", "rsa", "ecdsa"] {
+            let dir = tempfile::tempdir().unwrap();
+            let key = dir.path().join("id");
+            let ok = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", kind, "-N", "", "-C", "agent-test", "-f"])
+                .arg(&key)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+            let keys = KeyAgent::load(std::slice::from_ref(&key)).unwrap();
+            let sock = dir.path().join("agent.sock");
+            let agent = KeyAgent::start(&sock, keys).unwrap();
+            assert_eq!(probe(agent.socket()).unwrap(), 1, "{kind}");
+            let data = dir.path().join("data");
+            std::fs::write(&data, "signed through the agent").unwrap();
+            let pubkey = dir.path().join("id.pub");
+            // Only the public key on disk: ssh-keygen must ask the agent.
+            std::fs::remove_file(&key).unwrap();
+            let out = std::process::Command::new("ssh-keygen")
+                .args(["-Y", "sign", "-n", "file", "-f"])
+                .arg(&pubkey)
+                .arg(&data)
+                .env("SSH_AUTH_SOCK", agent.socket())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{kind}: {out:?}");
+            let check = std::process::Command::new("sh")
+                .arg("-c")
+                .arg("ssh-keygen -Y check-novalidate -n file -f \"$1\" -s \"$2.sig\" < \"$2\"")
+                .arg("sh")
+                .arg(&pubkey)
+                .arg(&data)
+                .output()
+                .unwrap();
+            assert!(check.status.success(), "{kind}: {check:?}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let not_key = dir.path().join("not-a-key");
+        std::fs::write(&not_key, "hello").unwrap();
+        let e = KeyAgent::load(&[not_key]).unwrap_err().to_string();
+        assert!(e.contains("is not an OpenSSH private key"), "{e}");
+        let enc = dir.path().join("enc");
+        std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "secret-pass", "-f"])
+            .arg(&enc)
+            .status()
+            .unwrap();
+        let e = KeyAgent::load(&[enc]).unwrap_err().to_string();
+        assert!(e.contains("passphrase"), "{e}");
     }
 
     #[test]

@@ -97,7 +97,7 @@ pub fn prepare_context(args: &mut BuildArgs) -> anyhow::Result<Option<PreparedCo
                     .find(|s| s.id == id)
                     .and_then(|s| s.read().ok())
             };
-            rbuild_builder::inputs::fetch_context(&source, temp.path(), &ssh, &secret)
+            rbuild_builder::inputs::fetch_context(&source, temp.path(), &ssh.sockets, &secret)
                 .with_context(|| format!("unable to prepare context {text}"))?
         }
     };
