@@ -7,8 +7,9 @@
 //!
 //! A fetched directory is opened like the main context, so its keys come
 //! from its content. `.dockerignore` is applied as BuildKit applies it to
-//! a named context: the file at the root of that context, never the
-//! Dockerfile's `<name>.dockerignore` (`dockerui/namedcontext.go`).
+//! a named context (`dockerui/namedcontext.go`): for a local directory,
+//! the file at its root (never the Dockerfile's `<name>.dockerignore`);
+//! for a git repository or a tarball, none.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -89,6 +90,9 @@ pub(crate) struct ReadyInputs {
     /// Directories of the named contexts that are [`NamedContext::Local`],
     /// by key.
     pub dirs: BTreeMap<String, PathBuf>,
+    /// Keys of the named contexts fetched into a temporary directory (git,
+    /// tarball): no `.dockerignore` and no stat cache for them.
+    pub fetched: std::collections::BTreeSet<String>,
     pub ssh: Agents,
     _temps: Vec<tempfile::TempDir>,
 }
@@ -149,6 +153,7 @@ pub(crate) fn prepare(
                         },
                     })?;
                 ready.named.insert(key.clone(), NamedContext::Local);
+                ready.fetched.insert(key.clone());
                 ready.dirs.insert(key, dir);
                 ready._temps.push(temp);
             }

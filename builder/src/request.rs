@@ -68,6 +68,11 @@ pub struct BuildInputs {
     pub ssh: Vec<crate::spec::inputs::SshSpec>,
     /// `--build-context`, names unique.
     pub contexts: Vec<crate::spec::inputs::NamedContextSpec>,
+    /// The main context was fetched into a temporary directory (a git or
+    /// tarball URL, a tar on stdin): as BuildKit, which reads
+    /// `.dockerignore` from local directories only, no ignore file
+    /// applies; and no stat cache is kept for a directory used once.
+    pub fetched_context: bool,
 }
 
 /// The front end's side of a build.

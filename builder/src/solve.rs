@@ -98,15 +98,25 @@ pub(crate) fn run(
         });
     }
 
-    let rules = IgnoreRules::load(&request.context, input.path.as_deref())?;
-    let stat_cache = stat_cache_path(store, &request.context);
-    let context = Context::open(&request.context, rules, Some(&stat_cache))?;
+    let (rules, stat_cache) = if request.inputs.fetched_context {
+        (IgnoreRules::none(), None)
+    } else {
+        (
+            IgnoreRules::load(&request.context, input.path.as_deref())?,
+            Some(stat_cache_path(store, &request.context)),
+        )
+    };
+    let context = Context::open(&request.context, rules, stat_cache.as_deref())?;
     // Named local contexts: each with its own root `.dockerignore` only.
     let mut named_fs = Vec::new();
     for (key, dir) in &ready.dirs {
-        let rules = IgnoreRules::load(dir, None)?;
-        let stat_cache = stat_cache_path(store, dir);
-        named_fs.push((key, dir, Context::open(dir, rules, Some(&stat_cache))?));
+        let fs = if ready.fetched.contains(key) {
+            Context::open(dir, IgnoreRules::none(), None)?
+        } else {
+            let rules = IgnoreRules::load(dir, None)?;
+            Context::open(dir, rules, Some(&stat_cache_path(store, dir)))?
+        };
+        named_fs.push((key, dir, fs));
     }
     let worker_inputs = WorkerInputs {
         named: named_fs

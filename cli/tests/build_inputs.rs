@@ -730,6 +730,50 @@ fn add_from_git_at_a_tag_a_branch_and_a_commit() {
 }
 
 #[test]
+fn add_from_git_checks_out_submodules() {
+    let test = "add_from_git_checks_out_submodules";
+    if !tools_present(test, &["git"]) {
+        return;
+    }
+    let rb = Rbuild::new();
+    rb.busybox();
+    let base = rb.path("git");
+    let lib = base.join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    git(&lib, &["init", "-q", "-b", "main"]);
+    std::fs::write(lib.join("lib.txt"), "from the submodule\n").unwrap();
+    git(&lib, &["add", "."]);
+    git(&lib, &["commit", "-q", "-m", "lib"]);
+    let daemon = GitDaemon::start(&base);
+    let app = base.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    git(&app, &["init", "-q", "-b", "main"]);
+    std::fs::write(app.join("app.txt"), "app\n").unwrap();
+    git(
+        &app,
+        &["submodule", "add", "-q", &daemon.url("lib"), "vendor/lib"],
+    );
+    git(&app, &["add", "."]);
+    git(&app, &["commit", "-q", "-m", "app with a submodule"]);
+    let ctx = rb.tree(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!("FROM busybox\nADD {}#main /app/\n", daemon.url("app")),
+        )],
+    );
+    build(&rb, &["-t", "sub:1", s(&ctx)]);
+    assert_eq!(
+        rb.ok(&["run", "--rm", "sub:1", "cat", "/app/vendor/lib/lib.txt"]),
+        "from the submodule\n"
+    );
+    for git_path in ["/app/.git", "/app/vendor/lib/.git"] {
+        let r = rb.run(&["run", "--rm", "sub:1", "test", "-e", git_path]);
+        assert_ne!(r.code, 0, "{git_path} left out");
+    }
+}
+
+#[test]
 fn git_errors_name_the_ref_and_the_remote() {
     let test = "git_errors_name_the_ref_and_the_remote";
     if !tools_present(test, &["git"]) {
@@ -869,6 +913,9 @@ fn stdin_holds_a_context_tar_or_a_bare_dockerfile() {
         &[
             ("Dockerfile", "FROM busybox\nCOPY msg.txt /msg.txt\n"),
             ("msg.txt", "piped context\n"),
+            // As with BuildKit, a context that is not a local directory
+            // gets no .dockerignore.
+            (".dockerignore", "msg.txt\n"),
         ],
     );
     let tar = rb.path("ctx.tar");

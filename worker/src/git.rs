@@ -316,6 +316,27 @@ pub fn checkout(
     if !keep_git_dir {
         let git = dir.join(".git");
         std::fs::remove_dir_all(&git).map_err(|source| GitError::Io { path: git, source })?;
+        // Submodules' `.git` files point into the removed directory.
+        remove_gitlinks(dir)?;
+    }
+    Ok(())
+}
+
+/// Removes the `.git` files (submodule links) below `dir`.
+fn remove_gitlinks(dir: &Path) -> Result<(), GitError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| GitError::Io { path, source }
+    };
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(io(&path))?;
+        if kind.is_dir() {
+            remove_gitlinks(&path)?;
+        } else if kind.is_file() && entry.file_name() == ".git" {
+            std::fs::remove_file(&path).map_err(io(&path))?;
+        }
     }
     Ok(())
 }

@@ -34,6 +34,7 @@ pub fn build_inputs(args: &BuildArgs) -> anyhow::Result<BuildInputs> {
     Ok(BuildInputs {
         ssh: args.ssh.clone(),
         contexts: args.build_contexts.clone(),
+        fetched_context: false,
     })
 }
 

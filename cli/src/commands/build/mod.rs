@@ -268,6 +268,7 @@ pub fn run(root: &Path, mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         |k| std::env::var(k).ok(),
         std::io::stderr().is_terminal(),
     )?;
+    invocation.request.inputs.fetched_context = prepared.is_some();
     let input = match prepared.as_ref().and_then(|p| p.dockerfile.clone()) {
         Some(bytes) => DockerfileInput {
             bytes,
