@@ -165,7 +165,7 @@ fn ssh_agent_answers_inside_run_and_leaves_no_trace() {
          COPY tools/ /\n\
          RUN --mount=type=ssh ssh-add -l > /default.txt && echo \"sock=$SSH_AUTH_SOCK\" >> /default.txt\n\
          RUN --mount=type=ssh,id=gh,target=/tmp/gh.sock,mode=0600,uid=1000 SSH_AUTH_SOCK=/tmp/gh.sock ssh-add -l > /gh.txt && ls -ln /tmp/gh.sock | awk '{print $1, $3}' >> /gh.txt\n\
-         RUN --mount=type=ssh,id=absent true\n",
+         RUN --mount=type=ssh,id=absent echo \"absent=$SSH_AUTH_SOCK\" > /absent.txt && test ! -e \"$SSH_AUTH_SOCK\"\n",
     );
     let report = rb.path("ssh-report.json");
     let gh = format!("gh={}", s(&agent.socket));
@@ -197,6 +197,12 @@ fn ssh_agent_answers_inside_run_and_leaves_no_trace() {
     let gh = rb.ok(&["run", "--rm", "ssh:1", "cat", "/gh.txt"]);
     assert!(gh.contains("rbuild-test-key"), "{gh}");
     assert!(gh.contains("srw------- 1000"), "{gh}");
+    // An optional agent that was not given: SSH_AUTH_SOCK is still set
+    // (as BuildKit does) but no socket is there.
+    assert_eq!(
+        rb.ok(&["run", "--rm", "ssh:1", "cat", "/absent.txt"]),
+        "absent=/run/buildkit/ssh_agent.0\n"
+    );
     // Nothing of the agent reaches the image, its history or the report.
     let r = rb.run(&["run", "--rm", "ssh:1", "ls", "/run/buildkit"]);
     assert_ne!(r.code, 0, "no socket dir in the image: {}", r.stdout);

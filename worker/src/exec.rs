@@ -168,6 +168,12 @@ pub(super) fn run(
                 uid,
                 gid,
             } => {
+                // As BuildKit: the first ssh mount is SSH_AUTH_SOCK unless
+                // the step's environment sets it, even when an optional
+                // agent was not given (a client then finds no socket).
+                if !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
+                    env.push(format!("SSH_AUTH_SOCK={}", m.target));
+                }
                 let Some(agent) = w.ssh_agent(id) else {
                     if *required {
                         return Err(BuildError::MissingSsh { id: id.clone() });
@@ -176,11 +182,6 @@ pub(super) fn run(
                 };
                 let sock = private.path().join(format!("ssh-{i}.sock"));
                 proxies.push(AgentProxy::start(&sock, agent, *mode, *uid, *gid)?);
-                // As BuildKit: the first ssh mount is SSH_AUTH_SOCK unless
-                // the step's environment sets it.
-                if !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
-                    env.push(format!("SSH_AUTH_SOCK={}", m.target));
-                }
                 mounts.push(bind(sock, target, false));
             }
         }
