@@ -52,7 +52,7 @@ pub enum BuildError {
     Secret(#[from] SecretError),
     /// An `--ssh` agent or `--build-context` that is not usable.
     #[error(transparent)]
-    Input(#[from] crate::inputs::InputError),
+    Input(Box<crate::inputs::InputError>),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The worker, the cache index or the lineage records failed outside
@@ -161,4 +161,10 @@ pub struct StepFailure {
     pub message: String,
     /// The worker's error.
     pub error: rbuild_worker::BuildError,
+}
+
+impl From<crate::inputs::InputError> for BuildError {
+    fn from(e: crate::inputs::InputError) -> BuildError {
+        BuildError::Input(Box::new(e))
+    }
 }

@@ -72,7 +72,7 @@ pub enum InputError {
         name: String,
         dir: PathBuf,
         #[source]
-        source: rbuild_store::StoreError,
+        source: Box<rbuild_store::StoreError>,
     },
     #[error("cannot make a temporary directory for {what}")]
     Temp {
@@ -121,7 +121,9 @@ pub(crate) fn prepare(
             }
             ContextSource::OciLayout { dir, reference } => {
                 let image = import_oci_layout(store, name, dir, reference.as_deref())?;
-                ready.named.insert(key, NamedContext::Resolved(image));
+                ready
+                    .named
+                    .insert(key, NamedContext::Resolved(Box::new(image)));
             }
             ContextSource::Local(dir) => {
                 if !dir.is_dir() {
@@ -360,7 +362,7 @@ fn import_oci_layout(
     let store_err = |source| InputError::OciStore {
         name: name.to_string(),
         dir: dir.to_path_buf(),
-        source,
+        source: Box::new(source),
     };
     let mut digests = vec![manifest_desc.digest.clone(), manifest.config.digest.clone()];
     digests.extend(manifest.layers.iter().map(|l| l.digest.clone()));

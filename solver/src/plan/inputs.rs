@@ -24,7 +24,7 @@ pub enum NamedContext {
     Image(String),
     /// An image the caller resolved itself (`oci-layout://DIR@DIGEST`,
     /// whose blobs it put in the store).
-    Resolved(ResolvedImage),
+    Resolved(Box<ResolvedImage>),
     /// A directory of files: a local directory, or a git repository or
     /// tarball fetched into one. The worker knows it by this name.
     Local,
