@@ -146,6 +146,8 @@ pub(crate) fn run(
                 i.position,
                 &format!("FROM {}@{}", img.reference, img.digest),
             ),
+            // The source steps behind an ADD of git or a named context.
+            op @ (Op::Git(_) | Op::Local(_)) => display_name(&i.stage, i.position, &op.describe()),
             _ => display_name(&i.stage, i.position, &i.instruction),
         })
         .collect();

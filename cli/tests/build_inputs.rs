@@ -712,7 +712,17 @@ fn add_from_git_at_a_tag_a_branch_and_a_commit() {
     std::fs::write(repo.join("file.txt"), "version 3\n").unwrap();
     git(&repo, &["commit", "-q", "-am", "three"]);
     let r3 = report("g3.json");
-    build(&rb, &["-t", "git:1", "--report", &r3, s(&ctx)]);
+    let r = build(&rb, &["-t", "git:1", "--explain", "--report", &r3, s(&ctx)]);
+    assert!(
+        r.stderr.contains("files: changed git ref main"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&format!("git {url}#main")),
+        "the git step is named: {}",
+        r.stderr
+    );
     let ran = executed(&rb, "g3.json");
     assert!(ran.iter().any(|i| i.contains("#main /branch/")), "{ran:?}");
     assert!(!ran.iter().any(|i| i.contains("#v1 ")), "{ran:?}");

@@ -659,7 +659,18 @@ impl Worker<Op> for BuildWorker<'_> {
             }
             Op::Git(g) => {
                 let commit = self.git_commit(g)?;
-                return Ok(Some(Digest::of(format!("git-commit:{commit}").as_bytes())));
+                let digest = Digest::of(format!("git-commit:{commit}").as_bytes());
+                // A miss then reads "files: changed git ref main".
+                let name = if g.reference.is_empty() {
+                    "HEAD"
+                } else {
+                    &g.reference
+                };
+                self.files
+                    .lock()
+                    .expect("files lock")
+                    .insert(digest, vec![(format!("git ref {name}"), digest)]);
+                return Ok(Some(digest));
             }
             _ => return Ok(None),
         };

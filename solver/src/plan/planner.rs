@@ -524,8 +524,12 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
             NamedContext::Local => {
                 let mut config = ImageConfig::default();
                 config.config.env = Some(vec![format!("PATH={DEFAULT_PATH}")]);
+                // Its own lineage: the instruction reading it is another
+                // step, with its own previous keys.
+                let mut info = info.clone();
+                info.lineage.push_str(&format!("/context:{key}"));
                 (
-                    self.add(Op::Local(LocalOp { name: key }), &[], info),
+                    self.add(Op::Local(LocalOp { name: key }), &[], &info),
                     config,
                 )
             }
@@ -1375,8 +1379,11 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                 None,
             ));
         }
-        for git in git_sources {
-            let git_step = self.add(Op::Git(git), &[], &at.info);
+        for (n, git) in git_sources.into_iter().enumerate() {
+            // The git step has a lineage of its own, apart from the copy.
+            let mut info = at.info.clone();
+            info.lineage.push_str(&format!("/git{n}"));
+            let git_step = self.add(Op::Git(git), &[], &info);
             ops.push((
                 CopyOp {
                     source: CopySource::Input,
