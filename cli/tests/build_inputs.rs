@@ -789,6 +789,192 @@ fn add_from_git_checks_out_submodules() {
     }
 }
 
+/// A loopback smart-HTTP git server (`git http-backend` as CGI) that
+/// answers 401 unless a request carries `Authorization: <auth>`.
+struct GitHttp {
+    port: u16,
+}
+
+impl GitHttp {
+    fn serve(root: &Path, auth: String) -> GitHttp {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let root = root.to_path_buf();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(c) = conn else { continue };
+                let (root, auth) = (root.clone(), auth.clone());
+                std::thread::spawn(move || git_http_exchange(c, &root, &auth));
+            }
+        });
+        GitHttp { port }
+    }
+
+    fn url(&self, repo: &str) -> String {
+        format!("http://127.0.0.1:{}/{repo}", self.port)
+    }
+}
+
+/// One request: headers, then `git http-backend` with the CGI variables.
+fn git_http_exchange(mut c: TcpStream, root: &Path, auth: &str) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if c.read_exact(&mut byte).is_err() {
+            return;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = head.split("\r\n");
+    let request = lines.next().unwrap_or_default().to_string();
+    let mut parts = request.split(' ');
+    let method = parts.next().unwrap_or_default().to_string();
+    let target = parts.next().unwrap_or_default().to_string();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let mut headers = std::collections::HashMap::new();
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    if headers.get("authorization").map(String::as_str) != Some(auth) {
+        let _ = c.write_all(
+            b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        return;
+    }
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    if c.read_exact(&mut body).is_err() {
+        return;
+    }
+    let mut cgi = Command::new("git");
+    cgi.arg("http-backend")
+        .env("GIT_PROJECT_ROOT", root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REQUEST_METHOD", &method)
+        .env("PATH_INFO", path)
+        .env("QUERY_STRING", query)
+        .env("CONTENT_LENGTH", len.to_string())
+        .env(
+            "CONTENT_TYPE",
+            headers.get("content-type").cloned().unwrap_or_default(),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(p) = headers.get("git-protocol") {
+        cgi.env("GIT_PROTOCOL", p);
+    }
+    let mut child = cgi.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(&body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let split = out
+        .stdout
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| {
+            out.stdout
+                .windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|i| (i, 2))
+        });
+    let Some((at, sep)) = split else { return };
+    let cgi_head = String::from_utf8_lossy(&out.stdout[..at]).into_owned();
+    let cgi_body = &out.stdout[at + sep..];
+    let mut status = "200 OK".to_string();
+    let mut response = String::new();
+    for l in cgi_head.lines() {
+        match l.split_once(':') {
+            Some((k, v)) if k.eq_ignore_ascii_case("status") => status = v.trim().to_string(),
+            Some(_) => response.push_str(&format!("{}\r\n", l.trim_end())),
+            None => {}
+        }
+    }
+    let _ = c.write_all(
+        format!(
+            "HTTP/1.1 {status}\r\n{response}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            cgi_body.len()
+        )
+        .as_bytes(),
+    );
+    let _ = c.write_all(cgi_body);
+}
+
+#[test]
+fn git_over_https_takes_the_token_secret_and_keeps_it_out_of_the_image() {
+    let test = "git_over_https_takes_the_token_secret_and_keeps_it_out_of_the_image";
+    if !tools_present(test, &["git"]) {
+        return;
+    }
+    let rb = Rbuild::new();
+    rb.busybox();
+    let base = rb.path("git");
+    let (repo, _, _) = make_repo(&base);
+    let served = rb.path("served");
+    std::fs::create_dir_all(&served).unwrap();
+    git(&served, &["clone", "-q", "--bare", s(&repo), "private.git"]);
+    let token = "tok-3141592653";
+    // BuildKit's header: basic base64("x-access-token:" + token).
+    let basic = tool(
+        "sh",
+        &[
+            "-c",
+            &format!("printf 'x-access-token:{token}' | base64 -w0"),
+        ],
+    );
+    let server = GitHttp::serve(&served, format!("basic {basic}"));
+    let url = server.url("private.git");
+    let ctx = rb.tree(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!("FROM busybox\nADD {url}#main /src/\n"),
+        )],
+    );
+    // Without the token the remote refuses, and the error names it.
+    let before = image_ids(&rb);
+    let r = try_build(&rb, &["-t", "priv:1", s(&ctx)]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains(&url), "{}", r.stderr);
+    assert_eq!(image_ids(&rb), before);
+    // With it (per host first, as BuildKit), the files arrive.
+    let report = rb.path("priv.json");
+    let mut c = rb.command(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "priv:1",
+        "--secret",
+        "id=GIT_AUTH_TOKEN.127.0.0.1,env=RBUILD_TEST_TOKEN",
+        "--report",
+        s(&report),
+        s(&ctx),
+    ]);
+    c.env("RBUILD_TEST_TOKEN", token);
+    let r = support::run_command(c, None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        rb.ok(&["run", "--rm", "priv:1", "cat", "/src/file.txt"]),
+        "version 2\n"
+    );
+    let history = rb.ok(&["history", "--no-trunc", "priv:1"]);
+    let inspect = rb.ok(&["inspect", "priv:1"]);
+    let report = std::fs::read_to_string(&report).unwrap();
+    for text in [&history, &inspect, &report, &r.stderr] {
+        assert!(
+            !text.contains(token) && !text.contains(basic.trim()),
+            "token leaked: {text}"
+        );
+    }
+}
+
 #[test]
 fn git_errors_name_the_ref_and_the_remote() {
     let test = "git_errors_name_the_ref_and_the_remote";

@@ -87,6 +87,14 @@ pub fn remote_host(remote: &str) -> Option<&str> {
     user_host.rsplit('@').next()
 }
 
+/// `host[:port]` of a URL remote (no user), as git matches
+/// `http.<url>.*` config and BuildKit names per-host secrets.
+fn remote_authority(remote: &str) -> Option<&str> {
+    let (_, rest) = remote.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    authority.rsplit('@').next()
+}
+
 impl GitAuth {
     /// BuildKit's credentials for `remote` from the build's secrets
     /// (`get` looks one up by id) and the `default` ssh agent.
@@ -102,7 +110,14 @@ impl GitAuth {
         let is_http = remote.starts_with("https://") || remote.starts_with("http://");
         if is_http {
             let host = remote_host(remote).unwrap_or_default();
-            let pick = |base: &str| get(&format!("{base}.{host}")).or_else(|| get(base));
+            // `HOST:PORT` as BuildKit names it (Go's `url.Host`), then
+            // the host alone, then the bare id.
+            let authority = remote_authority(remote).unwrap_or(host);
+            let pick = |base: &str| {
+                get(&format!("{base}.{authority}"))
+                    .or_else(|| get(&format!("{base}.{host}")))
+                    .or_else(|| get(base))
+            };
             let header = if let Some(h) = pick("GIT_AUTH_HEADER") {
                 Some(String::from_utf8_lossy(&h).trim().to_string())
             } else {
@@ -116,7 +131,7 @@ impl GitAuth {
             };
             if let Some(h) = header {
                 let scheme_host = match remote.split_once("://") {
-                    Some((scheme, _)) => format!("{scheme}://{host}/"),
+                    Some((scheme, _)) => format!("{scheme}://{authority}/"),
                     None => remote.to_string(),
                 };
                 auth.config.push((
@@ -404,6 +419,18 @@ mod tests {
             b.config[0]
                 .1
                 .ends_with(&base64_encode(b"x-access-token:general"))
+        );
+        // BuildKit's name for a host with a port is HOST:PORT; the
+        // header is set for that URL, port included (git matches it).
+        let ported =
+            |id: &str| (id == "GIT_AUTH_HEADER.example.com:8443").then(|| b"bearer x".to_vec());
+        let p = GitAuth::for_remote("https://example.com:8443/r.git", ported, None);
+        assert_eq!(
+            p.config,
+            [(
+                "http.https://example.com:8443/.extraheader".to_string(),
+                "Authorization: bearer x".to_string()
+            )]
         );
         let ssh = GitAuth::for_remote("git@example.com:r.git", secrets, None);
         assert!(ssh.config.is_empty());
