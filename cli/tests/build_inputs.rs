@@ -975,6 +975,95 @@ fn git_over_https_takes_the_token_secret_and_keeps_it_out_of_the_image() {
     }
 }
 
+/// ssh remotes (`ssh://`, `git@host:path`) reach git's ssh with the
+/// `--ssh default` agent. There is no sshd here: a stand-in `ssh` first on
+/// PATH records what it was given (the agent socket, and the keys that
+/// agent lists) and runs the remote command (`git-upload-pack 'PATH'`)
+/// locally, as sshd would on the far side.
+#[test]
+fn git_over_ssh_uses_the_ssh_agent() {
+    let test = "git_over_ssh_uses_the_ssh_agent";
+    if !tools_present(test, &["git", "ssh-agent", "ssh-keygen", "ssh-add"]) {
+        return;
+    }
+    let rb = Rbuild::new();
+    rb.busybox();
+    let agent = Agent::start(&rb);
+    let base = rb.path("git");
+    let (repo, _, _) = make_repo(&base);
+    let bin = rb.path("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = rb.path("ssh.log");
+    let fake = bin.join("ssh");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\n\
+         echo \"agent=$SSH_AUTH_SOCK\" >> \"$FAKE_SSH_LOG\"\n\
+         ssh-add -l >> \"$FAKE_SSH_LOG\" 2>&1\n\
+         for a; do last=$a; done\n\
+         exec sh -c \"$last\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let repo_path = s(&repo).to_string();
+    let ctx = rb.tree(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM busybox\nADD ssh://git@gitserver{repo_path}#main /url/\nADD git@gitserver:{repo_path}#v1 /scp/\n"
+            ),
+        )],
+    );
+    let path = format!("{}:{}", s(&bin), std::env::var("PATH").unwrap_or_default());
+    let mut c = rb.command(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "viassh:1",
+        "--ssh",
+        &format!("default={}", s(&agent.socket)),
+        s(&ctx),
+    ]);
+    c.env("PATH", &path)
+        .env("FAKE_SSH_LOG", &log)
+        .env_remove("SSH_AUTH_SOCK");
+    let r = support::run_command(c, None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        rb.ok(&["run", "--rm", "viassh:1", "cat", "/url/file.txt"]),
+        "version 2\n"
+    );
+    assert_eq!(
+        rb.ok(&["run", "--rm", "viassh:1", "cat", "/scp/file.txt"]),
+        "version 1\n"
+    );
+    let seen = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        seen.contains(&format!("agent={}", s(&agent.socket))),
+        "{seen}"
+    );
+    assert!(seen.contains("rbuild-test-key"), "{seen}");
+    // Without --ssh, git's ssh gets no agent at all (not the caller's).
+    std::fs::write(&log, "").unwrap();
+    let ctx2 = rb.tree(
+        "ctx2",
+        &[(
+            "Dockerfile",
+            &format!("FROM busybox\nADD git@gitserver:{repo_path}#main /x/\n"),
+        )],
+    );
+    let mut c = rb.command(&["build", "--progress", "plain", s(&ctx2)]);
+    c.env("PATH", &path)
+        .env("FAKE_SSH_LOG", &log)
+        .env("SSH_AUTH_SOCK", &agent.socket);
+    let r = support::run_command(c, None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let seen = std::fs::read_to_string(&log).unwrap();
+    assert!(seen.contains("agent=\n"), "{seen}");
+}
+
 #[test]
 fn git_errors_name_the_ref_and_the_remote() {
     let test = "git_errors_name_the_ref_and_the_remote";

@@ -114,3 +114,66 @@ pub fn prepare_context(args: &mut BuildArgs) -> anyhow::Result<Option<PreparedCo
         dockerfile,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: BuildArgs,
+    }
+
+    fn parse(argv: &[&str]) -> Result<BuildArgs, clap::Error> {
+        Wrap::try_parse_from(std::iter::once("build").chain(argv.iter().copied())).map(|w| w.args)
+    }
+
+    #[test]
+    fn ssh_and_build_context_flags_as_buildx() {
+        let args = parse(&[
+            "--ssh",
+            "default",
+            "--ssh",
+            "gh=/run/agent.sock",
+            "--build-context",
+            "lib=../lib",
+            "--build-context",
+            "alpine=docker-image://busybox",
+            ".",
+        ])
+        .unwrap();
+        let inputs = build_inputs(&args).unwrap();
+        assert_eq!(inputs.ssh.len(), 2);
+        assert_eq!(inputs.contexts.len(), 2);
+        assert!(!inputs.fetched_context);
+    }
+
+    #[test]
+    fn a_repeated_id_or_name_is_refused() {
+        let e = build_inputs(&parse(&["--ssh", "a", "--ssh", "a=/x", "."]).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("--ssh"), "{e}");
+        // Names compare as BuildKit compares them.
+        let e = build_inputs(
+            &parse(&[
+                "--build-context",
+                "alpine=/a",
+                "--build-context",
+                "docker.io/library/alpine:latest=/b",
+                ".",
+            ])
+            .unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("--build-context"), "{e}");
+        let e = parse(&["--build-context", "novalue", "."])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--build-context") && e.contains("NAME=VALUE"),
+            "{e}"
+        );
+    }
+}
