@@ -594,9 +594,11 @@ impl GitDaemon {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("git")
+        // git-daemon itself, not `git daemon`: the `git` wrapper runs it as
+        // a child, which killing the wrapper would leave running.
+        let exec_path = tool("git", &["--exec-path"]);
+        let child = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
             .args([
-                "daemon",
                 "--reuseaddr",
                 "--export-all",
                 "--listen=127.0.0.1",
@@ -743,6 +745,29 @@ fn add_from_git_at_a_tag_a_branch_and_a_commit() {
     build(&rb, &["-t", "git:2", s(&ctx2)]);
     let head = rb.ok(&["run", "--rm", "git:2", "cat", "/repo/.git/HEAD"]);
     assert_eq!(head.trim(), first);
+
+    // --checksum pins the commit: a rebuild does not ask the remote, so it
+    // is cached even with the server gone.
+    let pinned = rb.tree(
+        "ctx-pinned",
+        &[(
+            "Dockerfile",
+            &format!("FROM busybox\nADD --checksum={second} {url}#{second} /p/\n"),
+        )],
+    );
+    build(&rb, &["-t", "git:3", s(&pinned)]);
+    drop(daemon);
+    let r4 = report("g4.json");
+    build(&rb, &["-t", "git:3", "--report", &r4, s(&pinned)]);
+    assert!(executed(&rb, "g4.json").is_empty());
+    // Unpinned, the same rebuild has to ask, and says where it failed.
+    let r = try_build(&rb, &["-t", "git:1", s(&ctx)]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains(&format!("ls-remote of {url} failed")),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
