@@ -520,6 +520,23 @@ fn docker_image_context_replaces_from_and_oci_layout_is_an_image() {
         rb.ok(&["run", "--rm", "img:2", "cat", "/where"]),
         "from-layout\n"
     );
+    // By the tag the layout's index names it with, and alone (one image).
+    for spec in [format!("{}:1", s(&layout)), s(&layout).to_string()] {
+        build(
+            &rb,
+            &[
+                "-t",
+                "img:3",
+                "--build-context",
+                &format!("base=oci-layout://{spec}"),
+                s(&ctx2),
+            ],
+        );
+        assert_eq!(
+            rb.ok(&["run", "--rm", "img:3", "cat", "/where"]),
+            "from-layout\n"
+        );
+    }
     // A layout without that digest is an error naming it.
     let r = try_build(
         &rb,
