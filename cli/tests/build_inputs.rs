@@ -447,6 +447,21 @@ fn named_local_context_for_copy_from_mounts_and_stage_replacement() {
         "{:?}",
         executed(&rb, "r3.json")
     );
+    // Keys come from the files a step reads, as for the main context: a
+    // new file the COPY does not select re-runs only the mount, which
+    // shows the whole context.
+    std::fs::write(lib.join("other.txt"), "not copied\n").unwrap();
+    let a = args("r3b.json");
+    build(&rb, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    let ran = executed(&rb, "r3b.json");
+    assert!(
+        !ran.iter().any(|i| i.starts_with("COPY --from=lib")),
+        "{ran:?}"
+    );
+    assert!(
+        ran.iter().any(|i| i.starts_with("RUN --mount=from=lib")),
+        "{ran:?}"
+    );
     std::fs::write(lib.join("lib.txt"), "lib v2\n").unwrap();
     let a = args("r4.json");
     build(&rb, &a.iter().map(String::as_str).collect::<Vec<_>>());

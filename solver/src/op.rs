@@ -139,6 +139,13 @@ pub enum ExecMountKind {
         source: String,
         readonly: bool,
     },
+    /// `type=bind,from=NAME` of a named local context: `source` relative
+    /// to its root; keyed by the content it shows, as a context mount.
+    Named {
+        name: String,
+        source: String,
+        readonly: bool,
+    },
     /// `type=cache`: a directory kept in the store across builds, by `id`
     /// (defaults to the target path). Its contents are never part of a
     /// key or a layer.
@@ -215,6 +222,9 @@ pub enum CopySource {
     /// Files given inline (heredocs): `(name, content)`; names are
     /// relative to the destination.
     Inline(Vec<(String, String)>),
+    /// A named local context (`--build-context NAME=DIR`), read in place
+    /// as the main context is, so only the selected files are in the key.
+    Named(String),
 }
 
 /// COPY or ADD into a new layer on input 0's filesystem.
@@ -265,6 +275,16 @@ impl ExecMountKind {
         match self {
             ExecMountKind::Context { source, readonly } => {
                 enc.str("mount", "context")
+                    .str("source", source)
+                    .bool("readonly", *readonly);
+            }
+            ExecMountKind::Named {
+                name,
+                source,
+                readonly,
+            } => {
+                enc.str("mount", "named")
+                    .str("name", name)
                     .str("source", source)
                     .bool("readonly", *readonly);
             }
@@ -415,6 +435,9 @@ impl KeyedOp for Op {
                     }
                     CopySource::Input => {
                         enc.str("source", "input");
+                    }
+                    CopySource::Named(name) => {
+                        enc.str("source", "named").str("name", name);
                     }
                     CopySource::Inline(files) => {
                         enc.str("source", "inline").u64("files", files.len() as u64);

@@ -112,6 +112,28 @@ fn named_contexts_replace_stages_then_images_as_buildkit() {
             .iter()
             .any(|o| matches!(o, Op::Image(i) if i.digest == Digest::of(b"pinned/base:1")))
     );
+    // A context no stage is named after is read in place by COPY and
+    // RUN mounts: no step of its own, only the selected files keyed.
+    let mut lib = NamedContexts::new();
+    lib.insert("lib".into(), NamedContext::Local);
+    let p = plan(
+        "FROM busybox\nCOPY --from=lib a /a\nRUN --mount=from=lib,target=/l,source=sub make\n",
+        &lib,
+    )
+    .unwrap();
+    assert!(!ops(&p).iter().any(|o| matches!(o, Op::Local(_))));
+    assert!(
+        ops(&p)
+            .iter()
+            .any(|o| matches!(o, Op::Copy(c) if c.source == CopySource::Named("lib".into())))
+    );
+    let Op::Exec(e) = p.graph.op(p.target) else {
+        panic!("a RUN")
+    };
+    assert!(matches!(
+        &e.mounts[0].kind,
+        ExecMountKind::Named { name, source, .. } if name == "lib" && source == "sub"
+    ));
     // Without the contexts the image name fails to resolve.
     assert!(plan("FROM alpine\n", &NamedContexts::new()).is_err());
     // An earlier stage wins over a context for `--from` only when the

@@ -65,8 +65,14 @@ pub(super) fn run(
             readonly,
         };
         match &m.kind {
-            ExecMountKind::Context { source, readonly } => {
-                let ctx = w.cfg.context.ok_or(BuildError::NoContext)?;
+            ExecMountKind::Context { source, readonly }
+            | ExecMountKind::Named {
+                source, readonly, ..
+            } => {
+                let ctx = match &m.kind {
+                    ExecMountKind::Named { name, .. } => w.named(name)?,
+                    _ => w.cfg.context.ok_or(BuildError::NoContext)?,
+                };
                 let dest = scratch.path().join(format!("mount-{i}"));
                 // Hard links only where writes cannot reach the user's files.
                 let links = readonly.then_some(ctx.root);

@@ -539,6 +539,7 @@ impl<'a> BuildWorker<'a> {
                 f(Some(ctx.fs))
             }
             CopySource::Inline(_) => f(None),
+            CopySource::Named(name) => f(Some(self.named(name)?.fs)),
             CopySource::Input => {
                 let input = inputs.get(1).ok_or(BuildError::MissingInput {
                     op: "copy",
@@ -560,10 +561,13 @@ impl<'a> BuildWorker<'a> {
         let mut files = Vec::new();
         let mut any = false;
         for m in &op.mounts {
-            let ExecMountKind::Context { source, .. } = &m.kind else {
-                continue;
+            let (ctx, source) = match &m.kind {
+                ExecMountKind::Context { source, .. } => {
+                    (self.cfg.context.ok_or(BuildError::NoContext)?, source)
+                }
+                ExecMountKind::Named { name, source, .. } => (self.named(name)?, source),
+                _ => continue,
             };
-            let ctx = self.cfg.context.ok_or(BuildError::NoContext)?;
             let rel = tree_copy::clean_rel(source);
             let digest = copy::tree_digest(ctx.fs, &rel).map_err(|e| match e {
                 CopyError::SourceNotFound { .. } => BuildError::MountSource {

@@ -498,6 +498,20 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
         Ok(self.image_step(&resolved, &st.platform, &at.info))
     }
 
+    /// The key of the named local context a `--from=NAME` reads in place:
+    /// only when no stage has the name (a stage wins, and a context of a
+    /// stage's name replaces that stage through [`Self::plan_stage`]).
+    fn named_local(&self, from: &str) -> Option<String> {
+        let n = self.df.stages.len();
+        let is_stage = self.stage_by_name(from, n).is_some()
+            || from.parse::<usize>().ok().is_some_and(|i| i < n);
+        if is_stage {
+            return None;
+        }
+        let key = context_key(from);
+        matches!(self.named.get(&key), Some(NamedContext::Local)).then_some(key)
+    }
+
     /// The step and image config of the named context `name`, if there
     /// is one: an image's root filesystem and config, or a directory's
     /// files on an empty config.
@@ -1192,10 +1206,21 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                             readonly: m.readonly,
                         }
                     }
-                    Some(from) => ExecMountKind::Input {
-                        input: from_input(self, from)?,
-                        source: source_in_input(&m.source),
-                        readonly: m.readonly,
+                    Some(from) => match self.named_local(from) {
+                        Some(name) => {
+                            let src = paths::clean(m.source.as_deref().unwrap_or("."));
+                            let src = src.trim_start_matches('/');
+                            ExecMountKind::Named {
+                                name,
+                                source: if src.is_empty() { "." } else { src }.to_string(),
+                                readonly: m.readonly,
+                            }
+                        }
+                        None => ExecMountKind::Input {
+                            input: from_input(self, from)?,
+                            source: source_in_input(&m.source),
+                            readonly: m.readonly,
+                        },
                     },
                 };
                 (target, kind)
@@ -1320,8 +1345,10 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
         created_by.push_str(&written_dest);
         created_by.push_str(" # buildkit");
 
+        let named_source = spec.from.and_then(|f| self.named_local(f));
         let from = match spec.from {
             None => None,
+            Some(_) if named_source.is_some() => None,
             Some(f) => Some(self.source_step(f, st, at)?),
         };
         // ADD of a git repository: each one a git step, copied from.
@@ -1397,7 +1424,9 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
         if !sources.is_empty() || ops.is_empty() {
             ops.push((
                 CopyOp {
-                    source: if from.is_some() {
+                    source: if let Some(name) = &named_source {
+                        CopySource::Named(name.clone())
+                    } else if from.is_some() {
                         CopySource::Input
                     } else {
                         CopySource::Context
