@@ -168,3 +168,11 @@ impl From<crate::inputs::InputError> for BuildError {
         BuildError::Input(Box::new(e))
     }
 }
+
+impl StepFailure {
+    /// The build was interrupted (SIGINT/SIGTERM, the cancel flag) rather
+    /// than failed by the step itself.
+    pub fn cancelled(&self) -> bool {
+        matches!(self.error, rbuild_worker::BuildError::Cancelled)
+    }
+}

@@ -50,7 +50,7 @@ pub enum Stream {
 }
 
 /// The end of a build, for the summary line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
     /// Steps the build needed.
     pub steps: usize,
@@ -63,6 +63,13 @@ pub struct Summary {
     pub duration: Duration,
     /// The built image's ID (`sha256:…`), when the build succeeded.
     pub image_id: Option<String>,
+    /// The build was interrupted (SIGINT/SIGTERM), not failed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
+    /// The executed steps that took longest (up to 3, at least 0.1 s
+    /// each), longest first: display name and seconds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slowest: Vec<(String, f64)>,
     /// Tags given to it (full references).
     pub tags: Vec<String>,
 }
@@ -100,6 +107,9 @@ pub enum Event<'a> {
     /// The step failed with `error` (one line, e.g. `process "/bin/sh -c
     /// make" did not complete successfully: exit code: 2`).
     Failed { id: VertexId, error: &'a str },
+    /// The step was running when the build was interrupted and was
+    /// stopped (BuildKit's `CANCELED`).
+    Cancelled { id: VertexId },
     /// Bytes of one transfer within a running step (a blob download):
     /// `current` of `total`, `done` once it is complete and verified.
     /// `name` is what moves, e.g. the blob's digest.

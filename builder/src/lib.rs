@@ -38,6 +38,7 @@ pub mod report;
 pub mod request;
 mod solve;
 pub mod spec;
+pub mod timing;
 
 use rbuild_oci::reference::ImageRef;
 use rbuild_store::{Image, Store};

@@ -27,7 +27,15 @@
 //!       "status": "cached",                // or "executed"
 //!       "reason": null,                    // for executed steps: {"message": "…", "detail": {…}}
 //!       "duration_seconds": 0.001,
-//!       "layer_size": 1234                 // bytes of the step's layer blob; null when none
+//!       "layer_size": 1234,                // bytes of the step's layer blob; null when none
+//!       "timing": {                        // seconds since the build started
+//!         "ready_seconds": 0.2,            // its last input was done
+//!         "started_seconds": 0.2,          // a job took it (queued_seconds between)
+//!         "queued_seconds": 0.0,
+//!         "phases": [                      // key, lookup, execute, record; the worker's
+//!           {"name": "process", "within": "execute", "started_seconds": 0.21, "seconds": 1.5}
+//!         ]                                //   unpack, mounts, sandbox, process, pack, commit, snapshot
+//!       }
 //!     }
 //!   ],
 //!   "totals": {
@@ -35,6 +43,10 @@
 //!     "hit_ratio": 0.778,                  // hits / steps, 3 decimals; 0 when no steps
 //!     "bytes_reused": 5000000,             // layer bytes of cached steps
 //!     "bytes_written": 1234                // layer bytes of executed steps
+//!   },
+//!   "timing": {
+//!     "phases": [{"name": "plan", "started_seconds": 0.0, "seconds": 0.05}],  // plan, solve, export
+//!     "critical_path": {"steps": [0, 3, 4], "seconds": 2.9}  // the chain that set the solve's length
 //!   }
 //! }
 //! ```
@@ -50,6 +62,8 @@ use rbuild_solver::plan::StepInfo;
 use rbuild_solver::scheduler::{Outcome, StepRecord};
 use serde::{Deserialize, Serialize};
 
+use crate::timing::{BuildTiming, StepTiming};
+
 /// Version of the report schema; bumped on incompatible changes.
 pub const REPORT_VERSION: u32 = 1;
 
@@ -60,6 +74,9 @@ pub struct BuildReport {
     pub build: BuildInfo,
     pub steps: Vec<StepReport>,
     pub totals: Totals,
+    /// The build's phases and critical path (absent in older reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<BuildTiming>,
 }
 
 /// What was built and when.
@@ -76,6 +93,10 @@ pub struct BuildInfo {
     pub duration_seconds: f64,
     /// `sha256:…` of the image config; `None` when the build failed.
     pub image_id: Option<String>,
+    /// The Dockerfile has one stage, which step names leave unnamed
+    /// (`[2/4] RUN make`), as BuildKit's do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single_stage: bool,
 }
 
 /// `[build 2/4]`: 1-based position in the stage and its instruction count.
@@ -123,6 +144,9 @@ pub struct StepReport {
     /// (a `--cache-from` cache).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// When it ran and where its time went (absent in older reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<StepTiming>,
 }
 
 /// Sums over the steps.
@@ -167,6 +191,7 @@ impl StepReport {
             duration_seconds: seconds(record.duration),
             layer_size,
             source: (record.outcome == Outcome::Cached).then(|| "local".to_string()),
+            timing: None,
         }
     }
 
@@ -181,15 +206,18 @@ impl StepReport {
     }
 }
 
-/// `[build 2/4] RUN make` from a stage (name or index as text), position
+/// `[build 2/4] RUN make` from a stage (name or index as text; empty for
+/// the only stage of a Dockerfile, which BuildKit does not name), position
 /// and instruction; the name progress and reports use for a step.
 pub fn display_name(stage: &str, position: (usize, usize), instruction: &str) -> String {
     let stage = if !stage.is_empty() && stage.bytes().all(|b| b.is_ascii_digit()) {
-        format!("stage-{stage}")
+        format!("stage-{stage} ")
+    } else if stage.is_empty() {
+        String::new()
     } else {
-        stage.to_string()
+        format!("{stage} ")
     };
-    format!("[{stage} {}/{}] {instruction}", position.0, position.1)
+    format!("[{stage}{}/{}] {instruction}", position.0, position.1)
 }
 
 impl Totals {
@@ -231,6 +259,7 @@ impl BuildReport {
             build,
             steps,
             totals,
+            timing: None,
         }
     }
 
@@ -261,12 +290,12 @@ impl BuildReport {
                 .reason
                 .as_ref()
                 .map_or("no cached result for this step", |r| r.message.as_str());
-            out.push_str(&format!(
-                "{} ({}:{}): {reason}\n",
-                s.display_name(),
-                file,
-                s.line
-            ));
+            let name = if self.build.single_stage && s.stage == "0" {
+                display_name("", (s.position.index, s.position.count), &s.instruction)
+            } else {
+                s.display_name()
+            };
+            out.push_str(&format!("{name} ({}:{}): {reason}\n", file, s.line));
         }
         out.push_str(&format!(
             "{} of {} steps executed\n",
@@ -305,6 +334,7 @@ mod tests {
             duration_seconds: 0.5,
             layer_size: size,
             source: None,
+            timing: None,
         }
     }
 
@@ -322,6 +352,7 @@ mod tests {
                 started: "2024-05-01T12:00:00Z".into(),
                 duration_seconds: 3.4,
                 image_id: Some("sha256:abc".into()),
+                single_stage: false,
             },
             vec![
                 step(1, 1, "FROM busybox", StepStatus::Cached, None),
@@ -398,5 +429,6 @@ mod tests {
             "[build 2/4] RUN make"
         );
         assert_eq!(display_name("1", (1, 3), "FROM x"), "[stage-1 1/3] FROM x");
+        assert_eq!(display_name("", (1, 3), "FROM x"), "[1/3] FROM x");
     }
 }

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -135,20 +136,29 @@ pub(crate) fn run(
     };
     progress.event(&Event::Solving);
 
-    // FROM shows the image it resolved to, as BuildKit does.
+    // FROM shows the image it resolved to, as BuildKit does; the only
+    // stage of a Dockerfile is not named.
+    let single_stage = dockerfile.stages.len() == 1;
     let names: Vec<String> = plan
         .steps
         .iter()
         .enumerate()
-        .map(|(n, i)| match plan.graph.op(plan.graph.step_at(n)) {
-            Op::Image(img) => display_name(
-                &i.stage,
-                i.position,
-                &format!("FROM {}@{}", img.reference, img.digest),
-            ),
-            // The source steps behind an ADD of git or a named context.
-            op @ (Op::Git(_) | Op::Local(_)) => display_name(&i.stage, i.position, &op.describe()),
-            _ => display_name(&i.stage, i.position, &i.instruction),
+        .map(|(n, i)| {
+            let stage = if single_stage && i.stage == "0" {
+                ""
+            } else {
+                &i.stage
+            };
+            match plan.graph.op(plan.graph.step_at(n)) {
+                Op::Image(img) => display_name(
+                    stage,
+                    i.position,
+                    &format!("FROM {}@{}", img.reference, img.digest),
+                ),
+                // The source steps behind an ADD of git or a named context.
+                op @ (Op::Git(_) | Op::Local(_)) => display_name(stage, i.position, &op.describe()),
+                _ => display_name(stage, i.position, &i.instruction),
+            }
         })
         .collect();
     let log = ProgressLog { progress };
@@ -156,6 +166,8 @@ pub(crate) fn run(
         progress,
         names: &names,
         keys: Mutex::new(HashMap::new()),
+        cached: AtomicUsize::new(0),
+        executed: AtomicUsize::new(0),
     };
     cache::check_cache_to(&request.cache_to)?;
     let imports = cache::open_cache_imports(&request.cache_from, store, &registry_cache, progress);
@@ -189,6 +201,8 @@ pub(crate) fn run(
     // Imported hits' blobs arrive only when a step reads them.
     .with_fetcher(&index)
     .with_inputs(&worker_inputs);
+    let planned = crate::timing::build_phase(started, "plan", started);
+    let solve_started = Instant::now();
     let solved = solve(
         &plan.graph,
         &[plan.target],
@@ -197,6 +211,8 @@ pub(crate) fn run(
         &events,
         &solve_options,
     );
+    let solve_phase = crate::timing::build_phase(started, "solve", solve_started);
+    let export_started = Instant::now();
     let solved = match solved {
         Ok(s) => s,
         Err(err) => {
@@ -207,19 +223,32 @@ pub(crate) fn run(
                 }
                 other => error_chain(other),
             };
-            progress.event(&Event::Failed {
-                id,
-                error: &message,
-            });
+            let cancelled = matches!(err.source, WorkerError::Cancelled);
+            if cancelled {
+                progress.event(&Event::Cancelled { id });
+            } else {
+                progress.event(&Event::Failed {
+                    id,
+                    error: &message,
+                });
+            }
             let info = &plan.steps[err.step.index()];
+            // What ran before the failure, and the failed step itself.
+            let (cached, executed) = events.counts();
             progress.event(&Event::Summary(&Summary {
                 steps: plan.steps.len(),
-                cached: 0,
-                executed: 0,
+                cached,
+                executed: executed + 1,
                 duration: started.elapsed(),
                 image_id: None,
                 tags: Vec::new(),
+                cancelled,
+                slowest: Vec::new(),
             }));
+            let message = match sandbox_refusal_hint(&err.source) {
+                Some(hint) => format!("{message}\nhint: {hint}"),
+                None => message,
+            };
             return Err(BuildError::Step(Box::new(StepFailure {
                 step_name: names[err.step.index()].clone(),
                 output_tail: err.source.last_lines().to_vec(),
@@ -237,6 +266,7 @@ pub(crate) fn run(
     let lineage = LineageStore::new(store);
     let mut steps: Vec<&StepRecord> = solved.steps.iter().collect();
     steps.sort_by_key(|r| r.id);
+    let steps_by_id = steps.clone();
     let name_of_key: HashMap<String, &str> = steps
         .iter()
         .map(|r| (r.key.to_string(), names[r.id.index()].as_str()))
@@ -268,8 +298,24 @@ pub(crate) fn run(
         if imported.contains(&record.key) {
             step.source = Some("imported".to_string());
         }
+        step.timing = Some(crate::timing::step_timing(
+            started,
+            record,
+            &worker.phases(record.id),
+        ));
         reports.push(step);
     }
+    let critical_path = crate::timing::critical_path(
+        &steps_by_id,
+        |i| {
+            plan.graph
+                .inputs(plan.graph.step_at(i))
+                .iter()
+                .map(|s| s.index())
+                .collect()
+        },
+        plan.target.index(),
+    );
     drop(worker);
     context.save()?;
     for (_, _, fs) in &named_fs {
@@ -320,7 +366,7 @@ pub(crate) fn run(
         &|| cache_transfer::cache_mount_ids(&plan.graph, &all_ids),
         &step_name,
     )?;
-    let report = BuildReport::new(
+    let mut report = BuildReport::new(
         BuildInfo {
             dockerfile: dockerfile_in_context(&request.context, input),
             context: request.context.display().to_string(),
@@ -328,9 +374,18 @@ pub(crate) fn run(
             started: started_at,
             duration_seconds: started.elapsed().as_secs_f64(),
             image_id: Some(image.id.to_string()),
+            single_stage,
         },
         reports,
     );
+    report.timing = Some(crate::timing::BuildTiming {
+        phases: vec![
+            planned,
+            solve_phase,
+            crate::timing::build_phase(started, "export", export_started),
+        ],
+        critical_path,
+    });
     progress.event(&Event::Summary(&Summary {
         steps: report.totals.steps,
         cached: report.totals.hits,
@@ -338,12 +393,38 @@ pub(crate) fn run(
         duration: started.elapsed(),
         image_id: Some(image.id.to_string()),
         tags: request.tags.iter().map(|t| t.to_string()).collect(),
+        cancelled: false,
+        slowest: report
+            .slowest(3)
+            .into_iter()
+            .filter(|(_, seconds)| *seconds >= 0.1)
+            .collect(),
     }));
     Ok(Solved {
         image,
         report,
         client,
     })
+}
+
+/// A hint for a RUN that failed after the sandbox refused it something:
+/// its last output lines report EPERM ("Operation not permitted"), which
+/// inside a build usually comes from the seccomp profile or a capability
+/// the step does not have, not from the tool itself.
+fn sandbox_refusal_hint(error: &WorkerError) -> Option<&'static str> {
+    let WorkerError::ExitCode { last_lines, .. } = error else {
+        return None;
+    };
+    last_lines
+        .iter()
+        .any(|l| l.to_ascii_lowercase().contains("operation not permitted"))
+        .then_some(
+            "the step's output reports \"Operation not permitted\": RUN steps are sandboxed as \
+             docker runs them, with Docker's default seccomp profile and capabilities (no \
+             CAP_SYS_ADMIN, CAP_NET_ADMIN or CAP_SYS_PTRACE), so calls such as mount, unshare, \
+             ptrace or setting the clock are refused; do that work outside the build or use a \
+             mode of the tool that does not need it",
+        )
 }
 
 /// Where the context's stat cache lives: one file per context directory.
@@ -455,6 +536,9 @@ struct Events<'a> {
     names: &'a [String],
     /// Step index by cache key, of the steps finished so far.
     keys: Mutex<HashMap<CacheKey, usize>>,
+    /// Steps finished so far from the cache, and by running.
+    cached: AtomicUsize,
+    executed: AtomicUsize,
 }
 
 impl Events<'_> {
@@ -462,6 +546,14 @@ impl Events<'_> {
     fn step_name(&self, key: &CacheKey) -> Option<String> {
         let keys = self.keys.lock().expect("keys lock");
         keys.get(key).and_then(|&i| self.names.get(i)).cloned()
+    }
+
+    /// (cached, executed) steps finished so far.
+    fn counts(&self) -> (usize, usize) {
+        (
+            self.cached.load(Ordering::Relaxed),
+            self.executed.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -484,6 +576,11 @@ impl SolveEvents<Op> for Events<'_> {
             .expect("keys lock")
             .insert(record.key, record.id.index());
         let id = VertexId(record.id.index());
+        let counter = match record.outcome {
+            Outcome::Cached => &self.cached,
+            Outcome::Executed => &self.executed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         match record.outcome {
             Outcome::Cached => self.progress.event(&Event::Cached { id }),
             Outcome::Executed => self.progress.event(&Event::Finished {

@@ -10,7 +10,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use support::{Rbuild, Run};
+use support::{Rbuild, Run, assert_contains_all};
 
 /// A copy of `testdata/contexts/<name>` (tests edit their copy).
 fn context(rb: &Rbuild, name: &str) -> PathBuf {
@@ -352,6 +352,204 @@ fn a_failing_run_shows_the_line_exit_code_and_output_and_tags_nothing() {
     assert_eq!(rb.ok(&["images", "-q", "failing"]), "");
 }
 
+/// Progress names steps as BuildKit does: only the steps that make a
+/// vertex are numbered, so each stage ends at n/n; variables are expanded
+/// in the names; a failed build counts the steps that ran, the failed one
+/// included.
+#[test]
+fn progress_numbers_and_names_steps_like_buildkit_and_counts_what_ran() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = rb.tree(
+        "ctx-numbering",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nENV APP_HOME=/srv/app\nLABEL a=b\nWORKDIR ${APP_HOME}\n\
+                 RUN echo one > one\nEXPOSE 80\nCOPY f .\nRUN echo ran in $APP_HOME; exit 3\n",
+            ),
+            ("f", "f\n"),
+        ],
+    );
+    let r = try_build(&rb, &ctx, &["-t", "numbered"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_contains_all(
+        &r.stderr,
+        &[
+            "#1 [1/5] FROM docker.io/library/busybox:latest@sha256:",
+            " [2/5] WORKDIR /srv/app\n",
+            " [3/5] RUN echo one > one\n",
+            " [4/5] COPY f .\n",
+            " [5/5] RUN echo ran in /srv/app; exit 3\n",
+            "ran in /srv/app",
+            "Failed in ",
+            ": 5 steps, 0 cached, 5 executed\n",
+        ],
+    );
+}
+
+/// A step that fails because the sandbox refused an operation (EPERM from
+/// seccomp or a missing capability) says so, with a hint; other failures
+/// get no such hint.
+#[test]
+fn a_step_the_sandbox_refused_gets_a_hint() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = rb.tree(
+        "ctx-eperm",
+        &[("Dockerfile", "FROM busybox\nRUN unshare -n true\n")],
+    );
+    let r = try_build(&rb, &ctx, &["-t", "refused"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_contains_all(
+        &r.stderr,
+        &[
+            "Operation not permitted",
+            "exit code: 1\nhint: the step's output reports \"Operation not permitted\": RUN steps are sandboxed",
+            "Docker's default seccomp profile and capabilities",
+        ],
+    );
+    let ctx = rb.tree(
+        "ctx-plain-failure",
+        &[("Dockerfile", "FROM busybox\nRUN echo nope; exit 2\n")],
+    );
+    let r = try_build(&rb, &ctx, &["-t", "failed"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("hint:"), "{}", r.stderr);
+}
+
+/// `--trace` writes a Chrome trace of the build: the build's phases on
+/// track 0, parallel steps on tracks of their own, each step's phases
+/// nested in it; `--report` has the same timings and the critical path;
+/// plain progress ends with the slowest steps.
+#[test]
+fn trace_report_timings_and_slowest_steps_show_where_the_time_went() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = rb.tree(
+        "ctx-trace",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS slow\nRUN sleep 1.2 && echo slow > /slow\n\
+             FROM busybox AS quick\nRUN sleep 0.4 && echo quick > /quick\n\
+             FROM busybox\nCOPY --from=slow /slow /\nCOPY --from=quick /quick /\n",
+        )],
+    );
+    let trace_file = rb.path("trace.json");
+    let report_file = rb.path("report.json");
+    let r = build(
+        &rb,
+        &ctx,
+        &[
+            "--trace",
+            s(&trace_file),
+            "--report",
+            s(&report_file),
+            "-t",
+            "traced",
+        ],
+    );
+    // Slowest first, after the steps.
+    let slowest = r.stderr.find("Slowest steps:\n").expect(&r.stderr);
+    let tail = &r.stderr[slowest..];
+    let first = tail.lines().nth(1).unwrap();
+    assert!(
+        first.ends_with("[slow 2/2] RUN sleep 1.2 && echo slow > /slow"),
+        "{tail}"
+    );
+    assert!(tail.contains("[quick 2/2] RUN sleep 0.4"), "{tail}");
+
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+    let steps = report["steps"].as_array().unwrap();
+    let id_of = |needle: &str| {
+        steps
+            .iter()
+            .find(|s| s["instruction"].as_str().unwrap().contains(needle))
+            .unwrap()["id"]
+            .as_u64()
+            .unwrap()
+    };
+    for step in steps {
+        let t = &step["timing"];
+        assert!(t["started_seconds"].as_f64().unwrap() >= t["ready_seconds"].as_f64().unwrap());
+        if step["instruction"].as_str().unwrap().starts_with("RUN") {
+            let names: Vec<&str> = t["phases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
+            for want in [
+                "key", "lookup", "execute", "mounts", "sandbox", "process", "pack", "commit",
+            ] {
+                assert!(names.contains(&want), "{want} in {names:?}");
+            }
+        }
+    }
+    let path: Vec<u64> = report["timing"]["critical_path"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert!(path.contains(&id_of("sleep 1.2")), "{path:?}");
+    assert!(!path.contains(&id_of("sleep 0.4")), "{path:?}");
+    assert_eq!(*path.last().unwrap(), id_of("/quick /"));
+    let build_phases: Vec<&str> = report["timing"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(build_phases, ["plan", "solve", "export"]);
+
+    let trace: Value = serde_json::from_slice(&std::fs::read(&trace_file).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    let spans: Vec<&Value> = events.iter().filter(|e| e["ph"] == "X").collect();
+    for e in &spans {
+        for field in ["name", "ts", "dur", "pid", "tid"] {
+            assert!(!e[field].is_null(), "{field} in {e}");
+        }
+    }
+    let step_spans: Vec<&&Value> = spans.iter().filter(|e| e["cat"] == "step").collect();
+    assert_eq!(step_spans.len(), steps.len());
+    let span_of = |needle: &str| {
+        *step_spans
+            .iter()
+            .find(|e| e["name"].as_str().unwrap().contains(needle))
+            .unwrap()
+    };
+    let (slow, quick) = (span_of("sleep 1.2"), span_of("sleep 0.4"));
+    assert_ne!(slow["tid"], quick["tid"], "parallel steps share a track");
+    assert_eq!(slow["args"]["critical_path"], true);
+    // Each phase lies within a step on its track.
+    let ts = |e: &Value| e["ts"].as_i64().unwrap();
+    let end = |e: &Value| ts(e) + e["dur"].as_i64().unwrap();
+    for p in spans.iter().filter(|e| e["cat"] == "phase") {
+        assert!(
+            step_spans
+                .iter()
+                .any(|s| s["tid"] == p["tid"] && ts(s) <= ts(p) && end(p) <= end(s) + 1000),
+            "phase outside its step: {p}"
+        );
+    }
+    assert!(
+        spans
+            .iter()
+            .any(|e| e["cat"] == "phase" && e["name"] == "process" && e["tid"] == slow["tid"])
+    );
+    let build_spans = spans
+        .iter()
+        .filter(|e| e["cat"] == "build" && e["tid"] == 0)
+        .count();
+    assert_eq!(build_spans, 3);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["ph"] == "M" && e["name"] == "thread_name")
+    );
+}
+
 #[test]
 fn the_cache_index_reuses_steps_and_explains_misses() {
     let rb = Rbuild::new();
@@ -397,7 +595,7 @@ fn the_cache_index_reuses_steps_and_explains_misses() {
             run["reason"]["message"]
                 .as_str()
                 .unwrap()
-                .contains("it changed: [stage-0 5/7] COPY b.txt ."),
+                .contains("it changed: [5/6] COPY b.txt ."),
             "{run}"
         );
         r.stderr
@@ -771,7 +969,20 @@ fn progress_formats() {
 /// processes are gone, nothing is tagged and the store keeps no scratch.
 #[test]
 fn ctrl_c_stops_a_running_step_and_cleans_up() {
+    interrupt_a_running_step(false);
+}
+
+/// Ctrl-C at a terminal signals the whole process group, the step's
+/// shell included, which exits 130 on its own: still a cancelled build,
+/// not a failed step ("exit code: 130").
+#[test]
+fn ctrl_c_to_the_process_group_reports_a_cancelled_build() {
+    interrupt_a_running_step(true);
+}
+
+fn interrupt_a_running_step(whole_group: bool) {
     use std::io::Read as _;
+    use std::os::unix::process::CommandExt as _;
     use std::time::{Duration, Instant};
 
     let rb = Rbuild::new();
@@ -781,7 +992,9 @@ fn ctrl_c_stops_a_running_step_and_cleans_up() {
         "ctx-interrupt",
         &[(
             "Dockerfile",
-            "FROM busybox\nRUN echo started && sleep 4321\nRUN echo never\n",
+            // The step's shell handles SIGINT as many tools do, exiting
+            // 130 at once when the sandbox's init forwards it the signal.
+            "FROM busybox\nRUN trap 'exit 130' INT; echo started; sleep 4321 & wait\nRUN echo never\n",
         )],
     );
     /// Kills the build if the test fails before it does.
@@ -794,6 +1007,7 @@ fn ctrl_c_stops_a_running_step_and_cleans_up() {
     }
     let mut child = KillOnDrop(
         rb.command(&["build", "--progress", "plain", "-t", "interrupted", s(&ctx)])
+            .process_group(0)
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -827,8 +1041,9 @@ fn ctrl_c_stops_a_running_step_and_cleans_up() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let interrupted = Instant::now();
+    let pid = child.0.id() as i32;
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::unistd::Pid::from_raw(if whole_group { -pid } else { pid }),
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
@@ -839,7 +1054,14 @@ fn ctrl_c_stops_a_running_step_and_cleans_up() {
         "stopped in {:?}",
         interrupted.elapsed()
     );
-    assert!(!status.success(), "{}", String::from_utf8_lossy(&seen));
+    let text = String::from_utf8_lossy(&seen);
+    assert_eq!(status.code(), Some(130), "{text}");
+    assert!(text.contains("\n#2 CANCELED\n"), "{text}");
+    assert!(text.contains("Cancelled in "), "{text}");
+    assert!(
+        text.contains("cancelled: the build was interrupted") && !text.contains("exit code"),
+        "{text}"
+    );
     assert!(!sleeping(), "the step's processes were killed");
     assert!(!String::from_utf8_lossy(&seen).contains("] RUN echo never"));
     assert_ne!(

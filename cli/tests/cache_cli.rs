@@ -192,3 +192,40 @@ fn keep_storage_counts_a_shared_layer_until_its_last_record_goes() {
         "b, the newest, is kept"
     );
 }
+
+/// `cache prune` and `system check` wait while a build holds the store;
+/// they say which process they wait for, and for how long.
+#[test]
+fn prune_and_check_say_which_process_they_wait_for() {
+    use std::time::Duration;
+
+    let rb = Rbuild::new();
+    rb.ok(&["images"]);
+    for args in [&["cache", "prune", "-f"][..], &["system", "check"][..]] {
+        // This test process plays the build: a write session holds the
+        // store's gc lock shared.
+        let store = Store::open(&rb.root()).unwrap();
+        let session = store.write_session().unwrap();
+        let child = rb
+            .command(args)
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(session);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        let waiting = format!(
+            "waiting for the store, in use by pid {} (",
+            std::process::id()
+        );
+        assert!(stderr.contains(&waiting), "{args:?}: {stderr}");
+        let waited = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("waited ")?.strip_suffix("s for the store"))
+            .unwrap_or_else(|| panic!("{args:?}: {stderr}"));
+        assert!(waited.parse::<f64>().unwrap() >= 1.0, "{args:?}: {stderr}");
+    }
+}

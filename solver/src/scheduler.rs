@@ -109,6 +109,36 @@ pub struct StepRecord {
     pub duration: Duration,
     /// What the key was made of.
     pub parts: KeyParts,
+    /// When the step's last input was done (it could have started).
+    pub ready: Instant,
+    /// When a scheduler thread took it.
+    pub started: Instant,
+    /// Where its time went: `key` (hashing its inputs and content),
+    /// `lookup` (the cache index), `execute` (the worker) and `record`
+    /// (the cache index entry of an executed step).
+    pub phases: Vec<PhaseSpan>,
+}
+
+/// A named stretch of a step's time, for reports and traces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhaseSpan {
+    pub name: &'static str,
+    pub started: Instant,
+    pub duration: Duration,
+}
+
+impl PhaseSpan {
+    /// Runs `f`, recording how long it took under `name` in `phases`.
+    pub fn time<T>(phases: &mut Vec<PhaseSpan>, name: &'static str, f: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let out = f();
+        phases.push(PhaseSpan {
+            name,
+            started,
+            duration: started.elapsed(),
+        });
+        out
+    }
 }
 
 /// The result of a solve: a record per needed step, in completion order,
@@ -143,6 +173,9 @@ pub struct SolveError<E: std::error::Error + 'static> {
 
 struct State<R, E: std::error::Error + 'static> {
     ready: VecDeque<StepId>,
+    /// When each step became ready (its last input done; the solve's
+    /// start for steps without inputs).
+    ready_at: Vec<Instant>,
     /// Inputs not yet done, per step (only meaningful for needed steps).
     pending_inputs: Vec<usize>,
     results: Vec<Option<(R, CacheKey)>>,
@@ -181,7 +214,9 @@ where
         }
     }
     let remaining = needed.iter().filter(|&&n| n).count();
+    let solve_started = Instant::now();
     let state = Mutex::new(State {
+        ready_at: vec![solve_started; graph.len()],
         ready,
         pending_inputs,
         results: (0..graph.len()).map(|_| None).collect(),
@@ -265,7 +300,16 @@ fn run_steps<O, W, C, V>(
         let op = graph.op(id);
         events.started(id, op);
         let started = Instant::now();
-        let result = solve_step(id, op, &inputs, worker, index, (options.skip_cache)(id));
+        let mut phases = Vec::new();
+        let result = solve_step(
+            id,
+            op,
+            &inputs,
+            worker,
+            index,
+            (options.skip_cache)(id),
+            &mut phases,
+        );
 
         let mut st = state.lock().unwrap();
         match result {
@@ -277,6 +321,9 @@ fn run_steps<O, W, C, V>(
                     outcome,
                     duration: started.elapsed(),
                     parts,
+                    ready: st.ready_at[id.index()],
+                    started,
+                    phases,
                 };
                 events.finished(&record);
                 st.records.push(record);
@@ -285,9 +332,11 @@ fn run_steps<O, W, C, V>(
                 let mut dependents: Vec<StepId> =
                     graph.dependents(id).filter(|d| needed[d.index()]).collect();
                 dependents.sort();
+                let now = Instant::now();
                 for dep in dependents {
                     st.pending_inputs[dep.index()] -= 1;
                     if st.pending_inputs[dep.index()] == 0 {
+                        st.ready_at[dep.index()] = now;
                         st.ready.push_back(dep);
                     }
                 }
@@ -316,6 +365,7 @@ fn solve_step<O, W, C>(
     worker: &W,
     index: &C,
     skip_cache: bool,
+    phases: &mut Vec<PhaseSpan>,
 ) -> Result<Solved<W::Output>, W::Error>
 where
     O: KeyedOp,
@@ -323,29 +373,32 @@ where
     C: CacheIndex<W::Output, W::Error>,
 {
     let input_outputs: Vec<&W::Output> = inputs.iter().map(|(o, _)| o).collect();
-    // One pass: the op's fields are recorded for explanations, then the
-    // inputs and content are hashed in without being recorded.
-    let mut enc = KeyEncoder::recording(op.kind());
-    op.encode(&mut enc);
-    let fields = enc.take_fields();
-    for (_, key) in inputs {
-        enc.digest("input", &key.digest());
-    }
-    let content = worker.content_digest(op, &input_outputs)?;
-    if let Some(content) = &content {
-        enc.digest("content", content);
-    }
-    let key = enc.finish();
-    let parts = KeyParts {
-        fields,
-        inputs: inputs.iter().map(|(_, k)| *k).collect(),
-        content,
-    };
-    if !skip_cache && let Some(output) = index.lookup(&key)? {
+    let (key, parts) = PhaseSpan::time(phases, "key", || {
+        // One pass: the op's fields are recorded for explanations, then
+        // the inputs and content are hashed in without being recorded.
+        let mut enc = KeyEncoder::recording(op.kind());
+        op.encode(&mut enc);
+        let fields = enc.take_fields();
+        for (_, key) in inputs {
+            enc.digest("input", &key.digest());
+        }
+        let content = worker.content_digest(op, &input_outputs)?;
+        if let Some(content) = &content {
+            enc.digest("content", content);
+        }
+        let key = enc.finish();
+        let parts = KeyParts {
+            fields,
+            inputs: inputs.iter().map(|(_, k)| *k).collect(),
+            content,
+        };
+        Ok::<_, W::Error>((key, parts))
+    })?;
+    if !skip_cache && let Some(output) = PhaseSpan::time(phases, "lookup", || index.lookup(&key))? {
         return Ok((output, key, Outcome::Cached, parts));
     }
-    let output = worker.execute(id, op, &input_outputs)?;
-    index.record(&key, &parts, &output)?;
+    let output = PhaseSpan::time(phases, "execute", || worker.execute(id, op, &input_outputs))?;
+    PhaseSpan::time(phases, "record", || index.record(&key, &parts, &output))?;
     Ok((output, key, Outcome::Executed, parts))
 }
 

@@ -165,6 +165,42 @@ fn multi_stage_by_name_and_index() {
     assert_eq!(p.steps[p.target.index()].lineage, "1/3/COPY");
 }
 
+/// The plan step whose instruction text contains `needle`.
+fn all_steps_with(p: &Plan, needle: &str) -> usize {
+    (0..p.steps.len())
+        .find(|&i| p.steps[i].instruction.contains(needle))
+        .unwrap_or_else(|| panic!("no step shows {needle:?}"))
+}
+
+#[test]
+fn steps_are_numbered_and_named_as_buildkit_shows_them() {
+    // Only a pulled base and RUN/COPY/ADD/WORKDIR are numbered, so the
+    // last step of each stage reads n/n; variables are expanded in the
+    // names (RUN keeps quotes and unset variables).
+    let p = plan_ok(
+        "FROM alpine AS base\nENV APP_HOME=/srv/app\nARG V=1.2\nLABEL a=b\nWORKDIR ${APP_HOME}\n\
+         EXPOSE 80\nrun echo \"$V\" $UNSET ${APP_HOME}\nCOPY x $APP_HOME/\nWORKDIR /\nUSER nobody\n\
+         FROM base AS mid\nRUN true\nFROM scratch\nCOPY --from=mid /srv/app /\n",
+    );
+    let shown = |needle: &str| {
+        let i = all_steps_with(&p, needle);
+        (p.steps[i].position, p.steps[i].instruction.clone())
+    };
+    assert_eq!(shown("FROM alpine"), ((1, 5), "FROM alpine AS base".into()));
+    assert_eq!(shown("WORKDIR /srv"), ((2, 5), "WORKDIR /srv/app".into()));
+    assert_eq!(
+        shown("echo"),
+        ((3, 5), "RUN echo \"1.2\" $UNSET /srv/app".into())
+    );
+    assert_eq!(shown("COPY x"), ((4, 5), "COPY x /srv/app/".into()));
+    // A stage built on another has no FROM step of its own.
+    assert_eq!(shown("RUN true"), ((1, 1), "RUN true".into()));
+    assert_eq!(
+        shown("COPY --from"),
+        ((1, 1), "COPY --from=mid /srv/app /".into())
+    );
+}
+
 #[test]
 fn from_stage_inherits_its_config() {
     let p = plan_ok("FROM golang AS base\nENV A=1\nWORKDIR src\nFROM base\nRUN make\n");
@@ -584,8 +620,16 @@ fn onbuild_triggers_fire_after_from() {
             "RUN /bin/sh -c after # buildkit"
         ]
     );
+    // BuildKit numbers the pulled base, each trigger, and RUN after; not
+    // the stage's own ONBUILD.
     let info = &p.steps[p.target.index()];
-    assert_eq!(info.position, (5, 5));
+    assert_eq!(info.position, (4, 4));
+    assert_eq!(info.instruction, "RUN after");
+    assert_eq!(
+        p.steps[all_steps_with(&p, "echo trigger")].instruction,
+        "ONBUILD RUN echo trigger"
+    );
+    assert_eq!(p.steps[all_steps_with(&p, "echo trigger")].position, (2, 4));
     // And a stage built on this one runs the stage's own trigger.
     let p = plan_ok("FROM alpine AS base\nONBUILD RUN own\nFROM base\n");
     assert_eq!(exec(&p, p.target).args[2], "own");

@@ -73,7 +73,9 @@ pub use gc::{DiskUsage, GcRoots, GcStats, NoGcRoots};
 pub use index::{BrokenImage, ImageScan};
 pub use layout::{Descriptor, Index, LayerEncoding, Manifest};
 pub use lease::ImageLease;
-pub use lock::{FileLock, LockMode};
+pub use lock::{
+    FileLock, LockHolder, LockMode, LockWait, LockWaitObserver, set_lock_wait_observer,
+};
 pub use resolve::{ImageSelector, Selector};
 pub use session::WriteSession;
 

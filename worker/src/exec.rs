@@ -52,6 +52,7 @@ pub(super) fn run(
         fs::create_dir(d).map_err(BuildError::io(d))?;
     }
 
+    let mounts_started = std::time::Instant::now();
     let mut env = op.env.clone();
     env.extend(op.proxy_env.iter().cloned());
     let mut mounts = Vec::new();
@@ -192,6 +193,7 @@ pub(super) fn run(
             }
         }
     }
+    super::phases::record("mounts", mounts_started);
     let targets: Vec<PathBuf> = mounts.iter().map(|m| m.target.clone()).collect();
     let spec = RunSpec {
         args: op.args.clone(),

@@ -33,6 +33,7 @@ pub mod cache_transfer;
 mod exec;
 pub mod git;
 mod lineage;
+mod phases;
 mod resolver;
 mod runner;
 mod scratch;
@@ -49,7 +50,7 @@ use std::sync::atomic::AtomicBool;
 
 use rbuild_solver::graph::StepId;
 use rbuild_solver::op::{CopySource, ExecMountKind, ExecOp, GitOp, Op};
-use rbuild_solver::scheduler::Worker;
+use rbuild_solver::scheduler::{PhaseSpan, Worker};
 use rbuild_solver::{Digest, KeyEncoder};
 
 use rbuild_context::copy::{self, CopyError, LayeredFs, SourceFs};
@@ -309,6 +310,8 @@ pub struct BuildWorker<'a> {
     /// The commit each git step's ref resolved to when its key was made,
     /// so the step fetches what its key names even if the ref moved since.
     git_commits: Mutex<BTreeMap<(String, String), String>>,
+    /// Where each executed step's time went ([`BuildWorker::phases`]).
+    phases: Mutex<BTreeMap<StepId, Vec<PhaseSpan>>>,
 }
 
 impl<'a> BuildWorker<'a> {
@@ -323,6 +326,7 @@ impl<'a> BuildWorker<'a> {
             files: Mutex::new(BTreeMap::new()),
             inputs: None,
             git_commits: Mutex::new(BTreeMap::new()),
+            phases: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -473,9 +477,35 @@ impl<'a> BuildWorker<'a> {
         Ok(())
     }
 
+    /// Where executing `step` spent its time inside the worker (`unpack`,
+    /// `mounts`, `sandbox`, `process`, `pack`, `commit`, `snapshot`), in
+    /// the order the stretches ended; empty for steps it did not execute.
+    pub fn phases(&self, step: StepId) -> Vec<PhaseSpan> {
+        self.phases
+            .lock()
+            .expect("phases lock")
+            .get(&step)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Snapshot directories of `output`'s layers, top first (overlay's
-    /// lowerdir order).
+    /// lowerdir order); time spent unpacking layers not unpacked yet is
+    /// the `unpack` phase.
     fn snapshots(&self, output: &StepOutput) -> Result<Vec<PathBuf>, BuildError> {
+        let started = std::time::Instant::now();
+        let fresh = output
+            .layers
+            .iter()
+            .any(|l| !self.cfg.store.snapshot_path(&l.info.diff_id).is_dir());
+        let dirs = self.snapshots_unrecorded(output);
+        if fresh {
+            phases::record("unpack", started);
+        }
+        dirs
+    }
+
+    fn snapshots_unrecorded(&self, output: &StepOutput) -> Result<Vec<PathBuf>, BuildError> {
         if let Some(fetcher) = self.fetcher {
             // Only layers not unpacked yet need their blob.
             let missing: Vec<Digest> = output
@@ -597,6 +627,7 @@ impl<'a> BuildWorker<'a> {
         &self,
         write: impl FnOnce(&mut dyn io::Write) -> Result<Option<PackStats>, BuildError>,
     ) -> Result<Option<BuiltLayer>, BuildError> {
+        let started = std::time::Instant::now();
         let blob = self.cfg.store.blob_writer(None)?;
         let mut out = BufWriter::with_capacity(1 << 20, blob);
         let Some(stats) = write(&mut out)? else {
@@ -605,14 +636,15 @@ impl<'a> BuildWorker<'a> {
         let blob = out.into_inner().map_err(|e| BuildError::Pack {
             source: LayerError::Output { source: e.into() },
         })?;
-        let (digest, size) = blob.commit()?;
+        phases::record("pack", started);
+        let (digest, size) = phases::time("commit", || blob.commit())?;
         let info = LayerInfo {
             digest,
             diff_id: stats.diff_id,
             size,
             media_type: MEDIA_TYPE_LAYER_TAR.to_string(),
         };
-        self.cfg.store.snapshot_layer(&info)?;
+        phases::time("snapshot", || self.cfg.store.snapshot_layer(&info))?;
         Ok(Some(BuiltLayer {
             info,
             created: Some(time::rfc3339(time::now_secs())),
@@ -693,6 +725,21 @@ impl Worker<Op> for BuildWorker<'_> {
     }
 
     fn execute(
+        &self,
+        step: StepId,
+        op: &Op,
+        inputs: &[&StepOutput],
+    ) -> Result<StepOutput, BuildError> {
+        let (result, spans) = phases::collect(|| self.execute_op(step, op, inputs));
+        if !spans.is_empty() {
+            self.phases.lock().expect("phases lock").insert(step, spans);
+        }
+        result
+    }
+}
+
+impl BuildWorker<'_> {
+    fn execute_op(
         &self,
         step: StepId,
         op: &Op,

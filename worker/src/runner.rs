@@ -145,7 +145,8 @@ impl Runner for SandboxRunner {
         // The write ends went into the spawned process's stdio and are
         // closed here when `spawn` returns, so the readers see EOF when
         // the container's processes are gone.
-        let sb = sandbox::spawn(&spec, stdio)?;
+        let sb = crate::phases::time("sandbox", || sandbox::spawn(&spec, stdio))?;
+        let process_started = std::time::Instant::now();
         let pid = nix::unistd::Pid::from_raw(sb.pid() as i32);
         let done = AtomicBool::new(false);
         let cancelled = AtomicBool::new(false);
@@ -171,7 +172,11 @@ impl Runner for SandboxRunner {
             watcher.thread().unpark();
             status
         });
-        if cancelled.load(Ordering::Acquire) {
+        crate::phases::record("process", process_started);
+        // An interrupt sent to the whole process group reaches the step's
+        // processes too, which may exit (130) before the watcher kills
+        // them: the build was cancelled either way.
+        if cancelled.load(Ordering::Acquire) || io.cancel.load(Ordering::Relaxed) {
             return Ok(RunStatus::Cancelled);
         }
         status.map(RunStatus::Exited)

@@ -130,7 +130,12 @@ struct StageState {
     cmd_set: bool,
     /// ONBUILD triggers this stage declares (inherited ones are dropped).
     own_onbuild: Vec<String>,
+    /// BuildKit's step total for the stage: the pulled base image (not
+    /// `scratch`, not another stage) plus every RUN, COPY, ADD and
+    /// WORKDIR, ONBUILD triggers included.
     count: usize,
+    /// Steps numbered so far (the `2` of `[build 2/4]`).
+    shown: usize,
 }
 
 impl StageState {
@@ -207,6 +212,26 @@ pub(super) struct Planner<'a, R: ImageResolver> {
     /// Every ARG name declared globally or in a planned stage.
     declared: BTreeSet<String>,
     warnings: Vec<PlanWarning>,
+}
+
+/// Instructions BuildKit numbers in step names (`[build 2/4]`): the ones
+/// that make a vertex of their own.
+fn numbered(kind: &InstructionKind) -> bool {
+    matches!(
+        kind,
+        InstructionKind::Run { .. }
+            | InstructionKind::Copy { .. }
+            | InstructionKind::Add { .. }
+            | InstructionKind::Workdir { .. }
+    )
+}
+
+/// `run make` -> `RUN make` (BuildKit upper-cases the first word only).
+fn uppercase_keyword(text: &str) -> String {
+    match text.split_once(' ') {
+        Some((keyword, rest)) => format!("{} {rest}", keyword.to_uppercase()),
+        None => text.to_uppercase(),
+    }
 }
 
 fn line_of(span: Span) -> usize {
@@ -580,7 +605,7 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
         // ONBUILD triggers are known only once the base is; count them in.
         let from_info = |count: usize| StepInfo {
             stage: label.clone(),
-            position: (1, count),
+            position: (1, count.max(1)),
             line: from_line,
             instruction: stage.from.original.clone(),
             lineage: format!("{label}/1/FROM"),
@@ -646,14 +671,25 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                 }
             }
         }
-        let count = 1 + trigger_insts.len() + stage.instructions.len();
+        // Numbered as BuildKit numbers its vertices: a pulled base image,
+        // then each RUN, COPY, ADD and WORKDIR (inherited ONBUILD triggers
+        // all count).
+        let pulled =
+            !base.eq_ignore_ascii_case("scratch") && self.stage_by_name(&base, index).is_none();
+        let count = usize::from(pulled)
+            + trigger_insts.len()
+            + stage
+                .instructions
+                .iter()
+                .filter(|i| numbered(&i.kind))
+                .count();
         // Fix the FROM step's info now that the count is known (only when
         // this stage added it).
         if let Some(Some(info)) = self.infos.get_mut(step.index())
             && info.stage == label
             && info.position.0 == 1
         {
-            info.position.1 = count;
+            info.position.1 = count.max(1);
         }
         let mut st = StageState {
             index,
@@ -666,15 +702,23 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
             cmd_set: false,
             own_onbuild: Vec::new(),
             count,
+            shown: usize::from(pulled),
         };
         let mut position = 1;
         for (text, inst) in &trigger_insts {
             position += 1;
-            let at = self.at(&st, inst, position, from_line, text.clone());
+            // BuildKit numbers every trigger and marks it ONBUILD.
+            st.shown += 1;
+            let mut at = self.at(&st, inst, position, from_line, text.clone());
+            at.info.position.0 = st.shown;
+            at.info.instruction = format!("ONBUILD {}", at.info.instruction);
             self.dispatch(&mut st, &at)?;
         }
         for inst in &stage.instructions {
             position += 1;
+            if numbered(&inst.kind) {
+                st.shown += 1;
+            }
             let at = self.at(
                 &st,
                 inst,
@@ -711,11 +755,33 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
             inst,
             info: StepInfo {
                 stage: st.label.clone(),
-                position: (position, st.count),
+                position: (st.shown, st.count),
                 line,
-                instruction: text,
+                instruction: self.step_name(st, inst, text),
                 lineage: format!("{}/{position}/{}", st.label, inst.keyword),
             },
+        }
+    }
+
+    /// How progress shows an instruction, as BuildKit names its vertices:
+    /// the keyword upper-cased and, for RUN, COPY, ADD and WORKDIR, the
+    /// stage's variables expanded (RUN keeps quotes and leaves unset
+    /// variables as written); the text as written if expansion fails.
+    fn step_name(&self, st: &StageState, inst: &Instruction, text: String) -> String {
+        let lex = match inst.kind {
+            InstructionKind::Run { .. } => Lex {
+                raw_quotes: true,
+                skip_unset_env: true,
+                ..self.lex
+            },
+            InstructionKind::Copy { .. }
+            | InstructionKind::Add { .. }
+            | InstructionKind::Workdir { .. } => self.lex,
+            _ => return uppercase_keyword(&text),
+        };
+        match lex.process_word(&text, &st.expand_env()) {
+            Ok(e) => uppercase_keyword(&e.value),
+            Err(_) => uppercase_keyword(&text),
         }
     }
 
@@ -822,8 +888,10 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                 let p = self.expand(path, &st.expand_env(), line)?;
                 let wd = paths::resolve(&st.workdir(), &p);
                 st.config.config.working_dir = Some(wd.clone());
-                // BuildKit creates no directory for `/`, and records no layer.
+                // BuildKit creates no directory for `/`, and records no layer
+                // (nor numbers a step for it).
                 let layer = if wd == "/" {
+                    st.shown -= 1;
                     None
                 } else {
                     let op = Op::Mkdir(MkdirOp {

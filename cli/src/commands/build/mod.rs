@@ -104,6 +104,10 @@ pub struct BuildArgs {
     /// After the build, print why each executed step missed the cache index
     #[arg(long)]
     pub explain: bool,
+    /// Write a Chrome/Perfetto trace of the build (JSON trace events: steps
+    /// on parallel tracks, their phases nested) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
     /// Export the build's cache: type=local,dest=DIR | type=registry,ref=REF |
     /// type=inline [,mode=min|max][,mounts=true]; repeatable
     #[arg(long = "cache-to", value_name = "SPEC", value_parser = parse_cache_to)]
@@ -138,6 +142,7 @@ pub struct Invocation {
     pub metadata_file: Option<PathBuf>,
     pub report: Option<PathBuf>,
     pub explain: bool,
+    pub trace: Option<PathBuf>,
 }
 
 impl Invocation {
@@ -235,6 +240,7 @@ impl Invocation {
             metadata_file: args.metadata_file.clone(),
             report: args.report.clone(),
             explain: args.explain,
+            trace: args.trace.clone(),
         })
     }
 }
@@ -304,6 +310,12 @@ pub fn run(root: &Path, mut args: BuildArgs) -> anyhow::Result<ExitCode> {
             eprint!("{}", source.render(&dockerfile.name, &dockerfile.bytes));
             Ok(ExitCode::from(1))
         }
+        // Interrupted: nothing failed, so no failure box; 128 + SIGINT, as
+        // a shell reports a command stopped by Ctrl-C.
+        Err(BuildError::Step(failure)) if failure.cancelled() => {
+            eprintln!("ERROR: failed to solve: cancelled: the build was interrupted");
+            Ok(ExitCode::from(130))
+        }
         Err(BuildError::Step(failure)) => {
             eprint!("{}", render_failure(&request.dockerfile, &failure));
             Ok(ExitCode::from(1))
@@ -340,7 +352,7 @@ fn read_dockerfile(file: Option<&Path>, context: &Path) -> anyhow::Result<Docker
 }
 
 /// After a successful build (exported, tagged, pushed by the library):
-/// writes `--iidfile`, `--metadata-file` and `--report`, prints the
+/// writes `--iidfile`, `--metadata-file`, `--report` and `--trace`, prints the
 /// `--explain` lines (stderr) and, with `-q`, the image ID (stdout).
 fn finish(invocation: &Invocation, result: &BuildResult) -> anyhow::Result<()> {
     let image = &result.image;
@@ -352,6 +364,11 @@ fn finish(invocation: &Invocation, result: &BuildResult) -> anyhow::Result<()> {
     }
     if let Some(path) = &invocation.report {
         write_file(path, &serde_json::to_vec_pretty(&result.report)?)?;
+    }
+    if let Some(path) = &invocation.trace
+        && let Some(trace) = result.report.chrome_trace()
+    {
+        write_file(path, &serde_json::to_vec(&trace)?)?;
     }
     if invocation.explain {
         eprint!("{}", result.report.explain());
@@ -433,6 +450,8 @@ mod tests {
             "--report",
             "r.json",
             "--explain",
+            "--trace",
+            "t.json",
         ])
         .unwrap();
         let r = &invocation.request;
@@ -447,6 +466,7 @@ mod tests {
         assert_eq!(r.plan.network, rbuild_solver::op::ExecNetwork::None);
         assert_eq!(r.plan.platform, Some(Platform::host()));
         assert!(r.no_cache && r.pull && invocation.explain);
+        assert_eq!(invocation.trace.as_deref(), Some(Path::new("t.json")));
         assert_eq!(r.no_cache_filter, ["deps"]);
         assert_eq!(r.jobs, 3);
         assert_eq!(invocation.progress, ProgressMode::Json);

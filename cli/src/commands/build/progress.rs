@@ -229,6 +229,10 @@ impl BuildEvents for PlainRenderer {
                 st.flush_partial(id, now);
                 st.line(id, &format!("ERROR: {error}"));
             }
+            Event::Cancelled { id } => {
+                st.flush_partial(id, now);
+                st.line(id, "CANCELED");
+            }
             Event::Transfer {
                 id,
                 name,
@@ -291,8 +295,19 @@ pub fn summary_text(s: &Summary, warnings: &[(String, Option<usize>)]) -> String
             }
         }
     }
+    if !s.slowest.is_empty() {
+        out.push_str("Slowest steps:\n");
+        for (name, seconds) in &s.slowest {
+            out.push_str(&format!(
+                "{:>8}  {name}\n",
+                format_duration(Duration::from_secs_f64(*seconds))
+            ));
+        }
+    }
     let verb = if s.image_id.is_some() {
         "Built"
+    } else if s.cancelled {
+        "Cancelled"
     } else {
         "Failed"
     };
@@ -351,6 +366,11 @@ enum JsonEvent<'a> {
     Failed {
         step: VertexId,
         error: &'a str,
+        #[serde(serialize_with = "seconds")]
+        time: Duration,
+    },
+    Cancelled {
+        step: VertexId,
         #[serde(serialize_with = "seconds")]
         time: Duration,
     },
@@ -425,6 +445,7 @@ impl BuildEvents for JsonRenderer {
                 error,
                 time,
             },
+            Event::Cancelled { id } => JsonEvent::Cancelled { step: id, time },
             Event::Transfer {
                 id,
                 name,
@@ -482,14 +503,52 @@ struct TtyState {
 pub struct TtyRenderer {
     multi: MultiProgress,
     state: Mutex<TtyState>,
+    /// The terminal's width in columns, asked for at each line (the
+    /// window may be resized); `None` when not drawing to a terminal.
+    width: fn() -> Option<usize>,
 }
 
-/// The line a finished step leaves above the live area.
-pub fn tty_done_line(name: &str, status: TtyStatus, duration: Duration) -> String {
-    match status {
-        TtyStatus::Cached => format!("=> CACHED {name}"),
-        TtyStatus::Done => format!("=> {name}  {}", format_duration(duration)),
-        TtyStatus::Error => format!("=> ERROR {name}  {}", format_duration(duration)),
+/// stderr's terminal width, if it is one.
+fn stderr_width() -> Option<usize> {
+    console::Term::stderr()
+        .size_checked()
+        .map(|(_, cols)| usize::from(cols))
+}
+
+/// The line a finished step leaves above the live area, its name cut to
+/// fit `width` columns (the terminal's, when known) with the time kept,
+/// as BuildKit cuts its lines: a line that wrapped would break the live
+/// area's redraw.
+pub fn tty_done_line(
+    name: &str,
+    status: TtyStatus,
+    duration: Duration,
+    width: Option<usize>,
+) -> String {
+    let (prefix, suffix) = match status {
+        TtyStatus::Cached => ("=> CACHED ", String::new()),
+        TtyStatus::Done => ("=> ", format!("  {}", format_duration(duration))),
+        TtyStatus::Error => ("=> ERROR ", format!("  {}", format_duration(duration))),
+        TtyStatus::Cancelled => ("=> CANCELED ", format!("  {}", format_duration(duration))),
+    };
+    let name = match width {
+        // One column spare: a line that fills the last column makes some
+        // terminals wrap before the next one.
+        Some(w) => console::truncate_str(
+            name,
+            w.saturating_sub(1 + prefix.len() + suffix.len()).max(8),
+            "…",
+        ),
+        None => name.into(),
+    };
+    format!("{prefix}{name}{suffix}")
+}
+
+/// `line` cut to `width` columns (less one), when the width is known.
+fn fit(line: &str, width: Option<usize>) -> String {
+    match width {
+        Some(w) => console::truncate_str(line, w.saturating_sub(1).max(8), "…").into_owned(),
+        None => line.to_string(),
     }
 }
 
@@ -499,6 +558,7 @@ pub enum TtyStatus {
     Cached,
     Done,
     Error,
+    Cancelled,
 }
 
 impl TtyRenderer {
@@ -510,6 +570,7 @@ impl TtyRenderer {
                 steps: HashMap::new(),
                 warnings: Vec::new(),
             }),
+            width: stderr_width,
         }
     }
 
@@ -527,11 +588,15 @@ impl TtyRenderer {
         }
         step.bar.finish_and_clear();
         self.multi.remove(&step.bar);
-        let _ = self
-            .multi
-            .println(tty_done_line(&step.name, status, step.started.elapsed()));
+        let width = (self.width)();
+        let _ = self.multi.println(tty_done_line(
+            &step.name,
+            status,
+            step.started.elapsed(),
+            width,
+        ));
         for line in extra {
-            let _ = self.multi.println(format!("   {line}"));
+            let _ = self.multi.println(fit(&format!("   {line}"), width));
         }
     }
 }
@@ -543,7 +608,7 @@ impl BuildEvents for TtyRenderer {
             Event::Started { id, name } => {
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 bar.set_style(
-                    ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}")
+                    ProgressStyle::with_template("{spinner:.cyan} {wide_msg} {elapsed:.dim}")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
                 bar.set_message(name.to_string());
@@ -580,7 +645,7 @@ impl BuildEvents for TtyRenderer {
                         let after = step.tail.last().unwrap_or(&step.bar).clone();
                         let b = self.multi.insert_after(&after, ProgressBar::new_spinner());
                         b.set_style(
-                            ProgressStyle::with_template("    {msg:.dim}")
+                            ProgressStyle::with_template("    {wide_msg:.dim}")
                                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                         );
                         b.set_message(line);
@@ -628,6 +693,7 @@ impl BuildEvents for TtyRenderer {
                 extra.push(format!("ERROR: {error}"));
                 self.end(&mut st, id, TtyStatus::Error, &extra);
             }
+            Event::Cancelled { id } => self.end(&mut st, id, TtyStatus::Cancelled, &[]),
             Event::Warning { message, line } => st.warnings.push((message.to_string(), line)),
             Event::Summary(s) => {
                 let ids: Vec<VertexId> = st.steps.keys().copied().collect();
@@ -640,6 +706,8 @@ impl BuildEvents for TtyRenderer {
                     }
                 }
                 let _ = self.multi.clear();
+                // Not cut: the live area is gone, and the image ID is
+                // worth its whole width.
                 for line in summary_text(s, &st.warnings).lines() {
                     let _ = self.multi.println(line);
                 }
@@ -719,6 +787,8 @@ mod tests {
             duration: Duration::from_millis(2345),
             image_id: Some("sha256:abc".into()),
             tags: vec!["docker.io/library/app:1.0".into()],
+            cancelled: false,
+            slowest: vec![],
         }
     }
 
@@ -922,17 +992,26 @@ naming to docker.io/library/app:1.0
     fn tty_lines_for_finished_steps() {
         let d = Duration::from_millis(1234);
         assert_eq!(
-            tty_done_line("[2/3] RUN make", TtyStatus::Done, d),
+            tty_done_line("[2/3] RUN make", TtyStatus::Done, d, None),
             "=> [2/3] RUN make  1.2s"
         );
         assert_eq!(
-            tty_done_line("[2/3] RUN make", TtyStatus::Cached, d),
+            tty_done_line("[2/3] RUN make", TtyStatus::Cached, d, None),
             "=> CACHED [2/3] RUN make"
         );
         assert_eq!(
-            tty_done_line("[2/3] RUN make", TtyStatus::Error, d),
+            tty_done_line("[2/3] RUN make", TtyStatus::Error, d, None),
             "=> ERROR [2/3] RUN make  1.2s"
         );
+        // Cut to the width, less one column, keeping the time.
+        let line = tty_done_line(
+            "[2/3] RUN make all the things",
+            TtyStatus::Done,
+            d,
+            Some(24),
+        );
+        assert_eq!(line, "=> [2/3] RUN mak…  1.2s");
+        assert_eq!(console::measure_text_width(&line), 23);
     }
 
     #[test]
@@ -940,6 +1019,8 @@ naming to docker.io/library/app:1.0
         let s = Summary {
             image_id: None,
             tags: vec![],
+            cancelled: false,
+            slowest: vec![("[2/2] RUN make".into(), 12.345)],
             steps: 1,
             cached: 0,
             executed: 1,
@@ -947,7 +1028,7 @@ naming to docker.io/library/app:1.0
         };
         assert_eq!(
             summary_text(&s, &[]),
-            "Failed in 0.1s: 1 step, 0 cached, 1 executed\n"
+            "Slowest steps:\n   12.3s  [2/2] RUN make\nFailed in 0.1s: 1 step, 0 cached, 1 executed\n"
         );
     }
 
