@@ -1333,3 +1333,102 @@ impl HttpServer {
         format!("http://127.0.0.1:{}/{name}", self.port)
     }
 }
+
+/// A rootless build (as nobody, in a user namespace) reaches the agent
+/// too: the step's socket is owned as the sandbox maps it.
+#[test]
+fn ssh_mount_works_in_a_rootless_build() {
+    let test = "ssh_mount_works_in_a_rootless_build";
+    if !tools_present(test, &["setpriv", "ssh-keygen", "ssh-add", "ldd"]) {
+        return;
+    }
+    if !is_root() {
+        skipped(test, "needs root (to become nobody with setpriv)");
+        return;
+    }
+    let rb = Rbuild::new();
+    let top = rb.dir.path();
+    std::fs::set_permissions(top, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let bin = rb.path("rbuild-copy");
+    std::fs::copy(support::bin(), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let key = rb.path("id_rootless");
+    tool(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "rootless-key",
+            "-f",
+            s(&key),
+        ],
+    );
+    let ctx = ssh_context(
+        &rb,
+        "FROM busybox\nCOPY tools/ /\nRUN --mount=type=ssh ssh-add -l > /k.txt\n",
+    );
+    let home = rb.path("home");
+    let root = rb.path("nobody-root");
+    for d in [&home, &root] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    for p in [&key, &ctx, &home, &root] {
+        tool("chown", &["-R", "65534:65534", s(p)]);
+    }
+    let as_nobody = |program: &Path, args: &[&str]| {
+        let out = Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(program)
+            .args(args)
+            .env("HOME", &home)
+            .env("TMPDIR", &home)
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        support::to_run(out)
+    };
+    let made = as_nobody(
+        &support::repo_root().join("testdata/make-busybox"),
+        &[s(&bin), s(&root)],
+    );
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let r = as_nobody(
+        &bin,
+        &[
+            "--root",
+            s(&root),
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "rootless:1",
+            "--ssh",
+            &format!("default={}", s(&key)),
+            s(&ctx),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = as_nobody(
+        &bin,
+        &[
+            "--root",
+            s(&root),
+            "run",
+            "--rm",
+            "rootless:1",
+            "cat",
+            "/k.txt",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("rootless-key (ED25519)"), "{}", r.stdout);
+}
+
+fn is_root() -> bool {
+    tool("id", &["-u"]).trim() == "0"
+}
