@@ -725,9 +725,21 @@ fn add_from_git_at_a_tag_a_branch_and_a_commit() {
     assert_eq!(cat("/commit/file.txt"), "version 1\n");
     assert_eq!(cat("/pinned/file.txt"), "version 2\n");
     assert_eq!(cat("/kept/inner.txt"), "inner 1\n");
-    // .git only with --keep-git-dir (the subdir's checkout keeps its
-    // repository's .git at the repository root, as BuildKit's does not
-    // reach into it: only the subdirectory is taken).
+    // An abbreviated commit id names the same commit.
+    let short = rb.tree(
+        "ctx-short",
+        &[(
+            "Dockerfile",
+            &format!("FROM busybox\nADD {url}#{} /short/\n", &first[..8]),
+        )],
+    );
+    build(&rb, &["-t", "git:short", s(&short)]);
+    assert_eq!(
+        rb.ok(&["run", "--rm", "git:short", "cat", "/short/file.txt"]),
+        "version 1\n"
+    );
+    // .git is left out without --keep-git-dir (with it and `:DIR`, only
+    // the directory is taken, and the repository's .git is not in it).
     let r = rb.run(&["run", "--rm", "git:1", "test", "-e", "/branch/.git"]);
     assert_ne!(r.code, 0, ".git left out");
 

@@ -245,6 +245,42 @@ pub fn resolve(
             return Ok(sha.to_string());
         }
     }
+    // An abbreviated commit id: only the history can say which commit it
+    // is, so fetch the branches and tags into a scratch repository.
+    if (4..40).contains(&want.len()) && want.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let scratch = tempfile::Builder::new()
+            .prefix("rbuild-git-")
+            .tempdir()
+            .map_err(|source| GitError::Io {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let d = Some(scratch.path());
+        auth.run(d, &["init", "-q", "--bare"], "init", remote)?;
+        auth.run(
+            d,
+            &[
+                "fetch",
+                "-q",
+                "--no-tags",
+                "--",
+                remote,
+                "+refs/heads/*:refs/heads/*",
+                "+refs/tags/*:refs/tags/*",
+            ],
+            "fetch",
+            remote,
+        )?;
+        let spec = format!("{want}^{{commit}}");
+        if let Ok(sha) = auth.run(
+            d,
+            &["rev-parse", "--verify", "-q", &spec],
+            "rev-parse",
+            remote,
+        ) {
+            return Ok(sha.trim().to_string());
+        }
+    }
     Err(GitError::UnknownRef {
         remote: remote.to_string(),
         reference: want.to_string(),

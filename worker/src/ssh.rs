@@ -154,9 +154,13 @@ impl AgentProxy {
 impl Drop for AgentProxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees `stop`.
-        let _ = UnixStream::connect(&self.path);
-        if let Some(t) = self.thread.take() {
+        // Wake the accept loop so it sees `stop`; wait for it only when
+        // that worked (else it would wait forever; the thread then ends
+        // at its next connection or with the process).
+        let woken = UnixStream::connect(&self.path).is_ok();
+        if let Some(t) = self.thread.take()
+            && woken
+        {
             let _ = t.join();
         }
         let _ = std::fs::remove_file(&self.path);
@@ -292,8 +296,10 @@ impl KeyAgent {
 impl Drop for KeyAgent {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = UnixStream::connect(&self.path);
-        if let Some(t) = self.thread.take() {
+        let woken = UnixStream::connect(&self.path).is_ok();
+        if let Some(t) = self.thread.take()
+            && woken
+        {
             let _ = t.join();
         }
         let _ = std::fs::remove_file(&self.path);
