@@ -41,6 +41,16 @@ pub enum BuildError {
         #[source]
         source: PlanError,
     },
+    /// The Dockerfile's `# syntax=` names a frontend image other than the
+    /// official `docker/dockerfile` ones, which rbuild cannot run.
+    #[error(
+        "{dockerfile}:{line}: the frontend image {image:?} is not supported: rbuild builds with its built-in Dockerfile frontend only\nhint: remove the `# syntax=` line, or name docker/dockerfile:1"
+    )]
+    Frontend {
+        dockerfile: String,
+        line: u32,
+        image: String,
+    },
     /// A step failed; the events already showed it as `Failed`.
     #[error("{} failed: {}", .0.step_name, .0.message)]
     Step(Box<StepFailure>),

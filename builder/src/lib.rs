@@ -21,6 +21,10 @@
 //!    the `--cache-to` exports;
 //! 7. run the exporters and pushes ([`export()`]).
 //!
+//! Several builds at once (bake's targets) call [`build_shared`] from
+//! threads of their own with one [`StepGate`], so that a stage they share
+//! runs once.
+//!
 //! Nothing here prints or reads the process's stdin/stdout: events go to
 //! [`BuildEvents`], export streams (rootfs tars, image archives) to what
 //! the front end's [`ExportHost`] opens. Errors are [`BuildError`].
@@ -32,6 +36,7 @@ mod cache;
 pub mod error;
 pub mod events;
 pub mod export;
+pub mod gate;
 mod image;
 pub mod inputs;
 pub mod report;
@@ -46,6 +51,7 @@ use rbuild_store::{Image, Store};
 pub use error::{BuildError, HostError, StepFailure};
 pub use events::{BuildEvents, Event, PullReporter, Stream, Summary, VertexId};
 pub use export::{ExportHost, ExportStream, export};
+pub use gate::StepGate;
 pub use report::BuildReport;
 pub use request::{BuildInputs, BuildOptions, BuildRequest, DockerfileSource};
 pub use spec::{BuildArg, CacheFromSpec, CacheToSpec, OutputSpec, SecretSource, SecretSpec};
@@ -79,7 +85,19 @@ pub fn build(
     request: &BuildRequest,
     options: &BuildOptions<'_>,
 ) -> Result<BuildResult, BuildError> {
-    let solved = solve::run(store, request, options)?;
+    build_shared(store, request, options, &StepGate::new())
+}
+
+/// [`build`], as one of several builds running at once that share
+/// `gate`: a step two of them need (same cache key) executes once, the
+/// other build waiting for its result (see [`gate`]).
+pub fn build_shared(
+    store: &Store,
+    request: &BuildRequest,
+    options: &BuildOptions<'_>,
+    gate: &StepGate,
+) -> Result<BuildResult, BuildError> {
+    let solved = solve::run(store, request, options, gate)?;
     let names = export::export_all(
         store,
         request,

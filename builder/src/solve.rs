@@ -31,6 +31,7 @@ use rbuild_worker::{
 use crate::cache::{self, fetch_failure_message};
 use crate::error::{BuildError, StepFailure};
 use crate::events::{BuildEvents, Event, PullReporter, Stream, Summary, VertexId};
+use crate::gate::{GatedIndex, StepGate};
 use crate::report::{BuildInfo, BuildReport, MissReason, StepReport, display_name};
 use crate::request::{BuildOptions, BuildRequest, DockerfileSource};
 use crate::spec::CacheToSpec;
@@ -51,6 +52,7 @@ pub(crate) fn run(
     store: &Store,
     request: &BuildRequest,
     options: &BuildOptions<'_>,
+    gate: &StepGate,
 ) -> Result<Solved, BuildError> {
     let progress = options.events;
     let input = &request.dockerfile;
@@ -62,6 +64,7 @@ pub(crate) fn run(
         progress.event(&Event::DockerfileWarning(warning));
     }
     let started = Instant::now();
+    check_frontend(&dockerfile, input, progress)?;
     let started_at = rfc3339(now_secs());
     // FROM of an image not in the store pulls it; `--pull` re-checks tags.
     // Shared with the registry cache transport, whose lazy blob readers
@@ -178,9 +181,13 @@ pub(crate) fn run(
                 .no_cache_filter
                 .contains(&plan.steps[id.index()].stage.to_ascii_lowercase())
     };
+    // `--no-cache` is the gate's fresh mode rather than a skipped lookup,
+    // so that builds sharing the gate (bake's targets) still run a step
+    // they share once; reports still say why (`skip`).
+    let skip_lookup = |id: StepId| !request.no_cache && skip(id);
     let solve_options = SolveOptions {
         jobs: request.jobs,
-        skip_cache: &skip,
+        skip_cache: &skip_lookup,
     };
     // One write session for the whole build, not only the solve: an
     // imported hit's record is written (and its already-local layers become
@@ -203,14 +210,23 @@ pub(crate) fn run(
     .with_inputs(&worker_inputs);
     let planned = crate::timing::build_phase(started, "plan", started);
     let solve_started = Instant::now();
+    // Steps another build sharing the gate is running are waited for,
+    // not run twice (bake's targets); alone, the gate changes nothing.
+    let gated = GatedIndex::new(&index, gate);
+    let gated = if request.no_cache {
+        gated.fresh()
+    } else {
+        gated
+    };
     let solved = solve(
         &plan.graph,
         &[plan.target],
         &worker,
-        &index,
+        &gated,
         &events,
         &solve_options,
     );
+    drop(gated);
     let solve_phase = crate::timing::build_phase(started, "solve", solve_started);
     let export_started = Instant::now();
     let solved = match solved {
@@ -425,6 +441,42 @@ fn sandbox_refusal_hint(error: &WorkerError) -> Option<&'static str> {
              ptrace or setting the clock are refused; do that work outside the build or use a \
              mode of the tool that does not need it",
         )
+}
+
+/// The step showing which frontend the `# syntax=` line selected: the
+/// first number of the pull range, which pulls (counted from 1) never use.
+const FRONTEND_STEP: VertexId = VertexId(crate::events::PULL_STEP_BASE);
+
+/// `# syntax=`: an official `docker/dockerfile` name selects rbuild's
+/// own parser (BuildKit would pull that image and run it), shown as an
+/// `[internal]` step; any other frontend image is refused.
+fn check_frontend(
+    dockerfile: &rbuild_parser::Dockerfile,
+    input: &DockerfileSource,
+    progress: &dyn BuildEvents,
+) -> Result<(), BuildError> {
+    let Some(directive) = &dockerfile.directives.syntax else {
+        return Ok(());
+    };
+    match rbuild_parser::directive::frontend(&directive.value) {
+        rbuild_parser::directive::Frontend::BuiltIn { name } => {
+            let name = format!("[internal] using the built-in Dockerfile frontend for {name}");
+            progress.event(&Event::Started {
+                id: FRONTEND_STEP,
+                name: &name,
+            });
+            progress.event(&Event::Finished {
+                id: FRONTEND_STEP,
+                duration: std::time::Duration::ZERO,
+            });
+            Ok(())
+        }
+        rbuild_parser::directive::Frontend::Other { image } => Err(BuildError::Frontend {
+            dockerfile: input.name.clone(),
+            line: directive.span.start_line,
+            image,
+        }),
+    }
 }
 
 /// Where the context's stat cache lives: one file per context directory.

@@ -15,6 +15,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("rbuild-sandbox", &[]),
     ("rbuild-testkit", &[]),
     ("rbuild-template", &[]),
+    // Bake files → targets: plain data, no store; oci for the clock.
+    ("rbuild-bake", &["rbuild-oci"]),
     ("rbuild-solver", &["rbuild-parser", "rbuild-oci"]),
     ("rbuild-store", &["rbuild-oci"]),
     ("rbuild-registry", &["rbuild-oci", "rbuild-store"]),

@@ -1444,3 +1444,44 @@ fn ssh_mount_works_in_a_rootless_build() {
 fn is_root() -> bool {
     tool("id", &["-u"]).trim() == "0"
 }
+
+/// A bake target's `contexts` and `ssh` are `--build-context` and `--ssh`.
+#[test]
+fn bake_targets_take_contexts_and_ssh() {
+    let test = "bake_targets_take_contexts_and_ssh";
+    if !tools_present(test, &["ssh-keygen"]) {
+        return;
+    }
+    let rb = Rbuild::new();
+    rb.busybox();
+    let key = rb.path("id_bake");
+    tool(
+        "ssh-keygen",
+        &["-q", "-t", "ed25519", "-N", "", "-f", s(&key)],
+    );
+    let dir = rb.tree(
+        "bake",
+        &[
+            ("lib/lib.txt", "from the named context\n"),
+            (
+                "app/Dockerfile",
+                "FROM busybox\nCOPY --from=lib lib.txt /lib.txt\nRUN --mount=type=ssh,required test -S \"$SSH_AUTH_SOCK\"\n",
+            ),
+            (
+                "docker-bake.hcl",
+                &format!(
+                    "target \"app\" {{\n  context = \"app\"\n  contexts = {{ lib = \"lib\" }}\n  ssh = [\"default={}\"]\n  tags = [\"baked:1\"]\n}}\n",
+                    s(&key)
+                ),
+            ),
+        ],
+    );
+    let mut c = rb.command(&["bake", "--progress", "plain", "app"]);
+    c.current_dir(&dir);
+    let r = support::run_command(c, None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        rb.ok(&["run", "--rm", "baked:1", "cat", "/lib.txt"]),
+        "from the named context\n"
+    );
+}

@@ -46,15 +46,12 @@ pub enum PatternErrorKind {
     /// `\` (Go: `syntax error in pattern`).
     #[error("syntax error in pattern")]
     Syntax,
-    /// The line is not valid UTF-8.
-    #[error("line is not valid UTF-8")]
-    NotUtf8,
 }
 
 /// A pattern given on its own (COPY's `--exclude`, the include pattern
 /// of `COPY --parents`) that is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid pattern {pattern:?}")]
+#[error("invalid pattern {}", rbuild_oci::path_text::quoted(pattern))]
 pub struct InvalidPattern {
     /// The pattern as given.
     pub pattern: String,
@@ -101,12 +98,10 @@ impl IgnoreRules {
                 pattern: pattern.to_string(),
                 reason,
             };
-            let Ok(text) = std::str::from_utf8(raw) else {
-                return Err(bad(
-                    PatternErrorKind::NotUtf8,
-                    &String::from_utf8_lossy(raw),
-                ));
-            };
+            // Bytes that are not UTF-8 match names holding those bytes,
+            // as in Docker (Go strings are bytes).
+            let text = rbuild_oci::path_text::from_bytes(raw);
+            let text: &str = &text;
             let Some(normalized) = normalize_line(text) else {
                 continue;
             };
@@ -827,6 +822,20 @@ mod tests {
     }
 
     #[test]
+    fn a_line_that_is_not_utf8_matches_names_with_those_bytes() {
+        let rules = IgnoreRules::parse(b"a\xff*\n?\xfe\n", Path::new(".dockerignore")).unwrap();
+        let name = |b: &[u8]| rbuild_oci::path_text::from_bytes(b).into_owned();
+        assert!(rules.evaluate_path(&name(b"a\xffzz")).0);
+        assert!(rules.evaluate_path(&name(b"\xff\xfe")).0, "? is one byte");
+        assert!(!rules.evaluate_path(&name(b"a\xfd")).0);
+        assert!(
+            !rules.evaluate_path(&name(b"ab\xfe")).0,
+            "? is not two bytes"
+        );
+        assert!(!rules.evaluate_path(&name(b"ab")).0);
+    }
+
+    #[test]
     fn invalid_patterns_name_file_and_line() {
         for (text, reason) in [
             ("ok\n!\n", PatternErrorKind::LoneExclamation),
@@ -838,14 +847,9 @@ mod tests {
             ("ok\n[-a]\n", PatternErrorKind::Syntax),
             ("ok\n[ab\n", PatternErrorKind::Syntax),
             ("ok\nab\\\n", PatternErrorKind::Syntax),
-            ("ok\n\u{0}\u{0}\n", PatternErrorKind::NotUtf8),
         ] {
-            let text = if reason == PatternErrorKind::NotUtf8 {
-                b"ok\n\xff\n".to_vec()
-            } else {
-                text.as_bytes().to_vec()
-            };
-            let err = IgnoreRules::parse(&text, Path::new("ctx/.dockerignore")).unwrap_err();
+            let err =
+                IgnoreRules::parse(text.as_bytes(), Path::new("ctx/.dockerignore")).unwrap_err();
             match &err {
                 ContextError::Pattern {
                     file,

@@ -16,6 +16,10 @@
 //! found) except an excluded directory that holds re-included entries
 //! (`dir` then `!dir/keep`): it is listed and can be walked, and only the
 //! re-included entries show in it, as with BuildKit's context walker.
+//!
+//! Names are bytes: a name that is not valid UTF-8 is handed out in its
+//! lossless text form ([`rbuild_oci::path_text`]), which every path given
+//! back is converted from before it reaches a syscall.
 
 #![forbid(unsafe_code)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
@@ -35,6 +39,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use rbuild_oci::path_text;
 use rbuild_solver::Digest;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -58,7 +63,7 @@ pub enum ContextError {
         #[source]
         source: io::Error,
     },
-    #[error("{file}:{line}: invalid pattern {pattern:?}")]
+    #[error("{file}:{line}: invalid pattern {}", path_text::quoted(pattern))]
     Pattern {
         file: PathBuf,
         line: usize,
@@ -226,7 +231,7 @@ impl Context {
             if kind == FileType::Socket {
                 continue;
             }
-            let child = format!("{dir}/{}", String::from_utf8_lossy(&name));
+            let child = format!("{dir}/{}", path_text::from_bytes(&name));
             let (excluded, child_state) = self.ignore.evaluate(&child, state);
             if !excluded
                 || (kind == FileType::Directory && self.holds_included(&child, &child_state)?)
@@ -258,7 +263,12 @@ impl Context {
             && (!flags.contains(OFlags::PATH) || flags.contains(OFlags::DIRECTORY))
         {
             let dir = self.dir_fd(parent)?;
-            return Ok(rfs::openat(&*dir, name, flags, Mode::empty())?);
+            return Ok(rfs::openat(
+                &*dir,
+                &*path_text::to_bytes(name),
+                flags,
+                Mode::empty(),
+            )?);
         }
         self.resolve_walk(rel, flags)
     }
@@ -290,7 +300,7 @@ impl Context {
         if self.have_openat2.load(Ordering::Relaxed) {
             match rfs::openat2(
                 &self.root,
-                rel,
+                &*path_text::to_bytes(rel),
                 flags,
                 Mode::empty(),
                 ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
@@ -313,7 +323,12 @@ impl Context {
             } else {
                 flags
             };
-            cur = Some(rfs::openat(at, comp, step_flags, Mode::empty())?);
+            cur = Some(rfs::openat(
+                at,
+                &*path_text::to_bytes(comp),
+                step_flags,
+                Mode::empty(),
+            )?);
         }
         cur.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
     }
@@ -336,7 +351,7 @@ impl Context {
             }
         };
         let at = fd.as_deref().map_or(self.root.as_fd(), |fd| fd.as_fd());
-        match rfs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW) {
+        match rfs::statat(at, &*path_text::to_bytes(name), AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(st)),
             Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
             Err(e) => Err(e.into()),
@@ -355,7 +370,7 @@ impl Context {
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("{rel:?} is not a regular file"),
+                format!("{} is not a regular file", path_text::quoted(rel)),
             ));
         }
         Ok((File::from(fd), st))
@@ -427,11 +442,11 @@ impl SourceFs for Context {
             if kind == FileType::Socket {
                 continue;
             }
-            let lossy = String::from_utf8_lossy(&name);
+            let name = path_text::from_bytes(&name).into_owned();
             let child = if rel.is_empty() {
-                lossy.to_string()
+                name.clone()
             } else {
-                format!("{rel}/{lossy}")
+                format!("{rel}/{name}")
             };
             if !self.ignore.is_empty() {
                 let (excluded, child_state) = self.ignore.evaluate(&child, &state);
@@ -442,15 +457,7 @@ impl SourceFs for Context {
                     continue;
                 }
             }
-            match String::from_utf8(name) {
-                Ok(name) => names.push(name),
-                Err(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("file name {child:?} is not valid UTF-8"),
-                    ));
-                }
-            }
+            names.push(name);
         }
         names.sort_unstable();
         Ok(names)
@@ -471,7 +478,7 @@ impl SourceFs for Context {
             return Err(Errno::INVAL.into());
         }
         let fd = self.resolve(parent, OFlags::PATH | OFlags::DIRECTORY)?;
-        let target = rfs::readlinkat(&fd, name, Vec::new())?;
+        let target = rfs::readlinkat(&fd, &*path_text::to_bytes(name), Vec::new())?;
         Ok(PathBuf::from(OsString::from_vec(target.into_bytes())))
     }
 
@@ -500,12 +507,17 @@ impl SourceFs for Context {
             cached.as_fd()
         };
         let name = if name.is_empty() { "." } else { name };
-        let at = format!(
-            "/proc/self/fd/{}/{name}",
+        let at = Path::new(&format!(
+            "/proc/self/fd/{}",
             std::os::fd::AsRawFd::as_raw_fd(&dir)
-        );
-        crate::copy::read_xattrs(Path::new(&at))
-            .map_err(|e| io::Error::new(e.kind(), format!("reading the xattrs of {rel:?}: {e}")))
+        ))
+        .join(path_text::to_os(name));
+        crate::copy::read_xattrs(&at).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("reading the xattrs of {}: {e}", path_text::quoted(&rel)),
+            )
+        })
     }
 
     fn file_digest(&self, path: &str) -> io::Result<Digest> {
@@ -569,7 +581,7 @@ fn clean(path: &str) -> io::Result<String> {
             ".." => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    format!("path {path:?} climbs out of the context"),
+                    format!("path {} climbs out of the context", path_text::quoted(path)),
                 ));
             }
             comp => {
@@ -600,7 +612,10 @@ fn is_missing(e: &io::Error) -> bool {
 fn not_found(rel: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::NotFound,
-        format!("{rel:?} is not in the build context (missing or excluded by .dockerignore)"),
+        format!(
+            "{} is not in the build context (missing or excluded by .dockerignore)",
+            path_text::quoted(rel)
+        ),
     )
 }
 

@@ -210,7 +210,12 @@ pub(crate) fn save(path: &Path, entries: &HashMap<String, Entry>) -> Result<(), 
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    // Unique per save, not only per process: bake builds several targets
+    // at once in one process, and targets sharing a context save the same
+    // stat cache from different threads.
+    static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
     let written = std::fs::File::create(&tmp).and_then(|mut f| f.write_all(&bytes));
     if let Err(source) = written {
         let _ = std::fs::remove_file(&tmp);
@@ -264,6 +269,32 @@ mod tests {
         v2[HEADER.len() - 2] = b'2';
         assert_eq!(decode(&v2), None);
         assert_eq!(decode(b""), None);
+    }
+
+    /// Regression: the temporary file was named by process id only, so
+    /// two threads saving the same stat cache at once (bake's targets
+    /// sharing a context) wrote one file and the second rename failed.
+    #[test]
+    fn concurrent_saves_in_one_process_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctx.stat");
+        let entries: HashMap<String, Entry> =
+            (0..2000).map(|n| (format!("f{n}"), entry(n))).collect();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..20)
+                            .map(|_| save(&path, &entries))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap().unwrap();
+            }
+        });
+        assert!(decode(&std::fs::read(&path).unwrap()).is_some());
     }
 
     #[test]

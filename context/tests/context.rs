@@ -232,15 +232,34 @@ fn special_files_are_skipped_or_refused() {
 }
 
 #[test]
-fn non_utf8_names_are_an_error_only_when_included() {
+fn names_that_are_not_utf8_are_entries_like_any_other() {
+    use rbuild_oci::path_text;
     let tmp = tempfile::tempdir().unwrap();
-    let name = std::ffi::OsStr::from_bytes(b"bad-\xff");
-    fs::write(tmp.path().join(name), "x").unwrap();
-    fs::write(tmp.path().join("good"), "x").unwrap();
-    let c = Context::open(tmp.path(), IgnoreRules::none(), None).unwrap();
-    assert_eq!(c.read_dir("").unwrap_err().kind(), ErrorKind::InvalidData);
-    let c = Context::open(tmp.path(), rules("bad-*\n"), None).unwrap();
-    assert_eq!(c.read_dir("").unwrap(), ["good"]);
+    let ctx = tmp.path().join("ctx");
+    fs::create_dir_all(ctx.join(std::ffi::OsStr::from_bytes(b"dir-\xfe"))).unwrap();
+    let file = std::ffi::OsStr::from_bytes(b"dir-\xfe/bad-\xff");
+    fs::write(ctx.join(file), "x").unwrap();
+    fs::write(ctx.join("good"), "x").unwrap();
+    let dir = path_text::from_bytes(b"dir-\xfe").into_owned();
+    let bad = path_text::from_bytes(b"bad-\xff").into_owned();
+    let path = format!("{dir}/{bad}");
+    let cache = tmp.path().join("stat-cache");
+    settle();
+
+    let c = Context::open(&ctx, IgnoreRules::none(), Some(&cache)).unwrap();
+    assert_eq!(c.read_dir("").unwrap(), [dir.as_str(), "good"]);
+    assert_eq!(c.read_dir(&dir).unwrap(), [bad.as_str()]);
+    assert_eq!(c.lstat(&path).unwrap().unwrap().kind, EntryKind::File);
+    let digest = c.file_digest(&path).unwrap();
+    assert_eq!(digest, c.file_digest("good").unwrap());
+    c.save().unwrap();
+    // The stat cache remembers the name across builds.
+    let c = Context::open(&ctx, IgnoreRules::none(), Some(&cache)).unwrap();
+    assert_eq!(c.file_digest(&path).unwrap(), digest);
+    assert_eq!(c.stats().files_hashed, 0);
+
+    let c = Context::open(&ctx, rules("dir-*/bad-*\n"), None).unwrap();
+    assert_eq!(c.read_dir(&dir).unwrap(), Vec::<String>::new());
 }
 
 #[test]

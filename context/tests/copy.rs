@@ -1005,3 +1005,103 @@ fn parallel_digest_of_1000_files_equals_serial() {
     assert_eq!(parallel, serial);
     assert_eq!(parallel.files.len(), 1000 + 37);
 }
+
+#[test]
+fn names_that_are_not_utf8_are_copied_as_bytes_from_a_stage() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let ctx = Context::new();
+    let raw = |b: &[u8]| ctx.path("src").join(OsStr::from_bytes(b));
+    std::fs::create_dir_all(raw(b"d\xff")).unwrap();
+    std::fs::write(raw(b"d\xff/f\xfe"), "x").unwrap();
+    symlink(OsStr::from_bytes(b"d\xff/f\xfe"), raw(b"l\xc3")).unwrap();
+    // The destination has a directory whose name is not UTF-8 either.
+    let dest = Context::new();
+    std::fs::create_dir_all(dest.dir.path().join(OsStr::from_bytes(b"out\xff"))).unwrap();
+    let mut op = op(CopySource::Input, &["/src"], "");
+    op.dest = rbuild_oci::path_text::from_bytes(b"/out\xff/").into_owned();
+
+    let mut out = Vec::new();
+    write_layer(&dest.fs(), Some(&ctx.fs()), &op, &mut out)
+        .unwrap()
+        .unwrap();
+    let mut entries = Vec::new();
+    for e in tar::Archive::new(&out[..]).entries().unwrap() {
+        let e = e.unwrap();
+        let link = e.link_name_bytes().map(|l| l.to_vec()).unwrap_or_default();
+        entries.push((e.path_bytes().to_vec(), link));
+    }
+    let want: Vec<(Vec<u8>, Vec<u8>)> = vec![
+        (b"out\xff/".to_vec(), vec![]),
+        (b"out\xff/d\xff/".to_vec(), vec![]),
+        (b"out\xff/d\xff/f\xfe".to_vec(), vec![]),
+        (b"out\xff/l\xc3".to_vec(), b"d\xff/f\xfe".to_vec()),
+    ];
+    assert_eq!(entries, want);
+
+    // The content digest names the files in text form, one per name.
+    let digest = content_digest(Some(&ctx.fs()), &op).unwrap();
+    let names: Vec<Vec<u8>> = digest
+        .files
+        .iter()
+        .map(|(n, _)| rbuild_oci::path_text::to_bytes(n).into_owned())
+        .collect();
+    assert_eq!(names, [&b"src/d\xff"[..], b"src/d\xff/f\xfe", b"src/l\xc3"]);
+}
+
+#[test]
+fn add_extracts_archive_members_whose_names_are_not_utf8_as_bytes() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(1);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    b.append_data(&mut h, OsStr::from_bytes(b"pkg/f\xff"), &b"x"[..])
+        .unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_mode(0o777);
+    h.set_size(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    b.append_link(
+        &mut h,
+        OsStr::from_bytes(b"pkg/l\xfe"),
+        OsStr::from_bytes(b"f\xff"),
+    )
+    .unwrap();
+    let archive = b.into_inner().unwrap();
+    let ctx = Context::new();
+    std::fs::write(ctx.path("pkg.tar"), &archive).unwrap();
+
+    let mut out = Vec::new();
+    write_layer(
+        &LayeredFs::new(Vec::new()),
+        Some(&ctx.fs()),
+        &add(&["pkg.tar"], "/opt/", true),
+        &mut out,
+    )
+    .unwrap()
+    .unwrap();
+    let mut entries = Vec::new();
+    for e in tar::Archive::new(&out[..]).entries().unwrap() {
+        let e = e.unwrap();
+        let link = e.link_name_bytes().map(|l| l.to_vec()).unwrap_or_default();
+        entries.push((e.path_bytes().to_vec(), link));
+    }
+    assert_eq!(
+        entries,
+        [
+            (b"opt/".to_vec(), vec![]),
+            (b"opt/pkg/".to_vec(), vec![]),
+            (b"opt/pkg/f\xff".to_vec(), vec![]),
+            (b"opt/pkg/l\xfe".to_vec(), b"f\xff".to_vec()),
+        ]
+    );
+}

@@ -33,6 +33,76 @@ pub struct Directives {
     pub escape_token: char,
 }
 
+/// What a `# syntax=` directive asks for, as rbuild answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frontend {
+    /// One of the official Dockerfile frontend images
+    /// (`docker/dockerfile`, `docker.io/docker/dockerfile`, tags such as
+    /// `1`, `1.7`, `1.7.1`, `1-labs`, `1.7-labs`, `latest`, `labs`, with or
+    /// without a digest): the syntax rbuild's own parser implements.
+    /// `name` is the image as written, digest left out.
+    BuiltIn { name: String },
+    /// Any other frontend image (a custom or third-party syntax), which
+    /// rbuild cannot run.
+    Other { image: String },
+}
+
+impl Directives {
+    /// The frontend the `# syntax=` directive names; `None` without one.
+    pub fn frontend(&self) -> Option<Frontend> {
+        self.syntax.as_ref().map(|d| frontend(&d.value))
+    }
+}
+
+/// Classifies a `# syntax=` value (see [`Frontend`]).
+pub fn frontend(value: &str) -> Frontend {
+    let other = || Frontend::Other {
+        image: value.to_string(),
+    };
+    let (name, digest) = match value.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (value, None),
+    };
+    if let Some(d) = digest {
+        let hex = d.strip_prefix("sha256:").unwrap_or("");
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return other();
+        }
+    }
+    let repo_and_tag = name
+        .strip_prefix("docker.io/")
+        .or_else(|| name.strip_prefix("index.docker.io/"))
+        .unwrap_or(name);
+    let (repo, tag) = match repo_and_tag.split_once(':') {
+        Some((r, t)) => (r, Some(t)),
+        None => (repo_and_tag, None),
+    };
+    if repo != "docker/dockerfile" {
+        return other();
+    }
+    let official_tag = |t: &str| {
+        if matches!(t, "latest" | "labs" | "experimental") {
+            return true;
+        }
+        let version = t
+            .strip_suffix("-labs")
+            .or_else(|| t.strip_suffix("-experimental"))
+            .unwrap_or(t);
+        let parts: Vec<&str> = version.split('.').collect();
+        parts[0] == "1"
+            && parts.len() <= 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    };
+    match tag {
+        Some(t) if !official_tag(t) => other(),
+        _ => Frontend::BuiltIn {
+            name: name.to_string(),
+        },
+    }
+}
+
 /// Which directive a line holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DirectiveName {
@@ -141,5 +211,36 @@ mod tests {
         assert_eq!(p.line("# ESCAPE=`"), Some((DirectiveName::Escape, "`")));
         assert_eq!(p.line("# a comment"), None);
         assert_eq!(p.line("# syntax=x"), None);
+    }
+
+    #[test]
+    fn official_frontend_names_are_the_built_in_one() {
+        let digest = format!("@sha256:{}", "a".repeat(64));
+        for ok in [
+            "docker/dockerfile".to_string(),
+            "docker/dockerfile:1".to_string(),
+            "docker/dockerfile:1.7".to_string(),
+            "docker/dockerfile:1.7.1".to_string(),
+            "docker/dockerfile:1-labs".to_string(),
+            "docker/dockerfile:1.7-labs".to_string(),
+            "docker/dockerfile:labs".to_string(),
+            "docker.io/docker/dockerfile:1".to_string(),
+            format!("docker/dockerfile:1{digest}"),
+            format!("docker.io/docker/dockerfile{digest}"),
+        ] {
+            let name = ok.split('@').next().unwrap().to_string();
+            assert_eq!(frontend(&ok), Frontend::BuiltIn { name }, "{ok}");
+        }
+        for other in [
+            "tonistiigi/dockerfile:1",
+            "docker/dockerfile-upstream:master",
+            "docker/dockerfile:2",
+            "docker/dockerfile:1.x",
+            "ghcr.io/docker/dockerfile:1",
+            "docker/dockerfile:1@sha256:zz",
+            "example.com/frontends/hcl:1",
+        ] {
+            assert!(matches!(frontend(other), Frontend::Other { .. }), "{other}");
+        }
     }
 }

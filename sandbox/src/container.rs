@@ -158,7 +158,7 @@ fn setup_and_exec(ctx: ChildContext<'_>) -> Result<std::convert::Infallible, San
     mask_paths(&root_fd)?;
     readonly_paths(&root_fd)?;
     mount_etc_files(&root_fd, ctx.state, spec.network)?;
-    mount_extra(&root_fd, spec)?;
+    mount_extra(&root_fd, spec, ctx.state)?;
 
     let hostname = if spec.hostname.is_empty() {
         "sandbox"
@@ -564,18 +564,25 @@ fn mount_etc_files(root: &OwnedFd, state: &Path, network: Network) -> Result<(),
     Ok(())
 }
 
-fn mount_extra(root: &OwnedFd, spec: &SandboxSpec) -> Result<(), SandboxError> {
-    for m in &spec.mounts {
+fn mount_extra(root: &OwnedFd, spec: &SandboxSpec, state: &Path) -> Result<(), SandboxError> {
+    for (i, m) in spec.mounts.iter().enumerate() {
         if !m.target.is_absolute() {
             return Err(SandboxError::InvalidSpec {
                 reason: format!("mount target {} is not absolute", m.target.display()),
             });
         }
         let rel = m.target.to_string_lossy().into_owned();
-        match m.kind {
-            MountKind::Bind => {
-                let meta =
-                    fs::metadata(&m.source).map_err(io_err("bind mount source", &m.source))?;
+        match &m.kind {
+            MountKind::Bind | MountKind::File(_) => {
+                // A file mount's content is in the state dir (see init).
+                let file_source;
+                let source = if matches!(m.kind, MountKind::File(_)) {
+                    file_source = state.join(super::init::mount_file_name(i));
+                    &file_source
+                } else {
+                    &m.source
+                };
+                let meta = fs::metadata(source).map_err(io_err("bind mount source", source))?;
                 let kind = if meta.is_dir() {
                     Create::Dir
                 } else {
@@ -583,7 +590,7 @@ fn mount_extra(root: &OwnedFd, spec: &SandboxSpec) -> Result<(), SandboxError> {
                 };
                 let t = target(root, &rel, kind)?;
                 mount_fd(
-                    Some(&m.source),
+                    Some(source),
                     &t,
                     None,
                     MsFlags::MS_BIND | MsFlags::MS_REC,

@@ -69,7 +69,8 @@ impl Scratch {
                 per_run: false,
             });
         }
-        let template = runtime.join("sandbox-XXXXXX");
+        // The pid lets a later sweep tell whether its maker is gone.
+        let template = runtime.join(format!("sandbox-{}-XXXXXX", std::process::id()));
         let dir = nix::unistd::mkdtemp(&template).map_err(|e| {
             SandboxError::setup("create state dir", Some(template.clone()), e.into())
         })?;
@@ -143,6 +144,41 @@ fn write_state_files(state: &Path, hostname: &str, network: Network) -> Result<(
         Network::None => String::new(),
     };
     w("resolv.conf", resolv)?;
+    Ok(())
+}
+
+/// The name in the state dir of the file that `spec.mounts[index]`, a
+/// [`MountKind::File`](crate::MountKind::File), shows.
+pub(crate) fn mount_file_name(index: usize) -> String {
+    format!("mount-file-{index}")
+}
+
+/// Writes the content of each file mount to the state dir: the tmpfs
+/// private to this mount namespace, so a secret is never on disk and is
+/// freed by the kernel when the run ends, even if it is killed. Written
+/// 0600 first, then given its owner and mode.
+fn write_mount_files(state: &Path, spec: &SandboxSpec) -> Result<(), SandboxError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    for (i, m) in spec.mounts.iter().enumerate() {
+        let crate::MountKind::File(file) = &m.kind else {
+            continue;
+        };
+        let p = state.join(mount_file_name(i));
+        let err = |e| SandboxError::setup("write mounted file", Some(p.clone()), e);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p)
+            .map_err(err)?;
+        f.write_all(&file.data).map_err(err)?;
+        drop(f);
+        // Rootless, an owner the user namespace does not map fails here,
+        // as it would for any file the step's user cannot be given.
+        std::os::unix::fs::chown(&p, Some(file.uid), Some(file.gid)).map_err(err)?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(file.mode)).map_err(err)?;
+    }
     Ok(())
 }
 
@@ -230,6 +266,7 @@ fn run_in_namespaces(
     .map_err(|e| SandboxError::setup("make mounts private", Some("/".into()), e.into()))?;
     scratch.mount()?;
     write_state_files(&scratch.dir, hostname, spec.network)?;
+    write_mount_files(&scratch.dir, spec)?;
     let mountpoint = scratch.mkdir("root")?;
 
     let copy = mount_rootfs(spec, &mountpoint, rootless, init_layer, scratch)?;

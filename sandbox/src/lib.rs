@@ -11,8 +11,10 @@
 //! as JSON lines on fd 4. The init process then:
 //!
 //! 1. creates a state dir (generated `/etc/hosts`, `/etc/hostname`,
-//!    `/etc/resolv.conf`), a cgroup when limits are set, and, when not
-//!    root, a user namespace mapping the caller to root;
+//!    `/etc/resolv.conf`, and the content of [`MountKind::File`] mounts
+//!    such as a build step's secrets, on a tmpfs private to its mount
+//!    namespace), a cgroup when limits are set, and, when not root, a user
+//!    namespace mapping the caller to root;
 //! 2. unshares a private mount namespace and mounts the rootfs there
 //!    (overlayfs, or the copy-based snapshotter when overlay is refused);
 //! 3. unshares a pid namespace and forks pid 1, which unshares mount, uts,
@@ -70,9 +72,9 @@ pub use container::DEFAULT_CAPS;
 pub use error::SandboxError;
 pub use init::init_main;
 pub use interrupt::{INTERRUPTED, cancel_on_interrupt};
-pub use runtime_dir::runtime_dir;
+pub use runtime_dir::{StaleDir, remove_stale, runtime_dir, stale_dirs};
 pub use spec::{
-    Limits, Mount, MountKind, Network, Process, Rootfs, SandboxSpec, SupplementaryGroups,
+    Limits, Mount, MountFile, MountKind, Network, Process, Rootfs, SandboxSpec, SupplementaryGroups,
 };
 pub use user::{Identity, resolve as resolve_user};
 pub use userns::missing_for_multi_user as rootless_limitations;
@@ -518,6 +520,9 @@ fn environment() -> Vec<CString> {
 
 /// Starts `spec` and returns without waiting; see [`run`].
 pub fn spawn(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<Sandbox, SandboxError> {
+    // What sandboxes of killed processes left in the runtime dir goes
+    // before this process adds its own (once per process).
+    runtime_dir::sweep_stale_once();
     let exe = init_binary()?;
     let exe_path = PathBuf::from(format!("/proc/self/fd/{}", exe.as_raw_fd()));
     let pipe = || {

@@ -85,7 +85,7 @@ pub enum SupplementaryGroups {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Mount {
     pub kind: MountKind,
-    /// Host path for a bind mount; ignored for tmpfs.
+    /// Host path for a bind mount; ignored for the other kinds.
     pub source: PathBuf,
     /// Absolute path inside the sandbox; created when missing.
     pub target: PathBuf,
@@ -93,10 +93,37 @@ pub struct Mount {
 }
 
 /// Kind of an extra mount.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub enum MountKind {
     Bind,
     Tmpfs,
+    /// A file with this content, written by the sandbox's init to the
+    /// tmpfs private to the run's mount namespace and bind-mounted from
+    /// there: it never exists outside the run's memory, and the kernel
+    /// frees it when the run ends, however it ends (kill -9 included).
+    /// For secrets and heredoc files.
+    File(MountFile),
+}
+
+/// The content and metadata of a [`MountKind::File`]. Its `Debug` never
+/// shows the content (a secret).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MountFile {
+    pub data: Vec<u8>,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl std::fmt::Debug for MountFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MountFile")
+            .field("data", &format_args!("<{} bytes>", self.data.len()))
+            .field("mode", &format_args!("{:o}", self.mode))
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .finish()
+    }
 }
 
 /// Network namespace mode.

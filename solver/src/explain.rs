@@ -142,7 +142,8 @@ pub enum Change {
     },
     /// The number of inputs changed.
     Inputs { previous: usize, current: usize },
-    /// Source files of a COPY changed. Lists hold at most
+    /// Source files of a COPY changed, named for people (bytes that are
+    /// not UTF-8 as `\xNN`, as Go prints them). Lists hold at most
     /// [`MAX_FILES_LISTED`] names each; `more` counts the rest.
     Files {
         changed: Vec<String>,
@@ -278,7 +279,8 @@ fn file_changes(previous: &[(String, String)], current: &[(String, String)]) -> 
         names
             .into_iter()
             .take(MAX_FILES_LISTED)
-            .map(str::to_string)
+            // For people: a name that is not UTF-8 escaped as Go prints it.
+            .map(|n| rbuild_oci::path_text::display(n).to_string())
             .collect()
     };
     let changed = limited(

@@ -5,8 +5,6 @@
 
 use std::collections::VecDeque;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -18,7 +16,7 @@ use super::runner::{MountSource, RunIo, RunMount, RunRootfs, RunSpec, RunStatus}
 use super::scratch::ScratchDir;
 use super::ssh::AgentProxy;
 use super::tree_copy::{clean_rel, copy_tree};
-use super::upper_dir::{chown_for_sandbox, is_empty_dir, remove_placeholders};
+use super::upper_dir::{is_empty_dir, remove_placeholders};
 use super::{BuildError, BuildWorker, BuiltLayer, StepOutput, Stream, input};
 use rbuild_context::copy::{LayeredFs, SourceFs as _};
 use rbuild_sandbox as sandbox;
@@ -42,9 +40,6 @@ pub(super) fn run(
 ) -> Result<Option<BuiltLayer>, BuildError> {
     let store = w.cfg.store;
     let scratch = ScratchDir::new(store, "run")?;
-    // Secrets and heredoc files: a private dir on the runtime tmpfs, never
-    // the store's disk.
-    let private = ScratchDir::new_in(&sandbox::runtime_dir(), "run")?;
     let lowers = w.snapshots(base)?;
     let upper = scratch.path().join("upper");
     let work = scratch.path().join("work");
@@ -58,6 +53,7 @@ pub(super) fn run(
     let mut mounts = Vec::new();
     let mut held = Vec::new();
     let mut proxies = Vec::new();
+    let mut ssh_dir: Option<ScratchDir> = None;
     for (i, m) in op.mounts.iter().enumerate() {
         let target = PathBuf::from(&m.target);
         let bind = |source: PathBuf, target: PathBuf, readonly: bool| RunMount {
@@ -157,16 +153,14 @@ pub(super) fn run(
                     (Some(_), t) if !t.is_empty() && t != default => Some(t.to_string()),
                     _ => None,
                 };
+                // Never written to a directory: the runner keeps it in
+                // memory the kernel frees when the run ends, even on kill -9.
                 if let Some(t) = file_target {
-                    let file = private.path().join(format!("secret-{i}"));
-                    write_private_file(&file, value, *mode, *uid, *gid)?;
-                    mounts.push(bind(file, PathBuf::from(t), true));
+                    mounts.push(memory_file(value, *mode, *uid, *gid, PathBuf::from(t)));
                 }
             }
             ExecMountKind::File { content, mode } => {
-                let file = private.path().join(format!("file-{i}"));
-                write_private_file(&file, content.as_bytes(), *mode, 0, 0)?;
-                mounts.push(bind(file, target, true));
+                mounts.push(memory_file(content.as_bytes(), *mode, 0, 0, target));
             }
             ExecMountKind::Ssh {
                 id,
@@ -187,7 +181,13 @@ pub(super) fn run(
                     }
                     continue;
                 };
-                let sock = private.path().join(format!("ssh-{i}.sock"));
+                // The step's sockets: a private directory on the runtime
+                // tmpfs, gone with the step.
+                if ssh_dir.is_none() {
+                    ssh_dir = Some(ScratchDir::new_in(&sandbox::runtime_dir(), "ssh")?);
+                }
+                let dir = ssh_dir.as_ref().expect("made above").path();
+                let sock = dir.join(format!("ssh-{i}.sock"));
                 proxies.push(AgentProxy::start(&sock, agent, *mode, *uid, *gid)?);
                 mounts.push(bind(sock, target, false));
             }
@@ -212,7 +212,7 @@ pub(super) fn run(
     let result = run_process(w, step, &spec);
     drop(spec);
     drop(proxies);
-    drop(private);
+    drop(ssh_dir);
     drop(held);
     result?;
 
@@ -227,25 +227,19 @@ pub(super) fn run(
     })
 }
 
-/// Writes `data` to a new file only its owner can read while it is
-/// written, then gives it `mode` and `uid:gid`.
-fn write_private_file(
-    path: &Path,
-    data: &[u8],
-    mode: u32,
-    uid: u32,
-    gid: u32,
-) -> Result<(), BuildError> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(BuildError::io(path))?;
-    f.write_all(data).map_err(BuildError::io(path))?;
-    drop(f);
-    chown_for_sandbox(path, uid, gid)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(BuildError::io(path))
+/// A read-only mount at `target` of a file holding `data`, owned
+/// `uid:gid` with `mode`, that exists only in the run's memory.
+fn memory_file(data: &[u8], mode: u32, uid: u32, gid: u32, target: PathBuf) -> RunMount {
+    RunMount {
+        target,
+        source: MountSource::File(sandbox::MountFile {
+            data: data.to_vec(),
+            mode,
+            uid,
+            gid,
+        }),
+        readonly: true,
+    }
 }
 
 /// The last lines of a step's output: both streams' lines in the order

@@ -19,9 +19,15 @@
 //! and never deletes a blob between its creation and its cache-index
 //! record. Drop the worker before calling [`Store::gc`] in this process.
 //!
-//! Secrets (`--secret`) are only ever written to a private directory on
-//! the sandbox runtime dir (a tmpfs) for the duration of one RUN: never
-//! into the store, a layer, a key, a cache-index record or a log.
+//! Secrets (`--secret`) and heredoc files reach a RUN's [`Runner`] in
+//! memory ([`MountSource::File`]); the sandbox writes them to the tmpfs
+//! private to the run's mount namespace, which the kernel frees when the
+//! run ends, however it ends. They are never written to a directory of the
+//! host, the store, a layer, a key, a cache-index record or a log.
+//!
+//! Snapshots of a base image that the store lacks (just loaded or pulled)
+//! start unpacking in the background when its FROM step executes, so the
+//! first COPY or RUN on it waits only for what is left.
 
 #![forbid(unsafe_code)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
@@ -34,6 +40,7 @@ mod exec;
 pub mod git;
 mod lineage;
 mod phases;
+mod prefetch;
 mod resolver;
 mod runner;
 mod scratch;
@@ -116,7 +123,10 @@ pub enum BuildError {
         #[source]
         source: CopyError,
     },
-    #[error("mount source {source_path:?} does not exist in {what}")]
+    #[error(
+        "mount source {} does not exist in {what}",
+        rbuild_oci::path_text::quoted(source_path)
+    )]
     MountSource { what: String, source_path: String },
     #[error("a {op} step has no input {input}")]
     MissingInput { op: &'static str, input: usize },
@@ -312,6 +322,10 @@ pub struct BuildWorker<'a> {
     git_commits: Mutex<BTreeMap<(String, String), String>>,
     /// Where each executed step's time went ([`BuildWorker::phases`]).
     phases: Mutex<BTreeMap<StepId, Vec<PhaseSpan>>>,
+    /// Base images' snapshots unpacking ahead of the steps that need them.
+    prefetch: prefetch::Prefetch,
+    /// Steps that waited for such an unpack to finish, and how long.
+    unpack_waits: Mutex<BTreeMap<StepId, std::time::Duration>>,
 }
 
 impl<'a> BuildWorker<'a> {
@@ -327,6 +341,8 @@ impl<'a> BuildWorker<'a> {
             inputs: None,
             git_commits: Mutex::new(BTreeMap::new()),
             phases: Mutex::new(BTreeMap::new()),
+            prefetch: prefetch::Prefetch::default(),
+            unpack_waits: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -470,6 +486,18 @@ impl<'a> BuildWorker<'a> {
         self.files.lock().expect("files lock").get(content).cloned()
     }
 
+    /// How long step `step` waited for its base image's snapshots to be
+    /// unpacked (by the prefetch a FROM step starts), when it did: the
+    /// part of a first step on a just-loaded image that is not its own
+    /// work, for front ends to show.
+    pub fn unpack_wait(&self, step: StepId) -> Option<std::time::Duration> {
+        self.unpack_waits
+            .lock()
+            .expect("unpack waits lock")
+            .get(&step)
+            .copied()
+    }
+
     fn check_cancel(&self) -> Result<(), BuildError> {
         if self.cfg.cancel.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(BuildError::Cancelled);
@@ -518,6 +546,8 @@ impl<'a> BuildWorker<'a> {
                 fetcher.ensure(&missing)?;
             }
         }
+        let infos: Vec<LayerInfo> = output.layers.iter().map(|l| l.info.clone()).collect();
+        self.prefetch.wait_for(self.cfg.store, &infos);
         let mut dirs = output
             .layers
             .iter()
@@ -540,6 +570,12 @@ impl<'a> BuildWorker<'a> {
             }
             Err(e) => return Err(e.into()),
         };
+        // Steps on this image need its snapshots: start unpacking the
+        // missing ones now. Not with an imported cache (`--cache-from`),
+        // whose hits may need none of them.
+        if self.fetcher.is_none() {
+            self.prefetch.start(self.cfg.store, &image.layers);
+        }
         let layers: Vec<BuiltLayer> = image
             .layers
             .into_iter()
@@ -746,6 +782,26 @@ impl BuildWorker<'_> {
         inputs: &[&StepOutput],
     ) -> Result<StepOutput, BuildError> {
         self.check_cancel()?;
+        prefetch::take_waited();
+        let result = self.execute_kind(step, op, inputs);
+        let waited = prefetch::take_waited();
+        if !waited.is_zero() {
+            self.unpack_waits
+                .lock()
+                .expect("unpack waits lock")
+                .insert(step, waited);
+        }
+        result
+    }
+}
+
+impl BuildWorker<'_> {
+    fn execute_kind(
+        &self,
+        step: StepId,
+        op: &Op,
+        inputs: &[&StepOutput],
+    ) -> Result<StepOutput, BuildError> {
         match op {
             Op::Image(i) => self.image(i),
             Op::Scratch => Ok(StepOutput::default()),

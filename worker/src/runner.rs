@@ -95,6 +95,11 @@ pub enum MountSource {
     Bind(PathBuf),
     /// An empty tmpfs, gone when the process ends.
     Tmpfs,
+    /// A file with this content that exists only for the run, in memory
+    /// the kernel frees when the run ends however it ends (the sandbox:
+    /// its private tmpfs), never in a directory of the host: secrets and
+    /// heredoc files.
+    File(rbuild_sandbox::MountFile),
 }
 
 /// Where a run's output goes, and what stops it.
@@ -207,6 +212,7 @@ fn sandbox_spec(spec: &RunSpec) -> SandboxSpec {
                 let (kind, source) = match &m.source {
                     MountSource::Bind(source) => (MountKind::Bind, source.clone()),
                     MountSource::Tmpfs => (MountKind::Tmpfs, PathBuf::new()),
+                    MountSource::File(file) => (MountKind::File(file.clone()), PathBuf::new()),
                 };
                 Mount {
                     kind,

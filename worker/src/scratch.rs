@@ -1,6 +1,8 @@
 //! Scratch directories of the worker: made in the store's per-process tmp
-//! dir (or the sandbox's runtime dir), removed when dropped, and named by
-//! a per-process sequence number so concurrent steps never collide.
+//! dir (swept by the next rbuild when this one is killed), removed when
+//! dropped, and named by a per-process sequence number so concurrent steps
+//! never collide. Nothing secret goes here: secrets and heredoc files
+//! reach a RUN step in memory only (`MountSource::File`).
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

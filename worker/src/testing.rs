@@ -91,6 +91,9 @@ impl Runner for FakeRunner {
     }
 }
 
+/// The name of a file mount's file in its directory.
+const FILE_MOUNT_NAME: &str = "file";
+
 /// Where a path of the run's filesystem lives.
 enum Place {
     /// In a mount: this host path.
@@ -105,7 +108,7 @@ enum Place {
 pub struct FakeProcess<'a> {
     spec: &'a RunSpec,
     io: &'a RunIo<'a>,
-    /// One directory per tmpfs mount (`None` for other mounts).
+    /// One directory per tmpfs or file mount (`None` for bind mounts).
     tmpfs: Vec<Option<tempfile::TempDir>>,
     /// The user the command runs as, from the rootfs's /etc/passwd.
     identity: Identity,
@@ -128,9 +131,23 @@ impl<'a> FakeProcess<'a> {
                     reason: format!("mount target {} is not absolute", m.target.display()),
                 });
             }
-            tmpfs.push(match m.source {
+            tmpfs.push(match &m.source {
                 MountSource::Tmpfs => {
                     Some(tempfile::tempdir().map_err(setup("mount tmpfs", &m.target))?)
+                }
+                // The file in a directory of its own, as the sandbox keeps
+                // it on its private tmpfs; gone with the run.
+                MountSource::File(file) => {
+                    let dir = tempfile::tempdir().map_err(setup("mount file", &m.target))?;
+                    let path = dir.path().join(FILE_MOUNT_NAME);
+                    fs::write(&path, &file.data).map_err(setup("write mounted file", &path))?;
+                    if rustix::process::geteuid().is_root() {
+                        std::os::unix::fs::chown(&path, Some(file.uid), Some(file.gid))
+                            .map_err(setup("chown mounted file", &path))?;
+                    }
+                    fs::set_permissions(&path, fs::Permissions::from_mode(file.mode))
+                        .map_err(setup("chmod mounted file", &path))?;
+                    Some(dir)
                 }
                 MountSource::Bind(_) => None,
             });
@@ -155,6 +172,7 @@ impl<'a> FakeProcess<'a> {
                     .map_err(setup("bind mount source", source))?
                     .is_dir(),
                 MountSource::Tmpfs => true,
+                MountSource::File(_) => false,
             };
             process
                 .create_missing(&m.target, i, dir)
@@ -292,10 +310,17 @@ impl<'a> FakeProcess<'a> {
             let Ok(rest) = clean.strip_prefix(&m.target) else {
                 continue;
             };
+            let file_mount;
             let source = match (&m.source, &self.tmpfs[i]) {
                 (MountSource::Bind(source), _) => source.as_path(),
                 (MountSource::Tmpfs, Some(dir)) => dir.path(),
-                (MountSource::Tmpfs, None) => unreachable!("each tmpfs mount has a directory"),
+                (MountSource::File(_), Some(dir)) => {
+                    file_mount = dir.path().join(FILE_MOUNT_NAME);
+                    file_mount.as_path()
+                }
+                (MountSource::Tmpfs | MountSource::File(_), None) => {
+                    unreachable!("each tmpfs and file mount has a directory")
+                }
             };
             let host = if rest.as_os_str().is_empty() {
                 source.to_path_buf()

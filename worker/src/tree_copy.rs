@@ -9,18 +9,19 @@ use std::path::{Component, Path, PathBuf};
 
 use super::BuildError;
 use rbuild_context::copy::{EntryKind, SourceFs};
+use rbuild_oci::path_text;
 
 /// `rel` (relative, `/`-separated) joined to `root`, refusing `..`.
 fn join_inside(root: &Path, rel: &str) -> io::Result<PathBuf> {
     let mut out = root.to_path_buf();
-    for c in Path::new(rel).components() {
+    for c in Path::new(&*path_text::to_os(rel)).components() {
         match c {
             Component::Normal(n) => out.push(n),
             Component::CurDir | Component::RootDir => {}
             _ => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    format!("path {rel:?} leaves its root"),
+                    format!("path {} leaves its root", path_text::quoted(rel)),
                 ));
             }
         }
@@ -50,7 +51,7 @@ pub(crate) fn copy_tree(
     let read_err = |p: &str| {
         let p = p.to_string();
         move |source| BuildError::Io {
-            path: PathBuf::from(p),
+            path: PathBuf::from(&*path_text::to_os(&p)),
             source,
         }
     };
@@ -69,7 +70,8 @@ pub(crate) fn copy_tree(
                 } else {
                     format!("{rel}/{name}")
                 };
-                copy_tree(src, &child, &dest.join(&name), hardlink_root)?;
+                let to = dest.join(path_text::to_os(&name));
+                copy_tree(src, &child, &to, hardlink_root)?;
             }
         }
         EntryKind::File => {

@@ -17,11 +17,9 @@ fn exists_in_lowers(lowers: &[PathBuf], target: &Path) -> bool {
     if rel.as_os_str().is_empty() {
         return true;
     }
-    let Some(rel) = rel.to_str() else {
-        return false;
-    };
+    let rel = rbuild_oci::path_text::from_os(rel.as_os_str());
     rbuild_context::copy::LayeredFs::new(lowers.to_vec())
-        .lstat(rel)
+        .lstat(&rel)
         .is_ok_and(|m| m.is_some())
 }
 

@@ -495,8 +495,9 @@ fn secret_as_file_and_env_is_seen_and_never_in_the_layer() {
             "in a key part"
         );
     }
-    // The env form adds no file; the file forms are read-only, outside the
-    // store, and gone after the run.
+    // The env form adds no file; the file forms are read-only and never
+    // a file of the host: the runner holds them in memory the kernel
+    // frees when the run ends, even on kill -9.
     let run = &runner.runs()[0];
     assert!(run.env.contains(&"TOKEN=s3cret-value".to_string()));
     let targets: Vec<&Path> = run.mounts.iter().map(|m| m.target.as_path()).collect();
@@ -505,12 +506,18 @@ fn secret_as_file_and_env_is_seen_and_never_in_the_layer() {
         [Path::new("/run/secrets/tok"), Path::new("/etc/tok")]
     );
     for m in &run.mounts {
-        let MountSource::Bind(file) = &m.source else {
+        let MountSource::File(file) = &m.source else {
             panic!("{m:?}")
         };
         assert!(m.readonly);
-        assert!(!file.starts_with(fx.store.dir()), "{file:?}");
-        assert!(!file.exists(), "{file:?} outlived the run");
+        assert_eq!(
+            (file.data.as_slice(), file.mode),
+            (&b"s3cret-value"[..], 0o400)
+        );
+        assert!(
+            !format!("{m:?}").contains("s3cret"),
+            "Debug shows no secret: {m:?}"
+        );
     }
 }
 
@@ -562,10 +569,13 @@ fn heredoc_file_mount_is_readable_and_not_in_the_layer() {
     assert_eq!(added_file(&fx, &out, "out"), "ECHO HI\n");
     let run = &runner.runs()[0];
     assert!(run.mounts[0].readonly);
-    let MountSource::Bind(file) = &run.mounts[0].source else {
-        panic!()
+    let MountSource::File(file) = &run.mounts[0].source else {
+        panic!("{:?}", run.mounts[0])
     };
-    assert!(!file.exists(), "the heredoc file outlived the run");
+    assert_eq!(
+        (file.data.as_slice(), file.mode),
+        (&b"echo hi\n"[..], 0o755)
+    );
 }
 
 #[test]
@@ -722,4 +732,42 @@ fn cancel_stops_the_running_step() {
     });
     assert!(matches!(err, BuildError::Cancelled), "{err:?}");
     assert!(fx.leftovers().is_empty(), "{:?}", fx.leftovers());
+}
+
+#[test]
+fn a_from_step_starts_unpacking_its_base_before_any_step_needs_it() {
+    use rbuild_solver::scheduler::Worker as _;
+    let fx = Fixture::new();
+    let image = fx.store.image_by_manifest(&fx.base).unwrap();
+    let snapshot = fx.store.snapshot_path(&image.layers[0].diff_id);
+    assert!(!snapshot.exists(), "a just-loaded image has no snapshot");
+    let secrets = Secrets::new();
+    let cancel = AtomicBool::new(false);
+    let worker = BuildWorker::new(WorkerConfig {
+        store: &fx.store,
+        context: None,
+        secrets: &secrets,
+        log: &NoLog,
+        cancel: &cancel,
+    })
+    .unwrap();
+    let mut g = BuildGraph::new();
+    let from = g.add(fx.image_op(), &[]);
+    let out = worker.execute(from, &fx.image_op(), &[]).unwrap();
+    // Nothing asked for the snapshot, yet it comes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !snapshot.is_dir() {
+        assert!(std::time::Instant::now() < deadline, "never unpacked");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // A step on it uses that snapshot (and says whether it had to wait).
+    let runner = FakeRunner::new().on(&["true"], |_| Ok(0));
+    let worker = worker.with_runner(&runner);
+    let run = g.add(Op::Exec(exec(&["true"])), &[from]);
+    worker
+        .execute(run, &Op::Exec(exec(&["true"])), &[&out])
+        .unwrap();
+    assert_eq!(worker.unpack_wait(run), None, "it was done already");
+    drop(worker);
+    assert_eq!(fx.leftovers(), Vec::<PathBuf>::new());
 }

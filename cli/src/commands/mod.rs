@@ -1,8 +1,10 @@
 //! The command line: global flags and the subcommands, one module each.
 
+mod bake;
 pub mod build;
 mod cache;
 mod check;
+mod completion;
 mod debug;
 mod dockerfile_input;
 mod export;
@@ -49,6 +51,8 @@ pub struct Cli {
 pub enum Command {
     /// Build an image from a Dockerfile (the default: `rbuild [OPTIONS] PATH`)
     Build(Box<build::BuildArgs>),
+    /// Build the targets of a bake file (docker-bake.hcl, .json, compose.yaml)
+    Bake(Box<bake::BakeArgs>),
     /// Run a command in a new sandboxed container
     Run(Box<run::RunArgs>),
     /// Create an image from a root filesystem (tar, tar.gz, directory, or -)
@@ -94,6 +98,10 @@ pub enum Command {
     Debug(debug::DebugArgs),
     /// Show rbuild's version and build information
     Version,
+    /// Print a shell completion script (bash, zsh, fish)
+    Completion(completion::CompletionArgs),
+    /// Write rbuild's man pages (one per command) to a directory
+    ManPages(completion::ManPagesArgs),
 }
 
 /// `rbuild image …`
@@ -198,6 +206,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => return check::run(args),
         Command::Debug(args) => return debug::run(args),
         Command::Version => return version::run(),
+        Command::Completion(args) => return completion::run(args),
+        Command::ManPages(args) => return completion::run_man_pages(args),
         // Login reads rbuild's config file in the store root (insecure
         // registries) when a root can be named; it never opens the store.
         Command::Login(args) => {
@@ -213,6 +223,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(_)
         | Command::Debug(_)
         | Command::Version
+        | Command::Completion(_)
+        | Command::ManPages(_)
         | Command::Login(_)
         | Command::Logout(_) => unreachable!("handled above"),
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => pull::run(root, a),
@@ -232,6 +244,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info | Command::System(SystemCommand::Info) => info::run(root),
         Command::Run(args) => run::run(root, *args),
         Command::Build(args) => build::run(root, *args),
+        Command::Bake(args) => bake::run(root, *args),
         Command::Cache(CacheCommand::Du(a)) => cache::du(root, a),
         Command::Cache(CacheCommand::Prune(a)) => cache::prune(root, a),
     }

@@ -134,28 +134,59 @@ pub fn check(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     for r in &report.repaired {
         println!("repaired: {r}");
     }
+    let stale_left = sweep_runtime_dir();
+    let problems = report.problems.len() + stale_left;
     println!(
         "checked {} blobs and {} index entries: {} problem{}",
         report.blobs_checked,
         report.images_checked,
-        report.problems.len(),
-        if report.problems.len() == 1 { "" } else { "s" }
+        problems,
+        if problems == 1 { "" } else { "s" }
     );
-    if report.problems.is_empty() {
+    if problems == 0 {
         return Ok(ExitCode::SUCCESS);
     }
     if args.repair {
         let after = store.check(false, &rbuild_worker::CacheIndexRoots)?;
-        if after.problems.is_empty() {
+        let stale = sweep_runtime_dir();
+        if after.problems.is_empty() && stale == 0 {
             println!("store repaired");
             return Ok(ExitCode::SUCCESS);
         }
         eprintln!(
             "error: {} problems remain after repair",
-            after.problems.len()
+            after.problems.len() + stale
         );
     } else {
         eprintln!("hint: run `rbuild system check --repair` to drop what is broken");
     }
     Ok(ExitCode::from(1))
+}
+
+/// Removes the entries of this user's sandbox runtime dir (e.g.
+/// `/dev/shm/rbuild-0`) that processes now gone left behind, such as the
+/// per-run dirs of a killed build (older versions kept secrets there),
+/// saying so: safe whatever else runs, since a live process's entry is
+/// never taken (as the store's check sweeps dead sessions' scratch).
+/// Returns how many could not be removed (problems).
+fn sweep_runtime_dir() -> usize {
+    let mut left = 0;
+    for dir in rbuild_sandbox::stale_dirs(&rbuild_sandbox::runtime_dir()) {
+        match rbuild_sandbox::remove_stale(&dir) {
+            Ok(()) => println!(
+                "removed {}: scratch dir of process {}, which is gone",
+                dir.path.display(),
+                dir.pid
+            ),
+            Err(e) => {
+                println!(
+                    "{}: scratch dir of process {}, which is gone, cannot be removed: {e}",
+                    dir.path.display(),
+                    dir.pid
+                );
+                left += 1;
+            }
+        }
+    }
+    left
 }

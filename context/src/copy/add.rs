@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 
 use rbuild_solver::Digest;
 use sha2::Digest as _;
-use tempfile::NamedTempFile;
 
 use super::CopyError;
 use rbuild_store::layer;
@@ -66,9 +65,42 @@ pub(crate) struct Member {
     pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
+/// A temporary file with no name on disk (`O_TMPFILE`, else unlinked as
+/// soon as made): the kernel frees it when its last descriptor closes, so
+/// a build killed with SIGKILL leaves no download or decompressed archive
+/// in the temp dir. Reached by path through `/proc/self/fd`.
+#[derive(Debug)]
+pub(crate) struct UnnamedFile {
+    file: File,
+}
+
+impl UnnamedFile {
+    fn new() -> io::Result<UnnamedFile> {
+        Ok(UnnamedFile {
+            file: tempfile::tempfile()?,
+        })
+    }
+
+    /// A path that opens this file (in this process) for as long as it
+    /// lives.
+    pub(crate) fn path(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&self.file)
+        ))
+    }
+
+    /// A descriptor of its own (its own offset) for reading.
+    fn reopen(&self) -> io::Result<File> {
+        File::open(self.path())
+    }
+}
+
 /// A decompressed archive and its members, in archive order.
 pub(crate) struct Archive {
-    pub tar: NamedTempFile,
+    /// The archive's name, for errors.
+    pub name: String,
+    pub tar: UnnamedFile,
     pub members: Vec<Member>,
 }
 
@@ -81,15 +113,15 @@ pub(crate) fn index_archive(file: File, name: &str) -> Result<Archive, CopyError
         source,
     };
     let mut reader = layer::decompress(Box::new(file)).map_err(err)?;
-    let mut tar_file = NamedTempFile::new().map_err(err)?;
-    io::copy(&mut reader, tar_file.as_file_mut()).map_err(err)?;
-    tar_file.as_file_mut().flush().map_err(err)?;
+    let mut tar_file = UnnamedFile::new().map_err(err)?;
+    io::copy(&mut reader, &mut tar_file.file).map_err(err)?;
+    tar_file.file.flush().map_err(err)?;
     let read = tar_file.reopen().map_err(err)?;
     let mut archive = tar::Archive::new(read);
     let mut members = Vec::new();
     for entry in archive.entries().map_err(err)? {
         let mut entry = entry.map_err(err)?;
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let raw = rbuild_oci::path_text::from_bytes(&entry.path_bytes()).into_owned();
         let path = clean_member(&raw).ok_or_else(|| CopyError::UnsafeArchiveEntry {
             archive: name.to_string(),
             entry: raw.clone(),
@@ -113,13 +145,13 @@ pub(crate) fn index_archive(file: File, name: &str) -> Result<Archive, CopyError
             T::Symlink => MemberKind::Symlink(
                 entry
                     .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .map(|b| rbuild_oci::path_text::from_bytes(&b).into_owned())
                     .unwrap_or_default(),
             ),
             T::Link => {
                 let target = entry
                     .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .map(|b| rbuild_oci::path_text::from_bytes(&b).into_owned())
                     .unwrap_or_default();
                 let target =
                     clean_member(&target).ok_or_else(|| CopyError::UnsafeArchiveEntry {
@@ -160,6 +192,7 @@ pub(crate) fn index_archive(file: File, name: &str) -> Result<Archive, CopyError
         });
     }
     Ok(Archive {
+        name: name.to_string(),
         tar: tar_file,
         members,
     })
@@ -183,7 +216,7 @@ fn clean_member(raw: &str) -> Option<Vec<String>> {
 /// A downloaded URL.
 #[derive(Debug)]
 pub(crate) struct Download {
-    pub file: NamedTempFile,
+    pub file: UnnamedFile,
     pub digest: Digest,
     pub size: u64,
     /// From `Last-Modified`, else 0.
@@ -192,7 +225,7 @@ pub(crate) struct Download {
 
 impl Download {
     pub(crate) fn path(&self) -> PathBuf {
-        self.file.path().to_path_buf()
+        self.file.path()
     }
 }
 
@@ -258,7 +291,7 @@ fn download(url: &str) -> Result<Download, CopyError> {
         .and_then(rbuild_oci::time::parse_http_date)
         .unwrap_or(0);
     let mut reader = response.into_body().into_reader();
-    let mut file = NamedTempFile::new().map_err(io_err)?;
+    let mut file = UnnamedFile::new().map_err(io_err)?;
     let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut size = 0u64;
@@ -270,13 +303,11 @@ fn download(url: &str) -> Result<Download, CopyError> {
             Err(e) => return Err(io_err(e)),
         };
         hasher.update(&buf[..n]);
-        file.as_file_mut().write_all(&buf[..n]).map_err(io_err)?;
+        file.file.write_all(&buf[..n]).map_err(io_err)?;
         size += n as u64;
     }
-    file.as_file_mut().flush().map_err(io_err)?;
-    file.as_file_mut()
-        .seek(SeekFrom::Start(0))
-        .map_err(io_err)?;
+    file.file.flush().map_err(io_err)?;
+    file.file.seek(SeekFrom::Start(0)).map_err(io_err)?;
     Ok(Download {
         file,
         digest: Digest::from_bytes(hasher.finalize().into()),

@@ -16,6 +16,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use rbuild_oci::path_text;
 use rbuild_solver::Digest;
 use sha2::Digest as _;
 
@@ -131,7 +132,10 @@ impl LayeredFs {
         self.locate(rel)?.ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("{rel:?} does not exist in the layered filesystem"),
+                format!(
+                    "{} does not exist in the layered filesystem",
+                    path_text::quoted(rel)
+                ),
             )
         })
     }
@@ -173,11 +177,12 @@ pub(crate) fn resolve_in(
                 links += 1;
                 if links > MAX_LINKS {
                     return Err(io::Error::other(format!(
-                        "too many levels of symbolic links resolving {path:?}"
+                        "too many levels of symbolic links resolving {}",
+                        path_text::quoted(path)
                     )));
                 }
                 let target = fs.read_link(&joined)?;
-                let target = target.to_string_lossy().into_owned();
+                let target = path_text::from_os(target.as_os_str()).into_owned();
                 out.pop();
                 if target.starts_with('/') {
                     out.clear();
@@ -208,7 +213,7 @@ fn probe(layer: &Path, comps: &[&str]) -> io::Result<Probe> {
         };
     }
     for (i, c) in comps.iter().enumerate() {
-        path.push(c);
+        path.push(path_text::to_os(c));
         let meta = match fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -346,7 +351,7 @@ impl SourceFs for LayeredFs {
         if !located.meta.is_dir() {
             return Err(io::Error::new(
                 io::ErrorKind::NotADirectory,
-                format!("{path:?} is not a directory"),
+                format!("{} is not a directory", path_text::quoted(path)),
             ));
         }
         let mut seen: HashSet<String> = HashSet::new();
@@ -354,12 +359,7 @@ impl SourceFs for LayeredFs {
         for dir in &located.dir_layers {
             for entry in fs::read_dir(dir).map_err(|e| with_path(dir, e))? {
                 let entry = entry.map_err(|e| with_path(dir, e))?;
-                let name = entry.file_name().into_string().map_err(|n| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("{}: file name {n:?} is not UTF-8", dir.display()),
-                    )
-                })?;
+                let name = path_text::from_os(&entry.file_name()).into_owned();
                 if !seen.insert(name.clone()) {
                     continue;
                 }

@@ -62,7 +62,7 @@ pub enum CopyError {
         source: std::io::Error,
     },
     /// A source path could not be read.
-    #[error("cannot read source {path:?}")]
+    #[error("cannot read source {}", rbuild_oci::path_text::quoted(path))]
     Source {
         path: String,
         #[source]
@@ -70,10 +70,13 @@ pub enum CopyError {
     },
     /// A literal source that does not exist (or is excluded by
     /// `.dockerignore`); BuildKit's wording.
-    #[error("\"/{}\": not found", pattern::clean_components(path).join("/"))]
+    #[error(
+        "\"/{}\": not found",
+        rbuild_oci::path_text::display(&pattern::clean_components(path).join("/"))
+    )]
     SourceNotFound { path: String },
     /// A source glob Go's `filepath.Match` would reject.
-    #[error("syntax error in pattern {pattern:?}")]
+    #[error("syntax error in pattern {}", rbuild_oci::path_text::quoted(pattern))]
     BadPattern { pattern: String },
     /// An `--exclude` pattern, or the include pattern of `--parents`,
     /// that moby/patternmatcher would reject.
@@ -87,9 +90,15 @@ pub enum CopyError {
     GroupNotFound { group: String },
     /// A directory would have to go where the destination has a
     /// non-directory (or a path goes through one).
-    #[error("cannot copy to non-directory: {path}")]
+    #[error(
+        "cannot copy to non-directory: {}",
+        rbuild_oci::path_text::display(path)
+    )]
     NotADirectory { path: String },
-    #[error("cannot replace directory {path} with a file")]
+    #[error(
+        "cannot replace directory {} with a file",
+        rbuild_oci::path_text::display(path)
+    )]
     ReplaceDirectory { path: String },
     #[error("cannot read archive {archive}")]
     Archive {
@@ -97,7 +106,10 @@ pub enum CopyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("archive {archive} has entry {entry:?} outside the destination")]
+    #[error(
+        "archive {archive} has entry {} outside the destination",
+        rbuild_oci::path_text::quoted(entry)
+    )]
     UnsafeArchiveEntry { archive: String, entry: String },
     #[error("downloading {url} failed")]
     Download {
@@ -635,9 +647,7 @@ fn source_entry(
             link: src.link_id(path).map_err(io)?.map(|(d, i)| (0, d, i)),
         },
         EntryKind::Symlink => Kind::Symlink(
-            src.read_link(path)
-                .map_err(io)?
-                .to_string_lossy()
+            rbuild_oci::path_text::from_os(src.read_link(path).map_err(io)?.as_os_str())
                 .into_owned(),
         ),
         // SourceMeta keeps no file type for these: a device number means a
@@ -676,7 +686,7 @@ fn extract(
         key.extend(path.iter().cloned());
         key
     };
-    let tar_path = archive.tar.path().to_path_buf();
+    let tar_path = archive.tar.path();
     let mut files: HashMap<Vec<String>, (u64, u64, usize)> = HashMap::new();
     for (index, m) in archive.members.iter().enumerate() {
         let (uid, gid) = match rules.chown {
@@ -699,7 +709,7 @@ fn extract(
             add::MemberKind::HardLink(target) => {
                 let Some(&(offset, size, first)) = files.get(target) else {
                     return Err(CopyError::UnsafeArchiveEntry {
-                        archive: tar_path.display().to_string(),
+                        archive: archive.name.clone(),
                         entry: m.path.join("/"),
                     });
                 };

@@ -75,7 +75,7 @@ pub(crate) struct Plan<'a> {
 }
 
 fn display(key: &[String]) -> String {
-    format!("/{}", key.join("/"))
+    format!("/{}", rbuild_oci::path_text::display(&key.join("/")))
 }
 
 impl<'a> Plan<'a> {
@@ -193,7 +193,7 @@ impl<'a> Plan<'a> {
         let mut first_links: HashMap<(u64, u64, u64), Vec<u8>> = HashMap::new();
         let mut host_files: HashMap<PathBuf, File> = HashMap::new();
         for (key, entry) in &self.entries {
-            let mut path = key.join("/").into_bytes();
+            let mut path = rbuild_oci::path_text::to_bytes(&key.join("/")).into_owned();
             let kind = match &entry.kind {
                 Kind::Dir => {
                     path.push(b'/');
@@ -206,7 +206,7 @@ impl<'a> Plan<'a> {
                     None => TarKind::Regular { size: *size },
                 },
                 Kind::Symlink(target) => TarKind::Symlink {
-                    target: target.clone().into_bytes(),
+                    target: rbuild_oci::path_text::to_bytes(target).into_owned(),
                 },
                 Kind::Char(rdev) | Kind::Block(rdev) => {
                     let (major, minor) = (libc::major(*rdev), libc::minor(*rdev));

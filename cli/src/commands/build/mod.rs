@@ -12,7 +12,7 @@
 //! exits 1.
 
 pub mod failure;
-mod frontend;
+pub mod frontend;
 mod inputs;
 pub mod options;
 pub mod progress;
@@ -326,7 +326,10 @@ pub fn run(root: &Path, mut args: BuildArgs) -> anyhow::Result<ExitCode> {
 
 /// A failed step as BuildKit shows it, the Dockerfile named by its base
 /// name.
-fn render_failure(dockerfile: &DockerfileSource, failure: &rbuild_builder::StepFailure) -> String {
+pub(crate) fn render_failure(
+    dockerfile: &DockerfileSource,
+    failure: &rbuild_builder::StepFailure,
+) -> String {
     let file = Path::new(&dockerfile.name).file_name().map_or_else(
         || dockerfile.name.clone(),
         |n| n.to_string_lossy().into_owned(),
