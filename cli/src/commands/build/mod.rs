@@ -247,15 +247,10 @@ impl Invocation {
 
 fn validate_context(path: &Path) -> anyhow::Result<PathBuf> {
     let text = path.to_string_lossy();
-    if text == "-" {
-        bail!(
-            "reading the build context from stdin is not supported\nhint: pass a directory as PATH (a Dockerfile alone can come from stdin with -f -)"
-        );
-    }
-    if text.contains("://") || text.starts_with("git@") {
-        bail!(
-            "remote build contexts ({text}) are not supported\nhint: clone it and pass the directory"
-        );
+    // `run` fetches these into a directory before validating (see
+    // `inputs::prepare_context`); a request made without it cannot use them.
+    if text == "-" || text.contains("://") || text.starts_with("git@") {
+        bail!("unable to prepare context {text}: it has not been fetched into a directory");
     }
     let meta = std::fs::metadata(path)
         .with_context(|| format!("unable to prepare context: path {text:?} not found"))?;
