@@ -52,44 +52,11 @@ fn main() -> ExitCode {
         }
         Err(e) => e.exit(),
     };
-    rbuild_store::set_lock_wait_observer(Box::new(report_lock_wait));
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(1)
         }
-    }
-}
-
-/// Says what a command waits for when another rbuild process holds the
-/// store's gc lock (a build while `cache prune` or `system check` runs, or
-/// the other way round), and for how long it waited. Other locks are held
-/// for milliseconds and are not reported.
-fn report_lock_wait(wait: &rbuild_store::LockWait<'_>) {
-    use rbuild_store::LockWait;
-    let is_gc = |lock: &std::path::Path| lock.file_name() == Some(std::ffi::OsStr::new("gc.lock"));
-    match wait {
-        LockWait::Waiting { lock, holders } if is_gc(lock) => {
-            let who: Vec<String> = holders
-                .iter()
-                .map(|h| {
-                    let mut command = h.command.clone();
-                    if command.chars().count() > 60 {
-                        command = command.chars().take(57).collect::<String>() + "...";
-                    }
-                    format!("pid {} ({command})", h.pid)
-                })
-                .collect();
-            if who.is_empty() {
-                eprintln!("waiting for another rbuild process to release the store...");
-            } else {
-                eprintln!("waiting for the store, in use by {}...", who.join(", "));
-            }
-        }
-        LockWait::Acquired { lock, waited } if is_gc(lock) => {
-            eprintln!("waited {:.1}s for the store", waited.as_secs_f64());
-        }
-        _ => {}
     }
 }

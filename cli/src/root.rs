@@ -45,6 +45,30 @@ pub fn open_store(root: &std::path::Path) -> anyhow::Result<rbuild_store::Store>
         .with_context(|| format!("cannot open the store at {}", root.display()))
 }
 
+/// [`open_store`] for commands that wait for builds (prunes, `system
+/// check`) or that builds wait for (loads, pulls): a wait for another
+/// process is said on stderr, with who holds the store and, once over,
+/// for how long.
+pub fn open_store_saying_waits(root: &std::path::Path) -> anyhow::Result<rbuild_store::Store> {
+    let store = open_store(root)?;
+    store.on_wait(|w| {
+        let who = if w.holders.is_empty() {
+            "another rbuild process".to_string()
+        } else {
+            w.holders
+                .iter()
+                .map(|(pid, cmd)| format!("pid {pid} ({cmd})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match w.waited {
+            None => eprintln!("waiting for {}: held by {who}", w.what),
+            Some(d) => eprintln!("waited {:.1}s for {}", d.as_secs_f64(), w.what),
+        }
+    });
+    Ok(store)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("rbuild-template", &[]),
     // Bake files → targets: plain data, no store; oci for the clock.
     ("rbuild-bake", &["rbuild-oci"]),
+    ("rbuild-lint", &["rbuild-parser"]),
     ("rbuild-solver", &["rbuild-parser", "rbuild-oci"]),
     ("rbuild-store", &["rbuild-oci"]),
     ("rbuild-registry", &["rbuild-oci", "rbuild-store"]),

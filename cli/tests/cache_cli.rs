@@ -218,13 +218,16 @@ fn prune_and_check_say_which_process_they_wait_for() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{args:?}: {stderr}");
         let waiting = format!(
-            "waiting for the store, in use by pid {} (",
+            "waiting for the store (running builds, loads and pulls hold it): held by pid {} (",
             std::process::id()
         );
         assert!(stderr.contains(&waiting), "{args:?}: {stderr}");
         let waited = stderr
             .lines()
-            .find_map(|l| l.strip_prefix("waited ")?.strip_suffix("s for the store"))
+            .find_map(|l| {
+                let rest = l.strip_prefix("waited ")?;
+                rest.split_once("s for the store").map(|(t, _)| t)
+            })
             .unwrap_or_else(|| panic!("{args:?}: {stderr}"));
         assert!(waited.parse::<f64>().unwrap() >= 1.0, "{args:?}: {stderr}");
     }

@@ -250,6 +250,12 @@ pub fn parse(source: &[u8]) -> Result<Dockerfile, ParseError> {
 
 /// Turn a syntax tree into stages.
 pub fn from_ast(ast: Ast) -> Result<Dockerfile, ParseError> {
+    from_ast_ref(&ast)
+}
+
+/// [`from_ast`] for a caller that keeps the syntax tree (the linter reads
+/// both layers): only the directives and warnings are copied.
+pub fn from_ast_ref(ast: &Ast) -> Result<Dockerfile, ParseError> {
     let mut global_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
     for node in &ast.nodes {
@@ -297,10 +303,10 @@ pub fn from_ast(ast: Ast) -> Result<Dockerfile, ParseError> {
         }
     }
     Ok(Dockerfile {
-        directives: ast.directives,
+        directives: ast.directives.clone(),
         global_args,
         stages,
-        warnings: ast.warnings,
+        warnings: ast.warnings.clone(),
     })
 }
 

@@ -29,7 +29,14 @@ pub struct ClientOptions {
     /// rbuild's config files that were looked for (read or not), named
     /// in the hint when a registry does not speak TLS.
     pub config_files: Vec<PathBuf>,
+    /// How long one read may wait for bytes before the transfer counts as
+    /// stalled (and is retried); [`DEFAULT_READ_TIMEOUT`] when `None`.
+    /// From `RBUILD_REGISTRY_READ_TIMEOUT` (seconds) in the environment.
+    pub read_timeout: Option<std::time::Duration>,
 }
+
+/// The default [`ClientOptions::read_timeout`].
+pub const DEFAULT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl ClientOptions {
     /// Options from the environment and rbuild's config files for the
@@ -63,6 +70,11 @@ impl ClientOptions {
                 .collect(),
             docker_config: None,
             config_files: Vec::new(),
+            read_timeout: std::env::var("RBUILD_REGISTRY_READ_TIMEOUT")
+                .ok()
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|s| *s > 0.0)
+                .map(std::time::Duration::from_secs_f64),
         }
     }
 }
@@ -75,6 +87,55 @@ pub enum RequestBody<'a> {
     Stream(&'a mut dyn Read, u64),
 }
 
+/// How many times an idempotent request is retried (after the first try).
+pub const RETRIES: u32 = 4;
+
+/// A request about to be sent again, for progress output.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryNotice<'a> {
+    pub method: &'a str,
+    /// The URL without its query.
+    pub url: &'a str,
+    /// 1 for the first retry.
+    pub attempt: u32,
+    /// Retries allowed in all.
+    pub of: u32,
+    /// The wait before it.
+    pub delay: std::time::Duration,
+    /// Why: the status or transport error of the last try.
+    pub reason: &'a str,
+}
+
+/// 0.25 s, 0.5 s, 1 s, 2 s: bounded, about 4 s in all.
+fn retry_delay(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(250 << (attempt.saturating_sub(1)).min(4))
+}
+
+/// Statuses worth another try: too many requests, and server trouble.
+fn retry_status(status: u16) -> bool {
+    matches!(status, 429 | 500 | 502 | 503 | 504)
+}
+
+/// Transport failures worth another try: the registry was reached but
+/// the exchange broke (reset, cut, timed out, stalled). A refused
+/// connection or an unknown host fails at once.
+pub(crate) fn retry_transport(e: &ureq::Error) -> bool {
+    use std::io::ErrorKind as K;
+    match e {
+        ureq::Error::Io(e) => matches!(
+            e.kind(),
+            K::ConnectionReset
+                | K::ConnectionAborted
+                | K::UnexpectedEof
+                | K::BrokenPipe
+                | K::TimedOut
+                | K::WouldBlock
+        ),
+        ureq::Error::Timeout(_) | ureq::Error::Protocol(_) | ureq::Error::BodyStalled => true,
+        _ => false,
+    }
+}
+
 /// An HTTP client for registries, shared by reference across threads.
 pub struct Client {
     /// Made on the first request: loading the system's TLS roots costs
@@ -82,7 +143,11 @@ pub struct Client {
     pub(crate) agent: std::sync::OnceLock<ureq::Agent>,
     pub(crate) options: ClientOptions,
     pub(crate) auth: Mutex<AuthState>,
+    /// Told about every retry ([`Client::on_retry`]).
+    pub(crate) retry_observer: std::sync::OnceLock<RetryObserver>,
 }
+
+type RetryObserver = Box<dyn Fn(&RetryNotice<'_>) + Send + Sync>;
 
 impl Client {
     /// A client with TLS on the system root certificates (the
@@ -102,11 +167,69 @@ impl Client {
             agent: std::sync::OnceLock::new(),
             options,
             auth: Mutex::new(AuthState::default()),
+            retry_observer: std::sync::OnceLock::new(),
         }
     }
 
-    /// Sends one request, without auth handling.
+    /// Sends one request, without auth handling. An idempotent one (a
+    /// `GET` or `HEAD` without a body: manifests, blobs, tokens) is sent
+    /// again with exponential backoff, at most [`RETRIES`] more times, when
+    /// the registry answers 429 or 5xx or the connection is reset, cut or
+    /// stalls; each retry is announced to [`Client::on_retry`]'s observer.
     pub(crate) fn send_raw(
+        &self,
+        method: &str,
+        url: &str,
+        authorization: Option<&str>,
+        headers: &[(&str, &str)],
+        body: RequestBody<'_>,
+    ) -> Result<Response<ureq::Body>, RegistryError> {
+        let idempotent = matches!(method, "GET" | "HEAD") && matches!(body, RequestBody::Empty);
+        if !idempotent {
+            return self.send_once(method, url, authorization, headers, body);
+        }
+        let mut attempt = 0;
+        loop {
+            let result = self.send_once(method, url, authorization, headers, RequestBody::Empty);
+            let reason = match &result {
+                Ok(resp) if retry_status(resp.status().as_u16()) => {
+                    format!("the registry answered {}", resp.status().as_u16())
+                }
+                Err(RegistryError::Transport { source, .. }) if retry_transport(source) => {
+                    format!("{source}")
+                }
+                _ => return result,
+            };
+            if attempt >= RETRIES {
+                return result;
+            }
+            attempt += 1;
+            self.announce_retry(method, url, attempt, &reason);
+        }
+    }
+
+    /// Waits before retry `attempt` (1-based) and tells the observer.
+    pub(crate) fn announce_retry(&self, method: &str, url: &str, attempt: u32, reason: &str) {
+        let delay = retry_delay(attempt);
+        if let Some(observer) = self.retry_observer.get() {
+            observer(&RetryNotice {
+                method,
+                url: &strip_query(url),
+                attempt,
+                of: RETRIES,
+                delay,
+                reason,
+            });
+        }
+        std::thread::sleep(delay);
+    }
+
+    /// Calls `observer` before every retry (for progress output).
+    pub fn on_retry(&self, observer: impl Fn(&RetryNotice<'_>) + Send + Sync + 'static) {
+        let _ = self.retry_observer.set(Box::new(observer));
+    }
+
+    fn send_once(
         &self,
         method: &str,
         url: &str,
@@ -153,6 +276,29 @@ impl Client {
     /// Returns its bytes, media type and digest; when `reference` is a
     /// digest the bytes are verified against it.
     pub fn get_manifest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+    ) -> Result<(Vec<u8>, String, Digest), RegistryError> {
+        let mut attempt = 0;
+        loop {
+            match self.get_manifest_once(repo, reference) {
+                Err(RegistryError::Cut {
+                    url,
+                    received,
+                    source,
+                }) if attempt < RETRIES => {
+                    attempt += 1;
+                    let reason = format!("the body was cut: {source}");
+                    let _ = received;
+                    self.announce_retry("GET", &url, attempt, &reason);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn get_manifest_once(
         &self,
         repo: &Repository,
         reference: &str,
@@ -276,8 +422,11 @@ impl Client {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    return Err(RegistryError::Transport {
-                        url,
+                    // The registry was reached and answered: the body
+                    // broke off.
+                    return Err(RegistryError::Cut {
+                        url: strip_query(&url),
+                        received: Some(total),
                         source: Box::new(ureq::Error::Io(e)),
                     });
                 }
@@ -371,9 +520,16 @@ pub(crate) fn read_limited(
         .with_config()
         .limit(limit)
         .read_to_vec()
-        .map_err(|source| RegistryError::Transport {
-            url: url.to_string(),
-            source: Box::new(source),
+        .map_err(|source| match source {
+            ureq::Error::BodyExceedsLimit(_) => RegistryError::Transport {
+                url: url.to_string(),
+                source: Box::new(source),
+            },
+            source => RegistryError::Cut {
+                url: strip_query(url),
+                received: None,
+                source: Box::new(source),
+            },
         })
 }
 

@@ -49,7 +49,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 pub use auth::Access;
-pub use client::{Client, ClientOptions, RequestBody};
+pub use client::{Client, ClientOptions, RETRIES, RequestBody, RetryNotice};
 pub use config::{CONFIG_FILE_NAME, ConfigFile};
 pub use credentials::{Credentials, DockerConfig};
 pub use platform::select_manifest;
@@ -82,6 +82,15 @@ pub enum RegistryError {
     #[error("cannot reach {url}")]
     Transport {
         url: String,
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    /// The registry answered, then the body broke off (reset, cut,
+    /// stalled) after `received` bytes.
+    #[error("the transfer of {url} was cut{}", .received.map(|n| format!(" after {n} bytes")).unwrap_or_default())]
+    Cut {
+        url: String,
+        received: Option<u64>,
         #[source]
         source: Box<ureq::Error>,
     },
@@ -178,6 +187,21 @@ pub enum RegistryError {
         reference: String,
         wanted: String,
         available: String,
+    },
+    /// A layer of the image being pulled could never be unpacked (or does
+    /// not match its config); nothing was stored or tagged.
+    #[error("cannot pull {reference}: the registry sent a bad layer; nothing was stored")]
+    BadLayer {
+        reference: String,
+        #[source]
+        source: Box<rbuild_store::StagedLayerError>,
+    },
+    /// A blob of the image being pushed does not match its digest.
+    #[error("cannot push image {image}: it is damaged in the store")]
+    CorruptImage {
+        image: String,
+        #[source]
+        source: Box<StoreError>,
     },
     #[error("reading blob {digest} from the store failed")]
     ReadBlob {

@@ -1,8 +1,10 @@
 //! `pull`: one image from a registry into the store.
 //!
 //! Order matters for crash safety: blobs first (each verified against its
-//! digest while it streams into the store's `BlobWriter`, so a wrong or
-//! truncated blob never becomes visible), then the manifest exactly as the
+//! digest while it streams into a staging area, and each layer read
+//! through the unpacker's checks before it moves into the store, so a
+//! wrong, truncated or hostile blob never becomes visible; the diffIDs
+//! are checked against the config before anything is tagged), then the manifest exactly as the
 //! registry sent it (so the manifest digest and the image ID, the config
 //! digest, stay the registry's), then the tag. A pull interrupted at any
 //! point leaves only complete, verified blobs, and a retry skips them.
@@ -17,7 +19,7 @@ use rbuild_oci::reference::ImageRef;
 use rbuild_store::layout::{
     Index, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, Manifest,
 };
-use rbuild_store::{Image, Store, StoreError};
+use rbuild_store::{Image, Staging, Store, StoreError};
 
 /// What happens during a pull, for progress output.
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +146,10 @@ fn pull_image(
     // Held until the tag points at the manifest, so a concurrent gc cannot
     // take blobs this pull stored but the index does not reach yet.
     let _session = store.write_session()?;
+    // Blobs land in a staging area and enter the store only once the
+    // image checked out (digests, every new layer unpackable, diffIDs):
+    // a refused or cut pull leaves nothing behind.
+    let staging = store.staging()?;
     let parse = |text: &str| {
         text.parse::<Digest>()
             .map_err(|_| RegistryError::BadDigest {
@@ -153,16 +159,28 @@ fn pull_image(
     };
     let mut blobs = vec![(parse(&manifest.config.digest)?, manifest.config.size)];
     for l in &manifest.layers {
-        blobs.push((parse(&l.digest)?, l.size));
+        let d = parse(&l.digest)?;
+        // A layer listed twice (old images repeat the empty layer) is
+        // fetched once.
+        if !blobs.iter().any(|(b, _)| *b == d) {
+            blobs.push((d, l.size));
+        }
     }
     // The config's rootfs must name as many layers as the manifest, or the
     // store could not read the image back; check before anything is tagged.
     let downloaded = std::sync::atomic::AtomicUsize::new(0);
+    let layer_index = |d: &Digest| {
+        manifest
+            .layers
+            .iter()
+            .position(|l| l.digest == d.to_string())
+    };
+    let diff_ids = std::sync::Mutex::new(std::collections::BTreeMap::new());
     super::for_each_parallel(
         &blobs,
         PARALLEL_BLOBS,
         |(digest, size)| -> Result<(), RegistryError> {
-            let exists = store.has_blob(digest);
+            let exists = staging.has(digest);
             progress.event(PullEvent::Blob {
                 digest,
                 layer: *digest != blobs[0].0,
@@ -172,13 +190,28 @@ fn pull_image(
             if exists {
                 return Ok(());
             }
-            fetch_into_store(store, client, &repo, digest, *size, progress)?;
+            fetch_into_store(&staging, client, &repo, digest, *size, progress)?;
+            // A layer must unpack before it enters the store; whole,
+            // checked blobs enter at once so a retry skips them.
+            if let Some(i) = layer_index(digest) {
+                let diff_id = staging
+                    .check_layer(digest, &manifest.layers[i].media_type, i == 0)
+                    .map_err(|source| RegistryError::BadLayer {
+                        reference: reference.familiar(),
+                        source: Box::new(source),
+                    })?;
+                diff_ids
+                    .lock()
+                    .expect("diff_ids lock")
+                    .insert(*digest, diff_id);
+            }
+            staging.publish_one(digest)?;
             downloaded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             progress.event(PullEvent::Stored { digest });
             Ok(())
         },
     )?;
-    let config: rbuild_oci::ImageConfig = serde_json::from_slice(&store.read_blob(&blobs[0].0)?)
+    let config: rbuild_oci::ImageConfig = serde_json::from_slice(&staging.read(&blobs[0].0)?)
         .map_err(|source| RegistryError::Json {
             what: format!("image config of {}", reference.familiar()),
             source,
@@ -189,6 +222,34 @@ fn pull_image(
             given: manifest.layers.len(),
         }
         .into());
+    }
+    let mut layers = Vec::new();
+    for (l, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+        layers.push(rbuild_store::LayerInfo {
+            digest: parse(&l.digest)?,
+            diff_id: diff_id.parse().map_err(|_| RegistryError::BadDigest {
+                what: format!("image config of {}", reference.familiar()),
+                text: diff_id.clone(),
+            })?,
+            size: l.size,
+            media_type: l.media_type.clone(),
+        });
+    }
+    // Layers downloaded now must hash to the config's diffIDs.
+    let diff_ids = diff_ids.into_inner().expect("diff_ids lock");
+    for l in &layers {
+        if let Some(actual) = diff_ids.get(&l.digest)
+            && *actual != l.diff_id
+        {
+            return Err(RegistryError::BadLayer {
+                reference: reference.familiar(),
+                source: Box::new(rbuild_store::StagedLayerError::DiffId {
+                    digest: l.digest,
+                    expected: l.diff_id,
+                    actual: *actual,
+                }),
+            });
+        }
     }
     store.put_blob(&mut bytes.as_slice(), Some(manifest_digest))?;
     // Tagged with the media type it was served with: a Docker v2
@@ -204,9 +265,41 @@ fn pull_image(
     })
 }
 
-/// Downloads one blob into the store, verified against `digest` and `size`.
+/// Downloads one blob into the staging area, verified against `digest`
+/// and `size`; a body cut short (reset, stalled, fewer bytes) is fetched
+/// again from the start, at most [`crate::RETRIES`] more times.
 fn fetch_into_store(
-    store: &Store,
+    store: &Staging<'_>,
+    client: &Client,
+    repo: &Repository,
+    digest: &Digest,
+    size: u64,
+    progress: &dyn PullProgress,
+) -> Result<(), RegistryError> {
+    let mut attempt = 0;
+    loop {
+        match fetch_once(store, client, repo, digest, size, progress) {
+            Err(e @ (RegistryError::Cut { .. } | RegistryError::BlobSize { .. }))
+                if attempt < crate::RETRIES =>
+            {
+                if let RegistryError::BlobSize {
+                    actual, expected, ..
+                } = &e
+                    && actual >= expected
+                {
+                    return Err(e);
+                }
+                attempt += 1;
+                let url = client.blob_url(repo, digest);
+                client.announce_retry("GET", &url, attempt, &rbuild_oci::error_chain(&e));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn fetch_once(
+    store: &Staging<'_>,
     client: &Client,
     repo: &Repository,
     digest: &Digest,
@@ -214,12 +307,18 @@ fn fetch_into_store(
     progress: &dyn PullProgress,
 ) -> Result<(), RegistryError> {
     let mut writer = Reporting {
-        inner: store.blob_writer(Some(*digest))?,
+        inner: store.writer(Some(*digest))?,
         digest,
         progress,
         pending: 0,
     };
-    let got = client.fetch_blob(repo, digest, &mut writer)?;
+    let got = client
+        .fetch_blob(repo, digest, &mut writer)
+        .map_err(|e| match e {
+            // Writing what arrived failed: the disk, not the registry.
+            RegistryError::Io { source } => StoreError::io(store.dir())(source).into(),
+            e => e,
+        })?;
     writer.flush_progress();
     if got != size {
         return Err(RegistryError::BlobSize {

@@ -88,15 +88,26 @@ pub fn push(
                 digest,
                 size: *size,
             });
-            let mut file = store.open_blob(digest)?;
-            let size = file
-                .metadata()
-                .map_err(|source| RegistryError::ReadBlob {
-                    digest: *digest,
-                    source,
-                })?
-                .len();
-            let result = client.push_blob(&repo, digest, size, &mut file, mount_from.as_ref())?;
+            // Verified as it streams: the read that would end a blob
+            // damaged on disk fails, so the registry never gets it whole.
+            let mut file = store.open_blob_verified(digest)?;
+            let size = file.size();
+            let result = client.push_blob(&repo, digest, size, &mut file, mount_from.as_ref());
+            if let Some(source) = file.corrupt_error() {
+                return Err(RegistryError::CorruptImage {
+                    image: format!(
+                        "{} (ID {})",
+                        image
+                            .tags
+                            .first()
+                            .map(|t| t.familiar())
+                            .unwrap_or_else(|| "<none>".to_string()),
+                        image.id.short()
+                    ),
+                    source: Box::new(source),
+                });
+            }
+            let result = result?;
             if result == BlobPush::Uploaded {
                 uploaded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }

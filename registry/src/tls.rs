@@ -20,6 +20,13 @@ impl Client {
                 .tls_config(tls)
                 .timeout_connect(Some(Duration::from_secs(30)))
                 .timeout_recv_response(Some(Duration::from_secs(300)))
+                // A stalled transfer fails (and is retried) instead of
+                // hanging the pull.
+                .timeout_per_read(Some(
+                    self.options
+                        .read_timeout
+                        .unwrap_or(crate::client::DEFAULT_READ_TIMEOUT),
+                ))
                 .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
                 // Blob GETs redirect to storage (S3, a CDN); credentials must
                 // not follow to another host.

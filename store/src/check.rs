@@ -35,6 +35,9 @@ pub struct CheckReport {
     pub problems: Vec<Problem>,
     /// With repair: what was dropped.
     pub repaired: Vec<String>,
+    /// Blobs nothing references and dead processes' scratch (not damage:
+    /// what a kill or a full disk leaves; a repair or prune removes it).
+    pub unreferenced: crate::Unreferenced,
 }
 
 impl Store {
@@ -46,9 +49,15 @@ impl Store {
     ///
     /// A repair ends with [`Store::gc`] over `roots`.
     pub fn check(&self, repair: bool, roots: &dyn GcRoots) -> Result<CheckReport> {
-        self.tmp.ensure()?;
         let mut report = CheckReport::default();
-        let _gc = FileLock::acquire(&self.dir.join("locks/gc.lock"), LockMode::Exclusive)?;
+        // Counted before this session's creation sweeps them.
+        let dead_scratch = self.dead_scratch_bytes()?;
+        self.tmp.ensure()?;
+        let _gc = self.acquire_lock(
+            &self.dir.join("locks/gc.lock"),
+            LockMode::Exclusive,
+            "the store (running builds, loads and pulls hold it)",
+        )?;
         let blobs = self.blobs_dir();
         let mut good = BTreeSet::new();
         for entry in fs::read_dir(&blobs).map_err(StoreError::io(&blobs))? {
@@ -144,9 +153,49 @@ impl Store {
             )?;
         }
         drop(_il);
+        // Snapshots are made all-or-nothing and renamed into place: what
+        // is not a directory named by a diffID was put there by something
+        // else, and would stop the layer's snapshot from being made.
+        let snaps = self.dir.join("snapshots");
+        for entry in fs::read_dir(&snaps).map_err(StoreError::io(&snaps))? {
+            let entry = entry.map_err(StoreError::io(&snaps))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let named = format!("sha256:{name}").parse::<Digest>().is_ok();
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if named && is_dir {
+                continue;
+            }
+            report.problems.push(Problem {
+                subject: format!("snapshot {}", entry.path().display()),
+                reason: if named {
+                    "is not a directory".into()
+                } else {
+                    "is not named by a layer diffID".into()
+                },
+            });
+            if repair {
+                let path = entry.path();
+                if is_dir {
+                    fs::remove_dir_all(&path).map_err(StoreError::io(&path))?;
+                } else {
+                    fs::remove_file(&path).map_err(StoreError::io(&path))?;
+                }
+                report
+                    .repaired
+                    .push(format!("removed {}", entry.path().display()));
+            }
+        }
         drop(_gc);
-        if repair && !report.problems.is_empty() {
-            self.gc(roots)?;
+        report.unreferenced = self.unreferenced(roots)?;
+        report.unreferenced.scratch_bytes = dead_scratch;
+        if repair && (!report.problems.is_empty() || report.unreferenced.blobs > 0) {
+            let stats = self.gc(roots)?;
+            if report.unreferenced.blobs > 0 {
+                report.repaired.push(format!(
+                    "removed unreferenced blobs ({} bytes freed in all)",
+                    stats.bytes_freed
+                ));
+            }
         }
         Ok(report)
     }
@@ -171,9 +220,11 @@ impl Store {
             .parse()
             .map_err(|_| format!("invalid manifest digest {:?}", desc.digest))?;
         present(&md, "manifest")?;
-        let image = self
-            .load_image(desc, Vec::new())
-            .map_err(|e| error_chain_line(&e))?;
+        let image = self.load_image(desc, Vec::new()).map_err(|e| match e {
+            // The entry is named already; say only what is wrong.
+            StoreError::CorruptImage { reason, .. } => reason,
+            e => error_chain_line(&e),
+        })?;
         present(&image.id, "config")?;
         for l in &image.layers {
             present(&l.digest, "layer")?;

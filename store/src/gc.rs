@@ -45,6 +45,24 @@ pub struct GcStats {
     pub snapshots_removed: u64,
 }
 
+/// What [`Store::unreferenced`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unreferenced {
+    /// Blobs nothing reaches.
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    /// Bytes in the scratch space of processes that died (partial blobs,
+    /// staged downloads).
+    pub scratch_bytes: u64,
+}
+
+impl Unreferenced {
+    /// Bytes a collection would free.
+    pub fn bytes(&self) -> u64 {
+        self.blob_bytes + self.scratch_bytes
+    }
+}
+
 /// Bytes used by the store.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DiskUsage {
@@ -63,76 +81,20 @@ impl Store {
     /// `roots` names the layers kept beyond images and leases (the build
     /// cache index's records); when they cannot be read, nothing is removed.
     pub fn gc(&self, gc_roots: &dyn GcRoots) -> Result<GcStats> {
-        let _gc = FileLock::acquire(&self.dir.join("locks/gc.lock"), LockMode::Exclusive)?;
-        let mut roots: BTreeSet<Digest> = BTreeSet::new();
-        for d in self.read_index()?.manifests {
-            if let Ok(d) = d.digest.parse() {
-                roots.insert(d);
-            }
-        }
-        let leases = self.dir.join("leases");
-        let mut held = Vec::new();
-        for entry in fs::read_dir(&leases).map_err(StoreError::io(&leases))? {
-            let entry = entry.map_err(StoreError::io(&leases))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(digest) = name
-                .strip_suffix(".lock")
-                .and_then(|h| format!("sha256:{h}").parse::<Digest>().ok())
-            else {
-                continue;
-            };
-            match FileLock::try_acquire(&entry.path(), LockMode::Exclusive)? {
-                None => {
-                    roots.insert(digest);
-                }
-                Some(lock) => held.push((entry.path(), lock)),
-            }
-        }
-        // Unused lease files go while we hold their lock.
-        for (path, _lock) in &held {
-            let _ = fs::remove_file(path);
-        }
-        drop(held);
-
-        let mut keep_blobs = BTreeSet::new();
-        let mut keep_snapshots = BTreeSet::new();
-        for manifest in roots {
-            keep_blobs.insert(manifest);
-            let Ok(bytes) = self.read_blob(&manifest) else {
-                continue;
-            };
-            let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) else {
-                continue;
-            };
-            if let Ok(c) = m.config.digest.parse::<Digest>() {
-                keep_blobs.insert(c);
-                if let Ok(cfg) = self.read_blob(&c).and_then(|b| {
-                    serde_json::from_slice::<ImageConfig>(&b).map_err(|source| StoreError::Json {
-                        what: c.to_string(),
-                        source,
-                    })
-                }) {
-                    for id in &cfg.rootfs.diff_ids {
-                        keep_snapshots.insert(id.trim_start_matches("sha256:").to_string());
-                    }
-                }
-            }
-            for l in &m.layers {
-                if let Ok(d) = l.digest.parse::<Digest>() {
-                    keep_blobs.insert(d);
-                }
-            }
-        }
-        // Results in the build cache index stay until `cache prune`; a
-        // failure to read them keeps everything (fail closed).
-        let live = gc_roots
-            .live_layers(self)
-            .map_err(|source| StoreError::GcRoots { source })?;
-        for l in live {
-            keep_blobs.insert(l.digest);
-            keep_snapshots.insert(l.diff_id.hex());
-        }
-        let mut stats = GcStats::default();
+        let _gc = self.acquire_lock(
+            &self.dir.join("locks/gc.lock"),
+            LockMode::Exclusive,
+            "the store (running builds, loads and pulls hold it)",
+        )?;
+        // Dead processes' scratch (partial blobs, staged downloads) goes
+        // when this session's is made; counted as freed.
+        let scratch = self.dead_scratch_bytes()?;
+        self.tmp.ensure()?;
+        let (keep_blobs, keep_snapshots) = self.reachable(gc_roots, true)?;
+        let mut stats = GcStats {
+            bytes_freed: scratch,
+            ..GcStats::default()
+        };
         let blobs = self.blobs_dir();
         for entry in fs::read_dir(&blobs).map_err(StoreError::io(&blobs))? {
             let entry = entry.map_err(StoreError::io(&blobs))?;
@@ -162,6 +124,110 @@ impl Store {
             }
         }
         Ok(stats)
+    }
+
+    /// What images, leases and `gc_roots` keep: blob digests and snapshot
+    /// names. With `sweep_leases`, lease files nobody holds are removed
+    /// (only under the exclusive gc lock).
+    fn reachable(
+        &self,
+        gc_roots: &dyn GcRoots,
+        sweep_leases: bool,
+    ) -> Result<(BTreeSet<Digest>, BTreeSet<String>)> {
+        let mut roots: BTreeSet<Digest> = BTreeSet::new();
+        for d in self.read_index()?.manifests {
+            if let Ok(d) = d.digest.parse() {
+                roots.insert(d);
+            }
+        }
+        let leases = self.dir.join("leases");
+        let mut held = Vec::new();
+        for entry in fs::read_dir(&leases).map_err(StoreError::io(&leases))? {
+            let entry = entry.map_err(StoreError::io(&leases))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(digest) = name
+                .strip_suffix(".lock")
+                .and_then(|h| format!("sha256:{h}").parse::<Digest>().ok())
+            else {
+                continue;
+            };
+            match FileLock::try_acquire(&entry.path(), LockMode::Exclusive)? {
+                None => {
+                    roots.insert(digest);
+                }
+                Some(lock) => held.push((entry.path(), lock)),
+            }
+        }
+        // Unused lease files go while we hold their lock.
+        if sweep_leases {
+            for (path, _lock) in &held {
+                let _ = fs::remove_file(path);
+            }
+        }
+        drop(held);
+
+        let mut keep_blobs = BTreeSet::new();
+        let mut keep_snapshots = BTreeSet::new();
+        for manifest in roots {
+            keep_blobs.insert(manifest);
+            let Ok(bytes) = self.read_blob_unverified(&manifest) else {
+                continue;
+            };
+            let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) else {
+                continue;
+            };
+            if let Ok(c) = m.config.digest.parse::<Digest>() {
+                keep_blobs.insert(c);
+                if let Ok(cfg) = self.read_blob_unverified(&c).and_then(|b| {
+                    serde_json::from_slice::<ImageConfig>(&b).map_err(|source| StoreError::Json {
+                        what: c.to_string(),
+                        source,
+                    })
+                }) {
+                    for id in &cfg.rootfs.diff_ids {
+                        keep_snapshots.insert(id.trim_start_matches("sha256:").to_string());
+                    }
+                }
+            }
+            for l in &m.layers {
+                if let Ok(d) = l.digest.parse::<Digest>() {
+                    keep_blobs.insert(d);
+                }
+            }
+        }
+        // Results in the build cache index stay until `cache prune`; a
+        // failure to read them keeps everything (fail closed).
+        let live = gc_roots
+            .live_layers(self)
+            .map_err(|source| StoreError::GcRoots { source })?;
+        for l in live {
+            keep_blobs.insert(l.digest);
+            keep_snapshots.insert(l.diff_id.hex());
+        }
+        Ok((keep_blobs, keep_snapshots))
+    }
+
+    /// Blobs nothing reaches (no image, lease or build cache record: left
+    /// by a killed or failed write, e.g. after a full disk) and the
+    /// scratch space of processes that died. What the next [`Store::gc`]
+    /// (`image prune`, `cache prune`, `system check --repair`) removes.
+    pub fn unreferenced(&self, gc_roots: &dyn GcRoots) -> Result<Unreferenced> {
+        let (keep, _) = self.reachable(gc_roots, false)?;
+        let mut out = Unreferenced::default();
+        let blobs = self.blobs_dir();
+        for entry in fs::read_dir(&blobs).map_err(StoreError::io(&blobs))? {
+            let entry = entry.map_err(StoreError::io(&blobs))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let kept = format!("sha256:{name}")
+                .parse::<Digest>()
+                .is_ok_and(|d| keep.contains(&d));
+            if !kept {
+                out.blobs += 1;
+                out.blob_bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+        out.scratch_bytes = self.dead_scratch_bytes()?;
+        Ok(out)
     }
 
     /// Bytes used by blobs and snapshots.

@@ -271,20 +271,39 @@ impl Store {
         Ok(scan)
     }
 
-    /// Reads a manifest and its config into an [`Image`].
+    /// Reads a manifest and its config into an [`Image`], both verified
+    /// against their digests; a damaged one is [`StoreError::CorruptImage`]
+    /// naming the image as `rbuild images` shows it.
     pub(crate) fn load_image(&self, desc: &Descriptor, tags: Vec<ImageRef>) -> Result<Image> {
         let manifest_digest = parse_digest(&desc.digest, "index.json")?;
-        let corrupt = |reason: String| StoreError::CorruptImage {
-            manifest: manifest_digest,
+        let mut label = image_label(&tags, None, &manifest_digest);
+        let corrupt = |label: &str, reason: String| StoreError::CorruptImage {
+            image: label.to_string(),
             reason,
         };
-        let bytes = self.read_blob(&manifest_digest)?;
-        let manifest: Manifest =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("manifest: {e}")))?;
+        let blob_problem = |label: &str, what: &str, e: StoreError| match e {
+            StoreError::CorruptBlob { digest, actual } => corrupt(
+                label,
+                format!("its {what} {digest} hashes to {actual} (damaged on disk)"),
+            ),
+            StoreError::MissingBlob { digest } => {
+                corrupt(label, format!("its {what} {digest} is missing"))
+            }
+            e => e,
+        };
+        let bytes = self
+            .read_blob(&manifest_digest)
+            .map_err(|e| blob_problem(&label, "manifest", e))?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| corrupt(&label, format!("manifest: {e}")))?;
         let config_digest = parse_digest(&manifest.config.digest, "manifest")?;
-        let config_bytes = self.read_blob(&config_digest)?;
+        label = image_label(&tags, Some(&config_digest), &manifest_digest);
+        let config_bytes = self
+            .read_blob(&config_digest)
+            .map_err(|e| blob_problem(&label, "config", e))?;
         let config: ImageConfig = serde_json::from_slice(&config_bytes)
-            .map_err(|e| corrupt(format!("config {config_digest}: {e}")))?;
+            .map_err(|e| corrupt(&label, format!("config {config_digest}: {e}")))?;
+        let corrupt = |reason: String| corrupt(&label, reason);
         let diff_ids = config.rootfs.diff_ids.clone();
         if diff_ids.len() != manifest.layers.len() {
             return Err(corrupt(format!(
@@ -371,6 +390,19 @@ fn set_tag(index: &mut Index, desc: &Descriptor, tag: &ImageRef) {
         .annotations
         .insert(ANNOTATION_REF_NAME.to_string(), name);
     index.manifests.push(entry);
+}
+
+/// An image as `rbuild images` shows it: its first tag and its ID, or
+/// its manifest digest while the ID is not known.
+pub(crate) fn image_label(tags: &[ImageRef], id: Option<&Digest>, manifest: &Digest) -> String {
+    let name = tags
+        .first()
+        .map(|t| t.familiar())
+        .unwrap_or_else(|| "<none>".to_string());
+    match id {
+        Some(id) => format!("{name} (ID {})", id.short()),
+        None => format!("{name} (manifest {manifest})"),
+    }
 }
 
 fn parse_digest(text: &str, what: &str) -> Result<Digest> {

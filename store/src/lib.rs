@@ -36,7 +36,14 @@
 //! module: `session` (scratch space, write sessions), `blobs`, `index`
 //! (writing, tagging and reading images), `resolve` (finding an image by
 //! name or ID), `lease`, `snapshot` (layer streams and unpacked layers),
-//! `gc` (collection, disk usage) and `check` (verify and repair).
+//! `gc` (collection, disk usage, unreferenced blobs), `check` (verify and
+//! repair) and `staging` (what `load` and `pull` receive, checked before
+//! it enters `blobs/`).
+//!
+//! Integrity: small blobs are verified against their digest on every read
+//! ([`Store::read_blob`]), layers whenever they are streamed
+//! ([`Store::open_blob_verified`]); damage is named by the image as
+//! `rbuild images` shows it.
 
 #![forbid(unsafe_code)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
@@ -55,6 +62,7 @@ mod lease;
 mod resolve;
 mod session;
 mod snapshot;
+mod staging;
 
 use std::fs;
 use std::io;
@@ -68,16 +76,16 @@ use crate::layer::LayerError;
 use rbuild_oci::reference::{ImageRef, ReferenceError};
 
 pub use atomic::BlobWriter;
+pub use blobs::VerifiedBlob;
 pub use check::{CheckReport, Problem};
-pub use gc::{DiskUsage, GcRoots, GcStats, NoGcRoots};
+pub use gc::{DiskUsage, GcRoots, GcStats, NoGcRoots, Unreferenced};
 pub use index::{BrokenImage, ImageScan};
 pub use layout::{Descriptor, Index, LayerEncoding, Manifest};
 pub use lease::ImageLease;
-pub use lock::{
-    FileLock, LockHolder, LockMode, LockWait, LockWaitObserver, set_lock_wait_observer,
-};
+pub use lock::{FileLock, LockMode};
 pub use resolve::{ImageSelector, Selector};
 pub use session::WriteSession;
+pub use staging::{StagedLayerError, Staging};
 
 use layout::canonical_json;
 use session::SessionTmp;
@@ -92,6 +100,20 @@ pub enum StoreError {
     GcRoots {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(
+        "no space left on the device holding {path}\nhint: free space there (`rbuild image prune`, `rbuild cache prune`) and try again"
+    )]
+    DiskFull {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Reading the input being stored (an archive, a download) failed.
+    #[error("reading the input failed")]
+    Input {
+        #[source]
+        source: io::Error,
     },
     #[error("I/O error at {path}")]
     Io {
@@ -121,8 +143,17 @@ pub enum StoreError {
     Ambiguous { prefix: String, count: usize },
     #[error(transparent)]
     Reference(#[from] ReferenceError),
-    #[error("image {manifest} is corrupt: {reason}\nhint: run `rbuild system check --repair`")]
-    CorruptImage { manifest: Digest, reason: String },
+    #[error(
+        "blob {digest} is corrupt: its content hashes to {actual}\nhint: run `rbuild system check --repair`, then pull, load or build what needs it again"
+    )]
+    CorruptBlob { digest: Digest, actual: Digest },
+    /// An image that cannot be used as stored; `image` is its name and ID
+    /// as `rbuild images` shows them (or its manifest digest when even
+    /// that cannot be read).
+    #[error(
+        "image {image} is corrupt: {reason}\nhint: run `rbuild system check --repair`, then pull, load or build it again"
+    )]
+    CorruptImage { image: String, reason: String },
     #[error("layer {digest} has unsupported media type {media_type:?}")]
     UnsupportedMediaType { digest: Digest, media_type: String },
     #[error(
@@ -141,10 +172,23 @@ pub enum StoreError {
 
 impl StoreError {
     /// A closure that wraps an `io::Error` with `path`.
+    /// A full disk is [`StoreError::DiskFull`], so it is never mistaken
+    /// for a problem with the input.
     pub fn io(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-        move |source| StoreError::Io {
-            path: path.to_path_buf(),
-            source,
+        move |source| {
+            if source.raw_os_error() == Some(libc::ENOSPC)
+                || source.raw_os_error() == Some(libc::EDQUOT)
+            {
+                StoreError::DiskFull {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            } else {
+                StoreError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
         }
     }
 }
@@ -208,6 +252,35 @@ pub struct Store {
     dir: PathBuf,
     tmp: SessionTmp,
     writers: Mutex<(usize, Option<FileLock>)>,
+    waits: WaitObserver,
+}
+
+/// A lock another process holds, which this one waits for (see
+/// [`Store::on_wait`]).
+#[derive(Debug, Clone)]
+pub struct LockWait<'a> {
+    /// What the lock guards, in words (`the store's garbage collection`).
+    pub what: &'a str,
+    /// The processes holding it (pid, command line), when known.
+    pub holders: &'a [(u32, String)],
+    /// `None` when the wait begins; how long it took once it ended.
+    pub waited: Option<std::time::Duration>,
+}
+
+type WaitFn = Box<dyn Fn(&LockWait<'_>) + Send + Sync>;
+
+/// The observer of lock waits; `Debug` for [`Store`]'s sake.
+#[derive(Default)]
+struct WaitObserver(std::sync::OnceLock<WaitFn>);
+
+impl std::fmt::Debug for WaitObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "WaitObserver(set)"
+        } else {
+            "WaitObserver(none)"
+        })
+    }
 }
 
 impl Store {
@@ -247,7 +320,42 @@ impl Store {
             dir,
             tmp,
             writers: Mutex::new((0, None)),
+            waits: WaitObserver::default(),
         })
+    }
+
+    /// Calls `observer` when this store waits for a lock another process
+    /// holds (a build holding the store while `system check` or a prune
+    /// wants it, or the reverse), and again when the wait ends, so a
+    /// front end can say what it waits for and for how long.
+    pub fn on_wait(&self, observer: impl Fn(&LockWait<'_>) + Send + Sync + 'static) {
+        let _ = self.waits.0.set(Box::new(observer));
+    }
+
+    /// Takes the lock at `path`, telling the wait observer when another
+    /// process holds it.
+    pub(crate) fn acquire_lock(&self, path: &Path, mode: LockMode, what: &str) -> Result<FileLock> {
+        if let Some(lock) = FileLock::try_acquire(path, mode)? {
+            return Ok(lock);
+        }
+        let holders = FileLock::holders(path);
+        let start = std::time::Instant::now();
+        if let Some(observer) = self.waits.0.get() {
+            observer(&LockWait {
+                what,
+                holders: &holders,
+                waited: None,
+            });
+        }
+        let lock = FileLock::acquire(path, mode)?;
+        if let Some(observer) = self.waits.0.get() {
+            observer(&LockWait {
+                what,
+                holders: &holders,
+                waited: Some(start.elapsed()),
+            });
+        }
+        Ok(lock)
     }
 
     /// The versioned store directory (`<root>/store-v1`).

@@ -13,88 +13,6 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::StoreError;
 
-/// What a blocking [`FileLock::acquire`] reports to the observer.
-#[derive(Debug)]
-pub enum LockWait<'a> {
-    /// The lock at `lock` is held by others (`holders`, when the kernel
-    /// says who); the caller now waits for it.
-    Waiting {
-        lock: &'a Path,
-        holders: &'a [LockHolder],
-    },
-    /// The lock was taken after waiting `waited`.
-    Acquired {
-        lock: &'a Path,
-        waited: std::time::Duration,
-    },
-}
-
-/// A process holding a lock, from `/proc/locks`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockHolder {
-    pub pid: u32,
-    /// Its command line, space-separated (empty when unreadable).
-    pub command: String,
-}
-
-/// Hears about waits for locks; set once per process by the front end
-/// (libraries do not print).
-pub type LockWaitObserver = Box<dyn Fn(&LockWait<'_>) + Send + Sync>;
-
-static WAIT_OBSERVER: std::sync::OnceLock<LockWaitObserver> = std::sync::OnceLock::new();
-
-/// Sets the process's [`LockWaitObserver`]; later calls are ignored.
-pub fn set_lock_wait_observer(observer: LockWaitObserver) {
-    let _ = WAIT_OBSERVER.set(observer);
-}
-
-/// The processes holding a lock on the file at `path`, as `/proc/locks`
-/// lists them (flock locks are listed with the pid that took them). Empty
-/// when the file or the list cannot be read.
-fn holders(path: &Path) -> Vec<LockHolder> {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(path) else {
-        return Vec::new();
-    };
-    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
-        return Vec::new();
-    };
-    let dev = meta.dev();
-    let want = format!(
-        "{:02x}:{:02x}:{}",
-        nix::sys::stat::major(dev),
-        nix::sys::stat::minor(dev),
-        meta.ino()
-    );
-    let mut pids: Vec<u32> = locks
-        .lines()
-        .filter_map(|line| {
-            // `1: FLOCK  ADVISORY  WRITE 4321 fd:01:1234 0 EOF`; waiters'
-            // lines read `1: -> FLOCK …` and hold nothing.
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            (fields.get(1) != Some(&"->") && fields.get(5) == Some(&want.as_str()))
-                .then(|| fields.get(4)?.parse().ok())
-                .flatten()
-        })
-        .collect();
-    pids.sort_unstable();
-    pids.dedup();
-    pids.into_iter()
-        .map(|pid| LockHolder {
-            pid,
-            command: std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    c.split(|&b| b == 0)
-                        .filter(|a| !a.is_empty())
-                        .map(|a| String::from_utf8_lossy(a).into_owned())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default(),
-        })
-        .collect()
-}
-
 /// A held lock; released when dropped.
 #[derive(Debug)]
 pub struct FileLock {
@@ -111,33 +29,12 @@ pub enum LockMode {
 
 impl FileLock {
     /// Blocks until the lock at `path` (created when missing) is held.
-    /// When another process holds it, the [`LockWaitObserver`] (if one is
-    /// set) hears who holds it before the wait and how long it took after.
     pub fn acquire(path: &Path, mode: LockMode) -> Result<FileLock, StoreError> {
-        if let Some(lock) = Self::try_acquire(path, mode)? {
-            return Ok(lock);
-        }
-        let observer = WAIT_OBSERVER.get();
-        let started = std::time::Instant::now();
-        if let Some(observer) = observer {
-            observer(&LockWait::Waiting {
-                lock: path,
-                holders: &holders(path),
-            });
-        }
         let arg = match mode {
             LockMode::Shared => FlockArg::LockShared,
             LockMode::Exclusive => FlockArg::LockExclusive,
         };
-        let lock =
-            Self::lock(path, arg).map(|l| l.expect("blocking lock always returns a lock"))?;
-        if let Some(observer) = observer {
-            observer(&LockWait::Acquired {
-                lock: path,
-                waited: started.elapsed(),
-            });
-        }
-        Ok(lock)
+        Self::lock(path, arg).map(|l| l.expect("blocking lock always returns a lock"))
     }
 
     /// Takes the lock only if nobody holds a conflicting one; `None` when busy.
@@ -187,6 +84,64 @@ impl FileLock {
         }
     }
 
+    /// The processes holding a lock on the file at `path`, as the kernel
+    /// lists them in `/proc/locks` (pid and command line); empty when that
+    /// cannot be read.
+    pub fn holders(path: &Path) -> Vec<(u32, String)> {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return Vec::new();
+        };
+        let dev = meta.dev();
+        let want = format!(
+            "{:02x}:{:02x}:{}",
+            nix::sys::stat::major(dev),
+            nix::sys::stat::minor(dev),
+            meta.ino()
+        );
+        let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
+            return Vec::new();
+        };
+        let mut out: Vec<(u32, String)> = Vec::new();
+        for line in locks.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // "1: FLOCK ADVISORY WRITE 1234 fe:00:6594570 0 EOF"; a
+            // waiter's line starts "1: ->" and has one field more.
+            if fields.get(1) == Some(&"->") {
+                continue;
+            }
+            let (Some(pid), Some(id)) = (fields.get(4), fields.get(5)) else {
+                continue;
+            };
+            if *id != want {
+                continue;
+            }
+            let Ok(pid) = pid.parse::<u32>() else {
+                continue;
+            };
+            if out.iter().any(|(p, _)| *p == pid) {
+                continue;
+            }
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let words: Vec<String> = c
+                        .split(|&b| b == 0)
+                        .filter(|w| !w.is_empty())
+                        .map(|w| String::from_utf8_lossy(w).into_owned())
+                        .collect();
+                    let text = words.join(" ");
+                    if text.chars().count() > 80 {
+                        format!("{}…", text.chars().take(80).collect::<String>())
+                    } else {
+                        text
+                    }
+                })
+                .unwrap_or_default();
+            out.push((pid, cmd));
+        }
+        out
+    }
+
     /// The lock file's path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -224,12 +179,12 @@ mod tests {
     fn the_kernel_names_who_holds_a_lock() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("l");
-        assert!(holders(&p).is_empty());
+        assert!(FileLock::holders(&p).is_empty());
         let _held = FileLock::acquire(&p, LockMode::Shared).unwrap();
-        let found = holders(&p);
+        let found = FileLock::holders(&p);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].pid, std::process::id());
-        assert!(!found[0].command.is_empty());
+        assert_eq!(found[0].0, std::process::id());
+        assert!(!found[0].1.is_empty());
     }
 
     #[test]

@@ -159,13 +159,37 @@ impl Store {
         Ok(lock)
     }
 
+    /// Bytes under `tmp/` that belong to sessions whose process died
+    /// (swept when the next session is made).
+    pub(crate) fn dead_scratch_bytes(&self) -> Result<u64> {
+        let tmp_root = self.dir.join("tmp");
+        let Ok(entries) = fs::read_dir(&tmp_root) else {
+            return Ok(0);
+        };
+        let mut total = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".lock") {
+                continue;
+            }
+            let lock = tmp_root.join(format!("{name}.lock"));
+            let live =
+                lock.exists() && FileLock::try_acquire(&lock, LockMode::Exclusive)?.is_none();
+            if !live {
+                total += crate::tree_size(&entry.path());
+            }
+        }
+        Ok(total)
+    }
+
     /// Starts (or joins) a write session; see [`WriteSession`].
     pub fn write_session(&self) -> Result<WriteSession<'_>> {
         let mut state = self.writers.lock().expect("writers lock");
         if state.1.is_none() {
-            state.1 = Some(FileLock::acquire(
+            state.1 = Some(self.acquire_lock(
                 &self.dir.join("locks/gc.lock"),
                 LockMode::Shared,
+                "garbage collection (a prune or `system check` holds the store)",
             )?);
         }
         state.0 += 1;

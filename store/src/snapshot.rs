@@ -56,12 +56,17 @@ impl Store {
                 crate::layer::WhiteoutMode::Apply
             };
             let opts = crate::layer::UnpackOptions { whiteouts };
-            crate::layer::unpack_with(&mut hashing, &work, &opts).map_err(|source| {
-                StoreError::Unpack {
+            if let Err(source) = crate::layer::unpack_with(&mut hashing, &work, &opts) {
+                // A tar that breaks may be a blob damaged on disk whose
+                // digest check (at its end) was never reached: say so.
+                if let Some(damaged) = self.verify_blob(&layer.digest) {
+                    return Err(damaged);
+                }
+                return Err(StoreError::Unpack {
                     diff_id: layer.diff_id,
                     source,
-                }
-            })?;
+                });
+            }
             io::copy(&mut hashing, &mut io::sink())
                 .map_err(StoreError::io(&self.blob_path(&layer.digest)))?;
             let actual = hashing.digest();
@@ -86,8 +91,9 @@ impl Store {
 
     /// The uncompressed tar stream of `layer`, decoding gzip or zstd as
     /// the blob's first bytes say (the media type must still be a layer
-    /// type rbuild knows). The caller verifies the diffID if it needs to (see
-    /// [`HashingReader`]).
+    /// type rbuild knows). The blob is checked against its digest as it is
+    /// read (see [`Store::open_blob_verified`]); the caller verifies the
+    /// diffID if it needs to (see [`HashingReader`]).
     pub fn open_layer(&self, layer: &LayerInfo) -> Result<Box<dyn Read + Send>> {
         if LayerEncoding::from_media_type(&layer.media_type).is_none() {
             return Err(StoreError::UnsupportedMediaType {
@@ -96,7 +102,10 @@ impl Store {
             });
         }
         let path = self.blob_path(&layer.digest);
-        let mut blob = io::BufReader::with_capacity(1 << 20, self.open_blob(&layer.digest)?);
+        // Verified as it streams: a layer damaged on disk fails the read
+        // that would end it, so nothing is built on it.
+        let mut blob =
+            io::BufReader::with_capacity(1 << 20, self.open_blob_verified(&layer.digest)?);
         // The compression is read from the blob's first bytes, not the
         // media type: some tools label an uncompressed layer `tar+gzip`
         // (skopeo converting a docker-archive does), and the digest check

@@ -274,7 +274,10 @@ fn truncated_archive_is_malformed_and_leaves_nothing() {
     a.truncate(a.len() - 2000);
     let err = assert_refused(&a, "second");
     assert!(
-        matches!(err, LayerError::Entry { .. } | LayerError::Malformed { .. }),
+        matches!(
+            err,
+            LayerError::Entry { .. } | LayerError::Malformed { .. } | LayerError::Truncated { .. }
+        ),
         "{err:?}"
     );
 }
@@ -378,4 +381,93 @@ fn random_hostile_archives_never_escape() {
         fs::create_dir(&c.dest).unwrap();
     }
     assert_eq!(listing(&root), before);
+}
+
+/// Regression (issue 13, item 8): archives that can never be unpacked
+/// were accepted by `import`/`load`/`pull`. `validate` (what they run)
+/// refuses each, naming the entry, and the unpacker agrees.
+#[test]
+fn validate_refuses_what_unpack_refuses_naming_the_entry() {
+    let mut climbing = Vec::new();
+    entry(&mut climbing, "../evil", tar::EntryType::Regular, "", b"x");
+    let mut through_absolute = Vec::new();
+    entry(
+        &mut through_absolute,
+        "etc",
+        tar::EntryType::Symlink,
+        "/etc",
+        b"",
+    );
+    entry(
+        &mut through_absolute,
+        "etc/passwd",
+        tar::EntryType::Regular,
+        "",
+        b"x",
+    );
+    let mut escaping_link = Vec::new();
+    entry(
+        &mut escaping_link,
+        "up",
+        tar::EntryType::Symlink,
+        "../../..",
+        b"",
+    );
+    let mut hardlink_out = Vec::new();
+    entry(
+        &mut hardlink_out,
+        "h",
+        tar::EntryType::Link,
+        "../outside/keep",
+        b"",
+    );
+    let mut hardlink_missing = Vec::new();
+    entry(
+        &mut hardlink_missing,
+        "h",
+        tar::EntryType::Link,
+        "nowhere",
+        b"",
+    );
+    // A header promising 10 GiB, and no body.
+    let mut huge = Vec::new();
+    entry(&mut huge, "small", tar::EntryType::Regular, "", b"ok");
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(10 << 30);
+    h.as_mut_bytes()[..4].copy_from_slice(b"huge");
+    h.set_cksum();
+    huge.extend_from_slice(h.as_bytes());
+    let cases = [
+        (finish(climbing), "../evil", "climbs out"),
+        (finish(through_absolute), "etc/passwd", "symlink"),
+        (finish(escaping_link), "up", "points outside"),
+        (finish(hardlink_out), "h", "outside"),
+        (finish(hardlink_missing), "h", "not in the archive"),
+        (huge, "huge", "cut short"),
+    ];
+    for (archive, name, why) in cases {
+        let err = layer::validate(&mut &archive[..], true).unwrap_err();
+        let text = rbuild_oci::error_chain(&err);
+        assert!(
+            text.contains(&format!("{name:?}")) && text.contains(why),
+            "{name}: {text}"
+        );
+        let c = case();
+        assert!(
+            layer::unpack(&mut &archive[..], &c.dest).is_err(),
+            "unpack must refuse {name} too"
+        );
+    }
+    // A benign archive passes; its diffID is the stream's sha256.
+    let mut good = Vec::new();
+    entry(&mut good, "d/", tar::EntryType::Directory, "", b"");
+    entry(&mut good, "d/f", tar::EntryType::Regular, "", b"data");
+    entry(&mut good, "d/l", tar::EntryType::Symlink, "/etc", b"");
+    entry(&mut good, "d/h", tar::EntryType::Link, "d/f", b"");
+    let good = finish(good);
+    let stats = layer::validate(&mut &good[..], true).unwrap();
+    assert_eq!(stats.diff_id, rbuild_oci::Digest::of(&good));
+    assert_eq!(stats.entries, 4);
 }

@@ -68,8 +68,8 @@ use rbuild_store::layout::MEDIA_TYPE_LAYER_TAR;
 use rbuild_store::{LayerInfo, Store, StoreError, WriteSession};
 
 pub use cache_index::{
-    CACHE_INDEX_VERSION, CacheIndexRoots, CacheRecordInfo, CacheUsage, PruneOptions, PruneReport,
-    StoreCacheIndex,
+    CACHE_INDEX_VERSION, CacheIndexRoots, CacheRecordInfo, CacheUsage, DamagedRecord, PruneOptions,
+    PruneReport, StoreCacheIndex, check_records,
 };
 pub use lineage::LineageStore;
 pub use resolver::{ResolveError, StoreResolver};

@@ -82,7 +82,7 @@ pub trait CacheRecords {
 /// The store's cache index (the worker's [`StoreCacheIndex`]).
 pub fn open(root: &Path) -> anyhow::Result<Box<dyn CacheRecords>> {
     Ok(Box::new(StoreRecords {
-        store: crate::root::open_store(root)?,
+        store: crate::root::open_store_saying_waits(root)?,
     }))
 }
 
@@ -156,6 +156,11 @@ pub struct PruneArgs {
 pub fn du(root: &Path, _args: DuArgs) -> anyhow::Result<ExitCode> {
     let index = open(root)?;
     print!("{}", render_du(&index.usage()?, time::now_secs()));
+    let store = crate::root::open_store(root)?;
+    let orphans = store.unreferenced(&rbuild_worker::CacheIndexRoots)?;
+    if orphans.bytes() > 0 {
+        println!("{}", super::system::unreferenced_line(&orphans));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -36,7 +36,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| "bad image name for import".to_string())?;
     let config = archive::config_from_changes(&args.changes)?;
 
-    let store = crate::root::open_store(root)?;
+    let store = crate::root::open_store_saying_waits(root)?;
     let source = args.source.as_str();
     let path = PathBuf::from(source);
     let rootfs = if source != "-" && path.is_dir() {

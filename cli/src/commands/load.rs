@@ -36,7 +36,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
             (Box::new(io::stdin().lock()), "stdin".to_string())
         }
     };
-    let store = crate::root::open_store(root)?;
+    let store = crate::root::open_store_saying_waits(root)?;
     let loaded = archive::load(&store, &name, input)?;
     if !args.quiet {
         for image in &loaded {

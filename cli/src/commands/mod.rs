@@ -92,7 +92,7 @@ pub enum Command {
     Cache(CacheCommand),
     /// Show where the store is and what it holds
     Info,
-    /// Parse a Dockerfile and report its errors
+    /// Check a Dockerfile: parse errors, Build Checks, cache rules
     Check(check::CheckArgs),
     /// Inspect rbuild's internals (parse trees)
     Debug(debug::DebugArgs),

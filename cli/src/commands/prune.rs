@@ -49,7 +49,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let store = crate::root::open_store(root)?;
+    let store = crate::root::open_store_saying_waits(root)?;
     let mut deleted = Vec::new();
     for image in store.images()? {
         if !args.all && !image.is_dangling() {

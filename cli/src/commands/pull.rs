@@ -40,7 +40,20 @@ pub fn client(root: Option<&Path>, insecure: &[String]) -> anyhow::Result<Client
         None => ClientOptions::from_env(),
     };
     options.insecure_registries.extend(insecure.iter().cloned());
-    Ok(Client::new(options))
+    let client = Client::new(options);
+    // Retries are said, not silent: a slow pull shows why it is slow.
+    client.on_retry(|n| {
+        eprintln!(
+            "retrying {} {} in {:.2}s (retry {} of {}): {}",
+            n.method,
+            n.url,
+            n.delay.as_secs_f64(),
+            n.attempt,
+            n.of,
+            n.reason
+        );
+    });
+    Ok(client)
 }
 
 /// Whether `image` as written names a tag or digest: a `:` in its last
@@ -55,7 +68,7 @@ fn names_tag_or_digest(image: &str) -> bool {
 
 pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let reference = ImageRef::parse(&args.image)?;
-    let store = crate::root::open_store(root)?;
+    let store = crate::root::open_store_saying_waits(root)?;
     let client = client(Some(root), &args.insecure_registries)?;
     let pulled_from = reference.familiar_repository();
     let what = match (reference.digest(), reference.tag()) {

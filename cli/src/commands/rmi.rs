@@ -22,7 +22,7 @@ pub struct Args {
 }
 
 pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
-    let store = crate::root::open_store(root)?;
+    let store = crate::root::open_store_saying_waits(root)?;
     let mut failed = false;
     for name in &args.images {
         if let Err(e) = remove_one(&store, name, args.force) {

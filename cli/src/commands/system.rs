@@ -66,6 +66,16 @@ pub fn df(root: &Path, args: DfArgs) -> anyhow::Result<ExitCode> {
         human_size(du.snapshots),
         format!("{} (100%)", human_size(du.snapshots)),
     ]);
+    // Blobs nothing references (a killed or failed write left them) and
+    // dead processes' scratch: on disk, in no other row, freed by prune.
+    let orphans = store.unreferenced(&rbuild_worker::CacheIndexRoots)?;
+    t.row(vec![
+        "Unreferenced".into(),
+        orphans.blobs.to_string(),
+        "0".into(),
+        human_size(orphans.bytes()),
+        format!("{} (100%)", human_size(orphans.bytes())),
+    ]);
     if args.verbose {
         println!("Images space usage:\n");
         let mut v = Table::new(&[
@@ -125,9 +135,40 @@ pub fn df(root: &Path, args: DfArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One line about blobs nothing references and dead processes' scratch.
+pub(crate) fn unreferenced_line(o: &rbuild_store::Unreferenced) -> String {
+    format!(
+        "unreferenced: {} in {} blob{} no image or build cache record uses{} (left by a killed or failed write); `rbuild image prune`, `rbuild cache prune` or `rbuild system check --repair` removes them",
+        human_size(o.bytes()),
+        o.blobs,
+        if o.blobs == 1 { "" } else { "s" },
+        if o.scratch_bytes > 0 {
+            format!(
+                ", with {} of dead processes' scratch",
+                human_size(o.scratch_bytes)
+            )
+        } else {
+            String::new()
+        }
+    )
+}
+
 pub fn check(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let store = crate::root::open_store(root)?;
-    let report = store.check(args.repair, &rbuild_worker::CacheIndexRoots)?;
+    let store = crate::root::open_store_saying_waits(root)?;
+    let mut report = store.check(args.repair, &rbuild_worker::CacheIndexRoots)?;
+    // After the store's repair: a record naming a blob it dropped goes too.
+    let records = rbuild_worker::check_records(&store, args.repair)?;
+    for r in &records {
+        report.problems.push(rbuild_store::Problem {
+            subject: format!("build cache record {}", r.path.display()),
+            reason: r.reason.clone(),
+        });
+        if args.repair {
+            report
+                .repaired
+                .push(format!("removed build cache record {}", r.path.display()));
+        }
+    }
     for p in &report.problems {
         println!("{}: {}", p.subject, p.reason);
     }
@@ -136,6 +177,10 @@ pub fn check(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     let stale_left = sweep_runtime_dir();
     let problems = report.problems.len() + stale_left;
+    let orphans = &report.unreferenced;
+    if orphans.bytes() > 0 && !args.repair {
+        println!("{}", unreferenced_line(orphans));
+    }
     println!(
         "checked {} blobs and {} index entries: {} problem{}",
         report.blobs_checked,
@@ -149,7 +194,10 @@ pub fn check(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     if args.repair {
         let after = store.check(false, &rbuild_worker::CacheIndexRoots)?;
         let stale = sweep_runtime_dir();
-        if after.problems.is_empty() && stale == 0 {
+        if after.problems.is_empty()
+            && stale == 0
+            && rbuild_worker::check_records(&store, false)?.is_empty()
+        {
             println!("store repaired");
             return Ok(ExitCode::SUCCESS);
         }

@@ -64,10 +64,7 @@ pub fn import(
                 name: name.to_string(),
                 source,
             })?;
-            copy_checked_tar(input, &mut blob).map_err(|source| ArchiveError::ImportNotTar {
-                name: name.to_string(),
-                source,
-            })?;
+            copy_checked_tar(input, &mut blob, name, store.tmp_dir())?;
         }
     }
     blob.flush()
@@ -112,36 +109,61 @@ pub fn import(
     Ok(store.write_image_raw(&bytes, &[layer], &options.tags)?.id)
 }
 
-/// Copies a tar stream to `out` unchanged while parsing it, in one pass:
-/// a file that is not a tar archive is refused instead of becoming a layer.
-fn copy_checked_tar(input: Box<dyn Read + '_>, out: &mut dyn Write) -> io::Result<()> {
+/// Copies a tar stream to `out` unchanged while reading it once through
+/// the unpacker's checks ([`layer::validate`]): a file that is not a tar,
+/// or a tar that could never be unpacked (`../` entries, writes through
+/// symlinks, a cut-short body), is refused instead of becoming a layer.
+fn copy_checked_tar(
+    input: Box<dyn Read + '_>,
+    out: &mut dyn Write,
+    name: &str,
+    tmp: &Path,
+) -> Result<(), ArchiveError> {
     struct Tee<'a, R> {
         inner: R,
         out: &'a mut dyn Write,
+        /// A failed write (the disk, not the archive), kept apart.
+        write_error: Option<io::Error>,
     }
     impl<R: Read> Read for Tee<'_, R> {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             let n = self.inner.read(buf)?;
-            self.out.write_all(&buf[..n])?;
+            if let Err(e) = self.out.write_all(&buf[..n]) {
+                let kind = e.kind();
+                self.write_error = Some(e);
+                return Err(io::Error::new(kind, "writing the layer failed"));
+            }
             Ok(n)
         }
     }
-    let mut tee = Tee { inner: input, out };
-    let mut entries = 0u64;
-    {
-        let mut archive = tar::Archive::new(&mut tee);
-        for entry in archive.entries()? {
-            let mut entry = entry?;
-            io::copy(&mut entry, &mut io::sink())?;
-            entries += 1;
+    let mut tee = Tee {
+        inner: input,
+        out,
+        write_error: None,
+    };
+    let result = layer::validate(&mut tee, true);
+    if let Some(e) = tee.write_error {
+        return Err(crate::StoreError::io(tmp)(e).into());
+    }
+    match result {
+        Ok(stats) if stats.entries > 0 => Ok(()),
+        Ok(_) => Err(ArchiveError::ImportNotTar {
+            name: name.to_string(),
+            source: io::Error::new(io::ErrorKind::InvalidData, "no entries"),
+        }),
+        Err(layer::LayerError::Malformed { after, source, .. })
+            if after == "<start of archive>" =>
+        {
+            Err(ArchiveError::ImportNotTar {
+                name: name.to_string(),
+                source,
+            })
         }
+        Err(source) => Err(ArchiveError::ImportRefused {
+            name: name.to_string(),
+            source: Box::new(source),
+        }),
     }
-    if entries == 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "no entries"));
-    }
-    // The end-of-archive blocks and any padding belong to the layer too.
-    io::copy(&mut tee, &mut io::sink())?;
-    Ok(())
 }
 
 /// What is wrong with a `--change` instruction [`import`] supports.

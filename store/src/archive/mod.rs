@@ -62,6 +62,13 @@ pub enum ArchiveError {
         #[source]
         source: io::Error,
     },
+    /// A blob of an image being saved does not match its digest.
+    #[error("cannot save image {image}: it is damaged in the store")]
+    CorruptImage {
+        image: String,
+        #[source]
+        source: Box<StoreError>,
+    },
     /// An entry other than a blob (a directory, `index.json`, …) or the
     /// archive's end could not be written.
     #[error("cannot write {entry} to the archive")]
@@ -88,7 +95,7 @@ pub enum ArchiveError {
         source: io::Error,
     },
     /// The tar stream broke off or is malformed after its first entry.
-    #[error("cannot load {name}")]
+    #[error("cannot load {name}: the archive is cut short or damaged")]
     Load {
         name: String,
         #[source]
@@ -106,6 +113,15 @@ pub enum ArchiveError {
         path: String,
         #[source]
         source: Box<StoreError>,
+    },
+    /// A layer of an image in the archive could never be unpacked (or
+    /// does not match its config); nothing was loaded.
+    #[error("cannot load {name}: image {image} has a bad layer; nothing was loaded")]
+    BadLayer {
+        name: String,
+        image: String,
+        #[source]
+        source: Box<crate::StagedLayerError>,
     },
     #[error("{name} is neither a docker-archive nor an OCI layout: no manifest.json or index.json")]
     UnknownLayout { name: String },
@@ -163,6 +179,13 @@ pub enum ArchiveError {
         name: String,
         #[source]
         source: io::Error,
+    },
+    /// The tar is one, but could never be unpacked; nothing was stored.
+    #[error("cannot import {name}: the archive could never be unpacked; nothing was imported")]
+    ImportRefused {
+        name: String,
+        #[source]
+        source: Box<crate::layer::LayerError>,
     },
     #[error("cannot write layer")]
     WriteLayer {

@@ -21,7 +21,7 @@ use crate::layout::{
     MEDIA_TYPE_DOCKER_LAYER_TAR, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR,
     MEDIA_TYPE_LAYER_ZSTD, Manifest,
 };
-use crate::{LayerInfo, Store};
+use crate::{LayerInfo, Staging, Store, StoreError};
 
 type Result<T, E = ArchiveError> = std::result::Result<T, E>;
 
@@ -48,15 +48,52 @@ pub fn load(store: &Store, name: &str, input: impl Read) -> Result<Vec<LoadedIma
         source,
     })?;
     let _session = store.write_session()?;
-    let archive = read_stream(store, name, input)?;
-    if let Some(m) = &archive.manifest_json {
-        load_docker_archive(store, &archive, m)
+    // Everything lands in a staging area first and enters the store only
+    // once every image in the archive checked out: a refused archive
+    // leaves no blob and tags nothing.
+    let staging = store.staging()?;
+    let archive = read_stream(&staging, name, input)?;
+    let images = if let Some(m) = &archive.manifest_json {
+        docker_archive_images(&staging, &archive, m)?
     } else if let Some(i) = &archive.index_json {
-        load_oci(store, i)
+        oci_images(&staging, i)?
     } else {
-        Err(ArchiveError::UnknownLayout {
+        return Err(ArchiveError::UnknownLayout {
             name: name.to_string(),
-        })
+        });
+    };
+    for image in &images {
+        staging
+            .check_layers(&image.layers)
+            .map_err(|source| ArchiveError::BadLayer {
+                name: name.to_string(),
+                image: image.label(),
+                source: Box::new(source),
+            })?;
+    }
+    staging.publish()?;
+    images
+        .into_iter()
+        .map(|i| write_image(store, &i.config, &i.layers, i.tags))
+        .collect()
+}
+
+/// An image read from an archive, not yet in the store.
+struct PendingImage {
+    config: Vec<u8>,
+    layers: Vec<LayerInfo>,
+    tags: Vec<ImageRef>,
+}
+
+impl PendingImage {
+    /// The image as `rbuild images` will show it: a name and its ID.
+    fn label(&self) -> String {
+        let name = self
+            .tags
+            .first()
+            .map(|t| t.familiar())
+            .unwrap_or_else(|| "<none>".to_string());
+        format!("{name} (ID {})", Digest::of(&self.config).short())
     }
 }
 
@@ -115,7 +152,7 @@ fn normalize(path: &str) -> String {
 }
 
 /// Reads the whole tar, storing every blob as it streams past.
-fn read_stream(store: &Store, name: &str, input: Box<dyn Read + '_>) -> Result<Archive> {
+fn read_stream(staging: &Staging<'_>, name: &str, input: Box<dyn Read + '_>) -> Result<Archive> {
     let broken = |source| ArchiveError::Load {
         name: name.to_string(),
         source,
@@ -170,8 +207,20 @@ fn read_stream(store: &Store, name: &str, input: Box<dyn Read + '_>) -> Result<A
                         let expected = path
                             .strip_prefix("blobs/sha256/")
                             .and_then(|h| format!("sha256:{h}").parse::<Digest>().ok());
-                        let stored = match store.put_blob(&mut entry, expected) {
+                        let declared = entry.size();
+                        let mut exact = Exact {
+                            inner: &mut entry,
+                            left: declared,
+                        };
+                        let stored = match staging.put(&mut exact, expected) {
                             Ok(stored) => stored,
+                            // The archive broke off: not this blob's fault.
+                            Err(StoreError::Input { source }) => return Err(broken(source)),
+                            // The disk is full (or other local trouble):
+                            // not the archive's fault either.
+                            Err(e @ (StoreError::DiskFull { .. } | StoreError::Io { .. })) => {
+                                return Err(e.into());
+                            }
                             Err(source) => {
                                 return Err(ArchiveError::BadBlob {
                                     name: name.to_string(),
@@ -190,16 +239,45 @@ fn read_stream(store: &Store, name: &str, input: Box<dyn Read + '_>) -> Result<A
     Ok(archive)
 }
 
+/// An archive entry's body that must hold as many bytes as its header
+/// says: the tar reader ends a cut-short body quietly, which would read
+/// as a blob with the wrong digest instead of a truncated archive.
+struct Exact<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the archive ends {} bytes before this entry does",
+                    self.left
+                ),
+            ));
+        }
+        self.left = self.left.saturating_sub(n as u64);
+        Ok(n)
+    }
+}
+
 /// The OCI layer media type for a blob, from what the manifest says or,
 /// for docker-archives, from the blob's first bytes.
-fn layer_media_type(store: &Store, digest: &Digest, declared: Option<&str>) -> Result<String> {
+fn layer_media_type(
+    store: &Staging<'_>,
+    digest: &Digest,
+    declared: Option<&str>,
+) -> Result<String> {
     Ok(match declared {
         Some(MEDIA_TYPE_DOCKER_LAYER_TAR) => MEDIA_TYPE_LAYER_TAR.to_string(),
         Some(MEDIA_TYPE_DOCKER_LAYER_GZIP) => MEDIA_TYPE_LAYER_GZIP.to_string(),
         Some(other) => other.to_string(),
         None => {
             let mut head = [0u8; 4];
-            let mut f = store.open_blob(digest)?;
+            let mut f = store.open(digest)?;
             let n = f.read(&mut head).unwrap_or(0);
             if head[..n].starts_with(&[0x1f, 0x8b]) {
                 MEDIA_TYPE_LAYER_GZIP.to_string()
@@ -231,11 +309,11 @@ fn diff_ids(config: &[u8], what: &str) -> Result<Vec<Digest>> {
         .collect()
 }
 
-fn load_docker_archive(
-    store: &Store,
+fn docker_archive_images(
+    store: &Staging<'_>,
     archive: &Archive,
     manifest: &[u8],
-) -> Result<Vec<LoadedImage>> {
+) -> Result<Vec<PendingImage>> {
     let entries: Vec<ArchiveManifest> =
         serde_json::from_slice(manifest).map_err(|source| ArchiveError::Json {
             what: "manifest.json".to_string(),
@@ -244,7 +322,7 @@ fn load_docker_archive(
     let mut out = Vec::new();
     for e in entries {
         let (config_digest, _) = archive.blob(&e.config)?;
-        let config = store.read_blob(&config_digest)?;
+        let config = store.read(&config_digest)?;
         let ids = diff_ids(&config, &e.config)?;
         if ids.len() != e.layers.len() {
             return Err(ArchiveError::DockerLayerCount {
@@ -273,7 +351,11 @@ fn load_docker_archive(
                 what: "RepoTags in manifest.json".to_string(),
                 source,
             })?;
-        out.push(write_image(store, &config, &layers, tags)?);
+        out.push(PendingImage {
+            config,
+            layers,
+            tags,
+        });
     }
     Ok(out)
 }
@@ -309,7 +391,7 @@ struct AnyManifest {
     manifests: Option<Vec<Descriptor>>,
 }
 
-fn load_oci(store: &Store, index: &[u8]) -> Result<Vec<LoadedImage>> {
+fn oci_images(store: &Staging<'_>, index: &[u8]) -> Result<Vec<PendingImage>> {
     let index: Index = serde_json::from_slice(index).map_err(|source| ArchiveError::Json {
         what: "index.json".to_string(),
         source,
@@ -327,7 +409,7 @@ fn load_oci(store: &Store, index: &[u8]) -> Result<Vec<LoadedImage>> {
                     what: "config digest".to_string(),
                     source,
                 })?;
-        let config = store.read_blob(&config_digest)?;
+        let config = store.read(&config_digest)?;
         let ids = diff_ids(&config, &manifest.config.digest)?;
         if ids.len() != manifest.layers.len() {
             return Err(ArchiveError::OciLayerCount {
@@ -342,7 +424,7 @@ fn load_oci(store: &Store, index: &[u8]) -> Result<Vec<LoadedImage>> {
                 what: "layer digest".to_string(),
                 source,
             })?;
-            if !store.has_blob(&digest) {
+            if !store.has(&digest) {
                 return Err(ArchiveError::MissingLayer { digest });
             }
             layers.push(LayerInfo {
@@ -352,7 +434,11 @@ fn load_oci(store: &Store, index: &[u8]) -> Result<Vec<LoadedImage>> {
                 media_type: layer_media_type(store, &digest, Some(&l.media_type))?,
             });
         }
-        out.push(write_image(store, &config, &layers, tags)?);
+        out.push(PendingImage {
+            config,
+            layers,
+            tags,
+        });
     }
     Ok(out)
 }
@@ -375,7 +461,7 @@ fn oci_tags(desc: &Descriptor) -> Result<Vec<ImageRef>> {
 
 /// The image manifest a descriptor leads to, choosing this platform from
 /// nested indexes.
-fn find_manifest(store: &Store, desc: &Descriptor, depth: usize) -> Result<Manifest> {
+fn find_manifest(store: &Staging<'_>, desc: &Descriptor, depth: usize) -> Result<Manifest> {
     if depth > 4 {
         return Err(ArchiveError::IndexTooDeep {
             digest: desc.digest.clone(),
@@ -385,7 +471,7 @@ fn find_manifest(store: &Store, desc: &Descriptor, depth: usize) -> Result<Manif
         what: "manifest digest in index".to_string(),
         source,
     })?;
-    let bytes = store.read_blob(&digest)?;
+    let bytes = store.read(&digest)?;
     let bad_manifest = |source| ArchiveError::Json {
         what: format!("manifest {digest}"),
         source,
@@ -403,7 +489,7 @@ fn find_manifest(store: &Store, desc: &Descriptor, depth: usize) -> Result<Manif
             })
             .or_else(|| {
                 list.iter()
-                    .find(|d| store.has_blob(&d.digest.parse().unwrap_or(digest)))
+                    .find(|d| store.has(&d.digest.parse().unwrap_or(digest)))
             })
             .ok_or(ArchiveError::NoPlatform { digest, arch })?;
         return find_manifest(store, pick, depth + 1);

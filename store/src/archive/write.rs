@@ -55,18 +55,20 @@ pub fn write_archive(
         for d in blobs {
             if written.insert(d) {
                 let path = store.blob_path(&d);
-                let file = store.open_blob(&d)?;
-                let len = file
-                    .metadata()
-                    .map_err(|source| ArchiveError::Read {
-                        name: path.display().to_string(),
-                        source,
-                    })?
-                    .len();
-                let mut h = header(tar::EntryType::Regular, len);
+                // Verified as it streams: a blob damaged on disk fails the
+                // save (naming the image) instead of being written out.
+                let mut file = store.open_blob_verified(&d)?;
+                let mut h = header(tar::EntryType::Regular, file.size());
                 h.set_cksum();
-                tar.append_data(&mut h, format!("blobs/sha256/{}", d.hex()), file)
-                    .map_err(|source| ArchiveError::ArchiveBlob { path, source })?;
+                let appended =
+                    tar.append_data(&mut h, format!("blobs/sha256/{}", d.hex()), &mut file);
+                if let Some(source) = file.corrupt_error() {
+                    return Err(ArchiveError::CorruptImage {
+                        image: image_name(image, tag.as_ref()),
+                        source: Box::new(source),
+                    });
+                }
+                appended.map_err(|source| ArchiveError::ArchiveBlob { path, source })?;
             }
         }
         let mut desc = Descriptor {
@@ -124,6 +126,16 @@ pub fn write_archive(
     tar.finish()
         .map_err(|source| ArchiveError::Finish { source })?;
     Ok(())
+}
+
+/// An image as `rbuild images` shows it: the name it is saved under (or
+/// its first tag) and its ID.
+fn image_name(image: &Image, tag: Option<&ImageRef>) -> String {
+    let name = tag
+        .or(image.tags.first())
+        .map(|t| t.familiar())
+        .unwrap_or_else(|| "<none>".to_string());
+    format!("{name} (ID {})", image.id.short())
 }
 
 /// A ustar header owned by root, mode 0644, mtime 0.

@@ -8,6 +8,10 @@
 //! - [`unpack`] / [`unpack_with`]: a tar stream → a directory, applying
 //!   whiteouts (or keeping them in overlay form), refusing entries that would
 //!   land outside the directory.
+//! - [`validate`]: a tar stream read once through the unpacker's checks,
+//!   writing nothing (for layers entering the store), with its diffID.
+//! - sparse files (`sparse.rs`): GNU `S` entries and PAX sparse 0.0, 0.1
+//!   and 1.0 unpack with holes as holes.
 //! - [`compress`] / [`compress_with`] / [`decompress`]: parallel gzip or
 //!   multithreaded zstd; blob digest, size and diffID in the same pass;
 //!   decompress sniffs gzip, zstd, bzip2, xz or plain tar.
@@ -45,8 +49,10 @@ mod compress;
 mod hash_thread;
 mod pack;
 pub use pack::is_skipped_xattr;
+mod sparse;
 pub mod tar_writer;
 mod unpack;
+mod validate;
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -185,12 +191,82 @@ pub enum LayerError {
     },
     #[error("refusing archive entry {entry:?}: {reason}")]
     UnsafeEntry { entry: String, reason: String },
-    #[error("malformed archive entry {entry:?}")]
+    /// The tar stream itself is broken (not an entry's content): `problem`
+    /// says how, `after` names the last good entry.
+    #[error("malformed archive: {problem} (after entry {after:?})")]
     Malformed {
-        entry: String,
+        after: String,
+        problem: &'static str,
         #[source]
         source: io::Error,
     },
+    /// An entry's header promises more bytes than the archive holds.
+    #[error(
+        "archive entry {entry:?} is cut short: its header promises {declared} bytes but the archive ends after {actual}"
+    )]
+    Truncated {
+        entry: String,
+        declared: u64,
+        actual: u64,
+    },
+}
+
+impl LayerError {
+    /// A broken tar stream after entry `after`, saying what is wrong in
+    /// words rather than only the tar reader's.
+    pub(crate) fn malformed(after: &str, source: io::Error) -> LayerError {
+        let text = source.to_string();
+        let damaged = source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<crate::StoreError>())
+            .is_some_and(|e| matches!(e, crate::StoreError::CorruptBlob { .. }));
+        let problem = if damaged {
+            "the layer blob is damaged on disk"
+        } else if source.kind() == io::ErrorKind::UnexpectedEof
+            || text.contains("unexpected EOF")
+            || text.contains("entire block")
+            || text.contains("failed to read extension")
+        {
+            "the archive is cut short"
+        } else if text.contains("checksum") {
+            "a header's checksum does not match (not a tar, or damaged)"
+        } else if text.contains("sparse") {
+            "a sparse file's map is inconsistent"
+        } else if text.contains("pax") || text.contains("PAX") {
+            "a PAX extended header is malformed"
+        } else if source.kind() == io::ErrorKind::InvalidData || text.contains("numeric field") {
+            "a header field is malformed"
+        } else {
+            "the stream cannot be read"
+        };
+        LayerError::Malformed {
+            after: after.to_string(),
+            problem,
+            source,
+        }
+    }
+}
+
+/// What [`validate`] read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidateStats {
+    /// sha256 of the uncompressed tar stream.
+    pub diff_id: Digest,
+    /// Bytes of the uncompressed tar stream.
+    pub size: u64,
+    /// Entries read.
+    pub entries: u64,
+    /// File content bytes (what unpacking writes at most).
+    pub file_bytes: u64,
+}
+
+/// Reads an uncompressed tar layer once through the checks [`unpack`]
+/// applies, writing nothing: for a layer entering the store (`import`,
+/// `load`, `pull`), so one that can never be unpacked is refused there,
+/// naming its bad entry. `bottom`: no layer lies below, so a hardlink's
+/// target must be in this one. Returns the diffID and size of the stream.
+pub fn validate(input: &mut dyn Read, bottom: bool) -> Result<ValidateStats, LayerError> {
+    validate::validate(input, bottom)
 }
 
 /// Packs the tree at `root` into `out` as an uncompressed tar layer.

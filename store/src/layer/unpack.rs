@@ -31,16 +31,22 @@ use rustix::fs::{
 use rustix::io::Errno;
 
 use super::hash_thread::ThreadHashingReader;
+use super::sparse::{self, FileData, Tap, write_sparse};
 use super::{LayerError, UnpackOptions, UnpackStats, WhiteoutMode};
 
 const COPY_BUF: usize = 256 * 1024;
-const WHITEOUT_PREFIX: &[u8] = b".wh.";
-const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+pub(super) const WHITEOUT_PREFIX: &[u8] = b".wh.";
+pub(super) const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 
 /// Why a path could not be resolved beneath the destination.
-enum Resolve {
+pub(super) enum Resolve {
     Unsafe(String),
     Io(io::Error),
+    /// The body ended before the size its header promised.
+    Truncated {
+        declared: u64,
+        actual: u64,
+    },
 }
 
 impl From<Errno> for Resolve {
@@ -128,46 +134,75 @@ struct Unpacker {
 impl Unpacker {
     fn run<R: Read>(&mut self, reader: &mut ThreadHashingReader<R>) -> Result<(), LayerError> {
         {
-            let mut archive = tar::Archive::new(&mut *reader);
-            let entries = archive.entries().map_err(|source| LayerError::Malformed {
-                entry: String::new(),
-                source,
-            })?;
+            let tap = Tap::new(&mut *reader);
+            let mut archive = tar::Archive::new(tap.clone());
+            let mut entries = archive
+                .entries()
+                .map_err(|source| LayerError::malformed("<start of archive>", source))?;
             let mut last = String::from("<start of archive>");
-            for entry in entries {
-                let mut entry = entry.map_err(|source| LayerError::Malformed {
-                    entry: format!("after {last}"),
-                    source,
-                })?;
-                let raw = entry.path_bytes().into_owned();
+            loop {
+                tap.start_journal();
+                let Some(entry) = entries.next() else { break };
+                let mut entry = entry.map_err(|source| LayerError::malformed(&last, source))?;
+                let layout = sparse::entry_layout(&mut entry, &tap)
+                    .map_err(|source| LayerError::malformed(&last, source))?;
+                tap.stop_journal();
+                let (raw, data) = match layout {
+                    Ok(l) => l,
+                    Err(reason) => {
+                        return Err(LayerError::UnsafeEntry {
+                            entry: String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
+                            reason,
+                        });
+                    }
+                };
                 last = String::from_utf8_lossy(&raw).into_owned();
-                self.entry(&mut entry, &raw).map_err(|e| match e {
-                    Resolve::Unsafe(reason) => LayerError::UnsafeEntry {
-                        entry: last.clone(),
-                        reason,
-                    },
-                    Resolve::Io(source) => LayerError::Entry {
-                        entry: last.clone(),
-                        dest: self.dest.clone(),
-                        source,
-                    },
-                })?;
+                self.entry(&mut entry, &raw, data, &tap)
+                    .map_err(|e| match e {
+                        Resolve::Unsafe(reason) => LayerError::UnsafeEntry {
+                            entry: last.clone(),
+                            reason,
+                        },
+                        // The stream broke (a damaged blob), not the write.
+                        Resolve::Io(source)
+                            if source
+                                .get_ref()
+                                .and_then(|e| e.downcast_ref::<crate::StoreError>())
+                                .is_some() =>
+                        {
+                            LayerError::Input { source }
+                        }
+                        Resolve::Io(source) => LayerError::Entry {
+                            entry: last.clone(),
+                            dest: self.dest.clone(),
+                            source,
+                        },
+                        Resolve::Truncated { declared, actual } => LayerError::Truncated {
+                            entry: last.clone(),
+                            declared,
+                            actual,
+                        },
+                    })?;
                 self.stats.entries += 1;
             }
         }
         // Read the rest (end-of-archive blocks, padding) so the diffID covers
         // the whole stream.
-        io::copy(reader, &mut io::sink()).map_err(|source| LayerError::Malformed {
-            entry: "<end of archive>".into(),
-            source,
-        })?;
+        io::copy(reader, &mut io::sink())
+            .map_err(|source| LayerError::malformed("<end of archive>", source))?;
         self.finish_dirs().map_err(|source| LayerError::Io {
             path: self.dest.clone(),
             source,
         })
     }
 
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<(), Resolve> {
+    fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        raw: &[u8],
+        data: FileData,
+        tap: &Tap<'_>,
+    ) -> Result<(), Resolve> {
         use tar::EntryType as T;
         let ty = entry.header().entry_type();
         if matches!(ty, T::XGlobalHeader) {
@@ -199,15 +234,44 @@ impl Unpacker {
                     rfs::openat(&parent_fd, *name, flags, Mode::from_raw_mode(0o600))
                 })?;
                 let mut file = File::from(fd.expect("only directories are kept"));
-                loop {
-                    let n = match entry.read(&mut self.buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(Resolve::Io(e)),
-                    };
-                    file.write_all(&self.buf[..n]).map_err(Resolve::Io)?;
-                    self.stats.bytes += n as u64;
+                match data {
+                    FileData::Sparse { map, data_len, raw } => {
+                        // Holes stay holes: only the data is written.
+                        let got = if raw {
+                            write_sparse(&mut file, &mut tap.raw(data_len), &map)
+                        } else {
+                            write_sparse(&mut file, entry, &map)
+                        }
+                        .map_err(Resolve::Io)?;
+                        if got < data_len {
+                            return Err(Resolve::Truncated {
+                                declared: data_len,
+                                actual: got,
+                            });
+                        }
+                        self.stats.bytes += got;
+                    }
+                    FileData::Plain => {
+                        let declared = entry.size();
+                        let mut got = 0u64;
+                        loop {
+                            let n = match entry.read(&mut self.buf) {
+                                Ok(0) => break,
+                                Ok(n) => n,
+                                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                                Err(e) => return Err(Resolve::Io(e)),
+                            };
+                            got += n as u64;
+                            file.write_all(&self.buf[..n]).map_err(Resolve::Io)?;
+                            self.stats.bytes += n as u64;
+                        }
+                        if got < declared {
+                            return Err(Resolve::Truncated {
+                                declared,
+                                actual: got,
+                            });
+                        }
+                    }
                 }
                 self.set_owner_fd(&file, &meta)?;
                 rfs::fchmod(&file, Mode::from_raw_mode(meta.mode))?;
@@ -590,12 +654,16 @@ fn resolve_io(e: Resolve) -> io::Error {
     match e {
         Resolve::Io(e) => e,
         Resolve::Unsafe(reason) => io::Error::other(reason),
+        Resolve::Truncated { declared, actual } => io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("cut short: {actual} of {declared} bytes"),
+        ),
     }
 }
 
 /// Splits `raw` into clean components: no empty, `.` or `..` parts; a
 /// leading `/` is dropped; a `..` above the root is refused.
-fn clean(raw: &[u8]) -> Result<Vec<&[u8]>, Resolve> {
+pub(super) fn clean(raw: &[u8]) -> Result<Vec<&[u8]>, Resolve> {
     let mut comps: Vec<&[u8]> = Vec::new();
     for comp in raw.split(|&b| b == b'/') {
         match comp {

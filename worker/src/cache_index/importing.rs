@@ -262,8 +262,31 @@ impl<'a> ImportingCacheIndex<'a> {
             .expect("only blobs hits named are fetched");
         let import = &self.imports[blob.import];
         let mut reader = import.blobs.open_blob(digest)?;
-        // The caller's error names the blob and the cache already.
-        self.store.put_blob(&mut reader, Some(*digest))?;
+        // The caller's error names the blob and the cache already. Staged
+        // first: a layer enters the store only once it would unpack, as
+        // with `load` and `pull`.
+        let staging = self.store.staging()?;
+        staging.put(&mut reader, Some(*digest))?;
+        if staging.is_staged(digest) {
+            staging
+                .check_layer(digest, rbuild_store::layout::MEDIA_TYPE_LAYER_TAR, false)
+                .map_err(|e| match e {
+                    rbuild_store::StagedLayerError::Store(e) => e,
+                    rbuild_store::StagedLayerError::Invalid { digest, source } => {
+                        rbuild_store::StoreError::Unpack {
+                            diff_id: digest,
+                            source,
+                        }
+                    }
+                    rbuild_store::StagedLayerError::DiffId { digest, actual, .. } => {
+                        rbuild_store::StoreError::DigestMismatch {
+                            expected: digest,
+                            actual,
+                        }
+                    }
+                })?;
+            staging.publish_one(digest)?;
+        }
         Ok(())
     }
 
@@ -385,6 +408,17 @@ mod tests {
         }
     }
 
+    /// An uncompressed tar layer holding one file `f` with `data`.
+    fn layer_tar(data: &[u8]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "f", data).unwrap();
+        b.into_inner().unwrap()
+    }
+
     /// A store, and an import whose one record (`key`) names two blobs;
     /// with `corrupt`, the second one's bytes do not match its digest.
     fn lazy_fixture(
@@ -398,9 +432,14 @@ mod tests {
     ) {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(&tmp.path().join("root")).unwrap();
-        let (one, two) = (b"layer one".to_vec(), b"layer two".to_vec());
+        // Real (tiny) layers: imported layers are checked as tars.
+        let (one, two) = (layer_tar(b"layer one"), layer_tar(b"layer two"));
         let digests = [Digest::of(&one), Digest::of(&two)];
-        let two = if corrupt { b"layer 2!!".to_vec() } else { two };
+        let two = if corrupt {
+            layer_tar(b"layer 2!!")
+        } else {
+            two
+        };
         let source = Arc::new(CountingSource {
             blobs: BTreeMap::from([(digests[0], one), (digests[1], two)]),
             reads: Mutex::new(Vec::new()),

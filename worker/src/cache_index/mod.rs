@@ -426,6 +426,61 @@ impl CacheIndex<StepOutput, BuildError> for StoreCacheIndex<'_> {
     }
 }
 
+/// One damaged cache-index record [`check_records`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedRecord {
+    /// The record file.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Finds cache-index records that cannot serve a build: files that do not
+/// parse, and records naming a layer blob the store lacks (a build would
+/// miss on them anyway). With `repair`, removes them (their steps run
+/// again next time). For `system check`.
+pub fn check_records(store: &Store, repair: bool) -> Result<Vec<DamagedRecord>, BuildError> {
+    let dir = keys_dir(store.dir());
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(BuildError::io(&dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(BuildError::io(&dir))?;
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(BuildError::io(&path)(e)),
+        };
+        let reason = match serde_json::from_slice::<Record>(&bytes) {
+            Err(e) => Some(format!("does not parse: {e}")),
+            Ok(r) => r
+                .layers
+                .iter()
+                .find(|l| {
+                    l.digest
+                        .parse::<rbuild_oci::Digest>()
+                        .map_or(true, |d| !store.has_blob(&d))
+                })
+                .map(|l| format!("names layer {} which the store lacks", l.digest)),
+        };
+        if let Some(reason) = reason {
+            if repair {
+                fs::remove_file(&path).map_err(BuildError::io(&path))?;
+            }
+            out.push(DamagedRecord { path, reason });
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
 fn read_records(store_dir: &Path) -> Result<Vec<(PathBuf, Record)>, BuildError> {
     let dir = keys_dir(store_dir);
     let entries = match fs::read_dir(&dir) {

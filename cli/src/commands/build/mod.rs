@@ -37,6 +37,7 @@ use rbuild_solver::plan::{PlanRequest, Platform};
 use self::failure::StepFailure;
 use self::options::{NetworkFlag, ProgressFlag, parse_secret};
 use self::progress::ProgressMode;
+use super::check;
 use super::dockerfile_input::DockerfileInput;
 
 /// Flags of `rbuild build`, named and behaving as docker build's.
@@ -124,6 +125,16 @@ pub struct BuildArgs {
     /// oci-layout://DIR[@DIGEST]|GIT-URL|TARBALL-URL; repeatable
     #[arg(long = "build-context", value_name = "NAME=VALUE", value_parser = rbuild_builder::spec::inputs::parse_build_context)]
     pub build_contexts: Vec<rbuild_builder::spec::inputs::NamedContextSpec>,
+    /// Run the Dockerfile checks instead of building (= --call=check)
+    #[arg(long)]
+    pub check: bool,
+    /// What to evaluate: build (default), check, outline or targets
+    /// (buildx's METHOD[,format=text|json])
+    #[arg(long, value_name = "METHOD", value_parser = check::parse_call)]
+    pub call: Option<(check::Call, Option<check::Format>)>,
+    /// Output format of --call: text or json
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<check::Format>,
     /// The build context: a directory, a git or tarball URL, or `-` (a tar
     /// of the context, or a Dockerfile alone, on stdin)
     #[arg(value_name = "PATH|URL|-")]
@@ -283,7 +294,29 @@ pub fn run(root: &Path, mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         name: input.display_name,
         path: input.path,
     };
+    // The Dockerfile checks (issue 17, `commands/check.rs`) run before
+    // anything is built: `--call`/`--check` stop there, and so does a
+    // failing check with `error=true`.
+    if let Some(code) = check::call_instead_of_build(&args, &invocation.request)? {
+        return Ok(code);
+    }
+    let check_arg = invocation
+        .request
+        .plan
+        .build_args
+        .get(check::CHECK_BUILD_ARG)
+        .cloned();
     let store = crate::root::open_store(root)?;
+    let lint = match check::before_build(
+        &invocation.request.dockerfile,
+        &invocation.request.context,
+        check_arg,
+        invocation.request.plan.target.as_deref(),
+        Some(&check::StoreImages(&store)),
+    )? {
+        Ok(report) => report,
+        Err(code) => return Ok(code),
+    };
     let request = &invocation.request;
     let events = frontend::Frontend::new(
         progress::renderer(invocation.progress),
@@ -295,9 +328,11 @@ pub fn run(root: &Path, mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         cancel: &rbuild_sandbox::INTERRUPTED,
         host: &frontend::CliHost,
     };
-    match rbuild_builder::build(&store, request, &options) {
+    let outcome = rbuild_builder::build(&store, request, &options);
+    check::show_build_warnings(invocation.progress, &lint);
+    match outcome {
         Ok(result) => {
-            finish(&invocation, &result)?;
+            finish(&invocation, &result, &lint)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(BuildError::Parse { source, .. }) => {
@@ -352,7 +387,11 @@ fn read_dockerfile(file: Option<&Path>, context: &Path) -> anyhow::Result<Docker
 /// After a successful build (exported, tagged, pushed by the library):
 /// writes `--iidfile`, `--metadata-file`, `--report` and `--trace`, prints the
 /// `--explain` lines (stderr) and, with `-q`, the image ID (stdout).
-fn finish(invocation: &Invocation, result: &BuildResult) -> anyhow::Result<()> {
+fn finish(
+    invocation: &Invocation,
+    result: &BuildResult,
+    lint: &rbuild_lint::Report,
+) -> anyhow::Result<()> {
     let image = &result.image;
     if let Some(path) = &invocation.iidfile {
         write_file(path, image.id.to_string().as_bytes())?;
@@ -361,7 +400,9 @@ fn finish(invocation: &Invocation, result: &BuildResult) -> anyhow::Result<()> {
         write_file(path, &serde_json::to_vec_pretty(&result.metadata())?)?;
     }
     if let Some(path) = &invocation.report {
-        write_file(path, &serde_json::to_vec_pretty(&result.report)?)?;
+        let mut report = serde_json::to_value(&result.report)?;
+        report["warnings"] = check::warnings_json(lint, &invocation.request.dockerfile.name);
+        write_file(path, &serde_json::to_vec_pretty(&report)?)?;
     }
     if let Some(path) = &invocation.trace
         && let Some(trace) = result.report.chrome_trace()

@@ -1,0 +1,207 @@
+//! A full filesystem: the store's root on a small tmpfs (needs root to
+//! mount it; skipped with a reason otherwise). `load`, `pull` and `build`
+//! that run out of space fail saying the disk is full (not blaming the
+//! archive or the registry), tag nothing, and leave a store that checks
+//! clean with no blob of the failed write left behind.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::registry::Registry;
+use support::{Rbuild, Run, run_command, s, skipped};
+
+/// A tmpfs of `mb` MiB mounted on a fresh directory; unmounted on drop.
+struct SmallFs {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl SmallFs {
+    fn mount(test: &str, mb: u32) -> Option<SmallFs> {
+        if !is_root() {
+            skipped(test, "mounting a small tmpfs needs root");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fs");
+        std::fs::create_dir(&path).unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mb}m"),
+                "tmpfs",
+                s(&path),
+            ])
+            .status()
+            .is_ok_and(|st| st.success());
+        if !ok {
+            skipped(test, "cannot mount a tmpfs here");
+            return None;
+        }
+        Some(SmallFs { _dir: dir, path })
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+fn is_root() -> bool {
+    support::tool("id", &["-u"]).trim() == "0"
+}
+
+/// rbuild with `--root` on the small filesystem.
+fn run_on(root: &Path, args: &[&str]) -> Run {
+    let mut c = Command::new(support::bin());
+    c.arg("--root").arg(root).args(args);
+    c.env("DOCKER_CONFIG", root.join("../docker-config"));
+    run_command(c, None)
+}
+
+fn blobs(root: &Path) -> usize {
+    std::fs::read_dir(root.join("store-v1/blobs/sha256"))
+        .map(|rd| rd.count())
+        .unwrap_or(0)
+}
+
+fn assert_full_disk_failure(root: &Path, r: &Run, blobs_before: usize) {
+    assert_ne!(r.code, 0, "must fail on a full disk:\n{}", r.stdout);
+    assert!(
+        r.stderr.contains("no space left on the device"),
+        "the error must say the disk is full:\n{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("bad blob"), "{}", r.stderr);
+    assert!(!r.stderr.contains("cannot reach"), "{}", r.stderr);
+    let images = run_on(root, &["images", "-q"]);
+    assert_eq!(images.stdout.trim(), "", "nothing may be tagged");
+    let check = run_on(root, &["system", "check"]);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    assert!(check.stdout.contains(": 0 problems"), "{}", check.stdout);
+    if blobs(root) != blobs_before {
+        // Only a pull keeps blobs that arrived whole and checked out (a
+        // retry skips them); nothing references them, so they are
+        // counted as such and a prune takes them.
+        assert!(check.stdout.contains("unreferenced:"), "{}", check.stdout);
+        let r = run_on(root, &["image", "prune", "-f"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    assert_eq!(
+        blobs(root),
+        blobs_before,
+        "no blob of the failed write may stay"
+    );
+}
+
+/// A tree with `mb` MiB of random bytes, imported into `rb` as `name`.
+fn big_image(rb: &Rbuild, name: &str, mb: u32) {
+    let dir = rb.path(&format!("tree-{}", name.replace([':', '/'], "_")));
+    std::fs::create_dir_all(&dir).unwrap();
+    support::tool(
+        "sh",
+        &[
+            "-c",
+            &format!("head -c {mb}M /dev/urandom > {}/random.bin", s(&dir)),
+        ],
+    );
+    rb.ok(&["import", s(&dir), name]);
+}
+
+/// Regression (issue 13): ENOSPC during `load` read `bad blob … in the
+/// archive: … No space left on device`, blaming the archive.
+#[test]
+fn load_onto_a_full_disk_says_so_and_leaves_a_clean_store() {
+    let Some(fs) = SmallFs::mount("load_onto_a_full_disk_says_so_and_leaves_a_clean_store", 8)
+    else {
+        return;
+    };
+    let a = Rbuild::new();
+    big_image(&a, "big:1", 20);
+    let archive = a.path("big.tar");
+    a.ok(&["save", "big:1", "-o", s(&archive)]);
+    let root = fs.path.join("root");
+    run_on(&root, &["info"]);
+    let before = blobs(&root);
+    let r = run_on(&root, &["load", "-i", s(&archive)]);
+    assert_full_disk_failure(&root, &r, before);
+}
+
+#[test]
+fn pull_onto_a_full_disk_says_so_and_leaves_a_clean_store() {
+    let Some(fs) = SmallFs::mount("pull_onto_a_full_disk_says_so_and_leaves_a_clean_store", 8)
+    else {
+        return;
+    };
+    let reg = Registry::start(None);
+    let a = Rbuild::new();
+    let name = format!("{}/big:1", reg.host());
+    big_image(&a, &name, 20);
+    a.ok(&["push", &name]);
+    let root = fs.path.join("root");
+    run_on(&root, &["info"]);
+    let before = blobs(&root);
+    let r = run_on(&root, &["pull", &name]);
+    assert_full_disk_failure(&root, &r, before);
+}
+
+#[test]
+fn build_onto_a_full_disk_fails_clearly_and_tags_nothing() {
+    let Some(fs) = SmallFs::mount("build_onto_a_full_disk_fails_clearly_and_tags_nothing", 16)
+    else {
+        return;
+    };
+    let root = fs.path.join("root");
+    let out = Command::new(support::repo_root().join("testdata/make-busybox"))
+        .arg(support::bin())
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nCOPY big /big\n",
+    )
+    .unwrap();
+    support::tool(
+        "sh",
+        &[
+            "-c",
+            &format!("head -c 30M /dev/urandom > {}/big", s(ctx.path())),
+        ],
+    );
+    let before = blobs(&root);
+    let r = run_on(
+        &root,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "full:1",
+            s(ctx.path()),
+        ],
+    );
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr.to_lowercase().contains("no space left"),
+        "the error must say the disk is full:\n{}",
+        r.stderr
+    );
+    let images = run_on(&root, &["images"]);
+    assert!(!images.stdout.contains("full"), "{}", images.stdout);
+    let check = run_on(&root, &["system", "check"]);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    assert!(check.stdout.contains(": 0 problems"), "{}", check.stdout);
+    let _ = before;
+}

@@ -1,0 +1,2 @@
+FROM debian
+RUN apt-get update && apt-get install -y curl

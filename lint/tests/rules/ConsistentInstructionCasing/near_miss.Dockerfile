@@ -1,0 +1,3 @@
+from alpine
+copy a.txt /a
+run true

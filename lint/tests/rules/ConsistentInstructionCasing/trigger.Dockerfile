@@ -1,0 +1,4 @@
+FROM alpine
+copy a.txt /a
+COPY a.txt /b
+Run true

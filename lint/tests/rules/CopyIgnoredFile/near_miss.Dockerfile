@@ -1,0 +1,3 @@
+FROM alpine
+COPY a.txt /
+COPY --from=alpine /secret.txt /

@@ -1,0 +1,3 @@
+FROM alpine
+COPY secret.txt /
+ADD ./build/out.bin /

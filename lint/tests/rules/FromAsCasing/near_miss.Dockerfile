@@ -1,0 +1,2 @@
+FROM alpine AS base
+from alpine as other

@@ -1,0 +1,2 @@
+FROM --platform=linux/amd64 alpine AS build-amd64
+RUN true

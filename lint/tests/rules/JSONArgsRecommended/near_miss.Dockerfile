@@ -1,0 +1,5 @@
+FROM alpine
+CMD ["echo", "hello"]
+FROM alpine AS shelled
+SHELL ["/bin/sh", "-c"]
+ENTRYPOINT echo hi

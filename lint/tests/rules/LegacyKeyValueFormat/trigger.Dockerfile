@@ -1,0 +1,3 @@
+FROM alpine
+ENV FOO bar
+LABEL maintainer me

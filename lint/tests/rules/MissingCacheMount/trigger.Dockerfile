@@ -1,0 +1,3 @@
+# check=experimental=MissingCacheMount
+FROM python:3
+RUN pip install -r requirements.txt

@@ -1,0 +1,4 @@
+FROM alpine
+CMD ["a"]
+ENTRYPOINT ["x"]
+CMD ["b"]

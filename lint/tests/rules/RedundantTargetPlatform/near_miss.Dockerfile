@@ -1,0 +1,2 @@
+FROM --platform=$BUILDPLATFORM alpine
+RUN true

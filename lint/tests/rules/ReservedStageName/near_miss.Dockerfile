@@ -1,0 +1,2 @@
+FROM scratch AS rootfs
+COPY a.txt /

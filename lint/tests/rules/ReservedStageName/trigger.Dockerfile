@@ -1,0 +1,2 @@
+FROM alpine AS scratch
+RUN true

@@ -1,0 +1,3 @@
+FROM alpine
+ARG TOKEN_FILE=/run/t
+ENV PUBLIC_KEY=abc MONKEY=1

@@ -1,0 +1,2 @@
+FROM alpine AS good-stage
+RUN true

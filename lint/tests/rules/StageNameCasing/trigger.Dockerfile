@@ -1,0 +1,2 @@
+FROM alpine AS BadStageName
+RUN true

@@ -1,0 +1,2 @@
+FROM alpine:${VERSON}
+RUN true

@@ -1,0 +1,6 @@
+FROM alpine
+ARG FOO=1
+ENV BAR=$FOO
+COPY $BAR /dst
+ENV PATH=$PATH:/opt/bin
+RUN echo $UNDEFINED_IN_SHELL

@@ -1,0 +1,4 @@
+FROM alpine
+RUN make
+ARG BUILD_DATE
+LABEL created=$BUILD_DATE

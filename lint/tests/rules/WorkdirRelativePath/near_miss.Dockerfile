@@ -1,0 +1,5 @@
+FROM alpine AS base
+WORKDIR /app
+WORKDIR src
+FROM base
+WORKDIR more
