@@ -60,6 +60,9 @@ pub enum BuildError {
     Context(#[from] ContextError),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// An `--ssh` agent or `--build-context` that is not usable.
+    #[error(transparent)]
+    Input(Box<crate::inputs::InputError>),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The worker, the cache index or the lineage records failed outside
@@ -168,6 +171,12 @@ pub struct StepFailure {
     pub message: String,
     /// The worker's error.
     pub error: rbuild_worker::BuildError,
+}
+
+impl From<crate::inputs::InputError> for BuildError {
+    fn from(e: crate::inputs::InputError) -> BuildError {
+        BuildError::Input(Box::new(e))
+    }
 }
 
 impl StepFailure {

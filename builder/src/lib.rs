@@ -38,6 +38,7 @@ pub mod events;
 pub mod export;
 pub mod gate;
 mod image;
+pub mod inputs;
 pub mod report;
 pub mod request;
 mod solve;
@@ -52,7 +53,7 @@ pub use events::{BuildEvents, Event, PullReporter, Stream, Summary, VertexId};
 pub use export::{ExportHost, ExportStream, export};
 pub use gate::StepGate;
 pub use report::BuildReport;
-pub use request::{BuildOptions, BuildRequest, DockerfileSource};
+pub use request::{BuildInputs, BuildOptions, BuildRequest, DockerfileSource};
 pub use spec::{BuildArg, CacheFromSpec, CacheToSpec, OutputSpec, SecretSource, SecretSpec};
 
 /// What a successful build produced.

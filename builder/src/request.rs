@@ -57,6 +57,22 @@ pub struct BuildRequest {
     pub cache_from: Vec<CacheFromSpec>,
     /// `SOURCE_DATE_EPOCH` (seconds): every time in the image config.
     pub source_date_epoch: Option<i64>,
+    /// `--ssh` agents and `--build-context`s.
+    pub inputs: BuildInputs,
+}
+
+/// Build inputs besides the main context.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildInputs {
+    /// `--ssh`, ids unique.
+    pub ssh: Vec<crate::spec::inputs::SshSpec>,
+    /// `--build-context`, names unique.
+    pub contexts: Vec<crate::spec::inputs::NamedContextSpec>,
+    /// The main context was fetched into a temporary directory (a git or
+    /// tarball URL, a tar on stdin): as BuildKit, which reads
+    /// `.dockerignore` from local directories only, no ignore file
+    /// applies; and no stat cache is kept for a directory used once.
+    pub fetched_context: bool,
 }
 
 /// The front end's side of a build.

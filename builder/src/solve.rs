@@ -25,7 +25,7 @@ use rbuild_worker::cache_registry::RegistryTransport;
 use rbuild_worker::cache_transfer::{self, ExportMode, ImportingCacheIndex};
 use rbuild_worker::{
     BlobFetcher as _, BuildContext, BuildError as WorkerError, BuildWorker, CACHE_INDEX_VERSION,
-    LineageStore, LogSink, Secrets, StepOutput, StoreResolver, WorkerConfig,
+    LineageStore, LogSink, Secrets, StepOutput, StoreResolver, WorkerConfig, WorkerInputs,
 };
 
 use crate::cache::{self, fetch_failure_message};
@@ -73,13 +73,28 @@ pub(crate) fn run(
     let registry_cache = RegistryTransport::new(client.clone());
     let pull_progress = PullReporter::new(progress);
     let resolver = StoreResolver::with_registry(store, &client, request.pull, &pull_progress);
-    let plan =
-        rbuild_solver::plan::plan(&dockerfile, &request.plan, &resolver).map_err(|source| {
-            BuildError::Plan {
-                dockerfile: input.name.clone(),
-                source,
-            }
-        })?;
+    // Secrets are read once, for RUN mounts and git credentials alike.
+    let mut secrets = Secrets::new();
+    for s in &request.secrets {
+        secrets.insert(s.id.clone(), s.read()?);
+    }
+    let ready = crate::inputs::prepare(
+        store,
+        &request.inputs.ssh,
+        &request.inputs.contexts,
+        &|k| std::env::var(k).ok(),
+        &|id| secrets.get_value(id),
+    )?;
+    let plan = rbuild_solver::plan::plan_with_contexts(
+        &dockerfile,
+        &request.plan,
+        &resolver,
+        &ready.named,
+    )
+    .map_err(|source| BuildError::Plan {
+        dockerfile: input.name.clone(),
+        source,
+    })?;
     for w in &plan.warnings {
         progress.event(&Event::Warning {
             message: &w.message,
@@ -87,13 +102,41 @@ pub(crate) fn run(
         });
     }
 
-    let rules = IgnoreRules::load(&request.context, input.path.as_deref())?;
-    let stat_cache = stat_cache_path(store, &request.context);
-    let context = Context::open(&request.context, rules, Some(&stat_cache))?;
-    let mut secrets = Secrets::new();
-    for s in &request.secrets {
-        secrets.insert(s.id.clone(), s.read()?);
+    let (rules, stat_cache) = if request.inputs.fetched_context {
+        (IgnoreRules::none(), None)
+    } else {
+        (
+            IgnoreRules::load(&request.context, input.path.as_deref())?,
+            Some(stat_cache_path(store, &request.context)),
+        )
+    };
+    let context = Context::open(&request.context, rules, stat_cache.as_deref())?;
+    // Named local contexts: each with its own root `.dockerignore` only.
+    let mut named_fs = Vec::new();
+    for (key, dir) in &ready.dirs {
+        let fs = if ready.fetched.contains(key) {
+            Context::open(dir, IgnoreRules::none(), None)?
+        } else {
+            let rules = IgnoreRules::load(dir, None)?;
+            Context::open(dir, rules, Some(&stat_cache_path(store, dir)))?
+        };
+        named_fs.push((key, dir, fs));
     }
+    let worker_inputs = WorkerInputs {
+        named: named_fs
+            .iter()
+            .map(|(key, dir, fs)| {
+                (
+                    (*key).clone(),
+                    BuildContext {
+                        fs: fs as &dyn rbuild_context::copy::SourceFs,
+                        root: dir.as_path(),
+                    },
+                )
+            })
+            .collect(),
+        ssh: ready.ssh.sockets.clone(),
+    };
     progress.event(&Event::Solving);
 
     // FROM shows the image it resolved to, as BuildKit does; the only
@@ -115,6 +158,8 @@ pub(crate) fn run(
                     i.position,
                     &format!("FROM {}@{}", img.reference, img.digest),
                 ),
+                // The source steps behind an ADD of git or a named context.
+                op @ (Op::Git(_) | Op::Local(_)) => display_name(stage, i.position, &op.describe()),
                 _ => display_name(stage, i.position, &i.instruction),
             }
         })
@@ -161,7 +206,8 @@ pub(crate) fn run(
         cancel: options.cancel,
     })?
     // Imported hits' blobs arrive only when a step reads them.
-    .with_fetcher(&index);
+    .with_fetcher(&index)
+    .with_inputs(&worker_inputs);
     let planned = crate::timing::build_phase(started, "plan", started);
     let solve_started = Instant::now();
     // Steps another build sharing the gate is running are waited for,
@@ -288,6 +334,9 @@ pub(crate) fn run(
     );
     drop(worker);
     context.save()?;
+    for (_, _, fs) in &named_fs {
+        fs.save()?;
+    }
 
     let target = &solved.outputs[0];
     let step_name = |key: &CacheKey| events.step_name(key);

@@ -3,6 +3,7 @@
 //! parsed ([`parse`] reads docker's and buildx's syntaxes, for every front
 //! end), and how a secret's content is read.
 
+pub mod inputs;
 pub mod parse;
 
 use std::path::PathBuf;

@@ -129,6 +129,7 @@ impl Fixture {
             cache_to: vec![],
             cache_from: vec![],
             source_date_epoch: None,
+            inputs: Default::default(),
         }
     }
 

@@ -104,10 +104,11 @@ fn the_context_must_be_an_existing_directory() {
         &["missing", "not found"],
     );
     fails_naming(&rb, &["build", "-"], &["stdin"]);
+    // A remote context is fetched; one that cannot be is named.
     fails_naming(
         &rb,
         &["build", "https://example.invalid/repo.git"],
-        &["not supported"],
+        &["unable to prepare context https://example.invalid/repo.git"],
     );
     let r = rb.run(&["build"]);
     assert_eq!(r.code, 1, "PATH is required: {}", r.stderr);

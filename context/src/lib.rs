@@ -26,6 +26,7 @@
 
 pub mod copy;
 mod ignore;
+pub mod remote;
 mod stat_cache;
 
 use std::collections::HashMap;

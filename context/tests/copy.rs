@@ -990,7 +990,7 @@ fn content_digest_is_pinned() {
     );
     assert_eq!(
         d.digest.to_string(),
-        "sha256:26a8679a98e9a88963180d5b411e87fbfabca18798bd78ab29f1e73472784569"
+        "sha256:767be712b774a85417d5fecd6b54caf321274288705d3c4a694a4fbc7444a687"
     );
 }
 

@@ -36,6 +36,38 @@ pub enum Op {
     /// anything (`COPY --link`: the copy is made on scratch, so its key
     /// does not depend on the layers below it, then stacked).
     Merge,
+    /// A named build context (`--build-context NAME=DIR`) as a
+    /// filesystem: its files (after its `.dockerignore`) as one layer.
+    /// No inputs; the key holds the digest of its content.
+    Local(LocalOp),
+    /// A git repository at one commit (`ADD URL.git#REF`) as a
+    /// filesystem of one layer. No inputs; the key holds the commit the
+    /// ref resolved to, never the ref alone.
+    Git(GitOp),
+}
+
+/// A named local build context, by the name the worker knows it under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalOp {
+    /// The context's name as given to `--build-context` (normalized).
+    pub name: String,
+}
+
+/// A git source: where, which ref, which part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitOp {
+    /// The remote as git takes it (`https://…`, `ssh://…`,
+    /// `git@host:path`, `git://…`), without the `#fragment`.
+    pub remote: String,
+    /// Branch, tag or commit; empty: the remote's HEAD.
+    pub reference: String,
+    /// A directory of the repository to take instead of its root.
+    pub subdir: String,
+    /// Keep the `.git` directory (`ADD --keep-git-dir`).
+    pub keep_git_dir: bool,
+    /// `ADD --checksum=COMMIT`: the commit the ref must resolve to; the
+    /// key uses it without asking the remote.
+    pub checksum: Option<String>,
 }
 
 /// A base image, named by what was resolved: the manifest digest, never
@@ -107,6 +139,13 @@ pub enum ExecMountKind {
         source: String,
         readonly: bool,
     },
+    /// `type=bind,from=NAME` of a named local context: `source` relative
+    /// to its root; keyed by the content it shows, as a context mount.
+    Named {
+        name: String,
+        source: String,
+        readonly: bool,
+    },
     /// `type=cache`: a directory kept in the store across builds, by `id`
     /// (defaults to the target path). Its contents are never part of a
     /// key or a layer.
@@ -137,6 +176,16 @@ pub enum ExecMountKind {
     },
     /// A file with fixed content (a RUN heredoc), read-only.
     File { content: String, mode: u32 },
+    /// `type=ssh`: a socket at `target` that forwards to the agent `--ssh`
+    /// gave for `id`; `SSH_AUTH_SOCK` points at it. Only the id is in the
+    /// key, never the agent's socket path or its keys.
+    Ssh {
+        id: String,
+        required: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
 }
 
 /// `sharing=` of a cache mount.
@@ -173,6 +222,9 @@ pub enum CopySource {
     /// Files given inline (heredocs): `(name, content)`; names are
     /// relative to the destination.
     Inline(Vec<(String, String)>),
+    /// A named local context (`--build-context NAME=DIR`), read in place
+    /// as the main context is, so only the selected files are in the key.
+    Named(String),
 }
 
 /// COPY or ADD into a new layer on input 0's filesystem.
@@ -214,11 +266,25 @@ pub struct AddOptions {
     pub keep_git_dir: bool,
 }
 
+/// `type=ssh`'s defaults, as BuildKit's: the id `default`, the socket at
+/// `/run/buildkit/ssh_agent.N` (N counting the step's ssh mounts).
+pub const DEFAULT_SSH_ID: &str = "default";
+
 impl ExecMountKind {
     fn encode(&self, enc: &mut KeyEncoder) {
         match self {
             ExecMountKind::Context { source, readonly } => {
                 enc.str("mount", "context")
+                    .str("source", source)
+                    .bool("readonly", *readonly);
+            }
+            ExecMountKind::Named {
+                name,
+                source,
+                readonly,
+            } => {
+                enc.str("mount", "named")
+                    .str("name", name)
                     .str("source", source)
                     .bool("readonly", *readonly);
             }
@@ -286,6 +352,20 @@ impl ExecMountKind {
                     .str("content", content)
                     .u64("mode", u64::from(*mode));
             }
+            ExecMountKind::Ssh {
+                id,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                enc.str("mount", "ssh")
+                    .str("id", id)
+                    .bool("required", *required)
+                    .u64("mode", u64::from(*mode))
+                    .u64("uid", u64::from(*uid))
+                    .u64("gid", u64::from(*gid));
+            }
         }
     }
 }
@@ -299,6 +379,8 @@ impl KeyedOp for Op {
             Op::Copy(_) => "copy",
             Op::Mkdir(_) => "mkdir",
             Op::Merge => "merge",
+            Op::Local(_) => "local",
+            Op::Git(_) => "git",
         }
     }
 
@@ -310,6 +392,21 @@ impl KeyedOp for Op {
                 enc.digest("digest", &i.digest).str("platform", &i.platform);
             }
             Op::Scratch | Op::Merge => {}
+            // The content digest (the worker's) is the rest of the key.
+            Op::Local(l) => {
+                enc.str("name", &l.name);
+            }
+            // The resolved commit (the worker's content digest) names the
+            // tree; the remote and ref say where it was found (two refs
+            // are two steps, each keyed by its own commit, so a moved
+            // branch re-runs only what reads it).
+            Op::Git(g) => {
+                enc.str("remote", &g.remote)
+                    .str("ref", &g.reference)
+                    .opt_str("checksum", g.checksum.as_deref())
+                    .str("subdir", &g.subdir)
+                    .bool("keep-git-dir", g.keep_git_dir);
+            }
             Op::Mkdir(m) => {
                 enc.str("path", &m.path).str("user", &m.user);
             }
@@ -338,6 +435,9 @@ impl KeyedOp for Op {
                     }
                     CopySource::Input => {
                         enc.str("source", "input");
+                    }
+                    CopySource::Named(name) => {
+                        enc.str("source", "named").str("name", name);
                     }
                     CopySource::Inline(files) => {
                         enc.str("source", "inline").u64("files", files.len() as u64);
@@ -376,6 +476,14 @@ impl KeyedOp for Op {
             Op::Copy(c) => c.display.clone(),
             Op::Mkdir(m) => m.display.clone(),
             Op::Merge => "merge".to_string(),
+            Op::Local(l) => format!("[context {}] load from client", l.name),
+            Op::Git(g) => {
+                if g.reference.is_empty() {
+                    format!("git {}", g.remote)
+                } else {
+                    format!("git {}#{}", g.remote, g.reference)
+                }
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ use rbuild_solver::op::{ExecMountKind, ExecOp};
 use super::cache_mount::{self, NewDir};
 use super::runner::{MountSource, RunIo, RunMount, RunRootfs, RunSpec, RunStatus};
 use super::scratch::ScratchDir;
+use super::ssh::AgentProxy;
 use super::tree_copy::{clean_rel, copy_tree};
 use super::upper_dir::{add_runtime_mount_points, remove_placeholders};
 use super::{BuildError, BuildWorker, BuiltLayer, StepOutput, Stream, input};
@@ -51,6 +52,8 @@ pub(super) fn run(
     env.extend(op.proxy_env.iter().cloned());
     let mut mounts = Vec::new();
     let mut held = Vec::new();
+    let mut proxies = Vec::new();
+    let mut ssh_dir: Option<ScratchDir> = None;
     for (i, m) in op.mounts.iter().enumerate() {
         let target = PathBuf::from(&m.target);
         let bind = |source: PathBuf, target: PathBuf, readonly: bool| RunMount {
@@ -59,8 +62,14 @@ pub(super) fn run(
             readonly,
         };
         match &m.kind {
-            ExecMountKind::Context { source, readonly } => {
-                let ctx = w.cfg.context.ok_or(BuildError::NoContext)?;
+            ExecMountKind::Context { source, readonly }
+            | ExecMountKind::Named {
+                source, readonly, ..
+            } => {
+                let ctx = match &m.kind {
+                    ExecMountKind::Named { name, .. } => w.named(name)?,
+                    _ => w.cfg.context.ok_or(BuildError::NoContext)?,
+                };
                 let dest = scratch.path().join(format!("mount-{i}"));
                 // Hard links only where writes cannot reach the user's files.
                 let links = readonly.then_some(ctx.root);
@@ -153,6 +162,35 @@ pub(super) fn run(
             ExecMountKind::File { content, mode } => {
                 mounts.push(memory_file(content.as_bytes(), *mode, 0, 0, target));
             }
+            ExecMountKind::Ssh {
+                id,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                // As BuildKit: the first ssh mount is SSH_AUTH_SOCK unless
+                // the step's environment sets it, even when an optional
+                // agent was not given (a client then finds no socket).
+                if !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
+                    env.push(format!("SSH_AUTH_SOCK={}", m.target));
+                }
+                let Some(agent) = w.ssh_agent(id) else {
+                    if *required {
+                        return Err(BuildError::MissingSsh { id: id.clone() });
+                    }
+                    continue;
+                };
+                // The step's sockets: a private directory on the runtime
+                // tmpfs, gone with the step.
+                if ssh_dir.is_none() {
+                    ssh_dir = Some(ScratchDir::new_in(&sandbox::runtime_dir(), "ssh")?);
+                }
+                let dir = ssh_dir.as_ref().expect("made above").path();
+                let sock = dir.join(format!("ssh-{i}.sock"));
+                proxies.push(AgentProxy::start(&sock, agent, *mode, *uid, *gid)?);
+                mounts.push(bind(sock, target, false));
+            }
         }
     }
     super::phases::record("mounts", mounts_started);
@@ -173,6 +211,8 @@ pub(super) fn run(
     };
     let result = run_process(w, step, &spec);
     drop(spec);
+    drop(proxies);
+    drop(ssh_dir);
     drop(held);
     result?;
 

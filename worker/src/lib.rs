@@ -37,12 +37,14 @@ mod cache_mount;
 pub mod cache_registry;
 pub mod cache_transfer;
 mod exec;
+pub mod git;
 mod lineage;
 mod phases;
 mod prefetch;
 mod resolver;
 mod runner;
 mod scratch;
+pub mod ssh;
 pub mod testing;
 mod tree_copy;
 mod upper_dir;
@@ -54,7 +56,7 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
 use rbuild_solver::graph::StepId;
-use rbuild_solver::op::{CopySource, ExecMountKind, ExecOp, Op};
+use rbuild_solver::op::{CopySource, ExecMountKind, ExecOp, GitOp, Op};
 use rbuild_solver::scheduler::{PhaseSpan, Worker};
 use rbuild_solver::{Digest, KeyEncoder};
 
@@ -142,6 +144,16 @@ pub enum BuildError {
     /// fetched when a step or the exporter first needed it.
     #[error(transparent)]
     CacheFetch(Box<cache_transfer::LazyFetchError>),
+    #[error(
+        "ssh agent {id:?} is required but was not given\nhint: pass it with --ssh {id}[=SOCKET] (default: $SSH_AUTH_SOCK)"
+    )]
+    MissingSsh { id: String },
+    #[error("named context {name:?} was not given to the worker")]
+    MissingNamedContext { name: String },
+    #[error(transparent)]
+    Git(#[from] git::GitError),
+    #[error(transparent)]
+    Context(#[from] rbuild_context::ContextError),
 }
 
 impl BuildError {
@@ -238,6 +250,11 @@ impl Secrets {
     fn get(&self, id: &str) -> Option<&[u8]> {
         self.0.get(id).map(Vec::as_slice)
     }
+
+    /// A copy of the secret `id`'s value (for git credentials).
+    pub fn get_value(&self, id: &str) -> Option<Vec<u8>> {
+        self.0.get(id).cloned()
+    }
 }
 
 impl std::fmt::Debug for Secrets {
@@ -252,6 +269,15 @@ impl std::fmt::Debug for Secrets {
 pub struct BuildContext<'a> {
     pub fs: &'a dyn SourceFs,
     pub root: &'a Path,
+}
+
+/// Build inputs besides the main context: `--build-context` directories
+/// by name, `--ssh` agents.
+#[derive(Default)]
+pub struct WorkerInputs<'a> {
+    /// Named local contexts by their key (`rbuild_solver::plan::context_key`).
+    pub named: BTreeMap<String, BuildContext<'a>>,
+    pub ssh: ssh::SshAgents,
 }
 
 /// What a [`BuildWorker`] works with.
@@ -289,6 +315,11 @@ pub struct BuildWorker<'a> {
     /// Per-file digests of each COPY's sources, by content digest (the
     /// scheduler's `KeyParts::content`), for explaining misses.
     files: Mutex<BTreeMap<Digest, Vec<(String, Digest)>>>,
+    /// Named contexts and ssh agents (none unless given).
+    inputs: Option<&'a WorkerInputs<'a>>,
+    /// The commit each git step's ref resolved to when its key was made,
+    /// so the step fetches what its key names even if the ref moved since.
+    git_commits: Mutex<BTreeMap<(String, String), String>>,
     /// Where each executed step's time went ([`BuildWorker::phases`]).
     phases: Mutex<BTreeMap<StepId, Vec<PhaseSpan>>>,
     /// Base images' snapshots unpacking ahead of the steps that need them.
@@ -307,9 +338,130 @@ impl<'a> BuildWorker<'a> {
             fetcher: None,
             runner: &SandboxRunner,
             files: Mutex::new(BTreeMap::new()),
+            inputs: None,
+            git_commits: Mutex::new(BTreeMap::new()),
             phases: Mutex::new(BTreeMap::new()),
             prefetch: prefetch::Prefetch::default(),
             unpack_waits: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Gives the worker the build's named contexts and ssh agents.
+    pub fn with_inputs(mut self, inputs: &'a WorkerInputs<'a>) -> BuildWorker<'a> {
+        self.inputs = Some(inputs);
+        self
+    }
+
+    fn ssh_agent(&self, id: &str) -> Option<&Path> {
+        self.inputs.and_then(|i| i.ssh.get(id))
+    }
+
+    fn named(&self, name: &str) -> Result<BuildContext<'a>, BuildError> {
+        self.inputs
+            .and_then(|i| i.named.get(name).copied())
+            .ok_or_else(|| BuildError::MissingNamedContext {
+                name: name.to_string(),
+            })
+    }
+
+    fn git_auth(&self, remote: &str) -> git::GitAuth {
+        git::GitAuth::for_remote(
+            remote,
+            |id| self.cfg.secrets.get(id).map(<[u8]>::to_vec),
+            self.ssh_agent(rbuild_solver::op::DEFAULT_SSH_ID)
+                .map(Path::to_path_buf),
+        )
+    }
+
+    /// The commit a git step's ref names (asked once per build).
+    fn git_commit(&self, op: &GitOp) -> Result<String, BuildError> {
+        // A pinned commit is the answer without asking the remote (and is
+        // not what the ref says: that is checked when the step runs).
+        if let Some(pinned) = &op.checksum {
+            return Ok(pinned.to_ascii_lowercase());
+        }
+        let id = (op.remote.clone(), op.reference.clone());
+        if let Some(c) = self.git_commits.lock().expect("git lock").get(&id) {
+            return Ok(c.clone());
+        }
+        let commit = git::resolve(&op.remote, &op.reference, None, &self.git_auth(&op.remote))?;
+        self.git_commits
+            .lock()
+            .expect("git lock")
+            .insert(id, commit.clone());
+        Ok(commit)
+    }
+
+    /// A git step: the commit its key named, checked out (with its
+    /// submodules; `.git` only when kept), `subdir` of it as one layer.
+    fn git(&self, op: &GitOp) -> Result<StepOutput, BuildError> {
+        let commit = self.git_commit(op)?;
+        let auth = self.git_auth(&op.remote);
+        // A pinned ref is checked against the remote when the step runs
+        // (a cache hit never asks).
+        if let Some(pinned) = &op.checksum
+            && !op.reference.is_empty()
+            && !op.reference.eq_ignore_ascii_case(pinned)
+        {
+            let actual = git::resolve(&op.remote, &op.reference, None, &auth)?;
+            if !actual.eq_ignore_ascii_case(pinned) {
+                return Err(git::GitError::Checksum {
+                    remote: op.remote.clone(),
+                    reference: op.reference.clone(),
+                    expected: pinned.clone(),
+                    actual,
+                }
+                .into());
+            }
+        }
+        let scratch = scratch::ScratchDir::new(self.cfg.store, "git")?;
+        let dir = scratch.path().join("checkout");
+        std::fs::create_dir(&dir).map_err(BuildError::io(&dir))?;
+        git::checkout(
+            &op.remote,
+            &op.reference,
+            &commit,
+            op.keep_git_dir,
+            &dir,
+            &auth,
+        )?;
+        let root = if op.subdir.is_empty() {
+            dir.clone()
+        } else {
+            let sub = dir.join(&op.subdir);
+            if !sub.is_dir() {
+                return Err(git::GitError::NoSubdir {
+                    remote: op.remote.clone(),
+                    commit,
+                    subdir: op.subdir.clone(),
+                }
+                .into());
+            }
+            sub
+        };
+        let fs = rbuild_context::Context::open(&root, rbuild_context::IgnoreRules::none(), None)?;
+        let layer = self.tree_layer(&fs)?;
+        Ok(stacked(&StepOutput::default(), layer))
+    }
+
+    /// All of `src` as one layer at `/` (a named context or a git tree).
+    fn tree_layer(&self, src: &dyn SourceFs) -> Result<BuiltLayer, BuildError> {
+        let op = rbuild_solver::op::CopyOp {
+            source: CopySource::Context,
+            sources: vec![".".to_string()],
+            dest: "/".to_string(),
+            chown: None,
+            chmod: None,
+            link: false,
+            parents: false,
+            exclude: Vec::new(),
+            add: None,
+            display: String::new(),
+        };
+        let empty = LayeredFs::new(Vec::new());
+        self.write_layer(|out| {
+            copy::write_layer(&empty, Some(src), &op, out)
+                .map_err(|source| BuildError::Copy { source })
         })
     }
 
@@ -453,6 +605,7 @@ impl<'a> BuildWorker<'a> {
                 f(Some(ctx.fs))
             }
             CopySource::Inline(_) => f(None),
+            CopySource::Named(name) => f(Some(self.named(name)?.fs)),
             CopySource::Input => {
                 let input = inputs.get(1).ok_or(BuildError::MissingInput {
                     op: "copy",
@@ -474,10 +627,13 @@ impl<'a> BuildWorker<'a> {
         let mut files = Vec::new();
         let mut any = false;
         for m in &op.mounts {
-            let ExecMountKind::Context { source, .. } = &m.kind else {
-                continue;
+            let (ctx, source) = match &m.kind {
+                ExecMountKind::Context { source, .. } => {
+                    (self.cfg.context.ok_or(BuildError::NoContext)?, source)
+                }
+                ExecMountKind::Named { name, source, .. } => (self.named(name)?, source),
+                _ => continue,
             };
-            let ctx = self.cfg.context.ok_or(BuildError::NoContext)?;
             let rel = tree_copy::clean_rel(source);
             let digest = copy::tree_digest(ctx.fs, &rel).map_err(|e| match e {
                 CopyError::SourceNotFound { .. } => BuildError::MountSource {
@@ -560,6 +716,31 @@ impl Worker<Op> for BuildWorker<'_> {
         let c = match op {
             Op::Copy(c) => c,
             Op::Exec(e) => return self.mounts_digest(e),
+            Op::Local(l) => {
+                let ctx = self.named(&l.name)?;
+                let digest =
+                    copy::tree_digest(ctx.fs, "").map_err(|source| BuildError::Copy { source })?;
+                self.files
+                    .lock()
+                    .expect("files lock")
+                    .insert(digest.digest, digest.files);
+                return Ok(Some(digest.digest));
+            }
+            Op::Git(g) => {
+                let commit = self.git_commit(g)?;
+                let digest = Digest::of(format!("git-commit:{commit}").as_bytes());
+                // A miss then reads "files: changed git ref main".
+                let name = if g.reference.is_empty() {
+                    "HEAD"
+                } else {
+                    &g.reference
+                };
+                self.files
+                    .lock()
+                    .expect("files lock")
+                    .insert(digest, vec![(format!("git ref {name}"), digest)]);
+                return Ok(Some(digest));
+            }
             _ => return Ok(None),
         };
         if matches!(c.source, CopySource::Inline(_)) {
@@ -621,6 +802,12 @@ impl BuildWorker<'_> {
         match op {
             Op::Image(i) => self.image(i),
             Op::Scratch => Ok(StepOutput::default()),
+            Op::Local(l) => {
+                let ctx = self.named(&l.name)?;
+                let layer = self.tree_layer(ctx.fs)?;
+                Ok(stacked(&StepOutput::default(), layer))
+            }
+            Op::Git(g) => self.git(g),
             Op::Merge => {
                 let (a, b) = (input(inputs, 0, "merge")?, input(inputs, 1, "merge")?);
                 let mut layers = a.layers.clone();

@@ -24,7 +24,7 @@ use rbuild_store::{LayerInfo, Store};
 use rbuild_worker::testing::FakeRunner;
 use rbuild_worker::{
     BuildContext, BuildError, BuildWorker, LogSink, MountSource, NoLog, Secrets, StepOutput,
-    StoreCacheIndex, Stream, WorkerConfig,
+    StoreCacheIndex, Stream, WorkerConfig, WorkerInputs,
 };
 
 /// A store with `base:latest`: one layer with /etc/passwd and /etc/group
@@ -145,6 +145,8 @@ struct Inputs<'a> {
     secrets: Secrets,
     log: Option<&'a dyn LogSink>,
     cancel: Option<&'a AtomicBool>,
+    /// Named contexts and ssh agents.
+    more: Option<&'a WorkerInputs<'a>>,
 }
 
 /// Solves `target` of `g` with `runner` in place of the sandbox.
@@ -182,6 +184,10 @@ fn solve_with(
     })
     .unwrap()
     .with_runner(runner);
+    let worker = match inputs.more {
+        Some(more) => worker.with_inputs(more),
+        None => worker,
+    };
     solve(
         g,
         &[target],
@@ -800,4 +806,94 @@ fn a_from_step_starts_unpacking_its_base_before_any_step_needs_it() {
     assert_eq!(worker.unpack_wait(run), None, "it was done already");
     drop(worker);
     assert_eq!(fx.leftovers(), Vec::<PathBuf>::new());
+}
+
+/// A fake agent that answers every identities request with one key.
+fn fake_agent(dir: &Path) -> PathBuf {
+    use std::io::{Read, Write};
+    let path = dir.join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        for c in listener.incoming() {
+            let Ok(mut c) = c else { continue };
+            let mut req = [0u8; 5];
+            while c.read_exact(&mut req).is_ok() {
+                let _ = c.write_all(&[0, 0, 0, 5, 12, 0, 0, 0, 1]);
+            }
+        }
+    });
+    path
+}
+
+#[test]
+fn ssh_mount_is_a_forwarding_socket_for_the_step_only() {
+    let fx = Fixture::new();
+    let agent_dir = tempfile::tempdir().unwrap();
+    let agent = fake_agent(agent_dir.path());
+    let mut more = WorkerInputs::default();
+    more.ssh.insert("default", agent.clone());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let runner = FakeRunner::new().on(&["ssh-add", "-l"], move |p| {
+        let sock = p.env("SSH_AUTH_SOCK").unwrap_or_default().to_string();
+        let mount = p
+            .spec()
+            .mounts
+            .iter()
+            .find(|m| m.target == Path::new(&sock))
+            .expect("a mount at SSH_AUTH_SOCK");
+        let MountSource::Bind(host) = &mount.source else {
+            panic!("a bind mount")
+        };
+        // The step's own socket, not the agent's, and it answers.
+        assert_ne!(host, &agent);
+        let keys = rbuild_worker::ssh::probe(host).unwrap();
+        let mode = fs::metadata(host).unwrap().permissions().mode() & 0o777;
+        record
+            .lock()
+            .unwrap()
+            .push((sock, keys, mode, host.clone()));
+        Ok(0)
+    });
+    let ssh = |id: &str, required| ExecMountKind::Ssh {
+        id: id.into(),
+        required,
+        mode: 0o600,
+        uid: 0,
+        gid: 0,
+    };
+    let op = with_mount(
+        exec(&["ssh-add", "-l"]),
+        "/run/buildkit/ssh_agent.0",
+        ssh("default", false),
+    );
+    let inputs = Inputs {
+        more: Some(&more),
+        ..Inputs::default()
+    };
+    let out = run_one(&fx, &runner, op, &inputs).unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let (sock, keys, mode, host) = &seen[0];
+    assert_eq!(sock, "/run/buildkit/ssh_agent.0");
+    assert_eq!((*keys, *mode), (1, 0o600));
+    assert!(!host.exists(), "the step's socket is gone after it");
+    assert_eq!(out.added, 0, "nothing of the mount is in a layer");
+
+    // A required id that was not given fails the step, naming it; an
+    // optional one still gets SSH_AUTH_SOCK (as BuildKit) and no mount.
+    let op = with_mount(exec(&["ssh-add", "-l"]), "/run/s", ssh("deploy", true));
+    let e = run_one(&fx, &runner, op, &inputs).unwrap_err();
+    assert!(
+        matches!(&e, BuildError::MissingSsh { id } if id == "deploy"),
+        "{e}"
+    );
+    let runner = FakeRunner::new().on(&["true"], |p| {
+        assert_eq!(p.env("SSH_AUTH_SOCK"), Some("/run/s"));
+        assert!(p.spec().mounts.is_empty());
+        Ok(0)
+    });
+    let op = with_mount(exec(&["true"]), "/run/s", ssh("other", false));
+    run_one(&fx, &runner, op, &inputs).unwrap();
+    assert_eq!(runner.runs().len(), 1);
 }

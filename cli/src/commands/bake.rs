@@ -303,6 +303,48 @@ fn read_files(dir: &Path, names: &[PathBuf]) -> anyhow::Result<Vec<BakeFile>> {
     Ok(files)
 }
 
+/// A target's `contexts` and `ssh`, read as `--build-context` and
+/// `--ssh` are (a relative directory is relative to `cwd`).
+fn bake_inputs(t: &Target, cwd: &Path) -> anyhow::Result<rbuild_builder::BuildInputs> {
+    use rbuild_builder::spec::inputs::{
+        ContextSource, NamedContextSpec, parse_context_source, parse_ssh,
+    };
+    let mut contexts = Vec::new();
+    for (name, value) in &t.contexts {
+        if let Some(target) = value.strip_prefix("target:") {
+            bail!(
+                "contexts {name}=target:{target}: a context from another target is not supported yet\nhint: build {target} first and use docker-image://IMAGE"
+            );
+        }
+        let source = match parse_context_source(value)
+            .map_err(|e| anyhow::anyhow!("contexts {name}: {e}"))?
+        {
+            ContextSource::Local(_) => ContextSource::Local(
+                std::path::absolute(cwd.join(value))
+                    .with_context(|| format!("contexts {name}: cannot resolve {value:?}"))?,
+            ),
+            other => other,
+        };
+        contexts.push(NamedContextSpec {
+            name: name.clone(),
+            source,
+        });
+    }
+    let mut ssh: Vec<rbuild_builder::spec::inputs::SshSpec> = Vec::new();
+    for spec in t.ssh.iter().flatten() {
+        let spec = parse_ssh(spec).map_err(|e| anyhow::anyhow!("ssh: {e}"))?;
+        if ssh.iter().any(|s| s.id == spec.id) {
+            bail!("ssh: the id {:?} is given twice", spec.id);
+        }
+        ssh.push(spec);
+    }
+    Ok(rbuild_builder::BuildInputs {
+        ssh,
+        contexts,
+        fetched_context: false,
+    })
+}
+
 fn platform_string(p: &Platform) -> String {
     p.to_string()
 }
@@ -320,15 +362,7 @@ fn request_for(
         let keys: Vec<&str> = t.unsupported.keys().map(String::as_str).collect();
         bail!("{} not supported yet", keys.join(", "));
     }
-    if !t.contexts.is_empty() {
-        bail!(
-            "contexts (named build contexts: {}) are not supported yet",
-            t.contexts.keys().cloned().collect::<Vec<_>>().join(", ")
-        );
-    }
-    if t.ssh.as_ref().is_some_and(|s| !s.is_empty()) {
-        bail!("ssh (RUN --mount=type=ssh agents) is not supported yet");
-    }
+    let inputs = bake_inputs(t, cwd)?;
     let context_text = t.context.as_deref().unwrap_or(".");
     if context_text.contains("://") || context_text.starts_with("git@") {
         bail!("context {context_text:?}: remote build contexts are not supported yet");
@@ -459,6 +493,7 @@ fn request_for(
         cache_to,
         cache_from,
         source_date_epoch,
+        inputs,
     })
 }
 

@@ -19,7 +19,9 @@ use crate::image_config::ImageConfig;
 use crate::op::{ExecNetwork, Op};
 
 mod go_format;
+mod inputs;
 mod paths;
+pub use inputs::{GitUrl, NamedContext, NamedContexts, context_key, parse_git_url};
 pub use paths::clean as clean_path;
 mod planner;
 
@@ -158,5 +160,17 @@ pub fn plan<R: ImageResolver>(
     request: &PlanRequest,
     resolver: &R,
 ) -> Result<Plan, PlanError> {
-    planner::Planner::new(dockerfile, request, resolver)?.run()
+    plan_with_contexts(dockerfile, request, resolver, &NamedContexts::new())
+}
+
+/// [`plan`] with named contexts (`--build-context`): each replaces the
+/// stage, base image or `--from` source of its name, as BuildKit's
+/// frontend does (see [`NamedContext`]).
+pub fn plan_with_contexts<R: ImageResolver>(
+    dockerfile: &rbuild_parser::Dockerfile,
+    request: &PlanRequest,
+    resolver: &R,
+    named: &NamedContexts,
+) -> Result<Plan, PlanError> {
+    planner::Planner::new(dockerfile, request, resolver, named)?.run()
 }

@@ -12,6 +12,7 @@ use rbuild_parser::{
 };
 
 use super::go_format;
+use super::inputs::{NamedContext, NamedContexts, context_key, parse_git_url};
 use super::paths;
 use super::{
     ImageResolver, Plan, PlanError, PlanRequest, PlanWarning, PlannedHistory, Platform,
@@ -20,8 +21,8 @@ use super::{
 use crate::graph::{BuildGraph, StepId};
 use crate::image_config::{EmptyObject, HealthConfig, ImageConfig};
 use crate::op::{
-    AddOptions, CacheSharing, CopyOp, CopySource, ExecMount, ExecMountKind, ExecNetwork, ExecOp,
-    ImageOp, MkdirOp, Op,
+    AddOptions, CacheSharing, CopyOp, CopySource, DEFAULT_SSH_ID, ExecMount, ExecMountKind,
+    ExecNetwork, ExecOp, GitOp, ImageOp, LocalOp, MkdirOp, Op,
 };
 
 /// `PATH` of a scratch stage and of RUN steps whose image sets none
@@ -207,6 +208,8 @@ pub(super) struct Planner<'a, R: ImageResolver> {
     df: &'a Dockerfile,
     request: &'a PlanRequest,
     resolver: &'a R,
+    /// `--build-context`s by [`context_key`].
+    named: &'a NamedContexts,
     platform: Platform,
     lex: Lex,
     graph: BuildGraph<Op>,
@@ -337,12 +340,14 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
         df: &'a Dockerfile,
         request: &'a PlanRequest,
         resolver: &'a R,
+        named: &'a NamedContexts,
     ) -> Result<Self, PlanError> {
         let platform = request.platform.clone().unwrap_or_else(Platform::host);
         let mut planner = Planner {
             df,
             request,
             resolver,
+            named,
             lex: Lex::new(df.directives.escape_token),
             graph: BuildGraph::new(),
             infos: Vec::new(),
@@ -520,8 +525,63 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
             }
             return Ok(self.plan_stage(j)?.step);
         }
+        if let Some((step, _)) = self.named_step(from, &st.platform, at.line(), &at.info)? {
+            return Ok(step);
+        }
         let resolved = self.resolve(from, &st.platform, at.line())?;
         Ok(self.image_step(&resolved, &st.platform, &at.info))
+    }
+
+    /// The key of the named local context a `--from=NAME` reads in place:
+    /// only when no stage has the name (a stage wins, and a context of a
+    /// stage's name replaces that stage through [`Self::plan_stage`]).
+    fn named_local(&self, from: &str) -> Option<String> {
+        let n = self.df.stages.len();
+        let is_stage = self.stage_by_name(from, n).is_some()
+            || from.parse::<usize>().ok().is_some_and(|i| i < n);
+        if is_stage {
+            return None;
+        }
+        let key = context_key(from);
+        matches!(self.named.get(&key), Some(NamedContext::Local)).then_some(key)
+    }
+
+    /// The step and image config of the named context `name`, if there
+    /// is one: an image's root filesystem and config, or a directory's
+    /// files on an empty config.
+    fn named_step(
+        &mut self,
+        name: &str,
+        platform: &Platform,
+        line: usize,
+        info: &StepInfo,
+    ) -> Result<Option<(StepId, ImageConfig)>, PlanError> {
+        let key = context_key(name);
+        let Some(named) = self.named.get(&key) else {
+            return Ok(None);
+        };
+        Ok(Some(match named {
+            NamedContext::Image(reference) => {
+                let resolved = self.resolve(reference, platform, line)?;
+                (self.image_step(&resolved, platform, info), resolved.config)
+            }
+            NamedContext::Resolved(resolved) => (
+                self.image_step(resolved, platform, info),
+                resolved.config.clone(),
+            ),
+            NamedContext::Local => {
+                let mut config = ImageConfig::default();
+                config.config.env = Some(vec![format!("PATH={DEFAULT_PATH}")]);
+                // Its own lineage: the instruction reading it is another
+                // step, with its own previous keys.
+                let mut info = info.clone();
+                info.lineage.push_str(&format!("/context:{key}"));
+                (
+                    self.add(Op::Local(LocalOp { name: key }), &[], &info),
+                    config,
+                )
+            }
+        }))
     }
 
     fn plan_stage(&mut self, index: usize) -> Result<StageOut, PlanError> {
@@ -561,7 +621,32 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
         };
         let provisional = from_info(1 + stage.instructions.len());
         let mut inherited = None;
-        let (step, mut config, history) = if base.eq_ignore_ascii_case("scratch") {
+        // A named context with the stage's name replaces the whole stage.
+        if let Some(name) = &stage.name
+            && let Some((step, config)) =
+                self.named_step(name, &platform, from_line, &from_info(1))?
+        {
+            let out = StageOut {
+                step,
+                run_env: config.config.env.clone().unwrap_or_default(),
+                config,
+                history: Vec::new(),
+                platform,
+                args: Vec::new(),
+            };
+            self.stages[index] = Slot::Done(Box::new(out.clone()));
+            return Ok(out);
+        }
+        let named_base = if self.stage_by_name(&base, index).is_none()
+            && !base.eq_ignore_ascii_case("scratch")
+        {
+            self.named_step(&base, &platform, from_line, &provisional)?
+        } else {
+            None
+        };
+        let (step, mut config, history) = if let Some((step, config)) = named_base {
+            (step, config, Vec::new())
+        } else if base.eq_ignore_ascii_case("scratch") {
             let mut config = ImageConfig::default();
             config.config.env = Some(vec![format!("PATH={DEFAULT_PATH}")]);
             (self.add(Op::Scratch, &[], &provisional), config, Vec::new())
@@ -778,6 +863,7 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                     exclude,
                     heredocs,
                     add: None,
+                    git_checksum: None,
                 };
                 self.dispatch_copy(st, at, spec)?;
             }
@@ -793,8 +879,10 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                 unpack,
                 heredocs,
             } => {
-                let checksum = match checksum {
-                    None => None,
+                // A git source's checksum is the commit it must be at;
+                // an HTTP source's a sha256 digest.
+                let (checksum, git_checksum) = match checksum {
+                    None => (None, None),
                     Some(c) => {
                         // BuildKit's checks (dockerfile2llb convert_copy.go):
                         // one source, fetched from a URL.
@@ -808,14 +896,21 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                             .map(|s| self.expand(s, &st.expand_env(), line))
                             .transpose()?
                             .unwrap_or_default();
-                        if !(source.starts_with("http://") || source.starts_with("https://")) {
+                        let remote = ["http://", "https://", "git://", "ssh://", "git@"]
+                            .iter()
+                            .any(|p| source.starts_with(p));
+                        if !remote {
                             return Err(at.invalid("checksum requires HTTP(S) or Git sources"));
                         }
                         let c = self.expand(c, &st.expand_env(), line)?;
-                        Some(
-                            c.parse()
-                                .map_err(|e| at.invalid(format!("ADD --checksum: {e}")))?,
-                        )
+                        if is_commit_id(&c) {
+                            (None, Some(c.to_ascii_lowercase()))
+                        } else {
+                            let d = c
+                                .parse()
+                                .map_err(|e| at.invalid(format!("ADD --checksum: {e}")))?;
+                            (Some(d), None)
+                        }
                     }
                 };
                 let spec = CopySpec {
@@ -834,6 +929,7 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                         checksum,
                         keep_git_dir: keep_git_dir.unwrap_or(false),
                     }),
+                    git_checksum,
                 };
                 self.dispatch_copy(st, at, spec)?;
             }
@@ -1123,7 +1219,11 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
         }
         let mut inputs = vec![st.step];
         for m in mounts {
-            let mount = self.mount(st, at, m, &mut inputs)?;
+            let ssh_before = exec_mounts
+                .iter()
+                .filter(|m: &&ExecMount| matches!(m.kind, ExecMountKind::Ssh { .. }))
+                .count();
+            let mount = self.mount(st, at, m, &mut inputs, ssh_before)?;
             exec_mounts.push(mount);
         }
         // The process environment: the stage's state env (ENV and valued
@@ -1181,6 +1281,7 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
         at: &At<'_>,
         m: &Mount,
         inputs: &mut Vec<StepId>,
+        ssh_before: usize,
     ) -> Result<ExecMount, PlanError> {
         let line = at.line();
         // Re-check the mount after expansion: options holding `$` were
@@ -1225,10 +1326,21 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                             readonly: m.readonly,
                         }
                     }
-                    Some(from) => ExecMountKind::Input {
-                        input: from_input(self, from)?,
-                        source: source_in_input(&m.source),
-                        readonly: m.readonly,
+                    Some(from) => match self.named_local(from) {
+                        Some(name) => {
+                            let src = paths::clean(m.source.as_deref().unwrap_or("."));
+                            let src = src.trim_start_matches('/');
+                            ExecMountKind::Named {
+                                name,
+                                source: if src.is_empty() { "." } else { src }.to_string(),
+                                readonly: m.readonly,
+                            }
+                        }
+                        None => ExecMountKind::Input {
+                            input: from_input(self, from)?,
+                            source: source_in_input(&m.source),
+                            readonly: m.readonly,
+                        },
                     },
                 };
                 (target, kind)
@@ -1281,7 +1393,21 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                 (target, kind)
             }
             MountType::Ssh => {
-                return Err(at.invalid("RUN --mount=type=ssh is not supported"));
+                if m.from.is_some() {
+                    return Err(at.invalid("ssh mount should not have a from"));
+                }
+                // BuildKit numbers the default sockets by the step's
+                // ssh mounts: /run/buildkit/ssh_agent.0, .1, …
+                let target =
+                    target.unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{}", ssh_before));
+                let kind = ExecMountKind::Ssh {
+                    id: m.id.clone().unwrap_or_else(|| DEFAULT_SSH_ID.to_string()),
+                    required: m.required,
+                    mode: m.mode.unwrap_or(0o600),
+                    uid: m.uid.unwrap_or(0),
+                    gid: m.gid.unwrap_or(0),
+                };
+                (target, kind)
             }
         };
         Ok(ExecMount { target, kind })
@@ -1351,9 +1477,44 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
         created_by.push_str(&written_dest);
         created_by.push_str(" # buildkit");
 
+        let named_source = spec.from.and_then(|f| self.named_local(f));
         let from = match spec.from {
             None => None,
+            Some(_) if named_source.is_some() => None,
             Some(f) => Some(self.source_step(f, st, at)?),
+        };
+        // ADD of a git repository: each one a git step, copied from.
+        let mut git_sources = Vec::new();
+        let sources: Vec<String> = match &spec.add {
+            Some(add) => {
+                let mut rest = Vec::new();
+                for s in sources {
+                    match parse_git_url(&s) {
+                        Some(g) => git_sources.push(GitOp {
+                            remote: g.remote,
+                            reference: g.reference,
+                            subdir: g.subdir,
+                            keep_git_dir: add.keep_git_dir,
+                            checksum: spec.git_checksum.clone(),
+                        }),
+                        None => rest.push(s),
+                    }
+                }
+                if spec.git_checksum.is_some() && !rest.is_empty() {
+                    return Err(at.invalid(format!(
+                        "ADD --checksum={} is a commit, for git sources only; {:?} is not one",
+                        spec.git_checksum.as_deref().unwrap_or_default(),
+                        rest[0]
+                    )));
+                }
+                if !git_sources.is_empty() && add.checksum.is_some() {
+                    return Err(at.invalid(
+                        "ADD --checksum of a git source is the commit it must be at (40 or 64 hex digits), not a sha256 digest",
+                    ));
+                }
+                rest
+            }
+            None => sources,
         };
         let base = CopyOp {
             source: CopySource::Context,
@@ -1377,10 +1538,27 @@ impl<'a, R: ImageResolver> Planner<'a, R> {
                 None,
             ));
         }
+        for (n, git) in git_sources.into_iter().enumerate() {
+            // The git step has a lineage of its own, apart from the copy.
+            let mut info = at.info.clone();
+            info.lineage.push_str(&format!("/git{n}"));
+            let git_step = self.add(Op::Git(git), &[], &info);
+            ops.push((
+                CopyOp {
+                    source: CopySource::Input,
+                    sources: vec!["/".to_string()],
+                    add: None,
+                    ..base.clone()
+                },
+                Some(git_step),
+            ));
+        }
         if !sources.is_empty() || ops.is_empty() {
             ops.push((
                 CopyOp {
-                    source: if from.is_some() {
+                    source: if let Some(name) = &named_source {
+                        CopySource::Named(name.clone())
+                    } else if from.is_some() {
                         CopySource::Input
                     } else {
                         CopySource::Context
@@ -1427,6 +1605,14 @@ struct CopySpec<'i> {
     exclude: &'i [String],
     heredocs: &'i [rbuild_parser::Heredoc],
     add: Option<AddOptions>,
+    /// ADD `--checksum=COMMIT` (a git source's pin).
+    git_checksum: Option<String>,
+}
+
+/// A git commit id as `ADD --checksum` takes it: 40 (sha1) or 64
+/// (sha256) hex digits.
+fn is_commit_id(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// CMD/ENTRYPOINT argv: shell form runs through the stage's SHELL.

@@ -178,7 +178,6 @@ fn check_entry<R: Read>(
         }
         return Ok(());
     }
-    let parent_key = comps[..comps.len() - 1].join(&b'/');
     match ty {
         T::Regular | T::Continuous | T::GNUSparse | T::Directory | T::Char | T::Block | T::Fifo => {
             tree.symlinks.remove(&key);

@@ -67,7 +67,7 @@ pub fn target_chain(graph: &BuildGraph<Op>, target: StepId) -> Vec<StepId> {
         let inputs = graph.inputs(id);
         match graph.op(id) {
             Op::Merge => todo.extend(inputs.iter().take(2).copied()),
-            Op::Image(_) | Op::Scratch => {}
+            Op::Image(_) | Op::Scratch | Op::Local(_) | Op::Git(_) => {}
             _ => todo.extend(inputs.first().copied()),
         }
     }

@@ -13,6 +13,7 @@
 
 pub mod failure;
 pub mod frontend;
+mod inputs;
 pub mod options;
 pub mod progress;
 
@@ -116,6 +117,14 @@ pub struct BuildArgs {
     /// [,mounts=true], or IMAGE (its inline cache); repeatable
     #[arg(long = "cache-from", value_name = "SPEC", value_parser = parse_cache_from)]
     pub cache_from: Vec<CacheFromSpec>,
+    /// Expose an SSH agent or keys to RUN --mount=type=ssh:
+    /// default|ID[=SOCKET|KEY[,KEY…]]; repeatable
+    #[arg(long = "ssh", value_name = "SPEC", value_parser = rbuild_builder::spec::inputs::parse_ssh)]
+    pub ssh: Vec<rbuild_builder::spec::inputs::SshSpec>,
+    /// Additional build context: NAME=DIR|docker-image://REF|
+    /// oci-layout://DIR[@DIGEST]|GIT-URL|TARBALL-URL; repeatable
+    #[arg(long = "build-context", value_name = "NAME=VALUE", value_parser = rbuild_builder::spec::inputs::parse_build_context)]
+    pub build_contexts: Vec<rbuild_builder::spec::inputs::NamedContextSpec>,
     /// Run the Dockerfile checks instead of building (= --call=check)
     #[arg(long)]
     pub check: bool,
@@ -126,8 +135,9 @@ pub struct BuildArgs {
     /// Output format of --call: text or json
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: Option<check::Format>,
-    /// The build context directory
-    #[arg(value_name = "PATH")]
+    /// The build context: a directory, a git or tarball URL, or `-` (a tar
+    /// of the context, or a Dockerfile alone, on stdin)
+    #[arg(value_name = "PATH|URL|-")]
     pub context: PathBuf,
 }
 
@@ -233,6 +243,7 @@ impl Invocation {
                 cache_to: args.cache_to.clone(),
                 cache_from: args.cache_from.clone(),
                 source_date_epoch,
+                inputs: inputs::build_inputs(args)?,
             },
             quiet: args.quiet,
             progress,
@@ -247,15 +258,10 @@ impl Invocation {
 
 fn validate_context(path: &Path) -> anyhow::Result<PathBuf> {
     let text = path.to_string_lossy();
-    if text == "-" {
-        bail!(
-            "reading the build context from stdin is not supported\nhint: pass a directory as PATH (a Dockerfile alone can come from stdin with -f -)"
-        );
-    }
-    if text.contains("://") || text.starts_with("git@") {
-        bail!(
-            "remote build contexts ({text}) are not supported\nhint: clone it and pass the directory"
-        );
+    // `run` fetches these into a directory before validating (see
+    // `inputs::prepare_context`); a request made without it cannot use them.
+    if text == "-" || text.contains("://") || text.starts_with("git@") {
+        bail!("unable to prepare context {text}: it has not been fetched into a directory");
     }
     let meta = std::fs::metadata(path)
         .with_context(|| format!("unable to prepare context: path {text:?} not found"))?;
@@ -266,13 +272,23 @@ fn validate_context(path: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// Runs `rbuild build`.
-pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<ExitCode> {
+pub fn run(root: &Path, mut args: BuildArgs) -> anyhow::Result<ExitCode> {
+    // A URL or `-` becomes a temporary directory first.
+    let prepared = inputs::prepare_context(&mut args)?;
     let mut invocation = Invocation::from_args(
         &args,
         |k| std::env::var(k).ok(),
         std::io::stderr().is_terminal(),
     )?;
-    let input = read_dockerfile(args.file.as_deref(), &invocation.request.context)?;
+    invocation.request.inputs.fetched_context = prepared.is_some();
+    let input = match prepared.as_ref().and_then(|p| p.dockerfile.clone()) {
+        Some(bytes) => DockerfileInput {
+            bytes,
+            display_name: "<stdin>".into(),
+            path: None,
+        },
+        None => read_dockerfile(args.file.as_deref(), &invocation.request.context)?,
+    };
     invocation.request.dockerfile = DockerfileSource {
         bytes: input.bytes,
         name: input.display_name,
