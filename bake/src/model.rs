@@ -74,7 +74,9 @@ pub struct Target {
     pub no_cache: Option<bool>,
     pub network: Option<String>,
     pub no_cache_filter: Option<Vec<String>>,
-    /// Keys buildx knows that rbuild cannot build with yet (`annotations`,
+    /// `annotations`: `[TYPE:]KEY=VALUE` strings, as `--annotation` takes.
+    pub annotations: Option<Vec<String>>,
+    /// Keys buildx knows that rbuild cannot build with yet (`attest`,
     /// `attest`, `shm-size`, `ulimits`, `call`, `entitlements`,
     /// `extra-hosts`), as written; a target using one is refused at build
     /// time, and `--print` shows them.
@@ -85,7 +87,6 @@ pub struct Target {
 
 /// The keys of a target block that rbuild knows but cannot build with yet.
 pub const UNSUPPORTED_KEYS: &[&str] = &[
-    "annotations",
     "attest",
     "shm-size",
     "ulimits",
@@ -137,6 +138,7 @@ impl Target {
         set(&mut self.no_cache, &other.no_cache);
         set(&mut self.network, &other.network);
         merge_list(&mut self.no_cache_filter, &other.no_cache_filter);
+        merge_list(&mut self.annotations, &other.annotations);
         set(&mut self.description, &other.description);
         self.unsupported.extend(
             other
@@ -204,6 +206,7 @@ impl Target {
             "secrets" | "secret" => list(&mut self.secret),
             "ssh" => list(&mut self.ssh),
             "no-cache-filter" => list(&mut self.no_cache_filter),
+            "annotations" => list(&mut self.annotations),
             "no-cache" => self.no_cache = Some(boolean("no-cache")?),
             "pull" => self.pull = Some(boolean("pull")?),
             "push" => {
@@ -255,6 +258,7 @@ impl Target {
             &mut self.secret,
             &mut self.ssh,
             &mut self.no_cache_filter,
+            &mut self.annotations,
         ]
         .into_iter()
         .flatten()
@@ -314,7 +318,7 @@ struct PrintTarget<'a> {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     args: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    annotations: Option<&'a serde_json::Value>,
+    annotations: Option<&'a Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     attest: Option<&'a serde_json::Value>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -393,7 +397,7 @@ impl Target {
             dockerfile: self.dockerfile.as_ref(),
             dockerfile_inline: self.dockerfile_inline.as_ref().map(esc),
             args: esc_map(&self.args),
-            annotations: extra("annotations"),
+            annotations: self.annotations.as_ref(),
             attest: extra("attest"),
             labels: esc_map(&self.labels),
             tags: self.tags.as_ref(),

@@ -12,7 +12,7 @@ use rbuild_worker::BuildError as WorkerError;
 use rbuild_worker::cache_registry::RegistryTransport;
 use rbuild_worker::cache_transfer::{
     self, CacheTransferError, CacheTransport, ExportMode, ImportedCache, ImportingCacheIndex,
-    LazyFetchError, LocalDirTransport,
+    LayerFormat, LazyFetchError, LocalDirTransport,
 };
 
 use crate::error::BuildError;
@@ -115,25 +115,47 @@ pub(crate) fn export_caches(
     step_name: &dyn Fn(&CacheKey) -> Option<String>,
 ) -> Result<(), BuildError> {
     for spec in cache_to {
-        let (transport, reference, mode, mounts): (&dyn CacheTransport, String, _, _) = match spec {
-            CacheToSpec::Inline => continue,
-            CacheToSpec::Local { dest, mode, mounts } => (
-                &LocalDirTransport,
-                dest.display().to_string(),
-                *mode,
-                *mounts,
-            ),
-            CacheToSpec::Registry {
-                reference,
-                mode,
-                mounts,
-            } => (registry, reference.clone(), *mode, *mounts),
-        };
+        let (transport, reference, mode, mounts, format): (&dyn CacheTransport, String, _, _, _) =
+            match spec {
+                CacheToSpec::Inline => continue,
+                CacheToSpec::Local {
+                    dest,
+                    mode,
+                    mounts,
+                    layers,
+                    oci_media_types,
+                } => (
+                    &LocalDirTransport,
+                    dest.display().to_string(),
+                    *mode,
+                    *mounts,
+                    LayerFormat {
+                        compression: *layers,
+                        oci_media_types: *oci_media_types,
+                    },
+                ),
+                CacheToSpec::Registry {
+                    reference,
+                    mode,
+                    mounts,
+                    layers,
+                    oci_media_types,
+                } => (
+                    registry,
+                    reference.clone(),
+                    *mode,
+                    *mounts,
+                    LayerFormat {
+                        compression: *layers,
+                        oci_media_types: *oci_media_types,
+                    },
+                ),
+            };
         let keys = keys(mode);
         let mount_ids = if mounts { mount_ids() } else { Vec::new() };
         // The export copies blobs from the store.
         lazy_fetch(index.fetch_records(&keys), step_name)?;
-        cache_transfer::export(store, &keys, &mount_ids, transport, &reference)
+        cache_transfer::export(store, &keys, &mount_ids, transport, &reference, &format)
             .map_err(|source| BuildError::CacheExport { reference, source })?;
     }
     Ok(())

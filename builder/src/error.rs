@@ -54,6 +54,11 @@ pub enum BuildError {
     /// A step failed; the events already showed it as `Failed`.
     #[error("{} failed: {}", .0.step_name, .0.message)]
     Step(Box<StepFailure>),
+    /// An output asks for `rewrite-timestamp=true` without an epoch.
+    #[error(
+        "rewrite-timestamp=true needs SOURCE_DATE_EPOCH\nhint: set it in the environment or pass --build-arg SOURCE_DATE_EPOCH=SECONDS"
+    )]
+    RewriteTimestampNeedsEpoch,
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]

@@ -10,22 +10,25 @@
 //! end's stdout for `dest=-`) belongs to the front end and comes through
 //! [`ExportHost`]: this crate never opens stdout.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
+use rbuild_oci::Platform;
 use rbuild_oci::reference::ImageRef;
 use rbuild_registry as registry;
 use rbuild_registry::{Client, PushEvent, PushProgress};
-use rbuild_store::archive::{self, ArchiveFormat};
+use rbuild_store::archive::{self, ArchiveFormat, ManifestDescription};
 use rbuild_store::layer::{self, PackOptions};
 use rbuild_store::layout::MEDIA_TYPE_MANIFEST;
+use rbuild_store::variants::ManifestFormat;
 use rbuild_store::{Image, Store};
 use serde_json::json;
 
 use crate::error::{BuildError, HostError};
 use crate::events::{BuildEvents, Event};
 use crate::request::BuildRequest;
-use crate::spec::OutputSpec;
+use crate::spec::{Annotation, AnnotationKind, ImageFormat, OutputSpec};
 
 /// A stream export's destination, opened by [`ExportHost::open`]; what
 /// was written becomes visible on [`finish`](ExportStream::finish).
@@ -41,9 +44,29 @@ pub trait ExportHost: Sync {
     fn open(&self, dest: &Path) -> Result<Box<dyn ExportStream + '_>, HostError>;
 }
 
+/// The manifest an export wrote or a push sent when it is not the one
+/// the build stored: its layers compressed, Docker media types,
+/// annotations (see [`rbuild_store::variants`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedManifest {
+    pub digest: rbuild_oci::Digest,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// What the exporters did: the names the image got, and the manifest the
+/// last output wrote (an archive's), named or pushed when it differs from
+/// the stored one (a push's comes last, as buildx reports it).
+pub(crate) struct Exported {
+    pub(crate) names: Vec<ImageRef>,
+    pub(crate) manifest: Option<ExportedManifest>,
+}
+
 /// After a successful build: exports the image to each output, tags it
 /// (always: `-t` names the image in the store whatever the outputs) and
-/// pushes it when asked. Returns the names it got.
+/// pushes it when asked, each push as its image output's format says
+/// (gzip and Docker media types by default, as BuildKit); a pushed name
+/// then names the pushed manifest in the store.
 pub(crate) fn export_all(
     store: &Store,
     request: &BuildRequest,
@@ -51,7 +74,7 @@ pub(crate) fn export_all(
     client: &Client,
     events: &dyn BuildEvents,
     host: &dyn ExportHost,
-) -> Result<Vec<ImageRef>, BuildError> {
+) -> Result<Exported, BuildError> {
     // Tagged whatever the outputs: the image is in the store already and
     // `-t` names it there (docker applies -t to its image exporter).
     let mut names = request.tags.clone();
@@ -64,19 +87,40 @@ pub(crate) fn export_all(
     // neighbours).
     let mut seen = std::collections::HashSet::new();
     names.retain(|n| seen.insert(n.to_string()));
+    let platform = request.plan.platform.clone().unwrap_or_else(Platform::host);
+    let mut manifest = None;
     for out in &request.outputs {
-        export(store, image, out, &names, host)?;
+        if let Some(m) = export_output(
+            store,
+            image,
+            out,
+            &names,
+            host,
+            &request.annotations,
+            &platform,
+        )? {
+            manifest = Some(m);
+        }
     }
-    if request
-        .outputs
-        .iter()
-        .all(|o| !matches!(o, OutputSpec::Image { .. }))
-    {
+    let image_output = request.outputs.iter().find_map(|o| match o {
+        OutputSpec::Image { format, .. } => Some(format.clone()),
+        _ => None,
+    });
+    if image_output.is_none() {
         let store_only = OutputSpec::Image {
             names: vec![],
             push: false,
+            format: ImageFormat::default(),
         };
-        export(store, image, &store_only, &names, host)?;
+        export_output(
+            store,
+            image,
+            &store_only,
+            &names,
+            host,
+            &request.annotations,
+            &platform,
+        )?;
     }
     // `-o type=image,push=true` pushes like `--push`: to every name the
     // image exporter got (buildx hands it the `-t` tags as names too).
@@ -89,15 +133,61 @@ pub(crate) fn export_all(
         if names.is_empty() {
             return Err(BuildError::PushNeedsName);
         }
+        let format = image_output.unwrap_or_default();
+        let (manifest_format, _) = manifest_format(&format, false, &request.annotations, &platform);
         for name in &names {
-            push_image(store, client, image, name, events)?;
+            manifest = Some(push_image(
+                store,
+                client,
+                image,
+                name,
+                &manifest_format,
+                events,
+            )?);
         }
     }
-    Ok(names)
+    Ok(Exported { names, manifest })
+}
+
+/// The store's manifest format for an image output, and the
+/// manifest-descriptor annotations; `oci_default` is the exporter's
+/// `oci-mediatypes` default. `extra` are `--annotation`s; those for
+/// another platform than `platform` are left out.
+fn manifest_format(
+    format: &ImageFormat,
+    oci_default: bool,
+    extra: &[Annotation],
+    platform: &Platform,
+) -> (ManifestFormat, BTreeMap<String, String>) {
+    let mut manifest = BTreeMap::new();
+    let mut descriptor = BTreeMap::new();
+    for a in extra.iter().chain(&format.annotations) {
+        let applies = a.platform.as_ref().is_none_or(|p| {
+            p.os == platform.os
+                && p.architecture == platform.architecture
+                && (p.variant.is_none() || p.variant == platform.variant)
+        });
+        if !applies {
+            continue;
+        }
+        match a.kind {
+            AnnotationKind::Manifest => manifest.insert(a.key.clone(), a.value.clone()),
+            AnnotationKind::ManifestDescriptor => descriptor.insert(a.key.clone(), a.value.clone()),
+        };
+    }
+    (
+        ManifestFormat {
+            layers: format.layer_compression(),
+            oci_media_types: format.oci_media_types.unwrap_or(oci_default),
+            annotations: manifest,
+        },
+        descriptor,
+    )
 }
 
 /// Exports `image` (already in `store`) to `output`; `names` are the
-/// `-t` tags and `type=image,name=` names, normalized.
+/// `-t` tags and `type=image,name=` names, normalized. Image archives are
+/// written as the output's format says (gzip by default).
 pub fn export(
     store: &Store,
     image: &Image,
@@ -105,41 +195,103 @@ pub fn export(
     names: &[ImageRef],
     host: &dyn ExportHost,
 ) -> Result<(), BuildError> {
+    export_output(store, image, output, names, host, &[], &Platform::host()).map(drop)
+}
+
+/// [`export`] with `--annotation`s for the image of `platform`; returns
+/// the manifest an archive holds, or the one `type=image` named when it
+/// is not the stored one.
+fn export_output(
+    store: &Store,
+    image: &Image,
+    output: &OutputSpec,
+    names: &[ImageRef],
+    host: &dyn ExportHost,
+    annotations: &[Annotation],
+    platform: &Platform,
+) -> Result<Option<ExportedManifest>, BuildError> {
     let _lease = store.lease(image)?;
     match output {
-        OutputSpec::Image { .. } => {
-            for name in names {
-                store.tag(image, name).map_err(|source| BuildError::Tag {
-                    name: Box::new(name.clone()),
-                    source,
-                })?;
+        OutputSpec::Image { format, .. } => {
+            let (manifest_format, _) = manifest_format(format, false, annotations, platform);
+            if manifest_format.annotations.is_empty() {
+                for name in names {
+                    tag(store, image, name)?;
+                }
+                return Ok(None);
             }
-            Ok(())
+            // Annotations live in a manifest of their own: the names
+            // point at it (a push sends the same one).
+            let (converted, _lease, media_type) = store.convert_image(image, &manifest_format)?;
+            for name in names {
+                store
+                    .tag_converted(image, &converted, media_type, name)
+                    .map_err(|source| BuildError::Tag {
+                        name: Box::new(name.clone()),
+                        source,
+                    })?;
+            }
+            Ok(Some(ExportedManifest {
+                digest: converted.manifest_digest,
+                size: converted.manifest_size,
+                media_type: media_type.to_string(),
+            }))
         }
-        OutputSpec::Oci { dest } => {
-            write_image_archive(store, image, names, ArchiveFormat::Oci, dest, host)
+        OutputSpec::Oci { dest, format } => {
+            let (f, descriptor) = manifest_format(format, true, annotations, platform);
+            write_image_archive(
+                store,
+                image,
+                names,
+                ArchiveFormat::Oci,
+                dest,
+                host,
+                &f,
+                descriptor,
+            )
+            .map(Some)
         }
-        OutputSpec::Docker { dest } => {
-            write_image_archive(store, image, names, ArchiveFormat::Docker, dest, host)
+        OutputSpec::Docker { dest, format } => {
+            let (f, descriptor) = manifest_format(format, false, annotations, platform);
+            write_image_archive(
+                store,
+                image,
+                names,
+                ArchiveFormat::Docker,
+                dest,
+                host,
+                &f,
+                descriptor,
+            )
+            .map(Some)
         }
         OutputSpec::Tar { dest } => {
             let mut out = host.open(dest).map_err(BuildError::Host)?;
             write_rootfs_tar(store, image, &mut out)?;
-            out.finish().map_err(BuildError::Host)
+            out.finish().map_err(BuildError::Host).map(|()| None)
         }
         OutputSpec::Local { dest } => {
             std::fs::create_dir_all(dest).map_err(|source| BuildError::OutputDir {
                 path: dest.clone(),
                 source,
             })?;
-            unpack_layers(store, image, dest)
+            unpack_layers(store, image, dest).map(|()| None)
         }
     }
 }
 
-/// Writes `image` as an image archive in `format` to `dest`, listed once
-/// per name in `names` (once without a name when there is none). The
-/// caller holds a lease on the image.
+fn tag(store: &Store, image: &Image, name: &ImageRef) -> Result<(), BuildError> {
+    store.tag(image, name).map_err(|source| BuildError::Tag {
+        name: Box::new(name.clone()),
+        source,
+    })
+}
+
+/// Writes `image` as an image archive in `format` to `dest`, its layers
+/// and manifest as `manifest` says, listed once per name in `names` (once
+/// without a name when there is none), each manifest descriptor with the
+/// `descriptor` annotations. The caller holds a lease on the image.
+#[allow(clippy::too_many_arguments)]
 fn write_image_archive(
     store: &Store,
     image: &Image,
@@ -147,23 +299,35 @@ fn write_image_archive(
     format: ArchiveFormat,
     dest: &Path,
     host: &dyn ExportHost,
-) -> Result<(), BuildError> {
+    manifest: &ManifestFormat,
+    descriptor: BTreeMap<String, String>,
+) -> Result<ExportedManifest, BuildError> {
+    let (converted, _lease, media_type) = store.convert_image(image, manifest)?;
     let selected: Vec<(Image, Option<ImageRef>)> = if names.is_empty() {
-        vec![(image.clone(), None)]
+        vec![(converted.clone(), None)]
     } else {
         names
             .iter()
-            .map(|n| (image.clone(), Some(n.clone())))
+            .map(|n| (converted.clone(), Some(n.clone())))
             .collect()
     };
+    let description = ManifestDescription {
+        media_type: Some(media_type.to_string()),
+        annotations: descriptor,
+    };
     let mut out = host.open(dest).map_err(BuildError::Host)?;
-    archive::write_archive(store, &selected, format, &mut out).map_err(|source| {
-        BuildError::Archive {
+    archive::write_archive_described(store, &selected, format, &mut out, &description).map_err(
+        |source| BuildError::Archive {
             dest: dest.to_path_buf(),
             source,
-        }
-    })?;
-    out.finish().map_err(BuildError::Host)
+        },
+    )?;
+    out.finish().map_err(BuildError::Host)?;
+    Ok(ExportedManifest {
+        digest: converted.manifest_digest,
+        size: converted.manifest_size,
+        media_type: media_type.to_string(),
+    })
 }
 
 /// Writes the image's flattened filesystem as a tar to `out` (also
@@ -205,34 +369,43 @@ pub fn unpack_layers(store: &Store, image: &Image, dir: &Path) -> Result<(), Bui
     Ok(())
 }
 
-/// Pushes `image` to `target`, its progress as [`Event::PushStarted`],
-/// [`Event::Push`] and [`Event::Pushed`].
+/// Pushes `image` to `target` encoded as `format` says, its progress as
+/// [`Event::PushStarted`], [`Event::Push`] and [`Event::Pushed`]; `target`
+/// then names the pushed manifest in the store.
 fn push_image(
     store: &Store,
     client: &Client,
     image: &Image,
     target: &ImageRef,
+    format: &ManifestFormat,
     events: &dyn BuildEvents,
-) -> Result<(), BuildError> {
+) -> Result<ExportedManifest, BuildError> {
     events.event(&Event::PushStarted {
         reference: target,
         config: &image.id,
     });
-    let lease = store.lease(image)?;
-    let outcome =
-        registry::push(store, client, image, target, &PushEvents(events)).map_err(|source| {
-            BuildError::Push {
-                reference: Box::new(target.clone()),
-                source,
-            }
-        })?;
-    drop(lease);
+    let pushed = registry::push_as(
+        store,
+        client,
+        image,
+        target,
+        Some(format),
+        &PushEvents(events),
+    )
+    .map_err(|source| BuildError::Push {
+        reference: Box::new(target.clone()),
+        source,
+    })?;
     events.event(&Event::Pushed {
         reference: target,
-        digest: &outcome.digest,
-        size: outcome.size,
+        digest: &pushed.outcome.digest,
+        size: pushed.outcome.size,
     });
-    Ok(())
+    Ok(ExportedManifest {
+        digest: pushed.outcome.digest,
+        size: pushed.outcome.size,
+        media_type: pushed.media_type,
+    })
 }
 
 /// The registry client's push events → build events.
@@ -247,13 +420,31 @@ impl PushProgress for PushEvents<'_> {
 /// `--metadata-file`'s content for `image` named `names`, with buildx's
 /// keys.
 pub fn metadata(image: &Image, names: &[ImageRef]) -> serde_json::Value {
+    metadata_of(image, names, None)
+}
+
+/// [`metadata`] naming `manifest` (what was pushed or tagged, when it is
+/// not the stored manifest) as `containerimage.digest`, as buildx does.
+pub fn metadata_of(
+    image: &Image,
+    names: &[ImageRef],
+    manifest: Option<&ExportedManifest>,
+) -> serde_json::Value {
+    let (digest, size, media_type) = match manifest {
+        Some(m) => (m.digest, m.size, m.media_type.as_str()),
+        None => (
+            image.manifest_digest,
+            image.manifest_size,
+            MEDIA_TYPE_MANIFEST,
+        ),
+    };
     let mut meta = json!({
         "containerimage.config.digest": image.id.to_string(),
-        "containerimage.digest": image.manifest_digest.to_string(),
+        "containerimage.digest": digest.to_string(),
         "containerimage.descriptor": {
-            "mediaType": MEDIA_TYPE_MANIFEST,
-            "digest": image.manifest_digest.to_string(),
-            "size": image.manifest_size,
+            "mediaType": media_type,
+            "digest": digest.to_string(),
+            "size": size,
         },
     });
     if !names.is_empty() {

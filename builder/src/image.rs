@@ -6,7 +6,10 @@
 //! entries take their layer's time, and the image's `created` is the
 //! newest layer's. So a fully cached rebuild writes a byte-identical
 //! config and gets the same image ID, as BuildKit does.
-//! `SOURCE_DATE_EPOCH` overrides all of them.
+//! `SOURCE_DATE_EPOCH` overrides all of them; with an output's
+//! `rewrite-timestamp=true` the file times newer than it in the build's
+//! own layers (not the base image's) are set to it too, as BuildKit does,
+//! which gives those layers new diffIDs.
 
 use rbuild_oci::time::{now_secs, rfc3339};
 use rbuild_solver::image_config::History;
@@ -27,9 +30,28 @@ pub(crate) fn write_image(
     results: &[Option<StepOutput>],
     target: &StepOutput,
     epoch: Option<i64>,
+    rewrite_timestamp: bool,
     inline_cache: Option<serde_json::Value>,
 ) -> Result<Image, BuildError> {
-    let layers = target.layer_infos();
+    let mut layers = target.layer_infos();
+    // Held until the image names the rewritten layers.
+    let _session = store.write_session()?;
+    if let (true, Some(e)) = (rewrite_timestamp, epoch) {
+        // Only the build's own layers: a base image's stay as published.
+        let own: std::collections::BTreeSet<_> = plan
+            .history
+            .iter()
+            .filter_map(|h| h.layer_step)
+            .filter_map(|s| results.get(s.index()).and_then(Option::as_ref))
+            .flat_map(|o| o.added_layers().iter().map(|l| l.info.diff_id))
+            .collect();
+        let epoch = u64::try_from(e).unwrap_or(0);
+        for l in &mut layers {
+            if own.contains(&l.diff_id) {
+                *l = store.clamp_layer_mtimes(l, epoch)?;
+            }
+        }
+    }
     let mut config = plan.config.clone();
     config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.to_string()).collect();
     let built_times: Vec<&str> = target

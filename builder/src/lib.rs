@@ -54,7 +54,10 @@ pub use export::{ExportHost, ExportStream, export};
 pub use gate::StepGate;
 pub use report::BuildReport;
 pub use request::{BuildInputs, BuildOptions, BuildRequest, DockerfileSource};
-pub use spec::{BuildArg, CacheFromSpec, CacheToSpec, OutputSpec, SecretSource, SecretSpec};
+pub use spec::{
+    Annotation, AnnotationKind, BuildArg, CacheFromSpec, CacheToSpec, Compression, ImageFormat,
+    OutputSpec, SecretSource, SecretSpec,
+};
 
 /// What a successful build produced.
 #[derive(Debug, Clone)]
@@ -66,12 +69,17 @@ pub struct BuildResult {
     /// The names the image got: `-t` tags, then `type=image,name=` names,
     /// normalized, each once.
     pub names: Vec<ImageRef>,
+    /// The manifest the outputs wrote when it is not the stored
+    /// [`image`](Self::image)'s: the one pushed (compressed layers, Docker
+    /// media types by default), an archive's, or one carrying annotations
+    /// (what `--metadata-file` calls `containerimage.digest`).
+    pub manifest: Option<export::ExportedManifest>,
 }
 
 impl BuildResult {
     /// The result as buildx's `--metadata-file` describes it.
     pub fn metadata(&self) -> serde_json::Value {
-        export::metadata(&self.image, &self.names)
+        export::metadata_of(&self.image, &self.names, self.manifest.as_ref())
     }
 }
 
@@ -97,8 +105,9 @@ pub fn build_shared(
     options: &BuildOptions<'_>,
     gate: &StepGate,
 ) -> Result<BuildResult, BuildError> {
+    check_request(request)?;
     let solved = solve::run(store, request, options, gate)?;
-    let names = export::export_all(
+    let exported = export::export_all(
         store,
         request,
         &solved.image,
@@ -109,6 +118,33 @@ pub fn build_shared(
     Ok(BuildResult {
         image: solved.image,
         report: solved.report,
-        names,
+        names: exported.names,
+        manifest: exported.manifest,
     })
+}
+
+/// What cannot be known wrong from one flag alone, checked before the
+/// build starts so a bad combination builds, tags and pushes nothing.
+fn check_request(request: &BuildRequest) -> Result<(), BuildError> {
+    let rewrite = request
+        .outputs
+        .iter()
+        .any(|o| o.format().is_some_and(|f| f.rewrite_timestamp));
+    if rewrite && request.source_date_epoch.is_none() {
+        return Err(BuildError::RewriteTimestampNeedsEpoch);
+    }
+    let pushes = request.push
+        || request
+            .outputs
+            .iter()
+            .any(|o| matches!(o, OutputSpec::Image { push: true, .. }));
+    let named = !request.tags.is_empty()
+        || request
+            .outputs
+            .iter()
+            .any(|o| matches!(o, OutputSpec::Image { names, .. } if !names.is_empty()));
+    if pushes && !named {
+        return Err(BuildError::PushNeedsName);
+    }
+    Ok(())
 }

@@ -11,7 +11,7 @@ use rbuild_solver::plan::PlanRequest;
 
 use crate::events::BuildEvents;
 use crate::export::ExportHost;
-use crate::spec::{CacheFromSpec, CacheToSpec, OutputSpec, SecretSpec};
+use crate::spec::{Annotation, CacheFromSpec, CacheToSpec, OutputSpec, SecretSpec};
 
 /// The Dockerfile a build reads, as the front end found it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,10 +55,15 @@ pub struct BuildRequest {
     pub cache_to: Vec<CacheToSpec>,
     /// Cache imports, consulted in the order given.
     pub cache_from: Vec<CacheFromSpec>,
-    /// `SOURCE_DATE_EPOCH` (seconds): every time in the image config.
+    /// `SOURCE_DATE_EPOCH` (seconds): every time in the image config,
+    /// and with an output's `rewrite-timestamp=true` the newest file time
+    /// in the build's own layers.
     pub source_date_epoch: Option<i64>,
     /// `--ssh` agents and `--build-context`s.
     pub inputs: BuildInputs,
+    /// `--annotation`s: for every image output (image, registry, oci,
+    /// docker), beside each output's own `annotation.KEY=` attributes.
+    pub annotations: Vec<Annotation>,
 }
 
 /// Build inputs besides the main context.

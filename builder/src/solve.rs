@@ -368,6 +368,10 @@ pub(crate) fn run(
         &solved.results,
         target,
         request.source_date_epoch,
+        request
+            .outputs
+            .iter()
+            .any(|o| o.format().is_some_and(|f| f.rewrite_timestamp)),
         inline,
     )?;
     cache::export_caches(

@@ -8,7 +8,10 @@ pub mod parse;
 
 use std::path::PathBuf;
 
+use rbuild_oci::Platform;
 use rbuild_oci::reference::ImageRef;
+pub use rbuild_store::layer::Compression;
+use rbuild_store::variants::LayerCompression;
 use rbuild_worker::cache_transfer::ExportMode;
 
 /// One `--build-arg`: `NAME=VALUE`, or `NAME` alone to take the value from
@@ -70,16 +73,87 @@ impl SecretSpec {
     }
 }
 
+/// Where an annotation goes (buildx's `TYPE:` of `--annotation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnnotationKind {
+    /// The image manifest's `annotations`.
+    Manifest,
+    /// The manifest's descriptor: in an OCI or docker archive's
+    /// `index.json`.
+    ManifestDescriptor,
+}
+
+/// One `--annotation [TYPE[PLATFORM]:]KEY=VALUE` or
+/// `annotation[-TYPE][PLATFORM].KEY=VALUE` output attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Annotation {
+    pub kind: AnnotationKind,
+    /// Only for the image of this platform (`manifest[linux/amd64]:…`).
+    pub platform: Option<Platform>,
+    pub key: String,
+    pub value: String,
+}
+
+/// How an image output encodes what it writes: BuildKit's exporter
+/// attributes `compression=`, `compression-level=`, `force-compression=`,
+/// `oci-mediatypes=`, `rewrite-timestamp=` and `annotation…=`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageFormat {
+    /// Layer compression (default gzip, as BuildKit).
+    pub compression: Compression,
+    /// gzip 0–9, zstd 0–22 (0: zstd's default); `None` for the default.
+    pub compression_level: Option<i32>,
+    /// Re-encode layers stored compressed otherwise (pulled base layers).
+    pub force_compression: bool,
+    /// OCI media types; `None` for the exporter's default (true for
+    /// `type=oci`, false for `image`, `registry` and `docker`, as BuildKit).
+    pub oci_media_types: Option<bool>,
+    /// Clamp file times in the build's own layers to `SOURCE_DATE_EPOCH`.
+    pub rewrite_timestamp: bool,
+    /// Output attribute annotations (`--annotation` ones are in the
+    /// request and apply to every output).
+    pub annotations: Vec<Annotation>,
+}
+
+impl Default for ImageFormat {
+    fn default() -> Self {
+        ImageFormat {
+            compression: Compression::Gzip,
+            compression_level: None,
+            force_compression: false,
+            oci_media_types: None,
+            rewrite_timestamp: false,
+            annotations: Vec::new(),
+        }
+    }
+}
+
+impl ImageFormat {
+    /// The store's side of the layer attributes.
+    pub fn layer_compression(&self) -> LayerCompression {
+        LayerCompression {
+            compression: self.compression,
+            level: self.compression_level,
+            force: self.force_compression,
+        }
+    }
+}
+
 /// What an output (`-o`) exports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputSpec {
     /// The image in the store, tagged with every `-t` and `name=`, and
-    /// with `push=true` pushed to each of those names (like `--push`).
-    Image { names: Vec<ImageRef>, push: bool },
+    /// with `push=true` (or `type=registry`) pushed to each of those names
+    /// (like `--push`), encoded as `format` says.
+    Image {
+        names: Vec<ImageRef>,
+        push: bool,
+        format: ImageFormat,
+    },
     /// An OCI image layout tar.
-    Oci { dest: PathBuf },
+    Oci { dest: PathBuf, format: ImageFormat },
     /// A docker-archive tar (`docker load`).
-    Docker { dest: PathBuf },
+    Docker { dest: PathBuf, format: ImageFormat },
     /// The flattened root filesystem as a tar.
     Tar { dest: PathBuf },
     /// The flattened root filesystem into a directory.
@@ -90,8 +164,19 @@ impl OutputSpec {
     /// True when this output writes to stdout (`dest=-`).
     pub fn is_stdout(&self) -> bool {
         matches!(self,
-            OutputSpec::Oci { dest } | OutputSpec::Docker { dest } | OutputSpec::Tar { dest }
+            OutputSpec::Oci { dest, .. } | OutputSpec::Docker { dest, .. } | OutputSpec::Tar { dest }
                 if dest.as_os_str() == "-")
+    }
+
+    /// The image format of an image output (`image`, `registry`, `oci`,
+    /// `docker`).
+    pub fn format(&self) -> Option<&ImageFormat> {
+        match self {
+            OutputSpec::Image { format, .. }
+            | OutputSpec::Oci { format, .. }
+            | OutputSpec::Docker { format, .. } => Some(format),
+            OutputSpec::Tar { .. } | OutputSpec::Local { .. } => None,
+        }
     }
 }
 
@@ -103,6 +188,10 @@ pub enum CacheToSpec {
         dest: PathBuf,
         mode: ExportMode,
         mounts: bool,
+        /// Layer encoding (`compression=`…), as the image's own.
+        layers: LayerCompression,
+        /// `oci-mediatypes=` for the layers (default true, as BuildKit).
+        oci_media_types: bool,
     },
     /// `type=registry,ref=REF` (or a bare `REF`): the same layout pushed
     /// to a registry.
@@ -110,6 +199,8 @@ pub enum CacheToSpec {
         reference: String,
         mode: ExportMode,
         mounts: bool,
+        layers: LayerCompression,
+        oci_media_types: bool,
     },
     /// `type=inline`: the records of the final image's steps, in its config.
     Inline,

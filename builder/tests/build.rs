@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicBool;
 use rbuild_builder::report::StepStatus;
 use rbuild_builder::{
     BuildEvents, BuildOptions, BuildRequest, BuildResult, DockerfileSource, Event, ExportHost,
-    ExportStream, HostError, OutputSpec,
+    ExportStream, HostError, ImageFormat, OutputSpec,
 };
 use rbuild_oci::reference::ImageRef;
 use rbuild_solver::op::ExecNetwork;
@@ -130,6 +130,7 @@ impl Fixture {
             cache_from: vec![],
             source_date_epoch: None,
             inputs: Default::default(),
+            annotations: vec![],
         }
     }
 
@@ -231,6 +232,7 @@ fn exporters_tag_and_write_the_root_filesystem() {
                 ImageRef::parse("other").unwrap(),
             ],
             push: false,
+            format: ImageFormat::default(),
         },
         OutputSpec::Tar { dest: tar.clone() },
         OutputSpec::Local {
@@ -293,9 +295,13 @@ fn image_archives_load_back_as_the_same_image() {
     let oci = fx.dir.path().join("app.oci.tar");
     let docker = fx.dir.path().join("app.docker.tar");
     request.outputs = vec![
-        OutputSpec::Oci { dest: oci.clone() },
+        OutputSpec::Oci {
+            dest: oci.clone(),
+            format: ImageFormat::default(),
+        },
         OutputSpec::Docker {
             dest: docker.clone(),
+            format: ImageFormat::default(),
         },
     ];
     let result = fx.build(&request, &Recorder::default());

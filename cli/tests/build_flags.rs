@@ -68,10 +68,12 @@ fn bad_flag_values_exit_1_naming_the_flag_and_value() {
         &["build", "--secret", "type=ssh,id=a", c],
         &["--secret", "ssh"],
     );
+    fails_naming(&rb, &["build", "-o", "type=s3", c], &["--output", "s3"]);
+    // type=registry pushes, so it needs a name; said before anything runs.
     fails_naming(
         &rb,
         &["build", "-o", "type=registry", c],
-        &["--output", "registry"],
+        &["pushing needs a name", "-t"],
     );
     fails_naming(
         &rb,

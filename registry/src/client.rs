@@ -30,7 +30,7 @@ pub struct ClientOptions {
     /// in the hint when a registry does not speak TLS.
     pub config_files: Vec<PathBuf>,
     /// How long one read may wait for bytes before the transfer counts as
-    /// stalled (and is retried); [`DEFAULT_READ_TIMEOUT`] when `None`.
+    /// stalled (and is retried); 60 seconds when `None`.
     /// From `RBUILD_REGISTRY_READ_TIMEOUT` (seconds) in the environment.
     pub read_timeout: Option<std::time::Duration>,
 }

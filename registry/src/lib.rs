@@ -54,7 +54,9 @@ pub use config::{CONFIG_FILE_NAME, ConfigFile};
 pub use credentials::{Credentials, DockerConfig};
 pub use platform::select_manifest;
 pub use pull::{PullEvent, PullOutcome, PullProgress, pull};
-pub use push::{BlobPush, PushEvent, PushOutcome, PushProgress, push};
+pub use push::{
+    BlobPush, FormattedPush, PushEvent, PushOutcome, PushProgress, layers_compressed, push, push_as,
+};
 use rbuild_oci::Digest;
 use rbuild_oci::reference::ImageRef;
 use rbuild_store::StoreError;

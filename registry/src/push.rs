@@ -5,9 +5,9 @@
 //! is mounted from there, anything else is uploaded (`POST`, then one
 //! `PUT` with the digest). The manifest goes last, byte for byte as the
 //! store has it, so its digest is the one `rbuild images --digests` and a
-//! later pull see. Layers are pushed as stored: uncompressed layers stay
-//! `…layer.v1.tar` (compressing would change the manifest digest; see the
-//! README).
+//! later pull see. [`push`] sends the image as stored; [`push_as`] first
+//! converts it (compressed layer variants, media types, annotations) and
+//! then names the pushed manifest in the store under the target.
 
 use rbuild_oci::Digest;
 
@@ -138,4 +138,74 @@ pub fn push(
         size: bytes.len() as u64,
         uploaded: uploaded.into_inner(),
     })
+}
+
+/// What [`push_as`] pushed: the outcome, and the media type of the
+/// manifest it pushed.
+#[derive(Debug, Clone)]
+pub struct FormattedPush {
+    pub outcome: PushOutcome,
+    pub media_type: String,
+}
+
+/// Pushes `image` encoded as `format` says: its layers as the store's
+/// compressed variants ([`Store::convert_image`]: each compressed once and
+/// reused by digest, so a second push uploads nothing and another
+/// repository of the registry mounts them), its manifest with the asked
+/// media types and annotations. `None` pushes the stored manifest as it
+/// is. Afterwards `target` names the pushed manifest in the store too, as
+/// docker records the digest a push got (the image ID is unchanged).
+pub fn push_as(
+    store: &Store,
+    client: &Client,
+    image: &Image,
+    target: &ImageRef,
+    format: Option<&rbuild_store::variants::ManifestFormat>,
+    progress: &dyn PushProgress,
+) -> Result<FormattedPush, RegistryError> {
+    let Some(format) = format else {
+        let _lease = store.lease(image)?;
+        let outcome = push(store, client, image, target, progress)?;
+        let media_type = stored_media_type(store, &image.manifest_digest)?;
+        return Ok(FormattedPush {
+            outcome,
+            media_type,
+        });
+    };
+    let (mut converted, _lease, media_type) = store.convert_image(image, format)?;
+    // The names of every manifest of this image (the stored one, ones
+    // pushed before) tell which repository can mount the blobs from.
+    converted.tags = image.tags.clone();
+    if let Ok(images) = store.images() {
+        for other in images.into_iter().filter(|i| i.id == image.id) {
+            converted.tags.extend(other.tags);
+        }
+    }
+    let outcome = push(store, client, &converted, target, progress)?;
+    if target.digest().is_none() {
+        store.tag_converted(image, &converted, media_type, target)?;
+    }
+    Ok(FormattedPush {
+        outcome,
+        media_type: media_type.to_string(),
+    })
+}
+
+/// True when every layer of `image` is stored compressed: pushing it as
+/// stored already sends no uncompressed bytes.
+pub fn layers_compressed(store: &Store, image: &Image) -> Result<bool, RegistryError> {
+    for l in &image.layers {
+        if store.blob_encoding(&l.digest)? == rbuild_store::LayerEncoding::Tar {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn stored_media_type(store: &Store, manifest: &Digest) -> Result<String, RegistryError> {
+    let bytes = store.read_blob(manifest)?;
+    Ok(serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| MEDIA_TYPE_MANIFEST.to_string()))
 }

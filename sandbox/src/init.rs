@@ -40,6 +40,11 @@ use super::userns;
 pub fn init_main() -> ! {
     // SAFETY: fcntl on the status fd the parent set up for us.
     unsafe { libc::fcntl(STATUS_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // The container's process starts with umask 0022, runc's default (the
+    // OCI spec's `process.user.umask`) and so BuildKit's for RUN: the
+    // caller's umask must not change the modes of files a RUN step
+    // creates, and with them the layer's digest.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let code = match monitor() {
         Ok(code) => code,
         Err(e) => {

@@ -78,6 +78,7 @@ pub use spec::{
 };
 pub use user::{Identity, resolve as resolve_user};
 pub use userns::missing_for_multi_user as rootless_limitations;
+pub use userns::{RootlessMapping, SubRange, rootless_mapping};
 
 /// The hidden argument (argv\[1\]) that makes the binary run [`init_main`].
 pub const INIT_ARG: &str = "__sandbox-init";

@@ -75,6 +75,41 @@ fn map_self(uid: u32, gid: u32) -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// How a rootless sandbox maps ids (see the module docs): container id 0
+/// is the user's; with subordinate ranges (and the setuid helpers) ids
+/// 1..=count are the range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RootlessMapping {
+    pub uid: u32,
+    pub gid: u32,
+    /// Both ranges, or none: one without the other is not used.
+    pub subids: Option<(SubRange, SubRange)>,
+}
+
+/// The mapping a sandbox started by this (non-root) process uses; `None`
+/// as root, where ids are not mapped. Files a RUN step writes carry the
+/// host side of it; a layer records the container side.
+pub fn rootless_mapping() -> Option<RootlessMapping> {
+    let uid = nix::unistd::geteuid().as_raw();
+    if uid == 0 {
+        return None;
+    }
+    let gid = nix::unistd::getegid().as_raw();
+    let name = user_name(uid);
+    let subuid = fs::read_to_string("/etc/subuid")
+        .ok()
+        .and_then(|t| find_range(&t, &name, uid));
+    let subgid = fs::read_to_string("/etc/subgid")
+        .ok()
+        .and_then(|t| find_range(&t, &name, uid));
+    let tools = helper("newuidmap").is_some() && helper("newgidmap").is_some();
+    let subids = match (subuid, subgid, tools) {
+        (Some(u), Some(g), true) => Some((u, g)),
+        _ => None,
+    };
+    Some(RootlessMapping { uid, gid, subids })
+}
+
 /// Enters a new user namespace as its root. Single-threaded callers only
 /// (it forks a helper that runs newuidmap/newgidmap for this process).
 pub(crate) fn enter() -> Result<(), SandboxError> {

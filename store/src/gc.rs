@@ -204,6 +204,9 @@ impl Store {
             keep_blobs.insert(l.digest);
             keep_snapshots.insert(l.diff_id.hex());
         }
+        // Compressed variants of live layers stay: the next push reuses
+        // them (records of dead layers go when sweeping).
+        keep_blobs.extend(self.live_variant_blobs(&keep_snapshots, sweep_leases)?);
         Ok((keep_blobs, keep_snapshots))
     }
 

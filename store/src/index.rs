@@ -200,7 +200,7 @@ impl Store {
     }
 
     /// Read-modify-write of `index.json` under the exclusive index lock.
-    fn update_index(&self, f: impl FnOnce(&mut Index)) -> Result<()> {
+    pub(crate) fn update_index(&self, f: impl FnOnce(&mut Index)) -> Result<()> {
         let _l = FileLock::acquire(&self.dir.join("locks/index.lock"), LockMode::Exclusive)?;
         let before = self.read_index()?;
         let mut index = before.clone();
@@ -363,7 +363,7 @@ impl Store {
 
 /// Points `tag` at `desc`; the image it named before stays as a dangling
 /// entry when nothing else names it.
-fn set_tag(index: &mut Index, desc: &Descriptor, tag: &ImageRef) {
+pub(crate) fn set_tag(index: &mut Index, desc: &Descriptor, tag: &ImageRef) {
     let name = tag.to_string();
     let mut previous = None;
     index.manifests.retain(|d| {

@@ -48,7 +48,9 @@ impl LayerEncoding {
         match media_type {
             MEDIA_TYPE_LAYER_TAR | MEDIA_TYPE_DOCKER_LAYER_TAR => Some(LayerEncoding::Tar),
             MEDIA_TYPE_LAYER_GZIP | MEDIA_TYPE_DOCKER_LAYER_GZIP => Some(LayerEncoding::Gzip),
-            MEDIA_TYPE_LAYER_ZSTD => Some(LayerEncoding::Zstd),
+            MEDIA_TYPE_LAYER_ZSTD | crate::variants::MEDIA_TYPE_DOCKER_LAYER_ZSTD => {
+                Some(LayerEncoding::Zstd)
+            }
             _ => None,
         }
     }

@@ -63,6 +63,7 @@ mod resolve;
 mod session;
 mod snapshot;
 mod staging;
+pub mod variants;
 
 use std::fs;
 use std::io;
@@ -162,6 +163,14 @@ pub enum StoreError {
     LayerMismatch { declared: usize, given: usize },
     #[error("layer {diff_id} is not part of any image in the store")]
     UnknownLayer { diff_id: Digest },
+    /// Boxed: a second variant holding a `LayerError` inline would cost
+    /// every `StoreError` (and the errors wrapping it) a tag word.
+    #[error("compressing layer {diff_id} failed")]
+    Compress {
+        diff_id: Digest,
+        #[source]
+        source: Box<LayerError>,
+    },
     #[error("unpacking layer {diff_id} failed")]
     Unpack {
         diff_id: Digest,

@@ -124,7 +124,7 @@ impl Store {
 /// A layer blob's compression from its magic number (gzip `1f 8b`, zstd
 /// `28 b5 2f fd`); anything else is read as a plain tar, whose first
 /// bytes are a file name.
-fn sniff_layer_encoding(head: &[u8]) -> LayerEncoding {
+pub(crate) fn sniff_layer_encoding(head: &[u8]) -> LayerEncoding {
     if head.starts_with(&[0x1f, 0x8b]) {
         LayerEncoding::Gzip
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {

@@ -193,6 +193,7 @@ fn clamp_mtime_caps_every_entry() {
         tmp.path(),
         &PackOptions {
             clamp_mtime: Some(1_550_000_000),
+            ..PackOptions::default()
         },
     );
     let mut ar = tar::Archive::new(bytes.as_slice());
@@ -203,6 +204,56 @@ fn clamp_mtime_caps_every_entry() {
         seen_old |= m == 1_500_000_000;
     }
     assert!(seen_old, "older mtimes stay as they are");
+}
+
+#[test]
+fn an_owner_map_writes_the_ids_a_user_namespace_showed() {
+    use rbuild_store::layer::{IdRange, OwnerMap};
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("f"), "x").unwrap();
+    let me = std::fs::metadata(tmp.path().join("f")).unwrap();
+    // This process's ids are "root inside", as in a rootless sandbox.
+    let owners = OwnerMap {
+        uids: vec![IdRange {
+            container: 0,
+            host: me.uid(),
+            count: 1,
+        }],
+        gids: vec![IdRange {
+            container: 0,
+            host: me.gid(),
+            count: 1,
+        }],
+    };
+    let (bytes, _) = pack(
+        tmp.path(),
+        &PackOptions {
+            owners: Some(owners.clone()),
+            ..PackOptions::default()
+        },
+    );
+    let mut ar = tar::Archive::new(bytes.as_slice());
+    for e in ar.entries().unwrap() {
+        let e = e.unwrap();
+        assert_eq!(
+            (e.header().uid().unwrap(), e.header().gid().unwrap()),
+            (0, 0)
+        );
+    }
+    // An id in no range is the overflow id; a subordinate range maps on.
+    let sub = OwnerMap {
+        uids: vec![IdRange {
+            container: 1,
+            host: 100_000,
+            count: 65536,
+        }],
+        gids: vec![],
+    };
+    assert_eq!(sub.uid(100_000), 1);
+    assert_eq!(sub.uid(100_999), 1000);
+    assert_eq!(sub.uid(5), 65534);
+    assert_eq!(owners.gid(me.gid().wrapping_add(1)), 65534);
 }
 
 fn assert_same(a: &Path, b: &Path, rel: &str) {

@@ -220,10 +220,11 @@ pub(super) fn run(
     add_runtime_mount_points(&upper, &lowers)?;
     // A RUN that changed nothing still adds a layer (with no entries), as
     // in BuildKit, where every RUN step has one.
-    w.write_layer(|out| {
-        pack_diff(&upper, out, &PackOptions::default())
-            .map_err(|source| BuildError::Pack { source })
-    })
+    let opts = PackOptions {
+        owners: rootless_owners(),
+        ..PackOptions::default()
+    };
+    w.write_layer(|out| pack_diff(&upper, out, &opts).map_err(|source| BuildError::Pack { source }))
 }
 
 /// A read-only mount at `target` of a file holding `data`, owned
@@ -320,4 +321,31 @@ fn run_process(w: &BuildWorker<'_>, step: StepId, spec: &RunSpec) -> Result<(), 
             source: Box::new(source),
         }),
     }
+}
+
+/// When RUN steps run rootless, the files they write are owned on the host
+/// by the user (container root) or its subordinate ids: the layer records
+/// the ids the container saw, as a root build would.
+fn rootless_owners() -> Option<rbuild_store::layer::OwnerMap> {
+    use rbuild_store::layer::{IdRange, OwnerMap};
+    let m = rbuild_sandbox::rootless_mapping()?;
+    let one = |host| IdRange {
+        container: 0,
+        host,
+        count: 1,
+    };
+    let sub = |r: rbuild_sandbox::SubRange| IdRange {
+        container: 1,
+        host: r.start,
+        count: r.count,
+    };
+    let mut map = OwnerMap {
+        uids: vec![one(m.uid)],
+        gids: vec![one(m.gid)],
+    };
+    if let Some((u, g)) = m.subids {
+        map.uids.push(sub(u));
+        map.gids.push(sub(g));
+    }
+    Some(map)
 }

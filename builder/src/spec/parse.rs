@@ -20,7 +20,11 @@ use rbuild_oci::Platform;
 use rbuild_oci::reference::{ImageRef, ReferenceError};
 use rbuild_worker::cache_transfer::ExportMode;
 
-use super::{BuildArg, CacheFromSpec, CacheToSpec, OutputSpec, SecretSource, SecretSpec};
+use super::{
+    Annotation, AnnotationKind, BuildArg, CacheFromSpec, CacheToSpec, Compression, ImageFormat,
+    OutputSpec, SecretSource, SecretSpec,
+};
+use rbuild_store::variants::LayerCompression;
 
 /// A flag whose value a [`SpecError`] is about, named as docker names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,6 +47,8 @@ pub enum Flag {
     CacheFrom,
     /// A size (`--keep-storage`, [`parse_size`]).
     KeepStorage,
+    /// `--annotation`.
+    Annotation,
 }
 
 impl Flag {
@@ -58,6 +64,7 @@ impl Flag {
             Flag::CacheTo => "--cache-to",
             Flag::CacheFrom => "--cache-from",
             Flag::KeepStorage => "--keep-storage",
+            Flag::Annotation => "--annotation",
         }
     }
 }
@@ -132,7 +139,7 @@ pub enum SpecError {
     OutputPush { value: String },
     /// An output attribute rbuild does not know.
     #[error(
-        "unsupported output attribute {key:?}\nhint: rbuild's outputs take type=, dest= and (for type=image) name= and push="
+        "unsupported output attribute {key:?}\nhint: rbuild's outputs take type=, dest=, name= and push= (type=image), and compression=, compression-level=, force-compression=, oci-mediatypes=, rewrite-timestamp= and annotation.KEY= (type=image, registry, oci, docker)"
     )]
     OutputAttribute { key: String },
     /// An output without `type=`.
@@ -158,8 +165,37 @@ pub enum SpecError {
     #[error("output type=image takes no dest=")]
     OutputImageDest,
     /// An exporter rbuild does not have.
-    #[error("unsupported output type {typ:?}\nhint: image, oci, docker, tar or local")]
+    #[error("unsupported output type {typ:?}\nhint: image, registry, oci, docker, tar or local")]
     OutputType { typ: String },
+
+    /// `compression=` other than gzip, zstd or uncompressed.
+    #[error(
+        "unsupported {flag} compression={value:?}\nhint: compression=gzip (the default), zstd or uncompressed"
+    )]
+    Compression { flag: Flag, value: String },
+    /// `compression-level=` that is not a level of the compression.
+    #[error("invalid {flag} compression-level={value:?}: {why}")]
+    CompressionLevel {
+        flag: Flag,
+        value: String,
+        why: &'static str,
+    },
+    /// A boolean exporter attribute (`force-compression=`…) that is not
+    /// a boolean.
+    #[error("invalid {flag} {key}={value:?}: expected true or false")]
+    FormatBool {
+        flag: Flag,
+        key: String,
+        value: String,
+    },
+    /// An annotation that does not parse, or of a type rbuild cannot
+    /// place.
+    #[error("invalid {flag} {value:?}: {reason}")]
+    Annotation {
+        flag: Flag,
+        value: String,
+        reason: String,
+    },
 
     /// `--platform a,b`.
     #[error(
@@ -244,7 +280,11 @@ impl SpecError {
             | SpecError::CacheTypeMissing { flag }
             | SpecError::CacheTakesNo { flag, .. }
             | SpecError::CacheNeeds { flag, .. }
-            | SpecError::CacheType { flag, .. } => *flag,
+            | SpecError::CacheType { flag, .. }
+            | SpecError::Compression { flag, .. }
+            | SpecError::CompressionLevel { flag, .. }
+            | SpecError::FormatBool { flag, .. }
+            | SpecError::Annotation { flag, .. } => *flag,
             SpecError::BuildArgEmptyName { .. } | SpecError::BuildArgWhitespace { .. } => {
                 Flag::BuildArg
             }
@@ -296,7 +336,7 @@ fn cache_keys_hint(flag: &Flag) -> &'static str {
             "rbuild's cache imports take type=, src= (local), ref= (registry) and mounts=true"
         }
         _ => {
-            "rbuild's cache exports take type=, dest= (local), ref= (registry), mode=min|max and mounts=true"
+            "rbuild's cache exports take type=, dest= (local), ref= (registry), mode=min|max, mounts=true, compression=, compression-level=, force-compression= and oci-mediatypes="
         }
     }
 }
@@ -452,9 +492,13 @@ fn split_csv(flag: Flag, s: &str) -> Result<Vec<String>, SpecError> {
     })
 }
 
-/// `-o type=image|oci|docker|local|tar[,dest=…][,name=…][,push=…]`, or buildx's
-/// shorthands: `-o DIR` is `type=local,dest=DIR` and `-o -` is
-/// `type=tar,dest=-`.
+/// `-o type=image|registry|oci|docker|local|tar[,dest=…][,name=…][,push=…]`
+/// with BuildKit's image attributes on `image`, `registry`, `oci` and
+/// `docker` ([`ImageFormat`]: `compression=gzip|zstd|uncompressed`,
+/// `compression-level=N`, `force-compression=`, `oci-mediatypes=`,
+/// `rewrite-timestamp=`, `annotation[-TYPE][PLATFORM].KEY=VALUE`), or
+/// buildx's shorthands: `-o DIR` is `type=local,dest=DIR` and `-o -` is
+/// `type=tar,dest=-`. `type=registry` is `type=image,push=true`.
 pub fn parse_output(s: &str) -> Result<OutputSpec, SpecError> {
     const FLAG: Flag = Flag::Output;
     let fields = split_csv(FLAG, s)?;
@@ -472,11 +516,15 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, SpecError> {
     let mut dest: Option<PathBuf> = None;
     let mut names = Vec::new();
     let mut push = None;
+    let mut format = ImageFormat::default();
+    let mut format_attr: Option<String> = None;
+    let mut level = None;
     for field in fields {
         let Some((key, value)) = field.split_once('=') else {
             return Err(SpecError::NotKeyValue { flag: FLAG, field });
         };
-        match key.to_ascii_lowercase().as_str() {
+        let lower = key.to_ascii_lowercase();
+        match lower.as_str() {
             "type" => typ = Some(value.to_string()),
             "dest" => dest = Some(value.into()),
             "name" => {
@@ -493,15 +541,23 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, SpecError> {
                     )
             }
             _ => {
-                return Err(SpecError::OutputAttribute {
-                    key: key.to_string(),
-                });
+                if lower == "compression-level" {
+                    level = Some(value.to_string());
+                } else if !format_attribute(FLAG, key, value, &mut format)? {
+                    return Err(SpecError::OutputAttribute {
+                        key: key.to_string(),
+                    });
+                }
+                format_attr.get_or_insert(lower);
             }
         }
     }
     let Some(typ) = typ else {
         return Err(SpecError::OutputTypeMissing);
     };
+    if let Some(level) = level {
+        format.compression_level = Some(parse_level(FLAG, &level, format.compression)?);
+    }
     let need_dest = |dest: Option<PathBuf>, stdout_ok: bool| -> Result<PathBuf, SpecError> {
         let typ = typ.clone();
         match dest {
@@ -513,33 +569,42 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, SpecError> {
             Some(d) => Ok(d),
         }
     };
-    if !names.is_empty() && typ != "image" {
+    let image_like = typ == "image" || typ == "registry";
+    if !names.is_empty() && !image_like {
         return Err(SpecError::OutputImageOnly {
             attribute: "name",
             typ,
         });
     }
-    if push.is_some() && typ != "image" {
+    if push.is_some() && !image_like {
         return Err(SpecError::OutputImageOnly {
             attribute: "push",
             typ,
         });
     }
+    if let Some(key) = format_attr
+        && (typ == "tar" || typ == "local")
+    {
+        return Err(SpecError::OutputAttribute { key });
+    }
     Ok(match typ.as_str() {
-        "image" => {
+        "image" | "registry" => {
             if dest.is_some() {
                 return Err(SpecError::OutputImageDest);
             }
             OutputSpec::Image {
                 names,
-                push: push.unwrap_or(false),
+                push: typ == "registry" || push.unwrap_or(false),
+                format,
             }
         }
         "oci" => OutputSpec::Oci {
             dest: need_dest(dest, true)?,
+            format,
         },
         "docker" => OutputSpec::Docker {
             dest: need_dest(dest, true)?,
+            format,
         },
         "tar" => OutputSpec::Tar {
             dest: need_dest(dest, true)?,
@@ -549,6 +614,218 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, SpecError> {
         },
         _ => return Err(SpecError::OutputType { typ }),
     })
+}
+
+/// `compression=` of `flag`.
+fn parse_compression(flag: Flag, value: &str) -> Result<Compression, SpecError> {
+    match value.to_ascii_lowercase().as_str() {
+        "gzip" => Ok(Compression::Gzip),
+        "zstd" => Ok(Compression::Zstd),
+        "uncompressed" => Ok(Compression::None),
+        _ => Err(SpecError::Compression {
+            flag,
+            value: value.to_string(),
+        }),
+    }
+}
+
+/// `compression-level=` of `flag` for `compression` (gzip 0–9, zstd
+/// 0–22 where 0 is zstd's default level).
+fn parse_level(flag: Flag, value: &str, compression: Compression) -> Result<i32, SpecError> {
+    let err = |why| SpecError::CompressionLevel {
+        flag,
+        value: value.to_string(),
+        why,
+    };
+    let n: i32 = value.trim().parse().map_err(|_| err("expected a number"))?;
+    match compression {
+        Compression::Gzip if !(0..=9).contains(&n) => Err(err("gzip levels are 0 to 9")),
+        Compression::Zstd if !(0..=22).contains(&n) => Err(err("zstd levels are 0 to 22")),
+        Compression::Zstd if n == 0 => Ok(3),
+        _ => Ok(n),
+    }
+}
+
+/// A boolean exporter attribute; an empty value is true, as BuildKit.
+fn parse_format_bool(flag: Flag, key: &str, value: &str) -> Result<bool, SpecError> {
+    if value.is_empty() {
+        return Ok(true);
+    }
+    rbuild_parser::parse_bool(value).ok_or_else(|| SpecError::FormatBool {
+        flag,
+        key: key.to_string(),
+        value: value.to_string(),
+    })
+}
+
+/// Applies one image attribute `key=value` of `flag` to `format`; false
+/// when `key` is not one (`compression-level=` is left to the caller,
+/// which knows the compression only once every field is read).
+fn format_attribute(
+    flag: Flag,
+    key: &str,
+    value: &str,
+    format: &mut ImageFormat,
+) -> Result<bool, SpecError> {
+    let lower = key.to_ascii_lowercase();
+    match lower.as_str() {
+        "compression" => format.compression = parse_compression(flag, value)?,
+        "force-compression" => format.force_compression = parse_format_bool(flag, key, value)?,
+        "oci-mediatypes" => format.oci_media_types = Some(parse_format_bool(flag, key, value)?),
+        "rewrite-timestamp" => format.rewrite_timestamp = parse_format_bool(flag, key, value)?,
+        _ if lower.starts_with("annotation") => {
+            format
+                .annotations
+                .push(parse_annotation_attribute(flag, key, value)?);
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// An annotation type name and optional `[platform]` (`manifest`,
+/// `manifest-descriptor[linux/amd64]`); `index` and `index-descriptor`
+/// are refused: rbuild writes no image index (one platform, no
+/// attestations), so there is nothing to carry them.
+fn annotation_kind(
+    flag: Flag,
+    whole: &str,
+    typ: &str,
+    platform: Option<&str>,
+) -> Result<(AnnotationKind, Option<Platform>), SpecError> {
+    let err = |reason: String| SpecError::Annotation {
+        flag,
+        value: whole.to_string(),
+        reason,
+    };
+    let kind = match typ {
+        "" | "manifest" => AnnotationKind::Manifest,
+        "manifest-descriptor" => AnnotationKind::ManifestDescriptor,
+        "index" | "index-descriptor" => {
+            return Err(err(format!(
+                "annotation type {typ} is not supported yet: rbuild writes a single-platform image without an image index\nhint: use manifest or manifest-descriptor"
+            )));
+        }
+        other => {
+            return Err(err(format!(
+                "unknown annotation type {other:?}\nhint: manifest, manifest-descriptor, index or index-descriptor"
+            )));
+        }
+    };
+    let platform = match platform {
+        None => None,
+        Some(p) => Some(
+            Platform::parse(p)
+                .ok_or_else(|| err(format!("{p:?} is not a platform (os/arch[/variant])")))?,
+        ),
+    };
+    Ok((kind, platform))
+}
+
+/// An exporter attribute `annotation[-TYPE][[PLATFORM]].KEY=VALUE`.
+fn parse_annotation_attribute(flag: Flag, key: &str, value: &str) -> Result<Annotation, SpecError> {
+    let whole = format!("{key}={value}");
+    let err = |reason: &str| SpecError::Annotation {
+        flag,
+        value: whole.clone(),
+        reason: reason.to_string(),
+    };
+    let rest = &key["annotation".len()..];
+    let (head, name) = match rest.find('.') {
+        // A `.` inside `[…]` does not end the type.
+        Some(_) => {
+            let after_platform = rest.find(']').map_or(0, |i| i + 1);
+            let dot = rest[after_platform..]
+                .find('.')
+                .map(|i| i + after_platform)
+                .ok_or_else(|| err("expected annotation[-TYPE][PLATFORM].KEY=VALUE"))?;
+            (&rest[..dot], &rest[dot + 1..])
+        }
+        None => return Err(err("expected annotation[-TYPE][PLATFORM].KEY=VALUE")),
+    };
+    if name.is_empty() {
+        return Err(err("the annotation key is empty"));
+    }
+    let (typ, platform) = match head.split_once('[') {
+        Some((t, p)) => (
+            t,
+            Some(
+                p.strip_suffix(']')
+                    .ok_or_else(|| err("unclosed [platform]"))?,
+            ),
+        ),
+        None => (head, None),
+    };
+    let typ = match typ {
+        "" => "",
+        t => t
+            .strip_prefix('-')
+            .ok_or_else(|| err("expected annotation[-TYPE][PLATFORM].KEY=VALUE"))?,
+    };
+    let (kind, platform) = annotation_kind(flag, &whole, typ, platform)?;
+    Ok(Annotation {
+        kind,
+        platform,
+        key: name.to_string(),
+        value: value.to_string(),
+    })
+}
+
+/// `--annotation [TYPE[,TYPE…][[PLATFORM,…]]:]KEY=VALUE`, as buildx: no
+/// type means `manifest`; one value can name several types and
+/// platforms, giving one [`Annotation`] each.
+pub fn parse_annotation(s: &str) -> Result<Vec<Annotation>, SpecError> {
+    const FLAG: Flag = Flag::Annotation;
+    let err = |reason: &str| SpecError::Annotation {
+        flag: FLAG,
+        value: s.to_string(),
+        reason: reason.to_string(),
+    };
+    let Some((left, value)) = s.split_once('=') else {
+        return Err(err("expected [TYPE:]KEY=VALUE"));
+    };
+    // `TYPE[PLATFORM]:KEY`: the type part ends at the first `:` that
+    // follows only type characters and a bracketed platform list.
+    let (types, platforms, key) = match left.split_once(':') {
+        Some((head, key))
+            if head
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || "-,[]/_".contains(c) || c.is_ascii_digit()) =>
+        {
+            match head.split_once('[') {
+                Some((t, p)) => (
+                    t,
+                    Some(
+                        p.strip_suffix(']')
+                            .ok_or_else(|| err("unclosed [platform]"))?,
+                    ),
+                    key,
+                ),
+                None => (head, None, key),
+            }
+        }
+        _ => ("", None, left),
+    };
+    if key.is_empty() {
+        return Err(err("the annotation key is empty"));
+    }
+    let platforms: Vec<Option<&str>> = match platforms {
+        None => vec![None],
+        Some(list) => list.split(',').map(Some).collect(),
+    };
+    let mut out = Vec::new();
+    for typ in types.split(',') {
+        for p in &platforms {
+            let (kind, platform) = annotation_kind(FLAG, s, typ, *p)?;
+            out.push(Annotation {
+                kind,
+                platform,
+                key: key.to_string(),
+                value: value.to_string(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// `--platform`: only the host platform (rbuild does not cross-build), in
@@ -660,9 +937,13 @@ pub fn parse_cache_to(s: &str) -> Result<CacheToSpec, SpecError> {
             reference: s.to_string(),
             mode: ExportMode::Min,
             mounts: false,
+            layers: LayerCompression::default(),
+            oci_media_types: true,
         });
     }
     let (mut typ, mut dest, mut reference, mut mode, mut mounts) = (None, None, None, None, false);
+    let mut layers = LayerCompression::default();
+    let (mut level, mut oci_media_types, mut format_key) = (None, true, None);
     for (key, value) in cache_fields(FLAG, s)? {
         match key.as_str() {
             "type" => typ = Some(value.to_ascii_lowercase()),
@@ -670,8 +951,21 @@ pub fn parse_cache_to(s: &str) -> Result<CacheToSpec, SpecError> {
             "ref" => reference = Some(value),
             "mode" => mode = Some(parse_mode_attr(FLAG, &value)?),
             "mounts" => mounts = parse_bool_attr(FLAG, &key, &value)?,
+            "compression" => layers.compression = parse_compression(FLAG, &value)?,
+            "compression-level" => level = Some(value),
+            "force-compression" => layers.force = parse_format_bool(FLAG, &key, &value)?,
+            "oci-mediatypes" => oci_media_types = parse_format_bool(FLAG, &key, &value)?,
             _ => return Err(SpecError::CacheKey { flag: FLAG, key }),
         }
+        if matches!(
+            key.as_str(),
+            "compression" | "compression-level" | "force-compression" | "oci-mediatypes"
+        ) {
+            format_key.get_or_insert(key);
+        }
+    }
+    if let Some(level) = level {
+        layers.level = Some(parse_level(FLAG, &level, layers.compression)?);
     }
     let typ = typ.ok_or(SpecError::CacheTypeMissing { flag: FLAG })?;
     let refuse = |attribute: &'static str, present: bool| {
@@ -701,6 +995,8 @@ pub fn parse_cache_to(s: &str) -> Result<CacheToSpec, SpecError> {
                 dest: dest.into(),
                 mode,
                 mounts,
+                layers,
+                oci_media_types,
             })
         }
         "registry" => {
@@ -712,11 +1008,18 @@ pub fn parse_cache_to(s: &str) -> Result<CacheToSpec, SpecError> {
                 reference,
                 mode,
                 mounts,
+                layers,
+                oci_media_types,
             })
         }
         "inline" => {
             refuse("dest", dest.is_some())?;
             refuse("ref", reference.is_some())?;
+            if let Some(key) = format_key {
+                // The image's own layers carry an inline cache: the
+                // image output's compression is theirs.
+                return Err(SpecError::CacheKey { flag: FLAG, key });
+            }
             if mode == ExportMode::Max {
                 return Err(SpecError::InlineModeMax);
             }
@@ -902,12 +1205,16 @@ mod tests {
         assert_eq!(
             parse_output("type=oci,dest=img.tar").unwrap(),
             OutputSpec::Oci {
-                dest: "img.tar".into()
+                dest: "img.tar".into(),
+                format: ImageFormat::default(),
             }
         );
         assert_eq!(
             parse_output("type=docker,dest=-").unwrap(),
-            OutputSpec::Docker { dest: "-".into() }
+            OutputSpec::Docker {
+                dest: "-".into(),
+                format: ImageFormat::default(),
+            }
         );
         assert_eq!(
             parse_output("type=local,dest=/tmp/x").unwrap(),
@@ -919,11 +1226,12 @@ mod tests {
             parse_output("type=image").unwrap(),
             OutputSpec::Image {
                 names: vec![],
-                push: false
+                push: false,
+                format: ImageFormat::default(),
             }
         );
         match parse_output("type=image,\"name=a:1,b:2\"").unwrap() {
-            OutputSpec::Image { names, push } => {
+            OutputSpec::Image { names, push, .. } => {
                 assert_eq!(
                     names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
                     ["a:1", "b:2"]
@@ -933,7 +1241,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match parse_output("type=image,name=reg.example:5000/x:1,push=true").unwrap() {
-            OutputSpec::Image { names, push } => {
+            OutputSpec::Image { names, push, .. } => {
                 assert_eq!(names[0].familiar(), "reg.example:5000/x:1");
                 assert!(push);
             }
@@ -943,7 +1251,8 @@ mod tests {
             parse_output("type=image,push=false").unwrap(),
             OutputSpec::Image {
                 names: vec![],
-                push: false
+                push: false,
+                format: ImageFormat::default(),
             }
         );
         assert!(
@@ -970,12 +1279,10 @@ mod tests {
                 .to_string()
                 .contains("stdout")
         );
-        assert!(
-            parse_output("type=registry")
-                .unwrap_err()
-                .to_string()
-                .contains("registry")
-        );
+        assert!(matches!(
+            parse_output("type=registry").unwrap(),
+            OutputSpec::Image { push: true, .. }
+        ));
         assert!(
             parse_output("type=tar,dest=x,push=true")
                 .unwrap_err()
@@ -1057,13 +1364,118 @@ mod tests {
     }
 
     #[test]
+    fn image_outputs_take_buildkits_compression_attributes() {
+        let OutputSpec::Image { push, format, .. } = parse_output(
+            "type=registry,compression=zstd,compression-level=19,force-compression=true,oci-mediatypes=true",
+        )
+        .unwrap() else {
+            panic!("type=registry is an image output")
+        };
+        assert!(push, "type=registry pushes");
+        assert_eq!(format.compression, Compression::Zstd);
+        assert_eq!(format.compression_level, Some(19));
+        assert!(format.force_compression);
+        assert_eq!(format.oci_media_types, Some(true));
+        let OutputSpec::Oci { format, .. } =
+            parse_output("type=oci,dest=o.tar,compression=uncompressed,rewrite-timestamp=true")
+                .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(format.compression, Compression::None);
+        assert!(format.rewrite_timestamp);
+        // Bad values name the flag and the attribute.
+        let e = parse_output("type=image,compression=lz4").unwrap_err();
+        assert_eq!(e.flag(), Flag::Output);
+        assert!(
+            e.to_string()
+                .starts_with("unsupported --output compression=\"lz4\""),
+            "{e}"
+        );
+        let e = parse_output("type=image,compression-level=high").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid --output compression-level=\"high\": expected a number"
+        );
+        let e = parse_output("type=image,compression-level=12").unwrap_err();
+        assert!(e.to_string().contains("gzip levels are 0 to 9"), "{e}");
+        assert!(parse_output("type=image,compression=zstd,compression-level=12").is_ok());
+        let e = parse_output("type=oci,dest=x,force-compression=maybe").unwrap_err();
+        assert!(e.to_string().contains("force-compression=\"maybe\""), "{e}");
+        let e = parse_output("type=local,dest=x,compression=gzip").unwrap_err();
+        assert!(e.to_string().contains("\"compression\""), "{e}");
+        let e = parse_cache_to("type=local,dest=d,compression=brotli").unwrap_err();
+        assert!(
+            e.to_string().contains("--cache-to compression=\"brotli\""),
+            "{e}"
+        );
+        let CacheToSpec::Local { layers, .. } =
+            parse_cache_to("type=local,dest=d,compression=zstd,compression-level=1").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(layers.compression, Compression::Zstd);
+        assert_eq!(layers.level, Some(1));
+        assert!(parse_cache_to("type=inline,compression=zstd").is_err());
+    }
+
+    #[test]
+    fn annotations_parse_like_buildx() {
+        let a = parse_annotation("org.opencontainers.image.title=app").unwrap();
+        assert_eq!(
+            a,
+            [Annotation {
+                kind: AnnotationKind::Manifest,
+                platform: None,
+                key: "org.opencontainers.image.title".into(),
+                value: "app".into(),
+            }]
+        );
+        let a = parse_annotation("manifest,manifest-descriptor[linux/amd64]:k=v=w").unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[1].kind, AnnotationKind::ManifestDescriptor);
+        assert_eq!(a[1].platform.as_ref().unwrap().architecture, "amd64");
+        assert_eq!(a[1].value, "v=w");
+        // A key with a colon is a key, not a type.
+        let a = parse_annotation("com.example:thing=1").unwrap();
+        assert_eq!(a[0].key, "com.example:thing");
+        let e = parse_annotation("index:k=v").unwrap_err().to_string();
+        assert!(e.contains("index is not supported yet"), "{e}");
+        let e = parse_annotation("novalue").unwrap_err();
+        assert_eq!(e.flag(), Flag::Annotation);
+        let OutputSpec::Image { format, .. } = parse_output(
+            "type=image,annotation.a=1,annotation-manifest-descriptor.b=2,annotation-manifest[linux/arm64].c=3",
+        )
+        .unwrap() else {
+            panic!()
+        };
+        let kinds: Vec<_> = format
+            .annotations
+            .iter()
+            .map(|a| (a.kind, a.key.as_str(), a.platform.is_some()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (AnnotationKind::Manifest, "a", false),
+                (AnnotationKind::ManifestDescriptor, "b", false),
+                (AnnotationKind::Manifest, "c", true),
+            ]
+        );
+        assert!(parse_output("type=image,annotation-index.x=1").is_err());
+        assert!(parse_output("type=image,annotation-bogus.x=1").is_err());
+    }
+
+    #[test]
     fn cache_flags_parse_like_buildx_and_name_the_bad_key() {
         assert_eq!(
             parse_cache_to("type=local,dest=/tmp/c,mode=max,mounts=true").unwrap(),
             CacheToSpec::Local {
                 dest: "/tmp/c".into(),
                 mode: ExportMode::Max,
-                mounts: true
+                mounts: true,
+                layers: LayerCompression::default(),
+                oci_media_types: true,
             }
         );
         assert_eq!(
@@ -1071,7 +1483,9 @@ mod tests {
             CacheToSpec::Local {
                 dest: "d".into(),
                 mode: ExportMode::Min,
-                mounts: false
+                mounts: false,
+                layers: LayerCompression::default(),
+                oci_media_types: true,
             }
         );
         assert_eq!(
@@ -1079,7 +1493,9 @@ mod tests {
             CacheToSpec::Registry {
                 reference: "reg.example/app:cache".into(),
                 mode: ExportMode::Min,
-                mounts: false
+                mounts: false,
+                layers: LayerCompression::default(),
+                oci_media_types: true,
             }
         );
         assert_eq!(parse_cache_to("type=inline").unwrap(), CacheToSpec::Inline);
@@ -1228,7 +1644,7 @@ mod tests {
             (
                 "output",
                 "type=image,colour=red",
-                "unsupported output attribute \"colour\"\nhint: rbuild's outputs take type=, dest= and (for type=image) name= and push=",
+                "unsupported output attribute \"colour\"\nhint: rbuild's outputs take type=, dest=, name= and push= (type=image), and compression=, compression-level=, force-compression=, oci-mediatypes=, rewrite-timestamp= and annotation.KEY= (type=image, registry, oci, docker)",
             ),
             ("output", "dest=x", "type is required for output"),
             ("output", "type=oci", "output type=oci needs dest=…"),
@@ -1255,8 +1671,23 @@ mod tests {
             ),
             (
                 "output",
-                "type=registry",
-                "unsupported output type \"registry\"\nhint: image, oci, docker, tar or local",
+                "type=s3",
+                "unsupported output type \"s3\"\nhint: image, registry, oci, docker, tar or local",
+            ),
+            (
+                "output",
+                "type=image,compression=lz4",
+                "unsupported --output compression=\"lz4\"\nhint: compression=gzip (the default), zstd or uncompressed",
+            ),
+            (
+                "output",
+                "type=image,compression=zstd,compression-level=23",
+                "invalid --output compression-level=\"23\": zstd levels are 0 to 22",
+            ),
+            (
+                "cache_to",
+                "type=local,dest=d,compression-level=x",
+                "invalid --cache-to compression-level=\"x\": expected a number",
             ),
             (
                 "platform",
@@ -1306,7 +1737,7 @@ mod tests {
             (
                 "cache_to",
                 "type=local,dest=d,colour=blue",
-                "unsupported --cache-to key \"colour\"\nhint: rbuild's cache exports take type=, dest= (local), ref= (registry), mode=min|max and mounts=true",
+                "unsupported --cache-to key \"colour\"\nhint: rbuild's cache exports take type=, dest= (local), ref= (registry), mode=min|max, mounts=true, compression=, compression-level=, force-compression= and oci-mediatypes=",
             ),
             ("cache_to", "dest=d", "--cache-to: type= is required"),
             (

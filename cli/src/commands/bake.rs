@@ -23,7 +23,7 @@ use anyhow::{Context as _, bail};
 use rbuild_bake::{BakeFile, LoadOptions, Target};
 use rbuild_builder::events::PULL_STEP_BASE;
 use rbuild_builder::spec::parse::{
-    parse_cache_from, parse_cache_to, parse_output, parse_platform, parse_tag,
+    parse_annotation, parse_cache_from, parse_cache_to, parse_output, parse_platform, parse_tag,
 };
 use rbuild_builder::{
     BuildError, BuildEvents, BuildOptions, BuildRequest, BuildResult, DockerfileSource, Event,
@@ -423,6 +423,7 @@ fn request_for(
         outputs.push(OutputSpec::Image {
             names: Vec::new(),
             push: false,
+            format: Default::default(),
         });
     }
     if outputs.iter().filter(|o| o.is_stdout()).count() > 1 {
@@ -451,6 +452,10 @@ fn request_for(
         .flatten()
         .map(|s| parse_cache_to(s).map_err(|e| anyhow::anyhow!("cache-to: {e}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut annotations = Vec::new();
+    for a in t.annotations.iter().flatten() {
+        annotations.extend(parse_annotation(a).map_err(|e| anyhow::anyhow!("annotations: {e}"))?);
+    }
     let network = match t.network.as_deref() {
         None | Some("default") => NetworkFlag::Default,
         Some("host") => NetworkFlag::Host,
@@ -494,6 +499,7 @@ fn request_for(
         cache_from,
         source_date_epoch,
         inputs,
+        annotations,
     })
 }
 

@@ -4,10 +4,12 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use rbuild_oci::reference::ImageRef;
 use rbuild_registry as registry;
 use rbuild_registry::{BlobPush, Client, PushEvent, PushProgress};
+use rbuild_store::layer::Compression;
+use rbuild_store::variants::{LayerCompression, ManifestFormat};
 use rbuild_store::{Image, Store};
 
 use super::pull::short;
@@ -24,23 +26,95 @@ pub struct Args {
     /// in rbuild's config.json)
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+    /// Layer compression: gzip, zstd or uncompressed (podman's flag)
+    /// [default: gzip for layers stored uncompressed; compressed layers
+    /// go as they are]
+    #[arg(long = "compression-format", value_name = "FORMAT", value_parser = parse_compression)]
+    pub compression_format: Option<Compression>,
+    /// Compression level: gzip 0-9, zstd 0-22
+    #[arg(long = "compression-level", value_name = "N")]
+    pub compression_level: Option<String>,
+    /// Re-compress layers stored compressed another way
+    #[arg(long = "force-compression")]
+    pub force_compression: bool,
+    /// Manifest format: v2s2 (Docker, the default) or oci (podman's flag)
+    #[arg(long = "format", value_name = "FORMAT", value_parser = ["v2s2", "oci"])]
+    pub format: Option<String>,
+}
+
+fn parse_compression(s: &str) -> anyhow::Result<Compression> {
+    match s.to_ascii_lowercase().as_str() {
+        "gzip" => Ok(Compression::Gzip),
+        "zstd" => Ok(Compression::Zstd),
+        "uncompressed" | "none" => Ok(Compression::None),
+        _ => bail!("unsupported compression {s:?}\nhint: gzip, zstd or uncompressed"),
+    }
 }
 
 pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let target = ImageRef::parse(&args.image)?;
+    let compression = args.compression_format.unwrap_or(Compression::Gzip);
+    let level = match &args.compression_level {
+        None => None,
+        Some(text) => {
+            let n: i32 = text.trim().parse().map_err(|_| {
+                anyhow::anyhow!("invalid --compression-level {text:?}: expected a number")
+            })?;
+            let range = match compression {
+                Compression::Zstd => 0..=22,
+                _ => 0..=9,
+            };
+            if !range.contains(&n) {
+                bail!(
+                    "invalid --compression-level {n}: levels for {compression:?} are {} to {}",
+                    range.start(),
+                    range.end()
+                );
+            }
+            Some(n)
+        }
+    };
     let store = crate::root::open_store(root)?;
     let image = store.resolve_ref(&target)?;
     let client = super::pull::client(Some(root), &args.insecure_registries)?;
-    push_image(&store, &client, &image, &target, args.quiet)?;
+    let asked = args.compression_format.is_some()
+        || level.is_some()
+        || args.force_compression
+        || args.format.is_some();
+    // An image whose layers are all compressed (a pulled one, one pushed
+    // before) goes as stored unless a flag says otherwise: its digest stays.
+    let format = if asked || !registry::layers_compressed(&store, &image)? {
+        Some(ManifestFormat {
+            layers: LayerCompression {
+                compression,
+                level,
+                force: args.force_compression,
+            },
+            oci_media_types: args.format.as_deref() == Some("oci"),
+            annotations: Default::default(),
+        })
+    } else {
+        None
+    };
+    push_image(
+        &store,
+        &client,
+        &image,
+        &target,
+        format.as_ref(),
+        args.quiet,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Pushes `image` to `target` printing docker's lines.
+/// Pushes `image` to `target` encoded as `format` says (`None`: as
+/// stored), printing docker's lines.
 pub fn push_image(
     store: &Store,
     client: &Client,
     image: &Image,
     target: &ImageRef,
+    format: Option<&ManifestFormat>,
     quiet: bool,
 ) -> anyhow::Result<()> {
     print_started(target, quiet);
@@ -48,11 +122,9 @@ pub fn push_image(
         quiet,
         config: image.id,
     };
-    let lease = store.lease(image)?;
-    let outcome = registry::push(store, client, image, target, &printer)
+    let pushed = registry::push_as(store, client, image, target, format, &printer)
         .with_context(|| format!("cannot push {}", target.familiar()))?;
-    drop(lease);
-    print_pushed(target, &outcome.digest, outcome.size);
+    print_pushed(target, &pushed.outcome.digest, pushed.outcome.size);
     Ok(())
 }
 

@@ -33,6 +33,29 @@ pub fn write_archive(
     format: ArchiveFormat,
     out: &mut dyn Write,
 ) -> Result<(), ArchiveError> {
+    write_archive_described(store, images, format, out, &ManifestDescription::default())
+}
+
+/// How [`write_archive_described`] describes each image's manifest in the
+/// archive's `index.json`.
+#[derive(Debug, Clone, Default)]
+pub struct ManifestDescription {
+    /// The manifests' media type (a converted image may be Docker schema
+    /// 2); `None` is OCI.
+    pub media_type: Option<String>,
+    /// Extra descriptor annotations (buildx's `manifest-descriptor`).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// [`write_archive`] with the manifest descriptors' media type and
+/// annotations given.
+pub fn write_archive_described(
+    store: &Store,
+    images: &[(Image, Option<ImageRef>)],
+    format: ArchiveFormat,
+    out: &mut dyn Write,
+    description: &ManifestDescription,
+) -> Result<(), ArchiveError> {
     let mut tar = tar::Builder::new(out);
     for dir in ["blobs/", "blobs/sha256/"] {
         let mut h = header(tar::EntryType::Directory, 0);
@@ -72,10 +95,13 @@ pub fn write_archive(
             }
         }
         let mut desc = Descriptor {
-            media_type: MEDIA_TYPE_MANIFEST.to_string(),
+            media_type: description
+                .media_type
+                .clone()
+                .unwrap_or_else(|| MEDIA_TYPE_MANIFEST.to_string()),
             digest: image.manifest_digest.to_string(),
             size: image.manifest_size,
-            annotations: BTreeMap::new(),
+            annotations: description.annotations.clone(),
             platform: None,
         };
         if let Some(t) = tag {

@@ -56,9 +56,12 @@ pub(crate) fn compress(
         Compression::Zstd => {
             let level = opts.level.unwrap_or(DEFAULT_ZSTD_LEVEL);
             let mut enc = zstd::stream::write::Encoder::new(&mut out, level).map_err(output_err)?;
-            if threads > 1 {
-                enc.multithread(threads as u32).map_err(output_err)?;
-            }
+            // Always zstd's multithreaded mode, even with one worker: its
+            // output does not depend on the worker count, while the
+            // single-threaded mode (0 workers) writes other bytes. So a
+            // layer's zstd digest is the same on a 1-core and a 64-core
+            // machine.
+            enc.multithread(threads.max(1) as u32).map_err(output_err)?;
             copy_hashing(input, &mut enc, &mut diff)?;
             enc.finish().map_err(output_err)?;
         }
@@ -265,6 +268,26 @@ mod tests {
         assert_eq!(sniff(b"\xfd7zXZ\0"), Format::Xz);
         assert_eq!(sniff(b"etc/"), Format::Plain);
         assert_eq!(sniff(b""), Format::Plain);
+    }
+
+    #[test]
+    fn compressed_bytes_do_not_depend_on_the_thread_count() {
+        // Compressible but not trivial, over several gzip chunks and zstd
+        // jobs.
+        let data: Vec<u8> = (0..5 * GZIP_CHUNK as u64)
+            .map(|i| ((i * 2_654_435_761) >> 13) as u8 & 0x3f)
+            .collect();
+        for c in [Compression::Gzip, Compression::Zstd] {
+            let run = |threads| {
+                let mut opts = CompressOptions::new(c);
+                opts.threads = Some(threads);
+                let mut out = Vec::new();
+                compress(&mut data.as_slice(), &mut out, &opts)
+                    .unwrap()
+                    .digest
+            };
+            assert_eq!(run(1), run(3), "{c:?}");
+        }
     }
 
     #[test]

@@ -47,6 +47,7 @@ mod compress;
 mod hash_thread;
 mod pack;
 pub use pack::is_skipped_xattr;
+mod rewrite;
 mod sparse;
 pub mod tar_writer;
 mod unpack;
@@ -64,6 +65,47 @@ pub struct PackOptions {
     /// Clamp every mtime to at most this many seconds since the epoch
     /// (`SOURCE_DATE_EPOCH`).
     pub clamp_mtime: Option<u64>,
+    /// Host ids → the ids written (a rootless sandbox's upper dir holds
+    /// files owned by the user, which are root inside); `None` writes
+    /// ids as they are.
+    pub owners: Option<OwnerMap>,
+}
+
+/// One id range of a user namespace map: `count` ids from `container`
+/// inside are `host`.. outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRange {
+    pub container: u32,
+    pub host: u32,
+    pub count: u32,
+}
+
+/// The uid and gid maps of a user namespace, read backwards by the packer:
+/// a host id in a range becomes its container id; one in no range
+/// becomes 65534 (the kernel's overflow id, what the namespace shows).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnerMap {
+    pub uids: Vec<IdRange>,
+    pub gids: Vec<IdRange>,
+}
+
+impl OwnerMap {
+    fn map(ranges: &[IdRange], host: u32) -> u32 {
+        ranges
+            .iter()
+            .find(|r| host >= r.host && host - r.host < r.count)
+            .map_or(65534, |r| r.container + (host - r.host))
+    }
+
+    /// The container uid of host uid `host`.
+    pub fn uid(&self, host: u32) -> u32 {
+        Self::map(&self.uids, host)
+    }
+
+    /// The container gid of host gid `host`.
+    pub fn gid(&self, host: u32) -> u32 {
+        Self::map(&self.gids, host)
+    }
 }
 
 /// What packing produced.
@@ -349,6 +391,32 @@ pub fn compress_with(
 /// bzip2 streams and xz streams are all read through.
 pub fn decompress<'a>(input: Box<dyn Read + 'a>) -> io::Result<Box<dyn Read + 'a>> {
     compress::decompress(input)
+}
+
+/// Copies the uncompressed layer tar `input` to `out` with every
+/// modification time newer than `epoch` (seconds) set to `epoch`
+/// (BuildKit's `rewrite-timestamp=true`), streaming; returns the new
+/// diffID and size. Entries, data and other metadata are unchanged.
+pub fn clamp_mtimes(
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+    epoch: u64,
+) -> Result<PackStats, LayerError> {
+    rewrite::clamp_mtimes(input, out, epoch)
+}
+
+/// [`decompress`] for layer blobs only (gzip, zstd or plain tar), keeping
+/// the stream `Send` so another thread can read it.
+pub fn decompress_layer<'a>(
+    input: Box<dyn Read + Send + 'a>,
+) -> io::Result<Box<dyn Read + Send + 'a>> {
+    let mut input = io::BufReader::new(input);
+    let head = io::BufRead::fill_buf(&mut input)?;
+    Ok(match compress::sniff(head) {
+        compress::Format::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        compress::Format::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
+        _ => Box::new(input),
+    })
 }
 
 /// A writer that hashes and counts what passes through it.

@@ -35,6 +35,7 @@ pub fn is_skipped_xattr(name: &[u8]) -> bool {
 pub(crate) struct Packer<'a> {
     out: &'a mut dyn Write,
     clamp_mtime: Option<u64>,
+    owners: Option<super::OwnerMap>,
     /// overlayfs upper dir: translate whiteouts and opaque dirs.
     diff: bool,
     /// (dev, ino) of files with more than one link → first path written.
@@ -49,6 +50,7 @@ impl<'a> Packer<'a> {
         Packer {
             out,
             clamp_mtime: opts.clamp_mtime,
+            owners: opts.owners.clone(),
             diff,
             hardlinks: HashMap::new(),
             buf: vec![0; COPY_BUF],
@@ -108,8 +110,16 @@ impl<'a> Packer<'a> {
             path: rel.to_vec(),
             kind: Kind::Directory,
             mode: meta.mode() & 0o7777,
-            uid: u64::from(meta.uid()),
-            gid: u64::from(meta.gid()),
+            uid: u64::from(
+                self.owners
+                    .as_ref()
+                    .map_or(meta.uid(), |m| m.uid(meta.uid())),
+            ),
+            gid: u64::from(
+                self.owners
+                    .as_ref()
+                    .map_or(meta.gid(), |m| m.gid(meta.gid())),
+            ),
             mtime,
             xattrs: Vec::new(),
         };

@@ -139,6 +139,7 @@ impl<'a> ImportingCacheIndex<'a> {
         key: &CacheKey,
         record: &ExportedRecord,
     ) -> Result<Option<StepOutput>, BuildError> {
+        let record = &self.with_local_layers(record);
         let Some(output) = record.output() else {
             return Ok(None);
         };
@@ -159,6 +160,29 @@ impl<'a> ImportingCacheIndex<'a> {
             self.local.write_record(key, &local)?;
         }
         Ok(Some(output))
+    }
+
+    /// `record` with each layer the store holds uncompressed (a base
+    /// image the cache names in its gzip form, say) named by that blob
+    /// (its digest is the diffID), so it is not downloaded again.
+    fn with_local_layers(&self, record: &ExportedRecord) -> ExportedRecord {
+        let mut record = record.clone();
+        for l in &mut record.layers {
+            let (Ok(digest), Ok(diff_id)) =
+                (l.digest.parse::<Digest>(), l.diff_id.parse::<Digest>())
+            else {
+                continue;
+            };
+            if digest == diff_id || self.store.has_blob(&digest) || !self.store.has_blob(&diff_id) {
+                continue;
+            }
+            if let Ok(meta) = std::fs::metadata(self.store.blob_path(&diff_id)) {
+                l.digest = diff_id.to_string();
+                l.size = meta.len();
+                l.media_type = rbuild_store::layout::MEDIA_TYPE_LAYER_TAR.to_string();
+            }
+        }
+        record
     }
 
     /// Fetches `digests` that hits named and the store lacks (each once,

@@ -26,7 +26,8 @@ use rbuild_store::layer::{self, HashingWriter, PackOptions};
 use rbuild_store::layout::{
     ANNOTATION_REF_NAME, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, OCI_LAYOUT, canonical_json,
 };
-use rbuild_store::{Descriptor, FileLock, Index, LockMode, Manifest, Store};
+use rbuild_store::variants::{LayerCompression, layer_media_type};
+use rbuild_store::{Descriptor, FileLock, Index, LayerEncoding, LockMode, Manifest, Store};
 
 /// How much of the build `--cache-to` exports, as BuildKit's `mode=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -104,14 +105,35 @@ fn local_records(store: &Store, keys: &[CacheKey]) -> Result<Vec<ExportedRecord>
     Ok(out)
 }
 
+/// How an exported cache encodes its layers (`--cache-to`'s
+/// `compression=`…, `oci-mediatypes=`): through the store's layer
+/// variants, so the cache names the same blobs a push of the image does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerFormat {
+    pub compression: LayerCompression,
+    pub oci_media_types: bool,
+}
+
+impl Default for LayerFormat {
+    /// gzip, OCI media types (BuildKit's cache defaults).
+    fn default() -> Self {
+        LayerFormat {
+            compression: LayerCompression::default(),
+            oci_media_types: true,
+        }
+    }
+}
+
 /// Writes the cache of `keys` (and with `mount_ids` those cache mounts)
 /// as an OCI layout into `dir`, which must not exist yet. Every blob comes
-/// from the store; a record whose blobs are gone is left out.
+/// from the store, each layer as `format` encodes it (the records name
+/// the encoded blobs); a record whose blobs are gone is left out.
 pub fn write_layout(
     store: &Store,
     keys: &[CacheKey],
     mount_ids: &[String],
     dir: &Path,
+    format: &LayerFormat,
 ) -> Result<ExportSummary, CacheTransferError> {
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
@@ -119,11 +141,23 @@ pub fn write_layout(
     let mut layers: Vec<Descriptor> = Vec::new();
     let mut written = BTreeSet::new();
     let mut records = Vec::new();
-    for record in local_records(store, keys)? {
+    // Held until the layout is written: the variants made here are
+    // referenced by nothing in the store yet.
+    let _session = store.write_session()?;
+    for mut record in local_records(store, keys)? {
         let output = record.output().expect("filtered by local_records");
         if !output.layers.iter().all(|l| store.has_blob(&l.info.digest)) {
             continue;
         }
+        for (l, stored) in record.layers.iter_mut().zip(&output.layers) {
+            let v = store.layer_variant(&stored.info, &format.compression)?;
+            let encoding = LayerEncoding::from_media_type(&v.media_type)
+                .expect("layer variants have layer media types");
+            l.digest = v.digest.to_string();
+            l.size = v.size;
+            l.media_type = layer_media_type(encoding, format.oci_media_types).to_string();
+        }
+        let output = record.output().expect("filtered by local_records");
         for l in &output.layers {
             if !written.insert(l.info.digest) {
                 continue;
@@ -284,9 +318,10 @@ pub fn export(
     mount_ids: &[String],
     transport: &dyn CacheTransport,
     reference: &str,
+    format: &LayerFormat,
 ) -> Result<ExportSummary, CacheTransferError> {
     let staging = transport.staging_dir(store, reference);
-    let result = write_layout(store, keys, mount_ids, &staging)
+    let result = write_layout(store, keys, mount_ids, &staging, format)
         .and_then(|summary| transport.push_layout(&staging, reference).map(|()| summary));
     if staging.exists() {
         let _ = fs::remove_dir_all(&staging);

@@ -29,13 +29,27 @@ use rbuild_store::{FileLock, Image, LockMode, Manifest, Store};
 /// The store's own blobs (an inline cache's layers are the image's).
 struct StoreBlobs {
     dir: PathBuf,
+    /// The image's layers: its records name the uncompressed layers it
+    /// was built with, which a pushed and pulled copy holds compressed
+    /// (the same diffID).
+    layers: Vec<rbuild_store::LayerInfo>,
 }
 
 impl BlobSource for StoreBlobs {
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, CacheTransferError> {
         let path = self.dir.join("blobs/sha256").join(digest.hex());
-        let f = fs::File::open(&path).map_err(io_err(&path))?;
-        Ok(Box::new(f))
+        match fs::File::open(&path) {
+            Ok(f) => Ok(Box::new(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let Some(l) = self.layers.iter().find(|l| l.diff_id == *digest) else {
+                    return Err(io_err(&path)(e));
+                };
+                let compressed = self.dir.join("blobs/sha256").join(l.digest.hex());
+                let f = fs::File::open(&compressed).map_err(io_err(&compressed))?;
+                layer::decompress_layer(Box::new(f)).map_err(io_err(&compressed))
+            }
+            Err(e) => Err(io_err(&path)(e)),
+        }
     }
 
     fn location(&self) -> String {
@@ -173,6 +187,7 @@ impl ImportedCache {
             mounts: Vec::new(),
             blobs: Box::new(StoreBlobs {
                 dir: store.dir().to_path_buf(),
+                layers: image.layers.clone(),
             }),
         })
     }

@@ -48,7 +48,8 @@ use rbuild_store::{Store, StoreError};
 
 pub use crate::cache_index::{ImportingCacheIndex, LazyFetchError};
 pub use export::{
-    ExportMode, ExportSummary, cache_mount_ids, export, inline_cache, target_chain, write_layout,
+    ExportMode, ExportSummary, LayerFormat, cache_mount_ids, export, inline_cache, target_chain,
+    write_layout,
 };
 pub(crate) use format::ExportedRecord;
 pub use format::{

@@ -144,7 +144,11 @@ mod tests {
         let names = vec![ImageRef::parse("app:1.0").unwrap()];
         let oci = d.path().join("oci.tar");
         let export = |output| rbuild_builder::export(&store, &image, &output, &names, &CliHost);
-        export(OutputSpec::Oci { dest: oci.clone() }).unwrap();
+        export(OutputSpec::Oci {
+            dest: oci.clone(),
+            format: rbuild_builder::ImageFormat::default(),
+        })
+        .unwrap();
         let n = tar_names(&oci);
         assert!(n.contains(&"oci-layout".to_string()) && n.contains(&"index.json".to_string()));
         assert!(!n.contains(&"manifest.json".to_string()), "pure OCI: {n:?}");
@@ -152,6 +156,7 @@ mod tests {
         let docker = d.path().join("docker.tar");
         export(OutputSpec::Docker {
             dest: docker.clone(),
+            format: rbuild_builder::ImageFormat::default(),
         })
         .unwrap();
         let n = tar_names(&docker);

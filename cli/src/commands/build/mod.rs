@@ -24,12 +24,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use rbuild_builder::spec::parse::{
-    parse_build_arg, parse_cache_from, parse_cache_to, parse_label, parse_output, parse_platform,
-    parse_tag, resolve_build_args,
+    parse_annotation, parse_build_arg, parse_cache_from, parse_cache_to, parse_label, parse_output,
+    parse_platform, parse_tag, resolve_build_args,
 };
 use rbuild_builder::{
-    BuildArg, BuildError, BuildOptions, BuildRequest, BuildResult, CacheFromSpec, CacheToSpec,
-    DockerfileSource, OutputSpec, SecretSpec,
+    Annotation, BuildArg, BuildError, BuildOptions, BuildRequest, BuildResult, CacheFromSpec,
+    CacheToSpec, DockerfileSource, ImageFormat, OutputSpec, SecretSpec,
 };
 use rbuild_oci::reference::ImageRef;
 use rbuild_solver::plan::{PlanRequest, Platform};
@@ -89,8 +89,11 @@ pub struct BuildArgs {
     /// Write build result metadata (JSON, like buildx's) to FILE
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
-    /// Output destination: type=image|oci|docker|tar|local[,dest=PATH]
-    /// (`-o DIR` is type=local,dest=DIR); repeatable
+    /// Output destination: type=image|registry|oci|docker|tar|local[,dest=PATH]
+    /// (`-o DIR` is type=local,dest=DIR); image, registry, oci and docker
+    /// take compression=gzip|zstd|uncompressed, compression-level=N,
+    /// force-compression=, oci-mediatypes=, rewrite-timestamp=,
+    /// annotation.KEY=VALUE; repeatable
     #[arg(short = 'o', long = "output", value_name = "SPEC", value_parser = parse_output)]
     pub outputs: Vec<OutputSpec>,
     /// Type of progress output
@@ -135,10 +138,33 @@ pub struct BuildArgs {
     /// Output format of --call: text or json
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: Option<check::Format>,
+    /// Add an annotation to the image: [TYPE[,TYPE][[PLATFORM]]:]KEY=VALUE,
+    /// TYPE manifest (default) or manifest-descriptor; repeatable
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE", value_parser = parse_annotation_arg)]
+    pub annotations: Vec<AnnotationArg>,
     /// The build context: a directory, a git or tarball URL, or `-` (a tar
     /// of the context, or a Dockerfile alone, on stdin)
     #[arg(value_name = "PATH|URL|-")]
     pub context: PathBuf,
+}
+
+/// One `--annotation`: one annotation per type and platform it names.
+#[derive(Debug, Clone)]
+pub struct AnnotationArg(pub Vec<Annotation>);
+
+fn parse_annotation_arg(s: &str) -> Result<AnnotationArg, rbuild_builder::spec::parse::SpecError> {
+    parse_annotation(s).map(AnnotationArg)
+}
+
+/// `SOURCE_DATE_EPOCH`'s value: whole seconds since 1970; `what` names
+/// where it came from for the error.
+fn parse_epoch(value: &str, what: &str) -> anyhow::Result<i64> {
+    match value.trim().parse::<i64>() {
+        Ok(n) if n >= 0 => Ok(n),
+        _ => bail!(
+            "invalid {what} {value:?}: expected a whole number of seconds since 1970-01-01 UTC\nhint: e.g. SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)"
+        ),
+    }
 }
 
 /// A validated `rbuild build`: the library's request and what the CLI
@@ -184,6 +210,7 @@ impl Invocation {
             vec![OutputSpec::Image {
                 names: Vec::new(),
                 push: false,
+                format: ImageFormat::default(),
             }]
         } else {
             args.outputs.clone()
@@ -211,18 +238,27 @@ impl Invocation {
             .jobs
             .map(|n| n.get())
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let source_date_epoch = match env("SOURCE_DATE_EPOCH") {
-            Some(v) if !v.is_empty() => Some(v.parse().with_context(|| {
-                format!("invalid SOURCE_DATE_EPOCH {v:?}: expected seconds since 1970")
-            })?),
-            _ => None,
+        // As buildx: a --build-arg SOURCE_DATE_EPOCH wins; else the
+        // environment's, which is passed on as that build arg.
+        let mut build_args = resolve_build_args(&args.build_args, &env);
+        let source_date_epoch = match build_args.get("SOURCE_DATE_EPOCH") {
+            Some(v) if !v.is_empty() => Some(parse_epoch(v, "--build-arg SOURCE_DATE_EPOCH")?),
+            Some(_) => None,
+            None => match env("SOURCE_DATE_EPOCH") {
+                Some(v) if !v.is_empty() => {
+                    let epoch = parse_epoch(&v, "SOURCE_DATE_EPOCH (environment)")?;
+                    build_args.insert("SOURCE_DATE_EPOCH".to_string(), v);
+                    Some(epoch)
+                }
+                _ => None,
+            },
         };
         Ok(Invocation {
             request: BuildRequest {
                 dockerfile: DockerfileSource::default(),
                 context,
                 plan: PlanRequest {
-                    build_args: resolve_build_args(&args.build_args, env),
+                    build_args,
                     target: args.target.clone(),
                     platform: Some(args.platform.clone().unwrap_or_else(Platform::host)),
                     labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
@@ -244,6 +280,7 @@ impl Invocation {
                 cache_from: args.cache_from.clone(),
                 source_date_epoch,
                 inputs: inputs::build_inputs(args)?,
+                annotations: args.annotations.iter().flat_map(|a| a.0.clone()).collect(),
             },
             quiet: args.quiet,
             progress,
@@ -526,7 +563,8 @@ mod tests {
             r.outputs,
             [OutputSpec::Image {
                 names: vec![],
-                push: false
+                push: false,
+                format: ImageFormat::default(),
             }]
         );
         assert_eq!(
