@@ -70,6 +70,14 @@ pub enum BuildError {
     Input(Box<crate::inputs::InputError>),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A platform whose steps cannot run here (no emulator).
+    #[error(transparent)]
+    NoEmulator(#[from] crate::emulation::NoEmulator),
+    /// An output that cannot hold several platforms.
+    #[error(
+        "-o type={output} cannot hold a multi-platform image\nhint: use type=oci, type=docker, type=local (a directory per platform) or type=image"
+    )]
+    MultiPlatformOutput { output: &'static str },
     /// The worker, the cache index or the lineage records failed outside
     /// a step.
     #[error(transparent)]

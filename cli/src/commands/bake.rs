@@ -473,6 +473,7 @@ fn request_for(
         _ => None,
     };
     Ok(BuildRequest {
+        platforms: Vec::new(),
         dockerfile,
         context,
         plan: PlanRequest {

@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use rbuild_builder::spec::parse::{
     parse_annotation, parse_build_arg, parse_cache_from, parse_cache_to, parse_label, parse_output,
-    parse_platform, parse_tag, resolve_build_args,
+    parse_platforms, parse_tag, resolve_build_args,
 };
 use rbuild_builder::{
     Annotation, BuildArg, BuildError, BuildOptions, BuildRequest, BuildResult, CacheFromSpec,
@@ -99,9 +99,9 @@ pub struct BuildArgs {
     /// Type of progress output
     #[arg(long, value_enum, value_name = "TYPE", default_value_t = ProgressFlag::Auto)]
     pub progress: ProgressFlag,
-    /// Platform to build for (only the host's is supported)
-    #[arg(long, value_name = "OS/ARCH", value_parser = parse_platform)]
-    pub platform: Option<Platform>,
+    /// Platforms to build for, comma-separated (several make one image index; foreign ones run under qemu-user)
+    #[arg(long, value_name = "OS/ARCH[,…]", value_parser = platform_list)]
+    pub platform: Option<PlatformList>,
     /// Write a JSON report of every step (cache hits, misses and why) to FILE
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -146,6 +146,14 @@ pub struct BuildArgs {
     /// of the context, or a Dockerfile alone, on stdin)
     #[arg(value_name = "PATH|URL|-")]
     pub context: PathBuf,
+}
+
+/// `--platform a,b,…`: the platforms to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformList(pub Vec<Platform>);
+
+fn platform_list(s: &str) -> Result<PlatformList, rbuild_builder::spec::parse::SpecError> {
+    parse_platforms(s).map(PlatformList)
 }
 
 /// One `--annotation`: one annotation per type and platform it names.
@@ -260,10 +268,21 @@ impl Invocation {
                 plan: PlanRequest {
                     build_args,
                     target: args.target.clone(),
-                    platform: Some(args.platform.clone().unwrap_or_else(Platform::host)),
+                    platform: Some(
+                        args.platform
+                            .as_ref()
+                            .and_then(|p| p.0.first().cloned())
+                            .unwrap_or_else(Platform::host),
+                    ),
                     labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
                     network: args.network.exec_network(),
                 },
+                platforms: args
+                    .platform
+                    .clone()
+                    .map(|p| p.0)
+                    .filter(|p| p.len() > 1)
+                    .unwrap_or_default(),
                 tags,
                 no_cache: args.no_cache,
                 no_cache_filter: args
