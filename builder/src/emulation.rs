@@ -189,7 +189,9 @@ mod tests {
         let entry = |name: &str, state: &str, flags: &str| {
             std::fs::write(
                 dir.path().join(name),
-                format!("{state}\ninterpreter /usr/libexec/qemu-binfmt/x\nflags: {flags}\noffset 0\n"),
+                format!(
+                    "{state}\ninterpreter /usr/libexec/qemu-binfmt/x\nflags: {flags}\noffset 0\n"
+                ),
             )
             .unwrap();
         };

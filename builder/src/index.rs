@@ -69,7 +69,8 @@ pub struct ConvertedIndex {
 
 /// Per platform: the manifest format (`None`: the manifest as stored)
 /// and the manifest-descriptor annotations.
-pub type FormatOf<'a> = dyn Fn(&Platform) -> (Option<ManifestFormat>, BTreeMap<String, String>) + 'a;
+pub type FormatOf<'a> =
+    dyn Fn(&Platform) -> (Option<ManifestFormat>, BTreeMap<String, String>) + 'a;
 
 /// Converts each platform's image as `format_of` asks and assembles the
 /// index over them (see [`assemble_index`]), tagged `tags`.

@@ -125,7 +125,16 @@ fn two_platform_build_makes_an_index_runs_arm64_under_qemu_and_shares_the_build_
         assert_eq!(v[0]["Architecture"], arch, "{inspect}");
         let out = ok(
             &rb,
-            &["run", "--platform", platform, "app:multi", "cat", "/arch.txt", "/target.txt", "/host.txt"],
+            &[
+                "run",
+                "--platform",
+                platform,
+                "app:multi",
+                "cat",
+                "/arch.txt",
+                "/target.txt",
+                "/host.txt",
+            ],
         )
         .stdout;
         assert_eq!(
@@ -135,7 +144,10 @@ fn two_platform_build_makes_an_index_runs_arm64_under_qemu_and_shares_the_build_
         );
     }
     // Without --platform: the host's.
-    assert_eq!(ok(&rb, &["run", "app:multi", "cat", "/arch.txt"]).stdout, "x86_64\n");
+    assert_eq!(
+        ok(&rb, &["run", "app:multi", "cat", "/arch.txt"]).stdout,
+        "x86_64\n"
+    );
 
     // The OCI archive holds the index with both platforms.
     let dir = rb.path("oci");
@@ -145,7 +157,10 @@ fn two_platform_build_makes_an_index_runs_arm64_under_qemu_and_shares_the_build_
         serde_json::from_str(&std::fs::read_to_string(dir.join("index.json")).unwrap()).unwrap();
     let top = &index["manifests"][0];
     assert_eq!(top["mediaType"], "application/vnd.oci.image.index.v1+json");
-    let hex = top["digest"].as_str().unwrap().trim_start_matches("sha256:");
+    let hex = top["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
     let inner: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("blobs/sha256").join(hex)).unwrap())
             .unwrap();
@@ -156,7 +171,10 @@ fn two_platform_build_makes_an_index_runs_arm64_under_qemu_and_shares_the_build_
         .map(|m| m["platform"]["architecture"].as_str().unwrap())
         .collect();
     assert_eq!(archs, ["amd64", "arm64"]);
-    let raw = tool("skopeo", &["inspect", "--raw", &format!("oci-archive:{}", s(&oci))]);
+    let raw = tool(
+        "skopeo",
+        &["inspect", "--raw", &format!("oci-archive:{}", s(&oci))],
+    );
     assert!(raw.contains("\"arm64\""), "{raw}");
 }
 
@@ -170,23 +188,47 @@ fn pushed_index_is_pulled_for_arm64_by_a_fresh_root_and_runs() {
     let name = format!("{}/app:multi", reg.host());
     ok(
         &rb,
-        &["build", "-q", "--platform", "linux/amd64,linux/arm64", "-t", &name, "--push", s(&ctx)],
+        &[
+            "build",
+            "-q",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            &name,
+            "--push",
+            s(&ctx),
+        ],
     );
     let raw = tool(
         "skopeo",
-        &["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}")],
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{name}"),
+        ],
     );
     let v: Value = serde_json::from_str(&raw).unwrap();
     // Docker media types by default: a manifest list.
     assert_eq!(
-        v["mediaType"],
-        "application/vnd.docker.distribution.manifest.list.v2+json",
+        v["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json",
         "{raw}"
     );
     assert_eq!(v["manifests"].as_array().unwrap().len(), 2, "{raw}");
     let fresh = Rbuild::new();
     ok(&fresh, &["pull", "-q", "--platform", "linux/arm64", &name]);
-    let out = ok(&fresh, &["run", "--platform", "linux/arm64", &name, "cat", "/arch.txt"]).stdout;
+    let out = ok(
+        &fresh,
+        &[
+            "run",
+            "--platform",
+            "linux/arm64",
+            &name,
+            "cat",
+            "/arch.txt",
+        ],
+    )
+    .stdout;
     assert_eq!(out, "aarch64\n");
     let out = ok(&fresh, &["run", &name, "uname", "-m"]).stdout;
     assert_eq!(out, "aarch64\n", "the pulled image is the arm64 one");
@@ -197,22 +239,61 @@ fn bad_platforms_fail_naming_the_flag_or_the_image_and_tag_nothing() {
     let Some(rb) = multiarch("bad_platforms") else {
         return;
     };
-    let ctx = rb.tree("ctx", &[("Dockerfile", "FROM busybox:multiarch\nCOPY Dockerfile /\n")]);
-    let r = rb.run(&["build", "--platform", "linux/amd64,linux/foo", "-t", "bad:1", s(&ctx)]);
-    assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("--platform") && r.stderr.contains("linux/foo"), "{}", r.stderr);
-    let r = rb.run(&["build", "--platform", "linux/amd64,linux/s390x", "-t", "bad:1", s(&ctx)]);
+    let ctx = rb.tree(
+        "ctx",
+        &[("Dockerfile", "FROM busybox:multiarch\nCOPY Dockerfile /\n")],
+    );
+    let r = rb.run(&[
+        "build",
+        "--platform",
+        "linux/amd64,linux/foo",
+        "-t",
+        "bad:1",
+        s(&ctx),
+    ]);
     assert_ne!(r.code, 0);
     assert!(
-        r.stderr.contains("no match for platform in manifest") && r.stderr.contains("busybox:multiarch"),
+        r.stderr.contains("--platform") && r.stderr.contains("linux/foo"),
+        "{}",
+        r.stderr
+    );
+    let r = rb.run(&[
+        "build",
+        "--platform",
+        "linux/amd64,linux/s390x",
+        "-t",
+        "bad:1",
+        s(&ctx),
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("no match for platform in manifest")
+            && r.stderr.contains("busybox:multiarch"),
         "{}",
         r.stderr
     );
     // A RUN for a platform with no emulator: refused before anything runs.
-    let run_ctx = rb.tree("run", &[("Dockerfile", "FROM busybox:multiarch\nRUN true\n")]);
-    let r = rb.run(&["build", "--platform", "linux/amd64,linux/sparc64", "-t", "bad:1", s(&run_ctx)]);
+    let run_ctx = rb.tree(
+        "run",
+        &[("Dockerfile", "FROM busybox:multiarch\nRUN true\n")],
+    );
+    let r = rb.run(&[
+        "build",
+        "--platform",
+        "linux/amd64,linux/sparc64",
+        "-t",
+        "bad:1",
+        s(&run_ctx),
+    ]);
     assert_ne!(r.code, 0);
-    let r = rb.run(&["build", "--platform", "linux/amd64,linux/mips64le", "-t", "bad:1", s(&run_ctx)]);
+    let r = rb.run(&[
+        "build",
+        "--platform",
+        "linux/amd64,linux/mips64le",
+        "-t",
+        "bad:1",
+        s(&run_ctx),
+    ]);
     assert_ne!(r.code, 0);
     if !std::path::Path::new("/proc/sys/fs/binfmt_misc/qemu-mips64el").exists() {
         assert!(

@@ -44,7 +44,7 @@ impl ImageIndex {
     pub fn platforms(&self) -> Vec<Platform> {
         self.manifests
             .iter()
-            .filter_map(|d| descriptor_platform(d))
+            .filter_map(descriptor_platform)
             .filter(|p| p.os != "unknown" && p.architecture != "unknown")
             .collect()
     }
@@ -131,7 +131,8 @@ impl Store {
             // dangling entries of their own.
             index.manifests.retain(|d| {
                 !children.contains(&d.digest.as_str())
-                    || d.annotations.contains_key(crate::layout::ANNOTATION_REF_NAME)
+                    || d.annotations
+                        .contains_key(crate::layout::ANNOTATION_REF_NAME)
             });
             if tags.is_empty() {
                 if !index.manifests.iter().any(|d| d.digest == desc.digest) {
@@ -211,7 +212,11 @@ impl Store {
     }
 
     /// Points `tag` at the stored index `index`.
-    pub fn tag_index(&self, index: &ImageIndex, tag: &rbuild_oci::reference::ImageRef) -> Result<()> {
+    pub fn tag_index(
+        &self,
+        index: &ImageIndex,
+        tag: &rbuild_oci::reference::ImageRef,
+    ) -> Result<()> {
         if !self.has_blob(&index.digest) {
             return Err(StoreError::MissingBlob {
                 digest: index.digest,

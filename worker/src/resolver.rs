@@ -101,10 +101,13 @@ impl ImageResolver for StoreResolver<'_> {
         // Of an image index, the platform's image; a single-platform
         // image is used whatever its platform, as BuildKit does (the
         // InvalidBaseImagePlatform check warns).
-        let stored = self.store.resolve_ref_for(&r, Some(platform)).or_else(|e| match e {
-            StoreError::PlatformMismatch { .. } => self.store.resolve_ref(&r),
-            e => Err(e),
-        });
+        let stored = self
+            .store
+            .resolve_ref_for(&r, Some(platform))
+            .or_else(|e| match e {
+                StoreError::PlatformMismatch { .. } => self.store.resolve_ref(&r),
+                e => Err(e),
+            });
         let image = match (&self.registry, stored) {
             (Some(reg), Ok(_)) if reg.always && r.digest().is_none() => {
                 self.pull(reg, &r, platform)?

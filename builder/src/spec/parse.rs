@@ -877,8 +877,21 @@ pub fn parse_platform_for(s: &str, host: &Platform) -> Result<Platform, SpecErro
 }
 
 const KNOWN_OS: &[&str] = &[
-    "linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris", "illumos", "aix",
-    "android", "ios", "plan9", "js", "wasip1", "dragonfly",
+    "linux",
+    "windows",
+    "darwin",
+    "freebsd",
+    "netbsd",
+    "openbsd",
+    "solaris",
+    "illumos",
+    "aix",
+    "android",
+    "ios",
+    "plan9",
+    "js",
+    "wasip1",
+    "dragonfly",
 ];
 
 /// containerd's `platforms.Parse` + `Normalize` for one platform;
@@ -1395,7 +1408,13 @@ mod tests {
         ] {
             assert_eq!(p(input).unwrap(), want, "{input}");
         }
-        for bad in ["a/b/c/d", "linux/foo", "plan10/amd64", "linux/arm64/v99", "linux//"] {
+        for bad in [
+            "a/b/c/d",
+            "linux/foo",
+            "plan10/amd64",
+            "linux/arm64/v99",
+            "linux//",
+        ] {
             assert!(p(bad).is_err(), "{bad}");
         }
         assert!(p("linux/amd64,linux/arm64").is_err());

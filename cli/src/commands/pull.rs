@@ -92,7 +92,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
         &args.platform.clone().unwrap_or_else(Platform::host),
         &progress,
     )
-        .with_context(|| format!("cannot pull {}", reference.familiar()))?;
+    .with_context(|| format!("cannot pull {}", reference.familiar()))?;
     progress.finish();
     if !args.quiet {
         println!("Digest: {}", outcome.reference_digest);

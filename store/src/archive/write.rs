@@ -140,15 +140,23 @@ pub fn write_archive_described(
             let bytes = store.read_blob(&d)?;
             let mut h = header(tar::EntryType::Regular, bytes.len() as u64);
             h.set_cksum();
-            tar.append_data(&mut h, format!("blobs/sha256/{}", d.hex()), bytes.as_slice())
-                .map_err(|source| ArchiveError::WriteEntry {
-                    entry: format!("blobs/sha256/{}", d.hex()),
-                    source,
-                })?;
+            tar.append_data(
+                &mut h,
+                format!("blobs/sha256/{}", d.hex()),
+                bytes.as_slice(),
+            )
+            .map_err(|source| ArchiveError::WriteEntry {
+                entry: format!("blobs/sha256/{}", d.hex()),
+                source,
+            })?;
         }
         // The index stands for every image: it takes the first one's
         // descriptor annotations (its name), per-manifest ones stay in it.
-        let named = index.manifests.pop().map(|m| m.annotations).unwrap_or_default();
+        let named = index
+            .manifests
+            .pop()
+            .map(|m| m.annotations)
+            .unwrap_or_default();
         let mut desc = image_index.descriptor();
         desc.annotations = named;
         index.manifests = vec![desc];
