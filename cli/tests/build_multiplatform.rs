@@ -305,3 +305,62 @@ fn bad_platforms_fail_naming_the_flag_or_the_image_and_tag_nothing() {
     let images = rb.run(&["images"]).stdout;
     assert!(!images.contains("bad"), "{images}");
 }
+
+/// InvalidBaseImagePlatform during a build (no emulation needed: the
+/// Dockerfile runs nothing): a single-platform arm64 base in an amd64
+/// build warns, in an arm64 build it does not.
+#[test]
+fn a_base_image_of_another_platform_is_warned_about_during_the_build() {
+    let rb = Rbuild::new();
+    let tree = rb.tree("rootfs", &[("etc/hello", "hi\n")]);
+    ok(
+        &rb,
+        &["import", "--platform", "linux/arm64", s(&tree), "armonly:1"],
+    );
+    let inspect = ok(&rb, &["inspect", "armonly:1"]).stdout;
+    assert!(inspect.contains("\"Architecture\": \"arm64\""), "{inspect}");
+    let ctx = rb.tree(
+        "ctx",
+        &[("Dockerfile", "FROM armonly:1\nCOPY Dockerfile /\n")],
+    );
+    let r = ok(
+        &rb,
+        &[
+            "build",
+            "--progress=plain",
+            "--platform",
+            "linux/amd64",
+            s(&ctx),
+        ],
+    );
+    assert!(
+        r.stderr.contains(
+            "InvalidBaseImagePlatform: Base image armonly:1 was pulled with platform \"linux/arm64\", expected \"linux/amd64\" for current build (line 1)"
+        ),
+        "{}",
+        r.stderr
+    );
+    let r = ok(
+        &rb,
+        &[
+            "build",
+            "--progress=plain",
+            "--platform",
+            "linux/arm64",
+            s(&ctx),
+        ],
+    );
+    assert!(
+        !r.stderr.contains("InvalidBaseImagePlatform"),
+        "{}",
+        r.stderr
+    );
+    // A single-platform image asked for as another platform.
+    let r = rb.run(&["run", "--platform", "linux/s390x", "armonly:1", "true"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("does not match the specified platform"),
+        "{}",
+        r.stderr
+    );
+}

@@ -198,6 +198,7 @@ fn lint(
         target: target.map(str::to_string),
         for_build: false,
         images: None,
+        platforms: Vec::new(),
     };
     match rbuild_lint::check(bytes, &opts) {
         Ok(r) => {
@@ -455,6 +456,7 @@ pub fn before_build(
     check_arg: Option<String>,
     target: Option<&str>,
     images: Option<&dyn rbuild_lint::BaseImages>,
+    platforms: &[rbuild_oci::Platform],
 ) -> anyhow::Result<Result<Report, ExitCode>> {
     let ctx = FsContext::open(context, dockerfile.path.as_deref())?;
     let opts = Options {
@@ -463,6 +465,7 @@ pub fn before_build(
         target: target.map(str::to_string),
         for_build: true,
         images,
+        platforms: platforms.iter().map(|p| p.to_string()).collect(),
     };
     match rbuild_lint::check(&dockerfile.bytes, &opts) {
         // Only `error=true` stops a build here: an error-level finding
@@ -497,6 +500,28 @@ impl rbuild_lint::BaseImages for StoreImages<'_> {
         let r = rbuild_oci::reference::ImageRef::parse(image).ok()?;
         let img = self.0.resolve_ref(&r).ok()?;
         Some(img.config.config.env.clone().unwrap_or_default())
+    }
+
+    fn platform(&self, image: &str, wanted: &str) -> Option<String> {
+        let r = rbuild_oci::reference::ImageRef::parse(image).ok()?;
+        let wanted = rbuild_oci::Platform::parse(wanted)?;
+        let img = match self.0.resolve_ref_for(&r, Some(&wanted)) {
+            Ok(img) => img,
+            // A single-platform image of another platform: BuildKit uses
+            // it, and this check says so.
+            Err(rbuild_store::StoreError::PlatformMismatch { .. }) => {
+                self.0.resolve_ref(&r).ok()?
+            }
+            Err(_) => return None,
+        };
+        let c = &img.config;
+        if c.os.is_empty() || c.architecture.is_empty() {
+            return None;
+        }
+        Some(match &c.variant {
+            Some(v) => format!("{}/{}/{v}", c.os, c.architecture),
+            None => format!("{}/{}", c.os, c.architecture),
+        })
     }
 }
 

@@ -369,6 +369,11 @@ pub fn run(root: &Path, mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         check_arg,
         invocation.request.plan.target.as_deref(),
         Some(&check::StoreImages(&store)),
+        &if invocation.request.platforms.is_empty() {
+            invocation.request.plan.platform.iter().cloned().collect()
+        } else {
+            invocation.request.platforms.clone()
+        },
     )? {
         Ok(report) => report,
         Err(code) => return Ok(code),
