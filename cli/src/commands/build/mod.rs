@@ -353,7 +353,8 @@ pub fn run(root: &Path, mut args: BuildArgs) -> anyhow::Result<ExitCode> {
     // The Dockerfile checks (issue 17, `commands/check.rs`) run before
     // anything is built: `--call`/`--check` stop there, and so does a
     // failing check with `error=true`.
-    if let Some(code) = check::call_instead_of_build(&args, &invocation.request)? {
+    let store = crate::root::open_store(root)?;
+    if let Some(code) = check::call_instead_of_build(&args, &invocation.request, Some(&store))? {
         return Ok(code);
     }
     let check_arg = invocation
@@ -362,7 +363,6 @@ pub fn run(root: &Path, mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         .build_args
         .get(check::CHECK_BUILD_ARG)
         .cloned();
-    let store = crate::root::open_store(root)?;
     let lint = match check::before_build(
         &invocation.request.dockerfile,
         &invocation.request.context,
