@@ -26,7 +26,8 @@ pub struct PlatformManifest {
 
 /// Writes the image index over `manifests` (in order) and `extra`
 /// descriptors (appended as given: attestation manifests) with the
-/// index `annotations`, and points `tags` at it. Its media type follows
+/// index `annotations`, and, with `tags`, lists it in the store under
+/// them (`None`: only the blob, for an archive or a push). Its media type follows
 /// the manifests': Docker's manifest list over Docker manifests, else an
 /// OCI index.
 pub fn assemble_index(
@@ -34,7 +35,7 @@ pub fn assemble_index(
     manifests: &[PlatformManifest],
     extra: &[Descriptor],
     annotations: &BTreeMap<String, String>,
-    tags: &[ImageRef],
+    tags: Option<&[ImageRef]>,
 ) -> Result<ImageIndex, StoreError> {
     let docker = !manifests.is_empty()
         && manifests
@@ -73,12 +74,12 @@ pub type FormatOf<'a> =
     dyn Fn(&Platform) -> (Option<ManifestFormat>, BTreeMap<String, String>) + 'a;
 
 /// Converts each platform's image as `format_of` asks and assembles the
-/// index over them (see [`assemble_index`]), tagged `tags`.
+/// index over them (see [`assemble_index`]), listed under `tags`.
 pub fn convert_and_assemble(
     store: &Store,
     images: &[(Platform, Image)],
     format_of: &FormatOf<'_>,
-    tags: &[ImageRef],
+    tags: Option<&[ImageRef]>,
 ) -> Result<ConvertedIndex, StoreError> {
     let mut manifests = Vec::new();
     let mut converted = Vec::new();

@@ -272,7 +272,7 @@ fn export_index(
         let (f, d) = crate::export::manifest_format(&image_format, true, annotations, p);
         ((!f.annotations.is_empty()).then_some(f), d)
     };
-    let stored = convert_and_assemble(store, images, &store_format, &names)?;
+    let stored = convert_and_assemble(store, images, &store_format, Some(&names))?;
     let mut manifest = None;
     for out in &request.outputs {
         let (format, kind, dest) = match out {
@@ -292,7 +292,7 @@ fn export_index(
             _ => continue,
         };
         let f = format_for(format, kind == ArchiveFormat::Oci);
-        let converted = convert_and_assemble(store, images, &f, &[])?;
+        let converted = convert_and_assemble(store, images, &f, None)?;
         let name = names.first().cloned();
         let selected: Vec<(Image, Option<ImageRef>)> = converted
             .images
@@ -323,7 +323,7 @@ fn export_index(
             return Err(BuildError::PushNeedsName);
         }
         let f = format_for(&image_format, false);
-        let converted = convert_and_assemble(store, images, &f, &[])?;
+        let converted = convert_and_assemble(store, images, &f, None)?;
         for name in &names {
             options.events.event(&Event::PushStarted {
                 reference: name,
@@ -347,7 +347,7 @@ fn export_index(
                 size: outcome.size,
             });
             // The name now stands for what the registry has.
-            store.tag_index(&converted.index, name)?;
+            store.tag_index(&converted.index, name, Some(&stored.index))?;
         }
         manifest = Some(exported_manifest(&converted.index));
     }

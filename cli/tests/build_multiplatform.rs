@@ -364,3 +364,72 @@ fn a_base_image_of_another_platform_is_warned_about_during_the_build() {
         r.stderr
     );
 }
+
+/// A tag naming an index: listed once (the host's image, or
+/// `--platform`'s), retagged and removed as a whole, and gc keeps every
+/// platform's blobs while a tag names the index.
+#[test]
+fn an_index_tag_is_listed_tagged_removed_and_kept_by_gc_as_a_whole() {
+    let Some(rb) = multiarch("index_tag") else {
+        return;
+    };
+    let ctx = rb.tree("ctx", &[("Dockerfile", DOCKERFILE)]);
+    ok(
+        &rb,
+        &[
+            "build",
+            "-q",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            "app:multi",
+            s(&ctx),
+        ],
+    );
+    let listed = ok(&rb, &["images", "--format", "{{.Repository}}:{{.Tag}}"]).stdout;
+    assert_eq!(
+        listed.lines().filter(|l| l.starts_with("app:")).count(),
+        1,
+        "{listed}"
+    );
+    assert!(!listed.contains("<none>"), "{listed}");
+    let arm = ok(&rb, &["images", "-q", "--platform", "linux/arm64", "app"]).stdout;
+    let amd = ok(&rb, &["images", "-q", "--platform", "linux/amd64", "app"]).stdout;
+    assert_ne!(arm, amd, "each platform's image has its own ID");
+    assert_eq!(
+        ok(&rb, &["images", "-q", "--platform", "linux/s390x"]).stdout,
+        ""
+    );
+    ok(&rb, &["tag", "app:multi", "app:copy"]);
+    ok(&rb, &["rmi", "app:multi"]);
+    ok(&rb, &["image", "prune", "-f"]);
+    ok(&rb, &["cache", "prune", "-a", "-f"]);
+    let check = ok(&rb, &["system", "check"]).stdout;
+    assert!(check.contains("0 problems"), "{check}");
+    for (p, uname) in [("linux/arm64", "aarch64\n"), ("linux/amd64", "x86_64\n")] {
+        assert_eq!(
+            ok(
+                &rb,
+                &["run", "--platform", p, "app:copy", "cat", "/arch.txt"]
+            )
+            .stdout,
+            uname
+        );
+    }
+    let saved = rb.path("arm.tar");
+    ok(
+        &rb,
+        &[
+            "save",
+            "--platform",
+            "linux/arm64",
+            "-o",
+            s(&saved),
+            "app:copy",
+        ],
+    );
+    let fresh = Rbuild::new();
+    ok(&fresh, &["load", "-i", s(&saved)]);
+    let inspect = ok(&fresh, &["inspect", "app:copy"]).stdout;
+    assert!(inspect.contains("\"Architecture\": \"arm64\""), "{inspect}");
+}

@@ -90,14 +90,16 @@ pub fn platform_json(p: &Platform) -> serde_json::Value {
 impl Store {
     /// Writes an image index over `manifests` (each already stored: image
     /// manifests with their `platform`, and any extra descriptors such as
-    /// attestation manifests) and points `tags` at it. `media_type` is the
-    /// index's own (OCI index or Docker manifest list).
+    /// attestation manifests) and, with `tags`, lists it in `index.json`
+    /// under them (an empty list: as a dangling image); `None` writes
+    /// only the blob (an archive's or a push's index). `media_type` is
+    /// the index's own (OCI index or Docker manifest list).
     pub fn write_image_index(
         &self,
         media_type: &str,
         manifests: &[Descriptor],
         annotations: &BTreeMap<String, String>,
-        tags: &[rbuild_oci::reference::ImageRef],
+        tags: Option<&[rbuild_oci::reference::ImageRef]>,
     ) -> Result<ImageIndex> {
         let _session = self.write_session()?;
         for d in manifests {
@@ -123,6 +125,9 @@ impl Store {
             media_type: media_type.to_string(),
             manifests: manifests.to_vec(),
             annotations: annotations.clone(),
+        };
+        let Some(tags) = tags else {
+            return Ok(image_index);
         };
         let desc = image_index.descriptor();
         let children: Vec<&str> = manifests.iter().map(|d| d.digest.as_str()).collect();
@@ -211,11 +216,14 @@ impl Store {
         Ok(image)
     }
 
-    /// Points `tag` at the stored index `index`.
+    /// Points `tag` at the stored index `index` (a pushed one); the
+    /// entry of `replaces` (the index as built) goes when no tag names it
+    /// any more, so the image is listed once, by what was pushed.
     pub fn tag_index(
         &self,
         index: &ImageIndex,
         tag: &rbuild_oci::reference::ImageRef,
+        replaces: Option<&ImageIndex>,
     ) -> Result<()> {
         if !self.has_blob(&index.digest) {
             return Err(StoreError::MissingBlob {
@@ -223,6 +231,19 @@ impl Store {
             });
         }
         let desc = index.descriptor();
-        self.update_index(|i| crate::index::set_tag(i, &desc, tag))
+        let old = replaces.map(|r| r.digest.to_string());
+        self.update_index(|i| {
+            crate::index::set_tag(i, &desc, tag);
+            if let Some(old) = old
+                && old != desc.digest
+                && !i.manifests.iter().any(|d| {
+                    d.digest == old
+                        && d.annotations
+                            .contains_key(crate::layout::ANNOTATION_REF_NAME)
+                })
+            {
+                i.manifests.retain(|d| d.digest != old);
+            }
+        })
     }
 }

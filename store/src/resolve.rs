@@ -102,7 +102,10 @@ impl Store {
         self.for_platform(image, p)
     }
 
-    fn for_platform(&self, image: Image, p: &rbuild_oci::Platform) -> Result<Image> {
+    /// `image` as `p`: of an image index, that platform's image; a
+    /// single-platform image when it is of `p` (`PlatformMismatch`
+    /// otherwise).
+    pub fn for_platform(&self, image: Image, p: &rbuild_oci::Platform) -> Result<Image> {
         let label = image
             .tags
             .first()
