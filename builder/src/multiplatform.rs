@@ -186,7 +186,10 @@ pub(crate) fn build(
         image,
         report: report.expect("at least two platforms"),
         names: exported.names,
-        manifest: exported.manifest,
+        // `containerimage.digest` is the index's, as buildx reports it.
+        manifest: exported
+            .manifest
+            .or_else(|| Some(exported_manifest(&exported.stored.index))),
     })
 }
 

@@ -374,6 +374,7 @@ fn an_index_tag_is_listed_tagged_removed_and_kept_by_gc_as_a_whole() {
         return;
     };
     let ctx = rb.tree("ctx", &[("Dockerfile", DOCKERFILE)]);
+    let meta = rb.path("meta.json");
     ok(
         &rb,
         &[
@@ -383,8 +384,15 @@ fn an_index_tag_is_listed_tagged_removed_and_kept_by_gc_as_a_whole() {
             "linux/amd64,linux/arm64",
             "-t",
             "app:multi",
+            "--metadata-file",
+            s(&meta),
             s(&ctx),
         ],
+    );
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
+    assert_eq!(
+        meta["containerimage.descriptor"]["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{meta}"
     );
     let listed = ok(&rb, &["images", "--format", "{{.Repository}}:{{.Tag}}"]).stdout;
     assert_eq!(
