@@ -377,14 +377,16 @@ struct PlatformEvents<'a> {
     summaries: &'a Mutex<Vec<(usize, Summary)>>,
 }
 
-/// Each platform's ids: graph steps and pulls below 2^40 + 2^32, moved
-/// by `index` × 2^32 (as bake moves its targets').
-const PLATFORM_ID_STRIDE: usize = 1 << 32;
+/// Each platform's ids: graph steps and pulls are below 2^40 + 2^32, and
+/// bake moves its targets' by up to 255 × 2^32 (below 2^41); platforms
+/// move by `index` × 2^41 so the two never meet (and ids stay below 2^53
+/// for JSON readers with fewer than 16 platforms).
+const PLATFORM_ID_STRIDE: usize = 1 << 41;
 
 impl PlatformEvents<'_> {
     fn id(&self, id: VertexId) -> VertexId {
-        let offset = (self.index % 256) * PLATFORM_ID_STRIDE;
-        debug_assert!(id.0 < PULL_STEP_BASE + PLATFORM_ID_STRIDE);
+        let offset = (self.index % 16) * PLATFORM_ID_STRIDE;
+        debug_assert!(id.0 < PULL_STEP_BASE + (1 << 32));
         VertexId(id.0 + offset)
     }
 }

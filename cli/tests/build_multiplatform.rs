@@ -441,3 +441,45 @@ fn an_index_tag_is_listed_tagged_removed_and_kept_by_gc_as_a_whole() {
     let inspect = ok(&fresh, &["inspect", "app:copy"]).stdout;
     assert!(inspect.contains("\"Architecture\": \"arm64\""), "{inspect}");
 }
+
+/// A bake target with several `platforms` is one multi-platform build.
+#[test]
+fn a_bake_target_with_two_platforms_makes_an_index() {
+    let Some(rb) = multiarch("bake_platforms") else {
+        return;
+    };
+    let ctx = rb.tree(
+        "bake",
+        &[
+            ("Dockerfile", DOCKERFILE),
+            (
+                "docker-bake.hcl",
+                "target \"default\" {\n  tags = [\"bk:multi\"]\n  platforms = [\"linux/amd64\", \"linux/arm64\"]\n}\n",
+            ),
+        ],
+    );
+    let mut c = rb.command(&["bake", "--progress=plain"]);
+    c.current_dir(&ctx);
+    let r = support::run_command(c, None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("[default linux/arm64 stage-1 3/3] RUN"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        ok(
+            &rb,
+            &[
+                "run",
+                "--platform",
+                "linux/arm64",
+                "bk:multi",
+                "cat",
+                "/arch.txt"
+            ]
+        )
+        .stdout,
+        "aarch64\n"
+    );
+}

@@ -608,7 +608,10 @@ mod tests {
         let m = msg(&["-t", "Bad:1"]);
         assert!(m.contains("--tag") && m.contains("Bad:1"), "{m}");
         let m = msg(&["--platform", "linux/s390x-nope"]);
-        assert!(m.contains("--platform") && m.contains("linux/s390x-nope"), "{m}");
+        assert!(
+            m.contains("--platform") && m.contains("linux/s390x-nope"),
+            "{m}"
+        );
         let m = msg(&["--network", "bridge"]);
         assert!(m.contains("--network") && m.contains("bridge"), "{m}");
         let m = msg(&["--secret", "id=a,kind=x"]);
