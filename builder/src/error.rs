@@ -70,6 +70,14 @@ pub enum BuildError {
     Input(Box<crate::inputs::InputError>),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A platform whose steps cannot run here (no emulator).
+    #[error(transparent)]
+    NoEmulator(Box<crate::emulation::NoEmulator>),
+    /// An output that cannot hold several platforms.
+    #[error(
+        "-o type={output} cannot hold a multi-platform image\nhint: use type=oci, type=docker, type=local (a directory per platform) or type=image"
+    )]
+    MultiPlatformOutput { output: &'static str },
     /// The worker, the cache index or the lineage records failed outside
     /// a step.
     #[error(transparent)]
@@ -189,5 +197,11 @@ impl StepFailure {
     /// than failed by the step itself.
     pub fn cancelled(&self) -> bool {
         matches!(self.error, rbuild_worker::BuildError::Cancelled)
+    }
+}
+
+impl From<crate::emulation::NoEmulator> for BuildError {
+    fn from(e: crate::emulation::NoEmulator) -> BuildError {
+        BuildError::NoEmulator(Box::new(e))
     }
 }

@@ -153,7 +153,7 @@ pub(crate) fn export_all(
 /// manifest-descriptor annotations; `oci_default` is the exporter's
 /// `oci-mediatypes` default. `extra` are `--annotation`s; those for
 /// another platform than `platform` are left out.
-fn manifest_format(
+pub(crate) fn manifest_format(
     format: &ImageFormat,
     oci_default: bool,
     extra: &[Annotation],
@@ -314,6 +314,7 @@ fn write_image_archive(
     let description = ManifestDescription {
         media_type: Some(media_type.to_string()),
         annotations: descriptor,
+        index: None,
     };
     let mut out = host.open(dest).map_err(BuildError::Host)?;
     archive::write_archive_described(store, &selected, format, &mut out, &description).map_err(
@@ -409,7 +410,7 @@ fn push_image(
 }
 
 /// The registry client's push events → build events.
-struct PushEvents<'a>(&'a dyn BuildEvents);
+pub(crate) struct PushEvents<'a>(pub(crate) &'a dyn BuildEvents);
 
 impl PushProgress for PushEvents<'_> {
     fn event(&self, event: PushEvent<'_>) {

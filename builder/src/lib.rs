@@ -33,12 +33,15 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod cache;
+pub mod emulation;
 pub mod error;
 pub mod events;
 pub mod export;
 pub mod gate;
 mod image;
+pub mod index;
 pub mod inputs;
+pub mod multiplatform;
 pub mod report;
 pub mod request;
 mod solve;
@@ -106,6 +109,10 @@ pub fn build_shared(
     gate: &StepGate,
 ) -> Result<BuildResult, BuildError> {
     check_request(request)?;
+    multiplatform::check_emulators(request)?;
+    if request.platforms.len() > 1 {
+        return multiplatform::build(store, request, options, gate);
+    }
     let solved = solve::run(store, request, options, gate)?;
     let exported = export::export_all(
         store,

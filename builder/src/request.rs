@@ -34,6 +34,10 @@ pub struct BuildRequest {
     /// What the planner gets: build args (resolved), target, platform,
     /// labels, the RUN steps' network.
     pub plan: PlanRequest,
+    /// `--platform a,b,…` with more than one platform: one build each,
+    /// into one image index (`plan.platform` is then ignored). Empty or
+    /// one platform: a single-platform build for `plan.platform`.
+    pub platforms: Vec<rbuild_oci::Platform>,
     /// `-t`, normalized, duplicates dropped.
     pub tags: Vec<ImageRef>,
     /// Do not look steps up in the cache index (`--no-cache`).

@@ -111,6 +111,7 @@ impl Fixture {
                 path: Some(path),
             },
             context: self.context(),
+            platforms: Vec::new(),
             plan: PlanRequest {
                 build_args: BTreeMap::new(),
                 target: None,

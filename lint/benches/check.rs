@@ -91,6 +91,7 @@ fn bench(c: &mut Criterion) {
         target: None,
         for_build: false,
         images: None,
+        platforms: Vec::new(),
     };
     c.bench_function("check 1000 lines, with context", |b| {
         b.iter(|| rbuild_lint::check(std::hint::black_box(src.as_bytes()), &opts).unwrap())

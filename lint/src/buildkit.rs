@@ -146,6 +146,7 @@ pub(crate) fn run(
     sink: &mut Sink<'_>,
     ctx: Option<&dyn ContextView>,
     images: Option<&dyn crate::BaseImages>,
+    targets: &[String],
 ) {
     let lex = Lex::new(file.ast.directives.escape_token);
     for w in &file.ast.warnings {
@@ -227,6 +228,20 @@ pub(crate) fn run(
                     s
                 }
                 None => {
+                    if let Some(imgs) = images
+                        && !image.eq_ignore_ascii_case("scratch")
+                    {
+                        base_image_platform(
+                            sink,
+                            i,
+                            item.node.span,
+                            (image, platform.as_deref()),
+                            &lex,
+                            &global_env,
+                            imgs,
+                            targets,
+                        );
+                    }
                     let mut st = StageState {
                         image_base: !image.eq_ignore_ascii_case("scratch"),
                         ..StageState::default()
@@ -691,6 +706,101 @@ fn ignored_sources(
             span,
             format!("Attempting to {cmd} file {cleaned:?} that is excluded by .dockerignore"),
         );
+    }
+}
+
+/// The host's platform in OCI names (`BUILDPLATFORM`).
+fn host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "arm" => "arm/v7",
+        "powerpc64" => "ppc64le",
+        "loongarch64" => "loong64",
+        other => other,
+    };
+    format!("linux/{arch}")
+}
+
+/// The automatic platform args for target platform `target`.
+fn platform_env(target: &str) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    for (prefix, p) in [("BUILD", host_platform()), ("TARGET", target.to_string())] {
+        let parts: Vec<&str> = p.split('/').collect();
+        env.push((format!("{prefix}PLATFORM"), p.clone()));
+        env.push((
+            format!("{prefix}OS"),
+            parts.first().unwrap_or(&"").to_string(),
+        ));
+        env.push((
+            format!("{prefix}ARCH"),
+            parts.get(1).unwrap_or(&"").to_string(),
+        ));
+        env.push((
+            format!("{prefix}VARIANT"),
+            parts.get(2).unwrap_or(&"").to_string(),
+        ));
+    }
+    env
+}
+
+/// InvalidBaseImagePlatform: the base image a FROM resolves to, for each
+/// platform built, has another OS or architecture than the stage's
+/// (`--platform`, else the target platform). Reported once per FROM.
+#[allow(clippy::too_many_arguments)]
+fn base_image_platform(
+    sink: &mut Sink<'_>,
+    i: usize,
+    span: rbuild_parser::Span,
+    (image, flag): (&str, Option<&str>),
+    lex: &Lex,
+    global_env: &[(String, String)],
+    images: &dyn crate::BaseImages,
+    targets: &[String],
+) {
+    let host = [host_platform()];
+    let targets = if targets.is_empty() {
+        &host[..]
+    } else {
+        targets
+    };
+    for target in targets {
+        let mut env = platform_env(target);
+        env.extend(
+            global_env
+                .iter()
+                .filter(|(k, _)| !PLATFORM_ARGS.iter().any(|(p, _)| p == k))
+                .cloned(),
+        );
+        let Ok(name) = lex.process_word(image, &env) else {
+            return;
+        };
+        let expected = match flag {
+            None => target.clone(),
+            Some(f) => match lex.process_word(f, &env) {
+                Ok(e) => e.value.to_ascii_lowercase(),
+                Err(_) => return,
+            },
+        };
+        let Some(actual) = images.platform(&name.value, &expected) else {
+            continue;
+        };
+        let (Some(want), Some(have)) = (parse_platform(&expected), parse_platform(&actual)) else {
+            continue;
+        };
+        if !want.0.eq_ignore_ascii_case(have.0) || want.1 != have.1 {
+            sink.report(
+                &INVALID_BASE_IMAGE_PLATFORM,
+                Some(i),
+                span,
+                format!(
+                    "Base image {} was pulled with platform {actual:?}, expected {expected:?} for current build",
+                    name.value
+                ),
+            );
+            return;
+        }
     }
 }
 

@@ -18,7 +18,9 @@
 //! sets; rbuild sees them when the caller passes [`BaseImages`] (a build
 //! reads its store), and otherwise assumes `PATH` plus the variables
 //! official images set (`buildkit::IMAGE_ENV`). InvalidBaseImagePlatform
-//! (which compares the pulled image's platform) is not implemented.
+//! compares a base image's platform with the stage's, so it needs
+//! [`BaseImages::platform`] too: builds (and `--check` with the base in
+//! the store) fire it, a bare `rbuild check` cannot.
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![deny(clippy::disallowed_methods)]
@@ -74,6 +76,15 @@ pub trait BaseImages {
     /// The `Env` (`KEY=value` strings) of `image` (a reference as the
     /// expanded FROM line names it), or `None` when it is not at hand.
     fn env(&self, image: &str) -> Option<Vec<String>>;
+    /// The platform (`os/arch[/variant]`) of the image a build for
+    /// platform `wanted` would use for `image` (of an index, the
+    /// matching manifest's; a single-platform image's own), or `None`
+    /// when it is not at hand. InvalidBaseImagePlatform compares it with
+    /// `wanted`.
+    fn platform(&self, image: &str, wanted: &str) -> Option<String> {
+        let _ = (image, wanted);
+        None
+    }
 }
 
 /// What to check with.
@@ -92,8 +103,12 @@ pub struct Options<'a> {
     /// stage needs (what the build runs), not every stage.
     pub for_build: bool,
     /// Base images' configurations, when at hand; without them
-    /// UndefinedVar assumes the variables official images set.
+    /// UndefinedVar assumes the variables official images set, and
+    /// InvalidBaseImagePlatform stays silent.
     pub images: Option<&'a dyn BaseImages>,
+    /// The platforms built for (`--platform`, normalized `os/arch[/variant]`);
+    /// empty: the host's.
+    pub platforms: Vec<String>,
 }
 
 /// The outcome of a check.
@@ -173,7 +188,7 @@ pub fn check(source: &[u8], opts: &Options<'_>) -> Result<Report, CheckError> {
         file: &file,
         findings: Vec::new(),
     };
-    buildkit::run(&file, &mut sink, opts.context, opts.images);
+    buildkit::run(&file, &mut sink, opts.context, opts.images, &opts.platforms);
     cache::run(&file, &mut sink, opts.context);
     let mut findings = sink.findings;
     let target = match &opts.target {

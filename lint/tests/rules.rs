@@ -96,6 +96,7 @@ fn check(rule: &Rule, source: &str) -> Report {
             target: None,
             for_build: false,
             images: None,
+            platforms: Vec::new(),
         },
     )
     .unwrap_or_else(|e| panic!("{}: {e}", rule.name))
@@ -193,6 +194,7 @@ fn skip_all_and_the_build_arg_replace_the_directive() {
             target: None,
             for_build: false,
             images: None,
+            platforms: Vec::new(),
         },
     )
     .unwrap();
@@ -297,5 +299,78 @@ fn undefined_var_uses_the_base_image_env_when_given() {
             "UndefinedVar: Usage of undefined variable '$JAVA_HOME' (line 2)",
             "UndefinedVar: Usage of undefined variable '$APP_HOME' (line 4)",
         ]
+    );
+}
+
+/// Base images of fixed platforms: `arm` is arm64 only, `multi` has
+/// amd64 and arm64 (its platform is the one asked for).
+struct Platforms;
+
+impl rbuild_lint::BaseImages for Platforms {
+    fn env(&self, _image: &str) -> Option<Vec<String>> {
+        Some(vec!["PATH=/bin".into()])
+    }
+    fn platform(&self, image: &str, wanted: &str) -> Option<String> {
+        match image {
+            "arm" => Some("linux/arm64".into()),
+            "multi" if ["linux/amd64", "linux/arm64"].contains(&wanted) => Some(wanted.into()),
+            _ => None,
+        }
+    }
+}
+
+fn with_platforms(src: &str, platforms: &[&str]) -> Vec<String> {
+    rbuild_lint::check(
+        src.as_bytes(),
+        &Options {
+            check_arg: None,
+            context: None,
+            target: None,
+            for_build: true,
+            images: Some(&Platforms),
+            platforms: platforms.iter().map(|p| p.to_string()).collect(),
+        },
+    )
+    .unwrap()
+    .findings
+    .iter()
+    .filter(|f| f.rule.name == "InvalidBaseImagePlatform")
+    .map(|f| format!("{}: {}", f.span.start_line, f.message))
+    .collect()
+}
+
+#[test]
+fn invalid_base_image_platform_compares_the_resolved_image_with_the_stage() {
+    assert_eq!(
+        with_platforms("FROM arm\nCOPY a b\n", &["linux/amd64"]),
+        [
+            "1: Base image arm was pulled with platform \"linux/arm64\", expected \"linux/amd64\" for current build"
+        ]
+    );
+    // Near misses: the platform asked for, an index with it, a stage
+    // whose --platform is the base's, an image not at hand, scratch.
+    assert!(with_platforms("FROM arm\n", &["linux/arm64"]).is_empty());
+    assert!(with_platforms("FROM multi\n", &["linux/amd64", "linux/arm64"]).is_empty());
+    assert!(with_platforms("FROM --platform=linux/arm64 arm\n", &["linux/amd64"]).is_empty());
+    assert!(with_platforms("FROM unknown\n", &["linux/amd64"]).is_empty());
+    assert!(with_platforms("FROM scratch\n", &["linux/amd64"]).is_empty());
+    // Each FROM once, even when several platforms disagree.
+    assert_eq!(
+        with_platforms("FROM arm\n", &["linux/amd64", "linux/s390x"]).len(),
+        1
+    );
+    // $BUILDPLATFORM expands to the host's platform.
+    let host_is_arm = std::env::consts::ARCH == "aarch64";
+    assert_eq!(
+        with_platforms("FROM --platform=$BUILDPLATFORM arm\n", &["linux/arm64"]).is_empty(),
+        host_is_arm
+    );
+    // Skippable as any rule.
+    assert!(
+        with_platforms(
+            "# check=skip=InvalidBaseImagePlatform\nFROM arm\n",
+            &["linux/amd64"]
+        )
+        .is_empty()
     );
 }

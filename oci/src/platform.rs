@@ -10,8 +10,8 @@ pub struct Platform {
 
 impl Platform {
     /// The platform rbuild itself was compiled for, in OCI names
-    /// (`linux/amd64`, `linux/arm64/v8`…): the default target, since
-    /// rbuild does not cross-build.
+    /// (`linux/amd64`, `linux/arm64/v8`…): the default target platform
+    /// and always the build platform (`BUILDPLATFORM`).
     pub fn host() -> Platform {
         let (architecture, variant) = match std::env::consts::ARCH {
             "x86_64" => ("amd64", None),

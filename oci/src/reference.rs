@@ -226,6 +226,15 @@ impl ImageRef {
         }
     }
 
+    /// The same repository pinned to `digest` (and no tag).
+    pub fn with_digest(&self, digest: Digest) -> ImageRef {
+        ImageRef {
+            tag: None,
+            digest: Some(digest),
+            ..self.clone()
+        }
+    }
+
     fn push_suffix(&self, out: &mut String) {
         if let Some(tag) = &self.tag {
             out.push(':');

@@ -40,7 +40,6 @@ mod client;
 pub mod config;
 pub mod credentials;
 mod endpoint;
-mod platform;
 mod pull;
 mod push;
 mod tls;
@@ -52,14 +51,15 @@ pub use auth::Access;
 pub use client::{Client, ClientOptions, RETRIES, RequestBody, RetryNotice};
 pub use config::{CONFIG_FILE_NAME, ConfigFile};
 pub use credentials::{Credentials, DockerConfig};
-pub use platform::select_manifest;
 pub use pull::{PullEvent, PullOutcome, PullProgress, pull};
 pub use push::{
-    BlobPush, FormattedPush, PushEvent, PushOutcome, PushProgress, layers_compressed, push, push_as,
+    BlobPush, FormattedPush, PushEvent, PushOutcome, PushProgress, layers_compressed, push,
+    push_as, push_index,
 };
 use rbuild_oci::Digest;
 use rbuild_oci::reference::ImageRef;
 use rbuild_store::StoreError;
+pub use rbuild_store::select_manifest;
 
 /// The environment variable listing registries (`HOST[:PORT]`, comma or
 /// space separated) that are reached over plain HTTP.

@@ -241,3 +241,35 @@ fn stored_media_type(store: &Store, manifest: &Digest) -> Result<String, Registr
         .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string))
         .unwrap_or_else(|| MEDIA_TYPE_MANIFEST.to_string()))
 }
+
+/// Pushes a multi-platform image: each of `images` (the manifests the
+/// index `index` names, all in the store) by digest, then the index
+/// itself under `target`'s tag, byte for byte as the store has it.
+pub fn push_index(
+    store: &Store,
+    client: &Client,
+    index: &rbuild_store::ImageIndex,
+    images: &[Image],
+    target: &ImageRef,
+    progress: &dyn PushProgress,
+) -> Result<PushOutcome, RegistryError> {
+    let repo = Repository::of(target);
+    let mut uploaded = 0;
+    for image in images {
+        let _lease = store.lease(image)?;
+        let by_digest = target.with_digest(image.manifest_digest);
+        uploaded += push(store, client, image, &by_digest, progress)?.uploaded;
+    }
+    let bytes = store.read_blob(&index.digest)?;
+    let reference = match (target.tag(), target.digest()) {
+        (Some(t), _) => t.to_string(),
+        (None, Some(d)) => d.to_string(),
+        (None, None) => rbuild_oci::reference::DEFAULT_TAG.to_string(),
+    };
+    let digest = client.put_manifest(&repo, &reference, &index.media_type, &bytes)?;
+    Ok(PushOutcome {
+        digest,
+        size: bytes.len() as u64,
+        uploaded,
+    })
+}

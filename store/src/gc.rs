@@ -166,6 +166,30 @@ impl Store {
         }
         drop(held);
 
+        // An image index keeps its manifests (and what they keep).
+        let mut pending: Vec<Digest> = roots.iter().copied().collect();
+        while let Some(d) = pending.pop() {
+            let Ok(bytes) = self.read_blob_unverified(&d) else {
+                continue;
+            };
+            let Ok(index) = serde_json::from_slice::<crate::Index>(&bytes) else {
+                continue;
+            };
+            if !index
+                .media_type
+                .as_deref()
+                .is_some_and(crate::image_index::is_index_media_type)
+            {
+                continue;
+            }
+            for m in &index.manifests {
+                if let Ok(child) = m.digest.parse::<Digest>()
+                    && roots.insert(child)
+                {
+                    pending.push(child);
+                }
+            }
+        }
         let mut keep_blobs = BTreeSet::new();
         let mut keep_snapshots = BTreeSet::new();
         for manifest in roots {

@@ -130,6 +130,10 @@ impl Store {
     /// entry keeps the manifest's media type when the store already lists
     /// it (a pulled Docker v2 manifest stays one).
     pub fn tag(&self, image: &Image, tag: &ImageRef) -> Result<()> {
+        if let Some(index) = &image.index {
+            let desc = index.descriptor();
+            return self.update_index(|i| set_tag(i, &desc, tag));
+        }
         let digest = image.manifest_digest.to_string();
         self.update_index(|index| {
             let media_type = index
@@ -187,7 +191,7 @@ impl Store {
             removed = !index
                 .manifests
                 .iter()
-                .any(|d| d.digest == image.manifest_digest.to_string());
+                .any(|d| d.digest == image.top_digest().to_string());
         })?;
         Ok((image, removed))
     }
@@ -195,7 +199,7 @@ impl Store {
     /// Removes every index entry of `image` (all its tags). Its blobs go at
     /// the next [`Store::gc`] unless a lease or another image keeps them.
     pub fn remove(&self, image: &Image) -> Result<()> {
-        let digest = image.manifest_digest.to_string();
+        let digest = image.top_digest().to_string();
         self.update_index(|index| index.manifests.retain(|d| d.digest != digest))
     }
 
@@ -275,6 +279,9 @@ impl Store {
     /// against their digests; a damaged one is [`StoreError::CorruptImage`]
     /// naming the image as `rbuild images` shows it.
     pub(crate) fn load_image(&self, desc: &Descriptor, tags: Vec<ImageRef>) -> Result<Image> {
+        if crate::image_index::is_index_media_type(&desc.media_type) {
+            return self.load_from_index(desc, tags, None);
+        }
         let manifest_digest = parse_digest(&desc.digest, "index.json")?;
         let mut label = image_label(&tags, None, &manifest_digest);
         let corrupt = |label: &str, reason: String| StoreError::CorruptImage {
@@ -333,6 +340,7 @@ impl Store {
             config,
             layers,
             tags,
+            index: None,
         })
     }
 

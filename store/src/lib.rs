@@ -57,8 +57,10 @@ mod lock;
 mod blobs;
 mod check;
 mod gc;
+pub mod image_index;
 mod index;
 mod lease;
+mod platform;
 mod resolve;
 mod session;
 mod snapshot;
@@ -80,10 +82,12 @@ pub use atomic::BlobWriter;
 pub use blobs::VerifiedBlob;
 pub use check::{CheckReport, Problem};
 pub use gc::{DiskUsage, GcRoots, GcStats, NoGcRoots, Unreferenced};
+pub use image_index::ImageIndex;
 pub use index::{BrokenImage, ImageScan};
 pub use layout::{Descriptor, Index, LayerEncoding, Manifest};
 pub use lease::ImageLease;
 pub use lock::{FileLock, LockMode};
+pub use platform::select_manifest;
 pub use resolve::{ImageSelector, Selector};
 pub use session::WriteSession;
 pub use staging::{StagedLayerError, Staging};
@@ -155,6 +159,24 @@ pub enum StoreError {
         "image {image} is corrupt: {reason}\nhint: run `rbuild system check --repair`, then pull, load or build it again"
     )]
     CorruptImage { image: String, reason: String },
+    /// An image index without a manifest for the platform asked for.
+    #[error(
+        "no match for platform in manifest: {reference} has no image for {wanted} (it has {available})"
+    )]
+    NoMatchingPlatform {
+        reference: String,
+        wanted: String,
+        available: String,
+    },
+    /// A single-platform image asked for as another platform.
+    #[error(
+        "image with reference {reference} was found but does not match the specified platform: wanted {wanted}, actual: {actual}"
+    )]
+    PlatformMismatch {
+        reference: String,
+        wanted: String,
+        actual: String,
+    },
     #[error("layer {digest} has unsupported media type {media_type:?}")]
     UnsupportedMediaType { digest: Digest, media_type: String },
     #[error(
@@ -236,6 +258,9 @@ pub struct Image {
     pub layers: Vec<LayerInfo>,
     /// The tags naming this image (empty for a dangling image).
     pub tags: Vec<ImageRef>,
+    /// The image index (multi-platform image) this image was read
+    /// through: the tags name the index, this is one platform of it.
+    pub index: Option<ImageIndex>,
 }
 
 impl Image {
@@ -247,6 +272,14 @@ impl Image {
     /// The config's `created` timestamp (RFC 3339), if any.
     pub fn created(&self) -> Option<&str> {
         self.config.created.as_deref()
+    }
+
+    /// The digest `index.json` names this image by: its index's when it
+    /// was read through one, else its manifest's.
+    pub fn top_digest(&self) -> Digest {
+        self.index
+            .as_ref()
+            .map_or(self.manifest_digest, |i| i.digest)
     }
 
     /// True when no tag names the image.

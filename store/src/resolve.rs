@@ -73,6 +73,71 @@ impl Store {
         })
     }
 
+    /// [`Store::resolve`] for one platform: of an image index, that
+    /// platform's image (`NoMatchingPlatform` when it has none); a
+    /// single-platform image must be of that platform
+    /// (`PlatformMismatch`). `None` is [`Store::resolve`].
+    pub fn resolve_for<S: ImageSelector + ?Sized>(
+        &self,
+        what: &S,
+        platform: Option<&rbuild_oci::Platform>,
+    ) -> Result<Image> {
+        let image = self.resolve(what)?;
+        let Some(p) = platform else {
+            return Ok(image);
+        };
+        self.for_platform(image, p)
+    }
+
+    /// [`Store::resolve_ref`] for one platform (see [`Store::resolve_for`]).
+    pub fn resolve_ref_for(
+        &self,
+        r: &ImageRef,
+        platform: Option<&rbuild_oci::Platform>,
+    ) -> Result<Image> {
+        let image = self.resolve_ref(r)?;
+        let Some(p) = platform else {
+            return Ok(image);
+        };
+        self.for_platform(image, p)
+    }
+
+    /// `image` as `p`: of an image index, that platform's image; a
+    /// single-platform image when it is of `p` (`PlatformMismatch`
+    /// otherwise).
+    pub fn for_platform(&self, image: Image, p: &rbuild_oci::Platform) -> Result<Image> {
+        let label = image
+            .tags
+            .first()
+            .map(|t| t.familiar())
+            .unwrap_or_else(|| image.id.to_string());
+        if let Some(index) = &image.index {
+            let desc = index.descriptor();
+            return self.load_from_index(&desc, image.tags.clone(), Some(p));
+        }
+        let c = &image.config;
+        let arch_ok = c.architecture.is_empty()
+            || (c.architecture == p.architecture
+                && (p.variant.is_none()
+                    || c.variant.is_none()
+                    || c.variant == p.variant
+                    || (p.architecture == "arm64"
+                        && c.variant.as_deref().is_none_or(|v| v == "v8")
+                        && p.variant.as_deref().is_none_or(|v| v == "v8"))));
+        if (!c.os.is_empty() && c.os != p.os) || !arch_ok {
+            let mut actual = format!("{}/{}", c.os, c.architecture);
+            if let Some(v) = &c.variant {
+                actual = format!("{actual}/{v}");
+            }
+            return Err(StoreError::PlatformMismatch {
+                reference: label,
+                wanted: p.to_string(),
+                actual,
+            });
+        }
+        Ok(image)
+    }
+
     /// Finds the image a normalized reference names.
     pub fn resolve_ref(&self, r: &ImageRef) -> Result<Image> {
         if r.digest().is_none() {
@@ -101,7 +166,7 @@ impl Store {
         let images = self.scan_images()?.images;
         let found = images.into_iter().find(|img| match (r.digest(), r.tag()) {
             (Some(d), _) => {
-                img.manifest_digest == d
+                (img.manifest_digest == d || img.top_digest() == d)
                     && img.tags.iter().any(|t| t.repository() == r.repository())
             }
             (None, _) => img.tags.iter().any(|t| t == r),

@@ -391,3 +391,68 @@ fn tag_manifest_keeps_a_docker_media_type_through_retagging() {
         assert_eq!(d.digest, digest.to_string());
     }
 }
+
+#[test]
+fn a_tag_naming_an_index_resolves_per_platform_and_keeps_every_platform_through_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut manifests = Vec::new();
+    let mut ids = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let l = layer_from(&store, &[("arch", arch.as_bytes())]);
+        let mut config = config_for(std::slice::from_ref(&l), "2024-01-01T00:00:00Z");
+        config.os = "linux".into();
+        config.architecture = arch.into();
+        let image = store
+            .write_image_raw(
+                &layout::canonical_json(&config),
+                std::slice::from_ref(&l),
+                &[],
+            )
+            .unwrap();
+        ids.push(image.id);
+        manifests.push(Descriptor {
+            media_type: layout::MEDIA_TYPE_MANIFEST.to_string(),
+            digest: image.manifest_digest.to_string(),
+            size: image.manifest_size,
+            annotations: Default::default(),
+            platform: Some(serde_json::json!({"os": "linux", "architecture": arch})),
+        });
+    }
+    let index = store
+        .write_image_index(
+            layout::MEDIA_TYPE_INDEX,
+            &manifests,
+            &Default::default(),
+            Some(&[r("multi:1")]),
+        )
+        .unwrap();
+    // One entry: the index (its platforms' dangling entries are gone).
+    assert_eq!(store.read_index().unwrap().manifests.len(), 1);
+    let arm = rbuild_oci::Platform::parse("linux/arm64").unwrap();
+    let image = store.resolve_for("multi:1", Some(&arm)).unwrap();
+    assert_eq!(image.id, ids[1]);
+    assert_eq!(image.top_digest(), index.digest);
+    assert_eq!(image.index.as_ref().unwrap().platforms().len(), 2);
+    let s390x = rbuild_oci::Platform::parse("linux/s390x").unwrap();
+    let err = store.resolve_for("multi:1", Some(&s390x)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no match for platform in manifest"),
+        "{err}"
+    );
+    // gc keeps both platforms while the tag names the index.
+    store.gc(&NoGcRoots).unwrap();
+    for id in &ids {
+        assert!(store.has_blob(id), "config {id} kept");
+    }
+    // Tagging the image tags the index; removing the last tag drops it.
+    store.tag(&image, &r("multi:2")).unwrap();
+    assert_eq!(store.resolve("multi:2").unwrap().top_digest(), index.digest);
+    store.untag(&r("multi:1")).unwrap();
+    let (_, removed) = store.untag(&r("multi:2")).unwrap();
+    assert!(removed);
+    store.gc(&NoGcRoots).unwrap();
+    assert!(!store.has_blob(&index.digest));
+    assert!(!store.has_blob(&ids[0]));
+}

@@ -31,14 +31,6 @@ pub enum ResolveError {
         #[source]
         source: serde_json::Error,
     },
-    #[error(
-        "image {reference} is for {actual}, not {wanted}\nhint: rbuild does not cross-build; use an image for {wanted}"
-    )]
-    Platform {
-        reference: String,
-        actual: String,
-        wanted: String,
-    },
 }
 
 /// Resolves FROM and `--from` image references against a [`Store`].
@@ -106,7 +98,16 @@ impl ImageResolver for StoreResolver<'_> {
 
     fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, ResolveError> {
         let r = ImageRef::parse(reference)?;
-        let stored = self.store.resolve_ref(&r);
+        // Of an image index, the platform's image; a single-platform
+        // image is used whatever its platform, as BuildKit does (the
+        // InvalidBaseImagePlatform check warns).
+        let stored = self
+            .store
+            .resolve_ref_for(&r, Some(platform))
+            .or_else(|e| match e {
+                StoreError::PlatformMismatch { .. } => self.store.resolve_ref(&r),
+                e => Err(e),
+            });
         let image = match (&self.registry, stored) {
             (Some(reg), Ok(_)) if reg.always && r.digest().is_none() => {
                 self.pull(reg, &r, platform)?
@@ -128,16 +129,6 @@ impl ImageResolver for StoreResolver<'_> {
                 reference: r.to_string(),
                 source,
             })?;
-        let os_ok = config.os.is_empty() || config.os == platform.os;
-        let arch_ok =
-            config.architecture.is_empty() || config.architecture == platform.architecture;
-        if !os_ok || !arch_ok {
-            return Err(ResolveError::Platform {
-                reference: r.familiar(),
-                actual: format!("{}/{}", config.os, config.architecture),
-                wanted: platform.to_string(),
-            });
-        }
         Ok(ResolvedImage {
             reference: r.to_string(),
             digest: image.manifest_digest,

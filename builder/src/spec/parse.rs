@@ -197,19 +197,24 @@ pub enum SpecError {
         reason: String,
     },
 
-    /// `--platform a,b`.
-    #[error(
-        "{value:?}: building for several platforms is not supported\nhint: rbuild builds for the host platform, {host}"
-    )]
+    /// `--platform a,b` where one platform is expected (`pull`, `run`).
+    #[error("{value:?}: expected one platform\nhint: name one, e.g. {host}")]
     Platforms { value: String, host: Platform },
     /// Not `os/arch[/variant]` (nor a shorthand).
     #[error("{value:?} is not a platform (os/arch[/variant])")]
     NotPlatform { value: String },
-    /// A platform other than the host's: rbuild does not cross-build.
+    /// An operating system or architecture no image can have.
     #[error(
-        "{value:?} is not the host platform\nhint: rbuild builds only for the host platform, {host}"
+        "unknown platform {value:?}: {what} {name:?} is not one containerd knows\nhint: e.g. linux/amd64, linux/arm64, linux/arm/v7"
     )]
-    NotHost { value: String, host: Platform },
+    UnknownPlatform {
+        value: String,
+        what: &'static str,
+        name: String,
+    },
+    /// The same platform twice in `--platform a,b`.
+    #[error("platform {platform} is named twice in {value:?}")]
+    DuplicatePlatform { value: String, platform: Platform },
 
     /// Not a size in docker's syntax.
     #[error("invalid size {value:?}\nhint: e.g. 512m, 10gb, 1073741824")]
@@ -305,7 +310,8 @@ impl SpecError {
             | SpecError::OutputType { .. } => Flag::Output,
             SpecError::Platforms { .. }
             | SpecError::NotPlatform { .. }
-            | SpecError::NotHost { .. } => Flag::Platform,
+            | SpecError::UnknownPlatform { .. }
+            | SpecError::DuplicatePlatform { .. } => Flag::Platform,
             SpecError::Size { .. } => Flag::KeepStorage,
             SpecError::InlineModeMax | SpecError::InlineMounts => Flag::CacheTo,
         }
@@ -828,14 +834,38 @@ pub fn parse_annotation(s: &str) -> Result<Vec<Annotation>, SpecError> {
     Ok(out)
 }
 
-/// `--platform`: only the host platform (rbuild does not cross-build), in
-/// any of containerd's spellings (`linux/amd64`, `amd64`, `linux`,
-/// `x86_64`, `local`).
+/// One `--platform` (`pull`, `run`, `inspect`…): any platform, in any of
+/// containerd's spellings (`linux/amd64`, `amd64`, `linux`, `x86_64`,
+/// `aarch64`, `local`), normalized (`linux/arm64/v8` is `linux/arm64`).
 pub fn parse_platform(s: &str) -> Result<Platform, SpecError> {
     parse_platform_for(s, &Platform::host())
 }
 
-/// [`parse_platform`] against a given host.
+/// `rbuild build --platform a,b,…`: the platforms to build, each once,
+/// in the order given.
+pub fn parse_platforms(s: &str) -> Result<Vec<Platform>, SpecError> {
+    let host = Platform::host();
+    let mut out: Vec<Platform> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let p = normalize_platform(part, &host, s)?;
+        if out.contains(&p) {
+            return Err(SpecError::DuplicatePlatform {
+                value: s.to_string(),
+                platform: p,
+            });
+        }
+        out.push(p);
+    }
+    if out.is_empty() {
+        return Err(SpecError::NotPlatform {
+            value: s.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// [`parse_platform`] against a given host (what `local`, `linux` and a
+/// bare architecture's OS mean).
 pub fn parse_platform_for(s: &str, host: &Platform) -> Result<Platform, SpecError> {
     if s.contains(',') {
         return Err(SpecError::Platforms {
@@ -843,41 +873,103 @@ pub fn parse_platform_for(s: &str, host: &Platform) -> Result<Platform, SpecErro
             host: host.clone(),
         });
     }
+    normalize_platform(s, host, s)
+}
+
+const KNOWN_OS: &[&str] = &[
+    "linux",
+    "windows",
+    "darwin",
+    "freebsd",
+    "netbsd",
+    "openbsd",
+    "solaris",
+    "illumos",
+    "aix",
+    "android",
+    "ios",
+    "plan9",
+    "js",
+    "wasip1",
+    "dragonfly",
+];
+
+/// containerd's `platforms.Parse` + `Normalize` for one platform;
+/// `whole` is the flag value errors quote.
+fn normalize_platform(s: &str, host: &Platform, whole: &str) -> Result<Platform, SpecError> {
     let lower = s.trim().to_ascii_lowercase();
     if lower == "local" {
         return Ok(host.clone());
     }
     let parts: Vec<&str> = lower.split('/').collect();
-    let norm_arch = |a: &str| match a {
-        "x86_64" | "x86-64" => "amd64".to_string(),
-        "aarch64" => "arm64".to_string(),
-        "i386" | "i686" => "386".to_string(),
-        other => other.to_string(),
-    };
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(SpecError::NotPlatform {
+            value: whole.to_string(),
+        });
+    }
     let (os, arch, variant) = match parts.as_slice() {
-        [one] if *one == "linux" => (host.os.clone(), host.architecture.clone(), None),
-        [one] => (host.os.clone(), norm_arch(one), None),
-        [os, arch] => (os.to_string(), norm_arch(arch), None),
-        [os, arch, variant] => (os.to_string(), norm_arch(arch), Some(variant.to_string())),
+        [one] if KNOWN_OS.contains(one) => (one.to_string(), host.architecture.clone(), None),
+        [one] => (host.os.clone(), one.to_string(), None),
+        [os, arch] => (os.to_string(), arch.to_string(), None),
+        [os, arch, variant] => (os.to_string(), arch.to_string(), Some(variant.to_string())),
         _ => {
             return Err(SpecError::NotPlatform {
-                value: s.to_string(),
+                value: whole.to_string(),
             });
         }
     };
-    // arm64's only variant is v8, and it is implied.
-    let variant_ok = match (&variant, &host.variant) {
-        (None, _) => true,
-        (Some(v), Some(h)) => v == h,
-        (Some(v), None) => arch == "amd64" && v == "v1",
-    };
-    if os != host.os || arch != host.architecture || !variant_ok {
-        return Err(SpecError::NotHost {
-            value: s.to_string(),
-            host: host.clone(),
+    if !KNOWN_OS.contains(&os.as_str()) {
+        return Err(SpecError::UnknownPlatform {
+            value: whole.to_string(),
+            what: "operating system",
+            name: os,
         });
     }
-    Ok(host.clone())
+    // containerd's normalized architecture and variant names.
+    let (arch, variant) = match (arch.as_str(), variant.as_deref()) {
+        ("x86_64" | "x86-64" | "amd64", None | Some("v1")) => ("amd64", None),
+        ("x86_64" | "x86-64" | "amd64", Some(v @ ("v2" | "v3" | "v4"))) => ("amd64", Some(v)),
+        ("aarch64" | "arm64", None | Some("v8") | Some("8")) => ("arm64", None),
+        ("aarch64" | "arm64", Some(v @ ("v9" | "v8.1" | "v8.2" | "v9.0"))) => ("arm64", Some(v)),
+        ("armhf", None) => ("arm", Some("v7")),
+        ("armel", None) => ("arm", Some("v6")),
+        ("arm", None) => ("arm", Some("v7")),
+        ("arm", Some(v @ ("v5" | "v6" | "v7" | "v8"))) => ("arm", Some(v)),
+        ("arm", Some("5" | "6" | "7" | "8")) => (
+            "arm",
+            Some(match variant.as_deref() {
+                Some("5") => "v5",
+                Some("6") => "v6",
+                Some("8") => "v8",
+                _ => "v7",
+            }),
+        ),
+        ("i386" | "i686" | "386" | "x86", None) => ("386", None),
+        (
+            a @ ("ppc64le" | "ppc64" | "s390x" | "riscv64" | "mips64le" | "mips64" | "mipsle"
+            | "mips" | "loong64" | "wasm"),
+            v,
+        ) => (a, v),
+        (a, None) => {
+            return Err(SpecError::UnknownPlatform {
+                value: whole.to_string(),
+                what: "architecture",
+                name: a.to_string(),
+            });
+        }
+        (_, Some(v)) => {
+            return Err(SpecError::UnknownPlatform {
+                value: whole.to_string(),
+                what: "variant",
+                name: v.to_string(),
+            });
+        }
+    };
+    Ok(Platform {
+        os,
+        architecture: arch.to_string(),
+        variant: variant.map(str::to_string),
+    })
 }
 
 /// A size as docker's `--keep-storage` (`units.RAMInBytes`): bytes, or a
@@ -1293,47 +1385,48 @@ mod tests {
     }
 
     #[test]
-    fn only_the_host_platform_is_accepted() {
+    fn platforms_are_normalized_as_containerd() {
         let host = Platform {
             os: "linux".into(),
             architecture: "amd64".into(),
             variant: None,
         };
-        for ok in [
-            "linux/amd64",
-            "LINUX/AMD64",
-            "amd64",
-            "linux",
-            "x86_64",
-            "local",
-            "linux/amd64/v1",
+        let p = |s: &str| parse_platform_for(s, &host).map(|p| p.to_string());
+        for (input, want) in [
+            ("linux/amd64", "linux/amd64"),
+            ("LINUX/AMD64", "linux/amd64"),
+            ("amd64", "linux/amd64"),
+            ("linux", "linux/amd64"),
+            ("x86_64", "linux/amd64"),
+            ("local", "linux/amd64"),
+            ("linux/amd64/v1", "linux/amd64"),
+            ("linux/arm64", "linux/arm64"),
+            ("linux/arm64/v8", "linux/arm64"),
+            ("aarch64", "linux/arm64"),
+            ("linux/arm", "linux/arm/v7"),
+            ("linux/s390x", "linux/s390x"),
         ] {
-            assert_eq!(parse_platform_for(ok, &host).unwrap(), host, "{ok}");
+            assert_eq!(p(input).unwrap(), want, "{input}");
         }
         for bad in [
-            "linux/arm64",
-            "windows/amd64",
-            "s390x",
-            "linux/amd64/v3",
             "a/b/c/d",
+            "linux/foo",
+            "plan10/amd64",
+            "linux/arm64/v99",
+            "linux//",
         ] {
-            assert!(parse_platform_for(bad, &host).is_err(), "{bad}");
+            assert!(p(bad).is_err(), "{bad}");
         }
+        assert!(p("linux/amd64,linux/arm64").is_err());
+        let two = parse_platforms("linux/amd64, linux/arm64").unwrap();
+        assert_eq!(two.len(), 2);
+        assert_eq!(two[1].to_string(), "linux/arm64");
         assert!(
-            parse_platform_for("linux/amd64,linux/arm64", &host)
+            parse_platforms("linux/arm64,aarch64")
                 .unwrap_err()
                 .to_string()
-                .contains("several")
+                .contains("twice")
         );
-        let arm = Platform {
-            os: "linux".into(),
-            architecture: "arm64".into(),
-            variant: Some("v8".into()),
-        };
-        assert_eq!(parse_platform_for("linux/arm64", &arm).unwrap(), arm);
-        assert_eq!(parse_platform_for("linux/arm64/v8", &arm).unwrap(), arm);
-        assert_eq!(parse_platform_for("aarch64", &arm).unwrap(), arm);
-        assert_eq!(parse_platform("local").unwrap(), Platform::host());
     }
 
     #[test]
@@ -1692,7 +1785,7 @@ mod tests {
             (
                 "platform",
                 "linux/amd64,linux/arm64",
-                "\"linux/amd64,linux/arm64\": building for several platforms is not supported\nhint: rbuild builds for the host platform, linux/amd64",
+                "\"linux/amd64,linux/arm64\": expected one platform\nhint: name one, e.g. linux/amd64",
             ),
             (
                 "platform",
@@ -1701,8 +1794,8 @@ mod tests {
             ),
             (
                 "platform",
-                "linux/arm64",
-                "\"linux/arm64\" is not the host platform\nhint: rbuild builds only for the host platform, linux/amd64",
+                "linux/foo",
+                "unknown platform \"linux/foo\": architecture \"foo\" is not one containerd knows\nhint: e.g. linux/amd64, linux/arm64, linux/arm/v7",
             ),
             (
                 "size",

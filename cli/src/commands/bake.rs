@@ -393,16 +393,15 @@ fn request_for(
             }
         }
     };
-    let platform = match t.platforms.as_deref().unwrap_or_default() {
-        [] => Platform::host(),
-        [one] => parse_platform(one).map_err(|e| anyhow::anyhow!("platforms: {e}"))?,
-        many => bail!(
-            "platforms {}: multi-platform builds are not supported yet; rbuild builds for the host's platform only\nhint: --set {}.platform={}",
-            many.join(","),
-            t.name,
-            platform_string(&Platform::host())
-        ),
-    };
+    // Several platforms: one multi-platform build (an image index).
+    let platforms: Vec<Platform> = t
+        .platforms
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| parse_platform(p).map_err(|e| anyhow::anyhow!("platforms: {e}")))
+        .collect::<anyhow::Result<_>>()?;
+    let platform = platforms.first().cloned().unwrap_or_else(Platform::host);
     let mut tags: Vec<ImageRef> = Vec::new();
     for tag in t.tags.iter().flatten() {
         let tag = parse_tag(tag).map_err(|e| anyhow::anyhow!("tags: {e}"))?;
@@ -473,6 +472,11 @@ fn request_for(
         _ => None,
     };
     Ok(BuildRequest {
+        platforms: if platforms.len() > 1 {
+            platforms
+        } else {
+            Vec::new()
+        },
         dockerfile,
         context,
         plan: PlanRequest {
@@ -515,13 +519,15 @@ struct TargetEvents {
 
 /// Each target's ids: graph steps below 2^40 and pulls above it, moved
 /// by `index` × 2^32 (fewer than 256 targets keep the two apart, and
-/// every id below 2^53 for JSON readers).
+/// every id below 2^53 for JSON readers). A multi-platform target's ids
+/// come moved by a multiple of 2^41 per platform already, which this
+/// keeps apart.
 const TARGET_ID_STRIDE: usize = 1 << 32;
 
 impl TargetEvents {
     fn id(&self, id: VertexId) -> VertexId {
         let offset = (self.index % 256) * TARGET_ID_STRIDE;
-        debug_assert!(id.0 < PULL_STEP_BASE + TARGET_ID_STRIDE);
+        debug_assert!(id.0 % (1 << 41) < PULL_STEP_BASE + TARGET_ID_STRIDE);
         VertexId(id.0 + offset)
     }
 }

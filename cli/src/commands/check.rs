@@ -191,13 +191,19 @@ fn lint(
     ctx: Option<&dyn ContextView>,
     target: Option<&str>,
     format: Format,
+    images: Option<(&dyn rbuild_lint::BaseImages, Vec<String>)>,
 ) -> Result<Report, ExitCode> {
+    let (images, platforms) = match images {
+        Some((i, p)) => (Some(i), p),
+        None => (None, Vec::new()),
+    };
     let opts = Options {
         check_arg,
         context: ctx,
         target: target.map(str::to_string),
         for_build: false,
-        images: None,
+        images,
+        platforms,
     };
     match rbuild_lint::check(bytes, &opts) {
         Ok(r) => {
@@ -286,6 +292,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         ctx.as_ref().map(|c| c as &dyn ContextView),
         args.target.as_deref(),
         args.format,
+        None,
     ) {
         Ok(r) => r,
         Err(code) => return Ok(code),
@@ -351,6 +358,7 @@ fn call(
     context: &Path,
     target: Option<&str>,
     check_arg: Option<String>,
+    images: Option<(&dyn rbuild_lint::BaseImages, Vec<String>)>,
 ) -> anyhow::Result<ExitCode> {
     let name = &dockerfile.name;
     let bytes = &dockerfile.bytes;
@@ -362,7 +370,7 @@ fn call(
         Call::Build => unreachable!("the caller builds"),
         Call::Check => {
             let ctx = FsContext::open(context, dockerfile.path.as_deref())?;
-            let report = match lint(name, bytes, check_arg, Some(&ctx), target, format) {
+            let report = match lint(name, bytes, check_arg, Some(&ctx), target, format, images) {
                 Ok(r) => r,
                 Err(code) => return Ok(code),
             };
@@ -406,6 +414,7 @@ fn call(
 pub fn call_instead_of_build(
     args: &super::build::BuildArgs,
     request: &rbuild_builder::BuildRequest,
+    store: Option<&rbuild_store::Store>,
 ) -> anyhow::Result<Option<ExitCode>> {
     let method = match (args.check, args.call) {
         (true, _) => Call::Check,
@@ -425,6 +434,7 @@ pub fn call_instead_of_build(
         .or(args.call.and_then(|(_, f)| f))
         .unwrap_or(Format::Text);
     let check_arg = request.plan.build_args.get(CHECK_BUILD_ARG).cloned();
+    let store_images = store.map(StoreImages);
     call(
         method,
         format,
@@ -432,6 +442,21 @@ pub fn call_instead_of_build(
         &request.context,
         request.plan.target.as_deref(),
         check_arg,
+        // Base images already in the store: InvalidBaseImagePlatform
+        // can compare their platforms (nothing is pulled for a check).
+        store_images.as_ref().map(|s| {
+            let platforms = if request.platforms.is_empty() {
+                request
+                    .plan
+                    .platform
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect()
+            } else {
+                request.platforms.iter().map(|p| p.to_string()).collect()
+            };
+            (s as &dyn rbuild_lint::BaseImages, platforms)
+        }),
     )
     .map(Some)
 }
@@ -455,6 +480,7 @@ pub fn before_build(
     check_arg: Option<String>,
     target: Option<&str>,
     images: Option<&dyn rbuild_lint::BaseImages>,
+    platforms: &[rbuild_oci::Platform],
 ) -> anyhow::Result<Result<Report, ExitCode>> {
     let ctx = FsContext::open(context, dockerfile.path.as_deref())?;
     let opts = Options {
@@ -463,6 +489,7 @@ pub fn before_build(
         target: target.map(str::to_string),
         for_build: true,
         images,
+        platforms: platforms.iter().map(|p| p.to_string()).collect(),
     };
     match rbuild_lint::check(&dockerfile.bytes, &opts) {
         // Only `error=true` stops a build here: an error-level finding
@@ -497,6 +524,28 @@ impl rbuild_lint::BaseImages for StoreImages<'_> {
         let r = rbuild_oci::reference::ImageRef::parse(image).ok()?;
         let img = self.0.resolve_ref(&r).ok()?;
         Some(img.config.config.env.clone().unwrap_or_default())
+    }
+
+    fn platform(&self, image: &str, wanted: &str) -> Option<String> {
+        let r = rbuild_oci::reference::ImageRef::parse(image).ok()?;
+        let wanted = rbuild_oci::Platform::parse(wanted)?;
+        let img = match self.0.resolve_ref_for(&r, Some(&wanted)) {
+            Ok(img) => img,
+            // A single-platform image of another platform: BuildKit uses
+            // it, and this check says so.
+            Err(rbuild_store::StoreError::PlatformMismatch { .. }) => {
+                self.0.resolve_ref(&r).ok()?
+            }
+            Err(_) => return None,
+        };
+        let c = &img.config;
+        if c.os.is_empty() || c.architecture.is_empty() {
+            return None;
+        }
+        Some(match &c.variant {
+            Some(v) => format!("{}/{}/{v}", c.os, c.architecture),
+            None => format!("{}/{}", c.os, c.architecture),
+        })
     }
 }
 

@@ -37,6 +37,10 @@ pub struct Args {
     /// Output format: table (default), json, or a Go template
     #[arg(long)]
     pub format: Option<String>,
+    /// Only images of this platform (os/arch[/variant]); a multi-platform
+    /// image is shown as that platform's image
+    #[arg(long, value_name = "OS/ARCH", value_parser = rbuild_builder::spec::parse::parse_platform)]
+    pub platform: Option<rbuild_oci::Platform>,
 }
 
 /// One line of the listing: an image under one of its tags.
@@ -63,6 +67,12 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("hint: run `rbuild system check --repair` to drop damaged images");
     }
     let mut images = scan.images;
+    if let Some(p) = &args.platform {
+        images = images
+            .into_iter()
+            .filter_map(|i| store.for_platform(i, p).ok())
+            .collect();
+    }
     images.sort_by_key(|i| std::cmp::Reverse(created_nanos(i)));
     let mut filters = args.filters.clone();
     if let Some(repo) = &args.repository {

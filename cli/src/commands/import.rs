@@ -25,6 +25,9 @@ pub struct Args {
     /// Commit message for the imported layer's history
     #[arg(short = 'm', long)]
     pub message: Option<String>,
+    /// The image's platform (default: this machine's)
+    #[arg(long, value_name = "OS/ARCH", value_parser = rbuild_builder::spec::parse::parse_platform)]
+    pub platform: Option<rbuild_oci::Platform>,
 }
 
 pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
@@ -54,6 +57,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
         created: time::rfc3339_nanos(secs, nanos),
         comment: args.message,
         tags: tag.into_iter().collect(),
+        platform: args.platform,
     };
     let id = archive::import(&store, source, rootfs, &options)?;
     println!("{id}");

@@ -33,6 +33,22 @@ pub fn run(root: &Path) -> anyhow::Result<ExitCode> {
     println!("Cgroup Version: {cgroup}");
     println!("Architecture: {}", rbuild_store::archive::host_arch());
     println!("OS: {}", std::env::consts::OS);
+    // What `--platform` can build and run besides the host's (binfmt_misc).
+    println!("Emulators:");
+    let emulators = rbuild_builder::emulation::emulators();
+    if emulators.is_empty() {
+        println!(
+            " none registered in {} (apt-get install {})",
+            rbuild_builder::emulation::BINFMT_MISC,
+            rbuild_builder::emulation::EMULATOR_PACKAGE
+        );
+    }
+    for e in &emulators {
+        match &e.problem {
+            None => println!(" {} ({}, {})", e.platform, e.name, e.interpreter.display()),
+            Some(why) => println!(" {} ({}, unusable: {why})", e.platform, e.name),
+        }
+    }
     // rbuild's config files: the ones read, then what they and the
     // environment make of registries (docker info's "Insecure Registries").
     println!("Config Files:");

@@ -16,6 +16,9 @@ pub struct Args {
     /// `json`
     #[arg(short, long)]
     pub format: Option<String>,
+    /// Platform (os/arch[/variant]): of a multi-platform image, that platform's image
+    #[arg(long, value_name = "OS/ARCH", value_parser = rbuild_builder::spec::parse::parse_platform)]
+    pub platform: Option<rbuild_oci::Platform>,
 }
 
 pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
@@ -27,7 +30,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let mut results = Vec::new();
     let mut failed = false;
     for name in &args.images {
-        match store.resolve(name) {
+        match store.resolve_for(name.as_str(), args.platform.as_ref()) {
             Ok(image) => results.push(inspect_json(&image)),
             Err(e) => {
                 eprintln!("error: {e}");

@@ -28,6 +28,9 @@ pub struct Args {
     /// in rbuild's config.json)
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+    /// Platform (os/arch[/variant]): of a multi-platform image, that platform's image
+    #[arg(long, value_name = "OS/ARCH", value_parser = rbuild_builder::spec::parse::parse_platform)]
+    pub platform: Option<rbuild_oci::Platform>,
 }
 
 /// A registry client for the CLI: the environment's options, rbuild's
@@ -82,8 +85,14 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
         println!("{what}: Pulling from {}", reference.path());
     }
     let progress = Printer::new(args.quiet);
-    let outcome = registry::pull(&store, &client, &reference, &Platform::host(), &progress)
-        .with_context(|| format!("cannot pull {}", reference.familiar()))?;
+    let outcome = registry::pull(
+        &store,
+        &client,
+        &reference,
+        &args.platform.clone().unwrap_or_else(Platform::host),
+        &progress,
+    )
+    .with_context(|| format!("cannot pull {}", reference.familiar()))?;
     progress.finish();
     if !args.quiet {
         println!("Digest: {}", outcome.reference_digest);

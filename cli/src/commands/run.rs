@@ -77,6 +77,9 @@ pub struct RunArgs {
     /// an overlay of it and discards the changes
     #[arg(long)]
     pub rootfs: bool,
+    /// Platform (os/arch[/variant]) of a multi-platform image to run; a foreign one runs under qemu-user
+    #[arg(long, value_name = "OS/ARCH", value_parser = rbuild_builder::spec::parse::parse_platform)]
+    pub platform: Option<rbuild_oci::Platform>,
     /// Image (with --rootfs: a directory)
     pub image: String,
     /// Command and arguments (default: the image's Cmd)
@@ -130,7 +133,15 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
 fn run_inner(root: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     if !args.rootfs {
         let store = Store::open(root)?;
-        let image = store.resolve(args.image.as_str())?;
+        let image = store.resolve_for(args.image.as_str(), args.platform.as_ref())?;
+        if let Some(p) = &args.platform {
+            let host = rbuild_oci::Platform::host();
+            rbuild_builder::emulation::check_platform(
+                p,
+                &host,
+                &rbuild_builder::emulation::emulators(),
+            )?;
+        }
         // Held until the container exits: rmi and prune leave the image be.
         let _lease = store.lease(&image)?;
         let (lowers, config) = image_rootfs(&store, &image)?;

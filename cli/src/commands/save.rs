@@ -33,6 +33,9 @@ pub struct Args {
     /// Archive format
     #[arg(long, value_enum, default_value_t = Format::Docker)]
     pub format: Format,
+    /// Platform (os/arch[/variant]): of a multi-platform image, that platform's image
+    #[arg(long, value_name = "OS/ARCH", value_parser = rbuild_builder::spec::parse::parse_platform)]
+    pub platform: Option<rbuild_oci::Platform>,
 }
 
 pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
@@ -40,7 +43,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     // (image, the tag the user named it by, if any)
     let mut selected: Vec<(Image, Option<ImageRef>)> = Vec::new();
     for name in &args.images {
-        let image = store.resolve(name)?;
+        let image = store.resolve_for(name.as_str(), args.platform.as_ref())?;
         let tag = ImageRef::parse(name)
             .ok()
             .filter(|r| image.tags.contains(r));

@@ -35,8 +35,9 @@ pub struct PlanRequest {
     pub build_args: BTreeMap<String, String>,
     /// `--target STAGE`; `None` builds the last stage.
     pub target: Option<String>,
-    /// The platform built for (and the build platform: rbuild does not
-    /// cross-build yet); `None` means [`Platform::host`].
+    /// The platform built for (`TARGETPLATFORM`); `None` means
+    /// [`Platform::host`]. The build platform (`BUILDPLATFORM`) is always
+    /// the host's.
     pub platform: Option<Platform>,
     /// `--label KEY=VALUE`, applied to the final image after its LABELs.
     pub labels: BTreeMap<String, String>,

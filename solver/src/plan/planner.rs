@@ -247,10 +247,14 @@ fn line_of(span: Span) -> usize {
     span.start_line as usize
 }
 
-fn platform_args(p: &Platform) -> Vec<Arg> {
-    let variant = p.variant.clone().unwrap_or_default();
+/// The automatic platform args: `TARGET*` from the platform built for,
+/// `BUILD*` from the host's (where every step runs; foreign ones under
+/// emulation).
+fn platform_args(target: &Platform) -> Vec<Arg> {
+    let build = Platform::host();
     let mut out = Vec::new();
-    for prefix in ["TARGET", "BUILD"] {
+    for (prefix, p) in [("TARGET", target), ("BUILD", &build)] {
+        let variant = p.variant.clone().unwrap_or_default();
         for (suffix, value) in [
             ("PLATFORM", p.to_string()),
             ("OS", p.os.clone()),

@@ -37,6 +37,8 @@ pub struct ImportOptions {
     pub comment: Option<String>,
     /// Names to point at the new image.
     pub tags: Vec<ImageRef>,
+    /// The image's platform (`import --platform`); `None`: this machine's.
+    pub platform: Option<rbuild_oci::Platform>,
 }
 
 /// Stores `rootfs` (named `name` in errors and the default comment) as
@@ -88,9 +90,17 @@ pub fn import(
         )
         .build()
         .expect("history builds");
-    let image_config: ImageConfiguration = ImageConfigurationBuilder::default()
+    let arch = match &options.platform {
+        Some(p) => oci_spec::image::Arch::from(p.architecture.as_str()),
+        None => host_arch(),
+    };
+    let mut builder = ImageConfigurationBuilder::default();
+    if let Some(v) = options.platform.as_ref().and_then(|p| p.variant.clone()) {
+        builder = builder.variant(v);
+    }
+    let image_config: ImageConfiguration = builder
         .created(options.created.clone())
-        .architecture(host_arch())
+        .architecture(arch)
         .os(Os::Linux)
         .config(options.config.clone())
         .rootfs(

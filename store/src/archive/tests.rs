@@ -18,6 +18,7 @@ fn options(tags: &[&str]) -> ImportOptions {
         created: "2024-01-01T00:00:00Z".to_string(),
         comment: None,
         tags: tags.iter().map(|t| r(t)).collect(),
+        platform: None,
     }
 }
 

@@ -45,6 +45,11 @@ pub struct ManifestDescription {
     pub media_type: Option<String>,
     /// Extra descriptor annotations (buildx's `manifest-descriptor`).
     pub annotations: BTreeMap<String, String>,
+    /// The images are the platforms of this image index (in the store):
+    /// `index.json` lists the index (named as the first image is), not
+    /// each manifest; a docker-archive's `manifest.json` lists only the
+    /// first image (what `docker load` can hold under one name).
+    pub index: Option<crate::ImageIndex>,
 }
 
 /// [`write_archive`] with the manifest descriptors' media type and
@@ -71,7 +76,8 @@ pub fn write_archive_described(
     let mut index = Index::default();
     let mut docker_manifest = Vec::new();
     let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for (image, tag) in images {
+    for (n, (image, tag)) in images.iter().enumerate() {
+        let in_index = description.index.is_some();
         let blobs = std::iter::once(image.id)
             .chain(image.layers.iter().map(|l| l.digest))
             .chain(std::iter::once(image.manifest_digest));
@@ -104,6 +110,9 @@ pub fn write_archive_described(
             annotations: description.annotations.clone(),
             platform: None,
         };
+        if in_index && n > 0 {
+            continue;
+        }
         if let Some(t) = tag {
             desc.annotations
                 .insert(ANNOTATION_IMAGE_NAME.to_string(), t.to_string());
@@ -124,6 +133,33 @@ pub fn write_archive_described(
             "RepoTags": tag.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
             "Layers": image.layers.iter().map(|l| format!("blobs/sha256/{}", l.digest.hex())).collect::<Vec<_>>(),
         }));
+    }
+    if let Some(image_index) = &description.index {
+        let d = image_index.digest;
+        if written.insert(d) {
+            let bytes = store.read_blob(&d)?;
+            let mut h = header(tar::EntryType::Regular, bytes.len() as u64);
+            h.set_cksum();
+            tar.append_data(
+                &mut h,
+                format!("blobs/sha256/{}", d.hex()),
+                bytes.as_slice(),
+            )
+            .map_err(|source| ArchiveError::WriteEntry {
+                entry: format!("blobs/sha256/{}", d.hex()),
+                source,
+            })?;
+        }
+        // The index stands for every image: it takes the first one's
+        // descriptor annotations (its name), per-manifest ones stay in it.
+        let named = index
+            .manifests
+            .pop()
+            .map(|m| m.annotations)
+            .unwrap_or_default();
+        let mut desc = image_index.descriptor();
+        desc.annotations = named;
+        index.manifests = vec![desc];
     }
     let mut small = |name: &str, data: &[u8]| -> Result<(), ArchiveError> {
         let mut h = header(tar::EntryType::Regular, data.len() as u64);

@@ -121,6 +121,7 @@ mod tests {
             created: "2024-01-01T00:00:00Z".to_string(),
             comment: None,
             tags: vec![],
+            platform: None,
         };
         let id = archive::import(&store, "tree", RootFs::Dir(&tree), &options).unwrap();
         let image = store.resolve(&id).unwrap();

@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use rbuild_builder::spec::parse::{
     parse_annotation, parse_build_arg, parse_cache_from, parse_cache_to, parse_label, parse_output,
-    parse_platform, parse_tag, resolve_build_args,
+    parse_platforms, parse_tag, resolve_build_args,
 };
 use rbuild_builder::{
     Annotation, BuildArg, BuildError, BuildOptions, BuildRequest, BuildResult, CacheFromSpec,
@@ -99,9 +99,9 @@ pub struct BuildArgs {
     /// Type of progress output
     #[arg(long, value_enum, value_name = "TYPE", default_value_t = ProgressFlag::Auto)]
     pub progress: ProgressFlag,
-    /// Platform to build for (only the host's is supported)
-    #[arg(long, value_name = "OS/ARCH", value_parser = parse_platform)]
-    pub platform: Option<Platform>,
+    /// Platforms to build for, comma-separated (several make one image index; foreign ones run under qemu-user)
+    #[arg(long, value_name = "OS/ARCH[,…]", value_parser = platform_list)]
+    pub platform: Option<PlatformList>,
     /// Write a JSON report of every step (cache hits, misses and why) to FILE
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -146,6 +146,14 @@ pub struct BuildArgs {
     /// of the context, or a Dockerfile alone, on stdin)
     #[arg(value_name = "PATH|URL|-")]
     pub context: PathBuf,
+}
+
+/// `--platform a,b,…`: the platforms to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformList(pub Vec<Platform>);
+
+fn platform_list(s: &str) -> Result<PlatformList, rbuild_builder::spec::parse::SpecError> {
+    parse_platforms(s).map(PlatformList)
 }
 
 /// One `--annotation`: one annotation per type and platform it names.
@@ -260,10 +268,21 @@ impl Invocation {
                 plan: PlanRequest {
                     build_args,
                     target: args.target.clone(),
-                    platform: Some(args.platform.clone().unwrap_or_else(Platform::host)),
+                    platform: Some(
+                        args.platform
+                            .as_ref()
+                            .and_then(|p| p.0.first().cloned())
+                            .unwrap_or_else(Platform::host),
+                    ),
                     labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
                     network: args.network.exec_network(),
                 },
+                platforms: args
+                    .platform
+                    .clone()
+                    .map(|p| p.0)
+                    .filter(|p| p.len() > 1)
+                    .unwrap_or_default(),
                 tags,
                 no_cache: args.no_cache,
                 no_cache_filter: args
@@ -334,7 +353,8 @@ pub fn run(root: &Path, mut args: BuildArgs) -> anyhow::Result<ExitCode> {
     // The Dockerfile checks (issue 17, `commands/check.rs`) run before
     // anything is built: `--call`/`--check` stop there, and so does a
     // failing check with `error=true`.
-    if let Some(code) = check::call_instead_of_build(&args, &invocation.request)? {
+    let store = crate::root::open_store(root)?;
+    if let Some(code) = check::call_instead_of_build(&args, &invocation.request, Some(&store))? {
         return Ok(code);
     }
     let check_arg = invocation
@@ -343,13 +363,17 @@ pub fn run(root: &Path, mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         .build_args
         .get(check::CHECK_BUILD_ARG)
         .cloned();
-    let store = crate::root::open_store(root)?;
     let lint = match check::before_build(
         &invocation.request.dockerfile,
         &invocation.request.context,
         check_arg,
         invocation.request.plan.target.as_deref(),
         Some(&check::StoreImages(&store)),
+        &if invocation.request.platforms.is_empty() {
+            invocation.request.plan.platform.iter().cloned().collect()
+        } else {
+            invocation.request.platforms.clone()
+        },
     )? {
         Ok(report) => report,
         Err(code) => return Ok(code),
@@ -583,8 +607,11 @@ mod tests {
         let msg = |argv: &[&str]| format!("{:#}", request(argv).unwrap_err());
         let m = msg(&["-t", "Bad:1"]);
         assert!(m.contains("--tag") && m.contains("Bad:1"), "{m}");
-        let m = msg(&["--platform", "linux/s390x"]);
-        assert!(m.contains("--platform") && m.contains("linux/s390x"), "{m}");
+        let m = msg(&["--platform", "linux/s390x-nope"]);
+        assert!(
+            m.contains("--platform") && m.contains("linux/s390x-nope"),
+            "{m}"
+        );
         let m = msg(&["--network", "bridge"]);
         assert!(m.contains("--network") && m.contains("bridge"), "{m}");
         let m = msg(&["--secret", "id=a,kind=x"]);

@@ -6,7 +6,7 @@
 
 use rbuild_oci::Platform;
 
-use rbuild_store::Descriptor;
+use crate::Descriptor;
 
 /// The descriptor in `manifests` to use on `platform`, and when there is
 /// none, the platforms that are there (for the error message).

@@ -1,0 +1,485 @@
+//! Multi-platform builds (issue 15): `--platform linux/amd64,linux/arm64`
+//! into one image index, arm64 steps under qemu-user (binfmt_misc), the
+//! index in the store, in an OCI archive and on a registry. The arm64
+//! busybox comes from Debian's busybox-static:arm64
+//! (testdata/make-busybox-multiarch); skipped, saying so, without it or
+//! without a usable qemu-aarch64 registration.
+
+mod support;
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use support::registry::Registry;
+use support::{Rbuild, repo_root, s, skipped, tool};
+
+/// A store holding busybox:multiarch (linux/amd64 + linux/arm64), or
+/// `None` when this machine cannot build it (said as SKIPPED).
+fn multiarch(test: &str) -> Option<Rbuild> {
+    let emu = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64").unwrap_or_default();
+    let flags = emu.lines().find(|l| l.starts_with("flags:")).unwrap_or("");
+    if !emu.starts_with("enabled") || !flags.contains('F') {
+        skipped(
+            test,
+            "no qemu-aarch64 registered with binfmt_misc (F flag); run scripts/install-deps as root",
+        );
+        return None;
+    }
+    let rb = Rbuild::new();
+    let out = std::process::Command::new(repo_root().join("testdata/make-busybox-multiarch"))
+        .arg(support::bin())
+        .arg(rb.root())
+        .output()
+        .unwrap();
+    if out.status.code() == Some(3) {
+        skipped(test, &String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    assert!(
+        out.status.success(),
+        "make-busybox-multiarch: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(rb)
+}
+
+const DOCKERFILE: &str = "\
+FROM --platform=$BUILDPLATFORM busybox:multiarch AS host
+ARG BUILDPLATFORM
+RUN echo \"built on $BUILDPLATFORM $(uname -m)\" > /host.txt
+FROM busybox:multiarch
+ARG TARGETPLATFORM TARGETARCH
+COPY --from=host /host.txt /
+RUN uname -m > /arch.txt && echo \"$TARGETPLATFORM $TARGETARCH\" > /target.txt
+";
+
+fn ok(rb: &Rbuild, args: &[&str]) -> support::Run {
+    let r = rb.run(args);
+    assert_eq!(r.code, 0, "rbuild {args:?}:\n{}\n{}", r.stdout, r.stderr);
+    r
+}
+
+/// `#N DONE` lines per step name in plain progress.
+fn executed(stderr: &str) -> HashMap<String, usize> {
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut done: HashMap<String, usize> = HashMap::new();
+    for line in stderr.lines() {
+        let Some((id, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        if rest.starts_with('[') {
+            names.insert(id.to_string(), rest.to_string());
+        } else if rest.starts_with("DONE")
+            && let Some(n) = names.get(id)
+        {
+            *done.entry(n.clone()).or_default() += 1;
+        }
+    }
+    done
+}
+
+#[test]
+fn two_platform_build_makes_an_index_runs_arm64_under_qemu_and_shares_the_build_platform_stage() {
+    let Some(rb) = multiarch("two_platform_build") else {
+        return;
+    };
+    let ctx = rb.tree("ctx", &[("Dockerfile", DOCKERFILE)]);
+    let oci = rb.path("app.tar");
+    let r = ok(
+        &rb,
+        &[
+            "build",
+            "--progress=plain",
+            "--no-cache",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            "app:multi",
+            "-o",
+            &format!("type=oci,dest={}", s(&oci)),
+            s(&ctx),
+        ],
+    );
+    // Steps named with their platform, as BuildKit shows them.
+    assert!(
+        r.stderr.contains("[linux/arm64 stage-1 3/3] RUN uname -m"),
+        "{}",
+        r.stderr
+    );
+    // The $BUILDPLATFORM stage ran once for both platforms.
+    let done = executed(&r.stderr);
+    let host_runs: usize = done
+        .iter()
+        .filter(|(n, _)| n.contains("host 2/2] RUN"))
+        .map(|(_, c)| c)
+        .sum();
+    assert_eq!(host_runs, 1, "{done:?}\n{}", r.stderr);
+
+    // One index, two manifests with the right config architectures.
+    for (platform, arch, uname) in [
+        ("linux/amd64", "amd64", "x86_64"),
+        ("linux/arm64", "arm64", "aarch64"),
+    ] {
+        let inspect = ok(&rb, &["inspect", "--platform", platform, "app:multi"]).stdout;
+        let v: Value = serde_json::from_str(&inspect).unwrap();
+        assert_eq!(v[0]["Architecture"], arch, "{inspect}");
+        let out = ok(
+            &rb,
+            &[
+                "run",
+                "--platform",
+                platform,
+                "app:multi",
+                "cat",
+                "/arch.txt",
+                "/target.txt",
+                "/host.txt",
+            ],
+        )
+        .stdout;
+        assert_eq!(
+            out,
+            format!("{uname}\n{platform} {arch}\nbuilt on linux/amd64 x86_64\n"),
+            "{platform}"
+        );
+    }
+    // Without --platform: the host's.
+    assert_eq!(
+        ok(&rb, &["run", "app:multi", "cat", "/arch.txt"]).stdout,
+        "x86_64\n"
+    );
+
+    // The OCI archive holds the index with both platforms.
+    let dir = rb.path("oci");
+    std::fs::create_dir_all(&dir).unwrap();
+    tool("tar", &["-xf", s(&oci), "-C", s(&dir)]);
+    let index: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("index.json")).unwrap()).unwrap();
+    let top = &index["manifests"][0];
+    assert_eq!(top["mediaType"], "application/vnd.oci.image.index.v1+json");
+    let hex = top["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let inner: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("blobs/sha256").join(hex)).unwrap())
+            .unwrap();
+    let archs: Vec<&str> = inner["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"]);
+    let raw = tool(
+        "skopeo",
+        &["inspect", "--raw", &format!("oci-archive:{}", s(&oci))],
+    );
+    assert!(raw.contains("\"arm64\""), "{raw}");
+}
+
+#[test]
+fn pushed_index_is_pulled_for_arm64_by_a_fresh_root_and_runs() {
+    let Some(rb) = multiarch("pushed_index") else {
+        return;
+    };
+    let reg = Registry::start(None);
+    let ctx = rb.tree("ctx", &[("Dockerfile", DOCKERFILE)]);
+    let name = format!("{}/app:multi", reg.host());
+    ok(
+        &rb,
+        &[
+            "build",
+            "-q",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            &name,
+            "--push",
+            s(&ctx),
+        ],
+    );
+    let raw = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{name}"),
+        ],
+    );
+    let v: Value = serde_json::from_str(&raw).unwrap();
+    // Docker media types by default: a manifest list.
+    assert_eq!(
+        v["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json",
+        "{raw}"
+    );
+    assert_eq!(v["manifests"].as_array().unwrap().len(), 2, "{raw}");
+    let fresh = Rbuild::new();
+    ok(&fresh, &["pull", "-q", "--platform", "linux/arm64", &name]);
+    let out = ok(
+        &fresh,
+        &[
+            "run",
+            "--platform",
+            "linux/arm64",
+            &name,
+            "cat",
+            "/arch.txt",
+        ],
+    )
+    .stdout;
+    assert_eq!(out, "aarch64\n");
+    let out = ok(&fresh, &["run", &name, "uname", "-m"]).stdout;
+    assert_eq!(out, "aarch64\n", "the pulled image is the arm64 one");
+}
+
+#[test]
+fn bad_platforms_fail_naming_the_flag_or_the_image_and_tag_nothing() {
+    let Some(rb) = multiarch("bad_platforms") else {
+        return;
+    };
+    let ctx = rb.tree(
+        "ctx",
+        &[("Dockerfile", "FROM busybox:multiarch\nCOPY Dockerfile /\n")],
+    );
+    let r = rb.run(&[
+        "build",
+        "--platform",
+        "linux/amd64,linux/foo",
+        "-t",
+        "bad:1",
+        s(&ctx),
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("--platform") && r.stderr.contains("linux/foo"),
+        "{}",
+        r.stderr
+    );
+    let r = rb.run(&[
+        "build",
+        "--platform",
+        "linux/amd64,linux/s390x",
+        "-t",
+        "bad:1",
+        s(&ctx),
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("no match for platform in manifest")
+            && r.stderr.contains("busybox:multiarch"),
+        "{}",
+        r.stderr
+    );
+    // A RUN for a platform with no emulator: refused before anything runs.
+    let run_ctx = rb.tree(
+        "run",
+        &[("Dockerfile", "FROM busybox:multiarch\nRUN true\n")],
+    );
+    let r = rb.run(&[
+        "build",
+        "--platform",
+        "linux/amd64,linux/sparc64",
+        "-t",
+        "bad:1",
+        s(&run_ctx),
+    ]);
+    assert_ne!(r.code, 0);
+    let r = rb.run(&[
+        "build",
+        "--platform",
+        "linux/amd64,linux/mips64le",
+        "-t",
+        "bad:1",
+        s(&run_ctx),
+    ]);
+    assert_ne!(r.code, 0);
+    if !std::path::Path::new("/proc/sys/fs/binfmt_misc/qemu-mips64el").exists() {
+        assert!(
+            r.stderr.contains("linux/mips64le") && r.stderr.contains("qemu-user-static"),
+            "{}",
+            r.stderr
+        );
+    }
+    let images = rb.run(&["images"]).stdout;
+    assert!(!images.contains("bad"), "{images}");
+}
+
+/// InvalidBaseImagePlatform during a build (no emulation needed: the
+/// Dockerfile runs nothing): a single-platform arm64 base in an amd64
+/// build warns, in an arm64 build it does not.
+#[test]
+fn a_base_image_of_another_platform_is_warned_about_during_the_build() {
+    let rb = Rbuild::new();
+    let tree = rb.tree("rootfs", &[("etc/hello", "hi\n")]);
+    ok(
+        &rb,
+        &["import", "--platform", "linux/arm64", s(&tree), "armonly:1"],
+    );
+    let inspect = ok(&rb, &["inspect", "armonly:1"]).stdout;
+    assert!(inspect.contains("\"Architecture\": \"arm64\""), "{inspect}");
+    let ctx = rb.tree(
+        "ctx",
+        &[("Dockerfile", "FROM armonly:1\nCOPY Dockerfile /\n")],
+    );
+    let r = ok(
+        &rb,
+        &[
+            "build",
+            "--progress=plain",
+            "--platform",
+            "linux/amd64",
+            s(&ctx),
+        ],
+    );
+    assert!(
+        r.stderr.contains(
+            "InvalidBaseImagePlatform: Base image armonly:1 was pulled with platform \"linux/arm64\", expected \"linux/amd64\" for current build (line 1)"
+        ),
+        "{}",
+        r.stderr
+    );
+    let r = ok(
+        &rb,
+        &[
+            "build",
+            "--progress=plain",
+            "--platform",
+            "linux/arm64",
+            s(&ctx),
+        ],
+    );
+    assert!(
+        !r.stderr.contains("InvalidBaseImagePlatform"),
+        "{}",
+        r.stderr
+    );
+    // A single-platform image asked for as another platform.
+    let r = rb.run(&["run", "--platform", "linux/s390x", "armonly:1", "true"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("does not match the specified platform"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// A tag naming an index: listed once (the host's image, or
+/// `--platform`'s), retagged and removed as a whole, and gc keeps every
+/// platform's blobs while a tag names the index.
+#[test]
+fn an_index_tag_is_listed_tagged_removed_and_kept_by_gc_as_a_whole() {
+    let Some(rb) = multiarch("index_tag") else {
+        return;
+    };
+    let ctx = rb.tree("ctx", &[("Dockerfile", DOCKERFILE)]);
+    let meta = rb.path("meta.json");
+    ok(
+        &rb,
+        &[
+            "build",
+            "-q",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            "app:multi",
+            "--metadata-file",
+            s(&meta),
+            s(&ctx),
+        ],
+    );
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
+    assert_eq!(
+        meta["containerimage.descriptor"]["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{meta}"
+    );
+    let listed = ok(&rb, &["images", "--format", "{{.Repository}}:{{.Tag}}"]).stdout;
+    assert_eq!(
+        listed.lines().filter(|l| l.starts_with("app:")).count(),
+        1,
+        "{listed}"
+    );
+    assert!(!listed.contains("<none>"), "{listed}");
+    let arm = ok(&rb, &["images", "-q", "--platform", "linux/arm64", "app"]).stdout;
+    let amd = ok(&rb, &["images", "-q", "--platform", "linux/amd64", "app"]).stdout;
+    assert_ne!(arm, amd, "each platform's image has its own ID");
+    assert_eq!(
+        ok(&rb, &["images", "-q", "--platform", "linux/s390x"]).stdout,
+        ""
+    );
+    ok(&rb, &["tag", "app:multi", "app:copy"]);
+    ok(&rb, &["rmi", "app:multi"]);
+    ok(&rb, &["image", "prune", "-f"]);
+    ok(&rb, &["cache", "prune", "-a", "-f"]);
+    let check = ok(&rb, &["system", "check"]).stdout;
+    assert!(check.contains("0 problems"), "{check}");
+    for (p, uname) in [("linux/arm64", "aarch64\n"), ("linux/amd64", "x86_64\n")] {
+        assert_eq!(
+            ok(
+                &rb,
+                &["run", "--platform", p, "app:copy", "cat", "/arch.txt"]
+            )
+            .stdout,
+            uname
+        );
+    }
+    let saved = rb.path("arm.tar");
+    ok(
+        &rb,
+        &[
+            "save",
+            "--platform",
+            "linux/arm64",
+            "-o",
+            s(&saved),
+            "app:copy",
+        ],
+    );
+    let fresh = Rbuild::new();
+    ok(&fresh, &["load", "-i", s(&saved)]);
+    let inspect = ok(&fresh, &["inspect", "app:copy"]).stdout;
+    assert!(inspect.contains("\"Architecture\": \"arm64\""), "{inspect}");
+}
+
+/// A bake target with several `platforms` is one multi-platform build.
+#[test]
+fn a_bake_target_with_two_platforms_makes_an_index() {
+    let Some(rb) = multiarch("bake_platforms") else {
+        return;
+    };
+    let ctx = rb.tree(
+        "bake",
+        &[
+            ("Dockerfile", DOCKERFILE),
+            (
+                "docker-bake.hcl",
+                "target \"default\" {\n  tags = [\"bk:multi\"]\n  platforms = [\"linux/amd64\", \"linux/arm64\"]\n}\n",
+            ),
+        ],
+    );
+    let mut c = rb.command(&["bake", "--progress=plain"]);
+    c.current_dir(&ctx);
+    let r = support::run_command(c, None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("[default linux/arm64 stage-1 3/3] RUN"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        ok(
+            &rb,
+            &[
+                "run",
+                "--platform",
+                "linux/arm64",
+                "bk:multi",
+                "cat",
+                "/arch.txt"
+            ]
+        )
+        .stdout,
+        "aarch64\n"
+    );
+}
