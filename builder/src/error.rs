@@ -158,6 +158,12 @@ pub enum BuildError {
         #[source]
         source: RegistryError,
     },
+    /// The SBOM scanner could not read the image's filesystem.
+    #[error("sbom: cannot scan the image")]
+    SbomScan {
+        #[source]
+        source: rbuild_sbom::ScanError,
+    },
 }
 
 /// A step that failed, with what a front end needs to show it as

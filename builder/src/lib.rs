@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod attest;
 mod cache;
 pub mod error;
 pub mod events;
@@ -114,6 +115,7 @@ pub fn build_shared(
         &solved.client,
         options.events,
         options.host,
+        &solved.capture,
     )?;
     Ok(BuildResult {
         image: solved.image,
