@@ -666,7 +666,15 @@ fn capture_provenance(
     use rbuild_solver::op::ExecMountKind;
     let commits = worker.git_commits();
     let mut capture = crate::attest::Capture {
-        dockerfile: request.dockerfile.name.clone(),
+        // BuildKit's `filename`: relative to the context (a Dockerfile
+        // outside it by its name only: never a host path).
+        dockerfile: {
+            let d = dockerfile_in_context(&request.context, &request.dockerfile);
+            match Path::new(&d).file_name() {
+                Some(n) if Path::new(&d).is_absolute() => n.to_string_lossy().into_owned(),
+                _ => d,
+            }
+        },
         build_args: request.plan.build_args.clone(),
         labels: request.plan.labels.clone(),
         target: request.plan.target.clone(),
