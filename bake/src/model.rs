@@ -88,13 +88,8 @@ pub struct Target {
 }
 
 /// The keys of a target block that rbuild knows but cannot build with yet.
-pub const UNSUPPORTED_KEYS: &[&str] = &[
-    "shm-size",
-    "ulimits",
-    "call",
-    "entitlements",
-    "extra-hosts",
-];
+pub const UNSUPPORTED_KEYS: &[&str] =
+    &["shm-size", "ulimits", "call", "entitlements", "extra-hosts"];
 
 fn merge_list(into: &mut Option<Vec<String>>, from: &Option<Vec<String>>) {
     if let Some(from) = from {

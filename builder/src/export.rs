@@ -214,7 +214,17 @@ pub fn export(
     names: &[ImageRef],
     host: &dyn ExportHost,
 ) -> Result<(), BuildError> {
-    export_output(store, image, output, names, host, &[], &Platform::host(), None).map(drop)
+    export_output(
+        store,
+        image,
+        output,
+        names,
+        host,
+        &[],
+        &Platform::host(),
+        None,
+    )
+    .map(drop)
 }
 
 /// [`export`] with `--annotation`s for the image of `platform`; returns

@@ -56,16 +56,31 @@ fn digest(v: &Value) -> &str {
 /// The image index's two entries (image, attestation) and the
 /// attestation's statements, checked for BuildKit's layout.
 fn check_attested_index(index: &Value, blob: &dyn Fn(&str) -> Value) -> (String, Vec<Value>) {
-    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
     let m = index["manifests"].as_array().unwrap();
     assert_eq!(m.len(), 2, "{index:#}");
     let image = &m[0];
-    assert_eq!(image["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(
+        image["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
     assert_eq!(image["platform"]["os"], "linux");
     let att = &m[1];
-    assert_eq!(att["platform"], serde_json::json!({"architecture": "unknown", "os": "unknown"}));
-    assert_eq!(att["annotations"]["vnd.docker.reference.type"], "attestation-manifest");
-    assert_eq!(att["annotations"]["vnd.docker.reference.digest"], image["digest"]);
+    assert_eq!(
+        att["platform"],
+        serde_json::json!({"architecture": "unknown", "os": "unknown"})
+    );
+    assert_eq!(
+        att["annotations"]["vnd.docker.reference.type"],
+        "attestation-manifest"
+    );
+    assert_eq!(
+        att["annotations"]["vnd.docker.reference.digest"],
+        image["digest"]
+    );
     let att_manifest = blob(digest(att));
     assert_eq!(
         att_manifest["config"]["mediaType"],
@@ -124,21 +139,37 @@ fn oci_archive_carries_max_provenance_and_sbom_in_buildkits_layout() {
     let top = layout.index_json();
     let root = &top["manifests"][0];
     assert_eq!(root["mediaType"], "application/vnd.oci.image.index.v1+json");
-    assert_eq!(root["annotations"]["io.containerd.image.name"], "docker.io/library/attested:1");
+    assert_eq!(
+        root["annotations"]["io.containerd.image.name"],
+        "docker.io/library/attested:1"
+    );
     let index = layout.json(digest(root));
     let (image, statements) = check_attested_index(&index, &|d| layout.json(d));
-    assert_eq!(statements[0]["subject"][0]["name"].as_str().unwrap().split('?').next(), Some("pkg:docker/attested@1"));
+    assert_eq!(
+        statements[0]["subject"][0]["name"]
+            .as_str()
+            .unwrap()
+            .split('?')
+            .next(),
+        Some("pkg:docker/attested@1")
+    );
 
     let prov = predicate(&statements, "https://slsa.dev/provenance/v0.2");
     assert_eq!(prov["buildType"], "https://mobyproject.org/buildkit@v1");
-    assert_eq!(prov["invocation"]["configSource"]["entryPoint"], "Dockerfile");
+    assert_eq!(
+        prov["invocation"]["configSource"]["entryPoint"],
+        "Dockerfile"
+    );
     let params = &prov["invocation"]["parameters"];
     assert_eq!(params["frontend"], "dockerfile.v0");
     assert_eq!(params["args"]["build-arg:GREETING"], "hello");
     assert_eq!(params["secrets"], serde_json::json!([{"id": "token"}]));
     let material = &prov["materials"][0];
     assert!(
-        material["uri"].as_str().unwrap().starts_with("pkg:docker/busybox@latest?platform="),
+        material["uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("pkg:docker/busybox@latest?platform="),
         "{material}"
     );
     let busybox = rb.ok(&["inspect", "--format", "{{json .RepoDigests}}", "busybox"]);
@@ -221,7 +252,10 @@ fn provenance_v1_through_attest() {
         prov["buildDefinition"]["buildType"],
         "https://github.com/moby/buildkit/blob/master/docs/attestations/slsa-definitions.md"
     );
-    assert_eq!(prov["runDetails"]["builder"]["id"], "https://ci.example/run/1");
+    assert_eq!(
+        prov["runDetails"]["builder"]["id"],
+        "https://ci.example/run/1"
+    );
     assert_eq!(
         prov["buildDefinition"]["externalParameters"]["request"]["secrets"][0]["id"],
         "token"
@@ -237,14 +271,23 @@ fn bad_attestation_values_name_the_flag_and_tag_nothing() {
     let rb = Rbuild::new();
     let ctx = context(&rb);
     for (args, message) in [
-        (vec!["--attest", "type=vex"], "--attest: unknown attestation type \"vex\""),
-        (vec!["--provenance=mode=full"], "--provenance: invalid mode=\"full\""),
+        (
+            vec!["--attest", "type=vex"],
+            "--attest: unknown attestation type \"vex\"",
+        ),
+        (
+            vec!["--provenance=mode=full"],
+            "--provenance: invalid mode=\"full\"",
+        ),
         (
             vec!["--attest", "type=provenance,mode=max,colour=red"],
             "unknown provenance attestation attribute \"colour\"",
         ),
         (
-            vec!["--attest", "type=sbom,generator=docker/buildkit-syft-scanner"],
+            vec![
+                "--attest",
+                "type=sbom,generator=docker/buildkit-syft-scanner",
+            ],
             "unknown sbom attestation attribute \"generator\"",
         ),
         (vec!["--attest", "mode=max"], "--attest: type= is required"),
@@ -284,20 +327,24 @@ fn push_sends_the_index_with_its_attestation_manifest() {
     let inspect = |r: &str| -> Value {
         serde_json::from_str(&tool(
             "skopeo",
-            &["inspect", "--raw", "--tls-verify=false", &format!("docker://{r}")],
+            &[
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                &format!("docker://{r}"),
+            ],
         ))
         .unwrap()
     };
     let index = inspect(&name);
     let repo = format!("{}/attested", reg.host());
-    let (image, statements) =
-        check_attested_index(&index, &|d| {
-            if let Ok(v) = serde_json::from_slice(&std::fs::read(reg.blob_data(d)).unwrap()) {
-                v
-            } else {
-                panic!("blob {d} of {repo}")
-            }
-        });
+    let (image, statements) = check_attested_index(&index, &|d| {
+        if let Ok(v) = serde_json::from_slice(&std::fs::read(reg.blob_data(d)).unwrap()) {
+            v
+        } else {
+            panic!("blob {d} of {repo}")
+        }
+    });
     let prov = predicate(&statements, "https://slsa.dev/provenance/v0.2");
     assert!(!prov.to_string().contains(SECRET));
     assert_eq!(
@@ -317,12 +364,20 @@ fn push_sends_the_index_with_its_attestation_manifest() {
     let pushed = meta["containerimage.digest"].as_str().unwrap();
     let raw = tool(
         "skopeo",
-        &["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}")],
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{name}"),
+        ],
     );
     assert_eq!(pushed, format!("sha256:{}", sha256_hex(raw.as_bytes())));
     let fresh = Rbuild::new();
     fresh.ok(&["pull", &name]);
-    assert_eq!(fresh.ok(&["run", "--rm", &name, "cat", "/greeting"]).trim(), "hi");
+    assert_eq!(
+        fresh.ok(&["run", "--rm", &name, "cat", "/greeting"]).trim(),
+        "hi"
+    );
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -398,8 +453,7 @@ fn sbom_command_lists_an_images_packages() {
     assert_eq!(rb.ok(&["sbom", "pkgs:1"]), rb.ok(&["sbom", "pkgs:1"]));
     // And inspect can show it.
     let via_inspect: Value =
-        serde_json::from_str(&rb.ok(&["inspect", "--format", "{{json .SBOM}}", "pkgs:1"]))
-            .unwrap();
+        serde_json::from_str(&rb.ok(&["inspect", "--format", "{{json .SBOM}}", "pkgs:1"])).unwrap();
     assert_eq!(via_inspect, doc);
 }
 
@@ -422,7 +476,10 @@ fn debian_tar() -> Result<PathBuf, String> {
     if !out.status.success() {
         return Err(format!(
             "testdata/make-debian failed (no mirror?): {}",
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
         ));
     }
     Ok(tar)
@@ -483,7 +540,9 @@ fn debian_sbom_lists_what_dpkg_query_lists() {
         .iter()
         .find(|p| p["name"] == "bash")
         .unwrap();
-    let purl = bash["externalRefs"][0]["referenceLocator"].as_str().unwrap();
+    let purl = bash["externalRefs"][0]["referenceLocator"]
+        .as_str()
+        .unwrap();
     assert!(purl.starts_with("pkg:deb/debian/bash@"), "{purl}");
     assert!(purl.contains("distro=debian-12"), "{purl}");
     let files = doc["files"].as_array().unwrap();

@@ -55,8 +55,8 @@ pub use credentials::{Credentials, DockerConfig};
 pub use platform::select_manifest;
 pub use pull::{PullEvent, PullOutcome, PullProgress, pull};
 pub use push::{
-    BlobPush, FormattedPush, PushEvent, PushOutcome, PushProgress, layers_compressed, push, push_as,
-    push_index,
+    BlobPush, FormattedPush, PushEvent, PushOutcome, PushProgress, layers_compressed, push,
+    push_as, push_index,
 };
 use rbuild_oci::Digest;
 use rbuild_oci::reference::ImageRef;

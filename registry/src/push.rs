@@ -228,8 +228,12 @@ pub fn push_index(
     progress: &dyn PushProgress,
 ) -> Result<PushOutcome, RegistryError> {
     let repo = Repository::of(target);
-    let by_digest = ImageRef::parse(&format!("{}@{}", target.repository(), image.manifest_digest))
-        .expect("a repository and a digest make a reference");
+    let by_digest = ImageRef::parse(&format!(
+        "{}@{}",
+        target.repository(),
+        image.manifest_digest
+    ))
+    .expect("a repository and a digest make a reference");
     let pushed = push(store, client, image, &by_digest, progress)?;
     let mut uploaded = pushed.uploaded;
     for digest in extra_blobs {

@@ -37,7 +37,10 @@ pub(crate) fn packages(data: &[u8], path: &str) -> Vec<Package> {
     info.packages
         .into_iter()
         .map(|c| {
-            let registry = c.source.as_deref().filter(|s| *s != "crates.io" && *s != "local");
+            let registry = c
+                .source
+                .as_deref()
+                .filter(|s| *s != "crates.io" && *s != "local");
             Package {
                 ecosystem: Ecosystem::Cargo,
                 purl: purl::purl(

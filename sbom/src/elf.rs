@@ -85,7 +85,10 @@ pub(crate) fn read_sections(
         if start >= names.len() {
             continue;
         }
-        let end = names[start..].iter().position(|b| *b == 0).map(|e| start + e)?;
+        let end = names[start..]
+            .iter()
+            .position(|b| *b == 0)
+            .map(|e| start + e)?;
         let name = std::str::from_utf8(&names[start..end]).ok()?;
         if wanted.contains(&name) && !out.contains_key(name) {
             if let Some(data) = read_at(&mut f, *off, *size) {
@@ -113,15 +116,27 @@ struct Reader {
 impl Reader {
     fn u16(&self, b: &[u8]) -> u16 {
         let a = [b[0], b[1]];
-        if self.be { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) }
+        if self.be {
+            u16::from_be_bytes(a)
+        } else {
+            u16::from_le_bytes(a)
+        }
     }
     fn u32(&self, b: &[u8]) -> u32 {
         let a = [b[0], b[1], b[2], b[3]];
-        if self.be { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) }
+        if self.be {
+            u32::from_be_bytes(a)
+        } else {
+            u32::from_le_bytes(a)
+        }
     }
     fn u64(&self, b: &[u8]) -> u64 {
         let mut a = [0u8; 8];
         a.copy_from_slice(&b[..8]);
-        if self.be { u64::from_be_bytes(a) } else { u64::from_le_bytes(a) }
+        if self.be {
+            u64::from_be_bytes(a)
+        } else {
+            u64::from_le_bytes(a)
+        }
     }
 }

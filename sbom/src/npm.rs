@@ -37,7 +37,9 @@ pub(crate) fn parse(bytes: &[u8], found_in: &str) -> Option<Package> {
     let version = pj.version.filter(|v| !v.is_empty())?;
     let license = match pj.license {
         Some(serde_json::Value::String(s)) => Some(s),
-        Some(serde_json::Value::Object(o)) => o.get("type").and_then(|t| t.as_str()).map(str::to_string),
+        Some(serde_json::Value::Object(o)) => {
+            o.get("type").and_then(|t| t.as_str()).map(str::to_string)
+        }
         _ => None,
     };
     let (ns, short) = match name.split_once('/') {

@@ -28,7 +28,11 @@ pub(crate) fn purl(
 ) -> String {
     let mut out = format!("pkg:{kind}/");
     if let Some(ns) = namespace.filter(|n| !n.is_empty()) {
-        let segs: Vec<String> = ns.split('/').filter(|s| !s.is_empty()).map(encode).collect();
+        let segs: Vec<String> = ns
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(encode)
+            .collect();
         out.push_str(&segs.join("/"));
         out.push('/');
     }

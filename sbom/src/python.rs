@@ -11,7 +11,10 @@ pub(crate) fn scan_dir(fs: &RootFs, dir: &str) -> Vec<Package> {
     let parent = dir.rsplit_once('/').map(|(p, _)| p).unwrap_or("/");
     let parent = if parent.is_empty() { "/" } else { parent };
     let (meta_path, record) = if dir.ends_with(".dist-info") {
-        (join(dir, "METADATA"), fs.read_to_string(&join(dir, "RECORD")))
+        (
+            join(dir, "METADATA"),
+            fs.read_to_string(&join(dir, "RECORD")),
+        )
     } else {
         (
             join(dir, "PKG-INFO"),

@@ -1,6 +1,6 @@
 //! SPDX 2.3 JSON (<https://spdx.github.io/spdx-spec/v2.3/>): the subset
 //! an image SBOM needs, as serde structs; [`document`] builds one from a
-//! [`Scan`](crate::Scan).
+//! [`Scan`].
 //!
 //! Layout (as BuildKit's syft-based scanner writes it): the document
 //! `DESCRIBES` one package standing for the image; the image `CONTAINS`
@@ -172,7 +172,11 @@ pub fn document(scan: &Scan, fs: &RootFs, info: &DocumentInfo) -> Document {
             license_declared: Some(declared),
             license_comments: comments,
             copyright_text: Some("NOASSERTION".to_string()),
-            source_info: Some(format!("{} found in {}", source_kind(p.ecosystem), p.found_in)),
+            source_info: Some(format!(
+                "{} found in {}",
+                source_kind(p.ecosystem),
+                p.found_in
+            )),
             primary_package_purpose: Some(
                 if matches!(p.ecosystem, Ecosystem::Deb | Ecosystem::Apk) {
                     "OPERATING-SYSTEM"
@@ -218,11 +222,16 @@ pub fn document(scan: &Scan, fs: &RootFs, info: &DocumentInfo) -> Document {
     }
     relationships.extend(file_rels);
     relationships.sort_by(|a, b| {
-        (&a.spdx_element_id, &a.relationship_type, &a.related_spdx_element).cmp(&(
-            &b.spdx_element_id,
-            &b.relationship_type,
-            &b.related_spdx_element,
-        ))
+        (
+            &a.spdx_element_id,
+            &a.relationship_type,
+            &a.related_spdx_element,
+        )
+            .cmp(&(
+                &b.spdx_element_id,
+                &b.relationship_type,
+                &b.related_spdx_element,
+            ))
     });
     relationships.dedup();
     packages[1..].sort_by(|a, b| a.spdx_id.cmp(&b.spdx_id));
@@ -324,10 +333,28 @@ fn supplier(s: &str) -> String {
 /// valid SPDX expression and goes to the comment instead.
 fn is_simple_spdx_id(l: &str) -> bool {
     const KNOWN: &[&str] = &[
-        "0BSD", "Apache-2.0", "Artistic-2.0", "BSD-2-Clause", "BSD-3-Clause", "BSL-1.0",
-        "CC0-1.0", "GPL-2.0-only", "GPL-2.0-or-later", "GPL-3.0-only", "GPL-3.0-or-later",
-        "ISC", "LGPL-2.1-only", "LGPL-2.1-or-later", "LGPL-3.0-only", "LGPL-3.0-or-later",
-        "MIT", "MPL-2.0", "PSF-2.0", "Python-2.0", "Unlicense", "Zlib",
+        "0BSD",
+        "Apache-2.0",
+        "Artistic-2.0",
+        "BSD-2-Clause",
+        "BSD-3-Clause",
+        "BSL-1.0",
+        "CC0-1.0",
+        "GPL-2.0-only",
+        "GPL-2.0-or-later",
+        "GPL-3.0-only",
+        "GPL-3.0-or-later",
+        "ISC",
+        "LGPL-2.1-only",
+        "LGPL-2.1-or-later",
+        "LGPL-3.0-only",
+        "LGPL-3.0-or-later",
+        "MIT",
+        "MPL-2.0",
+        "PSF-2.0",
+        "Python-2.0",
+        "Unlicense",
+        "Zlib",
     ];
     KNOWN.contains(&l)
 }
@@ -366,10 +393,20 @@ fn checksums(fs: &RootFs, path: &str) -> Option<Vec<Checksum>> {
 fn id_part(s: &str) -> String {
     let out: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let out = out.trim_matches('-').to_string();
-    if out.is_empty() { "x".to_string() } else { out.chars().take(64).collect() }
+    if out.is_empty() {
+        "x".to_string()
+    } else {
+        out.chars().take(64).collect()
+    }
 }
 
 fn short_hash(s: &str) -> String {

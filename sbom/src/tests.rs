@@ -234,26 +234,34 @@ fn auditable_section() -> Vec<u8> {
 
 fn write(root: &Path, rel: &str, data: &[u8]) {
     let p = root.join(rel.trim_start_matches('/'));
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, data).unwrap();
+    fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+    fs_err::write(p, data).unwrap();
 }
 
 fn exec(root: &Path, rel: &str, data: &[u8]) {
     use std::os::unix::fs::PermissionsExt;
     write(root, rel, data);
     let p = root.join(rel.trim_start_matches('/'));
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fs_err::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// A root holding one package of each ecosystem.
 fn fixture_root() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let r = dir.path();
-    write(r, "/etc/os-release", b"PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n");
+    write(
+        r,
+        "/etc/os-release",
+        b"PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n",
+    );
     write(r, "/var/lib/dpkg/status", DPKG_STATUS.as_bytes());
-    write(r, "/var/lib/dpkg/info/base-files.list", b"/.\n/etc\n/etc/debian_version\n/etc/host.conf\n");
+    write(
+        r,
+        "/var/lib/dpkg/info/base-files.list",
+        b"/.\n/etc\n/etc/debian_version\n/etc/host.conf\n",
+    );
     write(r, "/etc/debian_version", b"12.5\n");
-    std::os::unix::fs::symlink("/nonexistent", r.join("etc/host.conf")).unwrap();
+    fs_err::os::unix::fs::symlink("/nonexistent", r.join("etc/host.conf")).unwrap();
     write(r, "/lib/apk/db/installed", APK_INSTALLED.as_bytes());
     write(r, "/lib/ld-musl-x86_64.so.1", b"not really");
     write(
@@ -272,7 +280,11 @@ fn fixture_root() -> tempfile::TempDir {
         "/usr/lib/python3/dist-packages/chardet-5.1.0.egg-info",
         b"Metadata-Version: 1.1\nName: chardet\nVersion: 5.1.0\nLicense: LGPL\n",
     );
-    write(r, "/app/package.json", br#"{"name":"app","version":"1.0.0"}"#);
+    write(
+        r,
+        "/app/package.json",
+        br#"{"name":"app","version":"1.0.0"}"#,
+    );
     write(
         r,
         "/app/node_modules/left-pad/package.json",
@@ -331,16 +343,13 @@ fn links_never_leave_the_root() {
         b"Package: host-secret\nStatus: install ok installed\nVersion: 1\n",
     );
     let r = dir.path();
-    std::fs::create_dir_all(r.join("var/lib/dpkg")).unwrap();
-    std::os::unix::fs::symlink(
-        outside.path().join("status"),
-        r.join("var/lib/dpkg/status"),
-    )
-    .unwrap();
+    fs_err::create_dir_all(r.join("var/lib/dpkg")).unwrap();
+    fs_err::os::unix::fs::symlink(outside.path().join("status"), r.join("var/lib/dpkg/status"))
+        .unwrap();
     // A relative link climbing out stops at the root too.
-    std::fs::create_dir_all(r.join("lib/apk/db")).unwrap();
+    fs_err::create_dir_all(r.join("lib/apk/db")).unwrap();
     let climb = format!("../../../../../../..{}/status", outside.path().display());
-    std::os::unix::fs::symlink(climb, r.join("lib/apk/db/installed")).unwrap();
+    fs_err::os::unix::fs::symlink(climb, r.join("lib/apk/db/installed")).unwrap();
     let s = scan(r).unwrap();
     assert!(s.packages.is_empty(), "{:?}", s.packages);
 }
@@ -356,14 +365,19 @@ fn spdx_document_is_deterministic_and_related() {
     };
     let fs = RootFs::new(root.path());
     let a = serde_json::to_string(&spdx::document(&s, &fs, &info)).unwrap();
-    let b = serde_json::to_string(&spdx::document(&scan(root.path()).unwrap(), &fs, &info)).unwrap();
+    let b =
+        serde_json::to_string(&spdx::document(&scan(root.path()).unwrap(), &fs, &info)).unwrap();
     assert_eq!(a, b);
     let doc: spdx::Document = serde_json::from_str(&a).unwrap();
     assert_eq!(doc.spdx_version, "SPDX-2.3");
     let root_id = &doc.packages[0].spdx_id;
-    assert!(doc.relationships.iter().any(|r| r.spdx_element_id == "SPDXRef-DOCUMENT"
-        && r.relationship_type == "DESCRIBES"
-        && &r.related_spdx_element == root_id));
+    assert!(
+        doc.relationships
+            .iter()
+            .any(|r| r.spdx_element_id == "SPDXRef-DOCUMENT"
+                && r.relationship_type == "DESCRIBES"
+                && &r.related_spdx_element == root_id)
+    );
     assert_eq!(
         doc.relationships
             .iter()
@@ -378,11 +392,20 @@ fn spdx_document_is_deterministic_and_related() {
         .unwrap();
     assert_eq!(f.checksums[0].algorithm, "SHA1");
     // sha1("12.5\n")
-    assert_eq!(f.checksums[0].checksum_value, "9a29af6fcf105a511ef632311c6fdfbff5ab47cb");
-    for id in doc.packages.iter().map(|p| &p.spdx_id).chain(doc.files.iter().map(|f| &f.spdx_id)) {
+    assert_eq!(
+        f.checksums[0].checksum_value,
+        "9a29af6fcf105a511ef632311c6fdfbff5ab47cb"
+    );
+    for id in doc
+        .packages
+        .iter()
+        .map(|p| &p.spdx_id)
+        .chain(doc.files.iter().map(|f| &f.spdx_id))
+    {
         assert!(
-            id.strip_prefix("SPDXRef-")
-                .is_some_and(|r| r.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')),
+            id.strip_prefix("SPDXRef-").is_some_and(|r| r
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')),
             "{id}"
         );
     }

@@ -51,10 +51,13 @@ pub(crate) fn walk(fs: &RootFs, visit: &mut dyn FnMut(&str, Found<'_>)) {
                 stack.push(path);
             } else if meta.is_file() {
                 let executable = meta.permissions().mode() & 0o111 != 0;
-                visit(&path, Found::File {
-                    name: &name,
-                    executable,
-                });
+                visit(
+                    &path,
+                    Found::File {
+                        name: &name,
+                        executable,
+                    },
+                );
             }
         }
     }

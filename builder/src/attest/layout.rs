@@ -128,8 +128,11 @@ pub fn attestation_manifests(
                 media_type: MEDIA_TYPE_IN_TOTO.to_string(),
                 digest: d.to_string(),
                 size: bytes.len() as u64,
-                annotations: [(ANNOTATION_PREDICATE_TYPE.to_string(), p.predicate_type.clone())]
-                    .into(),
+                annotations: [(
+                    ANNOTATION_PREDICATE_TYPE.to_string(),
+                    p.predicate_type.clone(),
+                )]
+                .into(),
                 platform: None,
             });
         }

@@ -322,7 +322,10 @@ mod tests {
         let (t, p) = predicate(&capture(), &ProvenanceSpec::default());
         assert_eq!(t, PREDICATE_V02);
         let text = p.to_string();
-        assert!(!text.contains("visible") && !text.contains("npmrc"), "{text}");
+        assert!(
+            !text.contains("visible") && !text.contains("npmrc"),
+            "{text}"
+        );
         assert_eq!(p["buildType"], BUILD_TYPE_V02);
         assert_eq!(p["metadata"]["completeness"]["parameters"], false);
         assert_eq!(

@@ -294,12 +294,23 @@ mod tests {
         let e = parse_provenance("mode=full").unwrap_err().to_string();
         assert!(e.starts_with("--provenance: invalid mode=\"full\""), "{e}");
         let e = parse_attest("type=vex").unwrap_err().to_string();
-        assert!(e.contains("--attest: unknown attestation type \"vex\""), "{e}");
-        let e = parse_attest("type=sbom,generator=docker/scout").unwrap_err().to_string();
-        assert!(e.contains("unknown sbom attestation attribute \"generator\""), "{e}");
+        assert!(
+            e.contains("--attest: unknown attestation type \"vex\""),
+            "{e}"
+        );
+        let e = parse_attest("type=sbom,generator=docker/scout")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown sbom attestation attribute \"generator\""),
+            "{e}"
+        );
         let e = parse_attest("mode=max").unwrap_err().to_string();
         assert!(e.contains("type= is required"), "{e}");
         let e = parse_sbom("maybe").unwrap_err().to_string();
-        assert!(e.contains("--sbom: invalid field \"maybe\"") || e.contains("--sbom"), "{e}");
+        assert!(
+            e.contains("--sbom: invalid field \"maybe\"") || e.contains("--sbom"),
+            "{e}"
+        );
     }
 }
