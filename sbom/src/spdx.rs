@@ -68,9 +68,19 @@ pub struct SpdxPackage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_info: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_verification_code: Option<VerificationCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_package_purpose: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external_refs: Vec<ExternalRef>,
+}
+
+/// SPDX's digest over a package's files (their SHA-1s sorted and
+/// concatenated, hashed with SHA-1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationCode {
+    pub package_verification_code_value: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,6 +149,7 @@ pub fn document(scan: &Scan, fs: &RootFs, info: &DocumentInfo) -> Document {
         license_comments: None,
         copyright_text: None,
         source_info: None,
+        package_verification_code: None,
         primary_package_purpose: Some("CONTAINER".to_string()),
         external_refs: Vec::new(),
     }];
@@ -177,6 +188,7 @@ pub fn document(scan: &Scan, fs: &RootFs, info: &DocumentInfo) -> Document {
                 source_kind(p.ecosystem),
                 p.found_in
             )),
+            package_verification_code: None,
             primary_package_purpose: Some(
                 if matches!(p.ecosystem, Ecosystem::Deb | Ecosystem::Apk) {
                     "OPERATING-SYSTEM"
@@ -196,6 +208,7 @@ pub fn document(scan: &Scan, fs: &RootFs, info: &DocumentInfo) -> Document {
             relationship_type: "CONTAINS".to_string(),
             related_spdx_element: id.clone(),
         });
+        let mut sha1s = Vec::new();
         for f in &p.files {
             if !files.contains_key(f) {
                 let Some(checksums) = checksums(fs, f) else {
@@ -205,7 +218,8 @@ pub fn document(scan: &Scan, fs: &RootFs, info: &DocumentInfo) -> Document {
                 files.insert(
                     f.clone(),
                     SpdxFile {
-                        file_name: f.clone(),
+                        // SPDX names files relative to the package root.
+                        file_name: format!(".{f}"),
                         spdx_id: format!("SPDXRef-File-{}-{}", id_part(name), short_hash(f)),
                         checksums,
                         license_concluded: Some("NOASSERTION".to_string()),
@@ -217,6 +231,21 @@ pub fn document(scan: &Scan, fs: &RootFs, info: &DocumentInfo) -> Document {
                 spdx_element_id: id.clone(),
                 relationship_type: "CONTAINS".to_string(),
                 related_spdx_element: files[f].spdx_id.clone(),
+            });
+            sha1s.push(files[f].checksums[0].checksum_value.clone());
+        }
+        // A package with files listed is one whose files were analyzed,
+        // which SPDX 2.3 says with a verification code over them.
+        if !sha1s.is_empty() {
+            sha1s.sort();
+            let mut h = sha1::Sha1::new();
+            for v in &sha1s {
+                h.update(v.as_bytes());
+            }
+            let pkg = packages.last_mut().expect("just pushed");
+            pkg.files_analyzed = true;
+            pkg.package_verification_code = Some(VerificationCode {
+                package_verification_code_value: hex::encode(h.finalize()),
             });
         }
     }

@@ -388,9 +388,23 @@ fn spdx_document_is_deterministic_and_related() {
     let f = doc
         .files
         .iter()
-        .find(|f| f.file_name == "/etc/debian_version")
+        .find(|f| f.file_name == "./etc/debian_version")
         .unwrap();
     assert_eq!(f.checksums[0].algorithm, "SHA1");
+    let base = doc
+        .packages
+        .iter()
+        .find(|p| p.name == "base-files")
+        .unwrap();
+    assert!(base.files_analyzed);
+    // sha1 of the one file's sha1, as SPDX's verification code is made.
+    assert_eq!(
+        base.package_verification_code
+            .as_ref()
+            .unwrap()
+            .package_verification_code_value,
+        "a4d7e01ffe916709cb2ecd9682675c30333cd09d"
+    );
     // sha1("12.5\n")
     assert_eq!(
         f.checksums[0].checksum_value,
