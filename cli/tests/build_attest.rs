@@ -552,3 +552,58 @@ fn debian_sbom_lists_what_dpkg_query_lists() {
         .expect("bash's binary is a file of the document");
     assert_eq!(bin_bash["checksums"][0]["algorithm"], "SHA1");
 }
+
+#[test]
+fn sbom_reads_a_real_go_binarys_build_info() {
+    let go = std::process::Command::new("go").arg("version").output();
+    if !go.is_ok_and(|o| o.status.success()) {
+        return skipped(
+            "sbom_reads_a_real_go_binarys_build_info",
+            "no go toolchain (golang-go)",
+        );
+    }
+    let rb = Rbuild::new();
+    let src = rb.tree(
+        "gosrc",
+        &[
+            ("go.mod", "module example.com/hello\n\ngo 1.19\n"),
+            (
+                "main.go",
+                "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hi\") }\n",
+            ),
+        ],
+    );
+    let root = rb.path("goroot");
+    std::fs::create_dir_all(root.join("usr/local/bin")).unwrap();
+    let out = std::process::Command::new("go")
+        .args(["build", "-o"])
+        .arg(root.join("usr/local/bin/hello"))
+        .arg(".")
+        .current_dir(&src)
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .env("GOCACHE", rb.path("gocache"))
+        .env("GOPATH", rb.path("gopath"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rb.ok(&["import", s(&root), "gobin:1"]);
+    let rows = table_rows(&rb.ok(&["sbom", "--format", "table", "gobin:1"]));
+    assert!(
+        rows.contains(&vec![
+            "example.com/hello".into(),
+            "(devel)".into(),
+            "go-module".into()
+        ]),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r[0] == "stdlib" && r[1].starts_with("go1.") && r[2] == "go-module"),
+        "{rows:?}"
+    );
+}

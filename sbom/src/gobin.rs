@@ -65,15 +65,16 @@ pub(crate) fn parse(data: &[u8]) -> Option<(String, String)> {
         return None;
     }
     let mut rest = &data[32..];
-    let version = read_string(&mut rest)?;
-    let mut modinfo = read_string(&mut rest)?;
-    if modinfo.len() >= 33 && modinfo.as_bytes()[modinfo.len() - 17] == b'\n' {
-        modinfo = modinfo[16..modinfo.len() - 16].to_string();
+    let version = String::from_utf8(read_bytes(&mut rest)?.to_vec()).ok()?;
+    let mut modinfo = read_bytes(&mut rest)?;
+    // The sentinels are binary (not UTF-8): strip them as bytes.
+    if modinfo.len() >= 33 && modinfo[modinfo.len() - 17] == b'\n' {
+        modinfo = &modinfo[16..modinfo.len() - 16];
     }
-    Some((version, modinfo))
+    Some((version, String::from_utf8_lossy(modinfo).into_owned()))
 }
 
-fn read_string(rest: &mut &[u8]) -> Option<String> {
+fn read_bytes<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
     let mut len: u64 = 0;
     let mut shift = 0;
     loop {
@@ -94,5 +95,5 @@ fn read_string(rest: &mut &[u8]) -> Option<String> {
     }
     let (s, tail) = rest.split_at(len);
     *rest = tail;
-    String::from_utf8(s.to_vec()).ok()
+    Some(s)
 }

@@ -145,10 +145,10 @@ fn go_buildinfo(version: &str, modinfo: &str) -> Vec<u8> {
     b.push(8); // pointer size
     b.push(2); // flags: inline strings
     b.resize(32, 0);
-    let sentinel = [0x30u8; 16];
-    let mut m = sentinel.to_vec();
+    // Go's sentinels (runtime/debug's infoStart and infoEnd): not UTF-8.
+    let mut m = b"\x30\x77\xaf\x0c\x92\x74\x08\x02\x41\xe1\xc1\x07\xe6\xd6\x18\xe6".to_vec();
     m.extend_from_slice(modinfo.as_bytes());
-    m.extend_from_slice(&sentinel);
+    m.extend_from_slice(b"\xf9\x32\x43\x31\x86\x18\x20\x72\x00\x82\x42\x10\x41\x16\xd8\xf2");
     for s in [version.as_bytes(), &m] {
         let mut n = s.len();
         loop {
