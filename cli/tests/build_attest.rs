@@ -607,3 +607,46 @@ fn sbom_reads_a_real_go_binarys_build_info() {
         "{rows:?}"
     );
 }
+
+#[test]
+fn bake_targets_take_attest() {
+    let rb = Rbuild::new();
+    let ctx = context(&rb);
+    let tar = rb.path("bake.tar");
+    let file = rb.path("docker-bake.hcl");
+    std::fs::write(
+        &file,
+        format!(
+            "target \"app\" {{\n  context = \"{}\"\n  secret = [\"id=token,src={}\"]\n  attest = [\"type=provenance,mode=max\", \"type=sbom\"]\n  output = [\"type=oci,dest={}\"]\n}}\n",
+            s(&ctx),
+            s(&rb.path("token")),
+            s(&tar)
+        ),
+    )
+    .unwrap();
+    rb.ok(&["bake", "-f", s(&file), "app"]);
+    let layout = Layout::unpack(&tar, &rb.path("bake"));
+    let index = layout.json(digest(&layout.index_json()["manifests"][0]));
+    let (_, statements) = check_attested_index(&index, &|d| layout.json(d));
+    assert_eq!(statements.len(), 2);
+    let prov = predicate(&statements, "https://slsa.dev/provenance/v0.2");
+    assert_eq!(
+        prov["invocation"]["parameters"]["secrets"][0]["id"],
+        "token"
+    );
+    // A bad value fails the bake naming the key.
+    std::fs::write(
+        &file,
+        format!(
+            "target \"app\" {{\n  context = \"{}\"\n  attest = [\"type=provenance,mode=full\"]\n}}\n",
+            s(&ctx)
+        ),
+    )
+    .unwrap();
+    let r = rb.fails(&["bake", "-f", s(&file), "app"]);
+    assert!(
+        r.stderr.contains("attest: --attest: invalid mode=\"full\""),
+        "{}",
+        r.stderr
+    );
+}
