@@ -982,6 +982,9 @@ fn ctrl_c_to_the_process_group_reports_a_cancelled_build() {
 }
 
 fn interrupt_a_running_step(whole_group: bool) {
+    // Each variant sleeps for its own length, so that the two tests, run
+    // in parallel, never see each other's process.
+    let secs = if whole_group { "4322" } else { "4321" };
     use std::io::Read as _;
     use std::os::unix::process::CommandExt as _;
     use std::time::{Duration, Instant};
@@ -995,7 +998,7 @@ fn interrupt_a_running_step(whole_group: bool) {
             "Dockerfile",
             // The step's shell handles SIGINT as many tools do, exiting
             // 130 at once when the sandbox's init forwards it the signal.
-            "FROM busybox\nRUN trap 'exit 130' INT; echo started; sleep 4321 & wait\nRUN echo never\n",
+            &format!("FROM busybox\nRUN trap 'exit 130' INT; echo started; sleep {secs} & wait\nRUN echo never\n"),
         )],
     );
     /// Kills the build if the test fails before it does.
@@ -1033,7 +1036,7 @@ fn interrupt_a_running_step(whole_group: bool) {
         std::fs::read_dir("/proc")
             .unwrap()
             .filter_map(|e| std::fs::read(e.unwrap().path().join("cmdline")).ok())
-            .any(|c| c == b"sleep\x004321\x00")
+            .any(|c| c == format!("sleep\0{secs}\0").as_bytes())
     };
     // "started" is printed just before the shell execs sleep.
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -9,8 +9,6 @@
 mod support;
 
 use std::io::Read;
-use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 use support::registry::Registry;
@@ -566,27 +564,18 @@ fn bad_compression_values_and_epochs_name_the_flag_and_push_or_tag_nothing() {
     assert_eq!(writes(&reg), Vec::<String>::new(), "nothing was pushed");
 }
 
-/// docker 20.10 (its daemon started by someone else: this test only reads
-/// through it) pulls and runs what rbuild pushed with gzip.
+/// docker 20.10 (a private daemon the test starts) pulls and runs what
+/// rbuild pushed with gzip.
 #[test]
 fn docker_pulls_and_runs_what_rbuild_pushed_with_gzip() {
     const TEST: &str = "docker_pulls_and_runs_what_rbuild_pushed_with_gzip";
-    let docker = "/usr/bin/docker";
-    if !Path::new(docker).exists() {
-        skipped(TEST, "no /usr/bin/docker (Debian package docker.io)");
-        return;
-    }
-    let up = Command::new(docker)
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !up {
-        skipped(
-            TEST,
-            "dockerd is not running (this suite does not start it)",
-        );
-        return;
-    }
+    let dockerd = match support::dockerd::Dockerd::start() {
+        Ok(d) => d,
+        Err(why) => {
+            skipped(TEST, &why);
+            return;
+        }
+    };
     let reg = Registry::start(None);
     let rb = Rbuild::new();
     rb.busybox();
@@ -594,9 +583,17 @@ fn docker_pulls_and_runs_what_rbuild_pushed_with_gzip() {
     // docker reaches 127.0.0.0/8 over plain HTTP without configuration.
     let name = format!("{}/docker-reads:1", reg.host());
     ok(&rb, &["build", "-q", "-t", &name, "--push", s(&ctx)]);
-    tool(docker, &["pull", &name]);
-    let out = tool(docker, &["run", "--rm", &name]);
-    let _ = Command::new(docker).args(["rmi", &name]).output();
+    let docker = |args: &[&str]| {
+        let o = dockerd.docker(args);
+        assert!(
+            o.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    docker(&["pull", &name]);
+    let out = docker(&["run", "--rm", "--network", "none", &name]);
     assert_eq!(out, "built\n");
 }
 

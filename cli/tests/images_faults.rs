@@ -591,10 +591,14 @@ fn a_hostile_layer_in_an_imported_cache_is_refused() {
         &[("Dockerfile", "FROM busybox\nCOPY a /a\n"), ("a", "x")],
     );
     let cache = a.path("cache");
+    // Uncompressed, so that the test can read and forge the layer tars.
     support::cache::build(
         &a,
         &ctx,
-        &["--cache-to", &format!("type=local,dest={}", s(&cache))],
+        &[
+            "--cache-to",
+            &format!("type=local,dest={},compression=uncompressed", s(&cache)),
+        ],
     );
     let blobs = cache.join("blobs/sha256");
     let hex_of = |d: &str| d.trim_start_matches("sha256:").to_string();

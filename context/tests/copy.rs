@@ -382,12 +382,21 @@ fn dest_dir_or_file_follows_docker_rules() {
     assert_eq!(l["existing/"].mode, 0o711);
     assert_eq!(l["existing/"].mtime, 1_600_000_000);
 
-    // Several sources: a directory.
+    // Several sources and no trailing slash: as BuildKit, each is written
+    // to that one path and the last remains (not a directory).
     let l = run(&dest, &src, &copy(&["a.txt", "b.txt"], "/multi"));
+    assert_eq!(paths(&l), ["multi"]);
+    assert_eq!(l["multi"].data, "B");
+    // ... but into an existing directory, or with the slash, a directory.
+    let l = run(&dest, &src, &copy(&["a.txt", "b.txt"], "/existing"));
+    assert_eq!(paths(&l), ["existing/", "existing/a.txt", "existing/b.txt"]);
+    let l = run(&dest, &src, &copy(&["a.txt", "b.txt"], "/multi/"));
     assert_eq!(paths(&l), ["multi/", "multi/a.txt", "multi/b.txt"]);
 
-    // A glob matching several files: a directory.
+    // A glob matching several files: the same.
     let l = run(&dest, &src, &copy(&["*.txt"], "/g"));
+    assert_eq!(paths(&l), ["g"]);
+    let l = run(&dest, &src, &copy(&["*.txt"], "/g/"));
     assert_eq!(paths(&l), ["g/", "g/a.txt", "g/b.txt"]);
 
     // Missing parents created.
@@ -690,10 +699,18 @@ fn chown_by_name_and_id_owns_copied_files_and_created_dirs() {
         "BuildKit: gid = uid"
     );
 
+    // Names the image does not list: BuildKit's readUser leaves 0 for an
+    // unknown user and the gid as it was for an unknown group.
     let mut o = copy(&["f"], "/f");
     o.chown = Some("nobody".into());
-    let err = run_err(&dest, &src, &o);
-    assert!(matches!(err, CopyError::UserNotFound { .. }), "{err}");
+    let l = run(&dest, &src, &o);
+    assert_eq!((l["f"].uid, l["f"].gid), (0, 0));
+    o.chown = Some("app:nogroup".into());
+    let l = run(&dest, &src, &o);
+    assert_eq!((l["f"].uid, l["f"].gid), (1000, 1001));
+    o.chown = Some("4000:nogroup".into());
+    let l = run(&dest, &src, &o);
+    assert_eq!((l["f"].uid, l["f"].gid), (4000, 4000));
 }
 
 #[test]

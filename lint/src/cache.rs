@@ -330,9 +330,36 @@ pub(crate) fn run(file: &File<'_>, sink: &mut Sink<'_>, ctx: Option<&dyn Context
         let mut installed_before_copy = false;
         let mut copy_reported = false;
         let mut secret_args: Vec<String> = Vec::new();
+        let mut workdirs: Vec<String> = Vec::new();
         for (pos, &(i, inst)) in items.iter().enumerate() {
             let span = inst.span;
             let kw = file.items[i].keyword;
+            // CopyManyToOnePath
+            if let InstructionKind::Copy {
+                sources,
+                dest,
+                heredocs,
+                ..
+            }
+            | InstructionKind::Add {
+                sources,
+                dest,
+                heredocs,
+                ..
+            } = &inst.kind
+            {
+                let count = sources.len() + heredocs.len();
+                let into_dir = dest.ends_with('/')
+                    || matches!(dest.as_str(), "." | "")
+                    || dest.contains('$')
+                    || workdirs.contains(&clean_path(dest));
+                if count > 1 && !into_dir {
+                    sink.report(&COPY_MANY_TO_ONE_PATH, Some(i), span, format!("{kw} of {count} sources to {dest:?}, which does not end with /: unless {dest} already is a directory, each source is written to that one path and only the last remains; write {dest}/ to copy them into a directory"));
+                }
+            }
+            if let InstructionKind::Workdir { path } = &inst.kind {
+                workdirs.push(clean_path(path));
+            }
             match &inst.kind {
                 InstructionKind::Run { mounts, .. } => {
                     let text = run_text(inst).unwrap_or_default();

@@ -166,5 +166,6 @@ rules! {
     MISSING_DOCKERIGNORE = ours("MissingDockerignore", "A large build context copied whole should have a .dockerignore", Level::Warning, include_str!("../docs/MissingDockerignore.md"));
     COPY_SOURCE_NOT_FOUND = ours("CopySourceNotFound", "COPY and ADD sources should exist in the build context", Level::Error, include_str!("../docs/CopySourceNotFound.md"));
     VOLATILE_ARG_INVALIDATES_CACHE = ours("VolatileArgInvalidatesCache", "A build arg that changes every build should be declared after the last RUN", Level::Warning, include_str!("../docs/VolatileArgInvalidatesCache.md"));
+    COPY_MANY_TO_ONE_PATH = ours("CopyManyToOnePath", "COPY and ADD of several sources should name a directory ending with /", Level::Warning, include_str!("../docs/CopyManyToOnePath.md"));
     SECRET_AS_BUILD_ARG = ours("SecretAsBuildArg", "Secrets should reach RUN through a secret mount, not a build arg", Level::Warning, include_str!("../docs/SecretAsBuildArg.md"));
 }

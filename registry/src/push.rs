@@ -14,7 +14,7 @@ use rbuild_oci::Digest;
 use super::{Client, PARALLEL_BLOBS, RegistryError, Repository};
 use rbuild_oci::reference::ImageRef;
 use rbuild_store::layout::MEDIA_TYPE_MANIFEST;
-use rbuild_store::{Image, Store};
+use rbuild_store::{Image, Store, StoreError};
 
 /// What happened to one blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,15 +95,7 @@ pub fn push(
             let result = client.push_blob(&repo, digest, size, &mut file, mount_from.as_ref());
             if let Some(source) = file.corrupt_error() {
                 return Err(RegistryError::CorruptImage {
-                    image: format!(
-                        "{} (ID {})",
-                        image
-                            .tags
-                            .first()
-                            .map(|t| t.familiar())
-                            .unwrap_or_else(|| "<none>".to_string()),
-                        image.id.short()
-                    ),
+                    image: image_label(image),
                     source: Box::new(source),
                 });
             }
@@ -172,7 +164,18 @@ pub fn push_as(
             media_type,
         });
     };
-    let (mut converted, _lease, media_type) = store.convert_image(image, format)?;
+    let (mut converted, _lease, media_type) =
+        store
+            .convert_image(image, format)
+            .map_err(|e| match corrupt_blob(&e) {
+                // Compressing read a damaged layer: named as the plain
+                // push names it.
+                Some(source) => RegistryError::CorruptImage {
+                    image: image_label(image),
+                    source: Box::new(source),
+                },
+                None => e.into(),
+            })?;
     // The names of every manifest of this image (the stored one, ones
     // pushed before) tell which repository can mount the blobs from.
     converted.tags = image.tags.clone();
@@ -189,6 +192,35 @@ pub fn push_as(
         outcome,
         media_type: media_type.to_string(),
     })
+}
+
+/// `image` as `rbuild images` shows it: its first name and its ID.
+fn image_label(image: &Image) -> String {
+    format!(
+        "{} (ID {})",
+        image
+            .tags
+            .first()
+            .map(|t| t.familiar())
+            .unwrap_or_else(|| "<none>".to_string()),
+        image.id.short()
+    )
+}
+
+/// The corrupt blob `e` reports, directly or through the I/O error of a
+/// verified read.
+fn corrupt_blob(e: &StoreError) -> Option<StoreError> {
+    let found = match e {
+        StoreError::Io { source, .. } => source.get_ref()?.downcast_ref::<StoreError>()?,
+        other => other,
+    };
+    match found {
+        StoreError::CorruptBlob { digest, actual } => Some(StoreError::CorruptBlob {
+            digest: *digest,
+            actual: *actual,
+        }),
+        _ => None,
+    }
 }
 
 /// True when every layer of `image` is stored compressed: pushing it as

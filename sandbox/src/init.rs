@@ -144,12 +144,40 @@ fn write_state_files(state: &Path, hostname: &str, network: Network) -> Result<(
     };
     w("hosts", hosts)?;
     w("hostname", format!("{hostname}\n"))?;
+    let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let resolv = match network {
-        Network::Host => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-        Network::None => String::new(),
+        Network::Host => host_resolv,
+        Network::None => isolated_resolv_conf(&host_resolv),
     };
     w("resolv.conf", resolv)?;
     Ok(())
+}
+
+/// The resolv.conf of a container with a network of its own, as Docker
+/// and BuildKit write it: the host's, without nameservers on loopback
+/// (unreachable from another network namespace); Google's public ones
+/// when none remain, so the file is never empty.
+fn isolated_resolv_conf(host: &str) -> String {
+    let loopback = |line: &str| {
+        let mut words = line.split_whitespace();
+        words.next() == Some("nameserver")
+            && words
+                .next()
+                .and_then(|a| a.split('%').next()?.parse::<std::net::IpAddr>().ok())
+                .is_some_and(|ip| ip.is_loopback())
+    };
+    let mut out = String::new();
+    for line in host.lines().filter(|l| !loopback(l)) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    let has_nameserver = out
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some("nameserver"));
+    if !has_nameserver {
+        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    out
 }
 
 /// The name in the state dir of the file that `spec.mounts[index]`, a
@@ -754,6 +782,21 @@ fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> nix::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_isolated_resolv_conf_drops_loopback_nameservers_and_is_never_empty() {
+        let host = "# generated\nnameserver 127.0.0.53\nnameserver ::1\nsearch corp.example\noptions edns0\n";
+        assert_eq!(
+            isolated_resolv_conf(host),
+            "# generated\nsearch corp.example\noptions edns0\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+        );
+        let host = "nameserver 10.0.0.2\nnameserver 127.0.0.1\n";
+        assert_eq!(isolated_resolv_conf(host), "nameserver 10.0.0.2\n");
+        assert_eq!(
+            isolated_resolv_conf(""),
+            "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+        );
+    }
 
     #[test]
     fn short_overlay_options_use_absolute_paths() {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cache;
+pub mod dockerd;
 pub mod registry;
 
 use std::io::Write;

@@ -84,10 +84,6 @@ pub enum CopyError {
     Pattern(#[from] crate::InvalidPattern),
     #[error(transparent)]
     InvalidChmod(#[from] InvalidChmod),
-    #[error("unable to find user {user}: no matching entries in passwd file")]
-    UserNotFound { user: String },
-    #[error("unable to find group {group}: no matching entries in group file")]
-    GroupNotFound { group: String },
     /// A directory would have to go where the destination has a
     /// non-directory (or a path goes through one).
     #[error(
@@ -449,11 +445,10 @@ impl Rules {
 /// A COPY that selects nothing (an empty wildcard match) still writes a
 /// layer, with no entries, as BuildKit does.
 ///
-/// Docker's rules: the destination is a directory when it ends in `/`,
-/// when there are several sources (or matches), when a source is a
-/// directory (its contents are copied), or when it already is one (after
-/// resolving symlinks inside `dest`); otherwise a single file is written
-/// at that path. Parent directories that `dest` has are written with their
+/// BuildKit's rules: the destination is a directory when it ends in `/`,
+/// when a source is a directory (its contents are copied), or when it
+/// already is one (after resolving symlinks inside `dest`); otherwise each
+/// file source is written at that path, the last one winning. Parent directories that `dest` has are written with their
 /// metadata; missing ones are created 0755 (or the octal `--chmod`),
 /// owned by the `--chown` user, else root.
 pub fn write_layer(
@@ -486,15 +481,11 @@ pub fn write_layer(
         CopySource::Inline(files) => files,
         _ => &[],
     };
-    let matches: usize = selected
-        .iter()
-        .map(|s| match s {
-            Selected::Url(_) => 1,
-            Selected::Local(roots) => roots.len(),
-        })
-        .sum();
-    let multi = op.sources.len() + inline.len() > 1 || matches > 1;
-    let dest_is_dir = op.dest.ends_with('/') || multi || dest_kind == Some(EntryKind::Dir);
+    // As BuildKit: only a trailing `/` or an existing directory makes the
+    // destination a directory. Several sources to any other destination
+    // are each copied to that same path, the last one winning (the classic
+    // builder refused this; BuildKit never did, and images must match).
+    let dest_is_dir = op.dest.ends_with('/') || dest_kind == Some(EntryKind::Dir);
     let file_target = |name: &str| -> Vec<String> {
         let mut key = dest_key.clone();
         if dest_is_dir {

