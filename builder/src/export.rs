@@ -95,7 +95,7 @@ pub(crate) fn export_all(
             .outputs
             .iter()
             .any(|o| matches!(o, OutputSpec::Image { push: true, .. }));
-    let predicates = attestation_predicates(store, request, image, &names, capture, push, events)?;
+    let predicates = attestation_predicates(store, request, image, &names, capture)?;
     let attested = predicates.as_deref().map(|p| Attested {
         predicates: p,
         names: &names,
@@ -422,32 +422,40 @@ impl Attested<'_> {
     }
 }
 
+/// True when an output of `request` carries attestations: an `oci` or
+/// `docker` archive, or a push.
+pub(crate) fn attestations_carried(request: &BuildRequest) -> bool {
+    request.push
+        || request.outputs.iter().any(|o| {
+            matches!(
+                o,
+                OutputSpec::Oci { .. }
+                    | OutputSpec::Docker { .. }
+                    | OutputSpec::Image { push: true, .. }
+            )
+        })
+}
+
+/// The warning a build asking for attestations that no output carries
+/// gets (before it starts, so that it is listed with the others).
+pub(crate) const ATTESTATIONS_NOT_CARRIED: &str = "attestations are not kept in rbuild's image store: export them with -o type=oci|docker or --push";
+
 /// The predicates the request's attestations ask for, when an output
 /// carries them (an `oci` or `docker` archive, a push); `None` when none
-/// is asked or none would carry them (then a warning says so: rbuild's
-/// store keeps single-platform manifests, not indexes, for now).
+/// is asked or none would carry them (the build warned of that before it
+/// started: rbuild's store keeps single-platform manifests, not indexes,
+/// for now).
 fn attestation_predicates(
     store: &Store,
     request: &BuildRequest,
     image: &Image,
     names: &[ImageRef],
     capture: &Capture,
-    push: bool,
-    events: &dyn BuildEvents,
 ) -> Result<Option<Vec<Predicate>>, BuildError> {
     if request.attestations.is_empty() {
         return Ok(None);
     }
-    let carried = push
-        || request
-            .outputs
-            .iter()
-            .any(|o| matches!(o, OutputSpec::Oci { .. } | OutputSpec::Docker { .. }));
-    if !carried {
-        events.event(&Event::Warning {
-            message: "attestations are not kept in rbuild's image store: export them with -o type=oci|docker or --push",
-            line: None,
-        });
+    if !attestations_carried(request) {
         return Ok(None);
     }
     let created = request

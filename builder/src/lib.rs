@@ -107,6 +107,12 @@ pub fn build_shared(
     gate: &StepGate,
 ) -> Result<BuildResult, BuildError> {
     check_request(request)?;
+    if !request.attestations.is_empty() && !export::attestations_carried(request) {
+        options.events.event(&Event::Warning {
+            message: export::ATTESTATIONS_NOT_CARRIED,
+            line: None,
+        });
+    }
     let solved = solve::run(store, request, options, gate)?;
     let exported = export::export_all(
         store,

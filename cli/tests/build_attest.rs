@@ -301,6 +301,25 @@ fn bad_attestation_values_name_the_flag_and_tag_nothing() {
     }
     let images = rb.ok(&["images", "--format", "json"]);
     assert!(!images.contains("never"), "{images}");
+    // Asked for with no output to carry them: built, and said so.
+    let r = rb.run(&[
+        "build",
+        "--progress",
+        "plain",
+        "--secret",
+        &format!("id=token,src={}", s(&rb.path("token"))),
+        "-t",
+        "store:only",
+        "--sbom",
+        s(&ctx),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("attestations are not kept in rbuild's image store"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
