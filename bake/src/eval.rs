@@ -945,6 +945,7 @@ fn set_field(t: &mut Target, key: &str, v: &Value) -> Result<(), String> {
         "network" => t.network = string(v).map_err(ctx)?,
         "no-cache-filter" => t.no_cache_filter = strings(v).map_err(ctx)?,
         "annotations" => t.annotations = strings(v).map_err(ctx)?,
+        "attest" => t.attest = strings(v).map_err(ctx)?,
         k if UNSUPPORTED_KEYS.contains(&k) => {
             if !v.is_null() {
                 t.unsupported.insert(k.to_string(), to_json(v));

@@ -76,8 +76,10 @@ pub struct Target {
     pub no_cache_filter: Option<Vec<String>>,
     /// `annotations`: `[TYPE:]KEY=VALUE` strings, as `--annotation` takes.
     pub annotations: Option<Vec<String>>,
-    /// Keys buildx knows that rbuild cannot build with yet (`attest`,
-    /// `attest`, `shm-size`, `ulimits`, `call`, `entitlements`,
+    /// `attest`: `type=provenance|sbom,…` strings, as `--attest` takes.
+    pub attest: Option<Vec<String>>,
+    /// Keys buildx knows that rbuild cannot build with yet
+    /// (`shm-size`, `ulimits`, `call`, `entitlements`,
     /// `extra-hosts`), as written; a target using one is refused at build
     /// time, and `--print` shows them.
     pub unsupported: BTreeMap<String, serde_json::Value>,
@@ -86,14 +88,8 @@ pub struct Target {
 }
 
 /// The keys of a target block that rbuild knows but cannot build with yet.
-pub const UNSUPPORTED_KEYS: &[&str] = &[
-    "attest",
-    "shm-size",
-    "ulimits",
-    "call",
-    "entitlements",
-    "extra-hosts",
-];
+pub const UNSUPPORTED_KEYS: &[&str] =
+    &["shm-size", "ulimits", "call", "entitlements", "extra-hosts"];
 
 fn merge_list(into: &mut Option<Vec<String>>, from: &Option<Vec<String>>) {
     if let Some(from) = from {
@@ -139,6 +135,7 @@ impl Target {
         set(&mut self.network, &other.network);
         merge_list(&mut self.no_cache_filter, &other.no_cache_filter);
         merge_list(&mut self.annotations, &other.annotations);
+        merge_list(&mut self.attest, &other.attest);
         set(&mut self.description, &other.description);
         self.unsupported.extend(
             other
@@ -207,6 +204,7 @@ impl Target {
             "ssh" => list(&mut self.ssh),
             "no-cache-filter" => list(&mut self.no_cache_filter),
             "annotations" => list(&mut self.annotations),
+            "attest" => list(&mut self.attest),
             "no-cache" => self.no_cache = Some(boolean("no-cache")?),
             "pull" => self.pull = Some(boolean("pull")?),
             "push" => {
@@ -259,6 +257,7 @@ impl Target {
             &mut self.ssh,
             &mut self.no_cache_filter,
             &mut self.annotations,
+            &mut self.attest,
         ]
         .into_iter()
         .flatten()
@@ -320,7 +319,7 @@ struct PrintTarget<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     annotations: Option<&'a Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    attest: Option<&'a serde_json::Value>,
+    attest: Option<&'a Vec<String>>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     labels: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -398,7 +397,7 @@ impl Target {
             dockerfile_inline: self.dockerfile_inline.as_ref().map(esc),
             args: esc_map(&self.args),
             annotations: self.annotations.as_ref(),
-            attest: extra("attest"),
+            attest: self.attest.as_ref(),
             labels: esc_map(&self.labels),
             tags: self.tags.as_ref(),
             cache_from: objects(&self.cache_from, "registry", "ref"),

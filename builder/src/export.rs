@@ -18,13 +18,14 @@ use rbuild_oci::Platform;
 use rbuild_oci::reference::ImageRef;
 use rbuild_registry as registry;
 use rbuild_registry::{Client, PushEvent, PushProgress};
-use rbuild_store::archive::{self, ArchiveFormat, ManifestDescription};
+use rbuild_store::archive::{self, ArchiveFormat, ManifestDescription, RootIndex};
 use rbuild_store::layer::{self, PackOptions};
 use rbuild_store::layout::MEDIA_TYPE_MANIFEST;
 use rbuild_store::variants::ManifestFormat;
 use rbuild_store::{Image, Store};
 use serde_json::json;
 
+use crate::attest::{self, Capture, Predicate, Subject};
 use crate::error::{BuildError, HostError};
 use crate::events::{BuildEvents, Event};
 use crate::request::BuildRequest;
@@ -74,6 +75,7 @@ pub(crate) fn export_all(
     client: &Client,
     events: &dyn BuildEvents,
     host: &dyn ExportHost,
+    capture: &Capture,
 ) -> Result<Exported, BuildError> {
     // Tagged whatever the outputs: the image is in the store already and
     // `-t` names it there (docker applies -t to its image exporter).
@@ -88,6 +90,16 @@ pub(crate) fn export_all(
     let mut seen = std::collections::HashSet::new();
     names.retain(|n| seen.insert(n.to_string()));
     let platform = request.plan.platform.clone().unwrap_or_else(Platform::host);
+    let push = request.push
+        || request
+            .outputs
+            .iter()
+            .any(|o| matches!(o, OutputSpec::Image { push: true, .. }));
+    let predicates = attestation_predicates(store, request, image, &names, capture)?;
+    let attested = predicates.as_deref().map(|p| Attested {
+        predicates: p,
+        names: &names,
+    });
     let mut manifest = None;
     for out in &request.outputs {
         if let Some(m) = export_output(
@@ -98,6 +110,7 @@ pub(crate) fn export_all(
             host,
             &request.annotations,
             &platform,
+            attested.as_ref(),
         )? {
             manifest = Some(m);
         }
@@ -120,30 +133,36 @@ pub(crate) fn export_all(
             host,
             &request.annotations,
             &platform,
+            None,
         )?;
     }
     // `-o type=image,push=true` pushes like `--push`: to every name the
     // image exporter got (buildx hands it the `-t` tags as names too).
-    let push = request.push
-        || request
-            .outputs
-            .iter()
-            .any(|o| matches!(o, OutputSpec::Image { push: true, .. }));
     if push {
         if names.is_empty() {
             return Err(BuildError::PushNeedsName);
         }
         let format = image_output.unwrap_or_default();
-        let (manifest_format, _) = manifest_format(&format, false, &request.annotations, &platform);
+        let (mut manifest_format, _) =
+            manifest_format(&format, false, &request.annotations, &platform);
         for name in &names {
-            manifest = Some(push_image(
-                store,
-                client,
-                image,
-                name,
-                &manifest_format,
-                events,
-            )?);
+            manifest = Some(match &attested {
+                Some(a) => {
+                    // BuildKit turns OCI media types on for attestations.
+                    manifest_format.oci_media_types = true;
+                    push_attested(
+                        store,
+                        client,
+                        image,
+                        name,
+                        &manifest_format,
+                        a,
+                        &platform,
+                        events,
+                    )?
+                }
+                None => push_image(store, client, image, name, &manifest_format, events)?,
+            });
         }
     }
     Ok(Exported { names, manifest })
@@ -195,12 +214,23 @@ pub fn export(
     names: &[ImageRef],
     host: &dyn ExportHost,
 ) -> Result<(), BuildError> {
-    export_output(store, image, output, names, host, &[], &Platform::host()).map(drop)
+    export_output(
+        store,
+        image,
+        output,
+        names,
+        host,
+        &[],
+        &Platform::host(),
+        None,
+    )
+    .map(drop)
 }
 
 /// [`export`] with `--annotation`s for the image of `platform`; returns
-/// the manifest an archive holds, or the one `type=image` named when it
-/// is not the stored one.
+/// the manifest an archive holds (its index when `attested`), or the one
+/// `type=image` named when it is not the stored one.
+#[allow(clippy::too_many_arguments)]
 fn export_output(
     store: &Store,
     image: &Image,
@@ -209,6 +239,7 @@ fn export_output(
     host: &dyn ExportHost,
     annotations: &[Annotation],
     platform: &Platform,
+    attested: Option<&Attested<'_>>,
 ) -> Result<Option<ExportedManifest>, BuildError> {
     let _lease = store.lease(image)?;
     match output {
@@ -237,31 +268,27 @@ fn export_output(
                 media_type: media_type.to_string(),
             }))
         }
-        OutputSpec::Oci { dest, format } => {
-            let (f, descriptor) = manifest_format(format, true, annotations, platform);
+        OutputSpec::Oci { dest, format } | OutputSpec::Docker { dest, format } => {
+            let oci = matches!(output, OutputSpec::Oci { .. });
+            let (mut f, descriptor) = manifest_format(format, oci, annotations, platform);
+            if attested.is_some() {
+                // BuildKit turns OCI media types on for attestations.
+                f.oci_media_types = true;
+            }
             write_image_archive(
                 store,
                 image,
                 names,
-                ArchiveFormat::Oci,
+                if oci {
+                    ArchiveFormat::Oci
+                } else {
+                    ArchiveFormat::Docker
+                },
                 dest,
                 host,
                 &f,
                 descriptor,
-            )
-            .map(Some)
-        }
-        OutputSpec::Docker { dest, format } => {
-            let (f, descriptor) = manifest_format(format, false, annotations, platform);
-            write_image_archive(
-                store,
-                image,
-                names,
-                ArchiveFormat::Docker,
-                dest,
-                host,
-                &f,
-                descriptor,
+                attested.map(|a| (a, platform)),
             )
             .map(Some)
         }
@@ -301,8 +328,13 @@ fn write_image_archive(
     host: &dyn ExportHost,
     manifest: &ManifestFormat,
     descriptor: BTreeMap<String, String>,
+    attested: Option<(&Attested<'_>, &Platform)>,
 ) -> Result<ExportedManifest, BuildError> {
     let (converted, _lease, media_type) = store.convert_image(image, manifest)?;
+    let root_index = match attested {
+        Some((a, platform)) => Some(a.index(store, &converted, media_type, platform)?),
+        None => None,
+    };
     let selected: Vec<(Image, Option<ImageRef>)> = if names.is_empty() {
         vec![(converted.clone(), None)]
     } else {
@@ -315,6 +347,7 @@ fn write_image_archive(
         media_type: Some(media_type.to_string()),
         annotations: descriptor,
         index: None,
+        root_index: root_index.clone(),
     };
     let mut out = host.open(dest).map_err(BuildError::Host)?;
     archive::write_archive_described(store, &selected, format, &mut out, &description).map_err(
@@ -324,10 +357,177 @@ fn write_image_archive(
         },
     )?;
     out.finish().map_err(BuildError::Host)?;
+    Ok(match root_index {
+        Some(r) => ExportedManifest {
+            digest: r.digest,
+            size: r.size,
+            media_type: r.media_type,
+        },
+        None => ExportedManifest {
+            digest: converted.manifest_digest,
+            size: converted.manifest_size,
+            media_type: media_type.to_string(),
+        },
+    })
+}
+
+/// The attestations an image output carries: the predicates (made once
+/// per build) and the image's names (the statements' subjects).
+struct Attested<'a> {
+    predicates: &'a [Predicate],
+    names: &'a [ImageRef],
+}
+
+impl Attested<'_> {
+    /// Writes to the store the attestation manifest about `converted`
+    /// (an output's form of the image) and the index listing both.
+    fn build(
+        &self,
+        store: &Store,
+        converted: &Image,
+        media_type: &str,
+        platform: &Platform,
+    ) -> Result<(attest::AttestationManifests, attest::IndexBlob), BuildError> {
+        let subject = Subject {
+            digest: converted.manifest_digest,
+            size: converted.manifest_size,
+            media_type: media_type.to_string(),
+            platform: platform.clone(),
+        };
+        let att = attest::layout::attestation_manifests(
+            store,
+            &[(subject.clone(), self.predicates.to_vec())],
+            self.names,
+        )?;
+        let index = attest::layout::image_index(store, &[subject], &att, BTreeMap::new())?;
+        Ok((att, index))
+    }
+
+    /// [`build`](Self::build) as an archive's root.
+    fn index(
+        &self,
+        store: &Store,
+        converted: &Image,
+        media_type: &str,
+        platform: &Platform,
+    ) -> Result<RootIndex, BuildError> {
+        let (att, index) = self.build(store, converted, media_type, platform)?;
+        let mut extra_blobs = att.blobs;
+        extra_blobs.extend(att.manifests);
+        Ok(RootIndex {
+            digest: index.digest,
+            size: index.size,
+            media_type: attest::layout::INDEX_MEDIA_TYPE.to_string(),
+            extra_blobs,
+        })
+    }
+}
+
+/// True when an output of `request` carries attestations: an `oci` or
+/// `docker` archive, or a push.
+pub(crate) fn attestations_carried(request: &BuildRequest) -> bool {
+    request.push
+        || request.outputs.iter().any(|o| {
+            matches!(
+                o,
+                OutputSpec::Oci { .. }
+                    | OutputSpec::Docker { .. }
+                    | OutputSpec::Image { push: true, .. }
+            )
+        })
+}
+
+/// The warning a build asking for attestations that no output carries
+/// gets (before it starts, so that it is listed with the others).
+pub(crate) const ATTESTATIONS_NOT_CARRIED: &str = "attestations are not kept in rbuild's image store: export them with -o type=oci|docker or --push";
+
+/// The predicates the request's attestations ask for, when an output
+/// carries them (an `oci` or `docker` archive, a push); `None` when none
+/// is asked or none would carry them (the build warned of that before it
+/// started: rbuild's store keeps single-platform manifests, not indexes,
+/// for now).
+fn attestation_predicates(
+    store: &Store,
+    request: &BuildRequest,
+    image: &Image,
+    names: &[ImageRef],
+    capture: &Capture,
+) -> Result<Option<Vec<Predicate>>, BuildError> {
+    if request.attestations.is_empty() {
+        return Ok(None);
+    }
+    if !attestations_carried(request) {
+        return Ok(None);
+    }
+    let created = request
+        .source_date_epoch
+        .map(rbuild_oci::time::rfc3339)
+        .unwrap_or_else(|| capture.finished.clone());
+    attest::predicates(
+        store,
+        image,
+        &request.attestations,
+        capture,
+        &attest::subject_name(names, image),
+        &created,
+    )
+    .map(Some)
+}
+
+/// [`push_image`] of an attested image: the image (converted as `format`
+/// says), its attestation manifest and the index naming both, the index
+/// under `target`; `target` then names the pushed image manifest in the
+/// store (which holds no indexes yet).
+#[allow(clippy::too_many_arguments)]
+fn push_attested(
+    store: &Store,
+    client: &Client,
+    image: &Image,
+    target: &ImageRef,
+    format: &ManifestFormat,
+    attested: &Attested<'_>,
+    platform: &Platform,
+    events: &dyn BuildEvents,
+) -> Result<ExportedManifest, BuildError> {
+    let (mut converted, _lease, media_type) = store.convert_image(image, format)?;
+    let (att, index) = attested.build(store, &converted, media_type, platform)?;
+    converted.tags = image.tags.clone();
+    events.event(&Event::PushStarted {
+        reference: target,
+        config: &image.id,
+    });
+    let manifests: Vec<(rbuild_oci::Digest, &str)> = att
+        .manifests
+        .iter()
+        .map(|d| (*d, MEDIA_TYPE_MANIFEST))
+        .collect();
+    let push_err = |source| BuildError::Push {
+        reference: Box::new(target.clone()),
+        source,
+    };
+    let outcome = registry::push_attested_index(
+        store,
+        client,
+        &converted,
+        target,
+        &att.blobs,
+        &manifests,
+        (&index.digest, attest::layout::INDEX_MEDIA_TYPE),
+        &PushEvents(events),
+    )
+    .map_err(push_err)?;
+    store
+        .tag_converted(image, &converted, media_type, target)
+        .map_err(|source| push_err(source.into()))?;
+    events.event(&Event::Pushed {
+        reference: target,
+        digest: &outcome.digest,
+        size: outcome.size,
+    });
     Ok(ExportedManifest {
-        digest: converted.manifest_digest,
-        size: converted.manifest_size,
-        media_type: media_type.to_string(),
+        digest: outcome.digest,
+        size: outcome.size,
+        media_type: attest::layout::INDEX_MEDIA_TYPE.to_string(),
     })
 }
 

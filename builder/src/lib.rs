@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod attest;
 mod cache;
 pub mod emulation;
 pub mod error;
@@ -111,7 +112,16 @@ pub fn build_shared(
     check_request(request)?;
     multiplatform::check_emulators(request)?;
     if request.platforms.len() > 1 {
+        if !request.attestations.is_empty() {
+            return Err(BuildError::MultiPlatformAttestations);
+        }
         return multiplatform::build(store, request, options, gate);
+    }
+    if !request.attestations.is_empty() && !export::attestations_carried(request) {
+        options.events.event(&Event::Warning {
+            message: export::ATTESTATIONS_NOT_CARRIED,
+            line: None,
+        });
     }
     let solved = solve::run(store, request, options, gate)?;
     let exported = export::export_all(
@@ -121,6 +131,7 @@ pub fn build_shared(
         &solved.client,
         options.events,
         options.host,
+        &solved.capture,
     )?;
     Ok(BuildResult {
         image: solved.image,

@@ -306,6 +306,7 @@ fn export_index(
             media_type: None,
             annotations: BTreeMap::new(),
             index: Some(converted.index.clone()),
+            root_index: None,
         };
         let mut stream = options.host.open(dest).map_err(BuildError::Host)?;
         archive::write_archive_described(store, &selected, kind, &mut stream, &description)

@@ -68,6 +68,12 @@ pub struct BuildRequest {
     /// `--annotation`s: for every image output (image, registry, oci,
     /// docker), beside each output's own `annotation.KEY=` attributes.
     pub annotations: Vec<Annotation>,
+    /// `--provenance`, `--sbom`, `--attest`: attached to the image in
+    /// archives and pushes.
+    pub attestations: crate::attest::Attestations,
+    /// The context as provenance names it when it is not a local
+    /// directory (the git or tarball URL given); `None` for a directory.
+    pub attestation_context: Option<String>,
 }
 
 /// Build inputs besides the main context.

@@ -44,6 +44,8 @@ pub(crate) struct Solved {
     /// The client the build used (FROM pulls, registry caches), with its
     /// tokens and credentials, for pushes.
     pub client: Arc<Client>,
+    /// What provenance attestations record about this build.
+    pub capture: crate::attest::Capture,
 }
 
 /// Plans and solves the build, writes the image and the cache exports,
@@ -332,6 +334,7 @@ pub(crate) fn run(
         },
         plan.target.index(),
     );
+    let capture = capture_provenance(request, &plan, &solved.steps, &worker, &started_at);
     drop(worker);
     context.save()?;
     for (_, _, fs) in &named_fs {
@@ -424,6 +427,7 @@ pub(crate) fn run(
         image,
         report,
         client,
+        capture,
     })
 }
 
@@ -645,4 +649,101 @@ impl SolveEvents<Op> for Events<'_> {
             }),
         }
     }
+}
+
+/// What provenance records about a solved build: its materials (the base
+/// images and git sources the steps it needed read, git by the commit its
+/// ref resolved to), the frontend options, and the secret and ssh ids RUN
+/// steps mounted (never their values).
+fn capture_provenance(
+    request: &BuildRequest,
+    plan: &rbuild_solver::plan::Plan,
+    steps: &[StepRecord],
+    worker: &BuildWorker<'_>,
+    started: &str,
+) -> crate::attest::Capture {
+    use crate::attest::provenance::ImageMaterial;
+    use rbuild_solver::op::ExecMountKind;
+    let commits = worker.git_commits();
+    let mut capture = crate::attest::Capture {
+        // BuildKit's `filename`: relative to the context (a Dockerfile
+        // outside it by its name only: never a host path).
+        dockerfile: {
+            let d = dockerfile_in_context(&request.context, &request.dockerfile);
+            match Path::new(&d).file_name() {
+                Some(n) if Path::new(&d).is_absolute() => n.to_string_lossy().into_owned(),
+                _ => d,
+            }
+        },
+        build_args: request.plan.build_args.clone(),
+        labels: request.plan.labels.clone(),
+        target: request.plan.target.clone(),
+        platform: request.plan.platform.clone(),
+        started: started.to_string(),
+        finished: rfc3339(now_secs()),
+        invocation_id: build_invocation_id(request, started),
+        context_url: request.attestation_context.clone(),
+        ..Default::default()
+    };
+    if !request.inputs.fetched_context {
+        capture.locals.push("context".to_string());
+    }
+    if request.dockerfile.path.is_some() {
+        capture.locals.push("dockerfile".to_string());
+    }
+    for record in steps {
+        match plan.graph.op(record.id) {
+            Op::Image(img) => capture.images.push(ImageMaterial {
+                reference: img.reference.clone(),
+                digest: img.digest,
+                platform: img.platform.clone(),
+            }),
+            Op::Git(g) => {
+                let commit = g.checksum.clone().or_else(|| {
+                    commits
+                        .get(&(g.remote.clone(), g.reference.clone()))
+                        .cloned()
+                });
+                if let Some(c) = commit {
+                    capture.git.push((g.remote.clone(), c.to_ascii_lowercase()));
+                }
+            }
+            Op::Local(l) => capture.locals.push(l.name.clone()),
+            Op::Exec(e) => {
+                if e.network != rbuild_solver::op::ExecNetwork::None {
+                    capture.network = true;
+                }
+                for m in &e.mounts {
+                    match &m.kind {
+                        ExecMountKind::Secret { id, required, .. } => {
+                            capture.secrets.insert(id.clone(), !required);
+                        }
+                        ExecMountKind::Ssh { id, required, .. } => {
+                            capture.ssh.insert(id.clone(), !required);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    capture.locals.sort();
+    capture.locals.dedup();
+    capture
+}
+
+/// An id for this build's invocation: unique per build (the start time
+/// and process), not a secret.
+fn build_invocation_id(request: &BuildRequest, started: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let seed = format!(
+        "{started}\0{}\0{}\0{nanos}",
+        std::process::id(),
+        request.context.display()
+    );
+    rbuild_oci::Digest::of(seed.as_bytes()).hex()[..26].to_string()
 }

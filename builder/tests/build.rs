@@ -132,6 +132,8 @@ impl Fixture {
             source_date_epoch: None,
             inputs: Default::default(),
             annotations: vec![],
+            attestations: Default::default(),
+            attestation_context: None,
         }
     }
 

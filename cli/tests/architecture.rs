@@ -15,6 +15,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("rbuild-sandbox", &[]),
     ("rbuild-testkit", &[]),
     ("rbuild-template", &[]),
+    // The SBOM scanner reads a root filesystem: no rbuild crate.
+    ("rbuild-sbom", &[]),
     // Bake files → targets: plain data, no store; oci for the clock.
     ("rbuild-bake", &["rbuild-oci"]),
     ("rbuild-lint", &["rbuild-parser"]),
@@ -47,6 +49,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "rbuild-sandbox",
             "rbuild-context",
             "rbuild-worker",
+            "rbuild-sbom",
         ],
     ),
 ];

@@ -273,3 +273,63 @@ pub fn push_index(
         uploaded,
     })
 }
+
+/// Pushes an image index whose first manifest is `image` (already in its
+/// pushed form: [`Store::convert_image`]'s) and whose other manifests
+/// (`extra_manifests`, e.g. BuildKit-style attestation manifests) reach
+/// `extra_blobs`: the image's blobs and manifest by digest, then the
+/// extra blobs and manifests by digest, then the index (`index`, stored
+/// in `store`) under `target`'s tag. The outcome names the index.
+#[allow(clippy::too_many_arguments)]
+pub fn push_attested_index(
+    store: &Store,
+    client: &Client,
+    image: &Image,
+    target: &ImageRef,
+    extra_blobs: &[Digest],
+    extra_manifests: &[(Digest, &str)],
+    index: (&Digest, &str),
+    progress: &dyn PushProgress,
+) -> Result<PushOutcome, RegistryError> {
+    let repo = Repository::of(target);
+    let by_digest = ImageRef::parse(&format!(
+        "{}@{}",
+        target.repository(),
+        image.manifest_digest
+    ))
+    .expect("a repository and a digest make a reference");
+    let pushed = push(store, client, image, &by_digest, progress)?;
+    let mut uploaded = pushed.uploaded;
+    for digest in extra_blobs {
+        let mut file = store.open_blob_verified(digest)?;
+        let size = file.size();
+        progress.event(PushEvent::Preparing { digest, size });
+        let result = client.push_blob(&repo, digest, size, &mut file, None);
+        if let Some(source) = file.corrupt_error() {
+            return Err(source.into());
+        }
+        let result = result?;
+        if result == BlobPush::Uploaded {
+            uploaded += 1;
+        }
+        progress.event(PushEvent::Done {
+            digest,
+            result: &result,
+        });
+    }
+    for (digest, media_type) in extra_manifests {
+        let bytes = store.read_blob(digest)?;
+        client.put_manifest(&repo, &digest.to_string(), media_type, &bytes)?;
+    }
+    let bytes = store.read_blob(index.0)?;
+    let reference = target
+        .tag()
+        .unwrap_or(rbuild_oci::reference::DEFAULT_TAG)
+        .to_string();
+    let digest = client.put_manifest(&repo, &reference, index.1, &bytes)?;
+    Ok(PushOutcome {
+        digest,
+        size: bytes.len() as u64,
+        uploaded,
+    })
+}

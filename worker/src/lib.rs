@@ -505,6 +505,12 @@ impl<'a> BuildWorker<'a> {
         Ok(())
     }
 
+    /// The commits git sources' refs resolved to in this build, by
+    /// (remote, ref): what provenance lists as git materials.
+    pub fn git_commits(&self) -> BTreeMap<(String, String), String> {
+        self.git_commits.lock().expect("git lock").clone()
+    }
+
     /// Where executing `step` spent its time inside the worker (`unpack`,
     /// `mounts`, `sandbox`, `process`, `pack`, `commit`, `snapshot`), in
     /// the order the stretches ended; empty for steps it did not execute.

@@ -455,6 +455,13 @@ fn request_for(
     for a in t.annotations.iter().flatten() {
         annotations.extend(parse_annotation(a).map_err(|e| anyhow::anyhow!("annotations: {e}"))?);
     }
+    let mut attestations = rbuild_builder::attest::Attestations::default();
+    for a in t.attest.iter().flatten() {
+        attestations.apply(
+            rbuild_builder::attest::spec::parse_attest(a)
+                .map_err(|e| anyhow::anyhow!("attest: {e}"))?,
+        );
+    }
     let network = match t.network.as_deref() {
         None | Some("default") => NetworkFlag::Default,
         Some("host") => NetworkFlag::Host,
@@ -504,6 +511,8 @@ fn request_for(
         source_date_epoch,
         inputs,
         annotations,
+        attestations,
+        attestation_context: None,
     })
 }
 

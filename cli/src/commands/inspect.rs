@@ -31,6 +31,13 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for name in &args.images {
         match store.resolve_for(name.as_str(), args.platform.as_ref()) {
+            // `{{json .SBOM}}`: the image's SBOM, scanned only when asked.
+            Ok(image) if args.format.as_deref().is_some_and(|f| f.contains(".SBOM")) => {
+                let mut v = inspect_json(&image);
+                let doc = super::sbom::document(&store, &image, name)?;
+                v["SBOM"] = serde_json::to_value(&doc)?;
+                results.push(v);
+            }
             Ok(image) => results.push(inspect_json(&image)),
             Err(e) => {
                 eprintln!("error: {e}");

@@ -23,6 +23,7 @@ pub mod push;
 mod rmi;
 mod run;
 mod save;
+mod sbom;
 mod size;
 mod system;
 mod table;
@@ -65,6 +66,8 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Show the history of an image
     History(history::Args),
+    /// Show the software bill of materials (SPDX 2.3) of an image
+    Sbom(sbom::Args),
     /// Give an image another name
     Tag(tag::Args),
     /// Remove images
@@ -234,6 +237,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::run(root, a),
         Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => inspect::run(root, a),
         Command::History(a) | Command::Image(ImageCommand::History(a)) => history::run(root, a),
+        Command::Sbom(a) => sbom::run(root, a),
         Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => tag::run(root, a),
         Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => rmi::run(root, a),
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => save::run(root, a),

@@ -50,6 +50,22 @@ pub struct ManifestDescription {
     /// each manifest; a docker-archive's `manifest.json` lists only the
     /// first image (what `docker load` can hold under one name).
     pub index: Option<crate::ImageIndex>,
+    /// An image index (in the store) that `index.json` names instead of
+    /// the manifest, as BuildKit's exporters write an attested image; its
+    /// other manifests' blobs are `extra_blobs`.
+    pub root_index: Option<RootIndex>,
+}
+
+/// An image index an archive's `index.json` points at (see
+/// [`ManifestDescription::root_index`]).
+#[derive(Debug, Clone)]
+pub struct RootIndex {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+    /// Blobs the index reaches besides the image's (written once each,
+    /// after the image's, then the index itself).
+    pub extra_blobs: Vec<Digest>,
 }
 
 /// [`write_archive`] with the manifest descriptors' media type and
@@ -78,9 +94,12 @@ pub fn write_archive_described(
     let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for (n, (image, tag)) in images.iter().enumerate() {
         let in_index = description.index.is_some();
+        let root = description.root_index.as_ref();
         let blobs = std::iter::once(image.id)
             .chain(image.layers.iter().map(|l| l.digest))
-            .chain(std::iter::once(image.manifest_digest));
+            .chain(std::iter::once(image.manifest_digest))
+            .chain(root.into_iter().flat_map(|r| r.extra_blobs.iter().copied()))
+            .chain(root.map(|r| r.digest));
         for d in blobs {
             if written.insert(d) {
                 let path = store.blob_path(&d);
@@ -100,15 +119,24 @@ pub fn write_archive_described(
                 appended.map_err(|source| ArchiveError::ArchiveBlob { path, source })?;
             }
         }
-        let mut desc = Descriptor {
-            media_type: description
-                .media_type
-                .clone()
-                .unwrap_or_else(|| MEDIA_TYPE_MANIFEST.to_string()),
-            digest: image.manifest_digest.to_string(),
-            size: image.manifest_size,
-            annotations: description.annotations.clone(),
-            platform: None,
+        let mut desc = match root {
+            Some(r) => Descriptor {
+                media_type: r.media_type.clone(),
+                digest: r.digest.to_string(),
+                size: r.size,
+                annotations: description.annotations.clone(),
+                platform: None,
+            },
+            None => Descriptor {
+                media_type: description
+                    .media_type
+                    .clone()
+                    .unwrap_or_else(|| MEDIA_TYPE_MANIFEST.to_string()),
+                digest: image.manifest_digest.to_string(),
+                size: image.manifest_size,
+                annotations: description.annotations.clone(),
+                platform: None,
+            },
         };
         if in_index && n > 0 {
             continue;

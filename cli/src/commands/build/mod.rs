@@ -142,6 +142,18 @@ pub struct BuildArgs {
     /// TYPE manifest (default) or manifest-descriptor; repeatable
     #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE", value_parser = parse_annotation_arg)]
     pub annotations: Vec<AnnotationArg>,
+    /// Attestation parameters: type=provenance[,mode=min|max][,version=v0.2|v1]
+    /// | type=sbom [,disabled=true]; attached to oci/docker archives and pushes;
+    /// repeatable
+    #[arg(long = "attest", value_name = "SPEC", value_parser = rbuild_builder::attest::spec::parse_attest)]
+    pub attest: Vec<rbuild_builder::attest::Attest>,
+    /// Shorthand for --attest=type=provenance (true, false or its attributes:
+    /// mode=min|max, version=v1, …)
+    #[arg(long, value_name = "VALUE", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = rbuild_builder::attest::spec::parse_provenance)]
+    pub provenance: Option<rbuild_builder::attest::Attest>,
+    /// Shorthand for --attest=type=sbom (true or false)
+    #[arg(long, value_name = "VALUE", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = rbuild_builder::attest::spec::parse_sbom)]
+    pub sbom: Option<rbuild_builder::attest::Attest>,
     /// The build context: a directory, a git or tarball URL, or `-` (a tar
     /// of the context, or a Dockerfile alone, on stdin)
     #[arg(value_name = "PATH|URL|-")]
@@ -154,6 +166,18 @@ pub struct PlatformList(pub Vec<Platform>);
 
 fn platform_list(s: &str) -> Result<PlatformList, rbuild_builder::spec::parse::SpecError> {
     parse_platforms(s).map(PlatformList)
+}
+
+impl BuildArgs {
+    /// `--attest`, then `--provenance` and `--sbom` (which win, as in
+    /// buildx), one attestation of each type.
+    pub fn attestations(&self) -> rbuild_builder::attest::Attestations {
+        let mut out = rbuild_builder::attest::Attestations::default();
+        for a in self.attest.iter().chain(&self.provenance).chain(&self.sbom) {
+            out.apply(a.clone());
+        }
+        out
+    }
 }
 
 /// One `--annotation`: one annotation per type and platform it names.
@@ -300,6 +324,8 @@ impl Invocation {
                 source_date_epoch,
                 inputs: inputs::build_inputs(args)?,
                 annotations: args.annotations.iter().flat_map(|a| a.0.clone()).collect(),
+                attestations: args.attestations(),
+                attestation_context: None,
             },
             quiet: args.quiet,
             progress,
@@ -330,6 +356,7 @@ fn validate_context(path: &Path) -> anyhow::Result<PathBuf> {
 /// Runs `rbuild build`.
 pub fn run(root: &Path, mut args: BuildArgs) -> anyhow::Result<ExitCode> {
     // A URL or `-` becomes a temporary directory first.
+    let given_context = args.context.to_string_lossy().into_owned();
     let prepared = inputs::prepare_context(&mut args)?;
     let mut invocation = Invocation::from_args(
         &args,
@@ -337,6 +364,9 @@ pub fn run(root: &Path, mut args: BuildArgs) -> anyhow::Result<ExitCode> {
         std::io::stderr().is_terminal(),
     )?;
     invocation.request.inputs.fetched_context = prepared.is_some();
+    if prepared.is_some() && given_context != "-" {
+        invocation.request.attestation_context = Some(given_context);
+    }
     let input = match prepared.as_ref().and_then(|p| p.dockerfile.clone()) {
         Some(bytes) => DockerfileInput {
             bytes,
