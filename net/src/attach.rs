@@ -49,6 +49,8 @@ pub struct PublishedPort {
 #[derive(Debug)]
 pub struct NetAttachment {
     endpoint: Endpoint,
+    /// The namespace's handle (see `host::create_netns`), and its path.
+    netns_fd: Option<std::os::fd::OwnedFd>,
     netns: PathBuf,
     etc: PathBuf,
     ports: Vec<PublishedPort>,
@@ -65,7 +67,9 @@ impl std::fmt::Debug for ForwarderHandle {
 }
 
 impl NetAttachment {
-    /// The network namespace file, for [`rbuild_sandbox::Network::Join`].
+    /// The network namespace, for [`rbuild_sandbox::Network::Join`] or
+    /// `setns`: `/proc/<holder pid>/fd/<n>`, valid while the attachment
+    /// lives (root may open it from any process).
     pub fn netns_path(&self) -> &Path {
         &self.netns
     }
@@ -134,7 +138,7 @@ impl NetAttachment {
             .collect()
     }
 
-    /// Stops the forwarders and removes the veth, the namespace file, the
+    /// Stops the forwarders and removes the veth, the namespace, the
     /// lease and, when this was the network's last container, its bridge
     /// and nftables rules (the table when no bridge is left).
     pub fn detach(mut self) -> Result<(), NetError> {
@@ -220,14 +224,15 @@ pub fn attach(root: &Path, req: &NetRequest) -> Result<NetAttachment, NetError> 
     let before = bridges_in_use(&endpoints);
     rt.write_endpoint(&endpoint)?;
     let mut attachment = NetAttachment {
-        netns: rt.netns_path(&endpoint.container_id),
+        netns_fd: None,
+        netns: PathBuf::new(),
         etc: rt.etc_dir(&endpoint.container_id),
         endpoint,
         ports: Vec::new(),
         forwarders: Vec::new(),
         detached: false,
     };
-    if let Err(e) = set_up(&rt, &attachment, &before) {
+    if let Err(e) = set_up(&rt, &mut attachment, &before) {
         // Undo what was made (drop detaches), reporting the first error.
         drop(lock);
         let _ = attachment.detach_inner();
@@ -333,7 +338,11 @@ fn bridges_in_use(endpoints: &[Endpoint]) -> Vec<(String, Subnet)> {
     out
 }
 
-fn set_up(rt: &Runtime, a: &NetAttachment, before: &[(String, Subnet)]) -> Result<(), NetError> {
+fn set_up(
+    rt: &Runtime,
+    a: &mut NetAttachment,
+    before: &[(String, Subnet)],
+) -> Result<(), NetError> {
     let e = &a.endpoint;
     if !host::link_exists(&e.bridge) {
         host::create_bridge(&e.bridge, e.subnet, e.gateway)?;
@@ -347,7 +356,13 @@ fn set_up(rt: &Runtime, a: &NetAttachment, before: &[(String, Subnet)]) -> Resul
             .map_err(|err| NetError::io("write", &rt.forward_marker(), err))?;
         host::set_ip_forward(true)?;
     }
-    host::create_netns(&a.netns)?;
+    let fd = host::create_netns()?;
+    a.netns = PathBuf::from(format!(
+        "/proc/{}/fd/{}",
+        std::process::id(),
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    ));
+    a.netns_fd = Some(fd);
     host::ip_batch(&format!(
         "link add {veth} type veth peer name eth0 netns {ns}\nlink set {veth} master {br}\nlink set {veth} up\n",
         veth = e.veth,
@@ -418,12 +433,10 @@ fn refresh_hosts(rt: &Runtime, network_id: &str) {
     }
 }
 
-/// Removes one endpoint's veth, namespace file, /etc files and record
-/// (the lease). The first error is returned; the rest is still tried.
+/// Removes one endpoint's veth, /etc files and record (the lease). The first error is returned; the rest is still tried.
 fn teardown(rt: &Runtime, e: &Endpoint) -> Result<(), NetError> {
     let results = [
         host::delete_link(&e.veth),
-        host::remove_netns(&rt.netns_path(&e.container_id)),
         std::fs::remove_dir_all(rt.etc_dir(&e.container_id))
             .or_else(|err| {
                 if err.kind() == std::io::ErrorKind::NotFound {
@@ -477,8 +490,8 @@ fn settle(rt: &Runtime, before: &[(String, Subnet)]) -> Result<(), NetError> {
 pub type SweepReport = Vec<String>;
 
 /// Removes what holders killed before detaching left on the host:
-/// endpoints whose holder is gone (veth, namespace file, lease, /etc
-/// files), namespace files and veths without a record, bridges no
+/// endpoints whose holder is gone (veth if its container still runs,
+/// lease, /etc files), veths without a record, bridges no
 /// endpoint uses, and the nftables table when no bridge is left. Safe
 /// while other containers run: live holders' state is never touched.
 /// Does nothing (and needs nothing) when not root or when rbuild never
@@ -515,17 +528,6 @@ fn sweep_locked(rt: &Runtime) -> SweepReport {
     }
     let live: Vec<Endpoint> = rt.endpoints();
     let known = |id: &str| live.iter().any(|e| e.container_id == id);
-    if let Ok(rd) = std::fs::read_dir(rt.dir.join("netns")) {
-        for f in rd.flatten() {
-            let name = f.file_name().to_string_lossy().into_owned();
-            if !known(&name) && host::remove_netns(&f.path()).is_ok() {
-                report.push(format!(
-                    "removed stale network namespace {}",
-                    f.path().display()
-                ));
-            }
-        }
-    }
     if let Ok(rd) = std::fs::read_dir(rt.dir.join("etc")) {
         for f in rd.flatten() {
             if !known(&f.file_name().to_string_lossy()) {

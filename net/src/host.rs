@@ -56,7 +56,7 @@ pub(crate) fn ip_batch(commands: &str) -> Result<(), NetError> {
     run(c, Some(commands)).map(drop)
 }
 
-/// Runs `ip -batch -` in the network namespace bind-mounted at `netns`:
+/// Runs `ip -batch -` in the network namespace opened at `netns`:
 /// from a short-lived thread that joined it, since a child process starts
 /// in its spawning thread's namespaces (`ip -n` takes names, not paths).
 pub(crate) fn ip_batch_in(netns: &Path, commands: &str) -> Result<(), NetError> {
@@ -80,26 +80,21 @@ pub(crate) fn ip_batch_in(netns: &Path, commands: &str) -> Result<(), NetError> 
     })
 }
 
-/// Makes a new network namespace that outlives this process: a thread
-/// unshares one and bind-mounts it on `path` (as `ip netns add` does).
-pub(crate) fn create_netns(path: &Path) -> Result<(), NetError> {
-    fs_err::File::create(path)
-        .map_err(|e| NetError::io("create network namespace file", path, e))?;
+/// Makes a new network namespace and returns a handle on it: a thread
+/// unshares one and opens `/proc/thread-self/ns/net`. The namespace lives
+/// while this fd is open or a process is in it, and no longer: nothing is
+/// mounted on the host, so a holder killed with its container leaves no
+/// namespace, and with it no veth (a veth goes with its namespace).
+pub(crate) fn create_netns() -> Result<std::os::fd::OwnedFd, NetError> {
+    let path = Path::new("/proc/thread-self/ns/net");
     std::thread::scope(|s| {
         s.spawn(|| {
-            let fail = |step: &'static str| {
-                move |e: nix::Error| NetError::io(step, path, std::io::Error::from(e))
-            };
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(fail("unshare network namespace"))?;
-            nix::mount::mount(
-                Some("/proc/thread-self/ns/net"),
-                path,
-                None::<&str>,
-                nix::mount::MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(fail("bind-mount network namespace"))
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+                NetError::io("unshare network namespace", path, std::io::Error::from(e))
+            })?;
+            std::fs::File::open(path)
+                .map(std::os::fd::OwnedFd::from)
+                .map_err(|e| NetError::io("open network namespace", path, e))
         })
         .join()
         .unwrap_or_else(|_| {
@@ -110,20 +105,6 @@ pub(crate) fn create_netns(path: &Path) -> Result<(), NetError> {
             ))
         })
     })
-}
-
-/// Unmounts and removes a namespace file made by [`create_netns`]; the
-/// namespace itself goes when its last process does. Missing is fine.
-pub(crate) fn remove_netns(path: &Path) -> Result<(), NetError> {
-    match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
-        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
-        Err(e) => return Err(NetError::io("unmount network namespace", path, e.into())),
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(NetError::io("remove network namespace file", path, e)),
-    }
 }
 
 /// Whether a link of this name exists in the host's namespace.

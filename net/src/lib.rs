@@ -4,9 +4,9 @@
 //! # What a container on a bridge gets
 //!
 //! [`attach`] gives a container (identified by the caller's id) its own
-//! network namespace, a persistent one bind-mounted at
-//! `/run/rbuild/net-v1/netns/<id>` that the sandbox joins
-//! ([`rbuild_sandbox::Network::Join`]), with:
+//! network namespace, which the sandbox joins
+//! ([`rbuild_sandbox::Network::Join`]) by the path of the holder's handle
+//! on it (`/proc/<pid>/fd/<n>`), with:
 //!
 //! - `eth0`, one end of a veth pair whose host end (`rbv<id12>`) is
 //!   enslaved to the network's bridge: `rbuild0` for the default `bridge`
@@ -33,8 +33,14 @@
 //!   process holding the [`NetAttachment`] (docker-proxy's role; see
 //!   `proxy.rs` for why not DNAT).
 //!
+//! The namespace is held by an open fd, not bind-mounted on a file (as
+//! `ip netns add` does): it lives exactly as long as the holder or the
+//! container, so a holder killed with its container leaves no namespace
+//! and no veth behind (a veth goes with its namespace), and runs never
+//! change the host's mount table.
+//!
 //! Dropping the attachment (or [`NetAttachment::detach`]) removes the
-//! veth, the namespace file and the lease; with the network's last
+//! veth, the namespace and the lease; with the network's last
 //! container its bridge and nftables rules go, with the last bridge the
 //! table. If the holder is killed first, [`sweep`] (run at every attach
 //! and by `rbuild system check`) finds the endpoint's holder gone and

@@ -1,6 +1,5 @@
 //! Host-wide runtime state, `/run/rbuild/net-v1/`: one record per
-//! attached container (its endpoint), the namespace files, the generated
-//! /etc files, and the default bridge's subnet, all guarded by one file
+//! attached container (its endpoint), the generated /etc files, and the default bridge's subnet, all guarded by one file
 //! lock. Host-wide rather than per store root because what it describes
 //! is: bridges, veths, addresses and the nftables table are shared by
 //! every store on the machine, so IP leases (the endpoint records) must be
@@ -121,10 +120,6 @@ impl Runtime {
         nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
             .map(Lock)
             .map_err(|(_, e)| NetError::io("lock", &p, e.into()))
-    }
-
-    pub fn netns_path(&self, id: &str) -> PathBuf {
-        self.dir.join("netns").join(id)
     }
 
     pub fn etc_dir(&self, id: &str) -> PathBuf {

@@ -186,7 +186,7 @@ fn ls(nets: &Networks, a: LsArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// docker's network JSON.
-fn inspect_json(nets: &Networks, n: &NetworkDef) -> serde_json::Value {
+fn inspect_json(nets: &Networks, n: &NetworkDef) -> NetworkJson {
     use serde_json::json;
     let mut config = Vec::new();
     let subnet = match (n.subnet, n.name.as_str()) {
@@ -221,28 +221,50 @@ fn inspect_json(nets: &Networks, n: &NetworkDef) -> serde_json::Value {
     if let Some(br) = n.bridge() {
         options.insert("com.docker.network.bridge.name".into(), br.into());
     }
-    json!({
-        "Name": n.name,
-        "Id": n.id,
-        "Created": rbuild_oci::time::rfc3339_nanos(n.created.0, n.created.1),
-        "Scope": "local",
-        "Driver": n.driver,
-        "EnableIPv4": true,
-        "EnableIPv6": false,
-        "IPAM": {
-            "Driver": "default",
-            "Options": {},
-            "Config": config,
-        },
-        "Internal": n.internal,
-        "Attachable": false,
-        "Ingress": false,
-        "ConfigFrom": { "Network": "" },
-        "ConfigOnly": false,
-        "Containers": containers,
-        "Options": options,
-        "Labels": n.labels,
-    })
+    NetworkJson {
+        name: n.name.clone(),
+        id: n.id.clone(),
+        created: rbuild_oci::time::rfc3339_nanos(n.created.0, n.created.1),
+        scope: "local",
+        driver: n.driver.clone(),
+        enable_ipv4: true,
+        enable_ipv6: false,
+        ipam: json!({ "Driver": "default", "Options": {}, "Config": config }),
+        internal: n.internal,
+        attachable: false,
+        ingress: false,
+        config_from: json!({ "Network": "" }),
+        config_only: false,
+        containers,
+        options,
+        labels: n.labels.clone(),
+    }
+}
+
+/// docker's network JSON: a struct, not `json!`, for docker's field
+/// order (serde_json's maps sort their keys).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct NetworkJson {
+    name: String,
+    id: String,
+    created: String,
+    scope: &'static str,
+    driver: String,
+    #[serde(rename = "EnableIPv4")]
+    enable_ipv4: bool,
+    #[serde(rename = "EnableIPv6")]
+    enable_ipv6: bool,
+    #[serde(rename = "IPAM")]
+    ipam: serde_json::Value,
+    internal: bool,
+    attachable: bool,
+    ingress: bool,
+    config_from: serde_json::Value,
+    config_only: bool,
+    containers: serde_json::Map<String, serde_json::Value>,
+    options: serde_json::Map<String, serde_json::Value>,
+    labels: BTreeMap<String, String>,
 }
 
 fn inspect(nets: &Networks, a: InspectArgs) -> anyhow::Result<ExitCode> {
@@ -257,7 +279,11 @@ fn inspect(nets: &Networks, a: InspectArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    println!("{}", serde_json::to_string_pretty(&found)?);
+    writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        serde_json::to_string_pretty(&found)?
+    )?;
     Ok(if failed {
         ExitCode::from(1)
     } else {

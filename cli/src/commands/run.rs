@@ -362,10 +362,29 @@ fn attach_network(
         },
         aliases: args.network_alias.clone(),
     };
-    let attachment = rbuild_net::attach(root, &request).map_err(|e| match e.hint() {
-        Some(hint) => anyhow::anyhow!("{e}\nhint: {hint}"),
-        None => anyhow::Error::new(e),
-    })?;
+    let attachment = match rbuild_net::attach(root, &request) {
+        Ok(a) => a,
+        // The default (not asked for, nothing to publish) falls back to
+        // none where the host cannot make bridges (no nft or ip, no
+        // CAP_NET_ADMIN), rather than failing every run.
+        Err(e @ (rbuild_net::NetError::Tool { .. } | rbuild_net::NetError::Command { .. }))
+            if args.network.is_none() && request.ports.is_empty() =>
+        {
+            let why = e.to_string();
+            let why = why.lines().next().unwrap_or_default();
+            eprintln!(
+                "WARNING: bridge networking is unavailable ({why}); running with --network none"
+            );
+            spec.network = Network::None;
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(match e.hint() {
+                Some(hint) => anyhow::anyhow!("{e}\nhint: {hint}"),
+                None => anyhow::Error::new(e),
+            });
+        }
+    };
     spec.hostname = request.hostname;
     spec.network = attachment.sandbox_network();
     spec.mounts.splice(0..0, attachment.sandbox_mounts());
