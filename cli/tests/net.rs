@@ -100,7 +100,7 @@ fn serve(rb: &Rbuild, www: &Path, extra: &[&str]) -> Child {
 
 /// Stops a [`serve`]d container the way `docker stop` starts: SIGTERM to
 /// `rbuild run`, which forwards it; asserts it exits 0.
-fn stop(mut child: Child) {
+fn stop(child: Child) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,

@@ -146,7 +146,7 @@ impl Runtime {
                 serde_json::from_slice(&std::fs::read(&p).ok()?).ok()
             })
             .collect();
-        out.sort_by(|a, b| a.ip.cmp(&b.ip));
+        out.sort_by_key(|e| e.ip);
         out
     }
 
