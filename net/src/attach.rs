@@ -348,7 +348,8 @@ fn set_up(
         host::create_bridge(&e.bridge, e.subnet, e.gateway)?;
     }
     let after = bridges_in_use(&rt.endpoints());
-    if after != before || !host::nft_table_exists() {
+    // Same bridges as before: the table already covers them.
+    if after != before {
         host::nft_apply(&after)?;
     }
     if !host::ip_forward() {
@@ -541,7 +542,16 @@ fn sweep_locked(rt: &Runtime) -> SweepReport {
         }
     }
     let bridges_before = host::links_with_prefix(&[DEFAULT_BRIDGE, USER_BRIDGE_PREFIX]);
-    let had_table = host::nft_table_exists();
+    let in_use = bridges_in_use(&live);
+    let unused_bridge = bridges_before
+        .iter()
+        .any(|b| !in_use.iter().any(|(u, _)| u == b));
+    let had_table = live.is_empty() && host::nft_table_exists();
+    if report.is_empty() && !unused_bridge && !had_table {
+        // Nothing went, every bridge is in use and no table is left
+        // without one: the common case at attach, spared running nft.
+        return report;
+    }
     match settle(rt, &before) {
         Ok(()) => {
             for br in bridges_before {
