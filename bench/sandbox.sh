@@ -4,6 +4,8 @@
 # on a rootfs directory (in place, and on a throw-away overlay), beside `runc run` of an
 # equivalent bundle (config from `runc spec`, same rootfs), in one hyperfine
 # session. Prints median and p95 per command; target: rbuild median <= 10 ms.
+# `--network none` throughout: runc's bundle gets an empty network namespace
+# too (a root `rbuild run` defaults to the bridge; bench/net.sh measures that).
 #
 # The machine is usually shared: `uptime` is printed before and after, and
 # ROUNDS=n repeats the whole session n times (load drifts between the
@@ -58,13 +60,13 @@ PY
 
 # The same rootfs as an image in a store; one run makes its snapshot.
 "$rbuild" --root "$work/store" import "$rootfs" bench:latest >/dev/null
-"$rbuild" --root "$work/store" run bench:latest true
+"$rbuild" --root "$work/store" run --network none bench:latest true
 
 rounds=${ROUNDS:-1}
 base_cmd=()
 if [ -n "${BASE:-}" ]; then
-  "$BASE" --root "$work/store" run bench:latest true
-  base_cmd=(-n "baseline: $BASE run IMAGE true" "$BASE --root $work/store run bench:latest true")
+  "$BASE" --root "$work/store" run --network none bench:latest true
+  base_cmd=(-n "baseline: $BASE run IMAGE true" "$BASE --root $work/store run --network none bench:latest true")
 fi
 uptime
 jsons=()
@@ -72,10 +74,10 @@ for round in $(seq "$rounds"); do
   json=${EXPORT_JSON:-$work/bench}-$round.json
   jsons+=("$json")
   hyperfine -N --runs "$runs" --warmup 5 --export-json "$json" \
-    -n "rbuild run IMAGE true (store, overlay)" "$rbuild --root $work/store run bench:latest true" \
+    -n "rbuild run IMAGE true (store, overlay)" "$rbuild --root $work/store run --network none bench:latest true" \
     "${base_cmd[@]}" \
-    -n "rbuild run --rootfs DIR true" "$rbuild run --rootfs $rootfs true" \
-    -n "rbuild run --rootfs DIR:O true (overlay)" "$rbuild run --rootfs $rootfs:O true" \
+    -n "rbuild run --rootfs DIR true" "$rbuild run --network none --rootfs $rootfs true" \
+    -n "rbuild run --rootfs DIR:O true (overlay)" "$rbuild run --network none --rootfs $rootfs:O true" \
     -n "runc run (busybox bundle, true)" "runc --root $work/runc-state run --bundle $bundle bench" \
     >"$work/hyperfine.log" 2>&1
 done

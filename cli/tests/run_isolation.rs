@@ -69,8 +69,13 @@ fn mount_and_namespace_syscalls_fail() {
 #[test]
 fn network_none_has_only_loopback_and_it_is_up() {
     let r = busybox_rootfs();
-    let out = sh(r.path(), "ls /sys/class/net; ip -o link | grep -c UP");
-    assert_eq!(out, "lo\n1\n");
+    // Explicit: as root the default is the bridge (cli/tests/net.rs).
+    let o = run_with(
+        r.path(),
+        &["--network", "none"],
+        &["sh", "-c", "ls /sys/class/net; ip -o link | grep -c UP"],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "lo\n1\n");
 }
 
 #[test]
@@ -80,9 +85,15 @@ fn each_network_none_sandbox_gets_its_own_namespace() {
     let r = busybox_rootfs();
     // Two at once (a freed namespace's number is reused at once).
     let script = "readlink /proc/self/ns/net; sleep 1";
+    // Explicit: as root the default is the bridge (cli/tests/net.rs).
+    let none = |script: &str| {
+        let o = run_with(r.path(), &["--network", "none"], &["sh", "-c", script]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
     let (first, second) = std::thread::scope(|s| {
-        let a = s.spawn(|| sh(r.path(), script));
-        let b = s.spawn(|| sh(r.path(), script));
+        let a = s.spawn(|| none(script));
+        let b = s.spawn(|| none(script));
         (a.join().unwrap(), b.join().unwrap())
     });
     let host = std::fs::read_link("/proc/self/ns/net").unwrap();
@@ -90,10 +101,7 @@ fn each_network_none_sandbox_gets_its_own_namespace() {
     assert_ne!(first, second);
     assert_ne!(first.trim(), host.to_string_lossy());
     // Its lo is up and usable.
-    let out = sh(
-        r.path(),
-        "nc -l -p 47913 & sleep 0.3; echo hi | nc 127.0.0.1 47913; wait",
-    );
+    let out = none("nc -l -p 47913 & sleep 0.3; echo hi | nc 127.0.0.1 47913; wait");
     assert_eq!(out, "hi\n");
 }
 

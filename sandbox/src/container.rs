@@ -127,6 +127,9 @@ fn setup_and_exec(ctx: ChildContext<'_>) -> Result<std::convert::Infallible, San
     ROOTLESS.store(ctx.rootless, std::sync::atomic::Ordering::Relaxed);
     reset_signals();
 
+    if let Network::Join(path) = &spec.network {
+        join_netns(path)?;
+    }
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     if spec.network == Network::None {
         flags |= CloneFlags::CLONE_NEWNET;
@@ -154,10 +157,10 @@ fn setup_and_exec(ctx: ChildContext<'_>) -> Result<std::convert::Infallible, San
         ctx.tty.as_ref().map(|(_, p)| p.as_path()),
         ctx.rootless,
     )?;
-    mount_sys(&root_fd, spec.network, ctx.rootless)?;
+    mount_sys(&root_fd, &spec.network, ctx.rootless)?;
     mask_paths(&root_fd)?;
     readonly_paths(&root_fd)?;
-    mount_etc_files(&root_fd, ctx.state, spec.network)?;
+    mount_etc_files(&root_fd, ctx.state)?;
     mount_extra(&root_fd, spec, ctx.state)?;
 
     let hostname = if spec.hostname.is_empty() {
@@ -430,7 +433,7 @@ fn mount_dev(root: &OwnedFd, tty: Option<&Path>, rootless: bool) -> Result<(), S
     Ok(())
 }
 
-fn mount_sys(root: &OwnedFd, network: Network, rootless: bool) -> Result<(), SandboxError> {
+fn mount_sys(root: &OwnedFd, network: &Network, rootless: bool) -> Result<(), SandboxError> {
     let t = target(root, "sys", Create::Dir)?;
     let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let fresh = mount(
@@ -445,7 +448,7 @@ fn mount_sys(root: &OwnedFd, network: Network, rootless: bool) -> Result<(), San
         // A user namespace that does not own the network namespace
         // (rootless with --network host) may not mount sysfs: bind the
         // host's read-only instead.
-        Err(nix::Error::EPERM) if rootless || network == Network::Host => {
+        Err(nix::Error::EPERM) if rootless || *network == Network::Host => {
             mount_fd(
                 Some(Path::new("/sys")),
                 &t,
@@ -545,8 +548,7 @@ fn readonly_paths(root: &OwnedFd) -> Result<(), SandboxError> {
 /// Files the init process generated, and where they go.
 pub(crate) const ETC_FILES: [&str; 3] = ["hosts", "hostname", "resolv.conf"];
 
-fn mount_etc_files(root: &OwnedFd, state: &Path, network: Network) -> Result<(), SandboxError> {
-    let _ = network;
+fn mount_etc_files(root: &OwnedFd, state: &Path) -> Result<(), SandboxError> {
     for name in ETC_FILES {
         let src = state.join(name);
         let rel = format!("etc/{name}");
@@ -651,6 +653,26 @@ fn statvfs_flags(p: &Path) -> MsFlags {
         }
     }
     out
+}
+
+/// Moves this process into the network namespace bind-mounted at `path`
+/// ([`Network::Join`]). Opened here, before the mount namespace is
+/// unshared and the root pivoted, while host paths still resolve.
+fn join_netns(path: &Path) -> Result<(), SandboxError> {
+    let file = fs::File::open(path).map_err(io_err("open network namespace", path))?;
+    match nix::sched::setns(&file, CloneFlags::CLONE_NEWNET) {
+        Ok(()) => Ok(()),
+        Err(nix::Error::EPERM) if ROOTLESS.load(std::sync::atomic::Ordering::Relaxed) => {
+            Err(SandboxError::Rootless {
+                missing: format!(
+                    "cannot join the network namespace {}: it belongs to the host's user namespace",
+                    path.display()
+                ),
+                hint: "run as root, or use --network none or host".into(),
+            })
+        }
+        Err(e) => Err(sys("join network namespace", Some(path))(e)),
+    }
 }
 
 fn loopback_up() -> Result<(), SandboxError> {

@@ -131,14 +131,14 @@ fn host_hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-fn write_state_files(state: &Path, hostname: &str, network: Network) -> Result<(), SandboxError> {
+fn write_state_files(state: &Path, hostname: &str, network: &Network) -> Result<(), SandboxError> {
     let w = |name: &str, text: String| {
         let p = state.join(name);
         fs::write(&p, text).map_err(|e| SandboxError::setup("write generated file", Some(p), e))
     };
     let hosts = match network {
         Network::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
-        Network::None => format!(
+        Network::None | Network::Join(_) => format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
         ),
     };
@@ -147,7 +147,7 @@ fn write_state_files(state: &Path, hostname: &str, network: Network) -> Result<(
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let resolv = match network {
         Network::Host => host_resolv,
-        Network::None => isolated_resolv_conf(&host_resolv),
+        Network::None | Network::Join(_) => isolated_resolv_conf(&host_resolv),
     };
     w("resolv.conf", resolv)?;
     Ok(())
@@ -250,10 +250,10 @@ fn monitor() -> Result<i32, SandboxError> {
             hint: "run as root, or drop the limits".into(),
         });
     }
-    let hostname = match (spec.hostname.is_empty(), spec.network) {
+    let hostname = match (spec.hostname.is_empty(), &spec.network) {
         (false, _) => spec.hostname.clone(),
         (true, Network::Host) => host_hostname(),
-        (true, Network::None) => "sandbox".into(),
+        (true, Network::None | Network::Join(_)) => "sandbox".into(),
     };
 
     let runtime = super::runtime_dir::runtime_dir();
@@ -298,7 +298,7 @@ fn run_in_namespaces(
     )
     .map_err(|e| SandboxError::setup("make mounts private", Some("/".into()), e.into()))?;
     scratch.mount()?;
-    write_state_files(&scratch.dir, hostname, spec.network)?;
+    write_state_files(&scratch.dir, hostname, &spec.network)?;
     write_mount_files(&scratch.dir, spec)?;
     let mountpoint = scratch.mkdir("root")?;
 

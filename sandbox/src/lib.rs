@@ -18,7 +18,8 @@
 //! 2. unshares a private mount namespace and mounts the rootfs there
 //!    (overlayfs, or the copy-based snapshotter when overlay is refused);
 //! 3. unshares a pid namespace and forks pid 1, which unshares mount, uts,
-//!    ipc and (unless `Network::Host`) network namespaces, mounts /proc,
+//!    ipc and (with `Network::None`) network namespaces (or joins the
+//!    prepared one of `Network::Join`), mounts /proc,
 //!    /dev, /sys, masks and write-protects the kernel files Docker does,
 //!    pivots into the rootfs, resolves the user from the rootfs's
 //!    /etc/passwd, keeps Docker's 14 default capabilities, sets

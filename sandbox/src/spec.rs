@@ -127,13 +127,23 @@ impl std::fmt::Debug for MountFile {
 }
 
 /// Network namespace mode.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub enum Network {
     /// A fresh network namespace with only `lo`, up.
     #[default]
     None,
     /// The host's network namespace.
     Host,
+    /// The network namespace bind-mounted at this path (a persistent
+    /// namespace prepared by the caller, e.g. by `rbuild-net` with a veth
+    /// on a bridge): pid 1 `setns`es into it before anything else, so the
+    /// command starts with the interfaces, addresses and routes already
+    /// there. Needs CAP_SYS_ADMIN over the namespace (root). The generated
+    /// `/etc/hosts` holds only localhost and the hostname and
+    /// `/etc/resolv.conf` is the host's; callers that maintain their own
+    /// (names of other containers) bind-mount them over with
+    /// [`MountKind::Bind`] mounts at `/etc/hosts` and `/etc/resolv.conf`.
+    Join(PathBuf),
 }
 
 /// Resource limits; `None` leaves a resource unlimited.

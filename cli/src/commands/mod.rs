@@ -16,6 +16,7 @@ mod inspect;
 mod load;
 mod login;
 mod logout;
+mod network;
 mod output;
 mod prune;
 mod pull;
@@ -87,6 +88,9 @@ pub enum Command {
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// Manage the store
     #[command(subcommand)]
     System(SystemCommand),
@@ -247,6 +251,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::System(SystemCommand::Check(a)) => system::check(root, a),
         Command::Info | Command::System(SystemCommand::Info) => info::run(root),
         Command::Run(args) => run::run(root, *args),
+        Command::Network(cmd) => network::run(root, cmd),
         Command::Build(args) => build::run(root, *args),
         Command::Bake(args) => bake::run(root, *args),
         Command::Cache(CacheCommand::Du(a)) => cache::du(root, a),

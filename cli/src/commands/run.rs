@@ -49,9 +49,20 @@ pub struct RunArgs {
     /// Override the image's entrypoint (empty string: none)
     #[arg(long, value_name = "CMD")]
     pub entrypoint: Option<String>,
-    /// Network: none (only loopback) or host
-    #[arg(long, value_name = "MODE", default_value = "none", value_parser = ["none", "host"])]
-    pub network: String,
+    /// Network: bridge (own namespace on rbuild's default bridge, outbound
+    /// access; the default as root), none (only loopback; the default
+    /// otherwise), host, or the name of a network made with `network create`
+    #[arg(long, alias = "net", value_name = "NETWORK")]
+    pub network: Option<String>,
+    /// Publish a container's port to the host: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]
+    #[arg(short = 'p', long = "publish", value_name = "PORTS")]
+    pub publish: Vec<String>,
+    /// Publish every port the image EXPOSEs to a random host port
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// Another name the container answers to on a user-defined network
+    #[arg(long = "network-alias", alias = "net-alias", value_name = "NAME")]
+    pub network_alias: Vec<String>,
     /// Container hostname
     #[arg(long, value_name = "H")]
     pub hostname: Option<String>,
@@ -94,6 +105,8 @@ pub struct ImageConfig {
     pub env: Vec<String>,
     pub working_dir: String,
     pub user: String,
+    /// `ExposedPorts` keys (`80/tcp`), for `-P`.
+    pub exposed_ports: Vec<String>,
 }
 
 /// What IMAGE refers to.
@@ -145,14 +158,19 @@ fn run_inner(root: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
         // Held until the container exits: rmi and prune leave the image be.
         let _lease = store.lease(&image)?;
         let (lowers, config) = image_rootfs(&store, &image)?;
-        return run_image(args, lowers, config, &|| store.tmp_dir().to_path_buf());
+        return run_image(root, args, lowers, config, &|| {
+            store.tmp_dir().to_path_buf()
+        });
     }
     match resolve_image(args)? {
         Resolved::Dir(dir) => {
-            let spec = build_spec(args, Rootfs::Dir(dir), &ImageConfig::default())?;
-            execute(&spec, args.interactive)
+            let config = ImageConfig::default();
+            let spec = build_spec(args, Rootfs::Dir(dir), &config)?;
+            execute(root, args, spec, &config)
         }
-        Resolved::Layers(lowers, config) => run_image(args, lowers, config, &std::env::temp_dir),
+        Resolved::Layers(lowers, config) => {
+            run_image(root, args, lowers, config, &std::env::temp_dir)
+        }
     }
 }
 
@@ -172,6 +190,11 @@ fn image_rootfs(store: &Store, image: &Image) -> anyhow::Result<(Vec<PathBuf>, I
         env: config.env.clone().unwrap_or_default(),
         working_dir: config.working_dir.clone().unwrap_or_default(),
         user: config.user.clone().unwrap_or_default(),
+        exposed_ports: config
+            .exposed_ports
+            .as_ref()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default(),
     };
     Ok((lowers, config))
 }
@@ -209,6 +232,7 @@ fn canonical(p: &Path) -> anyhow::Result<PathBuf> {
 /// not, so the layer then goes to a fresh dir under `scratch_parent()`
 /// on disk (the store's scratch space for images), removed afterwards.
 pub fn run_image(
+    root: &Path,
     args: &RunArgs,
     lowers: Vec<PathBuf>,
     config: ImageConfig,
@@ -216,7 +240,7 @@ pub fn run_image(
 ) -> anyhow::Result<ExitCode> {
     if args.memory.is_none() {
         let spec = build_spec(args, Rootfs::Ephemeral { lowers }, &config)?;
-        return execute(&spec, args.interactive);
+        return execute(root, args, spec, &config);
     }
     let scratch = tempfile::Builder::new()
         .prefix("rbuild-run-")
@@ -236,7 +260,7 @@ pub fn run_image(
         },
         &config,
     )?;
-    let result = execute(&spec, args.interactive);
+    let result = execute(root, args, spec, &config);
     // overlayfs leaves <work>/work with mode 000; a non-root owner cannot
     // list it for removal until it is made accessible again.
     let _ = std::fs::set_permissions(
@@ -246,8 +270,157 @@ pub fn run_image(
     result
 }
 
+/// Where a container's network comes from (`--network`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NetMode {
+    None,
+    Host,
+    /// A bridge network: `bridge` or a user-defined network's name.
+    Bridge(String),
+}
+
+/// `--network`, with docker's default (bridge) as root; without root the
+/// default stays none (bridges need root; see rbuild-net's docs).
+fn net_mode(args: &RunArgs) -> anyhow::Result<NetMode> {
+    Ok(match args.network.as_deref() {
+        None if nix::unistd::geteuid().is_root() => NetMode::Bridge("bridge".into()),
+        None | Some("none") => NetMode::None,
+        Some("host") => NetMode::Host,
+        Some("bridge" | "default") => NetMode::Bridge("bridge".into()),
+        Some(other) if other.starts_with("container:") => {
+            bail!("--network {other}: joining another container's network is not supported")
+        }
+        Some(other) => NetMode::Bridge(other.to_string()),
+    })
+}
+
+/// The ports to publish: `-p`, and with `-P` the image's EXPOSE ports.
+fn port_specs(args: &RunArgs, config: &ImageConfig) -> anyhow::Result<Vec<rbuild_net::PortSpec>> {
+    let mut ports = Vec::new();
+    for p in &args.publish {
+        ports.push(
+            p.parse::<rbuild_net::PortSpec>()
+                .map_err(|e| anyhow::anyhow!("invalid publish {p:?}: {e}"))?,
+        );
+    }
+    if args.publish_all {
+        for e in &config.exposed_ports {
+            let spec = rbuild_net::PortSpec::exposed(e)
+                .map_err(|err| anyhow::anyhow!("image exposes {e:?}: {err}"))?;
+            // docker: an explicit -p for the same port wins.
+            if !ports
+                .iter()
+                .any(|p| p.container_port == spec.container_port && p.protocol == spec.protocol)
+            {
+                ports.push(spec);
+            }
+        }
+    }
+    Ok(ports)
+}
+
+/// A fresh container id: 64 random hex digits, as docker's.
+fn container_id() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Attaches the container to its bridge network when `--network` asks for
+/// one, pointing `spec` at the prepared namespace and generated /etc
+/// files. The attachment must live until the container exits.
+fn attach_network(
+    root: &Path,
+    args: &RunArgs,
+    spec: &mut SandboxSpec,
+    config: &ImageConfig,
+) -> anyhow::Result<Option<rbuild_net::NetAttachment>> {
+    let mode = net_mode(args)?;
+    let ports = port_specs(args, config)?;
+    let network = match mode {
+        NetMode::None => {
+            if !ports.is_empty() {
+                bail!("conflicting options: port publishing and the container type network mode");
+            }
+            spec.network = Network::None;
+            return Ok(None);
+        }
+        NetMode::Host => {
+            if !ports.is_empty() {
+                eprintln!("WARNING: Published ports are discarded when using host network mode");
+            }
+            spec.network = Network::Host;
+            return Ok(None);
+        }
+        NetMode::Bridge(n) => n,
+    };
+    if network == "bridge" && !args.network_alias.is_empty() {
+        bail!("network-scoped alias is supported only for containers in user defined networks");
+    }
+    let id = container_id()?;
+    let request = rbuild_net::NetRequest {
+        container_id: id.clone(),
+        container_name: args.name.clone().unwrap_or_default(),
+        network,
+        ports,
+        hostname: if spec.hostname.is_empty() {
+            id[..12].to_string()
+        } else {
+            spec.hostname.clone()
+        },
+        aliases: args.network_alias.clone(),
+    };
+    let attachment = match rbuild_net::attach(root, &request) {
+        Ok(a) => a,
+        // The default (not asked for, nothing to publish) falls back to
+        // none where the host cannot make bridges (no nft or ip, no
+        // CAP_NET_ADMIN), rather than failing every run.
+        Err(e @ (rbuild_net::NetError::Tool { .. } | rbuild_net::NetError::Command { .. }))
+            if args.network.is_none() && request.ports.is_empty() =>
+        {
+            let why = e.to_string();
+            let why = why.lines().next().unwrap_or_default();
+            eprintln!(
+                "WARNING: bridge networking is unavailable ({why}); running with --network none"
+            );
+            spec.network = Network::None;
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(match e.hint() {
+                Some(hint) => anyhow::anyhow!("{e}\nhint: {hint}"),
+                None => anyhow::Error::new(e),
+            });
+        }
+    };
+    spec.hostname = request.hostname;
+    spec.network = attachment.sandbox_network();
+    spec.mounts.splice(0..0, attachment.sandbox_mounts());
+    Ok(Some(attachment))
+}
+
+/// Attaches the network, runs the spec, detaches.
+fn execute(
+    root: &Path,
+    args: &RunArgs,
+    mut spec: SandboxSpec,
+    config: &ImageConfig,
+) -> anyhow::Result<ExitCode> {
+    let attachment = attach_network(root, args, &mut spec, config)?;
+    let result = execute_spec(&spec, args.interactive);
+    if let Some(a) = attachment {
+        if let Err(e) = a.detach() {
+            eprintln!("rbuild: warning: cannot remove the container's network: {e}");
+        }
+    }
+    result
+}
+
 /// Runs the spec; stdin is /dev/null unless `interactive` (docker's -i).
-fn execute(spec: &SandboxSpec, interactive: bool) -> anyhow::Result<ExitCode> {
+fn execute_spec(spec: &SandboxSpec, interactive: bool) -> anyhow::Result<ExitCode> {
     let stdio = SandboxStdio::default();
     let stdio = if interactive {
         stdio
@@ -386,11 +559,8 @@ pub fn build_spec(
             readonly: false,
         });
     }
-    let network = if args.network == "host" {
-        Network::Host
-    } else {
-        Network::None
-    };
+    // The network is settled by `attach_network` at start.
+    let network = Network::None;
     Ok(SandboxSpec {
         rootfs,
         process: Process {

@@ -175,7 +175,7 @@ pub fn check(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     for r in &report.repaired {
         println!("repaired: {r}");
     }
-    let stale_left = sweep_runtime_dir();
+    let stale_left = sweep_runtime_dir() + sweep_network();
     let problems = report.problems.len() + stale_left;
     let orphans = &report.unreferenced;
     if orphans.bytes() > 0 && !args.repair {
@@ -209,6 +209,28 @@ pub fn check(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         eprintln!("hint: run `rbuild system check --repair` to drop what is broken");
     }
     Ok(ExitCode::from(1))
+}
+
+/// Removes the network state of containers whose holder was killed
+/// (veths, namespace files, leases, unused bridges, the nftables table),
+/// saying what went. Returns how many could not be removed.
+fn sweep_network() -> usize {
+    match rbuild_net::sweep() {
+        Ok(report) => {
+            let mut left = 0;
+            for line in report {
+                if line.starts_with("cannot") {
+                    left += 1;
+                }
+                println!("{line}");
+            }
+            left
+        }
+        Err(e) => {
+            println!("network state cannot be checked: {e}");
+            1
+        }
+    }
 }
 
 /// Removes the entries of this user's sandbox runtime dir (e.g.

@@ -1,0 +1,552 @@
+//! Container networking end to end: published ports reached from the host
+//! over loopback, outbound traffic to a network namespace the test makes
+//! (nothing else is contacted), containers on a user-defined network
+//! reaching each other by name, docker's errors, and nothing left on the
+//! host after many runs or after a holder is killed.
+//!
+//! Bridges, veths and nftables need root and `ip`/`nft`: without them the
+//! tests say they are skipped. They share host-wide state (the default
+//! bridge, the nftables table), so they run one at a time.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use support::Rbuild;
+
+static HOST_NETWORK: Mutex<()> = Mutex::new(());
+
+/// The lock on host network state, or `None` (and a skip line) when the
+/// tests cannot run here.
+fn net_test(name: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
+    if !nix::unistd::geteuid().is_root() {
+        support::skipped(name, "bridge networking needs root");
+        return None;
+    }
+    for tool in ["ip", "nft"] {
+        let found = Command::new(tool)
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        if !found {
+            support::skipped(
+                name,
+                &format!("{tool} is not installed (scripts/install-deps)"),
+            );
+            return None;
+        }
+    }
+    Some(HOST_NETWORK.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// A port free on 127.0.0.1 right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `path` from 127.0.0.1:`port`, retrying until `deadline` while the
+/// container starts; the body of a 200.
+fn http_get(port: u16, path: &str, wait: Duration) -> Option<String> {
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let req = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+            let mut resp = String::new();
+            if s.write_all(req.as_bytes()).is_ok()
+                && s.read_to_string(&mut resp).is_ok()
+                && resp.starts_with("HTTP/1.")
+                && resp.split(' ').nth(1) == Some("200")
+            {
+                return resp.split("\r\n\r\n").nth(1).map(str::to_string);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// An httpd serving `www` as a foreground `rbuild run` in the background;
+/// SIGTERM makes its shell exit (a pid 1 without a handler ignores it).
+fn serve(rb: &Rbuild, www: &Path, extra: &[&str]) -> Child {
+    let mut args = vec!["run", "--rm", "-v"];
+    let volume = format!("{}:/www:ro", www.display());
+    args.push(&volume);
+    args.extend(extra);
+    args.extend([
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; httpd -f -p 80 -h /www & wait",
+    ]);
+    rb.command(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Stops a [`serve`]d container the way `docker stop` starts: SIGTERM to
+/// `rbuild run`, which forwards it; asserts it exits 0.
+fn stop(child: Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "run ended with {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn www(rb: &Rbuild, body: &str) -> PathBuf {
+    rb.tree("www", &[("index.html", body)])
+}
+
+/// What rbuild could leave on the host: its links, namespace files,
+/// endpoint records (leases) and nftables table.
+fn host_state() -> Vec<String> {
+    let mut out = Vec::new();
+    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    for line in String::from_utf8_lossy(&links.stdout).lines() {
+        let name = line.split(':').nth(1).unwrap_or("").trim();
+        let name = name.split('@').next().unwrap_or("");
+        if name.starts_with("rbv") || name.starts_with("rbr-") || name == "rbuild0" {
+            out.push(format!("link {name}"));
+        }
+    }
+    for sub in ["netns", "endpoints", "etc"] {
+        let dir = Path::new(rbuild_net_runtime()).join(sub);
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                out.push(format!("{sub}/{}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for l in mounts.lines().filter(|l| l.contains(rbuild_net_runtime())) {
+        out.push(format!("mount {l}"));
+    }
+    let tables = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    for t in String::from_utf8_lossy(&tables.stdout).lines() {
+        if t.trim() == "table ip rbuild" {
+            out.push(t.to_string());
+        }
+    }
+    out
+}
+
+fn rbuild_net_runtime() -> &'static str {
+    "/run/rbuild/net-v1"
+}
+
+#[test]
+fn a_published_port_serves_the_host_over_loopback() {
+    let Some(_lock) = net_test("a_published_port_serves_the_host_over_loopback") else {
+        return;
+    };
+    let rb = Rbuild::new();
+    rb.busybox();
+    let www = www(&rb, "hello from the container\n");
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let server = serve(&rb, &www, &["-p", &publish]);
+    let body = http_get(port, "/index.html", Duration::from_secs(20));
+    stop(server);
+    assert_eq!(body.as_deref(), Some("hello from the container\n"));
+    assert_eq!(host_state(), Vec::<String>::new());
+}
+
+#[test]
+fn a_port_already_bound_is_refused_with_dockers_message() {
+    let Some(_lock) = net_test("a_port_already_bound_is_refused_with_dockers_message") else {
+        return;
+    };
+    let rb = Rbuild::new();
+    rb.busybox();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let r = rb.run(&[
+        "run",
+        "--rm",
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "Bind for 127.0.0.1:{port} failed: port is already allocated"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(host_state(), Vec::<String>::new());
+    // -p needs a network to publish on.
+    let r = rb.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-p",
+        "80",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(r.code, 125);
+    assert!(
+        r.stderr.contains("conflicting options: port publishing"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// A namespace the test owns, joined to the host by a veth pair:
+/// host side `10.254.<n>.1/24`, namespace side `.2`, with no route back
+/// to any container subnet (replies only work through masquerading).
+struct Peer {
+    file: PathBuf,
+    host_link: String,
+    addr: String,
+    httpd: Option<Child>,
+}
+
+impl Peer {
+    fn new(dir: &Path, www: &Path) -> Peer {
+        let n = std::process::id() % 200 + 20;
+        let file = dir.join("peer-netns");
+        std::fs::write(&file, "").unwrap();
+        let ok = |c: &mut Command| {
+            let out = c.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{c:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ok(Command::new("unshare")
+            .arg(format!("--net={}", file.display()))
+            .arg("true"));
+        let host_link = format!("rbtest{n}h");
+        let ns_link = format!("rbtest{n}n");
+        let addr = format!("10.254.{n}.2");
+        ok(Command::new("ip").args([
+            "link", "add", &host_link, "type", "veth", "peer", "name", &ns_link,
+        ]));
+        ok(Command::new("ip")
+            .args(["link", "set", &ns_link, "netns"])
+            .arg(&file));
+        ok(Command::new("ip").args([
+            "addr",
+            "add",
+            &format!("10.254.{n}.1/24"),
+            "dev",
+            &host_link,
+        ]));
+        ok(Command::new("ip").args(["link", "set", &host_link, "up"]));
+        let in_ns = |args: &[&str]| {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net={}", file.display())).args(args);
+            c
+        };
+        ok(&mut in_ns(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            &ns_link,
+        ]));
+        ok(&mut in_ns(&["ip", "link", "set", &ns_link, "up"]));
+        ok(&mut in_ns(&["ip", "link", "set", "lo", "up"]));
+        let httpd = in_ns(&[
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            &format!("{addr}:8080"),
+            "-h",
+        ])
+        .arg(www)
+        .spawn()
+        .unwrap();
+        Peer {
+            file,
+            host_link,
+            addr,
+            httpd: Some(httpd),
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(mut h) = self.httpd.take() {
+            let _ = h.kill();
+            let _ = h.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_link])
+            .status();
+        let _ = nix::mount::umount2(&self.file, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn a_container_reaches_out_through_the_bridge_with_masquerading() {
+    let Some(_lock) = net_test("a_container_reaches_out_through_the_bridge_with_masquerading")
+    else {
+        return;
+    };
+    if Command::new("busybox").arg("true").status().is_err() {
+        support::skipped(
+            "a_container_reaches_out_through_the_bridge_with_masquerading",
+            "the host has no busybox (busybox-static)",
+        );
+        return;
+    }
+    let rb = Rbuild::new();
+    rb.busybox();
+    let www = www(&rb, "outside\n");
+    let peer = Peer::new(rb.dir.path(), &www);
+    let url = format!("http://{}:8080/index.html", peer.addr);
+    // The default network as root is the bridge; retry while httpd starts.
+    let script =
+        format!("for i in $(seq 50); do wget -q -O- {url} && exit 0; sleep 0.1; done; exit 1");
+    let out = rb.ok(&["run", "--rm", "busybox", "sh", "-c", &script]);
+    assert_eq!(out, "outside\n");
+    // --network none has only loopback.
+    let r = rb.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "wget",
+        "-q",
+        "-T",
+        "2",
+        "-O-",
+        &url,
+    ]);
+    assert_ne!(r.code, 0);
+    let links = rb.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "ls",
+        "/sys/class/net",
+    ]);
+    assert_eq!(links, "lo\n");
+    drop(peer);
+    assert_eq!(host_state(), Vec::<String>::new());
+}
+
+#[test]
+fn containers_on_a_user_network_reach_each_other_by_name() {
+    let Some(_lock) = net_test("containers_on_a_user_network_reach_each_other_by_name") else {
+        return;
+    };
+    let rb = Rbuild::new();
+    rb.busybox();
+    let www = www(&rb, "by name\n");
+    let id = rb.ok(&["network", "create", "appnet"]);
+    assert_eq!(id.trim().len(), 64);
+    let server = serve(
+        &rb,
+        &www,
+        &[
+            "--network",
+            "appnet",
+            "--name",
+            "web",
+            "--network-alias",
+            "www",
+        ],
+    );
+    let fetch = |host: &str| {
+        let script = format!(
+            "for i in $(seq 100); do wget -q -O- http://{host}/index.html && exit 0; sleep 0.1; done; exit 1"
+        );
+        rb.run(&[
+            "run",
+            "--rm",
+            "--network",
+            "appnet",
+            "busybox",
+            "sh",
+            "-c",
+            &script,
+        ])
+    };
+    let by_name = fetch("web");
+    let by_alias = fetch("www");
+    // While web runs, its network cannot go.
+    let rm = rb.run(&["network", "rm", "appnet"]);
+    let inspect = rb.ok(&["network", "inspect", "appnet"]);
+    // The default bridge resolves no container names (as docker's).
+    let on_default = rb.run(&[
+        "run",
+        "--rm",
+        "busybox",
+        "wget",
+        "-q",
+        "-T",
+        "2",
+        "-O-",
+        "http://web/",
+    ]);
+    stop(server);
+    assert_eq!(by_name.stdout, "by name\n", "{}", by_name.stderr);
+    assert_eq!(by_alias.stdout, "by name\n", "{}", by_alias.stderr);
+    assert_eq!(rm.code, 1);
+    assert!(
+        rm.stderr
+            .contains("error while removing network: network appnet id ")
+            && rm.stderr.contains(" has active endpoints"),
+        "{}",
+        rm.stderr
+    );
+    let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    let containers = v[0]["Containers"].as_object().unwrap();
+    assert_eq!(containers.len(), 1, "{inspect}");
+    assert_eq!(containers.values().next().unwrap()["Name"], "web");
+    assert_ne!(on_default.code, 0);
+    assert_eq!(rb.ok(&["network", "rm", "appnet"]), "appnet\n");
+    assert_eq!(host_state(), Vec::<String>::new());
+}
+
+#[test]
+fn fifty_runs_leave_nothing_on_the_host() {
+    let Some(_lock) = net_test("fifty_runs_leave_nothing_on_the_host") else {
+        return;
+    };
+    let rb = Rbuild::new();
+    rb.busybox();
+    rb.ok(&["network", "create", "leaknet"]);
+    let before = host_state();
+    assert_eq!(before, Vec::<String>::new());
+    for i in 0..50 {
+        let network = if i % 2 == 0 { "bridge" } else { "leaknet" };
+        let out = rb.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            network,
+            "-p",
+            "127.0.0.1::80",
+            "-p",
+            "127.0.0.1::53/udp",
+            "busybox",
+            "sh",
+            "-c",
+            "ip -4 -o addr show eth0 | wc -l",
+        ]);
+        assert_eq!(out, "1\n", "run {i}");
+    }
+    assert_eq!(host_state(), before);
+    rb.ok(&["network", "rm", "leaknet"]);
+}
+
+#[test]
+fn a_killed_run_is_swept_by_system_check() {
+    let Some(_lock) = net_test("a_killed_run_is_swept_by_system_check") else {
+        return;
+    };
+    let rb = Rbuild::new();
+    rb.busybox();
+    let www = www(&rb, "x\n");
+    let port = free_port();
+    let server = serve(&rb, &www, &["-p", &format!("127.0.0.1:{port}:80")]);
+    assert!(http_get(port, "/index.html", Duration::from_secs(20)).is_some());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = server.wait_with_output();
+    assert_ne!(host_state(), Vec::<String>::new());
+    let check = rb.ok(&["system", "check"]);
+    assert!(
+        check.contains("removed network endpoint of container "),
+        "{check}"
+    );
+    assert_eq!(host_state(), Vec::<String>::new());
+}
+
+#[test]
+fn network_commands_speak_docker() {
+    // Definitions need no root: only attaching does.
+    let rb = Rbuild::new();
+    let ls = rb.ok(&["network", "ls"]);
+    let lines: Vec<&str> = ls.lines().collect();
+    assert!(
+        lines[0].starts_with("NETWORK ID     NAME      DRIVER    SCOPE"),
+        "{ls}"
+    );
+    assert!(lines[1].contains("   bridge    bridge    local"), "{ls}");
+    assert!(lines[2].contains("   host      host      local"), "{ls}");
+    assert!(lines[3].contains("   none      null      local"), "{ls}");
+    rb.ok(&["network", "create", "--subnet", "10.251.0.0/24", "n1"]);
+    let dup = rb.fails(&["network", "create", "n1"]);
+    assert_eq!(dup.code, 1);
+    assert_eq!(
+        dup.stderr,
+        "Error response from daemon: network with name n1 already exists\n"
+    );
+    let overlap = rb.fails(&["network", "create", "--subnet", "10.251.0.0/16", "n2"]);
+    assert!(
+        overlap
+            .stderr
+            .contains("Pool overlaps with other one on this address space"),
+        "{}",
+        overlap.stderr
+    );
+    let predefined = rb.fails(&["network", "rm", "bridge"]);
+    assert_eq!(
+        predefined.stderr,
+        "Error response from daemon: bridge is a pre-defined network and cannot be removed\n"
+    );
+    let missing = rb.fails(&["network", "inspect", "nope"]);
+    assert_eq!(missing.stdout, "[]\n");
+    assert_eq!(
+        missing.stderr,
+        "Error response from daemon: network nope not found\n"
+    );
+    let v: serde_json::Value = serde_json::from_str(&rb.ok(&["network", "inspect", "n1"])).unwrap();
+    assert_eq!(v[0]["IPAM"]["Config"][0]["Subnet"], "10.251.0.0/24");
+    assert_eq!(v[0]["IPAM"]["Config"][0]["Gateway"], "10.251.0.1");
+    assert_eq!(v[0]["Driver"], "bridge");
+    let connect = rb.fails(&["network", "connect", "n1", "somecontainer"]);
+    assert!(
+        connect.stderr.contains("No such container: somecontainer"),
+        "{}",
+        connect.stderr
+    );
+    rb.ok(&["network", "create", "n3"]);
+    let pruned = rb.ok(&["network", "prune", "-f"]);
+    assert_eq!(pruned, "Deleted Networks:\nn1\nn3\n");
+    assert_eq!(rb.ok(&["network", "ls", "-q"]).lines().count(), 3);
+}

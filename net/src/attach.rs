@@ -1,0 +1,569 @@
+//! Attaching a container to a bridge network, detaching it, and sweeping
+//! what killed holders left (see the crate docs for the whole picture).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use crate::NetError;
+use crate::addr::{self, Subnet};
+use crate::dns::{self, Peer};
+use crate::host;
+use crate::network::{DEFAULT_BRIDGE, DEFAULT_NETWORK, NetworkDef, Networks, USER_BRIDGE_PREFIX};
+use crate::port::PortSpec;
+use crate::proxy::{self, Forwarder};
+use crate::state::{Endpoint, Holder, Runtime};
+
+/// Prefix of the host ends of containers' veth pairs (`rbv` + 12 hex
+/// digits of the container id).
+pub const VETH_PREFIX: &str = "rbv";
+
+/// What a container needs from the network.
+#[derive(Debug, Clone, Default)]
+pub struct NetRequest {
+    /// The container's id (hex; at least 12 digits).
+    pub container_id: String,
+    /// The container's name (peers on a user network resolve it).
+    pub container_name: String,
+    /// `bridge` (or `default`) or a user-defined network's name or id.
+    pub network: String,
+    /// `-p` / `-P` ports.
+    pub ports: Vec<PortSpec>,
+    /// The container's hostname (empty: the first 12 digits of its id).
+    pub hostname: String,
+    /// `--network-alias` names (user networks only, as with docker).
+    pub aliases: Vec<String>,
+}
+
+/// A published port: what was asked and the host address actually bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedPort {
+    pub spec: PortSpec,
+    pub host: SocketAddr,
+}
+
+/// A container's place on a network, held by the process that keeps the
+/// container (its monitor, or a foreground `rbuild run`): the network
+/// namespace to join, its address, and the port forwarders, which run as
+/// threads of that process. [`NetAttachment::detach`] (or drop) undoes
+/// everything; if the holder is killed, [`sweep`] does.
+#[derive(Debug)]
+pub struct NetAttachment {
+    endpoint: Endpoint,
+    /// The namespace's handle (see `host::create_netns`), and its path.
+    netns_fd: Option<std::os::fd::OwnedFd>,
+    netns: PathBuf,
+    etc: PathBuf,
+    ports: Vec<PublishedPort>,
+    forwarders: Vec<ForwarderHandle>,
+    detached: bool,
+}
+
+struct ForwarderHandle(Forwarder);
+
+impl std::fmt::Debug for ForwarderHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Forwarder")
+    }
+}
+
+impl NetAttachment {
+    /// The network namespace, for [`rbuild_sandbox::Network::Join`] or
+    /// `setns`: `/proc/<holder pid>/fd/<n>`, valid while the attachment
+    /// lives (root may open it from any process).
+    pub fn netns_path(&self) -> &Path {
+        &self.netns
+    }
+
+    /// The container's address on the network.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.endpoint.ip
+    }
+
+    /// The network's gateway (the bridge's address).
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.endpoint.gateway
+    }
+
+    /// The subnet's prefix length.
+    pub fn prefix_len(&self) -> u8 {
+        self.endpoint.subnet.prefix()
+    }
+
+    /// Name of the network attached to.
+    pub fn network_name(&self) -> &str {
+        &self.endpoint.network_name
+    }
+
+    /// Id of the network attached to.
+    pub fn network_id(&self) -> &str {
+        &self.endpoint.network_id
+    }
+
+    /// Host end of the veth pair (network I/O counters for `stats`).
+    pub fn veth(&self) -> &str {
+        &self.endpoint.veth
+    }
+
+    /// The published ports with the host addresses bound.
+    pub fn ports(&self) -> &[PublishedPort] {
+        &self.ports
+    }
+
+    /// The generated /etc/hosts (rewritten in place as peers come and go).
+    pub fn hosts_path(&self) -> PathBuf {
+        self.etc.join("hosts")
+    }
+
+    /// The generated /etc/resolv.conf.
+    pub fn resolv_conf_path(&self) -> PathBuf {
+        self.etc.join("resolv.conf")
+    }
+
+    /// The sandbox's network mode: join the prepared namespace.
+    pub fn sandbox_network(&self) -> rbuild_sandbox::Network {
+        rbuild_sandbox::Network::Join(self.netns.clone())
+    }
+
+    /// Bind mounts of the generated /etc/hosts and /etc/resolv.conf, to
+    /// add to the sandbox spec's mounts.
+    pub fn sandbox_mounts(&self) -> Vec<rbuild_sandbox::Mount> {
+        [("hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf")]
+            .into_iter()
+            .map(|(file, target)| rbuild_sandbox::Mount {
+                kind: rbuild_sandbox::MountKind::Bind,
+                source: self.etc.join(file),
+                target: PathBuf::from(target),
+                readonly: false,
+            })
+            .collect()
+    }
+
+    /// Stops the forwarders and removes the veth, the namespace, the
+    /// lease and, when this was the network's last container, its bridge
+    /// and nftables rules (the table when no bridge is left).
+    pub fn detach(mut self) -> Result<(), NetError> {
+        self.detach_inner()
+    }
+
+    fn detach_inner(&mut self) -> Result<(), NetError> {
+        if self.detached {
+            return Ok(());
+        }
+        self.detached = true;
+        for f in &mut self.forwarders {
+            f.0.stop();
+        }
+        self.forwarders.clear();
+        let rt = Runtime::open()?;
+        let _lock = rt.lock()?;
+        let before = bridges_in_use(&rt.endpoints());
+        let first = teardown(&rt, &self.endpoint).err();
+        let after = settle(&rt, &before);
+        refresh_hosts(&rt, &self.endpoint.network_id);
+        match (first, after) {
+            (Some(e), _) | (None, Err(e)) => Err(e),
+            (None, Ok(())) => Ok(()),
+        }
+    }
+}
+
+impl Drop for NetAttachment {
+    fn drop(&mut self) {
+        let _ = self.detach_inner();
+    }
+}
+
+/// Attaches a container to a bridge network of the store at `root` (for
+/// `host` and `none` the sandbox needs no attachment: use
+/// `Network::Host`/`Network::None`). Needs root.
+///
+/// Ports are bound first, so "port is already allocated" costs nothing
+/// else; then, under the host-wide lock: the endpoint record (the IP
+/// lease), the bridge and nftables rules when the network has no other
+/// container yet, the namespace, the veth pair with `eth0` inside, the
+/// address and default route, and the generated /etc files.
+pub fn attach(root: &Path, req: &NetRequest) -> Result<NetAttachment, NetError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(NetError::NeedsRoot);
+    }
+    if req.container_id.len() < 12 || !req.container_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(NetError::InvalidRequest {
+            reason: format!("container id {:?} is not 12+ hex digits", req.container_id),
+        });
+    }
+    let network = if req.network == "default" {
+        DEFAULT_NETWORK
+    } else {
+        req.network.as_str()
+    };
+    let def = Networks::new(root).get(network)?;
+    if def.bridge().is_none() {
+        return Err(NetError::InvalidRequest {
+            reason: format!(
+                "network {} needs no attachment (driver {})",
+                def.name, def.driver
+            ),
+        });
+    }
+    let bound = req
+        .ports
+        .iter()
+        .map(|p| proxy::bind(p).map(|(b, at)| (p.clone(), b, at)))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let rt = Runtime::open()?;
+    let lock = rt.lock()?;
+    sweep_locked(&rt);
+    let endpoints = rt.endpoints();
+    if endpoints.iter().any(|e| e.container_id == req.container_id) {
+        return Err(NetError::InvalidRequest {
+            reason: format!("container {} is already attached", &req.container_id[..12]),
+        });
+    }
+    let endpoint = plan_endpoint(&rt, &def, req, &endpoints)?;
+    let before = bridges_in_use(&endpoints);
+    rt.write_endpoint(&endpoint)?;
+    let mut attachment = NetAttachment {
+        netns_fd: None,
+        netns: PathBuf::new(),
+        etc: rt.etc_dir(&endpoint.container_id),
+        endpoint,
+        ports: Vec::new(),
+        forwarders: Vec::new(),
+        detached: false,
+    };
+    if let Err(e) = set_up(&rt, &mut attachment, &before) {
+        // Undo what was made (drop detaches), reporting the first error.
+        drop(lock);
+        let _ = attachment.detach_inner();
+        return Err(e);
+    }
+    refresh_hosts(&rt, &attachment.endpoint.network_id);
+    drop(lock);
+    let backend_ip = IpAddr::V4(attachment.endpoint.ip);
+    for (spec, b, at) in bound {
+        let backend = SocketAddr::new(backend_ip, spec.container_port);
+        let f = Forwarder::start(b, at, backend)?;
+        attachment.forwarders.push(ForwarderHandle(f));
+        attachment.ports.push(PublishedPort { spec, host: at });
+    }
+    attachment.endpoint.ports = attachment
+        .ports
+        .iter()
+        .map(|p| (p.spec.clone(), p.host))
+        .collect();
+    rt.write_endpoint(&attachment.endpoint)?;
+    Ok(attachment)
+}
+
+/// Chooses the bridge, subnet and address of a new endpoint.
+fn plan_endpoint(
+    rt: &Runtime,
+    def: &NetworkDef,
+    req: &NetRequest,
+    endpoints: &[Endpoint],
+) -> Result<Endpoint, NetError> {
+    let bridge = def.bridge().expect("checked by the caller");
+    let foreign_routes: Vec<Subnet> = host::routes()
+        .into_iter()
+        .filter(|(_, dev)| *dev != bridge)
+        .map(|(s, _)| s)
+        .collect();
+    let (subnet, gateway) = if def.name == DEFAULT_NETWORK {
+        let existing = rt
+            .default_subnet()
+            .filter(|_| host::link_exists(DEFAULT_BRIDGE));
+        let subnet = match existing {
+            Some(s) => s,
+            None => {
+                let mut taken = foreign_routes.clone();
+                taken.extend(endpoints.iter().map(|e| e.subnet));
+                let s =
+                    addr::pick(addr::default_bridge_pool(), &taken).ok_or(NetError::NoSubnet)?;
+                rt.set_default_subnet(Some(s))?;
+                s
+            }
+        };
+        (subnet, subnet.first_host())
+    } else {
+        let subnet = def.subnet.ok_or(NetError::NoSubnet)?;
+        if foreign_routes.iter().any(|r| r.overlaps(&subnet)) {
+            return Err(NetError::PoolOverlap { subnet });
+        }
+        (subnet, def.gateway.unwrap_or(subnet.first_host()))
+    };
+    let used: Vec<Ipv4Addr> = endpoints
+        .iter()
+        .filter(|e| e.bridge == bridge)
+        .map(|e| e.ip)
+        .collect();
+    let ip = subnet
+        .free_host(gateway, &used)
+        .ok_or_else(|| NetError::NoAddress {
+            network: def.name.clone(),
+            subnet,
+        })?;
+    let id = req.container_id.to_ascii_lowercase();
+    let hostname = if req.hostname.is_empty() {
+        id[..12].to_string()
+    } else {
+        req.hostname.clone()
+    };
+    Ok(Endpoint {
+        veth: format!("{VETH_PREFIX}{}", &id[..12]),
+        container_id: id,
+        container_name: req.container_name.clone(),
+        hostname,
+        aliases: req.aliases.clone(),
+        network_id: def.id.clone(),
+        network_name: def.name.clone(),
+        names: def.name != DEFAULT_NETWORK,
+        bridge,
+        subnet,
+        gateway,
+        ip,
+        ports: Vec::new(),
+        holder: Holder::me(),
+    })
+}
+
+/// The (bridge, subnet) pairs of live endpoints: what nftables must cover.
+fn bridges_in_use(endpoints: &[Endpoint]) -> Vec<(String, Subnet)> {
+    let mut out: Vec<(String, Subnet)> = endpoints
+        .iter()
+        .map(|e| (e.bridge.clone(), e.subnet))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn set_up(
+    rt: &Runtime,
+    a: &mut NetAttachment,
+    before: &[(String, Subnet)],
+) -> Result<(), NetError> {
+    let e = &a.endpoint;
+    if !host::link_exists(&e.bridge) {
+        host::create_bridge(&e.bridge, e.subnet, e.gateway)?;
+    }
+    let after = bridges_in_use(&rt.endpoints());
+    // Same bridges as before: the table already covers them.
+    if after != before {
+        host::nft_apply(&after)?;
+    }
+    if !host::ip_forward() {
+        std::fs::write(rt.forward_marker(), b"")
+            .map_err(|err| NetError::io("write", &rt.forward_marker(), err))?;
+        host::set_ip_forward(true)?;
+    }
+    let fd = host::create_netns()?;
+    a.netns = PathBuf::from(format!(
+        "/proc/{}/fd/{}",
+        std::process::id(),
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    ));
+    a.netns_fd = Some(fd);
+    host::ip_batch(&format!(
+        "link add {veth} type veth peer name eth0 netns {ns}\nlink set {veth} master {br}\nlink set {veth} up\n",
+        veth = e.veth,
+        ns = a.netns.display(),
+        br = e.bridge
+    ))?;
+    host::ip_batch_in(
+        &a.netns,
+        &format!(
+            "link set lo up\naddr add {ip}/{p} dev eth0\nlink set eth0 up\nroute add default via {gw}\n",
+            ip = e.ip,
+            p = e.subnet.prefix(),
+            gw = e.gateway
+        ),
+    )?;
+    std::fs::create_dir_all(&a.etc).map_err(|err| NetError::io("create", &a.etc, err))?;
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    crate::state::write_in_place(&a.etc.join("resolv.conf"), &dns::resolv_conf(&host_resolv))?;
+    Ok(())
+}
+
+/// Rewrites the hosts file of every container on `network_id`: its own
+/// line, and on user networks one line per peer.
+fn refresh_hosts(rt: &Runtime, network_id: &str) {
+    let all = rt.endpoints();
+    let members: Vec<&Endpoint> = all.iter().filter(|e| e.network_id == network_id).collect();
+    let peer = |e: &'_ Endpoint| -> (Ipv4Addr, Vec<String>) {
+        let mut names = vec![e.hostname.clone()];
+        if !e.container_name.is_empty() {
+            names.push(e.container_name.clone());
+        }
+        names.extend(e.aliases.iter().cloned());
+        names.push(e.container_id[..12].to_string());
+        (e.ip, names)
+    };
+    for me in &members {
+        let dir = rt.etc_dir(&me.container_id);
+        if !dir.is_dir() {
+            continue;
+        }
+        let (ip, names) = peer(me);
+        let own = Peer {
+            ip,
+            // Docker's own line: hostname only on the default bridge.
+            names: if me.names {
+                names.iter().map(String::as_str).collect()
+            } else {
+                vec![me.hostname.as_str()]
+            },
+        };
+        let others: Vec<(Ipv4Addr, Vec<String>)> = if me.names {
+            members
+                .iter()
+                .filter(|o| o.container_id != me.container_id)
+                .map(|o| peer(o))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let others: Vec<Peer<'_>> = others
+            .iter()
+            .map(|(ip, n)| Peer {
+                ip: *ip,
+                names: n.iter().map(String::as_str).collect(),
+            })
+            .collect();
+        let _ = crate::state::write_in_place(&dir.join("hosts"), &dns::hosts(&own, &others));
+    }
+}
+
+/// Removes one endpoint's veth, /etc files and record (the lease). The first error is returned; the rest is still tried.
+fn teardown(rt: &Runtime, e: &Endpoint) -> Result<(), NetError> {
+    let results = [
+        host::delete_link(&e.veth),
+        std::fs::remove_dir_all(rt.etc_dir(&e.container_id))
+            .or_else(|err| {
+                if err.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            })
+            .map_err(|err| NetError::io("remove", &rt.etc_dir(&e.container_id), err)),
+        rt.remove_endpoint(&e.container_id),
+    ];
+    results
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()
+        .map(drop)
+}
+
+/// After endpoints went: removes bridges no endpoint uses, rewrites the
+/// nftables table when the set of bridges changed, and turns ip_forward
+/// back off when rbuild turned it on and no bridge is left.
+fn settle(rt: &Runtime, before: &[(String, Subnet)]) -> Result<(), NetError> {
+    let endpoints = rt.endpoints();
+    let after = bridges_in_use(&endpoints);
+    let mut first: Option<NetError> = None;
+    for br in host::links_with_prefix(&[DEFAULT_BRIDGE, USER_BRIDGE_PREFIX]) {
+        let ours = br == DEFAULT_BRIDGE || br.starts_with(USER_BRIDGE_PREFIX);
+        if ours && !after.iter().any(|(b, _)| *b == br) {
+            if let Err(e) = host::delete_link(&br) {
+                first.get_or_insert(e);
+            }
+            if br == DEFAULT_BRIDGE {
+                let _ = rt.set_default_subnet(None);
+            }
+        }
+    }
+    if after != before || (after.is_empty() && host::nft_table_exists()) {
+        if let Err(e) = host::nft_apply(&after) {
+            first.get_or_insert(e);
+        }
+    }
+    if after.is_empty() && rt.forward_marker().exists() {
+        if let Err(e) = host::set_ip_forward(false) {
+            first.get_or_insert(e);
+        }
+        let _ = std::fs::remove_file(rt.forward_marker());
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// What [`sweep`] removed, one line each, for `system check` to print.
+pub type SweepReport = Vec<String>;
+
+/// Removes what holders killed before detaching left on the host:
+/// endpoints whose holder is gone (veth if its container still runs,
+/// lease, /etc files), veths without a record, bridges no
+/// endpoint uses, and the nftables table when no bridge is left. Safe
+/// while other containers run: live holders' state is never touched.
+/// Does nothing (and needs nothing) when not root or when rbuild never
+/// attached a container on this host.
+pub fn sweep() -> Result<SweepReport, NetError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(Vec::new());
+    }
+    let Some(rt) = Runtime::existing() else {
+        return Ok(Vec::new());
+    };
+    let _lock = rt.lock()?;
+    Ok(sweep_locked(&rt))
+}
+
+fn sweep_locked(rt: &Runtime) -> SweepReport {
+    let mut report = Vec::new();
+    let endpoints = rt.endpoints();
+    let before = bridges_in_use(&endpoints);
+    for e in endpoints.iter().filter(|e| !e.holder.alive()) {
+        match teardown(rt, e) {
+            Ok(()) => report.push(format!(
+                "removed network endpoint of container {} on {} ({}), whose holder (pid {}) is gone",
+                &e.container_id[..12],
+                e.network_name,
+                e.ip,
+                e.holder.pid
+            )),
+            Err(err) => report.push(format!(
+                "cannot remove network endpoint of container {}: {err}",
+                &e.container_id[..12]
+            )),
+        }
+    }
+    let live: Vec<Endpoint> = rt.endpoints();
+    let known = |id: &str| live.iter().any(|e| e.container_id == id);
+    if let Ok(rd) = std::fs::read_dir(rt.dir.join("etc")) {
+        for f in rd.flatten() {
+            if !known(&f.file_name().to_string_lossy()) {
+                let _ = std::fs::remove_dir_all(f.path());
+            }
+        }
+    }
+    for veth in host::links_with_prefix(&[VETH_PREFIX]) {
+        if !live.iter().any(|e| e.veth == veth) && host::delete_link(&veth).is_ok() {
+            report.push(format!("removed stale veth {veth}"));
+        }
+    }
+    let bridges_before = host::links_with_prefix(&[DEFAULT_BRIDGE, USER_BRIDGE_PREFIX]);
+    let in_use = bridges_in_use(&live);
+    let unused_bridge = bridges_before
+        .iter()
+        .any(|b| !in_use.iter().any(|(u, _)| u == b));
+    let had_table = live.is_empty() && host::nft_table_exists();
+    if report.is_empty() && !unused_bridge && !had_table {
+        // Nothing went, every bridge is in use and no table is left
+        // without one: the common case at attach, spared running nft.
+        return report;
+    }
+    match settle(rt, &before) {
+        Ok(()) => {
+            for br in bridges_before {
+                if !host::link_exists(&br) {
+                    report.push(format!("removed unused bridge {br}"));
+                }
+            }
+            if had_table && live.is_empty() {
+                report.push(format!("removed nftables table ip {}", host::NFT_TABLE));
+            }
+        }
+        Err(err) => report.push(format!("cannot clean up network state: {err}")),
+    }
+    report
+}

@@ -1,0 +1,188 @@
+//! Container networking for rbuild, docker's bridge model without a
+//! daemon.
+//!
+//! # What a container on a bridge gets
+//!
+//! [`attach`] gives a container (identified by the caller's id) its own
+//! network namespace, which the sandbox joins
+//! ([`rbuild_sandbox::Network::Join`]) by the path of the holder's handle
+//! on it (`/proc/<pid>/fd/<n>`), with:
+//!
+//! - `eth0`, one end of a veth pair whose host end (`rbv<id12>`) is
+//!   enslaved to the network's bridge: `rbuild0` for the default `bridge`
+//!   network (docker's 172.17.0.0/16 when the host has no route there,
+//!   else the first free 10.200-219.0.0/16), `rbr-<netid11>` for a
+//!   user-defined network (its own subnet from docker's pools, or
+//!   `--subnet`);
+//! - the lowest free address of the subnet (the lease is the endpoint
+//!   record, written under a host-wide file lock) and a default route via
+//!   the bridge's address;
+//! - outbound access: masquerading of the subnet in rbuild's own
+//!   nftables table (`table ip rbuild`), rewritten whole in one
+//!   transaction whenever the set of bridges changes, so removing it is
+//!   exact and nothing else on the host is touched; ip_forward turned on
+//!   (and back off with the last bridge, if rbuild turned it on);
+//! - `/etc/hosts` and `/etc/resolv.conf` generated per container (to bind
+//!   over the sandbox's own with [`NetAttachment::sandbox_mounts`]): on a
+//!   user-defined network the hosts file lists every other container of
+//!   the network by name, hostname, `--network-alias` and short id, and
+//!   is rewritten in place when one comes or goes, so containers reach
+//!   each other by name, as with docker's embedded DNS; resolv.conf is the
+//!   host's without loopback resolvers;
+//! - published ports (`-p`, `-P`): a userspace forwarder, threads of the
+//!   process holding the [`NetAttachment`] (docker-proxy's role; see
+//!   `proxy.rs` for why not DNAT).
+//!
+//! The namespace is held by an open fd, not bind-mounted on a file (as
+//! `ip netns add` does): it lives exactly as long as the holder or the
+//! container, so a holder killed with its container leaves no namespace
+//! and no veth behind (a veth goes with its namespace), and runs never
+//! change the host's mount table.
+//!
+//! Dropping the attachment (or [`NetAttachment::detach`]) removes the
+//! veth, the namespace and the lease; with the network's last
+//! container its bridge and nftables rules go, with the last bridge the
+//! table. If the holder is killed first, [`sweep`] (run at every attach
+//! and by `rbuild system check`) finds the endpoint's holder gone and
+//! removes the same things.
+//!
+//! Everything host-wide (bridges, leases, the table) lives in
+//! `/run/rbuild/net-v1`, shared by every store root: two stores must not
+//! hand out the same address on the same bridge. Network definitions
+//! (names, subnets) are per store root, like docker's per daemon.
+//!
+//! # Rootless
+//!
+//! A bridge, veths and nftables need CAP_NET_ADMIN in the host's network
+//! namespace, so [`attach`] needs root and says so ([`NetError::NeedsRoot`]).
+//! The rootless design chosen is pasta (Debian's `passt` package) rather
+//! than slirp4netns: pasta maps the namespace's traffic onto host sockets
+//! without a TCP/IP stack of its own in between (podman's default since
+//! 5.0 for that reason: higher throughput, lower latency, no NAT subnet of
+//! its own, the host's addresses and routes copied in), and it forwards
+//! published ports itself (`-t`/`-u`), which slirp4netns needs a separate
+//! port forwarder for. It is not wired up yet: rootless `run` keeps
+//! `--network none` as its default, and `--network bridge` without root is
+//! refused with a hint.
+//!
+//! # Layout
+//!
+//! `addr` (subnets, pools), `port` (`-p` syntax) and `dns` (hosts and
+//! resolv.conf text) are pure; `network` keeps the definitions; `state`
+//! the host-wide records; `host` runs `ip`, `nft` and the namespace calls;
+//! `proxy` forwards ports; `attach` ties them together.
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+mod addr;
+mod attach;
+mod dns;
+mod host;
+mod network;
+mod port;
+mod proxy;
+mod state;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+pub use addr::Subnet;
+pub use attach::{
+    NetAttachment, NetRequest, PublishedPort, SweepReport, VETH_PREFIX, attach, sweep,
+};
+pub use host::NFT_TABLE;
+pub use network::{
+    CreateOptions, DEFAULT_BRIDGE, DEFAULT_NETWORK, EndpointInfo, NetworkDef, Networks,
+    USER_BRIDGE_PREFIX,
+};
+pub use port::{PortSpec, Protocol};
+pub use state::RUNTIME_DIR;
+
+/// Errors of networking, with docker's wording where docker has one.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("network {name} not found")]
+    NotFound { name: String },
+    #[error("network with name {name} already exists")]
+    Exists { name: String },
+    #[error(
+        "invalid network name {name:?}: it must start with a letter or digit and hold only [a-zA-Z0-9_.-]"
+    )]
+    InvalidName { name: String },
+    #[error("plugin \"{driver}\" not found (only the bridge driver is supported)")]
+    Driver { driver: String },
+    #[error("{name} is a pre-defined network and cannot be removed")]
+    Predefined { name: String },
+    #[error("error while removing network: network {name} id {id} has active endpoints")]
+    InUse { name: String, id: String },
+    #[error("Pool overlaps with other one on this address space ({subnet})")]
+    PoolOverlap { subnet: Subnet },
+    #[error("no free subnet left in the address pools for a new network")]
+    NoSubnet,
+    #[error("no free address left in {subnet} of network {network}")]
+    NoAddress { network: String, subnet: Subnet },
+    #[error("invalid gateway {gateway}: not a host address of subnet {subnet}")]
+    Gateway { gateway: Ipv4Addr, subnet: Subnet },
+    /// docker's message, whole (the cause is always EADDRINUSE).
+    #[error("Bind for {addr} failed: port is already allocated")]
+    PortAllocated { addr: SocketAddr },
+    #[error("cannot bind {addr} for a published port")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "bridge networking needs root (rootless networking through pasta is not implemented yet)"
+    )]
+    NeedsRoot,
+    #[error("invalid network request: {reason}")]
+    InvalidRequest { reason: String },
+    #[error("cannot run {command}")]
+    Tool {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{command} failed: {stderr}{}", if input.is_empty() { String::new() } else { format!("\ninput:\n{input}") })]
+    Command {
+        command: String,
+        input: String,
+        stderr: String,
+    },
+    #[error("cannot {step} {path}")]
+    Io {
+        step: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("corrupt network definition {path}")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl NetError {
+    pub(crate) fn io(step: &'static str, path: &Path, source: std::io::Error) -> NetError {
+        NetError::Io {
+            step,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// A `hint:` for the user, where there is one.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            NetError::NeedsRoot => Some("run as root, or use --network none or --network host"),
+            NetError::Tool { .. } => {
+                Some("install iproute2 and nftables (scripts/install-deps does)")
+            }
+            NetError::PoolOverlap { .. } => Some("choose another --subnet"),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Host-wide runtime state, `/run/rbuild/net-v1/`: one record per
+//! attached container (its endpoint), the generated /etc files, and the default bridge's subnet, all guarded by one file
+//! lock. Host-wide rather than per store root because what it describes
+//! is: bridges, veths, addresses and the nftables table are shared by
+//! every store on the machine, so IP leases (the endpoint records) must be
+//! too. On tmpfs, so a reboot clears it along with what it described.
+
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::NetError;
+use crate::addr::Subnet;
+use crate::port::PortSpec;
+
+/// Where the host-wide network state lives (root only).
+pub const RUNTIME_DIR: &str = "/run/rbuild/net-v1";
+
+/// One container attached to a bridge: also its IP lease.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Endpoint {
+    pub container_id: String,
+    pub container_name: String,
+    pub hostname: String,
+    pub aliases: Vec<String>,
+    pub network_id: String,
+    pub network_name: String,
+    /// Whether peers resolve each other by name (user-defined networks).
+    pub names: bool,
+    pub bridge: String,
+    pub subnet: Subnet,
+    pub gateway: Ipv4Addr,
+    pub ip: Ipv4Addr,
+    pub veth: String,
+    pub ports: Vec<(PortSpec, SocketAddr)>,
+    /// The process holding the attachment; when it is gone the endpoint
+    /// is stale and [`crate::sweep`] removes it.
+    pub holder: Holder,
+}
+
+/// A process, identified across pid reuse by its start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Holder {
+    pub pid: u32,
+    pub start: u64,
+}
+
+impl Holder {
+    pub fn me() -> Holder {
+        let pid = std::process::id();
+        Holder {
+            pid,
+            start: start_time(pid).unwrap_or(0),
+        }
+    }
+
+    pub fn alive(&self) -> bool {
+        start_time(self.pid) == Some(self.start)
+    }
+}
+
+/// Field 22 of /proc/PID/stat (start time in clock ticks since boot), or
+/// `None` when the process is gone or a zombie (dead, not yet reaped: its
+/// parent may never reap it, e.g. a container's pid 1 that is no init).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let mut fields = after.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+/// The runtime dir, opened.
+pub(crate) struct Runtime {
+    pub dir: PathBuf,
+}
+
+/// The held lock (released on drop).
+pub(crate) struct Lock(#[allow(dead_code)] nix::fcntl::Flock<File>);
+
+impl Runtime {
+    /// Opens (creating, mode 0700) the runtime dir.
+    pub fn open() -> Result<Runtime, NetError> {
+        let dir = PathBuf::from(RUNTIME_DIR);
+        for d in [
+            dir.clone(),
+            dir.join("endpoints"),
+            dir.join("netns"),
+            dir.join("etc"),
+        ] {
+            std::fs::create_dir_all(&d).map_err(|e| NetError::io("create runtime dir", &d, e))?;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(
+            dir.parent().unwrap_or(&dir),
+            std::fs::Permissions::from_mode(0o700),
+        );
+        Ok(Runtime { dir })
+    }
+
+    /// The runtime dir when it exists (nothing to sweep otherwise).
+    pub fn existing() -> Option<Runtime> {
+        let dir = PathBuf::from(RUNTIME_DIR);
+        dir.is_dir().then_some(Runtime { dir })
+    }
+
+    /// Takes the lock every change of host network state holds.
+    pub fn lock(&self) -> Result<Lock, NetError> {
+        let p = self.dir.join("lock");
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(|e| NetError::io("open lock", &p, e))?;
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map(Lock)
+            .map_err(|(_, e)| NetError::io("lock", &p, e.into()))
+    }
+
+    pub fn etc_dir(&self, id: &str) -> PathBuf {
+        self.dir.join("etc").join(id)
+    }
+
+    fn endpoint_path(&self, id: &str) -> PathBuf {
+        self.dir.join("endpoints").join(format!("{id}.json"))
+    }
+
+    /// Every endpoint record (unreadable ones are skipped: a record is
+    /// written whole with a rename, so only foreign files are).
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        let d = self.dir.join("endpoints");
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Endpoint> = rd
+            .filter_map(|e| {
+                let p = e.ok()?.path();
+                if p.extension()? != "json" {
+                    return None;
+                }
+                serde_json::from_slice(&std::fs::read(&p).ok()?).ok()
+            })
+            .collect();
+        out.sort_by_key(|e| e.ip);
+        out
+    }
+
+    pub fn write_endpoint(&self, e: &Endpoint) -> Result<(), NetError> {
+        let p = self.endpoint_path(&e.container_id);
+        let json = serde_json::to_vec_pretty(e).expect("endpoint serializes");
+        write_atomic(&p, &json)
+    }
+
+    pub fn remove_endpoint(&self, id: &str) -> Result<(), NetError> {
+        let p = self.endpoint_path(id);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(NetError::io("remove endpoint record", &p, e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The default bridge's subnet while it exists.
+    pub fn default_subnet(&self) -> Option<Subnet> {
+        std::fs::read_to_string(self.dir.join("default-bridge"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    pub fn set_default_subnet(&self, s: Option<Subnet>) -> Result<(), NetError> {
+        let p = self.dir.join("default-bridge");
+        match s {
+            Some(s) => write_atomic(&p, s.to_string().as_bytes()),
+            None => {
+                let _ = std::fs::remove_file(&p);
+                Ok(())
+            }
+        }
+    }
+
+    /// Marker: ip_forward was off before rbuild turned it on, and goes off
+    /// again when the last bridge does.
+    pub fn forward_marker(&self) -> PathBuf {
+        self.dir.join("ip_forward-was-off")
+    }
+}
+
+/// Writes `data` to `path` through a temp file and rename, so readers see
+/// the old or the new content, never a part.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), NetError> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, data).map_err(|e| NetError::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| NetError::io("rename", path, e))
+}
+
+/// Rewrites `path` in place (truncate + write), so a bind mount of it in
+/// a running container sees the new content (a rename would not be seen).
+pub(crate) fn write_in_place(path: &Path, data: &str) -> Result<(), NetError> {
+    std::fs::write(path, data).map_err(|e| NetError::io("write", path, e))
+}
