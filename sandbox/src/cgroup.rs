@@ -69,7 +69,14 @@ fn current(controller: Option<&str>) -> Result<String, SandboxError> {
 
 impl Cgroup {
     /// Creates a cgroup named `name` with `limits` and moves this process in.
-    pub(crate) fn create(name: &str, limits: &Limits) -> Result<Cgroup, SandboxError> {
+    /// `every_controller`: on cgroup v1 also join the freezer, memory,
+    /// cpu, cpuacct, pids and blkio hierarchies without limits there (a
+    /// lasting container's cgroup: pause, stats and `update` use them).
+    pub(crate) fn create(
+        name: &str,
+        limits: &Limits,
+        every_controller: bool,
+    ) -> Result<Cgroup, SandboxError> {
         let pid = std::process::id().to_string();
         let mut cg = Cgroup { dirs: Vec::new() };
         match version() {
@@ -141,6 +148,14 @@ impl Cgroup {
                 }
                 if let Some(p) = limits.pids {
                     plan.push(("pids", vec![("pids.max", p.to_string())]));
+                }
+                if every_controller {
+                    for ctrl in ["freezer", "memory", "cpu", "cpuacct", "pids", "blkio"] {
+                        let mounted = Path::new(CGROUP_ROOT).join(ctrl).is_dir();
+                        if mounted && !plan.iter().any(|(c, _)| *c == ctrl) {
+                            plan.push((ctrl, Vec::new()));
+                        }
+                    }
                 }
                 for (ctrl, files) in plan {
                     let base = Path::new(CGROUP_ROOT)

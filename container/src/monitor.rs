@@ -1,0 +1,615 @@
+//! The monitor of a running container (podman's conmon, in-process): the
+//! rbuild binary re-executed with [`MONITOR_ARG`] in a session of its own,
+//! so it outlives the `rbuild` that started it and no terminal's hangup
+//! reaches it. It
+//!
+//! 1. sets up the container's network ([`network_up`], the one place
+//!    networking is wired), starts the sandbox on the container's overlay
+//!    (writable layer in the container dir) with its mounts and a cgroup
+//!    `rbuild-ctr-<id12>` (freezer, stats, `update`);
+//! 2. records `running` with pid 1's host pid, then tells the starter
+//!    "ok" on its stdout (the starter's readiness pipe);
+//! 3. pumps stdout/stderr into the json-file log, feeds stdin from
+//!    `stdin.sock` (attach) when the container keeps stdin open, runs the
+//!    HEALTHCHECK;
+//! 4. when pid 1 exits: records the exit code and time, tears the network
+//!    down ([`network_down`]) and applies the restart policy (unless a user
+//!    stopped it: [`Container::stop_marker`]); with `--rm` removes the
+//!    container.
+//!
+//! If the monitor is killed, the sandbox's init process gets its
+//! parent-death signal and ends the container, unmounting and removing its
+//! cgroup; readers then see a dead monitor and report exit code -1.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rbuild_sandbox as sandbox;
+
+use crate::log::{LineSplitter, LogWriter};
+use crate::{Container, ContainerError, Containers, Health, HealthLog, Result, State, Status};
+
+/// The hidden argument (argv\[1\]) that makes the binary run [`main`]:
+/// `rbuild __container-monitor ROOT ID`.
+pub const MONITOR_ARG: &str = "__container-monitor";
+
+fn now() -> String {
+    let (s, n) = rbuild_oci::time::now();
+    rbuild_oci::time::rfc3339_nanos(s, n)
+}
+
+/// Starts the container's monitor and waits until it reports the
+/// container running (or why it could not start it).
+pub fn start(root: &Path, c: &Container) -> Result<()> {
+    let _ = fs::remove_file(c.stop_marker());
+    let monitor_log = c.dir.join("monitor.log");
+    let stderr = File::options()
+        .create(true)
+        .append(true)
+        .open(&monitor_log)
+        .map_err(ContainerError::io("open", &monitor_log))?;
+    let mut child = Command::new("/proc/self/exe")
+        .arg(MONITOR_ARG)
+        .arg(root)
+        .arg(&c.config.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| ContainerError::Start {
+            id: c.config.id.clone(),
+            message: format!("cannot run the monitor: {e}"),
+        })?;
+    let mut answer = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut answer);
+    }
+    // The monitor's first process exits once its detached copy runs.
+    let _ = child.wait();
+    let answer = answer.trim();
+    if answer == "ok" {
+        return Ok(());
+    }
+    let message = answer.strip_prefix("error: ").unwrap_or(answer);
+    Err(ContainerError::Start {
+        id: c.config.id.clone(),
+        message: if message.is_empty() {
+            let log = fs::read_to_string(&monitor_log).unwrap_or_default();
+            format!(
+                "the monitor died: {}",
+                log.lines().last().unwrap_or("no message")
+            )
+        } else {
+            message.to_string()
+        },
+    })
+}
+
+/// Entry point of the hidden monitor subcommand (`args`: ROOT ID). Never
+/// returns.
+pub fn main(args: &[std::ffi::OsString]) -> ! {
+    let (Some(root), Some(id)) = (args.first(), args.get(1)) else {
+        std::process::exit(2)
+    };
+    let root = PathBuf::from(root);
+    let id = id.to_string_lossy().into_owned();
+    // Detach: the first process spawns the real monitor and exits, so the
+    // monitor is reparented (to init or a subreaper) at once; it then
+    // starts a session of its own.
+    if std::env::var_os("RBUILD_MONITOR_DETACHED").is_none() {
+        let spawned = Command::new("/proc/self/exe")
+            .arg(MONITOR_ARG)
+            .arg(&root)
+            .arg(&id)
+            .env("RBUILD_MONITOR_DETACHED", "1")
+            .stdin(Stdio::null())
+            .spawn();
+        std::process::exit(if spawned.is_ok() { 0 } else { 1 })
+    }
+    let _ = nix::unistd::setsid();
+    let code = match run(&root, &id) {
+        Ok(()) => 0,
+        Err(e) => {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            ready(&format!("error: {msg}"));
+            eprintln_safe(&msg);
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+fn eprintln_safe(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}
+
+/// Answers the starter (once): writes to stdout, then points stdout at
+/// /dev/null so the starter's pipe closes.
+fn ready(msg: &str) {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DONE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let _ = writeln!(std::io::stdout(), "{msg}");
+    let _ = std::io::stdout().flush();
+    if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stdout(&null);
+    }
+}
+
+/// What [`network_up`] set up, for [`network_down`].
+#[derive(Debug)]
+pub struct NetworkHandle {
+    /// Nothing to undo for `none` and `host`.
+    _private: (),
+}
+
+/// NETWORK HOOK: sets up networking for the container before it starts,
+/// returning the sandbox's network mode and what to undo after it exits.
+/// Today `none` (a namespace with only loopback) and `host`; `bridge`,
+/// user-defined networks and `-p`/`-P` (recorded in the config's
+/// `host.network_mode`, `port_bindings`, `publish_all_ports`) are wired in
+/// here by the integrator (rbuild-net: `attach` gives a prepared network
+/// namespace to join and forwarders this monitor keeps alive).
+pub fn network_up(config: &crate::ContainerConfig) -> Result<(sandbox::Network, NetworkHandle)> {
+    let mode = match config.host.network_mode.as_str() {
+        "" | "none" => sandbox::Network::None,
+        "host" => sandbox::Network::Host,
+        other => {
+            return Err(ContainerError::Invalid {
+                what: "network",
+                value: other.to_string(),
+                hint: Some("this rbuild supports --network none or host".into()),
+            });
+        }
+    };
+    if !config.host.port_bindings.is_empty() && mode == sandbox::Network::None {
+        return Err(ContainerError::Invalid {
+            what: "port publishing",
+            value: config.host.port_bindings.join(","),
+            hint: Some("publishing ports needs a bridge network, not available yet".into()),
+        });
+    }
+    Ok((mode, NetworkHandle { _private: () }))
+}
+
+/// NETWORK HOOK: undoes [`network_up`] after the container exited.
+pub fn network_down(handle: NetworkHandle) {
+    drop(handle);
+}
+
+/// The sandbox spec of the container (layers from the store).
+pub fn sandbox_spec(
+    root: &Path,
+    c: &Container,
+    network: sandbox::Network,
+) -> Result<sandbox::SandboxSpec> {
+    let lowers = crate::fs_ops::lowers(root, &c.config)?;
+    let cfg = &c.config;
+    let mounts = cfg
+        .mounts
+        .iter()
+        .map(|m| sandbox::Mount {
+            kind: if m.kind == "tmpfs" {
+                sandbox::MountKind::Tmpfs
+            } else {
+                sandbox::MountKind::Bind
+            },
+            source: m.source.clone(),
+            target: PathBuf::from(&m.destination),
+            readonly: !m.rw,
+        })
+        .collect();
+    Ok(sandbox::SandboxSpec {
+        rootfs: sandbox::Rootfs::Overlay {
+            lowers,
+            upper: c.upper(),
+            work: c.work(),
+        },
+        process: sandbox::Process {
+            args: cfg.argv(),
+            env: cfg.env.clone(),
+            cwd: cfg.working_dir.clone(),
+            user: cfg.user.clone(),
+            tty: cfg.tty,
+            groups: sandbox::SupplementaryGroups::WithPrimary,
+        },
+        mounts,
+        network,
+        hostname: cfg.hostname.clone(),
+        readonly_rootfs: cfg.host.read_only,
+        limits: sandbox::Limits {
+            memory: cfg.host.memory,
+            cpus: cfg.host.cpus,
+            pids: cfg.host.pids_limit,
+        },
+        cgroup: Some(format!("rbuild-ctr-{}", cfg.short_id())),
+    })
+}
+
+/// Clears what a killed run may have left in the overlay's work dir (a
+/// `volatile` marker there refuses the next mount).
+fn clear_work(work: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let inner = work.join("work");
+    let _ = fs::set_permissions(&inner, fs::Permissions::from_mode(0o700));
+    let _ = fs::remove_dir_all(&inner);
+}
+
+/// The host pid of pid 1: the sandbox init's one child.
+fn find_pid1(init: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let children =
+            fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap_or_default();
+        if let Some(p) = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+        {
+            return p;
+        }
+        if crate::process_start_time(init).is_none() {
+            return 0;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    0
+}
+
+type Shared<T> = Arc<Mutex<T>>;
+
+fn run(root: &Path, id: &str) -> Result<()> {
+    let containers = Containers::open(root)?;
+    let dir = root.join(crate::CONTAINERS_DIR).join(id);
+    let c = Container::load(&dir)?;
+    let me = std::process::id();
+    let my_start = crate::process_start_time(me).unwrap_or(0);
+    let cfg = c.config.clone();
+    let log = Arc::new(Mutex::new(
+        LogWriter::open(&c.log_path(), cfg.host.log_max_size, cfg.host.log_max_file)
+            .map_err(ContainerError::io("open", c.log_path()))?,
+    ));
+    let state: Shared<State> = Arc::new(Mutex::new(c.state.clone()));
+    let save = |s: &State| c.write_state(s);
+    let mut restarts = c.state.restart_count;
+    let mut first = true;
+    // stdin: a pipe whose write end this monitor keeps, fed from stdin.sock.
+    let stdin_writer: Shared<Option<File>> = Arc::new(Mutex::new(None));
+    if cfg.open_stdin {
+        let _ = fs::remove_file(c.stdin_socket());
+        let (_dir, short) = c.stdin_socket_short()?;
+        let listener = UnixListener::bind(&short)
+            .map_err(ContainerError::io("listen on", c.stdin_socket()))?;
+        let writer = stdin_writer.clone();
+        let once = cfg.stdin_once;
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let mut conn = conn;
+                let mut buf = [0u8; 8192];
+                loop {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+                            if let Some(f) = w.as_mut() {
+                                let _ = f.write_all(&buf[..n]);
+                            }
+                        }
+                    }
+                }
+                if once {
+                    *writer.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                }
+            }
+        });
+    }
+    loop {
+        clear_work(&c.work());
+        let (network, net) = network_up(&cfg)?;
+        let spec = sandbox_spec(root, &c, network)?;
+        let pipe = || {
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| ContainerError::io("pipe", "")(e.into()))
+        };
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let stdin: OwnedFd = if cfg.open_stdin {
+            let (in_r, in_w) = pipe()?;
+            *stdin_writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(File::from(in_w));
+            in_r
+        } else {
+            sandbox::dev_null()?
+        };
+        let started = sandbox::spawn(
+            &spec,
+            sandbox::SandboxStdio {
+                stdin: Some(stdin),
+                stdout: Some(out_w),
+                stderr: Some(err_w),
+            },
+        );
+        let sb = match started {
+            Ok(sb) => sb,
+            Err(e) => {
+                network_down(net);
+                let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                s.status = Status::Exited;
+                s.exit_code = e.exit_code();
+                s.error = e.to_string();
+                s.finished_at = now();
+                let _ = save(&s);
+                return Err(e.into());
+            }
+        };
+        let pid1 = find_pid1(sb.pid());
+        {
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            s.status = Status::Running;
+            s.pid = pid1;
+            s.init_pid = sb.pid();
+            s.monitor_pid = me;
+            s.monitor_start = my_start;
+            s.exit_code = 0;
+            s.error.clear();
+            s.started_at = now();
+            s.finished_at = crate::ZERO_TIME.into();
+            s.restart_count = restarts;
+            if cfg.healthcheck.is_some() {
+                s.health = Some(Health {
+                    status: "starting".into(),
+                    failing_streak: 0,
+                    log: Vec::new(),
+                });
+            }
+            save(&s)?;
+        }
+        crate::events::record(
+            root,
+            "container",
+            "start",
+            &cfg.id,
+            &[("image", &cfg.image), ("name", &cfg.name)],
+        );
+        if first {
+            ready("ok");
+            first = false;
+        }
+        let pumps: Vec<_> = [(out_r, "stdout"), (err_r, "stderr")]
+            .into_iter()
+            .map(|(fd, stream)| {
+                let log = log.clone();
+                std::thread::spawn(move || pump(File::from(fd), stream, &log))
+            })
+            .collect();
+        let stop_health = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let health = cfg.healthcheck.clone().map(|hc| {
+            let (state, stop, dir) = (state.clone(), stop_health.clone(), c.dir.clone());
+            let cfg = cfg.clone();
+            std::thread::spawn(move || health_loop(&hc, &cfg, pid1, &state, &stop, &dir))
+        });
+        let result = sb.wait();
+        stop_health.store(true, std::sync::atomic::Ordering::SeqCst);
+        for p in pumps {
+            let _ = p.join();
+        }
+        if let Some(h) = health {
+            let _ = h.join();
+        }
+        network_down(net);
+        let (code, error) = match result {
+            Ok(code) => (code, String::new()),
+            Err(e) => (e.exit_code(), e.to_string()),
+        };
+        if !error.is_empty() {
+            let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = l.write("stderr", format!("rbuild: error: {error}\n").as_bytes());
+        }
+        let stopped_by_user = c.stop_marker().exists();
+        let again = !stopped_by_user && cfg.host.restart.restarts(code, restarts);
+        {
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            s.status = if again {
+                Status::Restarting
+            } else {
+                Status::Exited
+            };
+            s.exit_code = code;
+            s.error = error;
+            s.pid = 0;
+            s.init_pid = 0;
+            s.finished_at = now();
+            if !again {
+                s.monitor_pid = 0;
+            }
+            save(&s)?;
+        }
+        let code_s = code.to_string();
+        crate::events::record(
+            root,
+            "container",
+            "die",
+            &cfg.id,
+            &[
+                ("exitCode", &code_s),
+                ("image", &cfg.image),
+                ("name", &cfg.name),
+            ],
+        );
+        if !again {
+            break;
+        }
+        restarts += 1;
+        // docker's back-off: 100 ms, doubling, at most a minute.
+        let delay = Duration::from_millis(100u64 << restarts.min(10).saturating_sub(1))
+            .min(Duration::from_secs(60));
+        let deadline = Instant::now() + delay;
+        while Instant::now() < deadline {
+            if c.stop_marker().exists() {
+                let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                s.status = Status::Exited;
+                s.monitor_pid = 0;
+                save(&s)?;
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let _ = fs::remove_file(c.stdin_socket());
+    if cfg.host.auto_remove {
+        let _lock = containers.lock()?;
+        crate::volume::remove_anonymous(root, &cfg);
+        containers.remove(&c)?;
+        crate::events::record(
+            root,
+            "container",
+            "destroy",
+            &cfg.id,
+            &[("image", &cfg.image), ("name", &cfg.name)],
+        );
+    }
+    Ok(())
+}
+
+fn pump(mut from: File, stream: &str, log: &Mutex<LogWriter>) {
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut lines = LineSplitter::default();
+    let write = |l: &[u8]| {
+        let mut w = log.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = w.write(stream, l);
+    };
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => lines.push(&buf[..n], write),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    lines.finish(write);
+}
+
+fn health_loop(
+    hc: &crate::Healthcheck,
+    cfg: &crate::ContainerConfig,
+    pid1: u32,
+    state: &Mutex<State>,
+    stop: &std::sync::atomic::AtomicBool,
+    dir: &Path,
+) {
+    let args: Vec<String> = match hc.test.first().map(String::as_str) {
+        Some("CMD") => hc.test[1..].to_vec(),
+        Some("CMD-SHELL") => vec!["/bin/sh".into(), "-c".into(), hc.test[1..].join(" ")],
+        _ => return,
+    };
+    let started = Instant::now();
+    let interval = Duration::from_nanos(hc.interval as u64);
+    let timeout = Duration::from_nanos(hc.timeout as u64);
+    let start_period = Duration::from_nanos(hc.start_period as u64);
+    let mut next = Instant::now() + interval;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        if Instant::now() < next {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        next = Instant::now() + interval;
+        let start = now();
+        let (code, output) = probe(&args, cfg, pid1, timeout);
+        let entry = HealthLog {
+            start,
+            end: now(),
+            exit_code: code,
+            output,
+        };
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        let Some(h) = s.health.as_mut() else { break };
+        h.log.push(entry);
+        if h.log.len() > 5 {
+            h.log.remove(0);
+        }
+        if code == 0 {
+            h.failing_streak = 0;
+            h.status = "healthy".into();
+        } else if started.elapsed() >= start_period {
+            h.failing_streak += 1;
+            if h.failing_streak >= hc.retries.max(1) {
+                h.status = "unhealthy".into();
+            }
+        }
+        let _ = crate::write_json(&dir.join("state.json"), &*s);
+    }
+}
+
+fn probe(
+    args: &[String],
+    cfg: &crate::ContainerConfig,
+    pid1: u32,
+    timeout: Duration,
+) -> (i32, String) {
+    let Ok((r, w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
+        return (-1, "cannot create a pipe".into());
+    };
+    let w2 = w.try_clone().ok();
+    let spec = sandbox::ExecSpec {
+        pid: pid1,
+        process: sandbox::Process {
+            args: args.to_vec(),
+            env: cfg.env.clone(),
+            cwd: cfg.working_dir.clone(),
+            user: cfg.user.clone(),
+            tty: false,
+            groups: sandbox::SupplementaryGroups::WithPrimary,
+        },
+    };
+    let stdio = sandbox::SandboxStdio {
+        stdin: sandbox::dev_null().ok(),
+        stdout: Some(w),
+        stderr: w2,
+    };
+    let sb = match sandbox::exec(&spec, stdio) {
+        Ok(sb) => sb,
+        Err(e) => return (-1, e.to_string()),
+    };
+    let pid = sb.pid();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = std::io::BufReader::new(File::from(r))
+            .take(4096)
+            .read_to_string(&mut out);
+        out
+    });
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d2 = done.clone();
+    let killer = std::thread::spawn(move || {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if d2.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    });
+    let code = sb.wait().unwrap_or_else(|e| e.exit_code());
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = killer.join();
+    let out = reader.join().unwrap_or_default();
+    (code, out)
+}
