@@ -186,7 +186,7 @@ pub fn network_up(config: &crate::ContainerConfig) -> Result<(sandbox::Network, 
 
 /// NETWORK HOOK: undoes [`network_up`] after the container exited.
 pub fn network_down(handle: NetworkHandle) {
-    drop(handle);
+    let NetworkHandle { _private: () } = handle;
 }
 
 /// The sandbox spec of the container (layers from the store).

@@ -41,8 +41,8 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
         }
         match store.resolve(name) {
             Ok(image) => results.push(inspect_json(&image)),
-            Err(_) => {
-                eprintln!("Error: No such object: {name}");
+            Err(e) => {
+                eprintln!("error: {e}");
                 failed = true;
             }
         }
