@@ -268,6 +268,22 @@ fn find_pid1(init: u32) -> u32 {
     0
 }
 
+/// Waits until pid 1 has exec'd the command (its executable is no longer
+/// the init's): before that, its root and mounts are still being set up
+/// and an `exec` joining it would land in the wrong place.
+fn await_exec(init: u32, pid1: u32) {
+    let exe = |p: u32| fs::read_link(format!("/proc/{p}/exe")).ok();
+    let init_exe = exe(init);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match exe(pid1) {
+            None => return,
+            Some(e) if Some(&e) != init_exe.as_ref() => return,
+            Some(_) => std::thread::sleep(Duration::from_micros(200)),
+        }
+    }
+}
+
 type Shared<T> = Arc<Mutex<T>>;
 
 fn run(root: &Path, id: &str) -> Result<()> {
@@ -354,6 +370,7 @@ fn run(root: &Path, id: &str) -> Result<()> {
             }
         };
         let pid1 = find_pid1(sb.pid());
+        await_exec(sb.pid(), pid1);
         {
             let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
             s.status = Status::Running;
