@@ -505,3 +505,82 @@ fn fifty_run_rm_cycles_leak_no_mounts_or_cgroups() {
         0
     );
 }
+
+#[test]
+fn health_follow_logs_auto_remove_events_and_df() {
+    let env = Env::new();
+    let rb = &env.rb;
+    rb.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test -f /ok",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.3; touch /ok; sleep 100",
+    ]);
+    let ps = env.eventually(&["ps"], |o| o.contains("(healthy)"));
+    assert!(ps.contains("(healthy)"), "{ps}");
+    let h = rb.ok(&["inspect", "-f", "{{.State.Health.Status}}", "hc"]);
+    assert_eq!(h, "healthy\n");
+    assert!(
+        rb.ok(&["ps", "--filter", "health=healthy", "-q"])
+            .trim()
+            .len()
+            == 12
+    );
+
+    // logs -f follows until the container exits.
+    rb.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "count",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo $i; sleep 0.1; done",
+    ]);
+    assert_eq!(rb.ok(&["logs", "-f", "count"]), "1\n2\n3\n");
+    assert_eq!(rb.ok(&["logs", "--tail", "1", "count"]), "3\n");
+
+    // --rm: gone once it exits.
+    rb.ok(&["run", "-d", "--rm", "--name", "gone", "busybox", "true"]);
+    let ps = env.eventually(&["ps", "-a", "--format", "{{.Names}}"], |o| {
+        !o.contains("gone")
+    });
+    assert!(!ps.contains("gone"), "{ps}");
+
+    let events = rb.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--filter",
+        "container=count",
+    ]);
+    for action in ["create", "start", "die"] {
+        assert!(
+            events.contains(&format!("container {action} ")),
+            "{action} in {events}"
+        );
+    }
+    let df = rb.ok(&["system", "df"]);
+    assert!(
+        df.lines()
+            .any(|l| l.starts_with("Containers") && l.contains(" 2 ")),
+        "{df}"
+    );
+    assert!(df.contains("Local Volumes"), "{df}");
+    let pruned = rb.ok(&["container", "prune", "-f"]);
+    assert!(pruned.contains("Deleted Containers:"), "{pruned}");
+    assert_eq!(rb.ok(&["ps", "-aq"]).lines().count(), 1, "hc keeps running");
+}

@@ -197,27 +197,39 @@ pub fn parse_time(s: &str, now: i128) -> Option<i128> {
     if let Ok(f) = s.parse::<f64>() {
         return Some((f * 1e9) as i128);
     }
+    Some(now - parse_duration(s)?)
+}
+
+/// Go's duration syntax (`1h30m`, `45s`, `100ms`) in nanoseconds.
+pub fn parse_duration(s: &str) -> Option<i128> {
     let mut total: i128 = 0;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let v: f64 = num.parse().ok()?;
-        num.clear();
-        let unit: f64 = match c {
-            'h' => 3600e9,
-            'm' => 60e9,
-            's' => 1e9,
-            _ => return None,
-        };
-        total += (v * unit) as i128;
-    }
-    if !num.is_empty() {
+    let mut rest = s;
+    if rest.is_empty() {
         return None;
     }
-    Some(now - total)
+    while !rest.is_empty() {
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let v: f64 = rest[..end].parse().ok()?;
+        rest = &rest[end..];
+        let (unit, len) = [
+            ("ns", 1e0),
+            ("us", 1e3),
+            ("µs", 1e3),
+            ("ms", 1e6),
+            ("s", 1e9),
+            ("m", 60e9),
+            ("h", 3600e9),
+        ]
+        .iter()
+        .filter(|(u, _)| rest.starts_with(u))
+        .max_by_key(|(u, _)| u.len())
+        .map(|(u, f)| (*f, u.len()))?;
+        rest = &rest[len..];
+        total += (v * unit) as i128;
+    }
+    Some(total)
 }
 
 #[cfg(test)]
@@ -253,6 +265,8 @@ mod tests {
         assert_eq!(parse_time("1700000000", now), Some(now));
         assert!(parse_time("2023-11-14T22:13:20Z", now).is_some());
         assert_eq!(parse_time("bogus", now), None);
+        assert_eq!(parse_duration("1m30s"), Some(90_000_000_000));
+        assert_eq!(parse_duration("100ms"), Some(100_000_000));
         assert_eq!(format_nanos(now + 5), "2023-11-14T22:13:20.000000005Z");
     }
 }

@@ -69,8 +69,7 @@ fn parse_size(s: &str) -> Option<u64> {
 }
 
 fn parse_duration_ns(s: &str) -> Option<i64> {
-    let now = 1_000_000_000_000_000_000i128;
-    ctrlog::parse_time(s, now).map(|t| (now - t) as i64)
+    ctrlog::parse_duration(s).map(|d| d as i64)
 }
 
 fn invalid(what: &'static str, value: &str, hint: Option<&str>) -> ContainerError {
