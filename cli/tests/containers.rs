@@ -447,6 +447,30 @@ fn a_killed_monitor_leaves_an_exited_container_that_can_be_removed() {
     );
     assert_eq!(rb.ok(&["rm", "victim"]), "victim\n");
     assert!(rb.ok(&["system", "check"]).contains("0 problems"));
+
+    // The sandbox's init killed instead: the monitor records the exit and
+    // removes the cgroup the init could not.
+    let cgroups = container_cgroups();
+    rb.ok(&["run", "-d", "--name", "victim2", "busybox", "sleep", "1000"]);
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.container_dir("victim2").join("state.json")).unwrap(),
+    )
+    .unwrap();
+    let init = state["init_pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(init),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    env.eventually(&["inspect", "-f", "{{.State.Status}}", "victim2"], |o| {
+        o == "exited\n"
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while container_cgroups() != cgroups && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(container_cgroups(), cgroups, "cgroup left behind");
+    rb.ok(&["rm", "victim2"]);
 }
 
 /// Mounts of this test's store or of any container's layers (other

@@ -371,6 +371,14 @@ fn run(root: &Path, id: &str) -> Result<()> {
         };
         let pid1 = find_pid1(sb.pid());
         await_exec(sb.pid(), pid1);
+        // The sandbox's init removes its cgroup when pid 1 ends; should the
+        // init itself be killed, the monitor removes it.
+        let cgroup_dirs: Vec<PathBuf> = {
+            let mut probe = c.clone();
+            probe.state.pid = pid1;
+            probe.state.status = Status::Running;
+            probe.cgroup_dirs().into_iter().map(|(_, d)| d).collect()
+        };
         {
             let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
             s.status = Status::Running;
@@ -425,6 +433,13 @@ fn run(root: &Path, id: &str) -> Result<()> {
             let _ = h.join();
         }
         network_down(net);
+        // (pid 1 may still be exiting from its parent-death signal.)
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for d in &cgroup_dirs {
+            while d.exists() && fs::remove_dir(d).is_err() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let (code, error) = match result {
             Ok(code) => (code, String::new()),
             Err(e) => (e.exit_code(), e.to_string()),

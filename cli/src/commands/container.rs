@@ -1218,6 +1218,10 @@ pub fn wait(root: &Path, args: NamesArgs) -> anyhow::Result<ExitCode> {
     for name in &args.containers {
         match containers.get(name) {
             Ok(c) => {
+                // docker: a container not started yet is waited for too.
+                while c.reload().is_ok_and(|c| c.state.status == Status::Created) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 wait_inactive(&c, Duration::from_secs(u64::MAX / 4));
                 let code = c.reload().map(|c| c.state.exit_code).unwrap_or(-1);
                 println!("{code}");
