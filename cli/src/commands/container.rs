@@ -565,6 +565,22 @@ fn forward_stdin(c: &Container) {
 /// Prints the log from `offset` as it grows until the container stops
 /// (`until_exit`) and returns its exit code.
 fn follow(c: &Container, offset: u64, until_exit: bool) -> i32 {
+    // docker's sig-proxy: SIGINT, SIGTERM, SIGHUP and SIGQUIT reaching
+    // this process go to the container instead of ending the attach.
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let mut set = SigSet::empty();
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        set.add(sig);
+    }
+    let proxy = set.thread_block().ok().and_then(|()| {
+        SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).ok()
+    });
     let mut offset = offset;
     let path = c.log_path();
     let mut out = std::io::stdout();
@@ -585,6 +601,11 @@ fn follow(c: &Container, offset: u64, until_exit: bool) -> i32 {
             Ok(c) => c,
             Err(_) => return 0,
         };
+        if let Some(sfd) = &proxy {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                let _ = state.signal(info.ssi_signo as i32);
+            }
+        }
         if !state.is_active() || (!until_exit && state.state.status == Status::Created) {
             if entries.is_empty() {
                 idle_after_exit += 1;
