@@ -26,7 +26,11 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     let users = super::container::images_in_use(root);
     for name in &args.images {
-        if let Err(e) = remove_one(&store, name, args.force, &users) {
+        let result = remove_one(&store, name, args.force, &users);
+        if result.is_ok() {
+            rbuild_container::events::record(root, "image", "delete", name, &[("name", name)]);
+        }
+        if let Err(e) = result {
             eprintln!("error: {e:#}");
             failed = true;
         }
@@ -60,10 +64,13 @@ fn remove_one(
     // A container's image is one of its roots: refused without -f, and
     // with -f only untagged (the container still runs on it), as docker.
     let (manifest, config_id) = (image.manifest_digest.to_string(), image.id.to_string());
-    if let Some((_, id)) = users
+    let user = users
         .iter()
         .find(|(m, _)| *m == manifest || *m == config_id)
-    {
+        .map(|(_, id)| id);
+    // Untagging one of several tags never touches the image.
+    let last_name = names_the_image(name, &image) || image.tags.len() <= 1;
+    if let Some(id) = user.filter(|_| last_name) {
         if !force {
             if names_the_image(name, &image) {
                 bail!(
