@@ -475,6 +475,21 @@ fn a_killed_monitor_leaves_an_exited_container_that_can_be_removed() {
     }
     assert_eq!(cgroups_of(&ids), 0, "cgroup left behind");
     rb.ok(&["rm", "victim2"]);
+
+    // A create killed before it wrote the config: not listed, reported by
+    // system check and removed by --repair.
+    let half = rb.root().join("containers-v1").join("ab".repeat(32));
+    std::fs::create_dir_all(half.join("upper")).unwrap();
+    assert_eq!(rb.ok(&["ps", "-aq"]), "");
+    let r = rb.run(&["system", "check"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout.contains("a create that did not finish"),
+        "{}",
+        r.stdout
+    );
+    rb.ok(&["system", "check", "--repair"]);
+    assert!(!half.exists());
 }
 
 /// Mounts of this test's store or of any container's layers (other
