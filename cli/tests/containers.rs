@@ -115,6 +115,15 @@ fn a_detached_container_lives_through_its_lifecycle() {
     );
     assert_eq!(lines[3], "0");
     assert_eq!(rb.run(&["exec", "web", "sh", "-c", "exit 7"]).code, 7);
+    let tty = rb.ok(&[
+        "exec",
+        "-t",
+        "web",
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && echo tty",
+    ]);
+    assert_eq!(tty.trim_end(), "tty");
     assert_eq!(rb.run(&["exec", "web", "no-such-cmd"]).code, 127);
     let top = rb.ok(&["top", "web"]);
     assert!(

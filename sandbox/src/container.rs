@@ -239,8 +239,16 @@ fn setup_and_exec(ctx: ChildContext<'_>) -> Result<std::convert::Infallible, San
 
 /// The child of `rbuild exec` after it joined the container (see
 /// `exec`): never returns; execs the command or reports an error and exits.
-pub(crate) fn start_joined(process: &super::spec::Process, status: RawFd) -> ! {
-    let err = match joined_exec(process) {
+pub(crate) fn start_joined(
+    process: &super::spec::Process,
+    tty: Option<OwnedFd>,
+    status: RawFd,
+) -> ! {
+    let err = match tty
+        .as_ref()
+        .map_or(Ok(()), attach_tty)
+        .and_then(|()| joined_exec(process))
+    {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -279,6 +287,9 @@ fn joined_exec(process: &super::spec::Process) -> Result<std::convert::Infallibl
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", id.home));
     }
+    if process.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
     let filter = seccomp::compile();
     // SAFETY: close_range with CLOEXEC flag only changes fd flags.
     unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
@@ -305,7 +316,7 @@ fn reset_signals() {
     }
 }
 
-fn attach_tty(slave: &OwnedFd) -> Result<(), SandboxError> {
+pub(crate) fn attach_tty(slave: &OwnedFd) -> Result<(), SandboxError> {
     nix::unistd::setsid().map_err(sys("setsid", None))?;
     // SAFETY: ioctl TIOCSCTTY on a valid tty fd; dup2 onto stdio.
     unsafe {

@@ -17,8 +17,7 @@ use std::path::Path;
 use nix::sched::{CloneFlags, setns};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid};
+use nix::unistd::ForkResult;
 use serde::{Deserialize, Serialize};
 
 use super::container;
@@ -35,7 +34,8 @@ pub struct ExecSpec {
     /// Host pid of the sandbox's pid 1, whose namespaces are joined.
     pub pid: u32,
     /// The process (its `user` resolved in the container's /etc/passwd;
-    /// `tty` is not supported).
+    /// with `tty` it gets a pseudo-terminal relayed to this stdio, as a
+    /// run's pid 1 does).
     pub process: Process,
 }
 
@@ -135,6 +135,12 @@ fn join_and_run() -> Result<i32, SandboxError> {
             ));
         }
     }
+    // Opened on the host's /dev/ptmx, before the mount namespace changes.
+    let pty = if spec.process.tty {
+        Some(super::tty::Pty::open()?)
+    } else {
+        None
+    };
     let root = open(
         &format!("/proc/{pid}/root"),
         libc::O_PATH | libc::O_DIRECTORY,
@@ -149,20 +155,14 @@ fn join_and_run() -> Result<i32, SandboxError> {
     drop(fds);
 
     let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGCHLD,
-    ] {
+    for s in super::init::FORWARDED {
         mask.add(s);
     }
+    mask.add(Signal::SIGCHLD);
+    mask.add(Signal::SIGWINCH);
     mask.thread_block()
         .map_err(|e| SandboxError::setup("block signals", None, e.into()))?;
-    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| SandboxError::setup("signalfd", None, e.into()))?;
     // SAFETY: this process is single-threaded (a fresh exec that started
     // no threads), so the child may do anything after fork.
@@ -171,30 +171,11 @@ fn join_and_run() -> Result<i32, SandboxError> {
     {
         ForkResult::Child => {
             drop(sfd);
-            container::start_joined(&spec.process, STATUS_FD)
+            let slave = pty.map(|p| p.into_slave().0);
+            container::start_joined(&spec.process, slave, STATUS_FD)
         }
         ForkResult::Parent { child } => child,
     };
-    loop {
-        let info = match sfd.read_signal() {
-            Ok(Some(info)) => info,
-            Ok(None) | Err(nix::Error::EINTR) => continue,
-            Err(e) => return Err(SandboxError::setup("read signal", None, e.into())),
-        };
-        let signo = info.ssi_signo as i32;
-        if signo != libc::SIGCHLD {
-            if let Ok(sig) = Signal::try_from(signo) {
-                let _ = nix::sys::signal::kill(child, sig);
-            }
-            continue;
-        }
-        loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(p, code)) if p == child => return Ok(code),
-                Ok(WaitStatus::Signaled(p, sig, _)) if p == child => return Ok(128 + sig as i32),
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    }
+    let master = pty.map(|p| p.into_master());
+    super::init::wait_loop(child, &sfd, master.as_ref(), nix::unistd::getppid())
 }

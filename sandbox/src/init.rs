@@ -579,7 +579,7 @@ fn common_parent(dirs: &[&Path]) -> Option<PathBuf> {
 }
 
 /// Signals forwarded to pid 1 (SIGCHLD and SIGWINCH are handled here).
-const FORWARDED: [Signal; 6] = [
+pub(crate) const FORWARDED: [Signal; 6] = [
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGHUP,
@@ -653,7 +653,7 @@ fn exit_code(ws: WaitStatus) -> Option<i32> {
     }
 }
 
-fn wait_loop(
+pub(crate) fn wait_loop(
     child: Pid,
     sfd: &SignalFd,
     master: Option<&OwnedFd>,

@@ -927,7 +927,7 @@ pub struct ExecArgs {
     /// Keep STDIN open
     #[arg(short, long)]
     pub interactive: bool,
-    /// Allocate a pseudo-TTY (accepted; the process gets the caller's stdio)
+    /// Allocate a pseudo-TTY
     #[arg(short, long)]
     pub tty: bool,
     /// Username or UID (format: "<name|uid>[:<group|gid>]")
@@ -987,7 +987,7 @@ pub fn exec(root: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
                 .clone()
                 .unwrap_or_else(|| c.config.working_dir.clone()),
             user: args.user.clone().unwrap_or_else(|| c.config.user.clone()),
-            tty: false,
+            tty: args.tty && !args.detach,
             groups: rbuild_sandbox::SupplementaryGroups::WithPrimary,
         },
     };
