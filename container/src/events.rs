@@ -55,7 +55,13 @@ pub fn record(root: &Path, kind: &str, action: &str, id: &str, attributes: &[(&s
     };
     line.push(b'\n');
     let p = path(root);
-    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(&p) {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(mut f) = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&p)
+    {
         let _ = f.write_all(&line);
     }
 }

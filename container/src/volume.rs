@@ -51,6 +51,14 @@ pub fn create(root: &Path, name: Option<&str>, labels: BTreeMap<String, String>)
     if let Ok(v) = get(root, &name) {
         return Ok(v);
     }
+    let top = dir(root);
+    if !top.is_dir() {
+        use std::os::unix::fs::PermissionsExt;
+        fs::create_dir_all(&top).map_err(ContainerError::io("create", &top))?;
+        // Owner only, as the containers' dir.
+        fs::set_permissions(&top, fs::Permissions::from_mode(0o700))
+            .map_err(ContainerError::io("chmod", &top))?;
+    }
     let d = data_dir(root, &name);
     fs::create_dir_all(&d).map_err(ContainerError::io("create", &d))?;
     let (s, n) = rbuild_oci::time::now();
