@@ -103,19 +103,23 @@ pub fn new_id() -> String {
 }
 
 impl Containers {
-    /// The containers under the store root `root` (the directory is made
-    /// when missing, mode 0700).
+    /// The containers under the store root `root` (nothing is made until
+    /// the first container is).
     pub fn open(root: &Path) -> Result<Containers> {
-        let dir = root.join(CONTAINERS_DIR);
-        if !dir.is_dir() {
-            fs::create_dir_all(&dir).map_err(ContainerError::io("create", &dir))?;
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-                .map_err(ContainerError::io("chmod", &dir))?;
-        }
         Ok(Containers {
             root: root.to_path_buf(),
-            dir,
+            dir: root.join(CONTAINERS_DIR),
         })
+    }
+
+    /// Makes the containers' directory (mode 0700) when missing.
+    fn ensure_dir(&self) -> Result<()> {
+        if !self.dir.is_dir() {
+            fs::create_dir_all(&self.dir).map_err(ContainerError::io("create", &self.dir))?;
+            fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
+                .map_err(ContainerError::io("chmod", &self.dir))?;
+        }
+        Ok(())
     }
 
     /// The store root.
@@ -125,6 +129,7 @@ impl Containers {
 
     /// Held while names are checked and taken (create, rename, remove).
     pub fn lock(&self) -> Result<FileLock> {
+        self.ensure_dir()?;
         Ok(FileLock::acquire(
             &self.dir.join(".lock"),
             LockMode::Exclusive,
@@ -135,6 +140,9 @@ impl Containers {
     /// create killed half-way) are skipped; see [`Containers::broken`].
     pub fn list(&self) -> Result<Vec<Container>> {
         let mut out = Vec::new();
+        if !self.dir.exists() {
+            return Ok(out);
+        }
         for entry in fs::read_dir(&self.dir).map_err(ContainerError::io("read", &self.dir))? {
             let Ok(entry) = entry else { continue };
             let name = entry.file_name();
@@ -217,6 +225,7 @@ impl Containers {
     /// Makes the container's directory and writes its config and a
     /// `created` state. The name must have been checked under the lock.
     pub fn create(&self, config: ContainerConfig) -> Result<Container> {
+        self.ensure_dir()?;
         let dir = self.dir.join(&config.id);
         fs::create_dir(&dir).map_err(ContainerError::io("create", &dir))?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
