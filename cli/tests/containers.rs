@@ -422,6 +422,29 @@ fn a_restart_policy_restarts_a_crashing_container() {
     });
     rb.ok(&["stop", "-t", "1", "loop"]);
     assert_eq!(env.state("loop"), "exited");
+
+    // --init: tini as pid 1 passes SIGTERM on, so stop needs no SIGKILL.
+    if !std::path::Path::new("/usr/bin/tini-static").exists() {
+        println!("SKIPPED --init: tini-static missing (apt-get install tini)");
+        return;
+    }
+    rb.ok(&[
+        "run", "-d", "--init", "--name", "tini", "busybox", "sleep", "100",
+    ]);
+    assert!(
+        rb.ok(&["top", "tini"])
+            .contains("/sbin/docker-init -- sleep 100")
+    );
+    let t = Instant::now();
+    rb.ok(&["stop", "tini"]);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "stop waited for SIGKILL"
+    );
+    assert_eq!(
+        rb.ok(&["inspect", "-f", "{{.State.ExitCode}}", "tini"]),
+        "143\n"
+    );
 }
 
 #[test]

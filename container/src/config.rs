@@ -81,8 +81,7 @@ pub struct HostConfig {
     pub memory: Option<u64>,
     pub cpus: Option<f64>,
     pub pids_limit: Option<u64>,
-    /// `--init` (recorded; the sandbox's own init already reaps and
-    /// forwards signals).
+    /// `--init`: tini as pid 1 (see the monitor).
     pub init: bool,
     /// `--log-opt max-size` in bytes (None: unbounded).
     pub log_max_size: Option<u64>,

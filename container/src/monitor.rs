@@ -197,7 +197,8 @@ pub fn sandbox_spec(
 ) -> Result<sandbox::SandboxSpec> {
     let lowers = crate::fs_ops::lowers(root, &c.config)?;
     let cfg = &c.config;
-    let mounts = cfg
+    let mut args = cfg.argv();
+    let mut mounts: Vec<sandbox::Mount> = cfg
         .mounts
         .iter()
         .map(|m| sandbox::Mount {
@@ -211,6 +212,22 @@ pub fn sandbox_spec(
             readonly: !m.rw,
         })
         .collect();
+    if cfg.host.init {
+        // docker's --init: tini (Debian's tini-static) as pid 1, bound
+        // read-only at /sbin/docker-init, forwarding signals and reaping.
+        let tini = init_binary().ok_or_else(|| ContainerError::Invalid {
+            what: "--init",
+            value: "tini-static".into(),
+            hint: Some("install tini (apt-get install tini) or set RBUILD_INIT_BINARY".into()),
+        })?;
+        mounts.push(sandbox::Mount {
+            kind: sandbox::MountKind::Bind,
+            source: tini,
+            target: PathBuf::from(INIT_PATH),
+            readonly: true,
+        });
+        args.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
+    }
     Ok(sandbox::SandboxSpec {
         rootfs: sandbox::Rootfs::Overlay {
             lowers,
@@ -218,7 +235,7 @@ pub fn sandbox_spec(
             work: c.work(),
         },
         process: sandbox::Process {
-            args: cfg.argv(),
+            args,
             env: cfg.env.clone(),
             cwd: cfg.working_dir.clone(),
             user: cfg.user.clone(),
@@ -236,6 +253,18 @@ pub fn sandbox_spec(
         },
         cgroup: Some(format!("rbuild-ctr-{}", cfg.short_id())),
     })
+}
+
+/// Where `--init`'s binary appears in the container (docker's path).
+const INIT_PATH: &str = "/sbin/docker-init";
+
+/// The static init for `--init`: `RBUILD_INIT_BINARY`, else tini-static.
+fn init_binary() -> Option<PathBuf> {
+    std::env::var_os("RBUILD_INIT_BINARY")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(["/usr/bin/tini-static", "/usr/bin/docker-init"].map(PathBuf::from))
+        .find(|p| p.is_file())
 }
 
 /// Clears what a killed run may have left in the overlay's work dir (a

@@ -31,8 +31,8 @@ pub struct RunArgs {
     /// Restart policy: no, on-failure[:max-retries], always, unless-stopped
     #[arg(long, value_name = "POLICY")]
     pub restart: Option<String>,
-    /// Run an init inside the container (recorded; the sandbox's init
-    /// already forwards signals and reaps)
+    /// Run an init inside the container (tini-static at /sbin/docker-init)
+    /// that forwards signals and reaps processes
     #[arg(long)]
     pub init: bool,
     /// Signal to stop the container (default SIGTERM)
