@@ -620,6 +620,38 @@ fn health_follow_logs_auto_remove_events_and_df() {
             == 12
     );
 
+    assert_eq!(
+        rb.ok(&["inspect", "-f", "{{.State.OOMKilled}}", "hc"]),
+        "false\n"
+    );
+    if is_root() {
+        rb.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "oom",
+            "--memory",
+            "16m",
+            "busybox",
+            "sh",
+            "-c",
+            "head -c 300m /dev/zero | tail; echo done",
+        ]);
+        let oom = env.eventually(
+            &[
+                "inspect",
+                "-f",
+                "{{.State.OOMKilled}} {{.State.Status}}",
+                "oom",
+            ],
+            |o| o == "true exited\n",
+        );
+        assert_eq!(oom, "true exited\n");
+        rb.ok(&["rm", "oom"]);
+    } else {
+        println!("SKIPPED OOMKilled: memory limits need root");
+    }
+
     // logs -f follows until the container exits.
     rb.ok(&[
         "run",

@@ -487,6 +487,7 @@ fn run(root: &Path, id: &str) -> Result<()> {
                 Status::Exited
             };
             s.exit_code = code;
+            s.oom_killed = sandbox::take_oom_killed();
             s.error = error;
             s.pid = 0;
             s.init_pid = 0;

@@ -190,6 +190,22 @@ impl Cgroup {
         Ok(cg)
     }
 
+    /// The OOM killer killed something here (v1 `memory.oom_control`'s
+    /// `oom_kill`, v2 `memory.events`'s `oom_kill`).
+    pub(crate) fn oom_killed(&self) -> bool {
+        self.dirs.iter().any(|d| {
+            ["memory.oom_control", "memory.events"].iter().any(|f| {
+                fs::read_to_string(d.join(f)).is_ok_and(|t| {
+                    t.lines().any(|l| {
+                        l.strip_prefix("oom_kill ")
+                            .and_then(|n| n.trim().parse::<u64>().ok())
+                            .is_some_and(|n| n > 0)
+                    })
+                })
+            })
+        })
+    }
+
     /// Moves this process back to the parent cgroups and removes ours.
     /// Best effort: runs after the sandbox's processes are gone.
     pub(crate) fn remove(&mut self) {

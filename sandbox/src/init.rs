@@ -253,6 +253,9 @@ fn monitor() -> Result<i32, SandboxError> {
     };
     let result = run_in_namespaces(&spec, &scratch, &hostname, rootless, init_layer.as_deref());
     if let Some(cg) = cgroup.as_mut() {
+        if cg.oom_killed() {
+            container::send(STATUS_FD, &Message::OomKilled);
+        }
         cg.remove();
     }
     result

@@ -107,6 +107,14 @@ impl std::fmt::Display for SnapshotterKind {
 
 static LAST_SNAPSHOTTER: AtomicU8 = AtomicU8::new(0);
 
+static LAST_OOM_KILLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the OOM killer struck a sandbox (with a memory limit or a
+/// named cgroup) this process waited for since the last call; clears it.
+pub fn take_oom_killed() -> bool {
+    LAST_OOM_KILLED.swap(false, Ordering::Relaxed)
+}
+
 /// The snapshotter the last overlay run of this process used; before any
 /// run, `Overlay` when the kernel lists overlayfs in /proc/filesystems
 /// (runs still fall back to `Copy` if the mount is refused).
@@ -388,6 +396,7 @@ impl Sandbox {
                     };
                     LAST_SNAPSHOTTER.store(v, Ordering::Relaxed);
                 }
+                protocol::Message::OomKilled => LAST_OOM_KILLED.store(true, Ordering::Relaxed),
                 protocol::Message::Error(e) => {
                     error.get_or_insert(e);
                 }
