@@ -38,6 +38,14 @@ fn main() -> ExitCode {
     {
         rbuild_sandbox::init_main();
     }
+    let argv1 = std::env::args_os().nth(1);
+    if argv1.as_deref() == Some(std::ffi::OsStr::new(rbuild_sandbox::EXEC_ARG)) {
+        rbuild_sandbox::exec_main();
+    }
+    if argv1.as_deref() == Some(std::ffi::OsStr::new(rbuild_container::monitor::MONITOR_ARG)) {
+        let rest: Vec<std::ffi::OsString> = std::env::args_os().skip(2).collect();
+        rbuild_container::monitor::main(&rest);
+    }
     let args = commands::with_default_subcommand(
         std::env::args_os().collect(),
         &commands::subcommand_names(),

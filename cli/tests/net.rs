@@ -550,3 +550,77 @@ fn network_commands_speak_docker() {
     assert_eq!(pruned, "Deleted Networks:\nn1\nn3\n");
     assert_eq!(rb.ok(&["network", "ls", "-q"]).lines().count(), 3);
 }
+
+/// The material's walk-through with lasting containers: a web server run
+/// detached with a published port, fetched from the host; `port` and
+/// `inspect` show the bound port; a second detached container on a user
+/// network reaches another by name; after `rm -f` nothing is left.
+#[test]
+fn detached_containers_publish_ports_and_reach_each_other_by_name() {
+    let Some(_lock) = net_test("detached_containers_publish_ports_and_reach_each_other_by_name")
+    else {
+        return;
+    };
+    let rb = Rbuild::new();
+    rb.busybox();
+    let www = www(&rb, "detached\n");
+    let port = free_port();
+    let volume = format!("{}:/www:ro", www.display());
+    let publish = format!("127.0.0.1:{port}:80");
+    rb.ok(&[
+        "run", "-d", "--name", "web", "-p", &publish, "-v", &volume, "busybox", "httpd", "-f",
+        "-p", "80", "-h", "/www",
+    ]);
+    let body = http_get(port, "/index.html", Duration::from_secs(10));
+    let port_line = rb.ok(&["port", "web"]);
+    let ports = rb.ok(&["inspect", "-f", "{{json .NetworkSettings.Ports}}", "web"]);
+    let ip = rb.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]);
+
+    rb.ok(&["network", "create", "detnet"]);
+    rb.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        "detnet",
+        "-v",
+        &volume,
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    rb.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "client",
+        "--network",
+        "detnet",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in $(seq 100); do wget -q -O- http://srv/index.html && exit 0; sleep 0.1; done; exit 1",
+    ]);
+    let code = rb.ok(&["wait", "client"]);
+    let logs = rb.run(&["logs", "client"]);
+    for c in ["web", "srv", "client"] {
+        rb.ok(&["rm", "-f", c]);
+    }
+    rb.ok(&["network", "rm", "detnet"]);
+
+    assert_eq!(body.as_deref(), Some("detached\n"));
+    assert_eq!(port_line, format!("80/tcp -> 127.0.0.1:{port}\n"));
+    assert!(
+        ports.contains(&format!("\"HostPort\":\"{port}\"")),
+        "{ports}"
+    );
+    assert!(ip.trim().parse::<std::net::Ipv4Addr>().is_ok(), "{ip:?}");
+    assert_eq!(code.trim(), "0", "{}{}", logs.stdout, logs.stderr);
+    assert_eq!(logs.stdout, "detached\n");
+    assert_eq!(host_state(), Vec::<String>::new());
+}

@@ -69,7 +69,14 @@ fn current(controller: Option<&str>) -> Result<String, SandboxError> {
 
 impl Cgroup {
     /// Creates a cgroup named `name` with `limits` and moves this process in.
-    pub(crate) fn create(name: &str, limits: &Limits) -> Result<Cgroup, SandboxError> {
+    /// `every_controller`: on cgroup v1 also join the freezer, memory,
+    /// cpu, cpuacct, pids and blkio hierarchies without limits there (a
+    /// lasting container's cgroup: pause, stats and `update` use them).
+    pub(crate) fn create(
+        name: &str,
+        limits: &Limits,
+        every_controller: bool,
+    ) -> Result<Cgroup, SandboxError> {
         let pid = std::process::id().to_string();
         let mut cg = Cgroup { dirs: Vec::new() };
         match version() {
@@ -142,6 +149,14 @@ impl Cgroup {
                 if let Some(p) = limits.pids {
                     plan.push(("pids", vec![("pids.max", p.to_string())]));
                 }
+                if every_controller {
+                    for ctrl in ["freezer", "memory", "cpu", "cpuacct", "pids", "blkio"] {
+                        let mounted = Path::new(CGROUP_ROOT).join(ctrl).is_dir();
+                        if mounted && !plan.iter().any(|(c, _)| *c == ctrl) {
+                            plan.push((ctrl, Vec::new()));
+                        }
+                    }
+                }
                 for (ctrl, files) in plan {
                     let base = Path::new(CGROUP_ROOT)
                         .join(ctrl)
@@ -173,6 +188,22 @@ impl Cgroup {
             }
         }
         Ok(cg)
+    }
+
+    /// The OOM killer killed something here (v1 `memory.oom_control`'s
+    /// `oom_kill`, v2 `memory.events`'s `oom_kill`).
+    pub(crate) fn oom_killed(&self) -> bool {
+        self.dirs.iter().any(|d| {
+            ["memory.oom_control", "memory.events"].iter().any(|f| {
+                fs::read_to_string(d.join(f)).is_ok_and(|t| {
+                    t.lines().any(|l| {
+                        l.strip_prefix("oom_kill ")
+                            .and_then(|n| n.trim().parse::<u64>().ok())
+                            .is_some_and(|n| n > 0)
+                    })
+                })
+            })
+        })
     }
 
     /// Moves this process back to the parent cgroups and removes ours.

@@ -240,6 +240,68 @@ fn setup_and_exec(ctx: ChildContext<'_>) -> Result<std::convert::Infallible, San
     exec(&spec.process.args, &env)
 }
 
+/// The child of `rbuild exec` after it joined the container (see
+/// `exec`): never returns; execs the command or reports an error and exits.
+pub(crate) fn start_joined(
+    process: &super::spec::Process,
+    tty: Option<OwnedFd>,
+    status: RawFd,
+) -> ! {
+    let err = match tty
+        .as_ref()
+        .map_or(Ok(()), attach_tty)
+        .and_then(|()| joined_exec(process))
+    {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    send(status, &Message::Error(WireError::from(&err)));
+    // SAFETY: _exit is async-signal-safe and ends this forked child.
+    unsafe { libc::_exit(err.exit_code()) }
+}
+
+fn joined_exec(process: &super::spec::Process) -> Result<std::convert::Infallible, SandboxError> {
+    reset_signals();
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = fs::read_to_string("/etc/group").unwrap_or_default();
+    let id = user::resolve(&process.user, &passwd, &group)?;
+    let cwd = if process.cwd.is_empty() {
+        "/"
+    } else {
+        &process.cwd
+    };
+    drop_privileges(&id, process.groups)?;
+    std::env::set_current_dir(cwd)
+        .map_err(io_err("change to working directory", Path::new(cwd)))?;
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(SandboxError::setup(
+            "set no_new_privs",
+            None,
+            io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    let mut env = process.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", id.home));
+    }
+    if process.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    let filter = seccomp::compile();
+    // SAFETY: close_range with CLOEXEC flag only changes fd flags.
+    unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    filter
+        .install()
+        .map_err(|e| SandboxError::setup("install seccomp filter", None, e))?;
+    exec(&process.args, &env)
+}
+
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 fn reset_signals() {
@@ -257,7 +319,7 @@ fn reset_signals() {
     }
 }
 
-fn attach_tty(slave: &OwnedFd) -> Result<(), SandboxError> {
+pub(crate) fn attach_tty(slave: &OwnedFd) -> Result<(), SandboxError> {
     nix::unistd::setsid().map_err(sys("setsid", None))?;
     // SAFETY: ioctl TIOCSCTTY on a valid tty fd; dup2 onto stdio.
     unsafe {

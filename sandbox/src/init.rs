@@ -262,16 +262,28 @@ fn monitor() -> Result<i32, SandboxError> {
     let init_layer = super::runtime_dir::init_layer(&runtime).ok();
     let scratch = Scratch::new(&runtime)?;
 
-    let mut cgroup = if spec.limits.any() {
-        Some(Cgroup::create(
+    let mut cgroup = match (&spec.cgroup, spec.limits.any()) {
+        (Some(name), _) => {
+            // Without limits a cgroup is a convenience (stats, pause):
+            // where one cannot be made (rootless) the run goes on without.
+            match Cgroup::create(name, &spec.limits, true) {
+                Ok(cg) => Some(cg),
+                Err(e) if spec.limits.any() => return Err(e),
+                Err(_) => None,
+            }
+        }
+        (None, true) => Some(Cgroup::create(
             &format!("rbuild-{}", std::process::id()),
             &spec.limits,
-        )?)
-    } else {
-        None
+            false,
+        )?),
+        (None, false) => None,
     };
     let result = run_in_namespaces(&spec, &scratch, &hostname, rootless, init_layer.as_deref());
     if let Some(cg) = cgroup.as_mut() {
+        if cg.oom_killed() {
+            container::send(STATUS_FD, &Message::OomKilled);
+        }
         cg.remove();
     }
     result
@@ -598,7 +610,7 @@ fn common_parent(dirs: &[&Path]) -> Option<PathBuf> {
 }
 
 /// Signals forwarded to pid 1 (SIGCHLD and SIGWINCH are handled here).
-const FORWARDED: [Signal; 6] = [
+pub(crate) const FORWARDED: [Signal; 6] = [
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGHUP,
@@ -672,7 +684,7 @@ fn exit_code(ws: WaitStatus) -> Option<i32> {
     }
 }
 
-fn wait_loop(
+pub(crate) fn wait_loop(
     child: Pid,
     sfd: &SignalFd,
     master: Option<&OwnedFd>,

@@ -44,6 +44,7 @@
 mod cgroup;
 mod container;
 mod error;
+mod exec;
 pub mod harness;
 mod init;
 mod interrupt;
@@ -71,9 +72,11 @@ use serde::{Deserialize, Serialize};
 pub use cgroup::{CgroupVersion, version as cgroup_version};
 pub use container::DEFAULT_CAPS;
 pub use error::SandboxError;
+pub use exec::{EXEC_ARG, ExecSpec, exec_main};
 pub use init::init_main;
 pub use interrupt::{INTERRUPTED, cancel_on_interrupt};
 pub use runtime_dir::{StaleDir, remove_stale, runtime_dir, stale_dirs};
+pub use snapshot::copy_merged_path;
 pub use spec::{
     Limits, Mount, MountFile, MountKind, Network, Process, Rootfs, SandboxSpec, SupplementaryGroups,
 };
@@ -104,6 +107,14 @@ impl std::fmt::Display for SnapshotterKind {
 }
 
 static LAST_SNAPSHOTTER: AtomicU8 = AtomicU8::new(0);
+
+static LAST_OOM_KILLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the OOM killer struck a sandbox (with a memory limit or a
+/// named cgroup) this process waited for since the last call; clears it.
+pub fn take_oom_killed() -> bool {
+    LAST_OOM_KILLED.swap(false, Ordering::Relaxed)
+}
 
 /// The snapshotter the last overlay run of this process used; before any
 /// run, `Overlay` when the kernel lists overlayfs in /proc/filesystems
@@ -386,6 +397,7 @@ impl Sandbox {
                     };
                     LAST_SNAPSHOTTER.store(v, Ordering::Relaxed);
                 }
+                protocol::Message::OomKilled => LAST_OOM_KILLED.store(true, Ordering::Relaxed),
                 protocol::Message::Error(e) => {
                     error.get_or_insert(e);
                 }
@@ -416,6 +428,7 @@ impl Sandbox {
 /// time by another thread never inherits them.
 fn spawn_init(
     exe: &Path,
+    subcommand: &std::ffi::CStr,
     stdio: SandboxStdio,
     spec: OwnedFd,
     status: OwnedFd,
@@ -443,7 +456,7 @@ fn spawn_init(
     };
     let (spec, status) = (high(&spec)?, high(&status)?);
     let path = CString::new(exe.as_os_str().as_bytes()).expect("fd path has no NUL");
-    let argv = [c"rbuild".as_ptr(), INIT_ARG_C.as_ptr(), std::ptr::null()];
+    let argv = [c"rbuild".as_ptr(), subcommand.as_ptr(), std::ptr::null()];
     let env = environment();
     let envp: Vec<*const libc::c_char> = env
         .iter()
@@ -533,11 +546,35 @@ pub fn spawn(spec: &SandboxSpec, stdio: SandboxStdio) -> Result<Sandbox, Sandbox
     };
     let (spec_r, spec_w) = pipe()?;
     let (status_r, status_w) = pipe()?;
-    let pid = spawn_init(&exe_path, stdio, spec_r, status_w)?;
+    let pid = spawn_init(&exe_path, INIT_ARG_C, stdio, spec_r, status_w)?;
     let json = serde_json::to_vec(spec).map_err(|source| SandboxError::Protocol { source })?;
     {
         let mut w = std::fs::File::from(spec_w);
         // A failed write means the init process died; its status says why.
+        let _ = w.write_all(&json);
+    }
+    Ok(Sandbox {
+        pid,
+        status: std::fs::File::from(status_r),
+    })
+}
+
+/// Starts `spec` in the running sandbox whose pid 1 is `spec.pid` (see
+/// [`ExecSpec`]) and returns without waiting; [`Sandbox::wait`] gives the
+/// process's exit code, or the setup error (docker's 126/127 included).
+pub fn exec(spec: &ExecSpec, stdio: SandboxStdio) -> Result<Sandbox, SandboxError> {
+    let exe = init_binary()?;
+    let exe_path = PathBuf::from(format!("/proc/self/fd/{}", exe.as_raw_fd()));
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| SandboxError::setup("create pipe", None, e.into()))
+    };
+    let (spec_r, spec_w) = pipe()?;
+    let (status_r, status_w) = pipe()?;
+    let pid = spawn_init(&exe_path, c"__sandbox-exec", stdio, spec_r, status_w)?;
+    let json = serde_json::to_vec(spec).map_err(|source| SandboxError::Protocol { source })?;
+    {
+        let mut w = std::fs::File::from(spec_w);
         let _ = w.write_all(&json);
     }
     Ok(Sandbox {

@@ -19,4 +19,7 @@ pub(crate) enum Message {
     Snapshotter(SnapshotterKind),
     /// Setup failed; the run's result is this error.
     Error(WireError),
+    /// The kernel's OOM killer killed a process of the sandbox's memory
+    /// cgroup (docker's `OOMKilled`).
+    OomKilled,
 }

@@ -230,6 +230,70 @@ fn ensure_parents(merged: &Path, upper: &Path, rel: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Copies what `rel` (relative; empty for the whole tree) is in the union
+/// of `layers` (top first, overlayfs format: whiteouts and opaque dirs, as
+/// layer snapshots and a container's upper dir are) to `dest`, which must
+/// not exist. Returns false when `rel` does not exist there. A symlink on
+/// the way to `rel` is not followed (nothing outside the layers is read):
+/// the path then does not exist.
+pub fn copy_merged_path(layers: &[PathBuf], rel: &Path, dest: &Path) -> io::Result<bool> {
+    let mut present = false;
+    for layer in layers.iter().rev() {
+        // What this layer says about the parents of `rel`.
+        let mut hidden = false;
+        let mut blocked = false;
+        let mut cur = layer.clone();
+        for comp in rel.parent().into_iter().flat_map(|p| p.components()) {
+            cur.push(comp);
+            match fs::symlink_metadata(&cur) {
+                Ok(m) if is_whiteout(&m) || !m.is_dir() => {
+                    hidden = true;
+                    blocked = true;
+                    break;
+                }
+                Ok(_) if is_opaque(&cur) => hidden = true,
+                Ok(_) => {}
+                Err(_) => {
+                    blocked = true;
+                    break;
+                }
+            }
+        }
+        if hidden && present {
+            remove_any(dest)?;
+            present = false;
+        }
+        if blocked {
+            continue;
+        }
+        let src = layer.join(rel);
+        let m = match fs::symlink_metadata(&src) {
+            Ok(m) => m,
+            Err(_) => continue,
+        };
+        if is_whiteout(&m) {
+            if present {
+                remove_any(dest)?;
+                present = false;
+            }
+            continue;
+        }
+        let merge = present && m.is_dir() && dest.is_dir() && !is_opaque(&src);
+        if !merge {
+            if present {
+                remove_any(dest)?;
+            }
+            copy_entry(&src, dest, &m)?;
+        }
+        if m.is_dir() {
+            apply_layer(&src, dest)?;
+            set_times(dest, &m)?;
+        }
+        present = true;
+    }
+    Ok(present)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,11 @@ pub struct SandboxSpec {
     pub readonly_rootfs: bool,
     /// Resource limits, enforced with cgroups when any is set.
     pub limits: Limits,
+    /// Name of a cgroup to create for the sandbox even without limits (a
+    /// lasting container's: freezer, stats and `update` need it). Made
+    /// next to the caller's cgroup and removed when the sandbox ends.
+    #[serde(default)]
+    pub cgroup: Option<String>,
 }
 
 /// The root filesystem of a sandbox.

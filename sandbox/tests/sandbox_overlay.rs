@@ -132,6 +132,7 @@ fn spec(f: &Fixture, script: &str) -> SandboxSpec {
         hostname: String::new(),
         readonly_rootfs: false,
         limits: Limits::default(),
+        cgroup: None,
     }
 }
 
@@ -338,6 +339,7 @@ fn ephemeral_spec(lowers: Vec<PathBuf>, script: &str) -> SandboxSpec {
         hostname: String::new(),
         readonly_rootfs: false,
         limits: Limits::default(),
+        cgroup: None,
     }
 }
 

@@ -229,6 +229,7 @@ fn sandbox_spec(spec: &RunSpec) -> SandboxSpec {
         hostname: spec.hostname.clone(),
         readonly_rootfs: false,
         limits: Limits::default(),
+        cgroup: None,
     }
 }
 

@@ -1,4 +1,5 @@
-//! `rbuild export IMAGE -o FILE`: the image's flattened filesystem as a tar.
+//! `rbuild export CONTAINER|IMAGE -o FILE`: the container's (as docker
+//! export) or the image's flattened filesystem as a tar.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ use super::output::Output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The image (name, name:tag, or ID)
+    /// The container, or an image (name, name:tag, or ID)
     pub image: String,
     /// Write to FILE instead of stdout
     #[arg(short, long, value_name = "FILE")]
@@ -17,6 +18,10 @@ pub struct Args {
 }
 
 pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    // docker export takes a container; rbuild's images export too.
+    if let Ok(c) = rbuild_container::Containers::open(root).and_then(|c| c.get(&args.image)) {
+        return super::container::export(root, &c, args.output.as_deref());
+    }
     let store = crate::root::open_store(root)?;
     let image = store.resolve(&args.image)?;
     let _lease = store.lease(&image)?;

@@ -61,5 +61,6 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     };
     let id = archive::import(&store, source, rootfs, &options)?;
     println!("{id}");
+    rbuild_container::events::record(root, "image", "import", &id.to_string(), &[]);
     Ok(ExitCode::SUCCESS)
 }

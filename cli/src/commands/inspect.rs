@@ -29,7 +29,19 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut results = Vec::new();
     let mut failed = false;
+    let containers = rbuild_container::Containers::open(root)?;
     for name in &args.images {
+        if let Ok(c) = containers.get(name) {
+            results.push(super::container::inspect_json(root, &c));
+            continue;
+        }
+        if let Ok(v) = rbuild_container::volume::get(root, name) {
+            results.push(serde_json::json!({
+                "CreatedAt": v.created, "Driver": "local", "Labels": v.labels,
+                "Mountpoint": v.mountpoint, "Name": v.name, "Options": {}, "Scope": "local",
+            }));
+            continue;
+        }
         match store.resolve_for(name.as_str(), args.platform.as_ref()) {
             // `{{json .SBOM}}`: the image's SBOM, scanned only when asked.
             Ok(image) if args.format.as_deref().is_some_and(|f| f.contains(".SBOM")) => {

@@ -5,6 +5,7 @@ pub mod build;
 mod cache;
 mod check;
 mod completion;
+pub mod container;
 mod debug;
 mod dockerfile_input;
 mod export;
@@ -57,6 +58,56 @@ pub enum Command {
     Bake(Box<bake::BakeArgs>),
     /// Run a command in a new sandboxed container
     Run(Box<run::RunArgs>),
+    /// Create a new container (not started)
+    Create(Box<run::RunArgs>),
+    /// Start one or more stopped containers
+    Start(container::StartArgs),
+    /// List containers
+    Ps(container::PsArgs),
+    /// Fetch the logs of a container
+    Logs(container::LogsArgs),
+    /// Attach to a running container's output (and stdin)
+    Attach(container::AttachArgs),
+    /// Run a command in a running container
+    Exec(container::ExecArgs),
+    /// Stop one or more running containers
+    Stop(container::StopArgs),
+    /// Kill one or more running containers
+    Kill(container::KillArgs),
+    /// Restart one or more containers
+    Restart(container::StopArgs),
+    /// Pause all processes within one or more containers
+    Pause(container::NamesArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(container::NamesArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(container::NamesArgs),
+    /// Remove one or more containers
+    Rm(container::RmArgs),
+    /// Rename a container
+    Rename(container::RenameArgs),
+    /// Display the running processes of a container
+    Top(container::TopArgs),
+    /// Inspect changes to files on a container's filesystem
+    Diff(container::NamesArgs),
+    /// Copy files between a container and the host
+    Cp(container::CpArgs),
+    /// Create a new image from a container's changes
+    Commit(container::CommitArgs),
+    /// Display containers' resource usage
+    Stats(container::StatsArgs),
+    /// Update the resource limits of containers
+    Update(container::UpdateArgs),
+    /// List a container's published ports
+    Port(container::PortArgs),
+    /// Show events of containers, images and volumes
+    Events(container::EventsArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(container::VolumeCommand),
     /// Create an image from a root filesystem (tar, tar.gz, directory, or -)
     Import(import::Args),
     /// Write an image's flattened filesystem as a tar
@@ -140,6 +191,63 @@ pub enum ImageCommand {
     Push(push::Args),
 }
 
+/// `rbuild container …`
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// List containers
+    #[command(alias = "list", alias = "ps")]
+    Ls(container::PsArgs),
+    /// Create and run a new container
+    Run(Box<run::RunArgs>),
+    /// Create a new container
+    Create(Box<run::RunArgs>),
+    /// Start containers
+    Start(container::StartArgs),
+    /// Stop containers
+    Stop(container::StopArgs),
+    /// Restart containers
+    Restart(container::StopArgs),
+    /// Kill containers
+    Kill(container::KillArgs),
+    /// Remove containers
+    #[command(alias = "remove")]
+    Rm(container::RmArgs),
+    /// Remove all stopped containers
+    Prune(container::PruneArgs),
+    /// Display detailed information on containers
+    Inspect(inspect::Args),
+    /// Fetch the logs of a container
+    Logs(container::LogsArgs),
+    /// Run a command in a running container
+    Exec(container::ExecArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(export::Args),
+    /// Block until containers stop
+    Wait(container::NamesArgs),
+    /// Display the running processes of a container
+    Top(container::TopArgs),
+    /// Inspect changes on a container's filesystem
+    Diff(container::NamesArgs),
+    /// Create an image from a container
+    Commit(container::CommitArgs),
+    /// Copy files between a container and the host
+    Cp(container::CpArgs),
+    /// Rename a container
+    Rename(container::RenameArgs),
+    /// Pause containers
+    Pause(container::NamesArgs),
+    /// Unpause containers
+    Unpause(container::NamesArgs),
+    /// Display resource usage
+    Stats(container::StatsArgs),
+    /// Update resource limits
+    Update(container::UpdateArgs),
+    /// Attach to a running container
+    Attach(container::AttachArgs),
+    /// List published ports
+    Port(container::PortArgs),
+}
+
 /// `rbuild system …`
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
@@ -147,8 +255,27 @@ pub enum SystemCommand {
     Df(system::DfArgs),
     /// Verify every blob and reference in the store
     Check(system::CheckArgs),
+    /// Remove stopped containers, unused images (dangling, or all with -a),
+    /// unused volumes with --volumes, and the build cache index
+    Prune(SystemPruneArgs),
+    /// Show events of containers, images and volumes
+    Events(container::EventsArgs),
     /// Show where the store is and what it holds
     Info,
+}
+
+/// `rbuild system prune`
+#[derive(Debug, clap::Args)]
+pub struct SystemPruneArgs {
+    /// Remove all unused images, not just dangling ones
+    #[arg(short, long)]
+    pub all: bool,
+    /// Prune anonymous volumes (all unused ones with -a)
+    #[arg(long)]
+    pub volumes: bool,
+    /// Do not prompt for confirmation (always the case)
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 /// `rbuild cache …` (docker's `builder du/prune`)
@@ -250,7 +377,108 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::System(SystemCommand::Df(a)) => system::df(root, a),
         Command::System(SystemCommand::Check(a)) => system::check(root, a),
         Command::Info | Command::System(SystemCommand::Info) => info::run(root),
-        Command::Run(args) => run::run(root, *args),
+        Command::Run(args) | Command::Container(ContainerCommand::Run(args)) => {
+            run::run(root, *args)
+        }
+        Command::Create(args) | Command::Container(ContainerCommand::Create(args)) => {
+            Ok(match container::create_container(root, &args) {
+                Ok(c) => {
+                    println!("{}", c.config.id);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => container::fail(&e),
+            })
+        }
+        Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => {
+            container::start(root, a)
+        }
+        Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => container::ps(root, a),
+        Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => {
+            container::logs(root, a)
+        }
+        Command::Attach(a) | Command::Container(ContainerCommand::Attach(a)) => {
+            container::attach(root, a)
+        }
+        Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => {
+            container::exec(root, a)
+        }
+        Command::Stop(a) | Command::Container(ContainerCommand::Stop(a)) => {
+            container::stop(root, a)
+        }
+        Command::Kill(a) | Command::Container(ContainerCommand::Kill(a)) => {
+            container::kill(root, a)
+        }
+        Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => {
+            container::restart(root, a)
+        }
+        Command::Pause(a) | Command::Container(ContainerCommand::Pause(a)) => {
+            container::pause(root, a, true)
+        }
+        Command::Unpause(a) | Command::Container(ContainerCommand::Unpause(a)) => {
+            container::pause(root, a, false)
+        }
+        Command::Wait(a) | Command::Container(ContainerCommand::Wait(a)) => {
+            container::wait(root, a)
+        }
+        Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => container::rm(root, a),
+        Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => {
+            container::rename(root, a)
+        }
+        Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => container::top(root, a),
+        Command::Diff(a) | Command::Container(ContainerCommand::Diff(a)) => {
+            container::diff(root, a)
+        }
+        Command::Cp(a) | Command::Container(ContainerCommand::Cp(a)) => container::cp(root, a),
+        Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => {
+            container::commit(root, a)
+        }
+        Command::Stats(a) | Command::Container(ContainerCommand::Stats(a)) => {
+            container::stats(root, a)
+        }
+        Command::Update(a) | Command::Container(ContainerCommand::Update(a)) => {
+            container::update(root, a)
+        }
+        Command::Port(a) | Command::Container(ContainerCommand::Port(a)) => {
+            container::port(root, a)
+        }
+        Command::Events(a) | Command::System(SystemCommand::Events(a)) => {
+            container::events(root, a)
+        }
+        Command::System(SystemCommand::Prune(a)) => {
+            let (ids, bytes) = container::prune_containers(root)?;
+            if !ids.is_empty() {
+                println!("Deleted Containers:");
+                ids.iter().for_each(|i| println!("{i}"));
+                println!();
+            }
+            let mut total = bytes;
+            if a.volumes {
+                let (names, b) = container::prune_volumes(root, a.all)?;
+                total += b;
+                if !names.is_empty() {
+                    println!("Deleted Volumes:");
+                    names.iter().for_each(|n| println!("{n}"));
+                    println!();
+                }
+            }
+            let code = prune::run(
+                root,
+                prune::Args {
+                    all: a.all,
+                    force: true,
+                    filters: vec![],
+                },
+            )?;
+            println!(
+                "Total reclaimed space (containers and volumes): {}",
+                size::human_size(total)
+            );
+            Ok(code)
+        }
+        Command::Container(ContainerCommand::Prune(a)) => container::prune(root, a),
+        Command::Container(ContainerCommand::Inspect(a)) => inspect::run(root, a),
+        Command::Container(ContainerCommand::Export(a)) => export::run(root, a),
+        Command::Volume(c) => container::volume_cmd(root, c),
         Command::Network(cmd) => network::run(root, cmd),
         Command::Build(args) => build::run(root, *args),
         Command::Bake(args) => bake::run(root, *args),

@@ -51,6 +51,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     }
     let store = crate::root::open_store_saying_waits(root)?;
     let mut deleted = Vec::new();
+    let users = super::container::images_in_use(root);
     for image in store.images()? {
         if !args.all && !image.is_dangling() {
             continue;
@@ -63,7 +64,10 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
             Some((k, v)) => image_labels.get(k).map(String::as_str) == Some(v),
             None => image_labels.contains_key(l.as_str()),
         });
-        if !label_ok || store.is_in_use(&image)? {
+        let used_by_container = users
+            .iter()
+            .any(|(m, _)| *m == image.manifest_digest.to_string() || *m == image.id.to_string());
+        if !label_ok || used_by_container || store.is_in_use(&image)? {
             continue;
         }
         store.remove(&image)?;

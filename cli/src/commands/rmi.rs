@@ -24,8 +24,13 @@ pub struct Args {
 pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let store = crate::root::open_store_saying_waits(root)?;
     let mut failed = false;
+    let users = super::container::images_in_use(root);
     for name in &args.images {
-        if let Err(e) = remove_one(&store, name, args.force) {
+        let result = remove_one(&store, name, args.force, &users);
+        if result.is_ok() {
+            rbuild_container::events::record(root, "image", "delete", name, &[("name", name)]);
+        }
+        if let Err(e) = result {
             eprintln!("error: {e:#}");
             failed = true;
         }
@@ -48,9 +53,55 @@ fn names_the_image(name: &str, image: &Image) -> bool {
     }
 }
 
-fn remove_one(store: &Store, name: &str, force: bool) -> anyhow::Result<()> {
+fn remove_one(
+    store: &Store,
+    name: &str,
+    force: bool,
+    users: &[(String, String)],
+) -> anyhow::Result<()> {
     let image = store.resolve(name)?;
     let in_use = store.is_in_use(&image)?;
+    // A container's image is one of its roots: refused without -f, and
+    // with -f only untagged (the container still runs on it), as docker.
+    let (manifest, config_id) = (image.manifest_digest.to_string(), image.id.to_string());
+    let user = users
+        .iter()
+        .find(|(m, _)| *m == manifest || *m == config_id)
+        .map(|(_, id)| id);
+    // Untagging one of several tags never touches the image.
+    let last_name = names_the_image(name, &image) || image.tags.len() <= 1;
+    if let Some(id) = user.filter(|_| last_name) {
+        if !force {
+            if names_the_image(name, &image) {
+                bail!(
+                    "conflict: unable to delete {} (must be forced) - image is being used by stopped container {}",
+                    image.id.short(),
+                    &id[..12]
+                );
+            }
+            bail!(
+                "conflict: unable to remove repository reference {:?} (must force) - container {} is using its referenced image {}",
+                name,
+                &id[..12],
+                image.id.short()
+            );
+        }
+        let tags = if names_the_image(name, &image) {
+            image.tags.clone()
+        } else {
+            vec![ImageRef::parse(name)?]
+        };
+        for t in &tags {
+            let (img, removed) = store.untag(t)?;
+            println!("Untagged: {}", t.familiar());
+            if removed {
+                // Kept as a dangling image for the container.
+                let config = store.read_blob(&img.id)?;
+                store.write_image_raw(&config, &img.layers, &[])?;
+            }
+        }
+        return Ok(());
+    }
     if names_the_image(name, &image) {
         if image.tags.len() > 1 && !force {
             bail!(

@@ -18,13 +18,53 @@ use rbuild_sandbox::{
 use rbuild_store::{Image, Store};
 
 /// Flags of `rbuild run`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(trailing_var_arg = true)]
 pub struct RunArgs {
-    /// Remove the container's writable layer when it exits (always the case
-    /// today: nothing is kept)
+    /// Remove the container when it exits (a foreground run never keeps
+    /// one; with -d the container is removed when it stops)
     #[arg(long)]
     pub rm: bool,
+    /// Run the container in the background and print its ID
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Restart policy: no, on-failure[:max-retries], always, unless-stopped
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<String>,
+    /// Run an init inside the container (tini-static at /sbin/docker-init)
+    /// that forwards signals and reaps processes
+    #[arg(long)]
+    pub init: bool,
+    /// Signal to stop the container (default SIGTERM)
+    #[arg(long, value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds to wait to stop the container before killing it
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+    /// Attach a filesystem mount: type=volume|bind|tmpfs,source=…,target=…[,readonly]
+    #[arg(long, value_name = "MOUNT")]
+    pub mount: Vec<String>,
+    /// Log driver options: max-size=SIZE, max-file=N
+    #[arg(long, value_name = "OPT")]
+    pub log_opt: Vec<String>,
+    /// Set metadata on the container (KEY=VALUE)
+    #[arg(short = 'l', long, value_name = "K=V")]
+    pub label: Vec<String>,
+    /// Command to run to check health
+    #[arg(long, value_name = "CMD")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (e.g. 30s)
+    #[arg(long, value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run
+    #[arg(long, value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long, value_name = "N")]
+    pub health_retries: Option<u32>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long)]
+    pub no_healthcheck: bool,
     /// Name for the container (used as default hostname)
     #[arg(long, value_name = "N")]
     pub name: Option<String>,
@@ -134,6 +174,9 @@ fn parse_memory(s: &str) -> Result<u64, String> {
 /// flags, missing rootfs, sandbox setup) exit with 125, a command that
 /// cannot be executed with 126/127, otherwise the command's own status.
 pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.detach {
+        return Ok(super::container::run_detached(root, &args));
+    }
     match run_inner(root, &args) {
         Ok(code) => Ok(code),
         Err(e) => {
@@ -144,6 +187,21 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_inner(root: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    // `-v NAME:/path`: a named volume, made when missing.
+    let mut resolved: RunArgs;
+    let args = if args.volume.iter().any(|v| is_named_volume(v)) {
+        resolved = args.clone();
+        for v in resolved.volume.iter_mut() {
+            if is_named_volume(v) {
+                let (name, rest) = v.split_once(':').expect("named volumes have a colon");
+                let vol = rbuild_container::volume::create(root, Some(name), Default::default())?;
+                *v = format!("{}:{rest}", vol.mountpoint.display());
+            }
+        }
+        &resolved
+    } else {
+        args
+    };
     if !args.rootfs {
         let store = Store::open(root)?;
         let image = store.resolve_for(args.image.as_str(), args.platform.as_ref())?;
@@ -197,6 +255,11 @@ fn image_rootfs(store: &Store, image: &Image) -> anyhow::Result<(Vec<PathBuf>, I
             .unwrap_or_default(),
     };
     Ok((lowers, config))
+}
+
+fn is_named_volume(v: &str) -> bool {
+    v.split_once(':')
+        .is_some_and(|(src, _)| !src.is_empty() && !src.starts_with('/') && !src.starts_with('.'))
 }
 
 /// `--rootfs DIR[:O]` → what to run on.
@@ -492,6 +555,21 @@ fn set_env(env: &mut Vec<String>, entry: String) {
     env.push(entry);
 }
 
+/// The image's `env` with `--env-file` and `-e` applied, as docker does.
+pub fn container_env(args: &RunArgs, mut env: Vec<String>) -> anyhow::Result<Vec<String>> {
+    for f in &args.env_file {
+        for e in read_env_file(f)? {
+            set_env(&mut env, e);
+        }
+    }
+    for e in &args.env {
+        if let Some(e) = env_entry(e) {
+            set_env(&mut env, e);
+        }
+    }
+    Ok(env)
+}
+
 /// The sandbox spec for `args` on `rootfs` with the image's `config`.
 pub fn build_spec(
     args: &RunArgs,
@@ -515,17 +593,7 @@ pub fn build_spec(
     if argv.is_empty() {
         bail!("no command specified\nhint: give a command after the image, or set --entrypoint");
     }
-    let mut env = config.env.clone();
-    for f in &args.env_file {
-        for e in read_env_file(f)? {
-            set_env(&mut env, e);
-        }
-    }
-    for e in &args.env {
-        if let Some(e) = env_entry(e) {
-            set_env(&mut env, e);
-        }
-    }
+    let env = container_env(args, config.env.clone())?;
     let mut mounts = Vec::new();
     for v in &args.volume {
         let parts: Vec<&str> = v.split(':').collect();
@@ -588,6 +656,7 @@ pub fn build_spec(
             cpus: args.cpus,
             pids: args.pids_limit,
         },
+        cgroup: None,
     })
 }
 

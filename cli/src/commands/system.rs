@@ -66,6 +66,44 @@ pub fn df(root: &Path, args: DfArgs) -> anyhow::Result<ExitCode> {
         human_size(du.snapshots),
         format!("{} (100%)", human_size(du.snapshots)),
     ]);
+    // Containers (their writable layers) and volumes, as docker counts them.
+    if let Ok(list) = rbuild_container::Containers::open(root).and_then(|c| c.list()) {
+        let size = |c: &rbuild_container::Container| rbuild_store::tree_size(&c.upper());
+        let total: u64 = list.iter().map(size).sum();
+        let running: Vec<_> = list.iter().filter(|c| c.is_active()).collect();
+        let reclaim: u64 = list.iter().filter(|c| !c.is_active()).map(size).sum();
+        t.row(vec![
+            "Containers".into(),
+            list.len().to_string(),
+            running.len().to_string(),
+            human_size(total),
+            format!("{} ({}%)", human_size(reclaim), pct(reclaim, total)),
+        ]);
+    }
+    if let Ok(vols) = rbuild_container::volume::list(root) {
+        let mut total = 0;
+        let mut reclaim = 0;
+        let mut active = 0;
+        for v in &vols {
+            let n = rbuild_container::volume::size(v);
+            total += n;
+            if rbuild_container::volume::users(root, &v.name)
+                .map(|u| u.is_empty())
+                .unwrap_or(false)
+            {
+                reclaim += n;
+            } else {
+                active += 1;
+            }
+        }
+        t.row(vec![
+            "Local Volumes".into(),
+            vols.len().to_string(),
+            active.to_string(),
+            human_size(total),
+            format!("{} ({}%)", human_size(reclaim), pct(reclaim, total)),
+        ]);
+    }
     // Blobs nothing references (a killed or failed write left them) and
     // dead processes' scratch: on disk, in no other row, freed by prune.
     let orphans = store.unreferenced(&rbuild_worker::CacheIndexRoots)?;
@@ -169,6 +207,20 @@ pub fn check(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
                 .push(format!("removed build cache record {}", r.path.display()));
         }
     }
+    // Container directories a killed `create` left without a config.
+    if let Ok(containers) = rbuild_container::Containers::open(root) {
+        for dir in containers.broken() {
+            report.problems.push(rbuild_store::Problem {
+                subject: format!("container {}", dir.display()),
+                reason: "no readable config (a create that did not finish)".into(),
+            });
+            if args.repair && rbuild_container::remove_tree(&dir).is_ok() {
+                report
+                    .repaired
+                    .push(format!("removed container {}", dir.display()));
+            }
+        }
+    }
     for p in &report.problems {
         println!("{}: {}", p.subject, p.reason);
     }
@@ -194,8 +246,12 @@ pub fn check(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     if args.repair {
         let after = store.check(false, &rbuild_worker::CacheIndexRoots)?;
         let stale = sweep_runtime_dir();
+        let broken = rbuild_container::Containers::open(root)
+            .map(|c| c.broken().len())
+            .unwrap_or(0);
         if after.problems.is_empty()
             && stale == 0
+            && broken == 0
             && rbuild_worker::check_records(&store, false)?.is_empty()
         {
             println!("store repaired");

@@ -25,5 +25,13 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let store = crate::root::open_store(root)?;
     let image = store.resolve(&args.source)?;
     store.tag(&image, &target)?;
+    let name = target.familiar();
+    rbuild_container::events::record(
+        root,
+        "image",
+        "tag",
+        &image.id.to_string(),
+        &[("name", &name)],
+    );
     Ok(ExitCode::SUCCESS)
 }

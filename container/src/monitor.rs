@@ -1,0 +1,829 @@
+//! The monitor of a running container (podman's conmon, in-process): the
+//! rbuild binary re-executed with [`MONITOR_ARG`] in a session of its own,
+//! so it outlives the `rbuild` that started it and no terminal's hangup
+//! reaches it. It
+//!
+//! 1. sets up the container's network ([`network_up`], the one place
+//!    networking is wired), starts the sandbox on the container's overlay
+//!    (writable layer in the container dir) with its mounts and a cgroup
+//!    `rbuild-ctr-<id12>` (freezer, stats, `update`);
+//! 2. records `running` with pid 1's host pid, then tells the starter
+//!    "ok" on its stdout (the starter's readiness pipe);
+//! 3. pumps stdout/stderr into the json-file log, feeds stdin from
+//!    `stdin.sock` (attach) when the container keeps stdin open, runs the
+//!    HEALTHCHECK;
+//! 4. when pid 1 exits: records the exit code and time, tears the network
+//!    down ([`network_down`]) and applies the restart policy (unless a user
+//!    stopped it: [`Container::stop_marker`]); with `--rm` removes the
+//!    container.
+//!
+//! If the monitor is killed, the sandbox's init process gets its
+//! parent-death signal and ends the container, unmounting and removing its
+//! cgroup; readers then see a dead monitor and report exit code -1.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rbuild_sandbox as sandbox;
+
+use crate::log::{LineSplitter, LogWriter};
+use crate::{Container, ContainerError, Containers, Health, HealthLog, Result, State, Status};
+
+/// The hidden argument (argv\[1\]) that makes the binary run [`main`]:
+/// `rbuild __container-monitor ROOT ID`.
+pub const MONITOR_ARG: &str = "__container-monitor";
+
+fn now() -> String {
+    let (s, n) = rbuild_oci::time::now();
+    rbuild_oci::time::rfc3339_nanos(s, n)
+}
+
+/// Starts the container's monitor and waits until it reports the
+/// container running (or why it could not start it).
+pub fn start(root: &Path, c: &Container) -> Result<()> {
+    let _ = fs::remove_file(c.stop_marker());
+    let monitor_log = c.dir.join("monitor.log");
+    let stderr = File::options()
+        .create(true)
+        .append(true)
+        .open(&monitor_log)
+        .map_err(ContainerError::io("open", &monitor_log))?;
+    let mut child = Command::new("/proc/self/exe")
+        .arg(MONITOR_ARG)
+        .arg(root)
+        .arg(&c.config.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| ContainerError::Start {
+            id: c.config.id.clone(),
+            message: format!("cannot run the monitor: {e}"),
+        })?;
+    let mut answer = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut answer);
+    }
+    // The monitor's first process exits once its detached copy runs.
+    let _ = child.wait();
+    let answer = answer.trim();
+    if answer == "ok" {
+        return Ok(());
+    }
+    let message = answer.strip_prefix("error: ").unwrap_or(answer);
+    Err(ContainerError::Start {
+        id: c.config.id.clone(),
+        message: if message.is_empty() {
+            let log = fs::read_to_string(&monitor_log).unwrap_or_default();
+            format!(
+                "the monitor died: {}",
+                log.lines().last().unwrap_or("no message")
+            )
+        } else {
+            message.to_string()
+        },
+    })
+}
+
+/// Entry point of the hidden monitor subcommand (`args`: ROOT ID). Never
+/// returns.
+pub fn main(args: &[std::ffi::OsString]) -> ! {
+    let (Some(root), Some(id)) = (args.first(), args.get(1)) else {
+        std::process::exit(2)
+    };
+    let root = PathBuf::from(root);
+    let id = id.to_string_lossy().into_owned();
+    // Detach: the first process spawns the real monitor and exits, so the
+    // monitor is reparented (to init or a subreaper) at once; it then
+    // starts a session of its own.
+    if std::env::var_os("RBUILD_MONITOR_DETACHED").is_none() {
+        let spawned = Command::new("/proc/self/exe")
+            .arg(MONITOR_ARG)
+            .arg(&root)
+            .arg(&id)
+            .env("RBUILD_MONITOR_DETACHED", "1")
+            .stdin(Stdio::null())
+            .spawn();
+        std::process::exit(if spawned.is_ok() { 0 } else { 1 })
+    }
+    let _ = nix::unistd::setsid();
+    let code = match run(&root, &id) {
+        Ok(()) => 0,
+        Err(e) => {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            ready(&format!("error: {msg}"));
+            eprintln_safe(&msg);
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+fn eprintln_safe(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}
+
+/// Answers the starter (once): writes to stdout, then points stdout at
+/// /dev/null so the starter's pipe closes.
+fn ready(msg: &str) {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DONE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let _ = writeln!(std::io::stdout(), "{msg}");
+    let _ = std::io::stdout().flush();
+    if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stdout(&null);
+    }
+}
+
+/// What [`network_up`] set up, for [`network_down`]: the container's
+/// place on a bridge network (its namespace, address and port
+/// forwarders, which run as threads of this monitor), if it has one.
+#[derive(Debug)]
+pub struct NetworkHandle {
+    attachment: Option<rbuild_net::NetAttachment>,
+    /// `network.json` in the container's directory: what `inspect` and
+    /// `port` show while the container runs.
+    record: Option<PathBuf>,
+}
+
+impl NetworkHandle {
+    /// Mounts the sandbox needs for this network (the generated
+    /// `/etc/hosts` and `/etc/resolv.conf` of a bridge network).
+    pub fn mounts(&self) -> Vec<sandbox::Mount> {
+        self.attachment
+            .as_ref()
+            .map(|a| a.sandbox_mounts())
+            .unwrap_or_default()
+    }
+}
+
+/// The network facts of a running container, as [`network_up`] records
+/// them in `network.json`.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct NetworkRecord {
+    pub network: String,
+    pub ip: String,
+    /// `(container port/proto, host ip, host port)` actually bound.
+    pub ports: Vec<(String, String, u16)>,
+}
+
+/// Reads what [`network_up`] recorded for the container in `dir`.
+pub fn network_record(dir: &Path) -> Option<NetworkRecord> {
+    let text = std::fs::read(dir.join("network.json")).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Sets up networking for the container before it starts, returning the
+/// sandbox's network mode and what to undo after it exits: `none` (a
+/// namespace with only loopback), `host`, or a bridge network through
+/// rbuild-net (`bridge`, docker's default as root, or a user-defined
+/// network by name) with the `-p`/`-P` ports published by forwarders this
+/// monitor keeps alive.
+pub fn network_up(root: &Path, c: &Container) -> Result<(sandbox::Network, NetworkHandle)> {
+    let config = &c.config;
+    let nothing = || NetworkHandle {
+        attachment: None,
+        record: None,
+    };
+    let mode = config.host.network_mode.as_str();
+    let defaulted = matches!(mode, "" | "default");
+    let root_user = nix::unistd::geteuid().is_root();
+    let network = match mode {
+        "none" => None,
+        "" | "default" if !root_user => None,
+        "host" => return Ok((sandbox::Network::Host, nothing())),
+        "" | "default" | "bridge" => Some("bridge".to_string()),
+        other => Some(other.to_string()),
+    };
+    let mut ports = Vec::new();
+    for p in &config.host.port_bindings {
+        ports.push(
+            p.parse::<rbuild_net::PortSpec>()
+                .map_err(|e| ContainerError::Invalid {
+                    what: "publish",
+                    value: p.clone(),
+                    hint: Some(e.to_string()),
+                })?,
+        );
+    }
+    if config.host.publish_all_ports {
+        for e in &config.exposed_ports {
+            let spec = rbuild_net::PortSpec::exposed(e).map_err(|err| ContainerError::Invalid {
+                what: "exposed port",
+                value: e.clone(),
+                hint: Some(err),
+            })?;
+            if !ports
+                .iter()
+                .any(|p| p.container_port == spec.container_port && p.protocol == spec.protocol)
+            {
+                ports.push(spec);
+            }
+        }
+    }
+    let Some(network) = network else {
+        if !ports.is_empty() {
+            return Err(ContainerError::Invalid {
+                what: "port publishing",
+                value: config.host.port_bindings.join(","),
+                hint: Some(
+                    "conflicting options: port publishing and the container type network mode"
+                        .into(),
+                ),
+            });
+        }
+        return Ok((sandbox::Network::None, nothing()));
+    };
+    let request = rbuild_net::NetRequest {
+        container_id: config.id.clone(),
+        container_name: config.name.clone(),
+        network: network.clone(),
+        ports,
+        hostname: if config.hostname.is_empty() {
+            config.short_id().to_string()
+        } else {
+            config.hostname.clone()
+        },
+        aliases: Vec::new(),
+    };
+    let attachment = match rbuild_net::attach(root, &request) {
+        Ok(a) => a,
+        // As a foreground run: the default network falls back to none
+        // where the host cannot make bridges, rather than failing.
+        Err(e @ (rbuild_net::NetError::Tool { .. } | rbuild_net::NetError::Command { .. }))
+            if defaulted && request.ports.is_empty() =>
+        {
+            let why = e.to_string();
+            eprintln!(
+                "WARNING: bridge networking is unavailable ({}); running with --network none",
+                why.lines().next().unwrap_or_default()
+            );
+            return Ok((sandbox::Network::None, nothing()));
+        }
+        Err(e) => {
+            return Err(ContainerError::Start {
+                id: config.short_id().to_string(),
+                message: match e.hint() {
+                    Some(h) => format!("{e}\nhint: {h}"),
+                    None => e.to_string(),
+                },
+            });
+        }
+    };
+    let record = NetworkRecord {
+        network,
+        ip: attachment.ip().to_string(),
+        ports: attachment
+            .ports()
+            .iter()
+            .map(|p| {
+                (
+                    format!("{}/{}", p.spec.container_port, p.spec.protocol),
+                    p.host.ip().to_string(),
+                    p.host.port(),
+                )
+            })
+            .collect(),
+    };
+    let path = c.dir().join("network.json");
+    let written = serde_json::to_vec(&record)
+        .map_err(std::io::Error::other)
+        .and_then(|b| std::fs::write(&path, b));
+    if let Err(e) = written {
+        eprintln!(
+            "warning: cannot record the network in {}: {e}",
+            path.display()
+        );
+    }
+    Ok((
+        attachment.sandbox_network(),
+        NetworkHandle {
+            attachment: Some(attachment),
+            record: Some(path),
+        },
+    ))
+}
+
+/// Undoes [`network_up`] after the container exited.
+pub fn network_down(handle: NetworkHandle) {
+    if let Some(path) = handle.record {
+        let _ = std::fs::remove_file(path);
+    }
+    if let Some(a) = handle.attachment {
+        if let Err(e) = a.detach() {
+            eprintln!("warning: cannot remove the container's network: {e}");
+        }
+    }
+}
+
+/// The sandbox spec of the container (layers from the store).
+pub fn sandbox_spec(
+    root: &Path,
+    c: &Container,
+    network: sandbox::Network,
+) -> Result<sandbox::SandboxSpec> {
+    let lowers = crate::fs_ops::lowers(root, &c.config)?;
+    let cfg = &c.config;
+    let mut args = cfg.argv();
+    let mut mounts: Vec<sandbox::Mount> = cfg
+        .mounts
+        .iter()
+        .map(|m| sandbox::Mount {
+            kind: if m.kind == "tmpfs" {
+                sandbox::MountKind::Tmpfs
+            } else {
+                sandbox::MountKind::Bind
+            },
+            source: m.source.clone(),
+            target: PathBuf::from(&m.destination),
+            readonly: !m.rw,
+        })
+        .collect();
+    if cfg.host.init {
+        // docker's --init: tini (Debian's tini-static) as pid 1, bound
+        // read-only at /sbin/docker-init, forwarding signals and reaping.
+        let tini = init_binary().ok_or_else(|| ContainerError::Invalid {
+            what: "--init",
+            value: "tini-static".into(),
+            hint: Some("install tini (apt-get install tini) or set RBUILD_INIT_BINARY".into()),
+        })?;
+        mounts.push(sandbox::Mount {
+            kind: sandbox::MountKind::Bind,
+            source: tini,
+            target: PathBuf::from(INIT_PATH),
+            readonly: true,
+        });
+        args.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
+    }
+    Ok(sandbox::SandboxSpec {
+        rootfs: sandbox::Rootfs::Overlay {
+            lowers,
+            upper: c.upper(),
+            work: c.work(),
+        },
+        process: sandbox::Process {
+            args,
+            env: cfg.env.clone(),
+            cwd: cfg.working_dir.clone(),
+            user: cfg.user.clone(),
+            tty: cfg.tty,
+            groups: sandbox::SupplementaryGroups::WithPrimary,
+        },
+        mounts,
+        network,
+        hostname: cfg.hostname.clone(),
+        readonly_rootfs: cfg.host.read_only,
+        limits: sandbox::Limits {
+            memory: cfg.host.memory,
+            cpus: cfg.host.cpus,
+            pids: cfg.host.pids_limit,
+        },
+        cgroup: Some(format!("rbuild-ctr-{}", cfg.short_id())),
+    })
+}
+
+/// Where `--init`'s binary appears in the container (docker's path).
+const INIT_PATH: &str = "/sbin/docker-init";
+
+/// The static init for `--init`: `RBUILD_INIT_BINARY`, else tini-static.
+fn init_binary() -> Option<PathBuf> {
+    std::env::var_os("RBUILD_INIT_BINARY")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(["/usr/bin/tini-static", "/usr/bin/docker-init"].map(PathBuf::from))
+        .find(|p| p.is_file())
+}
+
+/// Clears what a killed run may have left in the overlay's work dir (a
+/// `volatile` marker there refuses the next mount).
+fn clear_work(work: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let inner = work.join("work");
+    let _ = fs::set_permissions(&inner, fs::Permissions::from_mode(0o700));
+    let _ = fs::remove_dir_all(&inner);
+}
+
+/// The host pid of pid 1: the sandbox init's one child.
+fn find_pid1(init: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let children =
+            fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap_or_default();
+        if let Some(p) = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+        {
+            return p;
+        }
+        if crate::process_start_time(init).is_none() {
+            return 0;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    0
+}
+
+/// Waits until pid 1 has exec'd the command (its executable is no longer
+/// the init's): before that, its root and mounts are still being set up
+/// and an `exec` joining it would land in the wrong place.
+fn await_exec(init: u32, pid1: u32) {
+    let exe = |p: u32| fs::read_link(format!("/proc/{p}/exe")).ok();
+    let init_exe = exe(init);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match exe(pid1) {
+            None => return,
+            Some(e) if Some(&e) != init_exe.as_ref() => return,
+            Some(_) => std::thread::sleep(Duration::from_micros(200)),
+        }
+    }
+}
+
+type Shared<T> = Arc<Mutex<T>>;
+
+fn run(root: &Path, id: &str) -> Result<()> {
+    let containers = Containers::open(root)?;
+    let dir = root.join(crate::CONTAINERS_DIR).join(id);
+    let c = Container::load(&dir)?;
+    let me = std::process::id();
+    let my_start = crate::process_start_time(me).unwrap_or(0);
+    let cfg = c.config.clone();
+    let log = Arc::new(Mutex::new(
+        LogWriter::open(&c.log_path(), cfg.host.log_max_size, cfg.host.log_max_file)
+            .map_err(ContainerError::io("open", c.log_path()))?,
+    ));
+    let state: Shared<State> = Arc::new(Mutex::new(c.state.clone()));
+    let save = |s: &State| c.write_state(s);
+    let mut restarts = c.state.restart_count;
+    let mut first = true;
+    // stdin: a pipe whose write end this monitor keeps, fed from stdin.sock.
+    let stdin_writer: Shared<Option<File>> = Arc::new(Mutex::new(None));
+    if cfg.open_stdin {
+        let _ = fs::remove_file(c.stdin_socket());
+        let (_dir, short) = c.stdin_socket_short()?;
+        let listener = UnixListener::bind(&short)
+            .map_err(ContainerError::io("listen on", c.stdin_socket()))?;
+        let writer = stdin_writer.clone();
+        let once = cfg.stdin_once;
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let mut conn = conn;
+                let mut buf = [0u8; 8192];
+                loop {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+                            if let Some(f) = w.as_mut() {
+                                let _ = f.write_all(&buf[..n]);
+                            }
+                        }
+                    }
+                }
+                if once {
+                    *writer.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                }
+            }
+        });
+    }
+    loop {
+        clear_work(&c.work());
+        let (network, net) = match network_up(root, &c) {
+            Ok(n) => n,
+            Err(e) => {
+                let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                s.status = Status::Exited;
+                s.exit_code = 125;
+                s.error = e.to_string();
+                s.finished_at = now();
+                let _ = save(&s);
+                return Err(e);
+            }
+        };
+        let mut spec = sandbox_spec(root, &c, network)?;
+        spec.mounts.splice(0..0, net.mounts());
+        let pipe = || {
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| ContainerError::io("pipe", "")(e.into()))
+        };
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let stdin: OwnedFd = if cfg.open_stdin {
+            let (in_r, in_w) = pipe()?;
+            *stdin_writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(File::from(in_w));
+            in_r
+        } else {
+            sandbox::dev_null()?
+        };
+        let started = sandbox::spawn(
+            &spec,
+            sandbox::SandboxStdio {
+                stdin: Some(stdin),
+                stdout: Some(out_w),
+                stderr: Some(err_w),
+            },
+        );
+        let sb = match started {
+            Ok(sb) => sb,
+            Err(e) => {
+                network_down(net);
+                let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                s.status = Status::Exited;
+                s.exit_code = e.exit_code();
+                s.error = e.to_string();
+                s.finished_at = now();
+                let _ = save(&s);
+                return Err(e.into());
+            }
+        };
+        let pid1 = find_pid1(sb.pid());
+        await_exec(sb.pid(), pid1);
+        // The sandbox's init removes its cgroup when pid 1 ends; should the
+        // init itself be killed, the monitor removes it.
+        let cgroup_dirs: Vec<PathBuf> = {
+            let mut probe = c.clone();
+            probe.state.pid = pid1;
+            probe.state.status = Status::Running;
+            probe.cgroup_dirs().into_iter().map(|(_, d)| d).collect()
+        };
+        {
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            s.status = Status::Running;
+            s.pid = pid1;
+            s.init_pid = sb.pid();
+            s.monitor_pid = me;
+            s.monitor_start = my_start;
+            s.exit_code = 0;
+            s.error.clear();
+            s.started_at = now();
+            s.finished_at = crate::ZERO_TIME.into();
+            s.restart_count = restarts;
+            if cfg.healthcheck.is_some() {
+                s.health = Some(Health {
+                    status: "starting".into(),
+                    failing_streak: 0,
+                    log: Vec::new(),
+                });
+            }
+            save(&s)?;
+        }
+        crate::events::record(
+            root,
+            "container",
+            "start",
+            &cfg.id,
+            &[("image", &cfg.image), ("name", &cfg.name)],
+        );
+        if first {
+            ready("ok");
+            first = false;
+        }
+        let pumps: Vec<_> = [(out_r, "stdout"), (err_r, "stderr")]
+            .into_iter()
+            .map(|(fd, stream)| {
+                let log = log.clone();
+                std::thread::spawn(move || pump(File::from(fd), stream, &log))
+            })
+            .collect();
+        let stop_health = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let health = cfg.healthcheck.clone().map(|hc| {
+            let (state, stop, dir) = (state.clone(), stop_health.clone(), c.dir.clone());
+            let cfg = cfg.clone();
+            std::thread::spawn(move || health_loop(&hc, &cfg, pid1, &state, &stop, &dir))
+        });
+        let result = sb.wait();
+        stop_health.store(true, std::sync::atomic::Ordering::SeqCst);
+        for p in pumps {
+            let _ = p.join();
+        }
+        if let Some(h) = health {
+            let _ = h.join();
+        }
+        network_down(net);
+        // (pid 1 may still be exiting from its parent-death signal.)
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for d in &cgroup_dirs {
+            while d.exists() && fs::remove_dir(d).is_err() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let (code, error) = match result {
+            Ok(code) => (code, String::new()),
+            Err(e) => (e.exit_code(), e.to_string()),
+        };
+        if !error.is_empty() {
+            let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = l.write("stderr", format!("rbuild: error: {error}\n").as_bytes());
+        }
+        let stopped_by_user = c.stop_marker().exists();
+        let again = !stopped_by_user && cfg.host.restart.restarts(code, restarts);
+        {
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            s.status = if again {
+                Status::Restarting
+            } else {
+                Status::Exited
+            };
+            s.exit_code = code;
+            s.oom_killed = sandbox::take_oom_killed();
+            s.error = error;
+            s.pid = 0;
+            s.init_pid = 0;
+            s.finished_at = now();
+            if !again {
+                s.monitor_pid = 0;
+            }
+            save(&s)?;
+        }
+        let code_s = code.to_string();
+        crate::events::record(
+            root,
+            "container",
+            "die",
+            &cfg.id,
+            &[
+                ("exitCode", &code_s),
+                ("image", &cfg.image),
+                ("name", &cfg.name),
+            ],
+        );
+        if !again {
+            break;
+        }
+        restarts += 1;
+        // docker's back-off: 100 ms, doubling, at most a minute.
+        let delay = Duration::from_millis(100u64 << restarts.min(10).saturating_sub(1))
+            .min(Duration::from_secs(60));
+        let deadline = Instant::now() + delay;
+        while Instant::now() < deadline {
+            if c.stop_marker().exists() {
+                let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                s.status = Status::Exited;
+                s.monitor_pid = 0;
+                save(&s)?;
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let _ = fs::remove_file(c.stdin_socket());
+    if cfg.host.auto_remove {
+        let _lock = containers.lock()?;
+        crate::volume::remove_anonymous(root, &cfg);
+        containers.remove(&c)?;
+        crate::events::record(
+            root,
+            "container",
+            "destroy",
+            &cfg.id,
+            &[("image", &cfg.image), ("name", &cfg.name)],
+        );
+    }
+    Ok(())
+}
+
+fn pump(mut from: File, stream: &str, log: &Mutex<LogWriter>) {
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut lines = LineSplitter::default();
+    let write = |l: &[u8]| {
+        let mut w = log.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = w.write(stream, l);
+    };
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => lines.push(&buf[..n], write),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    lines.finish(write);
+}
+
+fn health_loop(
+    hc: &crate::Healthcheck,
+    cfg: &crate::ContainerConfig,
+    pid1: u32,
+    state: &Mutex<State>,
+    stop: &std::sync::atomic::AtomicBool,
+    dir: &Path,
+) {
+    let args: Vec<String> = match hc.test.first().map(String::as_str) {
+        Some("CMD") => hc.test[1..].to_vec(),
+        Some("CMD-SHELL") => vec!["/bin/sh".into(), "-c".into(), hc.test[1..].join(" ")],
+        _ => return,
+    };
+    let started = Instant::now();
+    let interval = Duration::from_nanos(hc.interval as u64);
+    let timeout = Duration::from_nanos(hc.timeout as u64);
+    let start_period = Duration::from_nanos(hc.start_period as u64);
+    let mut next = Instant::now() + interval;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        if Instant::now() < next {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        next = Instant::now() + interval;
+        let start = now();
+        let (code, output) = probe(&args, cfg, pid1, timeout);
+        let entry = HealthLog {
+            start,
+            end: now(),
+            exit_code: code,
+            output,
+        };
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        let Some(h) = s.health.as_mut() else { break };
+        h.log.push(entry);
+        if h.log.len() > 5 {
+            h.log.remove(0);
+        }
+        if code == 0 {
+            h.failing_streak = 0;
+            h.status = "healthy".into();
+        } else if started.elapsed() >= start_period {
+            h.failing_streak += 1;
+            if h.failing_streak >= hc.retries.max(1) {
+                h.status = "unhealthy".into();
+            }
+        }
+        let _ = crate::write_json(&dir.join("state.json"), &*s);
+    }
+}
+
+fn probe(
+    args: &[String],
+    cfg: &crate::ContainerConfig,
+    pid1: u32,
+    timeout: Duration,
+) -> (i32, String) {
+    let Ok((r, w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
+        return (-1, "cannot create a pipe".into());
+    };
+    let w2 = w.try_clone().ok();
+    let spec = sandbox::ExecSpec {
+        pid: pid1,
+        process: sandbox::Process {
+            args: args.to_vec(),
+            env: cfg.env.clone(),
+            cwd: cfg.working_dir.clone(),
+            user: cfg.user.clone(),
+            tty: false,
+            groups: sandbox::SupplementaryGroups::WithPrimary,
+        },
+    };
+    let stdio = sandbox::SandboxStdio {
+        stdin: sandbox::dev_null().ok(),
+        stdout: Some(w),
+        stderr: w2,
+    };
+    let sb = match sandbox::exec(&spec, stdio) {
+        Ok(sb) => sb,
+        Err(e) => return (-1, e.to_string()),
+    };
+    let pid = sb.pid();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = std::io::BufReader::new(File::from(r))
+            .take(4096)
+            .read_to_string(&mut out);
+        out
+    });
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d2 = done.clone();
+    let killer = std::thread::spawn(move || {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if d2.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    });
+    let code = sb.wait().unwrap_or_else(|e| e.exit_code());
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = killer.join();
+    let out = reader.join().unwrap_or_default();
+    (code, out)
+}
