@@ -292,24 +292,34 @@ pub(crate) fn run(
     let mut reports = Vec::with_capacity(steps.len());
     for record in steps {
         let info = &plan.steps[record.id.index()];
-        let files = record
-            .parts
-            .content
-            .and_then(|c| worker.files_for(&c))
-            .unwrap_or_default();
-        let current = StepFingerprint::new(&record.key, &record.parts, &files);
-        let reason = if record.outcome == Outcome::Executed {
-            Some(miss_reason(
-                request,
-                skip(record.id),
-                lineage.load(&identity, &info.lineage)?,
-                &current,
-                &name_of_key,
-            ))
-        } else {
-            None
-        };
-        lineage.save(&identity, &info.lineage, &current)?;
+        let executed = record.outcome == Outcome::Executed;
+        // A cached step whose saved fingerprint has its key needs none
+        // made: for a COPY of a large context that is a copy of every
+        // file's path and digest.
+        let reason =
+            if !executed && lineage.is_current(&identity, &info.lineage, &record.key.to_string()) {
+                None
+            } else {
+                let files = record
+                    .parts
+                    .content
+                    .and_then(|c| worker.files_for(&c))
+                    .unwrap_or_default();
+                let current = StepFingerprint::new(&record.key, &record.parts, &files);
+                let reason = if executed {
+                    Some(miss_reason(
+                        request,
+                        skip(record.id),
+                        lineage.load(&identity, &info.lineage)?,
+                        &current,
+                        &name_of_key,
+                    ))
+                } else {
+                    None
+                };
+                lineage.save(&identity, &info.lineage, &current)?;
+                reason
+            };
         let output = solved.results[record.id.index()].as_ref();
         let layer_size = output.filter(|o| o.added > 0).map(StepOutput::added_size);
         let mut step = StepReport::from_record(record, info, layer_size, reason);

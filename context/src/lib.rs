@@ -45,12 +45,12 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use sha2::{Digest as _, Sha256};
 
-use crate::copy::{EntryKind, SourceFs, SourceMeta};
+use crate::copy::{EntryKind, HostStat, SourceFs, SourceMeta};
 
 pub use ignore::{IgnoreRules, InvalidPattern, MatchState, PatternErrorKind};
 pub use stat_cache::CacheLoad;
 
-use stat_cache::{Entry, StatKey};
+use stat_cache::{Entry, StatCache, StatKey};
 
 /// Opening the context, reading its ignore file or saving its stat cache
 /// failed. (Reads through [`SourceFs`] return `io::Error`s; the caller
@@ -96,11 +96,10 @@ pub struct Context {
     ignore: IgnoreRules,
     cache_path: Option<PathBuf>,
     cache_load: CacheLoad,
-    /// The entries loaded from the cache file; read-only.
-    previous: stat_cache::Loaded,
-    /// The entries of files digested by this build: what `save` writes,
-    /// so files not seen this build drop out.
-    seen: Mutex<HashMap<String, Entry>>,
+    /// The loaded cache file, which of its entries this build used and
+    /// the files it hashed: what `save` writes, so files not seen this
+    /// build drop out.
+    cache: StatCache,
     files_hashed: AtomicU64,
     bytes_hashed: AtomicU64,
     files_from_cache: AtomicU64,
@@ -140,9 +139,9 @@ impl Context {
             path: dir.to_path_buf(),
             source: e.into(),
         })?;
-        let (previous, cache_load) = match stat_cache {
+        let (cache, cache_load) = match stat_cache {
             Some(path) => stat_cache::load(path),
-            None => (stat_cache::Loaded::default(), CacheLoad::Disabled),
+            None => (StatCache::default(), CacheLoad::Disabled),
         };
         Ok(Context {
             dir: dir.to_path_buf(),
@@ -150,8 +149,7 @@ impl Context {
             ignore,
             cache_path: stat_cache.map(Path::to_path_buf),
             cache_load,
-            previous,
-            seen: Mutex::new(HashMap::new()),
+            cache,
             files_hashed: AtomicU64::new(0),
             bytes_hashed: AtomicU64::new(0),
             files_from_cache: AtomicU64::new(0),
@@ -188,14 +186,12 @@ impl Context {
         let Some(path) = &self.cache_path else {
             return Ok(());
         };
-        let stats = self.stats();
-        let seen = self.lock_seen();
         // Every entry came from the file and every file entry was used:
         // the file already says exactly this.
-        if stats.files_hashed == 0 && stats.cache_load == CacheLoad::Loaded(seen.len()) {
+        if self.cache.unchanged() && matches!(self.cache_load, CacheLoad::Loaded(_)) {
             return Ok(());
         }
-        stat_cache::save(path, &seen)
+        stat_cache::save(path, &self.cache)
     }
 
     /// Whether `rel` is hidden by the ignore rules, given whether it is a
@@ -398,18 +394,19 @@ impl Context {
         self.files_hashed.fetch_add(1, Ordering::Relaxed);
         self.bytes_hashed.fetch_add(total, Ordering::Relaxed);
         if self.cache_path.is_some() {
+            // Whether the file has extended attributes, asked of the open
+            // file: an entry that knows there are none spares the next
+            // build's xattr reads (adding one changes the ctime).
+            let no_xattrs = matches!(rfs::flistxattr_query(&file), Ok(0) | Err(Errno::NOTSUP));
             let entry = Entry {
                 key,
                 recorded_ns,
                 digest,
+                no_xattrs,
             };
-            self.lock_seen().insert(rel.to_string(), entry);
+            self.cache.record(rel, entry);
         }
         Ok(Digest::from_bytes(digest))
-    }
-
-    fn lock_seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -520,6 +517,80 @@ impl SourceFs for Context {
         })
     }
 
+    fn read_dir_meta(&self, path: &str) -> io::Result<Vec<(String, SourceMeta)>> {
+        let rel = clean(path)?;
+        let (excluded, state) = self.ignore.evaluate_path(&rel);
+        if excluded && !self.holds_included(&rel, &state)? {
+            return Err(not_found(&rel));
+        }
+        let fd = self.resolve(&rel, dir_flags())?;
+        let mut out = Vec::new();
+        for entry in rfs::Dir::read_from(&fd)? {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            // One name in the open directory: nothing to resolve, no
+            // symlink followed.
+            let st = match rfs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                // Removed since it was listed.
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let kind = FileType::from_raw_mode(st.st_mode);
+            if kind == FileType::Socket {
+                continue;
+            }
+            let name = path_text::from_bytes(name).into_owned();
+            if !self.ignore.is_empty() {
+                let child = if rel.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{rel}/{name}")
+                };
+                let (excluded, child_state) = self.ignore.evaluate(&child, &state);
+                if excluded
+                    && !(kind == FileType::Directory
+                        && self.holds_included(&child, &child_state)?)
+                {
+                    continue;
+                }
+            }
+            out.push((name, source_meta(&st)));
+        }
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Answered from the stat cache with `meta`'s stat fields (no
+    /// syscall) when they still match; else as [`Context::file_digest`].
+    fn file_digest_of(&self, path: &str, meta: &SourceMeta) -> io::Result<Digest> {
+        if let Some(key) = meta_key(meta)
+            && let Some(digest) = self.cached_digest(path, &key)
+        {
+            return Ok(digest);
+        }
+        self.file_digest(path)
+    }
+
+    /// None, without a syscall, for a regular file whose stat cache entry
+    /// still matches and says it had none; symlinks and devices report
+    /// none; else as [`Context::xattrs`].
+    fn xattrs_of(&self, path: &str, meta: &SourceMeta) -> io::Result<Vec<(String, Vec<u8>)>> {
+        if meta.host.is_some() && matches!(meta.kind, EntryKind::Symlink | EntryKind::Other) {
+            return Ok(Vec::new());
+        }
+        if let Some(key) = meta_key(meta)
+            && self.cache_path.is_some()
+            && self.cache.lookup(path, &key).is_some_and(|e| e.no_xattrs)
+        {
+            return Ok(Vec::new());
+        }
+        self.xattrs(path)
+    }
+
     fn file_digest(&self, path: &str) -> io::Result<Digest> {
         let rel = clean(path)?;
         // An unchanged file is answered from its stat alone: no open.
@@ -559,14 +630,8 @@ impl Context {
     /// (from this build's entries, else the loaded file's).
     fn cached_digest(&self, rel: &str, key: &StatKey) -> Option<Digest> {
         self.cache_path.as_ref()?;
-        let seen = self.lock_seen().get(rel).copied();
-        if let Some(entry) = seen.filter(|e| e.answers(key)) {
-            self.files_from_cache.fetch_add(1, Ordering::Relaxed);
-            return Some(Digest::from_bytes(entry.digest));
-        }
-        let entry = self.previous.get(rel).filter(|e| e.answers(key))?;
+        let entry = self.cache.lookup(rel, key)?;
         self.files_from_cache.fetch_add(1, Ordering::Relaxed);
-        self.lock_seen().insert(rel.to_string(), *entry);
         Some(Digest::from_bytes(entry.digest))
     }
 }
@@ -679,7 +744,27 @@ fn source_meta(st: &rfs::Stat) -> SourceMeta {
         },
         mtime: st.st_mtime as i64,
         rdev: st.st_rdev as u64,
+        host: Some(HostStat {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            nlink: st.st_nlink as u64,
+            mtime_ns: st.st_mtime as i64 * 1_000_000_000 + st.st_mtime_nsec as i64,
+            ctime_ns: st.st_ctime as i64 * 1_000_000_000 + st.st_ctime_nsec as i64,
+        }),
     }
+}
+
+/// The stat cache key of a regular file described by `meta`, when it
+/// came from a stat of the host (the context's own entries).
+fn meta_key(meta: &SourceMeta) -> Option<StatKey> {
+    let h = meta.host?;
+    (meta.kind == EntryKind::File).then_some(StatKey {
+        size: meta.size,
+        mtime_ns: h.mtime_ns,
+        ctime_ns: h.ctime_ns,
+        ino: h.ino,
+        dev: h.dev,
+    })
 }
 
 #[cfg(test)]

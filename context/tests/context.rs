@@ -423,10 +423,10 @@ fn damaged_or_old_cache_files_are_ignored() {
     let first = digest_all(&c, &["Dockerfile"]);
     c.save().unwrap();
     let good = fs::read(&cache).unwrap();
-    assert!(good.starts_with(b"rbuild context stat cache v1\n"));
+    assert!(good.starts_with(b"rbuild context stat cache v2\n"));
 
     let mut old = good.clone();
-    old[b"rbuild context stat cache v".len()] = b'0';
+    old[b"rbuild context stat cache v".len()] = b'1';
     let mut flipped = good.clone();
     let mid = good.len() / 2;
     flipped[mid] ^= 0x40;
@@ -551,6 +551,47 @@ fn xattrs_are_read_and_overlay_ones_left_out() {
         [("user.x".to_string(), b"sub".to_vec())]
     );
     assert!(c.xattrs("d/link").unwrap().is_empty());
+}
+
+/// The stat cache remembers that a file has no xattrs, so a cached walk
+/// reads none; one added afterwards changes the file's ctime, and the
+/// next walk reads and keys it.
+#[test]
+fn an_xattr_added_after_caching_reaches_the_tree_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    fs::create_dir_all(ctx.join("d")).unwrap();
+    fs::write(ctx.join("d/f"), "x").unwrap();
+    let cache = tmp.path().join("stat");
+    settle();
+    let digest = || {
+        let c = Context::open(&ctx, IgnoreRules::none(), Some(&cache)).unwrap();
+        let d = rbuild_context::copy::tree_digest(&c, "").unwrap().digest;
+        c.save().unwrap();
+        (d, c.stats().files_from_cache)
+    };
+    let (first, _) = digest();
+    let (again, from_cache) = digest();
+    assert_eq!((again, from_cache), (first, 1));
+    if rustix::fs::setxattr(
+        ctx.join("d/f"),
+        "user.k",
+        b"v",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .is_err()
+    {
+        skipped(
+            "an_xattr_added_after_caching_reaches_the_tree_digest",
+            "the temp filesystem has no user xattrs",
+        );
+        return;
+    }
+    settle();
+    let (with_xattr, _) = digest();
+    assert_ne!(with_xattr, first);
+    // Now cached, with the xattr still read and keyed.
+    assert_eq!(digest(), (with_xattr, 1));
 }
 
 /// Not a test: open + lstat + digest of 10,000 small files, without and

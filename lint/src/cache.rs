@@ -450,8 +450,13 @@ pub(crate) fn run(file: &File<'_>, sink: &mut Sink<'_>, ctx: Option<&dyn Context
                                         .into_iter()
                                         .filter(|d| ctx.exists(d))
                                         .collect();
-                                let size = ctx.size_up_to(LARGE_CONTEXT);
-                                if size >= LARGE_CONTEXT {
+                                // Sizing walks the context (up to 100 MB of
+                                // it): only when no heavy directory already
+                                // makes the case, so a build of a large
+                                // context does not stat it twice.
+                                if heavy.is_empty()
+                                    && ctx.size_up_to(LARGE_CONTEXT) >= LARGE_CONTEXT
+                                {
                                     heavy.push("over 100 MB in all");
                                 }
                                 if !heavy.is_empty() {

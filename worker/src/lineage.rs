@@ -48,32 +48,39 @@ impl<'a> LineageStore<'a> {
             .join(format!("{}.json", Digest::of(&name).hex()))
     }
 
+    /// Whether the fingerprint saved for step `lineage` of build
+    /// `identity` has key `key` (a cached step's usual case: nothing to
+    /// save). Reads only the record's first bytes: a COPY of a large
+    /// context saves every file's digest in it, and this runs for every
+    /// step of every build.
+    pub fn is_current(&self, identity: &str, lineage: &str, key: &str) -> bool {
+        use std::io::Read;
+        // serde_json writes the fields in declaration order, so a record
+        // with this key starts with exactly these bytes.
+        let prefix = format!(
+            "{{\"lineage\":{},\"fingerprint\":{{\"key\":{},",
+            serde_json::to_string(lineage).expect("strings serialize"),
+            serde_json::to_string(key).expect("strings serialize"),
+        );
+        let mut head = vec![0u8; prefix.len()];
+        fs::File::open(self.path(identity, lineage))
+            .and_then(|mut f| f.read_exact(&mut head))
+            .is_ok_and(|()| head == prefix.as_bytes())
+    }
+
     /// Saves the fingerprint of step `lineage` of build `identity`,
     /// replacing the previous one; nothing is written when the saved one
-    /// already has the same key (a cached step's usual case).
+    /// already has the same key.
     pub fn save(
         &self,
         identity: &str,
         lineage: &str,
         fingerprint: &StepFingerprint,
     ) -> Result<(), BuildError> {
-        let path = self.path(identity, lineage);
-        // Only the saved key is parsed (serde skips the rest, including
-        // the file list): this runs for every step of every build.
-        #[derive(serde::Deserialize)]
-        struct Saved {
-            fingerprint: SavedKey,
-        }
-        #[derive(serde::Deserialize)]
-        struct SavedKey {
-            key: String,
-        }
-        if let Ok(bytes) = fs::read(&path)
-            && let Ok(saved) = serde_json::from_slice::<Saved>(&bytes)
-            && saved.fingerprint.key == fingerprint.key
-        {
+        if self.is_current(identity, lineage, &fingerprint.key) {
             return Ok(());
         }
+        let path = self.path(identity, lineage);
         let dir = path.parent().expect("lineage records live in a directory");
         fs::create_dir_all(dir).map_err(BuildError::io(dir))?;
         let record = LineageRecord {

@@ -606,6 +606,7 @@ impl SourceFs for DirContext {
             size: m.len(),
             mtime: m.mtime(),
             rdev: 0,
+            host: None,
         }))
     }
     fn read_dir(&self, path: &str) -> std::io::Result<Vec<String>> {

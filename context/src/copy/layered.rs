@@ -338,6 +338,7 @@ pub(crate) fn source_meta(meta: &Metadata) -> SourceMeta {
         size: if ft.is_file() { meta.len() } else { 0 },
         mtime: meta.mtime(),
         rdev: meta.rdev(),
+        host: None,
     }
 }
 

@@ -39,7 +39,7 @@ pub use chmod::InvalidChmod;
 pub use layered::LayeredFs;
 pub use layered::is_opaque;
 pub(crate) use layered::read_xattrs;
-pub use source::{EntryKind, SourceFs, SourceMeta};
+pub use source::{EntryKind, HostStat, SourceFs, SourceMeta};
 
 use chmod::Chmod;
 use plan::{CreatedDirs, Data, Entry, Kind, Plan};
@@ -179,37 +179,6 @@ pub fn content_digest(src: Option<&dyn SourceFs>, op: &CopyOp) -> Result<Content
     let keep_owner = matches!(op.source, CopySource::Input) && op.chown.is_none();
     let selected = select_all(src, op)?;
 
-    // File contents first, in parallel: they are the expensive part.
-    let mut paths: Vec<&str> = Vec::new();
-    for sel in &selected {
-        if let Selected::Local(roots) = sel {
-            for root in roots {
-                if root.meta.kind == EntryKind::File {
-                    paths.push(&root.path);
-                }
-                for item in root.contents.iter().flatten() {
-                    if item.meta.kind == EntryKind::File {
-                        paths.push(&item.path);
-                    }
-                }
-            }
-        }
-    }
-    let contents: HashMap<&str, Digest> = match src {
-        Some(src) => paths
-            .par_iter()
-            .map(|p| {
-                src.file_digest(p)
-                    .map(|d| (*p, d))
-                    .map_err(|source| CopyError::Source {
-                        path: p.to_string(),
-                        source,
-                    })
-            })
-            .collect::<Result<_, _>>()?,
-        None => HashMap::new(),
-    };
-
     let mut enc = KeyEncoder::new("copy-content");
     enc.u64("copy-content-version", CONTENT_DIGEST_VERSION);
     let mut files: Vec<(String, Digest)> = Vec::new();
@@ -223,45 +192,48 @@ pub fn content_digest(src: Option<&dyn SourceFs>, op: &CopyOp) -> Result<Content
     }
     enc.u64("sources", selected.len() as u64);
     let mut links: HashMap<(u64, u64), String> = HashMap::new();
-    for (sel, source) in selected.iter().zip(&op.sources) {
+    for (sel, source) in selected.into_iter().zip(&op.sources) {
         enc.str("source", source);
         match sel {
             Selected::Url(url) => {
                 let checksum = op.add.as_ref().and_then(|a| a.checksum);
                 let d = match checksum {
                     Some(d) => d,
-                    None => add::fetch(url, None, true)?.digest,
+                    None => add::fetch(&url, None, true)?.digest,
                 };
                 enc.digest("url-content", &d);
-                files.push((url.clone(), d));
+                files.push((url, d));
             }
             Selected::Local(roots) => {
                 let src = src.ok_or(CopyError::NoSourceFs)?;
                 enc.u64("roots", roots.len() as u64);
                 for root in roots {
                     enc.str("root", &root.name);
-                    let mut entries: Vec<(&str, &str, &SourceMeta)> = Vec::new();
-                    match &root.contents {
+                    let entries: Vec<select::Item> = match root.contents {
                         // A directory root's own metadata does not reach
                         // the layer (only its contents are copied).
                         Some(items) => {
                             enc.str("root-kind", "dir");
-                            entries.extend(items.iter().map(|i| (&*i.rel, &*i.path, &i.meta)));
+                            items
                         }
-                        None => entries.push((&root.name, &root.path, &root.meta)),
-                    }
+                        None => vec![select::Item {
+                            rel: root.name,
+                            path: root.path,
+                            meta: root.meta,
+                        }],
+                    };
                     enc.u64("entries", entries.len() as u64);
-                    for (rel, path, meta) in entries {
-                        let d =
-                            entry_digest(src, rel, path, meta, keep_owner, &contents, &mut links)?;
+                    let digests = entry_digests(src, &entries, keep_owner, &mut links)?;
+                    files.reserve(entries.len());
+                    for (item, d) in entries.into_iter().zip(digests) {
                         enc.digest("entry", &d);
-                        files.push((path.to_string(), d));
+                        files.push((item.path, d));
                     }
                 }
             }
         }
     }
-    files.sort();
+    files.sort_unstable();
     Ok(ContentDigest {
         digest: enc.finish().digest(),
         files,
@@ -280,19 +252,23 @@ pub fn tree_digest(src: &dyn SourceFs, rel: &str) -> Result<ContentDigest, CopyE
         let path = path.to_string();
         move |source| CopyError::Source { path, source }
     };
-    // (path relative to the mount's root, path in src, metadata), root first.
-    let mut entries: Vec<(String, String, SourceMeta)> = Vec::new();
+    // Path relative to the mount's root, path in src, metadata; root first.
+    let mut entries: Vec<select::Item> = Vec::new();
     let Some(meta) = src.lstat(rel).map_err(io(rel))? else {
         return Err(CopyError::SourceNotFound {
             path: rel.to_string(),
         });
     };
-    entries.push((String::new(), rel.to_string(), meta));
+    entries.push(select::Item {
+        rel: String::new(),
+        path: rel.to_string(),
+        meta,
+    });
     let mut i = 0;
     while i < entries.len() {
-        if entries[i].2.kind == EntryKind::Dir {
-            let (mount_rel, path) = (entries[i].0.clone(), entries[i].1.clone());
-            for name in src.read_dir(&path).map_err(io(&path))? {
+        if entries[i].meta.kind == EntryKind::Dir {
+            let (mount_rel, path) = (entries[i].rel.clone(), entries[i].path.clone());
+            for (name, meta) in src.read_dir_meta(&path).map_err(io(&path))? {
                 let child = if path.is_empty() {
                     name.clone()
                 } else {
@@ -303,49 +279,89 @@ pub fn tree_digest(src: &dyn SourceFs, rel: &str) -> Result<ContentDigest, CopyE
                 } else {
                     format!("{mount_rel}/{name}")
                 };
-                if let Some(meta) = src.lstat(&child).map_err(io(&child))? {
-                    entries.push((child_rel, child, meta));
-                }
+                entries.push(select::Item {
+                    rel: child_rel,
+                    path: child,
+                    meta,
+                });
             }
         }
         i += 1;
     }
-    let contents: HashMap<&str, Digest> = entries
-        .par_iter()
-        .filter(|(_, _, meta)| meta.kind == EntryKind::File)
-        .map(|(_, path, _)| {
-            src.file_digest(path)
-                .map(|d| (path.as_str(), d))
-                .map_err(io(path))
-        })
-        .collect::<Result<_, _>>()?;
     let mut enc = KeyEncoder::new("mount-content");
     enc.u64("copy-content-version", CONTENT_DIGEST_VERSION)
         .u64("entries", entries.len() as u64);
-    let mut links = HashMap::new();
+    let digests = entry_digests(src, &entries, true, &mut HashMap::new())?;
     let mut files = Vec::with_capacity(entries.len());
-    for (mount_rel, path, meta) in &entries {
-        let d = entry_digest(src, mount_rel, path, meta, true, &contents, &mut links)?;
+    for (item, d) in entries.into_iter().zip(digests) {
         enc.digest("entry", &d);
-        let name = if path.is_empty() { "." } else { path };
-        files.push((name.to_string(), d));
+        let name = if item.path.is_empty() {
+            ".".to_string()
+        } else {
+            item.path
+        };
+        files.push((name, d));
     }
-    files.sort();
+    files.sort_unstable();
     Ok(ContentDigest {
         digest: enc.finish().digest(),
         files,
     })
 }
 
+/// The digests of `entries` (see [`entry_digest`]), in order, computed in
+/// parallel: reading file contents and xattrs is the expensive part.
+/// Hard-link partners are settled first, in order, since a link names
+/// the first entry of its group (across all sources, hence `links`).
+fn entry_digests(
+    src: &dyn SourceFs,
+    entries: &[select::Item],
+    keep_owner: bool,
+    links: &mut HashMap<(u64, u64), String>,
+) -> Result<Vec<Digest>, CopyError> {
+    let mut partners: Vec<(usize, String)> = Vec::new();
+    for (i, item) in entries.iter().enumerate() {
+        if item.meta.kind != EntryKind::File {
+            continue;
+        }
+        let id = src
+            .link_id_of(&item.path, &item.meta)
+            .map_err(|source| CopyError::Source {
+                path: item.path.clone(),
+                source,
+            })?;
+        if let Some(id) = id {
+            match links.get(&id) {
+                Some(first) => partners.push((i, first.clone())),
+                None => {
+                    links.insert(id, item.path.clone());
+                }
+            }
+        }
+    }
+    entries
+        .par_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let partner = partners
+                .binary_search_by_key(&i, |(j, _)| *j)
+                .ok()
+                .map(|k| partners[k].1.as_str());
+            entry_digest(src, item, keep_owner, partner)
+        })
+        .collect()
+}
+
+/// The digest of one selected entry: its destination-relative path,
+/// kind, mode, owner when kept, content (files), hard-link partner,
+/// symlink target or device number, and xattrs.
 fn entry_digest(
     src: &dyn SourceFs,
-    rel: &str,
-    path: &str,
-    meta: &SourceMeta,
+    item: &select::Item,
     keep_owner: bool,
-    contents: &HashMap<&str, Digest>,
-    links: &mut HashMap<(u64, u64), String>,
+    link_partner: Option<&str>,
 ) -> Result<Digest, CopyError> {
+    let (rel, path, meta) = (&*item.rel, &*item.path, &item.meta);
     let io = |source| CopyError::Source {
         path: path.to_string(),
         source,
@@ -369,21 +385,10 @@ fn entry_digest(
     }
     match meta.kind {
         EntryKind::File => {
-            let d = contents.get(path).copied().ok_or_else(|| {
-                io(std::io::Error::other(
-                    "file digest missing (changed while read)",
-                ))
-            })?;
+            let d = src.file_digest_of(path, meta).map_err(io)?;
             enc.digest("content", &d);
-            if let Some(id) = src.link_id(path).map_err(io)? {
-                match links.get(&id) {
-                    Some(first) => {
-                        enc.str("hardlink", first);
-                    }
-                    None => {
-                        links.insert(id, path.to_string());
-                    }
-                }
+            if let Some(first) = link_partner {
+                enc.str("hardlink", first);
             }
         }
         EntryKind::Symlink => {
@@ -398,7 +403,7 @@ fn entry_digest(
         }
         EntryKind::Dir => {}
     }
-    let xattrs = src.xattrs(path).map_err(io)?;
+    let xattrs = src.xattrs_of(path, meta).map_err(io)?;
     enc.u64("xattrs", xattrs.len() as u64);
     for (name, value) in &xattrs {
         enc.str("xattr", name).bytes("value", value);
@@ -636,7 +641,10 @@ fn source_entry(
         EntryKind::File => Kind::File {
             data: Data::Source(path.to_string()),
             size: meta.size,
-            link: src.link_id(path).map_err(io)?.map(|(d, i)| (0, d, i)),
+            link: src
+                .link_id_of(path, meta)
+                .map_err(io)?
+                .map(|(d, i)| (0, d, i)),
         },
         EntryKind::Symlink => Kind::Symlink(
             rbuild_oci::path_text::from_os(src.read_link(path).map_err(io)?.as_os_str())
@@ -659,7 +667,7 @@ fn source_entry(
         uid,
         gid,
         mtime: meta.mtime,
-        xattrs: src.xattrs(path).map_err(io)?,
+        xattrs: src.xattrs_of(path, meta).map_err(io)?,
     })
 }
 

@@ -30,6 +30,21 @@ pub struct SourceMeta {
     pub mtime: i64,
     /// Device number for `Other` devices (`st_rdev`).
     pub rdev: u64,
+    /// The host's stat identity of the entry, from trees that read a
+    /// host directory with one stat per entry (the build context): lets
+    /// the `*_of` methods of [`SourceFs`] answer without another stat.
+    pub host: Option<HostStat>,
+}
+
+/// The stat fields that say which version of a host file an entry is
+/// (with [`SourceMeta::size`]): what the context's stat cache is keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostStat {
+    pub dev: u64,
+    pub ino: u64,
+    pub nlink: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
 }
 
 /// A read-only tree that COPY sources come from. Paths are relative to
@@ -60,5 +75,47 @@ pub trait SourceFs: Sync {
     /// for a file with a single link, or when the tree cannot tell.
     fn link_id(&self, _path: &str) -> io::Result<Option<(u64, u64)>> {
         Ok(None)
+    }
+
+    /// The entries of the directory at `path` with their metadata, as
+    /// [`read_dir`](SourceFs::read_dir) then [`lstat`](SourceFs::lstat)
+    /// of each name would give them (an entry gone meanwhile left out).
+    /// Trees that can list and stat in one pass override it: walking a
+    /// context is then one stat per entry.
+    fn read_dir_meta(&self, path: &str) -> io::Result<Vec<(String, SourceMeta)>> {
+        let mut out = Vec::new();
+        for name in self.read_dir(path)? {
+            let child = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}/{name}")
+            };
+            if let Some(meta) = self.lstat(&child)? {
+                out.push((name, meta));
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`file_digest`](SourceFs::file_digest) of an entry this tree just
+    /// described as `meta`; implementations may use `meta` to skip a stat.
+    fn file_digest_of(&self, path: &str, _meta: &SourceMeta) -> io::Result<Digest> {
+        self.file_digest(path)
+    }
+
+    /// [`xattrs`](SourceFs::xattrs) of an entry this tree just described
+    /// as `meta`; implementations may use `meta` to skip a stat, or know
+    /// from it that there are none.
+    fn xattrs_of(&self, path: &str, _meta: &SourceMeta) -> io::Result<Vec<(String, Vec<u8>)>> {
+        self.xattrs(path)
+    }
+
+    /// [`link_id`](SourceFs::link_id) of an entry this tree just described
+    /// as `meta`.
+    fn link_id_of(&self, path: &str, meta: &SourceMeta) -> io::Result<Option<(u64, u64)>> {
+        match meta.host {
+            Some(h) => Ok((meta.kind == EntryKind::File && h.nlink > 1).then_some((h.dev, h.ino))),
+            None => self.link_id(path),
+        }
     }
 }
