@@ -274,6 +274,9 @@ pub(crate) fn run(
         let Some(st) = cur.as_mut() else { continue };
         let kw = item.keyword;
         let mut undefined: BTreeSet<String> = BTreeSet::new();
+        // Undefined in an ARG's default: judged against the args declared
+        // before that ARG, as BuildKit does (`ARG A=$A` uses an undefined A).
+        let mut undefined_in_arg: BTreeSet<String> = BTreeSet::new();
         let mut expand = |word: &str, st: &StageState| -> Option<String> {
             let e = lex.process_word(word, &st.env).ok()?;
             undefined.extend(e.unmatched);
@@ -310,7 +313,11 @@ pub(crate) fn run(
                 for a in args {
                     secret_key(sink, i, span, "ARG", &a.name);
                     let value = match &a.default {
-                        Some(d) => expand(d, st),
+                        Some(d) => lex.process_word(d, &st.env).ok().map(|e| {
+                            undefined_in_arg
+                                .extend(e.unmatched.into_iter().filter(|v| !st.args.contains(v)));
+                            e.value
+                        }),
                         None => global_env
                             .iter()
                             .rev()
@@ -406,7 +413,8 @@ pub(crate) fn run(
                     let Ok(ws) = lex.process_words(p, &st.env) else {
                         continue;
                     };
-                    undefined.extend(ws.unmatched);
+                    // BuildKit expands EXPOSE without reporting
+                    // undefined variables (dispatchExpose).
                     for raw in ws.words {
                         expose_checks(sink, i, span, &raw);
                     }
@@ -422,8 +430,13 @@ pub(crate) fn run(
             }
             _ => {}
         }
+        let undefined = undefined
+            .into_iter()
+            .filter(|v| !st.args.contains(v))
+            .chain(undefined_in_arg)
+            .collect::<BTreeSet<String>>();
         for var in undefined {
-            if st.args.contains(&var) || NON_ENV_ARGS.contains(&var.as_str()) {
+            if NON_ENV_ARGS.contains(&var.as_str()) {
                 continue;
             }
             if st.image_base && IMAGE_ENV.contains(&var.as_str()) {

@@ -78,6 +78,16 @@ fn downloads(cmds: &[Vec<String>]) -> Vec<(Tool, String)> {
     out
 }
 
+/// A `go build`/`go test`/`cargo build`/`cargo test` as [`downloads`]
+/// shows it: it downloads only dependencies not fetched before.
+fn compiles_only(shown: &str) -> bool {
+    let mut w = shown.split(' ');
+    matches!(
+        (w.next(), w.next()),
+        (Some("go" | "cargo"), Some("build" | "test"))
+    )
+}
+
 /// Installs of a project's dependencies from its manifest, with the files
 /// to copy first.
 fn dependency_install(cmds: &[Vec<String>]) -> Option<(String, String)> {
@@ -331,6 +341,10 @@ pub(crate) fn run(file: &File<'_>, sink: &mut Sink<'_>, ctx: Option<&dyn Context
         let mut copy_reported = false;
         let mut secret_args: Vec<String> = Vec::new();
         let mut workdirs: Vec<String> = Vec::new();
+        // Tools whose dependencies an earlier RUN of the stage fetched into
+        // a layer (`go mod download`, `cargo fetch`): a later build of
+        // them compiles but downloads nothing.
+        let mut prefetched: Vec<Tool> = Vec::new();
         for (pos, &(i, inst)) in items.iter().enumerate() {
             let span = inst.span;
             let kw = file.items[i].keyword;
@@ -383,9 +397,25 @@ pub(crate) fn run(file: &File<'_>, sink: &mut Sink<'_>, ctx: Option<&dyn Context
                     }
                     // MissingCacheMount
                     if !has_cache_mount(inst) {
-                        let found = downloads(&cmds);
+                        let found: Vec<(Tool, String)> = downloads(&cmds)
+                            .into_iter()
+                            .filter(|(tool, shown)| {
+                                !(prefetched.contains(tool) && compiles_only(shown))
+                            })
+                            .collect();
                         if let Some((tool, shown)) = found.first() {
                             sink.report(&MISSING_CACHE_MOUNT, Some(i), span, format!("\"{shown}\" downloads again on every cache miss of this step; keep its downloads in a cache mount: RUN {} ...", tool.mount()));
+                        }
+                    }
+                    // Fetched into a cache mount, the dependencies are not
+                    // in the layer: a later build without it fetches again.
+                    for c in cmds.iter().filter(|_| !has_cache_mount(inst)) {
+                        match (program(c), subcommand(c)) {
+                            ("go", "mod") if c.iter().any(|w| w == "download") => {
+                                prefetched.push(Tool::Go)
+                            }
+                            ("cargo", "fetch") => prefetched.push(Tool::Cargo),
+                            _ => {}
                         }
                     }
                     // CopyAllBeforeInstall
@@ -419,17 +449,52 @@ pub(crate) fn run(file: &File<'_>, sink: &mut Sink<'_>, ctx: Option<&dyn Context
                         }
                         let upper = a.name.to_ascii_uppercase();
                         if VOLATILE.contains(&upper.as_str()) {
-                            let runs = items[pos + 1..]
+                            // The RUNs before its first use (a RUN or an ENV
+                            // that reads it) re-run for nothing; from the
+                            // first use on they need the value anyway.
+                            let after = &items[pos + 1..];
+                            let first_use = after.iter().position(|(_, x)| match &x.kind {
+                                InstructionKind::Run { .. } => {
+                                    references(&run_text(x).unwrap_or_default(), &a.name)
+                                }
+                                InstructionKind::Env { pairs } => {
+                                    pairs.iter().any(|p| references(&p.value, &a.name))
+                                }
+                                _ => false,
+                            });
+                            let runs = after[..first_use.unwrap_or(after.len())]
                                 .iter()
                                 .filter(|(_, x)| matches!(x.kind, InstructionKind::Run { .. }))
                                 .count();
                             if runs > 0 {
-                                let steps = if runs == 1 {
-                                    "the RUN after it, so it re-runs".to_string()
-                                } else {
-                                    format!("the {runs} RUN instructions after it, so they re-run")
+                                let (steps, fix) = match first_use {
+                                    Some(u) => {
+                                        let line = after[u].1.span.start_line;
+                                        (
+                                            if runs == 1 {
+                                                format!(
+                                                    "the RUN before its first use (line {line}), so it re-runs"
+                                                )
+                                            } else {
+                                                format!(
+                                                    "the {runs} RUN instructions before its first use (line {line}), so they re-run"
+                                                )
+                                            },
+                                            format!("declare it right before line {line}"),
+                                        )
+                                    }
+                                    None => (
+                                        if runs == 1 {
+                                            "the RUN after it, so it re-runs".to_string()
+                                        } else {
+                                            format!(
+                                                "the {runs} RUN instructions after it, so they re-run"
+                                            )
+                                        },
+                                        "declare it after the last RUN".to_string(),
+                                    ),
                                 };
-                                sink.report(&VOLATILE_ARG_INVALIDATES_CACHE, Some(i), span, format!("ARG {} changes on every build and is in the environment of {steps} every time; declare it after the last RUN", a.name));
+                                sink.report(&VOLATILE_ARG_INVALIDATES_CACHE, Some(i), span, format!("ARG {} changes on every build and is in the environment of {steps} every time; {fix}", a.name));
                             }
                         }
                     }

@@ -3,7 +3,9 @@
 //! - `trigger.Dockerfile` fires the rule; what it prints (text, only that
 //!   rule's findings) must equal `trigger.txt` (`UPDATE_GOLDEN=1` rewrites
 //!   the golden files; review the diff);
-//! - `near_miss.Dockerfile` is almost the same and must not fire it;
+//! - `near_miss.Dockerfile` is almost the same and must not fire it, nor
+//!   must any `near_miss_*.Dockerfile` (false positives found on real
+//!   Dockerfiles, see `lint/CORPUS.md`, each kept as its own near miss);
 //! - the trigger with `# check=skip=RULE` in front does not fire it (an
 //!   experimental rule instead stays silent until asked for with
 //!   `experimental=RULE`).
@@ -122,8 +124,22 @@ fn every_rule_has_a_trigger_and_a_near_miss() {
         let case = dir().join(rule.name);
         let trigger = std::fs::read_to_string(case.join("trigger.Dockerfile"))
             .unwrap_or_else(|e| panic!("{}: no trigger file: {e}", rule.name));
-        let near = std::fs::read_to_string(case.join("near_miss.Dockerfile"))
-            .unwrap_or_else(|e| panic!("{}: no near-miss file: {e}", rule.name));
+        let mut near_misses: Vec<PathBuf> = std::fs::read_dir(&case)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                name.starts_with("near_miss") && name.ends_with(".Dockerfile")
+            })
+            .collect();
+        near_misses.sort();
+        assert!(
+            near_misses
+                .iter()
+                .any(|p| p.ends_with("near_miss.Dockerfile")),
+            "{}: no near-miss file",
+            rule.name
+        );
 
         let fired = only(rule, check(rule, &trigger));
         if fired.findings.is_empty() {
@@ -144,17 +160,21 @@ fn every_rule_has_a_trigger_and_a_near_miss() {
             }
         }
 
-        let missed = only(rule, check(rule, &near));
-        if !missed.findings.is_empty() {
-            failures.push(format!(
-                "{}: the near miss fires: {:?}",
-                rule.name,
-                missed
-                    .findings
-                    .iter()
-                    .map(render::short)
-                    .collect::<Vec<_>>()
-            ));
+        for path in &near_misses {
+            let near = std::fs::read_to_string(path).unwrap();
+            let missed = only(rule, check(rule, &near));
+            if !missed.findings.is_empty() {
+                failures.push(format!(
+                    "{}: {} fires: {:?}",
+                    rule.name,
+                    path.file_name().unwrap().to_string_lossy(),
+                    missed
+                        .findings
+                        .iter()
+                        .map(render::short)
+                        .collect::<Vec<_>>()
+                ));
+            }
         }
 
         if rule.experimental {
@@ -372,5 +392,60 @@ fn invalid_base_image_platform_compares_the_resolved_image_with_the_stage() {
             &["linux/amd64"]
         )
         .is_empty()
+    );
+}
+
+#[test]
+fn missing_cache_mount_skips_a_build_after_an_uncached_download() {
+    // Found on real Dockerfiles (lint/CORPUS.md): `go build` after
+    // `go mod download` in an earlier RUN downloads nothing, so only the
+    // download is reported; after a download into a cache mount the
+    // modules are not in the layer and the build is reported.
+    let rule = &rule::MISSING_CACHE_MOUNT;
+    let lines = |src: &str| -> Vec<u32> {
+        only(rule, check(rule, src))
+            .findings
+            .iter()
+            .map(|f| f.span.start_line)
+            .collect()
+    };
+    let head = "# check=experimental=MissingCacheMount\nFROM golang:1.23\nCOPY go.mod go.sum ./\n";
+    assert_eq!(
+        lines(&format!(
+            "{head}RUN go mod download\nCOPY . .\nRUN go build -o /app .\nRUN go test ./...\n"
+        )),
+        [4]
+    );
+    assert_eq!(
+        lines(&format!(
+            "{head}RUN --mount=type=cache,target=/go/pkg/mod go mod download\nCOPY . .\nRUN go build -o /app .\n"
+        )),
+        [6]
+    );
+    assert_eq!(
+        lines(
+            "# check=experimental=MissingCacheMount\nFROM rust:1\nRUN cargo fetch\nRUN cargo build --release\n"
+        ),
+        [3]
+    );
+}
+
+#[test]
+fn volatile_arg_counts_only_the_runs_before_its_first_use() {
+    // Found on real Dockerfiles (lint/CORPUS.md): an ARG COMMIT_SHA that a
+    // later ENV copies is needed from there on; only the RUNs in between
+    // re-run for nothing.
+    let rule = &rule::VOLATILE_ARG_INVALIDATES_CACHE;
+    let src = "FROM alpine\nARG COMMIT_SHA\nRUN apk add curl\nRUN make\nENV GIT_SHA=$COMMIT_SHA\nRUN make install\n";
+    let got: Vec<String> = only(rule, check(rule, src))
+        .findings
+        .iter()
+        .map(render::short)
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "VolatileArgInvalidatesCache: ARG COMMIT_SHA changes on every build and is in the environment of the 2 RUN instructions before its first use (line 5), so they re-run every time; declare it right before line 5 (line 2)"
+        ]
     );
 }

@@ -2,3 +2,4 @@ FROM alpine
 ARG FOO=1
 COPY $FOOO /dst
 ENV PATH=$PATH:/opt/bin
+ARG API_URL=${API_URL}
