@@ -23,6 +23,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("rbuild-solver", &["rbuild-parser", "rbuild-oci"]),
     ("rbuild-store", &["rbuild-oci"]),
     ("rbuild-registry", &["rbuild-oci", "rbuild-store"]),
+    // Container networking: namespaces, bridges, forwarders; joins through
+    // the sandbox's Network::Join.
+    ("rbuild-net", &["rbuild-sandbox"]),
+    // Lasting containers: state in the store root, the sandbox, networks.
+    (
+        "rbuild-container",
+        &["rbuild-oci", "rbuild-store", "rbuild-sandbox", "rbuild-net"],
+    ),
     (
         "rbuild-context",
         &["rbuild-oci", "rbuild-solver", "rbuild-store"],

@@ -267,10 +267,10 @@ pub fn network_up(root: &Path, c: &Container) -> Result<(sandbox::Network, Netwo
             if defaulted && request.ports.is_empty() =>
         {
             let why = e.to_string();
-            eprintln!(
+            eprintln_safe(&format!(
                 "WARNING: bridge networking is unavailable ({}); running with --network none",
                 why.lines().next().unwrap_or_default()
-            );
+            ));
             return Ok((sandbox::Network::None, nothing()));
         }
         Err(e) => {
@@ -303,10 +303,10 @@ pub fn network_up(root: &Path, c: &Container) -> Result<(sandbox::Network, Netwo
         .map_err(std::io::Error::other)
         .and_then(|b| std::fs::write(&path, b));
     if let Err(e) = written {
-        eprintln!(
+        eprintln_safe(&format!(
             "warning: cannot record the network in {}: {e}",
             path.display()
-        );
+        ));
     }
     Ok((
         attachment.sandbox_network(),
@@ -324,7 +324,9 @@ pub fn network_down(handle: NetworkHandle) {
     }
     if let Some(a) = handle.attachment {
         if let Err(e) = a.detach() {
-            eprintln!("warning: cannot remove the container's network: {e}");
+            eprintln_safe(&format!(
+                "warning: cannot remove the container's network: {e}"
+            ));
         }
     }
 }
