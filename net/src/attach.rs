@@ -405,7 +405,7 @@ fn refresh_hosts(rt: &Runtime, network_id: &str, only: Option<&str>) {
     };
     for me in &members {
         // On the default bridge a container's file names only itself.
-        if !me.names && !only.is_none_or(|id| id == me.container_id) {
+        if !me.names && only.is_some_and(|id| id != me.container_id) {
             continue;
         }
         let dir = rt.etc_dir(&me.container_id);
