@@ -27,7 +27,6 @@ cleanup() {
   wait 2>/dev/null || true
   if ((${#podman[@]})); then
     "${podman[@]}" rm -af >/dev/null 2>&1 || true
-    "${podman[@]}" network rm -f benchnet >/dev/null 2>&1 || true
   fi
   "$rbuild" --root "$work/store" network rm benchnet >/dev/null 2>&1 || true
   rm -rf "$work"
@@ -46,7 +45,6 @@ if command -v podman >/dev/null; then
   podman=(podman --root "$work/podman" --runroot "$work/podman-run" --storage-driver vfs)
   "${rb[@]}" save busybox -o "$work/busybox.tar"
   "${podman[@]}" load -q -i "$work/busybox.tar" >/dev/null
-  "${podman[@]}" network create benchnet >/dev/null
   if ! "${podman[@]}" run --rm --network none docker.io/library/busybox:latest true; then
     echo "podman cannot run containers here: comparing without it" >&2
     podman=()

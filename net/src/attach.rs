@@ -159,7 +159,7 @@ impl NetAttachment {
         let before = bridges_in_use(&rt.endpoints());
         let first = teardown(&rt, &self.endpoint).err();
         let after = settle(&rt, &before);
-        refresh_hosts(&rt, &self.endpoint.network_id);
+        refresh_hosts(&rt, &self.endpoint.network_id, None);
         match (first, after) {
             (Some(e), _) | (None, Err(e)) => Err(e),
             (None, Ok(())) => Ok(()),
@@ -238,7 +238,11 @@ pub fn attach(root: &Path, req: &NetRequest) -> Result<NetAttachment, NetError> 
         let _ = attachment.detach_inner();
         return Err(e);
     }
-    refresh_hosts(&rt, &attachment.endpoint.network_id);
+    refresh_hosts(
+        &rt,
+        &attachment.endpoint.network_id,
+        Some(&attachment.endpoint.container_id),
+    );
     drop(lock);
     let backend_ip = IpAddr::V4(attachment.endpoint.ip);
     for (spec, b, at) in bound {
@@ -387,7 +391,7 @@ fn set_up(
 
 /// Rewrites the hosts file of every container on `network_id`: its own
 /// line, and on user networks one line per peer.
-fn refresh_hosts(rt: &Runtime, network_id: &str) {
+fn refresh_hosts(rt: &Runtime, network_id: &str, only: Option<&str>) {
     let all = rt.endpoints();
     let members: Vec<&Endpoint> = all.iter().filter(|e| e.network_id == network_id).collect();
     let peer = |e: &'_ Endpoint| -> (Ipv4Addr, Vec<String>) {
@@ -400,6 +404,10 @@ fn refresh_hosts(rt: &Runtime, network_id: &str) {
         (e.ip, names)
     };
     for me in &members {
+        // On the default bridge a container's file names only itself.
+        if !me.names && only.is_some_and(|id| id != me.container_id) {
+            continue;
+        }
         let dir = rt.etc_dir(&me.container_id);
         if !dir.is_dir() {
             continue;

@@ -201,8 +201,22 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), NetError> {
     std::fs::rename(&tmp, path).map_err(|e| NetError::io("rename", path, e))
 }
 
-/// Rewrites `path` in place (truncate + write), so a bind mount of it in
-/// a running container sees the new content (a rename would not be seen).
+/// Rewrites `path` in place, so a bind mount of it in a running
+/// container sees the new content (a rename would not be seen). Unchanged
+/// content is not written; new content is written over the old before the
+/// file is cut to its length, so a reader never finds it empty.
 pub(crate) fn write_in_place(path: &Path, data: &str) -> Result<(), NetError> {
-    std::fs::write(path, data).map_err(|e| NetError::io("write", path, e))
+    use std::io::Write;
+    if std::fs::read(path).is_ok_and(|old| old == data.as_bytes()) {
+        return Ok(());
+    }
+    let fail = |e| NetError::io("write", path, e);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(fail)?;
+    f.write_all(data.as_bytes()).map_err(fail)?;
+    f.set_len(data.len() as u64).map_err(fail)
 }
