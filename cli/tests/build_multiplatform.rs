@@ -232,6 +232,29 @@ fn pushed_index_is_pulled_for_arm64_by_a_fresh_root_and_runs() {
     assert_eq!(out, "aarch64\n");
     let out = ok(&fresh, &["run", &name, "uname", "-m"]).stdout;
     assert_eq!(out, "aarch64\n", "the pulled image is the arm64 one");
+
+    // Regression: `rbuild push` of a multi-platform tag pushed the host's
+    // image only. It pushes every platform and the index.
+    let again = format!("{}/app:pushed-later", reg.host());
+    ok(&rb, &["tag", &name, &again]);
+    ok(&rb, &["push", "-q", &again]);
+    let raw = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{again}"),
+        ],
+    );
+    let v: Value = serde_json::from_str(&raw).unwrap();
+    let archs: Vec<&str> = v["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"], "{raw}");
 }
 
 #[test]
@@ -440,6 +463,37 @@ fn an_index_tag_is_listed_tagged_removed_and_kept_by_gc_as_a_whole() {
     ok(&fresh, &["load", "-i", s(&saved)]);
     let inspect = ok(&fresh, &["inspect", "app:copy"]).stdout;
     assert!(inspect.contains("\"Architecture\": \"arm64\""), "{inspect}");
+
+    // Regression: `save` of a multi-platform tag without --platform wrote
+    // the host's image only. The archive holds the index and every
+    // platform's manifest, config and layers.
+    let all = rb.path("all.tar");
+    ok(&rb, &["save", "--format", "oci", "-o", s(&all), "app:copy"]);
+    let dir = rb.path("all");
+    std::fs::create_dir_all(&dir).unwrap();
+    tool("tar", &["-xf", s(&all), "-C", s(&dir)]);
+    let blob = |d: &str| {
+        let hex = d.trim_start_matches("sha256:");
+        std::fs::read_to_string(dir.join("blobs/sha256").join(hex)).unwrap()
+    };
+    let top: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("index.json")).unwrap()).unwrap();
+    assert_eq!(top["manifests"].as_array().unwrap().len(), 1, "{top}");
+    let index: Value =
+        serde_json::from_str(&blob(top["manifests"][0]["digest"].as_str().unwrap())).unwrap();
+    let mut archs = Vec::new();
+    for m in index["manifests"].as_array().unwrap() {
+        let manifest: Value = serde_json::from_str(&blob(m["digest"].as_str().unwrap())).unwrap();
+        let config: Value =
+            serde_json::from_str(&blob(manifest["config"]["digest"].as_str().unwrap())).unwrap();
+        for l in manifest["layers"].as_array().unwrap() {
+            let hex = l["digest"].as_str().unwrap().trim_start_matches("sha256:");
+            assert!(dir.join("blobs/sha256").join(hex).exists(), "layer {hex}");
+        }
+        archs.push(config["architecture"].as_str().unwrap().to_string());
+    }
+    archs.sort();
+    assert_eq!(archs, ["amd64", "arm64"]);
 }
 
 /// A bake target with several `platforms` is one multi-platform build.

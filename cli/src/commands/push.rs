@@ -96,6 +96,12 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    // A multi-platform tag: every platform, then the index (docker
+    // buildx imagetools' result), not only the host's image.
+    if let Some(index) = image.index.clone() {
+        push_index(&store, &client, &image, &index, &target, format, args.quiet)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     push_image(
         &store,
         &client,
@@ -105,6 +111,45 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
         args.quiet,
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Pushes every platform of `index` (whose tag resolved to `image`) as
+/// `format` says (`None`: as stored), then the index under `target`.
+fn push_index(
+    store: &Store,
+    client: &Client,
+    image: &Image,
+    index: &rbuild_store::ImageIndex,
+    target: &ImageRef,
+    format: Option<ManifestFormat>,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let mut images = Vec::new();
+    for p in index.platforms() {
+        let one = store
+            .for_platform(image.clone(), &p)
+            .with_context(|| format!("cannot read the {p} image of {}", target.familiar()))?;
+        images.push((p, one));
+    }
+    let format_of = |_: &rbuild_oci::Platform| (format.clone(), Default::default());
+    let converted = rbuild_builder::index::convert_and_assemble(store, &images, &format_of, None)
+        .with_context(|| format!("cannot push {}", target.familiar()))?;
+    print_started(target, quiet);
+    let printer = Printer {
+        quiet,
+        config: image.id,
+    };
+    let outcome = registry::push_index(
+        store,
+        client,
+        &converted.index,
+        &converted.images,
+        target,
+        &printer,
+    )
+    .with_context(|| format!("cannot push {}", target.familiar()))?;
+    print_pushed(target, &outcome.digest, outcome.size);
+    Ok(())
 }
 
 /// Pushes `image` to `target` encoded as `format` says (`None`: as

@@ -57,6 +57,35 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
         Format::Docker => ArchiveFormat::Docker,
         Format::Oci => ArchiveFormat::Oci,
     };
+    // One multi-platform tag and no --platform: every platform under its
+    // index (in a docker archive, `manifest.json` names the host's image,
+    // what `docker load` can hold under the name).
+    if let [(image, tag)] = selected.as_slice() {
+        if let (Some(index), None) = (&image.index, &args.platform) {
+            let host = rbuild_oci::Platform::host();
+            let mut platforms = index.platforms();
+            platforms.sort_by_key(|p| *p != host);
+            let mut all = Vec::new();
+            for p in platforms {
+                all.push((store.for_platform(image.clone(), &p)?, tag.clone()));
+            }
+            let leases = all
+                .iter()
+                .map(|(i, _)| store.lease(i))
+                .collect::<Result<Vec<_>, _>>()?;
+            let description = archive::ManifestDescription {
+                media_type: None,
+                annotations: Default::default(),
+                index: Some(index.clone()),
+                root_index: None,
+            };
+            let mut out = Output::open(args.output.as_deref())?;
+            archive::write_archive_described(&store, &all, format, &mut out, &description)?;
+            out.finish()?;
+            drop(leases);
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let mut out = Output::open(args.output.as_deref())?;
     archive::write_archive(&store, &selected, format, &mut out)?;
     out.finish()?;
