@@ -584,6 +584,8 @@ fn detached_containers_publish_ports_and_reach_each_other_by_name() {
         "srv",
         "--network",
         "detnet",
+        "--network-alias",
+        "files",
         "-v",
         &volume,
         "busybox",
@@ -604,7 +606,7 @@ fn detached_containers_publish_ports_and_reach_each_other_by_name() {
         "busybox",
         "sh",
         "-c",
-        "for i in $(seq 100); do wget -q -O- http://srv/index.html && exit 0; sleep 0.1; done; exit 1",
+        "for i in $(seq 100); do wget -q -O- http://srv/index.html && wget -q -O- http://files/index.html && exit 0; sleep 0.1; done; exit 1",
     ]);
     let code = rb.ok(&["wait", "client"]);
     let logs = rb.run(&["logs", "client"]);
@@ -621,6 +623,9 @@ fn detached_containers_publish_ports_and_reach_each_other_by_name() {
     );
     assert!(ip.trim().parse::<std::net::Ipv4Addr>().is_ok(), "{ip:?}");
     assert_eq!(code.trim(), "0", "{}{}", logs.stdout, logs.stderr);
-    assert_eq!(logs.stdout, "detached\n");
+    assert_eq!(
+        logs.stdout, "detached\ndetached\n",
+        "by name, then by alias"
+    );
     assert_eq!(host_state(), Vec::<String>::new());
 }

@@ -74,6 +74,10 @@ pub struct HostConfig {
     pub port_bindings: Vec<String>,
     /// `-P`.
     pub publish_all_ports: bool,
+    /// `--network-alias`: more names on a user-defined network (absent in
+    /// state written before they were kept).
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
     pub restart: RestartPolicy,
     /// `--rm`.
     pub auto_remove: bool,

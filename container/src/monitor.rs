@@ -257,7 +257,7 @@ pub fn network_up(root: &Path, c: &Container) -> Result<(sandbox::Network, Netwo
         } else {
             config.hostname.clone()
         },
-        aliases: Vec::new(),
+        aliases: config.host.network_aliases.clone(),
     };
     let attachment = match rbuild_net::attach(root, &request) {
         Ok(a) => a,

@@ -219,6 +219,7 @@ pub fn create_container(root: &Path, args: &RunArgs) -> Result<Container, Contai
             network_mode: args.network.clone().unwrap_or_else(|| "default".into()),
             port_bindings: args.publish.clone(),
             publish_all_ports: args.publish_all,
+            network_aliases: args.network_alias.clone(),
             restart,
             auto_remove: args.rm,
             read_only: args.read_only,
