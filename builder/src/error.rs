@@ -78,12 +78,6 @@ pub enum BuildError {
         "-o type={output} cannot hold a multi-platform image\nhint: use type=oci, type=docker, type=local (a directory per platform) or type=image"
     )]
     MultiPlatformOutput { output: &'static str },
-    /// Attestations of a multi-platform build: not made yet, refused
-    /// rather than left out.
-    #[error(
-        "--provenance, --sbom and --attest cannot be used with several platforms yet\nhint: build and attest one platform at a time (--platform linux/amd64), or drop the attestation flags"
-    )]
-    MultiPlatformAttestations,
     /// The worker, the cache index or the lineage records failed outside
     /// a step.
     #[error(transparent)]

@@ -446,7 +446,7 @@ pub(crate) const ATTESTATIONS_NOT_CARRIED: &str = "attestations are not kept in 
 /// is asked or none would carry them (the build warned of that before it
 /// started: rbuild's store keeps single-platform manifests, not indexes,
 /// for now).
-fn attestation_predicates(
+pub(crate) fn attestation_predicates(
     store: &Store,
     request: &BuildRequest,
     image: &Image,

@@ -111,17 +111,14 @@ pub fn build_shared(
 ) -> Result<BuildResult, BuildError> {
     check_request(request)?;
     multiplatform::check_emulators(request)?;
-    if request.platforms.len() > 1 {
-        if !request.attestations.is_empty() {
-            return Err(BuildError::MultiPlatformAttestations);
-        }
-        return multiplatform::build(store, request, options, gate);
-    }
     if !request.attestations.is_empty() && !export::attestations_carried(request) {
         options.events.event(&Event::Warning {
             message: export::ATTESTATIONS_NOT_CARRIED,
             line: None,
         });
+    }
+    if request.platforms.len() > 1 {
+        return multiplatform::build(store, request, options, gate);
     }
     let solved = solve::run(store, request, options, gate)?;
     let exported = export::export_all(

@@ -164,7 +164,17 @@ pub(crate) fn build(
         .zip(solved.iter().map(|s| s.image.clone()))
         .collect();
     let client = solved[0].client.clone();
-    let exported = export_index(store, request, &images, &client, options)?;
+    let names = output_names(request);
+    // Per platform, what its attestations state (provenance from its own
+    // solve, the SBOM from its own filesystem), when an output carries them.
+    let mut predicates = Vec::new();
+    for s in &solved {
+        predicates.push(
+            crate::export::attestation_predicates(store, request, &s.image, &names, &s.capture)?
+                .unwrap_or_default(),
+        );
+    }
+    let exported = export_index(store, request, &images, &predicates, &client, options)?;
     let mut merged = merge(&summaries, started.elapsed());
     merged.image_id = Some(exported.stored.index.digest.to_string());
     merged.tags = exported.names.iter().map(|t| t.to_string()).collect();
@@ -238,13 +248,8 @@ fn exported_manifest(index: &rbuild_store::ImageIndex) -> ExportedManifest {
 
 /// The index for the store (tagged with every name), each archive, and
 /// each push.
-fn export_index(
-    store: &Store,
-    request: &BuildRequest,
-    images: &[(Platform, Image)],
-    client: &Client,
-    options: &BuildOptions<'_>,
-) -> Result<ExportedIndex, BuildError> {
+/// The names the build's image goes by: `-t` and the image outputs'.
+fn output_names(request: &BuildRequest) -> Vec<ImageRef> {
     let mut names = request.tags.clone();
     for out in &request.outputs {
         if let OutputSpec::Image { names: extra, .. } = out {
@@ -253,9 +258,75 @@ fn export_index(
     }
     let mut seen = std::collections::HashSet::new();
     names.retain(|n| seen.insert(n.to_string()));
+    names
+}
+
+/// Rewrites `converted`'s index to list, after its image manifests, an
+/// attestation manifest per platform stating `predicates` (index order)
+/// about it, as BuildKit lays them out; returns the blobs and manifests
+/// the new entries reach, which archives and pushes must carry.
+fn attach_attestations(
+    store: &Store,
+    converted: &mut ConvertedIndex,
+    predicates: &[Vec<crate::attest::Predicate>],
+    names: &[ImageRef],
+) -> Result<crate::attest::AttestationManifests, BuildError> {
+    let mut subjects = Vec::new();
+    let mut manifests = Vec::new();
+    for ((image, desc), preds) in converted
+        .images
+        .iter()
+        .zip(&converted.index.manifests)
+        .zip(predicates)
+    {
+        let platform = rbuild_store::image_index::descriptor_platform(desc)
+            .expect("an index entry of a platform names it");
+        subjects.push((
+            crate::attest::layout::Subject {
+                digest: image.manifest_digest,
+                size: image.manifest_size,
+                media_type: desc.media_type.clone(),
+                platform: platform.clone(),
+            },
+            preds.clone(),
+        ));
+        manifests.push(crate::index::PlatformManifest {
+            platform,
+            descriptor: rbuild_store::Descriptor {
+                platform: None,
+                ..desc.clone()
+            },
+        });
+    }
+    let att = crate::attest::layout::attestation_manifests(store, &subjects, names)?;
+    converted.index = crate::index::assemble_index(
+        store,
+        &manifests,
+        &att.descriptors,
+        &converted.index.annotations,
+        None,
+    )?;
+    Ok(att)
+}
+
+fn export_index(
+    store: &Store,
+    request: &BuildRequest,
+    images: &[(Platform, Image)],
+    predicates: &[Vec<crate::attest::Predicate>],
+    client: &Client,
+    options: &BuildOptions<'_>,
+) -> Result<ExportedIndex, BuildError> {
+    let names = output_names(request);
+    let attesting = predicates.iter().any(|p| !p.is_empty());
     let annotations = &request.annotations;
     let format_for = |format: &ImageFormat, oci_default: bool| {
-        let format = format.clone();
+        let mut format = format.clone();
+        // As BuildKit: attestation manifests are OCI, and so is the index
+        // and every manifest it lists.
+        if attesting {
+            format.oci_media_types = Some(true);
+        }
         move |p: &Platform| {
             let (f, d) = crate::export::manifest_format(&format, oci_default, annotations, p);
             (Some(f), d)
@@ -295,7 +366,20 @@ fn export_index(
             _ => continue,
         };
         let f = format_for(format, kind == ArchiveFormat::Oci);
-        let converted = convert_and_assemble(store, images, &f, None)?;
+        let mut converted = convert_and_assemble(store, images, &f, None)?;
+        let root_index = if attesting {
+            let att = attach_attestations(store, &mut converted, predicates, &names)?;
+            let mut extra_blobs = att.blobs;
+            extra_blobs.extend(att.manifests);
+            Some(archive::RootIndex {
+                digest: converted.index.digest,
+                size: converted.index.size,
+                media_type: converted.index.media_type.clone(),
+                extra_blobs,
+            })
+        } else {
+            None
+        };
         let name = names.first().cloned();
         let selected: Vec<(Image, Option<ImageRef>)> = converted
             .images
@@ -306,7 +390,7 @@ fn export_index(
             media_type: None,
             annotations: BTreeMap::new(),
             index: Some(converted.index.clone()),
-            root_index: None,
+            root_index,
         };
         let mut stream = options.host.open(dest).map_err(BuildError::Host)?;
         archive::write_archive_described(store, &selected, kind, &mut stream, &description)
@@ -327,12 +411,41 @@ fn export_index(
             return Err(BuildError::PushNeedsName);
         }
         let f = format_for(&image_format, false);
-        let converted = convert_and_assemble(store, images, &f, None)?;
+        let mut converted = convert_and_assemble(store, images, &f, None)?;
+        let att = if attesting {
+            Some(attach_attestations(
+                store,
+                &mut converted,
+                predicates,
+                &names,
+            )?)
+        } else {
+            None
+        };
         for name in &names {
             options.events.event(&Event::PushStarted {
                 reference: name,
                 config: &converted.index.digest,
             });
+            if let Some(att) = &att {
+                let manifests: Vec<(rbuild_oci::Digest, &str)> = att
+                    .manifests
+                    .iter()
+                    .map(|d| (*d, rbuild_store::layout::MEDIA_TYPE_MANIFEST))
+                    .collect();
+                registry::push_extras(
+                    store,
+                    client,
+                    name,
+                    &att.blobs,
+                    &manifests,
+                    &crate::export::PushEvents(options.events),
+                )
+                .map_err(|source| BuildError::Push {
+                    reference: Box::new(name.clone()),
+                    source,
+                })?;
+            }
             let outcome = registry::push_index(
                 store,
                 client,

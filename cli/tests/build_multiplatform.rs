@@ -537,3 +537,115 @@ fn a_bake_target_with_two_platforms_makes_an_index() {
         "aarch64\n"
     );
 }
+
+/// Attestations of a two-platform build: one attestation manifest per
+/// platform in the index, in BuildKit's layout, in an OCI archive and in
+/// a push (they were refused).
+#[test]
+fn a_two_platform_build_carries_an_attestation_manifest_per_platform() {
+    let Some(rb) = multiarch("attested_index") else {
+        return;
+    };
+    let reg = Registry::start(None);
+    let ctx = rb.tree("ctx", &[("Dockerfile", DOCKERFILE)]);
+    let name = format!("{}/app:attested", reg.host());
+    let tar = rb.path("attested.tar");
+    ok(
+        &rb,
+        &[
+            "build",
+            "-q",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--provenance=mode=max",
+            "--sbom=true",
+            "-t",
+            &name,
+            "--push",
+            "-o",
+            &format!("type=oci,dest={}", s(&tar)),
+            s(&ctx),
+        ],
+    );
+    let check = |index: &Value, blob: &dyn Fn(&str) -> String| {
+        let entries = index["manifests"].as_array().unwrap();
+        assert_eq!(entries.len(), 4, "{index}");
+        assert_eq!(
+            index["mediaType"],
+            "application/vnd.oci.image.index.v1+json"
+        );
+        let images: Vec<&Value> = entries
+            .iter()
+            .filter(|e| e["platform"]["os"] == "linux")
+            .collect();
+        let atts: Vec<&Value> = entries
+            .iter()
+            .filter(|e| e["annotations"]["vnd.docker.reference.type"] == "attestation-manifest")
+            .collect();
+        assert_eq!((images.len(), atts.len()), (2, 2), "{index}");
+        for img in &images {
+            let digest = img["digest"].as_str().unwrap();
+            let att = atts
+                .iter()
+                .find(|a| a["annotations"]["vnd.docker.reference.digest"] == digest)
+                .unwrap_or_else(|| panic!("no attestation of {digest}: {index}"));
+            let manifest: Value =
+                serde_json::from_str(&blob(att["digest"].as_str().unwrap())).unwrap();
+            let mut types: Vec<String> = Vec::new();
+            for l in manifest["layers"].as_array().unwrap() {
+                let statement: Value =
+                    serde_json::from_str(&blob(l["digest"].as_str().unwrap())).unwrap();
+                assert_eq!(
+                    statement["subject"][0]["digest"]["sha256"],
+                    digest.trim_start_matches("sha256:"),
+                    "the statement is about its platform's manifest"
+                );
+                types.push(
+                    l["annotations"]["in-toto.io/predicate-type"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                );
+            }
+            types.sort();
+            assert_eq!(
+                types,
+                [
+                    "https://slsa.dev/provenance/v0.2",
+                    "https://spdx.dev/Document"
+                ],
+                "{manifest}"
+            );
+        }
+    };
+    // The OCI archive.
+    let dir = rb.path("attested");
+    std::fs::create_dir_all(&dir).unwrap();
+    tool("tar", &["-xf", s(&tar), "-C", s(&dir)]);
+    let from_tar = |d: &str| {
+        std::fs::read_to_string(
+            dir.join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    let top: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("index.json")).unwrap()).unwrap();
+    let index: Value =
+        serde_json::from_str(&from_tar(top["manifests"][0]["digest"].as_str().unwrap())).unwrap();
+    check(&index, &from_tar);
+    // The registry.
+    let raw = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{name}"),
+        ],
+    );
+    let index: Value = serde_json::from_str(&raw).unwrap();
+    // Manifests and blobs alike: distribution keeps them all as blobs.
+    let from_registry = |d: &str| std::fs::read_to_string(reg.blob_data(d)).unwrap();
+    check(&index, &from_registry);
+}

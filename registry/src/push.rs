@@ -274,6 +274,44 @@ pub fn push_index(
     })
 }
 
+/// Pushes blobs (by digest) and then manifests (by digest) that an index
+/// about to be pushed to `target`'s repository reaches besides its
+/// images' (attestation statements, configs and manifests); returns how
+/// many blobs were uploaded.
+pub fn push_extras(
+    store: &Store,
+    client: &Client,
+    target: &ImageRef,
+    blobs: &[Digest],
+    manifests: &[(Digest, &str)],
+    progress: &dyn PushProgress,
+) -> Result<usize, RegistryError> {
+    let repo = Repository::of(target);
+    let mut uploaded = 0;
+    for digest in blobs {
+        let mut file = store.open_blob_verified(digest)?;
+        let size = file.size();
+        progress.event(PushEvent::Preparing { digest, size });
+        let result = client.push_blob(&repo, digest, size, &mut file, None);
+        if let Some(source) = file.corrupt_error() {
+            return Err(source.into());
+        }
+        let result = result?;
+        if result == BlobPush::Uploaded {
+            uploaded += 1;
+        }
+        progress.event(PushEvent::Done {
+            digest,
+            result: &result,
+        });
+    }
+    for (digest, media_type) in manifests {
+        let bytes = store.read_blob(digest)?;
+        client.put_manifest(&repo, &digest.to_string(), media_type, &bytes)?;
+    }
+    Ok(uploaded)
+}
+
 /// Pushes an image index whose first manifest is `image` (already in its
 /// pushed form: [`Store::convert_image`]'s) and whose other manifests
 /// (`extra_manifests`, e.g. BuildKit-style attestation manifests) reach
@@ -299,28 +337,15 @@ pub fn push_attested_index(
     ))
     .expect("a repository and a digest make a reference");
     let pushed = push(store, client, image, &by_digest, progress)?;
-    let mut uploaded = pushed.uploaded;
-    for digest in extra_blobs {
-        let mut file = store.open_blob_verified(digest)?;
-        let size = file.size();
-        progress.event(PushEvent::Preparing { digest, size });
-        let result = client.push_blob(&repo, digest, size, &mut file, None);
-        if let Some(source) = file.corrupt_error() {
-            return Err(source.into());
-        }
-        let result = result?;
-        if result == BlobPush::Uploaded {
-            uploaded += 1;
-        }
-        progress.event(PushEvent::Done {
-            digest,
-            result: &result,
-        });
-    }
-    for (digest, media_type) in extra_manifests {
-        let bytes = store.read_blob(digest)?;
-        client.put_manifest(&repo, &digest.to_string(), media_type, &bytes)?;
-    }
+    let uploaded = pushed.uploaded
+        + push_extras(
+            store,
+            client,
+            target,
+            extra_blobs,
+            extra_manifests,
+            progress,
+        )?;
     let bytes = store.read_blob(index.0)?;
     let reference = target
         .tag()
