@@ -101,7 +101,11 @@ fn each_network_none_sandbox_gets_its_own_namespace() {
     assert_ne!(first, second);
     assert_ne!(first.trim(), host.to_string_lossy());
     // Its lo is up and usable.
-    let out = none("nc -l -p 47913 & sleep 0.3; echo hi | nc 127.0.0.1 47913; wait");
+    // The client retries until the listener is up (a fixed sleep raced
+    // with it on a loaded machine).
+    let out = none(
+        "nc -l -p 47913 & for i in $(seq 100); do echo hi | nc 127.0.0.1 47913 2>/dev/null && break; sleep 0.1; done; wait",
+    );
     assert_eq!(out, "hi\n");
 }
 
