@@ -117,21 +117,22 @@ impl From<Subnet> for String {
     }
 }
 
-/// Candidates for the default `bridge` network: docker's 172.17.0.0/16
-/// first, then a range docker's pools never hand out (so a host running
-/// docker, whose docker0 holds 172.17, still gets a stable default).
+/// Candidates for the default `bridge` network: 10.200-209.0.0/16, a
+/// range docker's and podman's default pools never hand out, so rbuild's
+/// bridges and a docker0 (172.17.0.0/16) or podman network started later
+/// on the same host never meet (a subnet a host route covers is skipped).
 pub fn default_bridge_pool() -> impl Iterator<Item = Subnet> {
-    std::iter::once(Subnet::new(Ipv4Addr::new(172, 17, 0, 0), 16))
-        .chain((200..=219).map(|b| Subnet::new(Ipv4Addr::new(10, b, 0, 0), 16)))
+    (200..=209)
+        .map(|b| Subnet::new(Ipv4Addr::new(10, b, 0, 0), 16))
         .flatten()
 }
 
-/// Candidates for user-defined networks, in docker's order: 172.18-31/16,
-/// then 192.168.0.0/20 steps.
+/// Candidates for user-defined networks: 10.210-254.0.0/16, beside the
+/// default bridge's range and away from docker's pools (172.17-31/16,
+/// 192.168.0.0/16) for the same reason.
 pub fn user_pool() -> impl Iterator<Item = Subnet> {
-    (18..=31)
-        .map(|b| Subnet::new(Ipv4Addr::new(172, b, 0, 0), 16))
-        .chain((0..16).map(|i| Subnet::new(Ipv4Addr::new(192, 168, i * 16, 0), 20)))
+    (210..=254)
+        .map(|b| Subnet::new(Ipv4Addr::new(10, b, 0, 0), 16))
         .flatten()
 }
 
@@ -165,14 +166,15 @@ mod tests {
         let c: Subnet = "172.17.0.0/16".parse().unwrap();
         assert!(a.overlaps(&b) && b.overlaps(&a));
         assert!(!b.overlaps(&c));
-        assert_eq!(pick(default_bridge_pool(), &[]), Some(c));
+        // docker's 172.17.0.0/16 is never taken, used or not.
+        assert_eq!(pick(default_bridge_pool(), &[]), Some(b));
         assert_eq!(
-            pick(default_bridge_pool(), &[c]).unwrap().to_string(),
-            "10.200.0.0/16"
+            pick(default_bridge_pool(), &[c, b]).unwrap().to_string(),
+            "10.201.0.0/16"
         );
         assert_eq!(
             pick(user_pool(), &[c]).unwrap().to_string(),
-            "172.18.0.0/16"
+            "10.210.0.0/16"
         );
     }
 

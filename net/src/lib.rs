@@ -10,10 +10,9 @@
 //!
 //! - `eth0`, one end of a veth pair whose host end (`rbv<id12>`) is
 //!   enslaved to the network's bridge: `rbuild0` for the default `bridge`
-//!   network (docker's 172.17.0.0/16 when the host has no route there,
-//!   else the first free 10.200-219.0.0/16), `rbr-<netid11>` for a
-//!   user-defined network (its own subnet from docker's pools, or
-//!   `--subnet`);
+//!   network (the first free 10.200-209.0.0/16: docker's and podman's
+//!   pools are left to them), `rbr-<netid11>` for a user-defined network
+//!   (its own subnet, the first free 10.210-254.0.0/16, or `--subnet`);
 //! - the lowest free address of the subnet (the lease is the endpoint
 //!   record, written under a host-wide file lock) and a default route via
 //!   the bridge's address;

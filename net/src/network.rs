@@ -30,7 +30,7 @@ pub struct NetworkDef {
     /// `bridge`, `host` or `null` (docker's driver names).
     pub driver: String,
     /// Fixed for user networks; the default bridge's is chosen when its
-    /// bridge is first made (172.17.0.0/16 when free, else 10.200-219.0.0/16).
+    /// bridge is first made (the first free 10.200-209.0.0/16).
     pub subnet: Option<Subnet>,
     pub gateway: Option<Ipv4Addr>,
     /// Seconds and nanoseconds since the epoch.
