@@ -122,18 +122,14 @@ impl From<Subnet> for String {
 /// bridges and a docker0 (172.17.0.0/16) or podman network started later
 /// on the same host never meet (a subnet a host route covers is skipped).
 pub fn default_bridge_pool() -> impl Iterator<Item = Subnet> {
-    (200..=209)
-        .map(|b| Subnet::new(Ipv4Addr::new(10, b, 0, 0), 16))
-        .flatten()
+    (200..=209).filter_map(|b| Subnet::new(Ipv4Addr::new(10, b, 0, 0), 16))
 }
 
 /// Candidates for user-defined networks: 10.210-254.0.0/16, beside the
 /// default bridge's range and away from docker's pools (172.17-31/16,
 /// 192.168.0.0/16) for the same reason.
 pub fn user_pool() -> impl Iterator<Item = Subnet> {
-    (210..=254)
-        .map(|b| Subnet::new(Ipv4Addr::new(10, b, 0, 0), 16))
-        .flatten()
+    (210..=254).filter_map(|b| Subnet::new(Ipv4Addr::new(10, b, 0, 0), 16))
 }
 
 /// The first of `pool` overlapping none of `taken`.
