@@ -101,10 +101,12 @@ fn each_network_none_sandbox_gets_its_own_namespace() {
     assert_ne!(first, second);
     assert_ne!(first.trim(), host.to_string_lossy());
     // Its lo is up and usable.
-    // The client retries until the listener is up (a fixed sleep raced
-    // with it on a loaded machine).
+    // The client retries until the listener is up, and the listener's
+    // stdin stays open meanwhile: busybox `nc -l` with stdin at EOF (a
+    // background job's /dev/null) could close the connection before the
+    // client's bytes arrived, printing nothing (a flake seen in CI).
     let out = none(
-        "nc -l -p 47913 & for i in $(seq 100); do echo hi | nc 127.0.0.1 47913 2>/dev/null && break; sleep 0.1; done; wait",
+        "sleep 3 | nc -l -p 47913 & for i in $(seq 100); do echo hi | nc 127.0.0.1 47913 2>/dev/null && break; sleep 0.1; done; wait",
     );
     assert_eq!(out, "hi\n");
 }
