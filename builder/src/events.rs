@@ -144,6 +144,44 @@ pub enum Event<'a> {
     },
 }
 
+impl<'a> Event<'a> {
+    /// This event with its step's id replaced by `f(id)`; events of no
+    /// step as they are. For adapters that run several builds into one
+    /// progress (platforms, bake targets), each in an id range of its own:
+    /// every step event is moved, none is forgotten.
+    pub fn with_id(&self, f: impl Fn(VertexId) -> VertexId) -> Event<'a> {
+        match *self {
+            Event::Started { id, name } => Event::Started { id: f(id), name },
+            Event::Cached { id } => Event::Cached { id: f(id) },
+            Event::Output { id, stream, data } => Event::Output {
+                id: f(id),
+                stream,
+                data,
+            },
+            Event::Finished { id, duration } => Event::Finished {
+                id: f(id),
+                duration,
+            },
+            Event::Failed { id, error } => Event::Failed { id: f(id), error },
+            Event::Cancelled { id } => Event::Cancelled { id: f(id) },
+            Event::Transfer {
+                id,
+                name,
+                current,
+                total,
+                done,
+            } => Event::Transfer {
+                id: f(id),
+                name,
+                current,
+                total,
+                done,
+            },
+            other => other,
+        }
+    }
+}
+
 /// Receives a build's events. Implementations lock their own state:
 /// events come from several threads.
 pub trait BuildEvents: Send + Sync {

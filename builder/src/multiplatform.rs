@@ -520,40 +520,12 @@ impl BuildEvents for PlatformEvents<'_> {
                     name: &name,
                 });
             }
-            Event::Cached { id } => self.inner.event(&Event::Cached { id: self.id(id) }),
-            Event::Output { id, stream, data } => self.inner.event(&Event::Output {
-                id: self.id(id),
-                stream,
-                data,
-            }),
-            Event::Finished { id, duration } => self.inner.event(&Event::Finished {
-                id: self.id(id),
-                duration,
-            }),
-            Event::Failed { id, error } => self.inner.event(&Event::Failed {
-                id: self.id(id),
-                error,
-            }),
-            Event::Cancelled { id } => self.inner.event(&Event::Cancelled { id: self.id(id) }),
-            Event::Transfer {
-                id,
-                name,
-                current,
-                total,
-                done,
-            } => self.inner.event(&Event::Transfer {
-                id: self.id(id),
-                name,
-                current,
-                total,
-                done,
-            }),
             Event::Summary(s) => self
                 .summaries
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push((self.index, s.clone())),
-            ref other => self.inner.event(other),
+            ref other => self.inner.event(&other.with_id(|id| self.id(id))),
         }
     }
 }

@@ -208,32 +208,16 @@ pub fn network_up(root: &Path, c: &Container) -> Result<(sandbox::Network, Netwo
         "" | "default" | "bridge" => Some("bridge".to_string()),
         other => Some(other.to_string()),
     };
-    let mut ports = Vec::new();
-    for p in &config.host.port_bindings {
-        ports.push(
-            p.parse::<rbuild_net::PortSpec>()
-                .map_err(|e| ContainerError::Invalid {
-                    what: "publish",
-                    value: p.clone(),
-                    hint: Some(e.to_string()),
-                })?,
-        );
-    }
-    if config.host.publish_all_ports {
-        for e in &config.exposed_ports {
-            let spec = rbuild_net::PortSpec::exposed(e).map_err(|err| ContainerError::Invalid {
-                what: "exposed port",
-                value: e.clone(),
-                hint: Some(err),
-            })?;
-            if !ports
-                .iter()
-                .any(|p| p.container_port == spec.container_port && p.protocol == spec.protocol)
-            {
-                ports.push(spec);
-            }
-        }
-    }
+    let ports = rbuild_net::published_ports(
+        &config.host.port_bindings,
+        config.host.publish_all_ports,
+        &config.exposed_ports,
+    )
+    .map_err(|e| ContainerError::Invalid {
+        what: "publish",
+        value: config.host.port_bindings.join(","),
+        hint: Some(e),
+    })?;
     let Some(network) = network else {
         if !ports.is_empty() {
             return Err(ContainerError::Invalid {

@@ -94,7 +94,7 @@ pub use network::{
     CreateOptions, DEFAULT_BRIDGE, DEFAULT_NETWORK, EndpointInfo, NetworkDef, Networks,
     USER_BRIDGE_PREFIX,
 };
-pub use port::{PortSpec, Protocol};
+pub use port::{PortSpec, Protocol, published_ports};
 pub use state::RUNTIME_DIR;
 
 /// Errors of networking, with docker's wording where docker has one.

@@ -49,6 +49,35 @@ impl PortSpec {
     }
 }
 
+/// The ports a container publishes: each `-p` value, then with `-P`
+/// (`publish_all`) every `exposed` port (`80/tcp`) no `-p` already names,
+/// as docker does. An error names the bad value.
+pub fn published_ports(
+    publish: &[String],
+    publish_all: bool,
+    exposed: &[String],
+) -> Result<Vec<PortSpec>, String> {
+    let mut ports = Vec::new();
+    for p in publish {
+        ports.push(
+            p.parse::<PortSpec>()
+                .map_err(|e| format!("invalid publish {p:?}: {e}"))?,
+        );
+    }
+    if publish_all {
+        for e in exposed {
+            let spec = PortSpec::exposed(e).map_err(|err| format!("image exposes {e:?}: {err}"))?;
+            if !ports
+                .iter()
+                .any(|p| p.container_port == spec.container_port && p.protocol == spec.protocol)
+            {
+                ports.push(spec);
+            }
+        }
+    }
+    Ok(ports)
+}
+
 fn split_protocol(s: &str) -> Result<(&str, Protocol), String> {
     match s.rsplit_once('/') {
         None => Ok((s, Protocol::Tcp)),
@@ -114,6 +143,28 @@ impl FromStr for PortSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn published_ports_take_p_then_exposed_ports_no_p_names() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let ports =
+            published_ports(&s(&["127.0.0.1:8080:80"]), true, &s(&["80/tcp", "53/udp"])).unwrap();
+        assert_eq!(ports.len(), 2);
+        assert_eq!(ports[0].host_port, Some(8080));
+        assert_eq!(
+            (ports[1].container_port, ports[1].protocol),
+            (53, Protocol::Udp)
+        );
+        assert_eq!(ports[1].host_port, None);
+        assert!(
+            published_ports(&s(&["80"]), false, &s(&["443"]))
+                .unwrap()
+                .len()
+                == 1
+        );
+        let e = published_ports(&s(&["x:y"]), false, &[]).unwrap_err();
+        assert!(e.contains("invalid publish \"x:y\""), "{e}");
+    }
 
     fn p(s: &str) -> PortSpec {
         s.parse().unwrap()

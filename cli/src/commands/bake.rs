@@ -554,39 +554,68 @@ impl BuildEvents for TargetEvents {
                     name: &name,
                 });
             }
-            Event::Cached { id } => self.inner.event(&Event::Cached { id: self.id(id) }),
-            Event::Output { id, stream, data } => self.inner.event(&Event::Output {
-                id: self.id(id),
-                stream,
-                data,
-            }),
-            Event::Finished { id, duration } => self.inner.event(&Event::Finished {
-                id: self.id(id),
-                duration,
-            }),
-            Event::Failed { id, error } => self.inner.event(&Event::Failed {
-                id: self.id(id),
-                error,
-            }),
-            Event::Transfer {
-                id,
-                name,
-                current,
-                total,
-                done,
-            } => self.inner.event(&Event::Transfer {
-                id: self.id(id),
-                name,
-                current,
-                total,
-                done,
-            }),
             Event::Summary(s) => self
                 .summaries
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push((self.index, s.clone())),
-            ref other => self.inner.event(other),
+            ref other => self.inner.event(&other.with_id(|id| self.id(id))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rbuild_builder::VertexId;
+
+    /// Records the step ids of the events it gets.
+    #[derive(Default)]
+    struct Ids(Mutex<Vec<usize>>);
+
+    impl BuildEvents for Ids {
+        fn event(&self, event: &Event<'_>) {
+            let id = match *event {
+                Event::Started { id, .. }
+                | Event::Cached { id }
+                | Event::Finished { id, .. }
+                | Event::Failed { id, .. }
+                | Event::Cancelled { id } => id,
+                _ => return,
+            };
+            self.0.lock().unwrap().push(id.0);
+        }
+    }
+
+    /// Regression: a target's `Cancelled` reached the progress with the
+    /// target's own id, not moved into its range like its other events,
+    /// so Ctrl-C in a bake marked another target's step.
+    #[test]
+    fn every_step_event_of_a_target_is_moved_into_its_id_range() {
+        let ids = Arc::new(Ids::default());
+        let events = TargetEvents {
+            inner: ids.clone(),
+            target: "web".into(),
+            index: 2,
+            summaries: Arc::default(),
+        };
+        let id = VertexId(7);
+        for e in [
+            Event::Started {
+                id,
+                name: "[1/2] RUN x",
+            },
+            Event::Cached { id },
+            Event::Finished {
+                id,
+                duration: std::time::Duration::ZERO,
+            },
+            Event::Failed { id, error: "e" },
+            Event::Cancelled { id },
+        ] {
+            events.event(&e);
+        }
+        let moved = 7 + 2 * TARGET_ID_STRIDE;
+        assert_eq!(*ids.0.lock().unwrap(), [moved; 5]);
     }
 }

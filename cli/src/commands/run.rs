@@ -359,27 +359,8 @@ fn net_mode(args: &RunArgs) -> anyhow::Result<NetMode> {
 
 /// The ports to publish: `-p`, and with `-P` the image's EXPOSE ports.
 fn port_specs(args: &RunArgs, config: &ImageConfig) -> anyhow::Result<Vec<rbuild_net::PortSpec>> {
-    let mut ports = Vec::new();
-    for p in &args.publish {
-        ports.push(
-            p.parse::<rbuild_net::PortSpec>()
-                .map_err(|e| anyhow::anyhow!("invalid publish {p:?}: {e}"))?,
-        );
-    }
-    if args.publish_all {
-        for e in &config.exposed_ports {
-            let spec = rbuild_net::PortSpec::exposed(e)
-                .map_err(|err| anyhow::anyhow!("image exposes {e:?}: {err}"))?;
-            // docker: an explicit -p for the same port wins.
-            if !ports
-                .iter()
-                .any(|p| p.container_port == spec.container_port && p.protocol == spec.protocol)
-            {
-                ports.push(spec);
-            }
-        }
-    }
-    Ok(ports)
+    rbuild_net::published_ports(&args.publish, args.publish_all, &config.exposed_ports)
+        .map_err(anyhow::Error::msg)
 }
 
 /// A fresh container id: 64 random hex digits, as docker's.
