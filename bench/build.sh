@@ -2,16 +2,20 @@
 # Whole-build benchmark: rbuild against the builders users would otherwise
 # pick, on the same contexts and the same offline base images.
 #
-#   bench/build.sh [busybox|debian|all]        (default all)
+#   bench/build.sh [busybox|debian|all|python|node|rust|apps]   (default all)
 #
 # Contexts (bench/contexts/gen.sh): busybox multi-stage (~400 small files and
 # one 50 MiB file), Debian bookworm RUN-heavy (users, dd/sha256sum/gzip, COPY
-# of sources; no apt-get, so no network). Scenarios, each one hyperfine run
-# with every builder side by side:
+# of sources; no apt-get, so no network). Real applications on Debian
+# bookworm (bench/contexts/apps/): python (apt with cache mounts, venv, pip),
+# node (apt nodejs npm, npm ci), rust (apt cargo, cargo build --release);
+# these fetch from Debian's mirror, PyPI, npm and crates.io, and trust the
+# host's CA bundle (a proxy's CA, as in CI behind one). Scenarios, each one
+# hyperfine run with every builder side by side:
 #   cold     --no-cache
 #   cached   the same build again, nothing changed
-#   edit     one small file (conf/app.conf, copied late) gets a new line
-#            before every build (hyperfine --prepare)
+#   edit     one small file (conf/app.conf, copied late; for the apps one
+#            source line) changes before every build (hyperfine --prepare)
 # Builders: rbuild (always), docker BuildKit (DOCKER_BUILDKIT=1 /usr/bin/docker
 # build; needs dockerd running, see /work/shared/PEERS.md), buildah build
 # --layers, podman build --layers, and with PEERS=... the docker classic
@@ -37,10 +41,11 @@ repo=$(pwd)
 
 what=${1:-all}
 case $what in
-busybox | debian) kinds=$what ;;
+busybox | debian | python | node | rust) kinds=$what ;;
 all) kinds="busybox debian" ;;
+apps) kinds="python node rust" ;;
 *)
-    echo "usage: $0 [busybox|debian|all]" >&2
+    echo "usage: $0 [busybox|debian|all|python|node|rust|apps]" >&2
     exit 2
     ;;
 esac
@@ -124,14 +129,20 @@ tag_of() {
     esac
 }
 
+# The apps fetch packages while they build. rbuild's RUN steps share the
+# host's network (as buildkitd's OCI worker without CNI does); docker's
+# would sit on docker0, which has no NAT when dockerd runs with
+# --iptables=false (as PEERS.md starts it), so docker gets the host's too.
+docker_net() { if is_app "$1"; then echo "--network host"; fi; }
+
 # The shell command that builds context $2 with builder $1; $3: extra flags.
 build_cmd() {
     local b=$1 kind=$2 extra=${3:-} ctx=$BENCH_DIR/ctx-$2 tag
     tag=$(tag_of "$b" "$kind")
     case $b in
     rbuild) echo "$RBUILD --root $ROOT build -q -t $tag $extra $ctx" ;;
-    buildkit) echo "env DOCKER_BUILDKIT=1 $DOCKER build -q -t $tag $extra $ctx" ;;
-    classic) echo "env DOCKER_BUILDKIT=0 $DOCKER build -q -t $tag $extra $ctx" ;;
+    buildkit) echo "env DOCKER_BUILDKIT=1 $DOCKER build -q $(docker_net "$kind") -t $tag $extra $ctx" ;;
+    classic) echo "env DOCKER_BUILDKIT=0 $DOCKER build -q $(docker_net "$kind") -t $tag $extra $ctx" ;;
     buildah) echo "buildah build --layers -q -t $tag $extra $ctx" ;;
     podman) echo "podman build --layers -q -t $tag $extra $ctx" ;;
     esac
@@ -210,6 +221,40 @@ base_debian() {
     "$repo/testdata/make-debian" "$tar"
     import_base debian:bookworm "$tar" '["bash"]'
 }
+base_python() { base_debian; }
+base_node() { base_debian; }
+base_rust() { base_debian; }
+
+is_app() { case $1 in python | node | rust) return 0 ;; *) return 1 ;; esac }
+
+# An app's context: its committed files plus the host's CA bundle, which
+# the Dockerfiles point pip, npm and cargo at.
+gen_app() {
+    local kind=$1 out=$2
+    rm -rf "$out"
+    cp -r "$repo/bench/contexts/apps/$kind" "$out"
+    cp /etc/ssl/certs/ca-certificates.crt "$out/host-ca.crt"
+}
+
+# The file the edit scenario changes, and the command that changes it.
+edit_file() {
+    case $1 in
+    python) echo "$BENCH_DIR/ctx-$1/app.py" ;;
+    node) echo "$BENCH_DIR/ctx-$1/index.js" ;;
+    rust) echo "$BENCH_DIR/ctx-$1/src/main.rs" ;;
+    *) echo "$BENCH_DIR/ctx-$1/conf/app.conf" ;;
+    esac
+}
+edit_cmd() {
+    local f
+    f=$(edit_file "$1")
+    case $1 in
+    python) echo "echo \"# edit \$(date +%s%N)\" >> $f" ;;
+    node) echo "echo \"// edit \$(date +%s%N)\" >> $f" ;;
+    rust) echo "sed -i \"s|let edit = [0-9]*;|let edit = 1\$(date +%N | cut -c1-8);|\" $f" ;;
+    *) echo "echo \"edit \$(date +%s%N)\" >> $f" ;;
+    esac
+}
 
 # ---- expected output --------------------------------------------------
 
@@ -217,6 +262,14 @@ base_debian() {
 # generated context (mirrors the Dockerfile's CMD).
 expected() {
     local kind=$1 ctx=$BENCH_DIR/ctx-$1 words
+    case $kind in
+    python) echo "python app 3.0.3 2.32.3 6.0.2" && return ;;
+    node) echo "node app 4.19.2 4.17.21 5.4.5" && return ;;
+    rust)
+        echo "rust app 1234 1.5 13 $(sed -n 's/.*let edit = \([0-9]*\);.*/\1/p' "$ctx/src/main.rs")"
+        return
+        ;;
+    esac
     # The CMD's unquoted $(...) splits the line into words.
     read -ra words < <(tail -n 1 "$ctx/conf/app.conf")
     case $kind in
@@ -340,9 +393,12 @@ for kind in $kinds; do
     all_builders=("${builders[@]}")
     echo "== $kind: base image, context" >&2
     "base_$kind"
-    "$repo/bench/contexts/gen.sh" "$kind" "$BENCH_DIR/ctx-$kind"
-    conf=$BENCH_DIR/ctx-$kind/conf/app.conf
-    edit="echo \"edit \$(date +%s%N)\" >> $conf"
+    if is_app "$kind"; then
+        gen_app "$kind" "$BENCH_DIR/ctx-$kind"
+    else
+        "$repo/bench/contexts/gen.sh" "$kind" "$BENCH_DIR/ctx-$kind"
+    fi
+    edit=$(edit_cmd "$kind")
 
     # A first build per builder, then its image must print the right thing.
     built=()
