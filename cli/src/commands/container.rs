@@ -37,6 +37,32 @@ pub fn fail(e: &ContainerError) -> ExitCode {
     ExitCode::from(e.exit_code())
 }
 
+/// An error already printed as docker prints it: `main` exits with its
+/// code and prints nothing more.
+#[derive(Debug)]
+pub struct Reported(pub u8);
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Reported {}
+
+/// Prints `e` as docker does ([`fail`]) and turns it into a [`Reported`]
+/// error, so a command can give up with `?`.
+pub fn reported(e: ContainerError) -> anyhow::Error {
+    fail(&e);
+    Reported(e.exit_code()).into()
+}
+
+/// The container named `what` (name, id or id prefix), or docker's
+/// `Error: No such container: X` and its exit code.
+fn lookup(root: &Path, what: &str) -> anyhow::Result<Container> {
+    Containers::open(root)?.get(what).map_err(reported)
+}
+
 fn now() -> String {
     let (s, n) = time::now();
     time::rfc3339_nanos(s, n)
@@ -496,16 +522,12 @@ fn start_one(root: &Path, c: &Container) -> Result<(), ContainerError> {
 }
 
 pub fn start(root: &Path, args: StartArgs) -> anyhow::Result<ExitCode> {
-    let containers = Containers::open(root)?;
     if args.attach || args.interactive {
         let [one] = args.containers.as_slice() else {
             eprintln!("Error: you cannot start and attach multiple containers at once");
             return Ok(ExitCode::from(1));
         };
-        let c = match containers.get(one) {
-            Ok(c) => c,
-            Err(e) => return Ok(fail(&e)),
-        };
+        let c = lookup(root, one)?;
         let offset = ctrlog::current_len(&c.log_path());
         if let Err(e) = start_one(root, &c) {
             return Ok(fail(&e));
@@ -516,21 +538,7 @@ pub fn start(root: &Path, args: StartArgs) -> anyhow::Result<ExitCode> {
         let code = follow(&c, offset, true);
         return Ok(ExitCode::from(code.clamp(0, 255) as u8));
     }
-    let mut failed = false;
-    for name in &args.containers {
-        match containers.get(name).and_then(|c| start_one(root, &c)) {
-            Ok(()) => println!("{name}"),
-            Err(e) => {
-                fail(&e);
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    for_each(root, &args.containers, |c| start_one(root, c))
 }
 
 /// Copies this process's stdin to the container's (`stdin.sock`).
@@ -630,10 +638,7 @@ pub struct AttachArgs {
 }
 
 pub fn attach(root: &Path, args: AttachArgs) -> anyhow::Result<ExitCode> {
-    let c = match Containers::open(root)?.get(&args.container) {
-        Ok(c) => c,
-        Err(e) => return Ok(fail(&e)),
-    };
+    let c = lookup(root, &args.container)?;
     if !c.is_running() {
         eprintln!("Error: You cannot attach to a stopped container, start it first");
         return Ok(ExitCode::from(1));
@@ -697,34 +702,175 @@ fn matches_filter(c: &Container, f: &str) -> anyhow::Result<bool> {
     })
 }
 
-fn command_text(c: &Container, trunc: bool) -> String {
-    let cmd = c.config.argv().join(" ");
-    if trunc && cmd.chars().count() > 20 {
-        format!("\"{}…\"", cmd.chars().take(19).collect::<String>())
+/// Prints `rows` as docker's formatter does: a table of `columns`
+/// (header, key) by default; one JSON object a line with `json`; a Go
+/// template per row, after `table ` through the tab aligner with a header
+/// row made by rendering the template on the header names (`headers`:
+/// key → header). `\t` in a template is a tab.
+fn print_rows(
+    rows: &[Value],
+    format: Option<&str>,
+    columns: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    match format {
+        None | Some("table") => {
+            let header: Vec<&str> = columns.iter().map(|(h, _)| *h).collect();
+            let mut t = Table::new(&header);
+            for r in rows {
+                t.row(
+                    columns
+                        .iter()
+                        .map(|(_, k)| r[*k].as_str().unwrap_or("").to_string())
+                        .collect(),
+                );
+            }
+            print!("{}", t.render());
+        }
+        Some("json") => {
+            for r in rows {
+                println!("{}", serde_json::to_string(r)?);
+            }
+        }
+        Some(f) => {
+            let (table, body) = match f.strip_prefix("table") {
+                Some(b) => (true, b),
+                None => (false, f),
+            };
+            let body = body.trim().replace("\\t", "\t").replace("\\n", "\n");
+            let t = Template::parse(&body)?;
+            if table {
+                let names: serde_json::Map<String, Value> = headers
+                    .iter()
+                    .map(|(k, h)| (k.to_string(), json!(h)))
+                    .collect();
+                let mut lines = vec![t.render(&Value::Object(names))?];
+                for r in rows {
+                    lines.push(t.render(r)?);
+                }
+                let mut out = Table::default();
+                for l in &lines {
+                    out.row(l.split('\t').map(str::to_string).collect());
+                }
+                print!("{}", out.render());
+            } else {
+                for r in rows {
+                    println!("{}", t.render(r)?);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `ps` placeholders and their table headers (docker's).
+const PS_HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Ports", "PORTS"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+    ("Size", "SIZE"),
+    ("Names", "NAMES"),
+    ("Labels", "LABELS"),
+    ("Mounts", "MOUNTS"),
+    ("Networks", "NETWORKS"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
+];
+
+/// Go's `strconv.Quote` for the text docker shows (JSON string escaping
+/// agrees with it on printable text).
+fn go_quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// docker's `stringutils.Ellipsis`: at most `n` characters, the last `…`.
+fn ellipsis(s: &str, n: usize) -> String {
+    if s.chars().count() > n {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
     } else {
-        format!("\"{cmd}\"")
+        s.to_string()
     }
 }
 
-fn ports_text(c: &Container) -> String {
-    c.config.host.port_bindings.join(", ")
+fn command_text(c: &Container, trunc: bool) -> String {
+    let cmd = c.config.argv().join(" ");
+    go_quote(&if trunc { ellipsis(&cmd, 20) } else { cmd })
 }
 
-fn ps_row(c: &Container, trunc: bool) -> Value {
-    json!({
+/// docker's PORTS column: `0.0.0.0:8080->80/tcp` for each port bound now,
+/// `80/tcp` for an exposed one that is not; nothing when not running.
+fn ports_text(c: &Container) -> String {
+    if !c.is_running() {
+        return String::new();
+    }
+    let bound = ctr::monitor::network_record(c.dir())
+        .map(|r| r.ports)
+        .unwrap_or_default();
+    let mut out: Vec<String> = bound
+        .iter()
+        .map(|(p, ip, port)| format!("{ip}:{port}->{p}"))
+        .collect();
+    for p in &c.config.exposed_ports {
+        if !bound.iter().any(|(b, _, _)| b == p) {
+            out.push(p.clone());
+        }
+    }
+    out.join(", ")
+}
+
+/// Go's `time.Time.String()` of an RFC 3339 UTC time, as docker's
+/// `CreatedAt` shows it: `2021-03-12 10:13:35 +0000 UTC`.
+fn go_time(rfc3339: &str) -> String {
+    let t = time::rfc3339(time::parse_rfc3339(rfc3339).unwrap_or(0));
+    format!("{} {} +0000 UTC", &t[..10], &t[11..19])
+}
+
+fn ps_row(root: &Path, c: &Container, trunc: bool, size: bool) -> Value {
+    let names = |m: &MountPoint| {
+        let n = if m.name.is_empty() {
+            m.source.display().to_string()
+        } else {
+            m.name.clone()
+        };
+        if trunc { ellipsis(&n, 15) } else { n }
+    };
+    let mut row = json!({
         "ID": if trunc { c.config.short_id().to_string() } else { c.config.id.clone() },
         "Image": c.config.image,
         "Command": command_text(c, trunc),
-        "CreatedAt": c.config.created,
+        "CreatedAt": go_time(&c.config.created),
         "RunningFor": format!("{} ago", time::human_duration(time::now_secs() - time::parse_rfc3339(&c.config.created).unwrap_or(0))),
         "Status": c.status_text(),
         "State": c.state.status.as_str(),
         "Ports": ports_text(c),
         "Names": c.config.name,
         "Labels": c.config.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
-        "Mounts": c.config.mounts.iter().map(|m| if m.name.is_empty() { m.source.display().to_string() } else { m.name.clone() }).collect::<Vec<_>>().join(","),
-        "Networks": c.config.host.network_mode,
-    })
+        "Mounts": c.config.mounts.iter().map(names).collect::<Vec<_>>().join(","),
+        "Networks": match c.config.host.network_mode.as_str() {
+            "" | "default" if nix::unistd::geteuid().is_root() => "bridge",
+            "" | "default" => "none",
+            other => other,
+        },
+        "LocalVolumes": c.config.mounts.iter().filter(|m| m.kind == "volume").count().to_string(),
+    });
+    if size {
+        let upper = rbuild_store::tree_size(&c.upper());
+        let image: u64 = ctr::fs_ops::lowers(root, &c.config)
+            .unwrap_or_default()
+            .iter()
+            .map(|l| rbuild_store::tree_size(l))
+            .sum();
+        row["Size"] = json!(format!(
+            "{} (virtual {})",
+            human_size(upper),
+            human_size(upper + image)
+        ));
+    }
+    row
 }
 
 pub fn ps(root: &Path, args: PsArgs) -> anyhow::Result<ExitCode> {
@@ -763,63 +909,23 @@ pub fn ps(root: &Path, args: PsArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    match args.format.as_deref() {
-        None | Some("table") => {
-            let mut t = Table::new(&[
-                "CONTAINER ID",
-                "IMAGE",
-                "COMMAND",
-                "CREATED",
-                "STATUS",
-                "PORTS",
-                "NAMES",
-            ]);
-            for c in &list {
-                let r = ps_row(c, trunc);
-                let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
-                t.row(vec![
-                    s("ID"),
-                    s("Image"),
-                    s("Command"),
-                    s("RunningFor"),
-                    s("Status"),
-                    s("Ports"),
-                    s("Names"),
-                ]);
-            }
-            print!("{}", t.render());
-        }
-        Some("json") => {
-            for c in &list {
-                println!("{}", serde_json::to_string(&ps_row(c, trunc))?);
-            }
-        }
-        Some(f) => {
-            let (table, body) = match f.strip_prefix("table ") {
-                Some(b) => (true, b),
-                None => (false, f),
-            };
-            let t = Template::parse(body)?;
-            let mut lines = Vec::new();
-            for c in &list {
-                lines.push(t.render(&ps_row(c, trunc))?);
-            }
-            if table {
-                let header = body
-                    .replace("{{.ID}}", "CONTAINER ID")
-                    .replace("{{.Names}}", "NAMES")
-                    .replace("{{.Image}}", "IMAGE")
-                    .replace("{{.Status}}", "STATUS")
-                    .replace("{{.State}}", "STATE")
-                    .replace("{{.Command}}", "COMMAND")
-                    .replace("{{.Ports}}", "PORTS");
-                println!("{}", header.replace("\\t", "\t"));
-            }
-            for l in lines {
-                println!("{l}");
-            }
-        }
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|c| ps_row(root, c, trunc, args.size))
+        .collect();
+    let mut columns = vec![
+        ("CONTAINER ID", "ID"),
+        ("IMAGE", "Image"),
+        ("COMMAND", "Command"),
+        ("CREATED", "RunningFor"),
+        ("STATUS", "Status"),
+        ("PORTS", "Ports"),
+        ("NAMES", "Names"),
+    ];
+    if args.size {
+        columns.push(("SIZE", "Size"));
     }
+    print_rows(&rows, args.format.as_deref(), &columns, PS_HEADERS)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -844,10 +950,7 @@ pub struct LogsArgs {
 }
 
 pub fn logs(root: &Path, args: LogsArgs) -> anyhow::Result<ExitCode> {
-    let c = match Containers::open(root)?.get(&args.container) {
-        Ok(c) => c,
-        Err(e) => return Ok(fail(&e)),
-    };
+    let c = lookup(root, &args.container)?;
     let nowns = ctrlog::now_nanos();
     let since = match &args.since {
         Some(s) => Some(
@@ -947,10 +1050,7 @@ pub struct ExecArgs {
 }
 
 pub fn exec(root: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let c = match Containers::open(root)?.get(&args.container) {
-        Ok(c) => c,
-        Err(e) => return Ok(fail(&e)),
-    };
+    let c = lookup(root, &args.container)?;
     if c.state.status == Status::Paused {
         eprintln!(
             "Error response from daemon: Container {} is paused, unpause the container before exec",
@@ -1090,16 +1190,32 @@ pub struct StopArgs {
     pub containers: Vec<String>,
 }
 
+/// Runs `f` on each named container, printing the name as given (as
+/// docker does) or the error; exits 1 when any failed.
 fn for_each(
     root: &Path,
     names: &[String],
     mut f: impl FnMut(&Container) -> Result<(), ContainerError>,
 ) -> anyhow::Result<ExitCode> {
+    each_printing(root, names, false, |name, c| {
+        f(c).map(|()| name.to_string())
+    })
+}
+
+/// [`for_each`] printing what `f` returns; with `missing_ok` an unknown
+/// container is passed over in silence (`rm -f`).
+fn each_printing(
+    root: &Path,
+    names: &[String],
+    missing_ok: bool,
+    mut f: impl FnMut(&str, &Container) -> Result<String, ContainerError>,
+) -> anyhow::Result<ExitCode> {
     let containers = Containers::open(root)?;
     let mut failed = false;
     for name in names {
-        match containers.get(name).and_then(|c| f(&c)) {
-            Ok(()) => println!("{name}"),
+        match containers.get(name).and_then(|c| f(name, &c)) {
+            Ok(out) => println!("{out}"),
+            Err(ContainerError::NoSuchContainer(_)) if missing_ok => {}
             Err(e) => {
                 report(&e);
                 failed = true;
@@ -1114,7 +1230,6 @@ fn for_each(
 }
 
 pub fn stop(root: &Path, args: StopArgs) -> anyhow::Result<ExitCode> {
-    let root2 = root.to_path_buf();
     for_each(root, &args.containers, |c| {
         let mut c = c.clone();
         if let Some(s) = &args.signal {
@@ -1122,7 +1237,7 @@ pub fn stop(root: &Path, args: StopArgs) -> anyhow::Result<ExitCode> {
         }
         stop_container(&c, args.time)?;
         ctr::events::record(
-            &root2,
+            root,
             "container",
             "stop",
             &c.config.id,
@@ -1133,13 +1248,12 @@ pub fn stop(root: &Path, args: StopArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn restart(root: &Path, args: StopArgs) -> anyhow::Result<ExitCode> {
-    let root2 = root.to_path_buf();
     for_each(root, &args.containers, |c| {
         stop_container(c, args.time)?;
         let c = c.reload()?;
-        ctr::monitor::start(&root2, &c)?;
+        ctr::monitor::start(root, &c)?;
         ctr::events::record(
-            &root2,
+            root,
             "container",
             "restart",
             &c.config.id,
@@ -1163,7 +1277,6 @@ pub fn kill(root: &Path, args: KillArgs) -> anyhow::Result<ExitCode> {
         eprintln!("Error: invalid signal: {}", args.signal);
         return Ok(ExitCode::from(1));
     };
-    let root2 = root.to_path_buf();
     for_each(root, &args.containers, |c| {
         if !c.is_running() {
             return Err(invalid(
@@ -1184,7 +1297,7 @@ pub fn kill(root: &Path, args: KillArgs) -> anyhow::Result<ExitCode> {
             wait_inactive(c, Duration::from_secs(10));
         }
         ctr::events::record(
-            &root2,
+            root,
             "container",
             "kill",
             &c.config.id,
@@ -1201,7 +1314,6 @@ pub struct NamesArgs {
 }
 
 pub fn pause(root: &Path, args: NamesArgs, frozen: bool) -> anyhow::Result<ExitCode> {
-    let root2 = root.to_path_buf();
     for_each(root, &args.containers, |c| {
         if !c.is_running() {
             return Err(invalid(
@@ -1225,7 +1337,7 @@ pub fn pause(root: &Path, args: NamesArgs, frozen: bool) -> anyhow::Result<ExitC
         c.set_frozen(frozen)?;
         let action = if frozen { "pause" } else { "unpause" };
         ctr::events::record(
-            &root2,
+            root,
             "container",
             action,
             &c.config.id,
@@ -1236,29 +1348,16 @@ pub fn pause(root: &Path, args: NamesArgs, frozen: bool) -> anyhow::Result<ExitC
 }
 
 pub fn wait(root: &Path, args: NamesArgs) -> anyhow::Result<ExitCode> {
-    let containers = Containers::open(root)?;
-    let mut failed = false;
-    for name in &args.containers {
-        match containers.get(name) {
-            Ok(c) => {
-                // docker: a container not started yet is waited for too.
-                while c.reload().is_ok_and(|c| c.state.status == Status::Created) {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                wait_inactive(&c, Duration::from_secs(u64::MAX / 4));
-                let code = c.reload().map(|c| c.state.exit_code).unwrap_or(-1);
-                println!("{code}");
-            }
-            Err(e) => {
-                report(&e);
-                failed = true;
-            }
+    each_printing(root, &args.containers, false, |_, c| {
+        // docker: a container not started yet is waited for too.
+        while c.reload().is_ok_and(|c| c.state.status == Status::Created) {
+            std::thread::sleep(Duration::from_millis(20));
         }
-    }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+        wait_inactive(c, Duration::from_secs(u64::MAX / 4));
+        Ok(c.reload()
+            .map(|c| c.state.exit_code)
+            .unwrap_or(-1)
+            .to_string())
     })
 }
 
@@ -1310,26 +1409,8 @@ fn remove_container(
 }
 
 pub fn rm(root: &Path, args: RmArgs) -> anyhow::Result<ExitCode> {
-    let containers = Containers::open(root)?;
-    let mut failed = false;
-    for name in &args.containers {
-        let r = containers.get(name);
-        let r = match r {
-            Err(ContainerError::NoSuchContainer(_)) if args.force => continue,
-            r => r,
-        };
-        match r.and_then(|c| remove_container(root, &c, args.force, args.volumes)) {
-            Ok(()) => println!("{name}"),
-            Err(e) => {
-                report(&e);
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+    each_printing(root, &args.containers, args.force, |name, c| {
+        remove_container(root, c, args.force, args.volumes).map(|()| name.to_string())
     })
 }
 
@@ -1378,10 +1459,7 @@ fn clock_ticks() -> u64 {
 }
 
 pub fn top(root: &Path, args: TopArgs) -> anyhow::Result<ExitCode> {
-    let c = match Containers::open(root)?.get(&args.container) {
-        Ok(c) => c,
-        Err(e) => return Ok(fail(&e)),
-    };
+    let c = lookup(root, &args.container)?;
     if !c.is_running() {
         eprintln!(
             "Error response from daemon: container {} is not running",
@@ -1422,10 +1500,7 @@ pub fn top(root: &Path, args: TopArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn diff(root: &Path, args: NamesArgs) -> anyhow::Result<ExitCode> {
-    let c = match Containers::open(root)?.get(&args.containers[0]) {
-        Ok(c) => c,
-        Err(e) => return Ok(fail(&e)),
-    };
+    let c = lookup(root, &args.containers[0])?;
     let lowers = ctr::fs_ops::lowers(root, &c.config)?;
     for ch in ctr::fs_ops::diff(&c, &lowers) {
         println!("{} {}", ch.kind, ch.path);
@@ -1479,10 +1554,7 @@ pub fn cp(root: &Path, args: CpArgs) -> anyhow::Result<ExitCode> {
         split_container_path(&args.dest),
     ) {
         (Some((name, path)), None) => {
-            let c = match containers.get(name) {
-                Ok(c) => c,
-                Err(e) => return Ok(fail(&e)),
-            };
+            let c = containers.get(name).map_err(reported)?;
             let lowers = ctr::fs_ops::lowers(root, &c.config)?;
             let store = rbuild_store::Store::open(root)?;
             let tmp = tempfile::tempdir_in(store.tmp_dir())?;
@@ -1522,16 +1594,10 @@ pub fn cp(root: &Path, args: CpArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         (None, Some((name, path))) => {
-            let c = match containers.get(name) {
-                Ok(c) => c,
-                Err(e) => return Ok(fail(&e)),
-            };
+            let c = containers.get(name).map_err(reported)?;
             let lowers = ctr::fs_ops::lowers(root, &c.config)?;
             if args.src == "-" {
-                let dir = match ctr::fs_ops::copy_in_target(&c, &lowers, path) {
-                    Ok(d) => d,
-                    Err(e) => return Ok(fail(&e)),
-                };
+                let dir = ctr::fs_ops::copy_in_target(&c, &lowers, path).map_err(reported)?;
                 let mut a = tar::Archive::new(std::io::stdin().lock());
                 a.set_preserve_permissions(true);
                 a.set_preserve_ownerships(true);
@@ -1551,10 +1617,7 @@ pub fn cp(root: &Path, args: CpArgs) -> anyhow::Result<ExitCode> {
             let (dir_path, name_in) = match ctr::fs_ops::copy_in_target(&c, &lowers, path) {
                 Ok(d) if d.is_dir() => (d, src.file_name().map(|n| n.to_os_string())),
                 _ => (
-                    match ctr::fs_ops::copy_in_target(&c, &lowers, &parent) {
-                        Ok(d) => d,
-                        Err(e) => return Ok(fail(&e)),
-                    },
+                    ctr::fs_ops::copy_in_target(&c, &lowers, &parent).map_err(reported)?,
                     Path::new(path).file_name().map(|n| n.to_os_string()),
                 ),
             };
@@ -1594,10 +1657,7 @@ pub struct CommitArgs {
 }
 
 pub fn commit(root: &Path, args: CommitArgs) -> anyhow::Result<ExitCode> {
-    let c = match Containers::open(root)?.get(&args.container) {
-        Ok(c) => c,
-        Err(e) => return Ok(fail(&e)),
-    };
+    let c = lookup(root, &args.container)?;
     let tags = args
         .reference
         .as_deref()
@@ -1696,10 +1756,7 @@ pub fn stats(root: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
     } else {
         let mut v = Vec::new();
         for n in &args.containers {
-            match containers.get(n) {
-                Ok(c) => v.push(c),
-                Err(e) => return Ok(fail(&e)),
-            }
+            v.push(containers.get(n).map_err(reported)?);
         }
         v
     };
@@ -1758,45 +1815,31 @@ pub fn stats(root: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
                 "PIDs": s.pids.to_string(),
             }));
         }
-        match args.format.as_deref() {
-            None | Some("table") => {
-                let mut t = Table::new(&[
-                    "CONTAINER ID",
-                    "NAME",
-                    "CPU %",
-                    "MEM USAGE / LIMIT",
-                    "MEM %",
-                    "NET I/O",
-                    "BLOCK I/O",
-                    "PIDS",
-                ]);
-                for r in &rows {
-                    let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
-                    t.row(vec![
-                        s("ID"),
-                        s("Name"),
-                        s("CPUPerc"),
-                        s("MemUsage"),
-                        s("MemPerc"),
-                        s("NetIO"),
-                        s("BlockIO"),
-                        s("PIDs"),
-                    ]);
-                }
-                print!("{}", t.render());
-            }
-            Some("json") => {
-                for r in &rows {
-                    println!("{r}");
-                }
-            }
-            Some(f) => {
-                let t = Template::parse(f.strip_prefix("table ").unwrap_or(f))?;
-                for r in &rows {
-                    println!("{}", t.render(r)?);
-                }
-            }
-        }
+        print_rows(
+            &rows,
+            args.format.as_deref(),
+            &[
+                ("CONTAINER ID", "ID"),
+                ("NAME", "Name"),
+                ("CPU %", "CPUPerc"),
+                ("MEM USAGE / LIMIT", "MemUsage"),
+                ("MEM %", "MemPerc"),
+                ("NET I/O", "NetIO"),
+                ("BLOCK I/O", "BlockIO"),
+                ("PIDS", "PIDs"),
+            ],
+            &[
+                ("ID", "CONTAINER ID"),
+                ("Container", "CONTAINER"),
+                ("Name", "NAME"),
+                ("CPUPerc", "CPU %"),
+                ("MemUsage", "MEM USAGE / LIMIT"),
+                ("MemPerc", "MEM %"),
+                ("NetIO", "NET I/O"),
+                ("BlockIO", "BLOCK I/O"),
+                ("PIDs", "PIDS"),
+            ],
+        )?;
         if args.no_stream {
             return Ok(ExitCode::SUCCESS);
         }
@@ -1883,10 +1926,7 @@ pub struct PortArgs {
 }
 
 pub fn port(root: &Path, args: PortArgs) -> anyhow::Result<ExitCode> {
-    let c = match Containers::open(root)?.get(&args.container) {
-        Ok(c) => c,
-        Err(e) => return Ok(fail(&e)),
-    };
+    let c = lookup(root, &args.container)?;
     // docker's lines (`80/tcp -> 127.0.0.1:8080`) of the ports bound now.
     if c.is_running() {
         if let Some(rec) = ctr::monitor::network_record(c.dir()) {
@@ -2285,22 +2325,21 @@ pub fn volume_cmd(root: &Path, cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
                 for v in &list {
                     println!("{}", v.name);
                 }
-            } else if let Some(f) = a.format.as_deref().filter(|f| *f != "table") {
-                let t = (f != "json")
-                    .then(|| Template::parse(f.strip_prefix("table ").unwrap_or(f)))
-                    .transpose()?;
-                for v in &list {
-                    match &t {
-                        Some(t) => println!("{}", t.render(&volume_json(v))?),
-                        None => println!("{}", volume_json(v)),
-                    }
-                }
             } else {
-                let mut t = Table::new(&["DRIVER", "VOLUME NAME"]);
-                for v in &list {
-                    t.row(vec!["local".into(), v.name.clone()]);
-                }
-                print!("{}", t.render());
+                let rows: Vec<Value> = list.iter().map(volume_json).collect();
+                print_rows(
+                    &rows,
+                    a.format.as_deref(),
+                    &[("DRIVER", "Driver"), ("VOLUME NAME", "Name")],
+                    &[
+                        ("Name", "VOLUME NAME"),
+                        ("Driver", "DRIVER"),
+                        ("Scope", "SCOPE"),
+                        ("Mountpoint", "MOUNTPOINT"),
+                        ("Labels", "LABELS"),
+                        ("CreatedAt", "CREATED AT"),
+                    ],
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }
