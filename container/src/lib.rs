@@ -25,6 +25,7 @@
 pub mod config;
 mod error;
 pub mod events;
+pub mod foreground;
 pub mod fs_ops;
 pub mod log;
 pub mod monitor;

@@ -402,8 +402,25 @@ fn clear_work(work: &Path) {
     let _ = fs::remove_dir_all(&inner);
 }
 
+/// How often [`find_pid1`] and [`await_exec`] look: every `first`, the
+/// interval doubling up to `most` (a foreground run, which only records
+/// the pid, looks gently so as not to slow the start it waits for).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Polling {
+    pub first: Duration,
+    pub most: Duration,
+}
+
+impl Polling {
+    /// Sleeps the current interval, then doubles it (up to `most`).
+    fn sleep(&mut self) {
+        std::thread::sleep(self.first);
+        self.first = (self.first * 2).min(self.most);
+    }
+}
+
 /// The host pid of pid 1: the sandbox init's one child.
-fn find_pid1(init: u32) -> u32 {
+pub(crate) fn find_pid1(init: u32, mut polling: Polling) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         let children =
@@ -418,7 +435,7 @@ fn find_pid1(init: u32) -> u32 {
         if crate::process_start_time(init).is_none() {
             return 0;
         }
-        std::thread::sleep(Duration::from_millis(1));
+        polling.sleep();
     }
     0
 }
@@ -426,7 +443,7 @@ fn find_pid1(init: u32) -> u32 {
 /// Waits until pid 1 has exec'd the command (its executable is no longer
 /// the init's): before that, its root and mounts are still being set up
 /// and an `exec` joining it would land in the wrong place.
-fn await_exec(init: u32, pid1: u32) {
+pub(crate) fn await_exec(init: u32, pid1: u32, mut polling: Polling) {
     let exe = |p: u32| fs::read_link(format!("/proc/{p}/exe")).ok();
     let init_exe = exe(init);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -434,7 +451,7 @@ fn await_exec(init: u32, pid1: u32) {
         match exe(pid1) {
             None => return,
             Some(e) if Some(&e) != init_exe.as_ref() => return,
-            Some(_) => std::thread::sleep(Duration::from_micros(200)),
+            Some(_) => polling.sleep(),
         }
     }
 }
@@ -536,8 +553,21 @@ fn run(root: &Path, id: &str) -> Result<()> {
                 return Err(e.into());
             }
         };
-        let pid1 = find_pid1(sb.pid());
-        await_exec(sb.pid(), pid1);
+        let pid1 = find_pid1(
+            sb.pid(),
+            Polling {
+                first: Duration::from_millis(1),
+                most: Duration::from_millis(1),
+            },
+        );
+        await_exec(
+            sb.pid(),
+            pid1,
+            Polling {
+                first: Duration::from_micros(200),
+                most: Duration::from_micros(200),
+            },
+        );
         // The sandbox's init removes its cgroup when pid 1 ends; should the
         // init itself be killed, the monitor removes it.
         let cgroup_dirs: Vec<PathBuf> = {
