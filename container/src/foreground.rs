@@ -83,15 +83,21 @@ pub fn run(
         })
         .collect();
     // The running state is written beside the wait, so a short command
-    // need not wait for it; `exited` (set before the exit is recorded)
-    // keeps it from landing after the exit.
-    let exited = Arc::new(Mutex::new(false));
+    // need not wait for it; the phase (exited before the exit is
+    // recorded) keeps it from landing after the exit.
+    let phase = Arc::new(Mutex::new(Phase::Starting));
     {
-        let (root, c, init, exited) = (root.to_path_buf(), c.clone(), sb.pid(), exited.clone());
-        std::thread::spawn(move || record_running(&root, &c, init, &exited));
+        let (root, c, init, phase) = (root.to_path_buf(), c.clone(), sb.pid(), phase.clone());
+        std::thread::spawn(move || record_running(&root, &c, init, &phase));
     }
     let result = sb.wait_forwarding(signals);
-    let exited = exited.lock().map(|mut e| *e = true);
+    if let Ok(mut p) = phase.lock() {
+        // Too short-lived to have been seen running: it started all the same.
+        if *p == Phase::Starting {
+            started_event(root, c);
+        }
+        *p = Phase::Exited;
+    }
     for p in pumps {
         let _ = p.join();
     }
@@ -106,21 +112,40 @@ pub fn run(
     }
     drop(log);
     finish(root, c, code, error);
-    drop(exited);
     result.map_err(Into::into)
 }
 
+/// Where a foreground container is, for the thread that records it
+/// running and the one that records its exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Starting,
+    Running,
+    Exited,
+}
+
+fn started_event(root: &Path, c: &Container) {
+    let cfg = &c.config;
+    crate::events::record(
+        root,
+        "container",
+        "start",
+        &cfg.id,
+        &[("image", &cfg.image), ("name", &cfg.name)],
+    );
+}
+
 /// Records the container running once pid 1 has exec'd its command,
-/// unless it has `exited` meanwhile.
-fn record_running(root: &Path, c: &Container, init: u32, exited: &Mutex<bool>) {
+/// unless it has exited meanwhile.
+fn record_running(root: &Path, c: &Container, init: u32, phase: &Mutex<Phase>) {
     let gently = crate::monitor::Polling {
         first: Duration::from_millis(2),
         most: Duration::from_millis(25),
     };
     let pid1 = crate::monitor::find_pid1(init, gently);
     crate::monitor::await_exec(init, pid1, gently);
-    let Ok(exited) = exited.lock() else { return };
-    if *exited {
+    let Ok(mut phase) = phase.lock() else { return };
+    if *phase != Phase::Starting {
         return;
     }
     let me = std::process::id();
@@ -133,14 +158,8 @@ fn record_running(root: &Path, c: &Container, init: u32, exited: &Mutex<bool>) {
     s.started_at = now();
     s.finished_at = crate::ZERO_TIME.into();
     let _ = c.write_state(&s);
-    let cfg = &c.config;
-    crate::events::record(
-        root,
-        "container",
-        "start",
-        &cfg.id,
-        &[("image", &cfg.image), ("name", &cfg.name)],
-    );
+    started_event(root, c);
+    *phase = Phase::Running;
 }
 
 /// Records the exit (and with `--rm` removes the container), as the
@@ -159,7 +178,10 @@ fn finish(root: &Path, c: &Container, code: i32, error: String) {
         remove(root, c);
         return;
     }
-    let mut s = c.reload().map(|c| c.state).unwrap_or_else(|_| c.state.clone());
+    let mut s = c
+        .reload()
+        .map(|c| c.state)
+        .unwrap_or_else(|_| c.state.clone());
     s.status = Status::Exited;
     s.exit_code = code;
     s.oom_killed = sandbox::take_oom_killed();

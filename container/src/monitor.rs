@@ -481,7 +481,9 @@ fn run(root: &Path, id: &str) -> Result<()> {
         let listener = UnixListener::bind(&short)
             .map_err(ContainerError::io("listen on", c.stdin_socket()))?;
         let writer = stdin_writer.clone();
-        let once = cfg.stdin_once;
+        // On a tty stdin never ends (a detach, ctrl-p ctrl-q, closes the
+        // connection too, and the container must keep its terminal).
+        let once = cfg.stdin_once && !cfg.tty;
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 let mut conn = conn;
@@ -612,7 +614,8 @@ fn run(root: &Path, id: &str) -> Result<()> {
             .into_iter()
             .map(|(fd, stream)| {
                 let log = log.clone();
-                std::thread::spawn(move || pump(File::from(fd), stream, &log))
+                let tty = cfg.tty;
+                std::thread::spawn(move || pump(File::from(fd), stream, tty, &log))
             })
             .collect();
         let stop_health = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -712,7 +715,9 @@ fn run(root: &Path, id: &str) -> Result<()> {
     Ok(())
 }
 
-fn pump(mut from: File, stream: &str, log: &Mutex<LogWriter>) {
+/// Copies `from` into the log, a line an entry; on a `tty` whatever was
+/// read goes out at once (a shell's prompt ends no line).
+fn pump(mut from: File, stream: &str, tty: bool, log: &Mutex<LogWriter>) {
     let mut buf = vec![0u8; 32 * 1024];
     let mut lines = LineSplitter::default();
     let write = |l: &[u8]| {
@@ -722,7 +727,12 @@ fn pump(mut from: File, stream: &str, log: &Mutex<LogWriter>) {
     loop {
         match from.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => lines.push(&buf[..n], write),
+            Ok(n) => {
+                lines.push(&buf[..n], write);
+                if tty {
+                    lines.finish(write);
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => break,
         }

@@ -28,6 +28,9 @@ pub struct RunArgs {
     /// Run the container in the background and print its ID
     #[arg(short = 'd', long)]
     pub detach: bool,
+    /// Override the key sequence for detaching a container (with -it)
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     /// Restart policy: no, on-failure[:max-retries], always, unless-stopped
     #[arg(long, value_name = "POLICY")]
     pub restart: Option<String>,
@@ -177,6 +180,9 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.detach {
         return Ok(super::container::run_detached(root, &args));
     }
+    if args.tty && args.interactive && !args.rootfs && args.platform.is_none() {
+        return super::container::run_attached(root, &args);
+    }
     match run_inner(root, &args) {
         Ok(code) => Ok(code),
         Err(e) => {
@@ -247,12 +253,12 @@ fn run_container(root: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let image = store.resolve(args.image.as_str())?;
     // Held until the container exits: rmi and prune leave the image be.
     let _lease = store.lease(&image)?;
-    let refused = |e: &ctr::ContainerError| {
-        eprintln!("rbuild: error: {e}");
-        ExitCode::from(match e {
-            ctr::ContainerError::Sandbox(e) => e.exit_code() as u8,
-            _ => 125,
-        })
+    let refused = |e: &ctr::ContainerError| match e {
+        ctr::ContainerError::Sandbox(e) => {
+            eprintln!("rbuild: error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+        _ => super::container::run_failed(e),
     };
     let c = match super::container::create_container(root, args) {
         Ok(c) => c,
