@@ -839,6 +839,19 @@ fn a_tty_session_is_raw_sized_and_detaches_with_docker_keys() {
     t.type_keys(b"exit 4\r");
     let (code, screen) = t.wait();
     assert_eq!(code, 4, "{}", screen.join("\n"));
+
+    // run -it --rm: the exit code of a container removed as it exits.
+    let mut t = Terminal::spawn(
+        rb.command(&["run", "-it", "--rm", "busybox", "sh"]),
+        24,
+        80,
+        true,
+    );
+    t.wait_for("/ # ");
+    t.type_keys(b"exit 5\r");
+    let (code, screen) = t.wait();
+    assert_eq!(code, 5, "{}", screen.join("\n"));
+    assert_eq!(rb.ok(&["ps", "-aq"]).lines().count(), 1, "only shell");
 }
 
 /// Builds, tags, untags, image deletes, saves, loads, volumes and

@@ -98,6 +98,17 @@ pub fn read_from(root: &Path, offset: u64) -> (Vec<Event>, u64) {
     (out, offset)
 }
 
+/// The exit code the last `die` event of container `id` recorded: what a
+/// waiter reports of a container removed as it exited (`--rm`).
+pub fn last_exit_code(root: &Path, id: &str) -> Option<i32> {
+    read_from(root, 0)
+        .0
+        .iter()
+        .rev()
+        .find(|e| e.kind == "container" && e.action == "die" && e.actor.id == id)
+        .and_then(|e| e.actor.attributes.get("exitCode")?.parse().ok())
+}
+
 impl Event {
     /// docker's JSON of the event (`events --format '{{json .}}'`): the
     /// legacy `status`/`id`/`from` fields for containers and images, then

@@ -13,8 +13,6 @@
 //! this process is killed, the sandbox's init gets its parent-death signal
 //! and readers see a dead monitor: the container is reported exited (-1).
 
-use std::fs::File;
-use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -23,9 +21,9 @@ use std::time::Duration;
 use nix::sys::signal::SigSet;
 use rbuild_sandbox as sandbox;
 
-use crate::log::{LineSplitter, LogWriter};
+use crate::log::LogWriter;
 use crate::monitor::{NetworkHandle, network_down};
-use crate::{Container, ContainerError, Containers, Result, Status};
+use crate::{Container, ContainerError, Result, Status};
 
 fn now() -> String {
     let (s, n) = rbuild_oci::time::now();
@@ -53,33 +51,20 @@ pub fn run(
     let log = LogWriter::open(&c.log_path(), cfg.host.log_max_size, cfg.host.log_max_file)
         .map_err(ContainerError::io("open", c.log_path()))?;
     let log = Arc::new(Mutex::new(log));
-    let pipe = || {
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| ContainerError::io("pipe", "")(e.into()))
-    };
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    let started = sandbox::spawn(
-        spec,
-        sandbox::SandboxStdio {
-            stdin,
-            stdout: Some(out_w),
-            stderr: Some(err_w),
-        },
-    );
-    let sb = match started {
-        Ok(sb) => sb,
+    let (sb, outputs) = match crate::monitor::spawn_piped(spec, stdin) {
+        Ok(started) => started,
         Err(e) => {
             network_down(net);
-            finish(root, c, e.exit_code(), e.to_string());
-            return Err(e.into());
+            finish(root, c, i32::from(e.exit_code()), e.to_string());
+            return Err(e);
         }
     };
-    let pumps: Vec<_> = [(out_r, "stdout"), (err_r, "stderr")]
+    let tty = cfg.tty;
+    let pumps: Vec<_> = outputs
         .into_iter()
-        .map(|(fd, stream)| {
+        .map(|(from, stream)| {
             let log = log.clone();
-            std::thread::spawn(move || tee(File::from(fd), stream, &log))
+            std::thread::spawn(move || crate::monitor::pump(from, stream, tty, true, &log))
         })
         .collect();
     // The running state is written beside the wait, so a short command
@@ -194,54 +179,8 @@ fn finish(root: &Path, c: &Container, code: i32, error: String) {
     crate::events::record(root, "container", "die", &cfg.id, &die);
 }
 
-/// Removes the container and its anonymous volumes (`--rm`).
+/// Removes the container and its anonymous volumes (`--rm`), best
+/// effort.
 pub fn remove(root: &Path, c: &Container) {
-    let Ok(containers) = Containers::open(root) else {
-        return;
-    };
-    let Ok(_lock) = containers.lock() else {
-        return;
-    };
-    crate::volume::remove_anonymous(root, &c.config);
-    if containers.remove(c).is_ok() {
-        crate::events::record(
-            root,
-            "container",
-            "destroy",
-            &c.config.id,
-            &[("image", &c.config.image), ("name", &c.config.name)],
-        );
-    }
-}
-
-/// Copies `from` to this process's `stream` and into the log. When this
-/// process's output is gone (a closed pipe), `from` is closed too, so the
-/// container gets its SIGPIPE as it would writing there itself.
-fn tee(mut from: File, stream: &'static str, log: &Mutex<LogWriter>) {
-    let mut buf = vec![0u8; 32 * 1024];
-    let mut lines = LineSplitter::default();
-    let to_log = |l: &[u8]| {
-        let mut w = log.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = w.write(stream, l);
-    };
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        let written = if stream == "stderr" {
-            let mut e = std::io::stderr().lock();
-            e.write_all(&buf[..n]).and_then(|()| e.flush())
-        } else {
-            let mut o = std::io::stdout().lock();
-            o.write_all(&buf[..n]).and_then(|()| o.flush())
-        };
-        lines.push(&buf[..n], to_log);
-        if written.is_err() {
-            break;
-        }
-    }
-    lines.finish(to_log);
+    let _ = crate::monitor::remove_exited(root, c);
 }

@@ -329,6 +329,16 @@ impl Container {
         &self.dir
     }
 
+    /// The exit code of this container once it is gone: removed as it
+    /// exited (`--rm`), the code its `die` event recorded (else -1).
+    pub fn exit_code_when_gone(&self) -> i32 {
+        self.dir
+            .parent()
+            .and_then(Path::parent)
+            .and_then(|root| events::last_exit_code(root, &self.config.id))
+            .unwrap_or(-1)
+    }
+
     pub fn upper(&self) -> PathBuf {
         self.dir.join("upper")
     }

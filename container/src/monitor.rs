@@ -459,7 +459,6 @@ pub(crate) fn await_exec(init: u32, pid1: u32, mut polling: Polling) {
 type Shared<T> = Arc<Mutex<T>>;
 
 fn run(root: &Path, id: &str) -> Result<()> {
-    let containers = Containers::open(root)?;
     let dir = root.join(crate::CONTAINERS_DIR).join(id);
     let c = Container::load(&dir)?;
     let me = std::process::id();
@@ -521,12 +520,6 @@ fn run(root: &Path, id: &str) -> Result<()> {
         };
         let mut spec = sandbox_spec(root, &c, network)?;
         spec.mounts.splice(0..0, net.mounts());
-        let pipe = || {
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .map_err(|e| ContainerError::io("pipe", "")(e.into()))
-        };
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
         let stdin: OwnedFd = if cfg.open_stdin {
             let (in_r, in_w) = pipe()?;
             *stdin_writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(File::from(in_w));
@@ -534,25 +527,17 @@ fn run(root: &Path, id: &str) -> Result<()> {
         } else {
             sandbox::dev_null()?
         };
-        let started = sandbox::spawn(
-            &spec,
-            sandbox::SandboxStdio {
-                stdin: Some(stdin),
-                stdout: Some(out_w),
-                stderr: Some(err_w),
-            },
-        );
-        let sb = match started {
-            Ok(sb) => sb,
+        let (sb, outputs) = match spawn_piped(&spec, Some(stdin)) {
+            Ok(started) => started,
             Err(e) => {
                 network_down(net);
                 let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
                 s.status = Status::Exited;
-                s.exit_code = e.exit_code();
+                s.exit_code = i32::from(e.exit_code());
                 s.error = e.to_string();
                 s.finished_at = now();
                 let _ = save(&s);
-                return Err(e.into());
+                return Err(e);
             }
         };
         let pid1 = find_pid1(
@@ -610,12 +595,12 @@ fn run(root: &Path, id: &str) -> Result<()> {
             ready("ok");
             first = false;
         }
-        let pumps: Vec<_> = [(out_r, "stdout"), (err_r, "stderr")]
+        let pumps: Vec<_> = outputs
             .into_iter()
-            .map(|(fd, stream)| {
+            .map(|(from, stream)| {
                 let log = log.clone();
                 let tty = cfg.tty;
-                std::thread::spawn(move || pump(File::from(fd), stream, tty, &log))
+                std::thread::spawn(move || pump(from, stream, tty, false, &log))
             })
             .collect();
         let stop_health = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -701,23 +686,23 @@ fn run(root: &Path, id: &str) -> Result<()> {
     }
     let _ = fs::remove_file(c.stdin_socket());
     if cfg.host.auto_remove {
-        let _lock = containers.lock()?;
-        crate::volume::remove_anonymous(root, &cfg);
-        containers.remove(&c)?;
-        crate::events::record(
-            root,
-            "container",
-            "destroy",
-            &cfg.id,
-            &[("image", &cfg.image), ("name", &cfg.name)],
-        );
+        remove_exited(root, &c)?;
     }
     Ok(())
 }
 
 /// Copies `from` into the log, a line an entry; on a `tty` whatever was
-/// read goes out at once (a shell's prompt ends no line).
-fn pump(mut from: File, stream: &str, tty: bool, log: &Mutex<LogWriter>) {
+/// read goes out at once (a shell's prompt ends no line). With `echo`
+/// (a foreground run) it goes to this process's `stream` too; when that
+/// is gone (a closed pipe), `from` is closed, so the container gets its
+/// SIGPIPE as it would writing there itself.
+pub(crate) fn pump(
+    mut from: File,
+    stream: &'static str,
+    tty: bool,
+    echo: bool,
+    log: &Mutex<LogWriter>,
+) {
     let mut buf = vec![0u8; 32 * 1024];
     let mut lines = LineSplitter::default();
     let write = |l: &[u8]| {
@@ -725,19 +710,76 @@ fn pump(mut from: File, stream: &str, tty: bool, log: &Mutex<LogWriter>) {
         let _ = w.write(stream, l);
     };
     loop {
-        match from.read(&mut buf) {
+        let n = match from.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => {
-                lines.push(&buf[..n], write);
-                if tty {
-                    lines.finish(write);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
+        };
+        let echoed = match (echo, stream) {
+            (false, _) => Ok(()),
+            (true, "stderr") => {
+                let mut e = std::io::stderr().lock();
+                e.write_all(&buf[..n]).and_then(|()| e.flush())
+            }
+            (true, _) => {
+                let mut o = std::io::stdout().lock();
+                o.write_all(&buf[..n]).and_then(|()| o.flush())
+            }
+        };
+        lines.push(&buf[..n], write);
+        if tty {
+            lines.finish(write);
+        }
+        if echoed.is_err() {
+            break;
         }
     }
     lines.finish(write);
+}
+
+/// The sandbox of `spec` started with `stdin` and its stdout and stderr
+/// on pipes, whose read ends come back with it.
+pub(crate) fn spawn_piped(
+    spec: &sandbox::SandboxSpec,
+    stdin: Option<OwnedFd>,
+) -> Result<(sandbox::Sandbox, [(File, &'static str); 2])> {
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let sb = sandbox::spawn(
+        spec,
+        sandbox::SandboxStdio {
+            stdin,
+            stdout: Some(out_w),
+            stderr: Some(err_w),
+        },
+    )?;
+    Ok((
+        sb,
+        [(File::from(out_r), "stdout"), (File::from(err_r), "stderr")],
+    ))
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| ContainerError::io("pipe", "")(e.into()))
+}
+
+/// Removes a container that has exited with `--rm`: its anonymous
+/// volumes, its directory, and a `destroy` event.
+pub(crate) fn remove_exited(root: &Path, c: &Container) -> Result<()> {
+    let containers = Containers::open(root)?;
+    let _lock = containers.lock()?;
+    crate::volume::remove_anonymous(root, &c.config);
+    containers.remove(c)?;
+    crate::events::record(
+        root,
+        "container",
+        "destroy",
+        &c.config.id,
+        &[("image", &c.config.image), ("name", &c.config.name)],
+    );
+    Ok(())
 }
 
 fn health_loop(

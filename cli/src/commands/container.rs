@@ -793,7 +793,7 @@ fn follow(
         }
         let state = match c.reload() {
             Ok(c) => c,
-            Err(_) => return 0,
+            Err(_) => return c.exit_code_when_gone(),
         };
         if let Some(sfd) = proxy {
             while let Ok(Some(info)) = sfd.read_signal() {
@@ -1605,10 +1605,11 @@ pub fn wait(root: &Path, args: NamesArgs) -> anyhow::Result<ExitCode> {
             std::thread::sleep(Duration::from_millis(20));
         }
         wait_inactive(c, Duration::from_secs(u64::MAX / 4));
-        Ok(c.reload()
-            .map(|c| c.state.exit_code)
-            .unwrap_or(-1)
-            .to_string())
+        let code = match c.reload() {
+            Ok(c) => c.state.exit_code,
+            Err(_) => c.exit_code_when_gone(),
+        };
+        Ok(code.to_string())
     })
 }
 
