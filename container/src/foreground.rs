@@ -60,11 +60,16 @@ pub fn run(
         }
     };
     let tty = cfg.tty;
+    // Closed once pid 1 has exited: the pumps stop there.
+    let (stop_r, stop_w) = crate::monitor::pipe()?;
+    let stop_r = Arc::new(stop_r);
     let pumps: Vec<_> = outputs
         .into_iter()
         .map(|(from, stream)| {
-            let log = log.clone();
-            std::thread::spawn(move || crate::monitor::pump(from, stream, tty, true, &log))
+            let (log, stop) = (log.clone(), stop_r.clone());
+            std::thread::spawn(move || {
+                crate::monitor::pump(from, stream, tty, true, &log, Some(&stop))
+            })
         })
         .collect();
     // The running state is written beside the wait, so a short command
@@ -76,6 +81,7 @@ pub fn run(
         std::thread::spawn(move || record_running(&root, &c, init, &phase));
     }
     let result = sb.wait_forwarding(signals);
+    drop(stop_w);
     if let Ok(mut p) = phase.lock() {
         // Too short-lived to have been seen running: it started all the same.
         if *p == Phase::Starting {

@@ -600,7 +600,7 @@ fn run(root: &Path, id: &str) -> Result<()> {
             .map(|(from, stream)| {
                 let log = log.clone();
                 let tty = cfg.tty;
-                std::thread::spawn(move || pump(from, stream, tty, false, &log))
+                std::thread::spawn(move || pump(from, stream, tty, false, &log, None))
             })
             .collect();
         let stop_health = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -696,20 +696,52 @@ fn run(root: &Path, id: &str) -> Result<()> {
 /// (a foreground run) it goes to this process's `stream` too; when that
 /// is gone (a closed pipe), `from` is closed, so the container gets its
 /// SIGPIPE as it would writing there itself.
+///
+/// With `stop` (the read end of a pipe whose write end is closed once
+/// the container has exited) it stops at that point, after what the pipe
+/// holds: the sandbox's init, still tearing down, need not close its
+/// copy of the pipe first.
 pub(crate) fn pump(
     mut from: File,
     stream: &'static str,
     tty: bool,
     echo: bool,
     log: &Mutex<LogWriter>,
+    stop: Option<&OwnedFd>,
 ) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
     let mut buf = vec![0u8; 32 * 1024];
     let mut lines = LineSplitter::default();
     let write = |l: &[u8]| {
         let mut w = log.lock().unwrap_or_else(|e| e.into_inner());
         let _ = w.write(stream, l);
     };
+    let mut stopping = false;
     loop {
+        if let Some(stop) = stop {
+            let mut fds = [
+                PollFd::new(from.as_fd(), PollFlags::POLLIN),
+                PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+            ];
+            // Once stopping: only what is there now.
+            let timeout = if stopping {
+                PollTimeout::ZERO
+            } else {
+                PollTimeout::NONE
+            };
+            match poll(&mut fds, timeout) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(nix::Error::EINTR) => continue,
+                Err(_) => break,
+            }
+            let data = fds[0].any().unwrap_or(true);
+            stopping |= fds[1].any().unwrap_or(true);
+            if !data {
+                continue;
+            }
+        }
         let n = match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -760,7 +792,7 @@ pub(crate) fn spawn_piped(
     ))
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| ContainerError::io("pipe", "")(e.into()))
 }

@@ -146,6 +146,16 @@ pub fn create_container(root: &Path, args: &RunArgs) -> Result<Container, Contai
     }
     let store = rbuild_store::Store::open(root)?;
     let image = store.resolve(args.image.as_str())?;
+    create_from(root, args, &store, &image)
+}
+
+/// [`create_container`] from the image `args` names, resolved in `store`.
+pub fn create_from(
+    root: &Path,
+    args: &RunArgs,
+    store: &rbuild_store::Store,
+    image: &rbuild_store::Image,
+) -> Result<Container, ContainerError> {
     let ic = &image.config.config;
     let entrypoint = match &args.entrypoint {
         Some(e) if e.is_empty() => vec![],
@@ -211,13 +221,21 @@ pub fn create_container(root: &Path, args: &RunArgs) -> Result<Container, Contai
         }
         None => containers.free_name()?,
     };
-    let lowers = ctr::fs_ops::lowers(
-        root,
-        &ContainerConfig {
-            manifest: image.manifest_digest.to_string(),
-            ..placeholder_config()
-        },
-    )?;
+    // The image's layers (top first), to seed volumes from: only read
+    // when there are volumes.
+    let seeds = !args.volume.is_empty()
+        || !args.mount.is_empty()
+        || ic.volumes.as_ref().is_some_and(|v| !v.is_empty());
+    let lowers = if seeds {
+        image
+            .layers
+            .iter()
+            .rev()
+            .map(|l| store.snapshot_layer(l))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
     let mounts = mounts(root, args, &lowers, ic.volumes.as_ref())?;
     let healthcheck = healthcheck(args, ic.healthcheck.as_ref());
     let mut labels: BTreeMap<String, String> = ic.labels.clone().unwrap_or_default();
@@ -300,36 +318,6 @@ pub fn create_container(root: &Path, args: &RunArgs) -> Result<Container, Contai
         &[("image", &c.config.image), ("name", &c.config.name)],
     );
     Ok(c)
-}
-
-fn placeholder_config() -> ContainerConfig {
-    ContainerConfig {
-        version: ctr::STATE_VERSION,
-        id: String::new(),
-        name: String::new(),
-        created: String::new(),
-        image: String::new(),
-        image_id: String::new(),
-        manifest: String::new(),
-        entrypoint: vec![],
-        cmd: vec![],
-        env: vec![],
-        working_dir: String::new(),
-        user: String::new(),
-        hostname: String::new(),
-        tty: false,
-        open_stdin: false,
-        stdin_once: false,
-        attach: false,
-        labels: BTreeMap::new(),
-        stop_signal: String::new(),
-        stop_timeout: None,
-        healthcheck: None,
-        exposed_ports: vec![],
-        image_volumes: vec![],
-        host: HostConfig::default(),
-        mounts: vec![],
-    }
 }
 
 fn healthcheck(

@@ -260,7 +260,7 @@ fn run_container(root: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
         _ => super::container::run_failed(e),
     };
-    let c = match super::container::create_container(root, args) {
+    let c = match super::container::create_from(root, args, &store, &image) {
         Ok(c) => c,
         Err(e) => return Ok(refused(&e)),
     };
