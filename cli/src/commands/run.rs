@@ -369,7 +369,9 @@ fn canonical(p: &Path) -> anyhow::Result<PathBuf> {
 
 /// Runs on an overlay of `lowers` (top first; may be empty) applying
 /// `config` like docker run, with a writable layer that is discarded
-/// afterwards (rbuild keeps no containers, as with `docker run --rm`).
+/// afterwards and no container record: the runs of a `--rootfs`
+/// directory or a `--platform` image (a run of an image from the store
+/// keeps a record: `run_container`).
 ///
 /// The writable layer normally lives on a tmpfs private to the sandbox
 /// ([`Rootfs::Ephemeral`]): nothing is written to disk, nothing can be
