@@ -967,3 +967,38 @@ fn images_volumes_and_networks_write_the_event_log() {
         (1, "Error response from daemon: Invalid filter 'colour'\n")
     );
 }
+
+/// `push` and `pull` write docker's image events: actor and `name=` the
+/// reference as given.
+#[test]
+fn pushes_and_pulls_write_the_event_log() {
+    if !std::path::Path::new("/usr/bin/docker-registry").exists() {
+        println!("SKIPPED: no /usr/bin/docker-registry (Debian package docker-registry)");
+        return;
+    }
+    let reg = support::registry::Registry::start(None);
+    let env = Env::new();
+    let rb = &env.rb;
+    let name = format!("{}/ev/bb:1", reg.host());
+    rb.ok(&["tag", "busybox", &name]);
+    rb.ok(&["push", &name]);
+    rb.ok(&["pull", &name]);
+    let events = rb.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--filter",
+        "event=push",
+        "--filter",
+        "event=pull",
+        "--format",
+        "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(
+        events,
+        format!("push {name} {name}\npull {name} {name}\n"),
+        "{events}"
+    );
+}
