@@ -12,6 +12,8 @@
 #              pump included)
 #   ps-100     `ps -a` with 100 containers (created, not running)
 #   exec       `exec CTR true` into a running container
+#   run-rm     `run --rm IMAGE true` in the foreground, start to exit (a
+#              foreground run keeps a container record, removed on exit)
 #
 # env: RBUILD=path   rbuild binary (default target/release/rbuild, else
 #                    target/debug/rbuild: say which in the figures you quote)
@@ -98,9 +100,23 @@ exec_latency() {
 	"$@" rm -f $rmflags "$id" >/dev/null
 }
 
+# A foreground run --rm, start to exit.
+run_rm() {
+	local label=$1
+	shift
+	"$@" run --rm --network none $runflags "$image" true
+	for i in $(seq "$N"); do
+		local t0
+		t0=$(ms)
+		"$@" run --rm --network none $runflags "$image" true
+		echo $((($(ms) - t0) / 1000000))
+	done | median | sed "s/^/$label run-rm ms: /"
+}
+
 image=busybox
 runflags=
 rmflags=
+run_rm rbuild "$RBUILD" --root "$root"
 first_output rbuild "$RBUILD" --root "$root"
 ps_100 rbuild "$RBUILD" --root "$root"
 exec_latency rbuild "$RBUILD" --root "$root"
@@ -109,6 +125,7 @@ if [ -n "$have_podman" ]; then
 	# This machine refuses raising rlimits, which podman does by default.
 	rmflags="-t 0"
 	runflags="--ulimit nofile=1024:1024 --ulimit nproc=4096:4096"
+	run_rm podman podman
 	first_output podman podman
 	ps_100 podman podman
 	exec_latency podman podman

@@ -62,6 +62,11 @@ fn main() -> ExitCode {
     };
     match commands::run(cli) {
         Ok(code) => code,
+        // Printed already, as docker prints it.
+        Err(err) if err.is::<commands::container::Reported>() => ExitCode::from(
+            err.downcast_ref::<commands::container::Reported>()
+                .map_or(1, |r| r.0),
+        ),
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(1)

@@ -4,67 +4,8 @@
 
 mod support;
 
-use std::io::Read as _;
-use std::os::fd::OwnedFd;
-use std::process::Stdio;
-
+use support::pty::on_terminal;
 use support::{Rbuild, s};
-
-/// Runs `rbuild ARGS` on a `rows`×`cols` pseudo-terminal (stdout and
-/// stderr); returns the exit code and what the emulated terminal shows at
-/// the end, scrolled-off rows included, one string per row, trailing
-/// blanks trimmed.
-fn on_terminal(rb: &Rbuild, args: &[&str], rows: u16, cols: u16) -> (i32, Vec<String>) {
-    let size = nix::pty::Winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let pty = nix::pty::openpty(Some(&size), None).unwrap();
-    let slave = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
-    let mut child = rb
-        .command(args)
-        .stdin(Stdio::null())
-        .stdout(slave(&pty.slave))
-        .stderr(slave(&pty.slave))
-        .env("TERM", "xterm-256color")
-        .spawn()
-        .unwrap();
-    drop(pty.slave);
-    let mut master = std::fs::File::from(pty.master);
-    let mut bytes = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match master.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => bytes.extend_from_slice(&buf[..n]),
-            // EIO: every slave descriptor is closed (the build ended).
-            Err(_) => break,
-        }
-    }
-    let status = child.wait().unwrap();
-    // The whole history: the rows that scrolled off the top, then the
-    // screen.
-    let mut term = vt100::Parser::new(rows, cols, 10_000);
-    term.process(&bytes);
-    term.screen_mut().set_scrollback(usize::MAX);
-    let history = term.screen().scrollback();
-    let mut lines = vec![String::new(); history + usize::from(rows)];
-    let mut offset = history;
-    loop {
-        term.screen_mut().set_scrollback(offset);
-        for (i, row) in term.screen().rows(0, cols).enumerate() {
-            lines[history - offset + i] = row.trim_end().to_string();
-        }
-        if offset == 0 {
-            break;
-        }
-        offset = offset.saturating_sub(usize::from(rows));
-    }
-    let screen = lines;
-    (status.code().unwrap_or(-1), screen)
-}
 
 /// A parallel multi-stage build with step names wider than the terminal:
 /// every finished step keeps its line on the final screen, in one row cut

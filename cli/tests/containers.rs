@@ -55,6 +55,33 @@ impl Env {
         let id = self.rb.ok(&["inspect", "-f", "{{.Id}}", name]);
         self.rb.root().join("containers-v1").join(id.trim())
     }
+
+    /// `run -d --name NAME [FLAGS] busybox CMD…`; returns the id.
+    fn detached(&self, name: &str, flags: &[&str], cmd: &[&str]) -> String {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend(flags);
+        args.push("busybox");
+        args.extend(cmd);
+        self.rb.ok(&args).trim().to_string()
+    }
+
+    /// A pid the container's `state.json` records (`monitor_pid`,
+    /// `init_pid`).
+    fn recorded_pid(&self, name: &str, field: &str) -> i32 {
+        let state: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.container_dir(name).join("state.json")).unwrap(),
+        )
+        .unwrap();
+        state[field].as_i64().unwrap() as i32
+    }
+}
+
+fn sigkill(pid: i32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
 }
 
 impl Drop for Env {
@@ -73,16 +100,15 @@ fn is_root() -> bool {
 fn a_detached_container_lives_through_its_lifecycle() {
     let env = Env::new();
     let rb = &env.rb;
-    let id = rb.ok(&[
-        "run",
-        "-d",
-        "--name",
+    let id = env.detached(
         "web",
-        "busybox",
-        "sh",
-        "-c",
-        "echo hello; echo oops >&2; while true; do sleep 0.05; done",
-    ]);
+        &[],
+        &[
+            "sh",
+            "-c",
+            "echo hello; echo oops >&2; while true; do sleep 0.05; done",
+        ],
+    );
     let id = id.trim();
     assert_eq!(id.len(), 64, "{id}");
     let ps = rb.ok(&["ps"]);
@@ -176,7 +202,11 @@ fn a_detached_container_lives_through_its_lifecycle() {
     // rm of a running container needs -f.
     let r = rb.run(&["rm", "web2"]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("container is running"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("You cannot remove a running container"),
+        "{}",
+        r.stderr
+    );
 
     assert_eq!(rb.ok(&["kill", "web2"]), "web2\n");
     assert_eq!(env.state("web2"), "exited");
@@ -204,18 +234,11 @@ fn named_volume_data_outlives_containers() {
     let env = Env::new();
     let rb = &env.rb;
     assert_eq!(rb.ok(&["volume", "create", "data"]), "data\n");
-    rb.ok(&[
-        "run",
-        "-d",
-        "--name",
+    env.detached(
         "wv",
-        "-v",
-        "data:/data",
-        "busybox",
-        "sh",
-        "-c",
-        "echo kept > /data/f; sleep 100",
-    ]);
+        &["-v", "data:/data"],
+        &["sh", "-c", "echo kept > /data/f; sleep 100"],
+    );
     env.eventually(&["exec", "wv", "cat", "/data/f"], |o| o == "kept\n");
     rb.ok(&["rm", "-f", "wv"]);
     rb.ok(&[
@@ -288,16 +311,11 @@ fn create_then_start_attached_and_wait_give_the_exit_code() {
 fn diff_cp_commit_and_a_run_of_the_committed_image() {
     let env = Env::new();
     let rb = &env.rb;
-    rb.ok(&[
-        "run",
-        "-d",
-        "--name",
+    env.detached(
         "box",
-        "busybox",
-        "sh",
-        "-c",
-        "mkdir -p /data && echo seed > /data/seed && echo new > /new && rm /bin/true && sleep 100",
-    ]);
+        &[],
+        &["sh", "-c", "mkdir -p /data && echo seed > /data/seed && echo new > /new && rm /bin/true && sleep 100"],
+    );
     let diff = env.eventually(&["diff", "box"], |o| o.contains("D /bin/true"));
     for line in ["A /new", "C /bin", "D /bin/true", "A /data/seed"] {
         assert!(diff.lines().any(|l| l == line), "{line} in:\n{diff}");
@@ -379,18 +397,11 @@ fn diff_cp_commit_and_a_run_of_the_committed_image() {
 fn a_restart_policy_restarts_a_crashing_container() {
     let env = Env::new();
     let rb = &env.rb;
-    rb.ok(&[
-        "run",
-        "-d",
-        "--name",
+    env.detached(
         "crash",
-        "--restart",
-        "on-failure:2",
-        "busybox",
-        "sh",
-        "-c",
-        "echo run; exit 2",
-    ]);
+        &["--restart", "on-failure:2"],
+        &["sh", "-c", "echo run; exit 2"],
+    );
     let out = env.eventually(
         &[
             "inspect",
@@ -405,18 +416,11 @@ fn a_restart_policy_restarts_a_crashing_container() {
     let r = rb.run(&["run", "-d", "--restart", "sometimes", "busybox", "true"]);
     assert_eq!(r.code, 125);
     // always: restarted until stopped by the user.
-    rb.ok(&[
-        "run",
-        "-d",
-        "--name",
+    env.detached(
         "loop",
-        "--restart",
-        "always",
-        "busybox",
-        "sh",
-        "-c",
-        "echo x; sleep 0.2",
-    ]);
+        &["--restart", "always"],
+        &["sh", "-c", "echo x; sleep 0.2"],
+    );
     env.eventually(&["inspect", "-f", "{{.RestartCount}}", "loop"], |o| {
         o.trim().parse::<u32>().unwrap_or(0) >= 1
     });
@@ -451,22 +455,13 @@ fn a_restart_policy_restarts_a_crashing_container() {
 fn a_killed_monitor_leaves_an_exited_container_that_can_be_removed() {
     let env = Env::new();
     let rb = &env.rb;
-    rb.ok(&["run", "-d", "--name", "victim", "busybox", "sleep", "1000"]);
+    env.detached("victim", &[], &["sleep", "1000"]);
     let pid1: i32 = rb
         .ok(&["inspect", "-f", "{{.State.Pid}}", "victim"])
         .trim()
         .parse()
         .unwrap();
-    let state: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(env.container_dir("victim").join("state.json")).unwrap(),
-    )
-    .unwrap();
-    let monitor = state["monitor_pid"].as_i64().unwrap() as i32;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(monitor),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    sigkill(env.recorded_pid("victim", "monitor_pid"));
     let ps = env.eventually(&["ps", "-a"], |o| o.contains("Exited (-1)"));
     assert!(ps.contains("Exited (-1)"), "{ps}");
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -482,22 +477,12 @@ fn a_killed_monitor_leaves_an_exited_container_that_can_be_removed() {
 
     // The sandbox's init killed instead: the monitor records the exit and
     // removes the cgroup the init could not.
-    let id2 = rb.ok(&["run", "-d", "--name", "victim2", "busybox", "sleep", "1000"]);
-    let ids = vec![id2.trim().to_string()];
+    let ids = vec![env.detached("victim2", &[], &["sleep", "1000"])];
     assert!(
         cgroups_of(&ids) > 0 || !is_root(),
         "the container has a cgroup"
     );
-    let state: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(env.container_dir("victim2").join("state.json")).unwrap(),
-    )
-    .unwrap();
-    let init = state["init_pid"].as_i64().unwrap() as i32;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(init),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    sigkill(env.recorded_pid("victim2", "init_pid"));
     env.eventually(&["inspect", "-f", "{{.State.Status}}", "victim2"], |o| {
         o == "exited\n"
     });
@@ -563,15 +548,14 @@ fn cgroups_of(ids: &[String]) -> usize {
 }
 
 #[test]
-fn fifty_run_rm_cycles_leak_no_mounts_or_cgroups() {
+fn a_hundred_run_rm_cycles_leak_no_mounts_or_cgroups() {
     let env = Env::new();
     let rb = &env.rb;
     let mounts = rbuild_mounts(&rb.root());
     let mut ids = Vec::new();
-    for i in 0..50 {
+    for i in 0..100 {
         let name = format!("c{i}");
-        let id = rb.ok(&["run", "-d", "--name", &name, "busybox", "sleep", "100"]);
-        ids.push(id.trim().to_string());
+        ids.push(env.detached(&name, &[], &["sleep", "100"]));
         if i % 10 == 0 {
             assert_eq!(rb.ok(&["exec", &name, "echo", "ok"]), "ok\n");
         }
@@ -593,22 +577,18 @@ fn fifty_run_rm_cycles_leak_no_mounts_or_cgroups() {
 fn health_follow_logs_auto_remove_events_and_df() {
     let env = Env::new();
     let rb = &env.rb;
-    rb.ok(&[
-        "run",
-        "-d",
-        "--name",
+    env.detached(
         "hc",
-        "--health-cmd",
-        "test -f /ok",
-        "--health-interval",
-        "100ms",
-        "--health-retries",
-        "1",
-        "busybox",
-        "sh",
-        "-c",
-        "sleep 0.3; touch /ok; sleep 100",
-    ]);
+        &[
+            "--health-cmd",
+            "test -f /ok",
+            "--health-interval",
+            "100ms",
+            "--health-retries",
+            "1",
+        ],
+        &["sh", "-c", "sleep 0.3; touch /ok; sleep 100"],
+    );
     let ps = env.eventually(&["ps"], |o| o.contains("(healthy)"));
     assert!(ps.contains("(healthy)"), "{ps}");
     let h = rb.ok(&["inspect", "-f", "{{.State.Health.Status}}", "hc"]);
@@ -625,18 +605,11 @@ fn health_follow_logs_auto_remove_events_and_df() {
         "false\n"
     );
     if is_root() {
-        rb.ok(&[
-            "run",
-            "-d",
-            "--name",
+        env.detached(
             "oom",
-            "--memory",
-            "16m",
-            "busybox",
-            "sh",
-            "-c",
-            "head -c 300m /dev/zero | tail; echo done",
-        ]);
+            &["--memory", "16m"],
+            &["sh", "-c", "head -c 300m /dev/zero | tail; echo done"],
+        );
         let oom = env.eventually(
             &[
                 "inspect",
@@ -653,16 +626,11 @@ fn health_follow_logs_auto_remove_events_and_df() {
     }
 
     // logs -f follows until the container exits.
-    rb.ok(&[
-        "run",
-        "-d",
-        "--name",
+    env.detached(
         "count",
-        "busybox",
-        "sh",
-        "-c",
-        "for i in 1 2 3; do echo $i; sleep 0.1; done",
-    ]);
+        &[],
+        &["sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.1; done"],
+    );
     assert_eq!(rb.ok(&["logs", "-f", "count"]), "1\n2\n3\n");
     assert_eq!(rb.ok(&["logs", "--tail", "1", "count"]), "3\n");
 
@@ -698,4 +666,339 @@ fn health_follow_logs_auto_remove_events_and_df() {
     let pruned = rb.ok(&["container", "prune", "-f"]);
     assert!(pruned.contains("Deleted Containers:"), "{pruned}");
     assert_eq!(rb.ok(&["ps", "-aq"]).lines().count(), 1, "hc keeps running");
+}
+
+/// A foreground `run` keeps a container record as docker's does: listed
+/// while it runs and after it exits (with its code), logs, diff and start
+/// work on it, its name is taken until `rm`; `--rm` leaves nothing.
+#[test]
+fn a_foreground_run_keeps_a_container_record_like_docker() {
+    let env = Env::new();
+    let rb = &env.rb;
+    let r = rb.run(&[
+        "run",
+        "--name",
+        "fg",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; touch /made; exit 3",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (3, "out\n", "err\n")
+    );
+    let ps = rb.ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(ps.starts_with("fg Exited (3) "), "{ps}");
+    assert_eq!(rb.ok(&["ps", "-q"]), "", "not running");
+    let logs = rb.run(&["logs", "fg"]);
+    assert_eq!(
+        (logs.stdout.as_str(), logs.stderr.as_str()),
+        ("out\n", "err\n")
+    );
+    assert!(rb.ok(&["diff", "fg"]).lines().any(|l| l == "A /made"));
+    assert_eq!(
+        rb.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "fg"
+        ]),
+        "exited 3\n"
+    );
+    // The name is taken (docker's conflict, 125).
+    let r = rb.run(&["run", "--name", "fg", "busybox", "true"]);
+    assert_eq!(r.code, 125);
+    assert!(r.stderr.contains("is already in use"), "{}", r.stderr);
+    // start -a runs it again, on its own writable layer.
+    let r = rb.run(&["start", "-a", "fg"]);
+    assert_eq!((r.code, r.stdout.as_str()), (3, "out\n"));
+    assert_eq!(rb.ok(&["rm", "fg"]), "fg\n");
+
+    // While it runs: listed, running, stoppable by name.
+    let mut child = rb
+        .command(&["run", "--name", "long", "busybox", "sleep", "100"])
+        .spawn()
+        .unwrap();
+    let ps = env.eventually(&["ps", "--format", "{{.Names}} {{.State}}"], |o| {
+        o == "long running\n"
+    });
+    assert_eq!(ps, "long running\n");
+    let pid: i32 = rb
+        .ok(&["inspect", "-f", "{{.State.Pid}}", "long"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pid > 0);
+    rb.ok(&["kill", "long"]);
+    assert_eq!(child.wait().unwrap().code(), Some(137));
+    assert_eq!(env.state("long"), "exited");
+    rb.ok(&["rm", "long"]);
+
+    // --rm: nothing left, anonymous volumes included.
+    let out = rb.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "/anon",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /anon/f; cat /anon/f",
+    ]);
+    assert_eq!(out, "x\n");
+    assert_eq!(rb.ok(&["ps", "-aq"]), "");
+    assert_eq!(rb.ok(&["volume", "ls", "-q"]), "");
+    let events = rb.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert!(
+        events.ends_with("create\nstart\ndie\ndestroy\n"),
+        "{events}"
+    );
+    // A foreground run killed with its monitor (this process): exited (-1).
+    let mut child = rb
+        .command(&["run", "--name", "orphan", "busybox", "sleep", "100"])
+        .spawn()
+        .unwrap();
+    env.eventually(&["ps", "-q"], |o| !o.is_empty());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let ps = env.eventually(&["ps", "-a"], |o| o.contains("Exited (-1)"));
+    assert!(ps.contains("Exited (-1)"), "{ps}");
+    rb.ok(&["rm", "orphan"]);
+}
+
+/// `run -it`, `attach` and `start -ai` on a tty container, as a user at a
+/// terminal sees them: the terminal in raw mode (what is typed is echoed
+/// once, by the container's terminal), the window size passed on and
+/// followed, ctrl-p ctrl-q (or `--detach-keys`) detaching and leaving the
+/// container running.
+#[test]
+fn a_tty_session_is_raw_sized_and_detaches_with_docker_keys() {
+    use support::pty::Terminal;
+    let env = Env::new();
+    let rb = &env.rb;
+    let mut t = Terminal::spawn(
+        rb.command(&["run", "-it", "--name", "shell", "busybox", "sh"]),
+        24,
+        80,
+        true,
+    );
+    t.wait_for("/ # ");
+    t.type_keys(b"echo one-$((1+1)); stty size\r");
+    let screen = t.wait_for("24 80");
+    assert!(screen.contains("one-2"), "{screen}");
+    assert_eq!(
+        screen.matches("echo one-").count(),
+        1,
+        "typed text echoed twice: the terminal is not raw\n{screen}"
+    );
+    t.resize(30, 100);
+    std::thread::sleep(Duration::from_millis(200));
+    t.type_keys(b"stty size\r");
+    let screen = t.wait_for("30 100");
+    assert!(screen.contains("30 100"), "{screen}");
+    t.type_keys(&[0x10, 0x11]);
+    let (code, screen) = t.wait();
+    assert_eq!(code, 0, "{}", screen.join("\n"));
+    assert_eq!(env.state("shell"), "running");
+
+    // attach, with other detach keys.
+    let mut t = Terminal::spawn(
+        rb.command(&["attach", "--detach-keys", "ctrl-x,x", "shell"]),
+        20,
+        60,
+        true,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    t.type_keys(b"stty size\r");
+    let screen = t.wait_for("20 60");
+    assert!(screen.contains("20 60"), "{screen}");
+    // ctrl-p ctrl-q are keys like any other now; ctrl-x x detaches.
+    t.type_keys(&[0x18, b'x']);
+    let (code, _) = t.wait();
+    assert_eq!(code, 0);
+    assert_eq!(env.state("shell"), "running");
+    let r = rb.run(&["attach", "--detach-keys", "ctrl-", "shell"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("Invalid detach keys"), "{}", r.stderr);
+
+    // start -ai of the stopped container: a new shell; its exit code.
+    rb.ok(&["stop", "-t", "1", "shell"]);
+    let mut t = Terminal::spawn(rb.command(&["start", "-ai", "shell"]), 24, 80, true);
+    t.wait_for("/ # ");
+    t.type_keys(b"exit 4\r");
+    let (code, screen) = t.wait();
+    assert_eq!(code, 4, "{}", screen.join("\n"));
+
+    // run -it --rm: the exit code of a container removed as it exits.
+    let mut t = Terminal::spawn(
+        rb.command(&["run", "-it", "--rm", "busybox", "sh"]),
+        24,
+        80,
+        true,
+    );
+    t.wait_for("/ # ");
+    t.type_keys(b"exit 5\r");
+    let (code, screen) = t.wait();
+    assert_eq!(code, 5, "{}", screen.join("\n"));
+    assert_eq!(rb.ok(&["ps", "-aq"]).lines().count(), 1, "only shell");
+}
+
+/// Builds, tags, untags, image deletes, saves, loads, volumes and
+/// networks write to the one event log, with docker's action names, and
+/// `events` filters them by type (alternatives within a key), time and
+/// formats them.
+#[test]
+fn images_volumes_and_networks_write_the_event_log() {
+    let env = Env::new();
+    let rb = &env.rb;
+    let ctx = rb.tree("ctx", &[("Dockerfile", "FROM busybox\nLABEL made=here\n")]);
+    rb.ok(&["build", "-q", "-t", "built", ctx.to_str().unwrap()]);
+    let built = rb.ok(&["inspect", "-f", "{{.Id}}", "built"]);
+    let built = built.trim();
+    rb.ok(&["tag", "built", "other:2"]);
+    rb.ok(&["rmi", "other:2"]);
+    let tar = rb.path("built.tar");
+    rb.ok(&["save", "-o", tar.to_str().unwrap(), "built"]);
+    rb.ok(&["rmi", "built"]);
+    rb.ok(&["load", "-i", tar.to_str().unwrap()]);
+    rb.ok(&["volume", "create", "v1"]);
+    rb.ok(&["volume", "rm", "v1"]);
+    if is_root() {
+        rb.ok(&["network", "create", "n1"]);
+        rb.ok(&["network", "rm", "n1"]);
+    }
+    let events = |filters: &[&str]| {
+        let mut args = vec![
+            "events",
+            "--since",
+            "1h",
+            "--until",
+            "0s",
+            "--format",
+            "{{.Type}} {{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}}",
+        ];
+        for f in filters {
+            args.extend(["--filter", f]);
+        }
+        rb.ok(&args)
+    };
+    let images = events(&["type=image"]);
+    let want = [
+        format!("image tag {built} built:latest"),
+        format!("image tag {built} other:2"),
+        format!("image untag {built} {built}"),
+        format!("image save {built} {built}"),
+        format!("image untag {built} {built}"),
+        format!("image delete {built} {built}"),
+        format!("image load {built} {built}"),
+    ];
+    // (The busybox image came in by `import`.)
+    let lines: Vec<&str> = images.lines().collect();
+    assert!(lines[0].starts_with("image import sha256:"), "{images}");
+    assert_eq!(lines[1..], want, "{images}");
+    let mut want = vec!["volume create v1 ", "volume destroy v1 "];
+    if is_root() {
+        want = vec![
+            "volume create v1 ",
+            "volume destroy v1 ",
+            "network create",
+            "network destroy",
+        ];
+    }
+    let others = events(&["type=volume", "type=network"]);
+    let got: Vec<&str> = others.lines().collect();
+    assert_eq!(got.len(), want.len(), "{others}");
+    for (g, w) in got.iter().zip(&want) {
+        assert!(g.starts_with(w), "{g:?} should start with {w:?}");
+    }
+    if is_root() {
+        assert!(
+            got[2].ends_with(" n1") && got[3].ends_with(" n1"),
+            "{others}"
+        );
+    }
+    // Two keys: both hold.
+    assert_eq!(
+        events(&["type=image", "event=delete"]),
+        format!("image delete {built} {built}\n")
+    );
+    // docker's JSON: the legacy status/id for images, scope and times.
+    let json = rb.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--filter",
+        "event=load",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(
+        (&v["status"], &v["id"], &v["Type"], &v["scope"]),
+        (
+            &serde_json::json!("load"),
+            &serde_json::json!(built),
+            &serde_json::json!("image"),
+            &serde_json::json!("local")
+        )
+    );
+    assert!(v["time"].as_i64().unwrap() > 0 && v["timeNano"].as_i64().unwrap() > 0);
+    // Nothing before --since.
+    assert_eq!(
+        rb.ok(&["events", "--since", "2099-01-01T00:00:00Z", "--until", "0s"]),
+        ""
+    );
+    let r = rb.run(&["events", "--filter", "colour=red", "--until", "0s"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (1, "Error response from daemon: Invalid filter 'colour'\n")
+    );
+}
+
+/// `push` and `pull` write docker's image events: actor and `name=` the
+/// reference as given.
+#[test]
+fn pushes_and_pulls_write_the_event_log() {
+    if !std::path::Path::new("/usr/bin/docker-registry").exists() {
+        println!("SKIPPED: no /usr/bin/docker-registry (Debian package docker-registry)");
+        return;
+    }
+    let reg = support::registry::Registry::start(None);
+    let env = Env::new();
+    let rb = &env.rb;
+    let name = format!("{}/ev/bb:1", reg.host());
+    rb.ok(&["tag", "busybox", &name]);
+    rb.ok(&["push", &name]);
+    rb.ok(&["pull", &name]);
+    let events = rb.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--filter",
+        "event=push",
+        "--filter",
+        "event=pull",
+        "--format",
+        "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(
+        events,
+        format!("push {name} {name}\npull {name} {name}\n"),
+        "{events}"
+    );
 }

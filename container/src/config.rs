@@ -38,6 +38,10 @@ pub struct ContainerConfig {
     pub open_stdin: bool,
     /// Close stdin after the first attached client disconnects.
     pub stdin_once: bool,
+    /// Made to be attached to (`create`, `run` without `-d`): docker's
+    /// `AttachStdout`/`AttachStderr`.
+    #[serde(default)]
+    pub attach: bool,
     pub labels: BTreeMap<String, String>,
     /// Signal name or number sent by `stop` (default SIGTERM).
     pub stop_signal: String,

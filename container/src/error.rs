@@ -22,14 +22,19 @@ pub enum ContainerError {
     /// A prefix matches several containers.
     #[error("multiple containers found with provided prefix: {0}")]
     Ambiguous(String),
-    /// The operation needs a running container.
-    #[error("container {0} is not running")]
+    /// The operation needs a running container (its id).
+    #[error("Container {0} is not running")]
     NotRunning(String),
-    /// The operation needs a stopped container.
+    /// The operation needs a stopped container (its id; docker 20.10's
+    /// words).
     #[error(
-        "cannot remove container \"/{0}\": container is running: stop the container before removing or force remove"
+        "You cannot remove a running container {0}. Stop the container before attempting removal or force remove"
     )]
     Running(String),
+    /// The container is not in a state the operation accepts, in docker's
+    /// words (`Container ID is not paused`, `Cannot kill container: …`).
+    #[error("{0}")]
+    State(String),
     /// The container is paused.
     #[error("container {0} is paused, unpause the container before stopping or killing")]
     Paused(String),

@@ -1,5 +1,9 @@
 //! The event log (`<root>/events-v1.jsonl`): one line per container,
-//! image or volume event, as `docker events` prints them.
+//! image, volume or network event, as `docker events` prints them. Image
+//! events take docker's actions and actors: `pull`/`push` (the reference),
+//! `tag` (the image ID, `name=` the new tag), `untag`/`delete`/`load`/
+//! `save`/`import` (the image ID); volumes `create`/`destroy`, networks
+//! `create`/`destroy`.
 
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Write};
@@ -94,7 +98,45 @@ pub fn read_from(root: &Path, offset: u64) -> (Vec<Event>, u64) {
     (out, offset)
 }
 
+/// The exit code the last `die` event of container `id` recorded: what a
+/// waiter reports of a container removed as it exited (`--rm`).
+pub fn last_exit_code(root: &Path, id: &str) -> Option<i32> {
+    read_from(root, 0)
+        .0
+        .iter()
+        .rev()
+        .find(|e| e.kind == "container" && e.action == "die" && e.actor.id == id)
+        .and_then(|e| e.actor.attributes.get("exitCode")?.parse().ok())
+}
+
 impl Event {
+    /// docker's JSON of the event (`events --format '{{json .}}'`): the
+    /// legacy `status`/`id`/`from` fields for containers and images, then
+    /// `Type`, `Action`, `Actor`, `scope`, `time`, `timeNano`.
+    pub fn docker_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        if matches!(self.kind.as_str(), "container" | "image") {
+            m.insert("status".into(), self.action.clone().into());
+            m.insert("id".into(), self.actor.id.clone().into());
+            if let Some(from) = self.actor.attributes.get("image") {
+                m.insert("from".into(), from.clone().into());
+            }
+        }
+        m.insert("Type".into(), self.kind.clone().into());
+        m.insert("Action".into(), self.action.clone().into());
+        m.insert(
+            "Actor".into(),
+            serde_json::json!({"ID": self.actor.id, "Attributes": self.actor.attributes}),
+        );
+        m.insert("scope".into(), "local".into());
+        m.insert(
+            "time".into(),
+            (self.time_nano.div_euclid(1_000_000_000) as i64).into(),
+        );
+        m.insert("timeNano".into(), (self.time_nano as i64).into());
+        serde_json::Value::Object(m)
+    }
+
     /// docker's line: `TIME TYPE ACTION ID (k=v, …)`.
     pub fn line(&self) -> String {
         let attrs: Vec<String> = self

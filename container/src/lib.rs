@@ -25,6 +25,7 @@
 pub mod config;
 mod error;
 pub mod events;
+pub mod foreground;
 pub mod fs_ops;
 pub mod log;
 pub mod monitor;
@@ -326,6 +327,16 @@ impl Container {
     /// The container's directory in the store root.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The exit code of this container once it is gone: removed as it
+    /// exited (`--rm`), the code its `die` event recorded (else -1).
+    pub fn exit_code_when_gone(&self) -> i32 {
+        self.dir
+            .parent()
+            .and_then(Path::parent)
+            .and_then(|root| events::last_exit_code(root, &self.config.id))
+            .unwrap_or(-1)
     }
 
     pub fn upper(&self) -> PathBuf {

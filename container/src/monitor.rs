@@ -402,8 +402,25 @@ fn clear_work(work: &Path) {
     let _ = fs::remove_dir_all(&inner);
 }
 
+/// How often [`find_pid1`] and [`await_exec`] look: every `first`, the
+/// interval doubling up to `most` (a foreground run, which only records
+/// the pid, looks gently so as not to slow the start it waits for).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Polling {
+    pub first: Duration,
+    pub most: Duration,
+}
+
+impl Polling {
+    /// Sleeps the current interval, then doubles it (up to `most`).
+    fn sleep(&mut self) {
+        std::thread::sleep(self.first);
+        self.first = (self.first * 2).min(self.most);
+    }
+}
+
 /// The host pid of pid 1: the sandbox init's one child.
-fn find_pid1(init: u32) -> u32 {
+pub(crate) fn find_pid1(init: u32, mut polling: Polling) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         let children =
@@ -418,7 +435,7 @@ fn find_pid1(init: u32) -> u32 {
         if crate::process_start_time(init).is_none() {
             return 0;
         }
-        std::thread::sleep(Duration::from_millis(1));
+        polling.sleep();
     }
     0
 }
@@ -426,7 +443,7 @@ fn find_pid1(init: u32) -> u32 {
 /// Waits until pid 1 has exec'd the command (its executable is no longer
 /// the init's): before that, its root and mounts are still being set up
 /// and an `exec` joining it would land in the wrong place.
-fn await_exec(init: u32, pid1: u32) {
+pub(crate) fn await_exec(init: u32, pid1: u32, mut polling: Polling) {
     let exe = |p: u32| fs::read_link(format!("/proc/{p}/exe")).ok();
     let init_exe = exe(init);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -434,7 +451,7 @@ fn await_exec(init: u32, pid1: u32) {
         match exe(pid1) {
             None => return,
             Some(e) if Some(&e) != init_exe.as_ref() => return,
-            Some(_) => std::thread::sleep(Duration::from_micros(200)),
+            Some(_) => polling.sleep(),
         }
     }
 }
@@ -442,7 +459,6 @@ fn await_exec(init: u32, pid1: u32) {
 type Shared<T> = Arc<Mutex<T>>;
 
 fn run(root: &Path, id: &str) -> Result<()> {
-    let containers = Containers::open(root)?;
     let dir = root.join(crate::CONTAINERS_DIR).join(id);
     let c = Container::load(&dir)?;
     let me = std::process::id();
@@ -464,7 +480,9 @@ fn run(root: &Path, id: &str) -> Result<()> {
         let listener = UnixListener::bind(&short)
             .map_err(ContainerError::io("listen on", c.stdin_socket()))?;
         let writer = stdin_writer.clone();
-        let once = cfg.stdin_once;
+        // On a tty stdin never ends (a detach, ctrl-p ctrl-q, closes the
+        // connection too, and the container must keep its terminal).
+        let once = cfg.stdin_once && !cfg.tty;
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 let mut conn = conn;
@@ -502,12 +520,6 @@ fn run(root: &Path, id: &str) -> Result<()> {
         };
         let mut spec = sandbox_spec(root, &c, network)?;
         spec.mounts.splice(0..0, net.mounts());
-        let pipe = || {
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .map_err(|e| ContainerError::io("pipe", "")(e.into()))
-        };
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
         let stdin: OwnedFd = if cfg.open_stdin {
             let (in_r, in_w) = pipe()?;
             *stdin_writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(File::from(in_w));
@@ -515,29 +527,34 @@ fn run(root: &Path, id: &str) -> Result<()> {
         } else {
             sandbox::dev_null()?
         };
-        let started = sandbox::spawn(
-            &spec,
-            sandbox::SandboxStdio {
-                stdin: Some(stdin),
-                stdout: Some(out_w),
-                stderr: Some(err_w),
-            },
-        );
-        let sb = match started {
-            Ok(sb) => sb,
+        let (sb, outputs) = match spawn_piped(&spec, Some(stdin)) {
+            Ok(started) => started,
             Err(e) => {
                 network_down(net);
                 let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
                 s.status = Status::Exited;
-                s.exit_code = e.exit_code();
+                s.exit_code = i32::from(e.exit_code());
                 s.error = e.to_string();
                 s.finished_at = now();
                 let _ = save(&s);
-                return Err(e.into());
+                return Err(e);
             }
         };
-        let pid1 = find_pid1(sb.pid());
-        await_exec(sb.pid(), pid1);
+        let pid1 = find_pid1(
+            sb.pid(),
+            Polling {
+                first: Duration::from_millis(1),
+                most: Duration::from_millis(1),
+            },
+        );
+        await_exec(
+            sb.pid(),
+            pid1,
+            Polling {
+                first: Duration::from_micros(200),
+                most: Duration::from_micros(200),
+            },
+        );
         // The sandbox's init removes its cgroup when pid 1 ends; should the
         // init itself be killed, the monitor removes it.
         let cgroup_dirs: Vec<PathBuf> = {
@@ -578,11 +595,12 @@ fn run(root: &Path, id: &str) -> Result<()> {
             ready("ok");
             first = false;
         }
-        let pumps: Vec<_> = [(out_r, "stdout"), (err_r, "stderr")]
+        let pumps: Vec<_> = outputs
             .into_iter()
-            .map(|(fd, stream)| {
+            .map(|(from, stream)| {
                 let log = log.clone();
-                std::thread::spawn(move || pump(File::from(fd), stream, &log))
+                let tty = cfg.tty;
+                std::thread::spawn(move || pump(from, stream, tty, false, &log, None))
             })
             .collect();
         let stop_health = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -668,36 +686,132 @@ fn run(root: &Path, id: &str) -> Result<()> {
     }
     let _ = fs::remove_file(c.stdin_socket());
     if cfg.host.auto_remove {
-        let _lock = containers.lock()?;
-        crate::volume::remove_anonymous(root, &cfg);
-        containers.remove(&c)?;
-        crate::events::record(
-            root,
-            "container",
-            "destroy",
-            &cfg.id,
-            &[("image", &cfg.image), ("name", &cfg.name)],
-        );
+        remove_exited(root, &c)?;
     }
     Ok(())
 }
 
-fn pump(mut from: File, stream: &str, log: &Mutex<LogWriter>) {
+/// Copies `from` into the log, a line an entry; on a `tty` whatever was
+/// read goes out at once (a shell's prompt ends no line). With `echo`
+/// (a foreground run) it goes to this process's `stream` too; when that
+/// is gone (a closed pipe), `from` is closed, so the container gets its
+/// SIGPIPE as it would writing there itself.
+///
+/// With `stop` (the read end of a pipe whose write end is closed once
+/// the container has exited) it stops at that point, after what the pipe
+/// holds: the sandbox's init, still tearing down, need not close its
+/// copy of the pipe first.
+pub(crate) fn pump(
+    mut from: File,
+    stream: &'static str,
+    tty: bool,
+    echo: bool,
+    log: &Mutex<LogWriter>,
+    stop: Option<&OwnedFd>,
+) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
     let mut buf = vec![0u8; 32 * 1024];
     let mut lines = LineSplitter::default();
     let write = |l: &[u8]| {
         let mut w = log.lock().unwrap_or_else(|e| e.into_inner());
         let _ = w.write(stream, l);
     };
+    let mut stopping = false;
     loop {
-        match from.read(&mut buf) {
+        if let Some(stop) = stop {
+            let mut fds = [
+                PollFd::new(from.as_fd(), PollFlags::POLLIN),
+                PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+            ];
+            // Once stopping: only what is there now.
+            let timeout = if stopping {
+                PollTimeout::ZERO
+            } else {
+                PollTimeout::NONE
+            };
+            match poll(&mut fds, timeout) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(nix::Error::EINTR) => continue,
+                Err(_) => break,
+            }
+            let data = fds[0].any().unwrap_or(true);
+            stopping |= fds[1].any().unwrap_or(true);
+            if !data {
+                continue;
+            }
+        }
+        let n = match from.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => lines.push(&buf[..n], write),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
+        };
+        let echoed = match (echo, stream) {
+            (false, _) => Ok(()),
+            (true, "stderr") => {
+                let mut e = std::io::stderr().lock();
+                e.write_all(&buf[..n]).and_then(|()| e.flush())
+            }
+            (true, _) => {
+                let mut o = std::io::stdout().lock();
+                o.write_all(&buf[..n]).and_then(|()| o.flush())
+            }
+        };
+        lines.push(&buf[..n], write);
+        if tty {
+            lines.finish(write);
+        }
+        if echoed.is_err() {
+            break;
         }
     }
     lines.finish(write);
+}
+
+/// The sandbox of `spec` started with `stdin` and its stdout and stderr
+/// on pipes, whose read ends come back with it.
+pub(crate) fn spawn_piped(
+    spec: &sandbox::SandboxSpec,
+    stdin: Option<OwnedFd>,
+) -> Result<(sandbox::Sandbox, [(File, &'static str); 2])> {
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let sb = sandbox::spawn(
+        spec,
+        sandbox::SandboxStdio {
+            stdin,
+            stdout: Some(out_w),
+            stderr: Some(err_w),
+        },
+    )?;
+    Ok((
+        sb,
+        [(File::from(out_r), "stdout"), (File::from(err_r), "stderr")],
+    ))
+}
+
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| ContainerError::io("pipe", "")(e.into()))
+}
+
+/// Removes a container that has exited with `--rm`: its anonymous
+/// volumes, its directory, and a `destroy` event.
+pub(crate) fn remove_exited(root: &Path, c: &Container) -> Result<()> {
+    let containers = Containers::open(root)?;
+    let _lock = containers.lock()?;
+    crate::volume::remove_anonymous(root, &c.config);
+    containers.remove(c)?;
+    crate::events::record(
+        root,
+        "container",
+        "destroy",
+        &c.config.id,
+        &[("image", &c.config.image), ("name", &c.config.name)],
+    );
+    Ok(())
 }
 
 fn health_loop(

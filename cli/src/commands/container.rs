@@ -21,13 +21,20 @@ use super::run::RunArgs;
 use super::size::human_size;
 use super::table::Table;
 
-/// Prints an error of one of several containers (the command goes on).
-fn report(e: &ContainerError) {
-    match e {
-        ContainerError::NoSuchContainer(_) | ContainerError::NoSuchVolume(_) => {
-            eprintln!("Error: {e}")
-        }
-        _ => eprintln!("Error response from daemon: {e}"),
+/// Whose words an error is in, as docker's client prints it: its own
+/// (`Error: …`, as `logs`, `rm`, `exec` say of an unknown container) or
+/// the daemon's (`Error response from daemon: …`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Said {
+    Client,
+    #[default]
+    Daemon,
+}
+
+fn say(e: &impl std::fmt::Display, said: Said) {
+    match said {
+        Said::Client => eprintln!("Error: {e}"),
+        Said::Daemon => eprintln!("Error response from daemon: {e}"),
     }
 }
 
@@ -35,6 +42,54 @@ fn report(e: &ContainerError) {
 pub fn fail(e: &ContainerError) -> ExitCode {
     eprintln!("Error: {e}");
     ExitCode::from(e.exit_code())
+}
+
+/// A `run` refused before its container started, as docker says it
+/// (`docker: Error response from daemon: …` and a pointer to the help),
+/// with docker run's exit code 125.
+pub fn run_failed(e: &ContainerError) -> ExitCode {
+    eprintln!("rbuild: Error response from daemon: {e}\nSee 'rbuild run --help'.");
+    ExitCode::from(125)
+}
+
+/// A `create` refused, as docker says it (the daemon's words, exit 1).
+pub fn create_failed(e: &ContainerError) -> ExitCode {
+    say(e, Said::Daemon);
+    ExitCode::from(1)
+}
+
+/// An error already printed as docker prints it: `main` exits with its
+/// code and prints nothing more.
+#[derive(Debug)]
+pub struct Reported(pub u8);
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Reported {}
+
+/// Prints `e` as docker does ([`fail`]) and turns it into a [`Reported`]
+/// error, so a command can give up with `?`.
+pub fn reported(e: ContainerError) -> anyhow::Error {
+    fail(&e);
+    Reported(e.exit_code()).into()
+}
+
+/// The container named `what` (name, id or id prefix), or docker's
+/// `Error: No such container: X` and its exit code.
+fn lookup(root: &Path, what: &str) -> anyhow::Result<Container> {
+    lookup_as(root, what, Said::Client)
+}
+
+/// [`lookup`], an unknown container said in `said`'s words.
+fn lookup_as(root: &Path, what: &str, said: Said) -> anyhow::Result<Container> {
+    Containers::open(root)?.get(what).map_err(|e| {
+        say(&e, said);
+        Reported(e.exit_code()).into()
+    })
 }
 
 fn now() -> String {
@@ -91,6 +146,16 @@ pub fn create_container(root: &Path, args: &RunArgs) -> Result<Container, Contai
     }
     let store = rbuild_store::Store::open(root)?;
     let image = store.resolve(args.image.as_str())?;
+    create_from(root, args, &store, &image)
+}
+
+/// [`create_container`] from the image `args` names, resolved in `store`.
+pub fn create_from(
+    root: &Path,
+    args: &RunArgs,
+    store: &rbuild_store::Store,
+    image: &rbuild_store::Image,
+) -> Result<Container, ContainerError> {
     let ic = &image.config.config;
     let entrypoint = match &args.entrypoint {
         Some(e) if e.is_empty() => vec![],
@@ -156,13 +221,21 @@ pub fn create_container(root: &Path, args: &RunArgs) -> Result<Container, Contai
         }
         None => containers.free_name()?,
     };
-    let lowers = ctr::fs_ops::lowers(
-        root,
-        &ContainerConfig {
-            manifest: image.manifest_digest.to_string(),
-            ..placeholder_config()
-        },
-    )?;
+    // The image's layers (top first), to seed volumes from: only read
+    // when there are volumes.
+    let seeds = !args.volume.is_empty()
+        || !args.mount.is_empty()
+        || ic.volumes.as_ref().is_some_and(|v| !v.is_empty());
+    let lowers = if seeds {
+        image
+            .layers
+            .iter()
+            .rev()
+            .map(|l| store.snapshot_layer(l))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
     let mounts = mounts(root, args, &lowers, ic.volumes.as_ref())?;
     let healthcheck = healthcheck(args, ic.healthcheck.as_ref());
     let mut labels: BTreeMap<String, String> = ic.labels.clone().unwrap_or_default();
@@ -196,6 +269,7 @@ pub fn create_container(root: &Path, args: &RunArgs) -> Result<Container, Contai
         tty: args.tty,
         open_stdin: args.interactive,
         stdin_once: args.interactive && !args.detach,
+        attach: !args.detach,
         labels,
         stop_signal: args
             .stop_signal
@@ -244,35 +318,6 @@ pub fn create_container(root: &Path, args: &RunArgs) -> Result<Container, Contai
         &[("image", &c.config.image), ("name", &c.config.name)],
     );
     Ok(c)
-}
-
-fn placeholder_config() -> ContainerConfig {
-    ContainerConfig {
-        version: ctr::STATE_VERSION,
-        id: String::new(),
-        name: String::new(),
-        created: String::new(),
-        image: String::new(),
-        image_id: String::new(),
-        manifest: String::new(),
-        entrypoint: vec![],
-        cmd: vec![],
-        env: vec![],
-        working_dir: String::new(),
-        user: String::new(),
-        hostname: String::new(),
-        tty: false,
-        open_stdin: false,
-        stdin_once: false,
-        labels: BTreeMap::new(),
-        stop_signal: String::new(),
-        stop_timeout: None,
-        healthcheck: None,
-        exposed_ports: vec![],
-        image_volumes: vec![],
-        host: HostConfig::default(),
-        mounts: vec![],
-    }
 }
 
 fn healthcheck(
@@ -467,10 +512,10 @@ fn mounts(
 pub fn run_detached(root: &Path, args: &RunArgs) -> ExitCode {
     let c = match create_container(root, args) {
         Ok(c) => c,
-        Err(e) => return fail(&e),
+        Err(e) => return run_failed(&e),
     };
     if let Err(e) = ctr::monitor::start(root, &c) {
-        return fail(&e);
+        return run_failed(&e);
     }
     println!("{}", c.config.id);
     ExitCode::SUCCESS
@@ -484,6 +529,9 @@ pub struct StartArgs {
     /// Attach the container's stdin
     #[arg(short, long)]
     pub interactive: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -496,45 +544,146 @@ fn start_one(root: &Path, c: &Container) -> Result<(), ContainerError> {
 }
 
 pub fn start(root: &Path, args: StartArgs) -> anyhow::Result<ExitCode> {
-    let containers = Containers::open(root)?;
     if args.attach || args.interactive {
         let [one] = args.containers.as_slice() else {
             eprintln!("Error: you cannot start and attach multiple containers at once");
             return Ok(ExitCode::from(1));
         };
-        let c = match containers.get(one) {
-            Ok(c) => c,
-            Err(e) => return Ok(fail(&e)),
-        };
+        let keys = detach_keys(args.detach_keys.as_deref())?;
+        let c = lookup(root, one)?;
         let offset = ctrlog::current_len(&c.log_path());
         if let Err(e) = start_one(root, &c) {
             return Ok(fail(&e));
         }
-        if args.interactive && c.config.open_stdin {
-            forward_stdin(&c);
-        }
-        let code = follow(&c, offset, true);
-        return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+        return Ok(attach_session(&c, offset, args.interactive, &keys));
     }
-    let mut failed = false;
-    for name in &args.containers {
-        match containers.get(name).and_then(|c| start_one(root, &c)) {
-            Ok(()) => println!("{name}"),
-            Err(e) => {
-                fail(&e);
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    let each = Each {
+        summary: Some("failed to start containers"),
+        ..Each::default()
+    };
+    for_each_as(root, &args.containers, each, |c| start_one(root, c))
 }
 
-/// Copies this process's stdin to the container's (`stdin.sock`).
-fn forward_stdin(c: &Container) {
+/// docker's default detach keys: ctrl-p, ctrl-q.
+const DEFAULT_DETACH_KEYS: &str = "ctrl-p,ctrl-q";
+
+/// `--detach-keys` as bytes (docker's syntax: comma-separated `a`…`z`
+/// or `ctrl-a`…`ctrl-z`, `ctrl-@`, `ctrl-[`, `ctrl-\`, `ctrl-]`,
+/// `ctrl-^`, `ctrl-_`).
+fn detach_keys(spec: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    let spec = spec.unwrap_or(DEFAULT_DETACH_KEYS);
+    let bad = || anyhow::anyhow!("Invalid detach keys ({spec}) provided");
+    let mut out = Vec::new();
+    for key in spec.split(',') {
+        let lower = key.to_ascii_lowercase();
+        let byte = match lower.strip_prefix("ctrl-") {
+            Some(k) if k.len() == 1 => match k.as_bytes()[0] {
+                b @ b'a'..=b'z' => b - b'a' + 1,
+                b'@' => 0,
+                b'[' => 27,
+                b'\\' => 28,
+                b']' => 29,
+                b'^' => 30,
+                b'_' => 31,
+                _ => return Err(bad()),
+            },
+            Some(_) => return Err(bad()),
+            None if key.len() == 1 => key.as_bytes()[0],
+            None => return Err(bad()),
+        };
+        out.push(byte);
+    }
+    Ok(out)
+}
+
+/// The caller's terminal in raw mode while attached to a tty container
+/// (keys, ctrl-c included, go to the container); restored when dropped.
+struct RawTerminal {
+    saved: nix::sys::termios::Termios,
+}
+
+impl RawTerminal {
+    fn enter() -> Option<RawTerminal> {
+        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
+        Some(RawTerminal { saved })
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        use nix::sys::termios::{SetArg, tcsetattr};
+        let _ = tcsetattr(std::io::stdin(), SetArg::TCSADRAIN, &self.saved);
+    }
+}
+
+/// Gives the container's terminal this terminal's window size (the pty's
+/// slave is pid 1's stdin; setting its size signals SIGWINCH inside).
+fn pass_window_size(c: &Container) {
+    let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdout()) else {
+        return;
+    };
+    let Ok(c) = c.reload() else { return };
+    if !c.is_running() {
+        return;
+    }
+    if let Ok(tty) = std::fs::File::options()
+        .write(true)
+        .open(format!("/proc/{}/fd/0", c.state.pid))
+    {
+        if rustix::termios::isatty(&tty) {
+            let _ = rustix::termios::tcsetwinsize(&tty, ws);
+        }
+    }
+}
+
+/// Attaches this process to the running (or just started) container `c`
+/// from log offset `offset` until it exits or the user detaches, as
+/// docker's attach: its output here; with `stdin`, this stdin there; on a
+/// tty container this terminal in raw mode, its window size passed on
+/// (and again on SIGWINCH), and `detach` (the key sequence) detaching.
+/// Returns the container's exit code, or 0 after a detach.
+fn attach_session(c: &Container, offset: u64, stdin: bool, detach: &[u8]) -> ExitCode {
+    use std::io::IsTerminal;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tty = c.config.tty;
+    // Blocked before the stdin thread starts, so it inherits the mask and
+    // the signals reach the proxy.
+    let proxy = proxy_signals();
+    let _raw = (tty && stdin && std::io::stdin().is_terminal())
+        .then(RawTerminal::enter)
+        .flatten();
+    if tty {
+        pass_window_size(c);
+    }
+    let detached = Arc::new(AtomicBool::new(false));
+    if stdin && c.config.open_stdin {
+        let keys = if tty { detach.to_vec() } else { Vec::new() };
+        forward_stdin(c, keys, detached.clone());
+    }
+    let code = follow(c, offset, tty, proxy.as_ref(), &detached);
+    drop(_raw);
+    if detached.load(Ordering::SeqCst) {
+        eprintln!("read escape sequence");
+        return ExitCode::SUCCESS;
+    }
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// Copies this process's stdin to the container's (`stdin.sock`); when
+/// `detach` (a key sequence) is typed, stops and sets `detached`. As with
+/// docker, the keys of an unfinished sequence are held back and go on
+/// together when the next key does not continue it.
+fn forward_stdin(
+    c: &Container,
+    detach: Vec<u8>,
+    detached: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
     let Ok((dir, sock)) = c.stdin_socket_short() else {
         return;
     };
@@ -550,25 +699,40 @@ fn forward_stdin(c: &Container) {
         };
         let mut buf = [0u8; 8192];
         let mut stdin = std::io::stdin();
+        let mut matched = 0;
         loop {
-            match stdin.read(&mut buf) {
+            let n = match stdin.read(&mut buf) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if conn.write_all(&buf[..n]).is_err() {
-                        break;
+                Ok(n) => n,
+            };
+            let mut out = Vec::with_capacity(n);
+            for &b in &buf[..n] {
+                if !detach.is_empty() && b == detach[matched] {
+                    matched += 1;
+                    if matched == detach.len() {
+                        let _ = conn.write_all(&out);
+                        detached.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return;
                     }
+                    continue;
                 }
+                out.extend_from_slice(&detach[..matched]);
+                matched = 0;
+                out.push(b);
+            }
+            if conn.write_all(&out).is_err() {
+                break;
             }
         }
         let _ = conn.shutdown(std::net::Shutdown::Write);
     });
 }
 
-/// Prints the log from `offset` as it grows until the container stops
-/// (`until_exit`) and returns its exit code.
-fn follow(c: &Container, offset: u64, until_exit: bool) -> i32 {
-    // docker's sig-proxy: SIGINT, SIGTERM, SIGHUP and SIGQUIT reaching
-    // this process go to the container instead of ending the attach.
+/// docker's sig-proxy: SIGINT, SIGTERM, SIGHUP and SIGQUIT reaching
+/// this process go to the container instead of ending the attach; and
+/// SIGWINCH, for a tty's size. Blocks them in this thread (and the
+/// threads it starts after) and reads them from the returned fd.
+fn proxy_signals() -> Option<nix::sys::signalfd::SignalFd> {
     use nix::sys::signal::{SigSet, Signal};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     let mut set = SigSet::empty();
@@ -577,12 +741,25 @@ fn follow(c: &Container, offset: u64, until_exit: bool) -> i32 {
         Signal::SIGTERM,
         Signal::SIGHUP,
         Signal::SIGQUIT,
+        Signal::SIGWINCH,
     ] {
         set.add(sig);
     }
-    let proxy = set.thread_block().ok().and_then(|()| {
-        SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).ok()
-    });
+    set.thread_block().ok()?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).ok()
+}
+
+/// Prints the log from `offset` as it grows until the container stops
+/// (or `detached` is set) and returns its exit code; signals from
+/// `proxy` ([`proxy_signals`]) go to the container, and on a `tty`
+/// window size changes are passed on.
+fn follow(
+    c: &Container,
+    offset: u64,
+    tty: bool,
+    proxy: Option<&nix::sys::signalfd::SignalFd>,
+    detached: &std::sync::atomic::AtomicBool,
+) -> i32 {
     let mut offset = offset;
     let path = c.log_path();
     let mut out = std::io::stdout();
@@ -599,16 +776,25 @@ fn follow(c: &Container, offset: u64, until_exit: bool) -> i32 {
             }
         }
         let _ = out.flush();
+        if detached.load(std::sync::atomic::Ordering::SeqCst) {
+            return 0;
+        }
         let state = match c.reload() {
             Ok(c) => c,
-            Err(_) => return 0,
+            Err(_) => return c.exit_code_when_gone(),
         };
-        if let Some(sfd) = &proxy {
+        if let Some(sfd) = proxy {
             while let Ok(Some(info)) = sfd.read_signal() {
-                let _ = state.signal(info.ssi_signo as i32);
+                if info.ssi_signo as i32 == libc::SIGWINCH {
+                    if tty {
+                        pass_window_size(&state);
+                    }
+                } else {
+                    let _ = state.signal(info.ssi_signo as i32);
+                }
             }
         }
-        if !state.is_active() || (!until_exit && state.state.status == Status::Created) {
+        if !state.is_active() {
             if entries.is_empty() {
                 idle_after_exit += 1;
                 if idle_after_exit > 1 {
@@ -626,23 +812,40 @@ pub struct AttachArgs {
     /// Do not attach stdin
     #[arg(long)]
     pub no_stdin: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     pub container: String,
 }
 
 pub fn attach(root: &Path, args: AttachArgs) -> anyhow::Result<ExitCode> {
-    let c = match Containers::open(root)?.get(&args.container) {
-        Ok(c) => c,
-        Err(e) => return Ok(fail(&e)),
-    };
+    let keys = detach_keys(args.detach_keys.as_deref())?;
+    let c = lookup(root, &args.container)?;
     if !c.is_running() {
-        eprintln!("Error: You cannot attach to a stopped container, start it first");
+        eprintln!("You cannot attach to a stopped container, start it first");
         return Ok(ExitCode::from(1));
     }
-    if !args.no_stdin && c.config.open_stdin {
-        forward_stdin(&c);
+    Ok(attach_session(
+        &c,
+        ctrlog::current_len(&c.log_path()),
+        !args.no_stdin,
+        &keys,
+    ))
+}
+
+/// `run -it` (a terminal, interactive, not detached): as `run -d`, then
+/// attached as `start -ai` is, so ctrl-p ctrl-q (or `--detach-keys`)
+/// leaves the container running in the background, as docker's.
+pub fn run_attached(root: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let keys = detach_keys(args.detach_keys.as_deref())?;
+    let c = match create_container(root, args) {
+        Ok(c) => c,
+        Err(e) => return Ok(run_failed(&e)),
+    };
+    if let Err(e) = ctr::monitor::start(root, &c) {
+        return Ok(run_failed(&e));
     }
-    let code = follow(&c, ctrlog::current_len(&c.log_path()), true);
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+    Ok(attach_session(&c, 0, true, &keys))
 }
 
 #[derive(Debug, Args)]
@@ -697,34 +900,189 @@ fn matches_filter(c: &Container, f: &str) -> anyhow::Result<bool> {
     })
 }
 
-fn command_text(c: &Container, trunc: bool) -> String {
-    let cmd = c.config.argv().join(" ");
-    if trunc && cmd.chars().count() > 20 {
-        format!("\"{}…\"", cmd.chars().take(19).collect::<String>())
+/// Prints `rows` as docker's formatter does: a table of `columns`
+/// (header, key) by default; one JSON object a line with `json`; a Go
+/// template per row, after `table ` through the tab aligner with a header
+/// row made by rendering the template on the header names (`headers`:
+/// key → header). `\t` in a template is a tab.
+fn print_rows(
+    rows: &[Value],
+    format: Option<&str>,
+    columns: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    match format {
+        None | Some("table") => {
+            let header: Vec<&str> = columns.iter().map(|(h, _)| *h).collect();
+            let mut t = Table::new(&header);
+            for r in rows {
+                t.row(
+                    columns
+                        .iter()
+                        .map(|(_, k)| r[*k].as_str().unwrap_or("").to_string())
+                        .collect(),
+                );
+            }
+            print!("{}", t.render());
+        }
+        Some("json") => {
+            for r in rows {
+                println!("{}", serde_json::to_string(r)?);
+            }
+        }
+        Some(f) => {
+            let (table, body) = match f.strip_prefix("table") {
+                Some(b) => (true, b),
+                None => (false, f),
+            };
+            let body = body.trim().replace("\\t", "\t").replace("\\n", "\n");
+            let t = Template::parse(&body)?;
+            if table {
+                let names: serde_json::Map<String, Value> = headers
+                    .iter()
+                    .map(|(k, h)| (k.to_string(), json!(h)))
+                    .collect();
+                let mut lines = vec![t.render(&Value::Object(names))?];
+                for r in rows {
+                    lines.push(t.render(r)?);
+                }
+                let mut out = Table::default();
+                for l in &lines {
+                    out.row(l.split('\t').map(str::to_string).collect());
+                }
+                print!("{}", out.render());
+            } else {
+                for r in rows {
+                    println!("{}", t.render(r)?);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `ps` placeholders and their table headers (docker's).
+const PS_HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Ports", "PORTS"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+    ("Size", "SIZE"),
+    ("Names", "NAMES"),
+    ("Labels", "LABELS"),
+    ("Mounts", "MOUNTS"),
+    ("Networks", "NETWORKS"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
+];
+
+/// Go's `strconv.Quote` for the text docker shows (JSON string escaping
+/// agrees with it on printable text).
+fn go_quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// docker's `stringutils.Ellipsis`: at most `n` characters, the last `…`.
+fn ellipsis(s: &str, n: usize) -> String {
+    if s.chars().count() > n {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
     } else {
-        format!("\"{cmd}\"")
+        s.to_string()
     }
 }
 
-fn ports_text(c: &Container) -> String {
-    c.config.host.port_bindings.join(", ")
+/// docker's COMMAND: the path, then the args, those with a space in
+/// single quotes; quoted as Go quotes, cut to 20 characters by default.
+fn command_text(c: &Container, trunc: bool) -> String {
+    let argv = c.config.argv();
+    let cmd = argv
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if i > 0 && a.contains(' ') {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    go_quote(&if trunc { ellipsis(&cmd, 20) } else { cmd })
 }
 
-fn ps_row(c: &Container, trunc: bool) -> Value {
-    json!({
+/// docker's PORTS column: `0.0.0.0:8080->80/tcp` for each port bound now,
+/// `80/tcp` for an exposed one that is not; nothing when not running.
+fn ports_text(c: &Container) -> String {
+    if !c.is_running() {
+        return String::new();
+    }
+    let bound = ctr::monitor::network_record(c.dir())
+        .map(|r| r.ports)
+        .unwrap_or_default();
+    let mut out: Vec<String> = bound
+        .iter()
+        .map(|(p, ip, port)| format!("{ip}:{port}->{p}"))
+        .collect();
+    for p in &c.config.exposed_ports {
+        if !bound.iter().any(|(b, _, _)| b == p) {
+            out.push(p.clone());
+        }
+    }
+    out.join(", ")
+}
+
+/// Go's `time.Time.String()` of an RFC 3339 UTC time, as docker's
+/// `CreatedAt` shows it: `2021-03-12 10:13:35 +0000 UTC`.
+fn go_time(rfc3339: &str) -> String {
+    let t = time::rfc3339(time::parse_rfc3339(rfc3339).unwrap_or(0));
+    format!("{} {} +0000 UTC", &t[..10], &t[11..19])
+}
+
+fn ps_row(root: &Path, c: &Container, trunc: bool, size: bool) -> Value {
+    let names = |m: &MountPoint| {
+        let n = if m.name.is_empty() {
+            m.source.display().to_string()
+        } else {
+            m.name.clone()
+        };
+        if trunc { ellipsis(&n, 15) } else { n }
+    };
+    let mut row = json!({
         "ID": if trunc { c.config.short_id().to_string() } else { c.config.id.clone() },
         "Image": c.config.image,
         "Command": command_text(c, trunc),
-        "CreatedAt": c.config.created,
+        "CreatedAt": go_time(&c.config.created),
         "RunningFor": format!("{} ago", time::human_duration(time::now_secs() - time::parse_rfc3339(&c.config.created).unwrap_or(0))),
         "Status": c.status_text(),
         "State": c.state.status.as_str(),
         "Ports": ports_text(c),
         "Names": c.config.name,
         "Labels": c.config.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
-        "Mounts": c.config.mounts.iter().map(|m| if m.name.is_empty() { m.source.display().to_string() } else { m.name.clone() }).collect::<Vec<_>>().join(","),
-        "Networks": c.config.host.network_mode,
-    })
+        "Mounts": c.config.mounts.iter().map(names).collect::<Vec<_>>().join(","),
+        "Networks": match c.config.host.network_mode.as_str() {
+            "" | "default" if nix::unistd::geteuid().is_root() => "bridge",
+            "" | "default" => "none",
+            other => other,
+        },
+        "LocalVolumes": c.config.mounts.iter().filter(|m| m.kind == "volume").count().to_string(),
+    });
+    if size {
+        let upper = rbuild_store::tree_size(&c.upper());
+        let image: u64 = ctr::fs_ops::lowers(root, &c.config)
+            .unwrap_or_default()
+            .iter()
+            .map(|l| rbuild_store::tree_size(l))
+            .sum();
+        row["Size"] = json!(format!(
+            "{} (virtual {})",
+            human_size(upper),
+            human_size(upper + image)
+        ));
+    }
+    row
 }
 
 pub fn ps(root: &Path, args: PsArgs) -> anyhow::Result<ExitCode> {
@@ -763,63 +1121,22 @@ pub fn ps(root: &Path, args: PsArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    match args.format.as_deref() {
-        None | Some("table") => {
-            let mut t = Table::new(&[
-                "CONTAINER ID",
-                "IMAGE",
-                "COMMAND",
-                "CREATED",
-                "STATUS",
-                "PORTS",
-                "NAMES",
-            ]);
-            for c in &list {
-                let r = ps_row(c, trunc);
-                let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
-                t.row(vec![
-                    s("ID"),
-                    s("Image"),
-                    s("Command"),
-                    s("RunningFor"),
-                    s("Status"),
-                    s("Ports"),
-                    s("Names"),
-                ]);
-            }
-            print!("{}", t.render());
-        }
-        Some("json") => {
-            for c in &list {
-                println!("{}", serde_json::to_string(&ps_row(c, trunc))?);
-            }
-        }
-        Some(f) => {
-            let (table, body) = match f.strip_prefix("table ") {
-                Some(b) => (true, b),
-                None => (false, f),
-            };
-            let t = Template::parse(body)?;
-            let mut lines = Vec::new();
-            for c in &list {
-                lines.push(t.render(&ps_row(c, trunc))?);
-            }
-            if table {
-                let header = body
-                    .replace("{{.ID}}", "CONTAINER ID")
-                    .replace("{{.Names}}", "NAMES")
-                    .replace("{{.Image}}", "IMAGE")
-                    .replace("{{.Status}}", "STATUS")
-                    .replace("{{.State}}", "STATE")
-                    .replace("{{.Command}}", "COMMAND")
-                    .replace("{{.Ports}}", "PORTS");
-                println!("{}", header.replace("\\t", "\t"));
-            }
-            for l in lines {
-                println!("{l}");
-            }
-        }
+    // docker computes sizes for -s, or when the format shows them.
+    let size = args.size || args.format.as_deref().is_some_and(|f| f.contains(".Size"));
+    let rows: Vec<Value> = list.iter().map(|c| ps_row(root, c, trunc, size)).collect();
+    let mut columns = vec![
+        ("CONTAINER ID", "ID"),
+        ("IMAGE", "Image"),
+        ("COMMAND", "Command"),
+        ("CREATED", "RunningFor"),
+        ("STATUS", "Status"),
+        ("PORTS", "Ports"),
+        ("NAMES", "Names"),
+    ];
+    if args.size {
+        columns.push(("SIZE", "Size"));
     }
+    print_rows(&rows, args.format.as_deref(), &columns, PS_HEADERS)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -844,10 +1161,7 @@ pub struct LogsArgs {
 }
 
 pub fn logs(root: &Path, args: LogsArgs) -> anyhow::Result<ExitCode> {
-    let c = match Containers::open(root)?.get(&args.container) {
-        Ok(c) => c,
-        Err(e) => return Ok(fail(&e)),
-    };
+    let c = lookup(root, &args.container)?;
     let nowns = ctrlog::now_nanos();
     let since = match &args.since {
         Some(s) => Some(
@@ -947,21 +1261,18 @@ pub struct ExecArgs {
 }
 
 pub fn exec(root: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let c = match Containers::open(root)?.get(&args.container) {
-        Ok(c) => c,
-        Err(e) => return Ok(fail(&e)),
-    };
+    let c = lookup(root, &args.container)?;
     if c.state.status == Status::Paused {
         eprintln!(
             "Error response from daemon: Container {} is paused, unpause the container before exec",
-            c.config.id
+            args.container
         );
         return Ok(ExitCode::from(1));
     }
     if !c.is_running() {
-        eprintln!(
-            "Error response from daemon: container {} is not running",
-            c.config.id
+        say(
+            &ContainerError::NotRunning(c.config.id.clone()),
+            Said::Daemon,
         );
         return Ok(ExitCode::from(1));
     }
@@ -1090,31 +1401,77 @@ pub struct StopArgs {
     pub containers: Vec<String>,
 }
 
+/// How a command of several containers reports (docker's client).
+#[derive(Debug, Clone, Copy, Default)]
+struct Each {
+    /// An unknown container is reported but fails nothing (`rm -f`).
+    missing_ok: bool,
+    /// Whose words an unknown container is in (`rm`: the client's).
+    missing: Said,
+    /// Every error as `CONTEXT: NAME: error` (`Cannot kill container`).
+    context: Option<&'static str>,
+    /// A closing line naming the failed ones (`Error: failed to start
+    /// containers: a, b`).
+    summary: Option<&'static str>,
+}
+
+/// Runs `f` on each named container, printing the name as given (as
+/// docker does) or the error in the daemon's words; exits 1 when any
+/// failed.
 fn for_each(
     root: &Path,
     names: &[String],
+    f: impl FnMut(&Container) -> Result<(), ContainerError>,
+) -> anyhow::Result<ExitCode> {
+    for_each_as(root, names, Each::default(), f)
+}
+
+/// [`for_each`] reporting as `each` says.
+fn for_each_as(
+    root: &Path,
+    names: &[String],
+    each: Each,
     mut f: impl FnMut(&Container) -> Result<(), ContainerError>,
 ) -> anyhow::Result<ExitCode> {
+    each_printing(root, names, each, |name, c| f(c).map(|()| name.to_string()))
+}
+
+/// [`for_each_as`] printing what `f` returns.
+fn each_printing(
+    root: &Path,
+    names: &[String],
+    each: Each,
+    mut f: impl FnMut(&str, &Container) -> Result<String, ContainerError>,
+) -> anyhow::Result<ExitCode> {
     let containers = Containers::open(root)?;
-    let mut failed = false;
+    let mut failed = Vec::new();
     for name in names {
-        match containers.get(name).and_then(|c| f(&c)) {
-            Ok(()) => println!("{name}"),
+        match containers.get(name).and_then(|c| f(name, &c)) {
+            Ok(out) => println!("{out}"),
             Err(e) => {
-                report(&e);
-                failed = true;
+                let missing = matches!(e, ContainerError::NoSuchContainer(_));
+                let said = if missing { each.missing } else { Said::Daemon };
+                match each.context {
+                    Some(context) => say(&format!("{context}: {name}: {e}"), said),
+                    None => say(&e, said),
+                }
+                if !(missing && each.missing_ok) {
+                    failed.push(name.as_str());
+                }
             }
         }
     }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
+    if let (Some(summary), false) = (each.summary, failed.is_empty()) {
+        eprintln!("Error: {summary}: {}", failed.join(", "));
+    }
+    Ok(if failed.is_empty() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }
 
 pub fn stop(root: &Path, args: StopArgs) -> anyhow::Result<ExitCode> {
-    let root2 = root.to_path_buf();
     for_each(root, &args.containers, |c| {
         let mut c = c.clone();
         if let Some(s) = &args.signal {
@@ -1122,7 +1479,7 @@ pub fn stop(root: &Path, args: StopArgs) -> anyhow::Result<ExitCode> {
         }
         stop_container(&c, args.time)?;
         ctr::events::record(
-            &root2,
+            root,
             "container",
             "stop",
             &c.config.id,
@@ -1133,13 +1490,12 @@ pub fn stop(root: &Path, args: StopArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn restart(root: &Path, args: StopArgs) -> anyhow::Result<ExitCode> {
-    let root2 = root.to_path_buf();
     for_each(root, &args.containers, |c| {
         stop_container(c, args.time)?;
         let c = c.reload()?;
-        ctr::monitor::start(&root2, &c)?;
+        ctr::monitor::start(root, &c)?;
         ctr::events::record(
-            &root2,
+            root,
             "container",
             "restart",
             &c.config.id,
@@ -1163,17 +1519,13 @@ pub fn kill(root: &Path, args: KillArgs) -> anyhow::Result<ExitCode> {
         eprintln!("Error: invalid signal: {}", args.signal);
         return Ok(ExitCode::from(1));
     };
-    let root2 = root.to_path_buf();
-    for_each(root, &args.containers, |c| {
+    let each = Each {
+        context: Some("Cannot kill container"),
+        ..Each::default()
+    };
+    for_each_as(root, &args.containers, each, |c| {
         if !c.is_running() {
-            return Err(invalid(
-                "container state",
-                &format!(
-                    "cannot kill container: {}: container {} is not running",
-                    c.config.name, c.config.id
-                ),
-                None,
-            ));
+            return Err(ContainerError::NotRunning(c.config.id.clone()));
         }
         let _ = std::fs::write(c.stop_marker(), b"");
         c.signal(sig)?;
@@ -1184,7 +1536,7 @@ pub fn kill(root: &Path, args: KillArgs) -> anyhow::Result<ExitCode> {
             wait_inactive(c, Duration::from_secs(10));
         }
         ctr::events::record(
-            &root2,
+            root,
             "container",
             "kill",
             &c.config.id,
@@ -1201,31 +1553,30 @@ pub struct NamesArgs {
 }
 
 pub fn pause(root: &Path, args: NamesArgs, frozen: bool) -> anyhow::Result<ExitCode> {
-    let root2 = root.to_path_buf();
     for_each(root, &args.containers, |c| {
-        if !c.is_running() {
-            return Err(invalid(
-                "container state",
-                &format!("Container {} is not running", c.config.id),
-                None,
-            ));
-        }
-        if frozen == (c.state.status == Status::Paused) {
-            let word = if frozen {
-                "already paused"
-            } else {
-                "not paused"
-            };
-            return Err(invalid(
-                "container state",
-                &format!("Container {} is {word}", c.config.id),
-                None,
-            ));
+        let paused = c.state.status == Status::Paused;
+        match (frozen, paused) {
+            (false, false) => {
+                return Err(ContainerError::State(format!(
+                    "Container {} is not paused",
+                    c.config.id
+                )));
+            }
+            (true, true) => {
+                return Err(ContainerError::State(format!(
+                    "Container {} is already paused",
+                    c.config.id
+                )));
+            }
+            (true, false) if !c.is_running() => {
+                return Err(ContainerError::NotRunning(c.config.id.clone()));
+            }
+            _ => {}
         }
         c.set_frozen(frozen)?;
         let action = if frozen { "pause" } else { "unpause" };
         ctr::events::record(
-            &root2,
+            root,
             "container",
             action,
             &c.config.id,
@@ -1236,29 +1587,17 @@ pub fn pause(root: &Path, args: NamesArgs, frozen: bool) -> anyhow::Result<ExitC
 }
 
 pub fn wait(root: &Path, args: NamesArgs) -> anyhow::Result<ExitCode> {
-    let containers = Containers::open(root)?;
-    let mut failed = false;
-    for name in &args.containers {
-        match containers.get(name) {
-            Ok(c) => {
-                // docker: a container not started yet is waited for too.
-                while c.reload().is_ok_and(|c| c.state.status == Status::Created) {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                wait_inactive(&c, Duration::from_secs(u64::MAX / 4));
-                let code = c.reload().map(|c| c.state.exit_code).unwrap_or(-1);
-                println!("{code}");
-            }
-            Err(e) => {
-                report(&e);
-                failed = true;
-            }
+    each_printing(root, &args.containers, Each::default(), |_, c| {
+        // docker: a container not started yet is waited for too.
+        while c.reload().is_ok_and(|c| c.state.status == Status::Created) {
+            std::thread::sleep(Duration::from_millis(20));
         }
-    }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+        wait_inactive(c, Duration::from_secs(u64::MAX / 4));
+        let code = match c.reload() {
+            Ok(c) => c.state.exit_code,
+            Err(_) => c.exit_code_when_gone(),
+        };
+        Ok(code.to_string())
     })
 }
 
@@ -1282,7 +1621,7 @@ fn remove_container(
 ) -> Result<(), ContainerError> {
     if c.is_active() {
         if !force {
-            return Err(ContainerError::Running(c.config.name.clone()));
+            return Err(ContainerError::Running(c.config.id.clone()));
         }
         let _ = std::fs::write(c.stop_marker(), b"");
         if c.is_running() {
@@ -1310,26 +1649,13 @@ fn remove_container(
 }
 
 pub fn rm(root: &Path, args: RmArgs) -> anyhow::Result<ExitCode> {
-    let containers = Containers::open(root)?;
-    let mut failed = false;
-    for name in &args.containers {
-        let r = containers.get(name);
-        let r = match r {
-            Err(ContainerError::NoSuchContainer(_)) if args.force => continue,
-            r => r,
-        };
-        match r.and_then(|c| remove_container(root, &c, args.force, args.volumes)) {
-            Ok(()) => println!("{name}"),
-            Err(e) => {
-                report(&e);
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+    let each = Each {
+        missing_ok: args.force,
+        missing: Said::Client,
+        ..Each::default()
+    };
+    each_printing(root, &args.containers, each, |name, c| {
+        remove_container(root, c, args.force, args.volumes).map(|()| name.to_string())
     })
 }
 
@@ -1359,7 +1685,17 @@ pub fn rename(root: &Path, args: RenameArgs) -> anyhow::Result<ExitCode> {
     })();
     Ok(match r {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e),
+        Err(e) => {
+            match e {
+                ContainerError::NameInUse { .. } => say(
+                    &format!("Error when allocating new name: {e}"),
+                    Said::Daemon,
+                ),
+                _ => say(&e, Said::Daemon),
+            }
+            eprintln!("Error: failed to rename container named {}", args.container);
+            ExitCode::from(1)
+        }
     })
 }
 
@@ -1378,14 +1714,11 @@ fn clock_ticks() -> u64 {
 }
 
 pub fn top(root: &Path, args: TopArgs) -> anyhow::Result<ExitCode> {
-    let c = match Containers::open(root)?.get(&args.container) {
-        Ok(c) => c,
-        Err(e) => return Ok(fail(&e)),
-    };
+    let c = lookup_as(root, &args.container, Said::Daemon)?;
     if !c.is_running() {
-        eprintln!(
-            "Error response from daemon: container {} is not running",
-            c.config.id
+        say(
+            &ContainerError::NotRunning(c.config.id.clone()),
+            Said::Daemon,
         );
         return Ok(ExitCode::from(1));
     }
@@ -1422,10 +1755,7 @@ pub fn top(root: &Path, args: TopArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn diff(root: &Path, args: NamesArgs) -> anyhow::Result<ExitCode> {
-    let c = match Containers::open(root)?.get(&args.containers[0]) {
-        Ok(c) => c,
-        Err(e) => return Ok(fail(&e)),
-    };
+    let c = lookup_as(root, &args.containers[0], Said::Daemon)?;
     let lowers = ctr::fs_ops::lowers(root, &c.config)?;
     for ch in ctr::fs_ops::diff(&c, &lowers) {
         println!("{} {}", ch.kind, ch.path);
@@ -1479,9 +1809,9 @@ pub fn cp(root: &Path, args: CpArgs) -> anyhow::Result<ExitCode> {
         split_container_path(&args.dest),
     ) {
         (Some((name, path)), None) => {
-            let c = match containers.get(name) {
-                Ok(c) => c,
-                Err(e) => return Ok(fail(&e)),
+            let Ok(c) = containers.get(name) else {
+                eprintln!("Error: No such container:path: {}", args.src);
+                return Ok(ExitCode::from(1));
             };
             let lowers = ctr::fs_ops::lowers(root, &c.config)?;
             let store = rbuild_store::Store::open(root)?;
@@ -1522,16 +1852,13 @@ pub fn cp(root: &Path, args: CpArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         (None, Some((name, path))) => {
-            let c = match containers.get(name) {
-                Ok(c) => c,
-                Err(e) => return Ok(fail(&e)),
+            let Ok(c) = containers.get(name) else {
+                eprintln!("Error: No such container:path: {}", args.dest);
+                return Ok(ExitCode::from(1));
             };
             let lowers = ctr::fs_ops::lowers(root, &c.config)?;
             if args.src == "-" {
-                let dir = match ctr::fs_ops::copy_in_target(&c, &lowers, path) {
-                    Ok(d) => d,
-                    Err(e) => return Ok(fail(&e)),
-                };
+                let dir = ctr::fs_ops::copy_in_target(&c, &lowers, path).map_err(reported)?;
                 let mut a = tar::Archive::new(std::io::stdin().lock());
                 a.set_preserve_permissions(true);
                 a.set_preserve_ownerships(true);
@@ -1551,10 +1878,7 @@ pub fn cp(root: &Path, args: CpArgs) -> anyhow::Result<ExitCode> {
             let (dir_path, name_in) = match ctr::fs_ops::copy_in_target(&c, &lowers, path) {
                 Ok(d) if d.is_dir() => (d, src.file_name().map(|n| n.to_os_string())),
                 _ => (
-                    match ctr::fs_ops::copy_in_target(&c, &lowers, &parent) {
-                        Ok(d) => d,
-                        Err(e) => return Ok(fail(&e)),
-                    },
+                    ctr::fs_ops::copy_in_target(&c, &lowers, &parent).map_err(reported)?,
                     Path::new(path).file_name().map(|n| n.to_os_string()),
                 ),
             };
@@ -1594,10 +1918,7 @@ pub struct CommitArgs {
 }
 
 pub fn commit(root: &Path, args: CommitArgs) -> anyhow::Result<ExitCode> {
-    let c = match Containers::open(root)?.get(&args.container) {
-        Ok(c) => c,
-        Err(e) => return Ok(fail(&e)),
-    };
+    let c = lookup_as(root, &args.container, Said::Daemon)?;
     let tags = args
         .reference
         .as_deref()
@@ -1696,10 +2017,7 @@ pub fn stats(root: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
     } else {
         let mut v = Vec::new();
         for n in &args.containers {
-            match containers.get(n) {
-                Ok(c) => v.push(c),
-                Err(e) => return Ok(fail(&e)),
-            }
+            v.push(lookup_as(root, n, Said::Daemon)?);
         }
         v
     };
@@ -1758,45 +2076,31 @@ pub fn stats(root: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
                 "PIDs": s.pids.to_string(),
             }));
         }
-        match args.format.as_deref() {
-            None | Some("table") => {
-                let mut t = Table::new(&[
-                    "CONTAINER ID",
-                    "NAME",
-                    "CPU %",
-                    "MEM USAGE / LIMIT",
-                    "MEM %",
-                    "NET I/O",
-                    "BLOCK I/O",
-                    "PIDS",
-                ]);
-                for r in &rows {
-                    let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
-                    t.row(vec![
-                        s("ID"),
-                        s("Name"),
-                        s("CPUPerc"),
-                        s("MemUsage"),
-                        s("MemPerc"),
-                        s("NetIO"),
-                        s("BlockIO"),
-                        s("PIDs"),
-                    ]);
-                }
-                print!("{}", t.render());
-            }
-            Some("json") => {
-                for r in &rows {
-                    println!("{r}");
-                }
-            }
-            Some(f) => {
-                let t = Template::parse(f.strip_prefix("table ").unwrap_or(f))?;
-                for r in &rows {
-                    println!("{}", t.render(r)?);
-                }
-            }
-        }
+        print_rows(
+            &rows,
+            args.format.as_deref(),
+            &[
+                ("CONTAINER ID", "ID"),
+                ("NAME", "Name"),
+                ("CPU %", "CPUPerc"),
+                ("MEM USAGE / LIMIT", "MemUsage"),
+                ("MEM %", "MemPerc"),
+                ("NET I/O", "NetIO"),
+                ("BLOCK I/O", "BlockIO"),
+                ("PIDS", "PIDs"),
+            ],
+            &[
+                ("ID", "CONTAINER ID"),
+                ("Container", "CONTAINER"),
+                ("Name", "NAME"),
+                ("CPUPerc", "CPU %"),
+                ("MemUsage", "MEM USAGE / LIMIT"),
+                ("MemPerc", "MEM %"),
+                ("NetIO", "NET I/O"),
+                ("BlockIO", "BLOCK I/O"),
+                ("PIDs", "PIDS"),
+            ],
+        )?;
         if args.no_stream {
             return Ok(ExitCode::SUCCESS);
         }
@@ -1883,10 +2187,7 @@ pub struct PortArgs {
 }
 
 pub fn port(root: &Path, args: PortArgs) -> anyhow::Result<ExitCode> {
-    let c = match Containers::open(root)?.get(&args.container) {
-        Ok(c) => c,
-        Err(e) => return Ok(fail(&e)),
-    };
+    let c = lookup(root, &args.container)?;
     // docker's lines (`80/tcp -> 127.0.0.1:8080`) of the ports bound now.
     if c.is_running() {
         if let Some(rec) = ctr::monitor::network_record(c.dir()) {
@@ -1906,7 +2207,8 @@ pub struct EventsArgs {
     /// Stream events until this timestamp
     #[arg(long)]
     pub until: Option<String>,
-    /// Filter output (type=, event=, container=, image=, volume=)
+    /// Filter output (type=container|image|volume|network, event=,
+    /// container=, image=, volume=, network=, label=)
     #[arg(short, long)]
     pub filter: Vec<String>,
     /// Format the output using a Go template, or `json`
@@ -1916,39 +2218,77 @@ pub struct EventsArgs {
 
 pub fn events(root: &Path, args: EventsArgs) -> anyhow::Result<ExitCode> {
     let nowns = ctrlog::now_nanos();
-    let since = args
-        .since
-        .as_deref()
-        .and_then(|s| ctrlog::parse_time(s, nowns));
-    let until = args
-        .until
-        .as_deref()
-        .and_then(|s| ctrlog::parse_time(s, nowns));
+    let time_arg = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<i128>> {
+        v.as_deref()
+            .map(|s| {
+                ctrlog::parse_time(s, nowns)
+                    .ok_or_else(|| anyhow::anyhow!("invalid value for \"{flag}\": {s:?}"))
+            })
+            .transpose()
+    };
+    let since = time_arg("since", &args.since)?;
+    let until = time_arg("until", &args.until)?;
     let template = match args.format.as_deref() {
         None | Some("json") => None,
         Some(t) => Some(Template::parse(t)?),
     };
+    // docker: values of one key are alternatives, different keys all hold.
+    let mut filters: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for f in &args.filter {
+        let (k, v) = f.split_once('=').unwrap_or((f, ""));
+        if !matches!(
+            k,
+            "type" | "event" | "action" | "container" | "image" | "volume" | "network" | "label"
+        ) {
+            eprintln!("Error response from daemon: Invalid filter '{k}'");
+            return Ok(ExitCode::from(1));
+        }
+        filters.entry(k).or_default().push(v);
+    }
     let keep = |e: &ctr::events::Event| {
         if since.is_some_and(|s| e.time_nano < s) || until.is_some_and(|u| e.time_nano > u) {
             return false;
         }
-        args.filter.iter().all(|f| {
-            let (k, v) = f.split_once('=').unwrap_or((f, ""));
-            match k {
-                "type" => e.kind == v,
-                "event" | "action" => e.action == v,
-                "container" | "volume" | "image" => {
-                    e.actor.id.starts_with(v)
-                        || e.actor.attributes.get("name").is_some_and(|n| n == v)
+        let names = |v: &str| {
+            e.actor.id.starts_with(v) || e.actor.attributes.get("name").is_some_and(|n| n == v)
+        };
+        filters.iter().all(|(k, vs)| {
+            vs.iter().any(|v| match *k {
+                "type" => e.kind == *v,
+                "event" | "action" => e.action == *v,
+                "label" => match v.split_once('=') {
+                    Some((lk, lv)) => e.actor.attributes.get(lk).is_some_and(|x| x == lv),
+                    None => e.actor.attributes.contains_key(*v),
+                },
+                // A container event names its image too.
+                "image" => {
+                    (e.kind == "image" && names(v))
+                        || (e.kind == "container"
+                            && e.actor.attributes.get("image").is_some_and(|i| i == v))
                 }
-                _ => true,
-            }
+                kind => e.kind == kind && names(v),
+            })
         })
     };
     let print = |e: &ctr::events::Event| -> anyhow::Result<()> {
+        let json = e.docker_json();
         match (&template, args.format.as_deref()) {
-            (_, Some("json")) => println!("{}", serde_json::to_string(e)?),
-            (Some(t), _) => println!("{}", t.render(&serde_json::to_value(e)?)?),
+            (_, Some("json")) => println!("{}", serde_json::to_string(&json)?),
+            (Some(t), _) => {
+                // Templates see Go's field names.
+                let data = json!({
+                    "Status": json.get("status"),
+                    "ID": json.get("id"),
+                    "From": json.get("from"),
+                    "Type": e.kind,
+                    "Action": e.action,
+                    "Actor": json["Actor"],
+                    "Scope": "local",
+                    "Time": json["time"],
+                    "TimeNano": json["timeNano"],
+                });
+                println!("{}", t.render(&data)?)
+            }
             _ => println!("{}", e.line()),
         }
         std::io::stdout().flush()?;
@@ -2028,6 +2368,184 @@ pub fn inspect_json(root: &Path, c: &Container) -> Value {
             (key, json!([{"HostIp": ip, "HostPort": hp}]))
         })
         .collect();
+    let binds: Vec<String> = cfg
+        .mounts
+        .iter()
+        .filter(|m| m.kind == "bind" || (m.kind == "volume" && !m.anonymous))
+        .map(|m| {
+            let src = if m.name.is_empty() {
+                m.source.display().to_string()
+            } else {
+                m.name.clone()
+            };
+            format!("{src}:{}{}", m.destination, if m.rw { "" } else { ":ro" })
+        })
+        .collect();
+    let mut log_config = serde_json::Map::new();
+    if let Some(size) = cfg.host.log_max_size {
+        log_config.insert("max-size".into(), json!(size.to_string()));
+    }
+    if cfg.host.log_max_file > 1 {
+        log_config.insert("max-file".into(), json!(cfg.host.log_max_file.to_string()));
+    }
+    // docker's HostConfig: every key, the ones rbuild has no use for at
+    // docker's defaults.
+    let mut host = json!({
+        "Binds": if binds.is_empty() { Value::Null } else { json!(binds) },
+        "ContainerIDFile": "",
+        "LogConfig": {"Type": "json-file", "Config": log_config},
+        "NetworkMode": cfg.host.network_mode,
+        "PortBindings": ports,
+        "RestartPolicy": {"Name": cfg.host.restart.name, "MaximumRetryCount": cfg.host.restart.maximum_retry_count},
+        "AutoRemove": cfg.host.auto_remove,
+        "VolumeDriver": "",
+        "VolumesFrom": null,
+        "CapAdd": null,
+        "CapDrop": null,
+        "CgroupnsMode": if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "private" } else { "host" },
+        "Dns": [],
+        "DnsOptions": [],
+        "DnsSearch": [],
+        "ExtraHosts": null,
+        "GroupAdd": null,
+        "IpcMode": "private",
+        "Cgroup": "",
+        "Links": null,
+        "OomScoreAdj": 0,
+        "PidMode": "",
+        "Privileged": false,
+        "PublishAllPorts": cfg.host.publish_all_ports,
+        "ReadonlyRootfs": cfg.host.read_only,
+        "SecurityOpt": null,
+        "UTSMode": "",
+        "UsernsMode": "",
+        "ShmSize": 67108864,
+    });
+    let resources = json!({
+        "Runtime": "rbuild",
+        "ConsoleSize": [0, 0],
+        "Isolation": "",
+        "CpuShares": 0,
+        "Memory": cfg.host.memory.unwrap_or(0),
+        "NanoCpus": cfg.host.cpus.map(|c| (c * 1e9) as u64).unwrap_or(0),
+        "CgroupParent": "",
+        "BlkioWeight": 0,
+        "BlkioWeightDevice": [],
+        "BlkioDeviceReadBps": null,
+        "BlkioDeviceWriteBps": null,
+        "BlkioDeviceReadIOps": null,
+        "BlkioDeviceWriteIOps": null,
+        "CpuPeriod": 0,
+        "CpuQuota": 0,
+        "CpuRealtimePeriod": 0,
+        "CpuRealtimeRuntime": 0,
+        "CpusetCpus": "",
+        "CpusetMems": "",
+        "Devices": [],
+        "DeviceCgroupRules": null,
+        "DeviceRequests": null,
+        "KernelMemory": 0,
+        "KernelMemoryTCP": 0,
+        "MemoryReservation": 0,
+        "MemorySwap": 0,
+        "MemorySwappiness": null,
+        "OomKillDisable": false,
+        "PidsLimit": cfg.host.pids_limit,
+        "Ulimits": null,
+        "CpuCount": 0,
+        "CpuPercent": 0,
+        "IOMaximumIOps": 0,
+        "IOMaximumBandwidth": 0,
+        "MaskedPaths": ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"],
+        "ReadonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+    });
+    if let (Some(h), Value::Object(r)) = (host.as_object_mut(), resources) {
+        h.extend(r);
+    }
+    let tmpfs: serde_json::Map<String, Value> = cfg
+        .mounts
+        .iter()
+        .filter(|m| m.kind == "tmpfs")
+        .map(|m| (m.destination.clone(), json!("")))
+        .collect();
+    if !tmpfs.is_empty() {
+        host["Tmpfs"] = Value::Object(tmpfs);
+    }
+    if cfg.host.init {
+        host["Init"] = json!(true);
+    }
+    // docker's Mounts: volumes and binds (not tmpfs); `Name`/`Driver` only
+    // for volumes, `Mode` "z" for a named one.
+    let mounts: Vec<Value> = cfg
+        .mounts
+        .iter()
+        .filter(|m| m.kind != "tmpfs")
+        .map(|m| {
+            let mut v = json!({
+                "Type": m.kind,
+                "Source": m.source,
+                "Destination": m.destination,
+                "Mode": if m.kind == "volume" && !m.anonymous { "z" } else { "" },
+                "RW": m.rw,
+                "Propagation": if m.kind == "bind" { "rprivate" } else { "" },
+            });
+            if m.kind == "volume" {
+                v["Name"] = json!(m.name);
+                v["Driver"] = json!("local");
+            }
+            v
+        })
+        .collect();
+    let mut exposed: BTreeMap<String, Value> = cfg
+        .exposed_ports
+        .iter()
+        .map(|p| (p.clone(), json!({})))
+        .collect();
+    for key in ports.keys() {
+        exposed.insert(key.clone(), json!({}));
+    }
+    let volumes: BTreeMap<String, Value> = cfg
+        .image_volumes
+        .iter()
+        .chain(
+            cfg.mounts
+                .iter()
+                .filter(|m| m.anonymous)
+                .map(|m| &m.destination),
+        )
+        .map(|p| (p.clone(), json!({})))
+        .collect();
+    let mut config = json!({
+        "Hostname": cfg.hostname,
+        "Domainname": "",
+        "User": cfg.user,
+        "AttachStdin": cfg.stdin_once,
+        "AttachStdout": cfg.attach,
+        "AttachStderr": cfg.attach,
+        "Tty": cfg.tty,
+        "OpenStdin": cfg.open_stdin,
+        "StdinOnce": cfg.stdin_once,
+        "Env": if cfg.env.is_empty() { Value::Null } else { json!(cfg.env) },
+        "Cmd": if cfg.cmd.is_empty() { Value::Null } else { json!(cfg.cmd) },
+        "Image": cfg.image,
+        "Volumes": if volumes.is_empty() { Value::Null } else { json!(volumes) },
+        "WorkingDir": cfg.working_dir,
+        "Entrypoint": if cfg.entrypoint.is_empty() { Value::Null } else { json!(cfg.entrypoint) },
+        "OnBuild": null,
+        "Labels": cfg.labels,
+    });
+    if !exposed.is_empty() {
+        config["ExposedPorts"] = json!(exposed);
+    }
+    if let Some(h) = &cfg.healthcheck {
+        config["Healthcheck"] = json!({"Test": h.test, "Interval": h.interval, "Timeout": h.timeout, "StartPeriod": h.start_period, "Retries": h.retries});
+    }
+    if cfg.stop_signal != "SIGTERM" {
+        config["StopSignal"] = json!(cfg.stop_signal);
+    }
+    if let Some(t) = cfg.stop_timeout {
+        config["StopTimeout"] = json!(t);
+    }
     json!({
         "Id": cfg.id,
         "Created": cfg.created,
@@ -2041,68 +2559,22 @@ pub fn inspect_json(root: &Path, c: &Container) -> Value {
         "LogPath": c.log_path(),
         "Name": format!("/{}", cfg.name),
         "RestartCount": st.restart_count,
-        "Driver": "overlay",
+        "Driver": "overlay2",
         "Platform": "linux",
         "MountLabel": "",
         "ProcessLabel": "",
         "AppArmorProfile": "",
-        "HostConfig": {
-            "Binds": cfg.mounts.iter().filter(|m| m.kind != "tmpfs").map(|m| format!("{}:{}{}", if m.name.is_empty() { m.source.display().to_string() } else { m.name.clone() }, m.destination, if m.rw { "" } else { ":ro" })).collect::<Vec<_>>(),
-            "LogConfig": {"Type": "json-file", "Config": {
-                "max-size": cfg.host.log_max_size.map(|s| s.to_string()),
-                "max-file": cfg.host.log_max_file.to_string(),
-            }},
-            "NetworkMode": cfg.host.network_mode,
-            "PortBindings": ports,
-            "PublishAllPorts": cfg.host.publish_all_ports,
-            "RestartPolicy": {"Name": cfg.host.restart.name, "MaximumRetryCount": cfg.host.restart.maximum_retry_count},
-            "AutoRemove": cfg.host.auto_remove,
-            "ReadonlyRootfs": cfg.host.read_only,
-            "Memory": cfg.host.memory.unwrap_or(0),
-            "NanoCpus": cfg.host.cpus.map(|c| (c * 1e9) as u64).unwrap_or(0),
-            "PidsLimit": cfg.host.pids_limit,
-            "Init": cfg.host.init,
-            "Tmpfs": cfg.mounts.iter().filter(|m| m.kind == "tmpfs").map(|m| (m.destination.clone(), json!(""))).collect::<serde_json::Map<_, _>>(),
-        },
-        "Mounts": cfg.mounts.iter().map(|m| json!({
-            "Type": m.kind,
-            "Name": if m.name.is_empty() { Value::Null } else { json!(m.name) },
-            "Source": m.source,
-            "Destination": m.destination,
-            "Driver": if m.kind == "volume" { json!("local") } else { Value::Null },
-            "Mode": "",
-            "RW": m.rw,
-            "Propagation": if m.kind == "bind" { "rprivate" } else { "" },
-        })).collect::<Vec<_>>(),
-        "Config": {
-            "Hostname": cfg.hostname,
-            "Domainname": "",
-            "User": cfg.user,
-            "AttachStdin": cfg.stdin_once,
-            "AttachStdout": !cfg.host.auto_remove || cfg.stdin_once,
-            "AttachStderr": !cfg.host.auto_remove || cfg.stdin_once,
-            "ExposedPorts": cfg.exposed_ports.iter().map(|p| (p.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
-            "Tty": cfg.tty,
-            "OpenStdin": cfg.open_stdin,
-            "StdinOnce": cfg.stdin_once,
-            "Env": cfg.env,
-            "Cmd": cfg.cmd,
-            "Healthcheck": cfg.healthcheck.as_ref().map(|h| json!({"Test": h.test, "Interval": h.interval, "Timeout": h.timeout, "StartPeriod": h.start_period, "Retries": h.retries})),
-            "Image": cfg.image,
-            "Volumes": cfg.image_volumes.iter().map(|p| (p.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
-            "WorkingDir": cfg.working_dir,
-            "Entrypoint": if cfg.entrypoint.is_empty() { Value::Null } else { json!(cfg.entrypoint) },
-            "Labels": cfg.labels,
-            "StopSignal": cfg.stop_signal,
-            "StopTimeout": cfg.stop_timeout,
-        },
+        "ExecIDs": null,
+        "HostConfig": host,
+        "Mounts": mounts,
+        "Config": config,
         "NetworkSettings": {
             "Ports": Value::Object(ports_for_settings(cfg, net.as_ref())),
             "SandboxKey": if c.is_running() { format!("/proc/{}/ns/net", st.pid) } else { String::new() },
             "IPAddress": net.as_ref().map(|n| n.ip.clone()).unwrap_or_default(),
             "Networks": { net.as_ref().map(|n| n.network.clone()).unwrap_or_else(|| cfg.host.network_mode.clone()): {"NetworkID": "", "IPAddress": net.as_ref().map(|n| n.ip.clone()).unwrap_or_default(), "Gateway": "", "MacAddress": ""} },
         },
-        "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": c.upper(), "WorkDir": c.work(), "LowerDir": ctr::fs_ops::lowers(root, cfg).unwrap_or_default().iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":")}},
+        "GraphDriver": {"Name": "overlay2", "Data": {"UpperDir": c.upper(), "WorkDir": c.work(), "LowerDir": ctr::fs_ops::lowers(root, cfg).unwrap_or_default().iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":")}},
     })
 }
 
@@ -2285,22 +2757,21 @@ pub fn volume_cmd(root: &Path, cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
                 for v in &list {
                     println!("{}", v.name);
                 }
-            } else if let Some(f) = a.format.as_deref().filter(|f| *f != "table") {
-                let t = (f != "json")
-                    .then(|| Template::parse(f.strip_prefix("table ").unwrap_or(f)))
-                    .transpose()?;
-                for v in &list {
-                    match &t {
-                        Some(t) => println!("{}", t.render(&volume_json(v))?),
-                        None => println!("{}", volume_json(v)),
-                    }
-                }
             } else {
-                let mut t = Table::new(&["DRIVER", "VOLUME NAME"]);
-                for v in &list {
-                    t.row(vec!["local".into(), v.name.clone()]);
-                }
-                print!("{}", t.render());
+                let rows: Vec<Value> = list.iter().map(volume_json).collect();
+                print_rows(
+                    &rows,
+                    a.format.as_deref(),
+                    &[("DRIVER", "Driver"), ("VOLUME NAME", "Name")],
+                    &[
+                        ("Name", "VOLUME NAME"),
+                        ("Driver", "DRIVER"),
+                        ("Scope", "SCOPE"),
+                        ("Mountpoint", "MOUNTPOINT"),
+                        ("Labels", "LABELS"),
+                        ("CreatedAt", "CREATED AT"),
+                    ],
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -2342,7 +2813,8 @@ pub fn volume_cmd(root: &Path, cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
                 match volume::remove(root, n) {
                     Ok(()) => println!("{n}"),
                     Err(e) => {
-                        eprintln!("Error response from daemon: {e}");
+                        let missing = matches!(e, ContainerError::NoSuchVolume(_));
+                        say(&e, if missing { Said::Client } else { Said::Daemon });
                         failed = true;
                     }
                 }

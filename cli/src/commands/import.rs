@@ -61,6 +61,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     };
     let id = archive::import(&store, source, rootfs, &options)?;
     println!("{id}");
-    rbuild_container::events::record(root, "image", "import", &id.to_string(), &[]);
+    let id = id.to_string();
+    rbuild_container::events::record(root, "image", "import", &id, &[("name", &id)]);
     Ok(ExitCode::SUCCESS)
 }

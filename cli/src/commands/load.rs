@@ -38,6 +38,11 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     };
     let store = crate::root::open_store_saying_waits(root)?;
     let loaded = archive::load(&store, &name, input)?;
+    // docker's `load` event: actor and `name=` the image ID.
+    for image in &loaded {
+        let id = image.id.to_string();
+        rbuild_container::events::record(root, "image", "load", &id, &[("name", &id)]);
+    }
     if !args.quiet {
         for image in &loaded {
             print!("{}", render(image));

@@ -386,7 +386,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("{}", c.config.id);
                     ExitCode::SUCCESS
                 }
-                Err(e) => container::fail(&e),
+                Err(e) => container::create_failed(&e),
             })
         }
         Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => {

@@ -99,11 +99,47 @@ pub fn run(root: &Path, cmd: NetworkCommand) -> anyhow::Result<ExitCode> {
         // becomes removable, their subnets free).
         let _ = rbuild_net::sweep();
     }
+    // Networks made or removed by this command go to the event log, as
+    // docker's network `create`/`destroy` events.
+    let changes = matches!(
+        cmd,
+        NetworkCommand::Create(_) | NetworkCommand::Rm(_) | NetworkCommand::Prune(_)
+    );
+    let before = if changes { nets.list()? } else { Vec::new() };
+    let code = dispatch(&nets, cmd)?;
+    if changes {
+        let after = nets.list()?;
+        let record = |def: &rbuild_net::NetworkDef, action: &str| {
+            rbuild_container::events::record(
+                root,
+                "network",
+                action,
+                &def.id,
+                &[("name", &def.name), ("type", &def.driver)],
+            )
+        };
+        for def in after
+            .iter()
+            .filter(|d| !before.iter().any(|b| b.id == d.id))
+        {
+            record(def, "create");
+        }
+        for def in before
+            .iter()
+            .filter(|b| !after.iter().any(|d| d.id == b.id))
+        {
+            record(def, "destroy");
+        }
+    }
+    Ok(code)
+}
+
+fn dispatch(nets: &Networks, cmd: NetworkCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        NetworkCommand::Create(a) => create(&nets, a),
-        NetworkCommand::Ls(a) => ls(&nets, a),
-        NetworkCommand::Inspect(a) => inspect(&nets, a),
-        NetworkCommand::Rm(a) => rm(&nets, a),
+        NetworkCommand::Create(a) => create(nets, a),
+        NetworkCommand::Ls(a) => ls(nets, a),
+        NetworkCommand::Inspect(a) => inspect(nets, a),
+        NetworkCommand::Rm(a) => rm(nets, a),
         NetworkCommand::Connect(a) | NetworkCommand::Disconnect(a) => {
             // Resolve the network first: an unknown one is docker's error.
             if let Err(e) = nets.get(&a.network) {
@@ -116,7 +152,7 @@ pub fn run(root: &Path, cmd: NetworkCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::from(1))
         }
-        NetworkCommand::Prune(a) => prune(&nets, a),
+        NetworkCommand::Prune(a) => prune(nets, a),
     }
 }
 

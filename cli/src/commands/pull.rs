@@ -108,7 +108,8 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     println!("{reference}");
-    let name = reference.to_string();
+    // docker's `pull` event: actor and `name=` the familiar reference.
+    let name = reference.familiar();
     rbuild_container::events::record(root, "image", "pull", &name, &[("name", &name)]);
     Ok(ExitCode::SUCCESS)
 }

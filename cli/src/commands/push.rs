@@ -100,6 +100,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     // buildx imagetools' result), not only the host's image.
     if let Some(index) = image.index.clone() {
         push_index(&store, &client, &image, &index, &target, format, args.quiet)?;
+        pushed(root, &target);
         return Ok(ExitCode::SUCCESS);
     }
     push_image(
@@ -110,7 +111,14 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
         format.as_ref(),
         args.quiet,
     )?;
+    pushed(root, &target);
     Ok(ExitCode::SUCCESS)
+}
+
+/// docker's `push` event: actor and `name=` the familiar reference.
+fn pushed(root: &Path, target: &ImageRef) {
+    let name = target.familiar();
+    rbuild_container::events::record(root, "image", "push", &name, &[("name", &name)]);
 }
 
 /// Pushes every platform of `index` (whose tag resolved to `image`) as

@@ -26,11 +26,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     let users = super::container::images_in_use(root);
     for name in &args.images {
-        let result = remove_one(&store, name, args.force, &users);
-        if result.is_ok() {
-            rbuild_container::events::record(root, "image", "delete", name, &[("name", name)]);
-        }
-        if let Err(e) = result {
+        if let Err(e) = remove_one(root, &store, name, args.force, &users) {
             eprintln!("error: {e:#}");
             failed = true;
         }
@@ -53,7 +49,23 @@ fn names_the_image(name: &str, image: &Image) -> bool {
     }
 }
 
+/// Prints docker's `Untagged: NAME` and records the `untag` event (docker
+/// names the image ID in both its actor and `name=`).
+fn untagged(root: &Path, image: &Image, tag: &ImageRef) {
+    println!("Untagged: {}", tag.familiar());
+    let id = image.id.to_string();
+    rbuild_container::events::record(root, "image", "untag", &id, &[("name", &id)]);
+}
+
+/// Prints docker's `Deleted: ID` and records the `delete` event.
+fn deleted(root: &Path, image: &Image) {
+    println!("Deleted: {}", image.id);
+    let id = image.id.to_string();
+    rbuild_container::events::record(root, "image", "delete", &id, &[("name", &id)]);
+}
+
 fn remove_one(
+    root: &Path,
     store: &Store,
     name: &str,
     force: bool,
@@ -93,7 +105,7 @@ fn remove_one(
         };
         for t in &tags {
             let (img, removed) = store.untag(t)?;
-            println!("Untagged: {}", t.familiar());
+            untagged(root, &img, t);
             if removed {
                 // Kept as a dangling image for the container.
                 let config = store.read_blob(&img.id)?;
@@ -115,11 +127,11 @@ fn remove_one(
                 image.id.short()
             );
         }
-        for t in &image.tags {
-            println!("Untagged: {}", t.familiar());
-        }
         store.remove(&image)?;
-        println!("Deleted: {}", image.id);
+        for t in &image.tags {
+            untagged(root, &image, t);
+        }
+        deleted(root, &image);
         return Ok(());
     }
     let r = ImageRef::parse(name)?;
@@ -131,9 +143,9 @@ fn remove_one(
         );
     }
     let (image, removed) = store.untag(&r)?;
-    println!("Untagged: {}", r.familiar());
+    untagged(root, &image, &r);
     if removed {
-        println!("Deleted: {}", image.id);
+        deleted(root, &image);
     }
     Ok(())
 }

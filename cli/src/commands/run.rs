@@ -21,13 +21,16 @@ use rbuild_store::{Image, Store};
 #[derive(Debug, Clone, Args)]
 #[command(trailing_var_arg = true)]
 pub struct RunArgs {
-    /// Remove the container when it exits (a foreground run never keeps
-    /// one; with -d the container is removed when it stops)
+    /// Automatically remove the container (and its anonymous volumes)
+    /// when it exits
     #[arg(long)]
     pub rm: bool,
     /// Run the container in the background and print its ID
     #[arg(short = 'd', long)]
     pub detach: bool,
+    /// Override the key sequence for detaching a container (with -it)
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     /// Restart policy: no, on-failure[:max-retries], always, unless-stopped
     #[arg(long, value_name = "POLICY")]
     pub restart: Option<String>,
@@ -177,6 +180,9 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.detach {
         return Ok(super::container::run_detached(root, &args));
     }
+    if args.tty && args.interactive && !args.rootfs && args.platform.is_none() {
+        return super::container::run_attached(root, &args);
+    }
     match run_inner(root, &args) {
         Ok(code) => Ok(code),
         Err(e) => {
@@ -187,6 +193,9 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_inner(root: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    if !args.rootfs && args.platform.is_none() {
+        return run_container(root, args);
+    }
     // `-v NAME:/path`: a named volume, made when missing.
     let mut resolved: RunArgs;
     let args = if args.volume.iter().any(|v| is_named_volume(v)) {
@@ -229,6 +238,84 @@ fn run_inner(root: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
         Resolved::Layers(lowers, config) => {
             run_image(root, args, lowers, config, &std::env::temp_dir)
         }
+    }
+}
+
+/// A foreground run of an image from the store: a container record (as
+/// `create` makes it: name, mounts, volumes, config), run by this process
+/// as its monitor ([`rbuild_container::foreground`]). With `--rm` the
+/// writable layer is a tmpfs private to the sandbox (nothing to remove
+/// afterwards, see [`run_image`]); otherwise it is the container's own, so
+/// `diff`, `commit`, `cp` and `start` work on it after it exits.
+fn run_container(root: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    use rbuild_container as ctr;
+    let store = Store::open(root)?;
+    let image = store.resolve(args.image.as_str())?;
+    // Held until the container exits: rmi and prune leave the image be.
+    let _lease = store.lease(&image)?;
+    let refused = |e: &ctr::ContainerError| match e {
+        ctr::ContainerError::Sandbox(e) => {
+            eprintln!("rbuild: error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+        _ => super::container::run_failed(e),
+    };
+    let c = match super::container::create_from(root, args, &store, &image) {
+        Ok(c) => c,
+        Err(e) => return Ok(refused(&e)),
+    };
+    let given_up = |e: &ctr::ContainerError| {
+        let mut s = c.state.clone();
+        s.status = ctr::Status::Exited;
+        s.exit_code = 125;
+        s.error = e.to_string();
+        let _ = c.write_state(&s);
+        if args.rm {
+            ctr::foreground::remove(root, &c);
+        }
+        refused(e)
+    };
+    let (network, net) = match ctr::monitor::network_up(root, &c) {
+        Ok(n) => n,
+        Err(e) => return Ok(given_up(&e)),
+    };
+    let mut spec = match ctr::monitor::sandbox_spec(root, &c, network) {
+        Ok(spec) => spec,
+        Err(e) => {
+            ctr::monitor::network_down(net);
+            return Ok(given_up(&e));
+        }
+    };
+    spec.mounts.splice(0..0, net.mounts());
+    // A named cgroup costs 10-60 ms to make and remove (cgroup v1, one dir
+    // per controller): a foreground run without limits goes without, as it
+    // did before it kept a record, so `pause`, `stats` and `update` need
+    // `-d` or a limit.
+    if args.memory.is_none() && args.cpus.is_none() && args.pids_limit.is_none() {
+        spec.cgroup = None;
+    }
+    if args.rm && args.memory.is_none() {
+        if let Rootfs::Overlay { lowers, .. } = &spec.rootfs {
+            spec.rootfs = Rootfs::Ephemeral {
+                lowers: lowers.clone(),
+            };
+        }
+    }
+    let stdin = if args.interactive {
+        None
+    } else {
+        Some(sandbox::dev_null()?)
+    };
+    match ctr::foreground::run(root, &c, &spec, stdin, net, &forwarded_signals()) {
+        Ok(code) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
+        Err(ctr::ContainerError::Sandbox(e)) => {
+            eprintln!("rbuild: error: {e}");
+            for s in rbuild_oci::error_chain::sources(&e) {
+                eprintln!("  caused by: {s}");
+            }
+            Ok(ExitCode::from(e.exit_code() as u8))
+        }
+        Err(e) => Ok(refused(&e)),
     }
 }
 
@@ -282,7 +369,9 @@ fn canonical(p: &Path) -> anyhow::Result<PathBuf> {
 
 /// Runs on an overlay of `lowers` (top first; may be empty) applying
 /// `config` like docker run, with a writable layer that is discarded
-/// afterwards (rbuild keeps no containers, as with `docker run --rm`).
+/// afterwards and no container record: the runs of a `--rootfs`
+/// directory or a `--platform` image (a run of an image from the store
+/// keeps a record: `run_container`).
 ///
 /// The writable layer normally lives on a tmpfs private to the sandbox
 /// ([`Rootfs::Ephemeral`]): nothing is written to disk, nothing can be
@@ -493,6 +582,16 @@ fn run_forwarding_signals(
     spec: &SandboxSpec,
     stdio: SandboxStdio,
 ) -> Result<i32, sandbox::SandboxError> {
+    let set = forwarded_signals();
+    // Blocked, so they queue for wait_forwarding instead of acting; the
+    // sandbox's init process starts with an empty mask.
+    let _ = set.thread_block();
+    sandbox::spawn(spec, stdio)?.wait_forwarding(&set)
+}
+
+/// The signals a foreground run passes on to its container (docker's
+/// sig-proxy): SIGINT, SIGTERM, SIGHUP and SIGQUIT.
+fn forwarded_signals() -> nix::sys::signal::SigSet {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
     for s in [
@@ -503,10 +602,7 @@ fn run_forwarding_signals(
     ] {
         set.add(s);
     }
-    // Blocked, so they queue for wait_forwarding instead of acting; the
-    // sandbox's init process starts with an empty mask.
-    let _ = set.thread_block();
-    sandbox::spawn(spec, stdio)?.wait_forwarding(&set)
+    set
 }
 
 fn read_env_file(path: &Path) -> anyhow::Result<Vec<String>> {

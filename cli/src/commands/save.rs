@@ -83,11 +83,21 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
             archive::write_archive_described(&store, &all, format, &mut out, &description)?;
             out.finish()?;
             drop(leases);
+            saved(root, &selected);
             return Ok(ExitCode::SUCCESS);
         }
     }
     let mut out = Output::open(args.output.as_deref())?;
     archive::write_archive(&store, &selected, format, &mut out)?;
     out.finish()?;
+    saved(root, &selected);
     Ok(ExitCode::SUCCESS)
+}
+
+/// docker's `save` event, one per image (actor and `name=`: the image ID).
+fn saved(root: &Path, selected: &[(Image, Option<ImageRef>)]) {
+    for (image, _) in selected {
+        let id = image.id.to_string();
+        rbuild_container::events::record(root, "image", "save", &id, &[("name", &id)]);
+    }
 }

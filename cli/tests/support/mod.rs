@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod dockerd;
+pub mod pty;
 pub mod registry;
 
 use std::io::Write;

@@ -424,6 +424,17 @@ pub fn run(root: &Path, mut args: BuildArgs) -> anyhow::Result<ExitCode> {
     match outcome {
         Ok(result) => {
             finish(&invocation, &result, &lint)?;
+            // docker's image exporter: a `tag` event per name given.
+            let id = result.image.id.to_string();
+            for name in &result.names {
+                rbuild_container::events::record(
+                    root,
+                    "image",
+                    "tag",
+                    &id,
+                    &[("name", &name.familiar())],
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(BuildError::Parse { source, .. }) => {
