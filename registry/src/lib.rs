@@ -54,7 +54,7 @@ pub use credentials::{Credentials, DockerConfig};
 pub use pull::{PullEvent, PullOutcome, PullProgress, pull};
 pub use push::{
     BlobPush, FormattedPush, PushEvent, PushOutcome, PushProgress, layers_compressed, push,
-    push_as, push_attested_index, push_extras, push_index,
+    push_as, push_index,
 };
 use rbuild_oci::Digest;
 use rbuild_oci::reference::ImageRef;

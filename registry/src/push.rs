@@ -242,9 +242,11 @@ fn stored_media_type(store: &Store, manifest: &Digest) -> Result<String, Registr
         .unwrap_or_else(|| MEDIA_TYPE_MANIFEST.to_string()))
 }
 
-/// Pushes a multi-platform image: each of `images` (the manifests the
-/// index `index` names, all in the store) by digest, then the index
-/// itself under `target`'s tag, byte for byte as the store has it.
+/// Pushes an image index: each of `images` (the image manifests the
+/// index `index` names, all in the store) by digest, then every other
+/// manifest it lists (attestation manifests: their config and layers,
+/// then themselves, by digest), then the index itself under `target`'s
+/// tag, byte for byte as the store has it. The outcome names the index.
 pub fn push_index(
     store: &Store,
     client: &Client,
@@ -260,6 +262,15 @@ pub fn push_index(
         let by_digest = target.with_digest(image.manifest_digest);
         uploaded += push(store, client, image, &by_digest, progress)?.uploaded;
     }
+    for entry in &index.manifests {
+        let Ok(digest) = entry.digest.parse::<Digest>() else {
+            continue;
+        };
+        if images.iter().any(|i| i.manifest_digest == digest) {
+            continue;
+        }
+        uploaded += push_manifest_tree(store, client, &repo, &digest, &entry.media_type, progress)?;
+    }
     let bytes = store.read_blob(&index.digest)?;
     let reference = match (target.tag(), target.digest()) {
         (Some(t), _) => t.to_string(),
@@ -274,25 +285,30 @@ pub fn push_index(
     })
 }
 
-/// Pushes blobs (by digest) and then manifests (by digest) that an index
-/// about to be pushed to `target`'s repository reaches besides its
-/// images' (attestation statements, configs and manifests); returns how
+/// Pushes a manifest that is no image of the store (an attestation
+/// manifest): its config and layers, then itself by digest; returns how
 /// many blobs were uploaded.
-pub fn push_extras(
+fn push_manifest_tree(
     store: &Store,
     client: &Client,
-    target: &ImageRef,
-    blobs: &[Digest],
-    manifests: &[(Digest, &str)],
+    repo: &Repository,
+    manifest: &Digest,
+    media_type: &str,
     progress: &dyn PushProgress,
 ) -> Result<usize, RegistryError> {
-    let repo = Repository::of(target);
+    let parsed = store.read_manifest(manifest)?;
     let mut uploaded = 0;
-    for digest in blobs {
-        let mut file = store.open_blob_verified(digest)?;
+    for d in std::iter::once(&parsed.config).chain(&parsed.layers) {
+        let Ok(digest) = d.digest.parse::<Digest>() else {
+            continue;
+        };
+        let mut file = store.open_blob_verified(&digest)?;
         let size = file.size();
-        progress.event(PushEvent::Preparing { digest, size });
-        let result = client.push_blob(&repo, digest, size, &mut file, None);
+        progress.event(PushEvent::Preparing {
+            digest: &digest,
+            size,
+        });
+        let result = client.push_blob(repo, &digest, size, &mut file, None);
         if let Some(source) = file.corrupt_error() {
             return Err(source.into());
         }
@@ -301,60 +317,11 @@ pub fn push_extras(
             uploaded += 1;
         }
         progress.event(PushEvent::Done {
-            digest,
+            digest: &digest,
             result: &result,
         });
     }
-    for (digest, media_type) in manifests {
-        let bytes = store.read_blob(digest)?;
-        client.put_manifest(&repo, &digest.to_string(), media_type, &bytes)?;
-    }
+    let bytes = store.read_blob(manifest)?;
+    client.put_manifest(repo, &manifest.to_string(), media_type, &bytes)?;
     Ok(uploaded)
-}
-
-/// Pushes an image index whose first manifest is `image` (already in its
-/// pushed form: [`Store::convert_image`]'s) and whose other manifests
-/// (`extra_manifests`, e.g. BuildKit-style attestation manifests) reach
-/// `extra_blobs`: the image's blobs and manifest by digest, then the
-/// extra blobs and manifests by digest, then the index (`index`, stored
-/// in `store`) under `target`'s tag. The outcome names the index.
-#[allow(clippy::too_many_arguments)]
-pub fn push_attested_index(
-    store: &Store,
-    client: &Client,
-    image: &Image,
-    target: &ImageRef,
-    extra_blobs: &[Digest],
-    extra_manifests: &[(Digest, &str)],
-    index: (&Digest, &str),
-    progress: &dyn PushProgress,
-) -> Result<PushOutcome, RegistryError> {
-    let repo = Repository::of(target);
-    let by_digest = ImageRef::parse(&format!(
-        "{}@{}",
-        target.repository(),
-        image.manifest_digest
-    ))
-    .expect("a repository and a digest make a reference");
-    let pushed = push(store, client, image, &by_digest, progress)?;
-    let uploaded = pushed.uploaded
-        + push_extras(
-            store,
-            client,
-            target,
-            extra_blobs,
-            extra_manifests,
-            progress,
-        )?;
-    let bytes = store.read_blob(index.0)?;
-    let reference = target
-        .tag()
-        .unwrap_or(rbuild_oci::reference::DEFAULT_TAG)
-        .to_string();
-    let digest = client.put_manifest(&repo, &reference, index.1, &bytes)?;
-    Ok(PushOutcome {
-        digest,
-        size: bytes.len() as u64,
-        uploaded,
-    })
 }

@@ -124,16 +124,24 @@ fn push_index(
     format: Option<ManifestFormat>,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    let mut images = Vec::new();
-    for p in index.platforms() {
-        let one = store
-            .for_platform(image.clone(), &p)
-            .with_context(|| format!("cannot read the {p} image of {}", target.familiar()))?;
-        images.push((p, one));
-    }
+    use rbuild_builder::index::{IndexParts, convert_and_assemble, stored_platforms};
+    let cannot = || format!("cannot push {}", target.familiar());
+    // Each platform with what its stored attestation manifest states,
+    // stated again about the manifest as pushed.
+    let platforms = stored_platforms(store, image, index).with_context(cannot)?;
+    let attested = platforms.iter().any(|p| !p.predicates.is_empty());
+    let format = format.map(|mut f| {
+        // Attestation manifests are OCI, and so is what they are about.
+        f.oci_media_types |= attested;
+        f
+    });
     let format_of = |_: &rbuild_oci::Platform| (format.clone(), Default::default());
-    let converted = rbuild_builder::index::convert_and_assemble(store, &images, &format_of, None)
-        .with_context(|| format!("cannot push {}", target.familiar()))?;
+    let parts = IndexParts {
+        names: &image.tags,
+        annotations: &index.annotations,
+    };
+    let converted =
+        convert_and_assemble(store, &platforms, &format_of, parts, None).with_context(cannot)?;
     print_started(target, quiet);
     let printer = Printer {
         quiet,
