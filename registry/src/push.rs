@@ -9,6 +9,8 @@
 //! converts it (compressed layer variants, media types, annotations) and
 //! then names the pushed manifest in the store under the target.
 
+use std::collections::BTreeSet;
+
 use rbuild_oci::Digest;
 
 use super::{Client, PARALLEL_BLOBS, RegistryError, Repository};
@@ -69,6 +71,19 @@ pub fn push(
     target: &ImageRef,
     progress: &dyn PushProgress,
 ) -> Result<PushOutcome, RegistryError> {
+    push_inner(store, client, image, target, progress, &BTreeSet::new())
+}
+
+/// [`push`], where the blobs in `streamed` went up already (streamed
+/// while they were compressed): reported as uploaded, not sent again.
+fn push_inner(
+    store: &Store,
+    client: &Client,
+    image: &Image,
+    target: &ImageRef,
+    progress: &dyn PushProgress,
+    streamed: &BTreeSet<Digest>,
+) -> Result<PushOutcome, RegistryError> {
     let repo = Repository::of(target);
     // Another repository on the same registry this image came from or was
     // pushed to (its other tags) may hold the blobs: mount from it.
@@ -88,6 +103,14 @@ pub fn push(
                 digest,
                 size: *size,
             });
+            if streamed.contains(digest) {
+                uploaded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                progress.event(PushEvent::Done {
+                    digest,
+                    result: &BlobPush::Uploaded,
+                });
+                return Ok(());
+            }
             // Verified as it streams: the read that would end a blob
             // damaged on disk fails, so the registry never gets it whole.
             let mut file = store.open_blob_verified(digest)?;
@@ -164,6 +187,21 @@ pub fn push_as(
             media_type,
         });
     };
+    // Layers with no variant of this encoding yet: compressed and
+    // uploaded at once, the bytes streaming to the registry as they are
+    // made (docker's and skopeo's way), instead of compressing the whole
+    // layer into the store first and reading it back to upload it.
+    let _lease = store.lease(image)?;
+    let repo = Repository::of(target);
+    let mut streamed = BTreeSet::new();
+    for layer in &image.layers {
+        if store
+            .variant_missing(layer, &format.layers)
+            .map_err(|e| named_corrupt(e, image))?
+        {
+            streamed.insert(stream_variant(store, client, &repo, image, layer, &format.layers)?);
+        }
+    }
     let (mut converted, _lease, media_type) =
         store
             .convert_image(image, format)
@@ -184,7 +222,7 @@ pub fn push_as(
             converted.tags.extend(other.tags);
         }
     }
-    let outcome = push(store, client, &converted, target, progress)?;
+    let outcome = push_inner(store, client, &converted, target, progress, &streamed)?;
     if target.digest().is_none() {
         store.tag_converted(image, &converted, media_type, target)?;
     }
@@ -192,6 +230,142 @@ pub fn push_as(
         outcome,
         media_type: media_type.to_string(),
     })
+}
+
+/// A store error naming `image` when it is a damaged blob (as a plain
+/// push names it).
+fn named_corrupt(e: StoreError, image: &Image) -> RegistryError {
+    match corrupt_blob(&e) {
+        Some(source) => RegistryError::CorruptImage {
+            image: image_label(image),
+            source: Box::new(source),
+        },
+        None => e.into(),
+    }
+}
+
+/// Compresses `layer` into a new variant in the store and uploads it to
+/// `repo` at once (a thread compresses into a bounded pipe the upload
+/// reads); returns the variant's digest.
+fn stream_variant(
+    store: &Store,
+    client: &Client,
+    repo: &Repository,
+    image: &Image,
+    layer: &rbuild_store::LayerInfo,
+    want: &rbuild_store::variants::LayerCompression,
+) -> Result<Digest, RegistryError> {
+    let (mut writer, mut reader) = pipe();
+    std::thread::scope(|scope| {
+        let compressing = scope.spawn(move || {
+            let made = store.layer_variant_teed(layer, want, &mut writer);
+            drop(writer);
+            made
+        });
+        let mut compressing = Some(compressing);
+        let mut made = None;
+        let mut finish = || -> Result<Digest, RegistryError> {
+            let handle = compressing.take().expect("finish is called once");
+            let v = handle
+                .join()
+                .expect("the compression thread panicked")
+                .map_err(|e| named_corrupt(e, image))?;
+            made = Some(v.digest);
+            Ok(v.digest)
+        };
+        let sent = client.push_blob_streamed(repo, &mut reader, &mut finish);
+        drop(reader);
+        // The upload failed before the stream ended: the compression
+        // stops at its next write; its result (an error) is dropped.
+        if let Some(handle) = compressing.take() {
+            let _ = handle.join();
+        }
+        sent?;
+        Ok(made.expect("a finished upload has its digest"))
+    })
+}
+
+/// Bytes in flight between the compressing thread and the upload.
+const PIPE_CHUNK: usize = 256 * 1024;
+const PIPE_CHUNKS: usize = 4;
+
+/// A bounded in-memory pipe (at most [`PIPE_CHUNKS`] chunks waiting).
+fn pipe() -> (PipeWriter, PipeReader) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(PIPE_CHUNKS);
+    (
+        PipeWriter {
+            tx,
+            buf: Vec::with_capacity(PIPE_CHUNK),
+        },
+        PipeReader {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+        },
+    )
+}
+
+struct PipeWriter {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl PipeWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(PIPE_CHUNK));
+        self.tx
+            .send(full)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+}
+
+impl std::io::Write for PipeWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(PIPE_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == PIPE_CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for PipeWriter {
+    fn drop(&mut self) {
+        let _ = self.send();
+    }
+}
+
+struct PipeReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl std::io::Read for PipeReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(c) => {
+                    self.chunk = c;
+                    self.at = 0;
+                }
+                // The writer is gone: the end.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.at);
+        out[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// `image` as `rbuild images` shows it: its first name and its ID.
