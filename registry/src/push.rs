@@ -199,7 +199,14 @@ pub fn push_as(
             .variant_missing(layer, &format.layers)
             .map_err(|e| named_corrupt(e, image))?
         {
-            streamed.insert(stream_variant(store, client, &repo, image, layer, &format.layers)?);
+            streamed.insert(stream_variant(
+                store,
+                client,
+                &repo,
+                image,
+                layer,
+                &format.layers,
+            )?);
         }
     }
     let (mut converted, _lease, media_type) =

@@ -283,10 +283,7 @@ impl Store {
             level: want.level,
             threads: None,
         };
-        let mut both = Tee {
-            blob: &mut w,
-            tee,
-        };
+        let mut both = Tee { blob: &mut w, tee };
         let stats = layer::compress_with(&mut input, &mut both, &opts).map_err(|source| {
             StoreError::Compress {
                 diff_id: layer.diff_id,
@@ -478,6 +475,25 @@ impl Store {
     }
 }
 
+/// Writes to a blob and a second writer (a push's upload stream).
+struct Tee<'a> {
+    blob: &'a mut dyn Write,
+    tee: &'a mut dyn Write,
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.blob.write(buf)?;
+        self.tee.write_all(&buf[..n])?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.blob.flush()?;
+        self.tee.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -616,24 +632,5 @@ mod tests {
         assert_eq!(media_type, MEDIA_TYPE_MANIFEST);
         assert_eq!(oci.layers[0].digest, docker.layers[0].digest);
         assert_eq!(oci.layers[0].media_type, MEDIA_TYPE_LAYER_GZIP);
-    }
-}
-
-/// Writes to a blob and a second writer (a push's upload stream).
-struct Tee<'a> {
-    blob: &'a mut dyn Write,
-    tee: &'a mut dyn Write,
-}
-
-impl Write for Tee<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.blob.write(buf)?;
-        self.tee.write_all(&buf[..n])?;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.blob.flush()?;
-        self.tee.flush()
     }
 }
