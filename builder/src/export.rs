@@ -225,16 +225,40 @@ pub(crate) fn export_all(
             manifest_format(&format, false, &request.annotations, &platform);
         // BuildKit turns OCI media types on for attestations.
         manifest_format.oci_media_types |= !predicates.is_empty();
+        let attach = attached(&predicates, format.attestation_inline.unwrap_or(true));
+        // New compressed layers go up as they are made, to the first name.
+        let streamed = if attach.is_empty() {
+            registry::Streamed::default()
+        } else {
+            registry::stream_variants(store, client, &names[0], image, &manifest_format.layers)
+                .map_err(|source| BuildError::Push {
+                    reference: Box::new(names[0].clone()),
+                    source,
+                })?
+        };
         match single.index(
             Some(manifest_format.clone()),
             descriptor,
             &format,
-            attached(&predicates, format.attestation_inline.unwrap_or(true)),
+            attach,
             None,
         )? {
             Some(converted) => {
-                for name in &names {
-                    push_converted_index(store, client, &converted, name, stored.as_ref(), events)?;
+                for (i, name) in names.iter().enumerate() {
+                    let sent = if i == 0 {
+                        streamed.clone()
+                    } else {
+                        registry::Streamed::default()
+                    };
+                    push_converted_index(
+                        store,
+                        client,
+                        &converted,
+                        name,
+                        stored.as_ref(),
+                        &sent,
+                        events,
+                    )?;
                 }
                 manifest = Some(exported_index(&converted.index));
             }
@@ -260,13 +284,15 @@ pub(crate) fn export_all(
 }
 
 /// Pushes `converted` (an index in its pushed form) to `name`, which then
-/// names it in the store (replacing `stored`, the index as built).
+/// names it in the store (replacing `stored`, the index as built);
+/// `streamed` went up already ([`registry::stream_variants`]).
 pub(crate) fn push_converted_index(
     store: &Store,
     client: &Client,
     converted: &ConvertedIndex,
     name: &ImageRef,
     stored: Option<&rbuild_store::ImageIndex>,
+    streamed: &registry::Streamed,
     events: &dyn BuildEvents,
 ) -> Result<(), BuildError> {
     events.event(&Event::PushStarted {
@@ -277,13 +303,14 @@ pub(crate) fn push_converted_index(
         reference: Box::new(name.clone()),
         source,
     };
-    let outcome = registry::push_index(
+    let outcome = registry::push_index_streamed(
         store,
         client,
         &converted.index,
         &converted.images,
         name,
         &PushEvents(events),
+        streamed,
     )
     .map_err(push_err)?;
     events.event(&Event::Pushed {

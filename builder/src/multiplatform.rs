@@ -374,14 +374,36 @@ fn export_index(
             names: &names,
             annotations: &index_annotations,
         };
+        // New compressed layers go up as they are made, to the first name.
+        let mut streamed = rbuild_registry::Streamed::default();
+        for p in platforms {
+            let sent = rbuild_registry::stream_variants(
+                store,
+                client,
+                &names[0],
+                &p.image,
+                &format.layer_compression(),
+            )
+            .map_err(|source| BuildError::Push {
+                reference: Box::new(names[0].clone()),
+                source,
+            })?;
+            streamed.extend(sent);
+        }
         let converted = convert_and_assemble(store, &with, &format_of, parts, None)?;
-        for name in &names {
+        for (i, name) in names.iter().enumerate() {
+            let sent = if i == 0 {
+                streamed.clone()
+            } else {
+                rbuild_registry::Streamed::default()
+            };
             push_converted_index(
                 store,
                 client,
                 &converted,
                 name,
                 Some(&stored.index),
+                &sent,
                 options.events,
             )?;
         }

@@ -187,28 +187,8 @@ pub fn push_as(
             media_type,
         });
     };
-    // Layers with no variant of this encoding yet: compressed and
-    // uploaded at once, the bytes streaming to the registry as they are
-    // made (docker's and skopeo's way), instead of compressing the whole
-    // layer into the store first and reading it back to upload it.
     let _lease = store.lease(image)?;
-    let repo = Repository::of(target);
-    let mut streamed = BTreeSet::new();
-    for layer in &image.layers {
-        if store
-            .variant_missing(layer, &format.layers)
-            .map_err(|e| named_corrupt(e, image))?
-        {
-            streamed.insert(stream_variant(
-                store,
-                client,
-                &repo,
-                image,
-                layer,
-                &format.layers,
-            )?);
-        }
-    }
+    let streamed = stream_variants(store, client, target, image, &format.layers)?;
     let (mut converted, _lease, media_type) =
         store
             .convert_image(image, format)
@@ -229,7 +209,7 @@ pub fn push_as(
             converted.tags.extend(other.tags);
         }
     }
-    let outcome = push_inner(store, client, &converted, target, progress, &streamed)?;
+    let outcome = push_inner(store, client, &converted, target, progress, &streamed.0)?;
     if target.digest().is_none() {
         store.tag_converted(image, &converted, media_type, target)?;
     }
@@ -249,6 +229,45 @@ fn named_corrupt(e: StoreError, image: &Image) -> RegistryError {
         },
         None => e.into(),
     }
+}
+
+/// Layer blobs a push already sent while they were compressed
+/// ([`stream_variants`]): the push that follows reports them uploaded
+/// instead of sending them again.
+#[derive(Debug, Clone, Default)]
+pub struct Streamed(BTreeSet<Digest>);
+
+impl Streamed {
+    /// Adds what another image's streaming sent.
+    pub fn extend(&mut self, other: Streamed) {
+        self.0.extend(other.0);
+    }
+}
+
+/// Before a push of `image` converted to `want`: each layer with no
+/// variant of that encoding yet is compressed and uploaded to `target`'s
+/// repository at once, the bytes streaming to the registry as they are
+/// made (docker's and skopeo's way), instead of compressing the whole
+/// layer into the store first and reading it back to upload it. The
+/// caller holds a lease on `image`.
+pub fn stream_variants(
+    store: &Store,
+    client: &Client,
+    target: &ImageRef,
+    image: &Image,
+    want: &rbuild_store::variants::LayerCompression,
+) -> Result<Streamed, RegistryError> {
+    let repo = Repository::of(target);
+    let mut streamed = BTreeSet::new();
+    for layer in &image.layers {
+        if store
+            .variant_missing(layer, want)
+            .map_err(|e| named_corrupt(e, image))?
+        {
+            streamed.insert(stream_variant(store, client, &repo, image, layer, want)?);
+        }
+    }
+    Ok(Streamed(streamed))
 }
 
 /// Compresses `layer` into a new variant in the store and uploads it to
@@ -436,12 +455,33 @@ pub fn push_index(
     target: &ImageRef,
     progress: &dyn PushProgress,
 ) -> Result<PushOutcome, RegistryError> {
+    push_index_streamed(
+        store,
+        client,
+        index,
+        images,
+        target,
+        progress,
+        &Streamed::default(),
+    )
+}
+
+/// [`push_index`] after [`stream_variants`] sent `streamed`.
+pub fn push_index_streamed(
+    store: &Store,
+    client: &Client,
+    index: &rbuild_store::ImageIndex,
+    images: &[Image],
+    target: &ImageRef,
+    progress: &dyn PushProgress,
+    streamed: &Streamed,
+) -> Result<PushOutcome, RegistryError> {
     let repo = Repository::of(target);
     let mut uploaded = 0;
     for image in images {
         let _lease = store.lease(image)?;
         let by_digest = target.with_digest(image.manifest_digest);
-        uploaded += push(store, client, image, &by_digest, progress)?.uploaded;
+        uploaded += push_inner(store, client, image, &by_digest, progress, &streamed.0)?.uploaded;
     }
     for entry in &index.manifests {
         let Ok(digest) = entry.digest.parse::<Digest>() else {

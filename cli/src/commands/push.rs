@@ -135,6 +135,17 @@ fn push_index(
         f.oci_media_types |= attested;
         f
     });
+    // New compressed layers go up as they are made.
+    let mut streamed = registry::Streamed::default();
+    if let Some(f) = &format {
+        for p in &platforms {
+            let _lease = store.lease(&p.image)?;
+            streamed.extend(
+                registry::stream_variants(store, client, target, &p.image, &f.layers)
+                    .with_context(cannot)?,
+            );
+        }
+    }
     let format_of = |_: &rbuild_oci::Platform| (format.clone(), Default::default());
     let parts = IndexParts {
         names: &image.tags,
@@ -147,13 +158,14 @@ fn push_index(
         quiet,
         config: image.id,
     };
-    let outcome = registry::push_index(
+    let outcome = registry::push_index_streamed(
         store,
         client,
         &converted.index,
         &converted.images,
         target,
         &printer,
+        &streamed,
     )
     .with_context(|| format!("cannot push {}", target.familiar()))?;
     print_pushed(target, &outcome.digest, outcome.size);
