@@ -117,7 +117,7 @@ start=$(date +%s.%N)
 docker push -q "$REG/docker:1" >/dev/null
 end=$(date +%s.%N)
 D=$(layer_bytes)
-printf '%-32s %12s bytes  %6.2f s\n' "docker 20.10 push (gzip)" "$D" "$(echo "$end - $start" | bc -l)"
+printf '%-44s %12s bytes  %6.2f s\n' "docker 20.10 push (gzip)" "$D" "$(echo "$end - $start" | bc -l)"
 for args in "" "--compression-format zstd" "--compression-level 9"; do
     fresh_registry
     rm -rf "$ROOT/store-v1/variants-v1"
@@ -127,6 +127,6 @@ for args in "" "--compression-format zstd" "--compression-level 9"; do
     "$RB" --root "$ROOT" push -q $args "$REG/rbuild:1" >/dev/null
     end=$(date +%s.%N)
     B=$(layer_bytes)
-    printf '%-32s %12s bytes  %6.2f s  (%.3f× docker'"'"'s)\n' "rbuild push ${args:-(gzip-6)}" "$B" \
+    printf '%-44s %12s bytes  %6.2f s  (%.3f× docker'"'"'s)\n' "rbuild push ${args:-(gzip-6)}" "$B" \
         "$(echo "$end - $start" | bc -l)" "$(echo "$B / $D" | bc -l)"
 done
