@@ -5,7 +5,8 @@
 #
 #   bench/compression.sh [MiB] [RUNS]      (defaults 200 and 3)
 #   RSS_MIB=1024 bench/compression.sh      also: peak RSS of `rbuild push`
-#                                          of an image with one 1 GiB layer
+#                                          (gzip-6, zstd-9) of an image with
+#                                          one 1 GiB layer
 #
 # The layer is real files: the host's /usr (libraries, binaries, share),
 # copied until MiB, built into an image `FROM scratch` + `COPY`. Then:
@@ -35,8 +36,13 @@ for tool in hyperfine skopeo /usr/bin/docker-registry /usr/bin/time gzip zstd py
 done
 
 RB=$(scripts/build-release)
-cargo build --release -q -p rbuild-store --example layer_bench
-CODEC=target/release/examples/layer_bench
+# The codec example with build-release's target and flags: it shares that
+# build's dependencies instead of a second release build of them.
+HOST=$(rustc -vV | sed -n 's/^host: //p')
+FLAGS_VAR=CARGO_TARGET_$(echo "$HOST" | tr 'a-z-' 'A-Z_')_RUSTFLAGS
+env "$FLAGS_VAR=-C target-feature=+crt-static -C relocation-model=static" \
+    cargo build --release --locked -q --target "$HOST" -p rbuild-store --example layer_bench
+CODEC=target/$HOST/release/examples/layer_bench
 
 rm -rf "$BASE"
 mkdir -p "$BASE/ctx/files"
@@ -181,7 +187,12 @@ if [ -n "${RSS_MIB:-}" ]; then
     "$RB" --root "$ROOT" build -q -t "$REG/big:1" "$BASE/big" >/dev/null
     rm -rf "$BASE/big/files"
     "$BASE/fresh-registry"
-    /usr/bin/time -v -o "$BASE/push.time" "$RB" --root "$ROOT" push -q "$REG/big:1" >/dev/null
-    awk -F': ' '/Maximum resident set size/ {printf "rbuild push: peak RSS %d MB\n", $2 / 1024}
-        /Elapsed/ {print "elapsed " $2}' "$BASE/push.time"
+    for args in "" "--compression-format zstd --compression-level 9"; do
+        "$BASE/fresh-registry"
+        rm -rf "$ROOT/store-v1/variants-v1"
+        # shellcheck disable=SC2086
+        /usr/bin/time -v -o "$BASE/push.time" "$RB" --root "$ROOT" push -q $args "$REG/big:1" >/dev/null
+        awk -F': ' -v what="rbuild push ${args:-(gzip-6)}" '/Maximum resident set size/ {rss = $2}
+            /Elapsed/ {t = $2} END {printf "%s: peak RSS %d MB, elapsed %s\n", what, rss / 1024, t}' "$BASE/push.time"
+    done
 fi

@@ -78,6 +78,12 @@ pub enum BuildError {
         "-o type={output} cannot hold a multi-platform image\nhint: use type=oci, type=docker, type=local (a directory per platform) or type=image"
     )]
     MultiPlatformOutput { output: &'static str },
+    /// `index:` annotations on an output that writes no index (one
+    /// platform, nothing attested): BuildKit's refusal.
+    #[error(
+        "index annotations not supported for single platform export\nhint: build several platforms (--platform a,b), attach an attestation (--provenance, --sbom), or use manifest: annotations"
+    )]
+    IndexAnnotationsSinglePlatform,
     /// The worker, the cache index or the lineage records failed outside
     /// a step.
     #[error(transparent)]

@@ -18,16 +18,17 @@ use rbuild_oci::Platform;
 use rbuild_oci::reference::ImageRef;
 use rbuild_registry as registry;
 use rbuild_registry::{Client, PushEvent, PushProgress};
-use rbuild_store::archive::{self, ArchiveFormat, ManifestDescription, RootIndex};
+use rbuild_store::archive::{self, ArchiveFormat, ManifestDescription};
 use rbuild_store::layer::{self, PackOptions};
 use rbuild_store::layout::MEDIA_TYPE_MANIFEST;
 use rbuild_store::variants::ManifestFormat;
 use rbuild_store::{Image, Store};
 use serde_json::json;
 
-use crate::attest::{self, Capture, Predicate, Subject};
+use crate::attest::{self, Capture, Predicate};
 use crate::error::{BuildError, HostError};
 use crate::events::{BuildEvents, Event};
+use crate::index::{ConvertedIndex, IndexParts, PlatformImage, convert_and_assemble};
 use crate::request::BuildRequest;
 use crate::spec::{Annotation, AnnotationKind, ImageFormat, OutputSpec};
 
@@ -55,19 +56,106 @@ pub struct ExportedManifest {
     pub media_type: String,
 }
 
-/// What the exporters did: the names the image got, and the manifest the
+/// What the exporters did: the names the image got, the manifest the
 /// last output wrote (an archive's), named or pushed when it differs from
-/// the stored one (a push's comes last, as buildx reports it).
+/// the stored one (a push's comes last, as buildx reports it), and the
+/// index the names point at in the store when the image is attested.
 pub(crate) struct Exported {
     pub(crate) names: Vec<ImageRef>,
     pub(crate) manifest: Option<ExportedManifest>,
+    pub(crate) index: Option<rbuild_store::ImageIndex>,
+}
+
+/// The annotations of `kind` (`index:`, `index-descriptor:`) among
+/// `--annotation`s and an output's own.
+pub(crate) fn annotations_of(
+    kind: AnnotationKind,
+    request: &[Annotation],
+    format: &ImageFormat,
+) -> BTreeMap<String, String> {
+    request
+        .iter()
+        .chain(&format.annotations)
+        .filter(|a| a.kind == kind)
+        .map(|a| (a.key.clone(), a.value.clone()))
+        .collect()
+}
+
+/// The predicates an output attaches: all of them for the image
+/// exporter and pushes, only those that are not `inline-only` for `oci`
+/// and `docker` archives of one platform (unless `attestation-inline=true`),
+/// as BuildKit's exporters filter them.
+pub(crate) fn attached(predicates: &[Predicate], inline: bool) -> Vec<Predicate> {
+    predicates
+        .iter()
+        .filter(|p| inline || !p.inline_only)
+        .cloned()
+        .collect()
+}
+
+/// One platform's export: the image, its names and what it states.
+struct Single<'a> {
+    store: &'a Store,
+    image: &'a Image,
+    names: &'a [ImageRef],
+    annotations: &'a [Annotation],
+    platform: &'a Platform,
+    predicates: &'a [Predicate],
+}
+
+impl Single<'_> {
+    /// The index over the image converted as `format` says, stating
+    /// `predicates`, with the output's `index:` annotations; listed
+    /// under `tags` when given. `None` when nothing calls for an index
+    /// (no predicate, no index annotation); an index annotation alone is
+    /// BuildKit's refusal.
+    fn index(
+        &self,
+        format: Option<ManifestFormat>,
+        descriptor: BTreeMap<String, String>,
+        image_format: &ImageFormat,
+        predicates: Vec<Predicate>,
+        tags: Option<&[ImageRef]>,
+    ) -> Result<Option<ConvertedIndex>, BuildError> {
+        let index_annotations =
+            annotations_of(AnnotationKind::Index, self.annotations, image_format);
+        if predicates.is_empty() {
+            if !index_annotations.is_empty() {
+                return Err(BuildError::IndexAnnotationsSinglePlatform);
+            }
+            return Ok(None);
+        }
+        let images = [PlatformImage {
+            platform: self.platform.clone(),
+            image: self.image.clone(),
+            predicates,
+        }];
+        let format_of = move |_: &Platform| (format.clone(), descriptor.clone());
+        let parts = IndexParts {
+            names: self.names,
+            annotations: &index_annotations,
+        };
+        Ok(Some(convert_and_assemble(
+            self.store, &images, &format_of, parts, tags,
+        )?))
+    }
+}
+
+pub(crate) fn exported_index(index: &rbuild_store::ImageIndex) -> ExportedManifest {
+    ExportedManifest {
+        digest: index.digest,
+        size: index.size,
+        media_type: index.media_type.clone(),
+    }
 }
 
 /// After a successful build: exports the image to each output, tags it
 /// (always: `-t` names the image in the store whatever the outputs) and
 /// pushes it when asked, each push as its image output's format says
 /// (gzip and Docker media types by default, as BuildKit); a pushed name
-/// then names the pushed manifest in the store.
+/// then names the pushed manifest in the store. An attested image is an
+/// index in the store, the archives and the registry
+/// ([`crate::index`]).
 pub(crate) fn export_all(
     store: &Store,
     request: &BuildRequest,
@@ -96,22 +184,18 @@ pub(crate) fn export_all(
             .iter()
             .any(|o| matches!(o, OutputSpec::Image { push: true, .. }));
     let predicates = attestation_predicates(store, request, image, &names, capture)?;
-    let attested = predicates.as_deref().map(|p| Attested {
-        predicates: p,
+    let single = Single {
+        store,
+        image,
         names: &names,
-    });
+        annotations: &request.annotations,
+        platform: &platform,
+        predicates: &predicates,
+    };
     let mut manifest = None;
+    let mut stored = None;
     for out in &request.outputs {
-        if let Some(m) = export_output(
-            store,
-            image,
-            out,
-            &names,
-            host,
-            &request.annotations,
-            &platform,
-            attested.as_ref(),
-        )? {
+        if let Some(m) = export_output(&single, out, host, &mut stored)? {
             manifest = Some(m);
         }
     }
@@ -125,16 +209,10 @@ pub(crate) fn export_all(
             push: false,
             format: ImageFormat::default(),
         };
-        export_output(
-            store,
-            image,
-            &store_only,
-            &names,
-            host,
-            &request.annotations,
-            &platform,
-            None,
-        )?;
+        let m = export_output(&single, &store_only, host, &mut stored)?;
+        if stored.is_some() && manifest.is_none() {
+            manifest = m;
+        }
     }
     // `-o type=image,push=true` pushes like `--push`: to every name the
     // image exporter got (buildx hands it the `-t` tags as names too).
@@ -143,35 +221,114 @@ pub(crate) fn export_all(
             return Err(BuildError::PushNeedsName);
         }
         let format = image_output.unwrap_or_default();
-        let (mut manifest_format, _) =
+        let (mut manifest_format, descriptor) =
             manifest_format(&format, false, &request.annotations, &platform);
-        for name in &names {
-            manifest = Some(match &attested {
-                Some(a) => {
-                    // BuildKit turns OCI media types on for attestations.
-                    manifest_format.oci_media_types = true;
-                    push_attested(
+        // BuildKit turns OCI media types on for attestations.
+        manifest_format.oci_media_types |= !predicates.is_empty();
+        let attach = attached(&predicates, format.attestation_inline.unwrap_or(true));
+        // New compressed layers go up as they are made, to the first name.
+        let streamed = if attach.is_empty() {
+            registry::Streamed::default()
+        } else {
+            registry::stream_variants(store, client, &names[0], image, &manifest_format.layers)
+                .map_err(|source| BuildError::Push {
+                    reference: Box::new(names[0].clone()),
+                    source,
+                })?
+        };
+        match single.index(
+            Some(manifest_format.clone()),
+            descriptor,
+            &format,
+            attach,
+            None,
+        )? {
+            Some(converted) => {
+                for (i, name) in names.iter().enumerate() {
+                    let sent = if i == 0 {
+                        streamed.clone()
+                    } else {
+                        registry::Streamed::default()
+                    };
+                    push_converted_index(
+                        store,
+                        client,
+                        &converted,
+                        name,
+                        stored.as_ref(),
+                        &sent,
+                        events,
+                    )?;
+                }
+                manifest = Some(exported_index(&converted.index));
+            }
+            None => {
+                for name in &names {
+                    manifest = Some(push_image(
                         store,
                         client,
                         image,
                         name,
                         &manifest_format,
-                        a,
-                        &platform,
                         events,
-                    )?
+                    )?);
                 }
-                None => push_image(store, client, image, name, &manifest_format, events)?,
-            });
+            }
         }
     }
-    Ok(Exported { names, manifest })
+    Ok(Exported {
+        names,
+        manifest,
+        index: stored,
+    })
+}
+
+/// Pushes `converted` (an index in its pushed form) to `name`, which then
+/// names it in the store (replacing `stored`, the index as built);
+/// `streamed` went up already ([`registry::stream_variants`]).
+pub(crate) fn push_converted_index(
+    store: &Store,
+    client: &Client,
+    converted: &ConvertedIndex,
+    name: &ImageRef,
+    stored: Option<&rbuild_store::ImageIndex>,
+    streamed: &registry::Streamed,
+    events: &dyn BuildEvents,
+) -> Result<(), BuildError> {
+    events.event(&Event::PushStarted {
+        reference: name,
+        config: &converted.index.digest,
+    });
+    let push_err = |source| BuildError::Push {
+        reference: Box::new(name.clone()),
+        source,
+    };
+    let outcome = registry::push_index_streamed(
+        store,
+        client,
+        &converted.index,
+        &converted.images,
+        name,
+        &PushEvents(events),
+        streamed,
+    )
+    .map_err(push_err)?;
+    events.event(&Event::Pushed {
+        reference: name,
+        digest: &outcome.digest,
+        size: outcome.size,
+    });
+    // The name now stands for what the registry has.
+    store
+        .tag_index(&converted.index, name, stored)
+        .map_err(|source| push_err(source.into()))
 }
 
 /// The store's manifest format for an image output, and the
 /// manifest-descriptor annotations; `oci_default` is the exporter's
 /// `oci-mediatypes` default. `extra` are `--annotation`s; those for
-/// another platform than `platform` are left out.
+/// another platform than `platform` are left out, and so are the index
+/// ones.
 pub(crate) fn manifest_format(
     format: &ImageFormat,
     oci_default: bool,
@@ -190,9 +347,14 @@ pub(crate) fn manifest_format(
             continue;
         }
         match a.kind {
-            AnnotationKind::Manifest => manifest.insert(a.key.clone(), a.value.clone()),
-            AnnotationKind::ManifestDescriptor => descriptor.insert(a.key.clone(), a.value.clone()),
-        };
+            AnnotationKind::Manifest => {
+                manifest.insert(a.key.clone(), a.value.clone());
+            }
+            AnnotationKind::ManifestDescriptor => {
+                descriptor.insert(a.key.clone(), a.value.clone());
+            }
+            AnnotationKind::Index | AnnotationKind::IndexDescriptor => {}
+        }
     }
     (
         ManifestFormat {
@@ -214,37 +376,58 @@ pub fn export(
     names: &[ImageRef],
     host: &dyn ExportHost,
 ) -> Result<(), BuildError> {
-    export_output(
+    let single = Single {
         store,
         image,
-        output,
         names,
-        host,
-        &[],
-        &Platform::host(),
-        None,
-    )
-    .map(drop)
+        annotations: &[],
+        platform: &Platform::host(),
+        predicates: &[],
+    };
+    export_output(&single, output, host, &mut None).map(drop)
 }
 
-/// [`export`] with `--annotation`s for the image of `platform`; returns
-/// the manifest an archive holds (its index when `attested`), or the one
-/// `type=image` named when it is not the stored one.
-#[allow(clippy::too_many_arguments)]
+/// [`export`] of one platform's image with its `--annotation`s and
+/// predicates; returns the manifest (or index) an archive holds, or the
+/// one `type=image` named when it is not the stored one. The image
+/// output's index goes in `stored`.
 fn export_output(
-    store: &Store,
-    image: &Image,
+    single: &Single<'_>,
     output: &OutputSpec,
-    names: &[ImageRef],
     host: &dyn ExportHost,
-    annotations: &[Annotation],
-    platform: &Platform,
-    attested: Option<&Attested<'_>>,
+    stored: &mut Option<rbuild_store::ImageIndex>,
 ) -> Result<Option<ExportedManifest>, BuildError> {
+    let Single {
+        store,
+        image,
+        names,
+        annotations,
+        platform,
+        predicates,
+    } = *single;
     let _lease = store.lease(image)?;
     match output {
         OutputSpec::Image { format, .. } => {
-            let (manifest_format, _) = manifest_format(format, false, annotations, platform);
+            let (mut manifest_format, descriptor) =
+                manifest_format(format, false, annotations, platform);
+            let attach = attached(predicates, format.attestation_inline.unwrap_or(true));
+            // Named: an attested image is an index in the store (unnamed,
+            // the bare manifest stays, as it was stored).
+            if !names.is_empty() || attach.is_empty() {
+                manifest_format.oci_media_types |= !attach.is_empty();
+                let store_format =
+                    (!manifest_format.annotations.is_empty()).then_some(manifest_format.clone());
+                if let Some(converted) =
+                    single.index(store_format, descriptor, format, attach, Some(names))?
+                {
+                    if converted.images[0].manifest_digest != image.manifest_digest {
+                        store.drop_dangling(&image.manifest_digest)?;
+                    }
+                    let m = exported_index(&converted.index);
+                    *stored = Some(converted.index);
+                    return Ok(Some(m));
+                }
+            }
             if manifest_format.annotations.is_empty() {
                 for name in names {
                     tag(store, image, name)?;
@@ -270,27 +453,60 @@ fn export_output(
         }
         OutputSpec::Oci { dest, format } | OutputSpec::Docker { dest, format } => {
             let oci = matches!(output, OutputSpec::Oci { .. });
-            let (mut f, descriptor) = manifest_format(format, oci, annotations, platform);
-            if attested.is_some() {
-                // BuildKit turns OCI media types on for attestations.
-                f.oci_media_types = true;
+            let kind = if oci {
+                ArchiveFormat::Oci
+            } else {
+                ArchiveFormat::Docker
+            };
+            let (mut f, mut descriptor) = manifest_format(format, oci, annotations, platform);
+            let attach = attached(predicates, format.attestation_inline.unwrap_or(false));
+            let index_descriptor =
+                annotations_of(AnnotationKind::IndexDescriptor, annotations, format);
+            // BuildKit turns OCI media types on for attestations.
+            f.oci_media_types |= !attach.is_empty();
+            let converted =
+                single.index(Some(f.clone()), descriptor.clone(), format, attach, None)?;
+            let mut out = host.open(dest).map_err(BuildError::Host)?;
+            let written = match &converted {
+                Some(c) => {
+                    let selected = [(c.images[0].clone(), names.first().cloned())];
+                    let description = ManifestDescription {
+                        media_type: None,
+                        annotations: index_descriptor,
+                        index: Some(c.index.clone()),
+                    };
+                    archive::write_archive_described(store, &selected, kind, &mut out, &description)
+                        .map(|()| exported_index(&c.index))
+                }
+                None => {
+                    // One manifest: `index.json` names it, with the
+                    // manifest- and index-descriptor annotations.
+                    descriptor.extend(index_descriptor);
+                    let (c, _lease, media_type) = store.convert_image(image, &f)?;
+                    let selected: Vec<(Image, Option<ImageRef>)> = if names.is_empty() {
+                        vec![(c.clone(), None)]
+                    } else {
+                        names.iter().map(|n| (c.clone(), Some(n.clone()))).collect()
+                    };
+                    let description = ManifestDescription {
+                        media_type: Some(media_type.to_string()),
+                        annotations: descriptor,
+                        index: None,
+                    };
+                    archive::write_archive_described(store, &selected, kind, &mut out, &description)
+                        .map(|()| ExportedManifest {
+                            digest: c.manifest_digest,
+                            size: c.manifest_size,
+                            media_type: media_type.to_string(),
+                        })
+                }
             }
-            write_image_archive(
-                store,
-                image,
-                names,
-                if oci {
-                    ArchiveFormat::Oci
-                } else {
-                    ArchiveFormat::Docker
-                },
-                dest,
-                host,
-                &f,
-                descriptor,
-                attested.map(|a| (a, platform)),
-            )
-            .map(Some)
+            .map_err(|source| BuildError::Archive {
+                dest: dest.clone(),
+                source,
+            })?;
+            out.finish().map_err(BuildError::Host)?;
+            Ok(Some(written))
         }
         OutputSpec::Tar { dest } => {
             let mut out = host.open(dest).map_err(BuildError::Host)?;
@@ -314,150 +530,18 @@ fn tag(store: &Store, image: &Image, name: &ImageRef) -> Result<(), BuildError> 
     })
 }
 
-/// Writes `image` as an image archive in `format` to `dest`, its layers
-/// and manifest as `manifest` says, listed once per name in `names` (once
-/// without a name when there is none), each manifest descriptor with the
-/// `descriptor` annotations. The caller holds a lease on the image.
-#[allow(clippy::too_many_arguments)]
-fn write_image_archive(
-    store: &Store,
-    image: &Image,
-    names: &[ImageRef],
-    format: ArchiveFormat,
-    dest: &Path,
-    host: &dyn ExportHost,
-    manifest: &ManifestFormat,
-    descriptor: BTreeMap<String, String>,
-    attested: Option<(&Attested<'_>, &Platform)>,
-) -> Result<ExportedManifest, BuildError> {
-    let (converted, _lease, media_type) = store.convert_image(image, manifest)?;
-    let root_index = match attested {
-        Some((a, platform)) => Some(a.index(store, &converted, media_type, platform)?),
-        None => None,
-    };
-    let selected: Vec<(Image, Option<ImageRef>)> = if names.is_empty() {
-        vec![(converted.clone(), None)]
-    } else {
-        names
-            .iter()
-            .map(|n| (converted.clone(), Some(n.clone())))
-            .collect()
-    };
-    let description = ManifestDescription {
-        media_type: Some(media_type.to_string()),
-        annotations: descriptor,
-        index: None,
-        root_index: root_index.clone(),
-    };
-    let mut out = host.open(dest).map_err(BuildError::Host)?;
-    archive::write_archive_described(store, &selected, format, &mut out, &description).map_err(
-        |source| BuildError::Archive {
-            dest: dest.to_path_buf(),
-            source,
-        },
-    )?;
-    out.finish().map_err(BuildError::Host)?;
-    Ok(match root_index {
-        Some(r) => ExportedManifest {
-            digest: r.digest,
-            size: r.size,
-            media_type: r.media_type,
-        },
-        None => ExportedManifest {
-            digest: converted.manifest_digest,
-            size: converted.manifest_size,
-            media_type: media_type.to_string(),
-        },
-    })
-}
-
-/// The attestations an image output carries: the predicates (made once
-/// per build) and the image's names (the statements' subjects).
-struct Attested<'a> {
-    predicates: &'a [Predicate],
-    names: &'a [ImageRef],
-}
-
-impl Attested<'_> {
-    /// Writes to the store the attestation manifest about `converted`
-    /// (an output's form of the image) and the index listing both.
-    fn build(
-        &self,
-        store: &Store,
-        converted: &Image,
-        media_type: &str,
-        platform: &Platform,
-    ) -> Result<(attest::AttestationManifests, attest::IndexBlob), BuildError> {
-        let subject = Subject {
-            digest: converted.manifest_digest,
-            size: converted.manifest_size,
-            media_type: media_type.to_string(),
-            platform: platform.clone(),
-        };
-        let att = attest::layout::attestation_manifests(
-            store,
-            &[(subject.clone(), self.predicates.to_vec())],
-            self.names,
-        )?;
-        let index = attest::layout::image_index(store, &[subject], &att, BTreeMap::new())?;
-        Ok((att, index))
-    }
-
-    /// [`build`](Self::build) as an archive's root.
-    fn index(
-        &self,
-        store: &Store,
-        converted: &Image,
-        media_type: &str,
-        platform: &Platform,
-    ) -> Result<RootIndex, BuildError> {
-        let (att, index) = self.build(store, converted, media_type, platform)?;
-        let mut extra_blobs = att.blobs;
-        extra_blobs.extend(att.manifests);
-        Ok(RootIndex {
-            digest: index.digest,
-            size: index.size,
-            media_type: attest::layout::INDEX_MEDIA_TYPE.to_string(),
-            extra_blobs,
-        })
-    }
-}
-
-/// True when an output of `request` carries attestations: an `oci` or
-/// `docker` archive, or a push.
-pub(crate) fn attestations_carried(request: &BuildRequest) -> bool {
-    request.push
-        || request.outputs.iter().any(|o| {
-            matches!(
-                o,
-                OutputSpec::Oci { .. }
-                    | OutputSpec::Docker { .. }
-                    | OutputSpec::Image { push: true, .. }
-            )
-        })
-}
-
-/// The warning a build asking for attestations that no output carries
-/// gets (before it starts, so that it is listed with the others).
-pub(crate) const ATTESTATIONS_NOT_CARRIED: &str = "attestations are not kept in rbuild's image store: export them with -o type=oci|docker or --push";
-
-/// The predicates the request's attestations ask for, when an output
-/// carries them (an `oci` or `docker` archive, a push); `None` when none
-/// is asked or none would carry them (the build warned of that before it
-/// started: rbuild's store keeps single-platform manifests, not indexes,
-/// for now).
+/// The predicates the request's attestations ask for (empty when none
+/// is asked): provenance from `capture`, the SBOM from the image's
+/// filesystem.
 pub(crate) fn attestation_predicates(
     store: &Store,
     request: &BuildRequest,
     image: &Image,
     names: &[ImageRef],
     capture: &Capture,
-) -> Result<Option<Vec<Predicate>>, BuildError> {
+) -> Result<Vec<Predicate>, BuildError> {
     if request.attestations.is_empty() {
-        return Ok(None);
-    }
-    if !attestations_carried(request) {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     let created = request
         .source_date_epoch
@@ -471,64 +555,6 @@ pub(crate) fn attestation_predicates(
         &attest::subject_name(names, image),
         &created,
     )
-    .map(Some)
-}
-
-/// [`push_image`] of an attested image: the image (converted as `format`
-/// says), its attestation manifest and the index naming both, the index
-/// under `target`; `target` then names the pushed image manifest in the
-/// store (which holds no indexes yet).
-#[allow(clippy::too_many_arguments)]
-fn push_attested(
-    store: &Store,
-    client: &Client,
-    image: &Image,
-    target: &ImageRef,
-    format: &ManifestFormat,
-    attested: &Attested<'_>,
-    platform: &Platform,
-    events: &dyn BuildEvents,
-) -> Result<ExportedManifest, BuildError> {
-    let (mut converted, _lease, media_type) = store.convert_image(image, format)?;
-    let (att, index) = attested.build(store, &converted, media_type, platform)?;
-    converted.tags = image.tags.clone();
-    events.event(&Event::PushStarted {
-        reference: target,
-        config: &image.id,
-    });
-    let manifests: Vec<(rbuild_oci::Digest, &str)> = att
-        .manifests
-        .iter()
-        .map(|d| (*d, MEDIA_TYPE_MANIFEST))
-        .collect();
-    let push_err = |source| BuildError::Push {
-        reference: Box::new(target.clone()),
-        source,
-    };
-    let outcome = registry::push_attested_index(
-        store,
-        client,
-        &converted,
-        target,
-        &att.blobs,
-        &manifests,
-        (&index.digest, attest::layout::INDEX_MEDIA_TYPE),
-        &PushEvents(events),
-    )
-    .map_err(push_err)?;
-    store
-        .tag_converted(image, &converted, media_type, target)
-        .map_err(|source| push_err(source.into()))?;
-    events.event(&Event::Pushed {
-        reference: target,
-        digest: &outcome.digest,
-        size: outcome.size,
-    });
-    Ok(ExportedManifest {
-        digest: outcome.digest,
-        size: outcome.size,
-        media_type: attest::layout::INDEX_MEDIA_TYPE.to_string(),
-    })
 }
 
 /// Writes the image's flattened filesystem as a tar to `out` (also

@@ -1,19 +1,28 @@
-//! Image index assembly: the one place a multi-platform build's image
-//! index is made, for the store (`-t`), archives (`-o type=oci|docker`)
-//! and pushes. It takes one manifest per platform (each converted as the
-//! output's format asks: compressed layers, media types, annotations)
-//! plus any extra descriptors (attestation manifests, later) and writes
-//! the index: an OCI index when the manifests are OCI, a Docker manifest
-//! list when they are Docker schema 2, as BuildKit does.
+//! Image index assembly: the one place an image index is made, for the
+//! store (`-t`), archives (`-o type=oci|docker`), pushes (the build's
+//! and `rbuild push`'s) and `rbuild save`. It takes one manifest per
+//! platform (each converted as the output's format asks: compressed
+//! layers, media types, annotations), the predicates stated about each
+//! (an attestation manifest per platform, after the image manifests, as
+//! BuildKit lays them out: [`crate::attest::layout`]) and the index's own
+//! annotations, and writes the index: an OCI index, or a Docker manifest
+//! list when every manifest is Docker schema 2 and nothing is attested,
+//! as BuildKit does.
+//!
+//! A single-platform build goes through here too whenever it has
+//! something only an index can carry (attestations, `index:`
+//! annotations); otherwise its outputs name the bare manifest.
 
 use std::collections::BTreeMap;
 
-use rbuild_oci::Platform;
 use rbuild_oci::reference::ImageRef;
+use rbuild_oci::{Digest, Platform};
 use rbuild_store::image_index::{MEDIA_TYPE_DOCKER_MANIFEST_LIST, platform_json};
 use rbuild_store::layout::{MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
 use rbuild_store::variants::ManifestFormat;
 use rbuild_store::{Descriptor, Image, ImageIndex, ImageLease, Store, StoreError};
+
+use crate::attest::{Predicate, Subject};
 
 /// One platform's manifest in an index.
 #[derive(Debug, Clone)]
@@ -22,22 +31,34 @@ pub struct PlatformManifest {
     /// The manifest (in the store); its `platform` is set from
     /// [`platform`](Self::platform) when the index is written.
     pub descriptor: Descriptor,
+    /// What its attestation manifest states about it (none: no
+    /// attestation manifest).
+    pub predicates: Vec<Predicate>,
 }
 
-/// Writes the image index over `manifests` (in order) and `extra`
-/// descriptors (appended as given: attestation manifests) with the
-/// index `annotations`, and, with `tags`, lists it in the store under
-/// them (`None`: only the blob, for an archive or a push). Its media type follows
-/// the manifests': Docker's manifest list over Docker manifests, else an
-/// OCI index.
+/// What an index carries besides its platforms' manifests.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexParts<'a> {
+    /// The image's names, the statements' subjects (`_` when empty).
+    pub names: &'a [ImageRef],
+    /// The index's own annotations (buildx's `index:`).
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
+/// Writes the image index over `manifests` (in order), each attested
+/// manifest followed — after all of them — by its attestation manifest,
+/// with `parts`' annotations; with `tags`, lists it in the store under
+/// them (an empty list: dangling); `None`: only the blob (an archive's or
+/// a push's index).
 pub fn assemble_index(
     store: &Store,
     manifests: &[PlatformManifest],
-    extra: &[Descriptor],
-    annotations: &BTreeMap<String, String>,
+    parts: IndexParts<'_>,
     tags: Option<&[ImageRef]>,
 ) -> Result<ImageIndex, StoreError> {
-    let docker = !manifests.is_empty()
+    let attested = manifests.iter().any(|m| !m.predicates.is_empty());
+    let docker = !attested
+        && !manifests.is_empty()
         && manifests
             .iter()
             .all(|m| m.descriptor.media_type == MEDIA_TYPE_DOCKER_MANIFEST);
@@ -54,8 +75,34 @@ pub fn assemble_index(
             d
         })
         .collect();
-    entries.extend(extra.iter().cloned());
-    store.write_image_index(media_type, &entries, annotations, tags)
+    if attested {
+        let mut subjects = Vec::new();
+        for m in manifests {
+            let digest: Digest =
+                m.descriptor
+                    .digest
+                    .parse()
+                    .map_err(|_| StoreError::BadDigest {
+                        what: "image index entry".to_string(),
+                        text: m.descriptor.digest.clone(),
+                    })?;
+            subjects.push((
+                Subject {
+                    digest,
+                    size: m.descriptor.size,
+                    media_type: m.descriptor.media_type.clone(),
+                    platform: m.platform.clone(),
+                },
+                m.predicates.clone(),
+            ));
+        }
+        entries.extend(crate::attest::layout::attestation_manifests(
+            store,
+            &subjects,
+            parts.names,
+        )?);
+    }
+    store.write_image_index(media_type, &entries, parts.annotations, tags)
 }
 
 /// The platforms' images converted as an output's format says, with
@@ -73,25 +120,41 @@ pub struct ConvertedIndex {
 pub type FormatOf<'a> =
     dyn Fn(&Platform) -> (Option<ManifestFormat>, BTreeMap<String, String>) + 'a;
 
+/// One platform of an index to make: its image (as stored) and the
+/// predicates to state about it in the index's form (empty: none).
+#[derive(Debug, Clone)]
+pub struct PlatformImage {
+    pub platform: Platform,
+    pub image: Image,
+    pub predicates: Vec<Predicate>,
+}
+
 /// Converts each platform's image as `format_of` asks and assembles the
-/// index over them (see [`assemble_index`]), listed under `tags`.
+/// index over them (see [`assemble_index`]), listed under `tags`. The
+/// attestations are about the converted manifests: what the output
+/// holds.
 pub fn convert_and_assemble(
     store: &Store,
-    images: &[(Platform, Image)],
+    images: &[PlatformImage],
     format_of: &FormatOf<'_>,
+    parts: IndexParts<'_>,
     tags: Option<&[ImageRef]>,
 ) -> Result<ConvertedIndex, StoreError> {
     let mut manifests = Vec::new();
     let mut converted = Vec::new();
     let mut leases = Vec::new();
-    for (platform, image) in images {
-        let (format, descriptor_annotations) = format_of(platform);
+    for one in images {
+        let (format, descriptor_annotations) = format_of(&one.platform);
         let (c, lease, media_type) = match format {
-            Some(format) => store.convert_image(image, &format)?,
-            None => (image.clone(), store.lease(image)?, MEDIA_TYPE_MANIFEST),
+            Some(format) => store.convert_image(&one.image, &format)?,
+            None => (
+                one.image.clone(),
+                store.lease(&one.image)?,
+                stored_media_type(store, &one.image.manifest_digest),
+            ),
         };
         manifests.push(PlatformManifest {
-            platform: platform.clone(),
+            platform: one.platform.clone(),
             descriptor: Descriptor {
                 media_type: media_type.to_string(),
                 digest: c.manifest_digest.to_string(),
@@ -99,14 +162,49 @@ pub fn convert_and_assemble(
                 annotations: descriptor_annotations,
                 platform: None,
             },
+            predicates: one.predicates.clone(),
         });
         converted.push(c);
         leases.push(lease);
     }
-    let index = assemble_index(store, &manifests, &[], &BTreeMap::new(), tags)?;
+    let index = assemble_index(store, &manifests, parts, tags)?;
     Ok(ConvertedIndex {
         index,
         images: converted,
         _leases: leases,
     })
+}
+
+/// The media type a stored manifest declares (OCI when it says none).
+fn stored_media_type(store: &Store, digest: &Digest) -> &'static str {
+    match store.read_manifest(digest) {
+        Ok(m) if m.media_type.as_deref() == Some(MEDIA_TYPE_DOCKER_MANIFEST) => {
+            MEDIA_TYPE_DOCKER_MANIFEST
+        }
+        _ => MEDIA_TYPE_MANIFEST,
+    }
+}
+
+/// The platforms of the stored `index` that `image` (one of them, read
+/// through the index) stands for, each with the predicates its stored
+/// attestation manifest states (none when it has none): what pushing or
+/// saving the index in another form states again about the new
+/// manifests.
+pub fn stored_platforms(
+    store: &Store,
+    image: &Image,
+    index: &ImageIndex,
+) -> Result<Vec<PlatformImage>, StoreError> {
+    let mut out = Vec::new();
+    for p in index.platforms() {
+        let one = store.for_platform(image.clone(), &p)?;
+        let predicates =
+            crate::attest::layout::stored_predicates(store, index, &one.manifest_digest)?;
+        out.push(PlatformImage {
+            platform: p,
+            image: one,
+            predicates,
+        });
+    }
+    Ok(out)
 }

@@ -111,12 +111,6 @@ pub fn build_shared(
 ) -> Result<BuildResult, BuildError> {
     check_request(request)?;
     multiplatform::check_emulators(request)?;
-    if !request.attestations.is_empty() && !export::attestations_carried(request) {
-        options.events.event(&Event::Warning {
-            message: export::ATTESTATIONS_NOT_CARRIED,
-            line: None,
-        });
-    }
     if request.platforms.len() > 1 {
         return multiplatform::build(store, request, options, gate);
     }
@@ -130,8 +124,13 @@ pub fn build_shared(
         options.host,
         &solved.capture,
     )?;
+    let mut image = solved.image;
+    if let Some(index) = exported.index {
+        image.index = Some(index);
+        image.tags = exported.names.clone();
+    }
     Ok(BuildResult {
-        image: solved.image,
+        image,
         report: solved.report,
         names: exported.names,
         manifest: exported.manifest,

@@ -13,12 +13,10 @@
 //! needs to run here: natively or through a registered emulator
 //! ([`crate::emulation`]).
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use rbuild_oci::Platform;
 use rbuild_oci::reference::ImageRef;
-use rbuild_registry as registry;
 use rbuild_registry::Client;
 use rbuild_store::archive::{self, ArchiveFormat, ManifestDescription};
 use rbuild_store::{Image, Store};
@@ -26,11 +24,11 @@ use rbuild_store::{Image, Store};
 use crate::emulation::{self, NoEmulator};
 use crate::error::BuildError;
 use crate::events::{BuildEvents, Event, PULL_STEP_BASE, Summary, VertexId};
-use crate::export::ExportedManifest;
+use crate::export::{ExportedManifest, annotations_of, exported_index, push_converted_index};
 use crate::gate::StepGate;
-use crate::index::{ConvertedIndex, convert_and_assemble};
+use crate::index::{ConvertedIndex, IndexParts, PlatformImage, convert_and_assemble};
 use crate::request::{BuildOptions, BuildRequest};
-use crate::spec::{ImageFormat, OutputSpec};
+use crate::spec::{AnnotationKind, ImageFormat, OutputSpec};
 use crate::{BuildReport, BuildResult};
 
 /// The platforms whose RUN steps this Dockerfile executes, for the
@@ -166,15 +164,18 @@ pub(crate) fn build(
     let client = solved[0].client.clone();
     let names = output_names(request);
     // Per platform, what its attestations state (provenance from its own
-    // solve, the SBOM from its own filesystem), when an output carries them.
-    let mut predicates = Vec::new();
-    for s in &solved {
-        predicates.push(
-            crate::export::attestation_predicates(store, request, &s.image, &names, &s.capture)?
-                .unwrap_or_default(),
-        );
+    // solve, the SBOM from its own filesystem).
+    let mut platforms = Vec::new();
+    for ((platform, image), s) in images.iter().zip(&solved) {
+        platforms.push(PlatformImage {
+            platform: platform.clone(),
+            image: image.clone(),
+            predicates: crate::export::attestation_predicates(
+                store, request, &s.image, &names, &s.capture,
+            )?,
+        });
     }
-    let exported = export_index(store, request, &images, &predicates, &client, options)?;
+    let exported = export_index(store, request, &platforms, &client, options)?;
     let mut merged = merge(&summaries, started.elapsed());
     merged.image_id = Some(exported.stored.index.digest.to_string());
     merged.tags = exported.names.iter().map(|t| t.to_string()).collect();
@@ -199,7 +200,7 @@ pub(crate) fn build(
         // `containerimage.digest` is the index's, as buildx reports it.
         manifest: exported
             .manifest
-            .or_else(|| Some(exported_manifest(&exported.stored.index))),
+            .or_else(|| Some(exported_index(&exported.stored.index))),
     })
 }
 
@@ -238,14 +239,6 @@ struct ExportedIndex {
     manifest: Option<ExportedManifest>,
 }
 
-fn exported_manifest(index: &rbuild_store::ImageIndex) -> ExportedManifest {
-    ExportedManifest {
-        digest: index.digest,
-        size: index.size,
-        media_type: index.media_type.clone(),
-    }
-}
-
 /// The index for the store (tagged with every name), each archive, and
 /// each push.
 /// The names the build's image goes by: `-t` and the image outputs'.
@@ -261,76 +254,35 @@ fn output_names(request: &BuildRequest) -> Vec<ImageRef> {
     names
 }
 
-/// Rewrites `converted`'s index to list, after its image manifests, an
-/// attestation manifest per platform stating `predicates` (index order)
-/// about it, as BuildKit lays them out; returns the blobs and manifests
-/// the new entries reach, which archives and pushes must carry.
-fn attach_attestations(
-    store: &Store,
-    converted: &mut ConvertedIndex,
-    predicates: &[Vec<crate::attest::Predicate>],
-    names: &[ImageRef],
-) -> Result<crate::attest::AttestationManifests, BuildError> {
-    let mut subjects = Vec::new();
-    let mut manifests = Vec::new();
-    for ((image, desc), preds) in converted
-        .images
-        .iter()
-        .zip(&converted.index.manifests)
-        .zip(predicates)
-    {
-        let platform = rbuild_store::image_index::descriptor_platform(desc)
-            .expect("an index entry of a platform names it");
-        subjects.push((
-            crate::attest::layout::Subject {
-                digest: image.manifest_digest,
-                size: image.manifest_size,
-                media_type: desc.media_type.clone(),
-                platform: platform.clone(),
-            },
-            preds.clone(),
-        ));
-        manifests.push(crate::index::PlatformManifest {
-            platform,
-            descriptor: rbuild_store::Descriptor {
-                platform: None,
-                ..desc.clone()
-            },
-        });
-    }
-    let att = crate::attest::layout::attestation_manifests(store, &subjects, names)?;
-    converted.index = crate::index::assemble_index(
-        store,
-        &manifests,
-        &att.descriptors,
-        &converted.index.annotations,
-        None,
-    )?;
-    Ok(att)
-}
-
 fn export_index(
     store: &Store,
     request: &BuildRequest,
-    images: &[(Platform, Image)],
-    predicates: &[Vec<crate::attest::Predicate>],
+    platforms: &[PlatformImage],
     client: &Client,
     options: &BuildOptions<'_>,
 ) -> Result<ExportedIndex, BuildError> {
     let names = output_names(request);
-    let attesting = predicates.iter().any(|p| !p.is_empty());
     let annotations = &request.annotations;
-    let format_for = |format: &ImageFormat, oci_default: bool| {
+    // What an output with `format` (and `inline`, its attestation-inline
+    // default) writes: each platform with the predicates it attaches,
+    // the manifests' format and descriptor annotations (OCI whenever
+    // something is attested, as BuildKit), the index's annotations.
+    let plan = |format: &ImageFormat, oci_default: bool, inline: bool| {
+        let inline = format.attestation_inline.unwrap_or(inline);
+        let with: Vec<PlatformImage> = platforms
+            .iter()
+            .map(|p| PlatformImage {
+                predicates: crate::export::attached(&p.predicates, inline),
+                ..p.clone()
+            })
+            .collect();
+        let attesting = with.iter().any(|p| !p.predicates.is_empty());
         let mut format = format.clone();
-        // As BuildKit: attestation manifests are OCI, and so is the index
-        // and every manifest it lists.
         if attesting {
             format.oci_media_types = Some(true);
         }
-        move |p: &Platform| {
-            let (f, d) = crate::export::manifest_format(&format, oci_default, annotations, p);
-            (Some(f), d)
-        }
+        let index_annotations = annotations_of(AnnotationKind::Index, annotations, &format);
+        (with, format, oci_default, index_annotations)
     };
     let image_format = request
         .outputs
@@ -342,44 +294,48 @@ fn export_index(
         .unwrap_or_default();
     // The store keeps the manifests as built (OCI, layers as stored)
     // unless the image output asks for annotations.
+    let (with, format, _, index_annotations) = plan(&image_format, true, true);
     let store_format = |p: &Platform| {
-        let (f, d) = crate::export::manifest_format(&image_format, true, annotations, p);
+        let (f, d) = crate::export::manifest_format(&format, true, annotations, p);
         ((!f.annotations.is_empty()).then_some(f), d)
     };
-    let stored = convert_and_assemble(store, images, &store_format, Some(&names))?;
+    let parts = IndexParts {
+        names: &names,
+        annotations: &index_annotations,
+    };
+    let stored = convert_and_assemble(store, &with, &store_format, parts, Some(&names))?;
     let mut manifest = None;
     for out in &request.outputs {
         let (format, kind, dest) = match out {
             OutputSpec::Oci { dest, format } => (format, ArchiveFormat::Oci, dest),
             OutputSpec::Docker { dest, format } => (format, ArchiveFormat::Docker, dest),
             OutputSpec::Local { dest } => {
-                for (p, image) in images {
-                    let dir = dest.join(platform_dir(p));
+                for p in platforms {
+                    let dir = dest.join(platform_dir(&p.platform));
                     std::fs::create_dir_all(&dir).map_err(|source| BuildError::OutputDir {
                         path: dir.clone(),
                         source,
                     })?;
-                    crate::export::unpack_layers(store, image, &dir)?;
+                    crate::export::unpack_layers(store, &p.image, &dir)?;
                 }
                 continue;
             }
             _ => continue,
         };
-        let f = format_for(format, kind == ArchiveFormat::Oci);
-        let mut converted = convert_and_assemble(store, images, &f, None)?;
-        let root_index = if attesting {
-            let att = attach_attestations(store, &mut converted, predicates, &names)?;
-            let mut extra_blobs = att.blobs;
-            extra_blobs.extend(att.manifests);
-            Some(archive::RootIndex {
-                digest: converted.index.digest,
-                size: converted.index.size,
-                media_type: converted.index.media_type.clone(),
-                extra_blobs,
-            })
-        } else {
-            None
+        let oci = kind == ArchiveFormat::Oci;
+        // A multi-platform archive is an index anyway: the default
+        // provenance goes in (BuildKit filters `inline-only` ones only
+        // where they would turn a bare manifest into an index).
+        let (with, format, oci_default, index_annotations) = plan(format, oci, true);
+        let format_of = |p: &Platform| {
+            let (f, d) = crate::export::manifest_format(&format, oci_default, annotations, p);
+            (Some(f), d)
         };
+        let parts = IndexParts {
+            names: &names,
+            annotations: &index_annotations,
+        };
+        let converted = convert_and_assemble(store, &with, &format_of, parts, None)?;
         let name = names.first().cloned();
         let selected: Vec<(Image, Option<ImageRef>)> = converted
             .images
@@ -388,9 +344,8 @@ fn export_index(
             .collect();
         let description = ManifestDescription {
             media_type: None,
-            annotations: BTreeMap::new(),
+            annotations: annotations_of(AnnotationKind::IndexDescriptor, annotations, &format),
             index: Some(converted.index.clone()),
-            root_index,
         };
         let mut stream = options.host.open(dest).map_err(BuildError::Host)?;
         archive::write_archive_described(store, &selected, kind, &mut stream, &description)
@@ -399,7 +354,7 @@ fn export_index(
                 source,
             })?;
         stream.finish().map_err(BuildError::Host)?;
-        manifest = Some(exported_manifest(&converted.index));
+        manifest = Some(exported_index(&converted.index));
     }
     let push = request.push
         || request
@@ -410,63 +365,49 @@ fn export_index(
         if names.is_empty() {
             return Err(BuildError::PushNeedsName);
         }
-        let f = format_for(&image_format, false);
-        let mut converted = convert_and_assemble(store, images, &f, None)?;
-        let att = if attesting {
-            Some(attach_attestations(
-                store,
-                &mut converted,
-                predicates,
-                &names,
-            )?)
-        } else {
-            None
+        let (with, format, _, index_annotations) = plan(&image_format, false, true);
+        let format_of = |p: &Platform| {
+            let (f, d) = crate::export::manifest_format(&format, false, annotations, p);
+            (Some(f), d)
         };
-        for name in &names {
-            options.events.event(&Event::PushStarted {
-                reference: name,
-                config: &converted.index.digest,
-            });
-            if let Some(att) = &att {
-                let manifests: Vec<(rbuild_oci::Digest, &str)> = att
-                    .manifests
-                    .iter()
-                    .map(|d| (*d, rbuild_store::layout::MEDIA_TYPE_MANIFEST))
-                    .collect();
-                registry::push_extras(
-                    store,
-                    client,
-                    name,
-                    &att.blobs,
-                    &manifests,
-                    &crate::export::PushEvents(options.events),
-                )
-                .map_err(|source| BuildError::Push {
-                    reference: Box::new(name.clone()),
-                    source,
-                })?;
-            }
-            let outcome = registry::push_index(
+        let parts = IndexParts {
+            names: &names,
+            annotations: &index_annotations,
+        };
+        // New compressed layers go up as they are made, to the first name.
+        let mut streamed = rbuild_registry::Streamed::default();
+        for p in platforms {
+            let sent = rbuild_registry::stream_variants(
                 store,
                 client,
-                &converted.index,
-                &converted.images,
-                name,
-                &crate::export::PushEvents(options.events),
+                &names[0],
+                &p.image,
+                &format.layer_compression(),
             )
             .map_err(|source| BuildError::Push {
-                reference: Box::new(name.clone()),
+                reference: Box::new(names[0].clone()),
                 source,
             })?;
-            options.events.event(&Event::Pushed {
-                reference: name,
-                digest: &outcome.digest,
-                size: outcome.size,
-            });
-            // The name now stands for what the registry has.
-            store.tag_index(&converted.index, name, Some(&stored.index))?;
+            streamed.extend(sent);
         }
-        manifest = Some(exported_manifest(&converted.index));
+        let converted = convert_and_assemble(store, &with, &format_of, parts, None)?;
+        for (i, name) in names.iter().enumerate() {
+            let sent = if i == 0 {
+                streamed.clone()
+            } else {
+                rbuild_registry::Streamed::default()
+            };
+            push_converted_index(
+                store,
+                client,
+                &converted,
+                name,
+                Some(&stored.index),
+                &sent,
+                options.events,
+            )?;
+        }
+        manifest = Some(exported_index(&converted.index));
     }
     Ok(ExportedIndex {
         names,

@@ -78,9 +78,13 @@ impl SecretSpec {
 pub enum AnnotationKind {
     /// The image manifest's `annotations`.
     Manifest,
-    /// The manifest's descriptor: in an OCI or docker archive's
-    /// `index.json`.
+    /// The manifest's descriptor: in the image index, or (a bare
+    /// manifest) in an OCI or docker archive's `index.json`.
     ManifestDescriptor,
+    /// The image index's `annotations`.
+    Index,
+    /// The index's descriptor in an OCI or docker archive's `index.json`.
+    IndexDescriptor,
 }
 
 /// One `--annotation [TYPE[PLATFORM]:]KEY=VALUE` or
@@ -113,6 +117,10 @@ pub struct ImageFormat {
     /// Output attribute annotations (`--annotation` ones are in the
     /// request and apply to every output).
     pub annotations: Vec<Annotation>,
+    /// BuildKit's `attestation-inline=`: attach `inline-only`
+    /// attestations (buildx's default provenance) too; `None` for the
+    /// exporter's default (true for `image`, false for `oci`/`docker`).
+    pub attestation_inline: Option<bool>,
 }
 
 impl Default for ImageFormat {
@@ -124,6 +132,7 @@ impl Default for ImageFormat {
             oci_media_types: None,
             rewrite_timestamp: false,
             annotations: Vec::new(),
+            attestation_inline: None,
         }
     }
 }

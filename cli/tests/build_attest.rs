@@ -301,25 +301,296 @@ fn bad_attestation_values_name_the_flag_and_tag_nothing() {
     }
     let images = rb.ok(&["images", "--format", "json"]);
     assert!(!images.contains("never"), "{images}");
-    // Asked for with no output to carry them: built, and said so.
-    let r = rb.run(&[
+}
+
+/// The store's `index.json` entry naming `tag` (`NAME:TAG`) and the blob
+/// it names.
+fn stored(rb: &Rbuild, tag: &str) -> (Value, Value) {
+    let store = rb.root().join("store-v1");
+    let top: Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
+    let entry = top["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["annotations"]["org.opencontainers.image.ref.name"].as_str() == Some(tag))
+        .unwrap_or_else(|| panic!("{tag} not in {top:#}"))
+        .clone();
+    let blob =
+        serde_json::from_slice(&std::fs::read(support::blob_path(&store, digest(&entry))).unwrap())
+            .unwrap();
+    (entry, blob)
+}
+
+#[test]
+fn the_store_keeps_attestations_and_every_image_command_handles_them() {
+    let reg = Registry::start(None);
+    let rb = Rbuild::new();
+    let ctx = context(&rb);
+    let name = format!("{}/kept:1", reg.host());
+    let meta = rb.path("meta.json");
+    rb.ok(&[
         "build",
-        "--progress",
-        "plain",
+        "-q",
         "--secret",
         &format!("id=token,src={}", s(&rb.path("token"))),
         "-t",
-        "store:only",
+        &name,
         "--sbom",
+        "--provenance=mode=max",
+        "--metadata-file",
+        s(&meta),
         s(&ctx),
     ]);
+    // The tag names an index: the image manifest, then its attestation
+    // manifest; --metadata-file names the index.
+    let (entry, index) = stored(&rb, &name.clone());
+    assert_eq!(
+        entry["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let blob = |d: &str| -> Value {
+        serde_json::from_slice(
+            &std::fs::read(support::blob_path(&rb.root().join("store-v1"), d)).unwrap(),
+        )
+        .unwrap()
+    };
+    let (image, statements) = check_attested_index(&index, &blob);
+    let meta: Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(meta["containerimage.digest"], entry["digest"]);
+    // images: one row, by the index; run and inspect take the platform's
+    // manifest, not the attestation.
+    let listed = rb.ok(&["images"]);
+    assert_eq!(
+        listed.lines().filter(|l| l.contains("kept")).count(),
+        1,
+        "{listed}"
+    );
+    assert_eq!(
+        rb.ok(&["run", "--rm", &name, "cat", "/greeting"]).trim(),
+        "hi"
+    );
+    let platform = rb.ok(&["inspect", "--format", "{{.Os}}/{{.Architecture}}", &name]);
+    assert!(
+        platform.starts_with("linux/") && !platform.contains("unknown"),
+        "{platform}"
+    );
+    // sbom reads the stored SPDX document: the statement's, byte for byte
+    // the same JSON.
+    let stored_sbom = predicate(&statements, "https://spdx.dev/Document").clone();
+    let listed: Value = serde_json::from_str(&rb.ok(&["sbom", &name])).unwrap();
+    assert_eq!(listed, stored_sbom);
+    // save carries the attestation manifest.
+    let tar = rb.path("saved.tar");
+    rb.ok(&["save", "--format", "oci", "-o", s(&tar), &name]);
+    let layout = Layout::unpack(&tar, &rb.path("saved"));
+    let root = &layout.index_json()["manifests"][0];
+    assert_eq!(root["digest"], entry["digest"]);
+    check_attested_index(&layout.json(digest(root)), &|d| layout.json(d));
+    // push sends the stored index: the same attestation (its layers
+    // compressed now, so about the pushed manifest).
+    rb.ok(&["push", "-q", &name]);
+    let raw: Value = serde_json::from_str(&tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{name}"),
+        ],
+    ))
+    .unwrap();
+    let (pushed_image, pushed_statements) = check_attested_index(&raw, &|d| {
+        serde_json::from_slice(&std::fs::read(reg.blob_data(d)).unwrap()).unwrap()
+    });
+    assert_ne!(pushed_image, image, "layers compressed on push");
+    assert_eq!(
+        predicate(&pushed_statements, "https://spdx.dev/Document"),
+        &stored_sbom
+    );
+    let fresh = Rbuild::new();
+    fresh.ok(&["pull", &name]);
+    assert_eq!(
+        fresh.ok(&["run", "--rm", &name, "cat", "/greeting"]).trim(),
+        "hi"
+    );
+}
+
+/// `rbuild` with buildx's default provenance left on.
+fn with_default(rb: &Rbuild, args: &[&str], no_default: Option<&str>) -> support::Run {
+    let mut c = rb.command(args);
+    c.env_remove("BUILDX_NO_DEFAULT_ATTESTATIONS");
+    if let Some(v) = no_default {
+        c.env("BUILDX_NO_DEFAULT_ATTESTATIONS", v);
+    }
+    support::run_command(c, None)
+}
+
+#[test]
+fn default_provenance_as_buildx_image_exporter_yes_single_platform_archives_no() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = rb.tree(
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nRUN echo hi > /hi\n")],
+    );
+    let tar = rb.path("x.tar");
+    let r = with_default(
+        &rb,
+        &[
+            "build",
+            "-q",
+            "-t",
+            "dflt:1",
+            "-o",
+            &format!("type=oci,dest={}", s(&tar)),
+            "-o",
+            "type=image",
+            s(&ctx),
+        ],
+        None,
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
+    // The image exporter attaches mode=min provenance: the tag is an index.
+    let (entry, index) = stored(&rb, "docker.io/library/dflt:1");
+    assert_eq!(
+        entry["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let blob = |d: &str| -> Value {
+        serde_json::from_slice(
+            &std::fs::read(support::blob_path(&rb.root().join("store-v1"), d)).unwrap(),
+        )
+        .unwrap()
+    };
+    let (_, statements) = check_attested_index(&index, &blob);
+    assert_eq!(statements.len(), 1);
+    let prov = predicate(&statements, "https://slsa.dev/provenance/v0.2");
+    assert!(
+        prov["invocation"]["parameters"]
+            .get("args")
+            .is_none_or(|a| a.as_object().is_none_or(|o| o.is_empty())),
+        "min mode: {prov:#}"
+    );
+    // The oci exporter leaves inline-only provenance out of a
+    // single-platform archive: a bare manifest, as BuildKit writes it.
+    let layout = Layout::unpack(&tar, &rb.path("x"));
+    assert_eq!(
+        layout.index_json()["manifests"][0]["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    // ... unless attestation-inline=true.
+    let tar2 = rb.path("y.tar");
+    let r = with_default(
+        &rb,
+        &[
+            "build",
+            "-q",
+            "-o",
+            &format!("type=oci,dest={},attestation-inline=true", s(&tar2)),
+            s(&ctx),
+        ],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let layout = Layout::unpack(&tar2, &rb.path("y"));
+    assert_eq!(
+        layout.index_json()["manifests"][0]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    // --provenance=false, and BUILDX_NO_DEFAULT_ATTESTATIONS=1: a bare
+    // manifest under the tag.
+    for (args, env) in [
+        (vec!["--provenance=false"], None),
+        (vec![], Some("1")),
+        (vec![], Some("true")),
+    ] {
+        let mut all = vec!["build", "-q", "-t", "bare:1"];
+        all.extend(args.iter().copied());
+        all.push(s(&ctx));
+        let r = with_default(&rb, &all, env);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let (entry, _) = stored(&rb, "docker.io/library/bare:1");
+        assert_eq!(
+            entry["mediaType"], "application/vnd.oci.image.manifest.v1+json",
+            "{args:?} {env:?}"
+        );
+    }
+    // A value that is not a boolean is an error naming the variable.
+    let r = with_default(&rb, &["build", "-q", "-t", "bad:1", s(&ctx)], Some("maybe"));
+    assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(
         r.stderr
-            .contains("attestations are not kept in rbuild's image store"),
+            .contains("invalid BUILDX_NO_DEFAULT_ATTESTATIONS \"maybe\""),
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn index_annotations_go_wherever_an_index_is_written() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = rb.tree(
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nRUN echo hi > /hi\n")],
+    );
+    let tar = rb.path("x.tar");
+    rb.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "ann:1",
+        "--provenance=true",
+        "--annotation",
+        "index:org.example.index=i",
+        "--annotation",
+        "index-descriptor:org.example.desc=d",
+        "--annotation",
+        "manifest-descriptor:org.example.mdesc=m",
+        "--annotation",
+        "org.example.manifest=x",
+        "-o",
+        &format!("type=oci,dest={}", s(&tar)),
+        "-o",
+        "type=image",
+        s(&ctx),
+    ]);
+    let layout = Layout::unpack(&tar, &rb.path("x"));
+    let root = &layout.index_json()["manifests"][0];
+    assert_eq!(root["annotations"]["org.example.desc"], "d");
+    let index = layout.json(digest(root));
+    assert_eq!(index["annotations"]["org.example.index"], "i");
+    assert_eq!(
+        index["manifests"][0]["annotations"]["org.example.mdesc"],
+        "m"
+    );
+    let manifest = layout.json(digest(&index["manifests"][0]));
+    assert_eq!(manifest["annotations"]["org.example.manifest"], "x");
+    // The stored index has them too.
+    let (_, stored_index) = stored(&rb, "docker.io/library/ann:1");
+    assert_eq!(stored_index["annotations"]["org.example.index"], "i");
+    // With nothing to make an index of, BuildKit's refusal; nothing tagged.
+    let r = rb.run(&[
+        "build",
+        "-q",
+        "-t",
+        "noindex:1",
+        "--annotation",
+        "index:k=v",
+        s(&ctx),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("index annotations not supported for single platform export"),
+        "{}",
+        r.stderr
+    );
+    assert!(!rb.ok(&["images"]).contains("noindex"));
+    let r = rb.run(&["build", "--annotation", "index[linux/amd64]:k=v", s(&ctx)]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("takes no platform"), "{}", r.stderr);
 }
 
 #[test]

@@ -517,7 +517,7 @@ fn bad_compression_values_and_epochs_name_the_flag_and_push_or_tag_nothing() {
         (
             &["--push", "--annotation", "index:a=b"],
             &[],
-            "--annotation \"index:a=b\"",
+            "index annotations not supported for single platform export",
         ),
     ];
     for (flags, env, want) in cases {

@@ -649,3 +649,172 @@ fn a_two_platform_build_carries_an_attestation_manifest_per_platform() {
     let from_registry = |d: &str| std::fs::read_to_string(reg.blob_data(d)).unwrap();
     check(&index, &from_registry);
 }
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+/// `oci-image-tool validate` (Debian's 1.0.0-rc1) over an unpacked OCI
+/// layout; its tar mode cannot walk any archive (skopeo's neither), so
+/// the tests unpack first.
+fn oci_image_tool(args: &[&str]) -> support::Run {
+    let mut c = std::process::Command::new("oci-image-tool");
+    c.args(args);
+    support::run_command(c, None)
+}
+
+fn unpacked(rb: &Rbuild, tar: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let dir = rb.path(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    tool("tar", &["-xf", s(tar), "-C", s(&dir)]);
+    dir
+}
+
+#[test]
+fn oci_image_tool_validates_and_umoci_unpacks_what_rbuild_writes() {
+    if !on_path("oci-image-tool") || !on_path("umoci") {
+        skipped(
+            "oci_image_tool_validates",
+            "oci-image-tool or umoci missing; run scripts/install-deps",
+        );
+        return;
+    }
+    let Some(rb) = multiarch("oci_image_tool_validates") else {
+        return;
+    };
+    let ctx = rb.tree("ctx", &[("Dockerfile", DOCKERFILE)]);
+    // Single platform, bare manifest; two platforms; two platforms with
+    // attestations.
+    let cases: [(&str, &[&str]); 3] = [
+        ("single", &["--platform", "linux/amd64"]),
+        ("multi", &["--platform", "linux/amd64,linux/arm64"]),
+        (
+            "attested",
+            &[
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "--provenance=mode=max",
+                "--sbom=true",
+            ],
+        ),
+    ];
+    for (name, flags) in cases {
+        let tar = rb.path(&format!("{name}.tar"));
+        let mut args = vec!["build", "-q", "-t"];
+        let tag = format!("app:{name}");
+        args.push(&tag);
+        args.extend_from_slice(flags);
+        let out = format!("type=oci,dest={}", s(&tar));
+        args.extend(["-o", &out, s(&ctx)]);
+        ok(&rb, &args);
+        let dir = unpacked(&rb, &tar, name);
+        if name != "attested" {
+            // The whole layout: index.json, every manifest, config and
+            // layer.
+            let r = oci_image_tool(&["validate", "--type", "image", s(&dir)]);
+            assert_eq!(r.code, 0, "{name}: {}\n{}", r.stdout, r.stderr);
+            assert!(r.stdout.contains("Validation succeeded"), "{}", r.stdout);
+            continue;
+        }
+        // rc1 predates OCI 1.1's artifact layers: its layout walk refuses
+        // `application/vnd.in-toto+json` layers (BuildKit's layout fails
+        // the same way), so each blob is validated against its schema.
+        let top: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("index.json")).unwrap())
+                .unwrap();
+        let blob = |d: &str| {
+            dir.join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:"))
+        };
+        let index_digest = top["manifests"][0]["digest"].as_str().unwrap();
+        let r = oci_image_tool(&["validate", "--type", "imageIndex", s(&blob(index_digest))]);
+        assert_eq!(r.code, 0, "index: {}\n{}", r.stdout, r.stderr);
+        let index: Value =
+            serde_json::from_str(&std::fs::read_to_string(blob(index_digest)).unwrap()).unwrap();
+        let entries = index["manifests"].as_array().unwrap();
+        assert_eq!(entries.len(), 4);
+        for m in entries {
+            let path = blob(m["digest"].as_str().unwrap());
+            let r = oci_image_tool(&["validate", "--type", "manifest", s(&path)]);
+            assert_eq!(r.code, 0, "{m}: {}\n{}", r.stdout, r.stderr);
+            let manifest: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let config = blob(manifest["config"]["digest"].as_str().unwrap());
+            let r = oci_image_tool(&["validate", "--type", "config", s(&config)]);
+            assert_eq!(r.code, 0, "config of {m}: {}\n{}", r.stdout, r.stderr);
+        }
+    }
+
+    // umoci 0.4.7 (and its current source: casext.ResolveReference
+    // collects every manifest under the tag) refuses a tag naming an
+    // index of more than one manifest: "tag is ambiguous".
+    let multi = unpacked(&rb, &rb.path("multi.tar"), "multi-umoci");
+    let r = {
+        let mut c = std::process::Command::new("umoci");
+        c.args([
+            "unpack",
+            "--image",
+            &format!("{}:multi", s(&multi)),
+            s(&rb.path("bundle-x")),
+        ]);
+        support::run_command(c, None)
+    };
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("tag is ambiguous"), "{}", r.stderr);
+    // What works: one platform's image, by `rbuild save --platform` …
+    let arm = rb.path("arm64.tar");
+    ok(
+        &rb,
+        &[
+            "save",
+            "--format",
+            "oci",
+            "--platform",
+            "linux/arm64",
+            "-o",
+            s(&arm),
+            "app:attested",
+        ],
+    );
+    let arm_dir = unpacked(&rb, &arm, "arm64");
+    let umoci_unpack = |layout: &std::path::Path, tag: &str, bundle: &str| {
+        let mut c = std::process::Command::new("umoci");
+        c.args(["unpack"]);
+        if tool("id", &["-u"]).trim() != "0" {
+            c.arg("--rootless");
+        }
+        c.args([
+            "--image",
+            &format!("{}:{tag}", s(layout)),
+            s(&rb.path(bundle)),
+        ]);
+        let r = support::run_command(c, None);
+        assert_eq!(r.code, 0, "umoci unpack {tag}: {}", r.stderr);
+        std::fs::read_to_string(rb.path(bundle).join("rootfs/target.txt")).unwrap()
+    };
+    assert_eq!(
+        umoci_unpack(&arm_dir, "attested", "bundle-arm"),
+        "linux/arm64 arm64\n"
+    );
+    // … or by skopeo choosing a platform out of the multi-platform
+    // archive into an OCI directory.
+    let picked = rb.path("picked");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "-q",
+            "--override-os",
+            "linux",
+            "--override-arch",
+            "arm64",
+            &format!("oci-archive:{}:multi", s(&rb.path("multi.tar"))),
+            &format!("oci:{}:arm64", s(&picked)),
+        ],
+    );
+    assert_eq!(
+        umoci_unpack(&picked, "arm64", "bundle-picked"),
+        "linux/arm64 arm64\n"
+    );
+}

@@ -315,7 +315,7 @@ impl Client {
         let replay = match &body {
             RequestBody::Empty => Some(RequestBody::Empty),
             RequestBody::Bytes(b) => Some(RequestBody::Bytes(b)),
-            RequestBody::Stream(..) => None,
+            RequestBody::Stream(..) | RequestBody::Chunked(..) => None,
         };
         let resp = self.send_raw(method, url, authorization.as_deref(), headers, body)?;
         if resp.status() != 401 {

@@ -85,6 +85,8 @@ pub enum RequestBody<'a> {
     Empty,
     Bytes(&'a [u8]),
     Stream(&'a mut dyn Read, u64),
+    /// A stream of unknown length (chunked transfer encoding), sent once.
+    Chunked(&'a mut dyn Read),
 }
 
 /// How many times an idempotent request is retried (after the first try).
@@ -265,6 +267,12 @@ impl Client {
             RequestBody::Stream(reader, len) => {
                 let req = builder
                     .header("Content-Length", len.to_string())
+                    .body(ureq::SendBody::from_reader(reader))
+                    .map_err(bad_request)?;
+                self.agent().run(req).map_err(transport)
+            }
+            RequestBody::Chunked(reader) => {
+                let req = builder
                     .body(ureq::SendBody::from_reader(reader))
                     .map_err(bad_request)?;
                 self.agent().run(req).map_err(transport)
@@ -501,6 +509,80 @@ impl Client {
             return Err(status_error("PUT", &strip_query(&put_url), resp));
         }
         Ok(BlobPush::Uploaded)
+    }
+}
+
+impl Client {
+    /// Uploads a blob whose digest is known only once its bytes are all
+    /// made (a layer compressed while it goes out, as `docker push` and
+    /// `skopeo copy` stream theirs): `POST`, one `PATCH` streaming `data`
+    /// to its end (chunked), then the `PUT` closing the upload with the
+    /// digest `finish` gives (called once `data` ended); an error from
+    /// `finish` abandons the upload.
+    pub fn push_blob_streamed(
+        &self,
+        repo: &Repository,
+        data: &mut dyn Read,
+        finish: &mut dyn FnMut() -> Result<Digest, RegistryError>,
+    ) -> Result<(), RegistryError> {
+        let base = self.base_url(&repo.registry);
+        let post_url = format!("{base}/{}/blobs/uploads/", repo.name);
+        let resp = self.request(
+            "POST",
+            &post_url,
+            repo,
+            Access::Push,
+            &[],
+            &[],
+            RequestBody::Empty,
+        )?;
+        if resp.status() != 202 {
+            return Err(status_error("POST", &post_url, resp));
+        }
+        let location = |resp: &Response<ureq::Body>, method: &str, url: &str| {
+            header(resp, "location")
+                .map(|l| absolute_url(&base, &l))
+                .ok_or_else(|| RegistryError::Status {
+                    method: method.to_string(),
+                    url: strip_query(url),
+                    status: resp.status().as_u16(),
+                    detail: "no Location header for the upload".to_string(),
+                })
+        };
+        let upload = location(&resp, "POST", &post_url)?;
+        let resp = self.request(
+            "PATCH",
+            &upload,
+            repo,
+            Access::Push,
+            &[],
+            &[("Content-Type", "application/octet-stream")],
+            RequestBody::Chunked(data),
+        );
+        // A failed PATCH returns at once (the caller drops `data`, which
+        // stops the writer); a finished one waits for the stream's end,
+        // whose own error (the compression's, cut short) comes first.
+        let resp = resp?;
+        if resp.status() != 202 {
+            return Err(status_error("PATCH", &strip_query(&upload), resp));
+        }
+        let digest = finish()?;
+        let upload = location(&resp, "PATCH", &upload)?;
+        let sep = if upload.contains('?') { '&' } else { '?' };
+        let put_url = format!("{upload}{sep}digest={digest}");
+        let resp = self.request(
+            "PUT",
+            &put_url,
+            repo,
+            Access::Push,
+            &[],
+            &[],
+            RequestBody::Empty,
+        )?;
+        if !resp.status().is_success() {
+            return Err(status_error("PUT", &strip_query(&put_url), resp));
+        }
+        Ok(())
     }
 }
 

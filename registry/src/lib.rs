@@ -53,8 +53,8 @@ pub use config::{CONFIG_FILE_NAME, ConfigFile};
 pub use credentials::{Credentials, DockerConfig};
 pub use pull::{PullEvent, PullOutcome, PullProgress, pull};
 pub use push::{
-    BlobPush, FormattedPush, PushEvent, PushOutcome, PushProgress, layers_compressed, push,
-    push_as, push_attested_index, push_extras, push_index,
+    BlobPush, FormattedPush, PushEvent, PushOutcome, PushProgress, Streamed, layers_compressed,
+    push, push_as, push_index, push_index_streamed, stream_variants,
 };
 use rbuild_oci::Digest;
 use rbuild_oci::reference::ImageRef;

@@ -9,6 +9,8 @@
 //! converts it (compressed layer variants, media types, annotations) and
 //! then names the pushed manifest in the store under the target.
 
+use std::collections::BTreeSet;
+
 use rbuild_oci::Digest;
 
 use super::{Client, PARALLEL_BLOBS, RegistryError, Repository};
@@ -69,6 +71,19 @@ pub fn push(
     target: &ImageRef,
     progress: &dyn PushProgress,
 ) -> Result<PushOutcome, RegistryError> {
+    push_inner(store, client, image, target, progress, &BTreeSet::new())
+}
+
+/// [`push`], where the blobs in `streamed` went up already (streamed
+/// while they were compressed): reported as uploaded, not sent again.
+fn push_inner(
+    store: &Store,
+    client: &Client,
+    image: &Image,
+    target: &ImageRef,
+    progress: &dyn PushProgress,
+    streamed: &BTreeSet<Digest>,
+) -> Result<PushOutcome, RegistryError> {
     let repo = Repository::of(target);
     // Another repository on the same registry this image came from or was
     // pushed to (its other tags) may hold the blobs: mount from it.
@@ -88,6 +103,14 @@ pub fn push(
                 digest,
                 size: *size,
             });
+            if streamed.contains(digest) {
+                uploaded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                progress.event(PushEvent::Done {
+                    digest,
+                    result: &BlobPush::Uploaded,
+                });
+                return Ok(());
+            }
             // Verified as it streams: the read that would end a blob
             // damaged on disk fails, so the registry never gets it whole.
             let mut file = store.open_blob_verified(digest)?;
@@ -164,6 +187,8 @@ pub fn push_as(
             media_type,
         });
     };
+    let _lease = store.lease(image)?;
+    let streamed = stream_variants(store, client, target, image, &format.layers)?;
     let (mut converted, _lease, media_type) =
         store
             .convert_image(image, format)
@@ -184,7 +209,7 @@ pub fn push_as(
             converted.tags.extend(other.tags);
         }
     }
-    let outcome = push(store, client, &converted, target, progress)?;
+    let outcome = push_inner(store, client, &converted, target, progress, &streamed.0)?;
     if target.digest().is_none() {
         store.tag_converted(image, &converted, media_type, target)?;
     }
@@ -192,6 +217,181 @@ pub fn push_as(
         outcome,
         media_type: media_type.to_string(),
     })
+}
+
+/// A store error naming `image` when it is a damaged blob (as a plain
+/// push names it).
+fn named_corrupt(e: StoreError, image: &Image) -> RegistryError {
+    match corrupt_blob(&e) {
+        Some(source) => RegistryError::CorruptImage {
+            image: image_label(image),
+            source: Box::new(source),
+        },
+        None => e.into(),
+    }
+}
+
+/// Layer blobs a push already sent while they were compressed
+/// ([`stream_variants`]): the push that follows reports them uploaded
+/// instead of sending them again.
+#[derive(Debug, Clone, Default)]
+pub struct Streamed(BTreeSet<Digest>);
+
+impl Streamed {
+    /// Adds what another image's streaming sent.
+    pub fn extend(&mut self, other: Streamed) {
+        self.0.extend(other.0);
+    }
+}
+
+/// Before a push of `image` converted to `want`: each layer with no
+/// variant of that encoding yet is compressed and uploaded to `target`'s
+/// repository at once, the bytes streaming to the registry as they are
+/// made (docker's and skopeo's way), instead of compressing the whole
+/// layer into the store first and reading it back to upload it. The
+/// caller holds a lease on `image`.
+pub fn stream_variants(
+    store: &Store,
+    client: &Client,
+    target: &ImageRef,
+    image: &Image,
+    want: &rbuild_store::variants::LayerCompression,
+) -> Result<Streamed, RegistryError> {
+    let repo = Repository::of(target);
+    let mut streamed = BTreeSet::new();
+    for layer in &image.layers {
+        if store
+            .variant_missing(layer, want)
+            .map_err(|e| named_corrupt(e, image))?
+        {
+            streamed.insert(stream_variant(store, client, &repo, image, layer, want)?);
+        }
+    }
+    Ok(Streamed(streamed))
+}
+
+/// Compresses `layer` into a new variant in the store and uploads it to
+/// `repo` at once (a thread compresses into a bounded pipe the upload
+/// reads); returns the variant's digest.
+fn stream_variant(
+    store: &Store,
+    client: &Client,
+    repo: &Repository,
+    image: &Image,
+    layer: &rbuild_store::LayerInfo,
+    want: &rbuild_store::variants::LayerCompression,
+) -> Result<Digest, RegistryError> {
+    let (mut writer, mut reader) = pipe();
+    std::thread::scope(|scope| {
+        let compressing = scope.spawn(move || {
+            let made = store.layer_variant_teed(layer, want, &mut writer);
+            drop(writer);
+            made
+        });
+        let mut compressing = Some(compressing);
+        let mut made = None;
+        let mut finish = || -> Result<Digest, RegistryError> {
+            let handle = compressing.take().expect("finish is called once");
+            let v = handle
+                .join()
+                .expect("the compression thread panicked")
+                .map_err(|e| named_corrupt(e, image))?;
+            made = Some(v.digest);
+            Ok(v.digest)
+        };
+        let sent = client.push_blob_streamed(repo, &mut reader, &mut finish);
+        drop(reader);
+        // The upload failed before the stream ended: the compression
+        // stops at its next write; its result (an error) is dropped.
+        if let Some(handle) = compressing.take() {
+            let _ = handle.join();
+        }
+        sent?;
+        Ok(made.expect("a finished upload has its digest"))
+    })
+}
+
+/// Bytes in flight between the compressing thread and the upload.
+const PIPE_CHUNK: usize = 256 * 1024;
+const PIPE_CHUNKS: usize = 4;
+
+/// A bounded in-memory pipe (at most [`PIPE_CHUNKS`] chunks waiting).
+fn pipe() -> (PipeWriter, PipeReader) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(PIPE_CHUNKS);
+    (
+        PipeWriter {
+            tx,
+            buf: Vec::with_capacity(PIPE_CHUNK),
+        },
+        PipeReader {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+        },
+    )
+}
+
+struct PipeWriter {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl PipeWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(PIPE_CHUNK));
+        self.tx
+            .send(full)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+}
+
+impl std::io::Write for PipeWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(PIPE_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == PIPE_CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for PipeWriter {
+    fn drop(&mut self) {
+        let _ = self.send();
+    }
+}
+
+struct PipeReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl std::io::Read for PipeReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(c) => {
+                    self.chunk = c;
+                    self.at = 0;
+                }
+                // The writer is gone: the end.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.at);
+        out[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// `image` as `rbuild images` shows it: its first name and its ID.
@@ -242,9 +442,11 @@ fn stored_media_type(store: &Store, manifest: &Digest) -> Result<String, Registr
         .unwrap_or_else(|| MEDIA_TYPE_MANIFEST.to_string()))
 }
 
-/// Pushes a multi-platform image: each of `images` (the manifests the
-/// index `index` names, all in the store) by digest, then the index
-/// itself under `target`'s tag, byte for byte as the store has it.
+/// Pushes an image index: each of `images` (the image manifests the
+/// index `index` names, all in the store) by digest, then every other
+/// manifest it lists (attestation manifests: their config and layers,
+/// then themselves, by digest), then the index itself under `target`'s
+/// tag, byte for byte as the store has it. The outcome names the index.
 pub fn push_index(
     store: &Store,
     client: &Client,
@@ -253,12 +455,42 @@ pub fn push_index(
     target: &ImageRef,
     progress: &dyn PushProgress,
 ) -> Result<PushOutcome, RegistryError> {
+    push_index_streamed(
+        store,
+        client,
+        index,
+        images,
+        target,
+        progress,
+        &Streamed::default(),
+    )
+}
+
+/// [`push_index`] after [`stream_variants`] sent `streamed`.
+pub fn push_index_streamed(
+    store: &Store,
+    client: &Client,
+    index: &rbuild_store::ImageIndex,
+    images: &[Image],
+    target: &ImageRef,
+    progress: &dyn PushProgress,
+    streamed: &Streamed,
+) -> Result<PushOutcome, RegistryError> {
     let repo = Repository::of(target);
     let mut uploaded = 0;
     for image in images {
         let _lease = store.lease(image)?;
         let by_digest = target.with_digest(image.manifest_digest);
-        uploaded += push(store, client, image, &by_digest, progress)?.uploaded;
+        uploaded += push_inner(store, client, image, &by_digest, progress, &streamed.0)?.uploaded;
+    }
+    for entry in &index.manifests {
+        let Ok(digest) = entry.digest.parse::<Digest>() else {
+            continue;
+        };
+        if images.iter().any(|i| i.manifest_digest == digest) {
+            continue;
+        }
+        uploaded += push_manifest_tree(store, client, &repo, &digest, &entry.media_type, progress)?;
     }
     let bytes = store.read_blob(&index.digest)?;
     let reference = match (target.tag(), target.digest()) {
@@ -274,25 +506,30 @@ pub fn push_index(
     })
 }
 
-/// Pushes blobs (by digest) and then manifests (by digest) that an index
-/// about to be pushed to `target`'s repository reaches besides its
-/// images' (attestation statements, configs and manifests); returns how
+/// Pushes a manifest that is no image of the store (an attestation
+/// manifest): its config and layers, then itself by digest; returns how
 /// many blobs were uploaded.
-pub fn push_extras(
+fn push_manifest_tree(
     store: &Store,
     client: &Client,
-    target: &ImageRef,
-    blobs: &[Digest],
-    manifests: &[(Digest, &str)],
+    repo: &Repository,
+    manifest: &Digest,
+    media_type: &str,
     progress: &dyn PushProgress,
 ) -> Result<usize, RegistryError> {
-    let repo = Repository::of(target);
+    let parsed = store.read_manifest(manifest)?;
     let mut uploaded = 0;
-    for digest in blobs {
-        let mut file = store.open_blob_verified(digest)?;
+    for d in std::iter::once(&parsed.config).chain(&parsed.layers) {
+        let Ok(digest) = d.digest.parse::<Digest>() else {
+            continue;
+        };
+        let mut file = store.open_blob_verified(&digest)?;
         let size = file.size();
-        progress.event(PushEvent::Preparing { digest, size });
-        let result = client.push_blob(&repo, digest, size, &mut file, None);
+        progress.event(PushEvent::Preparing {
+            digest: &digest,
+            size,
+        });
+        let result = client.push_blob(repo, &digest, size, &mut file, None);
         if let Some(source) = file.corrupt_error() {
             return Err(source.into());
         }
@@ -301,60 +538,11 @@ pub fn push_extras(
             uploaded += 1;
         }
         progress.event(PushEvent::Done {
-            digest,
+            digest: &digest,
             result: &result,
         });
     }
-    for (digest, media_type) in manifests {
-        let bytes = store.read_blob(digest)?;
-        client.put_manifest(&repo, &digest.to_string(), media_type, &bytes)?;
-    }
+    let bytes = store.read_blob(manifest)?;
+    client.put_manifest(repo, &manifest.to_string(), media_type, &bytes)?;
     Ok(uploaded)
-}
-
-/// Pushes an image index whose first manifest is `image` (already in its
-/// pushed form: [`Store::convert_image`]'s) and whose other manifests
-/// (`extra_manifests`, e.g. BuildKit-style attestation manifests) reach
-/// `extra_blobs`: the image's blobs and manifest by digest, then the
-/// extra blobs and manifests by digest, then the index (`index`, stored
-/// in `store`) under `target`'s tag. The outcome names the index.
-#[allow(clippy::too_many_arguments)]
-pub fn push_attested_index(
-    store: &Store,
-    client: &Client,
-    image: &Image,
-    target: &ImageRef,
-    extra_blobs: &[Digest],
-    extra_manifests: &[(Digest, &str)],
-    index: (&Digest, &str),
-    progress: &dyn PushProgress,
-) -> Result<PushOutcome, RegistryError> {
-    let repo = Repository::of(target);
-    let by_digest = ImageRef::parse(&format!(
-        "{}@{}",
-        target.repository(),
-        image.manifest_digest
-    ))
-    .expect("a repository and a digest make a reference");
-    let pushed = push(store, client, image, &by_digest, progress)?;
-    let uploaded = pushed.uploaded
-        + push_extras(
-            store,
-            client,
-            target,
-            extra_blobs,
-            extra_manifests,
-            progress,
-        )?;
-    let bytes = store.read_blob(index.0)?;
-    let reference = target
-        .tag()
-        .unwrap_or(rbuild_oci::reference::DEFAULT_TAG)
-        .to_string();
-    let digest = client.put_manifest(&repo, &reference, index.1, &bytes)?;
-    Ok(PushOutcome {
-        digest,
-        size: bytes.len() as u64,
-        uploaded,
-    })
 }

@@ -152,6 +152,30 @@ impl Store {
         Ok(image_index)
     }
 
+    /// Drops the untagged `index.json` entry of `digest` (an image now
+    /// listed through an index that names a converted form of it), so the
+    /// image is listed once.
+    pub fn drop_dangling(&self, digest: &Digest) -> Result<()> {
+        let d = digest.to_string();
+        self.update_index(|index| {
+            index.manifests.retain(|m| {
+                m.digest != d
+                    || m.annotations
+                        .contains_key(crate::layout::ANNOTATION_REF_NAME)
+            });
+        })
+    }
+
+    /// Reads the manifest blob `digest` (verified): an image's or an
+    /// attestation manifest an index lists.
+    pub fn read_manifest(&self, digest: &Digest) -> Result<crate::layout::Manifest> {
+        let bytes = self.read_blob(digest)?;
+        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
+            what: format!("manifest {digest}"),
+            source,
+        })
+    }
+
     /// Reads the image index blob `digest` (verified).
     pub fn read_image_index(&self, digest: &Digest, media_type: &str) -> Result<ImageIndex> {
         let bytes = self.read_blob(digest)?;

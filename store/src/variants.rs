@@ -27,7 +27,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 use rbuild_oci::Digest;
@@ -206,6 +206,37 @@ impl Store {
     /// of its encoding. Hold a [`WriteSession`](crate::WriteSession) or a
     /// lease on an image naming the result until it is referenced.
     pub fn layer_variant(&self, layer: &LayerInfo, want: &LayerCompression) -> Result<LayerInfo> {
+        self.layer_variant_teed(layer, want, &mut io::sink())
+    }
+
+    /// True when [`layer_variant`](Self::layer_variant) would compress
+    /// `layer` anew (no blob or remembered variant is encoded as `want`
+    /// asks): a push then streams the new variant to the registry while
+    /// it is made ([`layer_variant_teed`](Self::layer_variant_teed)).
+    pub fn variant_missing(&self, layer: &LayerInfo, want: &LayerCompression) -> Result<bool> {
+        let have = self.blob_encoding(&layer.digest)?;
+        let target = encoding_of(want.compression);
+        if have == target || (have != LayerEncoding::Tar && !want.force) {
+            return Ok(false);
+        }
+        if target == LayerEncoding::Tar {
+            return Ok(false);
+        }
+        Ok(!self
+            .read_variant_record(&layer.diff_id)
+            .get(want.compression)
+            .is_some_and(|v| self.has_blob(&v.digest)))
+    }
+
+    /// [`layer_variant`](Self::layer_variant) that also writes a new
+    /// variant's bytes to `tee` as they are made (nothing when none is
+    /// made); a `tee` error stops the compression, and nothing is stored.
+    pub fn layer_variant_teed(
+        &self,
+        layer: &LayerInfo,
+        want: &LayerCompression,
+        tee: &mut dyn Write,
+    ) -> Result<LayerInfo> {
         let have = self.blob_encoding(&layer.digest)?;
         let target = encoding_of(want.compression);
         let keep = have == target || (have != LayerEncoding::Tar && !want.force);
@@ -252,7 +283,8 @@ impl Store {
             level: want.level,
             threads: None,
         };
-        let stats = layer::compress_with(&mut input, &mut w, &opts).map_err(|source| {
+        let mut both = Tee { blob: &mut w, tee };
+        let stats = layer::compress_with(&mut input, &mut both, &opts).map_err(|source| {
             StoreError::Compress {
                 diff_id: layer.diff_id,
                 source: Box::new(source),
@@ -440,6 +472,25 @@ impl Store {
         let lease = self.lease(&converted)?;
         drop(session);
         Ok((converted, lease, manifest_type))
+    }
+}
+
+/// Writes to a blob and a second writer (a push's upload stream).
+struct Tee<'a> {
+    blob: &'a mut dyn Write,
+    tee: &'a mut dyn Write,
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.blob.write(buf)?;
+        self.tee.write_all(&buf[..n])?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.blob.flush()?;
+        self.tee.flush()
     }
 }
 

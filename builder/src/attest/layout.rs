@@ -9,19 +9,21 @@
 //! `vnd.docker.reference.digest=<the image manifest's digest>`.
 //!
 //! [`attestation_manifests`] takes the per-platform image manifests and
-//! returns the extra index entries and the blobs they need (all written to
-//! the store); [`image_index`] writes the index naming both. An attested
-//! image is an index even for one platform.
+//! returns the extra index entries (their blobs written to the store);
+//! [`crate::index::assemble_index`] writes the index naming both. An
+//! attested image is an index even for one platform.
+//! [`stored_predicates`] reads the statements back (`rbuild sbom`, and a
+//! push or save that converts the manifests, which states them again
+//! about the new ones).
 
 use std::collections::BTreeMap;
 
 use rbuild_oci::reference::ImageRef;
 use rbuild_oci::{Digest, Platform};
 use rbuild_store::layout::{
-    Descriptor, Index, MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, Manifest,
-    canonical_json,
+    Descriptor, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST, Manifest, canonical_json,
 };
-use rbuild_store::{Store, StoreError};
+use rbuild_store::{ImageIndex, Store, StoreError};
 use serde_json::{Value, json};
 
 /// The in-toto statement type BuildKit's image exporter writes.
@@ -42,6 +44,11 @@ pub const ATTESTATION_MANIFEST: &str = "attestation-manifest";
 pub struct Predicate {
     pub predicate_type: String,
     pub predicate: Value,
+    /// BuildKit's `inline-only`: attached only by exporters that attach
+    /// attestations inline (the image exporter, pushes), not by the
+    /// `oci` and `docker` archives of a single-platform image (buildx's
+    /// default provenance).
+    pub inline_only: bool,
 }
 
 /// One platform's image manifest, as an index lists it.
@@ -53,37 +60,6 @@ pub struct Subject {
     pub platform: Platform,
 }
 
-impl Subject {
-    fn descriptor(&self) -> Descriptor {
-        let mut platform = json!({
-            "architecture": self.platform.architecture,
-            "os": self.platform.os,
-        });
-        if let Some(v) = &self.platform.variant {
-            platform["variant"] = json!(v);
-        }
-        Descriptor {
-            media_type: self.media_type.clone(),
-            digest: self.digest.to_string(),
-            size: self.size,
-            annotations: BTreeMap::new(),
-            platform: Some(platform),
-        }
-    }
-}
-
-/// What [`attestation_manifests`] made: the index entries to add after
-/// the image manifests, and every blob they reach (configs, statements,
-/// manifests), all in the store.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AttestationManifests {
-    pub descriptors: Vec<Descriptor>,
-    /// The attestation manifests' digests (OCI image manifests).
-    pub manifests: Vec<Digest>,
-    /// The blobs they reference: statements and configs.
-    pub blobs: Vec<Digest>,
-}
-
 /// For each image manifest in `subjects`, with the predicates stated
 /// about it, an attestation manifest; `names` are the image's names
 /// (each a statement subject `pkg:docker/NAME@TAG?platform=…`; `_`
@@ -92,8 +68,8 @@ pub fn attestation_manifests(
     store: &Store,
     subjects: &[(Subject, Vec<Predicate>)],
     names: &[ImageRef],
-) -> Result<AttestationManifests, StoreError> {
-    let mut out = AttestationManifests::default();
+) -> Result<Vec<Descriptor>, StoreError> {
+    let mut out = Vec::new();
     for (subject, predicates) in subjects {
         if predicates.is_empty() {
             continue;
@@ -123,7 +99,6 @@ pub fn attestation_manifests(
             });
             let bytes = serde_json::to_vec(&statement).expect("JSON values serialize");
             let d = store.put_blob_bytes(&bytes)?;
-            out.blobs.push(d);
             layers.push(Descriptor {
                 media_type: MEDIA_TYPE_IN_TOTO.to_string(),
                 digest: d.to_string(),
@@ -148,7 +123,6 @@ pub fn attestation_manifests(
             },
         }));
         let config_digest = store.put_blob_bytes(&config)?;
-        out.blobs.push(config_digest);
         let manifest = Manifest {
             schema_version: 2,
             media_type: Some(MEDIA_TYPE_MANIFEST.to_string()),
@@ -164,8 +138,7 @@ pub fn attestation_manifests(
         };
         let bytes = canonical_json(&manifest);
         let manifest_digest = store.put_blob_bytes(&bytes)?;
-        out.manifests.push(manifest_digest);
-        out.descriptors.push(Descriptor {
+        out.push(Descriptor {
             media_type: MEDIA_TYPE_MANIFEST.to_string(),
             digest: manifest_digest.to_string(),
             size: bytes.len() as u64,
@@ -186,37 +159,49 @@ pub fn attestation_manifests(
     Ok(out)
 }
 
-/// An image index written to the store: its digest and size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IndexBlob {
-    pub digest: Digest,
-    pub size: u64,
-}
-
-/// Writes the image index listing `subjects` (with their platforms),
-/// then `attestations`' entries, annotated with `annotations` (buildx's
-/// `index:` annotations).
-pub fn image_index(
+/// The predicates the attestation manifest of `index` about `manifest`
+/// states (empty when it has none), read from the store.
+pub fn stored_predicates(
     store: &Store,
-    subjects: &[Subject],
-    attestations: &AttestationManifests,
-    annotations: BTreeMap<String, String>,
-) -> Result<IndexBlob, StoreError> {
-    let mut index = Index {
-        annotations,
-        ..Index::default()
-    };
-    index.manifests = subjects.iter().map(Subject::descriptor).collect();
-    index
-        .manifests
-        .extend(attestations.descriptors.iter().cloned());
-    let bytes = canonical_json(&index);
-    let digest = store.put_blob_bytes(&bytes)?;
-    Ok(IndexBlob {
-        digest,
-        size: bytes.len() as u64,
-    })
+    index: &ImageIndex,
+    manifest: &Digest,
+) -> Result<Vec<Predicate>, StoreError> {
+    let subject = manifest.to_string();
+    let mut out = Vec::new();
+    for entry in &index.manifests {
+        let about = entry.annotations.get(ANNOTATION_REFERENCE_DIGEST);
+        if entry
+            .annotations
+            .get(ANNOTATION_REFERENCE_TYPE)
+            .map(String::as_str)
+            != Some(ATTESTATION_MANIFEST)
+            || about != Some(&subject)
+        {
+            continue;
+        }
+        let Ok(digest) = entry.digest.parse::<Digest>() else {
+            continue;
+        };
+        let m = store.read_manifest(&digest)?;
+        for layer in &m.layers {
+            let Ok(d) = layer.digest.parse::<Digest>() else {
+                continue;
+            };
+            let bytes = store.read_blob(&d)?;
+            let statement: Value =
+                serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
+                    what: format!("in-toto statement {d}"),
+                    source,
+                })?;
+            let Some(kind) = statement.get("predicateType").and_then(Value::as_str) else {
+                continue;
+            };
+            out.push(Predicate {
+                predicate_type: kind.to_string(),
+                predicate: statement.get("predicate").cloned().unwrap_or(Value::Null),
+                inline_only: false,
+            });
+        }
+    }
+    Ok(out)
 }
-
-/// The media type of an image index.
-pub const INDEX_MEDIA_TYPE: &str = MEDIA_TYPE_INDEX;

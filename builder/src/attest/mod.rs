@@ -18,7 +18,7 @@ use std::path::Path;
 use rbuild_oci::reference::ImageRef;
 use rbuild_store::{Image, Store};
 
-pub use layout::{AttestationManifests, IndexBlob, Predicate, Subject};
+pub use layout::{Predicate, Subject};
 pub use provenance::Capture;
 pub use spec::{
     Attest, AttestFlag, AttestSpecError, Attestations, ProvenanceMode, ProvenanceSpec, SbomSpec,
@@ -45,6 +45,7 @@ pub fn predicates(
         out.push(Predicate {
             predicate_type: rbuild_sbom::spdx::PREDICATE_TYPE.to_string(),
             predicate: serde_json::to_value(&doc).expect("SPDX documents serialize"),
+            inline_only: false,
         });
     }
     if let Some(spec) = &attestations.provenance {
@@ -52,6 +53,7 @@ pub fn predicates(
         out.push(Predicate {
             predicate_type: kind.to_string(),
             predicate: body,
+            inline_only: spec.inline_only,
         });
     }
     Ok(out)

@@ -37,6 +37,10 @@ pub struct ProvenanceSpec {
     pub builder_id: Option<String>,
     /// `reproducible=true`: the build says it is reproducible.
     pub reproducible: bool,
+    /// `inline-only=true` (buildx's default provenance): attached only
+    /// where attestations go inline — the image exporter and pushes —
+    /// not to single-platform `oci`/`docker` archives.
+    pub inline_only: bool,
 }
 
 /// `type=sbom`'s attributes (none beyond `disabled=` yet: rbuild's own
@@ -49,6 +53,21 @@ pub struct SbomSpec {}
 pub struct Attestations {
     pub provenance: Option<ProvenanceSpec>,
     pub sbom: Option<SbomSpec>,
+    /// A flag said something about provenance (even `false`): buildx then
+    /// adds no default provenance.
+    pub provenance_given: bool,
+}
+
+/// The environment variable that turns buildx's default provenance off.
+pub const NO_DEFAULT_ATTESTATIONS_ENV: &str = "BUILDX_NO_DEFAULT_ATTESTATIONS";
+
+/// [`NO_DEFAULT_ATTESTATIONS_ENV`]'s value is not a boolean.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid {NO_DEFAULT_ATTESTATIONS_ENV} {value:?}: expected a boolean\nhint: {NO_DEFAULT_ATTESTATIONS_ENV}=1 turns the default provenance attestation off"
+)]
+pub struct BadNoDefaultEnv {
+    pub value: String,
 }
 
 impl Attestations {
@@ -61,9 +80,35 @@ impl Attestations {
     /// earlier one).
     pub fn apply(&mut self, attest: Attest) {
         match attest {
-            Attest::Provenance(p) => self.provenance = p,
+            Attest::Provenance(p) => {
+                self.provenance = p;
+                self.provenance_given = true;
+            }
             Attest::Sbom(s) => self.sbom = s,
         }
+    }
+
+    /// buildx's default: when no flag said anything about provenance and
+    /// `BUILDX_NO_DEFAULT_ATTESTATIONS` (`no_default`, the variable's
+    /// value) is unset or false, `mode=min,inline-only=true` provenance
+    /// (buildx's `toSolveOpt`, for builders that support attestations).
+    pub fn with_buildx_default(
+        mut self,
+        no_default: Option<&str>,
+    ) -> Result<Self, BadNoDefaultEnv> {
+        let off = match no_default {
+            None => false,
+            Some(v) => parse_bool(v).ok_or_else(|| BadNoDefaultEnv {
+                value: v.to_string(),
+            })?,
+        };
+        if !self.provenance_given && !off {
+            self.provenance = Some(ProvenanceSpec {
+                inline_only: true,
+                ..ProvenanceSpec::default()
+            });
+        }
+        Ok(self)
     }
 }
 
@@ -228,9 +273,7 @@ fn parse_fields(flag: AttestFlag, original: &str, value: &str) -> Result<Attest,
                     }
                     "builder-id" => spec.builder_id = Some(v.clone()).filter(|b| !b.is_empty()),
                     "reproducible" => spec.reproducible = boolean(k, v)?,
-                    // Only for local/tar exporters' files, which rbuild
-                    // does not write provenance into: accepted, no effect.
-                    "inline-only" => drop(boolean(k, v)?),
+                    "inline-only" => spec.inline_only = boolean(k, v)?,
                     "filename" => {}
                     _ => {
                         return Err(AttestSpecError::Attribute {
@@ -290,6 +333,39 @@ mod tests {
     }
 
     #[test]
+    fn default_provenance_as_buildx() {
+        let min_inline = Some(ProvenanceSpec {
+            inline_only: true,
+            ..ProvenanceSpec::default()
+        });
+        let d = Attestations::default().with_buildx_default(None).unwrap();
+        assert_eq!(d.provenance, min_inline);
+        let d = Attestations::default()
+            .with_buildx_default(Some("0"))
+            .unwrap();
+        assert_eq!(d.provenance, min_inline);
+        let d = Attestations::default()
+            .with_buildx_default(Some("1"))
+            .unwrap();
+        assert_eq!(d.provenance, None);
+        // `--provenance=false` and `--attest type=provenance,…` leave it alone.
+        let mut given = Attestations::default();
+        given.apply(parse_provenance("false").unwrap());
+        assert_eq!(given.with_buildx_default(None).unwrap().provenance, None);
+        let mut given = Attestations::default();
+        given.apply(parse_attest("type=provenance,mode=max").unwrap());
+        let p = given.with_buildx_default(None).unwrap().provenance.unwrap();
+        assert_eq!((p.mode, p.inline_only), (ProvenanceMode::Max, false));
+        // `--sbom` alone still gets the default provenance, as in buildx.
+        let mut sbom = Attestations::default();
+        sbom.apply(parse_sbom("true").unwrap());
+        assert_eq!(
+            sbom.with_buildx_default(None).unwrap().provenance,
+            min_inline
+        );
+    }
+
+    #[test]
     fn bad_values_name_the_flag() {
         let e = parse_provenance("mode=full").unwrap_err().to_string();
         assert!(e.starts_with("--provenance: invalid mode=\"full\""), "{e}");
@@ -303,6 +379,16 @@ mod tests {
             .to_string();
         assert!(
             e.contains("unknown sbom attestation attribute \"generator\""),
+            "{e}"
+        );
+        let e = parse_attest("mode=max").unwrap_err().to_string();
+        assert!(e.contains("type= is required"), "{e}");
+        let e = Attestations::default()
+            .with_buildx_default(Some("maybe"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid BUILDX_NO_DEFAULT_ATTESTATIONS \"maybe\""),
             "{e}"
         );
         let e = parse_attest("mode=max").unwrap_err().to_string();

@@ -139,7 +139,7 @@ pub enum SpecError {
     OutputPush { value: String },
     /// An output attribute rbuild does not know.
     #[error(
-        "unsupported output attribute {key:?}\nhint: rbuild's outputs take type=, dest=, name= and push= (type=image), and compression=, compression-level=, force-compression=, oci-mediatypes=, rewrite-timestamp= and annotation.KEY= (type=image, registry, oci, docker)"
+        "unsupported output attribute {key:?}\nhint: rbuild's outputs take type=, dest=, name= and push= (type=image), and compression=, compression-level=, force-compression=, oci-mediatypes=, rewrite-timestamp=, attestation-inline= and annotation.KEY= (type=image, registry, oci, docker)"
     )]
     OutputAttribute { key: String },
     /// An output without `type=`.
@@ -678,6 +678,9 @@ fn format_attribute(
         "compression" => format.compression = parse_compression(flag, value)?,
         "force-compression" => format.force_compression = parse_format_bool(flag, key, value)?,
         "oci-mediatypes" => format.oci_media_types = Some(parse_format_bool(flag, key, value)?),
+        "attestation-inline" => {
+            format.attestation_inline = Some(parse_format_bool(flag, key, value)?)
+        }
         "rewrite-timestamp" => format.rewrite_timestamp = parse_format_bool(flag, key, value)?,
         _ if lower.starts_with("annotation") => {
             format
@@ -690,9 +693,8 @@ fn format_attribute(
 }
 
 /// An annotation type name and optional `[platform]` (`manifest`,
-/// `manifest-descriptor[linux/amd64]`); `index` and `index-descriptor`
-/// are refused: rbuild writes no image index (one platform, no
-/// attestations), so there is nothing to carry them.
+/// `manifest-descriptor[linux/amd64]`, `index`, `index-descriptor`); an
+/// index type takes no platform (an index is about all of them).
 fn annotation_kind(
     flag: Flag,
     whole: &str,
@@ -707,11 +709,13 @@ fn annotation_kind(
     let kind = match typ {
         "" | "manifest" => AnnotationKind::Manifest,
         "manifest-descriptor" => AnnotationKind::ManifestDescriptor,
-        "index" | "index-descriptor" => {
+        "index" | "index-descriptor" if platform.is_some() => {
             return Err(err(format!(
-                "annotation type {typ} is not supported yet: rbuild writes a single-platform image without an image index\nhint: use manifest or manifest-descriptor"
+                "annotation type {typ} takes no platform: an index is about every platform\nhint: {typ}:KEY=VALUE"
             )));
         }
+        "index" => AnnotationKind::Index,
+        "index-descriptor" => AnnotationKind::IndexDescriptor,
         other => {
             return Err(err(format!(
                 "unknown annotation type {other:?}\nhint: manifest, manifest-descriptor, index or index-descriptor"
@@ -1532,8 +1536,15 @@ mod tests {
         // A key with a colon is a key, not a type.
         let a = parse_annotation("com.example:thing=1").unwrap();
         assert_eq!(a[0].key, "com.example:thing");
-        let e = parse_annotation("index:k=v").unwrap_err().to_string();
-        assert!(e.contains("index is not supported yet"), "{e}");
+        let a = parse_annotation("index,index-descriptor:k=v").unwrap();
+        assert_eq!(
+            (a[0].kind, a[1].kind),
+            (AnnotationKind::Index, AnnotationKind::IndexDescriptor)
+        );
+        let e = parse_annotation("index[linux/amd64]:k=v")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("takes no platform"), "{e}");
         let e = parse_annotation("novalue").unwrap_err();
         assert_eq!(e.flag(), Flag::Annotation);
         let OutputSpec::Image { format, .. } = parse_output(
@@ -1555,7 +1566,12 @@ mod tests {
                 (AnnotationKind::Manifest, "c", true),
             ]
         );
-        assert!(parse_output("type=image,annotation-index.x=1").is_err());
+        let OutputSpec::Image { format, .. } =
+            parse_output("type=image,annotation-index.x=1").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(format.annotations[0].kind, AnnotationKind::Index);
         assert!(parse_output("type=image,annotation-bogus.x=1").is_err());
     }
 
@@ -1737,7 +1753,7 @@ mod tests {
             (
                 "output",
                 "type=image,colour=red",
-                "unsupported output attribute \"colour\"\nhint: rbuild's outputs take type=, dest=, name= and push= (type=image), and compression=, compression-level=, force-compression=, oci-mediatypes=, rewrite-timestamp= and annotation.KEY= (type=image, registry, oci, docker)",
+                "unsupported output attribute \"colour\"\nhint: rbuild's outputs take type=, dest=, name= and push= (type=image), and compression=, compression-level=, force-compression=, oci-mediatypes=, rewrite-timestamp=, attestation-inline= and annotation.KEY= (type=image, registry, oci, docker)",
             ),
             ("output", "dest=x", "type is required for output"),
             ("output", "type=oci", "output type=oci needs dest=…"),

@@ -462,6 +462,8 @@ fn request_for(
                 .map_err(|e| anyhow::anyhow!("attest: {e}"))?,
         );
     }
+    let attestations =
+        attestations.with_buildx_default(super::build::no_default_attestations().as_deref())?;
     let network = match t.network.as_deref() {
         None | Some("default") => NetworkFlag::Default,
         Some("host") => NetworkFlag::Host,

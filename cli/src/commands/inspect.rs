@@ -46,7 +46,10 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
             // `{{json .SBOM}}`: the image's SBOM, scanned only when asked.
             Ok(image) if args.format.as_deref().is_some_and(|f| f.contains(".SBOM")) => {
                 let mut v = inspect_json(&image);
-                let doc = super::sbom::document(&store, &image, name)?;
+                let doc = match super::sbom::stored_document(&store, &image)? {
+                    Some(doc) => doc,
+                    None => super::sbom::document(&store, &image, name)?,
+                };
                 v["SBOM"] = serde_json::to_value(&doc)?;
                 results.push(v);
             }

@@ -132,28 +132,48 @@ fn push_index(
     format: Option<ManifestFormat>,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    let mut images = Vec::new();
-    for p in index.platforms() {
-        let one = store
-            .for_platform(image.clone(), &p)
-            .with_context(|| format!("cannot read the {p} image of {}", target.familiar()))?;
-        images.push((p, one));
+    use rbuild_builder::index::{IndexParts, convert_and_assemble, stored_platforms};
+    let cannot = || format!("cannot push {}", target.familiar());
+    // Each platform with what its stored attestation manifest states,
+    // stated again about the manifest as pushed.
+    let platforms = stored_platforms(store, image, index).with_context(cannot)?;
+    let attested = platforms.iter().any(|p| !p.predicates.is_empty());
+    let format = format.map(|mut f| {
+        // Attestation manifests are OCI, and so is what they are about.
+        f.oci_media_types |= attested;
+        f
+    });
+    // New compressed layers go up as they are made.
+    let mut streamed = registry::Streamed::default();
+    if let Some(f) = &format {
+        for p in &platforms {
+            let _lease = store.lease(&p.image)?;
+            streamed.extend(
+                registry::stream_variants(store, client, target, &p.image, &f.layers)
+                    .with_context(cannot)?,
+            );
+        }
     }
     let format_of = |_: &rbuild_oci::Platform| (format.clone(), Default::default());
-    let converted = rbuild_builder::index::convert_and_assemble(store, &images, &format_of, None)
-        .with_context(|| format!("cannot push {}", target.familiar()))?;
+    let parts = IndexParts {
+        names: &image.tags,
+        annotations: &index.annotations,
+    };
+    let converted =
+        convert_and_assemble(store, &platforms, &format_of, parts, None).with_context(cannot)?;
     print_started(target, quiet);
     let printer = Printer {
         quiet,
         config: image.id,
     };
-    let outcome = registry::push_index(
+    let outcome = registry::push_index_streamed(
         store,
         client,
         &converted.index,
         &converted.images,
         target,
         &printer,
+        &streamed,
     )
     .with_context(|| format!("cannot push {}", target.familiar()))?;
     print_pushed(target, &outcome.digest, outcome.size);

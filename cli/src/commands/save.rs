@@ -77,7 +77,6 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
                 media_type: None,
                 annotations: Default::default(),
                 index: Some(index.clone()),
-                root_index: None,
             };
             let mut out = Output::open(args.output.as_deref())?;
             archive::write_archive_described(&store, &all, format, &mut out, &description)?;

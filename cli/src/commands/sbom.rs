@@ -1,6 +1,7 @@
-//! `rbuild sbom IMAGE`: the packages in a stored image, as the SBOM
-//! attestation of `--sbom=true` lists them (rbuild's own scanner over the
-//! image's filesystem): SPDX 2.3 JSON, or a table.
+//! `rbuild sbom IMAGE`: the packages in a stored image: the SBOM
+//! attestation stored with it (`--sbom=true` on a named build) when it
+//! has one, else what the attestation would list (rbuild's own scanner
+//! over the image's filesystem): SPDX 2.3 JSON, or a table.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,7 +35,10 @@ pub struct Args {
 pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let store = crate::root::open_store(root)?;
     let image = store.resolve(&args.image)?;
-    let doc = document(&store, &image, &args.image)?;
+    let doc = match stored_document(&store, &image)? {
+        Some(doc) => doc,
+        None => document(&store, &image, &args.image)?,
+    };
     let text = match args.format {
         Format::SpdxJson => serde_json::to_string_pretty(&doc)? + "\n",
         Format::Table => {
@@ -51,6 +55,28 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<ExitCode> {
         None => std::io::stdout().write_all(text.as_bytes())?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The SPDX document the image's stored attestation manifest holds, if
+/// it was read through an index that has one about its manifest.
+pub fn stored_document(
+    store: &Store,
+    image: &Image,
+) -> anyhow::Result<Option<rbuild_sbom::spdx::Document>> {
+    let Some(index) = &image.index else {
+        return Ok(None);
+    };
+    let predicates =
+        rbuild_builder::attest::layout::stored_predicates(store, index, &image.manifest_digest)?;
+    let Some(p) = predicates
+        .into_iter()
+        .find(|p| p.predicate_type == rbuild_sbom::spdx::PREDICATE_TYPE)
+    else {
+        return Ok(None);
+    };
+    let doc = serde_json::from_value(p.predicate)
+        .context("the image's stored SBOM attestation is not an SPDX document")?;
+    Ok(Some(doc))
 }
 
 /// The SPDX document of `image`, named `name` (the image's full name

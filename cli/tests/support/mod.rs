@@ -54,10 +54,16 @@ impl Rbuild {
         self.dir.path().join(name)
     }
 
-    /// A command with `--root` set.
+    /// A command with `--root` set, and buildx's default provenance off
+    /// (`BUILDX_NO_DEFAULT_ATTESTATIONS=1`): most tests compare with
+    /// docker 20.10's `docker build`, whose driver attaches none; the
+    /// attestation tests remove the variable.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
-        c.arg("--root").arg(self.root()).args(args);
+        c.arg("--root")
+            .arg(self.root())
+            .args(args)
+            .env("BUILDX_NO_DEFAULT_ATTESTATIONS", "1");
         c
     }
 

@@ -34,7 +34,7 @@ use crate::StoreError;
 
 pub use import::{BadChange, ImportOptions, RootFs, config_from_changes, import};
 pub use read::{LoadedImage, load};
-pub use write::{ManifestDescription, RootIndex, write_archive, write_archive_described};
+pub use write::{ManifestDescription, write_archive, write_archive_described};
 
 /// The two archive layouts [`write_archive`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

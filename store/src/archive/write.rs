@@ -48,24 +48,10 @@ pub struct ManifestDescription {
     /// The images are the platforms of this image index (in the store):
     /// `index.json` lists the index (named as the first image is), not
     /// each manifest; a docker-archive's `manifest.json` lists only the
-    /// first image (what `docker load` can hold under one name).
+    /// first image (what `docker load` can hold under one name). The
+    /// index's other entries (attestation manifests) are written too,
+    /// each with its config and layers.
     pub index: Option<crate::ImageIndex>,
-    /// An image index (in the store) that `index.json` names instead of
-    /// the manifest, as BuildKit's exporters write an attested image; its
-    /// other manifests' blobs are `extra_blobs`.
-    pub root_index: Option<RootIndex>,
-}
-
-/// An image index an archive's `index.json` points at (see
-/// [`ManifestDescription::root_index`]).
-#[derive(Debug, Clone)]
-pub struct RootIndex {
-    pub digest: Digest,
-    pub size: u64,
-    pub media_type: String,
-    /// Blobs the index reaches besides the image's (written once each,
-    /// after the image's, then the index itself).
-    pub extra_blobs: Vec<Digest>,
 }
 
 /// [`write_archive`] with the manifest descriptors' media type and
@@ -94,49 +80,23 @@ pub fn write_archive_described(
     let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for (n, (image, tag)) in images.iter().enumerate() {
         let in_index = description.index.is_some();
-        let root = description.root_index.as_ref();
         let blobs = std::iter::once(image.id)
             .chain(image.layers.iter().map(|l| l.digest))
-            .chain(std::iter::once(image.manifest_digest))
-            .chain(root.into_iter().flat_map(|r| r.extra_blobs.iter().copied()))
-            .chain(root.map(|r| r.digest));
+            .chain(std::iter::once(image.manifest_digest));
         for d in blobs {
             if written.insert(d) {
-                let path = store.blob_path(&d);
-                // Verified as it streams: a blob damaged on disk fails the
-                // save (naming the image) instead of being written out.
-                let mut file = store.open_blob_verified(&d)?;
-                let mut h = header(tar::EntryType::Regular, file.size());
-                h.set_cksum();
-                let appended =
-                    tar.append_data(&mut h, format!("blobs/sha256/{}", d.hex()), &mut file);
-                if let Some(source) = file.corrupt_error() {
-                    return Err(ArchiveError::CorruptImage {
-                        image: image_name(image, tag.as_ref()),
-                        source: Box::new(source),
-                    });
-                }
-                appended.map_err(|source| ArchiveError::ArchiveBlob { path, source })?;
+                append_blob(store, &mut tar, &d, || image_name(image, tag.as_ref()))?;
             }
         }
-        let mut desc = match root {
-            Some(r) => Descriptor {
-                media_type: r.media_type.clone(),
-                digest: r.digest.to_string(),
-                size: r.size,
-                annotations: description.annotations.clone(),
-                platform: None,
-            },
-            None => Descriptor {
-                media_type: description
-                    .media_type
-                    .clone()
-                    .unwrap_or_else(|| MEDIA_TYPE_MANIFEST.to_string()),
-                digest: image.manifest_digest.to_string(),
-                size: image.manifest_size,
-                annotations: description.annotations.clone(),
-                platform: None,
-            },
+        let mut desc = Descriptor {
+            media_type: description
+                .media_type
+                .clone()
+                .unwrap_or_else(|| MEDIA_TYPE_MANIFEST.to_string()),
+            digest: image.manifest_digest.to_string(),
+            size: image.manifest_size,
+            annotations: description.annotations.clone(),
+            platform: None,
         };
         if in_index && n > 0 {
             continue;
@@ -163,6 +123,27 @@ pub fn write_archive_described(
         }));
     }
     if let Some(image_index) = &description.index {
+        // The index's entries the images are not (attestation manifests),
+        // each as its config, layers, then itself.
+        for entry in &image_index.manifests {
+            let Ok(m) = entry.digest.parse::<Digest>() else {
+                continue;
+            };
+            if written.contains(&m) {
+                continue;
+            }
+            let manifest = store.read_manifest(&m)?;
+            let children = std::iter::once(&manifest.config)
+                .chain(&manifest.layers)
+                .filter_map(|d| d.digest.parse::<Digest>().ok());
+            for d in children.chain(std::iter::once(m)) {
+                if written.insert(d) {
+                    append_blob(store, &mut tar, &d, || {
+                        format!("index {}", image_index.digest)
+                    })?;
+                }
+            }
+        }
         let d = image_index.digest;
         if written.insert(d) {
             let bytes = store.read_blob(&d)?;
@@ -216,6 +197,29 @@ pub fn write_archive_described(
     tar.finish()
         .map_err(|source| ArchiveError::Finish { source })?;
     Ok(())
+}
+
+/// Appends blob `d` from the store, verified as it streams: a blob
+/// damaged on disk fails the save (naming `what`, the image) instead of
+/// being written out.
+fn append_blob(
+    store: &Store,
+    tar: &mut tar::Builder<&mut dyn Write>,
+    d: &Digest,
+    what: impl FnOnce() -> String,
+) -> Result<(), ArchiveError> {
+    let path = store.blob_path(d);
+    let mut file = store.open_blob_verified(d)?;
+    let mut h = header(tar::EntryType::Regular, file.size());
+    h.set_cksum();
+    let appended = tar.append_data(&mut h, format!("blobs/sha256/{}", d.hex()), &mut file);
+    if let Some(source) = file.corrupt_error() {
+        return Err(ArchiveError::CorruptImage {
+            image: what(),
+            source: Box::new(source),
+        });
+    }
+    appended.map_err(|source| ArchiveError::ArchiveBlob { path, source })
 }
 
 /// An image as `rbuild images` shows it: the name it is saved under (or

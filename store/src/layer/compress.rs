@@ -30,6 +30,17 @@ const READ_BUF: usize = 256 * 1024;
 pub(crate) const DEFAULT_GZIP_LEVEL: u32 = 6;
 /// zstd's own default level.
 pub(crate) const DEFAULT_ZSTD_LEVEL: i32 = 3;
+/// The largest zstd job (uncompressed bytes one worker compresses at a
+/// time). zstd's default is 4 × the window: 8 MiB up to level 8, 16 MiB
+/// from level 9, 32 MiB from level 13. Its multithreaded mode holds
+/// about `workers + 3` jobs of input (a round buffer) and a job of output
+/// per worker, so a 16 MiB job made level 9 peak at 123 MB of RSS on two
+/// cores (bench/compression.sh). 8 MiB keeps levels ≤ 8 byte for byte
+/// as zstd's default writes them.
+const ZSTD_JOB_MAX: u32 = 8 << 20;
+/// From this level on zstd's default job is larger than
+/// [`ZSTD_JOB_MAX`].
+const ZSTD_FIRST_LARGE_JOB_LEVEL: i32 = 9;
 
 pub(crate) fn compress(
     input: &mut dyn Read,
@@ -62,6 +73,12 @@ pub(crate) fn compress(
             // layer's zstd digest is the same on a 1-core and a 64-core
             // machine.
             enc.multithread(threads.max(1) as u32).map_err(output_err)?;
+            if level >= ZSTD_FIRST_LARGE_JOB_LEVEL {
+                // Fixed, not derived from the machine: the bytes stay the
+                // same everywhere.
+                enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_MAX))
+                    .map_err(output_err)?;
+            }
             copy_hashing(input, &mut enc, &mut diff)?;
             enc.finish().map_err(output_err)?;
         }

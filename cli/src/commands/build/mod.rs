@@ -170,14 +170,22 @@ fn platform_list(s: &str) -> Result<PlatformList, rbuild_builder::spec::parse::S
 
 impl BuildArgs {
     /// `--attest`, then `--provenance` and `--sbom` (which win, as in
-    /// buildx), one attestation of each type.
-    pub fn attestations(&self) -> rbuild_builder::attest::Attestations {
+    /// buildx), one attestation of each type; then buildx's default
+    /// provenance (`mode=min`, inline only) unless a flag said something
+    /// about provenance or `BUILDX_NO_DEFAULT_ATTESTATIONS` is true.
+    pub fn attestations(&self) -> anyhow::Result<rbuild_builder::attest::Attestations> {
         let mut out = rbuild_builder::attest::Attestations::default();
         for a in self.attest.iter().chain(&self.provenance).chain(&self.sbom) {
             out.apply(a.clone());
         }
-        out
+        Ok(out.with_buildx_default(no_default_attestations().as_deref())?)
     }
+}
+
+/// `BUILDX_NO_DEFAULT_ATTESTATIONS`, as buildx reads it (set and empty
+/// is a value, which does not parse).
+pub fn no_default_attestations() -> Option<String> {
+    std::env::var(rbuild_builder::attest::spec::NO_DEFAULT_ATTESTATIONS_ENV).ok()
 }
 
 /// One `--annotation`: one annotation per type and platform it names.
@@ -324,7 +332,7 @@ impl Invocation {
                 source_date_epoch,
                 inputs: inputs::build_inputs(args)?,
                 annotations: args.annotations.iter().flat_map(|a| a.0.clone()).collect(),
-                attestations: args.attestations(),
+                attestations: args.attestations()?,
                 attestation_context: None,
             },
             quiet: args.quiet,
