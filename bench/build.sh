@@ -8,9 +8,10 @@
 # one 50 MiB file), Debian bookworm RUN-heavy (users, dd/sha256sum/gzip, COPY
 # of sources; no apt-get, so no network). Real applications on Debian
 # bookworm (bench/contexts/apps/): python (apt with cache mounts, venv, pip),
-# node (apt nodejs npm, npm ci), rust (apt cargo, cargo build --release);
-# these fetch from Debian's mirror, PyPI, npm and crates.io, and trust the
-# host's CA bundle (a proxy's CA, as in CI behind one). Scenarios, each one
+# node (apt nodejs npm, npm ci), rust (apt cargo, vendored crates, cargo build --release);
+# these fetch from Debian's mirror, PyPI and npm, and trust the host's CA
+# bundle (a proxy's CA, as in CI behind one); the rust app's crates are
+# vendored on the host first (`cargo vendor`, from crates.io). Scenarios, each one
 # hyperfine run with every builder side by side:
 #   cold     --no-cache
 #   cached   the same build again, nothing changed
@@ -234,6 +235,11 @@ gen_app() {
     rm -rf "$out"
     cp -r "$repo/bench/contexts/apps/$kind" "$out"
     cp /etc/ssl/certs/ca-certificates.crt "$out/host-ca.crt"
+    if [ "$kind" = rust ]; then
+        command -v cargo >/dev/null || die "cargo not found (the rust app's dependencies are vendored with it)"
+        mkdir -p "$out/.cargo"
+        (cd "$out" && cargo vendor --locked vendor 2>/dev/null >.cargo/config.toml)
+    fi
 }
 
 # The file the edit scenario changes, and the command that changes it.
