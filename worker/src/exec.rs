@@ -224,7 +224,16 @@ pub(super) fn run(
         owners: rootless_owners(),
         ..PackOptions::default()
     };
-    w.write_layer(|out| pack_diff(&upper, out, &opts).map_err(|source| BuildError::Pack { source }))
+    // As root, the upper dir holds overlay's own whiteouts and opaque
+    // marks, the format snapshots are unpacked into: it becomes the
+    // layer's snapshot as it is (no unpacking of the blob just packed).
+    // Rootless snapshots apply whiteouts instead, so they are unpacked.
+    let tree = rustix::process::geteuid()
+        .is_root()
+        .then_some(upper.as_path());
+    w.write_layer_from(tree, |out| {
+        pack_diff(&upper, out, &opts).map_err(|source| BuildError::Pack { source })
+    })
 }
 
 /// A read-only mount at `target` of a file holding `data`, owned

@@ -669,6 +669,18 @@ impl<'a> BuildWorker<'a> {
         &self,
         write: impl FnOnce(&mut dyn io::Write) -> Result<PackStats, BuildError>,
     ) -> Result<BuiltLayer, BuildError> {
+        self.write_layer_from(None, write)
+    }
+
+    /// [`Self::write_layer`] for a layer packed from `tree`, a directory
+    /// already in the snapshot format (see [`Store::adopt_snapshot`]):
+    /// `tree` itself becomes the layer's snapshot, so the blob just written
+    /// is not unpacked again. `None` unpacks the blob.
+    fn write_layer_from(
+        &self,
+        tree: Option<&Path>,
+        write: impl FnOnce(&mut dyn io::Write) -> Result<PackStats, BuildError>,
+    ) -> Result<BuiltLayer, BuildError> {
         let started = std::time::Instant::now();
         let blob = self.cfg.store.blob_writer(None)?;
         let mut out = BufWriter::with_capacity(1 << 20, blob);
@@ -684,7 +696,10 @@ impl<'a> BuildWorker<'a> {
             size,
             media_type: MEDIA_TYPE_LAYER_TAR.to_string(),
         };
-        phases::time("snapshot", || self.cfg.store.snapshot_layer(&info))?;
+        phases::time("snapshot", || match tree {
+            Some(tree) => self.cfg.store.adopt_snapshot(&info.diff_id, tree),
+            None => self.cfg.store.snapshot_layer(&info),
+        })?;
         Ok(BuiltLayer {
             info,
             created: Some(time::rfc3339(time::now_secs())),
