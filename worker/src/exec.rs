@@ -231,9 +231,23 @@ pub(super) fn run(
     let tree = rustix::process::geteuid()
         .is_root()
         .then_some(upper.as_path());
-    w.write_layer_from(tree, |out| {
+    // The snapshot is made durable by one syncfs before it is renamed into
+    // place; starting the writeback of what the command wrote now lets the
+    // disk work while the layer is packed and hashed, so that syncfs has
+    // little left to wait for. Only a head start: its result is not needed.
+    let writeback = tree.and_then(|t| fs::File::open(t).ok()).and_then(|dir| {
+        std::thread::Builder::new()
+            .name("upper-writeback".into())
+            .spawn(move || rustix::fs::syncfs(&dir))
+            .ok()
+    });
+    let layer = w.write_layer_from(tree, |out| {
         pack_diff(&upper, out, &opts).map_err(|source| BuildError::Pack { source })
-    })
+    });
+    if let Some(t) = writeback {
+        let _ = t.join();
+    }
+    layer
 }
 
 /// A read-only mount at `target` of a file holding `data`, owned

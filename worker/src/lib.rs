@@ -50,7 +50,7 @@ mod tree_copy;
 mod upper_dir;
 
 use std::collections::BTreeMap;
-use std::io::{self, BufWriter};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
@@ -682,14 +682,13 @@ impl<'a> BuildWorker<'a> {
         write: impl FnOnce(&mut dyn io::Write) -> Result<PackStats, BuildError>,
     ) -> Result<BuiltLayer, BuildError> {
         let started = std::time::Instant::now();
-        let blob = self.cfg.store.blob_writer(None)?;
-        let mut out = BufWriter::with_capacity(1 << 20, blob);
-        let stats = write(&mut out)?;
-        let blob = out.into_inner().map_err(|e| BuildError::Pack {
-            source: LayerError::Output { source: e.into() },
-        })?;
+        // The layer is an uncompressed tar: its blob digest is its diffID,
+        // which `write` computes as it packs (one sha256 pass, not two).
+        let mut blob = self.cfg.store.blob_writer_prehashed()?;
+        let stats = write(&mut blob)?;
         phases::record("pack", started);
-        let (digest, size) = phases::time("commit", || blob.commit())?;
+        let (digest, size) = phases::time("commit", || blob.commit_as(stats.diff_id))?;
+        debug_assert_eq!(size, stats.size, "the packer hashed every byte it wrote");
         let info = LayerInfo {
             digest,
             diff_id: stats.diff_id,

@@ -553,7 +553,9 @@ pub fn write_layer(
             Selected::Local(roots) => {
                 let src = src.ok_or(CopyError::NoSourceFs)?;
                 for root in roots {
-                    match &root.contents {
+                    // Owned, so each item's paths are freed as its entry
+                    // goes into the plan rather than held to the end.
+                    match root.contents {
                         Some(items) => {
                             match dest_kind {
                                 Some(EntryKind::Dir) => {}
