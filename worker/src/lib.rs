@@ -52,8 +52,8 @@ mod upper_dir;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use rbuild_solver::graph::StepId;
 use rbuild_solver::op::{CopySource, ExecMountKind, ExecOp, GitOp, Op};
@@ -314,7 +314,7 @@ pub struct BuildWorker<'a> {
     runner: &'a dyn Runner,
     /// Per-file digests of each COPY's sources, by content digest (the
     /// scheduler's `KeyParts::content`), for explaining misses.
-    files: Mutex<BTreeMap<Digest, Vec<(String, Digest)>>>,
+    files: Mutex<BTreeMap<Digest, Arc<Vec<(String, Digest)>>>>,
     /// Named contexts and ssh agents (none unless given).
     inputs: Option<&'a WorkerInputs<'a>>,
     /// The commit each git step's ref resolved to when its key was made,
@@ -482,7 +482,8 @@ impl<'a> BuildWorker<'a> {
 
     /// The per-file digests behind a COPY's content digest (from
     /// `StepRecord::parts.content`), sorted by path.
-    pub fn files_for(&self, content: &Digest) -> Option<Vec<(String, Digest)>> {
+    /// Shared, not copied: for a 100,000-file context that is megabytes.
+    pub fn files_for(&self, content: &Digest) -> Option<Arc<Vec<(String, Digest)>>> {
         self.files.lock().expect("files lock").get(content).cloned()
     }
 
@@ -659,7 +660,10 @@ impl<'a> BuildWorker<'a> {
         files.sort();
         files.dedup();
         let digest = enc.finish().digest();
-        self.files.lock().expect("files lock").insert(digest, files);
+        self.files
+            .lock()
+            .expect("files lock")
+            .insert(digest, Arc::new(files));
         Ok(Some(digest))
     }
 
@@ -743,7 +747,7 @@ impl Worker<Op> for BuildWorker<'_> {
                 self.files
                     .lock()
                     .expect("files lock")
-                    .insert(digest.digest, digest.files);
+                    .insert(digest.digest, Arc::new(digest.files));
                 return Ok(Some(digest.digest));
             }
             Op::Git(g) => {
@@ -758,7 +762,7 @@ impl Worker<Op> for BuildWorker<'_> {
                 self.files
                     .lock()
                     .expect("files lock")
-                    .insert(digest, vec![(format!("git ref {name}"), digest)]);
+                    .insert(digest, Arc::new(vec![(format!("git ref {name}"), digest)]));
                 return Ok(Some(digest));
             }
             _ => return Ok(None),
@@ -773,7 +777,7 @@ impl Worker<Op> for BuildWorker<'_> {
         self.files
             .lock()
             .expect("files lock")
-            .insert(digest.digest, digest.files);
+            .insert(digest.digest, Arc::new(digest.files));
         Ok(Some(digest.digest))
     }
 

@@ -553,10 +553,10 @@ pub fn write_layer(
             Selected::Local(roots) => {
                 let src = src.ok_or(CopyError::NoSourceFs)?;
                 for root in roots {
-                    // Owned, so each item's paths are freed as its entry
-                    // goes into the plan rather than held to the end.
+                    // Owned, so each item is freed as its entry goes into
+                    // the plan rather than held to the end.
                     match root.contents {
-                        Some(items) => {
+                        Some(mut items) => {
                             match dest_kind {
                                 Some(EntryKind::Dir) => {}
                                 Some(_) => {
@@ -579,7 +579,15 @@ pub fn write_layer(
                                     },
                                 )?,
                             }
-                            for item in items {
+                            // Taken from the end, the list shrinking as it
+                            // empties: a 100,000-file COPY would otherwise
+                            // hold every item and every entry at once. The
+                            // items of a root have distinct paths, so the
+                            // order they go in does not matter.
+                            while let Some(item) = items.pop() {
+                                if items.capacity() > 4096 && items.len() < items.capacity() / 2 {
+                                    items.shrink_to_fit();
+                                }
                                 let mut key = dest_key.clone();
                                 key.extend(item.rel.split('/').map(str::to_string));
                                 let entry = source_entry(src, &item.path, &item.meta, &rules)?;
