@@ -515,7 +515,7 @@ pub fn write_layer(
                 uid,
                 gid,
                 mtime: 0,
-                xattrs: Vec::new(),
+                xattrs: Box::default(),
             },
         )?;
     }
@@ -545,7 +545,7 @@ pub fn write_layer(
                         uid,
                         gid,
                         mtime: download.mtime,
-                        xattrs: Vec::new(),
+                        xattrs: Box::default(),
                     },
                 )?;
                 downloads.push(download);
@@ -575,7 +575,7 @@ pub fn write_layer(
                                         // BuildKit gives the new directory
                                         // the source directory's time.
                                         mtime: root.meta.mtime,
-                                        xattrs: Vec::new(),
+                                        xattrs: Box::default(),
                                     },
                                 )?,
                             }
@@ -654,7 +654,7 @@ fn source_entry(
             link: src
                 .link_id_of(path, meta)
                 .map_err(io)?
-                .map(|(d, i)| (0, d, i)),
+                .map(|(d, i)| Box::new((0, d, i))),
         },
         EntryKind::Symlink => Kind::Symlink(
             rbuild_oci::path_text::from_os(src.read_link(path).map_err(io)?.as_os_str())
@@ -677,7 +677,7 @@ fn source_entry(
         uid,
         gid,
         mtime: meta.mtime,
-        xattrs: src.xattrs_of(path, meta).map_err(io)?,
+        xattrs: src.xattrs_of(path, meta).map_err(io)?.into(),
     })
 }
 
@@ -713,7 +713,7 @@ fn extract(
                         offset: *offset,
                     },
                     size: *size,
-                    link: Some((archive_no, index as u64, 0)),
+                    link: Some(Box::new((archive_no, index as u64, 0))),
                 }
             }
             add::MemberKind::HardLink(target) => {
@@ -730,7 +730,7 @@ fn extract(
                         offset,
                     },
                     size,
-                    link: Some((archive_no, first as u64, 0)),
+                    link: Some(Box::new((archive_no, first as u64, 0))),
                 }
             }
             add::MemberKind::Symlink(target) => Kind::Symlink(target.clone()),
@@ -746,7 +746,7 @@ fn extract(
                 uid,
                 gid,
                 mtime: m.mtime,
-                xattrs: m.xattrs.clone(),
+                xattrs: m.xattrs.clone().into(),
             },
         )?;
     }
@@ -793,7 +793,7 @@ pub fn write_mkdir_layer(
                             uid: created.uid,
                             gid: created.gid,
                             mtime: 0,
-                            xattrs: Vec::new(),
+                            xattrs: Box::default(),
                         },
                     )?;
                 }

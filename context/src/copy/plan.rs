@@ -41,7 +41,9 @@ pub(crate) enum Kind {
         size: u64,
         /// Entries sharing a link id are hard links of one file: the first
         /// in layer order is written whole, the others link to it.
-        link: Option<(u64, u64, u64)>,
+        /// Boxed: most files have none, and a large COPY holds every
+        /// entry at once.
+        link: Option<Box<(u64, u64, u64)>>,
     },
     Symlink(String),
     Char(u64),
@@ -57,7 +59,9 @@ pub(crate) struct Entry {
     pub uid: u32,
     pub gid: u32,
     pub mtime: i64,
-    pub xattrs: Vec<(String, Vec<u8>)>,
+    /// A boxed slice (two words, not three): a large COPY holds every
+    /// entry at once.
+    pub xattrs: Box<[(String, Vec<u8>)]>,
 }
 
 /// Metadata of directories the copy creates.
@@ -211,7 +215,7 @@ impl<'a> Plan<'a> {
                 uid: meta.uid,
                 gid: meta.gid,
                 mtime: meta.mtime,
-                xattrs: self.dest.xattrs(rel).map_err(io)?,
+                xattrs: self.dest.xattrs(rel).map_err(io)?.into(),
             }),
             Some(_) => Err(CopyError::NotADirectory { path: display(rel) }),
             None => Ok(Entry {
@@ -220,7 +224,7 @@ impl<'a> Plan<'a> {
                 uid: created.uid,
                 gid: created.gid,
                 mtime: 0,
-                xattrs: Vec::new(),
+                xattrs: Box::default(),
             }),
         }
     }
@@ -246,12 +250,14 @@ impl<'a> Plan<'a> {
                     path.push(b'/');
                     TarKind::Directory
                 }
-                Kind::File { size, link, .. } => match link.and_then(|l| first_links.get(&l)) {
-                    Some(first) => TarKind::HardLink {
-                        target: first.clone(),
-                    },
-                    None => TarKind::Regular { size: *size },
-                },
+                Kind::File { size, link, .. } => {
+                    match link.as_deref().and_then(|l| first_links.get(l)) {
+                        Some(first) => TarKind::HardLink {
+                            target: first.clone(),
+                        },
+                        None => TarKind::Regular { size: *size },
+                    }
+                }
                 Kind::Symlink(target) => TarKind::Symlink {
                     target: rbuild_oci::path_text::to_bytes(target).into_owned(),
                 },
@@ -284,7 +290,7 @@ impl<'a> Plan<'a> {
                 continue;
             };
             if let Some(l) = link {
-                first_links.insert(*l, path);
+                first_links.insert(**l, path);
             }
             let display_path = || display(&key.0);
             match data {
@@ -346,6 +352,14 @@ mod tests {
 
     fn key(s: &str) -> PathKey {
         PathKey(s.to_string())
+    }
+
+    /// A 100,000-file COPY holds that many entries at once (its peak
+    /// memory): keep them small.
+    #[test]
+    fn an_entry_stays_small() {
+        let size = std::mem::size_of::<Entry>();
+        assert!(size <= 88, "{size}");
     }
 
     #[test]
