@@ -184,6 +184,10 @@ pub struct BuiltLayer {
     pub created: Option<String>,
 }
 
+/// The per-file digests behind a content digest, (path, digest) sorted
+/// by path: shared between the worker and the steps' fingerprints.
+pub type SharedFiles = Arc<Vec<(String, Digest)>>;
+
 /// A step's result: its root filesystem as layers in the store.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StepOutput {
@@ -314,7 +318,7 @@ pub struct BuildWorker<'a> {
     runner: &'a dyn Runner,
     /// Per-file digests of each COPY's sources, by content digest (the
     /// scheduler's `KeyParts::content`), for explaining misses.
-    files: Mutex<BTreeMap<Digest, Arc<Vec<(String, Digest)>>>>,
+    files: Mutex<BTreeMap<Digest, SharedFiles>>,
     /// Named contexts and ssh agents (none unless given).
     inputs: Option<&'a WorkerInputs<'a>>,
     /// The commit each git step's ref resolved to when its key was made,
@@ -483,7 +487,7 @@ impl<'a> BuildWorker<'a> {
     /// The per-file digests behind a COPY's content digest (from
     /// `StepRecord::parts.content`), sorted by path.
     /// Shared, not copied: for a 100,000-file context that is megabytes.
-    pub fn files_for(&self, content: &Digest) -> Option<Arc<Vec<(String, Digest)>>> {
+    pub fn files_for(&self, content: &Digest) -> Option<SharedFiles> {
         self.files.lock().expect("files lock").get(content).cloned()
     }
 

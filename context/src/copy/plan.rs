@@ -364,7 +364,7 @@ mod tests {
 
     #[test]
     fn keys_order_component_by_component_so_directories_precede_their_children() {
-        let mut keys = vec![
+        let mut keys = [
             key("a-b"),
             key("a/c"),
             key("a"),
