@@ -31,6 +31,11 @@ RUN mkdir /d && i=0 && while [ \$i -lt $FILES ]; do head -c ${kb}k /dev/urandom 
 EOF
 
 for n in $(seq "$RUNS"); do
+    # Each --no-cache run makes a new SIZE_MB layer: drop the previous one
+    # (image, build cache index entries, blob and snapshot) first.
+    "$RBUILD" --root "$ROOT" rmi run-commit >/dev/null 2>&1 || true
+    "$RBUILD" --root "$ROOT" cache prune -a -f >/dev/null 2>&1 || true
+    "$RBUILD" --root "$ROOT" system prune -f >/dev/null 2>&1 || true
     trace=$BENCH_DIR/trace-$n.json
     out=$(/usr/bin/time -f '%e %M' "$RBUILD" --root "$ROOT" build -q --no-cache \
         --trace "$trace" -t run-commit "$BENCH_DIR/ctx" 2>&1 >/dev/null | tail -1)

@@ -69,7 +69,9 @@ pub struct BlobWriter {
     blobs_dir: PathBuf,
     expected: Option<Digest>,
     out: Option<io::BufWriter<File>>,
-    hasher: sha2::Sha256,
+    /// `None` when the writer's caller hashes the bytes itself
+    /// ([`BlobWriter::new_prehashed`]).
+    hasher: Option<sha2::Sha256>,
     size: u64,
 }
 
@@ -84,7 +86,7 @@ impl BlobWriter {
         let file = File::create(&tmp).map_err(StoreError::io(&tmp))?;
         Ok(BlobWriter {
             out: Some(io::BufWriter::with_capacity(1 << 20, file)),
-            hasher: sha2::Sha256::new(),
+            hasher: Some(sha2::Sha256::new()),
             size: 0,
             tmp,
             blobs_dir: blobs_dir.to_path_buf(),
@@ -92,16 +94,40 @@ impl BlobWriter {
         })
     }
 
+    /// Like [`BlobWriter::new`] for bytes whose digest the caller computes
+    /// as it produces them (a layer packed through a hashing writer): the
+    /// bytes are not hashed a second time here, and the blob is committed
+    /// with [`BlobWriter::commit_as`].
+    pub fn new_prehashed(tmp_dir: &Path, blobs_dir: &Path) -> Result<BlobWriter, StoreError> {
+        let mut w = BlobWriter::new(tmp_dir, blobs_dir, None)?;
+        w.hasher = None;
+        Ok(w)
+    }
+
     /// Finishes the blob: fsync, verify, rename, fsync dir. Returns its
     /// digest and size. On a digest mismatch nothing becomes visible.
     pub fn commit(mut self) -> Result<(Digest, u64), StoreError> {
+        let hasher = self
+            .hasher
+            .take()
+            .expect("a prehashed blob is committed with commit_as");
+        let digest = Digest::from_bytes(hasher.finalize().into());
+        self.commit_digest(digest)
+    }
+
+    /// Finishes a blob started with [`BlobWriter::new_prehashed`] under
+    /// `digest`, which the caller computed over exactly the bytes written.
+    pub fn commit_as(mut self, digest: Digest) -> Result<(Digest, u64), StoreError> {
+        self.commit_digest(digest)
+    }
+
+    fn commit_digest(&mut self, digest: Digest) -> Result<(Digest, u64), StoreError> {
         let out = self.out.take().expect("commit called once");
         let file = out
             .into_inner()
             .map_err(|e| StoreError::io(&self.tmp)(e.into_error()))?;
         file.sync_all().map_err(StoreError::io(&self.tmp))?;
         drop(file);
-        let digest = Digest::from_bytes(std::mem::take(&mut self.hasher).finalize().into());
         let size = self.size;
         if let Some(expected) = self.expected
             && expected != digest
@@ -121,7 +147,9 @@ impl BlobWriter {
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.out.as_mut().expect("not committed").write(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..n]);
+        }
         self.size += n as u64;
         Ok(n)
     }

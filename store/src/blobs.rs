@@ -158,6 +158,12 @@ impl Store {
         BlobWriter::new(&self.tmp, &self.blobs_dir(), expected)
     }
 
+    /// A writer for a new blob whose digest the caller computes itself; call
+    /// [`BlobWriter::commit_as`] with it to store the blob.
+    pub fn blob_writer_prehashed(&self) -> Result<BlobWriter> {
+        BlobWriter::new_prehashed(&self.tmp, &self.blobs_dir())
+    }
+
     /// Stores the bytes read from `input`, verifying them against `expected`
     /// when given. Returns the digest and size.
     pub fn put_blob(

@@ -1,10 +1,15 @@
 //! Layers read back: a layer blob's uncompressed tar stream (compression
 //! sniffed from its first bytes), and its snapshot, unpacked under
 //! `snapshots/<diffID hex>/` all-or-nothing and verified against the diffID.
+//! A tree that is already in the snapshot format (a RUN step's overlay
+//! upper dir, as root) is renamed into place instead
+//! ([`Store::adopt_snapshot`]), as BuildKit's overlay snapshotter commits
+//! an upper dir.
 
 use std::fs;
 use std::io::{self, Read};
-use std::path::PathBuf;
+use std::os::fd::AsFd as _;
+use std::path::{Path, PathBuf};
 
 use rbuild_oci::Digest;
 
@@ -87,6 +92,38 @@ impl Store {
             let _ = fs::remove_dir_all(&work);
         }
         result.map(|()| dest)
+    }
+
+    /// Makes `tree` the snapshot of layer `diff_id` by renaming it into
+    /// place, without unpacking the layer's blob; returns the snapshot's
+    /// path. `tree` must be on the store's filesystem (its tmp dir) and in
+    /// the format [`Store::snapshot_layer`] unpacks into for this process:
+    /// as root, overlay whiteouts (0/0 character devices) and
+    /// `trusted.overlay.opaque` marks, which is what a RUN step's overlay
+    /// upper dir holds. The caller vouches that `diff_id` is the diffID of
+    /// `tree` (it packed the layer from it) and commits the blob first.
+    ///
+    /// One `syncfs` makes the tree durable before the rename publishes it
+    /// (one call for the whole tree, where a file-by-file fsync would cost
+    /// one per file). When the snapshot already exists (the same layer made
+    /// before, or by another process at the same time), `tree` is left
+    /// where it is for the caller to remove.
+    pub fn adopt_snapshot(&self, diff_id: &Digest, tree: &Path) -> Result<PathBuf> {
+        let dest = self.snapshot_path(diff_id);
+        if dest.is_dir() {
+            return Ok(dest);
+        }
+        let _session = self.write_session()?;
+        let dir = fs::File::open(tree).map_err(StoreError::io(tree))?;
+        rustix::fs::syncfs(dir.as_fd()).map_err(|e| StoreError::io(tree)(e.into()))?;
+        drop(dir);
+        match fs::rename(tree, &dest) {
+            Ok(()) => atomic::sync_dir(&self.dir.join("snapshots"))?,
+            // Another process finished the same snapshot first.
+            Err(_) if dest.is_dir() => {}
+            Err(e) => return Err(StoreError::io(&dest)(e)),
+        }
+        Ok(dest)
     }
 
     /// The uncompressed tar stream of `layer`, decoding gzip or zstd as

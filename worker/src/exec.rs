@@ -224,7 +224,30 @@ pub(super) fn run(
         owners: rootless_owners(),
         ..PackOptions::default()
     };
-    w.write_layer(|out| pack_diff(&upper, out, &opts).map_err(|source| BuildError::Pack { source }))
+    // As root, the upper dir holds overlay's own whiteouts and opaque
+    // marks, the format snapshots are unpacked into: it becomes the
+    // layer's snapshot as it is (no unpacking of the blob just packed).
+    // Rootless snapshots apply whiteouts instead, so they are unpacked.
+    let tree = rustix::process::geteuid()
+        .is_root()
+        .then_some(upper.as_path());
+    // The snapshot is made durable by one syncfs before it is renamed into
+    // place; starting the writeback of what the command wrote now lets the
+    // disk work while the layer is packed and hashed, so that syncfs has
+    // little left to wait for. Only a head start: its result is not needed.
+    let writeback = tree.and_then(|t| fs::File::open(t).ok()).and_then(|dir| {
+        std::thread::Builder::new()
+            .name("upper-writeback".into())
+            .spawn(move || rustix::fs::syncfs(&dir))
+            .ok()
+    });
+    let layer = w.write_layer_from(tree, |out| {
+        pack_diff(&upper, out, &opts).map_err(|source| BuildError::Pack { source })
+    });
+    if let Some(t) = writeback {
+        let _ = t.join();
+    }
+    layer
 }
 
 /// A read-only mount at `target` of a file holding `data`, owned

@@ -50,10 +50,10 @@ mod tree_copy;
 mod upper_dir;
 
 use std::collections::BTreeMap;
-use std::io::{self, BufWriter};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use rbuild_solver::graph::StepId;
 use rbuild_solver::op::{CopySource, ExecMountKind, ExecOp, GitOp, Op};
@@ -183,6 +183,10 @@ pub struct BuiltLayer {
     /// for a base image's layers (its own history says).
     pub created: Option<String>,
 }
+
+/// The per-file digests behind a content digest, (path, digest) sorted
+/// by path: shared between the worker and the steps' fingerprints.
+pub type SharedFiles = Arc<Vec<(String, Digest)>>;
 
 /// A step's result: its root filesystem as layers in the store.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -314,7 +318,7 @@ pub struct BuildWorker<'a> {
     runner: &'a dyn Runner,
     /// Per-file digests of each COPY's sources, by content digest (the
     /// scheduler's `KeyParts::content`), for explaining misses.
-    files: Mutex<BTreeMap<Digest, Vec<(String, Digest)>>>,
+    files: Mutex<BTreeMap<Digest, SharedFiles>>,
     /// Named contexts and ssh agents (none unless given).
     inputs: Option<&'a WorkerInputs<'a>>,
     /// The commit each git step's ref resolved to when its key was made,
@@ -482,7 +486,8 @@ impl<'a> BuildWorker<'a> {
 
     /// The per-file digests behind a COPY's content digest (from
     /// `StepRecord::parts.content`), sorted by path.
-    pub fn files_for(&self, content: &Digest) -> Option<Vec<(String, Digest)>> {
+    /// Shared, not copied: for a 100,000-file context that is megabytes.
+    pub fn files_for(&self, content: &Digest) -> Option<SharedFiles> {
         self.files.lock().expect("files lock").get(content).cloned()
     }
 
@@ -659,7 +664,10 @@ impl<'a> BuildWorker<'a> {
         files.sort();
         files.dedup();
         let digest = enc.finish().digest();
-        self.files.lock().expect("files lock").insert(digest, files);
+        self.files
+            .lock()
+            .expect("files lock")
+            .insert(digest, Arc::new(files));
         Ok(Some(digest))
     }
 
@@ -669,22 +677,36 @@ impl<'a> BuildWorker<'a> {
         &self,
         write: impl FnOnce(&mut dyn io::Write) -> Result<PackStats, BuildError>,
     ) -> Result<BuiltLayer, BuildError> {
+        self.write_layer_from(None, write)
+    }
+
+    /// [`Self::write_layer`] for a layer packed from `tree`, a directory
+    /// already in the snapshot format (see [`Store::adopt_snapshot`]):
+    /// `tree` itself becomes the layer's snapshot, so the blob just written
+    /// is not unpacked again. `None` unpacks the blob.
+    fn write_layer_from(
+        &self,
+        tree: Option<&Path>,
+        write: impl FnOnce(&mut dyn io::Write) -> Result<PackStats, BuildError>,
+    ) -> Result<BuiltLayer, BuildError> {
         let started = std::time::Instant::now();
-        let blob = self.cfg.store.blob_writer(None)?;
-        let mut out = BufWriter::with_capacity(1 << 20, blob);
-        let stats = write(&mut out)?;
-        let blob = out.into_inner().map_err(|e| BuildError::Pack {
-            source: LayerError::Output { source: e.into() },
-        })?;
+        // The layer is an uncompressed tar: its blob digest is its diffID,
+        // which `write` computes as it packs (one sha256 pass, not two).
+        let mut blob = self.cfg.store.blob_writer_prehashed()?;
+        let stats = write(&mut blob)?;
         phases::record("pack", started);
-        let (digest, size) = phases::time("commit", || blob.commit())?;
+        let (digest, size) = phases::time("commit", || blob.commit_as(stats.diff_id))?;
+        debug_assert_eq!(size, stats.size, "the packer hashed every byte it wrote");
         let info = LayerInfo {
             digest,
             diff_id: stats.diff_id,
             size,
             media_type: MEDIA_TYPE_LAYER_TAR.to_string(),
         };
-        phases::time("snapshot", || self.cfg.store.snapshot_layer(&info))?;
+        phases::time("snapshot", || match tree {
+            Some(tree) => self.cfg.store.adopt_snapshot(&info.diff_id, tree),
+            None => self.cfg.store.snapshot_layer(&info),
+        })?;
         Ok(BuiltLayer {
             info,
             created: Some(time::rfc3339(time::now_secs())),
@@ -729,7 +751,7 @@ impl Worker<Op> for BuildWorker<'_> {
                 self.files
                     .lock()
                     .expect("files lock")
-                    .insert(digest.digest, digest.files);
+                    .insert(digest.digest, Arc::new(digest.files));
                 return Ok(Some(digest.digest));
             }
             Op::Git(g) => {
@@ -744,7 +766,7 @@ impl Worker<Op> for BuildWorker<'_> {
                 self.files
                     .lock()
                     .expect("files lock")
-                    .insert(digest, vec![(format!("git ref {name}"), digest)]);
+                    .insert(digest, Arc::new(vec![(format!("git ref {name}"), digest)]));
                 return Ok(Some(digest));
             }
             _ => return Ok(None),
@@ -759,7 +781,7 @@ impl Worker<Op> for BuildWorker<'_> {
         self.files
             .lock()
             .expect("files lock")
-            .insert(digest.digest, digest.files);
+            .insert(digest.digest, Arc::new(digest.files));
         Ok(Some(digest.digest))
     }
 

@@ -10,6 +10,7 @@
 //! planner, e.g. `build/3`). Only the last build's fingerprint is kept.
 
 use std::fs;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -21,10 +22,18 @@ use super::BuildError;
 use super::cache_index::CACHE_INDEX_VERSION;
 use rbuild_store::Store;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct LineageRecord {
     lineage: String,
     fingerprint: StepFingerprint,
+}
+
+/// A [`LineageRecord`] to write, borrowing its fingerprint (the same
+/// JSON).
+#[derive(Serialize)]
+struct LineageRecordRef<'a> {
+    lineage: &'a str,
+    fingerprint: &'a StepFingerprint,
 }
 
 /// The saved fingerprints of a store.
@@ -83,13 +92,29 @@ impl<'a> LineageStore<'a> {
         let path = self.path(identity, lineage);
         let dir = path.parent().expect("lineage records live in a directory");
         fs::create_dir_all(dir).map_err(BuildError::io(dir))?;
-        let record = LineageRecord {
-            lineage: lineage.to_string(),
-            fingerprint: fingerprint.clone(),
+        let record = LineageRecordRef {
+            lineage,
+            fingerprint,
         };
-        let bytes = serde_json::to_vec(&record).expect("lineage records serialize");
-        rbuild_store::atomic::replace_file(self.store.tmp_dir(), &path, &bytes)
-            .map_err(BuildError::from)
+        // Streamed to a temporary file, then renamed over the old record
+        // (no fsync: it is only an explanation): a COPY of a large context
+        // records every file's digest, megabytes that need not sit in
+        // memory at once.
+        let tmp = rbuild_store::atomic::temp_path(self.store.tmp_dir(), "lineage");
+        let result = (|| {
+            let file = fs::File::create(&tmp).map_err(BuildError::io(&tmp))?;
+            let mut out = std::io::BufWriter::new(file);
+            serde_json::to_writer(&mut out, &record)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.flush())
+                .map_err(BuildError::io(&tmp))?;
+            drop(out);
+            fs::rename(&tmp, &path).map_err(BuildError::io(&path))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
     }
 
     /// The fingerprint saved for step `lineage` of build `identity`, if

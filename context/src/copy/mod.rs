@@ -515,7 +515,7 @@ pub fn write_layer(
                 uid,
                 gid,
                 mtime: 0,
-                xattrs: Vec::new(),
+                xattrs: Box::default(),
             },
         )?;
     }
@@ -545,7 +545,7 @@ pub fn write_layer(
                         uid,
                         gid,
                         mtime: download.mtime,
-                        xattrs: Vec::new(),
+                        xattrs: Box::default(),
                     },
                 )?;
                 downloads.push(download);
@@ -553,8 +553,10 @@ pub fn write_layer(
             Selected::Local(roots) => {
                 let src = src.ok_or(CopyError::NoSourceFs)?;
                 for root in roots {
-                    match &root.contents {
-                        Some(items) => {
+                    // Owned, so each item is freed as its entry goes into
+                    // the plan rather than held to the end.
+                    match root.contents {
+                        Some(mut items) => {
                             match dest_kind {
                                 Some(EntryKind::Dir) => {}
                                 Some(_) => {
@@ -573,11 +575,19 @@ pub fn write_layer(
                                         // BuildKit gives the new directory
                                         // the source directory's time.
                                         mtime: root.meta.mtime,
-                                        xattrs: Vec::new(),
+                                        xattrs: Box::default(),
                                     },
                                 )?,
                             }
-                            for item in items {
+                            // Taken from the end, the list shrinking as it
+                            // empties: a 100,000-file COPY would otherwise
+                            // hold every item and every entry at once. The
+                            // items of a root have distinct paths, so the
+                            // order they go in does not matter.
+                            while let Some(item) = items.pop() {
+                                if items.capacity() > 4096 && items.len() < items.capacity() / 2 {
+                                    items.shrink_to_fit();
+                                }
                                 let mut key = dest_key.clone();
                                 key.extend(item.rel.split('/').map(str::to_string));
                                 let entry = source_entry(src, &item.path, &item.meta, &rules)?;
@@ -644,7 +654,7 @@ fn source_entry(
             link: src
                 .link_id_of(path, meta)
                 .map_err(io)?
-                .map(|(d, i)| (0, d, i)),
+                .map(|(d, i)| Box::new((0, d, i))),
         },
         EntryKind::Symlink => Kind::Symlink(
             rbuild_oci::path_text::from_os(src.read_link(path).map_err(io)?.as_os_str())
@@ -667,7 +677,7 @@ fn source_entry(
         uid,
         gid,
         mtime: meta.mtime,
-        xattrs: src.xattrs_of(path, meta).map_err(io)?,
+        xattrs: src.xattrs_of(path, meta).map_err(io)?.into(),
     })
 }
 
@@ -703,7 +713,7 @@ fn extract(
                         offset: *offset,
                     },
                     size: *size,
-                    link: Some((archive_no, index as u64, 0)),
+                    link: Some(Box::new((archive_no, index as u64, 0))),
                 }
             }
             add::MemberKind::HardLink(target) => {
@@ -720,7 +730,7 @@ fn extract(
                         offset,
                     },
                     size,
-                    link: Some((archive_no, first as u64, 0)),
+                    link: Some(Box::new((archive_no, first as u64, 0))),
                 }
             }
             add::MemberKind::Symlink(target) => Kind::Symlink(target.clone()),
@@ -736,7 +746,7 @@ fn extract(
                 uid,
                 gid,
                 mtime: m.mtime,
-                xattrs: m.xattrs.clone(),
+                xattrs: m.xattrs.clone().into(),
             },
         )?;
     }
@@ -783,7 +793,7 @@ pub fn write_mkdir_layer(
                             uid: created.uid,
                             gid: created.gid,
                             mtime: 0,
-                            xattrs: Vec::new(),
+                            xattrs: Box::default(),
                         },
                     )?;
                 }

@@ -41,7 +41,9 @@ pub(crate) enum Kind {
         size: u64,
         /// Entries sharing a link id are hard links of one file: the first
         /// in layer order is written whole, the others link to it.
-        link: Option<(u64, u64, u64)>,
+        /// Boxed: most files have none, and a large COPY holds every
+        /// entry at once.
+        link: Option<Box<(u64, u64, u64)>>,
     },
     Symlink(String),
     Char(u64),
@@ -57,7 +59,9 @@ pub(crate) struct Entry {
     pub uid: u32,
     pub gid: u32,
     pub mtime: i64,
-    pub xattrs: Vec<(String, Vec<u8>)>,
+    /// A boxed slice (two words, not three): a large COPY holds every
+    /// entry at once.
+    pub xattrs: Box<[(String, Vec<u8>)]>,
 }
 
 /// Metadata of directories the copy creates.
@@ -68,14 +72,49 @@ pub(crate) struct CreatedDirs {
     pub gid: u32,
 }
 
-/// The layer's entries by destination path components.
-pub(crate) struct Plan<'a> {
-    dest: &'a LayeredFs,
-    entries: BTreeMap<Vec<String>, Entry>,
+/// A destination path: its components joined by `/`, ordered component
+/// by component (so a directory sorts right before its children: `a/b`
+/// before `a-b`, where byte order would put it after). One allocation per
+/// entry, where a `Vec<String>` key took one per component: a
+/// 100,000-file COPY holds every key at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PathKey(String);
+
+impl PathKey {
+    fn of(components: &[String]) -> PathKey {
+        PathKey(components.join("/"))
+    }
+
+    fn components(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/').filter(|c| !c.is_empty())
+    }
+
+    /// The keys of the directories above this one, outermost first.
+    fn parents(&self) -> impl Iterator<Item = &str> {
+        self.0.match_indices('/').map(|(i, _)| &self.0[..i])
+    }
 }
 
-fn display(key: &[String]) -> String {
-    format!("/{}", rbuild_oci::path_text::display(&key.join("/")))
+impl Ord for PathKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.components().cmp(other.components())
+    }
+}
+
+impl PartialOrd for PathKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The layer's entries by destination path.
+pub(crate) struct Plan<'a> {
+    dest: &'a LayeredFs,
+    entries: BTreeMap<PathKey, Entry>,
+}
+
+fn display(rel: &str) -> String {
+    format!("/{}", rbuild_oci::path_text::display(rel))
 }
 
 impl<'a> Plan<'a> {
@@ -87,20 +126,23 @@ impl<'a> Plan<'a> {
     }
 
     pub(crate) fn contains(&self, key: &[String]) -> bool {
-        self.entries.contains_key(key)
+        self.entries.contains_key(&PathKey::of(key))
     }
 
     /// The destination's own entry at `key` (no symlink followed).
     pub(crate) fn dest_kind(&self, key: &[String]) -> Result<Option<EntryKind>, CopyError> {
-        if key.is_empty() {
+        self.dest_kind_at(&key.join("/"))
+    }
+
+    fn dest_kind_at(&self, rel: &str) -> Result<Option<EntryKind>, CopyError> {
+        if rel.is_empty() {
             return Ok(Some(EntryKind::Dir));
         }
-        let rel = key.join("/");
         Ok(self
             .dest
-            .lstat(&rel)
+            .lstat(rel)
             .map_err(|source| CopyError::Io {
-                path: display(key).into(),
+                path: display(rel).into(),
                 source,
             })?
             .map(|m| m.kind))
@@ -110,17 +152,18 @@ impl<'a> Plan<'a> {
     /// replaces an earlier file, directories merge, and a file never
     /// replaces a directory nor a directory a non-directory.
     pub(crate) fn insert(&mut self, key: Vec<String>, entry: Entry) -> Result<(), CopyError> {
+        let key = PathKey::of(&key);
         let new_is_dir = matches!(entry.kind, Kind::Dir);
         let existing_is_dir = match self.entries.get(&key) {
             Some(e) => Some(matches!(e.kind, Kind::Dir)),
-            None => self.dest_kind(&key)?.map(|k| k == EntryKind::Dir),
+            None => self.dest_kind_at(&key.0)?.map(|k| k == EntryKind::Dir),
         };
         match (existing_is_dir, new_is_dir) {
             (Some(true), false) => Err(CopyError::ReplaceDirectory {
-                path: display(&key),
+                path: display(&key.0),
             }),
             (Some(false), true) => Err(CopyError::NotADirectory {
-                path: display(&key),
+                path: display(&key.0),
             }),
             _ => {
                 self.entries.insert(key, entry);
@@ -132,44 +175,56 @@ impl<'a> Plan<'a> {
     /// Adds every missing parent directory of the entries: the
     /// destination's own (with its metadata) or a created one.
     pub(crate) fn fill_parents(&mut self, created: CreatedDirs) -> Result<(), CopyError> {
-        let mut missing: BTreeMap<Vec<String>, Entry> = BTreeMap::new();
+        let mut missing: BTreeMap<PathKey, Entry> = BTreeMap::new();
+        // Entries come in order, so a parent is most often the last one
+        // checked or one of its ancestors (all checked before it): skip
+        // the lookups (and key allocations) then.
+        let mut last_checked = String::new();
         for key in self.entries.keys() {
-            for n in 1..key.len() {
-                let parent = &key[..n];
-                if self.entries.contains_key(parent) || missing.contains_key(parent) {
+            for parent in key.parents() {
+                let seen = last_checked
+                    .strip_prefix(parent)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                    && !last_checked.is_empty();
+                if parent.is_empty() || seen {
                     continue;
                 }
-                let entry = self.parent_entry(parent, created)?;
-                missing.insert(parent.to_vec(), entry);
+                last_checked.clear();
+                last_checked.push_str(parent);
+                let parent = PathKey(parent.to_string());
+                if self.entries.contains_key(&parent) || missing.contains_key(&parent) {
+                    continue;
+                }
+                let entry = self.parent_entry(&parent.0, created)?;
+                missing.insert(parent, entry);
             }
         }
         self.entries.extend(missing);
         Ok(())
     }
 
-    fn parent_entry(&self, key: &[String], created: CreatedDirs) -> Result<Entry, CopyError> {
-        let rel = key.join("/");
+    fn parent_entry(&self, rel: &str, created: CreatedDirs) -> Result<Entry, CopyError> {
         let io = |source| CopyError::Io {
-            path: display(key).into(),
+            path: display(rel).into(),
             source,
         };
-        match self.dest.lstat(&rel).map_err(io)? {
+        match self.dest.lstat(rel).map_err(io)? {
             Some(meta) if meta.kind == EntryKind::Dir => Ok(Entry {
                 kind: Kind::Dir,
                 mode: meta.mode,
                 uid: meta.uid,
                 gid: meta.gid,
                 mtime: meta.mtime,
-                xattrs: self.dest.xattrs(&rel).map_err(io)?,
+                xattrs: self.dest.xattrs(rel).map_err(io)?.into(),
             }),
-            Some(_) => Err(CopyError::NotADirectory { path: display(key) }),
+            Some(_) => Err(CopyError::NotADirectory { path: display(rel) }),
             None => Ok(Entry {
                 kind: Kind::Dir,
                 mode: created.mode,
                 uid: created.uid,
                 gid: created.gid,
                 mtime: 0,
-                xattrs: Vec::new(),
+                xattrs: Box::default(),
             }),
         }
     }
@@ -189,18 +244,20 @@ impl<'a> Plan<'a> {
         let mut first_links: HashMap<(u64, u64, u64), Vec<u8>> = HashMap::new();
         let mut host_files: HashMap<PathBuf, File> = HashMap::new();
         for (key, entry) in &self.entries {
-            let mut path = rbuild_oci::path_text::to_bytes(&key.join("/")).into_owned();
+            let mut path = rbuild_oci::path_text::to_bytes(&key.0).into_owned();
             let kind = match &entry.kind {
                 Kind::Dir => {
                     path.push(b'/');
                     TarKind::Directory
                 }
-                Kind::File { size, link, .. } => match link.and_then(|l| first_links.get(&l)) {
-                    Some(first) => TarKind::HardLink {
-                        target: first.clone(),
-                    },
-                    None => TarKind::Regular { size: *size },
-                },
+                Kind::File { size, link, .. } => {
+                    match link.as_deref().and_then(|l| first_links.get(l)) {
+                        Some(first) => TarKind::HardLink {
+                            target: first.clone(),
+                        },
+                        None => TarKind::Regular { size: *size },
+                    }
+                }
                 Kind::Symlink(target) => TarKind::Symlink {
                     target: rbuild_oci::path_text::to_bytes(target).into_owned(),
                 },
@@ -233,9 +290,9 @@ impl<'a> Plan<'a> {
                 continue;
             };
             if let Some(l) = link {
-                first_links.insert(*l, path);
+                first_links.insert(**l, path);
             }
-            let display_path = || display(key);
+            let display_path = || display(&key.0);
             match data {
                 Data::Source(p) => {
                     let src = src.ok_or(CopyError::NoSourceFs)?;
@@ -287,4 +344,39 @@ fn copy_exact(input: &mut File, size: u64, out: &mut dyn Write) -> io::Result<()
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> PathKey {
+        PathKey(s.to_string())
+    }
+
+    /// A 100,000-file COPY holds that many entries at once (its peak
+    /// memory): keep them small.
+    #[test]
+    fn an_entry_stays_small() {
+        let size = std::mem::size_of::<Entry>();
+        assert!(size <= 88, "{size}");
+    }
+
+    #[test]
+    fn keys_order_component_by_component_so_directories_precede_their_children() {
+        let mut keys = [
+            key("a-b"),
+            key("a/c"),
+            key("a"),
+            key("a.txt"),
+            key("a/b/c"),
+            key("b"),
+        ];
+        keys.sort();
+        let got: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+        assert_eq!(got, ["a", "a/b/c", "a/c", "a-b", "a.txt", "b"]);
+        let deep = key("a/b/c");
+        let parents: Vec<&str> = deep.parents().collect();
+        assert_eq!(parents, ["a", "a/b"]);
+    }
 }
