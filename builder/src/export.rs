@@ -81,10 +81,10 @@ pub(crate) fn annotations_of(
         .collect()
 }
 
-/// The predicates an output attaches: all of them for the image
-/// exporter and pushes, only those that are not `inline-only` for `oci`
-/// and `docker` archives of one platform (unless `attestation-inline=true`),
-/// as BuildKit's exporters filter them.
+/// The predicates an output attaches: all of them for pushes, only those
+/// that are not `inline-only` for `oci` and `docker` archives of one
+/// platform (as BuildKit's exporters filter them) and for the store
+/// (unless `attestation-inline=true`).
 pub(crate) fn attached(predicates: &[Predicate], inline: bool) -> Vec<Predicate> {
     predicates
         .iter()
@@ -410,7 +410,12 @@ fn export_output(
         OutputSpec::Image { format, .. } => {
             let (mut manifest_format, descriptor) =
                 manifest_format(format, false, annotations, platform);
-            let attach = attached(predicates, format.attestation_inline.unwrap_or(true));
+            // The store, unlike buildx's containerd image store, keeps no
+            // default (`inline-only`) provenance: it would make every
+            // cached rebuild a new index and leave the last one dangling
+            // (moby/moby#48391). Pushes attach it; `attestation-inline=true`
+            // or an explicit `--provenance` keeps it here too.
+            let attach = attached(predicates, format.attestation_inline.unwrap_or(false));
             // Named: an attested image is an index in the store (unnamed,
             // the bare manifest stays, as it was stored).
             if !names.is_empty() || attach.is_empty() {

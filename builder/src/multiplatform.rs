@@ -293,8 +293,9 @@ fn export_index(
         })
         .unwrap_or_default();
     // The store keeps the manifests as built (OCI, layers as stored)
-    // unless the image output asks for annotations.
-    let (with, format, _, index_annotations) = plan(&image_format, true, true);
+    // unless the image output asks for annotations, and no default
+    // (`inline-only`) provenance, as for one platform (export.rs).
+    let (with, format, _, index_annotations) = plan(&image_format, true, false);
     let store_format = |p: &Platform| {
         let (f, d) = crate::export::manifest_format(&format, true, annotations, p);
         ((!f.annotations.is_empty()).then_some(f), d)

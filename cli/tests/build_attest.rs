@@ -427,7 +427,8 @@ fn with_default(rb: &Rbuild, args: &[&str], no_default: Option<&str>) -> support
 }
 
 #[test]
-fn default_provenance_as_buildx_image_exporter_yes_single_platform_archives_no() {
+fn default_provenance_goes_with_pushes_not_into_the_store_or_single_platform_archives() {
+    let reg = Registry::start(None);
     let rb = Rbuild::new();
     rb.busybox();
     let ctx = rb.tree(
@@ -435,43 +436,95 @@ fn default_provenance_as_buildx_image_exporter_yes_single_platform_archives_no()
         &[("Dockerfile", "FROM busybox\nRUN echo hi > /hi\n")],
     );
     let tar = rb.path("x.tar");
-    let r = with_default(
-        &rb,
-        &[
-            "build",
-            "-q",
-            "-t",
-            "dflt:1",
-            "-o",
-            &format!("type=oci,dest={}", s(&tar)),
-            "-o",
-            "type=image",
-            s(&ctx),
-        ],
-        None,
-    );
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    // The image exporter attaches mode=min provenance: the tag is an index.
-    let (entry, index) = stored(&rb, "docker.io/library/dflt:1");
+    let build = |rb: &Rbuild| {
+        let r = with_default(
+            rb,
+            &[
+                "build",
+                "-q",
+                "-t",
+                "dflt:1",
+                "-o",
+                &format!("type=oci,dest={}", s(&tar)),
+                "-o",
+                "type=image",
+                s(&ctx),
+            ],
+            None,
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout
+    };
+    // The store keeps no default provenance (unlike docker's containerd
+    // store, moby/moby#48391): the tag is the bare manifest, and a cached
+    // rebuild is the same image, leaving nothing dangling.
+    let first = build(&rb);
+    assert_eq!(build(&rb), first);
+    let (entry, _) = stored(&rb, "docker.io/library/dflt:1");
     assert_eq!(
         entry["mediaType"],
-        "application/vnd.oci.image.index.v1+json"
+        "application/vnd.oci.image.manifest.v1+json"
     );
+    assert!(!rb.ok(&["images"]).contains("<none>"), "{}", rb.ok(&["images"]));
     let blob = |d: &str| -> Value {
         serde_json::from_slice(
             &std::fs::read(support::blob_path(&rb.root().join("store-v1"), d)).unwrap(),
         )
         .unwrap()
     };
-    let (_, statements) = check_attested_index(&index, &blob);
-    assert_eq!(statements.len(), 1);
-    let prov = predicate(&statements, "https://slsa.dev/provenance/v0.2");
-    assert!(
-        prov["invocation"]["parameters"]
-            .get("args")
-            .is_none_or(|a| a.as_object().is_none_or(|o| o.is_empty())),
-        "min mode: {prov:#}"
+    let min_provenance = |statements: &[Value]| {
+        assert_eq!(statements.len(), 1);
+        let prov = predicate(statements, "https://slsa.dev/provenance/v0.2");
+        assert!(
+            prov["invocation"]["parameters"]
+                .get("args")
+                .is_none_or(|a| a.as_object().is_none_or(|o| o.is_empty())),
+            "min mode: {prov:#}"
+        );
+    };
+    // attestation-inline=true on the image output keeps it in the store.
+    let r = with_default(
+        &rb,
+        &[
+            "build",
+            "-q",
+            "-t",
+            "inline:1",
+            "-o",
+            "type=image,attestation-inline=true",
+            s(&ctx),
+        ],
+        None,
     );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (entry, index) = stored(&rb, "docker.io/library/inline:1");
+    assert_eq!(
+        entry["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    min_provenance(&check_attested_index(&index, &blob).1);
+    // A push carries mode=min provenance, as buildx's.
+    let name = format!("{}/dflt:1", reg.host());
+    let r = with_default(&rb, &["build", "-q", "-t", &name, "--push", s(&ctx)], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let pushed: Value = serde_json::from_str(&tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{name}"),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(
+        pushed["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let (_, statements) = check_attested_index(&pushed, &|d| {
+        serde_json::from_slice(&std::fs::read(reg.blob_data(d)).unwrap()).unwrap()
+    });
+    min_provenance(&statements);
     // The oci exporter leaves inline-only provenance out of a
     // single-platform archive: a bare manifest, as BuildKit writes it.
     let layout = Layout::unpack(&tar, &rb.path("x"));
