@@ -41,30 +41,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-python3 - "$BASE/ctx/files" "$MIB" <<'PY'
-import os, shutil, sys
-dest, budget = sys.argv[1], int(sys.argv[2]) << 20
-total = 0
-for top in ("/usr/lib", "/usr/bin", "/usr/share", "/usr/libexec", "/usr/sbin"):
-    for root, dirs, files in os.walk(top):
-        dirs.sort()
-        for f in sorted(files):
-            p = os.path.join(root, f)
-            if os.path.islink(p) or not os.path.isfile(p):
-                continue
-            try:
-                size = os.path.getsize(p)
-                if total + size > budget:
-                    continue
-                out = os.path.join(dest, os.path.relpath(p, "/"))
-                os.makedirs(os.path.dirname(out), exist_ok=True)
-                shutil.copyfile(p, out)
-                total += size
-            except OSError:
-                continue
-            if total >= budget * 0.99:
-                sys.exit(0)
-PY
+bench/lib/usr-files "$BASE/ctx/files" "$MIB"
 printf 'FROM scratch\nCOPY files/ /\n' >"$BASE/ctx/Dockerfile"
 ROOT=$BASE/root
 export DOCKER_CONFIG=$BASE/docker-config BUILDX_NO_DEFAULT_ATTESTATIONS=1
@@ -72,30 +49,9 @@ export DOCKER_CONFIG=$BASE/docker-config BUILDX_NO_DEFAULT_ATTESTATIONS=1
 "$RB" --root "$ROOT" save -o "$BASE/src.tar" bench:src
 rm -rf "$BASE/ctx/files"
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(bench/lib/registry "$BASE")
 REG=127.0.0.1:$PORT
-cat >"$BASE/registry.yml" <<YAML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $BASE/storage
-http:
-  addr: $REG
-YAML
-fresh_registry() {
-    [ -f "$BASE/registry.pid" ] && kill "$(cat "$BASE/registry.pid")" 2>/dev/null
-    while (echo >/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; do sleep 0.05; done
-    rm -rf "$BASE/storage"
-    setsid /usr/bin/docker-registry serve "$BASE/registry.yml" 2>>"$BASE/registry.log" >/dev/null </dev/null &
-    echo $! >"$BASE/registry.pid"
-    for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && return 0; sleep 0.05; done
-    echo "registry did not start" >&2
-    exit 1
-}
+fresh_registry() { "$BASE/fresh-registry"; }
 # Layer blobs only (configs and manifests are a few hundred bytes).
 layer_bytes() {
     find "$BASE/storage/docker/registry/v2/blobs" -name data -size +4k -printf '%s\n' | awk '{s += $1} END {print s}'

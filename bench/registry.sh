@@ -45,35 +45,8 @@ for i in 1 2 3 4; do
     head -c "$((per * 1024 * 1024))" /dev/urandom >"$BASE/ctx/data$i"
     printf 'COPY data%d /data%d\n' "$i" "$i" >>"$BASE/ctx/Dockerfile"
 done
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(bench/lib/registry "$BASE")
 REG=127.0.0.1:$PORT
-cat >"$BASE/registry.yml" <<YAML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $BASE/storage
-  delete:
-    enabled: true
-http:
-  addr: $REG
-YAML
-# A registry on empty storage, restarted before every push run so that no
-# blob is already there (no HEAD skip, no cross-repository mount).
-cat >"$BASE/fresh-registry" <<SH
-#!/usr/bin/env bash
-[ -f "$BASE/registry.pid" ] && kill "\$(cat "$BASE/registry.pid")" 2>/dev/null
-while (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; do sleep 0.05; done
-rm -rf "$BASE/storage"
-setsid /usr/bin/docker-registry serve "$BASE/registry.yml" 2>>"$BASE/registry.log" >/dev/null </dev/null &
-echo \$! >"$BASE/registry.pid"
-for _ in \$(seq 200); do (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && exit 0; sleep 0.05; done
-echo "registry did not start" >&2; exit 1
-SH
-chmod +x "$BASE/fresh-registry"
 "$BASE/fresh-registry"
 
 export DOCKER_CONFIG=$BASE/docker-config
