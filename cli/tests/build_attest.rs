@@ -465,7 +465,11 @@ fn default_provenance_goes_with_pushes_not_into_the_store_or_single_platform_arc
         entry["mediaType"],
         "application/vnd.oci.image.manifest.v1+json"
     );
-    assert!(!rb.ok(&["images"]).contains("<none>"), "{}", rb.ok(&["images"]));
+    assert!(
+        !rb.ok(&["images"]).contains("<none>"),
+        "{}",
+        rb.ok(&["images"])
+    );
     let blob = |d: &str| -> Value {
         serde_json::from_slice(
             &std::fs::read(support::blob_path(&rb.root().join("store-v1"), d)).unwrap(),

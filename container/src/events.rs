@@ -38,6 +38,17 @@ pub fn path(root: &Path) -> PathBuf {
     root.join("events-v1.jsonl")
 }
 
+/// A container event, with docker's actor attributes (image and name).
+pub fn container(root: &Path, action: &str, config: &crate::config::ContainerConfig) {
+    record(
+        root,
+        "container",
+        action,
+        &config.id,
+        &[("image", &config.image), ("name", &config.name)],
+    );
+}
+
 /// Appends an event (best effort: an event log that cannot be written
 /// never fails the operation). One `write` of one line with O_APPEND, so
 /// concurrent writers do not interleave.

@@ -117,13 +117,7 @@ enum Phase {
 
 fn started_event(root: &Path, c: &Container) {
     let cfg = &c.config;
-    crate::events::record(
-        root,
-        "container",
-        "start",
-        &cfg.id,
-        &[("image", &cfg.image), ("name", &cfg.name)],
-    );
+    crate::events::container(root, "start", cfg);
 }
 
 /// Records the container running once pid 1 has exec'd its command,

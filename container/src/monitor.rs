@@ -584,13 +584,7 @@ fn run(root: &Path, id: &str) -> Result<()> {
             }
             save(&s)?;
         }
-        crate::events::record(
-            root,
-            "container",
-            "start",
-            &cfg.id,
-            &[("image", &cfg.image), ("name", &cfg.name)],
-        );
+        crate::events::container(root, "start", &cfg);
         if first {
             ready("ok");
             first = false;
@@ -800,17 +794,20 @@ pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 /// Removes a container that has exited with `--rm`: its anonymous
 /// volumes, its directory, and a `destroy` event.
 pub(crate) fn remove_exited(root: &Path, c: &Container) -> Result<()> {
+    remove(root, c, true)
+}
+
+/// Removes an inactive container's directory (with its anonymous volumes
+/// when `volumes`, as `rm -v`) under the containers lock, and records a
+/// `destroy` event.
+pub fn remove(root: &Path, c: &Container, volumes: bool) -> Result<()> {
     let containers = Containers::open(root)?;
     let _lock = containers.lock()?;
-    crate::volume::remove_anonymous(root, &c.config);
+    if volumes {
+        crate::volume::remove_anonymous(root, &c.config);
+    }
     containers.remove(c)?;
-    crate::events::record(
-        root,
-        "container",
-        "destroy",
-        &c.config.id,
-        &[("image", &c.config.image), ("name", &c.config.name)],
-    );
+    crate::events::container(root, "destroy", &c.config);
     Ok(())
 }
 

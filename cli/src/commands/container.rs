@@ -310,13 +310,7 @@ pub fn create_from(
         return Err(invalid("stop signal", &config.stop_signal, None));
     }
     let c = containers.create(config)?;
-    ctr::events::record(
-        root,
-        "container",
-        "create",
-        &c.config.id,
-        &[("image", &c.config.image), ("name", &c.config.name)],
-    );
+    ctr::events::container(root, "create", &c.config);
     Ok(c)
 }
 
@@ -1632,20 +1626,7 @@ fn remove_container(
         }
         wait_inactive(c, Duration::from_secs(30));
     }
-    let containers = Containers::open(root)?;
-    let _lock = containers.lock()?;
-    if volumes {
-        volume::remove_anonymous(root, &c.config);
-    }
-    containers.remove(c)?;
-    ctr::events::record(
-        root,
-        "container",
-        "destroy",
-        &c.config.id,
-        &[("image", &c.config.image), ("name", &c.config.name)],
-    );
-    Ok(())
+    ctr::monitor::remove(root, c, volumes)
 }
 
 pub fn rm(root: &Path, args: RmArgs) -> anyhow::Result<ExitCode> {
