@@ -149,11 +149,12 @@ fn ready(msg: &str) {
 }
 
 /// What [`network_up`] set up, for [`network_down`]: the container's
-/// place on a bridge network (its namespace, address and port
-/// forwarders, which run as threads of this monitor), if it has one.
+/// network (on a bridge its namespace, address and port forwarders, which
+/// run as threads of this monitor; rootless pasta, a child of this
+/// monitor), if it has one.
 #[derive(Debug)]
 pub struct NetworkHandle {
-    attachment: Option<rbuild_net::NetAttachment>,
+    net: rbuild_net::Networking,
     /// `network.json` in the container's directory: what `inspect` and
     /// `port` show while the container runs.
     record: Option<PathBuf>,
@@ -163,10 +164,7 @@ impl NetworkHandle {
     /// Mounts the sandbox needs for this network (the generated
     /// `/etc/hosts` and `/etc/resolv.conf` of a bridge network).
     pub fn mounts(&self) -> Vec<sandbox::Mount> {
-        self.attachment
-            .as_ref()
-            .map(|a| a.sandbox_mounts())
-            .unwrap_or_default()
+        self.net.sandbox_mounts()
     }
 }
 
@@ -187,27 +185,14 @@ pub fn network_record(dir: &Path) -> Option<NetworkRecord> {
 }
 
 /// Sets up networking for the container before it starts, returning the
-/// sandbox's network mode and what to undo after it exits: `none` (a
-/// namespace with only loopback), `host`, or a bridge network through
-/// rbuild-net (`bridge`, docker's default as root, or a user-defined
-/// network by name) with the `-p`/`-P` ports published by forwarders this
+/// sandbox's network mode and what to undo after it exits, under
+/// rbuild-net's one rule ([`rbuild_net::set_up`], which the foreground
+/// `run` follows too): `none`, `host`, as root a bridge network (`bridge`,
+/// docker's default, or a user-defined network by name), rootless pasta,
+/// with the `-p`/`-P` ports published by forwarders (or pasta) this
 /// monitor keeps alive.
 pub fn network_up(root: &Path, c: &Container) -> Result<(sandbox::Network, NetworkHandle)> {
     let config = &c.config;
-    let nothing = || NetworkHandle {
-        attachment: None,
-        record: None,
-    };
-    let mode = config.host.network_mode.as_str();
-    let defaulted = matches!(mode, "" | "default");
-    let root_user = nix::unistd::geteuid().is_root();
-    let network = match mode {
-        "none" => None,
-        "" | "default" if !root_user => None,
-        "host" => return Ok((sandbox::Network::Host, nothing())),
-        "" | "default" | "bridge" => Some("bridge".to_string()),
-        other => Some(other.to_string()),
-    };
     let ports = rbuild_net::published_ports(
         &config.host.port_bindings,
         config.host.publish_all_ports,
@@ -218,23 +203,10 @@ pub fn network_up(root: &Path, c: &Container) -> Result<(sandbox::Network, Netwo
         value: config.host.port_bindings.join(","),
         hint: Some(e),
     })?;
-    let Some(network) = network else {
-        if !ports.is_empty() {
-            return Err(ContainerError::Invalid {
-                what: "port publishing",
-                value: config.host.port_bindings.join(","),
-                hint: Some(
-                    "conflicting options: port publishing and the container type network mode"
-                        .into(),
-                ),
-            });
-        }
-        return Ok((sandbox::Network::None, nothing()));
-    };
     let request = rbuild_net::NetRequest {
         container_id: config.id.clone(),
         container_name: config.name.clone(),
-        network: network.clone(),
+        network: String::new(),
         ports,
         hostname: if config.hostname.is_empty() {
             config.short_id().to_string()
@@ -243,33 +215,25 @@ pub fn network_up(root: &Path, c: &Container) -> Result<(sandbox::Network, Netwo
         },
         aliases: config.host.network_aliases.clone(),
     };
-    let attachment = match rbuild_net::attach(root, &request) {
-        Ok(a) => a,
-        // As a foreground run: the default network falls back to none
-        // where the host cannot make bridges, rather than failing.
-        Err(e @ (rbuild_net::NetError::Tool { .. } | rbuild_net::NetError::Command { .. }))
-            if defaulted && request.ports.is_empty() =>
-        {
-            let why = e.to_string();
-            eprintln_safe(&format!(
-                "WARNING: bridge networking is unavailable ({}); running with --network none",
-                why.lines().next().unwrap_or_default()
-            ));
-            return Ok((sandbox::Network::None, nothing()));
-        }
-        Err(e) => {
-            return Err(ContainerError::Start {
-                id: config.short_id().to_string(),
-                message: match e.hint() {
-                    Some(h) => format!("{e}\nhint: {h}"),
-                    None => e.to_string(),
-                },
-            });
-        }
+    let mode = config.host.network_mode.as_str();
+    let set_up =
+        rbuild_net::set_up(root, Some(mode), request).map_err(|e| ContainerError::Start {
+            id: config.short_id().to_string(),
+            message: match e.hint() {
+                Some(h) => format!("{e}\nhint: {h}"),
+                None => e.to_string(),
+            },
+        })?;
+    for w in &set_up.warnings {
+        eprintln_safe(w);
+    }
+    let net = set_up.networking;
+    let Some(attachment) = net.attachment() else {
+        return Ok((net.sandbox_network(), NetworkHandle { net, record: None }));
     };
     let record = NetworkRecord {
-        network,
-        ip: attachment.ip().to_string(),
+        network: attachment.network_name().to_string(),
+        ip: attachment.ip().map(|ip| ip.to_string()).unwrap_or_default(),
         ports: attachment
             .ports()
             .iter()
@@ -293,9 +257,9 @@ pub fn network_up(root: &Path, c: &Container) -> Result<(sandbox::Network, Netwo
         ));
     }
     Ok((
-        attachment.sandbox_network(),
+        net.sandbox_network(),
         NetworkHandle {
-            attachment: Some(attachment),
+            net,
             record: Some(path),
         },
     ))
@@ -306,12 +270,10 @@ pub fn network_down(handle: NetworkHandle) {
     if let Some(path) = handle.record {
         let _ = std::fs::remove_file(path);
     }
-    if let Some(a) = handle.attachment {
-        if let Err(e) = a.detach() {
-            eprintln_safe(&format!(
-                "warning: cannot remove the container's network: {e}"
-            ));
-        }
+    if let Err(e) = handle.net.detach() {
+        eprintln_safe(&format!(
+            "warning: cannot remove the container's network: {e}"
+        ));
     }
 }
 

@@ -9,6 +9,7 @@ use crate::addr::{self, Subnet};
 use crate::dns::{self, Peer};
 use crate::host;
 use crate::network::{DEFAULT_BRIDGE, DEFAULT_NETWORK, NetworkDef, Networks, USER_BRIDGE_PREFIX};
+use crate::pasta::{PASTA_NETWORK, Pasta};
 use crate::port::PortSpec;
 use crate::proxy::{self, Forwarder};
 use crate::state::{Endpoint, Holder, Runtime};
@@ -41,13 +42,126 @@ pub struct PublishedPort {
     pub host: SocketAddr,
 }
 
+/// A container's network, held by the process that keeps the container
+/// (its monitor, or a foreground `rbuild run`): as root a place on a
+/// bridge network (a namespace with a veth, an address, port forwarders
+/// running as threads of the holder), rootless the namespace pasta
+/// serves (see `pasta.rs`). [`NetAttachment::detach`] (or drop) undoes
+/// everything; if the holder is killed, [`sweep`] (bridge) or pasta's
+/// own exit (pasta) does.
+#[derive(Debug)]
+pub struct NetAttachment(Kind);
+
+#[derive(Debug)]
+enum Kind {
+    Bridge(Box<BridgeAttachment>),
+    Pasta(Pasta),
+}
+
+impl NetAttachment {
+    /// The network namespace, for [`rbuild_sandbox::Network::Join`] or
+    /// `setns`, valid while the attachment lives: on a bridge
+    /// `/proc/<holder pid>/fd/<n>` (root may open it from any process),
+    /// with pasta `/proc/<placeholder pid>/ns/net`.
+    pub fn netns_path(&self) -> PathBuf {
+        match &self.0 {
+            Kind::Bridge(b) => b.netns.clone(),
+            Kind::Pasta(p) => p.netns_path(),
+        }
+    }
+
+    /// The container's address on its bridge network (`None` with pasta,
+    /// whose namespace has a copy of the host's address).
+    pub fn ip(&self) -> Option<Ipv4Addr> {
+        match &self.0 {
+            Kind::Bridge(b) => Some(b.endpoint.ip),
+            Kind::Pasta(_) => None,
+        }
+    }
+
+    /// The bridge network's gateway (its bridge's address).
+    pub fn gateway(&self) -> Option<Ipv4Addr> {
+        match &self.0 {
+            Kind::Bridge(b) => Some(b.endpoint.gateway),
+            Kind::Pasta(_) => None,
+        }
+    }
+
+    /// The subnet's prefix length (bridge networks).
+    pub fn prefix_len(&self) -> Option<u8> {
+        match &self.0 {
+            Kind::Bridge(b) => Some(b.endpoint.subnet.prefix()),
+            Kind::Pasta(_) => None,
+        }
+    }
+
+    /// Name of the network attached to (`pasta` for pasta's).
+    pub fn network_name(&self) -> &str {
+        match &self.0 {
+            Kind::Bridge(b) => &b.endpoint.network_name,
+            Kind::Pasta(_) => PASTA_NETWORK,
+        }
+    }
+
+    /// Id of the bridge network attached to.
+    pub fn network_id(&self) -> Option<&str> {
+        match &self.0 {
+            Kind::Bridge(b) => Some(&b.endpoint.network_id),
+            Kind::Pasta(_) => None,
+        }
+    }
+
+    /// The published ports with the host addresses bound.
+    pub fn ports(&self) -> &[PublishedPort] {
+        match &self.0 {
+            Kind::Bridge(b) => &b.ports,
+            Kind::Pasta(p) => &p.ports,
+        }
+    }
+
+    /// The sandbox's network mode: join the prepared namespace.
+    pub fn sandbox_network(&self) -> rbuild_sandbox::Network {
+        rbuild_sandbox::Network::Join(self.netns_path())
+    }
+
+    /// Bind mounts of the generated /etc/hosts and /etc/resolv.conf of a
+    /// bridge network, to add to the sandbox spec's mounts (none with
+    /// pasta: the sandbox's own files fit).
+    pub fn sandbox_mounts(&self) -> Vec<rbuild_sandbox::Mount> {
+        match &self.0 {
+            Kind::Bridge(b) => b.sandbox_mounts(),
+            Kind::Pasta(_) => Vec::new(),
+        }
+    }
+
+    /// Undoes the attachment: on a bridge stops the forwarders and
+    /// removes the veth, the namespace, the lease and, when this was the
+    /// network's last container, its bridge and nftables rules (the
+    /// table when no bridge is left); with pasta stops pasta.
+    pub fn detach(self) -> Result<(), NetError> {
+        match self.0 {
+            Kind::Bridge(mut b) => b.detach_inner(),
+            Kind::Pasta(mut p) => {
+                p.stop();
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Gives a rootless container its network through pasta, publishing
+/// `ports` (pasta binds them on the host).
+pub fn attach_pasta(container_id: &str, ports: &[PortSpec]) -> Result<NetAttachment, NetError> {
+    crate::pasta::start(container_id, ports).map(|p| NetAttachment(Kind::Pasta(p)))
+}
+
 /// A container's place on a network, held by the process that keeps the
 /// container (its monitor, or a foreground `rbuild run`): the network
 /// namespace to join, its address, and the port forwarders, which run as
 /// threads of that process. [`NetAttachment::detach`] (or drop) undoes
 /// everything; if the holder is killed, [`sweep`] does.
 #[derive(Debug)]
-pub struct NetAttachment {
+pub(crate) struct BridgeAttachment {
     endpoint: Endpoint,
     /// The namespace's handle (see `host::create_netns`), and its path.
     netns_fd: Option<std::os::fd::OwnedFd>,
@@ -66,67 +180,10 @@ impl std::fmt::Debug for ForwarderHandle {
     }
 }
 
-impl NetAttachment {
-    /// The network namespace, for [`rbuild_sandbox::Network::Join`] or
-    /// `setns`: `/proc/<holder pid>/fd/<n>`, valid while the attachment
-    /// lives (root may open it from any process).
-    pub fn netns_path(&self) -> &Path {
-        &self.netns
-    }
-
-    /// The container's address on the network.
-    pub fn ip(&self) -> Ipv4Addr {
-        self.endpoint.ip
-    }
-
-    /// The network's gateway (the bridge's address).
-    pub fn gateway(&self) -> Ipv4Addr {
-        self.endpoint.gateway
-    }
-
-    /// The subnet's prefix length.
-    pub fn prefix_len(&self) -> u8 {
-        self.endpoint.subnet.prefix()
-    }
-
-    /// Name of the network attached to.
-    pub fn network_name(&self) -> &str {
-        &self.endpoint.network_name
-    }
-
-    /// Id of the network attached to.
-    pub fn network_id(&self) -> &str {
-        &self.endpoint.network_id
-    }
-
-    /// Host end of the veth pair (network I/O counters for `stats`).
-    pub fn veth(&self) -> &str {
-        &self.endpoint.veth
-    }
-
-    /// The published ports with the host addresses bound.
-    pub fn ports(&self) -> &[PublishedPort] {
-        &self.ports
-    }
-
-    /// The generated /etc/hosts (rewritten in place as peers come and go).
-    pub fn hosts_path(&self) -> PathBuf {
-        self.etc.join("hosts")
-    }
-
-    /// The generated /etc/resolv.conf.
-    pub fn resolv_conf_path(&self) -> PathBuf {
-        self.etc.join("resolv.conf")
-    }
-
-    /// The sandbox's network mode: join the prepared namespace.
-    pub fn sandbox_network(&self) -> rbuild_sandbox::Network {
-        rbuild_sandbox::Network::Join(self.netns.clone())
-    }
-
+impl BridgeAttachment {
     /// Bind mounts of the generated /etc/hosts and /etc/resolv.conf, to
     /// add to the sandbox spec's mounts.
-    pub fn sandbox_mounts(&self) -> Vec<rbuild_sandbox::Mount> {
+    pub(crate) fn sandbox_mounts(&self) -> Vec<rbuild_sandbox::Mount> {
         [("hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf")]
             .into_iter()
             .map(|(file, target)| rbuild_sandbox::Mount {
@@ -141,11 +198,7 @@ impl NetAttachment {
     /// Stops the forwarders and removes the veth, the namespace, the
     /// lease and, when this was the network's last container, its bridge
     /// and nftables rules (the table when no bridge is left).
-    pub fn detach(mut self) -> Result<(), NetError> {
-        self.detach_inner()
-    }
-
-    fn detach_inner(&mut self) -> Result<(), NetError> {
+    pub(crate) fn detach_inner(&mut self) -> Result<(), NetError> {
         if self.detached {
             return Ok(());
         }
@@ -167,7 +220,7 @@ impl NetAttachment {
     }
 }
 
-impl Drop for NetAttachment {
+impl Drop for BridgeAttachment {
     fn drop(&mut self) {
         let _ = self.detach_inner();
     }
@@ -183,6 +236,10 @@ impl Drop for NetAttachment {
 /// container yet, the namespace, the veth pair with `eth0` inside, the
 /// address and default route, and the generated /etc files.
 pub fn attach(root: &Path, req: &NetRequest) -> Result<NetAttachment, NetError> {
+    attach_bridge(root, req).map(|b| NetAttachment(Kind::Bridge(Box::new(b))))
+}
+
+fn attach_bridge(root: &Path, req: &NetRequest) -> Result<BridgeAttachment, NetError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(NetError::NeedsRoot);
     }
@@ -223,7 +280,7 @@ pub fn attach(root: &Path, req: &NetRequest) -> Result<NetAttachment, NetError> 
     let endpoint = plan_endpoint(&rt, &def, req, &endpoints)?;
     let before = bridges_in_use(&endpoints);
     rt.write_endpoint(&endpoint)?;
-    let mut attachment = NetAttachment {
+    let mut attachment = BridgeAttachment {
         netns_fd: None,
         netns: PathBuf::new(),
         etc: rt.etc_dir(&endpoint.container_id),
@@ -344,7 +401,7 @@ fn bridges_in_use(endpoints: &[Endpoint]) -> Vec<(String, Subnet)> {
 
 fn set_up(
     rt: &Runtime,
-    a: &mut NetAttachment,
+    a: &mut BridgeAttachment,
     before: &[(String, Subnet)],
 ) -> Result<(), NetError> {
     let e = &a.endpoint;

@@ -297,7 +297,11 @@ fn run_in_namespaces(
     init_layer: Option<&Path>,
 ) -> Result<i32, SandboxError> {
     if rootless {
-        userns::enter()?;
+        match &spec.network {
+            // A prepared namespace (pasta's) comes with its user namespace.
+            Network::Join(netns) => userns::enter_owner_of(netns)?,
+            _ => userns::enter()?,
+        }
     }
     unshare(CloneFlags::CLONE_NEWNS)
         .map_err(|e| SandboxError::setup("unshare mount namespace", None, e.into()))?;

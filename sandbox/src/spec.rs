@@ -143,7 +143,9 @@ pub enum Network {
     /// namespace prepared by the caller, e.g. by `rbuild-net` with a veth
     /// on a bridge): pid 1 `setns`es into it before anything else, so the
     /// command starts with the interfaces, addresses and routes already
-    /// there. Needs CAP_SYS_ADMIN over the namespace (root). The generated
+    /// there. As root any namespace can be joined; rootless, the sandbox
+    /// enters the user namespace owning it (one the user made, e.g. with
+    /// pasta) rather than a new one. The generated
     /// `/etc/hosts` holds only localhost and the hostname and
     /// `/etc/resolv.conf` is the host's; callers that maintain their own
     /// (names of other containers) bind-mount them over with

@@ -1746,6 +1746,13 @@ pub fn stats(root: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
                 0.0
             };
             let _ = cpus;
+            // The namespace's interfaces but lo, as docker's (none of
+            // the host's for --network host).
+            let (rx, tx) = (c.is_running() && c.config.host.network_mode != "host")
+                .then(|| rbuild_net::net_io(c.state.pid))
+                .flatten()
+                .unwrap_or((0, 0));
+            let net_io = format!("{} / {}", human_size(rx), human_size(tx));
             rows.push(json!({
                 "ID": c.config.short_id(),
                 "Container": c.config.short_id(),
@@ -1753,7 +1760,7 @@ pub fn stats(root: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
                 "CPUPerc": format!("{cpu:.2}%"),
                 "MemUsage": format!("{} / {}", binary_size(s.memory), binary_size(limit)),
                 "MemPerc": format!("{memp:.2}%"),
-                "NetIO": "0B / 0B",
+                "NetIO": net_io,
                 "BlockIO": format!("{} / {}", human_size(s.block_read), human_size(s.block_write)),
                 "PIDs": s.pids.to_string(),
             }));
