@@ -546,10 +546,9 @@ fn network_commands_speak_docker() {
     assert_eq!(v[0]["IPAM"]["Config"][0]["Gateway"], "10.251.0.1");
     assert_eq!(v[0]["Driver"], "bridge");
     let connect = rb.fails(&["network", "connect", "n1", "somecontainer"]);
-    assert!(
-        connect.stderr.contains("No such container: somecontainer"),
-        "{}",
-        connect.stderr
+    assert_eq!(
+        connect.stderr,
+        "Error response from daemon: No such container: somecontainer\n"
     );
     rb.ok(&["network", "create", "n3"]);
     let pruned = rb.ok(&["network", "prune", "-f"]);
@@ -895,5 +894,176 @@ fn stats_counts_network_io_of_the_containers_interfaces() {
     // (A few bytes more may have gone through since: ARP, TCP close.)
     assert!(table.contains(&format!(" / {}", &tx[..2])), "{table}");
     assert_eq!(none.trim(), "0B / 0B");
+    assert_eq!(host_state(), Vec::<String>::new());
+}
+
+/// `network connect` / `disconnect` on running and created containers:
+/// an interface appears (with `--ip` and `--alias`) and goes, peers
+/// resolve the names, `inspect` follows, docker's errors for a second
+/// connect, an unknown network or container, and a network it is not on.
+#[test]
+fn network_connect_and_disconnect_change_a_containers_networks() {
+    let Some(_lock) = net_test("network_connect_and_disconnect_change_a_containers_networks")
+    else {
+        return;
+    };
+    let rb = Rbuild::new();
+    rb.busybox();
+    let www = www(&rb, "connected\n");
+    let volume = format!("{}:/www:ro", www.display());
+    rb.ok(&["network", "create", "--subnet", "10.252.7.0/24", "front"]);
+    rb.ok(&["network", "create", "back"]);
+    rb.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "front",
+        "-v",
+        &volume,
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    rb.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "client",
+        "--network",
+        "back",
+        "busybox",
+        "sleep",
+        "120",
+    ]);
+    let get = |ctr: &str| {
+        rb.run(&[
+            "exec", ctr, "sh", "-c",
+            "for i in $(seq 30); do wget -q -O- http://web/index.html && exit 0; sleep 0.1; done; exit 1",
+        ])
+    };
+    let before = rb.run(&[
+        "exec",
+        "client",
+        "wget",
+        "-q",
+        "-T",
+        "1",
+        "-O-",
+        "http://web/",
+    ]);
+
+    let connected = rb.run(&[
+        "network",
+        "connect",
+        "--ip",
+        "10.252.7.50",
+        "--alias",
+        "files",
+        "front",
+        "client",
+    ]);
+    let after = get("client");
+    let eth1 = rb.ok(&["exec", "client", "ip", "-o", "-4", "addr", "show", "eth1"]);
+    let web_hosts = rb.ok(&["exec", "web", "cat", "/etc/hosts"]);
+    let networks = rb.ok(&[
+        "inspect",
+        "-f",
+        "{{json .NetworkSettings.Networks}}",
+        "client",
+    ]);
+    let again = rb.run(&["network", "connect", "front", "client"]);
+    let no_net = rb.run(&["network", "connect", "nope", "client"]);
+    let no_ctr = rb.run(&["network", "connect", "front", "nosuch"]);
+
+    let disconnected = rb.run(&["network", "disconnect", "front", "client"]);
+    let gone = rb.run(&[
+        "exec",
+        "client",
+        "wget",
+        "-q",
+        "-T",
+        "1",
+        "-O-",
+        "http://web/",
+    ]);
+    let links = rb.ok(&["exec", "client", "ls", "/sys/class/net"]);
+    let networks_after = rb.ok(&[
+        "inspect",
+        "-f",
+        "{{json .NetworkSettings.Networks}}",
+        "client",
+    ]);
+    let twice = rb.run(&["network", "disconnect", "front", "client"]);
+    let forced = rb.run(&["network", "disconnect", "-f", "gone-net", "client"]);
+
+    // A created container gets the connected network when it starts.
+    rb.ok(&[
+        "create", "--name", "later", "--network", "back", "busybox", "sh", "-c",
+        "for i in $(seq 30); do wget -q -O- http://web/index.html && exit 0; sleep 0.1; done; exit 1",
+    ]);
+    let created = rb.run(&["network", "connect", "front", "later"]);
+    let started = rb.run(&["start", "-a", "later"]);
+
+    for c in ["web", "client", "later"] {
+        rb.ok(&["rm", "-f", c]);
+    }
+    rb.ok(&["network", "rm", "front", "back"]);
+
+    assert_ne!(before.code, 0, "not on the same network yet");
+    assert_eq!(connected.code, 0, "{}", connected.stderr);
+    assert_eq!(after.stdout, "connected\n", "{}", after.stderr);
+    assert!(eth1.contains("inet 10.252.7.50/24"), "{eth1}");
+    assert!(
+        web_hosts.lines().any(|l| l.starts_with("10.252.7.50\t")
+            && l.contains(" client")
+            && l.contains(" files")),
+        "{web_hosts}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&networks).unwrap();
+    assert_eq!(v["front"]["IPAddress"], "10.252.7.50", "{networks}");
+    assert_eq!(v["front"]["Aliases"][0], "files", "{networks}");
+    assert!(
+        v["back"]["IPAddress"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{networks}"
+    );
+    assert_eq!(again.code, 1);
+    assert_eq!(
+        again.stderr,
+        "Error response from daemon: endpoint with name client already exists in network front\n"
+    );
+    assert_eq!(no_net.code, 1);
+    assert_eq!(
+        no_net.stderr,
+        "Error response from daemon: network nope not found\n"
+    );
+    assert_eq!(no_ctr.code, 1);
+    assert_eq!(
+        no_ctr.stderr,
+        "Error response from daemon: No such container: nosuch\n"
+    );
+    assert_eq!(disconnected.code, 0, "{}", disconnected.stderr);
+    assert_ne!(gone.code, 0);
+    assert_eq!(links, "eth0\nlo\n");
+    let v: serde_json::Value = serde_json::from_str(&networks_after).unwrap();
+    assert!(
+        v.get("front").is_none() && v.get("back").is_some(),
+        "{networks_after}"
+    );
+    assert_eq!(twice.code, 1);
+    assert_eq!(
+        twice.stderr,
+        "Error response from daemon: container client is not connected to network front\n"
+    );
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    assert_eq!(started.stdout, "connected\n", "{}", started.stderr);
     assert_eq!(host_state(), Vec::<String>::new());
 }

@@ -176,6 +176,251 @@ pub struct NetworkRecord {
     pub ip: String,
     /// `(container port/proto, host ip, host port)` actually bound.
     pub ports: Vec<(String, String, u16)>,
+    #[serde(default)]
+    pub network_id: String,
+    #[serde(default)]
+    pub gateway: String,
+    #[serde(default)]
+    pub prefix_len: u8,
+    /// `network disconnect` took the container off this network.
+    #[serde(default)]
+    pub disconnected: bool,
+}
+
+/// A network `network connect` added to a container: kept in
+/// `connected.json` in its directory, attached again at every start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Connection {
+    /// The network's name.
+    pub network: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `--ip`, as asked.
+    #[serde(default)]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// While the container runs: where it is on the network.
+    #[serde(default)]
+    pub network_id: String,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub gateway: String,
+    #[serde(default)]
+    pub prefix_len: u8,
+}
+
+/// The networks `network connect` added to the container in `dir`.
+pub fn connections(dir: &Path) -> Vec<Connection> {
+    std::fs::read(dir.join("connected.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn save_connections(
+    dir: &Path,
+    list: &[Connection],
+) -> std::result::Result<(), rbuild_net::NetError> {
+    let path = dir.join("connected.json");
+    let tmp = dir.join("connected.json.tmp");
+    let json = serde_json::to_vec_pretty(list).expect("connections serialize");
+    std::fs::write(&tmp, json)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|source| rbuild_net::NetError::Io {
+            step: "write",
+            path,
+            source,
+        })
+}
+
+/// The name of the network the container starts on (`bridge` for the
+/// default), or `None` for `none` and `host`.
+fn primary_network(c: &Container) -> Option<String> {
+    match c.config.host.network_mode.as_str() {
+        "" | "default" | "bridge" => Some(rbuild_net::DEFAULT_NETWORK.into()),
+        "none" | "host" => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn connect_request(c: &Container, network: &str, conn: &Connection) -> rbuild_net::NetRequest {
+    let config = &c.config;
+    rbuild_net::NetRequest {
+        container_id: config.id.clone(),
+        container_name: config.name.clone(),
+        network: network.to_string(),
+        ports: Vec::new(),
+        hostname: if config.hostname.is_empty() {
+            config.short_id().to_string()
+        } else {
+            config.hostname.clone()
+        },
+        aliases: conn.aliases.clone(),
+        ip: conn.ip,
+    }
+}
+
+fn fill(conn: &mut Connection, got: &rbuild_net::Connected) {
+    conn.network = got.network_name.clone();
+    conn.network_id = got.network_id.clone();
+    conn.address = got.ip.to_string();
+    conn.gateway = got.gateway.to_string();
+    conn.prefix_len = got.prefix_len;
+}
+
+/// `network connect`: adds the container to `network` (docker's errors:
+/// an unknown network, a network it is already on, `host`/`none`). A
+/// running container gets an interface there now (see
+/// [`rbuild_net::connect`]); a created or stopped one at its next start.
+pub fn connect(
+    root: &Path,
+    c: &Container,
+    network: &str,
+    aliases: Vec<String>,
+    ip: Option<std::net::Ipv4Addr>,
+) -> std::result::Result<(), rbuild_net::NetError> {
+    let nets = rbuild_net::Networks::new(root);
+    let def = nets.get(network)?;
+    let Some(primary) = primary_network(c) else {
+        return Err(rbuild_net::NetError::ConnectNonBridge { name: def.name });
+    };
+    if def.bridge().is_none() {
+        return Err(rbuild_net::NetError::ConnectNonBridge { name: def.name });
+    }
+    let mut list = connections(c.dir());
+    let on_primary = nets.get(&primary).is_ok_and(|p| p.id == def.id)
+        && !network_record(c.dir()).is_some_and(|r| r.disconnected);
+    if on_primary || list.iter().any(|x| x.network == def.name) {
+        return Err(rbuild_net::NetError::AlreadyConnected {
+            container: c.config.name.clone(),
+            network: def.name,
+        });
+    }
+    let mut conn = Connection {
+        network: def.name.clone(),
+        aliases,
+        ip,
+        ..Connection::default()
+    };
+    if !nix::unistd::geteuid().is_root() {
+        return Err(rbuild_net::NetError::RootlessUserNetwork { name: def.name });
+    }
+    if c.is_running() {
+        let netns = PathBuf::from(format!("/proc/{}/ns/net", c.state.pid));
+        let got = rbuild_net::connect(
+            root,
+            &connect_request(c, &def.name, &conn),
+            &netns,
+            c.state.monitor_pid,
+        )?;
+        fill(&mut conn, &got);
+    }
+    list.push(conn);
+    save_connections(c.dir(), &list)
+}
+
+/// `network disconnect`: takes the container off `network`, now if it
+/// runs, and for its next starts. `force` ignores a network that is
+/// gone.
+pub fn disconnect(
+    root: &Path,
+    c: &Container,
+    network: &str,
+    force: bool,
+) -> std::result::Result<(), rbuild_net::NetError> {
+    let def = match rbuild_net::Networks::new(root).get(network) {
+        Ok(d) => d,
+        Err(rbuild_net::NetError::NotFound { .. }) if force => {
+            let mut list = connections(c.dir());
+            list.retain(|x| x.network != network);
+            return save_connections(c.dir(), &list);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut list = connections(c.dir());
+    let connected = list.iter().any(|x| x.network == def.name);
+    let record = network_record(c.dir()).filter(|_| c.is_running());
+    let on_primary = record
+        .as_ref()
+        .is_some_and(|r| r.network == def.name && !r.disconnected);
+    if !connected && !on_primary {
+        return Err(rbuild_net::NetError::NotConnected {
+            container: c.config.name.clone(),
+            network: def.name,
+        });
+    }
+    if c.is_running() {
+        match rbuild_net::disconnect(root, &c.config.id, &c.config.name, &def.name) {
+            Ok(()) => {}
+            Err(rbuild_net::NetError::NotConnected { .. }) if connected => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if on_primary {
+        if let Some(mut r) = record {
+            r.disconnected = true;
+            r.ip.clear();
+            let path = c.dir().join("network.json");
+            let _ = serde_json::to_vec(&r)
+                .map_err(std::io::Error::other)
+                .and_then(|b| std::fs::write(&path, b));
+        }
+    }
+    list.retain(|x| x.network != def.name);
+    save_connections(c.dir(), &list)
+}
+
+/// `inspect`'s NetworkSettings.Networks: the network the container
+/// started on and those `network connect` added, with their addresses
+/// while it runs.
+pub fn inspect_networks(c: &Container) -> serde_json::Value {
+    let running = c.is_running();
+    let record = running.then(|| network_record(c.dir())).flatten();
+    let mut m = serde_json::Map::new();
+    let entry = |id: &str, ip: &str, gw: &str, prefix: u8, aliases: &[String]| {
+        serde_json::json!({
+            "Aliases": if aliases.is_empty() { serde_json::Value::Null } else { serde_json::json!(aliases) },
+            "NetworkID": id,
+            "IPAddress": ip,
+            "IPPrefixLen": prefix,
+            "Gateway": gw,
+            "MacAddress": "",
+        })
+    };
+    match &record {
+        Some(r) if r.disconnected => {}
+        Some(r) => {
+            m.insert(
+                r.network.clone(),
+                entry(
+                    &r.network_id,
+                    &r.ip,
+                    &r.gateway,
+                    r.prefix_len,
+                    &c.config.host.network_aliases,
+                ),
+            );
+        }
+        None => {
+            let name = primary_network(c).unwrap_or_else(|| c.config.host.network_mode.clone());
+            m.insert(name, entry("", "", "", 0, &c.config.host.network_aliases));
+        }
+    }
+    for x in connections(c.dir()) {
+        let e = if running {
+            entry(
+                &x.network_id,
+                &x.address,
+                &x.gateway,
+                x.prefix_len,
+                &x.aliases,
+            )
+        } else {
+            entry("", "", "", 0, &x.aliases)
+        };
+        m.insert(x.network.clone(), e);
+    }
+    serde_json::Value::Object(m)
 }
 
 /// Reads what [`network_up`] recorded for the container in `dir`.
@@ -214,6 +459,7 @@ pub fn network_up(root: &Path, c: &Container) -> Result<(sandbox::Network, Netwo
             config.hostname.clone()
         },
         aliases: config.host.network_aliases.clone(),
+        ip: None,
     };
     let mode = config.host.network_mode.as_str();
     let set_up =
@@ -231,8 +477,35 @@ pub fn network_up(root: &Path, c: &Container) -> Result<(sandbox::Network, Netwo
     let Some(attachment) = net.attachment() else {
         return Ok((net.sandbox_network(), NetworkHandle { net, record: None }));
     };
+    // The networks `network connect` added, in the same namespace.
+    let mut list = connections(c.dir());
+    for conn in &mut list {
+        let got = rbuild_net::connect(
+            root,
+            &connect_request(c, &conn.network, conn),
+            &attachment.netns_path(),
+            std::process::id(),
+        )
+        .map_err(|e| ContainerError::Start {
+            id: config.short_id().to_string(),
+            message: e.to_string(),
+        })?;
+        fill(conn, &got);
+    }
+    if !list.is_empty() {
+        if let Err(e) = save_connections(c.dir(), &list) {
+            eprintln_safe(&format!("warning: {e}"));
+        }
+    }
     let record = NetworkRecord {
         network: attachment.network_name().to_string(),
+        network_id: attachment.network_id().unwrap_or_default().to_string(),
+        gateway: attachment
+            .gateway()
+            .map(|g| g.to_string())
+            .unwrap_or_default(),
+        prefix_len: attachment.prefix_len().unwrap_or(0),
+        disconnected: false,
         ip: attachment.ip().map(|ip| ip.to_string()).unwrap_or_default(),
         ports: attachment
             .ports()

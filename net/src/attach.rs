@@ -12,7 +12,8 @@ use crate::network::{DEFAULT_BRIDGE, DEFAULT_NETWORK, NetworkDef, Networks, USER
 use crate::pasta::{PASTA_NETWORK, Pasta};
 use crate::port::PortSpec;
 use crate::proxy::{self, Forwarder};
-use crate::state::{Endpoint, Holder, Runtime};
+use crate::state::{Endpoint, FIRST_INTERFACE, Holder, Runtime};
+use sha2::Digest;
 
 /// Prefix of the host ends of containers' veth pairs (`rbv` + 12 hex
 /// digits of the container id).
@@ -33,6 +34,9 @@ pub struct NetRequest {
     pub hostname: String,
     /// `--network-alias` names (user networks only, as with docker).
     pub aliases: Vec<String>,
+    /// `--ip`: the address wanted on a user-defined network (`None`: the
+    /// lowest free one).
+    pub ip: Option<Ipv4Addr>,
 }
 
 /// A published port: what was asked and the host address actually bound.
@@ -209,10 +213,25 @@ impl BridgeAttachment {
         self.forwarders.clear();
         let rt = Runtime::open()?;
         let _lock = rt.lock()?;
-        let before = bridges_in_use(&rt.endpoints());
-        let first = teardown(&rt, &self.endpoint).err();
+        let all = rt.endpoints();
+        let before = bridges_in_use(&all);
+        // With the networks `network connect` added (their interfaces go
+        // with the namespace; their records and host ends go here).
+        let mine: Vec<&Endpoint> = all
+            .iter()
+            .filter(|e| e.container_id == self.endpoint.container_id && !e.first())
+            .chain(std::iter::once(&self.endpoint))
+            .collect();
+        let mut first = None;
+        for e in &mine {
+            if let Err(err) = teardown(&rt, e) {
+                first.get_or_insert(err);
+            }
+        }
         let after = settle(&rt, &before);
-        refresh_hosts(&rt, &self.endpoint.network_id, None);
+        for e in &mine {
+            refresh_hosts(&rt, &e.network_id, None);
+        }
         match (first, after) {
             (Some(e), _) | (None, Err(e)) => Err(e),
             (None, Ok(())) => Ok(()),
@@ -277,7 +296,7 @@ fn attach_bridge(root: &Path, req: &NetRequest) -> Result<BridgeAttachment, NetE
             reason: format!("container {} is already attached", &req.container_id[..12]),
         });
     }
-    let endpoint = plan_endpoint(&rt, &def, req, &endpoints)?;
+    let endpoint = plan_endpoint(&rt, &def, req, &endpoints, FIRST_INTERFACE)?;
     let before = bridges_in_use(&endpoints);
     rt.write_endpoint(&endpoint)?;
     let mut attachment = BridgeAttachment {
@@ -317,12 +336,147 @@ fn attach_bridge(root: &Path, req: &NetRequest) -> Result<BridgeAttachment, NetE
     Ok(attachment)
 }
 
+/// What `network connect` gave a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connected {
+    pub network_id: String,
+    pub network_name: String,
+    /// The interface in the container (`eth1`…).
+    pub ifname: String,
+    pub ip: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+/// `network connect`: adds an interface on the bridge network
+/// `req.network` to the running container whose network namespace is at
+/// `netns` (its address, no default route: the first network keeps it,
+/// as with docker), rewrites the hosts files of it and of the network's
+/// containers, and records the endpoint with the container's monitor
+/// (`holder_pid`) as holder, so [`sweep`] removes it if that dies and the
+/// monitor's detach removes it with the rest. Needs root.
+pub fn connect(
+    root: &Path,
+    req: &NetRequest,
+    netns: &Path,
+    holder_pid: u32,
+) -> Result<Connected, NetError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(NetError::RootlessUserNetwork {
+            name: req.network.clone(),
+        });
+    }
+    let def = Networks::new(root).get(&req.network)?;
+    if def.bridge().is_none() {
+        return Err(NetError::ConnectNonBridge {
+            name: def.name.clone(),
+        });
+    }
+    let rt = Runtime::open()?;
+    let _lock = rt.lock()?;
+    sweep_locked(&rt);
+    let endpoints = rt.endpoints();
+    let mine: Vec<&Endpoint> = endpoints
+        .iter()
+        .filter(|e| e.container_id == req.container_id)
+        .collect();
+    if mine.iter().any(|e| e.network_id == def.id) {
+        return Err(NetError::AlreadyConnected {
+            container: req.container_name.clone(),
+            network: def.name.clone(),
+        });
+    }
+    let ifname = (1..)
+        .map(|n| format!("eth{n}"))
+        .find(|n| !mine.iter().any(|e| e.ifname == *n))
+        .expect("a free interface name");
+    let mut endpoint = plan_endpoint(&rt, &def, req, &endpoints, &ifname)?;
+    endpoint.holder = Holder::of(holder_pid);
+    let before = bridges_in_use(&endpoints);
+    rt.write_endpoint(&endpoint)?;
+    let made = (|| {
+        if !host::link_exists(&endpoint.bridge) {
+            host::create_bridge(&endpoint.bridge, endpoint.subnet, endpoint.gateway)?;
+        }
+        let after = bridges_in_use(&rt.endpoints());
+        if after != before {
+            host::nft_apply(&after)?;
+        }
+        host::ip_batch(&format!(
+            "link add {veth} type veth peer name {ifname} netns {ns}\nlink set {veth} master {br}\nlink set {veth} up\n",
+            veth = endpoint.veth,
+            ns = netns.display(),
+            br = endpoint.bridge
+        ))?;
+        host::ip_batch_in(
+            netns,
+            &format!(
+                "addr add {ip}/{p} dev {ifname}\nlink set {ifname} up\n",
+                ip = endpoint.ip,
+                p = endpoint.subnet.prefix(),
+            ),
+        )
+    })();
+    if let Err(e) = made {
+        let _ = teardown(&rt, &endpoint);
+        let _ = settle(&rt, &before);
+        return Err(e);
+    }
+    refresh_hosts(&rt, &def.id, Some(&endpoint.container_id));
+    Ok(Connected {
+        network_id: def.id,
+        network_name: def.name,
+        ifname,
+        ip: endpoint.ip,
+        gateway: endpoint.gateway,
+        prefix_len: endpoint.subnet.prefix(),
+    })
+}
+
+/// `network disconnect`: removes the container's interface on `network`
+/// (its host end, and with it the pair), its lease, and its name from
+/// the peers' hosts files. [`NetError::NotConnected`] when it has none.
+pub fn disconnect(
+    root: &Path,
+    container_id: &str,
+    container_name: &str,
+    network: &str,
+) -> Result<(), NetError> {
+    let def = Networks::new(root).get(network)?;
+    let Some(rt) = Runtime::existing() else {
+        return Err(NetError::NotConnected {
+            container: container_name.to_string(),
+            network: def.name,
+        });
+    };
+    let _lock = rt.lock()?;
+    let endpoints = rt.endpoints();
+    let Some(e) = endpoints
+        .iter()
+        .find(|e| e.container_id == container_id && e.network_id == def.id)
+    else {
+        return Err(NetError::NotConnected {
+            container: container_name.to_string(),
+            network: def.name,
+        });
+    };
+    let before = bridges_in_use(&endpoints);
+    let first = teardown(&rt, e).err();
+    let after = settle(&rt, &before);
+    refresh_hosts(&rt, &def.id, Some(container_id));
+    match (first, after) {
+        (Some(e), _) | (None, Err(e)) => Err(e),
+        (None, Ok(())) => Ok(()),
+    }
+}
+
 /// Chooses the bridge, subnet and address of a new endpoint.
 fn plan_endpoint(
     rt: &Runtime,
     def: &NetworkDef,
     req: &NetRequest,
     endpoints: &[Endpoint],
+    ifname: &str,
 ) -> Result<Endpoint, NetError> {
     let bridge = def.bridge().expect("checked by the caller");
     let foreign_routes: Vec<Subnet> = host::routes()
@@ -358,20 +512,40 @@ fn plan_endpoint(
         .filter(|e| e.bridge == bridge)
         .map(|e| e.ip)
         .collect();
-    let ip = subnet
-        .free_host(gateway, &used)
-        .ok_or_else(|| NetError::NoAddress {
-            network: def.name.clone(),
-            subnet,
-        })?;
+    let ip = match req.ip {
+        Some(_) if def.name == DEFAULT_NETWORK => {
+            return Err(NetError::UserIpOnDefaultSubnet);
+        }
+        Some(ip) if !subnet.contains(ip) || ip == gateway || ip == subnet.first_host() => {
+            return Err(NetError::InvalidRequest {
+                reason: format!("no configured subnet contains IP address {ip}"),
+            });
+        }
+        Some(ip) if used.contains(&ip) => return Err(NetError::AddressInUse),
+        Some(ip) => ip,
+        None => subnet
+            .free_host(gateway, &used)
+            .ok_or_else(|| NetError::NoAddress {
+                network: def.name.clone(),
+                subnet,
+            })?,
+    };
     let id = req.container_id.to_ascii_lowercase();
     let hostname = if req.hostname.is_empty() {
         id[..12].to_string()
     } else {
         req.hostname.clone()
     };
+    let veth = if ifname == FIRST_INTERFACE {
+        format!("{VETH_PREFIX}{}", &id[..12])
+    } else {
+        // 15 bytes at most: a digest of (container, network) for the rest.
+        let d = sha2::Sha256::digest(format!("{id}\n{}", def.id).as_bytes());
+        format!("{VETH_PREFIX}{}", &hex::encode(d)[..12])
+    };
     Ok(Endpoint {
-        veth: format!("{VETH_PREFIX}{}", &id[..12]),
+        veth,
+        ifname: ifname.to_string(),
         container_id: id,
         container_name: req.container_name.clone(),
         hostname,
@@ -447,46 +621,65 @@ fn set_up(
 }
 
 /// Rewrites the hosts file of every container on `network_id`: its own
-/// line, and on user networks one line per peer.
+/// line, and for each user network it is on (`network connect` adds
+/// more), one line per peer there. On the default bridge a container's
+/// file names only itself, so only `only`'s is written there.
 fn refresh_hosts(rt: &Runtime, network_id: &str, only: Option<&str>) {
     let all = rt.endpoints();
-    let members: Vec<&Endpoint> = all.iter().filter(|e| e.network_id == network_id).collect();
-    let peer = |e: &'_ Endpoint| -> (Ipv4Addr, Vec<String>) {
+    let names_of = |e: &Endpoint| -> Vec<String> {
         let mut names = vec![e.hostname.clone()];
         if !e.container_name.is_empty() {
             names.push(e.container_name.clone());
         }
         names.extend(e.aliases.iter().cloned());
         names.push(e.container_id[..12].to_string());
-        (e.ip, names)
+        names
     };
-    for me in &members {
-        // On the default bridge a container's file names only itself.
-        if !me.names && only.is_some_and(|id| id != me.container_id) {
+    let mut done: Vec<&str> = Vec::new();
+    let affected = all
+        .iter()
+        .filter(|e| e.network_id == network_id)
+        .map(|e| e.container_id.as_str())
+        .chain(only);
+    for id in affected {
+        if done.contains(&id) {
             continue;
         }
-        let dir = rt.etc_dir(&me.container_id);
+        done.push(id);
+        let mine: Vec<&Endpoint> = all.iter().filter(|e| e.container_id == id).collect();
+        let Some(primary) = mine.iter().find(|e| e.first()).or(mine.first()) else {
+            continue;
+        };
+        let named = mine.iter().any(|e| e.names);
+        if !named && only != Some(id) {
+            continue;
+        }
+        let dir = rt.etc_dir(id);
         if !dir.is_dir() {
             continue;
         }
-        let (ip, names) = peer(me);
-        let own = Peer {
-            ip,
-            // Docker's own line: hostname only on the default bridge.
-            names: if me.names {
-                names.iter().map(String::as_str).collect()
-            } else {
-                vec![me.hostname.as_str()]
-            },
-        };
-        let others: Vec<(Ipv4Addr, Vec<String>)> = if me.names {
-            members
-                .iter()
-                .filter(|o| o.container_id != me.container_id)
-                .map(|o| peer(o))
-                .collect()
+        // Docker's own line: hostname only on the default bridge.
+        let own_names = if named {
+            let mut n = names_of(primary);
+            for e in &mine {
+                n.extend(e.aliases.iter().cloned());
+            }
+            n
         } else {
-            Vec::new()
+            vec![primary.hostname.clone()]
+        };
+        let mut others: Vec<(Ipv4Addr, Vec<String>)> = Vec::new();
+        for e in mine.iter().filter(|e| e.names) {
+            for o in all
+                .iter()
+                .filter(|o| o.network_id == e.network_id && o.container_id != id)
+            {
+                others.push((o.ip, names_of(o)));
+            }
+        }
+        let own = Peer {
+            ip: primary.ip,
+            names: own_names.iter().map(String::as_str).collect(),
         };
         let others: Vec<Peer<'_>> = others
             .iter()
@@ -501,18 +694,23 @@ fn refresh_hosts(rt: &Runtime, network_id: &str, only: Option<&str>) {
 
 /// Removes one endpoint's veth, /etc files and record (the lease). The first error is returned; the rest is still tried.
 fn teardown(rt: &Runtime, e: &Endpoint) -> Result<(), NetError> {
+    let etc = rt.etc_dir(&e.container_id);
     let results = [
         host::delete_link(&e.veth),
-        std::fs::remove_dir_all(rt.etc_dir(&e.container_id))
-            .or_else(|err| {
-                if err.kind() == std::io::ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(err)
-                }
-            })
-            .map_err(|err| NetError::io("remove", &rt.etc_dir(&e.container_id), err)),
-        rt.remove_endpoint(&e.container_id),
+        if e.first() {
+            std::fs::remove_dir_all(&etc)
+                .or_else(|err| {
+                    if err.kind() == std::io::ErrorKind::NotFound {
+                        Ok(())
+                    } else {
+                        Err(err)
+                    }
+                })
+                .map_err(|err| NetError::io("remove", &etc, err))
+        } else {
+            Ok(())
+        },
+        rt.remove_endpoint(e),
     ];
     results
         .into_iter()

@@ -94,7 +94,8 @@ use std::path::{Path, PathBuf};
 
 pub use addr::Subnet;
 pub use attach::{
-    NetAttachment, NetRequest, PublishedPort, SweepReport, VETH_PREFIX, attach, attach_pasta, sweep,
+    Connected, NetAttachment, NetRequest, PublishedPort, SweepReport, VETH_PREFIX, attach,
+    attach_pasta, connect, disconnect, sweep,
 };
 pub use host::NFT_TABLE;
 pub use netdev::{net_dev_totals, net_io};
@@ -153,6 +154,21 @@ pub enum NetError {
     AliasOnDefaultBridge,
     #[error("--network {mode}: joining another container's network is not supported")]
     ContainerMode { mode: String },
+    /// docker's message, whole.
+    #[error("endpoint with name {container} already exists in network {network}")]
+    AlreadyConnected { container: String, network: String },
+    /// docker's message, whole.
+    #[error("container {container} is not connected to network {network}")]
+    NotConnected { container: String, network: String },
+    /// docker's message, whole.
+    #[error("container cannot be disconnected from host network or connected to host network")]
+    ConnectNonBridge { name: String },
+    /// docker's message, whole.
+    #[error("user specified IP address is supported on user defined networks only")]
+    UserIpOnDefaultSubnet,
+    /// docker's message, whole.
+    #[error("Address already in use")]
+    AddressInUse,
     #[error("invalid network request: {reason}")]
     InvalidRequest { reason: String },
     #[error("cannot run {command}")]

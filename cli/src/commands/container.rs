@@ -2107,7 +2107,7 @@ pub fn inspect_json(root: &Path, c: &Container) -> Value {
             "Ports": Value::Object(ports_for_settings(cfg, net.as_ref())),
             "SandboxKey": if c.is_running() { format!("/proc/{}/ns/net", st.pid) } else { String::new() },
             "IPAddress": net.as_ref().map(|n| n.ip.clone()).unwrap_or_default(),
-            "Networks": { net.as_ref().map(|n| n.network.clone()).unwrap_or_else(|| cfg.host.network_mode.clone()): {"NetworkID": "", "IPAddress": net.as_ref().map(|n| n.ip.clone()).unwrap_or_default(), "Gateway": "", "MacAddress": ""} },
+            "Networks": ctr::monitor::inspect_networks(c),
         },
         "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": c.upper(), "WorkDir": c.work(), "LowerDir": ctr::fs_ops::lowers(root, cfg).unwrap_or_default().iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":")}},
     })

@@ -372,6 +372,7 @@ fn attach_network(
             spec.hostname.clone()
         },
         aliases: args.network_alias.clone(),
+        ip: None,
     };
     let hostname = request.hostname.clone();
     let set_up =
