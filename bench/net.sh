@@ -12,7 +12,8 @@
 # -t); and the two rootless backends side by side without rbuild, each
 # carrying a namespace's traffic to a host httpd on 127.0.0.1: pasta
 # (through the gateway address it maps to the host) and slirp4netns
-# (10.0.2.2), start to first byte and 100 MB.
+# (10.0.2.2), start to first byte and 100 MB; and inbound, httpd in the
+# namespace published by pasta's -t and by slirp4netns's hostfwd.
 #
 #   bench/net.sh                 # 50 runs each, 5 downloads
 #   RUNS=20 DOWNLOADS=3 bench/net.sh
@@ -177,6 +178,43 @@ SH
     hyperfine -N --runs "$downloads" --warmup 1 --export-json "$work/big.json" "${big[@]}" \
       >"$work/hyperfine.log" 2>&1 || { cat "$work/hyperfine.log"; exit 1; }
     medians "$work/big.json"
+
+    # Inbound, the backends alone: httpd in the namespace, 100 MB through
+    # pasta's -t and through slirp4netns's hostfwd (its API socket).
+    port=$(free_port)
+    "${nobody[@]}" pasta --config-net -q -f -t "127.0.0.1/$port:80" -u none -T none -U none \
+      -- busybox httpd -f -p 80 -h "$work/www" &
+    pids+=($!)
+    fetch "pasta -t (alone)" "$port"
+    # (pasta leaves the command it spawned running: end that too.)
+    spawned=$(cat "/proc/${pids[-1]}/task/${pids[-1]}/children" 2>/dev/null || true)
+    kill "${pids[-1]}" $spawned 2>/dev/null || true; wait "${pids[-1]}" 2>/dev/null || true
+    if command -v slirp4netns >/dev/null; then
+      cat >"$work/slirp-in.sh" <<'SH'
+#!/bin/bash
+# usage: slirp-in.sh PORT WWW: httpd in a namespace slirp4netns serves, on 127.0.0.1:PORT
+unshare -rn sh -c 'while ! ip -4 addr show tap0 2>/dev/null | grep -q inet; do sleep 0.002; done; exec busybox httpd -f -p 80 -h "$0"' "$2" &
+p=$!
+while [ "$(readlink /proc/$p/ns/net)" = "$(readlink /proc/self/ns/net)" ]; do sleep 0.001; done
+api=$HOME/slirp-api.sock
+rm -f "$api"
+slirp4netns --configure --mtu=65520 --api-socket "$api" "$p" tap0 >/dev/null 2>&1 &
+s=$!
+trap 'kill $p $s 2>/dev/null' TERM EXIT
+while [ ! -S "$api" ]; do sleep 0.01; done
+python3 -c 'import socket, sys
+c = socket.socket(socket.AF_UNIX); c.connect(sys.argv[1])
+c.sendall(("{\"execute\":\"add_hostfwd\",\"arguments\":{\"proto\":\"tcp\",\"host_addr\":\"127.0.0.1\",\"host_port\":%s,\"guest_port\":80}}" % sys.argv[2]).encode())
+c.recv(4096)' "$api" "$1"
+wait "$p"
+SH
+      chmod 0755 "$work/slirp-in.sh"
+      port=$(free_port)
+      "${nobody[@]}" "$work/slirp-in.sh" "$port" "$work/www" &
+      pids+=($!)
+      fetch "slirp4netns hostfwd (alone)" "$port"
+      kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+    fi
   fi
 fi
 uptime
