@@ -31,6 +31,11 @@
 //! - published ports (`-p`, `-P`): a userspace forwarder, threads of the
 //!   process holding the [`NetAttachment`] (docker-proxy's role; see
 //!   `proxy.rs` for why not DNAT).
+//! - more networks on demand: [`connect`] adds `eth1`… on another bridge
+//!   network to a running container's namespace (an address, no default
+//!   route: the first network keeps it), with the container's monitor as
+//!   the endpoint's holder; [`disconnect`] removes one. Hosts files list
+//!   the peers of every network a container is on.
 //!
 //! The namespace is held by an open fd, not bind-mounted on a file (as
 //! `ip netns add` does): it lives exactly as long as the holder or the

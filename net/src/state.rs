@@ -261,3 +261,43 @@ pub(crate) fn write_in_place(path: &Path, data: &str) -> Result<(), NetError> {
     f.write_all(data.as_bytes()).map_err(fail)?;
     f.set_len(data.len() as u64).map_err(fail)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(ifname: &str) -> Endpoint {
+        Endpoint {
+            container_id: "ab".repeat(32),
+            container_name: "web".into(),
+            hostname: "web".into(),
+            aliases: Vec::new(),
+            network_id: "cd".repeat(32),
+            network_name: "front".into(),
+            names: true,
+            bridge: "rbr-cdcdcdcdcdc".into(),
+            subnet: "10.252.7.0/24".parse().unwrap(),
+            gateway: "10.252.7.1".parse().unwrap(),
+            ip: "10.252.7.2".parse().unwrap(),
+            veth: "rbvabababababab".into(),
+            ifname: ifname.into(),
+            ports: Vec::new(),
+            holder: Holder { pid: 1, start: 1 },
+        }
+    }
+
+    #[test]
+    fn a_connected_endpoint_has_a_record_of_its_own_and_old_records_read_as_first() {
+        assert_eq!(endpoint("eth0").key(), "ab".repeat(32));
+        assert_eq!(
+            endpoint("eth1").key(),
+            format!("{}.cdcdcdcdcdcd", "ab".repeat(32))
+        );
+        assert!(endpoint("eth0").first() && !endpoint("eth1").first());
+        // A record written before `ifname` existed is the first network's.
+        let mut v = serde_json::to_value(endpoint("eth1")).unwrap();
+        v.as_object_mut().unwrap().remove("ifname");
+        let old: Endpoint = serde_json::from_value(v).unwrap();
+        assert!(old.first());
+    }
+}
