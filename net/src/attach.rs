@@ -620,21 +620,10 @@ fn set_up(
     Ok(())
 }
 
-/// Rewrites the hosts file of every container on `network_id`: its own
-/// line, and for each user network it is on (`network connect` adds
-/// more), one line per peer there. On the default bridge a container's
-/// file names only itself, so only `only`'s is written there.
+/// Rewrites the hosts file of every container on `network_id` (see
+/// [`hosts_text`]).
 fn refresh_hosts(rt: &Runtime, network_id: &str, only: Option<&str>) {
     let all = rt.endpoints();
-    let names_of = |e: &Endpoint| -> Vec<String> {
-        let mut names = vec![e.hostname.clone()];
-        if !e.container_name.is_empty() {
-            names.push(e.container_name.clone());
-        }
-        names.extend(e.aliases.iter().cloned());
-        names.push(e.container_id[..12].to_string());
-        names
-    };
     let mut done: Vec<&str> = Vec::new();
     let affected = all
         .iter()
@@ -646,50 +635,68 @@ fn refresh_hosts(rt: &Runtime, network_id: &str, only: Option<&str>) {
             continue;
         }
         done.push(id);
-        let mine: Vec<&Endpoint> = all.iter().filter(|e| e.container_id == id).collect();
-        let Some(primary) = mine.iter().find(|e| e.first()).or(mine.first()) else {
-            continue;
-        };
-        let named = mine.iter().any(|e| e.names);
-        if !named && only != Some(id) {
-            continue;
-        }
         let dir = rt.etc_dir(id);
         if !dir.is_dir() {
             continue;
         }
-        // Docker's own line: hostname only on the default bridge.
-        let own_names = if named {
-            let mut n = names_of(primary);
-            for e in &mine {
-                n.extend(e.aliases.iter().cloned());
-            }
-            n
-        } else {
-            vec![primary.hostname.clone()]
-        };
-        let mut others: Vec<(Ipv4Addr, Vec<String>)> = Vec::new();
-        for e in mine.iter().filter(|e| e.names) {
-            for o in all
-                .iter()
-                .filter(|o| o.network_id == e.network_id && o.container_id != id)
-            {
-                others.push((o.ip, names_of(o)));
-            }
+        if let Some(text) = hosts_text(&all, id, only) {
+            let _ = crate::state::write_in_place(&dir.join("hosts"), &text);
         }
-        let own = Peer {
-            ip: primary.ip,
-            names: own_names.iter().map(String::as_str).collect(),
-        };
-        let others: Vec<Peer<'_>> = others
-            .iter()
-            .map(|(ip, n)| Peer {
-                ip: *ip,
-                names: n.iter().map(String::as_str).collect(),
-            })
-            .collect();
-        let _ = crate::state::write_in_place(&dir.join("hosts"), &dns::hosts(&own, &others));
     }
+}
+
+/// The hosts file of container `id` among `all` endpoints: its own line,
+/// and for each user network it is on (`network connect` adds more), one
+/// line per peer there. On the default bridge a container's file names
+/// only itself and does not change as others come and go, so it is made
+/// only for `only` (the container attaching). `None`: nothing to write.
+fn hosts_text(all: &[Endpoint], id: &str, only: Option<&str>) -> Option<String> {
+    let names_of = |e: &Endpoint| -> Vec<String> {
+        let mut names = vec![e.hostname.clone()];
+        if !e.container_name.is_empty() {
+            names.push(e.container_name.clone());
+        }
+        names.extend(e.aliases.iter().cloned());
+        names.push(e.container_id[..12].to_string());
+        names
+    };
+    let mine: Vec<&Endpoint> = all.iter().filter(|e| e.container_id == id).collect();
+    let primary = mine.iter().find(|e| e.first()).or(mine.first())?;
+    let named = mine.iter().any(|e| e.names);
+    if !named && only != Some(id) {
+        return None;
+    }
+    // Docker's own line: hostname only on the default bridge.
+    let own_names = if named {
+        let mut n = names_of(primary);
+        for e in &mine {
+            n.extend(e.aliases.iter().cloned());
+        }
+        n
+    } else {
+        vec![primary.hostname.clone()]
+    };
+    let mut others: Vec<(Ipv4Addr, Vec<String>)> = Vec::new();
+    for e in mine.iter().filter(|e| e.names) {
+        for o in all
+            .iter()
+            .filter(|o| o.network_id == e.network_id && o.container_id != id)
+        {
+            others.push((o.ip, names_of(o)));
+        }
+    }
+    let own = Peer {
+        ip: primary.ip,
+        names: own_names.iter().map(String::as_str).collect(),
+    };
+    let others: Vec<Peer<'_>> = others
+        .iter()
+        .map(|(ip, n)| Peer {
+            ip: *ip,
+            names: n.iter().map(String::as_str).collect(),
+        })
+        .collect();
+    Some(dns::hosts(&own, &others))
 }
 
 /// Removes one endpoint's veth, /etc files and record (the lease). The first error is returned; the rest is still tried.
@@ -829,4 +836,71 @@ fn sweep_locked(rt: &Runtime) -> SweepReport {
         Err(err) => report.push(format!("cannot clean up network state: {err}")),
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(ctr: char, net: char, ip: &str, ifname: &str, names: bool, aliases: &[&str]) -> Endpoint {
+        Endpoint {
+            container_id: ctr.to_string().repeat(64),
+            container_name: format!("c{ctr}"),
+            hostname: format!("h{ctr}"),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            network_id: net.to_string().repeat(64),
+            network_name: format!("n{net}"),
+            names,
+            bridge: format!("rbr-{}", net.to_string().repeat(11)),
+            subnet: "10.0.0.0/8".parse().unwrap(),
+            gateway: "10.0.0.1".parse().unwrap(),
+            ip: ip.parse().unwrap(),
+            veth: format!("rbv{}", ctr.to_string().repeat(12)),
+            ifname: ifname.into(),
+            ports: Vec::new(),
+            holder: Holder { pid: 1, start: 1 },
+        }
+    }
+
+    fn peers(text: &str) -> Vec<&str> {
+        text.lines().filter(|l| l.starts_with("10.")).collect()
+    }
+
+    #[test]
+    fn a_connected_container_sees_and_is_seen_on_every_network() {
+        let all = [
+            // a: on network 1, connected to network 2 with an alias.
+            ep('a', '1', "10.1.0.2", "eth0", true, &[]),
+            ep('a', '2', "10.2.0.5", "eth1", true, &["files"]),
+            ep('b', '1', "10.1.0.3", "eth0", true, &[]),
+            ep('c', '2', "10.2.0.2", "eth0", true, &[]),
+            // d: on the default bridge only.
+            ep('d', '0', "10.3.0.2", "eth0", false, &[]),
+        ];
+        let a = hosts_text(&all, &"a".repeat(64), None).unwrap();
+        assert_eq!(
+            peers(&a),
+            [
+                "10.1.0.2\tha ca aaaaaaaaaaaa files",
+                "10.1.0.3\thb cb bbbbbbbbbbbb",
+                "10.2.0.2\thc cc cccccccccccc",
+            ]
+        );
+        // c sees a at its address on their shared network, with its alias.
+        let c = hosts_text(&all, &"c".repeat(64), None).unwrap();
+        assert_eq!(
+            peers(&c),
+            [
+                "10.2.0.2\thc cc cccccccccccc",
+                "10.2.0.5\tha ca files aaaaaaaaaaaa"
+            ]
+        );
+        // b does not see c (no shared network).
+        let b = hosts_text(&all, &"b".repeat(64), None).unwrap();
+        assert!(!b.contains("cccccccccccc"), "{b}");
+        // The default bridge: only itself, written when it attaches.
+        assert_eq!(hosts_text(&all, &"d".repeat(64), None), None);
+        let d = hosts_text(&all, &"d".repeat(64), Some(&"d".repeat(64))).unwrap();
+        assert_eq!(peers(&d), ["10.3.0.2\thd"]);
+    }
 }
