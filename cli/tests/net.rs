@@ -821,6 +821,42 @@ fn a_rootless_container_reaches_out_and_publishes_through_pasta() {
     assert_eq!(port_line.stdout, format!("80/tcp -> 127.0.0.1:{port}\n"));
     assert_eq!(rm.code, 0, "{}", rm.stderr);
 
+    // kill -9 of a detached container's monitor (pasta's parent): pasta
+    // and its placeholder go with it, and the container reads as exited.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !nobodys_pastas().is_empty() && Instant::now() < deadline {
+        // (web's monitor may still be on its way out.)
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(nobodys_pastas(), before);
+    let started = nobody.run(&["run", "-d", "--name", "doomed", "busybox", "sleep", "60"]);
+    assert_eq!(started.code, 0, "{}", started.stderr);
+    let monitor = nobodys_pastas()
+        .iter()
+        .find(|p| p.contains("pass"))
+        .and_then(|p| {
+            let pid = p.split(' ').next()?;
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("PPid:"))
+                .map(|v| v.trim().parse::<i32>().unwrap())
+        })
+        .expect("the detached container's pasta and its monitor");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !nobodys_pastas().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(nobodys_pastas(), before, "pasta outlived its monitor");
+    let ps = nobody.run(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(ps.stdout.contains("doomed Exited"), "{}", ps.stdout);
+    assert_eq!(nobody.run(&["rm", "doomed"]).code, 0);
+
     // A user-defined network stays root's.
     let user_net = nobody.run(&["run", "--rm", "--network", "appnet", "busybox", "true"]);
     assert_eq!(user_net.code, 125);
