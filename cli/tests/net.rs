@@ -693,8 +693,9 @@ impl Nobody {
     }
 }
 
-/// pasta processes of user nobody, and the placeholders (`cat`) that hold
-/// their namespaces: what a rootless container could leak.
+/// pasta processes of user nobody (and `cat`, which held pasta's own
+/// namespaces before the sandbox made them): what a rootless container
+/// could leak.
 fn nobodys_pastas() -> Vec<String> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -835,12 +836,16 @@ fn a_rootless_container_reaches_out_and_publishes_through_pasta() {
         .iter()
         .find(|p| p.contains("pass"))
         .and_then(|p| {
-            let pid = p.split(' ').next()?;
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("PPid:"))
-                .map(|v| v.trim().parse::<i32>().unwrap())
+            // pasta's parent is the sandbox's init, whose parent is the
+            // monitor.
+            let ppid = |pid: &str| {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("PPid:"))
+                    .map(|v| v.trim().to_string())
+            };
+            ppid(&ppid(p.split(' ').next()?)?)?.parse::<i32>().ok()
         })
         .expect("the detached container's pasta and its monitor");
     nix::sys::signal::kill(
@@ -889,6 +894,90 @@ fn a_rootless_container_reaches_out_and_publishes_through_pasta() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(nobodys_pastas(), before);
+}
+
+/// Gives user nobody subordinate uid and gid ranges (as `useradd` does
+/// for a new user), once; left in place like scripts/install-deps' setup.
+fn give_nobody_subids() {
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if !text
+            .lines()
+            .any(|l| l.starts_with("nobody:") || l.starts_with("65534:"))
+        {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(file)
+                .unwrap();
+            std::io::Write::write_all(&mut f, b"nobody:300000:65536\n").unwrap();
+        }
+    }
+}
+
+/// Rootless default networking keeps the user's subordinate ids, as
+/// podman's: the container's own user namespace owns the network
+/// namespace pasta serves, so a process of another uid (USER 1000), and
+/// a file given to yet another, work while the container reaches the
+/// test's address and serves a published port.
+#[test]
+fn a_rootless_container_on_pasta_keeps_its_subordinate_ids() {
+    let test = "a_rootless_container_on_pasta_keeps_its_subordinate_ids";
+    let Some(_lock) = net_test(test) else {
+        return;
+    };
+    if let Some(why) = rootless_unavailable() {
+        support::skipped(test, &why);
+        return;
+    }
+    give_nobody_subids();
+    let rb = Rbuild::new();
+    let nobody = Nobody::new(&rb);
+    let www = www(&rb, "ids\n");
+    support::tool("chmod", &["-R", "a+rX", support::s(&www)]);
+    let before = nobodys_pastas();
+
+    // Another uid, and a file chowned to a third, with outbound access.
+    let peer = Peer::new(rb.dir.path(), &www);
+    let url = format!("http://{}:8080/index.html", peer.addr);
+    let script = format!(
+        "id -u; for i in $(seq 50); do wget -q -O- {url} && exit 0; sleep 0.1; done; exit 1"
+    );
+    let out = nobody.run(&["run", "--rm", "-u", "1000", "busybox", "sh", "-c", &script]);
+    drop(peer);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "1000\nids\n", "{}", out.stderr);
+    let chowned = nobody.run(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /tmp/f && chown 1234:2345 /tmp/f && stat -c %u:%g /tmp/f",
+    ]);
+    assert_eq!(chowned.stdout, "1234:2345\n", "{}", chowned.stderr);
+
+    // A server running as uid 1000 behind -p, detached.
+    let volume = format!("{}:/www:ro", www.display());
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:8080");
+    let started = nobody.run(&[
+        "run", "-d", "--name", "web", "-u", "1000", "-p", &publish, "-v", &volume, "busybox",
+        "httpd", "-f", "-p", "8080", "-h", "/www",
+    ]);
+    assert_eq!(started.code, 0, "{}", started.stderr);
+    let body = http_get(port, "/index.html", Duration::from_secs(10));
+    let top = nobody.run(&["exec", "web", "id", "-u"]);
+    let rm = nobody.run(&["rm", "-f", "web"]);
+    assert_eq!(body.as_deref(), Some("ids\n"));
+    assert_eq!(top.stdout, "1000\n", "{}", top.stderr);
+    assert_eq!(rm.code, 0, "{}", rm.stderr);
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while nobodys_pastas() != before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(nobodys_pastas(), before, "pasta outlived its container");
 }
 
 /// `stats` shows the bytes through the container's interfaces (not

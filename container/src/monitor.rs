@@ -150,8 +150,8 @@ fn ready(msg: &str) {
 
 /// What [`network_up`] set up, for [`network_down`]: the container's
 /// network (on a bridge its namespace, address and port forwarders, which
-/// run as threads of this monitor; rootless pasta, a child of this
-/// monitor), if it has one.
+/// run as threads of this monitor; rootless pasta, which the sandbox
+/// runs), if it has one.
 #[derive(Debug)]
 pub struct NetworkHandle {
     net: rbuild_net::Networking,
@@ -477,13 +477,20 @@ pub fn network_up(root: &Path, c: &Container) -> Result<(sandbox::Network, Netwo
     let Some(attachment) = net.attachment() else {
         return Ok((net.sandbox_network(), NetworkHandle { net, record: None }));
     };
-    // The networks `network connect` added, in the same namespace.
-    let mut list = connections(c.dir());
+    // The networks `network connect` added, in the same namespace (a
+    // bridge's; rootless, pasta's namespace takes no more networks).
+    let netns = attachment.netns_path();
+    let mut list = if netns.is_some() {
+        connections(c.dir())
+    } else {
+        Vec::new()
+    };
+    let netns = netns.unwrap_or_default();
     for conn in &mut list {
         let got = rbuild_net::connect(
             root,
             &connect_request(c, &conn.network, conn),
-            &attachment.netns_path(),
+            &netns,
             std::process::id(),
         )
         .map_err(|e| ContainerError::Start {
@@ -637,16 +644,19 @@ fn clear_work(work: &Path) {
     let _ = fs::remove_dir_all(&inner);
 }
 
-/// The host pid of pid 1: the sandbox init's one child.
+/// The host pid of pid 1: the sandbox init's child that is pid 1 of its
+/// own pid namespace.
 fn find_pid1(init: u32) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         let children =
             fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap_or_default();
+        // The init's other children (newuidmap's helper, the network
+        // helper) live in the host's pid namespace; pid 1 is 1 in its own.
         if let Some(p) = children
             .split_whitespace()
-            .next()
-            .and_then(|p| p.parse().ok())
+            .filter_map(|p| p.parse().ok())
+            .find(|&p| is_pid1(p))
         {
             return p;
         }
@@ -656,6 +666,19 @@ fn find_pid1(init: u32) -> u32 {
         std::thread::sleep(Duration::from_millis(1));
     }
     0
+}
+
+/// Whether host pid `pid` is pid 1 of a pid namespace below this one
+/// (its `NSpid` reads `<pid> ... 1`).
+fn is_pid1(pid: u32) -> bool {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .is_some_and(|ids| {
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            ids.len() > 1 && ids.last() == Some(&"1")
+        })
 }
 
 /// Waits until pid 1 has exec'd the command (its executable is no longer

@@ -50,9 +50,9 @@ pub struct PublishedPort {
 /// (its monitor, or a foreground `rbuild run`): as root a place on a
 /// bridge network (a namespace with a veth, an address, port forwarders
 /// running as threads of the holder), rootless the namespace pasta
-/// serves (see `pasta.rs`). [`NetAttachment::detach`] (or drop) undoes
-/// everything; if the holder is killed, [`sweep`] (bridge) or pasta's
-/// own exit (pasta) does.
+/// serves (see `pasta.rs`), which the sandbox starts and stops.
+/// [`NetAttachment::detach`] (or drop) undoes everything; if the holder
+/// is killed, [`sweep`] (bridge) or the sandbox (pasta) does.
 #[derive(Debug)]
 pub struct NetAttachment(Kind);
 
@@ -65,12 +65,12 @@ enum Kind {
 impl NetAttachment {
     /// The network namespace, for [`rbuild_sandbox::Network::Join`] or
     /// `setns`, valid while the attachment lives: on a bridge
-    /// `/proc/<holder pid>/fd/<n>` (root may open it from any process),
-    /// with pasta `/proc/<placeholder pid>/ns/net`.
-    pub fn netns_path(&self) -> PathBuf {
+    /// `/proc/<holder pid>/fd/<n>` (root may open it from any process).
+    /// `None` with pasta, whose namespace the sandbox makes.
+    pub fn netns_path(&self) -> Option<PathBuf> {
         match &self.0 {
-            Kind::Bridge(b) => b.netns.clone(),
-            Kind::Pasta(p) => p.netns_path(),
+            Kind::Bridge(b) => Some(b.netns.clone()),
+            Kind::Pasta(_) => None,
         }
     }
 
@@ -123,9 +123,14 @@ impl NetAttachment {
         }
     }
 
-    /// The sandbox's network mode: join the prepared namespace.
+    /// The sandbox's network mode: on a bridge join the prepared
+    /// namespace; with pasta a namespace of the sandbox's own user
+    /// namespace, which pasta joins ([`rbuild_sandbox::Network::Helper`]).
     pub fn sandbox_network(&self) -> rbuild_sandbox::Network {
-        rbuild_sandbox::Network::Join(self.netns_path())
+        match &self.0 {
+            Kind::Bridge(b) => rbuild_sandbox::Network::Join(b.netns.clone()),
+            Kind::Pasta(p) => p.sandbox_network(),
+        }
     }
 
     /// Bind mounts of the generated /etc/hosts and /etc/resolv.conf of a
@@ -141,22 +146,21 @@ impl NetAttachment {
     /// Undoes the attachment: on a bridge stops the forwarders and
     /// removes the veth, the namespace, the lease and, when this was the
     /// network's last container, its bridge and nftables rules (the
-    /// table when no bridge is left); with pasta stops pasta.
+    /// table when no bridge is left); nothing with pasta, which ended
+    /// with the sandbox.
     pub fn detach(self) -> Result<(), NetError> {
         match self.0 {
             Kind::Bridge(mut b) => b.detach_inner(),
-            Kind::Pasta(mut p) => {
-                p.stop();
-                Ok(())
-            }
+            // The sandbox stopped pasta when the container ended.
+            Kind::Pasta(_) => Ok(()),
         }
     }
 }
 
 /// Gives a rootless container its network through pasta, publishing
 /// `ports` (pasta binds them on the host).
-pub fn attach_pasta(container_id: &str, ports: &[PortSpec]) -> Result<NetAttachment, NetError> {
-    crate::pasta::start(container_id, ports).map(|p| NetAttachment(Kind::Pasta(p)))
+pub fn attach_pasta(ports: &[PortSpec]) -> Result<NetAttachment, NetError> {
+    crate::pasta::prepare(ports).map(|p| NetAttachment(Kind::Pasta(p)))
 }
 
 /// A container's place on a network, held by the process that keeps the

@@ -77,8 +77,9 @@
 //! `addr` (subnets, pools), `port` (`-p` syntax) and `dns` (hosts and
 //! resolv.conf text) are pure; `network` keeps the definitions; `state`
 //! the host-wide records; `host` runs `ip`, `nft` and the namespace calls;
-//! `proxy` forwards ports; `attach` ties them together; `pasta` runs
-//! pasta; `setup` decides between them.
+//! `proxy` forwards ports; `attach` ties them together; `pasta` says
+//! how pasta is to run (the sandbox runs it, in the container's own user
+//! namespace); `setup` decides between them.
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 

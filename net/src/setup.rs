@@ -110,7 +110,7 @@ pub fn set_up(root: &Path, asked: Option<&str>, req: NetRequest) -> Result<SetUp
     let rootless = !nix::unistd::geteuid().is_root();
     set_up_with(asked, req, rootless, |req, pasta| {
         if pasta {
-            crate::attach::attach_pasta(&req.container_id, &req.ports)
+            crate::attach::attach_pasta(&req.ports)
         } else {
             crate::attach::attach(root, req)
         }

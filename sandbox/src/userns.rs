@@ -173,37 +173,6 @@ pub(crate) fn enter() -> Result<(), SandboxError> {
     }
 }
 
-/// Enters the user namespace that owns the network namespace at `netns`
-/// instead of making one: rootless, a network namespace prepared by a
-/// helper (rbuild-net's pasta) belongs to the helper's user namespace,
-/// which a sibling user namespace could not join. That namespace maps the
-/// user to root, as [`enter`] does without subordinate ids. Single-threaded
-/// callers only.
-pub(crate) fn enter_owner_of(netns: &Path) -> Result<(), SandboxError> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    // NS_GET_USERNS, _IO(0xb7, 0x1) in <linux/nsfs.h>.
-    const NS_GET_USERNS: u64 = 0xb701;
-    let fail = |why: String| {
-        rootless_err(
-            format!(
-                "cannot join the user namespace of the network namespace {}: {why}",
-                netns.display()
-            ),
-            "run as root, or use --network none or host",
-        )
-    };
-    let f = fs::File::open(netns).map_err(|e| fail(e.to_string()))?;
-    // SAFETY: an ioctl on an fd this function owns; NS_GET_USERNS takes no
-    // argument and returns a new fd, or -1.
-    let fd = unsafe { libc::ioctl(f.as_raw_fd(), NS_GET_USERNS as _) };
-    if fd < 0 {
-        return Err(fail(std::io::Error::last_os_error().to_string()));
-    }
-    // SAFETY: the kernel just returned this fd; nothing else owns it.
-    let owner = unsafe { OwnedFd::from_raw_fd(fd) };
-    nix::sched::setns(&owner, CloneFlags::CLONE_NEWUSER).map_err(|e| fail(e.to_string()))
-}
-
 fn run_map(tool: &Path, pid: Pid, id: u32, range: SubRange) -> bool {
     Command::new(tool)
         .arg(pid.to_string())
