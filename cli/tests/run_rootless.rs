@@ -75,6 +75,8 @@ fn non_root_user_runs_on_a_rootfs_it_owns() {
     let o = as_nobody(
         &bin,
         &[
+            "--network",
+            "none",
             "--rootfs",
             root,
             "sh",
@@ -182,7 +184,8 @@ fn the_init_runs_from_a_binary_the_sandbox_cannot_write() {
         let mut child = Command::new("setpriv")
             .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
             .arg(&bin)
-            .args(["run", "--rootfs", r.path().to_str().unwrap()])
+            // (--network none: pasta would be a second child.)
+            .args(["run", "--network", "none", "--rootfs", r.path().to_str().unwrap()])
             .args(["sh", "-c", "echo ready; sleep 5"])
             .env("TMPDIR", tmp.path())
             .stdin(Stdio::null())

@@ -149,11 +149,12 @@ fn ready(msg: &str) {
 }
 
 /// What [`network_up`] set up, for [`network_down`]: the container's
-/// place on a bridge network (its namespace, address and port
-/// forwarders, which run as threads of this monitor), if it has one.
+/// network (on a bridge its namespace, address and port forwarders, which
+/// run as threads of this monitor; rootless pasta, which the sandbox
+/// runs), if it has one.
 #[derive(Debug)]
 pub struct NetworkHandle {
-    attachment: Option<rbuild_net::NetAttachment>,
+    net: rbuild_net::Networking,
     /// `network.json` in the container's directory: what `inspect` and
     /// `port` show while the container runs.
     record: Option<PathBuf>,
@@ -163,10 +164,7 @@ impl NetworkHandle {
     /// Mounts the sandbox needs for this network (the generated
     /// `/etc/hosts` and `/etc/resolv.conf` of a bridge network).
     pub fn mounts(&self) -> Vec<sandbox::Mount> {
-        self.attachment
-            .as_ref()
-            .map(|a| a.sandbox_mounts())
-            .unwrap_or_default()
+        self.net.sandbox_mounts()
     }
 }
 
@@ -178,6 +176,251 @@ pub struct NetworkRecord {
     pub ip: String,
     /// `(container port/proto, host ip, host port)` actually bound.
     pub ports: Vec<(String, String, u16)>,
+    #[serde(default)]
+    pub network_id: String,
+    #[serde(default)]
+    pub gateway: String,
+    #[serde(default)]
+    pub prefix_len: u8,
+    /// `network disconnect` took the container off this network.
+    #[serde(default)]
+    pub disconnected: bool,
+}
+
+/// A network `network connect` added to a container: kept in
+/// `connected.json` in its directory, attached again at every start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Connection {
+    /// The network's name.
+    pub network: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `--ip`, as asked.
+    #[serde(default)]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// While the container runs: where it is on the network.
+    #[serde(default)]
+    pub network_id: String,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub gateway: String,
+    #[serde(default)]
+    pub prefix_len: u8,
+}
+
+/// The networks `network connect` added to the container in `dir`.
+pub fn connections(dir: &Path) -> Vec<Connection> {
+    std::fs::read(dir.join("connected.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn save_connections(
+    dir: &Path,
+    list: &[Connection],
+) -> std::result::Result<(), rbuild_net::NetError> {
+    let path = dir.join("connected.json");
+    let tmp = dir.join("connected.json.tmp");
+    let json = serde_json::to_vec_pretty(list).expect("connections serialize");
+    std::fs::write(&tmp, json)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|source| rbuild_net::NetError::Io {
+            step: "write",
+            path,
+            source,
+        })
+}
+
+/// The name of the network the container starts on (`bridge` for the
+/// default), or `None` for `none` and `host`.
+fn primary_network(c: &Container) -> Option<String> {
+    match c.config.host.network_mode.as_str() {
+        "" | "default" | "bridge" => Some(rbuild_net::DEFAULT_NETWORK.into()),
+        "none" | "host" => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn connect_request(c: &Container, network: &str, conn: &Connection) -> rbuild_net::NetRequest {
+    let config = &c.config;
+    rbuild_net::NetRequest {
+        container_id: config.id.clone(),
+        container_name: config.name.clone(),
+        network: network.to_string(),
+        ports: Vec::new(),
+        hostname: if config.hostname.is_empty() {
+            config.short_id().to_string()
+        } else {
+            config.hostname.clone()
+        },
+        aliases: conn.aliases.clone(),
+        ip: conn.ip,
+    }
+}
+
+fn fill(conn: &mut Connection, got: &rbuild_net::Connected) {
+    conn.network = got.network_name.clone();
+    conn.network_id = got.network_id.clone();
+    conn.address = got.ip.to_string();
+    conn.gateway = got.gateway.to_string();
+    conn.prefix_len = got.prefix_len;
+}
+
+/// `network connect`: adds the container to `network` (docker's errors:
+/// an unknown network, a network it is already on, `host`/`none`). A
+/// running container gets an interface there now (see
+/// [`rbuild_net::connect`]); a created or stopped one at its next start.
+pub fn connect(
+    root: &Path,
+    c: &Container,
+    network: &str,
+    aliases: Vec<String>,
+    ip: Option<std::net::Ipv4Addr>,
+) -> std::result::Result<(), rbuild_net::NetError> {
+    let nets = rbuild_net::Networks::new(root);
+    let def = nets.get(network)?;
+    let Some(primary) = primary_network(c) else {
+        return Err(rbuild_net::NetError::ConnectNonBridge { name: def.name });
+    };
+    if def.bridge().is_none() {
+        return Err(rbuild_net::NetError::ConnectNonBridge { name: def.name });
+    }
+    let mut list = connections(c.dir());
+    let on_primary = nets.get(&primary).is_ok_and(|p| p.id == def.id)
+        && !network_record(c.dir()).is_some_and(|r| r.disconnected);
+    if on_primary || list.iter().any(|x| x.network == def.name) {
+        return Err(rbuild_net::NetError::AlreadyConnected {
+            container: c.config.name.clone(),
+            network: def.name,
+        });
+    }
+    let mut conn = Connection {
+        network: def.name.clone(),
+        aliases,
+        ip,
+        ..Connection::default()
+    };
+    if !nix::unistd::geteuid().is_root() {
+        return Err(rbuild_net::NetError::RootlessUserNetwork { name: def.name });
+    }
+    if c.is_running() {
+        let netns = PathBuf::from(format!("/proc/{}/ns/net", c.state.pid));
+        let got = rbuild_net::connect(
+            root,
+            &connect_request(c, &def.name, &conn),
+            &netns,
+            c.state.monitor_pid,
+        )?;
+        fill(&mut conn, &got);
+    }
+    list.push(conn);
+    save_connections(c.dir(), &list)
+}
+
+/// `network disconnect`: takes the container off `network`, now if it
+/// runs, and for its next starts. `force` ignores a network that is
+/// gone.
+pub fn disconnect(
+    root: &Path,
+    c: &Container,
+    network: &str,
+    force: bool,
+) -> std::result::Result<(), rbuild_net::NetError> {
+    let def = match rbuild_net::Networks::new(root).get(network) {
+        Ok(d) => d,
+        Err(rbuild_net::NetError::NotFound { .. }) if force => {
+            let mut list = connections(c.dir());
+            list.retain(|x| x.network != network);
+            return save_connections(c.dir(), &list);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut list = connections(c.dir());
+    let connected = list.iter().any(|x| x.network == def.name);
+    let record = network_record(c.dir()).filter(|_| c.is_running());
+    let on_primary = record
+        .as_ref()
+        .is_some_and(|r| r.network == def.name && !r.disconnected);
+    if !connected && !on_primary {
+        return Err(rbuild_net::NetError::NotConnected {
+            container: c.config.name.clone(),
+            network: def.name,
+        });
+    }
+    if c.is_running() {
+        match rbuild_net::disconnect(root, &c.config.id, &c.config.name, &def.name) {
+            Ok(()) => {}
+            Err(rbuild_net::NetError::NotConnected { .. }) if connected => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if on_primary {
+        if let Some(mut r) = record {
+            r.disconnected = true;
+            r.ip.clear();
+            let path = c.dir().join("network.json");
+            let _ = serde_json::to_vec(&r)
+                .map_err(std::io::Error::other)
+                .and_then(|b| std::fs::write(&path, b));
+        }
+    }
+    list.retain(|x| x.network != def.name);
+    save_connections(c.dir(), &list)
+}
+
+/// `inspect`'s NetworkSettings.Networks: the network the container
+/// started on and those `network connect` added, with their addresses
+/// while it runs.
+pub fn inspect_networks(c: &Container) -> serde_json::Value {
+    let running = c.is_running();
+    let record = running.then(|| network_record(c.dir())).flatten();
+    let mut m = serde_json::Map::new();
+    let entry = |id: &str, ip: &str, gw: &str, prefix: u8, aliases: &[String]| {
+        serde_json::json!({
+            "Aliases": if aliases.is_empty() { serde_json::Value::Null } else { serde_json::json!(aliases) },
+            "NetworkID": id,
+            "IPAddress": ip,
+            "IPPrefixLen": prefix,
+            "Gateway": gw,
+            "MacAddress": "",
+        })
+    };
+    match &record {
+        Some(r) if r.disconnected => {}
+        Some(r) => {
+            m.insert(
+                r.network.clone(),
+                entry(
+                    &r.network_id,
+                    &r.ip,
+                    &r.gateway,
+                    r.prefix_len,
+                    &c.config.host.network_aliases,
+                ),
+            );
+        }
+        None => {
+            let name = primary_network(c).unwrap_or_else(|| c.config.host.network_mode.clone());
+            m.insert(name, entry("", "", "", 0, &c.config.host.network_aliases));
+        }
+    }
+    for x in connections(c.dir()) {
+        let e = if running {
+            entry(
+                &x.network_id,
+                &x.address,
+                &x.gateway,
+                x.prefix_len,
+                &x.aliases,
+            )
+        } else {
+            entry("", "", "", 0, &x.aliases)
+        };
+        m.insert(x.network.clone(), e);
+    }
+    serde_json::Value::Object(m)
 }
 
 /// Reads what [`network_up`] recorded for the container in `dir`.
@@ -187,27 +430,14 @@ pub fn network_record(dir: &Path) -> Option<NetworkRecord> {
 }
 
 /// Sets up networking for the container before it starts, returning the
-/// sandbox's network mode and what to undo after it exits: `none` (a
-/// namespace with only loopback), `host`, or a bridge network through
-/// rbuild-net (`bridge`, docker's default as root, or a user-defined
-/// network by name) with the `-p`/`-P` ports published by forwarders this
+/// sandbox's network mode and what to undo after it exits, under
+/// rbuild-net's one rule ([`rbuild_net::set_up`], which the foreground
+/// `run` follows too): `none`, `host`, as root a bridge network (`bridge`,
+/// docker's default, or a user-defined network by name), rootless pasta,
+/// with the `-p`/`-P` ports published by forwarders (or pasta) this
 /// monitor keeps alive.
 pub fn network_up(root: &Path, c: &Container) -> Result<(sandbox::Network, NetworkHandle)> {
     let config = &c.config;
-    let nothing = || NetworkHandle {
-        attachment: None,
-        record: None,
-    };
-    let mode = config.host.network_mode.as_str();
-    let defaulted = matches!(mode, "" | "default");
-    let root_user = nix::unistd::geteuid().is_root();
-    let network = match mode {
-        "none" => None,
-        "" | "default" if !root_user => None,
-        "host" => return Ok((sandbox::Network::Host, nothing())),
-        "" | "default" | "bridge" => Some("bridge".to_string()),
-        other => Some(other.to_string()),
-    };
     let ports = rbuild_net::published_ports(
         &config.host.port_bindings,
         config.host.publish_all_ports,
@@ -218,23 +448,10 @@ pub fn network_up(root: &Path, c: &Container) -> Result<(sandbox::Network, Netwo
         value: config.host.port_bindings.join(","),
         hint: Some(e),
     })?;
-    let Some(network) = network else {
-        if !ports.is_empty() {
-            return Err(ContainerError::Invalid {
-                what: "port publishing",
-                value: config.host.port_bindings.join(","),
-                hint: Some(
-                    "conflicting options: port publishing and the container type network mode"
-                        .into(),
-                ),
-            });
-        }
-        return Ok((sandbox::Network::None, nothing()));
-    };
     let request = rbuild_net::NetRequest {
         container_id: config.id.clone(),
         container_name: config.name.clone(),
-        network: network.clone(),
+        network: String::new(),
         ports,
         hostname: if config.hostname.is_empty() {
             config.short_id().to_string()
@@ -242,34 +459,61 @@ pub fn network_up(root: &Path, c: &Container) -> Result<(sandbox::Network, Netwo
             config.hostname.clone()
         },
         aliases: config.host.network_aliases.clone(),
+        ip: None,
     };
-    let attachment = match rbuild_net::attach(root, &request) {
-        Ok(a) => a,
-        // As a foreground run: the default network falls back to none
-        // where the host cannot make bridges, rather than failing.
-        Err(e @ (rbuild_net::NetError::Tool { .. } | rbuild_net::NetError::Command { .. }))
-            if defaulted && request.ports.is_empty() =>
-        {
-            let why = e.to_string();
-            eprintln_safe(&format!(
-                "WARNING: bridge networking is unavailable ({}); running with --network none",
-                why.lines().next().unwrap_or_default()
-            ));
-            return Ok((sandbox::Network::None, nothing()));
-        }
-        Err(e) => {
-            return Err(ContainerError::Start {
-                id: config.short_id().to_string(),
-                message: match e.hint() {
-                    Some(h) => format!("{e}\nhint: {h}"),
-                    None => e.to_string(),
-                },
-            });
-        }
+    let mode = config.host.network_mode.as_str();
+    let set_up =
+        rbuild_net::set_up(root, Some(mode), request).map_err(|e| ContainerError::Start {
+            id: config.short_id().to_string(),
+            message: match e.hint() {
+                Some(h) => format!("{e}\nhint: {h}"),
+                None => e.to_string(),
+            },
+        })?;
+    for w in &set_up.warnings {
+        eprintln_safe(w);
+    }
+    let net = set_up.networking;
+    let Some(attachment) = net.attachment() else {
+        return Ok((net.sandbox_network(), NetworkHandle { net, record: None }));
     };
+    // The networks `network connect` added, in the same namespace (a
+    // bridge's; rootless, pasta's namespace takes no more networks).
+    let netns = attachment.netns_path();
+    let mut list = if netns.is_some() {
+        connections(c.dir())
+    } else {
+        Vec::new()
+    };
+    let netns = netns.unwrap_or_default();
+    for conn in &mut list {
+        let got = rbuild_net::connect(
+            root,
+            &connect_request(c, &conn.network, conn),
+            &netns,
+            std::process::id(),
+        )
+        .map_err(|e| ContainerError::Start {
+            id: config.short_id().to_string(),
+            message: e.to_string(),
+        })?;
+        fill(conn, &got);
+    }
+    if !list.is_empty() {
+        if let Err(e) = save_connections(c.dir(), &list) {
+            eprintln_safe(&format!("warning: {e}"));
+        }
+    }
     let record = NetworkRecord {
-        network,
-        ip: attachment.ip().to_string(),
+        network: attachment.network_name().to_string(),
+        network_id: attachment.network_id().unwrap_or_default().to_string(),
+        gateway: attachment
+            .gateway()
+            .map(|g| g.to_string())
+            .unwrap_or_default(),
+        prefix_len: attachment.prefix_len().unwrap_or(0),
+        disconnected: false,
+        ip: attachment.ip().map(|ip| ip.to_string()).unwrap_or_default(),
         ports: attachment
             .ports()
             .iter()
@@ -293,9 +537,9 @@ pub fn network_up(root: &Path, c: &Container) -> Result<(sandbox::Network, Netwo
         ));
     }
     Ok((
-        attachment.sandbox_network(),
+        net.sandbox_network(),
         NetworkHandle {
-            attachment: Some(attachment),
+            net,
             record: Some(path),
         },
     ))
@@ -306,12 +550,10 @@ pub fn network_down(handle: NetworkHandle) {
     if let Some(path) = handle.record {
         let _ = std::fs::remove_file(path);
     }
-    if let Some(a) = handle.attachment {
-        if let Err(e) = a.detach() {
-            eprintln_safe(&format!(
-                "warning: cannot remove the container's network: {e}"
-            ));
-        }
+    if let Err(e) = handle.net.detach() {
+        eprintln_safe(&format!(
+            "warning: cannot remove the container's network: {e}"
+        ));
     }
 }
 
@@ -419,16 +661,19 @@ impl Polling {
     }
 }
 
-/// The host pid of pid 1: the sandbox init's one child.
+/// The host pid of pid 1: the sandbox init's child that is pid 1 of its
+/// own pid namespace.
 pub(crate) fn find_pid1(init: u32, mut polling: Polling) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         let children =
             fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap_or_default();
+        // The init's other children (newuidmap's helper, the network
+        // helper) live in the host's pid namespace; pid 1 is 1 in its own.
         if let Some(p) = children
             .split_whitespace()
-            .next()
-            .and_then(|p| p.parse().ok())
+            .filter_map(|p| p.parse().ok())
+            .find(|&p| is_pid1(p))
         {
             return p;
         }
@@ -438,6 +683,19 @@ pub(crate) fn find_pid1(init: u32, mut polling: Polling) -> u32 {
         polling.sleep();
     }
     0
+}
+
+/// Whether host pid `pid` is pid 1 of a pid namespace below this one
+/// (its `NSpid` reads `<pid> ... 1`).
+fn is_pid1(pid: u32) -> bool {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .is_some_and(|ids| {
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            ids.len() > 1 && ids.last() == Some(&"1")
+        })
 }
 
 /// Waits until pid 1 has exec'd the command (its executable is no longer

@@ -31,6 +31,11 @@
 //! - published ports (`-p`, `-P`): a userspace forwarder, threads of the
 //!   process holding the [`NetAttachment`] (docker-proxy's role; see
 //!   `proxy.rs` for why not DNAT).
+//! - more networks on demand: [`connect`] adds `eth1`… on another bridge
+//!   network to a running container's namespace (an address, no default
+//!   route: the first network keeps it), with the container's monitor as
+//!   the endpoint's holder; [`disconnect`] removes one. Hosts files list
+//!   the peers of every network a container is on.
 //!
 //! The namespace is held by an open fd, not bind-mounted on a file (as
 //! `ip netns add` does): it lives exactly as long as the holder or the
@@ -53,23 +58,28 @@
 //! # Rootless
 //!
 //! A bridge, veths and nftables need CAP_NET_ADMIN in the host's network
-//! namespace, so [`attach`] needs root and says so ([`NetError::NeedsRoot`]).
-//! The rootless design chosen is pasta (Debian's `passt` package) rather
-//! than slirp4netns: pasta maps the namespace's traffic onto host sockets
-//! without a TCP/IP stack of its own in between (podman's default since
-//! 5.0 for that reason: higher throughput, lower latency, no NAT subnet of
-//! its own, the host's addresses and routes copied in), and it forwards
-//! published ports itself (`-t`/`-u`), which slirp4netns needs a separate
-//! port forwarder for. It is not wired up yet: rootless `run` keeps
-//! `--network none` as its default, and `--network bridge` without root is
-//! refused with a hint.
+//! namespace, so [`attach`] needs root ([`NetError::NeedsRoot`]). A
+//! rootless container's default network is pasta's (Debian's `passt`
+//! package; `pasta.rs`), as podman's: pasta maps the namespace's traffic
+//! onto host sockets without a TCP/IP stack of its own in between (podman's
+//! default since 5.0 for that reason: higher throughput, lower latency, no
+//! NAT subnet of its own, the host's addresses and routes copied in), and it
+//! forwards published ports itself (`-t`/`-u`), which slirp4netns needs a
+//! separate port forwarder for. User-defined networks stay root-only
+//! ([`NetError::RootlessUserNetwork`]).
+//!
+//! [`set_up`] holds the one rule both the foreground `run` and the
+//! container monitor follow: what `--network` means, which flags conflict
+//! with it, and when the default network falls back to `none`.
 //!
 //! # Layout
 //!
 //! `addr` (subnets, pools), `port` (`-p` syntax) and `dns` (hosts and
 //! resolv.conf text) are pure; `network` keeps the definitions; `state`
 //! the host-wide records; `host` runs `ip`, `nft` and the namespace calls;
-//! `proxy` forwards ports; `attach` ties them together.
+//! `proxy` forwards ports; `attach` ties them together; `pasta` says
+//! how pasta is to run (the sandbox runs it, in the container's own user
+//! namespace); `setup` decides between them.
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
@@ -77,9 +87,12 @@ mod addr;
 mod attach;
 mod dns;
 mod host;
+mod netdev;
 mod network;
+mod pasta;
 mod port;
 mod proxy;
+mod setup;
 mod state;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -87,14 +100,18 @@ use std::path::{Path, PathBuf};
 
 pub use addr::Subnet;
 pub use attach::{
-    NetAttachment, NetRequest, PublishedPort, SweepReport, VETH_PREFIX, attach, sweep,
+    Connected, NetAttachment, NetRequest, PublishedPort, SweepReport, VETH_PREFIX, attach,
+    attach_pasta, connect, disconnect, sweep,
 };
 pub use host::NFT_TABLE;
+pub use netdev::{net_dev_totals, net_io};
 pub use network::{
     CreateOptions, DEFAULT_BRIDGE, DEFAULT_NETWORK, EndpointInfo, NetworkDef, Networks,
     USER_BRIDGE_PREFIX,
 };
+pub use pasta::{PASTA, PASTA_NETWORK};
 pub use port::{PortSpec, Protocol, published_ports};
+pub use setup::{NetMode, Networking, SetUp, falls_back, net_mode, set_up, set_up_with};
 pub use state::RUNTIME_DIR;
 
 /// Errors of networking, with docker's wording where docker has one.
@@ -131,10 +148,33 @@ pub enum NetError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "bridge networking needs root (rootless networking through pasta is not implemented yet)"
-    )]
+    #[error("bridge networking needs root")]
     NeedsRoot,
+    #[error("network {name}: user-defined networks need root")]
+    RootlessUserNetwork { name: String },
+    /// docker's message, whole.
+    #[error("conflicting options: port publishing and the container type network mode")]
+    PortsWithoutNetwork,
+    /// docker's message, whole.
+    #[error("network-scoped alias is supported only for containers in user defined networks")]
+    AliasOnDefaultBridge,
+    #[error("--network {mode}: joining another container's network is not supported")]
+    ContainerMode { mode: String },
+    /// docker's message, whole.
+    #[error("endpoint with name {container} already exists in network {network}")]
+    AlreadyConnected { container: String, network: String },
+    /// docker's message, whole.
+    #[error("container {container} is not connected to network {network}")]
+    NotConnected { container: String, network: String },
+    /// docker's message, whole.
+    #[error("container cannot be disconnected from host network or connected to host network")]
+    ConnectNonBridge { name: String },
+    /// docker's message, whole.
+    #[error("user specified IP address is supported on user defined networks only")]
+    UserIpOnDefaultSubnet,
+    /// docker's message, whole.
+    #[error("Address already in use")]
+    AddressInUse,
     #[error("invalid network request: {reason}")]
     InvalidRequest { reason: String },
     #[error("cannot run {command}")]
@@ -177,6 +217,15 @@ impl NetError {
     pub fn hint(&self) -> Option<&'static str> {
         match self {
             NetError::NeedsRoot => Some("run as root, or use --network none or --network host"),
+            NetError::RootlessUserNetwork { .. } => Some(
+                "rootless containers get outbound access and -p through pasta on the default network (leave out --network); run as root for user-defined networks",
+            ),
+            NetError::Tool { command, .. } if command == pasta::PASTA => Some(
+                "install pasta (Debian package passt; scripts/install-deps does), or use --network none or --network host",
+            ),
+            NetError::Command { command, .. } if command.starts_with(pasta::PASTA) => Some(
+                "pasta needs /dev/net/tun readable and writable by you (mode 0666) and unprivileged user namespaces",
+            ),
             NetError::Tool { .. } => {
                 Some("install iproute2 and nftables (scripts/install-deps does)")
             }

@@ -34,10 +34,43 @@ pub(crate) struct Endpoint {
     pub gateway: Ipv4Addr,
     pub ip: Ipv4Addr,
     pub veth: String,
+    /// The interface's name in the container: `eth0` for the network it
+    /// started on, `eth1`… for those `network connect` added.
+    #[serde(default = "first_interface")]
+    pub ifname: String,
     pub ports: Vec<(PortSpec, SocketAddr)>,
     /// The process holding the attachment; when it is gone the endpoint
     /// is stale and [`crate::sweep`] removes it.
     pub holder: Holder,
+}
+
+fn first_interface() -> String {
+    FIRST_INTERFACE.into()
+}
+
+/// The interface of the network a container starts on.
+pub(crate) const FIRST_INTERFACE: &str = "eth0";
+
+impl Endpoint {
+    /// The record's file name: the container's id for the network it
+    /// started on, `<id>.<network id, 12 digits>` for a connected one.
+    pub fn key(&self) -> String {
+        if self.ifname == FIRST_INTERFACE {
+            self.container_id.clone()
+        } else {
+            format!(
+                "{}.{}",
+                self.container_id,
+                &self.network_id[..self.network_id.len().min(12)]
+            )
+        }
+    }
+
+    /// Whether this is the endpoint of the network the container started
+    /// on (its namespace and /etc files go with it).
+    pub fn first(&self) -> bool {
+        self.ifname == FIRST_INTERFACE
+    }
 }
 
 /// A process, identified across pid reuse by its start time.
@@ -50,6 +83,14 @@ pub(crate) struct Holder {
 impl Holder {
     pub fn me() -> Holder {
         let pid = std::process::id();
+        Holder {
+            pid,
+            start: start_time(pid).unwrap_or(0),
+        }
+    }
+
+    /// Process `pid` (a container's monitor, for `network connect`).
+    pub fn of(pid: u32) -> Holder {
         Holder {
             pid,
             start: start_time(pid).unwrap_or(0),
@@ -151,13 +192,13 @@ impl Runtime {
     }
 
     pub fn write_endpoint(&self, e: &Endpoint) -> Result<(), NetError> {
-        let p = self.endpoint_path(&e.container_id);
+        let p = self.endpoint_path(&e.key());
         let json = serde_json::to_vec_pretty(e).expect("endpoint serializes");
         write_atomic(&p, &json)
     }
 
-    pub fn remove_endpoint(&self, id: &str) -> Result<(), NetError> {
-        let p = self.endpoint_path(id);
+    pub fn remove_endpoint(&self, e: &Endpoint) -> Result<(), NetError> {
+        let p = self.endpoint_path(&e.key());
         match std::fs::remove_file(&p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(NetError::io("remove endpoint record", &p, e))
@@ -219,4 +260,44 @@ pub(crate) fn write_in_place(path: &Path, data: &str) -> Result<(), NetError> {
         .map_err(fail)?;
     f.write_all(data.as_bytes()).map_err(fail)?;
     f.set_len(data.len() as u64).map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(ifname: &str) -> Endpoint {
+        Endpoint {
+            container_id: "ab".repeat(32),
+            container_name: "web".into(),
+            hostname: "web".into(),
+            aliases: Vec::new(),
+            network_id: "cd".repeat(32),
+            network_name: "front".into(),
+            names: true,
+            bridge: "rbr-cdcdcdcdcdc".into(),
+            subnet: "10.252.7.0/24".parse().unwrap(),
+            gateway: "10.252.7.1".parse().unwrap(),
+            ip: "10.252.7.2".parse().unwrap(),
+            veth: "rbvabababababab".into(),
+            ifname: ifname.into(),
+            ports: Vec::new(),
+            holder: Holder { pid: 1, start: 1 },
+        }
+    }
+
+    #[test]
+    fn a_connected_endpoint_has_a_record_of_its_own_and_old_records_read_as_first() {
+        assert_eq!(endpoint("eth0").key(), "ab".repeat(32));
+        assert_eq!(
+            endpoint("eth1").key(),
+            format!("{}.cdcdcdcdcdcd", "ab".repeat(32))
+        );
+        assert!(endpoint("eth0").first() && !endpoint("eth1").first());
+        // A record written before `ifname` existed is the first network's.
+        let mut v = serde_json::to_value(endpoint("eth1")).unwrap();
+        v.as_object_mut().unwrap().remove("ifname");
+        let old: Endpoint = serde_json::from_value(v).unwrap();
+        assert!(old.first());
+    }
 }

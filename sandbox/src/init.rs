@@ -138,7 +138,7 @@ fn write_state_files(state: &Path, hostname: &str, network: &Network) -> Result<
     };
     let hosts = match network {
         Network::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
-        Network::None | Network::Join(_) => format!(
+        Network::None | Network::Join(_) | Network::Helper(_) => format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
         ),
     };
@@ -147,7 +147,7 @@ fn write_state_files(state: &Path, hostname: &str, network: &Network) -> Result<
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let resolv = match network {
         Network::Host => host_resolv,
-        Network::None | Network::Join(_) => isolated_resolv_conf(&host_resolv),
+        Network::None | Network::Join(_) | Network::Helper(_) => isolated_resolv_conf(&host_resolv),
     };
     w("resolv.conf", resolv)?;
     Ok(())
@@ -253,7 +253,7 @@ fn monitor() -> Result<i32, SandboxError> {
     let hostname = match (spec.hostname.is_empty(), &spec.network) {
         (false, _) => spec.hostname.clone(),
         (true, Network::Host) => host_hostname(),
-        (true, Network::None | Network::Join(_)) => "sandbox".into(),
+        (true, Network::None | Network::Join(_) | Network::Helper(_)) => "sandbox".into(),
     };
 
     let runtime = super::runtime_dir::runtime_dir();
@@ -296,9 +296,25 @@ fn run_in_namespaces(
     rootless: bool,
     init_layer: Option<&Path>,
 ) -> Result<i32, SandboxError> {
+    // Forked while this process is still in the host's namespaces.
+    let helper = match &spec.network {
+        Network::Helper(h) => Some(super::net_helper::Pending::fork(h, &scratch.dir)?),
+        _ => None,
+    };
     if rootless {
         userns::enter()?;
     }
+    // The helper's network namespace, owned by the user namespace just
+    // made: pid 1 inherits it, and the helper configures it before the
+    // command starts.
+    let _helper = match helper {
+        Some(pending) => {
+            unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| SandboxError::setup("unshare network namespace", None, e.into()))?;
+            Some(pending.start()?)
+        }
+        None => None,
+    };
     unshare(CloneFlags::CLONE_NEWNS)
         .map_err(|e| SandboxError::setup("unshare mount namespace", None, e.into()))?;
     mount(

@@ -19,7 +19,8 @@
 //!    (overlayfs, or the copy-based snapshotter when overlay is refused);
 //! 3. unshares a pid namespace and forks pid 1, which unshares mount, uts,
 //!    ipc and (with `Network::None`) network namespaces (or joins the
-//!    prepared one of `Network::Join`), mounts /proc,
+//!    prepared one of `Network::Join`, or inherits the one the init
+//!    process made for `Network::Helper`'s helper), mounts /proc,
 //!    /dev, /sys, masks and write-protects the kernel files Docker does,
 //!    pivots into the rootfs, resolves the user from the rootfs's
 //!    /etc/passwd, keeps Docker's 14 default capabilities, sets
@@ -48,6 +49,7 @@ mod exec;
 pub mod harness;
 mod init;
 mod interrupt;
+mod net_helper;
 mod path_in_root;
 mod protocol;
 mod runtime_dir;
@@ -78,7 +80,8 @@ pub use interrupt::{INTERRUPTED, cancel_on_interrupt};
 pub use runtime_dir::{StaleDir, remove_stale, runtime_dir, stale_dirs};
 pub use snapshot::copy_merged_path;
 pub use spec::{
-    Limits, Mount, MountFile, MountKind, Network, Process, Rootfs, SandboxSpec, SupplementaryGroups,
+    Limits, Mount, MountFile, MountKind, NetHelper, Network, Process, Rootfs, SandboxSpec,
+    SupplementaryGroups,
 };
 pub use user::{Identity, resolve as resolve_user};
 pub use userns::missing_for_multi_user as rootless_limitations;

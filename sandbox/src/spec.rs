@@ -143,12 +143,36 @@ pub enum Network {
     /// namespace prepared by the caller, e.g. by `rbuild-net` with a veth
     /// on a bridge): pid 1 `setns`es into it before anything else, so the
     /// command starts with the interfaces, addresses and routes already
-    /// there. Needs CAP_SYS_ADMIN over the namespace (root). The generated
+    /// there (root only: rootless, the sandbox's user namespace could not
+    /// join a namespace it does not own; see [`Network::Helper`]). The generated
     /// `/etc/hosts` holds only localhost and the hostname and
     /// `/etc/resolv.conf` is the host's; callers that maintain their own
     /// (names of other containers) bind-mount them over with
     /// [`MountKind::Bind`] mounts at `/etc/hosts` and `/etc/resolv.conf`.
     Join(PathBuf),
+    /// A fresh network namespace owned by the sandbox's own user namespace
+    /// (rootless: the one with the user's subordinate ids), given its
+    /// interface by a user-mode network helper run from the host's
+    /// namespaces as the caller, as podman does with pasta: see
+    /// [`NetHelper`]. The generated `/etc/hosts` and `/etc/resolv.conf`
+    /// are those of [`Network::None`].
+    Helper(NetHelper),
+}
+
+/// A user-mode network helper (pasta) for [`Network::Helper`]. Once the
+/// sandbox's user and network namespaces exist (and its id maps are
+/// written), the init process runs `program` with `args`, in which
+/// `{pid}` stands for the host pid of a process in those namespaces and
+/// `{ready}` for a file the helper writes once the namespace is
+/// configured (pasta's `--pid FILE`); the command starts only then. The
+/// helper runs for as long as the sandbox: the init process stops it
+/// when the sandbox ends, and it gets SIGTERM if the init process dies.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetHelper {
+    /// The program, looked up in `PATH`.
+    pub program: String,
+    /// Its arguments, with `{pid}` and `{ready}` filled in.
+    pub args: Vec<String>,
 }
 
 /// Resource limits; `None` leaves a resource unlimited.

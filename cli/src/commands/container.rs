@@ -2045,6 +2045,13 @@ pub fn stats(root: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
                 0.0
             };
             let _ = cpus;
+            // The namespace's interfaces but lo, as docker's (none of
+            // the host's for --network host).
+            let (rx, tx) = (c.is_running() && c.config.host.network_mode != "host")
+                .then(|| rbuild_net::net_io(c.state.pid))
+                .flatten()
+                .unwrap_or((0, 0));
+            let net_io = format!("{} / {}", human_size(rx), human_size(tx));
             rows.push(json!({
                 "ID": c.config.short_id(),
                 "Container": c.config.short_id(),
@@ -2052,7 +2059,7 @@ pub fn stats(root: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
                 "CPUPerc": format!("{cpu:.2}%"),
                 "MemUsage": format!("{} / {}", binary_size(s.memory), binary_size(limit)),
                 "MemPerc": format!("{memp:.2}%"),
-                "NetIO": "0B / 0B",
+                "NetIO": net_io,
                 "BlockIO": format!("{} / {}", human_size(s.block_read), human_size(s.block_write)),
                 "PIDs": s.pids.to_string(),
             }));
@@ -2553,7 +2560,7 @@ pub fn inspect_json(root: &Path, c: &Container) -> Value {
             "Ports": Value::Object(ports_for_settings(cfg, net.as_ref())),
             "SandboxKey": if c.is_running() { format!("/proc/{}/ns/net", st.pid) } else { String::new() },
             "IPAddress": net.as_ref().map(|n| n.ip.clone()).unwrap_or_default(),
-            "Networks": { net.as_ref().map(|n| n.network.clone()).unwrap_or_else(|| cfg.host.network_mode.clone()): {"NetworkID": "", "IPAddress": net.as_ref().map(|n| n.ip.clone()).unwrap_or_default(), "Gateway": "", "MacAddress": ""} },
+            "Networks": ctr::monitor::inspect_networks(c),
         },
         "GraphDriver": {"Name": "overlay2", "Data": {"UpperDir": c.upper(), "WorkDir": c.work(), "LowerDir": ctr::fs_ops::lowers(root, cfg).unwrap_or_default().iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":")}},
     })

@@ -28,7 +28,7 @@ pub enum NetworkCommand {
     /// Connect a container to a network
     Connect(ConnectArgs),
     /// Disconnect a container from a network
-    Disconnect(ConnectArgs),
+    Disconnect(DisconnectArgs),
     /// Remove all unused networks
     Prune(PruneArgs),
 }
@@ -77,6 +77,21 @@ pub struct RmArgs {
 
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
+    /// Add network-scoped alias for the container
+    #[arg(long, value_name = "ALIAS")]
+    pub alias: Vec<String>,
+    /// IPv4 address (e.g., "172.30.100.104")
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<String>,
+    pub network: String,
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DisconnectArgs {
+    /// Force the container to disconnect from a network
+    #[arg(short, long)]
+    pub force: bool,
     pub network: String,
     pub container: String,
 }
@@ -106,7 +121,7 @@ pub fn run(root: &Path, cmd: NetworkCommand) -> anyhow::Result<ExitCode> {
         NetworkCommand::Create(_) | NetworkCommand::Rm(_) | NetworkCommand::Prune(_)
     );
     let before = if changes { nets.list()? } else { Vec::new() };
-    let code = dispatch(&nets, cmd)?;
+    let code = dispatch(root, &nets, cmd)?;
     if changes {
         let after = nets.list()?;
         let record = |def: &rbuild_net::NetworkDef, action: &str| {
@@ -134,25 +149,79 @@ pub fn run(root: &Path, cmd: NetworkCommand) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-fn dispatch(nets: &Networks, cmd: NetworkCommand) -> anyhow::Result<ExitCode> {
+fn dispatch(root: &Path, nets: &Networks, cmd: NetworkCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         NetworkCommand::Create(a) => create(nets, a),
         NetworkCommand::Ls(a) => ls(nets, a),
         NetworkCommand::Inspect(a) => inspect(nets, a),
         NetworkCommand::Rm(a) => rm(nets, a),
-        NetworkCommand::Connect(a) | NetworkCommand::Disconnect(a) => {
-            // Resolve the network first: an unknown one is docker's error.
-            if let Err(e) = nets.get(&a.network) {
-                eprintln!("Error response from daemon: {e}");
-                return Ok(ExitCode::from(1));
-            }
-            eprintln!(
-                "Error response from daemon: No such container: {}\nhint: rbuild runs containers in the foreground only, and a running one cannot change networks; start it with --network {}",
-                a.container, a.network
-            );
-            Ok(ExitCode::from(1))
-        }
+        NetworkCommand::Connect(a) => connect(root, nets, a),
+        NetworkCommand::Disconnect(a) => disconnect(root, nets, a),
         NetworkCommand::Prune(a) => prune(nets, a),
+    }
+}
+
+/// docker's daemon error line, exit 1.
+fn daemon_error(e: &dyn std::fmt::Display, hint: Option<&str>) -> ExitCode {
+    eprintln!("Error response from daemon: {e}");
+    if let Some(h) = hint {
+        eprintln!("hint: {h}");
+    }
+    ExitCode::from(1)
+}
+
+/// The network (first, as docker resolves it) and the container of a
+/// connect or disconnect, or the exit code of docker's error.
+fn resolve(
+    root: &Path,
+    nets: &Networks,
+    network: &str,
+    container: &str,
+    force: bool,
+) -> Result<rbuild_container::Container, ExitCode> {
+    if let Err(e) = nets.get(network) {
+        if !force {
+            return Err(daemon_error(&e, None));
+        }
+    }
+    let found = rbuild_container::Containers::open(root).and_then(|cs| cs.get(container));
+    found.map_err(|e| match e {
+        rbuild_container::ContainerError::NoSuchContainer(_) => {
+            daemon_error(&format!("No such container: {container}"), None)
+        }
+        e => daemon_error(&e, None),
+    })
+}
+
+fn connect(root: &Path, nets: &Networks, a: ConnectArgs) -> anyhow::Result<ExitCode> {
+    let c = match resolve(root, nets, &a.network, &a.container, false) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let ip = match a.ip.as_deref().map(str::parse::<std::net::Ipv4Addr>) {
+        None => None,
+        Some(Ok(ip)) => Some(ip),
+        Some(Err(_)) => {
+            return Ok(daemon_error(
+                &format!("invalid IPv4 address: {}", a.ip.unwrap_or_default()),
+                None,
+            ));
+        }
+    };
+    match rbuild_container::monitor::connect(root, &c, &a.network, a.alias, ip) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => Ok(daemon_error(&e, e.hint())),
+    }
+}
+
+fn disconnect(root: &Path, nets: &Networks, a: DisconnectArgs) -> anyhow::Result<ExitCode> {
+    let c = match resolve(root, nets, &a.network, &a.container, a.force) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    match rbuild_container::monitor::disconnect(root, &c, &a.network, a.force) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => Ok(daemon_error(&e, e.hint())),
     }
 }
 

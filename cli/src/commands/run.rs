@@ -422,30 +422,6 @@ pub fn run_image(
     result
 }
 
-/// Where a container's network comes from (`--network`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum NetMode {
-    None,
-    Host,
-    /// A bridge network: `bridge` or a user-defined network's name.
-    Bridge(String),
-}
-
-/// `--network`, with docker's default (bridge) as root; without root the
-/// default stays none (bridges need root; see rbuild-net's docs).
-fn net_mode(args: &RunArgs) -> anyhow::Result<NetMode> {
-    Ok(match args.network.as_deref() {
-        None if nix::unistd::geteuid().is_root() => NetMode::Bridge("bridge".into()),
-        None | Some("none") => NetMode::None,
-        Some("host") => NetMode::Host,
-        Some("bridge" | "default") => NetMode::Bridge("bridge".into()),
-        Some(other) if other.starts_with("container:") => {
-            bail!("--network {other}: joining another container's network is not supported")
-        }
-        Some(other) => NetMode::Bridge(other.to_string()),
-    })
-}
-
 /// The ports to publish: `-p`, and with `-P` the image's EXPOSE ports.
 fn port_specs(args: &RunArgs, config: &ImageConfig) -> anyhow::Result<Vec<rbuild_net::PortSpec>> {
     rbuild_net::published_ports(&args.publish, args.publish_all, &config.exposed_ports)
@@ -462,77 +438,47 @@ fn container_id() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Attaches the container to its bridge network when `--network` asks for
-/// one, pointing `spec` at the prepared namespace and generated /etc
-/// files. The attachment must live until the container exits.
+/// Sets up the container's network under rbuild-net's one rule
+/// ([`rbuild_net::set_up`]: as root a bridge network, rootless pasta,
+/// `none`/`host` as asked, the default falling back to `none` where the
+/// host cannot make it), pointing `spec` at it. The result must live
+/// until the container exits.
 fn attach_network(
     root: &Path,
     args: &RunArgs,
     spec: &mut SandboxSpec,
     config: &ImageConfig,
-) -> anyhow::Result<Option<rbuild_net::NetAttachment>> {
-    let mode = net_mode(args)?;
-    let ports = port_specs(args, config)?;
-    let network = match mode {
-        NetMode::None => {
-            if !ports.is_empty() {
-                bail!("conflicting options: port publishing and the container type network mode");
-            }
-            spec.network = Network::None;
-            return Ok(None);
-        }
-        NetMode::Host => {
-            if !ports.is_empty() {
-                eprintln!("WARNING: Published ports are discarded when using host network mode");
-            }
-            spec.network = Network::Host;
-            return Ok(None);
-        }
-        NetMode::Bridge(n) => n,
-    };
-    if network == "bridge" && !args.network_alias.is_empty() {
-        bail!("network-scoped alias is supported only for containers in user defined networks");
-    }
+) -> anyhow::Result<rbuild_net::Networking> {
     let id = container_id()?;
     let request = rbuild_net::NetRequest {
         container_id: id.clone(),
         container_name: args.name.clone().unwrap_or_default(),
-        network,
-        ports,
+        network: String::new(),
+        ports: port_specs(args, config)?,
         hostname: if spec.hostname.is_empty() {
             id[..12].to_string()
         } else {
             spec.hostname.clone()
         },
         aliases: args.network_alias.clone(),
+        ip: None,
     };
-    let attachment = match rbuild_net::attach(root, &request) {
-        Ok(a) => a,
-        // The default (not asked for, nothing to publish) falls back to
-        // none where the host cannot make bridges (no nft or ip, no
-        // CAP_NET_ADMIN), rather than failing every run.
-        Err(e @ (rbuild_net::NetError::Tool { .. } | rbuild_net::NetError::Command { .. }))
-            if args.network.is_none() && request.ports.is_empty() =>
-        {
-            let why = e.to_string();
-            let why = why.lines().next().unwrap_or_default();
-            eprintln!(
-                "WARNING: bridge networking is unavailable ({why}); running with --network none"
-            );
-            spec.network = Network::None;
-            return Ok(None);
-        }
-        Err(e) => {
-            return Err(match e.hint() {
-                Some(hint) => anyhow::anyhow!("{e}\nhint: {hint}"),
-                None => anyhow::Error::new(e),
-            });
-        }
-    };
-    spec.hostname = request.hostname;
-    spec.network = attachment.sandbox_network();
-    spec.mounts.splice(0..0, attachment.sandbox_mounts());
-    Ok(Some(attachment))
+    let hostname = request.hostname.clone();
+    let set_up =
+        rbuild_net::set_up(root, args.network.as_deref(), request).map_err(|e| match e.hint() {
+            Some(hint) => anyhow::anyhow!("{e}\nhint: {hint}"),
+            None => anyhow::Error::new(e),
+        })?;
+    for w in &set_up.warnings {
+        eprintln!("{w}");
+    }
+    let net = set_up.networking;
+    if net.attachment().is_some() {
+        spec.hostname = hostname;
+    }
+    spec.network = net.sandbox_network();
+    spec.mounts.splice(0..0, net.sandbox_mounts());
+    Ok(net)
 }
 
 /// Attaches the network, runs the spec, detaches.
@@ -542,12 +488,10 @@ fn execute(
     mut spec: SandboxSpec,
     config: &ImageConfig,
 ) -> anyhow::Result<ExitCode> {
-    let attachment = attach_network(root, args, &mut spec, config)?;
+    let net = attach_network(root, args, &mut spec, config)?;
     let result = execute_spec(&spec, args.interactive);
-    if let Some(a) = attachment {
-        if let Err(e) = a.detach() {
-            eprintln!("rbuild: warning: cannot remove the container's network: {e}");
-        }
+    if let Err(e) = net.detach() {
+        eprintln!("rbuild: warning: cannot remove the container's network: {e}");
     }
     result
 }
