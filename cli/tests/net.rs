@@ -896,9 +896,29 @@ fn a_rootless_container_reaches_out_and_publishes_through_pasta() {
     assert_eq!(nobodys_pastas(), before);
 }
 
+/// The range [`give_nobody_subids`] adds.
+const NOBODY_SUBIDS: &str = "nobody:300000:65536\n";
+
+/// Subordinate id ranges this test gave nobody; taken back on drop
+/// (even when the test fails), so the host's files end as they were.
+struct NobodySubids {
+    added: Vec<&'static str>,
+}
+
+impl Drop for NobodySubids {
+    fn drop(&mut self) {
+        for file in &self.added {
+            if let Ok(text) = std::fs::read_to_string(file) {
+                let _ = std::fs::write(file, text.replacen(NOBODY_SUBIDS, "", 1));
+            }
+        }
+    }
+}
+
 /// Gives user nobody subordinate uid and gid ranges (as `useradd` does
-/// for a new user), once; left in place like scripts/install-deps' setup.
-fn give_nobody_subids() {
+/// for a new user) where it has none, until the guard is dropped.
+fn give_nobody_subids() -> NobodySubids {
+    let mut added = Vec::new();
     for file in ["/etc/subuid", "/etc/subgid"] {
         let text = std::fs::read_to_string(file).unwrap_or_default();
         if !text
@@ -910,9 +930,11 @@ fn give_nobody_subids() {
                 .create(true)
                 .open(file)
                 .unwrap();
-            std::io::Write::write_all(&mut f, b"nobody:300000:65536\n").unwrap();
+            std::io::Write::write_all(&mut f, NOBODY_SUBIDS.as_bytes()).unwrap();
+            added.push(file);
         }
     }
+    NobodySubids { added }
 }
 
 /// Rootless default networking keeps the user's subordinate ids, as
@@ -930,7 +952,7 @@ fn a_rootless_container_on_pasta_keeps_its_subordinate_ids() {
         support::skipped(test, &why);
         return;
     }
-    give_nobody_subids();
+    let _subids = give_nobody_subids();
     let rb = Rbuild::new();
     let nobody = Nobody::new(&rb);
     let www = www(&rb, "ids\n");
