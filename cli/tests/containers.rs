@@ -619,7 +619,13 @@ fn health_follow_logs_auto_remove_events_and_df() {
             ],
             |o| o == "true exited\n",
         );
-        assert_eq!(oom, "true exited\n");
+        assert_eq!(
+            oom,
+            "true exited\n",
+            "{}\n{}",
+            rb.run(&["inspect", "oom"]).stdout,
+            rb.run(&["logs", "oom"]).stderr
+        );
         rb.ok(&["rm", "oom"]);
     } else {
         println!("SKIPPED OOMKilled: memory limits need root");
