@@ -7,7 +7,7 @@
 # The image is real files: the host's /usr copied until MiB, built
 # `FROM scratch` + `COPY` by rbuild, saved as a docker-archive
 # (uncompressed layers) and loaded into a private docker 20.10 daemon
-# (its own data root, exec root and socket under $BENCH_DIR, no bridge,
+# (its own data root, exec root and socket under $BENCH_DIR, a bridge of its own,
 # no iptables, vfs; Debian's docker.io). Both push to a distribution
 # registry on 127.0.0.1 (empty before each push), which stores exactly
 # the bytes it was sent; the layer blob sizes there are compared:
@@ -34,8 +34,12 @@ RB=$(scripts/build-release)
 rm -rf "$BASE"
 mkdir -p "$BASE/ctx/files"
 DK=$(mktemp -d /tmp/dkb.XXXX) # short: dockerd's sockets live under it
+# dockerd's own bridge: started with --bridge=none, a dockerd deletes the
+# host's docker0.
+BR=rbdkb$$
 cleanup() {
     [ -f "$DK/pid" ] && kill "$(cat "$DK/pid")" 2>/dev/null && sleep 2
+    ip link del "$BR" 2>/dev/null || true
     [ -f "$BASE/registry.pid" ] && kill "$(cat "$BASE/registry.pid")" 2>/dev/null
     rm -rf "$BASE" "$DK"
 }
@@ -57,8 +61,10 @@ layer_bytes() {
     find "$BASE/storage/docker/registry/v2/blobs" -name data -size +4k -printf '%s\n' | awk '{s += $1} END {print s}'
 }
 
+ip link add "$BR" type bridge
+ip addr add 10.199.250.1/24 dev "$BR"
 /usr/sbin/dockerd --data-root="$DK/data" --exec-root="$DK/x" --pidfile="$DK/pid" \
-    --host="unix://$DK/sock" --bridge=none --iptables=false --ip-masq=false \
+    --host="unix://$DK/sock" --bridge="$BR" --iptables=false --ip-masq=false \
     --ip-forward=false --storage-driver=vfs --containerd-namespace=rbuild-bench \
     --containerd-plugins-namespace=rbuild-bench-plugins >"$DK/log" 2>&1 </dev/null &
 docker() { /usr/bin/docker --host="unix://$DK/sock" "$@"; }

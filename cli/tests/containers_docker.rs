@@ -643,3 +643,45 @@ fn the_fixtures_are_what_a_private_docker_prints() {
     check(&docker, &sc);
     Scenario::tear_down(&docker);
 }
+
+/// A private dockerd leaves the host's `docker0` alone: one started with
+/// `--bridge=none` deletes it, which broke the host docker's builds (its
+/// RUN steps could no longer attach to the default bridge).
+#[test]
+fn a_private_dockerd_leaves_the_hosts_docker0_alone() {
+    let ip = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !nix::unistd::geteuid().is_root() {
+        println!("SKIPPED: making a stand-in docker0 needs root");
+        return;
+    }
+    // A stand-in when the host has none, taken away at the end.
+    let made = !ip(&["link", "show", "docker0"]);
+    if made && !ip(&["link", "add", "docker0", "type", "bridge"]) {
+        println!("SKIPPED: cannot make a stand-in docker0 (ip link add)");
+        return;
+    }
+    let kept = match Dockerd::start() {
+        Ok(docker) => {
+            let while_up = ip(&["link", "show", "docker0"]);
+            drop(docker);
+            Some(while_up && ip(&["link", "show", "docker0"]))
+        }
+        Err(why) => {
+            println!("SKIPPED: no private dockerd: {why}");
+            None
+        }
+    };
+    if made {
+        ip(&["link", "del", "docker0"]);
+    }
+    assert_ne!(
+        kept,
+        Some(false),
+        "the host's docker0 went with the private dockerd"
+    );
+}

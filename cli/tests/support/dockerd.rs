@@ -1,7 +1,9 @@
 //! A private docker 20.10 daemon for interop tests (Debian's `docker.io`):
 //! its own data root, exec root and socket under a temporary directory,
-//! no bridge, no firewall rules, vfs storage; stopped on drop. Nothing of
-//! the host's docker (if any) is used or touched.
+//! a bridge of its own, no firewall rules, vfs storage; stopped on drop,
+//! its bridge deleted. Nothing of the host's docker (if any) is used or
+//! touched: `--bridge=none` would have been simpler, but a dockerd started
+//! with it deletes the host's `docker0` (the default bridge interface).
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -11,6 +13,50 @@ use std::time::{Duration, Instant};
 pub struct Dockerd {
     child: Child,
     dir: tempfile::TempDir,
+    _bridge: Bridge,
+}
+
+/// A bridge made for one private dockerd (`--bridge=NAME`, with an
+/// address in 10.199.0.0/16, clear of docker's, podman's and rbuild's
+/// pools), deleted on drop.
+struct Bridge {
+    name: String,
+}
+
+impl Bridge {
+    fn create() -> Result<Bridge, String> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = std::process::id() * 8 + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let bridge = Bridge {
+            name: format!("rbdk{:x}", n % 0xff_ffff),
+        };
+        let address = format!("10.199.{}.1/24", n % 250 + 1);
+        for args in [
+            vec!["link", "add", &bridge.name, "type", "bridge"],
+            vec!["addr", "add", &address, "dev", &bridge.name],
+        ] {
+            let out = Command::new("ip")
+                .args(&args)
+                .output()
+                .map_err(|e| format!("cannot run ip: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "ip {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        Ok(bridge)
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.name])
+            .output();
+    }
 }
 
 const DOCKERD: &str = "/usr/sbin/dockerd";
@@ -37,13 +83,14 @@ impl Dockerd {
             .map_err(|e| e.to_string())?;
         let d = dir.path();
         let log = std::fs::File::create(d.join("dockerd.log")).map_err(|e| e.to_string())?;
+        let bridge = Bridge::create()?;
         let child = Command::new(DOCKERD)
             .arg(format!("--data-root={}", d.join("data").display()))
             .arg(format!("--exec-root={}", d.join("x").display()))
             .arg(format!("--pidfile={}", d.join("pid").display()))
             .arg(format!("--host=unix://{}", d.join("sock").display()))
+            .arg(format!("--bridge={}", bridge.name))
             .args([
-                "--bridge=none",
                 "--iptables=false",
                 "--ip-masq=false",
                 "--ip-forward=false",
@@ -56,7 +103,11 @@ impl Dockerd {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("cannot start {DOCKERD}: {e}"))?;
-        let mut daemon = Dockerd { child, dir };
+        let mut daemon = Dockerd {
+            child,
+            dir,
+            _bridge: bridge,
+        };
         let start = Instant::now();
         loop {
             let up = daemon
