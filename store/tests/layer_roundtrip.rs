@@ -94,8 +94,11 @@ fn make_tree(root: &Path) {
         )
         .unwrap();
     }
-    // Fixed mtimes, directories last (writing children changes them).
-    for p in [
+    // Fixed mtimes for every entry, directories last (writing children
+    // changes them): two trees made across a second boundary must pack
+    // alike.
+    let long = long_name();
+    let mut entries = vec![
         "dir/file.txt",
         "dir/sub/empty",
         "big.bin",
@@ -103,10 +106,17 @@ fn make_tree(root: &Path) {
         "rel-link",
         "abs-link",
         "fifo",
-    ] {
+        &long,
+        "ünïcødé-名前",
+        "long-link",
+    ];
+    if is_root() {
+        entries.push("null");
+    }
+    for p in entries {
         set_mtime(&root.join(p), 1_600_000_000);
     }
-    for p in ["dir/sub", "dir", "tmp"] {
+    for p in ["dir/sub", "dir", "tmp", ""] {
         set_mtime(&root.join(p), 1_500_000_000);
     }
 }
