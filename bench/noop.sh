@@ -37,20 +37,11 @@ mkdir -p "$BENCH_DIR"
 ctx=$BENCH_DIR/files-$FILES
 
 # A node_modules-like tree: N files of 1-8 KiB, 20 per directory, 3 deep
-# (the same tree as bench/scale.sh).
+# (bench/lib/node-tree, as bench/scale.sh).
 if [ ! -f "$ctx/.done" ]; then
     rm -rf "$ctx"
     mkdir -p "$ctx"
-    python3 - "$ctx" "$FILES" <<'EOF'
-import os, random, sys
-root, n = sys.argv[1], int(sys.argv[2])
-rng = random.Random(n)
-for i in range(n):
-    d = os.path.join(root, "node_modules", f"pkg{i // 400}", f"lib{(i // 20) % 20}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"f{i}.js"), "wb") as f:
-        f.write(rng.randbytes(rng.randint(1024, 8192)))
-EOF
+    "$repo/bench/lib/node-tree" "$ctx" "$FILES"
     printf 'FROM busybox\nCOPY . /app\n' >"$ctx/Dockerfile"
     touch "$ctx/.done"
 fi

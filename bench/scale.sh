@@ -47,16 +47,7 @@ make_files() {
     [ -f "$dir/.done" ] && return
     rm -rf "$dir"
     mkdir -p "$dir"
-    python3 - "$dir" "$n" <<'EOF'
-import os, random, sys
-root, n = sys.argv[1], int(sys.argv[2])
-rng = random.Random(n)
-for i in range(n):
-    d = os.path.join(root, "node_modules", f"pkg{i // 400}", f"lib{(i // 20) % 20}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"f{i}.js"), "wb") as f:
-        f.write(rng.randbytes(rng.randint(1024, 8192)))
-EOF
+    "$repo/bench/lib/node-tree" "$dir" "$n"
     printf 'FROM busybox\nCOPY . /app\n' >"$dir/Dockerfile"
     echo "one" >"$dir/edit.txt"
     touch "$dir/.done"
