@@ -182,5 +182,5 @@ fn finish(root: &Path, c: &Container, code: i32, error: String) {
 /// Removes the container and its anonymous volumes (`--rm`), best
 /// effort.
 pub fn remove(root: &Path, c: &Container) {
-    let _ = crate::monitor::remove_exited(root, c);
+    let _ = crate::monitor::remove(root, c, true);
 }

@@ -938,7 +938,7 @@ fn run(root: &Path, id: &str) -> Result<()> {
     }
     let _ = fs::remove_file(c.stdin_socket());
     if cfg.host.auto_remove {
-        remove_exited(root, &c)?;
+        remove(root, &c, true)?;
     }
     Ok(())
 }
@@ -1047,12 +1047,6 @@ pub(crate) fn spawn_piped(
 pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| ContainerError::io("pipe", "")(e.into()))
-}
-
-/// Removes a container that has exited with `--rm`: its anonymous
-/// volumes, its directory, and a `destroy` event.
-pub(crate) fn remove_exited(root: &Path, c: &Container) -> Result<()> {
-    remove(root, c, true)
 }
 
 /// Removes an inactive container's directory (with its anonymous volumes
