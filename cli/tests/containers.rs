@@ -169,7 +169,10 @@ fn a_detached_container_lives_through_its_lifecycle() {
             "{stats}"
         );
     } else {
-        println!("skipped: pause and stats need cgroups (root)");
+        support::skipped(
+            "a_detached_container_lives_through_its_lifecycle (pause, stats)",
+            "pause and stats need cgroups (root)",
+        );
     }
 
     // stop: SIGTERM is ignored by a shell as pid 1, so SIGKILL after -t.
@@ -429,7 +432,10 @@ fn a_restart_policy_restarts_a_crashing_container() {
 
     // --init: tini as pid 1 passes SIGTERM on, so stop needs no SIGKILL.
     if !std::path::Path::new("/usr/bin/tini-static").exists() {
-        println!("SKIPPED --init: tini-static missing (apt-get install tini)");
+        support::skipped(
+            "a_restart_policy_restarts_a_crashing_container (--init)",
+            "tini-static missing (apt-get install tini)",
+        );
         return;
     }
     rb.ok(&[
@@ -628,7 +634,10 @@ fn health_follow_logs_auto_remove_events_and_df() {
         );
         rb.ok(&["rm", "oom"]);
     } else {
-        println!("SKIPPED OOMKilled: memory limits need root");
+        support::skipped(
+            "health_follow_logs_auto_remove_events_and_df (OOMKilled)",
+            "memory limits need root",
+        );
     }
 
     // logs -f follows until the container exits.
@@ -979,7 +988,10 @@ fn images_volumes_and_networks_write_the_event_log() {
 #[test]
 fn pushes_and_pulls_write_the_event_log() {
     if !std::path::Path::new("/usr/bin/docker-registry").exists() {
-        println!("SKIPPED: no /usr/bin/docker-registry (Debian package docker-registry)");
+        support::skipped(
+            "pushes_and_pulls_write_the_event_log",
+            "no /usr/bin/docker-registry (Debian package docker-registry)",
+        );
         return;
     }
     let reg = support::registry::Registry::start(None);

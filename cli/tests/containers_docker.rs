@@ -623,7 +623,7 @@ fn the_fixtures_are_what_a_private_docker_prints() {
     let docker = match Dockerd::start() {
         Ok(d) => d,
         Err(why) => {
-            println!("SKIPPED: the fixtures cannot be checked against docker: {why}");
+            support::skipped("the_fixtures_are_what_a_private_docker_prints", &why);
             return;
         }
     };
@@ -649,6 +649,7 @@ fn the_fixtures_are_what_a_private_docker_prints() {
 /// RUN steps could no longer attach to the default bridge).
 #[test]
 fn a_private_dockerd_leaves_the_hosts_docker0_alone() {
+    const TEST: &str = "a_private_dockerd_leaves_the_hosts_docker0_alone";
     let ip = |args: &[&str]| {
         std::process::Command::new("ip")
             .args(args)
@@ -656,13 +657,13 @@ fn a_private_dockerd_leaves_the_hosts_docker0_alone() {
             .is_ok_and(|o| o.status.success())
     };
     if !nix::unistd::geteuid().is_root() {
-        println!("SKIPPED: making a stand-in docker0 needs root");
+        support::skipped(TEST, "making a stand-in docker0 needs root");
         return;
     }
     // A stand-in when the host has none, taken away at the end.
     let made = !ip(&["link", "show", "docker0"]);
     if made && !ip(&["link", "add", "docker0", "type", "bridge"]) {
-        println!("SKIPPED: cannot make a stand-in docker0 (ip link add)");
+        support::skipped(TEST, "cannot make a stand-in docker0 (ip link add)");
         return;
     }
     let kept = match Dockerd::start() {
@@ -672,7 +673,7 @@ fn a_private_dockerd_leaves_the_hosts_docker0_alone() {
             Some(while_up && ip(&["link", "show", "docker0"]))
         }
         Err(why) => {
-            println!("SKIPPED: no private dockerd: {why}");
+            support::skipped(TEST, &format!("no private dockerd: {why}"));
             None
         }
     };
