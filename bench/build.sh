@@ -19,8 +19,16 @@
 #            source line) changes before every build (hyperfine --prepare)
 # Builders: rbuild (always), docker BuildKit (DOCKER_BUILDKIT=1 /usr/bin/docker
 # build; needs dockerd running, see /work/shared/PEERS.md), buildah build
-# --layers, podman build --layers, and with PEERS=... the docker classic
-# builder ("classic"). Missing peers are skipped with a note.
+# --layers, podman build --layers, with PEERS=... the docker classic
+# builder ("classic"), and a current BuildKit ("buildctl": a private
+# buildkitd with the OCI worker, from bench/lib/buildkitd, driven by
+# `buildctl build --frontend dockerfile.v0`; in the default PEERS when
+# $BUILDKITD and $BUILDCTL resolve). Missing peers are skipped with a note.
+# buildctl's FROM images come from a loopback registry that its buildkitd
+# takes for docker.io's mirror (the base images are pushed there first);
+# its images stay in buildkitd's store, so the image check exports each one
+# as an OCI tar (an untimed, cached build), loads it into a scratch rbuild
+# store and runs it there.
 # Every builder's image is run once after its first build and again after the
 # edit scenario, and its output compared with what the host computes from the
 # context: a builder that serves a stale cache fails here, not silently.
@@ -28,7 +36,9 @@
 # env: RUNS=5             timed runs per builder and scenario (after 1 warm-up)
 #      RBUILD=path        rbuild binary (default: scripts/build-release's static binary, built
 #                         with cargo when missing)
-#      PEERS="buildkit buildah podman"   peers to try (add "classic")
+#      PEERS="buildkit buildah podman [buildctl]"   peers to try (add "classic")
+#      BUILDKITD=buildkitd, BUILDCTL=buildctl   a current BuildKit's binaries
+#                         (paths or names on PATH; both needed for "buildctl")
 #      BENCH_DIR=/var/tmp/rbuild-bench  contexts, base-image tars, rbuild's
 #                         store (BENCH_DIR/rbuild-root), hyperfine JSON
 #
@@ -52,7 +62,13 @@ apps) kinds="python node rust" ;;
 esac
 
 RUNS=${RUNS:-5}
-PEERS=${PEERS:-buildkit buildah podman}
+BUILDKITD=${BUILDKITD:-buildkitd}
+BUILDCTL=${BUILDCTL:-buildctl}
+bk_found() { command -v "$BUILDKITD" >/dev/null && command -v "$BUILDCTL" >/dev/null; }
+if [ -z "${PEERS:-}" ]; then
+    PEERS="buildkit buildah podman"
+    if bk_found; then PEERS+=" buildctl"; else PEERS_NOTE=1; fi
+fi
 BENCH_DIR=${BENCH_DIR:-/var/tmp/rbuild-bench}
 DOCKER=/usr/bin/docker # the 20.10 client: a newer one on PATH lacks buildx
 TIME=/usr/bin/time
@@ -75,8 +91,8 @@ done
 
 for peer in $PEERS; do
     case $peer in
-    buildkit | classic | buildah | podman) ;;
-    *) die "unknown peer '$peer' in PEERS (known: buildkit classic buildah podman)" ;;
+    buildkit | classic | buildah | podman | buildctl) ;;
+    *) die "unknown peer '$peer' in PEERS (known: buildkit classic buildah podman buildctl)" ;;
     esac
 done
 
@@ -85,6 +101,44 @@ if [ -z "${RBUILD:-}" ]; then
 fi
 [ -x "$RBUILD" ] || die "RBUILD=$RBUILD is not an executable"
 RBUILD=$(cd "$(dirname "$RBUILD")" && pwd)/$(basename "$RBUILD")
+
+bk_hint="BUILDKITD=/path/to/buildkitd BUILDCTL=/path/to/buildctl (BuildKit's cmd/buildkitd and cmd/buildctl)"
+[ -z "${PEERS_NOTE:-}" ] || note "buildctl (a current BuildKit) skipped: buildkitd or buildctl not found; hint: $bk_hint"
+
+# A current BuildKit: its own buildkitd (bench/lib/buildkitd) and a loopback
+# registry it takes as docker.io's mirror. Both stop when the script ends.
+BK_DIR=$BENCH_DIR/buildctl
+BK_ADDR=
+BK_PORT=
+stop_buildctl() {
+    local f pid
+    for f in "$BK_DIR/daemon/buildkitd.pid" "$BK_DIR/registry/registry.pid"; do
+        [ -f "$f" ] || continue
+        pid=$(cat "$f")
+        kill "$pid" 2>/dev/null || true
+        # buildkitd unmounts its snapshots on SIGTERM; wait for it.
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        rm -f "$f"
+    done
+}
+start_buildctl() {
+    [ -x /usr/bin/docker-registry ] || {
+        note "buildctl skipped: /usr/bin/docker-registry missing (apt-get install docker-registry; it serves the base images)"
+        return 1
+    }
+    mkdir -p "$BK_DIR/registry" "$BK_DIR/daemon"
+    trap stop_buildctl EXIT
+    BK_PORT=$("$repo/bench/lib/registry" "$BK_DIR/registry")
+    "$BK_DIR/registry/fresh-registry" || {
+        note "buildctl skipped: the mirror registry did not start (see $BK_DIR/registry/registry.log)"
+        return 1
+    }
+    BK_ADDR=$(BUILDKITD=$BUILDKITD BUILDCTL=$BUILDCTL \
+        "$repo/bench/lib/buildkitd" "$BK_DIR/daemon" "127.0.0.1:$BK_PORT") || {
+        note "buildctl skipped: buildkitd did not start"
+        return 1
+    }
+}
 
 builders=()
 if "$RBUILD" build --help >/dev/null 2>&1; then
@@ -111,6 +165,13 @@ for peer in $PEERS; do
             note "$peer skipped: not installed (apt-get install $peer; see PEERS.md for containers.conf)"
         fi
         ;;
+    buildctl)
+        if ! bk_found; then
+            note "buildctl skipped: buildkitd or buildctl not found; hint: $bk_hint"
+        elif start_buildctl; then
+            builders+=(buildctl)
+        fi
+        ;;
     esac
 done
 has() {
@@ -125,7 +186,7 @@ containers_cli() { if command -v podman >/dev/null; then echo podman; else echo 
 # (their store is shared) so one never reuses the other's final image.
 tag_of() {
     case $1 in
-    rbuild | buildkit) echo "bench-$2" ;;
+    rbuild | buildkit | buildctl) echo "bench-$2" ;;
     *) echo "bench-$2-$1" ;;
     esac
 }
@@ -135,6 +196,14 @@ tag_of() {
 # would sit on docker0, which has no NAT when dockerd runs with
 # --iptables=false (as PEERS.md starts it), so docker gets the host's too.
 docker_net() { if is_app "$1"; then echo "--network host"; fi; }
+
+# buildctl's build of context $1 (the flags after `build`), its output
+# flags left to the caller. buildkitd's OCI worker runs RUN steps on the
+# host's network (bench/lib/buildkitd), as rbuild does.
+buildctl_build() {
+    local ctx=$BENCH_DIR/ctx-$1
+    echo "$BUILDCTL --addr $BK_ADDR build --progress quiet --frontend dockerfile.v0 --local context=$ctx --local dockerfile=$ctx"
+}
 
 # The shell command that builds context $2 with builder $1; $3: extra flags.
 build_cmd() {
@@ -146,6 +215,7 @@ build_cmd() {
     classic) echo "env DOCKER_BUILDKIT=0 $DOCKER build -q $(docker_net "$kind") -t $tag $extra $ctx" ;;
     buildah) echo "buildah build --layers -q -t $tag $extra $ctx" ;;
     podman) echo "podman build --layers -q -t $tag $extra $ctx" ;;
+    buildctl) echo "$(buildctl_build "$kind") --output type=image,name=$tag $extra" ;;
     esac
 }
 
@@ -155,6 +225,17 @@ run_image() {
     tag=$(tag_of "$1" "$2")
     case $b in
     rbuild) "$RBUILD" --root "$ROOT" run --rm "$tag" ;;
+    buildctl)
+        # buildctl cannot run an image: export it (cached, untimed) as an
+        # OCI tar, load that into a scratch rbuild store and run it there.
+        local tar=$BK_DIR/check.tar scratch=$BK_DIR/check-root
+        # shellcheck disable=SC2046 # buildctl_build is a word list by design
+        $(buildctl_build "$2") --output "type=oci,dest=$tar,name=$tag" >&2 || return 1
+        rm -rf "$scratch"
+        "$RBUILD" --root "$scratch" load -q -i "$tar" >&2 || return 1
+        rm -f "$tar"
+        "$RBUILD" --root "$scratch" run --rm "$tag"
+        ;;
     buildkit | classic) $DOCKER run --rm --network none "$tag" ;;
     podman) podman run --rm --network none "$tag" ;;
     buildah)
@@ -174,7 +255,9 @@ run_image() {
 # ---- base images ------------------------------------------------------
 
 # Imports rootfs tar $2 as $1 (docker-style name:tag) into every builder
-# that lacks it; $3 is the image's CMD.
+# that lacks it; $3 is the image's CMD. For buildctl it goes to the mirror
+# registry as docker.io/library/$1, from an rbuild store of its own that
+# keeps it (so the same digest every run: BuildKit's cache stays valid).
 import_base() {
     local ref=$1 tar=$2 image_cmd=$3 b
     if has rbuild && ! "$RBUILD" --root "$ROOT" inspect "$ref" >/dev/null 2>&1; then
@@ -199,6 +282,16 @@ import_base() {
                 buildah rm "$ctr" >/dev/null
             fi
         fi
+    fi
+    if has buildctl; then
+        local push_root=$BK_DIR/push-root mirror_ref=127.0.0.1:$BK_PORT/library/$ref
+        if ! "$RBUILD" --root "$push_root" inspect "$ref" >/dev/null 2>&1; then
+            "$RBUILD" --root "$push_root" import --change "CMD $image_cmd" "$tar" "$ref" >/dev/null
+        fi
+        # rbuild reaches a loopback registry over plain HTTP, as docker does.
+        "$RBUILD" --root "$push_root" tag "$ref" "$mirror_ref"
+        "$RBUILD" --root "$push_root" push -q "$mirror_ref" >/dev/null
+        "$RBUILD" --root "$push_root" rmi "$mirror_ref" >/dev/null
     fi
 }
 
@@ -365,7 +458,9 @@ table() {
     echo "$kind: median seconds of $RUNS runs (1 warm-up); load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
     line=$(printf '%-8s' scenario)
     for b in "${builders[@]}"; do line+=$(printf ' %9s' "$b"); done
-    has rbuild && has buildkit && line+=$(printf ' %16s' rbuild/buildkit)
+    for b in buildkit buildctl; do
+        has rbuild && has $b && line+=$(printf ' %16s' "rbuild/$b")
+    done
     has rbuild && line+=$(printf ' %12s' "rbuild RSS")
     echo "$line"
     for s in cold cached edit; do
@@ -374,11 +469,13 @@ table() {
             m=$(median "$BENCH_DIR/$kind-$s.json" "$b")
             line+=$(printf ' %9.3f' "$m")
         done
-        if has rbuild && has buildkit; then
-            r=$(jq -rn --argjson a "$(median "$BENCH_DIR/$kind-$s.json" rbuild)" \
-                --argjson b "$(median "$BENCH_DIR/$kind-$s.json" buildkit)" '$a / $b')
-            line+=$(printf ' %15.2fx' "$r")
-        fi
+        for b in buildkit buildctl; do
+            if has rbuild && has $b; then
+                r=$(jq -rn --argjson a "$(median "$BENCH_DIR/$kind-$s.json" rbuild)" \
+                    --argjson b "$(median "$BENCH_DIR/$kind-$s.json" $b)" '$a / $b')
+                line+=$(printf ' %15.2fx' "$r")
+            fi
+        done
         has rbuild && line+=$(printf ' %9s MB' "${RSS[$kind-$s]}")
         echo "$line"
     done
@@ -390,6 +487,7 @@ version_of() {
     rbuild) "$RBUILD" --version | head -n 1 ;;
     buildkit | classic) echo "$1 (docker $($DOCKER version --format '{{.Server.Version}}'))" ;;
     buildah | podman) $1 --version ;;
+    buildctl) echo "$("$BUILDKITD" --version | sed "s/ *$//") (OCI worker, $(runc --version | head -n 1))" ;;
     esac
 }
 
@@ -456,5 +554,6 @@ if has buildkit || has classic; then
     $DOCKER builder prune -f --keep-storage 1gb >/dev/null || true
 fi
 if has buildah || has podman; then $(containers_cli) image prune -f >/dev/null 2>&1 || true; fi
+if has buildctl; then "$BUILDCTL" --addr "$BK_ADDR" prune --keep-storage 1024 >/dev/null || true; fi
 
 printf '%s\n' "${summary[@]}"
