@@ -16,6 +16,13 @@
 #      BENCH_DIR=/var/tmp/rbuild-noop context and stores
 #      DOCKER=1                       also BuildKit (docker 20.10, started
 #                                     by the caller; /usr/bin/docker)
+#      BUILDCTL=1                     also a current BuildKit: a private
+#                                     buildkitd with the OCI worker
+#                                     (bench/lib/buildkitd) driven by buildctl,
+#                                     FROM busybox served by a loopback
+#                                     registry it takes as docker.io's mirror;
+#                                     BUILDCTL=path and BUILDKITD=path name
+#                                     the binaries (default: on PATH)
 #
 # The machine is shared and noisy: only ratios within one run mean much.
 set -euo pipefail
@@ -65,6 +72,42 @@ if [ "${DOCKER:-}" = 1 ]; then
     for _ in 1 2; do DOCKER_BUILDKIT=1 /usr/bin/docker build -q -t noop "$ctx" >/dev/null; done
 fi
 
+# A current BuildKit: its buildkitd and mirror registry stop when this ends.
+bk_build=()
+if [ -n "${BUILDCTL:-}" ]; then
+    bkctl=$BUILDCTL
+    [ "$bkctl" = 1 ] && bkctl=buildctl
+    bkd=${BUILDKITD:-buildkitd}
+    bk_dir=$BENCH_DIR/buildctl
+    stop_buildctl() {
+        local f pid
+        for f in "$bk_dir/daemon/buildkitd.pid" "$bk_dir/registry/registry.pid"; do
+            [ -f "$f" ] || continue
+            pid=$(cat "$f")
+            kill "$pid" 2>/dev/null || true
+            for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            rm -f "$f"
+        done
+    }
+    mkdir -p "$bk_dir/registry" "$bk_dir/daemon"
+    trap stop_buildctl EXIT
+    port=$("$repo/bench/lib/registry" "$bk_dir/registry")
+    "$bk_dir/registry/fresh-registry"
+    addr=$(BUILDKITD=$bkd BUILDCTL=$bkctl "$repo/bench/lib/buildkitd" "$bk_dir/daemon" "127.0.0.1:$port")
+    # busybox from a store of its own (the same digest every run), pushed
+    # as docker.io/library/busybox:latest's mirror copy.
+    push_root=$bk_dir/push-root
+    mirror_ref=127.0.0.1:$port/library/busybox:latest
+    "$RBUILD" --root "$push_root" inspect busybox:latest >/dev/null 2>&1 ||
+        "$repo/testdata/make-busybox" "$RBUILD" "$push_root" >/dev/null
+    "$RBUILD" --root "$push_root" tag busybox:latest "$mirror_ref"
+    "$RBUILD" --root "$push_root" push -q "$mirror_ref" >/dev/null
+    "$RBUILD" --root "$push_root" rmi "$mirror_ref" >/dev/null
+    bk_build=("$bkctl" --addr "$addr" build --progress quiet --frontend dockerfile.v0
+        --local "context=$ctx" --local "dockerfile=$ctx" --output "type=image,name=noop")
+    for _ in 1 2; do "${bk_build[@]}" >/dev/null; done
+fi
+
 declare -A secs rss
 for _ in $(seq "$RUNS"); do
     for i in "${!bins[@]}"; do
@@ -81,16 +124,33 @@ for _ in $(seq "$RUNS"); do
         secs[buildkit]+="${out% *} "
         rss[buildkit]+="- "
     fi
+    if [ ${#bk_build[@]} -gt 0 ]; then
+        out=$($TIME -f '%e %M' "${bk_build[@]}" 2>&1 >/dev/null | tail -1)
+        secs[buildctl]+="${out% *} "
+        rss[buildctl]+="- " # the client's; buildkitd's is below the table
+    fi
 done
 
+# shellcheck disable=SC2086 # the lists are space-separated numbers
 walk=$(median ${secs[find]})
 echo "no-op rebuild, $FILES-file context, median of $RUNS (alternating)"
 echo
 echo "| what | seconds | × stat walk | peak RSS |"
 echo "|---|---|---|---|"
-for name in "${names[@]}" find ${DOCKER:+buildkit}; do
+others=()
+[ "${DOCKER:-}" = 1 ] && others+=(buildkit)
+[ ${#bk_build[@]} -gt 0 ] && others+=(buildctl)
+for name in "${names[@]}" find "${others[@]}"; do
+    # shellcheck disable=SC2086 # the lists are space-separated numbers
     s=$(median ${secs[$name]})
+    # shellcheck disable=SC2086
     r=$(median ${rss[$name]})
     case $r in -) r=- ;; *) r="$((r / 1024)) MB" ;; esac
     printf '| %s | %s | %.2f | %s |\n' "$name" "$s" "$(echo "$s / $walk" | bc -l)" "$r"
 done
+if [ ${#bk_build[@]} -gt 0 ]; then
+    echo
+    echo "buildctl: $("$bkd" --version | sed 's/ *$//'); buildkitd's own peak RSS" \
+        "over its life (VmHWM, the first cold build included):" \
+        "$(($(awk '/^VmHWM/ {print $2}' "/proc/$(cat "$bk_dir/daemon/buildkitd.pid")/status") / 1024)) MB"
+fi
