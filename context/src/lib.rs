@@ -50,7 +50,7 @@ use crate::copy::{EntryKind, HostStat, SourceFs, SourceMeta};
 pub use ignore::{IgnoreRules, InvalidPattern, MatchState, PatternErrorKind};
 pub use stat_cache::CacheLoad;
 
-use stat_cache::{Entry, StatCache, StatKey};
+use stat_cache::{Entry, StatKey};
 
 /// Opening the context, reading its ignore file or saving its stat cache
 /// failed. (Reads through [`SourceFs`] return `io::Error`s; the caller
@@ -95,11 +95,11 @@ pub struct Context {
     root: OwnedFd,
     ignore: IgnoreRules,
     cache_path: Option<PathBuf>,
-    cache_load: CacheLoad,
-    /// The loaded cache file, which of its entries this build used and
-    /// the files it hashed: what `save` writes, so files not seen this
-    /// build drop out.
-    cache: StatCache,
+    /// The loaded cache file (read while the walk starts), which of its
+    /// entries this build used and the files it hashed: what `save`
+    /// writes, so files not seen this build drop out; and how loading it
+    /// went.
+    cache: stat_cache::Pending,
     files_hashed: AtomicU64,
     bytes_hashed: AtomicU64,
     files_from_cache: AtomicU64,
@@ -139,17 +139,12 @@ impl Context {
             path: dir.to_path_buf(),
             source: e.into(),
         })?;
-        let (cache, cache_load) = match stat_cache {
-            Some(path) => stat_cache::load(path),
-            None => (StatCache::default(), CacheLoad::Disabled),
-        };
         Ok(Context {
             dir: dir.to_path_buf(),
             root,
             ignore,
             cache_path: stat_cache.map(Path::to_path_buf),
-            cache_load,
-            cache,
+            cache: stat_cache::Pending::start(stat_cache),
             files_hashed: AtomicU64::new(0),
             bytes_hashed: AtomicU64::new(0),
             files_from_cache: AtomicU64::new(0),
@@ -175,7 +170,7 @@ impl Context {
             files_hashed: self.files_hashed.load(Ordering::Relaxed),
             bytes_hashed: self.bytes_hashed.load(Ordering::Relaxed),
             files_from_cache: self.files_from_cache.load(Ordering::Relaxed),
-            cache_load: self.cache_load,
+            cache_load: self.cache.get().1,
         }
     }
 
@@ -188,10 +183,11 @@ impl Context {
         };
         // Every entry came from the file and every file entry was used:
         // the file already says exactly this.
-        if self.cache.unchanged() && matches!(self.cache_load, CacheLoad::Loaded(_)) {
+        let (cache, load) = self.cache.get();
+        if cache.unchanged() && matches!(load, CacheLoad::Loaded(_)) {
             return Ok(());
         }
-        stat_cache::save(path, &self.cache)
+        stat_cache::save(path, cache)
     }
 
     /// Whether `rel` is hidden by the ignore rules, given whether it is a
@@ -404,7 +400,7 @@ impl Context {
                 digest,
                 no_xattrs,
             };
-            self.cache.record(rel, entry);
+            self.cache.get().0.record(rel, entry);
         }
         Ok(Digest::from_bytes(digest))
     }
@@ -584,11 +580,36 @@ impl SourceFs for Context {
         }
         if let Some(key) = meta_key(meta)
             && self.cache_path.is_some()
-            && self.cache.lookup(path, &key).is_some_and(|e| e.no_xattrs)
+            && self
+                .cache
+                .get()
+                .0
+                .lookup(path, &key)
+                .is_some_and(|e| e.no_xattrs)
         {
             return Ok(Vec::new());
         }
         self.xattrs(path)
+    }
+
+    /// One stat cache lookup answers both for an unchanged file: its
+    /// digest, and whether it has extended attributes to read.
+    fn file_digest_and_xattrs_of(
+        &self,
+        path: &str,
+        meta: &SourceMeta,
+    ) -> io::Result<(Digest, crate::copy::Xattrs)> {
+        if let Some(key) = meta_key(meta)
+            && let Some(entry) = self.cached_entry(path, &key)
+        {
+            let xattrs = if entry.no_xattrs {
+                Vec::new()
+            } else {
+                self.xattrs(path)?
+            };
+            return Ok((Digest::from_bytes(entry.digest), xattrs));
+        }
+        Ok((self.file_digest(path)?, self.xattrs_of(path, meta)?))
     }
 
     fn file_digest(&self, path: &str) -> io::Result<Digest> {
@@ -629,10 +650,17 @@ impl Context {
     /// The digest the stat cache holds for `rel` when `key` still matches
     /// (from this build's entries, else the loaded file's).
     fn cached_digest(&self, rel: &str, key: &StatKey) -> Option<Digest> {
+        self.cached_entry(rel, key)
+            .map(|entry| Digest::from_bytes(entry.digest))
+    }
+
+    /// The stat cache entry that answers for `rel` stat'ed as `key`,
+    /// counted as a digest answered from the cache.
+    fn cached_entry(&self, rel: &str, key: &StatKey) -> Option<Entry> {
         self.cache_path.as_ref()?;
-        let entry = self.cache.lookup(rel, key)?;
+        let entry = self.cache.get().0.lookup(rel, key)?;
         self.files_from_cache.fetch_add(1, Ordering::Relaxed);
-        Some(Digest::from_bytes(entry.digest))
+        Some(entry)
     }
 }
 

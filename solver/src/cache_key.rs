@@ -59,7 +59,10 @@ pub struct KeyField {
     pub value: String,
 }
 
-/// Builds a [`CacheKey`] field by field.
+/// Builds a [`CacheKey`] field by field. A clone carries on from the
+/// fields encoded so far: many keys that share their first fields can
+/// hash those once.
+#[derive(Clone)]
 pub struct KeyEncoder {
     hasher: Sha256,
     fields: Option<Vec<KeyField>>,

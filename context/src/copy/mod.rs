@@ -39,7 +39,7 @@ pub use chmod::InvalidChmod;
 pub use layered::LayeredFs;
 pub use layered::is_opaque;
 pub(crate) use layered::read_xattrs;
-pub use source::{EntryKind, HostStat, SourceFs, SourceMeta};
+pub use source::{EntryKind, HostStat, SourceFs, SourceMeta, Xattrs};
 
 use chmod::Chmod;
 use plan::{CreatedDirs, Data, Entry, Kind, Plan};
@@ -339,6 +339,9 @@ fn entry_digests(
             }
         }
     }
+    // Every entry's key starts with the same fields: hashed once.
+    let mut prefix = KeyEncoder::new("copy-entry");
+    prefix.u64("copy-content-version", CONTENT_DIGEST_VERSION);
     entries
         .par_iter()
         .enumerate()
@@ -347,16 +350,18 @@ fn entry_digests(
                 .binary_search_by_key(&i, |(j, _)| *j)
                 .ok()
                 .map(|k| partners[k].1.as_str());
-            entry_digest(src, item, keep_owner, partner)
+            entry_digest(src, prefix.clone(), item, keep_owner, partner)
         })
         .collect()
 }
 
 /// The digest of one selected entry: its destination-relative path,
 /// kind, mode, owner when kept, content (files), hard-link partner,
-/// symlink target or device number, and xattrs.
+/// symlink target or device number, and xattrs. `enc` has the fields
+/// every entry starts with (see [`entry_digests`]).
 fn entry_digest(
     src: &dyn SourceFs,
+    mut enc: KeyEncoder,
     item: &select::Item,
     keep_owner: bool,
     link_partner: Option<&str>,
@@ -366,9 +371,7 @@ fn entry_digest(
         path: path.to_string(),
         source,
     };
-    let mut enc = KeyEncoder::new("copy-entry");
-    enc.u64("copy-content-version", CONTENT_DIGEST_VERSION)
-        .str("path", rel)
+    enc.str("path", rel)
         .str(
             "kind",
             match meta.kind {
@@ -383,13 +386,14 @@ fn entry_digest(
         enc.u64("uid", u64::from(meta.uid))
             .u64("gid", u64::from(meta.gid));
     }
-    match meta.kind {
+    let xattrs = match meta.kind {
         EntryKind::File => {
-            let d = src.file_digest_of(path, meta).map_err(io)?;
+            let (d, xattrs) = src.file_digest_and_xattrs_of(path, meta).map_err(io)?;
             enc.digest("content", &d);
             if let Some(first) = link_partner {
                 enc.str("hardlink", first);
             }
+            xattrs
         }
         EntryKind::Symlink => {
             let target = src.read_link(path).map_err(io)?;
@@ -397,13 +401,14 @@ fn entry_digest(
                 "target",
                 std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str()),
             );
+            src.xattrs_of(path, meta).map_err(io)?
         }
         EntryKind::Other => {
             enc.u64("rdev", meta.rdev);
+            src.xattrs_of(path, meta).map_err(io)?
         }
-        EntryKind::Dir => {}
-    }
-    let xattrs = src.xattrs_of(path, meta).map_err(io)?;
+        EntryKind::Dir => src.xattrs_of(path, meta).map_err(io)?,
+    };
     enc.u64("xattrs", xattrs.len() as u64);
     for (name, value) in &xattrs {
         enc.str("xattr", name).bytes("value", value);

@@ -47,6 +47,9 @@ pub struct HostStat {
     pub ctime_ns: i64,
 }
 
+/// Extended attributes (name, value), sorted by name.
+pub type Xattrs = Vec<(String, Vec<u8>)>;
+
 /// A read-only tree that COPY sources come from. Paths are relative to
 /// the tree's root, `/`-separated, without a leading `/` (`""` is the
 /// root); implementations never follow a symlink out of the tree.
@@ -108,6 +111,20 @@ pub trait SourceFs: Sync {
     /// from it that there are none.
     fn xattrs_of(&self, path: &str, _meta: &SourceMeta) -> io::Result<Vec<(String, Vec<u8>)>> {
         self.xattrs(path)
+    }
+
+    /// [`file_digest_of`](SourceFs::file_digest_of) and
+    /// [`xattrs_of`](SourceFs::xattrs_of) of a regular file together;
+    /// trees that answer both from one cache entry override it.
+    fn file_digest_and_xattrs_of(
+        &self,
+        path: &str,
+        meta: &SourceMeta,
+    ) -> io::Result<(Digest, Xattrs)> {
+        Ok((
+            self.file_digest_of(path, meta)?,
+            self.xattrs_of(path, meta)?,
+        ))
     }
 
     /// [`link_id`](SourceFs::link_id) of an entry this tree just described
