@@ -295,6 +295,18 @@ pub struct Store {
     tmp: SessionTmp,
     writers: Mutex<(usize, Option<FileLock>)>,
     waits: WaitObserver,
+    /// Snapshots this process adopted and has not published yet (see
+    /// [`Store::adopt_snapshot`]): diffID → the tree in scratch space.
+    unpublished: Mutex<std::collections::HashMap<Digest, PathBuf>>,
+}
+
+impl Drop for Store {
+    /// Publishes the snapshots this process adopted (before the scratch
+    /// space they wait in is removed); a failure leaves them to be
+    /// unpacked again from their blobs when next needed.
+    fn drop(&mut self) {
+        let _ = self.publish_snapshots();
+    }
 }
 
 /// A lock another process holds, which this one waits for (see
@@ -363,6 +375,7 @@ impl Store {
             tmp,
             writers: Mutex::new((0, None)),
             waits: WaitObserver::default(),
+            unpublished: Mutex::new(std::collections::HashMap::new()),
         })
     }
 

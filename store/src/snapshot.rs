@@ -17,9 +17,24 @@ use crate::layer::HashingReader;
 use crate::{LayerEncoding, LayerInfo, Result, Store, StoreError, atomic};
 
 impl Store {
-    /// Where the snapshot of layer `diff_id` is (or would be).
+    /// Where the snapshot of layer `diff_id` is (or would be): for this
+    /// process, a snapshot it adopted and has not published yet is where
+    /// it waits (see [`Store::adopt_snapshot`]).
     pub fn snapshot_path(&self, diff_id: &Digest) -> PathBuf {
+        if let Some(tree) = self.lock_unpublished().get(diff_id) {
+            return tree.clone();
+        }
+        self.published_snapshot_path(diff_id)
+    }
+
+    fn published_snapshot_path(&self, diff_id: &Digest) -> PathBuf {
         self.dir.join("snapshots").join(diff_id.hex())
+    }
+
+    fn lock_unpublished(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<Digest, PathBuf>> {
+        self.unpublished.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The unpacked tree of the layer with `diff_id`, unpacking it first if
@@ -94,36 +109,83 @@ impl Store {
         result.map(|()| dest)
     }
 
-    /// Makes `tree` the snapshot of layer `diff_id` by renaming it into
-    /// place, without unpacking the layer's blob; returns the snapshot's
-    /// path. `tree` must be on the store's filesystem (its tmp dir) and in
-    /// the format [`Store::snapshot_layer`] unpacks into for this process:
-    /// as root, overlay whiteouts (0/0 character devices) and
+    /// Makes `tree` the snapshot of layer `diff_id` without unpacking the
+    /// layer's blob; returns the snapshot's path. `tree` must be on the
+    /// store's filesystem (its tmp dir) and in the format
+    /// [`Store::snapshot_layer`] unpacks into for this process: as root,
+    /// overlay whiteouts (0/0 character devices) and
     /// `trusted.overlay.opaque` marks, which is what a RUN step's overlay
     /// upper dir holds. The caller vouches that `diff_id` is the diffID of
     /// `tree` (it packed the layer from it) and commits the blob first.
     ///
-    /// One `syncfs` makes the tree durable before the rename publishes it
-    /// (one call for the whole tree, where a file-by-file fsync would cost
-    /// one per file). When the snapshot already exists (the same layer made
-    /// before, or by another process at the same time), `tree` is left
-    /// where it is for the caller to remove.
+    /// The tree is moved aside in this process's scratch space and used
+    /// from there ([`Store::snapshot_path`]) until
+    /// [`Store::publish_snapshots`] (or dropping the store) makes every
+    /// such tree durable with one `syncfs` and renames it into
+    /// `snapshots/`. A step therefore never waits for its own writes (or
+    /// anyone else's on the filesystem) to reach the disk, and a build
+    /// syncs once, not once per RUN step. A crash before publishing loses
+    /// only scratch space: the layer's committed blob is unpacked again
+    /// when next needed. When the snapshot already exists (the same layer
+    /// made before, or by another process), `tree` is left where it is
+    /// for the caller to remove.
     pub fn adopt_snapshot(&self, diff_id: &Digest, tree: &Path) -> Result<PathBuf> {
-        let dest = self.snapshot_path(diff_id);
+        let dest = self.published_snapshot_path(diff_id);
         if dest.is_dir() {
             return Ok(dest);
         }
-        let _session = self.write_session()?;
-        let dir = fs::File::open(tree).map_err(StoreError::io(tree))?;
-        rustix::fs::syncfs(dir.as_fd()).map_err(|e| StoreError::io(tree)(e.into()))?;
-        drop(dir);
-        match fs::rename(tree, &dest) {
-            Ok(()) => atomic::sync_dir(&self.dir.join("snapshots"))?,
-            // Another process finished the same snapshot first.
-            Err(_) if dest.is_dir() => {}
-            Err(e) => return Err(StoreError::io(&dest)(e)),
+        let mut unpublished = self.lock_unpublished();
+        if let Some(path) = unpublished.get(diff_id) {
+            return Ok(path.clone());
         }
-        Ok(dest)
+        let aside = atomic::temp_path(&self.tmp, "unpublished-snapshot");
+        fs::rename(tree, &aside).map_err(StoreError::io(tree))?;
+        unpublished.insert(*diff_id, aside.clone());
+        Ok(aside)
+    }
+
+    /// Publishes the snapshots this process adopted (see
+    /// [`Store::adopt_snapshot`]): one `syncfs` makes them all durable,
+    /// then each is renamed into `snapshots/`. Builds call it once their
+    /// image is written; dropping the store does it too.
+    pub fn publish_snapshots(&self) -> Result<()> {
+        let trees: Vec<(Digest, PathBuf)> = {
+            let unpublished = self.lock_unpublished();
+            if unpublished.is_empty() {
+                return Ok(());
+            }
+            unpublished.iter().map(|(d, p)| (*d, p.clone())).collect()
+        };
+        // Under a write session: a concurrent gc must not see a snapshot
+        // appear halfway through its sweep.
+        let _session = self.write_session()?;
+        let scratch: &Path = &self.tmp;
+        let dir = fs::File::open(scratch).map_err(StoreError::io(scratch))?;
+        rustix::fs::syncfs(dir.as_fd()).map_err(|e| StoreError::io(scratch)(e.into()))?;
+        drop(dir);
+        let mut first_error = None;
+        for (diff_id, tree) in trees {
+            let dest = self.published_snapshot_path(&diff_id);
+            // Published (or not) under the lock, so that `snapshot_path`
+            // never names a tree that has moved.
+            let mut unpublished = self.lock_unpublished();
+            match fs::rename(&tree, &dest) {
+                Ok(()) => {}
+                // Another process published the same snapshot first; ours
+                // goes with the scratch space.
+                Err(_) if dest.is_dir() => {}
+                Err(e) => {
+                    first_error.get_or_insert(StoreError::io(&dest)(e));
+                    continue;
+                }
+            }
+            unpublished.remove(&diff_id);
+        }
+        atomic::sync_dir(&self.dir.join("snapshots"))?;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// The uncompressed tar stream of `layer`, decoding gzip or zstd as

@@ -456,3 +456,73 @@ fn a_tag_naming_an_index_resolves_per_platform_and_keeps_every_platform_through_
     assert!(!store.has_blob(&index.digest));
     assert!(!store.has_blob(&ids[0]));
 }
+
+#[test]
+fn adopted_snapshots_are_used_from_scratch_space_until_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let l = layer_from(&store, &[("etc/hello", b"world")]);
+    let published = dir.path().join("store-v1/snapshots").join(l.diff_id.hex());
+    // A tree in the snapshot format, as a RUN step's upper dir is.
+    let tree = store.tmp_dir().join("upper");
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    fs::write(tree.join("etc/hello"), "world").unwrap();
+
+    let adopted = store.adopt_snapshot(&l.diff_id, &tree).unwrap();
+    assert!(!tree.exists(), "the tree was moved, not copied");
+    assert_ne!(adopted, published);
+    assert!(
+        !published.exists(),
+        "not published before publish_snapshots"
+    );
+    // This process finds it where it waits.
+    assert_eq!(store.snapshot_path(&l.diff_id), adopted);
+    assert_eq!(store.snapshot_layer(&l).unwrap(), adopted);
+    assert_eq!(fs::read(adopted.join("etc/hello")).unwrap(), b"world");
+    // Adopting the same layer again keeps the first tree.
+    let again = store.tmp_dir().join("upper2");
+    fs::create_dir(&again).unwrap();
+    assert_eq!(store.adopt_snapshot(&l.diff_id, &again).unwrap(), adopted);
+    assert!(again.exists(), "left for the caller to remove");
+
+    store.publish_snapshots().unwrap();
+    assert_eq!(store.snapshot_path(&l.diff_id), published);
+    assert!(!adopted.exists());
+    assert_eq!(fs::read(published.join("etc/hello")).unwrap(), b"world");
+}
+
+#[test]
+fn dropping_the_store_publishes_its_snapshots_and_a_crash_before_loses_only_scratch() {
+    let dir = tempfile::tempdir().unwrap();
+    let published = |l: &LayerInfo| dir.path().join("store-v1/snapshots").join(l.diff_id.hex());
+    let adopt = |store: &Store, l: &LayerInfo| {
+        let tree = store.tmp_dir().join(format!("upper-{}", l.diff_id.hex()));
+        fs::create_dir_all(tree.join("etc")).unwrap();
+        fs::write(tree.join("etc/hello"), "world").unwrap();
+        store.adopt_snapshot(&l.diff_id, &tree).unwrap();
+    };
+
+    let store = Store::open(dir.path()).unwrap();
+    let kept = layer_from(&store, &[("etc/hello", b"world")]);
+    adopt(&store, &kept);
+    drop(store);
+    assert!(
+        published(&kept).is_dir(),
+        "published when the store is dropped"
+    );
+
+    // A process killed before publishing (no drop): its adopted tree is
+    // never published; the layer's committed blob is unpacked instead.
+    let store = Store::open(dir.path()).unwrap();
+    let lost = layer_from(&store, &[("etc/other", b"data")]);
+    let tree = store.tmp_dir().join("upper-lost");
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    fs::write(tree.join("etc/other"), "data").unwrap();
+    store.adopt_snapshot(&lost.diff_id, &tree).unwrap();
+    std::mem::forget(store);
+    assert!(!published(&lost).exists());
+    let store = Store::open(dir.path()).unwrap();
+    let unpacked = store.snapshot_layer(&lost).unwrap();
+    assert_eq!(unpacked, published(&lost));
+    assert_eq!(fs::read(unpacked.join("etc/other")).unwrap(), b"data");
+}

@@ -231,23 +231,19 @@ pub(super) fn run(
     let tree = rustix::process::geteuid()
         .is_root()
         .then_some(upper.as_path());
-    // The snapshot is made durable by one syncfs before it is renamed into
-    // place; starting the writeback of what the command wrote now lets the
-    // disk work while the layer is packed and hashed, so that syncfs has
-    // little left to wait for. Only a head start: its result is not needed.
-    let writeback = tree.and_then(|t| fs::File::open(t).ok()).and_then(|dir| {
-        std::thread::Builder::new()
+    // The snapshot is made durable by the one syncfs that publishes the
+    // build's snapshots (`Store::publish_snapshots`); starting the
+    // writeback of what the command wrote now lets the disk work while the
+    // layer is packed and while later steps run, so that syncfs has little
+    // left to wait for. Only a head start: the step does not wait for it.
+    if let Some(dir) = tree.and_then(|t| fs::File::open(t).ok()) {
+        let _ = std::thread::Builder::new()
             .name("upper-writeback".into())
-            .spawn(move || rustix::fs::syncfs(&dir))
-            .ok()
-    });
-    let layer = w.write_layer_from(tree, |out| {
-        pack_diff(&upper, out, &opts).map_err(|source| BuildError::Pack { source })
-    });
-    if let Some(t) = writeback {
-        let _ = t.join();
+            .spawn(move || rustix::fs::syncfs(&dir));
     }
-    layer
+    w.write_layer_from(tree, |out| {
+        pack_diff(&upper, out, &opts).map_err(|source| BuildError::Pack { source })
+    })
 }
 
 /// A read-only mount at `target` of a file holding `data`, owned

@@ -243,7 +243,16 @@ fn run_layers_and_whiteouts() {
     assert!(second.contains(&"etc/.wh.group".to_string()), "{second:?}");
     assert!(out.layers[1].created.as_deref().unwrap().ends_with('Z'));
     assert_eq!(out.layers[1].info.digest, out.layers[1].info.diff_id);
-    // No scratch dirs left behind.
+    // The RUN steps' upper dirs wait in scratch space as their snapshots
+    // until published; then no scratch dirs are left behind.
+    store.publish_snapshots().unwrap();
+    for layer in &out.layers[1..] {
+        let snapshot = store.snapshot_path(&layer.info.diff_id);
+        assert!(
+            snapshot.starts_with(store.dir().join("snapshots")),
+            "{snapshot:?}"
+        );
+    }
     let leftovers: Vec<_> = fs::read_dir(store.tmp_dir()).unwrap().flatten().collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }

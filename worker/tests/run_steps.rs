@@ -108,7 +108,10 @@ impl Fixture {
     }
 
     /// The store's scratch entries (a finished step leaves none).
+    /// What is left in scratch space once the snapshots the steps adopted
+    /// are published (until then they wait there).
     fn leftovers(&self) -> Vec<PathBuf> {
+        self.store.publish_snapshots().unwrap();
         fs::read_dir(self.store.tmp_dir())
             .unwrap()
             .map(|e| e.unwrap().path())
