@@ -43,7 +43,8 @@
 #                         store (BENCH_DIR/rbuild-root), hyperfine JSON
 #
 # Output: per context a table of medians (seconds), rbuild's ratio to
-# BuildKit and rbuild's peak RSS (GNU time %M, one extra run per scenario).
+# BuildKit and rbuild's own peak RSS (from its --report, one extra run per
+# scenario; "own/RUN" MB when a RUN step's processes peaked higher).
 # Timings on a shared machine are noisy: quote medians, compare within a run.
 set -euo pipefail
 
@@ -438,15 +439,29 @@ measure() {
         --export-json "$BENCH_DIR/$kind-$scenario.json" "${args[@]}" >&2
 }
 
-# rbuild's peak RSS in MB for one build (an extra, untimed run).
+# rbuild's own peak RSS in MB for one build (an extra, untimed run), from
+# its --report (`timing.memory`): GNU time's %M would be the largest of
+# rbuild and the processes its RUN steps ran (pip, npm, rustc), so with a
+# RUN step it says nothing about rbuild. "own/RUN" when a RUN ran one
+# bigger; GNU time's figure for a binary whose report lacks it.
 rss() {
-    local kind=$1 extra=$2 prepare=$3
+    local kind=$1 extra=$2 prepare=$3 report=$BENCH_DIR/rss-report.json
     [ -n "$prepare" ] && sh -c "$prepare"
+    rm -f "$report"
     # shellcheck disable=SC2046 # build_cmd is a word list by design
-    if $TIME -f %M -o "$BENCH_DIR/rss" $(build_cmd rbuild "$kind" "$extra") >/dev/null 2>&1; then
-        echo $(($(tail -n 1 "$BENCH_DIR/rss") / 1024))
-    else
+    if ! $TIME -f %M -o "$BENCH_DIR/rss" $(build_cmd rbuild "$kind" "--report $report $extra") >/dev/null 2>&1; then
         echo "failed" # time's exit status is the build's
+        return
+    fi
+    local own run
+    own=$(jq -r '.timing.memory.peak_rss_bytes // empty' "$report" 2>/dev/null || true)
+    run=$(jq -r '.timing.memory.run_peak_rss_bytes // empty' "$report" 2>/dev/null || true)
+    if [ -z "$own" ]; then
+        echo $(($(tail -n 1 "$BENCH_DIR/rss") / 1024))
+    elif [ "${run:-0}" -gt "$own" ]; then
+        echo "$((own >> 20))/$((run >> 20))"
+    else
+        echo $((own >> 20))
     fi
 }
 
@@ -461,7 +476,7 @@ table() {
     for b in buildkit buildctl; do
         has rbuild && has $b && line+=$(printf ' %16s' "rbuild/$b")
     done
-    has rbuild && line+=$(printf ' %12s' "rbuild RSS")
+    has rbuild && line+=$(printf ' %15s' "rbuild RSS")
     echo "$line"
     for s in cold cached edit; do
         line=$(printf '%-8s' $s)
@@ -476,7 +491,7 @@ table() {
                 line+=$(printf ' %15.2fx' "$r")
             fi
         done
-        has rbuild && line+=$(printf ' %9s MB' "${RSS[$kind-$s]}")
+        has rbuild && line+=$(printf ' %12s MB' "${RSS[$kind-$s]}")
         echo "$line"
     done
     [ ${#wrong[@]} -eq 0 ] || echo "WRONG IMAGE after the edit scenario (timings void): ${wrong[*]}"

@@ -46,7 +46,9 @@
 //!   },
 //!   "timing": {
 //!     "phases": [{"name": "plan", "started_seconds": 0.0, "seconds": 0.05}],  // plan, solve, export
-//!     "critical_path": {"steps": [0, 3, 4], "seconds": 2.9}  // the chain that set the solve's length
+//!     "critical_path": {"steps": [0, 3, 4], "seconds": 2.9},  // the chain that set the solve's length
+//!     "memory": {"peak_rss_bytes": 14000000,   // rbuild's own peak RSS
+//!                "run_peak_rss_bytes": 250000000}  // the largest RUN process tree's
 //!   }
 //! }
 //! ```

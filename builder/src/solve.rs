@@ -418,6 +418,7 @@ pub(crate) fn run(
             crate::timing::build_phase(started, "export", export_started),
         ],
         critical_path,
+        memory: Some(crate::timing::Memory::now()),
     });
     progress.event(&Event::Summary(&Summary {
         steps: report.totals.steps,

@@ -52,6 +52,33 @@ pub struct BuildTiming {
     /// `solve` (the steps), `export` (image, cache exports).
     pub phases: Vec<PhaseReport>,
     pub critical_path: CriticalPath,
+    /// Peak memory so far (absent in older reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+}
+
+/// Peak resident memory: rbuild's own, apart from the processes its RUN
+/// steps ran (which `/usr/bin/time` would count as rbuild's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Memory {
+    /// rbuild's own peak RSS, in bytes.
+    pub peak_rss_bytes: u64,
+    /// The peak RSS of the largest process a RUN step ran (its sandbox
+    /// and everything it started), in bytes; 0 when no step ran one.
+    pub run_peak_rss_bytes: u64,
+}
+
+impl Memory {
+    /// The peaks so far.
+    pub fn now() -> Memory {
+        use nix::sys::resource::{UsageWho, getrusage};
+        // Linux reports kilobytes.
+        let peak = |who| getrusage(who).map_or(0, |u| u.max_rss().max(0) as u64 * 1024);
+        Memory {
+            peak_rss_bytes: peak(UsageWho::RUSAGE_SELF),
+            run_peak_rss_bytes: peak(UsageWho::RUSAGE_CHILDREN),
+        }
+    }
 }
 
 /// The chain of steps that set the solve's length: from the target back

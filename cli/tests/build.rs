@@ -419,6 +419,30 @@ fn a_step_the_sandbox_refused_gets_a_hint() {
     assert!(!r.stderr.contains("hint:"), "{}", r.stderr);
 }
 
+/// `--report` says rbuild's own peak memory apart from its RUN steps'
+/// processes (which `/usr/bin/time` counts as rbuild's): a RUN holding
+/// 64 MiB shows there, not in rbuild's own figure.
+#[test]
+fn report_keeps_rbuilds_own_peak_memory_apart_from_the_run_processes() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = rb.tree(
+        "ctx-memory",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN dd if=/dev/zero of=/dev/null bs=64M count=1\n",
+        )],
+    );
+    let report_file = rb.path("memory-report.json");
+    build(&rb, &ctx, &["--report", s(&report_file), "-t", "memory"]);
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+    let memory = &report["timing"]["memory"];
+    let own = memory["peak_rss_bytes"].as_u64().unwrap();
+    let run = memory["run_peak_rss_bytes"].as_u64().unwrap();
+    assert!(run >= 64 << 20, "{memory}");
+    assert!(own > 1 << 20 && own < 64 << 20, "{memory}");
+}
+
 /// `--trace` writes a Chrome trace of the build: the build's phases on
 /// track 0, parallel steps on tracks of their own, each step's phases
 /// nested in it; `--report` has the same timings and the critical path;
