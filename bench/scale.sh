@@ -86,7 +86,7 @@ walk() {
     local dir=$1 times=()
     for _ in $(seq "$RUNS"); do
         local t
-        t=$({ $TIME -f '%e' find "$dir" -printf '%s %T@ %i\n' >/dev/null; } 2>&1 | tail -1)
+        t=$({ $TIME -f '%e' find -H "$dir" -printf '%s %T@ %i\n' >/dev/null; } 2>&1 | tail -1)
         times+=("$t")
     done
     median "${times[@]}"

@@ -278,6 +278,10 @@ pub(crate) fn run(
     };
 
     let imported = index.imported_hits();
+    // The steps' per-file lists are freed, on the threads that ran them:
+    // what follows (explaining misses, the export) starts from what is
+    // live instead of adding to their arenas' peaks.
+    rbuild_sandbox::trim_malloc_arenas();
 
     // Why each executed step missed, then remember this build's keys.
     let identity = build_identity(&request.context, input);

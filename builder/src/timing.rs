@@ -1,7 +1,9 @@
 //! Where a build's time went: per-step phases (waiting for a free job,
 //! hashing the key, the cache lookup, and inside the worker unpacking
 //! snapshots, preparing mounts, starting the sandbox, the process,
-//! packing the layer, committing the blob, unpacking its snapshot), the
+//! packing the layer, committing the blob, making a RUN's upper dir its
+//! snapshot; other layers are unpacked by the first step that reads
+//! them, in that step's `unpack`), the
 //! build's own phases (plan, solve, export), the critical path, and the
 //! same data as a Chrome/Perfetto trace (`rbuild build --trace FILE`).
 //!

@@ -46,6 +46,9 @@ fn main() -> ExitCode {
         let rest: Vec<std::ffi::OsString> = std::env::args_os().skip(2).collect();
         rbuild_container::monitor::main(&rest);
     }
+    // Before any thread starts: a build's per-file lists are made on
+    // several threads, and one arena per thread kept each one's peak.
+    rbuild_sandbox::limit_malloc_arenas();
     let args = commands::with_default_subcommand(
         std::env::args_os().collect(),
         &commands::subcommand_names(),

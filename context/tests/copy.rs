@@ -470,6 +470,49 @@ fn file_over_directory_is_an_error() {
     );
 }
 
+/// A COPY looks each destination directory up once for the files under
+/// it (a new directory's files cannot clash with anything); files in
+/// directories the destination has are still checked one by one.
+#[test]
+fn files_in_existing_nested_dirs_are_checked_against_them() {
+    let layer = TarSpec::new()
+        .dir("dst/", 0o755)
+        .dir("dst/a/", 0o755)
+        .dir("dst/a/b/", 0o750)
+        .dir("dst/a/b/x/", 0o755)
+        .file("dst/a/b/y", "old")
+        .snapshot();
+    let dest = stack(&[&layer]);
+    let ctx = Context::new();
+    ctx.file("d/a/b/new.txt", "new")
+        .file("d/a/b/y", "replaced")
+        .file("d/a/c.txt", "c")
+        .file("d/n/m/o.txt", "o");
+    let l = run(&dest, &ctx.fs(), &copy(&["d"], "/dst"));
+    assert_eq!(
+        paths(&l),
+        [
+            "dst/",
+            "dst/a/",
+            "dst/a/b/",
+            "dst/a/b/new.txt",
+            "dst/a/b/y",
+            "dst/a/c.txt",
+            "dst/n/",
+            "dst/n/m/",
+            "dst/n/m/o.txt"
+        ]
+    );
+    assert_eq!(l["dst/a/b/y"].data, "replaced");
+
+    ctx.file("d/a/b/x", "file over a directory");
+    let err = run_err(&dest, &ctx.fs(), &copy(&["d"], "/dst"));
+    assert!(
+        matches!(err, CopyError::ReplaceDirectory { ref path } if path == "/dst/a/b/x"),
+        "{err}"
+    );
+}
+
 // ------------------------------------------------------------- selection
 
 #[test]

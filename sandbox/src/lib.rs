@@ -49,6 +49,7 @@ mod exec;
 pub mod harness;
 mod init;
 mod interrupt;
+mod malloc_arenas;
 mod net_helper;
 mod path_in_root;
 mod protocol;
@@ -77,6 +78,7 @@ pub use error::SandboxError;
 pub use exec::{EXEC_ARG, ExecSpec, exec_main};
 pub use init::init_main;
 pub use interrupt::{INTERRUPTED, cancel_on_interrupt};
+pub use malloc_arenas::{limit_malloc_arenas, trim_malloc_arenas};
 pub use runtime_dir::{StaleDir, remove_stale, runtime_dir, stale_dirs};
 pub use snapshot::copy_merged_path;
 pub use spec::{

@@ -908,3 +908,67 @@ fn ssh_mount_is_a_forwarding_socket_for_the_step_only() {
     run_one(&fx, &runner, op, &inputs).unwrap();
     assert_eq!(runner.runs().len(), 1);
 }
+
+/// `COPY SRC DEST` from the build context.
+fn copy_from_context(src: &str, dest: &str) -> Op {
+    Op::Copy(rbuild_solver::op::CopyOp {
+        source: rbuild_solver::op::CopySource::Context,
+        sources: vec![src.to_string()],
+        dest: dest.to_string(),
+        chown: None,
+        chmod: None,
+        link: false,
+        parents: false,
+        exclude: Vec::new(),
+        add: None,
+        display: format!("COPY {src} {dest}"),
+    })
+}
+
+/// A COPY's layer is a blob only until a step reads it: the build that
+/// ends with the COPY (most do) creates none of its files a second time,
+/// and a RUN on it later unpacks it then and sees the copied files.
+#[test]
+fn a_copy_layer_is_unpacked_only_when_a_later_step_reads_it() {
+    let fx = Fixture::new();
+    let context = fx.context_dir(&[("src/a.txt", "alpha"), ("src/b/c.txt", "gamma")]);
+    let inputs = Inputs {
+        context: Some(&context),
+        ..Inputs::default()
+    };
+    let runner = FakeRunner::new().on(&["cat"], |p| {
+        let a = p.read_to_string("/app/a.txt")?;
+        let c = p.read_to_string("/app/b/c.txt")?;
+        p.write("/seen", format!("{a} {c}").as_bytes())?;
+        Ok(0)
+    });
+
+    let mut g = BuildGraph::new();
+    let base = g.add(fx.image_op(), &[]);
+    let copy = g.add(copy_from_context("src", "/app/"), &[base]);
+    let out = solve_with(&fx, &runner, &g, copy, &inputs)
+        .unwrap()
+        .outputs
+        .remove(0);
+    let layer = out.layers.last().unwrap().info.clone();
+    assert_eq!(
+        entries(&fx.store, &layer),
+        ["app/", "app/a.txt", "app/b/", "app/b/c.txt"]
+    );
+    assert!(
+        !fx.store.snapshot_path(&layer.diff_id).exists(),
+        "nothing read the COPY's layer, yet it was unpacked"
+    );
+    assert_eq!(fx.leftovers(), Vec::<PathBuf>::new());
+
+    // A RUN on it (the COPY is cached now) unpacks it and sees its files.
+    let run = g.add(Op::Exec(exec(&["cat"])), &[copy]);
+    let out = solve_with(&fx, &runner, &g, run, &inputs)
+        .unwrap()
+        .outputs
+        .remove(0);
+    assert_eq!(runner.runs().len(), 1);
+    assert_eq!(runner.runs()[0].rootfs.lowers.len(), 2);
+    assert!(fx.store.snapshot_path(&layer.diff_id).is_dir());
+    assert_eq!(added_file(&fx, &out, "seen"), "alpha gamma");
+}

@@ -18,7 +18,7 @@ use super::add;
 use super::layered::LayeredFs;
 use super::source::{EntryKind, SourceFs};
 use rbuild_store::layer::tar_writer::{self, EntryHeader, Kind as TarKind};
-use rbuild_store::layer::{HashingWriter, PackStats};
+use rbuild_store::layer::{PackStats, ThreadHashingWriter};
 
 /// Where a file's bytes come from.
 #[derive(Debug, Clone)]
@@ -111,6 +111,12 @@ impl PartialOrd for PathKey {
 pub(crate) struct Plan<'a> {
     dest: &'a LayeredFs,
     entries: BTreeMap<PathKey, Entry>,
+    /// The parent directory [`Plan::insert`] last looked up in the
+    /// destination, and whether it is a directory there: a file under a
+    /// parent the destination lacks is not there either, so a COPY of a
+    /// new tree looks up each directory once instead of every file (one
+    /// path walk through every layer of the destination per lookup).
+    parent_seen: Option<(String, bool)>,
 }
 
 fn display(rel: &str) -> String {
@@ -122,6 +128,7 @@ impl<'a> Plan<'a> {
         Plan {
             dest,
             entries: BTreeMap::new(),
+            parent_seen: None,
         }
     }
 
@@ -152,11 +159,20 @@ impl<'a> Plan<'a> {
     /// replaces an earlier file, directories merge, and a file never
     /// replaces a directory nor a directory a non-directory.
     pub(crate) fn insert(&mut self, key: Vec<String>, entry: Entry) -> Result<(), CopyError> {
-        let key = PathKey::of(&key);
+        self.insert_path(key.join("/"), entry)
+    }
+
+    /// [`Plan::insert`] with the key's components already joined by `/`
+    /// (no empty ones): one allocation per entry of a large COPY, where a
+    /// component list took one per component.
+    pub(crate) fn insert_path(&mut self, key: String, entry: Entry) -> Result<(), CopyError> {
+        let key = PathKey(key);
         let new_is_dir = matches!(entry.kind, Kind::Dir);
         let existing_is_dir = match self.entries.get(&key) {
             Some(e) => Some(matches!(e.kind, Kind::Dir)),
-            None => self.dest_kind_at(&key.0)?.map(|k| k == EntryKind::Dir),
+            None => self
+                .dest_kind_under_parent(&key.0)?
+                .map(|k| k == EntryKind::Dir),
         };
         match (existing_is_dir, new_is_dir) {
             (Some(true), false) => Err(CopyError::ReplaceDirectory {
@@ -170,6 +186,26 @@ impl<'a> Plan<'a> {
                 Ok(())
             }
         }
+    }
+
+    /// [`Plan::dest_kind_at`], answered without a lookup when the parent
+    /// of `rel` is not a directory in the destination (then neither a
+    /// lookup nor overlay would find anything below it).
+    fn dest_kind_under_parent(&mut self, rel: &str) -> Result<Option<EntryKind>, CopyError> {
+        if let Some((parent, _)) = rel.rsplit_once('/') {
+            let parent_is_dir = match &self.parent_seen {
+                Some((seen, is_dir)) if seen == parent => *is_dir,
+                _ => {
+                    let is_dir = self.dest_kind_at(parent)? == Some(EntryKind::Dir);
+                    self.parent_seen = Some((parent.to_string(), is_dir));
+                    is_dir
+                }
+            };
+            if !parent_is_dir {
+                return Ok(None);
+            }
+        }
+        self.dest_kind_at(rel)
     }
 
     /// Adds every missing parent directory of the entries: the
@@ -240,7 +276,9 @@ impl<'a> Plan<'a> {
         // BuildKit gives every COPY, ADD and WORKDIR step a layer, empty
         // or not.
         let output = |source| CopyError::Output { source };
-        let mut out = HashingWriter::new(out);
+        // Hashed on a thread of its own: sha256 of every byte was a fifth
+        // of a large COPY's time on the thread that also reads and writes.
+        let mut out = ThreadHashingWriter::new(out).map_err(output)?;
         let mut first_links: HashMap<(u64, u64, u64), Vec<u8>> = HashMap::new();
         let mut host_files: HashMap<PathBuf, File> = HashMap::new();
         for (key, entry) in &self.entries {
@@ -328,7 +366,7 @@ impl<'a> Plan<'a> {
             tar_writer::write_padding(&mut out, *size).map_err(output)?;
         }
         tar_writer::write_trailer(&mut out).map_err(output)?;
-        let (diff_id, size) = out.finish();
+        let (diff_id, size) = out.finish().map_err(output)?;
         Ok(PackStats { diff_id, size })
     }
 }

@@ -94,15 +94,17 @@ impl HashThread {
 }
 
 /// A writer that passes whole 256 KiB blocks to `inner` and hashes them on
-/// a [`HashThread`]. Also does the job of a `BufWriter`.
-pub(crate) struct ThreadHashingWriter<W> {
+/// a helper thread (sha256 overlaps with reading files and writing the
+/// blob). Also does the job of a `BufWriter`.
+pub struct ThreadHashingWriter<W> {
     inner: W,
     buf: Vec<u8>,
     hash: HashThread,
 }
 
 impl<W: Write> ThreadHashingWriter<W> {
-    pub(crate) fn new(inner: W) -> io::Result<Self> {
+    /// Writes to `inner`; fails only when the hashing thread cannot start.
+    pub fn new(inner: W) -> io::Result<Self> {
         Ok(ThreadHashingWriter {
             inner,
             buf: Vec::with_capacity(BLOCK),
@@ -120,7 +122,7 @@ impl<W: Write> ThreadHashingWriter<W> {
     }
 
     /// Flushes, then returns the digest and size of everything written.
-    pub(crate) fn finish(mut self) -> io::Result<(Digest, u64)> {
+    pub fn finish(mut self) -> io::Result<(Digest, u64)> {
         self.flush_buf()?;
         self.inner.flush()?;
         Ok(self.hash.finish())

@@ -46,6 +46,7 @@
 mod compress;
 mod hash_thread;
 mod pack;
+pub use hash_thread::ThreadHashingWriter;
 pub use pack::is_skipped_xattr;
 mod rewrite;
 mod sparse;
