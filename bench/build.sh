@@ -112,15 +112,7 @@ BK_DIR=$BENCH_DIR/buildctl
 BK_ADDR=
 BK_PORT=
 stop_buildctl() {
-    local f pid
-    for f in "$BK_DIR/daemon/buildkitd.pid" "$BK_DIR/registry/registry.pid"; do
-        [ -f "$f" ] || continue
-        pid=$(cat "$f")
-        kill "$pid" 2>/dev/null || true
-        # buildkitd unmounts its snapshots on SIGTERM; wait for it.
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        rm -f "$f"
-    done
+    "$repo/bench/lib/stop-pidfiles" "$BK_DIR/daemon/buildkitd.pid" "$BK_DIR/registry/registry.pid"
 }
 start_buildctl() {
     [ -x /usr/bin/docker-registry ] || {

@@ -80,14 +80,7 @@ if [ -n "${BUILDCTL:-}" ]; then
     bkd=${BUILDKITD:-buildkitd}
     bk_dir=$BENCH_DIR/buildctl
     stop_buildctl() {
-        local f pid
-        for f in "$bk_dir/daemon/buildkitd.pid" "$bk_dir/registry/registry.pid"; do
-            [ -f "$f" ] || continue
-            pid=$(cat "$f")
-            kill "$pid" 2>/dev/null || true
-            for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            rm -f "$f"
-        done
+        "$repo/bench/lib/stop-pidfiles" "$bk_dir/daemon/buildkitd.pid" "$bk_dir/registry/registry.pid"
     }
     mkdir -p "$bk_dir/registry" "$bk_dir/daemon"
     trap stop_buildctl EXIT

@@ -168,18 +168,7 @@ fn paths(layer: &BTreeMap<String, Ent>) -> Vec<&str> {
 }
 
 fn op(source: CopySource, sources: &[&str], dest: &str) -> CopyOp {
-    CopyOp {
-        source,
-        sources: sources.iter().map(|s| s.to_string()).collect(),
-        dest: dest.to_string(),
-        chown: None,
-        chmod: None,
-        link: false,
-        parents: false,
-        exclude: Vec::new(),
-        add: None,
-        display: String::new(),
-    }
+    CopyOp::plain(source, sources, dest)
 }
 
 fn copy(sources: &[&str], dest: &str) -> CopyOp {

@@ -254,6 +254,24 @@ pub struct CopyOp {
     pub display: String,
 }
 
+impl CopyOp {
+    /// A plain `COPY SOURCES DEST` from `source`: no flags, nothing shown.
+    pub fn plain(source: CopySource, sources: &[&str], dest: &str) -> CopyOp {
+        CopyOp {
+            source,
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            dest: dest.to_string(),
+            chown: None,
+            chmod: None,
+            link: false,
+            parents: false,
+            exclude: Vec::new(),
+            add: None,
+            display: String::new(),
+        }
+    }
+}
+
 /// ADD's options.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AddOptions {

@@ -454,18 +454,7 @@ impl<'a> BuildWorker<'a> {
 
     /// All of `src` as one layer at `/` (a named context or a git tree).
     fn tree_layer(&self, src: &dyn SourceFs) -> Result<BuiltLayer, BuildError> {
-        let op = rbuild_solver::op::CopyOp {
-            source: CopySource::Context,
-            sources: vec![".".to_string()],
-            dest: "/".to_string(),
-            chown: None,
-            chmod: None,
-            link: false,
-            parents: false,
-            exclude: Vec::new(),
-            add: None,
-            display: String::new(),
-        };
+        let op = rbuild_solver::op::CopyOp::plain(CopySource::Context, &["."], "/");
         let empty = LayeredFs::new(Vec::new());
         self.write_layer(|out| {
             copy::write_layer(&empty, Some(src), &op, out)

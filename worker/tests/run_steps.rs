@@ -912,16 +912,8 @@ fn ssh_mount_is_a_forwarding_socket_for_the_step_only() {
 /// `COPY SRC DEST` from the build context.
 fn copy_from_context(src: &str, dest: &str) -> Op {
     Op::Copy(rbuild_solver::op::CopyOp {
-        source: rbuild_solver::op::CopySource::Context,
-        sources: vec![src.to_string()],
-        dest: dest.to_string(),
-        chown: None,
-        chmod: None,
-        link: false,
-        parents: false,
-        exclude: Vec::new(),
-        add: None,
         display: format!("COPY {src} {dest}"),
+        ..rbuild_solver::op::CopyOp::plain(rbuild_solver::op::CopySource::Context, &[src], dest)
     })
 }
 
