@@ -487,29 +487,54 @@ impl Client {
         if resp.status() != 202 {
             return Err(status_error("POST", &post_url, resp));
         }
-        let location = header(&resp, "location").ok_or_else(|| RegistryError::Status {
-            method: "POST".to_string(),
-            url: post_url.clone(),
-            status: 202,
-            detail: "no Location header for the upload".to_string(),
-        })?;
-        let upload = absolute_url(&base, &location);
-        let sep = if upload.contains('?') { '&' } else { '?' };
-        let put_url = format!("{upload}{sep}digest={digest}");
-        let resp = self.request(
-            "PUT",
-            &put_url,
+        let upload = upload_location(&base, &resp, "POST", &post_url)?;
+        self.close_upload(
             repo,
-            Access::Push,
-            &[],
+            &upload,
+            digest,
             &[("Content-Type", "application/octet-stream")],
             RequestBody::Stream(data, size),
         )?;
+        Ok(BlobPush::Uploaded)
+    }
+
+    /// Ends the upload session at `upload` with the `PUT` naming the
+    /// blob's `digest`, sending `body` (the whole blob, or nothing after
+    /// a `PATCH` sent it).
+    fn close_upload(
+        &self,
+        repo: &Repository,
+        upload: &str,
+        digest: &Digest,
+        headers: &[(&str, &str)],
+        body: RequestBody<'_>,
+    ) -> Result<(), RegistryError> {
+        let sep = if upload.contains('?') { '&' } else { '?' };
+        let put_url = format!("{upload}{sep}digest={digest}");
+        let resp = self.request("PUT", &put_url, repo, Access::Push, &[], headers, body)?;
         if !resp.status().is_success() {
             return Err(status_error("PUT", &strip_query(&put_url), resp));
         }
-        Ok(BlobPush::Uploaded)
+        Ok(())
     }
+}
+
+/// Where an upload session continues: the `Location` of `resp` (the
+/// answer to `method` on `url`), made absolute against `base`.
+fn upload_location(
+    base: &str,
+    resp: &Response<ureq::Body>,
+    method: &str,
+    url: &str,
+) -> Result<String, RegistryError> {
+    header(resp, "location")
+        .map(|l| absolute_url(base, &l))
+        .ok_or_else(|| RegistryError::Status {
+            method: method.to_string(),
+            url: strip_query(url),
+            status: resp.status().as_u16(),
+            detail: "no Location header for the upload".to_string(),
+        })
 }
 
 impl Client {
@@ -539,17 +564,7 @@ impl Client {
         if resp.status() != 202 {
             return Err(status_error("POST", &post_url, resp));
         }
-        let location = |resp: &Response<ureq::Body>, method: &str, url: &str| {
-            header(resp, "location")
-                .map(|l| absolute_url(&base, &l))
-                .ok_or_else(|| RegistryError::Status {
-                    method: method.to_string(),
-                    url: strip_query(url),
-                    status: resp.status().as_u16(),
-                    detail: "no Location header for the upload".to_string(),
-                })
-        };
-        let upload = location(&resp, "POST", &post_url)?;
+        let upload = upload_location(&base, &resp, "POST", &post_url)?;
         let resp = self.request(
             "PATCH",
             &upload,
@@ -567,22 +582,8 @@ impl Client {
             return Err(status_error("PATCH", &strip_query(&upload), resp));
         }
         let digest = finish()?;
-        let upload = location(&resp, "PATCH", &upload)?;
-        let sep = if upload.contains('?') { '&' } else { '?' };
-        let put_url = format!("{upload}{sep}digest={digest}");
-        let resp = self.request(
-            "PUT",
-            &put_url,
-            repo,
-            Access::Push,
-            &[],
-            &[],
-            RequestBody::Empty,
-        )?;
-        if !resp.status().is_success() {
-            return Err(status_error("PUT", &strip_query(&put_url), resp));
-        }
-        Ok(())
+        let upload = upload_location(&base, &resp, "PATCH", &upload)?;
+        self.close_upload(repo, &upload, &digest, &[], RequestBody::Empty)
     }
 }
 
