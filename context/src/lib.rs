@@ -144,7 +144,7 @@ impl Context {
             root,
             ignore,
             cache_path: stat_cache.map(Path::to_path_buf),
-            cache: stat_cache::Pending::start(stat_cache),
+            cache: stat_cache::start_loading(stat_cache),
             files_hashed: AtomicU64::new(0),
             bytes_hashed: AtomicU64::new(0),
             files_from_cache: AtomicU64::new(0),
@@ -170,7 +170,7 @@ impl Context {
             files_hashed: self.files_hashed.load(Ordering::Relaxed),
             bytes_hashed: self.bytes_hashed.load(Ordering::Relaxed),
             files_from_cache: self.files_from_cache.load(Ordering::Relaxed),
-            cache_load: self.cache.get().1,
+            cache_load: self.cache.1,
         }
     }
 
@@ -183,7 +183,7 @@ impl Context {
         };
         // Every entry came from the file and every file entry was used:
         // the file already says exactly this.
-        let (cache, load) = self.cache.get();
+        let (cache, load) = &*self.cache;
         if cache.unchanged() && matches!(load, CacheLoad::Loaded(_)) {
             return Ok(());
         }
@@ -400,7 +400,7 @@ impl Context {
                 digest,
                 no_xattrs,
             };
-            self.cache.get().0.record(rel, entry);
+            self.cache.0.record(rel, entry);
         }
         Ok(Digest::from_bytes(digest))
     }
@@ -580,12 +580,7 @@ impl SourceFs for Context {
         }
         if let Some(key) = meta_key(meta)
             && self.cache_path.is_some()
-            && self
-                .cache
-                .get()
-                .0
-                .lookup(path, &key)
-                .is_some_and(|e| e.no_xattrs)
+            && self.cache.0.lookup(path, &key).is_some_and(|e| e.no_xattrs)
         {
             return Ok(Vec::new());
         }
@@ -658,7 +653,7 @@ impl Context {
     /// counted as a digest answered from the cache.
     fn cached_entry(&self, rel: &str, key: &StatKey) -> Option<Entry> {
         self.cache_path.as_ref()?;
-        let entry = self.cache.get().0.lookup(rel, key)?;
+        let entry = self.cache.0.lookup(rel, key)?;
         self.files_from_cache.fetch_add(1, Ordering::Relaxed);
         Some(entry)
     }

@@ -233,54 +233,31 @@ pub(crate) fn load(path: &Path) -> (StatCache, CacheLoad) {
 /// A cache file being read on a thread of its own, so that reading and
 /// checking it (a 100,000-file context's is about 12 MB, checksummed
 /// whole) overlaps the walk of the context, which needs no digest; the
-/// first lookup waits for it.
-#[derive(Debug)]
-pub(crate) struct Pending {
-    done: std::sync::OnceLock<(StatCache, CacheLoad)>,
-    loading: std::sync::Mutex<Option<std::thread::JoinHandle<(StatCache, CacheLoad)>>>,
-}
+/// first use waits for it.
+pub(crate) type Pending =
+    std::sync::LazyLock<(StatCache, CacheLoad), Box<dyn FnOnce() -> (StatCache, CacheLoad) + Send>>;
 
-impl Pending {
-    /// Starts reading `path`; `None` for no cache at all. Falls back to
-    /// reading it when asked if no thread can be started.
-    pub fn start(path: Option<&Path>) -> Pending {
-        let pending = Pending {
-            done: std::sync::OnceLock::new(),
-            loading: std::sync::Mutex::new(None),
-        };
-        let Some(path) = path else {
-            let _ = pending
-                .done
-                .set((StatCache::default(), CacheLoad::Disabled));
-            return pending;
-        };
-        let owned = path.to_path_buf();
-        match std::thread::Builder::new()
-            .name("stat-cache".into())
-            .spawn(move || load(&owned))
-        {
-            Ok(handle) => *pending.loading.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle),
-            Err(_) => {
-                let _ = pending.done.set(load(path));
-            }
+/// Starts reading the cache file at `path` (`None`: no cache at all). If
+/// no thread can be started it is read on first use instead.
+pub(crate) fn start_loading(path: Option<&Path>) -> Pending {
+    let Some(path) = path else {
+        return Pending::new(Box::new(|| (StatCache::default(), CacheLoad::Disabled)));
+    };
+    let owned = path.to_path_buf();
+    let reader = std::thread::Builder::new()
+        .name("stat-cache".into())
+        .spawn(move || load(&owned));
+    match reader {
+        // A reader that panicked: it is only a cache.
+        Ok(handle) => Pending::new(Box::new(move || {
+            handle
+                .join()
+                .unwrap_or_else(|_| (StatCache::default(), CacheLoad::Discarded))
+        })),
+        Err(_) => {
+            let owned = path.to_path_buf();
+            Pending::new(Box::new(move || load(&owned)))
         }
-        pending
-    }
-
-    /// The loaded cache, waiting for the read to finish.
-    pub fn get(&self) -> &(StatCache, CacheLoad) {
-        self.done.get_or_init(|| {
-            let handle = self
-                .loading
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-            match handle.map(std::thread::JoinHandle::join) {
-                Some(Ok(loaded)) => loaded,
-                // The reader panicked: it is only a cache.
-                Some(Err(_)) | None => (StatCache::default(), CacheLoad::Discarded),
-            }
-        })
     }
 }
 
