@@ -244,14 +244,19 @@ struct Filters<'a> {
     exclude: (&'a IgnoreRules, &'a MatchState),
 }
 
-/// The entries of the directory `dir` with their metadata.
+/// The entries of the directory `dir`, by their path in the source tree,
+/// with their metadata.
 fn list(src: &dyn SourceFs, dir: &str) -> Result<Vec<(String, SourceMeta)>, CopyError> {
     // One listing with every entry's metadata: for the context, one
     // getdents and one stat per entry.
-    src.read_dir_meta(dir).map_err(|source| CopyError::Source {
+    let entries = src.read_dir_meta(dir).map_err(|source| CopyError::Source {
         path: dir.to_string(),
         source,
-    })
+    })?;
+    Ok(entries
+        .into_iter()
+        .map(|(name, meta)| (join(dir, &name), meta))
+        .collect())
 }
 
 /// The selected entries below the directory `dir` (source path), whose
@@ -265,12 +270,15 @@ fn walk(
     rel_prefix: &str,
     filters: Filters<'_>,
 ) -> Result<Vec<Item>, CopyError> {
-    let entries = list(src, dir)?
-        .into_iter()
-        .map(|(name, meta)| (join(dir, &name), meta))
-        .collect();
     let mut out = Vec::new();
-    walk_into(src, rel_prefix, filters, entries, &mut out, &mut Vec::new())?;
+    walk_into(
+        src,
+        rel_prefix,
+        filters,
+        list(src, dir)?,
+        &mut out,
+        &mut Vec::new(),
+    )?;
     Ok(out)
 }
 
@@ -326,12 +334,7 @@ fn walk_into(
         .filter(|s| s.below.is_some())
         .map(|s| s.item.path.as_str())
         .collect();
-    let listing = |dir: &&str| {
-        Ok(list(src, dir)?
-            .into_iter()
-            .map(|(name, meta)| (join(dir, &name), meta))
-            .collect())
-    };
+    let listing = |dir: &&str| list(src, dir);
     let listings: Vec<Result<Vec<(String, SourceMeta)>, CopyError>> = if dirs.len() > 1 {
         dirs.par_iter().map(listing).collect()
     } else {
