@@ -146,8 +146,9 @@ impl Store {
 
     /// Publishes the snapshots this process adopted (see
     /// [`Store::adopt_snapshot`]): one `syncfs` makes them all durable,
-    /// then each is renamed into `snapshots/`. Builds call it once their
-    /// image is written; dropping the store does it too.
+    /// then each is renamed into `snapshots/`. Dropping the store calls it
+    /// (`rbuild build` drops its store when the command ends, after all of
+    /// its builds); a caller may call it earlier once no step is running.
     pub fn publish_snapshots(&self) -> Result<()> {
         let trees: Vec<(Digest, PathBuf)> = {
             let unpublished = self.lock_unpublished();
