@@ -126,8 +126,6 @@ impl BlobWriter {
         let file = out
             .into_inner()
             .map_err(|e| StoreError::io(&self.tmp)(e.into_error()))?;
-        file.sync_all().map_err(StoreError::io(&self.tmp))?;
-        drop(file);
         let size = self.size;
         if let Some(expected) = self.expected
             && expected != digest
@@ -138,6 +136,16 @@ impl BlobWriter {
             });
         }
         let dest = self.blobs_dir.join(digest.hex());
+        // Stored already (a `--no-cache` rebuild packs the same layers
+        // again): a blob is in `blobs/` only once it was made durable, so
+        // the copy just written is dropped unsynced (`Drop` removes it)
+        // instead of being fsynced to replace identical bytes. A stored
+        // blob of another size is damaged: the new copy replaces it.
+        if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size) {
+            return Ok((digest, size));
+        }
+        file.sync_all().map_err(StoreError::io(&self.tmp))?;
+        drop(file);
         fs::rename(&self.tmp, &dest).map_err(StoreError::io(&dest))?;
         sync_dir(&self.blobs_dir)?;
         Ok((digest, size))
@@ -201,6 +209,35 @@ mod tests {
         let (d, n) = w.commit().unwrap();
         assert_eq!((d, n), (Digest::of(b"hello"), 5));
         assert_eq!(fs::read(blobs.join(d.hex())).unwrap(), b"hello");
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn blob_stored_already_is_kept_and_a_damaged_one_replaced() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        let blobs = dir.path().join("blobs");
+        fs::create_dir(&tmp).unwrap();
+        fs::create_dir(&blobs).unwrap();
+        let commit = |bytes: &[u8]| {
+            let mut w = BlobWriter::new(&tmp, &blobs, None).unwrap();
+            w.write_all(bytes).unwrap();
+            w.commit().unwrap()
+        };
+        let (d, _) = commit(b"layer bytes");
+        let path = blobs.join(d.hex());
+        let first = fs::metadata(&path).unwrap().ino();
+        // The same bytes again (a --no-cache rebuild): the stored file
+        // stays (same inode: no rename, hence no fsync of a new copy) and
+        // the copy just written is gone.
+        assert_eq!(commit(b"layer bytes"), (d, 11));
+        assert_eq!(fs::metadata(&path).unwrap().ino(), first);
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+        // A stored blob cut short is replaced by the whole new copy.
+        fs::write(&path, b"layer").unwrap();
+        assert_eq!(commit(b"layer bytes"), (d, 11));
+        assert_eq!(fs::read(&path).unwrap(), b"layer bytes");
         assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
     }
 
