@@ -35,8 +35,10 @@ pub fn write_file(tmp_dir: &Path, dest: &Path, data: &[u8]) -> Result<(), StoreE
 }
 
 /// Replaces `dest` with `data` atomically (temp file, rename) without the
-/// fsyncs: a reader sees the old or the new file, and a crash may leave
-/// the old one. For what can be rebuilt (explanations, stat caches).
+/// fsyncs: a reader sees the old or the new file, and a power loss may
+/// leave the old one, or an empty or missing one. For what can be rebuilt
+/// and is checked when read (explanations, stat caches, cache-index
+/// records).
 pub fn replace_file(tmp_dir: &Path, dest: &Path, data: &[u8]) -> Result<(), StoreError> {
     write(tmp_dir, dest, data, false)
 }

@@ -3,7 +3,7 @@
 //! cache-key index apart from snapshots.
 //!
 //! ```text
-//! <store>/cache-v1/keys/<key hex>.json   one record per key, written atomically
+//! <store>/cache-v1/keys/<key hex>.json   one record per key, replaced atomically
 //! ```
 //!
 //! A record holds the result's layers (blob digest, diffID, size, media
@@ -242,7 +242,16 @@ impl<'a> StoreCacheIndex<'a> {
         let dir = path.parent().expect("records live in a directory");
         fs::create_dir_all(dir).map_err(BuildError::io(dir))?;
         let bytes = serde_json::to_vec_pretty(record).expect("records serialize");
-        rbuild_store::atomic::write_file(self.store.tmp_dir(), path, &bytes)
+        // Atomic (a reader sees the old record or the new one) but not
+        // fsynced: a build writes one record per step, and two fsyncs per
+        // step (file, directory) were on every step's critical path, tens
+        // of ms each on a disk busy with other writes. What a power loss can
+        // do to an unsynced record is empty or drop it, and either is a
+        // miss (`read`: a record that does not parse is `None`; `system
+        // check` reports it). The blobs a record names were made durable
+        // before it was written, so a record that survives is never ahead
+        // of its layers.
+        rbuild_store::atomic::replace_file(self.store.tmp_dir(), path, &bytes)
             .map_err(BuildError::from)
     }
 
