@@ -278,7 +278,7 @@ impl<'a> Plan<'a> {
         let output = |source| CopyError::Output { source };
         // Hashed on a thread of its own: sha256 of every byte was a fifth
         // of a large COPY's time on the thread that also reads and writes.
-        let mut out = ThreadHashingWriter::new(out).map_err(output)?;
+        let mut out = ThreadHashingWriter::new(out);
         let mut first_links: HashMap<(u64, u64, u64), Vec<u8>> = HashMap::new();
         let mut host_files: HashMap<PathBuf, File> = HashMap::new();
         for (key, entry) in &self.entries {

@@ -346,7 +346,7 @@ fn pack_tree(
 ) -> Result<PackStats, LayerError> {
     let output = |source| LayerError::Output { source };
     // sha256 runs on a helper thread, overlapping with file reads.
-    let mut hashing = hash_thread::ThreadHashingWriter::new(out).map_err(output)?;
+    let mut hashing = hash_thread::ThreadHashingWriter::new(out);
     pack::Packer::new(&mut hashing, opts, diff).pack(root)?;
     let (diff_id, size) = hashing.finish().map_err(output)?;
     Ok(PackStats { diff_id, size })

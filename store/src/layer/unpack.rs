@@ -93,8 +93,7 @@ pub(crate) fn unpack(
         buf: vec![0; COPY_BUF],
         stats: UnpackStats::default(),
     };
-    let mut reader = ThreadHashingReader::new(BufReader::with_capacity(COPY_BUF, input))
-        .map_err(|source| LayerError::Input { source })?;
+    let mut reader = ThreadHashingReader::new(BufReader::with_capacity(COPY_BUF, input));
     match unpacker.run(&mut reader) {
         Ok(()) => {
             let (diff_id, _) = reader.finish();

@@ -52,8 +52,7 @@ impl Tree {
 }
 
 pub(crate) fn validate(input: &mut dyn Read, bottom: bool) -> Result<ValidateStats, LayerError> {
-    let mut reader = ThreadHashingReader::new(io::BufReader::with_capacity(256 << 10, input))
-        .map_err(|source| LayerError::Input { source })?;
+    let mut reader = ThreadHashingReader::new(io::BufReader::with_capacity(256 << 10, input));
     let mut stats = ValidateStats {
         diff_id: Digest::of(b""),
         size: 0,
