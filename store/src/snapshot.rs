@@ -4,7 +4,10 @@
 //! A tree that is already in the snapshot format (a RUN step's overlay
 //! upper dir, as root) is renamed into place instead
 //! ([`Store::adopt_snapshot`]), as BuildKit's overlay snapshotter commits
-//! an upper dir.
+//! an upper dir. Snapshots a build makes (adopted, or unpacked with
+//! [`Store::snapshot_layer_deferred`]) wait in the process's scratch space
+//! and are published together after one `syncfs`
+//! ([`Store::publish_snapshots`]).
 
 use std::fs;
 use std::io::{self, Read};
@@ -53,8 +56,27 @@ impl Store {
         self.snapshot_layer(&layer)
     }
 
-    /// Like [`Store::snapshot`] for a layer already looked up.
+    /// Like [`Store::snapshot`] for a layer already looked up. The new
+    /// snapshot is renamed into `snapshots/` at once (for `rbuild run`
+    /// and containers, whose mounts outlive this process); builds use
+    /// [`Store::snapshot_layer_deferred`].
     pub fn snapshot_layer(&self, layer: &LayerInfo) -> Result<PathBuf> {
+        self.unpack_snapshot(layer, false)
+    }
+
+    /// Like [`Store::snapshot_layer`], but a snapshot unpacked here waits
+    /// in this process's scratch space, as an adopted one does, until
+    /// [`Store::publish_snapshots`]: its files are made durable by that
+    /// one `syncfs` before it is renamed into `snapshots/`. A build step
+    /// that reads a layer (a RUN on a COPY, a WORKDIR after a COPY --from)
+    /// so never waits for an fsync of `snapshots/`, and a power loss can
+    /// never leave a published snapshot with files its blob does not
+    /// hold (a snapshot renamed into place unsynced could be).
+    pub fn snapshot_layer_deferred(&self, layer: &LayerInfo) -> Result<PathBuf> {
+        self.unpack_snapshot(layer, true)
+    }
+
+    fn unpack_snapshot(&self, layer: &LayerInfo, deferred: bool) -> Result<PathBuf> {
         let dest = self.snapshot_path(&layer.diff_id);
         if dest.is_dir() {
             return Ok(dest);
@@ -96,17 +118,37 @@ impl Store {
                     actual,
                 });
             }
+            if deferred {
+                return Ok(self.set_aside(&layer.diff_id, &work));
+            }
             match fs::rename(&work, &dest) {
-                Ok(()) => atomic::sync_dir(&self.dir.join("snapshots")),
+                Ok(()) => atomic::sync_dir(&self.dir.join("snapshots")).map(|()| dest),
                 // Another process finished the same snapshot first.
-                Err(_) if dest.is_dir() => Ok(()),
+                Err(_) if dest.is_dir() => Ok(dest),
                 Err(e) => Err(StoreError::io(&dest)(e)),
             }
         })();
-        if work.exists() {
+        // Unless it became the (unpublished) snapshot.
+        if result.as_ref().map_or(true, |kept| *kept != work) && work.exists() {
             let _ = fs::remove_dir_all(&work);
         }
-        result.map(|()| dest)
+        result
+    }
+
+    /// Registers `work` (unpacked in this process's scratch space) as the
+    /// unpublished snapshot of `diff_id` and returns where the snapshot is:
+    /// `work`, or the tree another thread of this process or another
+    /// process made first.
+    fn set_aside(&self, diff_id: &Digest, work: &Path) -> PathBuf {
+        let mut unpublished = self.lock_unpublished();
+        let published = self.published_snapshot_path(diff_id);
+        if published.is_dir() {
+            return published;
+        }
+        unpublished
+            .entry(*diff_id)
+            .or_insert_with(|| work.to_path_buf())
+            .clone()
     }
 
     /// Makes `tree` the snapshot of layer `diff_id` without unpacking the
@@ -144,8 +186,9 @@ impl Store {
         Ok(aside)
     }
 
-    /// Publishes the snapshots this process adopted (see
-    /// [`Store::adopt_snapshot`]): one `syncfs` makes them all durable,
+    /// Publishes the snapshots this process adopted or unpacked for a
+    /// build (see [`Store::adopt_snapshot`],
+    /// [`Store::snapshot_layer_deferred`]): one `syncfs` makes them all durable,
     /// then each is renamed into `snapshots/`. Dropping the store calls it
     /// (`rbuild build` drops its store when the command ends, after all of
     /// its builds); a caller may call it earlier once no step is running.

@@ -526,3 +526,48 @@ fn dropping_the_store_publishes_its_snapshots_and_a_crash_before_loses_only_scra
     assert_eq!(unpacked, published(&lost));
     assert_eq!(fs::read(unpacked.join("etc/other")).unwrap(), b"data");
 }
+
+#[test]
+fn snapshots_unpacked_for_a_build_wait_unpublished_and_publish_with_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let published = |l: &LayerInfo| dir.path().join("store-v1/snapshots").join(l.diff_id.hex());
+    let store = Store::open(dir.path()).unwrap();
+    let l = layer_from(&store, &[("etc/hello", b"world")]);
+
+    let unpacked = store.snapshot_layer_deferred(&l).unwrap();
+    assert_ne!(unpacked, published(&l));
+    assert!(
+        unpacked.starts_with(store.tmp_dir()),
+        "{}",
+        unpacked.display()
+    );
+    assert!(
+        !published(&l).exists(),
+        "not published before publish_snapshots"
+    );
+    assert_eq!(fs::read(unpacked.join("etc/hello")).unwrap(), b"world");
+    // Found where it waits, and not unpacked twice.
+    assert_eq!(store.snapshot_path(&l.diff_id), unpacked);
+    assert_eq!(store.snapshot_layer_deferred(&l).unwrap(), unpacked);
+    assert_eq!(store.snapshot_layer(&l).unwrap(), unpacked);
+
+    store.publish_snapshots().unwrap();
+    assert!(!unpacked.exists());
+    assert_eq!(store.snapshot_path(&l.diff_id), published(&l));
+    assert_eq!(fs::read(published(&l).join("etc/hello")).unwrap(), b"world");
+    // Published already: nothing is unpacked again.
+    assert_eq!(store.snapshot_layer_deferred(&l).unwrap(), published(&l));
+
+    // A process killed before publishing leaves only scratch space; the
+    // next one unpacks the blob again.
+    let lost = layer_from(&store, &[("etc/other", b"data")]);
+    store.snapshot_layer_deferred(&lost).unwrap();
+    std::mem::forget(store);
+    assert!(!published(&lost).exists());
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.snapshot_layer(&lost).unwrap(), published(&lost));
+    assert_eq!(
+        fs::read(published(&lost).join("etc/other")).unwrap(),
+        b"data"
+    );
+}

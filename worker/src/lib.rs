@@ -555,7 +555,7 @@ impl<'a> BuildWorker<'a> {
         let mut dirs = output
             .layers
             .iter()
-            .map(|l| self.cfg.store.snapshot_layer(&l.info))
+            .map(|l| self.cfg.store.snapshot_layer_deferred(&l.info))
             .collect::<Result<Vec<_>, _>>()?;
         dirs.reverse();
         Ok(dirs)
