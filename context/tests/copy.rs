@@ -1157,3 +1157,43 @@ fn add_extracts_archive_members_whose_names_are_not_utf8_as_bytes() {
         ]
     );
 }
+
+/// The key of a COPY whose walk spans several of the batches its digests
+/// are computed in, with hard links from one batch (and one source) to
+/// another: pinned, as the walk was held whole when it was recorded.
+#[test]
+fn content_digest_of_a_walk_longer_than_a_batch_is_pinned() {
+    let ctx = Context::new();
+    for i in 0..9000 {
+        ctx.file_mode(
+            &format!("big/d{:02}/f{i}", i % 30),
+            &format!("{i}\n"),
+            0o644,
+        );
+    }
+    ctx.file_mode("other/x", "x\n", 0o600);
+    for d in ["big", "other"].into_iter().chain(
+        (0..30)
+            .map(|i| format!("big/d{i:02}"))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str),
+    ) {
+        std::fs::set_permissions(ctx.path(d), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // `big/d00/f0` is walked first, `big/d29/z` last: a link to it from
+    // the last batch and from the second source.
+    std::fs::hard_link(ctx.path("big/d00/f0"), ctx.path("big/d29/z")).unwrap();
+    std::fs::hard_link(ctx.path("big/d00/f0"), ctx.path("other/y")).unwrap();
+    let src = ctx.fs();
+    let d = content_digest(
+        Some(&src as &dyn SourceFs),
+        &copy(&["big", "other"], "/srv/"),
+    )
+    .unwrap();
+    assert_eq!(d.files.len(), 9000 + 30 + 1 + 2);
+    assert_eq!(
+        d.digest.to_string(),
+        "sha256:d87722fdcd7a7baa832b0de23dcfff5e07d405c5831a85a757e8567113867ed0"
+    );
+}

@@ -209,25 +209,33 @@ pub fn content_digest(src: Option<&dyn SourceFs>, op: &CopyOp) -> Result<Content
                 enc.u64("roots", roots.len() as u64);
                 for root in roots {
                     enc.str("root", &root.name);
-                    let entries: Vec<select::Item> = match root.contents {
+                    let start = files.len();
+                    let mut digests = Digests {
+                        src,
+                        keep_owner,
+                        links: &mut links,
+                        batch: Vec::new(),
+                        files: &mut files,
+                    };
+                    if root.contents.is_some() {
                         // A directory root's own metadata does not reach
                         // the layer (only its contents are copied).
-                        Some(items) => {
-                            enc.str("root-kind", "dir");
-                            items
-                        }
-                        None => vec![select::Item {
+                        enc.str("root-kind", "dir");
+                        root.for_each(src, |item| digests.push(item))?;
+                    } else {
+                        digests.push(select::Item {
                             rel: root.name,
                             path: root.path,
                             meta: root.meta,
-                        }],
-                    };
-                    enc.u64("entries", entries.len() as u64);
-                    let digests = entry_digests(src, &entries, keep_owner, &mut links)?;
-                    files.reserve(entries.len());
-                    for (item, d) in entries.into_iter().zip(digests) {
-                        enc.digest("entry", &d);
-                        files.push((item.path, d));
+                        })?;
+                    }
+                    digests.flush()?;
+                    // The entries' digests are in `files`, in walk order,
+                    // until the sort below: encoded once their count is
+                    // known.
+                    enc.u64("entries", (files.len() - start) as u64);
+                    for (_, d) in &files[start..] {
+                        enc.digest("entry", d);
                     }
                 }
             }
@@ -307,6 +315,46 @@ pub fn tree_digest(src: &dyn SourceFs, rel: &str) -> Result<ContentDigest, CopyE
         digest: enc.finish().digest(),
         files,
     })
+}
+
+/// Entries of a walk whose digests [`entry_digests`] computes a batch at
+/// a time (in parallel within a batch), appending them to `files` in walk
+/// order with their source paths: the walk itself is never held whole.
+struct Digests<'a> {
+    src: &'a dyn SourceFs,
+    keep_owner: bool,
+    links: &'a mut HashMap<(u64, u64), String>,
+    batch: Vec<select::Item>,
+    files: &'a mut Vec<(String, Digest)>,
+}
+
+impl Digests<'_> {
+    /// Entries per batch: enough to keep every core busy between two
+    /// batches, few enough that a batch is a small part of a large
+    /// context's memory.
+    const BATCH: usize = 8192;
+
+    fn push(&mut self, item: select::Item) -> Result<(), CopyError> {
+        self.batch.push(item);
+        if self.batch.len() >= Self::BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), CopyError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let digests = entry_digests(self.src, &self.batch, self.keep_owner, self.links)?;
+        self.files.extend(
+            self.batch
+                .drain(..)
+                .zip(digests)
+                .map(|(item, d)| (item.path, d)),
+        );
+        Ok(())
+    }
 }
 
 /// The digests of `entries` (see [`entry_digest`]), in order, computed in
@@ -560,8 +608,8 @@ pub fn write_layer(
                 for root in roots {
                     // Owned, so each item is freed as its entry goes into
                     // the plan rather than held to the end.
-                    match root.contents {
-                        Some(mut items) => {
+                    match &root.contents {
+                        Some(_) => {
                             match dest_kind {
                                 Some(EntryKind::Dir) => {}
                                 Some(_) => {
@@ -584,26 +632,14 @@ pub fn write_layer(
                                     },
                                 )?,
                             }
-                            // Taken from the end, the list shrinking as it
-                            // empties: a 100,000-file COPY would otherwise
-                            // hold every item and every entry at once. The
-                            // items of a root have distinct paths, so the
-                            // order they go in does not matter.
+                            // Each entry goes into the plan as the walk
+                            // hands it out: no list of the walk is held
+                            // beside the plan.
                             let prefix = dest_key.join("/");
-                            // The list's spare room goes first (a quarter
-                            // of a 100,000-item list grown by doubling),
-                            // then every quarter emptied: the list and the
-                            // plan never hold much more than one entry per
-                            // item between them.
-                            items.shrink_to_fit();
-                            while let Some(item) = items.pop() {
-                                if items.capacity() > 4096 && items.len() < items.capacity() / 4 * 3
-                                {
-                                    items.shrink_to_fit();
-                                }
+                            root.for_each(src, |item| {
                                 let entry = source_entry(src, &item.path, &item.meta, &rules)?;
-                                plan.insert_path(dest_path(&prefix, &item.rel), entry)?;
-                            }
+                                plan.insert_path(dest_path(&prefix, &item.rel), entry)
+                            })?;
                         }
                         None => {
                             let unpack = op.add.as_ref().is_some_and(|a| a.unpack)
