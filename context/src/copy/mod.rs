@@ -637,7 +637,8 @@ pub fn write_layer(
                             // beside the plan.
                             let prefix = dest_key.join("/");
                             root.for_each(src, |item| {
-                                let entry = source_entry(src, &item.path, &item.meta, &rules)?;
+                                let entry =
+                                    source_entry(&mut plan, src, &item.path, &item.meta, &rules)?;
                                 plan.insert_path(dest_path(&prefix, &item.rel), entry)
                             })?;
                         }
@@ -666,7 +667,8 @@ pub fn write_layer(
                                 )?;
                                 archives.push(archive);
                             } else {
-                                let entry = source_entry(src, &root.path, &root.meta, &rules)?;
+                                let entry =
+                                    source_entry(&mut plan, src, &root.path, &root.meta, &rules)?;
                                 plan.insert(file_target(&root.name), entry)?;
                             }
                         }
@@ -696,6 +698,7 @@ fn dest_path(prefix: &str, rel: &str) -> String {
 
 /// The layer entry for a source entry.
 fn source_entry(
+    plan: &mut Plan<'_>,
     src: &dyn SourceFs,
     path: &str,
     meta: &SourceMeta,
@@ -708,7 +711,7 @@ fn source_entry(
     let kind = match meta.kind {
         EntryKind::Dir => Kind::Dir,
         EntryKind::File => Kind::File {
-            data: Data::Source(path.to_string()),
+            data: plan.source(path),
             size: meta.size,
             link: src
                 .link_id_of(path, meta)
