@@ -309,7 +309,7 @@ pub(crate) fn run(
                     .content
                     .and_then(|c| worker.files_for(&c))
                     .unwrap_or_default();
-                let current = StepFingerprint::new(&record.key, &record.parts, files.as_slice());
+                let current = StepFingerprint::new(&record.key, &record.parts, files);
                 let reason = if executed {
                     Some(miss_reason(
                         request,
