@@ -42,7 +42,7 @@ pub(crate) use layered::read_xattrs;
 pub use source::{EntryKind, HostStat, SourceFs, SourceMeta, Xattrs};
 
 use chmod::Chmod;
-use plan::{CreatedDirs, Data, Entry, Kind, Plan};
+use plan::{CreatedDirs, Data, Entry, Kind, LayerWriter, PathArena, Plan};
 use rbuild_store::layer::PackStats;
 use select::{Root, is_url, select_source};
 
@@ -573,6 +573,19 @@ pub fn write_layer(
         )?;
     }
 
+    // The most common large COPY, one directory's contents (`COPY .
+    // /app`): its layer is written as the walk goes, without a plan of
+    // it (see `stream_dir_root`).
+    if let ([Selected::Local(roots)], []) = (selected.as_slice(), inline)
+        && let [root] = roots.as_slice()
+        && root.contents.is_some()
+    {
+        let src = src.ok_or(CopyError::NoSourceFs)?;
+        dir_root_dest(&mut plan, dest_kind, &dest_key, created, root)?;
+        let prefix = dest_key.join("/");
+        return stream_dir_root(plan, src, root, &prefix, &rules, created, out);
+    }
+
     // Downloads and archives must outlive the write.
     let mut downloads = Vec::new();
     let mut archives = Vec::new();
@@ -610,35 +623,19 @@ pub fn write_layer(
                     // the plan rather than held to the end.
                     match &root.contents {
                         Some(_) => {
-                            match dest_kind {
-                                Some(EntryKind::Dir) => {}
-                                Some(_) => {
-                                    return Err(CopyError::NotADirectory {
-                                        path: format!("/{}", dest_key.join("/")),
-                                    });
-                                }
-                                None if plan.contains(&dest_key) => {}
-                                None => plan.insert(
-                                    dest_key.clone(),
-                                    Entry {
-                                        kind: Kind::Dir,
-                                        mode: created.mode,
-                                        uid: created.uid,
-                                        gid: created.gid,
-                                        // BuildKit gives the new directory
-                                        // the source directory's time.
-                                        mtime: root.meta.mtime,
-                                        xattrs: Box::default(),
-                                    },
-                                )?,
-                            }
+                            dir_root_dest(&mut plan, dest_kind, &dest_key, created, &root)?;
                             // Each entry goes into the plan as the walk
                             // hands it out: no list of the walk is held
                             // beside the plan.
                             let prefix = dest_key.join("/");
                             root.for_each(src, |item| {
-                                let entry =
-                                    source_entry(&mut plan, src, &item.path, &item.meta, &rules)?;
+                                let entry = source_entry(
+                                    plan.paths_mut(),
+                                    src,
+                                    &item.path,
+                                    &item.meta,
+                                    &rules,
+                                )?;
                                 plan.insert_path(dest_path(&prefix, &item.rel), entry)
                             })?;
                         }
@@ -667,8 +664,13 @@ pub fn write_layer(
                                 )?;
                                 archives.push(archive);
                             } else {
-                                let entry =
-                                    source_entry(&mut plan, src, &root.path, &root.meta, &rules)?;
+                                let entry = source_entry(
+                                    plan.paths_mut(),
+                                    src,
+                                    &root.path,
+                                    &root.meta,
+                                    &rules,
+                                )?;
                                 plan.insert(file_target(&root.name), entry)?;
                             }
                         }
@@ -682,6 +684,91 @@ pub fn write_layer(
     drop(downloads);
     drop(archives);
     Ok(stats)
+}
+
+/// Checks the destination of a directory root's contents (`dest_key`,
+/// whose kind in the destination is `dest_kind`) and adds it to `plan`
+/// when the copy creates it.
+fn dir_root_dest(
+    plan: &mut Plan<'_>,
+    dest_kind: Option<EntryKind>,
+    dest_key: &[String],
+    created: CreatedDirs,
+    root: &Root,
+) -> Result<(), CopyError> {
+    match dest_kind {
+        Some(EntryKind::Dir) => Ok(()),
+        Some(_) => Err(CopyError::NotADirectory {
+            path: format!("/{}", dest_key.join("/")),
+        }),
+        None if plan.contains(dest_key) => Ok(()),
+        None => plan.insert(
+            dest_key.to_vec(),
+            Entry {
+                kind: Kind::Dir,
+                mode: created.mode,
+                uid: created.uid,
+                gid: created.gid,
+                // BuildKit gives the new directory the source
+                // directory's time.
+                mtime: root.meta.mtime,
+                xattrs: Box::default(),
+            },
+        ),
+    }
+}
+
+/// Writes the layer of a copy whose only source is the directory `root`
+/// to `out` as its walk hands out the entries, holding none of them: the
+/// bytes a plan of every entry would write, in the same order.
+///
+/// `plan` holds what goes before the walk (the destination directory
+/// when the copy creates it). The walk's order is the layer's (a
+/// directory's entries sorted by name, each directory before its
+/// contents, every directory leading to a selected entry handed out
+/// before it), so the first entry and the plan's parents, added once
+/// that entry is in (the destination directory and those above it), are
+/// all that ever sorts before an entry still to come: the plan is
+/// written then, and each later entry straight after its checks.
+fn stream_dir_root(
+    mut plan: Plan<'_>,
+    src: &dyn SourceFs,
+    root: &Root,
+    prefix: &str,
+    rules: &Rules,
+    created: CreatedDirs,
+    out: &mut dyn Write,
+) -> Result<PackStats, CopyError> {
+    let mut out = Some(out);
+    let mut writer: Option<LayerWriter<'_>> = None;
+    // The current entry's source path.
+    let mut scratch = PathArena::default();
+    root.for_each(src, |item| {
+        let key = dest_path(prefix, &item.rel);
+        match &mut writer {
+            Some(w) => {
+                scratch.clear();
+                let entry = source_entry(&mut scratch, src, &item.path, &item.meta, rules)?;
+                plan.check_new(&key, &entry)?;
+                w.entry(&key, &entry, &scratch, Some(src))
+            }
+            None => {
+                let entry = source_entry(plan.paths_mut(), src, &item.path, &item.meta, rules)?;
+                plan.insert_path(key, entry)?;
+                plan.fill_parents(created)?;
+                let w = writer.insert(LayerWriter::new(out.take().expect("one writer"))?);
+                plan.write_to(w, Some(src))
+            }
+        }
+    })?;
+    match writer {
+        Some(w) => w.finish(),
+        None => {
+            // Nothing below the root: the plan is the layer.
+            plan.fill_parents(created)?;
+            plan.write(Some(src), out.take().expect("not written yet"))
+        }
+    }
 }
 
 /// The plan key of `rel` (a walk's relative path, components joined by
@@ -698,7 +785,7 @@ fn dest_path(prefix: &str, rel: &str) -> String {
 
 /// The layer entry for a source entry.
 fn source_entry(
-    plan: &mut Plan<'_>,
+    paths: &mut PathArena,
     src: &dyn SourceFs,
     path: &str,
     meta: &SourceMeta,
@@ -711,7 +798,7 @@ fn source_entry(
     let kind = match meta.kind {
         EntryKind::Dir => Kind::Dir,
         EntryKind::File => Kind::File {
-            data: plan.source(path),
+            data: Data::Source(paths.push(path)),
             size: meta.size,
             link: src
                 .link_id_of(path, meta)

@@ -23,8 +23,8 @@ use rbuild_store::layer::{PackStats, ThreadHashingWriter};
 /// Where a file's bytes come from.
 #[derive(Debug, Clone)]
 pub(crate) enum Data {
-    /// A path in the source tree, held in the plan's [`PathArena`] (see
-    /// [`Plan::source`]).
+    /// A path in the source tree, held in a [`PathArena`] (the plan's,
+    /// or the one a streamed entry is written from).
     Source(PathRef),
     /// Inline content (a heredoc).
     Inline(Arc<String>),
@@ -102,6 +102,11 @@ impl PathArena {
 
     pub(crate) fn get(&self, path: PathRef) -> &str {
         &self.buf[path.start..path.end]
+    }
+
+    /// Forgets every path (the buffer is kept for the next ones).
+    pub(crate) fn clear(&mut self) {
+        self.buf.clear();
     }
 }
 
@@ -185,11 +190,6 @@ impl<'a> Plan<'a> {
             others: BTreeMap::new(),
             parent_seen: None,
         }
-    }
-
-    /// The data of a file read from `path` in the source tree.
-    pub(crate) fn source(&mut self, path: &str) -> Data {
-        Data::Source(self.paths.push(path))
     }
 
     /// Where the entry at `key` is held.
@@ -283,34 +283,26 @@ impl<'a> Plan<'a> {
                 .dest_kind_under_parent(&key.0)?
                 .map(|k| k == EntryKind::Dir),
         };
-        match (existing_is_dir, new_is_dir) {
-            (Some(true), false) => Err(CopyError::ReplaceDirectory {
-                path: display(&key.0),
-            }),
-            (Some(false), true) => Err(CopyError::NotADirectory {
-                path: display(&key.0),
-            }),
-            _ => {
-                match slot {
-                    Slot::Sorted(i) => self.sorted[i].1 = entry,
-                    Slot::Others => {
-                        self.others.insert(key, entry);
-                    }
-                    Slot::Missing => {
-                        let after_last = self.sorted.last().is_none_or(|(last, _)| {
-                            cmp_paths(&key.0, self.paths.get(*last)).is_gt()
-                        });
-                        if after_last {
-                            let path = self.paths.push(&key.0);
-                            self.sorted.push((path, entry));
-                        } else {
-                            self.others.insert(key, entry);
-                        }
-                    }
+        conflict(&key.0, existing_is_dir, new_is_dir)?;
+        match slot {
+            Slot::Sorted(i) => self.sorted[i].1 = entry,
+            Slot::Others => {
+                self.others.insert(key, entry);
+            }
+            Slot::Missing => {
+                let after_last = self
+                    .sorted
+                    .last()
+                    .is_none_or(|(last, _)| cmp_paths(&key.0, self.paths.get(*last)).is_gt());
+                if after_last {
+                    let path = self.paths.push(&key.0);
+                    self.sorted.push((path, entry));
+                } else {
+                    self.others.insert(key, entry);
                 }
-                Ok(())
             }
         }
+        Ok(())
     }
 
     /// [`Plan::dest_kind_at`], answered without a lookup when the parent
@@ -402,99 +394,168 @@ impl<'a> Plan<'a> {
         // An empty plan still makes a layer (a tar with no entries):
         // BuildKit gives every COPY, ADD and WORKDIR step a layer, empty
         // or not.
-        let output = |source| CopyError::Output { source };
-        // Hashed on a thread of its own: sha256 of every byte was a fifth
-        // of a large COPY's time on the thread that also reads and writes.
-        let mut out = ThreadHashingWriter::new(out).map_err(output)?;
-        let mut first_links: HashMap<(u64, u64, u64), Vec<u8>> = HashMap::new();
-        let mut host_files: HashMap<PathBuf, File> = HashMap::new();
+        let mut writer = LayerWriter::new(out)?;
+        self.write_to(&mut writer, src)?;
+        writer.finish()
+    }
+
+    /// Writes the entries to `writer`, in layer order.
+    pub(crate) fn write_to(
+        &self,
+        writer: &mut LayerWriter<'_>,
+        src: Option<&dyn SourceFs>,
+    ) -> Result<(), CopyError> {
         for (key, entry) in self.entries() {
-            let mut path = rbuild_oci::path_text::to_bytes(key).into_owned();
-            let kind = match &entry.kind {
-                Kind::Dir => {
-                    path.push(b'/');
-                    TarKind::Directory
-                }
-                Kind::File { size, link, .. } => {
-                    match link.as_deref().and_then(|l| first_links.get(l)) {
-                        Some(first) => TarKind::HardLink {
-                            target: first.clone(),
-                        },
-                        None => TarKind::Regular { size: *size },
-                    }
-                }
-                Kind::Symlink(target) => TarKind::Symlink {
-                    target: rbuild_oci::path_text::to_bytes(target).into_owned(),
-                },
-                Kind::Char(rdev) | Kind::Block(rdev) => {
-                    let (major, minor) = (libc::major(*rdev), libc::minor(*rdev));
-                    if matches!(entry.kind, Kind::Char(_)) {
-                        TarKind::Char { major, minor }
-                    } else {
-                        TarKind::Block { major, minor }
-                    }
-                }
-                Kind::Fifo => TarKind::Fifo,
-            };
-            let header = EntryHeader {
-                path: path.clone(),
-                kind: kind.clone(),
-                mode: entry.mode & 0o7777,
-                uid: u64::from(entry.uid),
-                gid: u64::from(entry.gid),
-                mtime: entry.mtime,
-                xattrs: entry
-                    .xattrs
-                    .iter()
-                    .map(|(k, v)| (k.clone().into_bytes(), v.clone()))
-                    .collect(),
-            };
-            tar_writer::write_header(&mut out, &header).map_err(output)?;
-            let (TarKind::Regular { size }, Kind::File { data, link, .. }) = (&kind, &entry.kind)
-            else {
-                continue;
-            };
-            if let Some(l) = link {
-                first_links.insert(**l, path);
-            }
-            let display_path = || display(key);
-            match data {
-                Data::Source(p) => {
-                    let p = self.paths.get(*p);
-                    let src = src.ok_or(CopyError::NoSourceFs)?;
-                    let mut file = src.open(p).map_err(|source| CopyError::Source {
-                        path: p.to_string(),
-                        source,
-                    })?;
-                    copy_exact(&mut file, *size, &mut out).map_err(|source| CopyError::Source {
-                        path: p.to_string(),
-                        source,
-                    })?;
-                }
-                Data::Inline(content) => {
-                    out.write_all(content.as_bytes()).map_err(output)?;
-                }
-                Data::Host { path, offset } => {
-                    if !host_files.contains_key(path) {
-                        let f = File::open(path).map_err(|source| CopyError::Io {
-                            path: path.clone(),
-                            source,
-                        })?;
-                        host_files.insert(path.clone(), f);
-                    }
-                    let file = host_files.get_mut(path).expect("just inserted");
-                    add::copy_range(file, *offset, *size, &mut out).map_err(|source| {
-                        CopyError::Io {
-                            path: display_path().into(),
-                            source,
-                        }
-                    })?;
-                }
-            }
-            tar_writer::write_padding(&mut out, *size).map_err(output)?;
+            writer.entry(key, entry, &self.paths, src)?;
         }
-        tar_writer::write_trailer(&mut out).map_err(output)?;
-        let (diff_id, size) = out.finish().map_err(output)?;
+        Ok(())
+    }
+
+    /// The arena [`Plan::source`] stores source paths in.
+    pub(crate) fn paths_mut(&mut self) -> &mut PathArena {
+        &mut self.paths
+    }
+
+    /// Checks that an entry that sorts after every entry of the plan may
+    /// go at `key` (the destination's rules, as [`Plan::insert_path`]
+    /// checks them), for a layer written without holding it.
+    pub(crate) fn check_new(&mut self, key: &str, entry: &Entry) -> Result<(), CopyError> {
+        let existing_is_dir = self
+            .dest_kind_under_parent(key)?
+            .map(|k| k == EntryKind::Dir);
+        conflict(key, existing_is_dir, matches!(entry.kind, Kind::Dir))
+    }
+}
+
+/// The rules [`Plan::insert_path`] applies: as BuildKit, a file never
+/// replaces a directory nor a directory a non-directory.
+fn conflict(key: &str, existing_is_dir: Option<bool>, new_is_dir: bool) -> Result<(), CopyError> {
+    match (existing_is_dir, new_is_dir) {
+        (Some(true), false) => Err(CopyError::ReplaceDirectory { path: display(key) }),
+        (Some(false), true) => Err(CopyError::NotADirectory { path: display(key) }),
+        _ => Ok(()),
+    }
+}
+
+/// Writes layer entries as an uncompressed tar, one at a time, in layer
+/// order: what [`Plan::write`] does with a whole plan, and what a COPY of
+/// one directory does with each entry of its walk as it comes.
+pub(crate) struct LayerWriter<'w> {
+    /// Hashed on a thread of its own: sha256 of every byte was a fifth
+    /// of a large COPY's time on the thread that also reads and writes.
+    out: ThreadHashingWriter<&'w mut dyn Write>,
+    /// The tar path of the first entry of each hard-link group written.
+    first_links: HashMap<(u64, u64, u64), Vec<u8>>,
+    host_files: HashMap<PathBuf, File>,
+}
+
+impl<'w> LayerWriter<'w> {
+    pub(crate) fn new(out: &'w mut dyn Write) -> Result<LayerWriter<'w>, CopyError> {
+        Ok(LayerWriter {
+            out: ThreadHashingWriter::new(out).map_err(|source| CopyError::Output { source })?,
+            first_links: HashMap::new(),
+            host_files: HashMap::new(),
+        })
+    }
+
+    /// Writes the entry at `key`, its source path (if any) in `paths`.
+    pub(crate) fn entry(
+        &mut self,
+        key: &str,
+        entry: &Entry,
+        paths: &PathArena,
+        src: Option<&dyn SourceFs>,
+    ) -> Result<(), CopyError> {
+        let output = |source| CopyError::Output { source };
+        let out = &mut self.out;
+        let mut path = rbuild_oci::path_text::to_bytes(key).into_owned();
+        let kind = match &entry.kind {
+            Kind::Dir => {
+                path.push(b'/');
+                TarKind::Directory
+            }
+            Kind::File { size, link, .. } => {
+                match link.as_deref().and_then(|l| self.first_links.get(l)) {
+                    Some(first) => TarKind::HardLink {
+                        target: first.clone(),
+                    },
+                    None => TarKind::Regular { size: *size },
+                }
+            }
+            Kind::Symlink(target) => TarKind::Symlink {
+                target: rbuild_oci::path_text::to_bytes(target).into_owned(),
+            },
+            Kind::Char(rdev) | Kind::Block(rdev) => {
+                let (major, minor) = (libc::major(*rdev), libc::minor(*rdev));
+                if matches!(entry.kind, Kind::Char(_)) {
+                    TarKind::Char { major, minor }
+                } else {
+                    TarKind::Block { major, minor }
+                }
+            }
+            Kind::Fifo => TarKind::Fifo,
+        };
+        let header = EntryHeader {
+            path: path.clone(),
+            kind: kind.clone(),
+            mode: entry.mode & 0o7777,
+            uid: u64::from(entry.uid),
+            gid: u64::from(entry.gid),
+            mtime: entry.mtime,
+            xattrs: entry
+                .xattrs
+                .iter()
+                .map(|(k, v)| (k.clone().into_bytes(), v.clone()))
+                .collect(),
+        };
+        tar_writer::write_header(out, &header).map_err(output)?;
+        let (TarKind::Regular { size }, Kind::File { data, link, .. }) = (&kind, &entry.kind)
+        else {
+            return Ok(());
+        };
+        if let Some(l) = link {
+            self.first_links.insert(**l, path);
+        }
+        let display_path = || display(key);
+        match data {
+            Data::Source(p) => {
+                let p = paths.get(*p);
+                let src = src.ok_or(CopyError::NoSourceFs)?;
+                let mut file = src.open(p).map_err(|source| CopyError::Source {
+                    path: p.to_string(),
+                    source,
+                })?;
+                copy_exact(&mut file, *size, out).map_err(|source| CopyError::Source {
+                    path: p.to_string(),
+                    source,
+                })?;
+            }
+            Data::Inline(content) => {
+                out.write_all(content.as_bytes()).map_err(output)?;
+            }
+            Data::Host { path, offset } => {
+                if !self.host_files.contains_key(path) {
+                    let f = File::open(path).map_err(|source| CopyError::Io {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    self.host_files.insert(path.clone(), f);
+                }
+                let file = self.host_files.get_mut(path).expect("just inserted");
+                add::copy_range(file, *offset, *size, out).map_err(|source| CopyError::Io {
+                    path: display_path().into(),
+                    source,
+                })?;
+            }
+        }
+        tar_writer::write_padding(out, *size).map_err(output)
+    }
+
+    /// Ends the tar: its trailer, then the diff ID and size of it all.
+    pub(crate) fn finish(mut self) -> Result<PackStats, CopyError> {
+        let output = |source| CopyError::Output { source };
+        tar_writer::write_trailer(&mut self.out).map_err(output)?;
+        let (diff_id, size) = self.out.finish().map_err(output)?;
         Ok(PackStats { diff_id, size })
     }
 }
