@@ -18,14 +18,15 @@ use rbuild_registry::{Client, ClientOptions};
 use rbuild_solver::explain::{MissReason as Why, StepFingerprint, explain};
 use rbuild_solver::graph::StepId;
 use rbuild_solver::op::Op;
-use rbuild_solver::scheduler::{Outcome, SolveEvents, SolveOptions, StepRecord, solve};
+use rbuild_solver::scheduler::{Outcome, PhaseSpan, SolveEvents, SolveOptions, StepRecord, solve};
 use rbuild_solver::{CacheKey, Digest, KeyedOp as _};
 use rbuild_store::{Image, Store};
 use rbuild_worker::cache_registry::RegistryTransport;
 use rbuild_worker::cache_transfer::{self, ExportMode, ImportingCacheIndex};
 use rbuild_worker::{
     BlobFetcher as _, BuildContext, BuildError as WorkerError, BuildWorker, CACHE_INDEX_VERSION,
-    LineageStore, LogSink, Secrets, StepOutput, StoreResolver, WorkerConfig, WorkerInputs,
+    LineageStore, LogSink, Secrets, SharedFiles, StepOutput, StoreResolver, WorkerConfig,
+    WorkerInputs,
 };
 
 use crate::cache::{self, fetch_failure_message};
@@ -278,6 +279,29 @@ pub(crate) fn run(
     };
 
     let imported = index.imported_hits();
+    // What the explanations and the provenance need from the worker is
+    // taken, then the worker goes and the contexts' stat caches are saved
+    // and freed: each holds its file as read (12 MB for a 100,000-file
+    // context), and explaining a large COPY's miss loads the previous
+    // build's per-file digests (as many again) beside the current ones.
+    let capture = capture_provenance(request, &plan, &solved.steps, &worker, &started_at);
+    let step_phases: HashMap<StepId, Vec<PhaseSpan>> = solved
+        .steps
+        .iter()
+        .map(|r| (r.id, worker.phases(r.id)))
+        .collect();
+    let step_files: HashMap<Digest, SharedFiles> = solved
+        .steps
+        .iter()
+        .filter_map(|r| r.parts.content)
+        .filter_map(|c| Some((c, worker.files_for(&c)?)))
+        .collect();
+    drop(worker);
+    context.save()?;
+    drop(context);
+    for (_, _, fs) in &named_fs {
+        fs.save()?;
+    }
     // The steps' per-file lists are freed, on the threads that ran them:
     // what follows (explaining misses, the export) starts from what is
     // live instead of adding to their arenas' peaks.
@@ -307,9 +331,9 @@ pub(crate) fn run(
                 let files = record
                     .parts
                     .content
-                    .and_then(|c| worker.files_for(&c))
+                    .and_then(|c| step_files.get(&c).cloned())
                     .unwrap_or_default();
-                let current = StepFingerprint::new(&record.key, &record.parts, files.as_slice());
+                let current = StepFingerprint::new(&record.key, &record.parts, files);
                 let reason = if executed {
                     Some(miss_reason(
                         request,
@@ -333,7 +357,7 @@ pub(crate) fn run(
         step.timing = Some(crate::timing::step_timing(
             started,
             record,
-            &worker.phases(record.id),
+            step_phases.get(&record.id).map_or(&[][..], Vec::as_slice),
         ));
         reports.push(step);
     }
@@ -348,12 +372,7 @@ pub(crate) fn run(
         },
         plan.target.index(),
     );
-    let capture = capture_provenance(request, &plan, &solved.steps, &worker, &started_at);
-    drop(worker);
-    context.save()?;
-    for (_, _, fs) in &named_fs {
-        fs.save()?;
-    }
+    drop(step_files);
 
     let target = &solved.outputs[0];
     let step_name = |key: &CacheKey| events.step_name(key);

@@ -1157,3 +1157,86 @@ fn add_extracts_archive_members_whose_names_are_not_utf8_as_bytes() {
         ]
     );
 }
+
+/// The key of a COPY whose walk spans several of the batches its digests
+/// are computed in, with hard links from one batch (and one source) to
+/// another: pinned, as the walk was held whole when it was recorded.
+#[test]
+fn content_digest_of_a_walk_longer_than_a_batch_is_pinned() {
+    let ctx = Context::new();
+    for i in 0..9000 {
+        ctx.file_mode(
+            &format!("big/d{:02}/f{i}", i % 30),
+            &format!("{i}\n"),
+            0o644,
+        );
+    }
+    ctx.file_mode("other/x", "x\n", 0o600);
+    for d in ["big", "other"].into_iter().chain(
+        (0..30)
+            .map(|i| format!("big/d{i:02}"))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str),
+    ) {
+        std::fs::set_permissions(ctx.path(d), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // `big/d00/f0` is walked first, `big/d29/z` last: a link to it from
+    // the last batch and from the second source.
+    std::fs::hard_link(ctx.path("big/d00/f0"), ctx.path("big/d29/z")).unwrap();
+    std::fs::hard_link(ctx.path("big/d00/f0"), ctx.path("other/y")).unwrap();
+    let src = ctx.fs();
+    let d = content_digest(
+        Some(&src as &dyn SourceFs),
+        &copy(&["big", "other"], "/srv/"),
+    )
+    .unwrap();
+    assert_eq!(d.files.len(), 9000 + 30 + 1 + 2);
+    assert_eq!(
+        d.digest.to_string(),
+        "sha256:d87722fdcd7a7baa832b0de23dcfff5e07d405c5831a85a757e8567113867ed0"
+    );
+}
+
+/// A COPY of one directory's contents is written as its walk goes, with
+/// no plan of the layer; beside a source that selects nothing (which
+/// makes it build the plan) it must write the same bytes: the created
+/// destination and its existing parents first, a re-included file's
+/// excluded directory before it, hard links to the first of their group.
+#[test]
+fn one_directory_streamed_writes_the_bytes_of_a_whole_plan() {
+    let ctx = Context::new();
+    for i in 0..50 {
+        ctx.file(&format!("tree/d{}/f{i}", i % 7), &format!("{i}\n"));
+    }
+    ctx.file("tree/a-b", "dash\n")
+        .file("tree/a/x", "x\n")
+        .file("tree/skip/drop", "no\n")
+        .file("tree/skip/deep/keep", "yes\n")
+        .link("tree/d0/ln", "../a/x");
+    std::fs::hard_link(ctx.path("tree/a/x"), ctx.path("tree/z-link")).unwrap();
+    let dest = LayeredFs::new(vec![base().path().to_path_buf()]);
+    let src = ctx.fs();
+    for (dest_dir, exclude) in [
+        ("/usr/share/app/", vec!["skip", "!skip/deep/keep"]),
+        ("/etc/", vec![]),
+        ("/new/deeper/", vec!["*"]),
+    ] {
+        let mut streamed = copy(&["tree"], dest_dir);
+        streamed.exclude = exclude.iter().map(|s| s.to_string()).collect();
+        let mut planned = streamed.clone();
+        planned.sources.push("nomatch*".to_string());
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let stats_a = write_layer(&dest, Some(&src), &streamed, &mut a).unwrap();
+        let stats_b = write_layer(&dest, Some(&src), &planned, &mut b).unwrap();
+        assert!(a == b, "{dest_dir}: {:?}", paths(&list(&a)));
+        assert_eq!(stats_a, stats_b);
+        // Everything excluded: the created directories only.
+        let least = if exclude == ["*"] { 2 } else { 50 };
+        assert!(
+            list(&a).len() >= least,
+            "{dest_dir}: {:?}",
+            paths(&list(&a))
+        );
+    }
+}

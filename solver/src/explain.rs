@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -44,14 +45,16 @@ pub struct StepFingerprint {
     /// root, digest), sorted by path. Empty when not a COPY. Saved as
     /// `[path, "sha256:…"]` pairs; held as [`Digest`]s, 32 bytes where
     /// the text took about 110 (a COPY of a large context holds one per
-    /// file, twice when a miss is explained).
+    /// file, twice when a miss is explained). Shared with the worker that
+    /// computed them, not copied: for 100,000 files that is 10 MB.
     #[serde(default, with = "file_digests")]
-    pub files: Vec<(String, Digest)>,
+    pub files: Arc<Vec<(String, Digest)>>,
 }
 
 /// [`StepFingerprint::files`] as JSON: `[path, "sha256:…"]` pairs.
 mod file_digests {
     use std::fmt;
+    use std::sync::Arc;
 
     use serde::de::{self, Deserializer, Visitor};
     use serde::ser::{SerializeSeq, Serializer};
@@ -71,9 +74,9 @@ mod file_digests {
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
-    ) -> Result<Vec<(String, Digest)>, D::Error> {
+    ) -> Result<Arc<Vec<(String, Digest)>>, D::Error> {
         let pairs: Vec<(String, DigestText)> = serde::Deserialize::deserialize(d)?;
-        Ok(pairs.into_iter().map(|(p, d)| (p, d.0)).collect())
+        Ok(Arc::new(pairs.into_iter().map(|(p, d)| (p, d.0)).collect()))
     }
 
     /// A digest read and written as its text, without a `String` each.
@@ -105,7 +108,11 @@ mod file_digests {
 impl StepFingerprint {
     /// The fingerprint of a step with key `key` made of `parts`, whose
     /// content digest was computed over `files`.
-    pub fn new(key: &CacheKey, parts: &KeyParts, files: &[(String, Digest)]) -> StepFingerprint {
+    pub fn new(
+        key: &CacheKey,
+        parts: &KeyParts,
+        files: Arc<Vec<(String, Digest)>>,
+    ) -> StepFingerprint {
         StepFingerprint {
             key: key.to_string(),
             fields: parts
@@ -115,7 +122,7 @@ impl StepFingerprint {
                 .collect(),
             inputs: parts.inputs.iter().map(|k| k.to_string()).collect(),
             content: parts.content.map(|d| d.to_string()),
-            files: files.to_vec(),
+            files,
         }
     }
 
@@ -500,7 +507,7 @@ mod tests {
             inputs: inputs.to_vec(),
             content,
         };
-        StepFingerprint::new(&key, &parts, &files)
+        StepFingerprint::new(&key, &parts, Arc::new(files))
     }
 
     fn exec(args: &[&str], env: &[&str]) -> Op {

@@ -502,7 +502,7 @@ fn explain_a_miss_between_two_builds() {
         let (g, last) = chain(&fx, vec![op]);
         let report = build(&store, &g, last);
         let rec = report.steps.iter().find(|s| s.id == last).unwrap();
-        StepFingerprint::new(&rec.key, &rec.parts, &[])
+        StepFingerprint::new(&rec.key, &rec.parts, Default::default())
     };
     let before = fingerprint("V=1");
     lineages.save(identity, "0/2", &before).unwrap();

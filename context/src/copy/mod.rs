@@ -42,7 +42,7 @@ pub(crate) use layered::read_xattrs;
 pub use source::{EntryKind, HostStat, SourceFs, SourceMeta, Xattrs};
 
 use chmod::Chmod;
-use plan::{CreatedDirs, Data, Entry, Kind, Plan};
+use plan::{CreatedDirs, Data, Entry, Kind, LayerWriter, PathArena, Plan};
 use rbuild_store::layer::PackStats;
 use select::{Root, is_url, select_source};
 
@@ -209,25 +209,33 @@ pub fn content_digest(src: Option<&dyn SourceFs>, op: &CopyOp) -> Result<Content
                 enc.u64("roots", roots.len() as u64);
                 for root in roots {
                     enc.str("root", &root.name);
-                    let entries: Vec<select::Item> = match root.contents {
+                    let start = files.len();
+                    let mut digests = Digests {
+                        src,
+                        keep_owner,
+                        links: &mut links,
+                        batch: Vec::new(),
+                        files: &mut files,
+                    };
+                    if root.contents.is_some() {
                         // A directory root's own metadata does not reach
                         // the layer (only its contents are copied).
-                        Some(items) => {
-                            enc.str("root-kind", "dir");
-                            items
-                        }
-                        None => vec![select::Item {
+                        enc.str("root-kind", "dir");
+                        root.for_each(src, |item| digests.push(item))?;
+                    } else {
+                        digests.push(select::Item {
                             rel: root.name,
                             path: root.path,
                             meta: root.meta,
-                        }],
-                    };
-                    enc.u64("entries", entries.len() as u64);
-                    let digests = entry_digests(src, &entries, keep_owner, &mut links)?;
-                    files.reserve(entries.len());
-                    for (item, d) in entries.into_iter().zip(digests) {
-                        enc.digest("entry", &d);
-                        files.push((item.path, d));
+                        })?;
+                    }
+                    digests.flush()?;
+                    // The entries' digests are in `files`, in walk order,
+                    // until the sort below: encoded once their count is
+                    // known.
+                    enc.u64("entries", (files.len() - start) as u64);
+                    for (_, d) in &files[start..] {
+                        enc.digest("entry", d);
                     }
                 }
             }
@@ -307,6 +315,46 @@ pub fn tree_digest(src: &dyn SourceFs, rel: &str) -> Result<ContentDigest, CopyE
         digest: enc.finish().digest(),
         files,
     })
+}
+
+/// Entries of a walk whose digests [`entry_digests`] computes a batch at
+/// a time (in parallel within a batch), appending them to `files` in walk
+/// order with their source paths: the walk itself is never held whole.
+struct Digests<'a> {
+    src: &'a dyn SourceFs,
+    keep_owner: bool,
+    links: &'a mut HashMap<(u64, u64), String>,
+    batch: Vec<select::Item>,
+    files: &'a mut Vec<(String, Digest)>,
+}
+
+impl Digests<'_> {
+    /// Entries per batch: enough to keep every core busy between two
+    /// batches, few enough that a batch is a small part of a large
+    /// context's memory.
+    const BATCH: usize = 8192;
+
+    fn push(&mut self, item: select::Item) -> Result<(), CopyError> {
+        self.batch.push(item);
+        if self.batch.len() >= Self::BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), CopyError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let digests = entry_digests(self.src, &self.batch, self.keep_owner, self.links)?;
+        self.files.extend(
+            self.batch
+                .drain(..)
+                .zip(digests)
+                .map(|(item, d)| (item.path, d)),
+        );
+        Ok(())
+    }
 }
 
 /// The digests of `entries` (see [`entry_digest`]), in order, computed in
@@ -525,6 +573,19 @@ pub fn write_layer(
         )?;
     }
 
+    // The most common large COPY, one directory's contents (`COPY .
+    // /app`): its layer is written as the walk goes, without a plan of
+    // it (see `stream_dir_root`).
+    if let ([Selected::Local(roots)], []) = (selected.as_slice(), inline)
+        && let [root] = roots.as_slice()
+        && root.contents.is_some()
+    {
+        let src = src.ok_or(CopyError::NoSourceFs)?;
+        dir_root_dest(&mut plan, dest_kind, &dest_key, created, root)?;
+        let prefix = dest_key.join("/");
+        return stream_dir_root(plan, src, root, &prefix, &rules, created, out);
+    }
+
     // Downloads and archives must outlive the write.
     let mut downloads = Vec::new();
     let mut archives = Vec::new();
@@ -560,50 +621,23 @@ pub fn write_layer(
                 for root in roots {
                     // Owned, so each item is freed as its entry goes into
                     // the plan rather than held to the end.
-                    match root.contents {
-                        Some(mut items) => {
-                            match dest_kind {
-                                Some(EntryKind::Dir) => {}
-                                Some(_) => {
-                                    return Err(CopyError::NotADirectory {
-                                        path: format!("/{}", dest_key.join("/")),
-                                    });
-                                }
-                                None if plan.contains(&dest_key) => {}
-                                None => plan.insert(
-                                    dest_key.clone(),
-                                    Entry {
-                                        kind: Kind::Dir,
-                                        mode: created.mode,
-                                        uid: created.uid,
-                                        gid: created.gid,
-                                        // BuildKit gives the new directory
-                                        // the source directory's time.
-                                        mtime: root.meta.mtime,
-                                        xattrs: Box::default(),
-                                    },
-                                )?,
-                            }
-                            // Taken from the end, the list shrinking as it
-                            // empties: a 100,000-file COPY would otherwise
-                            // hold every item and every entry at once. The
-                            // items of a root have distinct paths, so the
-                            // order they go in does not matter.
+                    match &root.contents {
+                        Some(_) => {
+                            dir_root_dest(&mut plan, dest_kind, &dest_key, created, &root)?;
+                            // Each entry goes into the plan as the walk
+                            // hands it out: no list of the walk is held
+                            // beside the plan.
                             let prefix = dest_key.join("/");
-                            // The list's spare room goes first (a quarter
-                            // of a 100,000-item list grown by doubling),
-                            // then every quarter emptied: the list and the
-                            // plan never hold much more than one entry per
-                            // item between them.
-                            items.shrink_to_fit();
-                            while let Some(item) = items.pop() {
-                                if items.capacity() > 4096 && items.len() < items.capacity() / 4 * 3
-                                {
-                                    items.shrink_to_fit();
-                                }
-                                let entry = source_entry(src, &item.path, &item.meta, &rules)?;
-                                plan.insert_path(dest_path(&prefix, &item.rel), entry)?;
-                            }
+                            root.for_each(src, |item| {
+                                let entry = source_entry(
+                                    plan.paths_mut(),
+                                    src,
+                                    &item.path,
+                                    &item.meta,
+                                    &rules,
+                                )?;
+                                plan.insert_path(dest_path(&prefix, &item.rel), entry)
+                            })?;
                         }
                         None => {
                             let unpack = op.add.as_ref().is_some_and(|a| a.unpack)
@@ -630,7 +664,13 @@ pub fn write_layer(
                                 )?;
                                 archives.push(archive);
                             } else {
-                                let entry = source_entry(src, &root.path, &root.meta, &rules)?;
+                                let entry = source_entry(
+                                    plan.paths_mut(),
+                                    src,
+                                    &root.path,
+                                    &root.meta,
+                                    &rules,
+                                )?;
                                 plan.insert(file_target(&root.name), entry)?;
                             }
                         }
@@ -644,6 +684,91 @@ pub fn write_layer(
     drop(downloads);
     drop(archives);
     Ok(stats)
+}
+
+/// Checks the destination of a directory root's contents (`dest_key`,
+/// whose kind in the destination is `dest_kind`) and adds it to `plan`
+/// when the copy creates it.
+fn dir_root_dest(
+    plan: &mut Plan<'_>,
+    dest_kind: Option<EntryKind>,
+    dest_key: &[String],
+    created: CreatedDirs,
+    root: &Root,
+) -> Result<(), CopyError> {
+    match dest_kind {
+        Some(EntryKind::Dir) => Ok(()),
+        Some(_) => Err(CopyError::NotADirectory {
+            path: format!("/{}", dest_key.join("/")),
+        }),
+        None if plan.contains(dest_key) => Ok(()),
+        None => plan.insert(
+            dest_key.to_vec(),
+            Entry {
+                kind: Kind::Dir,
+                mode: created.mode,
+                uid: created.uid,
+                gid: created.gid,
+                // BuildKit gives the new directory the source
+                // directory's time.
+                mtime: root.meta.mtime,
+                xattrs: Box::default(),
+            },
+        ),
+    }
+}
+
+/// Writes the layer of a copy whose only source is the directory `root`
+/// to `out` as its walk hands out the entries, holding none of them: the
+/// bytes a plan of every entry would write, in the same order.
+///
+/// `plan` holds what goes before the walk (the destination directory
+/// when the copy creates it). The walk's order is the layer's (a
+/// directory's entries sorted by name, each directory before its
+/// contents, every directory leading to a selected entry handed out
+/// before it), so the first entry and the plan's parents, added once
+/// that entry is in (the destination directory and those above it), are
+/// all that ever sorts before an entry still to come: the plan is
+/// written then, and each later entry straight after its checks.
+fn stream_dir_root(
+    mut plan: Plan<'_>,
+    src: &dyn SourceFs,
+    root: &Root,
+    prefix: &str,
+    rules: &Rules,
+    created: CreatedDirs,
+    out: &mut dyn Write,
+) -> Result<PackStats, CopyError> {
+    let mut out = Some(out);
+    let mut writer: Option<LayerWriter<'_>> = None;
+    // The current entry's source path.
+    let mut scratch = PathArena::default();
+    root.for_each(src, |item| {
+        let key = dest_path(prefix, &item.rel);
+        match &mut writer {
+            Some(w) => {
+                scratch.clear();
+                let entry = source_entry(&mut scratch, src, &item.path, &item.meta, rules)?;
+                plan.check_new(&key, &entry)?;
+                w.entry(&key, &entry, &scratch, Some(src))
+            }
+            None => {
+                let entry = source_entry(plan.paths_mut(), src, &item.path, &item.meta, rules)?;
+                plan.insert_path(key, entry)?;
+                plan.fill_parents(created)?;
+                let w = writer.insert(LayerWriter::new(out.take().expect("one writer")));
+                plan.write_to(w, Some(src))
+            }
+        }
+    })?;
+    match writer {
+        Some(w) => w.finish(),
+        None => {
+            // Nothing below the root: the plan is the layer.
+            plan.fill_parents(created)?;
+            plan.write(Some(src), out.take().expect("not written yet"))
+        }
+    }
 }
 
 /// The plan key of `rel` (a walk's relative path, components joined by
@@ -660,6 +785,7 @@ fn dest_path(prefix: &str, rel: &str) -> String {
 
 /// The layer entry for a source entry.
 fn source_entry(
+    paths: &mut PathArena,
     src: &dyn SourceFs,
     path: &str,
     meta: &SourceMeta,
@@ -672,7 +798,7 @@ fn source_entry(
     let kind = match meta.kind {
         EntryKind::Dir => Kind::Dir,
         EntryKind::File => Kind::File {
-            data: Data::Source(path.to_string()),
+            data: Data::Source(paths.push(path)),
             size: meta.size,
             link: src
                 .link_id_of(path, meta)

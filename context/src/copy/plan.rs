@@ -23,8 +23,9 @@ use rbuild_store::layer::{PackStats, ThreadHashingWriter};
 /// Where a file's bytes come from.
 #[derive(Debug, Clone)]
 pub(crate) enum Data {
-    /// A path in the source tree.
-    Source(String),
+    /// A path in the source tree, held in a [`PathArena`] (the plan's,
+    /// or the one a streamed entry is written from).
+    Source(PathRef),
     /// Inline content (a heredoc).
     Inline(Arc<String>),
     /// `size` bytes at `offset` of a host file (a download, or a member of
@@ -72,11 +73,55 @@ pub(crate) struct CreatedDirs {
     pub gid: u32,
 }
 
-/// A destination path: its components joined by `/`, ordered component
-/// by component (so a directory sorts right before its children: `a/b`
-/// before `a-b`, where byte order would put it after). One allocation per
-/// entry, where a `Vec<String>` key took one per component: a
-/// 100,000-file COPY holds every key at once.
+/// Paths held end to end in one buffer, each named by its place in it: a
+/// 100,000-file COPY holds two paths per entry (where it goes, where it
+/// comes from), and one allocation (a `String`'s 24 bytes plus the heap
+/// block's rounding and header) per path was more than the paths.
+#[derive(Debug, Default)]
+pub(crate) struct PathArena {
+    buf: String,
+}
+
+/// A path in a [`PathArena`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PathRef {
+    start: usize,
+    end: usize,
+}
+
+impl PathArena {
+    /// Stores `path`; it stays until the arena is dropped.
+    pub(crate) fn push(&mut self, path: &str) -> PathRef {
+        let start = self.buf.len();
+        self.buf.push_str(path);
+        PathRef {
+            start,
+            end: self.buf.len(),
+        }
+    }
+
+    pub(crate) fn get(&self, path: PathRef) -> &str {
+        &self.buf[path.start..path.end]
+    }
+
+    /// Forgets every path (the buffer is kept for the next ones).
+    pub(crate) fn clear(&mut self) {
+        self.buf.clear();
+    }
+}
+
+/// Orders destination paths (components joined by `/`) component by
+/// component, so a directory sorts right before its children: `a/b`
+/// before `a-b`, where byte order would put it after.
+fn cmp_paths(a: &str, b: &str) -> std::cmp::Ordering {
+    fn components(p: &str) -> impl Iterator<Item = &str> {
+        p.split('/').filter(|c| !c.is_empty())
+    }
+    components(a).cmp(components(b))
+}
+
+/// A destination path (components joined by `/`) as a map key, ordered
+/// by [`cmp_paths`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PathKey(String);
 
@@ -84,20 +129,16 @@ impl PathKey {
     fn of(components: &[String]) -> PathKey {
         PathKey(components.join("/"))
     }
+}
 
-    fn components(&self) -> impl Iterator<Item = &str> {
-        self.0.split('/').filter(|c| !c.is_empty())
-    }
-
-    /// The keys of the directories above this one, outermost first.
-    fn parents(&self) -> impl Iterator<Item = &str> {
-        self.0.match_indices('/').map(|(i, _)| &self.0[..i])
-    }
+/// The keys of the directories above `path`, outermost first.
+fn parents(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(|(i, _)| &path[..i])
 }
 
 impl Ord for PathKey {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.components().cmp(other.components())
+        cmp_paths(&self.0, &other.0)
     }
 }
 
@@ -107,10 +148,27 @@ impl PartialOrd for PathKey {
     }
 }
 
+/// Where [`Plan`] holds an entry.
+enum Slot {
+    Sorted(usize),
+    Others,
+    Missing,
+}
+
 /// The layer's entries by destination path.
+///
+/// A COPY of a directory inserts its entries in walk order, which is the
+/// layer's order: those go at the end of `sorted`, one flat list, their
+/// paths in `paths`. An entry that does not sort after the last one (a
+/// second source, created parents, archive members) goes into `others`, a
+/// map; the two never hold the same path, and [`Plan::write`] merges
+/// them. (A map of every entry cost a large COPY about a third more
+/// memory per entry: a node, a `String` key.)
 pub(crate) struct Plan<'a> {
     dest: &'a LayeredFs,
-    entries: BTreeMap<PathKey, Entry>,
+    paths: PathArena,
+    sorted: Vec<(PathRef, Entry)>,
+    others: BTreeMap<PathKey, Entry>,
     /// The parent directory [`Plan::insert`] last looked up in the
     /// destination, and whether it is a directory there: a file under a
     /// parent the destination lacks is not there either, so a COPY of a
@@ -127,13 +185,62 @@ impl<'a> Plan<'a> {
     pub(crate) fn new(dest: &'a LayeredFs) -> Plan<'a> {
         Plan {
             dest,
-            entries: BTreeMap::new(),
+            paths: PathArena::default(),
+            sorted: Vec::new(),
+            others: BTreeMap::new(),
             parent_seen: None,
         }
     }
 
+    /// Where the entry at `key` is held.
+    fn slot(&self, key: &PathKey) -> Slot {
+        let after_last = self
+            .sorted
+            .last()
+            .is_none_or(|(last, _)| cmp_paths(&key.0, self.paths.get(*last)).is_gt());
+        if !after_last
+            && let Ok(i) = self
+                .sorted
+                .binary_search_by(|(p, _)| cmp_paths(self.paths.get(*p), &key.0))
+        {
+            return Slot::Sorted(i);
+        }
+        if self.others.contains_key(key) {
+            Slot::Others
+        } else {
+            Slot::Missing
+        }
+    }
+
+    fn get(&self, key: &PathKey) -> Option<&Entry> {
+        match self.slot(key) {
+            Slot::Sorted(i) => Some(&self.sorted[i].1),
+            Slot::Others => self.others.get(key),
+            Slot::Missing => None,
+        }
+    }
+
+    /// Every entry, in layer order.
+    fn entries(&self) -> impl Iterator<Item = (&str, &Entry)> {
+        let mut sorted = self
+            .sorted
+            .iter()
+            .map(|(p, e)| (self.paths.get(*p), e))
+            .peekable();
+        let mut others = self
+            .others
+            .iter()
+            .map(|(k, e)| (k.0.as_str(), e))
+            .peekable();
+        std::iter::from_fn(move || match (sorted.peek(), others.peek()) {
+            (Some(a), Some(b)) if cmp_paths(a.0, b.0).is_gt() => others.next(),
+            (Some(_), _) => sorted.next(),
+            (None, _) => others.next(),
+        })
+    }
+
     pub(crate) fn contains(&self, key: &[String]) -> bool {
-        self.entries.contains_key(&PathKey::of(key))
+        self.get(&PathKey::of(key)).is_some()
     }
 
     /// The destination's own entry at `key` (no symlink followed).
@@ -168,24 +275,34 @@ impl<'a> Plan<'a> {
     pub(crate) fn insert_path(&mut self, key: String, entry: Entry) -> Result<(), CopyError> {
         let key = PathKey(key);
         let new_is_dir = matches!(entry.kind, Kind::Dir);
-        let existing_is_dir = match self.entries.get(&key) {
-            Some(e) => Some(matches!(e.kind, Kind::Dir)),
-            None => self
+        let slot = self.slot(&key);
+        let existing_is_dir = match &slot {
+            Slot::Sorted(i) => Some(matches!(self.sorted[*i].1.kind, Kind::Dir)),
+            Slot::Others => self.others.get(&key).map(|e| matches!(e.kind, Kind::Dir)),
+            Slot::Missing => self
                 .dest_kind_under_parent(&key.0)?
                 .map(|k| k == EntryKind::Dir),
         };
-        match (existing_is_dir, new_is_dir) {
-            (Some(true), false) => Err(CopyError::ReplaceDirectory {
-                path: display(&key.0),
-            }),
-            (Some(false), true) => Err(CopyError::NotADirectory {
-                path: display(&key.0),
-            }),
-            _ => {
-                self.entries.insert(key, entry);
-                Ok(())
+        conflict(&key.0, existing_is_dir, new_is_dir)?;
+        match slot {
+            Slot::Sorted(i) => self.sorted[i].1 = entry,
+            Slot::Others => {
+                self.others.insert(key, entry);
+            }
+            Slot::Missing => {
+                let after_last = self
+                    .sorted
+                    .last()
+                    .is_none_or(|(last, _)| cmp_paths(&key.0, self.paths.get(*last)).is_gt());
+                if after_last {
+                    let path = self.paths.push(&key.0);
+                    self.sorted.push((path, entry));
+                } else {
+                    self.others.insert(key, entry);
+                }
             }
         }
+        Ok(())
     }
 
     /// [`Plan::dest_kind_at`], answered without a lookup when the parent
@@ -216,8 +333,8 @@ impl<'a> Plan<'a> {
         // checked or one of its ancestors (all checked before it): skip
         // the lookups (and key allocations) then.
         let mut last_checked = String::new();
-        for key in self.entries.keys() {
-            for parent in key.parents() {
+        for (key, _) in self.entries() {
+            for parent in parents(key) {
                 let seen = last_checked
                     .strip_prefix(parent)
                     .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
@@ -228,14 +345,16 @@ impl<'a> Plan<'a> {
                 last_checked.clear();
                 last_checked.push_str(parent);
                 let parent = PathKey(parent.to_string());
-                if self.entries.contains_key(&parent) || missing.contains_key(&parent) {
+                if self.get(&parent).is_some() || missing.contains_key(&parent) {
                     continue;
                 }
                 let entry = self.parent_entry(&parent.0, created)?;
                 missing.insert(parent, entry);
             }
         }
-        self.entries.extend(missing);
+        // Parents sort before the entries below them: none would go at
+        // the end of `sorted`.
+        self.others.extend(missing);
         Ok(())
     }
 
@@ -275,98 +394,168 @@ impl<'a> Plan<'a> {
         // An empty plan still makes a layer (a tar with no entries):
         // BuildKit gives every COPY, ADD and WORKDIR step a layer, empty
         // or not.
-        let output = |source| CopyError::Output { source };
-        // Hashed on a thread of its own: sha256 of every byte was a fifth
-        // of a large COPY's time on the thread that also reads and writes.
-        let mut out = ThreadHashingWriter::new(out);
-        let mut first_links: HashMap<(u64, u64, u64), Vec<u8>> = HashMap::new();
-        let mut host_files: HashMap<PathBuf, File> = HashMap::new();
-        for (key, entry) in &self.entries {
-            let mut path = rbuild_oci::path_text::to_bytes(&key.0).into_owned();
-            let kind = match &entry.kind {
-                Kind::Dir => {
-                    path.push(b'/');
-                    TarKind::Directory
-                }
-                Kind::File { size, link, .. } => {
-                    match link.as_deref().and_then(|l| first_links.get(l)) {
-                        Some(first) => TarKind::HardLink {
-                            target: first.clone(),
-                        },
-                        None => TarKind::Regular { size: *size },
-                    }
-                }
-                Kind::Symlink(target) => TarKind::Symlink {
-                    target: rbuild_oci::path_text::to_bytes(target).into_owned(),
-                },
-                Kind::Char(rdev) | Kind::Block(rdev) => {
-                    let (major, minor) = (libc::major(*rdev), libc::minor(*rdev));
-                    if matches!(entry.kind, Kind::Char(_)) {
-                        TarKind::Char { major, minor }
-                    } else {
-                        TarKind::Block { major, minor }
-                    }
-                }
-                Kind::Fifo => TarKind::Fifo,
-            };
-            let header = EntryHeader {
-                path: path.clone(),
-                kind: kind.clone(),
-                mode: entry.mode & 0o7777,
-                uid: u64::from(entry.uid),
-                gid: u64::from(entry.gid),
-                mtime: entry.mtime,
-                xattrs: entry
-                    .xattrs
-                    .iter()
-                    .map(|(k, v)| (k.clone().into_bytes(), v.clone()))
-                    .collect(),
-            };
-            tar_writer::write_header(&mut out, &header).map_err(output)?;
-            let (TarKind::Regular { size }, Kind::File { data, link, .. }) = (&kind, &entry.kind)
-            else {
-                continue;
-            };
-            if let Some(l) = link {
-                first_links.insert(**l, path);
-            }
-            let display_path = || display(&key.0);
-            match data {
-                Data::Source(p) => {
-                    let src = src.ok_or(CopyError::NoSourceFs)?;
-                    let mut file = src.open(p).map_err(|source| CopyError::Source {
-                        path: p.clone(),
-                        source,
-                    })?;
-                    copy_exact(&mut file, *size, &mut out).map_err(|source| CopyError::Source {
-                        path: p.clone(),
-                        source,
-                    })?;
-                }
-                Data::Inline(content) => {
-                    out.write_all(content.as_bytes()).map_err(output)?;
-                }
-                Data::Host { path, offset } => {
-                    if !host_files.contains_key(path) {
-                        let f = File::open(path).map_err(|source| CopyError::Io {
-                            path: path.clone(),
-                            source,
-                        })?;
-                        host_files.insert(path.clone(), f);
-                    }
-                    let file = host_files.get_mut(path).expect("just inserted");
-                    add::copy_range(file, *offset, *size, &mut out).map_err(|source| {
-                        CopyError::Io {
-                            path: display_path().into(),
-                            source,
-                        }
-                    })?;
-                }
-            }
-            tar_writer::write_padding(&mut out, *size).map_err(output)?;
+        let mut writer = LayerWriter::new(out);
+        self.write_to(&mut writer, src)?;
+        writer.finish()
+    }
+
+    /// Writes the entries to `writer`, in layer order.
+    pub(crate) fn write_to(
+        &self,
+        writer: &mut LayerWriter<'_>,
+        src: Option<&dyn SourceFs>,
+    ) -> Result<(), CopyError> {
+        for (key, entry) in self.entries() {
+            writer.entry(key, entry, &self.paths, src)?;
         }
-        tar_writer::write_trailer(&mut out).map_err(output)?;
-        let (diff_id, size) = out.finish().map_err(output)?;
+        Ok(())
+    }
+
+    /// The arena [`Plan::source`] stores source paths in.
+    pub(crate) fn paths_mut(&mut self) -> &mut PathArena {
+        &mut self.paths
+    }
+
+    /// Checks that an entry that sorts after every entry of the plan may
+    /// go at `key` (the destination's rules, as [`Plan::insert_path`]
+    /// checks them), for a layer written without holding it.
+    pub(crate) fn check_new(&mut self, key: &str, entry: &Entry) -> Result<(), CopyError> {
+        let existing_is_dir = self
+            .dest_kind_under_parent(key)?
+            .map(|k| k == EntryKind::Dir);
+        conflict(key, existing_is_dir, matches!(entry.kind, Kind::Dir))
+    }
+}
+
+/// The rules [`Plan::insert_path`] applies: as BuildKit, a file never
+/// replaces a directory nor a directory a non-directory.
+fn conflict(key: &str, existing_is_dir: Option<bool>, new_is_dir: bool) -> Result<(), CopyError> {
+    match (existing_is_dir, new_is_dir) {
+        (Some(true), false) => Err(CopyError::ReplaceDirectory { path: display(key) }),
+        (Some(false), true) => Err(CopyError::NotADirectory { path: display(key) }),
+        _ => Ok(()),
+    }
+}
+
+/// Writes layer entries as an uncompressed tar, one at a time, in layer
+/// order: what [`Plan::write`] does with a whole plan, and what a COPY of
+/// one directory does with each entry of its walk as it comes.
+pub(crate) struct LayerWriter<'w> {
+    /// Hashed on a thread of its own: sha256 of every byte was a fifth
+    /// of a large COPY's time on the thread that also reads and writes.
+    out: ThreadHashingWriter<&'w mut dyn Write>,
+    /// The tar path of the first entry of each hard-link group written.
+    first_links: HashMap<(u64, u64, u64), Vec<u8>>,
+    host_files: HashMap<PathBuf, File>,
+}
+
+impl<'w> LayerWriter<'w> {
+    pub(crate) fn new(out: &'w mut dyn Write) -> LayerWriter<'w> {
+        LayerWriter {
+            out: ThreadHashingWriter::new(out),
+            first_links: HashMap::new(),
+            host_files: HashMap::new(),
+        }
+    }
+
+    /// Writes the entry at `key`, its source path (if any) in `paths`.
+    pub(crate) fn entry(
+        &mut self,
+        key: &str,
+        entry: &Entry,
+        paths: &PathArena,
+        src: Option<&dyn SourceFs>,
+    ) -> Result<(), CopyError> {
+        let output = |source| CopyError::Output { source };
+        let out = &mut self.out;
+        let mut path = rbuild_oci::path_text::to_bytes(key).into_owned();
+        let kind = match &entry.kind {
+            Kind::Dir => {
+                path.push(b'/');
+                TarKind::Directory
+            }
+            Kind::File { size, link, .. } => {
+                match link.as_deref().and_then(|l| self.first_links.get(l)) {
+                    Some(first) => TarKind::HardLink {
+                        target: first.clone(),
+                    },
+                    None => TarKind::Regular { size: *size },
+                }
+            }
+            Kind::Symlink(target) => TarKind::Symlink {
+                target: rbuild_oci::path_text::to_bytes(target).into_owned(),
+            },
+            Kind::Char(rdev) | Kind::Block(rdev) => {
+                let (major, minor) = (libc::major(*rdev), libc::minor(*rdev));
+                if matches!(entry.kind, Kind::Char(_)) {
+                    TarKind::Char { major, minor }
+                } else {
+                    TarKind::Block { major, minor }
+                }
+            }
+            Kind::Fifo => TarKind::Fifo,
+        };
+        let header = EntryHeader {
+            path: path.clone(),
+            kind: kind.clone(),
+            mode: entry.mode & 0o7777,
+            uid: u64::from(entry.uid),
+            gid: u64::from(entry.gid),
+            mtime: entry.mtime,
+            xattrs: entry
+                .xattrs
+                .iter()
+                .map(|(k, v)| (k.clone().into_bytes(), v.clone()))
+                .collect(),
+        };
+        tar_writer::write_header(out, &header).map_err(output)?;
+        let (TarKind::Regular { size }, Kind::File { data, link, .. }) = (&kind, &entry.kind)
+        else {
+            return Ok(());
+        };
+        if let Some(l) = link {
+            self.first_links.insert(**l, path);
+        }
+        let display_path = || display(key);
+        match data {
+            Data::Source(p) => {
+                let p = paths.get(*p);
+                let src = src.ok_or(CopyError::NoSourceFs)?;
+                let mut file = src.open(p).map_err(|source| CopyError::Source {
+                    path: p.to_string(),
+                    source,
+                })?;
+                copy_exact(&mut file, *size, out).map_err(|source| CopyError::Source {
+                    path: p.to_string(),
+                    source,
+                })?;
+            }
+            Data::Inline(content) => {
+                out.write_all(content.as_bytes()).map_err(output)?;
+            }
+            Data::Host { path, offset } => {
+                if !self.host_files.contains_key(path) {
+                    let f = File::open(path).map_err(|source| CopyError::Io {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    self.host_files.insert(path.clone(), f);
+                }
+                let file = self.host_files.get_mut(path).expect("just inserted");
+                add::copy_range(file, *offset, *size, out).map_err(|source| CopyError::Io {
+                    path: display_path().into(),
+                    source,
+                })?;
+            }
+        }
+        tar_writer::write_padding(out, *size).map_err(output)
+    }
+
+    /// Ends the tar: its trailer, then the diff ID and size of it all.
+    pub(crate) fn finish(mut self) -> Result<PackStats, CopyError> {
+        let output = |source| CopyError::Output { source };
+        tar_writer::write_trailer(&mut self.out).map_err(output)?;
+        let (diff_id, size) = self.out.finish().map_err(output)?;
         Ok(PackStats { diff_id, size })
     }
 }
@@ -413,8 +602,144 @@ mod tests {
         keys.sort();
         let got: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
         assert_eq!(got, ["a", "a/b/c", "a/c", "a-b", "a.txt", "b"]);
-        let deep = key("a/b/c");
-        let parents: Vec<&str> = deep.parents().collect();
+        let parents: Vec<&str> = parents("a/b/c").collect();
         assert_eq!(parents, ["a", "a/b"]);
+    }
+
+    #[test]
+    fn the_arena_gives_back_each_path_as_stored() {
+        let mut arena = PathArena::default();
+        let paths = ["", "a", "a/b.txt", "ü/\u{1F600}", "", "a/b.txt", "x/y/z"];
+        let refs: Vec<PathRef> = paths.iter().map(|p| arena.push(p)).collect();
+        for (path, r) in paths.iter().zip(&refs) {
+            assert_eq!(arena.get(*r), *path);
+        }
+    }
+
+    fn file(content: &str) -> Entry {
+        Entry {
+            kind: Kind::File {
+                data: Data::Inline(Arc::new(content.to_string())),
+                size: content.len() as u64,
+                link: None,
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: Box::default(),
+        }
+    }
+
+    fn dir() -> Entry {
+        Entry {
+            kind: Kind::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: Box::default(),
+        }
+    }
+
+    /// The plan's paths in layer order, each with its file's content
+    /// (`/` for a directory).
+    fn listed(plan: &Plan<'_>) -> Vec<(String, String)> {
+        plan.entries()
+            .map(|(k, e)| {
+                let what = match &e.kind {
+                    Kind::File {
+                        data: Data::Inline(c),
+                        ..
+                    } => c.to_string(),
+                    _ => "/".to_string(),
+                };
+                (k.to_string(), what)
+            })
+            .collect()
+    }
+
+    /// Entries inserted in walk order, then out of it (a second source
+    /// overlapping the first, a replaced file in either half): the plan
+    /// lists and writes them exactly as one sorted map would.
+    #[test]
+    fn entries_come_out_in_layer_order_whatever_order_they_went_in() {
+        let dest = LayeredFs::new(Vec::new());
+        let walk = ["app", "app/a", "app/a/x", "app/a-b", "app/b", "app/b/y"];
+        let later = [
+            "app/a/w",
+            "app/0",
+            "app/b/y",
+            "app/a/x",
+            "app/c",
+            "app/a/v/u",
+        ];
+        let mut want: BTreeMap<PathKey, String> = BTreeMap::new();
+        let mut forward = Plan::new(&dest);
+        for (n, path) in walk.iter().chain(&later).enumerate() {
+            let is_dir = ["app", "app/a", "app/b"].contains(path);
+            let entry = if is_dir { dir() } else { file(&n.to_string()) };
+            let content = if is_dir {
+                "/".to_string()
+            } else {
+                n.to_string()
+            };
+            forward.insert_path(path.to_string(), entry).unwrap();
+            want.insert(key(path), content);
+        }
+        assert!(forward.others.len() < later.len() + 1);
+        assert_eq!(forward.sorted.len() + forward.others.len(), want.len());
+        let want: Vec<(String, String)> = want.into_iter().map(|(k, v)| (k.0, v)).collect();
+        assert_eq!(listed(&forward), want);
+
+        // The same final entries inserted backwards: all but the first go
+        // to the map; same listing, same tar.
+        let mut backward = Plan::new(&dest);
+        for (path, content) in want.iter().rev() {
+            let entry = if content == "/" { dir() } else { file(content) };
+            backward.insert_path(path.clone(), entry).unwrap();
+        }
+        assert_eq!(listed(&backward), want);
+        forward
+            .fill_parents(CreatedDirs {
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+            })
+            .unwrap();
+        backward
+            .fill_parents(CreatedDirs {
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+            })
+            .unwrap();
+        assert!(listed(&forward).iter().any(|(k, _)| k == "app/a/v"));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let stats_a = forward.write(None, &mut a).unwrap();
+        let stats_b = backward.write(None, &mut b).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(stats_a.diff_id, stats_b.diff_id);
+    }
+
+    #[test]
+    fn a_file_never_replaces_a_directory_in_either_half() {
+        let dest = LayeredFs::new(Vec::new());
+        let mut plan = Plan::new(&dest);
+        plan.insert_path("d".into(), dir()).unwrap();
+        plan.insert_path("e".into(), dir()).unwrap();
+        plan.insert_path("c".into(), dir()).unwrap();
+        assert!(plan.sorted.len() == 2 && plan.others.len() == 1);
+        for path in ["d", "c"] {
+            assert!(matches!(
+                plan.insert_path(path.into(), file("x")),
+                Err(CopyError::ReplaceDirectory { .. })
+            ));
+        }
+        plan.insert_path("f".into(), file("x")).unwrap();
+        assert!(matches!(
+            plan.insert_path("f".into(), dir()),
+            Err(CopyError::NotADirectory { .. })
+        ));
     }
 }

@@ -27,6 +27,9 @@
 //!   directories leading to it are copied with their own metadata, so
 //!   paths below the pivot are kept.
 
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
 use rayon::prelude::*;
 use rbuild_solver::op::CopyOp;
 
@@ -55,9 +58,57 @@ pub(crate) struct Root {
     /// The resolved path in the source tree.
     pub path: String,
     pub meta: SourceMeta,
-    /// For a directory root: its contents, parents before children,
-    /// siblings sorted.
-    pub contents: Option<Vec<Item>>,
+    /// For a directory root: what selects its contents, which
+    /// [`Root::walk`] reads.
+    pub contents: Option<Contents>,
+}
+
+/// The rules that select a directory root's contents. The contents are
+/// not held: [`Root::walk`] hands them out one at a time, so a COPY of a
+/// 100,000-file context never holds a list of them (it was most of a
+/// large build's memory).
+#[derive(Debug, Clone)]
+pub(crate) struct Contents {
+    /// The `--parents` include pattern.
+    include: Option<Arc<IgnoreRules>>,
+    /// The `--exclude` patterns.
+    exclude: Arc<IgnoreRules>,
+}
+
+/// What [`Root::walk`] hands each entry to; [`ControlFlow::Break`] stops
+/// the walk.
+pub(crate) type Sink<'s> = dyn FnMut(Item) -> Result<ControlFlow<()>, CopyError> + 's;
+
+impl Root {
+    /// Calls `sink` with each entry below a directory root, parents
+    /// before children, siblings sorted (the walk order: that of the
+    /// layer's tar); nothing for another root. Says whether `sink`
+    /// stopped it.
+    pub fn walk(
+        &self,
+        src: &dyn SourceFs,
+        sink: &mut Sink<'_>,
+    ) -> Result<ControlFlow<()>, CopyError> {
+        let Some(contents) = &self.contents else {
+            return Ok(ControlFlow::Continue(()));
+        };
+        let top = MatchState::default();
+        let filters = Filters {
+            include: contents.include.as_deref().map(|i| (i, &top)),
+            exclude: (&contents.exclude, &top),
+        };
+        walk(src, &self.path, "", filters, sink)
+    }
+
+    /// [`Root::walk`] to the end.
+    pub fn for_each(
+        &self,
+        src: &dyn SourceFs,
+        mut f: impl FnMut(Item) -> Result<(), CopyError>,
+    ) -> Result<(), CopyError> {
+        self.walk(src, &mut |item| f(item).map(ControlFlow::Continue))
+            .map(drop)
+    }
 }
 
 /// Whether `source` is a URL ADD downloads.
@@ -71,7 +122,7 @@ pub(crate) fn select_source(
     op: &CopyOp,
     source: &str,
 ) -> Result<Vec<Root>, CopyError> {
-    let excludes = IgnoreRules::from_patterns(&op.exclude)?;
+    let excludes = Arc::new(IgnoreRules::from_patterns(&op.exclude)?);
     let io = |path: &str| {
         let path = path.to_string();
         move |source| CopyError::Source { path, source }
@@ -88,7 +139,7 @@ pub(crate) fn select_source(
         // `COPY --parents . /d` (or `dir/./`): the pattern names the parent
         // itself, so everything in it is copied, as without --parents.
         let include = (!pattern_text.is_empty())
-            .then(|| IgnoreRules::from_patterns(&[pattern_text.as_str()]))
+            .then(|| IgnoreRules::from_patterns(&[pattern_text.as_str()]).map(Arc::new))
             .transpose()?;
         let wildcard = has_wildcards(parent) || has_wildcards(pattern);
         let mut roots = Vec::new();
@@ -110,19 +161,22 @@ pub(crate) fn select_source(
             if meta.kind != EntryKind::Dir {
                 continue;
             }
-            let top = MatchState::default();
-            let filters = Filters {
-                include: include.as_ref().map(|i| (i, &top)),
-                exclude: (&excludes, &top),
+            let root = Root {
+                name: String::new(),
+                path: resolved,
+                meta,
+                contents: Some(Contents {
+                    include: include.clone(),
+                    exclude: excludes.clone(),
+                }),
             };
-            let items = walk(src, &resolved, "", filters)?;
-            if !items.is_empty() {
-                roots.push(Root {
-                    name: String::new(),
-                    path: resolved,
-                    meta,
-                    contents: Some(items),
-                });
+            // A root that selects nothing is left out: walked up to its
+            // first entry to tell.
+            if root
+                .walk(src, &mut |_| Ok(ControlFlow::Break(())))?
+                .is_break()
+            {
+                roots.push(root);
             }
         }
         // A wildcard matching nothing copies nothing, as BuildKit does
@@ -150,16 +204,10 @@ pub(crate) fn select_source(
             });
         };
         let name = m.rsplit('/').next().unwrap_or_default().to_string();
-        let contents = if meta.kind == EntryKind::Dir {
-            let top = MatchState::default();
-            let filters = Filters {
-                include: None,
-                exclude: (&excludes, &top),
-            };
-            Some(walk(src, &resolved, "", filters)?)
-        } else {
-            None
-        };
+        let contents = (meta.kind == EntryKind::Dir).then(|| Contents {
+            include: None,
+            exclude: excludes.clone(),
+        });
         roots.push(Root {
             name,
             path: resolved,
@@ -259,47 +307,46 @@ fn list(src: &dyn SourceFs, dir: &str) -> Result<Vec<(String, SourceMeta)>, Copy
         .collect())
 }
 
-/// The selected entries below the directory `dir` (source path), whose
-/// entries are `rel_prefix` relative to the root, in walk order: each
-/// directory's entries sorted by name, a directory before its contents.
-/// A directory not selected itself comes just before its first selected
-/// descendant (and not at all without one).
+/// Hands `sink` the selected entries below the directory `dir` (source
+/// path), whose entries are `rel_prefix` relative to the root, in walk
+/// order: each directory's entries sorted by name, a directory before its
+/// contents. A directory not selected itself comes just before its first
+/// selected descendant (and not at all without one).
 fn walk(
     src: &dyn SourceFs,
     dir: &str,
     rel_prefix: &str,
     filters: Filters<'_>,
-) -> Result<Vec<Item>, CopyError> {
-    let mut out = Vec::new();
+    sink: &mut Sink<'_>,
+) -> Result<ControlFlow<()>, CopyError> {
     walk_into(
         src,
         rel_prefix,
         filters,
         list(src, dir)?,
-        &mut out,
+        sink,
         &mut Vec::new(),
-    )?;
-    Ok(out)
+    )
 }
 
 /// Walks one directory, given its `entries` (paths in the source tree
-/// under `dir`), appending the selected ones to `out`. `pending` holds
+/// under `dir`), handing the selected ones to `sink`. `pending` holds
 /// directories not selected themselves whose children may be: they are
-/// written just before the first selected descendant.
+/// handed out just before the first selected descendant.
 ///
 /// The listings of the subdirectories walked into are read in parallel
 /// before walking them in order: the walk is one stat per entry, most of
 /// a no-op rebuild of a large context, and this spreads it over the cores
-/// while `out` is still built in one pass (no per-subtree lists to
-/// concatenate, so no second copy of the entries in memory).
+/// while the entries still come out in one pass, in order. What is held
+/// meanwhile is one listing per level of the tree, not the whole walk.
 fn walk_into(
     src: &dyn SourceFs,
     rel_prefix: &str,
     filters: Filters<'_>,
     entries: Vec<(String, SourceMeta)>,
-    out: &mut Vec<Item>,
+    sink: &mut Sink<'_>,
     pending: &mut Vec<Item>,
-) -> Result<(), CopyError> {
+) -> Result<ControlFlow<()>, CopyError> {
     /// One entry of the directory and, for a directory walked into, its
     /// match states for the include and exclude rules.
     struct Step {
@@ -350,8 +397,14 @@ fn walk_into(
         } = step;
         let walk_below = below.map(|states| (item.rel.clone(), states));
         if selected {
-            out.append(pending);
-            out.push(item);
+            for parent in pending.drain(..) {
+                if sink(parent)?.is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
+            }
+            if sink(item)?.is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
         } else {
             pending.push(item);
         }
@@ -363,11 +416,13 @@ fn walk_into(
                 include: filters.include.map(|(rules, _)| (rules, &include_state)),
                 exclude: (filters.exclude.0, &exclude_state),
             };
-            walk_into(src, &rel, below, entries, out, pending)?;
+            if walk_into(src, &rel, below, entries, sink, pending)?.is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
         }
         pending.truncate(mark.min(pending.len()));
     }
-    Ok(())
+    Ok(ControlFlow::Continue(()))
 }
 
 #[cfg(test)]
@@ -462,7 +517,13 @@ mod tests {
         let mut out = Vec::new();
         for root in roots {
             match root.contents {
-                Some(items) => out.extend(items.into_iter().map(|i| i.rel)),
+                Some(_) => {
+                    root.for_each(tree, |item| {
+                        out.push(item.rel);
+                        Ok(())
+                    })
+                    .unwrap();
+                }
                 None => out.push(root.name),
             }
         }

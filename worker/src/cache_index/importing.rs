@@ -427,7 +427,7 @@ mod tests {
                 fields: Vec::new(),
                 inputs: Vec::new(),
                 content: None,
-                files: Vec::new(),
+                files: Default::default(),
             },
         }
     }

@@ -429,7 +429,7 @@ impl CacheIndex<StepOutput, BuildError> for StoreCacheIndex<'_> {
                 })
                 .collect(),
             added: result.added,
-            parts: StepFingerprint::new(key, parts, &[]),
+            parts: StepFingerprint::new(key, parts, Default::default()),
         };
         self.write(&self.record_path(key), &record)
     }
