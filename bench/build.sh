@@ -554,8 +554,14 @@ for kind in $kinds; do
     builders=("${all_builders[@]}")
 done
 
-# Dangling images from the --no-cache runs add up (a 50 MiB layer per run).
-# So does BuildKit's build cache (its records for every cold run).
+# Dangling images from the --no-cache runs add up (a 50 MiB layer per run;
+# a 1 GB image per cold run of the rust app). So does each builder's build
+# cache (its records for every cold run): rbuild's store reached 22 GB over
+# one `apps` run and two reruns, and filled the disk.
+if has rbuild; then
+    "$RBUILD" --root "$ROOT" image prune -f >/dev/null || true
+    "$RBUILD" --root "$ROOT" cache prune -f --keep-storage 1gb >/dev/null || true
+fi
 if has buildkit || has classic; then
     $DOCKER image prune -f >/dev/null || true
     $DOCKER builder prune -f --keep-storage 1gb >/dev/null || true
