@@ -739,36 +739,32 @@ fn stream_dir_root(
     created: CreatedDirs,
     out: &mut dyn Write,
 ) -> Result<PackStats, CopyError> {
-    let mut out = Some(out);
-    let mut writer: Option<LayerWriter<'_>> = None;
+    let mut writer = LayerWriter::new(out);
+    // Whether the plan (the first entry and what sorts before it) is
+    // written; every later entry goes straight to `writer`.
+    let mut head_written = false;
     // The current entry's source path.
     let mut scratch = PathArena::default();
     root.for_each(src, |item| {
         let key = dest_path(prefix, &item.rel);
-        match &mut writer {
-            Some(w) => {
-                scratch.clear();
-                let entry = source_entry(&mut scratch, src, &item.path, &item.meta, rules)?;
-                plan.check_new(&key, &entry)?;
-                w.entry(&key, &entry, &scratch, Some(src))
-            }
-            None => {
-                let entry = source_entry(plan.paths_mut(), src, &item.path, &item.meta, rules)?;
-                plan.insert_path(key, entry)?;
-                plan.fill_parents(created)?;
-                let w = writer.insert(LayerWriter::new(out.take().expect("one writer")));
-                plan.write_to(w, Some(src))
-            }
+        if head_written {
+            scratch.clear();
+            let entry = source_entry(&mut scratch, src, &item.path, &item.meta, rules)?;
+            plan.check_new(&key, &entry)?;
+            return writer.entry(&key, &entry, &scratch, Some(src));
         }
+        let entry = source_entry(plan.paths_mut(), src, &item.path, &item.meta, rules)?;
+        plan.insert_path(key, entry)?;
+        plan.fill_parents(created)?;
+        head_written = true;
+        plan.write_to(&mut writer, Some(src))
     })?;
-    match writer {
-        Some(w) => w.finish(),
-        None => {
-            // Nothing below the root: the plan is the layer.
-            plan.fill_parents(created)?;
-            plan.write(Some(src), out.take().expect("not written yet"))
-        }
+    if !head_written {
+        // Nothing below the root: the plan is the layer.
+        plan.fill_parents(created)?;
+        plan.write_to(&mut writer, Some(src))?;
     }
+    writer.finish()
 }
 
 /// The plan key of `rel` (a walk's relative path, components joined by
