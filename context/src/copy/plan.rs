@@ -148,11 +148,15 @@ impl PartialOrd for PathKey {
     }
 }
 
-/// Where [`Plan`] holds an entry.
+/// Where [`Plan`] holds an entry, or would put a new one.
 enum Slot {
     Sorted(usize),
     Others,
-    Missing,
+    /// Not held: a new entry goes at the end of `sorted` when it sorts
+    /// after the last one (`at_end`), else into `others`.
+    Missing {
+        at_end: bool,
+    },
 }
 
 /// The layer's entries by destination path.
@@ -208,7 +212,7 @@ impl<'a> Plan<'a> {
         if self.others.contains_key(key) {
             Slot::Others
         } else {
-            Slot::Missing
+            Slot::Missing { at_end: after_last }
         }
     }
 
@@ -216,7 +220,7 @@ impl<'a> Plan<'a> {
         match self.slot(key) {
             Slot::Sorted(i) => Some(&self.sorted[i].1),
             Slot::Others => self.others.get(key),
-            Slot::Missing => None,
+            Slot::Missing { .. } => None,
         }
     }
 
@@ -279,7 +283,7 @@ impl<'a> Plan<'a> {
         let existing_is_dir = match &slot {
             Slot::Sorted(i) => Some(matches!(self.sorted[*i].1.kind, Kind::Dir)),
             Slot::Others => self.others.get(&key).map(|e| matches!(e.kind, Kind::Dir)),
-            Slot::Missing => self
+            Slot::Missing { .. } => self
                 .dest_kind_under_parent(&key.0)?
                 .map(|k| k == EntryKind::Dir),
         };
@@ -289,17 +293,12 @@ impl<'a> Plan<'a> {
             Slot::Others => {
                 self.others.insert(key, entry);
             }
-            Slot::Missing => {
-                let after_last = self
-                    .sorted
-                    .last()
-                    .is_none_or(|(last, _)| cmp_paths(&key.0, self.paths.get(*last)).is_gt());
-                if after_last {
-                    let path = self.paths.push(&key.0);
-                    self.sorted.push((path, entry));
-                } else {
-                    self.others.insert(key, entry);
-                }
+            Slot::Missing { at_end: true } => {
+                let path = self.paths.push(&key.0);
+                self.sorted.push((path, entry));
+            }
+            Slot::Missing { at_end: false } => {
+                self.others.insert(key, entry);
             }
         }
         Ok(())
@@ -687,7 +686,9 @@ mod tests {
             forward.insert_path(path.to_string(), entry).unwrap();
             want.insert(key(path), content);
         }
-        assert!(forward.others.len() < later.len() + 1);
+        // Replaced entries stay where they are; `app/c` sorts after the
+        // walk and joins the list; the other three go to the map.
+        assert_eq!((forward.sorted.len(), forward.others.len()), (7, 3));
         assert_eq!(forward.sorted.len() + forward.others.len(), want.len());
         let want: Vec<(String, String)> = want.into_iter().map(|(k, v)| (k.0, v)).collect();
         assert_eq!(listed(&forward), want);
