@@ -278,6 +278,15 @@ pub(crate) fn run(
         }
     };
 
+    // RUN layers' blobs were left to write in the background while later
+    // steps ran (see `Store::write_layer_blob_deferred`): the image, the
+    // cache exports and the records' hits need them. A write that failed
+    // (a full disk) fails the build here, before anything names the blob.
+    let blobs_started = Instant::now();
+    store.finish_deferred_blobs()?;
+    let mut blobs_phase = crate::timing::build_phase(started, "blobs", blobs_started);
+    blobs_phase.within = Some("export".to_string());
+
     let imported = index.imported_hits();
     // What the explanations and the provenance need from the worker is
     // taken, then the worker goes and the contexts' stat caches are saved
@@ -439,6 +448,7 @@ pub(crate) fn run(
             planned,
             solve_phase,
             crate::timing::build_phase(started, "export", export_started),
+            blobs_phase,
         ],
         critical_path,
         memory: Some(crate::timing::Memory::now()),

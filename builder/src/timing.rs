@@ -24,7 +24,7 @@ use crate::report::{BuildReport, StepStatus, display_name};
 pub struct PhaseReport {
     /// `key`, `lookup`, `execute`, `record`; inside `execute`: `unpack`,
     /// `mounts`, `sandbox`, `process`, `pack`, `commit`, `snapshot`; for
-    /// the build: `plan`, `solve`, `export`.
+    /// the build: `plan`, `solve`, `export`, `blobs`.
     pub name: String,
     /// The phase this one is part of (`execute` for the worker's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,7 +51,9 @@ pub struct StepTiming {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BuildTiming {
     /// `plan` (parse, plan, resolve base images, open the context),
-    /// `solve` (the steps), `export` (image, cache exports).
+    /// `solve` (the steps), `export` (explanations, image, cache exports)
+    /// and within it `blobs` (waiting for the RUN layers' blobs still
+    /// being written in the background).
     pub phases: Vec<PhaseReport>,
     pub critical_path: CriticalPath,
     /// Peak memory so far (absent in older reports).

@@ -205,3 +205,78 @@ fn build_onto_a_full_disk_fails_clearly_and_tags_nothing() {
     assert!(check.stdout.contains(": 0 problems"), "{}", check.stdout);
     let _ = before;
 }
+
+/// A RUN step's layer blob is written in the background while later steps
+/// run; the disk filling then must still fail the build, say why, tag
+/// nothing, and leave no cache record naming the blob that is not there
+/// (`system check` would count it as a problem) and no blob behind.
+#[test]
+fn a_run_layer_whose_blob_fills_the_disk_fails_the_build_and_leaves_a_clean_store() {
+    let test = "a_run_layer_whose_blob_fills_the_disk_fails_the_build_and_leaves_a_clean_store";
+    let Some(fs) = SmallFs::mount(test, 16) else {
+        return;
+    };
+    let root = fs.path.join("root");
+    let out = Command::new(support::repo_root().join("testdata/make-busybox"))
+        .arg(support::bin())
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ctx = tempfile::tempdir().unwrap();
+    // 7 MiB fit as the step's upper dir; its blob, as much again, does not.
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nRUN head -c 7340032 /dev/urandom > /big\nRUN echo after > /after\n",
+    )
+    .unwrap();
+    let before = blobs(&root);
+    let r = run_on(
+        &root,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "full:1",
+            s(ctx.path()),
+        ],
+    );
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    // The step itself ran: it is the blob written after it that failed.
+    assert!(
+        r.stderr.contains("writing the blob of layer")
+            && r.stderr.contains("no space left on the device"),
+        "the error must say the disk is full:\n{}",
+        r.stderr
+    );
+    let images = run_on(&root, &["images"]);
+    assert!(!images.stdout.contains("full"), "{}", images.stdout);
+    let check = run_on(&root, &["system", "check"]);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    assert!(check.stdout.contains(": 0 problems"), "{}", check.stdout);
+    if blobs(&root) != before {
+        // The later RUN's small blob was written; its record, naming the
+        // lost layer under it too, was not: nothing references the blob.
+        assert!(check.stdout.contains("unreferenced:"), "{}", check.stdout);
+        let r = run_on(&root, &["image", "prune", "-f"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    assert_eq!(blobs(&root), before, "no blob of the failed build may stay");
+    let records = root.join("store-v1/cache-v1/keys");
+    let names: Vec<String> = std::fs::read_dir(&records)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    // The FROM's record may be there; no RUN's: both name the lost blob.
+    for name in &names {
+        let text = std::fs::read_to_string(records.join(name)).unwrap();
+        assert!(!text.contains("exec"), "{name}: {text}");
+    }
+}

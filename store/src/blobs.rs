@@ -81,13 +81,16 @@ impl Store {
         self.blobs_dir().join(digest.hex())
     }
 
-    /// True when the blob exists.
+    /// True when the blob exists, or is being written in the background
+    /// by this process (see [`Store::write_layer_blob_deferred`]).
     pub fn has_blob(&self, digest: &Digest) -> bool {
-        self.blob_path(digest).is_file()
+        self.blob_path(digest).is_file() || self.blob_is_deferred(digest)
     }
 
-    /// Opens a blob for reading.
+    /// Opens a blob for reading (once it is written, when it is being
+    /// written in the background).
     pub fn open_blob(&self, digest: &Digest) -> Result<File> {
+        self.wait_deferred_blob(digest)?;
         let path = self.blob_path(digest);
         File::open(&path).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {

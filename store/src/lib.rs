@@ -56,6 +56,7 @@ mod lock;
 
 mod blobs;
 mod check;
+mod deferred;
 mod gc;
 pub mod image_index;
 mod index;
@@ -81,6 +82,7 @@ use rbuild_oci::reference::{ImageRef, ReferenceError};
 pub use atomic::BlobWriter;
 pub use blobs::VerifiedBlob;
 pub use check::{CheckReport, Problem};
+pub use deferred::PackLayer;
 pub use gc::{DiskUsage, GcRoots, GcStats, NoGcRoots, Unreferenced};
 pub use image_index::ImageIndex;
 pub use index::{BrokenImage, ImageScan};
@@ -193,6 +195,29 @@ pub enum StoreError {
         #[source]
         source: Box<LayerError>,
     },
+    /// Boxed, as `Compress` is.
+    #[error("packing layer {diff_id} again to write its blob failed")]
+    Pack {
+        diff_id: Digest,
+        #[source]
+        source: Box<LayerError>,
+    },
+    /// The second pass over a layer's tree (see
+    /// [`Store::write_layer_blob_deferred`]) wrote other bytes than the
+    /// first, whose sha256 is the layer's diffID: the tree changed
+    /// between the two, and no blob is stored.
+    #[error(
+        "layer {diff_id} packed to other bytes the second time: its snapshot changed after the step"
+    )]
+    Repacked { diff_id: Digest },
+    /// A layer blob written in the background (see
+    /// [`Store::write_layer_blob_deferred`]) could not be written.
+    #[error("writing the blob of layer {digest} failed")]
+    DeferredBlob {
+        digest: Digest,
+        #[source]
+        source: std::sync::Arc<StoreError>,
+    },
     #[error("unpacking layer {diff_id} failed")]
     Unpack {
         diff_id: Digest,
@@ -298,6 +323,9 @@ pub struct Store {
     /// Snapshots this process adopted and has not published yet (see
     /// [`Store::adopt_snapshot`]): diffID → the tree in scratch space.
     unpublished: Mutex<std::collections::HashMap<Digest, PathBuf>>,
+    /// Layer blobs being written in the background (see
+    /// [`Store::write_layer_blob_deferred`]).
+    deferred: deferred::Deferred,
 }
 
 impl Drop for Store {
@@ -376,6 +404,7 @@ impl Store {
             writers: Mutex::new((0, None)),
             waits: WaitObserver::default(),
             unpublished: Mutex::new(std::collections::HashMap::new()),
+            deferred: deferred::Deferred::default(),
         })
     }
 

@@ -193,10 +193,13 @@ impl Store {
     /// (`rbuild build` drops its store when the command ends, after all of
     /// its builds); a caller may call it earlier once no step is running.
     pub fn publish_snapshots(&self) -> Result<()> {
+        // Blobs still being written read their snapshots where they wait;
+        // one that failed takes its snapshot out of the list.
+        let blobs = self.finish_deferred_blobs();
         let trees: Vec<(Digest, PathBuf)> = {
             let unpublished = self.lock_unpublished();
             if unpublished.is_empty() {
-                return Ok(());
+                return blobs;
             }
             unpublished.iter().map(|(d, p)| (*d, p.clone())).collect()
         };
@@ -228,8 +231,14 @@ impl Store {
         atomic::sync_dir(&self.dir.join("snapshots"))?;
         match first_error {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => blobs,
         }
+    }
+
+    /// Drops the unpublished snapshot of `diff_id` from those to publish
+    /// (it goes with the scratch space).
+    pub(crate) fn forget_unpublished(&self, diff_id: &Digest) {
+        self.lock_unpublished().remove(diff_id);
     }
 
     /// The uncompressed tar stream of `layer`, decoding gzip or zstd as

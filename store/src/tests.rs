@@ -571,3 +571,157 @@ fn snapshots_unpacked_for_a_build_wait_unpublished_and_publish_with_the_rest() {
         b"data"
     );
 }
+
+/// A RUN step's upper dir as the worker hands it over: packed once into
+/// nothing for its identity, then adopted as the layer's snapshot.
+fn adopted_tree(
+    store: &Store,
+    name: &str,
+    content: &str,
+) -> (layer::PackStats, layer::StreamSum, PathBuf) {
+    let tree = store.tmp_dir().join(name);
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    fs::write(tree.join("etc/hello"), content).unwrap();
+    let mut first = layer::StreamCheck::new(io::sink());
+    let stats = layer::pack_diff(&tree, &mut first, &layer::PackOptions::default()).unwrap();
+    let snapshot = store.adopt_snapshot(&stats.diff_id, &tree).unwrap();
+    (stats, first.sum(), snapshot)
+}
+
+fn temp_blobs(store: &Store) -> Vec<String> {
+    fs::read_dir(store.tmp_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("blob"))
+        .collect()
+}
+
+#[test]
+fn a_layer_blob_written_in_the_background_is_waited_for_and_holds_back_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (stats, sum, snapshot) = adopted_tree(&store, "upper", "world");
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let opts = layer::PackOptions::default();
+    store
+        .write_layer_blob_deferred(
+            stats.diff_id,
+            sum,
+            Box::new(move |out| {
+                wait.recv().unwrap();
+                layer::pack_diff_unhashed(&snapshot, out, &opts)
+            }),
+        )
+        .unwrap();
+    let blob_file = store.blob_path(&stats.diff_id);
+    assert!(!blob_file.exists(), "not written yet");
+    assert!(store.has_blob(&stats.diff_id), "counts as stored meanwhile");
+
+    // A record naming the blob stays in memory until the blob is stored;
+    // one naming only stored blobs is written at once.
+    let record = dir.path().join("record.json");
+    store
+        .replace_file_after_blobs(&record, b"names it".to_vec(), &[stats.diff_id])
+        .unwrap();
+    assert!(!record.exists());
+    assert_eq!(store.pending_file(&record).unwrap(), b"names it");
+    let other = dir.path().join("other.json");
+    let stored = layer_from(&store, &[("a", b"b")]);
+    store
+        .replace_file_after_blobs(&other, b"x".to_vec(), &[stored.digest])
+        .unwrap();
+    assert_eq!(fs::read(&other).unwrap(), b"x");
+
+    // Opening the blob waits for the write.
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| store.read_blob(&stats.diff_id).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        go.send(()).unwrap();
+        let bytes = reader.join().unwrap();
+        assert_eq!(bytes.len() as u64, stats.size);
+        assert_eq!(Digest::of(&bytes), stats.diff_id);
+    });
+    store.finish_deferred_blobs().unwrap();
+    assert!(blob_file.is_file());
+    assert_eq!(fs::read(&record).unwrap(), b"names it");
+    assert!(store.pending_file(&record).is_none());
+    assert!(temp_blobs(&store).is_empty(), "{:?}", temp_blobs(&store));
+    store.publish_snapshots().unwrap();
+    assert!(
+        store
+            .snapshot_path(&stats.diff_id)
+            .join("etc/hello")
+            .is_file()
+    );
+}
+
+#[test]
+fn a_background_blob_write_that_fails_fails_the_finish_and_nothing_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let published = |d: &Digest| dir.path().join("store-v1/snapshots").join(d.hex());
+    let store = Store::open(dir.path()).unwrap();
+    let record = dir.path().join("record.json");
+    let failed = |err: StoreError| -> std::sync::Arc<StoreError> {
+        match err {
+            StoreError::DeferredBlob { source, .. } => source,
+            other => panic!("{other:?}"),
+        }
+    };
+
+    // The disk fills while the blob is written.
+    let (full, full_sum, _) = adopted_tree(&store, "upper-full", "full");
+    store
+        .write_layer_blob_deferred(
+            full.diff_id,
+            full_sum,
+            Box::new(|out| {
+                out.write_all(b"some bytes").unwrap();
+                Err(layer::LayerError::Output {
+                    source: io::Error::from_raw_os_error(libc::ENOSPC),
+                })
+            }),
+        )
+        .unwrap();
+    store
+        .replace_file_after_blobs(&record, b"names it".to_vec(), &[full.diff_id])
+        .unwrap();
+    let err = failed(store.finish_deferred_blobs().unwrap_err());
+    assert!(matches!(*err, StoreError::DiskFull { .. }), "{err:?}");
+
+    // The tree packs to other bytes than the step announced, of the same
+    // size: only the checksum tells.
+    let (changed, changed_sum, changed_snapshot) = adopted_tree(&store, "upper-changed", "before");
+    fs::write(changed_snapshot.join("etc/hello"), "after!").unwrap();
+    let opts = layer::PackOptions::default();
+    store
+        .write_layer_blob_deferred(
+            changed.diff_id,
+            changed_sum,
+            Box::new(move |out| layer::pack_diff_unhashed(&changed_snapshot, out, &opts)),
+        )
+        .unwrap();
+    let err = failed(store.finish_deferred_blobs().unwrap_err());
+    assert!(
+        matches!(*err, StoreError::Repacked { diff_id } if diff_id == changed.diff_id),
+        "{err:?}"
+    );
+
+    for d in [full.diff_id, changed.diff_id] {
+        assert!(!store.has_blob(&d), "{d}");
+        assert!(!store.blob_path(&d).exists(), "{d}");
+        assert!(matches!(
+            store.open_blob(&d),
+            Err(StoreError::MissingBlob { .. })
+        ));
+    }
+    assert!(
+        !record.exists(),
+        "a record naming a missing blob is never written"
+    );
+    assert!(store.pending_file(&record).is_none());
+    assert!(temp_blobs(&store).is_empty(), "{:?}", temp_blobs(&store));
+    // Neither snapshot is published: no blob vouches for it.
+    store.publish_snapshots().unwrap();
+    assert!(!published(&full.diff_id).exists());
+    assert!(!published(&changed.diff_id).exists());
+}

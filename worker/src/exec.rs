@@ -241,9 +241,12 @@ pub(super) fn run(
             .name("upper-writeback".into())
             .spawn(move || rustix::fs::syncfs(&dir));
     }
-    w.write_layer_from(tree, |out| {
-        pack_diff(&upper, out, &opts).map_err(|source| BuildError::Pack { source })
-    })
+    match tree {
+        Some(tree) => w.tree_layer_deferred(tree, opts),
+        None => w.write_layer(|out| {
+            pack_diff(&upper, out, &opts).map_err(|source| BuildError::Pack { source })
+        }),
+    }
 }
 
 /// A read-only mount at `target` of a file holding `data`, owned

@@ -13,15 +13,20 @@
 //! COPY and WORKDIR layers are written by [`rbuild_context::copy`]. Layers are
 //! stored uncompressed (OCI tar media type, blob digest = diffID) and
 //! unpacked as snapshots so later steps can use them as overlay lowers:
-//! a RUN's upper dir becomes its snapshot as it is (as root), any other
-//! new layer is unpacked only when a later step reads it (a COPY of
-//! 100,000 files that ends a build, as most do, never creates those files
-//! a second time; see `write_layer_from`).
+//! a RUN's upper dir becomes its snapshot as it is (as root), and its
+//! blob is written in the background while later steps run (see
+//! `tree_layer_deferred`); any other new layer is unpacked only when a
+//! later step reads it (a COPY of 100,000 files that ends a build, as most
+//! do, never creates those files a second time; see `write_layer`).
 //!
 //! Store safety: the worker holds a [`WriteSession`] for its whole life,
 //! so a concurrent `gc` (another process) waits until the build is over
 //! and never deletes a blob between its creation and its cache-index
 //! record. Drop the worker before calling [`Store::gc`] in this process.
+//! Once the steps are done, call [`Store::finish_deferred_blobs`] before
+//! using the layers' blobs: it reports a RUN layer's blob that could not
+//! be written, and writes the cache-index records held back until their
+//! blobs were stored.
 //!
 //! Secrets (`--secret`) and heredoc files reach a RUN's [`Runner`] in
 //! memory ([`MountSource::File`]); the sandbox writes them to the tmpfs
@@ -67,7 +72,7 @@ use rbuild_solver::{Digest, KeyEncoder};
 use rbuild_context::copy::{self, CopyError, LayeredFs, SourceFs};
 use rbuild_oci::time;
 use rbuild_sandbox::SandboxError;
-use rbuild_store::layer::{LayerError, PackStats};
+use rbuild_store::layer::{LayerError, PackOptions, PackStats};
 use rbuild_store::layout::MEDIA_TYPE_LAYER_TAR;
 use rbuild_store::{LayerInfo, Store, StoreError, WriteSession};
 
@@ -161,10 +166,14 @@ pub enum BuildError {
 }
 
 impl BuildError {
+    /// Wraps an I/O error at `path`; a full disk is the store's
+    /// [`StoreError::DiskFull`], which says so (with what to do about it)
+    /// instead of `I/O error at …`.
     fn io(path: &Path) -> impl FnOnce(io::Error) -> BuildError + '_ {
-        move |source| BuildError::Io {
-            path: path.to_path_buf(),
-            source,
+        move |source| match StoreError::io(path)(source) {
+            full @ StoreError::DiskFull { .. } => BuildError::Store(full),
+            StoreError::Io { path, source } => BuildError::Io { path, source },
+            other => BuildError::Store(other),
         }
     }
 
@@ -666,27 +675,15 @@ impl<'a> BuildWorker<'a> {
 
     /// Writes a layer with `write` into a new blob. A step that changed
     /// nothing still gets its (empty) layer, as in BuildKit.
+    ///
+    /// The layer gets no snapshot here: [`Self::snapshots`] unpacks it
+    /// when a later step reads it (a RUN on it, a COPY into or from it),
+    /// and `rbuild run` when it runs the image. Unpacking is one file
+    /// created per entry: for a COPY of a 100,000-file context that was
+    /// 8 s of a 10 s build, spent on a tree nothing read when the COPY was
+    /// the last step (the image is exported from blobs, not snapshots).
     fn write_layer(
         &self,
-        write: impl FnOnce(&mut dyn io::Write) -> Result<PackStats, BuildError>,
-    ) -> Result<BuiltLayer, BuildError> {
-        self.write_layer_from(None, write)
-    }
-
-    /// [`Self::write_layer`] for a layer packed from `tree`, a directory
-    /// already in the snapshot format (see [`Store::adopt_snapshot`]):
-    /// `tree` itself becomes the layer's snapshot, so the blob just written
-    /// is not unpacked again.
-    ///
-    /// With `None` the layer gets no snapshot here: [`Self::snapshots`]
-    /// unpacks it when a later step reads it (a RUN on it, a COPY into or
-    /// from it), and `rbuild run` when it runs the image. Unpacking is one
-    /// file created per entry: for a COPY of a 100,000-file context that
-    /// was 8 s of a 10 s build, spent on a tree nothing read when the COPY
-    /// was the last step (the image is exported from blobs, not snapshots).
-    fn write_layer_from(
-        &self,
-        tree: Option<&Path>,
         write: impl FnOnce(&mut dyn io::Write) -> Result<PackStats, BuildError>,
     ) -> Result<BuiltLayer, BuildError> {
         let started = std::time::Instant::now();
@@ -696,22 +693,58 @@ impl<'a> BuildWorker<'a> {
         let stats = write(&mut blob)?;
         phases::record("pack", started);
         let (digest, size) = phases::time("commit", || blob.commit_as(stats.diff_id))?;
-        debug_assert_eq!(size, stats.size, "the packer hashed every byte it wrote");
-        let info = LayerInfo {
-            digest,
+        debug_assert_eq!(
+            (digest, size),
+            (stats.diff_id, stats.size),
+            "the packer hashed every byte it wrote"
+        );
+        Ok(built_layer(stats))
+    }
+
+    /// The layer of `tree`, a RUN step's upper dir already in the snapshot
+    /// format (see [`Store::adopt_snapshot`]), which becomes the layer's
+    /// snapshot as it is. Only the layer's identity is on the step's path:
+    /// one pass over the tree hashes its tar (written nowhere); the blob,
+    /// the same tar, is written on a thread of its own from the snapshot
+    /// while later steps run ([`Store::write_layer_blob_deferred`]), and
+    /// the build waits for it before it writes its image. For the 909 MB
+    /// `apt-get` layer of a Rust toolchain, the pass that also wrote the
+    /// blob took 1.46 s of the step; what is left is the hash.
+    fn tree_layer_deferred(
+        &self,
+        tree: &Path,
+        opts: PackOptions,
+    ) -> Result<BuiltLayer, BuildError> {
+        use rbuild_store::layer::{StreamCheck, pack_diff, pack_diff_unhashed};
+        let started = std::time::Instant::now();
+        // sha256 for the layer's identity, and a cheap checksum the
+        // background pass is checked against (it takes no sha256).
+        let mut first = StreamCheck::new(io::sink());
+        let stats =
+            pack_diff(tree, &mut first, &opts).map_err(|source| BuildError::Pack { source })?;
+        phases::record("pack", started);
+        let snapshot = phases::time("snapshot", || {
+            self.cfg.store.adopt_snapshot(&stats.diff_id, tree)
+        })?;
+        self.cfg.store.write_layer_blob_deferred(
+            stats.diff_id,
+            first.sum(),
+            Box::new(move |out| pack_diff_unhashed(&snapshot, out, &opts)),
+        )?;
+        Ok(built_layer(stats))
+    }
+}
+
+/// A layer just made, stored uncompressed: its blob digest is its diffID.
+fn built_layer(stats: PackStats) -> BuiltLayer {
+    BuiltLayer {
+        info: LayerInfo {
+            digest: stats.diff_id,
             diff_id: stats.diff_id,
-            size,
+            size: stats.size,
             media_type: MEDIA_TYPE_LAYER_TAR.to_string(),
-        };
-        if let Some(tree) = tree {
-            phases::time("snapshot", || {
-                self.cfg.store.adopt_snapshot(&info.diff_id, tree)
-            })?;
-        }
-        Ok(BuiltLayer {
-            info,
-            created: Some(time::rfc3339(time::now_secs())),
-        })
+        },
+        created: Some(time::rfc3339(time::now_secs())),
     }
 }
 

@@ -204,14 +204,18 @@ fn build_with(
         cancel: &cancel,
     })
     .unwrap();
-    solve(
+    let solved = solve(
         g,
         &[target],
         &worker,
         &StoreCacheIndex::new(store),
         &NoEvents,
         &SolveOptions::default(),
-    )
+    );
+    // As the builder does once the steps are done: the RUN layers' blobs
+    // written in the background, and their cache records with them.
+    store.finish_deferred_blobs().unwrap();
+    solved
 }
 
 fn build(store: &Store, g: &BuildGraph<Op>, target: StepId) -> SolveReport<StepOutput> {

@@ -118,6 +118,60 @@ pub struct PackStats {
     pub size: u64,
 }
 
+/// A writer that passes bytes on while keeping a fast, non-cryptographic
+/// 128-bit checksum (XXH3) and a count of them: it tells that a second
+/// pass over a tree wrote the same bytes as a first one whose sha256 was
+/// taken, for a small part of a second sha256's cost (see
+/// [`Store::write_layer_blob_deferred`](crate::Store::write_layer_blob_deferred)).
+pub struct StreamCheck<W> {
+    inner: W,
+    hasher: xxhash_rust::xxh3::Xxh3,
+    size: u64,
+}
+
+/// What a [`StreamCheck`] saw: the checksum and the byte count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamSum {
+    pub xxh3: u128,
+    pub size: u64,
+}
+
+impl<W: Write> StreamCheck<W> {
+    pub fn new(inner: W) -> StreamCheck<W> {
+        StreamCheck {
+            inner,
+            hasher: xxhash_rust::xxh3::Xxh3::new(),
+            size: 0,
+        }
+    }
+
+    /// The writer the bytes went to.
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+
+    /// The checksum and count of the bytes written.
+    pub fn sum(&self) -> StreamSum {
+        StreamSum {
+            xxh3: self.hasher.digest128(),
+            size: self.size,
+        }
+    }
+}
+
+impl<W: Write> Write for StreamCheck<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// What unpacking did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct UnpackStats {
@@ -336,6 +390,16 @@ pub fn pack_diff(
     opts: &PackOptions,
 ) -> Result<PackStats, LayerError> {
     pack_tree(upper, out, opts, true)
+}
+
+/// [`pack_diff`] without the sha256: for a second pass over a tree whose
+/// diffID the first one took, checked with a [`StreamCheck`] instead.
+pub fn pack_diff_unhashed(
+    upper: &Path,
+    out: &mut dyn Write,
+    opts: &PackOptions,
+) -> Result<(), LayerError> {
+    pack::Packer::new(out, opts, true).pack(upper)
 }
 
 fn pack_tree(

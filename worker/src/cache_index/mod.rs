@@ -231,6 +231,11 @@ impl<'a> StoreCacheIndex<'a> {
     }
 
     fn read(&self, path: &Path) -> Result<Option<Record>, BuildError> {
+        // Written by this process, held back until its layers' blobs are
+        // (see `write`).
+        if let Some(bytes) = self.store.pending_file(path) {
+            return Ok(serde_json::from_slice(&bytes).ok());
+        }
         match fs::read(path) {
             Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -250,8 +255,16 @@ impl<'a> StoreCacheIndex<'a> {
         // miss (`read`: a record that does not parse is `None`; `system
         // check` reports it). The blobs a record names were made durable
         // before it was written, so a record that survives is never ahead
-        // of its layers.
-        rbuild_store::atomic::replace_file(self.store.tmp_dir(), path, &bytes)
+        // of its layers: a record of a RUN step whose blob is still being
+        // written in the background waits for it (in memory, where this
+        // process's lookups find it).
+        let blobs: Vec<Digest> = record
+            .layers
+            .iter()
+            .filter_map(|l| l.digest.parse().ok())
+            .collect();
+        self.store
+            .replace_file_after_blobs(path, bytes, &blobs)
             .map_err(BuildError::from)
     }
 
