@@ -100,10 +100,19 @@ impl Record {
         })
     }
 
-    /// Whether an image uses a layer the step added: then a default
-    /// `cache prune` keeps the record.
-    fn shares_with(&self, image_blobs: &BTreeSet<String>) -> bool {
-        self.added_digests().any(|(d, _)| image_blobs.contains(d))
+    /// Whether an image is made of the step's result: its layers start
+    /// with the record's whole layer chain. BuildKit calls a record whose
+    /// chain is an image's "shared", and the records under it are kept as
+    /// its parents; here each step's record is looked up by its own key,
+    /// so every prefix counts. Then a default `cache prune` keeps the
+    /// record. One layer in common is not enough: the empty
+    /// layer of a WORKDIR, or a COPY of the same files, is the same blob
+    /// on top of any parent, and an old build's record of it would keep
+    /// that build's whole chain alive.
+    fn shares_with(&self, images: &ImageLayers) -> bool {
+        images
+            .chains
+            .contains(&chain_key(self.layers.iter().map(|l| l.digest.as_str())))
     }
 
     /// How `usage` and `prune` list this record (`None` for a key that is
@@ -119,12 +128,18 @@ impl Record {
             shared,
         })
     }
+}
 
-    fn added_digests(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.layers[self.layers.len().saturating_sub(self.added)..]
-            .iter()
-            .map(|l| (l.digest.as_str(), l.size))
-    }
+/// A layer chain as text: its blob digests, bottom first.
+fn chain_key<'a>(digests: impl Iterator<Item = &'a str>) -> String {
+    digests.collect::<Vec<_>>().join(",")
+}
+
+/// What the images in the store use: their blobs, and every prefix of
+/// their layer lists as a chain ([`chain_key`]).
+struct ImageLayers {
+    blobs: BTreeSet<String>,
+    chains: std::collections::HashSet<String>,
 }
 
 /// A one-line description of a step from its key's fields (the cache
@@ -167,9 +182,10 @@ pub struct CacheRecordInfo {
     /// Seconds since the epoch.
     pub created: i64,
     pub last_used: i64,
-    /// An image in the store uses one of the layers the step added:
-    /// `cache prune` keeps the record (only `-a` removes it), and
-    /// removing it frees none of the image's layers.
+    /// An image in the store is made of the step's result (its layers
+    /// start with the record's whole chain): `cache prune` keeps the
+    /// record (only `-a` removes it), and removing it frees none of the
+    /// image's layers.
     pub shared: bool,
 }
 
@@ -289,14 +305,15 @@ impl<'a> StoreCacheIndex<'a> {
     /// and the store's gc keeps every blob an image or a kept record
     /// names (all of a record's layers, not only those it added).
     pub fn usage(&self) -> Result<CacheUsage, BuildError> {
-        let image_blobs = self.image_blobs()?;
+        let images = self.image_layers()?;
+        let image_blobs = &images.blobs;
         let all = self.all_records()?;
         let mut records: Vec<CacheRecordInfo> = Vec::new();
         // Every present blob a record names, once, with its size.
         let mut blobs: BTreeMap<&str, u64> = BTreeMap::new();
         let mut kept: BTreeSet<&str> = BTreeSet::new();
         for (_, r) in &all {
-            let shared = r.shares_with(&image_blobs);
+            let shared = r.shares_with(&images);
             for l in &r.layers {
                 if !blobs.contains_key(l.digest.as_str())
                     && l.digest
@@ -330,18 +347,21 @@ impl<'a> StoreCacheIndex<'a> {
     /// collects the store's garbage. Must not run while a worker on the
     /// same `Store` is alive (it holds a write session gc waits for).
     pub fn prune(&self, opts: &PruneOptions) -> Result<PruneReport, BuildError> {
-        let image_blobs = self.image_blobs()?;
+        let images = self.image_layers()?;
         let now = time::now_secs();
         let mut records = self.all_records()?;
         records.sort_by_key(|(_, r)| r.last_used);
-        // How many kept records name each blob they added: a blob shared
-        // by two records is freed (and stops counting towards
-        // --keep-storage) only when both are gone.
-        let mut refs: std::collections::HashMap<String, (usize, u64)> =
+        // How many kept records name each blob, anywhere in their chain:
+        // gc keeps every layer of a kept record, so a blob is freed (and
+        // stops counting towards --keep-storage) only when the last
+        // record naming it is gone, and never while an image uses it.
+        let mut refs: std::collections::HashMap<&str, (usize, u64)> =
             std::collections::HashMap::new();
         for (_, r) in &records {
-            for (d, size) in r.added_digests() {
-                refs.entry(d.to_string()).or_insert((0, size)).0 += 1;
+            for l in &r.layers {
+                if !images.blobs.contains(&l.digest) {
+                    refs.entry(l.digest.as_str()).or_insert((0, l.size)).0 += 1;
+                }
             }
         }
         let mut stored: u64 = refs.values().map(|(_, size)| size).sum();
@@ -350,7 +370,7 @@ impl<'a> StoreCacheIndex<'a> {
             if opts.keep_storage.is_some_and(|keep| stored <= keep) {
                 break;
             }
-            let shared = r.shares_with(&image_blobs);
+            let shared = r.shares_with(&images);
             let old_enough = opts
                 .until
                 .is_none_or(|u| now.saturating_sub(r.last_used) >= u.as_secs() as i64);
@@ -361,8 +381,8 @@ impl<'a> StoreCacheIndex<'a> {
             fs::remove_file(path).map_err(BuildError::io(path))?;
             report.bytes_reclaimed += record_bytes;
             report.removed.extend(r.info(shared));
-            for (d, _) in r.added_digests() {
-                if let Some((count, size)) = refs.get_mut(d) {
+            for l in &r.layers {
+                if let Some((count, size)) = refs.get_mut(l.digest.as_str()) {
                     *count -= 1;
                     if *count == 0 {
                         stored = stored.saturating_sub(*size);
@@ -381,15 +401,22 @@ impl<'a> StoreCacheIndex<'a> {
         Ok(report)
     }
 
-    /// Blob digests (as text) that images in the store use.
-    fn image_blobs(&self) -> Result<BTreeSet<String>, BuildError> {
-        Ok(self
-            .store
-            .scan_images()?
-            .images
-            .iter()
-            .flat_map(|i| i.layers.iter().map(|l| l.digest.to_string()))
-            .collect())
+    /// The blobs and layer chains images in the store use.
+    fn image_layers(&self) -> Result<ImageLayers, BuildError> {
+        let mut images = ImageLayers {
+            blobs: BTreeSet::new(),
+            chains: std::collections::HashSet::new(),
+        };
+        for image in self.store.scan_images()?.images {
+            let digests: Vec<String> = image.layers.iter().map(|l| l.digest.to_string()).collect();
+            for n in 1..=digests.len() {
+                images
+                    .chains
+                    .insert(chain_key(digests[..n].iter().map(String::as_str)));
+            }
+            images.blobs.extend(digests);
+        }
+        Ok(images)
     }
 }
 
