@@ -593,3 +593,91 @@ fn sigkill_during_an_add_download_leaves_no_temporary_file() {
     );
     env.ok(&["system", "check"]);
 }
+
+/// The size of the largest file under `dir` whose name starts with
+/// `prefix`, recursively (0 when none).
+fn largest_named(dir: &Path, prefix: &str) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                largest_named(&p, prefix)
+            } else if e.file_name().to_string_lossy().starts_with(prefix) {
+                e.metadata().map(|m| m.len()).unwrap_or(0)
+            } else {
+                0
+            }
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// A RUN step's layer blob is written in the background while the next
+/// step runs. SIGKILL in the middle of that write: no cache record names
+/// the blob that never got stored (`system check` would count it), no
+/// snapshot or temporary file is left, and the retry builds the step again
+/// and gives the right image.
+#[test]
+fn sigkill_while_a_run_layers_blob_is_written_leaves_a_clean_store() {
+    const TEST: &str = "sigkill_while_a_run_layers_blob_is_written_leaves_a_clean_store";
+    if !nix::unistd::geteuid().is_root() {
+        skipped(TEST, "RUN steps need root");
+        return;
+    }
+    let env = Env::new();
+    env.rb.busybox();
+    let ctx = env.rb.tree(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\n\
+             RUN head -c 200000000 /dev/zero > /pad && echo padded > /p.txt\n\
+             RUN sleep 3 && echo done > /done.txt\n\
+             CMD [\"cat\", \"/p.txt\", \"/done.txt\"]\n",
+        )],
+    );
+    let tmp = env.rb.root().join("store-v1/tmp");
+    let mut child = env
+        .command(&["build", "--progress", "plain", "-t", "pad:1", s(&ctx)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The blob's temporary file grows in the build's scratch space only
+    // once the first RUN is done: the step itself writes no blob.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the build ended before its blob was being written"
+        );
+        assert!(Instant::now() < deadline, "no blob was being written");
+        if largest_named(&tmp, "blob-") > 1_000_000 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    settle(&env);
+
+    let r = env.run(&["system", "check"]);
+    assert_eq!(r.code, 0, "system check:\n{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains(": 0 problems"), "{}", r.stdout);
+    let images = env.ok(&["images", "--format", "{{.Repository}}"]);
+    assert!(!images.contains("pad"), "{images}");
+    // The retry runs the step again (nothing recorded it) and is right.
+    let r = env.run(&["build", "--progress", "plain", "-t", "pad:1", s(&ctx)]);
+    assert_eq!(r.code, 0, "retry:\n{}", r.stderr);
+    assert!(
+        r.stderr.contains("#2 [2/3] RUN head") && !r.stderr.contains("#2 CACHED"),
+        "a step whose blob never got stored was taken from the cache:\n{}",
+        r.stderr
+    );
+    assert_eq!(env.ok(&["run", "--rm", "pad:1"]), "padded\ndone\n");
+    let r = env.run(&["system", "check"]);
+    assert!(r.stdout.contains(": 0 problems"), "{}", r.stdout);
+}
