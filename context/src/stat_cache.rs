@@ -14,12 +14,15 @@
 //! 32 bytes: sha256 of everything above
 //! ```
 //!
-//! Entries are sorted by path bytes. The file is kept in memory as read
-//! (one buffer and one offset per entry, found by binary search), never
-//! as a map of owned paths: a fully cached build of a 100,000-file
-//! context looks up every entry and allocates nothing per file. Which
-//! entries a build used is one flag per entry; entries hashed this build
-//! are the only ones held apart, and [`save`] merges the two.
+//! Entries are sorted by path bytes. The file is not held in memory: it
+//! is read once through its checksum when the build starts, keeping the
+//! path and offset of every [`BLOCK`]th entry (a 100,000-file context's
+//! 12 MB file leaves about 30 KB), and a lookup reads the one block its
+//! path falls in (a few KB, found by binary search over the kept paths;
+//! the last few blocks read are kept, so a walk in path order reads each
+//! block once). Which entries a build used is one flag per entry; entries
+//! hashed this build are the only ones held apart, and [`save`] merges the
+//! two, streaming the old file.
 //!
 //! A file that is missing, of another version, truncated or corrupt
 //! (checksum mismatch) is treated as empty: it is only a cache.
@@ -87,59 +90,80 @@ pub enum CacheLoad {
     Discarded,
 }
 
-/// The entries of a cache file: the file's bytes as read and where each
-/// entry starts, sorted by path.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct Loaded {
+/// Entries per block: the unit a lookup reads.
+const BLOCK: usize = 64;
+
+/// Blocks kept after a lookup read them.
+const KEPT_BLOCKS: usize = 8;
+
+/// Where a cache file's bytes are: the file itself (kept open, so a save
+/// that renames a new file over it does not change what this build
+/// reads), or bytes in memory (tests).
+#[derive(Debug)]
+enum Backing {
+    File(std::fs::File),
+    #[cfg(test)]
+    Bytes(Vec<u8>),
+}
+
+impl Backing {
+    fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        match self {
+            Backing::File(f) => std::os::unix::fs::FileExt::read_exact_at(f, buf, at),
+            #[cfg(test)]
+            Backing::Bytes(b) => {
+                let at = usize::try_from(at).map_err(std::io::Error::other)?;
+                let src = b
+                    .get(at..at + buf.len())
+                    .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+                buf.copy_from_slice(src);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The first entry of a block: its path and where the block starts.
+#[derive(Debug, PartialEq)]
+struct Mark {
+    path: Box<[u8]>,
+    at: u64,
+}
+
+/// One block of entries as read: its bytes and where each entry starts.
+#[derive(Debug)]
+struct Block {
+    index: usize,
     bytes: Vec<u8>,
     offsets: Vec<u32>,
 }
 
-impl Loaded {
-    pub fn len(&self) -> usize {
-        self.offsets.len()
-    }
-
+impl Block {
     fn path(&self, i: usize) -> &[u8] {
         let at = self.offsets[i] as usize;
         let len = u32::from_le_bytes(self.bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
         &self.bytes[at + 4..at + 4 + len]
     }
 
-    fn entry(&self, i: usize) -> Entry {
+    /// The serialized entry `i` (length, path, fixed fields).
+    fn raw(&self, i: usize) -> &[u8] {
         let at = self.offsets[i] as usize;
-        let len = u32::from_le_bytes(self.bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        let mut r = Reader(&self.bytes[at + 4 + len..]);
-        // `decode` checked every entry's length.
-        let mut u = || r.u64().expect("checked by decode");
-        let key = StatKey {
-            size: u(),
-            mtime_ns: u() as i64,
-            ctime_ns: u() as i64,
-            ino: u(),
-            dev: u(),
-        };
-        let recorded_ns = u() as i64;
-        let flags = r.take(1).expect("checked by decode")[0];
-        let digest = r
-            .take(32)
-            .expect("checked by decode")
-            .try_into()
-            .expect("32 bytes");
-        Entry {
-            key,
-            recorded_ns,
-            digest,
-            no_xattrs: flags & NO_XATTRS != 0,
-        }
+        let end = self
+            .offsets
+            .get(i + 1)
+            .map_or(self.bytes.len(), |&e| e as usize);
+        &self.bytes[at..end]
     }
 
-    /// The index of the entry for `path`.
-    pub fn find(&self, path: &str) -> Option<usize> {
-        let (mut lo, mut hi) = (0, self.len());
+    fn entry(&self, i: usize) -> Entry {
+        decode_entry(self.raw(i))
+    }
+
+    fn find(&self, path: &[u8]) -> Option<usize> {
+        let (mut lo, mut hi) = (0, self.offsets.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.path(mid).cmp(path.as_bytes()) {
+            match self.path(mid).cmp(path) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
                 std::cmp::Ordering::Equal => return Some(mid),
@@ -147,10 +171,122 @@ impl Loaded {
         }
         None
     }
+}
+
+/// The fixed fields of a serialized entry (after its length and path).
+fn decode_entry(raw: &[u8]) -> Entry {
+    let len = u32::from_le_bytes(raw[..4].try_into().expect("4 bytes")) as usize;
+    let mut r = Reader(&raw[4 + len..]);
+    // `decode` checked every entry's length.
+    let mut u = || r.u64().expect("checked by decode");
+    let key = StatKey {
+        size: u(),
+        mtime_ns: u() as i64,
+        ctime_ns: u() as i64,
+        ino: u(),
+        dev: u(),
+    };
+    let recorded_ns = u() as i64;
+    let flags = r.take(1).expect("checked by decode")[0];
+    let digest = r
+        .take(32)
+        .expect("checked by decode")
+        .try_into()
+        .expect("32 bytes");
+    Entry {
+        key,
+        recorded_ns,
+        digest,
+        no_xattrs: flags & NO_XATTRS != 0,
+    }
+}
+
+/// The entries of a cache file, sorted by path: the file, checked whole
+/// when it was opened, and the first path of each block of [`BLOCK`].
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    backing: Option<Backing>,
+    marks: Vec<Mark>,
+    len: usize,
+    /// Where the entries end (the checksum follows).
+    end: u64,
+    /// The last blocks read, most recent last.
+    blocks: std::sync::Mutex<Vec<std::sync::Arc<Block>>>,
+}
+
+impl Loaded {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Block `b`, read now unless it is one of the last read. `None` when
+    /// the file cannot be read any more (a cache: the lookup misses).
+    fn block(&self, b: usize) -> Option<std::sync::Arc<Block>> {
+        let mut kept = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = kept.iter().position(|k| k.index == b) {
+            let block = kept.remove(i);
+            kept.push(std::sync::Arc::clone(&block));
+            return Some(block);
+        }
+        drop(kept);
+        let at = self.marks[b].at;
+        let end = self.marks.get(b + 1).map_or(self.end, |m| m.at);
+        let mut bytes = vec![0; usize::try_from(end - at).ok()?];
+        self.backing.as_ref()?.read_at(&mut bytes, at).ok()?;
+        // Each entry's length was checked when the file was opened.
+        let mut offsets = Vec::with_capacity(BLOCK);
+        let mut pos = 0;
+        while pos < bytes.len() {
+            offsets.push(pos as u32);
+            let len = u32::from_le_bytes(bytes.get(pos..pos + 4)?.try_into().ok()?) as usize;
+            pos += FIXED + len;
+        }
+        let block = std::sync::Arc::new(Block {
+            index: b,
+            bytes,
+            offsets,
+        });
+        let mut kept = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= KEPT_BLOCKS {
+            kept.remove(0);
+        }
+        kept.push(std::sync::Arc::clone(&block));
+        Some(block)
+    }
+
+    /// The entry for `path` and its index.
+    pub fn find(&self, path: &str) -> Option<(usize, Entry)> {
+        let path = path.as_bytes();
+        // The last block whose first path is not after `path`.
+        let b = self
+            .marks
+            .partition_point(|m| &*m.path <= path)
+            .checked_sub(1)?;
+        let block = self.block(b)?;
+        let i = block.find(path)?;
+        Some((b * BLOCK + i, block.entry(i)))
+    }
 
     #[cfg(test)]
     pub fn get(&self, path: &str) -> Option<Entry> {
-        self.find(path).map(|i| self.entry(i))
+        self.find(path).map(|(_, e)| e)
+    }
+
+    /// Calls `f` with each entry's index, path and serialized bytes, in
+    /// order; stops at the first read that fails.
+    fn for_each(
+        &self,
+        mut f: impl FnMut(usize, &[u8], &[u8]) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        for b in 0..self.marks.len() {
+            let block = self.block(b).ok_or_else(|| {
+                std::io::Error::other("the stat cache file could not be read again")
+            })?;
+            for i in 0..block.offsets.len() {
+                f(b * BLOCK + i, block.path(i), block.raw(i))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -186,8 +322,7 @@ impl StatCache {
         {
             return Some(*entry);
         }
-        let i = self.loaded.find(path)?;
-        let entry = self.loaded.entry(i);
+        let (i, entry) = self.loaded.find(path)?;
         if !entry.answers(key) {
             return None;
         }
@@ -212,16 +347,21 @@ impl StatCache {
     }
 }
 
-/// Reads the cache file at `path`; never fails (see [`CacheLoad`]).
+/// Opens the cache file at `path` and checks it whole; never fails (see
+/// [`CacheLoad`]).
 pub(crate) fn load(path: &Path) -> (StatCache, CacheLoad) {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return (StatCache::default(), CacheLoad::Missing);
         }
         Err(_) => return (StatCache::default(), CacheLoad::Discarded),
     };
-    match decode(bytes) {
+    let Ok(len) = file.metadata().map(|m| m.len()) else {
+        return (StatCache::default(), CacheLoad::Discarded);
+    };
+    let scanned = scan(std::io::BufReader::with_capacity(256 * 1024, &file), len);
+    match scanned.map(|s| s.loaded(Backing::File(file))) {
         Some(loaded) => {
             let n = loaded.len();
             (StatCache::new(loaded), CacheLoad::Loaded(n))
@@ -261,46 +401,114 @@ pub(crate) fn start_loading(path: Option<&Path>) -> Pending {
     }
 }
 
-fn decode(bytes: Vec<u8>) -> Option<Loaded> {
-    let body_len = bytes.len().checked_sub(32)?;
-    // Offsets are u32.
-    if body_len > u32::MAX as usize {
+/// What checking a cache file found: where its blocks start, how many
+/// entries it has and where they end.
+struct Scanned {
+    marks: Vec<Mark>,
+    len: usize,
+    end: u64,
+}
+
+impl Scanned {
+    fn loaded(self, backing: Backing) -> Loaded {
+        Loaded {
+            backing: Some(backing),
+            marks: self.marks,
+            len: self.len,
+            end: self.end,
+            blocks: Default::default(),
+        }
+    }
+}
+
+/// Reads a cache file of `len` bytes from its start: checks its header,
+/// that every entry is whole, valid UTF-8 and after the one before, and
+/// its checksum, keeping the first path of each block. `None` when it is
+/// not a whole cache file of this version.
+fn scan(input: impl std::io::Read, len: u64) -> Option<Scanned> {
+    use std::io::Read as _;
+    let body_len = len.checked_sub(32)?;
+    let mut input = input;
+    let mut body = HashingRead {
+        inner: (&mut input).take(body_len),
+        hasher: Sha256::new(),
+    };
+    let mut header = [0; HEADER.len()];
+    body.read_exact(&mut header).ok()?;
+    if header != HEADER {
         return None;
     }
-    let (body, sum) = bytes.split_at(body_len);
-    if Sha256::digest(body).as_slice() != sum {
-        return None;
-    }
-    let entries_at = HEADER.len() + 8;
-    let mut r = Reader(body.strip_prefix(HEADER)?);
-    let count = r.u64()?;
+    let mut word = [0; 8];
+    body.read_exact(&mut word).ok()?;
+    let count = u64::from_le_bytes(word);
     // Each entry takes at least FIXED bytes: refuse absurd counts before
     // reserving memory for them.
-    if count > (r.0.len() / FIXED) as u64 {
+    let entries_at = (HEADER.len() + 8) as u64;
+    if count > (body_len.checked_sub(entries_at)?) / FIXED as u64 {
         return None;
     }
-    let mut offsets: Vec<u32> = Vec::with_capacity(count as usize);
+    let mut marks = Vec::with_capacity((count as usize).div_ceil(BLOCK));
     let mut at = entries_at;
-    let mut last: Option<&[u8]> = None;
-    for _ in 0..count {
-        offsets.push(at as u32);
-        let len = r.u32()? as usize;
-        let path = r.take(len)?;
-        std::str::from_utf8(path).ok()?;
-        r.take(FIXED - 4)?;
-        // Strictly increasing, as `save` writes them, or it is not ours.
-        if last.is_some_and(|last| last >= path) {
+    let mut last: Vec<u8> = Vec::new();
+    let mut path: Vec<u8> = Vec::new();
+    let mut fixed = [0; FIXED - 4];
+    for i in 0..count as usize {
+        let mut len_bytes = [0; 4];
+        body.read_exact(&mut len_bytes).ok()?;
+        let len = u32::from_le_bytes(len_bytes) as usize;
+        if len as u64 > body_len - at {
             return None;
         }
-        last = Some(path);
-        at += FIXED + len;
+        path.clear();
+        path.resize(len, 0);
+        body.read_exact(&mut path).ok()?;
+        std::str::from_utf8(&path).ok()?;
+        body.read_exact(&mut fixed).ok()?;
+        // Strictly increasing, as `save` writes them, or it is not ours.
+        if i > 0 && last >= path {
+            return None;
+        }
+        if i % BLOCK == 0 {
+            marks.push(Mark {
+                path: path.clone().into_boxed_slice(),
+                at,
+            });
+        }
+        std::mem::swap(&mut last, &mut path);
+        at += (FIXED + len) as u64;
     }
-    if !r.0.is_empty() {
+    if at != body_len {
         return None;
     }
-    let mut bytes = bytes;
-    bytes.truncate(body_len);
-    Some(Loaded { bytes, offsets })
+    let digest = body.hasher.finalize();
+    let mut sum = [0; 32];
+    input.read_exact(&mut sum).ok()?;
+    (digest.as_slice() == sum).then_some(Scanned {
+        marks,
+        len: count as usize,
+        end: at,
+    })
+}
+
+/// A reader that hashes what it reads.
+struct HashingRead<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for HashingRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// [`scan`] over bytes in memory.
+#[cfg(test)]
+fn decode(bytes: Vec<u8>) -> Option<Loaded> {
+    let scanned = scan(&bytes[..], bytes.len() as u64)?;
+    Some(scanned.loaded(Backing::Bytes(bytes)))
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -317,10 +525,6 @@ impl<'a> Reader<'a> {
 
     fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
     }
 }
 
@@ -346,49 +550,73 @@ impl<W: Write> Write for Hashing<W> {
 /// the fresh ones, sorted by path, so equal caches are equal files) to
 /// `out`, streaming.
 fn encode(cache: &StatCache, out: impl Write) -> std::io::Result<()> {
-    enum From<'a> {
-        Loaded(usize),
-        Fresh(&'a Entry),
-    }
     let fresh = cache.lock_fresh();
-    let mut sorted: Vec<(&[u8], From<'_>)> = (0..cache.loaded.len())
-        .filter(|&i| cache.used[i].load(Ordering::Relaxed))
-        .map(|i| (cache.loaded.path(i), From::Loaded(i)))
-        .filter(|(path, _)| {
-            fresh.is_empty() || std::str::from_utf8(path).map_or(true, |p| !fresh.contains_key(p))
-        })
-        .collect();
-    sorted.extend(fresh.iter().map(|(p, e)| (p.as_bytes(), From::Fresh(e))));
-    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut fresh_sorted: Vec<(&[u8], &Entry)> =
+        fresh.iter().map(|(p, e)| (p.as_bytes(), e)).collect();
+    fresh_sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let used = |i: usize| cache.used[i].load(Ordering::Relaxed);
+    // A fresh entry replaces a used loaded one of the same path.
+    let replaced = fresh
+        .keys()
+        .filter(|p| cache.loaded.find(p).is_some_and(|(i, _)| used(i)))
+        .count();
+    let count = cache.used_count.load(Ordering::Relaxed) + fresh.len() - replaced;
     let mut out = Hashing {
         inner: std::io::BufWriter::with_capacity(256 * 1024, out),
         hasher: Sha256::new(),
     };
     out.write_all(HEADER)?;
-    out.write_all(&(sorted.len() as u64).to_le_bytes())?;
-    for (path, from) in sorted {
-        let e = match from {
-            From::Loaded(i) => cache.loaded.entry(i),
-            From::Fresh(e) => *e,
-        };
-        out.write_all(&(path.len() as u32).to_le_bytes())?;
-        out.write_all(path)?;
-        for v in [
-            e.key.size,
-            e.key.mtime_ns as u64,
-            e.key.ctime_ns as u64,
-            e.key.ino,
-            e.key.dev,
-            e.recorded_ns as u64,
-        ] {
-            out.write_all(&v.to_le_bytes())?;
+    out.write_all(&(count as u64).to_le_bytes())?;
+    let mut written = 0;
+    let mut next_fresh = fresh_sorted.iter().peekable();
+    // One pass over the old file, in path order, with the fresh entries
+    // merged in.
+    cache.loaded.for_each(|i, path, raw| {
+        while let Some((p, e)) = next_fresh.next_if(|(p, _)| *p <= path) {
+            write_entry(&mut out, p, e)?;
+            written += 1;
         }
-        out.write_all(&[if e.no_xattrs { NO_XATTRS } else { 0 }])?;
-        out.write_all(&e.digest)?;
+        if used(i)
+            && fresh_sorted
+                .binary_search_by(|(p, _)| (*p).cmp(path))
+                .is_err()
+        {
+            out.write_all(raw)?;
+            written += 1;
+        }
+        Ok(())
+    })?;
+    for (p, e) in next_fresh {
+        write_entry(&mut out, p, e)?;
+        written += 1;
+    }
+    if written != count {
+        // Another thread of this build used an entry meanwhile: the count
+        // written first is wrong, and so would the file be.
+        return Err(std::io::Error::other(
+            "the stat cache changed while it was saved",
+        ));
     }
     let sum = out.hasher.finalize_reset();
     out.inner.write_all(&sum)?;
     out.inner.flush()
+}
+
+fn write_entry(out: &mut impl Write, path: &[u8], e: &Entry) -> std::io::Result<()> {
+    out.write_all(&(path.len() as u32).to_le_bytes())?;
+    out.write_all(path)?;
+    for v in [
+        e.key.size,
+        e.key.mtime_ns as u64,
+        e.key.ctime_ns as u64,
+        e.key.ino,
+        e.key.dev,
+        e.recorded_ns as u64,
+    ] {
+        out.write_all(&v.to_le_bytes())?;
+    }
+    out.write_all(&[if e.no_xattrs { NO_XATTRS } else { 0 }])?;
+    out.write_all(&e.digest)
 }
 
 /// Writes the cache to `path` atomically: a temporary file in the same
@@ -469,14 +697,14 @@ mod tests {
         assert_eq!(loaded.get("dir/ü"), None);
         assert_eq!(decode(bytes_of(&StatCache::default())).unwrap().len(), 0);
         // Truncated, flipped, other version, empty: all ignored.
-        assert_eq!(decode(bytes[..bytes.len() - 1].to_vec()), None);
+        assert!(decode(bytes[..bytes.len() - 1].to_vec()).is_none());
         let mut flipped = bytes.clone();
         flipped[HEADER.len() + 20] ^= 1;
-        assert_eq!(decode(flipped), None);
+        assert!(decode(flipped).is_none());
         let mut v1 = bytes.clone();
         v1[HEADER.len() - 2] = b'1';
-        assert_eq!(decode(v1), None);
-        assert_eq!(decode(Vec::new()), None);
+        assert!(decode(v1).is_none());
+        assert!(decode(Vec::new()).is_none());
     }
 
     #[test]
@@ -525,6 +753,83 @@ mod tests {
             }
         });
         assert!(decode(std::fs::read(&path).unwrap()).is_some());
+    }
+
+    /// Lookups read one block of the file, not the file: every entry of a
+    /// file of many blocks is found through them, in any order, from
+    /// threads at once, and a path between two entries is not.
+    #[test]
+    fn lookups_read_the_block_their_path_falls_in() {
+        let n = (BLOCK * 5 + 7) as u64;
+        let loaded = decode(bytes_of(&fresh_cache(n))).unwrap();
+        assert_eq!(loaded.len(), n as usize);
+        assert_eq!(loaded.marks.len(), 6);
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let loaded = &loaded;
+                s.spawn(move || {
+                    // Each thread its own order: forwards, backwards, strided.
+                    let order: Vec<u64> = match t {
+                        0 => (0..n).collect(),
+                        1 => (0..n).rev().collect(),
+                        _ => (0..n).map(|i| (i * 37 + t) % n).collect(),
+                    };
+                    for i in order {
+                        assert_eq!(loaded.get(&format!("dir/ü{i}")), Some(entry(i)), "{i}");
+                        assert_eq!(loaded.get(&format!("dir/ü{i}-")), None);
+                    }
+                });
+            }
+        });
+        assert_eq!(loaded.get("a"), None, "before the first entry");
+        assert_eq!(loaded.get("zzz"), None, "after the last");
+        let kept = loaded.blocks.lock().unwrap().len();
+        assert!(kept <= KEPT_BLOCKS, "{kept} blocks kept");
+    }
+
+    /// Saving streams the old file merged with this build's entries: the
+    /// result is what the used and fresh entries say, sorted, across block
+    /// boundaries, with a fresh entry replacing a used one of its path.
+    #[test]
+    fn save_merges_the_old_file_with_fresh_entries_across_blocks() {
+        // Entries read long after their files' times: they all answer.
+        let entry = |n: u64| Entry {
+            recorded_ns: i64::MAX,
+            ..entry(n)
+        };
+        let n = (BLOCK * 3) as u64;
+        let old = StatCache::default();
+        for i in 0..n {
+            old.record(&format!("dir/ü{i}"), entry(i));
+        }
+        let cache = StatCache::new(decode(bytes_of(&old)).unwrap());
+        let mut want = std::collections::BTreeMap::new();
+        for i in (0..n).step_by(3) {
+            let path = format!("dir/ü{i}");
+            assert_eq!(cache.lookup(&path, &entry(i).key), Some(entry(i)));
+            want.insert(path, entry(i));
+        }
+        // Replacing used ones (1 of every 6), and new paths between the
+        // old ones and at both ends.
+        for i in (0..n).step_by(6) {
+            let path = format!("dir/ü{i}");
+            cache.record(&path, entry(i + 1000));
+            want.insert(path, entry(i + 1000));
+        }
+        for path in [
+            "a-first".to_string(),
+            "zz-last".to_string(),
+            format!("dir/ü{}x", BLOCK),
+        ] {
+            cache.record(&path, entry(7));
+            want.insert(path, entry(7));
+        }
+        let saved = decode(bytes_of(&cache)).unwrap();
+        assert_eq!(saved.len(), want.len());
+        for (path, e) in &want {
+            assert_eq!(saved.get(path), Some(*e), "{path}");
+        }
+        assert_eq!(saved.get("dir/ü1"), None, "an entry this build did not use");
     }
 
     #[test]
