@@ -52,6 +52,22 @@ impl Drop for SmallFs {
     }
 }
 
+/// A store root on `fs` holding the test busybox image.
+fn busybox_root(fs: &SmallFs) -> PathBuf {
+    let root = fs.path.join("root");
+    let out = Command::new(support::repo_root().join("testdata/make-busybox"))
+        .arg(support::bin())
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    root
+}
+
 fn is_root() -> bool {
     support::tool("id", &["-u"]).trim() == "0"
 }
@@ -156,17 +172,7 @@ fn build_onto_a_full_disk_fails_clearly_and_tags_nothing() {
     else {
         return;
     };
-    let root = fs.path.join("root");
-    let out = Command::new(support::repo_root().join("testdata/make-busybox"))
-        .arg(support::bin())
-        .arg(&root)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let root = busybox_root(&fs);
     let ctx = tempfile::tempdir().unwrap();
     std::fs::write(
         ctx.path().join("Dockerfile"),
@@ -216,17 +222,7 @@ fn a_run_layer_whose_blob_fills_the_disk_fails_the_build_and_leaves_a_clean_stor
     let Some(fs) = SmallFs::mount(test, 16) else {
         return;
     };
-    let root = fs.path.join("root");
-    let out = Command::new(support::repo_root().join("testdata/make-busybox"))
-        .arg(support::bin())
-        .arg(&root)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let root = busybox_root(&fs);
     let ctx = tempfile::tempdir().unwrap();
     // 7 MiB fit as the step's upper dir; its blob, as much again, does not.
     std::fs::write(
