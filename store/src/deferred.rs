@@ -198,7 +198,9 @@ impl Store {
                 // they leave instead of slowing them down; the build
                 // waits for what is left of it at the end.
                 let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
-                let result = (|| {
+                // Whatever happens, the write ends with a result: a panic
+                // in the packer must fail the build, not leave it waiting.
+                let write = std::panic::AssertUnwindSafe(|| {
                     let mut checked = StreamCheck::new(writer);
                     pack(&mut checked).map_err(|source| match source {
                         LayerError::Output { source } => StoreError::io(&tmp)(source),
@@ -211,7 +213,13 @@ impl Store {
                         return Err(StoreError::Repacked { diff_id });
                     }
                     checked.into_inner().commit_as(diff_id).map(drop)
-                })();
+                });
+                let result = std::panic::catch_unwind(write).unwrap_or_else(|_| {
+                    Err(StoreError::Io {
+                        path: tmp.clone(),
+                        source: std::io::Error::other("the thread writing the blob panicked"),
+                    })
+                });
                 job.finish(result);
             })
             .map_err(StoreError::io(&self.tmp))?;

@@ -725,3 +725,23 @@ fn a_background_blob_write_that_fails_fails_the_finish_and_nothing_names_it() {
     assert!(!published(&full.diff_id).exists());
     assert!(!published(&changed.diff_id).exists());
 }
+
+/// A packer that panics fails the finish instead of leaving the build
+/// waiting for a blob that never comes.
+#[test]
+fn a_background_blob_write_that_panics_fails_the_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (stats, sum, _) = adopted_tree(&store, "upper", "boom");
+    store
+        .write_layer_blob_deferred(
+            stats.diff_id,
+            sum,
+            Box::new(|_| panic!("a bug in the packer")),
+        )
+        .unwrap();
+    let err = store.finish_deferred_blobs().unwrap_err();
+    assert!(format!("{err:?}").contains("panicked"), "{err:?}");
+    assert!(!store.has_blob(&stats.diff_id));
+    assert!(temp_blobs(&store).is_empty(), "{:?}", temp_blobs(&store));
+}
