@@ -41,6 +41,12 @@ impl VertexId {
 pub const PULL_STEP_BASE: usize = 1 << 40;
 const _: () = assert!(PULL_STEP_BASE + (1 << 20) < 1 << 53);
 
+/// The step the progress shows while the build waits for the layer blobs
+/// its RUN steps left to write in the background, when that takes long
+/// enough to notice (BuildKit's "exporting layers"): in the pull range,
+/// at a number no pull reaches.
+pub const EXPORT_LAYERS_STEP: VertexId = VertexId(PULL_STEP_BASE + (1 << 31));
+
 /// Which output stream bytes came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -283,7 +283,30 @@ pub(crate) fn run(
     // cache exports and the records' hits need them. A write that failed
     // (a full disk) fails the build here, before anything names the blob.
     let blobs_started = Instant::now();
-    store.finish_deferred_blobs()?;
+    // Shown as a step when it is long enough to notice (a big layer's
+    // blob still being written), so the build does not go quiet.
+    let shown = !store.deferred_blobs_done_within(std::time::Duration::from_millis(300));
+    let id = crate::events::EXPORT_LAYERS_STEP;
+    if shown {
+        progress.event(&Event::Started {
+            id,
+            name: "exporting layers",
+        });
+    }
+    let finished = store.finish_deferred_blobs();
+    if shown {
+        match &finished {
+            Ok(()) => progress.event(&Event::Finished {
+                id,
+                duration: blobs_started.elapsed(),
+            }),
+            Err(e) => progress.event(&Event::Failed {
+                id,
+                error: &error_chain(e),
+            }),
+        }
+    }
+    finished?;
     let mut blobs_phase = crate::timing::build_phase(started, "blobs", blobs_started);
     blobs_phase.within = Some("export".to_string());
 

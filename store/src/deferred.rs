@@ -56,6 +56,23 @@ impl DeferredBlob {
         }
     }
 
+    /// Waits at most until `deadline` for the write; whether it is over.
+    fn wait_until(&self, deadline: std::time::Instant) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while state.is_none() {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = self
+                .done
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
     fn failed(&self) -> bool {
         matches!(
             &*self.state.lock().unwrap_or_else(|e| e.into_inner()),
@@ -245,6 +262,15 @@ impl Store {
             }),
             None => Ok(()),
         }
+    }
+
+    /// Whether every blob being written in the background is written (or
+    /// failed) within `timeout`: a front end shows the wait as a step of
+    /// its own only when it is long enough to notice.
+    pub fn deferred_blobs_done_within(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let entries: Vec<Arc<DeferredBlob>> = self.lock_deferred().values().cloned().collect();
+        entries.iter().all(|e| e.wait_until(deadline))
     }
 
     /// Waits for every blob being written in the background and forgets

@@ -632,6 +632,11 @@ fn a_layer_blob_written_in_the_background_is_waited_for_and_holds_back_its_recor
         .unwrap();
     assert_eq!(fs::read(&other).unwrap(), b"x");
 
+    // A front end asking whether the writes are over is told in time.
+    let asked = std::time::Instant::now();
+    assert!(!store.deferred_blobs_done_within(std::time::Duration::from_millis(50)));
+    assert!(asked.elapsed() < std::time::Duration::from_secs(5));
+
     // Opening the blob waits for the write.
     std::thread::scope(|s| {
         let reader = s.spawn(|| store.read_blob(&stats.diff_id).unwrap());
@@ -641,6 +646,7 @@ fn a_layer_blob_written_in_the_background_is_waited_for_and_holds_back_its_recor
         assert_eq!(bytes.len() as u64, stats.size);
         assert_eq!(Digest::of(&bytes), stats.diff_id);
     });
+    assert!(store.deferred_blobs_done_within(std::time::Duration::from_secs(60)));
     store.finish_deferred_blobs().unwrap();
     assert!(blob_file.is_file());
     assert_eq!(fs::read(&record).unwrap(), b"names it");
