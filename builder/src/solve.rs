@@ -210,6 +210,11 @@ pub(crate) fn run(
     })?
     // Imported hits' blobs arrive only when a step reads them.
     .with_fetcher(&index)
+    .with_last_steps(
+        (0..plan.graph.len())
+            .map(|i| plan.graph.step_at(i))
+            .filter(|&s| plan.graph.dependents(s).next().is_none()),
+    )
     .with_inputs(&worker_inputs);
     let planned = crate::timing::build_phase(started, "plan", started);
     let solve_started = Instant::now();

@@ -1117,3 +1117,47 @@ fn interrupt_a_running_step(whole_group: bool) {
         "scratch left in the store: {leftovers:?}"
     );
 }
+
+/// As root a RUN's upper dir becomes its snapshot, and its blob is written
+/// in the background while later steps run: the step has no `commit`
+/// phase. A RUN that ends the build (no step reads it) writes its blob in
+/// the pass that hashes it instead, since the export needs it at once.
+#[test]
+fn only_a_run_that_ends_the_build_writes_its_blob_in_the_step() {
+    const TEST: &str = "only_a_run_that_ends_the_build_writes_its_blob_in_the_step";
+    if !nix::unistd::geteuid().is_root() {
+        support::skipped(TEST, "RUN steps adopt their upper dir as root only");
+        return;
+    }
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = rb.tree(
+        "ctx-last-step",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo a > /a\nRUN echo b > /b\nCMD [\"cat\", \"/a\", \"/b\"]\n",
+        )],
+    );
+    let report = build_report(&rb, &ctx, &["-t", "last-step"], "last-step.json");
+    let phases = |needle: &str| -> Vec<String> {
+        let step = report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["instruction"].as_str().unwrap().contains(needle))
+            .unwrap();
+        step["timing"]["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = phases("echo a");
+    assert!(first.contains(&"snapshot".to_string()), "{first:?}");
+    assert!(!first.contains(&"commit".to_string()), "{first:?}");
+    let last = phases("echo b");
+    assert!(last.contains(&"snapshot".to_string()), "{last:?}");
+    assert!(last.contains(&"commit".to_string()), "{last:?}");
+    assert_eq!(rb.ok(&["run", "--rm", "last-step"]), "a\nb\n");
+}

@@ -241,11 +241,13 @@ pub(super) fn run(
             .name("upper-writeback".into())
             .spawn(move || rustix::fs::syncfs(&dir));
     }
+    let pack = |out: &mut dyn std::io::Write| {
+        pack_diff(&upper, out, &opts).map_err(|source| BuildError::Pack { source })
+    };
     match tree {
-        Some(tree) => w.tree_layer_deferred(tree, opts),
-        None => w.write_layer(|out| {
-            pack_diff(&upper, out, &opts).map_err(|source| BuildError::Pack { source })
-        }),
+        Some(tree) if w.is_last_step(step) => w.tree_layer_now(tree, pack),
+        Some(tree) => w.tree_layer_deferred(tree, opts.clone()),
+        None => w.write_layer(pack),
     }
 }
 

@@ -343,6 +343,8 @@ pub struct BuildWorker<'a> {
     prefetch: prefetch::Prefetch,
     /// Steps that waited for such an unpack to finish, and how long.
     unpack_waits: Mutex<BTreeMap<StepId, std::time::Duration>>,
+    /// Steps no other step reads (see [`BuildWorker::with_last_steps`]).
+    last_steps: std::collections::HashSet<StepId>,
 }
 
 impl<'a> BuildWorker<'a> {
@@ -360,7 +362,23 @@ impl<'a> BuildWorker<'a> {
             phases: Mutex::new(BTreeMap::new()),
             prefetch: prefetch::Prefetch::default(),
             unpack_waits: Mutex::new(BTreeMap::new()),
+            last_steps: Default::default(),
         })
+    }
+
+    /// Tells the worker which steps no other step of the build reads (a
+    /// target's last step). A RUN among them writes its layer's blob in
+    /// the pass that hashes it: nothing runs after it to overlap a
+    /// background write with, and the export needs the blob at once, so
+    /// a second pass over its snapshot would only add a read.
+    pub fn with_last_steps(mut self, steps: impl IntoIterator<Item = StepId>) -> BuildWorker<'a> {
+        self.last_steps = steps.into_iter().collect();
+        self
+    }
+
+    /// Whether `step` is one of [`BuildWorker::with_last_steps`].
+    fn is_last_step(&self, step: StepId) -> bool {
+        self.last_steps.contains(&step)
     }
 
     /// Gives the worker the build's named contexts and ssh agents.
@@ -699,6 +717,23 @@ impl<'a> BuildWorker<'a> {
             "the packer hashed every byte it wrote"
         );
         Ok(built_layer(stats))
+    }
+
+    /// [`Self::write_layer`] for a layer packed from `tree`, a RUN step's
+    /// upper dir already in the snapshot format (see
+    /// [`Store::adopt_snapshot`]), which then becomes the layer's snapshot
+    /// as it is: for a step no other step reads, whose blob the export
+    /// needs at once (see [`Self::with_last_steps`]).
+    fn tree_layer_now(
+        &self,
+        tree: &Path,
+        write: impl FnOnce(&mut dyn io::Write) -> Result<PackStats, BuildError>,
+    ) -> Result<BuiltLayer, BuildError> {
+        let layer = self.write_layer(write)?;
+        phases::time("snapshot", || {
+            self.cfg.store.adopt_snapshot(&layer.info.diff_id, tree)
+        })?;
+        Ok(layer)
     }
 
     /// The layer of `tree`, a RUN step's upper dir already in the snapshot
