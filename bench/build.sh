@@ -441,8 +441,11 @@ rss() {
     [ -n "$prepare" ] && sh -c "$prepare"
     rm -f "$report"
     # shellcheck disable=SC2046 # build_cmd is a word list by design
-    if ! $TIME -f %M -o "$BENCH_DIR/rss" $(build_cmd rbuild "$kind" "--report $report $extra") >/dev/null 2>&1; then
-        echo "failed" # time's exit status is the build's
+    if ! $TIME -f %M -o "$BENCH_DIR/rss" $(build_cmd rbuild "$kind" "--report $report $extra") >/dev/null 2>"$BENCH_DIR/rss.err"; then
+        # time's exit status is the build's; keep what it said.
+        cp "$BENCH_DIR/rss.err" "$BENCH_DIR/rss-failed-$kind.err"
+        note "rbuild: the peak-RSS build of $kind failed: see $BENCH_DIR/rss-failed-$kind.err"
+        echo "failed"
         return
     fi
     local own run
