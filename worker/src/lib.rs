@@ -16,9 +16,10 @@
 //! a RUN's upper dir becomes its snapshot as it is (as root), and its
 //! blob is written in the background while later steps run (see
 //! `tree_layer_deferred`; a step no other step reads writes it at once,
-//! see [`BuildWorker::with_last_steps`]); any other new layer is unpacked only when a
-//! later step reads it (a COPY of 100,000 files that ends a build, as most
-//! do, never creates those files a second time; see `write_layer`).
+//! see [`BuildWorker::with_last_steps`]); any other new layer is unpacked
+//! only when a later step reads it (a COPY of 100,000 files that ends a
+//! build, as most do, never creates those files a second time; see
+//! `write_layer`).
 //!
 //! Store safety: the worker holds a [`WriteSession`] for its whole life,
 //! so a concurrent `gc` (another process) waits until the build is over
