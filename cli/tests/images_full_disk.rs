@@ -68,6 +68,25 @@ fn busybox_root(fs: &SmallFs) -> PathBuf {
     root
 }
 
+/// `rbuild build -t full:1 CTX` on the store at `root`.
+fn build_full_on(root: &Path, ctx: &Path) -> Run {
+    run_on(
+        root,
+        &["build", "--progress", "plain", "-t", "full:1", s(ctx)],
+    )
+}
+
+/// After a failed `build -t full:1`: nothing tagged, and a store that
+/// checks clean; the check's output.
+fn assert_untagged_and_clean(root: &Path) -> Run {
+    let images = run_on(root, &["images"]);
+    assert!(!images.stdout.contains("full"), "{}", images.stdout);
+    let check = run_on(root, &["system", "check"]);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    assert!(check.stdout.contains(": 0 problems"), "{}", check.stdout);
+    check
+}
+
 fn is_root() -> bool {
     support::tool("id", &["-u"]).trim() == "0"
 }
@@ -187,28 +206,14 @@ fn build_onto_a_full_disk_fails_clearly_and_tags_nothing() {
         ],
     );
     let before = blobs(&root);
-    let r = run_on(
-        &root,
-        &[
-            "build",
-            "--progress",
-            "plain",
-            "-t",
-            "full:1",
-            s(ctx.path()),
-        ],
-    );
+    let r = build_full_on(&root, ctx.path());
     assert_ne!(r.code, 0, "{}", r.stdout);
     assert!(
         r.stderr.to_lowercase().contains("no space left"),
         "the error must say the disk is full:\n{}",
         r.stderr
     );
-    let images = run_on(&root, &["images"]);
-    assert!(!images.stdout.contains("full"), "{}", images.stdout);
-    let check = run_on(&root, &["system", "check"]);
-    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
-    assert!(check.stdout.contains(": 0 problems"), "{}", check.stdout);
+    assert_untagged_and_clean(&root);
     let _ = before;
 }
 
@@ -231,17 +236,7 @@ fn a_run_layer_whose_blob_fills_the_disk_fails_the_build_and_leaves_a_clean_stor
     )
     .unwrap();
     let before = blobs(&root);
-    let r = run_on(
-        &root,
-        &[
-            "build",
-            "--progress",
-            "plain",
-            "-t",
-            "full:1",
-            s(ctx.path()),
-        ],
-    );
+    let r = build_full_on(&root, ctx.path());
     assert_ne!(r.code, 0, "{}", r.stdout);
     // The step itself ran: it is the blob written after it that failed.
     assert!(
@@ -250,11 +245,7 @@ fn a_run_layer_whose_blob_fills_the_disk_fails_the_build_and_leaves_a_clean_stor
         "the error must say the disk is full:\n{}",
         r.stderr
     );
-    let images = run_on(&root, &["images"]);
-    assert!(!images.stdout.contains("full"), "{}", images.stdout);
-    let check = run_on(&root, &["system", "check"]);
-    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
-    assert!(check.stdout.contains(": 0 problems"), "{}", check.stdout);
+    let check = assert_untagged_and_clean(&root);
     if blobs(&root) != before {
         // The later RUN's small blob was written; its record, naming the
         // lost layer under it too, was not: nothing references the blob.
