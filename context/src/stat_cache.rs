@@ -429,10 +429,7 @@ fn scan(input: impl std::io::Read, len: u64) -> Option<Scanned> {
     use std::io::Read as _;
     let body_len = len.checked_sub(32)?;
     let mut input = input;
-    let mut body = HashingRead {
-        inner: (&mut input).take(body_len),
-        hasher: Sha256::new(),
-    };
+    let mut body = rbuild_store::layer::HashingReader::new((&mut input).take(body_len));
     let mut header = [0; HEADER.len()];
     body.read_exact(&mut header).ok()?;
     if header != HEADER {
@@ -480,28 +477,14 @@ fn scan(input: impl std::io::Read, len: u64) -> Option<Scanned> {
     if at != body_len {
         return None;
     }
-    let digest = body.hasher.finalize();
+    let digest = body.digest();
     let mut sum = [0; 32];
     input.read_exact(&mut sum).ok()?;
-    (digest.as_slice() == sum).then_some(Scanned {
+    (*digest.as_bytes() == sum).then_some(Scanned {
         marks,
         len: count as usize,
         end: at,
     })
-}
-
-/// A reader that hashes what it reads.
-struct HashingRead<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: std::io::Read> std::io::Read for HashingRead<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
 }
 
 /// [`scan`] over bytes in memory.
