@@ -283,37 +283,7 @@ pub(crate) fn run(
         }
     };
 
-    // RUN layers' blobs were left to write in the background while later
-    // steps ran (see `Store::write_layer_blob_deferred`): the image, the
-    // cache exports and the records' hits need them. A write that failed
-    // (a full disk) fails the build here, before anything names the blob.
-    let blobs_started = Instant::now();
-    // Shown as a step when it is long enough to notice (a big layer's
-    // blob still being written), so the build does not go quiet.
-    let shown = !store.deferred_blobs_done_within(std::time::Duration::from_millis(300));
-    let id = crate::events::EXPORT_LAYERS_STEP;
-    if shown {
-        progress.event(&Event::Started {
-            id,
-            name: "exporting layers",
-        });
-    }
-    let finished = store.finish_deferred_blobs();
-    if shown {
-        match &finished {
-            Ok(()) => progress.event(&Event::Finished {
-                id,
-                duration: blobs_started.elapsed(),
-            }),
-            Err(e) => progress.event(&Event::Failed {
-                id,
-                error: &error_chain(e),
-            }),
-        }
-    }
-    finished?;
-    let mut blobs_phase = crate::timing::build_phase(started, "blobs", blobs_started);
-    blobs_phase.within = Some("export".to_string());
+    let blobs_phase = finish_layer_blobs(store, progress, started)?;
 
     let imported = index.imported_hits();
     // What the explanations and the provenance need from the worker is
@@ -521,6 +491,46 @@ fn sandbox_refusal_hint(error: &WorkerError) -> Option<&'static str> {
              ptrace or setting the clock are refused; do that work outside the build or use a \
              mode of the tool that does not need it",
         )
+}
+
+/// Waits for the blobs RUN steps left to write in the background while
+/// later steps ran (see `Store::write_layer_blob_deferred`): the image, the
+/// cache exports and the records' hits need them. A write that failed (a
+/// full disk) fails the build here, before anything names the blob. A wait
+/// long enough to notice shows as a step of its own, so the build does not
+/// go quiet after its last step. Returns the `blobs` phase (within
+/// `export`).
+fn finish_layer_blobs(
+    store: &Store,
+    progress: &dyn BuildEvents,
+    build_started: Instant,
+) -> Result<crate::timing::PhaseReport, BuildError> {
+    let started = Instant::now();
+    let shown = !store.deferred_blobs_done_within(std::time::Duration::from_millis(300));
+    let id = crate::events::EXPORT_LAYERS_STEP;
+    if shown {
+        progress.event(&Event::Started {
+            id,
+            name: "exporting layers",
+        });
+    }
+    let finished = store.finish_deferred_blobs();
+    if shown {
+        match &finished {
+            Ok(()) => progress.event(&Event::Finished {
+                id,
+                duration: started.elapsed(),
+            }),
+            Err(e) => progress.event(&Event::Failed {
+                id,
+                error: &error_chain(e),
+            }),
+        }
+    }
+    finished?;
+    let mut phase = crate::timing::build_phase(build_started, "blobs", started);
+    phase.within = Some("export".to_string());
+    Ok(phase)
 }
 
 /// The step showing which frontend the `# syntax=` line selected: the
