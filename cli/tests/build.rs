@@ -54,6 +54,16 @@ fn build_report(rb: &Rbuild, ctx: &Path, args: &[&str], name: &str) -> Value {
     serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
 }
 
+/// The names of a report step's phases, in order.
+fn phase_names(step: &Value) -> Vec<&str> {
+    step["timing"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect()
+}
+
 fn executed(report: &Value) -> Vec<String> {
     report["steps"]
         .as_array()
@@ -498,12 +508,7 @@ fn trace_report_timings_and_slowest_steps_show_where_the_time_went() {
         let t = &step["timing"];
         assert!(t["started_seconds"].as_f64().unwrap() >= t["ready_seconds"].as_f64().unwrap());
         if step["instruction"].as_str().unwrap().starts_with("RUN") {
-            let names: Vec<&str> = t["phases"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p["name"].as_str().unwrap())
-                .collect();
+            let names = phase_names(step);
             for want in [
                 "key", "lookup", "execute", "mounts", "sandbox", "process", "pack",
             ] {
@@ -1139,25 +1144,19 @@ fn only_a_run_that_ends_the_build_writes_its_blob_in_the_step() {
         )],
     );
     let report = build_report(&rb, &ctx, &["-t", "last-step"], "last-step.json");
-    let phases = |needle: &str| -> Vec<String> {
-        let step = report["steps"]
-            .as_array()
-            .unwrap()
+    let phases = |needle: &str| {
+        let steps = report["steps"].as_array().unwrap();
+        let step = steps
             .iter()
             .find(|s| s["instruction"].as_str().unwrap().contains(needle))
             .unwrap();
-        step["timing"]["phases"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["name"].as_str().unwrap().to_string())
-            .collect()
+        phase_names(step)
     };
     let first = phases("echo a");
-    assert!(first.contains(&"snapshot".to_string()), "{first:?}");
-    assert!(!first.contains(&"commit".to_string()), "{first:?}");
+    assert!(first.contains(&"snapshot"), "{first:?}");
+    assert!(!first.contains(&"commit"), "{first:?}");
     let last = phases("echo b");
-    assert!(last.contains(&"snapshot".to_string()), "{last:?}");
-    assert!(last.contains(&"commit".to_string()), "{last:?}");
+    assert!(last.contains(&"snapshot"), "{last:?}");
+    assert!(last.contains(&"commit"), "{last:?}");
     assert_eq!(rb.ok(&["run", "--rm", "last-step"]), "a\nb\n");
 }

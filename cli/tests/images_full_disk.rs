@@ -55,16 +55,7 @@ impl Drop for SmallFs {
 /// A store root on `fs` holding the test busybox image.
 fn busybox_root(fs: &SmallFs) -> PathBuf {
     let root = fs.path.join("root");
-    let out = Command::new(support::repo_root().join("testdata/make-busybox"))
-        .arg(support::bin())
-        .arg(&root)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::busybox_into(&root);
     root
 }
 

@@ -118,17 +118,7 @@ impl Rbuild {
 
     /// Imports busybox:latest with testdata/make-busybox; returns the ID.
     pub fn busybox(&self) -> String {
-        let out = Command::new(repo_root().join("testdata/make-busybox"))
-            .arg(bin())
-            .arg(self.root())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "make-busybox: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        busybox_into(&self.root())
     }
 
     /// Makes a directory tree from (path, contents) pairs.
@@ -175,6 +165,22 @@ pub fn run_command(mut c: Command, input: Option<&[u8]>) -> Run {
 
 /// The file of blob `digest` (`sha256:…`) in an OCI layout at `layout`
 /// (a store's `store-v1`, an exported cache directory).
+/// Imports busybox:latest into the store under `root` with
+/// testdata/make-busybox; returns the ID.
+pub fn busybox_into(root: &Path) -> String {
+    let out = Command::new(repo_root().join("testdata/make-busybox"))
+        .arg(bin())
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "make-busybox: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 pub fn blob_path(layout: &Path, digest: &str) -> PathBuf {
     let hex = digest.strip_prefix("sha256:").unwrap();
     layout.join("blobs/sha256").join(hex)
