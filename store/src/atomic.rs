@@ -22,6 +22,13 @@ pub fn temp_path(tmp_dir: &Path, prefix: &str) -> PathBuf {
     tmp_dir.join(format!("{prefix}-{}-{n}", std::process::id()))
 }
 
+/// Whether the blob at `path` is stored with `size` bytes: a blob gets
+/// into `blobs/` only once it is durable and verified, so one of the size
+/// expected needs no second copy; one of another size is damaged.
+pub(crate) fn stored_whole(path: &Path, size: u64) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == size)
+}
+
 /// fsyncs a directory so a rename inside it survives a crash.
 pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
@@ -143,7 +150,7 @@ impl BlobWriter {
         // the copy just written is dropped unsynced (`Drop` removes it)
         // instead of being fsynced to replace identical bytes. A stored
         // blob of another size is damaged: the new copy replaces it.
-        if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size) {
+        if stored_whole(&dest, size) {
             return Ok((digest, size));
         }
         file.sync_all().map_err(StoreError::io(&self.tmp))?;

@@ -17,9 +17,9 @@
 //! disk) fails the build. A snapshot whose blob could not be written is
 //! never published. Files that name such a blob (cache-index records)
 //! are held back until it is committed
-//! ([`Store::replace_file_after_blobs`]). [`Store::publish_snapshots`] (and so dropping the
-//! store) waits for every write first, since the writes read the
-//! snapshots where they wait in scratch space.
+//! ([`Store::replace_file_after_blobs`]). [`Store::publish_snapshots`]
+//! (and so dropping the store) waits for every write first, since the
+//! writes read the snapshots where they wait in scratch space.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -47,30 +47,23 @@ impl DeferredBlob {
 
     /// Waits for the write; its outcome.
     fn wait(&self) -> std::result::Result<(), Arc<StoreError>> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(result) = &*state {
-                return result.clone();
-            }
-            state = self.done.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = self
+            .done
+            .wait_while(state, |s| s.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        state.clone().expect("waited until set")
     }
 
     /// Waits at most until `deadline` for the write; whether it is over.
     fn wait_until(&self, deadline: std::time::Instant) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        while state.is_none() {
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            state = self
-                .done
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        true
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let timeout = deadline.saturating_duration_since(std::time::Instant::now());
+        let (state, _) = self
+            .done
+            .wait_timeout_while(state, timeout, |s| s.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        state.is_some()
     }
 
     fn failed(&self) -> bool {
@@ -193,9 +186,7 @@ impl Store {
         first: StreamSum,
         pack: PackLayer,
     ) -> Result<()> {
-        if std::fs::symlink_metadata(self.blob_path(&diff_id))
-            .is_ok_and(|m| m.is_file() && m.len() == first.size)
-        {
+        if atomic::stored_whole(&self.blob_path(&diff_id), first.size) {
             return Ok(());
         }
         let mut deferred = self.lock_deferred();
