@@ -101,14 +101,14 @@ impl Record {
     }
 
     /// Whether an image is made of the step's result: its layers start
-    /// with the record's whole layer chain. BuildKit calls a record whose
-    /// chain is an image's "shared", and the records under it are kept as
-    /// its parents; here each step's record is looked up by its own key,
-    /// so every prefix counts. Then a default `cache prune` keeps the
-    /// record. One layer in common is not enough: the empty
-    /// layer of a WORKDIR, or a COPY of the same files, is the same blob
-    /// on top of any parent, and an old build's record of it would keep
-    /// that build's whole chain alive.
+    /// with the record's whole layer chain. Then a default `cache prune`
+    /// keeps the record. BuildKit calls a record whose chain is an
+    /// image's "shared", and keeps the records under it as its parents;
+    /// here each step's record is looked up by its own key, so every
+    /// prefix counts. One layer in common is not enough: the empty layer
+    /// of a WORKDIR, or a COPY of the same files, is the same blob on any
+    /// parent, and an old build's record of it would keep that build's
+    /// whole chain alive.
     fn shares_with(&self, images: &ImageLayers) -> bool {
         images
             .chains
@@ -248,15 +248,16 @@ impl<'a> StoreCacheIndex<'a> {
 
     fn read(&self, path: &Path) -> Result<Option<Record>, BuildError> {
         // Written by this process, held back until its layers' blobs are
-        // (see `write`).
-        if let Some(bytes) = self.store.pending_file(path) {
-            return Ok(serde_json::from_slice(&bytes).ok());
-        }
-        match fs::read(path) {
-            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(BuildError::io(path)(e)),
-        }
+        // (see `write`), or on disk.
+        let bytes = match self.store.pending_file(path) {
+            Some(bytes) => bytes,
+            None => match fs::read(path) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(BuildError::io(path)(e)),
+            },
+        };
+        Ok(serde_json::from_slice(&bytes).ok())
     }
 
     fn write(&self, path: &Path, record: &Record) -> Result<(), BuildError> {
