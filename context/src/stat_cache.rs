@@ -96,33 +96,6 @@ const BLOCK: usize = 64;
 /// Blocks kept after a lookup read them.
 const KEPT_BLOCKS: usize = 8;
 
-/// Where a cache file's bytes are: the file itself (kept open, so a save
-/// that renames a new file over it does not change what this build
-/// reads), or bytes in memory (tests).
-#[derive(Debug)]
-enum Backing {
-    File(std::fs::File),
-    #[cfg(test)]
-    Bytes(Vec<u8>),
-}
-
-impl Backing {
-    fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
-        match self {
-            Backing::File(f) => std::os::unix::fs::FileExt::read_exact_at(f, buf, at),
-            #[cfg(test)]
-            Backing::Bytes(b) => {
-                let at = usize::try_from(at).map_err(std::io::Error::other)?;
-                let src = b
-                    .get(at..at + buf.len())
-                    .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
-                buf.copy_from_slice(src);
-                Ok(())
-            }
-        }
-    }
-}
-
 /// The first entry of a block: its path and where the block starts.
 #[derive(Debug, PartialEq)]
 struct Mark {
@@ -205,7 +178,9 @@ fn decode_entry(raw: &[u8]) -> Entry {
 /// when it was opened, and the first path of each block of [`BLOCK`].
 #[derive(Debug, Default)]
 pub(crate) struct Loaded {
-    backing: Option<Backing>,
+    /// The file, kept open: a save that renames a new file over it does
+    /// not change what this build reads.
+    file: Option<std::fs::File>,
     marks: Vec<Mark>,
     len: usize,
     /// Where the entries end (the checksum follows).
@@ -232,7 +207,7 @@ impl Loaded {
         let at = self.marks[b].at;
         let end = self.marks.get(b + 1).map_or(self.end, |m| m.at);
         let mut bytes = vec![0; usize::try_from(end - at).ok()?];
-        self.backing.as_ref()?.read_at(&mut bytes, at).ok()?;
+        std::os::unix::fs::FileExt::read_exact_at(self.file.as_ref()?, &mut bytes, at).ok()?;
         // Each entry's length was checked when the file was opened.
         let mut offsets = Vec::with_capacity(BLOCK);
         let mut pos = 0;
@@ -361,7 +336,7 @@ pub(crate) fn load(path: &Path) -> (StatCache, CacheLoad) {
         return (StatCache::default(), CacheLoad::Discarded);
     };
     let scanned = scan(std::io::BufReader::with_capacity(256 * 1024, &file), len);
-    match scanned.map(|s| s.loaded(Backing::File(file))) {
+    match scanned.map(|s| s.loaded(file)) {
         Some(loaded) => {
             let n = loaded.len();
             (StatCache::new(loaded), CacheLoad::Loaded(n))
@@ -410,9 +385,9 @@ struct Scanned {
 }
 
 impl Scanned {
-    fn loaded(self, backing: Backing) -> Loaded {
+    fn loaded(self, file: std::fs::File) -> Loaded {
         Loaded {
-            backing: Some(backing),
+            file: Some(file),
             marks: self.marks,
             len: self.len,
             end: self.end,
@@ -487,11 +462,15 @@ fn scan(input: impl std::io::Read, len: u64) -> Option<Scanned> {
     })
 }
 
-/// [`scan`] over bytes in memory.
+/// [`scan`] over `bytes`, as a file.
 #[cfg(test)]
 fn decode(bytes: Vec<u8>) -> Option<Loaded> {
-    let scanned = scan(&bytes[..], bytes.len() as u64)?;
-    Some(scanned.loaded(Backing::Bytes(bytes)))
+    use std::io::{Seek as _, Write as _};
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(&bytes).unwrap();
+    file.rewind().unwrap();
+    let scanned = scan(std::io::BufReader::new(&file), bytes.len() as u64)?;
+    Some(scanned.loaded(file))
 }
 
 struct Reader<'a>(&'a [u8]);
