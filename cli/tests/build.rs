@@ -643,6 +643,58 @@ fn the_cache_index_reuses_steps_and_explains_misses() {
     assert_eq!(rb.ok(&["run", "cc"]), "a1\nb2\n");
 }
 
+/// A COPY of more files than a build holds in memory (its per-file
+/// digests spill to temporary files, merged as they are read, and so do
+/// the stat cache's fresh entries) explains a miss as a small one does:
+/// the edited, added and removed files by name, against the list the
+/// build before saved, itself from a spilled list.
+#[test]
+fn a_large_copy_explains_its_misses_by_file() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = rb.path("ctx-large");
+    for d in 0..40 {
+        std::fs::create_dir_all(ctx.join(format!("d{d:02}"))).unwrap();
+    }
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY . /app\nCMD [\"cat\", \"/app/d05/f05005\", \"/app/d39/f19999\"]\n",
+    )
+    .unwrap();
+    // Past two runs of the per-file list and of the stat cache.
+    for i in 0..20_000 {
+        let path = ctx.join(format!("d{:02}/f{i:05}", i % 40));
+        std::fs::write(path, format!("{i}\n")).unwrap();
+    }
+    build(&rb, &ctx, &["-t", "large"]);
+    assert_eq!(rb.ok(&["run", "--rm", "large"]), "5005\n19999\n");
+
+    std::fs::write(ctx.join("d05/f05005"), "edited\n").unwrap();
+    std::fs::write(ctx.join("d39/f19999"), "edited too\n").unwrap();
+    std::fs::remove_file(ctx.join("d00/f00000")).unwrap();
+    std::fs::write(ctx.join("new.txt"), "new\n").unwrap();
+    let r = build(&rb, &ctx, &["-t", "large", "--explain"]);
+    assert!(
+        r.stderr
+            .contains("files: changed d05/f05005, d39/f19999; added new.txt; removed d00/f00000"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(rb.ok(&["run", "--rm", "large"]), "edited\nedited too\n");
+
+    // Against what the second build saved.
+    std::fs::write(ctx.join("d05/f05005"), "again\n").unwrap();
+    let r = build(&rb, &ctx, &["-t", "large", "--explain"]);
+    assert!(
+        r.stderr.contains("files: changed d05/f05005\n")
+            || r.stderr.contains("files: changed d05/f05005)"),
+        "{}",
+        r.stderr
+    );
+    let cached = build_report(&rb, &ctx, &["-t", "large"], "cached.json");
+    assert_eq!(executed(&cached), Vec::<String>::new(), "{cached}");
+}
+
 /// Regression: a RUN reading the context through `--mount=type=bind` was
 /// a cache hit after the bound files changed (the key named the mount's
 /// source path only), so the image kept the old result. BuildKit re-runs it.

@@ -920,7 +920,7 @@ fn add_downloads_urls_and_verifies_checksums() {
     // The content digest downloads without a checksum; the layer reuses it.
     let o = add(&[&url], "/x/", true);
     let d = content_digest(None, &o).unwrap();
-    assert_eq!(d.files, [(url.clone(), Digest::of(BODY))]);
+    assert_eq!(d.files.to_vec().unwrap(), [(url.clone(), Digest::of(BODY))]);
     let l = run(&dest, &ctx.fs(), &o);
     assert_eq!(l["x/tool.sh"].data.as_bytes(), BODY);
 }
@@ -1034,7 +1034,12 @@ fn content_digest_is_pinned() {
     std::fs::set_permissions(ctx.path("app/conf"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let d = content_digest(Some(&ctx.fs() as &dyn SourceFs), &copy(&["app"], "/srv/")).unwrap();
     assert_eq!(
-        d.files.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(),
+        d.files
+            .to_vec()
+            .unwrap()
+            .into_iter()
+            .map(|f| f.0)
+            .collect::<Vec<_>>(),
         ["app/conf", "app/conf/x.conf", "app/main.sh"]
     );
     assert_eq!(
@@ -1096,6 +1101,8 @@ fn names_that_are_not_utf8_are_copied_as_bytes_from_a_stage() {
     let digest = content_digest(Some(&ctx.fs()), &op).unwrap();
     let names: Vec<Vec<u8>> = digest
         .files
+        .to_vec()
+        .unwrap()
         .iter()
         .map(|(n, _)| rbuild_oci::path_text::to_bytes(n).into_owned())
         .collect();
@@ -1196,6 +1203,20 @@ fn content_digest_of_a_walk_longer_than_a_batch_is_pinned() {
         d.digest.to_string(),
         "sha256:d87722fdcd7a7baa832b0de23dcfff5e07d405c5831a85a757e8567113867ed0"
     );
+    // With a spill directory, the walk's digests and the per-file list go
+    // to temporary files past a few thousand entries: the same digest and
+    // the same list, and nothing left in the directory.
+    let spill = tempfile::tempdir().unwrap();
+    let spilled = rbuild_context::copy::content_digest_in(
+        Some(&src as &dyn SourceFs),
+        &copy(&["big", "other"], "/srv/"),
+        Some(spill.path()),
+    )
+    .unwrap();
+    assert_eq!(spilled.digest, d.digest);
+    assert!(spilled.files.is_spilled() && !d.files.is_spilled());
+    assert_eq!(spilled.files, d.files);
+    assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0);
 }
 
 /// A COPY of one directory's contents is written as its walk goes, with

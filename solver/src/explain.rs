@@ -13,12 +13,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::cache_key::CacheKey;
-use crate::digest::Digest;
+use crate::file_digests::FileDigests;
 use crate::scheduler::KeyParts;
 
 /// How many file names a [`Change::Files`] lists per kind before it
@@ -41,78 +40,18 @@ pub struct StepFingerprint {
     pub inputs: Vec<String>,
     /// The content digest the worker computed (COPY's sources), if any.
     pub content: Option<String>,
-    /// Per-file digests behind `content`: (path relative to the source
-    /// root, digest), sorted by path. Empty when not a COPY. Saved as
-    /// `[path, "sha256:…"]` pairs; held as [`Digest`]s, 32 bytes where
-    /// the text took about 110 (a COPY of a large context holds one per
-    /// file, twice when a miss is explained). Shared with the worker that
-    /// computed them, not copied: for 100,000 files that is 10 MB.
-    #[serde(default, with = "file_digests")]
-    pub files: Arc<Vec<(String, Digest)>>,
-}
-
-/// [`StepFingerprint::files`] as JSON: `[path, "sha256:…"]` pairs.
-mod file_digests {
-    use std::fmt;
-    use std::sync::Arc;
-
-    use serde::de::{self, Deserializer, Visitor};
-    use serde::ser::{SerializeSeq, Serializer};
-
-    use crate::digest::Digest;
-
-    pub(super) fn serialize<S: Serializer>(
-        files: &[(String, Digest)],
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(files.len()))?;
-        for (path, digest) in files {
-            seq.serialize_element(&(path, DigestText(*digest)))?;
-        }
-        seq.end()
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Arc<Vec<(String, Digest)>>, D::Error> {
-        let pairs: Vec<(String, DigestText)> = serde::Deserialize::deserialize(d)?;
-        Ok(Arc::new(pairs.into_iter().map(|(p, d)| (p, d.0)).collect()))
-    }
-
-    /// A digest read and written as its text, without a `String` each.
-    struct DigestText(Digest);
-
-    impl serde::Serialize for DigestText {
-        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            s.collect_str(&self.0)
-        }
-    }
-
-    impl<'de> serde::Deserialize<'de> for DigestText {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct Text;
-            impl Visitor<'_> for Text {
-                type Value = DigestText;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("a digest (sha256:<64 hex characters>)")
-                }
-                fn visit_str<E: de::Error>(self, v: &str) -> Result<DigestText, E> {
-                    v.parse().map(DigestText).map_err(E::custom)
-                }
-            }
-            d.deserialize_str(Text)
-        }
-    }
+    /// Per-file digests behind `content`, sorted by path; empty when not
+    /// a COPY. Saved as `[path, "sha256:…"]` pairs. Shared with the
+    /// worker that computed them, not copied, and for a large context on
+    /// disk rather than in memory ([`FileDigests`]).
+    #[serde(default)]
+    pub files: FileDigests,
 }
 
 impl StepFingerprint {
     /// The fingerprint of a step with key `key` made of `parts`, whose
     /// content digest was computed over `files`.
-    pub fn new(
-        key: &CacheKey,
-        parts: &KeyParts,
-        files: Arc<Vec<(String, Digest)>>,
-    ) -> StepFingerprint {
+    pub fn new(key: &CacheKey, parts: &KeyParts, files: FileDigests) -> StepFingerprint {
         StepFingerprint {
             key: key.to_string(),
             fields: parts
@@ -324,51 +263,54 @@ fn env_change(previous: &[String], current: &[String]) -> Change {
     }
 }
 
-fn file_changes(previous: &[(String, Digest)], current: &[(String, Digest)]) -> Option<Change> {
-    // Both lists are sorted by path (see `StepFingerprint::files`): one
-    // merge pass, where maps of both took O(n log n) and a copy of each
-    // (100,000 entries for a large context's COPY).
-    let p = by_path(previous);
-    let c = by_path(current);
+fn file_changes(previous: &FileDigests, current: &FileDigests) -> Option<Change> {
+    // Both lists are sorted by path with one entry per path: one merge
+    // pass, streaming (a large context's lists are on disk). A list that
+    // cannot be read explains nothing: the caller says the content
+    // changed.
+    let mut p = previous.iter().peekable();
+    let mut c = current.iter().peekable();
     let (mut changed, mut added, mut removed) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut i, mut j) = (0, 0);
+    let mut more = 0;
+    let mut note = |names: &mut Vec<String>, name: &str| {
+        if names.len() < MAX_FILES_LISTED {
+            // For people: a name that is not UTF-8 escaped as Go prints it.
+            names.push(rbuild_oci::path_text::display(name).to_string());
+        } else {
+            more += 1;
+        }
+    };
     loop {
-        match (p.get(i), c.get(j)) {
-            (Some((pk, pv)), Some((ck, cv))) if pk == ck => {
-                if pv != cv {
-                    changed.push(pk.as_str());
-                }
-                i += 1;
-                j += 1;
-            }
-            (Some((pk, _)), Some((ck, _))) if pk < ck => {
-                removed.push(pk.as_str());
-                i += 1;
-            }
-            (Some(_), Some((ck, _))) | (None, Some((ck, _))) => {
-                added.push(ck.as_str());
-                j += 1;
-            }
-            (Some((pk, _)), None) => {
-                removed.push(pk.as_str());
-                i += 1;
-            }
+        let order = match (p.peek(), c.peek()) {
+            (Some(Err(_)), _) | (_, Some(Err(_))) => return None,
+            (Some(Ok((pk, _))), Some(Ok((ck, _)))) => pk.cmp(ck),
+            (Some(Ok(_)), None) => std::cmp::Ordering::Less,
+            (None, Some(Ok(_))) => std::cmp::Ordering::Greater,
             (None, None) => break,
+        };
+        match order {
+            std::cmp::Ordering::Equal => {
+                let (Some(Ok((pk, pv))), Some(Ok((_, cv)))) = (p.next(), c.next()) else {
+                    unreachable!("both peeked")
+                };
+                if pv != cv {
+                    note(&mut changed, &pk);
+                }
+            }
+            std::cmp::Ordering::Less => {
+                let Some(Ok((pk, _))) = p.next() else {
+                    unreachable!("peeked")
+                };
+                note(&mut removed, &pk);
+            }
+            std::cmp::Ordering::Greater => {
+                let Some(Ok((ck, _))) = c.next() else {
+                    unreachable!("peeked")
+                };
+                note(&mut added, &ck);
+            }
         }
     }
-    let mut more = 0;
-    let mut limited = |names: Vec<&str>| -> Vec<String> {
-        more += names.len().saturating_sub(MAX_FILES_LISTED);
-        names
-            .into_iter()
-            .take(MAX_FILES_LISTED)
-            // For people: a name that is not UTF-8 escaped as Go prints it.
-            .map(|n| rbuild_oci::path_text::display(n).to_string())
-            .collect()
-    };
-    let changed = limited(changed);
-    let added = limited(added);
-    let removed = limited(removed);
     if changed.is_empty() && added.is_empty() && removed.is_empty() {
         return None;
     }
@@ -378,22 +320,6 @@ fn file_changes(previous: &[(String, Digest)], current: &[(String, Digest)]) -> 
         removed,
         more,
     })
-}
-
-/// `files` sorted by path, one pair per path (the last one of a path,
-/// as a map would keep): borrowed when already so (always, for
-/// fingerprints rbuild wrote), else a sorted copy.
-fn by_path(files: &[(String, Digest)]) -> std::borrow::Cow<'_, [(String, Digest)]> {
-    if files.windows(2).all(|w| w[0].0 < w[1].0) {
-        return std::borrow::Cow::Borrowed(files);
-    }
-    let mut out = files.to_vec();
-    // Stable, so of equal paths the last one stays last.
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out.reverse();
-    out.dedup_by(|later, earlier| later.0 == earlier.0);
-    out.reverse();
-    std::borrow::Cow::Owned(out)
 }
 
 /// `changed a, b`, `added c`, `removed d`: the non-empty lists, in that order.
@@ -484,6 +410,7 @@ impl fmt::Display for MissReason {
 mod tests {
     use super::*;
     use crate::cache_key::KeyEncoder;
+    use crate::digest::Digest;
     use crate::graph::KeyedOp;
     use crate::op::{ExecNetwork, ExecOp, ImageOp, Op};
 
@@ -507,7 +434,7 @@ mod tests {
             inputs: inputs.to_vec(),
             content,
         };
-        StepFingerprint::new(&key, &parts, Arc::new(files))
+        StepFingerprint::new(&key, &parts, FileDigests::from_vec(files))
     }
 
     fn exec(args: &[&str], env: &[&str]) -> Op {
@@ -629,16 +556,19 @@ mod tests {
     /// lists in any order and with a path twice (its last digest counts).
     #[test]
     fn file_changes_of_unsorted_lists_match_sorted_ones() {
-        let list = |pairs: &[(&str, &str)]| -> Vec<(String, Digest)> {
+        let pairs = |pairs: &[(&str, &str)]| -> Vec<(String, Digest)> {
             pairs
                 .iter()
                 .map(|(a, b)| (a.to_string(), Digest::of(b.as_bytes())))
                 .collect()
         };
-        let previous = list(&[("c", "1"), ("a", "1"), ("b", "1"), ("a", "2"), ("e", "1")]);
-        let current = list(&[("d", "1"), ("a", "2"), ("b", "2"), ("c", "1")]);
+        let previous = pairs(&[("c", "1"), ("a", "1"), ("b", "1"), ("a", "2"), ("e", "1")]);
+        let current = pairs(&[("d", "1"), ("a", "2"), ("b", "2"), ("c", "1")]);
         assert_eq!(
-            file_changes(&previous, &current),
+            file_changes(
+                &FileDigests::from_vec(previous.clone()),
+                &FileDigests::from_vec(current)
+            ),
             Some(Change::Files {
                 changed: vec!["b".into()],
                 added: vec!["d".into()],
@@ -649,12 +579,60 @@ mod tests {
         let mut sorted = previous.clone();
         sorted.sort();
         sorted.remove(0);
+        let sorted = FileDigests::from_vec(sorted);
         assert_eq!(file_changes(&sorted, &sorted), None);
         assert_eq!(
-            file_changes(&previous, &sorted),
+            file_changes(&FileDigests::from_vec(previous), &sorted),
             None,
             "a's last digest is 2"
         );
+    }
+
+    /// Lists spilled to disk (a large context's) are compared as lists in
+    /// memory are, names listed up to the limit and the rest counted.
+    #[test]
+    fn file_changes_of_spilled_lists() {
+        use crate::file_digests::{FileDigestsBuilder, RUN_LEN};
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let n = RUN_LEN * 2 + 5;
+        let build = |edit: &dyn Fn(usize) -> Option<u8>| {
+            let mut b = FileDigestsBuilder::new(Some(dir));
+            for i in (0..n).rev() {
+                if let Some(v) = edit(i) {
+                    b.push(format!("f{i:06}"), Digest::of(&[v])).unwrap();
+                }
+            }
+            b.finish().unwrap()
+        };
+        let previous = build(&|_| Some(0));
+        // 12 changed, the first 3 removed, one added past the end.
+        let current = build(&|i| match i {
+            0..3 => None,
+            i if i % 1000 == 7 => Some(1),
+            _ => Some(0),
+        });
+        let mut b = FileDigestsBuilder::new(Some(dir));
+        b.extend_from(&current).unwrap();
+        b.push("zz".into(), Digest::of(b"new")).unwrap();
+        let current = b.finish().unwrap();
+        assert!(previous.is_spilled() && current.is_spilled());
+        let Some(Change::Files {
+            changed,
+            added,
+            removed,
+            more,
+        }) = file_changes(&previous, &current)
+        else {
+            panic!("files differ")
+        };
+        let changes = n.div_ceil(1000);
+        assert_eq!(changed.len(), MAX_FILES_LISTED);
+        assert_eq!(changed[0], "f000007");
+        assert_eq!(added, ["zz"]);
+        assert_eq!(removed, ["f000000", "f000001", "f000002"]);
+        assert_eq!(more, changes - MAX_FILES_LISTED);
+        assert_eq!(file_changes(&current, &current), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod cache_key;
 /// users name one type.
 pub use rbuild_oci::digest;
 pub mod explain;
+pub mod file_digests;
 pub mod graph;
 /// The image config model lives in `rbuild-oci` (every crate that reads
 /// or writes configs uses it); re-exported for the planner's users.
@@ -28,6 +29,7 @@ pub mod scheduler;
 
 pub use cache_key::{CacheKey, KeyEncoder, KeyField};
 pub use digest::Digest;
+pub use file_digests::{FileDigests, FileDigestsBuilder};
 pub use graph::{BuildGraph, KeyedOp, StepId};
 pub use image_config::ImageConfig;
 pub use op::Op;

@@ -63,8 +63,8 @@ mod upper_dir;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
 
 use rbuild_solver::graph::StepId;
 use rbuild_solver::op::{CopySource, ExecMountKind, ExecOp, GitOp, Op};
@@ -200,8 +200,9 @@ pub struct BuiltLayer {
 }
 
 /// The per-file digests behind a content digest, (path, digest) sorted
-/// by path: shared between the worker and the steps' fingerprints.
-pub type SharedFiles = Arc<Vec<(String, Digest)>>;
+/// by path: shared between the worker and the steps' fingerprints (on
+/// disk for a large context).
+pub type SharedFiles = rbuild_solver::FileDigests;
 
 /// A step's result: its root filesystem as layers in the store.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -657,7 +658,7 @@ impl<'a> BuildWorker<'a> {
     /// are in the step's key already.
     fn mounts_digest(&self, op: &ExecOp) -> Result<Option<Digest>, BuildError> {
         let mut enc = KeyEncoder::new("exec-mounts");
-        let mut files = Vec::new();
+        let mut files = rbuild_solver::FileDigestsBuilder::new(Some(self.cfg.store.tmp_dir()));
         let mut any = false;
         for m in &op.mounts {
             let (ctx, source) = match &m.kind {
@@ -677,19 +678,19 @@ impl<'a> BuildWorker<'a> {
             })?;
             enc.str("target", &m.target)
                 .digest("content", &digest.digest);
-            files.extend(digest.files);
+            files
+                .extend_from(&digest.files)
+                .map_err(BuildError::io(self.cfg.store.tmp_dir()))?;
             any = true;
         }
         if !any {
             return Ok(None);
         }
-        files.sort();
-        files.dedup();
+        let files = files
+            .finish()
+            .map_err(BuildError::io(self.cfg.store.tmp_dir()))?;
         let digest = enc.finish().digest();
-        self.files
-            .lock()
-            .expect("files lock")
-            .insert(digest, Arc::new(files));
+        self.files.lock().expect("files lock").insert(digest, files);
         Ok(Some(digest))
     }
 
@@ -822,7 +823,7 @@ impl Worker<Op> for BuildWorker<'_> {
                 self.files
                     .lock()
                     .expect("files lock")
-                    .insert(digest.digest, Arc::new(digest.files));
+                    .insert(digest.digest, digest.files);
                 return Ok(Some(digest.digest));
             }
             Op::Git(g) => {
@@ -834,10 +835,10 @@ impl Worker<Op> for BuildWorker<'_> {
                 } else {
                     &g.reference
                 };
-                self.files
-                    .lock()
-                    .expect("files lock")
-                    .insert(digest, Arc::new(vec![(format!("git ref {name}"), digest)]));
+                self.files.lock().expect("files lock").insert(
+                    digest,
+                    SharedFiles::from_vec(vec![(format!("git ref {name}"), digest)]),
+                );
                 return Ok(Some(digest));
             }
             _ => return Ok(None),
@@ -847,12 +848,13 @@ impl Worker<Op> for BuildWorker<'_> {
             return Ok(None);
         }
         let digest = self.with_source(c, inputs, |src| {
-            copy::content_digest(src, c).map_err(|source| BuildError::Copy { source })
+            copy::content_digest_in(src, c, Some(self.cfg.store.tmp_dir()))
+                .map_err(|source| BuildError::Copy { source })
         })?;
         self.files
             .lock()
             .expect("files lock")
-            .insert(digest.digest, Arc::new(digest.files));
+            .insert(digest.digest, digest.files);
         Ok(Some(digest.digest))
     }
 

@@ -125,16 +125,22 @@ impl<'a> LineageStore<'a> {
         lineage: &str,
     ) -> Result<Option<StepFingerprint>, BuildError> {
         let path = self.path(identity, lineage);
-        // Parsed as it is read: a large COPY's record is megabytes (12 MB
-        // for 100,000 files) that need not sit in memory next to what is
-        // parsed from them.
+        // Parsed as it is read, and a large COPY's list of files (12 MB of
+        // JSON for 100,000 files) into a temporary file as it is parsed:
+        // neither sits in memory.
         match fs::File::open(&path) {
-            Ok(file) => Ok(serde_json::from_reader::<_, LineageRecord>(
-                std::io::BufReader::with_capacity(1 << 16, file),
-            )
-            .ok()
-            .filter(|r| r.lineage == lineage)
-            .map(|r| r.fingerprint)),
+            Ok(file) => {
+                Ok(
+                    rbuild_solver::file_digests::deserializing_into(self.store.tmp_dir(), || {
+                        serde_json::from_reader::<_, LineageRecord>(
+                            std::io::BufReader::with_capacity(1 << 16, file),
+                        )
+                    })
+                    .ok()
+                    .filter(|r| r.lineage == lineage)
+                    .map(|r| r.fingerprint),
+                )
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(BuildError::io(&path)(e)),
         }

@@ -28,12 +28,12 @@ mod source;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rayon::prelude::*;
 use rbuild_solver::op::{CopyOp, CopySource, MkdirOp};
-use rbuild_solver::{Digest, KeyEncoder};
+use rbuild_solver::{Digest, FileDigests, FileDigestsBuilder, KeyEncoder};
 
 pub use chmod::InvalidChmod;
 pub use layered::LayeredFs;
@@ -133,6 +133,14 @@ pub enum CopyError {
         #[source]
         source: std::io::Error,
     },
+    /// Spilling the per-file digests of a large selection to a temporary
+    /// file failed (its directory full or unwritable).
+    #[error("writing the list of file digests to a temporary file in {} failed", dir.display())]
+    Spill {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The digest of exactly what a COPY/ADD reads, and the per-file digests
@@ -142,8 +150,9 @@ pub struct ContentDigest {
     pub digest: Digest,
     /// (path relative to the source root — a URL or an inline file's name
     /// for those —, digest of that entry's content and metadata), sorted
-    /// by path.
-    pub files: Vec<(String, Digest)>,
+    /// by path; on disk for a large selection when the digest was
+    /// computed with a spill directory ([`content_digest_in`]).
+    pub files: FileDigests,
 }
 
 /// What one op source selects.
@@ -176,18 +185,31 @@ fn select_all(src: Option<&dyn SourceFs>, op: &CopyOp) -> Result<Vec<Selected>, 
 /// them (a stage or image source without `--chown`): the context's owners
 /// never reach the layer, so they must not reach the key. Never mtimes.
 pub fn content_digest(src: Option<&dyn SourceFs>, op: &CopyOp) -> Result<ContentDigest, CopyError> {
+    content_digest_in(src, op, None)
+}
+
+/// [`content_digest`], with the per-file digests of a large selection
+/// kept in anonymous temporary files in `spill_dir` (e.g. the store's
+/// temporary directory) instead of in memory: a COPY of a 100,000-file
+/// context then holds a few thousand entries at a time.
+pub fn content_digest_in(
+    src: Option<&dyn SourceFs>,
+    op: &CopyOp,
+    spill_dir: Option<&Path>,
+) -> Result<ContentDigest, CopyError> {
     let keep_owner = matches!(op.source, CopySource::Input) && op.chown.is_none();
     let selected = select_all(src, op)?;
+    let spill = spill_error(spill_dir);
 
     let mut enc = KeyEncoder::new("copy-content");
     enc.u64("copy-content-version", CONTENT_DIGEST_VERSION);
-    let mut files: Vec<(String, Digest)> = Vec::new();
+    let mut files = FileDigestsBuilder::new(spill_dir);
     if let CopySource::Inline(inline) = &op.source {
         enc.u64("inline", inline.len() as u64);
         for (name, content) in inline {
             let d = Digest::of(content.as_bytes());
             enc.str("name", name).digest("content", &d);
-            files.push((name.clone(), d));
+            files.push(name.clone(), d).map_err(spill)?;
         }
     }
     enc.u64("sources", selected.len() as u64);
@@ -202,20 +224,20 @@ pub fn content_digest(src: Option<&dyn SourceFs>, op: &CopyOp) -> Result<Content
                     None => add::fetch(&url, None, true)?.digest,
                 };
                 enc.digest("url-content", &d);
-                files.push((url, d));
+                files.push(url, d).map_err(spill)?;
             }
             Selected::Local(roots) => {
                 let src = src.ok_or(CopyError::NoSourceFs)?;
                 enc.u64("roots", roots.len() as u64);
                 for root in roots {
                     enc.str("root", &root.name);
-                    let start = files.len();
                     let mut digests = Digests {
                         src,
                         keep_owner,
                         links: &mut links,
                         batch: Vec::new(),
                         files: &mut files,
+                        walk: WalkDigests::new(spill_dir),
                     };
                     if root.contents.is_some() {
                         // A directory root's own metadata does not reach
@@ -230,22 +252,97 @@ pub fn content_digest(src: Option<&dyn SourceFs>, op: &CopyOp) -> Result<Content
                         })?;
                     }
                     digests.flush()?;
-                    // The entries' digests are in `files`, in walk order,
-                    // until the sort below: encoded once their count is
-                    // known.
-                    enc.u64("entries", (files.len() - start) as u64);
-                    for (_, d) in &files[start..] {
+                    // The entries' digests, in walk order, are encoded
+                    // once their count is known.
+                    let walk = digests.walk;
+                    enc.u64("entries", walk.len());
+                    walk.for_each(|d| {
                         enc.digest("entry", d);
-                    }
+                    })
+                    .map_err(spill)?;
                 }
             }
         }
     }
-    files.sort_unstable();
     Ok(ContentDigest {
         digest: enc.finish().digest(),
-        files,
+        files: files.finish().map_err(spill)?,
     })
+}
+
+/// A [`CopyError::Spill`] naming `dir`.
+fn spill_error(dir: Option<&Path>) -> impl Fn(std::io::Error) -> CopyError + Copy + '_ {
+    move |source| CopyError::Spill {
+        dir: dir.map(Path::to_path_buf).unwrap_or_default(),
+        source,
+    }
+}
+
+/// The digests of one root's entries in walk order, until their count is
+/// known and they are encoded: 32 bytes each, in memory up to
+/// [`WalkDigests::HELD`] and then appended to an anonymous temporary file
+/// when there is a spill directory.
+struct WalkDigests {
+    dir: Option<PathBuf>,
+    held: Vec<Digest>,
+    spilled: Option<std::io::BufWriter<std::fs::File>>,
+    len: u64,
+}
+
+impl WalkDigests {
+    const HELD: usize = 8192;
+
+    fn new(dir: Option<&Path>) -> WalkDigests {
+        WalkDigests {
+            dir: dir.map(Path::to_path_buf),
+            held: Vec::new(),
+            spilled: None,
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn push(&mut self, d: Digest) -> std::io::Result<()> {
+        self.len += 1;
+        self.held.push(d);
+        if self.held.len() >= Self::HELD
+            && let Some(dir) = &self.dir
+        {
+            let out = match &mut self.spilled {
+                Some(out) => out,
+                None => self.spilled.insert(std::io::BufWriter::with_capacity(
+                    64 * 1024,
+                    tempfile::tempfile_in(dir)?,
+                )),
+            };
+            for d in self.held.drain(..) {
+                out.write_all(d.as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with each digest, in the order pushed.
+    fn for_each(self, mut f: impl FnMut(&Digest)) -> std::io::Result<()> {
+        if let Some(out) = self.spilled {
+            use std::io::{Read, Seek};
+            let mut file = out
+                .into_inner()
+                .map_err(std::io::IntoInnerError::into_error)?;
+            file.rewind()?;
+            let mut input = std::io::BufReader::with_capacity(64 * 1024, file);
+            let mut d = [0u8; 32];
+            for _ in 0..self.len - self.held.len() as u64 {
+                input.read_exact(&mut d)?;
+                f(&Digest::from_bytes(d));
+            }
+        }
+        self.held.iter().for_each(f);
+        Ok(())
+    }
 }
 
 /// The digest of the tree at `rel` in `src` as a RUN bind mount shows it
@@ -310,22 +407,23 @@ pub fn tree_digest(src: &dyn SourceFs, rel: &str) -> Result<ContentDigest, CopyE
         };
         files.push((name, d));
     }
-    files.sort_unstable();
     Ok(ContentDigest {
         digest: enc.finish().digest(),
-        files,
+        files: FileDigests::from_vec(files),
     })
 }
 
 /// Entries of a walk whose digests [`entry_digests`] computes a batch at
-/// a time (in parallel within a batch), appending them to `files` in walk
-/// order with their source paths: the walk itself is never held whole.
+/// a time (in parallel within a batch), adding them to `files` with their
+/// source paths and to `walk` in walk order: the walk itself is never
+/// held whole.
 struct Digests<'a> {
     src: &'a dyn SourceFs,
     keep_owner: bool,
     links: &'a mut HashMap<(u64, u64), String>,
     batch: Vec<select::Item>,
-    files: &'a mut Vec<(String, Digest)>,
+    files: &'a mut FileDigestsBuilder,
+    walk: WalkDigests,
 }
 
 impl Digests<'_> {
@@ -347,12 +445,12 @@ impl Digests<'_> {
             return Ok(());
         }
         let digests = entry_digests(self.src, &self.batch, self.keep_owner, self.links)?;
-        self.files.extend(
-            self.batch
-                .drain(..)
-                .zip(digests)
-                .map(|(item, d)| (item.path, d)),
-        );
+        let dir = self.walk.dir.clone();
+        let spill = spill_error(dir.as_deref());
+        for (item, d) in self.batch.drain(..).zip(digests) {
+            self.walk.push(d).map_err(spill)?;
+            self.files.push(item.path, d).map_err(spill)?;
+        }
         Ok(())
     }
 }

@@ -1,0 +1,567 @@
+//! The per-file digests behind a step's content digest — `(path,
+//! digest)`, sorted by path, one per path — kept to explain a later miss
+//! (which files changed) and saved with the step's fingerprint.
+//!
+//! A COPY of a large context has one per file: 100,000 files made about
+//! 11 MB, held twice when a miss was explained (the previous build's
+//! list beside the current one). Lists longer than [`RUN_LEN`] are
+//! therefore built on disk when a spill directory is given: sorted runs
+//! of [`RUN_LEN`] entries go to an anonymous temporary file, merged as
+//! the list is read ([`FileDigests::iter`]), so a build holds one run in
+//! memory whatever the file count. A list nobody reads (a cached step's,
+//! whose saved fingerprint is current) is never merged.
+//!
+//! A spill file holds entries as `u32 path length (LE), path bytes, 32
+//! digest bytes`. It is unlinked from the moment it is created
+//! ([`tempfile::tempfile_in`]), so nothing is left behind whatever ends
+//! the process.
+
+use std::cell::RefCell;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::digest::Digest;
+
+/// Entries held in memory before a sorted run of them is spilled.
+pub const RUN_LEN: usize = 8192;
+
+/// Buffer size for each run read while merging, and for iteration.
+const READ_BUF: usize = 32 * 1024;
+
+/// Per-file digests, sorted by path with one entry per path; cheap to
+/// clone (shared).
+#[derive(Clone, Default)]
+pub struct FileDigests(Arc<Repr>);
+
+enum Repr {
+    Memory(Vec<(String, Digest)>),
+    /// Sorted runs in the spill format at `bounds` in `file`, in push
+    /// order; their merge is the list, counted when first asked.
+    Spilled {
+        file: File,
+        bounds: Vec<(u64, u64)>,
+        len: std::sync::OnceLock<usize>,
+    },
+}
+
+impl Default for Repr {
+    fn default() -> Repr {
+        Repr::Memory(Vec::new())
+    }
+}
+
+impl FileDigests {
+    /// The list of `files`, in any order; of entries with the same path
+    /// the last one counts (as a map would keep).
+    pub fn from_vec(files: Vec<(String, Digest)>) -> FileDigests {
+        FileDigests(Arc::new(Repr::Memory(sorted_last_per_path(files))))
+    }
+
+    /// How many entries (for a spilled list, counted by reading it the
+    /// first time; an unreadable one counts what could be read).
+    pub fn len(&self) -> usize {
+        match &*self.0 {
+            Repr::Memory(v) => v.len(),
+            Repr::Spilled { len, .. } => {
+                *len.get_or_init(|| self.iter().take_while(Result::is_ok).count())
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        match &*self.0 {
+            Repr::Memory(v) => v.is_empty(),
+            // Spilled only past a run's worth of entries.
+            Repr::Spilled { .. } => false,
+        }
+    }
+
+    /// Whether the list is on disk rather than in memory.
+    pub fn is_spilled(&self) -> bool {
+        matches!(&*self.0, Repr::Spilled { .. })
+    }
+
+    /// All entries, in path order, in memory.
+    pub fn to_vec(&self) -> io::Result<Vec<(String, Digest)>> {
+        self.iter().collect()
+    }
+
+    /// The entries in path order. A spilled list's runs are merged as it
+    /// goes; an error reading them ends the iteration with that error.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter(match &*self.0 {
+            Repr::Memory(v) => IterRepr::Memory(v.iter()),
+            Repr::Spilled { file, bounds, .. } => IterRepr::Spilled(Merge::new(file, bounds)),
+        })
+    }
+}
+
+/// Iterator over a [`FileDigests`], in path order.
+pub struct Iter<'a>(IterRepr<'a>);
+
+enum IterRepr<'a> {
+    Memory(std::slice::Iter<'a, (String, Digest)>),
+    Spilled(Merge<'a>),
+}
+
+impl Iterator for Iter<'_> {
+    type Item = io::Result<(String, Digest)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.0 {
+            IterRepr::Memory(it) => it.next().map(|e| Ok(e.clone())),
+            IterRepr::Spilled(merge) => merge.next(),
+        }
+    }
+}
+
+/// The merge of sorted runs, the last entry of a path winning (runs are
+/// in push order).
+struct Merge<'a> {
+    runs: Vec<(BufReader<Section<'a>>, u64)>,
+    /// The next entry of each run, for a max-heap to pop the smallest path
+    /// and, of equal paths, the earlier run first.
+    heads: BinaryHeap<Head>,
+    started: bool,
+    failed: bool,
+}
+
+impl<'a> Merge<'a> {
+    fn new(file: &'a File, bounds: &[(u64, u64)]) -> Merge<'a> {
+        Merge {
+            runs: bounds
+                .iter()
+                .map(|&(start, end)| {
+                    (
+                        BufReader::with_capacity(READ_BUF, Section::new(file, start, end)),
+                        end - start,
+                    )
+                })
+                .collect(),
+            heads: BinaryHeap::with_capacity(bounds.len()),
+            started: false,
+            failed: false,
+        }
+    }
+
+    /// Moves run `run`'s next entry, if it has one left, to the heads.
+    fn advance(&mut self, run: usize) -> io::Result<()> {
+        let (reader, left) = &mut self.runs[run];
+        if *left == 0 {
+            return Ok(());
+        }
+        let (path, digest) = read_entry(reader)?;
+        *left = left.saturating_sub(4 + path.len() as u64 + 32);
+        self.heads.push(Head { path, digest, run });
+        Ok(())
+    }
+
+    fn next_entry(&mut self) -> io::Result<Option<(String, Digest)>> {
+        if !self.started {
+            self.started = true;
+            for run in 0..self.runs.len() {
+                self.advance(run)?;
+            }
+        }
+        let Some(mut head) = self.heads.pop() else {
+            return Ok(None);
+        };
+        self.advance(head.run)?;
+        while self.heads.peek().is_some_and(|h| h.path == head.path) {
+            let later = self.heads.pop().expect("peeked");
+            self.advance(later.run)?;
+            head = later;
+        }
+        Ok(Some((head.path, head.digest)))
+    }
+}
+
+impl Iterator for Merge<'_> {
+    type Item = io::Result<(String, Digest)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let next = self.next_entry();
+        self.failed = next.is_err();
+        next.transpose()
+    }
+}
+
+impl PartialEq for FileDigests {
+    fn eq(&self, other: &FileDigests) -> bool {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return true;
+        }
+        self.len() == other.len()
+            && self
+                .iter()
+                .zip(other.iter())
+                .all(|(a, b)| matches!((a, b), (Ok(a), Ok(b)) if a == b))
+    }
+}
+
+impl Eq for FileDigests {}
+
+impl fmt::Debug for FileDigests {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &*self.0 {
+            Repr::Memory(v) => f.debug_list().entries(v).finish(),
+            Repr::Spilled { bounds, .. } => {
+                write!(f, "FileDigests({} spilled runs)", bounds.len())
+            }
+        }
+    }
+}
+
+/// Stable sort by path, then only the last entry of each path.
+fn sorted_last_per_path(mut files: Vec<(String, Digest)>) -> Vec<(String, Digest)> {
+    if files.windows(2).all(|w| w[0].0 < w[1].0) {
+        return files;
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    files.reverse();
+    files.dedup_by(|later, earlier| later.0 == earlier.0);
+    files.reverse();
+    files
+}
+
+fn write_entry(out: &mut impl Write, path: &str, digest: &Digest) -> io::Result<u64> {
+    let len = u32::try_from(path.len()).map_err(|_| io::Error::other("path too long"))?;
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(path.as_bytes())?;
+    out.write_all(digest.as_bytes())?;
+    Ok(4 + path.len() as u64 + 32)
+}
+
+fn read_entry(input: &mut impl Read) -> io::Result<(String, Digest)> {
+    let mut len = [0u8; 4];
+    input.read_exact(&mut len)?;
+    let mut path = vec![0u8; u32::from_le_bytes(len) as usize];
+    input.read_exact(&mut path)?;
+    let mut digest = [0u8; 32];
+    input.read_exact(&mut digest)?;
+    let path = String::from_utf8(path)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a spilled path is not UTF-8"))?;
+    Ok((path, Digest::from_bytes(digest)))
+}
+
+/// Part of a file, read by position: readers of one shared file do not
+/// move each other.
+struct Section<'a> {
+    file: &'a File,
+    at: u64,
+    end: u64,
+}
+
+impl<'a> Section<'a> {
+    fn new(file: &'a File, at: u64, end: u64) -> Section<'a> {
+        Section { file, at, end }
+    }
+}
+
+impl Read for Section<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (buf.len() as u64).min(self.end.saturating_sub(self.at)) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// Builds a [`FileDigests`] from entries pushed in any order, spilling
+/// sorted runs to an anonymous file in its spill directory (when it has
+/// one) instead of holding more than [`RUN_LEN`] of them.
+pub struct FileDigestsBuilder {
+    spill_dir: Option<PathBuf>,
+    buf: Vec<(String, Digest)>,
+    runs: Option<Runs>,
+}
+
+/// The sorted runs spilled so far.
+struct Runs {
+    out: BufWriter<File>,
+    /// Start and end offset of each run, in order.
+    bounds: Vec<(u64, u64)>,
+    written: u64,
+}
+
+impl FileDigestsBuilder {
+    /// A builder that spills into `spill_dir` (e.g. the store's temporary
+    /// directory), or holds everything when `None`.
+    pub fn new(spill_dir: Option<&Path>) -> FileDigestsBuilder {
+        FileDigestsBuilder {
+            spill_dir: spill_dir.map(Path::to_path_buf),
+            buf: Vec::new(),
+            runs: None,
+        }
+    }
+
+    /// Adds an entry; of entries with the same path, the last one pushed
+    /// counts.
+    pub fn push(&mut self, path: String, digest: Digest) -> io::Result<()> {
+        self.buf.push((path, digest));
+        if self.buf.len() >= RUN_LEN && self.spill_dir.is_some() {
+            self.spill_run()?;
+        }
+        Ok(())
+    }
+
+    /// Adds every entry of `list`.
+    pub fn extend_from(&mut self, list: &FileDigests) -> io::Result<()> {
+        for entry in list.iter() {
+            let (path, digest) = entry?;
+            self.push(path, digest)?;
+        }
+        Ok(())
+    }
+
+    fn spill_run(&mut self) -> io::Result<()> {
+        let run = sorted_last_per_path(std::mem::take(&mut self.buf));
+        let runs = match &mut self.runs {
+            Some(runs) => runs,
+            None => {
+                let dir = self
+                    .spill_dir
+                    .as_deref()
+                    .expect("spilling needs a directory");
+                self.runs.insert(Runs {
+                    out: BufWriter::with_capacity(READ_BUF, tempfile::tempfile_in(dir)?),
+                    bounds: Vec::new(),
+                    written: 0,
+                })
+            }
+        };
+        let start = runs.written;
+        for (path, digest) in &run {
+            runs.written += write_entry(&mut runs.out, path, digest)?;
+        }
+        runs.bounds.push((start, runs.written));
+        Ok(())
+    }
+
+    /// The list: in memory when it never grew past one run, else the
+    /// spilled runs (merged when read).
+    pub fn finish(mut self) -> io::Result<FileDigests> {
+        if self.runs.is_none() {
+            return Ok(FileDigests::from_vec(self.buf));
+        }
+        if !self.buf.is_empty() {
+            self.spill_run()?;
+        }
+        let runs = self.runs.take().expect("spilled");
+        let file = runs
+            .out
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)?;
+        Ok(FileDigests(Arc::new(Repr::Spilled {
+            file,
+            bounds: runs.bounds,
+            len: std::sync::OnceLock::new(),
+        })))
+    }
+}
+
+/// The head of a run during a merge: ordered so that a max-heap pops the
+/// smallest path first and, of equal paths, the earlier run first.
+struct Head {
+    path: String,
+    digest: Digest,
+    run: usize,
+}
+
+impl PartialEq for Head {
+    fn eq(&self, other: &Head) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Head {}
+
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Head) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Head {
+    fn cmp(&self, other: &Head) -> Ordering {
+        (&other.path, other.run).cmp(&(&self.path, self.run))
+    }
+}
+
+thread_local! {
+    static SPILL_DIR: RefCell<Option<PathBuf>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with lists deserialized on this thread (a saved fingerprint
+/// read back) built in `dir` as [`FileDigestsBuilder`] builds them, not
+/// held in memory.
+pub fn deserializing_into<T>(dir: &Path, f: impl FnOnce() -> T) -> T {
+    struct Reset(Option<PathBuf>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            SPILL_DIR.with(|d| *d.borrow_mut() = self.0.take());
+        }
+    }
+    let _reset = Reset(SPILL_DIR.with(|d| d.borrow_mut().replace(dir.to_path_buf())));
+    f()
+}
+
+/// Saved as `[[path, "sha256:…"], …]`.
+impl serde::Serialize for FileDigests {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeSeq};
+        // No length up front: a spilled list's would take a pass of its
+        // own (JSON needs none).
+        let mut seq = s.serialize_seq(None)?;
+        for entry in self.iter() {
+            let (path, digest) = entry.map_err(S::Error::custom)?;
+            seq.serialize_element(&(path, DigestText(digest)))?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FileDigests {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<FileDigests, D::Error> {
+        struct List;
+        impl<'de> serde::de::Visitor<'de> for List {
+            type Value = FileDigests;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of [path, digest] pairs")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<FileDigests, A::Error> {
+                use serde::de::Error as _;
+                let dir = SPILL_DIR.with(|d| d.borrow().clone());
+                let mut builder = FileDigestsBuilder::new(dir.as_deref());
+                while let Some((path, DigestText(digest))) = seq.next_element()? {
+                    builder.push(path, digest).map_err(A::Error::custom)?;
+                }
+                builder.finish().map_err(A::Error::custom)
+            }
+        }
+        d.deserialize_seq(List)
+    }
+}
+
+/// A digest read and written as its text, without a `String` each.
+struct DigestText(Digest);
+
+impl serde::Serialize for DigestText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DigestText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = DigestText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a digest (sha256:<64 hex characters>)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DigestText, E> {
+                v.parse().map(DigestText).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(n: u64) -> Digest {
+        Digest::of(&n.to_le_bytes())
+    }
+
+    fn collect(list: &FileDigests) -> Vec<(String, Digest)> {
+        list.to_vec().unwrap()
+    }
+
+    /// A list of several runs, pushed out of order with paths repeated
+    /// across runs, spills and reads back as the in-memory list of the
+    /// same pushes: sorted, the last entry of a path winning.
+    #[test]
+    fn spilled_lists_equal_in_memory_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = RUN_LEN * 3 + 17;
+        // A permutation of 0..n/2, twice, the second time with other
+        // digests: every path in two runs.
+        let pushes: Vec<(String, Digest)> = (0..n)
+            .map(|i| {
+                let p = (i * 7919) % (n / 2);
+                (format!("dir/{p:06}"), d(i as u64))
+            })
+            .collect();
+        let mut spilling = FileDigestsBuilder::new(Some(dir.path()));
+        let mut holding = FileDigestsBuilder::new(None);
+        for (p, dg) in &pushes {
+            spilling.push(p.clone(), *dg).unwrap();
+            holding.push(p.clone(), *dg).unwrap();
+        }
+        let spilled = spilling.finish().unwrap();
+        let held = holding.finish().unwrap();
+        assert!(spilled.is_spilled() && !held.is_spilled());
+        assert_eq!(spilled.len(), n / 2);
+        assert_eq!(collect(&spilled), collect(&held));
+        assert_eq!(spilled, held);
+        let mut last = std::collections::BTreeMap::new();
+        for (p, dg) in pushes {
+            last.insert(p, dg);
+        }
+        assert_eq!(collect(&held), last.into_iter().collect::<Vec<_>>());
+        // Nothing is left in the directory: the files are anonymous.
+        let left = dir.path().read_dir().unwrap().count();
+        assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn short_lists_stay_in_memory_and_round_trip_through_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = FileDigestsBuilder::new(Some(dir.path()));
+        b.push("b".into(), d(1)).unwrap();
+        b.push("a".into(), d(2)).unwrap();
+        let list = b.finish().unwrap();
+        assert!(!list.is_spilled());
+        let json = serde_json::to_string(&list).unwrap();
+        assert_eq!(json, format!("[[\"a\",\"{}\"],[\"b\",\"{}\"]]", d(2), d(1)));
+        assert_eq!(serde_json::from_str::<FileDigests>(&json).unwrap(), list);
+    }
+
+    /// Deserialized within [`deserializing_into`], a long list is spilled
+    /// and equals the list it was saved from.
+    #[test]
+    fn long_lists_deserialize_into_the_spill_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = FileDigests::from_vec(
+            (0..RUN_LEN * 2 + 1)
+                .map(|i| (format!("f{i}"), d(i as u64)))
+                .collect(),
+        );
+        let json = serde_json::to_vec(&list).unwrap();
+        let read: FileDigests =
+            deserializing_into(dir.path(), || serde_json::from_slice(&json).unwrap());
+        assert!(read.is_spilled());
+        assert_eq!(read, list);
+        assert_eq!(serde_json::to_vec(&read).unwrap(), json);
+        let held: FileDigests = serde_json::from_slice(&json).unwrap();
+        assert!(!held.is_spilled(), "outside the scope nothing spills");
+    }
+}
