@@ -32,8 +32,6 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use sha2::{Digest as _, Sha256};
-
 use super::ContextError;
 
 const HEADER: &[u8] = b"rbuild context stat cache v2\n";
@@ -265,16 +263,99 @@ impl Loaded {
     }
 }
 
+impl Loaded {
+    /// Every entry, in order, as (path, serialized entry); an error when
+    /// the file cannot be read again.
+    fn entries(&self) -> impl Iterator<Item = RawEntry> + '_ {
+        (0..self.marks.len()).flat_map(move |b| {
+            let block = self.block(b).ok_or_else(|| {
+                std::io::Error::other("a spilled stat cache run could not be read again")
+            });
+            let n = block.as_ref().map_or(1, |b| b.offsets.len());
+            (0..n).map(move |i| match &block {
+                Ok(block) => Ok((block.path(i).to_vec(), block.raw(i).to_vec())),
+                Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+            })
+        })
+    }
+}
+
 /// The stat cache of one context during a build: the loaded file, which
-/// of its entries this build used, and the entries it hashed anew.
+/// of its entries this build used, and the entries it hashed anew — the
+/// last [`FRESH_HELD`] in memory, earlier ones in sorted runs spilled to
+/// anonymous files (each in this file's format, read as the loaded file
+/// is), so a first build of a 100,000-file context holds a few thousand.
 #[derive(Debug, Default)]
 pub(crate) struct StatCache {
     loaded: Loaded,
     used: Vec<AtomicBool>,
     used_count: AtomicUsize,
-    fresh: std::sync::Mutex<HashMap<String, Entry>>,
+    fresh: std::sync::Mutex<Fresh>,
+    /// Entries recorded this build, spilled or not.
     fresh_count: AtomicUsize,
+    /// Where runs are spilled (the cache file's directory); `None` keeps
+    /// every fresh entry in memory.
+    spill_dir: Option<std::path::PathBuf>,
 }
+
+/// Fresh entries: the ones in memory and the runs spilled before them,
+/// oldest first.
+#[derive(Debug, Default)]
+struct Fresh {
+    held: HashMap<String, Entry>,
+    runs: Vec<Run>,
+}
+
+/// A spilled run and a Bloom filter of its paths: a lookup reads the run
+/// only when the filter says the path may be in it (in a first build,
+/// every file is looked up before it is hashed, and reading every run
+/// for each of them cost more system time than the hashing).
+#[derive(Debug)]
+struct Run {
+    loaded: Loaded,
+    filter: Box<[u64]>,
+}
+
+impl Run {
+    /// Bits per entry of the filter, and probes per path: about 0.2%
+    /// false positives.
+    const BITS: usize = 16;
+    const PROBES: u64 = 4;
+
+    fn probes(hash: u64, bits: usize) -> impl Iterator<Item = usize> {
+        let (h1, h2) = (hash & 0xffff_ffff, (hash >> 32) | 1);
+        (0..Self::PROBES).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % bits as u64) as usize)
+    }
+
+    fn new<'p>(loaded: Loaded, paths: impl ExactSizeIterator<Item = &'p [u8]>) -> Run {
+        let bits = (paths.len() * Self::BITS).max(64);
+        let mut filter = vec![0u64; bits.div_ceil(64)].into_boxed_slice();
+        let bits = filter.len() * 64;
+        for path in paths {
+            for bit in Self::probes(path_hash(path), bits) {
+                filter[bit / 64] |= 1 << (bit % 64);
+            }
+        }
+        Run { loaded, filter }
+    }
+
+    fn find(&self, path: &str, hash: u64) -> Option<Entry> {
+        let bits = self.filter.len() * 64;
+        if !Self::probes(hash, bits).all(|bit| self.filter[bit / 64] & (1 << (bit % 64)) != 0) {
+            return None;
+        }
+        self.loaded.find(path).map(|(_, e)| e)
+    }
+}
+
+/// The hash of a path for the runs' filters (the same in every run).
+fn path_hash(path: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(path)
+}
+
+/// Fresh entries held in memory before they are spilled as a run.
+const FRESH_HELD: usize = 8192;
 
 impl StatCache {
     fn new(loaded: Loaded) -> StatCache {
@@ -285,17 +366,30 @@ impl StatCache {
         }
     }
 
-    fn lock_fresh(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    /// Spills fresh entries into `dir` past [`FRESH_HELD`].
+    fn spilling_into(mut self, dir: &Path) -> StatCache {
+        self.spill_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    fn lock_fresh(&self) -> std::sync::MutexGuard<'_, Fresh> {
         self.fresh.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The entry that answers for `path` stat'ed as `key` (this build's,
     /// else the loaded file's, which is then kept by [`save`]).
     pub fn lookup(&self, path: &str, key: &StatKey) -> Option<Entry> {
-        if self.fresh_count.load(Ordering::Acquire) > 0
-            && let Some(entry) = self.lock_fresh().get(path).filter(|e| e.answers(key))
-        {
-            return Some(*entry);
+        if self.fresh_count.load(Ordering::Acquire) > 0 {
+            let fresh = self.lock_fresh();
+            let entry = fresh.held.get(path).copied().or_else(|| {
+                // The newest run first: a file hashed twice this build
+                // (changed in between) answers with its last digest.
+                let hash = path_hash(path.as_bytes());
+                fresh.runs.iter().rev().find_map(|run| run.find(path, hash))
+            });
+            if let Some(entry) = entry.filter(|e| e.answers(key)) {
+                return Some(entry);
+            }
         }
         let (i, entry) = self.loaded.find(path)?;
         if !entry.answers(key) {
@@ -310,8 +404,16 @@ impl StatCache {
     /// Remembers the entry of a file hashed this build.
     pub fn record(&self, path: &str, entry: Entry) {
         let mut fresh = self.lock_fresh();
-        fresh.insert(path.to_string(), entry);
-        self.fresh_count.store(fresh.len(), Ordering::Release);
+        fresh.held.insert(path.to_string(), entry);
+        self.fresh_count.fetch_add(1, Ordering::Release);
+        if fresh.held.len() >= FRESH_HELD
+            && let Some(dir) = &self.spill_dir
+            && let Some(run) = spill_run(dir, &fresh.held)
+        {
+            fresh.held.clear();
+            fresh.held.shrink_to(FRESH_HELD);
+            fresh.runs.push(run);
+        }
     }
 
     /// Whether the file already says exactly what [`save`] would write:
@@ -320,6 +422,24 @@ impl StatCache {
         self.fresh_count.load(Ordering::Acquire) == 0
             && self.used_count.load(Ordering::Relaxed) == self.loaded.len()
     }
+}
+
+/// Writes `held` sorted, in the cache file's format, to an anonymous file
+/// in `dir`, and opens it as a loaded file. `None` if that fails (the
+/// entries then stay in memory: it is only a cache).
+fn spill_run(dir: &Path, held: &HashMap<String, Entry>) -> Option<Run> {
+    use std::io::Seek as _;
+    let mut sorted: Vec<(&[u8], &Entry)> = held.iter().map(|(p, e)| (p.as_bytes(), e)).collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut file = tempfile::tempfile_in(dir).ok()?;
+    write_file(&mut file, sorted.into_iter()).ok()?;
+    file.rewind().ok()?;
+    let len = file.metadata().ok()?.len();
+    let scanned = scan(std::io::BufReader::with_capacity(256 * 1024, &file), len)?;
+    Some(Run::new(
+        scanned.loaded(file),
+        held.keys().map(|p| p.as_bytes()),
+    ))
 }
 
 /// Opens the cache file at `path` and checks it whole; never fails (see
@@ -345,6 +465,16 @@ pub(crate) fn load(path: &Path) -> (StatCache, CacheLoad) {
     }
 }
 
+/// [`load`], with fresh entries spilled next to the file (see
+/// [`StatCache`]); its directory is made when missing.
+fn load_spilling(path: &Path) -> (StatCache, CacheLoad) {
+    let (cache, how) = load(path);
+    match path.parent() {
+        Some(dir) if std::fs::create_dir_all(dir).is_ok() => (cache.spilling_into(dir), how),
+        _ => (cache, how),
+    }
+}
+
 /// A cache file being read on a thread of its own, so that reading and
 /// checking it (a 100,000-file context's is about 12 MB, checksummed
 /// whole) overlaps the walk of the context, which needs no digest; the
@@ -361,7 +491,7 @@ pub(crate) fn start_loading(path: Option<&Path>) -> Pending {
     let owned = path.to_path_buf();
     let reader = std::thread::Builder::new()
         .name("stat-cache".into())
-        .spawn(move || load(&owned));
+        .spawn(move || load_spilling(&owned));
     match reader {
         // A reader that panicked: it is only a cache.
         Ok(handle) => Pending::new(Box::new(move || {
@@ -371,7 +501,7 @@ pub(crate) fn start_loading(path: Option<&Path>) -> Pending {
         })),
         Err(_) => {
             let owned = path.to_path_buf();
-            Pending::new(Box::new(move || load(&owned)))
+            Pending::new(Box::new(move || load_spilling(&owned)))
         }
     }
 }
@@ -490,78 +620,212 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A writer that hashes what goes through it.
-struct Hashing<W> {
-    inner: W,
-    hasher: Sha256,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Writes what `cache` holds after a build (the used loaded entries and
 /// the fresh ones, sorted by path, so equal caches are equal files) to
-/// `out`, streaming.
+/// `out`, streaming: the loaded file merged with the fresh entries, which
+/// are merged from their spilled runs and the ones held.
 fn encode(cache: &StatCache, out: impl Write) -> std::io::Result<()> {
     let fresh = cache.lock_fresh();
-    let mut fresh_sorted: Vec<(&[u8], &Entry)> =
-        fresh.iter().map(|(p, e)| (p.as_bytes(), e)).collect();
-    fresh_sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let used = |i: usize| cache.used[i].load(Ordering::Relaxed);
-    // A fresh entry replaces a used loaded one of the same path.
-    let replaced = fresh
-        .keys()
-        .filter(|p| cache.loaded.find(p).is_some_and(|(i, _)| used(i)))
-        .count();
-    let count = cache.used_count.load(Ordering::Relaxed) + fresh.len() - replaced;
-    let mut out = Hashing {
-        inner: std::io::BufWriter::with_capacity(256 * 1024, out),
-        hasher: Sha256::new(),
-    };
-    out.write_all(HEADER)?;
-    out.write_all(&(count as u64).to_le_bytes())?;
-    let mut written = 0;
-    let mut next_fresh = fresh_sorted.iter().peekable();
-    // One pass over the old file, in path order, with the fresh entries
-    // merged in.
-    cache.loaded.for_each(|i, path, raw| {
-        while let Some((p, e)) = next_fresh.next_if(|(p, _)| *p <= path) {
-            write_entry(&mut out, p, e)?;
-            written += 1;
+    // The count comes first: one pass over the fresh entries alone finds
+    // how many paths they have and how many used loaded entries they
+    // replace.
+    let (mut distinct, mut replaced) = (0, 0);
+    for entry in FreshEntries::new(&fresh) {
+        let (path, _) = entry?;
+        distinct += 1;
+        let path = std::str::from_utf8(&path).expect("checked or recorded as a str");
+        if cache.loaded.find(path).is_some_and(|(i, _)| used(i)) {
+            replaced += 1;
         }
-        if used(i)
-            && fresh_sorted
-                .binary_search_by(|(p, _)| (*p).cmp(path))
-                .is_err()
+    }
+    let count = cache.used_count.load(Ordering::Relaxed) + distinct - replaced;
+    let mut out = FileWriter::start(out, count)?;
+    let mut next_fresh = FreshEntries::new(&fresh).peekable();
+    let mut last_fresh: Option<Vec<u8>> = None;
+    cache.loaded.for_each(|i, path, raw| {
+        while let Some(entry) =
+            next_fresh.next_if(|e| e.as_ref().map_or(true, |(p, _)| p.as_slice() <= path))
         {
-            out.write_all(raw)?;
-            written += 1;
+            let (p, raw) = entry?;
+            out.entry(&raw)?;
+            last_fresh = Some(p);
+        }
+        // A fresh entry replaces a used loaded one of the same path.
+        if used(i) && last_fresh.as_deref() != Some(path) {
+            out.entry(raw)?;
         }
         Ok(())
     })?;
-    for (p, e) in next_fresh {
-        write_entry(&mut out, p, e)?;
-        written += 1;
+    for entry in next_fresh {
+        out.entry(&entry?.1)?;
     }
-    if written != count {
-        // Another thread of this build used an entry meanwhile: the count
-        // written first is wrong, and so would the file be.
-        return Err(std::io::Error::other(
-            "the stat cache changed while it was saved",
+    out.finish()
+}
+
+/// A cache file being written: the header, the count, then entries, then
+/// the checksum of it all.
+struct FileWriter<W: Write> {
+    out: rbuild_store::layer::HashingWriter<std::io::BufWriter<W>>,
+    count: usize,
+    written: usize,
+}
+
+impl<W: Write> FileWriter<W> {
+    fn start(out: W, count: usize) -> std::io::Result<FileWriter<W>> {
+        let mut out = rbuild_store::layer::HashingWriter::new(std::io::BufWriter::with_capacity(
+            256 * 1024,
+            out,
         ));
+        out.write_all(HEADER)?;
+        out.write_all(&(count as u64).to_le_bytes())?;
+        Ok(FileWriter {
+            out,
+            count,
+            written: 0,
+        })
     }
-    let sum = out.hasher.finalize_reset();
-    out.inner.write_all(&sum)?;
-    out.inner.flush()
+
+    /// Writes a serialized entry (length, path, fixed fields).
+    fn entry(&mut self, raw: &[u8]) -> std::io::Result<()> {
+        self.written += 1;
+        self.out.write_all(raw)
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        if self.written != self.count {
+            // Another thread of this build used an entry meanwhile: the
+            // count written first is wrong, and so would the file be.
+            return Err(std::io::Error::other(
+                "the stat cache changed while it was saved",
+            ));
+        }
+        let (out, (sum, _)) = self.out.into_parts();
+        let mut out = out;
+        out.write_all(sum.as_bytes())?;
+        out.flush()
+    }
+}
+
+/// Writes a whole cache file of `entries`, already sorted, to `out`.
+fn write_file<'e>(
+    out: impl Write,
+    entries: impl ExactSizeIterator<Item = (&'e [u8], &'e Entry)>,
+) -> std::io::Result<()> {
+    let mut file = FileWriter::start(out, entries.len())?;
+    for (path, e) in entries {
+        file.entry(&raw_entry(path, e))?;
+    }
+    file.finish()
+}
+
+/// The serialized form of entry `e` of `path`.
+fn raw_entry(path: &[u8], e: &Entry) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(FIXED + path.len());
+    write_entry(&mut raw, path, e).expect("writing to memory");
+    raw
+}
+
+/// An entry read from a cache file: (path, serialized entry).
+type RawEntry = std::io::Result<(Vec<u8>, Vec<u8>)>;
+
+/// The fresh entries in path order, one per path (the one recorded last),
+/// as (path, serialized entry): the spilled runs, oldest first, and the
+/// held ones merged.
+struct FreshEntries<'a> {
+    sources: Vec<Box<dyn Iterator<Item = RawEntry> + 'a>>,
+    /// The next entry of each source, ordered for a max-heap to pop the
+    /// smallest path and, of equal ones, the older source first.
+    heads: std::collections::BinaryHeap<Head>,
+    /// A source that failed to read: reported once, then the end.
+    failed: Option<std::io::Error>,
+    started: bool,
+}
+
+struct Head {
+    path: Vec<u8>,
+    raw: Vec<u8>,
+    source: usize,
+}
+
+impl PartialEq for Head {
+    fn eq(&self, other: &Head) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Head {}
+
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Head) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Head {
+    fn cmp(&self, other: &Head) -> std::cmp::Ordering {
+        (&other.path, other.source).cmp(&(&self.path, self.source))
+    }
+}
+
+impl<'a> FreshEntries<'a> {
+    fn new(fresh: &'a Fresh) -> FreshEntries<'a> {
+        let mut sources: Vec<Box<dyn Iterator<Item = _> + 'a>> = fresh
+            .runs
+            .iter()
+            .map(|run| Box::new(run.loaded.entries()) as Box<dyn Iterator<Item = _>>)
+            .collect();
+        let mut held: Vec<(&[u8], &Entry)> =
+            fresh.held.iter().map(|(p, e)| (p.as_bytes(), e)).collect();
+        held.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        sources.push(Box::new(
+            held.into_iter()
+                .map(|(p, e)| Ok((p.to_vec(), raw_entry(p, e)))),
+        ));
+        FreshEntries {
+            sources,
+            heads: std::collections::BinaryHeap::new(),
+            failed: None,
+            started: false,
+        }
+    }
+
+    /// Moves source `source`'s next entry to the heads.
+    fn advance(&mut self, source: usize) {
+        match self.sources[source].next() {
+            Some(Ok((path, raw))) => self.heads.push(Head { path, raw, source }),
+            Some(Err(e)) => self.failed = Some(e),
+            None => {}
+        }
+    }
+}
+
+impl Iterator for FreshEntries<'_> {
+    type Item = RawEntry;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if !self.started {
+            self.started = true;
+            for source in 0..self.sources.len() {
+                self.advance(source);
+            }
+        }
+        let mut head = self.heads.pop()?;
+        self.advance(head.source);
+        // Of entries of the same path, the newest source's.
+        while self.heads.peek().is_some_and(|h| h.path == head.path) {
+            let newer = self.heads.pop().expect("peeked");
+            self.advance(newer.source);
+            head = newer;
+        }
+        match self.failed.take() {
+            Some(e) => {
+                self.heads.clear();
+                Some(Err(e))
+            }
+            None => Some(Ok((head.path, head.raw))),
+        }
+    }
 }
 
 fn write_entry(out: &mut impl Write, path: &[u8], e: &Entry) -> std::io::Result<()> {
@@ -690,6 +954,45 @@ mod tests {
             all.lookup(&format!("dir/ü{i}"), &entry(i).key).unwrap();
         }
         assert!(all.unchanged());
+    }
+
+    /// Fresh entries past [`FRESH_HELD`] go to runs in the spill
+    /// directory: lookups still find them (a path's newest entry), and
+    /// the saved file is byte for byte the one a cache holding them all
+    /// writes, merged with the used loaded entries.
+    #[test]
+    fn spilled_fresh_entries_answer_and_save_as_held_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = bytes_of(&fresh_cache(100));
+        let spilling = StatCache::new(decode(old.clone()).unwrap()).spilling_into(dir.path());
+        let holding = StatCache::new(decode(old).unwrap());
+        let n = FRESH_HELD as u64 * 2 + 100;
+        for cache in [&spilling, &holding] {
+            for i in 0..30 {
+                cache.lookup(&format!("dir/ü{i}"), &entry(i).key).unwrap();
+            }
+            // A permutation of 0..n (7919 is prime and does not divide n).
+            for i in 0..n {
+                cache.record(&format!("f/{:06}", (i * 7919) % n), entry(i));
+            }
+            // Hashed again: a used loaded entry and a spilled one.
+            cache.record("dir/ü10", entry(20));
+            cache.record("f/000003", entry(7));
+        }
+        assert_eq!(spilling.lock_fresh().runs.len(), 2);
+        assert!(holding.lock_fresh().runs.is_empty());
+        assert_eq!(spilling.lookup("f/000000", &entry(0).key), Some(entry(0)));
+        assert_eq!(spilling.lookup("f/000003", &entry(7).key), Some(entry(7)));
+        assert_eq!(spilling.lookup("dir/ü10", &entry(20).key), Some(entry(20)));
+        let bytes = bytes_of(&spilling);
+        assert!(bytes == bytes_of(&holding), "spilled and held save alike");
+        let saved = decode(bytes).unwrap();
+        assert_eq!(saved.len(), 30 + n as usize);
+        assert_eq!(saved.get("dir/ü10"), Some(entry(20)));
+        assert_eq!(saved.get("dir/ü29"), Some(entry(29)));
+        assert_eq!(saved.get("dir/ü30"), None, "not used");
+        assert_eq!(saved.get("f/000003"), Some(entry(7)));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     /// Regression: the temporary file was named by process id only, so

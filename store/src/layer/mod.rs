@@ -502,9 +502,18 @@ impl<W: Write> HashingWriter<W> {
 
     /// The digest and byte count of everything written.
     pub fn finish(self) -> (Digest, u64) {
+        self.into_parts().1
+    }
+
+    /// The inner writer back, with the digest and byte count of
+    /// everything written (to write a checksum after what it covers).
+    pub fn into_parts(self) -> (W, (Digest, u64)) {
         (
-            Digest::from_bytes(self.hasher.finalize().into()),
-            self.count,
+            self.inner,
+            (
+                Digest::from_bytes(self.hasher.finalize().into()),
+                self.count,
+            ),
         )
     }
 }
