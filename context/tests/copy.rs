@@ -1168,8 +1168,10 @@ fn add_extracts_archive_members_whose_names_are_not_utf8_as_bytes() {
 /// The key of a COPY whose walk spans several of the batches its digests
 /// are computed in, with hard links from one batch (and one source) to
 /// another: pinned, as the walk was held whole when it was recorded.
-#[test]
-fn content_digest_of_a_walk_longer_than_a_batch_is_pinned() {
+/// 9,000 files in 30 directories under `big` (more than a batch of the
+/// walk), `other/x`, and hard links to `big/d00/f0` (walked first) from
+/// `big/d29/z` (last) and `other/y`.
+fn context_longer_than_a_batch() -> Context {
     let ctx = Context::new();
     for i in 0..9000 {
         ctx.file_mode(
@@ -1192,6 +1194,12 @@ fn content_digest_of_a_walk_longer_than_a_batch_is_pinned() {
     // the last batch and from the second source.
     std::fs::hard_link(ctx.path("big/d00/f0"), ctx.path("big/d29/z")).unwrap();
     std::fs::hard_link(ctx.path("big/d00/f0"), ctx.path("other/y")).unwrap();
+    ctx
+}
+
+#[test]
+fn content_digest_of_a_walk_longer_than_a_batch_is_pinned() {
+    let ctx = context_longer_than_a_batch();
     let src = ctx.fs();
     let d = content_digest(
         Some(&src as &dyn SourceFs),
@@ -1217,6 +1225,33 @@ fn content_digest_of_a_walk_longer_than_a_batch_is_pinned() {
     assert!(spilled.files.is_spilled() && !d.files.is_spilled());
     assert_eq!(spilled.files, d.files);
     assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0);
+}
+
+/// A bind mount's tree digest (RUN --mount=type=bind, a named context)
+/// is pinned too: it was computed over the whole tree listed breadth
+/// first, and is now digested a batch at a time as the walk goes, with
+/// the same value; with a spill directory, the same value and list.
+#[test]
+fn tree_digest_of_a_tree_longer_than_a_batch_is_pinned() {
+    let ctx = context_longer_than_a_batch();
+    let src = ctx.fs();
+    let d = rbuild_context::copy::tree_digest(&src, "").unwrap();
+    assert_eq!(d.files.len(), 1 + 2 + 30 + 9000 + 1 + 2);
+    assert_eq!(
+        d.digest.to_string(),
+        "sha256:764c288bdbe29fe885d6997a71f4df749e392f37a56e82277b92d3a4262f6863"
+    );
+    let spill = tempfile::tempdir().unwrap();
+    let spilled = rbuild_context::copy::tree_digest_in(&src, "", Some(spill.path())).unwrap();
+    assert_eq!(spilled.digest, d.digest);
+    assert!(spilled.files.is_spilled());
+    assert_eq!(spilled.files, d.files);
+    let sub = rbuild_context::copy::tree_digest(&src, "big/d07").unwrap();
+    assert_eq!(sub.files.len(), 1 + 300);
+    assert_eq!(
+        sub.digest.to_string(),
+        "sha256:80f0a209ba6ca6708650619e30c8e41fbd259e1273e13ea9b590a255940bca0c"
+    );
 }
 
 /// A COPY of one directory's contents is written as its walk goes, with

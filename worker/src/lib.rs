@@ -669,7 +669,8 @@ impl<'a> BuildWorker<'a> {
                 _ => continue,
             };
             let rel = tree_copy::clean_rel(source);
-            let digest = copy::tree_digest(ctx.fs, &rel).map_err(|e| match e {
+            let spill = Some(self.cfg.store.tmp_dir());
+            let digest = copy::tree_digest_in(ctx.fs, &rel, spill).map_err(|e| match e {
                 CopyError::SourceNotFound { .. } => BuildError::MountSource {
                     what: "the build context".into(),
                     source_path: source.clone(),
@@ -818,8 +819,8 @@ impl Worker<Op> for BuildWorker<'_> {
             Op::Exec(e) => return self.mounts_digest(e),
             Op::Local(l) => {
                 let ctx = self.named(&l.name)?;
-                let digest =
-                    copy::tree_digest(ctx.fs, "").map_err(|source| BuildError::Copy { source })?;
+                let digest = copy::tree_digest_in(ctx.fs, "", Some(self.cfg.store.tmp_dir()))
+                    .map_err(|source| BuildError::Copy { source })?;
                 self.files
                     .lock()
                     .expect("files lock")

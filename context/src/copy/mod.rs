@@ -353,63 +353,85 @@ impl WalkDigests {
 /// files are neither mounted nor keyed). Never mtimes. `files` names
 /// entries by their path in `src`, to explain a miss.
 pub fn tree_digest(src: &dyn SourceFs, rel: &str) -> Result<ContentDigest, CopyError> {
+    tree_digest_in(src, rel, None)
+}
+
+/// [`tree_digest`], with a large tree's per-file digests kept in
+/// anonymous temporary files in `spill_dir`, as [`content_digest_in`]
+/// keeps them. The tree is walked breadth first, as its entries were
+/// always listed (the root, then each directory's entries in the order
+/// read, directories expanded in the order they were listed), and digested
+/// a batch at a time: only the directories still to read are held.
+pub fn tree_digest_in(
+    src: &dyn SourceFs,
+    rel: &str,
+    spill_dir: Option<&Path>,
+) -> Result<ContentDigest, CopyError> {
     let io = |path: &str| {
         let path = path.to_string();
         move |source| CopyError::Source { path, source }
     };
-    // Path relative to the mount's root, path in src, metadata; root first.
-    let mut entries: Vec<select::Item> = Vec::new();
+    let spill = spill_error(spill_dir);
     let Some(meta) = src.lstat(rel).map_err(io(rel))? else {
         return Err(CopyError::SourceNotFound {
             path: rel.to_string(),
         });
     };
-    entries.push(select::Item {
+    let mut files = FileDigestsBuilder::new(spill_dir);
+    let mut links = HashMap::new();
+    let mut digests = Digests {
+        src,
+        keep_owner: true,
+        links: &mut links,
+        batch: Vec::new(),
+        files: &mut files,
+        walk: WalkDigests::new(spill_dir),
+    };
+    // (path relative to the mount's root, path in src) of directories
+    // still to read.
+    let mut dirs: std::collections::VecDeque<(String, String)> = std::collections::VecDeque::new();
+    if meta.kind == EntryKind::Dir {
+        dirs.push_back((String::new(), rel.to_string()));
+    }
+    digests.push(select::Item {
         rel: String::new(),
         path: rel.to_string(),
         meta,
-    });
-    let mut i = 0;
-    while i < entries.len() {
-        if entries[i].meta.kind == EntryKind::Dir {
-            let (mount_rel, path) = (entries[i].rel.clone(), entries[i].path.clone());
-            for (name, meta) in src.read_dir_meta(&path).map_err(io(&path))? {
-                let child = if path.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{path}/{name}")
-                };
-                let child_rel = if mount_rel.is_empty() {
-                    name
-                } else {
-                    format!("{mount_rel}/{name}")
-                };
-                entries.push(select::Item {
-                    rel: child_rel,
-                    path: child,
-                    meta,
-                });
+    })?;
+    while let Some((mount_rel, path)) = dirs.pop_front() {
+        for (name, meta) in src.read_dir_meta(&path).map_err(io(&path))? {
+            let child = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}/{name}")
+            };
+            let child_rel = if mount_rel.is_empty() {
+                name
+            } else {
+                format!("{mount_rel}/{name}")
+            };
+            if meta.kind == EntryKind::Dir {
+                dirs.push_back((child_rel.clone(), child.clone()));
             }
+            digests.push(select::Item {
+                rel: child_rel,
+                path: child,
+                meta,
+            })?;
         }
-        i += 1;
     }
+    digests.flush()?;
+    let walk = digests.walk;
     let mut enc = KeyEncoder::new("mount-content");
     enc.u64("copy-content-version", CONTENT_DIGEST_VERSION)
-        .u64("entries", entries.len() as u64);
-    let digests = entry_digests(src, &entries, true, &mut HashMap::new())?;
-    let mut files = Vec::with_capacity(entries.len());
-    for (item, d) in entries.into_iter().zip(digests) {
-        enc.digest("entry", &d);
-        let name = if item.path.is_empty() {
-            ".".to_string()
-        } else {
-            item.path
-        };
-        files.push((name, d));
-    }
+        .u64("entries", walk.len());
+    walk.for_each(|d| {
+        enc.digest("entry", d);
+    })
+    .map_err(spill)?;
     Ok(ContentDigest {
         digest: enc.finish().digest(),
-        files: FileDigests::from_vec(files),
+        files: files.finish().map_err(spill)?,
     })
 }
 
@@ -449,7 +471,14 @@ impl Digests<'_> {
         let spill = spill_error(dir.as_deref());
         for (item, d) in self.batch.drain(..).zip(digests) {
             self.walk.push(d).map_err(spill)?;
-            self.files.push(item.path, d).map_err(spill)?;
+            // Only a tree digest's root has an empty path (the whole
+            // source): named as the mount shows it.
+            let name = if item.path.is_empty() {
+                ".".to_string()
+            } else {
+                item.path
+            };
+            self.files.push(name, d).map_err(spill)?;
         }
         Ok(())
     }
