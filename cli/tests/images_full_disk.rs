@@ -258,3 +258,37 @@ fn a_run_layer_whose_blob_fills_the_disk_fails_the_build_and_leaves_a_clean_stor
         assert!(!text.contains("exec"), "{name}: {text}");
     }
 }
+
+/// A fully cached build of a large context needs no space: its COPY's
+/// per-file digests, which a build spills to the store's temporary
+/// directory past a few thousand files, stay in memory when that
+/// directory cannot be written, and the build succeeds on a full disk.
+#[test]
+fn a_cached_build_of_a_large_context_succeeds_on_a_full_disk() {
+    let test = "a_cached_build_of_a_large_context_succeeds_on_a_full_disk";
+    let Some(fs) = SmallFs::mount(test, 64) else {
+        return;
+    };
+    let root = busybox_root(&fs);
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM busybox\nCOPY . /app\n").unwrap();
+    for d in 0..40 {
+        std::fs::create_dir(ctx.path().join(format!("d{d:02}"))).unwrap();
+    }
+    for i in 0..20_000 {
+        let path = ctx.path().join(format!("d{:02}/f{i:05}", i % 40));
+        std::fs::write(path, i.to_string()).unwrap();
+    }
+    let r = build_full_on(&root, ctx.path());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Fill what is left.
+    let filler = fs.path.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", &format!("of={}", s(&filler)), "bs=1M"])
+        .output();
+    let probe = std::fs::write(fs.path.join("probe"), [0u8; 4096]);
+    assert!(probe.is_err(), "the disk must be full");
+    let r = build_full_on(&root, ctx.path());
+    assert_eq!(r.code, 0, "a cached build needs no space:\n{}", r.stderr);
+    assert!(r.stderr.contains("CACHED"), "{}", r.stderr);
+}

@@ -304,6 +304,8 @@ pub(crate) struct StatCache {
 struct Fresh {
     held: HashMap<String, Entry>,
     runs: Vec<Run>,
+    /// A spill failed: the rest is held.
+    unspillable: bool,
 }
 
 /// A spilled run and a Bloom filter of its paths: a lookup reads the run
@@ -407,12 +409,19 @@ impl StatCache {
         fresh.held.insert(path.to_string(), entry);
         self.fresh_count.fetch_add(1, Ordering::Release);
         if fresh.held.len() >= FRESH_HELD
+            && !fresh.unspillable
             && let Some(dir) = &self.spill_dir
-            && let Some(run) = spill_run(dir, &fresh.held)
         {
-            fresh.held.clear();
-            fresh.held.shrink_to(FRESH_HELD);
-            fresh.runs.push(run);
+            match spill_run(dir, &fresh.held) {
+                Some(run) => {
+                    fresh.held.clear();
+                    fresh.held.shrink_to(FRESH_HELD);
+                    fresh.runs.push(run);
+                }
+                // A full disk: held from now on, not tried again for
+                // every file.
+                None => fresh.unspillable = true,
+            }
         }
     }
 
@@ -993,6 +1002,23 @@ mod tests {
         assert_eq!(saved.get("dir/ü30"), None, "not used");
         assert_eq!(saved.get("f/000003"), Some(entry(7)));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// A spill directory that cannot be written (a full disk) keeps the
+    /// fresh entries in memory after one try, not one per file.
+    #[test]
+    fn a_failed_spill_holds_fresh_entries_and_is_not_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = StatCache::default().spilling_into(&dir.path().join("missing"));
+        let n = FRESH_HELD as u64 + 10;
+        for i in 0..n {
+            cache.record(&format!("f{i:06}"), entry(i));
+        }
+        let fresh = cache.lock_fresh();
+        assert!(fresh.unspillable && fresh.runs.is_empty());
+        assert_eq!(fresh.held.len(), n as usize);
+        drop(fresh);
+        assert_eq!(decode(bytes_of(&cache)).unwrap().len(), n as usize);
     }
 
     /// Regression: the temporary file was named by process id only, so

@@ -21,7 +21,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -281,7 +281,10 @@ impl Read for Section<'_> {
 
 /// Builds a [`FileDigests`] from entries pushed in any order, spilling
 /// sorted runs to an anonymous file in its spill directory (when it has
-/// one) instead of holding more than [`RUN_LEN`] of them.
+/// one) instead of holding more than [`RUN_LEN`] of them. If the directory
+/// cannot be written (a full disk), what was spilled is read back and the
+/// list is held in memory: it only explains misses, and a cached build
+/// must not fail for want of a few megabytes of scratch space.
 pub struct FileDigestsBuilder {
     spill_dir: Option<PathBuf>,
     buf: Vec<(String, Digest)>,
@@ -290,7 +293,7 @@ pub struct FileDigestsBuilder {
 
 /// The sorted runs spilled so far.
 struct Runs {
-    out: BufWriter<File>,
+    file: File,
     /// Start and end offset of each run, in order.
     bounds: Vec<(u64, u64)>,
     written: u64,
@@ -309,25 +312,38 @@ impl FileDigestsBuilder {
 
     /// Adds an entry; of entries with the same path, the last one pushed
     /// counts.
-    pub fn push(&mut self, path: String, digest: Digest) -> io::Result<()> {
+    pub fn push(&mut self, path: String, digest: Digest) {
         self.buf.push((path, digest));
         if self.buf.len() >= RUN_LEN && self.spill_dir.is_some() {
-            self.spill_run()?;
+            self.spill_or_hold();
         }
-        Ok(())
     }
 
-    /// Adds every entry of `list`.
+    /// Adds every entry of `list`; fails only if `list` cannot be read.
     pub fn extend_from(&mut self, list: &FileDigests) -> io::Result<()> {
         for entry in list.iter() {
             let (path, digest) = entry?;
-            self.push(path, digest)?;
+            self.push(path, digest);
         }
         Ok(())
     }
 
+    /// Spills the held entries as a run or, if that fails, stops spilling.
+    fn spill_or_hold(&mut self) {
+        if self.spill_run().is_err() {
+            self.unspill();
+        }
+    }
+
+    /// Writes the held entries, sorted, as one more run (written whole or
+    /// not recorded).
     fn spill_run(&mut self) -> io::Result<()> {
         let run = sorted_last_per_path(std::mem::take(&mut self.buf));
+        let mut bytes = Vec::with_capacity(run.iter().map(|(p, _)| 4 + p.len() + 32).sum());
+        for (path, digest) in &run {
+            write_entry(&mut bytes, path, digest)?;
+        }
+        self.buf = run;
         let runs = match &mut self.runs {
             Some(runs) => runs,
             None => {
@@ -336,39 +352,53 @@ impl FileDigestsBuilder {
                     .as_deref()
                     .expect("spilling needs a directory");
                 self.runs.insert(Runs {
-                    out: BufWriter::with_capacity(READ_BUF, tempfile::tempfile_in(dir)?),
+                    file: tempfile::tempfile_in(dir)?,
                     bounds: Vec::new(),
                     written: 0,
                 })
             }
         };
+        runs.file.write_all_at(&bytes, runs.written)?;
         let start = runs.written;
-        for (path, digest) in &run {
-            runs.written += write_entry(&mut runs.out, path, digest)?;
-        }
+        runs.written += bytes.len() as u64;
         runs.bounds.push((start, runs.written));
+        self.buf.clear();
         Ok(())
     }
 
-    /// The list: in memory when it never grew past one run, else the
-    /// spilled runs (merged when read).
-    pub fn finish(mut self) -> io::Result<FileDigests> {
-        if self.runs.is_none() {
-            return Ok(FileDigests::from_vec(self.buf));
+    /// Reads the spilled runs back in front of the held entries and holds
+    /// everything from now on.
+    fn unspill(&mut self) {
+        self.spill_dir = None;
+        let Some(runs) = self.runs.take() else {
+            return;
+        };
+        let mut all = Vec::new();
+        for &(start, end) in &runs.bounds {
+            let mut reader =
+                BufReader::with_capacity(READ_BUF, Section::new(&runs.file, start, end));
+            while let Ok((path, digest)) = read_entry(&mut reader) {
+                all.push((path, digest));
+            }
         }
-        if !self.buf.is_empty() {
-            self.spill_run()?;
+        all.append(&mut self.buf);
+        self.buf = all;
+    }
+
+    /// The list: in memory when it never grew past one run (or could not
+    /// be spilled), else the spilled runs (merged when read).
+    pub fn finish(mut self) -> FileDigests {
+        if self.runs.is_some() && !self.buf.is_empty() {
+            self.spill_or_hold();
         }
-        let runs = self.runs.take().expect("spilled");
-        let file = runs
-            .out
-            .into_inner()
-            .map_err(io::IntoInnerError::into_error)?;
-        Ok(FileDigests(Arc::new(Repr::Spilled {
-            file,
-            bounds: runs.bounds,
-            len: std::sync::OnceLock::new(),
-        })))
+        match self.runs.take() {
+            None => FileDigests::from_vec(self.buf),
+            Some(runs) => FileDigests(Arc::new(Repr::Spilled {
+                file: runs.file,
+                bounds: runs.bounds,
+                len: std::sync::OnceLock::new(),
+            })),
+        }
     }
 }
 
@@ -445,13 +475,12 @@ impl<'de> serde::Deserialize<'de> for FileDigests {
                 self,
                 mut seq: A,
             ) -> Result<FileDigests, A::Error> {
-                use serde::de::Error as _;
                 let dir = SPILL_DIR.with(|d| d.borrow().clone());
                 let mut builder = FileDigestsBuilder::new(dir.as_deref());
                 while let Some((path, DigestText(digest))) = seq.next_element()? {
-                    builder.push(path, digest).map_err(A::Error::custom)?;
+                    builder.push(path, digest);
                 }
-                builder.finish().map_err(A::Error::custom)
+                Ok(builder.finish())
             }
         }
         d.deserialize_seq(List)
@@ -513,11 +542,11 @@ mod tests {
         let mut spilling = FileDigestsBuilder::new(Some(dir.path()));
         let mut holding = FileDigestsBuilder::new(None);
         for (p, dg) in &pushes {
-            spilling.push(p.clone(), *dg).unwrap();
-            holding.push(p.clone(), *dg).unwrap();
+            spilling.push(p.clone(), *dg);
+            holding.push(p.clone(), *dg);
         }
-        let spilled = spilling.finish().unwrap();
-        let held = holding.finish().unwrap();
+        let spilled = spilling.finish();
+        let held = holding.finish();
         assert!(spilled.is_spilled() && !held.is_spilled());
         assert_eq!(spilled.len(), n / 2);
         assert_eq!(collect(&spilled), collect(&held));
@@ -532,13 +561,45 @@ mod tests {
         assert_eq!(left, 0);
     }
 
+    /// A spill directory that cannot be written (missing here; a full
+    /// disk in practice) leaves the list in memory, whole, and so does a
+    /// failure after runs were spilled: they are read back.
+    #[test]
+    fn a_failed_spill_holds_the_list_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let pushes: Vec<(String, Digest)> = (0..RUN_LEN * 3 + 5)
+            .map(|i| (format!("p{:05}", (i * 7) % (RUN_LEN * 2)), d(i as u64)))
+            .collect();
+        let want = FileDigests::from_vec(pushes.clone());
+
+        let mut missing = FileDigestsBuilder::new(Some(&dir.path().join("missing")));
+        for (p, dg) in &pushes {
+            missing.push(p.clone(), *dg);
+        }
+        let list = missing.finish();
+        assert!(!list.is_spilled());
+        assert_eq!(list, want);
+
+        let mut failing = FileDigestsBuilder::new(Some(dir.path()));
+        for (i, (p, dg)) in pushes.iter().enumerate() {
+            if i == RUN_LEN * 2 + 3 {
+                assert_eq!(failing.runs.as_ref().map(|r| r.bounds.len()), Some(2));
+                failing.unspill();
+            }
+            failing.push(p.clone(), *dg);
+        }
+        let list = failing.finish();
+        assert!(!list.is_spilled());
+        assert_eq!(list, want);
+    }
+
     #[test]
     fn short_lists_stay_in_memory_and_round_trip_through_json() {
         let dir = tempfile::tempdir().unwrap();
         let mut b = FileDigestsBuilder::new(Some(dir.path()));
-        b.push("b".into(), d(1)).unwrap();
-        b.push("a".into(), d(2)).unwrap();
-        let list = b.finish().unwrap();
+        b.push("b".into(), d(1));
+        b.push("a".into(), d(2));
+        let list = b.finish();
         assert!(!list.is_spilled());
         let json = serde_json::to_string(&list).unwrap();
         assert_eq!(json, format!("[[\"a\",\"{}\"],[\"b\",\"{}\"]]", d(2), d(1)));

@@ -687,9 +687,7 @@ impl<'a> BuildWorker<'a> {
         if !any {
             return Ok(None);
         }
-        let files = files
-            .finish()
-            .map_err(BuildError::io(self.cfg.store.tmp_dir()))?;
+        let files = files.finish();
         let digest = enc.finish().digest();
         self.files.lock().expect("files lock").insert(digest, files);
         Ok(Some(digest))

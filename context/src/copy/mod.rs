@@ -133,9 +133,9 @@ pub enum CopyError {
         #[source]
         source: std::io::Error,
     },
-    /// Spilling the per-file digests of a large selection to a temporary
-    /// file failed (its directory full or unwritable).
-    #[error("writing the list of file digests to a temporary file in {} failed", dir.display())]
+    /// The digests of a large selection, spilled to a temporary file,
+    /// could not be read back.
+    #[error("reading back the file digests spilled to a temporary file in {} failed", dir.display())]
     Spill {
         dir: PathBuf,
         #[source]
@@ -199,7 +199,6 @@ pub fn content_digest_in(
 ) -> Result<ContentDigest, CopyError> {
     let keep_owner = matches!(op.source, CopySource::Input) && op.chown.is_none();
     let selected = select_all(src, op)?;
-    let spill = spill_error(spill_dir);
 
     let mut enc = KeyEncoder::new("copy-content");
     enc.u64("copy-content-version", CONTENT_DIGEST_VERSION);
@@ -209,7 +208,7 @@ pub fn content_digest_in(
         for (name, content) in inline {
             let d = Digest::of(content.as_bytes());
             enc.str("name", name).digest("content", &d);
-            files.push(name.clone(), d).map_err(spill)?;
+            files.push(name.clone(), d);
         }
     }
     enc.u64("sources", selected.len() as u64);
@@ -224,7 +223,7 @@ pub fn content_digest_in(
                     None => add::fetch(&url, None, true)?.digest,
                 };
                 enc.digest("url-content", &d);
-                files.push(url, d).map_err(spill)?;
+                files.push(url, d);
             }
             Selected::Local(roots) => {
                 let src = src.ok_or(CopyError::NoSourceFs)?;
@@ -259,33 +258,29 @@ pub fn content_digest_in(
                     walk.for_each(|d| {
                         enc.digest("entry", d);
                     })
-                    .map_err(spill)?;
+                    .map_err(|source| CopyError::Spill {
+                        dir: spill_dir.map(Path::to_path_buf).unwrap_or_default(),
+                        source,
+                    })?;
                 }
             }
         }
     }
     Ok(ContentDigest {
         digest: enc.finish().digest(),
-        files: files.finish().map_err(spill)?,
+        files: files.finish(),
     })
-}
-
-/// A [`CopyError::Spill`] naming `dir`.
-fn spill_error(dir: Option<&Path>) -> impl Fn(std::io::Error) -> CopyError + Copy + '_ {
-    move |source| CopyError::Spill {
-        dir: dir.map(Path::to_path_buf).unwrap_or_default(),
-        source,
-    }
 }
 
 /// The digests of one root's entries in walk order, until their count is
 /// known and they are encoded: 32 bytes each, in memory up to
 /// [`WalkDigests::HELD`] and then appended to an anonymous temporary file
-/// when there is a spill directory.
+/// when there is a spill directory. If that file cannot be written (a
+/// full disk), what it holds is read back and the rest stays in memory.
 struct WalkDigests {
     dir: Option<PathBuf>,
     held: Vec<Digest>,
-    spilled: Option<std::io::BufWriter<std::fs::File>>,
+    spilled: Option<(std::fs::File, u64)>,
     len: u64,
 }
 
@@ -305,43 +300,83 @@ impl WalkDigests {
         self.len
     }
 
-    fn push(&mut self, d: Digest) -> std::io::Result<()> {
+    fn push(&mut self, d: Digest) {
         self.len += 1;
         self.held.push(d);
-        if self.held.len() >= Self::HELD
-            && let Some(dir) = &self.dir
-        {
-            let out = match &mut self.spilled {
-                Some(out) => out,
-                None => self.spilled.insert(std::io::BufWriter::with_capacity(
-                    64 * 1024,
-                    tempfile::tempfile_in(dir)?,
-                )),
-            };
-            for d in self.held.drain(..) {
-                out.write_all(d.as_bytes())?;
+        if self.held.len() >= Self::HELD && self.dir.is_some() && self.spill().is_err() {
+            self.dir = None;
+            if let Some(mut spilled) = self.read_back() {
+                spilled.append(&mut self.held);
+                self.held = spilled;
             }
+            self.spilled = None;
         }
+    }
+
+    /// Appends the held digests to the file (whole, or not counted).
+    fn spill(&mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let (file, written) = match &mut self.spilled {
+            Some(spilled) => spilled,
+            None => {
+                let dir = self.dir.as_deref().expect("spilling needs a directory");
+                self.spilled.insert((tempfile::tempfile_in(dir)?, 0))
+            }
+        };
+        let bytes: Vec<u8> = self.held.iter().flat_map(|d| *d.as_bytes()).collect();
+        file.write_all_at(&bytes, *written)?;
+        *written += bytes.len() as u64;
+        self.held.clear();
         Ok(())
     }
 
-    /// Calls `f` with each digest, in the order pushed.
+    /// The spilled digests, in order (`None` when nothing was spilled).
+    fn read_back(&self) -> Option<Vec<Digest>> {
+        let (file, written) = self.spilled.as_ref()?;
+        let mut out = Vec::with_capacity((*written / 32) as usize);
+        let mut buf = vec![0u8; *written as usize];
+        std::os::unix::fs::FileExt::read_exact_at(file, &mut buf, 0).ok()?;
+        for chunk in buf.chunks_exact(32) {
+            out.push(Digest::from_bytes(chunk.try_into().expect("32 bytes")));
+        }
+        Some(out)
+    }
+
+    /// Calls `f` with each digest, in the order pushed; fails only if the
+    /// spilled ones cannot be read again.
     fn for_each(self, mut f: impl FnMut(&Digest)) -> std::io::Result<()> {
-        if let Some(out) = self.spilled {
-            use std::io::{Read, Seek};
-            let mut file = out
-                .into_inner()
-                .map_err(std::io::IntoInnerError::into_error)?;
-            file.rewind()?;
-            let mut input = std::io::BufReader::with_capacity(64 * 1024, file);
+        if let Some((file, written)) = &self.spilled {
+            use std::io::Read;
+            let mut input =
+                std::io::BufReader::with_capacity(64 * 1024, ReadAt::new(file)).take(*written);
             let mut d = [0u8; 32];
-            for _ in 0..self.len - self.held.len() as u64 {
+            for _ in 0..written / 32 {
                 input.read_exact(&mut d)?;
                 f(&Digest::from_bytes(d));
             }
         }
         self.held.iter().for_each(f);
         Ok(())
+    }
+}
+
+/// A file read from its start by position, whoever else reads it.
+struct ReadAt<'a> {
+    file: &'a std::fs::File,
+    at: u64,
+}
+
+impl<'a> ReadAt<'a> {
+    fn new(file: &'a std::fs::File) -> ReadAt<'a> {
+        ReadAt { file, at: 0 }
+    }
+}
+
+impl std::io::Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
     }
 }
 
@@ -371,7 +406,6 @@ pub fn tree_digest_in(
         let path = path.to_string();
         move |source| CopyError::Source { path, source }
     };
-    let spill = spill_error(spill_dir);
     let Some(meta) = src.lstat(rel).map_err(io(rel))? else {
         return Err(CopyError::SourceNotFound {
             path: rel.to_string(),
@@ -428,10 +462,13 @@ pub fn tree_digest_in(
     walk.for_each(|d| {
         enc.digest("entry", d);
     })
-    .map_err(spill)?;
+    .map_err(|source| CopyError::Spill {
+        dir: spill_dir.map(Path::to_path_buf).unwrap_or_default(),
+        source,
+    })?;
     Ok(ContentDigest {
         digest: enc.finish().digest(),
-        files: files.finish().map_err(spill)?,
+        files: files.finish(),
     })
 }
 
@@ -467,10 +504,8 @@ impl Digests<'_> {
             return Ok(());
         }
         let digests = entry_digests(self.src, &self.batch, self.keep_owner, self.links)?;
-        let dir = self.walk.dir.clone();
-        let spill = spill_error(dir.as_deref());
         for (item, d) in self.batch.drain(..).zip(digests) {
-            self.walk.push(d).map_err(spill)?;
+            self.walk.push(d);
             // Only a tree digest's root has an empty path (the whole
             // source): named as the mount shows it.
             let name = if item.path.is_empty() {
@@ -478,7 +513,7 @@ impl Digests<'_> {
             } else {
                 item.path
             };
-            self.files.push(name, d).map_err(spill)?;
+            self.files.push(name, d);
         }
         Ok(())
     }
