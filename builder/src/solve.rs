@@ -342,10 +342,21 @@ pub(crate) fn run(
                     .unwrap_or_default();
                 let current = StepFingerprint::new(&record.key, &record.parts, files);
                 let reason = if executed {
+                    let key = record.key.to_string();
+                    // Not read when it cannot matter: the cache was not
+                    // asked, or the saved fingerprint has this very key (a
+                    // large COPY's is megabytes of JSON).
+                    let previous = if skip(record.id) {
+                        None
+                    } else if lineage.is_current(&identity, &info.lineage, &key) {
+                        Some(current.clone())
+                    } else {
+                        lineage.load(&identity, &info.lineage)?
+                    };
                     Some(miss_reason(
                         request,
                         skip(record.id),
-                        lineage.load(&identity, &info.lineage)?,
+                        previous,
                         &current,
                         &name_of_key,
                     ))

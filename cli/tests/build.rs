@@ -643,6 +643,67 @@ fn the_cache_index_reuses_steps_and_explains_misses() {
     assert_eq!(rb.ok(&["run", "cc"]), "a1\nb2\n");
 }
 
+/// A miss whose key did not change still says why: the cache was not
+/// asked (`--no-cache`), or the step's result was pruned since the last
+/// build ("evicted", found from the saved fingerprint's key alone).
+#[test]
+fn misses_with_an_unchanged_key_say_why() {
+    let rb = Rbuild::new();
+    rb.busybox();
+    let ctx = rb.tree(
+        "ctx-why",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\n",
+            ),
+            ("a.txt", "a\n"),
+        ],
+    );
+    let reasons = |report: &Value| -> Vec<(String, String)> {
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["status"] == "executed")
+            .map(|s| {
+                (
+                    s["instruction"].as_str().unwrap().to_string(),
+                    s["reason"]["detail"]["reason"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect()
+    };
+    let first = build_report(&rb, &ctx, &["-t", "why"], "r1.json");
+    assert!(
+        reasons(&first).iter().all(|(_, r)| r == "first-build"),
+        "{first}"
+    );
+    let no_cache = build_report(&rb, &ctx, &["-t", "why", "--no-cache"], "r2.json");
+    let got = reasons(&no_cache);
+    assert_eq!(got.len(), 3, "{no_cache}");
+    assert!(got.iter().all(|(_, r)| r == "no-cache"), "{no_cache}");
+    let r = rb.run(&["cache", "prune", "-a", "-f"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let pruned = build_report(&rb, &ctx, &["-t", "why"], "r3.json");
+    let got = reasons(&pruned);
+    assert!(
+        got.contains(&("COPY a.txt /a.txt".to_string(), "evicted".to_string())),
+        "{pruned}"
+    );
+    std::fs::write(ctx.join("a.txt"), "b\n").unwrap();
+    let edited = build_report(&rb, &ctx, &["-t", "why"], "r4.json");
+    let got = reasons(&edited);
+    assert!(
+        got.contains(&("COPY a.txt /a.txt".to_string(), "changed".to_string())),
+        "{edited}"
+    );
+    assert_eq!(rb.ok(&["run", "--rm", "why", "cat", "/b.txt"]), "b\n");
+}
+
 /// A COPY of more files than a build holds in memory (its per-file
 /// digests spill to temporary files, merged as they are read, and so do
 /// the stat cache's fresh entries) explains a miss as a small one does:
