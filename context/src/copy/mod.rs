@@ -253,15 +253,7 @@ pub fn content_digest_in(
                     digests.flush()?;
                     // The entries' digests, in walk order, are encoded
                     // once their count is known.
-                    let walk = digests.walk;
-                    enc.u64("entries", walk.len());
-                    walk.for_each(|d| {
-                        enc.digest("entry", d);
-                    })
-                    .map_err(|source| CopyError::Spill {
-                        dir: spill_dir.map(Path::to_path_buf).unwrap_or_default(),
-                        source,
-                    })?;
+                    digests.walk.encode(&mut enc)?;
                 }
             }
         }
@@ -279,6 +271,8 @@ pub fn content_digest_in(
 /// full disk), what it holds is read back and the rest stays in memory.
 struct WalkDigests {
     dir: Option<PathBuf>,
+    /// A spill failed: the rest is held.
+    failed: bool,
     held: Vec<Digest>,
     spilled: Option<(std::fs::File, u64)>,
     len: u64,
@@ -290,21 +284,22 @@ impl WalkDigests {
     fn new(dir: Option<&Path>) -> WalkDigests {
         WalkDigests {
             dir: dir.map(Path::to_path_buf),
+            failed: false,
             held: Vec::new(),
             spilled: None,
             len: 0,
         }
     }
 
-    fn len(&self) -> u64 {
-        self.len
-    }
-
     fn push(&mut self, d: Digest) {
         self.len += 1;
         self.held.push(d);
-        if self.held.len() >= Self::HELD && self.dir.is_some() && self.spill().is_err() {
-            self.dir = None;
+        if self.held.len() >= Self::HELD
+            && self.dir.is_some()
+            && !self.failed
+            && self.spill().is_err()
+        {
+            self.failed = true;
             if let Some(mut spilled) = self.read_back() {
                 spilled.append(&mut self.held);
                 self.held = spilled;
@@ -342,8 +337,17 @@ impl WalkDigests {
         Some(out)
     }
 
-    /// Calls `f` with each digest, in the order pushed; fails only if the
-    /// spilled ones cannot be read again.
+    /// Encodes the count, then each digest in the order pushed; fails only
+    /// if the spilled ones cannot be read again.
+    fn encode(self, enc: &mut KeyEncoder) -> Result<(), CopyError> {
+        enc.u64("entries", self.len);
+        let dir = self.dir.clone().unwrap_or_default();
+        self.for_each(|d| {
+            enc.digest("entry", d);
+        })
+        .map_err(|source| CopyError::Spill { dir, source })
+    }
+
     fn for_each(self, mut f: impl FnMut(&Digest)) -> std::io::Result<()> {
         if let Some((file, written)) = &self.spilled {
             use std::io::Read;
@@ -455,17 +459,9 @@ pub fn tree_digest_in(
         }
     }
     digests.flush()?;
-    let walk = digests.walk;
     let mut enc = KeyEncoder::new("mount-content");
-    enc.u64("copy-content-version", CONTENT_DIGEST_VERSION)
-        .u64("entries", walk.len());
-    walk.for_each(|d| {
-        enc.digest("entry", d);
-    })
-    .map_err(|source| CopyError::Spill {
-        dir: spill_dir.map(Path::to_path_buf).unwrap_or_default(),
-        source,
-    })?;
+    enc.u64("copy-content-version", CONTENT_DIGEST_VERSION);
+    digests.walk.encode(&mut enc)?;
     Ok(ContentDigest {
         digest: enc.finish().digest(),
         files: files.finish(),
