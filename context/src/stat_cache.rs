@@ -20,9 +20,11 @@
 //! 12 MB file leaves about 30 KB), and a lookup reads the one block its
 //! path falls in (a few KB, found by binary search over the kept paths;
 //! the last few blocks read are kept, so a walk in path order reads each
-//! block once). Which entries a build used is one flag per entry; entries
-//! hashed this build are the only ones held apart, and [`save`] merges the
-//! two, streaming the old file.
+//! block once). Which entries a build used is one flag per entry. Entries
+//! hashed this build are held apart, the last few thousand in memory and
+//! earlier ones spilled as sorted runs in this same format to anonymous
+//! files beside the cache (see [`StatCache`]); [`save`] merges them with
+//! the used entries, streaming the old file.
 //!
 //! A file that is missing, of another version, truncated or corrupt
 //! (checksum mismatch) is treated as empty: it is only a cache.
