@@ -268,7 +268,7 @@ pub fn content_digest_in(
 /// known and they are encoded: 32 bytes each, in memory up to
 /// [`WalkDigests::HELD`] and then appended to an anonymous temporary file
 /// when there is a spill directory. If that file cannot be written (a
-/// full disk), what it holds is read back and the rest stays in memory.
+/// full disk), what it has stays and the rest is held in memory.
 struct WalkDigests {
     dir: Option<PathBuf>,
     /// A spill failed: the rest is held.
@@ -300,15 +300,11 @@ impl WalkDigests {
             && self.spill().is_err()
         {
             self.failed = true;
-            if let Some(mut spilled) = self.read_back() {
-                spilled.append(&mut self.held);
-                self.held = spilled;
-            }
-            self.spilled = None;
         }
     }
 
-    /// Appends the held digests to the file (whole, or not counted).
+    /// Appends the held digests to the file: written whole and counted,
+    /// or not counted and still held.
     fn spill(&mut self) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         let (file, written) = match &mut self.spilled {
@@ -325,18 +321,6 @@ impl WalkDigests {
         Ok(())
     }
 
-    /// The spilled digests, in order (`None` when nothing was spilled).
-    fn read_back(&self) -> Option<Vec<Digest>> {
-        let (file, written) = self.spilled.as_ref()?;
-        let mut out = Vec::with_capacity((*written / 32) as usize);
-        let mut buf = vec![0u8; *written as usize];
-        std::os::unix::fs::FileExt::read_exact_at(file, &mut buf, 0).ok()?;
-        for chunk in buf.chunks_exact(32) {
-            out.push(Digest::from_bytes(chunk.try_into().expect("32 bytes")));
-        }
-        Some(out)
-    }
-
     /// Encodes the count, then each digest in the order pushed; fails only
     /// if the spilled ones cannot be read again.
     fn encode(self, enc: &mut KeyEncoder) -> Result<(), CopyError> {
@@ -351,8 +335,8 @@ impl WalkDigests {
     fn for_each(self, mut f: impl FnMut(&Digest)) -> std::io::Result<()> {
         if let Some((file, written)) = &self.spilled {
             use std::io::Read;
-            let mut input =
-                std::io::BufReader::with_capacity(64 * 1024, ReadAt::new(file)).take(*written);
+            // Written by position only: the file's offset is still 0.
+            let mut input = std::io::BufReader::with_capacity(64 * 1024, file).take(*written);
             let mut d = [0u8; 32];
             for _ in 0..written / 32 {
                 input.read_exact(&mut d)?;
@@ -361,26 +345,6 @@ impl WalkDigests {
         }
         self.held.iter().for_each(f);
         Ok(())
-    }
-}
-
-/// A file read from its start by position, whoever else reads it.
-struct ReadAt<'a> {
-    file: &'a std::fs::File,
-    at: u64,
-}
-
-impl<'a> ReadAt<'a> {
-    fn new(file: &'a std::fs::File) -> ReadAt<'a> {
-        ReadAt { file, at: 0 }
-    }
-}
-
-impl std::io::Read for ReadAt<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.at)?;
-        self.at += n as u64;
-        Ok(n)
     }
 }
 
@@ -1106,4 +1070,37 @@ pub fn write_mkdir_layer(
     }
     plan.fill_parents(created)?;
     plan.write(None, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The walk's digests come back in push order whether spilled, held,
+    /// or spilled until a write failed (the file then open for reading
+    /// only) and held after: a digest lost there would change a cache key.
+    #[test]
+    fn walk_digests_keep_their_order_through_a_failed_spill() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let n = WalkDigests::HELD * 4 + 5;
+        let want: Vec<Digest> = (0..n as u64)
+            .map(|i| Digest::of(&i.to_le_bytes()))
+            .collect();
+        for fail_at in [None, Some(WalkDigests::HELD * 2 + 3)] {
+            let mut walk = WalkDigests::new(Some(dir.path()));
+            for (i, d) in want.iter().enumerate() {
+                if Some(i) == fail_at {
+                    let (file, _) = walk.spilled.as_mut().unwrap();
+                    let fd = format!("/proc/self/fd/{}", file.as_raw_fd());
+                    *file = std::fs::File::open(fd).unwrap();
+                }
+                walk.push(*d);
+            }
+            assert_eq!(walk.failed, fail_at.is_some());
+            let mut got = Vec::new();
+            walk.for_each(|d| got.push(*d)).unwrap();
+            assert!(got == want, "failing at {fail_at:?}");
+        }
+    }
 }
