@@ -328,44 +328,45 @@ pub(crate) fn run(
     for record in steps {
         let info = &plan.steps[record.id.index()];
         let executed = record.outcome == Outcome::Executed;
-        // A cached step whose saved fingerprint has its key needs none
-        // made: for a COPY of a large context that is a copy of every
-        // file's path and digest.
-        let reason =
-            if !executed && lineage.is_current(&identity, &info.lineage, &record.key.to_string()) {
-                None
-            } else {
-                let files = record
-                    .parts
-                    .content
-                    .and_then(|c| step_files.get(&c).cloned())
-                    .unwrap_or_default();
-                let current = StepFingerprint::new(&record.key, &record.parts, files);
-                let reason = if executed {
-                    let key = record.key.to_string();
-                    // Not read when it cannot matter: the cache was not
-                    // asked, or the saved fingerprint has this very key (a
-                    // large COPY's is megabytes of JSON).
-                    let previous = if skip(record.id) {
-                        None
-                    } else if lineage.is_current(&identity, &info.lineage, &key) {
-                        Some(current.clone())
-                    } else {
-                        lineage.load(&identity, &info.lineage)?
-                    };
-                    Some(miss_reason(
-                        request,
-                        skip(record.id),
-                        previous,
-                        &current,
-                        &name_of_key,
-                    ))
-                } else {
+        // Whether the saved fingerprint has this step's key: then a cached
+        // step needs none made (for a COPY of a large context, a list of
+        // every file), none is saved, and a miss is "evicted" without the
+        // saved one being read (megabytes of JSON for such a COPY).
+        let saved_is_current =
+            lineage.is_current(&identity, &info.lineage, &record.key.to_string());
+        let reason = if !executed && saved_is_current {
+            None
+        } else {
+            let files = record
+                .parts
+                .content
+                .and_then(|c| step_files.get(&c).cloned())
+                .unwrap_or_default();
+            let current = StepFingerprint::new(&record.key, &record.parts, files);
+            let reason = if executed {
+                // Not read when the cache was not asked either.
+                let previous = if skip(record.id) {
                     None
+                } else if saved_is_current {
+                    Some(current.clone())
+                } else {
+                    lineage.load(&identity, &info.lineage)?
                 };
-                lineage.save(&identity, &info.lineage, &current)?;
-                reason
+                Some(miss_reason(
+                    request,
+                    skip(record.id),
+                    previous,
+                    &current,
+                    &name_of_key,
+                ))
+            } else {
+                None
             };
+            if !saved_is_current {
+                lineage.save(&identity, &info.lineage, &current)?;
+            }
+            reason
+        };
         let output = solved.results[record.id.index()].as_ref();
         let layer_size = output.filter(|o| o.added > 0).map(StepOutput::added_size);
         let mut step = StepReport::from_record(record, info, layer_size, reason);

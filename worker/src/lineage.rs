@@ -78,17 +78,14 @@ impl<'a> LineageStore<'a> {
     }
 
     /// Saves the fingerprint of step `lineage` of build `identity`,
-    /// replacing the previous one; nothing is written when the saved one
-    /// already has the same key.
+    /// replacing the previous one (callers skip it when [`Self::is_current`]
+    /// says the saved one has the same key).
     pub fn save(
         &self,
         identity: &str,
         lineage: &str,
         fingerprint: &StepFingerprint,
     ) -> Result<(), BuildError> {
-        if self.is_current(identity, lineage, &fingerprint.key) {
-            return Ok(());
-        }
         let path = self.path(identity, lineage);
         let dir = path.parent().expect("lineage records live in a directory");
         fs::create_dir_all(dir).map_err(BuildError::io(dir))?;
